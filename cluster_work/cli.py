@@ -1,0 +1,113 @@
+"""The command line of an experiment script: `python my_exp.py config.yml [options]`."""
+from __future__ import annotations
+
+import argparse
+import inspect
+import logging
+import sys
+from typing import Sequence
+
+from .config import load_config
+from .errors import ClusterWorkError
+from .executors import make_executor
+from .expansion import expand_all
+from .experiment import ClusterWork
+from .logs import configure_console
+from .planning import Policy, Selection, apply_plan, make_plan, select_experiments, warn_changed
+from .reporting import print_plan, print_progress, print_summary, sweep_paths
+from .runner import RunSettings
+from .stopping import handle_stop_signals
+from .sweep import EXIT_USAGE, describe, run_jobs
+
+log = logging.getLogger("cluster_work")
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="Run a parameter sweep of a ClusterWork experiment.")
+    parser.add_argument("config", help="the experiments' YAML file")
+    run = parser.add_argument_group("how to run")
+    run.add_argument("-c", "--cluster", "-m", "--mpi", dest="cluster", action="store_true",
+                     help="run over MPI (start under mpiexec); rank 0 schedules, the others work")
+    run.add_argument("-n", "--workers", type=int, default=1, metavar="N",
+                     help="run repetitions in N local worker processes, no MPI (default: 1, in this process)")
+    run.add_argument("-g", "--mpi_groups", type=int, default=1, metavar="G",
+                     help="with -c: ranks per repetition (the experiment gets their communicator)")
+    run.add_argument("--no_gui", action="store_true", help="tell the experiment not to open windows")
+    run.add_argument("--no-sync", dest="sync", action="store_false",
+                     help="do not fsync results at the end of each repetition (faster on slow file systems)")
+    pick = parser.add_argument_group("what to run")
+    pick.add_argument("-e", "--experiments", nargs="+", default=[], metavar="NAME",
+                      help="only these experiments (base or expanded names)")
+    pick.add_argument("-j", "--job", nargs="+", type=int, default=[], metavar="IDX",
+                      help="only these jobs: indices into the (experiment, repetition) list of --list")
+    pick.add_argument("-r", "--repetition", type=int, metavar="REP",
+                      help="restart only this repetition (from scratch, or from -i)")
+    pick.add_argument("-i", "--iteration", type=int, metavar="IT",
+                      help="with -r: restart from this iteration, keeping the rows before it")
+    old = parser.add_argument_group("earlier results")
+    old.add_argument("-d", "--delete", action="store_true", help="delete the selected experiments' results first")
+    old.add_argument("-o", "--overwrite", action="store_true",
+                     help="delete and rerun experiments whose parameters changed")
+    old.add_argument("-I", "--ignore_config", action="store_true",
+                     help="continue experiments whose parameters changed")
+    show = parser.add_argument_group("look, do not run")
+    show.add_argument("--list", action="store_true", help="show the expanded experiments and job indices")
+    show.add_argument("-p", "--progress", action="store_true", help="show the progress of each experiment")
+    show.add_argument("-P", "--full_progress", action="store_true", help="show the progress of each repetition")
+    output = parser.add_argument_group("output")
+    output.add_argument("-l", "--log_level", default=None, type=str.upper,
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+                        help="the experiment's log level (default: the class's _LOG_LEVEL)")
+    output.add_argument("-v", "--verbose", action="store_true", help="cluster_work's own messages at DEBUG")
+    return parser
+
+
+def main(experiment_class: type[ClusterWork], argv: Sequence[str] | None = None) -> int:
+    """Run the command line `argv` (default: sys.argv[1:]) for `experiment_class`; return the exit status."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(arguments)
+    log_level = args.log_level or experiment_class._LOG_LEVEL
+    configure_console(log_level, "DEBUG" if args.verbose else experiment_class._CW_LOG_LEVEL)
+    if args.cluster:
+        from .mpi_executor import serve_if_worker
+
+        worker_status = serve_if_worker(experiment_class, args.mpi_groups)
+        if worker_status is not None:
+            return worker_status
+    try:
+        if inspect.isabstract(experiment_class):
+            missing = ", ".join(sorted(experiment_class.__abstractmethods__))
+            raise ClusterWorkError(f"{experiment_class.__name__} does not implement {missing}")
+        if args.workers < 1:
+            raise ClusterWorkError(f"-n/--workers must be at least 1, got {args.workers}")
+        experiments = load_config(args.config)
+        expanded = expand_all(experiments, experiment_class._default_params, args.config)
+        if args.progress or args.full_progress:
+            print_progress(select_experiments(expanded, args.experiments, args.config), args.full_progress)
+            return 0
+        policy = Policy(args.delete, args.overwrite, args.ignore_config)
+        plan = make_plan(expanded, Selection(args.experiments, args.job, args.repetition, args.iteration),
+                         policy, args.config)
+        if args.list:
+            print_plan(plan)
+            return 0
+        warn_changed(plan, policy)
+        apply_plan(plan)
+        executor = make_executor(args.workers, args.cluster, experiment_class._MP_CONTEXT, args.mpi_groups)
+    except ClusterWorkError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    settings = RunSettings(log_level=log_level, no_gui=args.no_gui, sync=args.sync)
+    jobs = plan.jobs
+    log.info("%d jobs to run (%d experiments) on %s", len(jobs), len(plan.experiments), executor.describe())
+    with executor:
+        handle_stop_signals(hard_second=True, on_first=lambda: _on_stop(executor))
+        summary = run_jobs(experiment_class, jobs, executor, settings,
+                           on_outcome=lambda outcome: log.info(describe(outcome)))
+    print_summary(summary, plan, sweep_paths(plan), [sys.argv[0], *arguments])
+    return summary.exit_status()
+
+
+def _on_stop(executor: object) -> None:
+    log.warning("stopping after the iterations in flight (press Ctrl-C again to stop at once)")
+    executor.forward_stop()  # type: ignore[attr-defined]

@@ -1,0 +1,159 @@
+"""Where jobs run: in this process, in local worker processes, or on MPI ranks.
+
+Every backend takes the same task (a picklable callable Job -> Outcome, in practice
+`runner.run_job` bound to the experiment class) and yields Outcomes as jobs end, in any order.
+Backends know nothing about experiments, and the runner knows nothing about backends.
+"""
+from __future__ import annotations
+
+import abc
+import concurrent.futures as futures
+import logging
+import multiprocessing
+import os
+import signal
+from typing import Any, Callable, Iterable, Iterator
+
+from .runner import FAILED_JOB, Job, Outcome
+from .stopping import handle_stop_signals, stop_requested
+
+log = logging.getLogger("cluster_work")
+Task = Callable[[Job], Outcome]
+
+
+class Executor(abc.ABC):
+    """Runs jobs and yields their outcomes; stops taking new jobs once a stop is requested."""
+
+    workers: int = 1
+
+    def __enter__(self) -> "Executor":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.shutdown()
+
+    @abc.abstractmethod
+    def map_unordered(self, task: Task, jobs: Iterable[Job]) -> Iterator[Outcome]:
+        """Run `task(job)` for each job; yield outcomes as they come."""
+
+    def forward_stop(self) -> None:
+        """Pass a stop request on to workers that did not get the signal themselves."""
+
+    def shutdown(self) -> None:
+        """Release the workers."""
+
+    def describe(self) -> str:
+        return f"{self.workers} worker(s)"
+
+
+class SequentialExecutor(Executor):
+    """Runs every job in this process, one after the other (breakpoints and prints just work)."""
+
+    def describe(self) -> str:
+        return "this process"
+
+    def map_unordered(self, task: Task, jobs: Iterable[Job]) -> Iterator[Outcome]:
+        for job in jobs:
+            if stop_requested():
+                return
+            yield task(job)
+
+
+# --- local worker processes --------------------------------------------------------------------
+
+_worker_task: Task | None = None
+
+
+def _init_worker(pickled_task: bytes) -> None:
+    import cloudpickle
+
+    global _worker_task
+    _worker_task = cloudpickle.loads(pickled_task)
+    handle_stop_signals(hard_second=False)  # a signal only asks to stop after the iteration
+
+
+def _run_in_worker(pickled_job: bytes) -> Outcome:
+    import cloudpickle
+
+    assert _worker_task is not None
+    return _worker_task(cloudpickle.loads(pickled_job))
+
+
+class LocalProcessExecutor(Executor):
+    """Runs jobs in `workers` local processes (no MPI); a worker that dies fails only its own job.
+
+    Task and jobs travel with cloudpickle, so experiment classes defined in a script's `__main__`
+    work under every start method.
+    """
+
+    def __init__(self, workers: int, mp_context: str | None = None):
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
+        self.workers = workers
+        self._context_name = mp_context
+        self._context = multiprocessing.get_context(mp_context)
+        self._pool: futures.ProcessPoolExecutor | None = None
+
+    def _new_pool(self, pickled_task: bytes) -> futures.ProcessPoolExecutor:
+        return futures.ProcessPoolExecutor(self.workers, mp_context=self._context,
+                                           initializer=_init_worker, initargs=(pickled_task,))
+
+    def map_unordered(self, task: Task, jobs: Iterable[Job]) -> Iterator[Outcome]:
+        import cloudpickle
+
+        pickled_task = cloudpickle.dumps(task)
+        self._pool = self._new_pool(pickled_task)
+        pending: dict[futures.Future[Outcome], Job] = {}
+        queue = iter(jobs)
+        while True:
+            # keep every worker busy, holding only a couple of jobs per worker in memory
+            while not stop_requested() and len(pending) < 2 * self.workers:
+                job = next(queue, None)
+                if job is None:
+                    break
+                pending[self._pool.submit(_run_in_worker, cloudpickle.dumps(job))] = job
+            if not pending:
+                return
+            done, _ = futures.wait(pending, return_when=futures.FIRST_COMPLETED)
+            broken = False
+            for future in done:
+                job = pending.pop(future)
+                try:
+                    yield future.result()
+                except futures.process.BrokenProcessPool:
+                    broken = True
+                    yield Outcome(job.index, job.label, FAILED_JOB,
+                                  error="its worker process died (killed, or out of memory?)")
+            if broken:  # every job still pending lost its worker too: report and go on with a new pool
+                for future, job in pending.items():
+                    yield Outcome(job.index, job.label, FAILED_JOB,
+                                  error="its worker process died (killed, or out of memory?)")
+                pending.clear()
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = self._new_pool(pickled_task)
+
+    def describe(self) -> str:
+        return f"{self.workers} local worker processes ({self._context_name or 'default'} start)"
+
+    def forward_stop(self) -> None:
+        for process in list(getattr(self._pool, "_processes", {}).values()):
+            try:
+                os.kill(process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    def shutdown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+def make_executor(workers: int, cluster: bool, mp_context: str | None, mpi_groups: int = 1) -> Executor:
+    """The backend the command line asks for: MPI with -c, local processes with -n N > 1."""
+    if cluster:
+        from .mpi_executor import MPIExecutor
+
+        return MPIExecutor(mpi_groups)
+    if workers > 1:
+        return LocalProcessExecutor(workers, mp_context)
+    return SequentialExecutor()

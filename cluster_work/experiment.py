@@ -1,0 +1,70 @@
+"""The `ClusterWork` base class: the user's hooks plus the fields the runner fills in."""
+from __future__ import annotations
+
+import abc
+import os
+from typing import Any, ClassVar
+
+
+class ClusterWork(abc.ABC):
+    """Subclass this, implement `reset` and `iterate`, and call `MyExperiment.run()`.
+
+    During a repetition the runner sets `_name`, `_params`, `_path`, `_log_path`, `_log_path_rep`,
+    `_rep`, `_it`, `_iterations`, `_seed`, `_no_gui` and `_COMM` (the MPI communicator of the
+    repetition's group, or None without MPI).
+    """
+
+    _default_params: ClassVar[dict[str, Any]] = {}
+    _restore_supported: ClassVar[bool] = False
+    _RESTART_FULL_REPETITIONS: ClassVar[bool] = False
+    _NO_GUI: ClassVar[bool] = False
+    _LOG_LEVEL: ClassVar[str] = "DEBUG"
+    _CW_LOG_LEVEL: ClassVar[str] = "INFO"
+    _MP_CONTEXT: ClassVar[str] = "forkserver" if os.name == "posix" else "spawn"
+
+    def __init__(self) -> None:
+        self._name: str | None = None
+        self._params: dict[str, Any] | None = None
+        self._path: str | None = None
+        self._log_path: str | None = None
+        self._log_path_rep: str | None = None
+        self._rep: int | None = None
+        self._it: int | None = None
+        self._iterations: int | None = None
+        self._seed: int | None = None
+        self._no_gui: bool = self._NO_GUI
+        self._COMM: Any = None
+
+    @property
+    def _log_path_it(self) -> str | None:
+        """A folder for the current iteration's files, created on first use."""
+        if self._log_path_rep is None or self._it is None:
+            return None
+        path = os.path.join(self._log_path_rep, f"it_{self._it:04d}")
+        os.makedirs(path, exist_ok=True)
+        return path
+
+    @abc.abstractmethod
+    def reset(self, config: dict[str, Any], rep: int) -> None:
+        """Set up repetition `rep` (called before its first iteration and before a restore)."""
+
+    @abc.abstractmethod
+    def iterate(self, config: dict[str, Any], rep: int, n: int) -> dict[str, Any] | None:
+        """Run iteration `n` of repetition `rep`; return one row of results (nested dicts allowed)."""
+
+    def save_state(self, config: dict[str, Any], rep: int, n: int) -> None:
+        """Store what `restore_state` needs to continue after iteration `n` (restore support only)."""
+
+    def restore_state(self, config: dict[str, Any], rep: int, n: int) -> bool | None:
+        """Restore the state after iteration `n`; return False if that is not possible."""
+        return False
+
+    def finalize(self) -> None:
+        """Release what the repetition holds; called once at the end of every repetition."""
+
+    @classmethod
+    def run(cls, argv: list[str] | None = None) -> None:
+        """Parse the command line (`sys.argv` by default), run the sweep and exit with its status."""
+        from .cli import main
+
+        raise SystemExit(main(cls, argv))

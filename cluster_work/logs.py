@@ -1,0 +1,65 @@
+"""Logging set-up: one console format, and a per-repetition log file that also gets what is printed."""
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from typing import IO, Iterator
+
+FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+DATE_FORMAT = "%H:%M:%S"
+tool_log = logging.getLogger("cluster_work")
+
+
+def configure_console(experiment_level: str | int, tool_level: str | int) -> None:
+    """Console logging: the experiment's loggers at `experiment_level`, cluster_work's at `tool_level`."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_cluster_work_console", False):
+            root.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(FORMAT, DATE_FORMAT))
+    handler._cluster_work_console = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(_level(experiment_level))
+    tool_log.setLevel(_level(tool_level))
+
+
+def _level(level: str | int) -> int:
+    return level if isinstance(level, int) else logging.getLevelName(str(level).upper())
+
+
+class _Tee:
+    """A text stream that writes to the console stream and to the repetition's log file."""
+
+    def __init__(self, console: IO[str], log_file: IO[str]):
+        self._console, self._log_file = console, log_file
+
+    def write(self, text: str) -> int:
+        self._log_file.write(text)
+        return self._console.write(text)
+
+    def flush(self) -> None:
+        self._log_file.flush()
+        self._console.flush()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._console, name)
+
+
+@contextlib.contextmanager
+def repetition_log(path: str, experiment_level: str | int) -> Iterator[None]:
+    """Copy log records and prints of the code inside into `path` (appended, line-buffered)."""
+    with open(path, "a", buffering=1, encoding="utf-8") as log_file:
+        handler = logging.StreamHandler(log_file)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        handler.setLevel(_level(experiment_level))
+        root = logging.getLogger()
+        root.addHandler(handler)
+        stdout, stderr = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = _Tee(stdout, log_file), _Tee(stderr, log_file)
+        try:
+            yield
+        finally:
+            sys.stdout, sys.stderr = stdout, stderr
+            root.removeHandler(handler)

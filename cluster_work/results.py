@@ -1,0 +1,67 @@
+"""Loading a sweep's results into one tidy pandas DataFrame."""
+from __future__ import annotations
+
+import os
+from typing import Any, Iterable, Mapping
+
+import pandas as pd
+
+from .config import flatten_mapping, load_config
+from .store import ExperimentStore, find_experiment_folders
+
+INDEX_COLUMNS = ["experiment", "rep", "iteration"]
+
+
+def _sweep_folders(path: str | os.PathLike[str]) -> list[str]:
+    """A config file stands for the `path` folders of its experiments; a folder for itself.
+
+    A relative `path` is taken from the working folder, as a run does, or else from the config's folder.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        return [path]
+    folders = []
+    for experiment in load_config(path, warn=lambda message: None):
+        folder = experiment["path"]
+        if not os.path.isabs(folder) and not os.path.isdir(folder):
+            folder = os.path.join(os.path.dirname(os.path.abspath(path)), folder)
+        folders.append(folder)
+    return list(dict.fromkeys(folders))
+
+
+def load_results(path: str | os.PathLike[str], experiments: Iterable[str] | None = None,
+                 params: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """One row per saved iteration of every repetition below `path` (a sweep folder or a config file).
+
+    Columns: `experiment` (expanded name), `rep`, `iteration`, one `params.<dotted.name>` per parameter,
+    then the result columns. `experiments` keeps the named experiments (base or expanded names);
+    `params` keeps those whose parameters equal the given values, e.g. `{"model.width": 8}`.
+    Files being appended to are read safely: each repetition shows a consistent prefix of its rows.
+    """
+    wanted = set(experiments) if experiments is not None else None
+    rows: list[dict[str, Any]] = []
+    blocks: list[dict[str, Any]] = []  # one per repetition: experiment, rep and params columns
+    counts: list[int] = []
+    for folder in _sweep_folders(path):
+        for store in find_experiment_folders(folder):
+            config = store.read_config() or {}
+            name = config.get("name", os.path.basename(store.path))
+            if wanted is not None and name not in wanted and name.split("__", 1)[0] not in wanted:
+                continue
+            flat_params = flatten_mapping(config.get("params") or {})
+            if params and any(flat_params.get(k, ...) != v for k, v in params.items()):
+                continue
+            param_columns = {f"params.{k}": v for k, v in flat_params.items()}
+            for rep in store.repetition_numbers():
+                rep_rows = store.repetition(rep).read_results().rows
+                if rep_rows:
+                    rows.extend(rep_rows)
+                    blocks.append({"experiment": name, "rep": rep, **param_columns})
+                    counts.append(len(rep_rows))
+    if not rows:
+        return pd.DataFrame(columns=INDEX_COLUMNS)
+    meta = pd.DataFrame.from_records(blocks)
+    meta = meta.loc[meta.index.repeat(counts)].reset_index(drop=True)
+    results = pd.DataFrame.from_records(rows)
+    meta.insert(2, "iteration", results.pop("iteration").astype("int64"))
+    return pd.concat([meta, results], axis=1)

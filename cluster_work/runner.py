@@ -1,0 +1,226 @@
+"""Running one repetition: reset or restore, iterate, save state, append rows. Every backend runs this.
+
+Order per iteration: `iterate` -> `save_state` -> append the row. A row on disk therefore always has
+a saved state behind it, and a resumed repetition continues from exactly the rows it keeps.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from .errors import InvalidParameterArgument, StoreError
+from .expansion import ExpandedExperiment
+from .experiment import ClusterWork
+from .logs import repetition_log
+from .seeding import seed_for, seed_global_generators
+from .stopping import stop_requested
+from .store import (FAILED, FINISHED, INTERRUPTED, RUNNING, RepetitionBusy, RepetitionStore,
+                    ResultsWriter, ExperimentStore)
+
+log = logging.getLogger("cluster_work")
+
+# Outcome kinds, as the scheduler and the summary see them.
+DONE, ALREADY_DONE, FAILED_JOB, STOPPED, BUSY, BAD_PARAMETER, STORE_FAILURE = (
+    "finished", "already finished", "failed", "interrupted", "held by another run",
+    "bad parameter", "store failure")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One repetition of one expanded experiment; `restart_from` keeps only rows before it."""
+
+    index: int
+    experiment: ExpandedExperiment
+    rep: int
+    restart_from: int | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.experiment.name} rep {self.rep}"
+
+
+@dataclass
+class Outcome:
+    """The small status record a worker sends back; results themselves stay on disk."""
+
+    job_index: int
+    label: str
+    kind: str
+    iterations_done: int = 0
+    iterations_run: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+    log_file: str | None = None
+    host: str = field(default_factory=lambda: os.uname().nodename)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Per-run options every worker needs."""
+
+    log_level: str = "INFO"
+    no_gui: bool = False
+    sync: bool = True
+
+
+def flatten_result(result: Mapping[str, Any], parent: str = "", sep: str = "_") -> dict[str, Any]:
+    """Nested result dicts become columns as in the original: {'a': {'b': 1}} -> {'a_b': 1}."""
+    flat: dict[str, Any] = {}
+    for key, value in result.items():
+        name = f"{parent}{sep}{key}" if parent else str(key)
+        if isinstance(value, Mapping):
+            flat.update(flatten_result(value, name, sep))
+        else:
+            flat[name] = value
+    return flat
+
+
+def run_job(experiment_class: type[ClusterWork], job: Job, settings: RunSettings,
+            comm: Any = None, write: bool = True) -> Outcome:
+    """Run (or resume) one repetition and report how it ended; never raises for the experiment's errors.
+
+    With `write=False` (a non-leading member of an MPI group) the repetition runs in lock-step with its
+    group but writes nothing.
+    """
+    started = time.perf_counter()
+    store = ExperimentStore(job.experiment.path).repetition(job.rep)
+    writer: ResultsWriter | None = None
+    try:
+        writer = store.open_writer() if write else None
+        with _maybe_log(store, settings, write):
+            kind, done, ran, error = _run_locked(experiment_class, job, settings, store, writer, comm)
+        if writer is not None:
+            writer.close(sync=settings.sync)
+    except RepetitionBusy:
+        return Outcome(job.index, job.label, BUSY, seconds=time.perf_counter() - started)
+    except StoreError as exc:
+        return Outcome(job.index, job.label, STORE_FAILURE, error=str(exc),
+                       seconds=time.perf_counter() - started)
+    finally:
+        if writer is not None:
+            writer.close(sync=False)  # a no-op unless an error skipped the close above
+    return Outcome(job.index, job.label, kind, done, ran, time.perf_counter() - started, error,
+                   store.log_file if error else None)
+
+
+class _NoLog:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+def _maybe_log(store: RepetitionStore, settings: RunSettings, write: bool) -> Any:
+    return repetition_log(store.log_file, settings.log_level) if write else _NoLog()
+
+
+def _bind(instance: ClusterWork, job: Job, store: RepetitionStore, settings: RunSettings, comm: Any) -> None:
+    config = job.experiment.config
+    instance._name = job.experiment.name
+    instance._params = config["params"]
+    instance._path = config["path"]
+    instance._log_path = config["log_path"]
+    instance._log_path_rep = store.path
+    instance._rep = job.rep
+    instance._iterations = config["iterations"]
+    instance._no_gui = settings.no_gui or instance._NO_GUI
+    instance._COMM = comm
+    os.makedirs(store.path, exist_ok=True)
+
+
+def _seed(instance: ClusterWork, iteration: int | None) -> None:
+    instance._seed = seed_for(instance._name or "", instance._rep or 0, iteration)
+    seed_global_generators(instance._seed)
+
+
+def _run_locked(experiment_class: type[ClusterWork], job: Job, settings: RunSettings,
+                store: RepetitionStore, writer: ResultsWriter | None, comm: Any,
+                ) -> tuple[str, int, int, str | None]:
+    """Returns (outcome kind, iterations on disk, iterations run now, error line)."""
+    config = job.experiment.config
+    target = config["iterations"]
+    prefix = writer.read() if writer is not None else None
+    saved = len(prefix) if prefix is not None else 0
+    if job.restart_from is not None:
+        saved = min(saved, job.restart_from)
+    write_status = store.write_status if writer is not None else (lambda *a, **k: None)
+    if saved >= target and job.restart_from is None:
+        if store.read_status().get("state") != FINISHED:  # killed between last row and status
+            write_status(FINISHED, iterations_done=saved, iterations=target)
+        return ALREADY_DONE, saved, 0, None
+    instance = experiment_class()
+    _bind(instance, job, store, settings, comm)
+    stage, completed, ran = "reset", saved, 0
+    try:
+        write_status(RUNNING, iterations_done=saved, iterations=target, started=time.time())
+        completed = _resume(instance, config, job.rep, saved)
+        if writer is not None and prefix is not None:
+            writer.keep(prefix, completed)
+        previous_time = prefix.rows[completed - 1].get("repetition_time", 0.0) if completed and prefix else 0.0
+        resumed_at = time.perf_counter()
+        for n in range(completed, target):
+            if stop_requested():
+                write_status(INTERRUPTED, iterations_done=n, iterations=target)
+                return STOPPED, n, ran, None
+            instance._it = n
+            _seed(instance, n)
+            stage = "iterate"
+            began = time.perf_counter()
+            result = instance.iterate(config, job.rep, n)
+            ended = time.perf_counter()
+            row = {"iteration": n, **flatten_result(result or {})}
+            row.setdefault("iteration_time", ended - began)
+            row.setdefault("repetition_time", previous_time + ended - resumed_at)
+            if experiment_class._restore_supported:
+                stage = "save_state"
+                instance.save_state(config, job.rep, n)
+            if writer is not None:
+                writer.append(row)
+            completed, ran = n + 1, ran + 1
+        if writer is not None:
+            writer.close(sync=settings.sync)  # durable before it is called finished
+        write_status(FINISHED, iterations_done=target, iterations=target, ended=time.time())
+        return DONE, target, ran, None
+    except StoreError:
+        raise
+    except InvalidParameterArgument as exc:
+        write_status(FAILED, iterations_done=completed, iterations=target, error=str(exc))
+        return BAD_PARAMETER, completed, ran, f"{job.experiment.name}: {exc}"
+    except Exception as exc:  # the experiment's own error: isolate it, keep its saved rows
+        text = traceback.format_exc()
+        first_line = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        log.error("%s failed in %s:\n%s", job.label, stage, text)
+        write_status(FAILED, iterations_done=completed, iterations=target,
+                     error=first_line, stage=stage, traceback=text)
+        return FAILED_JOB, completed, ran, f"{first_line} (in {stage})"
+    finally:
+        try:
+            instance.finalize()
+        except Exception:
+            log.exception("%s: finalize() raised", job.label)
+
+
+def _resume(instance: ClusterWork, config: dict[str, Any], rep: int, done: int) -> int:
+    """Reset, then restore the latest restorable saved iteration; return the first iteration to run."""
+    cls = type(instance)
+    restorable = done > 0 and cls._restore_supported and not cls._RESTART_FULL_REPETITIONS
+    for n in range(done - 1, -1, -1) if restorable else ():
+        instance._it = n
+        _seed(instance, None)
+        instance.reset(config, rep)
+        try:
+            if instance.restore_state(config, rep, n) is not False:
+                log.info("%s rep %d: restored the state after iteration %d", instance._name, rep, n)
+                return n + 1
+        except Exception:
+            log.warning("%s rep %d: restore_state(%d) raised; trying an earlier iteration",
+                        instance._name, rep, n, exc_info=True)
+    instance._it = None
+    _seed(instance, None)
+    instance.reset(config, rep)
+    return 0

@@ -1,0 +1,40 @@
+"""Graceful stop on SIGINT/SIGTERM: finish or discard the iteration in flight, then stop.
+
+The first signal sets a flag that the runner checks between iterations; a second one in the
+process that installed `handle_stop_signals(hard_second=True)` stops at once.
+"""
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Callable
+
+_stop = threading.Event()
+_signal_name: list[str] = []
+
+
+def stop_requested() -> bool:
+    return _stop.is_set()
+
+
+def request_stop(reason: str = "stop requested") -> None:
+    _signal_name.append(reason)
+    _stop.set()
+
+
+def stop_reason() -> str | None:
+    return _signal_name[0] if _signal_name else None
+
+
+def handle_stop_signals(hard_second: bool, on_first: Callable[[], None] | None = None) -> None:
+    """Install handlers for SIGINT and SIGTERM (only possible in the main thread)."""
+    def handler(signum: int, frame: object) -> None:
+        if _stop.is_set() and hard_second:
+            raise KeyboardInterrupt
+        first = not _stop.is_set()
+        request_stop(signal.Signals(signum).name)
+        if first and on_first is not None:
+            on_first()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, handler)

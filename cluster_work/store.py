@@ -1,0 +1,292 @@
+"""The on-disk format of a sweep. Every path and every write of cluster_work lives here.
+
+    <path>/<expanded name>/config.yml              effective config of the expanded experiment
+    <path>/<expanded name>/log/rep_00/results.jsonl one JSON object per iteration, appended
+    <path>/<expanded name>/log/rep_00/status.json   state of the repetition (replaced atomically)
+    <path>/<expanded name>/log/rep_00/rep.log       what the repetition logged and printed
+
+Durability: a row is appended with one `write` of a whole line, so a `kill -9` leaves at worst a torn
+last line, which readers ignore and the next writer cuts off. Whole files (config, status) are
+written to a temporary file, fsynced and renamed over the old one, so they are always complete.
+The results file is locked (`flock`) by its writer, so two runs never write one repetition.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import shutil
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any, Iterator, Mapping
+
+import yaml
+
+from .errors import StoreError
+
+CONFIG_FILE = "config.yml"
+LOG_FOLDER = "log"
+RESULTS_FILE = "results.jsonl"
+STATUS_FILE = "status.json"
+LOG_FILE = "rep.log"
+
+RUNNING, FINISHED, FAILED, INTERRUPTED = "running", "finished", "failed", "interrupted"
+
+
+def repetition_folder_name(rep: int) -> str:
+    return f"rep_{rep:02d}"
+
+
+def iteration_folder_name(iteration: int) -> str:
+    return f"it_{iteration:04d}"
+
+
+def to_plain(value: Any) -> Any:
+    """Turn numpy values, tuples and odd keys into plain JSON/YAML types (nested)."""
+    if isinstance(value, Mapping):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_plain(v) for v in value]
+    if hasattr(value, "tolist") and callable(value.tolist):  # numpy arrays and scalars
+        return to_plain(value.tolist())
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def _json_default(value: Any) -> Any:
+    plain = to_plain(value)
+    if plain is value:
+        return str(value)
+    return plain
+
+
+def encode_row(row: Mapping[str, Any]) -> bytes:
+    """One results row as one line of JSON (NaN and infinities kept, as Python's json allows)."""
+    return (json.dumps(row, default=_json_default, separators=(",", ":")) + "\n").encode()
+
+
+class _StoreIO:
+    """Turns OSErrors of the store into StoreErrors that name the path and the cause."""
+
+    def __init__(self, action: str, path: str):
+        self.action, self.path = action, path
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, exc: Any, tb: Any) -> bool:
+        if isinstance(exc, OSError) and not (self.action == "read" and isinstance(exc, FileNotFoundError)):
+            cause = exc.strerror or str(exc)
+            raise StoreError(f"cannot {self.action} {self.path}: {cause}") from exc
+        return False
+
+
+def atomic_write(path: str, data: bytes) -> None:
+    """Replace `path` with `data` so that readers see the old or the new file, never a part."""
+    folder = os.path.dirname(path) or "."
+    temporary = os.path.join(folder, "." + os.path.basename(path) + ".tmp")
+    with _StoreIO("write", path):
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+
+
+def _read_json(path: str) -> dict[str, Any] | None:
+    try:
+        with open(path, "rb") as handle:
+            return json.loads(handle.read())
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        return None
+
+
+class RepetitionBusy(Exception):
+    """Another live process holds this repetition's lock."""
+
+
+@dataclass(frozen=True)
+class ResultsPrefix:
+    """The complete rows of a results file and the byte offset where each one ends."""
+
+    rows: list[dict[str, Any]]
+    ends: list[int]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def parse_results(data: bytes) -> ResultsPrefix:
+    """Parse the longest prefix of rows 0, 1, 2, ... ; a torn or out-of-order tail is ignored."""
+    rows: list[dict[str, Any]] = []
+    ends: list[int] = []
+    position = 0
+    while True:
+        newline = data.find(b"\n", position)
+        if newline < 0:
+            break
+        try:
+            row = json.loads(data[position:newline])
+        except ValueError:
+            break
+        if not isinstance(row, dict) or row.get("iteration") != len(rows):
+            break
+        rows.append(row)
+        position = newline + 1
+        ends.append(position)
+    return ResultsPrefix(rows, ends)
+
+
+class RepetitionStore:
+    """The files of one repetition: results rows, status, log and the user's own files."""
+
+    def __init__(self, experiment_path: str, rep: int):
+        self.rep = rep
+        self.path = os.path.join(experiment_path, LOG_FOLDER, repetition_folder_name(rep))
+        self.results_file = os.path.join(self.path, RESULTS_FILE)
+        self.status_file = os.path.join(self.path, STATUS_FILE)
+        self.log_file = os.path.join(self.path, LOG_FILE)
+
+    def iteration_path(self, iteration: int) -> str:
+        return os.path.join(self.path, iteration_folder_name(iteration))
+
+    def read_results(self) -> ResultsPrefix:
+        try:
+            with open(self.results_file, "rb") as handle:
+                return parse_results(handle.read())
+        except FileNotFoundError:
+            return ResultsPrefix([], [])
+
+    def read_status(self) -> dict[str, Any]:
+        return _read_json(self.status_file) or {}
+
+    def write_status(self, state: str, **fields: Any) -> None:
+        status = {"state": state, "host": socket.gethostname(), "pid": os.getpid(),
+                  "updated": time.time(), **fields}
+        atomic_write(self.status_file, json.dumps(to_plain(status), indent=1).encode())
+
+    def open_writer(self) -> "ResultsWriter":
+        """Lock the repetition for this process; raise RepetitionBusy if another holds it."""
+        with _StoreIO("create", self.path):
+            os.makedirs(self.path, exist_ok=True)
+        return ResultsWriter(self.results_file)
+
+
+class ResultsWriter:
+    """Appends rows to a locked results file; `keep` cuts it back to a prefix of whole rows."""
+
+    def __init__(self, path: str):
+        self.path = path
+        with _StoreIO("open", path):
+            self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(self._fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise RepetitionBusy(path) from None
+            raise StoreError(f"cannot lock {path}: {exc.strerror}") from exc
+
+    def read(self) -> ResultsPrefix:
+        """The rows on disk, read under the lock (the truth a resumed run continues from)."""
+        with _StoreIO("read", self.path):
+            size = os.fstat(self._fd).st_size
+            return parse_results(os.pread(self._fd, size, 0) if size else b"")
+
+    def keep(self, prefix: ResultsPrefix, count: int) -> None:
+        """Truncate the file to its first `count` rows (discarding stale or torn rows)."""
+        end = prefix.ends[count - 1] if count else 0
+        with _StoreIO("truncate", self.path):
+            if os.fstat(self._fd).st_size != end:
+                os.ftruncate(self._fd, end)
+
+    def append(self, row: Mapping[str, Any]) -> None:
+        data = encode_row(row)
+        with _StoreIO("write", self.path):
+            written = os.write(self._fd, data)
+            if written != len(data):  # a short write means a full disk: cut the torn row off
+                os.ftruncate(self._fd, os.fstat(self._fd).st_size - written)
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def close(self, sync: bool = True) -> None:
+        if self._fd < 0:
+            return
+        try:
+            if sync:
+                with _StoreIO("sync", self.path):
+                    os.fsync(self._fd)
+        finally:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = -1
+
+
+class ExperimentStore:
+    """The folder of one expanded experiment: its stored config and its repetitions."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.config_file = os.path.join(path, CONFIG_FILE)
+
+    def exists(self) -> bool:
+        return os.path.isfile(self.config_file)
+
+    def read_config(self) -> dict[str, Any] | None:
+        try:
+            with open(self.config_file, encoding="utf-8") as handle:
+                config = yaml.safe_load(handle)
+        except FileNotFoundError:
+            return None
+        except (OSError, yaml.YAMLError) as exc:
+            raise StoreError(f"cannot read {self.config_file}: {exc}") from exc
+        return config if isinstance(config, dict) else None
+
+    def write_config(self, config: Mapping[str, Any]) -> None:
+        with _StoreIO("create", self.path):
+            os.makedirs(self.path, exist_ok=True)
+        text = yaml.safe_dump(to_plain(config), sort_keys=False, default_flow_style=False)
+        atomic_write(self.config_file, text.encode())
+
+    def repetition(self, rep: int) -> RepetitionStore:
+        return RepetitionStore(self.path, rep)
+
+    def repetition_numbers(self) -> list[int]:
+        """Repetitions that have a folder on disk, in order."""
+        try:
+            names = os.listdir(os.path.join(self.path, LOG_FOLDER))
+        except FileNotFoundError:
+            return []
+        numbers = []
+        for name in names:
+            if name.startswith("rep_") and name[4:].isdigit():
+                numbers.append(int(name[4:]))
+        return sorted(numbers)
+
+    def delete(self) -> None:
+        """Remove this experiment's folder, and only if it is one of ours (holds config.yml or log/)."""
+        real = os.path.realpath(self.path)
+        if real in ("/", os.path.realpath(os.path.expanduser("~")), os.path.realpath(os.getcwd())):
+            raise StoreError(f"refusing to delete {self.path!r}: it is '/', your home or the working folder")
+        if not os.path.isdir(real):
+            return
+        if not (self.exists() or os.path.isdir(os.path.join(real, LOG_FOLDER))):
+            raise StoreError(f"refusing to delete {self.path!r}: it holds no {CONFIG_FILE} or {LOG_FOLDER}/, "
+                             "so it is not a cluster_work experiment folder")
+        with _StoreIO("delete", self.path):
+            shutil.rmtree(real)
+
+
+def find_experiment_folders(sweep_path: str) -> Iterator[ExperimentStore]:
+    """Every experiment folder (one holding config.yml) directly below `sweep_path`, sorted by name."""
+    try:
+        entries = sorted(os.scandir(sweep_path), key=lambda e: e.name)
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        if entry.is_dir() and os.path.isfile(os.path.join(entry.path, CONFIG_FILE)):
+            yield ExperimentStore(entry.path)
+

@@ -1,0 +1,110 @@
+"""Experiments the tests run; also runnable as scripts: `python tests/experiments.py NAME config.yml ...`."""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import sys
+import time
+
+import numpy as np
+
+from cluster_work import ClusterWork, InvalidParameterArgument
+
+
+class Deterministic(ClusterWork):
+    """A random walk driven only by its seeds, with restore support: results depend on nothing else."""
+
+    _restore_supported = True
+    _default_params = {"step": 1.0, "sleep": 0.0, "fail_at": -1, "fail_rep": -1, "weights": np.ones(2)}
+
+    def reset(self, config, rep):
+        self.rng = np.random.RandomState(self._seed)
+        self.value = 0.0
+
+    def iterate(self, config, rep, n):
+        if self._params["sleep"]:
+            time.sleep(self._params["sleep"])
+        if n == self._params["fail_at"] and rep in (self._params["fail_rep"], -1):
+            raise RuntimeError(f"boom at {n}")
+        self.value += self._params["step"] * float(np.random.rand())
+        return {"value": self.value, "seed": self._seed, "info": {"rep": rep, "tag": f"r{rep}"}}
+
+    def _state_path(self, n):
+        return os.path.join(self._log_path_rep, f"state_{n}.pkl")
+
+    def save_state(self, config, rep, n):
+        with open(self._state_path(n), "wb") as handle:
+            pickle.dump(self.value, handle)
+
+    def restore_state(self, config, rep, n):
+        try:
+            with open(self._state_path(n), "rb") as handle:
+                self.value = pickle.load(handle)
+        except (FileNotFoundError, EOFError, pickle.UnpicklingError):
+            return False
+        return True
+
+
+class NoRestore(Deterministic):
+    _restore_supported = False
+
+
+class BadParam(Deterministic):
+    def reset(self, config, rep):
+        raise InvalidParameterArgument("step must be below 10")
+
+
+class GrowingResults(ClusterWork):
+    """Returns strings, None, {} and gains keys in later iterations, as the original could not store."""
+
+    def reset(self, config, rep):
+        pass
+
+    def iterate(self, config, rep, n):
+        if n == 0:
+            return None
+        if n == 1:
+            return {}
+        row = {"name": f"it{n}", "score": n * 1.5}
+        if n >= 3:
+            row["late"] = {"key": n}
+        return row
+
+
+class AbstractBase(ClusterWork):
+    """An abstract intermediate class, as real clients have."""
+
+    def reset(self, config, rep):
+        self.count = 0
+
+
+class OldStyleClient(AbstractBase):
+    """What clients of the original do: __init__ without arguments, pickles named by self._it."""
+
+    _restore_supported = True
+    _default_params = {"matrix": np.eye(2), "name": "x"}
+
+    def __init__(self):
+        super().__init__()
+        self.extra = 1
+
+    def iterate(self, config, rep, n):
+        self.count += 1
+        iteration_folder = self._log_path_it
+        with open(os.path.join(iteration_folder, "seen.json"), "w") as handle:
+            json.dump({"seed": self._seed, "it": self._it}, handle)
+        return {}
+
+    def save_state(self, config, rep, n):
+        with open(os.path.join(self._log_path_rep, f"state_{self._it}.pkl"), "wb") as handle:
+            pickle.dump({"count": self.count, "path": self._path, "log": self._log_path}, handle)
+
+    def restore_state(self, config, rep, n):
+        with open(os.path.join(self._log_path_rep, f"state_{n}.pkl"), "rb") as handle:
+            self.count = pickle.load(handle)["count"]
+        return True
+
+
+if __name__ == "__main__":
+    globals()[sys.argv.pop(1)].run()
