@@ -10,12 +10,10 @@ import abc
 import concurrent.futures as futures
 import logging
 import multiprocessing
-import os
-import signal
 from typing import Any, Callable, Iterable, Iterator
 
-from .runner import FAILED_JOB, Job, Outcome
-from .stopping import handle_stop_signals, stop_requested
+from .runner import FAILED_JOB, STOPPED, Job, Outcome
+from .stopping import follow_shared_stop, handle_stop_signals, stop_requested
 
 log = logging.getLogger("cluster_work")
 Task = Callable[[Job], Outcome]
@@ -64,12 +62,13 @@ class SequentialExecutor(Executor):
 _worker_task: Task | None = None
 
 
-def _init_worker(pickled_task: bytes) -> None:
+def _init_worker(pickled_task: bytes, stop_event: Any) -> None:
     import cloudpickle
 
     global _worker_task
-    _worker_task = cloudpickle.loads(pickled_task)
     handle_stop_signals(hard_second=False)  # a signal only asks to stop after the iteration
+    follow_shared_stop(stop_event)
+    _worker_task = cloudpickle.loads(pickled_task)
 
 
 def _run_in_worker(pickled_job: bytes) -> Outcome:
@@ -77,6 +76,13 @@ def _run_in_worker(pickled_job: bytes) -> Outcome:
 
     assert _worker_task is not None
     return _worker_task(cloudpickle.loads(pickled_job))
+
+
+def _lost_worker(job: Job) -> Outcome:
+    """A worker died under a job: a failure, unless a stop was requested (Ctrl-C reaches workers too)."""
+    if stop_requested():
+        return Outcome(job.index, job.label, STOPPED)
+    return Outcome(job.index, job.label, FAILED_JOB, error="its worker process died (killed, or out of memory?)")
 
 
 class LocalProcessExecutor(Executor):
@@ -92,11 +98,12 @@ class LocalProcessExecutor(Executor):
         self.workers = workers
         self._context_name = mp_context
         self._context = multiprocessing.get_context(mp_context)
+        self._stop_event = self._context.Event()
         self._pool: futures.ProcessPoolExecutor | None = None
 
     def _new_pool(self, pickled_task: bytes) -> futures.ProcessPoolExecutor:
-        return futures.ProcessPoolExecutor(self.workers, mp_context=self._context,
-                                           initializer=_init_worker, initargs=(pickled_task,))
+        return futures.ProcessPoolExecutor(self.workers, mp_context=self._context, initializer=_init_worker,
+                                           initargs=(pickled_task, self._stop_event))
 
     def map_unordered(self, task: Task, jobs: Iterable[Job]) -> Iterator[Outcome]:
         import cloudpickle
@@ -122,12 +129,10 @@ class LocalProcessExecutor(Executor):
                     yield future.result()
                 except futures.process.BrokenProcessPool:
                     broken = True
-                    yield Outcome(job.index, job.label, FAILED_JOB,
-                                  error="its worker process died (killed, or out of memory?)")
+                    yield _lost_worker(job)
             if broken:  # every job still pending lost its worker too: report and go on with a new pool
-                for future, job in pending.items():
-                    yield Outcome(job.index, job.label, FAILED_JOB,
-                                  error="its worker process died (killed, or out of memory?)")
+                for job in pending.values():
+                    yield _lost_worker(job)
                 pending.clear()
                 self._pool.shutdown(wait=False, cancel_futures=True)
                 self._pool = self._new_pool(pickled_task)
@@ -136,11 +141,7 @@ class LocalProcessExecutor(Executor):
         return f"{self.workers} local worker processes ({self._context_name or 'default'} start)"
 
     def forward_stop(self) -> None:
-        for process in list(getattr(self._pool, "_processes", {}).values()):
-            try:
-                os.kill(process.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+        self._stop_event.set()
 
     def shutdown(self) -> None:
         if self._pool is not None:

@@ -144,6 +144,8 @@ def _run_locked(experiment_class: type[ClusterWork], job: Job, settings: RunSett
     """Returns (outcome kind, iterations on disk, iterations run now, error line)."""
     config = job.experiment.config
     target = config["iterations"]
+    if stop_requested():  # a job dequeued after a stop request: leave it untouched
+        return STOPPED, 0, 0, None
     prefix = writer.read() if writer is not None else None
     saved = len(prefix) if prefix is not None else 0
     if job.restart_from is not None:

@@ -7,14 +7,21 @@ from __future__ import annotations
 
 import signal
 import threading
-from typing import Callable
+from typing import Any, Callable
 
 _stop = threading.Event()
 _signal_name: list[str] = []
+_shared_stop: Any = None  # a multiprocessing.Event set by the parent of local worker processes
 
 
 def stop_requested() -> bool:
-    return _stop.is_set()
+    return _stop.is_set() or (_shared_stop is not None and _shared_stop.is_set())
+
+
+def follow_shared_stop(event: Any) -> None:
+    """In a worker process: also stop when the parent sets `event` (no signal needed)."""
+    global _shared_stop
+    _shared_stop = event
 
 
 def request_stop(reason: str = "stop requested") -> None:

@@ -73,7 +73,7 @@ def describe(outcome: Outcome) -> str:
     if outcome.kind in (DONE, ALREADY_DONE):
         return f"{outcome.label}: {outcome.kind} ({outcome.iterations_run} iterations in {outcome.seconds:.1f}s)"
     if outcome.kind == STOPPED:
-        return f"{outcome.label}: interrupted after iteration {outcome.iterations_done - 1}"
+        return f"{outcome.label}: interrupted ({outcome.iterations_done} iterations saved)"
     if outcome.kind == BUSY:
         return f"{outcome.label}: skipped, held by another run"
     where = f"; traceback in {outcome.log_file}" if outcome.log_file else ""

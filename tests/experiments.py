@@ -16,13 +16,17 @@ class Deterministic(ClusterWork):
     """A random walk driven only by its seeds, with restore support: results depend on nothing else."""
 
     _restore_supported = True
-    _default_params = {"step": 1.0, "sleep": 0.0, "fail_at": -1, "fail_rep": -1, "weights": np.ones(2)}
+    _default_params = {"step": 1.0, "sleep": 0.0, "fail_at": -1, "fail_rep": -1, "weights": np.ones(2),
+                       "count_calls": False}
 
     def reset(self, config, rep):
         self.rng = np.random.RandomState(self._seed)
         self.value = 0.0
 
     def iterate(self, config, rep, n):
+        if self._params["count_calls"]:  # one byte per call, to count redone iterations
+            with open(os.path.join(self._log_path_rep, "calls"), "ab") as handle:
+                handle.write(b".")
         if self._params["sleep"]:
             time.sleep(self._params["sleep"])
         if n == self._params["fail_at"] and rep in (self._params["fail_rep"], -1):

@@ -1,0 +1,123 @@
+"""Crash safety and clean stops with real processes: kill -9 at random instants, SIGTERM, SIGINT."""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from cluster_work import load_results
+from conftest import SCRIPT, run_cli, script_env
+
+CONFIG = """\
+name: DEFAULT
+repetitions: 3
+iterations: 12
+path: out
+params: {sleep: 0.02, count_calls: true}
+---
+name: walk
+grid:
+  step: [1.0, 2.0]
+"""
+
+
+def comparable(path):
+    frame = load_results(path).sort_values(["experiment", "rep", "iteration"]).reset_index(drop=True)
+    return frame.drop(columns=["iteration_time", "repetition_time"])
+
+
+def start(cwd, *args):
+    return subprocess.Popen([sys.executable, SCRIPT, "Deterministic", "config.yml", *args], cwd=cwd,
+                            env=script_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+
+
+def kill_session(process):
+    """Kill every process of the run's session at once, as a node failure would."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getsid(int(entry.name)) == process.pid:
+                    os.kill(int(entry.name), signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+    process.wait(timeout=30)
+
+
+def assert_every_file_readable(out):
+    for path in Path(out).rglob("*"):
+        if path.name == "config.yml":
+            assert isinstance(yaml.safe_load(path.read_text()), dict), path
+        elif path.name == "status.json":
+            json.loads(path.read_text())
+        elif path.name == "results.jsonl":
+            lines = path.read_bytes().split(b"\n")
+            for number, line in enumerate(lines[:-1]):  # every complete line is a row in order
+                assert json.loads(line)["iteration"] == number, path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_kill_9_at_random_instants_loses_nothing_and_redoes_little(tmp_path_factory, workers):
+    clean = tmp_path_factory.mktemp("clean")
+    (clean / "config.yml").write_text(CONFIG)
+    run_cli("Deterministic", "config.yml", "-n", workers, cwd=clean, check_rc=0)
+
+    crashed = tmp_path_factory.mktemp("crashed")
+    (crashed / "config.yml").write_text(CONFIG)
+    instants = random.Random(1234 + int(workers))
+    kills = 0
+    for _ in range(5):
+        process = start(crashed, "-n", workers)
+        time.sleep(instants.uniform(0.4, 1.2))
+        if process.poll() is not None:
+            break
+        kill_session(process)
+        kills += 1
+        assert_every_file_readable(crashed / "out")
+    assert kills >= 3
+    run_cli("Deterministic", "config.yml", "-n", workers, cwd=crashed, check_rc=0)
+
+    pd.testing.assert_frame_equal(comparable(clean / "out"), comparable(crashed / "out"))
+    calls = sum(p.stat().st_size for p in (crashed / "out").rglob("calls"))
+    rows = 2 * 3 * 12
+    # each kill may cost at most the iteration in flight in each worker
+    assert rows <= calls <= rows + kills * int(workers)
+
+
+@pytest.mark.slow
+def test_sigterm_stops_cleanly_and_the_same_command_resumes(tmp_path):
+    (tmp_path / "config.yml").write_text(CONFIG)
+    process = start(tmp_path, "-n", "2")
+    time.sleep(1.0)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+    stderr = stderr.decode()
+    assert process.returncode == 130, stderr
+    assert "to resume or retry:" in stderr and "Traceback" not in stderr
+    assert_every_file_readable(tmp_path / "out")
+    states = [json.loads(p.read_text())["state"] for p in (tmp_path / "out").rglob("status.json")]
+    assert "running" not in states
+    run_cli("Deterministic", "config.yml", cwd=tmp_path, check_rc=0)
+    calls = sum(p.stat().st_size for p in (tmp_path / "out").rglob("calls"))
+    assert calls == 2 * 3 * 12  # a clean stop redoes nothing
+
+
+@pytest.mark.slow
+def test_ctrl_c_to_the_process_group_stops_after_the_iteration(tmp_path):
+    (tmp_path / "config.yml").write_text(CONFIG)
+    process = start(tmp_path, "-n", "2")
+    time.sleep(1.0)
+    os.killpg(process.pid, signal.SIGINT)  # what a terminal does on Ctrl-C
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130, stderr.decode()
+    assert "Traceback" not in stderr.decode()
+    run_cli("Deterministic", "config.yml", cwd=tmp_path, check_rc=0)
+    assert sum(p.stat().st_size for p in (tmp_path / "out").rglob("calls")) == 2 * 3 * 12
