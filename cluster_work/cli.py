@@ -9,7 +9,7 @@ from typing import Sequence
 
 from .config import load_config
 from .errors import ClusterWorkError
-from .executors import make_executor
+from .executors import Executor, make_executor
 from .expansion import expand_all
 from .experiment import ClusterWork
 from .logs import configure_console
@@ -68,18 +68,37 @@ def main(experiment_class: type[ClusterWork], argv: Sequence[str] | None = None)
     args = build_parser().parse_args(arguments)
     log_level = args.log_level or experiment_class._LOG_LEVEL
     configure_console(log_level, "DEBUG" if args.verbose else experiment_class._CW_LOG_LEVEL)
-    if args.cluster:
-        from .mpi_executor import serve_if_worker
+    settings = RunSettings(log_level=log_level, no_gui=args.no_gui, sync=args.sync)
+    try:
+        if args.cluster:
+            from .mpi_executor import finalize_mpi, serve_if_worker
 
-        worker_status = serve_if_worker(experiment_class, args.mpi_groups)
-        if worker_status is not None:
-            return worker_status
+            worker_status = serve_if_worker(experiment_class, args.mpi_groups, settings)
+            if worker_status is not None:
+                finalize_mpi()
+                return worker_status
+        if args.workers < 1:
+            raise ClusterWorkError(f"-n/--workers must be at least 1, got {args.workers}")
+        # made first, so that under MPI every early exit below still releases the worker ranks
+        executor = make_executor(args.workers, args.cluster, experiment_class._MP_CONTEXT, args.mpi_groups)
+    except ClusterWorkError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    with executor:
+        status = _run(experiment_class, args, arguments, executor, settings)
+    if args.cluster:
+        from .mpi_executor import finalize_mpi
+
+        finalize_mpi()
+    return status
+
+
+def _run(experiment_class: type[ClusterWork], args: argparse.Namespace, arguments: list[str],
+         executor: Executor, settings: RunSettings) -> int:
     try:
         if inspect.isabstract(experiment_class):
             missing = ", ".join(sorted(experiment_class.__abstractmethods__))
             raise ClusterWorkError(f"{experiment_class.__name__} does not implement {missing}")
-        if args.workers < 1:
-            raise ClusterWorkError(f"-n/--workers must be at least 1, got {args.workers}")
         experiments = load_config(args.config)
         expanded = expand_all(experiments, experiment_class._default_params, args.config)
         if args.progress or args.full_progress:
@@ -93,21 +112,18 @@ def main(experiment_class: type[ClusterWork], argv: Sequence[str] | None = None)
             return 0
         warn_changed(plan, policy)
         apply_plan(plan)
-        executor = make_executor(args.workers, args.cluster, experiment_class._MP_CONTEXT, args.mpi_groups)
     except ClusterWorkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    settings = RunSettings(log_level=log_level, no_gui=args.no_gui, sync=args.sync)
     jobs = plan.jobs
     log.info("%d jobs to run (%d experiments) on %s", len(jobs), len(plan.experiments), executor.describe())
-    with executor:
-        handle_stop_signals(hard_second=True, on_first=lambda: _on_stop(executor))
-        summary = run_jobs(experiment_class, jobs, executor, settings,
-                           on_outcome=lambda outcome: log.info(describe(outcome)))
+    handle_stop_signals(hard_second=True, on_first=lambda: _on_stop(executor))
+    summary = run_jobs(experiment_class, jobs, executor, settings,
+                       on_outcome=lambda outcome: log.info(describe(outcome)))
     print_summary(summary, plan, sweep_paths(plan), [sys.argv[0], *arguments])
     return summary.exit_status()
 
 
-def _on_stop(executor: object) -> None:
+def _on_stop(executor: Executor) -> None:
     log.warning("stopping after the iterations in flight (press Ctrl-C again to stop at once)")
-    executor.forward_stop()  # type: ignore[attr-defined]
+    executor.forward_stop()

@@ -144,12 +144,13 @@ def _run_locked(experiment_class: type[ClusterWork], job: Job, settings: RunSett
     """Returns (outcome kind, iterations on disk, iterations run now, error line)."""
     config = job.experiment.config
     target = config["iterations"]
-    if stop_requested():  # a job dequeued after a stop request: leave it untouched
+    if _leader_decides(comm, stop_requested()):  # a job dequeued after a stop request: leave it untouched
         return STOPPED, 0, 0, None
     prefix = writer.read() if writer is not None else None
     saved = len(prefix) if prefix is not None else 0
     if job.restart_from is not None:
         saved = min(saved, job.restart_from)
+    saved = _leader_decides(comm, saved)
     write_status = store.write_status if writer is not None else (lambda *a, **k: None)
     if saved >= target and job.restart_from is None:
         if store.read_status().get("state") != FINISHED:  # killed between last row and status
@@ -160,13 +161,13 @@ def _run_locked(experiment_class: type[ClusterWork], job: Job, settings: RunSett
     stage, completed, ran = "reset", saved, 0
     try:
         write_status(RUNNING, iterations_done=saved, iterations=target, started=time.time())
-        completed = _resume(instance, config, job.rep, saved)
+        completed = _resume(instance, config, job.rep, saved, comm)
         if writer is not None and prefix is not None:
             writer.keep(prefix, completed)
         previous_time = prefix.rows[completed - 1].get("repetition_time", 0.0) if completed and prefix else 0.0
         resumed_at = time.perf_counter()
         for n in range(completed, target):
-            if stop_requested():
+            if _leader_decides(comm, stop_requested()):
                 write_status(INTERRUPTED, iterations_done=n, iterations=target)
                 return STOPPED, n, ran, None
             instance._it = n
@@ -207,7 +208,20 @@ def _run_locked(experiment_class: type[ClusterWork], job: Job, settings: RunSett
             log.exception("%s: finalize() raised", job.label)
 
 
-def _resume(instance: ClusterWork, config: dict[str, Any], rep: int, done: int) -> int:
+def _leader_decides(comm: Any, value: Any) -> Any:
+    """In an MPI group every rank must take the same branch: the group leader's value wins."""
+    if comm is None or comm.Get_size() == 1:
+        return value
+    return comm.bcast(value, root=0)
+
+
+def _all_agree(comm: Any, flag: bool) -> bool:
+    if comm is None or comm.Get_size() == 1:
+        return flag
+    return all(comm.allgather(flag))
+
+
+def _resume(instance: ClusterWork, config: dict[str, Any], rep: int, done: int, comm: Any = None) -> int:
     """Reset, then restore the latest restorable saved iteration; return the first iteration to run."""
     cls = type(instance)
     restorable = done > 0 and cls._restore_supported and not cls._RESTART_FULL_REPETITIONS
@@ -216,12 +230,14 @@ def _resume(instance: ClusterWork, config: dict[str, Any], rep: int, done: int) 
         _seed(instance, None)
         instance.reset(config, rep)
         try:
-            if instance.restore_state(config, rep, n) is not False:
-                log.info("%s rep %d: restored the state after iteration %d", instance._name, rep, n)
-                return n + 1
+            restored = instance.restore_state(config, rep, n) is not False
         except Exception:
+            restored = False
             log.warning("%s rep %d: restore_state(%d) raised; trying an earlier iteration",
                         instance._name, rep, n, exc_info=True)
+        if _all_agree(comm, restored):
+            log.info("%s rep %d: restored the state after iteration %d", instance._name, rep, n)
+            return n + 1
     instance._it = None
     _seed(instance, None)
     instance.reset(config, rep)

@@ -34,3 +34,29 @@ def write_config(tmp_path):
         path.write_text(textwrap.dedent(text))
         return path
     return write
+
+
+MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+           "OMPI_MCA_rmaps_base_oversubscribe": "1", "PRTE_MCA_rmaps_default_mapping_policy": ":oversubscribe"}
+
+
+def mpiexec() -> str:
+    import shutil
+    found = shutil.which("mpiexec", path=os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]]))
+    if found is None:
+        pytest.fail("no mpiexec: install the test extras (pip install -e '.[test]'), which bring Open MPI")
+    return found
+
+
+def mpi_command(ranks: int, experiment: str, *args: str) -> list[str]:
+    return [mpiexec(), "-n", str(ranks), sys.executable, "-m", "mpi4py", SCRIPT, experiment, *args, "-c"]
+
+
+def run_mpi(ranks: int, experiment: str, *args: str, cwd: Path, check_rc: int | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run the experiment under a real mpiexec with `ranks` ranks (oversubscribed where needed)."""
+    result = subprocess.run(mpi_command(ranks, experiment, *args), cwd=cwd, env={**script_env(), **MPI_ENV},
+                            capture_output=True, text=True, timeout=timeout)
+    if check_rc is not None:
+        assert result.returncode == check_rc, result.stdout + result.stderr
+    return result

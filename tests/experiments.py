@@ -110,5 +110,20 @@ class OldStyleClient(AbstractBase):
         return True
 
 
+class GroupSum(ClusterWork):
+    """Uses its group's communicator: every iteration all-reduces the ranks' contributions."""
+
+    def reset(self, config, rep):
+        self.total = 0
+
+    def iterate(self, config, rep, n):
+        comm = self._COMM
+        size = comm.Get_size() if comm is not None else 1
+        contribution = (comm.Get_rank() + 1) if comm is not None else 1
+        summed = comm.allreduce(contribution) if comm is not None else contribution
+        self.total += summed
+        return {"group_size": size, "summed": summed, "total": self.total}
+
+
 if __name__ == "__main__":
     globals()[sys.argv.pop(1)].run()

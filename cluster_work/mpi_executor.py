@@ -1,0 +1,208 @@
+"""Running jobs on MPI ranks: rank 0 plans and hands out jobs, the other ranks run them.
+
+Every rank runs the same script (`mpiexec -n N python -m mpi4py my_exp.py config.yml -c`). Rank 0 keeps
+a set of idle workers, sends each a job (a few hundred bytes), and receives back a small Outcome;
+results never pass through rank 0. With groups (`-g G`) the workers are split into groups of G ranks;
+the group's first rank (its leader) talks to rank 0 and forwards the job to the others, and all of
+them run the repetition with the group's communicator as `self._COMM`; only the leader writes.
+
+Nobody waits in a blocking receive, which Open MPI implements by spinning a core: waits poll with
+`Iprobe` and a sleep that backs off to `MAX_POLL_SLEEP`.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Any, Iterable, Iterator
+
+from .errors import ClusterWorkError
+from .executors import Executor, SequentialExecutor, Task
+from .runner import Job, Outcome
+from .stopping import follow_shared_stop, handle_stop_signals, stop_requested
+
+log = logging.getLogger("cluster_work")
+
+TAG_JOB, TAG_OUTCOME, TAG_STOP = 11, 12, 13
+MAX_POLL_SLEEP = 0.01  # s: an idle rank wakes at most 100 times a second
+FIRST_POLL_SLEEP = 2e-5
+
+
+def _mpi() -> Any:
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        raise ClusterWorkError("-c/--cluster needs mpi4py and an MPI runtime: "
+                               "pip install 'cluster_work[mpi]' (or mpi4py with your system's MPI)") from None
+    return MPI
+
+
+def wait_for_message(comm: Any, source: int, tag: int, status: Any = None) -> None:
+    """Return once a message matching (source, tag) has arrived, without spinning a core."""
+    pause = FIRST_POLL_SLEEP
+    while not comm.Iprobe(source=source, tag=tag, status=status):
+        time.sleep(pause)
+        pause = min(pause * 2, MAX_POLL_SLEEP)
+
+
+def quiet_barrier(comm: Any) -> None:
+    """A barrier that sleeps instead of spinning: every rank leaves the sweep together, so that a
+    non-zero exit of rank 0 does not make mpiexec kill workers that are still on their way out."""
+    request = comm.Ibarrier()
+    pause = FIRST_POLL_SLEEP
+    while not request.Test():
+        time.sleep(pause)
+        pause = min(pause * 2, MAX_POLL_SLEEP)
+
+
+def finalize_mpi() -> None:
+    """Finalize MPI once every rank is done, so that a non-zero exit status is a plain exit:
+    `python -m mpi4py` turns a non-zero SystemExit of an unfinalized MPI into MPI_Abort."""
+    from mpi4py import MPI
+
+    if MPI.Is_initialized() and not MPI.Is_finalized():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        MPI.Finalize()
+
+
+def worker_layout(world_size: int, group_size: int) -> tuple[list[list[int]], list[int]]:
+    """Split ranks 1..size-1 into groups of `group_size`; ranks left over idle. Returns (groups, idle)."""
+    if group_size < 1:
+        raise ClusterWorkError(f"-g/--mpi_groups must be at least 1, got {group_size}")
+    workers = list(range(1, world_size))
+    count = len(workers) // group_size
+    groups = [workers[i * group_size:(i + 1) * group_size] for i in range(count)]
+    return groups, workers[count * group_size:]
+
+
+class _StopMessage:
+    """A worker's stop flag: set once rank 0 has sent TAG_STOP (checked between iterations)."""
+
+    def __init__(self, comm: Any):
+        self._comm, self._set = comm, False
+
+    def is_set(self) -> bool:
+        if not self._set:
+            self._set = self._comm.Iprobe(source=0, tag=TAG_STOP)
+        return self._set
+
+
+def serve_if_worker(experiment_class: type, group_size: int, settings: Any) -> int | None:
+    """On ranks other than 0: serve jobs until rank 0 says stop, then return exit status 0.
+
+    On rank 0 return None (rank 0 goes on to plan and schedule).
+    """
+    from .runner import run_job
+
+    MPI = _mpi()
+    world = MPI.COMM_WORLD
+    rank, size = world.Get_rank(), world.Get_size()
+    groups, idle = worker_layout(size, group_size)
+    group_of = {r: g for g in groups for r in g}
+    color = groups.index(group_of[rank]) if rank in group_of else MPI.UNDEFINED
+    group_comm = world.Split(color, rank)  # collective: every rank, rank 0 included, takes part
+    if rank == 0:
+        return None
+    if rank in idle:
+        wait_for_message(world, 0, TAG_JOB)
+        world.recv(source=0, tag=TAG_JOB)
+        quiet_barrier(world)
+        return 0
+    leader = group_of[rank][0] == rank
+    import cloudpickle
+
+    handle_stop_signals(hard_second=False)  # SIGTERM from mpiexec or Slurm: finish the iteration
+    if leader:
+        follow_shared_stop(_StopMessage(world))
+    while True:
+        if leader:
+            wait_for_message(world, 0, TAG_JOB)
+            payload = world.recv(source=0, tag=TAG_JOB)
+            for member in range(1, group_comm.Get_size()):
+                group_comm.send(payload, dest=member, tag=TAG_JOB)
+        else:
+            wait_for_message(group_comm, 0, TAG_JOB)
+            payload = group_comm.recv(source=0, tag=TAG_JOB)
+        if payload is None:
+            break
+        job = cloudpickle.loads(payload)
+        outcome = run_job(experiment_class, job, settings, comm=group_comm, write=leader)
+        if leader:
+            world.send(outcome, dest=0, tag=TAG_OUTCOME)
+    if leader and world.Iprobe(source=0, tag=TAG_STOP):
+        world.recv(source=0, tag=TAG_STOP)
+    quiet_barrier(world)
+    return 0
+
+
+class MPIExecutor(Executor):
+    """Rank 0's side: hands jobs to idle group leaders one at a time (dynamic load balancing)."""
+
+    def __init__(self, group_size: int = 1):
+        MPI = _mpi()
+        self._MPI = MPI
+        self._world = MPI.COMM_WORLD
+        self._groups, self._idle_ranks = worker_layout(self._world.Get_size(), group_size)
+        self.workers = len(self._groups)
+        self._group_size = group_size
+        self._stop_sent = False
+        self._released = False
+        if self._idle_ranks and self._groups:
+            log.warning("%d MPI rank(s) (%s) idle: %d workers do not split into groups of %d",
+                        len(self._idle_ranks), ", ".join(map(str, self._idle_ranks)),
+                        self._world.Get_size() - 1, group_size)
+        if not self._groups:
+            log.warning("only %d MPI rank(s) for groups of %d: running every job on rank 0 "
+                        "(start more ranks with mpiexec -n)", self._world.Get_size(), group_size)
+
+    def describe(self) -> str:
+        size = self._world.Get_size()
+        if not self._groups:
+            return "MPI rank 0 alone"
+        groups = f" in groups of {self._group_size}" if self._group_size > 1 else ""
+        return f"{self.workers} MPI workers{groups} ({size} ranks)"
+
+    def map_unordered(self, task: Task, jobs: Iterable[Job]) -> Iterator[Outcome]:
+        if not self._groups:
+            yield from SequentialExecutor().map_unordered(task, jobs)
+            return
+        import cloudpickle
+
+        idle = [group[0] for group in self._groups]
+        busy: dict[int, Job] = {}
+        queue = iter(jobs)
+        status = self._MPI.Status()
+        while True:
+            while idle and not stop_requested():
+                job = next(queue, None)
+                if job is None:
+                    break
+                leader = idle.pop()
+                self._world.send(cloudpickle.dumps(job), dest=leader, tag=TAG_JOB)
+                busy[leader] = job
+            if not busy:
+                return
+            wait_for_message(self._world, self._MPI.ANY_SOURCE, TAG_OUTCOME, status)
+            source = status.Get_source()
+            outcome = self._world.recv(source=source, tag=TAG_OUTCOME)
+            del busy[source]
+            idle.append(source)
+            yield outcome
+
+    def forward_stop(self) -> None:
+        if self._stop_sent:
+            return
+        self._stop_sent = True
+        for group in self._groups:
+            self._world.send(None, dest=group[0], tag=TAG_STOP)
+
+    def shutdown(self) -> None:
+        """Release every worker rank; after this all ranks leave their loops and exit cleanly."""
+        for group in self._groups:
+            self._world.send(None, dest=group[0], tag=TAG_JOB)
+        for rank in self._idle_ranks:
+            self._world.send(None, dest=rank, tag=TAG_JOB)
+        if self._world.Get_size() > 1 and not self._released:
+            quiet_barrier(self._world)
+        self._groups, self._idle_ranks, self._released = [], [], True

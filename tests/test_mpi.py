@@ -1,0 +1,138 @@
+"""The MPI backend under a real mpiexec: same results as the sequential run, failures, groups, crashes."""
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from cluster_work import load_results
+from conftest import MPI_ENV, mpi_command, run_cli, run_mpi, script_env
+from test_durability import assert_every_file_readable, kill_session
+
+CONFIG = """\
+name: DEFAULT
+repetitions: 3
+iterations: 5
+path: out
+---
+name: walk
+grid:
+  step: [1.0, 2.0]
+"""
+
+
+def comparable(path):
+    frame = load_results(path).sort_values(["experiment", "rep", "iteration"]).reset_index(drop=True)
+    return frame.drop(columns=["iteration_time", "repetition_time"])
+
+
+@pytest.fixture(scope="module")
+def sequential(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sequential")
+    (folder / "config.yml").write_text(CONFIG)
+    run_cli("Deterministic", "config.yml", cwd=folder, check_rc=0)
+    return comparable(folder / "out")
+
+
+@pytest.mark.parametrize("ranks", [2, 4, 8], ids=["one-worker", "three-workers", "more-workers-than-jobs"])
+def test_mpi_results_equal_the_sequential_run(tmp_path, sequential, ranks):
+    (tmp_path / "config.yml").write_text(CONFIG)
+    result = run_mpi(ranks, "Deterministic", "config.yml", cwd=tmp_path, check_rc=0)
+    assert "6 finished, 0 failed" in result.stderr
+    assert "MPI_ABORT" not in result.stderr
+    pd.testing.assert_frame_equal(sequential, comparable(tmp_path / "out"))
+
+
+def test_a_failing_repetition_under_mpi_is_reported_and_the_rest_run(tmp_path):
+    (tmp_path / "config.yml").write_text(CONFIG.replace("path: out", "path: out\nparams: {fail_at: 1, fail_rep: 2}"))
+    result = run_mpi(3, "Deterministic", "config.yml", cwd=tmp_path, check_rc=1)
+    assert "4 finished, 2 failed" in result.stderr and "boom at 1" in result.stderr
+    assert "MPI_ABORT" not in result.stderr
+
+
+def test_config_error_under_mpi_exits_2_without_hanging(tmp_path):
+    (tmp_path / "config.yml").write_text(CONFIG + "---\nname: bad\niterations: zero\n")
+    result = run_mpi(3, "Deterministic", "config.yml", cwd=tmp_path, check_rc=2, timeout=60)
+    assert "'bad': 'iterations': must be a positive integer, got 'zero'" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("ranks, groups, expected_groups, idle", [(5, 2, 2, 0), (4, 2, 1, 1)])
+def test_mpi_groups_share_a_communicator_and_write_once(tmp_path, ranks, groups, expected_groups, idle):
+    (tmp_path / "config.yml").write_text("name: g\nrepetitions: 3\niterations: 3\npath: out\n")
+    result = run_mpi(ranks, "GroupSum", "config.yml", "-g", str(groups), cwd=tmp_path, check_rc=0)
+    assert f"{expected_groups} MPI workers in groups of 2" in result.stderr
+    assert ("idle" in result.stderr) == bool(idle)
+    frame = load_results(tmp_path / "out")
+    assert len(frame) == 9  # one writer per group: no duplicated rows
+    assert set(frame.group_size) == {2} and set(frame.summed) == {1 + 2}
+    assert list(frame[frame.rep == 0].total) == [3, 6, 9]
+
+
+def test_one_rank_without_mpiexec_runs_in_process(tmp_path, sequential):
+    (tmp_path / "config.yml").write_text(CONFIG)
+    result = run_cli("Deterministic", "config.yml", "-c", cwd=tmp_path, check_rc=0, timeout=60)
+    assert "running every job on rank 0" in result.stderr
+    pd.testing.assert_frame_equal(sequential, comparable(tmp_path / "out"))
+
+
+@pytest.mark.slow
+def test_kill_9_of_the_whole_mpi_job_then_resume(tmp_path, sequential):
+    (tmp_path / "config.yml").write_text(CONFIG.replace("path: out", "path: out\nparams: {sleep: 0.1}"))
+    process = subprocess.Popen(mpi_command(4, "Deterministic", "config.yml"), cwd=tmp_path,
+                               env={**script_env(), **MPI_ENV}, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 60
+    while not any((tmp_path / "out").rglob("results.jsonl")) and time.time() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    kill_session(process)
+    assert_every_file_readable(tmp_path / "out")
+    partial = load_results(tmp_path / "out")
+    assert 0 < len(partial) < 30
+    run_mpi(4, "Deterministic", "config.yml", cwd=tmp_path, check_rc=0)
+    resumed = comparable(tmp_path / "out").drop(columns=["params.sleep"])
+    pd.testing.assert_frame_equal(sequential.drop(columns=["params.sleep"]), resumed)
+
+
+@pytest.mark.slow
+def test_waiting_ranks_do_not_spin(tmp_path):
+    """Rank 0 and two idle workers wait while one long job runs: they must sleep, not burn a core."""
+    (tmp_path / "config.yml").write_text("name: w\nrepetitions: 1\niterations: 1\npath: out\n"
+                                         "params: {sleep: 3.0}\n")
+    process = subprocess.Popen(mpi_command(4, "Deterministic", "config.yml"), cwd=tmp_path,
+                               env={**script_env(), **MPI_ENV}, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 60
+        while not any((tmp_path / "out").rglob("results.jsonl")) and time.time() < deadline:
+            time.sleep(0.05)
+        ranks = _python_ranks(process.pid)
+        before = {pid: _cpu_seconds(pid) for pid in ranks}
+        time.sleep(1.5)
+        used = {pid: _cpu_seconds(pid) - before[pid] for pid in ranks}
+    finally:
+        process.wait(timeout=60)
+    assert len(used) == 4
+    assert max(used.values()) < 0.5, used  # a spinning rank would use ~1.5 s of CPU here
+
+
+def _python_ranks(session):
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int(entry.name) != session and os.getsid(int(entry.name)) == session and \
+                        b"mpi4py" in (entry / "cmdline").read_bytes():
+                    pids.append(int(entry.name))
+            except (ProcessLookupError, FileNotFoundError, PermissionError):
+                pass
+    return pids
+
+
+def _cpu_seconds(pid):
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
