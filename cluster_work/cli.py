@@ -17,7 +17,7 @@ from .planning import Policy, Selection, apply_plan, make_plan, select_experimen
 from .reporting import print_plan, print_progress, print_summary, sweep_paths
 from .runner import RunSettings
 from .stopping import handle_stop_signals
-from .sweep import EXIT_USAGE, describe, run_jobs
+from .sweep import EXIT_INTERRUPTED, EXIT_USAGE, describe, run_jobs
 
 log = logging.getLogger("cluster_work")
 
@@ -118,8 +118,14 @@ def _run(experiment_class: type[ClusterWork], args: argparse.Namespace, argument
     jobs = plan.jobs
     log.info("%d jobs to run (%d experiments) on %s", len(jobs), len(plan.experiments), executor.describe())
     handle_stop_signals(hard_second=True, on_first=lambda: _on_stop(executor))
-    summary = run_jobs(experiment_class, jobs, executor, settings,
-                       on_outcome=lambda outcome: log.info(describe(outcome)))
+    try:
+        summary = run_jobs(experiment_class, jobs, executor, settings,
+                           on_outcome=lambda outcome: log.info(describe(outcome)))
+    except KeyboardInterrupt:  # the second Ctrl-C
+        executor.terminate()
+        print(f"stopped at once; saved rows are kept. To resume: {' '.join([sys.argv[0], *arguments])}",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
     print_summary(summary, plan, sweep_paths(plan), [sys.argv[0], *arguments])
     return summary.exit_status()
 

@@ -40,6 +40,9 @@ class Executor(abc.ABC):
     def shutdown(self) -> None:
         """Release the workers."""
 
+    def terminate(self) -> None:
+        """Stop at once (a second Ctrl-C): in-flight iterations are lost, saved rows stay."""
+
     def describe(self) -> str:
         return f"{self.workers} worker(s)"
 
@@ -142,6 +145,11 @@ class LocalProcessExecutor(Executor):
 
     def forward_stop(self) -> None:
         self._stop_event.set()
+
+    def terminate(self) -> None:
+        for process in list((getattr(self._pool, "_processes", None) or {}).values()):
+            process.kill()
+        self.shutdown()
 
     def shutdown(self) -> None:
         if self._pool is not None:

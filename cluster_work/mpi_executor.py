@@ -197,6 +197,11 @@ class MPIExecutor(Executor):
         for group in self._groups:
             self._world.send(None, dest=group[0], tag=TAG_STOP)
 
+    def terminate(self) -> None:
+        log.warning("stopping at once: aborting every MPI rank")
+        sys.stderr.flush()
+        self._world.Abort(130)
+
     def shutdown(self) -> None:
         """Release every worker rank; after this all ranks leave their loops and exit cleanly."""
         for group in self._groups:

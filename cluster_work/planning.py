@@ -46,6 +46,8 @@ class ExperimentPlan:
     first_job_index: int
     changed_keys: list[str] = field(default_factory=list)
     repetition_states: dict[int, str] = field(default_factory=dict)
+    iteration_times: dict[int, float] = field(default_factory=dict)  # per rep, from an earlier run
+    iterations_saved: dict[int, int] = field(default_factory=dict)
     jobs: list[Job] = field(default_factory=list)
     rewrite: bool = False  # delete the folder (-d, -o) before writing the config
 
@@ -60,7 +62,11 @@ class Plan:
 
     @property
     def jobs(self) -> list[Job]:
-        return [job for plan in self.experiments for job in plan.jobs]
+        """The jobs to run, longest expected first (where an earlier run measured iteration times),
+        so that a long job does not start last and stretch the makespan."""
+        jobs = [job for plan in self.experiments for job in plan.jobs]
+        expected = expected_seconds(self.experiments)
+        return sorted(jobs, key=lambda job: -expected.get(job.index, 0.0))
 
 
 def select_experiments(expanded: Sequence[ExpandedExperiment], names: Sequence[str],
@@ -124,9 +130,16 @@ def _plan_experiment(experiment: ExpandedExperiment, first_index: int, selection
     changed = changed_params(stored.get("params") or {}, experiment.params) if stored else []
     rewrite = policy.delete or (bool(changed) and policy.overwrite)
     states: dict[int, str] = {}
+    times: dict[int, float] = {}
+    saved: dict[int, int] = {}
     if not rewrite:
         for rep in range(experiment.repetitions):
-            states[rep] = repetition_state(store.repetition(rep).read_status(), experiment.iterations)
+            status = store.repetition(rep).read_status()
+            states[rep] = repetition_state(status, experiment.iterations)
+            if isinstance(status.get("mean_iteration_time"), (int, float)):
+                times[rep] = status["mean_iteration_time"]
+            if isinstance(status.get("iterations_done"), int):
+                saved[rep] = status["iterations_done"]
     if stored is None or rewrite:
         state = NEW
     elif changed:
@@ -135,7 +148,7 @@ def _plan_experiment(experiment: ExpandedExperiment, first_index: int, selection
         state = DONE
     else:
         state = PARTIAL
-    plan = ExperimentPlan(experiment, state, first_index, changed, states, rewrite=rewrite)
+    plan = ExperimentPlan(experiment, state, first_index, changed, states, times, saved, rewrite=rewrite)
     if state == CHANGED and not policy.ignore_config:
         return plan
     for rep in range(experiment.repetitions):
@@ -149,6 +162,24 @@ def _plan_experiment(experiment: ExpandedExperiment, first_index: int, selection
         elif states.get(rep) != "finished":
             plan.jobs.append(Job(index, experiment, rep))
     return plan
+
+
+def expected_seconds(plans: Sequence[ExperimentPlan]) -> dict[int, float]:
+    """Expected remaining seconds per job index: the repetition's own mean iteration time, else its
+    experiment's, else the sweep's, times the iterations it has left. Empty when nothing was measured."""
+    known = [t for plan in plans for t in plan.iteration_times.values()]
+    if not known:
+        return {}
+    sweep_mean = sum(known) / len(known)
+    expected = {}
+    for plan in plans:
+        times = plan.iteration_times
+        experiment_mean = sum(times.values()) / len(times) if times else sweep_mean
+        for job in plan.jobs:
+            done = job.restart_from if job.restart_from is not None else plan.iterations_saved.get(job.rep, 0)
+            left = max(plan.experiment.iterations - done, 0)
+            expected[job.index] = times.get(job.rep, experiment_mean) * left
+    return expected
 
 
 def apply_plan(plan: Plan) -> None:

@@ -159,6 +159,7 @@ def _run_locked(experiment_class: type[ClusterWork], job: Job, settings: RunSett
     instance = experiment_class()
     _bind(instance, job, store, settings, comm)
     stage, completed, ran = "reset", saved, 0
+    timing = _Timing([])
     try:
         write_status(RUNNING, iterations_done=saved, iterations=target, started=time.time())
         completed = _resume(instance, config, job.rep, saved, comm)
@@ -166,9 +167,10 @@ def _run_locked(experiment_class: type[ClusterWork], job: Job, settings: RunSett
             writer.keep(prefix, completed)
         previous_time = prefix.rows[completed - 1].get("repetition_time", 0.0) if completed and prefix else 0.0
         resumed_at = time.perf_counter()
+        timing = _Timing(prefix.rows[:completed] if prefix else [])
         for n in range(completed, target):
             if _leader_decides(comm, stop_requested()):
-                write_status(INTERRUPTED, iterations_done=n, iterations=target)
+                write_status(INTERRUPTED, iterations_done=n, iterations=target, **timing.fields())
                 return STOPPED, n, ran, None
             instance._it = n
             _seed(instance, n)
@@ -176,6 +178,7 @@ def _run_locked(experiment_class: type[ClusterWork], job: Job, settings: RunSett
             began = time.perf_counter()
             result = instance.iterate(config, job.rep, n)
             ended = time.perf_counter()
+            timing.add(ended - began)
             row = {"iteration": n, **flatten_result(result or {})}
             row.setdefault("iteration_time", ended - began)
             row.setdefault("repetition_time", previous_time + ended - resumed_at)
@@ -187,7 +190,7 @@ def _run_locked(experiment_class: type[ClusterWork], job: Job, settings: RunSett
             completed, ran = n + 1, ran + 1
         if writer is not None:
             writer.close(sync=settings.sync)  # durable before it is called finished
-        write_status(FINISHED, iterations_done=target, iterations=target, ended=time.time())
+        write_status(FINISHED, iterations_done=target, iterations=target, ended=time.time(), **timing.fields())
         return DONE, target, ran, None
     except StoreError:
         raise
@@ -199,13 +202,29 @@ def _run_locked(experiment_class: type[ClusterWork], job: Job, settings: RunSett
         first_line = f"{type(exc).__name__}: {exc}".splitlines()[0]
         log.error("%s failed in %s:\n%s", job.label, stage, text)
         write_status(FAILED, iterations_done=completed, iterations=target,
-                     error=first_line, stage=stage, traceback=text)
+                     error=first_line, stage=stage, traceback=text, **timing.fields())
         return FAILED_JOB, completed, ran, f"{first_line} (in {stage})"
     finally:
         try:
             instance.finalize()
         except Exception:
             log.exception("%s: finalize() raised", job.label)
+
+
+class _Timing:
+    """The mean iteration time of a repetition (saved rows and this run), kept in its status for
+    progress estimates and longest-first scheduling."""
+
+    def __init__(self, rows: list[dict[str, Any]]):
+        times = [r["iteration_time"] for r in rows if isinstance(r.get("iteration_time"), (int, float))]
+        self.total, self.count = float(sum(times)), len(times)
+
+    def add(self, seconds: float) -> None:
+        self.total += seconds
+        self.count += 1
+
+    def fields(self) -> dict[str, float]:
+        return {"mean_iteration_time": self.total / self.count} if self.count else {}
 
 
 def _leader_decides(comm: Any, value: Any) -> Any:

@@ -16,6 +16,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import shutil
 import socket
 import time
@@ -43,6 +44,9 @@ def iteration_folder_name(iteration: int) -> str:
     return f"it_{iteration:04d}"
 
 
+_MEMORY_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
 def to_plain(value: Any) -> Any:
     """Turn numpy values, tuples and odd keys into plain JSON/YAML types (nested)."""
     if isinstance(value, Mapping):
@@ -53,7 +57,9 @@ def to_plain(value: Any) -> Any:
         return to_plain(value.tolist())
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    return str(value)
+    if callable(value) and hasattr(value, "__qualname__"):  # stable from run to run, unlike its repr
+        return f"<{getattr(value, '__module__', '?')}.{value.__qualname__}>"
+    return _MEMORY_ADDRESS.sub("", repr(value))
 
 
 def _json_default(value: Any) -> Any:

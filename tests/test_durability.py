@@ -121,3 +121,23 @@ def test_ctrl_c_to_the_process_group_stops_after_the_iteration(tmp_path):
     assert "Traceback" not in stderr.decode()
     run_cli("Deterministic", "config.yml", cwd=tmp_path, check_rc=0)
     assert sum(p.stat().st_size for p in (tmp_path / "out").rglob("calls")) == 2 * 3 * 12
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_second_ctrl_c_stops_at_once_and_keeps_saved_rows(tmp_path, workers):
+    (tmp_path / "config.yml").write_text(CONFIG.replace("sleep: 0.02", "sleep: 2.0"))
+    process = start(tmp_path, "-n", workers)
+    deadline = time.time() + 30
+    while not list((tmp_path / "out").rglob("rep.log")) and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    os.killpg(process.pid, signal.SIGINT)
+    time.sleep(0.3)
+    began = time.time()
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert time.time() - began < 1.5  # did not wait for the 2 s iteration in flight
+    assert process.returncode == 130, stderr.decode()
+    assert "stopped at once" in stderr.decode() and "Traceback" not in stderr.decode()
+    assert_every_file_readable(tmp_path / "out")

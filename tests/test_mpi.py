@@ -136,3 +136,56 @@ def _python_ranks(session):
 def _cpu_seconds(pid):
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_hostfile_from_a_slurm_allocation_drives_mpiexec(tmp_path, sequential):
+    from conftest import mpiexec, SCRIPT
+    import sys
+    env = {**script_env(), **MPI_ENV, "SLURM_JOB_NODELIST": "localhost", "SLURM_TASKS_PER_NODE": "4"}
+    subprocess.run([sys.executable, "-m", "cluster_work.hostfile", "-o", "hostfile"], cwd=tmp_path, env=env,
+                   check=True)
+    (tmp_path / "config.yml").write_text(CONFIG)
+    result = subprocess.run([mpiexec(), "-hostfile", "hostfile", sys.executable, "-m", "mpi4py", SCRIPT,
+                             "Deterministic", "config.yml", "-c"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "3 MPI workers (4 ranks)" in result.stderr
+    pd.testing.assert_frame_equal(sequential, comparable(tmp_path / "out"))
+
+
+MAIN_SCRIPT = '''
+from cluster_work import ClusterWork
+
+class Scaled(ClusterWork):
+    _default_params = {"transform": lambda x: 3 * x + 1}
+
+    def reset(self, config, rep):
+        self.x = rep
+
+    def iterate(self, config, rep, n):
+        self.x = self._params["transform"](self.x)
+        return {"x": self.x}
+
+if __name__ == "__main__":
+    Scaled.run()
+'''
+
+
+@pytest.mark.parametrize("how", ["local", "mpi"])
+def test_classes_in_main_and_lambdas_in_params_travel(tmp_path, how):
+    from conftest import mpiexec
+    import sys
+    (tmp_path / "main_exp.py").write_text(MAIN_SCRIPT)
+    (tmp_path / "config.yml").write_text("name: m\nrepetitions: 2\niterations: 3\npath: out\n")
+    if how == "local":
+        command = [sys.executable, "main_exp.py", "config.yml", "-n", "2"]
+    else:
+        command = [mpiexec(), "-n", "3", sys.executable, "-m", "mpi4py", "main_exp.py", "config.yml", "-c"]
+    result = subprocess.run(command, cwd=tmp_path, env={**script_env(), **MPI_ENV}, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    frame = load_results(tmp_path / "out").sort_values(["rep", "iteration"])
+    assert list(frame.x) == [1, 4, 13, 4, 13, 40]
+    rerun = subprocess.run(command, cwd=tmp_path, env={**script_env(), **MPI_ENV}, capture_output=True,
+                           text=True, timeout=120)
+    assert "0 jobs" in rerun.stderr and "changed" not in rerun.stderr, rerun.stderr

@@ -238,3 +238,18 @@ def test_old_style_client_runs_unchanged(tmp_path, write_config):
     assert seen["it"] == 2 and isinstance(seen["seed"], int)
     assert (rep_folder / "state_2.pkl").exists()
     assert len(load_results(tmp_path / "out")) == 6
+
+
+def test_jobs_with_longer_measured_iterations_run_first(tmp_path, write_config, monkeypatch):
+    from cluster_work.expansion import expand_all
+    from cluster_work.config import load_config
+    from cluster_work.planning import Policy, Selection, make_plan
+
+    write_config("name: s\nrepetitions: 2\niterations: 3\npath: out\nlist: {sleep: [0.001, 0.05]}\n")
+    run_cli("Deterministic", "config.yml", cwd=tmp_path, check_rc=0)
+    write_config("name: s\nrepetitions: 2\niterations: 6\npath: out\nlist: {sleep: [0.001, 0.05]}\n")
+    monkeypatch.chdir(tmp_path)
+    from experiments import Deterministic
+    expanded = expand_all(load_config("config.yml"), Deterministic._default_params)
+    jobs = make_plan(expanded, Selection(), Policy(), "config.yml").jobs
+    assert [job.experiment.name for job in jobs] == ["s__sle0.05"] * 2 + ["s__sle0.001"] * 2
