@@ -121,9 +121,9 @@ def expand_experiment(experiment: Mapping[str, Any], default_params: Mapping[str
             set_dotted(params, dotted, value)
         name = expanded_name(experiment["name"], varied, shorts)
         config = {key: value for key, value in experiment.items() if key not in ("grid", "list")}
-        config.update(name=name, params=params,
-                      path=os.path.join(experiment["path"], name),
-                      log_path=os.path.join(experiment["path"], name, "log"))
+        root = os.path.expanduser(os.path.expandvars(experiment["path"]))
+        config.update(name=name, params=params, path=os.path.join(root, name),
+                      log_path=os.path.join(root, name, "log"))
         expanded.append(ExpandedExperiment(name, experiment["name"], config, dict(varied)))
     return expanded
 

@@ -32,7 +32,7 @@ def _level(level: str | int) -> int:
 class _Tee:
     """A text stream that writes to the console stream and to the repetition's log file."""
 
-    def __init__(self, console: IO[str], log_file: IO[str]):
+    def __init__(self, console: IO[str], log_file: "_LazyFile"):
         self._console, self._log_file = console, log_file
 
     def write(self, text: str) -> int:
@@ -47,19 +47,41 @@ class _Tee:
         return getattr(self._console, name)
 
 
+class _LazyFile:
+    """A line-buffered append-only text file that is created on the first write, not before:
+    most repetitions log nothing, and a file open costs more than a whole no-op iteration."""
+
+    def __init__(self, path: str):
+        self._path, self._file = path, None
+
+    def write(self, text: str) -> int:
+        if self._file is None:
+            self._file = open(self._path, "a", buffering=1, encoding="utf-8")
+        return self._file.write(text)
+
+    def flush(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
 @contextlib.contextmanager
 def repetition_log(path: str, experiment_level: str | int) -> Iterator[None]:
     """Copy log records and prints of the code inside into `path` (appended, line-buffered)."""
-    with open(path, "a", buffering=1, encoding="utf-8") as log_file:
-        handler = logging.StreamHandler(log_file)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
-        handler.setLevel(_level(experiment_level))
-        root = logging.getLogger()
-        root.addHandler(handler)
-        stdout, stderr = sys.stdout, sys.stderr
-        sys.stdout, sys.stderr = _Tee(stdout, log_file), _Tee(stderr, log_file)
-        try:
-            yield
-        finally:
-            sys.stdout, sys.stderr = stdout, stderr
-            root.removeHandler(handler)
+    log_file = _LazyFile(path)
+    handler = logging.StreamHandler(log_file)  # type: ignore[arg-type]
+    handler.setFormatter(logging.Formatter(FORMAT))
+    handler.setLevel(_level(experiment_level))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    stdout, stderr = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Tee(stdout, log_file), _Tee(stderr, log_file)  # type: ignore[arg-type]
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = stdout, stderr
+        root.removeHandler(handler)
+        log_file.close()

@@ -6,12 +6,16 @@ results never pass through rank 0. With groups (`-g G`) the workers are split in
 the group's first rank (its leader) talks to rank 0 and forwards the job to the others, and all of
 them run the repetition with the group's communicator as `self._COMM`; only the leader writes.
 
-Nobody waits in a blocking receive, which Open MPI implements by spinning a core: waits poll with
-`Iprobe` and a sleep that backs off to `MAX_POLL_SLEEP`.
+Nobody waits in a blocking call, which Open MPI implements by spinning a core. Waits poll with `Iprobe`
+and sleep for a twentieth of the time waited so far (at most `MAX_POLL_SLEEP`): a short job's reply is
+seen within a few percent of its length, and a rank idle for long wakes at most 100 times a second.
+Sends are non-blocking (`isend`): with Open MPI's shared-memory transport a blocking send waits, spinning,
+until the receiver next enters MPI, which for a sleeping receiver is up to a poll interval.
 """
 from __future__ import annotations
 
 import logging
+import pickle
 import sys
 import time
 from typing import Any, Iterable, Iterator
@@ -25,7 +29,8 @@ log = logging.getLogger("cluster_work")
 
 TAG_JOB, TAG_OUTCOME, TAG_STOP = 11, 12, 13
 MAX_POLL_SLEEP = 0.01  # s: an idle rank wakes at most 100 times a second
-FIRST_POLL_SLEEP = 2e-5
+MIN_POLL_SLEEP = 1e-5
+POLL_FRACTION = 0.05  # sleep this share of the time waited so far
 
 
 def _mpi() -> Any:
@@ -37,22 +42,44 @@ def _mpi() -> Any:
     return MPI
 
 
+def poll_until(ready: Any) -> None:
+    """Call `ready()` until it returns true, sleeping in between in proportion to the time waited."""
+    if ready():
+        return
+    started = time.perf_counter()
+    while True:
+        waited = time.perf_counter() - started
+        time.sleep(min(MAX_POLL_SLEEP, max(MIN_POLL_SLEEP, waited * POLL_FRACTION)))
+        if ready():
+            return
+
+
 def wait_for_message(comm: Any, source: int, tag: int, status: Any = None) -> None:
     """Return once a message matching (source, tag) has arrived, without spinning a core."""
-    pause = FIRST_POLL_SLEEP
-    while not comm.Iprobe(source=source, tag=tag, status=status):
-        time.sleep(pause)
-        pause = min(pause * 2, MAX_POLL_SLEEP)
+    poll_until(lambda: comm.Iprobe(source=source, tag=tag, status=status))
+
+
+class _Sends:
+    """Non-blocking sends kept alive until complete (MPI progresses them while we poll)."""
+
+    def __init__(self) -> None:
+        self._requests: list[Any] = []
+
+    def send(self, comm: Any, message: Any, dest: int, tag: int) -> None:
+        self._requests = [r for r in self._requests if not r.Test()]
+        self._requests.append(comm.isend(message, dest=dest, tag=tag))
+
+    def complete(self) -> None:
+        for request in self._requests:
+            poll_until(request.Test)
+        self._requests = []
 
 
 def quiet_barrier(comm: Any) -> None:
     """A barrier that sleeps instead of spinning: every rank leaves the sweep together, so that a
     non-zero exit of rank 0 does not make mpiexec kill workers that are still on their way out."""
     request = comm.Ibarrier()
-    pause = FIRST_POLL_SLEEP
-    while not request.Test():
-        time.sleep(pause)
-        pause = min(pause * 2, MAX_POLL_SLEEP)
+    poll_until(request.Test)
 
 
 def finalize_mpi() -> None:
@@ -74,6 +101,17 @@ def worker_layout(world_size: int, group_size: int) -> tuple[list[list[int]], li
     count = len(workers) // group_size
     groups = [workers[i * group_size:(i + 1) * group_size] for i in range(count)]
     return groups, workers[count * group_size:]
+
+
+def pickle_job(job: Job) -> bytes:
+    """Plain pickle (fast; every rank runs the same script, so classes in __main__ resolve), and
+    cloudpickle for what it cannot carry, such as lambdas in params."""
+    try:
+        return pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)
+    except (pickle.PicklingError, AttributeError, TypeError):
+        import cloudpickle
+
+        return cloudpickle.dumps(job)
 
 
 class _StopMessage:
@@ -110,26 +148,26 @@ def serve_if_worker(experiment_class: type, group_size: int, settings: Any) -> i
         quiet_barrier(world)
         return 0
     leader = group_of[rank][0] == rank
-    import cloudpickle
-
     handle_stop_signals(hard_second=False)  # SIGTERM from mpiexec or Slurm: finish the iteration
     if leader:
         follow_shared_stop(_StopMessage(world))
+    sends = _Sends()
     while True:
         if leader:
             wait_for_message(world, 0, TAG_JOB)
             payload = world.recv(source=0, tag=TAG_JOB)
             for member in range(1, group_comm.Get_size()):
-                group_comm.send(payload, dest=member, tag=TAG_JOB)
+                sends.send(group_comm, payload, member, TAG_JOB)
         else:
             wait_for_message(group_comm, 0, TAG_JOB)
             payload = group_comm.recv(source=0, tag=TAG_JOB)
         if payload is None:
             break
-        job = cloudpickle.loads(payload)
+        job = pickle.loads(payload)
         outcome = run_job(experiment_class, job, settings, comm=group_comm, write=leader)
         if leader:
-            world.send(outcome, dest=0, tag=TAG_OUTCOME)
+            sends.send(world, outcome, 0, TAG_OUTCOME)
+    sends.complete()
     if leader and world.Iprobe(source=0, tag=TAG_STOP):
         world.recv(source=0, tag=TAG_STOP)
     quiet_barrier(world)
@@ -148,6 +186,7 @@ class MPIExecutor(Executor):
         self._group_size = group_size
         self._stop_sent = False
         self._released = False
+        self._sends = _Sends()
         if self._idle_ranks and self._groups:
             log.warning("%d MPI rank(s) (%s) idle: %d workers do not split into groups of %d",
                         len(self._idle_ranks), ", ".join(map(str, self._idle_ranks)),
@@ -167,8 +206,6 @@ class MPIExecutor(Executor):
         if not self._groups:
             yield from SequentialExecutor().map_unordered(task, jobs)
             return
-        import cloudpickle
-
         idle = [group[0] for group in self._groups]
         busy: dict[int, Job] = {}
         queue = iter(jobs)
@@ -179,7 +216,7 @@ class MPIExecutor(Executor):
                 if job is None:
                     break
                 leader = idle.pop()
-                self._world.send(cloudpickle.dumps(job), dest=leader, tag=TAG_JOB)
+                self._sends.send(self._world, pickle_job(job), leader, TAG_JOB)
                 busy[leader] = job
             if not busy:
                 return
@@ -195,7 +232,7 @@ class MPIExecutor(Executor):
             return
         self._stop_sent = True
         for group in self._groups:
-            self._world.send(None, dest=group[0], tag=TAG_STOP)
+            self._sends.send(self._world, None, group[0], TAG_STOP)
 
     def terminate(self) -> None:
         log.warning("stopping at once: aborting every MPI rank")
@@ -204,10 +241,9 @@ class MPIExecutor(Executor):
 
     def shutdown(self) -> None:
         """Release every worker rank; after this all ranks leave their loops and exit cleanly."""
-        for group in self._groups:
-            self._world.send(None, dest=group[0], tag=TAG_JOB)
-        for rank in self._idle_ranks:
-            self._world.send(None, dest=rank, tag=TAG_JOB)
+        for rank in [group[0] for group in self._groups] + self._idle_ranks:
+            self._sends.send(self._world, None, rank, TAG_JOB)
+        self._sends.complete()
         if self._world.Get_size() > 1 and not self._released:
             quiet_barrier(self._world)
         self._groups, self._idle_ranks, self._released = [], [], True

@@ -13,7 +13,7 @@ from .config import flatten_mapping
 from .errors import ConfigError
 from .expansion import ExpandedExperiment
 from .runner import Job
-from .store import FAILED, FINISHED, RUNNING, ExperimentStore, to_plain
+from .store import FAILED, FINISHED, ExperimentStore, to_plain
 
 log = logging.getLogger("cluster_work")
 
@@ -96,7 +96,7 @@ def repetition_state(status: Mapping[str, Any], iterations: int) -> str:
         return "pending"
     if state == FINISHED and status.get("iterations_done", 0) >= iterations:
         return "finished"
-    if state in (RUNNING, FAILED):
+    if state == FAILED:
         return state
     return "partial"
 

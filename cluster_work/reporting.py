@@ -54,11 +54,13 @@ def read_progress(experiment: ExpandedExperiment) -> list[RepetitionProgress]:
     for rep in range(experiment.repetitions):
         repetition = store.repetition(rep)
         status = repetition.read_status()
-        rows = repetition.read_results().rows if status else []
+        rows = repetition.read_results().rows
         times = [r["iteration_time"] for r in rows if isinstance(r.get("iteration_time"), (int, float))]
-        state = status.get("state", "pending")
+        state = status.get("state", "partial" if rows else "pending")
         if state == "finished" and len(rows) < experiment.iterations:
             state = "partial"
+        if state != "finished" and repetition.is_running():
+            state = "running"
         progress.append(RepetitionProgress(state, len(rows), sum(times) / len(times) if times else None))
     return progress
 

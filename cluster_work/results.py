@@ -22,7 +22,7 @@ def _sweep_folders(path: str | os.PathLike[str]) -> list[str]:
         return [path]
     folders = []
     for experiment in load_config(path, warn=lambda message: None):
-        folder = experiment["path"]
+        folder = os.path.expanduser(os.path.expandvars(experiment["path"]))
         if not os.path.isabs(folder) and not os.path.isdir(folder):
             folder = os.path.join(os.path.dirname(os.path.abspath(path)), folder)
         folders.append(folder)

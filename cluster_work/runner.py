@@ -18,7 +18,7 @@ from .experiment import ClusterWork
 from .logs import repetition_log
 from .seeding import seed_for, seed_global_generators
 from .stopping import stop_requested
-from .store import (FAILED, FINISHED, INTERRUPTED, RUNNING, RepetitionBusy, RepetitionStore,
+from .store import (FAILED, FINISHED, INTERRUPTED, RepetitionBusy, RepetitionStore,
                     ResultsWriter, ExperimentStore)
 
 log = logging.getLogger("cluster_work")
@@ -130,7 +130,8 @@ def _bind(instance: ClusterWork, job: Job, store: RepetitionStore, settings: Run
     instance._iterations = config["iterations"]
     instance._no_gui = settings.no_gui or instance._NO_GUI
     instance._COMM = comm
-    os.makedirs(store.path, exist_ok=True)
+    if not os.path.isdir(store.path):  # the writer made it; other members of an MPI group may not have
+        store.create_folder()
 
 
 def _seed(instance: ClusterWork, iteration: int | None) -> None:
@@ -161,7 +162,6 @@ def _run_locked(experiment_class: type[ClusterWork], job: Job, settings: RunSett
     stage, completed, ran = "reset", saved, 0
     timing = _Timing([])
     try:
-        write_status(RUNNING, iterations_done=saved, iterations=target, started=time.time())
         completed = _resume(instance, config, job.rep, saved, comm)
         if writer is not None and prefix is not None:
             writer.keep(prefix, completed)
@@ -190,7 +190,8 @@ def _run_locked(experiment_class: type[ClusterWork], job: Job, settings: RunSett
             completed, ran = n + 1, ran + 1
         if writer is not None:
             writer.close(sync=settings.sync)  # durable before it is called finished
-        write_status(FINISHED, iterations_done=target, iterations=target, ended=time.time(), **timing.fields())
+        write_status(FINISHED, sync=settings.sync, iterations_done=target, iterations=target, ended=time.time(),
+                     **timing.fields())
         return DONE, target, ran, None
     except StoreError:
         raise

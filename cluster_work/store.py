@@ -33,7 +33,8 @@ RESULTS_FILE = "results.jsonl"
 STATUS_FILE = "status.json"
 LOG_FILE = "rep.log"
 
-RUNNING, FINISHED, FAILED, INTERRUPTED = "running", "finished", "failed", "interrupted"
+# States kept in status.json. "running" is never written: it is read off the results file's lock.
+FINISHED, FAILED, INTERRUPTED = "finished", "failed", "interrupted"
 
 
 def repetition_folder_name(rep: int) -> str:
@@ -90,15 +91,19 @@ class _StoreIO:
         return False
 
 
-def atomic_write(path: str, data: bytes) -> None:
-    """Replace `path` with `data` so that readers see the old or the new file, never a part."""
+def atomic_write(path: str, data: bytes, sync: bool = True) -> None:
+    """Replace `path` with `data` so that readers see the old or the new file, never a part.
+
+    The rename alone makes this safe against a killed process; `sync` also survives a power loss.
+    """
     folder = os.path.dirname(path) or "."
     temporary = os.path.join(folder, "." + os.path.basename(path) + ".tmp")
     with _StoreIO("write", path):
         with open(temporary, "wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if sync:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(temporary, path)
 
 
@@ -171,15 +176,32 @@ class RepetitionStore:
     def read_status(self) -> dict[str, Any]:
         return _read_json(self.status_file) or {}
 
-    def write_status(self, state: str, **fields: Any) -> None:
+    def is_running(self) -> bool:
+        """Whether a live process holds this repetition's lock (it dies with its holder)."""
+        try:
+            fd = os.open(self.results_file, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return False
+        except OSError:
+            return True
+        finally:
+            os.close(fd)
+
+    def write_status(self, state: str, sync: bool = False, **fields: Any) -> None:
         status = {"state": state, "host": socket.gethostname(), "pid": os.getpid(),
                   "updated": time.time(), **fields}
-        atomic_write(self.status_file, json.dumps(to_plain(status), indent=1).encode())
+        atomic_write(self.status_file, json.dumps(to_plain(status), indent=1).encode(), sync)
+
+    def create_folder(self) -> None:
+        with _StoreIO("create", self.path):
+            os.makedirs(self.path, exist_ok=True)
 
     def open_writer(self) -> "ResultsWriter":
         """Lock the repetition for this process; raise RepetitionBusy if another holds it."""
-        with _StoreIO("create", self.path):
-            os.makedirs(self.path, exist_ok=True)
+        self.create_folder()
         return ResultsWriter(self.results_file)
 
 

@@ -129,7 +129,7 @@ def test_second_ctrl_c_stops_at_once_and_keeps_saved_rows(tmp_path, workers):
     (tmp_path / "config.yml").write_text(CONFIG.replace("sleep: 0.02", "sleep: 2.0"))
     process = start(tmp_path, "-n", workers)
     deadline = time.time() + 30
-    while not list((tmp_path / "out").rglob("rep.log")) and time.time() < deadline:
+    while not list((tmp_path / "out").rglob("results.jsonl")) and time.time() < deadline:
         time.sleep(0.05)
     time.sleep(0.3)
     os.killpg(process.pid, signal.SIGINT)
@@ -141,3 +141,18 @@ def test_second_ctrl_c_stops_at_once_and_keeps_saved_rows(tmp_path, workers):
     assert process.returncode == 130, stderr.decode()
     assert "stopped at once" in stderr.decode() and "Traceback" not in stderr.decode()
     assert_every_file_readable(tmp_path / "out")
+
+
+@pytest.mark.slow
+def test_progress_sees_running_repetitions_by_their_lock_not_a_stale_status(tmp_path):
+    (tmp_path / "config.yml").write_text("name: w\nrepetitions: 2\niterations: 50\npath: out\n"
+                                         "params: {sleep: 0.1}\n")
+    process = start(tmp_path)
+    deadline = time.time() + 30
+    while not list((tmp_path / "out").rglob("results.jsonl")) and time.time() < deadline:
+        time.sleep(0.05)
+    progress = run_cli("Deterministic", "config.yml", "-P", cwd=tmp_path, check_rc=0).stdout
+    assert "running" in progress
+    kill_session(process)
+    progress = run_cli("Deterministic", "config.yml", "-P", cwd=tmp_path, check_rc=0).stdout
+    assert "running" not in progress.split("mean it. time")[1] and "partial" in progress

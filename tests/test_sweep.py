@@ -53,7 +53,7 @@ def test_sweep_writes_tidy_results(sweep):
 def test_files_per_repetition_are_few_and_readable(sweep):
     run_cli("NoRestore", "config.yml", cwd=sweep, check_rc=0)
     rep_folder = sweep / "out" / "walk__ste1.0" / "log" / "rep_00"
-    assert sorted(os.listdir(rep_folder)) == ["rep.log", "results.jsonl", "status.json"]
+    assert sorted(os.listdir(rep_folder)) == ["results.jsonl", "status.json"]  # rep.log once something is logged
     lines = (rep_folder / "results.jsonl").read_text().splitlines()
     assert [json.loads(line)["iteration"] for line in lines] == [0, 1, 2, 3]
     assert json.loads((rep_folder / "status.json").read_text())["state"] == "finished"
@@ -253,3 +253,26 @@ def test_jobs_with_longer_measured_iterations_run_first(tmp_path, write_config, 
     expanded = expand_all(load_config("config.yml"), Deterministic._default_params)
     jobs = make_plan(expanded, Selection(), Policy(), "config.yml").jobs
     assert [job.experiment.name for job in jobs] == ["s__sle0.05"] * 2 + ["s__sle0.001"] * 2
+
+
+@pytest.mark.parametrize("path", [".", "~"])
+def test_delete_never_touches_anything_outside_the_experiment_folders(tmp_path, write_config, path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))  # '~' is expanded
+    (tmp_path / "precious.txt").write_text("keep")
+    write_config(f"name: guard\nrepetitions: 1\niterations: 1\npath: '{path}'\n")
+    run_cli("Deterministic", "config.yml", cwd=tmp_path, check_rc=0)
+    assert (tmp_path / "guard" / "log" / "rep_00" / "results.jsonl").exists()
+    run_cli("Deterministic", "config.yml", "-d", cwd=tmp_path, check_rc=0)
+    assert (tmp_path / "precious.txt").read_text() == "keep" and (tmp_path / "config.yml").exists()
+
+
+def test_delete_refuses_a_folder_that_is_not_an_experiment_folder(tmp_path):
+    from cluster_work.errors import StoreError
+    from cluster_work.store import ExperimentStore
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "thesis.tex").write_text("years of work")
+    with pytest.raises(StoreError, match="not a cluster_work experiment folder"):
+        ExperimentStore(str(tmp_path / "data")).delete()
+    with pytest.raises(StoreError, match="refusing to delete"):
+        ExperimentStore("/").delete()
+    assert (tmp_path / "data" / "thesis.tex").exists()
