@@ -1,0 +1,20 @@
+"""The benchmarks run (tiny sizes); their figures are read by people, never asserted here."""
+import subprocess
+import sys
+
+from conftest import MPI_ENV, ROOT, mpiexec, script_env
+
+
+def test_persistence_benchmark_runs():
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "persistence.py"), "--rounds", "1",
+                             "--sizes", "10", "20"], env=script_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "ms/it" in result.stdout and "files per repetition" in result.stdout
+
+
+def test_scheduling_benchmark_runs():
+    result = subprocess.run([mpiexec(), "-n", "3", sys.executable, "-m", "mpi4py",
+                             str(ROOT / "benchmarks" / "scheduling.py"), "--jobs", "20", "--rounds", "1"],
+                            env={**script_env(), **MPI_ENV}, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "mpi4py.futures" in result.stdout and "ratio" in result.stdout
