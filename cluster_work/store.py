@@ -123,34 +123,54 @@ class RepetitionBusy(Exception):
 
 @dataclass(frozen=True)
 class ResultsPrefix:
-    """The complete rows of a results file and the byte offset where each one ends."""
+    """The complete rows 0, 1, 2, ... at the start of a results file (a torn or stray tail excluded)."""
 
     rows: list[dict[str, Any]]
-    ends: list[int]
+    data: bytes = b""
 
     def __len__(self) -> int:
         return len(self.rows)
 
+    def end_of_row(self, count: int) -> int:
+        """The byte offset just after the first `count` rows."""
+        position = 0
+        for _ in range(count):
+            position = self.data.index(b"\n", position) + 1
+        return position
+
+
+def _is_in_order(rows: list[Any]) -> bool:
+    try:
+        return [row["iteration"] for row in rows] == list(range(len(rows)))
+    except (TypeError, KeyError, IndexError):  # a row that is no object, or has no iteration
+        return False
+
 
 def parse_results(data: bytes) -> ResultsPrefix:
-    """Parse the longest prefix of rows 0, 1, 2, ... ; a torn or out-of-order tail is ignored."""
-    rows: list[dict[str, Any]] = []
-    ends: list[int] = []
-    position = 0
-    while True:
-        newline = data.find(b"\n", position)
-        if newline < 0:
-            break
+    """Parse the longest prefix of rows 0, 1, 2, ... ; a torn or out-of-order tail is ignored.
+
+    Each row is one line (JSON escapes newlines in strings), so the complete lines parse as one
+    JSON array in a single call; only a damaged file falls back to walking it line by line.
+    """
+    complete = data[:data.rfind(b"\n") + 1]
+    if not complete:
+        return ResultsPrefix([], data)
+    try:
+        rows = json.loads(b"[" + complete[:-1].replace(b"\n", b",") + b"]")
+        if _is_in_order(rows):
+            return ResultsPrefix(rows, data)
+    except ValueError:
+        pass
+    rows = []
+    for line in complete.split(b"\n")[:-1]:
         try:
-            row = json.loads(data[position:newline])
+            row = json.loads(line)
         except ValueError:
             break
         if not isinstance(row, dict) or row.get("iteration") != len(rows):
             break
         rows.append(row)
-        position = newline + 1
-        ends.append(position)
-    return ResultsPrefix(rows, ends)
+    return ResultsPrefix(rows, data)
 
 
 class RepetitionStore:
@@ -171,7 +191,7 @@ class RepetitionStore:
             with open(self.results_file, "rb") as handle:
                 return parse_results(handle.read())
         except FileNotFoundError:
-            return ResultsPrefix([], [])
+            return ResultsPrefix([])
 
     def read_status(self) -> dict[str, Any]:
         return _read_json(self.status_file) or {}
@@ -228,7 +248,7 @@ class ResultsWriter:
 
     def keep(self, prefix: ResultsPrefix, count: int) -> None:
         """Truncate the file to its first `count` rows (discarding stale or torn rows)."""
-        end = prefix.ends[count - 1] if count else 0
+        end = prefix.end_of_row(count)
         with _StoreIO("truncate", self.path):
             if os.fstat(self._fd).st_size != end:
                 os.ftruncate(self._fd, end)
