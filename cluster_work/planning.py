@@ -132,7 +132,7 @@ def _plan_experiment(experiment: ExpandedExperiment, first_index: int, selection
     states: dict[int, str] = {}
     times: dict[int, float] = {}
     saved: dict[int, int] = {}
-    if not rewrite:
+    if stored is not None and not rewrite:  # a new experiment has no files to look at
         for rep in range(experiment.repetitions):
             status = store.repetition(rep).read_status()
             states[rep] = repetition_state(status, experiment.iterations)

@@ -54,12 +54,17 @@ def read_progress(experiment: ExpandedExperiment) -> list[RepetitionProgress]:
     for rep in range(experiment.repetitions):
         repetition = store.repetition(rep)
         status = repetition.read_status()
+        if status.get("state") == "finished" and status.get("iterations_done", 0) >= experiment.iterations:
+            # the common case, answered from the small status file alone
+            progress.append(RepetitionProgress("finished", status["iterations_done"],
+                                               status.get("mean_iteration_time")))
+            continue
         rows = repetition.read_results().rows
         times = [r["iteration_time"] for r in rows if isinstance(r.get("iteration_time"), (int, float))]
         state = status.get("state", "partial" if rows else "pending")
-        if state == "finished" and len(rows) < experiment.iterations:
+        if state == "finished":
             state = "partial"
-        if state != "finished" and repetition.is_running():
+        if repetition.is_running():
             state = "running"
         progress.append(RepetitionProgress(state, len(rows), sum(times) / len(times) if times else None))
     return progress

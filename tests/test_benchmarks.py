@@ -18,3 +18,20 @@ def test_scheduling_benchmark_runs():
                             env={**script_env(), **MPI_ENV}, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "mpi4py.futures" in result.stdout and "ratio" in result.stdout
+
+
+def test_planning_scale_benchmark_runs():
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "planning_scale.py"), "--grid", "5",
+                             "--repetitions", "3", "--experiments", "2", "--iterations", "4"],
+                            env=script_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "load_results of 6 repetitions x 4 iterations" in result.stdout
+
+
+def test_load_balance_benchmark_runs():
+    result = subprocess.run([mpiexec(), "-n", "3", sys.executable, "-m", "mpi4py",
+                             str(ROOT / "benchmarks" / "load_balance.py"), "--jobs", "6", "--iterations", "2",
+                             "--mean", "0.005"], env={**script_env(), **MPI_ENV}, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "efficiency" in result.stdout
