@@ -8,7 +8,7 @@ import sys
 from typing import Sequence
 
 from .config import load_config
-from .errors import ClusterWorkError
+from .errors import ClusterWorkError, StoreError
 from .executors import Executor, make_executor
 from .expansion import expand_all
 from .experiment import ClusterWork
@@ -17,7 +17,7 @@ from .planning import Policy, Selection, apply_plan, make_plan, select_experimen
 from .reporting import print_plan, print_progress, print_summary, sweep_paths
 from .runner import RunSettings
 from .stopping import handle_stop_signals
-from .sweep import EXIT_INTERRUPTED, EXIT_USAGE, describe, run_jobs
+from .sweep import EXIT_INTERRUPTED, EXIT_STORE, EXIT_USAGE, describe, run_jobs
 
 log = logging.getLogger("cluster_work")
 
@@ -114,7 +114,7 @@ def _run(experiment_class: type[ClusterWork], args: argparse.Namespace, argument
         apply_plan(plan)
     except ClusterWorkError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_STORE if isinstance(exc, StoreError) else EXIT_USAGE
     jobs = plan.jobs
     log.info("%d jobs to run (%d experiments) on %s", len(jobs), len(plan.experiments), executor.describe())
     handle_stop_signals(hard_second=True, on_first=lambda: _on_stop(executor))

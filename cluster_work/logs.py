@@ -55,17 +55,26 @@ class _LazyFile:
         self._path, self._file = path, None
 
     def write(self, text: str) -> int:
-        if self._file is None:
-            self._file = open(self._path, "a", buffering=1, encoding="utf-8")
-        return self._file.write(text)
+        try:  # the log is best effort: a full disk must not fail the experiment's print()
+            if self._file is None:
+                self._file = open(self._path, "a", buffering=1, encoding="utf-8")
+            return self._file.write(text)
+        except OSError:
+            return len(text)
 
     def flush(self) -> None:
-        if self._file is not None:
-            self._file.flush()
+        try:
+            if self._file is not None:
+                self._file.flush()
+        except OSError:
+            pass
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
+        try:
+            if self._file is not None:
+                self._file.close()
+        except OSError:
+            pass
 
 
 @contextlib.contextmanager

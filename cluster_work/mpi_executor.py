@@ -95,6 +95,34 @@ def finalize_mpi() -> None:
         MPI.Finalize()
 
 
+ORPHAN_CHECK_SECONDS = 1.0
+
+
+def exit_when_orphaned(check_every: float = ORPHAN_CHECK_SECONDS) -> None:
+    """Exit this rank (as a kill would) once the MPI launcher that started it is gone.
+
+    When `mpiexec` dies, Open MPI may leave ranks running, and a rank busy in Python would notice only
+    at its next MPI call. A daemon thread watches the parent process instead; exiting mid-iteration
+    is as safe as kill -9 (rows are whole or absent) and drops the repetition's lock at once.
+    """
+    import os
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(check_every)
+        log.error("rank %d: the MPI launcher (pid %d) is gone; exiting", _mpi().COMM_WORLD.Get_rank(), parent)
+        logging.shutdown()
+        os._exit(EXIT_ORPHANED)
+
+    threading.Thread(target=watch, name="cluster_work-orphan-watch", daemon=True).start()
+
+
+EXIT_ORPHANED = 4
+
+
 def worker_layout(world_size: int, group_size: int) -> tuple[list[list[int]], list[int]]:
     """Split ranks 1..size-1 into groups of `group_size`; ranks left over idle. Returns (groups, idle)."""
     if group_size < 1:
@@ -138,6 +166,8 @@ def serve_if_worker(experiment_class: type, group_size: int, settings: Any) -> i
     MPI = _mpi()
     world = MPI.COMM_WORLD
     rank, size = world.Get_rank(), world.Get_size()
+    if size > 1:
+        exit_when_orphaned()
     groups, idle = worker_layout(size, group_size)
     group_of = {r: g for g in groups for r in g}
     color = groups.index(group_of[rank]) if rank in group_of else MPI.UNDEFINED

@@ -12,13 +12,15 @@ from rich.table import Table
 
 from .expansion import ExpandedExperiment
 from .planning import Plan
-from .runner import ALREADY_DONE, BUSY, DONE, STOPPED
+from .runner import ALREADY_DONE, BUSY, DONE, STOPPED, STORE_FAILURE
 from .store import ExperimentStore
 from .sweep import Summary
 
 
 def _console(stream: TextIO | None = None) -> Console:
-    return Console(file=stream or sys.stdout, width=None if (stream or sys.stdout).isatty() else 160)
+    """Tables fit a terminal; into a file or pipe, lines are never wrapped (logs stay greppable)."""
+    stream = stream or sys.stdout
+    return Console(file=stream, width=None if stream.isatty() else 200, soft_wrap=not stream.isatty())
 
 
 def format_params(varied: dict[str, Any]) -> str:
@@ -107,6 +109,11 @@ def print_summary(summary: Summary, plan: Plan, sweep_paths: Iterable[str], argv
                   + ", ".join(p for p in parts if p))
     for outcome in summary.failures():
         console.print(f"  [red]failed[/red] {outcome.label}: {outcome.error}", highlight=False)
+    store_failures = [o for o in summary.outcomes if o.kind == STORE_FAILURE]
+    if store_failures:
+        console.print(f"[red]error[/red]: results could not be written: {store_failures[0].error}. "
+                      "The run stopped; every file is readable. Free space (or fix the folder), then run "
+                      "the same command to complete the sweep.", highlight=False)
     if summary.outcomes:
         seconds = [o.seconds for o in summary.outcomes if o.kind == DONE]
         if seconds:

@@ -5,6 +5,7 @@ a saved state behind it, and a resumed repetition continues from exactly the row
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import time
@@ -22,6 +23,9 @@ from .store import (FAILED, FINISHED, INTERRUPTED, RepetitionBusy, RepetitionSto
                     ResultsWriter, ExperimentStore)
 
 log = logging.getLogger("cluster_work")
+
+# An OSError with one of these, even from the experiment's own files, means the disk cannot take more.
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
 # Outcome kinds, as the scheduler and the summary see them.
 DONE, ALREADY_DONE, FAILED_JOB, STOPPED, BUSY, BAD_PARAMETER, STORE_FAILURE = (
@@ -195,21 +199,33 @@ def _run_locked(experiment_class: type[ClusterWork], job: Job, settings: RunSett
         return DONE, target, ran, None
     except StoreError:
         raise
+    except OSError as exc:
+        if exc.errno not in STORAGE_ERRNOS:
+            return _failed(exc, stage, job, completed, ran, target, timing, write_status)
+        # the experiment's own file hit a full or read-only disk: every other job would too
+        raise StoreError(f"{job.label}: the experiment could not write {exc.filename or 'a file'} "
+                         f"in {stage}: {exc.strerror}") from exc
     except InvalidParameterArgument as exc:
         write_status(FAILED, iterations_done=completed, iterations=target, error=str(exc))
         return BAD_PARAMETER, completed, ran, f"{job.experiment.name}: {exc}"
     except Exception as exc:  # the experiment's own error: isolate it, keep its saved rows
-        text = traceback.format_exc()
-        first_line = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        log.error("%s failed in %s:\n%s", job.label, stage, text)
-        write_status(FAILED, iterations_done=completed, iterations=target,
-                     error=first_line, stage=stage, traceback=text, **timing.fields())
-        return FAILED_JOB, completed, ran, f"{first_line} (in {stage})"
+        return _failed(exc, stage, job, completed, ran, target, timing, write_status)
     finally:
         try:
             instance.finalize()
         except Exception:
             log.exception("%s: finalize() raised", job.label)
+
+
+def _failed(exc: BaseException, stage: str, job: Job, completed: int, ran: int, target: int,
+            timing: "_Timing", write_status: Any) -> tuple[str, int, int, str]:
+    """Record the experiment's exception in the repetition's log and status; the run goes on."""
+    text = "".join(traceback.format_exception(exc))
+    first_line = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    log.error("%s failed in %s:\n%s", job.label, stage, text)
+    write_status(FAILED, iterations_done=completed, iterations=target,
+                 error=first_line, stage=stage, traceback=text, **timing.fields())
+    return FAILED_JOB, completed, ran, f"{first_line} (in {stage})"
 
 
 class _Timing:

@@ -37,7 +37,8 @@ class Summary:
         return self.jobs - len(self.outcomes)
 
     def failures(self) -> list[Outcome]:
-        return [o for o in self.outcomes if o.kind in (FAILED_JOB, BAD_PARAMETER, STORE_FAILURE)]
+        """Repetitions that failed by their own error (a store failure is the run's, reported apart)."""
+        return [o for o in self.outcomes if o.kind in (FAILED_JOB, BAD_PARAMETER)]
 
     def exit_status(self) -> int:
         counts = self.counts
@@ -73,7 +74,10 @@ def describe(outcome: Outcome) -> str:
     if outcome.kind in (DONE, ALREADY_DONE):
         return f"{outcome.label}: {outcome.kind} ({outcome.iterations_run} iterations in {outcome.seconds:.1f}s)"
     if outcome.kind == STOPPED:
-        return f"{outcome.label}: interrupted ({outcome.iterations_done} iterations saved)"
+        if not outcome.iterations_run:
+            return f"{outcome.label}: not run (the run is stopping)"
+        return f"{outcome.label}: interrupted after {outcome.iterations_run} new iterations " \
+               f"({outcome.iterations_done} saved)"
     if outcome.kind == BUSY:
         return f"{outcome.label}: skipped, held by another run"
     where = f"; traceback in {outcome.log_file}" if outcome.log_file else ""

@@ -50,6 +50,15 @@ class Deterministic(ClusterWork):
         return True
 
 
+class Payload(Deterministic):
+    """Returns a large string each iteration, to fill a small disk."""
+
+    _default_params = {**Deterministic._default_params, "payload": ""}
+
+    def iterate(self, config, rep, n):
+        return {**super().iterate(config, rep, n), "payload": self._params["payload"]}
+
+
 class NoRestore(Deterministic):
     _restore_supported = False
 

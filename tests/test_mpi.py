@@ -189,3 +189,38 @@ def test_classes_in_main_and_lambdas_in_params_travel(tmp_path, how):
     rerun = subprocess.run(command, cwd=tmp_path, env={**script_env(), **MPI_ENV}, capture_output=True,
                            text=True, timeout=120)
     assert "0 jobs" in rerun.stderr and "changed" not in rerun.stderr, rerun.stderr
+
+
+@pytest.mark.slow
+def test_ranks_busy_in_python_exit_soon_after_mpiexec_is_killed(tmp_path):
+    """kill -9 of mpiexec alone while workers sit in a 30 s iteration: every rank must be gone in seconds
+    (without the watchdog a busy rank runs on until its next MPI call), and the lock is free again."""
+    (tmp_path / "config.yml").write_text("name: w\nrepetitions: 4\niterations: 2\npath: out\n"
+                                         "params: {sleep: 30.0}\n")
+    process = subprocess.Popen(mpi_command(5, "Deterministic", "config.yml"), cwd=tmp_path,
+                               env={**script_env(), **MPI_ENV}, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 60
+    while len(list((tmp_path / "out").rglob("results.jsonl"))) < 4 and time.time() < deadline:
+        time.sleep(0.05)
+    ranks = _python_ranks(process.pid)
+    assert len(ranks) == 5
+    time.sleep(0.5)
+    os.kill(process.pid, 9)  # mpiexec alone
+    process.wait()
+    killed = time.time()
+    while time.time() - killed < 30 and any(_alive(pid) for pid in ranks):
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in ranks), "ranks outlived mpiexec"
+    assert time.time() - killed < 10  # the watchdog checks every second
+    assert_every_file_readable(tmp_path / "out")
+    listing = run_cli("Deterministic", "config.yml", "-P", cwd=tmp_path, check_rc=0).stdout
+    assert "running" not in listing.split("mean it. time")[1]  # no orphan holds a lock
+
+
+def _alive(pid):
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
