@@ -41,8 +41,10 @@ MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
 
 
 def mpiexec() -> str:
+    """The venv's mpiexec (Open MPI from PyPI), or $CW_MPIEXEC to test against a system MPI."""
     import shutil
-    found = shutil.which("mpiexec", path=os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]]))
+    name = os.environ.get("CW_MPIEXEC", "mpiexec")
+    found = shutil.which(name, path=os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]]))
     if found is None:
         pytest.fail("no mpiexec: install the test extras (pip install -e '.[test]'), which bring Open MPI")
     return found
@@ -60,3 +62,21 @@ def run_mpi(ranks: int, experiment: str, *args: str, cwd: Path, check_rc: int | 
     if check_rc is not None:
         assert result.returncode == check_rc, result.stdout + result.stderr
     return result
+
+
+def descendants(root: int) -> list[int]:
+    """Every live process below `root` in the process tree (ranks of any MPI, whatever their session)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (FileNotFoundError, ProcessLookupError, IndexError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found

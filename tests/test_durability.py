@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from cluster_work import load_results
-from conftest import SCRIPT, run_cli, script_env
+from conftest import SCRIPT, descendants, run_cli, script_env
 
 CONFIG = """\
 name: DEFAULT
@@ -40,14 +40,13 @@ def start(cwd, *args):
 
 
 def kill_session(process):
-    """Kill every process of the run's session at once, as a node failure would."""
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.getsid(int(entry.name)) == process.pid:
-                    os.kill(int(entry.name), signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+    """Kill the run and every process below it at once, as a node failure would (MPICH's ranks each
+    have a session of their own, so the process tree is what holds a run together)."""
+    for pid in [process.pid, *descendants(process.pid)]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     process.wait(timeout=30)
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from cluster_work import load_results
-from conftest import MPI_ENV, mpi_command, run_cli, run_mpi, script_env
+from conftest import MPI_ENV, descendants, mpi_command, run_cli, run_mpi, script_env
 from test_durability import assert_every_file_readable, kill_session
 
 CONFIG = """\
@@ -120,17 +120,16 @@ def test_waiting_ranks_do_not_spin(tmp_path):
     assert max(used.values()) < 0.5, used  # a spinning rank would use ~1.5 s of CPU here
 
 
-def _python_ranks(session):
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if int(entry.name) != session and os.getsid(int(entry.name)) == session and \
-                        b"mpi4py" in (entry / "cmdline").read_bytes():
-                    pids.append(int(entry.name))
-            except (ProcessLookupError, FileNotFoundError, PermissionError):
-                pass
-    return pids
+def _python_ranks(launcher):
+    """The ranks started by the `mpiexec` whose pid is `launcher`."""
+    ranks = []
+    for pid in descendants(launcher):
+        try:
+            if b"mpi4py" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                ranks.append(pid)
+        except FileNotFoundError:
+            pass
+    return ranks
 
 
 def _cpu_seconds(pid):
@@ -142,10 +141,13 @@ def test_hostfile_from_a_slurm_allocation_drives_mpiexec(tmp_path, sequential):
     from conftest import mpiexec, SCRIPT
     import sys
     env = {**script_env(), **MPI_ENV, "SLURM_JOB_NODELIST": "localhost", "SLURM_TASKS_PER_NODE": "4"}
-    subprocess.run([sys.executable, "-m", "cluster_work.hostfile", "-o", "hostfile"], cwd=tmp_path, env=env,
-                   check=True)
+    version = subprocess.run([mpiexec(), "--version"], capture_output=True, text=True).stdout
+    mpich = "HYDRA" in version.upper()
+    subprocess.run([sys.executable, "-m", "cluster_work.hostfile", "-o", "hostfile",
+                    "--flavor", "mpich" if mpich else "openmpi"], cwd=tmp_path, env=env, check=True)
     (tmp_path / "config.yml").write_text(CONFIG)
-    result = subprocess.run([mpiexec(), "-hostfile", "hostfile", sys.executable, "-m", "mpi4py", SCRIPT,
+    hostfile = ["-f", "hostfile", "-n", "4"] if mpich else ["-hostfile", "hostfile"]
+    result = subprocess.run([mpiexec(), *hostfile, sys.executable, "-m", "mpi4py", SCRIPT,
                              "Deterministic", "config.yml", "-c"], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
