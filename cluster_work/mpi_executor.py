@@ -14,11 +14,12 @@ until the receiver next enters MPI, which for a sleeping receiver is up to a pol
 """
 from __future__ import annotations
 
+import functools
 import logging
 import pickle
 import sys
 import time
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from .errors import ClusterWorkError
 from .executors import Executor, SequentialExecutor, Task
@@ -157,12 +158,18 @@ class _StopMessage:
 
 
 def serve_if_worker(experiment_class: type, group_size: int, settings: Any) -> int | None:
-    """On ranks other than 0: serve jobs until rank 0 says stop, then return exit status 0.
-
-    On rank 0 return None (rank 0 goes on to plan and schedule).
-    """
+    """On ranks other than 0: run repetitions of `experiment_class` until rank 0 says stop, then
+    return exit status 0. On rank 0 return None (rank 0 goes on to plan and schedule)."""
     from .runner import run_job
 
+    return serve_jobs(functools.partial(run_job, experiment_class, settings=settings), group_size)
+
+
+def serve_jobs(task: Callable[..., Outcome], group_size: int) -> int | None:
+    """The worker loop: `task(job, comm=group communicator, write=is group leader)` for each job received.
+
+    Every rank must call it (it splits COMM_WORLD into groups); rank 0 gets None back at once.
+    """
     MPI = _mpi()
     world = MPI.COMM_WORLD
     rank, size = world.Get_rank(), world.Get_size()
@@ -195,8 +202,7 @@ def serve_if_worker(experiment_class: type, group_size: int, settings: Any) -> i
             payload = group_comm.recv(source=0, tag=TAG_JOB)
         if payload is None:
             break
-        job = pickle.loads(payload)
-        outcome = run_job(experiment_class, job, settings, comm=group_comm, write=leader)
+        outcome = task(pickle.loads(payload), comm=group_comm, write=leader)
         if leader:
             sends.send(world, outcome, 0, TAG_OUTCOME)
     sends.complete()
@@ -235,6 +241,8 @@ class MPIExecutor(Executor):
         return f"{self.workers} MPI workers{groups} ({size} ranks)"
 
     def map_unordered(self, task: Task, jobs: Iterable[Job]) -> Iterator[Outcome]:
+        """Jobs go to the workers, which run the task they were started with (`serve_jobs`): every rank
+        runs the same script, so only the jobs travel. `task` runs here only without workers."""
         if not self._groups:
             yield from SequentialExecutor().map_unordered(task, jobs)
             return

@@ -17,7 +17,7 @@ def test_scheduling_benchmark_runs():
                              str(ROOT / "benchmarks" / "scheduling.py"), "--jobs", "20", "--rounds", "1"],
                             env={**script_env(), **MPI_ENV}, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert "mpi4py.futures" in result.stdout and "ratio" in result.stdout
+    assert "mpi4py.futures" in result.stdout and "cluster_work, empty tasks" in result.stdout
 
 
 def test_planning_scale_benchmark_runs():
