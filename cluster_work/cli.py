@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import logging
+import os
 import sys
 from typing import Sequence
 
@@ -13,9 +14,11 @@ from .executors import Executor, make_executor
 from .expansion import expand_all
 from .experiment import ClusterWork
 from .logs import configure_console
+from .provenance import describe_runs, read_runs, run_ended, run_started
 from .planning import Policy, Selection, apply_plan, make_plan, select_experiments, warn_changed
-from .reporting import print_plan, print_progress, print_summary, sweep_paths
-from .runner import RunSettings
+from .reporting import print_plan, print_progress, print_summary, progress_json, sweep_paths
+from .display import LiveBarDisplay, make_display
+from .runner import BAD_PARAMETER, FAILED_JOB, STORE_FAILURE, Outcome, RunSettings
 from .stopping import handle_stop_signals
 from .sweep import EXIT_INTERRUPTED, EXIT_STORE, EXIT_USAGE, describe, run_jobs
 
@@ -54,11 +57,14 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     show.add_argument("--list", action="store_true", help="show the expanded experiments and job indices")
     show.add_argument("-p", "--progress", action="store_true", help="show the progress of each experiment")
     show.add_argument("-P", "--full_progress", action="store_true", help="show the progress of each repetition")
+    show.add_argument("--json", action="store_true", help="with -p/-P: print the figures as JSON")
     output = parser.add_argument_group("output")
     output.add_argument("-l", "--log_level", default=None, type=str.upper,
                         choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
                         help="the experiment's log level (default: the class's _LOG_LEVEL)")
     output.add_argument("-v", "--verbose", action="store_true", help="cluster_work's own messages at DEBUG")
+    output.add_argument("--report_every", type=float, default=60.0, metavar="SECONDS",
+                        help="when the output is no terminal: a progress line this often (default 60, 0: never)")
     return parser
 
 
@@ -102,7 +108,13 @@ def _run(experiment_class: type[ClusterWork], args: argparse.Namespace, argument
         experiments = load_config(args.config)
         expanded = expand_all(experiments, experiment_class._default_params, args.config)
         if args.progress or args.full_progress:
-            print_progress(select_experiments(expanded, args.experiments, args.config), args.full_progress)
+            selected = select_experiments(expanded, args.experiments, args.config)
+            runs = [run for path in dict.fromkeys(os.path.dirname(e.path) for e in selected)
+                    for run in read_runs(path)]
+            if args.json:
+                print(progress_json(selected, args.full_progress, runs))
+            else:
+                print_progress(selected, args.full_progress, runs=describe_runs(runs))
             return 0
         policy = Policy(args.delete, args.overwrite, args.ignore_config)
         plan = make_plan(expanded, Selection(args.experiments, args.job, args.repetition, args.iteration),
@@ -118,15 +130,30 @@ def _run(experiment_class: type[ClusterWork], args: argparse.Namespace, argument
     jobs = plan.jobs
     log.info("%d jobs to run (%d experiments) on %s", len(jobs), len(plan.experiments), executor.describe())
     handle_stop_signals(hard_second=True, on_first=lambda: _on_stop(executor))
+    display = make_display(plan.iterations_left(), executor.workers, executor.iterations_done, executor.busy,
+                           args.report_every)
+    # with a live bar, a line per finished job would only scroll it away: failures still show
+    finished_level = logging.DEBUG if isinstance(display, LiveBarDisplay) else logging.INFO
+
+    def on_outcome(outcome: Outcome) -> None:
+        display.job_ended(outcome)
+        failed = outcome.kind in (FAILED_JOB, BAD_PARAMETER, STORE_FAILURE)
+        log.log(logging.ERROR if failed else finished_level, describe(outcome))
+
+    command = [sys.argv[0], *arguments]
+    paths = sweep_paths(plan)
+    run_id = run_started(paths, command, executor.describe(), executor.hosts(),
+                         executor.world_size())
     try:
-        summary = run_jobs(experiment_class, jobs, executor, settings,
-                           on_outcome=lambda outcome: log.info(describe(outcome)))
+        with display:
+            summary = run_jobs(experiment_class, jobs, executor, settings, on_outcome=on_outcome)
     except KeyboardInterrupt:  # the second Ctrl-C
+        run_ended(paths, run_id, EXIT_INTERRUPTED, {})
         executor.terminate()
-        print(f"stopped at once; saved rows are kept. To resume: {' '.join([sys.argv[0], *arguments])}",
-              file=sys.stderr)
+        print(f"stopped at once; saved rows are kept. To resume: {' '.join(command)}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    print_summary(summary, plan, sweep_paths(plan), [sys.argv[0], *arguments])
+    run_ended(paths, run_id, summary.exit_status(), dict(summary.counts))
+    print_summary(summary, plan, paths, command)
     return summary.exit_status()
 
 

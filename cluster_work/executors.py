@@ -10,9 +10,11 @@ import abc
 import concurrent.futures as futures
 import logging
 import multiprocessing
+import socket
 from typing import Any, Callable, Iterable, Iterator
 
 from .runner import FAILED_JOB, STOPPED, Job, Outcome
+from . import progress
 from .stopping import follow_shared_stop, handle_stop_signals, stop_requested
 
 log = logging.getLogger("cluster_work")
@@ -46,18 +48,52 @@ class Executor(abc.ABC):
     def describe(self) -> str:
         return f"{self.workers} worker(s)"
 
+    def hosts(self) -> list[str]:
+        """The host of every process that runs jobs (for the run's provenance record)."""
+        return [socket.gethostname()]
+
+    def world_size(self) -> int | None:
+        """The number of MPI ranks, or None without MPI."""
+        return None
+
+    @abc.abstractmethod
+    def iterations_done(self) -> int:
+        """Iterations saved so far by this executor's jobs (read by the live display)."""
+
+    @abc.abstractmethod
+    def busy(self) -> int:
+        """Workers running a job right now."""
+
 
 class SequentialExecutor(Executor):
     """Runs every job in this process, one after the other (breakpoints and prints just work)."""
 
+    def __init__(self) -> None:
+        self._counter = progress.Counter()
+        self._running = False
+
     def describe(self) -> str:
         return "this process"
 
+    def iterations_done(self) -> int:
+        return self._counter.value
+
+    def busy(self) -> int:
+        return int(self._running)
+
     def map_unordered(self, task: Task, jobs: Iterable[Job]) -> Iterator[Outcome]:
-        for job in jobs:
-            if stop_requested():
-                return
-            yield task(job)
+        progress.report_to(self._counter.add)
+        try:
+            for job in jobs:
+                if stop_requested():
+                    return
+                self._running = True
+                outcome = task(job)
+                self._running = False
+                yield outcome
+        finally:
+            self._running = False
+            progress.report_to(None)
 
 
 # --- local worker processes --------------------------------------------------------------------
@@ -65,12 +101,18 @@ class SequentialExecutor(Executor):
 _worker_task: Task | None = None
 
 
-def _init_worker(pickled_task: bytes, stop_event: Any) -> None:
+def _init_worker(pickled_task: bytes, stop_event: Any, iterations: Any) -> None:
     import cloudpickle
 
     global _worker_task
     handle_stop_signals(hard_second=False)  # a signal only asks to stop after the iteration
     follow_shared_stop(stop_event)
+
+    def count(done: int) -> None:
+        with iterations.get_lock():
+            iterations.value += done
+
+    progress.report_to(count)
     _worker_task = cloudpickle.loads(pickled_task)
 
 
@@ -102,18 +144,27 @@ class LocalProcessExecutor(Executor):
         self._context_name = mp_context
         self._context = multiprocessing.get_context(mp_context)
         self._stop_event = self._context.Event()
+        self._iterations = self._context.Value("q", 0)
+        self._pending: dict[futures.Future[Outcome], Job] = {}
         self._pool: futures.ProcessPoolExecutor | None = None
+
+    def iterations_done(self) -> int:
+        return int(self._iterations.value)
+
+    def busy(self) -> int:
+        # the pool marks jobs waiting in its call queue as running too
+        return min(self.workers, sum(1 for future in list(self._pending) if future.running()))
 
     def _new_pool(self, pickled_task: bytes) -> futures.ProcessPoolExecutor:
         return futures.ProcessPoolExecutor(self.workers, mp_context=self._context, initializer=_init_worker,
-                                           initargs=(pickled_task, self._stop_event))
+                                           initargs=(pickled_task, self._stop_event, self._iterations))
 
     def map_unordered(self, task: Task, jobs: Iterable[Job]) -> Iterator[Outcome]:
         import cloudpickle
 
         pickled_task = cloudpickle.dumps(task)
         self._pool = self._new_pool(pickled_task)
-        pending: dict[futures.Future[Outcome], Job] = {}
+        pending = self._pending
         queue = iter(jobs)
         while True:
             # keep every worker busy, holding only a couple of jobs per worker in memory

@@ -17,12 +17,24 @@ def configure_console(experiment_level: str | int, tool_level: str | int) -> Non
     for handler in list(root.handlers):
         if getattr(handler, "_cluster_work_console", False):
             root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _CurrentStderrHandler()
     handler.setFormatter(logging.Formatter(FORMAT, DATE_FORMAT))
     handler._cluster_work_console = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(_level(experiment_level))
     tool_log.setLevel(_level(tool_level))
+
+
+class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever `sys.stderr` is at the time, so that a live progress bar, which swaps it for
+    a proxy, keeps log lines above the bar."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
 
 
 def _level(level: str | int) -> int:

@@ -17,18 +17,21 @@ from __future__ import annotations
 import functools
 import logging
 import pickle
+import socket
 import sys
 import time
 from typing import Any, Callable, Iterable, Iterator
 
 from .errors import ClusterWorkError
 from .executors import Executor, SequentialExecutor, Task
+from . import progress
 from .runner import Job, Outcome
 from .stopping import follow_shared_stop, handle_stop_signals, stop_requested
 
 log = logging.getLogger("cluster_work")
 
-TAG_JOB, TAG_OUTCOME, TAG_STOP = 11, 12, 13
+TAG_JOB, TAG_OUTCOME, TAG_STOP, TAG_PROGRESS = 11, 12, 13, 14
+PROGRESS_EVERY = 0.5  # s: a worker tells rank 0 its iteration count at most this often
 MAX_POLL_SLEEP = 0.01  # s: an idle rank wakes at most 100 times a second
 MAX_OUTCOME_POLL_SLEEP = 0.002  # s: rank 0 notices a finished job within 2 ms (a few % CPU at most)
 MIN_POLL_SLEEP = 1e-5
@@ -97,6 +100,7 @@ def finalize_mpi() -> None:
 
 
 ORPHAN_CHECK_SECONDS = 1.0
+_world_hosts: list[str] = []  # every rank's host, gathered on rank 0 by serve_jobs
 
 
 def exit_when_orphaned(check_every: float = ORPHAN_CHECK_SECONDS) -> None:
@@ -145,6 +149,21 @@ def pickle_job(job: Job) -> bytes:
         return cloudpickle.dumps(job)
 
 
+class _ProgressMessages:
+    """A worker's iteration sink: adds up iterations and sends the count to rank 0 now and then."""
+
+    def __init__(self, comm: Any, sends: "_Sends"):
+        self._comm, self._sends = comm, sends
+        self._count, self._last = 0, time.monotonic()
+
+    def __call__(self, done: int) -> None:
+        self._count += done
+        now = time.monotonic()
+        if now - self._last >= PROGRESS_EVERY:
+            self._sends.send(self._comm, self._count, 0, TAG_PROGRESS)
+            self._count, self._last = 0, now
+
+
 class _StopMessage:
     """A worker's stop flag: set once rank 0 has sent TAG_STOP (checked between iterations)."""
 
@@ -179,7 +198,9 @@ def serve_jobs(task: Callable[..., Outcome], group_size: int) -> int | None:
     group_of = {r: g for g in groups for r in g}
     color = groups.index(group_of[rank]) if rank in group_of else MPI.UNDEFINED
     group_comm = world.Split(color, rank)  # collective: every rank, rank 0 included, takes part
+    hosts = world.gather(socket.gethostname(), root=0)
     if rank == 0:
+        _world_hosts[:] = hosts
         return None
     if rank in idle:
         wait_for_message(world, 0, TAG_JOB)
@@ -191,6 +212,8 @@ def serve_jobs(task: Callable[..., Outcome], group_size: int) -> int | None:
     if leader:
         follow_shared_stop(_StopMessage(world))
     sends = _Sends()
+    if leader:
+        progress.report_to(_ProgressMessages(world, sends))
     while True:
         if leader:
             wait_for_message(world, 0, TAG_JOB)
@@ -225,6 +248,9 @@ class MPIExecutor(Executor):
         self._stop_sent = False
         self._released = False
         self._sends = _Sends()
+        self._iterations = 0
+        self._busy: dict[int, Job] = {}
+        self._local = SequentialExecutor()  # runs the jobs when there are no worker ranks
         if self._idle_ranks and self._groups:
             log.warning("%d MPI rank(s) (%s) idle: %d workers do not split into groups of %d",
                         len(self._idle_ranks), ", ".join(map(str, self._idle_ranks)),
@@ -244,10 +270,11 @@ class MPIExecutor(Executor):
         """Jobs go to the workers, which run the task they were started with (`serve_jobs`): every rank
         runs the same script, so only the jobs travel. `task` runs here only without workers."""
         if not self._groups:
-            yield from SequentialExecutor().map_unordered(task, jobs)
+            yield from self._local.map_unordered(task, jobs)
             return
         idle = [group[0] for group in self._groups]
-        busy: dict[int, Job] = {}
+        busy = self._busy
+        reported: dict[int, int] = {}  # iterations a busy worker has reported for its current job
         queue = iter(jobs)
         status = self._MPI.Status()
         while True:
@@ -260,12 +287,30 @@ class MPIExecutor(Executor):
                 busy[leader] = job
             if not busy:
                 return
-            wait_for_message(self._world, self._MPI.ANY_SOURCE, TAG_OUTCOME, status, MAX_OUTCOME_POLL_SLEEP)
-            source = status.Get_source()
+            wait_for_message(self._world, self._MPI.ANY_SOURCE, self._MPI.ANY_TAG, status, MAX_OUTCOME_POLL_SLEEP)
+            source, tag = status.Get_source(), status.Get_tag()
+            if tag == TAG_PROGRESS:
+                done = self._world.recv(source=source, tag=TAG_PROGRESS)
+                reported[source] = reported.get(source, 0) + done
+                self._iterations += done
+                continue
             outcome = self._world.recv(source=source, tag=TAG_OUTCOME)
+            self._iterations += outcome.iterations_run - reported.pop(source, 0)
             del busy[source]
             idle.append(source)
             yield outcome
+
+    def hosts(self) -> list[str]:
+        return list(_world_hosts) or super().hosts()
+
+    def world_size(self) -> int:
+        return int(self._world.Get_size())
+
+    def iterations_done(self) -> int:
+        return self._iterations + self._local.iterations_done()
+
+    def busy(self) -> int:
+        return len(self._busy) + self._local.busy()
 
     def forward_stop(self) -> None:
         if self._stop_sent:

@@ -60,6 +60,15 @@ class ExperimentPlan:
 class Plan:
     experiments: list[ExperimentPlan]
 
+    def iterations_left(self) -> int:
+        """Iterations the planned jobs still have to run (from each repetition's status)."""
+        total = 0
+        for item in self.experiments:
+            for job in item.jobs:
+                saved = job.restart_from if job.restart_from is not None else item.iterations_saved.get(job.rep, 0)
+                total += max(item.experiment.iterations - saved, 0)
+        return total
+
     @property
     def jobs(self) -> list[Job]:
         """The jobs to run, longest expected first (where an earlier run measured iteration times),

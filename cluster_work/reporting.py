@@ -1,15 +1,17 @@
 """What the tool prints for people: the job list (--list), progress tables (-p/-P), the end summary."""
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence, TextIO
 
 from rich.console import Console
 from rich.table import Table
 
+from .display import format_seconds
 from .expansion import ExpandedExperiment
 from .planning import Plan
 from .runner import ALREADY_DONE, BUSY, DONE, STOPPED, STORE_FAILURE
@@ -44,54 +46,145 @@ def print_plan(plan: Plan, stream: TextIO | None = None) -> None:
 
 @dataclass
 class RepetitionProgress:
+    rep: int
     state: str
     iterations_done: int
     mean_iteration_time: float | None
+    error: str | None = None
 
 
-def read_progress(experiment: ExpandedExperiment) -> list[RepetitionProgress]:
+@dataclass
+class ExperimentProgress:
+    """The figures of one experiment (or, summed, of a base experiment or a whole sweep)."""
+
+    name: str
+    repetitions: int
+    iterations: int  # all iterations the experiment's repetitions must run
+    iterations_done: int
+    states: dict[str, int]
+    iteration_seconds: float  # sum of measured iteration times (for the mean)
+    iterations_timed: int
+    work_left: float | None  # seconds of one worker still needed, from measured iteration times
+    reps: list[RepetitionProgress] = field(default_factory=list)
+
+    @property
+    def mean_iteration_time(self) -> float | None:
+        return self.iteration_seconds / self.iterations_timed if self.iterations_timed else None
+
+    def as_dict(self, full: bool) -> dict[str, Any]:
+        data = {"name": self.name, "repetitions": self.repetitions, "iterations_total": self.iterations,
+                "iterations_done": self.iterations_done,
+                "done_share": self.iterations_done / self.iterations if self.iterations else 1.0,
+                **{state: self.states.get(state, 0) for state in STATES},
+                "mean_iteration_time": self.mean_iteration_time, "work_left_seconds": self.work_left}
+        if full:
+            data["repetition_list"] = [vars(rep) for rep in self.reps]
+        return data
+
+
+STATES = ("finished", "running", "failed", "partial", "pending")
+
+
+def read_progress(experiment: ExpandedExperiment) -> ExperimentProgress:
     """The state of each repetition, from what is on disk (safe while a run writes)."""
     store = ExperimentStore(experiment.path)
-    progress = []
+    reps = []
     for rep in range(experiment.repetitions):
         repetition = store.repetition(rep)
         status = repetition.read_status()
         if status.get("state") == "finished" and status.get("iterations_done", 0) >= experiment.iterations:
             # the common case, answered from the small status file alone
-            progress.append(RepetitionProgress("finished", status["iterations_done"],
-                                               status.get("mean_iteration_time")))
+            reps.append(RepetitionProgress(rep, "finished", experiment.iterations,
+                                           status.get("mean_iteration_time")))
             continue
         rows = repetition.read_results().rows
         times = [r["iteration_time"] for r in rows if isinstance(r.get("iteration_time"), (int, float))]
         state = status.get("state", "partial" if rows else "pending")
-        if state == "finished":
+        if state in ("finished", "interrupted"):
             state = "partial"
         if repetition.is_running():
             state = "running"
-        progress.append(RepetitionProgress(state, len(rows), sum(times) / len(times) if times else None))
-    return progress
+        reps.append(RepetitionProgress(rep, state, min(len(rows), experiment.iterations),
+                                       sum(times) / len(times) if times else None, status.get("error")))
+    timed = [(r.mean_iteration_time, r.iterations_done) for r in reps if r.mean_iteration_time is not None]
+    seconds, count = sum(t * n for t, n in timed), sum(n for _, n in timed)
+    mean = seconds / count if count else None
+    left = sum((experiment.iterations - r.iterations_done) * (r.mean_iteration_time or mean or 0) for r in reps)
+    states = {state: sum(r.state == state for r in reps) for state in STATES}
+    return ExperimentProgress(experiment.name, experiment.repetitions, experiment.repetitions * experiment.iterations,
+                              sum(r.iterations_done for r in reps), states, seconds, count,
+                              left if mean is not None or left == 0 else None, reps)
 
 
-def print_progress(experiments: Sequence[ExpandedExperiment], full: bool, stream: TextIO | None = None) -> None:
-    """-p / -P: per experiment the share of finished iterations and the repetitions by state."""
-    table = Table(title="Progress", title_justify="left")
-    for column in ("experiment", "done", "finished", "running", "failed", "pending", "mean it. time"):
-        table.add_column(column, overflow="fold")
+def combine(name: str, parts: Sequence[ExperimentProgress]) -> ExperimentProgress:
+    """The figures of several experiments together (a base experiment, the whole sweep)."""
+    known = [p.work_left for p in parts if p.work_left is not None]
+    return ExperimentProgress(
+        name, sum(p.repetitions for p in parts), sum(p.iterations for p in parts),
+        sum(p.iterations_done for p in parts), {s: sum(p.states.get(s, 0) for p in parts) for s in STATES},
+        sum(p.iteration_seconds for p in parts), sum(p.iterations_timed for p in parts),
+        sum(known) if len(known) == len(parts) else None)
+
+
+def progress_report(experiments: Sequence[ExpandedExperiment]) -> tuple[dict[str, list[ExperimentProgress]],
+                                                                       ExperimentProgress]:
+    """Per base experiment the progress of its expanded experiments, and the sweep's total."""
+    groups: dict[str, list[ExperimentProgress]] = {}
     for experiment in experiments:
-        reps = read_progress(experiment)
-        total = experiment.repetitions * experiment.iterations
-        done = sum(min(r.iterations_done, experiment.iterations) for r in reps)
-        counts = {state: sum(r.state == state for r in reps) for state in ("finished", "running", "failed")}
-        pending = len(reps) - sum(counts.values())
-        times = [r.mean_iteration_time for r in reps if r.mean_iteration_time is not None]
-        mean = f"{sum(times) / len(times):.3g}s" if times else "-"
-        table.add_row(experiment.name, f"{100 * done / total:.0f}%", str(counts["finished"]),
-                      str(counts["running"]), str(counts["failed"]), str(pending), mean)
-        if full:
-            for rep, r in enumerate(reps):
-                table.add_row(f"  rep {rep}", f"{r.iterations_done}/{experiment.iterations}", r.state,
-                              "", "", "", f"{r.mean_iteration_time:.3g}s" if r.mean_iteration_time else "-")
-    _console(stream).print(table)
+        groups.setdefault(experiment.base_name, []).append(read_progress(experiment))
+    return groups, combine("total", [p for parts in groups.values() for p in parts])
+
+
+def _row(table: Table, item: ExperimentProgress, name: str) -> None:
+    share = 100 * item.iterations_done / item.iterations if item.iterations else 100
+    mean = item.mean_iteration_time
+    table.add_row(name, f"{share:.0f}%", *(str(item.states.get(s, 0)) for s in STATES),
+                  f"{mean:.3g}s" if mean is not None else "-", format_seconds(item.work_left))
+
+
+def print_progress(experiments: Sequence[ExpandedExperiment], full: bool, stream: TextIO | None = None,
+                   runs: Sequence[str] = ()) -> None:
+    """-p: one line per base experiment; -P: each expanded experiment, each repetition, the last runs."""
+    groups, total = progress_report(experiments)
+    table = Table(title="Progress (from the results on disk)", title_justify="left")
+    for column in ("experiment", "done", *STATES, "mean it. time", "work left"):
+        table.add_column(column, overflow="fold")
+    for base, parts in groups.items():
+        _row(table, combine(base, parts) if len(parts) > 1 or parts[0].name != base else parts[0],
+             f"{base} ({len(parts)} expanded)" if len(parts) > 1 else base)
+        for part in parts if full and len(parts) > 1 else ():
+            _row(table, part, f"  {part.name}")
+    if len(groups) > 1:
+        _row(table, total, "[bold]total[/bold]")
+    console = _console(stream)
+    console.print(table)
+    if full:
+        reps = Table(title="Repetitions", title_justify="left")
+        for column in ("experiment", "rep", "done", "state", "mean it. time", "error"):
+            reps.add_column(column, overflow="fold")
+        for part in (p for parts in groups.values() for p in parts):
+            for rep in part.reps:
+                reps.add_row(part.name, str(rep.rep), f"{rep.iterations_done}/{part.iterations // part.repetitions}",
+                             rep.state, f"{rep.mean_iteration_time:.3g}s" if rep.mean_iteration_time else "-",
+                             rep.error or "")
+        console.print(reps)
+    running = total.states.get("running", 0)
+    if total.work_left and running:
+        console.print(f"time left at the current {running} running repetitions: "
+                      f"~{format_seconds(total.work_left / running)}")
+    if full and runs:
+        console.print("last runs:", highlight=False)
+        for line in runs:
+            console.print(f"  {line}", highlight=False, markup=False)
+
+
+def progress_json(experiments: Sequence[ExpandedExperiment], full: bool, runs: Sequence[dict[str, Any]] = ()) -> str:
+    """-p --json: the same figures for scripts."""
+    groups, total = progress_report(experiments)
+    return json.dumps({"total": total.as_dict(False),
+                       "base_experiments": [combine(base, parts).as_dict(False) for base, parts in groups.items()],
+                       "experiments": [p.as_dict(full) for parts in groups.values() for p in parts],
+                       "runs": list(runs)}, indent=1)
 
 
 def print_summary(summary: Summary, plan: Plan, sweep_paths: Iterable[str], argv: Sequence[str],

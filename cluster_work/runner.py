@@ -16,6 +16,7 @@ from typing import Any, Mapping
 from .errors import InvalidParameterArgument, StoreError
 from .expansion import ExpandedExperiment
 from .experiment import ClusterWork
+from . import progress
 from .logs import repetition_log
 from .seeding import seed_for, seed_global_generators
 from .stopping import stop_requested
@@ -191,6 +192,7 @@ def _run_locked(experiment_class: type[ClusterWork], job: Job, settings: RunSett
                 instance.save_state(config, job.rep, n)
             if writer is not None:
                 writer.append(row)
+                progress.iteration_done()
             completed, ran = n + 1, ran + 1
         if writer is not None:
             writer.close(sync=settings.sync)  # durable before it is called finished

@@ -1,0 +1,106 @@
+"""Where results came from: one JSON line per run start and end, appended to `<path>/runs.jsonl`.
+
+A resumed sweep keeps its whole history: command line, times, hosts, MPI size, Python and package
+versions, and the git commit of the experiment's code (and whether its tree had uncommitted changes).
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import platform
+import socket
+import subprocess
+import time
+import uuid
+from typing import Any, Iterable, Sequence
+
+RUNS_FILE = "runs.jsonl"
+PACKAGES = ("cluster_work", "numpy", "pandas", "mpi4py", "cloudpickle", "pyyaml")
+
+
+def _version(package: str) -> str | None:
+    if package == "cluster_work":
+        from . import __version__
+
+        return __version__
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def git_state(folder: str) -> dict[str, Any] | None:
+    """The commit of the git checkout holding `folder` and whether it has uncommitted changes."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", folder, *args], capture_output=True, text=True, timeout=10,
+                              check=True).stdout.strip()
+    try:
+        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def run_started(sweep_paths: Iterable[str], argv: Sequence[str], backend: str, hosts: Sequence[str],
+                mpi_size: int | None) -> str:
+    """Append a 'started' record to every sweep path; return the run's id for `run_ended`."""
+    run_id = uuid.uuid4().hex[:12]
+    script = os.path.dirname(os.path.abspath(argv[0])) if argv else os.getcwd()
+    record = {"run": run_id, "event": "started", "time": time.time(), "command": list(argv),
+              "cwd": os.getcwd(), "user": os.environ.get("USER"), "host": socket.gethostname(),
+              "hosts": sorted(set(hosts)), "mpi_size": mpi_size, "backend": backend,
+              "python": platform.python_version(), "platform": platform.platform(),
+              "packages": {name: _version(name) for name in PACKAGES}, "git": git_state(script),
+              "slurm_job": os.environ.get("SLURM_JOB_ID")}
+    _append(sweep_paths, record)
+    return run_id
+
+
+def run_ended(sweep_paths: Iterable[str], run_id: str, exit_status: int, counts: dict[str, int]) -> None:
+    _append(sweep_paths, {"run": run_id, "event": "ended", "time": time.time(), "exit_status": exit_status,
+                          "jobs": counts})
+
+
+def _append(sweep_paths: Iterable[str], record: dict[str, Any]) -> None:
+    line = json.dumps(record) + "\n"
+    for folder in dict.fromkeys(sweep_paths):
+        try:
+            os.makedirs(folder, exist_ok=True)
+            with open(os.path.join(folder, RUNS_FILE), "a", encoding="utf-8") as handle:
+                handle.write(line)
+        except OSError:
+            pass  # provenance must never stop a sweep (a full disk is reported by the store)
+
+
+def read_runs(sweep_path: str, last: int = 5) -> list[dict[str, Any]]:
+    """The last `last` runs, each 'started' record merged with its 'ended' record (if it ended)."""
+    runs: dict[str, dict[str, Any]] = {}
+    try:
+        with open(os.path.join(sweep_path, RUNS_FILE), encoding="utf-8") as handle:
+            for line in handle:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue  # a torn last line
+                run = runs.setdefault(record.get("run", "?"), {})
+                if record.get("event") == "ended":
+                    run.update(ended=record.get("time"), exit_status=record.get("exit_status"),
+                               jobs=record.get("jobs"))
+                else:
+                    run.update(record)
+    except FileNotFoundError:
+        return []
+    return list(runs.values())[-last:]
+
+
+def describe_runs(runs: Sequence[dict[str, Any]]) -> list[str]:
+    lines = []
+    for run in runs:
+        started = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.get("time", 0)))
+        ended = ("running or killed" if run.get("ended") is None else
+                 f"exit {run.get('exit_status')} after {run['ended'] - run.get('time', run['ended']):.0f}s")
+        git = run.get("git") or {}
+        commit = f"git {git['commit'][:10]}{'+dirty' if git.get('dirty') else ''}" if git.get("commit") else "no git"
+        lines.append(f"{started}  {ended:<22} {run.get('backend', '?')} on {', '.join(run.get('hosts') or [])}  "
+                     f"{commit}  {' '.join(run.get('command', []))}")
+    return lines

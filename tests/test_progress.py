@@ -1,0 +1,102 @@
+"""Seeing a sweep's state: -p/-P/--json from disk, the live bar on a terminal, log lines in batch jobs,
+the end summary and the provenance record."""
+import json
+import os
+import pty
+import re
+import select
+import subprocess
+import sys
+import time
+
+from conftest import SCRIPT, run_cli, script_env
+
+CONFIG = """\
+name: DEFAULT
+repetitions: 3
+iterations: 6
+path: out
+---
+name: walk
+grid: {step: [1.0, 2.0, 3.0]}
+params: {fail_at: 3, fail_rep: 1}
+---
+name: solo
+"""
+
+
+def test_progress_json_counts_states_and_iterations(tmp_path):
+    (tmp_path / "config.yml").write_text(CONFIG)
+    run_cli("Deterministic", "config.yml", "-e", "walk", cwd=tmp_path, check_rc=1)
+    data = json.loads(run_cli("Deterministic", "config.yml", "-P", "--json", cwd=tmp_path, check_rc=0).stdout)
+    walk = next(b for b in data["base_experiments"] if b["name"] == "walk")
+    assert (walk["finished"], walk["failed"], walk["pending"]) == (6, 3, 0)
+    assert walk["iterations_done"] == 6 * 6 + 3 * 3 and walk["iterations_total"] == 54
+    solo = next(b for b in data["base_experiments"] if b["name"] == "solo")
+    assert solo["pending"] == 3 and solo["iterations_done"] == 0
+    assert data["total"]["iterations_total"] == 54 + 18
+    failed = [r for e in data["experiments"] for r in e["repetition_list"] if r["state"] == "failed"]
+    assert len(failed) == 3 and all(r["error"] == "RuntimeError: boom at 3" for r in failed)
+    assert walk["work_left_seconds"] is not None and walk["mean_iteration_time"] > 0
+
+
+def test_progress_table_groups_by_base_experiment(tmp_path):
+    (tmp_path / "config.yml").write_text(CONFIG)
+    run_cli("Deterministic", "config.yml", "-e", "walk", cwd=tmp_path, check_rc=1)
+    short = run_cli("Deterministic", "config.yml", "-p", cwd=tmp_path, check_rc=0).stdout
+    assert "walk (3 expanded)" in short and "walk__ste1.0" not in short and "total" in short
+    full = run_cli("Deterministic", "config.yml", "-P", cwd=tmp_path, check_rc=0).stdout
+    assert "walk__ste1.0" in full and "Repetitions" in full and "boom at 3" in full
+
+
+def test_provenance_is_appended_per_run_and_shown_by_full_progress(tmp_path):
+    (tmp_path / "config.yml").write_text(CONFIG)
+    run_cli("Deterministic", "config.yml", "-e", "solo", cwd=tmp_path, check_rc=0)
+    run_cli("Deterministic", "config.yml", "-e", "solo", "-j", "0", cwd=tmp_path, check_rc=0)
+    records = [json.loads(line) for line in (tmp_path / "out" / "runs.jsonl").read_text().splitlines()]
+    assert [r["event"] for r in records] == ["started", "ended", "started", "ended"]
+    first = records[0]
+    assert first["command"][1:] == ["config.yml", "-e", "solo"] and first["hosts"]
+    assert first["packages"]["pandas"] and first["python"] and "git" in first
+    assert records[1]["exit_status"] == 0 and records[1]["jobs"] == {"finished": 3}
+    full = run_cli("Deterministic", "config.yml", "-P", cwd=tmp_path, check_rc=0).stdout
+    assert "last runs:" in full and "exit 0" in full
+
+
+def test_batch_output_gets_periodic_progress_lines_and_a_summary(tmp_path):
+    (tmp_path / "config.yml").write_text("name: w\nrepetitions: 2\niterations: 10\npath: out\n"
+                                         "params: {sleep: 0.1}\n")
+    result = run_cli("Deterministic", "config.yml", "--report_every", "0.3", cwd=tmp_path, check_rc=0)
+    lines = [l for l in result.stderr.splitlines() if "progress:" in l]
+    assert len(lines) >= 3 and "/20 iterations" in lines[-1] and "workers busy" in lines[-1]
+    assert "Summary: 2 jobs" in result.stderr and "results: out" in result.stderr
+
+
+def test_live_bar_on_a_terminal(tmp_path):
+    (tmp_path / "config.yml").write_text("name: w\nrepetitions: 2\niterations: 8\npath: out\n"
+                                         "params: {sleep: 0.1, fail_at: 2, fail_rep: 1}\n")
+    main, child = pty.openpty()
+    process = subprocess.Popen([sys.executable, SCRIPT, "Deterministic", "config.yml"], cwd=tmp_path,
+                               env={**script_env(), "TERM": "xterm", "COLUMNS": "160"},
+                               stdin=child, stdout=child, stderr=child, close_fds=True)
+    os.close(child)
+    output = b""
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        ready, _, _ = select.select([main], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            output += chunk
+        elif process.poll() is not None:
+            break
+    process.wait(timeout=10)
+    text = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", output.decode(errors="replace"))
+    assert process.returncode == 1
+    assert "it/s" in text and "1/1 busy" in text and "/16" in text  # 2 x 8 iterations to run
+    assert "1 failed" in text and "boom at 2" in text  # failures show as they happen
+    assert "w rep 0: finished" not in text  # with the bar, finished jobs are not listed line by line
