@@ -9,6 +9,7 @@ import sys
 from typing import Sequence
 
 from .config import load_config
+from .results import load_results
 from .errors import ClusterWorkError, StoreError
 from .executors import Executor, make_executor
 from .expansion import expand_all
@@ -58,6 +59,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     show.add_argument("-p", "--progress", action="store_true", help="show the progress of each experiment")
     show.add_argument("-P", "--full_progress", action="store_true", help="show the progress of each repetition")
     show.add_argument("--json", action="store_true", help="with -p/-P: print the figures as JSON")
+    show.add_argument("--plot", nargs="+", metavar="COLUMN",
+                      help="write PNG plots of these result columns to <path>/plots/ (needs matplotlib)")
+    show.add_argument("--plotter", default="mean_2std",
+                      help="with --plot: mean_2std (default), best_n or param_sweep")
     output = parser.add_argument_group("output")
     output.add_argument("-l", "--log_level", default=None, type=str.upper,
                         choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
@@ -116,6 +121,8 @@ def _run(experiment_class: type[ClusterWork], args: argparse.Namespace, argument
             else:
                 print_progress(selected, args.full_progress, runs=describe_runs(runs))
             return 0
+        if args.plot:
+            return _plot(expanded, args)
         policy = Policy(args.delete, args.overwrite, args.ignore_config)
         plan = make_plan(expanded, Selection(args.experiments, args.job, args.repetition, args.iteration),
                          policy, args.config)
@@ -155,6 +162,29 @@ def _run(experiment_class: type[ClusterWork], args: argparse.Namespace, argument
     run_ended(paths, run_id, summary.exit_status(), dict(summary.counts))
     print_summary(summary, plan, paths, command)
     return summary.exit_status()
+
+
+def _plot(expanded: list, args: argparse.Namespace) -> int:
+    try:
+        from plotwork.api import plot_sweep
+        from plotwork.plotters import get_plotter
+    except ImportError as exc:
+        raise ClusterWorkError(f"--plot needs matplotlib: pip install 'cluster_work[plot]' ({exc})") from None
+    try:
+        get_plotter(args.plotter)
+    except KeyError as exc:
+        raise ClusterWorkError(f"--plotter: {exc.args[0]}") from None
+    selected = select_experiments(expanded, args.experiments, args.config)
+    for sweep_path in dict.fromkeys(os.path.dirname(e.path) for e in selected):
+        names = [e.name for e in selected if os.path.dirname(e.path) == sweep_path]
+        frame = load_results(sweep_path, experiments=names)
+        missing = [c for c in args.plot if c not in frame]
+        if missing:
+            raise ClusterWorkError(f"--plot: no result column {', '.join(missing)} in {sweep_path}; "
+                                   f"columns: {', '.join(c for c in frame.columns if not c.startswith('params.'))}")
+        for path in plot_sweep(frame, args.plot, args.plotter, os.path.join(sweep_path, "plots")):
+            print(path)
+    return 0
 
 
 def _on_stop(executor: Executor) -> None:

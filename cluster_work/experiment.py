@@ -18,7 +18,7 @@ class ClusterWork(abc.ABC):
     _restore_supported: ClassVar[bool] = False
     _RESTART_FULL_REPETITIONS: ClassVar[bool] = False
     _NO_GUI: ClassVar[bool] = False
-    _LOG_LEVEL: ClassVar[str] = "DEBUG"
+    _LOG_LEVEL: ClassVar[str] = "INFO"
     _CW_LOG_LEVEL: ClassVar[str] = "INFO"
     _MP_CONTEXT: ClassVar[str] = "forkserver" if os.name == "posix" else "spawn"
 

@@ -9,6 +9,9 @@ from typing import IO, Iterator
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 DATE_FORMAT = "%H:%M:%S"
 tool_log = logging.getLogger("cluster_work")
+# Libraries that log a lot at DEBUG/INFO; the experiment's level applies to its own loggers, not theirs.
+QUIET_LIBRARIES = ("matplotlib", "PIL", "urllib3", "asyncio", "numba", "h5py", "fsspec", "parso", "filelock",
+                   "git", "jax", "tensorflow", "torch", "absl", "traitlets", "IPython")
 
 
 def configure_console(experiment_level: str | int, tool_level: str | int) -> None:
@@ -23,6 +26,8 @@ def configure_console(experiment_level: str | int, tool_level: str | int) -> Non
     root.addHandler(handler)
     root.setLevel(_level(experiment_level))
     tool_log.setLevel(_level(tool_level))
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(max(logging.WARNING, _level(experiment_level)))
 
 
 class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]

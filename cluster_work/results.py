@@ -12,21 +12,33 @@ from .store import ExperimentStore, find_experiment_folders
 INDEX_COLUMNS = ["experiment", "rep", "iteration"]
 
 
-def _sweep_folders(path: str | os.PathLike[str]) -> list[str]:
-    """A config file stands for the `path` folders of its experiments; a folder for itself.
+def resolve_folder(config_path: str | os.PathLike[str], folder: str) -> str:
+    """Where a config's relative `path` (or an experiment folder below it) is found from here: the working
+    folder, as a run uses; failing that, the config's folder or the nearest folder above it."""
+    folder = os.path.expanduser(os.path.expandvars(folder))
+    if os.path.isabs(folder) or os.path.isdir(folder):
+        return folder
+    return _find_above(os.path.dirname(os.path.abspath(config_path)), folder) or folder
 
-    A relative `path` is taken from the working folder, as a run does, or else from the config's folder.
-    """
+
+def _sweep_folders(path: str | os.PathLike[str]) -> list[str]:
+    """A config file stands for the `path` folders of its experiments (see resolve_folder); a folder for itself."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         return [path]
-    folders = []
-    for experiment in load_config(path, warn=lambda message: None):
-        folder = os.path.expanduser(os.path.expandvars(experiment["path"]))
-        if not os.path.isabs(folder) and not os.path.isdir(folder):
-            folder = os.path.join(os.path.dirname(os.path.abspath(path)), folder)
-        folders.append(folder)
-    return list(dict.fromkeys(folders))
+    return list(dict.fromkeys(resolve_folder(path, e["path"]) for e in load_config(path, warn=lambda m: None)))
+
+
+def _find_above(start: str, relative: str) -> str | None:
+    here = start
+    while True:
+        candidate = os.path.join(here, relative)
+        if os.path.isdir(candidate):
+            return candidate
+        parent = os.path.dirname(here)
+        if parent == here:
+            return None
+        here = parent
 
 
 def load_results(path: str | os.PathLike[str], experiments: Iterable[str] | None = None,
@@ -65,3 +77,19 @@ def load_results(path: str | os.PathLike[str], experiments: Iterable[str] | None
     results = pd.DataFrame.from_records(rows)
     meta.insert(2, "iteration", results.pop("iteration").astype("int64"))
     return pd.concat([meta, results], axis=1)
+
+
+def summary(frame: pd.DataFrame, column: str, mode: str = "max") -> pd.DataFrame:
+    """One row per expanded experiment: mean, std, best and worst of `column` at each repetition's last
+    saved iteration, with the number of repetitions and that iteration. `mode` says what best is."""
+    if mode not in ("max", "min"):
+        raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+    if column not in frame:
+        raise KeyError(f"no result column {column!r}; columns: {', '.join(map(str, frame.columns))}")
+    last = frame.sort_values("iteration").groupby(["experiment", "rep"], sort=False).tail(1)
+    grouped = last.groupby("experiment")[column]
+    table = pd.DataFrame({"repetitions": grouped.size(), "iteration": last.groupby("experiment").iteration.max(),
+                          "mean": grouped.mean(), "std": grouped.std(ddof=1),
+                          "best": grouped.max() if mode == "max" else grouped.min(),
+                          "worst": grouped.min() if mode == "max" else grouped.max()})
+    return table.sort_values("mean", ascending=mode == "min")

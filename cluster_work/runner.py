@@ -280,3 +280,25 @@ def _resume(instance: ClusterWork, config: dict[str, Any], rep: int, done: int, 
     _seed(instance, None)
     instance.reset(config, rep)
     return 0
+
+
+def restore_experiment(experiment_class: type[ClusterWork], experiment_path: str, rep: int,
+                       iteration: int) -> ClusterWork:
+    """An instance of `experiment_class` at the state saved after `iteration` of repetition `rep`, for
+    analysis (PlotWork's %restore_experiment_state): its stored config, `reset`, then `restore_state`."""
+    store = ExperimentStore(experiment_path)
+    config = store.read_config()
+    if config is None:
+        raise StoreError(f"{experiment_path}: no cluster_work experiment here (no config.yml)")
+    rows = len(store.repetition(rep).read_results())
+    if not 0 <= iteration < rows:
+        raise StoreError(f"{config['name']} rep {rep} has saved iterations 0 to {rows - 1}, not {iteration}")
+    experiment = ExpandedExperiment(config["name"], config["name"].split("__", 1)[0], config, {})
+    instance = experiment_class()
+    _bind(instance, Job(-1, experiment, rep), store.repetition(rep), RunSettings(no_gui=True), None)
+    instance._it = iteration
+    _seed(instance, None)
+    instance.reset(config, rep)
+    if instance.restore_state(config, rep, iteration) is False:
+        raise StoreError(f"{config['name']} rep {rep}: restore_state could not restore iteration {iteration}")
+    return instance

@@ -1,8 +1,9 @@
 """A realistic sweep: ridge regression fitted by mini-batch gradient descent over a grid of hyper-parameters.
 
 Each repetition draws its own data set from `self._seed`, trains for `iterations` epochs and reports the
-training loss, the held-out loss and the weight error. It supports restarts: the weights are saved after
-every epoch into the repetition's folder, so an interrupted sweep continues where it stopped.
+training loss, the held-out loss and the weight error. It supports restarts: after every epoch the weights
+of all epochs so far are saved into one file in the repetition's folder (replaced atomically), so an
+interrupted sweep continues where it stopped, and PlotWork can restore the model of any epoch.
 """
 import os
 
@@ -46,19 +47,26 @@ class RidgeFit(ClusterWork):
         return {"loss": {"train": self._loss(*self.train), "test": self._loss(*self.test)},
                 "weight_error": float(np.linalg.norm(self.w - self.true_w))}
 
-    def _state_file(self, n):
-        return os.path.join(self._log_path_rep, f"weights_{n:04d}.npy")
+    def _state_file(self):
+        return os.path.join(self._log_path_rep, "weights.npy")
 
     def save_state(self, config, rep, n):
-        np.save(self._state_file(n), self.w)
-        old = self._state_file(n - 1)
-        if os.path.exists(old):
-            os.remove(old)  # keep one state file per repetition
+        history = self._weights_history()[:n]
+        temporary = self._state_file() + ".tmp.npy"
+        np.save(temporary, np.vstack([history, self.w[None, :]]) if len(history) else self.w[None, :])
+        os.replace(temporary, self._state_file())  # a kill never leaves half a file
+
+    def _weights_history(self):
+        try:
+            return np.load(self._state_file())
+        except (FileNotFoundError, ValueError):
+            return np.zeros((0, len(self.w)))
 
     def restore_state(self, config, rep, n):
-        if not os.path.exists(self._state_file(n)):
+        history = self._weights_history()
+        if len(history) <= n:
             return False
-        self.w = np.load(self._state_file(n))
+        self.w = history[n].copy()
         return True
 
 

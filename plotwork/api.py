@@ -1,0 +1,69 @@
+"""PlotWork without IPython: figures, best iterations and saved plots from a results DataFrame."""
+from __future__ import annotations
+
+import os
+import re
+from typing import Any, Sequence
+
+import pandas as pd
+
+from .plotters import get_plotter
+
+
+def _figure() -> Any:
+    from matplotlib.figure import Figure  # no pyplot: works without a display and in threads
+
+    return Figure(figsize=(7, 4.5), layout="constrained")
+
+
+def plot_results(frame: pd.DataFrame, plotter: str, column: str, title: str | None = None,
+                 **options: Any) -> Any:
+    """One matplotlib Figure of `column` drawn by the named plotter (mean_2std, best_n, param_sweep...)."""
+    if column not in frame:
+        raise KeyError(f"no result column {column!r}; columns: {', '.join(map(str, frame.columns))}")
+    figure = _figure()
+    ax = figure.add_subplot()
+    get_plotter(plotter)(frame, column, ax, **options)
+    ax.set_title(title or f"{column} ({plotter})")
+    return figure
+
+
+def plot_each_experiment(frame: pd.DataFrame, plotter: str, column: str, **options: Any) -> list[Any]:
+    """One figure per expanded experiment (-i in %plot_results)."""
+    return [plot_results(group, plotter, column, title=f"{name}: {column}", **options)
+            for name, group in frame.groupby("experiment", sort=False)]
+
+
+def save_figures(figures: Sequence[Any], folder: str, prefix: str, fmt: str = "png") -> list[str]:
+    """Write each figure as `<folder>/<prefix><title>.<fmt>`; returns the paths."""
+    os.makedirs(folder, exist_ok=True)
+    paths = []
+    for number, figure in enumerate(figures):
+        title = figure.axes[0].get_title() if figure.axes else str(number)
+        name = re.sub(r"[^A-Za-z0-9._=-]+", "_", title).strip("_") or str(number)
+        path = os.path.join(folder, f"{prefix}{name}.{fmt}")
+        figure.savefig(path, format=fmt)
+        paths.append(path)
+    return paths
+
+
+def best_iterations(frame: pd.DataFrame, column: str, mode: str = "max") -> pd.DataFrame:
+    """Per expanded experiment and repetition: the iteration with the best value of `column`."""
+    if mode not in ("max", "min"):
+        raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+    values = frame.dropna(subset=[column])
+    index = (values.groupby(["experiment", "rep"])[column].idxmax() if mode == "max"
+             else values.groupby(["experiment", "rep"])[column].idxmin())
+    best = values.loc[index, ["experiment", "rep", "iteration", column]]
+    return best.sort_values(column, ascending=mode == "min").reset_index(drop=True)
+
+
+def plot_sweep(frame: pd.DataFrame, columns: Sequence[str], plotter: str, folder: str,
+               fmt: str = "png") -> list[str]:
+    """One file per base experiment and column into `folder` (the experiment script's --plot)."""
+    figures = []
+    bases = frame.experiment.str.split("__", n=1).str[0]
+    for base in dict.fromkeys(bases):
+        for column in columns:
+            figures.append(plot_results(frame[bases == base], plotter, column, title=f"{base} {column} {plotter}"))
+    return save_figures(figures, folder, "", fmt)
