@@ -16,7 +16,8 @@ from .expansion import expand_all
 from .experiment import ClusterWork
 from .logs import configure_console
 from .provenance import describe_runs, read_runs, run_ended, run_started
-from .planning import Policy, Selection, apply_plan, make_plan, select_experiments, warn_changed
+from . import slurm
+from .planning import Plan, Policy, Selection, apply_plan, make_plan, select_experiments, warn_changed
 from .reporting import print_plan, print_progress, print_summary, progress_json, sweep_paths
 from .display import LiveBarDisplay, make_display
 from .runner import BAD_PARAMETER, FAILED_JOB, STORE_FAILURE, Outcome, RunSettings
@@ -63,6 +64,21 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                       help="write PNG plots of these result columns to <path>/plots/ (needs matplotlib)")
     show.add_argument("--plotter", default="mean_2std",
                       help="with --plot: mean_2std (default), best_n or param_sweep")
+    slurm = parser.add_argument_group("Slurm (defaults from a 'slurm:' block in the config)")
+    slurm.add_argument("--slurm", action="store_true",
+                       help="write a batch script that runs the sweep over MPI in one allocation")
+    slurm.add_argument("--array", action="store_true",
+                       help="with --slurm: a job array instead, one task per unfinished job, without MPI")
+    slurm.add_argument("--submit", action="store_true", help="with --slurm: submit the script with sbatch")
+    slurm.add_argument("--dry-run", action="store_true", help="with --slurm: print the script, write nothing")
+    slurm.add_argument("--requeue", action="store_true",
+                       help="stop cleanly before the time limit or on preemption, and requeue the job")
+    for option, kind in (("--nodes", int), ("--ntasks-per-node", int), ("--ntasks", int), ("--cpus-per-task", int),
+                         ("--time", str), ("--partition", str), ("--account", str), ("--mem-per-cpu", str),
+                         ("--job-name", str), ("--template", str)):
+        slurm.add_argument(option, type=kind, default=None)
+    slurm.add_argument("--sbatch", nargs="+", default=[], metavar="OPTION",
+                       help="more #SBATCH options, e.g. --sbatch=--qos=long")
     output = parser.add_argument_group("output")
     output.add_argument("-l", "--log_level", default=None, type=str.upper,
                         choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
@@ -129,6 +145,8 @@ def _run(experiment_class: type[ClusterWork], args: argparse.Namespace, argument
         if args.list:
             print_plan(plan)
             return 0
+        if args.slurm:
+            return _slurm(args, experiments, plan)
         warn_changed(plan, policy)
         apply_plan(plan)
     except ClusterWorkError as exc:
@@ -162,6 +180,58 @@ def _run(experiment_class: type[ClusterWork], args: argparse.Namespace, argument
     run_ended(paths, run_id, summary.exit_status(), dict(summary.counts))
     print_summary(summary, plan, paths, command)
     return summary.exit_status()
+
+
+def _slurm(args: argparse.Namespace, experiments: list, plan: Plan) -> int:
+    """--slurm: write (and print, or submit) a batch script that runs this sweep."""
+    for flag, given in (("-d/--delete", args.delete), ("-r/--repetition", args.repetition is not None),
+                        ("-i/--iteration", args.iteration is not None), ("-j/--job", args.job and args.array)):
+        if given:
+            raise ClusterWorkError(f"--slurm does not take {flag}: a requeued job would repeat it; "
+                                   "run that step without --slurm first")
+    overrides = {"nodes": args.nodes, "ntasks_per_node": args.ntasks_per_node, "ntasks": args.ntasks,
+                 "cpus_per_task": args.cpus_per_task, "time": args.time, "partition": args.partition,
+                 "account": args.account, "mem_per_cpu": args.mem_per_cpu, "job_name": args.job_name,
+                 "template": args.template, "requeue": args.requeue, "extra": args.sbatch}
+    settings = slurm.settings_from(experiments[0].get("slurm"), overrides, args.config)
+    sweep_path = os.path.abspath(sweep_paths(plan)[0])
+    pending = sorted(job.index for job in plan.jobs)
+    if args.array and not pending:
+        print("nothing left to run: every selected job is finished")
+        return 0
+    kind = "array" if args.array else "mpi"
+    text = slurm.build_script(kind, settings, slurm.python_command(), os.path.abspath(sys.argv[0]),
+                              _run_arguments(args), sweep_path, os.getcwd(), len(pending))
+    if args.array:
+        text = text.replace(f"--array=0-{len(pending) - 1}", f"--array={slurm.compress_indices(pending)}")
+    if args.dry_run:
+        print(text, end="")
+        return 0
+    path = os.path.join(sweep_path, f"cluster_work_{kind}.sbatch")
+    os.makedirs(sweep_path, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    print(f"wrote {path}")
+    if args.submit:
+        print(f"submitted job {slurm.submit(path)}")
+    return 0
+
+
+def _run_arguments(args: argparse.Namespace) -> list[str]:
+    """The options of this command line that the batch job repeats (nothing that deletes or restarts)."""
+    arguments = [args.config]
+    for flag, values in (("-e", args.experiments), ("-j", [] if args.array else args.job)):
+        if values:
+            arguments += [flag, *map(str, values)]
+    if args.mpi_groups != 1:
+        arguments += ["-g", str(args.mpi_groups)]
+    if args.log_level:
+        arguments += ["-l", args.log_level]
+    for flag, given in (("-v", args.verbose), ("-I", args.ignore_config), ("-o", args.overwrite),
+                        ("--no_gui", args.no_gui), ("--no-sync", not args.sync)):
+        if given:
+            arguments.append(flag)
+    return arguments
 
 
 def _plot(expanded: list, args: argparse.Namespace) -> int:

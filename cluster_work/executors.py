@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import abc
 import concurrent.futures as futures
+import contextlib
 import logging
 import multiprocessing
+import signal
 import socket
 from typing import Any, Callable, Iterable, Iterator
 
@@ -107,6 +109,7 @@ def _init_worker(pickled_task: bytes, stop_event: Any, iterations: Any) -> None:
     global _worker_task
     handle_stop_signals(hard_second=False)  # a signal only asks to stop after the iteration
     follow_shared_stop(stop_event)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # blocked since the spawn: see _spawning
 
     def count(done: int) -> None:
         with iterations.get_lock():
@@ -121,6 +124,21 @@ def _run_in_worker(pickled_job: bytes) -> Outcome:
 
     assert _worker_task is not None
     return _worker_task(cloudpickle.loads(pickled_job))
+
+
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+@contextlib.contextmanager
+def _spawning() -> Iterator[None]:
+    """Block SIGINT/SIGTERM while the pool may start processes: they inherit the blocked mask (through
+    the forkserver too) and unblock it once their handler is installed, so a Ctrl-C that reaches a
+    worker still importing is delivered to that handler instead of killing it with a traceback."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _lost_worker(job: Job) -> Outcome:
@@ -172,7 +190,8 @@ class LocalProcessExecutor(Executor):
                 job = next(queue, None)
                 if job is None:
                     break
-                pending[self._pool.submit(_run_in_worker, cloudpickle.dumps(job))] = job
+                with _spawning():  # submit starts worker processes on demand
+                    pending[self._pool.submit(_run_in_worker, cloudpickle.dumps(job))] = job
             if not pending:
                 return
             done, _ = futures.wait(pending, return_when=futures.FIRST_COMPLETED)

@@ -34,7 +34,8 @@ def stop_reason() -> str | None:
 
 
 def handle_stop_signals(hard_second: bool, on_first: Callable[[], None] | None = None) -> None:
-    """Install handlers for SIGINT and SIGTERM (only possible in the main thread)."""
+    """Install handlers for SIGINT, SIGTERM and SIGUSR1 (Slurm's warning before a time limit, which
+    mpiexec forwards to every rank); only possible in the main thread."""
     def handler(signum: int, frame: object) -> None:
         if _stop.is_set() and hard_second:
             raise KeyboardInterrupt
@@ -43,5 +44,5 @@ def handle_stop_signals(hard_second: bool, on_first: Callable[[], None] | None =
         if first and on_first is not None:
             on_first()
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
         signal.signal(signum, handler)

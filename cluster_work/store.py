@@ -12,6 +12,7 @@ The results file is locked (`flock`) by its writer, so two runs never write one 
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -19,6 +20,7 @@ import os
 import re
 import shutil
 import socket
+import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping
@@ -97,14 +99,22 @@ def atomic_write(path: str, data: bytes, sync: bool = True) -> None:
     The rename alone makes this safe against a killed process; `sync` also survives a power loss.
     """
     folder = os.path.dirname(path) or "."
-    temporary = os.path.join(folder, "." + os.path.basename(path) + ".tmp")
     with _StoreIO("write", path):
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            if sync:
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        # a temporary name of its own: two processes may write the same file at once (array tasks
+        # of one experiment writing its config), and each must rename its own complete copy
+        fd, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                if sync:
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            os.chmod(temporary, 0o644)
+            os.replace(temporary, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.remove(temporary)
+            raise
 
 
 def _read_json(path: str) -> dict[str, Any] | None:

@@ -50,6 +50,13 @@ def kill_session(process):
     process.wait(timeout=30)
 
 
+def wait_until_running(folder, count=1, timeout=60):
+    """Until `count` repetitions have opened their results file (the run has really started)."""
+    deadline = time.time() + timeout
+    while len(list(Path(folder).rglob("results.jsonl"))) < count and time.time() < deadline:
+        time.sleep(0.05)
+
+
 def assert_every_file_readable(out):
     for path in Path(out).rglob("*"):
         if path.name == "config.yml":
@@ -95,7 +102,8 @@ def test_kill_9_at_random_instants_loses_nothing_and_redoes_little(tmp_path_fact
 def test_sigterm_stops_cleanly_and_the_same_command_resumes(tmp_path):
     (tmp_path / "config.yml").write_text(CONFIG)
     process = start(tmp_path, "-n", "2")
-    time.sleep(1.0)
+    wait_until_running(tmp_path / "out", 2)
+    time.sleep(0.3)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=30)
     stderr = stderr.decode()
@@ -113,7 +121,8 @@ def test_sigterm_stops_cleanly_and_the_same_command_resumes(tmp_path):
 def test_ctrl_c_to_the_process_group_stops_after_the_iteration(tmp_path):
     (tmp_path / "config.yml").write_text(CONFIG)
     process = start(tmp_path, "-n", "2")
-    time.sleep(1.0)
+    wait_until_running(tmp_path / "out", 2)
+    time.sleep(0.3)
     os.killpg(process.pid, signal.SIGINT)  # what a terminal does on Ctrl-C
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == 130, stderr.decode()
@@ -127,9 +136,7 @@ def test_ctrl_c_to_the_process_group_stops_after_the_iteration(tmp_path):
 def test_second_ctrl_c_stops_at_once_and_keeps_saved_rows(tmp_path, workers):
     (tmp_path / "config.yml").write_text(CONFIG.replace("sleep: 0.02", "sleep: 2.0"))
     process = start(tmp_path, "-n", workers)
-    deadline = time.time() + 30
-    while not list((tmp_path / "out").rglob("results.jsonl")) and time.time() < deadline:
-        time.sleep(0.05)
+    wait_until_running(tmp_path / "out")
     time.sleep(0.3)
     os.killpg(process.pid, signal.SIGINT)
     time.sleep(0.3)

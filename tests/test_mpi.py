@@ -1,6 +1,7 @@
 """The MPI backend under a real mpiexec: same results as the sequential run, failures, groups, crashes."""
 import json
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -226,3 +227,24 @@ def _alive(pid):
     except FileNotFoundError:
         return False
     return state != "Z"
+
+
+@pytest.mark.slow
+def test_sigusr1_to_mpiexec_stops_the_sweep_cleanly(tmp_path):
+    """What a Slurm batch script does before the time limit: USR1 to mpiexec, which forwards it to the
+    ranks; the iterations in flight finish, the run exits 130 with every file whole, and resumes."""
+    (tmp_path / "config.yml").write_text(CONFIG.replace("path: out", "path: out\nparams: {sleep: 0.5, count_calls: true}"))
+    process = subprocess.Popen(mpi_command(4, "Deterministic", "config.yml"), cwd=tmp_path,
+                               env={**script_env(), **MPI_ENV}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               start_new_session=True)
+    deadline = time.time() + 60
+    while len(list((tmp_path / "out").rglob("results.jsonl"))) < 3 and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGUSR1)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr.decode()
+    assert "to resume or retry" in stderr.decode()
+    assert_every_file_readable(tmp_path / "out")
+    run_mpi(4, "Deterministic", "config.yml", cwd=tmp_path, check_rc=0)
+    assert sum(p.stat().st_size for p in (tmp_path / "out").rglob("calls")) == 30  # nothing redone

@@ -1,0 +1,216 @@
+"""Slurm batch scripts for a sweep: built by pure functions, written, printed or submitted.
+
+Two kinds. The MPI script runs the whole sweep over MPI inside one allocation:
+
+    python my_exp.py config.yml --slurm --nodes 2 --ntasks-per-node 16 --time 04:00:00 --requeue --submit
+
+The array script runs each (experiment, repetition) job as one array task, without MPI:
+
+    python my_exp.py config.yml --slurm --array --time 01:00:00 --submit
+
+Defaults come from a `slurm:` block in the config (e.g. in the DEFAULT document), then the command line.
+With `requeue`, Slurm's warning signal before the time limit (`--signal=B:USR1@120`) or a preemption's
+SIGTERM makes the run stop cleanly after the iterations in flight, and the job requeues itself; the
+requeued job resumes the sweep. A user template (`template:`) with `{{placeholders}}` may replace the
+built-in one (placeholders: the keys of `script_fields`).
+"""
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping, Sequence
+
+from .errors import ClusterWorkError, ConfigError
+
+DEFAULT_SIGNAL_SECONDS = 120
+
+
+@dataclass
+class SlurmSettings:
+    """What goes into the #SBATCH lines; None leaves Slurm's (or the cluster's) default."""
+
+    job_name: str = "cluster_work"
+    nodes: int | None = None
+    ntasks_per_node: int | None = None
+    ntasks: int | None = None
+    cpus_per_task: int | None = None
+    time: str | None = None
+    partition: str | None = None
+    account: str | None = None
+    mem_per_cpu: str | None = None
+    requeue: bool = False
+    signal_seconds: int = DEFAULT_SIGNAL_SECONDS
+    array_parallel: int | None = None  # at most this many array tasks at once (%N)
+    extra: list[str] = field(default_factory=list)  # more #SBATCH options, e.g. "--qos=long"
+    template: str | None = None
+    setup: list[str] = field(default_factory=list)  # shell lines before the run (module load, venv...)
+
+
+_TIME = re.compile(r"^(\d+-)?\d{1,2}(:\d{2}){0,2}$|^\d+$")
+
+
+def settings_from(config_block: Mapping[str, Any] | None, overrides: Mapping[str, Any], source: str) -> SlurmSettings:
+    """Merge the config's `slurm:` block and the command line's options into validated settings."""
+    known = {f.name for f in fields(SlurmSettings)}
+    merged: dict[str, Any] = {}
+    for key, value in (config_block or {}).items():
+        name = str(key).replace("-", "_")
+        if name not in known:
+            raise ConfigError(f"{source}: 'slurm.{key}': unknown setting (known: {', '.join(sorted(known))})")
+        merged[name] = value
+    merged.update({k: v for k, v in overrides.items() if v is not None and v != [] and v is not False})
+    settings = SlurmSettings(**merged)
+    for name in ("nodes", "ntasks_per_node", "ntasks", "cpus_per_task", "array_parallel", "signal_seconds"):
+        value = getattr(settings, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{source}: slurm '{name}' must be a positive integer, got {value!r}")
+    if settings.time is not None and not _TIME.match(str(settings.time)):
+        raise ConfigError(f"{source}: slurm 'time' must look like MM, HH:MM:SS or D-HH:MM:SS, got {settings.time!r}")
+    if not re.match(r"^[A-Za-z0-9._-]+$", settings.job_name):
+        raise ConfigError(f"{source}: slurm 'job_name' may hold letters, digits and . _ - only")
+    return settings
+
+
+def sbatch_lines(settings: SlurmSettings, output: str, array_size: int | None = None) -> list[str]:
+    options = [f"--job-name={settings.job_name}", f"--output={output}"]
+    for name in ("nodes", "ntasks_per_node", "ntasks", "cpus_per_task", "time", "partition", "account",
+                 "mem_per_cpu"):
+        value = getattr(settings, name)
+        if value is not None:
+            options.append(f"--{name.replace('_', '-')}={value}")
+    if array_size is not None:
+        limit = f"%{settings.array_parallel}" if settings.array_parallel else ""
+        options.append(f"--array=0-{array_size - 1}{limit}")
+    if settings.requeue:  # the requeued job appends to the same output file
+        options += ["--requeue", f"--signal=B:USR1@{settings.signal_seconds}", "--open-mode=append"]
+    options += settings.extra
+    return [f"#SBATCH {option}" for option in options]
+
+
+_MPI_BODY = """\
+hostfile="{{hostfile}}"
+{{python}} -m cluster_work.hostfile -o "$hostfile"
+"""
+
+_TEMPLATE = """\
+#!/bin/bash
+{{sbatch}}
+# Written by cluster_work: {{description}}
+set -uo pipefail
+cd {{cwd}}
+{{setup}}
+{{prepare}}
+{{command}} &
+run=$!
+{{trap}}
+wait "$run"
+status=$?
+{{after}}
+exit $status
+"""
+
+_TRAP_REQUEUE = """\
+stop_and_requeue() {
+    echo "cluster_work: Slurm asked to stop; finishing the iterations in flight, then requeueing"
+    kill -USR1 "$run" 2>/dev/null
+    wait "$run"
+    scontrol requeue "{{requeue_id}}"
+    exit 0
+}
+trap stop_and_requeue USR1 TERM"""
+
+_TRAP_STOP = """\
+trap 'kill -USR1 "$run" 2>/dev/null; wait "$run"' TERM"""
+
+
+def script_fields(kind: str, settings: SlurmSettings, python: str, script: str, arguments: Sequence[str],
+                  sweep_path: str, cwd: str, array_size: int | None = None) -> dict[str, str]:
+    """The values of the template's placeholders for an 'mpi' or an 'array' script."""
+    run_arguments = " ".join(shlex.quote(a) for a in arguments)
+    if kind == "mpi":
+        hostfile = os.path.join(sweep_path, "hostfile.$SLURM_JOB_ID")
+        command = (f'{mpiexec_command()} -hostfile "$hostfile" {python} -m mpi4py {shlex.quote(script)} '
+                   f"{run_arguments} -c --report_every 300")
+        prepare = _MPI_BODY.replace("{{hostfile}}", hostfile).replace("{{python}}", python)
+        output = os.path.join(sweep_path, "slurm-%j.out")
+        requeue_id = "$SLURM_JOB_ID"
+        description = "the whole sweep over MPI in one allocation"
+    elif kind == "array":
+        command = f"{python} {shlex.quote(script)} {run_arguments} -j $SLURM_ARRAY_TASK_ID --report_every 300"
+        prepare = ""
+        output = os.path.join(sweep_path, "slurm-%A_%a.out")
+        requeue_id = "${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"
+        description = "one (experiment, repetition) job per array task"
+    else:
+        raise ValueError(f"kind must be 'mpi' or 'array', got {kind!r}")
+    trap = _TRAP_REQUEUE.replace("{{requeue_id}}", requeue_id) if settings.requeue else _TRAP_STOP
+    return {"sbatch": "\n".join(sbatch_lines(settings, output, array_size if kind == "array" else None)),
+            "description": description, "cwd": shlex.quote(cwd), "setup": "\n".join(settings.setup),
+            "prepare": prepare, "command": command, "trap": trap, "after": "", "python": python,
+            "script": script, "arguments": run_arguments, "job_name": settings.job_name, "sweep_path": sweep_path}
+
+
+def render(template: str, values: Mapping[str, str]) -> str:
+    """Fill `{{name}}` placeholders; an unknown placeholder is an error, not a silent blank."""
+    unknown = sorted(set(re.findall(r"{{(\w+)}}", template)) - set(values))
+    if unknown:
+        raise ConfigError(f"slurm template: unknown placeholder(s) {', '.join(unknown)} "
+                          f"(known: {', '.join(sorted(values))})")
+    return re.sub(r"{{(\w+)}}", lambda m: values[m.group(1)], template)
+
+
+def build_script(kind: str, settings: SlurmSettings, python: str, script: str, arguments: Sequence[str],
+                 sweep_path: str, cwd: str, array_size: int | None = None) -> str:
+    """The whole batch script as text (a pure function: checked in tests, printed by --dry-run)."""
+    template = _TEMPLATE
+    if settings.template:
+        try:
+            with open(settings.template, encoding="utf-8") as handle:
+                template = handle.read()
+        except OSError as exc:
+            raise ConfigError(f"slurm template {settings.template}: {exc.strerror}") from None
+    values = script_fields(kind, settings, python, script, arguments, sweep_path, cwd, array_size)
+    text = render(template, values)
+    return re.sub(r"\n{3,}", "\n\n", text)
+
+
+def submit(path: str) -> str:
+    """Submit a batch script with sbatch; return the job id."""
+    try:
+        result = subprocess.run(["sbatch", "--parsable", path], capture_output=True, text=True, timeout=60)
+    except FileNotFoundError:
+        raise ClusterWorkError("--submit: sbatch not found (is this a Slurm login node?)") from None
+    if result.returncode != 0:
+        raise ClusterWorkError(f"sbatch failed: {result.stderr.strip() or result.stdout.strip()}")
+    return result.stdout.strip().split(";")[0]
+
+
+def compress_indices(indices: Sequence[int]) -> str:
+    """[0, 1, 2, 5, 7, 8] -> '0-2,5,7-8' (Slurm's --array syntax)."""
+    parts: list[str] = []
+    start = previous = None
+    for index in sorted(indices):
+        if start is None:
+            start = previous = index
+        elif index == previous + 1:
+            previous = index
+        else:
+            parts.append(f"{start}-{previous}" if previous != start else str(start))
+            start = previous = index
+    if start is not None:
+        parts.append(f"{start}-{previous}" if previous != start else str(start))
+    return ",".join(parts)
+
+
+def mpiexec_command() -> str:
+    """The mpiexec beside this Python (the PyPI Open MPI of a venv), else whatever the job's PATH has."""
+    beside = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    return shlex.quote(beside) if os.access(beside, os.X_OK) else "mpiexec"
+
+
+def python_command() -> str:
+    return shlex.quote(sys.executable)
