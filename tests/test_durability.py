@@ -162,3 +162,22 @@ def test_progress_sees_running_repetitions_by_their_lock_not_a_stale_status(tmp_
     kill_session(process)
     progress = run_cli("Deterministic", "config.yml", "-P", cwd=tmp_path, check_rc=0).stdout
     assert "running" not in progress.split("mean it. time")[1] and "partial" in progress
+
+
+@pytest.mark.slow
+def test_two_concurrent_runs_of_one_sweep_write_each_repetition_once(tmp_path_factory):
+    clean = tmp_path_factory.mktemp("clean")
+    (clean / "config.yml").write_text(CONFIG)
+    run_cli("Deterministic", "config.yml", cwd=clean, check_rc=0)
+
+    shared = tmp_path_factory.mktemp("shared")
+    (shared / "config.yml").write_text(CONFIG)
+    first, second = start(shared, "-n", "2"), start(shared)
+    outputs = [process.communicate(timeout=120)[1].decode() for process in (first, second)]
+    assert first.returncode == 0 and second.returncode == 0, outputs
+    assert any("held by another run" in output for output in outputs), outputs
+    pd.testing.assert_frame_equal(comparable(clean / "out"), comparable(shared / "out"))
+    calls = sum(p.stat().st_size for p in (shared / "out").rglob("calls"))
+    assert calls == 2 * 3 * 12  # no iteration ran twice
+    rerun = run_cli("Deterministic", "config.yml", cwd=shared, check_rc=0)
+    assert "0 jobs" in rerun.stderr
