@@ -6,20 +6,20 @@ import inspect
 import logging
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
+from . import slurm
 from .config import load_config
-from .results import load_results
+from .display import LiveBarDisplay, make_display
 from .errors import ClusterWorkError, StoreError
 from .executors import Executor, make_executor
 from .expansion import expand_all
 from .experiment import ClusterWork
 from .logs import configure_console
-from .provenance import describe_runs, read_runs, run_ended, run_started
-from . import slurm
 from .planning import Plan, Policy, Selection, apply_plan, make_plan, select_experiments, warn_changed
+from .provenance import describe_runs, read_runs, run_ended, run_started
 from .reporting import print_plan, print_progress, print_summary, progress_json, sweep_paths
-from .display import LiveBarDisplay, make_display
+from .results import load_results
 from .runner import BAD_PARAMETER, FAILED_JOB, STORE_FAILURE, Outcome, RunSettings
 from .stopping import handle_stop_signals
 from .sweep import EXIT_INTERRUPTED, EXIT_STORE, EXIT_USAGE, describe, run_jobs

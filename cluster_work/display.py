@@ -5,11 +5,18 @@ import logging
 import sys
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
-                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from .runner import BAD_PARAMETER, FAILED_JOB, STORE_FAILURE, Outcome
 
@@ -49,7 +56,7 @@ class RunDisplay:
                 f"elapsed {format_seconds(elapsed)}, left ~{format_seconds(eta)}, "
                 f"{self._busy()}/{self.workers} workers busy, {self.failed} failed")
 
-    def __enter__(self) -> "RunDisplay":
+    def __enter__(self) -> RunDisplay:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -64,7 +71,7 @@ class LogLinesDisplay(RunDisplay):
         self._every = every
         self._done = threading.Event()
 
-    def __enter__(self) -> "LogLinesDisplay":
+    def __enter__(self) -> LogLinesDisplay:
         if self._every > 0:
             threading.Thread(target=self._loop, name="cluster_work-progress", daemon=True).start()
         return self
@@ -80,7 +87,7 @@ class LogLinesDisplay(RunDisplay):
 class LiveBarDisplay(RunDisplay):
     """For a terminal: a rich progress bar over all iterations, with rate, ETA and busy workers."""
 
-    def __enter__(self) -> "LiveBarDisplay":
+    def __enter__(self) -> LiveBarDisplay:
         self._progress = Progress(
             TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
             TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),

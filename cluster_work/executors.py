@@ -13,10 +13,11 @@ import logging
 import multiprocessing
 import signal
 import socket
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
-from .runner import FAILED_JOB, STOPPED, Job, Outcome
 from . import progress
+from .runner import FAILED_JOB, STOPPED, Job, Outcome
 from .stopping import follow_shared_stop, handle_stop_signals, stop_requested
 
 log = logging.getLogger("cluster_work")
@@ -28,7 +29,7 @@ class Executor(abc.ABC):
 
     workers: int = 1
 
-    def __enter__(self) -> "Executor":
+    def __enter__(self) -> Executor:
         return self
 
     def __exit__(self, *exc: Any) -> None:

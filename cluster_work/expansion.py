@@ -20,8 +20,9 @@ import json
 import logging
 import os
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from .config import Warn, deep_merge, flatten_mapping, set_dotted
 

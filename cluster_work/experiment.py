@@ -5,6 +5,8 @@ import abc
 import os
 from typing import Any, ClassVar
 
+from .store import iteration_folder_name
+
 
 class ClusterWork(abc.ABC):
     """Subclass this, implement `reset` and `iterate`, and call `MyExperiment.run()`.
@@ -40,7 +42,7 @@ class ClusterWork(abc.ABC):
         """A folder for the current iteration's files, created on first use."""
         if self._log_path_rep is None or self._it is None:
             return None
-        path = os.path.join(self._log_path_rep, f"it_{self._it:04d}")
+        path = os.path.join(self._log_path_rep, iteration_folder_name(self._it))
         os.makedirs(path, exist_ok=True)
         return path
 

@@ -11,7 +11,7 @@ import itertools
 import os
 import re
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 _RANGE = re.compile(r"^(\d+)(?:-(\d+))?$")
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
-from typing import IO, Iterator
+from collections.abc import Iterator
+from typing import IO
 
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 DATE_FORMAT = "%H:%M:%S"
@@ -49,7 +50,7 @@ def _level(level: str | int) -> int:
 class _Tee:
     """A text stream that writes to the console stream and to the repetition's log file."""
 
-    def __init__(self, console: IO[str], log_file: "_LazyFile"):
+    def __init__(self, console: IO[str], log_file: _LazyFile):
         self._console, self._log_file = console, log_file
 
     def write(self, text: str) -> int:
@@ -69,7 +70,8 @@ class _LazyFile:
     most repetitions log nothing, and a file open costs more than a whole no-op iteration."""
 
     def __init__(self, path: str):
-        self._path, self._file = path, None
+        self._path = path
+        self._file: IO[str] | None = None
 
     def write(self, text: str) -> int:
         try:  # the log is best effort: a full disk must not fail the experiment's print()

@@ -20,11 +20,12 @@ import pickle
 import socket
 import sys
 import time
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
+from . import progress
 from .errors import ClusterWorkError
 from .executors import Executor, SequentialExecutor, Task
-from . import progress
 from .runner import Job, Outcome
 from .stopping import follow_shared_stop, handle_stop_signals, stop_requested
 
@@ -152,7 +153,7 @@ def pickle_job(job: Job) -> bytes:
 class _ProgressMessages:
     """A worker's iteration sink: adds up iterations and sends the count to rank 0 now and then."""
 
-    def __init__(self, comm: Any, sends: "_Sends"):
+    def __init__(self, comm: Any, sends: _Sends):
         self._comm, self._sends = comm, sends
         self._count, self._last = 0, time.monotonic()
 

@@ -6,8 +6,9 @@ runs only after the whole plan was built and validated.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from .config import flatten_mapping
 from .errors import ConfigError
@@ -215,9 +216,3 @@ def warn_changed(plan: Plan, policy: Policy, warn: Any = log.warning) -> None:
                  f"({keys}); use -o/--overwrite to delete its results and start over, or "
                  "-I/--ignore_config to continue with the new parameters")
 
-
-def iter_job_indices(plan: Plan) -> Iterable[tuple[ExperimentPlan, int, int]]:
-    """(experiment plan, rep, job index) for every repetition of every selected experiment."""
-    for item in plan.experiments:
-        for rep in range(item.experiment.repetitions):
-            yield item, rep, item.first_job_index + rep

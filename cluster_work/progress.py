@@ -7,7 +7,7 @@ the parent; on an MPI worker it sends rank 0 a small message at most twice a sec
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 _sink: Callable[[int], None] | None = None
 

@@ -13,7 +13,8 @@ import socket
 import subprocess
 import time
 import uuid
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 RUNS_FILE = "runs.jsonl"
 PACKAGES = ("cluster_work", "numpy", "pandas", "mpi4py", "cloudpickle", "pyyaml")

@@ -5,8 +5,9 @@ import json
 import os
 import shlex
 import sys
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence, TextIO
+from typing import Any, TextIO
 
 from rich.console import Console
 from rich.table import Table
@@ -72,7 +73,7 @@ class ExperimentProgress:
         return self.iteration_seconds / self.iterations_timed if self.iterations_timed else None
 
     def as_dict(self, full: bool) -> dict[str, Any]:
-        data = {"name": self.name, "repetitions": self.repetitions, "iterations_total": self.iterations,
+        data: dict[str, Any] = {"name": self.name, "repetitions": self.repetitions, "iterations_total": self.iterations,
                 "iterations_done": self.iterations_done,
                 "done_share": self.iterations_done / self.iterations if self.iterations else 1.0,
                 **{state: self.states.get(state, 0) for state in STATES},

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import pandas as pd
 
 from .config import flatten_mapping, load_config
-from .store import ExperimentStore, find_experiment_folders
+from .store import find_experiment_folders
 
 INDEX_COLUMNS = ["experiment", "rep", "iteration"]
 

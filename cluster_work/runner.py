@@ -10,18 +10,18 @@ import logging
 import os
 import time
 import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
+from . import progress
 from .errors import InvalidParameterArgument, StoreError
 from .expansion import ExpandedExperiment
 from .experiment import ClusterWork
-from . import progress
 from .logs import repetition_log
 from .seeding import seed_for, seed_global_generators
 from .stopping import stop_requested
-from .store import (FAILED, FINISHED, INTERRUPTED, RepetitionBusy, RepetitionStore,
-                    ResultsWriter, ExperimentStore)
+from .store import FAILED, FINISHED, INTERRUPTED, ExperimentStore, RepetitionBusy, RepetitionStore, ResultsWriter
 
 log = logging.getLogger("cluster_work")
 
@@ -220,7 +220,7 @@ def _run_locked(experiment_class: type[ClusterWork], job: Job, settings: RunSett
 
 
 def _failed(exc: BaseException, stage: str, job: Job, completed: int, ran: int, target: int,
-            timing: "_Timing", write_status: Any) -> tuple[str, int, int, str]:
+            timing: _Timing, write_status: Any) -> tuple[str, int, int, str]:
     """Record the experiment's exception in the repetition's log and status; the run goes on."""
     text = "".join(traceback.format_exception(exc))
     first_line = f"{type(exc).__name__}: {exc}".splitlines()[0]
@@ -242,7 +242,7 @@ class _Timing:
         self.total += seconds
         self.count += 1
 
-    def fields(self) -> dict[str, float]:
+    def fields(self) -> dict[str, Any]:
         return {"mean_iteration_time": self.total / self.count} if self.count else {}
 
 

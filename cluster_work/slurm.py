@@ -21,8 +21,9 @@ import re
 import shlex
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from .errors import ClusterWorkError, ConfigError
 
@@ -191,18 +192,13 @@ def submit(path: str) -> str:
 
 def compress_indices(indices: Sequence[int]) -> str:
     """[0, 1, 2, 5, 7, 8] -> '0-2,5,7-8' (Slurm's --array syntax)."""
-    parts: list[str] = []
-    start = previous = None
-    for index in sorted(indices):
-        if start is None:
-            start = previous = index
-        elif index == previous + 1:
-            previous = index
-        else:
-            parts.append(f"{start}-{previous}" if previous != start else str(start))
-            start = previous = index
-    if start is not None:
-        parts.append(f"{start}-{previous}" if previous != start else str(start))
+    ordered, parts, first = sorted(indices), [], 0
+    while first < len(ordered):
+        last = first
+        while last + 1 < len(ordered) and ordered[last + 1] == ordered[last] + 1:
+            last += 1
+        parts.append(str(ordered[first]) if first == last else f"{ordered[first]}-{ordered[last]}")
+        first = last + 1
     return ",".join(parts)
 
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import signal
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 _stop = threading.Event()
-_signal_name: list[str] = []
 _shared_stop: Any = None  # a multiprocessing.Event set by the parent of local worker processes
 
 
@@ -24,13 +24,8 @@ def follow_shared_stop(event: Any) -> None:
     _shared_stop = event
 
 
-def request_stop(reason: str = "stop requested") -> None:
-    _signal_name.append(reason)
+def request_stop() -> None:
     _stop.set()
-
-
-def stop_reason() -> str | None:
-    return _signal_name[0] if _signal_name else None
 
 
 def handle_stop_signals(hard_second: bool, on_first: Callable[[], None] | None = None) -> None:
@@ -40,7 +35,7 @@ def handle_stop_signals(hard_second: bool, on_first: Callable[[], None] | None =
         if _stop.is_set() and hard_second:
             raise KeyboardInterrupt
         first = not _stop.is_set()
-        request_stop(signal.Signals(signum).name)
+        request_stop()
         if first and on_first is not None:
             on_first()
 

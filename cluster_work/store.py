@@ -22,8 +22,9 @@ import shutil
 import socket
 import tempfile
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import yaml
 
@@ -86,11 +87,10 @@ class _StoreIO:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind: Any, exc: Any, tb: Any) -> bool:
+    def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
         if isinstance(exc, OSError) and not (self.action == "read" and isinstance(exc, FileNotFoundError)):
             cause = exc.strerror or str(exc)
             raise StoreError(f"cannot {self.action} {self.path}: {cause}") from exc
-        return False
 
 
 def atomic_write(path: str, data: bytes, sync: bool = True) -> None:
@@ -193,9 +193,6 @@ class RepetitionStore:
         self.status_file = os.path.join(self.path, STATUS_FILE)
         self.log_file = os.path.join(self.path, LOG_FILE)
 
-    def iteration_path(self, iteration: int) -> str:
-        return os.path.join(self.path, iteration_folder_name(iteration))
-
     def read_results(self) -> ResultsPrefix:
         try:
             with open(self.results_file, "rb") as handle:
@@ -229,7 +226,7 @@ class RepetitionStore:
         with _StoreIO("create", self.path):
             os.makedirs(self.path, exist_ok=True)
 
-    def open_writer(self) -> "ResultsWriter":
+    def open_writer(self) -> ResultsWriter:
         """Lock the repetition for this process; raise RepetitionBusy if another holds it."""
         self.create_folder()
         return ResultsWriter(self.results_file)

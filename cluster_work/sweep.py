@@ -5,14 +5,25 @@ import functools
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 from .executors import Executor
 from .experiment import ClusterWork
-from .runner import (ALREADY_DONE, BAD_PARAMETER, BUSY, DONE, FAILED_JOB, STOPPED, STORE_FAILURE, Job,
-                     Outcome, RunSettings, run_job)
-from .stopping import request_stop, stop_reason, stop_requested
+from .runner import (
+    ALREADY_DONE,
+    BAD_PARAMETER,
+    BUSY,
+    DONE,
+    FAILED_JOB,
+    STOPPED,
+    STORE_FAILURE,
+    Job,
+    Outcome,
+    RunSettings,
+    run_job,
+)
+from .stopping import request_stop, stop_requested
 
 log = logging.getLogger("cluster_work")
 
@@ -63,7 +74,7 @@ def run_jobs(experiment_class: type[ClusterWork], jobs: Sequence[Job], executor:
         summary.outcomes.append(outcome)
         on_outcome(outcome)
         if outcome.kind == STORE_FAILURE and not stop_requested():
-            request_stop("store failure")
+            request_stop()
             executor.forward_stop()
     summary.seconds = time.perf_counter() - started
     return summary
@@ -83,7 +94,3 @@ def describe(outcome: Outcome) -> str:
     where = f"; traceback in {outcome.log_file}" if outcome.log_file else ""
     return f"{outcome.label}: {outcome.kind}: {outcome.error}{where}"
 
-
-def interruption_note() -> str | None:
-    reason = stop_reason()
-    return f"stopped by {reason}" if reason else None

@@ -48,7 +48,13 @@ class PlotWorkMagics(Magics):
         self.experiment_class: type | None = None
         self.experiments: list[ExpandedExperiment] = []
         self.config_path = ""
-        self.results = None
+        self.results: Any = None
+
+    @property
+    def namespace(self) -> dict[str, Any]:
+        """The notebook's variables."""
+        assert self.shell is not None
+        return self.shell.user_ns
 
     def _need_results(self) -> Any:
         if self.results is None:
@@ -78,7 +84,7 @@ class PlotWorkMagics(Magics):
         names = [e.name for e in self.experiments]
         self.results = cluster_work.load_results(args.config, experiments=names,
                                                  params=_parse_filters(args.filters) or None)
-        self.shell.user_ns["results"] = self.results
+        self.namespace["results"] = self.results
         loaded = self.results.experiment.nunique() if len(self.results) else 0
         print(f"loaded {len(self.results)} rows of {loaded} experiments into `results`")
 
@@ -136,7 +142,7 @@ class PlotWorkMagics(Magics):
             raise ValueError("name one experiment with -e; loaded: " + ", ".join(e.name for e in self.experiments))
         folder = resolve_folder(self.config_path, candidates[0].path)
         instance = cluster_work.restore_experiment(self.experiment_class, folder, rep, iteration)
-        self.shell.user_ns[variable] = instance
+        self.namespace[variable] = instance
         print(f"`{variable}`: {candidates[0].name} rep {rep} after iteration {iteration}")
         return instance
 

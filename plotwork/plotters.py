@@ -5,7 +5,8 @@ already narrowed to the experiments to draw. Register your own with `@register_p
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pandas as pd
 

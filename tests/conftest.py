@@ -10,6 +10,13 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = str(ROOT / "tests" / "experiments.py")
 
 
+def comparable(path):
+    """A sweep's results in a fixed order, without the timing columns: equal for equal runs."""
+    from cluster_work import load_results
+    frame = load_results(path).sort_values(["experiment", "rep", "iteration"]).reset_index(drop=True)
+    return frame.drop(columns=["iteration_time", "repetition_time"])
+
+
 def script_env() -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])

@@ -11,9 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
-from cluster_work import load_results
-from conftest import SCRIPT, descendants, run_cli, script_env
+from conftest import SCRIPT, comparable, descendants, run_cli, script_env
 
 CONFIG = """\
 name: DEFAULT
@@ -27,10 +25,6 @@ grid:
   step: [1.0, 2.0]
 """
 
-
-def comparable(path):
-    frame = load_results(path).sort_values(["experiment", "rep", "iteration"]).reset_index(drop=True)
-    return frame.drop(columns=["iteration_time", "repetition_time"])
 
 
 def start(cwd, *args):
@@ -99,36 +93,25 @@ def test_kill_9_at_random_instants_loses_nothing_and_redoes_little(tmp_path_fact
 
 
 @pytest.mark.slow
-def test_sigterm_stops_cleanly_and_the_same_command_resumes(tmp_path):
+@pytest.mark.parametrize("deliver", [
+    pytest.param(lambda process: process.send_signal(signal.SIGTERM), id="SIGTERM-to-the-run"),
+    pytest.param(lambda process: os.killpg(process.pid, signal.SIGINT), id="Ctrl-C-to-the-process-group"),
+])
+def test_a_stop_signal_finishes_the_iterations_in_flight_and_the_same_command_resumes(tmp_path, deliver):
     (tmp_path / "config.yml").write_text(CONFIG)
     process = start(tmp_path, "-n", "2")
     wait_until_running(tmp_path / "out", 2)
     time.sleep(0.3)
-    process.send_signal(signal.SIGTERM)
+    deliver(process)
     _, stderr = process.communicate(timeout=30)
     stderr = stderr.decode()
     assert process.returncode == 130, stderr
     assert "to resume or retry:" in stderr and "Traceback" not in stderr
     assert_every_file_readable(tmp_path / "out")
-    states = [json.loads(p.read_text())["state"] for p in (tmp_path / "out").rglob("status.json")]
-    assert "running" not in states
+    assert not any(json.loads(p.read_text())["state"] == "running" for p in (tmp_path / "out").rglob("status.json"))
     run_cli("Deterministic", "config.yml", cwd=tmp_path, check_rc=0)
     calls = sum(p.stat().st_size for p in (tmp_path / "out").rglob("calls"))
     assert calls == 2 * 3 * 12  # a clean stop redoes nothing
-
-
-@pytest.mark.slow
-def test_ctrl_c_to_the_process_group_stops_after_the_iteration(tmp_path):
-    (tmp_path / "config.yml").write_text(CONFIG)
-    process = start(tmp_path, "-n", "2")
-    wait_until_running(tmp_path / "out", 2)
-    time.sleep(0.3)
-    os.killpg(process.pid, signal.SIGINT)  # what a terminal does on Ctrl-C
-    _, stderr = process.communicate(timeout=30)
-    assert process.returncode == 130, stderr.decode()
-    assert "Traceback" not in stderr.decode()
-    run_cli("Deterministic", "config.yml", cwd=tmp_path, check_rc=0)
-    assert sum(p.stat().st_size for p in (tmp_path / "out").rglob("calls")) == 2 * 3 * 12
 
 
 @pytest.mark.slow

@@ -2,14 +2,13 @@
 import shutil
 import subprocess
 import uuid
-from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from cluster_work import load_results
 from conftest import run_cli
 from test_durability import assert_every_file_readable
+
+from cluster_work import load_results
 
 CONFIG = """\
 name: walk

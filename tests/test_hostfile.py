@@ -2,9 +2,9 @@ import subprocess
 import sys
 
 import pytest
+from conftest import script_env
 
 from cluster_work.hostfile import expand_counts, expand_nodelist, hostfile_text
-from conftest import script_env
 
 
 @pytest.mark.parametrize("nodelist, hosts", [

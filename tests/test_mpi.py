@@ -1,5 +1,4 @@
 """The MPI backend under a real mpiexec: same results as the sequential run, failures, groups, crashes."""
-import json
 import os
 import signal
 import subprocess
@@ -8,10 +7,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import MPI_ENV, comparable, descendants, mpi_command, run_cli, run_mpi, script_env
+from test_durability import assert_every_file_readable, kill_session
 
 from cluster_work import load_results
-from conftest import MPI_ENV, descendants, mpi_command, run_cli, run_mpi, script_env
-from test_durability import assert_every_file_readable, kill_session
 
 CONFIG = """\
 name: DEFAULT
@@ -24,10 +23,6 @@ grid:
   step: [1.0, 2.0]
 """
 
-
-def comparable(path):
-    frame = load_results(path).sort_values(["experiment", "rep", "iteration"]).reset_index(drop=True)
-    return frame.drop(columns=["iteration_time", "repetition_time"])
 
 
 @pytest.fixture(scope="module")
@@ -139,8 +134,9 @@ def _cpu_seconds(pid):
 
 
 def test_hostfile_from_a_slurm_allocation_drives_mpiexec(tmp_path, sequential):
-    from conftest import mpiexec, SCRIPT
     import sys
+
+    from conftest import SCRIPT, mpiexec
     env = {**script_env(), **MPI_ENV, "SLURM_JOB_NODELIST": "localhost", "SLURM_TASKS_PER_NODE": "4"}
     version = subprocess.run([mpiexec(), "--version"], capture_output=True, text=True).stdout
     mpich = "HYDRA" in version.upper()
@@ -176,8 +172,9 @@ if __name__ == "__main__":
 
 @pytest.mark.parametrize("how", ["local", "mpi"])
 def test_classes_in_main_and_lambdas_in_params_travel(tmp_path, how):
-    from conftest import mpiexec
     import sys
+
+    from conftest import mpiexec
     (tmp_path / "main_exp.py").write_text(MAIN_SCRIPT)
     (tmp_path / "config.yml").write_text("name: m\nrepetitions: 2\niterations: 3\npath: out\n")
     if how == "local":
@@ -233,7 +230,8 @@ def _alive(pid):
 def test_sigusr1_to_mpiexec_stops_the_sweep_cleanly(tmp_path):
     """What a Slurm batch script does before the time limit: USR1 to mpiexec, which forwards it to the
     ranks; the iterations in flight finish, the run exits 130 with every file whole, and resumes."""
-    (tmp_path / "config.yml").write_text(CONFIG.replace("path: out", "path: out\nparams: {sleep: 0.5, count_calls: true}"))
+    params = "path: out\nparams: {sleep: 0.5, count_calls: true}"
+    (tmp_path / "config.yml").write_text(CONFIG.replace("path: out", params))
     process = subprocess.Popen(mpi_command(4, "Deterministic", "config.yml"), cwd=tmp_path,
                                env={**script_env(), **MPI_ENV}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                start_new_session=True)

@@ -6,11 +6,11 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 import pytest
+from conftest import ROOT, run_cli
 from nbclient import NotebookClient
 
 import plotwork
 from cluster_work import load_results, summary
-from conftest import ROOT, run_cli
 
 CONFIG = """\
 name: DEFAULT
@@ -34,7 +34,8 @@ def sweep(tmp_path_factory):
 def run_notebook(folder: Path, cells: list[str]) -> nbformat.NotebookNode:
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell) for cell in cells])
     os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])
-    NotebookClient(notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(folder)}}).execute()
+    client = NotebookClient(notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(folder)}})
+    client.execute()
     return notebook
 
 
@@ -140,6 +141,7 @@ def test_example_notebook_analyses_the_example_sweep(tmp_path):
     import shutil
     import subprocess
     import sys
+
     from conftest import script_env
     shutil.copytree(ROOT / "examples", tmp_path / "examples", ignore=shutil.ignore_patterns("results"))
     subprocess.run([sys.executable, "examples/grid_fit.py", "examples/grid_fit.yml", "-n", "2"], cwd=tmp_path,

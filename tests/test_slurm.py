@@ -1,18 +1,15 @@
 """Slurm batch scripts: built by pure functions, and run as Slurm would run them (its variables set)."""
 import os
-import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import MPI_ENV, ROOT, comparable, script_env
 
 from cluster_work import load_results
 from cluster_work.errors import ConfigError
 from cluster_work.slurm import SlurmSettings, build_script, compress_indices, settings_from
-from conftest import MPI_ENV, ROOT, script_env
 
 EXPERIMENT = str(ROOT / "tests" / "deterministic_exp.py")
 CONFIG = """\
@@ -34,10 +31,6 @@ def cli(*args, cwd, env=None, check_rc=0):
     return result
 
 
-def comparable(path):
-    frame = load_results(path).sort_values(["experiment", "rep", "iteration"]).reset_index(drop=True)
-    return frame.drop(columns=["iteration_time", "repetition_time"])
-
 
 @pytest.fixture
 def sweep(tmp_path):
@@ -46,7 +39,8 @@ def sweep(tmp_path):
 
 
 def test_settings_merge_config_block_and_command_line():
-    settings = settings_from({"time": "1:00:00", "nodes": 2, "mem-per-cpu": "2G"}, {"nodes": 4, "requeue": True}, "c.yml")
+    block = {"time": "1:00:00", "nodes": 2, "mem-per-cpu": "2G"}
+    settings = settings_from(block, {"nodes": 4, "requeue": True}, "c.yml")
     assert (settings.time, settings.nodes, settings.mem_per_cpu, settings.requeue) == ("1:00:00", 4, "2G", True)
 
 
@@ -117,7 +111,7 @@ def test_generated_mpi_script_runs_with_the_variables_slurm_sets(sweep, tmp_path
 
 def test_generated_array_script_runs_one_job_per_task(sweep):
     cli("config.yml", "-j", "1", cwd=sweep)  # one job done before: the array covers the other five
-    result = cli("config.yml", "--slurm", "--array", cwd=sweep)
+    cli("config.yml", "--slurm", "--array", cwd=sweep)
     script = sweep / "out" / "cluster_work_array.sbatch"
     assert "#SBATCH --array=0,2-5" in script.read_text()
     for task in (0, 2, 3, 4, 5):

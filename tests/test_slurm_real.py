@@ -6,11 +6,11 @@ import time
 
 import pandas as pd
 import pytest
+from conftest import MPI_ENV, comparable
+from slurm_cluster import SlurmCluster, unavailable_reason
+from test_slurm import CONFIG, cli
 
 from cluster_work import load_results
-from conftest import MPI_ENV
-from slurm_cluster import SlurmCluster, unavailable_reason
-from test_slurm import CONFIG, cli, comparable
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(unavailable_reason() is not None,
                                                    reason=unavailable_reason() or "")]

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from cluster_work.store import (ExperimentStore, RepetitionBusy, encode_row, parse_results, to_plain)
+from cluster_work.store import ExperimentStore, RepetitionBusy, encode_row, parse_results, to_plain
 
 
 def rows_bytes(count, start=0):

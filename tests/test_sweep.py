@@ -4,9 +4,9 @@ import os
 
 import pandas as pd
 import pytest
+from conftest import run_cli
 
 from cluster_work import load_results
-from conftest import run_cli
 
 CONFIG = """\
 name: DEFAULT
@@ -241,8 +241,8 @@ def test_old_style_client_runs_unchanged(tmp_path, write_config):
 
 
 def test_jobs_with_longer_measured_iterations_run_first(tmp_path, write_config, monkeypatch):
-    from cluster_work.expansion import expand_all
     from cluster_work.config import load_config
+    from cluster_work.expansion import expand_all
     from cluster_work.planning import Policy, Selection, make_plan
 
     write_config("name: s\nrepetitions: 2\niterations: 3\npath: out\nlist: {sleep: [0.001, 0.05]}\n")
