@@ -57,3 +57,17 @@ def test_full_disk_stops_with_one_line_and_the_sweep_completes_after(small_disk,
     resumed = load_results(roomy)[columns].sort_values(order).reset_index(drop=True)
     expected = load_results(clean)[columns].sort_values(order).reset_index(drop=True)
     pd.testing.assert_frame_equal(resumed, expected)
+
+
+def test_read_only_disk_stops_with_one_line_and_resumes_when_writable(small_disk, tmp_path):
+    small = CONFIG.replace("repetitions: 4", "repetitions: 2").replace("iterations: 40", "iterations: 3")
+    (tmp_path / "config.yml").write_text(small.format(path=small_disk / "out", payload="''"))
+    run_cli("Payload", "config.yml", "-j", "0", cwd=tmp_path, check_rc=0)
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    try:
+        result = run_cli("Payload", "config.yml", cwd=tmp_path, check_rc=3)
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
+    assert "Read-only file system" in result.stderr and "Traceback" not in result.stderr
+    run_cli("Payload", "config.yml", cwd=tmp_path, check_rc=0)
+    assert len(load_results(small_disk / "out")) == 2 * 3
