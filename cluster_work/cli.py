@@ -122,6 +122,7 @@ def main(experiment_class: type[ClusterWork], argv: Sequence[str] | None = None)
 
 def _run(experiment_class: type[ClusterWork], args: argparse.Namespace, arguments: list[str],
          executor: Executor, settings: RunSettings) -> int:
+    """Load and check everything; answer the look-only options (-p, --list, --plot, --slurm) or run."""
     try:
         if inspect.isabstract(experiment_class):
             missing = ", ".join(sorted(experiment_class.__abstractmethods__))
@@ -152,6 +153,12 @@ def _run(experiment_class: type[ClusterWork], args: argparse.Namespace, argument
     except ClusterWorkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_STORE if isinstance(exc, StoreError) else EXIT_USAGE
+    return _execute(experiment_class, plan, args, arguments, executor, settings)
+
+
+def _execute(experiment_class: type[ClusterWork], plan: Plan, args: argparse.Namespace, arguments: list[str],
+             executor: Executor, settings: RunSettings) -> int:
+    """Run the planned jobs with a live display and a provenance record; print the summary."""
     jobs = plan.jobs
     log.info("%d jobs to run (%d experiments) on %s", len(jobs), len(plan.experiments), executor.describe())
     handle_stop_signals(hard_second=True, on_first=lambda: _on_stop(executor))
@@ -167,8 +174,7 @@ def _run(experiment_class: type[ClusterWork], args: argparse.Namespace, argument
 
     command = [sys.argv[0], *arguments]
     paths = sweep_paths(plan)
-    run_id = run_started(paths, command, executor.describe(), executor.hosts(),
-                         executor.world_size())
+    run_id = run_started(paths, command, executor.describe(), executor.hosts(), executor.world_size())
     try:
         with display:
             summary = run_jobs(experiment_class, jobs, executor, settings, on_outcome=on_outcome)
