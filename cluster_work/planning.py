@@ -56,6 +56,11 @@ class ExperimentPlan:
     def skipped(self) -> bool:
         return self.state == CHANGED and not self.jobs
 
+    def iterations_left(self, job: Job) -> int:
+        """Iterations `job` still has to run: from -i, else from its repetition's status."""
+        saved = job.restart_from if job.restart_from is not None else self.iterations_saved.get(job.rep, 0)
+        return max(self.experiment.iterations - saved, 0)
+
 
 @dataclass
 class Plan:
@@ -63,12 +68,7 @@ class Plan:
 
     def iterations_left(self) -> int:
         """Iterations the planned jobs still have to run (from each repetition's status)."""
-        total = 0
-        for item in self.experiments:
-            for job in item.jobs:
-                saved = job.restart_from if job.restart_from is not None else item.iterations_saved.get(job.rep, 0)
-                total += max(item.experiment.iterations - saved, 0)
-        return total
+        return sum(item.iterations_left(job) for item in self.experiments for job in item.jobs)
 
     @property
     def jobs(self) -> list[Job]:
@@ -186,9 +186,7 @@ def expected_seconds(plans: Sequence[ExperimentPlan]) -> dict[int, float]:
         times = plan.iteration_times
         experiment_mean = sum(times.values()) / len(times) if times else sweep_mean
         for job in plan.jobs:
-            done = job.restart_from if job.restart_from is not None else plan.iterations_saved.get(job.rep, 0)
-            left = max(plan.experiment.iterations - done, 0)
-            expected[job.index] = times.get(job.rep, experiment_mean) * left
+            expected[job.index] = times.get(job.rep, experiment_mean) * plan.iterations_left(job)
     return expected
 
 
