@@ -14,8 +14,8 @@ from rich.table import Table
 
 from .display import format_seconds
 from .expansion import ExpandedExperiment
-from .planning import Plan
-from .runner import ALREADY_DONE, BUSY, DONE, STOPPED, STORE_FAILURE
+from .planning import Plan, repetition_state
+from .runner import ALREADY_DONE, BUSY, DONE, STOPPED, STORE_FAILURE, iteration_times
 from .store import ExperimentStore
 from .sweep import Summary
 
@@ -93,13 +93,13 @@ def read_progress(experiment: ExpandedExperiment) -> ExperimentProgress:
     for rep in range(experiment.repetitions):
         repetition = store.repetition(rep)
         status = repetition.read_status()
-        if status.get("state") == "finished" and status.get("iterations_done", 0) >= experiment.iterations:
+        if repetition_state(status, experiment.iterations) == "finished":
             # the common case, answered from the small status file alone
             reps.append(RepetitionProgress(rep, "finished", experiment.iterations,
                                            status.get("mean_iteration_time")))
             continue
         rows = repetition.read_results().rows
-        times = [r["iteration_time"] for r in rows if isinstance(r.get("iteration_time"), (int, float))]
+        times = iteration_times(rows)
         state = status.get("state", "partial" if rows else "pending")
         if state in ("finished", "interrupted"):
             state = "partial"

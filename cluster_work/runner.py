@@ -5,6 +5,7 @@ a saved state behind it, and a resumed repetition continues from exactly the row
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -112,16 +113,8 @@ def run_job(experiment_class: type[ClusterWork], job: Job, settings: RunSettings
                    store.log_file if error else None)
 
 
-class _NoLog:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
-
-
 def _maybe_log(store: RepetitionStore, settings: RunSettings, write: bool) -> Any:
-    return repetition_log(store.log_file, settings.log_level) if write else _NoLog()
+    return repetition_log(store.log_file, settings.log_level) if write else contextlib.nullcontext()
 
 
 def _bind(instance: ClusterWork, job: Job, store: RepetitionStore, settings: RunSettings, comm: Any) -> None:
@@ -230,12 +223,17 @@ def _failed(exc: BaseException, stage: str, job: Job, completed: int, ran: int, 
     return FAILED_JOB, completed, ran, f"{first_line} (in {stage})"
 
 
+def iteration_times(rows: list[dict[str, Any]]) -> list[float]:
+    """The measured `iteration_time` of each saved row (an experiment may have replaced it)."""
+    return [r["iteration_time"] for r in rows if isinstance(r.get("iteration_time"), (int, float))]
+
+
 class _Timing:
     """The mean iteration time of a repetition (saved rows and this run), kept in its status for
     progress estimates and longest-first scheduling."""
 
     def __init__(self, rows: list[dict[str, Any]]):
-        times = [r["iteration_time"] for r in rows if isinstance(r.get("iteration_time"), (int, float))]
+        times = iteration_times(rows)
         self.total, self.count = float(sum(times)), len(times)
 
     def add(self, seconds: float) -> None:
