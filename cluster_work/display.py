@@ -46,10 +46,14 @@ class RunDisplay:
         if outcome.kind in (FAILED_JOB, BAD_PARAMETER, STORE_FAILURE):
             self.failed += 1
 
-    def status_line(self) -> str:
+    def measure(self) -> tuple[int, float, float]:
+        """(iterations done, seconds elapsed, iterations per second) right now."""
         done = min(self._iterations(), self.total)
         elapsed = time.perf_counter() - self.started
-        rate = done / elapsed if elapsed > 0 else 0.0
+        return done, elapsed, done / elapsed if elapsed > 0 else 0.0
+
+    def status_line(self) -> str:
+        done, elapsed, rate = self.measure()
         eta = (self.total - done) / rate if rate > 0 else None
         share = 100 * done / self.total if self.total else 100.0
         return (f"progress: {done}/{self.total} iterations ({share:.0f}%), {rate:.3g} it/s, "
@@ -100,10 +104,9 @@ class LiveBarDisplay(RunDisplay):
         return self
 
     def _update(self) -> None:
-        done = min(self._iterations(), self.total)
-        elapsed = time.perf_counter() - self.started
+        done, elapsed, rate = self.measure()
         failed = f"[red]{self.failed} failed[/red]" if self.failed else "0 failed"
-        self._progress.update(self._task, completed=done, rate=f"{done / elapsed:.3g} it/s" if elapsed else "",
+        self._progress.update(self._task, completed=done, rate=f"{rate:.3g} it/s" if elapsed else "",
                               workers=f"{self._busy()}/{self.workers} busy", failed=failed)
 
     def _loop(self) -> None:
