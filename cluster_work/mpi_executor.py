@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import pickle
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -101,32 +103,31 @@ def finalize_mpi() -> None:
 
 
 ORPHAN_CHECK_SECONDS = 1.0
+EXIT_ORPHANED = 4
 _world_hosts: list[str] = []  # every rank's host, gathered on rank 0 by serve_jobs
+_orphan_watch: list[threading.Thread] = []  # at most one watchdog per process
 
 
-def exit_when_orphaned(check_every: float = ORPHAN_CHECK_SECONDS) -> None:
+def exit_when_orphaned(rank: int, check_every: float = ORPHAN_CHECK_SECONDS) -> None:
     """Exit this rank (as a kill would) once the MPI launcher that started it is gone.
 
     When `mpiexec` dies, Open MPI may leave ranks running, and a rank busy in Python would notice only
     at its next MPI call. A daemon thread watches the parent process instead; exiting mid-iteration
     is as safe as kill -9 (rows are whole or absent) and drops the repetition's lock at once.
     """
-    import os
-    import threading
-
+    if _orphan_watch:
+        return
     parent = os.getppid()
 
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(check_every)
-        log.error("rank %d: the MPI launcher (pid %d) is gone; exiting", _mpi().COMM_WORLD.Get_rank(), parent)
+        log.error("rank %d: the MPI launcher (pid %d) is gone; exiting", rank, parent)
         logging.shutdown()
         os._exit(EXIT_ORPHANED)
 
-    threading.Thread(target=watch, name="cluster_work-orphan-watch", daemon=True).start()
-
-
-EXIT_ORPHANED = 4
+    _orphan_watch.append(threading.Thread(target=watch, name="cluster_work-orphan-watch", daemon=True))
+    _orphan_watch[0].start()
 
 
 def worker_layout(world_size: int, group_size: int) -> tuple[list[list[int]], list[int]]:
@@ -194,7 +195,7 @@ def serve_jobs(task: Callable[..., Outcome], group_size: int) -> int | None:
     world = MPI.COMM_WORLD
     rank, size = world.Get_rank(), world.Get_size()
     if size > 1:
-        exit_when_orphaned()
+        exit_when_orphaned(rank)
     groups, idle = worker_layout(size, group_size)
     group_of = {r: g for g in groups for r in g}
     color = groups.index(group_of[rank]) if rank in group_of else MPI.UNDEFINED
