@@ -59,6 +59,19 @@ class ExpandedExperiment:
         return self.config["iterations"]
 
 
+NAME_SEPARATOR = "__"  # between the base name and the parameters of an expanded experiment
+
+
+def base_name_of(expanded_name: str) -> str:
+    """'fit' for 'fit__lr0.1_bs32' (and for 'fit' itself)."""
+    return expanded_name.split(NAME_SEPARATOR, 1)[0]
+
+
+def params_part_of(expanded_name: str) -> str:
+    """'lr0.1_bs32' for 'fit__lr0.1_bs32'; an experiment without parameters gives its name."""
+    return expanded_name.split(NAME_SEPARATOR, 1)[-1]
+
+
 def shorten_param(dotted: str) -> str:
     """Short names as in the original ClusterWork: 'optimizer.learning_rate' -> 'opt.lr'.
 
@@ -102,7 +115,7 @@ def expanded_name(base: str, varied: Mapping[str, Any], shorts: Mapping[str, str
     """`base__lr0.01_bs32`; over-long names are cut and suffixed with a hash of the full name."""
     if not varied:
         return base
-    name = base + "__" + "_".join(shorts[k] + format_value(v) for k, v in varied.items())
+    name = base + NAME_SEPARATOR + "_".join(shorts[k] + format_value(v) for k, v in varied.items())
     if len(name) > MAX_NAME_LENGTH:
         digest = hashlib.sha1(name.encode()).hexdigest()[:10]
         name = name[:MAX_NAME_LENGTH - 11] + "-" + digest

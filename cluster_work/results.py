@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 
 from .config import flatten_mapping, load_config
+from .expansion import base_name_of
 from .store import find_experiment_folders
 
 INDEX_COLUMNS = ["experiment", "rep", "iteration"]
@@ -59,7 +60,7 @@ def load_results(path: str | os.PathLike[str], experiments: Iterable[str] | None
         for store in find_experiment_folders(folder):
             config = store.read_config() or {}
             name = config.get("name", os.path.basename(store.path))
-            if wanted is not None and name not in wanted and name.split("__", 1)[0] not in wanted:
+            if wanted is not None and name not in wanted and base_name_of(name) not in wanted:
                 continue
             flat_params = flatten_mapping(config.get("params") or {})
             if params and any(flat_params.get(k, ...) != v for k, v in params.items()):

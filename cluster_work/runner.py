@@ -17,7 +17,7 @@ from typing import Any
 
 from . import progress
 from .errors import InvalidParameterArgument, StoreError
-from .expansion import ExpandedExperiment
+from .expansion import ExpandedExperiment, base_name_of
 from .experiment import ClusterWork
 from .logs import repetition_log
 from .seeding import seed_for, seed_global_generators
@@ -291,7 +291,7 @@ def restore_experiment(experiment_class: type[ClusterWork], experiment_path: str
     rows = len(store.repetition(rep).read_results())
     if not 0 <= iteration < rows:
         raise StoreError(f"{config['name']} rep {rep} has saved iterations 0 to {rows - 1}, not {iteration}")
-    experiment = ExpandedExperiment(config["name"], config["name"].split("__", 1)[0], config, {})
+    experiment = ExpandedExperiment(config["name"], base_name_of(config["name"]), config, {})
     instance = experiment_class()
     _bind(instance, Job(-1, experiment, rep), store.repetition(rep), RunSettings(no_gui=True), None)
     instance._it = iteration

@@ -8,6 +8,8 @@ from typing import Any
 
 import pandas as pd
 
+from cluster_work.expansion import base_name_of
+
 from .plotters import get_plotter
 
 
@@ -63,7 +65,7 @@ def plot_sweep(frame: pd.DataFrame, columns: Sequence[str], plotter: str, folder
                fmt: str = "png") -> list[str]:
     """One file per base experiment and column into `folder` (the experiment script's --plot)."""
     figures = []
-    bases = frame.experiment.str.split("__", n=1).str[0]
+    bases = frame.experiment.map(base_name_of)
     for base in dict.fromkeys(bases):
         for column in columns:
             figures.append(plot_results(frame[bases == base], plotter, column, title=f"{base} {column} {plotter}"))

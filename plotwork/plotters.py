@@ -10,13 +10,15 @@ from typing import Any
 
 import pandas as pd
 
+from cluster_work.expansion import params_part_of
+
 Plotter = Callable[..., None]
 PLOTTERS: dict[str, Plotter] = {}
 
 
 def short_label(experiment: Any) -> str:
     """An expanded experiment's parameter part ('lr0.1_bs32' of 'fit__lr0.1_bs32'): the legend's label."""
-    return str(experiment).split("__", 1)[-1]
+    return params_part_of(str(experiment))
 
 
 def register_plotter(name: str) -> Callable[[Plotter], Plotter]:
