@@ -13,12 +13,12 @@ from .config import load_config
 from .display import LiveBarDisplay, make_display
 from .errors import ClusterWorkError, StoreError
 from .executors import Executor, make_executor
-from .expansion import expand_all
+from .expansion import expand_all, sweep_paths
 from .experiment import ClusterWork
 from .logs import configure_console
 from .planning import Plan, Policy, Selection, apply_plan, make_plan, select_experiments, warn_changed
 from .provenance import describe_runs, read_runs, run_ended, run_started
-from .reporting import print_plan, print_progress, print_summary, progress_json, sweep_paths
+from .reporting import print_plan, print_progress, print_summary, progress_json
 from .results import load_results
 from .runner import BAD_PARAMETER, FAILED_JOB, STORE_FAILURE, Outcome, RunSettings
 from .stopping import handle_stop_signals
@@ -131,8 +131,7 @@ def _run(experiment_class: type[ClusterWork], args: argparse.Namespace, argument
         expanded = expand_all(experiments, experiment_class._default_params, args.config)
         if args.progress or args.full_progress:
             selected = select_experiments(expanded, args.experiments, args.config)
-            runs = [run for path in dict.fromkeys(os.path.dirname(e.path) for e in selected)
-                    for run in read_runs(path)]
+            runs = [run for path in sweep_paths(selected) for run in read_runs(path)]
             if args.json:
                 print(progress_json(selected, args.full_progress, runs))
             else:
@@ -173,7 +172,7 @@ def _execute(experiment_class: type[ClusterWork], plan: Plan, args: argparse.Nam
         log.log(logging.ERROR if failed else finished_level, describe(outcome))
 
     command = [sys.argv[0], *arguments]
-    paths = sweep_paths(plan)
+    paths = sweep_paths(item.experiment for item in plan.experiments)
     run_id = run_started(paths, command, executor.describe(), executor.hosts(), executor.world_size())
     try:
         with display:
@@ -200,7 +199,7 @@ def _slurm(args: argparse.Namespace, experiments: list, plan: Plan) -> int:
                  "account": args.account, "mem_per_cpu": args.mem_per_cpu, "job_name": args.job_name,
                  "template": args.template, "requeue": args.requeue, "extra": args.sbatch}
     settings = slurm.settings_from(experiments[0].get("slurm"), overrides, args.config)
-    sweep_path = os.path.abspath(sweep_paths(plan)[0])
+    sweep_path = os.path.abspath(plan.experiments[0].experiment.sweep_path)
     pending = sorted(job.index for job in plan.jobs)
     if args.array and not pending:
         print("nothing left to run: every selected job is finished")
@@ -251,8 +250,8 @@ def _plot(expanded: list, args: argparse.Namespace) -> int:
     except KeyError as exc:
         raise ClusterWorkError(f"--plotter: {exc.args[0]}") from None
     selected = select_experiments(expanded, args.experiments, args.config)
-    for sweep_path in dict.fromkeys(os.path.dirname(e.path) for e in selected):
-        names = [e.name for e in selected if os.path.dirname(e.path) == sweep_path]
+    for sweep_path in sweep_paths(selected):
+        names = [e.name for e in selected if e.sweep_path == sweep_path]
         frame = load_results(sweep_path, experiments=names)
         missing = [c for c in args.plot if c not in frame]
         if missing:

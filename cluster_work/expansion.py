@@ -20,7 +20,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +47,11 @@ class ExpandedExperiment:
         return self.config["path"]
 
     @property
+    def sweep_path(self) -> str:
+        """The config's `path`: the folder that holds this experiment and its siblings."""
+        return os.path.dirname(self.path)
+
+    @property
     def params(self) -> dict[str, Any]:
         return self.config["params"]
 
@@ -70,6 +75,11 @@ def base_name_of(expanded_name: str) -> str:
 def params_part_of(expanded_name: str) -> str:
     """'lr0.1_bs32' for 'fit__lr0.1_bs32'; an experiment without parameters gives its name."""
     return expanded_name.split(NAME_SEPARATOR, 1)[-1]
+
+
+def sweep_paths(experiments: Iterable[ExpandedExperiment]) -> list[str]:
+    """The sweep folders of these experiments, each once, in order."""
+    return list(dict.fromkeys(experiment.sweep_path for experiment in experiments))
 
 
 def shorten_param(dotted: str) -> str:

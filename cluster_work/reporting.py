@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import sys
 from collections.abc import Iterable, Sequence
@@ -215,8 +214,4 @@ def print_summary(summary: Summary, plan: Plan, sweep_paths: Iterable[str], argv
     console.print(f"  results: {', '.join(sorted(set(sweep_paths)))}", highlight=False)
     if summary.exit_status() != 0:
         console.print(f"  to resume or retry: {' '.join(shlex.quote(a) for a in argv)}", highlight=False)
-
-
-def sweep_paths(plan: Plan) -> list[str]:
-    return [os.path.dirname(item.experiment.path) for item in plan.experiments]
 
