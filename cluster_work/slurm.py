@@ -110,7 +110,6 @@ run=$!
 {{trap}}
 wait "$run"
 status=$?
-{{after}}
 exit $status
 """
 
@@ -151,7 +150,7 @@ def script_fields(kind: str, settings: SlurmSettings, python: str, script: str, 
     trap = _TRAP_REQUEUE.replace("{{requeue_id}}", requeue_id) if settings.requeue else _TRAP_STOP
     return {"sbatch": "\n".join(sbatch_lines(settings, output, array_size if kind == "array" else None)),
             "description": description, "cwd": shlex.quote(cwd), "setup": "\n".join(settings.setup),
-            "prepare": prepare, "command": command, "trap": trap, "after": "", "python": python,
+            "prepare": prepare, "command": command, "trap": trap, "python": python,
             "script": script, "arguments": run_arguments, "job_name": settings.job_name, "sweep_path": sweep_path}
 
 
