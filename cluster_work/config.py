@@ -24,23 +24,45 @@ from typing import Any
 
 import yaml
 
-from .errors import config_error
+from .errors import ClusterWorkError, config_error
 
 log = logging.getLogger("cluster_work")
 
 REQUIRED_KEYS = ("name", "repetitions", "iterations", "path")
-KNOWN_KEYS = frozenset(REQUIRED_KEYS + ("params", "grid", "list", "slurm"))
+KNOWN_KEYS = frozenset(REQUIRED_KEYS + ("params", "grid", "list", "slurm", "gui", "plotting", "log_path"))
 DEFAULT_NAME = "DEFAULT"
-_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=,-]*$")
+_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=,-]*")
+
+# What a config may be and expand to; beyond these it is refused with one line (see the README).
+MAX_CONFIG_BYTES = 10 * 2**20       # the file itself
+MAX_VALUES = 1_000_000              # scalars a document holds once its aliases are expanded
+MAX_DEPTH = 100                     # nesting of mappings and lists
+MAX_NAME_LENGTH = 100               # characters of an experiment's base name
+MAX_PATH_COMPONENT = 255            # bytes of one folder name (NAME_MAX of Linux file systems)
+MAX_REPETITIONS = 1_000_000
 
 Warn = Callable[[str], None]
+KeyPath = tuple[str, ...]  # ('optimizer', 'lr') for params.optimizer.lr; a key may itself hold a dot
 
 
-class _SafeLoaderWithFloats(yaml.SafeLoader):
-    """SafeLoader that also reads `1e-3` and `1E5` as floats (YAML 1.1 insists on a dot)."""
+class _ConfigLoader(yaml.SafeLoader):
+    """SafeLoader that reads `1e-3` as a float (YAML 1.1 insists on a dot) and refuses duplicate keys."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[tuple[str, str], Any] = {}
+            for key_node, _ in node.value:
+                if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                    key = (key_node.tag, key_node.value)
+                    if key in seen:
+                        raise yaml.constructor.ConstructorError(
+                            None, None, f"duplicate key {key_node.value!r} (first on line "
+                                        f"{seen[key].start_mark.line + 1})", key_node.start_mark)
+                    seen[key] = key_node
+        return super().construct_mapping(node, deep)
 
 
-_SafeLoaderWithFloats.add_implicit_resolver(
+_ConfigLoader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
                    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
@@ -51,30 +73,123 @@ _SafeLoaderWithFloats.add_implicit_resolver(
 )
 
 
+def _user_tags() -> dict[str, Any]:
+    """Constructors of the tags the experiment's own code declared: `yaml.YAMLObject` subclasses
+    (outside PyYAML) and local `!tags` added to PyYAML's default loader. `!!python/...` stays refused."""
+    constructors: dict[str, Any] = {}
+    todo = list(yaml.YAMLObject.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        tag = cls.__dict__.get("yaml_tag")
+        if isinstance(tag, str) and not cls.__module__.startswith("yaml"):
+            constructors[tag] = cls.from_yaml
+    for tag, constructor in yaml.Loader.yaml_constructors.items():
+        if isinstance(tag, str) and tag.startswith("!") and tag not in constructors:
+            constructors[tag] = constructor
+    return constructors
+
+
+def _loader_class() -> type[_ConfigLoader]:
+    tags = _user_tags()
+    if not tags:
+        return _ConfigLoader
+    loader = type("_ConfigLoaderWithUserTags", (_ConfigLoader,), {})
+    for tag, constructor in tags.items():
+        loader.add_constructor(tag, constructor)
+    return loader
+
+
+def _check_size(root: Any, source: str, number: int) -> None:
+    """Refuse a document that nests deeper than MAX_DEPTH or expands (through aliases, which the parser
+    shares and every later traversal repeats) to more than MAX_VALUES scalars; also cyclic aliases.
+    Sizes are memoised per node, so an alias bomb costs its node count, not its expansion."""
+    sizes: dict[int, int] = {}
+    stack: list[tuple[Any, int, bool]] = [(root, 1, False)]
+    open_nodes: set[int] = set()
+    while stack:
+        node, depth, children_done = stack.pop()
+        key = id(node)
+        if children_done:
+            open_nodes.discard(key)
+            children = _children(node)
+            sizes[key] = 1 if not children else sum(sizes[id(child)] for child in children)
+            if sizes[key] > MAX_VALUES:
+                raise config_error(source, f"document {number} expands to more than {MAX_VALUES:,} values "
+                                           "(through aliases?)")
+            continue
+        if key in sizes:
+            continue
+        if key in open_nodes:
+            raise config_error(source, f"document {number} holds an alias that contains itself "
+                                       f"(line {node.start_mark.line + 1})")
+        if depth > MAX_DEPTH:
+            raise config_error(source, f"document {number} nests deeper than {MAX_DEPTH} levels "
+                                       f"(line {node.start_mark.line + 1})")
+        open_nodes.add(key)
+        stack.append((node, depth, True))
+        stack.extend((child, depth + 1, False) for child in _children(node) if id(child) not in sizes)
+
+
+def _children(node: Any) -> list[Any]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
 def parse_documents(text: str, source: str) -> list[Any]:
-    """Parse YAML text into its documents, turning syntax errors into one-line ConfigErrors."""
+    """Parse YAML text into its documents, turning every problem into a one-line ConfigError."""
+    documents = []
+    loader = _loader_class()(text)
     try:
-        documents = list(yaml.load_all(text, Loader=_SafeLoaderWithFloats))
+        while loader.check_node():
+            node = loader.get_node()
+            _check_size(node, source, len(documents) + 1)
+            documents.append(loader.construct_document(node))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise config_error(source, f"invalid YAML{where}: {problem}") from None
+    except RecursionError:
+        raise config_error(source, f"nests deeper than {MAX_DEPTH} levels") from None
+    except ClusterWorkError:
+        raise
+    except Exception as exc:  # a user tag's constructor that raised
+        raise config_error(source, f"cannot read a value: {type(exc).__name__}: {exc}") from None
+    finally:
+        loader.dispose()
     documents = [d for d in documents if d is not None]
     if not documents:
         raise config_error(source, "the file holds no experiment documents")
     return documents
 
 
+def read_text(source: str) -> str:
+    """The config file as text: UTF-8 (a BOM allowed), at most MAX_CONFIG_BYTES."""
+    try:
+        with open(source, "rb") as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise config_error(source, f"cannot read the config file: {exc.strerror}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise config_error(source, f"is larger than {MAX_CONFIG_BYTES // 2**20} MiB; a config that large is "
+                                   "refused (generate the values with grid/list instead)")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise config_error(source, "is UTF-16 text; save it as UTF-8")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise config_error(source, f"is not UTF-8 text (byte {exc.start}: 0x{data[exc.start]:02x}); "
+                                   "save it as UTF-8") from None
+
+
 def load_config(path: str | os.PathLike[str], warn: Warn = log.warning) -> list[dict[str, Any]]:
     """Read `path` and return one validated, DEFAULT-merged document per experiment."""
     source = os.fspath(path)
-    try:
-        with open(source, encoding="utf-8") as handle:
-            text = handle.read()
-    except OSError as exc:
-        raise config_error(source, f"cannot read the config file: {exc.strerror}") from None
-    return merge_and_validate(parse_documents(text, source), source, warn)
+    return merge_and_validate(parse_documents(read_text(source), source), source, warn)
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -88,6 +203,12 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
     return merged
 
 
+def is_default_document(document: Mapping[str, Any]) -> bool:
+    """The original's rule: a first document named `default` in any case holds the defaults."""
+    name = document.get("name")
+    return isinstance(name, str) and name.lower() == DEFAULT_NAME.lower()
+
+
 def merge_and_validate(documents: list[Any], source: str, warn: Warn = log.warning) -> list[dict[str, Any]]:
     """Merge the optional DEFAULT document under each experiment and validate every one."""
     for number, document in enumerate(documents, start=1):
@@ -95,14 +216,17 @@ def merge_and_validate(documents: list[Any], source: str, warn: Warn = log.warni
             raise config_error(source, f"document {number} must be a mapping of keys to values, "
                                        f"got {type(document).__name__}")
     default: Mapping[str, Any] = {}
-    if documents[0].get("name") == DEFAULT_NAME:
+    if is_default_document(documents[0]):
         default, documents = documents[0], documents[1:]
     experiments = []
     seen: dict[str, int] = {}
     for number, document in enumerate(documents, start=2 if default else 1):
-        if document.get("name") == DEFAULT_NAME:
+        if "name" not in document:
+            raise config_error(source, f"document {number}: every experiment document needs its own 'name'",
+                               key="name")
+        if is_default_document(document):
             raise config_error(source, f"document {number}: only the first document may be named "
-                                       f"'{DEFAULT_NAME}'")
+                                       f"'{DEFAULT_NAME}'", key="name")
         experiment = deep_merge(default, document)
         validate_experiment(experiment, source, number, warn)
         name = experiment["name"]
@@ -125,17 +249,24 @@ def validate_experiment(experiment: Mapping[str, Any], source: str, number: int,
             raise config_error(source, "required key is missing (required: "
                                        f"{', '.join(REQUIRED_KEYS)})", experiment=label, key=key)
     name = experiment["name"]
-    if not isinstance(name, str) or not _NAME_PATTERN.match(name) or ".." in name:
+    if not isinstance(name, str) or not _NAME_PATTERN.fullmatch(name) or ".." in name:
         raise config_error(source, "must be a non-empty name of letters, digits and . _ + = , - "
                                    f"that starts with a letter or digit (it names a folder), got {name!r}",
                            experiment=label, key="name")
-    for key in ("repetitions", "iterations"):
+    if len(name) > MAX_NAME_LENGTH:
+        raise config_error(source, f"is {len(name)} characters long; at most {MAX_NAME_LENGTH} are allowed",
+                           experiment=name[:40] + "...", key="name")
+    for key, limit in (("repetitions", MAX_REPETITIONS), ("iterations", None)):
         value = experiment[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise config_error(source, f"must be a positive integer, got {value!r}", experiment=name, key=key)
-    if not isinstance(experiment["path"], str) or not experiment["path"].strip():
-        raise config_error(source, f"must be a folder name, got {experiment['path']!r}",
-                           experiment=name, key="path")
+        if limit is not None and value > limit:
+            raise config_error(source, f"must be at most {limit:,}, got {value:,}", experiment=name, key=key)
+    for key in ("path", "log_path"):
+        if key in experiment:
+            problem = path_problem(experiment[key])
+            if problem:
+                raise config_error(source, problem, experiment=name, key=key)
     params = experiment.get("params")
     if params is not None and not isinstance(params, Mapping):
         raise config_error(source, f"must be a mapping, got {type(params).__name__}", experiment=name, key="params")
@@ -146,42 +277,70 @@ def validate_experiment(experiment: Mapping[str, Any], source: str, number: int,
         if not isinstance(experiment[key], Mapping) or not experiment[key]:
             raise config_error(source, "must be a non-empty mapping of parameter names to lists of values",
                                experiment=name, key=key)
-        for dotted, values in flatten_mapping(experiment[key]).items():
+        for path, values in flatten_paths(experiment[key]).items():
             if not isinstance(values, list) or not values:
                 raise config_error(source, f"must be a non-empty list of values, got {values!r}",
-                                   experiment=name, key=f"{key}.{dotted}")
+                                   experiment=name, key=f"{key}.{dotted(path)}")
             if key == "list":
-                lengths[dotted] = len(values)
+                lengths[dotted(path)] = len(values)
     if len(set(lengths.values())) > 1:
         described = ", ".join(f"{k} has {n}" for k, n in lengths.items())
         raise config_error(source, f"all lists must have the same length ({described})",
                            experiment=name, key="list")
     if experiment.get("grid") and experiment.get("list"):
-        shared = set(flatten_mapping(experiment["grid"])) & set(flatten_mapping(experiment["list"]))
+        shared = set(flatten_paths(experiment["grid"])) & set(flatten_paths(experiment["list"]))
         if shared:
-            raise config_error(source, f"parameter(s) {', '.join(sorted(shared))} appear under both "
-                                       "'grid' and 'list'", experiment=name, key="grid")
+            raise config_error(source, f"parameter(s) {', '.join(sorted(map(dotted, shared)))} appear under "
+                                       "both 'grid' and 'list'", experiment=name, key="grid")
     for key in experiment:
         if key not in KNOWN_KEYS:
             warn(f"{source}: experiment '{name}': unknown key '{key}' (known: {', '.join(sorted(KNOWN_KEYS))}); "
                  "it is passed to the experiment unchanged")
 
 
-def flatten_mapping(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Flatten nested mappings into dotted keys: {'a': {'b': 1}} -> {'a.b': 1}."""
-    flat: dict[str, Any] = {}
+def path_problem(value: Any) -> str | None:
+    """Why `value` cannot be a folder path, or None: not text, empty, a NUL or control character, or a
+    component longer than a file system allows (the run would fail after creating folders)."""
+    if not isinstance(value, str) or not value.strip():
+        return f"must be a folder name, got {value!r}"
+    if any(ord(c) < 32 or c == "\x7f" for c in value):
+        return f"must not hold control characters (NUL, newline...), got {value!r}"
+    expanded = os.path.expanduser(os.path.expandvars(value))
+    for component in expanded.split(os.sep):
+        if len(component.encode("utf-8", "surrogateescape")) > MAX_PATH_COMPONENT:
+            return (f"has a folder name of {len(component)} characters ({component[:20]}...); "
+                    f"file systems allow {MAX_PATH_COMPONENT} bytes")
+    return None
+
+
+def flatten_paths(mapping: Mapping[Any, Any], prefix: KeyPath = ()) -> dict[KeyPath, Any]:
+    """Flatten nested mappings into key paths: {'a': {'b': 1}, 'c.d': 2} -> {('a', 'b'): 1, ('c.d',): 2}.
+
+    Key paths, never dotted strings, so a key that holds a dot stays one key (as in the original)."""
+    flat: dict[KeyPath, Any] = {}
     for key, value in mapping.items():
-        dotted = f"{prefix}{key}"
+        path = (*prefix, str(key))
         if isinstance(value, Mapping) and value:
-            flat.update(flatten_mapping(value, dotted + "."))
+            flat.update(flatten_paths(value, path))
         else:
-            flat[dotted] = value
+            flat[path] = value
     return flat
 
 
-def set_dotted(mapping: dict[str, Any], dotted: str, value: Any) -> None:
-    """Set `mapping['a']['b'] = value` for `dotted == 'a.b'`, creating mappings on the way."""
-    *parents, leaf = dotted.split(".")
+def dotted(path: KeyPath) -> str:
+    """The display form of a key path: ('optimizer', 'lr') -> 'optimizer.lr' (as the original names it)."""
+    return ".".join(path)
+
+
+def flatten_mapping(mapping: Mapping[Any, Any]) -> dict[str, Any]:
+    """Flatten nested mappings into dotted display names: {'a': {'b': 1}} -> {'a.b': 1} (for columns and
+    filters; logic that must tell `a.b` from `a: {b}` uses `flatten_paths`)."""
+    return {dotted(path): value for path, value in flatten_paths(mapping).items()}
+
+
+def set_path(mapping: dict[str, Any], path: KeyPath, value: Any) -> None:
+    """Set `mapping[a][b] = value` for `path == ('a', 'b')`, creating mappings on the way."""
+    *parents, leaf = path
     for part in parents:
         child = mapping.get(part)
         if not isinstance(child, dict):

@@ -28,8 +28,8 @@ def config_error(source: str, message: str, experiment: str | None = None,
                  key: str | None = None) -> ConfigError:
     """Build a ConfigError that names the file, the experiment and the key, in that order."""
     where = source
-    if experiment is not None:
-        where += f": experiment '{experiment}'"
+    if experiment is not None:  # a name with a newline must not break the one line
+        where += f": experiment '{experiment if experiment.isprintable() else repr(experiment)[1:-1]}'"
     if key is not None:
         where += f": '{key}'"
     return ConfigError(f"{where}: {message}")

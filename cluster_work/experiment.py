@@ -33,6 +33,8 @@ class ClusterWork(abc.ABC):
         self._rep: int | None = None
         self._it: int | None = None
         self._iterations: int | None = None
+        self._repetitions: int | None = None
+        self._plotting: bool = True
         self._seed: int | None = None
         self._no_gui: bool = self._NO_GUI
         self._COMM: Any = None
@@ -42,8 +44,8 @@ class ClusterWork(abc.ABC):
         """A folder for the current iteration's files, created on first use."""
         if self._log_path_rep is None or self._it is None:
             return None
-        path = os.path.join(self._log_path_rep, iteration_folder_name(self._it))
-        os.makedirs(path, exist_ok=True)
+        path = os.path.join(self._log_path_rep, iteration_folder_name(self._it), "")  # a separator at the end,
+        os.makedirs(path, exist_ok=True)                                               # as the original's
         return path
 
     @abc.abstractmethod
@@ -67,6 +69,9 @@ class ClusterWork(abc.ABC):
     @classmethod
     def run(cls, argv: list[str] | None = None) -> None:
         """Parse the command line (`sys.argv` by default), run the sweep and exit with its status."""
+        from .stopping import exit_on_stop_signals
+
+        exit_on_stop_signals()  # before the CLI's imports: a Ctrl-C from here on is one line and exit 130
         from .cli import main
 
         raise SystemExit(main(cls, argv))

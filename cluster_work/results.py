@@ -1,4 +1,8 @@
-"""Loading a sweep's results into one tidy pandas DataFrame."""
+"""Loading a sweep's results into one tidy pandas DataFrame, from cluster_work's files or the original's.
+
+An experiment folder may hold both: the original's finished repetitions beside the ones cluster_work ran
+later. Per repetition, cluster_work's rows win where it saved any; else the original's rep file counts.
+"""
 from __future__ import annotations
 
 import os
@@ -7,9 +11,9 @@ from typing import Any
 
 import pandas as pd
 
+from . import original_format
 from .config import flatten_mapping, load_config
-from .expansion import base_name_of
-from .store import find_experiment_folders
+from .store import ExperimentStore, find_experiment_folders
 
 INDEX_COLUMNS = ["experiment", "rep", "iteration"]
 
@@ -58,16 +62,16 @@ def load_results(path: str | os.PathLike[str], experiments: Iterable[str] | None
     counts: list[int] = []
     for folder in _sweep_folders(path):
         for store in find_experiment_folders(folder):
-            config = store.read_config() or {}
+            config = stored_config(store.path) or {}
             name = config.get("name", os.path.basename(store.path))
-            if wanted is not None and name not in wanted and base_name_of(name) not in wanted:
+            if wanted is not None and not wanted & {name, config.get("experiment_name", name)}:
                 continue
             flat_params = flatten_mapping(config.get("params") or {})
             if params and any(flat_params.get(k, ...) != v for k, v in params.items()):
                 continue
             param_columns = {f"params.{k}": v for k, v in flat_params.items()}
-            for rep in store.repetition_numbers():
-                rep_rows = store.repetition(rep).read_results().rows
+            for rep in repetition_numbers(store.path):
+                rep_rows = repetition_rows(store.path, rep)
                 if rep_rows:
                     rows.extend(rep_rows)
                     blocks.append({"experiment": name, "rep": rep, **param_columns})
@@ -79,6 +83,57 @@ def load_results(path: str | os.PathLike[str], experiments: Iterable[str] | None
     results = pd.DataFrame.from_records(rows)
     meta.insert(2, "iteration", results.pop("iteration").astype("int64"))
     return pd.concat([meta, results], axis=1)
+
+
+def stored_config(experiment_path: str) -> dict[str, Any] | None:
+    """The config stored in an experiment folder: cluster_work's config.yml, else the original's experiment.yml."""
+    return ExperimentStore(experiment_path).read_config() or original_format.read_experiment_config(experiment_path)
+
+
+def _original_log(experiment_path: str, log_path: str | None = None) -> str:
+    return log_path or original_format.default_log_path(experiment_path)
+
+
+def repetition_numbers(experiment_path: str) -> list[int]:
+    """The repetitions with files in the folder, cluster_work's or the original's, in order."""
+    ours = ExperimentStore(experiment_path).repetition_numbers()
+    return sorted(set(ours) | set(original_format.repetition_numbers(_original_log(experiment_path))))
+
+
+def repetition_rows(experiment_path: str, rep: int, log_path: str | None = None) -> list[dict[str, Any]]:
+    """The saved rows of repetition `rep` ({"iteration": n, column: value...}): cluster_work's if it saved any,
+    else the original's (`log_path`: the original's log folder, if the config moved it)."""
+    rows = ExperimentStore(experiment_path).repetition(rep).read_results().rows
+    return rows or original_format.repetition_rows(_original_log(experiment_path, log_path), rep)
+
+
+def _indexed(rows: list[dict[str, Any]], rep: int) -> pd.DataFrame:
+    frame = pd.DataFrame.from_records(rows)
+    iterations = frame.pop("iteration").astype("int64")
+    frame.index = pd.MultiIndex.from_arrays([[rep] * len(frame), iterations], names=original_format.INDEX_COLUMNS)
+    return frame
+
+
+def repetition_frame(experiment_path: str, rep: int, log_path: str | None = None) -> pd.DataFrame | None:
+    """Repetition `rep` as the original's `load_repetition_results` returned it: indexed by (r, i); None when
+    nothing was saved."""
+    rows = ExperimentStore(experiment_path).repetition(rep).read_results().rows
+    if rows:
+        return _indexed(rows, rep)
+    return original_format.read_repetition(_original_log(experiment_path, log_path), rep)
+
+
+def experiment_frame(experiment_path: str, repetitions: int, log_path: str | None = None) -> pd.DataFrame | None:
+    """Repetitions 0 to `repetitions - 1` as the original's `load_experiment_results` returned them: one frame
+    indexed by (r, i), or None when nothing was saved. A folder only the original wrote is read by its rule
+    (results.csv first); one where cluster_work saved rows, repetition by repetition."""
+    store, log_path = ExperimentStore(experiment_path), _original_log(experiment_path, log_path)
+    ours = {rep: rows for rep in range(repetitions) if (rows := store.repetition(rep).read_results().rows)}
+    if not ours:
+        return original_format.read_experiment(experiment_path, repetitions, log_path)
+    frames = [_indexed(ours[rep], rep) if rep in ours else original_format.read_repetition(log_path, rep)
+              for rep in range(repetitions)]
+    return pd.concat([frame for frame in frames if frame is not None])
 
 
 def summary(frame: pd.DataFrame, column: str, mode: str = "max") -> pd.DataFrame:

@@ -17,12 +17,21 @@ from typing import Any
 
 from . import progress
 from .errors import InvalidParameterArgument, StoreError
-from .expansion import ExpandedExperiment, base_name_of
+from .expansion import ExpandedExperiment
 from .experiment import ClusterWork
 from .logs import repetition_log
 from .seeding import seed_for, seed_global_generators
 from .stopping import stop_requested
-from .store import FAILED, FINISHED, INTERRUPTED, ExperimentStore, RepetitionBusy, RepetitionStore, ResultsWriter
+from .store import (
+    FAILED,
+    FINISHED,
+    INTERRUPTED,
+    ExperimentStore,
+    RepetitionBusy,
+    RepetitionStore,
+    ResultsWriter,
+    repetition_folder_name,
+)
 
 log = logging.getLogger("cluster_work")
 
@@ -71,15 +80,19 @@ class RunSettings:
     log_level: str = "INFO"
     no_gui: bool = False
     sync: bool = True
+    restart_full_repetitions: bool = False  # --restart_full_repetitions: never restore, start unfinished ones over
 
 
 def flatten_result(result: Mapping[str, Any], parent: str = "", sep: str = "_") -> dict[str, Any]:
-    """Nested result dicts become columns as in the original: {'a': {'b': 1}} -> {'a_b': 1}."""
+    """A result row's columns, as the original's `flatten_dict`: nested dicts give `a_b`, and a list
+    gives one column per item, `key_0`, `key_1`, ..."""
     flat: dict[str, Any] = {}
     for key, value in result.items():
         name = f"{parent}{sep}{key}" if parent else str(key)
         if isinstance(value, Mapping):
             flat.update(flatten_result(value, name, sep))
+        elif isinstance(value, list):
+            flat.update((f"{name}_{i}", item) for i, item in enumerate(value))
         else:
             flat[name] = value
     return flat
@@ -118,18 +131,23 @@ def _maybe_log(store: RepetitionStore, settings: RunSettings, write: bool) -> An
 
 
 def _bind(instance: ClusterWork, job: Job, store: RepetitionStore, settings: RunSettings, comm: Any) -> None:
+    """Set the fields the original ClusterWork set before `reset`, with its values (folders end in a
+    separator, as the original's did, since clients append file names to them)."""
     config = job.experiment.config
     instance._name = job.experiment.name
     instance._params = config["params"]
     instance._path = config["path"]
     instance._log_path = config["log_path"]
-    instance._log_path_rep = store.path
+    instance._log_path_rep = os.path.join(config["log_path"], repetition_folder_name(job.rep), "")
     instance._rep = job.rep
+    instance._repetitions = config["repetitions"]
     instance._iterations = config["iterations"]
-    instance._no_gui = settings.no_gui or instance._NO_GUI
+    instance._plotting = config.get("plotting", True)
+    instance._no_gui = settings.no_gui or instance._NO_GUI or not config.get("gui", True)
     instance._COMM = comm
-    if not os.path.isdir(store.path):  # the writer made it; other members of an MPI group may not have
-        store.create_folder()
+    for folder in (store.path, instance._log_path_rep):  # the writer made the first; group members may not have
+        if not os.path.isdir(folder):
+            os.makedirs(folder, exist_ok=True)
 
 
 def _seed(instance: ClusterWork, iteration: int | None) -> None:
@@ -160,7 +178,7 @@ def _run_locked(experiment_class: type[ClusterWork], job: Job, settings: RunSett
     stage, completed, ran = "reset", saved, 0
     timing = _Timing([])
     try:
-        completed = _resume(instance, config, job.rep, saved, comm)
+        completed = _resume(instance, config, job.rep, saved, comm, settings.restart_full_repetitions)
         if writer is not None and prefix is not None:
             writer.keep(prefix, completed)
         previous_time = prefix.rows[completed - 1].get("repetition_time", 0.0) if completed and prefix else 0.0
@@ -180,9 +198,8 @@ def _run_locked(experiment_class: type[ClusterWork], job: Job, settings: RunSett
             row = {"iteration": n, **flatten_result(result or {})}
             row.setdefault("iteration_time", ended - began)
             row.setdefault("repetition_time", previous_time + ended - resumed_at)
-            if experiment_class._restore_supported:
-                stage = "save_state"
-                instance.save_state(config, job.rep, n)
+            stage = "save_state"  # always, as the original: clients keep checkpoints there for their own use
+            instance.save_state(config, job.rep, n)
             if writer is not None:
                 writer.append(row)
                 progress.iteration_done()
@@ -257,10 +274,11 @@ def _all_agree(comm: Any, flag: bool) -> bool:
     return all(comm.allgather(flag))
 
 
-def _resume(instance: ClusterWork, config: dict[str, Any], rep: int, done: int, comm: Any = None) -> int:
+def _resume(instance: ClusterWork, config: dict[str, Any], rep: int, done: int, comm: Any = None,
+            restart_full: bool = False) -> int:
     """Reset, then restore the latest restorable saved iteration; return the first iteration to run."""
     cls = type(instance)
-    restorable = done > 0 and cls._restore_supported and not cls._RESTART_FULL_REPETITIONS
+    restorable = done > 0 and cls._restore_supported and not (cls._RESTART_FULL_REPETITIONS or restart_full)
     for n in range(done - 1, -1, -1) if restorable else ():
         instance._it = n
         _seed(instance, None)
@@ -291,7 +309,7 @@ def restore_experiment(experiment_class: type[ClusterWork], experiment_path: str
     rows = len(store.repetition(rep).read_results())
     if not 0 <= iteration < rows:
         raise StoreError(f"{config['name']} rep {rep} has saved iterations 0 to {rows - 1}, not {iteration}")
-    experiment = ExpandedExperiment(config["name"], base_name_of(config["name"]), config, {})
+    experiment = ExpandedExperiment(config["name"], config.get("experiment_name", config["name"]), config, {})
     instance = experiment_class()
     _bind(instance, Job(-1, experiment, rep), store.repetition(rep), RunSettings(no_gui=True), None)
     instance._it = iteration

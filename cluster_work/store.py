@@ -1,14 +1,16 @@
 """The on-disk format of a sweep. Every path and every write of cluster_work lives here.
 
-    <path>/<expanded name>/config.yml              effective config of the expanded experiment
-    <path>/<expanded name>/log/rep_00/results.jsonl one JSON object per iteration, appended
-    <path>/<expanded name>/log/rep_00/status.json   state of the repetition (replaced atomically)
-    <path>/<expanded name>/log/rep_00/rep.log       what the repetition logged and printed
+    <path>/<base name>/<params part>/config.yml     effective config (its first line marks the folder as ours)
+    <path>/<base name>/<params part>/log/rep_00/results.jsonl  one JSON object per iteration, appended
+    <path>/<base name>/<params part>/log/rep_00/status.json    state of the repetition (replaced atomically)
+    <path>/<base name>/<params part>/log/rep_00/rep.log        what the repetition logged and printed
 
+(an experiment without grid or list lives in `<path>/<base name>/`), the original ClusterWork's layout.
 Durability: a row is appended with one `write` of a whole line, so a `kill -9` leaves at worst a torn
 last line, which readers ignore and the next writer cuts off. Whole files (config, status) are
 written to a temporary file, fsynced and renamed over the old one, so they are always complete.
 The results file is locked (`flock`) by its writer, so two runs never write one repetition.
+Deleting (`-d`) removes only what cluster_work wrote, and never follows a symbolic link.
 """
 from __future__ import annotations
 
@@ -31,6 +33,9 @@ import yaml
 from .errors import StoreError
 
 CONFIG_FILE = "config.yml"
+ORIGINAL_CONFIG_FILE = "experiment.yml"  # what the original ClusterWork writes into an experiment folder
+# The first line of every config.yml cluster_work writes: what tells its folders from a user's.
+MARKER = "# written by cluster_work: the effective config of this experiment."
 LOG_FOLDER = "log"
 RESULTS_FILE = "results.jsonl"
 STATUS_FILE = "status.json"
@@ -57,6 +62,8 @@ def to_plain(value: Any) -> Any:
         return {str(k): to_plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [to_plain(v) for v in value]
+    if isinstance(value, (set, frozenset)):  # in an order that does not depend on the hash seed
+        return sorted((to_plain(v) for v in value), key=repr)
     if hasattr(value, "tolist") and callable(value.tolist):  # numpy arrays and scalars
         return to_plain(value.tolist())
     if value is None or isinstance(value, (bool, int, float, str)):
@@ -227,9 +234,13 @@ class RepetitionStore:
             os.makedirs(self.path, exist_ok=True)
 
     def open_writer(self) -> ResultsWriter:
-        """Lock the repetition for this process; raise RepetitionBusy if another holds it."""
+        """Lock the repetition for this process; raise RepetitionBusy if another holds it. Under the lock,
+        remove the temporary files a kill left behind: only the lock holder writes status.json, so no
+        live writer's temporary file can be among them."""
         self.create_folder()
-        return ResultsWriter(self.results_file)
+        writer = ResultsWriter(self.results_file)
+        remove_own_temporaries(self.path)
+        return writer
 
 
 class ResultsWriter:
@@ -290,13 +301,26 @@ class ExperimentStore:
     def exists(self) -> bool:
         return os.path.isfile(self.config_file)
 
+    def is_ours(self) -> bool:
+        """Whether cluster_work wrote this folder's config.yml (its first line is the marker)."""
+        try:
+            with open(self.config_file, "rb") as handle:
+                return handle.readline().rstrip(b"\r\n") == MARKER.encode()
+        except OSError:
+            return False
+
+    def has_original_results(self) -> bool:
+        """Whether the original ClusterWork ran this experiment here (it wrote an experiment.yml)."""
+        return os.path.isfile(os.path.join(self.path, ORIGINAL_CONFIG_FILE))
+
     def read_config(self) -> dict[str, Any] | None:
+        """The config cluster_work stored here (the original's experiment.yml is `original_format`'s)."""
         try:
             with open(self.config_file, encoding="utf-8") as handle:
                 config = yaml.safe_load(handle)
         except FileNotFoundError:
             return None
-        except (OSError, yaml.YAMLError) as exc:
+        except (OSError, ValueError, yaml.YAMLError) as exc:
             raise StoreError(f"cannot read {self.config_file}: {exc}") from exc
         return config if isinstance(config, dict) else None
 
@@ -304,7 +328,7 @@ class ExperimentStore:
         with _StoreIO("create", self.path):
             os.makedirs(self.path, exist_ok=True)
         text = yaml.safe_dump(to_plain(config), sort_keys=False, default_flow_style=False)
-        atomic_write(self.config_file, text.encode())
+        atomic_write(self.config_file, f"{MARKER}\n{text}".encode())
 
     def repetition(self, rep: int) -> RepetitionStore:
         return RepetitionStore(self.path, rep)
@@ -313,7 +337,7 @@ class ExperimentStore:
         """Repetitions that have a folder on disk, in order."""
         try:
             names = os.listdir(os.path.join(self.path, LOG_FOLDER))
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return []
         numbers = []
         for name in names:
@@ -321,27 +345,80 @@ class ExperimentStore:
                 numbers.append(int(name[4:]))
         return sorted(numbers)
 
-    def delete(self) -> None:
-        """Remove this experiment's folder, and only if it is one of ours (holds config.yml or log/)."""
+    def deletion_refusal(self) -> str | None:
+        """Why `delete` must not run here (checked before anything is written), or None."""
+        if os.path.islink(self.path):
+            return f"{self.path} is a symbolic link; cluster_work never deletes through one"
         real = os.path.realpath(self.path)
         if real in ("/", os.path.realpath(os.path.expanduser("~")), os.path.realpath(os.getcwd())):
-            raise StoreError(f"refusing to delete {self.path!r}: it is '/', your home or the working folder")
-        if not os.path.isdir(real):
-            return
-        if not (self.exists() or os.path.isdir(os.path.join(real, LOG_FOLDER))):
-            raise StoreError(f"refusing to delete {self.path!r}: it holds no {CONFIG_FILE} or {LOG_FOLDER}/, "
-                             "so it is not a cluster_work experiment folder")
+            return f"{self.path} is '/', your home or the working folder"
+        return None
+
+    def delete(self) -> list[str]:
+        """Remove what cluster_work wrote here: config.yml and every `log/rep_NN` folder holding its results
+        or status (with what the experiment wrote into it), then `log/` and the folder if that empties them.
+        A folder without cluster_work's marker is left alone, and so is anything else in it, symbolic links
+        included; returns what was left (for a warning)."""
+        refusal = self.deletion_refusal()
+        if refusal:
+            raise StoreError(f"refusing to delete: {refusal}")
+        if not os.path.isdir(self.path):
+            return []
+        if not self.is_ours():
+            return sorted(os.listdir(self.path))
+        log_folder = os.path.join(self.path, LOG_FOLDER)
         with _StoreIO("delete", self.path):
-            shutil.rmtree(real)
+            for rep in self.repetition_numbers():
+                store = self.repetition(rep)
+                if not os.path.islink(store.path) and os.path.isdir(store.path) and (
+                        os.path.lexists(store.results_file) or os.path.lexists(store.status_file)):
+                    shutil.rmtree(store.path)
+            remove_own_temporaries(self.path)
+            os.remove(self.config_file)
+            for folder in (log_folder, self.path):
+                if not os.path.islink(folder) and os.path.isdir(folder) and not os.listdir(folder):
+                    os.rmdir(folder)
+        left = []
+        for folder in (self.path, log_folder):
+            if os.path.isdir(folder) and not os.path.islink(folder):
+                left += [os.path.join(folder, n) for n in sorted(os.listdir(folder))
+                         if os.path.join(folder, n) != log_folder]
+        return left
+
+
+# exactly the names atomic_write's mkstemp gives: ".status.json." + 8 of [a-z0-9_] + ".tmp"
+_OWN_TEMPORARY = re.compile(rf"^\.({re.escape(CONFIG_FILE)}|{re.escape(STATUS_FILE)})\.[a-z0-9_]{{8}}\.tmp\Z")
+
+
+def remove_own_temporaries(folder: str) -> None:
+    """Remove what a kill during `atomic_write` left in `folder`: only cluster_work's own temporary names."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        if _OWN_TEMPORARY.match(name):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(folder, name))
+
+
+def _holds_experiment(path: str) -> bool:
+    return os.path.isfile(os.path.join(path, CONFIG_FILE)) or os.path.isfile(os.path.join(path, ORIGINAL_CONFIG_FILE))
 
 
 def find_experiment_folders(sweep_path: str) -> Iterator[ExperimentStore]:
-    """Every experiment folder (one holding config.yml) directly below `sweep_path`, sorted by name."""
-    try:
-        entries = sorted(os.scandir(sweep_path), key=lambda e: e.name)
-    except FileNotFoundError:
-        return
-    for entry in entries:
-        if entry.is_dir() and os.path.isfile(os.path.join(entry.path, CONFIG_FILE)):
-            yield ExperimentStore(entry.path)
+    """Every experiment folder below `sweep_path`, sorted: `<base>/` and `<base>/<params part>/` that hold a
+    config.yml (cluster_work's) or an experiment.yml (the original's)."""
+    for base in _subfolders(sweep_path):
+        if _holds_experiment(base):
+            yield ExperimentStore(base)
+        for folder in _subfolders(base):
+            if os.path.basename(folder) != LOG_FOLDER and _holds_experiment(folder):
+                yield ExperimentStore(folder)
 
+
+def _subfolders(path: str) -> list[str]:
+    try:
+        return [entry.path for entry in sorted(os.scandir(path), key=lambda e: e.name) if entry.is_dir()]
+    except (FileNotFoundError, NotADirectoryError):
+        return []

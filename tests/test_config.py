@@ -3,7 +3,7 @@ import pytest
 
 from cluster_work.config import load_config, merge_and_validate, parse_documents
 from cluster_work.errors import ConfigError
-from cluster_work.expansion import expand_all, expanded_name, shorten_param
+from cluster_work.expansion import expand_all, shorten_param
 
 BASE = "name: DEFAULT\nrepetitions: 2\niterations: 3\npath: out\n---\n"
 
@@ -47,30 +47,44 @@ def test_expansion(body, expected):
     assert [e.params for e in expand(BASE + "name: a\n" + body + "\n")] == expected
 
 
-def test_expanded_names_are_short_readable_and_stable():
-    names = [e.name for e in expand(BASE + "name: fit\ngrid: {learning_rate: [0.01], batch_size: [32], "
-                                           "optimizer: {momentum: [0.9]}}\n")]
-    assert names == ["fit__lr0.01_bs32_opt.mom0.9"]
-    assert names == [e.name for e in expand(BASE + "name: fit\ngrid: {learning_rate: [0.01], batch_size: [32], "
-                                                   "optimizer: {momentum: [0.9]}}\n")]
+def test_expanded_names_and_folders_are_the_originals():
+    [experiment] = expand(BASE + "name: fit\ngrid: {learning_rate: [0.01], batch_size: [32], "
+                                 "optimizer: {momentum: [0.9]}, tau: [0.5]}\n")
+    assert experiment.name == "fit__lr0.01_bs32_opt.m0.9_t0.5"
+    assert experiment.path == "out/fit/lr0.01_bs32_opt.m0.9_t0.5"
+    assert experiment.config["log_path"] == "out/fit/lr0.01_bs32_opt.m0.9_t0.5/log"
+    assert experiment.config["experiment_name"] == "fit" and experiment.config["_config_path"] == "out"
+    assert experiment.config["_experiment_path"] == "out/fit"
+    [plain] = expand(BASE + "name: plain\n")
+    assert plain.name == "plain" and plain.path == "out/plain"
 
 
-def test_colliding_short_names_fall_back_to_full_names():
-    names = [e.name for e in expand(BASE + "name: a\ngrid: {learning_rate: [1], long_rate: [2]}\n")]
-    assert names == ["a__learning_rate1_long_rate2"]
+def test_values_the_originals_names_confuse_get_distinct_names_and_a_warning():
+    warnings = []
+    names = [e.name for e in expand(BASE + "name: a\ngrid: {x: [1.0, '1.0', 'a b', 'ab']}\n", warn=warnings)]
+    assert len(set(names)) == 4
+    assert all(n.startswith("a__x1.0-") for n in names[:2]) and all(n.startswith("a__xab-") for n in names[2:])
+    assert len(warnings) == 1 and "'a__x1.0' ->" in warnings[0]
 
 
 def test_names_are_filesystem_safe_and_bounded():
     [experiment] = expand(BASE + "name: a\ngrid: {p: ['x/../y z']}\n")
-    assert "/" not in experiment.name and " " not in experiment.name
-    long = expanded_name("a", {"p": "v" * 500}, {"p": "p"})
-    assert len(long) <= 150
-    assert long != expanded_name("a", {"p": "v" * 499}, {"p": "p"})
+    assert "/" not in experiment.params_part and experiment.path == "out/a/px%2F..%2Fyz"
+    [long] = expand(BASE + "name: a\ngrid: {p: ['" + "v" * 500 + "']}\n")
+    assert len(long.params_part) <= 200
+
+
+def test_a_key_with_a_dot_is_one_key_as_in_the_original():
+    first, *_ = expand(BASE + "name: a\ngrid: {a.b: [1, 2]}\n")
+    assert first.params == {"a.b": 1}
+    both = expand(BASE + "name: a\ngrid: {a: {b: [1, 2]}, a.b: [3, 4]}\n")
+    assert [e.params for e in both][0] == {"a": {"b": 1}, "a.b": 3} and len({e.name for e in both}) == 4
 
 
 def test_short_param():
     assert shorten_param("optimizer.learning_rate") == "opt.lr"
-    assert shorten_param("width") == "wid"
+    assert shorten_param("width") == "w"
+    assert shorten_param("tau") == "t"
 
 
 @pytest.mark.parametrize("text, fragment", [
@@ -87,8 +101,24 @@ def test_short_param():
     pytest.param(BASE + "name: a\nlist: {x: [1, 2], y: [1]}\n", "all lists must have the same length",
                  id="list-lengths"),
     pytest.param(BASE + "name: a\n---\nname: a\n", "duplicate experiment name", id="duplicate-name"),
+    pytest.param(BASE + "name: a\n---\nname: Default\n", "only the first document may be named",
+                 id="late-default"),
     pytest.param(BASE + "name: ../up\n", "'name': must be a non-empty name", id="name-escapes-path"),
     pytest.param(BASE + "name: a/b\n", "'name': must be a non-empty name", id="name-with-slash"),
+    pytest.param(BASE + "name: \"a\\n\"\n", "'name': must be a non-empty name", id="name-with-newline"),
+    pytest.param(BASE + "name: " + "a" * 300 + "\n", "'name': is 300 characters long", id="long-name"),
+    pytest.param(BASE + "name: a\npath: " + "p" * 300 + "\n", "'path': has a folder name of 300", id="long-path"),
+    pytest.param(BASE + "name: a\npath: \"x\\0y\"\n", "'path': must not hold control", id="nul-in-path"),
+    pytest.param(BASE + "name: a\nname: b\n", "duplicate key 'name'", id="duplicate-key"),
+    pytest.param(BASE + "name: a\nparams: {x: 1, x: 2}\n", "duplicate key 'x'", id="duplicate-param"),
+    pytest.param(BASE + "iterations: 4\n", "needs its own 'name'", id="document-without-name"),
+    pytest.param(BASE + "name: a\nrepetitions: 1000000000000\n", "'repetitions': must be at most",
+                 id="too-many-repetitions"),
+    pytest.param(BASE + "name: a\ngrid: {x: [1, 1]}\n", "two parameter sets are the same", id="repeated-value"),
+    pytest.param(BASE + "name: a\nparams: !!python/object/apply:os.system [echo]\n", "could not determine a "
+                 "constructor", id="python-tag"),
+    pytest.param("[" * 3000, "nests deeper", id="deep-nesting"),
+    pytest.param(BASE + "name: a\nparams: &a [*a]\n", "contains itself", id="recursive-alias"),
     pytest.param(BASE + "name: a\nparams: 3\n", "'params': must be a mapping", id="params-not-mapping"),
     pytest.param(BASE + "name: a\ngrid: {x: [1]}\nlist: {x: [2]}\n", "appear under both", id="grid-and-list"),
     pytest.param("name: DEFAULT\nrepetitions: 1\n", "DEFAULT document but no experiment", id="only-default"),
@@ -110,3 +140,40 @@ def test_unknown_params_and_keys_warn_but_pass():
 def test_load_config_names_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="nope.yml: cannot read"):
         load_config(tmp_path / "nope.yml")
+
+
+def test_the_first_document_named_default_in_any_case_is_the_default():
+    [experiment] = expand("name: default\nrepetitions: 2\niterations: 3\npath: out\n---\nname: a\n")
+    assert experiment.repetitions == 2
+
+
+def test_an_alias_bomb_is_refused_at_once():
+    lines = ['a0: &a0 ["lol"]'] + [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
+    text = BASE + "name: a\nparams:\n" + "".join(f"  {line}\n" for line in lines)
+    assert len(text) < 1024
+    with pytest.raises(ConfigError, match="expands to more than"):
+        expand(text)
+
+
+def test_user_yaml_tags_load_like_the_original(tmp_path):
+    import yaml
+
+    class EvalEnv(yaml.YAMLObject):
+        yaml_tag = "!EvalEnv"
+
+    [experiment] = expand(BASE + "name: a\nparams: {env: !EvalEnv {id: 3}}\n")
+    assert isinstance(experiment.params["env"], EvalEnv) and experiment.params["env"].id == 3
+
+
+@pytest.mark.parametrize("data, fragment", [
+    pytest.param(b"name: a\xff\n", "is not UTF-8 text (byte 7: 0xff)", id="latin-1"),
+    pytest.param("name: a\n".encode("utf-16"), "is UTF-16 text", id="utf-16"),
+    pytest.param(bytes(range(256)), "is not UTF-8 text", id="binary"),
+    pytest.param(b"# " + b"x" * (10 * 2**20) + b"\n", "is larger than 10 MiB", id="too-large"),
+])
+def test_unreadable_files_give_one_line(tmp_path, data, fragment):
+    path = tmp_path / "c.yml"
+    path.write_bytes(data)
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert fragment in str(error.value) and "\n" not in str(error.value)

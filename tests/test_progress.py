@@ -44,9 +44,9 @@ def test_progress_table_groups_by_base_experiment(tmp_path):
     (tmp_path / "config.yml").write_text(CONFIG)
     run_cli("Deterministic", "config.yml", "-e", "walk", cwd=tmp_path, check_rc=1)
     short = run_cli("Deterministic", "config.yml", "-p", cwd=tmp_path, check_rc=0).stdout
-    assert "walk (3 expanded)" in short and "walk__ste1.0" not in short and "total" in short
+    assert "walk (3 expanded)" in short and "walk__s1.0" not in short and "total" in short
     full = run_cli("Deterministic", "config.yml", "-P", cwd=tmp_path, check_rc=0).stdout
-    assert "walk__ste1.0" in full and "Repetitions" in full and "boom at 3" in full
+    assert "walk__s1.0" in full and "Repetitions" in full and "boom at 3" in full
 
 
 def test_provenance_is_appended_per_run_and_shown_by_full_progress(tmp_path):

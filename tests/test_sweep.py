@@ -42,22 +42,24 @@ def test_sweep_writes_tidy_results(sweep):
     assert len(frame) == 2 * 3 * 4
     assert list(frame.columns[:4]) == ["experiment", "rep", "iteration", "params.step"]
     assert {"params.step", "value", "seed", "info_rep", "info_tag", "iteration_time", "repetition_time"} <= set(frame)
-    assert sorted(frame.experiment.unique()) == ["walk__ste1.0", "walk__ste2.0"]
+    assert sorted(frame.experiment.unique()) == ["walk__s1.0", "walk__s2.0"]
     assert frame.groupby(["experiment", "rep"]).iteration.apply(list).map(lambda l: l == [0, 1, 2, 3]).all()
     # loading by config file gives the same frame, and filters work
     assert_same_results(frame, values(sweep / "config.yml"))
-    assert set(load_results(sweep / "out", params={"step": 2.0}).experiment) == {"walk__ste2.0"}
-    assert set(load_results(sweep / "out", experiments=["walk__ste1.0"]).experiment) == {"walk__ste1.0"}
+    assert set(load_results(sweep / "out", params={"step": 2.0}).experiment) == {"walk__s2.0"}
+    assert set(load_results(sweep / "out", experiments=["walk__s1.0"]).experiment) == {"walk__s1.0"}
 
 
 def test_files_per_repetition_are_few_and_readable(sweep):
     run_cli("NoRestore", "config.yml", cwd=sweep, check_rc=0)
-    rep_folder = sweep / "out" / "walk__ste1.0" / "log" / "rep_00"
-    assert sorted(os.listdir(rep_folder)) == ["results.jsonl", "status.json"]  # rep.log once something is logged
+    rep_folder = sweep / "out" / "walk" / "s1.0" / "log" / "rep_00"
+    # rep.log once something is logged; save_state is called without restore support too, as the original did
+    ours = [name for name in sorted(os.listdir(rep_folder)) if not name.startswith("state_")]
+    assert ours == ["results.jsonl", "status.json"] and (rep_folder / "state_3.pkl").exists()
     lines = (rep_folder / "results.jsonl").read_text().splitlines()
     assert [json.loads(line)["iteration"] for line in lines] == [0, 1, 2, 3]
     assert json.loads((rep_folder / "status.json").read_text())["state"] == "finished"
-    assert (sweep / "out" / "walk__ste1.0" / "config.yml").read_text().startswith("name: walk__ste1.0")
+    assert (sweep / "out" / "walk" / "s1.0" / "config.yml").read_text().startswith("# written by cluster_work")
 
 
 def test_local_workers_give_the_same_results_as_sequential(sweep, tmp_path_factory, write_config):
@@ -94,7 +96,7 @@ def test_a_failing_repetition_is_isolated_and_reported(sweep, write_config):
     per_rep = frame.groupby(["experiment", "rep"]).size()
     assert per_rep.xs(1, level="rep").tolist() == [2, 2]  # its saved iterations stay
     assert per_rep.xs(0, level="rep").tolist() == [4, 4]
-    rep_folder = sweep / "out" / "walk__ste1.0" / "log" / "rep_01"
+    rep_folder = sweep / "out" / "walk" / "s1.0" / "log" / "rep_01"
     status = json.loads((rep_folder / "status.json").read_text())
     assert status["state"] == "failed" and "boom at 2" in status["traceback"]
     assert "Traceback" in (rep_folder / "rep.log").read_text()
@@ -139,10 +141,10 @@ def test_raising_repetitions_and_grid_runs_only_new_jobs(sweep, write_config):
 def test_restore_falls_back_to_an_earlier_state_and_drops_later_rows(sweep, tmp_path_factory):
     run_cli("Deterministic", "config.yml", cwd=sweep, check_rc=0)
     before = values(sweep / "out")
-    rep_folder = sweep / "out" / "walk__ste1.0" / "log" / "rep_02"
+    rep_folder = sweep / "out" / "walk" / "s1.0" / "log" / "rep_02"
     for n in (2, 3):
         os.remove(rep_folder / f"state_{n}.pkl")
-    run_cli("Deterministic", "config.yml", "-r", "2", "-i", "4", "-e", "walk__ste1.0", cwd=sweep, check_rc=0)
+    run_cli("Deterministic", "config.yml", "-r", "2", "-i", "4", "-e", "walk__s1.0", cwd=sweep, check_rc=0)
     log_text = (rep_folder / "rep.log").read_text()
     assert "restored the state after iteration 1" in log_text
     assert_same_results(before, values(sweep / "out"))
@@ -151,7 +153,7 @@ def test_restore_falls_back_to_an_earlier_state_and_drops_later_rows(sweep, tmp_
 def test_restart_one_repetition_from_an_iteration_touches_nothing_else(sweep):
     run_cli("Deterministic", "config.yml", cwd=sweep, check_rc=0)
     before = values(sweep / "out")
-    other = sweep / "out" / "walk__ste2.0" / "log" / "rep_00" / "results.jsonl"
+    other = sweep / "out" / "walk" / "s2.0" / "log" / "rep_00" / "results.jsonl"
     mtime = other.stat().st_mtime_ns
     result = run_cli("Deterministic", "config.yml", "-r", "1", "-i", "2", cwd=sweep, check_rc=0)
     assert "2 finished" in result.stderr and "(2 iterations" in result.stderr
@@ -160,20 +162,25 @@ def test_restart_one_repetition_from_an_iteration_touches_nothing_else(sweep):
 
 
 def test_jobs_select_by_flat_index(sweep):
-    run_cli("Deterministic", "config.yml", "-j", "0", "4", cwd=sweep, check_rc=0)
+    run_cli("Deterministic", "config.yml", "-j", "0", "6", "4", cwd=sweep, check_rc=0)  # the original's slice
     frame = values(sweep / "out")
-    assert sorted(set(zip(frame.experiment, frame.rep))) == [("walk__ste1.0", 0), ("walk__ste2.0", 1)]
+    assert sorted(set(zip(frame.experiment, frame.rep))) == [("walk__s1.0", 0), ("walk__s2.0", 1)]
+    run_cli("Deterministic", "config.yml", "-j", "1", "3", cwd=sweep, check_rc=0)  # jobs 1 and 2
+    frame = values(sweep / "out")
+    assert sorted(set(zip(frame.experiment, frame.rep))) == [("walk__s1.0", 0), ("walk__s1.0", 1),
+                                                             ("walk__s1.0", 2), ("walk__s2.0", 1)]
     result = run_cli("Deterministic", "config.yml", "-j", "6", cwd=sweep, check_rc=2)
     assert "jobs 0 to 5" in result.stderr
 
 
 def test_changed_params_are_skipped_until_overwrite_or_ignore(sweep, write_config):
     run_cli("Deterministic", "config.yml", cwd=sweep, check_rc=0)
-    write_config(CONFIG.replace("path: out", "path: out\nparams: {sleep: 0.001}\niterations: 5"))
+    write_config(CONFIG.replace("path: out", "path: out\nparams: {sleep: 0.001}").replace("iterations: 4",
+                                                                                          "iterations: 5"))
     result = run_cli("Deterministic", "config.yml", cwd=sweep, check_rc=0)
     assert "parameters changed since its results were saved (sleep)" in result.stderr
     assert "-o/--overwrite" in result.stderr and "0 jobs" in result.stderr
-    result = run_cli("Deterministic", "config.yml", "-I", "-e", "walk__ste1.0", cwd=sweep, check_rc=0)
+    result = run_cli("Deterministic", "config.yml", "-I", "-e", "walk__s1.0", cwd=sweep, check_rc=0)
     assert "3 finished" in result.stderr and "(1 iterations" in result.stderr
     result = run_cli("Deterministic", "config.yml", "-o", cwd=sweep, check_rc=0)
     assert "3 finished" in result.stderr  # only the still-changed experiment restarts
@@ -184,10 +191,10 @@ def test_delete_removes_only_the_selected_experiments(sweep):
     (sweep / "out").mkdir()
     (sweep / "out" / "keep.txt").write_text("mine")
     run_cli("Deterministic", "config.yml", cwd=sweep, check_rc=0)
-    mtime = (sweep / "out" / "walk__ste2.0" / "config.yml").stat().st_mtime_ns
-    run_cli("Deterministic", "config.yml", "-d", "-e", "walk__ste1.0", cwd=sweep, check_rc=0)
+    mtime = (sweep / "out" / "walk" / "s2.0" / "config.yml").stat().st_mtime_ns
+    run_cli("Deterministic", "config.yml", "-d", "-e", "walk__s1.0", cwd=sweep, check_rc=0)
     assert (sweep / "out" / "keep.txt").read_text() == "mine"
-    assert (sweep / "out" / "walk__ste2.0" / "config.yml").stat().st_mtime_ns == mtime
+    assert (sweep / "out" / "walk" / "s2.0" / "config.yml").stat().st_mtime_ns == mtime
 
 
 @pytest.mark.parametrize("args, message", [
@@ -210,20 +217,20 @@ def test_config_error_writes_nothing(tmp_path, write_config):
 
 
 def test_torn_last_row_is_ignored_by_readers_and_cut_by_the_writer(sweep):
-    run_cli("Deterministic", "config.yml", "-e", "walk__ste1.0", cwd=sweep, check_rc=0)
-    results = sweep / "out" / "walk__ste1.0" / "log" / "rep_00" / "results.jsonl"
+    run_cli("Deterministic", "config.yml", "-e", "walk__s1.0", cwd=sweep, check_rc=0)
+    results = sweep / "out" / "walk" / "s1.0" / "log" / "rep_00" / "results.jsonl"
     lines = results.read_bytes().splitlines(keepends=True)
     results.write_bytes(b"".join(lines[:2]) + lines[2][:15])  # as if killed while writing row 2
     status = results.parent / "status.json"
     status.write_text(json.dumps({"state": "running"}))
     assert len(load_results(sweep / "out")) == 3 * 4 - 2
-    run_cli("Deterministic", "config.yml", "-e", "walk__ste1.0", cwd=sweep, check_rc=0)
+    run_cli("Deterministic", "config.yml", "-e", "walk__s1.0", cwd=sweep, check_rc=0)
     assert [json.loads(l)["iteration"] for l in results.read_text().splitlines()] == [0, 1, 2, 3]
 
 
 def test_progress_and_list_read_only_what_is_on_disk(sweep):
     listing = run_cli("Deterministic", "config.yml", "--list", cwd=sweep, check_rc=0).stdout
-    assert "walk__ste1.0" in listing and "0-2" in listing and "3-5" in listing
+    assert "walk__s1.0" in listing and "0-2" in listing and "3-5" in listing
     assert not (sweep / "out").exists()
     run_cli("Deterministic", "config.yml", "-j", "0", cwd=sweep, check_rc=0)
     progress = run_cli("Deterministic", "config.yml", "-P", cwd=sweep, check_rc=0).stdout
@@ -252,7 +259,7 @@ def test_jobs_with_longer_measured_iterations_run_first(tmp_path, write_config, 
     from experiments import Deterministic
     expanded = expand_all(load_config("config.yml"), Deterministic._default_params)
     jobs = make_plan(expanded, Selection(), Policy(), "config.yml").jobs
-    assert [job.experiment.name for job in jobs] == ["s__sle0.05"] * 2 + ["s__sle0.001"] * 2
+    assert [job.experiment.name for job in jobs] == ["s__s0.05"] * 2 + ["s__s0.001"] * 2
 
 
 @pytest.mark.parametrize("path", [".", "~"])
@@ -266,13 +273,13 @@ def test_delete_never_touches_anything_outside_the_experiment_folders(tmp_path, 
     assert (tmp_path / "precious.txt").read_text() == "keep" and (tmp_path / "config.yml").exists()
 
 
-def test_delete_refuses_a_folder_that_is_not_an_experiment_folder(tmp_path):
+def test_delete_leaves_a_folder_cluster_work_did_not_write_alone(tmp_path):
     from cluster_work.errors import StoreError
     from cluster_work.store import ExperimentStore
-    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "log").mkdir(parents=True)
     (tmp_path / "data" / "thesis.tex").write_text("years of work")
-    with pytest.raises(StoreError, match="not a cluster_work experiment folder"):
-        ExperimentStore(str(tmp_path / "data")).delete()
+    (tmp_path / "data" / "config.yml").write_text("mine: 1\n")
+    assert ExperimentStore(str(tmp_path / "data")).delete() == ["config.yml", "log", "thesis.tex"]
     with pytest.raises(StoreError, match="refusing to delete"):
         ExperimentStore("/").delete()
-    assert (tmp_path / "data" / "thesis.tex").exists()
+    assert (tmp_path / "data" / "thesis.tex").exists() and (tmp_path / "data" / "config.yml").exists()
