@@ -20,6 +20,7 @@ import logging
 import os
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -90,11 +91,30 @@ def _user_tags() -> dict[str, Any]:
     return constructors
 
 
-def _loader_class() -> type[_ConfigLoader]:
+@dataclass(frozen=True)
+class UnknownTag:
+    """A local `!tag` that no loaded code declares, kept as it was written when a config is only read for
+    its folders (load_results in a notebook that did not import the experiment's module)."""
+
+    tag: str
+    value: Any
+
+
+def _unknown_tag(loader: yaml.SafeLoader, tag: str, node: Any) -> UnknownTag:
+    if isinstance(node, yaml.MappingNode):
+        return UnknownTag(tag, loader.construct_mapping(node, deep=True))
+    if isinstance(node, yaml.SequenceNode):
+        return UnknownTag(tag, loader.construct_sequence(node, deep=True))
+    return UnknownTag(tag, loader.construct_scalar(node))
+
+
+def _loader_class(keep_unknown_tags: bool = False) -> type[_ConfigLoader]:
     tags = _user_tags()
-    if not tags:
+    if not tags and not keep_unknown_tags:
         return _ConfigLoader
     loader = type("_ConfigLoaderWithUserTags", (_ConfigLoader,), {})
+    if keep_unknown_tags:
+        loader.add_multi_constructor("!", _unknown_tag)
     for tag, constructor in tags.items():
         loader.add_constructor(tag, constructor)
     return loader
@@ -139,10 +159,13 @@ def _children(node: Any) -> list[Any]:
     return []
 
 
-def parse_documents(text: str, source: str) -> list[Any]:
-    """Parse YAML text into its documents, turning every problem into a one-line ConfigError."""
+def parse_documents(text: str, source: str, keep_unknown_tags: bool = False) -> list[Any]:
+    """Parse YAML text into its documents, turning every problem into a one-line ConfigError.
+
+    A local `!tag` that no loaded code declares is an error, unless `keep_unknown_tags` (for reading a
+    config only to find its folders): then it becomes an `UnknownTag`. Python tags are refused always."""
     documents = []
-    loader = _loader_class()(text)
+    loader = _loader_class(keep_unknown_tags)(text)
     try:
         while loader.check_node():
             node = loader.get_node()
@@ -186,10 +209,11 @@ def read_text(source: str) -> str:
                                    "save it as UTF-8") from None
 
 
-def load_config(path: str | os.PathLike[str], warn: Warn = log.warning) -> list[dict[str, Any]]:
+def load_config(path: str | os.PathLike[str], warn: Warn = log.warning,
+                keep_unknown_tags: bool = False) -> list[dict[str, Any]]:
     """Read `path` and return one validated, DEFAULT-merged document per experiment."""
     source = os.fspath(path)
-    return merge_and_validate(parse_documents(read_text(source), source), source, warn)
+    return merge_and_validate(parse_documents(read_text(source), source, keep_unknown_tags), source, warn)
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

@@ -202,11 +202,11 @@ def _plan_experiment(experiment: ExpandedExperiment, first_index: int, selection
     stored = store.read_config() if store.is_ours() else None
     original_done: set[int] = set()
     if store.has_original_results():  # a sweep the original ClusterWork ran: its finished repetitions count
-        from .original_format import finished_repetitions, read_original_config
+        from .original_format import finished_repetitions, read_experiment_config
 
         original_done = finished_repetitions(experiment.path, experiment.iterations)
         if stored is None:
-            stored = read_original_config(experiment.path)
+            stored = read_experiment_config(experiment.path)
     changed = changed_params(stored.get("params") or {}, experiment.params) if stored else []
     rewrite = policy.delete or (bool(changed) and policy.overwrite)
     states: dict[int, str] = {}

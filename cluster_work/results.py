@@ -32,7 +32,7 @@ def _sweep_folders(path: str | os.PathLike[str]) -> list[str]:
     path = os.fspath(path)
     if not os.path.isfile(path):
         return [path]
-    return list(dict.fromkeys(resolve_folder(path, e["path"]) for e in load_config(path, warn=lambda m: None)))
+    return list(dict.fromkeys(resolve_folder(path, e["path"]) for e in load_config(path, warn=lambda m: None, keep_unknown_tags=True)))
 
 
 def _find_above(start: str, relative: str) -> str | None:

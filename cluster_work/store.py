@@ -64,6 +64,8 @@ def to_plain(value: Any) -> Any:
         return [to_plain(v) for v in value]
     if isinstance(value, (set, frozenset)):  # in an order that does not depend on the hash seed
         return sorted((to_plain(v) for v in value), key=repr)
+    if isinstance(value, yaml.YAMLObject):  # a user's config tag: its fields, so that a change shows
+        return {str(value.yaml_tag): to_plain(getattr(value, "__dict__", {}))}
     if hasattr(value, "tolist") and callable(value.tolist):  # numpy arrays and scalars
         return to_plain(value.tolist())
     if value is None or isinstance(value, (bool, int, float, str)):
