@@ -234,6 +234,7 @@ def _plan_experiment(experiment: ExpandedExperiment, first_index: int, selection
     plan = ExperimentPlan(experiment, state, first_index, changed, states, times, saved, rewrite=rewrite)
     if state == CHANGED and not policy.ignore_config:
         return plan
+    write_config = state in (NEW, CHANGED)  # -I continues with the new parameters, and stores them
     for rep in range(experiment.repetitions):
         index = first_index + rep
         if picked is not None and index not in picked:
@@ -241,9 +242,9 @@ def _plan_experiment(experiment: ExpandedExperiment, first_index: int, selection
         if selection.repetition is not None:
             if rep != selection.repetition:
                 continue
-            plan.jobs.append(Job(index, experiment, rep, restart_from=selection.iteration or 0))
+            plan.jobs.append(Job(index, experiment, rep, selection.iteration or 0, write_config))
         elif states.get(rep) != "finished":
-            plan.jobs.append(Job(index, experiment, rep))
+            plan.jobs.append(Job(index, experiment, rep, write_config=write_config))
     return plan
 
 
@@ -264,18 +265,14 @@ def expected_seconds(plans: Sequence[ExperimentPlan]) -> dict[int, float]:
 
 
 def apply_plan(plan: Plan, warn: Any = log.warning) -> None:
-    """Delete what -d/-o asked to delete and write each experiment's effective config."""
+    """Delete what -d/-o asked to delete (configs are written by each experiment's first job)."""
     for item in plan.experiments:
-        if item.skipped:
+        if not item.rewrite or item.skipped:
             continue
-        store = ExperimentStore(item.experiment.path)
-        if item.rewrite:
-            left = store.delete()
-            if left:
-                shown = ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
-                warn(f"{item.experiment.name}: -d/-o kept what cluster_work did not write: {shown}")
-        if item.jobs or not store.exists():
-            store.write_config(item.experiment.config)
+        left = ExperimentStore(item.experiment.path).delete()
+        if left:
+            shown = ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
+            warn(f"{item.experiment.name}: -d/-o kept what cluster_work did not write: {shown}")
 
 
 def warn_changed(plan: Plan, policy: Policy, warn: Any = log.warning) -> None:

@@ -20,6 +20,7 @@ from .errors import InvalidParameterArgument, StoreError
 from .expansion import ExpandedExperiment
 from .experiment import ClusterWork
 from .logs import repetition_log
+from .results import repetition_rows, stored_config
 from .seeding import seed_for, seed_global_generators
 from .stopping import stop_requested
 from .store import (
@@ -46,12 +47,17 @@ DONE, ALREADY_DONE, FAILED_JOB, STOPPED, BUSY, BAD_PARAMETER, STORE_FAILURE = (
 
 @dataclass(frozen=True)
 class Job:
-    """One repetition of one expanded experiment; `restart_from` keeps only rows before it."""
+    """One repetition of one expanded experiment; `restart_from` keeps only rows before it.
+
+    `write_config`: the experiment's config.yml is missing or outdated, so the job writes it when it
+    starts (not the planner: a sweep of 10^5 experiments must not fsync 10^5 configs before its first job).
+    """
 
     index: int
     experiment: ExpandedExperiment
     rep: int
     restart_from: int | None = None
+    write_config: bool = False
 
     @property
     def label(self) -> str:
@@ -163,6 +169,8 @@ def _run_locked(experiment_class: type[ClusterWork], job: Job, settings: RunSett
     target = config["iterations"]
     if _leader_decides(comm, stop_requested()):  # a job dequeued after a stop request: leave it untouched
         return STOPPED, 0, 0, None
+    if job.write_config and writer is not None:
+        ExperimentStore(job.experiment.path).write_config(config)
     prefix = writer.read() if writer is not None else None
     saved = len(prefix) if prefix is not None else 0
     if job.restart_from is not None:
@@ -299,16 +307,18 @@ def _resume(instance: ClusterWork, config: dict[str, Any], rep: int, done: int, 
 
 
 def restore_experiment(experiment_class: type[ClusterWork], experiment_path: str, rep: int,
-                       iteration: int) -> ClusterWork:
+                       iteration: int, config: Mapping[str, Any] | None = None) -> ClusterWork:
     """An instance of `experiment_class` at the state saved after `iteration` of repetition `rep`, for
-    analysis (PlotWork's %restore_experiment_state): its stored config, `reset`, then `restore_state`."""
-    store = ExperimentStore(experiment_path)
-    config = store.read_config()
+    analysis (PlotWork's %restore_experiment_state, `init_from_config`): its stored config (cluster_work's or
+    the original's; or `config`), `reset`, then `restore_state`."""
+    config = dict(config) if config is not None else stored_config(experiment_path)
     if config is None:
-        raise StoreError(f"{experiment_path}: no cluster_work experiment here (no config.yml)")
-    rows = len(store.repetition(rep).read_results())
-    if not 0 <= iteration < rows:
-        raise StoreError(f"{config['name']} rep {rep} has saved iterations 0 to {rows - 1}, not {iteration}")
+        raise StoreError(f"{experiment_path}: no experiment here (no config.yml or experiment.yml)")
+    saved = [row["iteration"] for row in repetition_rows(experiment_path, rep, config.get("log_path"))]
+    if iteration not in saved:
+        have = f"saved iterations {saved[0]} to {saved[-1]}" if saved else "no saved iterations"
+        raise StoreError(f"{config['name']} rep {rep} has {have}, not {iteration}")
+    store = ExperimentStore(experiment_path)
     experiment = ExpandedExperiment(config["name"], config.get("experiment_name", config["name"]), config, {})
     instance = experiment_class()
     _bind(instance, Job(-1, experiment, rep), store.repetition(rep), RunSettings(no_gui=True), None)
