@@ -68,7 +68,7 @@ def main() -> None:
 
     comm.Barrier()
     settings = RunSettings(log_level="WARNING")
-    if serve_if_worker(Sleeper, 1, settings) is not None:
+    if serve_if_worker(Sleeper, settings) is not None:
         return
     folder = tempfile.mkdtemp(prefix="cw-balance-")
     try:

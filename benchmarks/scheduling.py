@@ -55,7 +55,7 @@ def empty_job(job: Job, comm: object = None, write: bool = True) -> Outcome:
 
 
 def dispatch_round(jobs: list[Job]) -> tuple[float, float] | None:
-    if serve_jobs(empty_job, 1) is not None:
+    if serve_jobs(empty_job) is not None:
         return None
     with MPIExecutor() as executor:
         wall, cpu = time.perf_counter(), time.process_time()
@@ -66,7 +66,7 @@ def dispatch_round(jobs: list[Job]) -> tuple[float, float] | None:
 
 
 def cluster_work_round(jobs: int, folder: str, settings: RunSettings) -> tuple[float, float] | None:
-    if serve_if_worker(NoOp, 1, settings) is not None:
+    if serve_if_worker(NoOp, settings) is not None:
         return None
     experiment = {"name": "noop", "repetitions": jobs, "iterations": 1, "path": folder}
     plan = make_plan(expand_all([experiment]), Selection(), Policy(delete=True), "benchmark")

@@ -13,15 +13,16 @@ from .config import load_config
 from .display import LiveBarDisplay, make_display
 from .errors import ClusterWorkError, StoreError
 from .executors import Executor, make_executor
-from .expansion import expand_all, sweep_paths
+from .expansion import ExpandedExperiment, expand_all, sweep_paths
 from .experiment import ClusterWork
 from .logs import configure_console
+from .original_api import configs_and_results, implements_plot_results
 from .planning import Plan, Policy, Selection, apply_plan, make_plan, select_experiments, warn_changed
 from .provenance import describe_runs, read_runs, run_ended, run_started
 from .reporting import print_plan, print_progress, print_summary, progress_json
 from .results import load_results
 from .runner import BAD_PARAMETER, FAILED_JOB, STORE_FAILURE, Outcome, RunSettings
-from .stopping import handle_stop_signals
+from .stopping import handle_stop_signals, stop_signals_handled
 from .sweep import EXIT_INTERRUPTED, EXIT_STORE, EXIT_USAGE, describe, run_jobs
 
 log = logging.getLogger("cluster_work")
@@ -35,8 +36,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                      help="run over MPI (start under mpiexec); rank 0 schedules, the others work")
     run.add_argument("-n", "--workers", type=int, default=1, metavar="N",
                      help="run repetitions in N local worker processes, no MPI (default: 1, in this process)")
-    run.add_argument("-g", "--mpi_groups", type=int, default=1, metavar="G",
-                     help="with -c: ranks per repetition (the experiment gets their communicator)")
+    run.add_argument("-g", "--mpi_groups", type=int, default=None, metavar="G",
+                     help="with -c: split the workers into G groups that each run a repetition together "
+                          "(self._COMM is the group's communicator); -g 1: all ranks, rank 0 included")
+    run.add_argument("--group_size", type=int, default=None, metavar="S",
+                     help="with -c: groups of S ranks instead of a number of groups (not with -g)")
     run.add_argument("--no_gui", action="store_true", help="tell the experiment not to open windows")
     run.add_argument("--no-sync", dest="sync", action="store_false",
                      help="do not fsync results at the end of each repetition (faster on slow file systems)")
@@ -44,7 +48,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     pick.add_argument("-e", "--experiments", nargs="+", default=[], metavar="NAME",
                       help="only these experiments (base or expanded names)")
     pick.add_argument("-j", "--job", nargs="+", type=int, default=[], metavar="IDX",
-                      help="only these jobs: indices into the (experiment, repetition) list of --list")
+                      help="only job IDX, or jobs START to STOP-1 with -j START STOP [STEP] (as --list numbers "
+                           "the (experiment, repetition) jobs)")
     pick.add_argument("-r", "--repetition", type=int, metavar="REP",
                       help="restart only this repetition (from scratch, or from -i)")
     pick.add_argument("-i", "--iteration", type=int, metavar="IT",
@@ -55,13 +60,19 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                      help="delete and rerun experiments whose parameters changed")
     old.add_argument("-I", "--ignore_config", action="store_true",
                      help="continue experiments whose parameters changed")
+    old.add_argument("--restart_full_repetitions", action="store_true",
+                     help="start unfinished repetitions over instead of restoring their saved state")
     show = parser.add_argument_group("look, do not run")
     show.add_argument("--list", action="store_true", help="show the expanded experiments and job indices")
     show.add_argument("-p", "--progress", action="store_true", help="show the progress of each experiment")
     show.add_argument("-P", "--full_progress", action="store_true", help="show the progress of each repetition")
-    show.add_argument("--json", action="store_true", help="with -p/-P: print the figures as JSON")
-    show.add_argument("--plot", nargs="+", metavar="COLUMN",
-                      help="write PNG plots of these result columns to <path>/plots/ (needs matplotlib)")
+    show.add_argument("--json", action="store_true",
+                      help="with -p/-P: print the figures as JSON; with --list: one JSON line per experiment")
+    show.add_argument("--plot", nargs="*", metavar="COLUMN",
+                      help="write PNG plots of these result columns to <path>/plots/ (needs matplotlib); "
+                           "without columns, call the class's plot_results hook (as the original)")
+    show.add_argument("--filter", default="", metavar="TEXT",
+                      help="with --plot: only the experiments whose name contains TEXT")
     show.add_argument("--plotter", default="mean_2std",
                       help="with --plot: mean_2std (default), best_n or param_sweep")
     slurm = parser.add_argument_group("Slurm (defaults from a 'slurm:' block in the config)")
@@ -81,8 +92,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                        help="more #SBATCH options, e.g. --sbatch=--qos=long")
     output = parser.add_argument_group("output")
     output.add_argument("-l", "--log_level", default=None, type=str.upper,
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+                        choices=["DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL"],
                         help="the experiment's log level (default: the class's _LOG_LEVEL)")
+    output.add_argument("-L", "--cw_log_level", default=None, type=str.upper,
+                        choices=["DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL"],
+                        help="cluster_work's own log level (default: the class's _CW_LOG_LEVEL)")
     output.add_argument("-v", "--verbose", action="store_true", help="cluster_work's own messages at DEBUG")
     output.add_argument("--report_every", type=float, default=60.0, metavar="SECONDS",
                         help="when the output is no terminal: a progress line this often (default 60, 0: never)")
@@ -91,25 +105,36 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 def main(experiment_class: type[ClusterWork], argv: Sequence[str] | None = None) -> int:
     """Run the command line `argv` (default: sys.argv[1:]) for `experiment_class`; return the exit status."""
+    with stop_signals_handled():  # first of all: a stop signal at any moment is one line and exit status 130
+        return _main(experiment_class, argv)
+
+
+def _main(experiment_class: type[ClusterWork], argv: Sequence[str] | None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(arguments)
     log_level = args.log_level or experiment_class._LOG_LEVEL
-    configure_console(log_level, "DEBUG" if args.verbose else experiment_class._CW_LOG_LEVEL)
-    settings = RunSettings(log_level=log_level, no_gui=args.no_gui, sync=args.sync)
+    configure_console(log_level, "DEBUG" if args.verbose else (args.cw_log_level or experiment_class._CW_LOG_LEVEL))
+    settings = RunSettings(log_level=log_level, no_gui=args.no_gui or args.cluster, sync=args.sync,
+                           restart_full_repetitions=args.restart_full_repetitions)
+    groups = {"groups": args.mpi_groups, "group_size": args.group_size}
     try:
+        if args.workers < 1:
+            raise ClusterWorkError(f"-n/--workers must be at least 1, got {args.workers}")
         if args.cluster:
             from .mpi_executor import finalize_mpi, serve_if_worker
 
-            worker_status = serve_if_worker(experiment_class, args.mpi_groups, settings)
+            worker_status = serve_if_worker(experiment_class, settings, **groups)
             if worker_status is not None:
                 finalize_mpi()
                 return worker_status
-        if args.workers < 1:
-            raise ClusterWorkError(f"-n/--workers must be at least 1, got {args.workers}")
         # made first, so that under MPI every early exit below still releases the worker ranks
-        executor = make_executor(args.workers, args.cluster, experiment_class._MP_CONTEXT, args.mpi_groups)
+        executor = make_executor(args.workers, args.cluster, experiment_class._MP_CONTEXT, **groups)
     except ClusterWorkError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)  # under MPI rank 0 alone: the other ranks return quietly
+        if args.cluster:
+            from .mpi_executor import finalize_mpi
+
+            finalize_mpi()  # a plain exit 2 on every rank, not MPI_Abort
         return EXIT_USAGE
     with executor:
         status = _run(experiment_class, args, arguments, executor, settings)
@@ -137,17 +162,19 @@ def _run(experiment_class: type[ClusterWork], args: argparse.Namespace, argument
             else:
                 print_progress(selected, args.full_progress, runs=describe_runs(runs))
             return 0
-        if args.plot:
-            return _plot(expanded, args)
+        if args.plot is not None:
+            return _plot(experiment_class, expanded, args)
         policy = Policy(args.delete, args.overwrite, args.ignore_config)
         plan = make_plan(expanded, Selection(args.experiments, args.job, args.repetition, args.iteration),
                          policy, args.config)
         if args.list:
-            print_plan(plan)
+            print_plan(plan, as_json=args.json)
             return 0
         if args.slurm:
             return _slurm(args, experiments, plan)
         warn_changed(plan, policy)
+        # from the first write on a stop is graceful: what was written stays consistent, the rerun resumes
+        handle_stop_signals(hard_second=False, on_first=lambda: _on_stop(executor))
         apply_plan(plan)
     except ClusterWorkError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -159,7 +186,7 @@ def _execute(experiment_class: type[ClusterWork], plan: Plan, args: argparse.Nam
              executor: Executor, settings: RunSettings) -> int:
     """Run the planned jobs with a live display and a provenance record; print the summary."""
     jobs = plan.jobs
-    log.info("%d jobs to run (%d experiments) on %s", len(jobs), len(plan.experiments), executor.describe())
+    log.info("%d jobs to run (%d experiments) on %s", len(jobs), plan.totals.experiments, executor.describe())
     handle_stop_signals(hard_second=True, on_first=lambda: _on_stop(executor))
     display = make_display(plan.iterations_left(), executor.workers, executor.iterations_done, executor.busy,
                            args.report_every)
@@ -172,7 +199,7 @@ def _execute(experiment_class: type[ClusterWork], plan: Plan, args: argparse.Nam
         log.log(logging.ERROR if failed else finished_level, describe(outcome))
 
     command = [sys.argv[0], *arguments]
-    paths = sweep_paths(item.experiment for item in plan.experiments)
+    paths = plan.totals.sweep_paths
     run_id = run_started(paths, command, executor.describe(), executor.hosts(), executor.world_size())
     try:
         with display:
@@ -199,7 +226,7 @@ def _slurm(args: argparse.Namespace, experiments: list, plan: Plan) -> int:
                  "account": args.account, "mem_per_cpu": args.mem_per_cpu, "job_name": args.job_name,
                  "template": args.template, "requeue": args.requeue, "extra": args.sbatch}
     settings = slurm.settings_from(experiments[0].get("slurm"), overrides, args.config)
-    sweep_path = os.path.abspath(plan.experiments[0].experiment.sweep_path)
+    sweep_path = os.path.abspath(plan.totals.sweep_paths[0])
     pending = sorted(job.index for job in plan.jobs)
     if args.array and not pending:
         print("nothing left to run: every selected job is finished")
@@ -228,10 +255,13 @@ def _run_arguments(args: argparse.Namespace) -> list[str]:
     for flag, values in (("-e", args.experiments), ("-j", [] if args.array else args.job)):
         if values:
             arguments += [flag, *map(str, values)]
-    if args.mpi_groups != 1:
-        arguments += ["-g", str(args.mpi_groups)]
+    for flag, value in (("-g", args.mpi_groups), ("--group_size", args.group_size)):
+        if value is not None:
+            arguments += [flag, str(value)]
     if args.log_level:
         arguments += ["-l", args.log_level]
+    if args.cw_log_level:
+        arguments += ["-L", args.cw_log_level]
     for flag, given in (("-v", args.verbose), ("-I", args.ignore_config), ("-o", args.overwrite),
                         ("--no_gui", args.no_gui), ("--no-sync", not args.sync)):
         if given:
@@ -239,7 +269,16 @@ def _run_arguments(args: argparse.Namespace) -> list[str]:
     return arguments
 
 
-def _plot(expanded: list, args: argparse.Namespace) -> int:
+def _plot(experiment_class: type[ClusterWork], expanded: Sequence[ExpandedExperiment], args: argparse.Namespace,
+          ) -> int:
+    """--plot COLUMN...: PNG files per base experiment and column; a bare --plot: the class's hook."""
+    selected = [e for e in select_experiments(expanded, args.experiments, args.config) if args.filter in e.name]
+    if not args.plot:
+        if not implements_plot_results(experiment_class):
+            raise ClusterWorkError(f"a bare --plot calls {experiment_class.__name__}.plot_results(configs_results), "
+                                   "which it does not implement; name result columns instead: --plot COLUMN...")
+        experiment_class.plot_results(configs_and_results([e.config for e in selected]))
+        return 0
     try:
         from plotwork.api import plot_sweep
         from plotwork.plotters import get_plotter
@@ -249,15 +288,14 @@ def _plot(expanded: list, args: argparse.Namespace) -> int:
         get_plotter(args.plotter)
     except KeyError as exc:
         raise ClusterWorkError(f"--plotter: {exc.args[0]}") from None
-    selected = select_experiments(expanded, args.experiments, args.config)
     for sweep_path in sweep_paths(selected):
-        names = [e.name for e in selected if e.sweep_path == sweep_path]
-        frame = load_results(sweep_path, experiments=names)
+        bases = {e.name: e.base_name for e in selected if e.sweep_path == sweep_path}
+        frame = load_results(sweep_path, experiments=list(bases))
         missing = [c for c in args.plot if c not in frame]
         if missing:
             raise ClusterWorkError(f"--plot: no result column {', '.join(missing)} in {sweep_path}; "
                                    f"columns: {', '.join(c for c in frame.columns if not c.startswith('params.'))}")
-        for path in plot_sweep(frame, args.plot, args.plotter, os.path.join(sweep_path, "plots")):
+        for path in plot_sweep(frame, args.plot, args.plotter, os.path.join(sweep_path, "plots"), bases):
             print(path)
     return 0
 

@@ -100,7 +100,7 @@ class UnknownTag:
     value: Any
 
 
-def _unknown_tag(loader: yaml.SafeLoader, tag: str, node: Any) -> UnknownTag:
+def construct_unknown_tag(loader: yaml.SafeLoader, tag: str, node: Any) -> UnknownTag:
     if isinstance(node, yaml.MappingNode):
         return UnknownTag(tag, loader.construct_mapping(node, deep=True))
     if isinstance(node, yaml.SequenceNode):
@@ -108,13 +108,13 @@ def _unknown_tag(loader: yaml.SafeLoader, tag: str, node: Any) -> UnknownTag:
     return UnknownTag(tag, loader.construct_scalar(node))
 
 
-def _loader_class(keep_unknown_tags: bool = False) -> type[_ConfigLoader]:
+def loader_class(keep_unknown_tags: bool = False) -> type[_ConfigLoader]:
     tags = _user_tags()
     if not tags and not keep_unknown_tags:
         return _ConfigLoader
-    loader = type("_ConfigLoaderWithUserTags", (_ConfigLoader,), {})
+    loader: type[_ConfigLoader] = type("_ConfigLoaderWithUserTags", (_ConfigLoader,), {})
     if keep_unknown_tags:
-        loader.add_multi_constructor("!", _unknown_tag)
+        loader.add_multi_constructor("!", construct_unknown_tag)
     for tag, constructor in tags.items():
         loader.add_constructor(tag, constructor)
     return loader
@@ -164,8 +164,8 @@ def parse_documents(text: str, source: str, keep_unknown_tags: bool = False) -> 
 
     A local `!tag` that no loaded code declares is an error, unless `keep_unknown_tags` (for reading a
     config only to find its folders): then it becomes an `UnknownTag`. Python tags are refused always."""
-    documents = []
-    loader = _loader_class(keep_unknown_tags)(text)
+    documents: list[Any] = []
+    loader = loader_class(keep_unknown_tags)(text)
     try:
         while loader.check_node():
             node = loader.get_node()

@@ -11,12 +11,14 @@ import concurrent.futures as futures
 import contextlib
 import logging
 import multiprocessing
+import os
 import signal
 import socket
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from . import progress
+from .orphans import exit_when_orphaned
 from .runner import FAILED_JOB, STOPPED, Job, Outcome
 from .stopping import follow_shared_stop, handle_stop_signals, stop_requested
 
@@ -104,10 +106,11 @@ class SequentialExecutor(Executor):
 _worker_task: Task | None = None
 
 
-def _init_worker(pickled_task: bytes, stop_event: Any, iterations: Any) -> None:
+def _init_worker(pickled_task: bytes, stop_event: Any, iterations: Any, main_pid: int) -> None:
     import cloudpickle
 
     global _worker_task
+    exit_when_orphaned(f"worker process {os.getpid()}", pid=main_pid)  # a kill -9 of the run ends its workers
     handle_stop_signals(hard_second=False)  # a signal only asks to stop after the iteration
     follow_shared_stop(stop_event)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # blocked since the spawn: see _spawning
@@ -162,21 +165,25 @@ class LocalProcessExecutor(Executor):
         self.workers = workers
         self._context_name = mp_context
         self._context = multiprocessing.get_context(mp_context)
-        self._stop_event = self._context.Event()
-        self._iterations = self._context.Value("q", 0)
+        # made with the first pool, not here: they start multiprocessing's resource tracker, and until
+        # jobs start a stop signal ends the run at once (see stopping.stop_signals_handled)
+        self._stop_event: Any = None
+        self._iterations: Any = None
         self._pending: dict[futures.Future[Outcome], Job] = {}
         self._pool: futures.ProcessPoolExecutor | None = None
 
     def iterations_done(self) -> int:
-        return int(self._iterations.value)
+        return int(self._iterations.value) if self._iterations is not None else 0
 
     def busy(self) -> int:
         # the pool marks jobs waiting in its call queue as running too
         return min(self.workers, sum(1 for future in list(self._pending) if future.running()))
 
     def _new_pool(self, pickled_task: bytes) -> futures.ProcessPoolExecutor:
+        if self._stop_event is None:
+            self._stop_event, self._iterations = self._context.Event(), self._context.Value("q", 0)
         return futures.ProcessPoolExecutor(self.workers, mp_context=self._context, initializer=_init_worker,
-                                           initargs=(pickled_task, self._stop_event, self._iterations))
+                                           initargs=(pickled_task, self._stop_event, self._iterations, os.getpid()))
 
     def map_unordered(self, task: Task, jobs: Iterable[Job]) -> Iterator[Outcome]:
         import cloudpickle
@@ -215,7 +222,8 @@ class LocalProcessExecutor(Executor):
         return f"{self.workers} local worker processes ({self._context_name or 'default'} start)"
 
     def forward_stop(self) -> None:
-        self._stop_event.set()
+        if self._stop_event is not None:  # before the first pool, the workers check this process's flag
+            self._stop_event.set()
 
     def terminate(self) -> None:
         for process in list((getattr(self._pool, "_processes", None) or {}).values()):
@@ -228,12 +236,14 @@ class LocalProcessExecutor(Executor):
             self._pool = None
 
 
-def make_executor(workers: int, cluster: bool, mp_context: str | None, mpi_groups: int = 1) -> Executor:
-    """The backend the command line asks for: MPI with -c, local processes with -n N > 1."""
+def make_executor(workers: int, cluster: bool, mp_context: str | None, groups: int | None = None,
+                  group_size: int | None = None) -> Executor:
+    """The backend the command line asks for: MPI with -c (in `groups` groups or groups of `group_size`
+    ranks, see mpi_layout), local processes with -n N > 1."""
     if cluster:
         from .mpi_executor import MPIExecutor
 
-        return MPIExecutor(mpi_groups)
+        return MPIExecutor(groups, group_size)
     if workers > 1:
         return LocalProcessExecutor(workers, mp_context)
     return SequentialExecutor()

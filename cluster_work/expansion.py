@@ -17,14 +17,15 @@ with a longer form and says so. Names depend only on the config, so they are sta
 """
 from __future__ import annotations
 
+import bisect
 import hashlib
 import itertools
 import json
 import logging
+import math
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from .config import KeyPath, Warn, deep_merge, dotted, flatten_paths, set_path
@@ -36,24 +37,49 @@ MAX_FOLDER_NAME = 200  # characters of the parameters part; longer ones are cut 
 LOG_FOLDER = "log"
 
 
-@dataclass(frozen=True)
 class ExpandedExperiment:
     """One parameter set of one experiment document: the unit that owns a results folder.
 
     `config` is what the experiment's hooks receive, with the original's keys: `name` (expanded),
     `experiment_name` (base), `path` (this folder), `log_path`, `_config_path` (the YAML's `path`),
-    `_experiment_path` (`<path>/<base name>`), `params`, `repetitions`, `iterations`...
+    `_experiment_path` (`<path>/<base name>`), `params`, `repetitions`, `iterations`... It is built on
+    first use from the document it was expanded from, so a huge grid costs only what is looked at.
+    `original_name` is the original ClusterWork's name where cluster_work's differs (else '').
     """
 
-    name: str
-    base_name: str
-    config: dict[str, Any] = field(hash=False, compare=False)
-    varied: dict[KeyPath, Any] = field(hash=False, compare=False)
-    original_name: str = field(default="", hash=False, compare=False)  # the original's name, if it differs
+    __slots__ = ("name", "base_name", "varied", "original_name", "_config", "_document")
+
+    def __init__(self, name: str, base_name: str, config: dict[str, Any] | None = None,
+                 varied: dict[KeyPath, Any] | None = None, original_name: str = "",
+                 document: ExpandedDocument | None = None):
+        self.name, self.base_name, self.original_name = name, base_name, original_name
+        self.varied = varied or {}
+        self._config, self._document = config, document
+
+    @property
+    def config(self) -> dict[str, Any]:
+        if self._config is None:
+            assert self._document is not None
+            self._config = self._document.config_of(self)
+        return self._config
+
+    def __reduce__(self) -> tuple[Any, ...]:  # travels to workers with its config, not its whole document
+        return ExpandedExperiment, (self.name, self.base_name, self.config, self.varied, self.original_name)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ExpandedExperiment) and (self.name, self.base_name) == (other.name, other.base_name)
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.base_name))
+
+    def __repr__(self) -> str:
+        return f"ExpandedExperiment({self.name!r})"
 
     @property
     def path(self) -> str:
         """The folder holding this experiment's config and repetitions."""
+        if self._config is None and self._document is not None:  # without building the config
+            return self._document.folder_of(self)
         return self.config["path"]
 
     @property
@@ -72,11 +98,11 @@ class ExpandedExperiment:
 
     @property
     def repetitions(self) -> int:
-        return self.config["repetitions"]
+        return (self._document.document if self._config is None and self._document else self.config)["repetitions"]
 
     @property
     def iterations(self) -> int:
-        return self.config["iterations"]
+        return (self._document.document if self._config is None and self._document else self.config)["iterations"]
 
 
 def base_name_of(expanded_name: str) -> str:
@@ -107,10 +133,11 @@ def shorten_param(name: str) -> str:
     return ".".join([p[:3] for p in parents] + [short_leaf])
 
 
-def original_params_part(varied: Mapping[KeyPath, Any]) -> str:
-    """The original's folder name for these values: `'{short}{value}'` joined by '_', without quotes and
-    spaces, brackets turned into '_' (opening) or dropped (closing), commas into '_'."""
-    text = "_".join(f"{shorten_param(dotted(path))}{value}" for path, value in varied.items())
+def original_token(path: KeyPath, value: Any) -> str:
+    """The original's name part for one parameter value: `'{short}{value}'` without quotes and spaces,
+    brackets turned into '_' (opening) or dropped (closing), commas into '_'. The original cleaned the
+    joined text, but every rule replaces single characters other than '_', so per value is the same."""
+    text = f"{shorten_param(dotted(path))}{value}"
     text = re.sub("[' ]", "", text)
     text = re.sub('["]', "", text)
     text = re.sub(r"[(\[]", "_", text)
@@ -121,10 +148,15 @@ def original_params_part(varied: Mapping[KeyPath, Any]) -> str:
 _UNSAFE = re.compile(r"[/\\\x00-\x1f\x7f]")
 
 
+def escape(text: str) -> str:
+    """'/', '\\' and control characters percent-escaped (the original made sub-folders of a '/')."""
+    return _UNSAFE.sub(lambda m: f"%{ord(m.group()):02X}", text)
+
+
 def folder_safe(text: str) -> str:
-    """`text` as one folder name: '/', '\\' and control characters percent-escaped (the original made
-    sub-folders of a '/'), '.' and '..' escaped, and over-long names cut and suffixed with a hash."""
-    safe = _UNSAFE.sub(lambda m: f"%{ord(m.group()):02X}", text)
+    """`text` as one folder name: escaped, '.' and '..' escaped too, and an over-long name cut and
+    suffixed with a hash of the whole."""
+    safe = escape(text)
     if safe in (".", ".."):
         safe = safe.replace(".", "%2E")
     if len(safe) > MAX_FOLDER_NAME:
@@ -141,64 +173,166 @@ def _typed(varied: Mapping[KeyPath, Any]) -> str:
     return json.dumps([[list(path), type(value).__name__, repr(value)] for path, value in varied.items()])
 
 
-def _combinations(experiment: Mapping[str, Any]) -> Iterable[dict[KeyPath, Any]]:
-    """All {key path: value} assignments: the grid's product times the list's zip, in a stable order."""
-    grid = flatten_paths(experiment.get("grid") or {})
-    listed = flatten_paths(experiment.get("list") or {})
-    list_points = [dict(zip(listed, values)) for values in zip(*listed.values())] or [{}]
-    for values in itertools.product(*grid.values()):
-        point = dict(zip(grid, values))
-        for listed_point in list_points:
-            yield {**point, **listed_point}
+class ExpandedDocument(Sequence[ExpandedExperiment]):
+    """The experiments of one document, in the order grid (last key fastest) x list, built on demand.
+
+    A 10^6-point grid costs its axes, not 10^6 configs: an experiment is made when it is looked at.
+    Names are checked for clashes without listing them where that is provable from the axes alone (each
+    axis' values give distinct name parts without '_', so the joined names are distinct too); only a
+    document where it is not lists its names once, to give clashing ones their longer form."""
+
+    def __init__(self, experiment: Mapping[str, Any], default_params: Mapping[str, Any] | None,
+                 source: str, warn: Warn):
+        self.document, self.base = experiment, experiment["name"]
+        self.root = expand_path(experiment["path"])
+        self.base_folder = os.path.join(self.root, self.base)
+        self._base_params = deep_merge(default_params or {}, experiment.get("params") or {})
+        grid = flatten_paths(experiment.get("grid") or {})
+        listed = flatten_paths(experiment.get("list") or {})
+        self._grid = list(grid.items())
+        self._list_length = len(next(iter(listed.values()))) if listed else 1
+        self._list_points = [[(path, values[j]) for path, values in listed.items()] for j in range(self._list_length)]
+        self.varies = bool(grid or listed)
+        self._size = math.prod(len(values) for _, values in self._grid) * self._list_length
+        self._grid_tokens = [[original_token(path, value) for value in values] for path, values in self._grid]
+        self._list_tokens = [[original_token(path, value) for path, value in point] for point in self._list_points]
+        self._longer: dict[int, str] = {} if self._provably_distinct() else self._longer_forms(source)
+        self._warn_renamed(warn)
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __getitem__(self, index: int) -> ExpandedExperiment:  # type: ignore[override]
+        if not -self._size <= index < self._size:
+            raise IndexError(index)
+        return self._make(index % self._size)
+
+    def __iter__(self) -> Iterator[ExpandedExperiment]:
+        return map(self._make, range(self._size))
+
+    def _indices(self, index: int) -> tuple[list[int], int]:
+        """The value index on each grid axis and the list position of experiment `index`."""
+        rest, position = divmod(index, self._list_length)
+        digits = []
+        for _, values in reversed(self._grid):
+            rest, digit = divmod(rest, len(values))
+            digits.append(digit)
+        return digits[::-1], position
+
+    def _point(self, index: int) -> dict[KeyPath, Any]:
+        digits, position = self._indices(index)
+        point = {path: values[d] for (path, values), d in zip(self._grid, digits)}
+        point.update(self._list_points[position])
+        return point
+
+    def _original_part(self, index: int) -> str:
+        digits, position = self._indices(index)
+        tokens = [axis[d] for axis, d in zip(self._grid_tokens, digits)] + self._list_tokens[position]
+        return "_".join(tokens)
+
+    def _make(self, index: int) -> ExpandedExperiment:
+        if not self.varies:
+            return ExpandedExperiment(self.base, self.base, document=self)
+        original = self._original_part(index)
+        part = self._longer.get(index) or folder_safe(original)
+        name = f"{self.base}{NAME_SEPARATOR}{part}"
+        original_name = f"{self.base}{NAME_SEPARATOR}{original}" if part != original else ""
+        return ExpandedExperiment(name, self.base, None, self._point(index), original_name, self)
+
+    def config_of(self, experiment: ExpandedExperiment) -> dict[str, Any]:
+        """The experiment's config (see ExpandedExperiment), from this document and its parameter values."""
+        params = deep_merge(self._base_params, {})
+        for path, value in experiment.varied.items():
+            set_path(params, path, value)
+        folder = self.folder_of(experiment)
+        config = {key: value for key, value in self.document.items() if key not in ("grid", "list")}
+        config.update(name=experiment.name, experiment_name=self.base, params=params,
+                      _config_path=self.document["path"], _experiment_path=self.base_folder, path=folder,
+                      log_path=(os.path.join(expand_path(self.document["log_path"]), experiment.name)
+                                if "log_path" in self.document else os.path.join(folder, LOG_FOLDER)))
+        return config
+
+    def folder_of(self, experiment: ExpandedExperiment) -> str:
+        return os.path.join(self.base_folder, experiment.params_part) if self.varies else self.base_folder
+
+    def _provably_distinct(self) -> bool:
+        safe_axes = [[escape(t) for t in axis] for axis in self._grid_tokens]
+        safe_list = [tuple(escape(t) for t in point) for point in self._list_tokens]
+        tokens = [t for axis in safe_axes for t in axis] + [t for point in safe_list for t in point]
+        return (all("_" not in t for t in tokens) and all(len(set(axis)) == len(axis) for axis in safe_axes)
+                and len(set(safe_list)) == len(safe_list))
+
+    def _longer_forms(self, source: str) -> dict[int, str]:
+        """Where the original's rule gives several experiments one folder: each its name plus a hash of its
+        typed values. Two experiments with equal values are a config error."""
+        from .errors import config_error
+
+        by_part: dict[str, list[int]] = {}
+        for index in range(self._size):
+            by_part.setdefault(folder_safe(self._original_part(index)), []).append(index)
+        longer: dict[int, str] = {}
+        for part, indices in by_part.items():
+            if len(indices) < 2:
+                continue
+            typed = {index: _typed(self._point(index)) for index in indices}
+            if len(set(typed.values())) < len(indices):
+                raise config_error(source, f"two parameter sets are the same ({self.base}{NAME_SEPARATOR}{part}): "
+                                           "a grid or list repeats a value", experiment=self.base, key="grid")
+            longer.update((index, folder_safe(f"{part}-{_digest(typed[index])}")) for index in indices)
+        return longer
+
+    def _warn_renamed(self, warn: Warn) -> None:
+        examples = [f"{self.base + NAME_SEPARATOR + self._original_part(i)!r} -> {self._make(i).name!r}"
+                    for i in list(self._longer)[:3]]
+        escaped = sorted({t for axis in self._grid_tokens for t in axis if escape(t) != t}
+                         | {t for point in self._list_tokens for t in point if escape(t) != t})
+        examples += [f"{t!r} -> {escape(t)!r}" for t in escaped[:3 - len(examples)]]
+        longest = sum(max(map(len, axis)) for axis in self._grid_tokens) + len(self._grid_tokens)
+        longest += max((sum(map(len, point)) + len(point) for point in self._list_tokens), default=0)
+        if longest > MAX_FOLDER_NAME:
+            examples.append(f"names over {MAX_FOLDER_NAME} characters are cut and end in a hash")
+        if examples:
+            warn(f"experiment '{self.base}': some expanded names differ from the original ClusterWork's, which "
+                 f"would clash or cannot name a folder: {'; '.join(examples)}")
+
+
+class Expansion(Sequence[ExpandedExperiment]):
+    """Every expanded experiment of a config, document after document, each built on demand."""
+
+    def __init__(self, documents: Sequence[ExpandedDocument]):
+        self.documents = list(documents)
+        self._ends = list(itertools.accumulate(len(d) for d in self.documents))
+
+    def __len__(self) -> int:
+        return self._ends[-1] if self._ends else 0
+
+    def __getitem__(self, index: int) -> ExpandedExperiment:  # type: ignore[override]
+        if not -len(self) <= index < len(self):
+            raise IndexError(index)
+        index %= len(self)
+        number = bisect.bisect_right(self._ends, index)
+        return self.documents[number][index - (self._ends[number - 1] if number else 0)]
+
+    def __iter__(self) -> Iterator[ExpandedExperiment]:
+        return itertools.chain.from_iterable(self.documents)
 
 
 def expand_experiment(experiment: Mapping[str, Any], default_params: Mapping[str, Any] | None = None,
-                      warn: Warn = log.warning) -> list[ExpandedExperiment]:
+                      warn: Warn = log.warning, source: str = "config") -> ExpandedDocument:
     """Expand one validated experiment document into its parameter sets, in a stable order."""
-    base = experiment["name"]
-    base_params = deep_merge(default_params or {}, experiment.get("params") or {})
-    root = expand_path(experiment["path"])
-    points = list(_combinations(experiment))
-    original_parts = [original_params_part(varied) for varied in points]
-    parts = [folder_safe(part) for part in original_parts]
-    counts: dict[str, int] = {}
-    for part in parts:
-        counts[part] = counts.get(part, 0) + 1
-    expanded = []
-    for varied, original_part, part in zip(points, original_parts, parts):
-        if counts[part] > 1:  # the original would give these one name: add what tells them apart
-            part = folder_safe(f"{part}-{_digest(_typed(varied))}")
-        params = deep_merge(base_params, {})
-        for path, value in varied.items():
-            set_path(params, path, value)
-        name = f"{base}{NAME_SEPARATOR}{part}" if varied else base
-        original_name = f"{base}{NAME_SEPARATOR}{original_part}" if varied else base
-        folder = os.path.join(root, base, part) if varied else os.path.join(root, base)
-        config = {key: value for key, value in experiment.items() if key not in ("grid", "list")}
-        config.update(name=name, experiment_name=base, params=params, _config_path=experiment["path"],
-                      _experiment_path=os.path.join(root, base), path=folder,
-                      log_path=(os.path.join(expand_path(experiment["log_path"]), name) if "log_path" in experiment
-                                else os.path.join(folder, LOG_FOLDER)))
-        expanded.append(ExpandedExperiment(name, base, config, dict(varied),
-                                           original_name if original_name != name else ""))
-    renamed = [e for e in expanded if e.original_name]
-    if renamed:
-        examples = "; ".join(f"{e.original_name!r} -> {e.name!r}" for e in renamed[:3])
-        warn(f"experiment '{base}': {len(renamed)} expanded name(s) differ from the original ClusterWork's, which "
-             f"would clash or cannot name a folder: {examples}{' ...' if len(renamed) > 3 else ''}")
-    return expanded
+    return ExpandedDocument(experiment, default_params, source, warn)
 
 
 def expand_all(experiments: Sequence[Mapping[str, Any]], default_params: Mapping[str, Any] | None = None,
-               source: str = "config", warn: Warn = log.warning) -> list[ExpandedExperiment]:
+               source: str = "config", warn: Warn = log.warning) -> Expansion:
     """Expand every experiment; warn on params unknown to `default_params`, fail on folder clashes."""
-    expanded: list[ExpandedExperiment] = []
+    documents = []
     for experiment in experiments:
-        expanded.extend(expand_experiment(experiment, default_params, warn))
+        documents.append(expand_experiment(experiment, default_params, warn, source))
         if default_params:
             _warn_unknown_params(experiment, default_params, source, warn)
-    _check_unique_folders(expanded, source)
-    return expanded
+    _check_separate_folders(documents, source)
+    return Expansion(documents)
 
 
 def _warn_unknown_params(experiment: Mapping[str, Any], default_params: Mapping[str, Any],
@@ -213,18 +347,14 @@ def _warn_unknown_params(experiment: Mapping[str, Any], default_params: Mapping[
                  "experiment's _default_params (a typo?)")
 
 
-def _check_unique_folders(expanded: Sequence[ExpandedExperiment], source: str) -> None:
-    """Two experiment documents must not share a folder (e.g. one named like another's base folder)."""
+def _check_separate_folders(documents: Sequence[ExpandedDocument], source: str) -> None:
+    """Two experiment documents must not share a folder, nor hold one inside the other's (which could
+    clash with one of its experiments): each document owns the tree below `<path>/<base name>`."""
     from .errors import config_error
 
-    seen: dict[str, str] = {}
-    for experiment in expanded:
-        folder = os.path.normpath(experiment.path)
-        if folder in seen and seen[folder] == experiment.base_name:
-            raise config_error(source, f"two parameter sets are the same ({experiment.name!r}): a grid or list "
-                                       "repeats a value", experiment=experiment.base_name, key="grid")
-        if folder in seen:
-            raise config_error(source, f"expands to the folder {folder!r}, which experiment "
-                                       f"'{seen[folder]}' also uses; rename one of them",
-                               experiment=experiment.base_name, key="name")
-        seen[folder] = experiment.base_name
+    folders = [(os.path.normpath(os.path.abspath(d.base_folder)), d.base) for d in documents]
+    for number, (folder, base) in enumerate(folders):
+        for other, other_base in folders[:number]:
+            if folder == other or folder.startswith(other + os.sep) or other.startswith(folder + os.sep):
+                raise config_error(source, f"its folder {folder!r} overlaps experiment '{other_base}''s "
+                                           f"folder {other!r}; rename one of them", experiment=base, key="name")

@@ -5,11 +5,13 @@ import abc
 import os
 from typing import Any, ClassVar
 
+from .original_api import OriginalApi
 from .store import iteration_folder_name
 
 
-class ClusterWork(abc.ABC):
-    """Subclass this, implement `reset` and `iterate`, and call `MyExperiment.run()`.
+class ClusterWork(OriginalApi, abc.ABC):
+    """Subclass this, implement `reset` and `iterate`, and call `MyExperiment.run()`. The original's
+    classmethods (`load_experiments`, `init_from_config`, `load_experiment_results`...) come from OriginalApi.
 
     During a repetition the runner sets `_name`, `_params`, `_path`, `_log_path`, `_log_path_rep`,
     `_rep`, `_it`, `_iterations`, `_seed`, `_no_gui` and `_COMM` (the MPI communicator of the
@@ -69,9 +71,10 @@ class ClusterWork(abc.ABC):
     @classmethod
     def run(cls, argv: list[str] | None = None) -> None:
         """Parse the command line (`sys.argv` by default), run the sweep and exit with its status."""
-        from .stopping import exit_on_stop_signals
+        from .stopping import stop_signals_handled
 
-        exit_on_stop_signals()  # before the CLI's imports: a Ctrl-C from here on is one line and exit 130
-        from .cli import main
+        with stop_signals_handled():  # before the CLI's imports: a Ctrl-C from here on is one line and exit 130
+            from .cli import main
 
-        raise SystemExit(main(cls, argv))
+            status = main(cls, argv)
+        raise SystemExit(status)

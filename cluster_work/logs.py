@@ -1,11 +1,14 @@
-"""Logging set-up: one console format, and a per-repetition log file that also gets what is printed."""
+"""Logging set-up: one console format, a per-repetition log file that also gets what is printed, and a
+console that may go away (a dead terminal or MPI launcher stops the run instead of failing the experiment)."""
 from __future__ import annotations
 
 import contextlib
 import logging
 import sys
 from collections.abc import Iterator
-from typing import IO
+from typing import IO, Any
+
+from .stopping import request_stop
 
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 DATE_FORMAT = "%H:%M:%S"
@@ -42,13 +45,67 @@ class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self.stream = sys.stderr
         super().emit(record)
 
+    def handleError(self, record: logging.LogRecord) -> None:
+        if isinstance(sys.exc_info()[1], OSError):  # the console is gone (see _Console): no traceback
+            request_stop()
+        else:
+            super().handleError(record)
+
 
 def _level(level: str | int) -> int:
     return level if isinstance(level, int) else logging.getLevelName(str(level).upper())
 
 
+class _Console:
+    """A console stream (stdout or stderr) that may go away: once writing to it fails (EIO from a terminal
+    that hung up, EPIPE from an MPI launcher killed with -9), the run is asked to stop and what is written
+    from then on is dropped. The code that printed goes on: its repetition ends at the next iteration
+    boundary as interrupted (resumable) and the process exits non-zero, instead of the print raising
+    inside `iterate` and the repetition being recorded as failed."""
+
+    def __init__(self, stream: IO[str]):
+        self._stream, self._gone = stream, False
+
+    def write(self, text: str) -> int:
+        if not self._gone:
+            try:
+                return self._stream.write(text)
+            except OSError:
+                self._lost()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self._gone:
+            try:
+                self._stream.flush()
+            except OSError:
+                self._lost()
+
+    def _lost(self) -> None:
+        self._gone = True
+        request_stop()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._stream, name)
+
+
+def _guarded(stream: Any) -> Any:
+    return stream if isinstance(stream, (_Console, _Tee)) else _Console(stream)
+
+
+@contextlib.contextmanager
+def console_guard() -> Iterator[None]:
+    """Within: prints and log lines to a console that is gone stop the run instead of raising (`_Console`)."""
+    stdout, stderr = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _guarded(stdout), _guarded(stderr)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = stdout, stderr
+
+
 class _Tee:
-    """A text stream that writes to the console stream and to the repetition's log file."""
+    """A text stream that writes to the repetition's log file and to the (guarded) console stream."""
 
     def __init__(self, console: IO[str], log_file: _LazyFile):
         self._console, self._log_file = console, log_file
@@ -106,7 +163,7 @@ def repetition_log(path: str, experiment_level: str | int) -> Iterator[None]:
     root = logging.getLogger()
     root.addHandler(handler)
     stdout, stderr = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = _Tee(stdout, log_file), _Tee(stderr, log_file)  # type: ignore[arg-type]
+    sys.stdout, sys.stderr = _Tee(_guarded(stdout), log_file), _Tee(_guarded(stderr), log_file)  # type: ignore[assignment]
     try:
         yield
     finally:

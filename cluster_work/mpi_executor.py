@@ -2,9 +2,15 @@
 
 Every rank runs the same script (`mpiexec -n N python -m mpi4py my_exp.py config.yml -c`). Rank 0 keeps
 a set of idle workers, sends each a job (a few hundred bytes), and receives back a small Outcome;
-results never pass through rank 0. With groups (`-g G`) the workers are split into groups of G ranks;
-the group's first rank (its leader) talks to rank 0 and forwards the job to the others, and all of
-them run the repetition with the group's communicator as `self._COMM`; only the leader writes.
+results never pass through rank 0. By default each worker runs a repetition alone, with COMM_SELF as
+`self._COMM` (the original's value). With groups (`-g G` groups, or `--group_size S` ranks each; see
+`mpi_layout`) the group's first rank (its leader) talks to rank 0 and forwards the job to the others, and
+all of them run the repetition with the group's communicator as `self._COMM`; only the leader writes.
+With `-g 1` the one group is every rank and rank 0 leads it: it runs the jobs itself, one after the other.
+
+Under MPI the console is the launcher's: once it is gone (kill -9 of mpiexec), a print fails with
+EIO or EPIPE. Every rank's console is guarded (`logs.console_guard`): such a failure stops the run at the
+next iteration boundary, leaving the repetitions resumable, instead of failing them.
 
 Nobody waits in a blocking call, which Open MPI implements by spinning a core. Waits poll with `Iprobe`
 and sleep for a twentieth of the time waited so far (at most `MAX_POLL_SLEEP`): a short job's reply is
@@ -14,13 +20,13 @@ until the receiver next enters MPI, which for a sleeping receiver is up to a pol
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import pickle
 import socket
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -28,8 +34,12 @@ from typing import Any
 from . import progress
 from .errors import ClusterWorkError
 from .executors import Executor, SequentialExecutor, Task
+from .logs import console_guard
+from .mpi_layout import SELF, SPLIT, WORLD, Layout, mpi_layout
+from .orphans import EXIT_ORPHANED, exit_when_orphaned
 from .runner import Job, Outcome
 from .stopping import follow_shared_stop, handle_stop_signals, stop_requested
+from .sweep import EXIT_USAGE
 
 log = logging.getLogger("cluster_work")
 
@@ -93,51 +103,36 @@ def quiet_barrier(comm: Any) -> None:
 
 def finalize_mpi() -> None:
     """Finalize MPI once every rank is done, so that a non-zero exit status is a plain exit:
-    `python -m mpi4py` turns a non-zero SystemExit of an unfinalized MPI into MPI_Abort."""
-    from mpi4py import MPI
+    `python -m mpi4py` turns a non-zero SystemExit of an unfinalized MPI into MPI_Abort. Without the
+    launcher (killed with -9) MPI cannot finalize: the process exits at once, as an orphaned rank does."""
+    MPI = sys.modules.get("mpi4py.MPI")  # not imported: nothing to finalize
+    if MPI is not None and MPI.Is_initialized() and not MPI.Is_finalized():
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError):  # the console may be gone with the launcher
+                stream.flush()
+        try:
+            MPI.Finalize()
+        except MPI.Exception as exc:
+            log.error("MPI cannot finalize (%s): the MPI launcher is gone; exiting", exc)
+            logging.shutdown()
+            os._exit(EXIT_ORPHANED)
 
-    if MPI.Is_initialized() and not MPI.Is_finalized():
-        sys.stdout.flush()
-        sys.stderr.flush()
-        MPI.Finalize()
 
-
-ORPHAN_CHECK_SECONDS = 1.0
-EXIT_ORPHANED = 4
 _world_hosts: list[str] = []  # every rank's host, gathered on rank 0 by serve_jobs
-_orphan_watch: list[threading.Thread] = []  # at most one watchdog per process
 
 
-def exit_when_orphaned(rank: int, check_every: float = ORPHAN_CHECK_SECONDS) -> None:
-    """Exit this rank (as a kill would) once the MPI launcher that started it is gone.
-
-    When `mpiexec` dies, Open MPI may leave ranks running, and a rank busy in Python would notice only
-    at its next MPI call. A daemon thread watches the parent process instead; exiting mid-iteration
-    is as safe as kill -9 (rows are whole or absent) and drops the repetition's lock at once.
-    """
-    if _orphan_watch:
-        return
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(check_every)
-        log.error("rank %d: the MPI launcher (pid %d) is gone; exiting", rank, parent)
-        logging.shutdown()
-        os._exit(EXIT_ORPHANED)
-
-    _orphan_watch.append(threading.Thread(target=watch, name="cluster_work-orphan-watch", daemon=True))
-    _orphan_watch[0].start()
-
-
-def worker_layout(world_size: int, group_size: int) -> tuple[list[list[int]], list[int]]:
-    """Split ranks 1..size-1 into groups of `group_size`; ranks left over idle. Returns (groups, idle)."""
-    if group_size < 1:
-        raise ClusterWorkError(f"-g/--mpi_groups must be at least 1, got {group_size}")
-    workers = list(range(1, world_size))
-    count = len(workers) // group_size
-    groups = [workers[i * group_size:(i + 1) * group_size] for i in range(count)]
-    return groups, workers[count * group_size:]
+def _group_communicator(MPI: Any, layout: Layout, rank: int) -> Any:
+    """This rank's `self._COMM` (COMM_NULL outside a group); collective under SPLIT: every rank calls it."""
+    if layout.comm == SELF:
+        return MPI.COMM_SELF
+    if layout.comm == WORLD:
+        return MPI.COMM_WORLD
+    group = layout.group_of(rank)
+    color = layout.groups.index(group) if group is not None else MPI.UNDEFINED
+    comm = MPI.COMM_WORLD.Split(color, rank)
+    if group is not None:
+        comm.Set_name(f"comm_group_{color}")  # the original's name
+    return comm
 
 
 def pickle_job(job: Job) -> bytes:
@@ -178,43 +173,57 @@ class _StopMessage:
         return self._set
 
 
-def serve_if_worker(experiment_class: type, group_size: int, settings: Any) -> int | None:
+def serve_if_worker(experiment_class: type, settings: Any, *, groups: int | None = None,
+                    group_size: int | None = None) -> int | None:
     """On ranks other than 0: run repetitions of `experiment_class` until rank 0 says stop, then
-    return exit status 0. On rank 0 return None (rank 0 goes on to plan and schedule)."""
+    return the exit status. On rank 0 return None (rank 0 goes on to plan and schedule)."""
     from .runner import run_job
 
-    return serve_jobs(functools.partial(run_job, experiment_class, settings=settings), group_size)
+    return serve_jobs(functools.partial(run_job, experiment_class, settings=settings), groups=groups,
+                      group_size=group_size)
 
 
-def serve_jobs(task: Callable[..., Outcome], group_size: int) -> int | None:
+def serve_jobs(task: Callable[..., Outcome], *, groups: int | None = None,
+               group_size: int | None = None) -> int | None:
     """The worker loop: `task(job, comm=group communicator, write=is group leader)` for each job received.
 
-    Every rank must call it (it splits COMM_WORLD into groups); rank 0 gets None back at once.
+    Every rank must call it (it may split COMM_WORLD into groups); rank 0 gets None back at once. A bad
+    `groups` or `group_size` raises ClusterWorkError on rank 0, which reports it, and returns 2 elsewhere.
     """
     MPI = _mpi()
     world = MPI.COMM_WORLD
     rank, size = world.Get_rank(), world.Get_size()
+    try:
+        layout = mpi_layout(size, groups, group_size)
+    except ClusterWorkError:
+        if rank == 0:
+            raise
+        return EXIT_USAGE
     if size > 1:
         exit_when_orphaned(rank)
-    groups, idle = worker_layout(size, group_size)
-    group_of = {r: g for g in groups for r in g}
-    color = groups.index(group_of[rank]) if rank in group_of else MPI.UNDEFINED
-    group_comm = world.Split(color, rank)  # collective: every rank, rank 0 included, takes part
+    group_comm = _group_communicator(MPI, layout, rank)
     hosts = world.gather(socket.gethostname(), root=0)
     if rank == 0:
         _world_hosts[:] = hosts
         return None
-    if rank in idle:
+    group = layout.group_of(rank)
+    if group is None:
         wait_for_message(world, 0, TAG_JOB)
         world.recv(source=0, tag=TAG_JOB)
-        quiet_barrier(world)
-        return 0
-    leader = group_of[rank][0] == rank
+    else:
+        with console_guard():  # a dead launcher's console stops the run instead of failing a print
+            _follow_jobs(task, world, group_comm, leader=group[0] == rank)
+    quiet_barrier(world)
+    return 0
+
+
+def _follow_jobs(task: Callable[..., Outcome], world: Any, group_comm: Any, leader: bool) -> None:
+    """A worker's jobs until the None that ends them: a leader gets each from rank 0 and passes it on to
+    its group; a member gets it from its group's rank 0 (world rank 0 itself under `-g 1`)."""
     handle_stop_signals(hard_second=False)  # SIGTERM from mpiexec or Slurm: finish the iteration
-    if leader:
-        follow_shared_stop(_StopMessage(world))
     sends = _Sends()
     if leader:
+        follow_shared_stop(_StopMessage(world))
         progress.report_to(_ProgressMessages(world, sends))
     while True:
         if leader:
@@ -233,48 +242,62 @@ def serve_jobs(task: Callable[..., Outcome], group_size: int) -> int | None:
     sends.complete()
     if leader and world.Iprobe(source=0, tag=TAG_STOP):
         world.recv(source=0, tag=TAG_STOP)
-    quiet_barrier(world)
-    return 0
 
 
 class MPIExecutor(Executor):
-    """Rank 0's side: hands jobs to idle group leaders one at a time (dynamic load balancing)."""
+    """Rank 0's side: hands jobs to idle group leaders one at a time (dynamic load balancing), or, when
+    it leads the one group (`-g 1`) or there are no workers, runs them itself."""
 
-    def __init__(self, group_size: int = 1):
+    def __init__(self, groups: int | None = None, group_size: int | None = None):
         MPI = _mpi()
         self._MPI = MPI
         self._world = MPI.COMM_WORLD
-        self._groups, self._idle_ranks = worker_layout(self._world.Get_size(), group_size)
-        self.workers = len(self._groups)
-        self._group_size = group_size
+        size = self._world.Get_size()
+        self._layout = mpi_layout(size, groups, group_size)
+        self._leaders = [group[0] for group in self._layout.groups if group[0] != 0]
+        self.workers = max(1, len(self._layout.groups))
         self._stop_sent = False
         self._released = False
         self._sends = _Sends()
         self._iterations = 0
         self._busy: dict[int, Job] = {}
-        self._local = SequentialExecutor()  # runs the jobs when there are no worker ranks
-        if self._idle_ranks and self._groups:
-            log.warning("%d MPI rank(s) (%s) idle: %d workers do not split into groups of %d",
-                        len(self._idle_ranks), ", ".join(map(str, self._idle_ranks)),
-                        self._world.Get_size() - 1, group_size)
-        if not self._groups:
+        self._local = SequentialExecutor()  # for the jobs rank 0 runs itself
+        self._console = contextlib.ExitStack()
+        idle, blocks = self._layout.idle, self._layout.groups
+        if idle and blocks:
+            log.warning("%d MPI rank(s) (%s) idle: %d workers make %d groups of %d", len(idle),
+                        ", ".join(map(str, idle)), size - 1, len(blocks), len(blocks[0]))
+        if not blocks:
             log.warning("only %d MPI rank(s) for groups of %d: running every job on rank 0 "
-                        "(start more ranks with mpiexec -n)", self._world.Get_size(), group_size)
+                        "(start more ranks with mpiexec -n)", size, group_size or 1)
+
+    def __enter__(self) -> MPIExecutor:
+        self._console.enter_context(console_guard())  # the launcher's console may go away mid-run
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            self.shutdown()
+        finally:
+            self._console.close()
 
     def describe(self) -> str:
-        size = self._world.Get_size()
-        if not self._groups:
+        size, groups = self._world.Get_size(), self._layout.groups
+        if not groups or size == 1:
             return "MPI rank 0 alone"
-        groups = f" in groups of {self._group_size}" if self._group_size > 1 else ""
-        return f"{self.workers} MPI workers{groups} ({size} ranks)"
+        if self._layout.rank0_leads:
+            return f"all {size} MPI ranks together, rank 0 leading (one job at a time)"
+        if self._layout.comm == SPLIT:
+            return f"{len(groups)} MPI groups of {len(groups[0])} ranks ({size} ranks in all)"
+        return f"{self.workers} MPI workers ({size} ranks)"
 
     def map_unordered(self, task: Task, jobs: Iterable[Job]) -> Iterator[Outcome]:
         """Jobs go to the workers, which run the task they were started with (`serve_jobs`): every rank
-        runs the same script, so only the jobs travel. `task` runs here only without workers."""
-        if not self._groups:
-            yield from self._local.map_unordered(task, jobs)
+        runs the same script, so only the jobs travel. `task` runs here when rank 0 runs the jobs itself."""
+        if self._layout.rank0_leads or not self._leaders:
+            yield from self._local.map_unordered(self._run_here(task), jobs)
             return
-        idle = [group[0] for group in self._groups]
+        idle = list(self._leaders)
         busy = self._busy
         reported: dict[int, int] = {}  # iterations a busy worker has reported for its current job
         queue = iter(jobs)
@@ -302,6 +325,21 @@ class MPIExecutor(Executor):
             idle.append(source)
             yield outcome
 
+    def _run_here(self, task: Task) -> Task:
+        """`task` as rank 0 runs it: alone with COMM_SELF, or under `-g 1` as the leader of every rank,
+        with COMM_WORLD, after handing each the job to follow."""
+        comm = self._world if self._layout.rank0_leads else self._MPI.COMM_SELF
+        members = self._layout.contacts() if self._layout.rank0_leads else []
+        run: Callable[..., Outcome] = task
+
+        def lead(job: Job) -> Outcome:
+            payload = pickle_job(job)
+            for member in members:
+                self._sends.send(self._world, payload, member, TAG_JOB)
+            return run(job, comm=comm, write=True)
+
+        return lead
+
     def hosts(self) -> list[str]:
         return list(_world_hosts) or super().hosts()
 
@@ -315,11 +353,12 @@ class MPIExecutor(Executor):
         return len(self._busy) + self._local.busy()
 
     def forward_stop(self) -> None:
+        """Tell the group leaders; rank 0's own group follows its decision (the runner's broadcast)."""
         if self._stop_sent:
             return
         self._stop_sent = True
-        for group in self._groups:
-            self._sends.send(self._world, None, group[0], TAG_STOP)
+        for leader in self._leaders:
+            self._sends.send(self._world, None, leader, TAG_STOP)
 
     def terminate(self) -> None:
         log.warning("stopping at once: aborting every MPI rank")
@@ -328,9 +367,11 @@ class MPIExecutor(Executor):
 
     def shutdown(self) -> None:
         """Release every worker rank; after this all ranks leave their loops and exit cleanly."""
-        for rank in [group[0] for group in self._groups] + self._idle_ranks:
+        if self._released:
+            return
+        self._released = True
+        for rank in self._layout.contacts():
             self._sends.send(self._world, None, rank, TAG_JOB)
         self._sends.complete()
-        if self._world.Get_size() > 1 and not self._released:
+        if self._world.Get_size() > 1:
             quiet_barrier(self._world)
-        self._groups, self._idle_ranks, self._released = [], [], True

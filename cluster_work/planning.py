@@ -1,20 +1,21 @@
 """Deciding what a run does: which experiments are selected, which repetitions are left, what changed.
 
-Planning only reads the store; `apply_plan` is the one place that writes (configs, deletions), and it
-runs only after the whole plan was built and validated.
+Planning only reads the store; `apply_plan` is the one place that writes (deletions), and it runs only
+after the whole plan was validated. Each experiment's config is written by its first job.
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .config import dotted, flatten_paths
-from .errors import ConfigError
-from .expansion import ExpandedExperiment
+from .errors import ConfigError, StoreError
+from .expansion import ExpandedDocument, ExpandedExperiment, Expansion, expand_path
 from .runner import Job
 from .store import FAILED, FINISHED, ExperimentStore, to_plain
 
@@ -86,29 +87,137 @@ class ExperimentPlan:
 
 
 @dataclass
+class PlanTotals:
+    """What the whole plan holds, counted in one pass (the pass that validates it)."""
+
+    experiments: int = 0
+    jobs: int = 0
+    iterations_left: int = 0
+    skipped: int = 0  # experiments skipped because their parameters changed
+    changed: int = 0  # experiments whose parameters changed (skipped, or continued with -I)
+    rewrites: int = 0  # experiments -d/-o delete first
+    sweep_paths: list[str] = field(default_factory=list)
+
+
+SORT_LIMIT = 100_000  # up to this many jobs are ordered longest first; a larger sweep streams in config order
+
+
 class Plan:
-    experiments: list[ExperimentPlan]
+    """What a run does, planned lazily so that a sweep of 10^6 experiments starts at once.
+
+    `make_plan` validates and counts in one pass (`totals`), writing nothing; every later look at
+    `experiments` or `jobs` plans again from the files, experiment by experiment, so memory stays bounded.
+    A document whose folder does not exist yet is planned without touching the disk."""
+
+    def __init__(self, chosen: Sequence[ExpandedExperiment], selection: Selection, policy: Policy,
+                 picked: range | None, source: str):
+        self._selection, self._policy, self._picked, self._source = selection, policy, picked, source
+        self._groups = _groups(chosen)
+        self.totals = PlanTotals()
+
+    @property
+    def experiments(self) -> Iterator[ExperimentPlan]:
+        """Each chosen experiment's plan, in config order, read from the files now."""
+        for group, first_index in self._groups:
+            present = _present_folders(group)
+            for experiment in group:
+                fresh = present is not None and experiment.params_part not in present
+                yield _plan_experiment(experiment, first_index, self._selection, self._policy, self._picked, fresh)
+                first_index += experiment.repetitions
 
     def iterations_left(self) -> int:
         """Iterations the planned jobs still have to run (from each repetition's status)."""
-        return sum(item.iterations_left(job) for item in self.experiments for job in item.jobs)
+        return self.totals.iterations_left
 
     @property
-    def jobs(self) -> list[Job]:
-        """The jobs to run, longest expected first (where an earlier run measured iteration times),
-        so that a long job does not start last and stretch the makespan."""
-        jobs = [job for plan in self.experiments for job in plan.jobs]
-        expected = expected_seconds(self.experiments)
-        return sorted(jobs, key=lambda job: -expected.get(job.index, 0.0))
+    def jobs(self) -> Jobs:
+        """The jobs to run. Up to SORT_LIMIT of them longest expected first (where an earlier run measured
+        iteration times), so that a long job does not start last and stretch the makespan."""
+        if self.totals.jobs > SORT_LIMIT:
+            return Jobs(self.totals.jobs, (job for item in self.experiments for job in item.jobs))
+        plans = list(self.experiments)
+        expected = expected_seconds(plans)
+        jobs = sorted((job for plan in plans for job in plan.jobs), key=lambda job: -expected.get(job.index, 0.0))
+        return Jobs(len(jobs), jobs)
+
+    def count(self) -> None:
+        """Validate every experiment and fill `totals` (raises ConfigError on what a run would refuse)."""
+        totals, checked = PlanTotals(), set[str]()
+        for group, first_index in self._groups:
+            if isinstance(group, ExpandedDocument):
+                _check_writable(group.base_folder, group.base, self._source, checked)
+                if not os.path.lexists(group.base_folder) and self._selection.repetition is None and not self._picked:
+                    totals.experiments += len(group)
+                    totals.jobs += len(group) * group.document["repetitions"]
+                    totals.iterations_left += len(group) * group.document["repetitions"] * group.document["iterations"]
+                    totals.sweep_paths.append(expand_path(group.document["path"]))
+                    continue
+            present = _present_folders(group)
+            for experiment in group:
+                fresh = present is not None and experiment.params_part not in present
+                item = _plan_experiment(experiment, first_index, self._selection, self._policy, self._picked, fresh)
+                first_index += experiment.repetitions
+                if not fresh:
+                    _check_experiment(item, self._source, checked)
+                totals.experiments += 1
+                totals.jobs += len(item.jobs)
+                totals.iterations_left += sum(item.iterations_left(job) for job in item.jobs)
+                totals.skipped += item.skipped
+                totals.changed += item.state == CHANGED
+                totals.rewrites += item.rewrite
+                totals.sweep_paths.append(experiment.sweep_path)
+        totals.sweep_paths = list(dict.fromkeys(totals.sweep_paths))
+        self.totals = totals
+
+
+class Jobs:
+    """The jobs of a plan: their number, and the jobs themselves, possibly produced as they are taken."""
+
+    def __init__(self, count: int, jobs: Iterable[Job]):
+        self._count, self._jobs = count, jobs
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[Job]:
+        return iter(self._jobs)
+
+
+def _present_folders(group: Sequence[ExpandedExperiment]) -> set[str] | None:
+    """For a document: the params parts of its experiments' folders that exist ('' for a document without
+    grid or list), so the others are planned without a look at the disk. None: look at each one."""
+    if not isinstance(group, ExpandedDocument):
+        return None
+    if not group.varies:
+        return {""} if os.path.lexists(group.base_folder) else set()
+    try:
+        return {entry.name for entry in os.scandir(group.base_folder)}
+    except (FileNotFoundError, NotADirectoryError):
+        return set()
+
+
+def _groups(chosen: Sequence[ExpandedExperiment]) -> list[tuple[Sequence[ExpandedExperiment], int]]:
+    """The chosen experiments as (group, first job index) pairs: whole documents where that is what was
+    chosen (they can be planned without looking at each experiment's folder), else one list."""
+    if not isinstance(chosen, Expansion):
+        return [(chosen, 0)]
+    groups: list[tuple[Sequence[ExpandedExperiment], int]] = []
+    first_index = 0
+    for document in chosen.documents:
+        groups.append((document, first_index))
+        first_index += len(document) * document.document["repetitions"]
+    return groups
 
 
 def select_experiments(expanded: Sequence[ExpandedExperiment], names: Sequence[str],
-                       source: str) -> list[ExpandedExperiment]:
+                       source: str) -> Sequence[ExpandedExperiment]:
     """Keep the experiments named by base name, expanded name, or the name the original ClusterWork gave
-    them; an unknown name is a ConfigError."""
+    them; an unknown name is a ConfigError. Whole documents stay lazy (an Expansion)."""
     if not names:
-        return list(expanded)
+        return expanded
     wanted = set(names)
+    if isinstance(expanded, Expansion) and wanted <= {d.base for d in expanded.documents}:
+        return Expansion([d for d in expanded.documents if d.base in wanted])
     selected = [e for e in expanded if wanted & {e.name, e.base_name, e.original_name}]
     known = {name for e in selected for name in (e.name, e.base_name, e.original_name)}
     unknown = [name for name in names if name not in known]
@@ -144,10 +253,10 @@ def repetition_state(status: Mapping[str, Any], iterations: int) -> str:
 
 def make_plan(expanded: Sequence[ExpandedExperiment], selection: Selection, policy: Policy,
               source: str) -> Plan:
-    """Build the plan: per experiment its state and the jobs to run, without writing anything.
+    """Build and validate the plan without writing anything.
 
     Everything a run would refuse is refused here, before `apply_plan` writes: a bad selection, a
-    deletion through a symbolic link, a results folder that cannot be created."""
+    deletion through a symbolic link, a folder that cannot be created, a config.yml that is not ours."""
     if selection.iteration is not None and selection.repetition is None:
         raise ConfigError("-i/--iteration needs -r/--repetition: which repetition to restart")
     if selection.iteration is not None and selection.iteration < 0:
@@ -159,49 +268,55 @@ def make_plan(expanded: Sequence[ExpandedExperiment], selection: Selection, poli
         raise ConfigError("-d/--delete deletes whole experiments, so it does not go with -r or -j; to restart "
                           "one repetition from scratch use -r alone")
     chosen = select_experiments(expanded, selection.experiments, source)
-    picked = selection.job_indices(sum(e.repetitions for e in chosen))
-    plans, index = [], 0
-    for experiment in chosen:
-        plans.append(_plan_experiment(experiment, index, selection, policy, picked))
-        index += experiment.repetitions
-    if selection.repetition is not None and not any(p.jobs for p in plans) and not all(
-            p.skipped for p in plans):
+    total = (sum(len(d) * d.document["repetitions"] for d in chosen.documents) if isinstance(chosen, Expansion)
+             else sum(e.repetitions for e in chosen))
+    plan = Plan(chosen, selection, policy, selection.job_indices(total), source)
+    plan.count()
+    if selection.repetition is not None and not plan.totals.jobs and plan.totals.skipped < plan.totals.experiments:
         raise ConfigError(f"-r/--repetition: no selected experiment has repetition {selection.repetition}")
-    _check_writable(plans, source)
-    return Plan(plans)
+    return plan
 
 
-def _check_writable(plans: Sequence[ExperimentPlan], source: str) -> None:
-    """Every folder the run will write must be creatable: its nearest existing ancestor is a writable folder.
-    Checked for all experiments first, so that a bad second path never follows a written first one."""
-    for item in plans:
-        if not item.jobs and not item.rewrite:
-            continue
-        experiment = item.experiment
-        if item.rewrite:
-            refusal = ExperimentStore(experiment.path).deletion_refusal()
-            if refusal:
-                raise ConfigError(f"{source}: experiment '{experiment.base_name}': -d/-o: refusing to delete, "
-                                  f"{refusal}")
-        store = ExperimentStore(experiment.path)
-        if store.exists() and not store.is_ours():
-            raise ConfigError(f"{source}: experiment '{experiment.base_name}': 'path': {store.config_file} exists "
-                              "and was not written by cluster_work; it is never overwritten: move it away")
-        existing = os.path.abspath(experiment.path)
-        while not os.path.lexists(existing):
-            existing = os.path.dirname(existing)
-        if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
-            what = "is not a folder" if not os.path.isdir(existing) else "is not writable"
-            raise ConfigError(f"{source}: experiment '{experiment.base_name}': 'path': cannot write "
-                              f"{experiment.path}: {existing} {what}")
+def _check_writable(folder: str, base_name: str, source: str, checked: set[str]) -> None:
+    """`folder` can be created: its nearest existing ancestor is a writable folder. Checked for every
+    experiment before anything is written, so that a bad second path never follows a written first one."""
+    existing = os.path.abspath(folder)
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing)
+    if existing in checked:
+        return
+    checked.add(existing)
+    if not os.path.isdir(existing):
+        raise ConfigError(f"{source}: experiment '{base_name}': 'path': cannot write {folder}: {existing} "
+                          "is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):  # the disk's fault, not the config's: exit 3, as a failed write
+        cause = errno.EROFS if os.statvfs(existing).f_flag & os.ST_RDONLY else errno.EACCES
+        raise StoreError(f"cannot write {folder} (experiment '{base_name}'): {existing}: {os.strerror(cause)}")
+
+
+def _check_experiment(item: ExperimentPlan, source: str, checked: set[str]) -> None:
+    """What a run would refuse for this experiment's folder (see make_plan)."""
+    if not item.jobs and not item.rewrite:
+        return
+    experiment = item.experiment
+    store = ExperimentStore(experiment.path)
+    if item.rewrite:
+        refusal = store.deletion_refusal()
+        if refusal:
+            raise ConfigError(f"{source}: experiment '{experiment.base_name}': -d/-o: refusing to delete, {refusal}")
+    if store.exists() and not store.is_ours():
+        raise ConfigError(f"{source}: experiment '{experiment.base_name}': 'path': {store.config_file} exists "
+                          "and was not written by cluster_work; it is never overwritten: move it away")
+    _check_writable(experiment.path, experiment.base_name, source, checked)
 
 
 def _plan_experiment(experiment: ExpandedExperiment, first_index: int, selection: Selection,
-                     policy: Policy, picked: range | None) -> ExperimentPlan:
+                     policy: Policy, picked: range | None, fresh: bool) -> ExperimentPlan:
+    """One experiment's state and jobs; `fresh`: its document's folder does not exist, so neither do its files."""
     store = ExperimentStore(experiment.path)
-    stored = store.read_config() if store.is_ours() else None
+    stored = store.read_config() if not fresh and store.is_ours() else None
     original_done: set[int] = set()
-    if store.has_original_results():  # a sweep the original ClusterWork ran: its finished repetitions count
+    if not fresh and store.has_original_results():  # the original ClusterWork ran it: its finished repetitions count
         from .original_format import finished_repetitions, read_experiment_config
 
         original_done = finished_repetitions(experiment.path, experiment.iterations)
@@ -266,7 +381,7 @@ def expected_seconds(plans: Sequence[ExperimentPlan]) -> dict[int, float]:
 
 def apply_plan(plan: Plan, warn: Any = log.warning) -> None:
     """Delete what -d/-o asked to delete (configs are written by each experiment's first job)."""
-    for item in plan.experiments:
+    for item in plan.experiments if plan.totals.rewrites else ():
         if not item.rewrite or item.skipped:
             continue
         left = ExperimentStore(item.experiment.path).delete()
@@ -275,9 +390,14 @@ def apply_plan(plan: Plan, warn: Any = log.warning) -> None:
             warn(f"{item.experiment.name}: -d/-o kept what cluster_work did not write: {shown}")
 
 
-def warn_changed(plan: Plan, policy: Policy, warn: Any = log.warning) -> None:
-    for item in plan.experiments:
+def warn_changed(plan: Plan, policy: Policy, warn: Any = log.warning, most: int = 20) -> None:
+    """One warning per experiment whose parameters changed, `most` of them, then their number."""
+    changed = 0
+    for item in plan.experiments if plan.totals.changed else ():
         if item.state != CHANGED:
+            continue
+        changed += 1
+        if changed > most:
             continue
         keys = ", ".join(item.changed_keys)
         if policy.ignore_config:
@@ -286,4 +406,5 @@ def warn_changed(plan: Plan, policy: Policy, warn: Any = log.warning) -> None:
             warn(f"{item.experiment.name}: skipped, its parameters changed since its results were saved "
                  f"({keys}); use -o/--overwrite to delete its results and start over, or "
                  "-I/--ignore_config to continue with the new parameters")
-
+    if changed > most:
+        warn(f"... and {changed - most} more experiments whose parameters changed")

@@ -1,21 +1,23 @@
 """What the tool prints for people: the job list (--list), progress tables (-p/-P), the end summary."""
 from __future__ import annotations
 
+import collections
 import json
 import shlex
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from rich.console import Console
 from rich.table import Table
 
+from .config import KeyPath, dotted
 from .display import format_seconds
 from .expansion import ExpandedExperiment
-from .planning import Plan, repetition_state
+from .planning import ExperimentPlan, Plan, repetition_state
 from .runner import ALREADY_DONE, BUSY, DONE, STOPPED, STORE_FAILURE, iteration_times
-from .store import ExperimentStore
+from .store import ExperimentStore, to_plain
 from .sweep import Summary
 
 
@@ -25,23 +27,81 @@ def _console(stream: TextIO | None = None) -> Console:
     return Console(file=stream, width=None if stream.isatty() else 200, soft_wrap=not stream.isatty())
 
 
-def format_params(varied: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v!r}" for k, v in varied.items()) or "-"
+def format_params(varied: Mapping[KeyPath, Any]) -> str:
+    return ", ".join(f"{dotted(k)}={v!r}" for k, v in varied.items()) or "-"
 
 
-def print_plan(plan: Plan, stream: TextIO | None = None) -> None:
-    """--list: each expanded experiment, its state, parameters and job indices; runs nothing."""
-    table = Table(title="Experiments (jobs are the indices for -j)", title_justify="left")
+SCREENFUL = 50  # --list shows every experiment up to this many; beyond, a summary (and --json for all)
+SHOWN_AT_EACH_END = 5  # experiments the summary shows at its start and end
+
+
+def _plan_row(item: ExperimentPlan) -> list[str]:
+    experiment = item.experiment
+    first, last = item.first_job_index, item.first_job_index + experiment.repetitions - 1
+    state = item.state + (f" ({', '.join(item.changed_keys)})" if item.changed_keys else "")
+    return [experiment.name, state, str(experiment.repetitions), f"{first}-{last}" if last > first else str(first),
+            str(len(item.jobs)), format_params(experiment.varied)]
+
+
+def _plan_table(title: str, rows: Iterable[list[str]]) -> Table:
+    table = Table(title=title, title_justify="left")
     for column in ("experiment", "state", "reps", "jobs", "to run", "parameters"):
         table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def print_plan(plan: Plan, stream: TextIO | None = None, as_json: bool = False) -> None:
+    """--list: each expanded experiment, its state, parameters and job indices; runs nothing.
+
+    Up to a screenful of experiments as one table; beyond, a summary (per base experiment and state,
+    then the first and last few experiments), since a table of 10^6 rows helps nobody and would be
+    built in memory. `as_json` (--list --json) streams every experiment as one JSON line instead.
+    Memory stays bounded either way: the plan's experiments are read once, in order."""
+    stream = stream or sys.stdout
+    if as_json:
+        for item in plan.experiments:
+            stream.write(json.dumps(_plan_record(item), default=repr) + "\n")
+        return
+    first: list[ExperimentPlan] = []
+    last: collections.deque[ExperimentPlan] = collections.deque(maxlen=SHOWN_AT_EACH_END)
+    counts: dict[str, collections.Counter[str]] = {}  # base experiment -> experiments per state
+    to_run: collections.Counter[str] = collections.Counter()  # base experiment -> jobs to run
+    experiments = jobs = 0
     for item in plan.experiments:
-        experiment = item.experiment
-        first, last = item.first_job_index, item.first_job_index + experiment.repetitions - 1
-        state = item.state + (f" ({', '.join(item.changed_keys)})" if item.changed_keys else "")
-        table.add_row(experiment.name, state, str(experiment.repetitions),
-                      f"{first}-{last}" if last > first else str(first),
-                      str(len(item.jobs)), format_params(experiment.varied))
-    _console(stream).print(table)
+        experiments += 1
+        jobs += item.experiment.repetitions
+        base = item.experiment.base_name
+        counts.setdefault(base, collections.Counter())[item.state] += 1
+        to_run[base] += len(item.jobs)
+        if len(first) < SCREENFUL:
+            first.append(item)
+        last.append(item)
+    console = _console(stream)
+    if experiments <= SCREENFUL:
+        console.print(_plan_table("Experiments (jobs are the indices for -j)", map(_plan_row, first)))
+        return
+    states = list(dict.fromkeys(state for per_state in counts.values() for state in per_state))
+    table = Table(title=f"{experiments} experiments, {jobs} jobs (--list --json lists every one)",
+                  title_justify="left")
+    for column in ("base experiment", "experiments", *states, "jobs to run"):
+        table.add_column(column, overflow="fold")
+    for base, per_state in counts.items():
+        table.add_row(base, str(sum(per_state.values())), *(str(per_state[s]) for s in states), str(to_run[base]))
+    console.print(table)
+    skipped = experiments - SHOWN_AT_EACH_END - len(last)  # more than a screenful: the two ends never overlap
+    rows = [*map(_plan_row, first[:SHOWN_AT_EACH_END]), ["...", f"{skipped} more", "", "", "", ""],
+            *map(_plan_row, last)]
+    console.print(_plan_table("First and last experiments (jobs are the indices for -j)", rows))
+
+
+def _plan_record(item: ExperimentPlan) -> dict[str, Any]:
+    experiment = item.experiment
+    return {"experiment": experiment.name, "base": experiment.base_name, "state": item.state,
+            "changed": item.changed_keys, "repetitions": experiment.repetitions,
+            "first_job": item.first_job_index, "last_job": item.first_job_index + experiment.repetitions - 1,
+            "to_run": len(item.jobs), "params": {dotted(k): to_plain(v) for k, v in experiment.varied.items()}}
 
 
 @dataclass
@@ -192,7 +252,7 @@ def print_summary(summary: Summary, plan: Plan, sweep_paths: Iterable[str], argv
     """The end of a run: what finished, failed or was skipped, where results are, how to resume."""
     console = _console(stream or sys.stderr)
     counts = summary.counts
-    skipped_changed = sum(1 for item in plan.experiments if item.skipped)
+    skipped_changed = plan.totals.skipped
     parts = [f"{counts[DONE]} finished", f"{counts[ALREADY_DONE]} already finished" if counts[ALREADY_DONE] else "",
              f"{len(summary.failures())} failed", f"{counts[BUSY]} held by another run" if counts[BUSY] else "",
              f"{counts[STOPPED] + summary.not_started} not finished (interrupted)"

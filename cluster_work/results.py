@@ -32,7 +32,8 @@ def _sweep_folders(path: str | os.PathLike[str]) -> list[str]:
     path = os.fspath(path)
     if not os.path.isfile(path):
         return [path]
-    return list(dict.fromkeys(resolve_folder(path, e["path"]) for e in load_config(path, warn=lambda m: None, keep_unknown_tags=True)))
+    documents = load_config(path, warn=lambda m: None, keep_unknown_tags=True)
+    return list(dict.fromkeys(resolve_folder(path, e["path"]) for e in documents))
 
 
 def _find_above(start: str, relative: str) -> str | None:
@@ -86,8 +87,11 @@ def load_results(path: str | os.PathLike[str], experiments: Iterable[str] | None
 
 
 def stored_config(experiment_path: str) -> dict[str, Any] | None:
-    """The config stored in an experiment folder: cluster_work's config.yml, else the original's experiment.yml."""
-    return ExperimentStore(experiment_path).read_config() or original_format.read_experiment_config(experiment_path)
+    """The config stored in an experiment folder: cluster_work's config.yml, else the original's experiment.yml
+    (beside which a config.yml without cluster_work's marker is the user's)."""
+    store = ExperimentStore(experiment_path)
+    ours = store.read_config() if store.is_ours() or not store.has_original_results() else None
+    return ours or original_format.read_experiment_config(experiment_path)
 
 
 def _original_log(experiment_path: str, log_path: str | None = None) -> str:

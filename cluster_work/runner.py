@@ -20,7 +20,6 @@ from .errors import InvalidParameterArgument, StoreError
 from .expansion import ExpandedExperiment
 from .experiment import ClusterWork
 from .logs import repetition_log
-from .results import repetition_rows, stored_config
 from .seeding import seed_for, seed_global_generators
 from .stopping import stop_requested
 from .store import (
@@ -114,14 +113,21 @@ def run_job(experiment_class: type[ClusterWork], job: Job, settings: RunSettings
     started = time.perf_counter()
     store = ExperimentStore(job.experiment.path).repetition(job.rep)
     writer: ResultsWriter | None = None
+    refusal: tuple[str, str | None] | None = None
     try:
         writer = store.open_writer() if write else None
+    except RepetitionBusy:
+        refusal = (BUSY, None)
+    except StoreError as exc:
+        refusal = (STORE_FAILURE, str(exc))
+    refusal = _leader_decides(comm, refusal)  # the members must not wait in a collective the leader skips
+    if refusal is not None:
+        return Outcome(job.index, job.label, refusal[0], error=refusal[1], seconds=time.perf_counter() - started)
+    try:
         with _maybe_log(store, settings, write):
             kind, done, ran, error = _run_locked(experiment_class, job, settings, store, writer, comm)
         if writer is not None:
             writer.close(sync=settings.sync)
-    except RepetitionBusy:
-        return Outcome(job.index, job.label, BUSY, seconds=time.perf_counter() - started)
     except StoreError as exc:
         return Outcome(job.index, job.label, STORE_FAILURE, error=str(exc),
                        seconds=time.perf_counter() - started)
@@ -157,7 +163,11 @@ def _bind(instance: ClusterWork, job: Job, store: RepetitionStore, settings: Run
 
 
 def _seed(instance: ClusterWork, iteration: int | None) -> None:
-    instance._seed = seed_for(instance._name or "", instance._rep or 0, iteration)
+    """The seed of (experiment, rep, iteration); in an MPI group each rank its own, as in the original (which
+    added 10^5 x rank), rank 0's being the seed a run without MPI has."""
+    comm = instance._COMM
+    rank = comm.Get_rank() if comm is not None and comm.Get_size() > 1 else 0
+    instance._seed = seed_for(instance._name or "", instance._rep or 0, iteration, rank)
     seed_global_generators(instance._seed)
 
 
@@ -311,6 +321,8 @@ def restore_experiment(experiment_class: type[ClusterWork], experiment_path: str
     """An instance of `experiment_class` at the state saved after `iteration` of repetition `rep`, for
     analysis (PlotWork's %restore_experiment_state, `init_from_config`): its stored config (cluster_work's or
     the original's; or `config`), `reset`, then `restore_state`."""
+    from .results import repetition_rows, stored_config  # analysis only: workers need not import pandas
+
     config = dict(config) if config is not None else stored_config(experiment_path)
     if config is None:
         raise StoreError(f"{experiment_path}: no experiment here (no config.yml or experiment.yml)")

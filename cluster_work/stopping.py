@@ -1,14 +1,23 @@
-"""Graceful stop on SIGINT/SIGTERM: finish or discard the iteration in flight, then stop.
+"""Stop signals (SIGINT, SIGTERM): at once during start-up, gracefully once something was written.
 
-The first signal sets a flag that the runner checks between iterations; a second one in the
-process that installed `handle_stop_signals(hard_second=True)` stops at once.
+During start-up (loading the config, planning) nothing has been written yet, so a signal ends the
+process at once with one line and exit status 130 (`stop_signals_handled`): no traceback from wherever
+the signal landed, no silent death by SIGTERM. From the first write on, `handle_stop_signals` takes over:
+the first signal sets a flag that the runner checks between iterations; a second one in the process
+that installed `handle_stop_signals(hard_second=True)` stops at once.
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
+
+EXIT_INTERRUPTED = 130
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 _stop = threading.Event()
 _shared_stop: Any = None  # a multiprocessing.Event set by the parent of local worker processes
@@ -39,5 +48,39 @@ def handle_stop_signals(hard_second: bool, on_first: Callable[[], None] | None =
         if first and on_first is not None:
             on_first()
 
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
+    for signum in (*STOP_SIGNALS, signal.SIGUSR1):
         signal.signal(signum, handler)
+
+
+def _exit_at_once(signum: int, frame: object) -> None:
+    """Print one line and end the process with status 130, whatever it was doing.
+
+    `os._exit` rather than an exception: an exception raised where the signal lands can be caught or
+    printed as "Exception ignored" (in a `__del__`, say). The line goes straight to file descriptor 2,
+    since the signal may have interrupted a write to `sys.stderr`."""
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    with contextlib.suppress(OSError):
+        os.write(2, f"stopped by {signal.Signals(signum).name} before any job started\n".encode())
+    os._exit(EXIT_INTERRUPTED)
+
+
+@contextlib.contextmanager
+def stop_signals_handled() -> Iterator[None]:
+    """Around one run: from now until `handle_stop_signals` takes over (before the first write),
+    SIGINT and SIGTERM end the process at once with one line and exit status 130. On the way out, the
+    handlers the caller had (a notebook or a test that runs the CLI keeps its Ctrl-C), and a fresh stop
+    flag on the way in. Outside the main thread, where Python cannot install handlers, it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.getsignal(signum) for signum in (*STOP_SIGNALS, signal.SIGUSR1)}
+    _stop.clear()
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _exit_at_once)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)

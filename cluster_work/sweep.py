@@ -5,8 +5,9 @@ import functools
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from .executors import Executor
 from .experiment import ClusterWork
@@ -23,11 +24,11 @@ from .runner import (
     RunSettings,
     run_job,
 )
-from .stopping import request_stop, stop_requested
+from .stopping import EXIT_INTERRUPTED, request_stop, stop_requested
 
 log = logging.getLogger("cluster_work")
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STORE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STORE = 0, 1, 2, 3  # and EXIT_INTERRUPTED (130), from stopping
 
 
 @dataclass
@@ -64,7 +65,15 @@ class Summary:
         return EXIT_OK
 
 
-def run_jobs(experiment_class: type[ClusterWork], jobs: Sequence[Job], executor: Executor,
+class SizedJobs(Protocol):
+    """Jobs that know their number before they are all made (a plan streams a huge sweep's jobs)."""
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[Job]: ...
+
+
+def run_jobs(experiment_class: type[ClusterWork], jobs: SizedJobs, executor: Executor,
              settings: RunSettings, on_outcome: Callable[[Outcome], None] = lambda o: None) -> Summary:
     """Run `jobs` on `executor`; a store failure (full disk...) stops dispatching at once."""
     summary = Summary(jobs=len(jobs))

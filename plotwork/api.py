@@ -3,12 +3,10 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
-
-from cluster_work.expansion import base_name_of
 
 from .plotters import get_plotter
 
@@ -62,11 +60,12 @@ def best_iterations(frame: pd.DataFrame, column: str, mode: str = "max") -> pd.D
 
 
 def plot_sweep(frame: pd.DataFrame, columns: Sequence[str], plotter: str, folder: str,
-               fmt: str = "png") -> list[str]:
-    """One file per base experiment and column into `folder` (the experiment script's --plot)."""
+               bases: Mapping[str, str], fmt: str = "png") -> list[str]:
+    """One file per base experiment and column into `folder` (the experiment script's --plot);
+    `bases` maps each expanded name to its base name."""
     figures = []
-    bases = frame.experiment.map(base_name_of)
-    for base in dict.fromkeys(bases):
+    base_of = frame.experiment.map(bases)
+    for base in dict.fromkeys(base_of.dropna()):
         for column in columns:
-            figures.append(plot_results(frame[bases == base], plotter, column, title=f"{base} {column} {plotter}"))
+            figures.append(plot_results(frame[base_of == base], plotter, column, title=f"{base} {column} {plotter}"))
     return save_figures(figures, folder, "", fmt)

@@ -5,20 +5,25 @@ already narrowed to the experiments to draw. Register your own with `@register_p
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
 
-from cluster_work.expansion import params_part_of
+from cluster_work.expansion import NAME_SEPARATOR
 
 Plotter = Callable[..., None]
 PLOTTERS: dict[str, Plotter] = {}
 
 
-def short_label(experiment: Any) -> str:
-    """An expanded experiment's parameter part ('lr0.1_bs32' of 'fit__lr0.1_bs32'): the legend's label."""
-    return params_part_of(str(experiment))
+def legend_labels(names: Any) -> dict[str, str]:
+    """The legend's label of each expanded experiment: without the base name and separator that all of them
+    share ('lr0.1' for 'fit__lr0.1' beside 'fit__lr0.2'), the full names where they differ in base."""
+    names = [str(name) for name in dict.fromkeys(names)]
+    shared = os.path.commonprefix(names)
+    cut = shared.rfind(NAME_SEPARATOR) + len(NAME_SEPARATOR) if NAME_SEPARATOR in shared else 0
+    return {name: name[cut:] or name for name in names}
 
 
 def register_plotter(name: str) -> Callable[[Plotter], Plotter]:
@@ -39,9 +44,10 @@ def get_plotter(name: str) -> Plotter:
 @register_plotter("mean_2std")
 def mean_2std(frame: pd.DataFrame, column: str, ax: Any, **options: Any) -> None:
     """Per expanded experiment: the mean over repetitions against iteration, and a band of 2 std."""
+    labels = legend_labels(frame.experiment)
     for name, group in frame.groupby("experiment", sort=False):
         stats = group.groupby("iteration")[column].agg(["mean", "std"]).fillna({"std": 0.0})
-        line, = ax.plot(stats.index, stats["mean"], label=short_label(name))
+        line, = ax.plot(stats.index, stats["mean"], label=labels[str(name)])
         ax.fill_between(stats.index, stats["mean"] - 2 * stats["std"], stats["mean"] + 2 * stats["std"],
                         color=line.get_color(), alpha=0.2)
     ax.set_xlabel("iteration")
@@ -52,12 +58,13 @@ def mean_2std(frame: pd.DataFrame, column: str, ax: Any, **options: Any) -> None
 @register_plotter("best_n")
 def best_n(frame: pd.DataFrame, column: str, ax: Any, n: int = 3, mode: str = "max", **options: Any) -> None:
     """Per expanded experiment: the n repetitions with the best final value, one line each."""
+    labels = legend_labels(frame.experiment)
     for name, group in frame.groupby("experiment", sort=False):
         final = group.sort_values("iteration").groupby("rep")[column].last()
         best = final.nlargest(n) if mode == "max" else final.nsmallest(n)
         for rep in best.index:
             curve = group[group.rep == rep].sort_values("iteration")
-            ax.plot(curve.iteration, curve[column], label=f"{short_label(name)} rep {rep}")
+            ax.plot(curve.iteration, curve[column], label=f"{labels[str(name)]} rep {rep}")
     ax.set_xlabel("iteration")
     ax.set_ylabel(column)
     ax.legend(fontsize="small")

@@ -25,9 +25,9 @@ def script_env() -> dict:
 
 
 def run_cli(experiment: str, *args: str, cwd: Path, timeout: float = 120, check_rc: int | None = None,
-            **popen) -> subprocess.CompletedProcess:
-    """Run `tests/experiments.py EXPERIMENT ARGS` as a user would, in `cwd`."""
-    result = subprocess.run([sys.executable, SCRIPT, experiment, *args], cwd=cwd, env=script_env(),
+            script: str = SCRIPT, **popen) -> subprocess.CompletedProcess:
+    """Run `tests/experiments.py EXPERIMENT ARGS` (or another `script`) as a user would, in `cwd`."""
+    result = subprocess.run([sys.executable, script, experiment, *args], cwd=cwd, env=script_env(),
                             capture_output=True, text=True, timeout=timeout, **popen)
     if check_rc is not None:
         assert result.returncode == check_rc, result.stdout + result.stderr
@@ -57,14 +57,15 @@ def mpiexec() -> str:
     return found
 
 
-def mpi_command(ranks: int, experiment: str, *args: str) -> list[str]:
-    return [mpiexec(), "-n", str(ranks), sys.executable, "-m", "mpi4py", SCRIPT, experiment, *args, "-c"]
+def mpi_command(ranks: int, experiment: str, *args: str, script: str = SCRIPT) -> list[str]:
+    return [mpiexec(), "-n", str(ranks), sys.executable, "-m", "mpi4py", script, experiment, *args, "-c"]
 
 
 def run_mpi(ranks: int, experiment: str, *args: str, cwd: Path, check_rc: int | None = None,
-            timeout: float = 120) -> subprocess.CompletedProcess:
+            timeout: float = 120, script: str = SCRIPT) -> subprocess.CompletedProcess:
     """Run the experiment under a real mpiexec with `ranks` ranks (oversubscribed where needed)."""
-    result = subprocess.run(mpi_command(ranks, experiment, *args), cwd=cwd, env={**script_env(), **MPI_ENV},
+    result = subprocess.run(mpi_command(ranks, experiment, *args, script=script), cwd=cwd,
+                            env={**script_env(), **MPI_ENV},
                             capture_output=True, text=True, timeout=timeout)
     if check_rc is not None:
         assert result.returncode == check_rc, result.stdout + result.stderr

@@ -83,7 +83,7 @@ def expand_experiment(config):
             _config = deepcopy(config)
             del _config[key]
 
-            _converted_name = '_'.join("{}{}".format(shorten_param(k), v) for k, v in zip(_param_names, values))
+            _converted_name = '_'.join("{}{}".format(shorten_param(k), v) for k, v in zip(_param_names, values))  # noqa: UP032 (verbatim)
             _converted_name = re.sub("[' ]", '', _converted_name)
             _converted_name = re.sub('["]', '', _converted_name)
             _converted_name = re.sub(r"[(\[]", '_', _converted_name)

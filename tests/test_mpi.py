@@ -1,7 +1,11 @@
 """The MPI backend under a real mpiexec: same results as the sequential run, failures, groups, crashes."""
+import contextlib
+import errno
+import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -11,6 +15,10 @@ from conftest import MPI_ENV, comparable, descendants, mpi_command, run_cli, run
 from test_durability import assert_every_file_readable, kill_session
 
 from cluster_work import load_results
+from cluster_work.errors import ClusterWorkError
+from cluster_work.mpi_layout import SELF, SPLIT, WORLD, Layout, mpi_layout
+
+CLIENTS = str(Path(__file__).resolve().parent / "clients_mpi.py")
 
 CONFIG = """\
 name: DEFAULT
@@ -56,16 +64,100 @@ def test_config_error_under_mpi_exits_2_without_hanging(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("ranks, groups, expected_groups, idle", [(5, 2, 2, 0), (4, 2, 1, 1)])
-def test_mpi_groups_share_a_communicator_and_write_once(tmp_path, ranks, groups, expected_groups, idle):
+@pytest.mark.parametrize("ranks, option, idle", [(5, ["-g", "2"], False), (6, ["--group_size", "2"], True)])
+def test_mpi_groups_share_a_communicator_and_write_once(tmp_path, ranks, option, idle):
+    """`-g 2`: two groups of the four workers; `--group_size 2` of five workers: two groups, one rank idle."""
     (tmp_path / "config.yml").write_text("name: g\nrepetitions: 3\niterations: 3\npath: out\n")
-    result = run_mpi(ranks, "GroupSum", "config.yml", "-g", str(groups), cwd=tmp_path, check_rc=0)
-    assert f"{expected_groups} MPI workers in groups of 2" in result.stderr
-    assert ("idle" in result.stderr) == bool(idle)
+    result = run_mpi(ranks, "GroupSum", "config.yml", *option, cwd=tmp_path, check_rc=0)
+    assert f"2 MPI groups of 2 ranks ({ranks} ranks in all)" in result.stderr
+    assert ("1 MPI rank(s) (5) idle" in result.stderr) == idle
     frame = load_results(tmp_path / "out")
     assert len(frame) == 9  # one writer per group: no duplicated rows
     assert set(frame.group_size) == {2} and set(frame.summed) == {1 + 2}
     assert list(frame[frame.rep == 0].total) == [3, 6, 9]
+
+
+def test_one_group_of_every_rank_runs_a_data_parallel_learner(tmp_path):
+    """`-g 1`, the original's way to train one learner on all ranks: `self._COMM` is COMM_WORLD, rank 0
+    included, every rank contributes to each iteration, rank 0 alone writes; a rerun gives the same rows."""
+    (tmp_path / "config.yml").write_text("name: rl\nrepetitions: 2\niterations: 3\npath: out\n"
+                                         "params: {expect_ranks: 3}\n")
+    result = run_mpi(3, "DataParallelLearner", "config.yml", "-g", "1", cwd=tmp_path, check_rc=0, script=CLIENTS)
+    assert "all 3 MPI ranks together" in result.stderr
+    first = comparable(tmp_path / "out")
+    assert len(first) == 6  # written once: no row from the other ranks
+    assert set(first.comm_size) == {3} and set(first.comm_name) == {"MPI_COMM_WORLD"}
+    assert set(first.rank_sum) == {0 + 1 + 2} and set(first.no_gui) == {True}
+    assert set(first.same_step) == {True}  # every rank applied the same all-reduced step
+    assert set(first.distinct_seeds) == {True}  # each rank its own seed, as the original's 10^5 x rank
+    run_mpi(3, "DataParallelLearner", "config.yml", "-g", "1", "-d", cwd=tmp_path, check_rc=0, script=CLIENTS)
+    pd.testing.assert_frame_equal(first, comparable(tmp_path / "out"))
+
+
+def test_by_default_each_worker_runs_alone_with_comm_self_and_no_gui(tmp_path):
+    (tmp_path / "config.yml").write_text("name: rl\nrepetitions: 2\niterations: 2\npath: out\n")
+    result = run_mpi(3, "DataParallelLearner", "config.yml", cwd=tmp_path, check_rc=0, script=CLIENTS)
+    assert "2 MPI workers (3 ranks)" in result.stderr
+    frame = load_results(tmp_path / "out")
+    assert len(frame) == 4 and set(frame.comm_size) == {1} and set(frame.rank_sum) == {0}
+    assert set(frame.comm_name) == {"MPI_COMM_SELF"} and set(frame.no_gui) == {True}
+
+
+@pytest.mark.parametrize("ranks, option", [(3, ["-g", "3"]), (1, ["-g", "1", "--group_size", "2"])],
+                         ids=["more-groups-than-workers", "groups-and-group-size"])
+def test_bad_group_options_are_one_usage_error(tmp_path, ranks, option):
+    (tmp_path / "config.yml").write_text("name: g\nrepetitions: 1\niterations: 1\npath: out\n")
+    if ranks == 1:
+        result = run_cli("GroupSum", "config.yml", "-c", *option, cwd=tmp_path, check_rc=2)
+    else:
+        result = run_mpi(ranks, "GroupSum", "config.yml", *option, cwd=tmp_path, check_rc=2, timeout=60)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "-g/--mpi_groups" in errors[0], result.stderr
+    assert "MPI_ABORT" not in result.stderr and not (tmp_path / "out").exists()
+
+
+class _GoneConsole:
+    """A console whose terminal or launcher is gone: every write fails as a dead pty's does."""
+
+    def write(self, text):
+        raise OSError(errno.EIO, "Input/output error")
+
+    def flush(self):
+        raise OSError(errno.EIO, "Input/output error")
+
+
+def test_a_console_that_is_gone_requests_a_stop_instead_of_raising(tmp_path, monkeypatch):
+    import logging
+    import threading
+
+    from cluster_work import logs, stopping
+
+    monkeypatch.setattr(stopping, "_stop", threading.Event())
+    monkeypatch.setattr(sys, "stdout", _GoneConsole())
+    monkeypatch.setattr(sys, "stderr", _GoneConsole())
+    with logs.repetition_log(str(tmp_path / "rep.log"), "INFO"):
+        print("iteration 3", flush=True)  # inside `iterate`: must not raise
+    assert stopping.stop_requested() and "iteration 3" in (tmp_path / "rep.log").read_text()
+    monkeypatch.setattr(stopping, "_stop", threading.Event())
+    handler = logs._CurrentStderrHandler()  # the console log handler, outside a repetition
+    handler.emit(logging.LogRecord("cluster_work", logging.INFO, __file__, 1, "rep 0: finished", None, None))
+    assert stopping.stop_requested()
+
+
+def test_mpi_layout():
+    assert mpi_layout(4) == Layout(((1,), (2,), (3,)), (), SELF)
+    assert mpi_layout(1) == Layout((), (), SELF)  # no workers: rank 0 runs every job alone
+    assert mpi_layout(3, groups=1) == Layout(((0, 1, 2),), (), WORLD)
+    assert mpi_layout(3, groups=1).contacts() == [1, 2] and mpi_layout(3, groups=1).rank0_leads
+    assert mpi_layout(8, groups=3) == Layout(((1, 2), (3, 4), (5, 6)), (7,), SPLIT)  # contiguous blocks
+    assert mpi_layout(8, groups=3).contacts() == [1, 3, 5, 7]
+    assert mpi_layout(5, groups=4) == Layout(((1,), (2,), (3,), (4,)), (), SPLIT)
+    assert mpi_layout(6, group_size=2) == Layout(((1, 2), (3, 4)), (5,), SPLIT)
+    assert mpi_layout(3, group_size=4) == Layout((), (1, 2), SPLIT)
+    assert mpi_layout(8, groups=3).group_of(4) == (3, 4) and mpi_layout(8, groups=3).group_of(7) is None
+    for world_size, groups, group_size in [(3, 3, None), (1, 2, None), (4, 1, 2), (4, 0, None), (4, None, 0)]:
+        with pytest.raises(ClusterWorkError):
+            mpi_layout(world_size, groups, group_size)
 
 
 def test_one_rank_without_mpiexec_runs_in_process(tmp_path, sequential):
@@ -134,8 +226,6 @@ def _cpu_seconds(pid):
 
 
 def test_hostfile_from_a_slurm_allocation_drives_mpiexec(tmp_path, sequential):
-    import sys
-
     from conftest import SCRIPT, mpiexec
     env = {**script_env(), **MPI_ENV, "SLURM_JOB_NODELIST": "localhost", "SLURM_TASKS_PER_NODE": "4"}
     version = subprocess.run([mpiexec(), "--version"], capture_output=True, text=True).stdout
@@ -172,8 +262,6 @@ if __name__ == "__main__":
 
 @pytest.mark.parametrize("how", ["local", "mpi"])
 def test_classes_in_main_and_lambdas_in_params_travel(tmp_path, how):
-    import sys
-
     from conftest import mpiexec
     (tmp_path / "main_exp.py").write_text(MAIN_SCRIPT)
     (tmp_path / "config.yml").write_text("name: m\nrepetitions: 2\niterations: 3\npath: out\n")
@@ -246,3 +334,48 @@ def test_sigusr1_to_mpiexec_stops_the_sweep_cleanly(tmp_path):
     assert_every_file_readable(tmp_path / "out")
     run_mpi(4, "Deterministic", "config.yml", cwd=tmp_path, check_rc=0)
     assert sum(p.stat().st_size for p in (tmp_path / "out").rglob("calls")) == 30  # nothing redone
+
+
+@pytest.mark.slow
+def test_kill_9_of_mpiexec_while_experiments_print_fails_no_repetition(tmp_path):
+    """A print into the console of a dead mpiexec raises EIO/EPIPE: it must stop the repetition at the next
+    iteration boundary (resumable), never record it as failed; a rerun completes it as a clean run would.
+
+    Each rank runs under a shell that outlives mpiexec, as ranks on other nodes do under their node's
+    daemon: otherwise the orphan watchdog ends the ranks the instant mpiexec dies, before any print."""
+    config = "name: chat\nrepetitions: 2\niterations: 20\npath: out\nparams: {sleep: %s}\n"
+    (tmp_path / "config.yml").write_text(config % 0.05)
+    command = mpi_command(3, "ChattyWalk", "config.yml", script=CLIENTS)
+    command[3:3] = ["bash", "-c", '"$0" "$@"; exit $?']  # after `mpiexec -n 3`; not exec'd: bash stays the parent
+    process = subprocess.Popen(command, cwd=tmp_path, env={**script_env(), **MPI_ENV}, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not _each_saved(tmp_path / "out", repetitions=2, rows=2):
+        time.sleep(0.05)
+    ranks = _python_ranks(process.pid)
+    os.kill(process.pid, 9)  # mpiexec alone: the ranks' console is gone
+    process.wait()
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and any(_alive(pid) for pid in ranks):
+            time.sleep(0.2)
+        assert not any(_alive(pid) for pid in ranks), "ranks did not end their run"
+    finally:
+        for pid in ranks:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 9)
+    assert_every_file_readable(tmp_path / "out")
+    states = [json.loads(p.read_text()).get("state") for p in (tmp_path / "out").rglob("status.json")]
+    assert len(states) == 2 and set(states) <= {"interrupted", "finished"}, states  # never failed
+    run_mpi(3, "ChattyWalk", "config.yml", cwd=tmp_path, check_rc=0, script=CLIENTS)
+    (tmp_path / "clean").mkdir()
+    (tmp_path / "clean" / "config.yml").write_text(config % 0.0)
+    run_cli("ChattyWalk", "config.yml", cwd=tmp_path / "clean", check_rc=0, script=CLIENTS)
+    pd.testing.assert_frame_equal(comparable(tmp_path / "clean" / "out").drop(columns=["params.sleep"]),
+                                  comparable(tmp_path / "out").drop(columns=["params.sleep"]))
+
+
+def _each_saved(out, repetitions, rows):
+    """Whether `repetitions` repetitions have saved `rows` rows each (the run is well under way)."""
+    counts = [len(p.read_bytes().splitlines()) for p in Path(out).rglob("results.jsonl")]
+    return len(counts) >= repetitions and min(counts) >= rows

@@ -67,12 +67,12 @@ def test_magics_in_a_real_notebook(sweep):
         "%print_best_iterations value",
         "%restore_best_experiment_state value",
         "print(experiment._name, experiment._rep, experiment.value)",
-        "%restore_experiment_state -e walk__ste1.0 -r 1 -i 2 -o early",
+        "%restore_experiment_state -e walk__s1.0 -r 1 -i 2 -o early",
         "print(early.value)",
         "%print_progress",
     ])
     cells = notebook.cells
-    assert text_of(cells[3]).strip() == "15 ['walk__ste2.0']"  # -f filters by params
+    assert text_of(cells[3]).strip() == "15 ['walk__s2.0']"  # -f filters by params
     table = text_of(cells[5])
     expected = summary(frame, "value")
     for name, row in expected.iterrows():
@@ -84,7 +84,7 @@ def test_magics_in_a_real_notebook(sweep):
     assert list((sweep / "figs").glob("nb_*.png"))
     assert f"{best.value:.4f}"[:5] in text_of(cells[9])
     assert text_of(cells[11]).split() == [best.experiment, str(best.rep), repr(float(best.value))]
-    early = frame[(frame.experiment == "walk__ste1.0") & (frame.rep == 1) & (frame.iteration == 2)].value.item()
+    early = frame[(frame.experiment == "walk__s1.0") & (frame.rep == 1) & (frame.iteration == 2)].value.item()
     assert float(text_of(cells[13])) == pytest.approx(early)
     assert "100%" in text_of(cells[14])
 
@@ -128,7 +128,7 @@ def test_a_sweep_being_written_loads_as_a_consistent_prefix(sweep, tmp_path):
     import shutil
     copy = tmp_path / "out"
     shutil.copytree(sweep / "out", copy)
-    results = copy / "walk__ste1.0" / "log" / "rep_00" / "results.jsonl"
+    results = copy / "walk" / "s1.0" / "log" / "rep_00" / "results.jsonl"
     with open(results, "ab") as handle:
         handle.write(b'{"iteration":5,"value":')  # a writer in the middle of a row
     frame = load_results(copy)
