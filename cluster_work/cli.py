@@ -5,6 +5,7 @@ import argparse
 import inspect
 import logging
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 
@@ -169,6 +170,8 @@ def _run(experiment_class: type[ClusterWork], args: argparse.Namespace, argument
                          policy, args.config)
         if args.list:
             print_plan(plan, as_json=args.json)
+            if args.verbose and not args.json:
+                print("\n".join(["launch:", *_launch_lines(args, plan)]))
             return 0
         if args.slurm:
             return _slurm(args, experiments, plan)
@@ -240,6 +243,7 @@ def _slurm(args: argparse.Namespace, experiments: list, plan: Plan) -> int:
         print(text, end="")
         return 0
     path = os.path.join(sweep_path, f"cluster_work_{kind}.sbatch")
+    plan.freeze_designs()  # every task of the job must see the same custom points
     os.makedirs(sweep_path, exist_ok=True)
     with open(path, "w", encoding="utf-8") as handle:
         handle.write(text)
@@ -247,6 +251,22 @@ def _slurm(args: argparse.Namespace, experiments: list, plan: Plan) -> int:
     if args.submit:
         print(f"submitted job {slurm.submit(path)}")
     return 0
+
+
+def _launch_lines(args: argparse.Namespace, plan: Plan) -> list[str]:
+    """--list -v: the commands that run this sweep as asked (for --slurm, the sbatch line; --dry-run prints
+    the script it submits)."""
+    run = " ".join(shlex.quote(a) for a in [os.path.abspath(sys.argv[0]), *_run_arguments(args)])
+    if args.slurm:
+        script = os.path.join(os.path.abspath(plan.totals.sweep_paths[0]),
+                              f"cluster_work_{'array' if args.array else 'mpi'}.sbatch")
+        return [f"sbatch {shlex.quote(script)}"]
+    if args.cluster:
+        from mpi4py import MPI
+
+        return [f"{slurm.mpiexec_command()} -n {MPI.COMM_WORLD.Get_size()} {slurm.python_command()} -m mpi4py "
+                f"{run} -c"]
+    return [f"{slurm.python_command()} {run}" + (f" -n {args.workers}" if args.workers > 1 else "")]
 
 
 def _run_arguments(args: argparse.Namespace) -> list[str]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -30,7 +31,10 @@ from .errors import ClusterWorkError, config_error
 log = logging.getLogger("cluster_work")
 
 REQUIRED_KEYS = ("name", "repetitions", "iterations", "path")
-KNOWN_KEYS = frozenset(REQUIRED_KEYS + ("params", "grid", "list", "slurm", "gui", "plotting", "log_path"))
+KNOWN_KEYS = frozenset(REQUIRED_KEYS + ("params", "grid", "list", "random", "custom", "slurm", "gui", "plotting",
+                                       "log_path"))
+CUSTOM_KEYS = frozenset({"function", "samples", "params"})
+RANDOM_KEYS = frozenset({"samples", "seed", "params", "without_replacement"})
 DEFAULT_NAME = "DEFAULT"
 _NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=,-]*")
 
@@ -41,6 +45,7 @@ MAX_DEPTH = 100                     # nesting of mappings and lists
 MAX_NAME_LENGTH = 100               # characters of an experiment's base name
 MAX_PATH_COMPONENT = 255            # bytes of one folder name (NAME_MAX of Linux file systems)
 MAX_REPETITIONS = 1_000_000
+MAX_SAMPLES = 10_000_000
 
 Warn = Callable[[str], None]
 KeyPath = tuple[str, ...]  # ('optimizer', 'lr') for params.optimizer.lr; a key may itself hold a dot
@@ -239,6 +244,7 @@ def merge_and_validate(documents: list[Any], source: str, warn: Warn = log.warni
         if not isinstance(document, Mapping):
             raise config_error(source, f"document {number} must be a mapping of keys to values, "
                                        f"got {type(document).__name__}")
+    documents = [_replicas_as_repetitions(d, source, number) for number, d in enumerate(documents, start=1)]
     default: Mapping[str, Any] = {}
     if is_default_document(documents[0]):
         default, documents = documents[0], documents[1:]
@@ -262,6 +268,15 @@ def merge_and_validate(documents: list[Any], source: str, warn: Warn = log.warni
     if not experiments:
         raise config_error(source, "the file holds a DEFAULT document but no experiment")
     return experiments
+
+
+def _replicas_as_repetitions(document: Mapping[str, Any], source: str, number: int) -> Mapping[str, Any]:
+    """SmartSim's `replicas: N` is our `repetitions: N` (each replica its own seed)."""
+    if "replicas" not in document:
+        return document
+    if "repetitions" in document:
+        raise config_error(source, f"document {number}: give 'replicas' or 'repetitions', not both", key="replicas")
+    return {("repetitions" if key == "replicas" else key): value for key, value in document.items()}
 
 
 def validate_experiment(experiment: Mapping[str, Any], source: str, number: int,
@@ -316,10 +331,90 @@ def validate_experiment(experiment: Mapping[str, Any], source: str, number: int,
         if shared:
             raise config_error(source, f"parameter(s) {', '.join(sorted(map(dotted, shared)))} appear under "
                                        "both 'grid' and 'list'", experiment=name, key="grid")
+    if experiment.get("random") is not None:
+        _validate_random(experiment, source, name)
+    if experiment.get("custom") is not None:
+        _validate_custom(experiment, source, name)
     for key in experiment:
         if key not in KNOWN_KEYS:
             warn(f"{source}: experiment '{name}': unknown key '{key}' (known: {', '.join(sorted(KNOWN_KEYS))}); "
                  "it is passed to the experiment unchanged")
+
+
+def _validate_random(experiment: Mapping[str, Any], source: str, name: str) -> None:
+    from . import sampling
+
+    random = experiment["random"]
+    if not isinstance(random, Mapping):
+        raise config_error(source, "must be a mapping with samples and params", experiment=name, key="random")
+    for key in random:
+        if key not in RANDOM_KEYS:
+            raise config_error(source, f"unknown key (known: {', '.join(sorted(RANDOM_KEYS))})", experiment=name,
+                               key=f"random.{key}")
+    samples = random.get("samples")
+    if isinstance(samples, bool) or not isinstance(samples, int) or not 1 <= samples <= MAX_SAMPLES:
+        raise config_error(source, f"must be an integer from 1 to {MAX_SAMPLES:,}, got {samples!r}",
+                           experiment=name, key="random.samples")
+    if "seed" in random and (isinstance(random["seed"], bool) or not isinstance(random["seed"], int)):
+        raise config_error(source, f"must be an integer, got {random['seed']!r}", experiment=name, key="random.seed")
+    if not isinstance(random.get("params"), Mapping) or not random["params"]:
+        raise config_error(source, "must be a non-empty mapping of parameters to distributions", experiment=name,
+                           key="random.params")
+    leaves = sampling.leaves(random["params"])
+    for path, spec in leaves.items():
+        problem = sampling.problem(spec)
+        if problem:
+            raise config_error(source, problem, experiment=name, key=f"random.params.{dotted(path)}")
+    swept = set(flatten_paths(experiment.get("grid") or {})) | set(flatten_paths(experiment.get("list") or {}))
+    if swept & set(leaves):
+        shared = ", ".join(sorted(dotted(p) for p in swept & set(leaves)))
+        raise config_error(source, f"parameter(s) {shared} also appear under 'grid' or 'list'", experiment=name,
+                           key="random.params")
+    without = random.get("without_replacement", False)
+    if not isinstance(without, bool):
+        raise config_error(source, f"must be true or false, got {without!r}", experiment=name,
+                           key="random.without_replacement")
+    if without:
+        distributions = [sampling.Distribution.of(spec) for spec in leaves.values()]
+        if any(d.choices is None for d in distributions):
+            raise config_error(source, "needs every random parameter to be a list, a choice or a randint",
+                               experiment=name, key="random.without_replacement")
+        space = math.prod(d.choices or 0 for d in distributions)
+        if space < samples:
+            raise config_error(source, f"asks for {samples:,} distinct points of only {space:,}", experiment=name,
+                               key="random.samples")
+
+
+def _validate_custom(experiment: Mapping[str, Any], source: str, name: str) -> None:
+    custom = experiment["custom"]
+    if not isinstance(custom, Mapping):
+        raise config_error(source, "must be a mapping with function, samples and params", experiment=name,
+                           key="custom")
+    if experiment.get("random") is not None:
+        raise config_error(source, "give 'random' or 'custom', not both", experiment=name, key="custom")
+    for key in custom:
+        if key not in CUSTOM_KEYS:
+            raise config_error(source, f"unknown key (known: {', '.join(sorted(CUSTOM_KEYS))})", experiment=name,
+                               key=f"custom.{key}")
+    function = custom.get("function")
+    if not isinstance(function, str) or not re.fullmatch(r"[\w.]+:[\w.]+", function):
+        raise config_error(source, f"must name a function as 'module:name', got {function!r}", experiment=name,
+                           key="custom.function")
+    samples = custom.get("samples")
+    if isinstance(samples, bool) or not isinstance(samples, int) or not 1 <= samples <= MAX_SAMPLES:
+        raise config_error(source, f"must be an integer from 1 to {MAX_SAMPLES:,}, got {samples!r}",
+                           experiment=name, key="custom.samples")
+    if not isinstance(custom.get("params"), Mapping) or not custom["params"]:
+        raise config_error(source, "must be a non-empty mapping of parameters to lists of values", experiment=name,
+                           key="custom.params")
+    swept = set(flatten_paths(experiment.get("grid") or {})) | set(flatten_paths(experiment.get("list") or {}))
+    for path, values in flatten_paths(custom["params"]).items():
+        if not isinstance(values, list) or not values:
+            raise config_error(source, f"must be a non-empty list of values, got {values!r}", experiment=name,
+                               key=f"custom.params.{dotted(path)}")
+        if path in swept:
+            raise config_error(source, f"parameter {dotted(path)} also appears under 'grid' or 'list'",
+                               experiment=name, key="custom.params")
 
 
 def path_problem(value: Any) -> str | None:

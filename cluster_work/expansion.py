@@ -25,9 +25,10 @@ import logging
 import math
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+from . import sampling
 from .config import KeyPath, Warn, deep_merge, dotted, flatten_paths, set_path
 
 log = logging.getLogger("cluster_work")
@@ -182,7 +183,7 @@ class ExpandedDocument(Sequence[ExpandedExperiment]):
     document where it is not lists its names once, to give clashing ones their longer form."""
 
     def __init__(self, experiment: Mapping[str, Any], default_params: Mapping[str, Any] | None,
-                 source: str, warn: Warn):
+                 source: str, warn: Warn, custom_points: tuple[list[dict[KeyPath, Any]], bool] | None = None):
         self.document, self.base = experiment, experiment["name"]
         self.root = expand_path(experiment["path"])
         self.base_folder = os.path.join(self.root, self.base)
@@ -192,8 +193,17 @@ class ExpandedDocument(Sequence[ExpandedExperiment]):
         self._grid = list(grid.items())
         self._list_length = len(next(iter(listed.values()))) if listed else 1
         self._list_points = [[(path, values[j]) for path, values in listed.items()] for j in range(self._list_length)]
-        self.varies = bool(grid or listed)
-        self._size = math.prod(len(values) for _, values in self._grid) * self._list_length
+        random = experiment.get("random") or {}
+        self.sampler = sampling.Sampler(
+            {path: sampling.Distribution.of(spec) for path, spec in sampling.leaves(random["params"]).items()},
+            random["samples"], random.get("seed", sampling.default_seed(self.base)),
+            random.get("without_replacement", False)) if random else None
+        # a custom strategy's points (see cluster_work.design) and whether they are frozen on disk already
+        self.custom_points: list[dict[KeyPath, Any]] | None = custom_points[0] if custom_points else None
+        self.custom_frozen = bool(custom_points and custom_points[1])
+        self._samples = self.sampler.samples if self.sampler else len(self.custom_points) if self.custom_points else 1
+        self.varies = bool(grid or listed or random or self.custom_points)
+        self._size = math.prod(len(values) for _, values in self._grid) * self._list_length * self._samples
         self._grid_tokens = [[original_token(path, value) for value in values] for path, values in self._grid]
         self._list_tokens = [[original_token(path, value) for path, value in point] for point in self._list_points]
         self._longer: dict[int, str] = {} if self._provably_distinct() else self._longer_forms(source)
@@ -210,25 +220,32 @@ class ExpandedDocument(Sequence[ExpandedExperiment]):
     def __iter__(self) -> Iterator[ExpandedExperiment]:
         return map(self._make, range(self._size))
 
-    def _indices(self, index: int) -> tuple[list[int], int]:
-        """The value index on each grid axis and the list position of experiment `index`."""
-        rest, position = divmod(index, self._list_length)
+    def _indices(self, index: int) -> tuple[list[int], int, int]:
+        """The value index on each grid axis, the list position and the random sample of experiment `index`
+        (grid x list x samples, the sample fastest)."""
+        rest, sample = divmod(index, self._samples)
+        rest, position = divmod(rest, self._list_length)
         digits = []
         for _, values in reversed(self._grid):
             rest, digit = divmod(rest, len(values))
             digits.append(digit)
-        return digits[::-1], position
+        return digits[::-1], position, sample
 
     def _point(self, index: int) -> dict[KeyPath, Any]:
-        digits, position = self._indices(index)
+        digits, position, sample = self._indices(index)
         point = {path: values[d] for (path, values), d in zip(self._grid, digits)}
         point.update(self._list_points[position])
+        if self.sampler:
+            point.update(self.sampler.point(sample))
+        elif self.custom_points:
+            point.update(self.custom_points[sample])
         return point
 
     def _original_part(self, index: int) -> str:
-        digits, position = self._indices(index)
+        """The original's name part; a random or custom point adds `sample<i>` (a float never names a folder)."""
+        digits, position, sample = self._indices(index)
         tokens = [axis[d] for axis, d in zip(self._grid_tokens, digits)] + self._list_tokens[position]
-        return "_".join(tokens)
+        return "_".join(tokens + ([f"sample{sample}"] if self.sampler or self.custom_points else []))
 
     def _make(self, index: int) -> ExpandedExperiment:
         if not self.varies:
@@ -317,18 +334,24 @@ class Expansion(Sequence[ExpandedExperiment]):
         return itertools.chain.from_iterable(self.documents)
 
 
-def expand_experiment(experiment: Mapping[str, Any], default_params: Mapping[str, Any] | None = None,
-                      warn: Warn = log.warning, source: str = "config") -> ExpandedDocument:
-    """Expand one validated experiment document into its parameter sets, in a stable order."""
-    return ExpandedDocument(experiment, default_params, source, warn)
+CustomPoints = Callable[[Mapping[str, Any], str], tuple[list[dict[KeyPath, Any]], bool]]
 
 
 def expand_all(experiments: Sequence[Mapping[str, Any]], default_params: Mapping[str, Any] | None = None,
-               source: str = "config", warn: Warn = log.warning) -> Expansion:
-    """Expand every experiment; warn on params unknown to `default_params`, fail on folder clashes."""
+               source: str = "config", warn: Warn = log.warning, custom_points: CustomPoints | None = None,
+               ) -> Expansion:
+    """Expand every experiment; warn on params unknown to `default_params`, fail on folder clashes.
+
+    `custom_points(document, source)` gives a `custom:` document's points and whether they are frozen; by
+    default `cluster_work.design.points` (the frozen points, else a call of the document's function)."""
+    if custom_points is None:
+        from .design import points as design_points
+
+        custom_points = design_points
     documents = []
     for experiment in experiments:
-        documents.append(expand_experiment(experiment, default_params, warn, source))
+        designed = custom_points(experiment, source) if experiment.get("custom") else None
+        documents.append(ExpandedDocument(experiment, default_params, source, warn, designed))
         if default_params:
             _warn_unknown_params(experiment, default_params, source, warn)
     _check_separate_folders(documents, source)
@@ -341,6 +364,8 @@ def _warn_unknown_params(experiment: Mapping[str, Any], default_params: Mapping[
     given = list(flatten_paths(experiment.get("params") or {}))
     for key in ("grid", "list"):
         given += list(flatten_paths(experiment.get(key) or {}))
+    given += list(sampling.leaves((experiment.get("random") or {}).get("params") or {}))
+    given += list(flatten_paths((experiment.get("custom") or {}).get("params") or {}))
     for path in dict.fromkeys(given):
         if not any(path[:length] in known for length in range(1, len(path) + 1)):
             warn(f"{source}: experiment '{experiment['name']}': parameter '{dotted(path)}' is not among the "

@@ -17,7 +17,7 @@ from .config import dotted, flatten_paths
 from .errors import ConfigError, StoreError
 from .expansion import ExpandedDocument, ExpandedExperiment, Expansion, expand_path
 from .runner import Job
-from .store import FAILED, FINISHED, ExperimentStore, to_plain
+from .store import FAILED, FINISHED, ExperimentStore, to_plain, write_frozen_points
 
 log = logging.getLogger("cluster_work")
 
@@ -128,6 +128,19 @@ class Plan:
     def iterations_left(self) -> int:
         """Iterations the planned jobs still have to run (from each repetition's status)."""
         return self.totals.iterations_left
+
+    def freeze_designs(self) -> None:
+        """Store the points of each custom strategy that has none on disk yet (see cluster_work.design), so that
+        no later run, resume or array task calls its function again."""
+        for group, _ in self._groups:
+            if isinstance(group, ExpandedDocument) and group.custom_points and not group.custom_frozen:
+                write_frozen_points(group.base_folder, group.document["custom"], group.custom_points)
+                group.custom_frozen = True
+
+    def random_expansions(self) -> list[tuple[str, int, int]]:
+        """(base name, samples, seed) of each chosen document with a `random:` block (for --list)."""
+        return [(group.base, group.sampler.samples, group.sampler.seed) for group, _ in self._groups
+                if isinstance(group, ExpandedDocument) and group.sampler]
 
     @property
     def jobs(self) -> Jobs:
@@ -380,7 +393,9 @@ def expected_seconds(plans: Sequence[ExperimentPlan]) -> dict[int, float]:
 
 
 def apply_plan(plan: Plan, warn: Any = log.warning) -> None:
-    """Delete what -d/-o asked to delete (configs are written by each experiment's first job)."""
+    """Delete what -d/-o asked to delete and freeze custom points (configs are written by each experiment's
+    first job)."""
+    plan.freeze_designs()
     for item in plan.experiments if plan.totals.rewrites else ():
         if not item.rewrite or item.skipped:
             continue

@@ -16,7 +16,7 @@ from .config import KeyPath, dotted
 from .display import format_seconds
 from .expansion import ExpandedExperiment
 from .planning import ExperimentPlan, Plan, repetition_state
-from .runner import ALREADY_DONE, BUSY, DONE, STOPPED, STORE_FAILURE, iteration_times
+from .runner import ALREADY_DONE, BUSY, DONE, STOPPED, STORE_FAILURE, Job, iteration_times
 from .store import ExperimentStore, to_plain
 from .sweep import Summary
 
@@ -62,8 +62,11 @@ def print_plan(plan: Plan, stream: TextIO | None = None, as_json: bool = False) 
     stream = stream or sys.stdout
     if as_json:
         for item in plan.experiments:
-            stream.write(json.dumps(_plan_record(item), default=repr) + "\n")
+            for job in item.jobs:
+                stream.write(json.dumps(_job_record(item, job), default=repr) + "\n")
         return
+    for base, samples, seed in plan.random_expansions():
+        stream.write(f"{base}: {samples} random samples, seed {seed}\n")
     first: list[ExperimentPlan] = []
     last: collections.deque[ExperimentPlan] = collections.deque(maxlen=SHOWN_AT_EACH_END)
     counts: dict[str, collections.Counter[str]] = {}  # base experiment -> experiments per state
@@ -96,12 +99,12 @@ def print_plan(plan: Plan, stream: TextIO | None = None, as_json: bool = False) 
     console.print(_plan_table("First and last experiments (jobs are the indices for -j)", rows))
 
 
-def _plan_record(item: ExperimentPlan) -> dict[str, Any]:
+def _job_record(item: ExperimentPlan, job: Job) -> dict[str, Any]:
+    """--list --json: one job that a run would execute, and the state of its repetition now."""
     experiment = item.experiment
-    return {"experiment": experiment.name, "base": experiment.base_name, "state": item.state,
-            "changed": item.changed_keys, "repetitions": experiment.repetitions,
-            "first_job": item.first_job_index, "last_job": item.first_job_index + experiment.repetitions - 1,
-            "to_run": len(item.jobs), "params": {dotted(k): to_plain(v) for k, v in experiment.varied.items()}}
+    return {"job": job.index, "experiment": experiment.name, "base": experiment.base_name, "rep": job.rep,
+            "state": item.repetition_states.get(job.rep, "pending"), "restart_from": job.restart_from,
+            "params": {dotted(k) if isinstance(k, tuple) else k: to_plain(v) for k, v in experiment.varied.items()}}
 
 
 @dataclass

@@ -36,6 +36,7 @@ CONFIG_FILE = "config.yml"
 ORIGINAL_CONFIG_FILE = "experiment.yml"  # what the original ClusterWork writes into an experiment folder
 # The first line of every config.yml cluster_work writes: what tells its folders from a user's.
 MARKER = "# written by cluster_work: the effective config of this experiment."
+FROZEN_POINTS_FILE = ".cluster_work_points.json"  # in <path>/<base name>/: a custom strategy's points
 LOG_FOLDER = "log"
 RESULTS_FILE = "results.jsonl"
 STATUS_FILE = "status.json"
@@ -424,3 +425,20 @@ def _subfolders(path: str) -> list[str]:
         return [entry.path for entry in sorted(os.scandir(path), key=lambda e: e.name) if entry.is_dir()]
     except (FileNotFoundError, NotADirectoryError):
         return []
+
+
+def read_frozen_points(base_folder: str, custom: Mapping[str, Any]) -> list[dict[tuple[str, ...], Any]] | None:
+    """The points a custom strategy gave when its sweep first ran, if they were made by this `custom` block."""
+    frozen = _read_json(os.path.join(base_folder, FROZEN_POINTS_FILE))
+    if not frozen or frozen.get("custom") != to_plain(custom):
+        return None
+    return [{tuple(path): value for path, value in point} for point in frozen["points"]]
+
+
+def write_frozen_points(base_folder: str, custom: Mapping[str, Any], points: list[dict[tuple[str, ...], Any]]) -> None:
+    """Freeze a custom strategy's points (atomically), so that no later run calls the function again."""
+    with _StoreIO("create", base_folder):
+        os.makedirs(base_folder, exist_ok=True)
+    record = {"custom": to_plain(custom), "points": [[[list(path), value] for path, value in point.items()]
+                                                      for point in points]}
+    atomic_write(os.path.join(base_folder, FROZEN_POINTS_FILE), json.dumps(to_plain(record)).encode())

@@ -280,16 +280,17 @@ def test_listing_a_million_point_grid_is_a_quick_summary_in_bounded_memory(tmp_p
     assert not (tmp_path / "out").exists()
 
 
-def test_list_summarises_beyond_a_screenful_and_json_lists_every_experiment(tmp_path, cli):
+def test_list_summarises_beyond_a_screenful_and_json_lists_every_job(tmp_path, cli):
     (tmp_path / "config.yml").write_text(BASE + "name: walk\ngrid: {step: [" + ", ".join(
         f"{v}.0" for v in range(1, 53)) + "]}\n")
     status, listing, _ = cli("config.yml", "--list")
     assert status == 0
     status, lines, _ = cli("config.yml", "--list", "--json")
     records = [json.loads(line) for line in lines.splitlines()]
-    names = [record["experiment"] for record in records]
-    assert status == 0 and len(set(names)) == 52
-    assert [(r["first_job"], r["last_job"], r["state"]) for r in records[:2]] == [(0, 1, "new"), (2, 3, "new")]
+    names = list(dict.fromkeys(record["experiment"] for record in records))  # --json: one line per job
+    assert status == 0 and len(names) == 52 and len(records) == 104
+    assert [(r["job"], r["rep"], r["state"]) for r in records[:3]] == [(0, 0, "pending"), (1, 1, "pending"),
+                                                                        (2, 0, "pending")]
     assert len(listing.splitlines()) < 40 and "52 experiments" in listing and "104 jobs" in listing
     shown = [name for name in names if f" {name} " in listing]
     assert shown == names[:5] + names[-5:], listing  # the first and the last few
