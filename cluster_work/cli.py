@@ -68,7 +68,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     show.add_argument("-p", "--progress", action="store_true", help="show the progress of each experiment")
     show.add_argument("-P", "--full_progress", action="store_true", help="show the progress of each repetition")
     show.add_argument("--json", action="store_true",
-                      help="with -p/-P: print the figures as JSON; with --list: one JSON line per experiment")
+                      help="with -p/-P: print the figures as JSON; with --list: one JSON line per job a run executes")
     show.add_argument("--plot", nargs="*", metavar="COLUMN",
                       help="write PNG plots of these result columns to <path>/plots/ (needs matplotlib); "
                            "without columns, call the class's plot_results hook (as the original)")
@@ -116,7 +116,8 @@ def _main(experiment_class: type[ClusterWork], argv: Sequence[str] | None) -> in
     log_level = args.log_level or experiment_class._LOG_LEVEL
     configure_console(log_level, "DEBUG" if args.verbose else (args.cw_log_level or experiment_class._CW_LOG_LEVEL))
     settings = RunSettings(log_level=log_level, no_gui=args.no_gui or args.cluster, sync=args.sync,
-                           restart_full_repetitions=args.restart_full_repetitions)
+                           restart_full_repetitions=args.restart_full_repetitions,
+                           config_file=os.path.abspath(args.config))
     groups = {"groups": args.mpi_groups, "group_size": args.group_size}
     try:
         if args.workers < 1:
@@ -155,6 +156,7 @@ def _run(experiment_class: type[ClusterWork], args: argparse.Namespace, argument
             raise ClusterWorkError(f"{experiment_class.__name__} does not implement {missing}")
         experiments = load_config(args.config)
         expanded = expand_all(experiments, experiment_class._default_params, args.config)
+        experiment_class.check_config(expanded, args.config)
         if args.progress or args.full_progress:
             selected = select_experiments(expanded, args.experiments, args.config)
             runs = [run for path in sweep_paths(selected) for run in read_runs(path)]
@@ -283,7 +285,8 @@ def _run_arguments(args: argparse.Namespace) -> list[str]:
     if args.cw_log_level:
         arguments += ["-L", args.cw_log_level]
     for flag, given in (("-v", args.verbose), ("-I", args.ignore_config), ("-o", args.overwrite),
-                        ("--no_gui", args.no_gui), ("--no-sync", not args.sync)):
+                        ("--no_gui", args.no_gui), ("--no-sync", not args.sync),
+                        ("--restart_full_repetitions", args.restart_full_repetitions)):
         if given:
             arguments.append(flag)
     return arguments

@@ -3,10 +3,14 @@ from __future__ import annotations
 
 import abc
 import os
-from typing import Any, ClassVar
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .original_api import OriginalApi
 from .store import iteration_folder_name
+
+if TYPE_CHECKING:
+    from .expansion import ExpandedExperiment
 
 
 class ClusterWork(OriginalApi, abc.ABC):
@@ -14,8 +18,8 @@ class ClusterWork(OriginalApi, abc.ABC):
     classmethods (`load_experiments`, `init_from_config`, `load_experiment_results`...) come from OriginalApi.
 
     During a repetition the runner sets `_name`, `_params`, `_path`, `_log_path`, `_log_path_rep`,
-    `_rep`, `_it`, `_iterations`, `_seed`, `_no_gui` and `_COMM` (the MPI communicator of the
-    repetition's group, or None without MPI).
+    `_rep`, `_it`, `_iterations`, `_seed`, `_no_gui`, `_COMM` (the MPI communicator of the
+    repetition's group, or None without MPI) and `_config_file` (the config's absolute path).
     """
 
     _default_params: ClassVar[dict[str, Any]] = {}
@@ -40,6 +44,7 @@ class ClusterWork(OriginalApi, abc.ABC):
         self._seed: int | None = None
         self._no_gui: bool = self._NO_GUI
         self._COMM: Any = None
+        self._config_file: str | None = None
 
     @property
     def _log_path_it(self) -> str | None:
@@ -67,6 +72,11 @@ class ClusterWork(OriginalApi, abc.ABC):
 
     def finalize(self) -> None:
         """Release what the repetition holds; called once at the end of every repetition."""
+
+    @classmethod
+    def check_config(cls, expanded: Sequence[ExpandedExperiment], source: str) -> None:
+        """Check the expanded config (`source` is its file) before anything runs or is written; raise a
+        ConfigError (`errors.config_error`) to refuse it: one line, exit status 2. By default: nothing."""
 
     @classmethod
     def run(cls, argv: list[str] | None = None) -> None:

@@ -86,6 +86,7 @@ class RunSettings:
     no_gui: bool = False
     sync: bool = True
     restart_full_repetitions: bool = False  # --restart_full_repetitions: never restore, start unfinished ones over
+    config_file: str | None = None  # the config's absolute path: files it names are relative to its folder
 
 
 def flatten_result(result: Mapping[str, Any], parent: str = "", sep: str = "_") -> dict[str, Any]:
@@ -157,6 +158,7 @@ def _bind(instance: ClusterWork, job: Job, store: RepetitionStore, settings: Run
     instance._plotting = config.get("plotting", True)
     instance._no_gui = settings.no_gui or instance._NO_GUI or not config.get("gui", True)
     instance._COMM = comm
+    instance._config_file = settings.config_file
     for folder in (store.path, instance._log_path_rep):  # the writer made the first; group members may not have
         if not os.path.isdir(folder):
             os.makedirs(folder, exist_ok=True)
@@ -239,6 +241,11 @@ def _run_locked(experiment_class: type[ClusterWork], job: Job, settings: RunSett
         write_status(FAILED, iterations_done=completed, iterations=target, error=str(exc))
         return BAD_PARAMETER, completed, ran, f"{job.experiment.name}: {exc}"
     except Exception as exc:  # the experiment's own error: isolate it, keep its saved rows
+        if stop_requested():  # raised by the stop itself (a preemption's SIGTERM killed a subprocess): resumable
+            log.warning("%s: %s in %s while the run was stopping; recorded as interrupted", job.label,
+                        type(exc).__name__, stage)
+            write_status(INTERRUPTED, iterations_done=completed, iterations=target, **timing.fields())
+            return STOPPED, completed, ran, None
         return _failed(exc, stage, job, completed, ran, target, timing, write_status)
     finally:
         try:

@@ -48,7 +48,8 @@ def test_draws_are_golden_values_of_a_hash_not_of_a_library_stream():
     ({"uniform": [0.0, 0.5]}, lambda v: abs(statistics.mean(v) - 0.25) < 0.005 and min(v) >= 0 and max(v) < 0.5),
     ({"loguniform": [1e-5, 1e-1]},
      lambda v: abs(statistics.mean(math.log10(x) for x in v) + 3) < 0.03 and min(v) >= 1e-5 and max(v) < 1e-1),
-    ({"randint": [2, 9]}, lambda v: set(v) == set(range(2, 9)) and max(v.count(k) for k in range(2, 9)) < 1.08 * 20000 / 7),
+    ({"randint": [2, 9]},
+     lambda v: set(v) == set(range(2, 9)) and max(v.count(k) for k in range(2, 9)) < 1.08 * 20000 / 7),
     (["relu", "tanh", "gelu"], lambda v: max(v.count(k) for k in set(v)) < 1.05 * 20000 / 3),
 ])
 def test_draws_follow_their_distribution(spec, check):
@@ -120,8 +121,8 @@ def test_a_random_sweep_previews_exactly_what_runs_and_is_the_same_on_every_back
     (tmp_path / "config.yml").write_text(RANDOM.format(samples=3, extra=""))
     preview = listed_jobs(tmp_path)
     assert not (tmp_path / "out").exists() and len(preview) == 2 * 3 * 2
-    assert {(j["experiment"], j["rep"]) for j in preview} == {(e.name, r) for e in
-                                                              expand(RANDOM.format(samples=3, extra="")) for r in (0, 1)}
+    expected = expand(RANDOM.format(samples=3, extra=""))
+    assert {(j["experiment"], j["rep"]) for j in preview} == {(e.name, r) for e in expected for r in (0, 1)}
     listing = run_cli("Deterministic", "config.yml", "--list", "-v", cwd=tmp_path, check_rc=0).stdout
     assert "search: 3 random samples, seed 7" in listing and "launch:" in listing and "config.yml" in listing
     run_cli("Deterministic", "config.yml", "-j", "0", "5", cwd=tmp_path, check_rc=0)

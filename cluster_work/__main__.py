@@ -1,0 +1,18 @@
+"""`python -m cluster_work config.yml [options]`: a sweep whose experiments are commands (no Python class).
+
+Every option of an experiment script applies (`-n`, `-c` under mpiexec, `--slurm`, `-p`...); see
+`cluster_work.command` for what a command experiment is. A batch script (`--slurm`) runs this file by its
+path, as it runs an experiment script: then its folder must not shadow modules (it holds `logs.py`,
+`config.py`...), so it leaves `sys.path` first.
+"""
+import os
+import sys
+
+if not __package__:  # run as a file, not with -m
+    _here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
+
+from cluster_work.command import CommandWork  # noqa: E402  (after the sys.path fix above)
+
+if __name__ == "__main__":
+    CommandWork.run()
