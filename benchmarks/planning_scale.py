@@ -1,7 +1,8 @@
 """How planning, progress and loading scale: `python benchmarks/planning_scale.py`.
 
-- expanding and planning 10^5 (experiment, repetition) jobs (a 1,000-point grid x 100 repetitions),
-  first on an empty folder, then with every experiment's config on disk: seconds and peak memory;
+- expanding and planning 10^5 (experiment, repetition) jobs (a 1,000-point grid x 100 repetitions) and
+  taking every job, as a run does, first on an empty folder, then with every experiment's config on
+  disk: seconds and peak memory; and how soon a 10^6-point grid hands out its first job;
 - `-p` (the progress table) over 10^4 finished repetitions (100 experiments x 100);
 - `load_results` of those 10^4 repetitions x 100 iterations.
 Targets (issue 8): planning < 5 s and < 500 MB, -p < 2 s, load_results < 10 s.
@@ -18,7 +19,7 @@ import time
 
 from cluster_work import load_results
 from cluster_work.expansion import expand_all
-from cluster_work.planning import Policy, Selection, apply_plan, make_plan
+from cluster_work.planning import Policy, Selection, make_plan
 from cluster_work.reporting import print_progress
 from cluster_work.store import ExperimentStore, encode_row
 
@@ -69,13 +70,20 @@ def main() -> None:
                     "path": os.path.join(root, "plan"), "params": {"model": {"width": 8}, "lr": 0.1},
                     "grid": {"lr": [round(0.001 * (k + 1), 6) for k in range(args.grid)]}}
         expanded = timed(f"expand {args.grid} grid points", lambda: expand_all([document]))
-        plan = timed(f"plan {jobs} jobs (nothing on disk)",
-                     lambda: make_plan(expanded, Selection(), Policy(), "benchmark"))
-        assert len(plan.jobs) == jobs
-        timed(f"write {args.grid} experiment configs", lambda: apply_plan(plan))
-        plan = timed(f"plan {jobs} jobs again (configs on disk)",
-                     lambda: make_plan(expanded, Selection(), Policy(), "benchmark"))
-        assert len(plan.jobs) == jobs
+
+        def plan_and_list_jobs() -> list:  # what a run does: plan, then take every job
+            return list(make_plan(expanded, Selection(), Policy(), "benchmark").jobs)
+
+        assert len(timed(f"plan and take {jobs} jobs (nothing on disk)", plan_and_list_jobs)) == jobs
+        timed(f"write {args.grid} experiment configs (a run's first jobs do)",
+              lambda: [ExperimentStore(e.path).write_config(e.config) for e in expanded])
+        assert len(timed(f"plan and take {jobs} jobs again (configs on disk)", plan_and_list_jobs)) == jobs
+        big = {"name": "huge", "repetitions": 1, "iterations": 1, "path": os.path.join(root, "huge"),
+               "grid": {"a": list(range(100)), "b": list(range(100)), "c": list(range(100))}}
+        huge = make_plan(expand_all([big]), Selection(), Policy(), "benchmark")
+        timed("first job of a 10^6-point grid (expand, plan, take one)",
+              lambda: next(iter(make_plan(expand_all([big]), Selection(), Policy(), "benchmark").jobs)))
+        assert len(huge.jobs) == 10**6
         reps = args.experiments * args.repetitions
         finished = os.path.join(root, "finished")
         print(f"  (writing a finished sweep of {reps} repetitions x {args.iterations} iterations...)")

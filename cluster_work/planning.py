@@ -105,19 +105,24 @@ SORT_LIMIT = 100_000  # up to this many jobs are ordered longest first; a larger
 class Plan:
     """What a run does, planned lazily so that a sweep of 10^6 experiments starts at once.
 
-    `make_plan` validates and counts in one pass (`totals`), writing nothing; every later look at
-    `experiments` or `jobs` plans again from the files, experiment by experiment, so memory stays bounded.
-    A document whose folder does not exist yet is planned without touching the disk."""
+    `make_plan` validates and counts in one pass (`totals`), writing nothing. A plan of up to SORT_LIMIT
+    experiments keeps what that pass read (until `apply_plan` deletes something); a larger one plans again
+    from the files at every look at `experiments` or `jobs`, experiment by experiment, so memory stays
+    bounded. A document whose folder does not exist yet is planned without touching the disk."""
 
     def __init__(self, chosen: Sequence[ExpandedExperiment], selection: Selection, policy: Policy,
                  picked: range | None, source: str):
         self._selection, self._policy, self._picked, self._source = selection, policy, picked, source
         self._groups = _groups(chosen)
         self.totals = PlanTotals()
+        self._counted: list[ExperimentPlan] | None = None  # what `count` read, where it is small enough
 
     @property
     def experiments(self) -> Iterator[ExperimentPlan]:
-        """Each chosen experiment's plan, in config order, read from the files now."""
+        """Each chosen experiment's plan, in config order (as counted, or read from the files now)."""
+        if self._counted is not None:
+            yield from self._counted
+            return
         for group, first_index in self._groups:
             present = _present_folders(group)
             for experiment in group:
@@ -156,6 +161,7 @@ class Plan:
     def count(self) -> None:
         """Validate every experiment and fill `totals` (raises ConfigError on what a run would refuse)."""
         totals, checked = PlanTotals(), set[str]()
+        counted: list[ExperimentPlan] | None = []
         for group, first_index in self._groups:
             if isinstance(group, ExpandedDocument):
                 _check_writable(group.base_folder, group.base, self._source, checked)
@@ -164,6 +170,7 @@ class Plan:
                     totals.jobs += len(group) * group.document["repetitions"]
                     totals.iterations_left += len(group) * group.document["repetitions"] * group.document["iterations"]
                     totals.sweep_paths.append(expand_path(group.document["path"]))
+                    counted = None  # planned without the disk: no need to keep anything
                     continue
             present = _present_folders(group)
             for experiment in group:
@@ -172,6 +179,10 @@ class Plan:
                 first_index += experiment.repetitions
                 if not fresh:
                     _check_experiment(item, self._source, checked)
+                if counted is not None:
+                    counted.append(item)
+                    if len(counted) > SORT_LIMIT:
+                        counted = None
                 totals.experiments += 1
                 totals.jobs += len(item.jobs)
                 totals.iterations_left += sum(item.iterations_left(job) for job in item.jobs)
@@ -180,7 +191,11 @@ class Plan:
                 totals.rewrites += item.rewrite
                 totals.sweep_paths.append(experiment.sweep_path)
         totals.sweep_paths = list(dict.fromkeys(totals.sweep_paths))
-        self.totals = totals
+        self.totals, self._counted = totals, counted
+
+    def forget(self) -> None:
+        """Plan from the files again from now on (after deletions)."""
+        self._counted = None
 
 
 class Jobs:
@@ -403,6 +418,8 @@ def apply_plan(plan: Plan, warn: Any = log.warning) -> None:
         if left:
             shown = ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
             warn(f"{item.experiment.name}: -d/-o kept what cluster_work did not write: {shown}")
+    if plan.totals.rewrites:
+        plan.forget()
 
 
 def warn_changed(plan: Plan, policy: Policy, warn: Any = log.warning, most: int = 20) -> None:
