@@ -11,9 +11,7 @@ import logging
 import os
 from collections import namedtuple
 from collections.abc import Callable, Iterator, Sequence
-from typing import IO, Any, ClassVar
-
-import pandas as pd
+from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 from .config import load_config, merge_and_validate, parse_documents
 from .errors import StoreError
@@ -22,10 +20,13 @@ from .original_format import read_yaml_file
 from .results import experiment_frame, repetition_frame, repetition_rows, stored_config
 from .store import ORIGINAL_CONFIG_FILE, ExperimentStore
 
+if TYPE_CHECKING:  # the frames come from results.py, which imports pandas where it makes one
+    import pandas as pd
+
 log = logging.getLogger("cluster_work")
 
 ConfigSource = str | os.PathLike[str] | IO[str]
-ConfigsAndResults = Iterator[tuple[dict[str, Any], pd.DataFrame | None]]
+ConfigsAndResults = Iterator[tuple[dict[str, Any], "pd.DataFrame | None"]]
 
 ExperimentProgress = namedtuple("ExperimentProgress", ["name", "num_iterations", "num_repetitions", "exp_progress",
                                                        "rep_progress", "finished_repetitions", "finished_iterations"])

@@ -14,14 +14,16 @@ from __future__ import annotations
 import io
 import os
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import yaml
 
 from .config import construct_unknown_tag, loader_class  # the config's own tag handling, shared
 from .errors import StoreError
 from .store import LOG_FOLDER, ORIGINAL_CONFIG_FILE
+
+if TYPE_CHECKING:  # imported where a frame is made (planning reads these files without pandas)
+    import pandas as pd
 
 RESULTS_FILE = "results.csv"
 INDEX_COLUMNS = ["r", "i"]
@@ -100,6 +102,8 @@ def _complete_lines(path: str) -> bytes | None:
 
 def _read_csv(path: str) -> pd.DataFrame | None:
     """A CSV file the original wrote, indexed by (r, i) as its `load_repetition_results` returned it."""
+    import pandas as pd
+
     data = _complete_lines(path)
     if data is None:
         return None
@@ -119,6 +123,8 @@ def read_results_file(experiment_path: str) -> pd.DataFrame | None:
 def read_experiment(experiment_path: str, repetitions: int, log_path: str | None = None) -> pd.DataFrame | None:
     """All results of the experiment by the original's rule (its `load_experiment_results`): `results.csv`
     if it exists, else the rep files of repetitions 0 to `repetitions - 1` one after the other."""
+    import pandas as pd
+
     results = read_results_file(experiment_path)
     if results is not None:
         return results

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from . import original_format
 from .config import flatten_mapping, load_config
 from .store import ExperimentStore, find_experiment_folders
+
+if TYPE_CHECKING:  # pandas is imported where a frame is made: `import cluster_work` and its workers need none
+    import pandas as pd
 
 INDEX_COLUMNS = ["experiment", "rep", "iteration"]
 
@@ -57,6 +58,8 @@ def load_results(path: str | os.PathLike[str], experiments: Iterable[str] | None
     `params` keeps those whose parameters equal the given values, e.g. `{"model.width": 8}`.
     Files being appended to are read safely: each repetition shows a consistent prefix of its rows.
     """
+    import pandas as pd
+
     wanted = set(experiments) if experiments is not None else None
     rows: list[dict[str, Any]] = []
     blocks: list[dict[str, Any]] = []  # one per repetition: experiment, rep and params columns
@@ -112,6 +115,8 @@ def repetition_rows(experiment_path: str, rep: int, log_path: str | None = None)
 
 
 def _indexed(rows: list[dict[str, Any]], rep: int) -> pd.DataFrame:
+    import pandas as pd
+
     frame = pd.DataFrame.from_records(rows)
     iterations = frame.pop("iteration").astype("int64")
     frame.index = pd.MultiIndex.from_arrays([[rep] * len(frame), iterations], names=original_format.INDEX_COLUMNS)
@@ -131,6 +136,8 @@ def experiment_frame(experiment_path: str, repetitions: int, log_path: str | Non
     """Repetitions 0 to `repetitions - 1` as the original's `load_experiment_results` returned them: one frame
     indexed by (r, i), or None when nothing was saved. A folder only the original wrote is read by its rule
     (results.csv first); one where cluster_work saved rows, repetition by repetition."""
+    import pandas as pd
+
     store, log_path = ExperimentStore(experiment_path), _original_log(experiment_path, log_path)
     ours = {rep: rows for rep in range(repetitions) if (rows := store.repetition(rep).read_results().rows)}
     if not ours:
@@ -143,6 +150,8 @@ def experiment_frame(experiment_path: str, repetitions: int, log_path: str | Non
 def summary(frame: pd.DataFrame, column: str, mode: str = "max") -> pd.DataFrame:
     """One row per expanded experiment: mean, std, best and worst of `column` at each repetition's last
     saved iteration, with the number of repetitions and that iteration. `mode` says what best is."""
+    import pandas as pd
+
     if mode not in ("max", "min"):
         raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
     if column not in frame:

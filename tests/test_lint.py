@@ -1,5 +1,6 @@
 """The code stays clean: ruff (pyflakes, pycodestyle, bugbear, pyupgrade) and mypy, as configured in
-pyproject.toml. Part of the test command, so CI and a contributor run the same checks."""
+pyproject.toml, and `import cluster_work` stays light. Part of the test command, so CI and a contributor
+run the same checks."""
 import subprocess
 import sys
 
@@ -14,3 +15,11 @@ def test_ruff_finds_nothing():
 def test_mypy_finds_nothing():
     result = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_importing_cluster_work_imports_no_pandas():
+    """Every worker imports the experiment's script and with it cluster_work: pandas (0.3 s, 40 MB) is for
+    load_results and PlotWork only."""
+    code = "import sys, cluster_work; print(sorted({'pandas', 'matplotlib', 'IPython'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert result.stdout.strip() == "[]"
