@@ -24,6 +24,7 @@ from .reporting import print_plan, print_progress, print_summary, progress_json
 from .results import load_results
 from .runner import BAD_PARAMETER, FAILED_JOB, STORE_FAILURE, Outcome, RunSettings
 from .stopping import handle_stop_signals, stop_signals_handled
+from .store import atomic_write
 from .sweep import EXIT_INTERRUPTED, EXIT_STORE, EXIT_USAGE, describe, run_jobs
 
 log = logging.getLogger("cluster_work")
@@ -203,7 +204,7 @@ def _execute(experiment_class: type[ClusterWork], plan: Plan, args: argparse.Nam
         failed = outcome.kind in (FAILED_JOB, BAD_PARAMETER, STORE_FAILURE)
         log.log(logging.ERROR if failed else finished_level, describe(outcome))
 
-    command = [sys.argv[0], *arguments]
+    command = [*_program(), *arguments]
     paths = plan.totals.sweep_paths
     run_id = run_started(paths, command, executor.describe(), executor.hosts(), executor.world_size())
     try:
@@ -247,12 +248,18 @@ def _slurm(args: argparse.Namespace, experiments: list, plan: Plan) -> int:
     path = os.path.join(sweep_path, f"cluster_work_{kind}.sbatch")
     plan.freeze_designs()  # every task of the job must see the same custom points
     os.makedirs(sweep_path, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write(text)
+    atomic_write(path, text.encode())
     print(f"wrote {path}")
     if args.submit:
         print(f"submitted job {slurm.submit(path)}")
     return 0
+
+
+def _program() -> list[str]:
+    """How this run was started, for the line that resumes it: the script, or `python -m cluster_work`."""
+    if os.path.abspath(sys.argv[0]) == os.path.join(os.path.dirname(os.path.abspath(__file__)), "__main__.py"):
+        return ["python", "-m", "cluster_work"]
+    return [sys.argv[0]]
 
 
 def _launch_lines(args: argparse.Namespace, plan: Plan) -> list[str]:
