@@ -44,11 +44,15 @@ def kill_session(process):
     process.wait(timeout=30)
 
 
-def wait_until_running(folder, count=1, timeout=60):
-    """Until `count` repetitions have opened their results file (the run has really started)."""
+def wait_until_running(folder, count=1, timeout=60, rows=0):
+    """Until `count` repetitions have opened their results file (the run has really started), each with at
+    least `rows` rows saved."""
     deadline = time.time() + timeout
-    while len(list(Path(folder).rglob("results.jsonl"))) < count and time.time() < deadline:
-        time.sleep(0.05)
+
+    def started() -> int:
+        return sum(1 for path in Path(folder).rglob("results.jsonl") if path.read_bytes().count(b"\n") >= rows)
+    while started() < count and time.time() < deadline:
+        time.sleep(0.02)
 
 
 def assert_every_file_readable(out):
@@ -108,7 +112,8 @@ def test_a_stop_signal_finishes_the_iterations_in_flight_and_the_same_command_re
     assert process.returncode == 130, stderr
     assert "to resume or retry:" in stderr and "Traceback" not in stderr
     assert_every_file_readable(tmp_path / "out")
-    assert not any(json.loads(p.read_text())["state"] == "running" for p in (tmp_path / "out").rglob("status.json"))
+    states = [json.loads(p.read_text())["state"] for p in (tmp_path / "out").rglob("status.json")]
+    assert set(states) <= {"interrupted", "finished"} and states.count("finished") < 6, states
     run_cli("Deterministic", "config.yml", cwd=tmp_path, check_rc=0)
     calls = sum(p.stat().st_size for p in (tmp_path / "out").rglob("calls"))
     assert calls == 2 * 3 * 12  # a clean stop redoes nothing
@@ -149,13 +154,16 @@ def test_progress_sees_running_repetitions_by_their_lock_not_a_stale_status(tmp_
 
 @pytest.mark.slow
 def test_two_concurrent_runs_of_one_sweep_write_each_repetition_once(tmp_path_factory):
+    slow = CONFIG.replace("sleep: 0.02", "sleep: 0.1")  # a repetition lasts 1.2 s: the runs surely overlap
     clean = tmp_path_factory.mktemp("clean")
-    (clean / "config.yml").write_text(CONFIG)
-    run_cli("Deterministic", "config.yml", cwd=clean, check_rc=0)
+    (clean / "config.yml").write_text(slow)
+    run_cli("Deterministic", "config.yml", "-n", "2", cwd=clean, check_rc=0)
 
     shared = tmp_path_factory.mktemp("shared")
-    (shared / "config.yml").write_text(CONFIG)
-    first, second = start(shared, "-n", "2"), start(shared)
+    (shared / "config.yml").write_text(slow)
+    first = start(shared, "-n", "2")
+    wait_until_running(shared / "out", 2, rows=1)  # the second starts while the first is inside two repetitions
+    second = start(shared)
     outputs = [process.communicate(timeout=120)[1].decode() for process in (first, second)]
     assert first.returncode == 0 and second.returncode == 0, outputs
     assert any("held by another run" in output for output in outputs), outputs
