@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import original_format
 from .config import flatten_mapping, load_config
-from .store import ExperimentStore, find_experiment_folders
+from .store import ExperimentStore, find_experiment_folders, parse_results
 
 if TYPE_CHECKING:  # pandas is imported where a frame is made: `import cluster_work` and its workers need none
     import pandas as pd
@@ -61,9 +61,8 @@ def load_results(path: str | os.PathLike[str], experiments: Iterable[str] | None
     import pandas as pd
 
     wanted = set(experiments) if experiments is not None else None
-    rows: list[dict[str, Any]] = []
+    chunks: list[bytes | list[dict[str, Any]]] = []  # per repetition: our lines, or the original's rows
     blocks: list[dict[str, Any]] = []  # one per repetition: experiment, rep and params columns
-    counts: list[int] = []
     for folder in _sweep_folders(path):
         for store in find_experiment_folders(folder):
             config = stored_config(store.path) or {}
@@ -75,18 +74,62 @@ def load_results(path: str | os.PathLike[str], experiments: Iterable[str] | None
                 continue
             param_columns = {f"params.{k}": v for k, v in flat_params.items()}
             for rep in repetition_numbers(store.path):
-                rep_rows = repetition_rows(store.path, rep)
-                if rep_rows:
-                    rows.extend(rep_rows)
+                chunk: bytes | list[dict[str, Any]] = store.repetition(rep).read_complete_lines()
+                chunk = chunk or original_format.repetition_rows(_original_log(store.path), rep)
+                if chunk:
+                    chunks.append(chunk)
                     blocks.append({"experiment": name, "rep": rep, **param_columns})
-                    counts.append(len(rep_rows))
-    if not rows:
+    results, counts = _fast_rows(chunks) or _parsed_rows(chunks)
+    kept = [block for block, count in zip(blocks, counts) if count]
+    if not kept:
         return pd.DataFrame(columns=INDEX_COLUMNS)
-    meta = pd.DataFrame.from_records(blocks)
-    meta = meta.loc[meta.index.repeat(counts)].reset_index(drop=True)
-    results = pd.DataFrame.from_records(rows)
+    meta = pd.DataFrame.from_records(kept)
+    meta = meta.loc[meta.index.repeat([c for c in counts if c])].reset_index(drop=True)
     meta.insert(2, "iteration", results.pop("iteration").astype("int64"))
     return pd.concat([meta, results], axis=1)
+
+
+def _parsed_rows(chunks: list[bytes | list[dict[str, Any]]]) -> tuple[pd.DataFrame, list[int]]:
+    """Every repetition's rows, each file read as its longest prefix of rows 0, 1, 2... (see store)."""
+    import pandas as pd
+
+    rows: list[dict[str, Any]] = []
+    counts = []
+    for chunk in chunks:
+        chunk_rows = parse_results(chunk).rows if isinstance(chunk, bytes) else chunk
+        rows.extend(chunk_rows)
+        counts.append(len(chunk_rows))
+    return pd.DataFrame.from_records(rows), counts
+
+
+def _fast_rows(chunks: list[bytes | list[dict[str, Any]]]) -> tuple[pd.DataFrame, list[int]] | None:
+    """The same with pyarrow's JSON reader, where it is installed (3x faster on 10^6 rows), or None: when
+    pyarrow is missing, a repetition is the original's, a file holds anything but rows 0, 1, 2... in order,
+    or a value is nested (pandas would hold arrays where the plain reader gives lists)."""
+    lines = [chunk for chunk in chunks if isinstance(chunk, bytes)]
+    if not lines or len(lines) < len(chunks):
+        return None
+    try:
+        import pyarrow
+        import pyarrow.json
+    except ImportError:
+        return None
+    import io
+
+    import numpy as np
+
+    counts = [chunk.count(b"\n") for chunk in lines]
+    try:
+        table = pyarrow.json.read_json(io.BytesIO(b"".join(lines)))
+    except (pyarrow.ArrowInvalid, pyarrow.ArrowNotImplementedError):
+        return None
+    if "iteration" not in table.column_names or any(pyarrow.types.is_nested(t) for t in table.schema.types):
+        return None
+    frame = table.to_pandas()
+    expected = np.concatenate([np.arange(count) for count in counts])
+    if len(frame) != len(expected) or not np.array_equal(frame["iteration"].to_numpy(), expected):
+        return None
+    return frame, counts
 
 
 def stored_config(experiment_path: str) -> dict[str, Any] | None:

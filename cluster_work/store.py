@@ -204,11 +204,16 @@ class RepetitionStore:
         self.log_file = os.path.join(self.path, LOG_FILE)
 
     def read_results(self) -> ResultsPrefix:
+        return parse_results(self.read_complete_lines())
+
+    def read_complete_lines(self) -> bytes:
+        """The results file up to its last newline (a torn last row left out), unparsed."""
         try:
             with open(self.results_file, "rb") as handle:
-                return parse_results(handle.read())
+                data = handle.read()
         except FileNotFoundError:
-            return ResultsPrefix([])
+            return b""
+        return data[:data.rfind(b"\n") + 1]
 
     def read_status(self) -> dict[str, Any]:
         return _read_json(self.status_file) or {}

@@ -1,5 +1,6 @@
 """The on-disk format: rows survive torn writes, readers see a consistent prefix, one writer at a time."""
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -61,3 +62,25 @@ def test_config_round_trip_is_plain_and_stable(tmp_path):
     store.write_config({"params": {"a": np.arange(2), "f": len, "t": (1, 2)}})
     assert store.read_config() == {"params": {"a": [0, 1], "f": "<builtins.len>", "t": [1, 2]}}
     assert to_plain(object()).startswith("<object object") and "0x" not in to_plain(object())
+
+
+@pytest.mark.parametrize("experiment", ["Deterministic", "GrowingResults"])
+def test_load_results_reads_the_same_with_and_without_pyarrow(tmp_path, experiment, monkeypatch):
+    """pyarrow's JSON reader (where installed) and the plain one give one frame, dtypes included."""
+    import pandas as pd
+    from conftest import run_cli
+
+    from cluster_work import load_results
+    (tmp_path / "config.yml").write_text("name: s\nrepetitions: 2\niterations: 5\npath: out\n"
+                                         "grid: {step: [1.0, 2.0]}\n")
+    run_cli(experiment, "config.yml", cwd=tmp_path, check_rc=0)
+    pytest.importorskip("pyarrow.json")
+    import cluster_work.results as results
+
+    with monkeypatch.context() as patch:
+        patch.setattr(results, "_parsed_rows", None)  # the fast reader must not need the plain one
+        fast = load_results(tmp_path / "out")
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # as if it were not installed
+    plain = load_results(tmp_path / "out")
+    assert len(plain) == 2 * 2 * 5
+    pd.testing.assert_frame_equal(fast, plain)
