@@ -341,20 +341,28 @@ def validate_experiment(experiment: Mapping[str, Any], source: str, number: int,
                  "it is passed to the experiment unchanged")
 
 
+def _check_block(experiment: Mapping[str, Any], block: str, known: frozenset[str], source: str,
+                 name: str) -> Mapping[str, Any]:
+    """A `random:` or `custom:` block: a mapping of known keys whose `samples` is a count of points."""
+    value = experiment[block]
+    if not isinstance(value, Mapping):
+        raise config_error(source, f"must be a mapping of {', '.join(sorted(known))}", experiment=name, key=block)
+    for key in value:
+        if key not in known:
+            raise config_error(source, f"unknown key (known: {', '.join(sorted(known))})", experiment=name,
+                               key=f"{block}.{key}")
+    samples = value.get("samples")
+    if isinstance(samples, bool) or not isinstance(samples, int) or not 1 <= samples <= MAX_SAMPLES:
+        raise config_error(source, f"must be an integer from 1 to {MAX_SAMPLES:,}, got {samples!r}",
+                           experiment=name, key=f"{block}.samples")
+    return value
+
+
 def _validate_random(experiment: Mapping[str, Any], source: str, name: str) -> None:
     from . import sampling
 
-    random = experiment["random"]
-    if not isinstance(random, Mapping):
-        raise config_error(source, "must be a mapping with samples and params", experiment=name, key="random")
-    for key in random:
-        if key not in RANDOM_KEYS:
-            raise config_error(source, f"unknown key (known: {', '.join(sorted(RANDOM_KEYS))})", experiment=name,
-                               key=f"random.{key}")
-    samples = random.get("samples")
-    if isinstance(samples, bool) or not isinstance(samples, int) or not 1 <= samples <= MAX_SAMPLES:
-        raise config_error(source, f"must be an integer from 1 to {MAX_SAMPLES:,}, got {samples!r}",
-                           experiment=name, key="random.samples")
+    random = _check_block(experiment, "random", RANDOM_KEYS, source, name)
+    samples = random["samples"]
     if "seed" in random and (isinstance(random["seed"], bool) or not isinstance(random["seed"], int)):
         raise config_error(source, f"must be an integer, got {random['seed']!r}", experiment=name, key="random.seed")
     if not isinstance(random.get("params"), Mapping) or not random["params"]:
@@ -386,24 +394,13 @@ def _validate_random(experiment: Mapping[str, Any], source: str, name: str) -> N
 
 
 def _validate_custom(experiment: Mapping[str, Any], source: str, name: str) -> None:
-    custom = experiment["custom"]
-    if not isinstance(custom, Mapping):
-        raise config_error(source, "must be a mapping with function, samples and params", experiment=name,
-                           key="custom")
     if experiment.get("random") is not None:
         raise config_error(source, "give 'random' or 'custom', not both", experiment=name, key="custom")
-    for key in custom:
-        if key not in CUSTOM_KEYS:
-            raise config_error(source, f"unknown key (known: {', '.join(sorted(CUSTOM_KEYS))})", experiment=name,
-                               key=f"custom.{key}")
+    custom = _check_block(experiment, "custom", CUSTOM_KEYS, source, name)
     function = custom.get("function")
     if not isinstance(function, str) or not re.fullmatch(r"[\w.]+:[\w.]+", function):
         raise config_error(source, f"must name a function as 'module:name', got {function!r}", experiment=name,
                            key="custom.function")
-    samples = custom.get("samples")
-    if isinstance(samples, bool) or not isinstance(samples, int) or not 1 <= samples <= MAX_SAMPLES:
-        raise config_error(source, f"must be an integer from 1 to {MAX_SAMPLES:,}, got {samples!r}",
-                           experiment=name, key="custom.samples")
     if not isinstance(custom.get("params"), Mapping) or not custom["params"]:
         raise config_error(source, "must be a non-empty mapping of parameters to lists of values", experiment=name,
                            key="custom.params")
