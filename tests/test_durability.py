@@ -55,6 +55,10 @@ def wait_until_running(folder, count=1, timeout=60, rows=0):
         time.sleep(0.02)
 
 
+def saved_rows(out):
+    return sum(path.read_bytes().count(b"\n") for path in Path(out).rglob("results.jsonl"))
+
+
 def assert_every_file_readable(out):
     for path in Path(out).rglob("*"):
         if path.name == "config.yml":
@@ -70,28 +74,35 @@ def assert_every_file_readable(out):
 @pytest.mark.slow
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_kill_9_at_random_instants_loses_nothing_and_redoes_little(tmp_path_factory, workers):
+    long = CONFIG.replace("iterations: 12", "iterations: 24").replace("sleep: 0.02", "sleep: 0.05")
     clean = tmp_path_factory.mktemp("clean")
-    (clean / "config.yml").write_text(CONFIG)
+    (clean / "config.yml").write_text(long)
     run_cli("Deterministic", "config.yml", "-n", workers, cwd=clean, check_rc=0)
 
     crashed = tmp_path_factory.mktemp("crashed")
-    (crashed / "config.yml").write_text(CONFIG)
+    (crashed / "config.yml").write_text(long)
     instants = random.Random(1234 + int(workers))
     kills = 0
     for _ in range(5):
+        # each kill lands at a random instant after the run saved a row, so that it always costs progress
+        # (3.6 s of work with 2 workers) but never finishes the sweep before the kills are done
+        saved = saved_rows(crashed / "out")
         process = start(crashed, "-n", workers)
-        time.sleep(instants.uniform(0.4, 1.2))
+        deadline = time.time() + 60
+        while saved_rows(crashed / "out") == saved and process.poll() is None and time.time() < deadline:
+            time.sleep(0.01)
+        time.sleep(instants.uniform(0.0, 0.3))
         if process.poll() is not None:
             break
         kill_session(process)
         kills += 1
         assert_every_file_readable(crashed / "out")
-    assert kills >= 3
+    assert kills == 5
     run_cli("Deterministic", "config.yml", "-n", workers, cwd=crashed, check_rc=0)
 
     pd.testing.assert_frame_equal(comparable(clean / "out"), comparable(crashed / "out"))
     calls = sum(p.stat().st_size for p in (crashed / "out").rglob("calls"))
-    rows = 2 * 3 * 12
+    rows = 2 * 3 * 24
     # each kill may cost at most the iteration in flight in each worker
     assert rows <= calls <= rows + kills * int(workers)
 
