@@ -221,7 +221,11 @@ def _run_locked(experiment_class: type[ClusterWork], job: Job, settings: RunSett
             stage = "save_state"  # always, as the original: clients keep checkpoints there for their own use
             instance.save_state(config, job.rep, n)
             if writer is not None:
-                writer.append(row)
+                try:
+                    writer.append(row)
+                except StoreError:  # the group's members wait at the next iteration's decision: release them
+                    _leader_decides(comm, True)
+                    raise
                 progress.iteration_done()
             completed, ran = n + 1, ran + 1
         if writer is not None:

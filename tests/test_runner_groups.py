@@ -1,0 +1,68 @@
+"""The runner in an MPI group, in-process: two ranks as threads over a communicator made of a condition."""
+import threading
+
+from cluster_work.errors import StoreError
+from cluster_work.expansion import expand_all
+from cluster_work.runner import STOPPED, STORE_FAILURE, Job, RunSettings, run_job
+from cluster_work.store import ResultsWriter
+
+
+class ThreadComm:
+    """bcast and allgather between threads, matched by call order as MPI matches collectives."""
+
+    def __init__(self, rank: int, size: int, shared: dict):
+        self.rank, self.size, self.shared = rank, size, shared
+        self.calls = 0
+
+    def Get_rank(self):
+        return self.rank
+
+    def Get_size(self):
+        return self.size
+
+    def _collective(self, value):
+        number, self.calls = self.calls, self.calls + 1
+        with self.shared["condition"]:
+            self.shared.setdefault(number, {})[self.rank] = value
+            self.shared["condition"].notify_all()
+            self.shared["condition"].wait_for(lambda: len(self.shared[number]) == self.size)
+            return self.shared[number]
+
+    def bcast(self, value, root=0):
+        return self._collective(value)[root]
+
+    def allgather(self, value):
+        values = self._collective(value)
+        return [values[rank] for rank in range(self.size)]
+
+    def allreduce(self, value):
+        return sum(self.allgather(value))
+
+
+def test_a_leader_that_cannot_write_releases_its_group(tmp_path, monkeypatch):
+    from experiments import GroupSum
+
+    [experiment] = expand_all([{"name": "g", "repetitions": 1, "iterations": 5, "path": str(tmp_path / "out")}])
+    appends = []
+
+    def append(self, row):  # the third row meets a full disk
+        appends.append(row)
+        if len(appends) == 3:
+            raise StoreError("cannot write results.jsonl: No space left on device")
+
+    monkeypatch.setattr(ResultsWriter, "append", append)
+    shared = {"condition": threading.Condition()}
+    outcomes = {}
+
+    def rank(number):
+        comm = ThreadComm(number, 2, shared)
+        outcomes[number] = run_job(GroupSum, Job(0, experiment, 0), RunSettings(sync=False), comm, write=number == 0)
+
+    threads = [threading.Thread(target=rank, args=(number,), daemon=True) for number in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)  # a member left waiting in a collective would never return
+    assert not any(thread.is_alive() for thread in threads), "a rank of the group hangs in a collective"
+    assert outcomes[0].kind == STORE_FAILURE and outcomes[1].kind == STOPPED
+
