@@ -106,17 +106,6 @@ class ExpandedExperiment:
         return (self._document.document if self._config is None and self._document else self.config)["iterations"]
 
 
-def base_name_of(expanded_name: str) -> str:
-    """'fit' for 'fit__lr0.1_bs32', for display only (plot files, legends): a base name may itself hold
-    '__', so selecting experiments uses `ExpandedExperiment.base_name` or a stored `experiment_name`."""
-    return expanded_name.split(NAME_SEPARATOR, 1)[0]
-
-
-def params_part_of(expanded_name: str) -> str:
-    """'lr0.1_bs32' for 'fit__lr0.1_bs32' (a legend's label); without parameters the name itself."""
-    return expanded_name.split(NAME_SEPARATOR, 1)[-1]
-
-
 def expand_path(path: str) -> str:
     return os.path.expanduser(os.path.expandvars(path))
 

@@ -62,15 +62,6 @@ def read_experiment_config(experiment_path: str) -> dict[str, Any] | None:
     return config if isinstance(config, dict) else None
 
 
-def read_experiment_params(experiment_path: str) -> dict[str, Any] | None:
-    """The `params` of the stored `experiment.yml` (what an unchanged rerun must match), or None."""
-    config = read_experiment_config(experiment_path)
-    if config is None:
-        return None
-    params = config.get("params")
-    return params if isinstance(params, dict) else {}
-
-
 def default_log_path(experiment_path: str) -> str:
     return os.path.join(experiment_path, LOG_FOLDER)
 

@@ -124,11 +124,16 @@ class Plan:
             yield from self._counted
             return
         for group, first_index in self._groups:
-            present = _present_folders(group)
-            for experiment in group:
-                fresh = present is not None and experiment.params_part not in present
-                yield _plan_experiment(experiment, first_index, self._selection, self._policy, self._picked, fresh)
-                first_index += experiment.repetitions
+            yield from (item for item, _ in self._plan_group(group, first_index))
+
+    def _plan_group(self, group: Sequence[ExpandedExperiment], first_index: int,
+                    ) -> Iterator[tuple[ExperimentPlan, bool]]:
+        """Each experiment's plan, and whether it was fresh (its folder does not exist: no disk was read)."""
+        present = _present_folders(group)
+        for experiment in group:
+            fresh = present is not None and experiment.params_part not in present
+            yield _plan_experiment(experiment, first_index, self._selection, self._policy, self._picked, fresh), fresh
+            first_index += experiment.repetitions
 
     def iterations_left(self) -> int:
         """Iterations the planned jobs still have to run (from each repetition's status)."""
@@ -165,18 +170,14 @@ class Plan:
         for group, first_index in self._groups:
             if isinstance(group, ExpandedDocument):
                 _check_writable(group.base_folder, group.base, self._source, checked)
+                totals.sweep_paths.append(expand_path(group.document["path"]))
                 if not os.path.lexists(group.base_folder) and self._selection.repetition is None and not self._picked:
                     totals.experiments += len(group)
                     totals.jobs += len(group) * group.document["repetitions"]
                     totals.iterations_left += len(group) * group.document["repetitions"] * group.document["iterations"]
-                    totals.sweep_paths.append(expand_path(group.document["path"]))
                     counted = None  # planned without the disk: no need to keep anything
                     continue
-            present = _present_folders(group)
-            for experiment in group:
-                fresh = present is not None and experiment.params_part not in present
-                item = _plan_experiment(experiment, first_index, self._selection, self._policy, self._picked, fresh)
-                first_index += experiment.repetitions
+            for item, fresh in self._plan_group(group, first_index):
                 if not fresh:
                     _check_experiment(item, self._source, checked)
                 if counted is not None:
@@ -189,7 +190,8 @@ class Plan:
                 totals.skipped += item.skipped
                 totals.changed += item.state == CHANGED
                 totals.rewrites += item.rewrite
-                totals.sweep_paths.append(experiment.sweep_path)
+                if not isinstance(group, ExpandedDocument):
+                    totals.sweep_paths.append(item.experiment.sweep_path)
         totals.sweep_paths = list(dict.fromkeys(totals.sweep_paths))
         self.totals, self._counted = totals, counted
 

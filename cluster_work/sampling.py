@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -170,6 +170,3 @@ def leaves(mapping: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> dict[tup
             found[path] = value
     return found
 
-
-def describe(distributions: Sequence[Distribution]) -> str:
-    return ", ".join(f"{d.kind}{list(d.arguments)}" for d in distributions)

@@ -85,8 +85,8 @@ def test_the_originals_files_read_as_the_original_read_them(workspace, monkeypat
     assert original_format.finished_repetitions("out/walk/s1.0", 3) == {0, 1}
     assert original_format.finished_repetitions("out/walk/s2.0", 3) == {0}  # i=1 returned None: 2 rows
     assert original_format.finished_repetitions("out/single", 3) == {0}  # killed after one row
-    assert original_format.read_experiment_params("out/walk/s2.0") == {"step": 2.0, "die": False}
-    assert original_format.read_experiment_params("out") is None
+    assert original_format.read_experiment_config("out/walk/s2.0")["params"] == {"step": 2.0, "die": False}
+    assert original_format.read_experiment_config("out") is None
 
     total, progress = Walker.get_progress(open("config.yml"))
     assert [(p.name, p.finished_repetitions, p.finished_iterations) for p in progress] == [
