@@ -104,7 +104,7 @@ def _job_record(item: ExperimentPlan, job: Job) -> dict[str, Any]:
     experiment = item.experiment
     return {"job": job.index, "experiment": experiment.name, "base": experiment.base_name, "rep": job.rep,
             "state": item.repetition_states.get(job.rep, "pending"), "restart_from": job.restart_from,
-            "params": {dotted(k) if isinstance(k, tuple) else k: to_plain(v) for k, v in experiment.varied.items()}}
+            "params": {dotted(k): to_plain(v) for k, v in experiment.varied.items()}}
 
 
 @dataclass
