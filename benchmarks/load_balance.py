@@ -19,11 +19,12 @@ from mpi4py import MPI
 from mpi4py.futures import MPICommExecutor
 
 from cluster_work import ClusterWork
+from cluster_work.backends.mpi import MPIExecutor
 from cluster_work.expansion import expand_all
-from cluster_work.mpi_executor import MPIExecutor, serve_if_worker
 from cluster_work.planning import Policy, Selection, apply_plan, make_plan
-from cluster_work.runner import RunSettings
-from cluster_work.sweep import run_jobs
+from cluster_work.runner import ExperimentTask
+from cluster_work.sweep import run_segments
+from cluster_work.vocabulary import OutcomeKind, RunSettings
 
 
 def job_lengths(jobs: int, mean: float, sigma: float) -> list[float]:
@@ -68,21 +69,21 @@ def main() -> None:
 
     comm.Barrier()
     settings = RunSettings(log_level="WARNING")
-    if serve_if_worker(Sleeper, settings) is not None:
-        return
-    folder = tempfile.mkdtemp(prefix="cw-balance-")
-    try:
-        document = {"name": "balance", "repetitions": args.jobs, "iterations": args.iterations,
-                    "path": folder, "params": {"lengths": lengths}}
-        plan = make_plan(expand_all([document]), Selection(), Policy(), "benchmark")
-        apply_plan(plan)
-        with MPIExecutor() as executor:
+    with MPIExecutor(ExperimentTask(Sleeper, settings), finalize=False) as executor:
+        if executor is None:
+            return
+        folder = tempfile.mkdtemp(prefix="cw-balance-")
+        try:
+            document = {"name": "balance", "repetitions": args.jobs, "iterations": args.iterations,
+                        "path": folder, "params": {"lengths": lengths}}
+            plan = make_plan(expand_all([document]), Selection(), Policy(), "benchmark")
+            apply_plan(plan)
             started = time.perf_counter()
-            summary = run_jobs(Sleeper, plan.jobs, executor, settings)
+            summary = run_segments(plan.jobs, executor)
             ours_makespan = time.perf_counter() - started
-        assert summary.counts["finished"] == args.jobs, summary.counts
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+            assert summary.counts[OutcomeKind.FINISHED] == args.jobs, summary.counts
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
     print(f"load_balance: {args.jobs} jobs x {args.iterations} iterations, lognormal mean {args.mean * 1e3:.0f} ms "
           f"sigma {args.sigma}, {workers} workers on {os.cpu_count()} cores"
           f"{' (oversubscribed)' if comm.size > (os.cpu_count() or 1) else ''}")

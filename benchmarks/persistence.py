@@ -18,7 +18,8 @@ import pandas as pd
 
 from cluster_work import ClusterWork
 from cluster_work.expansion import expand_all
-from cluster_work.runner import Job, RunSettings, run_job
+from cluster_work.runner import run_segment
+from cluster_work.vocabulary import RunSettings, Segment
 
 SIZES = (100, 1000, 10000)
 
@@ -35,7 +36,7 @@ def cluster_work_seconds(iterations: int, folder: str) -> float:
     [experiment] = expand_all([{"name": f"noop{iterations}", "repetitions": 1, "iterations": iterations,
                                 "path": folder}])
     started = time.perf_counter()
-    outcome = run_job(NoOp, Job(0, experiment, 0), RunSettings(log_level="WARNING"))
+    outcome = run_segment(NoOp, Segment(0, experiment, 0), RunSettings(log_level="WARNING"))
     elapsed = time.perf_counter() - started
     assert outcome.iterations_run == iterations, outcome
     return elapsed

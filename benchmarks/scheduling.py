@@ -2,11 +2,12 @@
 
     mpiexec -n 5 python -m mpi4py benchmarks/scheduling.py --jobs 2000 --rounds 3
 
-Phase A: `MPICommExecutor.map` of N empty tasks. Phase B: cluster_work's MPI backend hands out N jobs whose
+Phase A: `MPICommExecutor.map` of N empty tasks. Phase B: cluster_work's MPI backend hands out N items whose
 task is empty too (dispatch only: the per-message cost, like for like). Phase C: N real jobs of one no-op
-iteration each (N repetitions of one experiment: every job writes its results and status like a real one)
-through the same code path as `-c`. Phases alternate for `--rounds` rounds; the medians are printed:
-wall time per job (makespan / N) and rank 0's CPU time per job, and their ratios to mpi4py.futures.
+iteration each (N repetitions of one experiment: every job writes its results and status like a real one,
+durably: group commits) through the same code path as `-c`. Phases alternate for `--rounds` rounds; the
+medians are printed: wall time per job (makespan / N), rank 0's CPU time per job, the time a job takes on
+its worker (measured there), and their ratios to mpi4py.futures.
 """
 from __future__ import annotations
 
@@ -21,11 +22,13 @@ from mpi4py import MPI
 from mpi4py.futures import MPICommExecutor
 
 from cluster_work import ClusterWork
+from cluster_work.backends.base import TaskContext
+from cluster_work.backends.mpi import MPIExecutor
 from cluster_work.expansion import expand_all
-from cluster_work.mpi_executor import MPIExecutor, serve_if_worker, serve_jobs
 from cluster_work.planning import Policy, Selection, apply_plan, make_plan
-from cluster_work.runner import Job, Outcome, RunSettings
-from cluster_work.sweep import run_jobs
+from cluster_work.runner import ExperimentTask
+from cluster_work.sweep import run_segments
+from cluster_work.vocabulary import Outcome, OutcomeKind, RunSettings, Segment
 
 
 class NoOp(ClusterWork):
@@ -36,46 +39,54 @@ class NoOp(ClusterWork):
         return {"x": n}
 
 
+Times = tuple[float, float, float]  # wall per job, rank-0 CPU per job, worker time per job
+
+
 def empty_task(_):
-    return None
+    started = time.perf_counter()
+    return time.perf_counter() - started
 
 
-def futures_round(jobs: int) -> tuple[float, float] | None:
+def futures_round(jobs: int) -> Times | None:
     with MPICommExecutor(MPI.COMM_WORLD, root=0) as executor:
         if executor is None:
             return None
         wall, cpu = time.perf_counter(), time.process_time()
-        for _ in executor.map(empty_task, range(jobs)):
-            pass
-        return (time.perf_counter() - wall) / jobs, (time.process_time() - cpu) / jobs
+        worker = sum(executor.map(empty_task, range(jobs)))
+        return (time.perf_counter() - wall) / jobs, (time.process_time() - cpu) / jobs, worker / jobs
 
 
-def empty_job(job: Job, comm: object = None, write: bool = True) -> Outcome:
-    return Outcome(job.index, "", "finished")
+def empty_item(item: Segment, context: TaskContext) -> Outcome:
+    return Outcome(item.index, "", OutcomeKind.FINISHED)
 
 
-def dispatch_round(jobs: list[Job]) -> tuple[float, float] | None:
-    if serve_jobs(empty_job) is not None:
-        return None
-    with MPIExecutor() as executor:
-        wall, cpu = time.perf_counter(), time.process_time()
-        finished = sum(1 for _ in executor.map_unordered(empty_job, jobs))
-        result = (time.perf_counter() - wall) / len(jobs), (time.process_time() - cpu) / len(jobs)
-    assert finished == len(jobs)
+def drive(executor: MPIExecutor, segments: list[Segment]) -> tuple[Times, list[Outcome]]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    summary = run_segments(segments, executor)
+    seconds = sum(outcome.seconds for outcome in summary.outcomes)
+    jobs = len(segments)
+    return ((time.perf_counter() - wall) / jobs, (time.process_time() - cpu) / jobs, seconds / jobs), summary.outcomes
+
+
+def dispatch_round(segments: list[Segment]) -> Times | None:
+    with MPIExecutor(empty_item, finalize=False) as executor:
+        if executor is None:
+            return None
+        result, outcomes = drive(executor, segments)
+    assert len(outcomes) == len(segments)
     return result
 
 
-def cluster_work_round(jobs: int, folder: str, settings: RunSettings) -> tuple[float, float] | None:
-    if serve_if_worker(NoOp, settings) is not None:
-        return None
+def cluster_work_round(jobs: int, folder: str, settings: RunSettings) -> Times | None:
     experiment = {"name": "noop", "repetitions": jobs, "iterations": 1, "path": folder}
-    plan = make_plan(expand_all([experiment]), Selection(), Policy(delete=True), "benchmark")
-    apply_plan(plan)
-    with MPIExecutor() as executor:
-        wall, cpu = time.perf_counter(), time.process_time()
-        summary = run_jobs(NoOp, plan.jobs, executor, settings)
-        result = (time.perf_counter() - wall) / jobs, (time.process_time() - cpu) / jobs
-    assert summary.counts["finished"] == jobs, summary.counts
+    with MPIExecutor(ExperimentTask(NoOp, settings), finalize=False) as executor:
+        if executor is None:
+            return None
+        plan = make_plan(expand_all([experiment]), Selection(), Policy(delete=True), "benchmark")
+        apply_plan(plan)
+        result, outcomes = drive(executor, list(plan.jobs))
+    finished = sum(outcome.kind == OutcomeKind.FINISHED for outcome in outcomes)
+    assert finished == jobs, outcomes[:3]
     return result
 
 
@@ -83,13 +94,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--sync", action="store_true", help="fsync each repetition's results (the default of -c)")
+    parser.add_argument("--no-sync", dest="sync", action="store_false",
+                        help="no group commits (--no-sync of the command line)")
     args = parser.parse_args()
     comm = MPI.COMM_WORLD
     folder = comm.bcast(tempfile.mkdtemp(prefix="cw-bench-") if comm.rank == 0 else None, root=0)
     settings = RunSettings(log_level="WARNING", sync=args.sync)
     [experiment] = expand_all([{"name": "empty", "repetitions": 1, "iterations": 1, "path": folder}])
-    empty_jobs = [Job(index, experiment, 0) for index in range(args.jobs)]
+    empty_jobs = [Segment(index, experiment, 0) for index in range(args.jobs)]
     futures_times, dispatch, ours = [], [], []
     for _ in range(args.rounds):
         comm.Barrier()
@@ -103,14 +115,15 @@ def main() -> None:
         workers = comm.size - 1
         f_wall, f_cpu = (statistics.median(t[i] for t in futures_times) for i in (0, 1))
         print(f"scheduling: {args.jobs} jobs, {workers} workers, {args.rounds} rounds (medians), "
-              f"{os.cpu_count()} cores, fsync={'on' if args.sync else 'off'}")
-        print(f"  {'':32} {'wall/job':>10} {'rank-0 CPU/job':>15} {'wall ratio':>11} {'CPU ratio':>10}")
+              f"{os.cpu_count()} cores, group commits {'on' if args.sync else 'off'}")
+        print(f"  {'':32} {'wall/job':>10} {'rank-0 CPU/job':>15} {'worker/job':>11} {'wall ratio':>11} "
+              f"{'CPU ratio':>10}")
         for label, times in (("mpi4py.futures, empty tasks", futures_times),
                              ("cluster_work, empty tasks", dispatch),
                              ("cluster_work, real no-op jobs", ours)):
-            wall, cpu = (statistics.median(t[i] for t in times) for i in (0, 1))
-            print(f"  {label:32} {wall * 1e3:7.3f} ms {cpu * 1e3:12.3f} ms {wall / f_wall:10.2f}x "
-                  f"{cpu / f_cpu:9.2f}x")
+            wall, cpu, worker = (statistics.median(t[i] for t in times) for i in (0, 1, 2))
+            print(f"  {label:32} {wall * 1e3:7.3f} ms {cpu * 1e3:12.3f} ms {worker * 1e3:8.3f} ms "
+                  f"{wall / f_wall:10.2f}x {cpu / f_cpu:9.2f}x")
 
 
 if __name__ == "__main__":

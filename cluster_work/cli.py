@@ -10,10 +10,11 @@ import sys
 from collections.abc import Sequence
 
 from . import slurm
+from .backends import Executor, make_executor
 from .config import load_config
 from .display import LiveBarDisplay, make_display
+from .durability import committer
 from .errors import ClusterWorkError, StoreError
-from .executors import Executor, make_executor
 from .expansion import ExpandedExperiment, expand_all, sweep_paths
 from .experiment import ClusterWork
 from .logs import configure_console
@@ -22,10 +23,11 @@ from .planning import Plan, Policy, Selection, apply_plan, make_plan, select_exp
 from .provenance import describe_runs, read_runs, run_ended, run_started
 from .reporting import print_plan, print_progress, print_summary, progress_json
 from .results import load_results
-from .runner import BAD_PARAMETER, FAILED_JOB, STORE_FAILURE, Outcome, RunSettings
+from .runner import ExperimentTask
 from .stopping import handle_stop_signals, stop_signals_handled
 from .store import atomic_write
-from .sweep import EXIT_INTERRUPTED, EXIT_STORE, EXIT_USAGE, describe, run_jobs
+from .sweep import EXIT_INTERRUPTED, EXIT_STORE, EXIT_USAGE, describe, run_segments
+from .vocabulary import Outcome, OutcomeKind, RunSettings
 
 log = logging.getLogger("cluster_work")
 
@@ -119,33 +121,19 @@ def _main(experiment_class: type[ClusterWork], argv: Sequence[str] | None) -> in
     settings = RunSettings(log_level=log_level, no_gui=args.no_gui or args.cluster, sync=args.sync,
                            restart_full_repetitions=args.restart_full_repetitions,
                            config_file=os.path.abspath(args.config))
-    groups = {"groups": args.mpi_groups, "group_size": args.group_size}
     try:
         if args.workers < 1:
             raise ClusterWorkError(f"-n/--workers must be at least 1, got {args.workers}")
-        if args.cluster:
-            from .mpi_executor import finalize_mpi, serve_if_worker
-
-            worker_status = serve_if_worker(experiment_class, settings, **groups)
-            if worker_status is not None:
-                finalize_mpi()
-                return worker_status
-        # made first, so that under MPI every early exit below still releases the worker ranks
-        executor = make_executor(args.workers, args.cluster, experiment_class._MP_CONTEXT, **groups)
+        executor = make_executor(ExperimentTask(experiment_class, settings), args.workers, args.cluster,
+                                 experiment_class._MP_CONTEXT, args.mpi_groups, args.group_size)
+        # entered first, so that under MPI every early exit below still releases the worker ranks
+        with executor as running:
+            if running is None:  # an MPI worker rank: it served until rank 0 released it
+                return getattr(executor, "worker_status", 0) or 0
+            return _run(experiment_class, args, arguments, running, settings)
     except ClusterWorkError as exc:
         print(f"error: {exc}", file=sys.stderr)  # under MPI rank 0 alone: the other ranks return quietly
-        if args.cluster:
-            from .mpi_executor import finalize_mpi
-
-            finalize_mpi()  # a plain exit 2 on every rank, not MPI_Abort
         return EXIT_USAGE
-    with executor:
-        status = _run(experiment_class, args, arguments, executor, settings)
-    if args.cluster:
-        from .mpi_executor import finalize_mpi
-
-        finalize_mpi()
-    return status
 
 
 def _run(experiment_class: type[ClusterWork], args: argparse.Namespace, arguments: list[str],
@@ -201,7 +189,7 @@ def _execute(experiment_class: type[ClusterWork], plan: Plan, args: argparse.Nam
 
     def on_outcome(outcome: Outcome) -> None:
         display.job_ended(outcome)
-        failed = outcome.kind in (FAILED_JOB, BAD_PARAMETER, STORE_FAILURE)
+        failed = outcome.kind in (OutcomeKind.FAILED, OutcomeKind.BAD_PARAMETER, OutcomeKind.STORE_FAILURE)
         log.log(logging.ERROR if failed else finished_level, describe(outcome))
 
     command = [*_program(), *arguments]
@@ -209,13 +197,14 @@ def _execute(experiment_class: type[ClusterWork], plan: Plan, args: argparse.Nam
     run_id = run_started(paths, command, executor.describe(), executor.hosts(), executor.world_size())
     try:
         with display:
-            summary = run_jobs(experiment_class, jobs, executor, settings, on_outcome=on_outcome)
+            summary = run_segments(jobs, executor, on_outcome=on_outcome)
     except KeyboardInterrupt:  # the second Ctrl-C
         run_ended(paths, run_id, EXIT_INTERRUPTED, {})
         executor.terminate()
         print(f"stopped at once; saved rows are kept. To resume: {' '.join(command)}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    run_ended(paths, run_id, summary.exit_status(), dict(summary.counts))
+    committer.commit()  # this process's writes durable before the run is recorded as ended
+    run_ended(paths, run_id, summary.exit_status(), {kind.value: count for kind, count in summary.counts.items()})
     print_summary(summary, plan, paths, command)
     return summary.exit_status()
 

@@ -18,7 +18,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from .runner import BAD_PARAMETER, FAILED_JOB, STORE_FAILURE, Outcome
+from .vocabulary import Outcome, OutcomeKind
 
 log = logging.getLogger("cluster_work")
 
@@ -43,7 +43,7 @@ class RunDisplay:
         self.started = time.perf_counter()
 
     def job_ended(self, outcome: Outcome) -> None:
-        if outcome.kind in (FAILED_JOB, BAD_PARAMETER, STORE_FAILURE):
+        if outcome.kind in (OutcomeKind.FAILED, OutcomeKind.BAD_PARAMETER, OutcomeKind.STORE_FAILURE):
             self.failed += 1
 
     def measure(self) -> tuple[int, float, float]:

@@ -16,12 +16,15 @@ from typing import Any
 from .config import dotted, flatten_paths
 from .errors import ConfigError, StoreError
 from .expansion import ExpandedDocument, ExpandedExperiment, Expansion, expand_path
-from .runner import Job
-from .store import FAILED, FINISHED, ExperimentStore, to_plain, write_frozen_points
+from .repetition_state import read_repetition
+from .store import ExperimentStore, to_plain, write_frozen_points
+from .vocabulary import ExperimentState, RepetitionState, Segment
 
 log = logging.getLogger("cluster_work")
 
-NEW, PARTIAL, DONE, CHANGED = "new", "partial", "done", "config changed"
+NEW, PARTIAL, DONE, CHANGED = (ExperimentState.NEW, ExperimentState.PARTIAL, ExperimentState.DONE,
+                               ExperimentState.CHANGED)
+DONE_STATES = (RepetitionState.FINISHED, RepetitionState.STOPPED)  # never run again by a plain rerun
 
 
 @dataclass(frozen=True)
@@ -67,20 +70,20 @@ class Policy:
 @dataclass
 class ExperimentPlan:
     experiment: ExpandedExperiment
-    state: str
+    state: ExperimentState
     first_job_index: int
     changed_keys: list[str] = field(default_factory=list)
-    repetition_states: dict[int, str] = field(default_factory=dict)
+    repetition_states: dict[int, RepetitionState] = field(default_factory=dict)
     iteration_times: dict[int, float] = field(default_factory=dict)  # per rep, from an earlier run
     iterations_saved: dict[int, int] = field(default_factory=dict)
-    jobs: list[Job] = field(default_factory=list)
+    jobs: list[Segment] = field(default_factory=list)
     rewrite: bool = False  # delete the folder (-d, -o) before writing the config
 
     @property
     def skipped(self) -> bool:
         return self.state == CHANGED and not self.jobs
 
-    def iterations_left(self, job: Job) -> int:
+    def iterations_left(self, job: Segment) -> int:
         """Iterations `job` still has to run: from -i, else from its repetition's status."""
         saved = job.restart_from if job.restart_from is not None else self.iterations_saved.get(job.rep, 0)
         return max(self.experiment.iterations - saved, 0)
@@ -203,13 +206,13 @@ class Plan:
 class Jobs:
     """The jobs of a plan: their number, and the jobs themselves, possibly produced as they are taken."""
 
-    def __init__(self, count: int, jobs: Iterable[Job]):
+    def __init__(self, count: int, jobs: Iterable[Segment]):
         self._count, self._jobs = count, jobs
 
     def __len__(self) -> int:
         return self._count
 
-    def __iter__(self) -> Iterator[Job]:
+    def __iter__(self) -> Iterator[Segment]:
         return iter(self._jobs)
 
 
@@ -268,17 +271,6 @@ def changed_params(stored: Mapping[str, Any], current: Mapping[str, Any]) -> lis
 
 def _canonical(value: Any) -> str:
     return "<missing>" if value is ... else json.dumps(value, sort_keys=True, default=repr)
-
-
-def repetition_state(status: Mapping[str, Any], iterations: int) -> str:
-    state = status.get("state")
-    if state is None:
-        return "pending"
-    if state == FINISHED and status.get("iterations_done", 0) >= iterations:
-        return "finished"
-    if state == FAILED:
-        return state
-    return "partial"
 
 
 def make_plan(expanded: Sequence[ExpandedExperiment], selection: Selection, policy: Policy,
@@ -354,25 +346,21 @@ def _plan_experiment(experiment: ExpandedExperiment, first_index: int, selection
             stored = read_experiment_config(experiment.path)
     changed = changed_params(stored.get("params") or {}, experiment.params) if stored else []
     rewrite = policy.delete or (bool(changed) and policy.overwrite)
-    states: dict[int, str] = {}
+    states: dict[int, RepetitionState] = {}
     times: dict[int, float] = {}
     saved: dict[int, int] = {}
     if stored is not None and not rewrite:  # a new experiment has no files to look at
         for rep in range(experiment.repetitions):
-            status = store.repetition(rep).read_status()
-            states[rep] = repetition_state(status, experiment.iterations)
-            if states[rep] != "finished" and rep in original_done and not status:
-                states[rep] = "finished"
-                saved[rep] = experiment.iterations
-            if isinstance(status.get("mean_iteration_time"), (int, float)):
-                times[rep] = status["mean_iteration_time"]
-            if isinstance(status.get("iterations_done"), int):
-                saved[rep] = status["iterations_done"]
+            view = read_repetition(store.repetition(rep), experiment.iterations, check_lock=False,
+                                   finished_by_original=rep in original_done)
+            states[rep], saved[rep] = view.state, view.iterations_saved
+            if isinstance(view.status.get("mean_iteration_time"), (int, float)):
+                times[rep] = view.status["mean_iteration_time"]
     if stored is None or rewrite:
         state = NEW
     elif changed:
         state = CHANGED
-    elif all(s == "finished" for s in states.values()):
+    elif all(s in DONE_STATES for s in states.values()):
         state = DONE
     else:
         state = PARTIAL
@@ -387,9 +375,10 @@ def _plan_experiment(experiment: ExpandedExperiment, first_index: int, selection
         if selection.repetition is not None:
             if rep != selection.repetition:
                 continue
-            plan.jobs.append(Job(index, experiment, rep, selection.iteration or 0, write_config))
-        elif states.get(rep) != "finished":
-            plan.jobs.append(Job(index, experiment, rep, write_config=write_config))
+            plan.jobs.append(Segment(index, experiment, rep, restart_from=selection.iteration or 0,
+                                     write_config=write_config))
+        elif states.get(rep) not in DONE_STATES:
+            plan.jobs.append(Segment(index, experiment, rep, write_config=write_config))
     return plan
 
 

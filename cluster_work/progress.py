@@ -1,26 +1,12 @@
-"""Counting finished iterations where they happen, for the live display on rank 0 / the main process.
+"""Counting saved iterations for the live display, in the process that shows it.
 
-The runner calls `iteration_done()` after each saved row. What that does depends on where it runs:
-in the main process it adds to a counter; in a local worker process it adds to a counter shared with
-the parent; on an MPI worker it sends rank 0 a small message at most twice a second.
+Each backend hands its items a `TaskContext.iteration_done` that ends up here: in this process directly,
+from local worker processes through a shared value, from MPI workers through a small message to rank 0
+at most twice a second.
 """
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-
-_sink: Callable[[int], None] | None = None
-
-
-def iteration_done() -> None:
-    if _sink is not None:
-        _sink(1)
-
-
-def report_to(sink: Callable[[int], None] | None) -> None:
-    """Send this process's iteration counts to `sink` (None: nowhere)."""
-    global _sink
-    _sink = sink
 
 
 class Counter:

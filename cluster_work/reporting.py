@@ -15,10 +15,15 @@ from rich.table import Table
 from .config import KeyPath, dotted
 from .display import format_seconds
 from .expansion import ExpandedExperiment
-from .planning import ExperimentPlan, Plan, repetition_state
-from .runner import ALREADY_DONE, BUSY, DONE, STOPPED, STORE_FAILURE, Job, iteration_times
+from .planning import ExperimentPlan, Plan
+from .repetition_state import read_repetition
+from .runner import iteration_times
 from .store import ExperimentStore, to_plain
 from .sweep import Summary
+from .vocabulary import ExperimentState, OutcomeKind, RepetitionState, Segment
+
+EXPERIMENT_STATE_TEXT = {ExperimentState.NEW: "new", ExperimentState.PARTIAL: "partial",
+                         ExperimentState.DONE: "done", ExperimentState.CHANGED: "config changed"}
 
 
 def _console(stream: TextIO | None = None) -> Console:
@@ -38,7 +43,7 @@ SHOWN_AT_EACH_END = 5  # experiments the summary shows at its start and end
 def _plan_row(item: ExperimentPlan) -> list[str]:
     experiment = item.experiment
     first, last = item.first_job_index, item.first_job_index + experiment.repetitions - 1
-    state = item.state + (f" ({', '.join(item.changed_keys)})" if item.changed_keys else "")
+    state = EXPERIMENT_STATE_TEXT[item.state] + (f" ({', '.join(item.changed_keys)})" if item.changed_keys else "")
     return [experiment.name, state, str(experiment.repetitions), f"{first}-{last}" if last > first else str(first),
             str(len(item.jobs)), format_params(experiment.varied)]
 
@@ -76,7 +81,7 @@ def print_plan(plan: Plan, stream: TextIO | None = None, as_json: bool = False) 
         experiments += 1
         jobs += item.experiment.repetitions
         base = item.experiment.base_name
-        counts.setdefault(base, collections.Counter())[item.state] += 1
+        counts.setdefault(base, collections.Counter())[EXPERIMENT_STATE_TEXT[item.state]] += 1
         to_run[base] += len(item.jobs)
         if len(first) < SCREENFUL:
             first.append(item)
@@ -99,11 +104,12 @@ def print_plan(plan: Plan, stream: TextIO | None = None, as_json: bool = False) 
     console.print(_plan_table("First and last experiments (jobs are the indices for -j)", rows))
 
 
-def _job_record(item: ExperimentPlan, job: Job) -> dict[str, Any]:
+def _job_record(item: ExperimentPlan, job: Segment) -> dict[str, Any]:
     """--list --json: one job that a run would execute, and the state of its repetition now."""
     experiment = item.experiment
     return {"job": job.index, "experiment": experiment.name, "base": experiment.base_name, "rep": job.rep,
-            "state": item.repetition_states.get(job.rep, "pending"), "restart_from": job.restart_from,
+            "state": item.repetition_states.get(job.rep, RepetitionState.PENDING).value,
+            "restart_from": job.restart_from,
             "params": {dotted(k): to_plain(v) for k, v in experiment.varied.items()}}
 
 
@@ -145,7 +151,8 @@ class ExperimentProgress:
         return data
 
 
-STATES = ("finished", "running", "failed", "partial", "pending")
+STATES = tuple(state.value for state in (RepetitionState.FINISHED, RepetitionState.RUNNING, RepetitionState.FAILED,
+                                         RepetitionState.PARTIAL, RepetitionState.PENDING, RepetitionState.STOPPED))
 
 
 def read_progress(experiment: ExpandedExperiment) -> ExperimentProgress:
@@ -153,22 +160,14 @@ def read_progress(experiment: ExpandedExperiment) -> ExperimentProgress:
     store = ExperimentStore(experiment.path)
     reps = []
     for rep in range(experiment.repetitions):
-        repetition = store.repetition(rep)
-        status = repetition.read_status()
-        if repetition_state(status, experiment.iterations) == "finished":
-            # the common case, answered from the small status file alone
-            reps.append(RepetitionProgress(rep, "finished", experiment.iterations,
-                                           status.get("mean_iteration_time")))
-            continue
-        rows = repetition.read_results().rows
-        times = iteration_times(rows)
-        state = status.get("state", "partial" if rows else "pending")
-        if state in ("finished", "interrupted"):
-            state = "partial"
-        if repetition.is_running():
-            state = "running"
-        reps.append(RepetitionProgress(rep, state, min(len(rows), experiment.iterations),
-                                       sum(times) / len(times) if times else None, status.get("error")))
+        view = read_repetition(store.repetition(rep), experiment.iterations)
+        if view.rows is None:  # the common case, answered from the small status file alone
+            mean = view.status.get("mean_iteration_time")
+        else:
+            times = iteration_times(view.rows)
+            mean = sum(times) / len(times) if times else None
+        reps.append(RepetitionProgress(rep, view.state.value, view.iterations_saved, mean, view.status.get("error")
+                                       if view.state == RepetitionState.FAILED else None))
     timed = [(r.mean_iteration_time, r.iterations_done) for r in reps if r.mean_iteration_time is not None]
     seconds, count = sum(t * n for t, n in timed), sum(n for _, n in timed)
     mean = seconds / count if count else None
@@ -256,22 +255,23 @@ def print_summary(summary: Summary, plan: Plan, sweep_paths: Iterable[str], argv
     console = _console(stream or sys.stderr)
     counts = summary.counts
     skipped_changed = plan.totals.skipped
-    parts = [f"{counts[DONE]} finished", f"{counts[ALREADY_DONE]} already finished" if counts[ALREADY_DONE] else "",
-             f"{len(summary.failures())} failed", f"{counts[BUSY]} held by another run" if counts[BUSY] else "",
-             f"{counts[STOPPED] + summary.not_started} not finished (interrupted)"
-             if counts[STOPPED] + summary.not_started else "",
+    finished, already = counts[OutcomeKind.FINISHED], counts[OutcomeKind.ALREADY_FINISHED]
+    busy, interrupted = counts[OutcomeKind.BUSY], counts[OutcomeKind.INTERRUPTED] + summary.not_started
+    parts = [f"{finished} finished", f"{already} already finished" if already else "",
+             f"{len(summary.failures())} failed", f"{busy} held by another run" if busy else "",
+             f"{interrupted} not finished (interrupted)" if interrupted else "",
              f"{skipped_changed} experiment(s) skipped: config changed" if skipped_changed else ""]
     console.print(f"[bold]Summary[/bold]: {summary.jobs} jobs in {summary.seconds:.1f}s: "
                   + ", ".join(p for p in parts if p))
     for outcome in summary.failures():
         console.print(f"  [red]failed[/red] {outcome.label}: {outcome.error}", highlight=False)
-    store_failures = [o for o in summary.outcomes if o.kind == STORE_FAILURE]
+    store_failures = [o for o in summary.outcomes if o.kind == OutcomeKind.STORE_FAILURE]
     if store_failures:
         console.print(f"[red]error[/red]: results could not be written: {store_failures[0].error}. "
                       "The run stopped; every file is readable. Free space (or fix the folder), then run "
                       "the same command to complete the sweep.", highlight=False)
     if summary.outcomes:
-        seconds = [o.seconds for o in summary.outcomes if o.kind == DONE]
+        seconds = [o.seconds for o in summary.outcomes if o.kind == OutcomeKind.FINISHED]
         if seconds:
             console.print(f"  time per job: mean {sum(seconds) / len(seconds):.2f}s, max {max(seconds):.2f}s")
     console.print(f"  results: {', '.join(sorted(set(sweep_paths)))}", highlight=False)

@@ -12,81 +12,29 @@ import os
 import time
 import traceback
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from . import progress
+from .backends.base import TaskContext
 from .errors import InvalidParameterArgument, StoreError
 from .expansion import ExpandedExperiment
 from .experiment import ClusterWork
 from .logs import repetition_log
 from .seeding import seed_for, seed_global_generators
-from .stopping import stop_requested
 from .store import (
-    FAILED,
-    FINISHED,
-    INTERRUPTED,
     ExperimentStore,
     RepetitionBusy,
     RepetitionStore,
+    ResultsPrefix,
     ResultsWriter,
     repetition_folder_name,
 )
+from .vocabulary import Outcome, OutcomeKind, Record, RunSettings, Segment
 
 log = logging.getLogger("cluster_work")
 
 # An OSError with one of these, even from the experiment's own files, means the disk cannot take more.
 STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
-
-# Outcome kinds, as the scheduler and the summary see them.
-DONE, ALREADY_DONE, FAILED_JOB, STOPPED, BUSY, BAD_PARAMETER, STORE_FAILURE = (
-    "finished", "already finished", "failed", "interrupted", "held by another run",
-    "bad parameter", "store failure")
-
-
-@dataclass(frozen=True)
-class Job:
-    """One repetition of one expanded experiment; `restart_from` keeps only rows before it.
-
-    `write_config`: the experiment's config.yml is missing or outdated, so the job writes it when it
-    starts (not the planner: a sweep of 10^5 experiments must not fsync 10^5 configs before its first job).
-    """
-
-    index: int
-    experiment: ExpandedExperiment
-    rep: int
-    restart_from: int | None = None
-    write_config: bool = False
-
-    @property
-    def label(self) -> str:
-        return f"{self.experiment.name} rep {self.rep}"
-
-
-@dataclass
-class Outcome:
-    """The small status record a worker sends back; results themselves stay on disk."""
-
-    job_index: int
-    label: str
-    kind: str
-    iterations_done: int = 0
-    iterations_run: int = 0
-    seconds: float = 0.0
-    error: str | None = None
-    log_file: str | None = None
-    host: str = field(default_factory=lambda: os.uname().nodename)
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    """Per-run options every worker needs."""
-
-    log_level: str = "INFO"
-    no_gui: bool = False
-    sync: bool = True
-    restart_full_repetitions: bool = False  # --restart_full_repetitions: never restore, start unfinished ones over
-    config_file: str | None = None  # the config's absolute path: files it names are relative to its folder
 
 
 def flatten_result(result: Mapping[str, Any], parent: str = "", sep: str = "_") -> dict[str, Any]:
@@ -104,55 +52,99 @@ def flatten_result(result: Mapping[str, Any], parent: str = "", sep: str = "_") 
     return flat
 
 
-def run_job(experiment_class: type[ClusterWork], job: Job, settings: RunSettings,
-            comm: Any = None, write: bool = True) -> Outcome:
-    """Run (or resume) one repetition and report how it ended; never raises for the experiment's errors.
+@dataclass(frozen=True)
+class ExperimentTask:
+    """The task every backend runs for a sweep of `experiment_class`: a segment of a repetition, or another
+    kind of item that knows how to run itself (`item.run(experiment_class, settings, context)` and
+    `item.lost(stopping)`, e.g. a weighted ensemble's block of walkers)."""
 
-    With `write=False` (a non-leading member of an MPI group) the repetition runs in lock-step with its
-    group but writes nothing.
+    experiment_class: type[ClusterWork]
+    settings: RunSettings
+
+    def __call__(self, item: Any, context: TaskContext) -> Any:
+        if isinstance(item, Segment):
+            return run_segment(self.experiment_class, item, self.settings, context)
+        return item.run(self.experiment_class, self.settings, context)
+
+    def lost(self, item: Any, stopping: bool) -> Any:
+        """The outcome of an item whose worker process died under it (killed, out of memory...): a
+        failure, unless the run is stopping (Ctrl-C reaches workers too)."""
+        if not isinstance(item, Segment):
+            return item.lost(stopping)
+        if stopping:
+            return Outcome(item.index, item.label, OutcomeKind.INTERRUPTED)
+        return Outcome(item.index, item.label, OutcomeKind.FAILED,
+                       error="its worker process died (killed, or out of memory?)")
+
+
+def interruption(context: TaskContext) -> OutcomeKind | None:
+    """Whether an item should stop before its next iteration, and as what (the leader's answer, in a
+    group: every rank takes the same branch)."""
+    if context.stop_requested():
+        kind: OutcomeKind | None = OutcomeKind.INTERRUPTED
+    elif context.cancelled():
+        kind = OutcomeKind.CANCELLED
+    else:
+        kind = None
+    return _leader_decides(context.comm, kind)
+
+
+def run_segment(experiment_class: type[ClusterWork], segment: Segment, settings: RunSettings,
+                context: TaskContext = TaskContext()) -> Outcome:
+    """Run (or resume) one repetition up to the segment's target and report how it ended; never raises
+    for the experiment's errors.
+
+    With `context.write` false (a non-leading member of an MPI group) the repetition runs in lock-step
+    with its group but writes nothing.
     """
     started = time.perf_counter()
-    store = ExperimentStore(job.experiment.path).repetition(job.rep)
+    stop = interruption(context)
+    if stop is not None:  # dequeued after a stop or a cancel: leave its files untouched
+        return Outcome(segment.index, segment.label, stop)
+    store = ExperimentStore(segment.experiment.path).repetition(segment.rep)
     writer: ResultsWriter | None = None
-    refusal: tuple[str, str | None] | None = None
+    refusal: tuple[OutcomeKind, str | None] | None = None
     try:
-        writer = store.open_writer() if write else None
+        writer = store.open_writer() if context.write else None
     except RepetitionBusy:
-        refusal = (BUSY, None)
+        refusal = (OutcomeKind.BUSY, None)
     except StoreError as exc:
-        refusal = (STORE_FAILURE, str(exc))
-    refusal = _leader_decides(comm, refusal)  # the members must not wait in a collective the leader skips
+        refusal = (OutcomeKind.STORE_FAILURE, str(exc))
+    refusal = _leader_decides(context.comm, refusal)  # the members must not wait in a collective the leader skips
     if refusal is not None:
-        return Outcome(job.index, job.label, refusal[0], error=refusal[1], seconds=time.perf_counter() - started)
+        return Outcome(segment.index, segment.label, refusal[0], error=refusal[1],
+                       seconds=time.perf_counter() - started)
     try:
-        with _maybe_log(store, settings, write):
-            kind, done, ran, error = _run_locked(experiment_class, job, settings, store, writer, comm)
+        with _maybe_log(store, settings, context.write):
+            outcome = _SegmentRun(experiment_class, segment, settings, store, writer, context).run()
         if writer is not None:
             writer.close(sync=settings.sync)
     except StoreError as exc:
-        return Outcome(job.index, job.label, STORE_FAILURE, error=str(exc),
+        return Outcome(segment.index, segment.label, OutcomeKind.STORE_FAILURE, error=str(exc),
                        seconds=time.perf_counter() - started)
     finally:
         if writer is not None:
             writer.close(sync=False)  # a no-op unless an error skipped the close above
-    return Outcome(job.index, job.label, kind, done, ran, time.perf_counter() - started, error,
-                   store.log_file if error else None)
+    outcome.seconds = time.perf_counter() - started
+    outcome.log_file = store.log_file if outcome.error else None
+    return outcome
 
 
 def _maybe_log(store: RepetitionStore, settings: RunSettings, write: bool) -> Any:
     return repetition_log(store.log_file, settings.log_level) if write else contextlib.nullcontext()
 
 
-def _bind(instance: ClusterWork, job: Job, store: RepetitionStore, settings: RunSettings, comm: Any) -> None:
+def _bind(instance: ClusterWork, experiment: ExpandedExperiment, rep: int, store: RepetitionStore,
+          settings: RunSettings, comm: Any) -> None:
     """Set the fields the original ClusterWork set before `reset`, with its values (folders end in a
     separator, as the original's did, since clients append file names to them)."""
-    config = job.experiment.config
-    instance._name = job.experiment.name
+    config = experiment.config
+    instance._name = experiment.name
     instance._params = config["params"]
     instance._path = config["path"]
     instance._log_path = config["log_path"]
-    instance._log_path_rep = os.path.join(config["log_path"], repetition_folder_name(job.rep), "")
-    instance._rep = job.rep
+    instance._log_path_rep = os.path.join(config["log_path"], repetition_folder_name(rep), "")
+    instance._rep = rep
     instance._repetitions = config["repetitions"]
     instance._iterations = config["iterations"]
     instance._plotting = config.get("plotting", True)
@@ -173,100 +165,137 @@ def _seed(instance: ClusterWork, iteration: int | None) -> None:
     seed_global_generators(instance._seed)
 
 
-def _run_locked(experiment_class: type[ClusterWork], job: Job, settings: RunSettings,
-                store: RepetitionStore, writer: ResultsWriter | None, comm: Any,
-                ) -> tuple[str, int, int, str | None]:
-    """Returns (outcome kind, iterations on disk, iterations run now, error line)."""
-    config = job.experiment.config
-    target = config["iterations"]
-    if _leader_decides(comm, stop_requested()):  # a job dequeued after a stop request: leave it untouched
-        return STOPPED, 0, 0, None
-    if job.write_config and writer is not None:
-        ExperimentStore(job.experiment.path).write_config(config)
-    prefix = writer.read() if writer is not None else None
-    saved = len(prefix) if prefix is not None else 0
-    if job.restart_from is not None:
-        saved = min(saved, job.restart_from)
-    saved = _leader_decides(comm, saved)
-    write_status = store.write_status if writer is not None else (lambda *a, **k: None)
-    if saved >= target and job.restart_from is None:
-        if store.read_status().get("state") != FINISHED:  # killed between last row and status
-            write_status(FINISHED, iterations_done=saved, iterations=target)
-        return ALREADY_DONE, saved, 0, None
-    instance = experiment_class()
-    _bind(instance, job, store, settings, comm)
-    stage, completed, ran = "reset", saved, 0
-    timing = _Timing([])
-    try:
-        completed = _resume(instance, config, job.rep, saved, comm, settings.restart_full_repetitions)
-        if writer is not None and prefix is not None:
-            writer.keep(prefix, completed)
-        previous_time = prefix.rows[completed - 1].get("repetition_time", 0.0) if completed and prefix else 0.0
-        resumed_at = time.perf_counter()
-        timing = _Timing(prefix.rows[:completed] if prefix else [])
-        for n in range(completed, target):
-            if _leader_decides(comm, stop_requested()):
-                write_status(INTERRUPTED, iterations_done=n, iterations=target, **timing.fields())
-                return STOPPED, n, ran, None
-            instance._it = n
-            _seed(instance, n)
-            stage = "iterate"
-            began = time.perf_counter()
-            result = instance.iterate(config, job.rep, n)
-            ended = time.perf_counter()
-            timing.add(ended - began)
-            row = {"iteration": n, **flatten_result(result or {})}
-            row.setdefault("iteration_time", ended - began)
-            row.setdefault("repetition_time", previous_time + ended - resumed_at)
-            stage = "save_state"  # always, as the original: clients keep checkpoints there for their own use
-            instance.save_state(config, job.rep, n)
-            if writer is not None:
-                try:
-                    writer.append(row)
-                except StoreError:  # the group's members wait at the next iteration's decision: release them
-                    _leader_decides(comm, True)
-                    raise
-                progress.iteration_done()
-            completed, ran = n + 1, ran + 1
-        if writer is not None:
-            writer.close(sync=settings.sync)  # durable before it is called finished
-        write_status(FINISHED, sync=settings.sync, iterations_done=target, iterations=target, ended=time.time(),
-                     **timing.fields())
-        return DONE, target, ran, None
-    except StoreError:
-        raise
-    except OSError as exc:
-        if exc.errno not in STORAGE_ERRNOS:
-            return _failed(exc, stage, job, completed, ran, target, timing, write_status)
-        # the experiment's own file hit a full or read-only disk: every other job would too
-        raise StoreError(f"{job.label}: the experiment could not write {exc.filename or 'a file'} "
-                         f"in {stage}: {exc.strerror}") from exc
-    except InvalidParameterArgument as exc:
-        write_status(FAILED, iterations_done=completed, iterations=target, error=str(exc))
-        return BAD_PARAMETER, completed, ran, f"{job.experiment.name}: {exc}"
-    except Exception as exc:  # the experiment's own error: isolate it, keep its saved rows
-        if stop_requested():  # raised by the stop itself (a preemption's SIGTERM killed a subprocess): resumable
-            log.warning("%s: %s in %s while the run was stopping; recorded as interrupted", job.label,
-                        type(exc).__name__, stage)
-            write_status(INTERRUPTED, iterations_done=completed, iterations=target, **timing.fields())
-            return STOPPED, completed, ran, None
-        return _failed(exc, stage, job, completed, ran, target, timing, write_status)
-    finally:
+class _SegmentRun:
+    """One segment on a locked repetition: decide where to start, run to the target, record the end.
+
+    Every branch a group's ranks take is decided by the leader (`_leader_decides`): the members never
+    wait in a collective the leader skipped.
+    """
+
+    def __init__(self, experiment_class: type[ClusterWork], segment: Segment, settings: RunSettings,
+                 store: RepetitionStore, writer: ResultsWriter | None, context: TaskContext):
+        self.experiment_class, self.segment, self.settings = experiment_class, segment, settings
+        self.store, self.writer, self.context = store, writer, context
+        self.config = segment.experiment.config
+        self.target = segment.target
+        self.iterations = segment.experiment.iterations
+        self.values: list[dict[str, Any]] = []
+
+    def outcome(self, kind: OutcomeKind, done: int, ran: int, error: str | None = None) -> Outcome:
+        return Outcome(self.segment.index, self.segment.label, kind, done, ran, error=error, values=self.values)
+
+    def write_status(self, state: Record, **fields: Any) -> None:
+        if self.writer is not None:
+            self.store.write_status(state, sync=self.settings.sync, **fields)
+
+    def keep_values(self, rows: list[dict[str, Any]]) -> None:
+        columns = self.segment.columns
+        if columns:
+            self.values.extend({"iteration": row["iteration"], **{c: row.get(c) for c in columns}} for row in rows)
+
+    def run(self) -> Outcome:
+        segment, writer, comm = self.segment, self.writer, self.context.comm
+        if segment.write_config and writer is not None:
+            ExperimentStore(segment.experiment.path).write_config(self.config, sync=self.settings.sync)
+        prefix = writer.read() if writer is not None else None
+        saved = len(prefix) if prefix is not None else 0
+        if segment.restart_from is not None:
+            saved = min(saved, segment.restart_from)
+        saved = _leader_decides(comm, saved)
+        if saved >= self.target and segment.restart_from is None:
+            self.keep_values(prefix.rows[:self.target] if prefix is not None else [])
+            if self.target < self.iterations:
+                return self.outcome(OutcomeKind.REACHED, saved, 0)
+            if self.store.read_status().get("state") != Record.FINISHED.value:  # killed between row and status
+                self.write_status(Record.FINISHED, iterations_done=saved, iterations=self.iterations)
+            return self.outcome(OutcomeKind.ALREADY_FINISHED, saved, 0)
+        instance = self.experiment_class()
+        _bind(instance, segment.experiment, segment.rep, self.store, self.settings, comm)
         try:
-            instance.finalize()
-        except Exception:
-            log.exception("%s: finalize() raised", job.label)
+            return self.iterate(instance, prefix, saved)
+        finally:
+            try:
+                instance.finalize()
+            except Exception:
+                log.exception("%s: finalize() raised", segment.label)
 
+    def iterate(self, instance: ClusterWork, prefix: ResultsPrefix | None, saved: int) -> Outcome:
+        segment, writer, config = self.segment, self.writer, self.config
+        stage, completed, ran = "reset", saved, 0
+        timing = _Timing([])
+        try:
+            completed = _resume(instance, config, segment.rep, saved, self.context.comm,
+                                self.settings.restart_full_repetitions)
+            kept = prefix.rows[:completed] if prefix is not None else []
+            if writer is not None and prefix is not None:
+                writer.keep(prefix, completed)
+            self.keep_values(kept)
+            previous_time = kept[-1].get("repetition_time", 0.0) if kept else 0.0
+            resumed_at = time.perf_counter()
+            timing = _Timing(kept)
+            for n in range(completed, self.target):
+                stop = interruption(self.context)
+                if stop is not None:
+                    self.write_status(Record.INTERRUPTED, iterations_done=n, iterations=self.iterations,
+                                      **timing.fields())
+                    return self.outcome(stop, n, ran)
+                instance._it = n
+                _seed(instance, n)
+                stage = "iterate"
+                began = time.perf_counter()
+                result = instance.iterate(config, segment.rep, n)
+                ended = time.perf_counter()
+                timing.add(ended - began)
+                row = {"iteration": n, **flatten_result(result or {})}
+                row.setdefault("iteration_time", ended - began)
+                row.setdefault("repetition_time", previous_time + ended - resumed_at)
+                stage = "save_state"  # always, as the original: clients keep checkpoints there for their own use
+                instance.save_state(config, segment.rep, n)
+                if writer is not None:
+                    try:
+                        writer.append(row)
+                    except StoreError:  # the group's members wait at the next iteration's decision: release them
+                        _leader_decides(self.context.comm, OutcomeKind.STORE_FAILURE)
+                        raise
+                    self.context.iteration_done()
+                self.keep_values([row])
+                completed, ran = n + 1, ran + 1
+            results_bytes = writer.size() if writer is not None else 0
+            if self.target < self.iterations:
+                self.write_status(Record.REACHED, iterations_done=self.target, iterations=self.iterations,
+                                  **timing.fields())
+                return self.outcome(OutcomeKind.REACHED, self.target, ran)
+            self.write_status(Record.FINISHED, iterations_done=self.iterations, iterations=self.iterations,
+                              ended=time.time(), results_bytes=results_bytes, **timing.fields())
+            return self.outcome(OutcomeKind.FINISHED, self.iterations, ran)
+        except StoreError:
+            raise
+        except OSError as exc:
+            if exc.errno not in STORAGE_ERRNOS:
+                return self.failed(exc, stage, completed, ran, timing)
+            # the experiment's own file hit a full or read-only disk: every other job would too
+            raise StoreError(f"{segment.label}: the experiment could not write {exc.filename or 'a file'} "
+                             f"in {stage}: {exc.strerror}") from exc
+        except InvalidParameterArgument as exc:
+            self.write_status(Record.FAILED, iterations_done=completed, iterations=self.iterations, error=str(exc))
+            return self.outcome(OutcomeKind.BAD_PARAMETER, completed, ran, f"{segment.experiment.name}: {exc}")
+        except Exception as exc:  # the experiment's own error: isolate it, keep its saved rows
+            if self.context.stop_requested():  # raised by the stop itself (a preemption's SIGTERM killed a
+                log.warning("%s: %s in %s while the run was stopping; recorded as interrupted",  # subprocess)
+                            segment.label, type(exc).__name__, stage)
+                self.write_status(Record.INTERRUPTED, iterations_done=completed, iterations=self.iterations,
+                                  **timing.fields())
+                return self.outcome(OutcomeKind.INTERRUPTED, completed, ran)
+            return self.failed(exc, stage, completed, ran, timing)
 
-def _failed(exc: BaseException, stage: str, job: Job, completed: int, ran: int, target: int,
-            timing: _Timing, write_status: Any) -> tuple[str, int, int, str]:
-    """Record the experiment's exception in the repetition's log and status; the run goes on."""
-    text = "".join(traceback.format_exception(exc))
-    first_line = f"{type(exc).__name__}: {exc}".splitlines()[0]
-    log.error("%s failed in %s:\n%s", job.label, stage, text)
-    write_status(FAILED, iterations_done=completed, iterations=target,
-                 error=first_line, stage=stage, traceback=text, **timing.fields())
-    return FAILED_JOB, completed, ran, f"{first_line} (in {stage})"
+    def failed(self, exc: BaseException, stage: str, completed: int, ran: int, timing: _Timing) -> Outcome:
+        """Record the experiment's exception in the repetition's log and status; the run goes on."""
+        text = "".join(traceback.format_exception(exc))
+        first_line = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        log.error("%s failed in %s:\n%s", self.segment.label, stage, text)
+        self.write_status(Record.FAILED, iterations_done=completed, iterations=self.iterations,
+                          error=first_line, stage=stage, traceback=text, **timing.fields())
+        return self.outcome(OutcomeKind.FAILED, completed, ran, f"{first_line} (in {stage})")
 
 
 def iteration_times(rows: list[dict[str, Any]]) -> list[float]:
@@ -344,7 +373,7 @@ def restore_experiment(experiment_class: type[ClusterWork], experiment_path: str
     store = ExperimentStore(experiment_path)
     experiment = ExpandedExperiment(config["name"], config.get("experiment_name", config["name"]), config, {})
     instance = experiment_class()
-    _bind(instance, Job(-1, experiment, rep), store.repetition(rep), RunSettings(no_gui=True), None)
+    _bind(instance, experiment, rep, store.repetition(rep), RunSettings(no_gui=True), None)
     instance._it = iteration
     _seed(instance, None)
     instance.reset(config, rep)

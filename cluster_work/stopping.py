@@ -14,23 +14,15 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
 
 EXIT_INTERRUPTED = 130
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-_stop = threading.Event()
-_shared_stop: Any = None  # a multiprocessing.Event set by the parent of local worker processes
+_stop = threading.Event()  # this process's: set by its signal handlers (workers get the parent's stop apart)
 
 
 def stop_requested() -> bool:
-    return _stop.is_set() or (_shared_stop is not None and _shared_stop.is_set())
-
-
-def follow_shared_stop(event: Any) -> None:
-    """In a worker process: also stop when the parent sets `event` (no signal needed)."""
-    global _shared_stop
-    _shared_stop = event
+    return _stop.is_set()
 
 
 def request_stop() -> None:

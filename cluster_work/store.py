@@ -8,7 +8,8 @@
 (an experiment without grid or list lives in `<path>/<base name>/`), the original ClusterWork's layout.
 Durability: a row is appended with one `write` of a whole line, so a `kill -9` leaves at worst a torn
 last line, which readers ignore and the next writer cuts off. Whole files (config, status) are
-written to a temporary file, fsynced and renamed over the old one, so they are always complete.
+written to a temporary file and renamed over the old one, so they are always complete. What reaches
+the disk when is `durability`'s group commit (once a second, and at the end of a run).
 The results file is locked (`flock`) by its writer, so two runs never write one repetition.
 Deleting (`-d`) removes only what cluster_work wrote, and never follows a symbolic link.
 """
@@ -30,7 +31,9 @@ from typing import Any
 
 import yaml
 
+from .durability import committer
 from .errors import StoreError
+from .vocabulary import Record
 
 CONFIG_FILE = "config.yml"
 ORIGINAL_CONFIG_FILE = "experiment.yml"  # what the original ClusterWork writes into an experiment folder
@@ -42,8 +45,6 @@ RESULTS_FILE = "results.jsonl"
 STATUS_FILE = "status.json"
 LOG_FILE = "rep.log"
 
-# States kept in status.json. "running" is never written: it is read off the results file's lock.
-FINISHED, FAILED, INTERRUPTED = "finished", "failed", "interrupted"
 
 
 def repetition_folder_name(rep: int) -> str:
@@ -232,10 +233,13 @@ class RepetitionStore:
         finally:
             os.close(fd)
 
-    def write_status(self, state: str, sync: bool = False, **fields: Any) -> None:
-        status = {"state": state, "host": socket.gethostname(), "pid": os.getpid(),
+    def write_status(self, state: Record, sync: bool = True, **fields: Any) -> None:
+        """Replace the status (a hint: the rows decide the state); synced by the next group commit."""
+        status = {"state": state.value, "host": socket.gethostname(), "pid": os.getpid(),
                   "updated": time.time(), **fields}
-        atomic_write(self.status_file, json.dumps(to_plain(status), indent=1).encode(), sync)
+        atomic_write(self.status_file, json.dumps(to_plain(status), indent=1).encode(), sync=False)
+        if sync:
+            committer.wrote(self.status_file)
 
     def create_folder(self) -> None:
         with _StoreIO("create", self.path):
@@ -279,6 +283,10 @@ class ResultsWriter:
             if os.fstat(self._fd).st_size != end:
                 os.ftruncate(self._fd, end)
 
+    def size(self) -> int:
+        with _StoreIO("read", self.path):
+            return os.fstat(self._fd).st_size
+
     def append(self, row: Mapping[str, Any]) -> None:
         data = encode_row(row)
         with _StoreIO("write", self.path):
@@ -288,15 +296,13 @@ class ResultsWriter:
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     def close(self, sync: bool = True) -> None:
+        """Release the lock; `sync`: the rows become durable at the next group commit."""
         if self._fd < 0:
             return
-        try:
-            if sync:
-                with _StoreIO("sync", self.path):
-                    os.fsync(self._fd)
-        finally:
-            os.close(self._fd)  # closing drops the flock
-            self._fd = -1
+        os.close(self._fd)  # closing drops the flock
+        self._fd = -1
+        if sync:
+            committer.wrote(self.path)
 
 
 class ExperimentStore:
@@ -332,11 +338,13 @@ class ExperimentStore:
             raise StoreError(f"cannot read {self.config_file}: {exc}") from exc
         return config if isinstance(config, dict) else None
 
-    def write_config(self, config: Mapping[str, Any]) -> None:
+    def write_config(self, config: Mapping[str, Any], sync: bool = True) -> None:
+        """Store the effective config, durably at once (`sync`): rows are never saved for an experiment
+        whose config a power loss could take away (one sync per experiment, not per repetition)."""
         with _StoreIO("create", self.path):
             os.makedirs(self.path, exist_ok=True)
         text = yaml.safe_dump(to_plain(config), sort_keys=False, default_flow_style=False)
-        atomic_write(self.config_file, f"{MARKER}\n{text}".encode())
+        atomic_write(self.config_file, f"{MARKER}\n{text}".encode(), sync=sync)
 
     def repetition(self, rep: int) -> RepetitionStore:
         return RepetitionStore(self.path, rep)

@@ -1,7 +1,6 @@
 """Driving a planned sweep through an executor: dispatch jobs, follow their outcomes, summarise."""
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from collections import Counter
@@ -9,26 +8,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from .executors import Executor
-from .experiment import ClusterWork
-from .runner import (
-    ALREADY_DONE,
-    BAD_PARAMETER,
-    BUSY,
-    DONE,
-    FAILED_JOB,
-    STOPPED,
-    STORE_FAILURE,
-    Job,
-    Outcome,
-    RunSettings,
-    run_job,
-)
+from .backends.base import Executor
 from .stopping import EXIT_INTERRUPTED, request_stop, stop_requested
+from .vocabulary import Outcome, OutcomeKind, Segment, describe_kind
 
 log = logging.getLogger("cluster_work")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STORE = 0, 1, 2, 3  # and EXIT_INTERRUPTED (130), from stopping
+FAILURES = (OutcomeKind.FAILED, OutcomeKind.BAD_PARAMETER)
 
 
 @dataclass
@@ -41,7 +28,7 @@ class Summary:
     skipped_experiments: int = 0
 
     @property
-    def counts(self) -> Counter[str]:
+    def counts(self) -> Counter[OutcomeKind]:
         return Counter(outcome.kind for outcome in self.outcomes)
 
     @property
@@ -50,39 +37,50 @@ class Summary:
 
     def failures(self) -> list[Outcome]:
         """Repetitions that failed by their own error (a store failure is the run's, reported apart)."""
-        return [o for o in self.outcomes if o.kind in (FAILED_JOB, BAD_PARAMETER)]
+        return [o for o in self.outcomes if o.kind in FAILURES]
 
     def exit_status(self) -> int:
         counts = self.counts
-        if counts[STORE_FAILURE]:
+        if counts[OutcomeKind.STORE_FAILURE]:
             return EXIT_STORE
-        if counts[BAD_PARAMETER]:
+        if counts[OutcomeKind.BAD_PARAMETER]:
             return EXIT_USAGE
-        if counts[FAILED_JOB]:
+        if counts[OutcomeKind.FAILED]:
             return EXIT_FAILED
-        if stop_requested() or counts[STOPPED] or self.not_started:
+        if stop_requested() or counts[OutcomeKind.INTERRUPTED] or self.not_started:
             return EXIT_INTERRUPTED
         return EXIT_OK
 
 
-class SizedJobs(Protocol):
-    """Jobs that know their number before they are all made (a plan streams a huge sweep's jobs)."""
+class SizedSegments(Protocol):
+    """Segments that know their number before they are all made (a plan streams a huge sweep's)."""
 
     def __len__(self) -> int: ...
 
-    def __iter__(self) -> Iterator[Job]: ...
+    def __iter__(self) -> Iterator[Segment]: ...
 
 
-def run_jobs(experiment_class: type[ClusterWork], jobs: SizedJobs, executor: Executor,
-             settings: RunSettings, on_outcome: Callable[[Outcome], None] = lambda o: None) -> Summary:
-    """Run `jobs` on `executor`; a store failure (full disk...) stops dispatching at once."""
-    summary = Summary(jobs=len(jobs))
+def run_segments(segments: SizedSegments, executor: Executor,
+                 on_outcome: Callable[[Outcome], None] = lambda o: None) -> Summary:
+    """Run `segments` on `executor`, keeping it just busy (segments are made as workers free up, so a
+    sweep of 10^6 starts at once); a store failure (full disk...) stops dispatching at once."""
+    summary = Summary(jobs=len(segments))
     started = time.perf_counter()
-    task = functools.partial(run_job, experiment_class, settings=settings)
-    for outcome in executor.map_unordered(task, jobs):
+    queue = iter(segments)
+    exhausted = False
+    while True:
+        while not exhausted and not stop_requested() and executor.has_capacity():
+            segment = next(queue, None)
+            if segment is None:
+                exhausted = True
+            else:
+                executor.submit(segment)
+        if not executor.in_flight():
+            break
+        outcome = executor.next_outcome()
         summary.outcomes.append(outcome)
         on_outcome(outcome)
-        if outcome.kind == STORE_FAILURE and not stop_requested():
+        if outcome.kind == OutcomeKind.STORE_FAILURE and not stop_requested():
             request_stop()
             executor.forward_stop()
     summary.seconds = time.perf_counter() - started
@@ -90,16 +88,17 @@ def run_jobs(experiment_class: type[ClusterWork], jobs: SizedJobs, executor: Exe
 
 
 def describe(outcome: Outcome) -> str:
-    """One log line for a job that ended."""
-    if outcome.kind in (DONE, ALREADY_DONE):
-        return f"{outcome.label}: {outcome.kind} ({outcome.iterations_run} iterations in {outcome.seconds:.1f}s)"
-    if outcome.kind == STOPPED:
+    """One log line for a segment that ended."""
+    kind = outcome.kind
+    if kind in (OutcomeKind.FINISHED, OutcomeKind.ALREADY_FINISHED, OutcomeKind.REACHED):
+        return f"{outcome.label}: {describe_kind(kind)} ({outcome.iterations_run} iterations in {outcome.seconds:.1f}s)"
+    if kind in (OutcomeKind.INTERRUPTED, OutcomeKind.CANCELLED):
         if not outcome.iterations_run:
-            return f"{outcome.label}: not run (the run is stopping)"
-        return f"{outcome.label}: interrupted after {outcome.iterations_run} new iterations " \
+            why = "the run is stopping" if kind == OutcomeKind.INTERRUPTED else "cancelled"
+            return f"{outcome.label}: not run ({why})"
+        return f"{outcome.label}: {describe_kind(kind)} after {outcome.iterations_run} new iterations " \
                f"({outcome.iterations_done} saved)"
-    if outcome.kind == BUSY:
+    if kind == OutcomeKind.BUSY:
         return f"{outcome.label}: skipped, held by another run"
     where = f"; traceback in {outcome.log_file}" if outcome.log_file else ""
-    return f"{outcome.label}: {outcome.kind}: {outcome.error}{where}"
-
+    return f"{outcome.label}: {describe_kind(kind)}: {outcome.error}{where}"

@@ -16,7 +16,7 @@ from test_durability import assert_every_file_readable, kill_session
 
 from cluster_work import load_results
 from cluster_work.errors import ClusterWorkError
-from cluster_work.mpi_layout import SELF, SPLIT, WORLD, Layout, mpi_layout
+from cluster_work.backends.mpi_layout import SELF, SPLIT, WORLD, Layout, mpi_layout
 
 CLIENTS = str(Path(__file__).resolve().parent / "clients_mpi.py")
 

@@ -1,10 +1,12 @@
 """The runner in an MPI group, in-process: two ranks as threads over a communicator made of a condition."""
 import threading
 
+from cluster_work.backends.base import TaskContext
 from cluster_work.errors import StoreError
 from cluster_work.expansion import expand_all
-from cluster_work.runner import STOPPED, STORE_FAILURE, Job, RunSettings, run_job
+from cluster_work.runner import run_segment
 from cluster_work.store import ResultsWriter
+from cluster_work.vocabulary import OutcomeKind, RunSettings, Segment
 
 
 class ThreadComm:
@@ -56,7 +58,8 @@ def test_a_leader_that_cannot_write_releases_its_group(tmp_path, monkeypatch):
 
     def rank(number):
         comm = ThreadComm(number, 2, shared)
-        outcomes[number] = run_job(GroupSum, Job(0, experiment, 0), RunSettings(sync=False), comm, write=number == 0)
+        outcomes[number] = run_segment(GroupSum, Segment(0, experiment, 0), RunSettings(sync=False),
+                                       TaskContext(comm=comm, write=number == 0))
 
     threads = [threading.Thread(target=rank, args=(number,), daemon=True) for number in (0, 1)]
     for thread in threads:
@@ -64,5 +67,5 @@ def test_a_leader_that_cannot_write_releases_its_group(tmp_path, monkeypatch):
     for thread in threads:
         thread.join(timeout=60)  # a member left waiting in a collective would never return
     assert not any(thread.is_alive() for thread in threads), "a rank of the group hangs in a collective"
-    assert outcomes[0].kind == STORE_FAILURE and outcomes[1].kind == STOPPED
+    assert outcomes[0].kind == OutcomeKind.STORE_FAILURE and outcomes[1].kind == OutcomeKind.STORE_FAILURE
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import ClusterWorkError
+from ..errors import ClusterWorkError
 
 SELF, WORLD, SPLIT = "self", "world", "split"  # what a group's `self._COMM` is: see Layout
 

@@ -1,0 +1,106 @@
+"""The executor interface: submit work, receive outcomes as work ends, cancel one running item.
+
+An executor knows nothing of experiments or policies. It is built with one *task* (a picklable
+callable `task(item, context) -> outcome`, in practice `runner.execute` bound to the experiment class)
+and runs items with it: a `Segment`, or any other picklable object with an integer `index` unique among
+the items in flight (a weighted ensemble's block of walkers, say). Its lifecycle is its own business:
+`with executor:` starts what it needs (worker processes, MPI workers serving) and releases everything
+on the way out, whatever happened in between.
+
+Invariants every backend keeps (tests/test_backends.py checks them against each one):
+- every submitted item yields exactly one outcome from `next_outcome`, always: an item that a stop or
+  a cancel reaches before it starts is still handed to the task, whose context then says so at once
+  (the task, not the backend, knows what such an outcome looks like);
+- `cancel(index)`: a running item stops after its current iteration, and its outcome says how far it
+  got; cancelling an item that already ended does nothing;
+- outcomes come in the order items end, which a caller must never let decide anything (see campaign).
+"""
+from __future__ import annotations
+
+import abc
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    """What a task gets from the backend that runs it: the collaborators the runner must not look up.
+
+    `comm`: the MPI communicator the experiment sees as `self._COMM` (None without MPI).
+    `write`: whether this process writes (only an MPI group's leader does).
+    `stop_requested`: true once the run is stopping (a signal, a store failure): stop after the
+    current iteration, resumable.
+    `cancelled`: true once this item was cancelled: stop after the current iteration.
+    `iteration_done`: called after each saved row (the live display's count).
+    """
+
+    comm: Any = None
+    write: bool = True
+    stop_requested: Callable[[], bool] = lambda: False
+    cancelled: Callable[[], bool] = lambda: False
+    iteration_done: Callable[[], None] = lambda: None
+
+
+Task = Callable[[Any, TaskContext], Any]
+
+
+class Executor(abc.ABC):
+    """Runs items with its task on its workers; see the module docstring for the contract."""
+
+    workers: int = 1
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.shutdown()
+
+    @abc.abstractmethod
+    def submit(self, item: Any) -> None:
+        """Queue `item` (it starts when a worker is free)."""
+
+    @abc.abstractmethod
+    def next_outcome(self) -> Any:
+        """Wait for the next item to end and return its outcome; an error if nothing is in flight."""
+
+    @abc.abstractmethod
+    def in_flight(self) -> int:
+        """Items submitted whose outcome has not been returned yet (queued or running)."""
+
+    @abc.abstractmethod
+    def cancel(self, index: int) -> None:
+        """Cancel item `index`: not started if queued; stopped after its current iteration if running."""
+
+    def has_capacity(self) -> bool:
+        """Whether a submitted item would start at once (keep at most a few queued per worker)."""
+        return self.in_flight() < 2 * self.workers
+
+    def forward_stop(self) -> None:
+        """Pass a stop request on to workers that did not get the signal themselves."""
+
+    def shutdown(self) -> None:
+        """Release the workers."""
+
+    def terminate(self) -> None:
+        """Stop at once (a second Ctrl-C): in-flight iterations are lost, saved rows stay."""
+
+    def describe(self) -> str:
+        return f"{self.workers} worker(s)"
+
+    def hosts(self) -> list[str]:
+        """The host of every process that runs items (for the run's provenance record)."""
+        return [socket.gethostname()]
+
+    def world_size(self) -> int | None:
+        """The number of MPI ranks, or None without MPI."""
+        return None
+
+    @abc.abstractmethod
+    def iterations_done(self) -> int:
+        """Iterations saved so far by this executor's items (read by the live display)."""
+
+    @abc.abstractmethod
+    def busy(self) -> int:
+        """Workers running an item right now."""

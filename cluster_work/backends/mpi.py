@@ -1,0 +1,436 @@
+"""Running items on MPI ranks: rank 0 decides and hands out items, the other ranks run them.
+
+Every rank runs the same script (`mpiexec -n N python -m mpi4py my_exp.py config.yml -c`). The executor
+owns the whole MPI lifecycle, in the style of `mpi4py.futures.MPICommExecutor`: `with executor as
+running:` makes the group communicators on every rank, then on rank 0 returns the executor, and on
+every other rank serves items until rank 0 releases it and returns None (`worker_status` says how it
+ended); leaving the block releases the workers, commits what was written and finalizes MPI.
+
+Rank 0 keeps a set of idle group leaders, sends each an item (a few hundred bytes), and receives back a
+small outcome; results never pass through rank 0. By default each worker runs an item alone, with
+COMM_SELF as `self._COMM` (the original's value). With groups (`-g G` groups, or `--group_size S` ranks
+each; see `mpi_layout`) the group's first rank (its leader) talks to rank 0 and forwards the item to the
+others, and all of them run it with the group's communicator as `self._COMM`; only the leader writes.
+With `-g 1` the one group is every rank and rank 0 leads it: it runs the items itself, one at a time.
+A cancel reaches a running item's leader as a message, which it reads between iterations.
+
+Under MPI the console is the launcher's: once it is gone (kill -9 of mpiexec), a print fails with
+EIO or EPIPE. Every rank's console is guarded (`logs.console_guard`): such a failure stops the run at the
+next iteration boundary, leaving the repetitions resumable, instead of failing them.
+
+Nobody waits in a blocking call, which Open MPI implements by spinning a core. Waits poll with `Iprobe`
+and sleep for a twentieth of the time waited so far (at most `MAX_POLL_SLEEP`): a short item's reply is
+seen within a few percent of its length, and a rank idle for long wakes at most 100 times a second.
+Sends are non-blocking (`isend`): with Open MPI's shared-memory transport a blocking send waits, spinning,
+until the receiver next enters MPI, which for a sleeping receiver is up to a poll interval.
+"""
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import os
+import pickle
+import socket
+import sys
+import time
+from typing import Any
+
+from .. import stopping
+from ..durability import committer
+from ..errors import ClusterWorkError
+from ..logs import console_guard
+from ..orphans import EXIT_ORPHANED, exit_when_orphaned
+from .base import Executor, Task, TaskContext
+from .mpi_layout import SELF, SPLIT, WORLD, Layout, mpi_layout
+from .sequential import SequentialExecutor
+
+log = logging.getLogger("cluster_work")
+
+TAG_JOB, TAG_OUTCOME, TAG_STOP, TAG_PROGRESS, TAG_CANCEL = 11, 12, 13, 14, 15
+EXIT_USAGE = 2
+PROGRESS_EVERY = 0.5  # s: a worker tells rank 0 its iteration count at most this often
+MAX_POLL_SLEEP = 0.01  # s: an idle rank wakes at most 100 times a second
+MAX_OUTCOME_POLL_SLEEP = 0.002  # s: rank 0 notices a finished item within 2 ms (a few % CPU at most)
+MIN_POLL_SLEEP = 1e-5
+POLL_FRACTION = 0.05  # sleep this share of the time waited so far
+
+
+def _mpi() -> Any:
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        raise ClusterWorkError("-c/--cluster needs mpi4py and an MPI runtime: "
+                               "pip install 'cluster_work[mpi]' (or mpi4py with your system's MPI)") from None
+    return MPI
+
+
+def poll_until(ready: Any, max_sleep: float = MAX_POLL_SLEEP) -> None:
+    """Call `ready()` until it returns true, sleeping in between in proportion to the time waited."""
+    if ready():
+        return
+    started = time.perf_counter()
+    while True:
+        waited = time.perf_counter() - started
+        time.sleep(min(max_sleep, max(MIN_POLL_SLEEP, waited * POLL_FRACTION)))
+        if ready():
+            return
+
+
+def wait_for_message(comm: Any, source: int, tag: int, status: Any = None,
+                     max_sleep: float = MAX_POLL_SLEEP) -> None:
+    """Return once a message matching (source, tag) has arrived, without spinning a core."""
+    poll_until(lambda: comm.Iprobe(source=source, tag=tag, status=status), max_sleep)
+
+
+class _Sends:
+    """Non-blocking sends kept alive until complete (MPI progresses them while we poll)."""
+
+    def __init__(self) -> None:
+        self._requests: list[Any] = []
+
+    def send(self, comm: Any, message: Any, dest: int, tag: int) -> None:
+        self._requests = [r for r in self._requests if not r.Test()]
+        self._requests.append(comm.isend(message, dest=dest, tag=tag))
+
+    def complete(self) -> None:
+        for request in self._requests:
+            poll_until(request.Test)
+        self._requests = []
+
+
+def quiet_barrier(comm: Any) -> None:
+    """A barrier that sleeps instead of spinning: every rank leaves the sweep together, so that a
+    non-zero exit of rank 0 does not make mpiexec kill workers that are still on their way out."""
+    request = comm.Ibarrier()
+    poll_until(request.Test)
+
+
+def finalize_mpi() -> None:
+    """Finalize MPI once every rank is done, so that a non-zero exit status is a plain exit:
+    `python -m mpi4py` turns a non-zero SystemExit of an unfinalized MPI into MPI_Abort. Without the
+    launcher (killed with -9) MPI cannot finalize: the process exits at once, as an orphaned rank does."""
+    MPI = sys.modules.get("mpi4py.MPI")  # not imported: nothing to finalize
+    if MPI is not None and MPI.Is_initialized() and not MPI.Is_finalized():
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError):  # the console may be gone with the launcher
+                stream.flush()
+        try:
+            MPI.Finalize()
+        except MPI.Exception as exc:
+            log.error("MPI cannot finalize (%s): the MPI launcher is gone; exiting", exc)
+            logging.shutdown()
+            os._exit(EXIT_ORPHANED)
+
+
+def _group_communicator(MPI: Any, layout: Layout, rank: int) -> Any:
+    """This rank's `self._COMM` (COMM_NULL outside a group); collective under SPLIT: every rank calls it."""
+    if layout.comm == SELF:
+        return MPI.COMM_SELF
+    if layout.comm == WORLD:
+        return MPI.COMM_WORLD
+    group = layout.group_of(rank)
+    color = layout.groups.index(group) if group is not None else MPI.UNDEFINED
+    comm = MPI.COMM_WORLD.Split(color, rank)
+    if group is not None:
+        comm.Set_name(f"comm_group_{color}")  # the original's name
+    return comm
+
+
+def pickle_item(item: Any) -> bytes:
+    """Plain pickle (fast; every rank runs the same script, so classes in __main__ resolve), and
+    cloudpickle for what it cannot carry, such as lambdas in params."""
+    try:
+        return pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+    except (pickle.PicklingError, AttributeError, TypeError):
+        import cloudpickle
+
+        return cloudpickle.dumps(item)
+
+
+class _ProgressMessages:
+    """A worker's iteration sink: adds up iterations and sends the count to rank 0 now and then."""
+
+    def __init__(self, comm: Any, sends: _Sends):
+        self._comm, self._sends = comm, sends
+        self._count, self._last = 0, time.monotonic()
+
+    def __call__(self) -> None:
+        self._count += 1
+        now = time.monotonic()
+        if now - self._last >= PROGRESS_EVERY:
+            self._sends.send(self._comm, self._count, 0, TAG_PROGRESS)
+            self._count, self._last = 0, now
+
+
+class _StopMessage:
+    """A worker's stop flag: set once rank 0 has sent TAG_STOP (checked between iterations)."""
+
+    def __init__(self, comm: Any):
+        self._comm, self._set = comm, False
+
+    def is_set(self) -> bool:
+        if not self._set:
+            self._set = self._comm.Iprobe(source=0, tag=TAG_STOP)
+        return self._set
+
+
+class _CancelMessages:
+    """A leader's view of the cancels rank 0 sent (read between iterations; indices are unique per run)."""
+
+    def __init__(self, comm: Any):
+        self._comm, self._cancelled = comm, set[int]()
+
+    def has(self, index: int) -> bool:
+        while self._comm.Iprobe(source=0, tag=TAG_CANCEL):
+            self._cancelled.add(self._comm.recv(source=0, tag=TAG_CANCEL))
+        return index in self._cancelled
+
+
+def _worker_context(index: int, group_comm: Any, leader: bool, stop: _StopMessage | None,
+                    cancels: _CancelMessages | None, progress: Any) -> TaskContext:
+    """What an item learns on a worker rank: stops and cancels from rank 0 (the leader reads them; the
+    runner broadcasts the leader's answer to its group)."""
+    return TaskContext(comm=group_comm, write=leader,
+                       stop_requested=lambda: stopping.stop_requested() or (stop is not None and stop.is_set()),
+                       cancelled=lambda: cancels is not None and cancels.has(index), iteration_done=progress)
+
+
+def _serve(task: Task, world: Any, group_comm: Any, leader: bool) -> None:
+    """A worker's items until the None that ends them: a leader gets each from rank 0 and passes it on to
+    its group; a member gets it from its group's rank 0 (world rank 0 itself under `-g 1`)."""
+    stopping.handle_stop_signals(hard_second=False)  # SIGTERM from mpiexec or Slurm: finish the iteration
+    sends = _Sends()
+    stop = _StopMessage(world) if leader else None
+    cancels = _CancelMessages(world) if leader else None
+    progress = _ProgressMessages(world, sends) if leader else (lambda: None)
+    while True:
+        if leader:
+            wait_for_message(world, 0, TAG_JOB)
+            payload = world.recv(source=0, tag=TAG_JOB)
+            for member in range(1, group_comm.Get_size()):
+                sends.send(group_comm, payload, member, TAG_JOB)
+        else:
+            wait_for_message(group_comm, 0, TAG_JOB)
+            payload = group_comm.recv(source=0, tag=TAG_JOB)
+        if payload is None:
+            break
+        item = pickle.loads(payload)
+        outcome = task(item, _worker_context(item.index, group_comm, leader, stop, cancels, progress))
+        if leader:
+            sends.send(world, outcome, 0, TAG_OUTCOME)
+    sends.complete()
+    if leader and world.Iprobe(source=0, tag=TAG_STOP):
+        world.recv(source=0, tag=TAG_STOP)
+
+
+class MPIExecutor(Executor):
+    """Rank 0's side: hands items to idle group leaders one at a time (dynamic load balancing), or, when
+    it leads the one group (`-g 1`) or there are no workers, runs them itself. See the module docstring
+    for the lifecycle; nothing collective happens before `__enter__`."""
+
+    def __init__(self, task: Task, groups: int | None = None, group_size: int | None = None, finalize: bool = True):
+        self._MPI = _mpi()
+        self._finalize = finalize  # False: MPI stays usable after the block (a benchmark's next phase)
+        self._task = task
+        self._world = self._MPI.COMM_WORLD
+        self._requested = (groups, group_size)
+        self.worker_status: int | None = None  # on a worker rank, once it has served
+        self._entered = self._released = self._stop_sent = False
+        self._hosts: list[str] = []
+        self._sends = _Sends()
+        self._iterations = 0
+        self._queue: collections.deque[Any] = collections.deque()
+        self._busy: dict[int, Any] = {}  # leader -> item
+        self._reported: dict[int, int] = {}  # iterations a busy leader has reported for its current item
+        self._ready: collections.deque[Any] = collections.deque()
+        self._console = contextlib.ExitStack()
+
+    # --- lifecycle ------------------------------------------------------------------------------------
+
+    def __enter__(self) -> MPIExecutor | None:  # type: ignore[override]
+        world = self._world
+        rank, size = world.Get_rank(), world.Get_size()
+        try:
+            self._layout = mpi_layout(size, *self._requested)
+        except ClusterWorkError:
+            if rank == 0:
+                self._finalize_mpi()  # a plain exit 2 on every rank, not MPI_Abort
+                raise
+            self.worker_status = EXIT_USAGE
+            self._finalize_mpi()
+            return None
+        if size > 1:
+            exit_when_orphaned(rank)
+        group_comm = _group_communicator(self._MPI, self._layout, rank)
+        hosts = world.gather(socket.gethostname(), root=0)
+        self._entered = True
+        if rank != 0:
+            self._serve_as_worker(group_comm)
+            return None
+        self._hosts = hosts
+        self._leaders = [group[0] for group in self._layout.groups if group[0] != 0]
+        self.workers = max(1, len(self._layout.groups))
+        self._idle = list(self._leaders)
+        own_comm = self._world if self._layout.rank0_leads else self._MPI.COMM_SELF
+        self._local = SequentialExecutor(self._lead_task(), own_comm)
+        self._console.enter_context(console_guard())  # the launcher's console may go away mid-run
+        self._warn_about_layout(size)
+        return self
+
+    def _serve_as_worker(self, group_comm: Any) -> None:
+        group = self._layout.group_of(self._world.Get_rank())
+        if group is None:  # an idle rank: wait for the release
+            wait_for_message(self._world, 0, TAG_JOB)
+            self._world.recv(source=0, tag=TAG_JOB)
+        else:
+            with console_guard():  # a dead launcher's console stops the run instead of failing a print
+                _serve(self._task, self._world, group_comm, leader=group[0] == self._world.Get_rank())
+        committer.commit()
+        quiet_barrier(self._world)
+        self.worker_status = 0
+        self._finalize_mpi()
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.worker_status is not None:  # a worker: it finished in __enter__
+            return
+        try:
+            self.shutdown()
+        finally:
+            self._console.close()
+            committer.commit()
+            self._finalize_mpi()
+
+    def _finalize_mpi(self) -> None:
+        if self._finalize:
+            finalize_mpi()
+
+    def _warn_about_layout(self, size: int) -> None:
+        idle, blocks = self._layout.idle, self._layout.groups
+        if idle and blocks:
+            log.warning("%d MPI rank(s) (%s) idle: %d workers make %d groups of %d", len(idle),
+                        ", ".join(map(str, idle)), size - 1, len(blocks), len(blocks[0]))
+        if not blocks:
+            log.warning("only %d MPI rank(s) for groups of %d: running every job on rank 0 "
+                        "(start more ranks with mpiexec -n)", size, self._requested[1] or 1)
+
+    def _runs_here(self) -> bool:
+        return self._layout.rank0_leads or not self._leaders
+
+    def _lead_task(self) -> Task:
+        """The task as rank 0 runs it: alone with COMM_SELF, or under `-g 1` as the leader of every rank,
+        with COMM_WORLD, after handing each the item to follow."""
+        members = self._layout.contacts() if self._layout.rank0_leads else []
+
+        def lead(item: Any, context: TaskContext) -> Any:
+            payload = pickle_item(item)
+            for member in members:
+                self._sends.send(self._world, payload, member, TAG_JOB)
+            return self._task(item, context)
+
+        return lead
+
+    # --- the executor interface on rank 0 -------------------------------------------------------------
+
+    def describe(self) -> str:
+        size, groups = self._world.Get_size(), self._layout.groups
+        if not groups or size == 1:
+            return "MPI rank 0 alone"
+        if self._layout.rank0_leads:
+            return f"all {size} MPI ranks together, rank 0 leading (one job at a time)"
+        if self._layout.comm == SPLIT:
+            return f"{len(groups)} MPI groups of {len(groups[0])} ranks ({size} ranks in all)"
+        return f"{self.workers} MPI workers ({size} ranks)"
+
+    def submit(self, item: Any) -> None:
+        if self._runs_here():
+            self._local.submit(item)
+            return
+        self._queue.append(item)
+        self._dispatch()
+
+    def in_flight(self) -> int:
+        if self._runs_here():
+            return self._local.in_flight()
+        return len(self._queue) + len(self._busy) + len(self._ready)
+
+    def has_capacity(self) -> bool:
+        return self._local.has_capacity() if self._runs_here() else super().has_capacity()
+
+    def cancel(self, index: int) -> None:
+        if self._runs_here():
+            self._local.cancel(index)
+            return
+        for item in list(self._queue):
+            if item.index == index:  # not handed out yet: its outcome is made here, at once
+                self._queue.remove(item)
+                self._ready.append(self._task(item, TaskContext(cancelled=lambda: True)))
+                return
+        for leader, item in self._busy.items():
+            if item.index == index:
+                self._sends.send(self._world, index, leader, TAG_CANCEL)
+
+    def next_outcome(self) -> Any:
+        if self._runs_here():
+            return self._local.next_outcome()
+        status = self._MPI.Status()
+        while not self._ready:
+            if not self._busy:
+                raise RuntimeError("next_outcome() with nothing in flight")
+            wait_for_message(self._world, self._MPI.ANY_SOURCE, self._MPI.ANY_TAG, status, MAX_OUTCOME_POLL_SLEEP)
+            source, tag = status.Get_source(), status.Get_tag()
+            if tag == TAG_PROGRESS:
+                done = self._world.recv(source=source, tag=TAG_PROGRESS)
+                self._reported[source] = self._reported.get(source, 0) + done
+                self._iterations += done
+                continue
+            outcome = self._world.recv(source=source, tag=TAG_OUTCOME)
+            self._iterations += getattr(outcome, "iterations_run", 0) - self._reported.pop(source, 0)
+            del self._busy[source]
+            self._idle.append(source)
+            self._ready.append(outcome)
+            self._dispatch()
+        return self._ready.popleft()
+
+    def _dispatch(self) -> None:
+        while self._idle and self._queue:
+            item = self._queue.popleft()
+            leader = self._idle.pop()
+            self._sends.send(self._world, pickle_item(item), leader, TAG_JOB)
+            self._busy[leader] = item
+
+    def hosts(self) -> list[str]:
+        return list(self._hosts) or super().hosts()
+
+    def world_size(self) -> int:
+        return int(self._world.Get_size())
+
+    def iterations_done(self) -> int:
+        return self._iterations + self._local.iterations_done()
+
+    def busy(self) -> int:
+        return len(self._busy) + self._local.busy()
+
+    def forward_stop(self) -> None:
+        """Tell the group leaders; rank 0's own group follows its decision (the runner's broadcast)."""
+        if self._stop_sent or not self._entered:
+            return
+        self._stop_sent = True
+        for leader in self._leaders:
+            self._sends.send(self._world, None, leader, TAG_STOP)
+
+    def terminate(self) -> None:
+        log.warning("stopping at once: aborting every MPI rank")
+        sys.stderr.flush()
+        self._world.Abort(130)
+
+    def shutdown(self) -> None:
+        """Release every worker rank; after this all ranks leave their loops and exit cleanly."""
+        if self._released or not self._entered:
+            return
+        self._released = True
+        for rank in self._layout.contacts():
+            self._sends.send(self._world, None, rank, TAG_JOB)
+        self._sends.complete()
+        if self._world.Get_size() > 1:
+            quiet_barrier(self._world)

@@ -1,0 +1,77 @@
+"""The one place that decides a repetition's state from its files (planning, -p/-P, --list all ask here).
+
+The rows on disk are the truth; `status.json` is a hint that saves reading them:
+- a live process holding the results file's lock: RUNNING (whatever the files say, e.g. while
+  `-r 1 -i 0` reruns a finished repetition);
+- a status saying a campaign stopped it: STOPPED (its rows stay; it is never run again);
+- a status saying finished, whose results file still has at least the bytes it had then: FINISHED,
+  without reading the rows (after a power loss the status may have outlived rows that were not yet
+  synced; the size check catches that);
+- otherwise the rows decide: all iterations saved is FINISHED (a lost or stale status costs nothing),
+  then a failed last run is FAILED, some rows PARTIAL, none PENDING.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .store import RepetitionStore
+from .vocabulary import Record, RepetitionState
+
+
+@dataclass(frozen=True)
+class RepetitionView:
+    """What the files of one repetition say: its state, its saved iterations, its status, and its rows
+    when they had to be read (None when the status answered)."""
+
+    state: RepetitionState
+    iterations_saved: int
+    status: Mapping[str, Any] = field(default_factory=dict)
+    rows: list[dict[str, Any]] | None = None
+
+
+def status_says_finished(status: Mapping[str, Any], iterations: int, results_size: int | None) -> bool:
+    """Whether `status` records all `iterations` saved, and the results file (of `results_size` bytes,
+    None when unknown) still holds what it held then."""
+    if status.get("state") != Record.FINISHED.value or not status.get("iterations_done", 0) >= iterations:
+        return False
+    recorded = status.get("results_bytes")
+    return not isinstance(recorded, int) or results_size is None or results_size >= recorded
+
+
+def decide(status: Mapping[str, Any], iterations: int, rows_saved: int, running: bool = False) -> RepetitionState:
+    """The state of a repetition with `rows_saved` rows on disk and this `status` (pure)."""
+    if running:
+        return RepetitionState.RUNNING
+    if status.get("state") == Record.STOPPED.value:
+        return RepetitionState.STOPPED
+    if rows_saved >= iterations:
+        return RepetitionState.FINISHED
+    if status.get("state") == Record.FAILED.value:
+        return RepetitionState.FAILED
+    return RepetitionState.PARTIAL if rows_saved else RepetitionState.PENDING
+
+
+def read_repetition(store: RepetitionStore, iterations: int, *, check_lock: bool = True,
+                    finished_by_original: bool = False) -> RepetitionView:
+    """The state of repetition `store` of an experiment with `iterations` iterations, reading as little
+    as the rules above allow. `check_lock`: also ask whether a live run holds it (one open and flock).
+    `finished_by_original`: the original ClusterWork's files show it complete (it has no status of ours)."""
+    status = store.read_status()
+    running = check_lock and store.is_running()
+    if status.get("state") == Record.STOPPED.value and not running:
+        return RepetitionView(RepetitionState.STOPPED, int(status.get("iterations_done") or 0), status)
+    if status_says_finished(status, iterations, _size(store.results_file)) or (finished_by_original and not status):
+        state = RepetitionState.RUNNING if running else RepetitionState.FINISHED
+        return RepetitionView(state, iterations, status)
+    rows = store.read_results().rows
+    return RepetitionView(decide(status, iterations, len(rows), running), min(len(rows), iterations), status, rows)
+
+
+def _size(path: str) -> int | None:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return None

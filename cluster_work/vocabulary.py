@@ -1,0 +1,144 @@
+"""The shared vocabulary of the engine: segments, their outcomes, run settings, and the enums of
+outcome kinds and repetition states. Dependency-free: every other module may import it, it imports none.
+
+A *segment* is the unit of work: repetition R of experiment E, continued from its saved rows and state,
+up to iteration K (`until`). A plain sweep runs one segment per repetition with K = `iterations`; a
+steered campaign runs segments up to each rung; a weighted ensemble one iteration per segment.
+
+Enum values are identifiers, written to files (`status.json`, `runs.jsonl`, `-p --json`) and compared
+by code; what a person reads is made from them where it is printed (`describe_kind`).
+"""
+from __future__ import annotations
+
+import enum
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # only for type hints: the vocabulary imports nothing of the package at run time
+    from .expansion import ExpandedExperiment
+
+
+class OutcomeKind(enum.Enum):
+    """How a segment ended, as the scheduler, the campaign and the summary see it."""
+
+    FINISHED = "finished"  # ran its last iterations now: the repetition is complete
+    ALREADY_FINISHED = "already_finished"  # complete on disk before it started: nothing ran
+    REACHED = "reached"  # ran up to its `until`, before the repetition's last iteration (a rung, say)
+    CANCELLED = "cancelled"  # cancelled by the campaign: stopped after its current iteration
+    FAILED = "failed"  # the experiment raised; its saved rows stay
+    BAD_PARAMETER = "bad_parameter"  # the experiment rejected its parameters (InvalidParameterArgument)
+    INTERRUPTED = "interrupted"  # the run is stopping (a signal, a store failure elsewhere): resumable
+    BUSY = "busy"  # another live run holds the repetition's lock: skipped
+    STORE_FAILURE = "store_failure"  # the results could not be written (full or read-only disk)
+
+    @property
+    def ran_to_its_end(self) -> bool:
+        """The segment got as far as it was asked to (its rows up to `until` are on disk)."""
+        return self in (OutcomeKind.FINISHED, OutcomeKind.ALREADY_FINISHED, OutcomeKind.REACHED)
+
+
+class RepetitionState(enum.Enum):
+    """What the files of one repetition say about it (decided by `repetition_state.state_of`)."""
+
+    PENDING = "pending"  # no row saved
+    PARTIAL = "partial"  # some rows saved, not all, and nothing runs it: a rerun continues it
+    RUNNING = "running"  # a live process holds its lock
+    FINISHED = "finished"  # every iteration's row is saved
+    FAILED = "failed"  # its last run raised; a rerun retries it
+    STOPPED = "stopped"  # a campaign's policy stopped it: never run again
+
+
+class ExperimentState(enum.Enum):
+    """What planning found for an expanded experiment as a whole."""
+
+    NEW = "new"  # nothing of it on disk (or -d/-o deletes it first)
+    PARTIAL = "partial"  # some repetitions still to run
+    DONE = "done"  # every repetition finished (or stopped by a campaign)
+    CHANGED = "changed"  # its stored parameters differ from the config's (skipped unless -o or -I)
+
+
+class Record(enum.Enum):
+    """The states written to a repetition's `status.json` (RUNNING is never written: it is the lock)."""
+
+    FINISHED = "finished"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    REACHED = "reached"
+    STOPPED = "stopped"
+
+
+_KIND_TEXT = {
+    OutcomeKind.FINISHED: "finished", OutcomeKind.ALREADY_FINISHED: "already finished",
+    OutcomeKind.REACHED: "paused", OutcomeKind.CANCELLED: "stopped by the campaign",
+    OutcomeKind.FAILED: "failed", OutcomeKind.BAD_PARAMETER: "bad parameter",
+    OutcomeKind.INTERRUPTED: "interrupted", OutcomeKind.BUSY: "held by another run",
+    OutcomeKind.STORE_FAILURE: "store failure",
+}
+
+
+def describe_kind(kind: OutcomeKind) -> str:
+    """The words a person reads for an outcome kind."""
+    return _KIND_TEXT[kind]
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Repetition `rep` of `experiment`, from its saved rows and state up to iteration `until`.
+
+    `until`: run until this many iterations are saved (None: the experiment's `iterations`).
+    `restart_from`: keep only the saved rows before this iteration (-r / -i).
+    `write_config`: the experiment's config.yml is missing or outdated; the segment writes it when it
+    starts (not the planner: a sweep of 10^5 experiments must not write 10^5 configs before its first job).
+    `columns`: result columns whose values this run saves the outcome carries back (for a campaign's
+    decisions; never whole rows of every column).
+    """
+
+    index: int
+    experiment: ExpandedExperiment
+    rep: int
+    until: int | None = None
+    restart_from: int | None = None
+    write_config: bool = False
+    columns: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        return f"{self.experiment.name} rep {self.rep}"
+
+    @property
+    def target(self) -> int:
+        """The number of saved iterations this segment runs up to."""
+        iterations = self.experiment.iterations
+        return iterations if self.until is None else min(self.until, iterations)
+
+
+@dataclass
+class Outcome:
+    """The small record a worker sends back when a segment ends; results themselves stay on disk.
+
+    `values`: for each iteration this segment saved (or found saved, up to its target), the segment's
+    `columns` of that row, as `{"iteration": n, column: value, ...}`.
+    """
+
+    index: int
+    label: str
+    kind: OutcomeKind
+    iterations_done: int = 0
+    iterations_run: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+    log_file: str | None = None
+    host: str = field(default_factory=lambda: os.uname().nodename)
+    values: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Per-run options every worker needs."""
+
+    log_level: str = "INFO"
+    no_gui: bool = False
+    sync: bool = True  # make results durable (group commits, one sync at the end); False: leave it to the OS
+    restart_full_repetitions: bool = False  # --restart_full_repetitions: never restore, start over
+    config_file: str | None = None  # the config's absolute path: files it names are relative to its folder
