@@ -22,6 +22,7 @@ from cluster_work.expansion import expand_all
 from cluster_work.planning import Policy, Selection, make_plan
 from cluster_work.reporting import print_progress
 from cluster_work.store import ExperimentStore, encode_row
+from cluster_work.vocabulary import Record
 
 
 def peak_mb() -> float:
@@ -50,7 +51,7 @@ def make_finished_sweep(folder: str, experiments: int, repetitions: int, iterati
                 handle.write(b"".join(encode_row({"iteration": n, "loss": 1 / (n + 1), "name": "x",
                                                   "iteration_time": 0.01, "repetition_time": 0.01 * n})
                                       for n in range(iterations)))
-            repetition.write_status("finished", iterations_done=iterations, iterations=iterations,
+            repetition.write_status(Record.FINISHED, iterations_done=iterations, iterations=iterations,
                                     mean_iteration_time=0.01)
     return expanded
 
