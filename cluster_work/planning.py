@@ -18,7 +18,7 @@ from .errors import ConfigError, StoreError
 from .expansion import ExpandedDocument, ExpandedExperiment, Expansion, expand_path
 from .repetition_state import read_repetition
 from .store import ExperimentStore, to_plain, write_frozen_points
-from .vocabulary import ExperimentState, RepetitionState, Segment
+from .vocabulary import ConfigWrite, ExperimentState, RepetitionState, Segment
 
 log = logging.getLogger("cluster_work")
 
@@ -367,7 +367,9 @@ def _plan_experiment(experiment: ExpandedExperiment, first_index: int, selection
     plan = ExperimentPlan(experiment, state, first_index, changed, states, times, saved, rewrite=rewrite)
     if state == CHANGED and not policy.ignore_config:
         return plan
-    write_config = state in (NEW, CHANGED)  # -I continues with the new parameters, and stores them
+    # a new experiment's config is written by whichever job starts first; -I continues with the new
+    # parameters and stores them, once: its first job replaces the old config
+    config = {NEW: ConfigWrite.IF_MISSING, CHANGED: ConfigWrite.REPLACE}.get(state, ConfigWrite.KEEP)
     for rep in range(experiment.repetitions):
         index = first_index + rep
         if picked is not None and index not in picked:
@@ -375,10 +377,11 @@ def _plan_experiment(experiment: ExpandedExperiment, first_index: int, selection
         if selection.repetition is not None:
             if rep != selection.repetition:
                 continue
-            plan.jobs.append(Segment(index, experiment, rep, restart_from=selection.iteration or 0,
-                                     write_config=write_config))
+            plan.jobs.append(Segment(index, experiment, rep, restart_from=selection.iteration or 0, config=config))
         elif states.get(rep) not in DONE_STATES:
-            plan.jobs.append(Segment(index, experiment, rep, write_config=write_config))
+            plan.jobs.append(Segment(index, experiment, rep, config=config))
+        if config == ConfigWrite.REPLACE and plan.jobs:
+            config = ConfigWrite.KEEP
     return plan
 
 

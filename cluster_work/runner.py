@@ -29,7 +29,7 @@ from .store import (
     ResultsWriter,
     repetition_folder_name,
 )
-from .vocabulary import Outcome, OutcomeKind, Record, RunSettings, Segment
+from .vocabulary import ConfigWrite, Outcome, OutcomeKind, Record, RunSettings, Segment
 
 log = logging.getLogger("cluster_work")
 
@@ -195,8 +195,10 @@ class _SegmentRun:
 
     def run(self) -> Outcome:
         segment, writer, comm = self.segment, self.writer, self.context.comm
-        if segment.write_config and writer is not None:
-            ExperimentStore(segment.experiment.path).write_config(self.config, sync=self.settings.sync)
+        if writer is not None and segment.config != ConfigWrite.KEEP:
+            experiment_store = ExperimentStore(segment.experiment.path)
+            if segment.config == ConfigWrite.REPLACE or not experiment_store.exists():
+                experiment_store.write_config(self.config, sync=self.settings.sync)
         prefix = writer.read() if writer is not None else None
         saved = len(prefix) if prefix is not None else 0
         if segment.restart_from is not None:

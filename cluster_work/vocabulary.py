@@ -68,6 +68,14 @@ class Record(enum.Enum):
     STOPPED = "stopped"
 
 
+class ConfigWrite(enum.Enum):
+    """What a segment does with its experiment's stored config.yml when it starts."""
+
+    KEEP = "keep"  # it is there and current
+    IF_MISSING = "if_missing"  # a new experiment: whichever of its segments starts first writes it
+    REPLACE = "replace"  # outdated (-I continues with new parameters): the experiment's first segment rewrites it
+
+
 _KIND_TEXT = {
     OutcomeKind.FINISHED: "finished", OutcomeKind.ALREADY_FINISHED: "already finished",
     OutcomeKind.REACHED: "paused", OutcomeKind.CANCELLED: "stopped by the campaign",
@@ -88,8 +96,9 @@ class Segment:
 
     `until`: run until this many iterations are saved (None: the experiment's `iterations`).
     `restart_from`: keep only the saved rows before this iteration (-r / -i).
-    `write_config`: the experiment's config.yml is missing or outdated; the segment writes it when it
-    starts (not the planner: a sweep of 10^5 experiments must not write 10^5 configs before its first job).
+    `config`: whether the segment writes its experiment's config.yml when it starts (not the planner: a
+    sweep of 10^5 experiments must not write 10^5 configs before its first job; and not every
+    repetition: one write per experiment).
     `columns`: result columns whose values this run saves the outcome carries back (for a campaign's
     decisions; never whole rows of every column).
     """
@@ -99,7 +108,7 @@ class Segment:
     rep: int
     until: int | None = None
     restart_from: int | None = None
-    write_config: bool = False
+    config: ConfigWrite = ConfigWrite.KEEP
     columns: tuple[str, ...] = ()
 
     @property
