@@ -1,4 +1,4 @@
-"""Driving a planned sweep through an executor: dispatch jobs, follow their outcomes, summarise."""
+"""A planned sweep through an executor: run its segments once each, follow their outcomes, summarise."""
 from __future__ import annotations
 
 import logging
@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from .backends.base import Executor
-from .stopping import EXIT_INTERRUPTED, request_stop, stop_requested
+from .campaign import PlainSweep, drive
+from .stopping import EXIT_INTERRUPTED, stop_requested
 from .vocabulary import Outcome, OutcomeKind, Segment, describe_kind
 
 log = logging.getLogger("cluster_work")
@@ -62,27 +63,16 @@ class SizedSegments(Protocol):
 
 def run_segments(segments: SizedSegments, executor: Executor,
                  on_outcome: Callable[[Outcome], None] = lambda o: None) -> Summary:
-    """Run `segments` on `executor`, keeping it just busy (segments are made as workers free up, so a
-    sweep of 10^6 starts at once); a store failure (full disk...) stops dispatching at once."""
+    """Run `segments` once each on `executor` (segments are made as workers free up, so a sweep of 10^6
+    starts at once); a store failure (full disk...) stops dispatching at once."""
     summary = Summary(jobs=len(segments))
     started = time.perf_counter()
-    queue = iter(segments)
-    exhausted = False
-    while True:
-        while not exhausted and not stop_requested() and executor.has_capacity():
-            segment = next(queue, None)
-            if segment is None:
-                exhausted = True
-            else:
-                executor.submit(segment)
-        if not executor.in_flight():
-            break
-        outcome = executor.next_outcome()
+
+    def ended(outcome: Outcome) -> None:
         summary.outcomes.append(outcome)
         on_outcome(outcome)
-        if outcome.kind == OutcomeKind.STORE_FAILURE and not stop_requested():
-            request_stop()
-            executor.forward_stop()
+
+    drive(PlainSweep(segments), executor, ended)
     summary.seconds = time.perf_counter() - started
     return summary
 
