@@ -9,6 +9,8 @@ back, a rung complete), so a campaign makes the same decisions on every backend 
 from __future__ import annotations
 
 import collections
+import dataclasses
+import itertools
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
@@ -63,10 +65,45 @@ def drive(driver: Driver, executor: Executor, on_outcome: Callable[[Any], None] 
         if not executor.in_flight():
             return
         outcome = executor.next_outcome()
+        ready.append(iter(driver.on_outcome(outcome)))  # the driver first: a Composite restores its index
         on_outcome(outcome)
-        ready.append(iter(driver.on_outcome(outcome)))
         for index in driver.cancellations():
             executor.cancel(index)
         if getattr(outcome, "kind", None) == OutcomeKind.STORE_FAILURE and not stop_requested():
             request_stop()
             executor.forward_stop()
+
+
+class Composite:
+    """Several drivers in one run (a sweep's plain experiments, its ensembles, its steered searches):
+    their items run side by side on one executor. Indices are renumbered on the way out, so that every
+    item in flight has its own, and restored on the way back, so that each driver sees its own."""
+
+    def __init__(self, drivers: Iterable[Driver]):
+        self.drivers = list(drivers)
+        self._owner: dict[int, tuple[Driver, int]] = {}  # index in flight -> (driver, its own index)
+        self._own: dict[tuple[int, int], int] = {}  # (driver number, its own index) -> index in flight
+        self._next = 0
+
+    def _renumbered(self, number: int, items: Iterable[Any]) -> Iterator[Any]:
+        driver = self.drivers[number]
+        for item in items:
+            index = self._next
+            self._next += 1
+            self._owner[index] = (driver, item.index)
+            self._own[number, item.index] = index
+            yield dataclasses.replace(item, index=index)
+
+    def start(self) -> Iterable[Any]:
+        return itertools.chain.from_iterable(self._renumbered(n, d.start()) for n, d in enumerate(self.drivers))
+
+    def on_outcome(self, outcome: Any) -> Iterable[Any]:
+        driver, own = self._owner.pop(outcome.index)
+        number = self.drivers.index(driver)
+        del self._own[number, own]
+        outcome.index = own
+        return self._renumbered(number, driver.on_outcome(outcome))
+
+    def cancellations(self) -> list[int]:
+        return [self._own[n, own] for n, driver in enumerate(self.drivers) for own in driver.cancellations()
+                if (n, own) in self._own]
