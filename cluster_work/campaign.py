@@ -84,6 +84,8 @@ class Composite:
         self._owner: dict[int, tuple[Driver, int]] = {}  # index in flight -> (driver, its own index)
         self._own: dict[tuple[int, int], int] = {}  # (driver number, its own index) -> index in flight
         self._next = 0
+        self._last_owner: Driver | None = None
+        self._last_outcome: Any = None
 
     def _renumbered(self, number: int, items: Iterable[Any]) -> Iterator[Any]:
         driver = self.drivers[number]
@@ -97,8 +99,13 @@ class Composite:
     def start(self) -> Iterable[Any]:
         return itertools.chain.from_iterable(self._renumbered(n, d.start()) for n, d in enumerate(self.drivers))
 
+    def owner_of(self, outcome: Any) -> Driver | None:
+        """The driver whose item `outcome` is (once `on_outcome` has taken it)."""
+        return self._last_owner if outcome is self._last_outcome else None
+
     def on_outcome(self, outcome: Any) -> Iterable[Any]:
         driver, own = self._owner.pop(outcome.index)
+        self._last_owner, self._last_outcome = driver, outcome
         number = self.drivers.index(driver)
         del self._own[number, own]
         outcome.index = own

@@ -26,7 +26,7 @@ from .results import load_results
 from .runner import ExperimentTask
 from .stopping import handle_stop_signals, stop_signals_handled
 from .store import atomic_write
-from .sweep import EXIT_INTERRUPTED, EXIT_STORE, EXIT_USAGE, describe, run_segments
+from .sweep import EXIT_INTERRUPTED, EXIT_STORE, EXIT_USAGE, campaign_drivers, describe, run_segments
 from .vocabulary import Outcome, OutcomeKind, RunSettings
 
 log = logging.getLogger("cluster_work")
@@ -197,7 +197,7 @@ def _execute(experiment_class: type[ClusterWork], plan: Plan, args: argparse.Nam
     run_id = run_started(paths, command, executor.describe(), executor.hosts(), executor.world_size())
     try:
         with display:
-            summary = run_segments(jobs, executor, on_outcome=on_outcome)
+            summary = run_segments(jobs, executor, on_outcome, campaign_drivers(plan, settings, executor.workers))
     except KeyboardInterrupt:  # the second Ctrl-C
         run_ended(paths, run_id, EXIT_INTERRUPTED, {})
         executor.terminate()

@@ -116,7 +116,7 @@ class Plan:
     def __init__(self, chosen: Sequence[ExpandedExperiment], selection: Selection, policy: Policy,
                  picked: range | None, source: str):
         self._selection, self._policy, self._picked, self._source = selection, policy, picked, source
-        self._groups = _groups(chosen)
+        self._groups, self.campaigns = _split_campaigns(_groups(chosen))
         self.totals = PlanTotals()
         self._counted: list[ExperimentPlan] | None = None  # what `count` read, where it is small enough
 
@@ -195,6 +195,11 @@ class Plan:
                 totals.rewrites += item.rewrite
                 if not isinstance(group, ExpandedDocument):
                     totals.sweep_paths.append(item.experiment.sweep_path)
+        for campaign in self.campaigns:
+            for experiment in campaign.experiments:
+                _check_writable(os.path.dirname(experiment.path) if experiment.params_part else experiment.path,
+                                experiment.base_name, self._source, checked)
+                totals.sweep_paths.append(experiment.sweep_path)
         totals.sweep_paths = list(dict.fromkeys(totals.sweep_paths))
         self.totals, self._counted = totals, counted
 
@@ -227,6 +232,45 @@ def _present_folders(group: Sequence[ExpandedExperiment]) -> set[str] | None:
         return {entry.name for entry in os.scandir(group.base_folder)}
     except (FileNotFoundError, NotADirectoryError):
         return set()
+
+
+CAMPAIGN_KEYS = ("ensemble", "steer")  # a document with one of these is run by its campaign's driver
+
+
+@dataclass
+class CampaignPlan:
+    """The experiments of one document that a campaign runs (`kind`: a key of CAMPAIGN_KEYS), instead of
+    a segment per repetition: a weighted ensemble, or a steered search."""
+
+    kind: str
+    experiments: Sequence[ExpandedExperiment]
+
+
+def _split_campaigns(groups: list[tuple[Sequence[ExpandedExperiment], int]],
+                     ) -> tuple[list[tuple[Sequence[ExpandedExperiment], int]], list[CampaignPlan]]:
+    """The plain groups, and the campaigns: whole documents with a campaign key, and, from a list of
+    chosen experiments, theirs gathered by base name."""
+    plain: list[tuple[Sequence[ExpandedExperiment], int]] = []
+    campaigns: list[CampaignPlan] = []
+    for group, first_index in groups:
+        if isinstance(group, ExpandedDocument):
+            kind = next((key for key in CAMPAIGN_KEYS if key in group.document), None)
+            if kind is None:
+                plain.append((group, first_index))
+            else:
+                campaigns.append(CampaignPlan(kind, group))
+            continue
+        by_base: dict[tuple[str, str], list[ExpandedExperiment]] = {}
+        rest = []
+        for experiment in group:
+            kind = next((key for key in CAMPAIGN_KEYS if key in experiment.config), None)
+            if kind is None:
+                rest.append(experiment)
+            else:
+                by_base.setdefault((kind, experiment.base_name), []).append(experiment)
+        plain.append((rest, first_index))
+        campaigns.extend(CampaignPlan(kind, experiments) for (kind, _), experiments in by_base.items())
+    return plain, campaigns
 
 
 def _groups(chosen: Sequence[ExpandedExperiment]) -> list[tuple[Sequence[ExpandedExperiment], int]]:

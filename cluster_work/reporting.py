@@ -265,6 +265,8 @@ def print_summary(summary: Summary, plan: Plan, sweep_paths: Iterable[str], argv
                   + ", ".join(p for p in parts if p))
     for outcome in summary.failures():
         console.print(f"  [red]failed[/red] {outcome.label}: {outcome.error}", highlight=False)
+    for campaign in summary.campaigns:
+        console.print(f"  {campaign.summary_line()}", highlight=False, markup=False)
     store_failures = [o for o in summary.outcomes if o.kind == OutcomeKind.STORE_FAILURE]
     if store_failures:
         console.print(f"[red]error[/red]: results could not be written: {store_failures[0].error}. "

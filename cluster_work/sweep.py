@@ -1,17 +1,21 @@
 """A planned sweep through an executor: run its segments once each, follow their outcomes, summarise."""
 from __future__ import annotations
 
+import importlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .backends.base import Executor
-from .campaign import PlainSweep, drive
+from .campaign import Composite, Driver, PlainSweep, drive
 from .stopping import EXIT_INTERRUPTED, stop_requested
-from .vocabulary import Outcome, OutcomeKind, Segment, describe_kind
+from .vocabulary import Outcome, OutcomeKind, RunSettings, Segment, describe_kind
+
+if TYPE_CHECKING:
+    from .planning import Plan
 
 log = logging.getLogger("cluster_work")
 
@@ -19,14 +23,36 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STORE = 0, 1, 2, 3  # and EXIT_INTERRUPTE
 FAILURES = (OutcomeKind.FAILED, OutcomeKind.BAD_PARAMETER)
 
 
+class CampaignDriver(Driver, Protocol):
+    """A campaign's driver as a run reports it (a weighted ensemble, a steered search)."""
+
+    def summary_line(self) -> str:
+        """One line for the end of the run: what the campaign did and where it stands."""
+        ...
+
+    def exit_status(self) -> int:
+        """EXIT_OK, or what went wrong (as `Summary.exit_status` ranks them)."""
+        ...
+
+    def close(self) -> None:
+        """Release what the campaign holds (its store's lock)."""
+        ...
+
+
+# where each campaign kind's drivers are made: `drivers(campaign, settings, workers) -> list[CampaignDriver]`
+CAMPAIGN_DRIVERS = {"ensemble": "cluster_work.ensemble.campaign", "steer": "cluster_work.steering.campaign"}
+
+
 @dataclass
 class Summary:
-    """What a run did, for the end-of-run report and the exit status."""
+    """What a run did, for the end-of-run report and the exit status: the outcomes of its plain segments,
+    and its campaigns."""
 
     jobs: int
     outcomes: list[Outcome] = field(default_factory=list)
     seconds: float = 0.0
     skipped_experiments: int = 0
+    campaigns: list[CampaignDriver] = field(default_factory=list)
 
     @property
     def counts(self) -> Counter[OutcomeKind]:
@@ -42,13 +68,14 @@ class Summary:
 
     def exit_status(self) -> int:
         counts = self.counts
-        if counts[OutcomeKind.STORE_FAILURE]:
+        statuses = {campaign.exit_status() for campaign in self.campaigns}
+        if counts[OutcomeKind.STORE_FAILURE] or EXIT_STORE in statuses:
             return EXIT_STORE
-        if counts[OutcomeKind.BAD_PARAMETER]:
+        if counts[OutcomeKind.BAD_PARAMETER] or EXIT_USAGE in statuses:
             return EXIT_USAGE
-        if counts[OutcomeKind.FAILED]:
+        if counts[OutcomeKind.FAILED] or EXIT_FAILED in statuses:
             return EXIT_FAILED
-        if stop_requested() or counts[OutcomeKind.INTERRUPTED] or self.not_started:
+        if stop_requested() or counts[OutcomeKind.INTERRUPTED] or self.not_started or EXIT_INTERRUPTED in statuses:
             return EXIT_INTERRUPTED
         return EXIT_OK
 
@@ -62,19 +89,37 @@ class SizedSegments(Protocol):
 
 
 def run_segments(segments: SizedSegments, executor: Executor,
-                 on_outcome: Callable[[Outcome], None] = lambda o: None) -> Summary:
-    """Run `segments` once each on `executor` (segments are made as workers free up, so a sweep of 10^6
-    starts at once); a store failure (full disk...) stops dispatching at once."""
-    summary = Summary(jobs=len(segments))
+                 on_outcome: Callable[[Outcome], None] = lambda o: None,
+                 campaigns: Sequence[CampaignDriver] = ()) -> Summary:
+    """Run `segments` once each on `executor` (made as workers free up, so a sweep of 10^6 starts at
+    once), and beside them the `campaigns`; a store failure (full disk...) stops dispatching at once.
+    `on_outcome` sees the outcome of each plain segment."""
+    summary = Summary(jobs=len(segments), campaigns=list(campaigns))
     started = time.perf_counter()
+    plain = PlainSweep(segments)
 
     def ended(outcome: Outcome) -> None:
-        summary.outcomes.append(outcome)
-        on_outcome(outcome)
+        if composite.owner_of(outcome) is plain:
+            summary.outcomes.append(outcome)
+            on_outcome(outcome)
 
-    drive(PlainSweep(segments), executor, ended)
+    composite = Composite([plain, *campaigns])
+    try:
+        drive(composite, executor, ended)
+    finally:
+        for campaign in campaigns:
+            campaign.close()
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def campaign_drivers(plan: Plan, settings: RunSettings, workers: int) -> list[CampaignDriver]:
+    """The drivers of the plan's campaigns (each kind's module imported only where a sweep has one)."""
+    drivers: list[CampaignDriver] = []
+    for campaign in plan.campaigns:
+        module = importlib.import_module(CAMPAIGN_DRIVERS[campaign.kind])
+        drivers.extend(module.drivers(campaign, settings, workers))
+    return drivers
 
 
 def describe(outcome: Outcome) -> str:
