@@ -63,19 +63,24 @@ def mpi_command(ranks: int, experiment: str, *args: str, script: str = SCRIPT) -
 
 def run_mpi(ranks: int, experiment: str, *args: str, cwd: Path, check_rc: int | None = None,
             timeout: float = 120, script: str = SCRIPT) -> subprocess.CompletedProcess:
-    """Run the experiment under a real mpiexec with `ranks` ranks (oversubscribed where needed).
-
-    Open MPI 5's launcher now and then fails its own start-up ("The PMIx server's listener thread failed
-    to start", exit 213; seen once in CI right after a killed run, never reproduced in 12 tries here).
-    No rank has run then, so nothing of ours was tested: launch again, at most twice."""
-    for _ in range(3):
-        result = subprocess.run(mpi_command(ranks, experiment, *args, script=script), cwd=cwd,
-                                env={**script_env(), **MPI_ENV},
-                                capture_output=True, text=True, timeout=timeout)
-        if not launcher_failed_to_start(result):
-            break
+    """Run the experiment under a real mpiexec with `ranks` ranks (oversubscribed where needed)."""
+    result = run_mpiexec(mpi_command(ranks, experiment, *args, script=script), cwd=cwd, timeout=timeout)
     if check_rc is not None:
         assert result.returncode == check_rc, result.stdout + result.stderr
+    return result
+
+
+def run_mpiexec(command: list[str], cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """subprocess.run of an mpiexec command line, with the MPI test environment.
+
+    Open MPI 5's launcher now and then fails its own start-up ("The PMIx server's listener thread failed
+    to start", exit 213: once in CI, once in about ten launches here while other launches ran). No rank
+    has run then, so nothing of ours was tested: launch again, at most twice."""
+    for _ in range(3):
+        result = subprocess.run(command, cwd=cwd, env={**script_env(), **MPI_ENV}, capture_output=True, text=True,
+                                timeout=timeout)
+        if not launcher_failed_to_start(result):
+            break
     return result
 
 

@@ -134,5 +134,20 @@ class GroupSum(ClusterWork):
         return {"group_size": size, "summed": summed, "total": self.total}
 
 
+class Gated(Deterministic):
+    """Deterministic, but in a process whose environment names a gate file ($CW_TEST_GATE) every iteration
+    after the first waits until that file exists: a run that provably holds its repetitions (with one row
+    saved) until a test opens the gate. Without the variable it is Deterministic, results included."""
+
+    def iterate(self, config, rep, n):
+        gate = os.environ.get("CW_TEST_GATE")
+        deadline = time.monotonic() + 120  # a test that never opens the gate fails instead of hanging
+        while gate and n > 0 and not os.path.exists(gate):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the gate {gate} was never opened")
+            time.sleep(0.01)
+        return super().iterate(config, rep, n)
+
+
 if __name__ == "__main__":
     globals()[sys.argv.pop(1)].run()

@@ -2,7 +2,7 @@
 import subprocess
 import sys
 
-from conftest import MPI_ENV, ROOT, mpiexec, script_env
+from conftest import ROOT, mpiexec, run_mpiexec, script_env
 
 
 def test_persistence_benchmark_runs():
@@ -13,9 +13,8 @@ def test_persistence_benchmark_runs():
 
 
 def test_scheduling_benchmark_runs():
-    result = subprocess.run([mpiexec(), "-n", "3", sys.executable, "-m", "mpi4py",
-                             str(ROOT / "benchmarks" / "scheduling.py"), "--jobs", "20", "--rounds", "1"],
-                            env={**script_env(), **MPI_ENV}, capture_output=True, text=True, timeout=120)
+    result = run_mpiexec([mpiexec(), "-n", "3", sys.executable, "-m", "mpi4py",
+                          str(ROOT / "benchmarks" / "scheduling.py"), "--jobs", "20", "--rounds", "1"])
     assert result.returncode == 0, result.stderr
     assert "mpi4py.futures" in result.stdout and "cluster_work, empty tasks" in result.stdout
 
@@ -29,9 +28,8 @@ def test_planning_scale_benchmark_runs():
 
 
 def test_load_balance_benchmark_runs():
-    result = subprocess.run([mpiexec(), "-n", "3", sys.executable, "-m", "mpi4py",
-                             str(ROOT / "benchmarks" / "load_balance.py"), "--jobs", "6", "--iterations", "2",
-                             "--mean", "0.005"], env={**script_env(), **MPI_ENV}, capture_output=True, text=True,
-                            timeout=120)
+    result = run_mpiexec([mpiexec(), "-n", "3", sys.executable, "-m", "mpi4py",
+                          str(ROOT / "benchmarks" / "load_balance.py"), "--jobs", "6", "--iterations", "2",
+                          "--mean", "0.005"])
     assert result.returncode == 0, result.stderr
     assert "efficiency" in result.stdout

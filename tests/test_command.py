@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import MPI_ENV, mpiexec, script_env
+from conftest import MPI_ENV, mpiexec, run_mpiexec, script_env
 
 from cluster_work import load_results
 from cluster_work.command import GUARD, CommandError, _number, launch_free
@@ -325,8 +325,7 @@ def test_an_unknown_placeholder_is_a_config_error_and_nothing_is_written(tmp_pat
 def test_an_mpi_run(tmp_path, groups):
     write_sweep(tmp_path, repetitions=3, iterations=3, arguments="--mode plain", extra="list: {x: [1, 2]}\n")
     command = [mpiexec(), "-n", "3", sys.executable, "-m", "mpi4py", "-m", "cluster_work", "config.yml", "-c", *groups]
-    result = subprocess.run(command, cwd=tmp_path, env={**script_env(), **MPI_ENV}, capture_output=True, text=True,
-                            timeout=120)
+    result = run_mpiexec(command, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     frame = load_results(tmp_path / "out")
     assert len(frame) == 2 * 3 * 3 and set(frame["params.x"]) == {1, 2}

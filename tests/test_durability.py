@@ -1,4 +1,5 @@
 """Crash safety and clean stops with real processes: kill -9 at random instants, SIGTERM, SIGINT."""
+import fcntl
 import json
 import os
 import random
@@ -24,34 +25,90 @@ name: walk
 grid:
   step: [1.0, 2.0]
 """
+TIMING = ("iteration_time", "repetition_time")  # the only columns that differ between equal runs
 
 
-
-def start(cwd, *args):
-    return subprocess.Popen([sys.executable, SCRIPT, "Deterministic", "config.yml", *args], cwd=cwd,
-                            env=script_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+def start(cwd, *args, experiment="Deterministic", env=()):
+    return subprocess.Popen([sys.executable, SCRIPT, experiment, "config.yml", *args], cwd=cwd,
+                            env={**script_env(), **dict(env)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True)
 
 
 def kill_session(process):
     """Kill the run and every process below it at once, as a node failure would (MPICH's ranks each
     have a session of their own, so the process tree is what holds a run together)."""
-    for pid in [process.pid, *descendants(process.pid)]:
+    pids = [process.pid, *descendants(process.pid)]
+    for pid in pids:
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
     process.wait(timeout=30)
+    deadline = time.time() + 30  # a signal is only queued: wait until every process has really died
+    while not all(map(dead, pids)) and time.time() < deadline:
+        time.sleep(0.01)
+    assert all(map(dead, pids)), [pid for pid in pids if not dead(pid)]
 
 
-def wait_until_running(folder, count=1, timeout=60, rows=0):
-    """Until `count` repetitions have opened their results file (the run has really started), each with at
-    least `rows` rows saved."""
+def dead(pid):
+    """Whether process `pid` has exited: each of its threads is gone or a zombie, so it has closed its files
+    and dropped its locks (its first thread turns zombie while the others still exit, holding the files)."""
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return True
+    states = []
+    for thread in threads:
+        try:
+            states.append(Path(f"/proc/{pid}/task/{thread}/stat").read_text().rsplit(")", 1)[1].split()[0])
+        except OSError:
+            pass
+    return all(state in ("Z", "X") for state in states)
+
+
+def locked(out):
+    """The repetition folders (relative to `out`) whose results file a live process holds locked, found by
+    trying a shared lock from this process: what the kernel says, whatever cluster_work reports."""
+    held = []
+    for path in sorted(Path(out).rglob("results.jsonl")):
+        with open(path, "rb") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                held.append(str(path.parent.relative_to(out)))
+    return held
+
+
+def progress_states(cwd):
+    """{(experiment, rep): state} of every repetition, as `-P --json` reports them."""
+    report = json.loads(run_cli("Deterministic", "config.yml", "-P", "--json", cwd=cwd, check_rc=0).stdout)
+    return {(item["name"], rep["rep"]): rep["state"] for item in report["experiments"]
+            for rep in item["repetition_list"]}
+
+
+def running(cwd):
+    """The repetitions `-P` reports as running (it must read that off the locks alone)."""
+    return sorted(key for key, state in progress_states(cwd).items() if state == "running")
+
+
+def repetition_of(folder):
+    """`walk/s1.0/log/rep_02` -> ("walk__s1.0", 2): the experiment's name and the repetition, as runs name them."""
+    experiment, rep = folder.split("/log/rep_")
+    return experiment.replace("/", "__"), int(rep)
+
+
+def saved_repetitions(out):
+    """Each repetition's complete rows (a torn last line left out) read with plain json, without the timing
+    columns, keyed by its folder relative to `out`."""
+    return {str(path.parent.relative_to(out)): [{k: v for k, v in json.loads(line).items() if k not in TIMING}
+                                                for line in path.read_bytes().split(b"\n")[:-1]]
+            for path in Path(out).rglob("results.jsonl")}
+
+
+def wait_until_running(folder, count=1, timeout=60):
+    """Until `count` repetitions have opened their results file (the run has really started)."""
     deadline = time.time() + timeout
-
-    def started() -> int:
-        return sum(1 for path in Path(folder).rglob("results.jsonl") if path.read_bytes().count(b"\n") >= rows)
-    while started() < count and time.time() < deadline:
+    while len(list(Path(folder).rglob("results.jsonl"))) < count and time.time() < deadline:
         time.sleep(0.02)
 
 
@@ -78,6 +135,7 @@ def test_kill_9_at_random_instants_loses_nothing_and_redoes_little(tmp_path_fact
     clean = tmp_path_factory.mktemp("clean")
     (clean / "config.yml").write_text(long)
     run_cli("Deterministic", "config.yml", "-n", workers, cwd=clean, check_rc=0)
+    expected = saved_repetitions(clean / "out")
 
     crashed = tmp_path_factory.mktemp("crashed")
     (crashed / "config.yml").write_text(long)
@@ -97,7 +155,11 @@ def test_kill_9_at_random_instants_loses_nothing_and_redoes_little(tmp_path_fact
         kill_session(process)
         kills += 1
         assert_every_file_readable(crashed / "out")
+        for folder, rows in saved_repetitions(crashed / "out").items():  # nothing wrong was ever saved
+            assert rows == expected[folder][:len(rows)], folder
+        assert locked(crashed / "out") == []  # the kernel dropped every lock with its dead holder
     assert kills == 5
+    assert running(crashed) == []  # no stale "running": -P reads the locks (see the test of -P below)
     run_cli("Deterministic", "config.yml", "-n", workers, cwd=crashed, check_rc=0)
 
     pd.testing.assert_frame_equal(comparable(clean / "out"), comparable(crashed / "out"))
@@ -125,6 +187,10 @@ def test_a_stop_signal_finishes_the_iterations_in_flight_and_the_same_command_re
     assert_every_file_readable(tmp_path / "out")
     states = [json.loads(p.read_text())["state"] for p in (tmp_path / "out").rglob("status.json")]
     assert set(states) <= {"interrupted", "finished"} and states.count("finished") < 6, states
+    deadline = time.time() + 30  # the run has exited; its workers must follow it, dropping their locks
+    while locked(tmp_path / "out") and time.time() < deadline:
+        time.sleep(0.02)
+    assert locked(tmp_path / "out") == [] and running(tmp_path) == []
     run_cli("Deterministic", "config.yml", cwd=tmp_path, check_rc=0)
     calls = sum(p.stat().st_size for p in (tmp_path / "out").rglob("calls"))
     assert calls == 2 * 3 * 12  # a clean stop redoes nothing
@@ -151,35 +217,50 @@ def test_second_ctrl_c_stops_at_once_and_keeps_saved_rows(tmp_path, workers):
 @pytest.mark.slow
 def test_progress_sees_running_repetitions_by_their_lock_not_a_stale_status(tmp_path):
     (tmp_path / "config.yml").write_text("name: w\nrepetitions: 2\niterations: 50\npath: out\n"
-                                         "params: {sleep: 0.1}\n")
+                                         "params: {sleep: 0.3}\n")
     process = start(tmp_path)
     deadline = time.time() + 30
-    while not list((tmp_path / "out").rglob("results.jsonl")) and time.time() < deadline:
-        time.sleep(0.05)
-    progress = run_cli("Deterministic", "config.yml", "-P", cwd=tmp_path, check_rc=0).stdout
-    assert "running" in progress
+    while not (locked(tmp_path / "out") and saved_rows(tmp_path / "out")) and time.time() < deadline:
+        time.sleep(0.02)
+    [folder] = locked(tmp_path / "out")  # one worker, inside a repetition of 15 s with a row saved
+    mine = repetition_of(folder)
+    other = {("w", rep): "pending" for rep in (0, 1) if ("w", rep) != mine}
+    assert progress_states(tmp_path) == {mine: "running", **other}
     kill_session(process)
-    progress = run_cli("Deterministic", "config.yml", "-P", cwd=tmp_path, check_rc=0).stdout
-    assert "running" not in progress.split("mean it. time")[1] and "partial" in progress
+    assert progress_states(tmp_path) == {mine: "partial", **other}
 
 
 @pytest.mark.slow
 def test_two_concurrent_runs_of_one_sweep_write_each_repetition_once(tmp_path_factory):
-    slow = CONFIG.replace("sleep: 0.02", "sleep: 0.1")  # a repetition lasts 1.2 s: the runs surely overlap
+    quick = CONFIG.replace("sleep: 0.02", "sleep: 0.0")  # the gate, not the timing, makes the runs overlap
     clean = tmp_path_factory.mktemp("clean")
-    (clean / "config.yml").write_text(slow)
-    run_cli("Deterministic", "config.yml", "-n", "2", cwd=clean, check_rc=0)
+    (clean / "config.yml").write_text(quick)
+    run_cli("Gated", "config.yml", cwd=clean, check_rc=0)
 
     shared = tmp_path_factory.mktemp("shared")
-    (shared / "config.yml").write_text(slow)
-    first = start(shared, "-n", "2")
-    wait_until_running(shared / "out", 2, rows=1)  # the second starts while the first is inside two repetitions
-    second = start(shared)
-    outputs = [process.communicate(timeout=120)[1].decode() for process in (first, second)]
-    assert first.returncode == 0 and second.returncode == 0, outputs
-    assert any("held by another run" in output for output in outputs), outputs
-    pd.testing.assert_frame_equal(comparable(clean / "out"), comparable(shared / "out"))
+    (shared / "config.yml").write_text(quick)
+    gate = shared / "gate"
+    # the first run's two workers each save a row, then hold their repetition until the gate opens
+    first = start(shared, "-n", "2", experiment="Gated", env={"CW_TEST_GATE": str(gate)})
+    try:
+        deadline = time.time() + 60
+        while len(locked(shared / "out")) < 2 and first.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        held = locked(shared / "out")
+        assert len(held) == 2, held
+        second = run_cli("Gated", "config.yml", cwd=shared)  # runs to its end while the first holds two
+        assert locked(shared / "out") == held  # the first run held them all along
+    finally:
+        gate.touch()
+    _, stderr = first.communicate(timeout=120)
+    assert second.returncode == 0, second.stderr  # skipping what another run holds is no failure
+    for experiment, rep in map(repetition_of, held):
+        assert f"{experiment} rep {rep}: skipped, held by another run" in second.stderr, second.stderr
+    assert "4 finished" in second.stderr and "2 held by another run" in second.stderr, second.stderr
+    # the first run finished what it held, and left what the second finished
+    assert first.returncode == 0 and "2 finished" in stderr.decode(), stderr.decode()
+    assert saved_repetitions(shared / "out") == saved_repetitions(clean / "out")
     calls = sum(p.stat().st_size for p in (shared / "out").rglob("calls"))
     assert calls == 2 * 3 * 12  # no iteration ran twice
-    rerun = run_cli("Deterministic", "config.yml", cwd=shared, check_rc=0)
+    rerun = run_cli("Gated", "config.yml", cwd=shared, check_rc=0)
     assert "0 jobs" in rerun.stderr

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import MPI_ENV, comparable, descendants, mpi_command, run_cli, run_mpi, script_env
+from conftest import MPI_ENV, comparable, descendants, mpi_command, run_cli, run_mpi, run_mpiexec, script_env
 from test_durability import assert_every_file_readable, kill_session
 
 from cluster_work import load_results
-from cluster_work.errors import ClusterWorkError
 from cluster_work.backends.mpi_layout import SELF, SPLIT, WORLD, Layout, mpi_layout
+from cluster_work.errors import ClusterWorkError
 
 CLIENTS = str(Path(__file__).resolve().parent / "clients_mpi.py")
 
@@ -269,13 +269,11 @@ def test_classes_in_main_and_lambdas_in_params_travel(tmp_path, how):
         command = [sys.executable, "main_exp.py", "config.yml", "-n", "2"]
     else:
         command = [mpiexec(), "-n", "3", sys.executable, "-m", "mpi4py", "main_exp.py", "config.yml", "-c"]
-    result = subprocess.run(command, cwd=tmp_path, env={**script_env(), **MPI_ENV}, capture_output=True,
-                            text=True, timeout=120)
+    result = run_mpiexec(command, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     frame = load_results(tmp_path / "out").sort_values(["rep", "iteration"])
     assert list(frame.x) == [1, 4, 13, 4, 13, 40]
-    rerun = subprocess.run(command, cwd=tmp_path, env={**script_env(), **MPI_ENV}, capture_output=True,
-                           text=True, timeout=120)
+    rerun = run_mpiexec(command, cwd=tmp_path)
     assert "0 jobs" in rerun.stderr and "changed" not in rerun.stderr, rerun.stderr
 
 

@@ -1,6 +1,8 @@
 """PlotWork in a real notebook (nbclient + ipykernel) and from plain Python."""
 import base64
+import json
 import os
+import statistics
 from pathlib import Path
 
 import nbformat
@@ -51,6 +53,40 @@ def pngs_of(cell) -> list[bytes]:
     return [base64.b64decode(o["data"]["image/png"]) for o in cell.outputs if "image/png" in o.get("data", {})]
 
 
+def saved_repetitions(out: Path) -> dict[str, list[list[dict]]]:
+    """Per expanded experiment (`<base>__<params part>`, named after its folder) the rows of each repetition,
+    read from the results.jsonl files with plain json: the figures are computed here without cluster_work."""
+    found: dict[str, list[list[dict]]] = {}
+    for path in sorted(out.glob("*/*/log/rep_*/results.jsonl")):
+        rows = [json.loads(line) for line in path.read_bytes().splitlines()]
+        found.setdefault(f"{path.parts[-5]}__{path.parts[-4]}", []).append(rows)
+    return found
+
+
+def expected_summary(out: Path, column: str, mode: str = "max") -> list[list]:
+    """What `summary` must give, row by row in its order (by mean, best first): the experiment, the number
+    of repetitions, the last iteration and the mean, std, best and worst of `column` at each one's last row."""
+    best, worst = (max, min) if mode == "max" else (min, max)
+    table = []
+    for name, repetitions in saved_repetitions(out).items():
+        values = [rows[-1][column] for rows in repetitions]
+        table.append([name, len(values), max(rows[-1]["iteration"] for rows in repetitions),
+                      statistics.mean(values), statistics.stdev(values), best(values), worst(values)])
+    return sorted(table, key=lambda row: row[3], reverse=mode == "max")
+
+
+def assert_shows(text: str, expected: list[list]) -> None:
+    """`text`, a printed table (wrapped into blocks or not), shows exactly the rows of `expected`, in order."""
+    shown: dict[str, list[float]] = {}
+    for line in text.splitlines():
+        words = line.replace("\\", " ").split()
+        if words and words[0] in {row[0] for row in expected}:
+            shown.setdefault(words[0], []).extend(map(float, words[1:]))
+    assert list(shown) == [row[0] for row in expected], text
+    for name, *figures in expected:
+        assert shown[name] == pytest.approx(figures, rel=1e-5, abs=1e-6), (name, text)
+
+
 def test_magics_in_a_real_notebook(sweep):
     frame = load_results(sweep / "out")
     best = frame.loc[frame.value.idxmax()]
@@ -73,13 +109,11 @@ def test_magics_in_a_real_notebook(sweep):
     ])
     cells = notebook.cells
     assert text_of(cells[3]).strip() == "15 ['walk__s2.0']"  # -f filters by params
-    table = text_of(cells[5])
-    final = frame[frame.iteration == frame.iteration.max()]  # every repetition saved all 5 iterations
-    for name in frame.experiment.unique():
-        values = list(final[final.experiment == name].value)
-        assert name in table and f"{sum(values) / len(values):.6f}"[:6] in table  # the mean, computed apart
+    assert text_of(cells[5]).startswith("value:")
+    assert_shows(text_of(cells[5]), expected_summary(sweep / "out", "value"))
     for index in (6, 7):
-        assert pngs_of(cells[index]) and pngs_of(cells[index])[0].startswith(b"\x89PNG")
+        [png] = pngs_of(cells[index])
+        assert png.startswith(b"\x89PNG")
     assert len(pngs_of(cells[8])) == 2  # -i: one figure per expanded experiment
     assert "saved figs/nb_" in text_of(cells[7])
     assert list((sweep / "figs").glob("nb_*.png"))
@@ -96,6 +130,12 @@ def test_plot_functions_without_ipython(sweep):
     assert len(figure.axes[0].lines) == 2
     figure = plotwork.plot_results(frame, "param_sweep", "value", param="step")
     assert figure.axes[0].get_xlabel() == "step"
+    [bars] = figure.axes[0].containers  # one line: no other parameter varies
+    expected = {float(name.split("__s")[1]): row for name, *row in expected_summary(sweep / "out", "value")}
+    steps, means = bars.lines[0].get_data()
+    assert list(steps) == sorted(expected) and list(means) == pytest.approx([expected[s][2] for s in sorted(expected)])
+    spans = [high - low for (_, low), (_, high) in bars.lines[2][0].get_segments()]
+    assert spans == pytest.approx([4 * expected[s][3] for s in sorted(expected)])  # the mean +- 2 std
     with pytest.raises(KeyError, match="unknown plotter 'nope'"):
         plotwork.plot_results(frame, "nope", "value")
 
@@ -110,10 +150,14 @@ def test_plot_functions_without_ipython(sweep):
 def test_best_iterations_and_summary(sweep):
     frame = load_results(sweep / "out")
     best = plotwork.best_iterations(frame, "value")
-    assert len(best) == 6 and best.value.is_monotonic_decreasing
+    peaks = [max(row["value"] for row in rows) for reps in saved_repetitions(sweep / "out").values() for rows in reps]
+    assert list(best.value) == sorted(peaks, reverse=True)  # one row per repetition: its best, best first
     table = summary(frame, "value", mode="min")
     assert list(table.columns) == ["repetitions", "iteration", "mean", "std", "best", "worst"]
-    assert (table.iteration == 4).all() and (table.best <= table.worst).all()
+    expected = expected_summary(sweep / "out", "value", mode="min")
+    assert list(table.index) == [row[0] for row in expected]
+    for name, *figures in expected:
+        assert list(table.loc[name]) == pytest.approx(figures), name
 
 
 def test_plot_command_writes_png_files(sweep):
@@ -148,10 +192,15 @@ def test_example_notebook_analyses_the_example_sweep(tmp_path):
     subprocess.run([sys.executable, "examples/grid_fit.py", "examples/grid_fit.yml", "-n", "2"], cwd=tmp_path,
                    env=script_env(), check=True, capture_output=True, timeout=300)
     notebook = nbformat.read(tmp_path / "examples" / "analysis.ipynb", as_version=4)
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    probe = nbformat.v4.new_code_cell("print(*sorted(line.get_label() for line in _.axes[0].lines))")
+    notebook.cells.insert(notebook.cells.index(code[4]) + 1, probe)  # what the figure code[4] returned shows
     os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
     NotebookClient(notebook, timeout=120, kernel_name="python3",
                    resources={"metadata": {"path": str(tmp_path / "examples")}}).execute()
-    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
     assert "loaded 1440 rows of 12 experiments" in text_of(code[0])
-    assert pngs_of(code[3]) and ("Figure" in text_of(code[4]) or pngs_of(code[4]))
+    assert_shows(text_of(code[2]), expected_summary(tmp_path / "examples" / "results" / "grid_fit", "loss_test", "min"))
+    assert len(pngs_of(code[3])) == 1  # param_sweep: one figure
+    assert len(pngs_of(code[4])) == 1  # the figure plot_results returned is drawn, not only named
+    assert text_of(probe).split() == ["opt.lr0.03_r0.0_dat.s200_dat.f10", "opt.lr0.03_r0.0_dat.s800_dat.f40"]
     assert "weights of the best model" in text_of(code[6])
