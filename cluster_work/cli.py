@@ -19,6 +19,7 @@ from .expansion import ExpandedExperiment, expand_all, sweep_paths
 from .experiment import ClusterWork
 from .logs import configure_console
 from .original_api import configs_and_results, implements_plot_results
+from .paths import SweepPaths
 from .planning import Plan, Policy, Selection, apply_plan, make_plan, select_experiments, warn_changed
 from .provenance import describe_runs, read_runs, run_ended, run_started
 from .reporting import print_plan, print_progress, print_summary, progress_json
@@ -146,6 +147,10 @@ def _run(experiment_class: type[ClusterWork], args: argparse.Namespace, argument
         experiments = load_config(args.config)
         expanded = expand_all(experiments, experiment_class._default_params, args.config)
         experiment_class.check_config(expanded, args.config)
+        if any("ensemble" in document for document in experiments):  # numpy only where a config has an ensemble
+            from .ensemble.campaign import check_experiment_class
+
+            check_experiment_class(experiment_class, experiments, args.config)
         if args.progress or args.full_progress:
             selected = select_experiments(expanded, args.experiments, args.config)
             runs = [run for path in sweep_paths(selected) for run in read_runs(path)]
@@ -234,7 +239,7 @@ def _slurm(args: argparse.Namespace, experiments: list, plan: Plan) -> int:
     if args.dry_run:
         print(text, end="")
         return 0
-    path = os.path.join(sweep_path, f"cluster_work_{kind}.sbatch")
+    path = SweepPaths(sweep_path).batch_script(kind)
     plan.freeze_designs()  # every task of the job must see the same custom points
     os.makedirs(sweep_path, exist_ok=True)
     atomic_write(path, text.encode())
@@ -256,8 +261,7 @@ def _launch_lines(args: argparse.Namespace, plan: Plan) -> list[str]:
     the script it submits)."""
     run = " ".join(shlex.quote(a) for a in [os.path.abspath(sys.argv[0]), *_run_arguments(args)])
     if args.slurm:
-        script = os.path.join(os.path.abspath(plan.totals.sweep_paths[0]),
-                              f"cluster_work_{'array' if args.array else 'mpi'}.sbatch")
+        script = SweepPaths(os.path.abspath(plan.totals.sweep_paths[0])).batch_script("array" if args.array else "mpi")
         return [f"sbatch {shlex.quote(script)}"]
     if args.cluster:
         from mpi4py import MPI
@@ -314,7 +318,7 @@ def _plot(experiment_class: type[ClusterWork], expanded: Sequence[ExpandedExperi
         if missing:
             raise ClusterWorkError(f"--plot: no result column {', '.join(missing)} in {sweep_path}; "
                                    f"columns: {', '.join(c for c in frame.columns if not c.startswith('params.'))}")
-        for path in plot_sweep(frame, args.plot, args.plotter, os.path.join(sweep_path, "plots"), bases):
+        for path in plot_sweep(frame, args.plot, args.plotter, SweepPaths(sweep_path).plots_folder, bases):
             print(path)
     return 0
 

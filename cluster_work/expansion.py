@@ -30,12 +30,12 @@ from typing import Any
 
 from . import sampling
 from .config import KeyPath, Warn, deep_merge, dotted, flatten_paths, set_path
+from .paths import SweepPaths, experiment_folder, log_folder
 
 log = logging.getLogger("cluster_work")
 
 NAME_SEPARATOR = "__"  # between the base name and the parameters of an expanded experiment
 MAX_FOLDER_NAME = 200  # characters of the parameters part; longer ones are cut and suffixed with a hash
-LOG_FOLDER = "log"
 
 
 class ExpandedExperiment:
@@ -175,7 +175,7 @@ class ExpandedDocument(Sequence[ExpandedExperiment]):
                  source: str, warn: Warn, custom_points: tuple[list[dict[KeyPath, Any]], bool] | None = None):
         self.document, self.base = experiment, experiment["name"]
         self.root = expand_path(experiment["path"])
-        self.base_folder = os.path.join(self.root, self.base)
+        self.base_folder = SweepPaths(self.root).document_folder(self.base)
         self._base_params = deep_merge(default_params or {}, experiment.get("params") or {})
         grid = flatten_paths(experiment.get("grid") or {})
         listed = flatten_paths(experiment.get("list") or {})
@@ -255,11 +255,11 @@ class ExpandedDocument(Sequence[ExpandedExperiment]):
         config.update(name=experiment.name, experiment_name=self.base, params=params,
                       _config_path=self.document["path"], _experiment_path=self.base_folder, path=folder,
                       log_path=(os.path.join(expand_path(self.document["log_path"]), experiment.name)
-                                if "log_path" in self.document else os.path.join(folder, LOG_FOLDER)))
+                                if "log_path" in self.document else log_folder(folder)))
         return config
 
     def folder_of(self, experiment: ExpandedExperiment) -> str:
-        return os.path.join(self.base_folder, experiment.params_part) if self.varies else self.base_folder
+        return experiment_folder(self.base_folder, experiment.params_part if self.varies else "")
 
     def _provably_distinct(self) -> bool:
         safe_axes = [[escape(t) for t in axis] for axis in self._grid_tokens]

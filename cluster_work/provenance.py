@@ -16,7 +16,8 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-RUNS_FILE = "runs.jsonl"
+from .paths import SweepPaths
+
 PACKAGES = ("cluster_work", "numpy", "pandas", "mpi4py", "cloudpickle", "pyyaml")
 
 
@@ -67,7 +68,7 @@ def _append(sweep_paths: Iterable[str], record: dict[str, Any]) -> None:
     for folder in dict.fromkeys(sweep_paths):
         try:
             os.makedirs(folder, exist_ok=True)
-            with open(os.path.join(folder, RUNS_FILE), "a", encoding="utf-8") as handle:
+            with open(SweepPaths(folder).runs_file, "a", encoding="utf-8") as handle:
                 handle.write(line)
         except OSError:
             pass  # provenance must never stop a sweep (a full disk is reported by the store)
@@ -77,7 +78,7 @@ def read_runs(sweep_path: str, last: int = 5) -> list[dict[str, Any]]:
     """The last `last` runs, each 'started' record merged with its 'ended' record (if it ended)."""
     runs: dict[str, dict[str, Any]] = {}
     try:
-        with open(os.path.join(sweep_path, RUNS_FILE), encoding="utf-8") as handle:
+        with open(SweepPaths(sweep_path).runs_file, encoding="utf-8") as handle:
             for line in handle:
                 try:
                     record = json.loads(line)

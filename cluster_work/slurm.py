@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .errors import ClusterWorkError, ConfigError
+from .paths import SweepPaths
 
 DEFAULT_SIGNAL_SECONDS = 120
 
@@ -132,17 +133,17 @@ def script_fields(kind: str, settings: SlurmSettings, python: str, script: str, 
     """The values of the template's placeholders for an 'mpi' or an 'array' script."""
     run_arguments = " ".join(shlex.quote(a) for a in arguments)
     if kind == "mpi":
-        hostfile = os.path.join(sweep_path, "hostfile.$SLURM_JOB_ID")
+        hostfile = SweepPaths(sweep_path).hostfile
         command = (f'{mpiexec_command()} -hostfile "$hostfile" {python} -m mpi4py {shlex.quote(script)} '
                    f"{run_arguments} -c --report_every 300")
         prepare = _MPI_BODY.replace("{{hostfile}}", hostfile).replace("{{python}}", python)
-        output = os.path.join(sweep_path, "slurm-%j.out")
+        output = SweepPaths(sweep_path).slurm_output(array=False)
         requeue_id = "$SLURM_JOB_ID"
         description = "the whole sweep over MPI in one allocation"
     elif kind == "array":
         command = f"{python} {shlex.quote(script)} {run_arguments} -j $SLURM_ARRAY_TASK_ID --report_every 300"
         prepare = ""
-        output = os.path.join(sweep_path, "slurm-%A_%a.out")
+        output = SweepPaths(sweep_path).slurm_output(array=True)
         requeue_id = "${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"
         description = "one (experiment, repetition) job per array task"
     else:

@@ -33,26 +33,22 @@ import yaml
 
 from .durability import committer
 from .errors import StoreError
+from .paths import (  # noqa: F401 (re-exported: the names of the store's files)
+    CONFIG_FILE,
+    FROZEN_POINTS_FILE,
+    LOG_FILE,
+    LOG_FOLDER,
+    ORIGINAL_CONFIG_FILE,
+    RESULTS_FILE,
+    STATUS_FILE,
+    RepetitionPaths,
+    iteration_folder_name,
+    repetition_folder_name,
+)
 from .vocabulary import Record
 
-CONFIG_FILE = "config.yml"
-ORIGINAL_CONFIG_FILE = "experiment.yml"  # what the original ClusterWork writes into an experiment folder
 # The first line of every config.yml cluster_work writes: what tells its folders from a user's.
 MARKER = "# written by cluster_work: the effective config of this experiment."
-FROZEN_POINTS_FILE = ".cluster_work_points.json"  # in <path>/<base name>/: a custom strategy's points
-LOG_FOLDER = "log"
-RESULTS_FILE = "results.jsonl"
-STATUS_FILE = "status.json"
-LOG_FILE = "rep.log"
-
-
-
-def repetition_folder_name(rep: int) -> str:
-    return f"rep_{rep:02d}"
-
-
-def iteration_folder_name(iteration: int) -> str:
-    return f"it_{iteration:04d}"
 
 
 _MEMORY_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
@@ -199,10 +195,9 @@ class RepetitionStore:
 
     def __init__(self, experiment_path: str, rep: int):
         self.rep = rep
-        self.path = os.path.join(experiment_path, LOG_FOLDER, repetition_folder_name(rep))
-        self.results_file = os.path.join(self.path, RESULTS_FILE)
-        self.status_file = os.path.join(self.path, STATUS_FILE)
-        self.log_file = os.path.join(self.path, LOG_FILE)
+        paths = RepetitionPaths.of(experiment_path, rep)
+        self.path, self.results_file = paths.folder, paths.results_file
+        self.status_file, self.log_file = paths.status_file, paths.log_file
 
     def read_results(self) -> ResultsPrefix:
         return parse_results(self.read_complete_lines())
@@ -372,7 +367,8 @@ class ExperimentStore:
 
     def delete(self) -> list[str]:
         """Remove what cluster_work wrote here: config.yml and every `log/rep_NN` folder holding its results
-        or status (with what the experiment wrote into it), then `log/` and the folder if that empties them.
+        or status (with what the experiment wrote into it), a weighted ensemble's file, then `log/` and the
+        folder if that empties them.
         A folder without cluster_work's marker is left alone, and so is anything else in it, symbolic links
         included; returns what was left (for a warning)."""
         refusal = self.deletion_refusal()
@@ -389,6 +385,9 @@ class ExperimentStore:
                 if not os.path.islink(store.path) and os.path.isdir(store.path) and (
                         os.path.lexists(store.results_file) or os.path.lexists(store.status_file)):
                     shutil.rmtree(store.path)
+            from .ensemble.store import delete_ensemble  # here: the ensemble package imports this module
+
+            delete_ensemble(self.path)  # a weighted ensemble's file, if the experiment is one
             remove_own_temporaries(self.path)
             os.remove(self.config_file)
             for folder in (log_folder, self.path):

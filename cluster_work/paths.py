@@ -1,0 +1,101 @@
+"""Every path cluster_work reads or writes, named in one place (like submitit's JobPaths).
+
+    <path>/                                   the sweep folder (a document's `path`)
+    <path>/runs.jsonl                         one line per run start and end (provenance)
+    <path>/cluster_work_{mpi,array}.sbatch    batch scripts (--slurm)
+    <path>/slurm-<job>.out, hostfile.<job>    what those scripts write
+    <path>/plots/                             --plot's figures
+    <path>/<base>/                            a document's folder (`.cluster_work_points.json`: a custom
+                                              strategy's frozen points; `.cluster_work_campaign.jsonl`: a
+                                              steered campaign's journal)
+    <path>/<base>/<params>/                   an expanded experiment (the document's folder itself when
+                                              nothing varies), as the original ClusterWork lays it out
+        config.yml                            its effective config (first line: cluster_work's marker)
+        experiment.yml, results.csv           what the original ClusterWork wrote there, if it ran it
+        log/rep_00/results.jsonl, status.json, rep.log, it_0000/   one repetition's files
+
+Modules build paths with these functions and constants only; the store decides what is written to them.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+CONFIG_FILE = "config.yml"
+ORIGINAL_CONFIG_FILE = "experiment.yml"  # what the original ClusterWork writes into an experiment folder
+FROZEN_POINTS_FILE = ".cluster_work_points.json"
+CAMPAIGN_JOURNAL_FILE = ".cluster_work_campaign.jsonl"
+LOG_FOLDER = "log"
+RESULTS_FILE = "results.jsonl"
+STATUS_FILE = "status.json"
+LOG_FILE = "rep.log"
+RUNS_FILE = "runs.jsonl"
+PLOTS_FOLDER = "plots"
+
+
+def repetition_folder_name(rep: int) -> str:
+    return f"rep_{rep:02d}"
+
+
+def iteration_folder_name(iteration: int) -> str:
+    return f"it_{iteration:04d}"
+
+
+def experiment_folder(base_folder: str, params_part: str) -> str:
+    """An expanded experiment's folder: `<base>/<params>`, or the document's folder when nothing varies."""
+    return os.path.join(base_folder, params_part) if params_part else base_folder
+
+
+def log_folder(experiment_path: str) -> str:
+    return os.path.join(experiment_path, LOG_FOLDER)
+
+
+@dataclass(frozen=True)
+class RepetitionPaths:
+    """The files of one repetition, inside `<experiment>/log/rep_NN/` (or the document's `log_path`)."""
+
+    folder: str
+
+    @classmethod
+    def of(cls, experiment_path: str, rep: int) -> RepetitionPaths:
+        return cls(os.path.join(log_folder(experiment_path), repetition_folder_name(rep)))
+
+    @property
+    def results_file(self) -> str:
+        return os.path.join(self.folder, RESULTS_FILE)
+
+    @property
+    def status_file(self) -> str:
+        return os.path.join(self.folder, STATUS_FILE)
+
+    @property
+    def log_file(self) -> str:
+        return os.path.join(self.folder, LOG_FILE)
+
+
+@dataclass(frozen=True)
+class SweepPaths:
+    """The files of a sweep folder itself."""
+
+    root: str
+
+    @property
+    def runs_file(self) -> str:
+        return os.path.join(self.root, RUNS_FILE)
+
+    def batch_script(self, kind: str) -> str:
+        return os.path.join(self.root, f"cluster_work_{kind}.sbatch")
+
+    def slurm_output(self, array: bool) -> str:
+        return os.path.join(self.root, "slurm-%A_%a.out" if array else "slurm-%j.out")
+
+    @property
+    def hostfile(self) -> str:
+        return os.path.join(self.root, "hostfile.$SLURM_JOB_ID")
+
+    @property
+    def plots_folder(self) -> str:
+        return os.path.join(self.root, PLOTS_FOLDER)
+
+    def document_folder(self, base: str) -> str:
+        return os.path.join(self.root, base)
