@@ -264,7 +264,7 @@ class CommandWork(ClusterWork):
     def _row_in_group(self, comm: Any, n: int) -> dict[str, Any] | None:
         """The group's first rank runs the command; each row, or the error, goes to every rank, so that they
         all return or raise together (the runner's collectives need that)."""
-        from .backends.mpi import wait_for_message
+        from .backends.mpi_messages import wait_for_message
 
         if comm.Get_rank() == 0:
             error: Exception | None = None
