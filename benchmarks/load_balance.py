@@ -21,8 +21,9 @@ from mpi4py.futures import MPICommExecutor
 from cluster_work import ClusterWork
 from cluster_work.backends.mpi import MPIExecutor
 from cluster_work.expansion import expand_all
-from cluster_work.planning import Policy, Selection, apply_plan, make_plan
+from cluster_work.planning import apply_plan, make_plan
 from cluster_work.runner import ExperimentTask
+from cluster_work.selection import Policy, Selection
 from cluster_work.sweep import run_segments
 from cluster_work.vocabulary import OutcomeKind, RunSettings
 

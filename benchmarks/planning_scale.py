@@ -4,8 +4,9 @@
   taking every job, as a run does, first on an empty folder, then with every experiment's config on
   disk: seconds and peak memory; and how soon a 10^6-point grid hands out its first job;
 - `-p` (the progress table) over 10^4 finished repetitions (100 experiments x 100);
-- `load_results` of those 10^4 repetitions x 100 iterations.
-Targets (issue 8): planning < 5 s and < 500 MB, -p < 2 s, load_results < 10 s.
+- `load_results` of those 10^4 repetitions x 100 iterations (10^6 rows), with pyarrow's reader where it is
+  installed, then with the plain reader alone (as without pyarrow); pandas and pyarrow imported before.
+Targets (issue 8): planning < 5 s and < 500 MB, -p < 2 s; (issue 15) load_results < 1 s.
 """
 from __future__ import annotations
 
@@ -16,11 +17,13 @@ import resource
 import shutil
 import tempfile
 import time
+from unittest import mock
 
-from cluster_work import load_results
+from cluster_work import load_results, results
 from cluster_work.expansion import expand_all
-from cluster_work.planning import Policy, Selection, make_plan
+from cluster_work.planning import make_plan
 from cluster_work.reporting import print_progress
+from cluster_work.selection import Policy, Selection
 from cluster_work.store import ExperimentStore, encode_row
 from cluster_work.vocabulary import Record
 
@@ -34,6 +37,15 @@ def timed(label: str, action) -> object:
     result = action()
     print(f"  {label:<58} {time.perf_counter() - started:6.2f} s   peak {peak_mb():6.0f} MB")
     return result
+
+
+def import_readers() -> None:
+    import pandas  # noqa: F401
+
+    try:
+        import pyarrow.json  # noqa: F401
+    except ImportError:
+        pass
 
 
 def make_finished_sweep(folder: str, experiments: int, repetitions: int, iterations: int) -> list:
@@ -91,9 +103,13 @@ def main() -> None:
         sweep = make_finished_sweep(finished, args.experiments, args.repetitions, args.iterations)
         timed(f"-p over {reps} finished repetitions",
               lambda: print_progress(sweep, full=False, stream=io.StringIO()))
+        timed("import pandas and pyarrow (once in a process)", import_readers)
         frame = timed(f"load_results of {reps} repetitions x {args.iterations} iterations",
                       lambda: load_results(finished))
         assert len(frame) == reps * args.iterations
+        with mock.patch.object(results, "_fast_rows", lambda chunks: None):
+            plain = timed("the same with the plain reader alone (as without pyarrow)", lambda: load_results(finished))
+        assert plain.equals(frame)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -20,11 +20,12 @@ from .experiment import ClusterWork
 from .logs import configure_console
 from .original_api import configs_and_results, implements_plot_results
 from .paths import SweepPaths
-from .planning import Plan, Policy, Selection, apply_plan, make_plan, select_experiments, warn_changed
+from .planning import Plan, apply_plan, make_plan, warn_changed
 from .provenance import describe_runs, read_runs, run_ended, run_started
 from .reporting import print_plan, print_progress, print_summary, progress_json
 from .results import load_results
 from .runner import ExperimentTask
+from .selection import Policy, Selection, select_experiments
 from .stopping import handle_stop_signals, stop_signals_handled
 from .store import atomic_write
 from .sweep import EXIT_INTERRUPTED, EXIT_STORE, EXIT_USAGE, campaign_drivers, describe, run_segments

@@ -43,7 +43,7 @@ def read_experiments(config_file: ConfigSource, default_params: dict[str, Any] |
     else:
         source = str(getattr(config_file, "name", "config"))
         documents = merge_and_validate(parse_documents(config_file.read(), source), source, lambda message: None)
-    from .planning import select_experiments  # planning needs the runner, which needs ClusterWork: import late
+    from .selection import select_experiments  # expansion imports much: import late
 
     expanded = expand_all(documents, default_params, source, warn=lambda message: None)
     return select_experiments(expanded, list(experiment_selectors or []), source)

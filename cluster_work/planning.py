@@ -5,7 +5,7 @@ after the whole plan was validated. Each experiment's config is written by its f
 """
 from __future__ import annotations
 
-import errno
+import itertools
 import json
 import logging
 import os
@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import dotted, flatten_paths
-from .errors import ConfigError, StoreError
+from .errors import ConfigError
 from .expansion import ExpandedDocument, ExpandedExperiment, Expansion, expand_path
+from .preflight import check_experiment, check_writable
 from .repetition_state import read_repetition
+from .selection import Policy, Selection, select_experiments
 from .store import ExperimentStore, to_plain, write_frozen_points
 from .vocabulary import ConfigWrite, ExperimentState, RepetitionState, Segment
 
@@ -25,46 +27,6 @@ log = logging.getLogger("cluster_work")
 NEW, PARTIAL, DONE, CHANGED = (ExperimentState.NEW, ExperimentState.PARTIAL, ExperimentState.DONE,
                                ExperimentState.CHANGED)
 DONE_STATES = (RepetitionState.FINISHED, RepetitionState.STOPPED)  # never run again by a plain rerun
-
-
-@dataclass(frozen=True)
-class Selection:
-    """What the command line picked: experiments (-e), job indices (-j), one repetition (-r/-i)."""
-
-    experiments: Sequence[str] = ()
-    jobs: Sequence[int] = ()  # the original's -j: one job index, or slice(start, stop[, step]) of them
-    repetition: int | None = None
-    iteration: int | None = None
-
-    def job_indices(self, total: int) -> range | None:
-        """The job indices -j picks among `total` jobs (None: all), as the original slices its job list."""
-        if not self.jobs:
-            return None
-        if len(self.jobs) > 3:
-            raise ConfigError("-j/--job takes one job index, or START STOP [STEP] (jobs START to STOP-1), "
-                              f"got {len(self.jobs)} values")
-        if len(self.jobs) == 1:
-            index = self.jobs[0]
-            if not -total <= index < total:
-                raise ConfigError(f"-j/--job: no job {index}; the selected experiments have jobs 0 to "
-                                  f"{total - 1} (see --list)")
-            return range(index % total, index % total + 1)
-        if len(self.jobs) == 3 and self.jobs[2] == 0:
-            raise ConfigError("-j/--job: the step must not be 0")
-        picked = range(total)[slice(*self.jobs)]
-        if not picked:
-            raise ConfigError(f"-j/--job {' '.join(map(str, self.jobs))} selects no job; the selected "
-                              f"experiments have jobs 0 to {total - 1} (see --list)")
-        return picked
-
-
-@dataclass(frozen=True)
-class Policy:
-    """How to treat earlier results: -d deletes them, -o overwrites changed ones, -I ignores changes."""
-
-    delete: bool = False
-    overwrite: bool = False
-    ignore_config: bool = False
 
 
 @dataclass
@@ -172,7 +134,7 @@ class Plan:
         counted: list[ExperimentPlan] | None = []
         for group, first_index in self._groups:
             if isinstance(group, ExpandedDocument):
-                _check_writable(group.base_folder, group.base, self._source, checked)
+                check_writable(group.base_folder, group.base, self._source, checked)
                 totals.sweep_paths.append(expand_path(group.document["path"]))
                 if not os.path.lexists(group.base_folder) and self._selection.repetition is None and not self._picked:
                     totals.experiments += len(group)
@@ -182,7 +144,7 @@ class Plan:
                     continue
             for item, fresh in self._plan_group(group, first_index):
                 if not fresh:
-                    _check_experiment(item, self._source, checked)
+                    check_experiment(item, self._source, checked)
                 if counted is not None:
                     counted.append(item)
                     if len(counted) > SORT_LIMIT:
@@ -196,9 +158,13 @@ class Plan:
                 if not isinstance(group, ExpandedDocument):
                     totals.sweep_paths.append(item.experiment.sweep_path)
         for campaign in self.campaigns:
-            for experiment in campaign.experiments:
-                _check_writable(os.path.dirname(experiment.path) if experiment.params_part else experiment.path,
+            campaign.plans = [_plan_experiment(e, 0, self._selection, self._policy, None, False)
+                              for e in campaign.experiments]
+            for experiment, item in zip(campaign.experiments, campaign.plans):
+                check_writable(os.path.dirname(experiment.path) if experiment.params_part else experiment.path,
                                 experiment.base_name, self._source, checked)
+                check_experiment(item, self._source, checked)
+                totals.rewrites += item.rewrite
                 totals.sweep_paths.append(experiment.sweep_path)
         totals.sweep_paths = list(dict.fromkeys(totals.sweep_paths))
         self.totals, self._counted = totals, counted
@@ -244,6 +210,7 @@ class CampaignPlan:
 
     kind: str
     experiments: Sequence[ExpandedExperiment]
+    plans: list[ExperimentPlan] = field(default_factory=list)  # each experiment's, from `Plan.count` (-d/-o, -I)
 
 
 def _split_campaigns(groups: list[tuple[Sequence[ExpandedExperiment], int]],
@@ -286,25 +253,6 @@ def _groups(chosen: Sequence[ExpandedExperiment]) -> list[tuple[Sequence[Expande
     return groups
 
 
-def select_experiments(expanded: Sequence[ExpandedExperiment], names: Sequence[str],
-                       source: str) -> Sequence[ExpandedExperiment]:
-    """Keep the experiments named by base name, expanded name, or the name the original ClusterWork gave
-    them; an unknown name is a ConfigError. Whole documents stay lazy (an Expansion)."""
-    if not names:
-        return expanded
-    wanted = set(names)
-    if isinstance(expanded, Expansion) and wanted <= {d.base for d in expanded.documents}:
-        return Expansion([d for d in expanded.documents if d.base in wanted])
-    selected = [e for e in expanded if wanted & {e.name, e.base_name, e.original_name}]
-    known = {name for e in selected for name in (e.name, e.base_name, e.original_name)}
-    unknown = [name for name in names if name not in known]
-    if unknown:
-        bases = sorted({e.base_name for e in expanded})
-        raise ConfigError(f"{source}: unknown experiment(s) {', '.join(map(repr, unknown))}; "
-                          f"the config defines: {', '.join(bases)}")
-    return selected
-
-
 def changed_params(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     """The parameter names whose values differ between two params dicts, compared as stored: NaN equals
     NaN and a set equals itself whatever its order, so an unchanged config never counts as changed."""
@@ -341,39 +289,6 @@ def make_plan(expanded: Sequence[ExpandedExperiment], selection: Selection, poli
     if selection.repetition is not None and not plan.totals.jobs and plan.totals.skipped < plan.totals.experiments:
         raise ConfigError(f"-r/--repetition: no selected experiment has repetition {selection.repetition}")
     return plan
-
-
-def _check_writable(folder: str, base_name: str, source: str, checked: set[str]) -> None:
-    """`folder` can be created: its nearest existing ancestor is a writable folder. Checked for every
-    experiment before anything is written, so that a bad second path never follows a written first one."""
-    existing = os.path.abspath(folder)
-    while not os.path.lexists(existing):
-        existing = os.path.dirname(existing)
-    if existing in checked:
-        return
-    checked.add(existing)
-    if not os.path.isdir(existing):
-        raise ConfigError(f"{source}: experiment '{base_name}': 'path': cannot write {folder}: {existing} "
-                          "is not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):  # the disk's fault, not the config's: exit 3, as a failed write
-        cause = errno.EROFS if os.statvfs(existing).f_flag & os.ST_RDONLY else errno.EACCES
-        raise StoreError(f"cannot write {folder} (experiment '{base_name}'): {existing}: {os.strerror(cause)}")
-
-
-def _check_experiment(item: ExperimentPlan, source: str, checked: set[str]) -> None:
-    """What a run would refuse for this experiment's folder (see make_plan)."""
-    if not item.jobs and not item.rewrite:
-        return
-    experiment = item.experiment
-    store = ExperimentStore(experiment.path)
-    if item.rewrite:
-        refusal = store.deletion_refusal()
-        if refusal:
-            raise ConfigError(f"{source}: experiment '{experiment.base_name}': -d/-o: refusing to delete, {refusal}")
-    if store.exists() and not store.is_ours():
-        raise ConfigError(f"{source}: experiment '{experiment.base_name}': 'path': {store.config_file} exists "
-                          "and was not written by cluster_work; it is never overwritten: move it away")
-    _check_writable(experiment.path, experiment.base_name, source, checked)
 
 
 def _plan_experiment(experiment: ExpandedExperiment, first_index: int, selection: Selection,
@@ -449,7 +364,8 @@ def apply_plan(plan: Plan, warn: Any = log.warning) -> None:
     """Delete what -d/-o asked to delete and freeze custom points (configs are written by each experiment's
     first job)."""
     plan.freeze_designs()
-    for item in plan.experiments if plan.totals.rewrites else ():
+    campaigns = (item for campaign in plan.campaigns for item in campaign.plans)
+    for item in itertools.chain(plan.experiments, campaigns) if plan.totals.rewrites else ():
         if not item.rewrite or item.skipped:
             continue
         left = ExperimentStore(item.experiment.path).delete()

@@ -250,7 +250,8 @@ def test_old_style_client_runs_unchanged(tmp_path, write_config):
 def test_jobs_with_longer_measured_iterations_run_first(tmp_path, write_config, monkeypatch):
     from cluster_work.config import load_config
     from cluster_work.expansion import expand_all
-    from cluster_work.planning import Policy, Selection, make_plan
+    from cluster_work.planning import make_plan
+    from cluster_work.selection import Policy, Selection
 
     write_config("name: s\nrepetitions: 2\niterations: 3\npath: out\nlist: {sleep: [0.001, 0.05]}\n")
     run_cli("Deterministic", "config.yml", cwd=tmp_path, check_rc=0)
