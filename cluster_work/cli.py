@@ -49,7 +49,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                      help="with -c: groups of S ranks instead of a number of groups (not with -g)")
     run.add_argument("--no_gui", action="store_true", help="tell the experiment not to open windows")
     run.add_argument("--no-sync", dest="sync", action="store_false",
-                     help="do not fsync results at the end of each repetition (faster on slow file systems)")
+                     help="no group commits: leave syncing results to the operating system (faster on slow "
+                          "network file systems; a power loss may cost more of the last rows)")
     pick = parser.add_argument_group("what to run")
     pick.add_argument("-e", "--experiments", nargs="+", default=[], metavar="NAME",
                       help="only these experiments (base or expanded names)")
