@@ -13,7 +13,7 @@ class Counting(ClusterWork):
     `gate_after` on waits until that file exists (a test holds a running segment there, provably)."""
 
     _restore_supported = True
-    _default_params = {"gate": "", "gate_after": 1, "die_at": -1}
+    _default_params = {"gate": "", "gate_after": 1, "die_at": -1, "fail_at": -1}
 
     def reset(self, config, rep):
         self.total = 0
@@ -22,6 +22,8 @@ class Counting(ClusterWork):
         params = self._params
         if n == params["die_at"]:
             os._exit(3)  # the worker process dies under the segment
+        if n == params["fail_at"]:
+            raise RuntimeError(f"failed at {n}")
         deadline = time.monotonic() + 60  # a test that never opens the gate fails instead of hanging
         while params["gate"] and n >= params["gate_after"] and not os.path.exists(params["gate"]):
             if time.monotonic() > deadline:
