@@ -1,4 +1,6 @@
+import inspect
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -8,6 +10,38 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = str(ROOT / "tests" / "experiments.py")
+
+# The two tiers: `pytest -m "not slow and not processes"` is the fast, in-process tier (seconds); the
+# rest starts real processes (the CLI, mpiexec, kernels, Slurm). A test is marked `processes` when its
+# code, its fixtures' or that of the module's functions it calls (two calls deep) starts one.
+STARTS_PROCESSES = re.compile(r"\b(run_cli|run_mpi|run_mpiexec|mpi_command|subprocess\.|Popen|NotebookClient"
+                              r"|execute_notebook|LocalProcessExecutor|make_processes|mpiexec\(\))")
+
+
+def _code_reached(function, module, depth: int = 2) -> str:
+    try:
+        source = inspect.getsource(function)
+    except (OSError, TypeError):
+        return ""
+    if depth:
+        for name in set(re.findall(r"\b([a-z_][a-z0-9_]*)\(", source)):
+            called = getattr(module, name, None)
+            if inspect.isfunction(called) and called is not function and called.__module__ == module.__name__:
+                source += _code_reached(called, module, depth - 1)
+    return source
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        function, module = getattr(item, "function", None), getattr(item, "module", None)
+        if function is None or module is None:
+            continue
+        code = _code_reached(function, module)
+        for name in getattr(item, "fixturenames", ()):
+            for definition in item._fixtureinfo.name2fixturedefs.get(name, ()):
+                code += _code_reached(definition.func, module)
+        if STARTS_PROCESSES.search(code):
+            item.add_marker(pytest.mark.processes)
 
 
 def comparable(path):
