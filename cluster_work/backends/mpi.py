@@ -58,6 +58,7 @@ from .sequential import SequentialExecutor
 log = logging.getLogger("cluster_work")
 
 EXIT_USAGE = 2
+PREFETCH = 1  # items a busy leader holds beyond the one it runs (see MPIExecutor._dispatch)
 
 
 def _mpi() -> Any:
@@ -154,7 +155,7 @@ class MPIExecutor(Executor):
         self._sends = Sends()
         self._iterations = 0
         self._queue: collections.deque[Any] = collections.deque()
-        self._busy: dict[int, Any] = {}  # leader -> item
+        self._held: dict[int, collections.deque[Any]] = {}  # leader -> items sent to it, the running one first
         self._reported: dict[int, int] = {}  # iterations a busy leader has reported for its current item
         self._ready: collections.deque[Any] = collections.deque()
         self._console = contextlib.ExitStack()
@@ -184,7 +185,7 @@ class MPIExecutor(Executor):
         self._hosts = hosts
         self._leaders = [group[0] for group in self._layout.groups if group[0] != 0]
         self.workers = max(1, len(self._layout.groups))
-        self._idle = list(self._leaders)
+        self._held = {leader: collections.deque() for leader in self._leaders}
         own_comm = self._world if self._layout.rank0_leads else self._MPI.COMM_SELF
         self._local = SequentialExecutor(self._lead_task(), own_comm)
         self._console.enter_context(console_guard())  # the launcher's console may go away mid-run
@@ -265,7 +266,7 @@ class MPIExecutor(Executor):
     def in_flight(self) -> int:
         if self._runs_here():
             return self._local.in_flight()
-        return len(self._queue) + len(self._busy) + len(self._ready)
+        return len(self._queue) + sum(map(len, self._held.values())) + len(self._ready)
 
     def has_capacity(self) -> bool:
         return self._local.has_capacity() if self._runs_here() else super().has_capacity()
@@ -279,8 +280,8 @@ class MPIExecutor(Executor):
                 self._queue.remove(item)
                 self._ready.append(self._task(item, TaskContext(cancelled=lambda: True)))
                 return
-        for leader, item in self._busy.items():
-            if item.index == index:
+        for leader, items in self._held.items():  # running, or waiting at its leader: it stops there
+            if any(item.index == index for item in items):
                 self._sends.send(self._world, index, leader, TAG_CANCEL)
 
     def next_outcome(self) -> Any:
@@ -288,7 +289,7 @@ class MPIExecutor(Executor):
             return self._local.next_outcome()
         status = self._MPI.Status()
         while not self._ready:
-            if not self._busy:
+            if not any(self._held.values()):
                 raise RuntimeError("next_outcome() with nothing in flight")
             wait_for_message(self._world, self._MPI.ANY_SOURCE, self._MPI.ANY_TAG, status, MAX_OUTCOME_POLL_SLEEP)
             source, tag = status.Get_source(), status.Get_tag()
@@ -299,18 +300,24 @@ class MPIExecutor(Executor):
                 continue
             outcome = self._world.recv(source=source, tag=TAG_OUTCOME)
             self._iterations += getattr(outcome, "iterations_run", 0) - self._reported.pop(source, 0)
-            del self._busy[source]
-            self._idle.append(source)
+            self._held[source].popleft()
             self._ready.append(outcome)
             self._dispatch()
         return self._ready.popleft()
 
     def _dispatch(self) -> None:
-        while self._idle and self._queue:
-            item = self._queue.popleft()
-            leader = self._idle.pop()
-            self._sends.send(self._world, pickle_item(item), leader, TAG_JOB)
-            self._busy[leader] = item
+        """Hand queued items out: first one to each idle leader, then one more to each leader that runs
+        one, so that it starts its next item the moment it sends the outcome of this one, instead of a
+        round trip to rank 0 later (a few ms each time on a loaded node: 8% of 20 ms jobs). Only while items
+        are queued here: at a sweep's end nobody holds more than it runs."""
+        for depth in range(1 + PREFETCH):
+            for leader, items in self._held.items():
+                if not self._queue:
+                    return
+                if len(items) == depth:
+                    item = self._queue.popleft()
+                    self._sends.send(self._world, pickle_item(item), leader, TAG_JOB)
+                    items.append(item)
 
     def hosts(self) -> list[str]:
         return list(self._hosts) or super().hosts()
@@ -322,7 +329,7 @@ class MPIExecutor(Executor):
         return self._iterations + self._local.iterations_done()
 
     def busy(self) -> int:
-        return len(self._busy) + self._local.busy()
+        return sum(1 for items in self._held.values() if items) + self._local.busy()
 
     def forward_stop(self) -> None:
         """Tell the group leaders; rank 0's own group follows its decision (the runner's broadcast)."""
