@@ -61,6 +61,7 @@ class GroupCommit:
 
     def pending(self) -> bool:
         with self._lock:
+            self._forked()
             return bool(self._written)
 
     def commit(self) -> None:

@@ -1,0 +1,86 @@
+"""Group commits and the rules that make a power loss cost nothing but the last rows (in-process).
+
+A power loss cannot be staged in a test, but what it can leave can: rows that did not reach the disk
+(a results file cut short behind a status that says finished), a status lost or torn. The repetition's
+state must then come from its rows."""
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+from backend_clients import Counting
+
+from cluster_work import durability
+from cluster_work.expansion import expand_all
+from cluster_work.repetition_state import read_repetition
+from cluster_work.runner import run_segment
+from cluster_work.store import ExperimentStore
+from cluster_work.vocabulary import RepetitionState, RunSettings, Segment
+
+
+def finished_repetition(tmp_path: Path):
+    [exp] = expand_all([{"name": "c", "repetitions": 1, "iterations": 4, "path": str(tmp_path)}],
+                       Counting._default_params)
+    run_segment(Counting, Segment(0, exp, 0), RunSettings(log_level="WARNING"))
+    return ExperimentStore(exp.path).repetition(0)
+
+
+def test_a_finished_status_is_trusted_only_while_the_rows_it_counted_are_there(tmp_path):
+    store = finished_repetition(tmp_path)
+    assert read_repetition(store, 4).state == RepetitionState.FINISHED
+    assert read_repetition(store, 4).rows is None  # answered from the status alone
+    data = Path(store.results_file).read_bytes()
+    Path(store.results_file).write_bytes(data[:data.index(b"\n", data.index(b"\n") + 1) + 1])  # two rows survived
+    view = read_repetition(store, 4)
+    assert (view.state, view.iterations_saved) == (RepetitionState.PARTIAL, 2)
+
+
+def test_a_lost_or_torn_status_costs_nothing(tmp_path):
+    store = finished_repetition(tmp_path)
+    Path(store.status_file).write_bytes(b'{"state": "fin')  # torn
+    assert read_repetition(store, 4).state == RepetitionState.FINISHED  # from the rows
+    os.remove(store.status_file)
+    assert read_repetition(store, 4).state == RepetitionState.FINISHED
+    assert read_repetition(store, 5).state == RepetitionState.PARTIAL
+
+
+def test_a_held_lock_is_running_whatever_the_files_say(tmp_path):
+    store = finished_repetition(tmp_path)
+    writer = store.open_writer()  # as `-r 0 -i 0` rerunning a finished repetition holds it
+    try:
+        assert read_repetition(store, 4).state == RepetitionState.RUNNING
+        assert read_repetition(store, 4, check_lock=False).state == RepetitionState.FINISHED
+    finally:
+        writer.close(sync=False)
+
+
+def test_a_commit_syncs_what_was_written_once_and_the_thread_commits_on_its_own(tmp_path):
+    committer = durability.GroupCommit(interval=0.01)
+    path = tmp_path / "rows"
+    path.write_bytes(b"x\n")
+    committer.wrote(str(path))
+    committer.wrote(str(path))
+    deadline = threading.Event()
+    for _ in range(500):  # the background thread commits within a few intervals
+        if not committer.pending():
+            break
+        deadline.wait(0.01)
+    assert not committer.pending() and committer.commits == 1
+    committer.commit()  # nothing new: nothing synced
+    assert committer.commits == 1
+    committer.wrote(str(tmp_path / "removed-since"))  # a file deleted before the commit is no error
+    committer.commit()
+    assert not committer.pending()
+
+
+def test_a_forked_child_starts_with_nothing_to_commit(tmp_path):
+    committer = durability.GroupCommit(interval=60)
+    committer.wrote(str(tmp_path))
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: the parent's pending work is not its own
+        os.write(write, b"1" if not committer.pending() else b"0")
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read, 1) == b"1" and committer.pending()
