@@ -23,6 +23,7 @@ import ctypes
 import ctypes.util
 import os
 import threading
+import weakref
 from collections.abc import Callable
 
 INTERVAL = 1.0  # s between commits: after a power loss, at most about this much of the rows is lost
@@ -49,19 +50,18 @@ class GroupCommit:
         self._written: set[str] = set()  # files whose data is to be synced
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
-        self._pid = os.getpid()
+        reference = weakref.ref(self)  # a fork's child starts empty, with fresh locks (see _after_fork)
+        os.register_at_fork(after_in_child=lambda: _after_fork(reference))
         self.commits = 0  # for tests and benchmarks: how many commits synced something
 
     def wrote(self, path: str) -> None:
         """`path` has new data: sync it at the next commit."""
         with self._lock:
-            self._forked()
             self._written.add(path)
         self._ensure_thread()
 
     def pending(self) -> bool:
         with self._lock:
-            self._forked()
             return bool(self._written)
 
     def commit(self) -> None:
@@ -71,18 +71,16 @@ class GroupCommit:
 
     def _commit(self) -> None:
         with self._lock:
-            self._forked()
             written, self._written = self._written, set()
         if written:
             _sync(written)
             self.commits += 1
 
-    def _forked(self) -> None:
-        """In a child of a fork: forget the parent's pending work and thread (called under the lock)."""
-        if self._pid != os.getpid():
-            self._pid, self._thread = os.getpid(), None
-            self._written = set()
-            self._committing = threading.Lock()
+    def _after_fork(self) -> None:
+        """In the child of a fork: none of the parent's pending work, no thread, and locks that no
+        thread of the parent can be holding (one may have held them at the fork)."""
+        self._lock, self._committing = threading.Lock(), threading.Lock()
+        self._written, self._thread = set(), None
 
     def _ensure_thread(self) -> None:
         if self._thread is None or not self._thread.is_alive():
@@ -93,6 +91,12 @@ class GroupCommit:
         while not self._wake.wait(self.interval):
             with contextlib.suppress(OSError):  # a failing disk shows in the writes themselves
                 self.commit()
+
+
+def _after_fork(reference: weakref.ref[GroupCommit]) -> None:
+    committer = reference()
+    if committer is not None:
+        committer._after_fork()
 
 
 def _sync(paths: set[str]) -> None:
