@@ -48,6 +48,7 @@ class GroupCommit:
         self._lock = threading.Lock()  # guards the sets below
         self._committing = threading.Lock()  # one commit at a time
         self._written: set[str] = set()  # files whose data is to be synced
+        self._syncing = False  # a commit is syncing what it took from _written
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         reference = weakref.ref(self)  # a fork's child starts empty, with fresh locks (see _after_fork)
@@ -61,8 +62,9 @@ class GroupCommit:
         self._ensure_thread()
 
     def pending(self) -> bool:
+        """Whether something written is not yet durable (noted, or being synced right now)."""
         with self._lock:
-            return bool(self._written)
+            return bool(self._written) or self._syncing
 
     def commit(self) -> None:
         """Make everything written so far durable."""
@@ -72,15 +74,21 @@ class GroupCommit:
     def _commit(self) -> None:
         with self._lock:
             written, self._written = self._written, set()
-        if written:
+            self._syncing = bool(written)
+        if not written:
+            return
+        try:
             _sync(written)
-            self.commits += 1
+        finally:
+            with self._lock:
+                self._syncing = False
+                self.commits += 1
 
     def _after_fork(self) -> None:
         """In the child of a fork: none of the parent's pending work, no thread, and locks that no
         thread of the parent can be holding (one may have held them at the fork)."""
         self._lock, self._committing = threading.Lock(), threading.Lock()
-        self._written, self._thread = set(), None
+        self._written, self._thread, self._syncing = set(), None, False
 
     def _ensure_thread(self) -> None:
         if self._thread is None or not self._thread.is_alive():
