@@ -9,7 +9,10 @@ per walker-iteration (median of `--rounds`):
 - driver: collecting, resampling and committing an iteration (rank 0's share, sequential under MPI);
 - transport: pickling blocks and outcomes both ways, as `-n` and MPI do;
 - the total, the store's bytes per walker-iteration and files, and fsync per commit;
-- one append-only file (cluster_work's) against one file per iteration (temporary, fsync, rename).
+- one append-only file (cluster_work's) against one file per iteration (temporary, fsync, rename);
+- the whole ensemble through the engine a run uses (its campaign driver, `campaign.drive`, `ExperimentTask`
+  and an executor: this process, and 2 local worker processes as `-n 2` runs it), wall time per
+  walker-iteration, iterate included.
 """
 from __future__ import annotations
 
@@ -22,12 +25,17 @@ import tempfile
 import time
 
 from cluster_work import ClusterWork
+from cluster_work.backends import LocalProcessExecutor, SequentialExecutor
 from cluster_work.backends.base import TaskContext
+from cluster_work.campaign import drive
 from cluster_work.ensemble import EnsembleStore, WeightedEnsemble, check_ensemble_block, run_walker_block
+from cluster_work.ensemble.campaign import EnsembleCampaign
 from cluster_work.ensemble.store import encode, ensemble_file, read_records
 from cluster_work.expansion import expand_all
+from cluster_work.runner import ExperimentTask
 from cluster_work.seeding import seed_global_generators
 from cluster_work.store import atomic_write
+from cluster_work.vocabulary import RunSettings
 
 
 class Drift(ClusterWork):
@@ -60,10 +68,14 @@ def baseline_seconds(blocks: list, config: dict) -> float:
     return time.perf_counter() - started
 
 
+def ensemble_block(walkers: int) -> dict:
+    return {"walkers": walkers, "coordinate": "pcoord", "bins": {"uniform": [0, 100, 80]},
+            "walkers_per_bin": max(1, walkers // 80), "seed": 1}
+
+
 def one_round(walkers: int, iterations: int, workers: int, sync: bool, folder: str) -> dict[str, float]:
     [experiment] = expand_all([{"name": "drift", "repetitions": 1, "iterations": iterations, "path": folder}])
-    spec = check_ensemble_block({"walkers": walkers, "coordinate": "pcoord", "bins": {"uniform": [0, 100, 80]},
-                                 "walkers_per_bin": max(1, walkers // 80), "seed": 1}, "bench.yml", "drift")
+    spec = check_ensemble_block(ensemble_block(walkers), "bench.yml", "drift")
     store = EnsembleStore(experiment.path, sync=sync)
     driver = WeightedEnsemble(spec, experiment, store, workers=workers)
     times = {"baseline": 0.0, "worker": 0.0, "driver": 0.0, "transport": 0.0, "commit": 0.0}
@@ -100,6 +112,22 @@ def one_round(walkers: int, iterations: int, workers: int, sync: bool, folder: s
     times["files"] = len(os.listdir(os.path.dirname(ensemble_file(experiment.path))))
     times["segments"] = segments
     return times
+
+
+def engine_seconds(walkers: int, iterations: int, workers: int, folder: str) -> tuple[float, int]:
+    """Wall seconds of the whole ensemble (fsync off) through the engine of a run, and its walker-iterations."""
+    [experiment] = expand_all([{"name": "drift", "repetitions": 1, "iterations": iterations, "path": folder,
+                                "ensemble": ensemble_block(walkers)}])
+    settings = RunSettings(sync=False)
+    task = ExperimentTask(Drift, settings)
+    with SequentialExecutor(task) if workers == 1 else LocalProcessExecutor(task, workers) as executor:
+        driver = EnsembleCampaign(experiment, None, settings, executor.workers)
+        started = time.perf_counter()
+        drive(driver, executor)
+        seconds = time.perf_counter() - started
+    driver.close()
+    assert driver.exit_status() == 0, driver.summary_line()
+    return seconds, sum(record.walkers for record in read_records(experiment.path))
 
 
 def commit_formats(walkers: int, folder: str) -> tuple[float, float]:
@@ -163,8 +191,25 @@ def main() -> None:
         shutil.rmtree(folder)
     print(f"commit with fsync, one append-only file: {append * 1e3:.2f} ms per iteration; one file per iteration "
           f"(temporary, fsync, rename): {per_file * 1e3:.2f} ms")
+    engine = {}
+    for workers in (1, 2):
+        times = []
+        for _ in range(args.rounds):
+            folder = tempfile.mkdtemp(prefix="cw_we_bench_")
+            try:
+                seconds, walker_iterations = engine_seconds(args.walkers, args.iterations, workers, folder)
+            finally:
+                shutil.rmtree(folder)
+            times.append(seconds / walker_iterations * 1e6)
+        engine[workers] = statistics.median(times)
+    print("through the engine of a run (campaign driver, campaign.drive, ExperimentTask, executor; no fsync), "
+          "wall time per walker-iteration, iterate included:")
+    print(f"  this process:                      {engine[1]:6.2f}  (framework beyond the baseline: "
+          f"{engine[1] - per_segment('baseline'):.2f})")
+    print(f"  2 local worker processes (-n 2):   {engine[2]:6.2f}  (rank 0's share sequential, pickling both ways)")
     seconds = per_segment("total") * 800 * 3000 / 1e6
-    print(f"800 walkers x 3000 iterations of this iterate: {seconds:.0f} s in one process")
+    print(f"800 walkers x 3000 iterations of this iterate: {seconds:.0f} s in one process, "
+          f"{engine[2] * 800 * 3000 / 1e6:.0f} s through the engine with -n 2")
 
 
 def timeit_us(function, number: int = 20000) -> float:

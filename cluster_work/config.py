@@ -32,7 +32,7 @@ log = logging.getLogger("cluster_work")
 
 REQUIRED_KEYS = ("name", "repetitions", "iterations", "path")
 KNOWN_KEYS = frozenset(REQUIRED_KEYS + ("params", "grid", "list", "random", "custom", "slurm", "gui", "plotting",
-                                       "log_path", "command", "files"))
+                                       "log_path", "command", "files", "ensemble", "steer"))
 CUSTOM_KEYS = frozenset({"function", "samples", "params"})
 RANDOM_KEYS = frozenset({"samples", "seed", "params", "without_replacement"})
 DEFAULT_NAME = "DEFAULT"
@@ -335,6 +335,16 @@ def validate_experiment(experiment: Mapping[str, Any], source: str, number: int,
         _validate_random(experiment, source, name)
     if experiment.get("custom") is not None:
         _validate_custom(experiment, source, name)
+    if "ensemble" in experiment:
+        from .ensemble.spec import check_ensemble_document  # numpy only where a config has an ensemble
+
+        check_ensemble_document(experiment, source)
+    if "steer" in experiment:
+        if "ensemble" in experiment:
+            raise config_error(source, "give 'ensemble' or 'steer', not both", experiment=name, key="steer")
+        from .steering.spec import check_steer_block  # a user's policy class is loaded here: a typo is a config error
+
+        check_steer_block(experiment["steer"], source, name)
     for key in experiment:
         if key not in KNOWN_KEYS:
             warn(f"{source}: experiment '{name}': unknown key '{key}' (known: {', '.join(sorted(KNOWN_KEYS))}); "

@@ -245,12 +245,13 @@ class ExpandedDocument(Sequence[ExpandedExperiment]):
         original_name = f"{self.base}{NAME_SEPARATOR}{original}" if part != original else ""
         return ExpandedExperiment(name, self.base, None, self._point(index), original_name, self)
 
-    def config_of(self, experiment: ExpandedExperiment) -> dict[str, Any]:
-        """The experiment's config (see ExpandedExperiment), from this document and its parameter values."""
+    def config_of(self, experiment: ExpandedExperiment, folder: str | None = None) -> dict[str, Any]:
+        """The experiment's config (see ExpandedExperiment), from this document and its parameter values;
+        `folder`: its folder, where it is not one of the document's own points (see `added_experiment`)."""
         params = deep_merge(self._base_params, {})
         for path, value in experiment.varied.items():
             set_path(params, path, value)
-        folder = self.folder_of(experiment)
+        folder = folder or self.folder_of(experiment)
         config = {key: value for key, value in self.document.items() if key not in ("grid", "list")}
         config.update(name=experiment.name, experiment_name=self.base, params=params,
                       _config_path=self.document["path"], _experiment_path=self.base_folder, path=folder,
@@ -260,6 +261,17 @@ class ExpandedDocument(Sequence[ExpandedExperiment]):
 
     def folder_of(self, experiment: ExpandedExperiment) -> str:
         return experiment_folder(self.base_folder, experiment.params_part if self.varies else "")
+
+    def added_experiment(self, name: str, varied: dict[KeyPath, Any], repetitions: int,
+                         iterations: int) -> ExpandedExperiment:
+        """An experiment a steered campaign adds to this document (none of its own points): `name` is
+        `<base>__<part>`, its folder `<base folder>/<part>/` (even where the document varies nothing), its
+        params the document's with `varied` set, its repetitions and iterations its own."""
+        part = name[len(self.base) + len(NAME_SEPARATOR):]
+        config = self.config_of(ExpandedExperiment(name, self.base, None, dict(varied)),
+                                experiment_folder(self.base_folder, part))
+        config.update(repetitions=repetitions, iterations=iterations)
+        return ExpandedExperiment(name, self.base, config, dict(varied))
 
     def _provably_distinct(self) -> bool:
         safe_axes = [[escape(t) for t in axis] for axis in self._grid_tokens]

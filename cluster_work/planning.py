@@ -158,6 +158,10 @@ class Plan:
                 if not isinstance(group, ExpandedDocument):
                     totals.sweep_paths.append(item.experiment.sweep_path)
         for campaign in self.campaigns:
+            if campaign.kind == "steer":  # a steered campaign runs as a whole: no -r, -i, -j, nor part of it
+                from .steering.campaign import check_selection
+
+                check_selection(campaign, self._selection, self._source)
             campaign.plans = [_plan_experiment(e, 0, self._selection, self._policy, None, False)
                               for e in campaign.experiments]
             for experiment, item in zip(campaign.experiments, campaign.plans):
@@ -364,6 +368,11 @@ def apply_plan(plan: Plan, warn: Any = log.warning) -> None:
     """Delete what -d/-o asked to delete and freeze custom points (configs are written by each experiment's
     first job)."""
     plan.freeze_designs()
+    for campaign in plan.campaigns if plan.totals.rewrites else ():
+        if campaign.kind == "steer" and any(item.rewrite for item in campaign.plans):
+            from .steering.campaign import forget_campaign  # its journal first, then its experiments
+
+            forget_campaign(campaign, warn)
     campaigns = (item for campaign in plan.campaigns for item in campaign.plans)
     for item in itertools.chain(plan.experiments, campaigns) if plan.totals.rewrites else ():
         if not item.rewrite or item.skipped:

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from .config import KeyPath, dotted
 from .display import format_seconds
-from .expansion import ExpandedExperiment
+from .expansion import ExpandedDocument, ExpandedExperiment
 from .planning import ExperimentPlan, Plan
 from .repetition_state import read_repetition
 from .runner import iteration_times
@@ -171,7 +171,8 @@ def read_progress(experiment: ExpandedExperiment) -> ExperimentProgress:
     timed = [(r.mean_iteration_time, r.iterations_done) for r in reps if r.mean_iteration_time is not None]
     seconds, count = sum(t * n for t, n in timed), sum(n for _, n in timed)
     mean = seconds / count if count else None
-    left = sum((experiment.iterations - r.iterations_done) * (r.mean_iteration_time or mean or 0) for r in reps)
+    left = sum((experiment.iterations - r.iterations_done) * (r.mean_iteration_time or mean or 0) for r in reps
+               if r.state != RepetitionState.STOPPED.value)  # a stopped repetition has no work left
     states = {state: sum(r.state == state for r in reps) for state in STATES}
     return ExperimentProgress(experiment.name, experiment.repetitions, experiment.repetitions * experiment.iterations,
                               sum(r.iterations_done for r in reps), states, seconds, count,
@@ -206,7 +207,11 @@ def _row(table: Table, item: ExperimentProgress, name: str) -> None:
 
 def print_progress(experiments: Sequence[ExpandedExperiment], full: bool, stream: TextIO | None = None,
                    runs: Sequence[str] = ()) -> None:
-    """-p: one line per base experiment; -P: each expanded experiment, each repetition, the last runs."""
+    """-p: one line per base experiment; -P: each expanded experiment, each repetition, the last runs.
+    Weighted ensembles (no repetitions) have a table of their own, after the others, and so have steered
+    campaigns (stops per rung, planned iterations)."""
+    steered = steered_documents(experiments)
+    experiments, ensembles = split_ensembles(experiments)
     groups, total = progress_report(experiments)
     table = Table(title="Progress (from the results on disk)", title_justify="left")
     for column in ("experiment", "done", *STATES, "mean it. time", "work left"):
@@ -219,7 +224,17 @@ def print_progress(experiments: Sequence[ExpandedExperiment], full: bool, stream
     if len(groups) > 1:
         _row(table, total, "[bold]total[/bold]")
     console = _console(stream)
-    console.print(table)
+    if groups or not ensembles:
+        console.print(table)
+    if ensembles:
+        from .ensemble.progress import ensembles_table  # numpy only where a sweep has an ensemble
+
+        console.print(ensembles_table(ensembles))
+    if steered:
+        from .steering.progress import campaigns_table  # only where a sweep has a steered campaign
+
+        means = {base: combine(base, parts).mean_iteration_time for base, parts in groups.items()}
+        console.print(campaigns_table(steered, means))
     if full:
         reps = Table(title="Repetitions", title_justify="left")
         for column in ("experiment", "rep", "done", "state", "mean it. time", "error"):
@@ -241,12 +256,46 @@ def print_progress(experiments: Sequence[ExpandedExperiment], full: bool, stream
 
 
 def progress_json(experiments: Sequence[ExpandedExperiment], full: bool, runs: Sequence[dict[str, Any]] = ()) -> str:
-    """-p --json: the same figures for scripts."""
+    """-p --json: the same figures for scripts (`ensembles`: those of the weighted ensembles, `campaigns`:
+    of the steered campaigns, if any)."""
+    steered = steered_documents(experiments)
+    experiments, ensembles = split_ensembles(experiments)
     groups, total = progress_report(experiments)
     return json.dumps({"total": total.as_dict(False),
                        "base_experiments": [combine(base, parts).as_dict(False) for base, parts in groups.items()],
                        "experiments": [p.as_dict(full) for parts in groups.values() for p in parts],
-                       "runs": list(runs)}, indent=1)
+                       "runs": list(runs), **_ensembles_figures(ensembles), **_campaigns_figures(steered)}, indent=1)
+
+
+def steered_documents(experiments: Sequence[ExpandedExperiment]) -> list[ExpandedDocument]:
+    """The whole documents with a `steer:` block among `experiments` (a campaign is shown only as a whole)."""
+    return [document for document in getattr(experiments, "documents", ()) if "steer" in document.document]
+
+
+def _campaigns_figures(steered: Sequence[ExpandedDocument]) -> dict[str, Any]:
+    if not steered:
+        return {}
+    from .steering.progress import campaign_progress
+
+    return {"campaigns": [campaign_progress(document) for document in steered]}
+
+
+def _ensembles_figures(ensembles: Sequence[ExpandedExperiment]) -> dict[str, Any]:
+    if not ensembles:
+        return {}
+    from .ensemble.progress import ensembles_progress  # numpy only where a sweep has an ensemble
+
+    return {"ensembles": ensembles_progress(ensembles)}
+
+
+def split_ensembles(experiments: Sequence[ExpandedExperiment]) -> tuple[list[ExpandedExperiment],
+                                                                       list[ExpandedExperiment]]:
+    """The plain experiments, and the weighted ensembles (their progress is iterations of walkers)."""
+    plain: list[ExpandedExperiment] = []
+    ensembles: list[ExpandedExperiment] = []
+    for experiment in experiments:
+        (ensembles if "ensemble" in experiment.config else plain).append(experiment)
+    return plain, ensembles
 
 
 def print_summary(summary: Summary, plan: Plan, sweep_paths: Iterable[str], argv: Sequence[str],

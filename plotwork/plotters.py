@@ -90,3 +90,70 @@ def param_sweep(frame: pd.DataFrame, column: str, ax: Any, param: str | None = N
     ax.set_xlabel(x[7:])
     ax.set_ylabel(f"{column} (final)")
     ax.legend(fontsize="small")
+
+
+def _ensemble_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of weighted ensembles (those with a walker) of a load_results frame."""
+    if "walker" not in frame or "recycled" not in frame:
+        raise ValueError("no weighted ensemble in this frame (no `walker` and `recycled` columns)")
+    return frame[frame["walker"].notna()]
+
+
+@register_plotter("ensemble_flux")
+def ensemble_flux(frame: pd.DataFrame, column: str, ax: Any, skip: int = 0, **options: Any) -> None:
+    """Weighted ensembles: per experiment the flux per iteration (the `column`, `weight`, of the walkers
+    recycled in it) and its running mean from iteration `skip` on (the estimate, once past a burn-in)."""
+    from cluster_work.ensemble.analysis import ensemble_flux as flux_of
+
+    rows = _ensemble_rows(frame)
+    labels = legend_labels(rows.experiment)
+    for name, group in rows.groupby("experiment", sort=False):
+        flux = flux_of(group.assign(weight=group[column])).droplevel("experiment")
+        line, = ax.plot(flux.index, flux.values, alpha=0.4, label=f"{labels[str(name)]} per iteration")
+        later = flux[flux.index >= skip]
+        ax.plot(later.index, later.expanding().mean().values, color=line.get_color(),
+                label=f"{labels[str(name)]} running mean")
+    if (rows[column][rows["recycled"].eq(True)] > 0).any():
+        ax.set_yscale("log")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel(f"flux ({column} recycled)")
+    ax.legend(fontsize="small")
+
+
+@register_plotter("ensemble_bins")
+def ensemble_bins(frame: pd.DataFrame, column: str, ax: Any, skip: int = 0, **options: Any) -> None:
+    """Weighted ensembles: per experiment the `column` (`weight`) in each bin, summed per iteration and
+    averaged over the iterations from `skip` on: the probability along the progress coordinate."""
+    rows = _ensemble_rows(frame)
+    labels = legend_labels(rows.experiment)
+    for name, group in rows[rows["iteration"] >= skip].groupby("experiment", sort=False):
+        per_bin = group.groupby(group["bin"].astype("int64"))[column].sum() / group["iteration"].nunique()
+        ax.step(per_bin.index, per_bin.values, where="mid", marker="o", label=labels[str(name)])
+    ax.set_yscale("log")
+    ax.set_xlabel("bin")
+    ax.set_ylabel(f"{column} per bin (mean over iterations)")
+    ax.legend(fontsize="small")
+
+
+@register_plotter("steered")
+def steered(frame: pd.DataFrame, column: str, ax: Any, **options: Any) -> None:
+    """Steered campaigns: every repetition's curve of `column`, coloured by where it stopped (its last saved
+    iteration), one legend entry per stopping point with how many ended there: the points a policy let
+    go on stand out from those it stopped at each rung."""
+    import matplotlib
+
+    ends = frame.groupby(["experiment", "rep"], sort=False)["iteration"].max() + 1
+    counts = ends.value_counts()
+    stops = sorted(counts.index)
+    colours = matplotlib.colormaps["viridis"]
+    colour = {end: colours(number / max(len(stops) - 1, 1)) for number, end in enumerate(stops)}
+    first_line: dict[int, Any] = {}
+    for (name, rep), group in frame.groupby(["experiment", "rep"], sort=False):
+        end = ends[(name, rep)]
+        line, = ax.plot(group["iteration"], group[column], color=colour[end], alpha=0.8, linewidth=1,
+                        marker="." if len(group) == 1 else None)  # a point stopped after one iteration
+        first_line.setdefault(end, line)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel(column)
+    labels = [f"{counts[end]} ended after {end} iteration{'s' if end != 1 else ''}" for end in stops]
+    ax.legend([first_line[end] for end in stops], labels, fontsize="small")

@@ -149,5 +149,78 @@ class Gated(Deterministic):
         return super().iterate(config, rep, n)
 
 
+class BarrierWalk(ClusterWork):
+    """The weighted-ensemble tests' chain: a walk on 0, 1, 2... that steps up with probability `up`, else
+    down (staying at 0); its state is its position. With $CW_TEST_GATE set, iterations from `gate_at` on
+    wait until that file exists, so that a test can kill the run while it provably holds those segments."""
+
+    _default_params = {"up": 0.25, "gate_at": -1}
+
+    def reset(self, config, rep):
+        self.x = 0
+
+    def iterate(self, config, rep, n):
+        gate = os.environ.get("CW_TEST_GATE")
+        deadline = time.monotonic() + 120  # a test that never opens the gate fails instead of hanging
+        while gate and 0 <= self._params["gate_at"] <= n and not os.path.exists(gate):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the gate {gate} was never opened")
+            time.sleep(0.01)
+        self.x = max(0, self.x + (1 if np.random.random() < self._params["up"] else -1))
+        return {"pcoord": self.x, "seed": self._seed}
+
+    def get_state(self):
+        return self.x
+
+    def set_state(self, state):
+        self.x = state
+
+
+class Steered(ClusterWork):
+    """The steered campaigns' experiment: its `loss` after n + 1 iterations is (37 c + 11) mod 81 + 1 / (n + 1)
+    (+ `offset`), so successive halving ranks points in an order unlike the grid's. Restores from a state
+    file per iteration; every iterate call adds a byte to `<rep>/calls` (iterations computed). With
+    $CW_TEST_GATE set, iteration `gate_at` (of point `gate_c`, or of every point) first creates
+    `<gate>.waiting`, then waits until the gate exists; and point `after_c` starts only once that is so."""
+
+    _restore_supported = True
+    _default_params = {"c": 0, "offset": 0.0, "gate_at": -1, "gate_c": -1, "after_c": -1}
+
+    def reset(self, config, rep):
+        self.done = 0
+
+    def iterate(self, config, rep, n):
+        gate, c = os.environ.get("CW_TEST_GATE"), self._params["c"]
+        if gate and n == 0 and c == self._params["after_c"]:
+            self._wait_for(f"{gate}.waiting")
+        if gate and n == self._params["gate_at"] and self._params["gate_c"] in (-1, c):
+            open(f"{gate}.waiting", "a").close()
+            self._wait_for(gate)
+        with open(os.path.join(self._log_path_rep, "calls"), "ab") as handle:
+            handle.write(b".")
+        self.done = n + 1
+        return {"loss": (37 * c + 11) % 81 + 1 / (n + 1) + self._params["offset"]}
+
+    @staticmethod
+    def _wait_for(path):
+        deadline = time.monotonic() + 120  # a test that never opens the gate fails instead of hanging
+        while not os.path.exists(path):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{path} never appeared")
+            time.sleep(0.01)
+
+    def save_state(self, config, rep, n):
+        with open(os.path.join(self._log_path_rep, f"state_{n}"), "w") as handle:
+            handle.write(str(self.done))
+
+    def restore_state(self, config, rep, n):
+        try:
+            with open(os.path.join(self._log_path_rep, f"state_{n}")) as handle:
+                self.done = int(handle.read())
+        except (FileNotFoundError, ValueError):
+            return False
+        return True
+
+
 if __name__ == "__main__":
     globals()[sys.argv.pop(1)].run()

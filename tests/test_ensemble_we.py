@@ -471,4 +471,4 @@ def test_the_benchmark_runs():
                              "--iterations", "5", "--rounds", "1"], env=script_env(), capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr
-    assert "per walker-iteration" in result.stdout
+    assert "per walker-iteration" in result.stdout and "2 local worker processes (-n 2)" in result.stdout

@@ -3,7 +3,8 @@ and are resampled (split and merged by bins of a progress coordinate) between it
 
 `spec` (the `ensemble:` block), `resampling` (Huber-Kim, pure), `worker` (a block of walkers on a worker),
 `driver` (rank 0: dispatch, resample, commit), `store` (one append-only file per ensemble), `analysis`
-(frames, flux, progress; pandas inside the functions only).
+(frames, flux, progress; pandas inside the functions only), `campaign` (the driver a run makes of each
+ensemble: errors as exit statuses, config.yml), `progress` (the table `-p` shows).
 """
 from .analysis import ensemble_flux, ensemble_progress, load_ensemble
 from .driver import WeightedEnsemble

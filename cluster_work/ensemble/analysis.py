@@ -1,12 +1,15 @@
-"""Reading a weighted ensemble for analysis: a frame of every (iteration, walker), the flux, progress.
+"""Reading a weighted ensemble for analysis: a frame of every (iteration, walker) (also in load_results'),
+the flux, progress.
 
 pandas is imported inside the functions: workers import cluster_work, never pandas. States are not read.
 """
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .store import last_record, read_records
+from .store import ensemble_file, last_record, read_records
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,11 +46,36 @@ def load_ensemble(experiment_path: str) -> pd.DataFrame:
                          "recycled": "bool", "bin": "int64"})
 
 
+def with_ensembles(frame: pd.DataFrame, folders: Iterable[tuple[str, Mapping[str, Any]]]) -> pd.DataFrame:
+    """`frame` (load_results' rows of plain repetitions) and, after them, the rows of each folder that holds
+    an ensemble: `columns` first (`experiment`, the `params.*`), `rep` 0 (an ensemble is its experiment's one
+    repetition), then `load_ensemble`'s columns, `iteration` third as in every frame of load_results."""
+    import pandas as pd
+
+    parts = []
+    for path, columns in folders:
+        if not os.path.isfile(ensemble_file(path)):
+            continue
+        rows = load_ensemble(path)
+        if not len(rows):
+            continue
+        meta = pd.DataFrame({name: [value] * len(rows) for name, value in columns.items()})
+        meta.insert(1, "rep", 0)
+        meta.insert(2, "iteration", rows.pop("iteration"))
+        parts.append(pd.concat([meta, rows], axis=1))
+    if not parts:
+        return frame
+    return pd.concat([frame, *parts] if len(frame) else parts, ignore_index=True)
+
+
 def ensemble_flux(frame: pd.DataFrame) -> pd.Series:
     """The flux per iteration: the weight of the walkers recycled in it (0 where none was), indexed by
-    iteration (by experiment and iteration if the frame has an `experiment` column)."""
+    iteration (by experiment and iteration if the frame has an `experiment` column: `load_results`' frame,
+    whose rows of plain experiments, without a `walker`, are left out)."""
+    if "experiment" in frame.columns and "walker" in frame.columns:
+        frame = frame[frame["walker"].notna()]
     keys = [key for key in ("experiment", "iteration") if key in frame.columns]
-    recycled_weight = frame["weight"].where(frame["recycled"].astype(bool), 0.0)
+    recycled_weight = frame["weight"].where(frame["recycled"].eq(True), 0.0)
     return recycled_weight.groupby([frame[key] for key in keys]).sum().rename("flux")
 
 

@@ -57,6 +57,21 @@ class EnsembleSpec:
         return coordinate >= threshold if side == "at_least" else coordinate <= threshold
 
 
+def check_ensemble_document(experiment: Mapping[str, Any], source: str) -> EnsembleSpec:
+    """Validate an experiment document that has an `ensemble:` block (its other keys are valid already).
+
+    `repetitions` must be 1: an ensemble's walkers take the place of repetitions (`rep` in `reset` and
+    `iterate` is the walker's slot), and its one store holds every walker. Independent ensembles (for
+    error bars) are documents of their own, each with its own `ensemble.seed`."""
+    name = experiment["name"]
+    if experiment["repetitions"] != 1:
+        raise config_error(source, f"must be 1 for a weighted ensemble (its walkers are its repetitions: `rep` is "
+                                   f"the walker's slot), got {experiment['repetitions']!r}; for independent "
+                                   "ensembles give each a document of its own with its own ensemble.seed",
+                           experiment=name, key="repetitions")
+    return check_ensemble_block(experiment["ensemble"], source, name)
+
+
 def check_ensemble_block(block: Any, source: str, name: str) -> EnsembleSpec:
     """Validate the `ensemble:` block of experiment `name` (of the config file `source`)."""
 

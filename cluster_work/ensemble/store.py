@@ -195,6 +195,21 @@ def last_record(experiment_path: str) -> IterationRecord | None:
         return None
 
 
+def ensemble_running(experiment_path: str) -> bool:
+    """Whether a live run holds the ensemble's lock (for `-p`; as `RepetitionStore.is_running`)."""
+    try:
+        fd = os.open(ensemble_file(experiment_path), os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+
+
 def delete_ensemble(experiment_path: str) -> None:
     """Remove the ensemble's file if cluster_work wrote it (never through a symbolic link), then its folder if
     that leaves it empty (for `-d`); anything else stays."""

@@ -1,7 +1,7 @@
 """The worker side of a weighted ensemble: run one segment of each walker of a block.
 
-A `WalkerBlock` is a picklable work item (it has an `index` and `run`, as the executors and
-`runner.execute` expect): the walkers of one iteration that one worker runs, each as (walker id, its
+A `WalkerBlock` is a picklable work item (it has an `index`, `run` and `lost`, as the executors and
+`runner.ExperimentTask` expect): the walkers of one iteration that one worker runs, each as (walker id, its
 pickled state, or None to start from a basis state). For each walker, in the block's order:
 
     reset(config, walker)          for a basis state, and before the first walker an instance runs
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..backends.base import TaskContext
 from ..errors import InvalidParameterArgument
-from ..runner import flatten_result
+from ..runner import flatten_result, interruption
 from ..seeding import seed_for, seed_global_generators
 from ..vocabulary import Outcome, OutcomeKind, RunSettings
 
@@ -56,6 +56,16 @@ class WalkerBlock:
 
     def run(self, experiment_class: type[ClusterWork], settings: RunSettings, context: TaskContext) -> BlockOutcome:
         return run_walker_block(experiment_class, self, context, settings)
+
+    def lost(self, stopping: bool) -> BlockOutcome:
+        """The outcome of this block when its worker process died under it (see runner.ExperimentTask):
+        interrupted if the run is stopping, else a failure of its iteration, which a rerun retries."""
+        outcome = BlockOutcome(self.index, self.label, OutcomeKind.INTERRUPTED, iteration=self.iteration,
+                               part=self.part)
+        if not stopping:
+            outcome.kind = OutcomeKind.FAILED
+            outcome.error = f"{self.label}: its worker process died (killed, or out of memory?)"
+        return outcome
 
 
 @dataclass
@@ -114,8 +124,9 @@ def run_walker_block(experiment_class: type[ClusterWork], block: WalkerBlock, co
         get_state, set_state = hooks.get_state, hooks.set_state
         fresh = True
         for walker, state in block.walkers:
-            if context.stop_requested() or context.cancelled():
-                outcome.kind = OutcomeKind.CANCELLED if context.cancelled() else OutcomeKind.INTERRUPTED
+            stop = interruption(context)  # in an MPI group, the leader's answer: every rank stops alike
+            if stop is not None:
+                outcome.kind = stop
                 break
             instance._rep = walker
             if state is None or fresh:

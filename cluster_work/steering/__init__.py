@@ -9,6 +9,8 @@ The engine's side of it:
 
 A user's policy subclasses `Policy` (see `policy`). `core` states the invariants: decisions depend only
 on results, are journaled before they are acted on, and replay to the same place after a crash.
+`campaign` is the run's side (the campaign driver that turns actions into segments and statuses, -d, the
+selection), `progress` what -p and `cluster_work.stop_reasons` read from a campaign's files.
 """
 from .actions import Action, Add, Finish, PolicyError, Run, SteeringError, Stop
 from .core import Steering

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -179,6 +180,18 @@ class Steering:
             return None
         _, point, value = min(scored)
         return self.name(point), value
+
+    def stopped_reps(self, name: str, rep: int | None) -> list[int]:
+        """The repetitions of experiment `name` that `Stop(name, rep)` stopped (rep None: all it stopped)."""
+        point = self.index_of(name)
+        if point is None:
+            return []
+        reps = range(self.repetitions(point)) if rep is None else [rep]
+        return [r for r in reps if getattr(self._reps.get((point, r)), "closed", "") == "stopped"]
+
+    def tally(self) -> Counter[str]:
+        """Repetitions the campaign ran by where they stand: 'stopped', 'failed', 'finished', '' (going on)."""
+        return Counter(state.closed for state in self._reps.values())
 
     def close(self) -> None:
         self._journal.close()

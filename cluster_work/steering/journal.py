@@ -10,17 +10,32 @@ again on resume and its saved rows give the same values.
 A kill can tear only the last line (a record is one `write`); reading drops it, and the first append
 after that cuts it off first, so a torn tail never glues onto the next record. A line that is not
 JSON anywhere else is corruption, reported with its line number.
+
+A run that steers the campaign holds the journal (`lock`: an exclusive flock on the file, which dies
+with its holder), so that two runs never append to one campaign; readers (-p) need no lock.
 """
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 from typing import Any
 
+from ..errors import StoreError
+from ..paths import CAMPAIGN_JOURNAL_FILE
 from .actions import SteeringError
 
-JOURNAL_FILE = ".cluster_work_campaign.jsonl"
+JOURNAL_FILE = CAMPAIGN_JOURNAL_FILE
 _BUFFERED_LINES = 4096  # records told to the campaign are written in batches this large at most
+
+
+class JournalError(SteeringError, StoreError):
+    """The journal's file cannot be read or written (a full or read-only disk): the store's failure."""
+
+
+class CampaignBusy(JournalError):
+    """Another live run holds the campaign's journal."""
 
 
 def journal_path(base_folder: str) -> str:
@@ -49,6 +64,7 @@ class Journal:
         self._pending: list[str] = []
         self._valid_end: int | None = None  # bytes of complete lines on disk (None: not read yet)
         self._handle: Any = None
+        self._tail_cut = False  # whether a torn last line was cut off (once, before the first append)
 
     def read(self) -> list[dict[str, Any]]:
         """Every complete record on disk, in order (a torn last line left out)."""
@@ -59,7 +75,7 @@ class Journal:
             self._valid_end = 0
             return []
         except OSError as exc:
-            raise SteeringError(f"cannot read the campaign journal {self.path}: {exc.strerror}") from None
+            raise JournalError(f"cannot read the campaign journal {self.path}: {exc.strerror}") from None
         end = data.rfind(b"\n") + 1
         self._valid_end = end
         records = []
@@ -108,7 +124,7 @@ class Journal:
             self._write(durable=False)
         if self._handle is not None:
             self._handle.close()
-            self._handle = None
+            self._handle, self._tail_cut = None, False
 
     def _write(self, durable: bool) -> None:
         if not self._pending and not (durable and self._handle is not None):
@@ -123,23 +139,39 @@ class Journal:
             if durable and self.sync:
                 os.fsync(self._handle.fileno())
         except OSError as exc:
-            raise SteeringError(f"cannot write the campaign journal {self.path}: {exc.strerror}") from None
+            raise JournalError(f"cannot write the campaign journal {self.path}: {exc.strerror}") from None
+
+    def lock(self) -> None:
+        """Hold the journal for this process until `close` (creating it, with its folder, if need be);
+        raise CampaignBusy if another live process holds it. Call it before `read`."""
+        try:
+            self._open_file()
+            fcntl.flock(self._handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            self.close()
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise CampaignBusy(f"the campaign journal {self.path} is held by another run") from None
+            raise JournalError(f"cannot lock the campaign journal {self.path}: {exc.strerror}") from None
 
     def _open(self) -> None:
-        if self._handle is not None:
+        if self._handle is None:
+            self._open_file()
+        if self._tail_cut:
             return
         if self._valid_end is None:
             self.read()
+        if os.fstat(self._handle.fileno()).st_size != self._valid_end:  # a torn last line: cut it off first
+            self._handle.truncate(self._valid_end)
+        self._tail_cut = True
+
+    def _open_file(self) -> None:
         folder = os.path.dirname(self.path) or "."
         os.makedirs(folder, exist_ok=True)
         created = not os.path.exists(self.path)
-        handle = open(self.path, "ab")
-        if handle.tell() != self._valid_end:  # a torn last line: cut it off before appending
-            handle.truncate(self._valid_end)
+        self._handle = open(self.path, "ab")
         if created and self.sync:  # the new file's name must survive a power loss too
             descriptor = os.open(folder, os.O_RDONLY)
             try:
                 os.fsync(descriptor)
             finally:
                 os.close(descriptor)
-        self._handle = handle

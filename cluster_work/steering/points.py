@@ -9,21 +9,12 @@ part of those values, as for a grid.
 from __future__ import annotations
 
 import math
-import os
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..config import KeyPath, flatten_paths
-from ..expansion import (
-    NAME_SEPARATOR,
-    ExpandedDocument,
-    ExpandedExperiment,
-    expand_path,
-    folder_safe,
-    original_token,
-)
-from ..paths import LOG_FOLDER
+from ..expansion import NAME_SEPARATOR, ExpandedDocument, ExpandedExperiment, folder_safe, original_token
 from ..store import to_plain
 from .actions import SteeringError
 from .journal import Journal
@@ -47,13 +38,7 @@ def added_name(base: str, params: Params, tag: str, number: int) -> str:
 def expand_added(document: ExpandedDocument, params: Params, repetitions: int, iterations: int,
                  name: str) -> ExpandedExperiment:
     """The experiment of an added point of `document`, named `name` (see `added_name`)."""
-    probe = ExpandedExperiment(name, document.base, None, dict(params), "", document)
-    config = document.config_of(probe)
-    folder = os.path.join(document.base_folder, name[len(document.base) + len(NAME_SEPARATOR):])
-    config.update(path=folder, repetitions=repetitions, iterations=iterations,
-                  log_path=(os.path.join(expand_path(document.document["log_path"]), name)
-                            if "log_path" in document.document else os.path.join(folder, LOG_FOLDER)))
-    return ExpandedExperiment(name, document.base, config, dict(params), "")
+    return document.added_experiment(name, dict(params), repetitions, iterations)
 
 
 def read_added(document: ExpandedDocument, journal: Journal) -> list[ExpandedExperiment]:

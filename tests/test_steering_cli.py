@@ -1,0 +1,269 @@
+"""Steered campaigns end to end, through the real command line (tests/experiments.py Steered).
+
+Successive halving on 81 points, R = 81, r = 1, eta = 3, where the loss of point c ranks it by
+(37 c + 11) mod 81: exactly 297 iterations (rows on disk, and iterate calls: a continued repetition
+restores its state), 54 / 18 / 6 / 2 points stopped after 1 / 3 / 9 / 27 iterations, and the same
+decisions and results sequentially, with -n 2, under MPI and after a kill -9 in the middle. The policies
+below are users' policies, loaded by the runs as `test_steering_cli:<Class>`.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+from conftest import SCRIPT, comparable, run_cli, run_mpi, script_env
+
+from cluster_work import Policy, load_results, stop_reasons
+from cluster_work.steering import Journal
+
+GRID = list(range(81))
+HALVING = {"policy": "successive_halving", "metric": "loss", "min_iterations": 1, "reduction_factor": 3}
+
+
+# -- users' policies (the runs import this module) --------------------------------------------------------------
+
+class AddPoints(Policy):
+    """Adds c=5 and c=7 (2 iterations) at the start, then one point per result told while fewer than 4 were
+    added, named from how many experiments exist then (so a longer grid adds other points)."""
+
+    def start(self, campaign):
+        self.configured = len(campaign.experiments)
+        campaign.add({"c": 5})
+        campaign.add({"c": 7}, iterations=2)
+
+    def on_results(self, campaign, results):
+        if len(campaign.experiments) - self.configured < 4:
+            campaign.add({"c": 100 + len(campaign.experiments)})
+
+
+class Raises(Policy):
+    def on_results(self, campaign, results):
+        raise ValueError(f"cannot use {results[0].experiment}")
+
+
+class StopTheOthers(Policy):
+    """On the first result, stops every other experiment, running or not."""
+
+    def on_results(self, campaign, results):
+        for experiment in campaign.experiments:
+            if experiment.name != results[0].experiment:
+                campaign.stop(experiment.name, reason="enough")
+
+
+# -- helpers ----------------------------------------------------------------------------------------------------
+
+def write_config(folder, grid, iterations, steer, params=None):
+    folder.mkdir(parents=True, exist_ok=True)
+    document = {"name": "search", "repetitions": 1, "iterations": iterations, "path": "results",
+                "params": params or {}, "grid": {"c": grid}, "steer": steer}
+    (folder / "config.yml").write_text(json.dumps(document))  # JSON is YAML
+    return folder
+
+
+def rows_on_disk(folder):
+    """Saved rows per experiment folder (`c0`, `c5_add0`, ...)."""
+    base = folder / "results" / "search"
+    return {entry.name: sum(1 for _ in open(entry / "log" / "rep_00" / "results.jsonl"))
+            for entry in base.iterdir() if (entry / "log" / "rep_00" / "results.jsonl").exists()}
+
+
+def calls(folder):
+    base = folder / "results" / "search"
+    return sum(os.path.getsize(p) for p in base.glob("*/log/rep_00/calls"))
+
+
+def journal_file(folder):
+    return folder / "results" / "search" / ".cluster_work_campaign.jsonl"
+
+
+def decisions(folder):
+    """The journal's decisions without job numbers (their order follows the order outcomes came in)."""
+    records = Journal(str(journal_file(folder))).read()
+    return Counter(json.dumps({k: v for k, v in r.items() if k != "job"}, sort_keys=True)
+                   for r in records if r["k"] in ("run", "stop", "add", "finish"))
+
+
+def expected_rows(c):
+    """Where point c ends: its rank (37 c + 11) mod 81 against the survivors of each rung."""
+    rank = (37 * c + 11) % 81
+    return 81 if rank < 1 else 27 if rank < 3 else 9 if rank < 9 else 3 if rank < 27 else 1
+
+
+def assert_halving_on_81(folder):
+    assert rows_on_disk(folder) == {f"c{c}": expected_rows(c) for c in GRID}
+    assert sum(rows_on_disk(folder).values()) == 297
+    assert Counter(map(expected_rows, GRID)) == Counter({1: 54, 3: 18, 9: 6, 27: 2, 81: 1})
+
+
+@pytest.fixture(scope="module")
+def sequential(tmp_path_factory):
+    """The 81-point campaign run once, in this process's way (no -n): the reference of the other runs."""
+    folder = write_config(tmp_path_factory.mktemp("sequential"), GRID, 81, HALVING, params={"gate_at": 3})
+    result = run_cli("Steered", "config.yml", cwd=folder, check_rc=0)
+    return folder, result
+
+
+# -- tests ------------------------------------------------------------------------------------------------------
+
+def test_successive_halving_on_81_points_costs_297_iterations_sequentially_and_with_two_workers(sequential, tmp_path):
+    folder, result = sequential
+    assert_halving_on_81(folder)
+    assert calls(folder) == 297  # no iteration computed twice: every continued repetition restored its state
+    assert ("steered search (successive halving): done; 81 experiments; repetitions 1 finished, 80 stopped; "
+            "stopped after 1/3/9/27 iterations: 54/18/6/2; 297 iterations this run; best search__c61 (loss 0.0123457)"
+            in result.stderr)
+    reasons = stop_reasons(folder / "config.yml")
+    assert len(reasons) == 80 and ("search__c61", 0) not in reasons
+    assert reasons[("search__c1", 0)] == ("successive halving: loss 49 after 1 iteration ranks 49 of 81; the best 27 "
+                                          "go on")
+    status = json.loads((folder / "results" / "search" / "c1" / "log" / "rep_00" / "status.json").read_text())
+    assert (status["state"], status["iterations_done"]) == ("stopped", 1)
+
+    journal = journal_file(folder).read_bytes()
+    again = run_cli("Steered", "config.yml", cwd=folder, check_rc=0)  # a rerun of a finished campaign runs nothing
+    assert "; 0 iterations this run;" in again.stderr and calls(folder) == 297
+    assert journal_file(folder).read_bytes() == journal
+
+    shown = run_cli("Steered", "config.yml", "-p", cwd=folder, check_rc=0).stdout
+    assert "1: 54 3: 18 9: 6 27: 2" in shown and "search__c61 (loss 0.0123457)" in shown
+    figures = json.loads(run_cli("Steered", "config.yml", "-p", "--json", cwd=folder, check_rc=0).stdout)
+    [campaign] = figures["campaigns"]
+    assert campaign["stopped_per_rung"] == {"1": 54, "3": 18, "9": 6, "27": 2}
+    assert (campaign["stopped"], campaign["finished"], campaign["planned_iterations"], campaign["done"]) == (
+        80, 1, 0, True)
+
+    parallel = write_config(tmp_path, GRID, 81, HALVING, params={"gate_at": 3})
+    run_cli("Steered", "config.yml", "-n", "2", cwd=parallel, check_rc=0)
+    assert decisions(parallel) == decisions(folder)
+    assert comparable(parallel / "results").equals(comparable(folder / "results"))
+
+
+@pytest.mark.slow
+def test_under_mpi_the_decisions_and_results_are_the_same(sequential, tmp_path):
+    folder, _ = sequential
+    under_mpi = write_config(tmp_path, GRID, 81, HALVING, params={"gate_at": 3})
+    run_mpi(3, "Steered", "config.yml", cwd=under_mpi, check_rc=0)
+    assert_halving_on_81(under_mpi)
+    assert decisions(under_mpi) == decisions(folder)
+    assert comparable(under_mpi / "results").equals(comparable(folder / "results"))
+
+
+@pytest.mark.slow
+def test_a_kill_9_in_the_middle_then_a_rerun_makes_the_same_decisions(sequential, tmp_path):
+    folder, _ = sequential
+    killed = write_config(tmp_path, GRID, 81, HALVING, params={"gate_at": 3})
+    gate = tmp_path / "gate"
+    process = subprocess.Popen([sys.executable, SCRIPT, "Steered", "config.yml", "-n", "2"], cwd=killed,
+                               env={**script_env(), "CW_TEST_GATE": str(gate)}, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not os.path.exists(f"{gate}.waiting"):  # a point of rung 3 is on its way to rung 9: mid-campaign
+        assert process.poll() is None and time.monotonic() < deadline, "the run never reached the gate"
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGKILL)
+    assert process.wait(timeout=30) == -signal.SIGKILL
+    records = Journal(str(journal_file(killed))).read()
+    assert not any(r["k"] == "finish" for r in records) and sum(rows_on_disk(killed).values()) < 297
+
+    result = run_cli("Steered", "config.yml", "-n", "2", cwd=killed, check_rc=0)
+    assert "repetitions 1 finished, 80 stopped" in result.stderr
+    assert_halving_on_81(killed)
+    assert decisions(killed) == decisions(folder)
+    assert comparable(killed / "results").equals(comparable(folder / "results"))
+    assert 297 <= calls(killed) <= 297 + 2  # at most the iterations the kill cut short, one per worker
+
+
+def test_a_users_policy_adds_points_and_minus_d_starts_the_campaign_over(tmp_path):
+    write_config(tmp_path, [0, 1], 3, {"policy": "test_steering_cli:AddPoints", "metric": "loss"})
+    result = run_cli("Steered", "config.yml", "-n", "2", cwd=tmp_path, check_rc=0)
+    assert rows_on_disk(tmp_path) == {"c0": 3, "c1": 3, "c5_add0": 3, "c7_add1": 2, "c104_add2": 3, "c105_add3": 3}
+    assert "6 experiments (4 added); repetitions 6 finished" in result.stderr
+    assert "6 (4 added)" in run_cli("Steered", "config.yml", "-p", cwd=tmp_path, check_rc=0).stdout
+    frame = load_results(tmp_path / "results")
+    assert frame.groupby("experiment")["params.c"].first().to_dict() == {
+        "search__c0": 0, "search__c1": 1, "search__c5_add0": 5, "search__c7_add1": 7, "search__c104_add2": 104,
+        "search__c105_add3": 105}
+
+    write_config(tmp_path, [0, 1, 2], 3, {"policy": "test_steering_cli:AddPoints", "metric": "loss"})
+    refused = run_cli("Steered", "config.yml", cwd=tmp_path, check_rc=2)
+    assert "does not match: the experiment's grid, params, repetitions or iterations changed" in refused.stderr
+    assert rows_on_disk(tmp_path)["c104_add2"] == 3  # nothing of the old campaign was touched
+
+    run_cli("Steered", "config.yml", "-d", cwd=tmp_path, check_rc=0)  # the journal goes, and the points it added
+    assert rows_on_disk(tmp_path) == {"c0": 3, "c1": 3, "c2": 3, "c5_add0": 3, "c7_add1": 2, "c105_add2": 3,
+                                      "c106_add3": 3}
+    assert calls(tmp_path) == sum(rows_on_disk(tmp_path).values())  # all run anew
+
+
+def test_a_policy_stops_running_and_queued_repetitions_and_a_rerun_never_runs_them(tmp_path):
+    """c1 waits in its iteration 1 (1 row saved) until c0 (which starts once c1 waits) finished and the policy
+    stopped the others: then it is cancelled after that iteration (2 rows); c3 before it starts, c2 wherever
+    the cancel finds it (the worker c0 had may have taken it: its rows depend on timing, its status does not)."""
+    write_config(tmp_path, [0, 1, 2, 3], 40, {"policy": "test_steering_cli:StopTheOthers", "metric": "loss"},
+                 params={"gate_at": 1, "gate_c": 1, "after_c": 0})
+    gate = tmp_path / "gate"
+    process = subprocess.Popen([sys.executable, SCRIPT, "Steered", "config.yml", "-n", "2"], cwd=tmp_path,
+                               env={**script_env(), "CW_TEST_GATE": str(gate)}, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while len(stop_reasons(tmp_path / "results")) < 2:  # c2 and c3 ended as stopped: c1's cancel was sent too
+        assert process.poll() is None and time.monotonic() < deadline, "the policy never stopped c2 and c3"
+        time.sleep(0.02)
+    gate.touch()
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert "repetitions 1 finished, 3 stopped" in stderr
+    assert stop_reasons(tmp_path / "results") == {(f"search__c{c}", 0): "enough" for c in (1, 2, 3)}
+    rows = rows_on_disk(tmp_path)
+    assert (rows["c0"], rows["c1"]) == (40, 2) and rows.get("c2", 0) <= 40 and "c3" not in rows, rows
+    status = json.loads((tmp_path / "results" / "search" / "c1" / "log" / "rep_00" / "status.json").read_text())
+    assert (status["state"], status["iterations_done"]) == ("stopped", 2)
+    progress = json.loads(run_cli("Steered", "config.yml", "-p", "--json", cwd=tmp_path, check_rc=0).stdout)
+    assert (progress["total"]["finished"], progress["total"]["stopped"]) == (1, 3)
+    run_cli("Steered", "config.yml", cwd=tmp_path, check_rc=0)
+    assert rows_on_disk(tmp_path) == rows
+
+
+def test_a_policy_that_raises_stops_the_campaign_with_exit_1_and_keeps_the_rows(tmp_path):
+    write_config(tmp_path, [0, 1, 2], 2, {"policy": "test_steering_cli:Raises", "metric": "loss"})
+    result = run_cli("Steered", "config.yml", cwd=tmp_path, check_rc=1)
+    assert "Traceback" in result.stderr and 'raise ValueError(f"cannot use' in result.stderr
+    assert ("steered search (test_steering_cli:Raises): stopped: steer.policy 'test_steering_cli:Raises' raised in "
+            "on_results: ValueError: cannot use search__c0 (traceback in the log); fix the policy and rerun to "
+            "resume") in result.stderr
+    assert rows_on_disk(tmp_path) == {"c0": 2}  # its rows stay; nothing ran after the policy raised
+    assert run_cli("Steered", "config.yml", cwd=tmp_path).returncode == 1  # the resumed policy raises again
+
+
+@pytest.mark.parametrize("steer, args, message", [
+    ({"policy": "successive_halving"}, (), "'steer.metric': must name a column that iterate() returns, got None"),
+    ({"policy": "test_steering_cli:Missing"}, (), "'steer.policy': cannot load 'test_steering_cli:Missing'"),
+    (HALVING, ("-r", "0"), "'steer': a steered campaign runs as a whole (its decisions were made from every "
+                           "repetition's rows), so it does not go with -r, -i or -j; -d starts it over"),
+])
+def test_a_bad_steer_block_or_selection_is_one_line_exit_2_and_writes_nothing(tmp_path, steer, args, message):
+    write_config(tmp_path, [0, 1], 3, steer)
+    result = run_cli("Steered", "config.yml", *args, cwd=tmp_path, check_rc=2)
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"error: config.yml: experiment 'search': {message}"), line
+    assert not (tmp_path / "results").exists()
+
+
+def test_the_steered_plotter_colours_each_curve_by_where_it_stopped(sequential):
+    from matplotlib.figure import Figure
+
+    from plotwork.plotters import get_plotter
+
+    folder, _ = sequential
+    ax = Figure().subplots()
+    get_plotter("steered")(load_results(folder / "results"), "loss", ax)
+    assert len(ax.lines) == 81
+    assert len({line.get_color() if isinstance(line.get_color(), str) else tuple(line.get_color())
+                for line in ax.lines}) == 5
+    assert [text.get_text() for text in ax.get_legend().get_texts()] == [
+        "54 ended after 1 iteration", "18 ended after 3 iterations", "6 ended after 9 iterations",
+        "2 ended after 27 iterations", "1 ended after 81 iterations"]
