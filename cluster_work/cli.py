@@ -187,10 +187,16 @@ def _execute(experiment_class: type[ClusterWork], plan: Plan, args: argparse.Nam
              executor: Executor, settings: RunSettings) -> int:
     """Run the planned jobs with a live display and a provenance record; print the summary."""
     jobs = plan.jobs
-    log.info("%d jobs to run (%d experiments) on %s", len(jobs), plan.totals.experiments, executor.describe())
+    campaigns = campaign_drivers(plan, settings, executor.workers)
+    log.info("%d jobs to run (%d experiments)%s on %s", len(jobs), plan.totals.experiments,
+             f" and {len(campaigns)} campaign(s)" if campaigns else "", executor.describe())
     handle_stop_signals(hard_second=True, on_first=lambda: _on_stop(executor))
-    display = make_display(plan.iterations_left(), executor.workers, executor.iterations_done, executor.busy,
-                           args.report_every)
+    plain_total = plan.iterations_left()
+
+    def total() -> int:  # a campaign's iterations are known as it decides: done so far, and planned
+        return max(plain_total, executor.iterations_done() + sum(c.iterations_left() for c in campaigns))
+
+    display = make_display(total, executor.workers, executor.iterations_done, executor.busy, args.report_every)
     # with a live bar, a line per finished job would only scroll it away: failures still show
     finished_level = logging.DEBUG if isinstance(display, LiveBarDisplay) else logging.INFO
 
@@ -204,7 +210,7 @@ def _execute(experiment_class: type[ClusterWork], plan: Plan, args: argparse.Nam
     run_id = run_started(paths, command, executor.describe(), executor.hosts(), executor.world_size())
     try:
         with display:
-            summary = run_segments(jobs, executor, on_outcome, campaign_drivers(plan, settings, executor.workers))
+            summary = run_segments(jobs, executor, on_outcome, campaigns)
     except KeyboardInterrupt:  # the second Ctrl-C
         run_ended(paths, run_id, EXIT_INTERRUPTED, {})
         executor.terminate()
@@ -223,6 +229,10 @@ def _slurm(args: argparse.Namespace, experiments: list, plan: Plan) -> int:
         if given:
             raise ClusterWorkError(f"--slurm does not take {flag}: a requeued job would repeat it; "
                                    "run that step without --slurm first")
+    if args.array and plan.campaigns:
+        names = ", ".join(sorted({c.experiments[0].base_name for c in plan.campaigns if len(c.experiments)}))
+        raise ClusterWorkError(f"--slurm --array runs every job as a task of its own, but {names} is a campaign "
+                               "(steer or ensemble), which one rank 0 decides: use --slurm without --array")
     overrides = {"nodes": args.nodes, "ntasks_per_node": args.ntasks_per_node, "ntasks": args.ntasks,
                  "cpus_per_task": args.cpus_per_task, "time": args.time, "partition": args.partition,
                  "account": args.account, "mem_per_cpu": args.mem_per_cpu, "job_name": args.job_name,

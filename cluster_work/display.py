@@ -35,9 +35,9 @@ def format_seconds(seconds: float | None) -> str:
 class RunDisplay:
     """Follows a run: iterations done (polled from `iterations`), busy workers, failures."""
 
-    def __init__(self, total_iterations: int, workers: int, iterations: Callable[[], int],
+    def __init__(self, total_iterations: Callable[[], int], workers: int, iterations: Callable[[], int],
                  busy: Callable[[], int]):
-        self.total, self.workers = total_iterations, workers
+        self._total, self.workers = total_iterations, workers
         self._iterations, self._busy = iterations, busy
         self.failed = 0
         self.started = time.perf_counter()
@@ -45,6 +45,11 @@ class RunDisplay:
     def job_ended(self, outcome: Outcome) -> None:
         if outcome.kind in (OutcomeKind.FAILED, OutcomeKind.BAD_PARAMETER, OutcomeKind.STORE_FAILURE):
             self.failed += 1
+
+    @property
+    def total(self) -> int:
+        """The iterations of the whole run as known now (a campaign's grow as it decides)."""
+        return self._total()
 
     def measure(self) -> tuple[int, float, float]:
         """(iterations done, seconds elapsed, iterations per second) right now."""
@@ -106,7 +111,7 @@ class LiveBarDisplay(RunDisplay):
     def _update(self) -> None:
         done, elapsed, rate = self.measure()
         failed = f"[red]{self.failed} failed[/red]" if self.failed else "0 failed"
-        self._progress.update(self._task, completed=done, rate=f"{rate:.3g} it/s" if elapsed else "",
+        self._progress.update(self._task, total=self.total, completed=done, rate=f"{rate:.3g} it/s" if elapsed else "",
                               workers=f"{self._busy()}/{self.workers} busy", failed=failed)
 
     def _loop(self) -> None:
@@ -119,8 +124,8 @@ class LiveBarDisplay(RunDisplay):
         self._progress.stop()
 
 
-def make_display(total_iterations: int, workers: int, iterations: Callable[[], int], busy: Callable[[], int],
-                 report_every: float) -> RunDisplay:
+def make_display(total_iterations: Callable[[], int], workers: int, iterations: Callable[[], int],
+                 busy: Callable[[], int], report_every: float) -> RunDisplay:
     if sys.stderr.isatty():
         return LiveBarDisplay(total_iterations, workers, iterations, busy)
     return LogLinesDisplay(total_iterations, workers, iterations, busy, every=report_every)

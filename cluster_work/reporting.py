@@ -69,7 +69,13 @@ def print_plan(plan: Plan, stream: TextIO | None = None, as_json: bool = False) 
         for item in plan.experiments:
             for job in item.jobs:
                 stream.write(json.dumps(_job_record(item, job), default=repr) + "\n")
+        for campaign in plan.campaigns:
+            stream.write(json.dumps(_campaign_record(campaign)) + "\n")
         return
+    for campaign in plan.campaigns:
+        record = _campaign_record(campaign)
+        stream.write(f"{record['campaign']}: a {record['kind']} campaign of {record['experiments']} configured "
+                     "experiment(s), run as a whole (what runs is decided as it goes; -p shows it)\n")
     for base, samples, seed in plan.random_expansions():
         stream.write(f"{base}: {samples} random samples, seed {seed}\n")
     first: list[ExperimentPlan] = []
@@ -87,6 +93,8 @@ def print_plan(plan: Plan, stream: TextIO | None = None, as_json: bool = False) 
             first.append(item)
         last.append(item)
     console = _console(stream)
+    if not experiments and plan.campaigns:
+        return
     if experiments <= SCREENFUL:
         console.print(_plan_table("Experiments (jobs are the indices for -j)", map(_plan_row, first)))
         return
@@ -111,6 +119,14 @@ def _job_record(item: ExperimentPlan, job: Segment) -> dict[str, Any]:
             "state": item.repetition_states.get(job.rep, RepetitionState.PENDING).value,
             "restart_from": job.restart_from,
             "params": {dotted(k): to_plain(v) for k, v in experiment.varied.items()}}
+
+
+def _campaign_record(campaign: Any) -> dict[str, Any]:
+    """--list: a campaign (steered or weighted ensemble), which has no fixed jobs to list."""
+    experiments = campaign.experiments
+    base = experiments[0].base_name if len(experiments) else ""
+    return {"campaign": base, "kind": {"steer": "steered", "ensemble": "weighted-ensemble"}[campaign.kind],
+            "experiments": len(experiments)}
 
 
 @dataclass
@@ -310,8 +326,11 @@ def print_summary(summary: Summary, plan: Plan, sweep_paths: Iterable[str], argv
              f"{len(summary.failures())} failed", f"{busy} held by another run" if busy else "",
              f"{interrupted} not finished (interrupted)" if interrupted else "",
              f"{skipped_changed} experiment(s) skipped: config changed" if skipped_changed else ""]
-    console.print(f"[bold]Summary[/bold]: {summary.jobs} jobs in {summary.seconds:.1f}s: "
-                  + ", ".join(p for p in parts if p))
+    if summary.jobs or not summary.campaigns:
+        console.print(f"[bold]Summary[/bold]: {summary.jobs} jobs in {summary.seconds:.1f}s: "
+                      + ", ".join(p for p in parts if p))
+    else:
+        console.print(f"[bold]Summary[/bold]: {len(summary.campaigns)} campaign(s) in {summary.seconds:.1f}s")
     for outcome in summary.failures():
         console.print(f"  [red]failed[/red] {outcome.label}: {outcome.error}", highlight=False)
     for campaign in summary.campaigns:

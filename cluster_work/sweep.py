@@ -38,6 +38,10 @@ class CampaignDriver(Driver, Protocol):
         """Release what the campaign holds (its store's lock)."""
         ...
 
+    def iterations_left(self) -> int:
+        """Its planned iterations still to run, as it knows them now (0 before `start`)."""
+        ...
+
 
 # where each campaign kind's drivers are made: `drivers(campaign, settings, workers) -> list[CampaignDriver]`
 CAMPAIGN_DRIVERS = {"ensemble": "cluster_work.ensemble.campaign", "steer": "cluster_work.steering.campaign"}

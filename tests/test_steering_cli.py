@@ -267,3 +267,13 @@ def test_the_steered_plotter_colours_each_curve_by_where_it_stopped(sequential):
     assert [text.get_text() for text in ax.get_legend().get_texts()] == [
         "54 ended after 1 iteration", "18 ended after 3 iterations", "6 ended after 9 iterations",
         "2 ended after 27 iterations", "1 ended after 81 iterations"]
+
+
+def test_list_names_the_campaign_and_an_array_job_is_refused(tmp_path):
+    write_config(tmp_path, [0, 1, 2], 9, HALVING)
+    listing = run_cli("Steered", "config.yml", "--list", cwd=tmp_path, check_rc=0).stdout
+    assert listing.startswith("search: a steered campaign of 3 configured experiment(s)"), listing
+    as_json = run_cli("Steered", "config.yml", "--list", "--json", cwd=tmp_path, check_rc=0).stdout
+    assert json.loads(as_json) == {"campaign": "search", "kind": "steered", "experiments": 3}
+    refused = run_cli("Steered", "config.yml", "--slurm", "--array", cwd=tmp_path, check_rc=2)
+    assert "search is a campaign" in refused.stderr and not (tmp_path / "results").exists()

@@ -146,6 +146,12 @@ class EnsembleCampaign:
         return (f"ensemble {name}: {done} iterations ({now}), {progress['walkers']} walkers, "
                 f"{progress['occupied_bins']} bins occupied, mean flux {progress['flux_mean']:.4g} per iteration")
 
+    def iterations_left(self) -> int:
+        """Walker segments still to run (the live display's total): every walker of every iteration left."""
+        if self._note is not None or self._status != EXIT_OK or self.ensemble.finished:
+            return 0
+        return max(self.experiment.iterations - self.ensemble.iteration, 0) * max(self.ensemble.walkers, 1)
+
     def close(self) -> None:
         self.ensemble.close()
 

@@ -199,7 +199,7 @@ class SteeredCampaign:
         for rung in steering.rungs():
             stops[rung["iteration"]] += rung["stopped"]
         if any(stops.values()):
-            iterations = sorted(stops)
+            iterations = sorted(i for i in stops if stops[i])
             parts.append(f"stopped after {'/'.join(map(str, iterations))} iterations: "
                          f"{'/'.join(str(stops[i]) for i in iterations)}")
         parts.append(f"{self._ran} iterations this run")
@@ -210,6 +210,12 @@ class SteeredCampaign:
             first = self._failures[0]
             parts.append(f"{len(self._failures)} failed (first: {first.label}: {first.error})")
         return f"{head}: " + "; ".join(parts)
+
+    def iterations_left(self) -> int:
+        """The iterations its decisions so far still plan (the live display's total; 0 before `start`)."""
+        if self.steering is None or self._error or self._note:
+            return 0
+        return int(self.steering.planned_iterations(not self.settings.restart_full_repetitions))
 
     def close(self) -> None:
         try:
