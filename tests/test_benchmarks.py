@@ -33,3 +33,10 @@ def test_load_balance_benchmark_runs():
                           "--mean", "0.005"])
     assert result.returncode == 0, result.stderr
     assert "efficiency" in result.stdout
+
+
+def test_steering_benchmark_runs():
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "steering.py"), "--sizes", "30",
+                             "--rounds", "1"], env=script_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "results/s" in result.stdout, result.stdout
