@@ -36,14 +36,6 @@ def start_reader() -> Reader:
     return Reader(ThreadPoolExecutor(cores or 1))
 
 
-def read_rows(chunks: list[bytes | list[dict[str, Any]]]) -> tuple[pd.DataFrame, list[int]] | None:
-    """`Reader.rows` of these chunks."""
-    fast = start_reader()
-    for chunk in chunks:
-        fast.add(chunk)
-    return fast.rows()
-
-
 class Reader:
     """Takes the repetitions' chunks in order (`add`): a results file's complete lines, or the original's rows,
     which make it give up; `rows` then gives what `results._parsed_rows` gives for the same chunks: one frame

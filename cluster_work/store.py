@@ -136,17 +136,7 @@ class RepetitionStore:
 
     def is_running(self) -> bool:
         """Whether a live process holds this repetition's lock (it dies with its holder)."""
-        try:
-            fd = os.open(self.results_file, os.O_RDONLY)
-        except OSError:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            return False
-        except OSError:
-            return True
-        finally:
-            os.close(fd)
+        return is_locked(self.results_file)
 
     def write_status(self, state: Record, sync: bool = True, **fields: Any) -> None:
         """Replace the status (a hint: the rows decide the state); synced by the next group commit."""
@@ -324,6 +314,21 @@ class ExperimentStore:
 
 # exactly the names atomic_write's mkstemp gives: ".status.json." + 8 of [a-z0-9_] + ".tmp"
 _OWN_TEMPORARY = re.compile(rf"^\.({re.escape(CONFIG_FILE)}|{re.escape(STATUS_FILE)})\.[a-z0-9_]{{8}}\.tmp\Z")
+
+
+def is_locked(path: str) -> bool:
+    """Whether a live process holds an exclusive `flock` on `path` (the kernel drops it when its holder dies)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
 
 
 def remove_own_temporaries(folder: str) -> None:

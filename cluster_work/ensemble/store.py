@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from ..errors import StoreError
-from ..store import to_plain
+from ..store import is_locked, to_plain
 
 FOLDER = "ensemble"
 FILE = "iterations.cwe"
@@ -197,17 +197,7 @@ def last_record(experiment_path: str) -> IterationRecord | None:
 
 def ensemble_running(experiment_path: str) -> bool:
     """Whether a live run holds the ensemble's lock (for `-p`; as `RepetitionStore.is_running`)."""
-    try:
-        fd = os.open(ensemble_file(experiment_path), os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        return False
-    except OSError:
-        return True
-    finally:
-        os.close(fd)
+    return is_locked(ensemble_file(experiment_path))
 
 
 def delete_ensemble(experiment_path: str) -> None:
