@@ -108,24 +108,44 @@ def _after_fork(reference: weakref.ref[GroupCommit]) -> None:
 
 
 def _sync(paths: set[str]) -> None:
-    """Make the data of `paths` durable: one syncfs per file system, else one fsync per path."""
-    synced_devices: set[int] = set()
-    for path in paths:
+    """Make the data of `paths` durable: one syncfs per file system (found from the paths' folders, each
+    looked at once), else (no syncfs, or it failed) one fsync per path."""
+    if _syncfs is None or not _syncfs_each(paths):
+        for path in paths:
+            _fsync(path)
+
+
+def _syncfs_each(paths: set[str]) -> bool:
+    """syncfs of each file system that holds one of `paths`; False if one of them failed."""
+    assert _syncfs is not None
+    devices: dict[int, str] = {}  # file system -> a folder on it
+    for folder in {os.path.dirname(path) or "." for path in paths}:
         try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:  # removed since (-d, a finished rename): nothing to sync
+            devices.setdefault(os.stat(folder).st_dev, folder)
+        except FileNotFoundError:  # removed since (-d): nothing to sync
+            continue
+    for folder in devices.values():
+        try:
+            fd = os.open(folder, os.O_RDONLY)
+        except FileNotFoundError:
             continue
         try:
-            if _syncfs is not None:
-                device = os.fstat(fd).st_dev
-                if device in synced_devices:
-                    continue
-                if _syncfs(fd) == 0:
-                    synced_devices.add(device)
-                    continue
-            os.fsync(fd)
+            if _syncfs(fd) != 0:
+                return False
         finally:
             os.close(fd)
+    return True
+
+
+def _fsync(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:  # removed since (-d, a finished rename): nothing to sync
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 committer = GroupCommit()  # this process's; the store notes writes here, runs commit at their end
