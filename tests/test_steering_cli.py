@@ -277,3 +277,20 @@ def test_list_names_the_campaign_and_an_array_job_is_refused(tmp_path):
     assert json.loads(as_json) == {"campaign": "search", "kind": "steered", "experiments": 3}
     refused = run_cli("Steered", "config.yml", "--slurm", "--array", cwd=tmp_path, check_rc=2)
     assert "search is a campaign" in refused.stderr and not (tmp_path / "results").exists()
+
+
+OPTUNA = {"policy": "optuna", "metric": "loss", "sampler": "tpe", "seed": 7, "trials": 6, "batch": 2,
+          "space": {"c": {"randint": [0, 81]}}}
+
+
+def test_optuna_suggests_the_same_points_sequentially_and_with_two_workers(tmp_path):
+    pytest.importorskip("optuna")
+    runs = {}
+    for name, args in (("sequential", ()), ("parallel", ("-n", "2"))):
+        folder = write_config(tmp_path / name, [0], 2, OPTUNA)
+        result = run_cli("Steered", "config.yml", *args, cwd=folder, check_rc=0)
+        runs[name] = (decisions(folder), sorted(rows_on_disk(folder)), result.stderr)
+    (decided, points, stderr), (decided_n2, points_n2, _) = runs["sequential"], runs["parallel"]
+    assert decided == decided_n2 and points == points_n2
+    assert len([p for p in points if "_trial" in p]) == 6, points  # six trials beside the configured point
+    assert "best search__" in stderr
