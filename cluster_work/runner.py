@@ -1,7 +1,11 @@
-"""Running one repetition: reset or restore, iterate, save state, append rows. Every backend runs this.
+"""Running one segment of a repetition: reset or restore, iterate up to the segment's target, save state,
+append rows. Every backend runs this, with the collaborators its TaskContext gives (stop and cancel
+checks, the progress count, the group's communicator, whether this rank writes), never module globals.
 
 Order per iteration: `iterate` -> `save_state` -> append the row. A row on disk therefore always has
-a saved state behind it, and a resumed repetition continues from exactly the rows it keeps.
+a saved state behind it, and a resumed repetition continues from exactly the rows it keeps. In an MPI
+group every branch is the leader's decision (`_leader_decides`), so no rank waits in a collective that
+another skipped.
 """
 from __future__ import annotations
 
