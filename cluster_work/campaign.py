@@ -36,22 +36,24 @@ class Driver(Protocol):
 
 
 class PlainSweep:
-    """A fixed list of segments, run once each: the driver of a sweep without steering."""
+    """A fixed list of segments, run once each: the driver of a sweep without steering. `ended` sees
+    each of its outcomes (the summary counts these, not a campaign's)."""
 
-    def __init__(self, segments: Iterable[Any]):
-        self._segments = segments
+    def __init__(self, segments: Iterable[Any], ended: Callable[[Any], None] = lambda outcome: None):
+        self._segments, self._ended = segments, ended
 
     def start(self) -> Iterable[Any]:
         return self._segments
 
     def on_outcome(self, outcome: Any) -> Iterable[Any]:
+        self._ended(outcome)
         return ()
 
     def cancellations(self) -> list[int]:
         return []
 
 
-def drive(driver: Driver, executor: Executor, on_outcome: Callable[[Any], None] = lambda o: None) -> None:
+def drive(driver: Driver, executor: Executor) -> None:
     """Run `driver`'s campaign on `executor` until nothing is ready and nothing is in flight, or the run
     stops (then the items in flight end as interrupted). A store failure (full disk...) stops it at once."""
     ready: collections.deque[Iterator[Any]] = collections.deque([iter(driver.start())])
@@ -65,8 +67,7 @@ def drive(driver: Driver, executor: Executor, on_outcome: Callable[[Any], None] 
         if not executor.in_flight():
             return
         outcome = executor.next_outcome()
-        ready.append(iter(driver.on_outcome(outcome)))  # the driver first: a Composite restores its index
-        on_outcome(outcome)
+        ready.append(iter(driver.on_outcome(outcome)))
         for index in driver.cancellations():
             executor.cancel(index)
         if getattr(outcome, "kind", None) == OutcomeKind.STORE_FAILURE and not stop_requested():
@@ -84,8 +85,6 @@ class Composite:
         self._owner: dict[int, tuple[Driver, int]] = {}  # index in flight -> (driver, its own index)
         self._own: dict[tuple[int, int], int] = {}  # (driver number, its own index) -> index in flight
         self._next = 0
-        self._last_owner: Driver | None = None
-        self._last_outcome: Any = None
 
     def _renumbered(self, number: int, items: Iterable[Any]) -> Iterator[Any]:
         driver = self.drivers[number]
@@ -99,13 +98,8 @@ class Composite:
     def start(self) -> Iterable[Any]:
         return itertools.chain.from_iterable(self._renumbered(n, d.start()) for n, d in enumerate(self.drivers))
 
-    def owner_of(self, outcome: Any) -> Driver | None:
-        """The driver whose item `outcome` is (once `on_outcome` has taken it)."""
-        return self._last_owner if outcome is self._last_outcome else None
-
     def on_outcome(self, outcome: Any) -> Iterable[Any]:
         driver, own = self._owner.pop(outcome.index)
-        self._last_owner, self._last_outcome = driver, outcome
         number = self.drivers.index(driver)
         del self._own[number, own]
         outcome.index = own

@@ -100,16 +100,13 @@ def run_segments(segments: SizedSegments, executor: Executor,
     `on_outcome` sees the outcome of each plain segment."""
     summary = Summary(jobs=len(segments), campaigns=list(campaigns))
     started = time.perf_counter()
-    plain = PlainSweep(segments)
 
     def ended(outcome: Outcome) -> None:
-        if composite.owner_of(outcome) is plain:
-            summary.outcomes.append(outcome)
-            on_outcome(outcome)
+        summary.outcomes.append(outcome)
+        on_outcome(outcome)
 
-    composite = Composite([plain, *campaigns])
     try:
-        drive(composite, executor, ended)
+        drive(Composite([PlainSweep(segments, ended), *campaigns]), executor)
     finally:
         for campaign in campaigns:
             campaign.close()
