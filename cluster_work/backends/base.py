@@ -50,6 +50,7 @@ class Executor(abc.ABC):
     """Runs items with its task on its workers; see the module docstring for the contract."""
 
     workers: int = 1
+    _task: Task  # what every backend runs its items with (set by each backend's constructor)
 
     def __enter__(self) -> Executor:
         return self
@@ -72,6 +73,16 @@ class Executor(abc.ABC):
     @abc.abstractmethod
     def cancel(self, index: int) -> None:
         """Cancel item `index`: not started if queued; stopped after its current iteration if running."""
+
+    def _cancel_queued(self, queue: Any, ready: Any, index: int) -> bool:
+        """If item `index` still waits in `queue` (not handed to a worker), take it out and put its outcome
+        in `ready` at once: the task, told it is cancelled, answers without touching any file."""
+        for item in queue:
+            if item.index == index:
+                queue.remove(item)
+                ready.append(self._task(item, TaskContext(cancelled=lambda: True)))
+                return True
+        return False
 
     def has_capacity(self) -> bool:
         """Whether a submitted item would start at once (keep at most a few queued per worker)."""

@@ -275,11 +275,8 @@ class MPIExecutor(Executor):
         if self._runs_here():
             self._local.cancel(index)
             return
-        for item in list(self._queue):
-            if item.index == index:  # not handed out yet: its outcome is made here, at once
-                self._queue.remove(item)
-                self._ready.append(self._task(item, TaskContext(cancelled=lambda: True)))
-                return
+        if self._cancel_queued(self._queue, self._ready, index):
+            return
         for leader, items in self._held.items():  # running, or waiting at its leader: it stops there
             if any(item.index == index for item in items):
                 self._sends.send(self._world, index, leader, TAG_CANCEL)

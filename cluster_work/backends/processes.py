@@ -98,11 +98,8 @@ class LocalProcessExecutor(Executor):
         return len(self._queue) + len(self._pending) + len(self._ready)
 
     def cancel(self, index: int) -> None:
-        for item in list(self._queue):
-            if item.index == index:  # not handed out yet: its outcome is made here, at once
-                self._queue.remove(item)
-                self._ready.append(self._task(item, TaskContext(cancelled=lambda: True)))
-                return
+        if self._cancel_queued(self._queue, self._ready, index):
+            return
         if self._shared is not None and any(item.index == index for item in self._pending.values()):
             ring = self._shared[2]
             ring[self._cancel_count % CANCEL_RING] = index
