@@ -230,7 +230,7 @@ def _slurm(args: argparse.Namespace, experiments: list, plan: Plan) -> int:
             raise ClusterWorkError(f"--slurm does not take {flag}: a requeued job would repeat it; "
                                    "run that step without --slurm first")
     if args.array and plan.campaigns:
-        names = ", ".join(sorted({c.experiments[0].base_name for c in plan.campaigns if len(c.experiments)}))
+        names = ", ".join(sorted({campaign.base for campaign in plan.campaigns}))
         raise ClusterWorkError(f"--slurm --array runs every job as a task of its own, but {names} is a campaign "
                                "(steer or ensemble), which one rank 0 decides: use --slurm without --array")
     overrides = {"nodes": args.nodes, "ntasks_per_node": args.ntasks_per_node, "ntasks": args.ntasks,

@@ -165,8 +165,7 @@ class Plan:
             campaign.plans = [_plan_experiment(e, 0, self._selection, self._policy, None, False)
                               for e in campaign.experiments]
             for experiment, item in zip(campaign.experiments, campaign.plans):
-                check_writable(os.path.dirname(experiment.path) if experiment.params_part else experiment.path,
-                                experiment.base_name, self._source, checked)
+                check_writable(experiment.path, experiment.base_name, self._source, checked)  # even with no jobs
                 check_experiment(item, self._source, checked)
                 totals.rewrites += item.rewrite
                 totals.sweep_paths.append(experiment.sweep_path)
@@ -216,6 +215,16 @@ class CampaignPlan:
     experiments: Sequence[ExpandedExperiment]
     plans: list[ExperimentPlan] = field(default_factory=list)  # each experiment's, from `Plan.count` (-d/-o, -I)
 
+    @property
+    def base(self) -> str:
+        """The base name of its document ("" for a campaign with no experiments)."""
+        return self.experiments[0].base_name if len(self.experiments) else ""
+
+
+def campaign_kind(document: Mapping[str, Any]) -> str | None:
+    """The campaign key of a document or config (see CAMPAIGN_KEYS), or None for a plain one."""
+    return next((key for key in CAMPAIGN_KEYS if key in document), None)
+
 
 def _split_campaigns(groups: list[tuple[Sequence[ExpandedExperiment], int]],
                      ) -> tuple[list[tuple[Sequence[ExpandedExperiment], int]], list[CampaignPlan]]:
@@ -225,7 +234,7 @@ def _split_campaigns(groups: list[tuple[Sequence[ExpandedExperiment], int]],
     campaigns: list[CampaignPlan] = []
     for group, first_index in groups:
         if isinstance(group, ExpandedDocument):
-            kind = next((key for key in CAMPAIGN_KEYS if key in group.document), None)
+            kind = campaign_kind(group.document)
             if kind is None:
                 plain.append((group, first_index))
             else:
@@ -234,7 +243,7 @@ def _split_campaigns(groups: list[tuple[Sequence[ExpandedExperiment], int]],
         by_base: dict[tuple[str, str], list[ExpandedExperiment]] = {}
         rest = []
         for experiment in group:
-            kind = next((key for key in CAMPAIGN_KEYS if key in experiment.config), None)
+            kind = campaign_kind(experiment.config)
             if kind is None:
                 rest.append(experiment)
             else:

@@ -123,10 +123,8 @@ def _job_record(item: ExperimentPlan, job: Segment) -> dict[str, Any]:
 
 def _campaign_record(campaign: Any) -> dict[str, Any]:
     """--list: a campaign (steered or weighted ensemble), which has no fixed jobs to list."""
-    experiments = campaign.experiments
-    base = experiments[0].base_name if len(experiments) else ""
-    return {"campaign": base, "kind": {"steer": "steered", "ensemble": "weighted-ensemble"}[campaign.kind],
-            "experiments": len(experiments)}
+    return {"campaign": campaign.base, "kind": {"steer": "steered", "ensemble": "weighted-ensemble"}[campaign.kind],
+            "experiments": len(campaign.experiments)}
 
 
 @dataclass

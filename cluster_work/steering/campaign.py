@@ -63,9 +63,8 @@ def drivers(campaign: CampaignPlan, settings: RunSettings, workers: int) -> list
 
 def check_selection(campaign: CampaignPlan, selection: Selection, source: str) -> None:
     """Refuse (one line, exit 2, before anything is written) a selection that would run part of a campaign."""
-    experiments = campaign.experiments
-    base = experiments[0].base_name if len(experiments) else "?"
-    if not isinstance(experiments, ExpandedDocument):
+    base = campaign.base or "?"
+    if not isinstance(campaign.experiments, ExpandedDocument):
         raise config_error(source, "-e names part of a steered campaign, which runs as a whole: name it by its "
                                    f"base name ({base})", experiment=base, key="steer")
     if selection.repetition is not None or selection.jobs:
