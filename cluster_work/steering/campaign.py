@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import traceback
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cluster_work")
 
+PLANNED_EVERY = 0.25  # s: how often the planned iterations the live display shows are worked out again
 _RANKED = (EXIT_STORE, EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED)  # as Summary.exit_status ranks them
 
 
@@ -118,6 +120,7 @@ class SteeredCampaign:
         self._saved: dict[tuple[str, int], int] = {}  # iterations on disk, where an outcome told them
         self._failures: list[Outcome] = []
         self._ran = 0
+        self._left, self._left_at = 0, -PLANNED_EVERY  # planned iterations, and when (see iterations_left)
 
     # --- the Driver protocol ---------------------------------------------------------------------------
 
@@ -211,10 +214,10 @@ class SteeredCampaign:
         return f"{head}: " + "; ".join(parts)
 
     def iterations_left(self) -> int:
-        """The iterations its decisions so far still plan (the live display's total; 0 before `start`)."""
-        if self.steering is None or self._error or self._note:
-            return 0
-        return int(self.steering.planned_iterations(not self.settings.restart_full_repetitions))
+        """The iterations its decisions so far still plan (the live display's total; 0 before `start`).
+        Read by the display's thread: a number `_apply` keeps, on the thread that decides, at most every
+        PLANNED_EVERY seconds, never the steering state itself while that thread changes it."""
+        return 0 if self._error or self._note else self._left
 
     def close(self) -> None:
         try:
@@ -247,6 +250,10 @@ class SteeredCampaign:
                 runs.append(action)
             elif isinstance(action, Stop):
                 self._stop(action)
+        now = time.monotonic()
+        if self.steering is not None and now - self._left_at >= PLANNED_EVERY:  # O(runs asked for): not per result
+            self._left = int(self.steering.planned_iterations(not self.settings.restart_full_repetitions))
+            self._left_at = now
         return self._segments(runs)
 
     def _segments(self, runs: list[Run]) -> Iterator[Segment]:
