@@ -3,8 +3,8 @@ own item.
 
 The task and the items travel with cloudpickle, so experiment classes defined in a script's `__main__`
 work under every start method. What the parent and its workers share: a stop event, the count of
-saved iterations (for the live display) and a small ring of cancelled item indices, which a worker's
-`cancelled()` looks up between iterations.
+saved iterations (for the live display) and a small ring of cancelled item indices with their count,
+which a worker's `cancelled()` reads between iterations (the ring only once the count moved).
 """
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ _STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 _worker: dict[str, Any] = {}  # in a worker process: its task and what it shares with the parent
 
 
-def _init_worker(pickled_task: bytes, stop_event: Any, iterations: Any, cancelled: Any, main_pid: int) -> None:
+def _init_worker(pickled_task: bytes, stop_event: Any, iterations: Any, cancelled: Any, cancels: Any,
+                 main_pid: int) -> None:
     import cloudpickle
 
     exit_when_orphaned(f"worker process {os.getpid()}", pid=main_pid)  # a kill -9 of the run ends its workers
@@ -41,16 +42,31 @@ def _init_worker(pickled_task: bytes, stop_event: Any, iterations: Any, cancelle
         with iterations.get_lock():
             iterations.value += 1
 
-    _worker.update(task=cloudpickle.loads(pickled_task), stop=stop_event, count=count, cancelled=cancelled)
+    _worker.update(task=cloudpickle.loads(pickled_task), stop=stop_event, count=count, cancelled=cancelled,
+                   cancels=cancels)
+
+
+class _Cancelled:
+    """A worker's `cancelled()` for item `index`: reads the parent's count of cancels each time (one
+    shared integer), and looks through the ring of cancelled indices only when that count moved."""
+
+    def __init__(self, index: int):
+        self.index, self.seen, self.found = index, -1, False
+
+    def __call__(self) -> bool:
+        count = _worker["cancels"].value
+        if count != self.seen and not self.found:
+            self.seen, self.found = count, self.index in _worker["cancelled"][:]
+        return self.found
 
 
 def _run_in_worker(pickled_item: bytes) -> Any:
     import cloudpickle
 
     item = cloudpickle.loads(pickled_item)
-    stop, cancelled = _worker["stop"], _worker["cancelled"]
+    stop = _worker["stop"]
     context = TaskContext(stop_requested=lambda: stop.is_set() or stopping.stop_requested(),
-                          cancelled=lambda: item.index in cancelled[:], iteration_done=_worker["count"])
+                          cancelled=_Cancelled(item.index), iteration_done=_worker["count"])
     return _worker["task"](item, context)
 
 
@@ -79,8 +95,7 @@ class LocalProcessExecutor(Executor):
         self._context = multiprocessing.get_context(mp_context)
         # made with the first pool, not here: they start multiprocessing's resource tracker, and until
         # jobs start a stop signal ends the run at once (see stopping.stop_signals_handled)
-        self._shared: tuple[Any, Any, Any] | None = None
-        self._cancel_count = 0
+        self._shared: tuple[Any, Any, Any, Any] | None = None  # stop, iterations, cancel ring, its count
         self._queue: collections.deque[Any] = collections.deque()
         self._pending: dict[futures.Future[Any], Any] = {}
         self._ready: collections.deque[Any] = collections.deque()
@@ -101,9 +116,9 @@ class LocalProcessExecutor(Executor):
         if self._cancel_queued(self._queue, self._ready, index):
             return
         if self._shared is not None and any(item.index == index for item in self._pending.values()):
-            ring = self._shared[2]
-            ring[self._cancel_count % CANCEL_RING] = index
-            self._cancel_count += 1
+            ring, count = self._shared[2], self._shared[3]
+            ring[count.value % CANCEL_RING] = index  # the entry first, then the count a worker watches
+            count.value += 1
 
     def next_outcome(self) -> Any:
         while not self._ready:
@@ -143,7 +158,8 @@ class LocalProcessExecutor(Executor):
 
         if self._shared is None:
             self._shared = (self._context.Event(), self._context.Value("q", 0),
-                            self._context.Array("q", [-1] * CANCEL_RING, lock=False))
+                            self._context.Array("q", [-1] * CANCEL_RING, lock=False),
+                            self._context.Value("q", 0, lock=False))
         if self._pickled_task is None:
             self._pickled_task = cloudpickle.dumps(self._task)
         self._pool = futures.ProcessPoolExecutor(self.workers, mp_context=self._context, initializer=_init_worker,
