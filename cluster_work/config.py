@@ -27,12 +27,14 @@ from typing import Any
 import yaml
 
 from .errors import ClusterWorkError, config_error
+from .lookalike import lookalike
 
 log = logging.getLogger("cluster_work")
 
 REQUIRED_KEYS = ("name", "repetitions", "iterations", "path")
 KNOWN_KEYS = frozenset(REQUIRED_KEYS + ("params", "grid", "list", "random", "custom", "slurm", "gui", "plotting",
-                                       "log_path", "command", "files", "ensemble", "steer"))
+                                       "log_path", "command", "files", "ensemble", "steer", "keep_keys"))
+ALIASES = frozenset({"replicas"})  # read as a known key (SmartSim's name for repetitions)
 CUSTOM_KEYS = frozenset({"function", "samples", "params"})
 RANDOM_KEYS = frozenset({"samples", "seed", "params", "without_replacement"})
 DEFAULT_NAME = "DEFAULT"
@@ -246,6 +248,11 @@ def merge_and_validate(documents: list[Any], source: str, warn: Warn = log.warni
                                        f"got {type(document).__name__}")
     documents = [_replicas_as_repetitions(d, source, number) for number, d in enumerate(documents, start=1)]
     default: Mapping[str, Any] = {}
+    default_keeps: list[str] = []
+    for number, document in enumerate(documents, start=1):
+        kept = _check_document_keys(document, source, number, [] if number == 1 else default_keeps)
+        if number == 1 and is_default_document(document):
+            default_keeps = kept
     if is_default_document(documents[0]):
         default, documents = documents[0], documents[1:]
     experiments = []
@@ -268,6 +275,26 @@ def merge_and_validate(documents: list[Any], source: str, warn: Warn = log.warni
     if not experiments:
         raise config_error(source, "the file holds a DEFAULT document but no experiment")
     return experiments
+
+
+def _check_document_keys(document: Mapping[str, Any], source: str, number: int, inherited: list[str]) -> list[str]:
+    """Refuse what a slip of the keyboard makes of a document: a key one typo away from a reserved one
+    (`gird:` would run the defaults only; see `lookalike`), unless `keep_keys` lists it (here or in the
+    DEFAULT document). Returns the keys the document keeps."""
+    name = document.get("name")
+    label = name if isinstance(name, str) else f"document {number}"
+    keeps = document.get("keep_keys", [])
+    if not isinstance(keeps, list) or not all(isinstance(key, str) for key in keeps):
+        raise config_error(source, f"must be a list of key names, got {keeps!r}",
+                           experiment=label, key="keep_keys")
+    kept = [*inherited, *keeps]
+    unknown = [key for key in document if key not in KNOWN_KEYS]
+    for key in unknown:
+        meant = lookalike(key, KNOWN_KEYS | ALIASES) if isinstance(key, str) and key not in kept else None
+        if meant:
+            raise config_error(source, f"unknown key in document {number}; did you mean '{meant}'? (to keep a "
+                                       f"key of this name, list it: keep_keys: [{key}])", experiment=label, key=key)
+    return kept
 
 
 def _replicas_as_repetitions(document: Mapping[str, Any], source: str, number: int) -> Mapping[str, Any]:
@@ -346,7 +373,7 @@ def validate_experiment(experiment: Mapping[str, Any], source: str, number: int,
 
         check_steer_block(experiment["steer"], source, name)
     for key in experiment:
-        if key not in KNOWN_KEYS:
+        if key not in KNOWN_KEYS and key not in experiment.get("keep_keys", ()):
             warn(f"{source}: experiment '{name}': unknown key '{key}' (known: {', '.join(sorted(KNOWN_KEYS))}); "
                  "it is passed to the experiment unchanged")
 

@@ -107,6 +107,8 @@ MISTAKES = [
                  id="second-experiment-below-a-file"),
     pytest.param((BASE + "name: a\n").encode() + (b"# " + b"x" * 1021 + b"\n") * (11 * 1024), (), (),
                  id="11-MiB-config"),
+    pytest.param((BASE + "name: a\ngird: {x: [1, 2]}\n").encode(), (), ("'a'", "'gird'", "document 2",
+                 "did you mean 'grid'?"), id="typo-of-grid"),
 ]
 
 
