@@ -35,6 +35,7 @@ REQUIRED_KEYS = ("name", "repetitions", "iterations", "path")
 KNOWN_KEYS = frozenset(REQUIRED_KEYS + ("params", "grid", "list", "random", "custom", "slurm", "gui", "plotting",
                                        "log_path", "command", "files", "ensemble", "steer", "keep_keys"))
 ALIASES = frozenset({"replicas"})  # read as a known key (SmartSim's name for repetitions)
+BLOCK_KEYS = ("params", "grid", "list", "random", "custom")  # mappings whose values are indented under them
 CUSTOM_KEYS = frozenset({"function", "samples", "params"})
 RANDOM_KEYS = frozenset({"samples", "seed", "params", "without_replacement"})
 DEFAULT_NAME = "DEFAULT"
@@ -280,7 +281,8 @@ def merge_and_validate(documents: list[Any], source: str, warn: Warn = log.warni
 def _check_document_keys(document: Mapping[str, Any], source: str, number: int, inherited: list[str]) -> list[str]:
     """Refuse what a slip of the keyboard makes of a document: a key one typo away from a reserved one
     (`gird:` would run the defaults only; see `lookalike`), unless `keep_keys` lists it (here or in the
-    DEFAULT document). Returns the keys the document keeps."""
+    DEFAULT document), and a block whose values were not indented under it (`grid:` then `lr: [...]` on
+    the next line reads as an empty grid beside a key `lr`). Returns the keys the document keeps."""
     name = document.get("name")
     label = name if isinstance(name, str) else f"document {number}"
     keeps = document.get("keep_keys", [])
@@ -294,6 +296,10 @@ def _check_document_keys(document: Mapping[str, Any], source: str, number: int, 
         if meant:
             raise config_error(source, f"unknown key in document {number}; did you mean '{meant}'? (to keep a "
                                        f"key of this name, list it: keep_keys: [{key}])", experiment=label, key=key)
+    for key in BLOCK_KEYS:
+        if key in document and document[key] is None:
+            stray = f"; were {', '.join(map(repr, unknown))} meant to be indented under it?" if unknown else ""
+            raise config_error(source, f"is empty in document {number}{stray}", experiment=label, key=key)
     return kept
 
 

@@ -207,6 +207,21 @@ def test_keep_keys_must_list_names():
         expand(BASE + "name: a\nkeep_keys: gird\n")
 
 
+@pytest.mark.parametrize("text, where", [
+    pytest.param(BASE + "name: a\ngrid:\nlr: [1, 2]\n", "'grid': is empty in document 2; were 'lr' meant",
+                 id="grid-values-not-indented"),
+    pytest.param(BASE + "name: a\nlist:\nlr: [1, 2]\nwd: [3, 4]\n", "'list': is empty in document 2; were 'lr', 'wd'",
+                 id="list-values-not-indented"),
+    pytest.param(BASE + "name: a\nparams:\n", "'params': is empty in document 2", id="params-with-nothing"),
+    pytest.param(BASE + "name: a\nrandom:\n", "'random': is empty in document 2", id="random-with-nothing"),
+    pytest.param("name: DEFAULT\nrepetitions: 2\niterations: 3\npath: out\nparams:\nlr: 1\n---\nname: a\n",
+                 "experiment 'DEFAULT': 'params': is empty in document 1; were 'lr' meant", id="in-DEFAULT"),
+])
+def test_an_empty_block_is_an_error(text, where):
+    with pytest.raises(ConfigError, match=where):
+        expand(text)
+
+
 def test_load_config_names_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="nope.yml: cannot read"):
         load_config(tmp_path / "nope.yml")

@@ -109,6 +109,8 @@ MISTAKES = [
                  id="11-MiB-config"),
     pytest.param((BASE + "name: a\ngird: {x: [1, 2]}\n").encode(), (), ("'a'", "'gird'", "document 2",
                  "did you mean 'grid'?"), id="typo-of-grid"),
+    pytest.param((BASE + "name: a\ngrid:\nx: [1, 2]\n").encode(), (), ("'a'", "'grid'", "is empty"),
+                 id="grid-values-not-indented"),
 ]
 
 
