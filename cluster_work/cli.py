@@ -20,7 +20,7 @@ from .experiment import ClusterWork
 from .logs import configure_console
 from .original_api import configs_and_results, implements_plot_results
 from .paths import SweepPaths
-from .planning import Plan, apply_plan, make_plan, warn_changed
+from .planning import Plan, apply_plan, make_plan, refuse_changed_only, warn_changed
 from .provenance import describe_runs, read_runs, run_ended, run_started
 from .reporting import print_plan, print_progress, print_summary, progress_json
 from .results import load_results
@@ -173,6 +173,7 @@ def _run(experiment_class: type[ClusterWork], args: argparse.Namespace, argument
             return 0
         if args.slurm:
             return _slurm(args, experiments, plan)
+        refuse_changed_only(plan, policy, args.config)
         warn_changed(plan, policy)
         # from the first write on a stop is graceful: what was written stays consistent, the rerun resumes
         handle_stop_signals(hard_second=False, on_first=lambda: _on_stop(executor))

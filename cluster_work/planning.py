@@ -412,3 +412,26 @@ def warn_changed(plan: Plan, policy: Policy, warn: Any = log.warning, most: int 
                  "-I/--ignore_config to continue with the new parameters")
     if changed > most:
         warn(f"... and {changed - most} more experiments whose parameters changed")
+
+
+def refuse_changed_only(plan: Plan, policy: Policy, source: str, most: int = 3) -> None:
+    """Raise a ConfigError (exit 2, before anything is written) when nothing would run but experiments whose
+    parameters changed since their results were saved: a rerun after an edit of the config that silently
+    did nothing and exited 0 looked like a success. Where anything else runs, the skipped ones are only
+    warned about (`warn_changed`) and named in the summary."""
+    if policy.ignore_config or plan.totals.jobs:
+        return
+    skipped = [item for item in plan.experiments if item.skipped] if plan.totals.skipped else []
+    for campaign in plan.campaigns:
+        changed = [item for item in campaign.plans if item.skipped]
+        # a steered campaign runs as a whole, so one changed experiment skips it; an ensemble is one per experiment
+        if not changed or (campaign.kind != "steer" and len(changed) < len(campaign.plans)):
+            return  # the campaign runs (or decides itself that it has nothing left)
+        skipped += changed
+    if not skipped:
+        return
+    named = "; ".join(f"{item.experiment.name}: {', '.join(item.changed_keys)}" for item in skipped[:most])
+    more = f"; and {len(skipped) - most} more" if len(skipped) > most else ""
+    raise ConfigError(f"{source}: nothing to run: the parameters of {len(skipped)} experiment(s) changed since "
+                      f"their results were saved ({named}{more}); rerun with -o/--overwrite to delete their results "
+                      "and run them from scratch, or -I/--ignore_config to continue them with the new parameters")

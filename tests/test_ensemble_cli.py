@@ -101,6 +101,16 @@ def test_an_ensemble_runs_beside_a_plain_experiment_the_same_with_n_2_and_shows_
     assert [r.iteration for r in read_records(str(one / "out" / "chain"))] == [0, 1, 2]
 
 
+def test_a_rerun_whose_only_work_is_an_ensemble_with_changed_parameters_is_exit_2_until_o_or_i(tmp_path):
+    run_cli("BarrierWalk", write(tmp_path, iterations=3), cwd=tmp_path, check_rc=0)
+    write(tmp_path, iterations=3, **{"up: 0.3": "up: 0.4"})
+    refused = run_cli("BarrierWalk", "c.yml", cwd=tmp_path, check_rc=2)
+    assert refused.stderr.startswith("error: c.yml: nothing to run: the parameters of 1 experiment(s) changed since "
+                                     "their results were saved (chain: up); rerun with -o/--overwrite"), refused.stderr
+    assert "ensemble chain: 3 iterations (3 this run)" in run_cli("BarrierWalk", "c.yml", "-o", cwd=tmp_path,
+                                                                  check_rc=0).stderr
+
+
 @pytest.mark.parametrize("change, key", [({"walkers_per_bin: 4": "walkers_per_bin: 0"}, "ensemble.walkers_per_bin"),
                                          ({"repetitions: 1": "repetitions: 2"}, "repetitions")])
 def test_a_bad_ensemble_document_is_one_line_and_exit_2_with_nothing_written(tmp_path, change, key):

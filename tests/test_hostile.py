@@ -220,6 +220,28 @@ def test_a_rerun_of_nan_and_set_params_runs_nothing_and_warns_nothing(tmp_path):
     assert "WARNING" not in rerun.stderr and "0 jobs" in rerun.stderr, rerun.stderr
 
 
+def test_a_rerun_that_only_meets_changed_parameters_is_exit_2_and_says_what_to_do(tmp_path, cli):
+    """Nothing ran because the parameters changed: not a success (exit 0 with '0 jobs' looked like one)."""
+    (tmp_path / "config.yml").write_text(BASE + "name: a\ngrid: {step: [1.0, 2.0]}\n")
+    assert cli("config.yml")[0] == 0
+    (tmp_path / "config.yml").write_text(BASE + "name: a\nparams: {sleep: 0.0001}\ngrid: {step: [1.0, 2.0]}\n")
+    before = everything_under(tmp_path)
+    status, _, stderr = cli("config.yml")
+    assert status == 2, stderr
+    assert_one_error_line(stderr, "nothing to run: the parameters of 2 experiment(s) changed since their results "
+                                  "were saved (a__s1.0: sleep; a__s2.0: sleep)", "-o/--overwrite", "-I/--ignore_config")
+    assert everything_under(tmp_path) == before
+    assert cli("config.yml", "-I")[0] == 0  # continues them: nothing left, as they were finished
+
+
+def test_a_rerun_where_something_else_runs_still_skips_changed_experiments_with_a_warning(tmp_path, cli):
+    (tmp_path / "config.yml").write_text(BASE + "name: a\n")
+    assert cli("config.yml")[0] == 0
+    (tmp_path / "config.yml").write_text(BASE + "name: a\nparams: {sleep: 0.0001}\n---\nname: b\n")
+    status, _, stderr = cli("config.yml")
+    assert status == 0 and "a: skipped, its parameters changed" in stderr and "nothing to run" not in stderr
+
+
 def test_load_results_selects_a_base_name_that_holds_two_underscores(tmp_path, cli):
     from cluster_work import load_results
 

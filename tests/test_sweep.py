@@ -177,9 +177,9 @@ def test_changed_params_are_skipped_until_overwrite_or_ignore(sweep, write_confi
     run_cli("Deterministic", "config.yml", cwd=sweep, check_rc=0)
     write_config(CONFIG.replace("path: out", "path: out\nparams: {sleep: 0.001}").replace("iterations: 4",
                                                                                           "iterations: 5"))
-    result = run_cli("Deterministic", "config.yml", cwd=sweep, check_rc=0)
-    assert "parameters changed since its results were saved (sleep)" in result.stderr
-    assert "-o/--overwrite" in result.stderr and "0 jobs" in result.stderr
+    result = run_cli("Deterministic", "config.yml", cwd=sweep, check_rc=2)  # nothing ran: not a success
+    assert "parameters of 2 experiment(s) changed since their results were saved (walk__s1.0: sleep" in result.stderr
+    assert "-o/--overwrite" in result.stderr and "-I/--ignore_config" in result.stderr
     result = run_cli("Deterministic", "config.yml", "-I", "-e", "walk__s1.0", cwd=sweep, check_rc=0)
     assert "3 finished" in result.stderr and "(1 iterations" in result.stderr
     result = run_cli("Deterministic", "config.yml", "-o", cwd=sweep, check_rc=0)
