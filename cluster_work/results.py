@@ -5,14 +5,17 @@ later. Per repetition, cluster_work's rows win where it saved any; else the orig
 """
 from __future__ import annotations
 
+import errno
 import itertools
 import os
+import warnings
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import original_format
 from .arrow_rows import start_reader as _fast_reader
 from .config import flatten_mapping, load_config
+from .errors import ResultsNotFoundError
 from .store import ExperimentStore, find_experiment_folders, parse_results
 
 if TYPE_CHECKING:  # pandas is imported where a frame is made: `import cluster_work` and its workers need none
@@ -31,12 +34,24 @@ def resolve_folder(config_path: str | os.PathLike[str], folder: str) -> str:
 
 
 def _sweep_folders(path: str | os.PathLike[str]) -> list[str]:
-    """A config file stands for the `path` folders of its experiments (see resolve_folder); a folder for itself."""
+    """A config file stands for the `path` folders of its experiments (see resolve_folder); a folder for itself.
+    A path that is neither is a ResultsNotFoundError: a typo must not read as a sweep without results."""
     path = os.fspath(path)
-    if not os.path.isfile(path):
+    if os.path.isdir(path):
         return [path]
+    if not os.path.isfile(path):
+        raise ResultsNotFoundError(errno.ENOENT, "no such config file or results folder", path)
     documents = load_config(path, warn=lambda m: None, keep_unknown_tags=True)
     return list(dict.fromkeys(resolve_folder(path, e["path"]) for e in documents))
+
+
+def _warn_nothing_found(path: str | os.PathLike[str], folders: list[str]) -> None:
+    """An existing config or folder below which no experiment saved anything yet: an empty frame, said aloud."""
+    if os.path.isdir(path):
+        message = f"{os.fspath(path)}: no experiment folders in it (no sweep has saved results there yet)"
+    else:
+        message = f"{os.fspath(path)}: no results yet in {', '.join(folders)} (has its sweep run?)"
+    warnings.warn(message, stacklevel=3)
 
 
 def _find_above(start: str, relative: str) -> str | None:
@@ -59,6 +74,8 @@ def load_results(path: str | os.PathLike[str], experiments: Iterable[str] | None
     then the result columns. `experiments` keeps the named experiments (base or expanded names);
     `params` keeps those whose parameters equal the given values, e.g. `{"model.width": 8}`.
     Files being appended to are read safely: each repetition shows a consistent prefix of its rows.
+    A path that is neither a config file nor a folder raises ResultsNotFoundError (a FileNotFoundError);
+    a config or folder with no experiment folders yet gives an empty frame and a warning.
     A weighted ensemble has one row per (iteration, walker), see `ensemble.analysis.with_ensembles`.
     """
     import pandas as pd
@@ -69,9 +86,12 @@ def load_results(path: str | os.PathLike[str], experiments: Iterable[str] | None
     chunks: list[bytes | list[dict[str, Any]]] = []  # per repetition: our lines, or the original's rows
     blocks: list[dict[str, Any]] = []  # one per repetition: experiment, rep and params columns
     folders: list[tuple[str, dict[str, Any]]] = []  # each kept folder, for a weighted ensemble's rows
+    sweep_folders = _sweep_folders(path)
     fast = _fast_reader()  # where pyarrow is installed, parses what was read while more is read
-    for folder in _sweep_folders(path):
+    found = False
+    for folder in sweep_folders:
         for store in find_experiment_folders(folder):
+            found = True
             config = stored_config(store.path) or {}
             name = config.get("name", os.path.basename(store.path))
             if wanted is not None and not wanted & {name, config.get("experiment_name", name)}:
@@ -88,6 +108,8 @@ def load_results(path: str | os.PathLike[str], experiments: Iterable[str] | None
                     chunks.append(chunk)
                     fast.add(chunk)
                     blocks.append({"experiment": name, "rep": rep, **param_columns})
+    if not found:
+        _warn_nothing_found(path, sweep_folders)
     results, counts = fast.rows() or _parsed_rows(chunks)
     kept = [block for block, count in zip(blocks, counts) if count]
     if not kept:

@@ -5,8 +5,10 @@ Each case also says whether the fast reader must take it (else a reader that alw
 import json
 import math
 import random
+import re
 import shutil
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -246,3 +248,37 @@ def test_without_pyarrow_the_plain_reader_reads_alone(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "pyarrow", None)
     assert taken and fast_rows([counted(1)]) is None
     assert_identical(load_results(sweep), with_pyarrow)
+
+
+# --- a wrong path is an error; a sweep that has not run is an empty frame and a warning ------------------
+
+@pytest.mark.parametrize("path", [pytest.param("typo.yml", id="config-file"), pytest.param("outt", id="folder")])
+def test_a_path_that_is_neither_a_config_nor_a_folder_is_an_error_naming_it(tmp_path, monkeypatch, path):
+    monkeypatch.chdir(tmp_path)
+    write_sweep(tmp_path / "out", [counted(2, **ROW)])
+    with pytest.raises(FileNotFoundError, match=f"no such config file or results folder: '{path}'"):
+        load_results(path)
+
+
+@pytest.mark.parametrize("setup, path, warning", [
+    pytest.param(lambda root: None, "c.yml", "c.yml: no results yet in out (has its sweep run?)", id="config-not-run"),
+    pytest.param(lambda root: (root / "out").mkdir(), "c.yml", "c.yml: no results yet in out",
+                 id="empty-results-folder"),
+    pytest.param(lambda root: (root / "out").mkdir(), "out", "out: no experiment folders in it", id="empty-folder"),
+])
+def test_a_sweep_that_has_not_run_yet_is_an_empty_frame_and_a_warning(tmp_path, monkeypatch, setup, path, warning):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.yml").write_text("name: a\nrepetitions: 1\niterations: 1\npath: out\n")
+    setup(tmp_path)
+    with pytest.warns(UserWarning, match=re.escape(warning)):
+        frame = load_results(path)
+    assert frame.empty and list(frame.columns) == results.INDEX_COLUMNS
+
+
+def test_a_sweep_with_results_loads_without_a_warning(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.yml").write_text("name: a\nrepetitions: 1\niterations: 1\npath: out\n")
+    write_sweep(tmp_path / "out", [b"", None])  # saved nothing yet, but started: no warning either
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_results("c.yml").empty and load_results("out").empty
