@@ -208,6 +208,19 @@ def _seeds_that_order_a_set_differently() -> tuple[str, str]:
     pytest.fail("no two hash seeds order the set differently")
 
 
+def test_a_set_in_a_grid_names_the_same_folder_under_any_hash_seed(tmp_path):
+    """A set prints in hash-seed order: its folder was named anew by every run, which ran it again beside
+    the first. Names depend only on the config: the set is written sorted."""
+    (tmp_path / "config.yml").write_text(ONE + "name: a\ngrid: {weights: [!!set {gamma, delta, alpha, beta}, "
+                                               "[1, !!set {beta, alpha}]]}\n")
+    runs = [subprocess.run([sys.executable, SCRIPT, "Deterministic", "config.yml"], cwd=tmp_path,
+                           env={**script_env(), "PYTHONHASHSEED": seed}, capture_output=True, text=True, timeout=120)
+            for seed in _seeds_that_order_a_set_differently()]
+    assert [run.returncode for run in runs] == [0, 0], runs[-1].stderr
+    assert sorted(os.listdir(tmp_path / "out" / "a")) == ["w_1_{alpha_beta}", "w{alpha_beta_delta_gamma}"]
+    assert "0 jobs" in runs[1].stderr, runs[1].stderr
+
+
 def test_a_rerun_of_nan_and_set_params_runs_nothing_and_warns_nothing(tmp_path):
     (tmp_path / "config.yml").write_text(ONE + "name: a\nparams: {step: .nan, weights: !!set {alpha, beta, gamma, "
                                                "delta}}\n")
