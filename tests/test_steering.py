@@ -138,7 +138,7 @@ def test_steer_block_defaults_and_one_line_errors():
     threshold = check_steer_block({"policy": "threshold", "metric": "acc", "bound": 0.9, "mode": "max"}, SOURCE, "s")
     assert threshold.bound == 0.9 and threshold.mode == "max"
     median = check_steer_block({"policy": "median_stopping", "metric": "l", "min_iterations": 4}, SOURCE, "s")
-    assert median.interval == 4
+    assert median.interval == 1  # every iteration after the grace period, as Optuna's and Ray's median rules
     cases = [
         ([1, 2], "'steer': must be a mapping"),
         ({"policy": "asha", "metric": "loss"}, "'steer.policy': must be one of successive_halving"),
@@ -288,6 +288,21 @@ def test_median_stopping_by_hand(tmp_path):
             "search__c3": 1, "search__c4": 1, "search__c0": 2, "search__c1": 3}
         assert engine.stopped[("search__c3", None)] == (
             "median stopping: loss 3 after 1 iteration is worse than the median 1.5 of the 4 others")
+
+
+@pytest.mark.parametrize("block, stopped_after", [
+    pytest.param({}, 3, id="default-every-iteration-after-the-grace-period"),
+    pytest.param({"interval": 2}, 4, id="interval-2-checks-after-2-and-4"),
+])
+def test_median_stopping_checks_every_iteration_after_min_iterations_unless_told(tmp_path, block, stopped_after):
+    """R = 5, min_iterations 2: c1 ties c0 after 2 iterations and is worse from its third on. Checked
+    after 2, 3, 4 it stops after 3; it stopped only after 4 when `interval` defaulted to min_iterations."""
+    table = {0: [0, 0, 0, 0, 0], 1: [0, 0, 9, 9, 9]}
+    document = make_document(tmp_path, grid={"c": [0, 1]}, iterations=5)
+    spec = steer(document, policy="median_stopping", min_iterations=2, **block)
+    engine = Engine(document, spec, lambda e, rep, n: table[c_of(e)][n]).run()
+    assert {name: engine.saved[(name, 0)] for name, _ in engine.stopped} == {"search__c1": stopped_after}
+    assert engine.stopped[("search__c1", None)].startswith(f"median stopping: loss 9 after {stopped_after} iterations")
 
 
 def test_median_bound_counts_unknown_points_as_the_best():

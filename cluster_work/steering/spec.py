@@ -7,6 +7,7 @@
       min_iterations: 1            # the first rung / check
       reduction_factor: 3          # successive_halving, hyperband (and optuna's halving pruners)
       interval: 1                  # median_stopping, threshold, optuna's pruner: iterations between checks
+                                   # (default 1: every iteration after min_iterations, as Optuna's and Ray's)
       reduce: mean                 # over an experiment's repetitions: mean | min | max | median
       bound: 0.5                   # threshold: stop where the metric is worse than this
       # optuna: sampler (tpe | random), seed, trials, batch, pruner (none | median | successive_halving |
@@ -121,7 +122,7 @@ def check_steer_block(block: Any, source: str, name: str) -> SteerSpec:
     values["reduce"] = _choice(block, "reduce", REDUCERS, "mean", error)
     values["min_iterations"] = _count(block, "min_iterations", 1, 1, error)
     values["reduction_factor"] = _count(block, "reduction_factor", 3, 2, error)
-    values["interval"] = _count(block, "interval", values["min_iterations"], 1, error)
+    values["interval"] = _count(block, "interval", 1, 1, error)  # every iteration after min_iterations
     values["seed"] = _integer(block, "seed", default_seed(name), error)
     if policy == "threshold":
         bound = block.get("bound")
