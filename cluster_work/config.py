@@ -375,9 +375,10 @@ def validate_experiment(experiment: Mapping[str, Any], source: str, number: int,
     if "steer" in experiment:
         if "ensemble" in experiment:
             raise config_error(source, "give 'ensemble' or 'steer', not both", experiment=name, key="steer")
-        from .steering.spec import check_steer_block  # a user's policy class is loaded here: a typo is a config error
+        # a user's policy class is loaded here: a typo is a config error
+        from .steering.spec import check_steered_document
 
-        check_steer_block(experiment["steer"], source, name)
+        check_steered_document(experiment, source)
     for key in experiment:
         if key not in KNOWN_KEYS and key not in experiment.get("keep_keys", ()):
             warn(f"{source}: experiment '{name}': unknown key '{key}' (known: {', '.join(sorted(KNOWN_KEYS))}); "

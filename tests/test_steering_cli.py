@@ -59,7 +59,7 @@ class StopTheOthers(Policy):
 def write_config(folder, grid, iterations, steer, params=None):
     folder.mkdir(parents=True, exist_ok=True)
     document = {"name": "search", "repetitions": 1, "iterations": iterations, "path": "results",
-                "params": params or {}, "grid": {"c": grid}, "steer": steer}
+                "params": params or {}, "steer": steer, **({"grid": {"c": grid}} if grid is not None else {})}
     (folder / "config.yml").write_text(json.dumps(document))  # JSON is YAML
     return folder
 
@@ -287,10 +287,20 @@ def test_optuna_suggests_the_same_points_sequentially_and_with_two_workers(tmp_p
     pytest.importorskip("optuna")
     runs = {}
     for name, args in (("sequential", ()), ("parallel", ("-n", "2"))):
-        folder = write_config(tmp_path / name, [0], 2, OPTUNA)
+        folder = write_config(tmp_path / name, None, 2, OPTUNA, params={"c": 0})
         result = run_cli("Steered", "config.yml", *args, cwd=folder, check_rc=0)
         runs[name] = (decisions(folder), sorted(rows_on_disk(folder)), result.stderr)
     (decided, points, stderr), (decided_n2, points_n2, _) = runs["sequential"], runs["parallel"]
     assert decided == decided_n2 and points == points_n2
-    assert len([p for p in points if "_trial" in p]) == 6, points  # six trials beside the configured point
-    assert "best search__" in stderr
+    assert len(points) == 6 and all("_trial" in p for p in points), points  # what optuna asked, no baseline
+    assert "6 experiments (6 added); repetitions 6 finished" in stderr and "best search__" in stderr
+    assert set(load_results(folder / "results").experiment) == {f"search__{p}" for p in points}
+
+
+def test_optuna_refuses_a_grid_whose_points_would_never_run(tmp_path):
+    pytest.importorskip("optuna")
+    folder = write_config(tmp_path, [0, 1], 2, OPTUNA)
+    refused = run_cli("Steered", "config.yml", cwd=folder, check_rc=2)
+    assert refused.stderr.startswith("error: config.yml: experiment 'search': 'grid': policy optuna runs only the "
+                                     "points it asks for"), refused.stderr
+    assert sorted(os.listdir(folder)) == ["config.yml"]

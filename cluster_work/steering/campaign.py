@@ -231,7 +231,7 @@ class SteeredCampaign:
     def _points(self) -> str:
         assert self.steering is not None
         added = self.steering.point_count() - self.steering.configured_count()
-        return f"{self.steering.point_count()} experiments" + (f" ({added} added)" if added else "")
+        return f"{self.steering.experiment_count()} experiments" + (f" ({added} added)" if added else "")
 
     def _tally(self) -> str:
         assert self.steering is not None

@@ -40,7 +40,7 @@ def campaign_progress(document: ExpandedDocument, restores: bool = True) -> dict
     stops: dict[int, int] = {}
     for rung in steering.rungs():
         stops[rung["iteration"]] = stops.get(rung["iteration"], 0) + rung["stopped"]
-    return {**figures, "experiments": steering.point_count(),
+    return {**figures, "experiments": steering.experiment_count(),
             "added": steering.point_count() - steering.configured_count(),
             **{state: tally[state] for state in ("finished", "stopped", "failed")},
             "stopped_per_rung": {str(iteration): count for iteration, count in sorted(stops.items())},

@@ -136,6 +136,20 @@ def check_steer_block(block: Any, source: str, name: str) -> SteerSpec:
     return SteerSpec(**values)
 
 
+def check_steered_document(experiment: Mapping[str, Any], source: str) -> SteerSpec:
+    """Validate an experiment document's `steer:` block, and what it says of the document: optuna runs only
+    the points it asks for (set on the document's params), so a grid, list, random or custom block of
+    points that would never run is refused rather than silently ignored."""
+    name = experiment["name"]
+    spec = check_steer_block(experiment["steer"], source, name)
+    swept = [key for key in ("grid", "list", "random", "custom") if experiment.get(key)]
+    if spec.policy == "optuna" and swept:
+        raise config_error(source, "policy optuna runs only the points it asks for (from steer.space), so these "
+                                   "would never run: give their parameters a range under steer.space, or one value "
+                                   "under params", experiment=name, key=swept[0])
+    return spec
+
+
 def _choice(block: Mapping[str, Any], key: str, choices: tuple[str, ...], default: str, error: Any) -> str:
     value = block.get(key, default)
     if value not in choices:
