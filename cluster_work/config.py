@@ -266,6 +266,8 @@ def merge_and_validate(documents: list[Any], source: str, warn: Warn = log.warni
             raise config_error(source, f"document {number}: only the first document may be named "
                                        f"'{DEFAULT_NAME}'", key="name")
         experiment = deep_merge(default, document)
+        if "ensemble" in experiment and "repetitions" not in document:
+            experiment["repetitions"] = 1  # its only legal value (walkers are its repetitions), whatever DEFAULT says
         validate_experiment(experiment, source, number, warn)
         name = experiment["name"]
         if name in seen:
