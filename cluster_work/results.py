@@ -17,6 +17,7 @@ from .arrow_rows import start_reader as _fast_reader
 from .config import flatten_mapping, load_config
 from .errors import ResultsNotFoundError
 from .store import ExperimentStore, find_experiment_folders, parse_results
+from .vocabulary import Record
 
 if TYPE_CHECKING:  # pandas is imported where a frame is made: `import cluster_work` and its workers need none
     import pandas as pd
@@ -71,7 +72,8 @@ def load_results(path: str | os.PathLike[str], experiments: Iterable[str] | None
     """One row per saved iteration of every repetition below `path` (a sweep folder or a config file).
 
     Columns: `experiment` (expanded name), `rep`, `iteration`, one `params.<dotted.name>` per parameter,
-    then the result columns. `experiments` keeps the named experiments (base or expanded names);
+    `stop_reason` where a steered campaign stopped a repetition (why; missing for the others), then the
+    result columns. `experiments` keeps the named experiments (base or expanded names);
     `params` keeps those whose parameters equal the given values, e.g. `{"model.width": 8}`.
     Files being appended to are read safely: each repetition shows a consistent prefix of its rows.
     A path that is neither a config file nor a folder raises ResultsNotFoundError (a FileNotFoundError);
@@ -101,13 +103,16 @@ def load_results(path: str | os.PathLike[str], experiments: Iterable[str] | None
                 continue
             param_columns = {f"params.{k}": v for k, v in flat_params.items()}
             folders.append((store.path, {"experiment": name, **param_columns}))
+            steered = "steer" in config  # only a campaign stops repetitions: only its statuses are read
             for rep in repetition_numbers(store.path):
-                chunk: bytes | list[dict[str, Any]] = store.repetition(rep).read_complete_lines()
+                repetition = store.repetition(rep)
+                chunk: bytes | list[dict[str, Any]] = repetition.read_complete_lines()
                 chunk = chunk or original_format.repetition_rows(_original_log(store.path), rep)
                 if chunk:
                     chunks.append(chunk)
                     fast.add(chunk)
-                    blocks.append({"experiment": name, "rep": rep, **param_columns})
+                    blocks.append({"experiment": name, "rep": rep, **param_columns,
+                                   **(_stop_reason(repetition.read_status()) if steered else {})})
     if not found:
         _warn_nothing_found(path, sweep_folders)
     results, counts = fast.rows() or _parsed_rows(chunks)
@@ -120,6 +125,14 @@ def load_results(path: str | os.PathLike[str], experiments: Iterable[str] | None
     meta = meta.iloc[np.repeat(np.arange(len(kept)), [c for c in counts if c])].reset_index(drop=True)
     meta.insert(2, "iteration", results.pop("iteration").astype("int64"))
     return with_ensembles(pd.concat([meta, results], axis=1), folders)
+
+
+def _stop_reason(status: Mapping[str, Any]) -> dict[str, str]:
+    """The `stop_reason` column of a repetition a campaign stopped (as `cluster_work.stop_reasons` gives it);
+    nothing for the others, so that the column is there only where a campaign stopped something."""
+    if status.get("state") != Record.STOPPED.value:
+        return {}
+    return {"stop_reason": str(status.get("reason", ""))}
 
 
 def _parsed_rows(chunks: list[bytes | list[dict[str, Any]]]) -> tuple[pd.DataFrame, list[int]]:

@@ -282,3 +282,25 @@ def test_a_sweep_with_results_loads_without_a_warning(tmp_path, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert load_results("c.yml").empty and load_results("out").empty
+
+
+def test_stop_reason_is_a_column_where_a_campaign_stopped_a_repetition_in_both_readers(tmp_path, monkeypatch):
+    from cluster_work.vocabulary import Record
+
+    sweep = write_sweep(tmp_path / "out", [counted(1, **ROW), counted(3, **ROW)], [counted(2, **ROW)],
+                        params=[{"c": 0}, {"c": 1}])
+    plain = load_results(sweep)
+    assert "stop_reason" not in plain  # a plain sweep: no such column
+    for store in find_experiment_folders(str(sweep)):
+        store.write_config({**store.read_config(), "steer": {"policy": "successive_halving", "metric": "loss"}})
+    assert "stop_reason" not in load_results(sweep)  # a campaign that stopped nothing: none either
+    ExperimentStore(str(sweep / "base" / "e0")).repetition(0).write_status(Record.STOPPED, sync=False,
+                                                                          reason="halving: loss 1 ranks 2 of 2")
+    ExperimentStore(str(sweep / "base" / "e1")).repetition(0).write_status(Record.STOPPED, sync=False, reason="enough")
+    fast, plain, taken = read_both(sweep, monkeypatch)
+    assert taken
+    assert_identical(fast, plain)
+    assert list(fast.columns[:5]) == ["experiment", "rep", "iteration", "params.c", "stop_reason"]
+    reasons = fast.groupby(["experiment", "rep"]).stop_reason.first()
+    assert reasons.dropna().to_dict() == {("base__e0", 0): "halving: loss 1 ranks 2 of 2", ("base__e1", 0): "enough"}
+    assert reasons.isna().sum() == 1 and (fast[fast.rep == 1].stop_reason.isna()).all()

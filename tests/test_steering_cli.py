@@ -122,6 +122,9 @@ def test_successive_halving_on_81_points_costs_297_iterations_sequentially_and_w
                                           "go on")
     status = json.loads((folder / "results" / "search" / "c1" / "log" / "rep_00" / "status.json").read_text())
     assert (status["state"], status["iterations_done"]) == ("stopped", 1)
+    frame = load_results(folder / "config.yml")  # why each was stopped, in a column of its rows
+    last = frame.groupby(["experiment", "rep"]).last()
+    assert last.stop_reason.dropna().to_dict() == reasons and last.stop_reason.isna().sum() == 1
 
     journal = journal_file(folder).read_bytes()
     again = run_cli("Steered", "config.yml", cwd=folder, check_rc=0)  # a rerun of a finished campaign runs nothing
