@@ -318,12 +318,12 @@ def test_threshold_by_hand(tmp_path):
     (0.6, then 1.2) runs to 6: 2 + 2 + 2 + 6 = 12."""
     for restores, cost in ((True, 18), (False, 32)):
         document = make_document(tmp_path / str(restores), grid={"c": list(range(4))}, iterations=6)
-        spec = steer(document, policy="threshold", min_iterations=2, bound=0.5)
+        spec = steer(document, policy="threshold", min_iterations=2, interval=2, bound=0.5)
         engine = Engine(document, spec, lambda e, rep, n: c_of(e) * (n + 1) / 10, restores=restores, seed=9).run()
         assert engine.cost == cost
         assert {name: engine.saved[(name, 0)] for name, _ in engine.stopped} == {"search__c3": 2, "search__c2": 4}
     document = make_document(tmp_path / "max", grid={"c": list(range(4))}, iterations=6)
-    spec = steer(document, policy="threshold", min_iterations=2, bound=0.5, mode="max")
+    spec = steer(document, policy="threshold", min_iterations=2, interval=2, bound=0.5, mode="max")
     engine = Engine(document, spec, lambda e, rep, n: c_of(e) * (n + 1) / 10).run()
     assert engine.cost == 12 and {name for name, _ in engine.stopped} == {"search__c0", "search__c1", "search__c2"}
     assert engine.stopped[("search__c1", None)] == "threshold: loss 0.2 after 2 iterations is worse than the bound 0.5"
