@@ -76,7 +76,8 @@ def campaigns_table(documents: Sequence[ExpandedDocument], mean_seconds: Mapping
 def stop_reasons(path: str | os.PathLike[str]) -> dict[tuple[str, int], str]:
     """Why each stopped repetition below `path` (a sweep folder or a config file, as for `load_results`) was
     stopped: {(experiment, rep): reason}, e.g. `{("search__c4", 0): "successive halving: loss 12 after 1
-    iteration ranks 40 of 81; the best 27 go on"}`. Repetitions no campaign stopped are not in it."""
+    iteration ranks 40 of 81; the best 27 go on"}`. Repetitions no campaign stopped are not in it. A path
+    that is neither a config nor a folder raises ResultsNotFoundError, as for `load_results`."""
     from ..results import _sweep_folders
 
     reasons = {}
