@@ -101,7 +101,7 @@ def test_an_ensemble_runs_beside_a_plain_experiment_the_same_with_n_2_and_shows_
     assert [r.iteration for r in read_records(str(one / "out" / "chain"))] == [0, 1, 2]
 
 
-def test_a_rerun_whose_only_work_is_an_ensemble_with_changed_parameters_is_exit_2_until_o_or_i(tmp_path):
+def test_a_rerun_whose_only_work_is_an_ensemble_with_changed_parameters_is_exit_2_until_o(tmp_path):
     run_cli("BarrierWalk", write(tmp_path, iterations=3), cwd=tmp_path, check_rc=0)
     write(tmp_path, iterations=3, **{"up: 0.3": "up: 0.4"})
     refused = run_cli("BarrierWalk", "c.yml", cwd=tmp_path, check_rc=2)
