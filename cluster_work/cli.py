@@ -17,6 +17,7 @@ from .durability import committer
 from .errors import ClusterWorkError, StoreError
 from .expansion import ExpandedExperiment, expand_all, sweep_paths
 from .experiment import ClusterWork
+from .launch import DEFAULT_REPORT_EVERY, program, resume_command, run_arguments
 from .logs import configure_console
 from .original_api import configs_and_results, implements_plot_results
 from .paths import SweepPaths
@@ -105,7 +106,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         choices=["DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL"],
                         help="cluster_work's own log level (default: the class's _CW_LOG_LEVEL)")
     output.add_argument("-v", "--verbose", action="store_true", help="cluster_work's own messages at DEBUG")
-    output.add_argument("--report_every", type=float, default=60.0, metavar="SECONDS",
+    output.add_argument("--report_every", type=float, default=DEFAULT_REPORT_EVERY, metavar="SECONDS",
                         help="when the output is no terminal: a progress line this often (default 60, 0: never)")
     return parser
 
@@ -169,7 +170,7 @@ def _run(experiment_class: type[ClusterWork], args: argparse.Namespace, argument
         if args.list:
             print_plan(plan, as_json=args.json)
             if args.verbose and not args.json:
-                print("\n".join(["launch:", *_launch_lines(args, plan)]))
+                print("\n".join(["launch:", *_launch_lines(args, plan, executor.world_size())]))
             return 0
         if args.slurm:
             return _slurm(args, experiments, plan)
@@ -205,7 +206,8 @@ def _execute(experiment_class: type[ClusterWork], plan: Plan, args: argparse.Nam
         failed = outcome.kind in (OutcomeKind.FAILED, OutcomeKind.BAD_PARAMETER, OutcomeKind.STORE_FAILURE)
         log.log(logging.ERROR if failed else finished_level, describe(outcome))
 
-    command = [*_program(), *arguments]
+    command = [*program(), *arguments]  # as run, for the record; the hint to resume is another line
+    resume = resume_command(args, executor.world_size())
     paths = plan.totals.sweep_paths
     run_id = run_started(paths, command, executor.describe(), executor.hosts(), executor.world_size())
     try:
@@ -214,11 +216,11 @@ def _execute(experiment_class: type[ClusterWork], plan: Plan, args: argparse.Nam
     except KeyboardInterrupt:  # the second Ctrl-C
         run_ended(paths, run_id, EXIT_INTERRUPTED, {})
         executor.terminate()
-        print(f"stopped at once; saved rows are kept. To resume: {' '.join(command)}", file=sys.stderr)
+        print(f"stopped at once; saved rows are kept. To resume: {resume}", file=sys.stderr)
         return EXIT_INTERRUPTED
     committer.commit()  # this process's writes durable before the run is recorded as ended
     run_ended(paths, run_id, summary.exit_status(), {kind.value: count for kind, count in summary.counts.items()})
-    print_summary(summary, plan, paths, command)
+    print_summary(summary, plan, paths, resume)
     return summary.exit_status()
 
 
@@ -245,7 +247,8 @@ def _slurm(args: argparse.Namespace, experiments: list, plan: Plan) -> int:
         return 0
     kind = "array" if args.array else "mpi"
     text = slurm.build_script(kind, settings, slurm.python_command(), os.path.abspath(sys.argv[0]),
-                              _run_arguments(args), sweep_path, os.getcwd(), len(pending))
+                              [*run_arguments(args, jobs=not args.array), *(["-o"] if args.overwrite else [])],
+                              sweep_path, os.getcwd(), len(pending))
     if args.array:
         text = text.replace(f"--array=0-{len(pending) - 1}", f"--array={slurm.compress_indices(pending)}")
     if args.dry_run:
@@ -261,47 +264,13 @@ def _slurm(args: argparse.Namespace, experiments: list, plan: Plan) -> int:
     return 0
 
 
-def _program() -> list[str]:
-    """How this run was started, for the line that resumes it: the script, or `python -m cluster_work`."""
-    if os.path.abspath(sys.argv[0]) == os.path.join(os.path.dirname(os.path.abspath(__file__)), "__main__.py"):
-        return ["python", "-m", "cluster_work"]
-    return [sys.argv[0]]
-
-
-def _launch_lines(args: argparse.Namespace, plan: Plan) -> list[str]:
-    """--list -v: the commands that run this sweep as asked (for --slurm, the sbatch line; --dry-run prints
+def _launch_lines(args: argparse.Namespace, plan: Plan, world_size: int | None) -> list[str]:
+    """--list -v: the command that runs this sweep as asked (for --slurm, the sbatch line; --dry-run prints
     the script it submits)."""
-    run = " ".join(shlex.quote(a) for a in [os.path.abspath(sys.argv[0]), *_run_arguments(args)])
     if args.slurm:
         script = SweepPaths(os.path.abspath(plan.totals.sweep_paths[0])).batch_script("array" if args.array else "mpi")
         return [f"sbatch {shlex.quote(script)}"]
-    if args.cluster:
-        from mpi4py import MPI
-
-        return [f"{slurm.mpiexec_command()} -n {MPI.COMM_WORLD.Get_size()} {slurm.python_command()} -m mpi4py "
-                f"{run} -c"]
-    return [f"{slurm.python_command()} {run}" + (f" -n {args.workers}" if args.workers > 1 else "")]
-
-
-def _run_arguments(args: argparse.Namespace) -> list[str]:
-    """The options of this command line that the batch job repeats (nothing that deletes or restarts)."""
-    arguments = [args.config]
-    for flag, values in (("-e", args.experiments), ("-j", [] if args.array else args.job)):
-        if values:
-            arguments += [flag, *map(str, values)]
-    for flag, value in (("-g", args.mpi_groups), ("--group_size", args.group_size)):
-        if value is not None:
-            arguments += [flag, str(value)]
-    if args.log_level:
-        arguments += ["-l", args.log_level]
-    if args.cw_log_level:
-        arguments += ["-L", args.cw_log_level]
-    for flag, given in (("-v", args.verbose), ("-I", args.ignore_config), ("-o", args.overwrite),
-                        ("--no_gui", args.no_gui), ("--no-sync", not args.sync),
-                        ("--restart_full_repetitions", args.restart_full_repetitions)):
-        if given:
-            arguments.append(flag)
-    return arguments
+    return [resume_command(args, world_size)]
 
 
 def _plot(experiment_class: type[ClusterWork], expanded: Sequence[ExpandedExperiment], args: argparse.Namespace,

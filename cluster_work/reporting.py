@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import collections
 import json
-import shlex
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -312,9 +311,10 @@ def split_ensembles(experiments: Sequence[ExpandedExperiment]) -> tuple[list[Exp
     return plain, ensembles
 
 
-def print_summary(summary: Summary, plan: Plan, sweep_paths: Iterable[str], argv: Sequence[str],
+def print_summary(summary: Summary, plan: Plan, sweep_paths: Iterable[str], resume: str,
                   stream: TextIO | None = None) -> None:
-    """The end of a run: what finished, failed or was skipped, where results are, how to resume."""
+    """The end of a run: what finished, failed or was skipped, where results are, and `resume`: the command
+    that resumes it (`launch.resume_command`), when it did not end well."""
     console = _console(stream or sys.stderr)
     counts = summary.counts
     skipped_changed = plan.totals.skipped
@@ -344,5 +344,5 @@ def print_summary(summary: Summary, plan: Plan, sweep_paths: Iterable[str], argv
             console.print(f"  time per job: mean {sum(seconds) / len(seconds):.2f}s, max {max(seconds):.2f}s")
     console.print(f"  results: {', '.join(sorted(set(sweep_paths)))}", highlight=False)
     if summary.exit_status() != 0:
-        console.print(f"  to resume or retry: {' '.join(shlex.quote(a) for a in argv)}", highlight=False)
+        console.print(f"  to resume or retry: {resume}", highlight=False, markup=False, soft_wrap=True)
 
