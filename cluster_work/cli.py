@@ -181,6 +181,8 @@ def _run(experiment_class: type[ClusterWork], args: argparse.Namespace, argument
     except ClusterWorkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_STORE if isinstance(exc, StoreError) else EXIT_USAGE
+    except BrokenPipeError:  # the reader of what we print went away (`--list --json | head -1`): that is fine
+        return _reader_gone()
     return _execute(experiment_class, plan, args, arguments, executor, settings)
 
 
@@ -301,6 +303,16 @@ def _plot(experiment_class: type[ClusterWork], expanded: Sequence[ExpandedExperi
                                    f"columns: {', '.join(c for c in frame.columns if not c.startswith('params.'))}")
         for path in plot_sweep(frame, args.plot, args.plotter, SweepPaths(sweep_path).plots_folder, bases):
             print(path)
+    return 0
+
+
+def _reader_gone() -> int:
+    """After the reader of stdout closed it: exit quietly with status 0, as `git log | head` does. What is
+    still buffered goes to /dev/null, so that Python's flush at exit has nothing to complain about (the
+    recipe of Python's documentation, "Note on SIGPIPE")."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
     return 0
 
 

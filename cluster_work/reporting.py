@@ -25,10 +25,18 @@ EXPERIMENT_STATE_TEXT = {ExperimentState.NEW: "new", ExperimentState.PARTIAL: "p
                          ExperimentState.DONE: "done", ExperimentState.CHANGED: "config changed"}
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """A reader that went away (`-P | head -1`) is the caller's to handle, as a print's is: rich's own
+        handler would exit with status 1."""
+        self.quiet = True
+        raise BrokenPipeError
+
+
 def _console(stream: TextIO | None = None) -> Console:
     """Tables fit a terminal; into a file or pipe, lines are never wrapped (logs stay greppable)."""
     stream = stream or sys.stdout
-    return Console(file=stream, width=None if stream.isatty() else 200, soft_wrap=not stream.isatty())
+    return _Console(file=stream, width=None if stream.isatty() else 200, soft_wrap=not stream.isatty())
 
 
 def format_params(varied: Mapping[KeyPath, Any]) -> str:
