@@ -17,7 +17,7 @@ from .durability import committer
 from .errors import ClusterWorkError, StoreError
 from .expansion import ExpandedExperiment, expand_all, sweep_paths
 from .experiment import ClusterWork
-from .launch import DEFAULT_REPORT_EVERY, program, resume_command, run_arguments
+from .launch import DEFAULT_REPORT_EVERY, program, program_name, resume_command, run_arguments
 from .logs import configure_console
 from .original_api import configs_and_results, implements_plot_results
 from .paths import SweepPaths
@@ -35,9 +35,25 @@ from .vocabulary import Outcome, OutcomeKind, RunSettings
 log = logging.getLogger("cluster_work")
 
 
+class _PlotterNames:
+    """The registered plotters, as --help shows them: looked up only when help is printed (plotwork brings
+    pandas, which starting a run does not need)."""
+
+    def __str__(self) -> str:
+        try:
+            from plotwork.plotters import PLOTTERS
+        except ImportError:
+            return "(pip install 'cluster_work[plot]' to see them)"
+        return ", ".join(sorted(PLOTTERS))
+
+
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description="Run a parameter sweep of a ClusterWork experiment.")
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog=prog or program_name(),
+                                     description="Run a parameter sweep of a ClusterWork experiment.")
     parser.add_argument("config", help="the experiments' YAML file")
+    parser.add_argument("--version", action="version", version=f"cluster_work {__version__}")
     run = parser.add_argument_group("how to run")
     run.add_argument("-c", "--cluster", "-m", "--mpi", dest="cluster", action="store_true",
                      help="run over MPI (start under mpiexec); rank 0 schedules, the others work")
@@ -81,8 +97,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                            "without columns, call the class's plot_results hook (as the original)")
     show.add_argument("--filter", default="", metavar="TEXT",
                       help="with --plot: only the experiments whose name contains TEXT")
-    show.add_argument("--plotter", default="mean_2std",
-                      help="with --plot: mean_2std (default), best_n or param_sweep")
+    plotter = show.add_argument("--plotter", default="mean_2std",
+                                help="with --plot: one of %(plotter_names)s (default: %(default)s)")
+    plotter.plotter_names = _PlotterNames()  # type: ignore[attr-defined]  # argparse fills %(name)s from the action
     slurm = parser.add_argument_group("Slurm (defaults from a 'slurm:' block in the config)")
     slurm.add_argument("--slurm", action="store_true",
                        help="write a batch script that runs the sweep over MPI in one allocation")

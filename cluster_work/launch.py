@@ -55,6 +55,15 @@ def program(argv: Sequence[str] | None = None, orig_argv: Sequence[str] | None =
     return [as_typed(sys.executable), argv[0]]
 
 
+def program_name(prefix: Sequence[str] | None = None) -> str | None:
+    """The program in --help's usage line: `python -m cluster_work` where this runs as a module (argparse
+    would say `__main__.py`); None (argparse's default, the script's name) otherwise."""
+    words = program() if prefix is None else prefix
+    if len(words) >= 3 and words[-2] == "-m":
+        return f"{os.path.basename(words[0])} -m {words[-1]}"
+    return None
+
+
 def as_typed(path: str) -> str:
     """`path`'s bare name where PATH finds this very file under it (`python`, `mpiexec`), else the path."""
     name = os.path.basename(path)
