@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from . import slurm
 from .backends import Executor, make_executor
 from .config import load_config
-from .display import LiveBarDisplay, make_display
+from .display import LiveBarDisplay, counted, make_display
 from .durability import committer
 from .errors import ClusterWorkError, StoreError
 from .expansion import ExpandedExperiment, expand_all, sweep_paths
@@ -208,8 +208,8 @@ def _execute(experiment_class: type[ClusterWork], plan: Plan, args: argparse.Nam
     """Run the planned jobs with a live display and a provenance record; print the summary."""
     jobs = plan.jobs
     campaigns = campaign_drivers(plan, settings, executor.workers)
-    log.info("%d jobs to run (%d experiments)%s on %s", len(jobs), plan.totals.experiments,
-             f" and {len(campaigns)} campaign(s)" if campaigns else "", executor.describe())
+    log.info("%s to run (%s)%s on %s", counted(len(jobs), "job"), counted(plan.totals.experiments_to_run, "experiment"),
+             f" and {counted(len(campaigns), 'campaign')}" if campaigns else "", executor.describe())
     handle_stop_signals(hard_second=True, on_first=lambda: _on_stop(executor))
     plain_total = plan.iterations_left()
 

@@ -32,6 +32,11 @@ def format_seconds(seconds: float | None) -> str:
     return f"{days}d {text}" if days else text
 
 
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """`1 job`, `3 jobs`: a count with its noun in the right number."""
+    return f"{count:,} {noun if count == 1 else plural or noun + 's'}"
+
+
 class RunDisplay:
     """Follows a run: iterations done (polled from `iterations`), busy workers, failures."""
 

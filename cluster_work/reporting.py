@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .config import KeyPath, dotted
-from .display import format_seconds
+from .display import counted, format_seconds
 from .expansion import ExpandedDocument, ExpandedExperiment
 from .planning import ExperimentPlan, Plan
 from .repetition_state import read_repetition
@@ -331,12 +331,12 @@ def print_summary(summary: Summary, plan: Plan, sweep_paths: Iterable[str], resu
     parts = [f"{finished} finished", f"{already} already finished" if already else "",
              f"{len(summary.failures())} failed", f"{busy} held by another run" if busy else "",
              f"{interrupted} not finished (interrupted)" if interrupted else "",
-             f"{skipped_changed} experiment(s) skipped: config changed" if skipped_changed else ""]
+             f"{counted(skipped_changed, 'experiment')} skipped: config changed" if skipped_changed else ""]
     if summary.jobs or not summary.campaigns:
-        console.print(f"[bold]Summary[/bold]: {summary.jobs} jobs in {summary.seconds:.1f}s: "
+        console.print(f"[bold]Summary[/bold]: {counted(summary.jobs, 'job')} in {summary.seconds:.1f}s: "
                       + ", ".join(p for p in parts if p))
     else:
-        console.print(f"[bold]Summary[/bold]: {len(summary.campaigns)} campaign(s) in {summary.seconds:.1f}s")
+        console.print(f"[bold]Summary[/bold]: {counted(len(summary.campaigns), 'campaign')} in {summary.seconds:.1f}s")
     for outcome in summary.failures():
         console.print(f"  [red]failed[/red] {outcome.label}: {outcome.error}", highlight=False)
     for campaign in summary.campaigns:
