@@ -56,7 +56,8 @@ def test_provenance_is_appended_per_run_and_shown_by_full_progress(tmp_path):
     records = [json.loads(line) for line in (tmp_path / "out" / "runs.jsonl").read_text().splitlines()]
     assert [r["event"] for r in records] == ["started", "ended", "started", "ended"]
     first = records[0]
-    assert first["command"][1:] == ["config.yml", "-e", "solo"] and first["hosts"]
+    assert first["command"] == [sys.executable, SCRIPT, "Deterministic", "config.yml", "-e", "solo"]  # as run
+    assert first["hosts"]
     assert first["packages"]["pandas"] and first["python"] and "git" in first
     assert records[1]["exit_status"] == 0 and records[1]["jobs"] == {"finished": 3}
     full = run_cli("Deterministic", "config.yml", "-P", cwd=tmp_path, check_rc=0).stdout
