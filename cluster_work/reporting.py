@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -154,8 +155,10 @@ class ExperimentProgress:
     states: dict[str, int]
     iteration_seconds: float  # sum of measured iteration times (for the mean)
     iterations_timed: int
-    work_left: float | None  # seconds of one worker still needed, from measured iteration times
+    work_left: float | None  # seconds of one worker still needed (None: unknown; see `estimated`)
     reps: list[RepetitionProgress] = field(default_factory=list)
+    work_measured: float = 0.0  # of work_left: iterations left at their repetition's or experiment's mean time
+    iterations_unmeasured: int = 0  # iterations left with no measured time of their own experiment
 
     @property
     def mean_iteration_time(self) -> float | None:
@@ -192,12 +195,27 @@ def read_progress(experiment: ExpandedExperiment) -> ExperimentProgress:
     timed = [(r.mean_iteration_time, r.iterations_done) for r in reps if r.mean_iteration_time is not None]
     seconds, count = sum(t * n for t, n in timed), sum(n for _, n in timed)
     mean = seconds / count if count else None
-    left = sum((experiment.iterations - r.iterations_done) * (r.mean_iteration_time or mean or 0) for r in reps
-               if r.state != RepetitionState.STOPPED.value)  # a stopped repetition has no work left
+    measured, unmeasured = 0.0, 0
+    for r in reps:
+        stopped = r.state == RepetitionState.STOPPED.value  # a stopped repetition has no work left
+        left = 0 if stopped else experiment.iterations - r.iterations_done
+        each = r.mean_iteration_time or mean
+        if each is None:
+            unmeasured += left
+        else:
+            measured += left * each
     states = {state: sum(r.state == state for r in reps) for state in STATES}
     return ExperimentProgress(experiment.name, experiment.repetitions, experiment.repetitions * experiment.iterations,
                               sum(r.iterations_done for r in reps), states, seconds, count,
-                              left if mean is not None or left == 0 else None, reps)
+                              None if unmeasured else measured, reps, measured, unmeasured)
+
+
+def estimated(part: ExperimentProgress, mean: float | None) -> ExperimentProgress:
+    """`part` with its iterations that have no measured time of their own experiment (it has not started)
+    taken at `mean` seconds each; its work left stays unknown (None) without a `mean`."""
+    if not part.iterations_unmeasured or mean is None:
+        return part
+    return dataclasses.replace(part, work_left=part.work_measured + part.iterations_unmeasured * mean)
 
 
 def combine(name: str, parts: Sequence[ExperimentProgress]) -> ExperimentProgress:
@@ -207,15 +225,24 @@ def combine(name: str, parts: Sequence[ExperimentProgress]) -> ExperimentProgres
         name, sum(p.repetitions for p in parts), sum(p.iterations for p in parts),
         sum(p.iterations_done for p in parts), {s: sum(p.states.get(s, 0) for p in parts) for s in STATES},
         sum(p.iteration_seconds for p in parts), sum(p.iterations_timed for p in parts),
-        sum(known) if len(known) == len(parts) else None)
+        sum(known) if len(known) == len(parts) else None, [], sum(p.work_measured for p in parts),
+        sum(p.iterations_unmeasured for p in parts))
 
 
 def progress_report(experiments: Sequence[ExpandedExperiment]) -> tuple[dict[str, list[ExperimentProgress]],
                                                                        ExperimentProgress]:
-    """Per base experiment the progress of its expanded experiments, and the sweep's total."""
+    """Per base experiment the progress of its expanded experiments, and the sweep's total.
+
+    The work left of an experiment that has not started is estimated from the measured iteration times of
+    its base experiment (the same document, so the same kind of work), else of the whole sweep; before
+    anything was measured it is unknown (None), never zero."""
     groups: dict[str, list[ExperimentProgress]] = {}
     for experiment in experiments:
         groups.setdefault(experiment.base_name, []).append(read_progress(experiment))
+    sweep_mean = combine("total", [p for parts in groups.values() for p in parts]).mean_iteration_time
+    for base, parts in groups.items():
+        mean = combine(base, parts).mean_iteration_time or sweep_mean
+        groups[base] = [estimated(part, mean) for part in parts]
     return groups, combine("total", [p for parts in groups.values() for p in parts])
 
 
@@ -223,7 +250,8 @@ def _row(table: Table, item: ExperimentProgress, name: str) -> None:
     share = 100 * item.iterations_done / item.iterations if item.iterations else 100
     mean = item.mean_iteration_time
     table.add_row(name, f"{share:.0f}%", *(str(item.states.get(s, 0)) for s in STATES),
-                  f"{mean:.3g}s" if mean is not None else "-", format_seconds(item.work_left))
+                  f"{mean:.3g}s" if mean is not None else "-",
+                  "unknown" if item.work_left is None else format_seconds(item.work_left))
 
 
 def print_progress(experiments: Sequence[ExpandedExperiment], full: bool, stream: TextIO | None = None,
