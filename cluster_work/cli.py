@@ -17,6 +17,7 @@ from .durability import committer
 from .errors import ClusterWorkError, StoreError
 from .expansion import ExpandedExperiment, expand_all, sweep_paths
 from .experiment import ClusterWork
+from .failures import failure_limit
 from .launch import DEFAULT_REPORT_EVERY, program, program_name, resume_command, run_arguments
 from .logs import configure_console
 from .original_api import configs_and_results, implements_plot_results
@@ -33,6 +34,16 @@ from .sweep import EXIT_INTERRUPTED, EXIT_STORE, EXIT_USAGE, campaign_drivers, d
 from .vocabulary import Outcome, OutcomeKind, RunSettings
 
 log = logging.getLogger("cluster_work")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
 
 
 class _PlotterNames:
@@ -64,6 +75,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                           "(self._COMM is the group's communicator); -g 1: all ranks, rank 0 included")
     run.add_argument("--group_size", type=int, default=None, metavar="S",
                      help="with -c: groups of S ranks instead of a number of groups (not with -g)")
+    run.add_argument("--max-failures", type=_positive, default=None, metavar="N",
+                     help="stop the sweep cleanly once N repetitions failed (default: max_failures: in the config, "
+                          "else never); the repetitions in flight end after their iteration, all is resumable")
     run.add_argument("--no_gui", action="store_true", help="tell the experiment not to open windows")
     run.add_argument("--no-sync", dest="sync", action="store_false",
                      help="no group commits: leave syncing results to the operating system (faster on slow "
@@ -167,6 +181,7 @@ def _run(experiment_class: type[ClusterWork], args: argparse.Namespace, argument
         experiments = load_config(args.config)
         expanded = expand_all(experiments, experiment_class._default_params, args.config)
         experiment_class.check_config(expanded, args.config)
+        max_failures = failure_limit(args.max_failures, experiments, args.config)
         if any("ensemble" in document for document in experiments):  # numpy only where a config has an ensemble
             from .ensemble.campaign import check_experiment_class
 
@@ -200,11 +215,11 @@ def _run(experiment_class: type[ClusterWork], args: argparse.Namespace, argument
         return EXIT_STORE if isinstance(exc, StoreError) else EXIT_USAGE
     except BrokenPipeError:  # the reader of what we print went away (`--list --json | head -1`): that is fine
         return _reader_gone()
-    return _execute(experiment_class, plan, args, arguments, executor, settings)
+    return _execute(experiment_class, plan, args, arguments, executor, settings, max_failures)
 
 
 def _execute(experiment_class: type[ClusterWork], plan: Plan, args: argparse.Namespace, arguments: list[str],
-             executor: Executor, settings: RunSettings) -> int:
+             executor: Executor, settings: RunSettings, max_failures: int | None) -> int:
     """Run the planned jobs with a live display and a provenance record; print the summary."""
     jobs = plan.jobs
     campaigns = campaign_drivers(plan, settings, executor.workers)
@@ -231,7 +246,7 @@ def _execute(experiment_class: type[ClusterWork], plan: Plan, args: argparse.Nam
     run_id = run_started(paths, command, executor.describe(), executor.hosts(), executor.world_size())
     try:
         with display:
-            summary = run_segments(jobs, executor, on_outcome, campaigns)
+            summary = run_segments(jobs, executor, on_outcome, campaigns, max_failures)
     except KeyboardInterrupt:  # the second Ctrl-C
         run_ended(paths, run_id, EXIT_INTERRUPTED, {})
         executor.terminate()

@@ -32,7 +32,7 @@ log = logging.getLogger("cluster_work")
 
 REQUIRED_KEYS = ("name", "repetitions", "iterations", "path")
 KNOWN_KEYS = frozenset(REQUIRED_KEYS + ("params", "grid", "list", "random", "custom", "slurm", "gui", "plotting",
-                                       "log_path", "command", "files", "ensemble", "steer"))
+                                       "log_path", "command", "files", "ensemble", "steer", "max_failures"))
 CUSTOM_KEYS = frozenset({"function", "samples", "params"})
 RANDOM_KEYS = frozenset({"samples", "seed", "params", "without_replacement"})
 DEFAULT_NAME = "DEFAULT"

@@ -31,7 +31,7 @@ def run_arguments(args: argparse.Namespace, jobs: bool = True) -> list[str]:
         if values:
             arguments += [flag, *map(str, values)]
     for flag, value in (("-g", args.mpi_groups), ("--group_size", args.group_size), ("-l", args.log_level),
-                        ("-L", args.cw_log_level)):
+                        ("-L", args.cw_log_level), ("--max-failures", args.max_failures)):
         if value is not None:
             arguments += [flag, str(value)]
     for flag, given in (("-v", args.verbose and not args.list), ("-I", args.ignore_config),

@@ -367,6 +367,8 @@ def print_summary(summary: Summary, plan: Plan, sweep_paths: Iterable[str], resu
         console.print(f"[bold]Summary[/bold]: {counted(len(summary.campaigns), 'campaign')} in {summary.seconds:.1f}s")
     for outcome in summary.failures():
         console.print(f"  [red]failed[/red] {outcome.label}: {outcome.error}", highlight=False)
+    if summary.stop_reason:
+        console.print(f"  [red]stopped[/red]: {summary.stop_reason}", highlight=False)
     for campaign in summary.campaigns:
         console.print(f"  {campaign.summary_line()}", highlight=False, markup=False)
     store_failures = [o for o in summary.outcomes if o.kind == OutcomeKind.STORE_FAILURE]
