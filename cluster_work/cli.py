@@ -228,10 +228,13 @@ def _execute(experiment_class: type[ClusterWork], plan: Plan, args: argparse.Nam
     handle_stop_signals(hard_second=True, on_first=lambda: _on_stop(executor))
     plain_total = plan.iterations_left()
 
-    def total() -> int:  # a campaign's iterations are known as it decides: done so far, and planned
-        return max(plain_total, executor.iterations_done() + sum(c.iterations_left() for c in campaigns))
+    def total() -> int:  # fixed for plain jobs and ensembles; a steered campaign's as it decides
+        return plain_total + sum(c.iterations_planned() for c in campaigns)
 
-    display = make_display(total, executor.workers, executor.iterations_done, executor.busy, args.report_every)
+    def done() -> int:
+        return executor.iterations_done() + sum(c.iterations_apart() for c in campaigns)
+
+    display = make_display(total, executor.workers, done, executor.busy, args.report_every)
     # with a live bar, a line per finished job would only scroll it away: failures still show
     finished_level = logging.DEBUG if isinstance(display, LiveBarDisplay) else logging.INFO
 

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .config import KeyPath, dotted
-from .display import counted, format_seconds
+from .display import counted, format_duration, format_seconds
 from .expansion import ExpandedDocument, ExpandedExperiment
 from .planning import ExperimentPlan, Plan
 from .repetition_state import read_repetition
@@ -229,28 +229,49 @@ def combine(name: str, parts: Sequence[ExperimentProgress]) -> ExperimentProgres
         sum(p.iterations_unmeasured for p in parts))
 
 
-def progress_report(experiments: Sequence[ExpandedExperiment]) -> tuple[dict[str, list[ExperimentProgress]],
-                                                                       ExperimentProgress]:
-    """Per base experiment the progress of its expanded experiments, and the sweep's total.
+Report = tuple[dict[str, list[ExperimentProgress]], dict[str, ExperimentProgress], ExperimentProgress]
+
+
+def progress_report(experiments: Sequence[ExpandedExperiment], steered: Sequence[ExpandedDocument] = ()) -> Report:
+    """Per base experiment the progress of its expanded experiments and their row together, and the
+    sweep's total.
 
     The work left of an experiment that has not started is estimated from the measured iteration times of
     its base experiment (the same document, so the same kind of work), else of the whole sweep; before
-    anything was measured it is unknown (None), never zero."""
+    anything was measured it is unknown (None), never zero. A steered campaign's row (`steered`) counts
+    what its policy planned (its journal says), not every iteration of its grid: a finished campaign is done."""
     groups: dict[str, list[ExperimentProgress]] = {}
     for experiment in experiments:
         groups.setdefault(experiment.base_name, []).append(read_progress(experiment))
     sweep_mean = combine("total", [p for parts in groups.values() for p in parts]).mean_iteration_time
+    bases = {}
     for base, parts in groups.items():
         mean = combine(base, parts).mean_iteration_time or sweep_mean
-        groups[base] = [estimated(part, mean) for part in parts]
-    return groups, combine("total", [p for parts in groups.values() for p in parts])
+        parts = groups[base] = [estimated(part, mean) for part in parts]
+        bases[base] = combine(base, parts) if len(parts) > 1 or parts[0].name != base else parts[0]
+    for document in steered:
+        if document.base in bases:
+            bases[document.base] = _as_planned(bases[document.base], document, sweep_mean)
+    return groups, bases, combine("total", list(bases.values()))
+
+
+def _as_planned(row: ExperimentProgress, document: ExpandedDocument, sweep_mean: float | None) -> ExperimentProgress:
+    """A steered campaign's row: its iterations done, and those its decisions still plan."""
+    from .steering.progress import campaign_progress  # only where a sweep has a steered campaign
+
+    figures = campaign_progress(document)
+    if "error" in figures:
+        return row
+    planned, mean = figures["planned_iterations"], row.mean_iteration_time or sweep_mean
+    return dataclasses.replace(row, iterations=row.iterations_done + planned, iterations_unmeasured=0,
+                               work_left=planned * mean if mean is not None else (None if planned else 0.0))
 
 
 def _row(table: Table, item: ExperimentProgress, name: str) -> None:
     share = 100 * item.iterations_done / item.iterations if item.iterations else 100
     mean = item.mean_iteration_time
     table.add_row(name, f"{share:.0f}%", *(str(item.states.get(s, 0)) for s in STATES),
-                  f"{mean:.3g}s" if mean is not None else "-",
+                  format_duration(mean),
                   "unknown" if item.work_left is None else format_seconds(item.work_left))
 
 
@@ -261,13 +282,12 @@ def print_progress(experiments: Sequence[ExpandedExperiment], full: bool, stream
     campaigns (stops per rung, planned iterations)."""
     steered = steered_documents(experiments)
     experiments, ensembles = split_ensembles(experiments)
-    groups, total = progress_report(experiments)
+    groups, bases, total = progress_report(experiments, steered)
     table = Table(title="Progress (from the results on disk)", title_justify="left")
     for column in ("experiment", "done", *STATES, "mean it. time", "work left"):
         table.add_column(column, overflow="fold")
     for base, parts in groups.items():
-        _row(table, combine(base, parts) if len(parts) > 1 or parts[0].name != base else parts[0],
-             f"{base} ({len(parts)} expanded)" if len(parts) > 1 else base)
+        _row(table, bases[base], f"{base} ({len(parts)} expanded)" if len(parts) > 1 else base)
         for part in parts if full and len(parts) > 1 else ():
             _row(table, part, f"  {part.name}")
     if len(groups) > 1:
@@ -282,7 +302,7 @@ def print_progress(experiments: Sequence[ExpandedExperiment], full: bool, stream
     if steered:
         from .steering.progress import campaigns_table  # only where a sweep has a steered campaign
 
-        means = {base: combine(base, parts).mean_iteration_time for base, parts in groups.items()}
+        means = {base: row.mean_iteration_time for base, row in bases.items()}
         console.print(campaigns_table(steered, means))
     if full:
         reps = Table(title="Repetitions", title_justify="left")
@@ -291,7 +311,7 @@ def print_progress(experiments: Sequence[ExpandedExperiment], full: bool, stream
         for part in (p for parts in groups.values() for p in parts):
             for rep in part.reps:
                 reps.add_row(part.name, str(rep.rep), f"{rep.iterations_done}/{part.iterations // part.repetitions}",
-                             rep.state, f"{rep.mean_iteration_time:.3g}s" if rep.mean_iteration_time else "-",
+                             rep.state, format_duration(rep.mean_iteration_time),
                              rep.error or "")
         console.print(reps)
     running = total.states.get("running", 0)
@@ -309,9 +329,9 @@ def progress_json(experiments: Sequence[ExpandedExperiment], full: bool, runs: S
     of the steered campaigns, if any)."""
     steered = steered_documents(experiments)
     experiments, ensembles = split_ensembles(experiments)
-    groups, total = progress_report(experiments)
+    groups, bases, total = progress_report(experiments, steered)
     return json.dumps({"total": total.as_dict(False),
-                       "base_experiments": [combine(base, parts).as_dict(False) for base, parts in groups.items()],
+                       "base_experiments": [row.as_dict(False) for row in bases.values()],
                        "experiments": [p.as_dict(full) for parts in groups.values() for p in parts],
                        "runs": list(runs), **_ensembles_figures(ensembles), **_campaigns_figures(steered)}, indent=1)
 
@@ -379,7 +399,8 @@ def print_summary(summary: Summary, plan: Plan, sweep_paths: Iterable[str], resu
     if summary.outcomes:
         seconds = [o.seconds for o in summary.outcomes if o.kind == OutcomeKind.FINISHED]
         if seconds:
-            console.print(f"  time per job: mean {sum(seconds) / len(seconds):.2f}s, max {max(seconds):.2f}s")
+            console.print(f"  time per job: mean {format_duration(sum(seconds) / len(seconds))}, "
+                          f"max {format_duration(max(seconds))}")
     console.print(f"  results: {', '.join(sorted(set(sweep_paths)))}", highlight=False)
     if summary.exit_status() != 0:
         console.print(f"  to resume or retry: {resume}", highlight=False, markup=False, soft_wrap=True)

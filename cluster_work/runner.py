@@ -263,7 +263,8 @@ class _SegmentRun:
                     except StoreError:  # the group's members wait at the next iteration's decision: release them
                         _leader_decides(self.context.comm, OutcomeKind.STORE_FAILURE)
                         raise
-                    self.context.iteration_done()
+                    if n >= saved:  # a redone iteration (its restore failed) is no progress: the plan
+                        self.context.iteration_done()  # counted from `saved`, so the display's total holds
                 self.keep_values([row])
                 completed, ran = n + 1, ran + 1
             results_bytes = writer.size() if writer is not None else 0

@@ -38,8 +38,13 @@ class CampaignDriver(Driver, Protocol):
         """Release what the campaign holds (its store's lock)."""
         ...
 
-    def iterations_left(self) -> int:
-        """Its planned iterations still to run, as it knows them now (0 before `start`)."""
+    def iterations_planned(self) -> int:
+        """Its iterations this run, done and still planned, as it knows them now (0 before `start`)."""
+        ...
+
+    def iterations_apart(self) -> int:
+        """Its iterations done this run that its items do not count through `TaskContext.iteration_done`
+        (the live display adds them to the executor's count)."""
         ...
 
 
