@@ -68,13 +68,14 @@ def follow(line, cwd, env=None):
     pytest.param("-r 1 -i 2 -d -o", id="all-of-them"),
 ])
 def test_the_resume_line_drops_what_deletes_or_restarts_and_keeps_the_rest(typed):
-    words = ["cfg.yml", *shlex.split(typed), "-n", "3", "-e", "walk", "-I", "--no-sync", "-l", "debug"]
+    words = ["cfg.yml", *shlex.split(typed), "-n", "3", "-e", "walk", "-I", "--no-sync", "-l", "debug",
+             "--max-failures", "2"]
     args = build_parser().parse_args(words)
     line = resume_command(args, world_size=None, prefix=PREFIX)
     assert shlex.split(line)[:2] == PREFIX
     again = build_parser().parse_args(shlex.split(line)[2:])
     assert (again.delete, again.overwrite, again.repetition, again.iteration) == (False, False, None, None), line
-    keep = ("config", "workers", "experiments", "ignore_config", "sync", "log_level", "verbose")
+    keep = ("config", "workers", "experiments", "ignore_config", "sync", "log_level", "verbose", "max_failures")
     assert {k: getattr(again, k) for k in keep} == {k: getattr(args, k) for k in keep}, line
 
 
