@@ -12,11 +12,13 @@ from collections.abc import Sequence
 from . import slurm
 from .backends import Executor, make_executor
 from .config import load_config
-from .display import LiveBarDisplay, make_display
+from .display import LiveBarDisplay, counted, make_display
 from .durability import committer
 from .errors import ClusterWorkError, StoreError
 from .expansion import ExpandedExperiment, expand_all, sweep_paths
 from .experiment import ClusterWork
+from .failures import failure_limit
+from .launch import DEFAULT_REPORT_EVERY, program, program_name, resume_command, run_arguments
 from .logs import configure_console
 from .original_api import configs_and_results, implements_plot_results
 from .paths import SweepPaths
@@ -34,9 +36,35 @@ from .vocabulary import Outcome, OutcomeKind, RunSettings
 log = logging.getLogger("cluster_work")
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+class _PlotterNames:
+    """The registered plotters, as --help shows them: looked up only when help is printed (plotwork brings
+    pandas, which starting a run does not need)."""
+
+    def __str__(self) -> str:
+        try:
+            from plotwork.plotters import PLOTTERS
+        except ImportError:
+            return "(pip install 'cluster_work[plot]' to see them)"
+        return ", ".join(sorted(PLOTTERS))
+
+
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description="Run a parameter sweep of a ClusterWork experiment.")
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog=prog or program_name(),
+                                     description="Run a parameter sweep of a ClusterWork experiment.")
     parser.add_argument("config", help="the experiments' YAML file")
+    parser.add_argument("--version", action="version", version=f"cluster_work {__version__}")
     run = parser.add_argument_group("how to run")
     run.add_argument("-c", "--cluster", "-m", "--mpi", dest="cluster", action="store_true",
                      help="run over MPI (start under mpiexec); rank 0 schedules, the others work")
@@ -47,6 +75,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                           "(self._COMM is the group's communicator); -g 1: all ranks, rank 0 included")
     run.add_argument("--group_size", type=int, default=None, metavar="S",
                      help="with -c: groups of S ranks instead of a number of groups (not with -g)")
+    run.add_argument("--max-failures", type=_positive, default=None, metavar="N",
+                     help="stop the sweep cleanly once N repetitions failed (default: max_failures: in the config, "
+                          "else never); the repetitions in flight end after their iteration, all is resumable")
     run.add_argument("--no_gui", action="store_true", help="tell the experiment not to open windows")
     run.add_argument("--no-sync", dest="sync", action="store_false",
                      help="no group commits: leave syncing results to the operating system (faster on slow "
@@ -80,8 +111,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                            "without columns, call the class's plot_results hook (as the original)")
     show.add_argument("--filter", default="", metavar="TEXT",
                       help="with --plot: only the experiments whose name contains TEXT")
-    show.add_argument("--plotter", default="mean_2std",
-                      help="with --plot: mean_2std (default), best_n or param_sweep")
+    plotter = show.add_argument("--plotter", default="mean_2std",
+                                help="with --plot: one of %(plotter_names)s (default: %(default)s)")
+    plotter.plotter_names = _PlotterNames()  # type: ignore[attr-defined]  # argparse fills %(name)s from the action
     slurm = parser.add_argument_group("Slurm (defaults from a 'slurm:' block in the config)")
     slurm.add_argument("--slurm", action="store_true",
                        help="write a batch script that runs the sweep over MPI in one allocation")
@@ -105,7 +137,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         choices=["DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL"],
                         help="cluster_work's own log level (default: the class's _CW_LOG_LEVEL)")
     output.add_argument("-v", "--verbose", action="store_true", help="cluster_work's own messages at DEBUG")
-    output.add_argument("--report_every", type=float, default=60.0, metavar="SECONDS",
+    output.add_argument("--report_every", type=float, default=DEFAULT_REPORT_EVERY, metavar="SECONDS",
                         help="when the output is no terminal: a progress line this often (default 60, 0: never)")
     return parser
 
@@ -149,6 +181,7 @@ def _run(experiment_class: type[ClusterWork], args: argparse.Namespace, argument
         experiments = load_config(args.config)
         expanded = expand_all(experiments, experiment_class._default_params, args.config)
         experiment_class.check_config(expanded, args.config)
+        max_failures = failure_limit(args.max_failures, experiments, args.config)
         if any("ensemble" in document for document in experiments):  # numpy only where a config has an ensemble
             from .ensemble.campaign import check_experiment_class
 
@@ -169,7 +202,7 @@ def _run(experiment_class: type[ClusterWork], args: argparse.Namespace, argument
         if args.list:
             print_plan(plan, as_json=args.json)
             if args.verbose and not args.json:
-                print("\n".join(["launch:", *_launch_lines(args, plan)]))
+                print("\n".join(["launch:", *_launch_lines(args, plan, executor.world_size())]))
             return 0
         if args.slurm:
             return _slurm(args, experiments, plan)
@@ -181,23 +214,28 @@ def _run(experiment_class: type[ClusterWork], args: argparse.Namespace, argument
     except ClusterWorkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_STORE if isinstance(exc, StoreError) else EXIT_USAGE
-    return _execute(experiment_class, plan, args, arguments, executor, settings)
+    except BrokenPipeError:  # the reader of what we print went away (`--list --json | head -1`): that is fine
+        return _reader_gone()
+    return _execute(experiment_class, plan, args, arguments, executor, settings, max_failures)
 
 
 def _execute(experiment_class: type[ClusterWork], plan: Plan, args: argparse.Namespace, arguments: list[str],
-             executor: Executor, settings: RunSettings) -> int:
+             executor: Executor, settings: RunSettings, max_failures: int | None) -> int:
     """Run the planned jobs with a live display and a provenance record; print the summary."""
     jobs = plan.jobs
     campaigns = campaign_drivers(plan, settings, executor.workers)
-    log.info("%d jobs to run (%d experiments)%s on %s", len(jobs), plan.totals.experiments,
-             f" and {len(campaigns)} campaign(s)" if campaigns else "", executor.describe())
+    log.info("%s to run (%s)%s on %s", counted(len(jobs), "job"), counted(plan.totals.experiments_to_run, "experiment"),
+             f" and {counted(len(campaigns), 'campaign')}" if campaigns else "", executor.describe())
     handle_stop_signals(hard_second=True, on_first=lambda: _on_stop(executor))
     plain_total = plan.iterations_left()
 
-    def total() -> int:  # a campaign's iterations are known as it decides: done so far, and planned
-        return max(plain_total, executor.iterations_done() + sum(c.iterations_left() for c in campaigns))
+    def total() -> int:  # fixed for plain jobs and ensembles; a steered campaign's as it decides
+        return plain_total + sum(c.iterations_planned() for c in campaigns)
 
-    display = make_display(total, executor.workers, executor.iterations_done, executor.busy, args.report_every)
+    def done() -> int:
+        return executor.iterations_done() + sum(c.iterations_apart() for c in campaigns)
+
+    display = make_display(total, executor.workers, done, executor.busy, args.report_every)
     # with a live bar, a line per finished job would only scroll it away: failures still show
     finished_level = logging.DEBUG if isinstance(display, LiveBarDisplay) else logging.INFO
 
@@ -206,20 +244,21 @@ def _execute(experiment_class: type[ClusterWork], plan: Plan, args: argparse.Nam
         failed = outcome.kind in (OutcomeKind.FAILED, OutcomeKind.BAD_PARAMETER, OutcomeKind.STORE_FAILURE)
         log.log(logging.ERROR if failed else finished_level, describe(outcome))
 
-    command = [*_program(), *arguments]
+    command = [*program(), *arguments]  # as run, for the record; the hint to resume is another line
+    resume = resume_command(args, executor.world_size())
     paths = plan.totals.sweep_paths
     run_id = run_started(paths, command, executor.describe(), executor.hosts(), executor.world_size())
     try:
         with display:
-            summary = run_segments(jobs, executor, on_outcome, campaigns)
+            summary = run_segments(jobs, executor, on_outcome, campaigns, max_failures)
     except KeyboardInterrupt:  # the second Ctrl-C
         run_ended(paths, run_id, EXIT_INTERRUPTED, {})
         executor.terminate()
-        print(f"stopped at once; saved rows are kept. To resume: {' '.join(command)}", file=sys.stderr)
+        print(f"stopped at once; saved rows are kept. To resume: {resume}", file=sys.stderr)
         return EXIT_INTERRUPTED
     committer.commit()  # this process's writes durable before the run is recorded as ended
     run_ended(paths, run_id, summary.exit_status(), {kind.value: count for kind, count in summary.counts.items()})
-    print_summary(summary, plan, paths, command)
+    print_summary(summary, plan, paths, resume)
     return summary.exit_status()
 
 
@@ -246,7 +285,8 @@ def _slurm(args: argparse.Namespace, experiments: list, plan: Plan) -> int:
         return 0
     kind = "array" if args.array else "mpi"
     text = slurm.build_script(kind, settings, slurm.python_command(), os.path.abspath(sys.argv[0]),
-                              _run_arguments(args), sweep_path, os.getcwd(), len(pending))
+                              [*run_arguments(args, jobs=not args.array), *(["-o"] if args.overwrite else [])],
+                              sweep_path, os.getcwd(), len(pending))
     if args.array:
         text = text.replace(f"--array=0-{len(pending) - 1}", f"--array={slurm.compress_indices(pending)}")
     if args.dry_run:
@@ -262,47 +302,13 @@ def _slurm(args: argparse.Namespace, experiments: list, plan: Plan) -> int:
     return 0
 
 
-def _program() -> list[str]:
-    """How this run was started, for the line that resumes it: the script, or `python -m cluster_work`."""
-    if os.path.abspath(sys.argv[0]) == os.path.join(os.path.dirname(os.path.abspath(__file__)), "__main__.py"):
-        return ["python", "-m", "cluster_work"]
-    return [sys.argv[0]]
-
-
-def _launch_lines(args: argparse.Namespace, plan: Plan) -> list[str]:
-    """--list -v: the commands that run this sweep as asked (for --slurm, the sbatch line; --dry-run prints
+def _launch_lines(args: argparse.Namespace, plan: Plan, world_size: int | None) -> list[str]:
+    """--list -v: the command that runs this sweep as asked (for --slurm, the sbatch line; --dry-run prints
     the script it submits)."""
-    run = " ".join(shlex.quote(a) for a in [os.path.abspath(sys.argv[0]), *_run_arguments(args)])
     if args.slurm:
         script = SweepPaths(os.path.abspath(plan.totals.sweep_paths[0])).batch_script("array" if args.array else "mpi")
         return [f"sbatch {shlex.quote(script)}"]
-    if args.cluster:
-        from mpi4py import MPI
-
-        return [f"{slurm.mpiexec_command()} -n {MPI.COMM_WORLD.Get_size()} {slurm.python_command()} -m mpi4py "
-                f"{run} -c"]
-    return [f"{slurm.python_command()} {run}" + (f" -n {args.workers}" if args.workers > 1 else "")]
-
-
-def _run_arguments(args: argparse.Namespace) -> list[str]:
-    """The options of this command line that the batch job repeats (nothing that deletes or restarts)."""
-    arguments = [args.config]
-    for flag, values in (("-e", args.experiments), ("-j", [] if args.array else args.job)):
-        if values:
-            arguments += [flag, *map(str, values)]
-    for flag, value in (("-g", args.mpi_groups), ("--group_size", args.group_size)):
-        if value is not None:
-            arguments += [flag, str(value)]
-    if args.log_level:
-        arguments += ["-l", args.log_level]
-    if args.cw_log_level:
-        arguments += ["-L", args.cw_log_level]
-    for flag, given in (("-v", args.verbose), ("-I", args.ignore_config), ("-o", args.overwrite),
-                        ("--no_gui", args.no_gui), ("--no-sync", not args.sync),
-                        ("--restart_full_repetitions", args.restart_full_repetitions)):
-        if given:
-            arguments.append(flag)
-    return arguments
+    return [resume_command(args, world_size)]
 
 
 def _plot(experiment_class: type[ClusterWork], expanded: Sequence[ExpandedExperiment], args: argparse.Namespace,
@@ -333,6 +339,16 @@ def _plot(experiment_class: type[ClusterWork], expanded: Sequence[ExpandedExperi
                                    f"columns: {', '.join(c for c in frame.columns if not c.startswith('params.'))}")
         for path in plot_sweep(frame, args.plot, args.plotter, SweepPaths(sweep_path).plots_folder, bases):
             print(path)
+    return 0
+
+
+def _reader_gone() -> int:
+    """After the reader of stdout closed it: exit quietly with status 0, as `git log | head` does. What is
+    still buffered goes to /dev/null, so that Python's flush at exit has nothing to complain about (the
+    recipe of Python's documentation, "Note on SIGPIPE")."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
     return 0
 
 

@@ -33,7 +33,8 @@ log = logging.getLogger("cluster_work")
 
 REQUIRED_KEYS = ("name", "repetitions", "iterations", "path")
 KNOWN_KEYS = frozenset(REQUIRED_KEYS + ("params", "grid", "list", "random", "custom", "slurm", "gui", "plotting",
-                                       "log_path", "command", "files", "ensemble", "steer", "keep_keys"))
+                                       "log_path", "command", "files", "ensemble", "steer", "keep_keys",
+                                       "max_failures"))
 ALIASES = frozenset({"replicas"})  # read as a known key (SmartSim's name for repetitions)
 BLOCK_KEYS = ("params", "grid", "list", "random", "custom")  # mappings whose values are indented under them
 CUSTOM_KEYS = frozenset({"function", "samples", "params"})

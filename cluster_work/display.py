@@ -15,7 +15,6 @@ from rich.progress import (
     TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
-    TimeRemainingColumn,
 )
 
 from .vocabulary import Outcome, OutcomeKind
@@ -30,6 +29,36 @@ def format_seconds(seconds: float | None) -> str:
     days, seconds = divmod(seconds, 86400)
     text = f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
     return f"{days}d {text}" if days else text
+
+
+def format_duration(seconds: float | None) -> str:
+    """A duration as people read it: `4.2 µs`, `12 ms`, `3.4 s`; from a minute on, H:MM:SS."""
+    if seconds is None:
+        return "-"
+    if seconds >= 59.5:
+        return format_seconds(seconds)
+    for unit, size in (("µs", 1e-6), ("ms", 1e-3), ("s", 1.0)):
+        value = seconds / size
+        text = f"{value:.1f}" if value < 9.95 else f"{value:.0f}"
+        if float(text) < 1000 or unit == "s":
+            break
+    return f"{text} {unit}"
+
+
+def format_rate(per_second: float) -> str:
+    """Iterations per second to 3 significant digits, without exponents (`3,610 it/s`); below one a
+    second, seconds per iteration (`4.0 s/it`)."""
+    if per_second <= 0:
+        return "0 it/s"
+    if per_second < 1:
+        return f"{format_duration(1 / per_second)}/it"
+    value = float(f"{per_second:.3g}")
+    return f"{value:,.0f} it/s" if value >= 100 else f"{value:.3g} it/s"
+
+
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """`1 job`, `3 jobs`: a count with its noun in the right number."""
+    return f"{count:,} {noun if count == 1 else plural or noun + 's'}"
 
 
 class RunDisplay:
@@ -57,12 +86,16 @@ class RunDisplay:
         elapsed = time.perf_counter() - self.started
         return done, elapsed, done / elapsed if elapsed > 0 else 0.0
 
+    def left(self, done: int, rate: float) -> str:
+        """The time left at the rate so far: `~0:01:23`, or `unknown` before anything was done."""
+        return f"~{format_seconds((self.total - done) / rate)}" if rate > 0 else "unknown"
+
     def status_line(self) -> str:
         done, elapsed, rate = self.measure()
-        eta = (self.total - done) / rate if rate > 0 else None
-        share = 100 * done / self.total if self.total else 100.0
-        return (f"progress: {done}/{self.total} iterations ({share:.0f}%), {rate:.3g} it/s, "
-                f"elapsed {format_seconds(elapsed)}, left ~{format_seconds(eta)}, "
+        total = self.total
+        share = 100 * done / total if total else 100.0
+        return (f"progress: {done:,}/{total:,} iterations ({share:.0f}%), {format_rate(rate)}, "
+                f"elapsed {format_seconds(elapsed)}, left {self.left(done, rate)}, "
                 f"{self._busy()}/{self.workers} workers busy, {self.failed} failed")
 
     def __enter__(self) -> RunDisplay:
@@ -99,10 +132,10 @@ class LiveBarDisplay(RunDisplay):
     def __enter__(self) -> LiveBarDisplay:
         self._progress = Progress(
             TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
-            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
+            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("left {task.fields[left]}"),
             TextColumn("{task.fields[workers]}"), TextColumn("{task.fields[failed]}"),
             console=Console(file=sys.stderr), refresh_per_second=4, transient=False)
-        self._task = self._progress.add_task("sweep", total=self.total, rate="", workers="", failed="")
+        self._task = self._progress.add_task("sweep", total=self.total, rate="", left="", workers="", failed="")
         self._progress.start()
         self._done = threading.Event()
         threading.Thread(target=self._loop, name="cluster_work-bar", daemon=True).start()
@@ -111,8 +144,8 @@ class LiveBarDisplay(RunDisplay):
     def _update(self) -> None:
         done, elapsed, rate = self.measure()
         failed = f"[red]{self.failed} failed[/red]" if self.failed else "0 failed"
-        self._progress.update(self._task, total=self.total, completed=done, rate=f"{rate:.3g} it/s" if elapsed else "",
-                              workers=f"{self._busy()}/{self.workers} busy", failed=failed)
+        self._progress.update(self._task, total=self.total, completed=done, rate=format_rate(rate) if elapsed else "",
+                              left=self.left(done, rate), workers=f"{self._busy()}/{self.workers} busy", failed=failed)
 
     def _loop(self) -> None:
         while not self._done.wait(0.25):

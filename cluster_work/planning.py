@@ -56,6 +56,7 @@ class PlanTotals:
     """What the whole plan holds, counted in one pass (the pass that validates it)."""
 
     experiments: int = 0
+    experiments_to_run: int = 0  # those with a job to run
     jobs: int = 0
     iterations_left: int = 0
     skipped: int = 0  # experiments skipped because their parameters changed
@@ -138,6 +139,7 @@ class Plan:
                 totals.sweep_paths.append(expand_path(group.document["path"]))
                 if not os.path.lexists(group.base_folder) and self._selection.repetition is None and not self._picked:
                     totals.experiments += len(group)
+                    totals.experiments_to_run += len(group)
                     totals.jobs += len(group) * group.document["repetitions"]
                     totals.iterations_left += len(group) * group.document["repetitions"] * group.document["iterations"]
                     counted = None  # planned without the disk: no need to keep anything
@@ -150,6 +152,7 @@ class Plan:
                     if len(counted) > SORT_LIMIT:
                         counted = None
                 totals.experiments += 1
+                totals.experiments_to_run += bool(item.jobs)
                 totals.jobs += len(item.jobs)
                 totals.iterations_left += sum(item.iterations_left(job) for job in item.jobs)
                 totals.skipped += item.skipped

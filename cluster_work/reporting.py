@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
-import shlex
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .config import KeyPath, dotted
-from .display import format_seconds
+from .display import counted, format_duration, format_seconds
 from .expansion import ExpandedDocument, ExpandedExperiment
 from .planning import ExperimentPlan, Plan
 from .repetition_state import read_repetition
@@ -26,10 +26,18 @@ EXPERIMENT_STATE_TEXT = {ExperimentState.NEW: "new", ExperimentState.PARTIAL: "p
                          ExperimentState.DONE: "done", ExperimentState.CHANGED: "config changed"}
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """A reader that went away (`-P | head -1`) is the caller's to handle, as a print's is: rich's own
+        handler would exit with status 1."""
+        self.quiet = True
+        raise BrokenPipeError
+
+
 def _console(stream: TextIO | None = None) -> Console:
     """Tables fit a terminal; into a file or pipe, lines are never wrapped (logs stay greppable)."""
     stream = stream or sys.stdout
-    return Console(file=stream, width=None if stream.isatty() else 200, soft_wrap=not stream.isatty())
+    return _Console(file=stream, width=None if stream.isatty() else 200, soft_wrap=not stream.isatty())
 
 
 def format_params(varied: Mapping[KeyPath, Any]) -> str:
@@ -147,8 +155,10 @@ class ExperimentProgress:
     states: dict[str, int]
     iteration_seconds: float  # sum of measured iteration times (for the mean)
     iterations_timed: int
-    work_left: float | None  # seconds of one worker still needed, from measured iteration times
+    work_left: float | None  # seconds of one worker still needed (None: unknown; see `estimated`)
     reps: list[RepetitionProgress] = field(default_factory=list)
+    work_measured: float = 0.0  # of work_left: iterations left at their repetition's or experiment's mean time
+    iterations_unmeasured: int = 0  # iterations left with no measured time of their own experiment
 
     @property
     def mean_iteration_time(self) -> float | None:
@@ -185,12 +195,27 @@ def read_progress(experiment: ExpandedExperiment) -> ExperimentProgress:
     timed = [(r.mean_iteration_time, r.iterations_done) for r in reps if r.mean_iteration_time is not None]
     seconds, count = sum(t * n for t, n in timed), sum(n for _, n in timed)
     mean = seconds / count if count else None
-    left = sum((experiment.iterations - r.iterations_done) * (r.mean_iteration_time or mean or 0) for r in reps
-               if r.state != RepetitionState.STOPPED.value)  # a stopped repetition has no work left
+    measured, unmeasured = 0.0, 0
+    for r in reps:
+        stopped = r.state == RepetitionState.STOPPED.value  # a stopped repetition has no work left
+        left = 0 if stopped else experiment.iterations - r.iterations_done
+        each = r.mean_iteration_time or mean
+        if each is None:
+            unmeasured += left
+        else:
+            measured += left * each
     states = {state: sum(r.state == state for r in reps) for state in STATES}
     return ExperimentProgress(experiment.name, experiment.repetitions, experiment.repetitions * experiment.iterations,
                               sum(r.iterations_done for r in reps), states, seconds, count,
-                              left if mean is not None or left == 0 else None, reps)
+                              None if unmeasured else measured, reps, measured, unmeasured)
+
+
+def estimated(part: ExperimentProgress, mean: float | None) -> ExperimentProgress:
+    """`part` with its iterations that have no measured time of their own experiment (it has not started)
+    taken at `mean` seconds each; its work left stays unknown (None) without a `mean`."""
+    if not part.iterations_unmeasured or mean is None:
+        return part
+    return dataclasses.replace(part, work_left=part.work_measured + part.iterations_unmeasured * mean)
 
 
 def combine(name: str, parts: Sequence[ExperimentProgress]) -> ExperimentProgress:
@@ -200,23 +225,54 @@ def combine(name: str, parts: Sequence[ExperimentProgress]) -> ExperimentProgres
         name, sum(p.repetitions for p in parts), sum(p.iterations for p in parts),
         sum(p.iterations_done for p in parts), {s: sum(p.states.get(s, 0) for p in parts) for s in STATES},
         sum(p.iteration_seconds for p in parts), sum(p.iterations_timed for p in parts),
-        sum(known) if len(known) == len(parts) else None)
+        sum(known) if len(known) == len(parts) else None, [], sum(p.work_measured for p in parts),
+        sum(p.iterations_unmeasured for p in parts))
 
 
-def progress_report(experiments: Sequence[ExpandedExperiment]) -> tuple[dict[str, list[ExperimentProgress]],
-                                                                       ExperimentProgress]:
-    """Per base experiment the progress of its expanded experiments, and the sweep's total."""
+Report = tuple[dict[str, list[ExperimentProgress]], dict[str, ExperimentProgress], ExperimentProgress]
+
+
+def progress_report(experiments: Sequence[ExpandedExperiment], steered: Sequence[ExpandedDocument] = ()) -> Report:
+    """Per base experiment the progress of its expanded experiments and their row together, and the
+    sweep's total.
+
+    The work left of an experiment that has not started is estimated from the measured iteration times of
+    its base experiment (the same document, so the same kind of work), else of the whole sweep; before
+    anything was measured it is unknown (None), never zero. A steered campaign's row (`steered`) counts
+    what its policy planned (its journal says), not every iteration of its grid: a finished campaign is done."""
     groups: dict[str, list[ExperimentProgress]] = {}
     for experiment in experiments:
         groups.setdefault(experiment.base_name, []).append(read_progress(experiment))
-    return groups, combine("total", [p for parts in groups.values() for p in parts])
+    sweep_mean = combine("total", [p for parts in groups.values() for p in parts]).mean_iteration_time
+    bases = {}
+    for base, parts in groups.items():
+        mean = combine(base, parts).mean_iteration_time or sweep_mean
+        parts = groups[base] = [estimated(part, mean) for part in parts]
+        bases[base] = combine(base, parts) if len(parts) > 1 or parts[0].name != base else parts[0]
+    for document in steered:
+        if document.base in bases:
+            bases[document.base] = _as_planned(bases[document.base], document, sweep_mean)
+    return groups, bases, combine("total", list(bases.values()))
+
+
+def _as_planned(row: ExperimentProgress, document: ExpandedDocument, sweep_mean: float | None) -> ExperimentProgress:
+    """A steered campaign's row: its iterations done, and those its decisions still plan."""
+    from .steering.progress import campaign_progress  # only where a sweep has a steered campaign
+
+    figures = campaign_progress(document)
+    if "error" in figures:
+        return row
+    planned, mean = figures["planned_iterations"], row.mean_iteration_time or sweep_mean
+    return dataclasses.replace(row, iterations=row.iterations_done + planned, iterations_unmeasured=0,
+                               work_left=planned * mean if mean is not None else (None if planned else 0.0))
 
 
 def _row(table: Table, item: ExperimentProgress, name: str) -> None:
     share = 100 * item.iterations_done / item.iterations if item.iterations else 100
     mean = item.mean_iteration_time
     table.add_row(name, f"{share:.0f}%", *(str(item.states.get(s, 0)) for s in STATES),
-                  f"{mean:.3g}s" if mean is not None else "-", format_seconds(item.work_left))
+                  format_duration(mean),
+                  "unknown" if item.work_left is None else format_seconds(item.work_left))
 
 
 def print_progress(experiments: Sequence[ExpandedExperiment], full: bool, stream: TextIO | None = None,
@@ -226,13 +282,12 @@ def print_progress(experiments: Sequence[ExpandedExperiment], full: bool, stream
     campaigns (stops per rung, planned iterations)."""
     steered = steered_documents(experiments)
     experiments, ensembles = split_ensembles(experiments)
-    groups, total = progress_report(experiments)
+    groups, bases, total = progress_report(experiments, steered)
     table = Table(title="Progress (from the results on disk)", title_justify="left")
     for column in ("experiment", "done", *STATES, "mean it. time", "work left"):
         table.add_column(column, overflow="fold")
     for base, parts in groups.items():
-        _row(table, combine(base, parts) if len(parts) > 1 or parts[0].name != base else parts[0],
-             f"{base} ({len(parts)} expanded)" if len(parts) > 1 else base)
+        _row(table, bases[base], f"{base} ({len(parts)} expanded)" if len(parts) > 1 else base)
         for part in parts if full and len(parts) > 1 else ():
             _row(table, part, f"  {part.name}")
     if len(groups) > 1:
@@ -247,7 +302,7 @@ def print_progress(experiments: Sequence[ExpandedExperiment], full: bool, stream
     if steered:
         from .steering.progress import campaigns_table  # only where a sweep has a steered campaign
 
-        means = {base: combine(base, parts).mean_iteration_time for base, parts in groups.items()}
+        means = {base: row.mean_iteration_time for base, row in bases.items()}
         console.print(campaigns_table(steered, means))
     if full:
         reps = Table(title="Repetitions", title_justify="left")
@@ -256,7 +311,7 @@ def print_progress(experiments: Sequence[ExpandedExperiment], full: bool, stream
         for part in (p for parts in groups.values() for p in parts):
             for rep in part.reps:
                 reps.add_row(part.name, str(rep.rep), f"{rep.iterations_done}/{part.iterations // part.repetitions}",
-                             rep.state, f"{rep.mean_iteration_time:.3g}s" if rep.mean_iteration_time else "-",
+                             rep.state, format_duration(rep.mean_iteration_time),
                              rep.error or "")
         console.print(reps)
     running = total.states.get("running", 0)
@@ -274,9 +329,9 @@ def progress_json(experiments: Sequence[ExpandedExperiment], full: bool, runs: S
     of the steered campaigns, if any)."""
     steered = steered_documents(experiments)
     experiments, ensembles = split_ensembles(experiments)
-    groups, total = progress_report(experiments)
+    groups, bases, total = progress_report(experiments, steered)
     return json.dumps({"total": total.as_dict(False),
-                       "base_experiments": [combine(base, parts).as_dict(False) for base, parts in groups.items()],
+                       "base_experiments": [row.as_dict(False) for row in bases.values()],
                        "experiments": [p.as_dict(full) for parts in groups.values() for p in parts],
                        "runs": list(runs), **_ensembles_figures(ensembles), **_campaigns_figures(steered)}, indent=1)
 
@@ -312,9 +367,10 @@ def split_ensembles(experiments: Sequence[ExpandedExperiment]) -> tuple[list[Exp
     return plain, ensembles
 
 
-def print_summary(summary: Summary, plan: Plan, sweep_paths: Iterable[str], argv: Sequence[str],
+def print_summary(summary: Summary, plan: Plan, sweep_paths: Iterable[str], resume: str,
                   stream: TextIO | None = None) -> None:
-    """The end of a run: what finished, failed or was skipped, where results are, how to resume."""
+    """The end of a run: what finished, failed or was skipped, where results are, and `resume`: the command
+    that resumes it (`launch.resume_command`), when it did not end well."""
     console = _console(stream or sys.stderr)
     counts = summary.counts
     skipped_changed = plan.totals.skipped
@@ -323,14 +379,16 @@ def print_summary(summary: Summary, plan: Plan, sweep_paths: Iterable[str], argv
     parts = [f"{finished} finished", f"{already} already finished" if already else "",
              f"{len(summary.failures())} failed", f"{busy} held by another run" if busy else "",
              f"{interrupted} not finished (interrupted)" if interrupted else "",
-             f"{skipped_changed} experiment(s) skipped: config changed" if skipped_changed else ""]
+             f"{counted(skipped_changed, 'experiment')} skipped: config changed" if skipped_changed else ""]
     if summary.jobs or not summary.campaigns:
-        console.print(f"[bold]Summary[/bold]: {summary.jobs} jobs in {summary.seconds:.1f}s: "
+        console.print(f"[bold]Summary[/bold]: {counted(summary.jobs, 'job')} in {summary.seconds:.1f}s: "
                       + ", ".join(p for p in parts if p))
     else:
-        console.print(f"[bold]Summary[/bold]: {len(summary.campaigns)} campaign(s) in {summary.seconds:.1f}s")
+        console.print(f"[bold]Summary[/bold]: {counted(len(summary.campaigns), 'campaign')} in {summary.seconds:.1f}s")
     for outcome in summary.failures():
         console.print(f"  [red]failed[/red] {outcome.label}: {outcome.error}", highlight=False)
+    if summary.stop_reason:
+        console.print(f"  [red]stopped[/red]: {summary.stop_reason}", highlight=False)
     for campaign in summary.campaigns:
         console.print(f"  {campaign.summary_line()}", highlight=False, markup=False)
     store_failures = [o for o in summary.outcomes if o.kind == OutcomeKind.STORE_FAILURE]
@@ -341,8 +399,9 @@ def print_summary(summary: Summary, plan: Plan, sweep_paths: Iterable[str], argv
     if summary.outcomes:
         seconds = [o.seconds for o in summary.outcomes if o.kind == OutcomeKind.FINISHED]
         if seconds:
-            console.print(f"  time per job: mean {sum(seconds) / len(seconds):.2f}s, max {max(seconds):.2f}s")
+            console.print(f"  time per job: mean {format_duration(sum(seconds) / len(seconds))}, "
+                          f"max {format_duration(max(seconds))}")
     console.print(f"  results: {', '.join(sorted(set(sweep_paths)))}", highlight=False)
     if summary.exit_status() != 0:
-        console.print(f"  to resume or retry: {' '.join(shlex.quote(a) for a in argv)}", highlight=False)
+        console.print(f"  to resume or retry: {resume}", highlight=False, markup=False, soft_wrap=True)
 

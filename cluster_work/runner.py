@@ -23,7 +23,7 @@ from .backends.base import TaskContext
 from .errors import InvalidParameterArgument, StoreError
 from .expansion import ExpandedExperiment
 from .experiment import ClusterWork
-from .logs import repetition_log
+from .logs import FILE_ONLY, repetition_log
 from .seeding import seed_for, seed_global_generators
 from .store import (
     ExperimentStore,
@@ -263,7 +263,8 @@ class _SegmentRun:
                     except StoreError:  # the group's members wait at the next iteration's decision: release them
                         _leader_decides(self.context.comm, OutcomeKind.STORE_FAILURE)
                         raise
-                    self.context.iteration_done()
+                    if n >= saved:  # a redone iteration (its restore failed) is no progress: the plan
+                        self.context.iteration_done()  # counted from `saved`, so the display's total holds
                 self.keep_values([row])
                 completed, ran = n + 1, ran + 1
             results_bytes = writer.size() if writer is not None else 0
@@ -298,10 +299,13 @@ class _SegmentRun:
         """Record the experiment's exception in the repetition's log and status; the run goes on."""
         text = "".join(traceback.format_exception(exc))
         first_line = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        log.error("%s failed in %s:\n%s", self.segment.label, stage, text)
+        # the repetition's log only: rank 0 shows it on the console, once for identical ones (failures.py)
+        log.error("%s failed in %s:\n%s", self.segment.label, stage, text, extra=FILE_ONLY)
         self.write_status(Record.FAILED, iterations_done=completed, iterations=self.iterations,
                           error=first_line, stage=stage, traceback=text, **timing.fields())
-        return self.outcome(OutcomeKind.FAILED, completed, ran, f"{first_line} (in {stage})")
+        outcome = self.outcome(OutcomeKind.FAILED, completed, ran, f"{first_line} (in {stage})")
+        outcome.traceback = text
+        return outcome
 
 
 def iteration_times(rows: list[dict[str, Any]]) -> list[float]:

@@ -16,7 +16,6 @@ built-in one (placeholders: the keys of `script_fields`).
 """
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import subprocess
@@ -26,6 +25,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .errors import ClusterWorkError, ConfigError
+from .launch import mpiexec
 from .paths import SweepPaths
 
 DEFAULT_SIGNAL_SECONDS = 120
@@ -203,9 +203,7 @@ def compress_indices(indices: Sequence[int]) -> str:
 
 
 def mpiexec_command() -> str:
-    """The mpiexec beside this Python (the PyPI Open MPI of a venv), else whatever the job's PATH has."""
-    beside = os.path.join(os.path.dirname(sys.executable), "mpiexec")
-    return shlex.quote(beside) if os.access(beside, os.X_OK) else "mpiexec"
+    return shlex.quote(mpiexec())
 
 
 def python_command() -> str:

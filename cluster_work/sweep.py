@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from .backends.base import Executor
 from .campaign import Composite, Driver, PlainSweep, drive
-from .stopping import EXIT_INTERRUPTED, stop_requested
+from .failures import FAILED_KINDS, CountingFailures, Failures
+from .stopping import EXIT_INTERRUPTED, request_stop, stop_requested
 from .vocabulary import Outcome, OutcomeKind, RunSettings, Segment, describe_kind
 
 if TYPE_CHECKING:
@@ -20,7 +21,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("cluster_work")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STORE = 0, 1, 2, 3  # and EXIT_INTERRUPTED (130), from stopping
-FAILURES = (OutcomeKind.FAILED, OutcomeKind.BAD_PARAMETER)
 
 
 class CampaignDriver(Driver, Protocol):
@@ -38,8 +38,13 @@ class CampaignDriver(Driver, Protocol):
         """Release what the campaign holds (its store's lock)."""
         ...
 
-    def iterations_left(self) -> int:
-        """Its planned iterations still to run, as it knows them now (0 before `start`)."""
+    def iterations_planned(self) -> int:
+        """Its iterations this run, done and still planned, as it knows them now (0 before `start`)."""
+        ...
+
+    def iterations_apart(self) -> int:
+        """Its iterations done this run that its items do not count through `TaskContext.iteration_done`
+        (the live display adds them to the executor's count)."""
         ...
 
 
@@ -57,6 +62,7 @@ class Summary:
     seconds: float = 0.0
     skipped_experiments: int = 0
     campaigns: list[CampaignDriver] = field(default_factory=list)
+    stop_reason: str | None = None  # why the run stopped before its end, where it did so by itself
 
     @property
     def counts(self) -> Counter[OutcomeKind]:
@@ -68,7 +74,7 @@ class Summary:
 
     def failures(self) -> list[Outcome]:
         """Repetitions that failed by their own error (a store failure is the run's, reported apart)."""
-        return [o for o in self.outcomes if o.kind in FAILURES]
+        return [o for o in self.outcomes if o.kind in FAILED_KINDS]
 
     def exit_status(self) -> int:
         counts = self.counts
@@ -94,10 +100,11 @@ class SizedSegments(Protocol):
 
 def run_segments(segments: SizedSegments, executor: Executor,
                  on_outcome: Callable[[Outcome], None] = lambda o: None,
-                 campaigns: Sequence[CampaignDriver] = ()) -> Summary:
+                 campaigns: Sequence[CampaignDriver] = (), max_failures: int | None = None) -> Summary:
     """Run `segments` once each on `executor` (made as workers free up, so a sweep of 10^6 starts at
-    once), and beside them the `campaigns`; a store failure (full disk...) stops dispatching at once.
-    `on_outcome` sees the outcome of each plain segment."""
+    once), and beside them the `campaigns`; a store failure (full disk...) stops dispatching at once, and
+    so does the `max_failures`-th failed repetition (`failures.Failures`, which also shows each distinct
+    traceback once). `on_outcome` sees the outcome of each plain segment."""
     summary = Summary(jobs=len(segments), campaigns=list(campaigns))
     started = time.perf_counter()
 
@@ -105,12 +112,18 @@ def run_segments(segments: SizedSegments, executor: Executor,
         summary.outcomes.append(outcome)
         on_outcome(outcome)
 
+    def stop() -> None:
+        request_stop()
+        executor.forward_stop()
+
+    failures = Failures(max_failures, stop)
     try:
-        drive(Composite([PlainSweep(segments, ended), *campaigns]), executor)
+        drive(CountingFailures(Composite([PlainSweep(segments, ended), *campaigns]), failures), executor)
     finally:
         for campaign in campaigns:
             campaign.close()
     summary.seconds = time.perf_counter() - started
+    summary.stop_reason = failures.reason
     return summary
 
 
@@ -137,4 +150,6 @@ def describe(outcome: Outcome) -> str:
     if kind == OutcomeKind.BUSY:
         return f"{outcome.label}: skipped, held by another run"
     where = f"; traceback in {outcome.log_file}" if outcome.log_file else ""
+    if outcome.same_traceback_as:
+        where += f" (the same as {outcome.same_traceback_as}'s, shown above)"
     return f"{outcome.label}: {describe_kind(kind)}: {outcome.error}{where}"

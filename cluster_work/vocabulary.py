@@ -128,6 +128,8 @@ class Outcome:
 
     `values`: for each iteration this segment saved (or found saved, up to its target), the segment's
     `columns` of that row, as `{"iteration": n, column: value, ...}`.
+    `traceback`: a failure's, for rank 0 to show (`failures.Failures`); `same_traceback_as`: the label of
+    an earlier failure whose traceback was identical, and shown instead.
     """
 
     index: int
@@ -140,6 +142,8 @@ class Outcome:
     log_file: str | None = None
     host: str = field(default_factory=lambda: os.uname().nodename)
     values: list[dict[str, Any]] = field(default_factory=list)
+    traceback: str | None = None
+    same_traceback_as: str | None = None
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from conftest import SCRIPT, run_cli, script_env
 
 CONFIG = """\
@@ -56,7 +57,8 @@ def test_provenance_is_appended_per_run_and_shown_by_full_progress(tmp_path):
     records = [json.loads(line) for line in (tmp_path / "out" / "runs.jsonl").read_text().splitlines()]
     assert [r["event"] for r in records] == ["started", "ended", "started", "ended"]
     first = records[0]
-    assert first["command"][1:] == ["config.yml", "-e", "solo"] and first["hosts"]
+    assert first["command"] == [sys.executable, SCRIPT, "Deterministic", "config.yml", "-e", "solo"]  # as run
+    assert first["hosts"]
     assert first["packages"]["pandas"] and first["python"] and "git" in first
     assert records[1]["exit_status"] == 0 and records[1]["jobs"] == {"finished": 3}
     full = run_cli("Deterministic", "config.yml", "-P", cwd=tmp_path, check_rc=0).stdout
@@ -100,3 +102,49 @@ def test_live_bar_on_a_terminal(tmp_path):
     assert "it/s" in text and "1/1 busy" in text and "/16" in text  # 2 x 8 iterations to run
     assert "1 failed" in text and "boom at 2" in text  # failures show as they happen
     assert "w rep 0: finished" not in text  # with the bar, finished jobs are not listed line by line
+
+
+WORK = """\
+name: DEFAULT
+repetitions: 2
+iterations: 5
+path: out
+params: {sleep: 0.01}
+---
+name: walk
+grid: {step: [1.0, 2.0]}
+---
+name: solo
+"""
+
+
+@pytest.mark.parametrize("ran, unstarted", [
+    pytest.param(["-e", "walk__s1.0"], {"walk__s2.0": "walk", "solo": "sweep"}, id="one-experiment-ran"),
+    pytest.param(["-e", "solo"], {"walk__s1.0": "sweep", "walk__s2.0": "sweep"}, id="another-document-ran"),
+    pytest.param(["-j", "0"], {"walk__s2.0": "walk", "solo": "sweep"}, id="one-repetition-ran"),
+])
+def test_work_left_counts_the_experiments_that_have_not_started(tmp_path, ran, unstarted):
+    """An unstarted experiment's work is its iterations at the mean time measured in its base experiment,
+    else in the whole sweep: not zero (32% done once said 0:00:01 left of ~49 s)."""
+    (tmp_path / "config.yml").write_text(WORK)
+    run_cli("Deterministic", "config.yml", *ran, cwd=tmp_path, check_rc=0)
+    data = json.loads(run_cli("Deterministic", "config.yml", "-p", "--json", cwd=tmp_path, check_rc=0).stdout)
+    experiments = {e["name"]: e for e in data["experiments"]}
+    means = {"sweep": data["total"]["mean_iteration_time"],
+             **{b["name"]: b["mean_iteration_time"] for b in data["base_experiments"]}}
+    for name, source in unstarted.items():
+        assert experiments[name]["iterations_done"] == 0
+        assert experiments[name]["work_left_seconds"] == pytest.approx(10 * means[source]), name
+    expected = sum(e["work_left_seconds"] for e in experiments.values())
+    assert data["total"]["work_left_seconds"] == pytest.approx(expected)
+    assert expected >= 20 * 0.01  # at least the 20 unstarted iterations of 10 ms
+
+
+def test_work_left_is_unknown_before_anything_was_measured(tmp_path):
+    (tmp_path / "config.yml").write_text(WORK)
+    data = json.loads(run_cli("Deterministic", "config.yml", "-p", "--json", cwd=tmp_path, check_rc=0).stdout)
+    assert data["total"]["work_left_seconds"] is None
+    assert all(e["work_left_seconds"] is None for e in data["experiments"])
+    table = run_cli("Deterministic", "config.yml", "-p", cwd=tmp_path, check_rc=0).stdout
+    rows = [line for line in table.splitlines() if line.startswith(("│ walk", "│ solo", "│ total"))]
+    assert len(rows) == 3 and all("unknown" in row and "0:00:00" not in row for row in rows), table

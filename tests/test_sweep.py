@@ -284,3 +284,18 @@ def test_delete_leaves_a_folder_cluster_work_did_not_write_alone(tmp_path):
     with pytest.raises(StoreError, match="refusing to delete"):
         ExperimentStore("/").delete()
     assert (tmp_path / "data" / "thesis.tex").exists() and (tmp_path / "data" / "config.yml").exists()
+
+
+@pytest.mark.parametrize("first, expected", [
+    pytest.param([], "6 jobs to run (2 experiments)", id="none-ran-before"),
+    pytest.param(["-j", "0", "3"], "3 jobs to run (1 experiment)", id="one-experiment-finished"),
+    pytest.param(["-j", "0", "5"], "1 job to run (1 experiment)", id="one-job-left"),
+])
+def test_the_run_counts_the_jobs_and_experiments_it_runs(sweep, first, expected):
+    """Only the experiments with a job to run count (a finished one has none), each noun in its number."""
+    if first:
+        run_cli("Deterministic", "config.yml", *first, cwd=sweep, check_rc=0)
+    stderr = run_cli("Deterministic", "config.yml", cwd=sweep, check_rc=0).stderr
+    assert f"cluster_work: {expected} on this process" in stderr, stderr
+    jobs = int(expected.split()[0])
+    assert f"Summary: {jobs} job{'s' if jobs > 1 else ''} in " in stderr, stderr

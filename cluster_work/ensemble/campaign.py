@@ -146,11 +146,14 @@ class EnsembleCampaign:
         return (f"ensemble {name}: {done} iterations ({now}), {progress['walkers']} walkers, "
                 f"{progress['occupied_bins']} bins occupied, mean flux {progress['flux_mean']:.4g} per iteration")
 
-    def iterations_left(self) -> int:
-        """Walker segments still to run (the live display's total): every walker of every iteration left."""
-        if self._note is not None or self._status != EXIT_OK or self.ensemble.finished:
-            return 0
-        return max(self.experiment.iterations - self.ensemble.iteration, 0) * max(self.ensemble.walkers, 1)
+    def iterations_planned(self) -> int:
+        """Ensemble iterations this run runs, done and left (the live display's total): fixed once started,
+        whatever the number of walkers, which changes as they split and merge."""
+        return self.experiment.iterations - self._first if self._first >= 0 else 0
+
+    def iterations_apart(self) -> int:
+        """Ensemble iterations committed this run (its walkers do not count through the executor)."""
+        return self.ensemble.iteration - self._first if self._first >= 0 else 0
 
     def close(self) -> None:
         self.ensemble.close()

@@ -120,7 +120,7 @@ class SteeredCampaign:
         self._saved: dict[tuple[str, int], int] = {}  # iterations on disk, where an outcome told them
         self._failures: list[Outcome] = []
         self._ran = 0
-        self._left, self._left_at = 0, -PLANNED_EVERY  # planned iterations, and when (see iterations_left)
+        self._left, self._left_at = 0, -PLANNED_EVERY  # planned iterations, and when (see iterations_planned)
 
     # --- the Driver protocol ---------------------------------------------------------------------------
 
@@ -213,11 +213,16 @@ class SteeredCampaign:
             parts.append(f"{len(self._failures)} failed (first: {first.label}: {first.error})")
         return f"{head}: " + "; ".join(parts)
 
-    def iterations_left(self) -> int:
-        """The iterations its decisions so far still plan (the live display's total; 0 before `start`).
-        Read by the display's thread: a number `_apply` keeps, on the thread that decides, at most every
-        PLANNED_EVERY seconds, never the steering state itself while that thread changes it."""
-        return 0 if self._error or self._note else self._left
+    def iterations_planned(self) -> int:
+        """The iterations of this run so far, and those its decisions so far still plan (the live display's
+        total; 0 before `start`). Read by the display's thread: numbers `_apply` and `_observe` keep, on the
+        thread that decides (the plan at most every PLANNED_EVERY seconds), never the steering state itself
+        while that thread changes it."""
+        return self._ran + (0 if self._error or self._note else self._left)
+
+    def iterations_apart(self) -> int:
+        """0: its segments count their own iterations through the executor."""
+        return 0
 
     def close(self) -> None:
         try:
