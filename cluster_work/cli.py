@@ -82,6 +82,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                       help="with --plot: only the experiments whose name contains TEXT")
     show.add_argument("--plotter", default="mean_2std",
                       help="with --plot: mean_2std (default), best_n or param_sweep")
+    show.add_argument("--plot-option", dest="plot_options", nargs="+", action="extend", default=[],
+                      metavar="NAME=VALUE", help="with --plot: the plotter's options, e.g. n=5 (best_n), "
+                                                 "param=learning_rate (param_sweep), skip=10 (ensemble_*)")
+    show.add_argument("--mode", choices=["min", "max"], default=None,
+                      help="with --plot: which end of COLUMN is best, for a plotter that ranks (best_n); "
+                           "default: the mode of a steer block that steers by COLUMN")
     slurm = parser.add_argument_group("Slurm (defaults from a 'slurm:' block in the config)")
     slurm.add_argument("--slurm", action="store_true",
                        help="write a batch script that runs the sweep over MPI in one allocation")
@@ -316,13 +322,17 @@ def _plot(experiment_class: type[ClusterWork], expanded: Sequence[ExpandedExperi
         return 0
     try:
         from plotwork.api import plot_sweep
-        from plotwork.plotters import get_plotter
+        from plotwork.command_line import PlotOptions
     except ImportError as exc:
         raise ClusterWorkError(f"--plot needs matplotlib: pip install 'cluster_work[plot]' ({exc})") from None
     try:
-        get_plotter(args.plotter)
+        given = PlotOptions.parse(args.plotter, args.plot_options, args.mode)
+        steer = {e.base_name: e.config.get("steer") for e in selected}
+        options = {(base, column): given.of(column, steer[base]) for base in steer for column in args.plot}
     except KeyError as exc:
         raise ClusterWorkError(f"--plotter: {exc.args[0]}") from None
+    except ValueError as exc:
+        raise ClusterWorkError(f"--plot: {exc}") from None
     for sweep_path in sweep_paths(selected):
         bases = {e.name: e.base_name for e in selected if e.sweep_path == sweep_path}
         frame = load_results(sweep_path, experiments=list(bases))
@@ -330,7 +340,12 @@ def _plot(experiment_class: type[ClusterWork], expanded: Sequence[ExpandedExperi
         if missing:
             raise ClusterWorkError(f"--plot: no result column {', '.join(missing)} in {sweep_path}; "
                                    f"columns: {', '.join(c for c in frame.columns if not c.startswith('params.'))}")
-        for path in plot_sweep(frame, args.plot, args.plotter, SweepPaths(sweep_path).plots_folder, bases):
+        try:
+            paths = plot_sweep(frame, args.plot, args.plotter, SweepPaths(sweep_path).plots_folder, bases,
+                               options=lambda base, column: options[base, column])
+        except ValueError as exc:
+            raise ClusterWorkError(f"--plot: {exc}") from None
+        for path in paths:
             print(path)
     return 0
 
