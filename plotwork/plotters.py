@@ -154,7 +154,7 @@ def param_sweep(frame: pd.DataFrame, column: str, ax: Any, param: str | None = N
                 and per_experiment.groupby(c)[x].nunique().max() == 1]
     others = [c for c in per_experiment if c not in (x, *together)]
     final = final_values(frame, column)
-    groups = [group for _, group in final.groupby([final[c].astype(str) for c in others], sort=False)]
+    groups = [group for _, group in final.groupby([final[c].astype(str) for c in others], sort=False)] if others else []
     lines: dict[Hashable, pd.DataFrame] = dict(enumerate(groups if others else [final]))
     table = pd.DataFrame([group[others].iloc[0] for group in groups], index=range(len(groups)), columns=others)
     looks = styles(table) if others else [(0, {"label": None, "color": PALETTE[0], "linestyle": "-"})]
