@@ -321,7 +321,7 @@ def _plot(experiment_class: type[ClusterWork], expanded: Sequence[ExpandedExperi
         experiment_class.plot_results(configs_and_results([e.config for e in selected]))
         return 0
     try:
-        from plotwork.api import plot_sweep
+        from plotwork.api import save_figures, sweep_figures
         from plotwork.command_line import PlotOptions
     except ImportError as exc:
         raise ClusterWorkError(f"--plot needs matplotlib: pip install 'cluster_work[plot]' ({exc})") from None
@@ -333,6 +333,7 @@ def _plot(experiment_class: type[ClusterWork], expanded: Sequence[ExpandedExperi
         raise ClusterWorkError(f"--plotter: {exc.args[0]}") from None
     except ValueError as exc:
         raise ClusterWorkError(f"--plot: {exc}") from None
+    drawn = []  # every figure first, so that a plot refused writes no file
     for sweep_path in sweep_paths(selected):
         bases = {e.name: e.base_name for e in selected if e.sweep_path == sweep_path}
         frame = load_results(sweep_path, experiments=list(bases))
@@ -341,11 +342,12 @@ def _plot(experiment_class: type[ClusterWork], expanded: Sequence[ExpandedExperi
             raise ClusterWorkError(f"--plot: no result column {', '.join(missing)} in {sweep_path}; "
                                    f"columns: {', '.join(c for c in frame.columns if not c.startswith('params.'))}")
         try:
-            paths = plot_sweep(frame, args.plot, args.plotter, SweepPaths(sweep_path).plots_folder, bases,
-                               options=lambda base, column: options[base, column])
+            figures = sweep_figures(frame, args.plot, args.plotter, bases, lambda base, column: options[base, column])
         except ValueError as exc:
             raise ClusterWorkError(f"--plot: {exc}") from None
-        for path in paths:
+        drawn.append((SweepPaths(sweep_path).plots_folder, figures))
+    for folder, figures in drawn:
+        for path in save_figures(figures, folder, ""):
             print(path)
     return 0
 

@@ -62,15 +62,14 @@ def best_iterations(frame: pd.DataFrame, column: str, mode: str = "max") -> pd.D
     return best.sort_values(column, ascending=mode == "min").reset_index(drop=True)
 
 
-def plot_sweep(frame: pd.DataFrame, columns: Sequence[str], plotter: str, folder: str,
-               bases: Mapping[str, str], fmt: str = "png",
-               options: Callable[[str, str], Mapping[str, Any]] = lambda base, column: {}) -> list[str]:
-    """One file per base experiment and column into `folder` (the experiment script's --plot);
-    `bases` maps each expanded name to its base name, `options(base, column)` gives the plotter's options."""
+def sweep_figures(frame: pd.DataFrame, columns: Sequence[str], plotter: str, bases: Mapping[str, str],
+                  options: Callable[[str, str], Mapping[str, Any]] = lambda base, column: {}) -> list[Any]:
+    """One figure per base experiment and column (the experiment script's --plot); `bases` maps each expanded
+    name to its base name, `options(base, column)` gives the plotter's options."""
     figures = []
     base_of = frame.experiment.map(bases)
     for base in dict.fromkeys(base_of.dropna()):
         for column in columns:
             figures.append(plot_results(frame[base_of == base], plotter, column, title=f"{base} {column} {plotter}",
                                         **options(base, column)))
-    return save_figures(figures, folder, "", fmt)
+    return figures

@@ -14,10 +14,10 @@ import pytest
 from conftest import ROOT, run_cli
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_rgba
+from plot_experiments import final_loss
 
 import plotwork
 from cluster_work import load_results
-from plot_experiments import final_loss
 
 SCRIPT = str(ROOT / "tests" / "plot_experiments.py")
 RATES, RIDGES, SIZES = [0.003, 0.01, 0.03], [0.0, 0.1], [(200, 10), (800, 40)]
