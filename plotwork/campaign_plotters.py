@@ -26,7 +26,8 @@ def ensemble_flux(frame: pd.DataFrame, column: str, ax: Any, skip: int = 0) -> N
 
     rows = _ensemble_rows(frame)
     groups = {str(name): group for name, group in rows.groupby(rows.experiment.astype(str), sort=False)}
-    for name, look in experiment_styles(rows):
+    looks = experiment_styles(rows)
+    for name, look in looks:
         group = groups[name]
         flux = flux_of(group.assign(weight=group[column])).droplevel("experiment")
         ax.plot(flux.index, flux.values, **{**look, "alpha": 0.35, "linewidth": 1.0,
@@ -37,7 +38,7 @@ def ensemble_flux(frame: pd.DataFrame, column: str, ax: Any, skip: int = 0) -> N
         ax.set_yscale("log")
     iteration_axis(ax)
     ax.set_ylabel(f"flux ({column} recycled)")
-    place_legend(ax)
+    place_legend(ax, scale=looks.scale)
 
 
 @register_plotter("ensemble_bins")
@@ -47,7 +48,8 @@ def ensemble_bins(frame: pd.DataFrame, column: str, ax: Any, skip: int = 0) -> N
     rows = _ensemble_rows(frame)
     kept = rows[rows["iteration"] >= skip]
     groups = {str(name): group for name, group in kept.groupby(kept.experiment.astype(str), sort=False)}
-    for name, look in experiment_styles(rows):
+    looks = experiment_styles(rows)
+    for name, look in looks:
         if name in groups:
             group = groups[name]
             per_bin = group.groupby(group["bin"].astype("int64"))[column].sum() / group["iteration"].nunique()
@@ -55,7 +57,7 @@ def ensemble_bins(frame: pd.DataFrame, column: str, ax: Any, skip: int = 0) -> N
     ax.set_yscale("log")
     ax.set_xlabel("bin")
     ax.set_ylabel(f"{column} per bin (mean over iterations)")
-    place_legend(ax)
+    place_legend(ax, scale=looks.scale)
 
 
 @register_plotter("steered")

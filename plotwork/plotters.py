@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .print_style import iteration_axis, place_legend
-from .series import PALETTE, experiment_styles, format_value, short_names, styles, varied_params
+from .series import PALETTE, Styles, experiment_styles, format_value, short_names, styles, varied_params
 
 Plotter = Callable[..., None]
 PLOTTERS: dict[str, Plotter] = {}
@@ -62,7 +62,7 @@ def _by_experiment(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
 def _mean_and_band(ax: Any, group: pd.DataFrame, column: str, look: Mapping[str, Any]) -> None:
     """The mean of `column` over repetitions against iteration, and a band of two standard deviations."""
     stats = group.groupby("iteration")[column].agg(["mean", "std"]).fillna({"std": 0.0})
-    ax.plot(stats.index, stats["mean"], **look)
+    ax.plot(stats.index, stats["mean"], **{**look, "marker": look["marker"] or ("o" if len(stats) == 1 else None)})
     ax.fill_between(stats.index, stats["mean"] - 2 * stats["std"], stats["mean"] + 2 * stats["std"],
                     color=look["color"], alpha=0.15, linewidth=0)
 
@@ -70,12 +70,12 @@ def _mean_and_band(ax: Any, group: pd.DataFrame, column: str, look: Mapping[str,
 @register_plotter("mean_2std")
 def mean_2std(frame: pd.DataFrame, column: str, ax: Any) -> None:
     """Per expanded experiment: the mean over repetitions against iteration, and a band of 2 std."""
-    groups = _by_experiment(frame)
-    for name, look in experiment_styles(frame):
+    groups, looks = _by_experiment(frame), experiment_styles(frame)
+    for name, look in looks:
         _mean_and_band(ax, groups[name], column, look)
     iteration_axis(ax)
     ax.set_ylabel(column)
-    place_legend(ax)
+    place_legend(ax, scale=looks.scale)
 
 
 def final_values(frame: pd.DataFrame, column: str) -> pd.DataFrame:
@@ -157,7 +157,7 @@ def param_sweep(frame: pd.DataFrame, column: str, ax: Any, param: str | None = N
     groups = [group for _, group in final.groupby([final[c].astype(str) for c in others], sort=False)] if others else []
     lines: dict[Hashable, pd.DataFrame] = dict(enumerate(groups if others else [final]))
     table = pd.DataFrame([group[others].iloc[0] for group in groups], index=range(len(groups)), columns=others)
-    looks = styles(table) if others else [(0, {"label": None, "color": PALETTE[0], "linestyle": "-"})]
+    looks = styles(table) if others else Styles([(0, {"label": None, "color": PALETTE[0], "linestyle": "-"})])
     for number, look in looks:
         stats = lines[number].groupby(x)[column].agg(["mean", "std"]).fillna({"std": 0.0}).sort_index()
         ax.errorbar(stats.index, stats["mean"], yerr=2 * stats["std"], capsize=3,
@@ -171,7 +171,7 @@ def param_sweep(frame: pd.DataFrame, column: str, ax: Any, param: str | None = N
     names = short_names([x, *together, *others])
     ax.set_xlabel(names[x] + (f" (with {', '.join(names[c] for c in together)})" if together else ""))
     ax.set_ylabel(f"{column} (final)")
-    place_legend(ax)
+    place_legend(ax, scale=looks.scale)
 
 
 from . import campaign_plotters  # noqa: E402, F401  (registers the ensembles' and campaigns' plotters)

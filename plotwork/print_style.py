@@ -11,6 +11,10 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
+from .series import Scale, format_value
+
 FIGURE_SIZE = (7.0, 4.5)  # inches
 DPI = 200
 FONT_SIZE, TICK_SIZE, LEGEND_SIZE, TITLE_SIZE = 10.0, 9.0, 8.5, 11.0
@@ -22,6 +26,7 @@ CHARACTER_WIDTH = 0.6 * LEGEND_SIZE / 72  # inches: about how wide a legend's ch
 LINE_HEIGHT, ENTRY_SPACING = 1.2 * LEGEND_SIZE / 72, 0.5 * LEGEND_SIZE / 72  # inches, as matplotlib sets them
 WRAP_AT = 0.4  # of the figure's width: where the labels of a legend beside the axes are broken
 MARGINS = (0.8, 0.9)  # inches the tick labels, axis labels and title take beside and above/below the axes
+LEGEND_AT_MOST = 8  # values of a colour scale a legend lists; more make a colour bar
 BELOW_GAP = 40  # points between the axes' bottom and a legend below: the tick labels and the axis label
 
 
@@ -64,11 +69,28 @@ def _width(texts: Sequence[str]) -> float:
     return CHARACTER_WIDTH * max(len(line) for text in texts for line in text.split("\n")) + 0.45
 
 
+def colour_bar(ax: Any, scale: Scale) -> Any:
+    """A colour bar beside the axes for the series coloured along `scale`: a block per value, some labelled."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+
+    count = len(scale.values)
+    blocks = ScalarMappable(BoundaryNorm(np.arange(count + 1) - 0.5, count), ListedColormap(scale.colours))
+    bar = ax.figure.colorbar(blocks, ax=ax, label=scale.name)
+    ticks = list(range(0, count, math.ceil(count / 12)))
+    bar.set_ticks(ticks, labels=[format_value(scale.values[i]) for i in ticks])
+    bar.minorticks_off()
+    return bar
+
+
 def place_legend(ax: Any, title: str | None = None, handles: Sequence[Any] | None = None,
-                 labels: Sequence[str] | None = None) -> Any:
+                 labels: Sequence[str] | None = None, scale: Scale | None = None) -> Any:
     """The axes' legend (of `handles` and `labels`, else of the artists with a label) outside the data, where
     it leaves the larger axes: beside them (right; long labels broken into lines of at most a third of the
-    figure's width), or below them in as many columns as fit. None where nothing has a label."""
+    figure's width), or below them in as many columns as fit. None where nothing has a label. Series along a
+    colour `scale` of more than LEGEND_AT_MOST values get a colour bar instead."""
+    if scale is not None and len(scale.values) > LEGEND_AT_MOST:
+        return colour_bar(ax, scale)
     if handles is None or labels is None:
         handles, labels = ax.get_legend_handles_labels()
     if not handles:

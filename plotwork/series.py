@@ -14,7 +14,8 @@ from __future__ import annotations
 import itertools
 import numbers
 import os
-from collections.abc import Hashable, Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -97,13 +98,32 @@ def one_dimension(table: pd.DataFrame) -> bool:
     return rows > 1 and all(table[c].astype(str).nunique(dropna=False) == rows for c in table.columns)
 
 
-def styles(table: pd.DataFrame, by_value: bool = True) -> list[tuple[Hashable, dict[str, Any]]]:
-    """The matplotlib keywords (label, color, linestyle, marker) of each series, in the order to draw them.
+@dataclass(frozen=True)
+class Scale:
+    """A sequential colour scale: the swept parameter's name and its values, in order, with their colours."""
 
-    `table` has a row per series (its index: the series' key) and a column per parameter that tells them
-    apart. Along one dimension and with `by_value`: sorted by value, on a sequential colour scale; else in
-    the table's order, in distinct colours (and line styles, markers). A row whose label would be empty or
-    another row's gets its key as label."""
+    name: str
+    values: list[Any]
+    colours: list[Any]
+
+
+@dataclass(frozen=True)
+class Styles:
+    """The series in the order to draw them, each (key, matplotlib keywords: label, color, linestyle,
+    marker); the colour scale where they are coloured along one (a legend may then be a colour bar)."""
+
+    looks: list[tuple[Any, dict[str, Any]]]
+    scale: Scale | None = None
+
+    def __iter__(self) -> Iterator[tuple[Any, dict[str, Any]]]:
+        return iter(self.looks)
+
+
+def styles(table: pd.DataFrame, by_value: bool = True) -> Styles:
+    """How to draw each series. `table` has a row per series (its index: the series' key) and a column per
+    parameter that tells them apart. Along one dimension and with `by_value`: sorted by value, on a
+    sequential colour scale; else in the table's order, in distinct colours (and line styles, markers). A
+    row whose label would be empty or another row's gets its key as label."""
     names = short_names(list(table.columns))
     labels = {key: describe(row, names) for key, row in table.iterrows()}
     counts = pd.Series(list(labels.values())).value_counts()
@@ -112,27 +132,30 @@ def styles(table: pd.DataFrame, by_value: bool = True) -> list[tuple[Hashable, d
     if by_value and len(table.columns) and one_dimension(table):
         import matplotlib
 
-        first = table.columns[0]
+        first, *along = table.columns
         keys.sort(key=lambda key: _sort_key(table.at[key, first]))
-        values = list(dict.fromkeys(table.loc[keys, first].astype(str)))
-        scale = matplotlib.colormaps[SEQUENTIAL]
-        colour = {v: scale(SEQUENTIAL_END * i / max(len(values) - 1, 1)) for i, v in enumerate(values)}
-        return [(key, {"label": labels[key], "color": colour[str(table.at[key, first])], "linestyle": "-",
-                       "marker": None}) for key in keys]
+        values = list(dict.fromkeys(table.loc[keys, first]))
+        colour_map = matplotlib.colormaps[SEQUENTIAL]
+        colours = [colour_map(SEQUENTIAL_END * i / max(len(values) - 1, 1)) for i in range(len(values))]
+        colour = dict(zip(map(str, values), colours))
+        name = names[first] + (f" (with {', '.join(names[c] for c in along)})" if along else "")
+        return Styles([(key, {"label": labels[key], "color": colour[str(table.at[key, first])], "linestyle": "-",
+                              "marker": None}) for key in keys], Scale(name, values, colours))
     looks = itertools.cycle(itertools.product(MARKERS, LINE_STYLES, PALETTE))
-    return [(key, {"label": labels[key], "color": colour, "linestyle": style, "marker": marker})
-            for key, (marker, style, colour) in zip(keys, looks)]
+    return Styles([(key, {"label": labels[key], "color": colour, "linestyle": style, "marker": marker})
+                   for key, (marker, style, colour) in zip(keys, looks)])
 
 
-def experiment_styles(frame: pd.DataFrame, names: Sequence[str] | None = None,
-                      by_value: bool = True) -> list[tuple[str, dict[str, Any]]]:
-    """`styles` of the expanded experiments of `frame` (or of `names` among them, in that order), labelled
-    by the parameters that vary across all of `frame`; by their names where none does."""
+def experiment_styles(frame: pd.DataFrame, names: Sequence[str] | None = None, by_value: bool = True) -> Styles:
+    """`styles` of the expanded experiments of `frame` (or of `names` among them, in that order), keyed by
+    name, labelled by the parameters that vary across all of `frame`; by their names where none does."""
     params = varied_params(frame)
     experiments = list(dict.fromkeys(frame.experiment.astype(str)))
+    chosen = list(names or experiments)
     if not params:
         labels = name_labels(experiments)
-        table = pd.DataFrame(index=[labels[e] for e in (names or experiments)])
-        return [(str(e), look) for e, (_, look) in zip(names or experiments, styles(table, by_value))]
+        styled = styles(pd.DataFrame(index=[labels[e] for e in chosen]), by_value)
+        return Styles([(e, look) for e, (_, look) in zip(chosen, styled)])
     table = frame.assign(experiment=frame.experiment.astype(str)).groupby("experiment", sort=False)[params].first()
-    return [(str(key), look) for key, look in styles(table.loc[list(names or experiments)], by_value)]
+    styled = styles(table.loc[chosen], by_value)
+    return Styles([(str(key), look) for key, look in styled], styled.scale)

@@ -196,7 +196,7 @@ def test_figures_are_of_print_size_with_print_fonts(sweep, plotter):
     assert min(text.get_fontsize() for text in ax.get_legend().get_texts()) >= 8
 
 
-def test_the_steered_plotter_draws_no_line_too_pale_for_white(tmp_path):
+def test_a_steered_campaign_draws_no_line_too_pale_for_white_and_a_colour_bar_for_many_points(tmp_path):
     document = {"name": "search", "repetitions": 1, "iterations": 9, "path": "results", "grid": {"c": list(range(9))},
                 "steer": {"policy": "successive_halving", "metric": "loss", "reduction_factor": 3}}
     (tmp_path / "config.yml").write_text(json.dumps(document))  # JSON is YAML
@@ -206,6 +206,11 @@ def test_the_steered_plotter_draws_no_line_too_pale_for_white(tmp_path):
     survivors = [line for line in ax.lines if len(line.get_xdata()) == 9]
     assert survivors and all(contrast_on_white(line.get_color()) >= 2 for line in ax.lines)
     assert survivors[0].get_linewidth() > min(line.get_linewidth() for line in ax.lines)  # what went on stands out
+    figure = plotwork.plot_results(load_results(tmp_path / "results"), "mean_2std", "loss")
+    ax, bar = figure.axes  # 9 points along one parameter: a colour bar, not a legend of 9 entries
+    assert ax.get_legend() is None and bar.get_ylabel() == "c"
+    drawn(figure)
+    assert [tick.get_text() for tick in bar.get_yticklabels()] == [str(c) for c in range(9)]
     result = run_cli("Steered", "config.yml", "--plot", "loss", "--plotter", "best_n", cwd=tmp_path, check_rc=0)
     [path] = result.stdout.split()  # best_n takes the direction of the steer block (min by default)
     assert png_size(tmp_path / path) == (1400, 900)
