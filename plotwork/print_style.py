@@ -21,7 +21,7 @@ FONT_SIZE, TICK_SIZE, LEGEND_SIZE, TITLE_SIZE = 10.0, 9.0, 8.5, 11.0
 RC: dict[str, Any] = {"font.size": FONT_SIZE, "axes.labelsize": FONT_SIZE, "axes.titlesize": TITLE_SIZE,
       "xtick.labelsize": TICK_SIZE, "ytick.labelsize": TICK_SIZE, "legend.fontsize": LEGEND_SIZE,
       "legend.title_fontsize": LEGEND_SIZE, "lines.linewidth": 1.6, "axes.grid": True, "grid.alpha": 0.3,
-      "grid.linewidth": 0.6, "savefig.dpi": "figure"}
+      "grid.linewidth": 0.6}
 CHARACTER_WIDTH = 0.6 * LEGEND_SIZE / 72  # inches: about how wide a legend's character is
 LINE_HEIGHT, ENTRY_SPACING = 1.2 * LEGEND_SIZE / 72, 0.5 * LEGEND_SIZE / 72  # inches, as matplotlib sets them
 WRAP_AT = 0.4  # of the figure's width: where the labels of a legend beside the axes are broken
@@ -86,9 +86,9 @@ def colour_bar(ax: Any, scale: Scale) -> Any:
 def place_legend(ax: Any, title: str | None = None, handles: Sequence[Any] | None = None,
                  labels: Sequence[str] | None = None, scale: Scale | None = None) -> Any:
     """The axes' legend (of `handles` and `labels`, else of the artists with a label) outside the data, where
-    it leaves the larger axes: beside them (right; long labels broken into lines of at most a third of the
-    figure's width), or below them in as many columns as fit. None where nothing has a label. Series along a
-    colour `scale` of more than LEGEND_AT_MOST values get a colour bar instead."""
+    it leaves the larger axes: beside them (right; long labels broken after commas into lines of at most
+    WRAP_AT of the figure's width), or below them in as many columns as fit. None where nothing has a label.
+    Series along a colour `scale` of more than LEGEND_AT_MOST values get a colour bar instead."""
     if scale is not None and len(scale.values) > LEGEND_AT_MOST:
         return colour_bar(ax, scale)
     if handles is None or labels is None:
