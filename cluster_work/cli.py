@@ -114,6 +114,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     plotter = show.add_argument("--plotter", default="mean_2std",
                                 help="with --plot: one of %(plotter_names)s (default: %(default)s)")
     plotter.plotter_names = _PlotterNames()  # type: ignore[attr-defined]  # argparse fills %(name)s from the action
+    show.add_argument("--plot-option", dest="plot_options", nargs="+", action="extend", default=[],
+                      metavar="NAME=VALUE", help="with --plot: the plotter's options, e.g. n=5 (best_n), "
+                                                 "param=learning_rate (param_sweep), skip=10 (ensemble_*)")
+    show.add_argument("--mode", choices=["min", "max"], default=None,
+                      help="with --plot: which end of COLUMN is best, for a plotter that ranks (best_n); "
+                           "default: the mode of a steer block that steers by COLUMN")
     slurm = parser.add_argument_group("Slurm (defaults from a 'slurm:' block in the config)")
     slurm.add_argument("--slurm", action="store_true",
                        help="write a batch script that runs the sweep over MPI in one allocation")
@@ -322,14 +328,19 @@ def _plot(experiment_class: type[ClusterWork], expanded: Sequence[ExpandedExperi
         experiment_class.plot_results(configs_and_results([e.config for e in selected]))
         return 0
     try:
-        from plotwork.api import plot_sweep
-        from plotwork.plotters import get_plotter
+        from plotwork.api import save_figures, sweep_figures
+        from plotwork.command_line import PlotOptions
     except ImportError as exc:
         raise ClusterWorkError(f"--plot needs matplotlib: pip install 'cluster_work[plot]' ({exc})") from None
     try:
-        get_plotter(args.plotter)
+        given = PlotOptions.parse(args.plotter, args.plot_options, args.mode)
+        steer = {e.base_name: e.config.get("steer") for e in selected}
+        options = {(base, column): given.of(column, steer[base]) for base in steer for column in args.plot}
     except KeyError as exc:
         raise ClusterWorkError(f"--plotter: {exc.args[0]}") from None
+    except ValueError as exc:
+        raise ClusterWorkError(f"--plot: {exc}") from None
+    drawn = []  # every figure first, so that a plot refused writes no file
     for sweep_path in sweep_paths(selected):
         bases = {e.name: e.base_name for e in selected if e.sweep_path == sweep_path}
         frame = load_results(sweep_path, experiments=list(bases))
@@ -337,7 +348,13 @@ def _plot(experiment_class: type[ClusterWork], expanded: Sequence[ExpandedExperi
         if missing:
             raise ClusterWorkError(f"--plot: no result column {', '.join(missing)} in {sweep_path}; "
                                    f"columns: {', '.join(c for c in frame.columns if not c.startswith('params.'))}")
-        for path in plot_sweep(frame, args.plot, args.plotter, SweepPaths(sweep_path).plots_folder, bases):
+        try:
+            figures = sweep_figures(frame, args.plot, args.plotter, bases, lambda base, column: options[base, column])
+        except ValueError as exc:
+            raise ClusterWorkError(f"--plot: {exc}") from None
+        drawn.append((SweepPaths(sweep_path).plots_folder, figures))
+    for folder, figures in drawn:
+        for path in save_figures(figures, folder, ""):
             print(path)
     return 0
 
