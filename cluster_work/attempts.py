@@ -171,8 +171,8 @@ def read_index(sweep_path: str) -> AttemptIndex:
         run = attempts_run(name)
         if run is not None:
             runs.setdefault(run, []).append(os.path.join(paths.attempts_folder, name))
-    alive = {run for run, files in runs.items() if any(is_locked(path) for path in files)}
-    ended = ended_runs(sweep_path) if len(alive) < len(runs) else set()
+    ended = ended_runs(sweep_path) if runs else set()
+    alive = {run for run, files in runs.items() if run not in ended and any(is_locked(path) for path in files)}
     unclosed: dict[Key, list[Attempt]] = {}
     for key, attempt in _summary(paths.attempts_summary):
         unclosed.setdefault(key, []).append(attempt)
@@ -233,11 +233,11 @@ def _encoded(key: Key) -> str:
 
 
 def _closing_attempts(files: Iterable[str], wanted: dict[str, Key], unclosed: dict[Key, list[Attempt]],
-                      ) -> dict[Key, list[float]]:
-    """For the suspected repetitions: when each of their closed attempts began (every begin in a finished
-    run's journal that is not one of the unclosed ones)."""
+                      ) -> dict[Key, list[tuple[str, float]]]:
+    """For the suspected repetitions: each of their closed attempts' run and begin time (every begin in a
+    finished run's journal that is not one of the unclosed ones)."""
     open_ones = {(key, attempt.run, attempt.began) for key, attempts in unclosed.items() for attempt in attempts}
-    closed: dict[Key, list[float]] = {}
+    closed: dict[Key, list[tuple[str, float]]] = {}
     for path in files:
         run = attempts_run(os.path.basename(path)) or ""
         for line in _lines(path):
@@ -249,7 +249,7 @@ def _closing_attempts(files: Iterable[str], wanted: dict[str, Key], unclosed: di
             except ValueError:
                 continue
             if key is not None and key in unclosed and (key, run, began) not in open_ones:
-                closed.setdefault(key, []).append(began)
+                closed.setdefault(key, []).append((run, began))
     return closed
 
 

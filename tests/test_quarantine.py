@@ -38,15 +38,18 @@ def test_quarantined_from_two_runs_on(runs, quarantined):
     assert "iteration 5; SIGSEGV" in suspicion.describe()
 
 
-@pytest.mark.parametrize("closed_at, kept", [
+@pytest.mark.parametrize("closed, kept", [
     ([], [1.0, 2.0]),
-    ([1.5], [2.0]),
-    ([2.5], []),
-    ([0.5, 1.5], [2.0]),
-], ids=["never-closed", "closed-between", "closed-after-all", "several-closes"])
-def test_trailing_keeps_the_unclosed_attempts_after_the_last_closed_one(closed_at, kept):
+    ([(C, 1.5)], [2.0]),
+    ([(C, 2.5)], []),
+    ([(C, 0.5), (C, 1.5)], [2.0]),
+    ([(B, 2.001)], [2.0]),  # a group's leader closed (a stop signal) while its member died
+    ([(B, 2.001), (C, 1.5)], [2.0]),
+], ids=["never-closed", "closed-between", "closed-after-all", "several-closes", "same-run-closes-nothing",
+        "same-run-and-later-run"])
+def test_trailing_keeps_the_unclosed_attempts_no_other_run_closed_after(closed, kept):
     unclosed = [Attempt(B, 2.0, 2), Attempt(A, 1.0, 0)]
-    assert [a.began for a in trailing(unclosed, closed_at)] == kept
+    assert [a.began for a in trailing(unclosed, closed)] == kept
 
 
 @pytest.mark.parametrize("text, signal", [

@@ -39,13 +39,15 @@ def repetitions(cwd):
     return {e["name"]: e["repetition_list"][0] for e in json.loads(result.stdout)["experiments"]}
 
 
-@pytest.mark.parametrize("mpi_ranks", [0, 3], ids=["sequential", "mpiexec-3-without-ulfm"])
-def test_a_poison_pill_costs_two_runs_then_the_rest_finishes(tmp_path, mpi_ranks):
+@pytest.mark.parametrize("mpi_ranks, options", [(0, []), (3, []), (5, ["-g", "2"])],
+                         ids=["sequential", "mpiexec-3-without-ulfm", "mpiexec-5-groups-of-2"])
+def test_a_poison_pill_costs_two_runs_then_the_rest_finishes(tmp_path, mpi_ranks, options):
+    """Every rank of an MPI group records the group's attempt in a journal of its own."""
     (tmp_path / "config.yml").write_text(CONFIG.format(crash_at=0 if mpi_ranks else 2, sleep=0.05))
     for run in (1, 2):
-        died = cli(tmp_path, mpi_ranks=mpi_ranks, env=CRASH)
+        died = cli(tmp_path, *options, mpi_ranks=mpi_ranks, env=CRASH)
         assert died.returncode in KILLED_BY_SIGSEGV, (run, died.returncode, died.stderr[-3000:])
-    third = cli(tmp_path, mpi_ranks=mpi_ranks, env=CRASH)
+    third = cli(tmp_path, *options, mpi_ranks=mpi_ranks, env=CRASH)
     assert third.returncode == 1, third.stderr[-3000:]  # failed: the quarantined one
     assert "1 repetition(s) quarantined, not run: walk__x3 rep 0: suspected of ending 2 runs" in third.stderr
     assert "quarantined walk__x3 rep 0" in third.stderr and "--retry-failed" in third.stderr
@@ -57,9 +59,9 @@ def test_a_poison_pill_costs_two_runs_then_the_rest_finishes(tmp_path, mpi_ranks
     assert states["walk__x3"]["error"] == f"suspected of ending 2 runs (each died in its iteration {iteration})"
     full = cli(tmp_path, "-P")
     assert "quarantined" in full.stdout and "suspected of ending 2 runs" in full.stdout
-    again = cli(tmp_path, mpi_ranks=mpi_ranks, env=CRASH)  # a plain rerun leaves it out
+    again = cli(tmp_path, *options, mpi_ranks=mpi_ranks, env=CRASH)  # a plain rerun leaves it out
     assert again.returncode == 1 and "0 jobs to run" in again.stderr, again.stderr[-3000:]
-    retried = cli(tmp_path, "--retry-failed", mpi_ranks=mpi_ranks)  # fixed (no crash now): asked to run it
+    retried = cli(tmp_path, "--retry-failed", *options, mpi_ranks=mpi_ranks)  # fixed (no crash now): asked to run it
     assert retried.returncode == 0, retried.stderr[-3000:]
     assert "running 1 quarantined repetition(s) again (--retry-failed)" in retried.stderr
     assert {rep["state"] for rep in repetitions(tmp_path).values()} == {"finished"}
