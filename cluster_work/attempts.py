@@ -272,10 +272,11 @@ def _summary(path: str) -> Iterator[tuple[Key, Attempt]]:
             continue
 
 
-def compact(sweep_path: str) -> None:
-    """Fold the journals of finished runs into the summary and remove them (at a run's start; one compaction
-    at a time, skipped while another runs, reading under its lock). Safe to repeat after a kill: the summary
-    is replaced atomically before any journal goes, and an attempt read twice is kept once."""
+def compact(sweep_path: str, forget: frozenset[str] = frozenset()) -> None:
+    """Fold the journals of finished runs into the summary and remove them, leaving out the experiments
+    named in `forget` (-d/-o deleted them: their attempts no longer say anything). At a run's start; one
+    compaction at a time, skipped while another runs, reading under its lock. Safe to repeat after a kill:
+    the summary is replaced atomically before any journal goes, and an attempt read twice is kept once."""
     paths = SweepPaths(sweep_path)
     if not os.path.isdir(paths.attempts_folder):
         return
@@ -286,9 +287,11 @@ def compact(sweep_path: str) -> None:
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         index = read_index(sweep_path)
-        if not index.finished_files:
+        forgotten = [key for key in index.suspects if key[0] in forget]
+        if not index.finished_files and not forgotten:
             return
-        kept = {(key, attempt) for key, attempts in index.suspects.items() for attempt in attempts}
+        kept = {(key, attempt) for key, attempts in index.suspects.items() if key[0] not in forget
+                for attempt in attempts}
         text = "".join(json.dumps({"name": key[0], "rep": key[1], "run": a.run, "began": a.began, "saved": a.saved})
                        + "\n" for key, a in sorted(kept, key=lambda item: (item[1].began, item[0])))
         atomic_write(paths.attempts_summary, text.encode())

@@ -187,3 +187,13 @@ def test_the_journal_writes_one_line_per_event_and_holds_its_lock(tmp_path):
     assert kinds == ["begin", "stop", "end"]
     writer.release(A)
     assert not is_locked(str(path))
+
+
+def test_deleting_an_experiment_forgets_its_attempts(tmp_path):
+    """-d/-o: the attempts of a deleted experiment say nothing about the one that starts over."""
+    journal(tmp_path, A, 1, begin("p", 0, 2, 1))
+    journal(tmp_path, B, 1, begin("q", 0, 2, 2))
+    compact(str(tmp_path), forget=frozenset({"p"}))
+    assert read_index(str(tmp_path)).suspects == {("q", 0): (Attempt(B, 2.0, 2),)}
+    compact(str(tmp_path), forget=frozenset({"q"}))  # from the summary too
+    assert read_index(str(tmp_path)).suspects == {}
