@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import stopping
+from .errors import StoreError
 from .paths import SweepPaths, attempts_run
 from .provenance import ended_runs
 from .quarantine import Attempt, trailing
@@ -67,7 +68,10 @@ class AttemptJournal:
     def hold(self, sweep_paths: Iterable[str], run_id: str) -> None:
         """Open (and lock) this run's journal in each sweep folder: the run is alive while this process is."""
         for folder in dict.fromkeys(sweep_paths):
-            self._fd(folder, run_id)
+            try:
+                self._fd(folder, run_id)
+            except OSError as exc:  # the journal must never stop a sweep (a full disk is reported by the store)
+                log.debug("cannot open the attempts journal: %s", exc)
 
     def begin(self, segment: Any, saved: int) -> None:
         """`segment` (of a stamped run) starts the experiment's code, with `saved` rows on disk."""
@@ -298,7 +302,7 @@ def compact(sweep_path: str, forget: frozenset[str] = frozenset()) -> None:
         for path in index.finished_files:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(path)
-    except OSError as exc:  # busy (another run compacts) or a full disk: the journals stay, nothing is lost
+    except (OSError, StoreError) as exc:  # busy (another run compacts), a full disk: the journals stay
         log.debug("attempts journals not compacted: %s", exc)
     finally:
         os.close(lock)
