@@ -18,6 +18,8 @@ Invariants that keep reading cheap and robust:
   reader needs, whatever the file's length);
 - lines are appended with one `write` each, without `fsync` (a kill -9 keeps the page cache; a power loss
   costs at most quarantine precision); a torn last line is ignored by readers;
+- attempts of one repetition in different runs are ordered by their `time` (the wall clock of their hosts:
+  they are a run's restart apart, and a cluster's clocks agree to milliseconds);
 - `compact` (at a run's start) folds the journals of finished runs into `summary.jsonl` (the unclosed
   attempts that still matter) and removes them, so journals never pile up over requeues.
 
