@@ -13,7 +13,7 @@ from .backends.base import Executor
 from .campaign import Composite, Driver, PlainSweep, drive
 from .failures import FAILED_KINDS, CountingFailures, Failures
 from .stopping import EXIT_INTERRUPTED, request_stop, stop_requested
-from .vocabulary import Outcome, OutcomeKind, RunSettings, Segment, describe_kind
+from .vocabulary import Outcome, OutcomeKind, RunSettings, Segment, Suspicion, describe_kind
 
 if TYPE_CHECKING:
     from .planning import Plan
@@ -63,6 +63,7 @@ class Summary:
     skipped_experiments: int = 0
     campaigns: list[CampaignDriver] = field(default_factory=list)
     stop_reason: str | None = None  # why the run stopped before its end, where it did so by itself
+    quarantined: list[tuple[str, Suspicion]] = field(default_factory=list)  # left out: they ended runs
 
     @property
     def counts(self) -> Counter[OutcomeKind]:
@@ -83,7 +84,7 @@ class Summary:
             return EXIT_STORE
         if counts[OutcomeKind.BAD_PARAMETER] or EXIT_USAGE in statuses:
             return EXIT_USAGE
-        if counts[OutcomeKind.FAILED] or EXIT_FAILED in statuses:
+        if counts[OutcomeKind.FAILED] or self.quarantined or EXIT_FAILED in statuses:
             return EXIT_FAILED
         if stop_requested() or counts[OutcomeKind.INTERRUPTED] or self.not_started or EXIT_INTERRUPTED in statuses:
             return EXIT_INTERRUPTED
@@ -100,11 +101,13 @@ class SizedSegments(Protocol):
 
 def run_segments(segments: SizedSegments, executor: Executor,
                  on_outcome: Callable[[Outcome], None] = lambda o: None,
-                 campaigns: Sequence[CampaignDriver] = (), max_failures: int | None = None) -> Summary:
+                 campaigns: Sequence[CampaignDriver] = (), max_failures: int | None = None,
+                 run_id: str = "") -> Summary:
     """Run `segments` once each on `executor` (made as workers free up, so a sweep of 10^6 starts at
     once), and beside them the `campaigns`; a store failure (full disk...) stops dispatching at once, and
     so does the `max_failures`-th failed repetition (`failures.Failures`, which also shows each distinct
-    traceback once). `on_outcome` sees the outcome of each plain segment."""
+    traceback once). `on_outcome` sees the outcome of each plain segment; `run_id` stamps every segment
+    (see attempts)."""
     summary = Summary(jobs=len(segments), campaigns=list(campaigns))
     started = time.perf_counter()
 
@@ -118,7 +121,7 @@ def run_segments(segments: SizedSegments, executor: Executor,
 
     failures = Failures(max_failures, stop)
     try:
-        drive(CountingFailures(Composite([PlainSweep(segments, ended), *campaigns]), failures), executor)
+        drive(CountingFailures(Composite([PlainSweep(segments, ended), *campaigns], run_id), failures), executor)
     finally:
         for campaign in campaigns:
             campaign.close()
