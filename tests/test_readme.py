@@ -1,10 +1,12 @@
 """The README's commands work as written: the quick start, run from a copy of the repository."""
 import re
+import shlex
 import shutil
 import subprocess
 import sys
 
-from conftest import ROOT, script_env
+import pytest
+from conftest import MPI_ENV, ROOT, mpiexec, script_env
 
 
 def readme_commands(prefix: str) -> list[str]:
@@ -15,7 +17,8 @@ def readme_commands(prefix: str) -> list[str]:
 
 def test_quick_start_commands_run(tmp_path):
     shutil.copytree(ROOT / "examples", tmp_path / "examples", ignore=shutil.ignore_patterns("results"))
-    commands = readme_commands("python examples/quickstart.py") + readme_commands('python -c "import cluster_work')
+    commands = readme_commands("python examples/quickstart.py") + [
+        command for command in readme_commands('python -c "import cluster_work') if "quickstart" in command]
     assert len(commands) == 3, commands
     outputs = []
     for command in commands:
@@ -25,7 +28,9 @@ def test_quick_start_commands_run(tmp_path):
         assert result.returncode == 0, command + "\n" + result.stderr
         outputs.append(result.stdout + result.stderr)
     assert "6 finished" in outputs[0] and "100%" in outputs[1]
-    assert "[60 rows x" in outputs[2]  # load_results: 2 grid points x 3 repetitions x 10 iterations
+    header, *_, last = outputs[2].strip().splitlines()  # the printed frame shows the result column, and
+    assert header.split() == ["experiment", "rep", "iteration", "value"]  # 2 grid points x 3 repetitions x 10
+    assert last.split()[0] == "59"  # iterations = 60 rows
 
 
 def test_example_sweep_command_runs(tmp_path):
@@ -36,3 +41,46 @@ def test_example_sweep_command_runs(tmp_path):
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "48 finished, 0 failed" in result.stderr
+
+
+def tutorial_commands() -> list[str]:
+    """The tutorial's commands in order (its section only: the rest of the page is reference)."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Tutorial:", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```bash\n(.*?)```", section, re.S)
+    return [line.strip() for block in blocks for line in block.splitlines() if line.strip()]
+
+
+@pytest.mark.slow
+def test_tutorial_commands_run_as_printed(tmp_path):
+    """Each step of the tutorial, run as printed (python: this venv's; mpiexec: the venv's, as root here),
+    in a copy of the examples: it stops, resumes without losing what was saved, and ends complete."""
+    shutil.copytree(ROOT / "examples", tmp_path / "examples", ignore=shutil.ignore_patterns("results"))
+    commands = tutorial_commands()
+    assert len(commands) == 10, commands
+    env = {**script_env(), **MPI_ENV}
+    for command in commands:
+        words = shlex.split(command)
+        if words[0] == "mpiexec":
+            words[0] = mpiexec()
+        words = [sys.executable if word == "python" else word for word in words]
+        result = subprocess.run(words, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        output = result.stdout + result.stderr
+        if words[0] == "timeout":  # 124: it was stopped (the sweep saw SIGINT); 0: it ended first
+            assert result.returncode in (0, 124), output
+            if "to resume" in output:  # the hint never carries -d
+                assert "-d" not in shlex.split(output.split("to resume or retry:", 1)[1].splitlines()[0]), output
+            continue
+        assert result.returncode == 0, command + "\n" + output
+        if "--list" in words:
+            assert "48" in output or "12" in output, output
+        if words[-2:] == ["-n", "2"]:  # the resume: everything ends finished
+            assert "0 failed" in output, output
+        if "-P" in words:
+            assert "finished" in output
+    plots = sorted(path.name for path in (tmp_path / "examples/results/grid_fit/plots").iterdir())
+    assert len(plots) >= 2, plots
+    frame_rows = subprocess.run([sys.executable, "-c", "import cluster_work; "
+                                 "print(len(cluster_work.load_results('examples/grid_fit.yml')))"],
+                                cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert frame_rows.stdout.strip() == str(12 * 4 * 30), frame_rows.stderr
