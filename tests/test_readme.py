@@ -84,3 +84,29 @@ def test_tutorial_commands_run_as_printed(tmp_path):
                                  "print(len(cluster_work.load_results('examples/grid_fit.yml')))"],
                                 cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert frame_rows.stdout.strip() == str(12 * 4 * 30), frame_rows.stderr
+
+
+def readme_block(language: str, first_line: str) -> str:
+    """The README's code block in `language` whose first line is `first_line`."""
+    blocks = re.findall(rf"```{language}\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    [block] = [block for block in blocks if block.startswith(first_line)]
+    return block
+
+
+@pytest.mark.processes
+def test_weighted_ensemble_snippet_runs_as_shown(tmp_path):
+    """The weighted-ensemble section's class and config, saved as the files they name and run by the
+    command the config's first line gives: a complete program, imports and run() included."""
+    (tmp_path / "chain.py").write_text(readme_block("python", "# chain.py"))
+    config = readme_block("yaml", "# chain.yml")
+    (tmp_path / "chain.yml").write_text(config)
+    command = shlex.split(config.splitlines()[0].split(":", 1)[1])
+    assert command[:3] == ["python", "chain.py", "chain.yml"]
+    result = subprocess.run([sys.executable, *command[1:]], cwd=tmp_path, env=script_env(), capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "1 campaign" in result.stderr, result.stderr
+    check = subprocess.run([sys.executable, "-c", "import cluster_work; f = cluster_work.load_results('chain.yml'); "
+                            "print(f['iteration'].max())"], cwd=tmp_path, env=script_env(), capture_output=True,
+                           text=True, timeout=120)
+    assert check.stdout.split()[-1] == "299", check.stdout + check.stderr
