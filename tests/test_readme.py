@@ -36,3 +36,16 @@ def test_example_sweep_command_runs(tmp_path):
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "48 finished, 0 failed" in result.stderr
+
+
+def test_override_command_runs_as_printed(tmp_path):
+    [command] = [line for line in readme_commands("python examples/grid_fit.py examples/grid_fit.yml") if "=" in line]
+    shutil.copytree(ROOT / "examples", tmp_path / "examples", ignore=shutil.ignore_patterns("results"))
+    result = subprocess.run(command.replace("python ", f"{sys.executable} ", 1), shell=True, cwd=tmp_path,
+                            env=script_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "48 finished, 0 failed" in result.stderr  # 3 x 2 (the ridge values overridden) x 2 points x 4 reps
+    from cluster_work import load_results
+    frame = load_results(tmp_path / "examples" / "results" / "grid_fit_short")
+    assert set(frame["params.ridge"]) == {0.0, 1.0} and set(frame["params.data.noise"]) == {0.1}
+    assert frame["iteration"].max() == 4
