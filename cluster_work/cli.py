@@ -307,9 +307,13 @@ def _slurm(args: argparse.Namespace, experiments: list, plan: Plan) -> int:
 
 
 def _program() -> list[str]:
-    """How this run was started, for the line that resumes it: the script, or `python -m cluster_work`."""
-    if os.path.abspath(sys.argv[0]) == os.path.join(os.path.dirname(os.path.abspath(__file__)), "__main__.py"):
+    """How this run was started, for the line that resumes it: the script, `python -m cluster_work`, or
+    `python -m cluster_work.api module:Class` (a Sweep of an importable class: see api.py)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    if os.path.abspath(sys.argv[0]) == os.path.join(here, "__main__.py"):
         return ["python", "-m", "cluster_work"]
+    if os.path.abspath(sys.argv[0]) == os.path.join(here, "api.py"):
+        return ["python", "-m", "cluster_work.api", sys.argv[1]]
     return [sys.argv[0]]
 
 

@@ -49,3 +49,13 @@ def test_override_command_runs_as_printed(tmp_path):
     frame = load_results(tmp_path / "examples" / "results" / "grid_fit_short")
     assert set(frame["params.ridge"]) == {0.0, 1.0} and set(frame["params.data.noise"]) == {0.1}
     assert frame["iteration"].max() == 4
+
+
+def test_sweep_snippet_runs_as_printed(tmp_path):
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    [code] = [block for block in blocks if "Sweep(Counter" in block]
+    shutil.copytree(ROOT / "examples", tmp_path / "examples", ignore=shutil.ignore_patterns("results"))
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=script_env(), capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "exit status 0" in result.stdout and "[120 rows x" in result.stdout
