@@ -99,8 +99,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                        help="stop cleanly before the time limit or on preemption, and requeue the job")
     for option, kind in (("--nodes", int), ("--ntasks-per-node", int), ("--ntasks", int), ("--cpus-per-task", int),
                          ("--time", str), ("--partition", str), ("--account", str), ("--mem-per-cpu", str),
-                         ("--job-name", str), ("--template", str)):
+                         ("--mem", str), ("--gpus", str), ("--gpus-per-node", str), ("--gpus-per-task", str),
+                         ("--gres", str), ("--constraint", str), ("--qos", str), ("--job-name", str),
+                         ("--template", str)):
         slurm.add_argument(option, type=kind, default=None)
+    slurm.add_argument("--launcher", choices=["mpiexec", "srun"], default=None,
+                       help="how the MPI script starts its ranks: the bundled mpiexec (default) or srun --mpi=pmix")
     slurm.add_argument("--sbatch", nargs="+", default=[], metavar="OPTION",
                        help="more #SBATCH options, e.g. --sbatch=--qos=long")
     output = parser.add_argument_group("output")
@@ -281,7 +285,9 @@ def _slurm(args: argparse.Namespace, experiments: list, plan: Plan) -> int:
     overrides = {"nodes": args.nodes, "ntasks_per_node": args.ntasks_per_node, "ntasks": args.ntasks,
                  "cpus_per_task": args.cpus_per_task, "time": args.time, "partition": args.partition,
                  "account": args.account, "mem_per_cpu": args.mem_per_cpu, "job_name": args.job_name,
-                 "template": args.template, "requeue": args.requeue, "extra": args.sbatch}
+                 "template": args.template, "requeue": args.requeue, "extra": args.sbatch, "launcher": args.launcher,
+                 **{name: getattr(args, name) for name in ("mem", "gpus", "gpus_per_node", "gpus_per_task", "gres",
+                                                           "constraint", "qos")}}
     settings = slurm.settings_from(experiments[0].get("slurm"), overrides, args.config)
     sweep_path = os.path.abspath(plan.totals.sweep_paths[0])
     pending = sorted(job.index for job in plan.jobs)
@@ -290,7 +296,7 @@ def _slurm(args: argparse.Namespace, experiments: list, plan: Plan) -> int:
         return 0
     kind = "array" if args.array else "mpi"
     text = slurm.build_script(kind, settings, slurm.python_command(), os.path.abspath(sys.argv[0]),
-                              _run_arguments(args), sweep_path, os.getcwd(), len(pending))
+                              _run_arguments(args), sweep_path, os.getcwd(), len(pending), slurm.mpiexec_command())
     if args.array:
         text = text.replace(f"--array=0-{len(pending) - 1}", f"--array={slurm.compress_indices(pending)}")
     if args.dry_run:

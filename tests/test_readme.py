@@ -59,3 +59,18 @@ def test_sweep_snippet_runs_as_printed(tmp_path):
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "exit status 0" in result.stdout and "[120 rows x" in result.stdout
+
+
+def test_slurm_dry_run_command_prints_the_srun_script(tmp_path):
+    [command] = [line for line in readme_commands("python examples/grid_fit.py") if "--dry-run" in line]
+    shutil.copytree(ROOT / "examples", tmp_path / "examples", ignore=shutil.ignore_patterns("results"))
+    result = subprocess.run(command.replace("python ", f"{sys.executable} ", 1), shell=True, cwd=tmp_path,
+                            env=script_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    for line in ("#SBATCH --ntasks=9", "#SBATCH --gpus-per-task=1", "#SBATCH --mem-per-cpu=8G",
+                 "#SBATCH --constraint=a100", "#SBATCH --qos=normal", "#SBATCH --time=04:00:00"):
+        assert line in lines, line
+    assert any(line.startswith("srun --mpi=pmix ") and "examples/grid_fit.py examples/grid_fit.yml -c" in line
+               for line in lines)
+    assert not (tmp_path / "examples" / "results").exists()
