@@ -38,8 +38,6 @@ from .experiment import ClusterWork
 from .stopping import STOP_SIGNALS
 
 if TYPE_CHECKING:
-    import argparse
-
     import pandas as pd
 
     from .expansion import ExpandedExperiment
@@ -116,14 +114,19 @@ class Sweep:
     def run(self) -> int:
         """Start the sweep and wait for it, printing its output as it comes; return its exit status. A
         KeyboardInterrupt (Ctrl-C, a notebook's interrupt) stops it as Ctrl-C stops the command line: the
-        first after the iterations in flight, a second one at once."""
+        first after the iterations in flight, a second one at once (a third is raised here)."""
         self.start()
-        for _ in range(2):
+        interrupts = 0
+        while True:
             try:
-                return self._wait(None, sys.stdout)  # type: ignore[return-value]
+                status = self._wait(None, sys.stdout)
+                assert status is not None  # no timeout
+                return status
             except KeyboardInterrupt:
+                interrupts += 1
+                if interrupts > 2:
+                    raise
                 self.stop()
-        return self._wait(None, sys.stdout)  # type: ignore[return-value]
 
     def wait(self, timeout: float | None = None, echo: bool = False) -> int | None:
         """The exit status once the sweep has ended (None when `timeout` seconds passed first); with `echo`,
@@ -195,7 +198,7 @@ class Sweep:
         from .reporting import progress_json
 
         with _working_folder(self.cwd):
-            selected = self._selected()
+            _, selected = self._selected()
             runs = [run for path in sweep_paths(selected) for run in read_runs(path)]
             figures: dict[str, Any] = json.loads(progress_json(selected, full, runs))
         return figures
@@ -211,8 +214,7 @@ class Sweep:
         from .results import INDEX_COLUMNS, load_results
 
         with _working_folder(self.cwd):
-            selected = self._selected()
-            names = sorted({experiment.base_name for experiment in selected})
+            names, selected = self._selected()
             frames = [load_results(folder, experiments=names) for folder in sweep_paths(selected)
                       if os.path.isdir(folder)]
         if not frames:
@@ -220,18 +222,15 @@ class Sweep:
             return pd.DataFrame(columns=INDEX_COLUMNS)
         return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
-    def _selected(self) -> Sequence[ExpandedExperiment]:
-        from .cli import load_sweep
+    def _selected(self) -> tuple[list[str], Sequence[ExpandedExperiment]]:
+        """The names `-e` gave (else the config's base names), and the experiments they select."""
+        from .cli import load_sweep, parse_arguments
         from .selection import select_experiments
 
-        args = self._arguments()
-        _, expanded = load_sweep(self.experiment_class, args, warn=lambda message: None)
-        return select_experiments(expanded, args.experiments, args.config)
-
-    def _arguments(self) -> argparse.Namespace:
-        from .cli import parse_arguments
-
-        return parse_arguments(self.argv)
+        args = parse_arguments(self.argv)
+        documents, expanded = load_sweep(self.experiment_class, args, warn=lambda message: None)
+        names = list(args.experiments) or [document["name"] for document in documents]
+        return names, select_experiments(expanded, args.experiments, args.config)
 
 
 def _environment() -> dict[str, str]:

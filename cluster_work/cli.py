@@ -106,7 +106,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     slurm.add_argument("--launcher", choices=["mpiexec", "srun"], default=None,
                        help="how the MPI script starts its ranks: the bundled mpiexec (default) or srun --mpi=pmix")
     slurm.add_argument("--sbatch", nargs="+", default=[], metavar="OPTION",
-                       help="more #SBATCH options, e.g. --sbatch=--qos=long")
+                       help="more #SBATCH options, e.g. --sbatch=--exclusive")
     output = parser.add_argument_group("output")
     output.add_argument("-l", "--log_level", default=None, type=str.upper,
                         choices=["DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL"],

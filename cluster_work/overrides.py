@@ -217,6 +217,6 @@ def _swept_by(experiment: Mapping[str, Any], param: tuple[str, ...]) -> str | No
             node = node.get(key) if isinstance(node, Mapping) else None
         if isinstance(node, Mapping):
             for path in flatten_paths(node):
-                if path == param or path[:len(param)] == param or param[:len(path)] == path:
+                if path[:len(param)] == param or param[:len(path)] == path:  # the same, or one within the other
                     return dotted((*block, *path))
     return None

@@ -173,6 +173,7 @@ def test_run_returns_the_command_lines_exit_status(tmp_path, capsys, monkeypatch
                     overrides=["params.fail_at=1", "params.fail_rep=0"])
     assert failing.run() == 1
     assert "walk__s2.0 rep 0: failed" in capsys.readouterr().out and "boom at 1" in failing.output()
+    assert Sweep(Deterministic, "config.yml", experiments=["walk__s1.0"]).run() == 0  # beside it in the folder
     frame = failing.results()
     assert set(frame["experiment"]) == {"walk__s2.0"} and len(frame) == 6  # rep 0 saved its row 0
     typo = Sweep(Deterministic, "config.yml", overrides=["params.stpe=2"])
