@@ -8,11 +8,12 @@ import os
 import shlex
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from . import slurm
 from .attempts import journal as attempts_journal
 from .backends import Executor, make_executor
-from .config import load_config
+from .config import Warn, load_config
 from .display import LiveBarDisplay, counted, make_display
 from .durability import committer
 from .errors import ClusterWorkError, StoreError
@@ -22,6 +23,8 @@ from .failures import failure_limit
 from .launch import DEFAULT_REPORT_EVERY, program, program_name, resume_command, run_arguments
 from .logs import configure_console
 from .original_api import configs_and_results, implements_plot_results
+from .overrides import Overrides, split_arguments
+from .overrides import parse as parse_overrides
 from .paths import SweepPaths
 from .planning import Plan, apply_plan, make_plan, refuse_changed_only, warn_changed, warn_quarantined
 from .provenance import describe_runs, read_runs, run_ended, run_started
@@ -66,6 +69,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                                      description="Run a parameter sweep of a ClusterWork experiment.")
     parser.add_argument("config", help="the experiments' YAML file")
     parser.add_argument("--version", action="version", version=f"cluster_work {__version__}")
+    parser.add_argument("overrides", nargs="*", default=[], metavar="KEY.PATH=VALUE",
+                        help="change the config, as Hydra: params.lr=0.1 grid.lr=[0.1,0.01] +params.new=1 ~grid "
+                             "(values are YAML; with -e, only in those experiments)")
     run = parser.add_argument_group("how to run")
     run.add_argument("-c", "--cluster", "-m", "--mpi", dest="cluster", action="store_true",
                      help="run over MPI (start under mpiexec); rank 0 schedules, the others work")
@@ -136,10 +142,14 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                        help="stop cleanly before the time limit or on preemption, and requeue the job")
     for option, kind in (("--nodes", int), ("--ntasks-per-node", int), ("--ntasks", int), ("--cpus-per-task", int),
                          ("--time", str), ("--partition", str), ("--account", str), ("--mem-per-cpu", str),
-                         ("--job-name", str), ("--template", str)):
+                         ("--mem", str), ("--gpus", str), ("--gpus-per-node", str), ("--gpus-per-task", str),
+                         ("--gres", str), ("--constraint", str), ("--qos", str), ("--job-name", str),
+                         ("--template", str)):
         slurm.add_argument(option, type=kind, default=None)
+    slurm.add_argument("--launcher", choices=["mpiexec", "srun"], default=None,
+                       help="how the MPI script starts its ranks: the bundled mpiexec (default) or srun --mpi=pmix")
     slurm.add_argument("--sbatch", nargs="+", default=[], metavar="OPTION",
-                       help="more #SBATCH options, e.g. --sbatch=--qos=long")
+                       help="more #SBATCH options, e.g. --sbatch=--exclusive")
     output = parser.add_argument_group("output")
     output.add_argument("-l", "--log_level", default=None, type=str.upper,
                         choices=["DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL"],
@@ -153,6 +163,47 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def parse_arguments(arguments: Sequence[str]) -> argparse.Namespace:
+    """The options, with the overrides (`KEY.PATH=VALUE` anywhere after the config) in `overrides`."""
+    parser = build_parser()
+    rest, overrides = split_arguments(arguments, _value_options(parser))
+    args = parser.parse_args(rest)
+    args.overrides = [*overrides, *args.overrides]  # what argparse left there is no override: parse() says so
+    return args
+
+
+def _value_options(parser: argparse.ArgumentParser) -> set[str]:
+    """The options that take exactly one value (`--filter TEXT`): the word after them is never an override."""
+    return {flag for action in parser._actions if action.nargs is None for flag in action.option_strings}
+
+
+def _overrides_hint(plan: Plan, args: argparse.Namespace) -> str:
+    """For a rerun refused because parameters changed: the overrides of the last run, where they differ
+    from this one's (its results were saved with them; repeating them resumes it)."""
+    commands = [run["command"] for path in plan.totals.sweep_paths for run in read_runs(path) if run.get("command")]
+    if not commands:
+        return ""
+    _, last = split_arguments(commands[-1][1:], _value_options(build_parser()))
+    if last == args.overrides:
+        return ""
+    return f"; the last run changed the config on the command line: {' '.join(last) or '(no overrides)'}"
+
+
+def load_sweep(experiment_class: type[ClusterWork], args: argparse.Namespace, warn: Warn = log.warning,
+               ) -> tuple[list[dict[str, Any]], Sequence[ExpandedExperiment]]:
+    """The config's experiment documents (the overrides applied) and their expansion, checked."""
+    adjust = Overrides(parse_overrides(args.overrides, args.config), args.config, args.experiments,
+                       experiment_class._default_params).apply
+    experiments = load_config(args.config, warn, adjust=adjust)
+    expanded = expand_all(experiments, experiment_class._default_params, args.config, warn)
+    experiment_class.check_config(expanded, args.config)
+    if any("ensemble" in document for document in experiments):  # numpy only where a config has an ensemble
+        from .ensemble.campaign import check_experiment_class
+
+        check_experiment_class(experiment_class, experiments, args.config)
+    return experiments, expanded
+
+
 def main(experiment_class: type[ClusterWork], argv: Sequence[str] | None = None) -> int:
     """Run the command line `argv` (default: sys.argv[1:]) for `experiment_class`; return the exit status."""
     with stop_signals_handled():  # first of all: a stop signal at any moment is one line and exit status 130
@@ -161,7 +212,7 @@ def main(experiment_class: type[ClusterWork], argv: Sequence[str] | None = None)
 
 def _main(experiment_class: type[ClusterWork], argv: Sequence[str] | None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(arguments)
+    args = parse_arguments(arguments)
     log_level = args.log_level or experiment_class._LOG_LEVEL
     configure_console(log_level, "DEBUG" if args.verbose else (args.cw_log_level or experiment_class._CW_LOG_LEVEL))
     settings = RunSettings(log_level=log_level, no_gui=args.no_gui or args.cluster, sync=args.sync,
@@ -189,14 +240,8 @@ def _run(experiment_class: type[ClusterWork], args: argparse.Namespace, argument
         if inspect.isabstract(experiment_class):
             missing = ", ".join(sorted(experiment_class.__abstractmethods__))
             raise ClusterWorkError(f"{experiment_class.__name__} does not implement {missing}")
-        experiments = load_config(args.config)
-        expanded = expand_all(experiments, experiment_class._default_params, args.config)
-        experiment_class.check_config(expanded, args.config)
+        experiments, expanded = load_sweep(experiment_class, args)
         max_failures = failure_limit(args.max_failures, experiments, args.config)
-        if any("ensemble" in document for document in experiments):  # numpy only where a config has an ensemble
-            from .ensemble.campaign import check_experiment_class
-
-            check_experiment_class(experiment_class, experiments, args.config)
         if args.progress or args.full_progress:
             selected = select_experiments(expanded, args.experiments, args.config)
             runs = [run for path in sweep_paths(selected) for run in read_runs(path)]
@@ -217,7 +262,10 @@ def _run(experiment_class: type[ClusterWork], args: argparse.Namespace, argument
             return 0
         if args.slurm:
             return _slurm(args, experiments, plan)
-        refuse_changed_only(plan, policy, args.config)
+        try:
+            refuse_changed_only(plan, policy, args.config)
+        except ClusterWorkError as exc:
+            raise ClusterWorkError(f"{exc}{_overrides_hint(plan, args)}") from None
         warn_changed(plan, policy)
         warn_quarantined(plan, policy)
         # from the first write on a stop is graceful: what was written stays consistent, the rerun resumes
@@ -292,7 +340,9 @@ def _slurm(args: argparse.Namespace, experiments: list, plan: Plan) -> int:
     overrides = {"nodes": args.nodes, "ntasks_per_node": args.ntasks_per_node, "ntasks": args.ntasks,
                  "cpus_per_task": args.cpus_per_task, "time": args.time, "partition": args.partition,
                  "account": args.account, "mem_per_cpu": args.mem_per_cpu, "job_name": args.job_name,
-                 "template": args.template, "requeue": args.requeue, "extra": args.sbatch}
+                 "template": args.template, "requeue": args.requeue, "extra": args.sbatch, "launcher": args.launcher,
+                 **{name: getattr(args, name) for name in ("mem", "gpus", "gpus_per_node", "gpus_per_task", "gres",
+                                                           "constraint", "qos")}}
     settings = slurm.settings_from(experiments[0].get("slurm"), overrides, args.config)
     sweep_path = os.path.abspath(plan.totals.sweep_paths[0])
     pending = sorted(job.index for job in plan.jobs)
@@ -302,7 +352,7 @@ def _slurm(args: argparse.Namespace, experiments: list, plan: Plan) -> int:
     kind = "array" if args.array else "mpi"
     text = slurm.build_script(kind, settings, slurm.python_command(), os.path.abspath(sys.argv[0]),
                               [*run_arguments(args, jobs=not args.array), *(["-o"] if args.overwrite else [])],
-                              sweep_path, os.getcwd(), len(pending))
+                              sweep_path, os.getcwd(), len(pending), slurm.mpiexec_command())
     if args.array:
         text = text.replace(f"--array=0-{len(pending) - 1}", f"--array={slurm.compress_indices(pending)}")
     if args.dry_run:

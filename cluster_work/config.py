@@ -52,6 +52,7 @@ MAX_REPETITIONS = 1_000_000
 MAX_SAMPLES = 10_000_000
 
 Warn = Callable[[str], None]
+Adjust = Callable[[dict[str, Any]], dict[str, Any]]  # e.g. `overrides.Overrides.apply`
 KeyPath = tuple[str, ...]  # ('optimizer', 'lr') for params.optimizer.lr; a key may itself hold a dot
 
 
@@ -219,10 +220,11 @@ def read_text(source: str) -> str:
 
 
 def load_config(path: str | os.PathLike[str], warn: Warn = log.warning,
-                keep_unknown_tags: bool = False) -> list[dict[str, Any]]:
-    """Read `path` and return one validated, DEFAULT-merged document per experiment."""
+                keep_unknown_tags: bool = False, adjust: Adjust | None = None) -> list[dict[str, Any]]:
+    """Read `path` and return one validated, DEFAULT-merged document per experiment (`adjust`: see
+    merge_and_validate)."""
     source = os.fspath(path)
-    return merge_and_validate(parse_documents(read_text(source), source, keep_unknown_tags), source, warn)
+    return merge_and_validate(parse_documents(read_text(source), source, keep_unknown_tags), source, warn, adjust)
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -242,8 +244,10 @@ def is_default_document(document: Mapping[str, Any]) -> bool:
     return isinstance(name, str) and name.lower() == DEFAULT_NAME.lower()
 
 
-def merge_and_validate(documents: list[Any], source: str, warn: Warn = log.warning) -> list[dict[str, Any]]:
-    """Merge the optional DEFAULT document under each experiment and validate every one."""
+def merge_and_validate(documents: list[Any], source: str, warn: Warn = log.warning,
+                       adjust: Adjust | None = None) -> list[dict[str, Any]]:
+    """Merge the optional DEFAULT document under each experiment and validate every one; `adjust` changes
+    each merged experiment before it is validated (the command line's overrides)."""
     for number, document in enumerate(documents, start=1):
         if not isinstance(document, Mapping):
             raise config_error(source, f"document {number} must be a mapping of keys to values, "
@@ -269,6 +273,8 @@ def merge_and_validate(documents: list[Any], source: str, warn: Warn = log.warni
         experiment = deep_merge(default, document)
         if "ensemble" in experiment and "repetitions" not in document:
             experiment["repetitions"] = 1  # its only legal value (walkers are its repetitions), whatever DEFAULT says
+        if adjust is not None:
+            experiment = adjust(experiment)
         validate_experiment(experiment, source, number, warn)
         name = experiment["name"]
         if name in seen:

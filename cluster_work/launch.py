@@ -26,7 +26,7 @@ def run_arguments(args: argparse.Namespace, jobs: bool = True) -> list[str]:
     what is selected and how it is logged; never -d, -o, -r, -i, nor what only looks (--list, -p, --plot)
     or says how the processes are laid out (-n, -c: each caller's own). -v with --list asks for the launch
     line: it is no part of it. Without `jobs`, no -j (a Slurm array task gets its own)."""
-    arguments = [args.config]
+    arguments = [args.config, *getattr(args, "overrides", [])]
     for flag, values in (("-e", args.experiments), ("-j", args.job if jobs else [])):
         if values:
             arguments += [flag, *map(str, values)]
@@ -49,6 +49,8 @@ def program(argv: Sequence[str] | None = None, orig_argv: Sequence[str] | None =
     rewrote sys.argv), this interpreter and the script."""
     argv = list(sys.argv if argv is None else argv)
     orig = list(getattr(sys, "orig_argv", []) if orig_argv is None else orig_argv)
+    if os.path.abspath(argv[0]) == os.path.join(os.path.dirname(os.path.abspath(__file__)), "api.py"):
+        return [as_typed(sys.executable), "-m", "cluster_work.api", *argv[1:2]]  # a Sweep of module:Class
     own = len(argv) - 1
     if len(orig) > own and orig[len(orig) - own:] == argv[1:]:
         return orig[:len(orig) - own]

@@ -110,3 +110,41 @@ def test_weighted_ensemble_snippet_runs_as_shown(tmp_path):
                             "print(f['iteration'].max())"], cwd=tmp_path, env=script_env(), capture_output=True,
                            text=True, timeout=120)
     assert check.stdout.split()[-1] == "299", check.stdout + check.stderr
+
+
+def test_override_command_runs_as_printed(tmp_path):
+    [command] = [line for line in readme_commands("python examples/grid_fit.py examples/grid_fit.yml") if "=" in line]
+    shutil.copytree(ROOT / "examples", tmp_path / "examples", ignore=shutil.ignore_patterns("results"))
+    result = subprocess.run(command.replace("python ", f"{sys.executable} ", 1), shell=True, cwd=tmp_path,
+                            env=script_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "48 finished, 0 failed" in result.stderr  # 3 x 2 (the ridge values overridden) x 2 points x 4 reps
+    from cluster_work import load_results
+    frame = load_results(tmp_path / "examples" / "results" / "grid_fit_short")
+    assert set(frame["params.ridge"]) == {0.0, 1.0} and set(frame["params.data.noise"]) == {0.1}
+    assert frame["iteration"].max() == 4
+
+
+def test_sweep_snippet_runs_as_printed(tmp_path):
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    [code] = [block for block in blocks if "Sweep(Counter" in block]
+    shutil.copytree(ROOT / "examples", tmp_path / "examples", ignore=shutil.ignore_patterns("results"))
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=script_env(), capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "exit status 0" in result.stdout and "[120 rows x" in result.stdout
+
+
+def test_slurm_dry_run_command_prints_the_srun_script(tmp_path):
+    [command] = [line for line in readme_commands("python examples/grid_fit.py") if "--dry-run" in line]
+    shutil.copytree(ROOT / "examples", tmp_path / "examples", ignore=shutil.ignore_patterns("results"))
+    result = subprocess.run(command.replace("python ", f"{sys.executable} ", 1), shell=True, cwd=tmp_path,
+                            env=script_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    for line in ("#SBATCH --ntasks=9", "#SBATCH --gpus-per-task=1", "#SBATCH --mem-per-cpu=8G",
+                 "#SBATCH --constraint=a100", "#SBATCH --qos=normal", "#SBATCH --time=04:00:00"):
+        assert line in lines, line
+    assert any(line.startswith("srun --mpi=pmix ") and "examples/grid_fit.py examples/grid_fit.yml -c" in line
+               for line in lines)
+    assert not (tmp_path / "examples" / "results").exists()
