@@ -13,6 +13,8 @@ from notebook_helpers import run_cells
 
 from cluster_work import Sweep, load_results
 
+pytestmark = pytest.mark.processes  # every test here starts real processes
+
 CONFIG = """\
 name: DEFAULT
 repetitions: 2

@@ -18,6 +18,8 @@ from cluster_work.runner import ExperimentTask
 from cluster_work.stopping import request_stop, stop_signals_handled
 from cluster_work.vocabulary import ConfigWrite, OutcomeKind, RunSettings, Segment
 
+pytestmark = pytest.mark.processes  # every test here starts real processes
+
 SETTINGS = RunSettings(log_level="WARNING", sync=False)
 
 

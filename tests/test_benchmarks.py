@@ -2,7 +2,10 @@
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT, mpiexec, run_mpiexec, script_env
+
+pytestmark = pytest.mark.processes  # every test here starts real processes
 
 
 def test_persistence_benchmark_runs():

@@ -20,6 +20,7 @@ grid:
 """
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("options", [
     pytest.param(["--list", "--json"], id="list-json"),
     pytest.param(["--list"], id="list"),
@@ -45,6 +46,7 @@ def test_version_prints_the_package_version(capsys):
     assert capsys.readouterr().out.strip() == f"cluster_work {cluster_work.__version__}"
 
 
+@pytest.mark.processes
 def test_help_of_python_m_cluster_work_names_it_as_typed(tmp_path):
     result = subprocess.run([sys.executable, "-m", "cluster_work", "-h"], cwd=tmp_path, env=script_env(),
                             capture_output=True, text=True, timeout=60)
@@ -61,6 +63,7 @@ def test_help_lists_every_registered_plotter():
     assert sorted(name.strip() for name in listed.group(1).split(",")) == sorted(PLOTTERS)
 
 
+@pytest.mark.processes
 def test_starting_a_run_does_not_import_the_plotters():
     code = "import sys; from cluster_work.cli import build_parser; build_parser(); print('pandas' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=script_env(), capture_output=True,
@@ -68,6 +71,7 @@ def test_starting_a_run_does_not_import_the_plotters():
     assert result.stdout.strip() == "False", result.stdout + result.stderr
 
 
+@pytest.mark.processes
 def test_list_v_prints_the_launch_line_without_its_own_v_and_it_runs_as_printed(tmp_path, write_config):
     write_config("name: walk\nrepetitions: 2\niterations: 2\npath: out\n")
     listing = run_cli("Deterministic", "config.yml", "--list", "-v", "-n", "2", cwd=tmp_path, check_rc=0).stdout

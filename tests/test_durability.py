@@ -14,6 +14,8 @@ import pytest
 import yaml
 from conftest import SCRIPT, comparable, descendants, run_cli, script_env
 
+pytestmark = pytest.mark.processes  # every test here starts real processes
+
 CONFIG = """\
 name: DEFAULT
 repetitions: 3

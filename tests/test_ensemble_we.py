@@ -412,6 +412,7 @@ def test_the_store_drops_a_torn_or_corrupt_tail_and_touches_no_foreign_file(tmp_
     assert not os.path.exists(os.path.dirname(path))
 
 
+@pytest.mark.processes
 def test_a_kill_9_at_any_instant_resumes_to_the_uninterrupted_ensemble(tmp_path):
     """A real kill of a process that runs an ensemble (large enough that the kill lands inside some
     iteration or commit), then a resume in this process: identical to an uninterrupted run."""
@@ -488,6 +489,7 @@ def test_the_flux_over_a_barrier_matches_the_exact_answer_that_brute_force_never
     assert 40000 < len(frame) < 80000  # the budget the statement is about
 
 
+@pytest.mark.processes
 def test_the_benchmark_runs():
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "weighted_ensemble.py"), "--walkers", "40",
                              "--iterations", "5", "--rounds", "1"], env=script_env(), capture_output=True, text=True,

@@ -116,6 +116,7 @@ def listed_jobs(folder, *args):
     return [json.loads(line) for line in lines.splitlines()]
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 def test_a_random_sweep_previews_exactly_what_runs_and_is_the_same_on_every_backend(tmp_path):
     (tmp_path / "config.yml").write_text(RANDOM.format(samples=3, extra=""))
@@ -164,6 +165,7 @@ def test_a_custom_strategy_gives_the_points_of_its_function(tmp_path, monkeypatc
     assert [e.name for e in experiments] == ["designed__sample0", "designed__sample1", "designed__sample2"]
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("function, fragment", [
     ("raises", "designs:raises raised RuntimeError: the design failed"),
     ("not_a_list", "must return a non-empty list of dicts, got dict"),
@@ -177,6 +179,7 @@ def test_a_failing_custom_strategy_is_one_line_naming_custom_function(tmp_path, 
     assert result.stderr.count("\n") == 1 and sorted(p.name for p in tmp_path.iterdir()) == ["config.yml"]
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 def test_a_custom_strategy_is_called_once_per_sweep_and_its_points_are_frozen(tmp_path):
     import os

@@ -77,6 +77,7 @@ def test_the_limit_comes_from_the_command_line_else_the_config(given, documents,
     assert failure_limit(given, documents, "c.yml") == expected
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("value", [
     pytest.param("0", id="zero"), pytest.param("-1", id="negative"), pytest.param("two", id="text"),
     pytest.param("true", id="bool"), pytest.param("1.5", id="float"),
@@ -89,6 +90,7 @@ def test_a_bad_max_failures_is_one_line_exit_2_and_nothing_written(tmp_path, val
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.processes
 def test_documents_that_give_different_limits_are_refused(tmp_path):
     text = CONFIG.format(sleep=0, extra="max_failures: 2") + "---\nname: other\nmax_failures: 3\n"
     (tmp_path / "config.yml").write_text(text)
@@ -96,12 +98,14 @@ def test_documents_that_give_different_limits_are_refused(tmp_path):
     assert "'max_failures': is the whole sweep's limit" in result.stderr and not (tmp_path / "out").exists()
 
 
+@pytest.mark.processes
 def test_a_bad_max_failures_on_the_command_line_is_a_usage_error(tmp_path):
     (tmp_path / "config.yml").write_text(CONFIG.format(sleep=0, extra=""))
     result = run_cli("Buggy", "config.yml", "--max-failures", "0", cwd=tmp_path, check_rc=2)
     assert "--max-failures: must be a positive integer" in result.stderr and not (tmp_path / "out").exists()
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("options, extra", [
     pytest.param(["--max-failures", "2"], "", id="command-line"),
     pytest.param([], "max_failures: 2", id="config"),
@@ -121,6 +125,7 @@ def test_the_sweep_stops_at_the_limit_and_the_same_command_resumes_it(tmp_path, 
     assert list(states(tmp_path / "out").values()) == ["finished"] * 9
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("workers", [pytest.param("1", id="this-process"), pytest.param("2", id="two-workers")])
 def test_without_a_limit_every_repetition_fails_but_the_traceback_shows_once(tmp_path, workers):
     (tmp_path / "config.yml").write_text(CONFIG.format(sleep=0, extra=""))
@@ -130,6 +135,7 @@ def test_without_a_limit_every_repetition_fails_but_the_traceback_shows_once(tmp
     assert list(states(tmp_path / "out").values()) == ["failed"] * 9
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 def test_with_local_workers_the_repetitions_in_flight_end_after_their_iteration(tmp_path):
     (tmp_path / "config.yml").write_text(CONFIG.format(sleep=0.3, extra="max_failures: 1"))
@@ -142,6 +148,7 @@ def test_with_local_workers_the_repetitions_in_flight_end_after_their_iteration(
     assert list(states(tmp_path / "out").values()) == ["finished"] * 9
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 def test_under_mpi_the_traceback_shows_once_and_the_limit_stops_the_sweep(tmp_path):
     (tmp_path / "config.yml").write_text(CONFIG.format(sleep=0.1, extra=""))

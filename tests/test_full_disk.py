@@ -10,6 +10,8 @@ from test_durability import assert_every_file_readable
 
 from cluster_work import load_results
 
+pytestmark = pytest.mark.processes  # every test here starts real processes
+
 CONFIG = """\
 name: walk
 repetitions: 4

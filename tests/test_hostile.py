@@ -125,6 +125,7 @@ def test_a_config_mistake_is_one_line_exit_2_and_nothing_written(tmp_path, cli, 
     assert everything_under(tmp_path) == before
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("data", [
     pytest.param(bytes(range(256)) * 4, id="binary"),
     pytest.param("name: café\nrepetitions: 1\niterations: 1\npath: out\n".encode("latin-1"), id="Latin-1"),
@@ -144,6 +145,7 @@ def test_unreadable_or_malicious_configs_are_refused_by_the_script(tmp_path, dat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yml"]
 
 
+@pytest.mark.processes
 def test_ten_to_the_twelve_repetitions_answer_at_once(tmp_path):
     (tmp_path / "config.yml").write_text("name: a\nrepetitions: 1000000000000\niterations: 1\npath: out\n")
     result = run_limited(tmp_path, "config.yml", "--list", timeout=30)
@@ -208,6 +210,7 @@ def _seeds_that_order_a_set_differently() -> tuple[str, str]:
     pytest.fail("no two hash seeds order the set differently")
 
 
+@pytest.mark.processes
 def test_a_set_in_a_grid_names_the_same_folder_under_any_hash_seed(tmp_path):
     """A set prints in hash-seed order: its folder was named anew by every run, which ran it again beside
     the first. Names depend only on the config: the set is written sorted."""
@@ -221,6 +224,7 @@ def test_a_set_in_a_grid_names_the_same_folder_under_any_hash_seed(tmp_path):
     assert "0 jobs" in runs[1].stderr, runs[1].stderr
 
 
+@pytest.mark.processes
 def test_a_rerun_of_nan_and_set_params_runs_nothing_and_warns_nothing(tmp_path):
     (tmp_path / "config.yml").write_text(ONE + "name: a\nparams: {step: .nan, weights: !!set {alpha, beta, gamma, "
                                                "delta}}\n")
@@ -308,6 +312,7 @@ def test_delete_with_one_repetition_is_refused_or_deletes_only_that_repetition(t
 
 # --- huge sweeps -----------------------------------------------------------------------------------------
 
+@pytest.mark.processes
 @pytest.mark.slow
 def test_listing_a_million_point_grid_is_a_quick_summary_in_bounded_memory(tmp_path):
     grid = {"a": list(range(10)), "b": list(range(10)), "c": list(range(100)), "d": list(range(100))}
@@ -369,6 +374,7 @@ def rows_on_disk(out: Path) -> int:
     return sum(path.read_bytes().count(b"\n") for path in out.rglob("results.jsonl"))
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 def test_kill_9_of_the_main_process_ends_the_workers_and_the_forkserver(tmp_path):
     (tmp_path / "config.yml").write_text("name: walk\nrepetitions: 2\niterations: 400\npath: out\n"
@@ -415,6 +421,7 @@ GRID_10K = ("name: big\nrepetitions: 1\niterations: 1\npath: out\ngrid:\n"
                       for param in ("fail_at", "fail_rep", "step", "weights")))
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 @pytest.mark.parametrize("moment", ["at-once", "stop-handling-installed", "planning-10k-experiments"])

@@ -4,7 +4,10 @@ run the same checks."""
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT
+
+pytestmark = pytest.mark.processes  # every test here starts real processes
 
 
 def test_ruff_finds_nothing():

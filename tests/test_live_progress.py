@@ -86,6 +86,7 @@ def test_iterations_redone_after_a_restore_that_failed_do_not_count_as_progress(
     assert counted == [3]
 
 
+@pytest.mark.processes
 def test_an_ensembles_live_total_is_its_iterations_whatever_its_walkers(tmp_path):
     """The walkers split and merge (4 to 24 here); the total the run shows is the ensemble's 150 iterations
     from its first line to its last (it said 240, then 1,504 walker segments)."""
@@ -98,6 +99,7 @@ def test_an_ensembles_live_total_is_its_iterations_whatever_its_walkers(tmp_path
     assert done == sorted(done) and done[-1] <= 150
 
 
+@pytest.mark.processes
 def test_a_finished_steered_campaign_is_done_in_the_progress_row(tmp_path):
     """Successive halving on 9 points (r = 1, eta = 3, R = 9) runs 9 + 3 x 2 + 1 x 6 = 21 of the grid's 81
     iterations: that is all it planned, so it is done, not 26%."""

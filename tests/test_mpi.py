@@ -41,6 +41,7 @@ def sequential(tmp_path_factory):
     return comparable(folder / "out")
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("ranks", [2, 4, 8], ids=["one-worker", "three-workers", "more-workers-than-jobs"])
 def test_mpi_results_equal_the_sequential_run(tmp_path, sequential, ranks):
     (tmp_path / "config.yml").write_text(CONFIG)
@@ -50,6 +51,7 @@ def test_mpi_results_equal_the_sequential_run(tmp_path, sequential, ranks):
     pd.testing.assert_frame_equal(sequential, comparable(tmp_path / "out"))
 
 
+@pytest.mark.processes
 def test_a_failing_repetition_under_mpi_is_reported_and_the_rest_run(tmp_path):
     (tmp_path / "config.yml").write_text(CONFIG.replace("path: out", "path: out\nparams: {fail_at: 1, fail_rep: 2}"))
     result = run_mpi(3, "Deterministic", "config.yml", cwd=tmp_path, check_rc=1)
@@ -57,6 +59,7 @@ def test_a_failing_repetition_under_mpi_is_reported_and_the_rest_run(tmp_path):
     assert "MPI_ABORT" not in result.stderr
 
 
+@pytest.mark.processes
 def test_config_error_under_mpi_exits_2_without_hanging(tmp_path):
     (tmp_path / "config.yml").write_text(CONFIG + "---\nname: bad\niterations: zero\n")
     result = run_mpi(3, "Deterministic", "config.yml", cwd=tmp_path, check_rc=2, timeout=60)
@@ -64,6 +67,7 @@ def test_config_error_under_mpi_exits_2_without_hanging(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("ranks, option, idle", [(5, ["-g", "2"], False), (6, ["--group_size", "2"], True)])
 def test_mpi_groups_share_a_communicator_and_write_once(tmp_path, ranks, option, idle):
     """`-g 2`: two groups of the four workers; `--group_size 2` of five workers: two groups, one rank idle."""
@@ -77,6 +81,7 @@ def test_mpi_groups_share_a_communicator_and_write_once(tmp_path, ranks, option,
     assert list(frame[frame.rep == 0].total) == [3, 6, 9]
 
 
+@pytest.mark.processes
 def test_one_group_of_every_rank_runs_a_data_parallel_learner(tmp_path):
     """`-g 1`, the original's way to train one learner on all ranks: `self._COMM` is COMM_WORLD, rank 0
     included, every rank contributes to each iteration, rank 0 alone writes; a rerun gives the same rows."""
@@ -94,6 +99,7 @@ def test_one_group_of_every_rank_runs_a_data_parallel_learner(tmp_path):
     pd.testing.assert_frame_equal(first, comparable(tmp_path / "out"))
 
 
+@pytest.mark.processes
 def test_by_default_each_worker_runs_alone_with_comm_self_and_no_gui(tmp_path):
     (tmp_path / "config.yml").write_text("name: rl\nrepetitions: 2\niterations: 2\npath: out\n")
     result = run_mpi(3, "DataParallelLearner", "config.yml", cwd=tmp_path, check_rc=0, script=CLIENTS)
@@ -103,6 +109,7 @@ def test_by_default_each_worker_runs_alone_with_comm_self_and_no_gui(tmp_path):
     assert set(frame.comm_name) == {"MPI_COMM_SELF"} and set(frame.no_gui) == {True}
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("ranks, option", [(3, ["-g", "3"]), (1, ["-g", "1", "--group_size", "2"])],
                          ids=["more-groups-than-workers", "groups-and-group-size"])
 def test_bad_group_options_are_one_usage_error(tmp_path, ranks, option):
@@ -160,6 +167,7 @@ def test_mpi_layout():
             mpi_layout(world_size, groups, group_size)
 
 
+@pytest.mark.processes
 def test_one_rank_without_mpiexec_runs_in_process(tmp_path, sequential):
     (tmp_path / "config.yml").write_text(CONFIG)
     result = run_cli("Deterministic", "config.yml", "-c", cwd=tmp_path, check_rc=0, timeout=60)
@@ -167,6 +175,7 @@ def test_one_rank_without_mpiexec_runs_in_process(tmp_path, sequential):
     pd.testing.assert_frame_equal(sequential, comparable(tmp_path / "out"))
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 def test_kill_9_of_the_whole_mpi_job_then_resume(tmp_path, sequential):
     (tmp_path / "config.yml").write_text(CONFIG.replace("path: out", "path: out\nparams: {sleep: 0.1}"))
@@ -186,6 +195,7 @@ def test_kill_9_of_the_whole_mpi_job_then_resume(tmp_path, sequential):
     pd.testing.assert_frame_equal(sequential.drop(columns=["params.sleep"]), resumed)
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 def test_waiting_ranks_do_not_spin(tmp_path):
     """Rank 0 and two idle workers wait while one long job runs: they must sleep, not burn a core."""
@@ -225,6 +235,7 @@ def _cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+@pytest.mark.processes
 def test_hostfile_from_a_slurm_allocation_drives_mpiexec(tmp_path, sequential):
     from conftest import SCRIPT, mpiexec
     env = {**script_env(), **MPI_ENV, "SLURM_JOB_NODELIST": "localhost", "SLURM_TASKS_PER_NODE": "4"}
@@ -260,6 +271,7 @@ if __name__ == "__main__":
 '''
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("how", ["local", "mpi"])
 def test_classes_in_main_and_lambdas_in_params_travel(tmp_path, how):
     from conftest import mpiexec
@@ -277,6 +289,7 @@ def test_classes_in_main_and_lambdas_in_params_travel(tmp_path, how):
     assert "0 jobs" in rerun.stderr and "changed" not in rerun.stderr, rerun.stderr
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 def test_ranks_busy_in_python_exit_soon_after_mpiexec_is_killed(tmp_path):
     """kill -9 of mpiexec alone while workers sit in a 30 s iteration: every rank must be gone in seconds
@@ -312,6 +325,7 @@ def _alive(pid):
     return state != "Z"
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 def test_sigusr1_to_mpiexec_stops_the_sweep_cleanly(tmp_path):
     """What a Slurm batch script does before the time limit: USR1 to mpiexec, which forwards it to the
@@ -334,6 +348,7 @@ def test_sigusr1_to_mpiexec_stops_the_sweep_cleanly(tmp_path):
     assert sum(p.stat().st_size for p in (tmp_path / "out").rglob("calls")) == 30  # nothing redone
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 def test_kill_9_of_mpiexec_while_experiments_print_fails_no_repetition(tmp_path):
     """A print into the console of a dead mpiexec raises EIO/EPIPE: it must stop the repetition at the next

@@ -61,6 +61,7 @@ def workspace(tmp_path_factory):
     return folder
 
 
+@pytest.mark.processes
 def test_the_originals_files_read_as_the_original_read_them(workspace, monkeypatch, tmp_path):
     monkeypatch.chdir(workspace / "original")
     configs = {c["name"]: c for c in Walker.load_experiments(open("config.yml"))}
@@ -113,6 +114,7 @@ def test_a_torn_last_line_of_the_originals_rep_file_is_not_a_row(tmp_path):
     pd.testing.assert_frame_equal(load_results(sweep / "out"), before)
 
 
+@pytest.mark.processes
 def test_the_class_api_on_a_cluster_work_sweep(workspace, monkeypatch):
     monkeypatch.chdir(workspace)
     configs = Rewards.load_experiments(open("config.yml"))
@@ -141,6 +143,7 @@ def test_the_class_api_on_a_cluster_work_sweep(workspace, monkeypatch):
         ClusterWork.plot_results(iter(pairs))
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 def test_a_bare_plot_calls_the_plot_results_hook(workspace):
     run_client("Rewards", "config.yml", "--plot", "--filter", "g2", cwd=workspace)
@@ -177,6 +180,7 @@ class Walker(ClusterWork):
 '''
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 def test_a_notebook_in_the_originals_dialect(workspace):
     ours = load_results(workspace / "config.yml", experiments=["reward"])
@@ -258,6 +262,7 @@ def test_a_notebook_in_the_originals_dialect(workspace):
     assert len(pngs_of(cells[22])) == 1
 
 
+@pytest.mark.processes
 def test_a_cluster_work_run_over_an_original_sweep_runs_only_what_the_original_left(tmp_path):
     sweep = copy_original(tmp_path / "original")
     theirs = {path: path.read_bytes() for path in sweep.rglob("*") if path.is_file()}

@@ -158,6 +158,7 @@ def files_below(folder):
                   for name in names)
 
 
+@pytest.mark.processes
 def test_the_effective_config_is_stored_listed_and_a_rerun_without_it_is_a_change(tmp_path):
     (tmp_path / "config.yml").write_text(CLI_CONFIG)
     listed = cli("config.yml", "-e", "fit", "grid.fail_at=[-3]", "params.step=2.5", "--list", "--json", cwd=tmp_path)
@@ -179,6 +180,7 @@ def test_the_effective_config_is_stored_listed_and_a_rerun_without_it_is_a_chang
     assert last["command"][1:] == ["config.yml", "-e", "fit", "grid.fail_at=[-3]", "params.step=2.5", "iterations=3"]
 
 
+@pytest.mark.processes
 def test_an_unknown_key_is_exit_2_and_nothing_written(tmp_path):
     (tmp_path / "config.yml").write_text(CLI_CONFIG)
     result = cli("config.yml", "params.stpe=2", cwd=tmp_path, check_rc=2)
@@ -187,6 +189,7 @@ def test_an_unknown_key_is_exit_2_and_nothing_written(tmp_path):
     assert os.listdir(tmp_path) == ["config.yml"]
 
 
+@pytest.mark.processes
 def test_the_batch_script_and_the_launch_line_carry_the_overrides(tmp_path):
     (tmp_path / "config.yml").write_text(CLI_CONFIG)
     overrides = ["-e", "walk", "params.step=4", "+params.note=a b", "iterations=2"]

@@ -95,6 +95,7 @@ def fit_label(rate, ridge, samples, features):
 
 # -- labels, colours and legends ---------------------------------------------------------------------------------
 
+@pytest.mark.processes
 def test_twelve_series_are_labelled_by_what_varies_and_each_looks_different(sweep):
     figure = plotwork.plot_results(results_of(sweep, "fit"), "mean_2std", "loss")
     ax = figure.axes[0]
@@ -110,6 +111,7 @@ def test_twelve_series_are_labelled_by_what_varies_and_each_looks_different(swee
     assert figure.bbox.contains(*legend.get_window_extent(renderer).p1)  # and on the page
 
 
+@pytest.mark.processes
 def test_one_swept_parameter_is_drawn_on_an_ordered_colour_scale(sweep):
     frame = results_of(sweep, "rate")
     figure = plotwork.plot_results(frame.iloc[::-1], "mean_2std", "loss")  # whatever order the rows come in
@@ -137,6 +139,7 @@ def test_series_beyond_the_palette_change_line_style_then_marker():
 
 # -- best_n -----------------------------------------------------------------------------------------------------
 
+@pytest.mark.processes
 @pytest.mark.parametrize("mode, ends", [("min", "lowest"), ("max", "highest")], ids=["min", "max"])
 def test_best_n_draws_the_means_of_the_n_best_experiments_in_the_direction_asked(sweep, mode, ends):
     points = [(rate, ridge, *size) for rate, ridge, size in itertools.product(RATES, RIDGES, SIZES)]
@@ -156,6 +159,7 @@ def test_best_n_draws_the_means_of_the_n_best_experiments_in_the_direction_asked
 
 # -- param_sweep ------------------------------------------------------------------------------------------------
 
+@pytest.mark.processes
 @pytest.mark.parametrize("base, param, xlabel, lines, points, scale", [
     ("fit", None, "learning_rate", 4, 3, "log"),  # the most values; the zipped list makes one line dimension
     ("fit", "samples", "samples (with features)", 6, 2, "linear"),  # a zipped parameter: its partner goes along
@@ -176,6 +180,7 @@ def test_param_sweep_puts_the_swept_parameter_on_x(sweep, base, param, xlabel, l
         assert [tick.get_text() for tick in ax.get_xticklabels()] == [f"{v:g}" for v in values]
 
 
+@pytest.mark.processes
 def test_param_sweep_names_the_parameters_it_can_sweep(sweep):
     with pytest.raises(ValueError, match=r"no parameter 'nope'; varied: optimizer.learning_rate, ridge"):
         plotwork.plot_results(results_of(sweep, "fit"), "param_sweep", "loss", param="nope")
@@ -185,6 +190,7 @@ def test_param_sweep_names_the_parameters_it_can_sweep(sweep):
 
 # -- print size -------------------------------------------------------------------------------------------------
 
+@pytest.mark.processes
 @pytest.mark.parametrize("plotter", ["mean_2std", "best_n", "param_sweep"])
 def test_figures_are_of_print_size_with_print_fonts(sweep, plotter):
     figure = plotwork.plot_results(results_of(sweep, "fit"), plotter, "loss")
@@ -196,6 +202,7 @@ def test_figures_are_of_print_size_with_print_fonts(sweep, plotter):
     assert min(text.get_fontsize() for text in ax.get_legend().get_texts()) >= 8
 
 
+@pytest.mark.processes
 def test_a_steered_campaign_draws_no_line_too_pale_for_white_and_a_colour_bar_for_many_points(tmp_path):
     document = {"name": "search", "repetitions": 1, "iterations": 9, "path": "results", "grid": {"c": list(range(9))},
                 "steer": {"policy": "successive_halving", "metric": "loss", "reduction_factor": 3}}
@@ -218,6 +225,7 @@ def test_a_steered_campaign_draws_no_line_too_pale_for_white_and_a_colour_bar_fo
 
 # -- the command line -------------------------------------------------------------------------------------------
 
+@pytest.mark.processes
 def test_plot_passes_options_and_writes_print_size_pngs(sweep):
     result = run_cli("Fit", "config.yml", "-e", "fit", "--plot", "loss", "--plotter", "best_n", "--mode", "min",
                      "--plot-option", "n=2", cwd=sweep, script=SCRIPT, check_rc=0)
@@ -228,6 +236,7 @@ def test_plot_passes_options_and_writes_print_size_pngs(sweep):
     assert png_size(sweep / result.stdout.split()[0]) == (1400, 900)
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("args, message", [
     (("--plotter", "best_n"), "best_n ranks experiments by their final loss: say which end is best, --mode min or "
                               "--mode max"),
@@ -248,6 +257,7 @@ def test_bad_plot_options_are_one_line_exit_2_and_write_nothing(sweep, tmp_path,
     assert {path: path.stat().st_mtime_ns for path in plots.glob("*")} == before
 
 
+@pytest.mark.processes
 def test_help_documents_the_plot_options(sweep):
     text = " ".join(run_cli("Fit", "--help", cwd=sweep, script=SCRIPT, check_rc=0).stdout.split())
     assert "--plot-option NAME=VALUE [NAME=VALUE ...]" in text and "--mode {min,max}" in text

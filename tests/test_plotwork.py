@@ -14,6 +14,8 @@ from nbclient import NotebookClient
 import plotwork
 from cluster_work import load_results, summary
 
+pytestmark = pytest.mark.processes  # every test here starts real processes
+
 CONFIG = """\
 name: DEFAULT
 repetitions: 3

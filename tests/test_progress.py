@@ -12,6 +12,8 @@ import time
 import pytest
 from conftest import SCRIPT, run_cli, script_env
 
+pytestmark = pytest.mark.processes  # every test here starts real processes
+
 CONFIG = """\
 name: DEFAULT
 repetitions: 3

@@ -8,6 +8,8 @@ import sys
 import pytest
 from conftest import MPI_ENV, ROOT, mpiexec, script_env
 
+pytestmark = pytest.mark.processes  # every test here starts real processes
+
 
 def readme_commands(prefix: str) -> list[str]:
     blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S)

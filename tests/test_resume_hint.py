@@ -102,6 +102,7 @@ def test_the_program_is_what_the_user_typed_before_the_arguments(orig_argv, argv
     assert program(argv, orig_argv) == expected
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("options", [
     pytest.param(["-d"], id="-d"),
     pytest.param(["--delete", "-v"], id="--delete"),
@@ -118,6 +119,7 @@ def test_following_the_printed_line_after_a_failure_keeps_every_saved_row(tmp_pa
     assert_kept(before, tmp_path / "out")
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 def test_ctrl_c_of_a_delete_run_then_the_printed_line_resumes_it(tmp_path, write_config):
     """The report's scenario: `python slow.py slow.yml -n 2 -d`, Ctrl-C, then the line it printed."""
@@ -141,6 +143,7 @@ def test_ctrl_c_of_a_delete_run_then_the_printed_line_resumes_it(tmp_path, write
     assert all(text.count("\n") == 30 for text in saved(tmp_path / "out").values())
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 def test_the_line_after_a_second_ctrl_c_resumes_too(tmp_path, write_config):
     write_config("name: slow\nrepetitions: 1\niterations: 4\npath: out\nparams: {sleep: 0.5}\n")
@@ -163,6 +166,7 @@ def test_the_line_after_a_second_ctrl_c_resumes_too(tmp_path, write_config):
     assert_kept(before, tmp_path / "out")
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 def test_following_the_printed_line_of_an_mpi_run_resumes_it_under_mpiexec(tmp_path, write_config):
     write_config(CONFIG)

@@ -84,6 +84,7 @@ def test_user_template_replaces_the_built_in_one(tmp_path):
         build_script("array", SlurmSettings(template=str(template)), "py", "e.py", ["c.yml"], "/r", "/w", 6)
 
 
+@pytest.mark.processes
 def test_dry_run_prints_and_writes_nothing(sweep):
     result = cli("config.yml", "--slurm", "--dry-run", "--nodes", "2", cwd=sweep)
     assert "#SBATCH --job-name=sweep" in result.stdout and "#SBATCH --time=00:30:00" in result.stdout
@@ -93,6 +94,7 @@ def test_dry_run_prints_and_writes_nothing(sweep):
     assert "does not take -d/--delete" in result.stderr
 
 
+@pytest.mark.processes
 def test_generated_mpi_script_runs_with_the_variables_slurm_sets(sweep, tmp_path_factory):
     cli("config.yml", "--slurm", cwd=sweep)
     script = sweep / "out" / "cluster_work_mpi.sbatch"
@@ -109,6 +111,7 @@ def test_generated_mpi_script_runs_with_the_variables_slurm_sets(sweep, tmp_path
     pd.testing.assert_frame_equal(comparable(clean / "out"), comparable(sweep / "out"))
 
 
+@pytest.mark.processes
 def test_generated_array_script_runs_one_job_per_task(sweep):
     cli("config.yml", "-j", "1", cwd=sweep)  # one job done before: the array covers the other five
     cli("config.yml", "--slurm", "--array", cwd=sweep)

@@ -56,6 +56,7 @@ def test_mpi_script_runs_the_sweep_in_one_allocation(slurm, clean, tmp_path):
     assert "2 MPI workers (3 ranks)" in log
 
 
+@pytest.mark.processes
 def test_warning_before_the_time_limit_stops_requeues_and_resumes(slurm, tmp_path, tmp_path_factory):
     config = CONFIG.replace("path: out", "path: out\nparams: {sleep: 0.3, count_calls: true}")
     (tmp_path / "config.yml").write_text(config)
@@ -96,6 +97,7 @@ def pmix(slurm):
         pytest.skip(reason)
 
 
+@pytest.mark.processes
 def test_srun_launcher_gives_each_rank_its_own_gpu(slurm, pmix, clean, tmp_path):
     (tmp_path / "config.yml").write_text(CONFIG)
     job = submit_probe(slurm, tmp_path, "--launcher", "srun", "--ntasks", "3", "--gpus-per-task", "1",
@@ -111,6 +113,7 @@ def test_srun_launcher_gives_each_rank_its_own_gpu(slurm, pmix, clean, tmp_path)
     assert (frame["CUDA_VISIBLE_DEVICES"] == frame["SLURM_PROCID"]).all()
 
 
+@pytest.mark.processes
 def test_mpiexec_launcher_ranks_see_every_gpu_of_the_job(slurm, clean, tmp_path):
     (tmp_path / "config.yml").write_text(CONFIG)
     job = submit_probe(slurm, tmp_path, "--ntasks", "3", "--gpus", "2")
@@ -122,6 +125,7 @@ def test_mpiexec_launcher_ranks_see_every_gpu_of_the_job(slurm, clean, tmp_path)
     assert set(frame["CUDA_VISIBLE_DEVICES"]) == {"0,1"} and set(frame["SLURM_PROCID"]) == {"0"}
 
 
+@pytest.mark.processes
 def test_srun_launcher_stops_on_the_warning_requeues_and_resumes(slurm, pmix, tmp_path, tmp_path_factory):
     config = CONFIG.replace("path: out", "path: out\nparams: {sleep: 0.3, count_calls: true}")
     (tmp_path / "config.yml").write_text(config)

@@ -81,6 +81,7 @@ name: walk
 """
 
 
+@pytest.mark.processes
 def test_command_line_flags_override_the_config_block(tmp_path):
     (tmp_path / "config.yml").write_text(CONFIG)
     command = [sys.executable, str(ROOT / "tests" / "deterministic_exp.py"), "config.yml", "--slurm", "--dry-run",

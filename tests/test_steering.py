@@ -625,6 +625,7 @@ def test_optuna_resumes_to_the_same_points(tmp_path):
         assert engine.decisions() == expected.decisions() and engine.cost == expected.cost
 
 
+@pytest.mark.processes
 def test_the_steering_benchmark_runs():
     import subprocess
     import sys

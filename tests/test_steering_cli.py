@@ -20,6 +20,8 @@ from conftest import SCRIPT, comparable, run_cli, run_mpi, script_env
 from cluster_work import Policy, load_results, stop_reasons
 from cluster_work.steering import Journal
 
+pytestmark = pytest.mark.processes  # every test here starts real processes
+
 GRID = list(range(81))
 HALVING = {"policy": "successive_halving", "metric": "loss", "min_iterations": 1, "reduction_factor": 3}
 

@@ -64,6 +64,7 @@ def test_config_round_trip_is_plain_and_stable(tmp_path):
     assert to_plain(object()).startswith("<object object") and "0x" not in to_plain(object())
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("experiment", ["Deterministic", "GrowingResults"])
 def test_load_results_reads_the_same_with_and_without_pyarrow(tmp_path, experiment, monkeypatch):
     """pyarrow's JSON reader (where installed) and the plain one give one frame, dtypes included."""

@@ -36,6 +36,7 @@ def sweep(tmp_path, write_config):
     return tmp_path
 
 
+@pytest.mark.processes
 def test_sweep_writes_tidy_results(sweep):
     run_cli("Deterministic", "config.yml", cwd=sweep, check_rc=0)
     frame = values(sweep / "out")
@@ -50,6 +51,7 @@ def test_sweep_writes_tidy_results(sweep):
     assert set(load_results(sweep / "out", experiments=["walk__s1.0"]).experiment) == {"walk__s1.0"}
 
 
+@pytest.mark.processes
 def test_files_per_repetition_are_few_and_readable(sweep):
     run_cli("NoRestore", "config.yml", cwd=sweep, check_rc=0)
     rep_folder = sweep / "out" / "walk" / "s1.0" / "log" / "rep_00"
@@ -62,6 +64,7 @@ def test_files_per_repetition_are_few_and_readable(sweep):
     assert (sweep / "out" / "walk" / "s1.0" / "config.yml").read_text().startswith("# written by cluster_work")
 
 
+@pytest.mark.processes
 def test_local_workers_give_the_same_results_as_sequential(sweep, tmp_path_factory, write_config):
     run_cli("Deterministic", "config.yml", cwd=sweep, check_rc=0)
     parallel = tmp_path_factory.mktemp("parallel")
@@ -70,6 +73,7 @@ def test_local_workers_give_the_same_results_as_sequential(sweep, tmp_path_facto
     assert_same_results(values(sweep / "out"), values(parallel / "out"))
 
 
+@pytest.mark.processes
 def test_seeds_differ_everywhere_and_repeat_on_rerun(sweep):
     run_cli("Deterministic", "config.yml", cwd=sweep, check_rc=0)
     first = values(sweep / "out")
@@ -78,6 +82,7 @@ def test_seeds_differ_everywhere_and_repeat_on_rerun(sweep):
     assert_same_results(first, values(sweep / "out"))
 
 
+@pytest.mark.processes
 def test_results_may_hold_strings_none_and_gain_keys(tmp_path, write_config):
     write_config("name: g\nrepetitions: 1\niterations: 5\npath: out\n")
     run_cli("GrowingResults", "config.yml", cwd=tmp_path, check_rc=0)
@@ -87,6 +92,7 @@ def test_results_may_hold_strings_none_and_gain_keys(tmp_path, write_config):
     assert pd.isna(frame.late_key[2]) and list(frame.late_key[3:]) == [3, 4]
 
 
+@pytest.mark.processes
 def test_a_failing_repetition_is_isolated_and_reported(sweep, write_config):
     write_config(CONFIG.replace("path: out", "path: out\nparams: {fail_at: 2, fail_rep: 1}"))
     result = run_cli("Deterministic", "config.yml", cwd=sweep, check_rc=1)
@@ -104,11 +110,13 @@ def test_a_failing_repetition_is_isolated_and_reported(sweep, write_config):
     assert "0 finished" in retry.stderr and "2 failed" in retry.stderr  # finished ones are not rerun
 
 
+@pytest.mark.processes
 def test_bad_parameter_raised_by_experiment_is_a_one_line_error(sweep):
     result = run_cli("BadParam", "config.yml", cwd=sweep, check_rc=2)
     assert "step must be below 10" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("experiment", ["Deterministic", "NoRestore"])
 def test_raising_iterations_continues_to_the_same_results(sweep, write_config, tmp_path_factory, experiment):
     run_cli(experiment, "config.yml", cwd=sweep, check_rc=0)
@@ -121,6 +129,7 @@ def test_raising_iterations_continues_to_the_same_results(sweep, write_config, t
     assert_same_results(values(sweep / "out"), values(clean / "out"))
 
 
+@pytest.mark.processes
 def test_lowering_iterations_runs_and_deletes_nothing(sweep, write_config):
     run_cli("Deterministic", "config.yml", cwd=sweep, check_rc=0)
     write_config(CONFIG.replace("iterations: 4", "iterations: 2").replace("repetitions: 3", "repetitions: 1"))
@@ -129,6 +138,7 @@ def test_lowering_iterations_runs_and_deletes_nothing(sweep, write_config):
     assert len(load_results(sweep / "out")) == 24
 
 
+@pytest.mark.processes
 def test_raising_repetitions_and_grid_runs_only_new_jobs(sweep, write_config):
     run_cli("Deterministic", "config.yml", cwd=sweep, check_rc=0)
     write_config(CONFIG.replace("repetitions: 3", "repetitions: 4").replace("[1.0, 2.0]", "[1.0, 2.0, 3.0]"))
@@ -138,6 +148,7 @@ def test_raising_repetitions_and_grid_runs_only_new_jobs(sweep, write_config):
     assert "6 finished" in result.stderr  # rep 3 of two old points + 4 reps of the new one
 
 
+@pytest.mark.processes
 def test_restore_falls_back_to_an_earlier_state_and_drops_later_rows(sweep, tmp_path_factory):
     run_cli("Deterministic", "config.yml", cwd=sweep, check_rc=0)
     before = values(sweep / "out")
@@ -150,6 +161,7 @@ def test_restore_falls_back_to_an_earlier_state_and_drops_later_rows(sweep, tmp_
     assert_same_results(before, values(sweep / "out"))
 
 
+@pytest.mark.processes
 def test_restart_one_repetition_from_an_iteration_touches_nothing_else(sweep):
     run_cli("Deterministic", "config.yml", cwd=sweep, check_rc=0)
     before = values(sweep / "out")
@@ -161,6 +173,7 @@ def test_restart_one_repetition_from_an_iteration_touches_nothing_else(sweep):
     assert_same_results(before, values(sweep / "out"))
 
 
+@pytest.mark.processes
 def test_jobs_select_by_flat_index(sweep):
     run_cli("Deterministic", "config.yml", "-j", "0", "6", "4", cwd=sweep, check_rc=0)  # the original's slice
     frame = values(sweep / "out")
@@ -173,6 +186,7 @@ def test_jobs_select_by_flat_index(sweep):
     assert "jobs 0 to 5" in result.stderr
 
 
+@pytest.mark.processes
 def test_changed_params_are_skipped_until_overwrite_or_ignore(sweep, write_config):
     run_cli("Deterministic", "config.yml", cwd=sweep, check_rc=0)
     write_config(CONFIG.replace("path: out", "path: out\nparams: {sleep: 0.001}").replace("iterations: 4",
@@ -187,6 +201,7 @@ def test_changed_params_are_skipped_until_overwrite_or_ignore(sweep, write_confi
     assert len(load_results(sweep / "out")) == 30
 
 
+@pytest.mark.processes
 def test_delete_removes_only_the_selected_experiments(sweep):
     (sweep / "out").mkdir()
     (sweep / "out" / "keep.txt").write_text("mine")
@@ -197,6 +212,7 @@ def test_delete_removes_only_the_selected_experiments(sweep):
     assert (sweep / "out" / "walk" / "s2.0" / "config.yml").stat().st_mtime_ns == mtime
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("args, message", [
     (["-e", "nope"], "unknown experiment(s) 'nope'; the config defines: walk"),
     (["-i", "2"], "-i/--iteration needs -r/--repetition"),
@@ -208,6 +224,7 @@ def test_usage_errors_exit_2_and_write_nothing(sweep, args, message):
     assert not (sweep / "out").exists()
 
 
+@pytest.mark.processes
 def test_config_error_writes_nothing(tmp_path, write_config):
     write_config(CONFIG + "---\nname: bad\nrepetitions: -1\n")
     result = run_cli("Deterministic", "config.yml", cwd=tmp_path, check_rc=2)
@@ -216,6 +233,7 @@ def test_config_error_writes_nothing(tmp_path, write_config):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.processes
 def test_torn_last_row_is_ignored_by_readers_and_cut_by_the_writer(sweep):
     run_cli("Deterministic", "config.yml", "-e", "walk__s1.0", cwd=sweep, check_rc=0)
     results = sweep / "out" / "walk" / "s1.0" / "log" / "rep_00" / "results.jsonl"
@@ -228,6 +246,7 @@ def test_torn_last_row_is_ignored_by_readers_and_cut_by_the_writer(sweep):
     assert [json.loads(l)["iteration"] for l in results.read_text().splitlines()] == [0, 1, 2, 3]
 
 
+@pytest.mark.processes
 def test_progress_and_list_read_only_what_is_on_disk(sweep):
     listing = run_cli("Deterministic", "config.yml", "--list", cwd=sweep, check_rc=0).stdout
     assert "walk__s1.0" in listing and "0-2" in listing and "3-5" in listing
@@ -237,6 +256,7 @@ def test_progress_and_list_read_only_what_is_on_disk(sweep):
     assert "33%" in progress and "4/4" in progress
 
 
+@pytest.mark.processes
 def test_old_style_client_runs_unchanged(tmp_path, write_config):
     write_config("name: old\nrepetitions: 2\niterations: 3\npath: out\nparams: {name: y}\n")
     run_cli("OldStyleClient", "config.yml", "--no_gui", cwd=tmp_path, check_rc=0)
@@ -247,6 +267,7 @@ def test_old_style_client_runs_unchanged(tmp_path, write_config):
     assert len(load_results(tmp_path / "out")) == 6
 
 
+@pytest.mark.processes
 def test_jobs_with_longer_measured_iterations_run_first(tmp_path, write_config, monkeypatch):
     from cluster_work.config import load_config
     from cluster_work.expansion import expand_all
@@ -263,6 +284,7 @@ def test_jobs_with_longer_measured_iterations_run_first(tmp_path, write_config, 
     assert [job.experiment.name for job in jobs] == ["s__s0.05"] * 2 + ["s__s0.001"] * 2
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("path", [".", "~"])
 def test_delete_never_touches_anything_outside_the_experiment_folders(tmp_path, write_config, path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))  # '~' is expanded
@@ -286,6 +308,7 @@ def test_delete_leaves_a_folder_cluster_work_did_not_write_alone(tmp_path):
     assert (tmp_path / "data" / "thesis.tex").exists() and (tmp_path / "data" / "config.yml").exists()
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("first, expected", [
     pytest.param([], "6 jobs to run (2 experiments)", id="none-ran-before"),
     pytest.param(["-j", "0", "3"], "3 jobs to run (1 experiment)", id="one-experiment-finished"),
