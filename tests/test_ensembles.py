@@ -165,16 +165,15 @@ def test_a_custom_strategy_gives_the_points_of_its_function(tmp_path, monkeypatc
     assert [e.name for e in experiments] == ["designed__sample0", "designed__sample1", "designed__sample2"]
 
 
-@pytest.mark.processes
 @pytest.mark.parametrize("function, fragment", [
     ("raises", "designs:raises raised RuntimeError: the design failed"),
     ("not_a_list", "must return a non-empty list of dicts, got dict"),
     ("unknown_key", "point 0 has key(s) extra; known: step, optimizer.lr"),
     ("missing", "cannot load 'designs:missing'"),
 ])
-def test_a_failing_custom_strategy_is_one_line_naming_custom_function(tmp_path, function, fragment):
+def test_a_failing_custom_strategy_is_one_line_naming_custom_function(cli, tmp_path, function, fragment):
     (tmp_path / "config.yml").write_text(CUSTOM.format(function=function))
-    result = run_cli("Deterministic", "config.yml", cwd=tmp_path, check_rc=2)
+    result = cli("Deterministic", "config.yml", cwd=tmp_path, check_rc=2)
     assert "'designed': 'custom.function': " in result.stderr and fragment in result.stderr
     assert result.stderr.count("\n") == 1 and sorted(p.name for p in tmp_path.iterdir()) == ["config.yml"]
 

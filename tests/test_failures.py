@@ -77,42 +77,38 @@ def test_the_limit_comes_from_the_command_line_else_the_config(given, documents,
     assert failure_limit(given, documents, "c.yml") == expected
 
 
-@pytest.mark.processes
 @pytest.mark.parametrize("value", [
     pytest.param("0", id="zero"), pytest.param("-1", id="negative"), pytest.param("two", id="text"),
     pytest.param("true", id="bool"), pytest.param("1.5", id="float"),
 ])
-def test_a_bad_max_failures_is_one_line_exit_2_and_nothing_written(tmp_path, value):
+def test_a_bad_max_failures_is_one_line_exit_2_and_nothing_written(cli, tmp_path, value):
     (tmp_path / "config.yml").write_text(CONFIG.format(sleep=0, extra=f"max_failures: {value}"))
-    result = run_cli("Buggy", "config.yml", cwd=tmp_path, check_rc=2)
+    result = cli("Buggy", "config.yml", cwd=tmp_path, check_rc=2)
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("error: config.yml: experiment 'walk': 'max_failures': must be a positive integer"), line
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.processes
-def test_documents_that_give_different_limits_are_refused(tmp_path):
+def test_documents_that_give_different_limits_are_refused(cli, tmp_path):
     text = CONFIG.format(sleep=0, extra="max_failures: 2") + "---\nname: other\nmax_failures: 3\n"
     (tmp_path / "config.yml").write_text(text)
-    result = run_cli("Buggy", "config.yml", cwd=tmp_path, check_rc=2)
+    result = cli("Buggy", "config.yml", cwd=tmp_path, check_rc=2)
     assert "'max_failures': is the whole sweep's limit" in result.stderr and not (tmp_path / "out").exists()
 
 
-@pytest.mark.processes
-def test_a_bad_max_failures_on_the_command_line_is_a_usage_error(tmp_path):
+def test_a_bad_max_failures_on_the_command_line_is_a_usage_error(cli, tmp_path):
     (tmp_path / "config.yml").write_text(CONFIG.format(sleep=0, extra=""))
-    result = run_cli("Buggy", "config.yml", "--max-failures", "0", cwd=tmp_path, check_rc=2)
+    result = cli("Buggy", "config.yml", "--max-failures", "0", cwd=tmp_path, check_rc=2)
     assert "--max-failures: must be a positive integer" in result.stderr and not (tmp_path / "out").exists()
 
 
-@pytest.mark.processes
 @pytest.mark.parametrize("options, extra", [
     pytest.param(["--max-failures", "2"], "", id="command-line"),
     pytest.param([], "max_failures: 2", id="config"),
 ])
-def test_the_sweep_stops_at_the_limit_and_the_same_command_resumes_it(tmp_path, options, extra):
+def test_the_sweep_stops_at_the_limit_and_the_same_command_resumes_it(cli, tmp_path, options, extra):
     (tmp_path / "config.yml").write_text(CONFIG.format(sleep=0, extra=extra))
-    result = run_cli("Buggy", "config.yml", *options, cwd=tmp_path, check_rc=1)
+    result = cli("Buggy", "config.yml", *options, cwd=tmp_path, check_rc=1)
     assert result.stderr.count(TRACEBACK) == 1, result.stderr
     assert "walk__s1.0 rep 1: failed: ZeroDivisionError" in result.stderr
     assert "(the same as walk__s1.0 rep 0's, shown above)" in result.stderr
@@ -121,7 +117,7 @@ def test_the_sweep_stops_at_the_limit_and_the_same_command_resumes_it(tmp_path, 
     assert sorted(states(tmp_path / "out").values()) == ["failed", "failed"]
     for folder in states(tmp_path / "out"):  # each repetition's own log keeps its whole traceback
         assert TRACEBACK in (tmp_path / "out" / folder / "rep.log").read_text()
-    run_cli("Deterministic", "config.yml", *options, cwd=tmp_path, check_rc=0)  # the bug fixed: all of it runs
+    cli("Deterministic", "config.yml", *options, cwd=tmp_path, check_rc=0)  # the bug fixed: all of it runs
     assert list(states(tmp_path / "out").values()) == ["finished"] * 9
 
 

@@ -99,15 +99,14 @@ def test_an_ensembles_live_total_is_its_iterations_whatever_its_walkers(tmp_path
     assert done == sorted(done) and done[-1] <= 150
 
 
-@pytest.mark.processes
-def test_a_finished_steered_campaign_is_done_in_the_progress_row(tmp_path):
+def test_a_finished_steered_campaign_is_done_in_the_progress_row(cli, tmp_path):
     """Successive halving on 9 points (r = 1, eta = 3, R = 9) runs 9 + 3 x 2 + 1 x 6 = 21 of the grid's 81
     iterations: that is all it planned, so it is done, not 26%."""
     (tmp_path / "config.yml").write_text(json.dumps(STEERED))  # JSON is YAML
-    run_cli("Steered", "config.yml", cwd=tmp_path, check_rc=0)
-    data = json.loads(run_cli("Steered", "config.yml", "-p", "--json", cwd=tmp_path, check_rc=0).stdout)
+    cli("Steered", "config.yml", cwd=tmp_path, check_rc=0)
+    data = json.loads(cli("Steered", "config.yml", "-p", "--json", cwd=tmp_path, check_rc=0).stdout)
     [search] = data["base_experiments"]
     assert (search["iterations_done"], search["iterations_total"], search["done_share"]) == (21, 21, 1.0)
     assert search["work_left_seconds"] == 0
-    table = run_cli("Steered", "config.yml", "-p", cwd=tmp_path, check_rc=0).stdout
+    table = cli("Steered", "config.yml", "-p", cwd=tmp_path, check_rc=0).stdout
     assert re.search(r"│ search \(9 expanded\) *│ 100% ", table), table

@@ -202,12 +202,11 @@ def test_figures_are_of_print_size_with_print_fonts(sweep, plotter):
     assert min(text.get_fontsize() for text in ax.get_legend().get_texts()) >= 8
 
 
-@pytest.mark.processes
-def test_a_steered_campaign_draws_no_line_too_pale_for_white_and_a_colour_bar_for_many_points(tmp_path):
+def test_a_steered_campaign_draws_no_line_too_pale_for_white_and_a_colour_bar_for_many_points(cli, tmp_path):
     document = {"name": "search", "repetitions": 1, "iterations": 9, "path": "results", "grid": {"c": list(range(9))},
                 "steer": {"policy": "successive_halving", "metric": "loss", "reduction_factor": 3}}
     (tmp_path / "config.yml").write_text(json.dumps(document))  # JSON is YAML
-    run_cli("Steered", "config.yml", cwd=tmp_path, check_rc=0)
+    cli("Steered", "config.yml", cwd=tmp_path, check_rc=0)
     figure = plotwork.plot_results(load_results(tmp_path / "results"), "steered", "loss")
     ax = figure.axes[0]
     survivors = [line for line in ax.lines if len(line.get_xdata()) == 9]
@@ -218,7 +217,7 @@ def test_a_steered_campaign_draws_no_line_too_pale_for_white_and_a_colour_bar_fo
     assert ax.get_legend() is None and bar.get_ylabel() == "c"
     drawn(figure)
     assert [tick.get_text() for tick in bar.get_yticklabels()] == [str(c) for c in range(9)]
-    result = run_cli("Steered", "config.yml", "--plot", "loss", "--plotter", "best_n", cwd=tmp_path, check_rc=0)
+    result = cli("Steered", "config.yml", "--plot", "loss", "--plotter", "best_n", cwd=tmp_path, check_rc=0)
     [path] = result.stdout.split()  # best_n takes the direction of the steer block (min by default)
     assert png_size(tmp_path / path) == (1400, 900)
 

@@ -14,8 +14,6 @@ from nbclient import NotebookClient
 import plotwork
 from cluster_work import load_results, summary
 
-pytestmark = pytest.mark.processes  # every test here starts real processes
-
 CONFIG = """\
 name: DEFAULT
 repetitions: 3
@@ -89,6 +87,7 @@ def assert_shows(text: str, expected: list[list]) -> None:
         assert shown[name] == pytest.approx(figures, rel=1e-5, abs=1e-6), (name, text)
 
 
+@pytest.mark.processes
 def test_magics_in_a_real_notebook(sweep):
     frame = load_results(sweep / "out")
     best = frame.loc[frame.value.idxmax()]
@@ -126,6 +125,7 @@ def test_magics_in_a_real_notebook(sweep):
     assert "100%" in text_of(cells[14])
 
 
+@pytest.mark.processes
 def test_plot_functions_without_ipython(sweep):
     frame = load_results(sweep / "out")
     figure = plotwork.plot_results(frame, "mean_2std", "value")
@@ -149,6 +149,7 @@ def test_plot_functions_without_ipython(sweep):
     assert figure.axes[0].patches
 
 
+@pytest.mark.processes
 def test_best_iterations_and_summary(sweep):
     frame = load_results(sweep / "out")
     best = plotwork.best_iterations(frame, "value")
@@ -162,15 +163,16 @@ def test_best_iterations_and_summary(sweep):
         assert list(table.loc[name]) == pytest.approx(figures), name
 
 
-def test_plot_command_writes_png_files(sweep):
-    result = run_cli("Deterministic", "config.yml", "--plot", "value", "--plotter", "param_sweep", cwd=sweep,
+def test_plot_command_writes_png_files(cli, sweep):
+    result = cli("Deterministic", "config.yml", "--plot", "value", "--plotter", "param_sweep", cwd=sweep,
                      check_rc=0)
     [path] = result.stdout.split()
     assert Path(sweep / path).read_bytes().startswith(b"\x89PNG")
-    result = run_cli("Deterministic", "config.yml", "--plot", "nope", cwd=sweep, check_rc=2)
+    result = cli("Deterministic", "config.yml", "--plot", "nope", cwd=sweep, check_rc=2)
     assert "no result column nope" in result.stderr
 
 
+@pytest.mark.processes
 def test_a_sweep_being_written_loads_as_a_consistent_prefix(sweep, tmp_path):
     import shutil
     copy = tmp_path / "out"
@@ -184,6 +186,7 @@ def test_a_sweep_being_written_loads_as_a_consistent_prefix(sweep, tmp_path):
                                    pd.Series([5] * 6))
 
 
+@pytest.mark.processes
 def test_example_notebook_analyses_the_example_sweep(tmp_path):
     import shutil
     import subprocess

@@ -10,9 +10,7 @@ import sys
 import time
 
 import pytest
-from conftest import SCRIPT, run_cli, script_env
-
-pytestmark = pytest.mark.processes  # every test here starts real processes
+from conftest import SCRIPT, script_env
 
 CONFIG = """\
 name: DEFAULT
@@ -28,10 +26,10 @@ name: solo
 """
 
 
-def test_progress_json_counts_states_and_iterations(tmp_path):
+def test_progress_json_counts_states_and_iterations(cli, tmp_path):
     (tmp_path / "config.yml").write_text(CONFIG)
-    run_cli("Deterministic", "config.yml", "-e", "walk", cwd=tmp_path, check_rc=1)
-    data = json.loads(run_cli("Deterministic", "config.yml", "-P", "--json", cwd=tmp_path, check_rc=0).stdout)
+    cli("Deterministic", "config.yml", "-e", "walk", cwd=tmp_path, check_rc=1)
+    data = json.loads(cli("Deterministic", "config.yml", "-P", "--json", cwd=tmp_path, check_rc=0).stdout)
     walk = next(b for b in data["base_experiments"] if b["name"] == "walk")
     assert (walk["finished"], walk["failed"], walk["pending"]) == (6, 3, 0)
     assert walk["iterations_done"] == 6 * 6 + 3 * 3 and walk["iterations_total"] == 54
@@ -43,19 +41,19 @@ def test_progress_json_counts_states_and_iterations(tmp_path):
     assert walk["work_left_seconds"] is not None and walk["mean_iteration_time"] > 0
 
 
-def test_progress_table_groups_by_base_experiment(tmp_path):
+def test_progress_table_groups_by_base_experiment(cli, tmp_path):
     (tmp_path / "config.yml").write_text(CONFIG)
-    run_cli("Deterministic", "config.yml", "-e", "walk", cwd=tmp_path, check_rc=1)
-    short = run_cli("Deterministic", "config.yml", "-p", cwd=tmp_path, check_rc=0).stdout
+    cli("Deterministic", "config.yml", "-e", "walk", cwd=tmp_path, check_rc=1)
+    short = cli("Deterministic", "config.yml", "-p", cwd=tmp_path, check_rc=0).stdout
     assert "walk (3 expanded)" in short and "walk__s1.0" not in short and "total" in short
-    full = run_cli("Deterministic", "config.yml", "-P", cwd=tmp_path, check_rc=0).stdout
+    full = cli("Deterministic", "config.yml", "-P", cwd=tmp_path, check_rc=0).stdout
     assert "walk__s1.0" in full and "Repetitions" in full and "boom at 3" in full
 
 
-def test_provenance_is_appended_per_run_and_shown_by_full_progress(tmp_path):
+def test_provenance_is_appended_per_run_and_shown_by_full_progress(cli, tmp_path):
     (tmp_path / "config.yml").write_text(CONFIG)
-    run_cli("Deterministic", "config.yml", "-e", "solo", cwd=tmp_path, check_rc=0)
-    run_cli("Deterministic", "config.yml", "-e", "solo", "-j", "0", cwd=tmp_path, check_rc=0)
+    cli("Deterministic", "config.yml", "-e", "solo", cwd=tmp_path, check_rc=0)
+    cli("Deterministic", "config.yml", "-e", "solo", "-j", "0", cwd=tmp_path, check_rc=0)
     records = [json.loads(line) for line in (tmp_path / "out" / "runs.jsonl").read_text().splitlines()]
     assert [r["event"] for r in records] == ["started", "ended", "started", "ended"]
     first = records[0]
@@ -63,19 +61,20 @@ def test_provenance_is_appended_per_run_and_shown_by_full_progress(tmp_path):
     assert first["hosts"]
     assert first["packages"]["pandas"] and first["python"] and "git" in first
     assert records[1]["exit_status"] == 0 and records[1]["jobs"] == {"finished": 3}
-    full = run_cli("Deterministic", "config.yml", "-P", cwd=tmp_path, check_rc=0).stdout
+    full = cli("Deterministic", "config.yml", "-P", cwd=tmp_path, check_rc=0).stdout
     assert "last runs:" in full and "exit 0" in full
 
 
-def test_batch_output_gets_periodic_progress_lines_and_a_summary(tmp_path):
+def test_batch_output_gets_periodic_progress_lines_and_a_summary(cli, tmp_path):
     (tmp_path / "config.yml").write_text("name: w\nrepetitions: 2\niterations: 10\npath: out\n"
                                          "params: {sleep: 0.1}\n")
-    result = run_cli("Deterministic", "config.yml", "--report_every", "0.3", cwd=tmp_path, check_rc=0)
+    result = cli("Deterministic", "config.yml", "--report_every", "0.3", cwd=tmp_path, check_rc=0)
     lines = [l for l in result.stderr.splitlines() if "progress:" in l]
     assert len(lines) >= 3 and "/20 iterations" in lines[-1] and "workers busy" in lines[-1]
     assert "Summary: 2 jobs" in result.stderr and "results: out" in result.stderr
 
 
+@pytest.mark.processes
 def test_live_bar_on_a_terminal(tmp_path):
     (tmp_path / "config.yml").write_text("name: w\nrepetitions: 2\niterations: 8\npath: out\n"
                                          "params: {sleep: 0.1, fail_at: 2, fail_rep: 1}\n")
@@ -125,12 +124,12 @@ name: solo
     pytest.param(["-e", "solo"], {"walk__s1.0": "sweep", "walk__s2.0": "sweep"}, id="another-document-ran"),
     pytest.param(["-j", "0"], {"walk__s2.0": "walk", "solo": "sweep"}, id="one-repetition-ran"),
 ])
-def test_work_left_counts_the_experiments_that_have_not_started(tmp_path, ran, unstarted):
+def test_work_left_counts_the_experiments_that_have_not_started(cli, tmp_path, ran, unstarted):
     """An unstarted experiment's work is its iterations at the mean time measured in its base experiment,
     else in the whole sweep: not zero (32% done once said 0:00:01 left of ~49 s)."""
     (tmp_path / "config.yml").write_text(WORK)
-    run_cli("Deterministic", "config.yml", *ran, cwd=tmp_path, check_rc=0)
-    data = json.loads(run_cli("Deterministic", "config.yml", "-p", "--json", cwd=tmp_path, check_rc=0).stdout)
+    cli("Deterministic", "config.yml", *ran, cwd=tmp_path, check_rc=0)
+    data = json.loads(cli("Deterministic", "config.yml", "-p", "--json", cwd=tmp_path, check_rc=0).stdout)
     experiments = {e["name"]: e for e in data["experiments"]}
     means = {"sweep": data["total"]["mean_iteration_time"],
              **{b["name"]: b["mean_iteration_time"] for b in data["base_experiments"]}}
@@ -142,11 +141,11 @@ def test_work_left_counts_the_experiments_that_have_not_started(tmp_path, ran, u
     assert expected >= 20 * 0.01  # at least the 20 unstarted iterations of 10 ms
 
 
-def test_work_left_is_unknown_before_anything_was_measured(tmp_path):
+def test_work_left_is_unknown_before_anything_was_measured(cli, tmp_path):
     (tmp_path / "config.yml").write_text(WORK)
-    data = json.loads(run_cli("Deterministic", "config.yml", "-p", "--json", cwd=tmp_path, check_rc=0).stdout)
+    data = json.loads(cli("Deterministic", "config.yml", "-p", "--json", cwd=tmp_path, check_rc=0).stdout)
     assert data["total"]["work_left_seconds"] is None
     assert all(e["work_left_seconds"] is None for e in data["experiments"])
-    table = run_cli("Deterministic", "config.yml", "-p", cwd=tmp_path, check_rc=0).stdout
+    table = cli("Deterministic", "config.yml", "-p", cwd=tmp_path, check_rc=0).stdout
     rows = [line for line in table.splitlines() if line.startswith(("│ walk", "│ solo", "│ total"))]
     assert len(rows) == 3 and all("unknown" in row and "0:00:00" not in row for row in rows), table
