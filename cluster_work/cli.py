@@ -166,7 +166,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 def parse_arguments(arguments: Sequence[str]) -> argparse.Namespace:
     """The options, with the overrides (`KEY.PATH=VALUE` anywhere after the config) in `overrides`."""
     parser = build_parser()
-    rest, overrides = split_arguments(arguments, _value_options(parser))
+    rest, overrides = split_arguments(arguments, _value_options(parser), ASSIGNMENT_OPTIONS)
     args = parser.parse_args(rest)
     args.overrides = [*overrides, *args.overrides]  # what argparse left there is no override: parse() says so
     return args
@@ -177,13 +177,16 @@ def _value_options(parser: argparse.ArgumentParser) -> set[str]:
     return {flag for action in parser._actions if action.nargs is None for flag in action.option_strings}
 
 
+ASSIGNMENT_OPTIONS = ("--plot-option",)  # their values are NAME=VALUE words of their own, never overrides
+
+
 def _overrides_hint(plan: Plan, args: argparse.Namespace) -> str:
     """For a rerun refused because parameters changed: the overrides of the last run, where they differ
     from this one's (its results were saved with them; repeating them resumes it)."""
     commands = [run["command"] for path in plan.totals.sweep_paths for run in read_runs(path) if run.get("command")]
     if not commands:
         return ""
-    _, last = split_arguments(commands[-1][1:], _value_options(build_parser()))
+    _, last = split_arguments(commands[-1][1:], _value_options(build_parser()), ASSIGNMENT_OPTIONS)
     if last == args.overrides:
         return ""
     return f"; the last run changed the config on the command line: {' '.join(last) or '(no overrides)'}"
