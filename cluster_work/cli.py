@@ -20,6 +20,7 @@ from .errors import ClusterWorkError, StoreError
 from .expansion import ExpandedExperiment, expand_all, sweep_paths
 from .experiment import ClusterWork
 from .failures import failure_limit
+from .kinds import kinds_in
 from .launch import DEFAULT_REPORT_EVERY, program, program_name, resume_command, run_arguments
 from .logs import configure_console
 from .original_api import configs_and_results, implements_plot_results
@@ -197,10 +198,8 @@ def load_sweep(experiment_class: type[ClusterWork], args: argparse.Namespace, wa
     experiments = load_config(args.config, warn, adjust=adjust)
     expanded = expand_all(experiments, experiment_class._default_params, args.config, warn)
     experiment_class.check_config(expanded, args.config)
-    if any("ensemble" in document for document in experiments):  # numpy only where a config has an ensemble
-        from .ensemble.campaign import check_experiment_class
-
-        check_experiment_class(experiment_class, experiments, args.config)
+    for campaign in kinds_in(experiments):  # each kind's module only where a config has one
+        campaign.check_experiment_class(experiment_class, experiments, args.config)
     return experiments, expanded
 
 

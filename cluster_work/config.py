@@ -27,14 +27,15 @@ from typing import Any
 import yaml
 
 from .errors import ClusterWorkError, config_error
+from .kinds import CAMPAIGN_KEYS, kinds_in
 from .lookalike import lookalike
 
 log = logging.getLogger("cluster_work")
 
 REQUIRED_KEYS = ("name", "repetitions", "iterations", "path")
 KNOWN_KEYS = frozenset(REQUIRED_KEYS + ("params", "grid", "list", "random", "custom", "slurm", "gui", "plotting",
-                                       "log_path", "command", "files", "ensemble", "steer", "keep_keys",
-                                       "max_failures"))
+                                       "log_path", "command", "files", "keep_keys", "max_failures")
+                       + CAMPAIGN_KEYS)
 ALIASES = frozenset({"replicas"})  # read as a known key (SmartSim's name for repetitions)
 BLOCK_KEYS = ("params", "grid", "list", "random", "custom")  # mappings whose values are indented under them
 CUSTOM_KEYS = frozenset({"function", "samples", "params"})
@@ -271,8 +272,8 @@ def merge_and_validate(documents: list[Any], source: str, warn: Warn = log.warni
             raise config_error(source, f"document {number}: only the first document may be named "
                                        f"'{DEFAULT_NAME}'", key="name")
         experiment = deep_merge(default, document)
-        if "ensemble" in experiment and "repetitions" not in document:
-            experiment["repetitions"] = 1  # its only legal value (walkers are its repetitions), whatever DEFAULT says
+        for campaign in kinds_in([experiment]):
+            campaign.prepare(experiment, document)
         if adjust is not None:
             experiment = adjust(experiment)
         validate_experiment(experiment, source, number, warn)
@@ -377,17 +378,13 @@ def validate_experiment(experiment: Mapping[str, Any], source: str, number: int,
         _validate_random(experiment, source, name)
     if experiment.get("custom") is not None:
         _validate_custom(experiment, source, name)
-    if "ensemble" in experiment:
-        from .ensemble.spec import check_ensemble_document  # numpy only where a config has an ensemble
-
-        check_ensemble_document(experiment, source)
-    if "steer" in experiment:
-        if "ensemble" in experiment:
-            raise config_error(source, "give 'ensemble' or 'steer', not both", experiment=name, key="steer")
-        # a user's policy class is loaded here: a typo is a config error
-        from .steering.spec import check_steered_document
-
-        check_steered_document(experiment, source)
+    given: list[str] = []  # one campaign kind per document
+    for campaign in kinds_in([experiment]):
+        if given:
+            raise config_error(source, f"give {' or '.join(map(repr, [*given, campaign.key]))}, not both",
+                               experiment=name, key=campaign.key)
+        given.append(campaign.key)
+        campaign.check_document(experiment, source)
     for key in experiment:
         if key not in KNOWN_KEYS and key not in experiment.get("keep_keys", ()):
             warn(f"{source}: experiment '{name}': unknown key '{key}' (known: {', '.join(sorted(KNOWN_KEYS))}); "

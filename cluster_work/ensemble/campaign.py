@@ -1,4 +1,4 @@
-"""Weighted ensembles in a run: the campaign driver (see `sweep.CAMPAIGN_DRIVERS`) of each expanded
+"""Weighted ensembles in a run: the campaign driver (see `kind`) of each expanded
 experiment of a document with an `ensemble:` block, around its `WeightedEnsemble`.
 
 A driver never raises out of `start` or `on_outcome`, so the run goes on with its other experiments;
@@ -34,7 +34,7 @@ from .store import EnsembleBusy, EnsembleStore
 from .worker import BlockOutcome, WalkerBlock, state_hooks_missing
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from ..expansion import ExpandedExperiment
     from ..planning import CampaignPlan, ExperimentPlan
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("cluster_work")
 
 
-def check_experiment_class(experiment_class: type, documents: Sequence[dict[str, Any]], source: str) -> None:
+def check_experiment_class(experiment_class: type, documents: Sequence[Mapping[str, Any]], source: str) -> None:
     """Refuse (ConfigError: one line, exit 2, before anything is written) a class that cannot run the
     walkers of an `ensemble:` document: it lacks get_state or set_state."""
     problem = state_hooks_missing(experiment_class)

@@ -1,4 +1,4 @@
-"""Steered campaigns in a run: the campaign driver (see `sweep.CAMPAIGN_DRIVERS`) of each document with a
+"""Steered campaigns in a run: the campaign driver (see `kind`) of each document with a
 `steer:` block, around its `Steering`; and what -d/-o and a selection mean for one.
 
 What the driver does with the core's actions:
