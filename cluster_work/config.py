@@ -20,7 +20,7 @@ import logging
 import math
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -221,7 +221,7 @@ def read_text(source: str) -> str:
 
 
 def load_config(path: str | os.PathLike[str], warn: Warn = log.warning,
-                keep_unknown_tags: bool = False, adjust: Adjust | None = None) -> list[dict[str, Any]]:
+                keep_unknown_tags: bool = False, adjust: Adjust | None = None) -> Documents:
     """Read `path` and return one validated, DEFAULT-merged document per experiment (`adjust`: see
     merge_and_validate)."""
     source = os.fspath(path)
@@ -245,8 +245,18 @@ def is_default_document(document: Mapping[str, Any]) -> bool:
     return isinstance(name, str) and name.lower() == DEFAULT_NAME.lower()
 
 
+class Documents(list[dict[str, Any]]):
+    """The validated experiment documents of a config, in order, with their campaign blocks parsed once:
+    `specs` maps an experiment's name to the typed spec of its block (`kinds.CampaignKind.check_document`),
+    which expansion hands on (`ExpandedDocument.campaign_spec`), so that no driver parses it again."""
+
+    def __init__(self, documents: Iterable[dict[str, Any]] = (), specs: Mapping[str, Any] | None = None):
+        super().__init__(documents)
+        self.specs: dict[str, Any] = dict(specs or {})
+
+
 def merge_and_validate(documents: list[Any], source: str, warn: Warn = log.warning,
-                       adjust: Adjust | None = None) -> list[dict[str, Any]]:
+                       adjust: Adjust | None = None) -> Documents:
     """Merge the optional DEFAULT document under each experiment and validate every one; `adjust` changes
     each merged experiment before it is validated (the command line's overrides)."""
     for number, document in enumerate(documents, start=1):
@@ -262,7 +272,7 @@ def merge_and_validate(documents: list[Any], source: str, warn: Warn = log.warni
             default_keeps = kept
     if is_default_document(documents[0]):
         default, documents = documents[0], documents[1:]
-    experiments = []
+    experiments = Documents()
     seen: dict[str, int] = {}
     for number, document in enumerate(documents, start=2 if default else 1):
         if "name" not in document:
@@ -276,13 +286,15 @@ def merge_and_validate(documents: list[Any], source: str, warn: Warn = log.warni
             campaign.prepare(experiment, document)
         if adjust is not None:
             experiment = adjust(experiment)
-        validate_experiment(experiment, source, number, warn)
+        spec = validate_experiment(experiment, source, number, warn)
         name = experiment["name"]
         if name in seen:
             raise config_error(source, f"duplicate experiment name (documents {seen[name]} and {number})",
                                experiment=name, key="name")
         seen[name] = number
         experiments.append(experiment)
+        if spec is not None:
+            experiments.specs[name] = spec
     if not experiments:
         raise config_error(source, "the file holds a DEFAULT document but no experiment")
     return experiments
@@ -323,8 +335,9 @@ def _replicas_as_repetitions(document: Mapping[str, Any], source: str, number: i
 
 
 def validate_experiment(experiment: Mapping[str, Any], source: str, number: int,
-                        warn: Warn = log.warning) -> None:
-    """Check one merged experiment document; raise a ConfigError on the first problem."""
+                        warn: Warn = log.warning) -> Any:
+    """Check one merged experiment document; raise a ConfigError on the first problem. Returns the typed
+    spec of its campaign block (None for a plain document)."""
     label = experiment.get("name") if isinstance(experiment.get("name"), str) else f"document {number}"
     for key in REQUIRED_KEYS:
         if key not in experiment:
@@ -379,16 +392,18 @@ def validate_experiment(experiment: Mapping[str, Any], source: str, number: int,
     if experiment.get("custom") is not None:
         _validate_custom(experiment, source, name)
     given: list[str] = []  # one campaign kind per document
+    spec = None
     for campaign in kinds_in([experiment]):
         if given:
             raise config_error(source, f"give {' or '.join(map(repr, [*given, campaign.key]))}, not both",
                                experiment=name, key=campaign.key)
         given.append(campaign.key)
-        campaign.check_document(experiment, source)
+        spec = campaign.check_document(experiment, source)
     for key in experiment:
         if key not in KNOWN_KEYS and key not in experiment.get("keep_keys", ()):
             warn(f"{source}: experiment '{name}': unknown key '{key}' (known: {', '.join(sorted(KNOWN_KEYS))}); "
                  "it is passed to the experiment unchanged")
+    return spec
 
 
 def _check_block(experiment: Mapping[str, Any], block: str, known: frozenset[str], source: str,

@@ -224,11 +224,13 @@ def _present_folders(group: Sequence[ExpandedExperiment]) -> set[str] | None:
 @dataclass
 class CampaignPlan:
     """The experiments of one document that a campaign runs instead of a segment per repetition (`kind`:
-    its campaign key, see `kinds`): a weighted ensemble, or a steered search."""
+    its campaign key, see `kinds`): a weighted ensemble, or a steered search. `spec`: its block's typed
+    spec as validation parsed it (None: its drivers parse it, for experiments chosen one by one)."""
 
     kind: str
     experiments: Sequence[ExpandedExperiment]
     plans: list[ExperimentPlan] = field(default_factory=list)  # each experiment's, from `Plan.count` (-d/-o, -I)
+    spec: Any = None
 
     @property
     def base(self) -> str:
@@ -248,7 +250,7 @@ def _split_campaigns(groups: list[tuple[Sequence[ExpandedExperiment], int]],
             if key is None:
                 plain.append((group, first_index))
             else:
-                campaigns.append(CampaignPlan(key, group))
+                campaigns.append(CampaignPlan(key, group, spec=group.campaign_spec))
             continue
         by_base: dict[tuple[str, str], list[ExpandedExperiment]] = {}
         rest = []

@@ -29,7 +29,7 @@ from ..sweep import EXIT_FAILED, EXIT_OK, EXIT_STORE, EXIT_USAGE
 from ..vocabulary import ExperimentState, OutcomeKind, RunSettings
 from .analysis import ensemble_progress
 from .driver import WeightedEnsemble
-from .spec import check_ensemble_block
+from .spec import EnsembleSpec, check_ensemble_block
 from .store import EnsembleBusy, EnsembleStore
 from .worker import BlockOutcome, WalkerBlock, state_hooks_missing
 
@@ -54,19 +54,20 @@ def check_experiment_class(experiment_class: type, documents: Sequence[Mapping[s
 def drivers(campaign: CampaignPlan, settings: RunSettings, workers: int) -> list[EnsembleCampaign]:
     """One driver per expanded experiment of the campaign, each with its own ensemble and store."""
     plans: Sequence[ExperimentPlan | None] = campaign.plans or [None] * len(campaign.experiments)
-    return [EnsembleCampaign(experiment, plan, settings, workers) for experiment, plan in
+    return [EnsembleCampaign(experiment, plan, settings, workers, campaign.spec) for experiment, plan in
             zip(campaign.experiments, plans)]
 
 
 class EnsembleCampaign:
     """The campaign driver of one ensemble (see the module docstring). `plan`: the experiment as
-    planning saw it (None: as a new or partial one)."""
+    planning saw it (None: as a new or partial one); `spec`: its document's, as validation parsed it (None:
+    parse it here)."""
 
     def __init__(self, experiment: ExpandedExperiment, plan: ExperimentPlan | None, settings: RunSettings,
-                 workers: int):
+                 workers: int, spec: EnsembleSpec | None = None):
         self.experiment, self.plan, self.settings = experiment, plan, settings
         self.source = settings.config_file or "the config"
-        spec = check_ensemble_block(experiment.config["ensemble"], self.source, experiment.base_name)
+        spec = spec or check_ensemble_block(experiment.config["ensemble"], self.source, experiment.base_name)
         self.ensemble = WeightedEnsemble(spec, experiment, EnsembleStore(experiment.path, sync=settings.sync), workers)
         self._status, self._error = EXIT_OK, ""
         self._note: str | None = None  # why it ended before its last iteration, where it did not fail

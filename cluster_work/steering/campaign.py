@@ -105,7 +105,8 @@ class SteeredCampaign:
         document = campaign.experiments
         assert isinstance(document, ExpandedDocument)
         self.document, self.plans, self.settings = document, campaign.plans, settings
-        self.spec = check_steer_block(document.document["steer"], settings.config_file or "the config", document.base)
+        self.spec = campaign.spec or check_steer_block(document.document["steer"], settings.config_file or "the config",
+                                                       document.base)
         self.steering: Steering | None = None
         self._journal: Journal | None = None
         self._statuses: set[int] = set()
