@@ -17,6 +17,7 @@ from .config import Warn, load_config
 from .display import LiveBarDisplay, counted, make_display
 from .durability import committer
 from .errors import ClusterWorkError, StoreError
+from .exit_codes import EXIT_INTERRUPTED, EXIT_STORE, EXIT_USAGE
 from .expansion import ExpandedExperiment, expand_all, sweep_paths
 from .experiment import ClusterWork
 from .failures import failure_limit
@@ -35,7 +36,7 @@ from .runner import ExperimentTask
 from .selection import Policy, Selection, select_experiments
 from .stopping import handle_stop_signals, stop_signals_handled
 from .store import atomic_write
-from .sweep import EXIT_INTERRUPTED, EXIT_STORE, EXIT_USAGE, campaign_drivers, describe, run_segments
+from .sweep import campaign_drivers, describe, run_segments
 from .vocabulary import Outcome, OutcomeKind, RunSettings
 
 log = logging.getLogger("cluster_work")

@@ -10,18 +10,16 @@ from typing import TYPE_CHECKING, Protocol
 
 from .backends.base import Executor
 from .campaign import Composite, Driver, PlainSweep, drive
+from .exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_STORE, EXIT_USAGE
 from .failures import FAILED_KINDS, CountingFailures, Failures
 from .kinds import kind
-from .stopping import EXIT_INTERRUPTED, request_stop, stop_requested
+from .stopping import request_stop, stop_requested
 from .vocabulary import Outcome, OutcomeKind, RunSettings, Segment, Suspicion, describe_kind
 
 if TYPE_CHECKING:
     from .planning import Plan
 
 log = logging.getLogger("cluster_work")
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STORE = 0, 1, 2, 3  # and EXIT_INTERRUPTED (130), from stopping
-
 
 class CampaignDriver(Driver, Protocol):
     """A campaign's driver as a run reports it (a weighted ensemble, a steered search)."""

@@ -22,10 +22,9 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, StoreError, config_error
+from ..exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_STORE, EXIT_USAGE
 from ..planning import changed_params
-from ..stopping import EXIT_INTERRUPTED
 from ..store import ExperimentStore, to_plain
-from ..sweep import EXIT_FAILED, EXIT_OK, EXIT_STORE, EXIT_USAGE
 from ..vocabulary import ExperimentState, OutcomeKind, RunSettings
 from .analysis import ensemble_progress
 from .driver import WeightedEnsemble

@@ -38,10 +38,10 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, StoreError, config_error
+from ..exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_STORE, EXIT_USAGE
 from ..expansion import ExpandedDocument
-from ..stopping import EXIT_INTERRUPTED
 from ..store import ExperimentStore
-from ..sweep import EXIT_FAILED, EXIT_OK, EXIT_STORE, EXIT_USAGE, describe
+from ..sweep import describe
 from ..vocabulary import ConfigWrite, ExperimentState, Outcome, OutcomeKind, Record, RunSettings, Segment
 from .actions import Action, PolicyError, Run, SteeringError, Stop
 from .core import Steering
