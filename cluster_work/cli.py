@@ -8,7 +8,7 @@ import os
 import shlex
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import slurm
 from .attempts import journal as attempts_journal
@@ -19,7 +19,6 @@ from .durability import committer
 from .errors import ClusterWorkError, StoreError
 from .exit_codes import EXIT_INTERRUPTED, EXIT_STORE, EXIT_USAGE
 from .expansion import ExpandedExperiment, expand_all, sweep_paths
-from .experiment import ClusterWork
 from .failures import failure_limit
 from .kinds import kinds_in
 from .launch import DEFAULT_REPORT_EVERY, program, program_name, resume_command, run_arguments
@@ -38,6 +37,9 @@ from .stopping import handle_stop_signals, stop_signals_handled
 from .store import atomic_write
 from .sweep import campaign_drivers, describe, run_segments
 from .vocabulary import Outcome, OutcomeKind, RunSettings
+
+if TYPE_CHECKING:
+    from .experiment import ClusterWork
 
 log = logging.getLogger("cluster_work")
 

@@ -17,6 +17,12 @@ registry, at each step, the kinds a config has:
 A kind's module is imported only where a config has its key (numpy only where a sweep has an
 ensemble), by its name in `KIND_MODULES`, and it imports the core, never the other way round. Adding a
 kind: a module with a `KIND` (a `CampaignKind`), and its line in `KIND_MODULES`.
+
+This module imports nothing of the package, so that every layer may ask it (config at the bottom, the
+run's drivers above) without a cycle: the core's types in its signatures are named in words (`campaign`:
+a `planning.CampaignPlan`, `selection`: a `selection.Selection`, `experiments`: expanded experiments, a
+driver: a `sweep.CampaignDriver`, a row: a `reporting.ExperimentProgress`); each kind's own module
+states them as types.
 """
 from __future__ import annotations
 
@@ -26,12 +32,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.table import Table
-
-    from .expansion import ExpandedExperiment
-    from .planning import CampaignPlan, Selection
-    from .reporting import ExperimentProgress
-    from .sweep import CampaignDriver
-    from .vocabulary import RunSettings
 
 # a document with one of these keys is run by that kind's drivers; the order is the one of checks and reports
 KIND_MODULES: dict[str, str] = {"ensemble": "cluster_work.ensemble.kind", "steer": "cluster_work.steering.kind"}
@@ -61,22 +61,22 @@ class CampaignKind:
                                source: str) -> None:
         """Refuse (ConfigError) a class that cannot run the kind's `documents` (those with its key)."""
 
-    def check_selection(self, campaign: CampaignPlan, selection: Selection, source: str) -> None:
+    def check_selection(self, campaign: Any, selection: Any, source: str) -> None:
         """Refuse (ConfigError, before anything is written) a selection that the campaign cannot run."""
 
-    def forget(self, campaign: CampaignPlan, warn: Callable[[str], Any]) -> None:
+    def forget(self, campaign: Any, warn: Callable[[str], Any]) -> None:
         """-d/-o, before its experiments are deleted: remove what the kind keeps beside them."""
 
-    def drivers(self, campaign: CampaignPlan, settings: RunSettings, workers: int) -> list[CampaignDriver]:
+    def drivers(self, campaign: Any, settings: Any, workers: int) -> list[Any]:
         """What runs the campaign (see `campaign.Driver`)."""
         raise NotImplementedError
 
-    def progress_units(self, experiments: Sequence[ExpandedExperiment]) -> list[Any]:
+    def progress_units(self, experiments: Sequence[Any]) -> list[Any]:
         """What -p reports of the kind among `experiments` (experiments, or whole documents)."""
         return []
 
-    def planned(self, units: Sequence[Any], bases: Mapping[str, ExperimentProgress],
-                sweep_mean: float | None) -> dict[str, ExperimentProgress]:
+    def planned(self, units: Sequence[Any], bases: Mapping[str, Any],
+                sweep_mean: float | None) -> dict[str, Any]:
         """The rows of the progress table (by base name) that the kind's plans replace."""
         return {}
 
