@@ -78,7 +78,8 @@ def drive(driver: Driver, executor: Executor) -> None:
 class Composite:
     """Several drivers in one run (a sweep's plain experiments, its ensembles, its steered searches):
     their items run side by side on one executor. Indices are renumbered on the way out, so that every
-    item in flight has its own, and restored on the way back, so that each driver sees its own. Segments
+    item in flight has its own, and restored on the way back (in a copy: the executor's outcome stays as it
+came), so that each driver sees its own. Segments
     are stamped with the run's id on the way out (`run_id`: what their attempts are recorded under)."""
 
     def __init__(self, drivers: Iterable[Driver], run_id: str = ""):
@@ -104,8 +105,7 @@ class Composite:
         driver, own = self._owner.pop(outcome.index)
         number = self.drivers.index(driver)
         del self._own[number, own]
-        outcome.index = own
-        return self._renumbered(number, driver.on_outcome(outcome))
+        return self._renumbered(number, driver.on_outcome(dataclasses.replace(outcome, index=own)))
 
     def cancellations(self) -> list[int]:
         return [self._own[n, own] for n, driver in enumerate(self.drivers) for own in driver.cancellations()

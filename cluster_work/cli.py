@@ -8,7 +8,7 @@ import os
 import shlex
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import slurm
 from .attempts import journal as attempts_journal
@@ -17,9 +17,10 @@ from .config import Warn, load_config
 from .display import LiveBarDisplay, counted, make_display
 from .durability import committer
 from .errors import ClusterWorkError, StoreError
+from .exit_codes import EXIT_INTERRUPTED, EXIT_STORE, EXIT_USAGE
 from .expansion import ExpandedExperiment, expand_all, sweep_paths
-from .experiment import ClusterWork
 from .failures import failure_limit
+from .kinds import kinds_in
 from .launch import DEFAULT_REPORT_EVERY, program, program_name, resume_command, run_arguments
 from .logs import configure_console
 from .original_api import configs_and_results, implements_plot_results
@@ -34,8 +35,11 @@ from .runner import ExperimentTask
 from .selection import Policy, Selection, select_experiments
 from .stopping import handle_stop_signals, stop_signals_handled
 from .store import atomic_write
-from .sweep import EXIT_INTERRUPTED, EXIT_STORE, EXIT_USAGE, campaign_drivers, describe, run_segments
+from .sweep import campaign_drivers, describe, run_segments
 from .vocabulary import Outcome, OutcomeKind, RunSettings
+
+if TYPE_CHECKING:
+    from .experiment import ClusterWork
 
 log = logging.getLogger("cluster_work")
 
@@ -166,7 +170,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 def parse_arguments(arguments: Sequence[str]) -> argparse.Namespace:
     """The options, with the overrides (`KEY.PATH=VALUE` anywhere after the config) in `overrides`."""
     parser = build_parser()
-    rest, overrides = split_arguments(arguments, _value_options(parser))
+    rest, overrides = split_arguments(arguments, _value_options(parser), ASSIGNMENT_OPTIONS)
     args = parser.parse_args(rest)
     args.overrides = [*overrides, *args.overrides]  # what argparse left there is no override: parse() says so
     return args
@@ -177,13 +181,16 @@ def _value_options(parser: argparse.ArgumentParser) -> set[str]:
     return {flag for action in parser._actions if action.nargs is None for flag in action.option_strings}
 
 
+ASSIGNMENT_OPTIONS = ("--plot-option",)  # their values are NAME=VALUE words of their own, never overrides
+
+
 def _overrides_hint(plan: Plan, args: argparse.Namespace) -> str:
     """For a rerun refused because parameters changed: the overrides of the last run, where they differ
     from this one's (its results were saved with them; repeating them resumes it)."""
     commands = [run["command"] for path in plan.totals.sweep_paths for run in read_runs(path) if run.get("command")]
     if not commands:
         return ""
-    _, last = split_arguments(commands[-1][1:], _value_options(build_parser()))
+    _, last = split_arguments(commands[-1][1:], _value_options(build_parser()), ASSIGNMENT_OPTIONS)
     if last == args.overrides:
         return ""
     return f"; the last run changed the config on the command line: {' '.join(last) or '(no overrides)'}"
@@ -197,10 +204,8 @@ def load_sweep(experiment_class: type[ClusterWork], args: argparse.Namespace, wa
     experiments = load_config(args.config, warn, adjust=adjust)
     expanded = expand_all(experiments, experiment_class._default_params, args.config, warn)
     experiment_class.check_config(expanded, args.config)
-    if any("ensemble" in document for document in experiments):  # numpy only where a config has an ensemble
-        from .ensemble.campaign import check_experiment_class
-
-        check_experiment_class(experiment_class, experiments, args.config)
+    for campaign in kinds_in(experiments):  # each kind's module only where a config has one
+        campaign.check_experiment_class(experiment_class, experiments, args.config)
     return experiments, expanded
 
 

@@ -20,21 +20,22 @@ import logging
 import math
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
 from .errors import ClusterWorkError, config_error
+from .kinds import CAMPAIGN_KEYS, kinds_in
 from .lookalike import lookalike
 
 log = logging.getLogger("cluster_work")
 
 REQUIRED_KEYS = ("name", "repetitions", "iterations", "path")
 KNOWN_KEYS = frozenset(REQUIRED_KEYS + ("params", "grid", "list", "random", "custom", "slurm", "gui", "plotting",
-                                       "log_path", "command", "files", "ensemble", "steer", "keep_keys",
-                                       "max_failures"))
+                                       "log_path", "command", "files", "keep_keys", "max_failures")
+                       + CAMPAIGN_KEYS)
 ALIASES = frozenset({"replicas"})  # read as a known key (SmartSim's name for repetitions)
 BLOCK_KEYS = ("params", "grid", "list", "random", "custom")  # mappings whose values are indented under them
 CUSTOM_KEYS = frozenset({"function", "samples", "params"})
@@ -220,7 +221,7 @@ def read_text(source: str) -> str:
 
 
 def load_config(path: str | os.PathLike[str], warn: Warn = log.warning,
-                keep_unknown_tags: bool = False, adjust: Adjust | None = None) -> list[dict[str, Any]]:
+                keep_unknown_tags: bool = False, adjust: Adjust | None = None) -> Documents:
     """Read `path` and return one validated, DEFAULT-merged document per experiment (`adjust`: see
     merge_and_validate)."""
     source = os.fspath(path)
@@ -244,8 +245,18 @@ def is_default_document(document: Mapping[str, Any]) -> bool:
     return isinstance(name, str) and name.lower() == DEFAULT_NAME.lower()
 
 
+class Documents(list[dict[str, Any]]):
+    """The validated experiment documents of a config, in order, with their campaign blocks parsed once:
+    `specs` maps an experiment's name to the typed spec of its block (`kinds.CampaignKind.check_document`),
+    which expansion hands on (`ExpandedDocument.campaign_spec`), so that no driver parses it again."""
+
+    def __init__(self, documents: Iterable[dict[str, Any]] = (), specs: Mapping[str, Any] | None = None):
+        super().__init__(documents)
+        self.specs: dict[str, Any] = dict(specs or {})
+
+
 def merge_and_validate(documents: list[Any], source: str, warn: Warn = log.warning,
-                       adjust: Adjust | None = None) -> list[dict[str, Any]]:
+                       adjust: Adjust | None = None) -> Documents:
     """Merge the optional DEFAULT document under each experiment and validate every one; `adjust` changes
     each merged experiment before it is validated (the command line's overrides)."""
     for number, document in enumerate(documents, start=1):
@@ -261,7 +272,7 @@ def merge_and_validate(documents: list[Any], source: str, warn: Warn = log.warni
             default_keeps = kept
     if is_default_document(documents[0]):
         default, documents = documents[0], documents[1:]
-    experiments = []
+    experiments = Documents()
     seen: dict[str, int] = {}
     for number, document in enumerate(documents, start=2 if default else 1):
         if "name" not in document:
@@ -271,17 +282,19 @@ def merge_and_validate(documents: list[Any], source: str, warn: Warn = log.warni
             raise config_error(source, f"document {number}: only the first document may be named "
                                        f"'{DEFAULT_NAME}'", key="name")
         experiment = deep_merge(default, document)
-        if "ensemble" in experiment and "repetitions" not in document:
-            experiment["repetitions"] = 1  # its only legal value (walkers are its repetitions), whatever DEFAULT says
+        for campaign in kinds_in([experiment]):
+            campaign.prepare(experiment, document)
         if adjust is not None:
             experiment = adjust(experiment)
-        validate_experiment(experiment, source, number, warn)
+        spec = validate_experiment(experiment, source, number, warn)
         name = experiment["name"]
         if name in seen:
             raise config_error(source, f"duplicate experiment name (documents {seen[name]} and {number})",
                                experiment=name, key="name")
         seen[name] = number
         experiments.append(experiment)
+        if spec is not None:
+            experiments.specs[name] = spec
     if not experiments:
         raise config_error(source, "the file holds a DEFAULT document but no experiment")
     return experiments
@@ -322,8 +335,9 @@ def _replicas_as_repetitions(document: Mapping[str, Any], source: str, number: i
 
 
 def validate_experiment(experiment: Mapping[str, Any], source: str, number: int,
-                        warn: Warn = log.warning) -> None:
-    """Check one merged experiment document; raise a ConfigError on the first problem."""
+                        warn: Warn = log.warning) -> Any:
+    """Check one merged experiment document; raise a ConfigError on the first problem. Returns the typed
+    spec of its campaign block (None for a plain document)."""
     label = experiment.get("name") if isinstance(experiment.get("name"), str) else f"document {number}"
     for key in REQUIRED_KEYS:
         if key not in experiment:
@@ -377,21 +391,19 @@ def validate_experiment(experiment: Mapping[str, Any], source: str, number: int,
         _validate_random(experiment, source, name)
     if experiment.get("custom") is not None:
         _validate_custom(experiment, source, name)
-    if "ensemble" in experiment:
-        from .ensemble.spec import check_ensemble_document  # numpy only where a config has an ensemble
-
-        check_ensemble_document(experiment, source)
-    if "steer" in experiment:
-        if "ensemble" in experiment:
-            raise config_error(source, "give 'ensemble' or 'steer', not both", experiment=name, key="steer")
-        # a user's policy class is loaded here: a typo is a config error
-        from .steering.spec import check_steered_document
-
-        check_steered_document(experiment, source)
+    given: list[str] = []  # one campaign kind per document
+    spec = None
+    for campaign in kinds_in([experiment]):
+        if given:
+            raise config_error(source, f"give {' or '.join(map(repr, [*given, campaign.key]))}, not both",
+                               experiment=name, key=campaign.key)
+        given.append(campaign.key)
+        spec = campaign.check_document(experiment, source)
     for key in experiment:
         if key not in KNOWN_KEYS and key not in experiment.get("keep_keys", ()):
             warn(f"{source}: experiment '{name}': unknown key '{key}' (known: {', '.join(sorted(KNOWN_KEYS))}); "
                  "it is passed to the experiment unchanged")
+    return spec
 
 
 def _check_block(experiment: Mapping[str, Any], block: str, known: frozenset[str], source: str,

@@ -219,6 +219,7 @@ class ExpandedDocument(Sequence[ExpandedExperiment]):
         # a custom strategy's points (see cluster_work.design) and whether they are frozen on disk already
         self.custom_points: list[dict[KeyPath, Any]] | None = custom_points[0] if custom_points else None
         self.custom_frozen = bool(custom_points and custom_points[1])
+        self.campaign_spec: Any = None  # its campaign block's typed spec, where validation made one (`Documents`)
         self._samples = self.sampler.samples if self.sampler else len(self.custom_points) if self.custom_points else 1
         self.varies = bool(grid or listed or random or self.custom_points)
         self._size = math.prod(len(values) for _, values in self._grid) * self._list_length * self._samples
@@ -379,9 +380,11 @@ def expand_all(experiments: Sequence[Mapping[str, Any]], default_params: Mapping
 
         custom_points = design_points
     documents = []
+    specs: Mapping[str, Any] = getattr(experiments, "specs", {})  # parsed once, by validation (config.Documents)
     for experiment in experiments:
         designed = custom_points(experiment, source) if experiment.get("custom") else None
         documents.append(ExpandedDocument(experiment, default_params, source, warn, designed))
+        documents[-1].campaign_spec = specs.get(experiment["name"])
         if default_params:
             _warn_unknown_params(experiment, default_params, source, warn)
     _check_separate_folders(documents, source)

@@ -59,13 +59,15 @@ def is_override(argument: str) -> bool:
     return match is not None and (match.group("value") is not None) != (match.group("op") == "~")
 
 
-def split_arguments(arguments: Sequence[str], value_options: Collection[str]) -> tuple[list[str], list[str]]:
+def split_arguments(arguments: Sequence[str], value_options: Collection[str],
+                    assignment_options: Collection[str] = ()) -> tuple[list[str], list[str]]:
     """Take the overrides out of a command line: (the rest, the overrides in order). The first positional
     word is the config, never an override; the word after an option that takes one value is that value
-    (`--filter lr=0.1`), and everything after `--` stays."""
+    (`--filter lr=0.1`), the words after an option whose values are assignments themselves
+    (`--plot-option n=3 mode=min`) are its own up to the next option, and everything after `--` stays."""
     rest: list[str] = []
     overrides: list[str] = []
-    config_seen = taken = ended = False
+    config_seen = taken = ended = listing = False
     for argument in arguments:
         if ended or taken:
             rest.append(argument)
@@ -75,6 +77,9 @@ def split_arguments(arguments: Sequence[str], value_options: Collection[str]) ->
             ended = True
         elif argument.startswith("-") and argument != "-":
             taken = argument in value_options
+            listing = argument in assignment_options
+        elif listing:
+            pass
         elif not config_seen:
             config_seen = True
         elif is_override(argument):

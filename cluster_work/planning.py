@@ -17,6 +17,7 @@ from .attempts import AttemptIndex, compact, read_index
 from .config import dotted, flatten_paths
 from .errors import ConfigError
 from .expansion import ExpandedDocument, ExpandedExperiment, Expansion, expand_path
+from .kinds import campaign_key, kind
 from .preflight import check_experiment, check_writable
 from .repetition_state import read_repetition
 from .selection import Policy, Selection, select_experiments
@@ -178,10 +179,7 @@ class Plan:
                 if not isinstance(group, ExpandedDocument):
                     totals.sweep_paths.append(item.experiment.sweep_path)
         for campaign in self.campaigns:
-            if campaign.kind == "steer":  # a steered campaign runs as a whole: no -r, -i, -j, nor part of it
-                from .steering.campaign import check_selection
-
-                check_selection(campaign, self._selection, self._source)
+            kind(campaign.kind).check_selection(campaign, self._selection, self._source)
             campaign.plans = [_plan_experiment(e, 0, self._selection, self._policy, None, False)
                               for e in campaign.experiments]
             for experiment, item in zip(campaign.experiments, campaign.plans):
@@ -223,27 +221,21 @@ def _present_folders(group: Sequence[ExpandedExperiment]) -> set[str] | None:
         return set()
 
 
-CAMPAIGN_KEYS = ("ensemble", "steer")  # a document with one of these is run by its campaign's driver
-
-
 @dataclass
 class CampaignPlan:
-    """The experiments of one document that a campaign runs (`kind`: a key of CAMPAIGN_KEYS), instead of
-    a segment per repetition: a weighted ensemble, or a steered search."""
+    """The experiments of one document that a campaign runs instead of a segment per repetition (`kind`:
+    its campaign key, see `kinds`): a weighted ensemble, or a steered search. `spec`: its block's typed
+    spec as validation parsed it (None: its drivers parse it, for experiments chosen one by one)."""
 
     kind: str
     experiments: Sequence[ExpandedExperiment]
     plans: list[ExperimentPlan] = field(default_factory=list)  # each experiment's, from `Plan.count` (-d/-o, -I)
+    spec: Any = None
 
     @property
     def base(self) -> str:
         """The base name of its document ("" for a campaign with no experiments)."""
         return self.experiments[0].base_name if len(self.experiments) else ""
-
-
-def campaign_kind(document: Mapping[str, Any]) -> str | None:
-    """The campaign key of a document or config (see CAMPAIGN_KEYS), or None for a plain one."""
-    return next((key for key in CAMPAIGN_KEYS if key in document), None)
 
 
 def _split_campaigns(groups: list[tuple[Sequence[ExpandedExperiment], int]],
@@ -254,22 +246,22 @@ def _split_campaigns(groups: list[tuple[Sequence[ExpandedExperiment], int]],
     campaigns: list[CampaignPlan] = []
     for group, first_index in groups:
         if isinstance(group, ExpandedDocument):
-            kind = campaign_kind(group.document)
-            if kind is None:
+            key = campaign_key(group.document)
+            if key is None:
                 plain.append((group, first_index))
             else:
-                campaigns.append(CampaignPlan(kind, group))
+                campaigns.append(CampaignPlan(key, group, spec=group.campaign_spec))
             continue
         by_base: dict[tuple[str, str], list[ExpandedExperiment]] = {}
         rest = []
         for experiment in group:
-            kind = campaign_kind(experiment.config)
-            if kind is None:
+            key = campaign_key(experiment.config)
+            if key is None:
                 rest.append(experiment)
             else:
-                by_base.setdefault((kind, experiment.base_name), []).append(experiment)
+                by_base.setdefault((key, experiment.base_name), []).append(experiment)
         plain.append((rest, first_index))
-        campaigns.extend(CampaignPlan(kind, experiments) for (kind, _), experiments in by_base.items())
+        campaigns.extend(CampaignPlan(key, experiments) for (key, _), experiments in by_base.items())
     return plain, campaigns
 
 
@@ -407,10 +399,8 @@ def apply_plan(plan: Plan, warn: Any = log.warning) -> None:
     plan.freeze_designs()
     deleted: dict[str, set[str]] = {}  # sweep folder -> names of the experiments deleted there
     for campaign in plan.campaigns if plan.totals.rewrites else ():
-        if campaign.kind == "steer" and any(item.rewrite for item in campaign.plans):
-            from .steering.campaign import forget_campaign  # its journal first, then its experiments
-
-            forget_campaign(campaign, warn)
+        if any(item.rewrite for item in campaign.plans):
+            kind(campaign.kind).forget(campaign, warn)  # what it keeps beside its experiments first
     campaigns = (item for campaign in plan.campaigns for item in campaign.plans)
     for item in itertools.chain(plan.experiments, campaigns) if plan.totals.rewrites else ():
         if not item.rewrite or item.skipped:
@@ -456,8 +446,8 @@ def refuse_changed_only(plan: Plan, policy: Policy, source: str, most: int = 3) 
     skipped = [item for item in plan.experiments if item.skipped] if plan.totals.skipped else []
     for campaign in plan.campaigns:
         changed = [item for item in campaign.plans if item.skipped]
-        # a steered campaign runs as a whole, so one changed experiment skips it; an ensemble is one per experiment
-        if not changed or (campaign.kind != "steer" and len(changed) < len(campaign.plans)):
+        # a campaign run as a whole is skipped by one changed experiment; another runs the others
+        if not changed or (not kind(campaign.kind).runs_as_whole and len(changed) < len(campaign.plans)):
             return  # the campaign runs (or decides itself that it has nothing left)
         skipped += changed
     if not skipped:

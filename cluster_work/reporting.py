@@ -15,7 +15,8 @@ from rich.table import Table
 from .attempts import AttemptIndex, read_index
 from .config import KeyPath, dotted
 from .display import counted, format_duration, format_seconds
-from .expansion import ExpandedDocument, ExpandedExperiment
+from .expansion import ExpandedExperiment
+from .kinds import CampaignKind, kind, kinds_in
 from .planning import ExperimentPlan, Plan
 from .repetition_state import read_repetition
 from .runner import iteration_times
@@ -132,8 +133,7 @@ def _job_record(item: ExperimentPlan, job: Segment) -> dict[str, Any]:
 
 def _campaign_record(campaign: Any) -> dict[str, Any]:
     """--list: a campaign (steered or weighted ensemble), which has no fixed jobs to list."""
-    return {"campaign": campaign.base, "kind": {"steer": "steered", "ensemble": "weighted-ensemble"}[campaign.kind],
-            "experiments": len(campaign.experiments)}
+    return {"campaign": campaign.base, "kind": kind(campaign.kind).label, "experiments": len(campaign.experiments)}
 
 
 @dataclass
@@ -241,14 +241,14 @@ def combine(name: str, parts: Sequence[ExperimentProgress]) -> ExperimentProgres
 Report = tuple[dict[str, list[ExperimentProgress]], dict[str, ExperimentProgress], ExperimentProgress]
 
 
-def progress_report(experiments: Sequence[ExpandedExperiment], steered: Sequence[ExpandedDocument] = ()) -> Report:
+def progress_report(experiments: Sequence[ExpandedExperiment], campaigns: Sequence[KindUnits] = ()) -> Report:
     """Per base experiment the progress of its expanded experiments and their row together, and the
     sweep's total.
 
     The work left of an experiment that has not started is estimated from the measured iteration times of
     its base experiment (the same document, so the same kind of work), else of the whole sweep; before
-    anything was measured it is unknown (None), never zero. A steered campaign's row (`steered`) counts
-    what its policy planned (its journal says), not every iteration of its grid: a finished campaign is done."""
+    anything was measured it is unknown (None), never zero. A campaign's kind may replace its row by what
+    it plans (`CampaignKind.planned`: a steered campaign's journal, not every iteration of its grid)."""
     groups: dict[str, list[ExperimentProgress]] = {}
     indexes: dict[str, AttemptIndex] = {}
     for experiment in experiments:
@@ -262,22 +262,9 @@ def progress_report(experiments: Sequence[ExpandedExperiment], steered: Sequence
         mean = combine(base, parts).mean_iteration_time or sweep_mean
         parts = groups[base] = [estimated(part, mean) for part in parts]
         bases[base] = combine(base, parts) if len(parts) > 1 or parts[0].name != base else parts[0]
-    for document in steered:
-        if document.base in bases:
-            bases[document.base] = _as_planned(bases[document.base], document, sweep_mean)
+    for campaign, units in campaigns:
+        bases.update(campaign.planned(units, bases, sweep_mean))
     return groups, bases, combine("total", list(bases.values()))
-
-
-def _as_planned(row: ExperimentProgress, document: ExpandedDocument, sweep_mean: float | None) -> ExperimentProgress:
-    """A steered campaign's row: its iterations done, and those its decisions still plan."""
-    from .steering.progress import campaign_progress  # only where a sweep has a steered campaign
-
-    figures = campaign_progress(document)
-    if "error" in figures:
-        return row
-    planned, mean = figures["planned_iterations"], row.mean_iteration_time or sweep_mean
-    return dataclasses.replace(row, iterations=row.iterations_done + planned, iterations_unmeasured=0,
-                               work_left=planned * mean if mean is not None else (None if planned else 0.0))
 
 
 def _row(table: Table, item: ExperimentProgress, name: str) -> None:
@@ -293,9 +280,8 @@ def print_progress(experiments: Sequence[ExpandedExperiment], full: bool, stream
     """-p: one line per base experiment; -P: each expanded experiment, each repetition, the last runs.
     Weighted ensembles (no repetitions) have a table of their own, after the others, and so have steered
     campaigns (stops per rung, planned iterations)."""
-    steered = steered_documents(experiments)
-    experiments, ensembles = split_ensembles(experiments)
-    groups, bases, total = progress_report(experiments, steered)
+    experiments, campaigns = campaign_units(experiments)
+    groups, bases, total = progress_report(experiments, campaigns)
     table = Table(title="Progress (from the results on disk)", title_justify="left")
     for column in ("experiment", "done", *STATES, "mean it. time", "work left"):
         table.add_column(column, overflow="fold")
@@ -306,17 +292,11 @@ def print_progress(experiments: Sequence[ExpandedExperiment], full: bool, stream
     if len(groups) > 1:
         _row(table, total, "[bold]total[/bold]")
     console = _console(stream)
-    if groups or not ensembles:
+    if groups or not any(campaign.own_progress_rows for campaign, _ in campaigns):
         console.print(table)
-    if ensembles:
-        from .ensemble.progress import ensembles_table  # numpy only where a sweep has an ensemble
-
-        console.print(ensembles_table(ensembles))
-    if steered:
-        from .steering.progress import campaigns_table  # only where a sweep has a steered campaign
-
-        means = {base: row.mean_iteration_time for base, row in bases.items()}
-        console.print(campaigns_table(steered, means))
+    means = {base: row.mean_iteration_time for base, row in bases.items()}
+    for campaign, units in campaigns:
+        console.print(campaign.progress_table(units, means))
     if full:
         reps = Table(title="Repetitions", title_justify="left")
         for column in ("experiment", "rep", "done", "state", "mean it. time", "error"):
@@ -338,46 +318,30 @@ def print_progress(experiments: Sequence[ExpandedExperiment], full: bool, stream
 
 
 def progress_json(experiments: Sequence[ExpandedExperiment], full: bool, runs: Sequence[dict[str, Any]] = ()) -> str:
-    """-p --json: the same figures for scripts (`ensembles`: those of the weighted ensembles, `campaigns`:
-    of the steered campaigns, if any)."""
-    steered = steered_documents(experiments)
-    experiments, ensembles = split_ensembles(experiments)
-    groups, bases, total = progress_report(experiments, steered)
+    """-p --json: the same figures for scripts, and each campaign kind's under its `progress_json_key`
+    (`ensembles`: those of the weighted ensembles, `campaigns`: of the steered campaigns, if any)."""
+    experiments, campaigns = campaign_units(experiments)
+    groups, bases, total = progress_report(experiments, campaigns)
     return json.dumps({"total": total.as_dict(False),
                        "base_experiments": [row.as_dict(False) for row in bases.values()],
                        "experiments": [p.as_dict(full) for parts in groups.values() for p in parts],
-                       "runs": list(runs), **_ensembles_figures(ensembles), **_campaigns_figures(steered)}, indent=1)
+                       "runs": list(runs), **{campaign.progress_json_key: campaign.progress_figures(units)
+                                              for campaign, units in campaigns}}, indent=1)
 
 
-def steered_documents(experiments: Sequence[ExpandedExperiment]) -> list[ExpandedDocument]:
-    """The whole documents with a `steer:` block among `experiments` (a campaign is shown only as a whole)."""
-    return [document for document in getattr(experiments, "documents", ()) if "steer" in document.document]
+KindUnits = tuple[CampaignKind, list[Any]]  # a campaign kind, and what -p reports of it
 
 
-def _campaigns_figures(steered: Sequence[ExpandedDocument]) -> dict[str, Any]:
-    if not steered:
-        return {}
-    from .steering.progress import campaign_progress
-
-    return {"campaigns": [campaign_progress(document) for document in steered]}
-
-
-def _ensembles_figures(ensembles: Sequence[ExpandedExperiment]) -> dict[str, Any]:
-    if not ensembles:
-        return {}
-    from .ensemble.progress import ensembles_progress  # numpy only where a sweep has an ensemble
-
-    return {"ensembles": ensembles_progress(ensembles)}
-
-
-def split_ensembles(experiments: Sequence[ExpandedExperiment]) -> tuple[list[ExpandedExperiment],
-                                                                       list[ExpandedExperiment]]:
-    """The plain experiments, and the weighted ensembles (their progress is iterations of walkers)."""
-    plain: list[ExpandedExperiment] = []
-    ensembles: list[ExpandedExperiment] = []
-    for experiment in experiments:
-        (ensembles if "ensemble" in experiment.config else plain).append(experiment)
-    return plain, ensembles
+def campaign_units(experiments: Sequence[ExpandedExperiment]) -> tuple[Sequence[ExpandedExperiment], list[KindUnits]]:
+    """The experiments of the plain progress table (without those of kinds that show theirs apart), and
+    per campaign kind among `experiments` what it reports (each kind's module only where a sweep has one)."""
+    campaigns = [(campaign, campaign.progress_units(experiments))
+                 for campaign in kinds_in(experiment.config for experiment in experiments)]
+    campaigns = [(campaign, units) for campaign, units in campaigns if units]
+    apart = [campaign.key for campaign, _ in campaigns if campaign.own_progress_rows]
+    if apart:
+        experiments = [e for e in experiments if not any(key in e.config for key in apart)]
+    return experiments, campaigns
 
 
 def print_summary(summary: Summary, plan: Plan, sweep_paths: Iterable[str], resume: str,

@@ -16,6 +16,7 @@ from . import original_format
 from .arrow_rows import start_reader as _fast_reader
 from .config import flatten_mapping, load_config
 from .errors import ResultsNotFoundError
+from .kinds import campaign_key, kind
 from .store import ExperimentStore, find_experiment_folders, parse_results
 from .vocabulary import Record
 
@@ -103,7 +104,8 @@ def load_results(path: str | os.PathLike[str], experiments: Iterable[str] | None
                 continue
             param_columns = {f"params.{k}": v for k, v in flat_params.items()}
             folders.append((store.path, {"experiment": name, **param_columns}))
-            steered = "steer" in config  # only a campaign stops repetitions: only its statuses are read
+            key = campaign_key(config)  # only a campaign stops repetitions: only its statuses are read
+            steered = key is not None and kind(key).stops_repetitions
             for rep in repetition_numbers(store.path):
                 repetition = store.repetition(rep)
                 chunk: bytes | list[dict[str, Any]] = repetition.read_complete_lines()

@@ -17,12 +17,10 @@ import time
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .backends.base import TaskContext
 from .errors import InvalidParameterArgument, StoreError
 from .expansion import ExpandedExperiment
-from .experiment import ClusterWork
 from .logs import FILE_ONLY, repetition_log
 from .seeding import seed_for, seed_global_generators
 from .store import (
@@ -33,7 +31,11 @@ from .store import (
     ResultsWriter,
     repetition_folder_name,
 )
+from .task_context import TaskContext
 from .vocabulary import ConfigWrite, Outcome, OutcomeKind, Record, RunSettings, Segment
+
+if TYPE_CHECKING:
+    from .experiment import ClusterWork  # annotations only: the base class is above the runner
 
 log = logging.getLogger("cluster_work")
 

@@ -15,7 +15,8 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 
-EXIT_INTERRUPTED = 130
+from .exit_codes import EXIT_INTERRUPTED
+
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 _stop = threading.Event()  # this process's: set by its signal handlers (workers get the parent's stop apart)

@@ -1,7 +1,6 @@
 """A planned sweep through an executor: run its segments once each, follow their outcomes, summarise."""
 from __future__ import annotations
 
-import importlib
 import logging
 import time
 from collections import Counter
@@ -11,17 +10,16 @@ from typing import TYPE_CHECKING, Protocol
 
 from .backends.base import Executor
 from .campaign import Composite, Driver, PlainSweep, drive
+from .exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_STORE, EXIT_USAGE
 from .failures import FAILED_KINDS, CountingFailures, Failures
-from .stopping import EXIT_INTERRUPTED, request_stop, stop_requested
+from .kinds import kind
+from .stopping import request_stop, stop_requested
 from .vocabulary import Outcome, OutcomeKind, RunSettings, Segment, Suspicion, describe_kind
 
 if TYPE_CHECKING:
     from .planning import Plan
 
 log = logging.getLogger("cluster_work")
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STORE = 0, 1, 2, 3  # and EXIT_INTERRUPTED (130), from stopping
-
 
 class CampaignDriver(Driver, Protocol):
     """A campaign's driver as a run reports it (a weighted ensemble, a steered search)."""
@@ -46,10 +44,6 @@ class CampaignDriver(Driver, Protocol):
         """Its iterations done this run that its items do not count through `TaskContext.iteration_done`
         (the live display adds them to the executor's count)."""
         ...
-
-
-# where each campaign kind's drivers are made: `drivers(campaign, settings, workers) -> list[CampaignDriver]`
-CAMPAIGN_DRIVERS = {"ensemble": "cluster_work.ensemble.campaign", "steer": "cluster_work.steering.campaign"}
 
 
 @dataclass
@@ -132,11 +126,8 @@ def run_segments(segments: SizedSegments, executor: Executor,
 
 def campaign_drivers(plan: Plan, settings: RunSettings, workers: int) -> list[CampaignDriver]:
     """The drivers of the plan's campaigns (each kind's module imported only where a sweep has one)."""
-    drivers: list[CampaignDriver] = []
-    for campaign in plan.campaigns:
-        module = importlib.import_module(CAMPAIGN_DRIVERS[campaign.kind])
-        drivers.extend(module.drivers(campaign, settings, workers))
-    return drivers
+    return [driver for campaign in plan.campaigns
+            for driver in kind(campaign.kind).drivers(campaign, settings, workers)]
 
 
 def describe(outcome: Outcome) -> str:

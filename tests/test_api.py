@@ -1,6 +1,7 @@
 """The Python API (`cluster_work.Sweep`): in a real Jupyter kernel with a class defined in the notebook, from
 a script, and what becomes of a sweep whose starter dies."""
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -143,12 +144,15 @@ def test_the_sweep_stops_cleanly_when_its_starter_is_killed(tmp_path):
         assert time.monotonic() < deadline + 60, open(log_file).read()
         time.sleep(0.1)
     log = open(log_file).read()
-    assert "not finished (interrupted)" in log and "to resume or retry: python -m cluster_work.api " \
-        "experiments:Deterministic config.yml params.sleep=0.2 params.count_calls=true" in log
+    # the interpreter as a shell would find it: `python` where PATH leads to this one, else its path
+    hint = re.search(r"to resume or retry: (\S*python\S*) (-m cluster_work.api .*)", log)
+    assert "not finished (interrupted)" in log and hint is not None, log
+    assert hint.group(2) == "-m cluster_work.api experiments:Deterministic config.yml params.sleep=0.2 " \
+        "params.count_calls=true"
     saved = len(load_results(tmp_path / "out"))
     assert 2 <= saved < TOTAL and sum(calls_per_repetition(tmp_path / "out")) == saved
     # the line it printed resumes it (an importable class: python -m cluster_work.api module:Class ...)
-    resume = log.split("to resume or retry: python ")[1].splitlines()[0]
+    resume = hint.group(2)
     result = subprocess.run([sys.executable, *resume.split()], cwd=tmp_path, capture_output=True, text=True,
                             env={**script_env(), "PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}"}, timeout=120)
     assert result.returncode == 0, result.stderr

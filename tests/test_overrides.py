@@ -177,7 +177,7 @@ def test_the_effective_config_is_stored_listed_and_a_rerun_without_it_is_a_chang
     resumed = cli("config.yml", "-e", "fit", "grid.fail_at=[-3]", "params.step=2.5", "iterations=3", cwd=tmp_path)
     assert "2 finished" in resumed.stderr and len(load_results(tmp_path / "out")) == 6
     last = json.loads((tmp_path / "out" / "runs.jsonl").read_text().splitlines()[-1 - 1])  # started, ended
-    assert last["command"][1:] == ["config.yml", "-e", "fit", "grid.fail_at=[-3]", "params.step=2.5", "iterations=3"]
+    assert last["command"][2:] == ["config.yml", "-e", "fit", "grid.fail_at=[-3]", "params.step=2.5", "iterations=3"]
 
 
 @pytest.mark.processes
@@ -194,7 +194,7 @@ def test_the_batch_script_and_the_launch_line_carry_the_overrides(tmp_path):
     (tmp_path / "config.yml").write_text(CLI_CONFIG)
     overrides = ["-e", "walk", "params.step=4", "+params.note=a b", "iterations=2"]
     launch = cli("config.yml", *overrides, "--list", "-v", cwd=tmp_path).stdout
-    assert f"{EXPERIMENT} config.yml params.step=4 '+params.note=a b' iterations=2 -e walk -v" in launch
+    assert f"{EXPERIMENT} config.yml params.step=4 '+params.note=a b' iterations=2 -e walk" in launch  # no -v: it asked for this line
     cli("config.yml", *overrides, "--slurm", "--array", cwd=tmp_path)
     script = tmp_path / "out" / "cluster_work_array.sbatch"
     assert "config.yml params.step=4 '+params.note=a b' iterations=2 -e walk -j $SLURM_ARRAY_TASK_ID" \

@@ -34,8 +34,9 @@ from typing import Any
 from .. import stopping
 from ..durability import committer
 from ..errors import ClusterWorkError
+from ..exit_codes import EXIT_ORPHANED, EXIT_USAGE
 from ..logs import console_guard
-from ..orphans import EXIT_ORPHANED, exit_when_orphaned
+from ..orphans import exit_when_orphaned
 from .base import Executor, Task, TaskContext
 from .mpi_layout import SELF, SPLIT, WORLD, Layout, mpi_layout
 from .mpi_messages import (
@@ -57,7 +58,6 @@ from .sequential import SequentialExecutor
 
 log = logging.getLogger("cluster_work")
 
-EXIT_USAGE = 2
 PREFETCH = 1  # items a busy leader holds beyond the one it runs (see MPIExecutor._dispatch)
 
 

@@ -24,10 +24,10 @@ import traceback
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..backends.base import TaskContext
 from ..errors import InvalidParameterArgument
 from ..runner import flatten_result, interruption
 from ..seeding import seed_for, seed_global_generators
+from ..task_context import TaskContext
 from ..vocabulary import Outcome, OutcomeKind, RunSettings
 
 if TYPE_CHECKING:

@@ -1,4 +1,4 @@
-"""Steered campaigns in a run: the campaign driver (see `sweep.CAMPAIGN_DRIVERS`) of each document with a
+"""Steered campaigns in a run: the campaign driver (see `kind`) of each document with a
 `steer:` block, around its `Steering`; and what -d/-o and a selection mean for one.
 
 What the driver does with the core's actions:
@@ -38,10 +38,10 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, StoreError, config_error
+from ..exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_STORE, EXIT_USAGE
 from ..expansion import ExpandedDocument
-from ..stopping import EXIT_INTERRUPTED
 from ..store import ExperimentStore
-from ..sweep import EXIT_FAILED, EXIT_OK, EXIT_STORE, EXIT_USAGE, describe
+from ..sweep import describe
 from ..vocabulary import ConfigWrite, ExperimentState, Outcome, OutcomeKind, Record, RunSettings, Segment
 from .actions import Action, PolicyError, Run, SteeringError, Stop
 from .core import Steering
@@ -105,7 +105,8 @@ class SteeredCampaign:
         document = campaign.experiments
         assert isinstance(document, ExpandedDocument)
         self.document, self.plans, self.settings = document, campaign.plans, settings
-        self.spec = check_steer_block(document.document["steer"], settings.config_file or "the config", document.base)
+        self.spec = campaign.spec or check_steer_block(document.document["steer"], settings.config_file or "the config",
+                                                       document.base)
         self.steering: Steering | None = None
         self._journal: Journal | None = None
         self._statuses: set[int] = set()
