@@ -53,6 +53,7 @@ def test_two_campaign_blocks_in_one_document_are_one_line():
         documents(BASE + BLOCKS["steer"] + BLOCKS["ensemble"])
 
 
+@pytest.mark.processes
 def test_a_plain_config_imports_no_kind_module():
     """The registry imports a kind where a config has its key: a plain sweep pays for none (numpy, optuna)."""
     code = ("import sys\nfrom cluster_work.config import merge_and_validate, parse_documents\n"
