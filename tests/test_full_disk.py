@@ -6,7 +6,7 @@ import uuid
 import pandas as pd
 import pytest
 from conftest import run_cli
-from test_durability import assert_every_file_readable
+from kills import assert_every_file_readable
 
 from cluster_work import load_results
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from conftest import MPI_ENV, comparable, descendants, mpi_command, run_cli, run_mpi, run_mpiexec, script_env
-from test_durability import assert_every_file_readable, kill_session
+from kills import assert_every_file_readable, kill_session
 
 from cluster_work import load_results
 from cluster_work.backends.mpi_layout import SELF, SPLIT, WORLD, Layout, mpi_layout

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from clients_plotwork import Rewards, Walker
 from conftest import ROOT, run_cli, script_env
-from test_plotwork import pngs_of, run_notebook, text_of
+from notebook_helpers import pngs_of, run_notebook, text_of
 
 from cluster_work import ClusterWork, load_results, original_format
 

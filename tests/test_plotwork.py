@@ -1,5 +1,4 @@
 """PlotWork in a real notebook (nbclient + ipykernel) and from plain Python."""
-import base64
 import json
 import os
 import statistics
@@ -10,6 +9,7 @@ import pandas as pd
 import pytest
 from conftest import ROOT, run_cli
 from nbclient import NotebookClient
+from notebook_helpers import pngs_of, run_notebook, text_of
 
 import plotwork
 from cluster_work import load_results, summary
@@ -31,26 +31,6 @@ def sweep(tmp_path_factory):
     (folder / "config.yml").write_text(CONFIG)
     run_cli("Deterministic", "config.yml", cwd=folder, check_rc=0)
     return folder
-
-
-def run_notebook(folder: Path, cells: list[str]) -> nbformat.NotebookNode:
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell) for cell in cells])
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])
-    client = NotebookClient(notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(folder)}})
-    client.execute()
-    return notebook
-
-
-def text_of(cell) -> str:
-    parts = []
-    for output in cell.outputs:
-        parts.append(output.get("text", ""))
-        parts.append(output.get("data", {}).get("text/plain", ""))
-    return "".join(parts)
-
-
-def pngs_of(cell) -> list[bytes]:
-    return [base64.b64decode(o["data"]["image/png"]) for o in cell.outputs if "image/png" in o.get("data", {})]
 
 
 def saved_repetitions(out: Path) -> dict[str, list[list[dict]]]:

@@ -5,31 +5,12 @@ import sys
 
 import pandas as pd
 import pytest
-from conftest import MPI_ENV, ROOT, comparable, script_env
+from conftest import MPI_ENV, comparable, script_env
+from slurm_helpers import CONFIG, cli
 
 from cluster_work import load_results
 from cluster_work.errors import ConfigError
 from cluster_work.slurm import SlurmSettings, build_script, compress_indices, settings_from
-
-EXPERIMENT = str(ROOT / "tests" / "deterministic_exp.py")
-CONFIG = """\
-name: DEFAULT
-repetitions: 3
-iterations: 4
-path: out
-slurm: {time: "00:30:00", job_name: sweep, setup: ["echo set up"]}
----
-name: walk
-grid: {step: [1.0, 2.0]}
-"""
-
-
-def cli(*args, cwd, env=None, check_rc=0):
-    result = subprocess.run([sys.executable, EXPERIMENT, *args], cwd=cwd, capture_output=True, text=True,
-                            env={**script_env(), **(env or {})}, timeout=120)
-    assert result.returncode == check_rc, result.stdout + result.stderr
-    return result
-
 
 
 @pytest.fixture

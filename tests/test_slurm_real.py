@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from conftest import MPI_ENV, ROOT, comparable, script_env
 from slurm_cluster import SlurmCluster, unavailable_reason
-from test_slurm import CONFIG, cli
+from slurm_helpers import CONFIG, cli
 
 from cluster_work import load_results
 
