@@ -194,7 +194,7 @@ def test_the_batch_script_and_the_launch_line_carry_the_overrides(tmp_path):
     (tmp_path / "config.yml").write_text(CLI_CONFIG)
     overrides = ["-e", "walk", "params.step=4", "+params.note=a b", "iterations=2"]
     launch = cli("config.yml", *overrides, "--list", "-v", cwd=tmp_path).stdout
-    assert f"{EXPERIMENT} config.yml params.step=4 '+params.note=a b' iterations=2 -e walk" in launch  # no -v: it asked for this line
+    assert f"{EXPERIMENT} config.yml params.step=4 '+params.note=a b' iterations=2 -e walk" in launch
     cli("config.yml", *overrides, "--slurm", "--array", cwd=tmp_path)
     script = tmp_path / "out" / "cluster_work_array.sbatch"
     assert "config.yml params.step=4 '+params.note=a b' iterations=2 -e walk -j $SLURM_ARRAY_TASK_ID" \
