@@ -162,9 +162,18 @@ def test_mpi_layout():
     assert mpi_layout(6, group_size=2) == Layout(((1, 2), (3, 4)), (5,), SPLIT)
     assert mpi_layout(3, group_size=4) == Layout((), (1, 2), SPLIT)
     assert mpi_layout(8, groups=3).group_of(4) == (3, 4) and mpi_layout(8, groups=3).group_of(7) is None
-    for world_size, groups, group_size in [(3, 3, None), (1, 2, None), (4, 1, 2), (4, 0, None), (4, None, 0)]:
-        with pytest.raises(ClusterWorkError):
-            mpi_layout(world_size, groups, group_size)
+
+
+@pytest.mark.parametrize("world_size, groups, group_size", [
+    pytest.param(3, 3, None, id="more-groups-than-workers"),
+    pytest.param(1, 2, None, id="groups-without-workers"),
+    pytest.param(4, 1, 2, id="groups-and-group-size"),
+    pytest.param(4, 0, None, id="no-groups"),
+    pytest.param(4, None, 0, id="empty-groups"),
+])
+def test_impossible_mpi_layouts_are_refused(world_size, groups, group_size):
+    with pytest.raises(ClusterWorkError):
+        mpi_layout(world_size, groups, group_size)
 
 
 @pytest.mark.processes

@@ -131,7 +131,7 @@ def shuffled_loss(experiment, rep, n):
 
 # -- the steer block ---------------------------------------------------------------------------------------------
 
-def test_steer_block_defaults_and_one_line_errors():
+def test_steer_block_defaults():
     spec = check_steer_block({"policy": "successive_halving", "metric": "loss"}, SOURCE, "search")
     assert (spec.mode, spec.reduce, spec.min_iterations, spec.reduction_factor, spec.columns) == (
         "min", "mean", 1, 3, ("loss",))
@@ -139,7 +139,9 @@ def test_steer_block_defaults_and_one_line_errors():
     assert threshold.bound == 0.9 and threshold.mode == "max"
     median = check_steer_block({"policy": "median_stopping", "metric": "l", "min_iterations": 4}, SOURCE, "s")
     assert median.interval == 1  # every iteration after the grace period, as Optuna's and Ray's median rules
-    cases = [
+
+
+BAD_STEER_BLOCKS = [
         ([1, 2], "'steer': must be a mapping"),
         ({"policy": "asha", "metric": "loss"}, "'steer.policy': must be one of successive_halving"),
         ({"policy": "successive_halving"}, "'steer.metric': must name a column that iterate() returns, got None"),
@@ -165,12 +167,19 @@ def test_steer_block_defaults_and_one_line_errors():
                                          "cluster_work.steering.Policy"),
         ({"policy": "test_steering:Explorer", "columns": "loss"}, "'steer.columns': must be a list of column names"),
     ]
-    for block, expected in cases:
-        with pytest.raises(ConfigError) as caught:
-            check_steer_block(block, SOURCE, "search")
-        message = str(caught.value)
-        assert message.startswith("config.yml: experiment 'search': "), message
-        assert expected in message and "\n" not in message, message
+
+
+def _short(message: str) -> str:
+    return message.split("'")[1] if message.count("'") >= 2 else message[:30]
+
+
+@pytest.mark.parametrize("block, expected", BAD_STEER_BLOCKS, ids=[_short(m) for _, m in BAD_STEER_BLOCKS])
+def test_a_bad_steer_block_is_one_line_naming_file_experiment_and_key(block, expected):
+    with pytest.raises(ConfigError) as caught:
+        check_steer_block(block, SOURCE, "search")
+    message = str(caught.value)
+    assert message.startswith("config.yml: experiment 'search': "), message
+    assert expected in message and "\n" not in message, message
 
 
 # -- successive halving ----------------------------------------------------------------------------------------
@@ -251,27 +260,28 @@ def test_repetitions_are_reduced_and_a_failed_repetition_drops_out(tmp_path):
 
 # -- hyperband, median stopping, threshold: figures derived by hand (see each test) ----------------------------
 
-def test_hyperband_shares_points_among_brackets_and_runs_them_all_at_once(tmp_path):
+@pytest.mark.parametrize("restores, cost", [pytest.param(True, 37, id="restores"),
+                                            pytest.param(False, 44, id="no-restore")])
+def test_hyperband_shares_points_among_brackets_and_runs_them_all_at_once(tmp_path, restores, cost):
     """R = 9, r = 1, eta = 3: s_max = 2, Li et al.'s sizes 9, 5, 3 share 9 points as 5, 3, 1 (largest
     remainders of 81/17, 45/17, 27/17), interleaved 0 1 0 2 0 1 0 1 0. loss(c) = (4c + 3) % 9:
     bracket 2 {0,2,4,6,8} = 3,2,1,0,8: c6 goes on from rung 1 (keep 5//3 = 1) and rung 3, the rest stop
     at 1; bracket 1 {1,5,7} = 7,5,4: c7 goes on from rung 3, c1 and c5 stop at 3; bracket 0 {3}: runs
     to 9. Cost 5 + 2 + 6 + 3*3 + 6 + 9 = 37 (17 + 18 + 9 = 44 without restore)."""
     assert hyperband_brackets(9, 9, 1, 3) == [(1, [0, 2, 4, 6, 8]), (3, [1, 5, 7]), (9, [3])]
-    for restores, cost in ((True, 37), (False, 44)):
-        document = make_document(tmp_path / str(restores), grid={"c": list(range(9))}, iterations=9)
-        engine = Engine(document, steer(document, policy="hyperband"), lambda e, rep, n: (4 * c_of(e) + 3) % 9,
-                        restores=restores, seed=3)
-        engine.open()
-        assert {(run.experiment_name, run.until) for run in engine.pending} == {
-            *((f"search__c{c}", 1) for c in (0, 2, 4, 6, 8)), *((f"search__c{c}", 3) for c in (1, 5, 7)),
-            ("search__c3", 9)}
-        engine.run()
-        assert engine.cost == cost and engine.finish_seen
-        assert sorted(name for (name, _), n in engine.saved.items() if n == 9) == [
-            "search__c3", "search__c6", "search__c7"]
-        assert engine.stopped_at() == Counter({1: 4, 3: 2})
-        assert engine.stopped[("search__c1", None)].startswith("hyperband bracket 1: loss 7 after 3 iterations")
+    document = make_document(tmp_path / str(restores), grid={"c": list(range(9))}, iterations=9)
+    engine = Engine(document, steer(document, policy="hyperband"), lambda e, rep, n: (4 * c_of(e) + 3) % 9,
+                    restores=restores, seed=3)
+    engine.open()
+    assert {(run.experiment_name, run.until) for run in engine.pending} == {
+        *((f"search__c{c}", 1) for c in (0, 2, 4, 6, 8)), *((f"search__c{c}", 3) for c in (1, 5, 7)),
+        ("search__c3", 9)}
+    engine.run()
+    assert engine.cost == cost and engine.finish_seen
+    assert sorted(name for (name, _), n in engine.saved.items() if n == 9) == [
+        "search__c3", "search__c6", "search__c7"]
+    assert engine.stopped_at() == Counter({1: 4, 3: 2})
+    assert engine.stopped[("search__c1", None)].startswith("hyperband bracket 1: loss 7 after 3 iterations")
 
 
 def test_median_stopping_by_hand(tmp_path):
