@@ -71,6 +71,20 @@ def cli(monkeypatch):
     return run
 
 
+EXTRAS = {"matplotlib": "plot", "IPython": "plot", "nbclient": "test", "nbformat": "test", "ipykernel": "test",
+          "optuna": "optuna", "pyarrow": "fast", "mpi4py": "mpi"}
+
+
+def requires(*modules: str):
+    """Skip, saying why, where an optional dependency is not installed: a mark for a test or a module
+    (`pytestmark = requires("matplotlib")`). Found without importing it: collecting stays quick."""
+    import importlib.util
+
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    extras = ",".join(sorted({EXTRAS.get(name, "test") for name in missing}))
+    return pytest.mark.skipif(bool(missing), reason=f"needs {', '.join(missing)}: pip install -e '.[{extras}]'")
+
+
 def comparable(path):
     """A sweep's results in a fixed order, without the timing columns: equal for equal runs."""
     from cluster_work import load_results

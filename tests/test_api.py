@@ -9,7 +9,7 @@ import textwrap
 import time
 
 import pytest
-from conftest import ROOT, script_env
+from conftest import ROOT, requires, script_env
 from notebook_helpers import run_cells
 
 from cluster_work import Sweep, load_results
@@ -71,6 +71,7 @@ def calls_per_repetition(out):
 
 @pytest.mark.processes
 @pytest.mark.slow
+@requires("nbclient", "nbformat", "ipykernel")
 def test_start_poll_and_results_in_a_real_kernel(tmp_path):
     (tmp_path / "config.yml").write_text(CONFIG)
     poll = """\
@@ -94,6 +95,7 @@ print(json.dumps({"status": status, "seen": seen, "final": sweep.progress()["tot
 
 @pytest.mark.processes
 @pytest.mark.slow
+@requires("nbclient", "nbformat", "ipykernel")
 def test_stop_in_a_real_kernel_leaves_the_sweep_resumable(tmp_path):
     (tmp_path / "config.yml").write_text(CONFIG)
     stop = """\

@@ -9,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from conftest import SCRIPT, comparable, run_cli, script_env
 from kills import assert_every_file_readable, kill_session
@@ -89,6 +88,7 @@ def saved_rows(out):
 @pytest.mark.slow
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_kill_9_at_random_instants_loses_nothing_and_redoes_little(tmp_path_factory, workers):
+    import pandas as pd
     long = CONFIG.replace("iterations: 12", "iterations: 24").replace("sleep: 0.02", "sleep: 0.05")
     clean = tmp_path_factory.mktemp("clean")
     (clean / "config.yml").write_text(long)

@@ -3,7 +3,6 @@ import json
 import math
 import statistics
 
-import pandas as pd
 import pytest
 from conftest import run_cli, run_mpi
 
@@ -119,6 +118,7 @@ def listed_jobs(folder, *args):
 @pytest.mark.processes
 @pytest.mark.slow
 def test_a_random_sweep_previews_exactly_what_runs_and_is_the_same_on_every_backend(tmp_path):
+    import pandas as pd
     (tmp_path / "config.yml").write_text(RANDOM.format(samples=3, extra=""))
     preview = listed_jobs(tmp_path)
     assert not (tmp_path / "out").exists() and len(preview) == 2 * 3 * 2

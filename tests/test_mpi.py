@@ -9,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from conftest import MPI_ENV, comparable, descendants, mpi_command, run_cli, run_mpi, run_mpiexec, script_env
 from kills import assert_every_file_readable, kill_session
@@ -44,6 +43,7 @@ def sequential(tmp_path_factory):
 @pytest.mark.processes
 @pytest.mark.parametrize("ranks", [2, 4, 8], ids=["one-worker", "three-workers", "more-workers-than-jobs"])
 def test_mpi_results_equal_the_sequential_run(tmp_path, sequential, ranks):
+    import pandas as pd
     (tmp_path / "config.yml").write_text(CONFIG)
     result = run_mpi(ranks, "Deterministic", "config.yml", cwd=tmp_path, check_rc=0)
     assert "6 finished, 0 failed" in result.stderr
@@ -85,6 +85,7 @@ def test_mpi_groups_share_a_communicator_and_write_once(tmp_path, ranks, option,
 def test_one_group_of_every_rank_runs_a_data_parallel_learner(tmp_path):
     """`-g 1`, the original's way to train one learner on all ranks: `self._COMM` is COMM_WORLD, rank 0
     included, every rank contributes to each iteration, rank 0 alone writes; a rerun gives the same rows."""
+    import pandas as pd
     (tmp_path / "config.yml").write_text("name: rl\nrepetitions: 2\niterations: 3\npath: out\n"
                                          "params: {expect_ranks: 3}\n")
     result = run_mpi(3, "DataParallelLearner", "config.yml", "-g", "1", cwd=tmp_path, check_rc=0, script=CLIENTS)
@@ -178,6 +179,7 @@ def test_impossible_mpi_layouts_are_refused(world_size, groups, group_size):
 
 @pytest.mark.processes
 def test_one_rank_without_mpiexec_runs_in_process(tmp_path, sequential):
+    import pandas as pd
     (tmp_path / "config.yml").write_text(CONFIG)
     result = run_cli("Deterministic", "config.yml", "-c", cwd=tmp_path, check_rc=0, timeout=60)
     assert "running every job on rank 0" in result.stderr
@@ -187,6 +189,7 @@ def test_one_rank_without_mpiexec_runs_in_process(tmp_path, sequential):
 @pytest.mark.processes
 @pytest.mark.slow
 def test_kill_9_of_the_whole_mpi_job_then_resume(tmp_path, sequential):
+    import pandas as pd
     (tmp_path / "config.yml").write_text(CONFIG.replace("path: out", "path: out\nparams: {sleep: 0.1}"))
     process = subprocess.Popen(mpi_command(4, "Deterministic", "config.yml"), cwd=tmp_path,
                                env={**script_env(), **MPI_ENV}, stdout=subprocess.DEVNULL,
@@ -258,6 +261,7 @@ def _state(pid):
 
 @pytest.mark.processes
 def test_hostfile_from_a_slurm_allocation_drives_mpiexec(tmp_path, sequential):
+    import pandas as pd
     from conftest import SCRIPT, mpiexec
     env = {**script_env(), **MPI_ENV, "SLURM_JOB_NODELIST": "localhost", "SLURM_TASKS_PER_NODE": "4"}
     version = subprocess.run([mpiexec(), "--version"], capture_output=True, text=True).stdout
@@ -377,6 +381,7 @@ def test_kill_9_of_mpiexec_while_experiments_print_fails_no_repetition(tmp_path)
 
     Each rank runs under a shell that outlives mpiexec, as ranks on other nodes do under their node's
     daemon: otherwise the orphan watchdog ends the ranks the instant mpiexec dies, before any print."""
+    import pandas as pd
     config = "name: chat\nrepetitions: 2\niterations: 20\npath: out\nparams: {sleep: %s}\n"
     (tmp_path / "config.yml").write_text(config % 0.05)
     command = mpi_command(3, "ChattyWalk", "config.yml", script=CLIENTS)

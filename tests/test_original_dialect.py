@@ -1,20 +1,25 @@
 """Code written for the original ClusterWork and PlotWork: its class API (load_experiments, init_from_config,
 load_experiment_results...), its bare --plot hook, its notebook dialect (%load_ext plot_work) in a real
 kernel, and sweep folders the original wrote (tests/data/original_sweep, made by running the original)."""
+from __future__ import annotations
+
 import ast
 import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import pytest
 from clients_plotwork import Rewards, Walker
-from conftest import ROOT, run_cli, script_env
+from conftest import ROOT, requires, run_cli, script_env
 from notebook_helpers import pngs_of, run_notebook, text_of
 
 from cluster_work import ClusterWork, load_results, original_format
+
+if TYPE_CHECKING:  # pandas is imported where a test uses it: collecting the tests stays quick
+    import pandas as pd
 
 ORIGINAL = ROOT / "tests" / "data" / "original_sweep"
 CLIENTS = str(ROOT / "tests" / "clients_plotwork.py")
@@ -47,6 +52,7 @@ def copy_original(folder: Path) -> Path:
 
 def original_csv(path: Path) -> pd.DataFrame:
     """A CSV file read exactly as the original's load_repetition_results / load_experiment_results did."""
+    import pandas as pd
     return pd.read_csv(path, sep="\t").set_index(["r", "i"])
 
 
@@ -63,6 +69,7 @@ def workspace(tmp_path_factory):
 
 @pytest.mark.processes
 def test_the_originals_files_read_as_the_original_read_them(workspace, monkeypatch, tmp_path):
+    import pandas as pd
     monkeypatch.chdir(workspace / "original")
     configs = {c["name"]: c for c in Walker.load_experiments(open("config.yml"))}
     assert list(configs) == ["walk__s1.0", "walk__s2.0", "single"]
@@ -105,6 +112,7 @@ def test_the_originals_files_read_as_the_original_read_them(workspace, monkeypat
 
 
 def test_a_torn_last_line_of_the_originals_rep_file_is_not_a_row(tmp_path):
+    import pandas as pd
     sweep = copy_original(tmp_path / "original")
     rep_file = sweep / "out" / "walk" / "s1.0" / "log" / "rep_1.csv"
     before = load_results(sweep / "out")
@@ -182,6 +190,7 @@ class Walker(ClusterWork):
 
 @pytest.mark.processes
 @pytest.mark.slow
+@requires("nbclient", "nbformat", "ipykernel", "IPython", "matplotlib")
 def test_a_notebook_in_the_originals_dialect(workspace):
     ours = load_results(workspace / "config.yml", experiments=["reward"])
     notebook = run_notebook(workspace, [

@@ -8,17 +8,14 @@ import itertools
 import json
 import struct
 
-import matplotlib
 import numpy as np
 import pytest
-from conftest import ROOT, run_cli
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.colors import to_rgba
+from conftest import ROOT, requires, run_cli
 from plot_experiments import final_loss
 
-import plotwork
 from cluster_work import load_results
 
+pytestmark = requires("matplotlib")  # PlotWork draws with it (the plot extra)
 SCRIPT = str(ROOT / "tests" / "plot_experiments.py")
 RATES, RIDGES, SIZES = [0.003, 0.01, 0.03], [0.0, 0.1], [(200, 10), (800, 40)]
 CONFIG = """\
@@ -64,17 +61,20 @@ def results_of(folder, base):
 
 def drawn(figure):
     """The figure rendered (so that layout and legend have their final places); its renderer."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     canvas = FigureCanvasAgg(figure)
     canvas.draw()
     return canvas.get_renderer()
 
 
 def looks(ax):
+    from matplotlib.colors import to_rgba
     return [(to_rgba(line.get_color()), line.get_linestyle(), line.get_marker()) for line in ax.lines]
 
 
 def luminance(colour):
     """Relative luminance (WCAG) of a colour: 1 is white."""
+    from matplotlib.colors import to_rgba
     channels = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in to_rgba(colour)[:3]]
     return 0.2126 * channels[0] + 0.7152 * channels[1] + 0.0722 * channels[2]
 
@@ -97,6 +97,7 @@ def fit_label(rate, ridge, samples, features):
 
 @pytest.mark.processes
 def test_twelve_series_are_labelled_by_what_varies_and_each_looks_different(sweep):
+    import plotwork
     figure = plotwork.plot_results(results_of(sweep, "fit"), "mean_2std", "loss")
     ax = figure.axes[0]
     assert len(ax.lines) == 12
@@ -113,6 +114,10 @@ def test_twelve_series_are_labelled_by_what_varies_and_each_looks_different(swee
 
 @pytest.mark.processes
 def test_one_swept_parameter_is_drawn_on_an_ordered_colour_scale(sweep):
+    import matplotlib
+    from matplotlib.colors import to_rgba
+
+    import plotwork
     frame = results_of(sweep, "rate")
     figure = plotwork.plot_results(frame.iloc[::-1], "mean_2std", "loss")  # whatever order the rows come in
     ax = figure.axes[0]
@@ -142,6 +147,7 @@ def test_series_beyond_the_palette_change_line_style_then_marker():
 @pytest.mark.processes
 @pytest.mark.parametrize("mode, ends", [("min", "lowest"), ("max", "highest")], ids=["min", "max"])
 def test_best_n_draws_the_means_of_the_n_best_experiments_in_the_direction_asked(sweep, mode, ends):
+    import plotwork
     points = [(rate, ridge, *size) for rate, ridge, size in itertools.product(RATES, RIDGES, SIZES)]
 
     def mean_final(point):
@@ -168,6 +174,7 @@ def test_best_n_draws_the_means_of_the_n_best_experiments_in_the_direction_asked
     ("size", "samples", "samples", 1, 4, "linear"),  # evenly spaced: a linear axis
 ], ids=["most-values", "zipped", "dotted-name", "log-spaced", "linear"])
 def test_param_sweep_puts_the_swept_parameter_on_x(sweep, base, param, xlabel, lines, points, scale):
+    import plotwork
     options = {"param": param} if param else {}
     figure = plotwork.plot_results(results_of(sweep, base), "param_sweep", "loss", **options)
     ax = figure.axes[0]
@@ -182,6 +189,7 @@ def test_param_sweep_puts_the_swept_parameter_on_x(sweep, base, param, xlabel, l
 
 @pytest.mark.processes
 def test_param_sweep_names_the_parameters_it_can_sweep(sweep):
+    import plotwork
     with pytest.raises(ValueError, match=r"no parameter 'nope'; varied: optimizer.learning_rate, ridge"):
         plotwork.plot_results(results_of(sweep, "fit"), "param_sweep", "loss", param="nope")
     with pytest.raises(ValueError, match="takes no option 'n'"):
@@ -193,6 +201,7 @@ def test_param_sweep_names_the_parameters_it_can_sweep(sweep):
 @pytest.mark.processes
 @pytest.mark.parametrize("plotter", ["mean_2std", "best_n", "param_sweep"])
 def test_figures_are_of_print_size_with_print_fonts(sweep, plotter):
+    import plotwork
     figure = plotwork.plot_results(results_of(sweep, "fit"), plotter, "loss")
     assert tuple(figure.get_size_inches()) == (7, 4.5) and figure.dpi == 200
     ax = figure.axes[0]
@@ -203,6 +212,7 @@ def test_figures_are_of_print_size_with_print_fonts(sweep, plotter):
 
 
 def test_a_steered_campaign_draws_no_line_too_pale_for_white_and_a_colour_bar_for_many_points(cli, tmp_path):
+    import plotwork
     document = {"name": "search", "repetitions": 1, "iterations": 9, "path": "results", "grid": {"c": list(range(9))},
                 "steer": {"policy": "successive_halving", "metric": "loss", "reduction_factor": 3}}
     (tmp_path / "config.yml").write_text(json.dumps(document))  # JSON is YAML

@@ -4,16 +4,13 @@ import os
 import statistics
 from pathlib import Path
 
-import nbformat
-import pandas as pd
 import pytest
-from conftest import ROOT, run_cli
-from nbclient import NotebookClient
+from conftest import ROOT, requires, run_cli
 from notebook_helpers import pngs_of, run_notebook, text_of
 
-import plotwork
 from cluster_work import load_results, summary
 
+pytestmark = requires("matplotlib")  # PlotWork draws with it (the plot extra)
 CONFIG = """\
 name: DEFAULT
 repetitions: 3
@@ -68,6 +65,7 @@ def assert_shows(text: str, expected: list[list]) -> None:
 
 
 @pytest.mark.processes
+@requires("nbclient", "nbformat", "ipykernel", "IPython")
 def test_magics_in_a_real_notebook(sweep):
     frame = load_results(sweep / "out")
     best = frame.loc[frame.value.idxmax()]
@@ -107,6 +105,7 @@ def test_magics_in_a_real_notebook(sweep):
 
 @pytest.mark.processes
 def test_plot_functions_without_ipython(sweep):
+    import plotwork
     frame = load_results(sweep / "out")
     figure = plotwork.plot_results(frame, "mean_2std", "value")
     assert len(figure.axes[0].lines) == 2
@@ -131,6 +130,7 @@ def test_plot_functions_without_ipython(sweep):
 
 @pytest.mark.processes
 def test_best_iterations_and_summary(sweep):
+    import plotwork
     frame = load_results(sweep / "out")
     best = plotwork.best_iterations(frame, "value")
     peaks = [max(row["value"] for row in rows) for reps in saved_repetitions(sweep / "out").values() for rows in reps]
@@ -155,6 +155,8 @@ def test_plot_command_writes_png_files(cli, sweep):
 @pytest.mark.processes
 def test_a_sweep_being_written_loads_as_a_consistent_prefix(sweep, tmp_path):
     import shutil
+
+    import pandas as pd
     copy = tmp_path / "out"
     shutil.copytree(sweep / "out", copy)
     results = copy / "walk" / "s1.0" / "log" / "rep_00" / "results.jsonl"
@@ -167,12 +169,15 @@ def test_a_sweep_being_written_loads_as_a_consistent_prefix(sweep, tmp_path):
 
 
 @pytest.mark.processes
+@requires("nbclient", "nbformat", "ipykernel", "IPython")
 def test_example_notebook_analyses_the_example_sweep(tmp_path):
     import shutil
     import subprocess
     import sys
 
+    import nbformat
     from conftest import script_env
+    from nbclient import NotebookClient
     shutil.copytree(ROOT / "examples", tmp_path / "examples", ignore=shutil.ignore_patterns("results"))
     subprocess.run([sys.executable, "examples/grid_fit.py", "examples/grid_fit.yml", "-n", "2"], cwd=tmp_path,
                    env=script_env(), check=True, capture_output=True, timeout=300)

@@ -2,6 +2,8 @@
 both existed: columns, their order, dtypes and values, on inputs chosen to trip one of them up.
 
 Each case also says whether the fast reader must take it (else a reader that always gave up would pass)."""
+from __future__ import annotations
+
 import json
 import math
 import random
@@ -10,16 +12,19 @@ import shutil
 import sys
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import pytest
 
 import cluster_work.results as results
 from cluster_work import arrow_rows, load_results
 from cluster_work.store import ExperimentStore, encode_row, find_experiment_folders
 
-pytest.importorskip("pyarrow.json")
+if TYPE_CHECKING:  # pandas is imported where a test uses it: collecting the tests stays quick
+    import pandas as pd
+
+pytest.importorskip("pyarrow.json", reason="the fast reader needs the fast extra (pip install -e '.[fast]')")
 ORIGINAL = Path(__file__).parent / "data" / "original_sweep"
 
 
@@ -57,6 +62,7 @@ def write_sweep(root: Path, *experiments: list, params: list | None = None) -> P
 
 def reference(path: Path) -> pd.DataFrame:
     """load_results as it was before the fast reader: pandas infers one frame from all rows."""
+    import pandas as pd
     blocks, rows, counts = [], [], []
     for store in find_experiment_folders(str(path)):
         config = results.stored_config(store.path) or {}
@@ -79,6 +85,7 @@ def reference(path: Path) -> pd.DataFrame:
 def assert_identical(left: pd.DataFrame, right: pd.DataFrame) -> None:
     """Equal frames, and also what assert_frame_equal lets pass: None against NaN in object columns, the
     types of objects (1 against 1.0 or True), the sign of zero."""
+    import pandas as pd
     pd.testing.assert_frame_equal(left, right, check_exact=True)
     for position in range(left.shape[1]):
         a, b = left.iloc[:, position], right.iloc[:, position]

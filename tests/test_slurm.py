@@ -3,7 +3,6 @@ import os
 import subprocess
 import sys
 
-import pandas as pd
 import pytest
 from conftest import MPI_ENV, comparable, script_env
 from slurm_helpers import CONFIG, cli
@@ -77,6 +76,7 @@ def test_dry_run_prints_and_writes_nothing(sweep):
 
 @pytest.mark.processes
 def test_generated_mpi_script_runs_with_the_variables_slurm_sets(sweep, tmp_path_factory):
+    import pandas as pd
     cli("config.yml", "--slurm", cwd=sweep)
     script = sweep / "out" / "cluster_work_mpi.sbatch"
     env = {**MPI_ENV, "SLURM_JOB_ID": "4242", "SLURM_JOB_NODELIST": "localhost", "SLURM_TASKS_PER_NODE": "4",

@@ -5,7 +5,6 @@ import subprocess
 import sys
 import time
 
-import pandas as pd
 import pytest
 from conftest import MPI_ENV, ROOT, comparable, script_env
 from slurm_cluster import SlurmCluster, unavailable_reason
@@ -39,6 +38,7 @@ def submit(slurm, folder, *args):
 
 
 def test_array_script_runs_every_job_under_slurm(slurm, clean, tmp_path):
+    import pandas as pd
     (tmp_path / "config.yml").write_text(CONFIG)
     job = submit(slurm, tmp_path, "--array")
     slurm.wait(job)
@@ -47,6 +47,7 @@ def test_array_script_runs_every_job_under_slurm(slurm, clean, tmp_path):
 
 
 def test_mpi_script_runs_the_sweep_in_one_allocation(slurm, clean, tmp_path):
+    import pandas as pd
     (tmp_path / "config.yml").write_text(CONFIG)
     job = submit(slurm, tmp_path, "--ntasks", "3")
     slurm.wait(job)
@@ -58,6 +59,7 @@ def test_mpi_script_runs_the_sweep_in_one_allocation(slurm, clean, tmp_path):
 
 @pytest.mark.processes
 def test_warning_before_the_time_limit_stops_requeues_and_resumes(slurm, tmp_path, tmp_path_factory):
+    import pandas as pd
     config = CONFIG.replace("path: out", "path: out\nparams: {sleep: 0.3, count_calls: true}")
     (tmp_path / "config.yml").write_text(config)
     job = submit(slurm, tmp_path, "--ntasks", "3", "--requeue")
@@ -99,6 +101,7 @@ def pmix(slurm):
 
 @pytest.mark.processes
 def test_srun_launcher_gives_each_rank_its_own_gpu(slurm, pmix, clean, tmp_path):
+    import pandas as pd
     (tmp_path / "config.yml").write_text(CONFIG)
     job = submit_probe(slurm, tmp_path, "--launcher", "srun", "--ntasks", "3", "--gpus-per-task", "1",
                        "--mem", "500M", "--qos", "normal")
@@ -115,6 +118,7 @@ def test_srun_launcher_gives_each_rank_its_own_gpu(slurm, pmix, clean, tmp_path)
 
 @pytest.mark.processes
 def test_mpiexec_launcher_ranks_see_every_gpu_of_the_job(slurm, clean, tmp_path):
+    import pandas as pd
     (tmp_path / "config.yml").write_text(CONFIG)
     job = submit_probe(slurm, tmp_path, "--ntasks", "3", "--gpus", "2")
     slurm.wait(job)
@@ -127,6 +131,7 @@ def test_mpiexec_launcher_ranks_see_every_gpu_of_the_job(slurm, clean, tmp_path)
 
 @pytest.mark.processes
 def test_srun_launcher_stops_on_the_warning_requeues_and_resumes(slurm, pmix, tmp_path, tmp_path_factory):
+    import pandas as pd
     config = CONFIG.replace("path: out", "path: out\nparams: {sleep: 0.3, count_calls: true}")
     (tmp_path / "config.yml").write_text(config)
     job = submit(slurm, tmp_path, "--ntasks", "3", "--requeue", "--launcher", "srun")

@@ -603,7 +603,7 @@ def plain_loop(spec, iterations, repetitions):
 
 @pytest.mark.parametrize("pruner", ["none", "median", "successive_halving"])
 def test_optuna_suggests_the_points_of_a_plain_sequential_loop(tmp_path, pruner):
-    pytest.importorskip("optuna")
+    pytest.importorskip("optuna", reason="optuna steering needs the optuna extra (pip install -e '.[optuna]')")
     spec = check_steer_block({"policy": "optuna", "metric": "loss", "trials": 12, "batch": 3, "seed": 1,
                               "pruner": pruner, "space": OPTUNA_SPACE}, SOURCE, "search")
     points, pruned = plain_loop(spec, iterations=4, repetitions=2)
@@ -623,7 +623,7 @@ def test_optuna_suggests_the_points_of_a_plain_sequential_loop(tmp_path, pruner)
 
 
 def test_optuna_resumes_to_the_same_points(tmp_path):
-    pytest.importorskip("optuna")
+    pytest.importorskip("optuna", reason="optuna steering needs the optuna extra (pip install -e '.[optuna]')")
     spec = check_steer_block({"policy": "optuna", "metric": "loss", "trials": 4, "batch": 2, "pruner": "median",
                               "space": OPTUNA_SPACE}, SOURCE, "search")
     expected = reference(tmp_path, spec, optuna_loss, iterations=3, params={"x": 0.0, "k": 1, "act": "a"})

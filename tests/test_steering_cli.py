@@ -296,7 +296,7 @@ OPTUNA = {"policy": "optuna", "metric": "loss", "sampler": "tpe", "seed": 7, "tr
 
 @pytest.mark.processes
 def test_optuna_suggests_the_same_points_sequentially_and_with_two_workers(tmp_path):
-    pytest.importorskip("optuna")
+    pytest.importorskip("optuna", reason="optuna steering needs the optuna extra (pip install -e '.[optuna]')")
     runs = {}
     for name, args in (("sequential", ()), ("parallel", ("-n", "2"))):
         folder = write_config(tmp_path / name, None, 2, OPTUNA, params={"c": 0})
@@ -310,7 +310,7 @@ def test_optuna_suggests_the_same_points_sequentially_and_with_two_workers(tmp_p
 
 
 def test_optuna_refuses_a_grid_whose_points_would_never_run(cli, tmp_path):
-    pytest.importorskip("optuna")
+    pytest.importorskip("optuna", reason="optuna steering needs the optuna extra (pip install -e '.[optuna]')")
     folder = write_config(tmp_path, [0, 1], 2, OPTUNA)
     refused = cli("Steered", "config.yml", cwd=folder, check_rc=2)
     assert refused.stderr.startswith("error: config.yml: experiment 'search': 'grid': policy optuna runs only the "

@@ -73,7 +73,7 @@ def test_load_results_reads_the_same_with_and_without_pyarrow(cli, tmp_path, exp
     (tmp_path / "config.yml").write_text("name: s\nrepetitions: 2\niterations: 5\npath: out\n"
                                          "grid: {step: [1.0, 2.0]}\n")
     cli(experiment, "config.yml", cwd=tmp_path, check_rc=0)
-    pytest.importorskip("pyarrow.json")
+    pytest.importorskip("pyarrow.json", reason="the fast reader needs the fast extra (pip install -e '.[fast]')")
     import cluster_work.results as results
 
     with monkeypatch.context() as patch:

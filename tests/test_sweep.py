@@ -2,7 +2,6 @@
 import json
 import os
 
-import pandas as pd
 import pytest
 from conftest import run_cli
 
@@ -26,6 +25,7 @@ def values(path):
 
 
 def assert_same_results(a, b):
+    import pandas as pd
     columns = [c for c in a.columns if c not in ("iteration_time", "repetition_time")]
     pd.testing.assert_frame_equal(a[columns], b[columns])
 
@@ -80,6 +80,7 @@ def test_seeds_differ_everywhere_and_repeat_on_rerun(cli, sweep):
 
 
 def test_results_may_hold_strings_none_and_gain_keys(cli, tmp_path, write_config):
+    import pandas as pd
     write_config("name: g\nrepetitions: 1\niterations: 5\npath: out\n")
     cli("GrowingResults", "config.yml", cwd=tmp_path, check_rc=0)
     frame = values(tmp_path / "out")
