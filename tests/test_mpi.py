@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import MPI_ENV, comparable, descendants, mpi_command, run_cli, run_mpi, run_mpiexec, script_env
 from kills import assert_every_file_readable, kill_session
+from polls import saved_rows, wait_for
 
 from cluster_work import load_results
 from cluster_work.backends.mpi_layout import SELF, SPLIT, WORLD, Layout, mpi_layout
@@ -194,10 +195,7 @@ def test_kill_9_of_the_whole_mpi_job_then_resume(tmp_path, sequential):
     process = subprocess.Popen(mpi_command(4, "Deterministic", "config.yml"), cwd=tmp_path,
                                env={**script_env(), **MPI_ENV}, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 60
-    while not any((tmp_path / "out").rglob("results.jsonl")) and time.time() < deadline:
-        time.sleep(0.1)
-    time.sleep(0.5)
+    wait_for(lambda: saved_rows(tmp_path / "out") >= 2, "rows to be saved")  # killed in the middle of the run
     kill_session(process)
     assert_every_file_readable(tmp_path / "out")
     partial = load_results(tmp_path / "out")
@@ -360,10 +358,7 @@ def test_sigusr1_to_mpiexec_stops_the_sweep_cleanly(tmp_path):
     process = subprocess.Popen(mpi_command(4, "Deterministic", "config.yml"), cwd=tmp_path,
                                env={**script_env(), **MPI_ENV}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                start_new_session=True)
-    deadline = time.time() + 60
-    while len(list((tmp_path / "out").rglob("results.jsonl"))) < 3 and time.time() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.3)
+    wait_for(lambda: saved_rows(tmp_path / "out") >= 3, "rows to be saved")  # iterations are in flight
     process.send_signal(signal.SIGUSR1)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr.decode()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import SCRIPT, run_cli, run_mpi, run_mpiexec, script_env
+from polls import stops_noted, wait_for
 
 from cluster_work.cli import build_parser
 from cluster_work.launch import program, resume_command
@@ -154,7 +155,7 @@ def test_the_line_after_a_second_ctrl_c_resumes_too(tmp_path, write_config):
     while not any(saved(tmp_path / "out").values()) and time.time() < deadline:
         time.sleep(0.02)
     os.killpg(process.pid, signal.SIGINT)
-    time.sleep(0.2)
+    wait_for(lambda: stops_noted(tmp_path / "out") >= 1, "the first Ctrl-C to be handled")  # else the two may merge
     os.killpg(process.pid, signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
