@@ -8,7 +8,6 @@ alias bombs, memory limits, signals and kills run the script as a user would.
 """
 import contextlib
 import json
-import logging
 import os
 import resource
 import signal
@@ -26,29 +25,13 @@ ONE = "name: DEFAULT\nrepetitions: 1\niterations: 1\npath: out\n---\n"
 
 
 @pytest.fixture
-def cli(tmp_path, monkeypatch, capsys):
-    """`python tests/experiments.py Deterministic ARGS` in `tmp_path`, but in this process (no second of
-    imports per call); returns (status, stdout, stderr)."""
-    from experiments import Deterministic
-
-    from cluster_work.cli import main
-    monkeypatch.chdir(tmp_path)
-    root, tool = logging.getLogger(), logging.getLogger("cluster_work")
-    levels = root.level, tool.level
-
+def cli(cli, tmp_path):
+    """`python tests/experiments.py Deterministic ARGS` in `tmp_path`, in this process (conftest's `cli`);
+    returns (status, stdout, stderr)."""
     def run(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        try:
-            status = main(Deterministic, list(args))
-        except SystemExit as exc:  # argparse
-            status = int(exc.code or 0)
-        out, err = capsys.readouterr()
-        return status, out, err
-    yield run
-    for handler in [h for h in root.handlers if getattr(h, "_cluster_work_console", False)]:
-        root.removeHandler(handler)  # the console logging the CLI set up, so later tests see none of it
-    root.setLevel(levels[0])
-    tool.setLevel(levels[1])
+        result = cli("Deterministic", *args, cwd=tmp_path)
+        return result.returncode, result.stdout, result.stderr
+    return run
 
 
 def everything_under(root: Path) -> dict[str, bytes | None]:
