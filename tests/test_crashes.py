@@ -112,6 +112,19 @@ def test_a_native_crash_fails_only_its_repetition(tmp_path, how, words, stack):
         assert not (rep_folder(exp, rep) / "rep.log").exists()
 
 
+def test_a_worker_killed_while_idle_costs_nothing(tmp_path):
+    exp = experiment(tmp_path, repetitions=6, iterations=2)
+    with LocalProcessExecutor(ExperimentTask(Crashing, SETTINGS), 2, "forkserver") as executor:
+        first = run_all(executor, [Segment(0, exp, 0, config=ConfigWrite.IF_MISSING)])
+        pid = int((rep_folder(exp, 0) / "pid").read_text())
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not os.path.exists(f"/proc/{pid}") or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2],
+                 "the idle worker's death")
+        outcomes = run_all(executor, [Segment(rep, exp, rep) for rep in range(1, 6)])  # one is sent to the dead one
+    assert first[0].kind == OutcomeKind.FINISHED
+    assert {o.kind for o in outcomes.values()} == {OutcomeKind.FINISHED} and len(outcomes) == 5
+
+
 def test_a_worker_killed_while_the_run_stops_is_interrupted(tmp_path):
     gate = tmp_path / "gate"
     exp = experiment(tmp_path, repetitions=1, iterations=4, gate=str(gate), gate_at=1)
