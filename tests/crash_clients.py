@@ -99,5 +99,12 @@ class RaisesOSError:
         raise FileNotFoundError(2, "No such file or directory", f"/nonexistent/{item.index}")
 
 
+class BigOutcome:
+    """A task whose outcome is far bigger than a connection's buffer."""
+
+    def __call__(self, item, context):
+        return b"x" * (16 << 20)
+
+
 if __name__ == "__main__":
     globals()[sys.argv.pop(1)].run()

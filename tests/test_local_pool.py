@@ -4,10 +4,11 @@ that it never waits behind a long item; and no item ever runs twice, nor yields 
 from __future__ import annotations
 
 import random
+import time
 from pathlib import Path
 
 import pytest
-from crash_clients import Crashing
+from crash_clients import BigOutcome, Crashing
 from pool_helpers import SETTINGS, calls, collect, experiment, rep_folder, wait_for
 
 from cluster_work.backends import LocalProcessExecutor
@@ -86,3 +87,12 @@ def test_no_item_runs_twice_whatever_is_cancelled_when(tmp_path):
         assert calls(exp, rep) == rows == outcome.iterations_done, (rep, outcome)
         assert outcome.kind in (OutcomeKind.FINISHED, OutcomeKind.CANCELLED), outcome
     assert any(o.kind == OutcomeKind.CANCELLED for o in outcomes.values())
+
+
+def test_leaving_with_an_outcome_still_on_its_way_does_not_hang(tmp_path):
+    """The worker blocks writing an outcome bigger than its connection holds until the parent reads it:
+    `shutdown` reads while it waits for the workers to leave."""
+    started = time.monotonic()
+    with LocalProcessExecutor(BigOutcome(), 2, "forkserver") as executor:
+        executor.submit(Segment(0, experiment(tmp_path), 0))
+    assert time.monotonic() - started < 60

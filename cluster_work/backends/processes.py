@@ -264,12 +264,22 @@ class LocalProcessExecutor(Executor):
         self.shutdown()
 
     def shutdown(self) -> None:
-        """Tell every worker to leave after what it was sent (the run is over or stopping), and wait."""
+        """Tell every worker to leave after what it was sent (the run is over or stopping) and wait until they
+        are gone, reading (and dropping) what they still send, so that none blocks on a full connection."""
         for worker in self._running:
             with contextlib.suppress(OSError):
                 worker.connection.send_bytes(b"")
-        for worker in self._running:
-            worker.process.join()
-            worker.connection.close()
-            worker.process.close()
-        self._running.clear()
+        while self._running:
+            multiprocessing.connection.wait([handle for worker in self._running for handle in
+                                             (worker.process.sentinel, *(() if worker.eof else (worker.connection,)))],
+                                            timeout=LOOK_EVERY)
+            for worker in list(self._running):
+                try:
+                    while not worker.eof and worker.connection.poll():
+                        worker.connection.recv_bytes()
+                except (EOFError, OSError):
+                    worker.eof = True
+                if worker.process.exitcode is not None:
+                    self._running.remove(worker)
+                    worker.connection.close()
+                    worker.process.close()
