@@ -167,6 +167,7 @@ params: {crash: "1:sigkill,3:segv", crash_at: 2, sleep: 0.05}
 """
 
 
+@pytest.mark.slow
 def test_two_crashes_in_a_sweep_fail_two_repetitions_and_a_rerun_retries_only_them(tmp_path, monkeypatch):
     (tmp_path / "config.yml").write_text(CONFIG)
     first = run_cli("Crashing", "config.yml", "-n", "2", cwd=tmp_path, script=CRASH_SCRIPT)
