@@ -3,9 +3,11 @@ item it was running.
 
 Each worker has a connection of its own (`process_worker` is its side). This process hands an item to an
 idle worker, and one more to a busy one (read the moment it finishes, instead of a round trip later);
-the rest wait here, where a cancel can still take them back. A worker marks which item it began, so
-when one dies (a segmentation fault in a C extension, the OOM killer's SIGKILL, `abort()`, `exit()`),
-this process knows exactly what it ran: that item fails, named with the signal or exit status
+the rest wait here, where a cancel can still take them back. So can an item a worker holds but has not
+begun (`process_worker.Claims`): a cancel answers it at once, and at a sweep's end an idle worker takes
+it over, so that it never waits behind a long item. A worker marks which item it began, so when one
+dies (a segmentation fault in a C extension, the OOM killer's SIGKILL, `abort()`, `exit()`), this
+process knows exactly what it ran: that item fails, named with the signal or exit status
 (`deaths.describe_death`), and is recorded as failed in its repetition's status; the item the worker
 had not begun goes back to the queue; a new worker takes over when there is work for it. A pool that
 cannot keep a worker alive long enough to begin anything (a native crash at import, say) is an error.
@@ -53,9 +55,9 @@ def _spawning() -> Iterator[None]:
 
 
 class _Worker:
-    """One worker process as this process sees it: its slot in the shared `began` array, and the items
-    sent to it, in order, each with its token. `eof`: its connection is closed (it is dying: its sentinel
-    says when it is dead)."""
+    """One worker process as this process sees it: its slot (in the shared `Claims`), and the items sent to
+    it, in order, each with its token. `eof`: its connection is closed (it is dying: its sentinel says when
+    it is dead)."""
 
     def __init__(self, process: Any, connection: Any, slot: int):
         self.process, self.connection, self.slot = process, connection, slot
