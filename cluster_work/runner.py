@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .deaths import record_lost_segment
 from .errors import InvalidParameterArgument, StoreError
 from .expansion import ExpandedExperiment
 from .logs import FILE_ONLY, repetition_log
@@ -62,7 +63,7 @@ def flatten_result(result: Mapping[str, Any], parent: str = "", sep: str = "_") 
 class ExperimentTask:
     """The task every backend runs for a sweep of `experiment_class`: a segment of a repetition, or another
     kind of item that knows how to run itself (`item.run(experiment_class, settings, context)` and
-    `item.lost(stopping)`, e.g. a weighted ensemble's block of walkers)."""
+    `item.lost(stopping, cause)`, e.g. a weighted ensemble's block of walkers)."""
 
     experiment_class: type[ClusterWork]
     settings: RunSettings
@@ -72,15 +73,16 @@ class ExperimentTask:
             return run_segment(self.experiment_class, item, self.settings, context)
         return item.run(self.experiment_class, self.settings, context)
 
-    def lost(self, item: Any, stopping: bool) -> Any:
-        """The outcome of an item whose worker process died under it (killed, out of memory...): a
-        failure, unless the run is stopping (Ctrl-C reaches workers too)."""
+    def lost(self, item: Any, stopping: bool, cause: str) -> Any:
+        """The outcome of an item whose worker process died under it, for `cause` (`deaths.describe_death`'s
+        words, after who died: "worker process 123 killed by SIGSEGV (segmentation fault)"): interrupted if
+        the run is stopping (Ctrl-C reaches workers too), else failed and recorded as failed in its
+        repetition's status (see `deaths.record_lost_segment`). Call it only once that process is dead."""
         if not isinstance(item, Segment):
-            return item.lost(stopping)
+            return item.lost(stopping, cause)
         if stopping:
             return Outcome(item.index, item.label, OutcomeKind.INTERRUPTED)
-        return Outcome(item.index, item.label, OutcomeKind.FAILED,
-                       error="its worker process died (killed, or out of memory?)")
+        return record_lost_segment(item, cause, self.settings.sync)
 
 
 def interruption(context: TaskContext) -> OutcomeKind | None:
