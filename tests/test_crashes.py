@@ -41,6 +41,7 @@ CRASHES = [
 ]
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("how, words, stack", CRASHES, ids=[crash[0] for crash in CRASHES])
 def test_a_native_crash_fails_only_its_repetition(tmp_path, how, words, stack):
     exp = experiment(tmp_path, crash=f"0:{how}", crash_at=1, sleep=0.02)
@@ -68,6 +69,7 @@ def test_a_native_crash_fails_only_its_repetition(tmp_path, how, words, stack):
         assert not (rep_folder(exp, rep) / "rep.log").exists()
 
 
+@pytest.mark.processes
 def test_a_worker_killed_while_idle_costs_nothing(tmp_path):
     exp = experiment(tmp_path, repetitions=6, iterations=2)
     with LocalProcessExecutor(ExperimentTask(Crashing, SETTINGS), 2, "forkserver") as executor:
@@ -81,6 +83,7 @@ def test_a_worker_killed_while_idle_costs_nothing(tmp_path):
     assert {o.kind for o in outcomes.values()} == {OutcomeKind.FINISHED} and len(outcomes) == 5
 
 
+@pytest.mark.processes
 def test_a_worker_killed_while_the_run_stops_is_interrupted(tmp_path):
     gate = tmp_path / "gate"
     exp = experiment(tmp_path, repetitions=1, iterations=4, gate=str(gate), gate_at=1)
@@ -95,6 +98,7 @@ def test_a_worker_killed_while_the_run_stops_is_interrupted(tmp_path):
     assert status(exp, 0).get("state") != "failed"
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("start", ["forkserver", "fork"])
 def test_a_repetition_whose_lock_a_live_process_still_holds_is_not_written(tmp_path, start):
     """The worker forks a child (which inherits the locked results file, and under the fork start method the
@@ -125,6 +129,7 @@ class DiesOnArrival:
         raise AssertionError("never runs")
 
 
+@pytest.mark.processes
 def test_workers_that_die_at_start_stop_the_run_with_the_cause(tmp_path):
     exp = experiment(tmp_path, repetitions=1)
     with LocalProcessExecutor(DiesOnArrival(), 2, "forkserver") as executor:
@@ -135,6 +140,7 @@ def test_workers_that_die_at_start_stop_the_run_with_the_cause(tmp_path):
     assert not Path(exp.path).exists()  # the item never ran: nothing written
 
 
+@pytest.mark.processes
 def test_an_error_a_task_raises_in_a_worker_is_raised_here_with_its_traceback(tmp_path):
     exp = experiment(tmp_path, repetitions=1)
     with LocalProcessExecutor(RaisesOSError(), 2, "forkserver") as executor:
@@ -167,6 +173,7 @@ params: {crash: "1:sigkill,3:segv", crash_at: 2, sleep: 0.05}
 """
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 def test_two_crashes_in_a_sweep_fail_two_repetitions_and_a_rerun_retries_only_them(tmp_path, monkeypatch):
     (tmp_path / "config.yml").write_text(CONFIG)

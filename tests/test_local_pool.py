@@ -16,6 +16,8 @@ from cluster_work.runner import ExperimentTask
 from cluster_work.stopping import stop_signals_handled
 from cluster_work.vocabulary import ConfigWrite, OutcomeKind, Segment
 
+pytestmark = pytest.mark.processes  # every test here starts local worker processes
+
 
 @pytest.fixture(autouse=True)
 def fresh_stop_flag():
