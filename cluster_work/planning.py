@@ -329,8 +329,8 @@ def _plan_experiment(experiment: ExpandedExperiment, first_index: int, selection
             view = read_repetition(store.repetition(rep), experiment.iterations, check_lock=False,
                                    finished_by_original=rep in original_done)
             states[rep], saved[rep] = view.state, view.iterations_saved
-            if isinstance(view.status.get("mean_iteration_time"), (int, float)):
-                times[rep] = view.status["mean_iteration_time"]
+            if view.mean_iteration_time is not None:
+                times[rep] = view.mean_iteration_time
     if stored is None or rewrite:
         state = NEW
     elif changed:

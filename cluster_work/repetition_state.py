@@ -1,6 +1,7 @@
 """The one place that decides a repetition's state from its files (planning, -p/-P, --list all ask here).
 
-The rows on disk are the truth; `status.json` is a hint that saves reading them:
+The rows on disk are the truth; `status.json` (written only for a repetition that once ended unfinished)
+is a hint that saves reading them:
 - a live process holding the results file's lock: RUNNING (whatever the files say, e.g. while
   `-r 1 -i 0` reruns a finished repetition);
 - a status saying a campaign stopped it: STOPPED (its rows stay; it is never run again);
@@ -30,6 +31,16 @@ class RepetitionView:
     iterations_saved: int
     status: Mapping[str, Any] = field(default_factory=dict)
     rows: list[dict[str, Any]] | None = None
+
+    @property
+    def mean_iteration_time(self) -> float | None:
+        """The status's mean iteration time, else the mean of the rows' measured `iteration_time`s (a
+        repetition that ran to its end in one go has no status), else None."""
+        mean = self.status.get("mean_iteration_time")
+        if isinstance(mean, (int, float)) or self.rows is None:
+            return mean if isinstance(mean, (int, float)) else None
+        times = [r["iteration_time"] for r in self.rows if isinstance(r.get("iteration_time"), (int, float))]
+        return sum(times) / len(times) if times else None
 
 
 def status_says_finished(status: Mapping[str, Any], iterations: int, results_size: int | None) -> bool:

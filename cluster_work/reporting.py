@@ -17,7 +17,6 @@ from .display import counted, format_duration, format_seconds
 from .expansion import ExpandedDocument, ExpandedExperiment
 from .planning import ExperimentPlan, Plan
 from .repetition_state import read_repetition
-from .runner import iteration_times
 from .store import ExperimentStore, to_plain
 from .sweep import Summary
 from .vocabulary import ExperimentState, OutcomeKind, RepetitionState, Segment
@@ -185,12 +184,8 @@ def read_progress(experiment: ExpandedExperiment) -> ExperimentProgress:
     reps = []
     for rep in range(experiment.repetitions):
         view = read_repetition(store.repetition(rep), experiment.iterations)
-        if view.rows is None:  # the common case, answered from the small status file alone
-            mean = view.status.get("mean_iteration_time")
-        else:
-            times = iteration_times(view.rows)
-            mean = sum(times) / len(times) if times else None
-        reps.append(RepetitionProgress(rep, view.state.value, view.iterations_saved, mean, view.status.get("error")
+        reps.append(RepetitionProgress(rep, view.state.value, view.iterations_saved, view.mean_iteration_time,
+                                       view.status.get("error")
                                        if view.state == RepetitionState.FAILED else None))
     timed = [(r.mean_iteration_time, r.iterations_done) for r in reps if r.mean_iteration_time is not None]
     seconds, count = sum(t * n for t, n in timed), sum(n for _, n in timed)

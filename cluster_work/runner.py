@@ -138,8 +138,8 @@ def _maybe_log(store: RepetitionStore, settings: RunSettings, write: bool) -> An
     return repetition_log(store.log_file, settings.log_level) if write else contextlib.nullcontext()
 
 
-def _bind(instance: ClusterWork, experiment: ExpandedExperiment, rep: int, store: RepetitionStore,
-          settings: RunSettings, comm: Any) -> None:
+def _bind(instance: ClusterWork, experiment: ExpandedExperiment, rep: int, settings: RunSettings,
+          comm: Any) -> None:
     """Set the fields the original ClusterWork set before `reset`, with its values (folders end in a
     separator, as the original's did, since clients append file names to them)."""
     config = experiment.config
@@ -154,10 +154,7 @@ def _bind(instance: ClusterWork, experiment: ExpandedExperiment, rep: int, store
     instance._plotting = config.get("plotting", True)
     instance._no_gui = settings.no_gui or instance._NO_GUI or not config.get("gui", True)
     instance._COMM = comm
-    instance._config_file = settings.config_file
-    for folder in (store.path, instance._log_path_rep):  # the writer made the first; group members may not have
-        if not os.path.isdir(folder):
-            os.makedirs(folder, exist_ok=True)
+    instance._config_file = settings.config_file  # `_log_path_rep`'s folder is made when the experiment reads it
 
 
 def _seed(instance: ClusterWork, iteration: int | None) -> None:
@@ -212,11 +209,12 @@ class _SegmentRun:
             self.keep_values(prefix.rows[:self.target] if prefix is not None else [])
             if self.target < self.iterations:
                 return self.outcome(OutcomeKind.REACHED, saved, 0)
-            if self.store.read_status().get("state") != Record.FINISHED.value:  # killed between row and status
+            # a status left by an earlier end (failed, interrupted...), not yet replaced when a kill came
+            if self.store.read_status().get("state") not in (None, Record.FINISHED.value):
                 self.write_status(Record.FINISHED, iterations_done=saved, iterations=self.iterations)
             return self.outcome(OutcomeKind.ALREADY_FINISHED, saved, 0)
         instance = self.experiment_class()
-        _bind(instance, segment.experiment, segment.rep, self.store, self.settings, comm)
+        _bind(instance, segment.experiment, segment.rep, self.settings, comm)
         try:
             return self.iterate(instance, prefix, saved)
         finally:
@@ -272,8 +270,9 @@ class _SegmentRun:
                 self.write_status(Record.REACHED, iterations_done=self.target, iterations=self.iterations,
                                   **timing.fields())
                 return self.outcome(OutcomeKind.REACHED, self.target, ran)
-            self.write_status(Record.FINISHED, iterations_done=self.iterations, iterations=self.iterations,
-                              ended=time.time(), results_bytes=results_bytes, **timing.fields())
+            if self.writer is not None and self.store.has_status():  # else the rows alone say finished: no file
+                self.write_status(Record.FINISHED, iterations_done=self.iterations, iterations=self.iterations,
+                                  ended=time.time(), results_bytes=results_bytes, **timing.fields())
             return self.outcome(OutcomeKind.FINISHED, self.iterations, ran)
         except StoreError:
             raise
@@ -380,10 +379,9 @@ def restore_experiment(experiment_class: type[ClusterWork], experiment_path: str
     if iteration not in saved:
         have = f"saved iterations {saved[0]} to {saved[-1]}" if saved else "no saved iterations"
         raise StoreError(f"{config['name']} rep {rep} has {have}, not {iteration}")
-    store = ExperimentStore(experiment_path)
     experiment = ExpandedExperiment(config["name"], config.get("experiment_name", config["name"]), config, {})
     instance = experiment_class()
-    _bind(instance, experiment, rep, store.repetition(rep), RunSettings(no_gui=True), None)
+    _bind(instance, experiment, rep, RunSettings(no_gui=True), None)
     instance._it = iteration
     _seed(instance, None)
     instance.reset(config, rep)
