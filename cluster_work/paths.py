@@ -7,7 +7,8 @@
     <path>/plots/                             --plot's figures
     <path>/<base>/                            a document's folder (`.cluster_work_points.json`: a custom
                                               strategy's frozen points; `.cluster_work_campaign.jsonl`: a
-                                              steered campaign's journal)
+                                              steered campaign's journal; `.cluster_work_compact/`: the
+                                              segments of a compact store, `store: compact`)
     <path>/<base>/<params>/                   an expanded experiment (the document's folder itself when
                                               nothing varies), as the original ClusterWork lays it out
         config.yml                            its effective config (first line: cluster_work's marker)
@@ -31,6 +32,7 @@ STATUS_FILE = "status.json"
 LOG_FILE = "rep.log"
 RUNS_FILE = "runs.jsonl"
 PLOTS_FOLDER = "plots"
+COMPACT_FOLDER = ".cluster_work_compact"  # a compact store's segments, in the document's folder (compact_store)
 
 
 def repetition_folder_name(rep: int) -> str:

@@ -13,13 +13,14 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .compact_store import experiment_store, is_compact
 from .config import dotted, flatten_paths
 from .errors import ConfigError
 from .expansion import ExpandedDocument, ExpandedExperiment, Expansion, expand_path
 from .preflight import check_experiment, check_writable
 from .repetition_state import read_repetition
 from .selection import Policy, Selection, select_experiments
-from .store import ExperimentStore, to_plain, write_frozen_points
+from .store import to_plain, write_frozen_points
 from .vocabulary import ConfigWrite, ExperimentState, RepetitionState, Segment
 
 log = logging.getLogger("cluster_work")
@@ -196,7 +197,7 @@ class Jobs:
 def _present_folders(group: Sequence[ExpandedExperiment]) -> set[str] | None:
     """For a document: the params parts of its experiments' folders that exist ('' for a document without
     grid or list), so the others are planned without a look at the disk. None: look at each one."""
-    if not isinstance(group, ExpandedDocument):
+    if not isinstance(group, ExpandedDocument) or is_compact(group.document):
         return None
     if not group.varies:
         return {""} if os.path.lexists(group.base_folder) else set()
@@ -310,7 +311,7 @@ def make_plan(expanded: Sequence[ExpandedExperiment], selection: Selection, poli
 def _plan_experiment(experiment: ExpandedExperiment, first_index: int, selection: Selection,
                      policy: Policy, picked: range | None, fresh: bool) -> ExperimentPlan:
     """One experiment's state and jobs; `fresh`: its document's folder does not exist, so neither do its files."""
-    store = ExperimentStore(experiment.path)
+    store = experiment_store(experiment.path, experiment.config)
     stored = store.read_config() if not fresh and store.is_ours() else None
     original_done: set[int] = set()
     if not fresh and store.has_original_results():  # the original ClusterWork ran it: its finished repetitions count
@@ -389,7 +390,7 @@ def apply_plan(plan: Plan, warn: Any = log.warning) -> None:
     for item in itertools.chain(plan.experiments, campaigns) if plan.totals.rewrites else ():
         if not item.rewrite or item.skipped:
             continue
-        left = ExperimentStore(item.experiment.path).delete()
+        left = experiment_store(item.experiment.path, item.experiment.config).delete()
         if left:
             shown = ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
             warn(f"{item.experiment.name}: -d/-o kept what cluster_work did not write: {shown}")

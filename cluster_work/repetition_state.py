@@ -13,7 +13,6 @@ is a hint that saves reading them:
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,7 +64,7 @@ def decide(status: Mapping[str, Any], iterations: int, rows_saved: int, running:
     return RepetitionState.PARTIAL if rows_saved else RepetitionState.PENDING
 
 
-def read_repetition(store: RepetitionStore, iterations: int, *, check_lock: bool = True,
+def read_repetition(store: RepetitionStore | Any, iterations: int, *, check_lock: bool = True,
                     finished_by_original: bool = False) -> RepetitionView:
     """The state of repetition `store` of an experiment with `iterations` iterations, reading as little
     as the rules above allow. `check_lock`: also ask whether a live run holds it (one open and flock).
@@ -74,15 +73,9 @@ def read_repetition(store: RepetitionStore, iterations: int, *, check_lock: bool
     running = check_lock and store.is_running()
     if status.get("state") == Record.STOPPED.value and not running:
         return RepetitionView(RepetitionState.STOPPED, int(status.get("iterations_done") or 0), status)
-    if status_says_finished(status, iterations, _size(store.results_file)) or (finished_by_original and not status):
+    if status_says_finished(status, iterations, store.results_size()) or (finished_by_original and not status):
         state = RepetitionState.RUNNING if running else RepetitionState.FINISHED
         return RepetitionView(state, iterations, status)
     rows = store.read_results().rows
     return RepetitionView(decide(status, iterations, len(rows), running), min(len(rows), iterations), status, rows)
 
-
-def _size(path: str) -> int | None:
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return None

@@ -12,12 +12,13 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.table import Table
 
+from .compact_store import experiment_store
 from .config import KeyPath, dotted
 from .display import counted, format_duration, format_seconds
 from .expansion import ExpandedDocument, ExpandedExperiment
 from .planning import ExperimentPlan, Plan
 from .repetition_state import read_repetition
-from .store import ExperimentStore, to_plain
+from .store import to_plain
 from .sweep import Summary
 from .vocabulary import ExperimentState, OutcomeKind, RepetitionState, Segment
 
@@ -180,7 +181,7 @@ STATES = tuple(state.value for state in (RepetitionState.FINISHED, RepetitionSta
 
 def read_progress(experiment: ExpandedExperiment) -> ExperimentProgress:
     """The state of each repetition, from what is on disk (safe while a run writes)."""
-    store = ExperimentStore(experiment.path)
+    store = experiment_store(experiment.path, experiment.config)
     reps = []
     for rep in range(experiment.repetitions):
         view = read_repetition(store.repetition(rep), experiment.iterations)

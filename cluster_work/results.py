@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import original_format
 from .arrow_rows import start_reader as _fast_reader
+from .compact_store import find_catalogs
 from .config import flatten_mapping, load_config
 from .errors import ResultsNotFoundError
 from .store import ExperimentStore, find_experiment_folders, parse_results
@@ -113,6 +114,25 @@ def load_results(path: str | os.PathLike[str], experiments: Iterable[str] | None
                     fast.add(chunk)
                     blocks.append({"experiment": name, "rep": rep, **param_columns,
                                    **(_stop_reason(repetition.read_status()) if steered else {})})
+        for _, compact in find_catalogs(folder):  # compact stores (`store: compact`): rows from their segments
+            found = True
+            for name, reps in compact.experiments().items():
+                rows_of = {rep: compact.repetition(name, rep) for rep in reps}
+                config = {"name": name, "params": next((r.params for r in rows_of.values() if r.params), {}),
+                          "experiment_name": next((r.base for r in rows_of.values() if r.base), name)}
+                if wanted is not None and not wanted & {name, config["experiment_name"]}:
+                    continue
+                flat_params = flatten_mapping(config.get("params") or {})
+                if params and any(flat_params.get(k, ...) != v for k, v in params.items()):
+                    continue
+                param_columns = {f"params.{k}": v for k, v in flat_params.items()}
+                for rep, saved in rows_of.items():
+                    rows = saved.rows()
+                    if rows:
+                        chunks.append(rows)
+                        fast.add(rows)
+                        status = saved.status[1] if saved.status else {}
+                        blocks.append({"experiment": name, "rep": rep, **param_columns, **_stop_reason(status)})
     if not found:
         _warn_nothing_found(path, sweep_folders)
     results, counts = fast.rows() or _parsed_rows(chunks)

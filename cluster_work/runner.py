@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from .backends.base import TaskContext
+from .compact_store import experiment_store
 from .errors import InvalidParameterArgument, StoreError
 from .expansion import ExpandedExperiment
 from .experiment import ClusterWork
 from .logs import FILE_ONLY, repetition_log
 from .seeding import seed_for, seed_global_generators
 from .store import (
-    ExperimentStore,
     RepetitionBusy,
     RepetitionStore,
     ResultsPrefix,
@@ -105,7 +105,7 @@ def run_segment(experiment_class: type[ClusterWork], segment: Segment, settings:
     stop = interruption(context)
     if stop is not None:  # dequeued after a stop or a cancel: leave its files untouched
         return Outcome(segment.index, segment.label, stop)
-    store = ExperimentStore(segment.experiment.path).repetition(segment.rep)
+    store = experiment_store(segment.experiment.path, segment.experiment.config).repetition(segment.rep)
     writer: ResultsWriter | None = None
     refusal: tuple[OutcomeKind, str | None] | None = None
     try:
@@ -197,9 +197,9 @@ class _SegmentRun:
     def run(self) -> Outcome:
         segment, writer, comm = self.segment, self.writer, self.context.comm
         if writer is not None and segment.config != ConfigWrite.KEEP:
-            experiment_store = ExperimentStore(segment.experiment.path)
-            if segment.config == ConfigWrite.REPLACE or not experiment_store.exists():
-                experiment_store.write_config(self.config, sync=self.settings.sync)
+            stored = experiment_store(segment.experiment.path, self.config)
+            if segment.config == ConfigWrite.REPLACE or not stored.exists():
+                stored.write_config(self.config, sync=self.settings.sync)
         prefix = writer.read() if writer is not None else None
         saved = len(prefix) if prefix is not None else 0
         if segment.restart_from is not None:

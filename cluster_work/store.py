@@ -137,6 +137,13 @@ class RepetitionStore:
     def read_status(self) -> dict[str, Any]:
         return _read_json(self.status_file) or {}
 
+    def results_size(self) -> int | None:
+        """The results file's size (None: there is none), which a finished status's `results_bytes` is checked on."""
+        try:
+            return os.stat(self.results_file).st_size
+        except OSError:
+            return None
+
     def has_status(self) -> bool:
         """Whether a status file exists (only a repetition that once ended unfinished has one)."""
         return os.path.lexists(self.status_file)
