@@ -5,7 +5,8 @@ of 10^5 points and more (HPC sites cap inodes per user; every create is a metada
     <path>/<base>/.cluster_work_compact/seg-<host>-<pid>-<token>.jsonl   one per writing process, append-only
 
 A segment holds events, one JSON line each, of the repetitions its process wrote:
-    {"c": [name, rep], "t": time, "params": {...}, "base": base name}   a claim: the process took the lock
+    {"c": [name, rep], "t": time, "params": {...}, "base": base name, "at": params part}   a claim: the lock taken
+      (`at`: the experiment's folder below the document's, '' for the document's own, as the default layout's)
     {"k": [name, rep], "n": count}                      keep the repetition's first `count` rows (a resume, -r/-i)
     {"w": [name, rep], "row": {...}}                    a row (iteration `row["iteration"]`)
     {"s": [name, rep], "t": time, "status": {...}}      a status (as status.json's), the latest `t` wins
@@ -99,8 +100,8 @@ class _Process:
         fcntl.lockf(self.locks, fcntl.LOCK_UN, 1, byte)
         return False
 
-    def append(self, event: Mapping[str, Any]) -> int:
-        """Append one event as one line to this process's segment; the segment's size after it."""
+    def append(self, event: Mapping[str, Any]) -> None:
+        """Append one event as one line to this process's segment."""
         if self.segment_fd < 0:
             name = f"{SEGMENT_PREFIX}{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}{SEGMENT_SUFFIX}"
             self.segment = os.path.join(self.root, name)
@@ -112,7 +113,9 @@ class _Process:
             if written != len(data):  # a full disk: cut the torn line off
                 os.ftruncate(self.segment_fd, os.fstat(self.segment_fd).st_size - written)
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-            return os.fstat(self.segment_fd).st_size
+        stale = _catalogs.get(self.root)
+        if stale is not None:  # this process reads what it wrote at once; others' writes within REFRESH_SECONDS
+            stale.read_at = -1.0
 
 
 _processes: dict[str, _Process] = {}
@@ -167,6 +170,7 @@ class Catalog:
         self.current: dict[tuple[str, tuple[str, int]], _Claim] = {}  # (segment, repetition) -> its last claim
         self.repetitions: dict[tuple[str, int], _Repetition] = {}
         self.dropped: dict[str, float] = {}
+        self.names_at: dict[str, str] = {}  # an experiment's folder below the document's -> its name
         self.read_at = -1.0
 
     def refresh(self, force: bool = False) -> Catalog:
@@ -210,6 +214,7 @@ class Catalog:
             repetition.claims.append(claim)
             repetition.params = event.get("params", repetition.params)
             repetition.base = event.get("base", repetition.base)
+            self.names_at[event.get("at", "")] = key[0]
         elif kind == "s":
             if repetition.status is None or event["t"] >= repetition.status[0]:
                 repetition.status = (event["t"], event["status"])
@@ -258,6 +263,9 @@ class CompactRepetition:
 
     def __init__(self, root: str, name: str, experiment_path: str, rep: int, params: Any = None, base: str = ""):
         self.root, self.name, self.rep, self.params, self.base = root, name, rep, params, base
+        document = os.path.dirname(root)
+        self.at = "" if os.path.normpath(experiment_path) == os.path.normpath(document) else os.path.basename(
+            os.path.normpath(experiment_path))
         paths = RepetitionPaths.of(experiment_path, rep)  # the experiment's own files only, made when written
         self.path, self.log_file = paths.folder, paths.log_file
         self.byte = _lock_byte(name, rep)
@@ -298,7 +306,7 @@ class CompactRepetition:
         try:
             rows = self._state(force=True).rows()  # under the lock: no other process adds to it now
             process.append({"c": [self.name, self.rep], "t": time.time(), "params": to_plain(self.params),
-                            "base": self.base})
+                            "base": self.base, "at": self.at})
         except BaseException:
             process.unlock(self.byte)
             raise
@@ -383,6 +391,17 @@ class CompactExperimentStore:
         committer.wrote(process.segment)
         catalog(self.root, force=True)
         return sorted(os.listdir(self.path)) if os.path.isdir(self.path) else []
+
+
+def find_compact(experiment_path: str) -> CompactExperimentStore | None:
+    """The compact store's experiment whose folder (as the default layout would have it) is `experiment_path`,
+    if a compact store holds one: for the readers that are given a folder (PlotWork's, the original API's)."""
+    for document, at in ((experiment_path, ""), (os.path.dirname(experiment_path), os.path.basename(experiment_path))):
+        if os.path.isdir(compact_root(document)):
+            name = catalog(compact_root(document), force=True).names_at.get(at)
+            if name is not None:
+                return CompactExperimentStore(compact_root(document), name, experiment_path)
+    return None
 
 
 def experiment_store(path: str, config: Mapping[str, Any] | None = None) -> Any:

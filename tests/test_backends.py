@@ -13,12 +13,15 @@ from backend_clients import Counting
 from conftest import mpiexec, run_mpiexec
 
 from cluster_work.backends import LocalProcessExecutor, SequentialExecutor
+from cluster_work.compact_store import catalog, compact_root, is_compact
 from cluster_work.expansion import expand_all
 from cluster_work.runner import ExperimentTask
 from cluster_work.stopping import request_stop, stop_signals_handled
 from cluster_work.vocabulary import ConfigWrite, OutcomeKind, RunSettings, Segment
 
 SETTINGS = RunSettings(log_level="WARNING", sync=False)
+COMPACT = "compact-store"  # a folder of this name holds experiments in the compact store (`store: compact`)
+LAYOUTS = [pytest.param("folders", id="folders"), pytest.param(COMPACT, id="compact")]
 
 
 @pytest.fixture(autouse=True)
@@ -29,12 +32,18 @@ def fresh_stop_flag():
 
 
 def experiment(folder: Path, name: str = "c", iterations: int = 4, repetitions: int = 3, **params):
+    """An experiment in `folder`, in the compact store where a folder above is named COMPACT (see `layouts`)."""
+    store = {"store": "compact"} if COMPACT in folder.parts else {}
     [expanded] = expand_all([{"name": name, "repetitions": repetitions, "iterations": iterations,
-                              "path": str(folder), "params": params}], Counting._default_params)
+                              "path": str(folder), "params": params, **store}], Counting._default_params)
     return expanded
 
 
 def rows(expanded, rep: int) -> list[dict]:
+    """The saved rows of a repetition, as they are now (the compact store's view read afresh)."""
+    if is_compact(expanded.config):
+        return catalog(compact_root(expanded.config["_experiment_path"]), force=True).repetition(
+            expanded.name, rep).rows()
     path = Path(expanded.path) / "log" / f"rep_{rep:02d}" / "results.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
@@ -135,19 +144,22 @@ def make_mpi_alone():
     return MPIExecutor(ExperimentTask(Counting, SETTINGS), finalize=False)
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__[6:])
 @pytest.mark.parametrize("make", [make_sequential, make_processes, make_mpi_alone],
                          ids=["sequential", "processes", "mpi-rank-0-alone"])
-def test_backend_conformance(make, check, tmp_path):
+def test_backend_conformance(make, check, layout, tmp_path):
     if make is not make_processes and check is check_cancel_of_a_running_item:
         pytest.skip("in this process nothing runs while the caller could cancel it")
+    (tmp_path / layout).mkdir()
     with make() as executor:
-        check(executor, tmp_path)
+        check(executor, tmp_path / layout)
 
 
-def test_a_worker_that_dies_fails_only_its_own_item(tmp_path):
-    exp = experiment(tmp_path, die_at=1)
-    alive = experiment(tmp_path / "alive", name="alive")
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_a_worker_that_dies_fails_only_its_own_item(tmp_path, layout):
+    exp = experiment(tmp_path / layout, die_at=1)
+    alive = experiment(tmp_path / layout / "alive", name="alive")
     with LocalProcessExecutor(ExperimentTask(Counting, SETTINGS), 1, "forkserver") as executor:
         executor.submit(Segment(0, exp, 0))
         [died] = collect(executor, 1).values()
