@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from . import slurm
 from .backends import Executor, make_executor
+from .compact_store import suggest_compact
 from .config import load_config
 from .display import LiveBarDisplay, counted, make_display
 from .durability import committer
@@ -214,6 +215,7 @@ def _run(experiment_class: type[ClusterWork], args: argparse.Namespace, argument
             return _slurm(args, experiments, plan)
         refuse_changed_only(plan, policy, args.config)
         warn_changed(plan, policy)
+        suggest_compact(expanded, log.info)
         # from the first write on a stop is graceful: what was written stays consistent, the rerun resumes
         handle_stop_signals(hard_second=False, on_first=lambda: _on_stop(executor))
         apply_plan(plan)

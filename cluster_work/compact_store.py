@@ -393,6 +393,15 @@ class CompactExperimentStore:
         return sorted(os.listdir(self.path)) if os.path.isdir(self.path) else []
 
 
+def suggest_compact(expanded: Any, say: Any) -> None:
+    """Say (one line per document) where a document of SUGGESTED_FROM points or more keeps a folder per point."""
+    for document in getattr(expanded, "documents", ()):
+        points = len(document) * document.document.get("repetitions", 1)
+        if points >= SUGGESTED_FROM and not is_compact(document.document):
+            say(f"{document.document['name']}: {points:,} repetitions, each with a folder and files of its own; "
+                "`store: compact` in the document keeps them in a few segment files instead (see the README)")
+
+
 def find_compact(experiment_path: str) -> CompactExperimentStore | None:
     """The compact store's experiment whose folder (as the default layout would have it) is `experiment_path`,
     if a compact store holds one: for the readers that are given a folder (PlotWork's, the original API's)."""
