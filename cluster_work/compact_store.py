@@ -75,6 +75,7 @@ class _Process:
         self.held: set[int] = set()
         self.segment_fd = -1
         self.segment = ""
+        self.size = 0
 
     def lock(self, byte: int) -> None:
         try:
@@ -113,9 +114,12 @@ class _Process:
             if written != len(data):  # a full disk: cut the torn line off
                 os.ftruncate(self.segment_fd, os.fstat(self.segment_fd).st_size - written)
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        stale = _catalogs.get(self.root)
-        if stale is not None:  # this process reads what it wrote at once; others' writes within REFRESH_SECONDS
-            stale.read_at = -1.0
+        before, self.size = self.size, self.size + written
+        known = _catalogs.get(self.root)
+        name = os.path.basename(self.segment)
+        if known is not None and known.offsets.get(name, 0) == before:  # this process sees what it wrote at once
+            known.offsets[name] = self.size                             # (others' writes within REFRESH_SECONDS)
+            known.apply(name, json.loads(data))
 
 
 _processes: dict[str, _Process] = {}
@@ -171,6 +175,7 @@ class Catalog:
         self.repetitions: dict[tuple[str, int], _Repetition] = {}
         self.dropped: dict[str, float] = {}
         self.names_at: dict[str, str] = {}  # an experiment's folder below the document's -> its name
+        self.by_name: dict[str, set[int]] = {}  # an experiment's name -> its repetitions with events
         self.read_at = -1.0
 
     def refresh(self, force: bool = False) -> Catalog:
@@ -179,11 +184,16 @@ class Catalog:
             return self
         self.read_at = now
         try:
-            names = sorted(n for n in os.listdir(self.root) if n.startswith(SEGMENT_PREFIX))
+            segments = sorted((e.name, e) for e in os.scandir(self.root) if e.name.startswith(SEGMENT_PREFIX))
         except FileNotFoundError:
             return self
-        for name in names:
-            self._read(name)
+        for name, entry in segments:
+            try:
+                grown = entry.stat().st_size > self.offsets.get(name, 0)
+            except FileNotFoundError:
+                continue
+            if grown:
+                self._read(name)
         return self
 
     def _read(self, name: str) -> None:
@@ -198,17 +208,21 @@ class Catalog:
         self.offsets[name] = offset + end
         for line in data[:end].split(b"\n")[:-1]:
             try:
-                self._apply(name, json.loads(line))
+                self.apply(name, json.loads(line))
             except (ValueError, TypeError, KeyError, IndexError):
                 continue  # a damaged line (a power loss's zeros): skipped
 
-    def _apply(self, segment: str, event: dict[str, Any]) -> None:
+    def apply(self, segment: str, event: dict[str, Any]) -> None:
+        """Take one event of `segment` into account (in the segment's order)."""
         if "d" in event:
             self.dropped[event["d"]] = max(self.dropped.get(event["d"], 0.0), event["t"])
             return
         kind = next(k for k in ("w", "c", "k", "s") if k in event)
         key = (str(event[kind][0]), int(event[kind][1]))
-        repetition = self.repetitions.setdefault(key, _Repetition())
+        repetition = self.repetitions.get(key)
+        if repetition is None:
+            repetition = self.repetitions[key] = _Repetition()
+            self.by_name.setdefault(key[0], set()).add(key[1])
         if kind == "c":
             claim = self.current[segment, key] = _Claim(event["t"])
             repetition.claims.append(claim)
@@ -230,14 +244,19 @@ class Catalog:
         status = found.status if found.status is not None and found.status[0] > dropped else None
         return _Repetition([c for c in found.claims if c.time > dropped], status, found.params, found.base)
 
-    def experiments(self) -> dict[str, list[int]]:
-        """The experiments with saved rows or a status, and their repetitions, in order of name and number."""
-        found: dict[str, list[int]] = {}
-        for (name, rep) in sorted(self.repetitions):
+    def repetition_numbers(self, name: str) -> list[int]:
+        """The repetitions of experiment `name` with a claim or a status (since its last drop), in order."""
+        found = []
+        for rep in sorted(self.by_name.get(name, ())):
             repetition = self.repetition(name, rep)
             if repetition.claims or repetition.status:
-                found.setdefault(name, []).append(rep)
+                found.append(rep)
         return found
+
+    def experiments(self) -> dict[str, list[int]]:
+        """The experiments with a claim or a status, and their repetitions, in order of name and number."""
+        found = {name: self.repetition_numbers(name) for name in sorted(self.by_name)}
+        return {name: reps for name, reps in found.items() if reps}
 
 
 def catalog(root: str, force: bool = False) -> Catalog:
@@ -284,7 +303,7 @@ class CompactRepetition:
         return dict(status[1]) if status is not None else {}
 
     def has_status(self) -> bool:
-        return self._state(force=True).status is not None
+        return self._state().status is not None
 
     def results_size(self) -> int | None:
         return None  # a status's rows are in the same append-only segment, before it
@@ -356,7 +375,7 @@ class CompactExperimentStore:
         return catalog(self.root)
 
     def exists(self) -> bool:
-        return self.name in self._catalog().experiments()
+        return bool(self._catalog().repetition_numbers(self.name))
 
     def is_ours(self) -> bool:
         return self.exists()
@@ -366,7 +385,7 @@ class CompactExperimentStore:
 
     def read_config(self) -> dict[str, Any] | None:
         """What the store knows of the experiment's config: its parameters (as its last claim gave them)."""
-        reps = self._catalog().experiments().get(self.name)
+        reps = self._catalog().repetition_numbers(self.name)
         if not reps:
             return None
         params = [self._catalog().repetition(self.name, rep).params for rep in reps]
@@ -379,7 +398,7 @@ class CompactExperimentStore:
         return CompactRepetition(self.root, self.name, self.path, rep, self.params, self.base)
 
     def repetition_numbers(self) -> list[int]:
-        return self._catalog().experiments().get(self.name, [])
+        return self._catalog().repetition_numbers(self.name)
 
     def deletion_refusal(self) -> str | None:
         return None

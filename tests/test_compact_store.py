@@ -174,11 +174,12 @@ def test_kill_9_at_random_instants_loses_nothing_and_a_resume_equals_a_clean_run
 @pytest.mark.slow
 def test_a_sweep_of_10_4_points_creates_files_per_worker_and_run_not_per_point(tmp_path):
     points = 10_000
-    (tmp_path / "config.yml").write_text(f"name: g\nrepetitions: 1\niterations: 1\npath: out\nstore: compact\n"
-                                         f"grid:\n  a: {list(range(100))}\n  b: {list(range(points // 100))}\n")
-    run_cli("GrowingResults", "config.yml", "-n", "2", "-j", f"0-{points // 2 - 1}", cwd=tmp_path, check_rc=0,
-            timeout=600)
-    run_cli("GrowingResults", "config.yml", "-n", "2", cwd=tmp_path, check_rc=0, timeout=600)  # a second run
+    config = "name: g\nrepetitions: 1\niterations: 1\npath: out\nstore: compact\ngrid:\n  a: {a}\n  b: {b}\n"
+    (tmp_path / "config.yml").write_text(config.format(a=list(range(100)), b=list(range(50))))  # half of it
+    run_cli("GrowingResults", "config.yml", "-n", "2", cwd=tmp_path, check_rc=0, timeout=600)
+    (tmp_path / "config.yml").write_text(config.format(a=list(range(100)), b=list(range(100))))  # all of it
+    second = run_cli("GrowingResults", "config.yml", "-n", "2", cwd=tmp_path, check_rc=0, timeout=600)
+    assert f"{points // 2:,} jobs to run" in second.stderr or f"{points // 2} jobs to run" in second.stderr
     made = sorted(os.path.relpath(os.path.join(root, name), tmp_path / "out")
                   for root, folders, files in os.walk(tmp_path / "out") for name in folders + files)
     segments = [name for name in made if os.path.basename(name).startswith("seg-")]
