@@ -297,6 +297,10 @@ def _check_document_keys(document: Mapping[str, Any], source: str, number: int, 
     if "store" in document and document["store"] not in STORES:
         raise config_error(source, f"must be one of {', '.join(STORES)}, got {document['store']!r}",
                            experiment=label, key="store")
+    campaign = next((key for key in ("steer", "ensemble") if key in document), None)
+    if document.get("store") == "compact" and campaign:
+        raise config_error(source, f"the compact store does not hold a '{campaign}' campaign yet; remove the key "
+                                   "(its default layout is a folder per point)", experiment=label, key="store")
     unknown = [key for key in document if key not in KNOWN_KEYS]
     for key in unknown:
         meant = lookalike(key, KNOWN_KEYS | ALIASES) if isinstance(key, str) and key not in kept else None

@@ -149,11 +149,12 @@ def test_kill_9_at_random_instants_loses_nothing_and_a_resume_equals_a_clean_run
     crashed = sweep(tmp_path / "crashed", iterations=16, sleep=0.05)
     instants, kills = random.Random(25), 0
     for _ in range(3):
-        saved = len(load_results(crashed / "out")) if (crashed / "out").exists() else 0
+        store = crashed / "out" / "walk" / COMPACT_FOLDER
+        saved = len(load_results(crashed / "out")) if store.exists() else 0
         process = subprocess.Popen([sys.executable, SCRIPT, "Deterministic", "config.yml", "-n", "2"], cwd=crashed,
                                    env=script_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 60
-        while (not (crashed / "out").exists() or len(load_results(crashed / "out")) == saved) \
+        while (not store.exists() or len(load_results(crashed / "out")) == saved) \
                 and process.poll() is None and time.time() < deadline:
             time.sleep(0.05)
         time.sleep(instants.uniform(0.0, 0.3))
@@ -186,3 +187,15 @@ def test_a_sweep_of_10_4_points_creates_files_per_worker_and_run_not_per_point(t
     assert 1 <= len(segments) <= 2 * 2  # at most one per writing process of each run
     assert sorted(set(made) - set(segments)) == ["g", f"g/{COMPACT_FOLDER}", f"g/{COMPACT_FOLDER}/locks", "runs.jsonl"]
     assert len(load_results(tmp_path / "out")) == points
+
+
+@pytest.mark.parametrize("extra, message", [
+    pytest.param("store: compac\n", "'store': must be one of folders, compact, got 'compac'", id="a-typo"),
+    pytest.param("store: compact\nsteer: {metric: x}\n", "'store': the compact store does not hold a 'steer'",
+                 id="a-campaign"),
+])
+def test_a_bad_store_is_one_line_and_writes_nothing(tmp_path, extra, message):
+    (tmp_path / "config.yml").write_text("name: g\nrepetitions: 1\niterations: 1\npath: out\n" + extra)
+    result = run_cli("GrowingResults", "config.yml", cwd=tmp_path, check_rc=2)
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "out").exists()
