@@ -31,6 +31,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import secrets
 import socket
 import time
@@ -119,7 +120,7 @@ class _Process:
         name = os.path.basename(self.segment)
         if known is not None and known.offsets.get(name, 0) == before:  # this process sees what it wrote at once
             known.offsets[name] = self.size                             # (others' writes within REFRESH_SECONDS)
-            known.apply(name, json.loads(data))
+            known.apply_line(name, data[:-1])
 
 
 _processes: dict[str, _Process] = {}
@@ -141,10 +142,25 @@ def _forget_after_fork() -> None:
 os.register_at_fork(after_in_child=_forget_after_fork)
 
 
+_ITERATION = re.compile(rb'\{"iteration":(-?\d+)[,}]')  # how every row the runner writes begins
+_ROW = b',"row":'
+
+
+def _iteration_of(row: bytes) -> int | None:
+    found = _ITERATION.match(row)
+    if found:
+        return int(found.group(1))
+    try:
+        value = json.loads(row)
+    except ValueError:
+        return None
+    return value.get("iteration") if isinstance(value, dict) else None
+
+
 @dataclass
 class _Claim:
     time: float
-    events: list[tuple[str, Any]] = field(default_factory=list)  # ("k", count) or ("w", row)
+    events: list[tuple[str, Any]] = field(default_factory=list)  # ("k", count) or ("w", the row's JSON bytes)
 
 
 @dataclass
@@ -154,15 +170,19 @@ class _Repetition:
     params: Any = None
     base: str | None = None
 
-    def rows(self) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = []
+    def row_lines(self) -> list[bytes]:
+        """The repetition's rows 0, 1, 2..., each as its line of JSON (what a results file would hold)."""
+        rows: list[bytes] = []
         for claim in sorted(self.claims, key=lambda c: c.time):
             for kind, value in claim.events:
                 if kind == "k":
                     del rows[value:]
-                elif isinstance(value, dict) and value.get("iteration") == len(rows):
+                elif _iteration_of(value) == len(rows):
                     rows.append(value)
         return rows
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.row_lines()]
 
 
 class Catalog:
@@ -207,13 +227,24 @@ class Catalog:
         end = data.rfind(b"\n") + 1  # a torn last line is left for a later read (or forever: its writer died)
         self.offsets[name] = offset + end
         for line in data[:end].split(b"\n")[:-1]:
-            try:
-                self.apply(name, json.loads(line))
-            except (ValueError, TypeError, KeyError, IndexError):
-                continue  # a damaged line (a power loss's zeros): skipped
+            self.apply_line(name, line)
 
-    def apply(self, segment: str, event: dict[str, Any]) -> None:
-        """Take one event of `segment` into account (in the segment's order)."""
+    def apply_line(self, segment: str, line: bytes) -> None:
+        """Take one line of `segment` into account (in the segment's order); a damaged one (a power loss's
+        zeros) is skipped. A row is kept as its bytes (a third of a parsed row's memory), parsed when read."""
+        try:
+            split = line.find(_ROW) if line.startswith(b'{"w":') and line.endswith(b"}") else -1
+            if split > 0:
+                name, rep = json.loads(line[5:split])
+                key = (str(name), int(rep))
+                if (segment, key) in self.current:
+                    self.current[segment, key].events.append(("w", line[split + len(_ROW):-1]))
+            else:
+                self._apply(segment, json.loads(line))
+        except (ValueError, TypeError, KeyError, IndexError, StopIteration):
+            pass
+
+    def _apply(self, segment: str, event: dict[str, Any]) -> None:
         if "d" in event:
             self.dropped[event["d"]] = max(self.dropped.get(event["d"], 0.0), event["t"])
             return
@@ -233,7 +264,8 @@ class Catalog:
             if repetition.status is None or event["t"] >= repetition.status[0]:
                 repetition.status = (event["t"], event["status"])
         elif (segment, key) in self.current:
-            self.current[segment, key].events.append((kind, event["n"] if kind == "k" else event["row"]))
+            value = event["n"] if kind == "k" else encode_row(event["row"])[:-1]
+            self.current[segment, key].events.append((kind, value))
 
     def repetition(self, name: str, rep: int) -> _Repetition:
         """Repetition (name, rep) as its events after the experiment's last drop say."""

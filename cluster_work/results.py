@@ -128,10 +128,11 @@ def load_results(path: str | os.PathLike[str], experiments: Iterable[str] | None
                     continue
                 param_columns = {f"params.{k}": v for k, v in flat_params.items()}
                 for rep, saved in rows_of.items():
-                    rows = saved.rows()
-                    if rows:
-                        chunks.append(rows)
-                        fast.add(rows)
+                    lines = saved.row_lines()
+                    if lines:
+                        chunk = b"\n".join(lines) + b"\n"  # as a results file holds them: the fast reader reads it
+                        chunks.append(chunk)
+                        fast.add(chunk)
                         status = saved.status[1] if saved.status else {}
                         blocks.append({"experiment": name, "rep": rep, **param_columns, **_stop_reason(status)})
     if not found:
