@@ -226,8 +226,30 @@ class Catalog:
             return
         end = data.rfind(b"\n") + 1  # a torn last line is left for a later read (or forever: its writer died)
         self.offsets[name] = offset + end
-        for line in data[:end].split(b"\n")[:-1]:
-            self.apply_line(name, line)
+        lines = data[:end].split(b"\n")[:-1]
+        # every line's JSON in one call of the C parser (a row's key only: its row is kept as bytes)
+        splits = [line.find(_ROW) if line.startswith(b'{"w":') and line.endswith(b"}") else -1 for line in lines]
+        try:
+            parsed = json.loads(b"[" + b",".join(line[5:split] if split > 0 else line
+                                               for line, split in zip(lines, splits)) + b"]")
+        except ValueError:  # a damaged line somewhere: line by line, skipping it
+            for line in lines:
+                self.apply_line(name, line)
+            return
+        for line, split, value in zip(lines, splits, parsed):
+            try:
+                if split > 0:
+                    self._apply_row(name, value, line[split + len(_ROW):-1])
+                else:
+                    self._apply(name, value)
+            except (TypeError, KeyError, IndexError, ValueError):
+                pass
+
+    def _apply_row(self, segment: str, key: Any, row: bytes) -> None:
+        name, rep = key
+        claim = self.current.get((segment, (str(name), int(rep))))
+        if claim is not None:
+            claim.events.append(("w", row))
 
     def apply_line(self, segment: str, line: bytes) -> None:
         """Take one line of `segment` into account (in the segment's order); a damaged one (a power loss's
@@ -235,20 +257,17 @@ class Catalog:
         try:
             split = line.find(_ROW) if line.startswith(b'{"w":') and line.endswith(b"}") else -1
             if split > 0:
-                name, rep = json.loads(line[5:split])
-                key = (str(name), int(rep))
-                if (segment, key) in self.current:
-                    self.current[segment, key].events.append(("w", line[split + len(_ROW):-1]))
+                self._apply_row(segment, json.loads(line[5:split]), line[split + len(_ROW):-1])
             else:
                 self._apply(segment, json.loads(line))
-        except (ValueError, TypeError, KeyError, IndexError, StopIteration):
+        except (ValueError, TypeError, KeyError, IndexError):
             pass
 
     def _apply(self, segment: str, event: dict[str, Any]) -> None:
         if "d" in event:
             self.dropped[event["d"]] = max(self.dropped.get(event["d"], 0.0), event["t"])
             return
-        kind = next(k for k in ("w", "c", "k", "s") if k in event)
+        kind = "c" if "c" in event else "s" if "s" in event else "k" if "k" in event else "w"
         key = (str(event[kind][0]), int(event[kind][1]))
         repetition = self.repetitions.get(key)
         if repetition is None:
