@@ -70,15 +70,30 @@ class _Process:
 
     def __init__(self, root: str):
         self.root = root
-        with _StoreIO("open", os.path.join(root, LOCKS_FILE)):
-            os.makedirs(root, exist_ok=True)
-            self.locks = os.open(os.path.join(root, LOCKS_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+        self.locks = -1  # opened by the first lock, or by the first question where the file exists
         self.held: set[int] = set()
         self.segment_fd = -1
         self.segment = ""
         self.size = 0
 
+    def _open_locks(self, create: bool) -> bool:
+        """Open `locks` once (see the module's docstring); False where it does not exist and `create` is not asked."""
+        if self.locks >= 0:
+            return True
+        path = os.path.join(self.root, LOCKS_FILE)
+        with _StoreIO("open", path):
+            if create:
+                os.makedirs(self.root, exist_ok=True)
+                self.locks = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+                return True
+            try:
+                self.locks = os.open(path, os.O_RDWR)
+            except FileNotFoundError:
+                return False
+        return True
+
     def lock(self, byte: int) -> None:
+        self._open_locks(create=True)
         try:
             fcntl.lockf(self.locks, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, byte)
         except OSError as exc:
@@ -95,6 +110,8 @@ class _Process:
     def is_locked(self, byte: int) -> bool:
         if byte in self.held:
             return True
+        if not self._open_locks(create=False):  # no run has locked anything here yet
+            return False
         try:  # a shared lock of our own, given back at once: it fails only where another process holds it
             fcntl.lockf(self.locks, fcntl.LOCK_SH | fcntl.LOCK_NB, 1, byte)
         except OSError:
@@ -108,6 +125,7 @@ class _Process:
             name = f"{SEGMENT_PREFIX}{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}{SEGMENT_SUFFIX}"
             self.segment = os.path.join(self.root, name)
             with _StoreIO("create", self.segment):
+                os.makedirs(self.root, exist_ok=True)
                 self.segment_fd = os.open(self.segment, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         data = encode_row(event)
         with _StoreIO("write", self.segment):
@@ -456,6 +474,8 @@ class CompactExperimentStore:
 
     def delete(self) -> list[str]:
         """Forget the experiment's rows and statuses (a drop event); its own files are the default layout's."""
+        if not self.exists():
+            return []
         process = _process(self.root)
         process.append({"d": self.name, "t": time.time()})
         committer.wrote(process.segment)
