@@ -43,7 +43,7 @@ from .durability import committer
 from .errors import StoreError
 from .paths import COMPACT_FOLDER, RepetitionPaths
 from .rows import ResultsPrefix, encode_row, to_plain
-from .store import ExperimentStore, RepetitionBusy, _StoreIO
+from .store import ExperimentStore, RepetitionBusy, RepetitionStore, ResultsWriter, _StoreIO
 from .vocabulary import Record
 
 SEGMENT_PREFIX, SEGMENT_SUFFIX, LOCKS_FILE = "seg-", ".jsonl", "locks"
@@ -503,7 +503,11 @@ def find_compact(experiment_path: str) -> CompactExperimentStore | None:
     return None
 
 
-def experiment_store(path: str, config: Mapping[str, Any] | None = None) -> Any:
+AnyRepetition = RepetitionStore | CompactRepetition  # a repetition of either layout, as the runner uses it
+AnyWriter = ResultsWriter | CompactWriter
+
+
+def experiment_store(path: str, config: Mapping[str, Any] | None = None) -> ExperimentStore | CompactExperimentStore:
     """The store of the experiment in folder `path` with this `config`: the compact one where its document
     asks for it (`store: compact`), else the default layout's ExperimentStore."""
     if config is None or not is_compact(config):

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .compact_store import CompactRepetition
 from .store import RepetitionStore
 from .vocabulary import Record, RepetitionState
 
@@ -64,7 +65,7 @@ def decide(status: Mapping[str, Any], iterations: int, rows_saved: int, running:
     return RepetitionState.PARTIAL if rows_saved else RepetitionState.PENDING
 
 
-def read_repetition(store: RepetitionStore | Any, iterations: int, *, check_lock: bool = True,
+def read_repetition(store: RepetitionStore | CompactRepetition, iterations: int, *, check_lock: bool = True,
                     finished_by_original: bool = False) -> RepetitionView:
     """The state of repetition `store` of an experiment with `iterations` iterations, reading as little
     as the rules above allow. `check_lock`: also ask whether a live run holds it (one open and flock).

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import original_format
 from .arrow_rows import start_reader as _fast_reader
-from .compact_store import find_catalogs, find_compact
+from .compact_store import CompactExperimentStore, find_catalogs, find_compact
 from .config import flatten_mapping, load_config
 from .errors import ResultsNotFoundError
 from .paths import CONFIG_FILE
@@ -198,7 +198,7 @@ def repetition_rows(experiment_path: str, rep: int, log_path: str | None = None)
     return rows or original_format.repetition_rows(_original_log(experiment_path, log_path), rep)
 
 
-def _store_of(experiment_path: str) -> Any:
+def _store_of(experiment_path: str) -> ExperimentStore | CompactExperimentStore:
     """The store of the experiment in `experiment_path`: its folder's, or a compact store's (see find_compact)."""
     if os.path.isfile(os.path.join(experiment_path, CONFIG_FILE)):
         return ExperimentStore(experiment_path)

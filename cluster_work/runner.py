@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .backends.base import TaskContext
-from .compact_store import experiment_store
+from .compact_store import AnyRepetition, AnyWriter, experiment_store
 from .errors import InvalidParameterArgument, StoreError
 from .expansion import ExpandedExperiment
 from .experiment import ClusterWork
@@ -28,9 +28,7 @@ from .logs import FILE_ONLY, repetition_log
 from .seeding import seed_for, seed_global_generators
 from .store import (
     RepetitionBusy,
-    RepetitionStore,
     ResultsPrefix,
-    ResultsWriter,
     repetition_folder_name,
 )
 from .vocabulary import ConfigWrite, Outcome, OutcomeKind, Record, RunSettings, Segment
@@ -106,7 +104,7 @@ def run_segment(experiment_class: type[ClusterWork], segment: Segment, settings:
     if stop is not None:  # dequeued after a stop or a cancel: leave its files untouched
         return Outcome(segment.index, segment.label, stop)
     store = experiment_store(segment.experiment.path, segment.experiment.config).repetition(segment.rep)
-    writer: ResultsWriter | None = None
+    writer: AnyWriter | None = None
     refusal: tuple[OutcomeKind, str | None] | None = None
     try:
         writer = store.open_writer() if context.write else None
@@ -134,7 +132,7 @@ def run_segment(experiment_class: type[ClusterWork], segment: Segment, settings:
     return outcome
 
 
-def _maybe_log(store: RepetitionStore, settings: RunSettings, write: bool) -> Any:
+def _maybe_log(store: AnyRepetition, settings: RunSettings, write: bool) -> Any:
     return repetition_log(store.log_file, settings.log_level) if write else contextlib.nullcontext()
 
 
@@ -174,7 +172,7 @@ class _SegmentRun:
     """
 
     def __init__(self, experiment_class: type[ClusterWork], segment: Segment, settings: RunSettings,
-                 store: RepetitionStore, writer: ResultsWriter | None, context: TaskContext):
+                 store: AnyRepetition, writer: AnyWriter | None, context: TaskContext):
         self.experiment_class, self.segment, self.settings = experiment_class, segment, settings
         self.store, self.writer, self.context = store, writer, context
         self.config = segment.experiment.config
