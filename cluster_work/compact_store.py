@@ -37,7 +37,7 @@ import socket
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .durability import committer
 from .errors import StoreError
@@ -45,6 +45,9 @@ from .paths import COMPACT_FOLDER, RepetitionPaths
 from .rows import ResultsPrefix, encode_row, to_plain
 from .store import ExperimentStore, RepetitionBusy, RepetitionStore, ResultsWriter, _StoreIO
 from .vocabulary import Record
+
+if TYPE_CHECKING:
+    from .expansion import ExpandedExperiment
 
 SEGMENT_PREFIX, SEGMENT_SUFFIX, LOCKS_FILE = "seg-", ".jsonl", "locks"
 REFRESH_SECONDS = 0.5  # a reader's view of the segments is at most this old, except where exactness matters
@@ -505,6 +508,11 @@ def find_compact(experiment_path: str) -> CompactExperimentStore | None:
 
 AnyRepetition = RepetitionStore | CompactRepetition  # a repetition of either layout, as the runner uses it
 AnyWriter = ResultsWriter | CompactWriter
+
+
+def store_of(experiment: ExpandedExperiment) -> ExperimentStore | CompactExperimentStore:
+    """The store of an expanded experiment (its config is built only where the store is compact)."""
+    return experiment_store(experiment.path, experiment.config if experiment.store == "compact" else None)
 
 
 def experiment_store(path: str, config: Mapping[str, Any] | None = None) -> ExperimentStore | CompactExperimentStore:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .compact_store import experiment_store, is_compact
+from .compact_store import is_compact, store_of
 from .config import dotted, flatten_paths
 from .errors import ConfigError
 from .expansion import ExpandedDocument, ExpandedExperiment, Expansion, expand_path
@@ -311,7 +311,7 @@ def make_plan(expanded: Sequence[ExpandedExperiment], selection: Selection, poli
 def _plan_experiment(experiment: ExpandedExperiment, first_index: int, selection: Selection,
                      policy: Policy, picked: range | None, fresh: bool) -> ExperimentPlan:
     """One experiment's state and jobs; `fresh`: its document's folder does not exist, so neither do its files."""
-    store = experiment_store(experiment.path, experiment.config)
+    store = store_of(experiment)
     stored = store.read_config() if not fresh and store.is_ours() else None
     original_done: set[int] = set()
     if not fresh and store.has_original_results():  # the original ClusterWork ran it: its finished repetitions count
@@ -390,7 +390,7 @@ def apply_plan(plan: Plan, warn: Any = log.warning) -> None:
     for item in itertools.chain(plan.experiments, campaigns) if plan.totals.rewrites else ():
         if not item.rewrite or item.skipped:
             continue
-        left = experiment_store(item.experiment.path, item.experiment.config).delete()
+        left = store_of(item.experiment).delete()
         if left:
             shown = ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
             warn(f"{item.experiment.name}: -d/-o kept what cluster_work did not write: {shown}")

@@ -12,7 +12,7 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.table import Table
 
-from .compact_store import experiment_store
+from .compact_store import store_of
 from .config import KeyPath, dotted
 from .display import counted, format_duration, format_seconds
 from .expansion import ExpandedDocument, ExpandedExperiment
@@ -181,7 +181,7 @@ STATES = tuple(state.value for state in (RepetitionState.FINISHED, RepetitionSta
 
 def read_progress(experiment: ExpandedExperiment) -> ExperimentProgress:
     """The state of each repetition, from what is on disk (safe while a run writes)."""
-    store = experiment_store(experiment.path, experiment.config)
+    store = store_of(experiment)
     reps = []
     for rep in range(experiment.repetitions):
         view = read_repetition(store.repetition(rep), experiment.iterations)
