@@ -33,6 +33,8 @@ LOG_FILE = "rep.log"
 RUNS_FILE = "runs.jsonl"
 PLOTS_FOLDER = "plots"
 COMPACT_FOLDER = ".cluster_work_compact"  # a compact store's segments, in the document's folder (compact_store)
+LOCKS_FILE = "locks"  # in COMPACT_FOLDER: a byte-range lock per repetition
+SEGMENT_PREFIX = "seg-"  # in COMPACT_FOLDER: seg-<host>-<pid>-<token>.jsonl, one per writing process
 
 
 def repetition_folder_name(rep: int) -> str:
@@ -46,6 +48,15 @@ def iteration_folder_name(iteration: int) -> str:
 def experiment_folder(base_folder: str, params_part: str) -> str:
     """An expanded experiment's folder: `<base>/<params>`, or the document's folder when nothing varies."""
     return os.path.join(base_folder, params_part) if params_part else base_folder
+
+
+def compact_root(document_folder: str) -> str:
+    """A compact store's folder, in its document's folder."""
+    return os.path.join(document_folder, COMPACT_FOLDER)
+
+
+def segment_name(host: str, pid: int, token: str) -> str:
+    return f"{SEGMENT_PREFIX}{host}-{pid}-{token}.jsonl"
 
 
 def log_folder(experiment_path: str) -> str:

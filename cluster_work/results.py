@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from . import original_format
 from .arrow_rows import start_reader as _fast_reader
-from .compact_store import CompactExperimentStore, find_catalogs, find_compact
+from .compact_catalog import find_catalogs
+from .compact_store import CompactExperimentStore, find_compact
 from .config import flatten_mapping, load_config
 from .errors import ResultsNotFoundError
 from .paths import CONFIG_FILE

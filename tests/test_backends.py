@@ -13,8 +13,10 @@ from backend_clients import Counting
 from conftest import mpiexec, run_mpiexec
 
 from cluster_work.backends import LocalProcessExecutor, SequentialExecutor
-from cluster_work.compact_store import catalog, compact_root, is_compact
+from cluster_work.compact_catalog import catalog
+from cluster_work.compact_store import is_compact
 from cluster_work.expansion import expand_all
+from cluster_work.paths import compact_root
 from cluster_work.runner import ExperimentTask
 from cluster_work.stopping import request_stop, stop_signals_handled
 from cluster_work.vocabulary import ConfigWrite, OutcomeKind, RunSettings, Segment

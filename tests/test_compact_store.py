@@ -16,8 +16,9 @@ from conftest import SCRIPT, comparable, descendants, run_cli, script_env
 from store_helpers import kill_9
 
 from cluster_work import load_results
-from cluster_work.compact_store import COMPACT_FOLDER, experiment_store
+from cluster_work.compact_store import experiment_store
 from cluster_work.expansion import expand_all
+from cluster_work.paths import COMPACT_FOLDER
 from cluster_work.repetition_state import read_repetition
 from cluster_work.store import RepetitionBusy
 from cluster_work.vocabulary import RepetitionState
