@@ -146,6 +146,12 @@ def _process(root: str) -> _Process:
     return process
 
 
+def _after(latest: float) -> float:
+    """The time of a new claim or status: now, or just after the latest one known where a clock (another
+    host's) is behind, so that the order of a repetition's claims is the order they were made in."""
+    return max(time.time(), latest + 1e-6)
+
+
 # the parent's descriptors stay open in a child, unused (closing one there would drop none of the parent's locks)
 os.register_at_fork(after_in_child=_processes.clear)
 
@@ -168,8 +174,10 @@ class CompactRepetition:
     def read_results(self) -> ResultsPrefix:
         return ResultsPrefix(self._state().rows())
 
-    def read_complete_lines(self) -> list[dict[str, Any]]:
-        return self._state().rows()
+    def read_complete_lines(self) -> bytes:
+        """The rows as a results file would hold them (one JSON line each)."""
+        lines = self._state().row_lines()
+        return b"\n".join(lines) + b"\n" if lines else b""
 
     def read_status(self) -> dict[str, Any]:
         status = self._state().status
@@ -187,8 +195,9 @@ class CompactRepetition:
     def write_status(self, state: Record, sync: bool = True, **fields: Any) -> None:
         status = {"state": state.value, "host": socket.gethostname(), "pid": os.getpid(), "updated": time.time(),
                   **fields}
-        process = _process(self.root)
-        process.append({"s": [self.name, self.rep], "t": time.time(), "status": to_plain(status)})
+        process, known = _process(self.root), self._state()
+        latest = known.status[0] if known.status is not None else 0.0
+        process.append({"s": [self.name, self.rep], "t": _after(latest), "status": to_plain(status)})
         if sync:
             committer.wrote(process.segment)
 
@@ -196,8 +205,10 @@ class CompactRepetition:
         process = _process(self.root)
         process.lock(self.byte)
         try:
-            rows = self._state(force=True).rows()  # under the lock: no other process adds to it now
-            process.append({"c": [self.name, self.rep], "t": time.time(), "params": to_plain(self.params),
+            known = self._state(force=True)  # under the lock: no other process adds to it now
+            rows = known.rows()
+            latest = max((claim.time for claim in known.claims), default=0.0)
+            process.append({"c": [self.name, self.rep], "t": _after(latest), "params": to_plain(self.params),
                             "base": self.base, "at": self.at})
         except BaseException:
             process.unlock(self.byte)

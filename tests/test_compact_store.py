@@ -16,6 +16,7 @@ from conftest import SCRIPT, comparable, descendants, run_cli, script_env
 from store_helpers import kill_9
 
 from cluster_work import load_results
+from cluster_work.compact_catalog import catalog
 from cluster_work.compact_store import experiment_store
 from cluster_work.expansion import expand_all
 from cluster_work.paths import COMPACT_FOLDER
@@ -109,6 +110,7 @@ def test_a_torn_last_line_is_ignored(tmp_path):
 
 HOLD = """
 import sys
+from cluster_work.compact_catalog import catalog
 from cluster_work.compact_store import experiment_store
 from cluster_work.expansion import expand_all
 [exp] = expand_all([{{"name": "h", "repetitions": 2, "iterations": 3, "path": {path!r}, "store": "compact"}}])
@@ -200,3 +202,21 @@ def test_a_bad_store_is_one_line_and_writes_nothing(tmp_path, extra, message):
     result = run_cli("GrowingResults", "config.yml", cwd=tmp_path, check_rc=2)
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_repetitions_claims_keep_their_order_when_another_hosts_clock_is_ahead(tmp_path):
+    [exp] = expand_all([{"name": "h", "repetitions": 1, "iterations": 3, "path": str(tmp_path), "store": "compact"}])
+    root = tmp_path / "h" / COMPACT_FOLDER
+    root.mkdir(parents=True)
+    ahead = time.time() + 3600  # a host whose clock is an hour ahead ran iterations 0 and 1
+    events = [{"c": ["h", 0], "t": ahead, "params": {}}, {"w": ["h", 0], "row": {"iteration": 0, "x": "a0"}},
+              {"w": ["h", 0], "row": {"iteration": 1, "x": "a1"}}]
+    (root / "seg-other-1-00000000.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    store = experiment_store(exp.path, exp.config).repetition(0)
+    writer = store.open_writer()  # then this host restarts it from iteration 1 (-r 0 -i 1)
+    prefix = writer.read()
+    assert [row["x"] for row in prefix.rows] == ["a0", "a1"]
+    writer.keep(prefix, 1)
+    writer.append({"iteration": 1, "x": "m1"})
+    writer.close(sync=False)
+    assert [row["x"] for row in catalog(str(root), force=True).repetition("h", 0).rows()] == ["a0", "m1"]
