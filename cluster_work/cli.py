@@ -16,6 +16,7 @@ from .display import LiveBarDisplay, make_display
 from .durability import committer
 from .errors import ClusterWorkError, StoreError
 from .expansion import ExpandedExperiment, expand_all, sweep_paths
+from .export.beside import exporters_beside
 from .experiment import ClusterWork
 from .logs import configure_console
 from .original_api import configs_and_results, implements_plot_results
@@ -180,7 +181,8 @@ def _run(experiment_class: type[ClusterWork], args: argparse.Namespace, argument
     except ClusterWorkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_STORE if isinstance(exc, StoreError) else EXIT_USAGE
-    return _execute(experiment_class, plan, args, arguments, executor, settings)
+    with exporters_beside(args.config, plan.totals.sweep_paths):  # the config's `export:` trackers, if any
+        return _execute(experiment_class, plan, args, arguments, executor, settings)
 
 
 def _execute(experiment_class: type[ClusterWork], plan: Plan, args: argparse.Namespace, arguments: list[str],

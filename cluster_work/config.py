@@ -32,7 +32,7 @@ log = logging.getLogger("cluster_work")
 
 REQUIRED_KEYS = ("name", "repetitions", "iterations", "path")
 KNOWN_KEYS = frozenset(REQUIRED_KEYS + ("params", "grid", "list", "random", "custom", "slurm", "gui", "plotting",
-                                       "log_path", "command", "files", "ensemble", "steer"))
+                                       "log_path", "command", "files", "ensemble", "steer", "export"))
 CUSTOM_KEYS = frozenset({"function", "samples", "params"})
 RANDOM_KEYS = frozenset({"samples", "seed", "params", "without_replacement"})
 DEFAULT_NAME = "DEFAULT"
@@ -345,6 +345,10 @@ def validate_experiment(experiment: Mapping[str, Any], source: str, number: int,
         from .steering.spec import check_steer_block  # a user's policy class is loaded here: a typo is a config error
 
         check_steer_block(experiment["steer"], source, name)
+    if "export" in experiment:
+        from .export.spec import check_export_block  # the trackers' packages are imported by the exporter only
+
+        check_export_block(experiment["export"], source, name)
     for key in experiment:
         if key not in KNOWN_KEYS:
             warn(f"{source}: experiment '{name}': unknown key '{key}' (known: {', '.join(sorted(KNOWN_KEYS))}); "
