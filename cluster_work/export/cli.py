@@ -75,6 +75,10 @@ def main(argv: Sequence[str]) -> int:
         print(f"error: exporting to {args.tracker} needs its package: pip install 'cluster_work[{args.tracker}]' "
               f"({exc})", file=sys.stderr)
         return EXIT_USAGE
+    except Exception as exc:  # the tracker refused its options (an unknown URI scheme, say)
+        print(f"error: cannot export to {args.tracker}: {type(exc).__name__}: {str(exc).splitlines()[0]}",
+              file=sys.stderr)
+        return EXIT_USAGE
     stop = threading.Event()
     if args.follow or args.beside_run:
         for signum in (signal.SIGINT, signal.SIGTERM):
