@@ -16,8 +16,8 @@ from .display import LiveBarDisplay, make_display
 from .durability import committer
 from .errors import ClusterWorkError, StoreError
 from .expansion import ExpandedExperiment, expand_all, sweep_paths
-from .export.beside import exporters_beside
 from .experiment import ClusterWork
+from .export.beside import exporters_beside
 from .logs import configure_console
 from .original_api import configs_and_results, implements_plot_results
 from .paths import SweepPaths

@@ -174,7 +174,8 @@ def test_an_exporter_killed_mid_export_and_rerun_exports_every_row_once(kind, it
     for _ in range(3):  # kill it when it has written to the tracker what it has not yet recorded
         exporter = subprocess.Popen(_export(kind, cfg, *options), cwd=tmp_path, env=environment,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: exporter.poll() is not None or beyond_journal(), "a write beyond the journal", every=0.01)
+        wait_for(lambda process=exporter: process.poll() is not None or beyond_journal(), "a write beyond the journal",
+                 every=0.01)
         if exporter.poll() is not None:
             continue
         exporter.send_signal(signal.SIGKILL)

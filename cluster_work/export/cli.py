@@ -43,8 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="only these experiments (base names)")
     parser.add_argument("--interval", type=float, default=None, metavar="SECONDS",
                         help=f"with --follow: seconds between two looks (default {DEFAULT_INTERVAL:g})")
-    parser.add_argument("--wait", type=float, default=60.0, metavar="SECONDS",
-                        help="how long to retry a tracker that cannot be reached, at the end (default 60)")
+    parser.add_argument("--wait", type=float, default=None, metavar="SECONDS",
+                        help="how long to retry a tracker that cannot be reached, at the end (default 60; "
+                             "600 for the exporter beside a run, which has no one waiting for it)")
     parser.add_argument("--budget", type=int, default=4000, metavar="STATS",
                         help="file system look-ups per poll, beyond the repetitions changing now (default 4000)")
     parser.add_argument("--tracking-uri", help="mlflow: the tracking URI (default: the config's, or "
@@ -84,12 +85,17 @@ def main(argv: Sequence[str]) -> int:
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
     if args.beside_run:  # the run holds our stdin: its end (however the run ended) starts the last pass
-        threading.Thread(target=lambda: (sys.stdin.buffer.read(), stop.set()), daemon=True).start()
+        threading.Thread(target=_set_at_end_of_input, args=(stop,), daemon=True).start()
     try:
         return _export(exporters, args, interval, stop)
     finally:
         for exporter in exporters:
             exporter.close()
+
+
+def _set_at_end_of_input(stop: threading.Event) -> None:
+    sys.stdin.buffer.read()
+    stop.set()
 
 
 def _export(exporters: list[Exporter], args: argparse.Namespace, interval: float, stop: threading.Event) -> int:
@@ -112,7 +118,7 @@ def _export(exporters: list[Exporter], args: argparse.Namespace, interval: float
             for exporter in exporters:
                 exporter.poll()
             stop.wait(max(0.0, interval - (time.monotonic() - began)))
-    deadline = time.monotonic() + args.wait
+    deadline = time.monotonic() + (args.wait if args.wait is not None else 600.0 if args.beside_run else 60.0)
     status = 0
     for exporter in exporters:
         done = exporter.catch_up(deadline)

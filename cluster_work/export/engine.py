@@ -16,7 +16,7 @@ results file's prefix that holds them, and the tracker's own fields (its run). O
    run's metric history): every row ends up in the tracker exactly once.
 
 A tracker that is down (`Tracker.unavailable`) pauses the whole export with back-off (1 s, doubling up to
-a minute); any other error pauses that repetition alone, with a warning. Neither reaches the sweep: the
+half a minute); any other error pauses that repetition alone, with a warning. Neither reaches the sweep: the
 exporter runs in its own process and only reads the results files.
 """
 from __future__ import annotations
@@ -36,7 +36,7 @@ from .source import Repetition, Snapshot, Watch, read_snapshot
 
 log = logging.getLogger("cluster_work.export")
 
-MAX_DOWN_DELAY = 60.0
+MAX_DOWN_DELAY = 30.0
 MAX_RETRY_DELAY = 300.0
 
 

@@ -94,7 +94,9 @@ class MlflowTracker:
             experiment = self.client.get_experiment_by_name(name)
             if experiment is None:
                 try:
-                    self._experiments[name] = self.client.create_experiment(name)
+                    # the UI then opens on the runs (a new experiment would open on GenAI traces)
+                    self._experiments[name] = self.client.create_experiment(
+                        name, tags={"mlflow.experimentKind": "custom_model_development"})
                 except MlflowException:  # another exporter created it just now
                     experiment = self.client.get_experiment_by_name(name)
             if experiment is not None:
@@ -142,7 +144,7 @@ class MlflowTracker:
         from mlflow.entities import Metric, Param, RunTag
 
         gen = entry.get("gen", 0)
-        run_id, t0 = entry.get("run"), entry.get("t0")
+        run_id, t0 = entry.get("run"), float(entry.get("t0") or 0.0)
         if run_id is None:  # a new run, or one a killed exporter made but did not record
             run = self._find(repetition, sweep_id, gen)
             maybe_partial = maybe_partial or run is not None
@@ -166,15 +168,15 @@ class MlflowTracker:
         for start in range(0, len(metrics), METRICS_PER_BATCH):
             self.client.log_batch(run_id, metrics=metrics[start:start + METRICS_PER_BATCH])
         if (entry.get("state"), entry.get("detail")) != (snapshot.state.value, snapshot.detail) or maybe_partial:
-            tags = [RunTag("cluster_work.state", snapshot.state.value)]
+            state = [RunTag("cluster_work.state", snapshot.state.value)]
             if snapshot.state is RepetitionState.STOPPED:
-                tags.append(RunTag("cluster_work.reason", snapshot.detail[:8000]))
+                state.append(RunTag("cluster_work.reason", snapshot.detail[:8000]))
             if snapshot.state is RepetitionState.FAILED:
-                tags.append(RunTag("cluster_work.error", snapshot.detail[:8000]))
-            self.client.log_batch(run_id, tags=tags)
+                state.append(RunTag("cluster_work.error", snapshot.detail[:8000]))
+            self.client.log_batch(run_id, tags=state)
             status = STATUS[snapshot.state]
-            if snapshot.final:
-                end = int((snapshot.ended or row_time(t0, snapshot.rows[-1] if snapshot.rows else {})) * 1000)
+            if snapshot.final:  # its duration: the repetition's own time (the run started when the export did)
+                end = int(row_time(t0, snapshot.rows[-1] if snapshot.rows else {}) * 1000)
                 self.client.set_terminated(run_id, status, end_time=end)
             else:
                 self.client.update_run(run_id, status=status)

@@ -56,7 +56,6 @@ class Snapshot:
     end: int  # the rows are data[:end]
     state: RepetitionState
     detail: str = ""
-    ended: float | None = None
 
     @property
     def final(self) -> bool:
@@ -66,7 +65,7 @@ class Snapshot:
 def signature(folder: str, rep: int) -> Signature | None:
     """The results and status files' stat signature (None: neither exists)."""
     paths = RepetitionPaths.of(folder, rep)
-    parts = []
+    parts: list[tuple[int, int, int] | None] = []
     for path in (paths.results_file, paths.status_file):
         try:
             stat = os.stat(path)
@@ -90,11 +89,7 @@ def read_snapshot(repetition: Repetition) -> Snapshot:
         detail = str(status.get("error", ""))
     else:
         detail = ""
-    ended = status.get("ended", status.get("updated"))
-    snapshot = Snapshot(rows, data, end, state, detail)
-    if snapshot.final and isinstance(ended, (int, float)):
-        snapshot = Snapshot(rows, data, end, state, detail, float(ended))
-    return snapshot
+    return Snapshot(rows, data, end, state, detail)
 
 
 @dataclass

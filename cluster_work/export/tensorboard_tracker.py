@@ -104,7 +104,7 @@ class TensorBoardTracker:
                 writer.write(_event(row_time(t0, row), row["iteration"], _scalars(numeric_columns(row))))
             if snapshot.final:
                 step = snapshot.rows[-1]["iteration"] if snapshot.rows else 0
-                end = snapshot.ended or row_time(t0, snapshot.rows[-1] if snapshot.rows else {})
+                end = row_time(t0, snapshot.rows[-1] if snapshot.rows else {})
                 writer.write(_event(end, step, _session_end(snapshot, end)))
             handle.flush()
             size = handle.tell()
