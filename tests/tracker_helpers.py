@@ -67,8 +67,20 @@ class MlflowServer:
             return False
 
     def wait(self) -> MlflowServer:
+        """Until it answers, and has answered each kind of request the exporter makes once (a fresh server
+        takes many seconds for its first requests, loading their code)."""
         wait_for(lambda: self.up() or (self.process.poll() is not None and _raise(self)), "the MLflow server",
                  timeout=240)
+        from mlflow import MlflowClient
+        from mlflow.entities import Metric
+
+        client = MlflowClient(self.uri)
+        experiment = client.create_experiment(f"warm-up-{self.port}")
+        run = client.create_run(experiment)
+        client.log_batch(run.info.run_id, metrics=[Metric("m", 1.0, 0, 0)])
+        client.search_runs([experiment], filter_string="tags.`a` = 'b'")
+        client.get_metric_history(run.info.run_id, "m")
+        client.set_terminated(run.info.run_id)
         return self
 
     def stop(self) -> None:
