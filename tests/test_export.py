@@ -1,12 +1,14 @@
 """The exporter (`python -m cluster_work export`): the config's `export:` block, the watch that finds changes
 without statting everything, the cursor journal, and exactly-once export into real TensorBoard event
 files, W&B offline runs and an MLflow file store after the exporter is killed with -9 mid-export."""
+import re
+import shutil
 import signal
 import subprocess
 import sys
 
 import pytest
-from conftest import run_cli, script_env
+from conftest import ROOT, run_cli, script_env
 from tracker_helpers import journal_lines, results, same_values, tensorboard_events, wait_for, wandb_runs
 
 from cluster_work.config import load_config
@@ -225,3 +227,19 @@ def test_tensorboard_gets_scalars_hparams_sessions_and_states(tmp_path, write_co
         assert end.status == status
         text = accumulator.Tensors("cluster_work/state/text_summary")[0].tensor_proto.string_val[0].decode()
         assert text == ("finished" if rep == 0 else "failed: RuntimeError: boom at 3")
+
+
+@pytest.mark.slow
+def test_the_readme_export_commands_work_as_printed(tmp_path):
+    blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    lines = [line.split("  #")[0].strip() for block in blocks for line in block.splitlines()]
+    commands = [line for line in lines if line.startswith("python -m cluster_work export")]
+    assert len(commands) == 3, commands
+    shutil.copytree(ROOT / "examples", tmp_path / "examples", ignore=shutil.ignore_patterns("results"))
+    for command in ["python examples/quickstart.py examples/quickstart.yml", *commands]:
+        result = subprocess.run(command.replace("python ", f"{sys.executable} ", 1), shell=True, cwd=tmp_path,
+                                env=script_env(), capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, command + "\n" + result.stderr
+        assert "export" not in command or "60 rows exported" in result.stdout, result.stdout
+    sweep = tmp_path / "examples" / "results" / "quickstart"
+    assert len(tensorboard_events(sweep / "tensorboard")) == 6 and len(wandb_runs(sweep)) == 6
