@@ -243,3 +243,11 @@ def test_the_readme_export_commands_work_as_printed(tmp_path):
         assert "export" not in command or "60 rows exported" in result.stdout, result.stdout
     sweep = tmp_path / "examples" / "results" / "quickstart"
     assert len(tensorboard_events(sweep / "tensorboard")) == 6 and len(wandb_runs(sweep)) == 6
+
+
+def test_the_export_benchmark_runs():
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "export.py"), "--repetitions", "2",
+                             "--iterations", "5", "--trackers", "tensorboard", "--watch", "20"], env=script_env(),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "rows/s" in result.stdout and "watch over 20 repetitions" in result.stdout

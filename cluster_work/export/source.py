@@ -62,11 +62,10 @@ class Snapshot:
         return self.state in (RepetitionState.FINISHED, RepetitionState.FAILED, RepetitionState.STOPPED)
 
 
-def signature(folder: str, rep: int) -> Signature | None:
-    """The results and status files' stat signature (None: neither exists)."""
-    paths = RepetitionPaths.of(folder, rep)
+def signature(files: tuple[str, str]) -> Signature | None:
+    """The stat signature of a repetition's results and status `files` (None: neither exists)."""
     parts: list[tuple[int, int, int] | None] = []
-    for path in (paths.results_file, paths.status_file):
+    for path in files:
         try:
             stat = os.stat(path)
             parts.append((stat.st_size, stat.st_mtime_ns, stat.st_ino))
@@ -100,6 +99,7 @@ class _Experiment:
     reps: list[int] = field(default_factory=list)
     config_mtime: int | None = None
     info: tuple[str, str, dict[str, Any], int] | None = None  # name, base, params, iterations
+    known: dict[int, tuple[Repetition, tuple[str, str]]] = field(default_factory=dict)  # for `info`, by rep
 
 
 class Watch:
@@ -164,11 +164,16 @@ class Watch:
         info = self._info(experiment)
         if info is None:
             return
-        name, base, params, iterations = info
         for rep in sorted(set(experiment.reps) | gone):
-            repetition = Repetition(export_key(experiment.folder, experiment.sweep, rep), experiment.sweep,
-                                    experiment.folder, name, base, rep, params, iterations)
-            yield repetition, None if rep in gone else signature(experiment.folder, rep)
+            known = experiment.known.get(rep)
+            if known is None:  # built once per repetition (and config): a poll then costs two stats a repetition
+                name, base, params, iterations = info
+                paths = RepetitionPaths.of(experiment.folder, rep)
+                known = experiment.known[rep] = (
+                    Repetition(export_key(experiment.folder, experiment.sweep, rep), experiment.sweep,
+                               experiment.folder, name, base, rep, params, iterations),
+                    (paths.results_file, paths.status_file))
+            yield known[0], None if rep in gone else signature(known[1])
 
     def _info(self, experiment: _Experiment) -> tuple[str, str, dict[str, Any], int] | None:
         """The experiment's name, base name, flattened params and iterations, from its stored config (read
@@ -184,6 +189,7 @@ class Watch:
             iterations = config.get("iterations")
             experiment.info = (name, base, flatten_mapping(config.get("params") or {}),
                                iterations if isinstance(iterations, int) else 0)
+            experiment.known.clear()
             experiment.config_mtime = mtime
         return experiment.info
 
