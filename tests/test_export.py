@@ -251,3 +251,30 @@ def test_the_export_benchmark_runs():
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "rows/s" in result.stdout and "watch over 20 repetitions" in result.stdout
+
+
+@pytest.mark.slow
+def test_a_repetition_a_campaign_stopped_carries_its_reason(tmp_path, write_config):
+    from tracker_helpers import mlflow_runs
+
+    cfg = write_config("""
+        name: search
+        repetitions: 1
+        iterations: 6
+        path: out
+        grid: {step: [0.1, 5.0]}
+        steer: {policy: threshold, metric: value, mode: min, bound: 1.0, min_iterations: 2}
+        """)
+    run_cli("Deterministic", str(cfg), cwd=tmp_path, check_rc=0)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    for kind, options in (("mlflow", ["--tracking-uri", uri]), ("tensorboard", [])):
+        exported = subprocess.run(_export(kind, cfg, *options), cwd=tmp_path, env=script_env(), capture_output=True,
+                                  text=True, timeout=300)
+        assert exported.returncode == 0 and "8 rows exported" in exported.stdout, exported.stderr
+    runs = {run.info.run_name: run for run in mlflow_runs(uri, "search")}
+    stopped, finished = runs["search__s5.0 rep 0"], runs["search__s0.1 rep 0"]
+    assert (stopped.info.status, stopped.data.tags["cluster_work.state"]) == ("KILLED", "stopped")
+    assert stopped.data.tags["cluster_work.reason"].startswith("threshold: value ")
+    assert (finished.info.status, finished.data.tags["cluster_work.state"]) == ("FINISHED", "finished")
+    held = tensorboard_events(tmp_path / "out" / "tensorboard")
+    assert [step for step, _ in held["search/s5.0/rep_00"]["value"]] == [0, 1]
