@@ -1,8 +1,8 @@
 """`python -m cluster_work export {mlflow,tensorboard,wandb} CONFIG [--follow]`: a sweep's results into a tracker.
 
 Without `--follow`, one pass: everything saved so far, then exit (0: all exported; 1: a tracker stayed
-unreachable for `--wait` seconds, or some repetition could not be exported; 2: a bad command line or
-config). With `--follow`, it keeps looking (every `--interval` seconds) until Ctrl-C or SIGTERM, then makes
+unreachable for `--wait` seconds, or some repetition could not be exported by then; 2: a bad command line
+or config). With `--follow`, it keeps looking (every `--interval` seconds) until Ctrl-C or SIGTERM, then makes
 a last pass. Run it again at any time: it continues where it stopped (see `engine`).
 
 Each document's `export.<tracker>` block gives the options; the command line's override them. A run whose
@@ -124,8 +124,9 @@ def _export(exporters: list[Exporter], args: argparse.Namespace, interval: float
         done = exporter.catch_up(deadline)
         totals = exporter.totals
         print(f"{args.tracker}: {totals.rows:,} rows exported, {totals.replaced} runs replaced"
+              + (f", {totals.errors} errors retried (see the warnings)" if totals.errors else "")
               + ("" if done else f"; {exporter.waiting} repetitions not exported yet (rerun to catch up)"))
-        status = status or (0 if done and not totals.errors else 1)
+        status = status or (0 if done else 1)
     return status
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -216,13 +215,6 @@ class Exporter:
         journal.put(key, entry)
         self._last[key] = time.monotonic()
         return True
-
-    def follow(self, stop: threading.Event, interval: float = 1.0) -> None:
-        """Poll every `interval` seconds until `stop` is set."""
-        while not stop.is_set():
-            began = time.monotonic()
-            self.poll()
-            stop.wait(max(0.0, interval - (time.monotonic() - began)))
 
     def catch_up(self, deadline: float) -> bool:
         """Export everything there is now, retrying a tracker that is down until `deadline` (monotonic);
