@@ -115,8 +115,8 @@ def test_a_second_exporter_into_the_same_destination_is_refused(tmp_path, write_
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: journal_lines(tmp_path / "out", "tensorboard"), "the first exporter's journal")
-        second = subprocess.run(_export("tensorboard", cfg), cwd=tmp_path, env=script_env(), capture_output=True,
-                                text=True, timeout=120)
+        second = subprocess.run(_export("tensorboard", cfg, "--wait", "3"), cwd=tmp_path, env=script_env(),
+                                capture_output=True, text=True, timeout=120)
         assert second.returncode == 1 and "another exporter follows this sweep" in second.stderr
     finally:
         first.send_signal(signal.SIGTERM)

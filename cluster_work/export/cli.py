@@ -44,8 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--interval", type=float, default=None, metavar="SECONDS",
                         help=f"with --follow: seconds between two looks (default {DEFAULT_INTERVAL:g})")
     parser.add_argument("--wait", type=float, default=None, metavar="SECONDS",
-                        help="how long to retry a tracker that cannot be reached, at the end (default 60; "
-                             "600 for the exporter beside a run, which has no one waiting for it)")
+                        help="how long to retry a tracker that cannot be reached at the end, or to wait for "
+                             "another exporter into the same destination to end (default 60; 600 for the "
+                             "exporter beside a run, which has no one waiting for it)")
     parser.add_argument("--budget", type=int, default=4000, metavar="STATS",
                         help="file system look-ups per poll, beyond the repetitions changing now (default 4000)")
     parser.add_argument("--tracking-uri", help="mlflow: the tracking URI (default: the config's, or "
@@ -99,18 +100,23 @@ def _set_at_end_of_input(stop: threading.Event) -> None:
 
 
 def _export(exporters: list[Exporter], args: argparse.Namespace, interval: float, stop: threading.Event) -> int:
-    waiting = list(exporters)
-    while waiting:  # another exporter into the same destination: wait for it beside a run, else say so
+    waiting, patience = list(exporters), _wait(args)
+    deadline, said = time.monotonic() + patience, False
+    while waiting:  # another exporter into the same destination (a run's last pass, say): wait for it
         for exporter in list(waiting):
             try:
                 exporter.open()
                 waiting.remove(exporter)
             except JournalBusy as exc:
-                if not args.beside_run:
+                if not args.beside_run and time.monotonic() > deadline:
                     print(f"error: another exporter follows this sweep into this {args.tracker} destination "
-                          f"(it holds {exc}.lock); stop it first", file=sys.stderr)
+                          f"(it holds {exc}.lock) and did not end within {patience:g} s; stop it first",
+                          file=sys.stderr)
                     return 1
-        if waiting and stop.wait(interval):
+                if not said:
+                    log.info("%s: waiting for the exporter that holds %s.lock to end", args.tracker, exc)
+                    said = True
+        if waiting and stop.wait(min(interval, 1.0)):
             return 0
     if args.follow or args.beside_run:
         while not stop.is_set():
@@ -118,7 +124,7 @@ def _export(exporters: list[Exporter], args: argparse.Namespace, interval: float
             for exporter in exporters:
                 exporter.poll()
             stop.wait(max(0.0, interval - (time.monotonic() - began)))
-    deadline = time.monotonic() + (args.wait if args.wait is not None else 600.0 if args.beside_run else 60.0)
+    deadline = time.monotonic() + _wait(args)
     status = 0
     for exporter in exporters:
         done = exporter.catch_up(deadline)
@@ -128,6 +134,10 @@ def _export(exporters: list[Exporter], args: argparse.Namespace, interval: float
               + ("" if done else f"; {exporter.waiting} repetitions not exported yet (rerun to catch up)"))
         status = status or (0 if done else 1)
     return status
+
+
+def _wait(args: argparse.Namespace) -> float:
+    return args.wait if args.wait is not None else 600.0 if args.beside_run else 60.0
 
 
 def _groups(args: argparse.Namespace) -> tuple[list[tuple[dict[str, Any], dict[str, frozenset[str] | None]]], float]:

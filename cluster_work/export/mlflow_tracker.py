@@ -17,7 +17,6 @@ The client's own retries are turned down (the exporter backs off itself, without
 """
 from __future__ import annotations
 
-import math
 import os
 import posixpath
 import re
@@ -25,7 +24,7 @@ from typing import Any, ClassVar
 
 from ..vocabulary import RepetitionState
 from .engine import digest
-from .source import Repetition, Snapshot
+from .source import Repetition, Snapshot, numeric_columns, row_time
 
 STATUS = {RepetitionState.RUNNING: "RUNNING", RepetitionState.PARTIAL: "SCHEDULED",
           RepetitionState.PENDING: "SCHEDULED", RepetitionState.FINISHED: "FINISHED",
@@ -42,20 +41,6 @@ def metric_name(column: str) -> str:
     if posixpath.normpath(name) != name or name.startswith(("/", ".")):
         name = "_" + name.replace("/", "_")
     return name[:250]
-
-
-def numeric_columns(row: dict[str, Any]) -> dict[str, float]:
-    """A row's numeric columns but its iteration (bools are no metric)."""
-    return {column: float(value) for column, value in row.items()
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and column != "iteration"}
-
-
-def row_time(t0: float, row: dict[str, Any]) -> float:
-    """A row's time in seconds: the run's start plus its repetition_time (else its iteration)."""
-    offset = row.get("repetition_time")
-    if not isinstance(offset, (int, float)) or isinstance(offset, bool) or not math.isfinite(offset):
-        offset = row.get("iteration", 0)
-    return t0 + float(offset)
 
 
 class MlflowTracker:

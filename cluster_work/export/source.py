@@ -13,6 +13,7 @@ Finding changes without statting 10^5 files every second (`Watch`):
 """
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Iterable, Iterator
@@ -89,6 +90,20 @@ def read_snapshot(repetition: Repetition) -> Snapshot:
     else:
         detail = ""
     return Snapshot(rows, data, end, state, detail)
+
+
+def numeric_columns(row: dict[str, Any]) -> dict[str, float]:
+    """A row's numeric columns but its iteration (bools are no metric)."""
+    return {column: float(value) for column, value in row.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and column != "iteration"}
+
+
+def row_time(t0: float, row: dict[str, Any]) -> float:
+    """A row's time in seconds: the run's start plus its repetition_time (else its iteration)."""
+    offset = row.get("repetition_time")
+    if not isinstance(offset, (int, float)) or isinstance(offset, bool) or not math.isfinite(offset):
+        offset = row.get("iteration", 0)
+    return t0 + float(offset)
 
 
 @dataclass

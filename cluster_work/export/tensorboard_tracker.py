@@ -25,8 +25,7 @@ from typing import Any, ClassVar
 
 from ..paths import SweepPaths
 from ..vocabulary import RepetitionState
-from .mlflow_tracker import numeric_columns, row_time
-from .source import Repetition, Snapshot
+from .source import Repetition, Snapshot, numeric_columns, row_time
 
 OUR_FILE = re.compile(r"^events\.out\.tfevents\.\d+\..*\.cluster_work\.\d+\.\d+$")
 

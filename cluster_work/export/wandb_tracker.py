@@ -22,8 +22,7 @@ from typing import Any, ClassVar
 
 from ..vocabulary import RepetitionState
 from .engine import digest
-from .mlflow_tracker import numeric_columns
-from .source import Repetition, Snapshot
+from .source import Repetition, Snapshot, numeric_columns
 
 
 class WandbTracker:
