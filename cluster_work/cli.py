@@ -181,7 +181,7 @@ def _run(experiment_class: type[ClusterWork], args: argparse.Namespace, argument
     except ClusterWorkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_STORE if isinstance(exc, StoreError) else EXIT_USAGE
-    with exporters_beside(args.config, plan.totals.sweep_paths):  # the config's `export:` trackers, if any
+    with exporters_beside(args.config, experiments, plan.totals.sweep_paths):  # the config's `export:` trackers
         return _execute(experiment_class, plan, args, arguments, executor, settings)
 
 

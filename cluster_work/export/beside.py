@@ -16,32 +16,29 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 from ..command import launch_free
-from ..config import load_config
 from ..paths import SweepPaths
 
 log = logging.getLogger("cluster_work")
 
 
-def export_kinds(config_file: str) -> list[str]:
-    """The trackers the config's documents export to."""
-    documents = load_config(config_file, warn=lambda message: None, keep_unknown_tags=True)
-    return sorted({kind for document in documents for kind in (document.get("export") or {})})
-
-
 @contextlib.contextmanager
-def exporters_beside(config_file: str, sweep_paths: Sequence[str]) -> Iterator[None]:
-    """Around a run: its exporters, started before and released (their stdin closed) after."""
-    kinds = export_kinds(config_file)
+def exporters_beside(config_file: str, documents: Sequence[Mapping[str, Any]], sweep_paths: Sequence[str],
+                     ) -> Iterator[None]:
+    """Around a run of `config_file` (its loaded `documents`): its exporters, started before and released
+    (their stdin closed) after."""
+    kinds = sorted({kind for document in documents for kind in (document.get("export") or {})})
     started = []
     for kind in kinds:
         if importlib.util.find_spec(kind) is None:
             log.warning("export.%s: %s is not installed (pip install 'cluster_work[%s]'); not exporting", kind,
                         kind, kind)
             continue
-        started.append(_start(kind, config_file, sweep_paths[0]))
+        log_folder = sweep_paths[0] if sweep_paths else os.path.expanduser(os.path.expandvars(documents[0]["path"]))
+        started.append(_start(kind, config_file, log_folder))
     try:
         yield
     finally:
