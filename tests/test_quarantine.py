@@ -153,8 +153,8 @@ def test_parse(line, parsed):
     assert parse(line) == parsed
 
 
-@pytest.mark.parametrize("line", ['begin 12.5 3 7 "walk', "begin 12.5", "bogus 1 2", "",
-                                  'begin 12.5 3 7 "walk" 12 "lo', 'begin 12.5 3 7 "walk" 12 "log"begin 13.0 3 7 "walk"'],
+@pytest.mark.parametrize("line", ['begin 12.5 3 7 "walk', "begin 12.5", "bogus 1 2", "", 'begin 12.5 3 7 "walk" 12 "lo',
+                                  'begin 12.5 3 7 "walk" 12 "log"begin 13.0 3 7 "walk"'],
                          ids=["torn-name", "torn-fields", "unknown", "empty", "torn-log", "torn-then-joined"])
 def test_parse_refuses_torn_lines(line):
     with pytest.raises(ValueError):
