@@ -92,7 +92,8 @@ class AttemptJournal:
                     size = os.stat(log_file).st_size
                 except OSError:  # not written yet (most repetitions log nothing)
                     size = 0
-                relative = os.path.relpath(log_file, self._sweep_folder(segment.experiment))
+                folder = os.path.join(self._sweep_folder(segment.experiment), "")
+                relative = log_file[len(folder):] if log_file.startswith(folder) else os.path.relpath(log_file, folder)
                 where = f" {size} {json.dumps(relative)}"
             self._write(segment, f"{BEGIN} {time.time():.3f} {segment.rep} {saved} {name}{where}\n")
 

@@ -6,7 +6,7 @@ import os
 import pytest
 from quarantine_helpers import begin, end, ended, journal
 
-from cluster_work.attempts import AttemptJournal, compact, last_open_attempt, parse, read_index
+from cluster_work.attempts import AttemptJournal, compact, last_open_attempt, parse, parse_attempt, read_index
 from cluster_work.quarantine import Attempt, assess, crash_signal, mark_innocents, trailing
 from cluster_work.repetition_state import decide
 from cluster_work.vocabulary import RepetitionState, Suspicion
@@ -257,6 +257,27 @@ def test_the_journal_writes_one_line_per_event_and_holds_its_lock(tmp_path):
     assert kinds == ["begin", "stop", "end"]
     writer.release(A)
     assert not is_locked(str(path))
+
+
+@pytest.mark.parametrize("where", ["e/log/rep_00/rep.log", "../elsewhere/rep.log"], ids=["in-the-sweep", "outside"])
+def test_a_begin_names_its_log_and_the_bytes_it_held(tmp_path, where):
+    from cluster_work.expansion import ExpandedExperiment
+    from cluster_work.vocabulary import Segment
+
+    sweep = tmp_path / "sweep"
+    log = sweep / where
+    log.parent.mkdir(parents=True)
+    config = {"_config_path": str(sweep), "path": str(sweep / "e"), "repetitions": 1, "iterations": 3}
+    segment = Segment(0, ExpandedExperiment("e", "e", config), 0, run_id=A)
+    writer = AttemptJournal()
+    writer.begin(segment, 0, str(log))  # no log yet
+    log.write_text("12 bytes...\n")
+    writer.begin(segment, 1, str(log))
+    writer.release(A)
+    [path] = (sweep / ".cluster_work_attempts").iterdir()
+    attempts = [parse_attempt(line, A)[1] for line in path.read_text().splitlines()]
+    assert [(a.saved, a.log_offset) for a in attempts] == [(0, 0), (1, 12)]
+    assert {os.path.normpath(sweep / a.log) for a in attempts} == {os.path.normpath(log)}
 
 
 def test_deleting_an_experiment_forgets_its_attempts(tmp_path):
