@@ -295,8 +295,10 @@ def last_open_attempt(path: str, run: str) -> tuple[Key, Attempt] | None:
         return None
     for line in reversed(lines[1:] if size > TAIL_BYTES else lines):
         try:
-            kind = parse(line)[0]
-            return parse_attempt(line, run) if kind == BEGIN else None
+            if line.startswith(f"{BEGIN} "):
+                return parse_attempt(line, run)
+            parse(line)  # an end or a stop: the last begin was closed
+            return None
         except ValueError:
             continue  # a line torn by a power loss, then appended to
     return None
