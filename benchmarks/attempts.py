@@ -19,6 +19,7 @@ from cluster_work import ClusterWork
 from cluster_work.attempts import AttemptJournal, read_index
 from cluster_work.backends.base import TaskContext
 from cluster_work.expansion import expand_all
+from cluster_work.paths import RepetitionPaths
 from cluster_work.runner import run_segment
 from cluster_work.vocabulary import RunSettings, Segment
 
@@ -43,7 +44,7 @@ def journal_alone(jobs: int, folder: str) -> float:
     items = segments(folder, jobs, RUN)
     started = time.perf_counter()
     for segment in items:
-        journal.begin(segment, 0)
+        journal.begin(segment, 0, RepetitionPaths.of(segment.experiment.path, segment.rep).log_file)
         journal.end(segment)
     elapsed = time.perf_counter() - started
     journal.release(RUN)
@@ -72,9 +73,10 @@ def reading(folder: str, jobs: int, processes: int, suspect: bool) -> float:
     for pid in range(processes):
         with open(os.path.join(attempts, f"{RUN}.host.{pid}"), "w") as handle:
             for rep in range(per):
-                handle.write(f'begin 1.0 {rep} 0 "noop__{pid}"\nend 1.0 {rep} "noop__{pid}"\n')
+                log = f'"noop/{pid}/log/rep_{rep:02d}/rep.log"'
+                handle.write(f'begin 1.0 {rep} 0 "noop__{pid}" 0 {log}\nend 1.0 {rep} "noop__{pid}"\n')
             if suspect and pid == 0:
-                handle.write(f'begin 2.0 0 0 "noop__{pid}"\n')
+                handle.write(f'begin 2.0 0 0 "noop__{pid}" 0 "noop/{pid}/log/rep_00/rep.log"\n')
     started = time.perf_counter()
     index = read_index(folder)
     elapsed = time.perf_counter() - started

@@ -3,7 +3,8 @@
 Every process that runs segments appends to one journal per run (and sweep folder),
 `<path>/.cluster_work_attempts/<run>.<host>.<pid>`, lines of
 
-    begin <time> <rep> <rows saved> <experiment name as a JSON string>   a segment starts user code
+    begin <time> <rep> <rows saved> <experiment name as a JSON string> <log size> <log as a JSON string>
+                                                                         a segment starts user code
     end <time> <rep> <experiment name>                                   it ended, with any outcome
     stop <time> <signal name>                                            a stop signal reached the process
 
@@ -11,6 +12,10 @@ and holds it locked (`flock`) for as long as it lives, so that a reader knows wh
 The run's main process (the sequential process, `-n`'s parent, MPI rank 0) holds one from the run's start,
 so a run is alive exactly while some file of it is locked. Never two writers to one file: each process
 has its own, MPI ranks on other hosts included (a shared file system only sees distinct names).
+
+A begin names the repetition's `rep.log` (relative to the sweep folder) and the bytes it held then, so a
+reader can tell whether a fatal signal's stack (faulthandler's) landed there during that attempt: the
+evidence that explains a run's death (see `quarantine`). Older begins without them still read (no evidence).
 
 Invariants that keep reading cheap and robust:
 - a process runs one segment at a time, so in one journal every begin but the last is closed by what
@@ -45,14 +50,15 @@ from . import stopping
 from .errors import StoreError
 from .paths import SweepPaths, attempts_run
 from .provenance import ended_runs
-from .quarantine import Attempt, trailing
+from .quarantine import Attempt, Key, crash_signal, mark_innocents, trailing
 from .store import atomic_write, is_locked
 
 log = logging.getLogger("cluster_work")
 
 BEGIN, END, STOP = "begin", "end", "stop"
-TAIL_BYTES = 4096  # of a dead journal: enough for its last line (names are short)
-Key = tuple[str, int]  # (experiment name, repetition)
+TAIL_BYTES = 4096  # of a dead journal: enough for its last line (names and paths are short)
+LOG_TAIL_BYTES = 16384  # of an attempt's part of its log: where faulthandler's stack of a crash ends it
+_DECODER = json.JSONDecoder()
 
 
 class AttemptJournal:
@@ -75,11 +81,21 @@ class AttemptJournal:
             except OSError as exc:  # the journal must never stop a sweep (a full disk is reported by the store)
                 log.debug("cannot open the attempts journal: %s", exc)
 
-    def begin(self, segment: Any, saved: int) -> None:
-        """`segment` (of a stamped run) starts the experiment's code, with `saved` rows on disk."""
+    def begin(self, segment: Any, saved: int, log_file: str = "") -> None:
+        """`segment` (of a stamped run) starts the experiment's code, with `saved` rows on disk and its
+        repetition's log at `log_file` (where a native crash leaves its stack)."""
         if segment.run_id:
             name = json.dumps(segment.experiment.name)
-            self._write(segment, f"{BEGIN} {time.time():.3f} {segment.rep} {saved} {name}\n")
+            where = ""
+            if log_file:
+                try:
+                    size = os.stat(log_file).st_size
+                except OSError:  # not written yet (most repetitions log nothing)
+                    size = 0
+                folder = os.path.join(self._sweep_folder(segment.experiment), "")
+                relative = log_file[len(folder):] if log_file.startswith(folder) else os.path.relpath(log_file, folder)
+                where = f" {size} {json.dumps(relative)}"
+            self._write(segment, f"{BEGIN} {time.time():.3f} {segment.rep} {saved} {name}{where}\n")
 
     def end(self, segment: Any) -> None:
         """The segment that began ended, whatever its outcome."""
@@ -192,9 +208,36 @@ def read_index(sweep_path: str) -> AttemptIndex:
     finished = [path for run, files in runs.items() if run not in alive for path in files]
     if not unclosed:
         return AttemptIndex({}, finished)
-    closed = _closing_attempts(finished, {_encoded(key): key for key in unclosed}, unclosed)
-    suspects = {key: trailing(attempts, closed.get(key, ())) for key, attempts in unclosed.items()}
-    return AttemptIndex({key: attempts for key, attempts in suspects.items() if attempts}, finished)
+    closed = _closing_attempts(finished, unclosed)
+    suspects = {key: kept for key, attempts in unclosed.items() if (kept := trailing(attempts, closed.get(key, ())))}
+    return AttemptIndex(mark_innocents(suspects, crashed_runs(sweep_path, suspects)), finished)
+
+
+def crashed_runs(sweep_path: str, suspects: dict[Key, tuple[Attempt, ...]]) -> dict[str, set[Key]]:
+    """For each dead run: the repetitions whose log names a fatal signal written during their attempt in
+    it (a faulthandler stack after the bytes the log held when that attempt began, and before those it
+    held when the repetition's next attempt began)."""
+    crashed: dict[str, set[Key]] = {}
+    for key, attempts in suspects.items():
+        for attempt in attempts:
+            if attempt.log_offset < 0 or not attempt.log:
+                continue  # an older journal's: no evidence
+            later = [a.log_offset for a in attempts if a.log == attempt.log and a.log_offset > attempt.log_offset]
+            text = _log_part(os.path.join(sweep_path, attempt.log), attempt.log_offset, min(later, default=None))
+            if crash_signal(text):
+                crashed.setdefault(attempt.run, set()).add(key)
+    return crashed
+
+
+def _log_part(path: str, start: int, stop: int | None) -> str:
+    """The end (LOG_TAIL_BYTES at most) of bytes start..stop (the end of the file if None) of a log."""
+    try:
+        with open(path, "rb") as handle:
+            stop = handle.seek(0, os.SEEK_END) if stop is None else stop
+            handle.seek(max(start, stop - LOG_TAIL_BYTES))
+            return handle.read(max(0, stop - handle.tell())).decode("utf-8", "replace")
+    except OSError:
+        return ""
 
 
 def parse(line: str) -> tuple[str, float, Key | None, int]:
@@ -203,12 +246,37 @@ def parse(line: str) -> tuple[str, float, Key | None, int]:
     if kind == STOP:
         return kind, float(when), None, 0
     if kind == BEGIN:
-        rep, saved, name = rest.split(" ", 2)
-        return kind, float(when), (json.loads(name), int(rep)), int(saved)
+        key, saved, _, _ = _begin_fields(rest)
+        return kind, float(when), key, saved
     if kind == END:
         rep, name = rest.split(" ", 1)
         return kind, float(when), (json.loads(name), int(rep)), 0
     raise ValueError(kind)
+
+
+def parse_attempt(line: str, run: str) -> tuple[Key, Attempt]:
+    """The repetition and attempt of one complete begin line of run `run`; ValueError for anything else."""
+    kind, when, rest = line.rstrip("\n").split(" ", 2)
+    if kind != BEGIN:
+        raise ValueError(kind)
+    key, saved, log_offset, log_file = _begin_fields(rest)
+    return key, Attempt(run, float(when), saved, log_file, log_offset)
+
+
+def _begin_fields(rest: str) -> tuple[Key, int, int, str]:
+    """(key, rows saved, log size, log) after a begin's time; the last two (-1, '') in older lines."""
+    rep, saved, text = rest.split(" ", 2)
+    name, at = _DECODER.raw_decode(text)
+    log_offset, log_file = -1, ""
+    if at < len(text):  # ' <log size> <log>', and nothing after it (a torn line joined to the next is not)
+        offset_text, log_text = text[at + 1:].split(" ", 1)
+        log_file, end = _DECODER.raw_decode(log_text)
+        if text[at] != " " or end != len(log_text) or not isinstance(log_file, str):
+            raise ValueError(text)
+        log_offset = int(offset_text)
+    if not isinstance(name, str):
+        raise ValueError(text)
+    return (name, int(rep)), int(saved), log_offset, log_file
 
 
 def complete_lines(data: bytes) -> list[str]:
@@ -227,28 +295,26 @@ def last_open_attempt(path: str, run: str) -> tuple[Key, Attempt] | None:
         return None
     for line in reversed(lines[1:] if size > TAIL_BYTES else lines):
         try:
-            kind, began, key, saved = parse(line)
+            if line.startswith(f"{BEGIN} "):
+                return parse_attempt(line, run)
+            parse(line)  # an end or a stop: the last begin was closed
+            return None
         except ValueError:
             continue  # a line torn by a power loss, then appended to
-        return (key, Attempt(run, began, saved)) if kind == BEGIN and key is not None else None
     return None
 
 
-def _encoded(key: Key) -> str:
-    return json.dumps(key[0])
-
-
-def _closing_attempts(files: Iterable[str], wanted: dict[str, Key], unclosed: dict[Key, list[Attempt]],
-                      ) -> dict[Key, list[tuple[str, float]]]:
+def _closing_attempts(files: Iterable[str], unclosed: dict[Key, list[Attempt]]) -> dict[Key, list[tuple[str, float]]]:
     """For the suspected repetitions: each of their closed attempts' run and begin time (every begin in a
     finished run's journal that is not one of the unclosed ones)."""
     open_ones = {(key, attempt.run, attempt.began) for key, attempts in unclosed.items() for attempt in attempts}
+    wanted = {json.dumps(name) for name, _ in unclosed}
     closed: dict[Key, list[tuple[str, float]]] = {}
     for path in files:
         run = attempts_run(os.path.basename(path)) or ""
         for line in _lines(path):
             parts = line.split(" ", 4)
-            if parts[0] != BEGIN or len(parts) < 5 or parts[4] not in wanted:
+            if parts[0] != BEGIN or len(parts) < 5 or not any(map(parts[4].startswith, wanted)):
                 continue
             try:
                 kind, began, key, _ = parse(line)
@@ -272,8 +338,9 @@ def _summary(path: str) -> Iterator[tuple[Key, Attempt]]:
     for line in _lines(path):
         try:
             record = json.loads(line)
-            yield (record["name"], int(record["rep"])), Attempt(str(record["run"]), float(record["began"]),
-                                                                 int(record["saved"]))
+            yield (record["name"], int(record["rep"])), Attempt(
+                str(record["run"]), float(record["began"]), int(record["saved"]), str(record.get("log", "")),
+                int(record.get("log_offset", -1)))
         except (ValueError, KeyError, TypeError):
             continue
 
@@ -298,7 +365,8 @@ def compact(sweep_path: str, forget: frozenset[str] = frozenset()) -> None:
             return
         kept = {(key, attempt) for key, attempts in index.suspects.items() if key[0] not in forget
                 for attempt in attempts}
-        text = "".join(json.dumps({"name": key[0], "rep": key[1], "run": a.run, "began": a.began, "saved": a.saved})
+        text = "".join(json.dumps({"name": key[0], "rep": key[1], "run": a.run, "began": a.began, "saved": a.saved,
+                                   "log": a.log, "log_offset": a.log_offset})
                        + "\n" for key, a in sorted(kept, key=lambda item: (item[1].began, item[0])))
         atomic_write(paths.attempts_summary, text.encode())
         for path in index.finished_files:

@@ -219,7 +219,7 @@ class _SegmentRun:
             if self.store.read_status().get("state") not in (None, Record.FINISHED.value):
                 self.write_status(Record.FINISHED, iterations_done=saved, iterations=self.iterations)
             return self.outcome(OutcomeKind.ALREADY_FINISHED, saved, 0)
-        self.context.attempts.begin(segment, saved)
+        self.context.attempts.begin(segment, saved, self.store.log_file)
         self.began = True
         instance = self.experiment_class()
         _bind(instance, segment.experiment, segment.rep, self.settings, comm)

@@ -23,8 +23,10 @@ def journal(sweep: Path, run: str, pid: int, *lines: str, torn: str = "") -> Pat
     return path
 
 
-def begin(name: str, rep: int, saved: int, when: float) -> str:
-    return f"begin {when:.3f} {rep} {saved} {json.dumps(name)}"
+def begin(name: str, rep: int, saved: int, when: float, log: str = "", log_offset: int = 0) -> str:
+    """A begin line; with `log` (relative to the sweep folder) as a journal names the repetition's log."""
+    where = f" {log_offset} {json.dumps(log)}" if log else ""
+    return f"begin {when:.3f} {rep} {saved} {json.dumps(name)}{where}"
 
 
 def end(name: str, rep: int, when: float) -> str:

@@ -6,8 +6,8 @@ import os
 import pytest
 from quarantine_helpers import begin, end, ended, journal
 
-from cluster_work.attempts import AttemptJournal, compact, last_open_attempt, parse, read_index
-from cluster_work.quarantine import Attempt, assess, crash_signal, trailing
+from cluster_work.attempts import AttemptJournal, compact, last_open_attempt, parse, parse_attempt, read_index
+from cluster_work.quarantine import Attempt, assess, crash_signal, mark_innocents, trailing
 from cluster_work.repetition_state import decide
 from cluster_work.vocabulary import RepetitionState, Suspicion
 
@@ -28,6 +28,74 @@ A, B, C = "aaaaaaaaaaaa", "bbbbbbbbbbbb", "cccccccccccc"
         "last-two-of-three", "three-in-a-row", "same-run-twice", "in-reset"])
 def test_assess(attempts, rows_now, expected):
     assert assess(attempts, rows_now) == expected
+
+
+P, I, Q = ("pill", 0), ("innocent", 0), ("pill without a stack", 0)
+SAME_POINT = (Attempt(A, 1.0, 2), Attempt(B, 2.0, 2))  # open at iteration 2 in both dead runs A and B
+
+
+@pytest.mark.parametrize("suspects, crashed, quarantined", [
+    ({P: SAME_POINT, I: SAME_POINT}, {A: {P}, B: {P}}, {P}),
+    ({P: SAME_POINT, I: SAME_POINT}, {}, {P, I}),  # no stack anywhere (host lost, OOM kill): everyone open
+    ({P: SAME_POINT, I: SAME_POINT}, {A: {P}}, {P}),  # B died without a stack: I ended only it
+    ({P: SAME_POINT, I: SAME_POINT}, {A: {P, I}, B: {P, I}}, {P, I}),  # two that crash at once
+    ({P: SAME_POINT[1:], Q: (Attempt(A, 1.0, 2), *SAME_POINT[1:], Attempt(C, 3.0, 2))}, {B: {P}}, {Q}),
+], ids=["culprit-with-a-stack-and-an-innocent", "no-signal-anywhere", "signal-in-one-run",
+        "two-culprits-in-each-run", "a-pill-without-a-stack-passes-over-an-explained-run"])
+def test_a_crash_with_a_stack_makes_the_other_open_attempts_of_its_run_innocents(suspects, crashed, quarantined):
+    marked = mark_innocents(suspects, crashed)
+    found = {key for key, attempts in marked.items() if (suspicion := assess(attempts, 2)) and suspicion.quarantined}
+    assert found == quarantined
+
+
+def test_an_innocent_in_every_run_is_not_suspected_at_all():
+    marked = mark_innocents({P: SAME_POINT, I: SAME_POINT}, {A: {P}, B: {P}})
+    assert [a.innocent for a in marked[I]] == [True, True] and assess(marked[I], 2) is None
+    assert assess(marked[P], 2) == Suspicion(2, 2)
+
+
+STACK = 'Fatal Python error: Segmentation fault\n\nCurrent thread 0x1 (most recent call first):\n  File "x.py"\n'
+
+
+@pytest.mark.parametrize("before, in_a, in_b, quarantined", [
+    ("", STACK, STACK, {"p"}),
+    ("", "", "", {"p", "i"}),  # SIGKILLed twice (OOM): no stack, the rule suspects every open attempt
+    ("", STACK, "", {"p"}),  # i's attempt in A is innocent; B (no stack) suspects it once
+    ("", "", "some output\n", {"p", "i"}),
+    (STACK, "a print\n", "", {"p", "i"}),  # a stack from before run A explains neither A nor B
+    ("x" * 20000, "y" * 20000 + STACK, "z" * 20000, {"p"}),  # long logs: the stack ends its attempt's part
+], ids=["segv-twice", "sigkill-twice", "segv-then-sigkill", "no-stack-with-output", "stack-from-an-earlier-run",
+        "long-output"])
+def test_index_finds_the_crash_of_each_attempt_in_its_part_of_the_log(tmp_path, before, in_a, in_b, quarantined):
+    """Journals of two dead runs, each with p and i open at iteration 2; p's log holds what p wrote before,
+    during A and during B: its begins name the log's size then."""
+    log = tmp_path / "walk" / "p" / "rep.log"
+    log.parent.mkdir(parents=True)
+    log.write_text(before)
+    size_a = log.stat().st_size
+    with open(log, "a") as handle:
+        handle.write(in_a)
+    size_b = log.stat().st_size
+    with open(log, "a") as handle:
+        handle.write(in_b)
+    journal(tmp_path, A, 1, begin("p", 0, 2, 1, "walk/p/rep.log", size_a))
+    journal(tmp_path, A, 2, begin("i", 0, 2, 1.5))
+    journal(tmp_path, B, 1, begin("p", 0, 2, 10, "walk/p/rep.log", size_b))
+    journal(tmp_path, B, 2, begin("i", 0, 2, 10.5))
+    index = read_index(str(tmp_path))
+    suspicions = {name: assess(index.of(name, rep), 2) for name, rep in index.suspects}
+    assert {name for name, suspicion in suspicions.items() if suspicion and suspicion.quarantined} == quarantined
+
+
+def test_compaction_keeps_where_each_attempt_began_in_its_log(tmp_path):
+    log = tmp_path / "p.log"
+    log.write_text("output\n" + STACK)
+    journal(tmp_path, A, 1, begin("p", 0, 2, 1, "p.log", 7))
+    journal(tmp_path, A, 2, begin("i", 0, 2, 1.5))
+    compact(str(tmp_path))
+    assert not list((tmp_path / ".cluster_work_attempts").glob(f"{A}.*"))
+    index = read_index(str(tmp_path))
+    assert index.of("p", 0)[0].log_offset == 7 and index.of("i", 0)[0].innocent
 
 
 @pytest.mark.parametrize("runs, quarantined", [(1, False), (2, True), (3, True)], ids=["once", "twice", "thrice"])
@@ -77,15 +145,17 @@ def test_decide_with_quarantine(state_args, expected):
 
 @pytest.mark.parametrize("line, parsed", [
     ('begin 12.500 3 7 "walk__x1"', ("begin", 12.5, ("walk__x1", 3), 7)),
+    ('begin 12.500 3 7 "walk x1" 120 "walk/x 1/log/rep_03/rep.log"', ("begin", 12.5, ("walk x1", 3), 7)),
     ('end 13.000 3 "walk__x 1"', ("end", 13.0, ("walk__x 1", 3), 0)),
     ("stop 14.000 SIGTERM", ("stop", 14.0, None, 0)),
-], ids=["begin", "end-name-with-space", "stop"])
+], ids=["begin", "begin-with-its-log", "end-name-with-space", "stop"])
 def test_parse(line, parsed):
     assert parse(line) == parsed
 
 
-@pytest.mark.parametrize("line", ['begin 12.5 3 7 "walk', "begin 12.5", "bogus 1 2", ""],
-                         ids=["torn-name", "torn-fields", "unknown", "empty"])
+@pytest.mark.parametrize("line", ['begin 12.5 3 7 "walk', "begin 12.5", "bogus 1 2", "", 'begin 12.5 3 7 "walk" 12 "lo',
+                                  'begin 12.5 3 7 "walk" 12 "log"begin 13.0 3 7 "walk"'],
+                         ids=["torn-name", "torn-fields", "unknown", "empty", "torn-log", "torn-then-joined"])
 def test_parse_refuses_torn_lines(line):
     with pytest.raises(ValueError):
         parse(line)
@@ -187,6 +257,27 @@ def test_the_journal_writes_one_line_per_event_and_holds_its_lock(tmp_path):
     assert kinds == ["begin", "stop", "end"]
     writer.release(A)
     assert not is_locked(str(path))
+
+
+@pytest.mark.parametrize("where", ["e/log/rep_00/rep.log", "../elsewhere/rep.log"], ids=["in-the-sweep", "outside"])
+def test_a_begin_names_its_log_and_the_bytes_it_held(tmp_path, where):
+    from cluster_work.expansion import ExpandedExperiment
+    from cluster_work.vocabulary import Segment
+
+    sweep = tmp_path / "sweep"
+    log = sweep / where
+    log.parent.mkdir(parents=True)
+    config = {"_config_path": str(sweep), "path": str(sweep / "e"), "repetitions": 1, "iterations": 3}
+    segment = Segment(0, ExpandedExperiment("e", "e", config), 0, run_id=A)
+    writer = AttemptJournal()
+    writer.begin(segment, 0, str(log))  # no log yet
+    log.write_text("12 bytes...\n")
+    writer.begin(segment, 1, str(log))
+    writer.release(A)
+    [path] = (sweep / ".cluster_work_attempts").iterdir()
+    attempts = [parse_attempt(line, A)[1] for line in path.read_text().splitlines()]
+    assert [(a.saved, a.log_offset) for a in attempts] == [(0, 0), (1, 12)]
+    assert {os.path.normpath(sweep / a.log) for a in attempts} == {os.path.normpath(log)}
 
 
 def test_deleting_an_experiment_forgets_its_attempts(tmp_path):

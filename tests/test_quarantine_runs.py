@@ -113,3 +113,26 @@ def test_innocents_handed_out_when_the_run_is_killed_are_not_suspected(tmp_path,
     assert done.returncode == 0, done.stderr[-3000:]
     assert {rep["state"] for rep in repetitions(tmp_path).values()} == {"finished"}
 
+
+
+def test_an_innocent_killed_beside_the_culprit_in_both_runs_is_not_quarantined(tmp_path):
+    """mpiexec -n 3: the culprit segfaults (faulthandler's stack in its log) while the innocent stands in the
+    same iteration, deaf to mpiexec's SIGTERM (so no stop signal closes its attempt: it is SIGKILLed open),
+    in two runs in a row. Only the culprit is quarantined; the third run finishes the innocent."""
+    (tmp_path / "config.yml").write_text(CONFIG.format(crash_at=2, sleep=0.0).replace(
+        "crash_x: 3", "crash_x: 0, hold_x: 1, hold_at: 2").replace("[0, 1, 2, 3, 4, 5, 6, 7]", "[0, 1]"))
+    held = tmp_path / "held"
+    for run in (1, 2):
+        held.unlink(missing_ok=True)  # the culprit crashes once the innocent holds in this run
+        died = cli(tmp_path, mpi_ranks=3, env={**CRASH, "CW_TEST_HOLD": str(held)})
+        assert died.returncode in KILLED_BY_SIGSEGV, (run, died.returncode, died.stderr[-3000:])
+        assert held.exists()
+        states = repetitions(tmp_path)
+        assert states["walk__x1"]["suspected_runs"] == 0, states  # open in the run, but the culprit explains it
+        assert states["walk__x0"]["suspected_runs"] == run
+    assert states["walk__x0"]["error"] == "suspected of ending 2 runs (each died in its iteration 2; SIGSEGV)"
+    third = cli(tmp_path, mpi_ranks=3, env=CRASH)
+    assert third.returncode == 1, third.stderr[-3000:]
+    assert "1 repetition(s) quarantined, not run: walk__x0 rep 0: suspected of ending 2 runs" in third.stderr
+    assert {name: rep["state"] for name, rep in repetitions(tmp_path).items()} == {
+        "walk__x0": "quarantined", "walk__x1": "finished"}
