@@ -55,9 +55,9 @@ class Stalled(ClusterWorkError):
 
     def __init__(self, silences: list[Silence], limit: float):
         self.silences, self.limit = silences, limit
-        ranks = ", ".join(f"rank {s.worker} on {s.host}" for s in silences)
-        super().__init__(f"no word from MPI {ranks} for over {format_duration(limit)} (the stall limit): "
-                         "ending the run, launcher included, so that it can be resumed")
+        super().__init__(f"stalled: {'; '.join(s.describe() for s in silences)}. Past the stall limit "
+                         f"({format_duration(limit)}): ending the run, its MPI launcher included; the same "
+                         "command resumes it")
 
 
 @dataclass

@@ -79,6 +79,7 @@ log = logging.getLogger("cluster_work")
 EXIT_USAGE = 2
 PREFETCH = 1  # items a busy leader holds beyond the one it runs (see MPIExecutor._dispatch)
 CHECK_EVERY = 1.0  # s: how often rank 0 looks for stalled workers while it waits
+LAST_WORDS = 1.0  # s: what an abandoning rank 0 waits for its launcher to pass its last lines on
 STALL_FLOOR_VARIABLE = "CLUSTER_WORK_STALL_FLOOR"  # s: lowers the 60 s floor (for tests: a stall in seconds)
 
 
@@ -271,8 +272,11 @@ class MPIExecutor(Executor):
             if not lost and outcome is not None:
                 return outcome
             self._world_broken = True
+            outcome = self._group_lost(item, outcome, lost, 0)
+            log.error("the one group of every MPI rank (-g 1) lost a rank: the run stops; run the same command to "
+                      "run the rest with the ranks it is given")
             stopping.request_stop()
-            return self._group_lost(item, outcome, lost, 0)
+            return outcome
 
         return lead
 
@@ -448,19 +452,17 @@ class MPIExecutor(Executor):
         """Log the workers that turned silent (and those heard from again); past the limit, end the run."""
         self._checked = time.monotonic()
         silences = self._roster.stalled()
-        before = {s.worker for s in self._stalled}
-        now = {s.worker for s in silences}
-        for silence in silences:
-            if silence.worker not in before:
-                log.warning("%s", silence.describe())
-        for worker in sorted(before - now):
-            if worker not in self._roster.dead:
-                log.info("%s is heard from again", self._roster.where(worker))
+        before, now = {s.worker for s in self._stalled}, {s.worker for s in silences}
         self._stalled = silences
         if before != now:
             self._on_stall(silences)
         if silences and self._stall_limit is not None:
             raise Stalled(silences, self._stall_limit)
+        for silence in silences:
+            if silence.worker not in before:
+                log.warning("%s", silence.describe())
+        for worker in sorted(before - now - set(self._roster.dead)):
+            log.info("%s is heard from again", self._roster.where(worker))
 
     def abandon(self, status: int) -> NoReturn:
         """End the run now, launcher included (it may wait forever for an unreachable host): SIGKILL the
@@ -469,6 +471,7 @@ class MPIExecutor(Executor):
             with contextlib.suppress(OSError):
                 stream.flush()
         logging.shutdown()
+        time.sleep(LAST_WORDS)  # the launcher forwards what rank 0 printed last
         if not kill_launchers():
             self._world.Abort(status)
         os._exit(status)

@@ -119,4 +119,4 @@ class Roster:
         if not self.dead:
             return None
         ranks = ", ".join(f"{rank} ({self.host(rank)})" for rank in sorted(self.dead))
-        return f"MPI ranks lost during the run: {ranks}; the run went on without them"
+        return f"MPI ranks lost during the run: {ranks}"

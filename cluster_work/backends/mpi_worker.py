@@ -50,7 +50,6 @@ def serve(MPI: Any, task: Task, world: Any, group_comm: Any, leader: bool, ulfm:
     sends = Sends()
     stop = StopMessage(world) if leader else None
     cancels = CancelMessages(world) if leader else None
-    progress = ProgressMessages(world, sends) if leader else (lambda: None)
     group_ulfm = ulfm and group_comm.Get_size() > 1
     while True:
         if leader:
@@ -66,6 +65,8 @@ def serve(MPI: Any, task: Task, world: Any, group_comm: Any, leader: bool, ulfm:
                 payload = group_comm.recv(source=0, tag=TAG_JOB)
             if payload is not None:
                 item = pickle.loads(payload)
+                # counted per item: rank 0 subtracts what it heard of this item from its outcome's count
+                progress = ProgressMessages(world, sends) if leader else (lambda: None)
                 outcome = task(item, _worker_context(item.index, group_comm, leader, stop, cancels, progress))
         except Exception as exc:
             if not (group_ulfm and peer_failed(exc)):
