@@ -169,6 +169,7 @@ class MPIExecutor(Executor):
         roster = Roster(leaders, hosts, Liveness(_stall_floor()))
         self._dispatcher = Dispatcher(self._MPI, self._task, self._layout, roster, self._sends, self._ulfm)
         self.workers = max(1, len(self._layout.groups))
+        self._here = self._layout.rank0_leads or not leaders  # rank 0 runs the items itself
         own_comm = self._world if self._layout.rank0_leads else self._MPI.COMM_SELF
         self._local = SequentialExecutor(self._lead_task(), own_comm)
         self._console.enter_context(console_guard())  # the launcher's console may go away mid-run
@@ -247,7 +248,7 @@ class MPIExecutor(Executor):
                         "(start more ranks with mpiexec -n)", size, self._requested[1] or 1)
 
     def _runs_here(self) -> bool:
-        return self._layout.rank0_leads or not self._dispatcher.roster.leaders
+        return self._here
 
     def _lead_task(self) -> Task:
         """The task as rank 0 runs it: alone with COMM_SELF, or under `-g 1` as the leader of every rank,
@@ -356,7 +357,7 @@ class MPIExecutor(Executor):
         if self._stop_sent or not self._entered:
             return
         self._stop_sent = True
-        for leader, _ in self._dispatcher.roster.serving():
+        for leader in self._dispatcher.roster.serving:
             self._sends.send(self._world, None, leader, TAG_STOP)
 
     def terminate(self) -> None:
