@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import MPI_ENV, mpi_command, run_cli, run_mpiexec, script_env
+from conftest import MPI_ENV, descendants, mpi_command, run_cli, run_mpiexec, script_env
 
 from cluster_work import load_results
 
@@ -113,7 +113,7 @@ def test_the_items_a_dead_rank_held_move_to_a_survivor(tmp_path):
 
 
 GROUP_CASES = [(5, ["-g", "2"], "member", "(in the group of MPI ranks"),
-               (5, ["-g", "2"], "leader", ""),
+               (5, ["-g", "2"], "leader", "(in the group of MPI ranks"),
                (3, ["-g", "1"], "member", "(in the group of MPI ranks 0, 1, 2)")]
 
 
@@ -150,12 +150,47 @@ def test_without_ulfm_a_dead_rank_ends_the_run_with_a_hint(tmp_path):
     assert "mpiexec --with-ft ulfm" in result.stderr, result.stderr
 
 
-def start_run(folder, *args, env=None):
-    """Popen of the Dying run under mpiexec (without ULFM), stderr to `folder/err.txt`, in its own session."""
+def start_run(folder, *args, env=None, command=None):
+    """Popen of the Dying run under mpiexec (by default without ULFM, 4 ranks), stderr to `folder/err.txt`, in
+    its own session."""
     err = open(folder / "err.txt", "w")
-    return subprocess.Popen(mpi_command(4, "Dying", "config.yml", *args, script=CLIENTS), cwd=folder,
+    return subprocess.Popen(command or mpi_command(4, "Dying", "config.yml", *args, script=CLIENTS), cwd=folder,
                             env={**script_env(), **MPI_ENV, **(env or {})}, stdout=subprocess.DEVNULL,
                             stderr=err, start_new_session=True)
+
+
+def world_rank_of(pid):
+    try:
+        environment = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except FileNotFoundError:
+        return None
+    found = [line.split(b"=", 1)[1] for line in environment if line.startswith(b"OMPI_COMM_WORLD_RANK=")]
+    return int(found[0]) if found else None
+
+
+@pytest.mark.slow
+def test_under_ulfm_the_death_of_rank_0_ends_the_workers_non_zero_and_resumable(tmp_path, monkeypatch):
+    """ULFM keeps the job going when rank 0 dies, but the run is over: a worker stops its item after the
+    iteration (interrupted, never failed) and exits with status 4, which ends the job; a rerun finishes."""
+    ulfm_or_skip()
+    write_config(tmp_path, reps=4, sleep=0.3)
+    process = start_run(tmp_path, command=ulfm_command(3))
+    try:
+        wait_for(lambda: len(list((tmp_path / "out").rglob("pid.*"))) >= 2, 60, "both workers running")
+        rank0, = (pid for pid in descendants(process.pid) if world_rank_of(pid) == 0)
+        os.kill(rank0, signal.SIGKILL)
+        process.wait(timeout=60)
+    finally:
+        kill_leftovers(tmp_path, process)
+    stderr = (tmp_path / "err.txt").read_text()
+    assert process.returncode == 4, stderr  # orphans.EXIT_ORPHANED
+    assert "rank 0, which schedules the run, is gone" in stderr, stderr  # the first to exit ends the job
+    assert "failed" not in set(states(tmp_path).values())
+    finished = {rep: calls(tmp_path, rep) for rep, state in states(tmp_path).items() if state == "finished"}
+    result = run_mpiexec(ulfm_command(3), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert set(states(tmp_path).values()) == {"finished"} and len(states(tmp_path)) == 4
+    assert all(calls(tmp_path, rep) == count for rep, count in finished.items())
 
 
 def wait_for(condition, seconds, what):

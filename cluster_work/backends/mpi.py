@@ -179,23 +179,25 @@ class MPIExecutor(Executor):
     def _serve_as_worker(self, group_comm: Any) -> None:
         rank = self._world.Get_rank()
         group = self._layout.group_of(rank)
-        broken = False
+        lost: list[int] | None = None
         try:
             if group is None:  # an idle rank: wait for the release
                 wait_for_message(self._world, 0, TAG_JOB)
                 self._world.recv(source=0, tag=TAG_JOB)
             else:
                 with console_guard():  # a dead launcher's console stops the run instead of failing a print
-                    broken = serve(self._MPI, self._task, self._world, group_comm, group[0] == rank, self._ulfm)
+                    lost = serve(self._MPI, self._task, self._world, group_comm, group[0] == rank, self._ulfm)
         except Exception as exc:
             if not peer_failed(exc):
                 raise
+            lost = [0]
+        if lost is not None and 0 in lost:  # under ULFM: the job goes on, but the run is over
             log.error("MPI rank %d: rank 0, which schedules the run, is gone; exiting", rank)
             committer.commit()
             logging.shutdown()
             os._exit(EXIT_ORPHANED)
         committer.commit()
-        self._last_barrier(broken)
+        self._last_barrier(lost is not None)
         self.worker_status = 0
         self._finalize_mpi(0)
 

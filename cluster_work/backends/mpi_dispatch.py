@@ -140,12 +140,17 @@ class Dispatcher:
         for rank in lost:
             self.roster.died(rank)
         names = ", ".join(self.roster.where(rank) for rank in lost) or "a rank"
-        group = self._layout.group_of(leader) or ()
-        log.error("%s died; the group of MPI ranks %s runs nothing more", names, ", ".join(map(str, group)))
+        log.error("%s died; the group of MPI ranks %s runs nothing more", names,
+                  ", ".join(map(str, self._layout.group_of(leader) or ())))
         if outcome is not None and getattr(outcome, "kind", None) != OutcomeKind.FAILED:
             return outcome
         return self._task.lost(item, stopping.stop_requested(),  # type: ignore[attr-defined]
-                               cause=f"{names} died (in the group of MPI ranks {', '.join(map(str, group))})")
+                               cause=f"{names} died{self._in_group(leader)}")
+
+    def _in_group(self, rank: int) -> str:
+        """' (in the group of MPI ranks 3, 4)' for a rank of a group of several, else ''."""
+        group = self._layout.group_of(rank) or ()
+        return f" (in the group of MPI ranks {', '.join(map(str, group))})" if len(group) > 1 else ""
 
     def _bury(self) -> None:
         """Deaths are known: take the dead ranks' last words first, then fail the item each was running,
@@ -161,12 +166,13 @@ class Dispatcher:
             running, prefetched = self.roster.died(rank)
             self._queue.extendleft(reversed(prefetched))
             self._reported.pop(rank, None)
+            cause = f"{self.roster.where(rank)} died{self._in_group(rank)}"
             what = f"; {running.label} fails" if running is not None and hasattr(running, "label") else ""
-            log.error("%s died%s%s", self.roster.where(rank), what,
+            log.error("%s%s%s", cause, what,
                       f"; {len(prefetched)} job(s) it held go back to the queue" if prefetched else "")
             if running is not None:
                 self._ready.append(self._task.lost(running, stopping.stop_requested(),  # type: ignore[attr-defined]
-                                                   cause=f"{self.roster.where(rank)} died"))
+                                                   cause=cause))
         self.dispatch()
 
     def dispatch(self) -> None:

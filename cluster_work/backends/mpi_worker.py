@@ -39,9 +39,9 @@ def _worker_context(index: int, group_comm: Any, leader: bool, stop: StopMessage
                        cancelled=lambda: cancels is not None and cancels.has(index), iteration_done=progress)
 
 
-def serve(MPI: Any, task: Task, world: Any, group_comm: Any, leader: bool, ulfm: bool) -> bool:
-    """A worker's items until the None that ends them, or until its group breaks (under ULFM: then return
-    True).
+def serve(MPI: Any, task: Task, world: Any, group_comm: Any, leader: bool, ulfm: bool) -> list[int] | None:
+    """A worker's items until the None that ends them (then return None), or until its group breaks under
+    ULFM (then return the world ranks it lost, as far as known).
 
     Under ULFM, with a group of more than one rank, every survivor of the group reaches the agreement
     after each message from the group's rank 0 exactly once, whatever failed in between: a failure
@@ -88,7 +88,7 @@ def serve(MPI: Any, task: Task, world: Any, group_comm: Any, leader: bool, ulfm:
     sends.complete()
     if leader and world.Iprobe(source=0, tag=TAG_STOP):
         world.recv(source=0, tag=TAG_STOP)
-    return bool(lost or broken)
+    return lost if lost or broken else None
 
 
 def _await_release(world: Any) -> None:
