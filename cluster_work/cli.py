@@ -168,7 +168,8 @@ def _run(experiment_class: type[ClusterWork], args: argparse.Namespace, argument
                 print(progress_json(selected, args.full_progress, runs))
             else:
                 print_progress(selected, args.full_progress, runs=describe_runs(runs))
-                print("\n".join(stall_lines(runs)), end="\n" if stall_lines(runs) else "")
+                for line in stall_lines(runs):  # what the last run's rank 0 recorded, if it is still on
+                    print(line)
             return 0
         if args.plot is not None:
             return _plot(experiment_class, expanded, args)

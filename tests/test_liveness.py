@@ -159,3 +159,20 @@ def test_kill_launchers_sigkills_the_launcher_above(tmp_path):
     process = subprocess.Popen([str(script)], stdout=subprocess.PIPE, text=True)
     assert process.wait(timeout=30) == -signal.SIGKILL
     assert launcher_pids(os.getpid()) == [] and kill_launchers(os.getpid()) == []  # pytest has none above
+
+
+@pytest.mark.parametrize("stalled", [True, False], ids=["stalled", "running"])
+def test_the_live_bar_says_stalled_in_place_of_the_time_left(stalled):
+    import io
+
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from cluster_work.display import _Remaining
+
+    screen = io.StringIO()
+    bar = Progress(_Remaining(), console=Console(file=screen, force_terminal=True, width=80))
+    bar.add_task("sweep", total=10, completed=3, stalled=stalled)
+    bar.start()
+    bar.stop()
+    assert ("stalled" in screen.getvalue()) == stalled

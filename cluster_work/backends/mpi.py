@@ -7,8 +7,8 @@ every other rank serves items until rank 0 releases it and returns None (`worker
 ended); leaving the block releases the workers, commits what was written and finalizes MPI.
 
 Rank 0 keeps a set of idle group leaders, sends each an item (a few hundred bytes), and receives back a
-small outcome (`mpi_dispatch`); results never pass through rank 0. By default each worker runs an item alone, with
-COMM_SELF as `self._COMM` (the original's value). With groups (`-g G` groups, or `--group_size S` ranks
+small outcome (`mpi_dispatch`); results never pass through rank 0. By default each worker runs an item
+alone, with COMM_SELF as `self._COMM` (the original's value). With groups (`-g G` groups, or `--group_size S` ranks
 each; see `mpi_layout`) the group's first rank (its leader) talks to rank 0 and forwards the item to the
 others, and all of them run it with the group's communicator as `self._COMM`; only the leader writes.
 With `-g 1` the one group is every rank and rank 0 leads it: it runs the items itself, one at a time.
@@ -134,7 +134,8 @@ class MPIExecutor(Executor):
         self._entered = self._released = self._stop_sent = False
         self._hosts: list[str] = []
         self._sends = Sends()
-        self._dispatcher = Dispatcher(self._MPI, task, Layout(()), Roster([]), self._sends, self._ulfm)  # __enter__'s
+        # rank 0's, made in __enter__ (this one, with no leaders, only answers a question asked too early)
+        self._dispatcher = Dispatcher(self._MPI, task, Layout(()), Roster([]), self._sends, self._ulfm)
         self._console = contextlib.ExitStack()
         self._world_broken = False  # under -g 1: the one group lost a rank
         self._rank_died = False  # under ULFM: the survivors agreed at the end that a rank died
@@ -194,8 +195,7 @@ class MPIExecutor(Executor):
         if lost is not None and 0 in lost:  # under ULFM: the job goes on, but the run is over
             log.error("MPI rank %d: rank 0, which schedules the run, is gone; exiting", rank)
             committer.commit()
-            logging.shutdown()
-            os._exit(EXIT_ORPHANED)
+            _leave(EXIT_ORPHANED)
         committer.commit()
         self._last_barrier(lost is not None)
         self.worker_status = 0
@@ -234,11 +234,7 @@ class MPIExecutor(Executor):
             finalize_mpi()
             return
         log.debug("leaving without MPI_Finalize, since a rank died")
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(OSError):
-                stream.flush()
-        logging.shutdown()
-        os._exit(status)
+        _leave(status)
 
     def _warn_about_layout(self, size: int) -> None:
         idle, blocks = self._layout.idle, self._layout.groups
@@ -322,18 +318,14 @@ class MPIExecutor(Executor):
     def stalled(self) -> list[Silence]:
         return self._dispatcher.stalled()
 
-
     def abandon(self, status: int) -> NoReturn:
         """End the run now, launcher included (it may wait forever for an unreachable host): SIGKILL the
         launcher above rank 0, or, under a launcher that is not one (srun), abort through MPI."""
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(OSError):
-                stream.flush()
-        logging.shutdown()
+        _flush()
         time.sleep(LAST_WORDS)  # the launcher forwards what rank 0 printed last
         if not kill_launchers():
             self._world.Abort(status)
-        os._exit(status)
+        _leave(status)
 
     def stop_hint(self) -> str | None:
         if self._ulfm or self._world.Get_size() == 1 or "open mpi" not in self._MPI.Get_library_version().lower():
@@ -383,6 +375,19 @@ class MPIExecutor(Executor):
         if lost:
             log.warning("%s", lost)
         self._last_barrier(bool(self._dispatcher.roster.dead) or self._world_broken)
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError):  # the console may be gone with the launcher
+            stream.flush()
+    logging.shutdown()
+
+
+def _leave(status: int) -> NoReturn:
+    """End this process now with `status`, without MPI_Finalize (what it has written is committed)."""
+    _flush()
+    os._exit(status)
 
 
 def _stall_floor() -> float:
