@@ -8,8 +8,8 @@ from .runner import restore_experiment
 
 __version__ = "0.1.0"
 __all__ = ["ClusterWork", "ClusterWorkError", "IncompleteConfigurationError", "InvalidParameterArgument",
-           "StoreError", "Policy", "ensemble_flux", "load_results", "restore_experiment", "stop_reasons", "summary",
-           "__version__"]
+           "StoreError", "Policy", "Sweep", "ensemble_flux", "load_results", "restore_experiment", "stop_reasons",
+           "summary", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -19,6 +19,10 @@ def __getattr__(name: str) -> Any:
         from .ensemble.analysis import ensemble_flux
 
         return ensemble_flux
+    if name == "Sweep":  # lazily, so that `python -m cluster_work.api` (its process) runs it only once
+        from .api import Sweep
+
+        return Sweep
     if name == "Policy":
         from .steering.policy import Policy
 

@@ -8,20 +8,28 @@ import os
 import shlex
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from . import slurm
+from .attempts import journal as attempts_journal
 from .backends import Executor, make_executor
-from .config import load_config
-from .display import LiveBarDisplay, make_display
+from .config import Warn, load_config
+from .display import LiveBarDisplay, counted, make_display
 from .durability import committer
 from .errors import ClusterWorkError, StoreError
+from .exit_codes import EXIT_INTERRUPTED, EXIT_STALLED, EXIT_STORE, EXIT_USAGE
 from .expansion import ExpandedExperiment, expand_all, sweep_paths
 from .experiment import ClusterWork
+from .failures import failure_limit
+from .kinds import kinds_in
+from .launch import DEFAULT_REPORT_EVERY, program, program_name, resume_command, run_arguments
 from .liveness import Stalled
 from .logs import configure_console
 from .original_api import configs_and_results, implements_plot_results
+from .overrides import Overrides, split_arguments
+from .overrides import parse as parse_overrides
 from .paths import SweepPaths
-from .planning import Plan, apply_plan, make_plan, warn_changed
+from .planning import Plan, apply_plan, make_plan, refuse_changed_only, warn_changed, warn_quarantined
 from .provenance import describe_runs, read_runs, run_ended, run_stalled, run_started, stall_lines
 from .reporting import print_plan, print_progress, print_summary, progress_json
 from .results import load_results
@@ -29,15 +37,47 @@ from .runner import ExperimentTask
 from .selection import Policy, Selection, select_experiments
 from .stopping import handle_stop_signals, stop_signals_handled
 from .store import atomic_write
-from .sweep import EXIT_INTERRUPTED, EXIT_STALLED, EXIT_STORE, EXIT_USAGE, campaign_drivers, describe, run_segments
+from .sweep import campaign_drivers, describe, run_segments
 from .vocabulary import Outcome, OutcomeKind, RunSettings
+
+if TYPE_CHECKING:
+    from .experiment import ClusterWork
 
 log = logging.getLogger("cluster_work")
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+class _PlotterNames:
+    """The registered plotters, as --help shows them: looked up only when help is printed (plotwork brings
+    pandas, which starting a run does not need)."""
+
+    def __str__(self) -> str:
+        try:
+            from plotwork.plotters import PLOTTERS
+        except ImportError:
+            return "(pip install 'cluster_work[plot]' to see them)"
+        return ", ".join(sorted(PLOTTERS))
+
+
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description="Run a parameter sweep of a ClusterWork experiment.")
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog=prog or program_name(),
+                                     description="Run a parameter sweep of a ClusterWork experiment.")
     parser.add_argument("config", help="the experiments' YAML file")
+    parser.add_argument("--version", action="version", version=f"cluster_work {__version__}")
+    parser.add_argument("overrides", nargs="*", default=[], metavar="KEY.PATH=VALUE",
+                        help="change the config, as Hydra: params.lr=0.1 grid.lr=[0.1,0.01] +params.new=1 ~grid "
+                             "(values are YAML; with -e, only in those experiments)")
     run = parser.add_argument_group("how to run")
     run.add_argument("-c", "--cluster", "-m", "--mpi", dest="cluster", action="store_true",
                      help="run over MPI (start under mpiexec); rank 0 schedules, the others work")
@@ -48,6 +88,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                           "(self._COMM is the group's communicator); -g 1: all ranks, rank 0 included")
     run.add_argument("--group_size", type=int, default=None, metavar="S",
                      help="with -c: groups of S ranks instead of a number of groups (not with -g)")
+    run.add_argument("--max-failures", type=_positive, default=None, metavar="N",
+                     help="stop the sweep cleanly once N repetitions failed (default: max_failures: in the config, "
+                          "else never); the repetitions in flight end after their iteration, all is resumable")
     run.add_argument("--stall-timeout", dest="stall_timeout", type=float, default=None, metavar="S",
                      help="with -c: end the run (its launcher too; exit status 5 in the run's record) once an MPI "
                           "worker has said nothing for S seconds and for 10 of its iterations, so that a "
@@ -75,6 +118,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                      help="continue experiments whose parameters changed")
     old.add_argument("--restart_full_repetitions", action="store_true",
                      help="start unfinished repetitions over instead of restoring their saved state")
+    old.add_argument("--retry-failed", dest="retry_failed", action="store_true",
+                     help="also run quarantined repetitions again: those that two runs in a row died while "
+                          "running (a native crash, a lost MPI rank), which reruns leave out (-P names them); "
+                          "plain failed repetitions are retried by every rerun anyway")
     show = parser.add_argument_group("look, do not run")
     show.add_argument("--list", action="store_true", help="show the expanded experiments and job indices")
     show.add_argument("-p", "--progress", action="store_true", help="show the progress of each experiment")
@@ -86,8 +133,15 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                            "without columns, call the class's plot_results hook (as the original)")
     show.add_argument("--filter", default="", metavar="TEXT",
                       help="with --plot: only the experiments whose name contains TEXT")
-    show.add_argument("--plotter", default="mean_2std",
-                      help="with --plot: mean_2std (default), best_n or param_sweep")
+    plotter = show.add_argument("--plotter", default="mean_2std",
+                                help="with --plot: one of %(plotter_names)s (default: %(default)s)")
+    plotter.plotter_names = _PlotterNames()  # type: ignore[attr-defined]  # argparse fills %(name)s from the action
+    show.add_argument("--plot-option", dest="plot_options", nargs="+", action="extend", default=[],
+                      metavar="NAME=VALUE", help="with --plot: the plotter's options, e.g. n=5 (best_n), "
+                                                 "param=learning_rate (param_sweep), skip=10 (ensemble_*)")
+    show.add_argument("--mode", choices=["min", "max"], default=None,
+                      help="with --plot: which end of COLUMN is best, for a plotter that ranks (best_n); "
+                           "default: the mode of a steer block that steers by COLUMN")
     slurm = parser.add_argument_group("Slurm (defaults from a 'slurm:' block in the config)")
     slurm.add_argument("--slurm", action="store_true",
                        help="write a batch script that runs the sweep over MPI in one allocation")
@@ -99,10 +153,14 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                        help="stop cleanly before the time limit or on preemption, and requeue the job")
     for option, kind in (("--nodes", int), ("--ntasks-per-node", int), ("--ntasks", int), ("--cpus-per-task", int),
                          ("--time", str), ("--partition", str), ("--account", str), ("--mem-per-cpu", str),
-                         ("--job-name", str), ("--template", str)):
+                         ("--mem", str), ("--gpus", str), ("--gpus-per-node", str), ("--gpus-per-task", str),
+                         ("--gres", str), ("--constraint", str), ("--qos", str), ("--job-name", str),
+                         ("--template", str)):
         slurm.add_argument(option, type=kind, default=None)
+    slurm.add_argument("--launcher", choices=["mpiexec", "srun"], default=None,
+                       help="how the MPI script starts its ranks: the bundled mpiexec (default) or srun --mpi=pmix")
     slurm.add_argument("--sbatch", nargs="+", default=[], metavar="OPTION",
-                       help="more #SBATCH options, e.g. --sbatch=--qos=long")
+                       help="more #SBATCH options, e.g. --sbatch=--exclusive")
     output = parser.add_argument_group("output")
     output.add_argument("-l", "--log_level", default=None, type=str.upper,
                         choices=["DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL"],
@@ -111,9 +169,51 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         choices=["DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL"],
                         help="cluster_work's own log level (default: the class's _CW_LOG_LEVEL)")
     output.add_argument("-v", "--verbose", action="store_true", help="cluster_work's own messages at DEBUG")
-    output.add_argument("--report_every", type=float, default=60.0, metavar="SECONDS",
+    output.add_argument("--report_every", type=float, default=DEFAULT_REPORT_EVERY, metavar="SECONDS",
                         help="when the output is no terminal: a progress line this often (default 60, 0: never)")
     return parser
+
+
+def parse_arguments(arguments: Sequence[str]) -> argparse.Namespace:
+    """The options, with the overrides (`KEY.PATH=VALUE` anywhere after the config) in `overrides`."""
+    parser = build_parser()
+    rest, overrides = split_arguments(arguments, _value_options(parser), ASSIGNMENT_OPTIONS)
+    args = parser.parse_args(rest)
+    args.overrides = [*overrides, *args.overrides]  # what argparse left there is no override: parse() says so
+    return args
+
+
+def _value_options(parser: argparse.ArgumentParser) -> set[str]:
+    """The options that take exactly one value (`--filter TEXT`): the word after them is never an override."""
+    return {flag for action in parser._actions if action.nargs is None for flag in action.option_strings}
+
+
+ASSIGNMENT_OPTIONS = ("--plot-option",)  # their values are NAME=VALUE words of their own, never overrides
+
+
+def _overrides_hint(plan: Plan, args: argparse.Namespace) -> str:
+    """For a rerun refused because parameters changed: the overrides of the last run, where they differ
+    from this one's (its results were saved with them; repeating them resumes it)."""
+    commands = [run["command"] for path in plan.totals.sweep_paths for run in read_runs(path) if run.get("command")]
+    if not commands:
+        return ""
+    _, last = split_arguments(commands[-1][1:], _value_options(build_parser()), ASSIGNMENT_OPTIONS)
+    if last == args.overrides:
+        return ""
+    return f"; the last run changed the config on the command line: {' '.join(last) or '(no overrides)'}"
+
+
+def load_sweep(experiment_class: type[ClusterWork], args: argparse.Namespace, warn: Warn = log.warning,
+               ) -> tuple[list[dict[str, Any]], Sequence[ExpandedExperiment]]:
+    """The config's experiment documents (the overrides applied) and their expansion, checked."""
+    adjust = Overrides(parse_overrides(args.overrides, args.config), args.config, args.experiments,
+                       experiment_class._default_params).apply
+    experiments = load_config(args.config, warn, adjust=adjust)
+    expanded = expand_all(experiments, experiment_class._default_params, args.config, warn)
+    experiment_class.check_config(expanded, args.config)
+    for campaign in kinds_in(experiments):  # each kind's module only where a config has one
+        campaign.check_experiment_class(experiment_class, experiments, args.config)
+    return experiments, expanded
 
 
 def main(experiment_class: type[ClusterWork], argv: Sequence[str] | None = None) -> int:
@@ -124,7 +224,7 @@ def main(experiment_class: type[ClusterWork], argv: Sequence[str] | None = None)
 
 def _main(experiment_class: type[ClusterWork], argv: Sequence[str] | None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(arguments)
+    args = parse_arguments(arguments)
     log_level = args.log_level or experiment_class._LOG_LEVEL
     configure_console(log_level, "DEBUG" if args.verbose else (args.cw_log_level or experiment_class._CW_LOG_LEVEL))
     settings = RunSettings(log_level=log_level, no_gui=args.no_gui or args.cluster, sync=args.sync,
@@ -154,13 +254,8 @@ def _run(experiment_class: type[ClusterWork], args: argparse.Namespace, argument
         if inspect.isabstract(experiment_class):
             missing = ", ".join(sorted(experiment_class.__abstractmethods__))
             raise ClusterWorkError(f"{experiment_class.__name__} does not implement {missing}")
-        experiments = load_config(args.config)
-        expanded = expand_all(experiments, experiment_class._default_params, args.config)
-        experiment_class.check_config(expanded, args.config)
-        if any("ensemble" in document for document in experiments):  # numpy only where a config has an ensemble
-            from .ensemble.campaign import check_experiment_class
-
-            check_experiment_class(experiment_class, experiments, args.config)
+        experiments, expanded = load_sweep(experiment_class, args)
+        max_failures = failure_limit(args.max_failures, experiments, args.config)
         if args.progress or args.full_progress:
             selected = select_experiments(expanded, args.experiments, args.config)
             runs = [run for path in sweep_paths(selected) for run in read_runs(path)]
@@ -173,42 +268,51 @@ def _run(experiment_class: type[ClusterWork], args: argparse.Namespace, argument
             return 0
         if args.plot is not None:
             return _plot(experiment_class, expanded, args)
-        policy = Policy(args.delete, args.overwrite, args.ignore_config)
+        policy = Policy(args.delete, args.overwrite, args.ignore_config, args.retry_failed)
         plan = make_plan(expanded, Selection(args.experiments, args.job, args.repetition, args.iteration),
                          policy, args.config)
         if args.list:
             print_plan(plan, as_json=args.json)
             if args.verbose and not args.json:
-                print("\n".join(["launch:", *_launch_lines(args, plan)]))
+                print("\n".join(["launch:", *_launch_lines(args, plan, executor.world_size())]))
             return 0
         if args.slurm:
             return _slurm(args, experiments, plan)
+        try:
+            refuse_changed_only(plan, policy, args.config)
+        except ClusterWorkError as exc:
+            raise ClusterWorkError(f"{exc}{_overrides_hint(plan, args)}") from None
         executor.watch_stalls(_stall_limit(args, experiments))
         warn_changed(plan, policy)
+        warn_quarantined(plan, policy)
         # from the first write on a stop is graceful: what was written stays consistent, the rerun resumes
         handle_stop_signals(hard_second=False, on_first=lambda: _on_stop(executor))
         apply_plan(plan)
     except ClusterWorkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_STORE if isinstance(exc, StoreError) else EXIT_USAGE
-    return _execute(experiment_class, plan, args, arguments, executor, settings)
+    except BrokenPipeError:  # the reader of what we print went away (`--list --json | head -1`): that is fine
+        return _reader_gone()
+    return _execute(experiment_class, plan, args, arguments, executor, settings, max_failures)
 
 
 def _execute(experiment_class: type[ClusterWork], plan: Plan, args: argparse.Namespace, arguments: list[str],
-             executor: Executor, settings: RunSettings) -> int:
+             executor: Executor, settings: RunSettings, max_failures: int | None) -> int:
     """Run the planned jobs with a live display and a provenance record; print the summary."""
     jobs = plan.jobs
     campaigns = campaign_drivers(plan, settings, executor.workers)
-    log.info("%d jobs to run (%d experiments)%s on %s", len(jobs), plan.totals.experiments,
-             f" and {len(campaigns)} campaign(s)" if campaigns else "", executor.describe())
+    log.info("%s to run (%s)%s on %s", counted(len(jobs), "job"), counted(plan.totals.experiments_to_run, "experiment"),
+             f" and {counted(len(campaigns), 'campaign')}" if campaigns else "", executor.describe())
     handle_stop_signals(hard_second=True, on_first=lambda: _on_stop(executor))
     plain_total = plan.iterations_left()
 
-    def total() -> int:  # a campaign's iterations are known as it decides: done so far, and planned
-        return max(plain_total, executor.iterations_done() + sum(c.iterations_left() for c in campaigns))
+    def total() -> int:  # fixed for plain jobs and ensembles; a steered campaign's as it decides
+        return plain_total + sum(c.iterations_planned() for c in campaigns)
 
-    display = make_display(total, executor.workers, executor.iterations_done, executor.busy, args.report_every,
-                           executor.stalled)
+    def done() -> int:
+        return executor.iterations_done() + sum(c.iterations_apart() for c in campaigns)
+
+    display = make_display(total, executor.workers, done, executor.busy, args.report_every, executor.stalled)
     # with a live bar, a line per finished job would only scroll it away: failures still show
     finished_level = logging.DEBUG if isinstance(display, LiveBarDisplay) else logging.INFO
 
@@ -217,26 +321,32 @@ def _execute(experiment_class: type[ClusterWork], plan: Plan, args: argparse.Nam
         failed = outcome.kind in (OutcomeKind.FAILED, OutcomeKind.BAD_PARAMETER, OutcomeKind.STORE_FAILURE)
         log.log(logging.ERROR if failed else finished_level, describe(outcome))
 
-    command = [*_program(), *arguments]
+    command = [*program(), *arguments]  # as run, for the record; the hint to resume is another line
+    resume = resume_command(args, executor.world_size())
     paths = plan.totals.sweep_paths
     run_id = run_started(paths, command, executor.describe(), executor.hosts(), executor.world_size())
+    attempts_journal.hold(paths, run_id)  # the run is alive while this process is (see attempts)
     executor.watch_stalls(None, lambda silences: run_stalled(paths, run_id, silences))
     try:
         with display:
-            summary = run_segments(jobs, executor, on_outcome, campaigns)
+            summary = run_segments(jobs, executor, on_outcome, campaigns, max_failures, run_id)
     except KeyboardInterrupt:  # the second Ctrl-C
         run_ended(paths, run_id, EXIT_INTERRUPTED, {})
+        attempts_journal.release(run_id)
         executor.terminate()
-        print(f"stopped at once; saved rows are kept. To resume: {' '.join(command)}", file=sys.stderr)
+        print(f"stopped at once; saved rows are kept. To resume: {resume}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Stalled as exc:  # recorded and durable first: the launcher dies with the run
         print(f"error: {exc}", file=sys.stderr)
         run_ended(paths, run_id, EXIT_STALLED, {})
+        attempts_journal.release(run_id)
         committer.commit()
         executor.abandon(EXIT_STALLED)
+    summary.quarantined = [] if args.retry_failed else plan.totals.quarantined
     committer.commit()  # this process's writes durable before the run is recorded as ended
     run_ended(paths, run_id, summary.exit_status(), {kind.value: count for kind, count in summary.counts.items()})
-    print_summary(summary, plan, paths, command)
+    attempts_journal.release(run_id)
+    print_summary(summary, plan, paths, resume)
     return summary.exit_status()
 
 
@@ -254,7 +364,9 @@ def _slurm(args: argparse.Namespace, experiments: list, plan: Plan) -> int:
     overrides = {"nodes": args.nodes, "ntasks_per_node": args.ntasks_per_node, "ntasks": args.ntasks,
                  "cpus_per_task": args.cpus_per_task, "time": args.time, "partition": args.partition,
                  "account": args.account, "mem_per_cpu": args.mem_per_cpu, "job_name": args.job_name,
-                 "template": args.template, "requeue": args.requeue, "extra": args.sbatch}
+                 "template": args.template, "requeue": args.requeue, "extra": args.sbatch, "launcher": args.launcher,
+                 **{name: getattr(args, name) for name in ("mem", "gpus", "gpus_per_node", "gpus_per_task", "gres",
+                                                           "constraint", "qos")}}
     settings = slurm.settings_from(experiments[0].get("slurm"), overrides, args.config)
     sweep_path = os.path.abspath(plan.totals.sweep_paths[0])
     pending = sorted(job.index for job in plan.jobs)
@@ -263,7 +375,8 @@ def _slurm(args: argparse.Namespace, experiments: list, plan: Plan) -> int:
         return 0
     kind = "array" if args.array else "mpi"
     text = slurm.build_script(kind, settings, slurm.python_command(), os.path.abspath(sys.argv[0]),
-                              _run_arguments(args), sweep_path, os.getcwd(), len(pending))
+                              [*run_arguments(args, jobs=not args.array), *(["-o"] if args.overwrite else [])],
+                              sweep_path, os.getcwd(), len(pending), slurm.mpiexec_command())
     if args.array:
         text = text.replace(f"--array=0-{len(pending) - 1}", f"--array={slurm.compress_indices(pending)}")
     if args.dry_run:
@@ -279,47 +392,13 @@ def _slurm(args: argparse.Namespace, experiments: list, plan: Plan) -> int:
     return 0
 
 
-def _program() -> list[str]:
-    """How this run was started, for the line that resumes it: the script, or `python -m cluster_work`."""
-    if os.path.abspath(sys.argv[0]) == os.path.join(os.path.dirname(os.path.abspath(__file__)), "__main__.py"):
-        return ["python", "-m", "cluster_work"]
-    return [sys.argv[0]]
-
-
-def _launch_lines(args: argparse.Namespace, plan: Plan) -> list[str]:
-    """--list -v: the commands that run this sweep as asked (for --slurm, the sbatch line; --dry-run prints
+def _launch_lines(args: argparse.Namespace, plan: Plan, world_size: int | None) -> list[str]:
+    """--list -v: the command that runs this sweep as asked (for --slurm, the sbatch line; --dry-run prints
     the script it submits)."""
-    run = " ".join(shlex.quote(a) for a in [os.path.abspath(sys.argv[0]), *_run_arguments(args)])
     if args.slurm:
         script = SweepPaths(os.path.abspath(plan.totals.sweep_paths[0])).batch_script("array" if args.array else "mpi")
         return [f"sbatch {shlex.quote(script)}"]
-    if args.cluster:
-        from mpi4py import MPI
-
-        return [f"{slurm.mpiexec_command()} -n {MPI.COMM_WORLD.Get_size()} {slurm.python_command()} -m mpi4py "
-                f"{run} -c"]
-    return [f"{slurm.python_command()} {run}" + (f" -n {args.workers}" if args.workers > 1 else "")]
-
-
-def _run_arguments(args: argparse.Namespace) -> list[str]:
-    """The options of this command line that the batch job repeats (nothing that deletes or restarts)."""
-    arguments = [args.config]
-    for flag, values in (("-e", args.experiments), ("-j", [] if args.array else args.job)):
-        if values:
-            arguments += [flag, *map(str, values)]
-    for flag, value in (("-g", args.mpi_groups), ("--group_size", args.group_size)):
-        if value is not None:
-            arguments += [flag, str(value)]
-    if args.log_level:
-        arguments += ["-l", args.log_level]
-    if args.cw_log_level:
-        arguments += ["-L", args.cw_log_level]
-    for flag, given in (("-v", args.verbose), ("-I", args.ignore_config), ("-o", args.overwrite),
-                        ("--no_gui", args.no_gui), ("--no-sync", not args.sync),
-                        ("--restart_full_repetitions", args.restart_full_repetitions)):
-        if given:
-            arguments.append(flag)
-    return arguments
+    return [resume_command(args, world_size)]
 
 
 def _plot(experiment_class: type[ClusterWork], expanded: Sequence[ExpandedExperiment], args: argparse.Namespace,
@@ -333,14 +412,19 @@ def _plot(experiment_class: type[ClusterWork], expanded: Sequence[ExpandedExperi
         experiment_class.plot_results(configs_and_results([e.config for e in selected]))
         return 0
     try:
-        from plotwork.api import plot_sweep
-        from plotwork.plotters import get_plotter
+        from plotwork.api import save_figures, sweep_figures
+        from plotwork.command_line import PlotOptions
     except ImportError as exc:
         raise ClusterWorkError(f"--plot needs matplotlib: pip install 'cluster_work[plot]' ({exc})") from None
     try:
-        get_plotter(args.plotter)
+        given = PlotOptions.parse(args.plotter, args.plot_options, args.mode)
+        steer = {e.base_name: e.config.get("steer") for e in selected}
+        options = {(base, column): given.of(column, steer[base]) for base in steer for column in args.plot}
     except KeyError as exc:
         raise ClusterWorkError(f"--plotter: {exc.args[0]}") from None
+    except ValueError as exc:
+        raise ClusterWorkError(f"--plot: {exc}") from None
+    drawn = []  # every figure first, so that a plot refused writes no file
     for sweep_path in sweep_paths(selected):
         bases = {e.name: e.base_name for e in selected if e.sweep_path == sweep_path}
         frame = load_results(sweep_path, experiments=list(bases))
@@ -348,8 +432,24 @@ def _plot(experiment_class: type[ClusterWork], expanded: Sequence[ExpandedExperi
         if missing:
             raise ClusterWorkError(f"--plot: no result column {', '.join(missing)} in {sweep_path}; "
                                    f"columns: {', '.join(c for c in frame.columns if not c.startswith('params.'))}")
-        for path in plot_sweep(frame, args.plot, args.plotter, SweepPaths(sweep_path).plots_folder, bases):
+        try:
+            figures = sweep_figures(frame, args.plot, args.plotter, bases, lambda base, column: options[base, column])
+        except ValueError as exc:
+            raise ClusterWorkError(f"--plot: {exc}") from None
+        drawn.append((SweepPaths(sweep_path).plots_folder, figures))
+    for folder, figures in drawn:
+        for path in save_figures(figures, folder, ""):
             print(path)
+    return 0
+
+
+def _reader_gone() -> int:
+    """After the reader of stdout closed it: exit quietly with status 0, as `git log | head` does. What is
+    still buffered goes to /dev/null, so that Python's flush at exit has nothing to complain about (the
+    recipe of Python's documentation, "Note on SIGPIPE")."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
     return 0
 
 

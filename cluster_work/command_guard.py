@@ -32,7 +32,7 @@ from typing import Any
 
 PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER = 1, 36
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-EXIT_CANNOT_RUN = 127
+EXIT_CANNOT_RUN = 127  # exit_codes.EXIT_CANNOT_RUN: this file imports nothing of the package
 POLL_SECONDS = 0.02
 
 

@@ -20,19 +20,24 @@ import logging
 import math
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
 from .errors import ClusterWorkError, config_error
+from .kinds import CAMPAIGN_KEYS, kinds_in
+from .lookalike import lookalike
 
 log = logging.getLogger("cluster_work")
 
 REQUIRED_KEYS = ("name", "repetitions", "iterations", "path")
 KNOWN_KEYS = frozenset(REQUIRED_KEYS + ("params", "grid", "list", "random", "custom", "slurm", "gui", "plotting",
-                                       "log_path", "command", "files", "ensemble", "steer", "stall_timeout"))
+                                       "log_path", "command", "files", "keep_keys", "max_failures", "stall_timeout")
+                       + CAMPAIGN_KEYS)
+ALIASES = frozenset({"replicas"})  # read as a known key (SmartSim's name for repetitions)
+BLOCK_KEYS = ("params", "grid", "list", "random", "custom")  # mappings whose values are indented under them
 CUSTOM_KEYS = frozenset({"function", "samples", "params"})
 RANDOM_KEYS = frozenset({"samples", "seed", "params", "without_replacement"})
 DEFAULT_NAME = "DEFAULT"
@@ -48,6 +53,7 @@ MAX_REPETITIONS = 1_000_000
 MAX_SAMPLES = 10_000_000
 
 Warn = Callable[[str], None]
+Adjust = Callable[[dict[str, Any]], dict[str, Any]]  # e.g. `overrides.Overrides.apply`
 KeyPath = tuple[str, ...]  # ('optimizer', 'lr') for params.optimizer.lr; a key may itself hold a dot
 
 
@@ -215,10 +221,11 @@ def read_text(source: str) -> str:
 
 
 def load_config(path: str | os.PathLike[str], warn: Warn = log.warning,
-                keep_unknown_tags: bool = False) -> list[dict[str, Any]]:
-    """Read `path` and return one validated, DEFAULT-merged document per experiment."""
+                keep_unknown_tags: bool = False, adjust: Adjust | None = None) -> Documents:
+    """Read `path` and return one validated, DEFAULT-merged document per experiment (`adjust`: see
+    merge_and_validate)."""
     source = os.fspath(path)
-    return merge_and_validate(parse_documents(read_text(source), source, keep_unknown_tags), source, warn)
+    return merge_and_validate(parse_documents(read_text(source), source, keep_unknown_tags), source, warn, adjust)
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -238,17 +245,34 @@ def is_default_document(document: Mapping[str, Any]) -> bool:
     return isinstance(name, str) and name.lower() == DEFAULT_NAME.lower()
 
 
-def merge_and_validate(documents: list[Any], source: str, warn: Warn = log.warning) -> list[dict[str, Any]]:
-    """Merge the optional DEFAULT document under each experiment and validate every one."""
+class Documents(list[dict[str, Any]]):
+    """The validated experiment documents of a config, in order, with their campaign blocks parsed once:
+    `specs` maps an experiment's name to the typed spec of its block (`kinds.CampaignKind.check_document`),
+    which expansion hands on (`ExpandedDocument.campaign_spec`), so that no driver parses it again."""
+
+    def __init__(self, documents: Iterable[dict[str, Any]] = (), specs: Mapping[str, Any] | None = None):
+        super().__init__(documents)
+        self.specs: dict[str, Any] = dict(specs or {})
+
+
+def merge_and_validate(documents: list[Any], source: str, warn: Warn = log.warning,
+                       adjust: Adjust | None = None) -> Documents:
+    """Merge the optional DEFAULT document under each experiment and validate every one; `adjust` changes
+    each merged experiment before it is validated (the command line's overrides)."""
     for number, document in enumerate(documents, start=1):
         if not isinstance(document, Mapping):
             raise config_error(source, f"document {number} must be a mapping of keys to values, "
                                        f"got {type(document).__name__}")
     documents = [_replicas_as_repetitions(d, source, number) for number, d in enumerate(documents, start=1)]
     default: Mapping[str, Any] = {}
+    default_keeps: list[str] = []
+    for number, document in enumerate(documents, start=1):
+        kept = _check_document_keys(document, source, number, [] if number == 1 else default_keeps)
+        if number == 1 and is_default_document(document):
+            default_keeps = kept
     if is_default_document(documents[0]):
         default, documents = documents[0], documents[1:]
-    experiments = []
+    experiments = Documents()
     seen: dict[str, int] = {}
     for number, document in enumerate(documents, start=2 if default else 1):
         if "name" not in document:
@@ -258,16 +282,47 @@ def merge_and_validate(documents: list[Any], source: str, warn: Warn = log.warni
             raise config_error(source, f"document {number}: only the first document may be named "
                                        f"'{DEFAULT_NAME}'", key="name")
         experiment = deep_merge(default, document)
-        validate_experiment(experiment, source, number, warn)
+        for campaign in kinds_in([experiment]):
+            campaign.prepare(experiment, document)
+        if adjust is not None:
+            experiment = adjust(experiment)
+        spec = validate_experiment(experiment, source, number, warn)
         name = experiment["name"]
         if name in seen:
             raise config_error(source, f"duplicate experiment name (documents {seen[name]} and {number})",
                                experiment=name, key="name")
         seen[name] = number
         experiments.append(experiment)
+        if spec is not None:
+            experiments.specs[name] = spec
     if not experiments:
         raise config_error(source, "the file holds a DEFAULT document but no experiment")
     return experiments
+
+
+def _check_document_keys(document: Mapping[str, Any], source: str, number: int, inherited: list[str]) -> list[str]:
+    """Refuse what a slip of the keyboard makes of a document: a key one typo away from a reserved one
+    (`gird:` would run the defaults only; see `lookalike`), unless `keep_keys` lists it (here or in the
+    DEFAULT document), and a block whose values were not indented under it (`grid:` then `lr: [...]` on
+    the next line reads as an empty grid beside a key `lr`). Returns the keys the document keeps."""
+    name = document.get("name")
+    label = name if isinstance(name, str) else f"document {number}"
+    keeps = document.get("keep_keys", [])
+    if not isinstance(keeps, list) or not all(isinstance(key, str) for key in keeps):
+        raise config_error(source, f"must be a list of key names, got {keeps!r}",
+                           experiment=label, key="keep_keys")
+    kept = [*inherited, *keeps]
+    unknown = [key for key in document if key not in KNOWN_KEYS]
+    for key in unknown:
+        meant = lookalike(key, KNOWN_KEYS | ALIASES) if isinstance(key, str) and key not in kept else None
+        if meant:
+            raise config_error(source, f"unknown key in document {number}; did you mean '{meant}'? (to keep a "
+                                       f"key of this name, list it: keep_keys: [{key}])", experiment=label, key=key)
+    for key in BLOCK_KEYS:
+        if key in document and document[key] is None:
+            stray = f"; were {', '.join(map(repr, unknown))} meant to be indented under it?" if unknown else ""
+            raise config_error(source, f"is empty in document {number}{stray}", experiment=label, key=key)
+    return kept
 
 
 def _replicas_as_repetitions(document: Mapping[str, Any], source: str, number: int) -> Mapping[str, Any]:
@@ -280,8 +335,9 @@ def _replicas_as_repetitions(document: Mapping[str, Any], source: str, number: i
 
 
 def validate_experiment(experiment: Mapping[str, Any], source: str, number: int,
-                        warn: Warn = log.warning) -> None:
-    """Check one merged experiment document; raise a ConfigError on the first problem."""
+                        warn: Warn = log.warning) -> Any:
+    """Check one merged experiment document; raise a ConfigError on the first problem. Returns the typed
+    spec of its campaign block (None for a plain document)."""
     label = experiment.get("name") if isinstance(experiment.get("name"), str) else f"document {number}"
     for key in REQUIRED_KEYS:
         if key not in experiment:
@@ -339,20 +395,19 @@ def validate_experiment(experiment: Mapping[str, Any], source: str, number: int,
         _validate_random(experiment, source, name)
     if experiment.get("custom") is not None:
         _validate_custom(experiment, source, name)
-    if "ensemble" in experiment:
-        from .ensemble.spec import check_ensemble_document  # numpy only where a config has an ensemble
-
-        check_ensemble_document(experiment, source)
-    if "steer" in experiment:
-        if "ensemble" in experiment:
-            raise config_error(source, "give 'ensemble' or 'steer', not both", experiment=name, key="steer")
-        from .steering.spec import check_steer_block  # a user's policy class is loaded here: a typo is a config error
-
-        check_steer_block(experiment["steer"], source, name)
+    given: list[str] = []  # one campaign kind per document
+    spec = None
+    for campaign in kinds_in([experiment]):
+        if given:
+            raise config_error(source, f"give {' or '.join(map(repr, [*given, campaign.key]))}, not both",
+                               experiment=name, key=campaign.key)
+        given.append(campaign.key)
+        spec = campaign.check_document(experiment, source)
     for key in experiment:
-        if key not in KNOWN_KEYS:
+        if key not in KNOWN_KEYS and key not in experiment.get("keep_keys", ()):
             warn(f"{source}: experiment '{name}': unknown key '{key}' (known: {', '.join(sorted(KNOWN_KEYS))}); "
                  "it is passed to the experiment unchanged")
+    return spec
 
 
 def _check_block(experiment: Mapping[str, Any], block: str, known: frozenset[str], source: str,

@@ -12,13 +12,10 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
-    Task,
     TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
-    TimeRemainingColumn,
 )
-from rich.text import Text
 
 from .liveness import Silence
 from .vocabulary import Outcome, OutcomeKind
@@ -35,9 +32,39 @@ def format_seconds(seconds: float | None) -> str:
     return f"{days}d {text}" if days else text
 
 
+def format_duration(seconds: float | None) -> str:
+    """A duration as people read it: `4.2 µs`, `12 ms`, `3.4 s`; from a minute on, H:MM:SS."""
+    if seconds is None:
+        return "-"
+    if seconds >= 59.5:
+        return format_seconds(seconds)
+    for unit, size in (("µs", 1e-6), ("ms", 1e-3), ("s", 1.0)):
+        value = seconds / size
+        text = f"{value:.1f}" if value < 9.95 else f"{value:.0f}"
+        if float(text) < 1000 or unit == "s":
+            break
+    return f"{text} {unit}"
+
+
+def format_rate(per_second: float) -> str:
+    """Iterations per second to 3 significant digits, without exponents (`3,610 it/s`); below one a
+    second, seconds per iteration (`4.0 s/it`)."""
+    if per_second <= 0:
+        return "0 it/s"
+    if per_second < 1:
+        return f"{format_duration(1 / per_second)}/it"
+    value = float(f"{per_second:.3g}")
+    return f"{value:,.0f} it/s" if value >= 100 else f"{value:.3g} it/s"
+
+
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """`1 job`, `3 jobs`: a count with its noun in the right number."""
+    return f"{count:,} {noun if count == 1 else plural or noun + 's'}"
+
+
 class RunDisplay:
     """Follows a run: iterations done (polled from `iterations`), busy workers, failures, stalled workers
-    (then the ETA says "stalled" instead of growing)."""
+    (polled from `stalled`: then the time left says "stalled" instead of growing)."""
 
     def __init__(self, total_iterations: Callable[[], int], workers: int, iterations: Callable[[], int],
                  busy: Callable[[], int], stalled: Callable[[], list[Silence]] = list):
@@ -61,16 +88,21 @@ class RunDisplay:
         elapsed = time.perf_counter() - self.started
         return done, elapsed, done / elapsed if elapsed > 0 else 0.0
 
+    def left(self, done: int, rate: float) -> str:
+        """The time left at the rate so far: `~0:01:23`, `unknown` before anything was done, `stalled`
+        while a worker is."""
+        if self._stalled():
+            return "stalled"
+        return f"~{format_seconds((self.total - done) / rate)}" if rate > 0 else "unknown"
+
     def status_line(self) -> str:
         done, elapsed, rate = self.measure()
-        eta = (self.total - done) / rate if rate > 0 else None
-        share = 100 * done / self.total if self.total else 100.0
-        stalled = self._stalled()
-        left = "stalled" if stalled else f"~{format_seconds(eta)}"
-        return (f"progress: {done}/{self.total} iterations ({share:.0f}%), {rate:.3g} it/s, "
-                f"elapsed {format_seconds(elapsed)}, left {left}, "
+        total = self.total
+        share = 100 * done / total if total else 100.0
+        return (f"progress: {done:,}/{total:,} iterations ({share:.0f}%), {format_rate(rate)}, "
+                f"elapsed {format_seconds(elapsed)}, left {self.left(done, rate)}, "
                 f"{self._busy()}/{self.workers} workers busy, {self.failed} failed"
-                + "".join(f"; {silence.describe()}" for silence in stalled))
+                + "".join(f"; {silence.describe()}" for silence in self._stalled()))
 
     def __enter__(self) -> RunDisplay:
         return self
@@ -106,10 +138,10 @@ class LiveBarDisplay(RunDisplay):
     def __enter__(self) -> LiveBarDisplay:
         self._progress = Progress(
             TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
-            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("left"), _Remaining(),
+            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("left {task.fields[left]}"),
             TextColumn("{task.fields[workers]}"), TextColumn("{task.fields[failed]}"),
             console=Console(file=sys.stderr), refresh_per_second=4, transient=False)
-        self._task = self._progress.add_task("sweep", total=self.total, rate="", workers="", failed="", stalled=False)
+        self._task = self._progress.add_task("sweep", total=self.total, rate="", left="", workers="", failed="")
         self._progress.start()
         self._done = threading.Event()
         threading.Thread(target=self._loop, name="cluster_work-bar", daemon=True).start()
@@ -118,10 +150,10 @@ class LiveBarDisplay(RunDisplay):
     def _update(self) -> None:
         done, elapsed, rate = self.measure()
         failed = f"[red]{self.failed} failed[/red]" if self.failed else "0 failed"
-        stalled = self._stalled()
-        workers = f"{self._busy()}/{self.workers} busy" + "".join(f" [red]{s.describe()}[/red]" for s in stalled)
-        self._progress.update(self._task, total=self.total, completed=done, rate=f"{rate:.3g} it/s" if elapsed else "",
-                              workers=workers, failed=failed, stalled=bool(stalled))
+        stalled = "".join(f" [red]{silence.describe()}[/red]" for silence in self._stalled())
+        workers = f"{self._busy()}/{self.workers} busy{stalled}"
+        self._progress.update(self._task, total=self.total, completed=done, rate=format_rate(rate) if elapsed else "",
+                              left=self.left(done, rate), workers=workers, failed=failed)
 
     def _loop(self) -> None:
         while not self._done.wait(0.25):
@@ -131,15 +163,6 @@ class LiveBarDisplay(RunDisplay):
         self._done.set()
         self._update()
         self._progress.stop()
-
-
-class _Remaining(TimeRemainingColumn):
-    """The bar's time left, or "stalled" while a worker is (a growing estimate would mislead)."""
-
-    def render(self, task: Task) -> Text:
-        if task.fields.get("stalled"):
-            return Text("stalled", style="red")
-        return super().render(task)
 
 
 def make_display(total_iterations: Callable[[], int], workers: int, iterations: Callable[[], int],

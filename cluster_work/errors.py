@@ -20,6 +20,10 @@ class InvalidParameterArgument(ClusterWorkError):
     """Raised by an experiment on a bad parameter value; reported like a config error."""
 
 
+class ResultsNotFoundError(ClusterWorkError, FileNotFoundError):
+    """`load_results` was given a path that is neither a config file nor a results folder (a typo)."""
+
+
 class StoreError(ClusterWorkError):
     """The results folder cannot be read or written (full disk, no permission, vanished path)."""
 

@@ -126,13 +126,42 @@ def shorten_param(name: str) -> str:
 def original_token(path: KeyPath, value: Any) -> str:
     """The original's name part for one parameter value: `'{short}{value}'` without quotes and spaces,
     brackets turned into '_' (opening) or dropped (closing), commas into '_'. The original cleaned the
-    joined text, but every rule replaces single characters other than '_', so per value is the same."""
-    text = f"{shorten_param(dotted(path))}{value}"
+    joined text, but every rule replaces single characters other than '_', so per value is the same.
+    A value that holds a set (`!!set`) is written with the set sorted: Python prints a set in an order
+    that changes with PYTHONHASHSEED, so the original's name of it changed from run to run."""
+    text = f"{shorten_param(dotted(path))}{value if not _holds_set(value) else stable_repr(value)}"
     text = re.sub("[' ]", "", text)
     text = re.sub('["]', "", text)
     text = re.sub(r"[(\[]", "_", text)
     text = re.sub(r"[)\]]", "", text)
     return re.sub("[,]", "_", text)
+
+
+def _holds_set(value: Any) -> bool:
+    if isinstance(value, (set, frozenset)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return any(map(_holds_set, value))
+    if isinstance(value, dict):
+        return any(map(_holds_set, value.keys())) or any(map(_holds_set, value.values()))
+    return False
+
+
+def stable_repr(value: Any) -> str:
+    """repr(value), but with every set's elements sorted by their own stable_repr, so that the text depends
+    only on the value, never on the hash seed (lists, tuples and dicts keep their order, as repr does)."""
+    if isinstance(value, (set, frozenset)):
+        body = ", ".join(sorted(map(stable_repr, value)))
+        if isinstance(value, frozenset):
+            return f"frozenset({{{body}}})" if value else "frozenset()"
+        return f"{{{body}}}" if value else "set()"
+    if isinstance(value, list):
+        return f"[{', '.join(map(stable_repr, value))}]"
+    if isinstance(value, tuple):
+        return f"({', '.join(map(stable_repr, value))}{',' if len(value) == 1 else ''})"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{stable_repr(k)}: {stable_repr(v)}" for k, v in value.items()) + "}"
+    return repr(value)
 
 
 _UNSAFE = re.compile(r"[/\\\x00-\x1f\x7f]")
@@ -160,7 +189,7 @@ def _digest(text: str) -> str:
 
 def _typed(varied: Mapping[KeyPath, Any]) -> str:
     """A text that tells apart values the original's name confuses (1.0 and '1.0', 'a b' and 'ab')."""
-    return json.dumps([[list(path), type(value).__name__, repr(value)] for path, value in varied.items()])
+    return json.dumps([[list(path), type(value).__name__, stable_repr(value)] for path, value in varied.items()])
 
 
 class ExpandedDocument(Sequence[ExpandedExperiment]):
@@ -190,6 +219,7 @@ class ExpandedDocument(Sequence[ExpandedExperiment]):
         # a custom strategy's points (see cluster_work.design) and whether they are frozen on disk already
         self.custom_points: list[dict[KeyPath, Any]] | None = custom_points[0] if custom_points else None
         self.custom_frozen = bool(custom_points and custom_points[1])
+        self.campaign_spec: Any = None  # its campaign block's typed spec, where validation made one (`Documents`)
         self._samples = self.sampler.samples if self.sampler else len(self.custom_points) if self.custom_points else 1
         self.varies = bool(grid or listed or random or self.custom_points)
         self._size = math.prod(len(values) for _, values in self._grid) * self._list_length * self._samples
@@ -350,9 +380,11 @@ def expand_all(experiments: Sequence[Mapping[str, Any]], default_params: Mapping
 
         custom_points = design_points
     documents = []
+    specs: Mapping[str, Any] = getattr(experiments, "specs", {})  # parsed once, by validation (config.Documents)
     for experiment in experiments:
         designed = custom_points(experiment, source) if experiment.get("custom") else None
         documents.append(ExpandedDocument(experiment, default_params, source, warn, designed))
+        documents[-1].campaign_spec = specs.get(experiment["name"])
         if default_params:
             _warn_unknown_params(experiment, default_params, source, warn)
     _check_separate_folders(documents, source)

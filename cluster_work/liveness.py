@@ -22,7 +22,7 @@ STALL_FLOOR = 60.0  # s: nobody counts as stalled sooner, unless a stall limit (
 FACTOR = 10.0  # a worker may be silent this many typical iterations before it counts as stalled
 
 
-def format_duration(seconds: float) -> str:
+def short_duration(seconds: float) -> str:
     """4m12s, 1h03m, 45s, 0.05 s: short, for a log line about a silence or an iteration time."""
     if seconds < 1:
         return f"{seconds:.2g} s"
@@ -45,9 +45,9 @@ class Silence:
     typical: float | None
 
     def describe(self) -> str:
-        took = (f"its iterations take {format_duration(self.typical)}" if self.typical is not None
+        took = (f"its iterations take {short_duration(self.typical)}" if self.typical is not None
                 else "none of its iterations timed yet")
-        return f"rank {self.worker} on {self.host}: no word for {format_duration(self.silent_for)}; {took}"
+        return f"rank {self.worker} on {self.host}: no word for {short_duration(self.silent_for)}; {took}"
 
 
 class Stalled(ClusterWorkError):
@@ -56,7 +56,7 @@ class Stalled(ClusterWorkError):
     def __init__(self, silences: list[Silence], limit: float):
         self.silences, self.limit = silences, limit
         super().__init__(f"stalled: {'; '.join(s.describe() for s in silences)}. Past the stall limit "
-                         f"({format_duration(limit)}): ending the run, its MPI launcher included; the same "
+                         f"({short_duration(limit)}): ending the run, its MPI launcher included; the same "
                          "command resumes it")
 
 

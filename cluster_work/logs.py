@@ -15,6 +15,7 @@ from .stopping import request_stop
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 DATE_FORMAT = "%H:%M:%S"
 tool_log = logging.getLogger("cluster_work")
+FILE_ONLY = {"console": False}  # `extra=` of a record for the repetition's log file, not the console
 # Libraries that log a lot at DEBUG/INFO; the experiment's level applies to its own loggers, not theirs.
 QUIET_LIBRARIES = ("matplotlib", "PIL", "urllib3", "asyncio", "numba", "h5py", "fsspec", "parso", "filelock",
                    "git", "jax", "tensorflow", "torch", "absl", "traitlets", "IPython")
@@ -29,6 +30,7 @@ def configure_console(experiment_level: str | int, tool_level: str | int) -> Non
     handler = _CurrentStderrHandler()
     handler.setFormatter(logging.Formatter(FORMAT, DATE_FORMAT))
     handler._cluster_work_console = True  # type: ignore[attr-defined]
+    handler.addFilter(lambda record: getattr(record, "console", True))
     root.addHandler(handler)
     root.setLevel(_level(experiment_level))
     tool_log.setLevel(_level(tool_level))

@@ -15,10 +15,11 @@ import select
 import threading
 import time
 
+from .exit_codes import EXIT_ORPHANED
+
 log = logging.getLogger("cluster_work")
 
 ORPHAN_CHECK_SECONDS = 1.0  # how often to look where the system cannot tell us (no pidfd)
-EXIT_ORPHANED = 4
 _watching_in: list[int] = []  # the pid of the process whose watchdog runs: at most one per process
 
 

@@ -13,20 +13,23 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .attempts import AttemptIndex, compact, read_index
 from .config import dotted, flatten_paths
 from .errors import ConfigError
 from .expansion import ExpandedDocument, ExpandedExperiment, Expansion, expand_path
+from .kinds import campaign_key, kind
 from .preflight import check_experiment, check_writable
 from .repetition_state import read_repetition
 from .selection import Policy, Selection, select_experiments
 from .store import ExperimentStore, to_plain, write_frozen_points
-from .vocabulary import ConfigWrite, ExperimentState, RepetitionState, Segment
+from .vocabulary import ConfigWrite, ExperimentState, RepetitionState, Segment, Suspicion
 
 log = logging.getLogger("cluster_work")
 
 NEW, PARTIAL, DONE, CHANGED = (ExperimentState.NEW, ExperimentState.PARTIAL, ExperimentState.DONE,
                                ExperimentState.CHANGED)
 DONE_STATES = (RepetitionState.FINISHED, RepetitionState.STOPPED)  # never run again by a plain rerun
+QUARANTINED = RepetitionState.QUARANTINED  # run again only with --retry-failed (or -r)
 
 
 @dataclass
@@ -40,6 +43,7 @@ class ExperimentPlan:
     iterations_saved: dict[int, int] = field(default_factory=dict)
     jobs: list[Segment] = field(default_factory=list)
     rewrite: bool = False  # delete the folder (-d, -o) before writing the config
+    suspicions: dict[int, Suspicion] = field(default_factory=dict)  # per rep: runs died while it ran (quarantine)
 
     @property
     def skipped(self) -> bool:
@@ -56,12 +60,14 @@ class PlanTotals:
     """What the whole plan holds, counted in one pass (the pass that validates it)."""
 
     experiments: int = 0
+    experiments_to_run: int = 0  # those with a job to run
     jobs: int = 0
     iterations_left: int = 0
     skipped: int = 0  # experiments skipped because their parameters changed
     changed: int = 0  # experiments whose parameters changed (skipped, or continued with -I)
     rewrites: int = 0  # experiments -d/-o delete first
     sweep_paths: list[str] = field(default_factory=list)
+    quarantined: list[tuple[str, Suspicion]] = field(default_factory=list)  # (label, why), run only if retried
 
 
 SORT_LIMIT = 100_000  # up to this many jobs are ordered longest first; a larger sweep streams in config order
@@ -81,6 +87,7 @@ class Plan:
         self._groups, self.campaigns = _split_campaigns(_groups(chosen))
         self.totals = PlanTotals()
         self._counted: list[ExperimentPlan] | None = None  # what `count` read, where it is small enough
+        self._attempts: dict[str, AttemptIndex] = {}  # per sweep folder, read once
 
     @property
     def experiments(self) -> Iterator[ExperimentPlan]:
@@ -95,10 +102,20 @@ class Plan:
                     ) -> Iterator[tuple[ExperimentPlan, bool]]:
         """Each experiment's plan, and whether it was fresh (its folder does not exist: no disk was read)."""
         present = _present_folders(group)
+        document_path = expand_path(group.document["path"]) if isinstance(group, ExpandedDocument) else None
         for experiment in group:
             fresh = present is not None and experiment.params_part not in present
-            yield _plan_experiment(experiment, first_index, self._selection, self._policy, self._picked, fresh), fresh
+            attempts = self.attempts(document_path or experiment.sweep_path) if not fresh else AttemptIndex()
+            yield _plan_experiment(experiment, first_index, self._selection, self._policy, self._picked, fresh,
+                                   attempts), fresh
             first_index += experiment.repetitions
+
+    def attempts(self, sweep_path: str) -> AttemptIndex:
+        """What the attempts journals of `sweep_path` say (read once per plan)."""
+        index = self._attempts.get(sweep_path)
+        if index is None:
+            index = self._attempts[sweep_path] = read_index(sweep_path)
+        return index
 
     def iterations_left(self) -> int:
         """Iterations the planned jobs still have to run (from each repetition's status)."""
@@ -138,6 +155,7 @@ class Plan:
                 totals.sweep_paths.append(expand_path(group.document["path"]))
                 if not os.path.lexists(group.base_folder) and self._selection.repetition is None and not self._picked:
                     totals.experiments += len(group)
+                    totals.experiments_to_run += len(group)
                     totals.jobs += len(group) * group.document["repetitions"]
                     totals.iterations_left += len(group) * group.document["repetitions"] * group.document["iterations"]
                     counted = None  # planned without the disk: no need to keep anything
@@ -150,18 +168,18 @@ class Plan:
                     if len(counted) > SORT_LIMIT:
                         counted = None
                 totals.experiments += 1
+                totals.experiments_to_run += bool(item.jobs)
                 totals.jobs += len(item.jobs)
                 totals.iterations_left += sum(item.iterations_left(job) for job in item.jobs)
                 totals.skipped += item.skipped
                 totals.changed += item.state == CHANGED
                 totals.rewrites += item.rewrite
+                totals.quarantined.extend((f"{item.experiment.name} rep {rep}", suspicion)
+                                          for rep, suspicion in item.suspicions.items() if suspicion.quarantined)
                 if not isinstance(group, ExpandedDocument):
                     totals.sweep_paths.append(item.experiment.sweep_path)
         for campaign in self.campaigns:
-            if campaign.kind == "steer":  # a steered campaign runs as a whole: no -r, -i, -j, nor part of it
-                from .steering.campaign import check_selection
-
-                check_selection(campaign, self._selection, self._source)
+            kind(campaign.kind).check_selection(campaign, self._selection, self._source)
             campaign.plans = [_plan_experiment(e, 0, self._selection, self._policy, None, False)
                               for e in campaign.experiments]
             for experiment, item in zip(campaign.experiments, campaign.plans):
@@ -203,27 +221,21 @@ def _present_folders(group: Sequence[ExpandedExperiment]) -> set[str] | None:
         return set()
 
 
-CAMPAIGN_KEYS = ("ensemble", "steer")  # a document with one of these is run by its campaign's driver
-
-
 @dataclass
 class CampaignPlan:
-    """The experiments of one document that a campaign runs (`kind`: a key of CAMPAIGN_KEYS), instead of
-    a segment per repetition: a weighted ensemble, or a steered search."""
+    """The experiments of one document that a campaign runs instead of a segment per repetition (`kind`:
+    its campaign key, see `kinds`): a weighted ensemble, or a steered search. `spec`: its block's typed
+    spec as validation parsed it (None: its drivers parse it, for experiments chosen one by one)."""
 
     kind: str
     experiments: Sequence[ExpandedExperiment]
     plans: list[ExperimentPlan] = field(default_factory=list)  # each experiment's, from `Plan.count` (-d/-o, -I)
+    spec: Any = None
 
     @property
     def base(self) -> str:
         """The base name of its document ("" for a campaign with no experiments)."""
         return self.experiments[0].base_name if len(self.experiments) else ""
-
-
-def campaign_kind(document: Mapping[str, Any]) -> str | None:
-    """The campaign key of a document or config (see CAMPAIGN_KEYS), or None for a plain one."""
-    return next((key for key in CAMPAIGN_KEYS if key in document), None)
 
 
 def _split_campaigns(groups: list[tuple[Sequence[ExpandedExperiment], int]],
@@ -234,22 +246,22 @@ def _split_campaigns(groups: list[tuple[Sequence[ExpandedExperiment], int]],
     campaigns: list[CampaignPlan] = []
     for group, first_index in groups:
         if isinstance(group, ExpandedDocument):
-            kind = campaign_kind(group.document)
-            if kind is None:
+            key = campaign_key(group.document)
+            if key is None:
                 plain.append((group, first_index))
             else:
-                campaigns.append(CampaignPlan(kind, group))
+                campaigns.append(CampaignPlan(key, group, spec=group.campaign_spec))
             continue
         by_base: dict[tuple[str, str], list[ExpandedExperiment]] = {}
         rest = []
         for experiment in group:
-            kind = campaign_kind(experiment.config)
-            if kind is None:
+            key = campaign_key(experiment.config)
+            if key is None:
                 rest.append(experiment)
             else:
-                by_base.setdefault((kind, experiment.base_name), []).append(experiment)
+                by_base.setdefault((key, experiment.base_name), []).append(experiment)
         plain.append((rest, first_index))
-        campaigns.extend(CampaignPlan(kind, experiments) for (kind, _), experiments in by_base.items())
+        campaigns.extend(CampaignPlan(key, experiments) for (key, _), experiments in by_base.items())
     return plain, campaigns
 
 
@@ -305,8 +317,11 @@ def make_plan(expanded: Sequence[ExpandedExperiment], selection: Selection, poli
 
 
 def _plan_experiment(experiment: ExpandedExperiment, first_index: int, selection: Selection,
-                     policy: Policy, picked: range | None, fresh: bool) -> ExperimentPlan:
-    """One experiment's state and jobs; `fresh`: its document's folder does not exist, so neither do its files."""
+                     policy: Policy, picked: range | None, fresh: bool,
+                     attempts: AttemptIndex | None = None) -> ExperimentPlan:
+    """One experiment's state and jobs; `fresh`: its document's folder does not exist, so neither do its files.
+    `attempts`: its sweep folder's attempts journals (a quarantined repetition runs only with --retry-failed,
+    or when -r names it)."""
     store = ExperimentStore(experiment.path)
     stored = store.read_config() if not fresh and store.is_ours() else None
     original_done: set[int] = set()
@@ -321,11 +336,15 @@ def _plan_experiment(experiment: ExpandedExperiment, first_index: int, selection
     states: dict[int, RepetitionState] = {}
     times: dict[int, float] = {}
     saved: dict[int, int] = {}
+    suspicions: dict[int, Suspicion] = {}
     if stored is not None and not rewrite:  # a new experiment has no files to look at
         for rep in range(experiment.repetitions):
             view = read_repetition(store.repetition(rep), experiment.iterations, check_lock=False,
-                                   finished_by_original=rep in original_done)
+                                   finished_by_original=rep in original_done,
+                                   attempts=attempts.of(experiment.name, rep) if attempts is not None else ())
             states[rep], saved[rep] = view.state, view.iterations_saved
+            if view.suspicion is not None:
+                suspicions[rep] = view.suspicion
             if isinstance(view.status.get("mean_iteration_time"), (int, float)):
                 times[rep] = view.status["mean_iteration_time"]
     if stored is None or rewrite:
@@ -336,7 +355,8 @@ def _plan_experiment(experiment: ExpandedExperiment, first_index: int, selection
         state = DONE
     else:
         state = PARTIAL
-    plan = ExperimentPlan(experiment, state, first_index, changed, states, times, saved, rewrite=rewrite)
+    plan = ExperimentPlan(experiment, state, first_index, changed, states, times, saved, rewrite=rewrite,
+                          suspicions=suspicions)
     if state == CHANGED and not policy.ignore_config:
         return plan
     # a new experiment's config is written by whichever job starts first; -I continues with the new
@@ -350,7 +370,7 @@ def _plan_experiment(experiment: ExpandedExperiment, first_index: int, selection
             if rep != selection.repetition:
                 continue
             plan.jobs.append(Segment(index, experiment, rep, restart_from=selection.iteration or 0, config=config))
-        elif states.get(rep) not in DONE_STATES:
+        elif states.get(rep) not in DONE_STATES and (states.get(rep) != QUARANTINED or policy.retry_failed):
             plan.jobs.append(Segment(index, experiment, rep, config=config))
         if config == ConfigWrite.REPLACE and plan.jobs:
             config = ConfigWrite.KEEP
@@ -375,21 +395,23 @@ def expected_seconds(plans: Sequence[ExperimentPlan]) -> dict[int, float]:
 
 def apply_plan(plan: Plan, warn: Any = log.warning) -> None:
     """Delete what -d/-o asked to delete and freeze custom points (configs are written by each experiment's
-    first job)."""
+    first job); fold the attempts journals of finished runs, forgetting those of deleted experiments."""
     plan.freeze_designs()
+    deleted: dict[str, set[str]] = {}  # sweep folder -> names of the experiments deleted there
     for campaign in plan.campaigns if plan.totals.rewrites else ():
-        if campaign.kind == "steer" and any(item.rewrite for item in campaign.plans):
-            from .steering.campaign import forget_campaign  # its journal first, then its experiments
-
-            forget_campaign(campaign, warn)
+        if any(item.rewrite for item in campaign.plans):
+            kind(campaign.kind).forget(campaign, warn)  # what it keeps beside its experiments first
     campaigns = (item for campaign in plan.campaigns for item in campaign.plans)
     for item in itertools.chain(plan.experiments, campaigns) if plan.totals.rewrites else ():
         if not item.rewrite or item.skipped:
             continue
         left = ExperimentStore(item.experiment.path).delete()
+        deleted.setdefault(item.experiment.sweep_path, set()).add(item.experiment.name)
         if left:
             shown = ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
             warn(f"{item.experiment.name}: -d/-o kept what cluster_work did not write: {shown}")
+    for sweep_path in plan.totals.sweep_paths:
+        compact(sweep_path, forget=frozenset(deleted.get(sweep_path, ())))
     if plan.totals.rewrites:
         plan.forget()
 
@@ -412,3 +434,40 @@ def warn_changed(plan: Plan, policy: Policy, warn: Any = log.warning, most: int 
                  "-I/--ignore_config to continue with the new parameters")
     if changed > most:
         warn(f"... and {changed - most} more experiments whose parameters changed")
+
+
+def refuse_changed_only(plan: Plan, policy: Policy, source: str, most: int = 3) -> None:
+    """Raise a ConfigError (exit 2, before anything is written) when nothing would run but experiments whose
+    parameters changed since their results were saved: a rerun after an edit of the config that silently
+    did nothing and exited 0 looked like a success. Where anything else runs, the skipped ones are only
+    warned about (`warn_changed`) and named in the summary."""
+    if policy.ignore_config or plan.totals.jobs:
+        return
+    skipped = [item for item in plan.experiments if item.skipped] if plan.totals.skipped else []
+    for campaign in plan.campaigns:
+        changed = [item for item in campaign.plans if item.skipped]
+        # a campaign run as a whole is skipped by one changed experiment; another runs the others
+        if not changed or (not kind(campaign.kind).runs_as_whole and len(changed) < len(campaign.plans)):
+            return  # the campaign runs (or decides itself that it has nothing left)
+        skipped += changed
+    if not skipped:
+        return
+    named = "; ".join(f"{item.experiment.name}: {', '.join(item.changed_keys)}" for item in skipped[:most])
+    more = f"; and {len(skipped) - most} more" if len(skipped) > most else ""
+    raise ConfigError(f"{source}: nothing to run: the parameters of {len(skipped)} experiment(s) changed since "
+                      f"their results were saved ({named}{more}); rerun with -o/--overwrite to delete their results "
+                      "and run them from scratch, or -I/--ignore_config to continue them with the new parameters")
+
+
+def warn_quarantined(plan: Plan, policy: Policy, warn: Any = log.warning, most: int = 20) -> None:
+    """One warning for the quarantined repetitions (up to `most` named), at a run's start."""
+    quarantined = plan.totals.quarantined
+    if not quarantined:
+        return
+    shown = "; ".join(f"{label}: {suspicion.describe()}" for label, suspicion in quarantined[:most])
+    more = f"; and {len(quarantined) - most} more" if len(quarantined) > most else ""
+    if policy.retry_failed:
+        warn(f"running {len(quarantined)} quarantined repetition(s) again (--retry-failed): {shown}{more}")
+    else:
+        warn(f"{len(quarantined)} repetition(s) quarantined, not run: {shown}{more}; "
+             "run with --retry-failed to run them again")

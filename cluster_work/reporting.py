@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
-import shlex
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -12,9 +12,11 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.table import Table
 
+from .attempts import AttemptIndex, read_index
 from .config import KeyPath, dotted
-from .display import format_seconds
-from .expansion import ExpandedDocument, ExpandedExperiment
+from .display import counted, format_duration, format_seconds
+from .expansion import ExpandedExperiment
+from .kinds import CampaignKind, kind, kinds_in
 from .planning import ExperimentPlan, Plan
 from .repetition_state import read_repetition
 from .runner import iteration_times
@@ -26,10 +28,18 @@ EXPERIMENT_STATE_TEXT = {ExperimentState.NEW: "new", ExperimentState.PARTIAL: "p
                          ExperimentState.DONE: "done", ExperimentState.CHANGED: "config changed"}
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """A reader that went away (`-P | head -1`) is the caller's to handle, as a print's is: rich's own
+        handler would exit with status 1."""
+        self.quiet = True
+        raise BrokenPipeError
+
+
 def _console(stream: TextIO | None = None) -> Console:
     """Tables fit a terminal; into a file or pipe, lines are never wrapped (logs stay greppable)."""
     stream = stream or sys.stdout
-    return Console(file=stream, width=None if stream.isatty() else 200, soft_wrap=not stream.isatty())
+    return _Console(file=stream, width=None if stream.isatty() else 200, soft_wrap=not stream.isatty())
 
 
 def format_params(varied: Mapping[KeyPath, Any]) -> str:
@@ -123,8 +133,7 @@ def _job_record(item: ExperimentPlan, job: Segment) -> dict[str, Any]:
 
 def _campaign_record(campaign: Any) -> dict[str, Any]:
     """--list: a campaign (steered or weighted ensemble), which has no fixed jobs to list."""
-    return {"campaign": campaign.base, "kind": {"steer": "steered", "ensemble": "weighted-ensemble"}[campaign.kind],
-            "experiments": len(campaign.experiments)}
+    return {"campaign": campaign.base, "kind": kind(campaign.kind).label, "experiments": len(campaign.experiments)}
 
 
 @dataclass
@@ -134,6 +143,7 @@ class RepetitionProgress:
     iterations_done: int
     mean_iteration_time: float | None
     error: str | None = None
+    suspected_runs: int = 0  # runs that died while it ran, in a row at the same iteration (see quarantine)
 
 
 @dataclass
@@ -147,8 +157,10 @@ class ExperimentProgress:
     states: dict[str, int]
     iteration_seconds: float  # sum of measured iteration times (for the mean)
     iterations_timed: int
-    work_left: float | None  # seconds of one worker still needed, from measured iteration times
+    work_left: float | None  # seconds of one worker still needed (None: unknown; see `estimated`)
     reps: list[RepetitionProgress] = field(default_factory=list)
+    work_measured: float = 0.0  # of work_left: iterations left at their repetition's or experiment's mean time
+    iterations_unmeasured: int = 0  # iterations left with no measured time of their own experiment
 
     @property
     def mean_iteration_time(self) -> float | None:
@@ -166,31 +178,53 @@ class ExperimentProgress:
 
 
 STATES = tuple(state.value for state in (RepetitionState.FINISHED, RepetitionState.RUNNING, RepetitionState.FAILED,
-                                         RepetitionState.PARTIAL, RepetitionState.PENDING, RepetitionState.STOPPED))
+                                         RepetitionState.QUARANTINED, RepetitionState.PARTIAL, RepetitionState.PENDING,
+                                         RepetitionState.STOPPED))
 
 
-def read_progress(experiment: ExpandedExperiment) -> ExperimentProgress:
-    """The state of each repetition, from what is on disk (safe while a run writes)."""
+def read_progress(experiment: ExpandedExperiment, attempts: AttemptIndex | None = None) -> ExperimentProgress:
+    """The state of each repetition, from what is on disk (safe while a run writes); `attempts`: its sweep
+    folder's attempts journals (which repetitions runs died under: quarantined or suspected)."""
     store = ExperimentStore(experiment.path)
     reps = []
     for rep in range(experiment.repetitions):
-        view = read_repetition(store.repetition(rep), experiment.iterations)
+        view = read_repetition(store.repetition(rep), experiment.iterations,
+                               attempts=attempts.of(experiment.name, rep) if attempts is not None else ())
         if view.rows is None:  # the common case, answered from the small status file alone
             mean = view.status.get("mean_iteration_time")
         else:
             times = iteration_times(view.rows)
             mean = sum(times) / len(times) if times else None
-        reps.append(RepetitionProgress(rep, view.state.value, view.iterations_saved, mean, view.status.get("error")
-                                       if view.state == RepetitionState.FAILED else None))
+        suspicion = view.suspicion
+        error = view.status.get("error") if view.state == RepetitionState.FAILED else None
+        if suspicion is not None:
+            error = suspicion.describe() + (f"; before: {error}" if error else "")
+        reps.append(RepetitionProgress(rep, view.state.value, view.iterations_saved, mean, error,
+                                       suspicion.runs if suspicion is not None else 0))
     timed = [(r.mean_iteration_time, r.iterations_done) for r in reps if r.mean_iteration_time is not None]
     seconds, count = sum(t * n for t, n in timed), sum(n for _, n in timed)
     mean = seconds / count if count else None
-    left = sum((experiment.iterations - r.iterations_done) * (r.mean_iteration_time or mean or 0) for r in reps
-               if r.state != RepetitionState.STOPPED.value)  # a stopped repetition has no work left
+    measured, unmeasured = 0.0, 0
+    for r in reps:
+        stopped = r.state == RepetitionState.STOPPED.value  # a stopped repetition has no work left
+        left = 0 if stopped else experiment.iterations - r.iterations_done
+        each = r.mean_iteration_time or mean
+        if each is None:
+            unmeasured += left
+        else:
+            measured += left * each
     states = {state: sum(r.state == state for r in reps) for state in STATES}
     return ExperimentProgress(experiment.name, experiment.repetitions, experiment.repetitions * experiment.iterations,
                               sum(r.iterations_done for r in reps), states, seconds, count,
-                              left if mean is not None or left == 0 else None, reps)
+                              None if unmeasured else measured, reps, measured, unmeasured)
+
+
+def estimated(part: ExperimentProgress, mean: float | None) -> ExperimentProgress:
+    """`part` with its iterations that have no measured time of their own experiment (it has not started)
+    taken at `mean` seconds each; its work left stays unknown (None) without a `mean`."""
+    if not part.iterations_unmeasured or mean is None:
+        return part
+    return dataclasses.replace(part, work_left=part.work_measured + part.iterations_unmeasured * mean)
 
 
 def combine(name: str, parts: Sequence[ExperimentProgress]) -> ExperimentProgress:
@@ -200,23 +234,45 @@ def combine(name: str, parts: Sequence[ExperimentProgress]) -> ExperimentProgres
         name, sum(p.repetitions for p in parts), sum(p.iterations for p in parts),
         sum(p.iterations_done for p in parts), {s: sum(p.states.get(s, 0) for p in parts) for s in STATES},
         sum(p.iteration_seconds for p in parts), sum(p.iterations_timed for p in parts),
-        sum(known) if len(known) == len(parts) else None)
+        sum(known) if len(known) == len(parts) else None, [], sum(p.work_measured for p in parts),
+        sum(p.iterations_unmeasured for p in parts))
 
 
-def progress_report(experiments: Sequence[ExpandedExperiment]) -> tuple[dict[str, list[ExperimentProgress]],
-                                                                       ExperimentProgress]:
-    """Per base experiment the progress of its expanded experiments, and the sweep's total."""
+Report = tuple[dict[str, list[ExperimentProgress]], dict[str, ExperimentProgress], ExperimentProgress]
+
+
+def progress_report(experiments: Sequence[ExpandedExperiment], campaigns: Sequence[KindUnits] = ()) -> Report:
+    """Per base experiment the progress of its expanded experiments and their row together, and the
+    sweep's total.
+
+    The work left of an experiment that has not started is estimated from the measured iteration times of
+    its base experiment (the same document, so the same kind of work), else of the whole sweep; before
+    anything was measured it is unknown (None), never zero. A campaign's kind may replace its row by what
+    it plans (`CampaignKind.planned`: a steered campaign's journal, not every iteration of its grid)."""
     groups: dict[str, list[ExperimentProgress]] = {}
+    indexes: dict[str, AttemptIndex] = {}
     for experiment in experiments:
-        groups.setdefault(experiment.base_name, []).append(read_progress(experiment))
-    return groups, combine("total", [p for parts in groups.values() for p in parts])
+        sweep_path = experiment.sweep_path
+        if sweep_path not in indexes:
+            indexes[sweep_path] = read_index(sweep_path)
+        groups.setdefault(experiment.base_name, []).append(read_progress(experiment, indexes[sweep_path]))
+    sweep_mean = combine("total", [p for parts in groups.values() for p in parts]).mean_iteration_time
+    bases = {}
+    for base, parts in groups.items():
+        mean = combine(base, parts).mean_iteration_time or sweep_mean
+        parts = groups[base] = [estimated(part, mean) for part in parts]
+        bases[base] = combine(base, parts) if len(parts) > 1 or parts[0].name != base else parts[0]
+    for campaign, units in campaigns:
+        bases.update(campaign.planned(units, bases, sweep_mean))
+    return groups, bases, combine("total", list(bases.values()))
 
 
 def _row(table: Table, item: ExperimentProgress, name: str) -> None:
     share = 100 * item.iterations_done / item.iterations if item.iterations else 100
     mean = item.mean_iteration_time
     table.add_row(name, f"{share:.0f}%", *(str(item.states.get(s, 0)) for s in STATES),
-                  f"{mean:.3g}s" if mean is not None else "-", format_seconds(item.work_left))
+                  format_duration(mean),
+                  "unknown" if item.work_left is None else format_seconds(item.work_left))
 
 
 def print_progress(experiments: Sequence[ExpandedExperiment], full: bool, stream: TextIO | None = None,
@@ -224,31 +280,23 @@ def print_progress(experiments: Sequence[ExpandedExperiment], full: bool, stream
     """-p: one line per base experiment; -P: each expanded experiment, each repetition, the last runs.
     Weighted ensembles (no repetitions) have a table of their own, after the others, and so have steered
     campaigns (stops per rung, planned iterations)."""
-    steered = steered_documents(experiments)
-    experiments, ensembles = split_ensembles(experiments)
-    groups, total = progress_report(experiments)
+    experiments, campaigns = campaign_units(experiments)
+    groups, bases, total = progress_report(experiments, campaigns)
     table = Table(title="Progress (from the results on disk)", title_justify="left")
     for column in ("experiment", "done", *STATES, "mean it. time", "work left"):
         table.add_column(column, overflow="fold")
     for base, parts in groups.items():
-        _row(table, combine(base, parts) if len(parts) > 1 or parts[0].name != base else parts[0],
-             f"{base} ({len(parts)} expanded)" if len(parts) > 1 else base)
+        _row(table, bases[base], f"{base} ({len(parts)} expanded)" if len(parts) > 1 else base)
         for part in parts if full and len(parts) > 1 else ():
             _row(table, part, f"  {part.name}")
     if len(groups) > 1:
         _row(table, total, "[bold]total[/bold]")
     console = _console(stream)
-    if groups or not ensembles:
+    if groups or not any(campaign.own_progress_rows for campaign, _ in campaigns):
         console.print(table)
-    if ensembles:
-        from .ensemble.progress import ensembles_table  # numpy only where a sweep has an ensemble
-
-        console.print(ensembles_table(ensembles))
-    if steered:
-        from .steering.progress import campaigns_table  # only where a sweep has a steered campaign
-
-        means = {base: combine(base, parts).mean_iteration_time for base, parts in groups.items()}
-        console.print(campaigns_table(steered, means))
+    means = {base: row.mean_iteration_time for base, row in bases.items()}
+    for campaign, units in campaigns:
+        console.print(campaign.progress_table(units, means))
     if full:
         reps = Table(title="Repetitions", title_justify="left")
         for column in ("experiment", "rep", "done", "state", "mean it. time", "error"):
@@ -256,7 +304,7 @@ def print_progress(experiments: Sequence[ExpandedExperiment], full: bool, stream
         for part in (p for parts in groups.values() for p in parts):
             for rep in part.reps:
                 reps.add_row(part.name, str(rep.rep), f"{rep.iterations_done}/{part.iterations // part.repetitions}",
-                             rep.state, f"{rep.mean_iteration_time:.3g}s" if rep.mean_iteration_time else "-",
+                             rep.state, format_duration(rep.mean_iteration_time),
                              rep.error or "")
         console.print(reps)
     running = total.states.get("running", 0)
@@ -270,67 +318,62 @@ def print_progress(experiments: Sequence[ExpandedExperiment], full: bool, stream
 
 
 def progress_json(experiments: Sequence[ExpandedExperiment], full: bool, runs: Sequence[dict[str, Any]] = ()) -> str:
-    """-p --json: the same figures for scripts (`ensembles`: those of the weighted ensembles, `campaigns`:
-    of the steered campaigns, if any)."""
-    steered = steered_documents(experiments)
-    experiments, ensembles = split_ensembles(experiments)
-    groups, total = progress_report(experiments)
+    """-p --json: the same figures for scripts, and each campaign kind's under its `progress_json_key`
+    (`ensembles`: those of the weighted ensembles, `campaigns`: of the steered campaigns, if any)."""
+    experiments, campaigns = campaign_units(experiments)
+    groups, bases, total = progress_report(experiments, campaigns)
     return json.dumps({"total": total.as_dict(False),
-                       "base_experiments": [combine(base, parts).as_dict(False) for base, parts in groups.items()],
+                       "base_experiments": [row.as_dict(False) for row in bases.values()],
                        "experiments": [p.as_dict(full) for parts in groups.values() for p in parts],
-                       "runs": list(runs), **_ensembles_figures(ensembles), **_campaigns_figures(steered)}, indent=1)
+                       "runs": list(runs), **{campaign.progress_json_key: campaign.progress_figures(units)
+                                              for campaign, units in campaigns}}, indent=1)
 
 
-def steered_documents(experiments: Sequence[ExpandedExperiment]) -> list[ExpandedDocument]:
-    """The whole documents with a `steer:` block among `experiments` (a campaign is shown only as a whole)."""
-    return [document for document in getattr(experiments, "documents", ()) if "steer" in document.document]
+KindUnits = tuple[CampaignKind, list[Any]]  # a campaign kind, and what -p reports of it
 
 
-def _campaigns_figures(steered: Sequence[ExpandedDocument]) -> dict[str, Any]:
-    if not steered:
-        return {}
-    from .steering.progress import campaign_progress
-
-    return {"campaigns": [campaign_progress(document) for document in steered]}
-
-
-def _ensembles_figures(ensembles: Sequence[ExpandedExperiment]) -> dict[str, Any]:
-    if not ensembles:
-        return {}
-    from .ensemble.progress import ensembles_progress  # numpy only where a sweep has an ensemble
-
-    return {"ensembles": ensembles_progress(ensembles)}
+def campaign_units(experiments: Sequence[ExpandedExperiment]) -> tuple[Sequence[ExpandedExperiment], list[KindUnits]]:
+    """The experiments of the plain progress table (without those of kinds that show theirs apart), and
+    per campaign kind among `experiments` what it reports (each kind's module only where a sweep has one)."""
+    campaigns = [(campaign, campaign.progress_units(experiments))
+                 for campaign in kinds_in(experiment.config for experiment in experiments)]
+    campaigns = [(campaign, units) for campaign, units in campaigns if units]
+    apart = [campaign.key for campaign, _ in campaigns if campaign.own_progress_rows]
+    if apart:
+        experiments = [e for e in experiments if not any(key in e.config for key in apart)]
+    return experiments, campaigns
 
 
-def split_ensembles(experiments: Sequence[ExpandedExperiment]) -> tuple[list[ExpandedExperiment],
-                                                                       list[ExpandedExperiment]]:
-    """The plain experiments, and the weighted ensembles (their progress is iterations of walkers)."""
-    plain: list[ExpandedExperiment] = []
-    ensembles: list[ExpandedExperiment] = []
-    for experiment in experiments:
-        (ensembles if "ensemble" in experiment.config else plain).append(experiment)
-    return plain, ensembles
-
-
-def print_summary(summary: Summary, plan: Plan, sweep_paths: Iterable[str], argv: Sequence[str],
+def print_summary(summary: Summary, plan: Plan, sweep_paths: Iterable[str], resume: str,
                   stream: TextIO | None = None) -> None:
-    """The end of a run: what finished, failed or was skipped, where results are, how to resume."""
+    """The end of a run: what finished, failed or was skipped, where results are, and `resume`: the command
+    that resumes it (`launch.resume_command`), when it did not end well."""
     console = _console(stream or sys.stderr)
     counts = summary.counts
     skipped_changed = plan.totals.skipped
     finished, already = counts[OutcomeKind.FINISHED], counts[OutcomeKind.ALREADY_FINISHED]
     busy, interrupted = counts[OutcomeKind.BUSY], counts[OutcomeKind.INTERRUPTED] + summary.not_started
     parts = [f"{finished} finished", f"{already} already finished" if already else "",
-             f"{len(summary.failures())} failed", f"{busy} held by another run" if busy else "",
+             f"{len(summary.failures())} failed",
+             f"{len(summary.quarantined)} quarantined (not run)" if summary.quarantined else "",
+             f"{busy} held by another run" if busy else "",
              f"{interrupted} not finished (interrupted)" if interrupted else "",
-             f"{skipped_changed} experiment(s) skipped: config changed" if skipped_changed else ""]
+             f"{counted(skipped_changed, 'experiment')} skipped: config changed" if skipped_changed else ""]
     if summary.jobs or not summary.campaigns:
-        console.print(f"[bold]Summary[/bold]: {summary.jobs} jobs in {summary.seconds:.1f}s: "
+        console.print(f"[bold]Summary[/bold]: {counted(summary.jobs, 'job')} in {summary.seconds:.1f}s: "
                       + ", ".join(p for p in parts if p))
     else:
-        console.print(f"[bold]Summary[/bold]: {len(summary.campaigns)} campaign(s) in {summary.seconds:.1f}s")
+        console.print(f"[bold]Summary[/bold]: {counted(len(summary.campaigns), 'campaign')} in {summary.seconds:.1f}s")
     for outcome in summary.failures():
         console.print(f"  [red]failed[/red] {outcome.label}: {outcome.error}", highlight=False)
+    if summary.stop_reason:
+        console.print(f"  [red]stopped[/red]: {summary.stop_reason}", highlight=False)
+    for label, suspicion in summary.quarantined[:SCREENFUL]:
+        console.print(f"  [red]quarantined[/red] {label}: {suspicion.describe()}", highlight=False)
+    if summary.quarantined:
+        more = len(summary.quarantined) - SCREENFUL
+        console.print(f"  {f'and {more} more quarantined; ' if more > 0 else ''}run with --retry-failed to run "
+                      "quarantined repetitions again", highlight=False)
     for campaign in summary.campaigns:
         console.print(f"  {campaign.summary_line()}", highlight=False, markup=False)
     store_failures = [o for o in summary.outcomes if o.kind == OutcomeKind.STORE_FAILURE]
@@ -341,8 +384,9 @@ def print_summary(summary: Summary, plan: Plan, sweep_paths: Iterable[str], argv
     if summary.outcomes:
         seconds = [o.seconds for o in summary.outcomes if o.kind == OutcomeKind.FINISHED]
         if seconds:
-            console.print(f"  time per job: mean {sum(seconds) / len(seconds):.2f}s, max {max(seconds):.2f}s")
+            console.print(f"  time per job: mean {format_duration(sum(seconds) / len(seconds))}, "
+                          f"max {format_duration(max(seconds))}")
     console.print(f"  results: {', '.join(sorted(set(sweep_paths)))}", highlight=False)
     if summary.exit_status() != 0:
-        console.print(f"  to resume or retry: {' '.join(shlex.quote(a) for a in argv)}", highlight=False)
+        console.print(f"  to resume or retry: {resume}", highlight=False, markup=False, soft_wrap=True)
 

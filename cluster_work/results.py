@@ -5,15 +5,20 @@ later. Per repetition, cluster_work's rows win where it saved any; else the orig
 """
 from __future__ import annotations
 
+import errno
 import itertools
 import os
+import warnings
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import original_format
 from .arrow_rows import start_reader as _fast_reader
 from .config import flatten_mapping, load_config
+from .errors import ResultsNotFoundError
+from .kinds import campaign_key, kind
 from .store import ExperimentStore, find_experiment_folders, parse_results
+from .vocabulary import Record
 
 if TYPE_CHECKING:  # pandas is imported where a frame is made: `import cluster_work` and its workers need none
     import pandas as pd
@@ -31,12 +36,24 @@ def resolve_folder(config_path: str | os.PathLike[str], folder: str) -> str:
 
 
 def _sweep_folders(path: str | os.PathLike[str]) -> list[str]:
-    """A config file stands for the `path` folders of its experiments (see resolve_folder); a folder for itself."""
+    """A config file stands for the `path` folders of its experiments (see resolve_folder); a folder for itself.
+    A path that is neither is a ResultsNotFoundError: a typo must not read as a sweep without results."""
     path = os.fspath(path)
-    if not os.path.isfile(path):
+    if os.path.isdir(path):
         return [path]
+    if not os.path.isfile(path):
+        raise ResultsNotFoundError(errno.ENOENT, "no such config file or results folder", path)
     documents = load_config(path, warn=lambda m: None, keep_unknown_tags=True)
     return list(dict.fromkeys(resolve_folder(path, e["path"]) for e in documents))
+
+
+def _warn_nothing_found(path: str | os.PathLike[str], folders: list[str]) -> None:
+    """An existing config or folder below which no experiment saved anything yet: an empty frame, said aloud."""
+    if os.path.isdir(path):
+        message = f"{os.fspath(path)}: no experiment folders in it (no sweep has saved results there yet)"
+    else:
+        message = f"{os.fspath(path)}: no results yet in {', '.join(folders)} (has its sweep run?)"
+    warnings.warn(message, stacklevel=3)
 
 
 def _find_above(start: str, relative: str) -> str | None:
@@ -56,9 +73,12 @@ def load_results(path: str | os.PathLike[str], experiments: Iterable[str] | None
     """One row per saved iteration of every repetition below `path` (a sweep folder or a config file).
 
     Columns: `experiment` (expanded name), `rep`, `iteration`, one `params.<dotted.name>` per parameter,
-    then the result columns. `experiments` keeps the named experiments (base or expanded names);
+    `stop_reason` where a steered campaign stopped a repetition (why; missing for the others), then the
+    result columns. `experiments` keeps the named experiments (base or expanded names);
     `params` keeps those whose parameters equal the given values, e.g. `{"model.width": 8}`.
     Files being appended to are read safely: each repetition shows a consistent prefix of its rows.
+    A path that is neither a config file nor a folder raises ResultsNotFoundError (a FileNotFoundError);
+    a config or folder with no experiment folders yet gives an empty frame and a warning.
     A weighted ensemble has one row per (iteration, walker), see `ensemble.analysis.with_ensembles`.
     """
     import pandas as pd
@@ -69,9 +89,12 @@ def load_results(path: str | os.PathLike[str], experiments: Iterable[str] | None
     chunks: list[bytes | list[dict[str, Any]]] = []  # per repetition: our lines, or the original's rows
     blocks: list[dict[str, Any]] = []  # one per repetition: experiment, rep and params columns
     folders: list[tuple[str, dict[str, Any]]] = []  # each kept folder, for a weighted ensemble's rows
+    sweep_folders = _sweep_folders(path)
     fast = _fast_reader()  # where pyarrow is installed, parses what was read while more is read
-    for folder in _sweep_folders(path):
+    found = False
+    for folder in sweep_folders:
         for store in find_experiment_folders(folder):
+            found = True
             config = stored_config(store.path) or {}
             name = config.get("name", os.path.basename(store.path))
             if wanted is not None and not wanted & {name, config.get("experiment_name", name)}:
@@ -81,13 +104,19 @@ def load_results(path: str | os.PathLike[str], experiments: Iterable[str] | None
                 continue
             param_columns = {f"params.{k}": v for k, v in flat_params.items()}
             folders.append((store.path, {"experiment": name, **param_columns}))
+            key = campaign_key(config)  # only a campaign stops repetitions: only its statuses are read
+            steered = key is not None and kind(key).stops_repetitions
             for rep in repetition_numbers(store.path):
-                chunk: bytes | list[dict[str, Any]] = store.repetition(rep).read_complete_lines()
+                repetition = store.repetition(rep)
+                chunk: bytes | list[dict[str, Any]] = repetition.read_complete_lines()
                 chunk = chunk or original_format.repetition_rows(_original_log(store.path), rep)
                 if chunk:
                     chunks.append(chunk)
                     fast.add(chunk)
-                    blocks.append({"experiment": name, "rep": rep, **param_columns})
+                    blocks.append({"experiment": name, "rep": rep, **param_columns,
+                                   **(_stop_reason(repetition.read_status()) if steered else {})})
+    if not found:
+        _warn_nothing_found(path, sweep_folders)
     results, counts = fast.rows() or _parsed_rows(chunks)
     kept = [block for block, count in zip(blocks, counts) if count]
     if not kept:
@@ -98,6 +127,14 @@ def load_results(path: str | os.PathLike[str], experiments: Iterable[str] | None
     meta = meta.iloc[np.repeat(np.arange(len(kept)), [c for c in counts if c])].reset_index(drop=True)
     meta.insert(2, "iteration", results.pop("iteration").astype("int64"))
     return with_ensembles(pd.concat([meta, results], axis=1), folders)
+
+
+def _stop_reason(status: Mapping[str, Any]) -> dict[str, str]:
+    """The `stop_reason` column of a repetition a campaign stopped (as `cluster_work.stop_reasons` gives it);
+    nothing for the others, so that the column is there only where a campaign stopped something."""
+    if status.get("state") != Record.STOPPED.value:
+        return {}
+    return {"stop_reason": str(status.get("reason", ""))}
 
 
 def _parsed_rows(chunks: list[bytes | list[dict[str, Any]]]) -> tuple[pd.DataFrame, list[int]]:

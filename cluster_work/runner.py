@@ -17,14 +17,12 @@ import time
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .backends.base import TaskContext
 from .deaths import record_lost_segment
 from .errors import InvalidParameterArgument, StoreError
 from .expansion import ExpandedExperiment
-from .experiment import ClusterWork
-from .logs import repetition_log
+from .logs import FILE_ONLY, repetition_log
 from .seeding import seed_for, seed_global_generators
 from .store import (
     ExperimentStore,
@@ -34,7 +32,11 @@ from .store import (
     ResultsWriter,
     repetition_folder_name,
 )
+from .task_context import TaskContext
 from .vocabulary import ConfigWrite, Outcome, OutcomeKind, Record, RunSettings, Segment
+
+if TYPE_CHECKING:
+    from .experiment import ClusterWork  # annotations only: the base class is above the runner
 
 log = logging.getLogger("cluster_work")
 
@@ -120,9 +122,10 @@ def run_segment(experiment_class: type[ClusterWork], segment: Segment, settings:
     if refusal is not None:
         return Outcome(segment.index, segment.label, refusal[0], error=refusal[1],
                        seconds=time.perf_counter() - started)
+    attempt = _SegmentRun(experiment_class, segment, settings, store, writer, context)
     try:
         with _maybe_log(store, settings, context.write):
-            outcome = _SegmentRun(experiment_class, segment, settings, store, writer, context).run()
+            outcome = attempt.run()
         if writer is not None:
             writer.close(sync=settings.sync)
     except StoreError as exc:
@@ -131,6 +134,8 @@ def run_segment(experiment_class: type[ClusterWork], segment: Segment, settings:
     finally:
         if writer is not None:
             writer.close(sync=False)  # a no-op unless an error skipped the close above
+        if attempt.began:  # whatever the outcome: this process outlived the segment
+            context.attempts.end(segment)
     outcome.seconds = time.perf_counter() - started
     outcome.log_file = store.log_file if outcome.error else None
     return outcome
@@ -186,6 +191,7 @@ class _SegmentRun:
         self.target = segment.target
         self.iterations = segment.experiment.iterations
         self.values: list[dict[str, Any]] = []
+        self.began = False  # recorded in the attempts journal: the experiment's code is about to run
 
     def outcome(self, kind: OutcomeKind, done: int, ran: int, error: str | None = None) -> Outcome:
         return Outcome(self.segment.index, self.segment.label, kind, done, ran, error=error, values=self.values)
@@ -217,6 +223,8 @@ class _SegmentRun:
             if self.store.read_status().get("state") != Record.FINISHED.value:  # killed between row and status
                 self.write_status(Record.FINISHED, iterations_done=saved, iterations=self.iterations)
             return self.outcome(OutcomeKind.ALREADY_FINISHED, saved, 0)
+        self.context.attempts.begin(segment, saved)
+        self.began = True
         instance = self.experiment_class()
         _bind(instance, segment.experiment, segment.rep, self.store, self.settings, comm)
         try:
@@ -265,7 +273,8 @@ class _SegmentRun:
                     except StoreError:  # the group's members wait at the next iteration's decision: release them
                         _leader_decides(self.context.comm, OutcomeKind.STORE_FAILURE)
                         raise
-                    self.context.iteration_done()
+                    if n >= saved:  # a redone iteration (its restore failed) is no progress: the plan
+                        self.context.iteration_done()  # counted from `saved`, so the display's total holds
                 self.keep_values([row])
                 completed, ran = n + 1, ran + 1
             results_bytes = writer.size() if writer is not None else 0
@@ -300,10 +309,13 @@ class _SegmentRun:
         """Record the experiment's exception in the repetition's log and status; the run goes on."""
         text = "".join(traceback.format_exception(exc))
         first_line = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        log.error("%s failed in %s:\n%s", self.segment.label, stage, text)
+        # the repetition's log only: rank 0 shows it on the console, once for identical ones (failures.py)
+        log.error("%s failed in %s:\n%s", self.segment.label, stage, text, extra=FILE_ONLY)
         self.write_status(Record.FAILED, iterations_done=completed, iterations=self.iterations,
                           error=first_line, stage=stage, traceback=text, **timing.fields())
-        return self.outcome(OutcomeKind.FAILED, completed, ran, f"{first_line} (in {stage})")
+        outcome = self.outcome(OutcomeKind.FAILED, completed, ran, f"{first_line} (in {stage})")
+        outcome.traceback = text
+        return outcome
 
 
 def iteration_times(rows: list[dict[str, Any]]) -> list[float]:

@@ -9,6 +9,12 @@ The array script runs each (experiment, repetition) job as one array task, witho
     python my_exp.py config.yml --slurm --array --time 01:00:00 --submit
 
 Defaults come from a `slurm:` block in the config (e.g. in the DEFAULT document), then the command line.
+The MPI script starts its ranks with the bundled `mpiexec` from a hostfile of the allocation (the
+default, `launcher: mpiexec`), or with `srun --mpi=pmix` (`launcher: srun`: the cluster's own MPI
+integration; each rank is a Slurm task, so `--gpus-per-task` gives each its own GPU in
+`CUDA_VISIBLE_DEVICES`). GPUs (`gpus`, `gpus_per_node`, `gpus_per_task`, `gres`), memory (`mem` per
+node or `mem_per_cpu`), `constraint` and `qos` become #SBATCH lines, checked before anything is written.
+
 With `requeue`, Slurm's warning signal before the time limit (`--signal=B:USR1@120`) or a preemption's
 SIGTERM makes the run stop cleanly after the iterations in flight, and the job requeues itself; the
 requeued job resumes the sweep. A user template (`template:`) with `{{placeholders}}` may replace the
@@ -16,7 +22,6 @@ built-in one (placeholders: the keys of `script_fields`).
 """
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import subprocess
@@ -26,6 +31,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .errors import ClusterWorkError, ConfigError
+from .launch import mpiexec
 from .paths import SweepPaths
 
 DEFAULT_SIGNAL_SECONDS = 120
@@ -44,6 +50,15 @@ class SlurmSettings:
     partition: str | None = None
     account: str | None = None
     mem_per_cpu: str | None = None
+    mem: str | None = None  # per node; not with mem_per_cpu
+    gpus: str | None = None  # [type:]count, for the whole job
+    gpus_per_node: str | None = None
+    gpus_per_task: str | None = None
+    gres: str | None = None  # e.g. "gpu:a100:2"
+    constraint: str | None = None  # node features, e.g. "a100&ib"
+    qos: str | None = None
+    launcher: str = "mpiexec"  # how the MPI script starts its ranks: mpiexec (a hostfile) or srun
+    srun_mpi: str = "pmix"  # srun's --mpi= plugin, with launcher srun
     requeue: bool = False
     signal_seconds: int = DEFAULT_SIGNAL_SECONDS
     array_parallel: int | None = None  # at most this many array tasks at once (%N)
@@ -53,6 +68,21 @@ class SlurmSettings:
 
 
 _TIME = re.compile(r"^(\d+-)?\d{1,2}(:\d{2}){0,2}$|^\d+$")
+LAUNCHERS = ("mpiexec", "srun")
+# the text each setting may be (it goes into an #SBATCH line or the srun line: no white space, no quotes)
+_PATTERNS = {
+    "mem": (r"\d+[KMGT]?", "a size such as 4000, 16G or 500M"),
+    "mem_per_cpu": (r"\d+[KMGT]?", "a size such as 4000, 2G or 500M"),
+    "gpus": (r"([A-Za-z0-9_.-]+:)?[1-9]\d*", "a count, or type:count (a100:2)"),
+    "gpus_per_node": (r"([A-Za-z0-9_.-]+:)?[1-9]\d*", "a count, or type:count (a100:2)"),
+    "gpus_per_task": (r"([A-Za-z0-9_.-]+:)?[1-9]\d*", "a count, or type:count (a100:1)"),
+    "gres": (r"[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)*(,[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)*)*", "name[:type]:count,..."),
+    "constraint": (r"[A-Za-z0-9_.&|:,*()\[\]-]+", "node features joined by & | , (no spaces)"),
+    "qos": (r"[A-Za-z0-9_.-]+", "a QOS name"),
+    "partition": (r"[A-Za-z0-9_.,-]+", "a partition name (or several, comma-separated)"),
+    "account": (r"[A-Za-z0-9_.-]+", "an account name"),
+    "srun_mpi": (r"[A-Za-z0-9_]+", "an MPI plugin of srun (srun --mpi=list): pmix, pmi2, none..."),
+}
 
 
 def settings_from(config_block: Mapping[str, Any] | None, overrides: Mapping[str, Any], source: str) -> SlurmSettings:
@@ -74,13 +104,21 @@ def settings_from(config_block: Mapping[str, Any] | None, overrides: Mapping[str
         raise ConfigError(f"{source}: slurm 'time' must look like MM, HH:MM:SS or D-HH:MM:SS, got {settings.time!r}")
     if not re.match(r"^[A-Za-z0-9._-]+$", settings.job_name):
         raise ConfigError(f"{source}: slurm 'job_name' may hold letters, digits and . _ - only")
+    for name, (pattern, meaning) in _PATTERNS.items():
+        value = getattr(settings, name)
+        if value is not None and (isinstance(value, bool) or not re.fullmatch(pattern, str(value), re.I)):
+            raise ConfigError(f"{source}: slurm '{name}' must be {meaning}, got {value!r}")
+    if settings.mem is not None and settings.mem_per_cpu is not None:
+        raise ConfigError(f"{source}: slurm 'mem' (per node) and 'mem_per_cpu' exclude each other: give one")
+    if settings.launcher not in LAUNCHERS:
+        raise ConfigError(f"{source}: slurm 'launcher' must be {' or '.join(LAUNCHERS)}, got {settings.launcher!r}")
     return settings
 
 
 def sbatch_lines(settings: SlurmSettings, output: str, array_size: int | None = None) -> list[str]:
     options = [f"--job-name={settings.job_name}", f"--output={output}"]
     for name in ("nodes", "ntasks_per_node", "ntasks", "cpus_per_task", "time", "partition", "account",
-                 "mem_per_cpu"):
+                 "mem_per_cpu", "mem", "gpus", "gpus_per_node", "gpus_per_task", "gres", "constraint", "qos"):
         value = getattr(settings, name)
         if value is not None:
             options.append(f"--{name.replace('_', '-')}={value}")
@@ -129,14 +167,19 @@ trap 'kill -USR1 "$run" 2>/dev/null; wait "$run"' TERM"""
 
 
 def script_fields(kind: str, settings: SlurmSettings, python: str, script: str, arguments: Sequence[str],
-                  sweep_path: str, cwd: str, array_size: int | None = None) -> dict[str, str]:
+                  sweep_path: str, cwd: str, array_size: int | None = None, mpiexec: str = "mpiexec",
+                  ) -> dict[str, str]:
     """The values of the template's placeholders for an 'mpi' or an 'array' script."""
     run_arguments = " ".join(shlex.quote(a) for a in arguments)
     if kind == "mpi":
-        hostfile = SweepPaths(sweep_path).hostfile
-        command = (f'{mpiexec_command()} -hostfile "$hostfile" {python} -m mpi4py {shlex.quote(script)} '
-                   f"{run_arguments} -c --report_every 300")
-        prepare = _MPI_BODY.replace("{{hostfile}}", hostfile).replace("{{python}}", python)
+        run = f"{python} -m mpi4py {shlex.quote(script)} {run_arguments} -c --report_every 300"
+        if settings.launcher == "srun":  # one Slurm task per rank; srun takes no --cpus-per-task from sbatch
+            cpus = f" --cpus-per-task={settings.cpus_per_task}" if settings.cpus_per_task else ""
+            command, prepare = f"srun --mpi={settings.srun_mpi}{cpus} {run}", ""
+        else:
+            hostfile = SweepPaths(sweep_path).hostfile
+            command = f'{mpiexec} -hostfile "$hostfile" {run}'
+            prepare = _MPI_BODY.replace("{{hostfile}}", hostfile).replace("{{python}}", python)
         output = SweepPaths(sweep_path).slurm_output(array=False)
         requeue_id = "$SLURM_JOB_ID"
         description = "the whole sweep over MPI in one allocation"
@@ -165,8 +208,9 @@ def render(template: str, values: Mapping[str, str]) -> str:
 
 
 def build_script(kind: str, settings: SlurmSettings, python: str, script: str, arguments: Sequence[str],
-                 sweep_path: str, cwd: str, array_size: int | None = None) -> str:
-    """The whole batch script as text (a pure function: checked in tests, printed by --dry-run)."""
+                 sweep_path: str, cwd: str, array_size: int | None = None, mpiexec: str = "mpiexec") -> str:
+    """The whole batch script as text (a pure function of its arguments and the template file: checked
+    against golden files in tests, printed by --dry-run)."""
     template = _TEMPLATE
     if settings.template:
         try:
@@ -174,7 +218,7 @@ def build_script(kind: str, settings: SlurmSettings, python: str, script: str, a
                 template = handle.read()
         except OSError as exc:
             raise ConfigError(f"slurm template {settings.template}: {exc.strerror}") from None
-    values = script_fields(kind, settings, python, script, arguments, sweep_path, cwd, array_size)
+    values = script_fields(kind, settings, python, script, arguments, sweep_path, cwd, array_size, mpiexec)
     text = render(template, values)
     return re.sub(r"\n{3,}", "\n\n", text)
 
@@ -203,9 +247,7 @@ def compress_indices(indices: Sequence[int]) -> str:
 
 
 def mpiexec_command() -> str:
-    """The mpiexec beside this Python (the PyPI Open MPI of a venv), else whatever the job's PATH has."""
-    beside = os.path.join(os.path.dirname(sys.executable), "mpiexec")
-    return shlex.quote(beside) if os.access(beside, os.X_OK) else "mpiexec"
+    return shlex.quote(mpiexec())
 
 
 def python_command() -> str:

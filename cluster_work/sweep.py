@@ -1,7 +1,6 @@
 """A planned sweep through an executor: run its segments once each, follow their outcomes, summarise."""
 from __future__ import annotations
 
-import importlib
 import logging
 import time
 from collections import Counter
@@ -11,18 +10,16 @@ from typing import TYPE_CHECKING, Protocol
 
 from .backends.base import Executor
 from .campaign import Composite, Driver, PlainSweep, drive
-from .stopping import EXIT_INTERRUPTED, stop_requested
-from .vocabulary import Outcome, OutcomeKind, RunSettings, Segment, describe_kind
+from .exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_STORE, EXIT_USAGE
+from .failures import FAILED_KINDS, CountingFailures, Failures
+from .kinds import kind
+from .stopping import request_stop, stop_requested
+from .vocabulary import Outcome, OutcomeKind, RunSettings, Segment, Suspicion, describe_kind
 
 if TYPE_CHECKING:
     from .planning import Plan
 
 log = logging.getLogger("cluster_work")
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STORE = 0, 1, 2, 3  # and EXIT_INTERRUPTED (130), from stopping
-EXIT_STALLED = 5  # an MPI worker was silent past --stall-timeout (4 is orphans.EXIT_ORPHANED)
-FAILURES = (OutcomeKind.FAILED, OutcomeKind.BAD_PARAMETER)
-
 
 class CampaignDriver(Driver, Protocol):
     """A campaign's driver as a run reports it (a weighted ensemble, a steered search)."""
@@ -39,13 +36,14 @@ class CampaignDriver(Driver, Protocol):
         """Release what the campaign holds (its store's lock)."""
         ...
 
-    def iterations_left(self) -> int:
-        """Its planned iterations still to run, as it knows them now (0 before `start`)."""
+    def iterations_planned(self) -> int:
+        """Its iterations this run, done and still planned, as it knows them now (0 before `start`)."""
         ...
 
-
-# where each campaign kind's drivers are made: `drivers(campaign, settings, workers) -> list[CampaignDriver]`
-CAMPAIGN_DRIVERS = {"ensemble": "cluster_work.ensemble.campaign", "steer": "cluster_work.steering.campaign"}
+    def iterations_apart(self) -> int:
+        """Its iterations done this run that its items do not count through `TaskContext.iteration_done`
+        (the live display adds them to the executor's count)."""
+        ...
 
 
 @dataclass
@@ -58,6 +56,8 @@ class Summary:
     seconds: float = 0.0
     skipped_experiments: int = 0
     campaigns: list[CampaignDriver] = field(default_factory=list)
+    stop_reason: str | None = None  # why the run stopped before its end, where it did so by itself
+    quarantined: list[tuple[str, Suspicion]] = field(default_factory=list)  # left out: they ended runs
 
     @property
     def counts(self) -> Counter[OutcomeKind]:
@@ -69,7 +69,7 @@ class Summary:
 
     def failures(self) -> list[Outcome]:
         """Repetitions that failed by their own error (a store failure is the run's, reported apart)."""
-        return [o for o in self.outcomes if o.kind in FAILURES]
+        return [o for o in self.outcomes if o.kind in FAILED_KINDS]
 
     def exit_status(self) -> int:
         counts = self.counts
@@ -78,7 +78,7 @@ class Summary:
             return EXIT_STORE
         if counts[OutcomeKind.BAD_PARAMETER] or EXIT_USAGE in statuses:
             return EXIT_USAGE
-        if counts[OutcomeKind.FAILED] or EXIT_FAILED in statuses:
+        if counts[OutcomeKind.FAILED] or self.quarantined or EXIT_FAILED in statuses:
             return EXIT_FAILED
         if stop_requested() or counts[OutcomeKind.INTERRUPTED] or self.not_started or EXIT_INTERRUPTED in statuses:
             return EXIT_INTERRUPTED
@@ -95,10 +95,13 @@ class SizedSegments(Protocol):
 
 def run_segments(segments: SizedSegments, executor: Executor,
                  on_outcome: Callable[[Outcome], None] = lambda o: None,
-                 campaigns: Sequence[CampaignDriver] = ()) -> Summary:
+                 campaigns: Sequence[CampaignDriver] = (), max_failures: int | None = None,
+                 run_id: str = "") -> Summary:
     """Run `segments` once each on `executor` (made as workers free up, so a sweep of 10^6 starts at
-    once), and beside them the `campaigns`; a store failure (full disk...) stops dispatching at once.
-    `on_outcome` sees the outcome of each plain segment."""
+    once), and beside them the `campaigns`; a store failure (full disk...) stops dispatching at once, and
+    so does the `max_failures`-th failed repetition (`failures.Failures`, which also shows each distinct
+    traceback once). `on_outcome` sees the outcome of each plain segment; `run_id` stamps every segment
+    (see attempts)."""
     summary = Summary(jobs=len(segments), campaigns=list(campaigns))
     started = time.perf_counter()
 
@@ -106,22 +109,25 @@ def run_segments(segments: SizedSegments, executor: Executor,
         summary.outcomes.append(outcome)
         on_outcome(outcome)
 
+    def stop() -> None:
+        request_stop()
+        executor.forward_stop()
+
+    failures = Failures(max_failures, stop)
     try:
-        drive(Composite([PlainSweep(segments, ended), *campaigns]), executor)
+        drive(CountingFailures(Composite([PlainSweep(segments, ended), *campaigns], run_id), failures), executor)
     finally:
         for campaign in campaigns:
             campaign.close()
     summary.seconds = time.perf_counter() - started
+    summary.stop_reason = failures.reason
     return summary
 
 
 def campaign_drivers(plan: Plan, settings: RunSettings, workers: int) -> list[CampaignDriver]:
     """The drivers of the plan's campaigns (each kind's module imported only where a sweep has one)."""
-    drivers: list[CampaignDriver] = []
-    for campaign in plan.campaigns:
-        module = importlib.import_module(CAMPAIGN_DRIVERS[campaign.kind])
-        drivers.extend(module.drivers(campaign, settings, workers))
-    return drivers
+    return [driver for campaign in plan.campaigns
+            for driver in kind(campaign.kind).drivers(campaign, settings, workers)]
 
 
 def describe(outcome: Outcome) -> str:
@@ -138,4 +144,6 @@ def describe(outcome: Outcome) -> str:
     if kind == OutcomeKind.BUSY:
         return f"{outcome.label}: skipped, held by another run"
     where = f"; traceback in {outcome.log_file}" if outcome.log_file else ""
+    if outcome.same_traceback_as:
+        where += f" (the same as {outcome.same_traceback_as}'s, shown above)"
     return f"{outcome.label}: {describe_kind(kind)}: {outcome.error}{where}"

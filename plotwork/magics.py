@@ -22,7 +22,8 @@ import cluster_work
 from cluster_work.reporting import print_progress
 
 from .api import best_iterations, plot_each_experiment, plot_results, save_figures
-from .notebook import parse_assignments, show_figure
+from .command_line import parse_assignments
+from .notebook import show_figure
 from .original_magics import OriginalMagics, best_by_experiment, plot_by_selector, print_by_selector
 from .original_plots import results_plot_function
 from .session import DIALECT, Session

@@ -4,22 +4,9 @@ from __future__ import annotations
 import io
 import os
 import warnings
-from collections.abc import Sequence
 from typing import Any
 
-import yaml
 from IPython.display import Image, display
-
-
-def parse_assignments(items: Sequence[str]) -> dict[str, Any]:
-    """`lr=0.1 model.width=8` -> {'lr': 0.1, 'model.width': 8} (values read as YAML)."""
-    parsed = {}
-    for item in items:
-        key, separator, value = item.partition("=")
-        if not separator:
-            raise ValueError(f"{item!r} must look like name=value")
-        parsed[key] = yaml.safe_load(value)
-    return parsed
 
 
 def show_figure(figure: Any) -> None:

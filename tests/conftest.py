@@ -1,6 +1,4 @@
-import inspect
 import os
-import re
 import subprocess
 import sys
 import textwrap
@@ -11,37 +9,80 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = str(ROOT / "tests" / "experiments.py")
 
-# The two tiers: `pytest -m "not slow and not processes"` is the fast, in-process tier (seconds); the
-# rest starts real processes (the CLI, mpiexec, kernels, Slurm). A test is marked `processes` when its
-# code, its fixtures' or that of the module's functions it calls (two calls deep) starts one.
-STARTS_PROCESSES = re.compile(r"\b(run_cli|run_mpi|run_mpiexec|mpi_command|subprocess\.|Popen|NotebookClient"
-                              r"|execute_notebook|LocalProcessExecutor|make_processes|mpiexec\(\))")
+# The two tiers: `pytest -m "not slow and not processes"` is the fast, in-process tier; the rest starts real
+# processes (the CLI as a subprocess, mpiexec, kernels, Slurm, local worker processes). A test declares it:
+# `pytestmark = pytest.mark.processes` in its module, or `@pytest.mark.processes` on it. The declaration is
+# checked: in a test marked neither `processes` nor `slow`, starting a process fails the test (see below).
 
 
-def _code_reached(function, module, depth: int = 2) -> str:
-    try:
-        source = inspect.getsource(function)
-    except (OSError, TypeError):
-        return ""
-    if depth:
-        for name in set(re.findall(r"\b([a-z_][a-z0-9_]*)\(", source)):
-            called = getattr(module, name, None)
-            if inspect.isfunction(called) and called is not function and called.__module__ == module.__name__:
-                source += _code_reached(called, module, depth - 1)
-    return source
+def _refuse_processes(monkeypatch, nodeid: str) -> None:
+    """Make every way this process starts another one raise: subprocess (and what is built on it: asyncio's
+    subprocesses, Jupyter's kernels, mpiexec), multiprocessing (local workers, forkservers) and os.fork.
+    Only `git`, which every run's provenance record asks (see cluster_work.provenance), may start."""
+    import multiprocessing.process
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"{nodeid} starts a process: mark it @pytest.mark.processes (or slow)")
+
+    popen = subprocess.Popen.__init__
+
+    def popen_git_only(self, args, *more, **kwargs):  # a run's provenance record asks git for the commit
+        if not (isinstance(args, (list, tuple)) and args and args[0] == "git"):
+            refuse()
+        popen(self, args, *more, **kwargs)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", popen_git_only)
+    monkeypatch.setattr(multiprocessing.process.BaseProcess, "start", refuse)
+    for name in ("fork", "forkpty", "system", "posix_spawn", "posix_spawnp"):
+        if hasattr(os, name):
+            monkeypatch.setattr(os, name, refuse)
 
 
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        function, module = getattr(item, "function", None), getattr(item, "module", None)
-        if function is None or module is None:
-            continue
-        code = _code_reached(function, module)
-        for name in getattr(item, "fixturenames", ()):
-            for definition in item._fixtureinfo.name2fixturedefs.get(name, ()):
-                code += _code_reached(definition.func, module)
-        if STARTS_PROCESSES.search(code):
-            item.add_marker(pytest.mark.processes)
+def pytest_configure(config):
+    """Libraries' own one-time probes that start a process, done once here, before the guard below: finding
+    libc for syncfs (`ldconfig -p`, at cluster_work's import) and the processor's name (`uname -p`, cached by
+    the platform module; a run's provenance record asks for it)."""
+    import platform
+
+    import cluster_work.durability  # noqa: F401
+
+    platform.platform()
+
+
+@pytest.fixture(autouse=True)
+def _declared_tier(request, monkeypatch):
+    """The fast tier holds what it says: a test not marked `processes` or `slow` cannot start a process."""
+    if request.node.get_closest_marker("processes") is None and request.node.get_closest_marker("slow") is None:
+        _refuse_processes(monkeypatch, request.node.nodeid)
+    yield
+
+
+@pytest.fixture
+def cli(monkeypatch):
+    """`tests/experiments.py EXPERIMENT ARGS` run in this process, as `run_cli` runs it in a new one (same
+    arguments, same result: returncode, stdout, stderr); sequential only (see in_process.run_main)."""
+    from in_process import run_main
+
+    def run(experiment: str, *args: str, cwd: Path, check_rc: int | None = None) -> subprocess.CompletedProcess:
+        result = run_main(experiment, list(args), cwd, monkeypatch)
+        if check_rc is not None:
+            assert result.returncode == check_rc, result.stdout + result.stderr
+        return result
+    return run
+
+
+EXTRAS = {"matplotlib": "plot", "IPython": "plot", "nbclient": "test", "nbformat": "test", "ipykernel": "test",
+          "optuna": "optuna", "pyarrow": "fast", "mpi4py": "mpi"}
+
+
+def requires(*modules: str):
+    """Skip, saying why, where an optional dependency is not installed: a mark for a test or a module
+    (`pytestmark = requires("matplotlib")`). Found without importing it: collecting stays quick."""
+    import importlib.util
+
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    extras = ",".join(sorted({EXTRAS.get(name, "test") for name in missing}))
+    return pytest.mark.skipif(bool(missing), reason=f"needs {', '.join(missing)}: pip install -e '.[{extras}]'")
 
 
 def comparable(path):

@@ -63,6 +63,18 @@ class NoRestore(Deterministic):
     _restore_supported = False
 
 
+class Buggy(Deterministic):
+    """A bug in `iterate`: every repetition raises the same error at iteration `fail_at` (default 1), after
+    `sleep` seconds per iteration."""
+
+    _default_params = {**Deterministic._default_params, "fail_at": 1}
+
+    def iterate(self, config, rep, n):
+        if n == self._params["fail_at"]:
+            raise ZeroDivisionError("division by zero in the model's update")
+        return super().iterate(config, rep, n)
+
+
 class BadParam(Deterministic):
     def reset(self, config, rep):
         raise InvalidParameterArgument("step must be below 10")

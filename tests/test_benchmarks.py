@@ -2,7 +2,10 @@
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT, mpiexec, run_mpiexec, script_env
+
+pytestmark = pytest.mark.processes  # every test here starts real processes
 
 
 def test_persistence_benchmark_runs():
@@ -40,3 +43,19 @@ def test_steering_benchmark_runs():
                              "--rounds", "1"], env=script_env(), capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "results/s" in result.stdout, result.stdout
+
+
+def test_attempts_benchmark_runs():
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "attempts.py"), "--jobs", "20", "--rounds", "1",
+                             "--processes", "3", "--read-jobs", "30"], env=script_env(), capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "us per job" in result.stdout and "dead journals" in result.stdout
+
+
+def test_local_workers_benchmark_runs():
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "local_workers.py"), "--jobs", "20",
+                             "--rounds", "1", "--deaths", "1"], env=script_env(), capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "ProcessPoolExecutor" in result.stdout and "death to the next item" in result.stdout, result.stdout

@@ -176,6 +176,7 @@ def test_a_rows_iteration_is_its_key_or_the_one_after_the_row_before():
 
 # --- whole runs --------------------------------------------------------------------------------------------
 
+@pytest.mark.processes
 @pytest.mark.slow
 def test_a_slurm_array_task_and_two_workers_save_rows_as_they_arrive_with_files_filled(tmp_path):
     write_sweep(tmp_path, repetitions=2, iterations=4,
@@ -209,6 +210,7 @@ def test_a_slurm_array_task_and_two_workers_save_rows_as_they_arrive_with_files_
     assert "solver: starting at 0" in log and "solver: a line on stderr" in log and "not a row {" in log
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 def test_kill_9_of_cluster_work_ends_an_mpi_command_and_a_rerun_resumes_at_the_first_unsaved_row(tmp_path):
     go = tmp_path / "go"
@@ -231,6 +233,7 @@ def test_kill_9_of_cluster_work_ends_an_mpi_command_and_a_rerun_resumes_at_the_f
     assert (rep_dir / "starts").read_text().split() == ["0", "3"]
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 def test_ctrl_c_stops_after_the_row_in_flight_and_leaves_no_command_running(tmp_path):
     go = tmp_path / "go"
@@ -272,6 +275,7 @@ time.sleep(1000)
 """
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 def test_the_guard_ends_what_a_command_left_and_what_ignores_sigterm_and_exits_as_the_command_did(tmp_path):
     (tmp_path / "p.py").write_text(ORPHANING_COMMAND)
@@ -289,6 +293,7 @@ def test_the_guard_ends_what_a_command_left_and_what_ignores_sigterm_and_exits_a
     assert is_gone(int((tmp_path / "command").read_text())) and is_gone(int((tmp_path / "orphan").read_text()))
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 def test_a_failing_command_fails_its_repetition_with_the_end_of_its_stderr_in_the_summary(tmp_path):
     write_sweep(tmp_path, iterations=4, arguments="--mode {params.mode} --at 2",
@@ -306,6 +311,7 @@ def test_a_failing_command_fails_its_repetition_with_the_end_of_its_stderr_in_th
         assert status["state"] == "failed" and "command: python3 " in status["traceback"]
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize(("command", "template", "key", "unknown"), [
     ("--seed {params.nope}", "", "command", "{params.nope}"),
     ("", "alpha = {bogus}\n", "files.heat.in.template", "{bogus}"),
@@ -320,6 +326,7 @@ def test_an_unknown_placeholder_is_a_config_error_and_nothing_is_written(tmp_pat
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 @pytest.mark.parametrize("groups", [[], ["-g", "1"]], ids=["rank-0-schedules", "one-group-of-all-ranks"])
 def test_an_mpi_run(tmp_path, groups):

@@ -1,7 +1,10 @@
 """Config loading, validation and expansion: pure functions, checked as tables."""
-import pytest
+import re
 
-from cluster_work.config import load_config, merge_and_validate, parse_documents
+import pytest
+from conftest import ROOT
+
+from cluster_work.config import KNOWN_KEYS, load_config, merge_and_validate, parse_documents
 from cluster_work.errors import ConfigError
 from cluster_work.expansion import expand_all, shorten_param
 
@@ -137,6 +140,88 @@ def test_unknown_params_and_keys_warn_but_pass():
     assert not any("'lr'" in w for w in warnings)
 
 
+# --- a key one slip away from a reserved one is an error; the user's own keys pass ------------------------
+
+@pytest.mark.parametrize("key, meant", [
+    pytest.param("gird", "grid", id="swapped-letters"),
+    pytest.param("grd", "grid", id="dropped-letter"),
+    pytest.param("Grid", "grid", id="capital"),
+    pytest.param("lsit", "list", id="list-swapped"),
+    pytest.param("parms", "params", id="params-dropped-letter"),
+    pytest.param("param", "params", id="params-singular"),
+    pytest.param("repititions", "repetitions", id="two-edits-in-a-long-key"),
+    pytest.param("iteration", "iterations", id="iterations-singular"),
+    pytest.param("randon", "random", id="random-substitution"),
+    pytest.param("ster", "steer", id="steer-dropped-letter"),
+    pytest.param("ensamble", "ensemble", id="ensemble-misspelt"),
+    pytest.param("log-path", "log_path", id="dash-for-underscore"),
+    pytest.param("logpath", "log_path", id="no-underscore"),
+    pytest.param("nmae", "name", id="name-swapped"),
+    pytest.param("pth", "path", id="path-dropped-letter"),
+    pytest.param("replica", "replicas", id="the-alias-too"),
+])
+def test_a_key_that_looks_like_a_typo_of_a_reserved_key_is_an_error(key, meant):
+    text = BASE + f"name: a\n{key}: {{x: [1, 2]}}\n"
+    with pytest.raises(ConfigError) as error:
+        expand(text)
+    assert str(error.value) == (f"c.yml: experiment 'a': '{key}': unknown key in document 2; did you mean "
+                                f"'{meant}'? (to keep a key of this name, list it: keep_keys: [{key}])")
+
+
+@pytest.mark.parametrize("known", sorted(KNOWN_KEYS))
+def test_every_reserved_key_is_guarded_against_a_swap_and_a_dropped_letter(known):
+    """Derived from KNOWN_KEYS, so a key added there later is guarded as well."""
+    for typo in {known[:-2] + known[-1] + known[-2], known[:-1]} - {known}:
+        with pytest.raises(ConfigError, match=f"'{typo}': unknown key in document 1; did you mean '{known}'"):
+            merge_and_validate([{"name": "a", "repetitions": 1, "iterations": 1, "path": "out", typo: 1}], "c.yml")
+
+
+# keys of the user's own in configs of the original ClusterWork's family (and words one letter from a
+# reserved one): passed to the experiment with a warning, as the original passed them
+USER_KEYS = ["gpu", "game", "grad", "last", "same", "tiles", "seed", "device", "env", "comment", "wandb",
+             "import_path", "sbatch_args", "num_parallel_jobs", "partition", "job-name", "cpus-per-task",
+             "mem-per-cpu", "time", "venv", "slurm_log", "experiment_copy_dst", "reps", "iters", "notes"]
+
+
+@pytest.mark.parametrize("key", USER_KEYS)
+def test_the_users_own_keys_still_pass_with_a_warning(key):
+    warnings = []
+    [experiment] = expand(BASE + f"name: a\n{key}: 1\n", warn=warnings)
+    assert experiment.config[key] == 1
+    assert [w for w in warnings if f"unknown key '{key}'" in w], warnings
+
+
+@pytest.mark.parametrize("text", [
+    pytest.param(BASE + "name: a\nkeep_keys: [gird]\ngird: 1\n", id="in-the-document"),
+    pytest.param("name: DEFAULT\nrepetitions: 2\niterations: 3\npath: out\nkeep_keys: [gird]\ngird: 1\n---\n"
+                 "name: a\n", id="in-DEFAULT-for-every-document"),
+])
+def test_keep_keys_keeps_a_key_of_such_a_name_on_purpose(text):
+    warnings = []
+    [experiment] = expand(text, warn=warnings)
+    assert experiment.config["gird"] == 1 and not warnings
+
+
+def test_keep_keys_must_list_names():
+    with pytest.raises(ConfigError, match="'keep_keys': must be a list of key names"):
+        expand(BASE + "name: a\nkeep_keys: gird\n")
+
+
+@pytest.mark.parametrize("text, where", [
+    pytest.param(BASE + "name: a\ngrid:\nlr: [1, 2]\n", "'grid': is empty in document 2; were 'lr' meant",
+                 id="grid-values-not-indented"),
+    pytest.param(BASE + "name: a\nlist:\nlr: [1, 2]\nwd: [3, 4]\n", "'list': is empty in document 2; were 'lr', 'wd'",
+                 id="list-values-not-indented"),
+    pytest.param(BASE + "name: a\nparams:\n", "'params': is empty in document 2", id="params-with-nothing"),
+    pytest.param(BASE + "name: a\nrandom:\n", "'random': is empty in document 2", id="random-with-nothing"),
+    pytest.param("name: DEFAULT\nrepetitions: 2\niterations: 3\npath: out\nparams:\nlr: 1\n---\nname: a\n",
+                 "experiment 'DEFAULT': 'params': is empty in document 1; were 'lr' meant", id="in-DEFAULT"),
+])
+def test_an_empty_block_is_an_error(text, where):
+    with pytest.raises(ConfigError, match=where):
+        expand(text)
+
+
 def test_load_config_names_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="nope.yml: cannot read"):
         load_config(tmp_path / "nope.yml")
@@ -177,3 +262,12 @@ def test_unreadable_files_give_one_line(tmp_path, data, fragment):
     with pytest.raises(ConfigError) as error:
         load_config(path)
     assert fragment in str(error.value) and "\n" not in str(error.value)
+
+
+def test_the_readmes_keep_keys_example_loads():
+    [block] = [b for b in re.findall(r"```yaml\n(.*?)```", (ROOT / "README.md").read_text(), re.S) if "keep_keys" in b]
+    warnings = []
+    [experiment] = expand(block + "repetitions: 1\niterations: 1\npath: out\n---\nname: a\n", warn=warnings)
+    assert experiment.config["paths"] == ["a.csv", "b.csv"] and not warnings
+    with pytest.raises(ConfigError, match="did you mean 'path'"):
+        expand(block.replace("keep_keys", "# keep_keys") + "repetitions: 1\niterations: 1\npath: out\n---\nname: a\n")

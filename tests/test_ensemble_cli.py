@@ -67,6 +67,7 @@ def assert_same(sweep_a, sweep_b):
     assert states_a == states_b
 
 
+@pytest.mark.processes
 def test_an_ensemble_runs_beside_a_plain_experiment_the_same_with_n_2_and_shows_in_p_and_goes_with_d(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     result = run_cli("BarrierWalk", write(one), cwd=one, check_rc=0)
@@ -101,17 +102,27 @@ def test_an_ensemble_runs_beside_a_plain_experiment_the_same_with_n_2_and_shows_
     assert [r.iteration for r in read_records(str(one / "out" / "chain"))] == [0, 1, 2]
 
 
+def test_a_rerun_whose_only_work_is_an_ensemble_with_changed_parameters_is_exit_2_until_o(cli, tmp_path):
+    cli("BarrierWalk", write(tmp_path, iterations=3), cwd=tmp_path, check_rc=0)
+    write(tmp_path, iterations=3, **{"up: 0.3": "up: 0.4"})
+    refused = cli("BarrierWalk", "c.yml", cwd=tmp_path, check_rc=2)
+    assert refused.stderr.startswith("error: c.yml: nothing to run: the parameters of 1 experiment(s) changed since "
+                                     "their results were saved (chain: up); rerun with -o/--overwrite"), refused.stderr
+    assert "ensemble chain: 3 iterations (3 this run)" in cli("BarrierWalk", "c.yml", "-o", cwd=tmp_path,
+                                                                  check_rc=0).stderr
+
+
 @pytest.mark.parametrize("change, key", [({"walkers_per_bin: 4": "walkers_per_bin: 0"}, "ensemble.walkers_per_bin"),
                                          ({"repetitions: 1": "repetitions: 2"}, "repetitions")])
-def test_a_bad_ensemble_document_is_one_line_and_exit_2_with_nothing_written(tmp_path, change, key):
-    result = run_cli("BarrierWalk", write(tmp_path, **change), cwd=tmp_path, check_rc=2)
+def test_a_bad_ensemble_document_is_one_line_and_exit_2_with_nothing_written(cli, tmp_path, change, key):
+    result = cli("BarrierWalk", write(tmp_path, **change), cwd=tmp_path, check_rc=2)
     [line] = result.stderr.splitlines()
     assert line.startswith(f"error: c.yml: experiment 'chain': '{key}': ")
     assert os.listdir(tmp_path) == ["c.yml"]
 
 
-def test_a_class_without_state_hooks_is_refused_before_anything_is_written(tmp_path):
-    result = run_cli("GroupSum", write(tmp_path), cwd=tmp_path, check_rc=2)
+def test_a_class_without_state_hooks_is_refused_before_anything_is_written(cli, tmp_path):
+    result = cli("GroupSum", write(tmp_path), cwd=tmp_path, check_rc=2)
     [line] = result.stderr.splitlines()
     assert line.startswith("error: c.yml: experiment 'chain': 'ensemble': GroupSum needs get_state and set_state")
     assert os.listdir(tmp_path) == ["c.yml"]
@@ -177,6 +188,7 @@ def test_the_driver_never_raises_and_its_exit_status_and_summary_say_what_went_w
     assert status == 0 and line.startswith("ensemble chain: 5 iterations (2 this run), ")
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 def test_the_same_ensemble_under_mpi(tmp_path):
     run_cli("BarrierWalk", write(tmp_path, path="alone"), cwd=tmp_path, check_rc=0)
@@ -185,6 +197,7 @@ def test_the_same_ensemble_under_mpi(tmp_path):
     assert_same(tmp_path / "alone", tmp_path / "mpi")
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 def test_a_kill_9_during_an_iteration_then_a_rerun_gives_the_uninterrupted_ensemble(tmp_path):
     """A run with -n 2 whose iteration 6 waits at a gate (so the kill provably lands while its segments

@@ -17,6 +17,7 @@ from conftest import ROOT, script_env
 
 from cluster_work import ClusterWork
 from cluster_work.backends.base import TaskContext
+from cluster_work.config import merge_and_validate, parse_documents
 from cluster_work.ensemble import (
     EnsembleBusy,
     EnsembleStore,
@@ -161,6 +162,27 @@ def test_a_block_that_is_not_a_mapping_or_lacks_a_key_is_refused():
         check_ensemble_block([1], "c.yml", "chain")
     with pytest.raises(ConfigError, match=r"'ensemble.bins': required key is missing"):
         check_ensemble_block({"walkers": 1, "coordinate": "x", "walkers_per_bin": 1}, "c.yml", "chain")
+
+
+ENSEMBLE_DOCUMENT = ("name: chain\niterations: 3\npath: out\nensemble: {walkers: 4, coordinate: pcoord, bins: [0.5], "
+                     "walkers_per_bin: 4}\n")
+
+
+@pytest.mark.parametrize("text", [
+    pytest.param(ENSEMBLE_DOCUMENT, id="no-repetitions-anywhere"),
+    pytest.param("name: DEFAULT\nrepetitions: 5\n---\nname: plain\niterations: 1\npath: out\n---\n" + ENSEMBLE_DOCUMENT,
+                 id="the-DEFAULTs-repetitions-are-the-plain-experiments"),
+    pytest.param(ENSEMBLE_DOCUMENT + "repetitions: 1\n", id="given"),
+])
+def test_an_ensemble_document_has_one_repetition_without_saying_so(text):
+    experiments = merge_and_validate(parse_documents(text, "c.yml"), "c.yml", lambda message: None)
+    assert {e["name"]: e["repetitions"] for e in experiments} == {"chain": 1, **(
+        {"plain": 5} if "plain" in text else {})}
+
+
+def test_an_ensemble_document_that_asks_for_more_repetitions_is_refused():
+    with pytest.raises(ConfigError, match="'repetitions': must be 1 for a weighted ensemble"):
+        merge_and_validate(parse_documents(ENSEMBLE_DOCUMENT + "repetitions: 2\n", "c.yml"), "c.yml")
 
 
 # ------------------------------------------------------------------------------------------ resampling
@@ -390,6 +412,7 @@ def test_the_store_drops_a_torn_or_corrupt_tail_and_touches_no_foreign_file(tmp_
     assert not os.path.exists(os.path.dirname(path))
 
 
+@pytest.mark.processes
 def test_a_kill_9_at_any_instant_resumes_to_the_uninterrupted_ensemble(tmp_path):
     """A real kill of a process that runs an ensemble (large enough that the kill lands inside some
     iteration or commit), then a resume in this process: identical to an uninterrupted run."""
@@ -466,9 +489,11 @@ def test_the_flux_over_a_barrier_matches_the_exact_answer_that_brute_force_never
     assert 40000 < len(frame) < 80000  # the budget the statement is about
 
 
+@pytest.mark.processes
 def test_the_benchmark_runs():
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "weighted_ensemble.py"), "--walkers", "40",
                              "--iterations", "5", "--rounds", "1"], env=script_env(), capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr
     assert "per walker-iteration" in result.stdout and "2 local worker processes (-n 2)" in result.stdout
+

@@ -3,7 +3,6 @@ import json
 import math
 import statistics
 
-import pandas as pd
 import pytest
 from conftest import run_cli, run_mpi
 
@@ -116,8 +115,10 @@ def listed_jobs(folder, *args):
     return [json.loads(line) for line in lines.splitlines()]
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 def test_a_random_sweep_previews_exactly_what_runs_and_is_the_same_on_every_backend(tmp_path):
+    import pandas as pd
     (tmp_path / "config.yml").write_text(RANDOM.format(samples=3, extra=""))
     preview = listed_jobs(tmp_path)
     assert not (tmp_path / "out").exists() and len(preview) == 2 * 3 * 2
@@ -170,13 +171,14 @@ def test_a_custom_strategy_gives_the_points_of_its_function(tmp_path, monkeypatc
     ("unknown_key", "point 0 has key(s) extra; known: step, optimizer.lr"),
     ("missing", "cannot load 'designs:missing'"),
 ])
-def test_a_failing_custom_strategy_is_one_line_naming_custom_function(tmp_path, function, fragment):
+def test_a_failing_custom_strategy_is_one_line_naming_custom_function(cli, tmp_path, function, fragment):
     (tmp_path / "config.yml").write_text(CUSTOM.format(function=function))
-    result = run_cli("Deterministic", "config.yml", cwd=tmp_path, check_rc=2)
+    result = cli("Deterministic", "config.yml", cwd=tmp_path, check_rc=2)
     assert "'designed': 'custom.function': " in result.stderr and fragment in result.stderr
     assert result.stderr.count("\n") == 1 and sorted(p.name for p in tmp_path.iterdir()) == ["config.yml"]
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 def test_a_custom_strategy_is_called_once_per_sweep_and_its_points_are_frozen(tmp_path):
     import os

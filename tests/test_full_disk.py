@@ -3,12 +3,13 @@ import shutil
 import subprocess
 import uuid
 
-import pandas as pd
 import pytest
 from conftest import run_cli
-from test_durability import assert_every_file_readable
+from kills import assert_every_file_readable
 
 from cluster_work import load_results
+
+pytestmark = pytest.mark.processes  # every test here starts real processes
 
 CONFIG = """\
 name: walk
@@ -35,6 +36,7 @@ def small_disk(tmp_path):
 
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_full_disk_stops_with_one_line_and_the_sweep_completes_after(small_disk, tmp_path, workers):
+    import pandas as pd
     payload = "x" * 300  # makes every row ~0.4 kB: 4 x 40 rows do not fit in 64 kB
     (tmp_path / "config.yml").write_text(CONFIG.format(path=small_disk / "out", payload=f"'{payload}'"))
     result = run_cli("Payload", "config.yml", "-n", workers, cwd=tmp_path, check_rc=3)

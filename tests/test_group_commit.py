@@ -9,6 +9,7 @@ import os
 import time
 from pathlib import Path
 
+import pytest
 from backend_clients import Counting
 
 from cluster_work import durability
@@ -79,6 +80,7 @@ def test_the_thread_commits_on_its_own(tmp_path):
     assert not committer.pending() and committer.commits == 1
 
 
+@pytest.mark.processes
 def test_a_forked_child_starts_with_nothing_to_commit(tmp_path):
     committer = durability.GroupCommit(interval=60)
     committer.wrote(str(tmp_path))

@@ -30,6 +30,7 @@ def test_hostfile_formats():
         hostfile_text(["a", "b"], [1, 2, 3])
 
 
+@pytest.mark.processes
 def test_command_reads_the_slurm_environment(tmp_path):
     env = {**script_env(), "SLURM_JOB_NODELIST": "n[1-3]", "SLURM_TASKS_PER_NODE": "4(x2),2"}
     out = subprocess.run([sys.executable, "-m", "cluster_work.hostfile"], env=env, capture_output=True,

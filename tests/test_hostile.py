@@ -8,7 +8,6 @@ alias bombs, memory limits, signals and kills run the script as a user would.
 """
 import contextlib
 import json
-import logging
 import os
 import resource
 import signal
@@ -26,29 +25,13 @@ ONE = "name: DEFAULT\nrepetitions: 1\niterations: 1\npath: out\n---\n"
 
 
 @pytest.fixture
-def cli(tmp_path, monkeypatch, capsys):
-    """`python tests/experiments.py Deterministic ARGS` in `tmp_path`, but in this process (no second of
-    imports per call); returns (status, stdout, stderr)."""
-    from experiments import Deterministic
-
-    from cluster_work.cli import main
-    monkeypatch.chdir(tmp_path)
-    root, tool = logging.getLogger(), logging.getLogger("cluster_work")
-    levels = root.level, tool.level
-
+def cli(cli, tmp_path):
+    """`python tests/experiments.py Deterministic ARGS` in `tmp_path`, in this process (conftest's `cli`);
+    returns (status, stdout, stderr)."""
     def run(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        try:
-            status = main(Deterministic, list(args))
-        except SystemExit as exc:  # argparse
-            status = int(exc.code or 0)
-        out, err = capsys.readouterr()
-        return status, out, err
-    yield run
-    for handler in [h for h in root.handlers if getattr(h, "_cluster_work_console", False)]:
-        root.removeHandler(handler)  # the console logging the CLI set up, so later tests see none of it
-    root.setLevel(levels[0])
-    tool.setLevel(levels[1])
+        result = cli("Deterministic", *args, cwd=tmp_path)
+        return result.returncode, result.stdout, result.stderr
+    return run
 
 
 def everything_under(root: Path) -> dict[str, bytes | None]:
@@ -107,6 +90,10 @@ MISTAKES = [
                  id="second-experiment-below-a-file"),
     pytest.param((BASE + "name: a\n").encode() + (b"# " + b"x" * 1021 + b"\n") * (11 * 1024), (), (),
                  id="11-MiB-config"),
+    pytest.param((BASE + "name: a\ngird: {x: [1, 2]}\n").encode(), (), ("'a'", "'gird'", "document 2",
+                 "did you mean 'grid'?"), id="typo-of-grid"),
+    pytest.param((BASE + "name: a\ngrid:\nx: [1, 2]\n").encode(), (), ("'a'", "'grid'", "is empty"),
+                 id="grid-values-not-indented"),
 ]
 
 
@@ -121,6 +108,7 @@ def test_a_config_mistake_is_one_line_exit_2_and_nothing_written(tmp_path, cli, 
     assert everything_under(tmp_path) == before
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("data", [
     pytest.param(bytes(range(256)) * 4, id="binary"),
     pytest.param("name: café\nrepetitions: 1\niterations: 1\npath: out\n".encode("latin-1"), id="Latin-1"),
@@ -140,6 +128,7 @@ def test_unreadable_or_malicious_configs_are_refused_by_the_script(tmp_path, dat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yml"]
 
 
+@pytest.mark.processes
 def test_ten_to_the_twelve_repetitions_answer_at_once(tmp_path):
     (tmp_path / "config.yml").write_text("name: a\nrepetitions: 1000000000000\niterations: 1\npath: out\n")
     result = run_limited(tmp_path, "config.yml", "--list", timeout=30)
@@ -204,6 +193,21 @@ def _seeds_that_order_a_set_differently() -> tuple[str, str]:
     pytest.fail("no two hash seeds order the set differently")
 
 
+@pytest.mark.processes
+def test_a_set_in_a_grid_names_the_same_folder_under_any_hash_seed(tmp_path):
+    """A set prints in hash-seed order: its folder was named anew by every run, which ran it again beside
+    the first. Names depend only on the config: the set is written sorted."""
+    (tmp_path / "config.yml").write_text(ONE + "name: a\ngrid: {weights: [!!set {gamma, delta, alpha, beta}, "
+                                               "[1, !!set {beta, alpha}]]}\n")
+    runs = [subprocess.run([sys.executable, SCRIPT, "Deterministic", "config.yml"], cwd=tmp_path,
+                           env={**script_env(), "PYTHONHASHSEED": seed}, capture_output=True, text=True, timeout=120)
+            for seed in _seeds_that_order_a_set_differently()]
+    assert [run.returncode for run in runs] == [0, 0], runs[-1].stderr
+    assert sorted(os.listdir(tmp_path / "out" / "a")) == ["w_1_{alpha_beta}", "w{alpha_beta_delta_gamma}"]
+    assert "0 jobs" in runs[1].stderr, runs[1].stderr
+
+
+@pytest.mark.processes
 def test_a_rerun_of_nan_and_set_params_runs_nothing_and_warns_nothing(tmp_path):
     (tmp_path / "config.yml").write_text(ONE + "name: a\nparams: {step: .nan, weights: !!set {alpha, beta, gamma, "
                                                "delta}}\n")
@@ -214,6 +218,28 @@ def test_a_rerun_of_nan_and_set_params_runs_nothing_and_warns_nothing(tmp_path):
     assert first.returncode == 0, first.stderr
     assert rerun.returncode == 0, rerun.stderr
     assert "WARNING" not in rerun.stderr and "0 jobs" in rerun.stderr, rerun.stderr
+
+
+def test_a_rerun_that_only_meets_changed_parameters_is_exit_2_and_says_what_to_do(tmp_path, cli):
+    """Nothing ran because the parameters changed: not a success (exit 0 with '0 jobs' looked like one)."""
+    (tmp_path / "config.yml").write_text(BASE + "name: a\ngrid: {step: [1.0, 2.0]}\n")
+    assert cli("config.yml")[0] == 0
+    (tmp_path / "config.yml").write_text(BASE + "name: a\nparams: {sleep: 0.0001}\ngrid: {step: [1.0, 2.0]}\n")
+    before = everything_under(tmp_path)
+    status, _, stderr = cli("config.yml")
+    assert status == 2, stderr
+    assert_one_error_line(stderr, "nothing to run: the parameters of 2 experiment(s) changed since their results "
+                                  "were saved (a__s1.0: sleep; a__s2.0: sleep)", "-o/--overwrite", "-I/--ignore_config")
+    assert everything_under(tmp_path) == before
+    assert cli("config.yml", "-I")[0] == 0  # continues them: nothing left, as they were finished
+
+
+def test_a_rerun_where_something_else_runs_still_skips_changed_experiments_with_a_warning(tmp_path, cli):
+    (tmp_path / "config.yml").write_text(BASE + "name: a\n")
+    assert cli("config.yml")[0] == 0
+    (tmp_path / "config.yml").write_text(BASE + "name: a\nparams: {sleep: 0.0001}\n---\nname: b\n")
+    status, _, stderr = cli("config.yml")
+    assert status == 0 and "a: skipped, its parameters changed" in stderr and "nothing to run" not in stderr
 
 
 def test_load_results_selects_a_base_name_that_holds_two_underscores(tmp_path, cli):
@@ -269,6 +295,7 @@ def test_delete_with_one_repetition_is_refused_or_deletes_only_that_repetition(t
 
 # --- huge sweeps -----------------------------------------------------------------------------------------
 
+@pytest.mark.processes
 @pytest.mark.slow
 def test_listing_a_million_point_grid_is_a_quick_summary_in_bounded_memory(tmp_path):
     grid = {"a": list(range(10)), "b": list(range(10)), "c": list(range(100)), "d": list(range(100))}
@@ -330,6 +357,7 @@ def rows_on_disk(out: Path) -> int:
     return sum(path.read_bytes().count(b"\n") for path in out.rglob("results.jsonl"))
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 def test_kill_9_of_the_main_process_ends_the_workers_and_the_forkserver(tmp_path):
     (tmp_path / "config.yml").write_text("name: walk\nrepetitions: 2\niterations: 400\npath: out\n"
@@ -376,6 +404,7 @@ GRID_10K = ("name: big\nrepetitions: 1\niterations: 1\npath: out\ngrid:\n"
                       for param in ("fail_at", "fail_rep", "step", "weights")))
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 @pytest.mark.parametrize("moment", ["at-once", "stop-handling-installed", "planning-10k-experiments"])

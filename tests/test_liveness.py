@@ -14,7 +14,7 @@ from cluster_work.backends.mpi_roster import Roster
 from cluster_work.config import validate_experiment
 from cluster_work.display import RunDisplay
 from cluster_work.errors import ConfigError
-from cluster_work.liveness import Liveness, Silence, Stalled, format_duration
+from cluster_work.liveness import Liveness, Silence, Stalled, short_duration
 from cluster_work.provenance import read_runs, run_stalled, run_started, stall_lines
 
 
@@ -52,8 +52,8 @@ def test_slow_iterations_raise_the_limit_and_idle_workers_are_never_stalled():
 
 @pytest.mark.parametrize("seconds, text", [(0.05, "0.05 s"), (45.2, "45s"), (252, "4m12s"), (3780, "1h03m")],
                          ids=["sub-second", "seconds", "minutes", "hours"])
-def test_format_duration(seconds, text):
-    assert format_duration(seconds) == text
+def test_short_duration(seconds, text):
+    assert short_duration(seconds) == text
 
 
 def test_a_dead_leader_fails_its_running_item_and_gives_back_what_it_prefetched():
@@ -112,6 +112,7 @@ def test_the_live_line_says_stalled_instead_of_a_growing_estimate():
     display = RunDisplay(lambda: 100, 3, lambda: 40, lambda: 3, stalled=lambda: silences)
     line = display.status_line()
     assert "left stalled" in line and line.endswith("; rank 3 on node17: no word for 4m12s; its iterations take 0.05 s")
+    assert display.left(40, 2.0) == "stalled"  # what the live bar shows in its "left" column too
     assert "left ~" in RunDisplay(lambda: 100, 3, lambda: 40, lambda: 3).status_line()
 
 
@@ -137,6 +138,7 @@ sleep 30
 """
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("name, found", [("prterun", True), ("mpiexec", True), ("slurmstepd", False)],
                          ids=["prterun", "mpiexec", "not-a-launcher"])
 def test_the_launcher_above_a_rank_is_found_by_name(tmp_path, name, found):
@@ -152,6 +154,7 @@ def test_the_launcher_above_a_rank_is_found_by_name(tmp_path, name, found):
     assert printed == (f"[{process.pid}]" if found else "[]")
 
 
+@pytest.mark.processes
 def test_kill_launchers_sigkills_the_launcher_above(tmp_path):
     script = tmp_path / "prterun"
     script.write_text(LAUNCHER.format(python=sys.executable, call="kill_launchers"))
@@ -159,20 +162,3 @@ def test_kill_launchers_sigkills_the_launcher_above(tmp_path):
     process = subprocess.Popen([str(script)], stdout=subprocess.PIPE, text=True)
     assert process.wait(timeout=30) == -signal.SIGKILL
     assert launcher_pids(os.getpid()) == [] and kill_launchers(os.getpid()) == []  # pytest has none above
-
-
-@pytest.mark.parametrize("stalled", [True, False], ids=["stalled", "running"])
-def test_the_live_bar_says_stalled_in_place_of_the_time_left(stalled):
-    import io
-
-    from rich.console import Console
-    from rich.progress import Progress
-
-    from cluster_work.display import _Remaining
-
-    screen = io.StringIO()
-    bar = Progress(_Remaining(), console=Console(file=screen, force_terminal=True, width=80))
-    bar.add_task("sweep", total=10, completed=3, stalled=stalled)
-    bar.start()
-    bar.stop()
-    assert ("stalled" in screen.getvalue()) == stalled

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import MPI_ENV, descendants, mpi_command, run_cli, run_mpiexec, script_env
+from polls import wait_for
 
 from cluster_work import load_results
 
@@ -169,14 +170,14 @@ def world_rank_of(pid):
 
 
 @pytest.mark.slow
-def test_under_ulfm_the_death_of_rank_0_ends_the_workers_non_zero_and_resumable(tmp_path, monkeypatch):
+def test_under_ulfm_the_death_of_rank_0_ends_the_workers_non_zero_and_resumable(tmp_path):
     """ULFM keeps the job going when rank 0 dies, but the run is over: a worker stops its item after the
     iteration (interrupted, never failed) and exits with status 4, which ends the job; a rerun finishes."""
     ulfm_or_skip()
     write_config(tmp_path, reps=4, sleep=0.3)
     process = start_run(tmp_path, command=ulfm_command(3))
     try:
-        wait_for(lambda: len(list((tmp_path / "out").rglob("pid.*"))) >= 2, 60, "both workers running")
+        wait_for(lambda: len(list((tmp_path / "out").rglob("pid.*"))) >= 2, "both workers running", 60)
         rank0, = (pid for pid in descendants(process.pid) if world_rank_of(pid) == 0)
         os.kill(rank0, signal.SIGKILL)
         process.wait(timeout=60)
@@ -191,13 +192,6 @@ def test_under_ulfm_the_death_of_rank_0_ends_the_workers_non_zero_and_resumable(
     assert result.returncode == 0, result.stderr
     assert set(states(tmp_path).values()) == {"finished"} and len(states(tmp_path)) == 4
     assert all(calls(tmp_path, rep) == count for rep, count in finished.items())
-
-
-def wait_for(condition, seconds, what):
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"{what}: not within {seconds} s"
-        time.sleep(0.05)
 
 
 def kill_leftovers(folder, process):
@@ -220,7 +214,7 @@ def test_a_silent_rank_past_the_stall_timeout_ends_the_run_and_its_launcher(tmp_
     write_config(tmp_path, fault="2:stop", sleep=0.05)
     process = start_run(tmp_path, "--stall-timeout", "5")
     try:
-        wait_for(lambda: list(rep_folder(tmp_path, 2).glob("fault.*")), 60, "rep 2 stopping its rank")
+        wait_for(lambda: list(rep_folder(tmp_path, 2).glob("fault.*")), "rep 2 stopping its rank", 60)
         stopped = time.monotonic()
         process.wait(timeout=5 + 30)  # the limit, and a generous few seconds on a loaded machine
         print(f"\nstall limit 5 s: the run ended {time.monotonic() - stopped:.1f} s after the rank stopped")
@@ -249,7 +243,7 @@ def test_a_silent_rank_is_shown_in_the_log_and_by_p_without_a_limit(tmp_path):
     write_config(tmp_path, fault="2:stop", sleep=0.05)
     process = start_run(tmp_path, "--report_every", "0.5", env={"CLUSTER_WORK_STALL_FLOOR": "2"})
     try:
-        wait_for(lambda: "left stalled" in (tmp_path / "err.txt").read_text(), 60, "the stall in the log")
+        wait_for(lambda: "left stalled" in (tmp_path / "err.txt").read_text(), "the stall in the log", 60)
         listing = run_cli("Dying", "config.yml", "-p", cwd=tmp_path, script=CLIENTS, check_rc=0).stdout
         assert process.poll() is None  # no limit: the run waits
     finally:

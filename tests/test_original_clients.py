@@ -42,6 +42,7 @@ def learned(tmp_path_factory):
     return folder, result
 
 
+@pytest.mark.processes
 def test_names_folders_and_config_keys_are_the_originals(learned):
     folder, _ = learned
     rep_folder = folder / "out" / "learn" / "t0.01_lr0.5" / "log" / "rep_01"
@@ -54,6 +55,7 @@ def test_names_folders_and_config_keys_are_the_originals(learned):
     assert (rep_folder / "checkpoint_2.pkl").exists()  # save_state ran without restore support
 
 
+@pytest.mark.processes
 def test_list_results_become_columns_that_summaries_and_plots_take(learned):
     folder, _ = learned
     frame = load_results(folder / "config.yml")
@@ -64,6 +66,7 @@ def test_list_results_become_columns_that_summaries_and_plots_take(learned):
     assert set(table.repetitions) == {2}
 
 
+@pytest.mark.processes
 def test_a_rerun_of_an_unchanged_config_with_tags_nan_and_sets_runs_and_warns_nothing(tmp_path):
     text = CONFIG.replace("params:\n", "params:\n  odd: .nan\n  kinds: !!set {a, b, c, d, e}\n")
     (tmp_path / "config.yml").write_text(text)
@@ -75,6 +78,7 @@ def test_a_rerun_of_an_unchanged_config_with_tags_nan_and_sets_runs_and_warns_no
         assert "0 jobs" in again.stderr and "parameters changed" not in again.stderr and "WARNING" not in again.stderr
 
 
+@pytest.mark.processes
 def test_the_originals_expanded_name_selects_the_experiment(learned):
     folder, _ = learned
     listing = run_cli("EnvLearner", "config.yml", "--list", "-e", "learn__t0.1_lr0.5", cwd=folder, check_rc=0,
@@ -82,6 +86,7 @@ def test_the_originals_expanded_name_selects_the_experiment(learned):
     assert "learn__t0.1_lr0.5" in listing and "learn__t0.01_lr0.5" not in listing
 
 
+@pytest.mark.processes
 def test_python_tags_stay_refused_beside_declared_ones(tmp_path):
     (tmp_path / "config.yml").write_text(CONFIG + "  env: !!python/object/apply:os.system ['touch pwned']\n")
     result = run_cli("EnvLearner", "config.yml", cwd=tmp_path, check_rc=2, script=CLIENTS)
@@ -116,6 +121,7 @@ def test_result_rows_flatten_as_the_originals():
     assert flatten_result(row) == flatten_dict(copy.deepcopy(row))
 
 
+@pytest.mark.processes
 def test_the_originals_sweep_layout_is_walked_by_load_results(learned):
     folder, _ = learned
     frame = load_results(Path(folder) / "out", experiments=["learn"])

@@ -1,20 +1,25 @@
 """Code written for the original ClusterWork and PlotWork: its class API (load_experiments, init_from_config,
 load_experiment_results...), its bare --plot hook, its notebook dialect (%load_ext plot_work) in a real
 kernel, and sweep folders the original wrote (tests/data/original_sweep, made by running the original)."""
+from __future__ import annotations
+
 import ast
 import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import pytest
 from clients_plotwork import Rewards, Walker
-from conftest import ROOT, run_cli, script_env
-from test_plotwork import pngs_of, run_notebook, text_of
+from conftest import ROOT, requires, run_cli, script_env
+from notebook_helpers import pngs_of, run_notebook, text_of
 
 from cluster_work import ClusterWork, load_results, original_format
+
+if TYPE_CHECKING:  # pandas is imported where a test uses it: collecting the tests stays quick
+    import pandas as pd
 
 ORIGINAL = ROOT / "tests" / "data" / "original_sweep"
 CLIENTS = str(ROOT / "tests" / "clients_plotwork.py")
@@ -47,6 +52,7 @@ def copy_original(folder: Path) -> Path:
 
 def original_csv(path: Path) -> pd.DataFrame:
     """A CSV file read exactly as the original's load_repetition_results / load_experiment_results did."""
+    import pandas as pd
     return pd.read_csv(path, sep="\t").set_index(["r", "i"])
 
 
@@ -61,7 +67,9 @@ def workspace(tmp_path_factory):
     return folder
 
 
+@pytest.mark.processes
 def test_the_originals_files_read_as_the_original_read_them(workspace, monkeypatch, tmp_path):
+    import pandas as pd
     monkeypatch.chdir(workspace / "original")
     configs = {c["name"]: c for c in Walker.load_experiments(open("config.yml"))}
     assert list(configs) == ["walk__s1.0", "walk__s2.0", "single"]
@@ -104,6 +112,7 @@ def test_the_originals_files_read_as_the_original_read_them(workspace, monkeypat
 
 
 def test_a_torn_last_line_of_the_originals_rep_file_is_not_a_row(tmp_path):
+    import pandas as pd
     sweep = copy_original(tmp_path / "original")
     rep_file = sweep / "out" / "walk" / "s1.0" / "log" / "rep_1.csv"
     before = load_results(sweep / "out")
@@ -113,6 +122,7 @@ def test_a_torn_last_line_of_the_originals_rep_file_is_not_a_row(tmp_path):
     pd.testing.assert_frame_equal(load_results(sweep / "out"), before)
 
 
+@pytest.mark.processes
 def test_the_class_api_on_a_cluster_work_sweep(workspace, monkeypatch):
     monkeypatch.chdir(workspace)
     configs = Rewards.load_experiments(open("config.yml"))
@@ -141,6 +151,7 @@ def test_the_class_api_on_a_cluster_work_sweep(workspace, monkeypatch):
         ClusterWork.plot_results(iter(pairs))
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 def test_a_bare_plot_calls_the_plot_results_hook(workspace):
     run_client("Rewards", "config.yml", "--plot", "--filter", "g2", cwd=workspace)
@@ -177,7 +188,9 @@ class Walker(ClusterWork):
 '''
 
 
+@pytest.mark.processes
 @pytest.mark.slow
+@requires("nbclient", "nbformat", "ipykernel", "IPython", "matplotlib")
 def test_a_notebook_in_the_originals_dialect(workspace):
     ours = load_results(workspace / "config.yml", experiments=["reward"])
     notebook = run_notebook(workspace, [
@@ -258,6 +271,7 @@ def test_a_notebook_in_the_originals_dialect(workspace):
     assert len(pngs_of(cells[22])) == 1
 
 
+@pytest.mark.processes
 def test_a_cluster_work_run_over_an_original_sweep_runs_only_what_the_original_left(tmp_path):
     sweep = copy_original(tmp_path / "original")
     theirs = {path: path.read_bytes() for path in sweep.rglob("*") if path.is_file()}

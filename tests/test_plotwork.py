@@ -1,19 +1,16 @@
 """PlotWork in a real notebook (nbclient + ipykernel) and from plain Python."""
-import base64
 import json
 import os
 import statistics
 from pathlib import Path
 
-import nbformat
-import pandas as pd
 import pytest
-from conftest import ROOT, run_cli
-from nbclient import NotebookClient
+from conftest import ROOT, requires, run_cli
+from notebook_helpers import pngs_of, run_notebook, text_of
 
-import plotwork
 from cluster_work import load_results, summary
 
+pytestmark = requires("matplotlib")  # PlotWork draws with it (the plot extra)
 CONFIG = """\
 name: DEFAULT
 repetitions: 3
@@ -31,26 +28,6 @@ def sweep(tmp_path_factory):
     (folder / "config.yml").write_text(CONFIG)
     run_cli("Deterministic", "config.yml", cwd=folder, check_rc=0)
     return folder
-
-
-def run_notebook(folder: Path, cells: list[str]) -> nbformat.NotebookNode:
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell) for cell in cells])
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])
-    client = NotebookClient(notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(folder)}})
-    client.execute()
-    return notebook
-
-
-def text_of(cell) -> str:
-    parts = []
-    for output in cell.outputs:
-        parts.append(output.get("text", ""))
-        parts.append(output.get("data", {}).get("text/plain", ""))
-    return "".join(parts)
-
-
-def pngs_of(cell) -> list[bytes]:
-    return [base64.b64decode(o["data"]["image/png"]) for o in cell.outputs if "image/png" in o.get("data", {})]
 
 
 def saved_repetitions(out: Path) -> dict[str, list[list[dict]]]:
@@ -87,6 +64,8 @@ def assert_shows(text: str, expected: list[list]) -> None:
         assert shown[name] == pytest.approx(figures, rel=1e-5, abs=1e-6), (name, text)
 
 
+@pytest.mark.processes
+@requires("nbclient", "nbformat", "ipykernel", "IPython")
 def test_magics_in_a_real_notebook(sweep):
     frame = load_results(sweep / "out")
     best = frame.loc[frame.value.idxmax()]
@@ -124,7 +103,9 @@ def test_magics_in_a_real_notebook(sweep):
     assert "100%" in text_of(cells[14])
 
 
+@pytest.mark.processes
 def test_plot_functions_without_ipython(sweep):
+    import plotwork
     frame = load_results(sweep / "out")
     figure = plotwork.plot_results(frame, "mean_2std", "value")
     assert len(figure.axes[0].lines) == 2
@@ -147,7 +128,9 @@ def test_plot_functions_without_ipython(sweep):
     assert figure.axes[0].patches
 
 
+@pytest.mark.processes
 def test_best_iterations_and_summary(sweep):
+    import plotwork
     frame = load_results(sweep / "out")
     best = plotwork.best_iterations(frame, "value")
     peaks = [max(row["value"] for row in rows) for reps in saved_repetitions(sweep / "out").values() for rows in reps]
@@ -160,17 +143,20 @@ def test_best_iterations_and_summary(sweep):
         assert list(table.loc[name]) == pytest.approx(figures), name
 
 
-def test_plot_command_writes_png_files(sweep):
-    result = run_cli("Deterministic", "config.yml", "--plot", "value", "--plotter", "param_sweep", cwd=sweep,
+def test_plot_command_writes_png_files(cli, sweep):
+    result = cli("Deterministic", "config.yml", "--plot", "value", "--plotter", "param_sweep", cwd=sweep,
                      check_rc=0)
     [path] = result.stdout.split()
     assert Path(sweep / path).read_bytes().startswith(b"\x89PNG")
-    result = run_cli("Deterministic", "config.yml", "--plot", "nope", cwd=sweep, check_rc=2)
+    result = cli("Deterministic", "config.yml", "--plot", "nope", cwd=sweep, check_rc=2)
     assert "no result column nope" in result.stderr
 
 
+@pytest.mark.processes
 def test_a_sweep_being_written_loads_as_a_consistent_prefix(sweep, tmp_path):
     import shutil
+
+    import pandas as pd
     copy = tmp_path / "out"
     shutil.copytree(sweep / "out", copy)
     results = copy / "walk" / "s1.0" / "log" / "rep_00" / "results.jsonl"
@@ -182,18 +168,22 @@ def test_a_sweep_being_written_loads_as_a_consistent_prefix(sweep, tmp_path):
                                    pd.Series([5] * 6))
 
 
+@pytest.mark.processes
+@requires("nbclient", "nbformat", "ipykernel", "IPython")
 def test_example_notebook_analyses_the_example_sweep(tmp_path):
     import shutil
     import subprocess
     import sys
 
+    import nbformat
     from conftest import script_env
+    from nbclient import NotebookClient
     shutil.copytree(ROOT / "examples", tmp_path / "examples", ignore=shutil.ignore_patterns("results"))
     subprocess.run([sys.executable, "examples/grid_fit.py", "examples/grid_fit.yml", "-n", "2"], cwd=tmp_path,
                    env=script_env(), check=True, capture_output=True, timeout=300)
     notebook = nbformat.read(tmp_path / "examples" / "analysis.ipynb", as_version=4)
     code = [cell for cell in notebook.cells if cell.cell_type == "code"]
-    probe = nbformat.v4.new_code_cell("print(*sorted(line.get_label() for line in _.axes[0].lines))")
+    probe = nbformat.v4.new_code_cell("print(*sorted(line.get_label() for line in _.axes[0].lines), sep='; ')")
     notebook.cells.insert(notebook.cells.index(code[4]) + 1, probe)  # what the figure code[4] returned shows
     os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
     NotebookClient(notebook, timeout=120, kernel_name="python3",
@@ -202,5 +192,6 @@ def test_example_notebook_analyses_the_example_sweep(tmp_path):
     assert_shows(text_of(code[2]), expected_summary(tmp_path / "examples" / "results" / "grid_fit", "loss_test", "min"))
     assert len(pngs_of(code[3])) == 1  # param_sweep: one figure
     assert len(pngs_of(code[4])) == 1  # the figure plot_results returned is drawn, not only named
-    assert text_of(probe).split() == ["opt.lr0.03_r0.0_dat.s200_dat.f10", "opt.lr0.03_r0.0_dat.s800_dat.f40"]
+    # labelled by what varies among the two (a zipped list), not by their expanded names
+    assert text_of(probe).strip() == "samples=200, features=10; samples=800, features=40"
     assert "weights of the best model" in text_of(code[6])

@@ -2,22 +2,29 @@
 both existed: columns, their order, dtypes and values, on inputs chosen to trip one of them up.
 
 Each case also says whether the fast reader must take it (else a reader that always gave up would pass)."""
+from __future__ import annotations
+
 import json
 import math
 import random
+import re
 import shutil
 import sys
+import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import pytest
 
 import cluster_work.results as results
 from cluster_work import arrow_rows, load_results
 from cluster_work.store import ExperimentStore, encode_row, find_experiment_folders
 
-pytest.importorskip("pyarrow.json")
+if TYPE_CHECKING:  # pandas is imported where a test uses it: collecting the tests stays quick
+    import pandas as pd
+
+pytest.importorskip("pyarrow.json", reason="the fast reader needs the fast extra (pip install -e '.[fast]')")
 ORIGINAL = Path(__file__).parent / "data" / "original_sweep"
 
 
@@ -55,6 +62,7 @@ def write_sweep(root: Path, *experiments: list, params: list | None = None) -> P
 
 def reference(path: Path) -> pd.DataFrame:
     """load_results as it was before the fast reader: pandas infers one frame from all rows."""
+    import pandas as pd
     blocks, rows, counts = [], [], []
     for store in find_experiment_folders(str(path)):
         config = results.stored_config(store.path) or {}
@@ -77,6 +85,7 @@ def reference(path: Path) -> pd.DataFrame:
 def assert_identical(left: pd.DataFrame, right: pd.DataFrame) -> None:
     """Equal frames, and also what assert_frame_equal lets pass: None against NaN in object columns, the
     types of objects (1 against 1.0 or True), the sign of zero."""
+    import pandas as pd
     pd.testing.assert_frame_equal(left, right, check_exact=True)
     for position in range(left.shape[1]):
         a, b = left.iloc[:, position], right.iloc[:, position]
@@ -246,3 +255,59 @@ def test_without_pyarrow_the_plain_reader_reads_alone(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "pyarrow", None)
     assert taken and fast_rows([counted(1)]) is None
     assert_identical(load_results(sweep), with_pyarrow)
+
+
+# --- a wrong path is an error; a sweep that has not run is an empty frame and a warning ------------------
+
+@pytest.mark.parametrize("path", [pytest.param("typo.yml", id="config-file"), pytest.param("outt", id="folder")])
+def test_a_path_that_is_neither_a_config_nor_a_folder_is_an_error_naming_it(tmp_path, monkeypatch, path):
+    monkeypatch.chdir(tmp_path)
+    write_sweep(tmp_path / "out", [counted(2, **ROW)])
+    with pytest.raises(FileNotFoundError, match=f"no such config file or results folder: '{path}'"):
+        load_results(path)
+
+
+@pytest.mark.parametrize("setup, path, warning", [
+    pytest.param(lambda root: None, "c.yml", "c.yml: no results yet in out (has its sweep run?)", id="config-not-run"),
+    pytest.param(lambda root: (root / "out").mkdir(), "c.yml", "c.yml: no results yet in out",
+                 id="empty-results-folder"),
+    pytest.param(lambda root: (root / "out").mkdir(), "out", "out: no experiment folders in it", id="empty-folder"),
+])
+def test_a_sweep_that_has_not_run_yet_is_an_empty_frame_and_a_warning(tmp_path, monkeypatch, setup, path, warning):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.yml").write_text("name: a\nrepetitions: 1\niterations: 1\npath: out\n")
+    setup(tmp_path)
+    with pytest.warns(UserWarning, match=re.escape(warning)):
+        frame = load_results(path)
+    assert frame.empty and list(frame.columns) == results.INDEX_COLUMNS
+
+
+def test_a_sweep_with_results_loads_without_a_warning(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.yml").write_text("name: a\nrepetitions: 1\niterations: 1\npath: out\n")
+    write_sweep(tmp_path / "out", [b"", None])  # saved nothing yet, but started: no warning either
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_results("c.yml").empty and load_results("out").empty
+
+
+def test_stop_reason_is_a_column_where_a_campaign_stopped_a_repetition_in_both_readers(tmp_path, monkeypatch):
+    from cluster_work.vocabulary import Record
+
+    sweep = write_sweep(tmp_path / "out", [counted(1, **ROW), counted(3, **ROW)], [counted(2, **ROW)],
+                        params=[{"c": 0}, {"c": 1}])
+    plain = load_results(sweep)
+    assert "stop_reason" not in plain  # a plain sweep: no such column
+    for store in find_experiment_folders(str(sweep)):
+        store.write_config({**store.read_config(), "steer": {"policy": "successive_halving", "metric": "loss"}})
+    assert "stop_reason" not in load_results(sweep)  # a campaign that stopped nothing: none either
+    ExperimentStore(str(sweep / "base" / "e0")).repetition(0).write_status(Record.STOPPED, sync=False,
+                                                                          reason="halving: loss 1 ranks 2 of 2")
+    ExperimentStore(str(sweep / "base" / "e1")).repetition(0).write_status(Record.STOPPED, sync=False, reason="enough")
+    fast, plain, taken = read_both(sweep, monkeypatch)
+    assert taken
+    assert_identical(fast, plain)
+    assert list(fast.columns[:5]) == ["experiment", "rep", "iteration", "params.c", "stop_reason"]
+    reasons = fast.groupby(["experiment", "rep"]).stop_reason.first()
+    assert reasons.dropna().to_dict() == {("base__e0", 0): "halving: loss 1 ranks 2 of 2", ("base__e1", 0): "enough"}
+    assert reasons.isna().sum() == 1 and (fast[fast.rep == 1].stop_reason.isna()).all()

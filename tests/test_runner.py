@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 
 from backend_clients import Counting
-from test_runner_groups import ThreadComm
+from thread_comm import ThreadComm
 
 from cluster_work.backends.base import TaskContext
 from cluster_work.expansion import expand_all

@@ -1,44 +1,14 @@
 """The runner in an MPI group, in-process: two ranks as threads over a communicator made of a condition."""
 import threading
 
+from thread_comm import ThreadComm
+
 from cluster_work.backends.base import TaskContext
 from cluster_work.errors import StoreError
 from cluster_work.expansion import expand_all
 from cluster_work.runner import run_segment
 from cluster_work.store import ResultsWriter
 from cluster_work.vocabulary import OutcomeKind, RunSettings, Segment
-
-
-class ThreadComm:
-    """bcast and allgather between threads, matched by call order as MPI matches collectives."""
-
-    def __init__(self, rank: int, size: int, shared: dict):
-        self.rank, self.size, self.shared = rank, size, shared
-        self.calls = 0
-
-    def Get_rank(self):
-        return self.rank
-
-    def Get_size(self):
-        return self.size
-
-    def _collective(self, value):
-        number, self.calls = self.calls, self.calls + 1
-        with self.shared["condition"]:
-            self.shared.setdefault(number, {})[self.rank] = value
-            self.shared["condition"].notify_all()
-            self.shared["condition"].wait_for(lambda: len(self.shared[number]) == self.size)
-            return self.shared[number]
-
-    def bcast(self, value, root=0):
-        return self._collective(value)[root]
-
-    def allgather(self, value):
-        values = self._collective(value)
-        return [values[rank] for rank in range(self.size)]
-
-    def allreduce(self, value):
-        return sum(self.allgather(value))
 
 
 def test_a_leader_that_cannot_write_releases_its_group(tmp_path, monkeypatch):

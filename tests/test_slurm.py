@@ -3,33 +3,13 @@ import os
 import subprocess
 import sys
 
-import pandas as pd
 import pytest
-from conftest import MPI_ENV, ROOT, comparable, script_env
+from conftest import MPI_ENV, comparable, script_env
+from slurm_helpers import CONFIG, cli
 
 from cluster_work import load_results
 from cluster_work.errors import ConfigError
 from cluster_work.slurm import SlurmSettings, build_script, compress_indices, settings_from
-
-EXPERIMENT = str(ROOT / "tests" / "deterministic_exp.py")
-CONFIG = """\
-name: DEFAULT
-repetitions: 3
-iterations: 4
-path: out
-slurm: {time: "00:30:00", job_name: sweep, setup: ["echo set up"]}
----
-name: walk
-grid: {step: [1.0, 2.0]}
-"""
-
-
-def cli(*args, cwd, env=None, check_rc=0):
-    result = subprocess.run([sys.executable, EXPERIMENT, *args], cwd=cwd, capture_output=True, text=True,
-                            env={**script_env(), **(env or {})}, timeout=120)
-    assert result.returncode == check_rc, result.stdout + result.stderr
-    return result
-
 
 
 @pytest.fixture
@@ -84,6 +64,7 @@ def test_user_template_replaces_the_built_in_one(tmp_path):
         build_script("array", SlurmSettings(template=str(template)), "py", "e.py", ["c.yml"], "/r", "/w", 6)
 
 
+@pytest.mark.processes
 def test_dry_run_prints_and_writes_nothing(sweep):
     result = cli("config.yml", "--slurm", "--dry-run", "--nodes", "2", cwd=sweep)
     assert "#SBATCH --job-name=sweep" in result.stdout and "#SBATCH --time=00:30:00" in result.stdout
@@ -93,7 +74,9 @@ def test_dry_run_prints_and_writes_nothing(sweep):
     assert "does not take -d/--delete" in result.stderr
 
 
+@pytest.mark.processes
 def test_generated_mpi_script_runs_with_the_variables_slurm_sets(sweep, tmp_path_factory):
+    import pandas as pd
     cli("config.yml", "--slurm", cwd=sweep)
     script = sweep / "out" / "cluster_work_mpi.sbatch"
     env = {**MPI_ENV, "SLURM_JOB_ID": "4242", "SLURM_JOB_NODELIST": "localhost", "SLURM_TASKS_PER_NODE": "4",
@@ -109,6 +92,7 @@ def test_generated_mpi_script_runs_with_the_variables_slurm_sets(sweep, tmp_path
     pd.testing.assert_frame_equal(comparable(clean / "out"), comparable(sweep / "out"))
 
 
+@pytest.mark.processes
 def test_generated_array_script_runs_one_job_per_task(sweep):
     cli("config.yml", "-j", "1", cwd=sweep)  # one job done before: the array covers the other five
     cli("config.yml", "--slurm", "--array", cwd=sweep)

@@ -1,14 +1,14 @@
-"""The generated batch scripts under a real single-node Slurm: array, MPI, and a requeue before the
-time limit. Skipped (with the reason) where Slurm is not installed or the tests do not run as root;
-.ci/run installs it."""
+"""The generated batch scripts under a real single-node Slurm: array, MPI (through the bundled mpiexec and
+through srun --mpi=pmix), GPUs per task, and a requeue before the time limit. Skipped (with the reason)
+where Slurm is not installed or the tests do not run as root; .ci/run installs it."""
 import subprocess
+import sys
 import time
 
-import pandas as pd
 import pytest
-from conftest import MPI_ENV, comparable
+from conftest import MPI_ENV, ROOT, comparable, script_env
 from slurm_cluster import SlurmCluster, unavailable_reason
-from test_slurm import CONFIG, cli
+from slurm_helpers import CONFIG, cli
 
 from cluster_work import load_results
 
@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(unavailable_reason() is not N
 
 @pytest.fixture(scope="module")
 def slurm(tmp_path_factory):
-    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"))
+    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"), gpus=3)
     cluster.start()
     yield cluster
     cluster.stop()
@@ -38,6 +38,7 @@ def submit(slurm, folder, *args):
 
 
 def test_array_script_runs_every_job_under_slurm(slurm, clean, tmp_path):
+    import pandas as pd
     (tmp_path / "config.yml").write_text(CONFIG)
     job = submit(slurm, tmp_path, "--array")
     slurm.wait(job)
@@ -46,6 +47,7 @@ def test_array_script_runs_every_job_under_slurm(slurm, clean, tmp_path):
 
 
 def test_mpi_script_runs_the_sweep_in_one_allocation(slurm, clean, tmp_path):
+    import pandas as pd
     (tmp_path / "config.yml").write_text(CONFIG)
     job = submit(slurm, tmp_path, "--ntasks", "3")
     slurm.wait(job)
@@ -55,7 +57,9 @@ def test_mpi_script_runs_the_sweep_in_one_allocation(slurm, clean, tmp_path):
     assert "2 MPI workers (3 ranks)" in log
 
 
+@pytest.mark.processes
 def test_warning_before_the_time_limit_stops_requeues_and_resumes(slurm, tmp_path, tmp_path_factory):
+    import pandas as pd
     config = CONFIG.replace("path: out", "path: out\nparams: {sleep: 0.3, count_calls: true}")
     (tmp_path / "config.yml").write_text(config)
     job = submit(slurm, tmp_path, "--ntasks", "3", "--requeue")
@@ -70,6 +74,76 @@ def test_warning_before_the_time_limit_stops_requeues_and_resumes(slurm, tmp_pat
     assert "Restarts=1" in slurm.job_state(job) and "ExitCode=0:0" in slurm.job_state(job)
     calls = sum(p.stat().st_size for p in (tmp_path / "out").rglob("calls"))
     assert calls == 24  # stopped after whole iterations: nothing redone
+    reference = tmp_path_factory.mktemp("reference")
+    (reference / "config.yml").write_text(config)
+    cli("config.yml", cwd=reference)
+    pd.testing.assert_frame_equal(comparable(reference / "out"), comparable(tmp_path / "out"))
+
+
+PROBE = str(ROOT / "tests" / "env_probe_exp.py")  # rows that say which Slurm task and GPUs their process had
+PROBED = ["CUDA_VISIBLE_DEVICES", "SLURM_PROCID", "SLURM_STEP_ID"]
+
+
+def submit_probe(slurm, folder, *args):
+    result = subprocess.run([sys.executable, PROBE, "config.yml", "--slurm", "--submit", *args], cwd=folder,
+                            capture_output=True, text=True, timeout=120,
+                            env={**script_env(), **MPI_ENV, "SLURM_CONF": str(slurm.conf)})
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split("submitted job ")[1].strip()
+
+
+@pytest.fixture(scope="module")
+def pmix(slurm):
+    reason = slurm.pmix_unavailable()
+    if reason:
+        pytest.skip(reason)
+
+
+@pytest.mark.processes
+def test_srun_launcher_gives_each_rank_its_own_gpu(slurm, pmix, clean, tmp_path):
+    import pandas as pd
+    (tmp_path / "config.yml").write_text(CONFIG)
+    job = submit_probe(slurm, tmp_path, "--launcher", "srun", "--ntasks", "3", "--gpus-per-task", "1",
+                       "--mem", "500M", "--qos", "normal")
+    slurm.wait(job)
+    assert "ExitCode=0:0" in slurm.job_state(job)
+    assert "2 MPI workers (3 ranks)" in (tmp_path / "out" / f"slurm-{job}.out").read_text()
+    frame = comparable(tmp_path / "out")
+    pd.testing.assert_frame_equal(clean, frame.drop(columns=PROBED))
+    # each worker rank is a Slurm task of the srun step (not the batch step) with its own GPU: Slurm numbers
+    # the job's GPUs 0..2 and gives task i the GPU i; rank 0 plans and runs no repetition
+    assert set(frame["SLURM_STEP_ID"]) == {"0"} and set(frame["SLURM_PROCID"]) <= {"1", "2"}
+    assert (frame["CUDA_VISIBLE_DEVICES"] == frame["SLURM_PROCID"]).all()
+
+
+@pytest.mark.processes
+def test_mpiexec_launcher_ranks_see_every_gpu_of_the_job(slurm, clean, tmp_path):
+    import pandas as pd
+    (tmp_path / "config.yml").write_text(CONFIG)
+    job = submit_probe(slurm, tmp_path, "--ntasks", "3", "--gpus", "2")
+    slurm.wait(job)
+    assert "ExitCode=0:0" in slurm.job_state(job)
+    frame = comparable(tmp_path / "out")
+    pd.testing.assert_frame_equal(clean, frame.drop(columns=PROBED))
+    # mpiexec's ranks are processes of the batch step: each sees all the job's GPUs (and is task 0)
+    assert set(frame["CUDA_VISIBLE_DEVICES"]) == {"0,1"} and set(frame["SLURM_PROCID"]) == {"0"}
+
+
+@pytest.mark.processes
+def test_srun_launcher_stops_on_the_warning_requeues_and_resumes(slurm, pmix, tmp_path, tmp_path_factory):
+    import pandas as pd
+    config = CONFIG.replace("path: out", "path: out\nparams: {sleep: 0.3, count_calls: true}")
+    (tmp_path / "config.yml").write_text(config)
+    job = submit(slurm, tmp_path, "--ntasks", "3", "--requeue", "--launcher", "srun")
+    deadline = time.time() + 60
+    while len(load_results(tmp_path / "out")) < 4 and time.time() < deadline:
+        time.sleep(0.2)
+    subprocess.run(["scancel", "--batch", "--signal=USR1", job], env=slurm.env, check=True)  # through srun
+    slurm.wait(job, timeout=300)
+    log = (tmp_path / "out" / f"slurm-{job}.out").read_text()
+    assert "Slurm asked to stop" in log and "task 0: Exited with exit code 130" in log  # srun passed the stop on
+    assert "Restarts=1" in slurm.job_state(job) and "ExitCode=0:0" in slurm.job_state(job)
+    assert sum(p.stat().st_size for p in (tmp_path / "out").rglob("calls")) == 24  # nothing redone
     reference = tmp_path_factory.mktemp("reference")
     (reference / "config.yml").write_text(config)
     cli("config.yml", cwd=reference)

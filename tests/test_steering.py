@@ -131,15 +131,17 @@ def shuffled_loss(experiment, rep, n):
 
 # -- the steer block ---------------------------------------------------------------------------------------------
 
-def test_steer_block_defaults_and_one_line_errors():
+def test_steer_block_defaults():
     spec = check_steer_block({"policy": "successive_halving", "metric": "loss"}, SOURCE, "search")
     assert (spec.mode, spec.reduce, spec.min_iterations, spec.reduction_factor, spec.columns) == (
         "min", "mean", 1, 3, ("loss",))
     threshold = check_steer_block({"policy": "threshold", "metric": "acc", "bound": 0.9, "mode": "max"}, SOURCE, "s")
     assert threshold.bound == 0.9 and threshold.mode == "max"
     median = check_steer_block({"policy": "median_stopping", "metric": "l", "min_iterations": 4}, SOURCE, "s")
-    assert median.interval == 4
-    cases = [
+    assert median.interval == 1  # every iteration after the grace period, as Optuna's and Ray's median rules
+
+
+BAD_STEER_BLOCKS = [
         ([1, 2], "'steer': must be a mapping"),
         ({"policy": "asha", "metric": "loss"}, "'steer.policy': must be one of successive_halving"),
         ({"policy": "successive_halving"}, "'steer.metric': must name a column that iterate() returns, got None"),
@@ -165,12 +167,19 @@ def test_steer_block_defaults_and_one_line_errors():
                                          "cluster_work.steering.Policy"),
         ({"policy": "test_steering:Explorer", "columns": "loss"}, "'steer.columns': must be a list of column names"),
     ]
-    for block, expected in cases:
-        with pytest.raises(ConfigError) as caught:
-            check_steer_block(block, SOURCE, "search")
-        message = str(caught.value)
-        assert message.startswith("config.yml: experiment 'search': "), message
-        assert expected in message and "\n" not in message, message
+
+
+def _short(message: str) -> str:
+    return message.split("'")[1] if message.count("'") >= 2 else message[:30]
+
+
+@pytest.mark.parametrize("block, expected", BAD_STEER_BLOCKS, ids=[_short(m) for _, m in BAD_STEER_BLOCKS])
+def test_a_bad_steer_block_is_one_line_naming_file_experiment_and_key(block, expected):
+    with pytest.raises(ConfigError) as caught:
+        check_steer_block(block, SOURCE, "search")
+    message = str(caught.value)
+    assert message.startswith("config.yml: experiment 'search': "), message
+    assert expected in message and "\n" not in message, message
 
 
 # -- successive halving ----------------------------------------------------------------------------------------
@@ -251,27 +260,28 @@ def test_repetitions_are_reduced_and_a_failed_repetition_drops_out(tmp_path):
 
 # -- hyperband, median stopping, threshold: figures derived by hand (see each test) ----------------------------
 
-def test_hyperband_shares_points_among_brackets_and_runs_them_all_at_once(tmp_path):
+@pytest.mark.parametrize("restores, cost", [pytest.param(True, 37, id="restores"),
+                                            pytest.param(False, 44, id="no-restore")])
+def test_hyperband_shares_points_among_brackets_and_runs_them_all_at_once(tmp_path, restores, cost):
     """R = 9, r = 1, eta = 3: s_max = 2, Li et al.'s sizes 9, 5, 3 share 9 points as 5, 3, 1 (largest
     remainders of 81/17, 45/17, 27/17), interleaved 0 1 0 2 0 1 0 1 0. loss(c) = (4c + 3) % 9:
     bracket 2 {0,2,4,6,8} = 3,2,1,0,8: c6 goes on from rung 1 (keep 5//3 = 1) and rung 3, the rest stop
     at 1; bracket 1 {1,5,7} = 7,5,4: c7 goes on from rung 3, c1 and c5 stop at 3; bracket 0 {3}: runs
     to 9. Cost 5 + 2 + 6 + 3*3 + 6 + 9 = 37 (17 + 18 + 9 = 44 without restore)."""
     assert hyperband_brackets(9, 9, 1, 3) == [(1, [0, 2, 4, 6, 8]), (3, [1, 5, 7]), (9, [3])]
-    for restores, cost in ((True, 37), (False, 44)):
-        document = make_document(tmp_path / str(restores), grid={"c": list(range(9))}, iterations=9)
-        engine = Engine(document, steer(document, policy="hyperband"), lambda e, rep, n: (4 * c_of(e) + 3) % 9,
-                        restores=restores, seed=3)
-        engine.open()
-        assert {(run.experiment_name, run.until) for run in engine.pending} == {
-            *((f"search__c{c}", 1) for c in (0, 2, 4, 6, 8)), *((f"search__c{c}", 3) for c in (1, 5, 7)),
-            ("search__c3", 9)}
-        engine.run()
-        assert engine.cost == cost and engine.finish_seen
-        assert sorted(name for (name, _), n in engine.saved.items() if n == 9) == [
-            "search__c3", "search__c6", "search__c7"]
-        assert engine.stopped_at() == Counter({1: 4, 3: 2})
-        assert engine.stopped[("search__c1", None)].startswith("hyperband bracket 1: loss 7 after 3 iterations")
+    document = make_document(tmp_path / str(restores), grid={"c": list(range(9))}, iterations=9)
+    engine = Engine(document, steer(document, policy="hyperband"), lambda e, rep, n: (4 * c_of(e) + 3) % 9,
+                    restores=restores, seed=3)
+    engine.open()
+    assert {(run.experiment_name, run.until) for run in engine.pending} == {
+        *((f"search__c{c}", 1) for c in (0, 2, 4, 6, 8)), *((f"search__c{c}", 3) for c in (1, 5, 7)),
+        ("search__c3", 9)}
+    engine.run()
+    assert engine.cost == cost and engine.finish_seen
+    assert sorted(name for (name, _), n in engine.saved.items() if n == 9) == [
+        "search__c3", "search__c6", "search__c7"]
+    assert engine.stopped_at() == Counter({1: 4, 3: 2})
+    assert engine.stopped[("search__c1", None)].startswith("hyperband bracket 1: loss 7 after 3 iterations")
 
 
 def test_median_stopping_by_hand(tmp_path):
@@ -290,6 +300,21 @@ def test_median_stopping_by_hand(tmp_path):
             "median stopping: loss 3 after 1 iteration is worse than the median 1.5 of the 4 others")
 
 
+@pytest.mark.parametrize("block, stopped_after", [
+    pytest.param({}, 3, id="default-every-iteration-after-the-grace-period"),
+    pytest.param({"interval": 2}, 4, id="interval-2-checks-after-2-and-4"),
+])
+def test_median_stopping_checks_every_iteration_after_min_iterations_unless_told(tmp_path, block, stopped_after):
+    """R = 5, min_iterations 2: c1 ties c0 after 2 iterations and is worse from its third on. Checked
+    after 2, 3, 4 it stops after 3; it stopped only after 4 when `interval` defaulted to min_iterations."""
+    table = {0: [0, 0, 0, 0, 0], 1: [0, 0, 9, 9, 9]}
+    document = make_document(tmp_path, grid={"c": [0, 1]}, iterations=5)
+    spec = steer(document, policy="median_stopping", min_iterations=2, **block)
+    engine = Engine(document, spec, lambda e, rep, n: table[c_of(e)][n]).run()
+    assert {name: engine.saved[(name, 0)] for name, _ in engine.stopped} == {"search__c1": stopped_after}
+    assert engine.stopped[("search__c1", None)].startswith(f"median stopping: loss 9 after {stopped_after} iterations")
+
+
 def test_median_bound_counts_unknown_points_as_the_best():
     assert median_of_others([1.0, 2.0, 3.0], 1.0, 0) == 2.5
     assert median_of_others([1.0, 2.0, 3.0], 3.0, 1) == 1.0  # others -inf, 1, 2
@@ -303,12 +328,12 @@ def test_threshold_by_hand(tmp_path):
     (0.6, then 1.2) runs to 6: 2 + 2 + 2 + 6 = 12."""
     for restores, cost in ((True, 18), (False, 32)):
         document = make_document(tmp_path / str(restores), grid={"c": list(range(4))}, iterations=6)
-        spec = steer(document, policy="threshold", min_iterations=2, bound=0.5)
+        spec = steer(document, policy="threshold", min_iterations=2, interval=2, bound=0.5)
         engine = Engine(document, spec, lambda e, rep, n: c_of(e) * (n + 1) / 10, restores=restores, seed=9).run()
         assert engine.cost == cost
         assert {name: engine.saved[(name, 0)] for name, _ in engine.stopped} == {"search__c3": 2, "search__c2": 4}
     document = make_document(tmp_path / "max", grid={"c": list(range(4))}, iterations=6)
-    spec = steer(document, policy="threshold", min_iterations=2, bound=0.5, mode="max")
+    spec = steer(document, policy="threshold", min_iterations=2, interval=2, bound=0.5, mode="max")
     engine = Engine(document, spec, lambda e, rep, n: c_of(e) * (n + 1) / 10).run()
     assert engine.cost == 12 and {name for name, _ in engine.stopped} == {"search__c0", "search__c1", "search__c2"}
     assert engine.stopped[("search__c1", None)] == "threshold: loss 0.2 after 2 iterations is worse than the bound 0.5"
@@ -578,7 +603,7 @@ def plain_loop(spec, iterations, repetitions):
 
 @pytest.mark.parametrize("pruner", ["none", "median", "successive_halving"])
 def test_optuna_suggests_the_points_of_a_plain_sequential_loop(tmp_path, pruner):
-    pytest.importorskip("optuna")
+    pytest.importorskip("optuna", reason="optuna steering needs the optuna extra (pip install -e '.[optuna]')")
     spec = check_steer_block({"policy": "optuna", "metric": "loss", "trials": 12, "batch": 3, "seed": 1,
                               "pruner": pruner, "space": OPTUNA_SPACE}, SOURCE, "search")
     points, pruned = plain_loop(spec, iterations=4, repetitions=2)
@@ -592,11 +617,13 @@ def test_optuna_suggests_the_points_of_a_plain_sequential_loop(tmp_path, pruner)
         assert [{key: e.params[key] for key in ("x", "k", "act")} for e in added] == points
         assert added[0].name.startswith("search__x") and added[0].name.endswith("_trial0")
         assert sorted(int(name.rsplit("trial", 1)[1]) for name, _ in engine.stopped) == sorted(pruned)
-        assert engine.saved[("search", 0)] == 4 and engine.finish_seen  # the document's own point: a baseline
+        # only what optuna asked ran: the document's own point is no unasked baseline
+        assert {name for name, _ in engine.saved} == {e.name for e in added} and engine.finish_seen
+        assert engine.steering.experiment_count() == 12
 
 
 def test_optuna_resumes_to_the_same_points(tmp_path):
-    pytest.importorskip("optuna")
+    pytest.importorskip("optuna", reason="optuna steering needs the optuna extra (pip install -e '.[optuna]')")
     spec = check_steer_block({"policy": "optuna", "metric": "loss", "trials": 4, "batch": 2, "pruner": "median",
                               "space": OPTUNA_SPACE}, SOURCE, "search")
     expected = reference(tmp_path, spec, optuna_loss, iterations=3, params={"x": 0.0, "k": 1, "act": "a"})
@@ -608,6 +635,7 @@ def test_optuna_resumes_to_the_same_points(tmp_path):
         assert engine.decisions() == expected.decisions() and engine.cost == expected.cost
 
 
+@pytest.mark.processes
 def test_the_steering_benchmark_runs():
     import subprocess
     import sys

@@ -59,7 +59,7 @@ class StopTheOthers(Policy):
 def write_config(folder, grid, iterations, steer, params=None):
     folder.mkdir(parents=True, exist_ok=True)
     document = {"name": "search", "repetitions": 1, "iterations": iterations, "path": "results",
-                "params": params or {}, "grid": {"c": grid}, "steer": steer}
+                "params": params or {}, "steer": steer, **({"grid": {"c": grid}} if grid is not None else {})}
     (folder / "config.yml").write_text(json.dumps(document))  # JSON is YAML
     return folder
 
@@ -109,6 +109,7 @@ def sequential(tmp_path_factory):
 
 # -- tests ------------------------------------------------------------------------------------------------------
 
+@pytest.mark.processes
 def test_successive_halving_on_81_points_costs_297_iterations_sequentially_and_with_two_workers(sequential, tmp_path):
     folder, result = sequential
     assert_halving_on_81(folder)
@@ -122,6 +123,9 @@ def test_successive_halving_on_81_points_costs_297_iterations_sequentially_and_w
                                           "go on")
     status = json.loads((folder / "results" / "search" / "c1" / "log" / "rep_00" / "status.json").read_text())
     assert (status["state"], status["iterations_done"]) == ("stopped", 1)
+    frame = load_results(folder / "config.yml")  # why each was stopped, in a column of its rows
+    last = frame.groupby(["experiment", "rep"]).last()
+    assert last.stop_reason.dropna().to_dict() == reasons and last.stop_reason.isna().sum() == 1
 
     journal = journal_file(folder).read_bytes()
     again = run_cli("Steered", "config.yml", cwd=folder, check_rc=0)  # a rerun of a finished campaign runs nothing
@@ -142,6 +146,7 @@ def test_successive_halving_on_81_points_costs_297_iterations_sequentially_and_w
     assert comparable(parallel / "results").equals(comparable(folder / "results"))
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 def test_under_mpi_the_decisions_and_results_are_the_same(sequential, tmp_path):
     folder, _ = sequential
@@ -152,6 +157,7 @@ def test_under_mpi_the_decisions_and_results_are_the_same(sequential, tmp_path):
     assert comparable(under_mpi / "results").equals(comparable(folder / "results"))
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 def test_a_kill_9_in_the_middle_then_a_rerun_makes_the_same_decisions(sequential, tmp_path):
     folder, _ = sequential
@@ -177,6 +183,7 @@ def test_a_kill_9_in_the_middle_then_a_rerun_makes_the_same_decisions(sequential
     assert 297 <= calls(killed) <= 297 + 2  # at most the iterations the kill cut short, one per worker
 
 
+@pytest.mark.processes
 def test_a_users_policy_adds_points_and_minus_d_starts_the_campaign_over(tmp_path):
     write_config(tmp_path, [0, 1], 3, {"policy": "test_steering_cli:AddPoints", "metric": "loss"})
     result = run_cli("Steered", "config.yml", "-n", "2", cwd=tmp_path, check_rc=0)
@@ -199,6 +206,7 @@ def test_a_users_policy_adds_points_and_minus_d_starts_the_campaign_over(tmp_pat
     assert calls(tmp_path) == sum(rows_on_disk(tmp_path).values())  # all run anew
 
 
+@pytest.mark.processes
 def test_a_policy_stops_running_and_queued_repetitions_and_a_rerun_never_runs_them(tmp_path):
     """c1 waits in its iteration 1 (1 row saved) until c0 (which starts once c1 waits) finished and the policy
     stopped the others: then it is cancelled after that iteration (2 rows); c3 before it starts, c2 wherever
@@ -210,7 +218,8 @@ def test_a_policy_stops_running_and_queued_repetitions_and_a_rerun_never_runs_th
                                env={**script_env(), "CW_TEST_GATE": str(gate)}, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while len(stop_reasons(tmp_path / "results")) < 2:  # c2 and c3 ended as stopped: c1's cancel was sent too
+    # c2 and c3 ended as stopped: c1's cancel was sent too (stop_reasons of a folder not made yet is an error)
+    while not (tmp_path / "results").is_dir() or len(stop_reasons(tmp_path / "results")) < 2:
         assert process.poll() is None and time.monotonic() < deadline, "the policy never stopped c2 and c3"
         time.sleep(0.02)
     gate.touch()
@@ -228,15 +237,15 @@ def test_a_policy_stops_running_and_queued_repetitions_and_a_rerun_never_runs_th
     assert rows_on_disk(tmp_path) == rows
 
 
-def test_a_policy_that_raises_stops_the_campaign_with_exit_1_and_keeps_the_rows(tmp_path):
+def test_a_policy_that_raises_stops_the_campaign_with_exit_1_and_keeps_the_rows(cli, tmp_path):
     write_config(tmp_path, [0, 1, 2], 2, {"policy": "test_steering_cli:Raises", "metric": "loss"})
-    result = run_cli("Steered", "config.yml", cwd=tmp_path, check_rc=1)
+    result = cli("Steered", "config.yml", cwd=tmp_path, check_rc=1)
     assert "Traceback" in result.stderr and 'raise ValueError(f"cannot use' in result.stderr
     assert ("steered search (test_steering_cli:Raises): stopped: steer.policy 'test_steering_cli:Raises' raised in "
             "on_results: ValueError: cannot use search__c0 (traceback in the log); fix the policy and rerun to "
             "resume") in result.stderr
     assert rows_on_disk(tmp_path) == {"c0": 2}  # its rows stay; nothing ran after the policy raised
-    assert run_cli("Steered", "config.yml", cwd=tmp_path).returncode == 1  # the resumed policy raises again
+    assert cli("Steered", "config.yml", cwd=tmp_path).returncode == 1  # the resumed policy raises again
 
 
 @pytest.mark.parametrize("steer, args, message", [
@@ -245,14 +254,15 @@ def test_a_policy_that_raises_stops_the_campaign_with_exit_1_and_keeps_the_rows(
     (HALVING, ("-r", "0"), "'steer': a steered campaign runs as a whole (its decisions were made from every "
                            "repetition's rows), so it does not go with -r, -i or -j; -d starts it over"),
 ])
-def test_a_bad_steer_block_or_selection_is_one_line_exit_2_and_writes_nothing(tmp_path, steer, args, message):
+def test_a_bad_steer_block_or_selection_is_one_line_exit_2_and_writes_nothing(cli, tmp_path, steer, args, message):
     write_config(tmp_path, [0, 1], 3, steer)
-    result = run_cli("Steered", "config.yml", *args, cwd=tmp_path, check_rc=2)
+    result = cli("Steered", "config.yml", *args, cwd=tmp_path, check_rc=2)
     [line] = result.stderr.splitlines()
     assert line.startswith(f"error: config.yml: experiment 'search': {message}"), line
     assert not (tmp_path / "results").exists()
 
 
+@pytest.mark.processes
 def test_the_steered_plotter_colours_each_curve_by_where_it_stopped(sequential):
     from matplotlib.figure import Figure
 
@@ -269,6 +279,7 @@ def test_the_steered_plotter_colours_each_curve_by_where_it_stopped(sequential):
         "2 ended after 27 iterations", "1 ended after 81 iterations"]
 
 
+@pytest.mark.processes
 def test_list_names_the_campaign_and_an_array_job_is_refused(tmp_path):
     write_config(tmp_path, [0, 1, 2], 9, HALVING)
     listing = run_cli("Steered", "config.yml", "--list", cwd=tmp_path, check_rc=0).stdout
@@ -283,14 +294,25 @@ OPTUNA = {"policy": "optuna", "metric": "loss", "sampler": "tpe", "seed": 7, "tr
           "space": {"c": {"randint": [0, 81]}}}
 
 
+@pytest.mark.processes
 def test_optuna_suggests_the_same_points_sequentially_and_with_two_workers(tmp_path):
-    pytest.importorskip("optuna")
+    pytest.importorskip("optuna", reason="optuna steering needs the optuna extra (pip install -e '.[optuna]')")
     runs = {}
     for name, args in (("sequential", ()), ("parallel", ("-n", "2"))):
-        folder = write_config(tmp_path / name, [0], 2, OPTUNA)
+        folder = write_config(tmp_path / name, None, 2, OPTUNA, params={"c": 0})
         result = run_cli("Steered", "config.yml", *args, cwd=folder, check_rc=0)
         runs[name] = (decisions(folder), sorted(rows_on_disk(folder)), result.stderr)
     (decided, points, stderr), (decided_n2, points_n2, _) = runs["sequential"], runs["parallel"]
     assert decided == decided_n2 and points == points_n2
-    assert len([p for p in points if "_trial" in p]) == 6, points  # six trials beside the configured point
-    assert "best search__" in stderr
+    assert len(points) == 6 and all("_trial" in p for p in points), points  # what optuna asked, no baseline
+    assert "6 experiments (6 added); repetitions 6 finished" in stderr and "best search__" in stderr
+    assert set(load_results(folder / "results").experiment) == {f"search__{p}" for p in points}
+
+
+def test_optuna_refuses_a_grid_whose_points_would_never_run(cli, tmp_path):
+    pytest.importorskip("optuna", reason="optuna steering needs the optuna extra (pip install -e '.[optuna]')")
+    folder = write_config(tmp_path, [0, 1], 2, OPTUNA)
+    refused = cli("Steered", "config.yml", cwd=folder, check_rc=2)
+    assert refused.stderr.startswith("error: config.yml: experiment 'search': 'grid': policy optuna runs only the "
+                                     "points it asks for"), refused.stderr
+    assert sorted(os.listdir(folder)) == ["config.yml"]

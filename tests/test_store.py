@@ -65,16 +65,15 @@ def test_config_round_trip_is_plain_and_stable(tmp_path):
 
 
 @pytest.mark.parametrize("experiment", ["Deterministic", "GrowingResults"])
-def test_load_results_reads_the_same_with_and_without_pyarrow(tmp_path, experiment, monkeypatch):
+def test_load_results_reads_the_same_with_and_without_pyarrow(cli, tmp_path, experiment, monkeypatch):
     """pyarrow's JSON reader (where installed) and the plain one give one frame, dtypes included."""
     import pandas as pd
-    from conftest import run_cli
 
     from cluster_work import load_results
     (tmp_path / "config.yml").write_text("name: s\nrepetitions: 2\niterations: 5\npath: out\n"
                                          "grid: {step: [1.0, 2.0]}\n")
-    run_cli(experiment, "config.yml", cwd=tmp_path, check_rc=0)
-    pytest.importorskip("pyarrow.json")
+    cli(experiment, "config.yml", cwd=tmp_path, check_rc=0)
+    pytest.importorskip("pyarrow.json", reason="the fast reader needs the fast extra (pip install -e '.[fast]')")
     import cluster_work.results as results
 
     with monkeypatch.context() as patch:

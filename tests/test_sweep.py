@@ -2,7 +2,6 @@
 import json
 import os
 
-import pandas as pd
 import pytest
 from conftest import run_cli
 
@@ -26,6 +25,7 @@ def values(path):
 
 
 def assert_same_results(a, b):
+    import pandas as pd
     columns = [c for c in a.columns if c not in ("iteration_time", "repetition_time")]
     pd.testing.assert_frame_equal(a[columns], b[columns])
 
@@ -36,8 +36,8 @@ def sweep(tmp_path, write_config):
     return tmp_path
 
 
-def test_sweep_writes_tidy_results(sweep):
-    run_cli("Deterministic", "config.yml", cwd=sweep, check_rc=0)
+def test_sweep_writes_tidy_results(cli, sweep):
+    cli("Deterministic", "config.yml", cwd=sweep, check_rc=0)
     frame = values(sweep / "out")
     assert len(frame) == 2 * 3 * 4
     assert list(frame.columns[:4]) == ["experiment", "rep", "iteration", "params.step"]
@@ -50,8 +50,8 @@ def test_sweep_writes_tidy_results(sweep):
     assert set(load_results(sweep / "out", experiments=["walk__s1.0"]).experiment) == {"walk__s1.0"}
 
 
-def test_files_per_repetition_are_few_and_readable(sweep):
-    run_cli("NoRestore", "config.yml", cwd=sweep, check_rc=0)
+def test_files_per_repetition_are_few_and_readable(cli, sweep):
+    cli("NoRestore", "config.yml", cwd=sweep, check_rc=0)
     rep_folder = sweep / "out" / "walk" / "s1.0" / "log" / "rep_00"
     # rep.log once something is logged; save_state is called without restore support too, as the original did
     ours = [name for name in sorted(os.listdir(rep_folder)) if not name.startswith("state_")]
@@ -62,6 +62,7 @@ def test_files_per_repetition_are_few_and_readable(sweep):
     assert (sweep / "out" / "walk" / "s1.0" / "config.yml").read_text().startswith("# written by cluster_work")
 
 
+@pytest.mark.processes
 def test_local_workers_give_the_same_results_as_sequential(sweep, tmp_path_factory, write_config):
     run_cli("Deterministic", "config.yml", cwd=sweep, check_rc=0)
     parallel = tmp_path_factory.mktemp("parallel")
@@ -70,26 +71,27 @@ def test_local_workers_give_the_same_results_as_sequential(sweep, tmp_path_facto
     assert_same_results(values(sweep / "out"), values(parallel / "out"))
 
 
-def test_seeds_differ_everywhere_and_repeat_on_rerun(sweep):
-    run_cli("Deterministic", "config.yml", cwd=sweep, check_rc=0)
+def test_seeds_differ_everywhere_and_repeat_on_rerun(cli, sweep):
+    cli("Deterministic", "config.yml", cwd=sweep, check_rc=0)
     first = values(sweep / "out")
     assert first.seed.is_unique  # across experiments, repetitions and iterations
-    run_cli("Deterministic", "config.yml", "-d", cwd=sweep, check_rc=0)
+    cli("Deterministic", "config.yml", "-d", cwd=sweep, check_rc=0)
     assert_same_results(first, values(sweep / "out"))
 
 
-def test_results_may_hold_strings_none_and_gain_keys(tmp_path, write_config):
+def test_results_may_hold_strings_none_and_gain_keys(cli, tmp_path, write_config):
+    import pandas as pd
     write_config("name: g\nrepetitions: 1\niterations: 5\npath: out\n")
-    run_cli("GrowingResults", "config.yml", cwd=tmp_path, check_rc=0)
+    cli("GrowingResults", "config.yml", cwd=tmp_path, check_rc=0)
     frame = values(tmp_path / "out")
     assert list(frame.iteration) == [0, 1, 2, 3, 4]
     assert list(frame.name[2:]) == ["it2", "it3", "it4"] and pd.isna(frame.name[0])
     assert pd.isna(frame.late_key[2]) and list(frame.late_key[3:]) == [3, 4]
 
 
-def test_a_failing_repetition_is_isolated_and_reported(sweep, write_config):
+def test_a_failing_repetition_is_isolated_and_reported(cli, sweep, write_config):
     write_config(CONFIG.replace("path: out", "path: out\nparams: {fail_at: 2, fail_rep: 1}"))
-    result = run_cli("Deterministic", "config.yml", cwd=sweep, check_rc=1)
+    result = cli("Deterministic", "config.yml", cwd=sweep, check_rc=1)
     assert "4 finished" in result.stderr and "2 failed" in result.stderr
     assert "RuntimeError: boom at 2 (in iterate)" in result.stderr
     frame = values(sweep / "out")
@@ -100,146 +102,146 @@ def test_a_failing_repetition_is_isolated_and_reported(sweep, write_config):
     status = json.loads((rep_folder / "status.json").read_text())
     assert status["state"] == "failed" and "boom at 2" in status["traceback"]
     assert "Traceback" in (rep_folder / "rep.log").read_text()
-    retry = run_cli("Deterministic", "config.yml", cwd=sweep, check_rc=1)
+    retry = cli("Deterministic", "config.yml", cwd=sweep, check_rc=1)
     assert "0 finished" in retry.stderr and "2 failed" in retry.stderr  # finished ones are not rerun
 
 
-def test_bad_parameter_raised_by_experiment_is_a_one_line_error(sweep):
-    result = run_cli("BadParam", "config.yml", cwd=sweep, check_rc=2)
+def test_bad_parameter_raised_by_experiment_is_a_one_line_error(cli, sweep):
+    result = cli("BadParam", "config.yml", cwd=sweep, check_rc=2)
     assert "step must be below 10" in result.stderr and "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize("experiment", ["Deterministic", "NoRestore"])
-def test_raising_iterations_continues_to_the_same_results(sweep, write_config, tmp_path_factory, experiment):
-    run_cli(experiment, "config.yml", cwd=sweep, check_rc=0)
+def test_raising_iterations_continues_to_the_same_results(cli, sweep, write_config, tmp_path_factory, experiment):
+    cli(experiment, "config.yml", cwd=sweep, check_rc=0)
     write_config(CONFIG.replace("iterations: 4", "iterations: 6"))
-    result = run_cli(experiment, "config.yml", cwd=sweep, check_rc=0)
+    result = cli(experiment, "config.yml", cwd=sweep, check_rc=0)
     assert "6 finished" in result.stderr
     clean = tmp_path_factory.mktemp("clean")
     (clean / "config.yml").write_text(CONFIG.replace("iterations: 4", "iterations: 6"))
-    run_cli(experiment, "config.yml", cwd=clean, check_rc=0)
+    cli(experiment, "config.yml", cwd=clean, check_rc=0)
     assert_same_results(values(sweep / "out"), values(clean / "out"))
 
 
-def test_lowering_iterations_runs_and_deletes_nothing(sweep, write_config):
-    run_cli("Deterministic", "config.yml", cwd=sweep, check_rc=0)
+def test_lowering_iterations_runs_and_deletes_nothing(cli, sweep, write_config):
+    cli("Deterministic", "config.yml", cwd=sweep, check_rc=0)
     write_config(CONFIG.replace("iterations: 4", "iterations: 2").replace("repetitions: 3", "repetitions: 1"))
-    result = run_cli("Deterministic", "config.yml", cwd=sweep, check_rc=0)
+    result = cli("Deterministic", "config.yml", cwd=sweep, check_rc=0)
     assert "0 jobs" in result.stderr
     assert len(load_results(sweep / "out")) == 24
 
 
-def test_raising_repetitions_and_grid_runs_only_new_jobs(sweep, write_config):
-    run_cli("Deterministic", "config.yml", cwd=sweep, check_rc=0)
+def test_raising_repetitions_and_grid_runs_only_new_jobs(cli, sweep, write_config):
+    cli("Deterministic", "config.yml", cwd=sweep, check_rc=0)
     write_config(CONFIG.replace("repetitions: 3", "repetitions: 4").replace("[1.0, 2.0]", "[1.0, 2.0, 3.0]"))
-    listing = run_cli("Deterministic", "config.yml", "--list", cwd=sweep, check_rc=0).stdout
+    listing = cli("Deterministic", "config.yml", "--list", cwd=sweep, check_rc=0).stdout
     assert "new" in listing and "partial" in listing
-    result = run_cli("Deterministic", "config.yml", cwd=sweep, check_rc=0)
+    result = cli("Deterministic", "config.yml", cwd=sweep, check_rc=0)
     assert "6 finished" in result.stderr  # rep 3 of two old points + 4 reps of the new one
 
 
-def test_restore_falls_back_to_an_earlier_state_and_drops_later_rows(sweep, tmp_path_factory):
-    run_cli("Deterministic", "config.yml", cwd=sweep, check_rc=0)
+def test_restore_falls_back_to_an_earlier_state_and_drops_later_rows(cli, sweep, tmp_path_factory):
+    cli("Deterministic", "config.yml", cwd=sweep, check_rc=0)
     before = values(sweep / "out")
     rep_folder = sweep / "out" / "walk" / "s1.0" / "log" / "rep_02"
     for n in (2, 3):
         os.remove(rep_folder / f"state_{n}.pkl")
-    run_cli("Deterministic", "config.yml", "-r", "2", "-i", "4", "-e", "walk__s1.0", cwd=sweep, check_rc=0)
+    cli("Deterministic", "config.yml", "-r", "2", "-i", "4", "-e", "walk__s1.0", cwd=sweep, check_rc=0)
     log_text = (rep_folder / "rep.log").read_text()
     assert "restored the state after iteration 1" in log_text
     assert_same_results(before, values(sweep / "out"))
 
 
-def test_restart_one_repetition_from_an_iteration_touches_nothing_else(sweep):
-    run_cli("Deterministic", "config.yml", cwd=sweep, check_rc=0)
+def test_restart_one_repetition_from_an_iteration_touches_nothing_else(cli, sweep):
+    cli("Deterministic", "config.yml", cwd=sweep, check_rc=0)
     before = values(sweep / "out")
     other = sweep / "out" / "walk" / "s2.0" / "log" / "rep_00" / "results.jsonl"
     mtime = other.stat().st_mtime_ns
-    result = run_cli("Deterministic", "config.yml", "-r", "1", "-i", "2", cwd=sweep, check_rc=0)
+    result = cli("Deterministic", "config.yml", "-r", "1", "-i", "2", cwd=sweep, check_rc=0)
     assert "2 finished" in result.stderr and "(2 iterations" in result.stderr
     assert other.stat().st_mtime_ns == mtime
     assert_same_results(before, values(sweep / "out"))
 
 
-def test_jobs_select_by_flat_index(sweep):
-    run_cli("Deterministic", "config.yml", "-j", "0", "6", "4", cwd=sweep, check_rc=0)  # the original's slice
+def test_jobs_select_by_flat_index(cli, sweep):
+    cli("Deterministic", "config.yml", "-j", "0", "6", "4", cwd=sweep, check_rc=0)  # the original's slice
     frame = values(sweep / "out")
     assert sorted(set(zip(frame.experiment, frame.rep))) == [("walk__s1.0", 0), ("walk__s2.0", 1)]
-    run_cli("Deterministic", "config.yml", "-j", "1", "3", cwd=sweep, check_rc=0)  # jobs 1 and 2
+    cli("Deterministic", "config.yml", "-j", "1", "3", cwd=sweep, check_rc=0)  # jobs 1 and 2
     frame = values(sweep / "out")
     assert sorted(set(zip(frame.experiment, frame.rep))) == [("walk__s1.0", 0), ("walk__s1.0", 1),
                                                              ("walk__s1.0", 2), ("walk__s2.0", 1)]
-    result = run_cli("Deterministic", "config.yml", "-j", "6", cwd=sweep, check_rc=2)
+    result = cli("Deterministic", "config.yml", "-j", "6", cwd=sweep, check_rc=2)
     assert "jobs 0 to 5" in result.stderr
 
 
-def test_changed_params_are_skipped_until_overwrite_or_ignore(sweep, write_config):
-    run_cli("Deterministic", "config.yml", cwd=sweep, check_rc=0)
+def test_changed_params_are_skipped_until_overwrite_or_ignore(cli, sweep, write_config):
+    cli("Deterministic", "config.yml", cwd=sweep, check_rc=0)
     write_config(CONFIG.replace("path: out", "path: out\nparams: {sleep: 0.001}").replace("iterations: 4",
                                                                                           "iterations: 5"))
-    result = run_cli("Deterministic", "config.yml", cwd=sweep, check_rc=0)
-    assert "parameters changed since its results were saved (sleep)" in result.stderr
-    assert "-o/--overwrite" in result.stderr and "0 jobs" in result.stderr
-    result = run_cli("Deterministic", "config.yml", "-I", "-e", "walk__s1.0", cwd=sweep, check_rc=0)
+    result = cli("Deterministic", "config.yml", cwd=sweep, check_rc=2)  # nothing ran: not a success
+    assert "parameters of 2 experiment(s) changed since their results were saved (walk__s1.0: sleep" in result.stderr
+    assert "-o/--overwrite" in result.stderr and "-I/--ignore_config" in result.stderr
+    result = cli("Deterministic", "config.yml", "-I", "-e", "walk__s1.0", cwd=sweep, check_rc=0)
     assert "3 finished" in result.stderr and "(1 iterations" in result.stderr
-    result = run_cli("Deterministic", "config.yml", "-o", cwd=sweep, check_rc=0)
+    result = cli("Deterministic", "config.yml", "-o", cwd=sweep, check_rc=0)
     assert "3 finished" in result.stderr  # only the still-changed experiment restarts
     assert len(load_results(sweep / "out")) == 30
 
 
-def test_delete_removes_only_the_selected_experiments(sweep):
+def test_delete_removes_only_the_selected_experiments(cli, sweep):
     (sweep / "out").mkdir()
     (sweep / "out" / "keep.txt").write_text("mine")
-    run_cli("Deterministic", "config.yml", cwd=sweep, check_rc=0)
+    cli("Deterministic", "config.yml", cwd=sweep, check_rc=0)
     mtime = (sweep / "out" / "walk" / "s2.0" / "config.yml").stat().st_mtime_ns
-    run_cli("Deterministic", "config.yml", "-d", "-e", "walk__s1.0", cwd=sweep, check_rc=0)
+    cli("Deterministic", "config.yml", "-d", "-e", "walk__s1.0", cwd=sweep, check_rc=0)
     assert (sweep / "out" / "keep.txt").read_text() == "mine"
     assert (sweep / "out" / "walk" / "s2.0" / "config.yml").stat().st_mtime_ns == mtime
 
 
 @pytest.mark.parametrize("args, message", [
-    (["-e", "nope"], "unknown experiment(s) 'nope'; the config defines: walk"),
-    (["-i", "2"], "-i/--iteration needs -r/--repetition"),
-    (["-n", "0"], "-n/--workers must be at least 1"),
+    pytest.param(["-e", "nope"], "unknown experiment(s) 'nope'; the config defines: walk", id="unknown-experiment"),
+    pytest.param(["-i", "2"], "-i/--iteration needs -r/--repetition", id="iteration-without-repetition"),
+    pytest.param(["-n", "0"], "-n/--workers must be at least 1", id="no-workers"),
 ])
-def test_usage_errors_exit_2_and_write_nothing(sweep, args, message):
-    result = run_cli("Deterministic", "config.yml", *args, cwd=sweep, check_rc=2)
+def test_usage_errors_exit_2_and_write_nothing(cli, sweep, args, message):
+    result = cli("Deterministic", "config.yml", *args, cwd=sweep, check_rc=2)
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not (sweep / "out").exists()
 
 
-def test_config_error_writes_nothing(tmp_path, write_config):
+def test_config_error_writes_nothing(cli, tmp_path, write_config):
     write_config(CONFIG + "---\nname: bad\nrepetitions: -1\n")
-    result = run_cli("Deterministic", "config.yml", cwd=tmp_path, check_rc=2)
+    result = cli("Deterministic", "config.yml", cwd=tmp_path, check_rc=2)
     assert result.stderr.strip() == ("error: config.yml: experiment 'bad': 'repetitions': "
                                      "must be a positive integer, got -1")
     assert not (tmp_path / "out").exists()
 
 
-def test_torn_last_row_is_ignored_by_readers_and_cut_by_the_writer(sweep):
-    run_cli("Deterministic", "config.yml", "-e", "walk__s1.0", cwd=sweep, check_rc=0)
+def test_torn_last_row_is_ignored_by_readers_and_cut_by_the_writer(cli, sweep):
+    cli("Deterministic", "config.yml", "-e", "walk__s1.0", cwd=sweep, check_rc=0)
     results = sweep / "out" / "walk" / "s1.0" / "log" / "rep_00" / "results.jsonl"
     lines = results.read_bytes().splitlines(keepends=True)
     results.write_bytes(b"".join(lines[:2]) + lines[2][:15])  # as if killed while writing row 2
     status = results.parent / "status.json"
     status.write_text(json.dumps({"state": "running"}))
     assert len(load_results(sweep / "out")) == 3 * 4 - 2
-    run_cli("Deterministic", "config.yml", "-e", "walk__s1.0", cwd=sweep, check_rc=0)
+    cli("Deterministic", "config.yml", "-e", "walk__s1.0", cwd=sweep, check_rc=0)
     assert [json.loads(l)["iteration"] for l in results.read_text().splitlines()] == [0, 1, 2, 3]
 
 
-def test_progress_and_list_read_only_what_is_on_disk(sweep):
-    listing = run_cli("Deterministic", "config.yml", "--list", cwd=sweep, check_rc=0).stdout
+def test_progress_and_list_read_only_what_is_on_disk(cli, sweep):
+    listing = cli("Deterministic", "config.yml", "--list", cwd=sweep, check_rc=0).stdout
     assert "walk__s1.0" in listing and "0-2" in listing and "3-5" in listing
     assert not (sweep / "out").exists()
-    run_cli("Deterministic", "config.yml", "-j", "0", cwd=sweep, check_rc=0)
-    progress = run_cli("Deterministic", "config.yml", "-P", cwd=sweep, check_rc=0).stdout
+    cli("Deterministic", "config.yml", "-j", "0", cwd=sweep, check_rc=0)
+    progress = cli("Deterministic", "config.yml", "-P", cwd=sweep, check_rc=0).stdout
     assert "33%" in progress and "4/4" in progress
 
 
-def test_old_style_client_runs_unchanged(tmp_path, write_config):
+def test_old_style_client_runs_unchanged(cli, tmp_path, write_config):
     write_config("name: old\nrepetitions: 2\niterations: 3\npath: out\nparams: {name: y}\n")
-    run_cli("OldStyleClient", "config.yml", "--no_gui", cwd=tmp_path, check_rc=0)
+    cli("OldStyleClient", "config.yml", "--no_gui", cwd=tmp_path, check_rc=0)
     rep_folder = tmp_path / "out" / "old" / "log" / "rep_01"
     seen = json.loads((rep_folder / "it_0002" / "seen.json").read_text())
     assert seen["it"] == 2 and isinstance(seen["seed"], int)
@@ -247,14 +249,14 @@ def test_old_style_client_runs_unchanged(tmp_path, write_config):
     assert len(load_results(tmp_path / "out")) == 6
 
 
-def test_jobs_with_longer_measured_iterations_run_first(tmp_path, write_config, monkeypatch):
+def test_jobs_with_longer_measured_iterations_run_first(cli, tmp_path, write_config, monkeypatch):
     from cluster_work.config import load_config
     from cluster_work.expansion import expand_all
     from cluster_work.planning import make_plan
     from cluster_work.selection import Policy, Selection
 
     write_config("name: s\nrepetitions: 2\niterations: 3\npath: out\nlist: {sleep: [0.001, 0.05]}\n")
-    run_cli("Deterministic", "config.yml", cwd=tmp_path, check_rc=0)
+    cli("Deterministic", "config.yml", cwd=tmp_path, check_rc=0)
     write_config("name: s\nrepetitions: 2\niterations: 6\npath: out\nlist: {sleep: [0.001, 0.05]}\n")
     monkeypatch.chdir(tmp_path)
     from experiments import Deterministic
@@ -264,13 +266,13 @@ def test_jobs_with_longer_measured_iterations_run_first(tmp_path, write_config, 
 
 
 @pytest.mark.parametrize("path", [".", "~"])
-def test_delete_never_touches_anything_outside_the_experiment_folders(tmp_path, write_config, path, monkeypatch):
+def test_delete_never_touches_anything_outside_the_experiment_folders(cli, tmp_path, write_config, path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))  # '~' is expanded
     (tmp_path / "precious.txt").write_text("keep")
     write_config(f"name: guard\nrepetitions: 1\niterations: 1\npath: '{path}'\n")
-    run_cli("Deterministic", "config.yml", cwd=tmp_path, check_rc=0)
+    cli("Deterministic", "config.yml", cwd=tmp_path, check_rc=0)
     assert (tmp_path / "guard" / "log" / "rep_00" / "results.jsonl").exists()
-    run_cli("Deterministic", "config.yml", "-d", cwd=tmp_path, check_rc=0)
+    cli("Deterministic", "config.yml", "-d", cwd=tmp_path, check_rc=0)
     assert (tmp_path / "precious.txt").read_text() == "keep" and (tmp_path / "config.yml").exists()
 
 
@@ -284,3 +286,18 @@ def test_delete_leaves_a_folder_cluster_work_did_not_write_alone(tmp_path):
     with pytest.raises(StoreError, match="refusing to delete"):
         ExperimentStore("/").delete()
     assert (tmp_path / "data" / "thesis.tex").exists() and (tmp_path / "data" / "config.yml").exists()
+
+
+@pytest.mark.parametrize("first, expected", [
+    pytest.param([], "6 jobs to run (2 experiments)", id="none-ran-before"),
+    pytest.param(["-j", "0", "3"], "3 jobs to run (1 experiment)", id="one-experiment-finished"),
+    pytest.param(["-j", "0", "5"], "1 job to run (1 experiment)", id="one-job-left"),
+])
+def test_the_run_counts_the_jobs_and_experiments_it_runs(cli, sweep, first, expected):
+    """Only the experiments with a job to run count (a finished one has none), each noun in its number."""
+    if first:
+        cli("Deterministic", "config.yml", *first, cwd=sweep, check_rc=0)
+    stderr = cli("Deterministic", "config.yml", cwd=sweep, check_rc=0).stderr
+    assert f"cluster_work: {expected} on this process" in stderr, stderr
+    jobs = int(expected.split()[0])
+    assert f"Summary: {jobs} job{'s' if jobs > 1 else ''} in " in stderr, stderr

@@ -20,30 +20,10 @@ from __future__ import annotations
 import abc
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from ..liveness import Silence
-
-
-@dataclass(frozen=True)
-class TaskContext:
-    """What a task gets from the backend that runs it: the collaborators the runner must not look up.
-
-    `comm`: the MPI communicator the experiment sees as `self._COMM` (None without MPI).
-    `write`: whether this process writes (only an MPI group's leader does).
-    `stop_requested`: true once the run is stopping (a signal, a store failure): stop after the
-    current iteration, resumable.
-    `cancelled`: true once this item was cancelled: stop after the current iteration.
-    `iteration_done`: called after each saved row (the live display's count).
-    """
-
-    comm: Any = None
-    write: bool = True
-    stop_requested: Callable[[], bool] = lambda: False
-    cancelled: Callable[[], bool] = lambda: False
-    iteration_done: Callable[[], None] = lambda: None
-
+from ..task_context import TaskContext
 
 Task = Callable[[Any, TaskContext], Any]
 
@@ -82,9 +62,13 @@ class Executor(abc.ABC):
         for item in queue:
             if item.index == index:
                 queue.remove(item)
-                ready.append(self._task(item, TaskContext(cancelled=lambda: True)))
+                ready.append(self._cancelled_outcome(item))
                 return True
         return False
+
+    def _cancelled_outcome(self, item: Any) -> Any:
+        """The outcome of `item` cancelled before it started: the task, told so, answers without touching a file."""
+        return self._task(item, TaskContext(cancelled=lambda: True))
 
     def has_capacity(self) -> bool:
         """Whether a submitted item would start at once (keep at most a few queued per worker)."""

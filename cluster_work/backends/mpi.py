@@ -39,9 +39,10 @@ from typing import Any, NoReturn
 from .. import stopping
 from ..durability import committer
 from ..errors import ClusterWorkError
+from ..exit_codes import EXIT_ORPHANED, EXIT_USAGE
 from ..liveness import STALL_FLOOR, Liveness, Silence
 from ..logs import console_guard
-from ..orphans import EXIT_ORPHANED, exit_when_orphaned
+from ..orphans import exit_when_orphaned
 from .base import Executor, Task, TaskContext
 from .mpi_dispatch import Dispatcher
 from .mpi_ft import (
@@ -68,7 +69,6 @@ from .sequential import SequentialExecutor
 
 log = logging.getLogger("cluster_work")
 
-EXIT_USAGE = 2
 LAST_WORDS = 1.0  # s: what an abandoning rank 0 waits for its launcher to pass its last lines on
 STALL_FLOOR_VARIABLE = "CLUSTER_WORK_STALL_FLOOR"  # s: lowers the 60 s floor (for tests: a stall in seconds)
 

@@ -1,4 +1,4 @@
-"""Weighted ensembles in a run: the campaign driver (see `sweep.CAMPAIGN_DRIVERS`) of each expanded
+"""Weighted ensembles in a run: the campaign driver (see `kind`) of each expanded
 experiment of a document with an `ensemble:` block, around its `WeightedEnsemble`.
 
 A driver never raises out of `start` or `on_outcome`, so the run goes on with its other experiments;
@@ -22,19 +22,18 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, StoreError, config_error
+from ..exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_STORE, EXIT_USAGE
 from ..planning import changed_params
-from ..stopping import EXIT_INTERRUPTED
 from ..store import ExperimentStore, to_plain
-from ..sweep import EXIT_FAILED, EXIT_OK, EXIT_STORE, EXIT_USAGE
 from ..vocabulary import ExperimentState, OutcomeKind, RunSettings
 from .analysis import ensemble_progress
 from .driver import WeightedEnsemble
-from .spec import check_ensemble_block
+from .spec import EnsembleSpec, check_ensemble_block
 from .store import EnsembleBusy, EnsembleStore
 from .worker import BlockOutcome, WalkerBlock, state_hooks_missing
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from ..expansion import ExpandedExperiment
     from ..planning import CampaignPlan, ExperimentPlan
@@ -42,7 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("cluster_work")
 
 
-def check_experiment_class(experiment_class: type, documents: Sequence[dict[str, Any]], source: str) -> None:
+def check_experiment_class(experiment_class: type, documents: Sequence[Mapping[str, Any]], source: str) -> None:
     """Refuse (ConfigError: one line, exit 2, before anything is written) a class that cannot run the
     walkers of an `ensemble:` document: it lacks get_state or set_state."""
     problem = state_hooks_missing(experiment_class)
@@ -54,19 +53,20 @@ def check_experiment_class(experiment_class: type, documents: Sequence[dict[str,
 def drivers(campaign: CampaignPlan, settings: RunSettings, workers: int) -> list[EnsembleCampaign]:
     """One driver per expanded experiment of the campaign, each with its own ensemble and store."""
     plans: Sequence[ExperimentPlan | None] = campaign.plans or [None] * len(campaign.experiments)
-    return [EnsembleCampaign(experiment, plan, settings, workers) for experiment, plan in
+    return [EnsembleCampaign(experiment, plan, settings, workers, campaign.spec) for experiment, plan in
             zip(campaign.experiments, plans)]
 
 
 class EnsembleCampaign:
     """The campaign driver of one ensemble (see the module docstring). `plan`: the experiment as
-    planning saw it (None: as a new or partial one)."""
+    planning saw it (None: as a new or partial one); `spec`: its document's, as validation parsed it (None:
+    parse it here)."""
 
     def __init__(self, experiment: ExpandedExperiment, plan: ExperimentPlan | None, settings: RunSettings,
-                 workers: int):
+                 workers: int, spec: EnsembleSpec | None = None):
         self.experiment, self.plan, self.settings = experiment, plan, settings
         self.source = settings.config_file or "the config"
-        spec = check_ensemble_block(experiment.config["ensemble"], self.source, experiment.base_name)
+        spec = spec or check_ensemble_block(experiment.config["ensemble"], self.source, experiment.base_name)
         self.ensemble = WeightedEnsemble(spec, experiment, EnsembleStore(experiment.path, sync=settings.sync), workers)
         self._status, self._error = EXIT_OK, ""
         self._note: str | None = None  # why it ended before its last iteration, where it did not fail
@@ -146,11 +146,14 @@ class EnsembleCampaign:
         return (f"ensemble {name}: {done} iterations ({now}), {progress['walkers']} walkers, "
                 f"{progress['occupied_bins']} bins occupied, mean flux {progress['flux_mean']:.4g} per iteration")
 
-    def iterations_left(self) -> int:
-        """Walker segments still to run (the live display's total): every walker of every iteration left."""
-        if self._note is not None or self._status != EXIT_OK or self.ensemble.finished:
-            return 0
-        return max(self.experiment.iterations - self.ensemble.iteration, 0) * max(self.ensemble.walkers, 1)
+    def iterations_planned(self) -> int:
+        """Ensemble iterations this run runs, done and left (the live display's total): fixed once started,
+        whatever the number of walkers, which changes as they split and merge."""
+        return self.experiment.iterations - self._first if self._first >= 0 else 0
+
+    def iterations_apart(self) -> int:
+        """Ensemble iterations committed this run (its walkers do not count through the executor)."""
+        return self.ensemble.iteration - self._first if self._first >= 0 else 0
 
     def close(self) -> None:
         self.ensemble.close()

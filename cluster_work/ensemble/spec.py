@@ -62,7 +62,8 @@ def check_ensemble_document(experiment: Mapping[str, Any], source: str) -> Ensem
 
     `repetitions` must be 1: an ensemble's walkers take the place of repetitions (`rep` in `reset` and
     `iterate` is the walker's slot), and its one store holds every walker. Independent ensembles (for
-    error bars) are documents of their own, each with its own `ensemble.seed`."""
+    error bars) are documents of their own, each with its own `ensemble.seed`. A document that gives no
+    `repetitions` has 1 (`config.merge_and_validate`), whatever its DEFAULT document gives the others."""
     name = experiment["name"]
     if experiment["repetitions"] != 1:
         raise config_error(source, f"must be 1 for a weighted ensemble (its walkers are its repetitions: `rep` is "

@@ -24,10 +24,10 @@ import traceback
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..backends.base import TaskContext
 from ..errors import InvalidParameterArgument
 from ..runner import flatten_result, interruption
 from ..seeding import seed_for, seed_global_generators
+from ..task_context import TaskContext
 from ..vocabulary import Outcome, OutcomeKind, RunSettings
 
 if TYPE_CHECKING:
@@ -150,8 +150,7 @@ def run_walker_block(experiment_class: type[ClusterWork], block: WalkerBlock, co
             row = flatten_result(result or {})
             row.setdefault("iteration_time", seconds)
             rows.append(row)
-            ran.append(walker)
-            context.iteration_done()
+            ran.append(walker)  # no `context.iteration_done()`: the display counts whole ensemble iterations
     except InvalidParameterArgument as exc:
         outcome.kind, outcome.error = OutcomeKind.BAD_PARAMETER, f"{name}: {exc}"
     except Exception as exc:  # the experiment's own error: it fails this iteration, which a rerun retries

@@ -1,4 +1,4 @@
-"""Steered campaigns in a run: the campaign driver (see `sweep.CAMPAIGN_DRIVERS`) of each document with a
+"""Steered campaigns in a run: the campaign driver (see `kind`) of each document with a
 `steer:` block, around its `Steering`; and what -d/-o and a selection mean for one.
 
 What the driver does with the core's actions:
@@ -38,10 +38,10 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, StoreError, config_error
+from ..exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_STORE, EXIT_USAGE
 from ..expansion import ExpandedDocument
-from ..stopping import EXIT_INTERRUPTED
 from ..store import ExperimentStore
-from ..sweep import EXIT_FAILED, EXIT_OK, EXIT_STORE, EXIT_USAGE, describe
+from ..sweep import describe
 from ..vocabulary import ConfigWrite, ExperimentState, Outcome, OutcomeKind, Record, RunSettings, Segment
 from .actions import Action, PolicyError, Run, SteeringError, Stop
 from .core import Steering
@@ -105,7 +105,8 @@ class SteeredCampaign:
         document = campaign.experiments
         assert isinstance(document, ExpandedDocument)
         self.document, self.plans, self.settings = document, campaign.plans, settings
-        self.spec = check_steer_block(document.document["steer"], settings.config_file or "the config", document.base)
+        self.spec = campaign.spec or check_steer_block(document.document["steer"], settings.config_file or "the config",
+                                                       document.base)
         self.steering: Steering | None = None
         self._journal: Journal | None = None
         self._statuses: set[int] = set()
@@ -120,7 +121,7 @@ class SteeredCampaign:
         self._saved: dict[tuple[str, int], int] = {}  # iterations on disk, where an outcome told them
         self._failures: list[Outcome] = []
         self._ran = 0
-        self._left, self._left_at = 0, -PLANNED_EVERY  # planned iterations, and when (see iterations_left)
+        self._left, self._left_at = 0, -PLANNED_EVERY  # planned iterations, and when (see iterations_planned)
 
     # --- the Driver protocol ---------------------------------------------------------------------------
 
@@ -213,11 +214,16 @@ class SteeredCampaign:
             parts.append(f"{len(self._failures)} failed (first: {first.label}: {first.error})")
         return f"{head}: " + "; ".join(parts)
 
-    def iterations_left(self) -> int:
-        """The iterations its decisions so far still plan (the live display's total; 0 before `start`).
-        Read by the display's thread: a number `_apply` keeps, on the thread that decides, at most every
-        PLANNED_EVERY seconds, never the steering state itself while that thread changes it."""
-        return 0 if self._error or self._note else self._left
+    def iterations_planned(self) -> int:
+        """The iterations of this run so far, and those its decisions so far still plan (the live display's
+        total; 0 before `start`). Read by the display's thread: numbers `_apply` and `_observe` keep, on the
+        thread that decides (the plan at most every PLANNED_EVERY seconds), never the steering state itself
+        while that thread changes it."""
+        return self._ran + (0 if self._error or self._note else self._left)
+
+    def iterations_apart(self) -> int:
+        """0: its segments count their own iterations through the executor."""
+        return 0
 
     def close(self) -> None:
         try:
@@ -231,7 +237,7 @@ class SteeredCampaign:
     def _points(self) -> str:
         assert self.steering is not None
         added = self.steering.point_count() - self.steering.configured_count()
-        return f"{self.steering.point_count()} experiments" + (f" ({added} added)" if added else "")
+        return f"{self.steering.experiment_count()} experiments" + (f" ({added} added)" if added else "")
 
     def _tally(self) -> str:
         assert self.steering is not None

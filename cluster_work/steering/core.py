@@ -201,6 +201,11 @@ class Steering:
     def point_count(self) -> int:
         return len(self.experiments)
 
+    def experiment_count(self) -> int:
+        """The points that are experiments of the campaign: all, but where optuna asks for every point, the
+        document's own (the base its trials' values are set on, which never runs)."""
+        return self.point_count() - (self.configured_count() if self.spec.policy == "optuna" else 0)
+
     def name(self, point: int) -> str:
         return self.experiments[point].name
 

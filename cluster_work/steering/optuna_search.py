@@ -19,8 +19,9 @@ are the same sequentially, with `-n`, under MPI and after a resume):
 `metric(trial, step)` is the metric of the trial's row of iteration `step`, reduced over its
 repetitions. A trial's next segment starts as soon as the loop would have gone past it, so workers
 wait only for the trials asked before it at the same checkpoint. Each trial is an added point named
-`<base>__<values>_trial<k>`; the document's own experiments run as well, as a baseline, not told to
-optuna.
+`<base>__<values>_trial<k>`. Only what optuna asks runs: the document's own point (its params, the
+base every trial's values are set on) is no experiment of the campaign (a document with a grid, list,
+random or custom block is refused by `spec.check_steered_document`).
 """
 from __future__ import annotations
 
@@ -95,9 +96,6 @@ class OptunaStrategy:
         self.level = 0
 
     def start(self) -> None:
-        for point in range(self.board.configured_count()):  # the baseline
-            for rep in self.board.alive_reps(point):
-                self.board.run(point, rep, self.board.iterations(point))
         self._ask()
 
     def _ask(self) -> None:
@@ -120,9 +118,7 @@ class OptunaStrategy:
             self.board.run(trial.point, rep, self.ends[trial.level])
 
     def on_ended(self, ended: Ended) -> None:
-        trial = self.by_point.get(ended.job.point)
-        if trial is None:
-            return  # a baseline run
+        trial = self.by_point[ended.job.point]
         trial.waiting -= 1
         if ended.reached:
             trial.rows[ended.job.rep] = ended.rows

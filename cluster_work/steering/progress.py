@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 def campaign_progress(document: ExpandedDocument, restores: bool = True) -> dict[str, Any]:
     """The figures of `document`'s campaign from its journal (`error`: why they cannot be had)."""
-    spec = check_steer_block(document.document["steer"], "the config", document.base)
+    spec = document.campaign_spec or check_steer_block(document.document["steer"], "the config", document.base)
     path = journal_path(document.base_folder)
     figures: dict[str, Any] = {"campaign": document.base, "policy": spec.policy, "started": os.path.isfile(path)}
     try:
@@ -40,7 +40,7 @@ def campaign_progress(document: ExpandedDocument, restores: bool = True) -> dict
     stops: dict[int, int] = {}
     for rung in steering.rungs():
         stops[rung["iteration"]] = stops.get(rung["iteration"], 0) + rung["stopped"]
-    return {**figures, "experiments": steering.point_count(),
+    return {**figures, "experiments": steering.experiment_count(),
             "added": steering.point_count() - steering.configured_count(),
             **{state: tally[state] for state in ("finished", "stopped", "failed")},
             "stopped_per_rung": {str(iteration): count for iteration, count in sorted(stops.items())},
@@ -76,7 +76,8 @@ def campaigns_table(documents: Sequence[ExpandedDocument], mean_seconds: Mapping
 def stop_reasons(path: str | os.PathLike[str]) -> dict[tuple[str, int], str]:
     """Why each stopped repetition below `path` (a sweep folder or a config file, as for `load_results`) was
     stopped: {(experiment, rep): reason}, e.g. `{("search__c4", 0): "successive halving: loss 12 after 1
-    iteration ranks 40 of 81; the best 27 go on"}`. Repetitions no campaign stopped are not in it."""
+    iteration ranks 40 of 81; the best 27 go on"}`. Repetitions no campaign stopped are not in it. A path
+    that is neither a config nor a folder raises ResultsNotFoundError, as for `load_results`."""
     from ..results import _sweep_folders
 
     reasons = {}

@@ -7,6 +7,7 @@
       min_iterations: 1            # the first rung / check
       reduction_factor: 3          # successive_halving, hyperband (and optuna's halving pruners)
       interval: 1                  # median_stopping, threshold, optuna's pruner: iterations between checks
+                                   # (default 1: every iteration after min_iterations, as Optuna's and Ray's)
       reduce: mean                 # over an experiment's repetitions: mean | min | max | median
       bound: 0.5                   # threshold: stop where the metric is worse than this
       # optuna: sampler (tpe | random), seed, trials, batch, pruner (none | median | successive_halving |
@@ -121,7 +122,7 @@ def check_steer_block(block: Any, source: str, name: str) -> SteerSpec:
     values["reduce"] = _choice(block, "reduce", REDUCERS, "mean", error)
     values["min_iterations"] = _count(block, "min_iterations", 1, 1, error)
     values["reduction_factor"] = _count(block, "reduction_factor", 3, 2, error)
-    values["interval"] = _count(block, "interval", values["min_iterations"], 1, error)
+    values["interval"] = _count(block, "interval", 1, 1, error)  # every iteration after min_iterations
     values["seed"] = _integer(block, "seed", default_seed(name), error)
     if policy == "threshold":
         bound = block.get("bound")
@@ -133,6 +134,20 @@ def check_steer_block(block: Any, source: str, name: str) -> SteerSpec:
     if policy not in BUILT_IN:
         values.update(_check_user(block, policy, error))
     return SteerSpec(**values)
+
+
+def check_steered_document(experiment: Mapping[str, Any], source: str) -> SteerSpec:
+    """Validate an experiment document's `steer:` block, and what it says of the document: optuna runs only
+    the points it asks for (set on the document's params), so a grid, list, random or custom block of
+    points that would never run is refused rather than silently ignored."""
+    name = experiment["name"]
+    spec = check_steer_block(experiment["steer"], source, name)
+    swept = [key for key in ("grid", "list", "random", "custom") if experiment.get(key)]
+    if spec.policy == "optuna" and swept:
+        raise config_error(source, "policy optuna runs only the points it asks for (from steer.space), so these "
+                                   "would never run: give their parameters a range under steer.space, or one value "
+                                   "under params", experiment=name, key=swept[0])
+    return spec
 
 
 def _choice(block: Mapping[str, Any], key: str, choices: tuple[str, ...], default: str, error: Any) -> str:

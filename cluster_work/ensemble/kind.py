@@ -1,0 +1,63 @@
+"""The weighted ensemble as a campaign kind (`kinds.CampaignKind`, key `ensemble`): one
+`campaign.EnsembleCampaign` per expanded experiment, each with its own store; -p shows them in a table of
+their own (their progress is iterations of walkers, not of repetitions).
+
+Light to import (the registry imports it wherever a config has an `ensemble:` block): numpy comes with
+what it uses, imported where it is used."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..kinds import CampaignKind
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from ..expansion import ExpandedExperiment
+    from ..planning import CampaignPlan
+    from ..sweep import CampaignDriver
+    from ..vocabulary import RunSettings
+    from .spec import EnsembleSpec
+
+
+class EnsembleKind(CampaignKind):
+    key, label = "ensemble", "weighted-ensemble"
+    own_progress_rows = True
+    progress_json_key = "ensembles"
+
+    def prepare(self, experiment: dict[str, Any], document: Mapping[str, Any]) -> None:
+        if "repetitions" not in document:
+            experiment["repetitions"] = 1  # its only legal value (walkers are its repetitions), whatever DEFAULT says
+
+    def check_document(self, experiment: Mapping[str, Any], source: str) -> EnsembleSpec:
+        from .spec import check_ensemble_document
+
+        return check_ensemble_document(experiment, source)
+
+    def check_experiment_class(self, experiment_class: type, documents: Sequence[Mapping[str, Any]],
+                               source: str) -> None:
+        from .campaign import check_experiment_class
+
+        check_experiment_class(experiment_class, documents, source)
+
+    def drivers(self, campaign: CampaignPlan, settings: RunSettings, workers: int) -> list[CampaignDriver]:
+        from .campaign import drivers
+
+        return list(drivers(campaign, settings, workers))
+
+    def progress_units(self, experiments: Sequence[ExpandedExperiment]) -> list[ExpandedExperiment]:
+        return [experiment for experiment in experiments if self.key in experiment.config]
+
+    def progress_table(self, units: Sequence[ExpandedExperiment], means: Mapping[str, float | None]) -> Table:
+        from .progress import ensembles_table
+
+        return ensembles_table(units)
+
+    def progress_figures(self, units: Sequence[ExpandedExperiment]) -> list[dict[str, Any]]:
+        from .progress import ensembles_progress
+
+        return ensembles_progress(units)
+
+
+KIND = EnsembleKind()

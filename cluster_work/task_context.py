@@ -1,0 +1,31 @@
+"""What a task gets from the backend that runs it (`TaskContext`): the seam between the backends, which
+make it, and the runner, which uses it, so that the runner imports no backend."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .attempts import AttemptJournal, journal
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    """What a task gets from the backend that runs it: the collaborators the runner must not look up.
+
+    `comm`: the MPI communicator the experiment sees as `self._COMM` (None without MPI).
+    `write`: whether this process writes (only an MPI group's leader does).
+    `stop_requested`: true once the run is stopping (a signal, a store failure): stop after the
+    current iteration, resumable.
+    `cancelled`: true once this item was cancelled: stop after the current iteration.
+    `iteration_done`: called after each saved row (the live display's count).
+    `attempts`: where the runner records the segments it begins and closes (this process's journal, see
+    attempts; what lets a rerun tell the repetition that ended a run from the innocents).
+    """
+
+    comm: Any = None
+    write: bool = True
+    stop_requested: Callable[[], bool] = lambda: False
+    cancelled: Callable[[], bool] = lambda: False
+    iteration_done: Callable[[], None] = lambda: None
+    attempts: AttemptJournal = journal

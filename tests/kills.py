@@ -1,0 +1,53 @@
+"""Killing a run as a node failure would, and checking what it left: every file cluster_work wrote readable."""
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import yaml
+from conftest import descendants
+
+
+def kill_session(process):
+    """Kill the run and every process below it at once, as a node failure would (MPICH's ranks each
+    have a session of their own, so the process tree is what holds a run together)."""
+    pids = [process.pid, *descendants(process.pid)]
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    process.wait(timeout=30)
+    deadline = time.time() + 30  # a signal is only queued: wait until every process has really died
+    while not all(map(dead, pids)) and time.time() < deadline:
+        time.sleep(0.01)
+    assert all(map(dead, pids)), [pid for pid in pids if not dead(pid)]
+
+
+def dead(pid):
+    """Whether process `pid` has exited: each of its threads is gone or a zombie, so it has closed its files
+    and dropped its locks (its first thread turns zombie while the others still exit, holding the files)."""
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return True
+    states = []
+    for thread in threads:
+        try:
+            states.append(Path(f"/proc/{pid}/task/{thread}/stat").read_text().rsplit(")", 1)[1].split()[0])
+        except OSError:
+            pass
+    return all(state in ("Z", "X") for state in states)
+
+
+def assert_every_file_readable(out):
+    for path in Path(out).rglob("*"):
+        if path.name == "config.yml":
+            assert isinstance(yaml.safe_load(path.read_text()), dict), path
+        elif path.name == "status.json":
+            json.loads(path.read_text())
+        elif path.name == "results.jsonl":
+            lines = path.read_bytes().split(b"\n")
+            for number, line in enumerate(lines[:-1]):  # every complete line is a row in order
+                assert json.loads(line)["iteration"] == number, path

@@ -1,0 +1,34 @@
+"""Deadline polls: wait for a condition a test can see (a file, a row count, a line in a journal) instead of
+sleeping for a guessed time, and fail, saying what never happened, when a generous deadline passes. On
+shared, loaded cores a sleep is either too short (a race) or wasted; a poll is neither."""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from cluster_work.paths import SweepPaths
+
+
+def wait_for(condition: Callable[[], object], what: str, seconds: float = 60, every: float = 0.02) -> None:
+    """Return once `condition()` is true; fail naming `what` after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {seconds} s waiting for {what}")
+        time.sleep(every)
+
+
+def saved_rows(out: Path) -> int:
+    """Rows saved under sweep folder `out` (complete lines of every results file)."""
+    return sum(path.read_bytes().count(b"\n") for path in Path(out).rglob("results.jsonl"))
+
+
+def stops_noted(out: Path) -> int:
+    """How many stop signals the run's processes noted in the attempts journal of sweep folder `out`: the
+    handler writes the line at once, so a test knows the signal was handled before it sends the next."""
+    folder = Path(SweepPaths(str(out)).attempts_folder)
+    if not folder.is_dir():
+        return 0
+    return sum(line.startswith("stop ") for path in folder.iterdir() if path.is_file()
+               for line in path.read_text(errors="replace").splitlines())
