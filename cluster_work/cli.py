@@ -19,7 +19,6 @@ from .durability import committer
 from .errors import ClusterWorkError, StoreError
 from .exit_codes import EXIT_INTERRUPTED, EXIT_STALLED, EXIT_STORE, EXIT_USAGE
 from .expansion import ExpandedExperiment, expand_all, sweep_paths
-from .experiment import ClusterWork
 from .failures import failure_limit
 from .kinds import kinds_in
 from .launch import DEFAULT_REPORT_EVERY, program, program_name, resume_command, run_arguments
