@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from . import slurm
 from .attempts import journal as attempts_journal
 from .backends import Executor, make_executor
+from .compact_store import suggest_compact
 from .config import Warn, load_config
 from .display import LiveBarDisplay, counted, make_display
 from .durability import committer
@@ -284,6 +285,7 @@ def _run(experiment_class: type[ClusterWork], args: argparse.Namespace, argument
         executor.watch_stalls(_stall_limit(args, experiments))
         warn_changed(plan, policy)
         warn_quarantined(plan, policy)
+        suggest_compact(expanded, log.info)
         # from the first write on a stop is graceful: what was written stays consistent, the rerun resumes
         handle_stop_signals(hard_second=False, on_first=lambda: _on_stop(executor))
         apply_plan(plan)

@@ -34,8 +34,10 @@ log = logging.getLogger("cluster_work")
 
 REQUIRED_KEYS = ("name", "repetitions", "iterations", "path")
 KNOWN_KEYS = frozenset(REQUIRED_KEYS + ("params", "grid", "list", "random", "custom", "slurm", "gui", "plotting",
-                                       "log_path", "command", "files", "keep_keys", "max_failures", "stall_timeout")
+                                       "log_path", "command", "files", "keep_keys", "max_failures", "store",
+                                       "stall_timeout")
                        + CAMPAIGN_KEYS)
+STORES = ("folders", "compact")  # `store:`: a folder per point (the default), or segment files (compact_store)
 ALIASES = frozenset({"replicas"})  # read as a known key (SmartSim's name for repetitions)
 BLOCK_KEYS = ("params", "grid", "list", "random", "custom")  # mappings whose values are indented under them
 CUSTOM_KEYS = frozenset({"function", "samples", "params"})
@@ -312,6 +314,13 @@ def _check_document_keys(document: Mapping[str, Any], source: str, number: int, 
         raise config_error(source, f"must be a list of key names, got {keeps!r}",
                            experiment=label, key="keep_keys")
     kept = [*inherited, *keeps]
+    if "store" in document and document["store"] not in STORES:
+        raise config_error(source, f"must be one of {', '.join(STORES)}, got {document['store']!r}",
+                           experiment=label, key="store")
+    campaign = next((key for key in ("steer", "ensemble") if key in document), None)
+    if document.get("store") == "compact" and campaign:
+        raise config_error(source, f"the compact store does not hold a '{campaign}' campaign yet; remove the key "
+                                   "(its default layout is a folder per point)", experiment=label, key="store")
     unknown = [key for key in document if key not in KNOWN_KEYS]
     for key in unknown:
         meant = lookalike(key, KNOWN_KEYS | ALIASES) if isinstance(key, str) and key not in kept else None

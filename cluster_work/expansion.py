@@ -105,6 +105,12 @@ class ExpandedExperiment:
     def iterations(self) -> int:
         return (self._document.document if self._config is None and self._document else self.config)["iterations"]
 
+    @property
+    def store(self) -> str:
+        """The document's `store:` (`folders`, the default, or `compact`), without building the config."""
+        return (self._document.document if self._config is None and self._document else self.config).get(
+            "store", "folders")
+
 
 def expand_path(path: str) -> str:
     return os.path.expanduser(os.path.expandvars(path))

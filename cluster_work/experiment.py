@@ -47,6 +47,21 @@ class ClusterWork(OriginalApi, abc.ABC):
         self._config_file: str | None = None
 
     @property
+    def _log_path_rep(self) -> str | None:
+        """The repetition's folder for its own files (ends in a separator, as the original's), created when
+        first read: a repetition that writes nothing of its own costs no folder."""
+        path = getattr(self, "_ClusterWork__log_path_rep", None)  # a subclass may skip our __init__
+        if path is not None and not getattr(self, "_ClusterWork__log_path_rep_made", False):
+            if not os.path.isdir(path):
+                os.makedirs(path, exist_ok=True)
+            self.__log_path_rep_made = True
+        return path
+
+    @_log_path_rep.setter
+    def _log_path_rep(self, path: str | None) -> None:
+        self.__log_path_rep, self.__log_path_rep_made = path, False
+
+    @property
     def _log_path_it(self) -> str | None:
         """A folder for the current iteration's files, created on first use."""
         if self._log_path_rep is None or self._it is None:

@@ -137,7 +137,8 @@ class _LazyFile:
     def write(self, text: str) -> int:
         try:  # the log is best effort: a full disk must not fail the experiment's print()
             if self._file is None:
-                self._file = open(self._path, "a", buffering=1, encoding="utf-8")
+                os.makedirs(os.path.dirname(self._path) or ".", exist_ok=True)  # the repetition's folder may not
+                self._file = open(self._path, "a", buffering=1, encoding="utf-8")  # exist (a compact store's)
             return self._file.write(text)
         except OSError:
             return len(text)

@@ -10,7 +10,8 @@
     <path>/plots/                             --plot's figures
     <path>/<base>/                            a document's folder (`.cluster_work_points.json`: a custom
                                               strategy's frozen points; `.cluster_work_campaign.jsonl`: a
-                                              steered campaign's journal)
+                                              steered campaign's journal; `.cluster_work_compact/`: the
+                                              segments of a compact store, `store: compact`)
     <path>/<base>/<params>/                   an expanded experiment (the document's folder itself when
                                               nothing varies), as the original ClusterWork lays it out
         config.yml                            its effective config (first line: cluster_work's marker)
@@ -36,6 +37,9 @@ RUNS_FILE = "runs.jsonl"
 ATTEMPTS_FOLDER = ".cluster_work_attempts"
 ATTEMPTS_SUMMARY = "summary.jsonl"
 PLOTS_FOLDER = "plots"
+COMPACT_FOLDER = ".cluster_work_compact"  # a compact store's segments, in the document's folder (compact_store)
+LOCKS_FILE = "locks"  # in COMPACT_FOLDER: a byte-range lock per repetition
+SEGMENT_PREFIX = "seg-"  # in COMPACT_FOLDER: seg-<host>-<pid>-<token>.jsonl, one per writing process
 
 
 def repetition_folder_name(rep: int) -> str:
@@ -55,6 +59,15 @@ def attempts_run(file_name: str) -> str | None:
 def experiment_folder(base_folder: str, params_part: str) -> str:
     """An expanded experiment's folder: `<base>/<params>`, or the document's folder when nothing varies."""
     return os.path.join(base_folder, params_part) if params_part else base_folder
+
+
+def compact_root(document_folder: str) -> str:
+    """A compact store's folder, in its document's folder."""
+    return os.path.join(document_folder, COMPACT_FOLDER)
+
+
+def segment_name(host: str, pid: int, token: str) -> str:
+    return f"{SEGMENT_PREFIX}{host}-{pid}-{token}.jsonl"
 
 
 def log_folder(experiment_path: str) -> str:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .attempts import AttemptIndex, compact, read_index
+from .compact_store import is_compact, store_of
 from .config import dotted, flatten_paths
 from .errors import ConfigError
 from .expansion import ExpandedDocument, ExpandedExperiment, Expansion, expand_path
@@ -21,7 +22,7 @@ from .kinds import campaign_key, kind
 from .preflight import check_experiment, check_writable
 from .repetition_state import read_repetition
 from .selection import Policy, Selection, select_experiments
-from .store import ExperimentStore, to_plain, write_frozen_points
+from .store import to_plain, write_frozen_points
 from .vocabulary import ConfigWrite, ExperimentState, RepetitionState, Segment, Suspicion
 
 log = logging.getLogger("cluster_work")
@@ -211,7 +212,7 @@ class Jobs:
 def _present_folders(group: Sequence[ExpandedExperiment]) -> set[str] | None:
     """For a document: the params parts of its experiments' folders that exist ('' for a document without
     grid or list), so the others are planned without a look at the disk. None: look at each one."""
-    if not isinstance(group, ExpandedDocument):
+    if not isinstance(group, ExpandedDocument) or is_compact(group.document):
         return None
     if not group.varies:
         return {""} if os.path.lexists(group.base_folder) else set()
@@ -322,7 +323,7 @@ def _plan_experiment(experiment: ExpandedExperiment, first_index: int, selection
     """One experiment's state and jobs; `fresh`: its document's folder does not exist, so neither do its files.
     `attempts`: its sweep folder's attempts journals (a quarantined repetition runs only with --retry-failed,
     or when -r names it)."""
-    store = ExperimentStore(experiment.path)
+    store = store_of(experiment)
     stored = store.read_config() if not fresh and store.is_ours() else None
     original_done: set[int] = set()
     if not fresh and store.has_original_results():  # the original ClusterWork ran it: its finished repetitions count
@@ -345,8 +346,8 @@ def _plan_experiment(experiment: ExpandedExperiment, first_index: int, selection
             states[rep], saved[rep] = view.state, view.iterations_saved
             if view.suspicion is not None:
                 suspicions[rep] = view.suspicion
-            if isinstance(view.status.get("mean_iteration_time"), (int, float)):
-                times[rep] = view.status["mean_iteration_time"]
+            if view.mean_iteration_time is not None:
+                times[rep] = view.mean_iteration_time
     if stored is None or rewrite:
         state = NEW
     elif changed:
@@ -405,7 +406,7 @@ def apply_plan(plan: Plan, warn: Any = log.warning) -> None:
     for item in itertools.chain(plan.experiments, campaigns) if plan.totals.rewrites else ():
         if not item.rewrite or item.skipped:
             continue
-        left = ExperimentStore(item.experiment.path).delete()
+        left = store_of(item.experiment).delete()
         deleted.setdefault(item.experiment.sweep_path, set()).add(item.experiment.name)
         if left:
             shown = ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")

@@ -1,6 +1,7 @@
 """The one place that decides a repetition's state from its files (planning, -p/-P, --list all ask here).
 
-The rows on disk are the truth; `status.json` is a hint that saves reading them:
+The rows on disk are the truth; `status.json` (written only for a repetition that once ended unfinished)
+is a hint that saves reading them:
 - a live process holding the results file's lock: RUNNING (whatever the files say, e.g. while
   `-r 1 -i 0` reruns a finished repetition);
 - a status saying a campaign stopped it: STOPPED (its rows stay; it is never run again);
@@ -18,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .compact_store import CompactRepetition
 from .quarantine import Attempt, assess, crash_signal
 from .store import RepetitionStore
 from .vocabulary import Record, RepetitionState, Suspicion
@@ -33,6 +35,16 @@ class RepetitionView:
     status: Mapping[str, Any] = field(default_factory=dict)
     rows: list[dict[str, Any]] | None = None
     suspicion: Suspicion | None = None
+
+    @property
+    def mean_iteration_time(self) -> float | None:
+        """The status's mean iteration time, else the mean of the rows' measured `iteration_time`s (a
+        repetition that ran to its end in one go has no status), else None."""
+        mean = self.status.get("mean_iteration_time")
+        if isinstance(mean, (int, float)) or self.rows is None:
+            return mean if isinstance(mean, (int, float)) else None
+        times = [r["iteration_time"] for r in self.rows if isinstance(r.get("iteration_time"), (int, float))]
+        return sum(times) / len(times) if times else None
 
 
 def status_says_finished(status: Mapping[str, Any], iterations: int, results_size: int | None) -> bool:
@@ -61,7 +73,7 @@ def decide(status: Mapping[str, Any], iterations: int, rows_saved: int, running:
     return RepetitionState.PARTIAL if rows_saved else RepetitionState.PENDING
 
 
-def read_repetition(store: RepetitionStore, iterations: int, *, check_lock: bool = True,
+def read_repetition(store: RepetitionStore | CompactRepetition, iterations: int, *, check_lock: bool = True,
                     finished_by_original: bool = False, attempts: Sequence[Attempt] = ()) -> RepetitionView:
     """The state of repetition `store` of an experiment with `iterations` iterations, reading as little
     as the rules above allow. `check_lock`: also ask whether a live run holds it (one open and flock).
@@ -71,7 +83,7 @@ def read_repetition(store: RepetitionStore, iterations: int, *, check_lock: bool
     running = check_lock and store.is_running()
     if status.get("state") == Record.STOPPED.value and not running:
         return RepetitionView(RepetitionState.STOPPED, int(status.get("iterations_done") or 0), status)
-    if status_says_finished(status, iterations, _size(store.results_file)) or (finished_by_original and not status):
+    if status_says_finished(status, iterations, store.results_size()) or (finished_by_original and not status):
         state = RepetitionState.RUNNING if running else RepetitionState.FINISHED
         return RepetitionView(state, iterations, status)
     rows = store.read_results().rows
@@ -90,9 +102,3 @@ def _tail(path: str, size: int = 16384) -> str:
     except OSError:
         return ""
 
-
-def _size(path: str) -> int | None:
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return None

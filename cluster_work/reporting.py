@@ -13,14 +13,14 @@ from rich.console import Console
 from rich.table import Table
 
 from .attempts import AttemptIndex, read_index
+from .compact_store import store_of
 from .config import KeyPath, dotted
 from .display import counted, format_duration, format_seconds
 from .expansion import ExpandedExperiment
 from .kinds import CampaignKind, kind, kinds_in
 from .planning import ExperimentPlan, Plan
 from .repetition_state import read_repetition
-from .runner import iteration_times
-from .store import ExperimentStore, to_plain
+from .store import to_plain
 from .sweep import Summary
 from .vocabulary import ExperimentState, OutcomeKind, RepetitionState, Segment
 
@@ -185,21 +185,16 @@ STATES = tuple(state.value for state in (RepetitionState.FINISHED, RepetitionSta
 def read_progress(experiment: ExpandedExperiment, attempts: AttemptIndex | None = None) -> ExperimentProgress:
     """The state of each repetition, from what is on disk (safe while a run writes); `attempts`: its sweep
     folder's attempts journals (which repetitions runs died under: quarantined or suspected)."""
-    store = ExperimentStore(experiment.path)
+    store = store_of(experiment)
     reps = []
     for rep in range(experiment.repetitions):
         view = read_repetition(store.repetition(rep), experiment.iterations,
                                attempts=attempts.of(experiment.name, rep) if attempts is not None else ())
-        if view.rows is None:  # the common case, answered from the small status file alone
-            mean = view.status.get("mean_iteration_time")
-        else:
-            times = iteration_times(view.rows)
-            mean = sum(times) / len(times) if times else None
         suspicion = view.suspicion
         error = view.status.get("error") if view.state == RepetitionState.FAILED else None
         if suspicion is not None:
             error = suspicion.describe() + (f"; before: {error}" if error else "")
-        reps.append(RepetitionProgress(rep, view.state.value, view.iterations_saved, mean, error,
+        reps.append(RepetitionProgress(rep, view.state.value, view.iterations_saved, view.mean_iteration_time, error,
                                        suspicion.runs if suspicion is not None else 0))
     timed = [(r.mean_iteration_time, r.iterations_done) for r in reps if r.mean_iteration_time is not None]
     seconds, count = sum(t * n for t, n in timed), sum(n for _, n in timed)

@@ -14,9 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 from . import original_format
 from .arrow_rows import start_reader as _fast_reader
+from .compact_catalog import find_catalogs
+from .compact_store import CompactExperimentStore, find_compact
 from .config import flatten_mapping, load_config
 from .errors import ResultsNotFoundError
 from .kinds import campaign_key, kind
+from .paths import CONFIG_FILE
 from .store import ExperimentStore, find_experiment_folders, parse_results
 from .vocabulary import Record
 
@@ -115,6 +118,26 @@ def load_results(path: str | os.PathLike[str], experiments: Iterable[str] | None
                     fast.add(chunk)
                     blocks.append({"experiment": name, "rep": rep, **param_columns,
                                    **(_stop_reason(repetition.read_status()) if steered else {})})
+        for _, compact in find_catalogs(folder):  # compact stores (`store: compact`): rows from their segments
+            found = True
+            for name, reps in compact.experiments().items():
+                rows_of = {rep: compact.repetition(name, rep) for rep in reps}
+                config = {"name": name, "params": next((r.params for r in rows_of.values() if r.params), {}),
+                          "experiment_name": next((r.base for r in rows_of.values() if r.base), name)}
+                if wanted is not None and not wanted & {name, config["experiment_name"]}:
+                    continue
+                flat_params = flatten_mapping(config.get("params") or {})
+                if params and any(flat_params.get(k, ...) != v for k, v in params.items()):
+                    continue
+                param_columns = {f"params.{k}": v for k, v in flat_params.items()}
+                for rep, saved in rows_of.items():
+                    lines = saved.row_lines()
+                    if lines:
+                        chunk = b"\n".join(lines) + b"\n"  # as a results file holds them: the fast reader reads it
+                        chunks.append(chunk)
+                        fast.add(chunk)
+                        status = saved.status[1] if saved.status else {}
+                        blocks.append({"experiment": name, "rep": rep, **param_columns, **_stop_reason(status)})
     if not found:
         _warn_nothing_found(path, sweep_folders)
     results, counts = fast.rows() or _parsed_rows(chunks)
@@ -174,8 +197,15 @@ def repetition_numbers(experiment_path: str) -> list[int]:
 def repetition_rows(experiment_path: str, rep: int, log_path: str | None = None) -> list[dict[str, Any]]:
     """The saved rows of repetition `rep` ({"iteration": n, column: value...}): cluster_work's if it saved any,
     else the original's (`log_path`: the original's log folder, if the config moved it)."""
-    rows = ExperimentStore(experiment_path).repetition(rep).read_results().rows
+    rows = _store_of(experiment_path).repetition(rep).read_results().rows
     return rows or original_format.repetition_rows(_original_log(experiment_path, log_path), rep)
+
+
+def _store_of(experiment_path: str) -> ExperimentStore | CompactExperimentStore:
+    """The store of the experiment in `experiment_path`: its folder's, or a compact store's (see find_compact)."""
+    if os.path.isfile(os.path.join(experiment_path, CONFIG_FILE)):
+        return ExperimentStore(experiment_path)
+    return find_compact(experiment_path) or ExperimentStore(experiment_path)
 
 
 def _indexed(rows: list[dict[str, Any]], rep: int) -> pd.DataFrame:
@@ -190,7 +220,7 @@ def _indexed(rows: list[dict[str, Any]], rep: int) -> pd.DataFrame:
 def repetition_frame(experiment_path: str, rep: int, log_path: str | None = None) -> pd.DataFrame | None:
     """Repetition `rep` as the original's `load_repetition_results` returned it: indexed by (r, i); None when
     nothing was saved."""
-    rows = ExperimentStore(experiment_path).repetition(rep).read_results().rows
+    rows = _store_of(experiment_path).repetition(rep).read_results().rows
     if rows:
         return _indexed(rows, rep)
     return original_format.read_repetition(_original_log(experiment_path, log_path), rep)
@@ -202,7 +232,7 @@ def experiment_frame(experiment_path: str, repetitions: int, log_path: str | Non
     (results.csv first); one where cluster_work saved rows, repetition by repetition."""
     import pandas as pd
 
-    store, log_path = ExperimentStore(experiment_path), _original_log(experiment_path, log_path)
+    store, log_path = _store_of(experiment_path), _original_log(experiment_path, log_path)
     ours = {rep: rows for rep in range(repetitions) if (rows := store.repetition(rep).read_results().rows)}
     if not ours:
         return original_format.read_experiment(experiment_path, repetitions, log_path)

@@ -19,17 +19,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .compact_store import AnyRepetition, AnyWriter, experiment_store
 from .deaths import record_lost_segment
 from .errors import InvalidParameterArgument, StoreError
 from .expansion import ExpandedExperiment
 from .logs import FILE_ONLY, repetition_log
 from .seeding import seed_for, seed_global_generators
 from .store import (
-    ExperimentStore,
     RepetitionBusy,
-    RepetitionStore,
     ResultsPrefix,
-    ResultsWriter,
     repetition_folder_name,
 )
 from .task_context import TaskContext
@@ -109,8 +107,8 @@ def run_segment(experiment_class: type[ClusterWork], segment: Segment, settings:
     stop = interruption(context)
     if stop is not None:  # dequeued after a stop or a cancel: leave its files untouched
         return Outcome(segment.index, segment.label, stop)
-    store = ExperimentStore(segment.experiment.path).repetition(segment.rep)
-    writer: ResultsWriter | None = None
+    store = experiment_store(segment.experiment.path, segment.experiment.config).repetition(segment.rep)
+    writer: AnyWriter | None = None
     refusal: tuple[OutcomeKind, str | None] | None = None
     try:
         writer = store.open_writer() if context.write else None
@@ -141,12 +139,12 @@ def run_segment(experiment_class: type[ClusterWork], segment: Segment, settings:
     return outcome
 
 
-def _maybe_log(store: RepetitionStore, settings: RunSettings, write: bool) -> Any:
+def _maybe_log(store: AnyRepetition, settings: RunSettings, write: bool) -> Any:
     return repetition_log(store.log_file, settings.log_level) if write else contextlib.nullcontext()
 
 
-def _bind(instance: ClusterWork, experiment: ExpandedExperiment, rep: int, store: RepetitionStore,
-          settings: RunSettings, comm: Any) -> None:
+def _bind(instance: ClusterWork, experiment: ExpandedExperiment, rep: int, settings: RunSettings,
+          comm: Any) -> None:
     """Set the fields the original ClusterWork set before `reset`, with its values (folders end in a
     separator, as the original's did, since clients append file names to them)."""
     config = experiment.config
@@ -161,10 +159,7 @@ def _bind(instance: ClusterWork, experiment: ExpandedExperiment, rep: int, store
     instance._plotting = config.get("plotting", True)
     instance._no_gui = settings.no_gui or instance._NO_GUI or not config.get("gui", True)
     instance._COMM = comm
-    instance._config_file = settings.config_file
-    for folder in (store.path, instance._log_path_rep):  # the writer made the first; group members may not have
-        if not os.path.isdir(folder):
-            os.makedirs(folder, exist_ok=True)
+    instance._config_file = settings.config_file  # `_log_path_rep`'s folder is made when the experiment reads it
 
 
 def _seed(instance: ClusterWork, iteration: int | None) -> None:
@@ -184,7 +179,7 @@ class _SegmentRun:
     """
 
     def __init__(self, experiment_class: type[ClusterWork], segment: Segment, settings: RunSettings,
-                 store: RepetitionStore, writer: ResultsWriter | None, context: TaskContext):
+                 store: AnyRepetition, writer: AnyWriter | None, context: TaskContext):
         self.experiment_class, self.segment, self.settings = experiment_class, segment, settings
         self.store, self.writer, self.context = store, writer, context
         self.config = segment.experiment.config
@@ -208,9 +203,9 @@ class _SegmentRun:
     def run(self) -> Outcome:
         segment, writer, comm = self.segment, self.writer, self.context.comm
         if writer is not None and segment.config != ConfigWrite.KEEP:
-            experiment_store = ExperimentStore(segment.experiment.path)
-            if segment.config == ConfigWrite.REPLACE or not experiment_store.exists():
-                experiment_store.write_config(self.config, sync=self.settings.sync)
+            stored = experiment_store(segment.experiment.path, self.config)
+            if segment.config == ConfigWrite.REPLACE or not stored.exists():
+                stored.write_config(self.config, sync=self.settings.sync)
         prefix = writer.read() if writer is not None else None
         saved = len(prefix) if prefix is not None else 0
         if segment.restart_from is not None:
@@ -220,13 +215,14 @@ class _SegmentRun:
             self.keep_values(prefix.rows[:self.target] if prefix is not None else [])
             if self.target < self.iterations:
                 return self.outcome(OutcomeKind.REACHED, saved, 0)
-            if self.store.read_status().get("state") != Record.FINISHED.value:  # killed between row and status
+            # a status left by an earlier end (failed, interrupted...), not yet replaced when a kill came
+            if self.store.read_status().get("state") not in (None, Record.FINISHED.value):
                 self.write_status(Record.FINISHED, iterations_done=saved, iterations=self.iterations)
             return self.outcome(OutcomeKind.ALREADY_FINISHED, saved, 0)
         self.context.attempts.begin(segment, saved)
         self.began = True
         instance = self.experiment_class()
-        _bind(instance, segment.experiment, segment.rep, self.store, self.settings, comm)
+        _bind(instance, segment.experiment, segment.rep, self.settings, comm)
         try:
             return self.iterate(instance, prefix, saved)
         finally:
@@ -282,8 +278,9 @@ class _SegmentRun:
                 self.write_status(Record.REACHED, iterations_done=self.target, iterations=self.iterations,
                                   **timing.fields())
                 return self.outcome(OutcomeKind.REACHED, self.target, ran)
-            self.write_status(Record.FINISHED, iterations_done=self.iterations, iterations=self.iterations,
-                              ended=time.time(), results_bytes=results_bytes, **timing.fields())
+            if self.writer is not None and self.store.has_status():  # else the rows alone say finished: no file
+                self.write_status(Record.FINISHED, iterations_done=self.iterations, iterations=self.iterations,
+                                  ended=time.time(), results_bytes=results_bytes, **timing.fields())
             return self.outcome(OutcomeKind.FINISHED, self.iterations, ran)
         except StoreError:
             raise
@@ -390,10 +387,9 @@ def restore_experiment(experiment_class: type[ClusterWork], experiment_path: str
     if iteration not in saved:
         have = f"saved iterations {saved[0]} to {saved[-1]}" if saved else "no saved iterations"
         raise StoreError(f"{config['name']} rep {rep} has {have}, not {iteration}")
-    store = ExperimentStore(experiment_path)
     experiment = ExpandedExperiment(config["name"], config.get("experiment_name", config["name"]), config, {})
     instance = experiment_class()
-    _bind(instance, experiment, rep, store.repetition(rep), RunSettings(no_gui=True), None)
+    _bind(instance, experiment, rep, RunSettings(no_gui=True), None)
     instance._it = iteration
     _seed(instance, None)
     instance.reset(config, rep)

@@ -2,12 +2,14 @@
 
     <path>/<base name>/<params part>/config.yml     effective config (its first line marks the folder as ours)
     <path>/<base name>/<params part>/log/rep_00/results.jsonl  one JSON object per iteration, appended
-    <path>/<base name>/<params part>/log/rep_00/status.json    state of the repetition (replaced atomically)
+    <path>/<base name>/<params part>/log/rep_00/status.json    how the repetition ended, when not finished
     <path>/<base name>/<params part>/log/rep_00/rep.log        what the repetition logged and printed
 
 (an experiment without grid or list lives in `<path>/<base name>/`), the original ClusterWork's layout.
 Durability: a row is appended with one `write` of a whole line, so a `kill -9` leaves at worst a torn
-last line, which readers ignore and the next writer cuts off. Whole files (config, status) are
+last line, which readers ignore and the next writer cuts off. A repetition that runs to its end has no
+status.json (its rows say it is finished): one that ended otherwise (failed, interrupted, stopped, a
+segment reached) gets one, which is kept current from then on. Whole files (config, status) are
 written to a temporary file and renamed over the old one, so they are always complete. What reaches
 the disk when is `durability`'s group commit (once a second, and at the end of a run).
 The results file is locked (`flock`) by its writer, so two runs never write one repetition.
@@ -135,6 +137,17 @@ class RepetitionStore:
     def read_status(self) -> dict[str, Any]:
         return _read_json(self.status_file) or {}
 
+    def results_size(self) -> int | None:
+        """The results file's size (None: there is none), which a finished status's `results_bytes` is checked on."""
+        try:
+            return os.stat(self.results_file).st_size
+        except OSError:
+            return None
+
+    def has_status(self) -> bool:
+        """Whether a status file exists (only a repetition that once ended unfinished has one)."""
+        return os.path.lexists(self.status_file)
+
     def is_running(self) -> bool:
         """Whether a live process holds this repetition's lock (it dies with its holder)."""
         return is_locked(self.results_file)
@@ -148,17 +161,30 @@ class RepetitionStore:
         if sync:
             committer.wrote(self.status_file)
 
-    def create_folder(self) -> None:
+    def create_folder(self) -> bool:
+        """Create the repetition's folder (and `log/`) if missing; whether it was created just now."""
         with _StoreIO("create", self.path):
-            os.makedirs(self.path, exist_ok=True)
+            try:
+                os.mkdir(self.path)
+                return True
+            except FileNotFoundError:  # no log/ yet: the experiment's first repetition
+                os.makedirs(os.path.dirname(self.path), exist_ok=True)
+                try:
+                    os.mkdir(self.path)
+                    return True
+                except FileExistsError:
+                    return False
+            except FileExistsError:
+                return False
 
     def open_writer(self) -> ResultsWriter:
         """Lock the repetition for this process; raise RepetitionBusy if another holds it. Under the lock,
-        remove the temporary files a kill left behind: only the lock holder writes status.json, so no
-        live writer's temporary file can be among them."""
-        self.create_folder()
+        remove the temporary files a kill left behind (none in a folder created just now): only the lock
+        holder writes status.json, so no live writer's temporary file can be among them."""
+        new = self.create_folder()
         writer = ResultsWriter(self.results_file)
-        remove_own_temporaries(self.path)
+        if not new:
+            remove_own_temporaries(self.path)
         return writer
 
 

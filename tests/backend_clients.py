@@ -1,11 +1,11 @@
 """What the backend conformance suite runs (importable by worker processes and MPI ranks alike)."""
 from __future__ import annotations
 
-import json
 import os
 import time
 
 from cluster_work import ClusterWork
+from cluster_work.results import repetition_rows
 
 
 class Counting(ClusterWork):
@@ -37,6 +37,5 @@ class Counting(ClusterWork):
 
     def restore_state(self, config, rep, n):
         """The total after iteration n, from the saved rows (the runner kept those rows on disk)."""
-        with open(os.path.join(self._log_path_rep, "results.jsonl")) as handle:
-            self.total = json.loads(handle.read().splitlines()[n])["total"]
+        self.total = repetition_rows(self._path, rep)[n]["total"]  # either layout's rows
         return True

@@ -7,22 +7,34 @@ import json
 import time
 from pathlib import Path
 
+import pytest
 from backend_clients import Counting
 
+from cluster_work.compact_catalog import catalog
+from cluster_work.compact_store import is_compact
 from cluster_work.expansion import expand_all
+from cluster_work.paths import compact_root
 from cluster_work.stopping import request_stop
 from cluster_work.vocabulary import ConfigWrite, OutcomeKind, RunSettings, Segment
 
 SETTINGS = RunSettings(log_level="WARNING", sync=False)
+COMPACT = "compact-store"  # a folder of this name holds experiments in the compact store (`store: compact`)
+LAYOUTS = [pytest.param("folders", id="folders"), pytest.param(COMPACT, id="compact")]
 
 
 def experiment(folder: Path, name: str = "c", iterations: int = 4, repetitions: int = 3, **params):
+    """An experiment in `folder`, in the compact store where a folder above is named COMPACT (see `LAYOUTS`)."""
+    store = {"store": "compact"} if COMPACT in folder.parts else {}
     [expanded] = expand_all([{"name": name, "repetitions": repetitions, "iterations": iterations,
-                              "path": str(folder), "params": params}], Counting._default_params)
+                              "path": str(folder), "params": params, **store}], Counting._default_params)
     return expanded
 
 
 def rows(expanded, rep: int) -> list[dict]:
+    """The saved rows of a repetition, as they are now (the compact store's view read afresh)."""
+    if is_compact(expanded.config):
+        return catalog(compact_root(expanded.config["_experiment_path"]), force=True).repetition(
+            expanded.name, rep).rows()
     path = Path(expanded.path) / "log" / f"rep_{rep:02d}" / "results.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 

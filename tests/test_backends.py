@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from backend_clients import Counting
-from conformance import CHECKS, SETTINGS, check_cancel_of_a_running_item, collect, experiment
+from conformance import CHECKS, LAYOUTS, SETTINGS, check_cancel_of_a_running_item, collect, experiment
 from conftest import mpiexec, run_mpiexec
 
 from cluster_work.backends import LocalProcessExecutor, SequentialExecutor
@@ -38,23 +38,26 @@ def make_mpi_alone():
     return MPIExecutor(ExperimentTask(Counting, SETTINGS), finalize=False)
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__[6:])
 @pytest.mark.parametrize("make", [
     pytest.param(make_sequential, id="sequential"),
     pytest.param(make_processes, id="processes", marks=pytest.mark.processes),
     pytest.param(make_mpi_alone, id="mpi-rank-0-alone"),  # MPI initialized in this process, a world of one
 ])
-def test_backend_conformance(make, check, tmp_path):
+def test_backend_conformance(make, check, layout, tmp_path):
     if make is not make_processes and check is check_cancel_of_a_running_item:
         pytest.skip("in this process nothing runs while the caller could cancel it")
+    (tmp_path / layout).mkdir()
     with make() as executor:
-        check(executor, tmp_path)
+        check(executor, tmp_path / layout)
 
 
 @pytest.mark.processes
-def test_a_worker_that_dies_fails_only_its_own_item(tmp_path):
-    exp = experiment(tmp_path, die_at=1)
-    alive = experiment(tmp_path / "alive", name="alive")
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_a_worker_that_dies_fails_only_its_own_item(tmp_path, layout):
+    exp = experiment(tmp_path / layout, die_at=1)
+    alive = experiment(tmp_path / layout / "alive", name="alive")
     with LocalProcessExecutor(ExperimentTask(Counting, SETTINGS), 1, "forkserver") as executor:
         executor.submit(Segment(0, exp, 0))
         [died] = collect(executor, 1).values()

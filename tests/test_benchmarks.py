@@ -59,3 +59,12 @@ def test_local_workers_benchmark_runs():
                             timeout=120)
     assert result.returncode == 0, result.stderr
     assert "ProcessPoolExecutor" in result.stdout and "death to the next item" in result.stdout, result.stdout
+
+
+def test_files_per_job_benchmark_runs(tmp_path):
+    result = run_mpiexec([mpiexec(), "-n", "3", sys.executable, "-m", "mpi4py",
+                          str(ROOT / "benchmarks" / "files_per_job.py"), "--jobs", "16", "--rounds", "1",
+                          "--folder", str(tmp_path)])
+    assert result.returncode == 0, result.stderr
+    assert "mpi4py.futures" in result.stdout and "compact" in result.stdout and "files+folders" in result.stdout
+    assert list(tmp_path.iterdir()) == []  # each round's sweep folder removed

@@ -3,11 +3,10 @@ that refers to it, and `--max-failures N` (or `max_failures: N`) stops the sweep
 
 The experiment is tests/experiments.py's Buggy (every repetition raises at iteration 1); "fixing the bug" is
 running Deterministic on the same config, whose parameters are the same and which does not raise."""
-import json
-from pathlib import Path
 
 import pytest
 from conftest import run_cli, run_mpi
+from store_helpers import recorded_states
 
 from cluster_work.errors import ConfigError
 from cluster_work.failures import Failures, failure_limit
@@ -29,8 +28,8 @@ TRACEBACK = "Traceback (most recent call last)"
 
 
 def states(out):
-    """The state of every repetition that has a status file, by folder."""
-    return {str(p.parent.relative_to(out)): json.loads(p.read_text())["state"] for p in Path(out).rglob("status.json")}
+    """The state of every repetition with files, by folder (its status's, else its rows')."""
+    return {folder: state for folder, state in sorted(recorded_states(out).items()) if state != "pending"}
 
 
 def outcome(label, trace="Traceback...\nZeroDivisionError: x\n", kind=OutcomeKind.FAILED):

@@ -21,10 +21,26 @@ from cluster_work.vocabulary import RepetitionState, RunSettings, Segment
 
 
 def finished_repetition(tmp_path: Path):
+    """A finished repetition with a status that says so: one that ended unfinished once (a segment up to
+    iteration 2), then ran to its end (one that runs to its end in one go has its rows only)."""
+    [exp] = expand_all([{"name": "c", "repetitions": 1, "iterations": 4, "path": str(tmp_path)}],
+                       Counting._default_params)
+    run_segment(Counting, Segment(0, exp, 0, until=2), RunSettings(log_level="WARNING"))
+    run_segment(Counting, Segment(0, exp, 0), RunSettings(log_level="WARNING"))
+    store = ExperimentStore(exp.path).repetition(0)
+    assert store.read_status()["state"] == "finished"
+    return store
+
+
+def test_a_repetition_that_runs_to_its_end_at_once_has_no_status(tmp_path):
     [exp] = expand_all([{"name": "c", "repetitions": 1, "iterations": 4, "path": str(tmp_path)}],
                        Counting._default_params)
     run_segment(Counting, Segment(0, exp, 0), RunSettings(log_level="WARNING"))
-    return ExperimentStore(exp.path).repetition(0)
+    store = ExperimentStore(exp.path).repetition(0)
+    assert not store.has_status()
+    view = read_repetition(store, 4)
+    assert (view.state, view.iterations_saved) == (RepetitionState.FINISHED, 4)
+    assert view.mean_iteration_time is not None  # from the rows' iteration times, for scheduling
 
 
 def test_a_finished_status_is_trusted_only_while_the_rows_it_counted_are_there(tmp_path):

@@ -1,7 +1,6 @@
 """The MPI backend under a real mpiexec: same results as the sequential run, failures, groups, crashes."""
 import contextlib
 import errno
-import json
 import os
 import signal
 import subprocess
@@ -13,6 +12,7 @@ import pytest
 from conftest import MPI_ENV, comparable, descendants, mpi_command, run_cli, run_mpi, run_mpiexec, script_env
 from kills import assert_every_file_readable, kill_session
 from polls import saved_rows, wait_for
+from store_helpers import recorded_states
 
 from cluster_work import load_results
 from cluster_work.backends.mpi_layout import SELF, SPLIT, WORLD, Layout, mpi_layout
@@ -399,7 +399,7 @@ def test_kill_9_of_mpiexec_while_experiments_print_fails_no_repetition(tmp_path)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, 9)
     assert_every_file_readable(tmp_path / "out")
-    states = [json.loads(p.read_text()).get("state") for p in (tmp_path / "out").rglob("status.json")]
+    states = list(recorded_states(tmp_path / "out").values())
     assert len(states) == 2 and set(states) <= {"interrupted", "finished"}, states  # never failed
     run_mpi(3, "ChattyWalk", "config.yml", cwd=tmp_path, check_rc=0, script=CLIENTS)
     (tmp_path / "clean").mkdir()

@@ -1,0 +1,114 @@
+"""Files created and cost per job of a sweep of many one-iteration experiments, as a user's sweep runs: a grid of
+N points (N experiments, cold folders: a fresh sweep folder every round), against mpi4py.futures in the same run.
+
+    mpiexec -n 3 python -m mpi4py benchmarks/files_per_job.py --jobs 2000 --rounds 3 --folder /dev/shm
+
+`--folder` picks the file system (this VM: /work is ext4, /dev/shm tmpfs). Each round runs, in turn:
+`MPICommExecutor.map` of N empty tasks; the grid in the default layout (a folder per point and repetition);
+the grid in the compact store (`store: compact`). Printed: the medians of wall time per job and its ratio to
+futures', rank 0's CPU per job, and the files and folders each layout left in the sweep folder.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import tempfile
+import time
+
+from mpi4py import MPI
+from mpi4py.futures import MPICommExecutor
+
+from cluster_work import ClusterWork
+from cluster_work.backends.mpi import MPIExecutor
+from cluster_work.expansion import expand_all
+from cluster_work.planning import apply_plan, make_plan
+from cluster_work.runner import ExperimentTask
+from cluster_work.selection import Policy, Selection
+from cluster_work.sweep import run_segments
+from cluster_work.vocabulary import OutcomeKind, RunSettings
+
+
+class NoOp(ClusterWork):
+    def reset(self, config, rep):
+        pass
+
+    def iterate(self, config, rep, n):
+        return {"x": n}
+
+
+def empty_task(_):
+    return 0.0
+
+
+def futures_round(jobs: int) -> tuple[float, float, int] | None:
+    with MPICommExecutor(MPI.COMM_WORLD, root=0) as executor:
+        if executor is None:
+            return None
+        wall, cpu = time.perf_counter(), time.process_time()
+        list(executor.map(empty_task, range(jobs)))
+        return (time.perf_counter() - wall) / jobs, (time.process_time() - cpu) / jobs, 0
+
+
+def entries(folder: str) -> int:
+    return sum(len(folders) + len(files) for _, folders, files in os.walk(folder))
+
+
+def sweep_round(jobs: int, folder: str, layout: str, settings: RunSettings) -> tuple[float, float, int] | None:
+    """The grid of `jobs` points, one repetition of one iteration each, in a sweep folder of its own."""
+    side = int(jobs ** 0.5)
+    document = {"name": "grid", "repetitions": 1, "iterations": 1, "path": folder,
+                "grid": {"a": list(range(side)), "b": list(range(jobs // side))}}
+    if layout == "compact":
+        document["store"] = "compact"
+    with MPIExecutor(ExperimentTask(NoOp, settings), finalize=False) as executor:
+        if executor is None:
+            return None
+        plan = make_plan(expand_all([document]), Selection(), Policy(), "benchmark")
+        apply_plan(plan)
+        jobs = list(plan.jobs)
+        wall, cpu = time.perf_counter(), time.process_time()  # the jobs only: planning is planning_scale.py's
+        summary = run_segments(jobs, executor)
+        seconds, used = time.perf_counter() - wall, time.process_time() - cpu
+    finished = sum(outcome.kind == OutcomeKind.FINISHED for outcome in summary.outcomes)
+    assert finished == len(jobs), [o for o in summary.outcomes if o.kind != OutcomeKind.FINISHED][:3]
+    return seconds / len(jobs), used / len(jobs), entries(folder)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--jobs", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--folder", default=tempfile.gettempdir(), help="where the sweeps are written")
+    parser.add_argument("--layouts", default="folders,compact", help="which layouts to run, comma-separated")
+    args = parser.parse_args()
+    comm = MPI.COMM_WORLD
+    layouts = args.layouts.split(",")
+    settings = RunSettings(log_level="WARNING")
+    results: dict[str, list] = {"mpi4py.futures": [], **{layout: [] for layout in layouts}}
+    for _ in range(args.rounds):
+        comm.Barrier()
+        results["mpi4py.futures"].append(futures_round(args.jobs))
+        for layout in layouts:
+            comm.Barrier()
+            folder = comm.bcast(tempfile.mkdtemp(prefix="cw-files-", dir=args.folder) if comm.rank == 0 else None)
+            results[layout].append(sweep_round(args.jobs, os.path.join(folder, "out"), layout, settings))
+            comm.Barrier()
+            if comm.rank == 0:
+                shutil.rmtree(folder)
+    if comm.rank != 0:
+        return
+    base = statistics.median(r[0] for r in results["mpi4py.futures"])
+    print(f"files_per_job: {args.jobs} one-iteration experiments, {comm.size - 1} workers, {args.rounds} rounds "
+          f"(medians), in {args.folder}")
+    for label, rounds in results.items():
+        wall, cpu = (statistics.median(r[i] for r in rounds) for i in (0, 1))
+        made = rounds[-1][2]
+        files = f"{made:7d} files+folders ({made / args.jobs:.2f} per job)" if label != "mpi4py.futures" else ""
+        print(f"  {label:16} {wall * 1e3:7.3f} ms/job ({wall / base:5.2f}x futures)  rank-0 CPU "
+              f"{cpu * 1e3:6.3f} ms/job  {files}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,216 @@
+"""The reading side of a compact store (see compact_store): what its segments say, per repetition.
+
+Read incrementally: each refresh reads only the bytes a segment gained since the last (`offsets`), parses
+them in one call of the C parser, and keeps each row as its JSON bytes (a third of a parsed row's memory),
+parsed when asked for. A process's own writes are taken in as they are made (compact_store._Process.append);
+other processes' within REFRESH_SECONDS, or at once where a refresh is forced (under a repetition's lock).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .paths import SEGMENT_PREFIX, compact_root
+from .rows import encode_row
+
+REFRESH_SECONDS = 0.5  # a reader's view of the segments is at most this old, except where exactness matters
+_ITERATION = re.compile(rb'\{"iteration":(-?\d+)[,}]')  # how every row the runner writes begins
+_ROW = b',"row":'
+
+
+def _iteration_of(row: bytes) -> int | None:
+    found = _ITERATION.match(row)
+    if found:
+        return int(found.group(1))
+    try:
+        value = json.loads(row)
+    except ValueError:
+        return None
+    return value.get("iteration") if isinstance(value, dict) else None
+
+
+@dataclass
+class _Claim:
+    time: float
+    events: list[tuple[str, Any]] = field(default_factory=list)  # ("k", count) or ("w", the row's JSON bytes)
+
+
+@dataclass
+class SavedRepetition:
+    claims: list[_Claim] = field(default_factory=list)
+    status: tuple[float, dict[str, Any]] | None = None
+    params: Any = None
+    base: str | None = None
+
+    def row_lines(self) -> list[bytes]:
+        """The repetition's rows 0, 1, 2..., each as its line of JSON (what a results file would hold)."""
+        rows: list[bytes] = []
+        for claim in sorted(self.claims, key=lambda c: c.time):
+            for kind, value in claim.events:
+                if kind == "k":
+                    del rows[value:]
+                elif _iteration_of(value) == len(rows):
+                    rows.append(value)
+        return rows
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.row_lines()]
+
+
+class Catalog:
+    """What the segments of one compact store say, read incrementally (only bytes new since the last read)."""
+
+    def __init__(self, root: str):
+        self.root = root
+        self.offsets: dict[str, int] = {}
+        self.current: dict[tuple[str, tuple[str, int]], _Claim] = {}  # (segment, repetition) -> its last claim
+        self.repetitions: dict[tuple[str, int], SavedRepetition] = {}
+        self.dropped: dict[str, float] = {}
+        self.names_at: dict[str, str] = {}  # an experiment's folder below the document's -> its name
+        self.by_name: dict[str, set[int]] = {}  # an experiment's name -> its repetitions with events
+        self.read_at = -1.0
+
+    def refresh(self, force: bool = False) -> Catalog:
+        now = time.monotonic()
+        if not force and now - self.read_at < REFRESH_SECONDS:
+            return self
+        self.read_at = now
+        try:
+            segments = sorted((e.name, e) for e in os.scandir(self.root) if e.name.startswith(SEGMENT_PREFIX))
+        except FileNotFoundError:
+            return self
+        for name, entry in segments:
+            try:
+                grown = entry.stat().st_size > self.offsets.get(name, 0)
+            except FileNotFoundError:
+                continue
+            if grown:
+                self._read(name)
+        return self
+
+    def _read(self, name: str) -> None:
+        offset = self.offsets.get(name, 0)
+        try:
+            with open(os.path.join(self.root, name), "rb") as handle:
+                handle.seek(offset)
+                data = handle.read()
+        except FileNotFoundError:
+            return
+        end = data.rfind(b"\n") + 1  # a torn last line is left for a later read (or forever: its writer died)
+        self.offsets[name] = offset + end
+        lines = data[:end].split(b"\n")[:-1]
+        # every line's JSON in one call of the C parser (a row's key only: its row is kept as bytes)
+        splits = [line.find(_ROW) if line.startswith(b'{"w":') and line.endswith(b"}") else -1 for line in lines]
+        try:
+            parsed = json.loads(b"[" + b",".join(line[5:split] if split > 0 else line
+                                               for line, split in zip(lines, splits)) + b"]")
+        except ValueError:  # a damaged line somewhere: line by line, skipping it
+            for line in lines:
+                self.apply_line(name, line)
+            return
+        for line, split, value in zip(lines, splits, parsed):
+            try:
+                if split > 0:
+                    self._apply_row(name, value, line[split + len(_ROW):-1])
+                else:
+                    self._apply(name, value)
+            except (TypeError, KeyError, IndexError, ValueError):
+                pass
+
+    def _apply_row(self, segment: str, key: Any, row: bytes) -> None:
+        name, rep = key
+        claim = self.current.get((segment, (str(name), int(rep))))
+        if claim is not None:
+            claim.events.append(("w", row))
+
+    def apply_line(self, segment: str, line: bytes) -> None:
+        """Take one line of `segment` into account (in the segment's order); a damaged one (a power loss's
+        zeros) is skipped. A row is kept as its bytes (a third of a parsed row's memory), parsed when read."""
+        try:
+            split = line.find(_ROW) if line.startswith(b'{"w":') and line.endswith(b"}") else -1
+            if split > 0:
+                self._apply_row(segment, json.loads(line[5:split]), line[split + len(_ROW):-1])
+            else:
+                self._apply(segment, json.loads(line))
+        except (ValueError, TypeError, KeyError, IndexError):
+            pass
+
+    def _apply(self, segment: str, event: dict[str, Any]) -> None:
+        if "d" in event:
+            self.dropped[event["d"]] = max(self.dropped.get(event["d"], 0.0), event["t"])
+            return
+        kind = "c" if "c" in event else "s" if "s" in event else "k" if "k" in event else "w"
+        key = (str(event[kind][0]), int(event[kind][1]))
+        repetition = self.repetitions.get(key)
+        if repetition is None:
+            repetition = self.repetitions[key] = SavedRepetition()
+            self.by_name.setdefault(key[0], set()).add(key[1])
+        if kind == "c":
+            claim = self.current[segment, key] = _Claim(event["t"])
+            repetition.claims.append(claim)
+            repetition.params = event.get("params", repetition.params)
+            repetition.base = event.get("base", repetition.base)
+            self.names_at[event.get("at", "")] = key[0]
+        elif kind == "s":
+            if repetition.status is None or event["t"] >= repetition.status[0]:
+                repetition.status = (event["t"], event["status"])
+        elif (segment, key) in self.current:
+            value = event["n"] if kind == "k" else encode_row(event["row"])[:-1]
+            self.current[segment, key].events.append((kind, value))
+
+    def repetition(self, name: str, rep: int) -> SavedRepetition:
+        """Repetition (name, rep) as its events after the experiment's last drop say."""
+        found = self.repetitions.get((name, rep))
+        dropped = self.dropped.get(name)
+        if found is None or dropped is None:
+            return found or SavedRepetition()
+        status = found.status if found.status is not None and found.status[0] > dropped else None
+        return SavedRepetition([c for c in found.claims if c.time > dropped], status, found.params, found.base)
+
+    def repetition_numbers(self, name: str) -> list[int]:
+        """The repetitions of experiment `name` with a claim or a status (since its last drop), in order."""
+        found = []
+        for rep in sorted(self.by_name.get(name, ())):
+            repetition = self.repetition(name, rep)
+            if repetition.claims or repetition.status:
+                found.append(rep)
+        return found
+
+    def experiments(self) -> dict[str, list[int]]:
+        """The experiments with a claim or a status, and their repetitions, in order of name and number."""
+        found = {name: self.repetition_numbers(name) for name in sorted(self.by_name)}
+        return {name: reps for name, reps in found.items() if reps}
+
+
+_catalogs: dict[str, Catalog] = {}  # this process's, by store
+os.register_at_fork(after_in_child=_catalogs.clear)
+
+
+def loaded(root: str) -> Catalog | None:
+    """This process's catalog of `root`, if it has read one (its own writes are taken into it)."""
+    return _catalogs.get(root)
+
+
+def catalog(root: str, force: bool = False) -> Catalog:
+    found = _catalogs.get(root)
+    if found is None:
+        found = _catalogs[root] = Catalog(root)
+    return found.refresh(force)
+
+
+def find_catalogs(sweep_folder: str) -> Iterator[tuple[str, Catalog]]:
+    """The compact stores of a sweep folder: (document folder, its catalog), in order of name."""
+    try:
+        bases = sorted(entry.path for entry in os.scandir(sweep_folder) if entry.is_dir())
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for base in bases:
+        if os.path.isdir(compact_root(base)):
+            yield base, catalog(compact_root(base), force=True)
+
+

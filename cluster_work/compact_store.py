@@ -1,0 +1,336 @@
+"""The compact store (`store: compact` in a document): no folder or file per point or repetition, for sweeps
+of 10^5 points and more (HPC sites cap inodes per user; every create is a metadata round trip on Lustre).
+
+    <path>/<base>/.cluster_work_compact/locks                    never written: a byte-range lock per repetition
+    <path>/<base>/.cluster_work_compact/seg-<host>-<pid>-<token>.jsonl   one per writing process, append-only
+
+A segment holds events, one JSON line each, of the repetitions its process wrote:
+    {"c": [name, rep], "t": time, "params": {...}, "base": base name, "at": params part}   a claim: the lock taken
+      (`at`: the experiment's folder below the document's, '' for the document's own, as the default layout's)
+    {"k": [name, rep], "n": count}                      keep the repetition's first `count` rows (a resume, -r/-i)
+    {"w": [name, rep], "row": {...}}                    a row (iteration `row["iteration"]`)
+    {"s": [name, rep], "t": time, "status": {...}}      a status (as status.json's), the latest `t` wins
+    {"d": name, "t": time}                              -d: everything of experiment `name` before `t` is gone
+A repetition's rows are its claims' events in the order of their claims' times, each claim's rows following
+the rows it kept; a row that does not continue them is ignored, as a stray row of a results file is.
+
+The guarantees of the default layout hold: a row is one `write` of a whole line into the process's own
+segment (kill -9 leaves at most a torn last line, which readers drop: no process appends to another's
+segment, and a new process starts a new one); segments are synced by the group commit; a repetition is
+locked with a POSIX byte-range lock on byte hash(name, rep) of `locks` (one file for all repetitions, dropped
+by the kernel when its holder dies): two runs never write one repetition, and a held lock is RUNNING.
+POSIX locks belong to the process and are all dropped when it closes any descriptor of the file, so each
+process opens `locks` once and asks through that descriptor only (`_Process`). -d appends a drop event:
+nothing is deleted, and nothing a user wrote is touched. The experiment's own files (`_log_path_rep`,
+rep.log) go where the default layout puts them, in folders made only when something is written there.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import os
+import secrets
+import socket
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from .compact_catalog import Catalog, SavedRepetition, catalog, loaded
+from .durability import committer
+from .errors import StoreError
+from .paths import LOCKS_FILE, RepetitionPaths, compact_root, segment_name
+from .rows import ResultsPrefix, encode_row, to_plain
+from .store import ExperimentStore, RepetitionBusy, RepetitionStore, ResultsWriter, _StoreIO
+from .vocabulary import Record
+
+if TYPE_CHECKING:
+    from .expansion import ExpandedExperiment
+
+SUGGESTED_FROM = 100_000  # points from which a sweep's run suggests `store: compact`
+
+
+def is_compact(config: Mapping[str, Any]) -> bool:
+    return config.get("store") == "compact"
+
+
+def _lock_byte(name: str, rep: int) -> int:
+    """Where repetition (name, rep) is locked in `locks`: 62 bits of a hash (a collision costs a BUSY)."""
+    return int.from_bytes(hashlib.blake2b(f"{name}\0{rep}".encode(), digest_size=8).digest(), "big") >> 2
+
+
+class _Process:
+    """This process's side of one compact store: its `locks` descriptor, the repetitions it holds, its segment
+    (created by its first event). A child of a fork starts without any (POSIX locks are not inherited)."""
+
+    def __init__(self, root: str):
+        self.root = root
+        self.locks = -1  # opened by the first lock, or by the first question where the file exists
+        self.held: set[int] = set()
+        self.segment_fd = -1
+        self.segment = ""
+        self.size = 0
+
+    def _open_locks(self, create: bool) -> bool:
+        """Open `locks` once (see the module's docstring); False where it does not exist and `create` is not asked."""
+        if self.locks >= 0:
+            return True
+        path = os.path.join(self.root, LOCKS_FILE)
+        with _StoreIO("open", path):
+            if create:
+                os.makedirs(self.root, exist_ok=True)
+                self.locks = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+                return True
+            try:
+                self.locks = os.open(path, os.O_RDWR)
+            except FileNotFoundError:
+                return False
+        return True
+
+    def lock(self, byte: int) -> None:
+        self._open_locks(create=True)
+        try:
+            fcntl.lockf(self.locks, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, byte)
+        except OSError as exc:
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise RepetitionBusy(self.root) from None
+            raise StoreError(f"cannot lock {self.root}/{LOCKS_FILE}: {exc.strerror}") from exc
+        self.held.add(byte)
+
+    def unlock(self, byte: int) -> None:
+        if byte in self.held:
+            fcntl.lockf(self.locks, fcntl.LOCK_UN, 1, byte)
+            self.held.discard(byte)
+
+    def is_locked(self, byte: int) -> bool:
+        if byte in self.held:
+            return True
+        if not self._open_locks(create=False):  # no run has locked anything here yet
+            return False
+        try:  # a shared lock of our own, given back at once: it fails only where another process holds it
+            fcntl.lockf(self.locks, fcntl.LOCK_SH | fcntl.LOCK_NB, 1, byte)
+        except OSError:
+            return True
+        fcntl.lockf(self.locks, fcntl.LOCK_UN, 1, byte)
+        return False
+
+    def append(self, event: Mapping[str, Any]) -> None:
+        """Append one event as one line to this process's segment."""
+        if self.segment_fd < 0:
+            name = segment_name(socket.gethostname(), os.getpid(), secrets.token_hex(4))
+            self.segment = os.path.join(self.root, name)
+            with _StoreIO("create", self.segment):
+                os.makedirs(self.root, exist_ok=True)
+                self.segment_fd = os.open(self.segment, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        data = encode_row(event)
+        with _StoreIO("write", self.segment):
+            written = os.write(self.segment_fd, data)
+            if written != len(data):  # a full disk: cut the torn line off
+                os.ftruncate(self.segment_fd, os.fstat(self.segment_fd).st_size - written)
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        before, self.size = self.size, self.size + written
+        known = loaded(self.root)
+        name = os.path.basename(self.segment)
+        if known is not None and known.offsets.get(name, 0) == before:  # this process sees what it wrote at once
+            known.offsets[name] = self.size                             # (others' writes within REFRESH_SECONDS)
+            known.apply_line(name, data[:-1])
+
+
+_processes: dict[str, _Process] = {}
+
+
+def _process(root: str) -> _Process:
+    process = _processes.get(root)
+    if process is None:
+        process = _processes[root] = _Process(root)
+    return process
+
+
+def _after(latest: float) -> float:
+    """The time of a new claim or status: now, or just after the latest one known where a clock (another
+    host's) is behind, so that the order of a repetition's claims is the order they were made in."""
+    return max(time.time(), latest + 1e-6)
+
+
+# the parent's descriptors stay open in a child, unused (closing one there would drop none of the parent's locks)
+os.register_at_fork(after_in_child=_processes.clear)
+
+
+class CompactRepetition:
+    """One repetition of a compact store, with RepetitionStore's methods."""
+
+    def __init__(self, root: str, name: str, experiment_path: str, rep: int, params: Any = None, base: str = ""):
+        self.root, self.name, self.rep, self.params, self.base = root, name, rep, params, base
+        document = os.path.dirname(root)
+        self.at = "" if os.path.normpath(experiment_path) == os.path.normpath(document) else os.path.basename(
+            os.path.normpath(experiment_path))
+        paths = RepetitionPaths.of(experiment_path, rep)  # the experiment's own files only, made when written
+        self.path, self.log_file = paths.folder, paths.log_file
+        self.byte = _lock_byte(name, rep)
+
+    def _state(self, force: bool = False) -> SavedRepetition:
+        return catalog(self.root, force).repetition(self.name, self.rep)
+
+    def read_results(self) -> ResultsPrefix:
+        return ResultsPrefix(self._state().rows())
+
+    def read_complete_lines(self) -> bytes:
+        """The rows as a results file would hold them (one JSON line each)."""
+        lines = self._state().row_lines()
+        return b"\n".join(lines) + b"\n" if lines else b""
+
+    def read_status(self) -> dict[str, Any]:
+        status = self._state().status
+        return dict(status[1]) if status is not None else {}
+
+    def has_status(self) -> bool:
+        return self._state().status is not None
+
+    def results_size(self) -> int | None:
+        return None  # a status's rows are in the same append-only segment, before it
+
+    def is_running(self) -> bool:
+        return _process(self.root).is_locked(self.byte)
+
+    def write_status(self, state: Record, sync: bool = True, **fields: Any) -> None:
+        status = {"state": state.value, "host": socket.gethostname(), "pid": os.getpid(), "updated": time.time(),
+                  **fields}
+        process, known = _process(self.root), self._state()
+        latest = known.status[0] if known.status is not None else 0.0
+        process.append({"s": [self.name, self.rep], "t": _after(latest), "status": to_plain(status)})
+        if sync:
+            committer.wrote(process.segment)
+
+    def open_writer(self) -> CompactWriter:
+        process = _process(self.root)
+        process.lock(self.byte)
+        try:
+            known = self._state(force=True)  # under the lock: no other process adds to it now
+            rows = known.rows()
+            latest = max((claim.time for claim in known.claims), default=0.0)
+            process.append({"c": [self.name, self.rep], "t": _after(latest), "params": to_plain(self.params),
+                            "base": self.base, "at": self.at})
+        except BaseException:
+            process.unlock(self.byte)
+            raise
+        return CompactWriter(process, self, rows)
+
+
+class CompactWriter:
+    """ResultsWriter's methods on a locked repetition of a compact store."""
+
+    def __init__(self, process: _Process, repetition: CompactRepetition, rows: list[dict[str, Any]]):
+        self.process, self.repetition, self.rows = process, repetition, rows
+        self.key = [repetition.name, repetition.rep]
+        self.path = process.segment
+        self._open = True
+
+    def read(self) -> ResultsPrefix:
+        return ResultsPrefix(list(self.rows))
+
+    def keep(self, prefix: ResultsPrefix, count: int) -> None:
+        if count < len(self.rows):
+            self.process.append({"k": self.key, "n": count})
+            del self.rows[count:]
+
+    def size(self) -> int:
+        return len(self.rows)
+
+    def append(self, row: Mapping[str, Any]) -> None:
+        self.process.append({"w": self.key, "row": row})
+        self.rows.append(dict(row))
+
+    def close(self, sync: bool = True) -> None:
+        if not self._open:
+            return
+        self._open = False
+        self.process.unlock(self.repetition.byte)
+        if sync:
+            committer.wrote(self.process.segment)
+
+
+class CompactExperimentStore:
+    """One expanded experiment of a compact store, with ExperimentStore's methods."""
+
+    def __init__(self, root: str, name: str, path: str, params: Any = None, base: str = ""):
+        self.root, self.name, self.path, self.params, self.base = root, name, path, params, base
+
+    def _catalog(self) -> Catalog:
+        return catalog(self.root)
+
+    def exists(self) -> bool:
+        return bool(self._catalog().repetition_numbers(self.name))
+
+    def is_ours(self) -> bool:
+        return self.exists()
+
+    def has_original_results(self) -> bool:
+        return False
+
+    def read_config(self) -> dict[str, Any] | None:
+        """What the store knows of the experiment's config: its parameters (as its last claim gave them)."""
+        reps = self._catalog().repetition_numbers(self.name)
+        if not reps:
+            return None
+        params = [self._catalog().repetition(self.name, rep).params for rep in reps]
+        return {"name": self.name, "params": next((p for p in params if p is not None), {})}
+
+    def write_config(self, config: Mapping[str, Any], sync: bool = True) -> None:
+        """Nothing: each claim carries the experiment's parameters."""
+
+    def repetition(self, rep: int) -> CompactRepetition:
+        return CompactRepetition(self.root, self.name, self.path, rep, self.params, self.base)
+
+    def repetition_numbers(self) -> list[int]:
+        return self._catalog().repetition_numbers(self.name)
+
+    def deletion_refusal(self) -> str | None:
+        return None
+
+    def delete(self) -> list[str]:
+        """Forget the experiment's rows and statuses (a drop event); its own files are the default layout's."""
+        if not self.exists():
+            return []
+        process = _process(self.root)
+        process.append({"d": self.name, "t": time.time()})
+        committer.wrote(process.segment)
+        catalog(self.root, force=True)
+        return sorted(os.listdir(self.path)) if os.path.isdir(self.path) else []
+
+
+def suggest_compact(expanded: Any, say: Any) -> None:
+    """Say (one line per document) where a document of SUGGESTED_FROM points or more keeps a folder per point."""
+    for document in getattr(expanded, "documents", ()):
+        points = len(document) * document.document.get("repetitions", 1)
+        if points >= SUGGESTED_FROM and not is_compact(document.document):
+            say(f"{document.document['name']}: {points:,} repetitions, each with a folder and files of its own; "
+                "`store: compact` in the document keeps them in a few segment files instead (see the README)")
+
+
+def find_compact(experiment_path: str) -> CompactExperimentStore | None:
+    """The compact store's experiment whose folder (as the default layout would have it) is `experiment_path`,
+    if a compact store holds one: for the readers that are given a folder (PlotWork's, the original API's)."""
+    for document, at in ((experiment_path, ""), (os.path.dirname(experiment_path), os.path.basename(experiment_path))):
+        if os.path.isdir(compact_root(document)):
+            name = catalog(compact_root(document), force=True).names_at.get(at)
+            if name is not None:
+                return CompactExperimentStore(compact_root(document), name, experiment_path)
+    return None
+
+
+AnyRepetition = RepetitionStore | CompactRepetition  # a repetition of either layout, as the runner uses it
+AnyWriter = ResultsWriter | CompactWriter
+
+
+def store_of(experiment: ExpandedExperiment) -> ExperimentStore | CompactExperimentStore:
+    """The store of an expanded experiment (its config is built only where the store is compact)."""
+    return experiment_store(experiment.path, experiment.config if experiment.store == "compact" else None)
+
+
+def experiment_store(path: str, config: Mapping[str, Any] | None = None) -> ExperimentStore | CompactExperimentStore:
+    """The store of the experiment in folder `path` with this `config`: the compact one where its document
+    asks for it (`store: compact`), else the default layout's ExperimentStore."""
+    if config is None or not is_compact(config):
+        return ExperimentStore(path)
+    return CompactExperimentStore(compact_root(config["_experiment_path"]), config["name"], path,
+                                  config.get("params"), config.get("experiment_name", config["name"]))
