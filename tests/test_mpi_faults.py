@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import MPI_ENV, descendants, mpi_command, run_cli, run_mpiexec, script_env
 from polls import wait_for
+from store_helpers import recorded_states
 
 from cluster_work import load_results
 
@@ -50,8 +51,8 @@ def calls(folder, rep):
 
 
 def states(folder):
-    return {int(p.parent.name[4:]): json.loads(p.read_text()).get("state")
-            for p in (folder / "out").rglob("status.json")}
+    """Each repetition's state, by its number: its status's, or what its rows say (see store_helpers)."""
+    return {int(os.path.basename(path)[4:]): state for path, state in recorded_states(folder / "out").items()}
 
 
 def lost_ranks(stderr):
