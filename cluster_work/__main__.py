@@ -1,4 +1,5 @@
-"""`python -m cluster_work config.yml [options]`: a sweep whose experiments are commands (no Python class).
+"""`python -m cluster_work config.yml [options]`: a sweep whose experiments are commands (no Python class);
+`python -m cluster_work export TRACKER config.yml`: a sweep's results into MLflow, TensorBoard or W&B.
 
 Every option of an experiment script applies (`-n`, `-c` under mpiexec, `--slurm`, `-p`...); see
 `cluster_work.command` for what a command experiment is. A batch script (`--slurm`) runs this file by its
@@ -15,4 +16,8 @@ if not __package__:  # run as a file, not with -m
 from cluster_work.command import CommandWork  # noqa: E402  (after the sys.path fix above)
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["export"]:  # `python -m cluster_work export TRACKER CONFIG`: see cluster_work.export.cli
+        from cluster_work.export.cli import main
+
+        sys.exit(main(sys.argv[2:]))
     CommandWork.run()

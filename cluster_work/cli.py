@@ -20,6 +20,7 @@ from .durability import committer
 from .errors import ClusterWorkError, StoreError
 from .exit_codes import EXIT_INTERRUPTED, EXIT_STALLED, EXIT_STORE, EXIT_USAGE
 from .expansion import ExpandedExperiment, expand_all, sweep_paths
+from .export.beside import exporters_beside
 from .failures import failure_limit
 from .kinds import kinds_in
 from .launch import DEFAULT_REPORT_EVERY, program, program_name, resume_command, run_arguments
@@ -294,7 +295,8 @@ def _run(experiment_class: type[ClusterWork], args: argparse.Namespace, argument
         return EXIT_STORE if isinstance(exc, StoreError) else EXIT_USAGE
     except BrokenPipeError:  # the reader of what we print went away (`--list --json | head -1`): that is fine
         return _reader_gone()
-    return _execute(experiment_class, plan, args, arguments, executor, settings, max_failures)
+    with exporters_beside(args.config, experiments, plan.totals.sweep_paths):  # the config's `export:` trackers
+        return _execute(experiment_class, plan, args, arguments, executor, settings, max_failures)
 
 
 def _execute(experiment_class: type[ClusterWork], plan: Plan, args: argparse.Namespace, arguments: list[str],

@@ -43,22 +43,19 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from .command_spec import CommandSpec, SpecError, format_value, param_values
 from .errors import InvalidParameterArgument, config_error
 from .expansion import ExpandedExperiment
 from .experiment import ClusterWork
+from .launch_environment import launch_free
 from .stopping import stop_requested
 
 log = logging.getLogger("cluster_work")
 
 GUARD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "command_guard.py")
-# Variables an MPI launcher sets for each process it starts (Open MPI/PRRTE, PMIx, MPICH's Hydra, PMI-2)
-LAUNCH_PREFIXES = ("OMPI_", "PMIX_", "PRTE_", "PMI_", "MPI_LOCALRANKID", "MPI_LOCALNRANKS")
-LAUNCHER_MCA_VARIABLES = frozenset({"OMPI_MCA_initial_wdir", "OMPI_MCA_num_procs", "OMPI_MCA_cpu_type",
-                                    "OMPI_MCA_PREFIXES"})
 GROUP_TAG = 7301  # the point-to-point tag of rows sent to the members of an MPI group
 
 
@@ -286,18 +283,6 @@ class CommandWork(ClusterWork):
         if kind == "error":
             raise CommandError(value)
         return dict(value)
-
-
-def launch_free(environment: Mapping[str, str]) -> dict[str, str]:
-    """The environment without what an MPI launcher (Open MPI, MPICH, srun's PMI) set for cluster_work's own
-    rank: a command inheriting `OMPI_COMM_WORLD_RANK=2` or a PMIx server's address would take itself for that
-    rank of cluster_work's job (and its own `mpiexec` would misbehave). Settings stay: `*_MCA_*`, the rest."""
-    def launch_variable(name: str) -> bool:
-        if name.startswith(("OMPI_MCA_", "PRTE_MCA_", "PMIX_MCA_", "OMPI_ALLOW_RUN_AS_ROOT")):
-            return name in LAUNCHER_MCA_VARIABLES
-        return name.startswith(LAUNCH_PREFIXES)
-
-    return {name: value for name, value in environment.items() if not launch_variable(name)}
 
 
 def _number(row: dict[str, Any], next_number: int) -> int:

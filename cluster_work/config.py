@@ -35,7 +35,7 @@ log = logging.getLogger("cluster_work")
 REQUIRED_KEYS = ("name", "repetitions", "iterations", "path")
 KNOWN_KEYS = frozenset(REQUIRED_KEYS + ("params", "grid", "list", "random", "custom", "slurm", "gui", "plotting",
                                        "log_path", "command", "files", "keep_keys", "max_failures", "store",
-                                       "stall_timeout")
+                                       "export", "stall_timeout")
                        + CAMPAIGN_KEYS)
 STORES = ("folders", "compact")  # `store:`: a folder per point (the default), or segment files (compact_store)
 ALIASES = frozenset({"replicas"})  # read as a known key (SmartSim's name for repetitions)
@@ -412,6 +412,10 @@ def validate_experiment(experiment: Mapping[str, Any], source: str, number: int,
                                experiment=name, key=campaign.key)
         given.append(campaign.key)
         spec = campaign.check_document(experiment, source)
+    if "export" in experiment:
+        from .export_spec import check_export_block  # the trackers' packages are imported by the exporter only
+
+        check_export_block(experiment["export"], source, name)
     for key in experiment:
         if key not in KNOWN_KEYS and key not in experiment.get("keep_keys", ()):
             warn(f"{source}: experiment '{name}': unknown key '{key}' (known: {', '.join(sorted(KNOWN_KEYS))}); "

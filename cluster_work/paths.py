@@ -8,6 +8,11 @@
     <path>/cluster_work_{mpi,array}.sbatch    batch scripts (--slurm)
     <path>/slurm-<job>.out, hostfile.<job>    what those scripts write
     <path>/plots/                             --plot's figures
+    <path>/.cluster_work_export/              the trackers' exporters' own files: a cursor journal per tracker
+                                              destination (`<kind>-<destination>.jsonl`, its lock beside it)
+                                              and the log of an exporter started beside a run (`<kind>.log`)
+    <path>/tensorboard/<base>/<params>/rep_NN/    the TensorBoard exporter's event files (default log dir)
+    <path>/wandb/offline-run-*/               the W&B exporter's offline runs (W&B names them)
     <path>/<base>/                            a document's folder (`.cluster_work_points.json`: a custom
                                               strategy's frozen points; `.cluster_work_campaign.jsonl`: a
                                               steered campaign's journal; `.cluster_work_compact/`: the
@@ -40,6 +45,8 @@ PLOTS_FOLDER = "plots"
 COMPACT_FOLDER = ".cluster_work_compact"  # a compact store's segments, in the document's folder (compact_store)
 LOCKS_FILE = "locks"  # in COMPACT_FOLDER: a byte-range lock per repetition
 SEGMENT_PREFIX = "seg-"  # in COMPACT_FOLDER: seg-<host>-<pid>-<token>.jsonl, one per writing process
+EXPORT_FOLDER = ".cluster_work_export"
+TENSORBOARD_FOLDER = "tensorboard"
 
 
 def repetition_folder_name(rep: int) -> str:
@@ -139,3 +146,25 @@ class SweepPaths:
 
     def document_folder(self, base: str) -> str:
         return os.path.join(self.root, base)
+
+    @property
+    def export_folder(self) -> str:
+        return os.path.join(self.root, EXPORT_FOLDER)
+
+    def export_journal(self, kind: str, destination: str) -> str:
+        """The cursor journal of one tracker destination (`destination`: a short digest of where it exports)."""
+        return os.path.join(self.export_folder, f"{kind}-{destination}.jsonl")
+
+    def export_log(self, kind: str) -> str:
+        return os.path.join(self.export_folder, f"{kind}.log")
+
+    @property
+    def tensorboard_folder(self) -> str:
+        return os.path.join(self.root, TENSORBOARD_FOLDER)
+
+
+def export_key(experiment_folder: str, sweep_folder: str, rep: int) -> str:
+    """A repetition's name in the exporters' journals and trackers: `<base>/<params>/rep_NN`, relative to its
+    sweep folder (so a moved sweep folder keeps its names)."""
+    relative = os.path.relpath(experiment_folder, sweep_folder).replace(os.sep, "/")
+    return f"{relative}/{repetition_folder_name(rep)}"

@@ -156,3 +156,23 @@ def test_slurm_dry_run_command_prints_the_srun_script(tmp_path):
     assert any(line.startswith("srun --mpi=pmix ") and "examples/grid_fit.py examples/grid_fit.yml -c" in line
                for line in lines)
     assert not (tmp_path / "examples" / "results").exists()
+
+
+@pytest.mark.processes
+def test_own_policy_snippet_runs_as_shown(tmp_path):
+    """The steered-campaign section's policy and config, saved as the files they name beside a copy of the
+    examples and run by the command the config's first line gives: the policy's points, and only those."""
+    shutil.copytree(ROOT / "examples", tmp_path / "examples", ignore=shutil.ignore_patterns("results"))
+    (tmp_path / "explore.py").write_text(readme_block("python", "# explore.py"))
+    config = readme_block("yaml", "# explore.yml")
+    (tmp_path / "explore.yml").write_text(config)
+    words = shlex.split(config.splitlines()[0].split(":", 1)[1].split("(")[0])
+    assert words[:3] == ["PYTHONPATH=.", "python", "examples/quickstart.py"], words
+    result = subprocess.run([sys.executable, *words[2:]], cwd=tmp_path, env={**script_env(), "PYTHONPATH": "."},
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "6 experiments (5 added)" in result.stderr, result.stderr
+    check = subprocess.run([sys.executable, "-c", "import cluster_work; f = cluster_work.load_results('explore.yml'); "
+                            "print(f['experiment'].nunique(), len(f))"], cwd=tmp_path, env=script_env(),
+                           capture_output=True, text=True, timeout=120)
+    assert check.stdout.split() == ["6", "30"], check.stdout + check.stderr
