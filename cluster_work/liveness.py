@@ -8,8 +8,9 @@ its process stopped, or its iteration hangs. Slow but steady workers never count
 time of each kind of item (an experiment) is learnt from what the workers report, and an iteration that
 takes an hour lets its worker stay silent for ten.
 
-No clocks are read here unless none is passed: the executor owns the clock and the messages, this module
-only decides. Only busy workers are watched: an idle one has nothing to say.
+No MPI here: the executor receives the messages and says who spoke (`mpi_roster`), this module only
+keeps the times (`time.monotonic`, or the `now` a test passes) and decides. Only busy workers are
+watched: an idle one has nothing to say.
 """
 from __future__ import annotations
 
