@@ -18,19 +18,20 @@ from .config import Warn, load_config
 from .display import LiveBarDisplay, counted, make_display
 from .durability import committer
 from .errors import ClusterWorkError, StoreError
-from .exit_codes import EXIT_INTERRUPTED, EXIT_STORE, EXIT_USAGE
+from .exit_codes import EXIT_INTERRUPTED, EXIT_STALLED, EXIT_STORE, EXIT_USAGE
 from .expansion import ExpandedExperiment, expand_all, sweep_paths
 from .export.beside import exporters_beside
 from .failures import failure_limit
 from .kinds import kinds_in
 from .launch import DEFAULT_REPORT_EVERY, program, program_name, resume_command, run_arguments
+from .liveness import Stalled
 from .logs import configure_console
 from .original_api import configs_and_results, implements_plot_results
 from .overrides import Overrides, split_arguments
 from .overrides import parse as parse_overrides
 from .paths import SweepPaths
 from .planning import Plan, apply_plan, make_plan, refuse_changed_only, warn_changed, warn_quarantined
-from .provenance import describe_runs, read_runs, run_ended, run_started
+from .provenance import describe_runs, read_runs, run_ended, run_stalled, run_started, stall_lines
 from .reporting import print_plan, print_progress, print_summary, progress_json
 from .results import load_results
 from .runner import ExperimentTask
@@ -91,6 +92,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     run.add_argument("--max-failures", type=_positive, default=None, metavar="N",
                      help="stop the sweep cleanly once N repetitions failed (default: max_failures: in the config, "
                           "else never); the repetitions in flight end after their iteration, all is resumable")
+    run.add_argument("--stall-timeout", dest="stall_timeout", type=float, default=None, metavar="S",
+                     help="with -c: end the run (its launcher too; exit status 5 in the run's record) once an MPI "
+                          "worker has said nothing for S seconds and for 10 of its iterations, so that a "
+                          "scheduler can requeue it (default: the config's stall_timeout; without: a worker "
+                          "silent for 60 s is only reported)")
     run.add_argument("--no_gui", action="store_true", help="tell the experiment not to open windows")
     run.add_argument("--no-sync", dest="sync", action="store_false",
                      help="no group commits: leave syncing results to the operating system (faster on slow "
@@ -234,7 +240,9 @@ def _main(experiment_class: type[ClusterWork], argv: Sequence[str] | None) -> in
         with executor as running:
             if running is None:  # an MPI worker rank: it served until rank 0 released it
                 return getattr(executor, "worker_status", 0) or 0
-            return _run(experiment_class, args, arguments, running, settings)
+            status = _run(experiment_class, args, arguments, running, settings)
+            running.ending(status)
+            return status
     except ClusterWorkError as exc:
         print(f"error: {exc}", file=sys.stderr)  # under MPI rank 0 alone: the other ranks return quietly
         return EXIT_USAGE
@@ -256,6 +264,8 @@ def _run(experiment_class: type[ClusterWork], args: argparse.Namespace, argument
                 print(progress_json(selected, args.full_progress, runs))
             else:
                 print_progress(selected, args.full_progress, runs=describe_runs(runs))
+                for line in stall_lines(runs):  # what the last run's rank 0 recorded, if it is still on
+                    print(line)
             return 0
         if args.plot is not None:
             return _plot(experiment_class, expanded, args)
@@ -273,6 +283,7 @@ def _run(experiment_class: type[ClusterWork], args: argparse.Namespace, argument
             refuse_changed_only(plan, policy, args.config)
         except ClusterWorkError as exc:
             raise ClusterWorkError(f"{exc}{_overrides_hint(plan, args)}") from None
+        executor.watch_stalls(_stall_limit(args, experiments))
         warn_changed(plan, policy)
         warn_quarantined(plan, policy)
         suggest_compact(expanded, log.info)
@@ -304,7 +315,7 @@ def _execute(experiment_class: type[ClusterWork], plan: Plan, args: argparse.Nam
     def done() -> int:
         return executor.iterations_done() + sum(c.iterations_apart() for c in campaigns)
 
-    display = make_display(total, executor.workers, done, executor.busy, args.report_every)
+    display = make_display(total, executor.workers, done, executor.busy, args.report_every, executor.stalled)
     # with a live bar, a line per finished job would only scroll it away: failures still show
     finished_level = logging.DEBUG if isinstance(display, LiveBarDisplay) else logging.INFO
 
@@ -318,6 +329,7 @@ def _execute(experiment_class: type[ClusterWork], plan: Plan, args: argparse.Nam
     paths = plan.totals.sweep_paths
     run_id = run_started(paths, command, executor.describe(), executor.hosts(), executor.world_size())
     attempts_journal.hold(paths, run_id)  # the run is alive while this process is (see attempts)
+    executor.watch_stalls(None, lambda silences: run_stalled(paths, run_id, silences))
     try:
         with display:
             summary = run_segments(jobs, executor, on_outcome, campaigns, max_failures, run_id)
@@ -327,6 +339,12 @@ def _execute(experiment_class: type[ClusterWork], plan: Plan, args: argparse.Nam
         executor.terminate()
         print(f"stopped at once; saved rows are kept. To resume: {resume}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Stalled as exc:  # recorded and durable first: the launcher dies with the run
+        print(f"error: {exc}", file=sys.stderr)
+        run_ended(paths, run_id, EXIT_STALLED, {})
+        attempts_journal.release(run_id)
+        committer.commit()
+        executor.abandon(EXIT_STALLED)
     summary.quarantined = [] if args.retry_failed else plan.totals.quarantined
     committer.commit()  # this process's writes durable before the run is recorded as ended
     run_ended(paths, run_id, summary.exit_status(), {kind.value: count for kind, count in summary.counts.items()})
@@ -440,4 +458,17 @@ def _reader_gone() -> int:
 
 def _on_stop(executor: Executor) -> None:
     log.warning("stopping after the iterations in flight (press Ctrl-C again to stop at once)")
+    hint = executor.stop_hint()
+    if hint:
+        log.warning("%s", hint)
     executor.forward_stop()
+
+
+def _stall_limit(args: argparse.Namespace, experiments: list) -> float | None:
+    """--stall-timeout, else the smallest `stall_timeout` of the config's experiments (None: no limit)."""
+    if args.stall_timeout is not None:
+        if not args.stall_timeout > 0:
+            raise ClusterWorkError(f"--stall-timeout must be a positive number of seconds, got {args.stall_timeout}")
+        return float(args.stall_timeout)
+    limits = [e["stall_timeout"] for e in experiments if e.get("stall_timeout") is not None]
+    return float(min(limits)) if limits else None

@@ -17,6 +17,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from .liveness import Silence
 from .vocabulary import Outcome, OutcomeKind
 
 log = logging.getLogger("cluster_work")
@@ -62,12 +63,13 @@ def counted(count: int, noun: str, plural: str | None = None) -> str:
 
 
 class RunDisplay:
-    """Follows a run: iterations done (polled from `iterations`), busy workers, failures."""
+    """Follows a run: iterations done (polled from `iterations`), busy workers, failures, stalled workers
+    (polled from `stalled`: then the time left says "stalled" instead of growing)."""
 
     def __init__(self, total_iterations: Callable[[], int], workers: int, iterations: Callable[[], int],
-                 busy: Callable[[], int]):
+                 busy: Callable[[], int], stalled: Callable[[], list[Silence]] = list):
         self._total, self.workers = total_iterations, workers
-        self._iterations, self._busy = iterations, busy
+        self._iterations, self._busy, self._stalled = iterations, busy, stalled
         self.failed = 0
         self.started = time.perf_counter()
 
@@ -87,7 +89,10 @@ class RunDisplay:
         return done, elapsed, done / elapsed if elapsed > 0 else 0.0
 
     def left(self, done: int, rate: float) -> str:
-        """The time left at the rate so far: `~0:01:23`, or `unknown` before anything was done."""
+        """The time left at the rate so far: `~0:01:23`, `unknown` before anything was done, `stalled`
+        while a worker is."""
+        if self._stalled():
+            return "stalled"
         return f"~{format_seconds((self.total - done) / rate)}" if rate > 0 else "unknown"
 
     def status_line(self) -> str:
@@ -96,7 +101,8 @@ class RunDisplay:
         share = 100 * done / total if total else 100.0
         return (f"progress: {done:,}/{total:,} iterations ({share:.0f}%), {format_rate(rate)}, "
                 f"elapsed {format_seconds(elapsed)}, left {self.left(done, rate)}, "
-                f"{self._busy()}/{self.workers} workers busy, {self.failed} failed")
+                f"{self._busy()}/{self.workers} workers busy, {self.failed} failed"
+                + "".join(f"; {silence.describe()}" for silence in self._stalled()))
 
     def __enter__(self) -> RunDisplay:
         return self
@@ -144,8 +150,10 @@ class LiveBarDisplay(RunDisplay):
     def _update(self) -> None:
         done, elapsed, rate = self.measure()
         failed = f"[red]{self.failed} failed[/red]" if self.failed else "0 failed"
+        stalled = "".join(f" [red]{silence.describe()}[/red]" for silence in self._stalled())
+        workers = f"{self._busy()}/{self.workers} busy{stalled}"
         self._progress.update(self._task, total=self.total, completed=done, rate=format_rate(rate) if elapsed else "",
-                              left=self.left(done, rate), workers=f"{self._busy()}/{self.workers} busy", failed=failed)
+                              left=self.left(done, rate), workers=workers, failed=failed)
 
     def _loop(self) -> None:
         while not self._done.wait(0.25):
@@ -158,7 +166,8 @@ class LiveBarDisplay(RunDisplay):
 
 
 def make_display(total_iterations: Callable[[], int], workers: int, iterations: Callable[[], int],
-                 busy: Callable[[], int], report_every: float) -> RunDisplay:
+                 busy: Callable[[], int], report_every: float,
+                 stalled: Callable[[], list[Silence]] = list) -> RunDisplay:
     if sys.stderr.isatty():
-        return LiveBarDisplay(total_iterations, workers, iterations, busy)
-    return LogLinesDisplay(total_iterations, workers, iterations, busy, every=report_every)
+        return LiveBarDisplay(total_iterations, workers, iterations, busy, stalled)
+    return LogLinesDisplay(total_iterations, workers, iterations, busy, stalled, every=report_every)

@@ -7,8 +7,8 @@ every other rank serves items until rank 0 releases it and returns None (`worker
 ended); leaving the block releases the workers, commits what was written and finalizes MPI.
 
 Rank 0 keeps a set of idle group leaders, sends each an item (a few hundred bytes), and receives back a
-small outcome; results never pass through rank 0. By default each worker runs an item alone, with
-COMM_SELF as `self._COMM` (the original's value). With groups (`-g G` groups, or `--group_size S` ranks
+small outcome (`mpi_dispatch`); results never pass through rank 0. By default each worker runs an item
+alone, with COMM_SELF as `self._COMM` (the original's value). With groups (`-g G` groups, or `--group_size S` ranks
 each; see `mpi_layout`) the group's first rank (its leader) talks to rank 0 and forwards the item to the
 others, and all of them run it with the group's communicator as `self._COMM`; only the leader writes.
 With `-g 1` the one group is every rank and rank 0 leads it: it runs the items itself, one at a time.
@@ -18,47 +18,59 @@ Under MPI the console is the launcher's: once it is gone (kill -9 of mpiexec), a
 EIO or EPIPE. Every rank's console is guarded (`logs.console_guard`): such a failure stops the run at the
 next iteration boundary, leaving the repetitions resumable, instead of failing them.
 
-Nobody spins a core while waiting: see `mpi_messages`.
+A rank that dies ends the whole job, unless the job was launched with ULFM (`mpiexec --with-ft ulfm`,
+see `mpi_ft`): then only the item it ran fails, rank 0 goes on with the survivors (`mpi_roster` keeps
+who holds what), and a group that lost a member retires. Rank 0 also watches for workers that go silent
+(`liveness`): they show in the display and the log, and, past `--stall-timeout`, end the run.
+
+Nobody spins a core while waiting: see `mpi_messages`. The worker ranks' side is in `mpi_worker`.
 """
 from __future__ import annotations
 
-import collections
 import contextlib
 import logging
 import os
-import pickle
 import socket
 import sys
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 from .. import stopping
 from ..durability import committer
 from ..errors import ClusterWorkError
 from ..exit_codes import EXIT_ORPHANED, EXIT_USAGE
+from ..liveness import STALL_FLOOR, Liveness, Silence
 from ..logs import console_guard
 from ..orphans import exit_when_orphaned
 from .base import Executor, Task, TaskContext
+from .mpi_dispatch import Dispatcher
+from .mpi_ft import (
+    LAUNCH_HINT,
+    agree_on_failures,
+    quiet_agreement,
+    revoking_errhandler,
+    ulfm_enabled,
+)
+from .mpi_launcher import kill_launchers
 from .mpi_layout import SELF, SPLIT, WORLD, Layout, mpi_layout
 from .mpi_messages import (
-    MAX_OUTCOME_POLL_SLEEP,
-    TAG_CANCEL,
     TAG_JOB,
-    TAG_OUTCOME,
-    TAG_PROGRESS,
     TAG_STOP,
-    CancelMessages,
-    ProgressMessages,
     Sends,
-    StopMessage,
+    peer_failed,
     pickle_item,
     quiet_barrier,
     wait_for_message,
 )
+from .mpi_roster import Roster
+from .mpi_worker import serve
 from .sequential import SequentialExecutor
 
 log = logging.getLogger("cluster_work")
 
-PREFETCH = 1  # items a busy leader holds beyond the one it runs (see MPIExecutor._dispatch)
+LAST_WORDS = 1.0  # s: what an abandoning rank 0 waits for its launcher to pass its last lines on
+STALL_FLOOR_VARIABLE = "CLUSTER_WORK_STALL_FLOOR"  # s: lowers the 60 s floor (for tests: a stall in seconds)
 
 
 def _mpi() -> Any:
@@ -87,55 +99,23 @@ def finalize_mpi() -> None:
             os._exit(EXIT_ORPHANED)
 
 
-def _group_communicator(MPI: Any, layout: Layout, rank: int) -> Any:
-    """This rank's `self._COMM` (COMM_NULL outside a group); collective under SPLIT: every rank calls it."""
+def _group_communicator(MPI: Any, layout: Layout, rank: int, ulfm: bool) -> Any:
+    """This rank's `self._COMM` (COMM_NULL outside a group); collective under SPLIT: every rank calls it.
+    Under ULFM a group's communicator revokes itself on a failure (see `mpi_ft`)."""
     if layout.comm == SELF:
         return MPI.COMM_SELF
     if layout.comm == WORLD:
-        return MPI.COMM_WORLD
-    group = layout.group_of(rank)
-    color = layout.groups.index(group) if group is not None else MPI.UNDEFINED
-    comm = MPI.COMM_WORLD.Split(color, rank)
-    if group is not None:
+        comm = MPI.COMM_WORLD
+    else:
+        group = layout.group_of(rank)
+        color = layout.groups.index(group) if group is not None else MPI.UNDEFINED
+        comm = MPI.COMM_WORLD.Split(color, rank)
+        if group is None:
+            return comm
         comm.Set_name(f"comm_group_{color}")  # the original's name
+    if ulfm and comm.Get_size() > 1:
+        comm.Set_errhandler(revoking_errhandler(MPI))
     return comm
-
-
-def _worker_context(index: int, group_comm: Any, leader: bool, stop: StopMessage | None,
-                    cancels: CancelMessages | None, progress: Any) -> TaskContext:
-    """What an item learns on a worker rank: stops and cancels from rank 0 (the leader reads them; the
-    runner broadcasts the leader's answer to its group)."""
-    return TaskContext(comm=group_comm, write=leader,
-                       stop_requested=lambda: stopping.stop_requested() or (stop is not None and stop.is_set()),
-                       cancelled=lambda: cancels is not None and cancels.has(index), iteration_done=progress)
-
-
-def _serve(task: Task, world: Any, group_comm: Any, leader: bool) -> None:
-    """A worker's items until the None that ends them: a leader gets each from rank 0 and passes it on to
-    its group; a member gets it from its group's rank 0 (world rank 0 itself under `-g 1`)."""
-    stopping.handle_stop_signals(hard_second=False)  # SIGTERM from mpiexec or Slurm: finish the iteration
-    sends = Sends()
-    stop = StopMessage(world) if leader else None
-    cancels = CancelMessages(world) if leader else None
-    progress = ProgressMessages(world, sends) if leader else (lambda: None)
-    while True:
-        if leader:
-            wait_for_message(world, 0, TAG_JOB)
-            payload = world.recv(source=0, tag=TAG_JOB)
-            for member in range(1, group_comm.Get_size()):
-                sends.send(group_comm, payload, member, TAG_JOB)
-        else:
-            wait_for_message(group_comm, 0, TAG_JOB)
-            payload = group_comm.recv(source=0, tag=TAG_JOB)
-        if payload is None:
-            break
-        item = pickle.loads(payload)
-        outcome = task(item, _worker_context(item.index, group_comm, leader, stop, cancels, progress))
-        if leader:
-            sends.send(world, outcome, 0, TAG_OUTCOME)
-    sends.complete()
-    if leader and world.Iprobe(source=0, tag=TAG_STOP):
-        world.recv(source=0, tag=TAG_STOP)
 
 
 class MPIExecutor(Executor):
@@ -149,16 +129,17 @@ class MPIExecutor(Executor):
         self._task = task
         self._world = self._MPI.COMM_WORLD
         self._requested = (groups, group_size)
+        self._ulfm = ulfm_enabled()
         self.worker_status: int | None = None  # on a worker rank, once it has served
         self._entered = self._released = self._stop_sent = False
         self._hosts: list[str] = []
         self._sends = Sends()
-        self._iterations = 0
-        self._queue: collections.deque[Any] = collections.deque()
-        self._held: dict[int, collections.deque[Any]] = {}  # leader -> items sent to it, the running one first
-        self._reported: dict[int, int] = {}  # iterations a busy leader has reported for its current item
-        self._ready: collections.deque[Any] = collections.deque()
+        # rank 0's, made in __enter__ (this one, with no leaders, only answers a question asked too early)
+        self._dispatcher = Dispatcher(self._MPI, task, Layout(()), Roster([]), self._sends, self._ulfm)
         self._console = contextlib.ExitStack()
+        self._world_broken = False  # under -g 1: the one group lost a rank
+        self._rank_died = False  # under ULFM: the survivors agreed at the end that a rank died
+        self._exit_status = 1  # rank 0's, as the command line tells it (`ending`)
 
     # --- lifecycle ------------------------------------------------------------------------------------
 
@@ -176,16 +157,20 @@ class MPIExecutor(Executor):
             return None
         if size > 1:
             exit_when_orphaned(rank)
-        group_comm = _group_communicator(self._MPI, self._layout, rank)
+        if self._ulfm:  # a dead rank raises instead of aborting the job (before the split: groups inherit it)
+            world.Set_errhandler(self._MPI.ERRORS_RETURN)
+        group_comm = _group_communicator(self._MPI, self._layout, rank, self._ulfm)
         hosts = world.gather(socket.gethostname(), root=0)
         self._entered = True
         if rank != 0:
             self._serve_as_worker(group_comm)
             return None
         self._hosts = hosts
-        self._leaders = [group[0] for group in self._layout.groups if group[0] != 0]
+        leaders = [group[0] for group in self._layout.groups if group[0] != 0]
+        roster = Roster(leaders, hosts, Liveness(_stall_floor()))
+        self._dispatcher = Dispatcher(self._MPI, self._task, self._layout, roster, self._sends, self._ulfm)
         self.workers = max(1, len(self._layout.groups))
-        self._held = {leader: collections.deque() for leader in self._leaders}
+        self._here = self._layout.rank0_leads or not leaders  # rank 0 runs the items itself
         own_comm = self._world if self._layout.rank0_leads else self._MPI.COMM_SELF
         self._local = SequentialExecutor(self._lead_task(), own_comm)
         self._console.enter_context(console_guard())  # the launcher's console may go away mid-run
@@ -193,17 +178,37 @@ class MPIExecutor(Executor):
         return self
 
     def _serve_as_worker(self, group_comm: Any) -> None:
-        group = self._layout.group_of(self._world.Get_rank())
-        if group is None:  # an idle rank: wait for the release
-            wait_for_message(self._world, 0, TAG_JOB)
-            self._world.recv(source=0, tag=TAG_JOB)
-        else:
-            with console_guard():  # a dead launcher's console stops the run instead of failing a print
-                _serve(self._task, self._world, group_comm, leader=group[0] == self._world.Get_rank())
+        rank = self._world.Get_rank()
+        group = self._layout.group_of(rank)
+        lost: list[int] | None = None
+        try:
+            if group is None:  # an idle rank: wait for the release
+                wait_for_message(self._world, 0, TAG_JOB)
+                self._world.recv(source=0, tag=TAG_JOB)
+            else:
+                with console_guard():  # a dead launcher's console stops the run instead of failing a print
+                    lost = serve(self._MPI, self._task, self._world, group_comm, group[0] == rank, self._ulfm)
+        except Exception as exc:
+            if not peer_failed(exc):
+                raise
+            lost = [0]
+        if lost is not None and 0 in lost:  # under ULFM: the job goes on, but the run is over
+            log.error("MPI rank %d: rank 0, which schedules the run, is gone; exiting", rank)
+            committer.commit()
+            _leave(EXIT_ORPHANED)
         committer.commit()
-        quiet_barrier(self._world)
+        self._last_barrier(lost is not None)
         self.worker_status = 0
-        self._finalize_mpi()
+        self._finalize_mpi(0)
+
+    def _last_barrier(self, failed_here: bool) -> None:
+        """Every live rank leaves the run together (see `quiet_barrier`); under ULFM only the survivors, who
+        also agree whether a rank died (`failed_here`: this rank knows one did)."""
+        if self._world.Get_size() > 1:
+            if self._ulfm:
+                self._rank_died = quiet_agreement(self._world, failed_here)
+            else:
+                quiet_barrier(self._world)
 
     def __exit__(self, *exc: Any) -> None:
         if self.worker_status is not None:  # a worker: it finished in __enter__
@@ -213,11 +218,23 @@ class MPIExecutor(Executor):
         finally:
             self._console.close()
             committer.commit()
-            self._finalize_mpi()
+            self._finalize_mpi(self._exit_status)
 
-    def _finalize_mpi(self) -> None:
-        if self._finalize:
+    def ending(self, status: int) -> None:
+        self._exit_status = status
+
+    def _finalize_mpi(self, status: int = EXIT_USAGE) -> None:
+        """Finalize MPI (see `finalize_mpi`); but once a rank died (ULFM), end the process with `status`
+        instead: Open MPI's MPI_Finalize may then wait forever for the dead rank in its closing fence (seen
+        here now and then; open-mpi/ompi#11404). Every rank has committed its writes and passed the last
+        agreement, so no message is left in flight; the launcher exits with rank 0's status."""
+        if not self._finalize:
+            return
+        if not self._rank_died:
             finalize_mpi()
+            return
+        log.debug("leaving without MPI_Finalize, since a rank died")
+        _leave(status)
 
     def _warn_about_layout(self, size: int) -> None:
         idle, blocks = self._layout.idle, self._layout.groups
@@ -229,18 +246,36 @@ class MPIExecutor(Executor):
                         "(start more ranks with mpiexec -n)", size, self._requested[1] or 1)
 
     def _runs_here(self) -> bool:
-        return self._layout.rank0_leads or not self._leaders
+        return self._here
 
     def _lead_task(self) -> Task:
         """The task as rank 0 runs it: alone with COMM_SELF, or under `-g 1` as the leader of every rank,
-        with COMM_WORLD, after handing each the item to follow."""
+        with COMM_WORLD, after handing each the item to follow. Under ULFM the ranks agree after each item
+        whether one died (as `mpi_worker.serve` does); if one did, the item fails and nothing more runs."""
         members = self._layout.contacts() if self._layout.rank0_leads else []
+        group_ulfm = self._ulfm and bool(members)
 
         def lead(item: Any, context: TaskContext) -> Any:
+            if self._world_broken:  # the one group lost a rank: nothing can run any more
+                return self._task(item, TaskContext(stop_requested=lambda: True))
             payload = pickle_item(item)
             for member in members:
                 self._sends.send(self._world, payload, member, TAG_JOB)
-            return self._task(item, context)
+            try:
+                outcome = self._task(item, context)
+            except Exception as exc:
+                if not (group_ulfm and peer_failed(exc)):
+                    raise
+                outcome = None
+            lost = agree_on_failures(self._MPI, self._world, self._world) if group_ulfm else []
+            if not lost and outcome is not None:
+                return outcome
+            self._world_broken = True
+            outcome = self._dispatcher.group_lost(item, outcome, lost, 0)
+            log.error("the one group of every MPI rank (-g 1) lost a rank: the run stops; run the same command to "
+                      "run the rest with the ranks it is given")
+            stopping.request_stop()
+            return outcome
 
         return lead
 
@@ -259,14 +294,11 @@ class MPIExecutor(Executor):
     def submit(self, item: Any) -> None:
         if self._runs_here():
             self._local.submit(item)
-            return
-        self._queue.append(item)
-        self._dispatch()
+        else:
+            self._dispatcher.submit(item)
 
     def in_flight(self) -> int:
-        if self._runs_here():
-            return self._local.in_flight()
-        return len(self._queue) + sum(map(len, self._held.values())) + len(self._ready)
+        return self._local.in_flight() if self._runs_here() else self._dispatcher.in_flight()
 
     def has_capacity(self) -> bool:
         return self._local.has_capacity() if self._runs_here() else super().has_capacity()
@@ -274,47 +306,33 @@ class MPIExecutor(Executor):
     def cancel(self, index: int) -> None:
         if self._runs_here():
             self._local.cancel(index)
-            return
-        if self._cancel_queued(self._queue, self._ready, index):
-            return
-        for leader, items in self._held.items():  # running, or waiting at its leader: it stops there
-            if any(item.index == index for item in items):
-                self._sends.send(self._world, index, leader, TAG_CANCEL)
+        else:
+            self._dispatcher.cancel(index, self._cancel_queued)
 
     def next_outcome(self) -> Any:
-        if self._runs_here():
-            return self._local.next_outcome()
-        status = self._MPI.Status()
-        while not self._ready:
-            if not any(self._held.values()):
-                raise RuntimeError("next_outcome() with nothing in flight")
-            wait_for_message(self._world, self._MPI.ANY_SOURCE, self._MPI.ANY_TAG, status, MAX_OUTCOME_POLL_SLEEP)
-            source, tag = status.Get_source(), status.Get_tag()
-            if tag == TAG_PROGRESS:
-                done = self._world.recv(source=source, tag=TAG_PROGRESS)
-                self._reported[source] = self._reported.get(source, 0) + done
-                self._iterations += done
-                continue
-            outcome = self._world.recv(source=source, tag=TAG_OUTCOME)
-            self._iterations += getattr(outcome, "iterations_run", 0) - self._reported.pop(source, 0)
-            self._held[source].popleft()
-            self._ready.append(outcome)
-            self._dispatch()
-        return self._ready.popleft()
+        return self._local.next_outcome() if self._runs_here() else self._dispatcher.next_outcome()
 
-    def _dispatch(self) -> None:
-        """Hand queued items out: first one to each idle leader, then one more to each leader that runs
-        one, so that it starts its next item the moment it sends the outcome of this one, instead of a
-        round trip to rank 0 later (a few ms each time on a loaded node: 8% of 20 ms jobs). Only while items
-        are queued here: at a sweep's end nobody holds more than it runs."""
-        for depth in range(1 + PREFETCH):
-            for leader, items in self._held.items():
-                if not self._queue:
-                    return
-                if len(items) == depth:
-                    item = self._queue.popleft()
-                    self._sends.send(self._world, pickle_item(item), leader, TAG_JOB)
-                    items.append(item)
+    def watch_stalls(self, limit: float | None, on_change: Callable[[list[Silence]], None] | None = None) -> None:
+        self._dispatcher.watch_stalls(limit, on_change)
+
+    def stalled(self) -> list[Silence]:
+        return self._dispatcher.stalled()
+
+    def abandon(self, status: int) -> NoReturn:
+        """End the run now, launcher included (it may wait forever for an unreachable host): SIGKILL the
+        launcher above rank 0, or, under a launcher that is not one (srun), abort through MPI."""
+        _flush()
+        time.sleep(LAST_WORDS)  # the launcher forwards what rank 0 printed last
+        if not kill_launchers():
+            self._world.Abort(status)
+        _leave(status)
+
+    def stop_hint(self) -> str | None:
+        if self._ulfm or self._world.Get_size() == 1 or "open mpi" not in self._MPI.Get_library_version().lower():
+            return None
+        return (f"if the MPI launcher reported a rank that died, that ends every rank of the run: {LAUNCH_HINT}")
+
+    # --- the rest of the interface --------------------------------------------------------------------
 
     def hosts(self) -> list[str]:
         return list(self._hosts) or super().hosts()
@@ -323,17 +341,17 @@ class MPIExecutor(Executor):
         return int(self._world.Get_size())
 
     def iterations_done(self) -> int:
-        return self._iterations + self._local.iterations_done()
+        return self._dispatcher.iterations + self._local.iterations_done()
 
     def busy(self) -> int:
-        return sum(1 for items in self._held.values() if items) + self._local.busy()
+        return self._dispatcher.roster.busy() + self._local.busy()
 
     def forward_stop(self) -> None:
         """Tell the group leaders; rank 0's own group follows its decision (the runner's broadcast)."""
         if self._stop_sent or not self._entered:
             return
         self._stop_sent = True
-        for leader in self._leaders:
+        for leader in self._dispatcher.roster.serving:
             self._sends.send(self._world, None, leader, TAG_STOP)
 
     def terminate(self) -> None:
@@ -342,12 +360,39 @@ class MPIExecutor(Executor):
         self._world.Abort(130)
 
     def shutdown(self) -> None:
-        """Release every worker rank; after this all ranks leave their loops and exit cleanly."""
+        """Release every worker rank; after this all ranks leave their loops and exit cleanly. Under ULFM,
+        only the live ones, and under `-g 1` only if the one group is whole (else its ranks have retired)."""
         if self._released or not self._entered:
             return
         self._released = True
-        for rank in self._layout.contacts():
-            self._sends.send(self._world, None, rank, TAG_JOB)
+        if not self._world_broken:
+            for rank in self._dispatcher.roster.releasable(self._layout.contacts()):
+                self._sends.send(self._world, None, rank, TAG_JOB)
+            if self._layout.rank0_leads and self._ulfm and self._world.Get_size() > 1:
+                agree_on_failures(self._MPI, self._world, self._world)  # as every member does after its None
         self._sends.complete()
-        if self._world.Get_size() > 1:
-            quiet_barrier(self._world)
+        lost = self._dispatcher.roster.lost_line()
+        if lost:
+            log.warning("%s", lost)
+        self._last_barrier(bool(self._dispatcher.roster.dead) or self._world_broken)
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError):  # the console may be gone with the launcher
+            stream.flush()
+    logging.shutdown()
+
+
+def _leave(status: int) -> NoReturn:
+    """End this process now with `status`, without MPI_Finalize (what it has written is committed)."""
+    _flush()
+    os._exit(status)
+
+
+def _stall_floor() -> float:
+    """The least silence that counts as a stall: 60 s, or what $CLUSTER_WORK_STALL_FLOOR says (tests)."""
+    try:
+        return float(os.environ.get(STALL_FLOOR_VARIABLE, STALL_FLOOR))
+    except ValueError:
+        return STALL_FLOOR
