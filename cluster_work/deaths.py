@@ -15,8 +15,9 @@ import contextlib
 import os
 import signal
 
+from .compact_store import experiment_store, is_compact
 from .errors import StoreError
-from .store import ExperimentStore, RepetitionBusy
+from .store import RepetitionBusy
 from .vocabulary import Outcome, OutcomeKind, Record, Segment
 
 # What a person should think of when a worker dies by these signals (the others: strsignal's words).
@@ -50,10 +51,12 @@ def record_lost_segment(segment: Segment, cause: str, sync: bool) -> Outcome:
     """The outcome of `segment`, whose process died under it for `cause` ("worker process 123 killed by
     SIGSEGV (segmentation fault)"): FAILED, with the iteration it was in (the rows it had saved) added to
     the cause. Recorded in the repetition's status (state failed, the error, the rows saved) only if its
-    lock is free and its folder exists (a worker that died before creating it left nothing to mark)."""
-    store = ExperimentStore(segment.experiment.path).repetition(segment.rep)
+    lock is free and, in the default layout, its folder exists (a worker that died before creating it left
+    nothing to mark; a compact store has no folder per repetition)."""
+    experiment = segment.experiment
+    store = experiment_store(experiment.path, experiment.config).repetition(segment.rep)
     outcome = Outcome(segment.index, segment.label, OutcomeKind.FAILED, error=cause)
-    if not os.path.isdir(store.path):
+    if not is_compact(experiment.config) and not os.path.isdir(store.path):
         return outcome
     try:
         writer = store.open_writer()
