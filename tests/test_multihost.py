@@ -86,8 +86,8 @@ def test_a_host_killed_mid_run_aborts_the_job_and_a_resume_loses_and_redoes_noth
     first host; a resume finishes every repetition, without computing any iteration twice."""
     (tmp_path / "config.yml").write_text(CONFIG)
     out = tmp_path / "out"
-    gate = {"CW_TEST_GATE": str(tmp_path / "gate"), "CW_TEST_GATE_HOST": hosts.second.name}
-    command = hosts.mpi_command(RANKS, CLIENTS, "HostGated", "config.yml", export=tuple(gate))
+    gate = {"CW_TEST_GATE": str(tmp_path / "gate"), "CW_TEST_HOST": hosts.second.name}
+    command = hosts.mpi_command(RANKS, CLIENTS, "OnOneHost", "config.yml", export=tuple(gate))
     process = hosts.start(command, cwd=tmp_path, env=gate)
 
     def held():  # (status.json is written as a repetition ends; the gate leaves `waiting` on the second host)
@@ -107,7 +107,7 @@ def test_a_host_killed_mid_run_aborts_the_job_and_a_resume_loses_and_redoes_noth
     load_results(out)  # every file readable
     before = calls(out)
     assert all(before[rep] == ITERATIONS for rep in finished)
-    result = hosts.run(hosts.mpi_command(RANKS, CLIENTS, "HostGated", "config.yml"), cwd=tmp_path)
+    result = hosts.run(hosts.mpi_command(RANKS, CLIENTS, "OnOneHost", "config.yml"), cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     states = repetition_states(out).values()
     assert len(states) == REPETITIONS and {state["state"] for state in states} == {"finished"}
