@@ -4,6 +4,7 @@ the reason, without root or without iproute2/util-linux; .ci/run runs them as ro
 
 Each mpiexec across the hosts costs seconds: every test launches as few as it needs."""
 import json
+import re
 import time
 from pathlib import Path
 
@@ -114,3 +115,108 @@ def test_a_host_killed_mid_run_aborts_the_job_and_a_resume_loses_and_redoes_noth
     after = calls(out)  # nothing computed twice, the finished repetitions untouched
     assert len(after) == REPETITIONS and set(after.values()) == {ITERATIONS}, (before, after)
     pd.testing.assert_frame_equal(sequential, comparable(out))
+
+
+STALL = 5  # --stall-timeout: seconds of silence from a worker that end the run
+
+
+@pytest.mark.xfail(strict=True, reason="needs branch mpi-ulfm (--stall-timeout)")
+def test_a_host_cut_off_for_good_ends_the_run_at_the_stall_limit_and_a_resume_loses_nothing(hosts, tmp_path,
+                                                                                           sequential):
+    """The second host's link goes down for good while its workers are in the middle of a repetition each
+    (their processes live on, unreachable): the run ends, launcher included, soon after the stall limit,
+    with a non-zero status and a line naming the silent ranks; a resume on the first host finishes the
+    rest, without computing again what was saved."""
+    (tmp_path / "config.yml").write_text(CONFIG)
+    out = tmp_path / "out"
+    slow = {"CW_TEST_HOST": hosts.second.name, "CW_TEST_SLOW": "1"}  # its iterations take 1 s there
+    command = hosts.mpi_command(RANKS, CLIENTS, "OnOneHost", "config.yml", "--stall-timeout", str(STALL),
+                                export=tuple(slow))
+    process = hosts.start(command, cwd=tmp_path, env=slow)
+
+    def under_way():
+        assert process.poll() is None, process.communicate()
+        return len(list(out.rglob("here"))) == 2
+
+    wait_until(under_way, 120, "a repetition under way on each worker of the second host")
+    cut = time.monotonic()
+    hosts.cut_link(hosts.second)
+    wait_until(lambda: process.poll() is not None, STALL + 60, "the run ends at the stall limit")
+    took = time.monotonic() - cut
+    _, stderr = process.communicate()
+    print(f"\nlink cut -> mpiexec exited {process.returncode} after {took:.1f} s (--stall-timeout {STALL})")
+    assert process.returncode != 0, stderr
+    named = [line for line in stderr.splitlines()
+             if re.search(r"\b2\b", line) and re.search(r"\b3\b", line) and hosts.second.name in line]
+    assert named, stderr  # one line names the silent ranks (2 and 3) and their host
+    wait_until(lambda: not hosts.processes(hosts.first), 60, "every process of the first host ends with the run")
+
+    hosts.kill(hosts.second)  # what its reboot would do; until then its processes may still write
+    load_results(out)  # every file readable
+    before, finished = calls(out), _finished(out)
+    result = hosts.run(hosts.mpi_command(2, CLIENTS, "OnOneHost", "config.yml", hosts=(hosts.first,)), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    after = calls(out)
+    assert len(after) == REPETITIONS and all(after[rep] == ITERATIONS for rep in finished)
+    assert all(after[rep] <= ITERATIONS + 1 for rep in after), (before, after)  # at most the iteration in flight
+    assert len(_finished(out)) == REPETITIONS
+    pd.testing.assert_frame_equal(sequential, comparable(out))
+
+
+def _finished(out: Path) -> list[str]:
+    return [rep for rep, state in repetition_states(out).items() if state["state"] == "finished"]
+
+
+def _crash_env(hosts: TwoHosts, tmp_path: Path) -> dict[str, str]:
+    return {"CW_TEST_HOST": hosts.second.name, "CW_TEST_CRASH_MARK": str(tmp_path / "culprit")}
+
+
+def _without(frame: pd.DataFrame, culprit: str) -> pd.DataFrame:
+    experiment, rep = culprit.split()
+    keep = (frame.experiment != experiment) | (frame.rep != int(rep))
+    return frame[keep].reset_index(drop=True)
+
+
+@pytest.mark.xfail(strict=True, reason="needs branch mpi-ulfm (--with-ft ulfm)")
+def test_a_native_crash_on_the_second_host_under_ulfm_fails_only_its_repetition(hosts, tmp_path, sequential):
+    """`mpiexec --with-ft ulfm`: a rank of the second host dies of SIGSEGV in one repetition; that one
+    repetition fails (one rank lost, one repetition failed), every other one finishes as in a sequential run."""
+    (tmp_path / "config.yml").write_text(CONFIG)
+    out, env = tmp_path / "out", _crash_env(hosts, tmp_path)
+    command = hosts.mpi_command(RANKS, CLIENTS, "PoisonPill", "config.yml", export=tuple(env),
+                                mpiexec_options=("--with-ft", "ulfm"))
+    result = hosts.run(command, cwd=tmp_path, env=env)
+    culprit = (tmp_path / "culprit").read_text()
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"{REPETITIONS - 1} finished, 1 failed" in result.stderr, result.stderr
+    states = repetition_states(out)
+    failed = [state for state in states.values() if state["state"] == "failed"]
+    assert len(states) == REPETITIONS and len(failed) == 1 and "SIGSEGV" in failed[0].get("error", ""), states
+    lost = [line for line in result.stderr.splitlines() if "rank" in line and hosts.second.name in line]
+    assert lost, result.stderr  # the summary names the lost rank and its host
+    pd.testing.assert_frame_equal(_without(sequential, culprit), _without(comparable(out), culprit))
+
+
+@pytest.mark.xfail(strict=True, reason="needs branch quarantine")
+def test_a_native_crash_without_ulfm_ends_the_job_and_requeues_converge(hosts, tmp_path, sequential):
+    """Without ULFM a rank of the second host that dies of SIGSEGV ends the whole job, and so does its
+    repetition on every resume, until it is quarantined: at most two runs die, the next one finishes every
+    other repetition and records the culprit as failed, suspected; `-P` names it."""
+    (tmp_path / "config.yml").write_text(CONFIG)
+    out, env = tmp_path / "out", _crash_env(hosts, tmp_path)
+    command = hosts.mpi_command(RANKS, CLIENTS, "PoisonPill", "config.yml", export=tuple(env))
+    died = 0
+    for _ in range(3):
+        result = hosts.run(command, cwd=tmp_path, env=env)
+        if "finished, 1 failed" in result.stderr:  # the run's summary: it went to its end
+            break
+        died += 1
+    assert died == 2, result.stdout + result.stderr  # the pill ends two runs, no more
+    culprit = (tmp_path / "culprit").read_text()
+    states = repetition_states(out)
+    failed = [state for state in states.values() if state["state"] != "finished"]
+    assert len(states) == REPETITIONS and len(failed) == 1, states
+    assert "suspected of ending 2 runs" in failed[0].get("error", ""), failed
+    listing = run_cli("Deterministic", "config.yml", "-P", cwd=tmp_path).stdout
+    assert "suspected" in listing, listing
+    pd.testing.assert_frame_equal(_without(sequential, culprit), _without(comparable(out), culprit))
