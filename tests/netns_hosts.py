@@ -18,6 +18,7 @@ namespaces (each of them started by its launches), then deletes them. Needs root
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import os
@@ -54,6 +55,7 @@ exec ip netns exec "$ns" unshare --uts bash -c "hostname $name; $*"
 """
 
 
+@functools.cache
 def unavailable_reason() -> str | None:
     if sys.platform != "linux":
         return "network namespaces are Linux only"
