@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from .backends.base import Executor
 from .stopping import request_stop, stop_requested
-from .vocabulary import OutcomeKind
+from .vocabulary import OutcomeKind, Segment
 
 
 class Driver(Protocol):
@@ -78,10 +78,12 @@ def drive(driver: Driver, executor: Executor) -> None:
 class Composite:
     """Several drivers in one run (a sweep's plain experiments, its ensembles, its steered searches):
     their items run side by side on one executor. Indices are renumbered on the way out, so that every
-    item in flight has its own, and restored on the way back, so that each driver sees its own."""
+    item in flight has its own, and restored on the way back, so that each driver sees its own. Segments
+    are stamped with the run's id on the way out (`run_id`: what their attempts are recorded under)."""
 
-    def __init__(self, drivers: Iterable[Driver]):
+    def __init__(self, drivers: Iterable[Driver], run_id: str = ""):
         self.drivers = list(drivers)
+        self._stamp = {"run_id": run_id} if run_id else {}
         self._owner: dict[int, tuple[Driver, int]] = {}  # index in flight -> (driver, its own index)
         self._own: dict[tuple[int, int], int] = {}  # (driver number, its own index) -> index in flight
         self._next = 0
@@ -93,7 +95,7 @@ class Composite:
             self._next += 1
             self._owner[index] = (driver, item.index)
             self._own[number, item.index] = index
-            yield dataclasses.replace(item, index=index)
+            yield dataclasses.replace(item, index=index, **(self._stamp if isinstance(item, Segment) else {}))
 
     def start(self) -> Iterable[Any]:
         return itertools.chain.from_iterable(self._renumbered(n, d.start()) for n, d in enumerate(self.drivers))

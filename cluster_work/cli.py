@@ -10,6 +10,8 @@ import sys
 from collections.abc import Sequence
 
 from . import slurm
+from .attempts import compact as compact_attempts
+from .attempts import journal as attempts_journal
 from .backends import Executor, make_executor
 from .config import load_config
 from .display import LiveBarDisplay, make_display
@@ -20,7 +22,7 @@ from .experiment import ClusterWork
 from .logs import configure_console
 from .original_api import configs_and_results, implements_plot_results
 from .paths import SweepPaths
-from .planning import Plan, apply_plan, make_plan, warn_changed
+from .planning import Plan, apply_plan, make_plan, warn_changed, warn_quarantined
 from .provenance import describe_runs, read_runs, run_ended, run_started
 from .reporting import print_plan, print_progress, print_summary, progress_json
 from .results import load_results
@@ -69,6 +71,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                      help="continue experiments whose parameters changed")
     old.add_argument("--restart_full_repetitions", action="store_true",
                      help="start unfinished repetitions over instead of restoring their saved state")
+    old.add_argument("--retry-failed", dest="retry_failed", action="store_true",
+                     help="also run quarantined repetitions again: those that two runs in a row died while "
+                          "running (a native crash, a lost MPI rank), which reruns leave out (-P names them); "
+                          "plain failed repetitions are retried by every rerun anyway")
     show = parser.add_argument_group("look, do not run")
     show.add_argument("--list", action="store_true", help="show the expanded experiments and job indices")
     show.add_argument("-p", "--progress", action="store_true", help="show the progress of each experiment")
@@ -163,7 +169,7 @@ def _run(experiment_class: type[ClusterWork], args: argparse.Namespace, argument
             return 0
         if args.plot is not None:
             return _plot(experiment_class, expanded, args)
-        policy = Policy(args.delete, args.overwrite, args.ignore_config)
+        policy = Policy(args.delete, args.overwrite, args.ignore_config, args.retry_failed)
         plan = make_plan(expanded, Selection(args.experiments, args.job, args.repetition, args.iteration),
                          policy, args.config)
         if args.list:
@@ -174,6 +180,7 @@ def _run(experiment_class: type[ClusterWork], args: argparse.Namespace, argument
         if args.slurm:
             return _slurm(args, experiments, plan)
         warn_changed(plan, policy)
+        warn_quarantined(plan, policy)
         # from the first write on a stop is graceful: what was written stays consistent, the rerun resumes
         handle_stop_signals(hard_second=False, on_first=lambda: _on_stop(executor))
         apply_plan(plan)
@@ -207,17 +214,23 @@ def _execute(experiment_class: type[ClusterWork], plan: Plan, args: argparse.Nam
 
     command = [*_program(), *arguments]
     paths = plan.totals.sweep_paths
+    for path in paths:
+        compact_attempts(path)  # the journals of earlier runs, folded (planning has read them)
     run_id = run_started(paths, command, executor.describe(), executor.hosts(), executor.world_size())
+    attempts_journal.hold(paths, run_id)  # the run is alive while this process is (see attempts)
     try:
         with display:
-            summary = run_segments(jobs, executor, on_outcome, campaigns)
+            summary = run_segments(jobs, executor, on_outcome, campaigns, run_id)
     except KeyboardInterrupt:  # the second Ctrl-C
         run_ended(paths, run_id, EXIT_INTERRUPTED, {})
+        attempts_journal.release(run_id)
         executor.terminate()
         print(f"stopped at once; saved rows are kept. To resume: {' '.join(command)}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    summary.quarantined = [] if args.retry_failed else plan.totals.quarantined
     committer.commit()  # this process's writes durable before the run is recorded as ended
     run_ended(paths, run_id, summary.exit_status(), {kind.value: count for kind, count in summary.counts.items()})
+    attempts_journal.release(run_id)
     print_summary(summary, plan, paths, command)
     return summary.exit_status()
 

@@ -2,6 +2,9 @@
 
     <path>/                                   the sweep folder (a document's `path`)
     <path>/runs.jsonl                         one line per run start and end (provenance)
+    <path>/.cluster_work_attempts/            which repetitions each process of each run began and closed:
+        <run>.<host>.<pid>                    one append-only file per process and run (see attempts)
+        summary.jsonl, .lock                  what a compaction kept of the files of finished runs
     <path>/cluster_work_{mpi,array}.sbatch    batch scripts (--slurm)
     <path>/slurm-<job>.out, hostfile.<job>    what those scripts write
     <path>/plots/                             --plot's figures
@@ -30,6 +33,8 @@ RESULTS_FILE = "results.jsonl"
 STATUS_FILE = "status.json"
 LOG_FILE = "rep.log"
 RUNS_FILE = "runs.jsonl"
+ATTEMPTS_FOLDER = ".cluster_work_attempts"
+ATTEMPTS_SUMMARY = "summary.jsonl"
 PLOTS_FOLDER = "plots"
 
 
@@ -39,6 +44,12 @@ def repetition_folder_name(rep: int) -> str:
 
 def iteration_folder_name(iteration: int) -> str:
     return f"it_{iteration:04d}"
+
+
+def attempts_run(file_name: str) -> str | None:
+    """The run id in the name of a journal file `<run>.<host>.<pid>`; None for any other name."""
+    run, dot, rest = file_name.partition(".")
+    return run if dot and rest and run.isalnum() and rest.rpartition(".")[2].isdigit() else None
 
 
 def experiment_folder(base_folder: str, params_part: str) -> str:
@@ -92,6 +103,22 @@ class SweepPaths:
     @property
     def hostfile(self) -> str:
         return os.path.join(self.root, "hostfile.$SLURM_JOB_ID")
+
+    @property
+    def attempts_folder(self) -> str:
+        return os.path.join(self.root, ATTEMPTS_FOLDER)
+
+    def attempts_file(self, run: str, host: str, pid: int) -> str:
+        """The journal of process `pid` on `host` in run `run` (the run id comes first: see `attempts_run`)."""
+        return os.path.join(self.attempts_folder, f"{run}.{host}.{pid}")
+
+    @property
+    def attempts_summary(self) -> str:
+        return os.path.join(self.attempts_folder, ATTEMPTS_SUMMARY)
+
+    @property
+    def attempts_lock(self) -> str:
+        return os.path.join(self.attempts_folder, ".lock")
 
     @property
     def plots_folder(self) -> str:

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .attempts import AttemptIndex, read_index
 from .config import dotted, flatten_paths
 from .errors import ConfigError
 from .expansion import ExpandedDocument, ExpandedExperiment, Expansion, expand_path
@@ -20,13 +21,14 @@ from .preflight import check_experiment, check_writable
 from .repetition_state import read_repetition
 from .selection import Policy, Selection, select_experiments
 from .store import ExperimentStore, to_plain, write_frozen_points
-from .vocabulary import ConfigWrite, ExperimentState, RepetitionState, Segment
+from .vocabulary import ConfigWrite, ExperimentState, RepetitionState, Segment, Suspicion
 
 log = logging.getLogger("cluster_work")
 
 NEW, PARTIAL, DONE, CHANGED = (ExperimentState.NEW, ExperimentState.PARTIAL, ExperimentState.DONE,
                                ExperimentState.CHANGED)
 DONE_STATES = (RepetitionState.FINISHED, RepetitionState.STOPPED)  # never run again by a plain rerun
+QUARANTINED = RepetitionState.QUARANTINED  # run again only with --retry-failed (or -r)
 
 
 @dataclass
@@ -40,6 +42,7 @@ class ExperimentPlan:
     iterations_saved: dict[int, int] = field(default_factory=dict)
     jobs: list[Segment] = field(default_factory=list)
     rewrite: bool = False  # delete the folder (-d, -o) before writing the config
+    suspicions: dict[int, Suspicion] = field(default_factory=dict)  # per rep: runs died while it ran (quarantine)
 
     @property
     def skipped(self) -> bool:
@@ -62,6 +65,7 @@ class PlanTotals:
     changed: int = 0  # experiments whose parameters changed (skipped, or continued with -I)
     rewrites: int = 0  # experiments -d/-o delete first
     sweep_paths: list[str] = field(default_factory=list)
+    quarantined: list[tuple[str, Suspicion]] = field(default_factory=list)  # (label, why), run only if retried
 
 
 SORT_LIMIT = 100_000  # up to this many jobs are ordered longest first; a larger sweep streams in config order
@@ -81,6 +85,7 @@ class Plan:
         self._groups, self.campaigns = _split_campaigns(_groups(chosen))
         self.totals = PlanTotals()
         self._counted: list[ExperimentPlan] | None = None  # what `count` read, where it is small enough
+        self._attempts: dict[str, AttemptIndex] = {}  # per sweep folder, read once
 
     @property
     def experiments(self) -> Iterator[ExperimentPlan]:
@@ -95,10 +100,20 @@ class Plan:
                     ) -> Iterator[tuple[ExperimentPlan, bool]]:
         """Each experiment's plan, and whether it was fresh (its folder does not exist: no disk was read)."""
         present = _present_folders(group)
+        document_path = expand_path(group.document["path"]) if isinstance(group, ExpandedDocument) else None
         for experiment in group:
             fresh = present is not None and experiment.params_part not in present
-            yield _plan_experiment(experiment, first_index, self._selection, self._policy, self._picked, fresh), fresh
+            attempts = self.attempts(document_path or experiment.sweep_path) if not fresh else AttemptIndex()
+            yield _plan_experiment(experiment, first_index, self._selection, self._policy, self._picked, fresh,
+                                   attempts), fresh
             first_index += experiment.repetitions
+
+    def attempts(self, sweep_path: str) -> AttemptIndex:
+        """What the attempts journals of `sweep_path` say (read once per plan)."""
+        index = self._attempts.get(sweep_path)
+        if index is None:
+            index = self._attempts[sweep_path] = read_index(sweep_path)
+        return index
 
     def iterations_left(self) -> int:
         """Iterations the planned jobs still have to run (from each repetition's status)."""
@@ -155,6 +170,8 @@ class Plan:
                 totals.skipped += item.skipped
                 totals.changed += item.state == CHANGED
                 totals.rewrites += item.rewrite
+                totals.quarantined.extend((f"{item.experiment.name} rep {rep}", suspicion)
+                                          for rep, suspicion in item.suspicions.items() if suspicion.quarantined)
                 if not isinstance(group, ExpandedDocument):
                     totals.sweep_paths.append(item.experiment.sweep_path)
         for campaign in self.campaigns:
@@ -305,8 +322,11 @@ def make_plan(expanded: Sequence[ExpandedExperiment], selection: Selection, poli
 
 
 def _plan_experiment(experiment: ExpandedExperiment, first_index: int, selection: Selection,
-                     policy: Policy, picked: range | None, fresh: bool) -> ExperimentPlan:
-    """One experiment's state and jobs; `fresh`: its document's folder does not exist, so neither do its files."""
+                     policy: Policy, picked: range | None, fresh: bool,
+                     attempts: AttemptIndex | None = None) -> ExperimentPlan:
+    """One experiment's state and jobs; `fresh`: its document's folder does not exist, so neither do its files.
+    `attempts`: its sweep folder's attempts journals (a quarantined repetition runs only with --retry-failed,
+    or when -r names it)."""
     store = ExperimentStore(experiment.path)
     stored = store.read_config() if not fresh and store.is_ours() else None
     original_done: set[int] = set()
@@ -321,11 +341,15 @@ def _plan_experiment(experiment: ExpandedExperiment, first_index: int, selection
     states: dict[int, RepetitionState] = {}
     times: dict[int, float] = {}
     saved: dict[int, int] = {}
+    suspicions: dict[int, Suspicion] = {}
     if stored is not None and not rewrite:  # a new experiment has no files to look at
         for rep in range(experiment.repetitions):
             view = read_repetition(store.repetition(rep), experiment.iterations, check_lock=False,
-                                   finished_by_original=rep in original_done)
+                                   finished_by_original=rep in original_done,
+                                   attempts=attempts.of(experiment.name, rep) if attempts is not None else ())
             states[rep], saved[rep] = view.state, view.iterations_saved
+            if view.suspicion is not None:
+                suspicions[rep] = view.suspicion
             if isinstance(view.status.get("mean_iteration_time"), (int, float)):
                 times[rep] = view.status["mean_iteration_time"]
     if stored is None or rewrite:
@@ -336,7 +360,8 @@ def _plan_experiment(experiment: ExpandedExperiment, first_index: int, selection
         state = DONE
     else:
         state = PARTIAL
-    plan = ExperimentPlan(experiment, state, first_index, changed, states, times, saved, rewrite=rewrite)
+    plan = ExperimentPlan(experiment, state, first_index, changed, states, times, saved, rewrite=rewrite,
+                          suspicions=suspicions)
     if state == CHANGED and not policy.ignore_config:
         return plan
     # a new experiment's config is written by whichever job starts first; -I continues with the new
@@ -350,7 +375,7 @@ def _plan_experiment(experiment: ExpandedExperiment, first_index: int, selection
             if rep != selection.repetition:
                 continue
             plan.jobs.append(Segment(index, experiment, rep, restart_from=selection.iteration or 0, config=config))
-        elif states.get(rep) not in DONE_STATES:
+        elif states.get(rep) not in DONE_STATES and (states.get(rep) != QUARANTINED or policy.retry_failed):
             plan.jobs.append(Segment(index, experiment, rep, config=config))
         if config == ConfigWrite.REPLACE and plan.jobs:
             config = ConfigWrite.KEEP
@@ -412,3 +437,17 @@ def warn_changed(plan: Plan, policy: Policy, warn: Any = log.warning, most: int 
                  "-I/--ignore_config to continue with the new parameters")
     if changed > most:
         warn(f"... and {changed - most} more experiments whose parameters changed")
+
+
+def warn_quarantined(plan: Plan, policy: Policy, warn: Any = log.warning, most: int = 20) -> None:
+    """One warning for the quarantined repetitions (up to `most` named), at a run's start."""
+    quarantined = plan.totals.quarantined
+    if not quarantined:
+        return
+    shown = "; ".join(f"{label}: {suspicion.describe()}" for label, suspicion in quarantined[:most])
+    more = f"; and {len(quarantined) - most} more" if len(quarantined) > most else ""
+    if policy.retry_failed:
+        warn(f"running {len(quarantined)} quarantined repetition(s) again (--retry-failed): {shown}{more}")
+    else:
+        warn(f"{len(quarantined)} repetition(s) quarantined, not run: {shown}{more}; "
+             "run with --retry-failed to run them again")

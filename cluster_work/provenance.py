@@ -95,6 +95,25 @@ def read_runs(sweep_path: str, last: int = 5) -> list[dict[str, Any]]:
     return list(runs.values())[-last:]
 
 
+def ended_runs(sweep_path: str) -> set[str]:
+    """The ids of the runs that recorded their end in `sweep_path` (a run killed as a whole never does)."""
+    ended = set()
+    try:
+        with open(SweepPaths(sweep_path).runs_file, encoding="utf-8") as handle:
+            for line in handle:
+                if '"ended"' not in line:
+                    continue
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue  # a torn last line
+                if record.get("event") == "ended":
+                    ended.add(str(record.get("run")))
+    except FileNotFoundError:
+        pass
+    return ended
+
+
 def describe_runs(runs: Sequence[dict[str, Any]]) -> list[str]:
     lines = []
     for run in runs:

@@ -8,17 +8,19 @@ The rows on disk are the truth; `status.json` is a hint that saves reading them:
   without reading the rows (after a power loss the status may have outlived rows that were not yet
   synced; the size check catches that);
 - otherwise the rows decide: all iterations saved is FINISHED (a lost or stale status costs nothing),
-  then a failed last run is FAILED, some rows PARTIAL, none PENDING.
+  then one that runs died under twice at the same point is QUARANTINED (from the sweep's attempts
+  journals, see quarantine), then a failed last run is FAILED, some rows PARTIAL, none PENDING.
 """
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .quarantine import Attempt, assess, crash_signal
 from .store import RepetitionStore
-from .vocabulary import Record, RepetitionState
+from .vocabulary import Record, RepetitionState, Suspicion
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,7 @@ class RepetitionView:
     iterations_saved: int
     status: Mapping[str, Any] = field(default_factory=dict)
     rows: list[dict[str, Any]] | None = None
+    suspicion: Suspicion | None = None
 
 
 def status_says_finished(status: Mapping[str, Any], iterations: int, results_size: int | None) -> bool:
@@ -41,24 +44,29 @@ def status_says_finished(status: Mapping[str, Any], iterations: int, results_siz
     return not isinstance(recorded, int) or results_size is None or results_size >= recorded
 
 
-def decide(status: Mapping[str, Any], iterations: int, rows_saved: int, running: bool = False) -> RepetitionState:
-    """The state of a repetition with `rows_saved` rows on disk and this `status` (pure)."""
+def decide(status: Mapping[str, Any], iterations: int, rows_saved: int, running: bool = False,
+           quarantined: bool = False) -> RepetitionState:
+    """The state of a repetition with `rows_saved` rows on disk and this `status` (pure); `quarantined`:
+    its attempts say it ended runs (see quarantine)."""
     if running:
         return RepetitionState.RUNNING
     if status.get("state") == Record.STOPPED.value:
         return RepetitionState.STOPPED
     if rows_saved >= iterations:
         return RepetitionState.FINISHED
+    if quarantined:
+        return RepetitionState.QUARANTINED
     if status.get("state") == Record.FAILED.value:
         return RepetitionState.FAILED
     return RepetitionState.PARTIAL if rows_saved else RepetitionState.PENDING
 
 
 def read_repetition(store: RepetitionStore, iterations: int, *, check_lock: bool = True,
-                    finished_by_original: bool = False) -> RepetitionView:
+                    finished_by_original: bool = False, attempts: Sequence[Attempt] = ()) -> RepetitionView:
     """The state of repetition `store` of an experiment with `iterations` iterations, reading as little
     as the rules above allow. `check_lock`: also ask whether a live run holds it (one open and flock).
-    `finished_by_original`: the original ClusterWork's files show it complete (it has no status of ours)."""
+    `finished_by_original`: the original ClusterWork's files show it complete (it has no status of ours).
+    `attempts`: its trailing unclosed attempts in dead runs (`attempts.AttemptIndex.of`), if any."""
     status = store.read_status()
     running = check_lock and store.is_running()
     if status.get("state") == Record.STOPPED.value and not running:
@@ -67,7 +75,20 @@ def read_repetition(store: RepetitionStore, iterations: int, *, check_lock: bool
         state = RepetitionState.RUNNING if running else RepetitionState.FINISHED
         return RepetitionView(state, iterations, status)
     rows = store.read_results().rows
-    return RepetitionView(decide(status, iterations, len(rows), running), min(len(rows), iterations), status, rows)
+    saved = min(len(rows), iterations)
+    suspicion = assess(attempts, saved, crash_signal(_tail(store.log_file))) if attempts and not running else None
+    state = decide(status, iterations, len(rows), running, suspicion is not None and suspicion.quarantined)
+    return RepetitionView(state, saved, status, rows, suspicion if state != RepetitionState.FINISHED else None)
+
+
+def _tail(path: str, size: int = 16384) -> str:
+    """The end of a repetition's log (where faulthandler's report of a fatal signal lands), '' if none."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(max(0, handle.seek(0, os.SEEK_END) - size))
+            return handle.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
 
 
 def _size(path: str) -> int | None:

@@ -12,6 +12,7 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.table import Table
 
+from .attempts import AttemptIndex, read_index
 from .config import KeyPath, dotted
 from .display import format_seconds
 from .expansion import ExpandedDocument, ExpandedExperiment
@@ -134,6 +135,7 @@ class RepetitionProgress:
     iterations_done: int
     mean_iteration_time: float | None
     error: str | None = None
+    suspected_runs: int = 0  # runs that died while it ran, in a row at the same iteration (see quarantine)
 
 
 @dataclass
@@ -166,22 +168,29 @@ class ExperimentProgress:
 
 
 STATES = tuple(state.value for state in (RepetitionState.FINISHED, RepetitionState.RUNNING, RepetitionState.FAILED,
-                                         RepetitionState.PARTIAL, RepetitionState.PENDING, RepetitionState.STOPPED))
+                                         RepetitionState.QUARANTINED, RepetitionState.PARTIAL, RepetitionState.PENDING,
+                                         RepetitionState.STOPPED))
 
 
-def read_progress(experiment: ExpandedExperiment) -> ExperimentProgress:
-    """The state of each repetition, from what is on disk (safe while a run writes)."""
+def read_progress(experiment: ExpandedExperiment, attempts: AttemptIndex | None = None) -> ExperimentProgress:
+    """The state of each repetition, from what is on disk (safe while a run writes); `attempts`: its sweep
+    folder's attempts journals (which repetitions runs died under: quarantined or suspected)."""
     store = ExperimentStore(experiment.path)
     reps = []
     for rep in range(experiment.repetitions):
-        view = read_repetition(store.repetition(rep), experiment.iterations)
+        view = read_repetition(store.repetition(rep), experiment.iterations,
+                               attempts=attempts.of(experiment.name, rep) if attempts is not None else ())
         if view.rows is None:  # the common case, answered from the small status file alone
             mean = view.status.get("mean_iteration_time")
         else:
             times = iteration_times(view.rows)
             mean = sum(times) / len(times) if times else None
-        reps.append(RepetitionProgress(rep, view.state.value, view.iterations_saved, mean, view.status.get("error")
-                                       if view.state == RepetitionState.FAILED else None))
+        suspicion = view.suspicion
+        error = view.status.get("error") if view.state == RepetitionState.FAILED else None
+        if suspicion is not None:
+            error = suspicion.describe() + (f"; before: {error}" if error else "")
+        reps.append(RepetitionProgress(rep, view.state.value, view.iterations_saved, mean, error,
+                                       suspicion.runs if suspicion is not None else 0))
     timed = [(r.mean_iteration_time, r.iterations_done) for r in reps if r.mean_iteration_time is not None]
     seconds, count = sum(t * n for t, n in timed), sum(n for _, n in timed)
     mean = seconds / count if count else None
@@ -207,8 +216,12 @@ def progress_report(experiments: Sequence[ExpandedExperiment]) -> tuple[dict[str
                                                                        ExperimentProgress]:
     """Per base experiment the progress of its expanded experiments, and the sweep's total."""
     groups: dict[str, list[ExperimentProgress]] = {}
+    indexes: dict[str, AttemptIndex] = {}
     for experiment in experiments:
-        groups.setdefault(experiment.base_name, []).append(read_progress(experiment))
+        sweep_path = experiment.sweep_path
+        if sweep_path not in indexes:
+            indexes[sweep_path] = read_index(sweep_path)
+        groups.setdefault(experiment.base_name, []).append(read_progress(experiment, indexes[sweep_path]))
     return groups, combine("total", [p for parts in groups.values() for p in parts])
 
 
@@ -321,7 +334,9 @@ def print_summary(summary: Summary, plan: Plan, sweep_paths: Iterable[str], argv
     finished, already = counts[OutcomeKind.FINISHED], counts[OutcomeKind.ALREADY_FINISHED]
     busy, interrupted = counts[OutcomeKind.BUSY], counts[OutcomeKind.INTERRUPTED] + summary.not_started
     parts = [f"{finished} finished", f"{already} already finished" if already else "",
-             f"{len(summary.failures())} failed", f"{busy} held by another run" if busy else "",
+             f"{len(summary.failures())} failed",
+             f"{len(summary.quarantined)} quarantined (not run)" if summary.quarantined else "",
+             f"{busy} held by another run" if busy else "",
              f"{interrupted} not finished (interrupted)" if interrupted else "",
              f"{skipped_changed} experiment(s) skipped: config changed" if skipped_changed else ""]
     if summary.jobs or not summary.campaigns:
@@ -331,6 +346,12 @@ def print_summary(summary: Summary, plan: Plan, sweep_paths: Iterable[str], argv
         console.print(f"[bold]Summary[/bold]: {len(summary.campaigns)} campaign(s) in {summary.seconds:.1f}s")
     for outcome in summary.failures():
         console.print(f"  [red]failed[/red] {outcome.label}: {outcome.error}", highlight=False)
+    for label, suspicion in summary.quarantined[:SCREENFUL]:
+        console.print(f"  [red]quarantined[/red] {label}: {suspicion.describe()}", highlight=False)
+    if summary.quarantined:
+        more = len(summary.quarantined) - SCREENFUL
+        console.print(f"  {f'and {more} more quarantined; ' if more > 0 else ''}run with --retry-failed to run "
+                      "quarantined repetitions again", highlight=False)
     for campaign in summary.campaigns:
         console.print(f"  {campaign.summary_line()}", highlight=False, markup=False)
     store_failures = [o for o in summary.outcomes if o.kind == OutcomeKind.STORE_FAILURE]

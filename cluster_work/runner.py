@@ -118,9 +118,10 @@ def run_segment(experiment_class: type[ClusterWork], segment: Segment, settings:
     if refusal is not None:
         return Outcome(segment.index, segment.label, refusal[0], error=refusal[1],
                        seconds=time.perf_counter() - started)
+    attempt = _SegmentRun(experiment_class, segment, settings, store, writer, context)
     try:
         with _maybe_log(store, settings, context.write):
-            outcome = _SegmentRun(experiment_class, segment, settings, store, writer, context).run()
+            outcome = attempt.run()
         if writer is not None:
             writer.close(sync=settings.sync)
     except StoreError as exc:
@@ -129,6 +130,8 @@ def run_segment(experiment_class: type[ClusterWork], segment: Segment, settings:
     finally:
         if writer is not None:
             writer.close(sync=False)  # a no-op unless an error skipped the close above
+        if attempt.began:  # whatever the outcome: this process outlived the segment
+            context.attempts.end(segment)
     outcome.seconds = time.perf_counter() - started
     outcome.log_file = store.log_file if outcome.error else None
     return outcome
@@ -184,6 +187,7 @@ class _SegmentRun:
         self.target = segment.target
         self.iterations = segment.experiment.iterations
         self.values: list[dict[str, Any]] = []
+        self.began = False  # recorded in the attempts journal: the experiment's code is about to run
 
     def outcome(self, kind: OutcomeKind, done: int, ran: int, error: str | None = None) -> Outcome:
         return Outcome(self.segment.index, self.segment.label, kind, done, ran, error=error, values=self.values)
@@ -215,6 +219,8 @@ class _SegmentRun:
             if self.store.read_status().get("state") != Record.FINISHED.value:  # killed between row and status
                 self.write_status(Record.FINISHED, iterations_done=saved, iterations=self.iterations)
             return self.outcome(OutcomeKind.ALREADY_FINISHED, saved, 0)
+        self.context.attempts.begin(segment, saved)
+        self.began = True
         instance = self.experiment_class()
         _bind(instance, segment.experiment, segment.rep, self.store, self.settings, comm)
         try:

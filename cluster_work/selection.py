@@ -42,11 +42,13 @@ class Selection:
 
 @dataclass(frozen=True)
 class Policy:
-    """How to treat earlier results: -d deletes them, -o overwrites changed ones, -I ignores changes."""
+    """How to treat earlier results: -d deletes them, -o overwrites changed ones, -I ignores changes,
+    --retry-failed runs quarantined repetitions again (plain failed ones are retried anyway)."""
 
     delete: bool = False
     overwrite: bool = False
     ignore_config: bool = False
+    retry_failed: bool = False
 
 
 def select_experiments(expanded: Sequence[ExpandedExperiment], names: Sequence[str],

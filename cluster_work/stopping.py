@@ -19,6 +19,9 @@ EXIT_INTERRUPTED = 130
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 _stop = threading.Event()  # this process's: set by its signal handlers (workers get the parent's stop apart)
+# called with the signal's number by the handlers of `handle_stop_signals`, at once, whatever the process is
+# doing (the attempts journal notes there that this process was told to stop: see attempts)
+_listeners: list[Callable[[int], None]] = []
 
 
 def stop_requested() -> bool:
@@ -29,10 +32,18 @@ def request_stop() -> None:
     _stop.set()
 
 
+def on_stop_signal(listener: Callable[[int], None]) -> None:
+    """Call `listener(signum)` whenever a stop signal reaches this process (once handle_stop_signals runs)."""
+    if listener not in _listeners:
+        _listeners.append(listener)
+
+
 def handle_stop_signals(hard_second: bool, on_first: Callable[[], None] | None = None) -> None:
     """Install handlers for SIGINT, SIGTERM and SIGUSR1 (Slurm's warning before a time limit, which
     mpiexec forwards to every rank); only possible in the main thread."""
     def handler(signum: int, frame: object) -> None:
+        for listener in list(_listeners):
+            listener(signum)
         if _stop.is_set() and hard_second:
             raise KeyboardInterrupt
         first = not _stop.is_set()

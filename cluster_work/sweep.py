@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 from .backends.base import Executor
 from .campaign import Composite, Driver, PlainSweep, drive
 from .stopping import EXIT_INTERRUPTED, stop_requested
-from .vocabulary import Outcome, OutcomeKind, RunSettings, Segment, describe_kind
+from .vocabulary import Outcome, OutcomeKind, RunSettings, Segment, Suspicion, describe_kind
 
 if TYPE_CHECKING:
     from .planning import Plan
@@ -57,6 +57,7 @@ class Summary:
     seconds: float = 0.0
     skipped_experiments: int = 0
     campaigns: list[CampaignDriver] = field(default_factory=list)
+    quarantined: list[tuple[str, Suspicion]] = field(default_factory=list)  # left out: they ended runs
 
     @property
     def counts(self) -> Counter[OutcomeKind]:
@@ -77,7 +78,7 @@ class Summary:
             return EXIT_STORE
         if counts[OutcomeKind.BAD_PARAMETER] or EXIT_USAGE in statuses:
             return EXIT_USAGE
-        if counts[OutcomeKind.FAILED] or EXIT_FAILED in statuses:
+        if counts[OutcomeKind.FAILED] or self.quarantined or EXIT_FAILED in statuses:
             return EXIT_FAILED
         if stop_requested() or counts[OutcomeKind.INTERRUPTED] or self.not_started or EXIT_INTERRUPTED in statuses:
             return EXIT_INTERRUPTED
@@ -94,10 +95,10 @@ class SizedSegments(Protocol):
 
 def run_segments(segments: SizedSegments, executor: Executor,
                  on_outcome: Callable[[Outcome], None] = lambda o: None,
-                 campaigns: Sequence[CampaignDriver] = ()) -> Summary:
+                 campaigns: Sequence[CampaignDriver] = (), run_id: str = "") -> Summary:
     """Run `segments` once each on `executor` (made as workers free up, so a sweep of 10^6 starts at
     once), and beside them the `campaigns`; a store failure (full disk...) stops dispatching at once.
-    `on_outcome` sees the outcome of each plain segment."""
+    `on_outcome` sees the outcome of each plain segment; `run_id` stamps every segment (see attempts)."""
     summary = Summary(jobs=len(segments), campaigns=list(campaigns))
     started = time.perf_counter()
 
@@ -106,7 +107,7 @@ def run_segments(segments: SizedSegments, executor: Executor,
         on_outcome(outcome)
 
     try:
-        drive(Composite([PlainSweep(segments, ended), *campaigns]), executor)
+        drive(Composite([PlainSweep(segments, ended), *campaigns], run_id), executor)
     finally:
         for campaign in campaigns:
             campaign.close()

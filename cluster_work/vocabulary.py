@@ -47,6 +47,7 @@ class RepetitionState(enum.Enum):
     FINISHED = "finished"  # every iteration's row is saved
     FAILED = "failed"  # its last run raised; a rerun retries it
     STOPPED = "stopped"  # a campaign's policy stopped it: never run again
+    QUARANTINED = "quarantined"  # runs died while it ran (see quarantine): failed, rerun only with --retry-failed
 
 
 class ExperimentState(enum.Enum):
@@ -101,6 +102,8 @@ class Segment:
     repetition: one write per experiment).
     `columns`: result columns whose values this run saves the outcome carries back (for a campaign's
     decisions; never whole rows of every column).
+    `run_id`: the run it belongs to (`provenance.run_started`), stamped as it is handed out; the process that
+    begins it records that in the run's attempts journal (see attempts). '' records nothing.
     """
 
     index: int
@@ -110,6 +113,7 @@ class Segment:
     restart_from: int | None = None
     config: ConfigWrite = ConfigWrite.KEEP
     columns: tuple[str, ...] = ()
+    run_id: str = ""
 
     @property
     def label(self) -> str:
@@ -120,6 +124,30 @@ class Segment:
         """The number of saved iterations this segment runs up to."""
         iterations = self.experiment.iterations
         return iterations if self.until is None else min(self.until, iterations)
+
+
+QUARANTINE_RUNS = 2  # runs a repetition may end (dying at the same iteration) before it is quarantined
+
+
+@dataclass(frozen=True)
+class Suspicion:
+    """Runs that died while a repetition ran, one after the other, with nothing closing it since (decided by
+    `quarantine.assess` from the attempts journals): `runs` of them, each at its iteration `iteration` (the
+    rows it had saved), and how the last one died where its log says (`signal`, e.g. 'SIGSEGV')."""
+
+    runs: int
+    iteration: int
+    signal: str | None = None
+
+    @property
+    def quarantined(self) -> bool:
+        return self.runs >= QUARANTINE_RUNS
+
+    def describe(self) -> str:
+        how = f"; {self.signal}" if self.signal else ""
+        if self.quarantined:
+            return f"suspected of ending {self.runs} runs (each died in its iteration {self.iteration}{how})"
+        return f"a run died while it ran (in its iteration {self.iteration}{how})"
 
 
 @dataclass

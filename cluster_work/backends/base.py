@@ -23,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..attempts import AttemptJournal, journal
+
 
 @dataclass(frozen=True)
 class TaskContext:
@@ -34,6 +36,8 @@ class TaskContext:
     current iteration, resumable.
     `cancelled`: true once this item was cancelled: stop after the current iteration.
     `iteration_done`: called after each saved row (the live display's count).
+    `attempts`: where the runner records the segments it begins and closes (this process's journal, see
+    attempts; what lets a rerun tell the repetition that ended a run from the innocents).
     """
 
     comm: Any = None
@@ -41,6 +45,7 @@ class TaskContext:
     stop_requested: Callable[[], bool] = lambda: False
     cancelled: Callable[[], bool] = lambda: False
     iteration_done: Callable[[], None] = lambda: None
+    attempts: AttemptJournal = journal
 
 
 Task = Callable[[Any, TaskContext], Any]

@@ -1,0 +1,301 @@
+"""The attempts journals: which repetitions each process of each run began, and which of those it closed.
+
+Every process that runs segments appends to one journal per run (and sweep folder),
+`<path>/.cluster_work_attempts/<run>.<host>.<pid>`, lines of
+
+    begin <time> <rep> <rows saved> <experiment name as a JSON string>   a segment starts user code
+    end <time> <rep> <experiment name>                                   it ended, with any outcome
+    stop <time> <signal name>                                            a stop signal reached the process
+
+and holds it locked (`flock`) for as long as it lives, so that a reader knows whether its writer is dead.
+The run's main process (the sequential process, `-n`'s parent, MPI rank 0) holds one from the run's start,
+so a run is alive exactly while some file of it is locked. Never two writers to one file: each process
+has its own, MPI ranks on other hosts included (a shared file system only sees distinct names).
+
+Invariants that keep reading cheap and robust:
+- a process runs one segment at a time, so in one journal every begin but the last is closed by what
+  follows it; only a dead journal's last complete line can be an unclosed begin (the tail is all a
+  reader needs, whatever the file's length);
+- lines are appended with one `write` each, without `fsync` (a kill -9 keeps the page cache; a power loss
+  costs at most quarantine precision); a torn last line is ignored by readers;
+- `compact` (at a run's start) folds the journals of finished runs into `summary.jsonl` (the unclosed
+  attempts that still matter) and removes them, so journals never pile up over requeues.
+
+What the records mean for a repetition is decided in `quarantine` (pure logic).
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import logging
+import os
+import signal
+import socket
+import time
+import weakref
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import stopping
+from .paths import SweepPaths, attempts_run
+from .provenance import ended_runs
+from .quarantine import Attempt, trailing
+from .store import atomic_write, is_locked
+
+log = logging.getLogger("cluster_work")
+
+BEGIN, END, STOP = "begin", "end", "stop"
+TAIL_BYTES = 4096  # of a dead journal: enough for its last line (names are short)
+Key = tuple[str, int]  # (experiment name, repetition)
+
+
+class AttemptJournal:
+    """This process's journals, one open and locked file per (sweep folder, run). One per process (`journal`):
+    a forked child starts with none (it must never write into its parent's files)."""
+
+    def __init__(self) -> None:
+        self._files: dict[tuple[str, str], int] = {}
+        self._folders: dict[str, str] = {}  # an experiment's `_config_path` -> its sweep folder
+        self._host = socket.gethostname()
+        self._listening = False
+        reference = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _forget_in_child(reference))
+
+    def hold(self, sweep_paths: Iterable[str], run_id: str) -> None:
+        """Open (and lock) this run's journal in each sweep folder: the run is alive while this process is."""
+        for folder in dict.fromkeys(sweep_paths):
+            self._fd(folder, run_id)
+
+    def begin(self, segment: Any, saved: int) -> None:
+        """`segment` (of a stamped run) starts the experiment's code, with `saved` rows on disk."""
+        if segment.run_id:
+            name = json.dumps(segment.experiment.name)
+            self._write(segment, f"{BEGIN} {time.time():.3f} {segment.rep} {saved} {name}\n")
+
+    def end(self, segment: Any) -> None:
+        """The segment that began ended, whatever its outcome."""
+        if segment.run_id:
+            self._write(segment, f"{END} {time.time():.3f} {segment.rep} {json.dumps(segment.experiment.name)}\n")
+
+    def stopped(self, signum: int) -> None:
+        """A stop signal reached this process (called from its handler): whatever it runs was not what ended
+        the run. Written at once, since a SIGKILL may follow (mpiexec's, a scheduler's) before the iteration ends."""
+        try:
+            name = signal.Signals(signum).name
+        except ValueError:
+            name = str(signum)
+        line = f"{STOP} {time.time():.3f} {name}\n".encode()
+        for fd in list(self._files.values()):
+            with contextlib.suppress(OSError):
+                os.write(fd, line)
+
+    def release(self, run_id: str) -> None:
+        """Close this run's journals (their locks go with them): the end of a run in its main process."""
+        for key in [key for key in self._files if key[1] == run_id]:
+            with contextlib.suppress(OSError):
+                os.close(self._files.pop(key))
+
+    def _write(self, segment: Any, line: str) -> None:
+        try:
+            os.write(self._fd(self._sweep_folder(segment.experiment), segment.run_id), line.encode())
+        except OSError as exc:  # the journal must never stop a sweep (a full disk is reported by the store)
+            log.debug("cannot write the attempts journal: %s", exc)
+
+    def _sweep_folder(self, experiment: Any) -> str:
+        config_path = experiment.config["_config_path"]
+        folder = self._folders.get(config_path)
+        if folder is None:
+            folder = self._folders[config_path] = experiment.sweep_path
+        return folder
+
+    def _fd(self, folder: str, run_id: str) -> int:
+        fd = self._files.get((folder, run_id))
+        if fd is not None:
+            return fd
+        paths = SweepPaths(folder)
+        os.makedirs(paths.attempts_folder, exist_ok=True)
+        fd = os.open(paths.attempts_file(run_id, self._host, os.getpid()), os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                     0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a name of its own: nobody else holds it
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES, errno.ENOLCK):
+                os.close(fd)
+                raise
+        self._files[folder, run_id] = fd
+        if not self._listening:
+            stopping.on_stop_signal(self.stopped)
+            self._listening = True
+        return fd
+
+
+def _forget_in_child(reference: weakref.ref[AttemptJournal]) -> None:
+    journal = reference()
+    if journal is not None:
+        for fd in journal._files.values():  # the parent's: closing our copy leaves its lock to the parent
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        journal._files = {}
+
+
+journal = AttemptJournal()  # this process's (like durability.committer); the runner gets it through TaskContext
+
+
+# --- reading ---------------------------------------------------------------------------------------------
+
+@dataclass
+class AttemptIndex:
+    """What a sweep folder's journals say: each suspected repetition's trailing unclosed attempts (see
+    quarantine.trailing); and the journal files of finished runs it read (for `compact`)."""
+
+    suspects: dict[Key, tuple[Attempt, ...]] = field(default_factory=dict)
+    finished_files: list[str] = field(default_factory=list)
+
+    def of(self, name: str, rep: int) -> tuple[Attempt, ...]:
+        return self.suspects.get((name, rep), ())
+
+
+def read_index(sweep_path: str) -> AttemptIndex:
+    """Read the journals of `sweep_path` (only what can matter: the tail of each dead run's journals, and
+    whole files only when some repetition is suspected). Writes nothing."""
+    paths = SweepPaths(sweep_path)
+    try:
+        names = os.listdir(paths.attempts_folder)
+    except (FileNotFoundError, NotADirectoryError):
+        return AttemptIndex()
+    runs: dict[str, list[str]] = {}
+    for name in sorted(names):
+        run = attempts_run(name)
+        if run is not None:
+            runs.setdefault(run, []).append(os.path.join(paths.attempts_folder, name))
+    alive = {run for run, files in runs.items() if any(is_locked(path) for path in files)}
+    ended = ended_runs(sweep_path) if len(alive) < len(runs) else set()
+    unclosed: dict[Key, list[Attempt]] = {}
+    for key, attempt in _summary(paths.attempts_summary):
+        unclosed.setdefault(key, []).append(attempt)
+    for run, files in runs.items():
+        if run in alive or run in ended:
+            continue
+        for path in files:
+            found = last_open_attempt(path, run)
+            if found is not None:
+                unclosed.setdefault(found[0], []).append(found[1])
+    finished = [path for run, files in runs.items() if run not in alive for path in files]
+    if not unclosed:
+        return AttemptIndex({}, finished)
+    closed = _closing_attempts(finished, {_encoded(key): key for key in unclosed}, unclosed)
+    suspects = {key: trailing(attempts, closed.get(key, ())) for key, attempts in unclosed.items()}
+    return AttemptIndex({key: attempts for key, attempts in suspects.items() if attempts}, finished)
+
+
+def parse(line: str) -> tuple[str, float, Key | None, int]:
+    """(kind, time, key, rows saved) of one complete journal line; ValueError for anything else."""
+    kind, when, rest = line.rstrip("\n").split(" ", 2)
+    if kind == STOP:
+        return kind, float(when), None, 0
+    if kind == BEGIN:
+        rep, saved, name = rest.split(" ", 2)
+        return kind, float(when), (json.loads(name), int(rep)), int(saved)
+    if kind == END:
+        rep, name = rest.split(" ", 1)
+        return kind, float(when), (json.loads(name), int(rep)), 0
+    raise ValueError(kind)
+
+
+def complete_lines(data: bytes) -> list[str]:
+    """The whole lines of `data` (a torn last line, without its newline, left out)."""
+    return data[:data.rfind(b"\n") + 1].decode("utf-8", "replace").splitlines()
+
+
+def last_open_attempt(path: str, run: str) -> tuple[Key, Attempt] | None:
+    """The attempt a dead journal left open: its last complete line, if that is a begin."""
+    try:
+        with open(path, "rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, size - TAIL_BYTES))
+            lines = complete_lines(handle.read())
+    except OSError:
+        return None
+    for line in reversed(lines[1:] if size > TAIL_BYTES else lines):
+        try:
+            kind, began, key, saved = parse(line)
+        except ValueError:
+            continue  # a line torn by a power loss, then appended to
+        return (key, Attempt(run, began, saved)) if kind == BEGIN and key is not None else None
+    return None
+
+
+def _encoded(key: Key) -> str:
+    return json.dumps(key[0])
+
+
+def _closing_attempts(files: Iterable[str], wanted: dict[str, Key], unclosed: dict[Key, list[Attempt]],
+                      ) -> dict[Key, list[float]]:
+    """For the suspected repetitions: when each of their closed attempts began (every begin in a finished
+    run's journal that is not one of the unclosed ones)."""
+    open_ones = {(key, attempt.run, attempt.began) for key, attempts in unclosed.items() for attempt in attempts}
+    closed: dict[Key, list[float]] = {}
+    for path in files:
+        run = attempts_run(os.path.basename(path)) or ""
+        for line in _lines(path):
+            parts = line.split(" ", 4)
+            if parts[0] != BEGIN or len(parts) < 5 or parts[4] not in wanted:
+                continue
+            try:
+                kind, began, key, _ = parse(line)
+            except ValueError:
+                continue
+            if key is not None and key in unclosed and (key, run, began) not in open_ones:
+                closed.setdefault(key, []).append(began)
+    return closed
+
+
+def _lines(path: str) -> Iterator[str]:
+    try:
+        with open(path, "rb") as handle:
+            yield from complete_lines(handle.read())
+    except OSError:
+        return
+
+
+def _summary(path: str) -> Iterator[tuple[Key, Attempt]]:
+    """The unclosed attempts a compaction kept (one JSON object a line)."""
+    for line in _lines(path):
+        try:
+            record = json.loads(line)
+            yield (record["name"], int(record["rep"])), Attempt(str(record["run"]), float(record["began"]),
+                                                                 int(record["saved"]))
+        except (ValueError, KeyError, TypeError):
+            continue
+
+
+def compact(sweep_path: str) -> None:
+    """Fold the journals of finished runs into the summary and remove them (at a run's start; one compaction
+    at a time, skipped while another runs, reading under its lock). Safe to repeat after a kill: the summary
+    is replaced atomically before any journal goes, and an attempt read twice is kept once."""
+    paths = SweepPaths(sweep_path)
+    if not os.path.isdir(paths.attempts_folder):
+        return
+    try:
+        lock = os.open(paths.attempts_lock, os.O_WRONLY | os.O_CREAT, 0o644)
+    except OSError:
+        return
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        index = read_index(sweep_path)
+        if not index.finished_files:
+            return
+        kept = {(key, attempt) for key, attempts in index.suspects.items() for attempt in attempts}
+        text = "".join(json.dumps({"name": key[0], "rep": key[1], "run": a.run, "began": a.began, "saved": a.saved})
+                       + "\n" for key, a in sorted(kept, key=lambda item: (item[1].began, item[0])))
+        atomic_write(paths.attempts_summary, text.encode())
+        for path in index.finished_files:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+    except OSError as exc:  # busy (another run compacts) or a full disk: the journals stay, nothing is lost
+        log.debug("attempts journals not compacted: %s", exc)
+    finally:
+        os.close(lock)
