@@ -40,13 +40,13 @@ class OnOneHost(Deterministic):
 
 class PoisonPill(Deterministic):
     """The first repetition to reach iteration 2 on the host $CW_TEST_HOST becomes the poison pill: it writes
-    `<experiment> <rep>` into the file $CW_TEST_CRASH_MARK (created exclusively: one culprit per sweep) and
+    `<experiment> rep <rep>` into the file $CW_TEST_CRASH_MARK (created exclusively: one culprit per sweep) and
     dies of a segmentation fault, there and in every later run, on any host, in that iteration."""
 
     def iterate(self, config, rep, n):
         mark = os.environ.get("CW_TEST_CRASH_MARK")
         if mark and n == 2:
-            me = f"{self._name} {rep}"
+            me = f"{self._name} rep {rep}"  # as the logs name it
             if _on_the_test_host():
                 try:
                     descriptor = os.open(mark, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
