@@ -19,18 +19,19 @@ from .durability import committer
 from .errors import ClusterWorkError, StoreError
 from .expansion import ExpandedExperiment, expand_all, sweep_paths
 from .experiment import ClusterWork
+from .liveness import Stalled
 from .logs import configure_console
 from .original_api import configs_and_results, implements_plot_results
 from .paths import SweepPaths
 from .planning import Plan, apply_plan, make_plan, warn_changed, warn_quarantined
-from .provenance import describe_runs, read_runs, run_ended, run_started
+from .provenance import describe_runs, read_runs, run_ended, run_stalled, run_started, stall_lines
 from .reporting import print_plan, print_progress, print_summary, progress_json
 from .results import load_results
 from .runner import ExperimentTask
 from .selection import Policy, Selection, select_experiments
 from .stopping import handle_stop_signals, stop_signals_handled
 from .store import atomic_write
-from .sweep import EXIT_INTERRUPTED, EXIT_STORE, EXIT_USAGE, campaign_drivers, describe, run_segments
+from .sweep import EXIT_INTERRUPTED, EXIT_STALLED, EXIT_STORE, EXIT_USAGE, campaign_drivers, describe, run_segments
 from .vocabulary import Outcome, OutcomeKind, RunSettings
 
 log = logging.getLogger("cluster_work")
@@ -49,6 +50,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                           "(self._COMM is the group's communicator); -g 1: all ranks, rank 0 included")
     run.add_argument("--group_size", type=int, default=None, metavar="S",
                      help="with -c: groups of S ranks instead of a number of groups (not with -g)")
+    run.add_argument("--stall-timeout", dest="stall_timeout", type=float, default=None, metavar="S",
+                     help="with -c: end the run (its launcher too; exit status 5 in the run's record) once an MPI "
+                          "worker has said nothing for S seconds and for 10 of its iterations, so that a "
+                          "scheduler can requeue it (default: the config's stall_timeout; without: a worker "
+                          "silent for 60 s is only reported)")
     run.add_argument("--no_gui", action="store_true", help="tell the experiment not to open windows")
     run.add_argument("--no-sync", dest="sync", action="store_false",
                      help="no group commits: leave syncing results to the operating system (faster on slow "
@@ -166,6 +172,7 @@ def _run(experiment_class: type[ClusterWork], args: argparse.Namespace, argument
                 print(progress_json(selected, args.full_progress, runs))
             else:
                 print_progress(selected, args.full_progress, runs=describe_runs(runs))
+                print("\n".join(stall_lines(runs)), end="\n" if stall_lines(runs) else "")
             return 0
         if args.plot is not None:
             return _plot(experiment_class, expanded, args)
@@ -179,6 +186,7 @@ def _run(experiment_class: type[ClusterWork], args: argparse.Namespace, argument
             return 0
         if args.slurm:
             return _slurm(args, experiments, plan)
+        executor.watch_stalls(_stall_limit(args, experiments))
         warn_changed(plan, policy)
         warn_quarantined(plan, policy)
         # from the first write on a stop is graceful: what was written stays consistent, the rerun resumes
@@ -203,7 +211,8 @@ def _execute(experiment_class: type[ClusterWork], plan: Plan, args: argparse.Nam
     def total() -> int:  # a campaign's iterations are known as it decides: done so far, and planned
         return max(plain_total, executor.iterations_done() + sum(c.iterations_left() for c in campaigns))
 
-    display = make_display(total, executor.workers, executor.iterations_done, executor.busy, args.report_every)
+    display = make_display(total, executor.workers, executor.iterations_done, executor.busy, args.report_every,
+                           executor.stalled)
     # with a live bar, a line per finished job would only scroll it away: failures still show
     finished_level = logging.DEBUG if isinstance(display, LiveBarDisplay) else logging.INFO
 
@@ -218,6 +227,7 @@ def _execute(experiment_class: type[ClusterWork], plan: Plan, args: argparse.Nam
         compact_attempts(path)  # the journals of earlier runs, folded (planning has read them)
     run_id = run_started(paths, command, executor.describe(), executor.hosts(), executor.world_size())
     attempts_journal.hold(paths, run_id)  # the run is alive while this process is (see attempts)
+    executor.watch_stalls(None, lambda silences: run_stalled(paths, run_id, silences))
     try:
         with display:
             summary = run_segments(jobs, executor, on_outcome, campaigns, run_id)
@@ -227,6 +237,12 @@ def _execute(experiment_class: type[ClusterWork], plan: Plan, args: argparse.Nam
         executor.terminate()
         print(f"stopped at once; saved rows are kept. To resume: {' '.join(command)}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Stalled as exc:  # recorded and durable first: the launcher dies with the run
+        print(f"error: {exc}", file=sys.stderr)
+        run_ended(paths, run_id, EXIT_STALLED, {})
+        attempts_journal.release(run_id)
+        committer.commit()
+        executor.abandon(EXIT_STALLED)
     summary.quarantined = [] if args.retry_failed else plan.totals.quarantined
     committer.commit()  # this process's writes durable before the run is recorded as ended
     run_ended(paths, run_id, summary.exit_status(), {kind.value: count for kind, count in summary.counts.items()})
@@ -350,4 +366,17 @@ def _plot(experiment_class: type[ClusterWork], expanded: Sequence[ExpandedExperi
 
 def _on_stop(executor: Executor) -> None:
     log.warning("stopping after the iterations in flight (press Ctrl-C again to stop at once)")
+    hint = executor.stop_hint()
+    if hint:
+        log.warning("%s", hint)
     executor.forward_stop()
+
+
+def _stall_limit(args: argparse.Namespace, experiments: list) -> float | None:
+    """--stall-timeout, else the smallest `stall_timeout` of the config's experiments (None: no limit)."""
+    if args.stall_timeout is not None:
+        if not args.stall_timeout > 0:
+            raise ClusterWorkError(f"--stall-timeout must be a positive number of seconds, got {args.stall_timeout}")
+        return float(args.stall_timeout)
+    limits = [e["stall_timeout"] for e in experiments if e.get("stall_timeout") is not None]
+    return float(min(limits)) if limits else None

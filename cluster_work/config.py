@@ -32,7 +32,7 @@ log = logging.getLogger("cluster_work")
 
 REQUIRED_KEYS = ("name", "repetitions", "iterations", "path")
 KNOWN_KEYS = frozenset(REQUIRED_KEYS + ("params", "grid", "list", "random", "custom", "slurm", "gui", "plotting",
-                                       "log_path", "command", "files", "ensemble", "steer"))
+                                       "log_path", "command", "files", "ensemble", "steer", "stall_timeout"))
 CUSTOM_KEYS = frozenset({"function", "samples", "params"})
 RANDOM_KEYS = frozenset({"samples", "seed", "params", "without_replacement"})
 DEFAULT_NAME = "DEFAULT"
@@ -306,6 +306,10 @@ def validate_experiment(experiment: Mapping[str, Any], source: str, number: int,
             problem = path_problem(experiment[key])
             if problem:
                 raise config_error(source, problem, experiment=name, key=key)
+    stall = experiment.get("stall_timeout")
+    if stall is not None and (isinstance(stall, bool) or not isinstance(stall, (int, float)) or not stall > 0):
+        raise config_error(source, f"must be a positive number of seconds, got {stall!r}", experiment=name,
+                           key="stall_timeout")
     params = experiment.get("params")
     if params is not None and not isinstance(params, Mapping):
         raise config_error(source, f"must be a mapping, got {type(params).__name__}", experiment=name, key="params")

@@ -12,12 +12,15 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    Task,
     TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
+from .liveness import Silence
 from .vocabulary import Outcome, OutcomeKind
 
 log = logging.getLogger("cluster_work")
@@ -33,12 +36,13 @@ def format_seconds(seconds: float | None) -> str:
 
 
 class RunDisplay:
-    """Follows a run: iterations done (polled from `iterations`), busy workers, failures."""
+    """Follows a run: iterations done (polled from `iterations`), busy workers, failures, stalled workers
+    (then the ETA says "stalled" instead of growing)."""
 
     def __init__(self, total_iterations: Callable[[], int], workers: int, iterations: Callable[[], int],
-                 busy: Callable[[], int]):
+                 busy: Callable[[], int], stalled: Callable[[], list[Silence]] = list):
         self._total, self.workers = total_iterations, workers
-        self._iterations, self._busy = iterations, busy
+        self._iterations, self._busy, self._stalled = iterations, busy, stalled
         self.failed = 0
         self.started = time.perf_counter()
 
@@ -61,9 +65,12 @@ class RunDisplay:
         done, elapsed, rate = self.measure()
         eta = (self.total - done) / rate if rate > 0 else None
         share = 100 * done / self.total if self.total else 100.0
+        stalled = self._stalled()
+        left = "stalled" if stalled else f"~{format_seconds(eta)}"
         return (f"progress: {done}/{self.total} iterations ({share:.0f}%), {rate:.3g} it/s, "
-                f"elapsed {format_seconds(elapsed)}, left ~{format_seconds(eta)}, "
-                f"{self._busy()}/{self.workers} workers busy, {self.failed} failed")
+                f"elapsed {format_seconds(elapsed)}, left {left}, "
+                f"{self._busy()}/{self.workers} workers busy, {self.failed} failed"
+                + "".join(f"; {silence.describe()}" for silence in stalled))
 
     def __enter__(self) -> RunDisplay:
         return self
@@ -99,10 +106,10 @@ class LiveBarDisplay(RunDisplay):
     def __enter__(self) -> LiveBarDisplay:
         self._progress = Progress(
             TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
-            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
+            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("left"), _Remaining(),
             TextColumn("{task.fields[workers]}"), TextColumn("{task.fields[failed]}"),
             console=Console(file=sys.stderr), refresh_per_second=4, transient=False)
-        self._task = self._progress.add_task("sweep", total=self.total, rate="", workers="", failed="")
+        self._task = self._progress.add_task("sweep", total=self.total, rate="", workers="", failed="", stalled=False)
         self._progress.start()
         self._done = threading.Event()
         threading.Thread(target=self._loop, name="cluster_work-bar", daemon=True).start()
@@ -111,8 +118,10 @@ class LiveBarDisplay(RunDisplay):
     def _update(self) -> None:
         done, elapsed, rate = self.measure()
         failed = f"[red]{self.failed} failed[/red]" if self.failed else "0 failed"
+        stalled = self._stalled()
+        workers = f"{self._busy()}/{self.workers} busy" + "".join(f" [red]{s.describe()}[/red]" for s in stalled)
         self._progress.update(self._task, total=self.total, completed=done, rate=f"{rate:.3g} it/s" if elapsed else "",
-                              workers=f"{self._busy()}/{self.workers} busy", failed=failed)
+                              workers=workers, failed=failed, stalled=bool(stalled))
 
     def _loop(self) -> None:
         while not self._done.wait(0.25):
@@ -124,8 +133,18 @@ class LiveBarDisplay(RunDisplay):
         self._progress.stop()
 
 
+class _Remaining(TimeRemainingColumn):
+    """The bar's time left, or "stalled" while a worker is (a growing estimate would mislead)."""
+
+    def render(self, task: Task) -> Text:
+        if task.fields.get("stalled"):
+            return Text("stalled", style="red")
+        return super().render(task)
+
+
 def make_display(total_iterations: Callable[[], int], workers: int, iterations: Callable[[], int],
-                 busy: Callable[[], int], report_every: float) -> RunDisplay:
+                 busy: Callable[[], int], report_every: float,
+                 stalled: Callable[[], list[Silence]] = list) -> RunDisplay:
     if sys.stderr.isatty():
-        return LiveBarDisplay(total_iterations, workers, iterations, busy)
-    return LogLinesDisplay(total_iterations, workers, iterations, busy, every=report_every)
+        return LiveBarDisplay(total_iterations, workers, iterations, busy, stalled)
+    return LogLinesDisplay(total_iterations, workers, iterations, busy, stalled, every=report_every)

@@ -1,4 +1,5 @@
-"""Where results came from: one JSON line per run start and end, appended to `<path>/runs.jsonl`.
+"""Where results came from: one JSON line per run start and end, appended to `<path>/runs.jsonl` (and
+one whenever the set of stalled MPI workers changes, for `-p` to show).
 
 A resumed sweep keeps its whole history: command line, times, hosts, MPI size, Python and package
 versions, and the git commit of the experiment's code (and whether its tree had uncommitted changes).
@@ -16,6 +17,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from .liveness import Silence
 from .paths import SweepPaths
 
 PACKAGES = ("cluster_work", "numpy", "pandas", "mpi4py", "cloudpickle", "pyyaml")
@@ -58,6 +60,27 @@ def run_started(sweep_paths: Iterable[str], argv: Sequence[str], backend: str, h
     return run_id
 
 
+def run_stalled(sweep_paths: Iterable[str], run_id: str, silences: Sequence[Silence]) -> None:
+    """Record which workers are stalled now (none: all are heard from again), for `-p` to show while the
+    run is on (or after it was killed)."""
+    now = time.time()
+    _append(sweep_paths, {"run": run_id, "event": "stalled", "time": now,
+                          "workers": [{"rank": s.worker, "host": s.host, "silent_since": now - s.silent_for,
+                                       "typical": s.typical} for s in silences]})
+
+
+def stall_lines(runs: Sequence[dict[str, Any]], now: float | None = None) -> list[str]:
+    """For `-p`: one line per worker stalled in a run that has not ended, as its rank 0 last recorded."""
+    moment = time.time() if now is None else now
+    lines = []
+    for run in runs:
+        if run.get("ended") is None:
+            for worker in run.get("stalled") or []:
+                silence = Silence(worker["rank"], worker["host"], moment - worker["silent_since"], worker["typical"])
+                lines.append(f"stalled in run {run.get('run')}: {silence.describe()}")
+    return lines
+
+
 def run_ended(sweep_paths: Iterable[str], run_id: str, exit_status: int, counts: dict[str, int]) -> None:
     _append(sweep_paths, {"run": run_id, "event": "ended", "time": time.time(), "exit_status": exit_status,
                           "jobs": counts})
@@ -88,6 +111,8 @@ def read_runs(sweep_path: str, last: int = 5) -> list[dict[str, Any]]:
                 if record.get("event") == "ended":
                     run.update(ended=record.get("time"), exit_status=record.get("exit_status"),
                                jobs=record.get("jobs"))
+                elif record.get("event") == "stalled":
+                    run.update(stalled=record.get("workers"))
                 else:
                     run.update(record)
     except FileNotFoundError:

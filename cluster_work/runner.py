@@ -60,7 +60,7 @@ def flatten_result(result: Mapping[str, Any], parent: str = "", sep: str = "_") 
 class ExperimentTask:
     """The task every backend runs for a sweep of `experiment_class`: a segment of a repetition, or another
     kind of item that knows how to run itself (`item.run(experiment_class, settings, context)` and
-    `item.lost(stopping)`, e.g. a weighted ensemble's block of walkers)."""
+    `item.lost(stopping, cause)`, e.g. a weighted ensemble's block of walkers)."""
 
     experiment_class: type[ClusterWork]
     settings: RunSettings
@@ -70,15 +70,15 @@ class ExperimentTask:
             return run_segment(self.experiment_class, item, self.settings, context)
         return item.run(self.experiment_class, self.settings, context)
 
-    def lost(self, item: Any, stopping: bool) -> Any:
-        """The outcome of an item whose worker process died under it (killed, out of memory...): a
-        failure, unless the run is stopping (Ctrl-C reaches workers too)."""
+    def lost(self, item: Any, stopping: bool, cause: str = "its worker process died (killed, or out of memory?)"
+             ) -> Any:
+        """The outcome of an item whose worker process died under it, for `cause` ("MPI rank 3 on node17
+        died"): a failure, unless the run is stopping (Ctrl-C reaches workers too)."""
         if not isinstance(item, Segment):
-            return item.lost(stopping)
+            return item.lost(stopping, cause)
         if stopping:
             return Outcome(item.index, item.label, OutcomeKind.INTERRUPTED)
-        return Outcome(item.index, item.label, OutcomeKind.FAILED,
-                       error="its worker process died (killed, or out of memory?)")
+        return Outcome(item.index, item.label, OutcomeKind.FAILED, error=cause)
 
 
 def interruption(context: TaskContext) -> OutcomeKind | None:

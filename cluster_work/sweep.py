@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("cluster_work")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STORE = 0, 1, 2, 3  # and EXIT_INTERRUPTED (130), from stopping
+EXIT_STALLED = 5  # an MPI worker was silent past --stall-timeout (4 is orphans.EXIT_ORPHANED)
 FAILURES = (OutcomeKind.FAILED, OutcomeKind.BAD_PARAMETER)
 
 

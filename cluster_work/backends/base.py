@@ -21,7 +21,9 @@ import abc
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
+
+from ..liveness import Silence
 
 from ..attempts import AttemptJournal, journal
 
@@ -101,6 +103,24 @@ class Executor(abc.ABC):
 
     def terminate(self) -> None:
         """Stop at once (a second Ctrl-C): in-flight iterations are lost, saved rows stay."""
+
+    def watch_stalls(self, limit: float | None, on_change: Callable[[list[Silence]], None] | None = None) -> None:
+        """Workers silent for long (see `liveness`): with `limit` (seconds), the run ends once one is silent
+        longer (next_outcome raises `liveness.Stalled`); `on_change` hears the list of stalled workers
+        whenever it changes. Only MPI workers can fall silent unseen: the others do nothing here."""
+
+    def stalled(self) -> list[Silence]:
+        """The workers stalled as last seen (any thread may ask)."""
+        return []
+
+    def abandon(self, status: int) -> NoReturn:
+        """End the whole run now with exit `status`, not waiting for workers that stopped answering."""
+        self.terminate()
+        raise SystemExit(status)
+
+    def stop_hint(self) -> str | None:
+        """A line worth adding when the run is told to stop (what might have caused it), or None."""
+        return None
 
     def describe(self) -> str:
         return f"{self.workers} worker(s)"

@@ -18,7 +18,12 @@ Under MPI the console is the launcher's: once it is gone (kill -9 of mpiexec), a
 EIO or EPIPE. Every rank's console is guarded (`logs.console_guard`): such a failure stops the run at the
 next iteration boundary, leaving the repetitions resumable, instead of failing them.
 
-Nobody spins a core while waiting: see `mpi_messages`.
+A rank that dies ends the whole job, unless the job was launched with ULFM (`mpiexec --with-ft ulfm`,
+see `mpi_ft`): then only the item it ran fails, rank 0 goes on with the survivors (`mpi_roster` keeps
+who holds what), and a group that lost a member retires. Rank 0 also watches for workers that go silent
+(`liveness`): they show in the display and the log, and, past `--stall-timeout`, end the run.
+
+Nobody spins a core while waiting: see `mpi_messages`. The worker ranks' side is in `mpi_worker`.
 """
 from __future__ import annotations
 
@@ -26,39 +31,56 @@ import collections
 import contextlib
 import logging
 import os
-import pickle
 import socket
 import sys
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 from .. import stopping
 from ..durability import committer
 from ..errors import ClusterWorkError
+from ..liveness import STALL_FLOOR, Liveness, Silence, Stalled
 from ..logs import console_guard
 from ..orphans import EXIT_ORPHANED, exit_when_orphaned
+from ..vocabulary import OutcomeKind
 from .base import Executor, Task, TaskContext
+from .mpi_ft import (
+    LAUNCH_HINT,
+    agree_on_failures,
+    failed_ranks,
+    known_failures,
+    quiet_agreement,
+    revoking_errhandler,
+    ulfm_enabled,
+)
+from .mpi_launcher import kill_launchers
 from .mpi_layout import SELF, SPLIT, WORLD, Layout, mpi_layout
 from .mpi_messages import (
     MAX_OUTCOME_POLL_SLEEP,
     TAG_CANCEL,
     TAG_JOB,
-    TAG_OUTCOME,
     TAG_PROGRESS,
     TAG_STOP,
-    CancelMessages,
-    ProgressMessages,
+    GroupBroken,
     Sends,
-    StopMessage,
+    peer_failed,
     pickle_item,
+    poll_until,
     quiet_barrier,
     wait_for_message,
 )
+from .mpi_roster import Roster
+from .mpi_worker import serve
 from .sequential import SequentialExecutor
 
 log = logging.getLogger("cluster_work")
 
 EXIT_USAGE = 2
 PREFETCH = 1  # items a busy leader holds beyond the one it runs (see MPIExecutor._dispatch)
+CHECK_EVERY = 1.0  # s: how often rank 0 looks for stalled workers while it waits
+LAST_WORDS = 1.0  # s: what an abandoning rank 0 waits for its launcher to pass its last lines on
+STALL_FLOOR_VARIABLE = "CLUSTER_WORK_STALL_FLOOR"  # s: lowers the 60 s floor (for tests: a stall in seconds)
 
 
 def _mpi() -> Any:
@@ -87,55 +109,23 @@ def finalize_mpi() -> None:
             os._exit(EXIT_ORPHANED)
 
 
-def _group_communicator(MPI: Any, layout: Layout, rank: int) -> Any:
-    """This rank's `self._COMM` (COMM_NULL outside a group); collective under SPLIT: every rank calls it."""
+def _group_communicator(MPI: Any, layout: Layout, rank: int, ulfm: bool) -> Any:
+    """This rank's `self._COMM` (COMM_NULL outside a group); collective under SPLIT: every rank calls it.
+    Under ULFM a group's communicator revokes itself on a failure (see `mpi_ft`)."""
     if layout.comm == SELF:
         return MPI.COMM_SELF
     if layout.comm == WORLD:
-        return MPI.COMM_WORLD
-    group = layout.group_of(rank)
-    color = layout.groups.index(group) if group is not None else MPI.UNDEFINED
-    comm = MPI.COMM_WORLD.Split(color, rank)
-    if group is not None:
+        comm = MPI.COMM_WORLD
+    else:
+        group = layout.group_of(rank)
+        color = layout.groups.index(group) if group is not None else MPI.UNDEFINED
+        comm = MPI.COMM_WORLD.Split(color, rank)
+        if group is None:
+            return comm
         comm.Set_name(f"comm_group_{color}")  # the original's name
+    if ulfm and comm.Get_size() > 1:
+        comm.Set_errhandler(revoking_errhandler(MPI))
     return comm
-
-
-def _worker_context(index: int, group_comm: Any, leader: bool, stop: StopMessage | None,
-                    cancels: CancelMessages | None, progress: Any) -> TaskContext:
-    """What an item learns on a worker rank: stops and cancels from rank 0 (the leader reads them; the
-    runner broadcasts the leader's answer to its group)."""
-    return TaskContext(comm=group_comm, write=leader,
-                       stop_requested=lambda: stopping.stop_requested() or (stop is not None and stop.is_set()),
-                       cancelled=lambda: cancels is not None and cancels.has(index), iteration_done=progress)
-
-
-def _serve(task: Task, world: Any, group_comm: Any, leader: bool) -> None:
-    """A worker's items until the None that ends them: a leader gets each from rank 0 and passes it on to
-    its group; a member gets it from its group's rank 0 (world rank 0 itself under `-g 1`)."""
-    stopping.handle_stop_signals(hard_second=False)  # SIGTERM from mpiexec or Slurm: finish the iteration
-    sends = Sends()
-    stop = StopMessage(world) if leader else None
-    cancels = CancelMessages(world) if leader else None
-    progress = ProgressMessages(world, sends) if leader else (lambda: None)
-    while True:
-        if leader:
-            wait_for_message(world, 0, TAG_JOB)
-            payload = world.recv(source=0, tag=TAG_JOB)
-            for member in range(1, group_comm.Get_size()):
-                sends.send(group_comm, payload, member, TAG_JOB)
-        else:
-            wait_for_message(group_comm, 0, TAG_JOB)
-            payload = group_comm.recv(source=0, tag=TAG_JOB)
-        if payload is None:
-            break
-        item = pickle.loads(payload)
-        outcome = task(item, _worker_context(item.index, group_comm, leader, stop, cancels, progress))
-        if leader:
-            sends.send(world, outcome, 0, TAG_OUTCOME)
-    sends.complete()
-    if leader and world.Iprobe(source=0, tag=TAG_STOP):
-        world.recv(source=0, tag=TAG_STOP)
 
 
 class MPIExecutor(Executor):
@@ -149,16 +139,25 @@ class MPIExecutor(Executor):
         self._task = task
         self._world = self._MPI.COMM_WORLD
         self._requested = (groups, group_size)
+        self._ulfm = ulfm_enabled()
         self.worker_status: int | None = None  # on a worker rank, once it has served
         self._entered = self._released = self._stop_sent = False
         self._hosts: list[str] = []
         self._sends = Sends()
         self._iterations = 0
         self._queue: collections.deque[Any] = collections.deque()
-        self._held: dict[int, collections.deque[Any]] = {}  # leader -> items sent to it, the running one first
+        self._roster = Roster([])
         self._reported: dict[int, int] = {}  # iterations a busy leader has reported for its current item
         self._ready: collections.deque[Any] = collections.deque()
         self._console = contextlib.ExitStack()
+        self._status = self._MPI.Status()
+        self._deaths_pending = False
+        self._buried = 0  # world ranks known dead and dealt with
+        self._stall_limit: float | None = None
+        self._on_stall: Callable[[list[Silence]], None] = lambda silences: None
+        self._stalled: list[Silence] = []
+        self._checked = time.monotonic()
+        self._world_broken = False  # under -g 1: the one group lost a rank
 
     # --- lifecycle ------------------------------------------------------------------------------------
 
@@ -176,16 +175,18 @@ class MPIExecutor(Executor):
             return None
         if size > 1:
             exit_when_orphaned(rank)
-        group_comm = _group_communicator(self._MPI, self._layout, rank)
+        if self._ulfm:  # a dead rank raises instead of aborting the job (before the split: groups inherit it)
+            world.Set_errhandler(self._MPI.ERRORS_RETURN)
+        group_comm = _group_communicator(self._MPI, self._layout, rank, self._ulfm)
         hosts = world.gather(socket.gethostname(), root=0)
         self._entered = True
         if rank != 0:
             self._serve_as_worker(group_comm)
             return None
         self._hosts = hosts
-        self._leaders = [group[0] for group in self._layout.groups if group[0] != 0]
+        leaders = [group[0] for group in self._layout.groups if group[0] != 0]
+        self._roster = Roster(leaders, hosts, Liveness(_stall_floor()))
         self.workers = max(1, len(self._layout.groups))
-        self._held = {leader: collections.deque() for leader in self._leaders}
         own_comm = self._world if self._layout.rank0_leads else self._MPI.COMM_SELF
         self._local = SequentialExecutor(self._lead_task(), own_comm)
         self._console.enter_context(console_guard())  # the launcher's console may go away mid-run
@@ -193,17 +194,34 @@ class MPIExecutor(Executor):
         return self
 
     def _serve_as_worker(self, group_comm: Any) -> None:
-        group = self._layout.group_of(self._world.Get_rank())
-        if group is None:  # an idle rank: wait for the release
-            wait_for_message(self._world, 0, TAG_JOB)
-            self._world.recv(source=0, tag=TAG_JOB)
-        else:
-            with console_guard():  # a dead launcher's console stops the run instead of failing a print
-                _serve(self._task, self._world, group_comm, leader=group[0] == self._world.Get_rank())
+        rank = self._world.Get_rank()
+        group = self._layout.group_of(rank)
+        try:
+            if group is None:  # an idle rank: wait for the release
+                wait_for_message(self._world, 0, TAG_JOB)
+                self._world.recv(source=0, tag=TAG_JOB)
+            else:
+                with console_guard():  # a dead launcher's console stops the run instead of failing a print
+                    serve(self._MPI, self._task, self._world, group_comm, group[0] == rank, self._ulfm)
+        except Exception as exc:
+            if not peer_failed(exc):
+                raise
+            log.error("MPI rank %d: rank 0, which schedules the run, is gone; exiting", rank)
+            committer.commit()
+            logging.shutdown()
+            os._exit(EXIT_ORPHANED)
         committer.commit()
-        quiet_barrier(self._world)
+        self._last_barrier()
         self.worker_status = 0
         self._finalize_mpi()
+
+    def _last_barrier(self) -> None:
+        """Every live rank leaves the run together (see `quiet_barrier`); under ULFM only the survivors."""
+        if self._world.Get_size() > 1:
+            if self._ulfm:
+                quiet_agreement(self._world)
+            else:
+                quiet_barrier(self._world)
 
     def __exit__(self, *exc: Any) -> None:
         if self.worker_status is not None:  # a worker: it finished in __enter__
@@ -229,18 +247,36 @@ class MPIExecutor(Executor):
                         "(start more ranks with mpiexec -n)", size, self._requested[1] or 1)
 
     def _runs_here(self) -> bool:
-        return self._layout.rank0_leads or not self._leaders
+        return self._layout.rank0_leads or not self._roster.leaders
 
     def _lead_task(self) -> Task:
         """The task as rank 0 runs it: alone with COMM_SELF, or under `-g 1` as the leader of every rank,
-        with COMM_WORLD, after handing each the item to follow."""
+        with COMM_WORLD, after handing each the item to follow. Under ULFM the ranks agree after each item
+        whether one died (as `mpi_worker.serve` does); if one did, the item fails and nothing more runs."""
         members = self._layout.contacts() if self._layout.rank0_leads else []
+        group_ulfm = self._ulfm and bool(members)
 
         def lead(item: Any, context: TaskContext) -> Any:
+            if self._world_broken:  # the one group lost a rank: nothing can run any more
+                return self._task(item, TaskContext(stop_requested=lambda: True))
             payload = pickle_item(item)
             for member in members:
                 self._sends.send(self._world, payload, member, TAG_JOB)
-            return self._task(item, context)
+            try:
+                outcome = self._task(item, context)
+            except Exception as exc:
+                if not (group_ulfm and peer_failed(exc)):
+                    raise
+                outcome = None
+            lost = agree_on_failures(self._MPI, self._world, self._world) if group_ulfm else []
+            if not lost and outcome is not None:
+                return outcome
+            self._world_broken = True
+            outcome = self._group_lost(item, outcome, lost, 0)
+            log.error("the one group of every MPI rank (-g 1) lost a rank: the run stops; run the same command to "
+                      "run the rest with the ranks it is given")
+            stopping.request_stop()
+            return outcome
 
         return lead
 
@@ -266,7 +302,7 @@ class MPIExecutor(Executor):
     def in_flight(self) -> int:
         if self._runs_here():
             return self._local.in_flight()
-        return len(self._queue) + sum(map(len, self._held.values())) + len(self._ready)
+        return len(self._queue) + self._roster.holding() + len(self._ready)
 
     def has_capacity(self) -> bool:
         return self._local.has_capacity() if self._runs_here() else super().has_capacity()
@@ -277,44 +313,175 @@ class MPIExecutor(Executor):
             return
         if self._cancel_queued(self._queue, self._ready, index):
             return
-        for leader, items in self._held.items():  # running, or waiting at its leader: it stops there
-            if any(item.index == index for item in items):
-                self._sends.send(self._world, index, leader, TAG_CANCEL)
+        leader = self._roster.holder_of(index)  # running, or waiting at its leader: it stops there
+        if leader is not None:
+            self._sends.send(self._world, index, leader, TAG_CANCEL)
 
     def next_outcome(self) -> Any:
         if self._runs_here():
             return self._local.next_outcome()
-        status = self._MPI.Status()
         while not self._ready:
-            if not any(self._held.values()):
+            if not self._roster.holding():
                 raise RuntimeError("next_outcome() with nothing in flight")
-            wait_for_message(self._world, self._MPI.ANY_SOURCE, self._MPI.ANY_TAG, status, MAX_OUTCOME_POLL_SLEEP)
-            source, tag = status.Get_source(), status.Get_tag()
-            if tag == TAG_PROGRESS:
-                done = self._world.recv(source=source, tag=TAG_PROGRESS)
-                self._reported[source] = self._reported.get(source, 0) + done
-                self._iterations += done
-                continue
-            outcome = self._world.recv(source=source, tag=TAG_OUTCOME)
-            self._iterations += getattr(outcome, "iterations_run", 0) - self._reported.pop(source, 0)
-            self._held[source].popleft()
-            self._ready.append(outcome)
-            self._dispatch()
+            message = self._next_message()
+            if message is not None:
+                self._take(message)
+            elif self._deaths_pending:
+                self._bury()
+            if time.monotonic() - self._checked >= CHECK_EVERY:
+                self._check_stalls()
         return self._ready.popleft()
+
+    def _next_message(self) -> Any:
+        """A matched message from a worker, or None once a death is known or CHECK_EVERY has passed
+        (sleeping while it waits)."""
+        found: list[Any] = []
+
+        def ready() -> bool:
+            message = self._probe()
+            if message is not None:
+                found.append(message)
+            return bool(found) or self._deaths_pending
+
+        poll_until(ready, MAX_OUTCOME_POLL_SLEEP, timeout=CHECK_EVERY)
+        return found[0] if found else None
+
+    def _probe(self) -> Any:
+        """A matched message from any worker (matched: it is still received after its sender died), or None;
+        under ULFM notes a death (acknowledged, so that the probes go on)."""
+        try:
+            message = self._world.improbe(source=self._MPI.ANY_SOURCE, tag=self._MPI.ANY_TAG, status=self._status)
+        except Exception as exc:
+            if not (self._ulfm and peer_failed(exc)):
+                raise
+            self._world.Ack_failed()
+            self._deaths_pending = True
+            return None
+        if message is None and self._ulfm and known_failures(self._MPI, self._world) > self._buried:
+            self._deaths_pending = True
+        return message
+
+    def _take(self, message: Any) -> None:
+        source, tag = self._status.Get_source(), self._status.Get_tag()
+        payload = message.recv()
+        if tag == TAG_PROGRESS:
+            self._reported[source] = self._reported.get(source, 0) + payload
+            self._iterations += payload
+            self._roster.heard(source, payload)
+            return
+        ran = getattr(payload.outcome if isinstance(payload, GroupBroken) else payload, "iterations_run", 0) or 0
+        new = max(0, ran - self._reported.pop(source, 0))  # a lost item's rows on disk still count
+        self._iterations += new
+        item = self._roster.ended(source, new)
+        if isinstance(payload, GroupBroken):
+            self._queue.extendleft(reversed(self._roster.retire(source)))
+            payload = self._group_lost(item, payload.outcome, payload.lost, source)
+        self._ready.append(payload)
+        self._dispatch()
+
+    def _group_lost(self, item: Any, outcome: Any, lost: list[int], leader: int) -> Any:
+        """The outcome of `item`, which the group led by `leader` ran when it lost ranks `lost`: a failure
+        (recorded as one) unless it ended well all the same. The lost ranks are written off."""
+        for rank in lost:
+            self._roster.died(rank)
+        names = ", ".join(self._roster.where(rank) for rank in lost) or "a rank"
+        group = self._layout.group_of(leader) or ()
+        log.error("%s died; the group of MPI ranks %s runs nothing more", names, ", ".join(map(str, group)))
+        if outcome is not None and getattr(outcome, "kind", None) != OutcomeKind.FAILED:
+            return outcome
+        return self._task.lost(item, stopping.stop_requested(),  # type: ignore[attr-defined]
+                               cause=f"{names} died (in the group of MPI ranks {', '.join(map(str, group))})")
+
+    def _bury(self) -> None:
+        """Deaths are known: take the dead ranks' last words first, then fail the item each was running,
+        put back what it held beyond that, and never send to it again."""
+        self._deaths_pending = False
+        while (message := self._probe()) is not None:
+            self._take(message)
+        ranks = failed_ranks(self._MPI, self._world)
+        self._buried = len(ranks)
+        for rank in ranks:
+            if rank in self._roster.dead:
+                continue
+            running, prefetched = self._roster.died(rank)
+            self._queue.extendleft(reversed(prefetched))
+            self._reported.pop(rank, None)
+            what = f"; {running.label} fails" if running is not None and hasattr(running, "label") else ""
+            log.error("%s died%s%s", self._roster.where(rank), what,
+                      f"; {len(prefetched)} job(s) it held go back to the queue" if prefetched else "")
+            if running is not None:
+                self._ready.append(self._task.lost(running, stopping.stop_requested(),  # type: ignore[attr-defined]
+                                                   cause=f"{self._roster.where(rank)} died"))
+        self._dispatch()
 
     def _dispatch(self) -> None:
         """Hand queued items out: first one to each idle leader, then one more to each leader that runs
         one, so that it starts its next item the moment it sends the outcome of this one, instead of a
         round trip to rank 0 later (a few ms each time on a loaded node: 8% of 20 ms jobs). Only while items
-        are queued here: at a sweep's end nobody holds more than it runs."""
+        are queued here: at a sweep's end nobody holds more than it runs. With no leader left (all died or
+        retired), the queued items end unrun, and the run stops."""
+        if self._queue and not self._roster.any_serving():
+            log.error("no MPI worker left to run the %d job(s) queued: the run stops; run the same command "
+                      "to run them", len(self._queue))
+            stopping.request_stop()
+            while self._queue:
+                self._ready.append(self._task(self._queue.popleft(), TaskContext(stop_requested=lambda: True)))
+            return
         for depth in range(1 + PREFETCH):
-            for leader, items in self._held.items():
+            for leader, items in list(self._roster.serving()):
                 if not self._queue:
                     return
                 if len(items) == depth:
                     item = self._queue.popleft()
                     self._sends.send(self._world, pickle_item(item), leader, TAG_JOB)
-                    items.append(item)
+                    self._roster.assign(leader, item)
+
+    # --- stalls ---------------------------------------------------------------------------------------
+
+    def watch_stalls(self, limit: float | None, on_change: Callable[[list[Silence]], None] | None = None) -> None:
+        if limit is not None:
+            self._stall_limit = limit
+            self._roster.liveness.floor = limit
+        if on_change is not None:
+            self._on_stall = on_change
+
+    def stalled(self) -> list[Silence]:
+        return list(self._stalled)
+
+    def _check_stalls(self) -> None:
+        """Log the workers that turned silent (and those heard from again); past the limit, end the run."""
+        self._checked = time.monotonic()
+        silences = self._roster.stalled()
+        before, now = {s.worker for s in self._stalled}, {s.worker for s in silences}
+        self._stalled = silences
+        if before != now:
+            self._on_stall(silences)
+        if silences and self._stall_limit is not None:
+            raise Stalled(silences, self._stall_limit)
+        for silence in silences:
+            if silence.worker not in before:
+                log.warning("%s", silence.describe())
+        for worker in sorted(before - now - set(self._roster.dead)):
+            log.info("%s is heard from again", self._roster.where(worker))
+
+    def abandon(self, status: int) -> NoReturn:
+        """End the run now, launcher included (it may wait forever for an unreachable host): SIGKILL the
+        launcher above rank 0, or, under a launcher that is not one (srun), abort through MPI."""
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError):
+                stream.flush()
+        logging.shutdown()
+        time.sleep(LAST_WORDS)  # the launcher forwards what rank 0 printed last
+        if not kill_launchers():
+            self._world.Abort(status)
+        os._exit(status)
+
+    def stop_hint(self) -> str | None:
+        if self._ulfm or self._world.Get_size() == 1 or "open mpi" not in self._MPI.Get_library_version().lower():
+            return None
+        return (f"if the MPI launcher reported a rank that died, that ends every rank of the run: {LAUNCH_HINT}")
+
+    # --- the rest of the interface --------------------------------------------------------------------
 
     def hosts(self) -> list[str]:
         return list(self._hosts) or super().hosts()
@@ -326,14 +493,14 @@ class MPIExecutor(Executor):
         return self._iterations + self._local.iterations_done()
 
     def busy(self) -> int:
-        return sum(1 for items in self._held.values() if items) + self._local.busy()
+        return self._roster.busy() + self._local.busy()
 
     def forward_stop(self) -> None:
         """Tell the group leaders; rank 0's own group follows its decision (the runner's broadcast)."""
         if self._stop_sent or not self._entered:
             return
         self._stop_sent = True
-        for leader in self._leaders:
+        for leader, _ in self._roster.serving():
             self._sends.send(self._world, None, leader, TAG_STOP)
 
     def terminate(self) -> None:
@@ -342,12 +509,26 @@ class MPIExecutor(Executor):
         self._world.Abort(130)
 
     def shutdown(self) -> None:
-        """Release every worker rank; after this all ranks leave their loops and exit cleanly."""
+        """Release every worker rank; after this all ranks leave their loops and exit cleanly. Under ULFM,
+        only the live ones, and under `-g 1` only if the one group is whole (else its ranks have retired)."""
         if self._released or not self._entered:
             return
         self._released = True
-        for rank in self._layout.contacts():
-            self._sends.send(self._world, None, rank, TAG_JOB)
+        if not self._world_broken:
+            for rank in self._roster.releasable(self._layout.contacts()):
+                self._sends.send(self._world, None, rank, TAG_JOB)
+            if self._layout.rank0_leads and self._ulfm and self._world.Get_size() > 1:
+                agree_on_failures(self._MPI, self._world, self._world)  # as every member does after its None
         self._sends.complete()
-        if self._world.Get_size() > 1:
-            quiet_barrier(self._world)
+        lost = self._roster.lost_line()
+        if lost:
+            log.warning("%s", lost)
+        self._last_barrier()
+
+
+def _stall_floor() -> float:
+    """The least silence that counts as a stall: 60 s, or what $CLUSTER_WORK_STALL_FLOOR says (tests)."""
+    try:
+        return float(os.environ.get(STALL_FLOOR_VARIABLE, STALL_FLOOR))
+    except ValueError:
+        return STALL_FLOOR

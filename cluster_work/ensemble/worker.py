@@ -57,14 +57,15 @@ class WalkerBlock:
     def run(self, experiment_class: type[ClusterWork], settings: RunSettings, context: TaskContext) -> BlockOutcome:
         return run_walker_block(experiment_class, self, context, settings)
 
-    def lost(self, stopping: bool) -> BlockOutcome:
-        """The outcome of this block when its worker process died under it (see runner.ExperimentTask):
-        interrupted if the run is stopping, else a failure of its iteration, which a rerun retries."""
+    def lost(self, stopping: bool, cause: str) -> BlockOutcome:
+        """The outcome of this block when its worker process died under it for `cause` (see
+        runner.ExperimentTask.lost): interrupted if the run is stopping, else a failure of its iteration,
+        which a rerun retries."""
         outcome = BlockOutcome(self.index, self.label, OutcomeKind.INTERRUPTED, iteration=self.iteration,
                                part=self.part)
         if not stopping:
             outcome.kind = OutcomeKind.FAILED
-            outcome.error = f"{self.label}: its worker process died (killed, or out of memory?)"
+            outcome.error = f"{self.label}: {cause}"
         return outcome
 
 

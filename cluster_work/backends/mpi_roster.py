@@ -1,0 +1,122 @@
+"""Rank 0's roster of the group leaders it hands items to: what each holds, who is gone, who stalled.
+
+Pure bookkeeping, no MPI: the executor sends and receives, the roster decides to whom and says what a
+death means. A leader holds its items in order, the running one first (the others were prefetched: see
+`MPIExecutor._dispatch`). When a leader dies (ULFM), only its running item was under way: it fails,
+and the prefetched ones go back to the queue, innocent. When a group loses a member, its leader
+retires: rank 0 hands it nothing more, but it is alive and still releases at the end.
+"""
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..liveness import Liveness, Silence
+
+
+def item_kind(item: Any) -> str:
+    """What an item's iteration times are learnt per: its experiment (an expanded one), else its class."""
+    experiment = getattr(item, "experiment", None)
+    return str(getattr(experiment, "name", None) or type(item).__name__)
+
+
+@dataclass
+class Roster:
+    """The leaders rank 0 talks to (world ranks), their hosts (by world rank) and their items."""
+
+    leaders: list[int]
+    hosts: list[str] = field(default_factory=list)
+    liveness: Liveness = field(default_factory=Liveness)
+    held: dict[int, collections.deque[Any]] = field(init=False)
+    dead: dict[int, str] = field(default_factory=dict)  # world rank -> what it was doing when it died
+    retired: set[int] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.held = {leader: collections.deque() for leader in self.leaders}
+
+    def host(self, rank: int) -> str:
+        return self.hosts[rank] if 0 <= rank < len(self.hosts) else "?"
+
+    def where(self, rank: int) -> str:
+        return f"MPI rank {rank} on {self.host(rank)}"
+
+    # --- handing out ----------------------------------------------------------------------------------
+
+    def serving(self) -> Iterator[tuple[int, collections.deque[Any]]]:
+        """The leaders rank 0 may send items to (alive, not retired), with what they hold."""
+        return ((leader, items) for leader, items in self.held.items()
+                if leader not in self.dead and leader not in self.retired)
+
+    def assign(self, leader: int, item: Any) -> None:
+        items = self.held[leader]
+        items.append(item)
+        if len(items) == 1:
+            self.liveness.started(leader, item_kind(item))
+
+    def holding(self) -> int:
+        return sum(map(len, self.held.values()))
+
+    def busy(self) -> int:
+        return sum(1 for items in self.held.values() if items)
+
+    def holder_of(self, index: int) -> int | None:
+        return next((leader for leader, items in self.held.items() if any(i.index == index for i in items)), None)
+
+    def any_serving(self) -> bool:
+        return any(True for _ in self.serving())
+
+    # --- what comes back ------------------------------------------------------------------------------
+
+    def heard(self, leader: int, iterations: int = 0) -> None:
+        self.liveness.heard(leader, iterations)
+
+    def ended(self, leader: int, iterations: int) -> Any:
+        """Leader's running item ended (its outcome came): return it; its next item, if any, runs now."""
+        self.liveness.heard(leader, iterations)
+        items = self.held[leader]
+        item = items.popleft()
+        if items:
+            self.liveness.started(leader, item_kind(items[0]))
+        else:
+            self.liveness.idle(leader)
+        return item
+
+    def died(self, rank: int) -> tuple[Any | None, list[Any]]:
+        """World rank `rank` died: (the item it was running, or None; the items it held beyond it, to run
+        elsewhere). A rank that led no group, or that rank 0 has already written off, held nothing."""
+        if rank in self.dead:
+            return None, []
+        items = list(self.held.get(rank, ()))
+        self.dead[rank] = "running an item" if items else "idle"
+        self.liveness.idle(rank)
+        if rank in self.held:
+            self.held[rank].clear()
+        return (items[0] if items else None), items[1:]
+
+    def retire(self, leader: int) -> list[Any]:
+        """The group of `leader` broke (it lost a member): it gets nothing more. Return what it still held
+        beyond the item whose outcome just came, to run elsewhere."""
+        self.retired.add(leader)
+        self.liveness.idle(leader)
+        rest = list(self.held[leader])
+        self.held[leader].clear()
+        return rest
+
+    def releasable(self, contacts: Iterable[int]) -> list[int]:
+        """The contacts to release at the end: every one still alive."""
+        return [rank for rank in contacts if rank not in self.dead]
+
+    # --- reporting ------------------------------------------------------------------------------------
+
+    def stalled(self) -> list[Silence]:
+        hosts = {rank: self.host(rank) for rank in self.held}
+        return [s for s in self.liveness.stalled(hosts) if s.worker not in self.dead]
+
+    def lost_line(self) -> str | None:
+        """One line naming the ranks lost during the run and their hosts (None: none was lost)."""
+        if not self.dead:
+            return None
+        ranks = ", ".join(f"{rank} ({self.host(rank)})" for rank in sorted(self.dead))
+        return f"MPI ranks lost during the run: {ranks}"

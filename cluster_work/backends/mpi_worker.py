@@ -1,0 +1,97 @@
+"""A worker rank's side of the MPI backend: serve items from rank 0 until it releases the rank.
+
+A group's leader gets each item from rank 0 and passes it on to its group; a member gets it from its
+group's rank 0 (world rank 0 itself under `-g 1`). Under ULFM (see `mpi_ft`) the group agrees after each
+item whether it lost a member: if it did, the leader tells rank 0 (`GroupBroken`) instead of sending the
+bare outcome, and every survivor of the group retires, since the group cannot run a collective again.
+"""
+from __future__ import annotations
+
+import logging
+import pickle
+from typing import Any
+
+from .. import stopping
+from .base import Task, TaskContext
+from .mpi_ft import agree_on_failures
+from .mpi_messages import (
+    TAG_JOB,
+    TAG_OUTCOME,
+    TAG_STOP,
+    CancelMessages,
+    GroupBroken,
+    ProgressMessages,
+    Sends,
+    StopMessage,
+    peer_failed,
+    wait_for_message,
+)
+
+log = logging.getLogger("cluster_work")
+
+
+def _worker_context(index: int, group_comm: Any, leader: bool, stop: StopMessage | None,
+                    cancels: CancelMessages | None, progress: Any) -> TaskContext:
+    """What an item learns on a worker rank: stops and cancels from rank 0 (the leader reads them; the
+    runner broadcasts the leader's answer to its group)."""
+    return TaskContext(comm=group_comm, write=leader,
+                       stop_requested=lambda: stopping.stop_requested() or (stop is not None and stop.is_set()),
+                       cancelled=lambda: cancels is not None and cancels.has(index), iteration_done=progress)
+
+
+def serve(MPI: Any, task: Task, world: Any, group_comm: Any, leader: bool, ulfm: bool) -> None:
+    """A worker's items until the None that ends them, or until its group breaks (under ULFM).
+
+    Under ULFM, with a group of more than one rank, every survivor of the group reaches the agreement
+    after each message from the group's rank 0 exactly once, whatever failed in between: a failure
+    revokes the group's communicator (see `mpi_ft.revoking_errhandler`), so that no survivor waits for
+    the dead elsewhere. A failure talking to world rank 0 is not caught here: rank 0 is gone."""
+    stopping.handle_stop_signals(hard_second=False)  # SIGTERM from mpiexec or Slurm: finish the iteration
+    sends = Sends()
+    stop = StopMessage(world) if leader else None
+    cancels = CancelMessages(world) if leader else None
+    group_ulfm = ulfm and group_comm.Get_size() > 1
+    while True:
+        if leader:
+            wait_for_message(world, 0, TAG_JOB)
+            payload = world.recv(source=0, tag=TAG_JOB)
+        item, outcome, broken = None, None, False
+        try:
+            if leader:
+                for member in range(1, group_comm.Get_size()):
+                    sends.send(group_comm, payload, member, TAG_JOB)
+            else:
+                wait_for_message(group_comm, 0, TAG_JOB)
+                payload = group_comm.recv(source=0, tag=TAG_JOB)
+            if payload is not None:
+                item = pickle.loads(payload)
+                # counted per item: rank 0 subtracts what it heard of this item from its outcome's count
+                progress = ProgressMessages(world, sends) if leader else (lambda: None)
+                outcome = task(item, _worker_context(item.index, group_comm, leader, stop, cancels, progress))
+        except Exception as exc:
+            if not (group_ulfm and peer_failed(exc)):
+                raise
+            broken = True
+        lost = agree_on_failures(MPI, group_comm, world) if group_ulfm else []
+        if leader and item is not None:
+            sends.send(world, GroupBroken(None if broken else outcome, lost) if lost or broken else outcome, 0,
+                       TAG_OUTCOME)
+        if lost or broken:
+            log.warning("MPI rank %d: its group lost rank(s) %s; it runs nothing more", world.Get_rank(),
+                        ", ".join(map(str, lost)) or "?")
+            if leader and payload is not None:
+                _await_release(world)
+            break
+        if payload is None:
+            break
+    sends.complete()
+    if leader and world.Iprobe(source=0, tag=TAG_STOP):
+        world.recv(source=0, tag=TAG_STOP)
+
+
+def _await_release(world: Any) -> None:
+    """A retired leader: wait for rank 0's None (items it had already sent on are run elsewhere)."""
+    while True:
+        wait_for_message(world, 0, TAG_JOB)
+        if world.recv(source=0, tag=TAG_JOB) is None:
+            return

@@ -1,0 +1,125 @@
+"""Which workers have gone silent: pure bookkeeping of when rank 0 last heard from each busy worker.
+
+A worker that runs an item talks to rank 0 now and then: a progress message after an iteration (at most
+every `mpi_messages.PROGRESS_EVERY` seconds) and the outcome at the end. A worker that has said nothing
+for much longer than an iteration of what it runs takes (`FACTOR` times the typical one), and for longer
+than a floor (`floor`, 60 s unless the run sets a stall limit), has *stalled*: its host is unreachable,
+its process stopped, or its iteration hangs. Slow but steady workers never count: the typical iteration
+time of each kind of item (an experiment) is learnt from what the workers report, and an iteration that
+takes an hour lets its worker stay silent for ten.
+
+No clocks are read here unless none is passed: the executor owns the clock and the messages, this module
+only decides. Only busy workers are watched: an idle one has nothing to say.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from .errors import ClusterWorkError
+
+STALL_FLOOR = 60.0  # s: nobody counts as stalled sooner, unless a stall limit (--stall-timeout) says so
+FACTOR = 10.0  # a worker may be silent this many typical iterations before it counts as stalled
+
+
+def format_duration(seconds: float) -> str:
+    """4m12s, 1h03m, 45s, 0.05 s: short, for a log line about a silence or an iteration time."""
+    if seconds < 1:
+        return f"{seconds:.2g} s"
+    whole = int(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+
+
+@dataclass(frozen=True)
+class Silence:
+    """A stalled worker: rank `worker` on `host`, silent for `silent_for` seconds, running items whose
+    iterations take `typical` seconds (None: none timed yet)."""
+
+    worker: int
+    host: str
+    silent_for: float
+    typical: float | None
+
+    def describe(self) -> str:
+        took = (f"its iterations take {format_duration(self.typical)}" if self.typical is not None
+                else "none of its iterations timed yet")
+        return f"rank {self.worker} on {self.host}: no word for {format_duration(self.silent_for)}; {took}"
+
+
+class Stalled(ClusterWorkError):
+    """Workers were silent past the run's stall limit (`--stall-timeout`): the run ends."""
+
+    def __init__(self, silences: list[Silence], limit: float):
+        self.silences, self.limit = silences, limit
+        super().__init__(f"stalled: {'; '.join(s.describe() for s in silences)}. Past the stall limit "
+                         f"({format_duration(limit)}): ending the run, its MPI launcher included; the same "
+                         "command resumes it")
+
+
+@dataclass
+class _Watch:
+    kind: str
+    since: float  # last word, or the item's start
+
+
+class Liveness:
+    """Last word per busy worker and typical iteration time per kind of item.
+
+    `started(w, kind)`: worker w began an item of `kind` (an experiment's name). `heard(w, iterations)`:
+    a message from w, reporting `iterations` more iterations done. `idle(w)`: w holds nothing more
+    (silence is then normal). `stalled()`: the busy workers silent past their limit. Iteration times are
+    measured as time between words divided by iterations reported, so they include a reset and the
+    messages' delay: an overestimate, which only makes a false alarm rarer.
+    """
+
+    def __init__(self, floor: float = STALL_FLOOR, factor: float = FACTOR):
+        self.floor, self.factor = floor, factor
+        self._watched: dict[int, _Watch] = {}
+        self._timed: dict[str, tuple[float, int]] = {}  # kind -> (seconds, iterations) observed
+
+    def started(self, worker: int, kind: str, now: float | None = None) -> None:
+        self._watched[worker] = _Watch(kind, _now(now))
+
+    def heard(self, worker: int, iterations: int = 0, now: float | None = None) -> None:
+        watch = self._watched.get(worker)
+        if watch is None:
+            return
+        moment = _now(now)
+        if iterations > 0:
+            seconds, count = self._timed.get(watch.kind, (0.0, 0))
+            self._timed[watch.kind] = (seconds + max(0.0, moment - watch.since), count + iterations)
+        watch.since = moment
+
+    def idle(self, worker: int) -> None:
+        self._watched.pop(worker, None)
+
+    def typical(self, kind: str) -> float | None:
+        """Seconds per iteration of items of `kind`, as measured so far (None: none measured)."""
+        seconds, count = self._timed.get(kind, (0.0, 0))
+        return seconds / count if count else None
+
+    def limit(self, worker: int) -> float | None:
+        """How long busy `worker` may stay silent (None: it is not busy)."""
+        watch = self._watched.get(worker)
+        if watch is None:
+            return None
+        typical = self.typical(watch.kind)
+        return max(self.floor, self.factor * typical) if typical is not None else self.floor
+
+    def stalled(self, hosts: dict[int, str] | None = None, now: float | None = None) -> list[Silence]:
+        """The busy workers silent for longer than their limit, by rank."""
+        moment, found = _now(now), []
+        for worker, watch in sorted(self._watched.items()):
+            silent = moment - watch.since
+            limit = self.limit(worker)
+            if limit is not None and silent > limit:
+                found.append(Silence(worker, (hosts or {}).get(worker, "?"), silent, self.typical(watch.kind)))
+        return found
+
+
+def _now(now: float | None) -> float:
+    return time.monotonic() if now is None else now
