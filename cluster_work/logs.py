@@ -3,7 +3,9 @@ console that may go away (a dead terminal or MPI launcher stops the run instead 
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from typing import IO, Any
@@ -155,18 +157,52 @@ class _LazyFile:
 
 @contextlib.contextmanager
 def repetition_log(path: str, experiment_level: str | int) -> Iterator[None]:
-    """Copy log records and prints of the code inside into `path` (appended, line-buffered)."""
+    """Copy log records and prints of the code inside into `path` (appended, line-buffered); a fatal signal
+    inside leaves the Python stack there (`fault_stacks_to`)."""
     log_file = _LazyFile(path)
     handler = logging.StreamHandler(log_file)  # type: ignore[arg-type]
     handler.setFormatter(logging.Formatter(FORMAT))
     handler.setLevel(_level(experiment_level))
     root = logging.getLogger()
-    root.addHandler(handler)
     stdout, stderr = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = _Tee(_guarded(stdout), log_file), _Tee(_guarded(stderr), log_file)  # type: ignore[assignment]
+    with fault_stacks_to(path):
+        root.addHandler(handler)
+        sys.stdout, sys.stderr = _Tee(_guarded(stdout), log_file), _Tee(_guarded(stderr), log_file)  # type: ignore[assignment]
+        try:
+            yield
+        finally:
+            sys.stdout, sys.stderr = stdout, stderr
+            root.removeHandler(handler)
+            log_file.close()
+
+
+@contextlib.contextmanager
+def fault_stacks_to(path: str) -> Iterator[None]:
+    """While inside: a SIGSEGV, SIGBUS, SIGABRT, SIGFPE or SIGILL (native code crashing) appends the Python
+    stack of every thread to `path` (`faulthandler`) before the process dies of it as it would have.
+
+    faulthandler writes to a file descriptor from its signal handler, so one stays open on `path` the whole
+    time: created if missing, and removed again if it was and nothing was written (most repetitions log
+    nothing). After: faulthandler as it was (on, to stderr, if it was on: Python cannot say where to).
+    If `path` cannot be opened, the code inside runs without it."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
+        created = True
+    except FileExistsError:
+        fd, created = os.open(path, os.O_WRONLY | os.O_APPEND), False
+    except OSError:
+        yield
+        return
+    was_enabled = faulthandler.is_enabled()
+    faulthandler.enable(fd, all_threads=True)
     try:
         yield
     finally:
-        sys.stdout, sys.stderr = stdout, stderr
-        root.removeHandler(handler)
-        log_file.close()
+        faulthandler.disable()
+        if was_enabled and sys.__stderr__ is not None:
+            with contextlib.suppress(Exception):
+                faulthandler.enable(sys.__stderr__, all_threads=True)
+        with contextlib.suppress(OSError):
+            if created and os.fstat(fd).st_size == 0:
+                os.remove(path)
+        os.close(fd)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .backends.base import TaskContext
+from .deaths import record_lost_segment
 from .errors import InvalidParameterArgument, StoreError
 from .expansion import ExpandedExperiment
 from .experiment import ClusterWork
@@ -70,15 +71,16 @@ class ExperimentTask:
             return run_segment(self.experiment_class, item, self.settings, context)
         return item.run(self.experiment_class, self.settings, context)
 
-    def lost(self, item: Any, stopping: bool, cause: str = "its worker process died (killed, or out of memory?)"
-             ) -> Any:
-        """The outcome of an item whose worker process died under it, for `cause` ("MPI rank 3 on node17
-        died"): a failure, unless the run is stopping (Ctrl-C reaches workers too)."""
+    def lost(self, item: Any, stopping: bool, cause: str) -> Any:
+        """The outcome of an item whose worker process died under it, for `cause` (`deaths.describe_death`'s
+        words, after who died: "worker process 123 killed by SIGSEGV (segmentation fault)"): interrupted if
+        the run is stopping (Ctrl-C reaches workers too), else failed and recorded as failed in its
+        repetition's status (see `deaths.record_lost_segment`). Call it only once that process is dead."""
         if not isinstance(item, Segment):
             return item.lost(stopping, cause)
         if stopping:
             return Outcome(item.index, item.label, OutcomeKind.INTERRUPTED)
-        return Outcome(item.index, item.label, OutcomeKind.FAILED, error=cause)
+        return record_lost_segment(item, cause, self.settings.sync)
 
 
 def interruption(context: TaskContext) -> OutcomeKind | None:

@@ -153,7 +153,7 @@ def test_a_worker_that_dies_fails_only_its_own_item(tmp_path):
         [died] = collect(executor, 1).values()
         executor.submit(Segment(1, alive, 0))
         [fine] = collect(executor, 1).values()
-    assert died.kind == OutcomeKind.FAILED and "worker process died" in died.error
+    assert died.kind == OutcomeKind.FAILED and "exited with status 3 without reporting in iteration 1" in died.error
     assert fine.kind == OutcomeKind.FINISHED  # a new pool took over
 
 

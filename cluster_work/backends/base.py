@@ -23,9 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from ..liveness import Silence
-
 from ..attempts import AttemptJournal, journal
+from ..liveness import Silence
 
 
 @dataclass(frozen=True)

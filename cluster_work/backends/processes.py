@@ -1,90 +1,70 @@
-"""Local worker processes (no MPI): `-n N` runs items in N processes; a worker that dies fails only its
-own item.
+"""Local worker processes (no MPI): `-n N` runs items in N processes; a worker that dies fails only the
+item it was running.
+
+Each worker has a connection of its own (`process_worker` is its side). This process hands an item to an
+idle worker, and one more to a busy one (read the moment it finishes, instead of a round trip later);
+the rest wait here, where a cancel can still take them back. A worker says when it begins an item, so
+when one dies (a segmentation fault in a C extension, the OOM killer's SIGKILL, `abort()`, `exit()`),
+this process knows exactly what it ran: that item fails, named with the signal or exit status
+(`deaths.describe_death`), and is recorded as failed in its repetition's status; the item the worker
+had not begun goes back to the queue; a new worker takes over when there is work for it. A pool that
+cannot keep a worker alive long enough to begin anything (a native crash at import, say) is an error.
 
 The task and the items travel with cloudpickle, so experiment classes defined in a script's `__main__`
-work under every start method. What the parent and its workers share: a stop event, the count of
-saved iterations (for the live display) and a small ring of cancelled item indices with their count,
-which a worker's `cancelled()` reads between iterations (the ring only once the count moved).
+work under every start method (forkserver by default, see ClusterWork._MP_CONTEXT).
 """
 from __future__ import annotations
 
 import collections
-import concurrent.futures as futures
 import contextlib
+import logging
 import multiprocessing
-import multiprocessing.util
+import multiprocessing.connection
 import os
+import pickle
 import signal
 from collections.abc import Iterator
 from typing import Any
 
 from .. import stopping
-from ..durability import committer
-from ..orphans import exit_when_orphaned
-from .base import Executor, Task, TaskContext
+from ..deaths import describe_death
+from ..errors import ClusterWorkError
+from .base import Executor, Task
+from .process_worker import BEGAN, CANCEL_RING, DONE, STOP_SIGNALS, serve, unpickled_exception
 
-CANCEL_RING = 256  # the most recent cancels a worker can see; far more than items in flight (2 per worker)
-_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+log = logging.getLogger("cluster_work")
 
-_worker: dict[str, Any] = {}  # in a worker process: its task and what it shares with the parent
-
-
-def _init_worker(pickled_task: bytes, stop_event: Any, iterations: Any, cancelled: Any, cancels: Any,
-                 main_pid: int) -> None:
-    import cloudpickle
-
-    exit_when_orphaned(f"worker process {os.getpid()}", pid=main_pid)  # a kill -9 of the run ends its workers
-    stopping.handle_stop_signals(hard_second=False)  # a signal only asks to stop after the iteration
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # blocked since the spawn: see _spawning
-    multiprocessing.util.Finalize(None, committer.commit, exitpriority=10)  # durable before the worker leaves
-
-    def count() -> None:
-        with iterations.get_lock():
-            iterations.value += 1
-
-    _worker.update(task=cloudpickle.loads(pickled_task), stop=stop_event, count=count, cancelled=cancelled,
-                   cancels=cancels)
-
-
-class _Cancelled:
-    """A worker's `cancelled()` for item `index`: reads the parent's count of cancels each time (one
-    shared integer), and looks through the ring of cancelled indices only when that count moved."""
-
-    def __init__(self, index: int):
-        self.index, self.seen, self.found = index, -1, False
-
-    def __call__(self) -> bool:
-        count = _worker["cancels"].value
-        if count != self.seen and not self.found:
-            self.seen, self.found = count, self.index in _worker["cancelled"][:]
-        return self.found
-
-
-def _run_in_worker(pickled_item: bytes) -> Any:
-    import cloudpickle
-
-    item = cloudpickle.loads(pickled_item)
-    stop = _worker["stop"]
-    context = TaskContext(stop_requested=lambda: stop.is_set() or stopping.stop_requested(),
-                          cancelled=_Cancelled(item.index), iteration_done=_worker["count"])
-    return _worker["task"](item, context)
+PREFETCH_BYTES = 64 * 1024  # a bigger item waits here for an idle worker: a send to a busy one could block us
+LOOK_EVERY = 1.0  # seconds: how often a quiet pool checks that its workers live
+DEATHS_AT_START = 3  # workers in a row that die before beginning anything: the pool cannot run, stop
 
 
 @contextlib.contextmanager
 def _spawning() -> Iterator[None]:
-    """Block SIGINT/SIGTERM while the pool may start processes: they inherit the blocked mask (through
-    the forkserver too) and unblock it once their handler is installed, so a Ctrl-C that reaches a
-    worker still importing is delivered to that handler instead of killing it with a traceback."""
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    """Block SIGINT/SIGTERM while starting a process: it inherits the blocked mask (through the
+    forkserver too) and unblocks it once its handler is installed, so a Ctrl-C that reaches a worker
+    still importing is delivered to that handler instead of killing it with a traceback."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
+class _Worker:
+    """One worker process as this process sees it: the items sent to it, in order; the first one runs
+    once `begun`. `served`: it has begun an item (a death before that is one at start-up). `eof`: its
+    connection is closed (it is dying: its sentinel says when it is dead)."""
+
+    def __init__(self, process: Any, connection: Any):
+        self.process, self.connection = process, connection
+        self.items: collections.deque[Any] = collections.deque()
+        self.begun = self.served = self.eof = False
+
+
 class LocalProcessExecutor(Executor):
-    """Runs items in `workers` local processes, at most two per worker handed to the pool at a time
-    (the rest wait here, where a cancel can still take them back)."""
+    """Runs items in up to `workers` local processes, started as work comes, at most two items per worker
+    handed out at a time (see the module docstring)."""
 
     def __init__(self, task: Task, workers: int, mp_context: str | None = None):
         if workers < 1:
@@ -93,14 +73,15 @@ class LocalProcessExecutor(Executor):
         self._task = task
         self._context_name = mp_context
         self._context = multiprocessing.get_context(mp_context)
-        # made with the first pool, not here: they start multiprocessing's resource tracker, and until
+        # made with the first worker, not here: they start multiprocessing's resource tracker, and until
         # jobs start a stop signal ends the run at once (see stopping.stop_signals_handled)
         self._shared: tuple[Any, Any, Any, Any] | None = None  # stop, iterations, cancel ring, its count
-        self._queue: collections.deque[Any] = collections.deque()
-        self._pending: dict[futures.Future[Any], Any] = {}
-        self._ready: collections.deque[Any] = collections.deque()
-        self._pool: futures.ProcessPoolExecutor | None = None
         self._pickled_task: bytes | None = None
+        self._queue: collections.deque[Any] = collections.deque()
+        self._ready: collections.deque[Any] = collections.deque()
+        self._running: list[_Worker] = []
+        self._big: tuple[Any, bytes] | None = None  # the queue's first item, pickled, when too big to prefetch
+        self._deaths_at_start = 0
 
     def describe(self) -> str:
         return f"{self.workers} local worker processes ({self._context_name or 'default'} start)"
@@ -110,50 +91,107 @@ class LocalProcessExecutor(Executor):
         self._fill()
 
     def in_flight(self) -> int:
-        return len(self._queue) + len(self._pending) + len(self._ready)
+        return len(self._queue) + sum(len(worker.items) for worker in self._running) + len(self._ready)
 
     def cancel(self, index: int) -> None:
         if self._cancel_queued(self._queue, self._ready, index):
             return
-        if self._shared is not None and any(item.index == index for item in self._pending.values()):
+        if self._shared is not None and any(item.index == index for w in self._running for item in w.items):
             ring, count = self._shared[2], self._shared[3]
             ring[count.value % CANCEL_RING] = index  # the entry first, then the count a worker watches
             count.value += 1
 
     def next_outcome(self) -> Any:
         while not self._ready:
-            if not self._pending:
+            if not any(worker.items for worker in self._running):
                 raise RuntimeError("next_outcome() with nothing in flight")
-            done, _ = futures.wait(self._pending, return_when=futures.FIRST_COMPLETED)
-            broken = False
-            for future in done:
-                item = self._pending.pop(future)
-                try:
-                    self._ready.append(future.result())
-                except futures.process.BrokenProcessPool:
-                    broken = True
-                    self._ready.append(self._task.lost(item, stopping.stop_requested()))  # type: ignore[attr-defined]
-            if broken:  # every item still in the pool lost its worker too: report, go on with a new pool
-                for item in self._pending.values():
-                    self._ready.append(self._task.lost(item, stopping.stop_requested()))  # type: ignore[attr-defined]
-                self._pending.clear()
-                assert self._pool is not None
-                self._pool.shutdown(wait=False, cancel_futures=True)
-                self._pool = None
+            watched: dict[Any, _Worker] = {}
+            for worker in self._running:
+                watched[worker.process.sentinel] = worker
+                if not worker.eof:
+                    watched[worker.connection] = worker
+            ready = multiprocessing.connection.wait(list(watched), timeout=LOOK_EVERY)
+            # after a quiet while, look at every worker: under the fork start method a child the experiment
+            # forked holds the sentinel of a worker that died open
+            for worker in dict.fromkeys([watched[handle] for handle in ready] or self._running):
+                self._receive(worker)
             self._fill()
         return self._ready.popleft()
 
+    def _receive(self, worker: _Worker) -> None:
+        """Read what `worker` sent; if it is dead, what it ran fails and what it had not begun goes back."""
+        try:
+            while not worker.eof and worker.connection.poll():
+                message = worker.connection.recv_bytes()
+                if message == BEGAN:
+                    worker.begun = worker.served = True
+                    self._deaths_at_start = 0
+                    continue
+                worker.items.popleft()
+                worker.begun = False
+                if message[:1] != DONE:
+                    raise unpickled_exception(message[1:])
+                self._ready.append(pickle.loads(message[1:]))
+        except (EOFError, OSError):
+            worker.eof = True  # it closed its end by dying; the sentinel fires once it is dead
+        if worker.process.exitcode is not None:
+            self._bury(worker)
+
+    def _bury(self, worker: _Worker) -> None:
+        process = worker.process
+        process.join()
+        cause = f"worker process {process.pid} {describe_death(process.exitcode)}"
+        self._running.remove(worker)
+        worker.connection.close()
+        process.close()
+        items = worker.items
+        if worker.begun:
+            self._ready.append(self._task.lost(items.popleft(), stopping.stop_requested(), cause))  # type: ignore[attr-defined]
+        self._queue.extendleft(reversed(items))  # not begun: innocent, first in line again
+        if worker.begun:
+            return
+        log.warning("%s while running nothing; %s", cause, "a new one takes its work" if items else "not replaced yet")
+        if not worker.served:
+            self._deaths_at_start += 1
+            if self._deaths_at_start >= DEATHS_AT_START:
+                raise ClusterWorkError(f"{self._deaths_at_start} local worker processes in a row died before running "
+                                       f"anything, the last: {cause}; see their output above")
+
     def _fill(self) -> None:
-        """Hand queued items to the pool, keeping two per worker there."""
+        """Hand queued items out: one to each idle worker (starting workers up to `workers`), then one more
+        to each busy one, if small (see PREFETCH_BYTES)."""
+        for depth in (0, 1):
+            for worker in self._running:
+                if not self._queue:
+                    return
+                if len(worker.items) == depth and not worker.eof:
+                    data = self._pickled(self._queue[0])
+                    if depth and len(data) > PREFETCH_BYTES:
+                        return
+                    self._send(worker, data)
+            while not depth and self._queue and len(self._running) < self.workers:
+                self._send(self._start_worker(), self._pickled(self._queue[0]))
+
+    def _pickled(self, item: Any) -> bytes:
+        """`item` pickled; kept while it is too big to prefetch, so that waiting costs no pickling."""
         import cloudpickle
 
-        while self._queue and len(self._pending) < 2 * self.workers:
-            item = self._queue.popleft()
-            pool = self._pool or self._new_pool()
-            with _spawning():  # submit starts worker processes on demand
-                self._pending[pool.submit(_run_in_worker, cloudpickle.dumps(item))] = item
+        if self._big is not None and self._big[0] is item:
+            return self._big[1]
+        data = cloudpickle.dumps(item)
+        self._big = (item, data) if len(data) > PREFETCH_BYTES else None
+        return data
 
-    def _new_pool(self) -> futures.ProcessPoolExecutor:
+    def _send(self, worker: _Worker, data: bytes) -> None:
+        """Send the first queued item, pickled as `data`, to `worker`."""
+        worker.items.append(self._queue.popleft())
+        self._big = None
+        try:
+            worker.connection.send_bytes(data)
+        except OSError:  # it died while idle: its sentinel fires, and the item goes back then
+            worker.eof = True
+
+    def _start_worker(self) -> _Worker:
         import cloudpickle
 
         if self._shared is None:
@@ -162,27 +200,38 @@ class LocalProcessExecutor(Executor):
                             self._context.Value("q", 0, lock=False))
         if self._pickled_task is None:
             self._pickled_task = cloudpickle.dumps(self._task)
-        self._pool = futures.ProcessPoolExecutor(self.workers, mp_context=self._context, initializer=_init_worker,
-                                                 initargs=(self._pickled_task, *self._shared, os.getpid()))
-        return self._pool
+        ours, theirs = self._context.Pipe()
+        process = self._context.Process(target=serve, name="cluster_work worker",  # type: ignore[attr-defined]
+                                        args=(theirs, self._pickled_task, *self._shared, os.getpid()))
+        with _spawning():
+            process.start()
+        theirs.close()
+        worker = _Worker(process, ours)
+        self._running.append(worker)
+        return worker
 
     def iterations_done(self) -> int:
         return int(self._shared[1].value) if self._shared is not None else 0
 
     def busy(self) -> int:
-        # the pool marks items waiting in its call queue as running too
-        return min(self.workers, sum(1 for future in list(self._pending) if future.running()))
+        return sum(1 for worker in self._running if worker.begun)
 
     def forward_stop(self) -> None:
-        if self._shared is not None:  # before the first pool, the workers check this process's flag
+        if self._shared is not None:  # before the first worker, the workers check this process's flag
             self._shared[0].set()
 
     def terminate(self) -> None:
-        for process in list((getattr(self._pool, "_processes", None) or {}).values()):
-            process.kill()
+        for worker in self._running:
+            worker.process.kill()
         self.shutdown()
 
     def shutdown(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        """Tell every worker to leave after what it was sent (the run is over or stopping), and wait."""
+        for worker in self._running:
+            with contextlib.suppress(OSError):
+                worker.connection.send_bytes(b"")
+        for worker in self._running:
+            worker.process.join()
+            worker.connection.close()
+            worker.process.close()
+        self._running.clear()
