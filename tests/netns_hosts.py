@@ -203,30 +203,51 @@ class TwoHosts:
         env = {name: value for name, value in script_env().items() if name not in OVERSUBSCRIBE}
         return {**env, **MPI_ENV, **(extra or {})}
 
-    def start(self, command: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
-        """Start a command built by `mpi_command`, its output in pipes; `close` kills what is left of it."""
-        process = subprocess.Popen(command, cwd=cwd, env=self.env(env), stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True, start_new_session=True)
+    def start(self, command: list[str], cwd: Path, env: dict[str, str] | None = None) -> Launch:
+        """Start a command built by `mpi_command`; `close` kills what is left of it. Its output goes to
+        files, not pipes: the second host's daemon inherits them and may outlive the launcher."""
+        number = len(self._launched)
+        stdout, stderr = (self.folder / f"mpiexec-{number}.{name}" for name in ("out", "err"))
+        with open(stdout, "wb") as out, open(stderr, "wb") as err:
+            process = subprocess.Popen(command, cwd=cwd, env=self.env(env), stdout=out, stderr=err,
+                                       start_new_session=True)
         self._launched.append(process)
-        return process
+        return Launch(process, stdout, stderr)
 
     def run(self, command: list[str], cwd: Path, env: dict[str, str] | None = None,
             timeout: float = 180) -> subprocess.CompletedProcess:
         """Run a command built by `mpi_command` to its end; launch again where Open MPI's launcher failed
         its own start-up (see `conftest.run_mpiexec`)."""
         for _ in range(3):
-            process = self.start(command, cwd, env)
+            launch = self.start(command, cwd, env)
             try:
-                stdout, stderr = process.communicate(timeout=timeout)
+                launch.process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self.kill(self.first)
                 self.kill(self.second)
-                stdout, stderr = process.communicate()
-                raise AssertionError(f"mpiexec ran past {timeout} s:\n{stdout}{stderr}") from None
-            result = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+                raise AssertionError(f"mpiexec ran past {timeout} s:\n{launch.stdout()}{launch.stderr()}") from None
+            result = subprocess.CompletedProcess(command, launch.process.returncode, launch.stdout(), launch.stderr())
             if not launcher_failed_to_start(result):
                 break
         return result
+
+
+@dataclass(frozen=True)
+class Launch:
+    """A started launcher and the files its output goes to."""
+
+    process: subprocess.Popen
+    stdout_path: Path
+    stderr_path: Path
+
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def stdout(self) -> str:
+        return self.stdout_path.read_text(errors="replace")
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
 
 
 def repetition_states(out: Path) -> dict[str, dict]:

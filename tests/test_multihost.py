@@ -34,15 +34,19 @@ REPETITIONS, ITERATIONS = 6, 5
 RANKS = 4  # rank 0 and worker 1 on the first host, workers 2 and 3 on the second (slots=2 each)
 
 
-@pytest.fixture
-def hosts(tmp_path):
-    two = TwoHosts(tmp_path)
+def two_hosts(folder: Path):
+    two = TwoHosts(folder)
     try:
         two.open()
     except RuntimeError as exc:  # e.g. a container without CAP_SYS_ADMIN
         pytest.skip(f"cannot build two hosts from network namespaces here: {exc}")
     yield two
     two.close()  # kills every process the test started there, whatever the test's outcome
+
+
+@pytest.fixture
+def hosts(tmp_path):
+    yield from two_hosts(tmp_path)
 
 
 @pytest.fixture(scope="module")
@@ -89,21 +93,21 @@ def test_a_host_killed_mid_run_aborts_the_job_and_a_resume_loses_and_redoes_noth
     out = tmp_path / "out"
     gate = {"CW_TEST_GATE": str(tmp_path / "gate"), "CW_TEST_HOST": hosts.second.name}
     command = hosts.mpi_command(RANKS, CLIENTS, "OnOneHost", "config.yml", export=tuple(gate))
-    process = hosts.start(command, cwd=tmp_path, env=gate)
+    launch = hosts.start(command, cwd=tmp_path, env=gate)
 
     def held():  # (status.json is written as a repetition ends; the gate leaves `waiting` on the second host)
-        assert process.poll() is None, process.communicate()
+        assert launch.running(), launch.stdout() + launch.stderr()
         finished = [rep for rep, state in repetition_states(out).items() if state["state"] == "finished"]
         return len(list(out.rglob("waiting"))) == 2 and finished
 
     finished = wait_until(held, 120, "two repetitions held on the second host, one finished on the first")
     killed = time.monotonic()
     hosts.kill(hosts.second)
-    wait_until(lambda: process.poll() is not None, 120, "mpiexec ends once a host is gone")
+    wait_until(lambda: not launch.running(), 120, "mpiexec ends once a host is gone")
     ended = time.monotonic() - killed
     wait_until(lambda: not hosts.processes(hosts.first), 60, "every process of the first host ends with the job")
     # (its exit status: 0 here as often as not, although rank 0 died of MPI_ERRORS_ARE_FATAL: Open MPI's)
-    print(f"\nsecond host killed -> mpiexec exited {process.returncode} after {ended:.1f} s")
+    print(f"\nsecond host killed -> mpiexec exited {launch.process.returncode} after {ended:.1f} s")
 
     load_results(out)  # every file readable
     before = calls(out)
@@ -120,7 +124,6 @@ def test_a_host_killed_mid_run_aborts_the_job_and_a_resume_loses_and_redoes_noth
 STALL = 5  # --stall-timeout: seconds of silence from a worker that end the run
 
 
-@pytest.mark.xfail(strict=True, reason="needs branch mpi-ulfm (--stall-timeout)")
 def test_a_host_cut_off_for_good_ends_the_run_at_the_stall_limit_and_a_resume_loses_nothing(hosts, tmp_path,
                                                                                            sequential):
     """The second host's link goes down for good while its workers are in the middle of a repetition each
@@ -132,23 +135,23 @@ def test_a_host_cut_off_for_good_ends_the_run_at_the_stall_limit_and_a_resume_lo
     slow = {"CW_TEST_HOST": hosts.second.name, "CW_TEST_SLOW": "1"}  # its iterations take 1 s there
     command = hosts.mpi_command(RANKS, CLIENTS, "OnOneHost", "config.yml", "--stall-timeout", str(STALL),
                                 export=tuple(slow))
-    process = hosts.start(command, cwd=tmp_path, env=slow)
+    launch = hosts.start(command, cwd=tmp_path, env=slow)
 
     def under_way():
-        assert process.poll() is None, process.communicate()
+        assert launch.running(), launch.stdout() + launch.stderr()
         return len(list(out.rglob("here"))) == 2
 
     wait_until(under_way, 120, "a repetition under way on each worker of the second host")
     cut = time.monotonic()
     hosts.cut_link(hosts.second)
-    wait_until(lambda: process.poll() is not None, STALL + 60, "the run ends at the stall limit")
+    wait_until(lambda: not launch.running(), STALL + 60, "the run ends at the stall limit")
     took = time.monotonic() - cut
-    _, stderr = process.communicate()
-    print(f"\nlink cut -> mpiexec exited {process.returncode} after {took:.1f} s (--stall-timeout {STALL})")
-    assert process.returncode != 0, stderr
-    named = [line for line in stderr.splitlines()
-             if re.search(r"\b2\b", line) and re.search(r"\b3\b", line) and hosts.second.name in line]
-    assert named, stderr  # one line names the silent ranks (2 and 3) and their host
+    stderr = launch.stderr()
+    print(f"\nlink cut -> mpiexec exited {launch.process.returncode} after {took:.1f} s (--stall-timeout {STALL})")
+    assert launch.process.returncode != 0, stderr
+    named = [line for line in stderr.splitlines() if line.startswith("error: stalled: ")
+             and f"rank 2 on {hosts.second.name}" in line and f"rank 3 on {hosts.second.name}" in line]
+    assert len(named) == 1, stderr  # one line names the silent ranks and their host
     wait_until(lambda: not hosts.processes(hosts.first), 60, "every process of the first host ends with the run")
 
     hosts.kill(hosts.second)  # what its reboot would do; until then its processes may still write
@@ -177,24 +180,44 @@ def _without(frame: pd.DataFrame, culprit: str) -> pd.DataFrame:
     return frame[keep].reset_index(drop=True)
 
 
-@pytest.mark.xfail(strict=True, reason="needs branch mpi-ulfm (--with-ft ulfm)")
-def test_a_native_crash_on_the_second_host_under_ulfm_fails_only_its_repetition(hosts, tmp_path, sequential):
+@pytest.fixture(scope="module")
+def crash_under_ulfm(tmp_path_factory):
+    """One run under `mpiexec --with-ft ulfm` in which a rank of the second host dies of SIGSEGV: the
+    second host, the run's folder, its result and the culprit (`<experiment> rep <rep>`)."""
+    folder = tmp_path_factory.mktemp("ulfm")
+    for hosts in two_hosts(folder):
+        (folder / "config.yml").write_text(CONFIG)
+        env = _crash_env(hosts, folder)
+        command = hosts.mpi_command(RANKS, CLIENTS, "PoisonPill", "config.yml", export=tuple(env),
+                                    mpiexec_options=("--with-ft", "ulfm"))
+        result = hosts.run(command, cwd=folder, env=env)
+        yield hosts.second, folder / "out", result, (folder / "culprit").read_text()
+
+
+def test_a_native_crash_on_the_second_host_under_ulfm_fails_only_its_repetition(crash_under_ulfm, sequential):
     """`mpiexec --with-ft ulfm`: a rank of the second host dies of SIGSEGV in one repetition; that one
-    repetition fails (one rank lost, one repetition failed), every other one finishes as in a sequential run."""
-    (tmp_path / "config.yml").write_text(CONFIG)
-    out, env = tmp_path / "out", _crash_env(hosts, tmp_path)
-    command = hosts.mpi_command(RANKS, CLIENTS, "PoisonPill", "config.yml", export=tuple(env),
-                                mpiexec_options=("--with-ft", "ulfm"))
-    result = hosts.run(command, cwd=tmp_path, env=env)
-    culprit = (tmp_path / "culprit").read_text()
+    repetition fails, named by the rank, its host and the iteration, with its Python stack in its log; as
+    many ranks lost as repetitions failed; every other repetition finishes as in a sequential run."""
+    second, out, result, culprit = crash_under_ulfm
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"{REPETITIONS - 1} finished, 1 failed" in result.stderr, result.stderr
-    states = repetition_states(out)
-    failed = [state for state in states.values() if state["state"] == "failed"]
-    assert len(states) == REPETITIONS and len(failed) == 1 and "SIGSEGV" in failed[0].get("error", ""), states
-    lost = [line for line in result.stderr.splitlines() if "rank" in line and hosts.second.name in line]
-    assert lost, result.stderr  # the summary names the lost rank and its host
+    failed = {rep: state for rep, state in repetition_states(out).items() if state["state"] == "failed"}
+    assert len(failed) == 1 and len(_finished(out)) == REPETITIONS - 1, failed
+    [(folder, state)] = failed.items()
+    assert re.fullmatch(rf"MPI rank [23] on {second.name} died in iteration 2", state["error"]), state
+    assert "Fatal Python error: Segmentation fault" in (out / folder / "rep.log").read_text()  # faulthandler's
+    lost = re.findall(r"MPI ranks lost during the run: (.*)", result.stderr)
+    assert len(lost) == 1 and re.fullmatch(rf"[23] \({second.name}\)", lost[0]), result.stderr
     pd.testing.assert_frame_equal(_without(sequential, culprit), _without(comparable(out), culprit))
+
+
+@pytest.mark.xfail(strict=True, reason="needs branch mpi-ulfm to name the signal of a lost rank (issue 21, point 1)")
+def test_a_native_crash_under_ulfm_is_recorded_with_its_signal(crash_under_ulfm):
+    """The signal that killed the rank is in the repetition's failure, as on the other backends (ULFM says
+    only that a rank died; the dying rank's faulthandler wrote which signal into the repetition's log)."""
+    _, out, _, _ = crash_under_ulfm
+    [state] = [state for state in repetition_states(out).values() if state["state"] == "failed"]
+    assert "SIGSEGV" in state["error"], state
 
 
 def test_a_native_crash_without_ulfm_ends_the_job_and_requeues_converge(hosts, tmp_path, sequential):
@@ -212,7 +235,7 @@ def test_a_native_crash_without_ulfm_ends_the_job_and_requeues_converge(hosts, t
         died += 1
     assert died == 2, result.stdout + result.stderr  # the pill ends two runs, no more
     culprit = (tmp_path / "culprit").read_text()
-    suspected = f"{culprit}: suspected of ending 2 runs (each died in its iteration 2)"
+    suspected = f"{culprit}: suspected of ending 2 runs (each died in its iteration 2; SIGSEGV)"
     assert f"quarantined {suspected}" in result.stderr, result.stderr
     assert len(_finished(out)) == REPETITIONS - 1  # every other one; the results below say which
     listing = run_cli("Deterministic", "config.yml", "-P", cwd=tmp_path).stdout
