@@ -18,6 +18,8 @@ Invariants that keep reading cheap and robust:
   reader needs, whatever the file's length);
 - lines are appended with one `write` each, without `fsync` (a kill -9 keeps the page cache; a power loss
   costs at most quarantine precision); a torn last line is ignored by readers;
+- attempts of one repetition in different runs are ordered by their `time` (the wall clock of their hosts:
+  they are a run's restart apart, and a cluster's clocks agree to milliseconds);
 - `compact` (at a run's start) folds the journals of finished runs into `summary.jsonl` (the unclosed
   attempts that still matter) and removes them, so journals never pile up over requeues.
 
@@ -40,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import stopping
+from .errors import StoreError
 from .paths import SweepPaths, attempts_run
 from .provenance import ended_runs
 from .quarantine import Attempt, trailing
@@ -67,7 +70,10 @@ class AttemptJournal:
     def hold(self, sweep_paths: Iterable[str], run_id: str) -> None:
         """Open (and lock) this run's journal in each sweep folder: the run is alive while this process is."""
         for folder in dict.fromkeys(sweep_paths):
-            self._fd(folder, run_id)
+            try:
+                self._fd(folder, run_id)
+            except OSError as exc:  # the journal must never stop a sweep (a full disk is reported by the store)
+                log.debug("cannot open the attempts journal: %s", exc)
 
     def begin(self, segment: Any, saved: int) -> None:
         """`segment` (of a stamped run) starts the experiment's code, with `saved` rows on disk."""
@@ -171,8 +177,8 @@ def read_index(sweep_path: str) -> AttemptIndex:
         run = attempts_run(name)
         if run is not None:
             runs.setdefault(run, []).append(os.path.join(paths.attempts_folder, name))
-    alive = {run for run, files in runs.items() if any(is_locked(path) for path in files)}
-    ended = ended_runs(sweep_path) if len(alive) < len(runs) else set()
+    ended = ended_runs(sweep_path) if runs else set()
+    alive = {run for run, files in runs.items() if run not in ended and any(is_locked(path) for path in files)}
     unclosed: dict[Key, list[Attempt]] = {}
     for key, attempt in _summary(paths.attempts_summary):
         unclosed.setdefault(key, []).append(attempt)
@@ -233,11 +239,11 @@ def _encoded(key: Key) -> str:
 
 
 def _closing_attempts(files: Iterable[str], wanted: dict[str, Key], unclosed: dict[Key, list[Attempt]],
-                      ) -> dict[Key, list[float]]:
-    """For the suspected repetitions: when each of their closed attempts began (every begin in a finished
-    run's journal that is not one of the unclosed ones)."""
+                      ) -> dict[Key, list[tuple[str, float]]]:
+    """For the suspected repetitions: each of their closed attempts' run and begin time (every begin in a
+    finished run's journal that is not one of the unclosed ones)."""
     open_ones = {(key, attempt.run, attempt.began) for key, attempts in unclosed.items() for attempt in attempts}
-    closed: dict[Key, list[float]] = {}
+    closed: dict[Key, list[tuple[str, float]]] = {}
     for path in files:
         run = attempts_run(os.path.basename(path)) or ""
         for line in _lines(path):
@@ -249,7 +255,7 @@ def _closing_attempts(files: Iterable[str], wanted: dict[str, Key], unclosed: di
             except ValueError:
                 continue
             if key is not None and key in unclosed and (key, run, began) not in open_ones:
-                closed.setdefault(key, []).append(began)
+                closed.setdefault(key, []).append((run, began))
     return closed
 
 
@@ -272,10 +278,11 @@ def _summary(path: str) -> Iterator[tuple[Key, Attempt]]:
             continue
 
 
-def compact(sweep_path: str) -> None:
-    """Fold the journals of finished runs into the summary and remove them (at a run's start; one compaction
-    at a time, skipped while another runs, reading under its lock). Safe to repeat after a kill: the summary
-    is replaced atomically before any journal goes, and an attempt read twice is kept once."""
+def compact(sweep_path: str, forget: frozenset[str] = frozenset()) -> None:
+    """Fold the journals of finished runs into the summary and remove them, leaving out the experiments
+    named in `forget` (-d/-o deleted them: their attempts no longer say anything). At a run's start; one
+    compaction at a time, skipped while another runs, reading under its lock. Safe to repeat after a kill:
+    the summary is replaced atomically before any journal goes, and an attempt read twice is kept once."""
     paths = SweepPaths(sweep_path)
     if not os.path.isdir(paths.attempts_folder):
         return
@@ -286,16 +293,18 @@ def compact(sweep_path: str) -> None:
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         index = read_index(sweep_path)
-        if not index.finished_files:
+        forgotten = [key for key in index.suspects if key[0] in forget]
+        if not index.finished_files and not forgotten:
             return
-        kept = {(key, attempt) for key, attempts in index.suspects.items() for attempt in attempts}
+        kept = {(key, attempt) for key, attempts in index.suspects.items() if key[0] not in forget
+                for attempt in attempts}
         text = "".join(json.dumps({"name": key[0], "rep": key[1], "run": a.run, "began": a.began, "saved": a.saved})
                        + "\n" for key, a in sorted(kept, key=lambda item: (item[1].began, item[0])))
         atomic_write(paths.attempts_summary, text.encode())
         for path in index.finished_files:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(path)
-    except OSError as exc:  # busy (another run compacts) or a full disk: the journals stay, nothing is lost
+    except (OSError, StoreError) as exc:  # busy (another run compacts), a full disk: the journals stay
         log.debug("attempts journals not compacted: %s", exc)
     finally:
         os.close(lock)

@@ -10,7 +10,6 @@ import sys
 from collections.abc import Sequence
 
 from . import slurm
-from .attempts import compact as compact_attempts
 from .attempts import journal as attempts_journal
 from .backends import Executor, make_executor
 from .config import load_config
@@ -223,8 +222,6 @@ def _execute(experiment_class: type[ClusterWork], plan: Plan, args: argparse.Nam
 
     command = [*_program(), *arguments]
     paths = plan.totals.sweep_paths
-    for path in paths:
-        compact_attempts(path)  # the journals of earlier runs, folded (planning has read them)
     run_id = run_started(paths, command, executor.describe(), executor.hosts(), executor.world_size())
     attempts_journal.hold(paths, run_id)  # the run is alive while this process is (see attempts)
     executor.watch_stalls(None, lambda silences: run_stalled(paths, run_id, silences))

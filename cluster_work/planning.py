@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .attempts import AttemptIndex, read_index
+from .attempts import AttemptIndex, compact, read_index
 from .config import dotted, flatten_paths
 from .errors import ConfigError
 from .expansion import ExpandedDocument, ExpandedExperiment, Expansion, expand_path
@@ -400,8 +400,9 @@ def expected_seconds(plans: Sequence[ExperimentPlan]) -> dict[int, float]:
 
 def apply_plan(plan: Plan, warn: Any = log.warning) -> None:
     """Delete what -d/-o asked to delete and freeze custom points (configs are written by each experiment's
-    first job)."""
+    first job); fold the attempts journals of finished runs, forgetting those of deleted experiments."""
     plan.freeze_designs()
+    deleted: dict[str, set[str]] = {}  # sweep folder -> names of the experiments deleted there
     for campaign in plan.campaigns if plan.totals.rewrites else ():
         if campaign.kind == "steer" and any(item.rewrite for item in campaign.plans):
             from .steering.campaign import forget_campaign  # its journal first, then its experiments
@@ -412,9 +413,12 @@ def apply_plan(plan: Plan, warn: Any = log.warning) -> None:
         if not item.rewrite or item.skipped:
             continue
         left = ExperimentStore(item.experiment.path).delete()
+        deleted.setdefault(item.experiment.sweep_path, set()).add(item.experiment.name)
         if left:
             shown = ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
             warn(f"{item.experiment.name}: -d/-o kept what cluster_work did not write: {shown}")
+    for sweep_path in plan.totals.sweep_paths:
+        compact(sweep_path, forget=frozenset(deleted.get(sweep_path, ())))
     if plan.totals.rewrites:
         plan.forget()
 

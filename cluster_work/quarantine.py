@@ -21,7 +21,6 @@ Everything here depends only on the records, so every backend and every reader d
 """
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -39,10 +38,14 @@ class Attempt:
     saved: int
 
 
-def trailing(unclosed: Iterable[Attempt], closed_at: Iterable[float]) -> tuple[Attempt, ...]:
-    """The unclosed attempts of one repetition after its last closed one (began at `closed_at`), oldest first."""
-    last = max(closed_at, default=-math.inf)
-    return tuple(sorted((a for a in unclosed if a.began > last), key=lambda a: (a.began, a.run)))
+def trailing(unclosed: Iterable[Attempt], closed: Iterable[tuple[str, float]]) -> tuple[Attempt, ...]:
+    """The unclosed attempts of one repetition that no closed attempt of another run (`closed`: its run, when
+    it began) followed, oldest first. A closed attempt of the same run does not count: the ranks of an MPI
+    group each record the group's attempt, and the leader's may close (a stop signal) while a member's,
+    the one that died, stays open."""
+    closes = list(closed)
+    return tuple(sorted((a for a in unclosed if not any(run != a.run and began > a.began for run, began in closes)),
+                        key=lambda a: (a.began, a.run)))
 
 
 def assess(attempts: Sequence[Attempt], rows_now: int, signal: str | None = None) -> Suspicion | None:

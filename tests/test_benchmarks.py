@@ -40,3 +40,11 @@ def test_steering_benchmark_runs():
                              "--rounds", "1"], env=script_env(), capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "results/s" in result.stdout, result.stdout
+
+
+def test_attempts_benchmark_runs():
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "attempts.py"), "--jobs", "20", "--rounds", "1",
+                             "--processes", "3", "--read-jobs", "30"], env=script_env(), capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "us per job" in result.stdout and "dead journals" in result.stdout
