@@ -89,5 +89,12 @@ class Crashing(ClusterWork):
         return True
 
 
+class RaisesOSError:
+    """A task with a bug that raises an OSError in the worker (the parent must raise it, not take it for a death)."""
+
+    def __call__(self, item, context):
+        raise FileNotFoundError(2, "No such file or directory", f"/nonexistent/{item.index}")
+
+
 if __name__ == "__main__":
     globals()[sys.argv.pop(1)].run()

@@ -22,7 +22,7 @@ from cluster_work.stopping import request_stop, stop_signals_handled
 from cluster_work.vocabulary import ConfigWrite, OutcomeKind, RunSettings, Segment
 
 sys.path.insert(0, str(Path(__file__).parent))
-from crash_clients import Crashing  # noqa: E402
+from crash_clients import Crashing, RaisesOSError  # noqa: E402
 
 SETTINGS = RunSettings(log_level="WARNING", sync=False)
 CRASH_SCRIPT = str(ROOT / "tests" / "crash_clients.py")
@@ -164,6 +164,16 @@ def test_workers_that_die_at_start_stop_the_run_with_the_cause(tmp_path):
             while True:
                 executor.next_outcome()
     assert not Path(exp.path).exists()  # the item never ran: nothing written
+
+
+def test_an_error_a_task_raises_in_a_worker_is_raised_here_with_its_traceback(tmp_path):
+    exp = experiment(tmp_path, repetitions=1)
+    with LocalProcessExecutor(RaisesOSError(), 2, "forkserver") as executor:
+        executor.submit(Segment(7, exp, 0))
+        with pytest.raises(FileNotFoundError, match="/nonexistent/7") as raised:
+            executor.next_outcome()
+        assert executor.in_flight() == 0
+    assert "in the worker process" in str(raised.value.__cause__) and "crash_clients.py" in str(raised.value.__cause__)
 
 
 @pytest.mark.parametrize("exitcode, words", [

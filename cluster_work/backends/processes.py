@@ -120,20 +120,23 @@ class LocalProcessExecutor(Executor):
 
     def _receive(self, worker: _Worker) -> None:
         """Read what `worker` sent; if it is dead, what it ran fails and what it had not begun goes back."""
-        try:
-            while not worker.eof and worker.connection.poll():
+        while not worker.eof:
+            try:
+                if not worker.connection.poll():
+                    break
                 message = worker.connection.recv_bytes()
-                if message == BEGAN:
-                    worker.begun = worker.served = True
-                    self._deaths_at_start = 0
-                    continue
-                worker.items.popleft()
-                worker.begun = False
-                if message[:1] != DONE:
-                    raise unpickled_exception(message[1:])
-                self._ready.append(pickle.loads(message[1:]))
-        except (EOFError, OSError):
-            worker.eof = True  # it closed its end by dying; the sentinel fires once it is dead
+            except (EOFError, OSError):
+                worker.eof = True  # it closed its end by dying; the sentinel fires once it is dead
+                break
+            if message == BEGAN:
+                worker.begun = worker.served = True
+                self._deaths_at_start = 0
+                continue
+            worker.items.popleft()
+            worker.begun = False
+            if message[:1] != DONE:
+                raise unpickled_exception(message[1:])
+            self._ready.append(pickle.loads(message[1:]))
         if worker.process.exitcode is not None:
             self._bury(worker)
 
