@@ -233,11 +233,13 @@ def test_a_native_crash_without_ulfm_ends_the_job_and_requeues_converge(hosts, t
         if "Summary:" in result.stderr:  # it went to its end
             break
         died += 1
+        # as a requeue would find it: the dead job's processes gone from both hosts
+        wait_until(lambda: not any(map(hosts.processes, hosts.hosts)), 60, "the dead job's processes end")
     assert died == 2, result.stdout + result.stderr  # the pill ends two runs, no more
     culprit = (tmp_path / "culprit").read_text()
     suspected = f"{culprit}: suspected of ending 2 runs (each died in its iteration 2; SIGSEGV)"
     assert f"quarantined {suspected}" in result.stderr, result.stderr
-    assert len(_finished(out)) == REPETITIONS - 1  # every other one; the results below say which
+    assert len(_finished(out)) == REPETITIONS - 1, result.stderr  # every other one; the results below say which
     listing = run_cli("Deterministic", "config.yml", "-P", cwd=tmp_path).stdout
     assert "suspected" in listing, listing
     pd.testing.assert_frame_equal(_without(sequential, culprit), _without(comparable(out), culprit))
