@@ -103,8 +103,8 @@ class TwoHosts:
                 self._check(_ip("netns", "add", host.namespace))
                 self._created.append(host.namespace)
                 # link-local IPv4 only: no IPv6 addresses (nor their neighbour discovery) on the link
-                self._in(host, "sh", "-c", "for f in /proc/sys/net/ipv6/conf/{all,default}/disable_ipv6; "
-                         "do [ -e $f ] && echo 1 > $f; done; true")
+                self._in(host, "sh", "-c", "for f in /proc/sys/net/ipv6/conf/all/disable_ipv6 "
+                         "/proc/sys/net/ipv6/conf/default/disable_ipv6; do [ -e $f ] && echo 1 > $f; done; true")
             self._check(_ip("-n", self.first.namespace, "link", "add", DEVICE, "type", "veth",
                             "peer", "name", DEVICE, "netns", self.second.namespace))
             for host in self.hosts:
