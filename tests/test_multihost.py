@@ -71,6 +71,11 @@ def _crash_env(hosts: TwoHosts, tmp_path: Path) -> dict[str, str]:
     return {"CW_TEST_HOST": hosts.second.name, "CW_TEST_CRASH_MARK": str(tmp_path / "culprit")}
 
 
+def _wait_until_gone(hosts: TwoHosts) -> None:
+    """Until the processes of a job that died are gone from both hosts, as a requeue would find them."""
+    wait_until(lambda: not any(map(hosts.processes, hosts.hosts)), 60, "the dead job's processes end")
+
+
 def _without(frame: pd.DataFrame, culprit: str) -> pd.DataFrame:
     experiment, _, rep = culprit.split()
     keep = (frame.experiment != experiment) | (frame.rep != int(rep))
@@ -222,9 +227,11 @@ def test_a_native_crash_under_ulfm_is_recorded_with_its_signal(crash_under_ulfm)
 def test_a_native_crash_without_ulfm_ends_the_job_and_requeues_converge(hosts, tmp_path, sequential):
     """Without ULFM a rank of the second host that dies of SIGSEGV ends the whole job, and so does its
     repetition on every resume, until it is quarantined: at most two runs die, the next one finishes every
-    other repetition and records the culprit as failed, suspected; `-P` names it."""
+    other repetition and records the culprit as failed, suspected; `-P` names it. (On resumes the pill
+    crashes after 2 s, so that the others get past where the first crash caught them: the next test
+    covers an innocent caught at the same iteration twice.)"""
     (tmp_path / "config.yml").write_text(CONFIG)
-    out, env = tmp_path / "out", _crash_env(hosts, tmp_path)
+    out, env = tmp_path / "out", {**_crash_env(hosts, tmp_path), "CW_TEST_CRASH_DELAY": "2"}
     command = hosts.mpi_command(RANKS, CLIENTS, "PoisonPill", "config.yml", export=tuple(env))
     died = 0
     for _ in range(3):
@@ -232,8 +239,7 @@ def test_a_native_crash_without_ulfm_ends_the_job_and_requeues_converge(hosts, t
         if "Summary:" in result.stderr:  # it went to its end
             break
         died += 1
-        # as a requeue would find it: the dead job's processes gone from both hosts
-        wait_until(lambda: not any(map(hosts.processes, hosts.hosts)), 60, "the dead job's processes end")
+        _wait_until_gone(hosts)
     assert died == 2, result.stdout + result.stderr  # the pill ends two runs, no more
     culprit = (tmp_path / "culprit").read_text()
     suspected = f"{culprit}: suspected of ending 2 runs (each died in its iteration 2; SIGSEGV)"
@@ -243,3 +249,23 @@ def test_a_native_crash_without_ulfm_ends_the_job_and_requeues_converge(hosts, t
     listing = run_cli("Deterministic", "config.yml", "-P", cwd=tmp_path).stdout
     assert re.search(rf"{experiment}\W+{rep}\W.*quarantined.*suspected of ending 2 runs", listing), listing  # its row
     pd.testing.assert_frame_equal(_without(sequential, culprit), _without(comparable(out), culprit))
+
+
+def test_an_innocent_in_a_long_iteration_beside_a_poison_pill_is_not_quarantined(hosts, tmp_path):
+    """Two repetitions, one worker on each host: the pill (on the second host) ends the job in its iteration
+    2 while the other repetition is in a long iteration 2, in two runs in a row. Both were caught at the
+    same iteration twice, but the innocent was stopped from outside (the launcher's SIGTERM as the job
+    ended): the third run quarantines the pill alone and finishes the innocent."""
+    (tmp_path / "config.yml").write_text("name: long\nrepetitions: 2\niterations: 5\npath: out\n")
+    env = {**_crash_env(hosts, tmp_path), "CW_TEST_GATE": str(tmp_path / "gate")}
+    command = hosts.mpi_command(3, CLIENTS, "PoisonPill", "config.yml", export=tuple(env))
+    for _ in range(2):
+        result = hosts.run(command, cwd=tmp_path, env=env)
+        assert "Summary:" not in result.stderr, result.stderr  # the job died
+        _wait_until_gone(hosts)
+    (tmp_path / "gate").touch()  # the long iteration ends in the third run
+    result = hosts.run(command, cwd=tmp_path, env=env)
+    culprit, innocent = (tmp_path / "culprit").read_text(), (tmp_path / "culprit.innocent").read_text()
+    assert f"quarantined {culprit}: suspected of ending 2 runs" in result.stderr, result.stderr
+    assert f"{innocent}: finished" in result.stderr and "1 finished, 0 failed, 1 quarantined" in result.stderr, \
+        result.stderr
