@@ -144,8 +144,8 @@ def main() -> None:
         wall, cpu = (statistics.median(t[i] for t in times) for i in (0, 1))
         print(f"  {label:40} {wall * 1e3:7.3f} ms {cpu * 1e3:12.3f} ms {wall / f_wall:10.2f}x {cpu / f_cpu:9.2f}x")
     if deaths:
-        print(f"  a worker's death to the next item started on its replacement: median {statistics.median(deaths):.3f} s "
-              f"(min {min(deaths):.3f}, max {max(deaths):.3f}, {len(deaths)} deaths)")
+        print(f"  a worker's death to the next item started on its replacement: median "
+              f"{statistics.median(deaths):.3f} s (min {min(deaths):.3f}, max {max(deaths):.3f}, {len(deaths)} deaths)")
 
 
 if __name__ == "__main__":

@@ -144,7 +144,9 @@ def _main(experiment_class: type[ClusterWork], argv: Sequence[str] | None) -> in
         with executor as running:
             if running is None:  # an MPI worker rank: it served until rank 0 released it
                 return getattr(executor, "worker_status", 0) or 0
-            return _run(experiment_class, args, arguments, running, settings)
+            status = _run(experiment_class, args, arguments, running, settings)
+            running.ending(status)
+            return status
     except ClusterWorkError as exc:
         print(f"error: {exc}", file=sys.stderr)  # under MPI rank 0 alone: the other ranks return quietly
         return EXIT_USAGE

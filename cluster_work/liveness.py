@@ -60,12 +60,6 @@ class Stalled(ClusterWorkError):
                          "command resumes it")
 
 
-@dataclass
-class _Watch:
-    kind: str
-    since: float  # last word, or the item's start
-
-
 class Liveness:
     """Last word per busy worker and typical iteration time per kind of item.
 
@@ -73,29 +67,36 @@ class Liveness:
     a message from w, reporting `iterations` more iterations done. `idle(w)`: w holds nothing more
     (silence is then normal). `stalled()`: the busy workers silent past their limit. Iteration times are
     measured as time between words divided by iterations reported, so they include a reset and the
-    messages' delay: an overestimate, which only makes a false alarm rarer.
+    messages' delay: an overestimate, which only makes a false alarm rarer. A few dictionary updates per
+    message: rank 0 does this for every job (about 1 us; see benchmarks/scheduling.py).
     """
 
     def __init__(self, floor: float = STALL_FLOOR, factor: float = FACTOR):
         self.floor, self.factor = floor, factor
-        self._watched: dict[int, _Watch] = {}
-        self._timed: dict[str, tuple[float, int]] = {}  # kind -> (seconds, iterations) observed
+        self._kind: dict[int, str] = {}  # busy worker -> the kind of item it runs
+        self._since: dict[int, float] = {}  # busy worker -> its last word, or its item's start
+        self._timed: dict[str, list[float]] = {}  # kind -> [seconds, iterations] observed
 
     def started(self, worker: int, kind: str, now: float | None = None) -> None:
-        self._watched[worker] = _Watch(kind, _now(now))
+        self._kind[worker] = kind
+        self._since[worker] = time.monotonic() if now is None else now
 
     def heard(self, worker: int, iterations: int = 0, now: float | None = None) -> None:
-        watch = self._watched.get(worker)
-        if watch is None:
+        since = self._since.get(worker)
+        if since is None:
             return
-        moment = _now(now)
+        moment = time.monotonic() if now is None else now
         if iterations > 0:
-            seconds, count = self._timed.get(watch.kind, (0.0, 0))
-            self._timed[watch.kind] = (seconds + max(0.0, moment - watch.since), count + iterations)
-        watch.since = moment
+            timed = self._timed.get(self._kind[worker])
+            if timed is None:
+                timed = self._timed[self._kind[worker]] = [0.0, 0]
+            timed[0] += max(0.0, moment - since)
+            timed[1] += iterations
+        self._since[worker] = moment
 
     def idle(self, worker: int) -> None:
-        self._watched.pop(worker, None)
+        self._since.pop(worker, None)
+        self._kind.pop(worker, None)
 
     def typical(self, kind: str) -> float | None:
         """Seconds per iteration of items of `kind`, as measured so far (None: none measured)."""
@@ -104,20 +105,19 @@ class Liveness:
 
     def limit(self, worker: int) -> float | None:
         """How long busy `worker` may stay silent (None: it is not busy)."""
-        watch = self._watched.get(worker)
-        if watch is None:
+        if worker not in self._since:
             return None
-        typical = self.typical(watch.kind)
+        typical = self.typical(self._kind[worker])
         return max(self.floor, self.factor * typical) if typical is not None else self.floor
 
     def stalled(self, hosts: dict[int, str] | None = None, now: float | None = None) -> list[Silence]:
         """The busy workers silent for longer than their limit, by rank."""
         moment, found = _now(now), []
-        for worker, watch in sorted(self._watched.items()):
-            silent = moment - watch.since
+        for worker, since in sorted(self._since.items()):
+            silent = moment - since
             limit = self.limit(worker)
             if limit is not None and silent > limit:
-                found.append(Silence(worker, (hosts or {}).get(worker, "?"), silent, self.typical(watch.kind)))
+                found.append(Silence(worker, (hosts or {}).get(worker, "?"), silent, self.typical(self._kind[worker])))
         return found
 
 

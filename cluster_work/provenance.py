@@ -70,15 +70,15 @@ def run_stalled(sweep_paths: Iterable[str], run_id: str, silences: Sequence[Sile
 
 
 def stall_lines(runs: Sequence[dict[str, Any]], now: float | None = None) -> list[str]:
-    """For `-p`: one line per worker stalled in a run that has not ended, as its rank 0 last recorded."""
+    """For `-p`: one line per worker stalled in the last run, if it has not ended, as its rank 0 last
+    recorded (an older run without an end was killed: its stalls are history)."""
     moment = time.time() if now is None else now
-    lines = []
-    for run in runs:
-        if run.get("ended") is None:
-            for worker in run.get("stalled") or []:
-                silence = Silence(worker["rank"], worker["host"], moment - worker["silent_since"], worker["typical"])
-                lines.append(f"stalled in run {run.get('run')}: {silence.describe()}")
-    return lines
+    run = runs[-1] if runs else {}
+    if run.get("ended") is not None:
+        return []
+    return [f"stalled in run {run.get('run')}: "
+            + Silence(worker["rank"], worker["host"], moment - worker["silent_since"], worker["typical"]).describe()
+            for worker in run.get("stalled") or []]
 
 
 def run_ended(sweep_paths: Iterable[str], run_id: str, exit_status: int, counts: dict[str, int]) -> None:

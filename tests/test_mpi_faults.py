@@ -86,6 +86,8 @@ def test_a_rank_that_dies_under_ulfm_fails_exactly_its_repetition(tmp_path, how)
     finished = [rep for rep, state in states(tmp_path).items() if state == "finished"]
     assert sorted(finished) == [0, 1, 3, 4, 5]
     assert all(calls(tmp_path, rep) == 4 for rep in finished)  # none ran twice, none was failed in passing
+    status = json.loads((rep_folder(tmp_path, 2) / "status.json").read_text())
+    assert status["state"] == "failed" and status["error"].startswith(f"MPI rank {rank} on {host} died"), status
     frame = load_results(tmp_path / "out")
     assert len(frame[frame.rep != 2]) == 20
 
@@ -100,7 +102,7 @@ def test_the_items_a_dead_rank_held_move_to_a_survivor(tmp_path):
     assert result.returncode == 1, result.stderr
     assert "2 finished, 1 failed" in result.stderr and "1 job(s) it held go back to the queue" in result.stderr
     final = states(tmp_path)
-    assert final[1] == final[2] == "finished" and final.get(0) != "finished", final
+    assert final == {0: "failed", 1: "finished", 2: "finished"}, final
     dead, = (int(p.name.split(".")[1]) for p in rep_folder(tmp_path, 0).glob("fault.*"))
     survivor, = (int(p.name.split(".")[1]) for p in rep_folder(tmp_path, 2).glob("pid.*"))
     assert f"MPI rank {dead} on" in result.stderr and survivor not in (0, dead)
@@ -130,6 +132,7 @@ def test_a_group_that_loses_a_rank_fails_its_repetition_and_retires(tmp_path, ra
     (rank, host), = lost.items()
     assert failed[0].startswith(f"failed d rep 2: MPI rank {rank} on {host} died {where}".strip()), result.stderr
     finished = sorted(rep for rep, state in states(tmp_path).items() if state == "finished")
+    assert states(tmp_path)[2] == "failed"
     if option == ["-g", "1"]:
         assert finished == [0, 1] and "3 not finished (interrupted)" in result.stderr, result.stderr
     else:

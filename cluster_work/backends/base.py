@@ -117,6 +117,10 @@ class Executor(abc.ABC):
         self.terminate()
         raise SystemExit(status)
 
+    def ending(self, status: int) -> None:
+        """The exit status the run ends with, told before leaving `with executor:` (an MPI executor that
+        cannot finalize MPI ends the process with it)."""
+
     def stop_hint(self) -> str | None:
         """A line worth adding when the run is told to stop (what might have caused it), or None."""
         return None

@@ -7,7 +7,7 @@ every other rank serves items until rank 0 releases it and returns None (`worker
 ended); leaving the block releases the workers, commits what was written and finalizes MPI.
 
 Rank 0 keeps a set of idle group leaders, sends each an item (a few hundred bytes), and receives back a
-small outcome; results never pass through rank 0. By default each worker runs an item alone, with
+small outcome (`mpi_dispatch`); results never pass through rank 0. By default each worker runs an item alone, with
 COMM_SELF as `self._COMM` (the original's value). With groups (`-g G` groups, or `--group_size S` ranks
 each; see `mpi_layout`) the group's first rank (its leader) talks to rank 0 and forwards the item to the
 others, and all of them run it with the group's communicator as `self._COMM`; only the leader writes.
@@ -27,7 +27,6 @@ Nobody spins a core while waiting: see `mpi_messages`. The worker ranks' side is
 """
 from __future__ import annotations
 
-import collections
 import contextlib
 import logging
 import os
@@ -40,16 +39,14 @@ from typing import Any, NoReturn
 from .. import stopping
 from ..durability import committer
 from ..errors import ClusterWorkError
-from ..liveness import STALL_FLOOR, Liveness, Silence, Stalled
+from ..liveness import STALL_FLOOR, Liveness, Silence
 from ..logs import console_guard
 from ..orphans import EXIT_ORPHANED, exit_when_orphaned
-from ..vocabulary import OutcomeKind
 from .base import Executor, Task, TaskContext
+from .mpi_dispatch import Dispatcher
 from .mpi_ft import (
     LAUNCH_HINT,
     agree_on_failures,
-    failed_ranks,
-    known_failures,
     quiet_agreement,
     revoking_errhandler,
     ulfm_enabled,
@@ -57,16 +54,11 @@ from .mpi_ft import (
 from .mpi_launcher import kill_launchers
 from .mpi_layout import SELF, SPLIT, WORLD, Layout, mpi_layout
 from .mpi_messages import (
-    MAX_OUTCOME_POLL_SLEEP,
-    TAG_CANCEL,
     TAG_JOB,
-    TAG_PROGRESS,
     TAG_STOP,
-    GroupBroken,
     Sends,
     peer_failed,
     pickle_item,
-    poll_until,
     quiet_barrier,
     wait_for_message,
 )
@@ -77,8 +69,6 @@ from .sequential import SequentialExecutor
 log = logging.getLogger("cluster_work")
 
 EXIT_USAGE = 2
-PREFETCH = 1  # items a busy leader holds beyond the one it runs (see MPIExecutor._dispatch)
-CHECK_EVERY = 1.0  # s: how often rank 0 looks for stalled workers while it waits
 LAST_WORDS = 1.0  # s: what an abandoning rank 0 waits for its launcher to pass its last lines on
 STALL_FLOOR_VARIABLE = "CLUSTER_WORK_STALL_FLOOR"  # s: lowers the 60 s floor (for tests: a stall in seconds)
 
@@ -144,20 +134,11 @@ class MPIExecutor(Executor):
         self._entered = self._released = self._stop_sent = False
         self._hosts: list[str] = []
         self._sends = Sends()
-        self._iterations = 0
-        self._queue: collections.deque[Any] = collections.deque()
-        self._roster = Roster([])
-        self._reported: dict[int, int] = {}  # iterations a busy leader has reported for its current item
-        self._ready: collections.deque[Any] = collections.deque()
+        self._dispatcher = Dispatcher(self._MPI, task, Layout(()), Roster([]), self._sends, self._ulfm)  # __enter__'s
         self._console = contextlib.ExitStack()
-        self._status = self._MPI.Status()
-        self._deaths_pending = False
-        self._buried = 0  # world ranks known dead and dealt with
-        self._stall_limit: float | None = None
-        self._on_stall: Callable[[list[Silence]], None] = lambda silences: None
-        self._stalled: list[Silence] = []
-        self._checked = time.monotonic()
         self._world_broken = False  # under -g 1: the one group lost a rank
+        self._rank_died = False  # under ULFM: the survivors agreed at the end that a rank died
+        self._exit_status = 1  # rank 0's, as the command line tells it (`ending`)
 
     # --- lifecycle ------------------------------------------------------------------------------------
 
@@ -185,8 +166,10 @@ class MPIExecutor(Executor):
             return None
         self._hosts = hosts
         leaders = [group[0] for group in self._layout.groups if group[0] != 0]
-        self._roster = Roster(leaders, hosts, Liveness(_stall_floor()))
+        roster = Roster(leaders, hosts, Liveness(_stall_floor()))
+        self._dispatcher = Dispatcher(self._MPI, self._task, self._layout, roster, self._sends, self._ulfm)
         self.workers = max(1, len(self._layout.groups))
+        self._here = self._layout.rank0_leads or not leaders  # rank 0 runs the items itself
         own_comm = self._world if self._layout.rank0_leads else self._MPI.COMM_SELF
         self._local = SequentialExecutor(self._lead_task(), own_comm)
         self._console.enter_context(console_guard())  # the launcher's console may go away mid-run
@@ -196,13 +179,14 @@ class MPIExecutor(Executor):
     def _serve_as_worker(self, group_comm: Any) -> None:
         rank = self._world.Get_rank()
         group = self._layout.group_of(rank)
+        broken = False
         try:
             if group is None:  # an idle rank: wait for the release
                 wait_for_message(self._world, 0, TAG_JOB)
                 self._world.recv(source=0, tag=TAG_JOB)
             else:
                 with console_guard():  # a dead launcher's console stops the run instead of failing a print
-                    serve(self._MPI, self._task, self._world, group_comm, group[0] == rank, self._ulfm)
+                    broken = serve(self._MPI, self._task, self._world, group_comm, group[0] == rank, self._ulfm)
         except Exception as exc:
             if not peer_failed(exc):
                 raise
@@ -211,15 +195,16 @@ class MPIExecutor(Executor):
             logging.shutdown()
             os._exit(EXIT_ORPHANED)
         committer.commit()
-        self._last_barrier()
+        self._last_barrier(broken)
         self.worker_status = 0
-        self._finalize_mpi()
+        self._finalize_mpi(0)
 
-    def _last_barrier(self) -> None:
-        """Every live rank leaves the run together (see `quiet_barrier`); under ULFM only the survivors."""
+    def _last_barrier(self, failed_here: bool) -> None:
+        """Every live rank leaves the run together (see `quiet_barrier`); under ULFM only the survivors, who
+        also agree whether a rank died (`failed_here`: this rank knows one did)."""
         if self._world.Get_size() > 1:
             if self._ulfm:
-                quiet_agreement(self._world)
+                self._rank_died = quiet_agreement(self._world, failed_here)
             else:
                 quiet_barrier(self._world)
 
@@ -231,11 +216,27 @@ class MPIExecutor(Executor):
         finally:
             self._console.close()
             committer.commit()
-            self._finalize_mpi()
+            self._finalize_mpi(self._exit_status)
 
-    def _finalize_mpi(self) -> None:
-        if self._finalize:
+    def ending(self, status: int) -> None:
+        self._exit_status = status
+
+    def _finalize_mpi(self, status: int = EXIT_USAGE) -> None:
+        """Finalize MPI (see `finalize_mpi`); but once a rank died (ULFM), end the process with `status`
+        instead: Open MPI's MPI_Finalize may then wait forever for the dead rank in its closing fence (seen
+        here now and then; open-mpi/ompi#11404). Every rank has committed its writes and passed the last
+        agreement, so no message is left in flight; the launcher exits with rank 0's status."""
+        if not self._finalize:
+            return
+        if not self._rank_died:
             finalize_mpi()
+            return
+        log.debug("leaving without MPI_Finalize, since a rank died")
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError):
+                stream.flush()
+        logging.shutdown()
+        os._exit(status)
 
     def _warn_about_layout(self, size: int) -> None:
         idle, blocks = self._layout.idle, self._layout.groups
@@ -247,7 +248,7 @@ class MPIExecutor(Executor):
                         "(start more ranks with mpiexec -n)", size, self._requested[1] or 1)
 
     def _runs_here(self) -> bool:
-        return self._layout.rank0_leads or not self._roster.leaders
+        return self._here
 
     def _lead_task(self) -> Task:
         """The task as rank 0 runs it: alone with COMM_SELF, or under `-g 1` as the leader of every rank,
@@ -272,7 +273,7 @@ class MPIExecutor(Executor):
             if not lost and outcome is not None:
                 return outcome
             self._world_broken = True
-            outcome = self._group_lost(item, outcome, lost, 0)
+            outcome = self._dispatcher.group_lost(item, outcome, lost, 0)
             log.error("the one group of every MPI rank (-g 1) lost a rank: the run stops; run the same command to "
                       "run the rest with the ranks it is given")
             stopping.request_stop()
@@ -295,14 +296,11 @@ class MPIExecutor(Executor):
     def submit(self, item: Any) -> None:
         if self._runs_here():
             self._local.submit(item)
-            return
-        self._queue.append(item)
-        self._dispatch()
+        else:
+            self._dispatcher.submit(item)
 
     def in_flight(self) -> int:
-        if self._runs_here():
-            return self._local.in_flight()
-        return len(self._queue) + self._roster.holding() + len(self._ready)
+        return self._local.in_flight() if self._runs_here() else self._dispatcher.in_flight()
 
     def has_capacity(self) -> bool:
         return self._local.has_capacity() if self._runs_here() else super().has_capacity()
@@ -310,159 +308,18 @@ class MPIExecutor(Executor):
     def cancel(self, index: int) -> None:
         if self._runs_here():
             self._local.cancel(index)
-            return
-        if self._cancel_queued(self._queue, self._ready, index):
-            return
-        leader = self._roster.holder_of(index)  # running, or waiting at its leader: it stops there
-        if leader is not None:
-            self._sends.send(self._world, index, leader, TAG_CANCEL)
+        else:
+            self._dispatcher.cancel(index, self._cancel_queued)
 
     def next_outcome(self) -> Any:
-        if self._runs_here():
-            return self._local.next_outcome()
-        while not self._ready:
-            if not self._roster.holding():
-                raise RuntimeError("next_outcome() with nothing in flight")
-            message = self._next_message()
-            if message is not None:
-                self._take(message)
-            elif self._deaths_pending:
-                self._bury()
-            if time.monotonic() - self._checked >= CHECK_EVERY:
-                self._check_stalls()
-        return self._ready.popleft()
-
-    def _next_message(self) -> Any:
-        """A matched message from a worker, or None once a death is known or CHECK_EVERY has passed
-        (sleeping while it waits)."""
-        found: list[Any] = []
-
-        def ready() -> bool:
-            message = self._probe()
-            if message is not None:
-                found.append(message)
-            return bool(found) or self._deaths_pending
-
-        poll_until(ready, MAX_OUTCOME_POLL_SLEEP, timeout=CHECK_EVERY)
-        return found[0] if found else None
-
-    def _probe(self) -> Any:
-        """A matched message from any worker (matched: it is still received after its sender died), or None;
-        under ULFM notes a death (acknowledged, so that the probes go on)."""
-        try:
-            message = self._world.improbe(source=self._MPI.ANY_SOURCE, tag=self._MPI.ANY_TAG, status=self._status)
-        except Exception as exc:
-            if not (self._ulfm and peer_failed(exc)):
-                raise
-            self._world.Ack_failed()
-            self._deaths_pending = True
-            return None
-        if message is None and self._ulfm and known_failures(self._MPI, self._world) > self._buried:
-            self._deaths_pending = True
-        return message
-
-    def _take(self, message: Any) -> None:
-        source, tag = self._status.Get_source(), self._status.Get_tag()
-        payload = message.recv()
-        if tag == TAG_PROGRESS:
-            self._reported[source] = self._reported.get(source, 0) + payload
-            self._iterations += payload
-            self._roster.heard(source, payload)
-            return
-        ran = getattr(payload.outcome if isinstance(payload, GroupBroken) else payload, "iterations_run", 0) or 0
-        new = max(0, ran - self._reported.pop(source, 0))  # a lost item's rows on disk still count
-        self._iterations += new
-        item = self._roster.ended(source, new)
-        if isinstance(payload, GroupBroken):
-            self._queue.extendleft(reversed(self._roster.retire(source)))
-            payload = self._group_lost(item, payload.outcome, payload.lost, source)
-        self._ready.append(payload)
-        self._dispatch()
-
-    def _group_lost(self, item: Any, outcome: Any, lost: list[int], leader: int) -> Any:
-        """The outcome of `item`, which the group led by `leader` ran when it lost ranks `lost`: a failure
-        (recorded as one) unless it ended well all the same. The lost ranks are written off."""
-        for rank in lost:
-            self._roster.died(rank)
-        names = ", ".join(self._roster.where(rank) for rank in lost) or "a rank"
-        group = self._layout.group_of(leader) or ()
-        log.error("%s died; the group of MPI ranks %s runs nothing more", names, ", ".join(map(str, group)))
-        if outcome is not None and getattr(outcome, "kind", None) != OutcomeKind.FAILED:
-            return outcome
-        return self._task.lost(item, stopping.stop_requested(),  # type: ignore[attr-defined]
-                               cause=f"{names} died (in the group of MPI ranks {', '.join(map(str, group))})")
-
-    def _bury(self) -> None:
-        """Deaths are known: take the dead ranks' last words first, then fail the item each was running,
-        put back what it held beyond that, and never send to it again."""
-        self._deaths_pending = False
-        while (message := self._probe()) is not None:
-            self._take(message)
-        ranks = failed_ranks(self._MPI, self._world)
-        self._buried = len(ranks)
-        for rank in ranks:
-            if rank in self._roster.dead:
-                continue
-            running, prefetched = self._roster.died(rank)
-            self._queue.extendleft(reversed(prefetched))
-            self._reported.pop(rank, None)
-            what = f"; {running.label} fails" if running is not None and hasattr(running, "label") else ""
-            log.error("%s died%s%s", self._roster.where(rank), what,
-                      f"; {len(prefetched)} job(s) it held go back to the queue" if prefetched else "")
-            if running is not None:
-                self._ready.append(self._task.lost(running, stopping.stop_requested(),  # type: ignore[attr-defined]
-                                                   cause=f"{self._roster.where(rank)} died"))
-        self._dispatch()
-
-    def _dispatch(self) -> None:
-        """Hand queued items out: first one to each idle leader, then one more to each leader that runs
-        one, so that it starts its next item the moment it sends the outcome of this one, instead of a
-        round trip to rank 0 later (a few ms each time on a loaded node: 8% of 20 ms jobs). Only while items
-        are queued here: at a sweep's end nobody holds more than it runs. With no leader left (all died or
-        retired), the queued items end unrun, and the run stops."""
-        if self._queue and not self._roster.any_serving():
-            log.error("no MPI worker left to run the %d job(s) queued: the run stops; run the same command "
-                      "to run them", len(self._queue))
-            stopping.request_stop()
-            while self._queue:
-                self._ready.append(self._task(self._queue.popleft(), TaskContext(stop_requested=lambda: True)))
-            return
-        for depth in range(1 + PREFETCH):
-            for leader, items in list(self._roster.serving()):
-                if not self._queue:
-                    return
-                if len(items) == depth:
-                    item = self._queue.popleft()
-                    self._sends.send(self._world, pickle_item(item), leader, TAG_JOB)
-                    self._roster.assign(leader, item)
-
-    # --- stalls ---------------------------------------------------------------------------------------
+        return self._local.next_outcome() if self._runs_here() else self._dispatcher.next_outcome()
 
     def watch_stalls(self, limit: float | None, on_change: Callable[[list[Silence]], None] | None = None) -> None:
-        if limit is not None:
-            self._stall_limit = limit
-            self._roster.liveness.floor = limit
-        if on_change is not None:
-            self._on_stall = on_change
+        self._dispatcher.watch_stalls(limit, on_change)
 
     def stalled(self) -> list[Silence]:
-        return list(self._stalled)
+        return self._dispatcher.stalled()
 
-    def _check_stalls(self) -> None:
-        """Log the workers that turned silent (and those heard from again); past the limit, end the run."""
-        self._checked = time.monotonic()
-        silences = self._roster.stalled()
-        before, now = {s.worker for s in self._stalled}, {s.worker for s in silences}
-        self._stalled = silences
-        if before != now:
-            self._on_stall(silences)
-        if silences and self._stall_limit is not None:
-            raise Stalled(silences, self._stall_limit)
-        for silence in silences:
-            if silence.worker not in before:
-                log.warning("%s", silence.describe())
-        for worker in sorted(before - now - set(self._roster.dead)):
-            log.info("%s is heard from again", self._roster.where(worker))
 
     def abandon(self, status: int) -> NoReturn:
         """End the run now, launcher included (it may wait forever for an unreachable host): SIGKILL the
@@ -490,17 +347,17 @@ class MPIExecutor(Executor):
         return int(self._world.Get_size())
 
     def iterations_done(self) -> int:
-        return self._iterations + self._local.iterations_done()
+        return self._dispatcher.iterations + self._local.iterations_done()
 
     def busy(self) -> int:
-        return self._roster.busy() + self._local.busy()
+        return self._dispatcher.roster.busy() + self._local.busy()
 
     def forward_stop(self) -> None:
         """Tell the group leaders; rank 0's own group follows its decision (the runner's broadcast)."""
         if self._stop_sent or not self._entered:
             return
         self._stop_sent = True
-        for leader, _ in self._roster.serving():
+        for leader in self._dispatcher.roster.serving:
             self._sends.send(self._world, None, leader, TAG_STOP)
 
     def terminate(self) -> None:
@@ -515,15 +372,15 @@ class MPIExecutor(Executor):
             return
         self._released = True
         if not self._world_broken:
-            for rank in self._roster.releasable(self._layout.contacts()):
+            for rank in self._dispatcher.roster.releasable(self._layout.contacts()):
                 self._sends.send(self._world, None, rank, TAG_JOB)
             if self._layout.rank0_leads and self._ulfm and self._world.Get_size() > 1:
                 agree_on_failures(self._MPI, self._world, self._world)  # as every member does after its None
         self._sends.complete()
-        lost = self._roster.lost_line()
+        lost = self._dispatcher.roster.lost_line()
         if lost:
             log.warning("%s", lost)
-        self._last_barrier()
+        self._last_barrier(bool(self._dispatcher.roster.dead) or self._world_broken)
 
 
 def _stall_floor() -> float:

@@ -80,23 +80,26 @@ def _free(MPI: Any, group: Any) -> None:
 def agree_on_failures(MPI: Any, comm: Any, within: Any) -> list[int]:
     """Every survivor of `comm` calls this at the same point: it returns, on every survivor, once all have
     arrived, and gives the ranks (of `within`) that died, or [] when none did. Sleeps while waiting."""
-    if _agree(comm):
+    if _agree(comm, True):
         return []
     return failed_ranks(MPI, comm, within)
 
 
-def quiet_agreement(comm: Any) -> None:
-    """The end of a run on every live rank: a barrier among the survivors that sleeps while it waits."""
-    _agree(comm)
+def quiet_agreement(comm: Any, failed_here: bool) -> bool:
+    """The end of a run on every live rank: a barrier among the survivors that sleeps while it waits.
+    Returns whether a rank died, as any survivor knew (`failed_here`) or the agreement found."""
+    return not _agree(comm, not failed_here)
 
 
-def _agree(comm: Any) -> bool:
-    """A fault-tolerant agreement on `comm` among its survivors: True, or False when a rank had died."""
+def _agree(comm: Any, flag: bool) -> bool:
+    """A fault-tolerant agreement on `comm` among its survivors: the AND of their flags, False when a rank
+    had died that some survivor had not acknowledged."""
+    value = array.array("i", [int(flag)])
     try:
-        request = comm.Iagree(array.array("i", [1]))
+        request = comm.Iagree(value)
         poll_until(request.Test)
-        return True
     except Exception as exc:
         if not peer_failed(exc):
             raise
         return False
+    return bool(value[0])

@@ -9,7 +9,7 @@ retires: rank 0 hands it nothing more, but it is alive and still releases at the
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,11 +30,14 @@ class Roster:
     hosts: list[str] = field(default_factory=list)
     liveness: Liveness = field(default_factory=Liveness)
     held: dict[int, collections.deque[Any]] = field(init=False)
+    serving: list[int] = field(init=False)  # the leaders rank 0 may send items to: alive, not retired
     dead: dict[int, str] = field(default_factory=dict)  # world rank -> what it was doing when it died
     retired: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.held = {leader: collections.deque() for leader in self.leaders}
+        self.serving = list(self.leaders)
+        self._holding = 0  # items held in all (kept, not summed: rank 0 asks several times per job)
 
     def host(self, rank: int) -> str:
         return self.hosts[rank] if 0 <= rank < len(self.hosts) else "?"
@@ -44,28 +47,21 @@ class Roster:
 
     # --- handing out ----------------------------------------------------------------------------------
 
-    def serving(self) -> Iterator[tuple[int, collections.deque[Any]]]:
-        """The leaders rank 0 may send items to (alive, not retired), with what they hold."""
-        return ((leader, items) for leader, items in self.held.items()
-                if leader not in self.dead and leader not in self.retired)
-
     def assign(self, leader: int, item: Any) -> None:
         items = self.held[leader]
         items.append(item)
+        self._holding += 1
         if len(items) == 1:
             self.liveness.started(leader, item_kind(item))
 
     def holding(self) -> int:
-        return sum(map(len, self.held.values()))
+        return self._holding
 
     def busy(self) -> int:
         return sum(1 for items in self.held.values() if items)
 
     def holder_of(self, index: int) -> int | None:
         return next((leader for leader, items in self.held.items() if any(i.index == index for i in items)), None)
-
-    def any_serving(self) -> bool:
-        return any(True for _ in self.serving())
 
     # --- what comes back ------------------------------------------------------------------------------
 
@@ -77,6 +73,7 @@ class Roster:
         self.liveness.heard(leader, iterations)
         items = self.held[leader]
         item = items.popleft()
+        self._holding -= 1
         if items:
             self.liveness.started(leader, item_kind(items[0]))
         else:
@@ -88,21 +85,26 @@ class Roster:
         elsewhere). A rank that led no group, or that rank 0 has already written off, held nothing."""
         if rank in self.dead:
             return None, []
-        items = list(self.held.get(rank, ()))
+        items = self._drop(rank)
         self.dead[rank] = "running an item" if items else "idle"
-        self.liveness.idle(rank)
-        if rank in self.held:
-            self.held[rank].clear()
         return (items[0] if items else None), items[1:]
 
     def retire(self, leader: int) -> list[Any]:
         """The group of `leader` broke (it lost a member): it gets nothing more. Return what it still held
         beyond the item whose outcome just came, to run elsewhere."""
         self.retired.add(leader)
-        self.liveness.idle(leader)
-        rest = list(self.held[leader])
-        self.held[leader].clear()
-        return rest
+        return self._drop(leader)
+
+    def _drop(self, rank: int) -> list[Any]:
+        """Take `rank` off the serving leaders; return what it held."""
+        self.liveness.idle(rank)
+        if rank in self.serving:
+            self.serving.remove(rank)
+        items = list(self.held.get(rank, ()))
+        self._holding -= len(items)
+        if rank in self.held:
+            self.held[rank].clear()
+        return items
 
     def releasable(self, contacts: Iterable[int]) -> list[int]:
         """The contacts to release at the end: every one still alive."""

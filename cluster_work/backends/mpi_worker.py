@@ -39,8 +39,9 @@ def _worker_context(index: int, group_comm: Any, leader: bool, stop: StopMessage
                        cancelled=lambda: cancels is not None and cancels.has(index), iteration_done=progress)
 
 
-def serve(MPI: Any, task: Task, world: Any, group_comm: Any, leader: bool, ulfm: bool) -> None:
-    """A worker's items until the None that ends them, or until its group breaks (under ULFM).
+def serve(MPI: Any, task: Task, world: Any, group_comm: Any, leader: bool, ulfm: bool) -> bool:
+    """A worker's items until the None that ends them, or until its group breaks (under ULFM: then return
+    True).
 
     Under ULFM, with a group of more than one rank, every survivor of the group reaches the agreement
     after each message from the group's rank 0 exactly once, whatever failed in between: a failure
@@ -87,6 +88,7 @@ def serve(MPI: Any, task: Task, world: Any, group_comm: Any, leader: bool, ulfm:
     sends.complete()
     if leader and world.Iprobe(source=0, tag=TAG_STOP):
         world.recv(source=0, tag=TAG_STOP)
+    return bool(lost or broken)
 
 
 def _await_release(world: Any) -> None:

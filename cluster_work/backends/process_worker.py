@@ -1,16 +1,18 @@
 """One local worker process (`-n N`, see `processes`): it serves the items its parent sends down its own
-connection, one at a time, and says when it begins each, so that the parent always knows which item a
-dead worker was running.
+connection, one at a time, and marks in shared memory which one it began, so that the parent always knows
+what a worker that died was running.
 
-    parent -> worker   an item (cloudpickle), or b"" to leave
-    worker -> parent   BEGAN as soon as it has read the next item, then DONE + the pickled outcome,
-                       or RAISED + the pickled (exception, traceback text) if the task raised
+    parent -> worker   a token (8 bytes, unique per item sent) + the item (cloudpickle), or b"" to leave
+    worker -> parent   DONE + the pickled outcome, or RAISED + the pickled (exception, traceback text)
+                       if the task raised
 
-The parent may send a second item while the first runs (it waits, unread, in the connection): an item
-is the worker's from its BEGAN on, so if the worker dies, the item it began failed and the one it had
-not read is innocent. What the parent and its workers share: a stop event, the count of saved iterations
-(for the live display), and a small ring of cancelled item indices with their count, which `cancelled()`
-reads between iterations (the ring only once the count moved).
+Before it unpickles an item, the worker writes the item's token to its slot of the shared `began` array
+(memory, not a message: nothing to read for the parent while all goes well). The parent may send a second
+item while the first runs (it waits, unread, in the connection): if the worker dies, the item whose token
+is in its slot is the one it ran, and the other is innocent. What else the parent and its workers
+share: a stop event, the count of saved iterations (for the live display), and a small ring of cancelled
+item indices with their count, which `cancelled()` reads between iterations (the ring only once the
+count moved).
 """
 from __future__ import annotations
 
@@ -26,7 +28,8 @@ from ..durability import committer
 from ..orphans import exit_when_orphaned
 from .base import TaskContext
 
-BEGAN, DONE, RAISED = b"b", b"d", b"r"  # the first byte of each message a worker sends
+DONE, RAISED = b"d", b"r"  # the first byte of each message a worker sends
+TOKEN_BYTES = 8
 CANCEL_RING = 256  # the most recent cancels a worker can see; far more than items in flight (2 per worker)
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
@@ -46,8 +49,8 @@ class Cancelled:
         return self.found
 
 
-def serve(connection: Any, pickled_task: bytes, stop_event: Any, iterations: Any, ring: Any, cancels: Any,
-          main_pid: int) -> None:
+def serve(connection: Any, slot: int, pickled_task: bytes, stop_event: Any, iterations: Any, ring: Any,
+          cancels: Any, began: Any, main_pid: int) -> None:
     """The worker process's main function: serve items until the parent says b"" or is gone."""
     import cloudpickle
 
@@ -68,9 +71,9 @@ def serve(connection: Any, pickled_task: bytes, stop_event: Any, iterations: Any
             return
         if not data:
             return
-        connection.send_bytes(BEGAN)  # from here on a death of this process is this item's
+        began[slot] = int.from_bytes(data[:TOKEN_BYTES], "little")  # from here on a death here is this item's
         try:
-            item = cloudpickle.loads(data)
+            item = cloudpickle.loads(memoryview(data)[TOKEN_BYTES:])
             context = TaskContext(stop_requested=lambda: stop_event.is_set() or stopping.stop_requested(),
                                   cancelled=Cancelled(item.index, ring, cancels), iteration_done=count)
             reply = DONE + pickle.dumps(task(item, context), pickle.HIGHEST_PROTOCOL)

@@ -3,7 +3,7 @@ item it was running.
 
 Each worker has a connection of its own (`process_worker` is its side). This process hands an item to an
 idle worker, and one more to a busy one (read the moment it finishes, instead of a round trip later);
-the rest wait here, where a cancel can still take them back. A worker says when it begins an item, so
+the rest wait here, where a cancel can still take them back. A worker marks which item it began, so
 when one dies (a segmentation fault in a C extension, the OOM killer's SIGKILL, `abort()`, `exit()`),
 this process knows exactly what it ran: that item fails, named with the signal or exit status
 (`deaths.describe_death`), and is recorded as failed in its repetition's status; the item the worker
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import itertools
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -30,7 +31,7 @@ from .. import stopping
 from ..deaths import describe_death
 from ..errors import ClusterWorkError
 from .base import Executor, Task
-from .process_worker import BEGAN, CANCEL_RING, DONE, STOP_SIGNALS, serve, unpickled_exception
+from .process_worker import CANCEL_RING, DONE, STOP_SIGNALS, TOKEN_BYTES, serve, unpickled_exception
 
 log = logging.getLogger("cluster_work")
 
@@ -52,14 +53,14 @@ def _spawning() -> Iterator[None]:
 
 
 class _Worker:
-    """One worker process as this process sees it: the items sent to it, in order; the first one runs
-    once `begun`. `served`: it has begun an item (a death before that is one at start-up). `eof`: its
-    connection is closed (it is dying: its sentinel says when it is dead)."""
+    """One worker process as this process sees it: its slot in the shared `began` array, and the items
+    sent to it, in order, each with its token. `eof`: its connection is closed (it is dying: its sentinel
+    says when it is dead)."""
 
-    def __init__(self, process: Any, connection: Any):
-        self.process, self.connection = process, connection
-        self.items: collections.deque[Any] = collections.deque()
-        self.begun = self.served = self.eof = False
+    def __init__(self, process: Any, connection: Any, slot: int):
+        self.process, self.connection, self.slot = process, connection, slot
+        self.items: collections.deque[tuple[int, Any]] = collections.deque()
+        self.eof = False
 
 
 class LocalProcessExecutor(Executor):
@@ -76,10 +77,12 @@ class LocalProcessExecutor(Executor):
         # made with the first worker, not here: they start multiprocessing's resource tracker, and until
         # jobs start a stop signal ends the run at once (see stopping.stop_signals_handled)
         self._shared: tuple[Any, Any, Any, Any] | None = None  # stop, iterations, cancel ring, its count
+        self._began: Any = None  # per worker slot: the token of the item it began last (-1: none yet)
         self._pickled_task: bytes | None = None
         self._queue: collections.deque[Any] = collections.deque()
         self._ready: collections.deque[Any] = collections.deque()
         self._running: list[_Worker] = []
+        self._tokens = itertools.count()
         self._big: tuple[Any, bytes] | None = None  # the queue's first item, pickled, when too big to prefetch
         self._deaths_at_start = 0
 
@@ -96,7 +99,7 @@ class LocalProcessExecutor(Executor):
     def cancel(self, index: int) -> None:
         if self._cancel_queued(self._queue, self._ready, index):
             return
-        if self._shared is not None and any(item.index == index for w in self._running for item in w.items):
+        if self._shared is not None and any(item.index == index for w in self._running for _, item in w.items):
             ring, count = self._shared[2], self._shared[3]
             ring[count.value % CANCEL_RING] = index  # the entry first, then the count a worker watches
             count.value += 1
@@ -128,17 +131,17 @@ class LocalProcessExecutor(Executor):
             except (EOFError, OSError):
                 worker.eof = True  # it closed its end by dying; the sentinel fires once it is dead
                 break
-            if message == BEGAN:
-                worker.begun = worker.served = True
-                self._deaths_at_start = 0
-                continue
             worker.items.popleft()
-            worker.begun = False
+            self._deaths_at_start = 0
             if message[:1] != DONE:
                 raise unpickled_exception(message[1:])
             self._ready.append(pickle.loads(message[1:]))
         if worker.process.exitcode is not None:
             self._bury(worker)
+
+    def _has_begun(self, worker: _Worker) -> bool:
+        """Whether `worker` began the first item it holds."""
+        return bool(worker.items) and self._began[worker.slot] == worker.items[0][0]
 
     def _bury(self, worker: _Worker) -> None:
         process = worker.process
@@ -147,14 +150,15 @@ class LocalProcessExecutor(Executor):
         self._running.remove(worker)
         worker.connection.close()
         process.close()
-        items = worker.items
-        if worker.begun:
+        began, served = self._has_begun(worker), self._began[worker.slot] != -1
+        items = collections.deque(item for _, item in worker.items)
+        if began:
             self._ready.append(self._task.lost(items.popleft(), stopping.stop_requested(), cause))  # type: ignore[attr-defined]
         self._queue.extendleft(reversed(items))  # not begun: innocent, first in line again
-        if worker.begun:
+        if began:
             return
         log.warning("%s while running nothing; %s", cause, "a new one takes its work" if items else "not replaced yet")
-        if not worker.served:
+        if not served:
             self._deaths_at_start += 1
             if self._deaths_at_start >= DEATHS_AT_START:
                 raise ClusterWorkError(f"{self._deaths_at_start} local worker processes in a row died before running "
@@ -186,11 +190,12 @@ class LocalProcessExecutor(Executor):
         return data
 
     def _send(self, worker: _Worker, data: bytes) -> None:
-        """Send the first queued item, pickled as `data`, to `worker`."""
-        worker.items.append(self._queue.popleft())
+        """Send the first queued item, pickled as `data`, to `worker`, behind a token of its own."""
+        token = next(self._tokens)
+        worker.items.append((token, self._queue.popleft()))
         self._big = None
         try:
-            worker.connection.send_bytes(data)
+            worker.connection.send_bytes(token.to_bytes(TOKEN_BYTES, "little") + data)
         except OSError:  # it died while idle: its sentinel fires, and the item goes back then
             worker.eof = True
 
@@ -201,15 +206,19 @@ class LocalProcessExecutor(Executor):
             self._shared = (self._context.Event(), self._context.Value("q", 0),
                             self._context.Array("q", [-1] * CANCEL_RING, lock=False),
                             self._context.Value("q", 0, lock=False))
+            self._began = self._context.Array("q", [-1] * self.workers, lock=False)
         if self._pickled_task is None:
             self._pickled_task = cloudpickle.dumps(self._task)
+        slot = min(set(range(self.workers)) - {worker.slot for worker in self._running})
+        self._began[slot] = -1  # the slot of a dead worker: nothing begun by the new one yet
         ours, theirs = self._context.Pipe()
         process = self._context.Process(target=serve, name="cluster_work worker",  # type: ignore[attr-defined]
-                                        args=(theirs, self._pickled_task, *self._shared, os.getpid()))
+                                        args=(theirs, slot, self._pickled_task, *self._shared, self._began,
+                                              os.getpid()))
         with _spawning():
             process.start()
         theirs.close()
-        worker = _Worker(process, ours)
+        worker = _Worker(process, ours, slot)
         self._running.append(worker)
         return worker
 
@@ -217,7 +226,7 @@ class LocalProcessExecutor(Executor):
         return int(self._shared[1].value) if self._shared is not None else 0
 
     def busy(self) -> int:
-        return sum(1 for worker in self._running if worker.begun)
+        return sum(1 for worker in self._running if self._has_begun(worker))
 
     def forward_stop(self) -> None:
         if self._shared is not None:  # before the first worker, the workers check this process's flag
