@@ -52,7 +52,7 @@ def empty_item(item: Segment, context: TaskContext) -> Outcome:
     return Outcome(item.index, "", OutcomeKind.FINISHED)
 
 
-Times = tuple[float, float]  # wall per job, parent CPU per job
+Times = tuple[float, float, float]  # wall per job, parent CPU per job, the job's own time on its worker
 
 
 def futures_round(workers: int, jobs: int) -> Times:
@@ -60,7 +60,7 @@ def futures_round(workers: int, jobs: int) -> Times:
         list(pool.map(empty_task, range(workers)))  # every worker started, as in the other phases' warm-up
         wall, cpu = time.perf_counter(), time.process_time()
         list(pool.map(empty_task, range(jobs)))
-        return (time.perf_counter() - wall) / jobs, (time.process_time() - cpu) / jobs
+        return (time.perf_counter() - wall) / jobs, (time.process_time() - cpu) / jobs, 0.0
 
 
 def drive(executor: LocalProcessExecutor, segments: list[Segment], warm_up: list[Segment]) -> Times:
@@ -68,7 +68,8 @@ def drive(executor: LocalProcessExecutor, segments: list[Segment], warm_up: list
     wall, cpu = time.perf_counter(), time.process_time()
     summary = run_segments(segments, executor)
     assert len(summary.outcomes) == len(segments)
-    return (time.perf_counter() - wall) / len(segments), (time.process_time() - cpu) / len(segments)
+    worker = sum(outcome.seconds for outcome in summary.outcomes)
+    return tuple(value / len(segments) for value in (time.perf_counter() - wall, time.process_time() - cpu, worker))
 
 
 def dispatch_round(workers: int, segments: list[Segment]) -> Times:
@@ -137,12 +138,14 @@ def main() -> None:
     f_wall, f_cpu = (statistics.median(t[i] for t in futures_times) for i in (0, 1))
     print(f"local_workers: {args.jobs} jobs, {args.workers} workers ({START}), {args.rounds} rounds (medians), "
           f"{os.cpu_count()} cores, group commits {'on' if args.sync else 'off'}")
-    print(f"  {'':40} {'wall/job':>10} {'parent CPU/job':>15} {'wall ratio':>11} {'CPU ratio':>10}")
+    print(f"  {'':40} {'wall/job':>10} {'parent CPU/job':>15} {'worker/job':>11} {'wall ratio':>11} "
+          f"{'CPU ratio':>10}")
     for label, times in (("ProcessPoolExecutor, empty tasks", futures_times),
                          ("cluster_work, empty tasks", dispatch),
                          ("cluster_work, real no-op jobs", ours)):
-        wall, cpu = (statistics.median(t[i] for t in times) for i in (0, 1))
-        print(f"  {label:40} {wall * 1e3:7.3f} ms {cpu * 1e3:12.3f} ms {wall / f_wall:10.2f}x {cpu / f_cpu:9.2f}x")
+        wall, cpu, worker = (statistics.median(t[i] for t in times) for i in (0, 1, 2))
+        print(f"  {label:40} {wall * 1e3:7.3f} ms {cpu * 1e3:12.3f} ms {worker * 1e3:8.3f} ms {wall / f_wall:10.2f}x "
+              f"{cpu / f_cpu:9.2f}x")
     if deaths:
         print(f"  a worker's death to the next item started on its replacement: median "
               f"{statistics.median(deaths):.3f} s (min {min(deaths):.3f}, max {max(deaths):.3f}, {len(deaths)} deaths)")

@@ -51,12 +51,14 @@ def crashes(spec: str) -> dict[int, str]:
 
 
 class Crashing(ClusterWork):
-    """Counts; repetitions named in `crash` die in iteration `crash_at`. Each call of `iterate` adds one byte
-    to `calls` in its repetition's folder; the process id goes to `pid` there (a test kills it)."""
+    """Counts; repetitions named in `crash` die in iteration `crash_at`. With `gate` set, the repetitions in
+    `gate_reps` (all if empty) create `<gate>.<rep>.waiting` in iteration `gate_at` and wait there until the
+    file `gate` exists. Each call of `iterate` adds one byte to `calls` in its repetition's folder; the
+    process id goes to `pid` there (a test kills it)."""
 
     _restore_supported = True
     _default_params = {"crash": "", "crash_at": 1, "sleep": 0.0, "gate": "", "gate_at": -1,
-                       "child_pid_file": ""}
+                       "gate_reps": "", "child_pid_file": ""}
 
     def reset(self, config, rep):
         self.total = 0
@@ -70,8 +72,9 @@ class Crashing(ClusterWork):
         how = crashes(params["crash"]).get(rep)
         if how and n == params["crash_at"] and not os.environ.get("CW_NO_CRASH"):
             crash(how, params["child_pid_file"])
-        if params["gate"] and n == params["gate_at"]:
-            open(f"{params['gate']}.waiting", "a").close()
+        gated = not params["gate_reps"] or str(rep) in params["gate_reps"].split(",")
+        if params["gate"] and n == params["gate_at"] and gated:
+            open(f"{params['gate']}.{rep}.waiting", "a").close()
             deadline = time.monotonic() + 60  # a test that never opens the gate fails instead of hanging
             while not os.path.exists(params["gate"]) and time.monotonic() < deadline:
                 time.sleep(0.005)
@@ -94,6 +97,13 @@ class RaisesOSError:
 
     def __call__(self, item, context):
         raise FileNotFoundError(2, "No such file or directory", f"/nonexistent/{item.index}")
+
+
+class BigOutcome:
+    """A task whose outcome is far bigger than a connection's buffer."""
+
+    def __call__(self, item, context):
+        return b"x" * (16 << 20)
 
 
 if __name__ == "__main__":

@@ -48,3 +48,11 @@ def test_attempts_benchmark_runs():
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "us per job" in result.stdout and "dead journals" in result.stdout
+
+
+def test_local_workers_benchmark_runs():
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "local_workers.py"), "--jobs", "20",
+                             "--rounds", "1", "--deaths", "1"], env=script_env(), capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "ProcessPoolExecutor" in result.stdout and "death to the next item" in result.stdout, result.stdout

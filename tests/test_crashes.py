@@ -6,25 +6,20 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
-import time
 from pathlib import Path
 
 import pytest
 from conftest import ROOT, run_cli
+from crash_clients import Crashing, RaisesOSError
+from pool_helpers import SETTINGS, experiment, rep_folder, run_all, saved_rows, status, wait_for
 
 from cluster_work.backends import LocalProcessExecutor
 from cluster_work.deaths import describe_death
 from cluster_work.errors import ClusterWorkError
-from cluster_work.expansion import expand_all
 from cluster_work.runner import ExperimentTask
 from cluster_work.stopping import request_stop, stop_signals_handled
-from cluster_work.vocabulary import ConfigWrite, OutcomeKind, RunSettings, Segment
+from cluster_work.vocabulary import ConfigWrite, OutcomeKind, Segment
 
-sys.path.insert(0, str(Path(__file__).parent))
-from crash_clients import Crashing, RaisesOSError  # noqa: E402
-
-SETTINGS = RunSettings(log_level="WARNING", sync=False)
 CRASH_SCRIPT = str(ROOT / "tests" / "crash_clients.py")
 
 
@@ -32,45 +27,6 @@ CRASH_SCRIPT = str(ROOT / "tests" / "crash_clients.py")
 def fresh_stop_flag():
     with stop_signals_handled():
         yield
-
-
-def experiment(folder: Path, repetitions: int = 4, iterations: int = 3, **params):
-    [expanded] = expand_all([{"name": "c", "repetitions": repetitions, "iterations": iterations,
-                              "path": str(folder), "params": params}], Crashing._default_params)
-    return expanded
-
-
-def rep_folder(expanded, rep: int) -> Path:
-    return Path(expanded.path) / "log" / f"rep_{rep:02d}"
-
-
-def status(expanded, rep: int) -> dict:
-    path = rep_folder(expanded, rep) / "status.json"
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def saved_rows(folder: Path) -> int:
-    path = folder / "results.jsonl"
-    return len(path.read_text().splitlines()) if path.exists() else 0
-
-
-def wait_for(condition, what: str, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
-
-
-def run_all(executor, segments) -> dict[int, object]:
-    for segment in segments:
-        executor.submit(segment)
-    outcomes = {}
-    for _ in segments:
-        outcome = executor.next_outcome()
-        outcomes[outcome.index] = outcome
-    assert executor.in_flight() == 0
-    return outcomes
 
 
 # how the worker dies, the words that must name it, whether faulthandler leaves the Python stack
@@ -112,12 +68,25 @@ def test_a_native_crash_fails_only_its_repetition(tmp_path, how, words, stack):
         assert not (rep_folder(exp, rep) / "rep.log").exists()
 
 
+def test_a_worker_killed_while_idle_costs_nothing(tmp_path):
+    exp = experiment(tmp_path, repetitions=6, iterations=2)
+    with LocalProcessExecutor(ExperimentTask(Crashing, SETTINGS), 2, "forkserver") as executor:
+        first = run_all(executor, [Segment(0, exp, 0, config=ConfigWrite.IF_MISSING)])
+        pid = int((rep_folder(exp, 0) / "pid").read_text())
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not os.path.exists(f"/proc/{pid}") or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2],
+                 "the idle worker's death")
+        outcomes = run_all(executor, [Segment(rep, exp, rep) for rep in range(1, 6)])  # one is sent to the dead one
+    assert first[0].kind == OutcomeKind.FINISHED
+    assert {o.kind for o in outcomes.values()} == {OutcomeKind.FINISHED} and len(outcomes) == 5
+
+
 def test_a_worker_killed_while_the_run_stops_is_interrupted(tmp_path):
     gate = tmp_path / "gate"
     exp = experiment(tmp_path, repetitions=1, iterations=4, gate=str(gate), gate_at=1)
     with LocalProcessExecutor(ExperimentTask(Crashing, SETTINGS), 2, "forkserver") as executor:
         executor.submit(Segment(0, exp, 0, config=ConfigWrite.IF_MISSING))
-        wait_for(lambda: Path(f"{gate}.waiting").exists(), "the repetition at its gate")
+        wait_for(lambda: Path(f"{gate}.0.waiting").exists(), "the repetition at its gate")
         request_stop()
         executor.forward_stop()
         os.kill(int((rep_folder(exp, 0) / "pid").read_text()), signal.SIGKILL)
@@ -198,6 +167,7 @@ params: {crash: "1:sigkill,3:segv", crash_at: 2, sleep: 0.05}
 """
 
 
+@pytest.mark.slow
 def test_two_crashes_in_a_sweep_fail_two_repetitions_and_a_rerun_retries_only_them(tmp_path, monkeypatch):
     (tmp_path / "config.yml").write_text(CONFIG)
     first = run_cli("Crashing", "config.yml", "-n", "2", cwd=tmp_path, script=CRASH_SCRIPT)

@@ -86,9 +86,13 @@ class Executor(abc.ABC):
         for item in queue:
             if item.index == index:
                 queue.remove(item)
-                ready.append(self._task(item, TaskContext(cancelled=lambda: True)))
+                ready.append(self._cancelled_outcome(item))
                 return True
         return False
+
+    def _cancelled_outcome(self, item: Any) -> Any:
+        """The outcome of `item` cancelled before it started: the task, told so, answers without touching a file."""
+        return self._task(item, TaskContext(cancelled=lambda: True))
 
     def has_capacity(self) -> bool:
         """Whether a submitted item would start at once (keep at most a few queued per worker)."""

@@ -6,13 +6,14 @@ what a worker that died was running.
     worker -> parent   DONE + the pickled outcome, or RAISED + the pickled (exception, traceback text)
                        if the task raised
 
-Before it unpickles an item, the worker writes the item's token to its slot of the shared `began` array
-(memory, not a message: nothing to read for the parent while all goes well). The parent may send a second
-item while the first runs (it waits, unread, in the connection): if the worker dies, the item whose token
-is in its slot is the one it ran, and the other is innocent. What else the parent and its workers
-share: a stop event, the count of saved iterations (for the live display), and a small ring of cancelled
-item indices with their count, which `cancelled()` reads between iterations (the ring only once the
-count moved).
+The parent may send a second item while the first runs (it waits, unread, in the connection). Before it
+unpickles an item, the worker claims it: under a lock shared with the parent, it writes the item's token
+to its slot of `began`, unless the parent has withdrawn that token (its slot of `withdrawn`: the item was
+cancelled, or given to an idle worker), in which case it skips the item without a word. So an item is
+run at most once, and if the worker dies, the item whose token is in its slot is the one it ran; the
+other is innocent. What else the parent and its workers share: a stop event, the count of saved
+iterations (for the live display), and a small ring of cancelled item indices with their count, which
+`cancelled()` reads between iterations (the ring only once the count moved).
 """
 from __future__ import annotations
 
@@ -34,6 +35,38 @@ CANCEL_RING = 256  # the most recent cancels a worker can see; far more than ite
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
+class Claims:
+    """Which item each worker slot began, and which one the parent withdrew from it and the worker has not
+    skipped yet (tokens; -1: none), decided under one lock, so that an item is either begun by its worker or
+    withdrawn, never both. One withdrawal at a time per slot: the next waits until the worker skipped it."""
+
+    def __init__(self, context: Any, slots: int):
+        self.lock = context.Lock()
+        self.began = context.Array("q", [-1] * slots, lock=False)
+        self.withdrawn = context.Array("q", [-1] * slots, lock=False)
+
+    def claim(self, slot: int, token: int) -> bool:
+        """The worker's side: begin item `token`, unless it was withdrawn (from here on a death is its)."""
+        with self.lock:
+            if self.withdrawn[slot] == token:
+                self.withdrawn[slot] = -1
+                return False
+            self.began[slot] = token
+            return True
+
+    def withdraw(self, slot: int, token: int) -> bool:
+        """The parent's side: take item `token` back from the worker in `slot`, unless it began it."""
+        with self.lock:
+            if self.began[slot] == token or self.withdrawn[slot] != -1:
+                return False
+            self.withdrawn[slot] = token
+            return True
+
+    def reset(self, slot: int) -> None:
+        """For a new worker in the slot of a dead one: nothing begun, nothing withdrawn."""
+        self.began[slot] = self.withdrawn[slot] = -1
+
+
 class Cancelled:
     """A worker's `cancelled()` for item `index`: reads the parent's count of cancels each time (one
     shared integer), and looks through the ring of cancelled indices only when that count moved."""
@@ -50,7 +83,7 @@ class Cancelled:
 
 
 def serve(connection: Any, slot: int, pickled_task: bytes, stop_event: Any, iterations: Any, ring: Any,
-          cancels: Any, began: Any, main_pid: int) -> None:
+          cancels: Any, claims: Any, main_pid: int) -> None:
     """The worker process's main function: serve items until the parent says b"" or is gone."""
     import cloudpickle
 
@@ -71,7 +104,8 @@ def serve(connection: Any, slot: int, pickled_task: bytes, stop_event: Any, iter
             return
         if not data:
             return
-        began[slot] = int.from_bytes(data[:TOKEN_BYTES], "little")  # from here on a death here is this item's
+        if not claims.claim(slot, int.from_bytes(data[:TOKEN_BYTES], "little")):
+            continue  # withdrawn by the parent: answered there, or sent to another worker
         try:
             item = cloudpickle.loads(memoryview(data)[TOKEN_BYTES:])
             context = TaskContext(stop_requested=lambda: stop_event.is_set() or stopping.stop_requested(),

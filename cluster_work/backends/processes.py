@@ -3,9 +3,11 @@ item it was running.
 
 Each worker has a connection of its own (`process_worker` is its side). This process hands an item to an
 idle worker, and one more to a busy one (read the moment it finishes, instead of a round trip later);
-the rest wait here, where a cancel can still take them back. A worker marks which item it began, so
-when one dies (a segmentation fault in a C extension, the OOM killer's SIGKILL, `abort()`, `exit()`),
-this process knows exactly what it ran: that item fails, named with the signal or exit status
+the rest wait here, where a cancel can still take them back. So can an item a worker holds but has not
+begun (`process_worker.Claims`): a cancel answers it at once, and at a sweep's end an idle worker takes
+it over, so that it never waits behind a long item. A worker marks which item it began, so when one
+dies (a segmentation fault in a C extension, the OOM killer's SIGKILL, `abort()`, `exit()`), this
+process knows exactly what it ran: that item fails, named with the signal or exit status
 (`deaths.describe_death`), and is recorded as failed in its repetition's status; the item the worker
 had not begun goes back to the queue; a new worker takes over when there is work for it. A pool that
 cannot keep a worker alive long enough to begin anything (a native crash at import, say) is an error.
@@ -31,7 +33,7 @@ from .. import stopping
 from ..deaths import describe_death
 from ..errors import ClusterWorkError
 from .base import Executor, Task
-from .process_worker import CANCEL_RING, DONE, STOP_SIGNALS, TOKEN_BYTES, serve, unpickled_exception
+from .process_worker import CANCEL_RING, DONE, STOP_SIGNALS, TOKEN_BYTES, Claims, serve, unpickled_exception
 
 log = logging.getLogger("cluster_work")
 
@@ -53,9 +55,9 @@ def _spawning() -> Iterator[None]:
 
 
 class _Worker:
-    """One worker process as this process sees it: its slot in the shared `began` array, and the items
-    sent to it, in order, each with its token. `eof`: its connection is closed (it is dying: its sentinel
-    says when it is dead)."""
+    """One worker process as this process sees it: its slot (in the shared `Claims`), and the items sent to
+    it, in order, each with its token. `eof`: its connection is closed (it is dying: its sentinel says when
+    it is dead)."""
 
     def __init__(self, process: Any, connection: Any, slot: int):
         self.process, self.connection, self.slot = process, connection, slot
@@ -77,7 +79,7 @@ class LocalProcessExecutor(Executor):
         # made with the first worker, not here: they start multiprocessing's resource tracker, and until
         # jobs start a stop signal ends the run at once (see stopping.stop_signals_handled)
         self._shared: tuple[Any, Any, Any, Any] | None = None  # stop, iterations, cancel ring, its count
-        self._began: Any = None  # per worker slot: the token of the item it began last (-1: none yet)
+        self._claims: Claims | None = None  # per worker slot: the item it began, the item withdrawn from it
         self._pickled_task: bytes | None = None
         self._queue: collections.deque[Any] = collections.deque()
         self._ready: collections.deque[Any] = collections.deque()
@@ -99,10 +101,16 @@ class LocalProcessExecutor(Executor):
     def cancel(self, index: int) -> None:
         if self._cancel_queued(self._queue, self._ready, index):
             return
-        if self._shared is not None and any(item.index == index for w in self._running for _, item in w.items):
-            ring, count = self._shared[2], self._shared[3]
-            ring[count.value % CANCEL_RING] = index  # the entry first, then the count a worker watches
-            count.value += 1
+        for worker in self._running:
+            if any(item.index == index for _, item in worker.items):
+                if worker.items[-1][1].index == index and (item := self._withdraw(worker)) is not None:
+                    self._ready.append(self._cancelled_outcome(item))  # it had not begun it: answered here
+                    return
+                assert self._shared is not None
+                ring, count = self._shared[2], self._shared[3]
+                ring[count.value % CANCEL_RING] = index  # the entry first, then the count a worker watches
+                count.value += 1
+                return
 
     def next_outcome(self) -> Any:
         while not self._ready:
@@ -141,7 +149,14 @@ class LocalProcessExecutor(Executor):
 
     def _has_begun(self, worker: _Worker) -> bool:
         """Whether `worker` began the first item it holds."""
-        return bool(worker.items) and self._began[worker.slot] == worker.items[0][0]
+        return bool(worker.items) and self._claims is not None and self._claims.began[worker.slot] == worker.items[0][0]
+
+    def _withdraw(self, worker: _Worker) -> Any:
+        """Take back the last item sent to `worker`, unless it began it; the item, or None."""
+        assert self._claims is not None
+        if worker.eof or not self._claims.withdraw(worker.slot, worker.items[-1][0]):
+            return None
+        return worker.items.pop()[1]
 
     def _bury(self, worker: _Worker) -> None:
         process = worker.process
@@ -150,7 +165,8 @@ class LocalProcessExecutor(Executor):
         self._running.remove(worker)
         worker.connection.close()
         process.close()
-        began, served = self._has_begun(worker), self._began[worker.slot] != -1
+        assert self._claims is not None
+        began, served = self._has_begun(worker), self._claims.began[worker.slot] != -1
         items = collections.deque(item for _, item in worker.items)
         if began:
             self._ready.append(self._task.lost(items.popleft(), stopping.stop_requested(), cause))  # type: ignore[attr-defined]
@@ -166,7 +182,10 @@ class LocalProcessExecutor(Executor):
 
     def _fill(self) -> None:
         """Hand queued items out: one to each idle worker (starting workers up to `workers`), then one more
-        to each busy one, if small (see PREFETCH_BYTES)."""
+        to each busy one, if small (see PREFETCH_BYTES). With nothing queued, an idle worker takes the item
+        a busy one holds but has not begun (the end of a sweep: it would wait behind a long item)."""
+        if not self._queue:
+            self._rebalance()
         for depth in (0, 1):
             for worker in self._running:
                 if not self._queue:
@@ -175,9 +194,17 @@ class LocalProcessExecutor(Executor):
                     data = self._pickled(self._queue[0])
                     if depth and len(data) > PREFETCH_BYTES:
                         return
-                    self._send(worker, data)
+                    self._send(worker, self._queue.popleft(), data)
             while not depth and self._queue and len(self._running) < self.workers:
-                self._send(self._start_worker(), self._pickled(self._queue[0]))
+                data = self._pickled(self._queue[0])
+                self._send(self._start_worker(), self._queue.popleft(), data)
+
+    def _rebalance(self) -> None:
+        for idle in [worker for worker in self._running if not worker.items and not worker.eof]:
+            for holder in self._running:
+                if len(holder.items) == 2 and (item := self._withdraw(holder)) is not None:
+                    self._send(idle, item, self._pickled(item))
+                    break
 
     def _pickled(self, item: Any) -> bytes:
         """`item` pickled; kept while it is too big to prefetch, so that waiting costs no pickling."""
@@ -189,10 +216,10 @@ class LocalProcessExecutor(Executor):
         self._big = (item, data) if len(data) > PREFETCH_BYTES else None
         return data
 
-    def _send(self, worker: _Worker, data: bytes) -> None:
-        """Send the first queued item, pickled as `data`, to `worker`, behind a token of its own."""
+    def _send(self, worker: _Worker, item: Any, data: bytes) -> None:
+        """Send `item`, pickled as `data`, to `worker`, behind a token of its own."""
         token = next(self._tokens)
-        worker.items.append((token, self._queue.popleft()))
+        worker.items.append((token, item))
         self._big = None
         try:
             worker.connection.send_bytes(token.to_bytes(TOKEN_BYTES, "little") + data)
@@ -206,14 +233,15 @@ class LocalProcessExecutor(Executor):
             self._shared = (self._context.Event(), self._context.Value("q", 0),
                             self._context.Array("q", [-1] * CANCEL_RING, lock=False),
                             self._context.Value("q", 0, lock=False))
-            self._began = self._context.Array("q", [-1] * self.workers, lock=False)
+            self._claims = Claims(self._context, self.workers)
         if self._pickled_task is None:
             self._pickled_task = cloudpickle.dumps(self._task)
         slot = min(set(range(self.workers)) - {worker.slot for worker in self._running})
-        self._began[slot] = -1  # the slot of a dead worker: nothing begun by the new one yet
+        assert self._claims is not None
+        self._claims.reset(slot)  # perhaps the slot of a dead worker
         ours, theirs = self._context.Pipe()
         process = self._context.Process(target=serve, name="cluster_work worker",  # type: ignore[attr-defined]
-                                        args=(theirs, slot, self._pickled_task, *self._shared, self._began,
+                                        args=(theirs, slot, self._pickled_task, *self._shared, self._claims,
                                               os.getpid()))
         with _spawning():
             process.start()
@@ -238,12 +266,22 @@ class LocalProcessExecutor(Executor):
         self.shutdown()
 
     def shutdown(self) -> None:
-        """Tell every worker to leave after what it was sent (the run is over or stopping), and wait."""
+        """Tell every worker to leave after what it was sent (the run is over or stopping) and wait until they
+        are gone, reading (and dropping) what they still send, so that none blocks on a full connection."""
         for worker in self._running:
             with contextlib.suppress(OSError):
                 worker.connection.send_bytes(b"")
-        for worker in self._running:
-            worker.process.join()
-            worker.connection.close()
-            worker.process.close()
-        self._running.clear()
+        while self._running:
+            multiprocessing.connection.wait([handle for worker in self._running for handle in
+                                             (worker.process.sentinel, *(() if worker.eof else (worker.connection,)))],
+                                            timeout=LOOK_EVERY)
+            for worker in list(self._running):
+                try:
+                    while not worker.eof and worker.connection.poll():
+                        worker.connection.recv_bytes()
+                except (EOFError, OSError):
+                    worker.eof = True
+                if worker.process.exitcode is not None:
+                    self._running.remove(worker)
+                    worker.connection.close()
+                    worker.process.close()

@@ -1,0 +1,66 @@
+"""What the tests of local worker processes share (tests/test_crashes.py, tests/test_local_pool.py)."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from crash_clients import Crashing
+
+from cluster_work.expansion import expand_all
+from cluster_work.vocabulary import RunSettings
+
+SETTINGS = RunSettings(log_level="WARNING", sync=False)
+
+
+def experiment(folder: Path, repetitions: int = 4, iterations: int = 3, **params):
+    """An expanded experiment of `Crashing` (tests/crash_clients.py) with these params."""
+    [expanded] = expand_all([{"name": "c", "repetitions": repetitions, "iterations": iterations,
+                              "path": str(folder), "params": params}], Crashing._default_params)
+    return expanded
+
+
+def rep_folder(expanded, rep: int) -> Path:
+    return Path(expanded.path) / "log" / f"rep_{rep:02d}"
+
+
+def status(expanded, rep: int) -> dict:
+    path = rep_folder(expanded, rep) / "status.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def saved_rows(folder: Path) -> int:
+    path = folder / "results.jsonl"
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def calls(expanded, rep: int) -> int:
+    """How often `iterate` was called for repetition `rep`."""
+    path = rep_folder(expanded, rep) / "calls"
+    return len(path.read_bytes()) if path.exists() else 0
+
+
+def wait_for(condition, what: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.005)
+
+
+def collect(executor, count: int) -> dict[int, object]:
+    """The next `count` outcomes, by item index (one per item)."""
+    outcomes = {}
+    for _ in range(count):
+        outcome = executor.next_outcome()
+        assert outcome.index not in outcomes, "two outcomes for one item"
+        outcomes[outcome.index] = outcome
+    return outcomes
+
+
+def run_all(executor, segments) -> dict[int, object]:
+    for segment in segments:
+        executor.submit(segment)
+    outcomes = collect(executor, len(segments))
+    assert executor.in_flight() == 0
+    return outcomes
