@@ -37,7 +37,7 @@ from cluster_work.hostfile import hostfile_text
 
 NETWORK = "169.254.77.0/24"
 DEVICE = "cw0"  # the veth end's name inside each namespace (names there are the namespace's own)
-MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}  # no oversubscribe: see above
+LAUNCH_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}  # no oversubscribe: see above
 OVERSUBSCRIBE = ("OMPI_MCA_rmaps_base_oversubscribe", "PRTE_MCA_rmaps_default_mapping_policy")
 SESSION = f"cwtest-{secrets.token_hex(3)}"
 _numbers = itertools.count()
@@ -152,9 +152,8 @@ class TwoHosts:
         listed = _ip("netns", "pids", host.namespace).stdout.split()
         return [int(pid) for pid in listed if pid.isdigit()]
 
-    def kill(self, host: Host, timeout: float = 30) -> list[int]:
+    def kill(self, host: Host, timeout: float = 30) -> None:
         """SIGKILL every process of `host` at once, as a power cut would; return once all have died."""
-        killed: list[int] = []
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:  # again until none is left: a dying parent may still fork
             pids = self.processes(host)
@@ -165,9 +164,7 @@ class TwoHosts:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-            killed += pids
             time.sleep(0.05)
-        return killed
 
     def cut_link(self, host: Host) -> None:
         """Take `host`'s network link down for good: its processes live on, unreachable."""
@@ -201,7 +198,7 @@ class TwoHosts:
     @staticmethod
     def env(extra: dict[str, str] | None = None) -> dict[str, str]:
         env = {name: value for name, value in script_env().items() if name not in OVERSUBSCRIBE}
-        return {**env, **MPI_ENV, **(extra or {})}
+        return {**env, **LAUNCH_ENV, **(extra or {})}
 
     def start(self, command: list[str], cwd: Path, env: dict[str, str] | None = None) -> Launch:
         """Start a command built by `mpi_command`; `close` kills what is left of it. Its output goes to
