@@ -18,9 +18,9 @@ namespaces (each of them started by its launches), then deletes them. Needs root
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
-import json
 import os
 import secrets
 import shutil
@@ -33,7 +33,11 @@ from pathlib import Path
 
 from conftest import launcher_failed_to_start, mpiexec, script_env
 
+from cluster_work.attempts import parse_attempt
 from cluster_work.hostfile import hostfile_text
+from cluster_work.paths import ATTEMPTS_FOLDER
+from cluster_work.repetition_state import read_repetition
+from cluster_work.store import find_experiment_folders
 
 NETWORK = "169.254.77.0/24"
 DEVICE = "cw0"  # the veth end's name inside each namespace (names there are the namespace's own)
@@ -248,14 +252,34 @@ class Launch:
 
 
 def repetition_states(out: Path) -> dict[str, dict]:
-    """Each repetition's status.json (state, host...), by its folder relative to `out`."""
+    """Each repetition's state, by its folder relative to `out`, as the project reads it (its status's where
+    it has one, else what its rows say: one that ran to its end has no status file), with the `host` that
+    ran it where known: its status's, else that of the attempts journal of this run that began it
+    (`<run>.<host>.<pid>`; a later run folds finished runs' journals into a summary without hosts)."""
+    hosts = _journal_hosts(Path(out) / ATTEMPTS_FOLDER)
     states = {}
-    for path in Path(out).rglob("status.json"):
-        try:
-            states[str(path.parent.relative_to(out))] = json.loads(path.read_text())
-        except (ValueError, FileNotFoundError):
-            continue  # being replaced right now: the next poll reads it
+    for experiment in find_experiment_folders(str(out)):
+        config = experiment.read_config() or {}
+        for rep in experiment.repetition_numbers():
+            store = experiment.repetition(rep)
+            status = store.read_status()
+            state = status.get("state") or read_repetition(store, config["iterations"], check_lock=False).state.value
+            states[os.path.relpath(store.path, out)] = {
+                **status, "state": state, "host": status.get("host") or hosts.get((config.get("name"), rep))}
     return states
+
+
+def _journal_hosts(folder: Path) -> dict[tuple[str, int], str]:
+    """(experiment, rep) -> the host whose process began it, from the attempts journals in `folder`."""
+    hosts = {}
+    for path in sorted(folder.glob("*.*.*")) if folder.is_dir() else ():
+        run, rest = path.name.split(".", 1)
+        host = rest.rsplit(".", 1)[0]
+        for line in path.read_text(errors="replace").splitlines():
+            with contextlib.suppress(ValueError, IndexError):
+                key, _ = parse_attempt(line, run)
+                hosts[key] = host
+    return hosts
 
 
 def wait_until(condition, timeout: float, what: str, interval: float = 0.05):
