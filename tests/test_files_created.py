@@ -8,6 +8,8 @@ import os
 import pytest
 from conftest import run_cli
 
+from cluster_work.paths import ATTEMPTS_FOLDER
+
 pytestmark = pytest.mark.processes  # the command line, as a user runs it
 
 
@@ -21,7 +23,9 @@ def test_a_finished_repetition_costs_one_folder_and_one_file(tmp_path, write_con
     write_config(f"name: g\nrepetitions: {repetitions}\niterations: 1\npath: out\ngrid:\n  a: [1, 2, 3]\n")
     run_cli("GrowingResults", "config.yml", cwd=tmp_path, check_rc=0)
     made = entries(tmp_path / "out")
-    sweep = ["g", "runs.jsonl"]  # the document's folder and the runs' record
+    # the document's folder, the runs' record, and quarantine's journals: their folder and one per process
+    sweep = ["g", "runs.jsonl", ATTEMPTS_FOLDER, f"{ATTEMPTS_FOLDER}/<run>.<host>.<pid>"]
+    assert len([name for name in made if name.startswith(f"{ATTEMPTS_FOLDER}/")]) == 1  # a sequential run
     per_point = ["config.yml", "log"]  # besides the point's folder itself
     per_repetition = ["log/rep_00", "log/rep_00/results.jsonl"]
     assert len(made) == len(sweep) + points * (1 + len(per_point)) + points * repetitions * len(per_repetition)
