@@ -12,7 +12,11 @@ from conftest import descendants
 def kill_session(process):
     """Kill the run and every process below it at once, as a node failure would (MPICH's ranks each
     have a session of their own, so the process tree is what holds a run together)."""
-    pids = [process.pid, *descendants(process.pid)]
+    kill_and_wait(process, [process.pid, *descendants(process.pid)])
+
+
+def kill_and_wait(process, pids):
+    """SIGKILL every one of `pids` at once (`process`, the run, among them) and wait until all are dead."""
     for pid in pids:
         try:
             os.kill(pid, signal.SIGKILL)

@@ -1,10 +1,9 @@
 """Reading a sweep's repetitions as the tests check them (shared by several test files)."""
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import time
+
+from kills import kill_and_wait
 
 from cluster_work.repetition_state import read_repetition
 from cluster_work.store import find_experiment_folders
@@ -23,30 +22,6 @@ def recorded_states(out) -> dict[str, str]:
     return states
 
 
-def dead(pid: int) -> bool:
-    """Whether process `pid` has exited: each of its threads gone or a zombie (its files closed, its locks dropped)."""
-    try:
-        threads = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return True
-    states = []
-    for thread in threads:
-        try:
-            with open(f"/proc/{pid}/task/{thread}/stat") as handle:
-                states.append(handle.read().rsplit(")", 1)[1].split()[0])
-        except OSError:
-            pass
-    return all(state in ("Z", "X") for state in states)
-
-
 def kill_9(process, others=()) -> None:
     """SIGKILL a run and the processes below it at once, as a node failure would, and wait until all are dead."""
-    pids = [process.pid, *others]
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    process.wait(timeout=30)
-    deadline = time.time() + 30
-    while not all(map(dead, pids)) and time.time() < deadline:
-        time.sleep(0.01)
-    assert all(map(dead, pids)), [pid for pid in pids if not dead(pid)]
+    kill_and_wait(process, [process.pid, *others])
