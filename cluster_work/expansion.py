@@ -274,6 +274,34 @@ class ExpandedDocument(Sequence[ExpandedExperiment]):
         original_name = f"{self.base}{NAME_SEPARATOR}{original}" if part != original else ""
         return ExpandedExperiment(name, self.base, None, self._point(index), original_name, self)
 
+    def folder_parts(self) -> Iterator[str]:
+        """Each experiment's `params_part` (its folder in the document's), in order, without making the
+        experiments: where every name is the original's as it is (no clash, nothing to escape or cut), the
+        axes' name parts joined by itertools (0.2 us an experiment instead of 5)."""
+        if not self.varies:
+            return iter([""])
+        axes = list(self._grid_tokens)
+        if self._list_points[0]:
+            axes.append(["_".join(point) for point in self._list_tokens])
+        if self.sampler or self.custom_points:
+            axes.append([f"sample{sample}" for sample in range(self._samples)])
+        longest = sum(max(map(len, axis)) for axis in axes) + len(axes) - 1
+        if not self._longer and longest <= MAX_FOLDER_NAME and all(
+                escape(token) == token not in (".", "..") for axis in axes for token in axis):
+            return map("_".join, itertools.product(*axes))
+        return (self._longer.get(index) or folder_safe(self._original_part(index)) for index in range(self._size))
+
+    def joined_points(self, encode: Callable[[KeyPath, Any], str], separator: str) -> Iterator[str]:
+        """For each experiment, in order, `separator.join(encode(path, value) for each of its varied values)`,
+        from each axis' values encoded once (a random or custom document's from each point)."""
+        if self.sampler or self.custom_points:
+            return (separator.join(encode(path, value) for path, value in self._point(index).items())
+                    for index in range(self._size))
+        axes = [[encode(path, value) for value in values] for path, values in self._grid]
+        if self._list_points[0]:
+            axes.append([separator.join(encode(path, value) for path, value in point) for point in self._list_points])
+        return map(separator.join, itertools.product(*axes))
+
     def config_of(self, experiment: ExpandedExperiment, folder: str | None = None) -> dict[str, Any]:
         """The experiment's config (see ExpandedExperiment), from this document and its parameter values;
         `folder`: its folder, where it is not one of the document's own points (see `added_experiment`)."""

@@ -9,7 +9,7 @@ import itertools
 import json
 import logging
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +68,29 @@ class PlanTotals:
 SORT_LIMIT = 100_000  # up to this many jobs are ordered longest first; a larger sweep streams in config order
 
 
+@dataclass(frozen=True)
+class FreshRun:
+    """Experiments `start` to `stop - 1` of one document, whose folders do not exist (so neither does any file
+    of theirs): each is new, with every repetition a job, so the run is counted, listed and summed without
+    making its experiments or looking at the disk for them (`Plan.chunks`). Only without -r and -j."""
+
+    document: ExpandedDocument
+    start: int
+    stop: int
+    first_index: int  # the job index of its first experiment's repetition 0
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    @property
+    def repetitions(self) -> int:
+        """Of each of its experiments (a document's are all the same)."""
+        return self.document.document["repetitions"]
+
+
+Chunk = ExperimentPlan | FreshRun  # what planning yields: one experiment's plan, or a run of fresh ones
+
+
 class Plan:
     """What a run does, planned lazily so that a sweep of 10^6 experiments starts at once.
 
@@ -81,21 +104,41 @@ class Plan:
         self._selection, self._policy, self._picked, self._source = selection, policy, picked, source
         self._groups, self.campaigns = _split_campaigns(_groups(chosen))
         self.totals = PlanTotals()
-        self._counted: list[ExperimentPlan] | None = None  # what `count` read, where it is small enough
+        self._counted: list[Chunk] | None = None  # what `count` read, where it is small enough
 
     @property
     def experiments(self) -> Iterator[ExperimentPlan]:
         """Each chosen experiment's plan, in config order (as counted, or read from the files now)."""
+        for chunk in self.chunks():
+            yield from self.fresh_plans(chunk) if isinstance(chunk, FreshRun) else (chunk,)
+
+    def chunks(self) -> Iterator[Chunk]:
+        """The experiments' plans in config order, runs of fresh experiments as FreshRuns."""
         if self._counted is not None:
             yield from self._counted
             return
         for group, first_index in self._groups:
-            yield from (item for item, _ in self._plan_group(group, first_index))
+            yield from (chunk for chunk, _ in self._plan_group(group, first_index))
 
-    def _plan_group(self, group: Sequence[ExpandedExperiment], first_index: int,
-                    ) -> Iterator[tuple[ExperimentPlan, bool]]:
-        """Each experiment's plan, and whether it was fresh (its folder does not exist: no disk was read)."""
+    def fresh_plans(self, run: FreshRun, start: int | None = None, stop: int | None = None,
+                    ) -> Iterator[ExperimentPlan]:
+        """The plans of `run`'s experiments (those from `start` to `stop - 1` of its document, else all)."""
+        start, stop = run.start if start is None else start, run.stop if stop is None else stop
+        for position in range(start, stop):
+            yield _plan_experiment(run.document[position], run.first_index + (position - run.start) * run.repetitions,
+                                   self._selection, self._policy, self._picked, True)
+
+    def _plan_group(self, group: Sequence[ExpandedExperiment], first_index: int) -> Iterator[tuple[Chunk, bool]]:
+        """Each experiment's plan, or a run of fresh ones, and whether it was fresh (its folder does not
+        exist: no disk was read). A document's folder is listed once (`_present_folders`), and where neither
+        -r nor -j picks among its jobs, the folders missing from that list are FreshRuns."""
         present = _present_folders(group)
+        if present is not None and self._selection.repetition is None and self._picked is None:
+            assert isinstance(group, ExpandedDocument)
+            yield from _fresh_runs(group, first_index, present,
+                                   lambda experiment, index: _plan_experiment(
+                                       experiment, index, self._selection, self._policy, None, False))
+            return
         for experiment in group:
             fresh = present is not None and experiment.params_part not in present
             yield _plan_experiment(experiment, first_index, self._selection, self._policy, self._picked, fresh), fresh
@@ -132,25 +175,25 @@ class Plan:
     def count(self) -> None:
         """Validate every experiment and fill `totals` (raises ConfigError on what a run would refuse)."""
         totals, checked = PlanTotals(), set[str]()
-        counted: list[ExperimentPlan] | None = []
+        counted: list[Chunk] | None = []
         for group, first_index in self._groups:
             if isinstance(group, ExpandedDocument):
                 check_writable(group.base_folder, group.base, self._source, checked)
                 totals.sweep_paths.append(expand_path(group.document["path"]))
-                if not os.path.lexists(group.base_folder) and self._selection.repetition is None and not self._picked:
-                    totals.experiments += len(group)
-                    totals.experiments_to_run += len(group)
-                    totals.jobs += len(group) * group.document["repetitions"]
-                    totals.iterations_left += len(group) * group.document["repetitions"] * group.document["iterations"]
-                    counted = None  # planned without the disk: no need to keep anything
-                    continue
             for item, fresh in self._plan_group(group, first_index):
-                if not fresh:
-                    check_experiment(item, self._source, checked)
                 if counted is not None:
                     counted.append(item)
                     if len(counted) > SORT_LIMIT:
                         counted = None
+                if isinstance(item, FreshRun):
+                    experiments, jobs = len(item), len(item) * item.repetitions
+                    totals.experiments += experiments
+                    totals.experiments_to_run += experiments if jobs else 0
+                    totals.jobs += jobs
+                    totals.iterations_left += jobs * item.document.document["iterations"]
+                    continue
+                if not fresh:
+                    check_experiment(item, self._source, checked)
                 totals.experiments += 1
                 totals.experiments_to_run += bool(item.jobs)
                 totals.jobs += len(item.jobs)
@@ -204,6 +247,21 @@ def _present_folders(group: Sequence[ExpandedExperiment]) -> set[str] | None:
         return {entry.name for entry in os.scandir(group.base_folder)}
     except (FileNotFoundError, NotADirectoryError):
         return set()
+
+
+def _fresh_runs(document: ExpandedDocument, first_index: int, present: set[str],
+                plan: Callable[[ExpandedExperiment, int], ExperimentPlan]) -> Iterator[tuple[Chunk, bool]]:
+    """The document's experiments as FreshRuns between those whose folder is `present`, which `plan` plans
+    (from the experiment and its first job index)."""
+    repetitions, start = document.document["repetitions"], 0
+    for position, part in enumerate(document.folder_parts()) if present else ():
+        if part in present:
+            if position > start:
+                yield FreshRun(document, start, position, first_index + start * repetitions), True
+            yield plan(document[position], first_index + position * repetitions), False
+            start = position + 1
+    if start < len(document):
+        yield FreshRun(document, start, len(document), first_index + start * repetitions), True
 
 
 CAMPAIGN_KEYS = ("ensemble", "steer")  # a document with one of these is run by its campaign's driver

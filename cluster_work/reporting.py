@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import itertools
 import json
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -14,8 +15,8 @@ from rich.table import Table
 
 from .config import KeyPath, dotted
 from .display import counted, format_duration, format_seconds
-from .expansion import ExpandedDocument, ExpandedExperiment
-from .planning import ExperimentPlan, Plan
+from .expansion import NAME_SEPARATOR, ExpandedDocument, ExpandedExperiment
+from .planning import ExperimentPlan, FreshRun, Plan
 from .repetition_state import read_repetition
 from .runner import iteration_times
 from .store import ExperimentStore, to_plain
@@ -74,9 +75,12 @@ def print_plan(plan: Plan, stream: TextIO | None = None, as_json: bool = False) 
     Memory stays bounded either way: the plan's experiments are read once, in order."""
     stream = stream or sys.stdout
     if as_json:
-        for item in plan.experiments:
-            for job in item.jobs:
-                stream.write(json.dumps(_job_record(item, job), default=repr) + "\n")
+        for chunk in plan.chunks():
+            if isinstance(chunk, FreshRun):
+                stream.writelines(_fresh_job_lines(plan, chunk))
+                continue
+            for job in chunk.jobs:
+                stream.write(json.dumps(_job_record(chunk, job), default=repr) + "\n")
         for campaign in plan.campaigns:
             stream.write(json.dumps(_campaign_record(campaign)) + "\n")
         return
@@ -91,15 +95,24 @@ def print_plan(plan: Plan, stream: TextIO | None = None, as_json: bool = False) 
     counts: dict[str, collections.Counter[str]] = {}  # base experiment -> experiments per state
     to_run: collections.Counter[str] = collections.Counter()  # base experiment -> jobs to run
     experiments = jobs = 0
-    for item in plan.experiments:
+    for chunk in plan.chunks():
+        if isinstance(chunk, FreshRun):  # new experiments: counted, and only those shown made
+            count, base = len(chunk), chunk.document.base
+            experiments += count
+            jobs += count * chunk.repetitions
+            counts.setdefault(base, collections.Counter())[EXPERIMENT_STATE_TEXT[ExperimentState.NEW]] += count
+            to_run[base] += count * chunk.repetitions
+            first += plan.fresh_plans(chunk, stop=min(chunk.stop, chunk.start + SCREENFUL - len(first)))
+            last.extend(plan.fresh_plans(chunk, start=max(chunk.start, chunk.stop - SHOWN_AT_EACH_END)))
+            continue
         experiments += 1
-        jobs += item.experiment.repetitions
-        base = item.experiment.base_name
-        counts.setdefault(base, collections.Counter())[EXPERIMENT_STATE_TEXT[item.state]] += 1
-        to_run[base] += len(item.jobs)
+        jobs += chunk.experiment.repetitions
+        base = chunk.experiment.base_name
+        counts.setdefault(base, collections.Counter())[EXPERIMENT_STATE_TEXT[chunk.state]] += 1
+        to_run[base] += len(chunk.jobs)
         if len(first) < SCREENFUL:
-            first.append(item)
-        last.append(item)
+            first.append(chunk)
+        last.append(chunk)
     console = _console(stream)
     if not experiments and plan.campaigns:
         return
@@ -127,6 +140,30 @@ def _job_record(item: ExperimentPlan, job: Segment) -> dict[str, Any]:
             "state": item.repetition_states.get(job.rep, RepetitionState.PENDING).value,
             "restart_from": job.restart_from,
             "params": {dotted(k): to_plain(v) for k, v in experiment.varied.items()}}
+
+
+def _fresh_job_lines(plan: Plan, run: FreshRun) -> Iterator[str]:
+    """--list --json's lines of a run of new experiments, as `_job_record` gives them, made from the names
+    and values of the document's axes (each encoded once) instead of from each experiment: 1 us a job, not 25."""
+    document = run.document
+    if document.custom_points or len({dotted(path) for path in document[run.start].varied}) < len(
+            document[run.start].varied):  # points of their own, or two values of one name: each its record
+        yield from (json.dumps(_job_record(item, job), default=repr) + "\n"
+                    for item in plan.fresh_plans(run) for job in item.jobs)
+        return
+
+    def encode(path: KeyPath, value: Any) -> str:
+        return f"{json.dumps(dotted(path))}: {json.dumps(to_plain(value), default=repr)}"
+
+    base, index = json.dumps(document.base), run.first_index
+    names = (f"{document.base}{NAME_SEPARATOR}{part}" if document.varies else document.base
+             for part in document.folder_parts())
+    for name, params in itertools.islice(zip(names, document.joined_points(encode, ", ")), run.start, run.stop):
+        experiment = json.dumps(name)
+        for rep in range(run.repetitions):
+            yield (f'{{"job": {index}, "experiment": {experiment}, "base": {base}, "rep": {rep}, "state": "pending", '
+                   f'"restart_from": null, "params": {{{params}}}}}\n')
+            index += 1
 
 
 def _campaign_record(campaign: Any) -> dict[str, Any]:
