@@ -111,7 +111,9 @@ def expand_path(path: str) -> str:
 
 
 def sweep_paths(experiments: Iterable[ExpandedExperiment]) -> list[str]:
-    """The sweep folders of these experiments, each once, in order."""
+    """The sweep folders of these experiments, each once, in order (of whole documents, from the documents)."""
+    if isinstance(experiments, Expansion):
+        return list(dict.fromkeys(expand_path(d.document["path"]) for d in experiments.documents if len(d)))
     return list(dict.fromkeys(experiment.sweep_path for experiment in experiments))
 
 
@@ -290,6 +292,12 @@ class ExpandedDocument(Sequence[ExpandedExperiment]):
                 escape(token) == token not in (".", "..") for axis in axes for token in axis):
             return map("_".join, itertools.product(*axes))
         return (self._longer.get(index) or folder_safe(self._original_part(index)) for index in range(self._size))
+
+    def names(self) -> Iterator[str]:
+        """Each experiment's name, in order, without making the experiments (see `folder_parts`)."""
+        if not self.varies:
+            return iter([self.base])
+        return (f"{self.base}{NAME_SEPARATOR}{part}" for part in self.folder_parts())
 
     def joined_points(self, encode: Callable[[KeyPath, Any], str], separator: str) -> Iterator[str]:
         """For each experiment, in order, `separator.join(encode(path, value) for each of its varied values)`,

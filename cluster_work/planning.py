@@ -130,9 +130,9 @@ class Plan:
 
     def _plan_group(self, group: Sequence[ExpandedExperiment], first_index: int) -> Iterator[tuple[Chunk, bool]]:
         """Each experiment's plan, or a run of fresh ones, and whether it was fresh (its folder does not
-        exist: no disk was read). A document's folder is listed once (`_present_folders`), and where neither
+        exist: no disk was read). A document's folder is listed once (`present_folders`), and where neither
         -r nor -j picks among its jobs, the folders missing from that list are FreshRuns."""
-        present = _present_folders(group)
+        present = present_folders(group)
         if present is not None and self._selection.repetition is None and self._picked is None:
             assert isinstance(group, ExpandedDocument)
             yield from _fresh_runs(group, first_index, present,
@@ -236,7 +236,7 @@ class Jobs:
         return iter(self._jobs)
 
 
-def _present_folders(group: Sequence[ExpandedExperiment]) -> set[str] | None:
+def present_folders(group: Sequence[ExpandedExperiment]) -> set[str] | None:
     """For a document: the params parts of its experiments' folders that exist ('' for a document without
     grid or list), so the others are planned without a look at the disk. None: look at each one."""
     if not isinstance(group, ExpandedDocument):
@@ -253,15 +253,25 @@ def _fresh_runs(document: ExpandedDocument, first_index: int, present: set[str],
                 plan: Callable[[ExpandedExperiment, int], ExperimentPlan]) -> Iterator[tuple[Chunk, bool]]:
     """The document's experiments as FreshRuns between those whose folder is `present`, which `plan` plans
     (from the experiment and its first job index)."""
-    repetitions, start = document.document["repetitions"], 0
-    for position, part in enumerate(document.folder_parts()) if present else ():
-        if part in present:
-            if position > start:
-                yield FreshRun(document, start, position, first_index + start * repetitions), True
+    repetitions = document.document["repetitions"]
+    for start, stop, exists in folder_runs(document, present):
+        if not exists:
+            yield FreshRun(document, start, stop, first_index + start * repetitions), True
+        for position in range(start, stop) if exists else ():
             yield plan(document[position], first_index + position * repetitions), False
-            start = position + 1
+
+
+def folder_runs(document: ExpandedDocument, present: set[str]) -> Iterator[tuple[int, int, bool]]:
+    """The document's experiments as runs (start, stop, exists) of consecutive positions whose folders are all
+    `present` (from `present_folders`), or all missing."""
+    start, exists = 0, False
+    for position, part in enumerate(document.folder_parts()) if present else ():
+        if (part in present) != exists:
+            if position > start:
+                yield start, position, exists
+            start, exists = position, not exists
     if start < len(document):
-        yield FreshRun(document, start, len(document), first_index + start * repetitions), True
+        yield start, len(document), exists
 
 
 CAMPAIGN_KEYS = ("ensemble", "steer")  # a document with one of these is run by its campaign's driver

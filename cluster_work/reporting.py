@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import collections
-import dataclasses
+import io
 import itertools
 import json
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from rich.console import Console
@@ -15,11 +14,21 @@ from rich.table import Table
 
 from .config import KeyPath, dotted
 from .display import counted, format_duration, format_seconds
-from .expansion import NAME_SEPARATOR, ExpandedDocument, ExpandedExperiment
+from .expansion import ExpandedDocument, ExpandedExperiment
+from .indented_json import Rendered, indented, write_indented
 from .planning import ExperimentPlan, FreshRun, Plan
-from .repetition_state import read_repetition
-from .runner import iteration_times
-from .store import ExperimentStore, to_plain
+from .progress_figures import (
+    STATES,
+    ExperimentProgress,
+    Part,
+    PendingRun,
+    each_experiment,
+    experiments_in,
+    progress_report,
+    split_ensembles,
+    steered_documents,
+)
+from .store import to_plain
 from .sweep import Summary
 from .vocabulary import ExperimentState, OutcomeKind, RepetitionState, Segment
 
@@ -156,9 +165,8 @@ def _fresh_job_lines(plan: Plan, run: FreshRun) -> Iterator[str]:
         return f"{json.dumps(dotted(path))}: {json.dumps(to_plain(value), default=repr)}"
 
     base, index = json.dumps(document.base), run.first_index
-    names = (f"{document.base}{NAME_SEPARATOR}{part}" if document.varies else document.base
-             for part in document.folder_parts())
-    for name, params in itertools.islice(zip(names, document.joined_points(encode, ", ")), run.start, run.stop):
+    for name, params in itertools.islice(zip(document.names(), document.joined_points(encode, ", ")), run.start,
+                                         run.stop):
         experiment = json.dumps(name)
         for rep in range(run.repetitions):
             yield (f'{{"job": {index}, "experiment": {experiment}, "base": {base}, "rep": {rep}, "state": "pending", '
@@ -170,138 +178,6 @@ def _campaign_record(campaign: Any) -> dict[str, Any]:
     """--list: a campaign (steered or weighted ensemble), which has no fixed jobs to list."""
     return {"campaign": campaign.base, "kind": {"steer": "steered", "ensemble": "weighted-ensemble"}[campaign.kind],
             "experiments": len(campaign.experiments)}
-
-
-@dataclass
-class RepetitionProgress:
-    rep: int
-    state: str
-    iterations_done: int
-    mean_iteration_time: float | None
-    error: str | None = None
-
-
-@dataclass
-class ExperimentProgress:
-    """The figures of one experiment (or, summed, of a base experiment or a whole sweep)."""
-
-    name: str
-    repetitions: int
-    iterations: int  # all iterations the experiment's repetitions must run
-    iterations_done: int
-    states: dict[str, int]
-    iteration_seconds: float  # sum of measured iteration times (for the mean)
-    iterations_timed: int
-    work_left: float | None  # seconds of one worker still needed (None: unknown; see `estimated`)
-    reps: list[RepetitionProgress] = field(default_factory=list)
-    work_measured: float = 0.0  # of work_left: iterations left at their repetition's or experiment's mean time
-    iterations_unmeasured: int = 0  # iterations left with no measured time of their own experiment
-
-    @property
-    def mean_iteration_time(self) -> float | None:
-        return self.iteration_seconds / self.iterations_timed if self.iterations_timed else None
-
-    def as_dict(self, full: bool) -> dict[str, Any]:
-        data: dict[str, Any] = {"name": self.name, "repetitions": self.repetitions, "iterations_total": self.iterations,
-                "iterations_done": self.iterations_done,
-                "done_share": self.iterations_done / self.iterations if self.iterations else 1.0,
-                **{state: self.states.get(state, 0) for state in STATES},
-                "mean_iteration_time": self.mean_iteration_time, "work_left_seconds": self.work_left}
-        if full:
-            data["repetition_list"] = [vars(rep) for rep in self.reps]
-        return data
-
-
-STATES = tuple(state.value for state in (RepetitionState.FINISHED, RepetitionState.RUNNING, RepetitionState.FAILED,
-                                         RepetitionState.PARTIAL, RepetitionState.PENDING, RepetitionState.STOPPED))
-
-
-def read_progress(experiment: ExpandedExperiment) -> ExperimentProgress:
-    """The state of each repetition, from what is on disk (safe while a run writes)."""
-    store = ExperimentStore(experiment.path)
-    reps = []
-    for rep in range(experiment.repetitions):
-        view = read_repetition(store.repetition(rep), experiment.iterations)
-        if view.rows is None:  # the common case, answered from the small status file alone
-            mean = view.status.get("mean_iteration_time")
-        else:
-            times = iteration_times(view.rows)
-            mean = sum(times) / len(times) if times else None
-        reps.append(RepetitionProgress(rep, view.state.value, view.iterations_saved, mean, view.status.get("error")
-                                       if view.state == RepetitionState.FAILED else None))
-    timed = [(r.mean_iteration_time, r.iterations_done) for r in reps if r.mean_iteration_time is not None]
-    seconds, count = sum(t * n for t, n in timed), sum(n for _, n in timed)
-    mean = seconds / count if count else None
-    measured, unmeasured = 0.0, 0
-    for r in reps:
-        stopped = r.state == RepetitionState.STOPPED.value  # a stopped repetition has no work left
-        left = 0 if stopped else experiment.iterations - r.iterations_done
-        each = r.mean_iteration_time or mean
-        if each is None:
-            unmeasured += left
-        else:
-            measured += left * each
-    states = {state: sum(r.state == state for r in reps) for state in STATES}
-    return ExperimentProgress(experiment.name, experiment.repetitions, experiment.repetitions * experiment.iterations,
-                              sum(r.iterations_done for r in reps), states, seconds, count,
-                              None if unmeasured else measured, reps, measured, unmeasured)
-
-
-def estimated(part: ExperimentProgress, mean: float | None) -> ExperimentProgress:
-    """`part` with its iterations that have no measured time of their own experiment (it has not started)
-    taken at `mean` seconds each; its work left stays unknown (None) without a `mean`."""
-    if not part.iterations_unmeasured or mean is None:
-        return part
-    return dataclasses.replace(part, work_left=part.work_measured + part.iterations_unmeasured * mean)
-
-
-def combine(name: str, parts: Sequence[ExperimentProgress]) -> ExperimentProgress:
-    """The figures of several experiments together (a base experiment, the whole sweep)."""
-    known = [p.work_left for p in parts if p.work_left is not None]
-    return ExperimentProgress(
-        name, sum(p.repetitions for p in parts), sum(p.iterations for p in parts),
-        sum(p.iterations_done for p in parts), {s: sum(p.states.get(s, 0) for p in parts) for s in STATES},
-        sum(p.iteration_seconds for p in parts), sum(p.iterations_timed for p in parts),
-        sum(known) if len(known) == len(parts) else None, [], sum(p.work_measured for p in parts),
-        sum(p.iterations_unmeasured for p in parts))
-
-
-Report = tuple[dict[str, list[ExperimentProgress]], dict[str, ExperimentProgress], ExperimentProgress]
-
-
-def progress_report(experiments: Sequence[ExpandedExperiment], steered: Sequence[ExpandedDocument] = ()) -> Report:
-    """Per base experiment the progress of its expanded experiments and their row together, and the
-    sweep's total.
-
-    The work left of an experiment that has not started is estimated from the measured iteration times of
-    its base experiment (the same document, so the same kind of work), else of the whole sweep; before
-    anything was measured it is unknown (None), never zero. A steered campaign's row (`steered`) counts
-    what its policy planned (its journal says), not every iteration of its grid: a finished campaign is done."""
-    groups: dict[str, list[ExperimentProgress]] = {}
-    for experiment in experiments:
-        groups.setdefault(experiment.base_name, []).append(read_progress(experiment))
-    sweep_mean = combine("total", [p for parts in groups.values() for p in parts]).mean_iteration_time
-    bases = {}
-    for base, parts in groups.items():
-        mean = combine(base, parts).mean_iteration_time or sweep_mean
-        parts = groups[base] = [estimated(part, mean) for part in parts]
-        bases[base] = combine(base, parts) if len(parts) > 1 or parts[0].name != base else parts[0]
-    for document in steered:
-        if document.base in bases:
-            bases[document.base] = _as_planned(bases[document.base], document, sweep_mean)
-    return groups, bases, combine("total", list(bases.values()))
-
-
-def _as_planned(row: ExperimentProgress, document: ExpandedDocument, sweep_mean: float | None) -> ExperimentProgress:
-    """A steered campaign's row: its iterations done, and those its decisions still plan."""
-    from .steering.progress import campaign_progress  # only where a sweep has a steered campaign
-
-    figures = campaign_progress(document)
-    if "error" in figures:
-        return row
-    planned, mean = figures["planned_iterations"], row.mean_iteration_time or sweep_mean
-    return dataclasses.replace(row, iterations=row.iterations_done + planned, iterations_unmeasured=0,
-                               work_left=planned * mean if mean is not None else (None if planned else 0.0))
 
 
 def _row(table: Table, item: ExperimentProgress, name: str) -> None:
@@ -324,8 +200,9 @@ def print_progress(experiments: Sequence[ExpandedExperiment], full: bool, stream
     for column in ("experiment", "done", *STATES, "mean it. time", "work left"):
         table.add_column(column, overflow="fold")
     for base, parts in groups.items():
-        _row(table, bases[base], f"{base} ({len(parts)} expanded)" if len(parts) > 1 else base)
-        for part in parts if full and len(parts) > 1 else ():
+        count = experiments_in(parts)
+        _row(table, bases[base], f"{base} ({count} expanded)" if count > 1 else base)
+        for part in each_experiment(parts) if full and count > 1 else ():
             _row(table, part, f"  {part.name}")
     if len(groups) > 1:
         _row(table, total, "[bold]total[/bold]")
@@ -345,7 +222,7 @@ def print_progress(experiments: Sequence[ExpandedExperiment], full: bool, stream
         reps = Table(title="Repetitions", title_justify="left")
         for column in ("experiment", "rep", "done", "state", "mean it. time", "error"):
             reps.add_column(column, overflow="fold")
-        for part in (p for parts in groups.values() for p in parts):
+        for part in (p for parts in groups.values() for p in each_experiment(parts)):
             for rep in part.reps:
                 reps.add_row(part.name, str(rep.rep), f"{rep.iterations_done}/{part.iterations // part.repetitions}",
                              rep.state, format_duration(rep.mean_iteration_time),
@@ -363,19 +240,35 @@ def print_progress(experiments: Sequence[ExpandedExperiment], full: bool, stream
 
 def progress_json(experiments: Sequence[ExpandedExperiment], full: bool, runs: Sequence[dict[str, Any]] = ()) -> str:
     """-p --json: the same figures for scripts (`ensembles`: those of the weighted ensembles, `campaigns`:
-    of the steered campaigns, if any)."""
+    of the steered campaigns, if any); the text `json.dumps(..., indent=1)` gives them."""
+    text = io.StringIO()
+    write_progress_json(experiments, full, text, runs)
+    return text.getvalue()
+
+
+def write_progress_json(experiments: Sequence[ExpandedExperiment], full: bool, stream: TextIO,
+                        runs: Sequence[dict[str, Any]] = ()) -> None:
+    """`progress_json`'s text, written as it is made: each experiment's figures once the totals are known."""
     steered = steered_documents(experiments)
     experiments, ensembles = split_ensembles(experiments)
     groups, bases, total = progress_report(experiments, steered)
-    return json.dumps({"total": total.as_dict(False),
-                       "base_experiments": [row.as_dict(False) for row in bases.values()],
-                       "experiments": [p.as_dict(full) for parts in groups.values() for p in parts],
-                       "runs": list(runs), **_ensembles_figures(ensembles), **_campaigns_figures(steered)}, indent=1)
+    experiment_items = (item for parts in groups.values() for part in parts for item in _json_items(part, full))
+    write_indented(stream, {"total": total.as_dict(False), "base_experiments": [row.as_dict(False) for row in
+                                                                                bases.values()],
+                            "experiments": experiment_items, "runs": list(runs), **_ensembles_figures(ensembles),
+                            **_campaigns_figures(steered)})
 
 
-def steered_documents(experiments: Sequence[ExpandedExperiment]) -> list[ExpandedDocument]:
-    """The whole documents with a `steer:` block among `experiments` (a campaign is shown only as a whole)."""
-    return [document for document in getattr(experiments, "documents", ()) if "steer" in document.document]
+def _json_items(part: Part, full: bool) -> Iterator[dict[str, Any] | Rendered]:
+    """The --json items of `part`: an experiment's figures, or those of each experiment of a PendingRun, from
+    the text of its (shared) figures with each one's name put in."""
+    if not isinstance(part, PendingRun):
+        yield part.as_dict(full)
+        return
+    marker = json.dumps("\x00")  # a name no experiment has
+    head, tail = indented({**part.figures.as_dict(full), "name": "\x00"}, 2).split(marker)
+    yield from (Rendered(head + json.dumps(name) + tail) for name in itertools.islice(
+        part.document.names(), part.start, part.stop))
 
 
 def _campaigns_figures(steered: Sequence[ExpandedDocument]) -> dict[str, Any]:
@@ -392,16 +285,6 @@ def _ensembles_figures(ensembles: Sequence[ExpandedExperiment]) -> dict[str, Any
     from .ensemble.progress import ensembles_progress  # numpy only where a sweep has an ensemble
 
     return {"ensembles": ensembles_progress(ensembles)}
-
-
-def split_ensembles(experiments: Sequence[ExpandedExperiment]) -> tuple[list[ExpandedExperiment],
-                                                                       list[ExpandedExperiment]]:
-    """The plain experiments, and the weighted ensembles (their progress is iterations of walkers)."""
-    plain: list[ExpandedExperiment] = []
-    ensembles: list[ExpandedExperiment] = []
-    for experiment in experiments:
-        (ensembles if "ensemble" in experiment.config else plain).append(experiment)
-    return plain, ensembles
 
 
 def print_summary(summary: Summary, plan: Plan, sweep_paths: Iterable[str], resume: str,
