@@ -180,12 +180,32 @@ def _campaign_record(campaign: Any) -> dict[str, Any]:
             "experiments": len(campaign.experiments)}
 
 
-def _row(table: Table, item: ExperimentProgress, name: str) -> None:
+def _row(item: ExperimentProgress, name: str) -> list[str]:
     share = 100 * item.iterations_done / item.iterations if item.iterations else 100
     mean = item.mean_iteration_time
-    table.add_row(name, f"{share:.0f}%", *(str(item.states.get(s, 0)) for s in STATES),
-                  format_duration(mean),
-                  "unknown" if item.work_left is None else format_seconds(item.work_left))
+    return [name, f"{share:.0f}%", *(str(item.states.get(s, 0)) for s in STATES), format_duration(mean),
+            "unknown" if item.work_left is None else format_seconds(item.work_left)]
+
+
+PIECE_ROWS = 1000  # a longer table (-P of a huge sweep) is printed in pieces of this many rows, as they are made
+
+
+def _print_table(console: Console, title: str, columns: Sequence[str], rows: Iterable[list[str]]) -> None:
+    """One table of `rows`; beyond PIECE_ROWS of them, one table per PIECE_ROWS rows, printed as they come
+    (a table is built in memory and rendered at ~0.3 ms a row: -P of 10^6 experiments streams its minutes)."""
+    rows = iter(rows)
+    piece = list(itertools.islice(rows, PIECE_ROWS))
+    continued = False
+    while True:
+        table = Table(title=f"{title} (continued)" if continued else title, title_justify="left")
+        for column in columns:
+            table.add_column(column, overflow="fold")
+        for row in piece:
+            table.add_row(*row)
+        console.print(table)
+        piece, continued = list(itertools.islice(rows, PIECE_ROWS)), True
+        if not piece:
+            return
 
 
 def print_progress(experiments: Sequence[ExpandedExperiment], full: bool, stream: TextIO | None = None,
@@ -196,19 +216,19 @@ def print_progress(experiments: Sequence[ExpandedExperiment], full: bool, stream
     steered = steered_documents(experiments)
     experiments, ensembles = split_ensembles(experiments)
     groups, bases, total = progress_report(experiments, steered)
-    table = Table(title="Progress (from the results on disk)", title_justify="left")
-    for column in ("experiment", "done", *STATES, "mean it. time", "work left"):
-        table.add_column(column, overflow="fold")
-    for base, parts in groups.items():
-        count = experiments_in(parts)
-        _row(table, bases[base], f"{base} ({count} expanded)" if count > 1 else base)
-        for part in each_experiment(parts) if full and count > 1 else ():
-            _row(table, part, f"  {part.name}")
-    if len(groups) > 1:
-        _row(table, total, "[bold]total[/bold]")
+
+    def rows() -> Iterator[list[str]]:
+        for base, parts in groups.items():
+            count = experiments_in(parts)
+            yield _row(bases[base], f"{base} ({count} expanded)" if count > 1 else base)
+            yield from (_row(part, f"  {part.name}") for part in (each_experiment(parts) if full and count > 1 else ()))
+        if len(groups) > 1:
+            yield _row(total, "[bold]total[/bold]")
+
     console = _console(stream)
     if groups or not ensembles:
-        console.print(table)
+        _print_table(console, "Progress (from the results on disk)",
+                     ("experiment", "done", *STATES, "mean it. time", "work left"), rows())
     if ensembles:
         from .ensemble.progress import ensembles_table  # numpy only where a sweep has an ensemble
 
@@ -219,15 +239,10 @@ def print_progress(experiments: Sequence[ExpandedExperiment], full: bool, stream
         means = {base: row.mean_iteration_time for base, row in bases.items()}
         console.print(campaigns_table(steered, means))
     if full:
-        reps = Table(title="Repetitions", title_justify="left")
-        for column in ("experiment", "rep", "done", "state", "mean it. time", "error"):
-            reps.add_column(column, overflow="fold")
-        for part in (p for parts in groups.values() for p in each_experiment(parts)):
-            for rep in part.reps:
-                reps.add_row(part.name, str(rep.rep), f"{rep.iterations_done}/{part.iterations // part.repetitions}",
-                             rep.state, format_duration(rep.mean_iteration_time),
-                             rep.error or "")
-        console.print(reps)
+        _print_table(console, "Repetitions", ("experiment", "rep", "done", "state", "mean it. time", "error"),
+                     ([part.name, str(rep.rep), f"{rep.iterations_done}/{part.iterations // part.repetitions}",
+                       rep.state, format_duration(rep.mean_iteration_time), rep.error or ""]
+                      for parts in groups.values() for part in each_experiment(parts) for rep in part.reps))
     running = total.states.get("running", 0)
     if total.work_left and running:
         console.print(f"time left at the current {running} running repetitions: "
