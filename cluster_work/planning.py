@@ -340,7 +340,10 @@ def _groups(chosen: Sequence[ExpandedExperiment]) -> list[tuple[Sequence[Expande
 def changed_params(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     """The parameter names whose values differ between two params dicts, compared as stored: NaN equals
     NaN and a set equals itself whatever its order, so an unchanged config never counts as changed."""
-    old, new = flatten_paths(to_plain(stored)), flatten_paths(to_plain(current))
+    stored, current = to_plain(stored), to_plain(current)
+    if json.dumps(stored, sort_keys=True, default=repr) == json.dumps(current, sort_keys=True, default=repr):
+        return []  # the common case, in one comparison (equal texts: equal at every path)
+    old, new = flatten_paths(stored), flatten_paths(current)
     return sorted(dotted(path) for path in old.keys() | new.keys()
                   if _canonical(old.get(path, ...)) != _canonical(new.get(path, ...)))
 
@@ -379,7 +382,7 @@ def _plan_experiment(experiment: ExpandedExperiment, first_index: int, selection
                      policy: Policy, picked: range | None, fresh: bool) -> ExperimentPlan:
     """One experiment's state and jobs; `fresh`: its document's folder does not exist, so neither do its files."""
     store = ExperimentStore(experiment.path)
-    stored = store.read_config() if not fresh and store.is_ours() else None
+    stored = None if fresh else store.read_config(own=True)
     original_done: set[int] = set()
     if not fresh and store.has_original_results():  # the original ClusterWork ran it: its finished repetitions count
         from .original_format import finished_repetitions, read_experiment_config

@@ -234,14 +234,23 @@ class ExperimentStore:
         """Whether the original ClusterWork ran this experiment here (it wrote an experiment.yml)."""
         return os.path.isfile(os.path.join(self.path, ORIGINAL_CONFIG_FILE))
 
-    def read_config(self) -> dict[str, Any] | None:
-        """The config cluster_work stored here (the original's experiment.yml is `original_format`'s)."""
+    def read_config(self, own: bool = False) -> dict[str, Any] | None:
+        """The config cluster_work stored here (the original's experiment.yml is `original_format`'s); `own`:
+        only if `is_ours` (else None, as for a file it cannot read), the file read once for both."""
         try:
-            with open(self.config_file, encoding="utf-8") as handle:
-                config = yaml.load(handle, Loader=_YAML_LOADER)  # plain YAML: safe_dump wrote it
+            with open(self.config_file, "rb") as handle:
+                text = handle.read()
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, yaml.YAMLError) as exc:
+        except OSError as exc:
+            if own:
+                return None
+            raise StoreError(f"cannot read {self.config_file}: {exc}") from exc
+        if own and text.partition(b"\n")[0].rstrip(b"\r") != MARKER.encode():
+            return None
+        try:
+            config = yaml.load(text.decode("utf-8"), Loader=_YAML_LOADER)  # plain YAML: safe_dump wrote it
+        except (ValueError, yaml.YAMLError) as exc:
             raise StoreError(f"cannot read {self.config_file}: {exc}") from exc
         return config if isinstance(config, dict) else None
 
