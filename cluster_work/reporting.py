@@ -326,16 +326,14 @@ def print_summary(summary: Summary, plan: Plan, sweep_paths: Iterable[str], resu
         console.print(f"  [red]stopped[/red]: {summary.stop_reason}", highlight=False)
     for campaign in summary.campaigns:
         console.print(f"  {campaign.summary_line()}", highlight=False, markup=False)
-    store_failures = [o for o in summary.outcomes if o.kind == OutcomeKind.STORE_FAILURE]
+    store_failures = summary.store_failures()
     if store_failures:
         console.print(f"[red]error[/red]: results could not be written: {store_failures[0].error}. "
                       "The run stopped; every file is readable. Free space (or fix the folder), then run "
                       "the same command to complete the sweep.", highlight=False)
-    if summary.outcomes:
-        seconds = [o.seconds for o in summary.outcomes if o.kind == OutcomeKind.FINISHED]
-        if seconds:
-            console.print(f"  time per job: mean {format_duration(sum(seconds) / len(seconds))}, "
-                          f"max {format_duration(max(seconds))}")
+    if finished:
+        console.print(f"  time per job: mean {format_duration(summary.finished_seconds / finished)}, "
+                      f"max {format_duration(summary.longest_finished)}")
     console.print(f"  results: {', '.join(sorted(set(sweep_paths)))}", highlight=False)
     if summary.exit_status() != 0:
         console.print(f"  to resume or retry: {resume}", highlight=False, markup=False, soft_wrap=True)
