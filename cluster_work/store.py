@@ -25,7 +25,7 @@ import secrets
 import shutil
 import socket
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import yaml
@@ -268,14 +268,9 @@ class ExperimentStore:
     def repetition_numbers(self) -> list[int]:
         """Repetitions that have a folder on disk, in order."""
         try:
-            names = os.listdir(os.path.join(self.path, LOG_FOLDER))
+            return repetition_numbers_in(os.listdir(os.path.join(self.path, LOG_FOLDER)))
         except (FileNotFoundError, NotADirectoryError):
             return []
-        numbers = []
-        for name in names:
-            if name.startswith("rep_") and name[4:].isdigit():
-                numbers.append(int(name[4:]))
-        return sorted(numbers)
 
     def deletion_refusal(self) -> str | None:
         """Why `delete` must not run here (checked before anything is written), or None."""
@@ -320,6 +315,11 @@ class ExperimentStore:
                 left += [os.path.join(folder, n) for n in sorted(os.listdir(folder))
                          if os.path.join(folder, n) != log_folder]
         return left
+
+
+def repetition_numbers_in(names: Iterable[str]) -> list[int]:
+    """The repetitions whose folders (`rep_NN`) are among `names` (of an experiment's log folder), in order."""
+    return sorted(int(name[4:]) for name in names if name.startswith("rep_") and name[4:].isdigit())
 
 
 # exactly the names atomic_write's mkstemp gives: ".status.json." + 8 of [a-z0-9_] + ".tmp"
