@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any, TextIO
 
 SCALARS = (str, int, float, bool, type(None))
+BATCH = 1000  # list items written at once
 
 
 class Rendered(str):
@@ -41,9 +42,12 @@ def write_indented(stream: TextIO, document: Mapping[str, Any]) -> None:
         if not isinstance(value, Iterator):
             stream.write(indented(value, 1))
             continue
-        opening = "[\n  "
+        opening, pieces = "[\n  ", []
         for item in value:
-            stream.write(opening + (item if isinstance(item, Rendered) else indented(item, 2)))
+            pieces.append(opening + (item if isinstance(item, Rendered) else indented(item, 2)))
             opening = ",\n  "
-        stream.write("[]" if opening == "[\n  " else "\n ]")
+            if len(pieces) == BATCH:  # one write per BATCH items: a write costs more than an item's text
+                stream.write("".join(pieces))
+                pieces.clear()
+        stream.write("".join(pieces) + ("[]" if opening == "[\n  " else "\n ]"))
     stream.write("\n}")

@@ -7,6 +7,7 @@ import itertools
 import json
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from json.encoder import encode_basestring_ascii  # (json.dumps of a str, without its overhead)
 from typing import Any, TextIO
 
 from rich.console import Console
@@ -86,7 +87,9 @@ def print_plan(plan: Plan, stream: TextIO | None = None, as_json: bool = False) 
     if as_json:
         for chunk in plan.chunks():
             if isinstance(chunk, FreshRun):
-                stream.writelines(_fresh_job_lines(plan, chunk))
+                lines = _fresh_job_lines(plan, chunk)
+                while batch := "".join(itertools.islice(lines, 1000)):  # a write costs more than a line
+                    stream.write(batch)
                 continue
             for job in chunk.jobs:
                 stream.write(json.dumps(_job_record(chunk, job), default=repr) + "\n")
@@ -164,10 +167,10 @@ def _fresh_job_lines(plan: Plan, run: FreshRun) -> Iterator[str]:
     def encode(path: KeyPath, value: Any) -> str:
         return f"{json.dumps(dotted(path))}: {json.dumps(to_plain(value), default=repr)}"
 
-    base, index = json.dumps(document.base), run.first_index
+    base, index = encode_basestring_ascii(document.base), run.first_index
     for name, params in itertools.islice(zip(document.names(), document.joined_points(encode, ", ")), run.start,
                                          run.stop):
-        experiment = json.dumps(name)
+        experiment = encode_basestring_ascii(name)
         for rep in range(run.repetitions):
             yield (f'{{"job": {index}, "experiment": {experiment}, "base": {base}, "rep": {rep}, "state": "pending", '
                    f'"restart_from": null, "params": {{{params}}}}}\n')
@@ -282,7 +285,7 @@ def _json_items(part: Part, full: bool) -> Iterator[dict[str, Any] | Rendered]:
         return
     marker = json.dumps("\x00")  # a name no experiment has
     head, tail = indented({**part.figures.as_dict(full), "name": "\x00"}, 2).split(marker)
-    yield from (Rendered(head + json.dumps(name) + tail) for name in itertools.islice(
+    yield from (Rendered(f"{head}{encode_basestring_ascii(name)}{tail}") for name in itertools.islice(
         part.document.names(), part.start, part.stop))
 
 
