@@ -156,7 +156,7 @@ def _job_record(item: ExperimentPlan, job: Segment) -> dict[str, Any]:
 
 def _fresh_job_lines(plan: Plan, run: FreshRun) -> Iterator[str]:
     """--list --json's lines of a run of new experiments, as `_job_record` gives them, made from the names
-    and values of the document's axes (each encoded once) instead of from each experiment: 1 us a job, not 25."""
+    and values of the document's axes (each encoded once) instead of from each experiment: 2 us a job, not 25."""
     document = run.document
     if document.custom_points or len({dotted(path) for path in document[run.start].varied}) < len(
             document[run.start].varied):  # points of their own, or two values of one name: each its record
