@@ -18,7 +18,7 @@ from cluster_work.config import dotted
 from cluster_work.errors import StoreError
 from cluster_work.expansion import expand_all
 from cluster_work.indented_json import Rendered, indented, write_indented
-from cluster_work.planning import FreshRun, make_plan
+from cluster_work.planning import FreshRun, Jobs, make_plan
 from cluster_work.reporting import print_plan, print_progress, write_progress_json
 from cluster_work.selection import Policy, Selection
 from cluster_work.store import MARKER, ExperimentStore
@@ -149,7 +149,7 @@ def test_a_run_keeps_nothing_per_job():
         segments = (Segment(index, experiment, 0) for index in range(jobs))
         tracemalloc.start()
         with SequentialExecutor(task) as executor:
-            summary = run_segments(reporting_sized(segments, jobs), executor)
+            summary = run_segments(Jobs(jobs, segments), executor)  # (made as taken, as a plan's)
         held = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
         assert summary.counts == {OutcomeKind.FINISHED: jobs - 1, OutcomeKind.FAILED: 1}
@@ -158,17 +158,6 @@ def test_a_run_keeps_nothing_per_job():
         return held
 
     assert peak(20_000) - peak(2_000) < 500_000  # ~0.7 KB a job before: 12 MB
-
-
-class reporting_sized:  # noqa: N801 (a sized iterable of segments, as a plan's jobs)
-    def __init__(self, segments, count):
-        self._segments, self._count = segments, count
-
-    def __len__(self):
-        return self._count
-
-    def __iter__(self):
-        return iter(self._segments)
 
 
 def test_a_config_is_read_once_and_only_if_ours(tmp_path):
