@@ -92,7 +92,7 @@ def main() -> None:
           f"sigma {args.sigma}, {workers} workers on {os.cpu_count()} cores"
           f"{' (oversubscribed)' if comm.size > (os.cpu_count() or 1) else ''}")
     print(f"  total work {sum(work):.2f} s, longest job {max(work):.2f} s, ideal makespan {ideal:.2f} s")
-    ours_worker = sum(outcome.seconds for outcome in summary.outcomes)
+    ours_worker = summary.job_seconds
     # the worker's wall time per job beyond the sleeps themselves: what each framework adds where jobs run
     print(f"  mpi4py.futures  makespan {futures_makespan:6.2f} s   efficiency {ideal / futures_makespan:.3f}   "
           f"worker overhead {1e3 * (futures_worker - sum(work)) / args.jobs:.3f} ms/job")

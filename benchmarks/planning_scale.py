@@ -6,16 +6,33 @@
 - `-p` (the progress table) over 10^4 finished repetitions (100 experiments x 100);
 - `load_results` of those 10^4 repetitions x 100 iterations (10^6 rows), with pyarrow's reader where it is
   installed, then with the plain reader alone (as without pyarrow); pandas and pyarrow imported before.
-Targets (issue 8): planning < 5 s and < 500 MB, -p < 2 s; (issue 15) load_results < 1 s.
+- (issue 25) what a user asks of a huge sweep, from the command line as a user runs it, of a `--huge` x
+  `--huge` grid (10^6 points, 1 repetition, 1 iteration, a no-op experiment): `--list` and `--list --json`
+  (seconds to the first line and to the end, to a pipe read and dropped), `-p`, `-p --json`, `-P` (to its
+  first line: its 2 x 10^6 rows take minutes), each process's peak memory; planning a resume of a `--resume`
+  x 100 grid whose every other experiment finished (first job, peak memory; the seconds per finished
+  experiment say what a half-done 10^6 sweep costs); rank 0's peak memory over a streamed sweep of
+  `--jobs` jobs (the engine with an instant task: only rank 0's share). `--baseline FOLDER` runs each of
+  these command lines with that other copy of cluster_work too (e.g. `git worktree add /tmp/main main`),
+  side by side in the same run.
+Targets (issue 8): planning < 5 s and < 500 MB, -p < 2 s; (issue 15) load_results < 1 s; (issue 25) for
+10^6 points --list's first line < 2 s and all < 15 s, -p and -p --json < 5 s, a half-done resume < 5 s,
+rank 0 < 1 GB.
 """
 from __future__ import annotations
 
 import argparse
 import io
+import itertools
+import json
+import math
 import os
 import resource
 import shutil
+import subprocess
+import sys
 import tempfile
+import threading
 import time
 from unittest import mock
 
@@ -69,17 +86,155 @@ def make_finished_sweep(folder: str, experiments: int, repetitions: int, iterati
     return expanded
 
 
+NOOP = """from cluster_work import ClusterWork
+
+
+class Noop(ClusterWork):
+    def reset(self, config, rep):
+        pass
+
+    def iterate(self, config, rep, n):
+        return {"x": n}
+
+
+if __name__ == "__main__":
+    Noop.run()
+"""
+
+
+def command_figures(argv: list[str], env: dict[str, str], cwd: str, first_only: bool,
+                    limit: float) -> tuple[float, float, float]:
+    """(seconds to the first line of stdout, seconds to its end, peak MB) of `argv`, its output read and
+    dropped as a pipe to a reader does; `first_only`: killed after its first line; killed after `limit`
+    seconds (then what it had not done yet is nan)."""
+    started = time.perf_counter()
+    process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert process.stdout is not None
+    timer = threading.Timer(limit, process.kill)
+    timer.start()
+    first = time.perf_counter() - started if process.stdout.readline() else math.nan
+    if first_only:
+        process.kill()
+    while process.stdout.read(1 << 20):
+        pass
+    timer.cancel()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    process.stdout.close()
+    total = time.perf_counter() - started if process.returncode == 0 else math.nan
+    return first, total, usage.ru_maxrss / 1024
+
+
+def probe(kind: str, config: str) -> None:
+    """In a process of its own (this copy of cluster_work or a baseline's): `plan`: plan `config` and take its
+    first job; `memory`: run all of `config`'s jobs through the engine with a task that answers at once
+    (rank 0's share alone: plan, dispatch, outcomes, summary); prints seconds, CPU seconds, peak MB."""
+    from cluster_work.backends import SequentialExecutor
+    from cluster_work.config import load_config
+    from cluster_work.sweep import run_segments
+    from cluster_work.vocabulary import Outcome, OutcomeKind
+
+    started, cpu = time.perf_counter(), time.process_time()
+    plan = make_plan(expand_all(load_config(config)), Selection(), Policy(), config)
+    if kind == "plan":
+        next(iter(plan.jobs))
+    else:
+        with SequentialExecutor(lambda item, context: Outcome(item.index, "", OutcomeKind.FINISHED)) as executor:
+            run_segments(plan.jobs, executor)
+    print(time.perf_counter() - started, time.process_time() - cpu, own_peak_mb())
+
+
+def own_peak_mb() -> float:
+    """This process's peak memory since it started its program (ru_maxrss also counts its parent's at fork)."""
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
+
+
+def probed(kind: str, config: str, env: dict[str, str]) -> list[float]:
+    output = subprocess.run([sys.executable, __file__, "--probe", kind, config], env=env, capture_output=True,
+                            text=True, check=True).stdout
+    return [float(figure) for figure in output.split()]
+
+
+def write_half_done(path: str, size: int) -> int:
+    """A `size` x 100 grid whose every other experiment finished (written as a run leaves it); its config."""
+    document = {"name": "half", "repetitions": 1, "iterations": 1, "path": path,
+                "grid": {"a": list(range(size)), "b": list(range(100))}}
+    for experiment in itertools.islice(expand_all([document]), 0, None, 2):
+        store = ExperimentStore(experiment.path)
+        store.write_config(experiment.config, sync=False)
+        repetition = store.repetition(0)
+        repetition.create_folder()
+        with open(repetition.results_file, "wb") as handle:
+            handle.write(encode_row({"iteration": 0, "x": 0, "iteration_time": 0.001, "repetition_time": 0.001}))
+        repetition.write_status(Record.FINISHED, sync=False, iterations_done=1, iterations=1, mean_iteration_time=0.001)
+    committer.commit()
+    return size * 50
+
+
+def huge_sweeps(root: str, size: int, resume: int, jobs: int, baseline: str | None, limit: float) -> None:
+    """Issue 25's figures, each for this copy of cluster_work and for `baseline` (if given), side by side; a
+    command line is stopped after `limit` seconds (nan: what it had not done by then)."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    versions = [("this", {**os.environ, "PYTHONPATH": here})]
+    versions += [("baseline", {**os.environ, "PYTHONPATH": os.path.abspath(baseline)})] if baseline else []
+    with open(os.path.join(root, "noop.py"), "w") as handle:
+        handle.write(NOOP)
+
+    def config(name: str, document: dict) -> str:
+        path = os.path.join(root, f"{name}.yml")
+        with open(path, "w") as handle:
+            json.dump({"repetitions": 1, "iterations": 1, "path": os.path.join(root, name), "name": name,
+                       **document}, handle)  # (JSON is YAML)
+        return path
+
+    grid = config("huge", {"grid": {"a": list(range(size)), "b": list(range(size))}})
+    print(f"  a {size} x {size} grid ({size * size} points), from the command line; seconds to the first line, "
+          "to the end, peak memory:")
+    for flags, first_only in (("--list", False), ("--list --json", False), ("-p", False), ("-p --json", False),
+                              ("-P", True)):
+        for version, env in versions:
+            first, total, peak = command_figures([sys.executable, "noop.py", grid, *flags.split()], env, root,
+                                                 first_only, limit)
+            end = "(its first line only)" if first_only else f"all {total:6.2f} s"
+            print(f"    {flags:<14} {version:<9} first line {first:6.2f} s   {end:<21} peak {peak:5.0f} MB")
+    half = os.path.join(root, "half")
+    finished = write_half_done(half, resume)
+    half_config = config("half", {"path": half, "grid": {"a": list(range(resume)), "b": list(range(100))}})
+    print(f"  resume a {resume} x 100 grid, {finished} experiments finished (every other one): plan, first job")
+    for version, env in versions:
+        seconds, cpu, peak = probed("plan", half_config, env)
+        print(f"    {version:<9} {seconds:6.2f} s ({cpu:.2f} s CPU, {cpu / finished * 1e6:.0f} us a finished "
+              f"experiment: {cpu / finished * 5e5:.0f} s for a half-done 10^6)   peak {peak:5.0f} MB")
+    streamed = config("streamed", {"grid": {"a": list(range(jobs // 1000)), "b": list(range(1000))}})
+    print(f"  rank 0 over a sweep of {jobs} jobs (an instant task: rank 0's share alone)")
+    for version, env in versions:
+        seconds, cpu, peak = probed("memory", streamed, env)
+        print(f"    {version:<9} {seconds:6.2f} s ({cpu / jobs * 1e6:.1f} us CPU a job)   peak {peak:5.0f} MB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--grid", type=int, default=1000, help="grid points of the planning sweep")
     parser.add_argument("--repetitions", type=int, default=100)
     parser.add_argument("--experiments", type=int, default=100, help="experiments of the finished sweep")
     parser.add_argument("--iterations", type=int, default=100)
+    parser.add_argument("--huge", type=int, default=1000, help="the huge grid is this x this (0: not measured)")
+    parser.add_argument("--resume", type=int, default=200, help="the half-done grid is this x 100")
+    parser.add_argument("--jobs", type=int, default=10**6, help="jobs of the sweep rank 0's memory is taken over")
+    parser.add_argument("--baseline", help="another copy of cluster_work (its repository folder) to compare with")
+    parser.add_argument("--limit", type=float, default=300, help="seconds after which a command line is stopped")
+    parser.add_argument("--probe", nargs=2, metavar=("KIND", "CONFIG"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.probe:
+        probe(*args.probe)
+        return
     root = tempfile.mkdtemp(prefix="cw-scale-")
     try:
-        jobs = args.grid * args.repetitions
         print(f"planning_scale: {os.cpu_count()} cores")
+        if args.huge:  # first, while this process is small: a child's peak counts its parent's size at fork
+            huge_sweeps(root, args.huge, args.resume, args.jobs, args.baseline, args.limit)
+        jobs = args.grid * args.repetitions
         document = {"name": "plan", "repetitions": args.repetitions, "iterations": 10,
                     "path": os.path.join(root, "plan"), "params": {"model": {"width": 8}, "lr": 0.1},
                     "grid": {"lr": [round(0.001 * (k + 1), 6) for k in range(args.grid)]}}

@@ -28,7 +28,7 @@ from cluster_work.expansion import expand_all
 from cluster_work.planning import apply_plan, make_plan
 from cluster_work.runner import ExperimentTask
 from cluster_work.selection import Policy, Selection
-from cluster_work.sweep import run_segments
+from cluster_work.sweep import Summary, run_segments
 from cluster_work.vocabulary import Outcome, OutcomeKind, RunSettings, Segment
 
 
@@ -61,20 +61,20 @@ def empty_item(item: Segment, context: TaskContext) -> Outcome:
     return Outcome(item.index, "", OutcomeKind.FINISHED)
 
 
-def drive(executor: MPIExecutor, segments: list[Segment]) -> tuple[Times, list[Outcome]]:
+def drive(executor: MPIExecutor, segments: list[Segment]) -> tuple[Times, Summary]:
     wall, cpu = time.perf_counter(), time.process_time()
     summary = run_segments(segments, executor)
-    seconds = sum(outcome.seconds for outcome in summary.outcomes)
     jobs = len(segments)
-    return ((time.perf_counter() - wall) / jobs, (time.process_time() - cpu) / jobs, seconds / jobs), summary.outcomes
+    times = (time.perf_counter() - wall) / jobs, (time.process_time() - cpu) / jobs, summary.job_seconds / jobs
+    return times, summary
 
 
 def dispatch_round(segments: list[Segment]) -> Times | None:
     with MPIExecutor(empty_item, finalize=False) as executor:
         if executor is None:
             return None
-        result, outcomes = drive(executor, segments)
-    assert len(outcomes) == len(segments)
+        result, summary = drive(executor, segments)
+    assert summary.ended == len(segments)
     return result
 
 
@@ -85,9 +85,8 @@ def cluster_work_round(jobs: int, folder: str, settings: RunSettings) -> Times |
             return None
         plan = make_plan(expand_all([experiment]), Selection(), Policy(delete=True), "benchmark")
         apply_plan(plan)
-        result, outcomes = drive(executor, list(plan.jobs))
-    finished = sum(outcome.kind == OutcomeKind.FINISHED for outcome in outcomes)
-    assert finished == jobs, outcomes[:3]
+        result, summary = drive(executor, list(plan.jobs))
+    assert summary.counts[OutcomeKind.FINISHED] == jobs, (summary.counts, summary.kept[:3])
     return result
 
 

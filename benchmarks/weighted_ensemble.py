@@ -12,19 +12,23 @@ per walker-iteration (median of `--rounds`):
 - one append-only file (cluster_work's) against one file per iteration (temporary, fsync, rename);
 - the whole ensemble through the engine a run uses (its campaign driver, `campaign.drive`, `ExperimentTask`
   and an executor: this process, and 2 local worker processes as `-n 2` runs it), wall time per
-  walker-iteration, iterate included.
+  walker-iteration, iterate included; in this process also its CPU time, and both again with the global
+  generators seeded before every segment (as a class that draws from them is, and every class was before
+  issue 25: the baseline of the lazy seeding; the rounds alternate, so that both see the same load).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import pickle
 import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 
-from cluster_work import ClusterWork
+from cluster_work import ClusterWork, seeding
 from cluster_work.backends import LocalProcessExecutor, SequentialExecutor
 from cluster_work.backends.base import TaskContext
 from cluster_work.campaign import drive
@@ -114,6 +118,17 @@ def one_round(walkers: int, iterations: int, workers: int, sync: bool, folder: s
     return times
 
 
+@contextlib.contextmanager
+def seeded_eagerly(eager: bool) -> Iterator[None]:
+    """Drift's walkers seeded before every segment, as those of a class seen drawing from the generators."""
+    if eager:
+        seeding._DRAWS_FROM_GLOBALS.add(Drift)
+    try:
+        yield
+    finally:
+        seeding._DRAWS_FROM_GLOBALS.discard(Drift)
+
+
 def engine_seconds(walkers: int, iterations: int, workers: int, folder: str) -> tuple[float, int]:
     """Wall seconds of the whole ensemble (fsync off) through the engine of a run, and its walker-iterations."""
     [experiment] = expand_all([{"name": "drift", "repetitions": 1, "iterations": iterations, "path": folder,
@@ -191,25 +206,34 @@ def main() -> None:
         shutil.rmtree(folder)
     print(f"commit with fsync, one append-only file: {append * 1e3:.2f} ms per iteration; one file per iteration "
           f"(temporary, fsync, rename): {per_file * 1e3:.2f} ms")
-    engine = {}
-    for workers in (1, 2):
-        times = []
-        for _ in range(args.rounds):
+    variants = ((1, False), (1, True), (2, False))  # (-n 2's worker processes learn by themselves what draws)
+    walls: dict[tuple[int, bool], list[float]] = {variant: [] for variant in variants}
+    cpus: dict[tuple[int, bool], list[float]] = {variant: [] for variant in variants}
+    for _ in range(args.rounds):  # the variants alternate round by round: each sees the same load
+        for workers, eager in variants:
             folder = tempfile.mkdtemp(prefix="cw_we_bench_")
             try:
-                seconds, walker_iterations = engine_seconds(args.walkers, args.iterations, workers, folder)
+                with seeded_eagerly(eager):
+                    began = time.process_time()
+                    seconds, walker_iterations = engine_seconds(args.walkers, args.iterations, workers, folder)
+                    cpus[workers, eager].append((time.process_time() - began) / walker_iterations * 1e6)
             finally:
                 shutil.rmtree(folder)
-            times.append(seconds / walker_iterations * 1e6)
-        engine[workers] = statistics.median(times)
+            walls[workers, eager].append(seconds / walker_iterations * 1e6)
+    engine = {variant: (min(times), statistics.median(times)) for variant, times in walls.items()}
+    cpu = {variant: (min(times), statistics.median(times)) for variant, times in cpus.items()}
     print("through the engine of a run (campaign driver, campaign.drive, ExperimentTask, executor; no fsync), "
-          "wall time per walker-iteration, iterate included:")
-    print(f"  this process:                      {engine[1]:6.2f}  (framework beyond the baseline: "
-          f"{engine[1] - per_segment('baseline'):.2f})")
-    print(f"  2 local worker processes (-n 2):   {engine[2]:6.2f}  (rank 0's share sequential, pickling both ways)")
+          "per walker-iteration, iterate included, min / median:")
+    for eager, how in ((False, "lazily seeded (a class that never draws)"), (True, "seeded before every segment")):
+        (low, wall), (cpu_low, cpu_median) = engine[1, eager], cpu[1, eager]
+        print(f"  this process, {how:<41} wall {low:6.2f} / {wall:6.2f}  CPU {cpu_low:6.2f} / {cpu_median:6.2f}"
+              f"  (framework beyond the baseline, CPU: {cpu_low - per_segment('baseline'):.2f})")
+    low, wall = engine[2, False]
+    print(f"  2 local worker processes (-n 2), lazily seeded      wall {low:6.2f} / {wall:6.2f}  (rank 0's share "
+          "sequential, pickling both ways)")
     seconds = per_segment("total") * 800 * 3000 / 1e6
     print(f"800 walkers x 3000 iterations of this iterate: {seconds:.0f} s in one process, "
-          f"{engine[2] * 800 * 3000 / 1e6:.0f} s through the engine with -n 2")
+          f"{engine[2, False][1] * 800 * 3000 / 1e6:.0f} s through the engine with -n 2")
 
 
 def timeit_us(function, number: int = 20000) -> float:

@@ -67,7 +67,9 @@ def drive(driver: Driver, executor: Executor) -> None:
         if not executor.in_flight():
             return
         outcome = executor.next_outcome()
-        ready.append(iter(driver.on_outcome(outcome)))
+        items = driver.on_outcome(outcome)
+        if not isinstance(items, (list, tuple)) or items:  # no empty one per outcome queued behind a huge sweep
+            ready.append(iter(items))
         for index in driver.cancellations():
             executor.cancel(index)
         if getattr(outcome, "kind", None) == OutcomeKind.STORE_FAILURE and not stop_requested():
@@ -105,7 +107,9 @@ came), so that each driver sees its own. Segments
         driver, own = self._owner.pop(outcome.index)
         number = self.drivers.index(driver)
         del self._own[number, own]
-        return self._renumbered(number, driver.on_outcome(dataclasses.replace(outcome, index=own)))
+        items = driver.on_outcome(dataclasses.replace(outcome, index=own))
+        renumbered = self._renumbered(number, items)
+        return list(renumbered) if isinstance(items, (list, tuple)) else renumbered
 
     def cancellations(self) -> list[int]:
         return [self._own[n, own] for n, driver in enumerate(self.drivers) for own in driver.cancellations()

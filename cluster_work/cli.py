@@ -32,7 +32,7 @@ from .overrides import parse as parse_overrides
 from .paths import SweepPaths
 from .planning import Plan, apply_plan, make_plan, refuse_changed_only, warn_changed, warn_quarantined
 from .provenance import describe_runs, read_runs, run_ended, run_stalled, run_started, stall_lines
-from .reporting import print_plan, print_progress, print_summary, progress_json
+from .reporting import print_plan, print_progress, print_summary, write_progress_json
 from .results import load_results
 from .runner import ExperimentTask
 from .selection import Policy, Selection, select_experiments
@@ -261,7 +261,8 @@ def _run(experiment_class: type[ClusterWork], args: argparse.Namespace, argument
             selected = select_experiments(expanded, args.experiments, args.config)
             runs = [run for path in sweep_paths(selected) for run in read_runs(path)]
             if args.json:
-                print(progress_json(selected, args.full_progress, runs))
+                write_progress_json(selected, args.full_progress, sys.stdout, runs)
+                print()
             else:
                 print_progress(selected, args.full_progress, runs=describe_runs(runs))
                 for line in stall_lines(runs):  # what the last run's rank 0 recorded, if it is still on

@@ -267,8 +267,9 @@ class CompactExperimentStore:
     def has_original_results(self) -> bool:
         return False
 
-    def read_config(self) -> dict[str, Any] | None:
-        """What the store knows of the experiment's config: its parameters (as its last claim gave them)."""
+    def read_config(self, own: bool = False) -> dict[str, Any] | None:
+        """What the store knows of the experiment's config: its parameters (as its last claim gave them).
+        Everything in a compact store is cluster_work's, so `own` changes nothing."""
         reps = self._catalog().repetition_numbers(self.name)
         if not reps:
             return None

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import os
 import re
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -73,9 +74,13 @@ def repetition_file(log_path: str, rep: int) -> str:
 def repetition_numbers(log_path: str) -> list[int]:
     """The repetitions that have a `rep_N.csv` file, in order."""
     try:
-        names = os.listdir(log_path)
+        return repetition_numbers_in(os.listdir(log_path))
     except (FileNotFoundError, NotADirectoryError):
         return []
+
+
+def repetition_numbers_in(names: Iterable[str]) -> list[int]:
+    """The repetitions whose `rep_N.csv` files are among `names` (of a log folder), in order."""
     return sorted(int(match.group(1)) for match in map(_REPETITION_FILE.match, names) if match)
 
 

@@ -9,7 +9,7 @@ import itertools
 import json
 import logging
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +74,29 @@ class PlanTotals:
 SORT_LIMIT = 100_000  # up to this many jobs are ordered longest first; a larger sweep streams in config order
 
 
+@dataclass(frozen=True)
+class FreshRun:
+    """Experiments `start` to `stop - 1` of one document, whose folders do not exist (so neither does any file
+    of theirs): each is new, with every repetition a job, so the run is counted, listed and summed without
+    making its experiments or looking at the disk for them (`Plan.chunks`). Only without -r and -j."""
+
+    document: ExpandedDocument
+    start: int
+    stop: int
+    first_index: int  # the job index of its first experiment's repetition 0
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    @property
+    def repetitions(self) -> int:
+        """Of each of its experiments (a document's are all the same)."""
+        return self.document.document["repetitions"]
+
+
+Chunk = ExperimentPlan | FreshRun  # what planning yields: one experiment's plan, or a run of fresh ones
+
+
 class Plan:
     """What a run does, planned lazily so that a sweep of 10^6 experiments starts at once.
 
@@ -87,23 +110,44 @@ class Plan:
         self._selection, self._policy, self._picked, self._source = selection, policy, picked, source
         self._groups, self.campaigns = _split_campaigns(_groups(chosen))
         self.totals = PlanTotals()
-        self._counted: list[ExperimentPlan] | None = None  # what `count` read, where it is small enough
+        self._counted: list[Chunk] | None = None  # what `count` read, where it is small enough
         self._attempts: dict[str, AttemptIndex] = {}  # per sweep folder, read once
 
     @property
     def experiments(self) -> Iterator[ExperimentPlan]:
         """Each chosen experiment's plan, in config order (as counted, or read from the files now)."""
+        for chunk in self.chunks():
+            yield from self.fresh_plans(chunk) if isinstance(chunk, FreshRun) else (chunk,)
+
+    def chunks(self) -> Iterator[Chunk]:
+        """The experiments' plans in config order, runs of fresh experiments as FreshRuns."""
         if self._counted is not None:
             yield from self._counted
             return
         for group, first_index in self._groups:
-            yield from (item for item, _ in self._plan_group(group, first_index))
+            yield from (chunk for chunk, _ in self._plan_group(group, first_index))
 
-    def _plan_group(self, group: Sequence[ExpandedExperiment], first_index: int,
-                    ) -> Iterator[tuple[ExperimentPlan, bool]]:
-        """Each experiment's plan, and whether it was fresh (its folder does not exist: no disk was read)."""
-        present = _present_folders(group)
+    def fresh_plans(self, run: FreshRun, start: int | None = None, stop: int | None = None,
+                    ) -> Iterator[ExperimentPlan]:
+        """The plans of `run`'s experiments (those from `start` to `stop - 1` of its document, else all)."""
+        start, stop = run.start if start is None else start, run.stop if stop is None else stop
+        for position in range(start, stop):
+            yield _plan_experiment(run.document[position], run.first_index + (position - run.start) * run.repetitions,
+                                   self._selection, self._policy, self._picked, True)
+
+    def _plan_group(self, group: Sequence[ExpandedExperiment], first_index: int) -> Iterator[tuple[Chunk, bool]]:
+        """Each experiment's plan, or a run of fresh ones, and whether it was fresh (its folder does not
+        exist: no disk was read). A document's folder is listed once (`present_folders`), and where neither
+        -r nor -j picks among its jobs, the folders missing from that list are FreshRuns."""
+        present = present_folders(group)
         document_path = expand_path(group.document["path"]) if isinstance(group, ExpandedDocument) else None
+        if present is not None and self._selection.repetition is None and self._picked is None:
+            assert isinstance(group, ExpandedDocument) and document_path is not None
+            attempts = self.attempts(document_path)
+            yield from _fresh_runs(group, first_index, present,
+                                   lambda experiment, index: _plan_experiment(
+                                       experiment, index, self._selection, self._policy, None, False, attempts))
+            return
         for experiment in group:
             fresh = present is not None and experiment.params_part not in present
             attempts = self.attempts(document_path or experiment.sweep_path) if not fresh else AttemptIndex()
@@ -149,25 +193,25 @@ class Plan:
     def count(self) -> None:
         """Validate every experiment and fill `totals` (raises ConfigError on what a run would refuse)."""
         totals, checked = PlanTotals(), set[str]()
-        counted: list[ExperimentPlan] | None = []
+        counted: list[Chunk] | None = []
         for group, first_index in self._groups:
             if isinstance(group, ExpandedDocument):
                 check_writable(group.base_folder, group.base, self._source, checked)
                 totals.sweep_paths.append(expand_path(group.document["path"]))
-                if not os.path.lexists(group.base_folder) and self._selection.repetition is None and not self._picked:
-                    totals.experiments += len(group)
-                    totals.experiments_to_run += len(group)
-                    totals.jobs += len(group) * group.document["repetitions"]
-                    totals.iterations_left += len(group) * group.document["repetitions"] * group.document["iterations"]
-                    counted = None  # planned without the disk: no need to keep anything
-                    continue
             for item, fresh in self._plan_group(group, first_index):
-                if not fresh:
-                    check_experiment(item, self._source, checked)
                 if counted is not None:
                     counted.append(item)
                     if len(counted) > SORT_LIMIT:
                         counted = None
+                if isinstance(item, FreshRun):
+                    experiments, jobs = len(item), len(item) * item.repetitions
+                    totals.experiments += experiments
+                    totals.experiments_to_run += experiments if jobs else 0
+                    totals.jobs += jobs
+                    totals.iterations_left += jobs * item.document.document["iterations"]
+                    continue
+                if not fresh:
+                    check_experiment(item, self._source, checked)
                 totals.experiments += 1
                 totals.experiments_to_run += bool(item.jobs)
                 totals.jobs += len(item.jobs)
@@ -209,7 +253,7 @@ class Jobs:
         return iter(self._jobs)
 
 
-def _present_folders(group: Sequence[ExpandedExperiment]) -> set[str] | None:
+def present_folders(group: Sequence[ExpandedExperiment]) -> set[str] | None:
     """For a document: the params parts of its experiments' folders that exist ('' for a document without
     grid or list), so the others are planned without a look at the disk. None: look at each one."""
     if not isinstance(group, ExpandedDocument) or is_compact(group.document):
@@ -220,6 +264,31 @@ def _present_folders(group: Sequence[ExpandedExperiment]) -> set[str] | None:
         return {entry.name for entry in os.scandir(group.base_folder)}
     except (FileNotFoundError, NotADirectoryError):
         return set()
+
+
+def _fresh_runs(document: ExpandedDocument, first_index: int, present: set[str],
+                plan: Callable[[ExpandedExperiment, int], ExperimentPlan]) -> Iterator[tuple[Chunk, bool]]:
+    """The document's experiments as FreshRuns between those whose folder is `present`, which `plan` plans
+    (from the experiment and its first job index)."""
+    repetitions = document.document["repetitions"]
+    for start, stop, exists in folder_runs(document, present):
+        if not exists:
+            yield FreshRun(document, start, stop, first_index + start * repetitions), True
+        for position in range(start, stop) if exists else ():
+            yield plan(document[position], first_index + position * repetitions), False
+
+
+def folder_runs(document: ExpandedDocument, present: set[str]) -> Iterator[tuple[int, int, bool]]:
+    """The document's experiments as runs (start, stop, exists) of consecutive positions whose folders are all
+    `present` (from `present_folders`), or all missing."""
+    start, exists = 0, False
+    for position, part in enumerate(document.folder_parts()) if present else ():
+        if (part in present) != exists:
+            if position > start:
+                yield start, position, exists
+            start, exists = position, not exists
+    if start < len(document):
+        yield start, len(document), exists
 
 
 @dataclass
@@ -282,7 +351,10 @@ def _groups(chosen: Sequence[ExpandedExperiment]) -> list[tuple[Sequence[Expande
 def changed_params(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     """The parameter names whose values differ between two params dicts, compared as stored: NaN equals
     NaN and a set equals itself whatever its order, so an unchanged config never counts as changed."""
-    old, new = flatten_paths(to_plain(stored)), flatten_paths(to_plain(current))
+    stored, current = to_plain(stored), to_plain(current)
+    if json.dumps(stored, sort_keys=True, default=repr) == json.dumps(current, sort_keys=True, default=repr):
+        return []  # the common case, in one comparison (equal texts: equal at every path)
+    old, new = flatten_paths(stored), flatten_paths(current)
     return sorted(dotted(path) for path in old.keys() | new.keys()
                   if _canonical(old.get(path, ...)) != _canonical(new.get(path, ...)))
 
@@ -324,7 +396,7 @@ def _plan_experiment(experiment: ExpandedExperiment, first_index: int, selection
     `attempts`: its sweep folder's attempts journals (a quarantined repetition runs only with --retry-failed,
     or when -r names it)."""
     store = store_of(experiment)
-    stored = store.read_config() if not fresh and store.is_ours() else None
+    stored = None if fresh else store.read_config(own=True)
     original_done: set[int] = set()
     if not fresh and store.has_original_results():  # the original ClusterWork ran it: its finished repetitions count
         from .original_format import finished_repetitions, read_experiment_config

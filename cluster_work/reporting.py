@@ -2,24 +2,33 @@
 from __future__ import annotations
 
 import collections
-import dataclasses
+import io
+import itertools
 import json
 import sys
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from json.encoder import encode_basestring_ascii  # (json.dumps of a str, without its overhead)
 from typing import Any, TextIO
 
 from rich.console import Console
 from rich.table import Table
 
-from .attempts import AttemptIndex, read_index
-from .compact_store import store_of
 from .config import KeyPath, dotted
 from .display import counted, format_duration, format_seconds
 from .expansion import ExpandedExperiment
-from .kinds import CampaignKind, kind, kinds_in
-from .planning import ExperimentPlan, Plan
-from .repetition_state import read_repetition
+from .indented_json import Rendered, indented, write_indented
+from .kinds import kind
+from .planning import ExperimentPlan, FreshRun, Plan
+from .progress_figures import (
+    STATES,
+    ExperimentProgress,
+    Part,
+    PendingRun,
+    campaign_units,
+    each_experiment,
+    experiments_in,
+    progress_report,
+)
 from .store import to_plain
 from .sweep import Summary
 from .vocabulary import ExperimentState, OutcomeKind, RepetitionState, Segment
@@ -76,9 +85,14 @@ def print_plan(plan: Plan, stream: TextIO | None = None, as_json: bool = False) 
     Memory stays bounded either way: the plan's experiments are read once, in order."""
     stream = stream or sys.stdout
     if as_json:
-        for item in plan.experiments:
-            for job in item.jobs:
-                stream.write(json.dumps(_job_record(item, job), default=repr) + "\n")
+        for chunk in plan.chunks():
+            if isinstance(chunk, FreshRun):
+                lines = _fresh_job_lines(plan, chunk)
+                while batch := "".join(itertools.islice(lines, 1000)):  # a write costs more than a line
+                    stream.write(batch)
+                continue
+            for job in chunk.jobs:
+                stream.write(json.dumps(_job_record(chunk, job), default=repr) + "\n")
         for campaign in plan.campaigns:
             stream.write(json.dumps(_campaign_record(campaign)) + "\n")
         return
@@ -93,15 +107,24 @@ def print_plan(plan: Plan, stream: TextIO | None = None, as_json: bool = False) 
     counts: dict[str, collections.Counter[str]] = {}  # base experiment -> experiments per state
     to_run: collections.Counter[str] = collections.Counter()  # base experiment -> jobs to run
     experiments = jobs = 0
-    for item in plan.experiments:
+    for chunk in plan.chunks():
+        if isinstance(chunk, FreshRun):  # new experiments: counted, and only those shown made
+            count, base = len(chunk), chunk.document.base
+            experiments += count
+            jobs += count * chunk.repetitions
+            counts.setdefault(base, collections.Counter())[EXPERIMENT_STATE_TEXT[ExperimentState.NEW]] += count
+            to_run[base] += count * chunk.repetitions
+            first += plan.fresh_plans(chunk, stop=min(chunk.stop, chunk.start + SCREENFUL - len(first)))
+            last.extend(plan.fresh_plans(chunk, start=max(chunk.start, chunk.stop - SHOWN_AT_EACH_END)))
+            continue
         experiments += 1
-        jobs += item.experiment.repetitions
-        base = item.experiment.base_name
-        counts.setdefault(base, collections.Counter())[EXPERIMENT_STATE_TEXT[item.state]] += 1
-        to_run[base] += len(item.jobs)
+        jobs += chunk.experiment.repetitions
+        base = chunk.experiment.base_name
+        counts.setdefault(base, collections.Counter())[EXPERIMENT_STATE_TEXT[chunk.state]] += 1
+        to_run[base] += len(chunk.jobs)
         if len(first) < SCREENFUL:
-            first.append(item)
-        last.append(item)
+            first.append(chunk)
+        last.append(chunk)
     console = _console(stream)
     if not experiments and plan.campaigns:
         return
@@ -131,143 +154,60 @@ def _job_record(item: ExperimentPlan, job: Segment) -> dict[str, Any]:
             "params": {dotted(k): to_plain(v) for k, v in experiment.varied.items()}}
 
 
+def _fresh_job_lines(plan: Plan, run: FreshRun) -> Iterator[str]:
+    """--list --json's lines of a run of new experiments, as `_job_record` gives them, made from the names
+    and values of the document's axes (each encoded once) instead of from each experiment: 2 us a job, not 25."""
+    document = run.document
+    if document.custom_points or len({dotted(path) for path in document[run.start].varied}) < len(
+            document[run.start].varied):  # points of their own, or two values of one name: each its record
+        yield from (json.dumps(_job_record(item, job), default=repr) + "\n"
+                    for item in plan.fresh_plans(run) for job in item.jobs)
+        return
+
+    def encode(path: KeyPath, value: Any) -> str:
+        return f"{json.dumps(dotted(path))}: {json.dumps(to_plain(value), default=repr)}"
+
+    base, index = encode_basestring_ascii(document.base), run.first_index
+    for name, params in itertools.islice(zip(document.names(), document.joined_points(encode, ", ")), run.start,
+                                         run.stop):
+        experiment = encode_basestring_ascii(name)
+        for rep in range(run.repetitions):
+            yield (f'{{"job": {index}, "experiment": {experiment}, "base": {base}, "rep": {rep}, "state": "pending", '
+                   f'"restart_from": null, "params": {{{params}}}}}\n')
+            index += 1
+
+
 def _campaign_record(campaign: Any) -> dict[str, Any]:
     """--list: a campaign (steered or weighted ensemble), which has no fixed jobs to list."""
     return {"campaign": campaign.base, "kind": kind(campaign.kind).label, "experiments": len(campaign.experiments)}
 
 
-@dataclass
-class RepetitionProgress:
-    rep: int
-    state: str
-    iterations_done: int
-    mean_iteration_time: float | None
-    error: str | None = None
-    suspected_runs: int = 0  # runs that died while it ran, in a row at the same iteration (see quarantine)
-
-
-@dataclass
-class ExperimentProgress:
-    """The figures of one experiment (or, summed, of a base experiment or a whole sweep)."""
-
-    name: str
-    repetitions: int
-    iterations: int  # all iterations the experiment's repetitions must run
-    iterations_done: int
-    states: dict[str, int]
-    iteration_seconds: float  # sum of measured iteration times (for the mean)
-    iterations_timed: int
-    work_left: float | None  # seconds of one worker still needed (None: unknown; see `estimated`)
-    reps: list[RepetitionProgress] = field(default_factory=list)
-    work_measured: float = 0.0  # of work_left: iterations left at their repetition's or experiment's mean time
-    iterations_unmeasured: int = 0  # iterations left with no measured time of their own experiment
-
-    @property
-    def mean_iteration_time(self) -> float | None:
-        return self.iteration_seconds / self.iterations_timed if self.iterations_timed else None
-
-    def as_dict(self, full: bool) -> dict[str, Any]:
-        data: dict[str, Any] = {"name": self.name, "repetitions": self.repetitions, "iterations_total": self.iterations,
-                "iterations_done": self.iterations_done,
-                "done_share": self.iterations_done / self.iterations if self.iterations else 1.0,
-                **{state: self.states.get(state, 0) for state in STATES},
-                "mean_iteration_time": self.mean_iteration_time, "work_left_seconds": self.work_left}
-        if full:
-            data["repetition_list"] = [vars(rep) for rep in self.reps]
-        return data
-
-
-STATES = tuple(state.value for state in (RepetitionState.FINISHED, RepetitionState.RUNNING, RepetitionState.FAILED,
-                                         RepetitionState.QUARANTINED, RepetitionState.PARTIAL, RepetitionState.PENDING,
-                                         RepetitionState.STOPPED))
-
-
-def read_progress(experiment: ExpandedExperiment, attempts: AttemptIndex | None = None) -> ExperimentProgress:
-    """The state of each repetition, from what is on disk (safe while a run writes); `attempts`: its sweep
-    folder's attempts journals (which repetitions runs died under: quarantined or suspected)."""
-    store = store_of(experiment)
-    reps = []
-    for rep in range(experiment.repetitions):
-        view = read_repetition(store.repetition(rep), experiment.iterations,
-                               attempts=attempts.of(experiment.name, rep) if attempts is not None else ())
-        suspicion = view.suspicion
-        error = view.status.get("error") if view.state == RepetitionState.FAILED else None
-        if suspicion is not None:
-            error = suspicion.describe() + (f"; before: {error}" if error else "")
-        reps.append(RepetitionProgress(rep, view.state.value, view.iterations_saved, view.mean_iteration_time, error,
-                                       suspicion.runs if suspicion is not None else 0))
-    timed = [(r.mean_iteration_time, r.iterations_done) for r in reps if r.mean_iteration_time is not None]
-    seconds, count = sum(t * n for t, n in timed), sum(n for _, n in timed)
-    mean = seconds / count if count else None
-    measured, unmeasured = 0.0, 0
-    for r in reps:
-        stopped = r.state == RepetitionState.STOPPED.value  # a stopped repetition has no work left
-        left = 0 if stopped else experiment.iterations - r.iterations_done
-        each = r.mean_iteration_time or mean
-        if each is None:
-            unmeasured += left
-        else:
-            measured += left * each
-    states = {state: sum(r.state == state for r in reps) for state in STATES}
-    return ExperimentProgress(experiment.name, experiment.repetitions, experiment.repetitions * experiment.iterations,
-                              sum(r.iterations_done for r in reps), states, seconds, count,
-                              None if unmeasured else measured, reps, measured, unmeasured)
-
-
-def estimated(part: ExperimentProgress, mean: float | None) -> ExperimentProgress:
-    """`part` with its iterations that have no measured time of their own experiment (it has not started)
-    taken at `mean` seconds each; its work left stays unknown (None) without a `mean`."""
-    if not part.iterations_unmeasured or mean is None:
-        return part
-    return dataclasses.replace(part, work_left=part.work_measured + part.iterations_unmeasured * mean)
-
-
-def combine(name: str, parts: Sequence[ExperimentProgress]) -> ExperimentProgress:
-    """The figures of several experiments together (a base experiment, the whole sweep)."""
-    known = [p.work_left for p in parts if p.work_left is not None]
-    return ExperimentProgress(
-        name, sum(p.repetitions for p in parts), sum(p.iterations for p in parts),
-        sum(p.iterations_done for p in parts), {s: sum(p.states.get(s, 0) for p in parts) for s in STATES},
-        sum(p.iteration_seconds for p in parts), sum(p.iterations_timed for p in parts),
-        sum(known) if len(known) == len(parts) else None, [], sum(p.work_measured for p in parts),
-        sum(p.iterations_unmeasured for p in parts))
-
-
-Report = tuple[dict[str, list[ExperimentProgress]], dict[str, ExperimentProgress], ExperimentProgress]
-
-
-def progress_report(experiments: Sequence[ExpandedExperiment], campaigns: Sequence[KindUnits] = ()) -> Report:
-    """Per base experiment the progress of its expanded experiments and their row together, and the
-    sweep's total.
-
-    The work left of an experiment that has not started is estimated from the measured iteration times of
-    its base experiment (the same document, so the same kind of work), else of the whole sweep; before
-    anything was measured it is unknown (None), never zero. A campaign's kind may replace its row by what
-    it plans (`CampaignKind.planned`: a steered campaign's journal, not every iteration of its grid)."""
-    groups: dict[str, list[ExperimentProgress]] = {}
-    indexes: dict[str, AttemptIndex] = {}
-    for experiment in experiments:
-        sweep_path = experiment.sweep_path
-        if sweep_path not in indexes:
-            indexes[sweep_path] = read_index(sweep_path)
-        groups.setdefault(experiment.base_name, []).append(read_progress(experiment, indexes[sweep_path]))
-    sweep_mean = combine("total", [p for parts in groups.values() for p in parts]).mean_iteration_time
-    bases = {}
-    for base, parts in groups.items():
-        mean = combine(base, parts).mean_iteration_time or sweep_mean
-        parts = groups[base] = [estimated(part, mean) for part in parts]
-        bases[base] = combine(base, parts) if len(parts) > 1 or parts[0].name != base else parts[0]
-    for campaign, units in campaigns:
-        bases.update(campaign.planned(units, bases, sweep_mean))
-    return groups, bases, combine("total", list(bases.values()))
-
-
-def _row(table: Table, item: ExperimentProgress, name: str) -> None:
+def _row(item: ExperimentProgress, name: str) -> list[str]:
     share = 100 * item.iterations_done / item.iterations if item.iterations else 100
     mean = item.mean_iteration_time
-    table.add_row(name, f"{share:.0f}%", *(str(item.states.get(s, 0)) for s in STATES),
-                  format_duration(mean),
-                  "unknown" if item.work_left is None else format_seconds(item.work_left))
+    return [name, f"{share:.0f}%", *(str(item.states.get(s, 0)) for s in STATES), format_duration(mean),
+            "unknown" if item.work_left is None else format_seconds(item.work_left)]
+
+
+PIECE_ROWS = 1000  # a longer table (-P of a huge sweep) is printed in pieces of this many rows, as they are made
+
+
+def _print_table(console: Console, title: str, columns: Sequence[str], rows: Iterable[list[str]]) -> None:
+    """One table of `rows`; beyond PIECE_ROWS of them, one table per PIECE_ROWS rows, printed as they come
+    (a table is built in memory and rendered at ~0.3 ms a row: -P of 10^6 experiments streams its minutes)."""
+    rows = iter(rows)
+    piece = list(itertools.islice(rows, PIECE_ROWS))
+    continued = False
+    while True:
+        table = Table(title=f"{title} (continued)" if continued else title, title_justify="left")
+        for column in columns:
+            table.add_column(column, overflow="fold")
+        for row in piece:
+            table.add_row(*row)
+        console.print(table)
+        piece, continued = list(itertools.islice(rows, PIECE_ROWS)), True
+        if not piece:
+            return
 
 
 def print_progress(experiments: Sequence[ExpandedExperiment], full: bool, stream: TextIO | None = None,
@@ -277,31 +217,27 @@ def print_progress(experiments: Sequence[ExpandedExperiment], full: bool, stream
     campaigns (stops per rung, planned iterations)."""
     experiments, campaigns = campaign_units(experiments)
     groups, bases, total = progress_report(experiments, campaigns)
-    table = Table(title="Progress (from the results on disk)", title_justify="left")
-    for column in ("experiment", "done", *STATES, "mean it. time", "work left"):
-        table.add_column(column, overflow="fold")
-    for base, parts in groups.items():
-        _row(table, bases[base], f"{base} ({len(parts)} expanded)" if len(parts) > 1 else base)
-        for part in parts if full and len(parts) > 1 else ():
-            _row(table, part, f"  {part.name}")
-    if len(groups) > 1:
-        _row(table, total, "[bold]total[/bold]")
+
+    def rows() -> Iterator[list[str]]:
+        for base, parts in groups.items():
+            count = experiments_in(parts)
+            yield _row(bases[base], f"{base} ({count} expanded)" if count > 1 else base)
+            yield from (_row(part, f"  {part.name}") for part in (each_experiment(parts) if full and count > 1 else ()))
+        if len(groups) > 1:
+            yield _row(total, "[bold]total[/bold]")
+
     console = _console(stream)
     if groups or not any(campaign.own_progress_rows for campaign, _ in campaigns):
-        console.print(table)
+        _print_table(console, "Progress (from the results on disk)",
+                     ("experiment", "done", *STATES, "mean it. time", "work left"), rows())
     means = {base: row.mean_iteration_time for base, row in bases.items()}
     for campaign, units in campaigns:
         console.print(campaign.progress_table(units, means))
     if full:
-        reps = Table(title="Repetitions", title_justify="left")
-        for column in ("experiment", "rep", "done", "state", "mean it. time", "error"):
-            reps.add_column(column, overflow="fold")
-        for part in (p for parts in groups.values() for p in parts):
-            for rep in part.reps:
-                reps.add_row(part.name, str(rep.rep), f"{rep.iterations_done}/{part.iterations // part.repetitions}",
-                             rep.state, format_duration(rep.mean_iteration_time),
-                             rep.error or "")
-        console.print(reps)
+        _print_table(console, "Repetitions", ("experiment", "rep", "done", "state", "mean it. time", "error"),
+                     ([part.name, str(rep.rep), f"{rep.iterations_done}/{part.iterations // part.repetitions}",
+                       rep.state, format_duration(rep.mean_iteration_time), rep.error or ""]
+                      for parts in groups.values() for part in each_experiment(parts) for rep in part.reps))
     running = total.states.get("running", 0)
     if total.work_left and running:
         console.print(f"time left at the current {running} running repetitions: "
@@ -314,29 +250,36 @@ def print_progress(experiments: Sequence[ExpandedExperiment], full: bool, stream
 
 def progress_json(experiments: Sequence[ExpandedExperiment], full: bool, runs: Sequence[dict[str, Any]] = ()) -> str:
     """-p --json: the same figures for scripts, and each campaign kind's under its `progress_json_key`
-    (`ensembles`: those of the weighted ensembles, `campaigns`: of the steered campaigns, if any)."""
+    (`ensembles`: those of the weighted ensembles, `campaigns`: of the steered campaigns, if any); the text
+    `json.dumps(..., indent=1)` gives them."""
+    text = io.StringIO()
+    write_progress_json(experiments, full, text, runs)
+    return text.getvalue()
+
+
+def write_progress_json(experiments: Sequence[ExpandedExperiment], full: bool, stream: TextIO,
+                        runs: Sequence[dict[str, Any]] = ()) -> None:
+    """`progress_json`'s text, written as it is made: each experiment's figures once the totals are known."""
     experiments, campaigns = campaign_units(experiments)
     groups, bases, total = progress_report(experiments, campaigns)
-    return json.dumps({"total": total.as_dict(False),
-                       "base_experiments": [row.as_dict(False) for row in bases.values()],
-                       "experiments": [p.as_dict(full) for parts in groups.values() for p in parts],
-                       "runs": list(runs), **{campaign.progress_json_key: campaign.progress_figures(units)
-                                              for campaign, units in campaigns}}, indent=1)
+    experiment_items = (item for parts in groups.values() for part in parts for item in _json_items(part, full))
+    write_indented(stream, {"total": total.as_dict(False), "base_experiments": [row.as_dict(False) for row in
+                                                                                bases.values()],
+                            "experiments": experiment_items, "runs": list(runs),
+                            **{campaign.progress_json_key: campaign.progress_figures(units)
+                               for campaign, units in campaigns}})
 
 
-KindUnits = tuple[CampaignKind, list[Any]]  # a campaign kind, and what -p reports of it
-
-
-def campaign_units(experiments: Sequence[ExpandedExperiment]) -> tuple[Sequence[ExpandedExperiment], list[KindUnits]]:
-    """The experiments of the plain progress table (without those of kinds that show theirs apart), and
-    per campaign kind among `experiments` what it reports (each kind's module only where a sweep has one)."""
-    campaigns = [(campaign, campaign.progress_units(experiments))
-                 for campaign in kinds_in(experiment.config for experiment in experiments)]
-    campaigns = [(campaign, units) for campaign, units in campaigns if units]
-    apart = [campaign.key for campaign, _ in campaigns if campaign.own_progress_rows]
-    if apart:
-        experiments = [e for e in experiments if not any(key in e.config for key in apart)]
-    return experiments, campaigns
+def _json_items(part: Part, full: bool) -> Iterator[dict[str, Any] | Rendered]:
+    """The --json items of `part`: an experiment's figures, or those of each experiment of a PendingRun, from
+    the text of its (shared) figures with each one's name put in."""
+    if not isinstance(part, PendingRun):
+        yield part.as_dict(full)
+        return
+    marker = json.dumps("\x00")  # a name no experiment has
+    head, tail = indented({**part.figures.as_dict(full), "name": "\x00"}, 2).split(marker)
+    yield from (Rendered(f"{head}{encode_basestring_ascii(name)}{tail}") for name in itertools.islice(
+        part.document.names(), part.start, part.stop))
 
 
 def print_summary(summary: Summary, plan: Plan, sweep_paths: Iterable[str], resume: str,
@@ -371,16 +314,14 @@ def print_summary(summary: Summary, plan: Plan, sweep_paths: Iterable[str], resu
                       "quarantined repetitions again", highlight=False)
     for campaign in summary.campaigns:
         console.print(f"  {campaign.summary_line()}", highlight=False, markup=False)
-    store_failures = [o for o in summary.outcomes if o.kind == OutcomeKind.STORE_FAILURE]
+    store_failures = summary.store_failures()
     if store_failures:
         console.print(f"[red]error[/red]: results could not be written: {store_failures[0].error}. "
                       "The run stopped; every file is readable. Free space (or fix the folder), then run "
                       "the same command to complete the sweep.", highlight=False)
-    if summary.outcomes:
-        seconds = [o.seconds for o in summary.outcomes if o.kind == OutcomeKind.FINISHED]
-        if seconds:
-            console.print(f"  time per job: mean {format_duration(sum(seconds) / len(seconds))}, "
-                          f"max {format_duration(max(seconds))}")
+    if finished:
+        console.print(f"  time per job: mean {format_duration(summary.finished_seconds / finished)}, "
+                      f"max {format_duration(summary.longest_finished)}")
     console.print(f"  results: {', '.join(sorted(set(sweep_paths)))}", highlight=False)
     if summary.exit_status() != 0:
         console.print(f"  to resume or retry: {resume}", highlight=False, markup=False, soft_wrap=True)

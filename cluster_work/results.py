@@ -20,7 +20,7 @@ from .config import flatten_mapping, load_config
 from .errors import ResultsNotFoundError
 from .kinds import campaign_key, kind
 from .paths import CONFIG_FILE
-from .store import ExperimentStore, find_experiment_folders, parse_results
+from .store import ExperimentStore, find_experiment_folders, parse_results, repetition_numbers_in
 from .vocabulary import Record
 
 if TYPE_CHECKING:  # pandas is imported where a frame is made: `import cluster_work` and its workers need none
@@ -180,7 +180,9 @@ def stored_config(experiment_path: str) -> dict[str, Any] | None:
     """The config stored in an experiment folder: cluster_work's config.yml, else the original's experiment.yml
     (beside which a config.yml without cluster_work's marker is the user's)."""
     store = ExperimentStore(experiment_path)
-    ours = store.read_config() if store.is_ours() or not store.has_original_results() else None
+    ours = store.read_config(own=True)  # (one read of the file, where it is ours)
+    if ours is None and not store.has_original_results():
+        ours = store.read_config()
     return ours or original_format.read_experiment_config(experiment_path)
 
 
@@ -189,9 +191,13 @@ def _original_log(experiment_path: str, log_path: str | None = None) -> str:
 
 
 def repetition_numbers(experiment_path: str) -> list[int]:
-    """The repetitions with files in the folder, cluster_work's or the original's, in order."""
-    ours = ExperimentStore(experiment_path).repetition_numbers()
-    return sorted(set(ours) | set(original_format.repetition_numbers(_original_log(experiment_path))))
+    """The repetitions with files in the folder, cluster_work's or the original's, in order: both are in its
+    log folder (`rep_00/`, `rep_0.csv`), listed once."""
+    try:
+        names = os.listdir(_original_log(experiment_path))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return sorted(set(repetition_numbers_in(names)) | set(original_format.repetition_numbers_in(names)))
 
 
 def repetition_rows(experiment_path: str, rep: int, log_path: str | None = None) -> list[dict[str, Any]]:

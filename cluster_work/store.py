@@ -27,7 +27,7 @@ import secrets
 import shutil
 import socket
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import yaml
@@ -260,14 +260,23 @@ class ExperimentStore:
         """Whether the original ClusterWork ran this experiment here (it wrote an experiment.yml)."""
         return os.path.isfile(os.path.join(self.path, ORIGINAL_CONFIG_FILE))
 
-    def read_config(self) -> dict[str, Any] | None:
-        """The config cluster_work stored here (the original's experiment.yml is `original_format`'s)."""
+    def read_config(self, own: bool = False) -> dict[str, Any] | None:
+        """The config cluster_work stored here (the original's experiment.yml is `original_format`'s); `own`:
+        only if `is_ours` (else None, as for a file it cannot read), the file read once for both."""
         try:
-            with open(self.config_file, encoding="utf-8") as handle:
-                config = yaml.load(handle, Loader=_YAML_LOADER)  # plain YAML: safe_dump wrote it
+            with open(self.config_file, "rb") as handle:
+                text = handle.read()
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, yaml.YAMLError) as exc:
+        except OSError as exc:
+            if own:
+                return None
+            raise StoreError(f"cannot read {self.config_file}: {exc}") from exc
+        if own and text.partition(b"\n")[0].rstrip(b"\r") != MARKER.encode():
+            return None
+        try:
+            config = yaml.load(text.decode("utf-8"), Loader=_YAML_LOADER)  # plain YAML: safe_dump wrote it
+        except (ValueError, yaml.YAMLError) as exc:
             raise StoreError(f"cannot read {self.config_file}: {exc}") from exc
         return config if isinstance(config, dict) else None
 
@@ -285,14 +294,9 @@ class ExperimentStore:
     def repetition_numbers(self) -> list[int]:
         """Repetitions that have a folder on disk, in order."""
         try:
-            names = os.listdir(os.path.join(self.path, LOG_FOLDER))
+            return repetition_numbers_in(os.listdir(os.path.join(self.path, LOG_FOLDER)))
         except (FileNotFoundError, NotADirectoryError):
             return []
-        numbers = []
-        for name in names:
-            if name.startswith("rep_") and name[4:].isdigit():
-                numbers.append(int(name[4:]))
-        return sorted(numbers)
 
     def deletion_refusal(self) -> str | None:
         """Why `delete` must not run here (checked before anything is written), or None."""
@@ -337,6 +341,11 @@ class ExperimentStore:
                 left += [os.path.join(folder, n) for n in sorted(os.listdir(folder))
                          if os.path.join(folder, n) != log_folder]
         return left
+
+
+def repetition_numbers_in(names: Iterable[str]) -> list[int]:
+    """The repetitions whose folders (`rep_NN`) are among `names` (of an experiment's log folder), in order."""
+    return sorted(int(name[4:]) for name in names if name.startswith("rep_") and name[4:].isdigit())
 
 
 # exactly the names atomic_write's mkstemp gives: ".status.json." + 8 of [a-z0-9_] + ".tmp"

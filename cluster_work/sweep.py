@@ -48,28 +48,44 @@ class CampaignDriver(Driver, Protocol):
 
 @dataclass
 class Summary:
-    """What a run did, for the end-of-run report and the exit status: the outcomes of its plain segments,
-    and its campaigns."""
+    """What a run did, for the end-of-run report and the exit status: the outcomes of its plain segments
+    (counted; those the report names one by one, failures, kept), and its campaigns. Its size does not grow
+    with the number of jobs: a run of 10^6 keeps no outcome per job."""
 
     jobs: int
-    outcomes: list[Outcome] = field(default_factory=list)
     seconds: float = 0.0
     skipped_experiments: int = 0
     campaigns: list[CampaignDriver] = field(default_factory=list)
     stop_reason: str | None = None  # why the run stopped before its end, where it did so by itself
     quarantined: list[tuple[str, Suspicion]] = field(default_factory=list)  # left out: they ended runs
+    counts: Counter[OutcomeKind] = field(default_factory=Counter)
+    ended: int = 0  # outcomes of plain segments
+    job_seconds: float = 0.0  # the workers' seconds of all of them
+    finished_seconds: float = 0.0  # of the finished ones
+    longest_finished: float = 0.0
+    kept: list[Outcome] = field(default_factory=list)  # failures and store failures, in the order they came
 
-    @property
-    def counts(self) -> Counter[OutcomeKind]:
-        return Counter(outcome.kind for outcome in self.outcomes)
+    def add(self, outcome: Outcome) -> None:
+        """Count one plain segment's outcome."""
+        self.counts[outcome.kind] += 1
+        self.ended += 1
+        self.job_seconds += outcome.seconds
+        if outcome.kind == OutcomeKind.FINISHED:
+            self.finished_seconds += outcome.seconds
+            self.longest_finished = max(self.longest_finished, outcome.seconds)
+        if outcome.kind in FAILED_KINDS or outcome.kind == OutcomeKind.STORE_FAILURE:
+            self.kept.append(outcome)
 
     @property
     def not_started(self) -> int:
-        return self.jobs - len(self.outcomes)
+        return self.jobs - self.ended
 
     def failures(self) -> list[Outcome]:
         """Repetitions that failed by their own error (a store failure is the run's, reported apart)."""
-        return [o for o in self.outcomes if o.kind in FAILED_KINDS]
+        return [o for o in self.kept if o.kind in FAILED_KINDS]
+
+    def store_failures(self) -> list[Outcome]:
+        return [o for o in self.kept if o.kind == OutcomeKind.STORE_FAILURE]
 
     def exit_status(self) -> int:
         counts = self.counts
@@ -106,7 +122,7 @@ def run_segments(segments: SizedSegments, executor: Executor,
     started = time.perf_counter()
 
     def ended(outcome: Outcome) -> None:
-        summary.outcomes.append(outcome)
+        summary.add(outcome)
         on_outcome(outcome)
 
     def stop() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..expansion import Expansion
 from ..kinds import CampaignKind
 
 if TYPE_CHECKING:
@@ -47,6 +48,9 @@ class EnsembleKind(CampaignKind):
         return list(drivers(campaign, settings, workers))
 
     def progress_units(self, experiments: Sequence[ExpandedExperiment]) -> list[ExpandedExperiment]:
+        """The ensembles among `experiments` (a whole document's experiments are if the document is one)."""
+        if isinstance(experiments, Expansion):
+            return [e for document in experiments.documents if self.key in document.document for e in document]
         return [experiment for experiment in experiments if self.key in experiment.config]
 
     def progress_table(self, units: Sequence[ExpandedExperiment], means: Mapping[str, float | None]) -> Table:

@@ -6,7 +6,8 @@ pickled state, or None to start from a basis state). For each walker, in the blo
 
     reset(config, walker)          for a basis state, and before the first walker an instance runs
     set_state(state)               for the others
-    self._seed = seed of (experiment, ensemble seed, walker, iteration); `random` and numpy's global generator seeded
+    self._seed = seed of (experiment, ensemble seed, walker, iteration); `random` and numpy's global generator
+                                   seeded (lazily: a segment that draws from them is run again, seeded; see seeding)
     row = iterate(config, walker, iteration); state = get_state()
 
 One instance of the user's class runs the whole block, so the framework's cost per walker is a few
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidParameterArgument
 from ..runner import flatten_result, interruption
-from ..seeding import seed_for, seed_global_generators
+from ..seeding import LazySeeding, seed_for
 from ..task_context import TaskContext
 from ..vocabulary import Outcome, OutcomeKind, RunSettings
 
@@ -123,6 +124,27 @@ def run_walker_block(experiment_class: type[ClusterWork], block: WalkerBlock, co
         _bind(instance, experiment, context, settings, n)
         hooks: Any = instance  # get_state and set_state are the user's (checked above), not ClusterWork's
         get_state, set_state = hooks.get_state, hooks.set_state
+        seeding = LazySeeding(experiment_class, allowed=comm is None or comm.Get_size() == 1)
+
+        def segment(state: bytes | None, reset: bool) -> tuple[Any, float]:
+            """One walker's segment from its state: reset (a basis state, or the instance's first walker),
+            set_state, iterate; the global generators seeded before reset and iterate (see LazySeeding)."""
+            nonlocal stage
+            if reset:
+                stage = "reset"
+                instance._seed = seed_for(basis_key, walker, n, rank)
+                seeding.seed(instance._seed)
+                instance.reset(config, walker)
+            if state is not None:
+                stage = "set_state"
+                set_state(pickle.loads(state))
+            instance._seed = seed_for(iterate_key, walker, n, rank)
+            seeding.seed(instance._seed)
+            stage = "iterate"
+            began = time.perf_counter()
+            result = instance.iterate(config, walker, n)
+            return result, time.perf_counter() - began
+
         fresh = True
         for walker, state in block.walkers:
             stop = interruption(context)  # in an MPI group, the leader's answer: every rank stops alike
@@ -130,21 +152,10 @@ def run_walker_block(experiment_class: type[ClusterWork], block: WalkerBlock, co
                 outcome.kind = stop
                 break
             instance._rep = walker
-            if state is None or fresh:
-                stage = "reset"
-                instance._seed = seed_for(basis_key, walker, n, rank)
-                seed_global_generators(instance._seed)
-                instance.reset(config, walker)
-                fresh = False
-            if state is not None:
-                stage = "set_state"
-                set_state(pickle.loads(state))
-            instance._seed = seed_for(iterate_key, walker, n, rank)
-            seed_global_generators(instance._seed)
-            stage = "iterate"
-            began = time.perf_counter()
-            result = instance.iterate(config, walker, n)
-            seconds = time.perf_counter() - began
+            result, seconds = segment(state, state is None or fresh)
+            if not seeding.clean():  # it drew from unseeded global generators: again, seeded, from its state
+                result, seconds = segment(state, state is None or fresh)
+            fresh = False
             stage = "get_state"
             states.append(pickle.dumps(get_state(), protocol=pickle.HIGHEST_PROTOCOL))
             row = flatten_result(result or {})

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     from ..expansion import ExpandedDocument, ExpandedExperiment
     from ..planning import CampaignPlan, Selection
-    from ..reporting import ExperimentProgress
+    from ..progress_figures import ExperimentProgress
     from ..sweep import CampaignDriver
     from ..vocabulary import RunSettings
     from .spec import SteerSpec

@@ -1,0 +1,53 @@
+"""The text of `json.dumps(document, indent=1)`, written piece by piece, for a document too large to hold.
+
+`write_indented(stream, document)` takes a dict whose values may be iterators (of a list's items, made as
+they are written), and writes exactly what `json.dumps` would write for the same dict with those lists.
+A flat dict (no list or dict in it) is encoded by json's C encoder, its items separated by a newline and
+the indent; anything else by `json.dumps(value, indent=1)` itself, shifted to its depth (JSON strings hold
+no raw newline, so every newline of that text starts one of its lines).
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any, TextIO
+
+SCALARS = (str, int, float, bool, type(None))
+BATCH = 1000  # list items written at once
+
+
+class Rendered(str):
+    """An item of a list that is its text already, as `indented(item, 2)` gives it."""
+
+
+def indented(value: Any, depth: int) -> str:
+    """`value` as `json.dumps(value, indent=1)` writes it at `depth` levels inside a document."""
+    if isinstance(value, dict) and value and all(isinstance(item, SCALARS) for item in value.values()):
+        inner = "\n" + " " * (depth + 1)
+        text = json.dumps(value, separators=("," + inner, ": "))
+        return "{" + inner + text[1:-1] + "\n" + " " * depth + "}"
+    return json.dumps(value, indent=1).replace("\n", "\n" + " " * depth)
+
+
+def write_indented(stream: TextIO, document: Mapping[str, Any]) -> None:
+    """Write `json.dumps(document, indent=1)`, where a value that is an iterator stands for the list of its
+    items (made one by one: never held together; a `Rendered` one is written as it is)."""
+    if not document:
+        stream.write("{}")
+        return
+    separator = "{\n "
+    for key, value in document.items():
+        stream.write(f"{separator}{json.dumps(key)}: ")
+        separator = ",\n "
+        if not isinstance(value, Iterator):
+            stream.write(indented(value, 1))
+            continue
+        opening, pieces = "[\n  ", []
+        for item in value:
+            pieces.append(opening + (item if isinstance(item, Rendered) else indented(item, 2)))
+            opening = ",\n  "
+            if len(pieces) == BATCH:  # one write per BATCH items: a write costs more than an item's text
+                stream.write("".join(pieces))
+                pieces.clear()
+        stream.write("".join(pieces) + ("[]" if opening == "[\n  " else "\n ]"))
+    stream.write("\n}")

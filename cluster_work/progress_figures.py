@@ -1,0 +1,253 @@
+"""The figures of -p/-P and their --json: per repetition, experiment, base experiment and sweep, from the files.
+
+A sweep of 10^6 experiments is summed without 10^6 objects: each document's folder is listed once, and
+its experiments whose folders do not exist form `PendingRun`s (all alike: every repetition pending, nothing
+measured), whose figures count in bulk; they are made one by one only where they are shown one by one (-P,
+--json). Every figure of a group is `sum()` over its experiments' figures in order, repeated ones included,
+so it is exactly the figure of summing each experiment (the same value and type, whatever `sum` does).
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .attempts import AttemptIndex, read_index
+from .compact_store import store_of
+from .expansion import ExpandedDocument, ExpandedExperiment, Expansion
+from .kinds import CampaignKind, kinds_in
+from .planning import folder_runs, present_folders
+from .repetition_state import read_repetition
+from .vocabulary import RepetitionState
+
+
+@dataclass
+class RepetitionProgress:
+    rep: int
+    state: str
+    iterations_done: int
+    mean_iteration_time: float | None
+    error: str | None = None
+    suspected_runs: int = 0  # runs that died while it ran, in a row at the same iteration (see quarantine)
+
+
+@dataclass
+class ExperimentProgress:
+    """The figures of one experiment (or, summed, of a base experiment or a whole sweep)."""
+
+    name: str
+    repetitions: int
+    iterations: int  # all iterations the experiment's repetitions must run
+    iterations_done: int
+    states: dict[str, int]
+    iteration_seconds: float  # sum of measured iteration times (for the mean)
+    iterations_timed: int
+    work_left: float | None  # seconds of one worker still needed (None: unknown; see `estimated`)
+    reps: list[RepetitionProgress] = field(default_factory=list)
+    work_measured: float = 0.0  # of work_left: iterations left at their repetition's or experiment's mean time
+    iterations_unmeasured: int = 0  # iterations left with no measured time of their own experiment
+
+    @property
+    def mean_iteration_time(self) -> float | None:
+        return self.iteration_seconds / self.iterations_timed if self.iterations_timed else None
+
+    def as_dict(self, full: bool) -> dict[str, Any]:
+        data: dict[str, Any] = {"name": self.name, "repetitions": self.repetitions, "iterations_total": self.iterations,
+                "iterations_done": self.iterations_done,
+                "done_share": self.iterations_done / self.iterations if self.iterations else 1.0,
+                **{state: self.states.get(state, 0) for state in STATES},
+                "mean_iteration_time": self.mean_iteration_time, "work_left_seconds": self.work_left}
+        if full:
+            data["repetition_list"] = [vars(rep) for rep in self.reps]
+        return data
+
+
+STATES = tuple(state.value for state in (
+    RepetitionState.FINISHED, RepetitionState.RUNNING, RepetitionState.FAILED, RepetitionState.QUARANTINED,
+    RepetitionState.PARTIAL, RepetitionState.PENDING, RepetitionState.STOPPED))
+
+
+def read_progress(experiment: ExpandedExperiment, attempts: AttemptIndex | None = None) -> ExperimentProgress:
+    """The state of each repetition, from what is on disk (safe while a run writes); `attempts`: its sweep
+    folder's attempts journals (which repetitions runs died under: quarantined or suspected)."""
+    store = store_of(experiment)
+    reps = []
+    for rep in range(experiment.repetitions):
+        view = read_repetition(store.repetition(rep), experiment.iterations,
+                               attempts=attempts.of(experiment.name, rep) if attempts is not None else ())
+        suspicion = view.suspicion
+        error = view.status.get("error") if view.state == RepetitionState.FAILED else None
+        if suspicion is not None:
+            error = suspicion.describe() + (f"; before: {error}" if error else "")
+        reps.append(RepetitionProgress(rep, view.state.value, view.iterations_saved, view.mean_iteration_time, error,
+                                       suspicion.runs if suspicion is not None else 0))
+    return _figures(experiment.name, experiment.iterations, reps)
+
+
+def _figures(name: str, iterations: int, reps: list[RepetitionProgress]) -> ExperimentProgress:
+    timed = [(r.mean_iteration_time, r.iterations_done) for r in reps if r.mean_iteration_time is not None]
+    seconds, count = sum(t * n for t, n in timed), sum(n for _, n in timed)
+    mean = seconds / count if count else None
+    measured, unmeasured = 0.0, 0
+    for r in reps:
+        stopped = r.state == RepetitionState.STOPPED.value  # a stopped repetition has no work left
+        left = 0 if stopped else iterations - r.iterations_done
+        each = r.mean_iteration_time or mean
+        if each is None:
+            unmeasured += left
+        else:
+            measured += left * each
+    states = {state: sum(r.state == state for r in reps) for state in STATES}
+    return ExperimentProgress(name, len(reps), len(reps) * iterations, sum(r.iterations_done for r in reps), states,
+                              seconds, count, None if unmeasured else measured, reps, measured, unmeasured)
+
+
+@dataclass(frozen=True)
+class PendingRun:
+    """Experiments `start` to `stop - 1` of `document`, none of which has a folder: each one's figures are
+    `figures` (named after the first), what `read_progress` gives an experiment without files."""
+
+    document: ExpandedDocument
+    start: int
+    stop: int
+    figures: ExperimentProgress
+
+    @classmethod
+    def of(cls, document: ExpandedDocument, start: int, stop: int) -> PendingRun:
+        pending = RepetitionState.PENDING.value
+        reps = [RepetitionProgress(rep, pending, 0, None) for rep in range(document.document["repetitions"])]
+        return cls(document, start, stop, _figures(document[start].name, document.document["iterations"], reps))
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def parts(self) -> Iterator[ExperimentProgress]:
+        """Each experiment's figures."""
+        names = itertools.islice(self.document.names(), self.start, self.stop)
+        return (dataclasses.replace(self.figures, name=name) for name in names)
+
+
+Part = ExperimentProgress | PendingRun  # a group's figures: one experiment's, or a run of pending ones'
+
+
+def each_experiment(parts: Iterable[Part]) -> Iterator[ExperimentProgress]:
+    """The figures of every experiment of `parts`, in order."""
+    for part in parts:
+        yield from part.parts() if isinstance(part, PendingRun) else (part,)
+
+
+def experiments_in(parts: Iterable[Part]) -> int:
+    return sum(len(part) if isinstance(part, PendingRun) else 1 for part in parts)
+
+
+def first_name(parts: Sequence[Part]) -> str:
+    return (parts[0].figures if isinstance(parts[0], PendingRun) else parts[0]).name
+
+
+def _weighted(parts: Iterable[Part]) -> list[tuple[ExperimentProgress, int]]:
+    return [(part.figures, len(part)) if isinstance(part, PendingRun) else (part, 1) for part in parts]
+
+
+def _sum(weighted: list[tuple[ExperimentProgress, int]], figure: Callable[[ExperimentProgress], Any]) -> Any:
+    """sum() of `figure` of each experiment, in order (a run's as often as it has experiments)."""
+    return sum(itertools.chain.from_iterable(itertools.repeat(figure(p), n) for p, n in weighted))
+
+
+def estimated(part: Part, mean: float | None) -> Part:
+    """`part` with its iterations that have no measured time of their own experiment (it has not started)
+    taken at `mean` seconds each; its work left stays unknown (None) without a `mean`."""
+    if isinstance(part, PendingRun):
+        return dataclasses.replace(part, figures=_estimated(part.figures, mean))
+    return _estimated(part, mean)
+
+
+def _estimated(part: ExperimentProgress, mean: float | None) -> ExperimentProgress:
+    if not part.iterations_unmeasured or mean is None:
+        return part
+    return dataclasses.replace(part, work_left=part.work_measured + part.iterations_unmeasured * mean)
+
+
+def combine(name: str, parts: Sequence[Part]) -> ExperimentProgress:
+    """The figures of several experiments together (a base experiment, the whole sweep)."""
+    weighted = _weighted(parts)
+    known = [(p, n) for p, n in weighted if p.work_left is not None]
+    everything = sum(n for _, n in known) == sum(n for _, n in weighted)
+    return ExperimentProgress(
+        name, _sum(weighted, lambda p: p.repetitions), _sum(weighted, lambda p: p.iterations),
+        _sum(weighted, lambda p: p.iterations_done),
+        {s: _sum(weighted, lambda p: p.states.get(s, 0)) for s in STATES},  # noqa: B023 (used at once)
+        _sum(weighted, lambda p: p.iteration_seconds), _sum(weighted, lambda p: p.iterations_timed),
+        _sum(known, lambda p: p.work_left) if everything else None, [], _sum(weighted, lambda p: p.work_measured),
+        _sum(weighted, lambda p: p.iterations_unmeasured))
+
+
+Report = tuple[dict[str, list[Part]], dict[str, ExperimentProgress], ExperimentProgress]
+
+
+KindUnits = tuple[CampaignKind, list[Any]]  # a campaign kind, and what -p reports of it
+
+
+def progress_report(experiments: Sequence[ExpandedExperiment], campaigns: Sequence[KindUnits] = ()) -> Report:
+    """Per base experiment the progress of its expanded experiments (runs of pending ones as PendingRuns)
+    and their row together, and the sweep's total.
+
+    The work left of an experiment that has not started is estimated from the measured iteration times of
+    its base experiment (the same document, so the same kind of work), else of the whole sweep; before
+    anything was measured it is unknown (None), never zero. A campaign's kind may replace its row by what
+    it plans (`CampaignKind.planned`: a steered campaign's journal, not every iteration of its grid)."""
+    groups: dict[str, list[Part]] = {}
+    for base, part in _parts(experiments):
+        groups.setdefault(base, []).append(part)
+    sweep_mean = combine("total", [p for parts in groups.values() for p in parts]).mean_iteration_time
+    bases = {}
+    for base, parts in groups.items():
+        mean = combine(base, parts).mean_iteration_time or sweep_mean
+        parts = groups[base] = [estimated(part, mean) for part in parts]
+        alone = experiments_in(parts) == 1 and first_name(parts) == base
+        bases[base] = next(each_experiment(parts)) if alone else combine(base, parts)
+    for campaign, units in campaigns:
+        bases.update(campaign.planned(units, bases, sweep_mean))
+    return groups, bases, combine("total", list(bases.values()))
+
+
+def _parts(experiments: Sequence[ExpandedExperiment]) -> Iterator[tuple[str, Part]]:
+    """(base name, figures) of each experiment, those of a document without a folder as PendingRuns; each
+    sweep folder's attempts journals read once."""
+    indexes: dict[str, AttemptIndex] = {}
+
+    def attempts(sweep_path: str) -> AttemptIndex:
+        if sweep_path not in indexes:
+            indexes[sweep_path] = read_index(sweep_path)
+        return indexes[sweep_path]
+
+    if not isinstance(experiments, Expansion):
+        yield from ((experiment.base_name, read_progress(experiment, attempts(experiment.sweep_path)))
+                    for experiment in experiments)
+        return
+    for document in experiments.documents:
+        for start, stop, exists in folder_runs(document, present_folders(document) or set()):
+            if not exists:
+                yield document.base, PendingRun.of(document, start, stop)
+            for position in range(start, stop) if exists else ():
+                experiment = document[position]
+                yield document.base, read_progress(experiment, attempts(experiment.sweep_path))
+
+
+def campaign_units(experiments: Sequence[ExpandedExperiment]) -> tuple[Sequence[ExpandedExperiment], list[KindUnits]]:
+    """The experiments of the plain progress table (without those of kinds that show theirs apart; whole
+    documents stay an Expansion), and per campaign kind among `experiments` what it reports (each kind's
+    module only where a sweep has one). Whole documents are asked by their blocks, not experiment by
+    experiment: a 10^6-point grid makes no experiment here."""
+    documents = experiments.documents if isinstance(experiments, Expansion) else None
+    configs = ([document.document for document in documents] if documents is not None
+               else [experiment.config for experiment in experiments])
+    campaigns = [(campaign, campaign.progress_units(experiments)) for campaign in kinds_in(configs)]
+    campaigns = [(campaign, units) for campaign, units in campaigns if units]
+    apart = [campaign.key for campaign, _ in campaigns if campaign.own_progress_rows]
+    if not apart:
+        return experiments, campaigns
+    if documents is not None:
+        return Expansion([d for d in documents if not any(key in d.document for key in apart)]), campaigns
+    return [e for e in experiments if not any(key in e.config for key in apart)], campaigns
