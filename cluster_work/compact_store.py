@@ -114,6 +114,20 @@ class _Process:
         fcntl.lockf(self.locks, fcntl.LOCK_UN, 1, byte)
         return False
 
+    def any_locked(self) -> bool:
+        """Whether any process holds a repetition of this store (one question for all of them: a shared lock
+        of the whole file, given back at once; asked only where this process holds none, which it would drop)."""
+        if self.held:
+            return True
+        if not self._open_locks(create=False):
+            return False
+        try:
+            fcntl.lockf(self.locks, fcntl.LOCK_SH | fcntl.LOCK_NB, 0, 0)
+        except OSError:
+            return True
+        fcntl.lockf(self.locks, fcntl.LOCK_UN, 0, 0)
+        return False
+
     def append(self, event: Mapping[str, Any]) -> None:
         """Append one event as one line to this process's segment."""
         if self.segment_fd < 0:
@@ -154,6 +168,16 @@ def _after(latest: float) -> float:
 
 # the parent's descriptors stay open in a child, unused (closing one there would drop none of the parent's locks)
 os.register_at_fork(after_in_child=_processes.clear)
+
+
+def is_held(root: str, name: str, rep: int) -> bool:
+    """Whether a live process holds repetition (name, rep) of the store in `root` (it is RUNNING)."""
+    return _process(root).is_locked(_lock_byte(name, rep))
+
+
+def any_held(root: str) -> bool:
+    """Whether a live process holds any repetition of the store in `root` (else none is RUNNING)."""
+    return _process(root).any_locked()
 
 
 class CompactRepetition:

@@ -45,6 +45,8 @@ PLOTS_FOLDER = "plots"
 COMPACT_FOLDER = ".cluster_work_compact"  # a compact store's segments, in the document's folder (compact_store)
 LOCKS_FILE = "locks"  # in COMPACT_FOLDER: a byte-range lock per repetition
 SEGMENT_PREFIX = "seg-"  # in COMPACT_FOLDER: seg-<host>-<pid>-<token>.jsonl, one per writing process
+INDEX_FILE = "index.json"  # in COMPACT_FOLDER: a cache of what the segments say per repetition (compact_index)
+INDEX_TEMPORARY_PREFIX = ".index-"  # in COMPACT_FOLDER: an index being written, renamed to INDEX_FILE when whole
 EXPORT_FOLDER = ".cluster_work_export"
 TENSORBOARD_FOLDER = "tensorboard"
 
@@ -71,6 +73,10 @@ def experiment_folder(base_folder: str, params_part: str) -> str:
 def compact_root(document_folder: str) -> str:
     """A compact store's folder, in its document's folder."""
     return os.path.join(document_folder, COMPACT_FOLDER)
+
+
+def index_temporary_name(host: str, pid: int, token: str) -> str:
+    return f"{INDEX_TEMPORARY_PREFIX}{host}-{pid}-{token}.tmp"
 
 
 def segment_name(host: str, pid: int, token: str) -> str:

@@ -8,21 +8,30 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import os
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .attempts import AttemptIndex, compact, read_index
-from .compact_store import is_compact, store_of
+from .bulk_runs import DoneRun, FreshRun, compact_runs, fresh_runs
+from .bulk_runs import folder_runs as folder_runs  # planning's names, as they were before the split
+from .bulk_runs import present_folders as present_folders
+from .campaign_plans import CampaignPlan as CampaignPlan
+from .campaign_plans import _split_campaigns as _split_campaigns
+from .compact_index import SummaryExperiment, SummaryStore
+from .compact_store import CompactExperimentStore, is_compact, store_of
 from .config import dotted, flatten_paths
 from .errors import ConfigError
 from .expansion import ExpandedDocument, ExpandedExperiment, Expansion, expand_path
-from .kinds import campaign_key, kind
+from .kinds import kind
+from .paths import compact_root
+from .plan_warnings import refuse_changed_only as refuse_changed_only
+from .plan_warnings import warn_changed as warn_changed
+from .plan_warnings import warn_quarantined as warn_quarantined
 from .preflight import check_experiment, check_writable
 from .repetition_state import read_repetition
 from .selection import Policy, Selection, select_experiments
-from .store import to_plain, write_frozen_points
+from .store import ExperimentStore, to_plain, write_frozen_points
 from .vocabulary import ConfigWrite, ExperimentState, RepetitionState, Segment, Suspicion
 
 log = logging.getLogger("cluster_work")
@@ -73,28 +82,7 @@ class PlanTotals:
 
 SORT_LIMIT = 100_000  # up to this many jobs are ordered longest first; a larger sweep streams in config order
 
-
-@dataclass(frozen=True)
-class FreshRun:
-    """Experiments `start` to `stop - 1` of one document, whose folders do not exist (so neither does any file
-    of theirs): each is new, with every repetition a job, so the run is counted, listed and summed without
-    making its experiments or looking at the disk for them (`Plan.chunks`). Only without -r and -j."""
-
-    document: ExpandedDocument
-    start: int
-    stop: int
-    first_index: int  # the job index of its first experiment's repetition 0
-
-    def __len__(self) -> int:
-        return self.stop - self.start
-
-    @property
-    def repetitions(self) -> int:
-        """Of each of its experiments (a document's are all the same)."""
-        return self.document.document["repetitions"]
-
-
-Chunk = ExperimentPlan | FreshRun  # what planning yields: one experiment's plan, or a run of fresh ones
+Chunk = ExperimentPlan | FreshRun | DoneRun  # what planning yields: one experiment's plan, or a run of alike ones
 
 
 class Plan:
@@ -117,42 +105,65 @@ class Plan:
     def experiments(self) -> Iterator[ExperimentPlan]:
         """Each chosen experiment's plan, in config order (as counted, or read from the files now)."""
         for chunk in self.chunks():
-            yield from self.fresh_plans(chunk) if isinstance(chunk, FreshRun) else (chunk,)
+            yield from self.fresh_plans(chunk) if isinstance(chunk, (FreshRun, DoneRun)) else (chunk,)
 
     def chunks(self) -> Iterator[Chunk]:
-        """The experiments' plans in config order, runs of fresh experiments as FreshRuns."""
+        """The experiments' plans in config order, runs of fresh or done experiments as FreshRuns, DoneRuns."""
         if self._counted is not None:
             yield from self._counted
             return
         for group, first_index in self._groups:
             yield from (chunk for chunk, _ in self._plan_group(group, first_index))
 
-    def fresh_plans(self, run: FreshRun, start: int | None = None, stop: int | None = None,
+    def fresh_plans(self, run: FreshRun | DoneRun, start: int | None = None, stop: int | None = None,
                     ) -> Iterator[ExperimentPlan]:
         """The plans of `run`'s experiments (those from `start` to `stop - 1` of its document, else all)."""
         start, stop = run.start if start is None else start, run.stop if stop is None else stop
+        done = isinstance(run, DoneRun)
         for position in range(start, stop):
-            yield _plan_experiment(run.document[position], run.first_index + (position - run.start) * run.repetitions,
-                                   self._selection, self._policy, self._picked, True)
+            experiment = run.document[position]
+            yield _plan_experiment(experiment, run.first_index + (position - run.start) * run.repetitions,
+                                   self._selection, self._policy, self._picked, not done,
+                                   store=run.store.experiment(experiment.name, experiment.path) if done else None)
 
     def _plan_group(self, group: Sequence[ExpandedExperiment], first_index: int) -> Iterator[tuple[Chunk, bool]]:
         """Each experiment's plan, or a run of fresh ones, and whether it was fresh (its folder does not
         exist: no disk was read). A document's folder is listed once (`present_folders`), and where neither
-        -r nor -j picks among its jobs, the folders missing from that list are FreshRuns."""
+        -r nor -j picks among its jobs, the folders missing from that list are FreshRuns. A compact store is
+        read through its index (`SummaryStore`), once per pass; its done experiments are DoneRuns."""
         present = present_folders(group)
         document_path = expand_path(group.document["path"]) if isinstance(group, ExpandedDocument) else None
-        if present is not None and self._selection.repetition is None and self._picked is None:
+        summaries: dict[str, SummaryStore] = {}
+
+        def store(experiment: ExpandedExperiment) -> ExperimentStore | CompactExperimentStore | SummaryExperiment:
+            if experiment.store != "compact":
+                return store_of(experiment)
+            root = compact_root(experiment.config["_experiment_path"])
+            found = summaries.get(root) or summaries.setdefault(root, SummaryStore(root, check_locks=False))
+            return found.experiment(experiment.name, experiment.path)
+
+        def plan(experiment: ExpandedExperiment, index: int) -> ExperimentPlan:
+            return _plan_experiment(experiment, index, self._selection, self._policy, None, False, attempts,
+                                    store(experiment))
+
+        whole = isinstance(group, ExpandedDocument) and self._selection.repetition is None and self._picked is None
+        if whole and is_compact(group.document) and not self._policy.delete:
             assert isinstance(group, ExpandedDocument) and document_path is not None
             attempts = self.attempts(document_path)
-            yield from _fresh_runs(group, first_index, present,
-                                   lambda experiment, index: _plan_experiment(
-                                       experiment, index, self._selection, self._policy, None, False, attempts))
+            known = SummaryStore(compact_root(group.base_folder), check_locks=False)
+            summaries[known.root] = known
+            yield from compact_runs(group, first_index, known, plan)
+            return
+        if whole and present is not None:
+            assert isinstance(group, ExpandedDocument) and document_path is not None
+            attempts = self.attempts(document_path)
+            yield from fresh_runs(group, first_index, present, plan)
             return
         for experiment in group:
             fresh = present is not None and experiment.params_part not in present
             attempts = self.attempts(document_path or experiment.sweep_path) if not fresh else AttemptIndex()
             yield _plan_experiment(experiment, first_index, self._selection, self._policy, self._picked, fresh,
-                                   attempts), fresh
+                                   attempts, None if fresh else store(experiment)), fresh
             first_index += experiment.repetitions
 
     def attempts(self, sweep_path: str) -> AttemptIndex:
@@ -184,9 +195,19 @@ class Plan:
         """The jobs to run. Up to SORT_LIMIT of them longest expected first (where an earlier run measured
         iteration times), so that a long job does not start last and stretch the makespan."""
         if self.totals.jobs > SORT_LIMIT:
-            return Jobs(self.totals.jobs, (job for item in self.experiments for job in item.jobs))
-        plans = list(self.experiments)
-        expected = expected_seconds(plans)
+            plans = (plan for chunk in self.chunks() if not isinstance(chunk, DoneRun)  # no jobs
+                     for plan in (self.fresh_plans(chunk) if isinstance(chunk, FreshRun) else (chunk,)))
+            return Jobs(self.totals.jobs, (job for item in plans for job in item.jobs))
+        plans: list[ExperimentPlan] = []
+        known: list[float] = []  # every measured mean iteration time, in config order
+        for chunk in self.chunks():
+            if isinstance(chunk, DoneRun):
+                known.extend(chunk.iteration_times())
+                continue
+            for plan in self.fresh_plans(chunk) if isinstance(chunk, FreshRun) else (chunk,):
+                plans.append(plan)
+                known.extend(plan.iteration_times.values())
+        expected = expected_seconds(plans, known)
         jobs = sorted((job for plan in plans for job in plan.jobs), key=lambda job: -expected.get(job.index, 0.0))
         return Jobs(len(jobs), jobs)
 
@@ -203,6 +224,9 @@ class Plan:
                     counted.append(item)
                     if len(counted) > SORT_LIMIT:
                         counted = None
+                if isinstance(item, DoneRun):
+                    totals.experiments += len(item)
+                    continue
                 if isinstance(item, FreshRun):
                     experiments, jobs = len(item), len(item) * item.repetitions
                     totals.experiments += experiments
@@ -251,88 +275,6 @@ class Jobs:
 
     def __iter__(self) -> Iterator[Segment]:
         return iter(self._jobs)
-
-
-def present_folders(group: Sequence[ExpandedExperiment]) -> set[str] | None:
-    """For a document: the params parts of its experiments' folders that exist ('' for a document without
-    grid or list), so the others are planned without a look at the disk. None: look at each one."""
-    if not isinstance(group, ExpandedDocument) or is_compact(group.document):
-        return None
-    if not group.varies:
-        return {""} if os.path.lexists(group.base_folder) else set()
-    try:
-        return {entry.name for entry in os.scandir(group.base_folder)}
-    except (FileNotFoundError, NotADirectoryError):
-        return set()
-
-
-def _fresh_runs(document: ExpandedDocument, first_index: int, present: set[str],
-                plan: Callable[[ExpandedExperiment, int], ExperimentPlan]) -> Iterator[tuple[Chunk, bool]]:
-    """The document's experiments as FreshRuns between those whose folder is `present`, which `plan` plans
-    (from the experiment and its first job index)."""
-    repetitions = document.document["repetitions"]
-    for start, stop, exists in folder_runs(document, present):
-        if not exists:
-            yield FreshRun(document, start, stop, first_index + start * repetitions), True
-        for position in range(start, stop) if exists else ():
-            yield plan(document[position], first_index + position * repetitions), False
-
-
-def folder_runs(document: ExpandedDocument, present: set[str]) -> Iterator[tuple[int, int, bool]]:
-    """The document's experiments as runs (start, stop, exists) of consecutive positions whose folders are all
-    `present` (from `present_folders`), or all missing."""
-    start, exists = 0, False
-    for position, part in enumerate(document.folder_parts()) if present else ():
-        if (part in present) != exists:
-            if position > start:
-                yield start, position, exists
-            start, exists = position, not exists
-    if start < len(document):
-        yield start, len(document), exists
-
-
-@dataclass
-class CampaignPlan:
-    """The experiments of one document that a campaign runs instead of a segment per repetition (`kind`:
-    its campaign key, see `kinds`): a weighted ensemble, or a steered search. `spec`: its block's typed
-    spec as validation parsed it (None: its drivers parse it, for experiments chosen one by one)."""
-
-    kind: str
-    experiments: Sequence[ExpandedExperiment]
-    plans: list[ExperimentPlan] = field(default_factory=list)  # each experiment's, from `Plan.count` (-d/-o, -I)
-    spec: Any = None
-
-    @property
-    def base(self) -> str:
-        """The base name of its document ("" for a campaign with no experiments)."""
-        return self.experiments[0].base_name if len(self.experiments) else ""
-
-
-def _split_campaigns(groups: list[tuple[Sequence[ExpandedExperiment], int]],
-                     ) -> tuple[list[tuple[Sequence[ExpandedExperiment], int]], list[CampaignPlan]]:
-    """The plain groups, and the campaigns: whole documents with a campaign key, and, from a list of
-    chosen experiments, theirs gathered by base name."""
-    plain: list[tuple[Sequence[ExpandedExperiment], int]] = []
-    campaigns: list[CampaignPlan] = []
-    for group, first_index in groups:
-        if isinstance(group, ExpandedDocument):
-            key = campaign_key(group.document)
-            if key is None:
-                plain.append((group, first_index))
-            else:
-                campaigns.append(CampaignPlan(key, group, spec=group.campaign_spec))
-            continue
-        by_base: dict[tuple[str, str], list[ExpandedExperiment]] = {}
-        rest = []
-        for experiment in group:
-            key = campaign_key(experiment.config)
-            if key is None:
-                rest.append(experiment)
-            else:
-                by_base.setdefault((key, experiment.base_name), []).append(experiment)
-        plain.append((rest, first_index))
-        campaigns.extend(CampaignPlan(key, experiments) for (key, _), experiments in by_base.items())
-    return plain, campaigns
 
 
 def _groups(chosen: Sequence[ExpandedExperiment]) -> list[tuple[Sequence[ExpandedExperiment], int]]:
@@ -391,11 +333,13 @@ def make_plan(expanded: Sequence[ExpandedExperiment], selection: Selection, poli
 
 def _plan_experiment(experiment: ExpandedExperiment, first_index: int, selection: Selection,
                      policy: Policy, picked: range | None, fresh: bool,
-                     attempts: AttemptIndex | None = None) -> ExperimentPlan:
+                     attempts: AttemptIndex | None = None,
+                     store: ExperimentStore | CompactExperimentStore | SummaryExperiment | None = None,
+                     ) -> ExperimentPlan:
     """One experiment's state and jobs; `fresh`: its document's folder does not exist, so neither do its files.
     `attempts`: its sweep folder's attempts journals (a quarantined repetition runs only with --retry-failed,
-    or when -r names it)."""
-    store = store_of(experiment)
+    or when -r names it). `store`: where it is read from (a compact store's index), else its own store."""
+    store = store if store is not None else store_of(experiment)
     stored = None if fresh else store.read_config(own=True)
     original_done: set[int] = set()
     if not fresh and store.has_original_results():  # the original ClusterWork ran it: its finished repetitions count
@@ -450,10 +394,13 @@ def _plan_experiment(experiment: ExpandedExperiment, first_index: int, selection
     return plan
 
 
-def expected_seconds(plans: Sequence[ExperimentPlan]) -> dict[int, float]:
+def expected_seconds(plans: Sequence[ExperimentPlan], known: list[float] | None = None) -> dict[int, float]:
     """Expected remaining seconds per job index: the repetition's own mean iteration time, else its
-    experiment's, else the sweep's, times the iterations it has left. Empty when nothing was measured."""
-    known = [t for plan in plans for t in plan.iteration_times.values()]
+    experiment's, else the sweep's, times the iterations it has left. Empty when nothing was measured.
+    `known`: every measured mean iteration time of the sweep, where `plans` are not all its experiments
+    (DoneRuns' are not planned one by one), else those of `plans`."""
+    if known is None:
+        known = [t for plan in plans for t in plan.iteration_times.values()]
     if not known:
         return {}
     sweep_mean = sum(known) / len(known)
@@ -489,58 +436,3 @@ def apply_plan(plan: Plan, warn: Any = log.warning) -> None:
         plan.forget()
 
 
-def warn_changed(plan: Plan, policy: Policy, warn: Any = log.warning, most: int = 20) -> None:
-    """One warning per experiment whose parameters changed, `most` of them, then their number."""
-    changed = 0
-    for item in plan.experiments if plan.totals.changed else ():
-        if item.state != CHANGED:
-            continue
-        changed += 1
-        if changed > most:
-            continue
-        keys = ", ".join(item.changed_keys)
-        if policy.ignore_config:
-            warn(f"{item.experiment.name}: parameters changed ({keys}); resuming anyway (-I)")
-        else:
-            warn(f"{item.experiment.name}: skipped, its parameters changed since its results were saved "
-                 f"({keys}); use -o/--overwrite to delete its results and start over, or "
-                 "-I/--ignore_config to continue with the new parameters")
-    if changed > most:
-        warn(f"... and {changed - most} more experiments whose parameters changed")
-
-
-def refuse_changed_only(plan: Plan, policy: Policy, source: str, most: int = 3) -> None:
-    """Raise a ConfigError (exit 2, before anything is written) when nothing would run but experiments whose
-    parameters changed since their results were saved: a rerun after an edit of the config that silently
-    did nothing and exited 0 looked like a success. Where anything else runs, the skipped ones are only
-    warned about (`warn_changed`) and named in the summary."""
-    if policy.ignore_config or plan.totals.jobs:
-        return
-    skipped = [item for item in plan.experiments if item.skipped] if plan.totals.skipped else []
-    for campaign in plan.campaigns:
-        changed = [item for item in campaign.plans if item.skipped]
-        # a campaign run as a whole is skipped by one changed experiment; another runs the others
-        if not changed or (not kind(campaign.kind).runs_as_whole and len(changed) < len(campaign.plans)):
-            return  # the campaign runs (or decides itself that it has nothing left)
-        skipped += changed
-    if not skipped:
-        return
-    named = "; ".join(f"{item.experiment.name}: {', '.join(item.changed_keys)}" for item in skipped[:most])
-    more = f"; and {len(skipped) - most} more" if len(skipped) > most else ""
-    raise ConfigError(f"{source}: nothing to run: the parameters of {len(skipped)} experiment(s) changed since "
-                      f"their results were saved ({named}{more}); rerun with -o/--overwrite to delete their results "
-                      "and run them from scratch, or -I/--ignore_config to continue them with the new parameters")
-
-
-def warn_quarantined(plan: Plan, policy: Policy, warn: Any = log.warning, most: int = 20) -> None:
-    """One warning for the quarantined repetitions (up to `most` named), at a run's start."""
-    quarantined = plan.totals.quarantined
-    if not quarantined:
-        return
-    shown = "; ".join(f"{label}: {suspicion.describe()}" for label, suspicion in quarantined[:most])
-    more = f"; and {len(quarantined) - most} more" if len(quarantined) > most else ""
-    if policy.retry_failed:
-        warn(f"running {len(quarantined)} quarantined repetition(s) again (--retry-failed): {shown}{more}")
-    else:
-        warn(f"{len(quarantined)} repetition(s) quarantined, not run: {shown}{more}; "
-             "run with --retry-failed to run them again")

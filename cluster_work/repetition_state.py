@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .compact_index import SummaryRepetition
 from .compact_store import CompactRepetition
 from .quarantine import Attempt, assess, crash_signal
 from .store import RepetitionStore
@@ -35,14 +36,17 @@ class RepetitionView:
     status: Mapping[str, Any] = field(default_factory=dict)
     rows: list[dict[str, Any]] | None = None
     suspicion: Suspicion | None = None
+    rows_mean: float | None = None  # the rows' mean iteration time, where an index gave it instead of the rows
 
     @property
     def mean_iteration_time(self) -> float | None:
         """The status's mean iteration time, else the mean of the rows' measured `iteration_time`s (a
         repetition that ran to its end in one go has no status), else None."""
         mean = self.status.get("mean_iteration_time")
-        if isinstance(mean, (int, float)) or self.rows is None:
-            return mean if isinstance(mean, (int, float)) else None
+        if isinstance(mean, (int, float)):
+            return mean
+        if self.rows is None:
+            return self.rows_mean
         times = [r["iteration_time"] for r in self.rows if isinstance(r.get("iteration_time"), (int, float))]
         return sum(times) / len(times) if times else None
 
@@ -73,8 +77,9 @@ def decide(status: Mapping[str, Any], iterations: int, rows_saved: int, running:
     return RepetitionState.PARTIAL if rows_saved else RepetitionState.PENDING
 
 
-def read_repetition(store: RepetitionStore | CompactRepetition, iterations: int, *, check_lock: bool = True,
-                    finished_by_original: bool = False, attempts: Sequence[Attempt] = ()) -> RepetitionView:
+def read_repetition(store: RepetitionStore | CompactRepetition | SummaryRepetition, iterations: int, *,
+                    check_lock: bool = True, finished_by_original: bool = False,
+                    attempts: Sequence[Attempt] = ()) -> RepetitionView:
     """The state of repetition `store` of an experiment with `iterations` iterations, reading as little
     as the rules above allow. `check_lock`: also ask whether a live run holds it (one open and flock).
     `finished_by_original`: the original ClusterWork's files show it complete (it has no status of ours).
@@ -86,11 +91,16 @@ def read_repetition(store: RepetitionStore | CompactRepetition, iterations: int,
     if status_says_finished(status, iterations, store.results_size()) or (finished_by_original and not status):
         state = RepetitionState.RUNNING if running else RepetitionState.FINISHED
         return RepetitionView(state, iterations, status)
-    rows = store.read_results().rows
-    saved = min(len(rows), iterations)
+    if isinstance(store, SummaryRepetition):  # an index's count and mean of the rows, not the rows
+        rows, count, rows_mean = None, store.summary.rows, store.summary.rows_mean
+    else:
+        rows = store.read_results().rows
+        count, rows_mean = len(rows), None
+    saved = min(count, iterations)
     suspicion = assess(attempts, saved, crash_signal(_tail(store.log_file))) if attempts and not running else None
-    state = decide(status, iterations, len(rows), running, suspicion is not None and suspicion.quarantined)
-    return RepetitionView(state, saved, status, rows, suspicion if state != RepetitionState.FINISHED else None)
+    state = decide(status, iterations, count, running, suspicion is not None and suspicion.quarantined)
+    return RepetitionView(state, saved, status, rows, suspicion if state != RepetitionState.FINISHED else None,
+                          rows_mean)
 
 
 def _tail(path: str, size: int = 16384) -> str:
