@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import slurm
+from . import compact_index, slurm
 from .attempts import journal as attempts_journal
 from .backends import Executor, make_executor
 from .compact_store import suggest_compact
@@ -348,6 +348,8 @@ def _execute(experiment_class: type[ClusterWork], plan: Plan, args: argparse.Nam
         executor.abandon(EXIT_STALLED)
     summary.quarantined = [] if args.retry_failed else plan.totals.quarantined
     committer.commit()  # this process's writes durable before the run is recorded as ended
+    for root in plan.compact_roots():  # so that the next run plans from the index alone
+        compact_index.refresh(root)
     run_ended(paths, run_id, summary.exit_status(), {kind.value: count for kind, count in summary.counts.items()})
     attempts_journal.release(run_id)
     print_summary(summary, plan, paths, resume)

@@ -58,7 +58,7 @@ class RepetitionSummary(NamedTuple):
             return cls(status, len(lines))  # what the status says is what is asked: the rows' times never are
         rows = [json.loads(line) for line in lines]
         times = [r["iteration_time"] for r in rows if isinstance(r.get("iteration_time"), (int, float))]
-        return cls(status, len(lines), sum(times), len(times))
+        return cls(status, len(lines), float(sum(times)), len(times))
 
 
 class ExperimentSummary(NamedTuple):
@@ -88,7 +88,7 @@ class Summary:
         experiments = {}
         for name, reps in known.experiments().items():
             saved = {rep: known.repetition(name, rep) for rep in reps}
-            params = next((s.params for s in saved.values() if s.params is not None), {})
+            params: Any = next((s.params for s in saved.values() if s.params is not None), {})
             experiments[name] = ExperimentSummary(at_of.get(name, ""), canonical(params),
                                                   {rep: RepetitionSummary.of(s) for rep, s in saved.items()})
         return cls(dict(known.offsets), dict(known.dropped), experiments)

@@ -119,12 +119,12 @@ class Plan:
                     ) -> Iterator[ExperimentPlan]:
         """The plans of `run`'s experiments (those from `start` to `stop - 1` of its document, else all)."""
         start, stop = run.start if start is None else start, run.stop if stop is None else stop
-        done = isinstance(run, DoneRun)
+        known = run.store if isinstance(run, DoneRun) else None
         for position in range(start, stop):
             experiment = run.document[position]
             yield _plan_experiment(experiment, run.first_index + (position - run.start) * run.repetitions,
-                                   self._selection, self._policy, self._picked, not done,
-                                   store=run.store.experiment(experiment.name, experiment.path) if done else None)
+                                   self._selection, self._policy, self._picked, known is None,
+                                   store=known.experiment(experiment.name, experiment.path) if known else None)
 
     def _plan_group(self, group: Sequence[ExpandedExperiment], first_index: int) -> Iterator[tuple[Chunk, bool]]:
         """Each experiment's plan, or a run of fresh ones, and whether it was fresh (its folder does not
@@ -147,8 +147,8 @@ class Plan:
                                     store(experiment))
 
         whole = isinstance(group, ExpandedDocument) and self._selection.repetition is None and self._picked is None
-        if whole and is_compact(group.document) and not self._policy.delete:
-            assert isinstance(group, ExpandedDocument) and document_path is not None
+        if whole and isinstance(group, ExpandedDocument) and is_compact(group.document) and not self._policy.delete:
+            assert document_path is not None
             attempts = self.attempts(document_path)
             known = SummaryStore(compact_root(group.base_folder), check_locks=False)
             summaries[known.root] = known
@@ -173,6 +173,12 @@ class Plan:
             index = self._attempts[sweep_path] = read_index(sweep_path)
         return index
 
+    def compact_roots(self) -> list[str]:
+        """The folders of the compact stores the plan's experiments are in (whole documents only: experiments
+        chosen one by one are few), for their indexes (`compact_index.refresh`)."""
+        return [compact_root(group.base_folder) for group, _ in self._groups
+                if isinstance(group, ExpandedDocument) and is_compact(group.document)]
+
     def iterations_left(self) -> int:
         """Iterations the planned jobs still have to run (from each repetition's status)."""
         return self.totals.iterations_left
@@ -195,9 +201,9 @@ class Plan:
         """The jobs to run. Up to SORT_LIMIT of them longest expected first (where an earlier run measured
         iteration times), so that a long job does not start last and stretch the makespan."""
         if self.totals.jobs > SORT_LIMIT:
-            plans = (plan for chunk in self.chunks() if not isinstance(chunk, DoneRun)  # no jobs
-                     for plan in (self.fresh_plans(chunk) if isinstance(chunk, FreshRun) else (chunk,)))
-            return Jobs(self.totals.jobs, (job for item in plans for job in item.jobs))
+            streamed = (plan for chunk in self.chunks() if not isinstance(chunk, DoneRun)  # no jobs
+                        for plan in (self.fresh_plans(chunk) if isinstance(chunk, FreshRun) else (chunk,)))
+            return Jobs(self.totals.jobs, (job for item in streamed for job in item.jobs))
         plans: list[ExperimentPlan] = []
         known: list[float] = []  # every measured mean iteration time, in config order
         for chunk in self.chunks():

@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .attempts import AttemptIndex, read_index
-from .compact_store import store_of
-from .expansion import ExpandedDocument, ExpandedExperiment, Expansion
+from .bulk_runs import folder_runs, present_folders
+from .compact_index import SummaryStore
+from .compact_store import is_compact, store_of
+from .expansion import ExpandedDocument, ExpandedExperiment, Expansion, expand_path
 from .kinds import CampaignKind, kinds_in
-from .planning import folder_runs, present_folders
+from .paths import compact_root, experiment_folder
 from .repetition_state import read_repetition
 from .vocabulary import RepetitionState
 
@@ -72,18 +74,22 @@ STATES = tuple(state.value for state in (
 def read_progress(experiment: ExpandedExperiment, attempts: AttemptIndex | None = None) -> ExperimentProgress:
     """The state of each repetition, from what is on disk (safe while a run writes); `attempts`: its sweep
     folder's attempts journals (which repetitions runs died under: quarantined or suspected)."""
-    store = store_of(experiment)
+    return _progress(experiment.name, experiment.repetitions, experiment.iterations, store_of(experiment), attempts)
+
+
+def _progress(name: str, repetitions: int, iterations: int, store: Any,
+              attempts: AttemptIndex | None) -> ExperimentProgress:
     reps = []
-    for rep in range(experiment.repetitions):
-        view = read_repetition(store.repetition(rep), experiment.iterations,
-                               attempts=attempts.of(experiment.name, rep) if attempts is not None else ())
+    for rep in range(repetitions):
+        view = read_repetition(store.repetition(rep), iterations,
+                               attempts=attempts.of(name, rep) if attempts is not None else ())
         suspicion = view.suspicion
         error = view.status.get("error") if view.state == RepetitionState.FAILED else None
         if suspicion is not None:
             error = suspicion.describe() + (f"; before: {error}" if error else "")
         reps.append(RepetitionProgress(rep, view.state.value, view.iterations_saved, view.mean_iteration_time, error,
                                        suspicion.runs if suspicion is not None else 0))
-    return _figures(experiment.name, experiment.iterations, reps)
+    return _figures(name, iterations, reps)
 
 
 def _figures(name: str, iterations: int, reps: list[RepetitionProgress]) -> ExperimentProgress:
@@ -227,12 +233,36 @@ def _parts(experiments: Sequence[ExpandedExperiment]) -> Iterator[tuple[str, Par
                     for experiment in experiments)
         return
     for document in experiments.documents:
+        if is_compact(document.document):
+            yield from ((document.base, part) for part in _compact_parts(document, attempts(expand_path(
+                document.document["path"]))))
+            continue
         for start, stop, exists in folder_runs(document, present_folders(document) or set()):
             if not exists:
                 yield document.base, PendingRun.of(document, start, stop)
             for position in range(start, stop) if exists else ():
                 experiment = document[position]
                 yield document.base, read_progress(experiment, attempts(experiment.sweep_path))
+
+
+def _compact_parts(document: ExpandedDocument, attempts: AttemptIndex) -> Iterator[Part]:
+    """The figures of a compact store's document from its index: a PendingRun for each run of experiments it
+    holds nothing of, each other experiment's own (without making it: its name from the axes)."""
+    store = SummaryStore(compact_root(document.base_folder))
+    held = store.summary.experiments
+    repetitions, iterations = document.document["repetitions"], document.document["iterations"]
+    start = 0
+    for position, name in enumerate(document.names() if held else ()):
+        found = held.get(name)
+        if found is None:
+            continue
+        if position > start:
+            yield PendingRun.of(document, start, position)
+        start = position + 1
+        experiment = store.experiment(name, experiment_folder(document.base_folder, found.at))
+        yield _progress(name, repetitions, iterations, experiment, attempts)
+    if start < len(document):
+        yield PendingRun.of(document, start, len(document))
 
 
 def campaign_units(experiments: Sequence[ExpandedExperiment]) -> tuple[Sequence[ExpandedExperiment], list[KindUnits]]:

@@ -18,7 +18,7 @@ from .display import counted, format_duration, format_seconds
 from .expansion import ExpandedExperiment
 from .indented_json import Rendered, indented, write_indented
 from .kinds import kind
-from .planning import ExperimentPlan, FreshRun, Plan
+from .planning import DoneRun, ExperimentPlan, FreshRun, Plan
 from .progress_figures import (
     STATES,
     ExperimentProgress,
@@ -86,6 +86,8 @@ def print_plan(plan: Plan, stream: TextIO | None = None, as_json: bool = False) 
     stream = stream or sys.stdout
     if as_json:
         for chunk in plan.chunks():
+            if isinstance(chunk, DoneRun):  # no job
+                continue
             if isinstance(chunk, FreshRun):
                 lines = _fresh_job_lines(plan, chunk)
                 while batch := "".join(itertools.islice(lines, 1000)):  # a write costs more than a line
@@ -108,12 +110,13 @@ def print_plan(plan: Plan, stream: TextIO | None = None, as_json: bool = False) 
     to_run: collections.Counter[str] = collections.Counter()  # base experiment -> jobs to run
     experiments = jobs = 0
     for chunk in plan.chunks():
-        if isinstance(chunk, FreshRun):  # new experiments: counted, and only those shown made
-            count, base = len(chunk), chunk.document.base
+        if isinstance(chunk, (FreshRun, DoneRun)):  # new or done experiments: counted, and only those shown made
+            count, base, fresh = len(chunk), chunk.document.base, isinstance(chunk, FreshRun)
             experiments += count
             jobs += count * chunk.repetitions
-            counts.setdefault(base, collections.Counter())[EXPERIMENT_STATE_TEXT[ExperimentState.NEW]] += count
-            to_run[base] += count * chunk.repetitions
+            state = ExperimentState.NEW if fresh else ExperimentState.DONE
+            counts.setdefault(base, collections.Counter())[EXPERIMENT_STATE_TEXT[state]] += count
+            to_run[base] += count * chunk.repetitions if fresh else 0
             first += plan.fresh_plans(chunk, stop=min(chunk.stop, chunk.start + SCREENFUL - len(first)))
             last.extend(plan.fresh_plans(chunk, start=max(chunk.start, chunk.stop - SHOWN_AT_EACH_END)))
             continue

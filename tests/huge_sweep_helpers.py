@@ -18,11 +18,11 @@ from cluster_work.sweep import run_segments
 from cluster_work.vocabulary import RunSettings
 
 
-def documents(root: Path) -> list[dict]:
+def documents(root: Path, store: str = "folders") -> list[dict]:
     """A grid of 8 x 9 (two repetitions, one fails), a list, one experiment without variation, and a
-    random search: 72 + 3 + 1 + 6 experiments, more than a screenful."""
+    random search: 72 + 3 + 1 + 6 experiments, more than a screenful; `store`: each document's."""
     path = str(root / "out")
-    return [
+    return [{**document, **({"store": store} if store != "folders" else {})} for document in [
         {"name": "walk", "repetitions": 2, "iterations": 3, "path": path, "params": {"fail_rep": 1},
          "grid": {"step": [0.5 * k for k in range(1, 9)], "fail_at": [-1, 0, 1, 2, 5, 6, 7, 8, 9]}},
         {"name": "listed", "repetitions": 1, "iterations": 2, "path": path,
@@ -30,16 +30,16 @@ def documents(root: Path) -> list[dict]:
         {"name": "solo", "repetitions": 3, "iterations": 2, "path": path},
         {"name": "searched", "repetitions": 1, "iterations": 2, "path": path,
          "random": {"samples": 6, "params": {"step": {"uniform": [0.0, 1.0]}}}},
-    ]
+    ]]
 
 
-def expand(root: Path) -> Expansion:
-    return expand_all(documents(root), Deterministic._default_params, warn=lambda message: None)
+def expand(root: Path, store: str = "folders") -> Expansion:
+    return expand_all(documents(root, store), Deterministic._default_params, warn=lambda message: None)
 
 
-def run_some(root: Path, jobs: tuple[int, ...]) -> None:
+def run_some(root: Path, jobs: tuple[int, ...], store: str = "folders") -> None:
     """Run the jobs `jobs` (a -j slice) of the sweep, as a run with -j does (failures included)."""
-    plan = make_plan(expand(root), Selection(jobs=jobs), Policy(), "test")
+    plan = make_plan(expand(root, store), Selection(jobs=jobs), Policy(), "test")
     with SequentialExecutor(ExperimentTask(Deterministic, RunSettings(sync=False))) as executor:
         run_segments(plan.jobs, executor)
 

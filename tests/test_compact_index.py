@@ -1,0 +1,206 @@
+"""A compact store's index (compact_index.py): planning, --list and -p/-P of a compact store read it instead of
+every segment, in bulk (done experiments as DoneRuns, those it holds nothing of as FreshRuns/PendingRuns), and
+say exactly what reading each experiment says; the index is a cache: deleted, damaged, stale or killed while it
+is written, it changes nothing."""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import random
+import signal
+import time
+
+import pytest
+from experiments import Deterministic
+from huge_sweep_helpers import documents, expand, run_some, text
+
+from cluster_work import compact_index
+from cluster_work.bulk_runs import DoneRun, FreshRun
+from cluster_work.compact_index import Summary, read_index, summary, write_index
+from cluster_work.expansion import expand_all
+from cluster_work.paths import COMPACT_FOLDER, INDEX_FILE
+from cluster_work.planning import make_plan
+from cluster_work.reporting import print_plan, print_progress, write_progress_json
+from cluster_work.selection import Policy, Selection
+
+TIMES = ("mean_iteration_time", "work_left_seconds")  # measured: another run of the same jobs measures others
+
+
+def plan_of(experiments, selection=Selection()):
+    return make_plan(experiments, selection, Policy(), "test")
+
+
+def roots(tmp_path):
+    return sorted(str(path) for path in (tmp_path / "out").glob(f"*/{COMPACT_FOLDER}"))
+
+
+def forget_summaries():
+    compact_index._summaries.clear()  # as a new process starts: nothing read yet
+
+
+def figures(experiments, full):
+    """-p/-P --json without the measured times."""
+    data = json.loads(text(write_progress_json, experiments, full))
+    rows = [data["total"], *data["base_experiments"], *data["experiments"]]
+    rows += [rep for row in data["experiments"] for rep in row.pop("repetition_list", [])]
+    return [{key: value for key, value in row.items() if key not in TIMES} for row in rows]
+
+
+def jobs_of(plan):
+    return sorted((job.index, job.experiment.name, job.rep, job.restart_from) for job in plan.jobs)
+
+
+def everything(tmp_path):
+    """What planning, --list and -p say of the sweep, whole (by documents: the bulk paths)."""
+    whole = plan_of(expand(tmp_path, "compact"))
+    return (vars(whole.totals), [vars(job) for job in whole.jobs], text(print_plan, whole),
+            text(print_plan, whole, as_json=True), text(print_progress, expand(tmp_path, "compact"), True),
+            text(write_progress_json, expand(tmp_path, "compact"), True))
+
+
+RAN = {"some ran": (0, 150, 5), "most ran": (0, 140), "all ran": ()}
+
+
+@pytest.mark.parametrize("ran", RAN.values(), ids=list(RAN))
+def test_a_half_done_compact_sweep_plans_lists_and_sums_as_in_folders_and_as_each_experiment(tmp_path, ran):
+    for store in ("folders", "compact"):
+        run_some(tmp_path / store, ran or (0, 10**6), store)
+    compact, folders = tmp_path / "compact", tmp_path / "folders"
+    whole, each = plan_of(expand(compact, "compact")), plan_of(list(expand(compact, "compact")))
+    in_folders = plan_of(expand(folders))
+    assert any(isinstance(chunk, DoneRun) for chunk in whole.chunks())
+    assert any(isinstance(chunk, FreshRun) for chunk in whole.chunks()) == bool(ran)
+    assert vars(whole.totals) == vars(each.totals)
+    assert {**vars(whole.totals), "sweep_paths": []} == {**vars(in_folders.totals), "sweep_paths": []}
+    assert [vars(job) for job in whole.jobs] == [vars(job) for job in each.jobs]  # the same order, too
+    assert jobs_of(whole) == jobs_of(in_folders)  # exactly the jobs left
+    assert text(print_plan, whole, as_json=True) == text(print_plan, each, as_json=True)
+    assert text(print_plan, whole, as_json=True) == text(print_plan, in_folders, as_json=True)
+    assert text(print_plan, whole) == text(print_plan, in_folders)
+    for full in (False, True):  # each experiment read from its segments (no index) says the same, bit for bit
+        assert text(write_progress_json, expand(compact, "compact"), full) == text(
+            write_progress_json, list(expand(compact, "compact")), full)
+        assert text(print_progress, expand(compact, "compact"), full) == text(
+            print_progress, list(expand(compact, "compact")), full)
+        assert figures(expand(compact, "compact"), full) == figures(expand(folders), full)
+
+
+def test_a_changed_parameter_is_seen_through_the_index(tmp_path):
+    plans = {}
+    for store in ("folders", "compact"):
+        run_some(tmp_path / store, (0, 40, 3), store)
+        changed = documents(tmp_path / store, store)
+        changed[0]["params"]["fail_rep"] = 0  # an edit of the config after the run
+        plans[store] = plan_of(expand_all(changed, Deterministic._default_params, warn=lambda message: None))
+    assert plans["compact"].totals.changed == plans["folders"].totals.changed == 14
+    assert not any(isinstance(chunk, DoneRun) and chunk.document.base == "walk" for chunk in plans["compact"].chunks())
+    assert text(print_plan, plans["compact"]) == text(print_plan, plans["folders"])
+    assert "config changed (fail_rep)" in text(print_plan, plans["compact"])
+
+
+def damage(root: str, how: str) -> None:
+    index = os.path.join(root, INDEX_FILE)
+    if how == "deleted":
+        os.unlink(index)
+    elif how == "torn":  # a power loss before its rename was durable
+        with open(index, "r+b") as handle:
+            handle.truncate(os.path.getsize(index) // 2)
+    elif how == "zeros":
+        with open(index, "wb") as handle:
+            handle.write(b"\0" * 4096)
+    elif how == "of another store":  # covers a segment that is not there (a copy of another store's)
+        data = json.loads(open(index, "rb").read())
+        data["segments"]["seg-elsewhere-1-00000000.jsonl"] = 10
+        with open(index, "w") as handle:
+            json.dump(data, handle)
+
+
+@pytest.mark.parametrize("how", ["deleted", "torn", "zeros", "of another store"])
+def test_a_deleted_or_damaged_index_changes_nothing_and_is_written_again(tmp_path, how):
+    run_some(tmp_path, (0, 150, 5), "compact")
+    forget_summaries()
+    before = everything(tmp_path)
+    assert all(read_index(root) is not None for root in roots(tmp_path))  # planning wrote one
+    for root in roots(tmp_path):
+        damage(root, how)
+    forget_summaries()
+    assert everything(tmp_path) == before
+    assert all(read_index(root) is not None for root in roots(tmp_path))
+
+
+def run_in_a_new_process(tmp_path, jobs):
+    """Run jobs in a process of its own (a new segment), as another run does."""
+    child = multiprocessing.get_context("fork").Process(target=run_some, args=(tmp_path, jobs, "compact"))
+    child.start()
+    child.join(120)
+    assert child.exitcode == 0
+
+
+@pytest.mark.parametrize("later", [pytest.param("a new process", marks=pytest.mark.processes),
+                                   "this process again"])
+def test_an_index_older_than_the_segments_is_brought_up_to_date(tmp_path, later):
+    """New segments about other experiments are added to the index; a segment it covers that grew (its writer
+    was alive then) makes the reader read every segment. Either way: what reading each experiment says."""
+    run_some(tmp_path, (0, 60, 2), "compact")
+    forget_summaries()
+    plan_of(expand(tmp_path, "compact"))  # writes the index
+    old = {root: read_index(root).segments for root in roots(tmp_path)}
+    if later == "a new process":
+        run_in_a_new_process(tmp_path, (1, 150, 2))  # other experiments than the first run's
+    else:
+        run_some(tmp_path, (60, 150, 3), "compact")
+    forget_summaries()
+    whole, each = expand(tmp_path, "compact"), list(expand(tmp_path, "compact"))
+    assert text(write_progress_json, whole, True) == text(write_progress_json, each, True)
+    assert [vars(job) for job in plan_of(whole).jobs] == [vars(job) for job in plan_of(each).jobs]
+    new = {root: read_index(root).segments for root in roots(tmp_path)}
+    assert any(new[root] != old.get(root) for root in new)  # it covers what was added
+
+
+WRITER = """
+import sys
+from cluster_work.compact_index import summary, write_index
+root = sys.argv[1]
+found = summary(root, write=False)
+print("ready", flush=True)
+while True:
+    write_index(root, found)
+"""
+
+
+@pytest.mark.processes
+def test_kill_9_while_the_index_is_written_leaves_a_whole_index_or_none(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import script_env
+
+    run_some(tmp_path, (0, 10**6), "compact")
+    forget_summaries()
+    before = everything(tmp_path)
+    [root] = [root for root in roots(tmp_path) if "walk" in root]
+    expected = summary(root, write=False).encode()
+    instants = random.Random(25)
+    for _ in range(5):
+        writer = subprocess.Popen([sys.executable, "-c", WRITER, root], stdout=subprocess.PIPE, env=script_env())
+        assert writer.stdout.readline() == b"ready\n"
+        time.sleep(instants.uniform(0.0, 0.2))
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+        writer.stdout.close()
+        found = read_index(root)  # the old index or the new one, whole: never a part of one
+        assert found is None or found.encode() == expected
+    forget_summaries()
+    assert everything(tmp_path) == before
+    assert Summary.decode(open(os.path.join(root, INDEX_FILE), "rb").read()) is not None
+
+
+def test_the_index_is_only_a_cache_written_whole(tmp_path):
+    run_some(tmp_path, (0, 40), "compact")
+    forget_summaries()
+    [root] = [root for root in roots(tmp_path) if "walk" in root]
+    found = summary(root)
+    assert write_index(root, found)
+    assert read_index(root).encode() == found.encode()
+    assert [name for name in os.listdir(root) if name.endswith(".tmp")] == []  # no temporary file left
