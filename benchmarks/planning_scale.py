@@ -11,10 +11,11 @@
   (seconds to the first line and to the end, to a pipe read and dropped), `-p`, `-p --json`, `-P` (to its
   first line: its 2 x 10^6 rows take minutes), each process's peak memory; planning a resume of a `--resume`
   x 100 grid whose every other experiment finished (first job, peak memory; the seconds per finished
-  experiment say what a half-done 10^6 sweep costs); rank 0's peak memory over a streamed sweep of
-  `--jobs` jobs (the engine with an instant task: only rank 0's share). `--baseline FOLDER` runs each of
-  these command lines with that other copy of cluster_work too (e.g. `git worktree add /tmp/main main`),
-  side by side in the same run.
+  experiment say what a half-done 10^6 sweep costs), the same in a compact store with the index its last run
+  wrote and without one (the first look after a kill -9), and its `-p`, `-p --json`, `--list`; rank 0's peak
+  memory over a streamed sweep of `--jobs` jobs (the engine with an instant task: only rank 0's share).
+  `--baseline FOLDER` runs each of these command lines with that other copy of cluster_work too (e.g.
+  `git worktree add /tmp/main main`), side by side in the same run.
 Targets (issue 8): planning < 5 s and < 500 MB, -p < 2 s; (issue 15) load_results < 1 s; (issue 25) for
 10^6 points --list's first line < 2 s and all < 15 s, -p and -p --json < 5 s, a half-done resume < 5 s,
 rank 0 < 1 GB.
@@ -39,8 +40,10 @@ from unittest import mock
 from cluster_work import arrow_rows, load_results, results
 from cluster_work.durability import committer
 from cluster_work.expansion import expand_all
+from cluster_work.paths import LOCKS_FILE, compact_root, segment_name
 from cluster_work.planning import make_plan
 from cluster_work.reporting import print_progress
+from cluster_work.rows import to_plain
 from cluster_work.selection import Policy, Selection
 from cluster_work.store import ExperimentStore, encode_row
 from cluster_work.vocabulary import Record
@@ -172,6 +175,52 @@ def write_half_done(path: str, size: int) -> int:
     return size * 50
 
 
+def write_half_done_compact(path: str, size: int) -> tuple[dict, str]:
+    """The same half-done grid in a compact store, its segment written as a run leaves it (a claim and a row per
+    finished experiment); its document and the store's folder."""
+    document = {"name": "half", "repetitions": 1, "iterations": 1, "path": path, "store": "compact",
+                "grid": {"a": list(range(size)), "b": list(range(100))}}
+    [expanded] = expand_all([document]).documents
+    root = compact_root(expanded.base_folder)
+    os.makedirs(root)
+    open(os.path.join(root, LOCKS_FILE), "w").close()
+    claimed = time.time()
+    with open(os.path.join(root, segment_name("benchmark", os.getpid(), "00000000")), "wb") as segment:
+        for number, experiment in enumerate(itertools.islice(expanded, 0, None, 2)):
+            segment.write(encode_row({"c": [experiment.name, 0], "t": claimed + number * 1e-6, "base": "half",
+                                      "params": to_plain(experiment.params), "at": experiment.params_part}))
+            segment.write(encode_row({"w": [experiment.name, 0], "row": {
+                "iteration": 0, "x": 0, "iteration_time": 0.001, "repetition_time": 0.001}}))
+    return document, root
+
+
+def compact_resume(root: str, size: int, versions: list[tuple[str, dict[str, str]]], config, limit: float) -> None:
+    """Planning a resume of a half-done compact store: with the index its last run wrote, and without one (after
+    a kill -9: the first look reads every segment and writes it); -p and -p --json from the command line."""
+    from cluster_work import compact_index  # (not in a baseline's copy: its probes import this file)
+
+    document, store = write_half_done_compact(os.path.join(root, "half-compact"), size)
+    path = config("half-compact", document)
+    finished = size * 50
+    print("  the same in a compact store (`store: compact`): plan, first job")
+    for version, env in versions:
+        for label, index in (("no index", False), ("its index", True)):
+            if os.path.exists(os.path.join(store, "index.json")):
+                os.unlink(os.path.join(store, "index.json"))
+            if index and version == "this":
+                compact_index.refresh(store)  # as the run that wrote the segments did at its end
+            elif index:
+                continue  # the baseline has no index
+            seconds, cpu, peak = probed("plan", path, env)
+            print(f"    {version:<9} {label:<10} {seconds:6.2f} s ({cpu:.2f} s CPU, {cpu / finished * 1e6:.0f} us a "
+                  f"finished experiment: {cpu / finished * 5e5:.1f} s for a half-done 10^6)   peak {peak:5.0f} MB")
+    for flags in ("-p", "-p --json", "--list"):
+        for version, env in versions:
+            first, total, peak = command_figures([sys.executable, "noop.py", path, *flags.split()], env, root,
+                                                 False, limit)
+            print(f"    {flags:<14} {version:<9} all {total:6.2f} s   peak {peak:5.0f} MB")
+
+
 def huge_sweeps(root: str, size: int, resume: int, jobs: int, baseline: str | None, limit: float) -> None:
     """Issue 25's figures, each for this copy of cluster_work and for `baseline` (if given), side by side; a
     command line is stopped after `limit` seconds (nan: what it had not done by then)."""
@@ -206,6 +255,7 @@ def huge_sweeps(root: str, size: int, resume: int, jobs: int, baseline: str | No
         seconds, cpu, peak = probed("plan", half_config, env)
         print(f"    {version:<9} {seconds:6.2f} s ({cpu:.2f} s CPU, {cpu / finished * 1e6:.0f} us a finished "
               f"experiment: {cpu / finished * 5e5:.0f} s for a half-done 10^6)   peak {peak:5.0f} MB")
+    compact_resume(root, resume, versions, config, limit)
     streamed = config("streamed", {"grid": {"a": list(range(jobs // 1000)), "b": list(range(1000))}})
     print(f"  rank 0 over a sweep of {jobs} jobs (an instant task: rank 0's share alone)")
     for version, env in versions:

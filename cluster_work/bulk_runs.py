@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .compact_index import ExperimentSummary, SummaryStore, canonical
+from .compact_index import Entry, ExperimentSummary, SummaryStore, canonical
 from .compact_store import is_compact
 from .config import KeyPath
 from .expansion import ExpandedDocument, ExpandedExperiment
@@ -24,7 +24,7 @@ from .rows import to_plain
 from .vocabulary import Record
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Run:
     """Experiments `start` to `stop - 1` of one document."""
 
@@ -42,25 +42,25 @@ class Run:
         return self.document.document["repetitions"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FreshRun(Run):
     """A run of experiments whose folders do not exist (so neither does any file of theirs): each is new, with
     every repetition a job, so the run is counted, listed and summed without making its experiments or looking
     at the disk for them (`Plan.chunks`). Only without -r and -j."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DoneRun(Run):
     """Experiments of a compact store's document whose every repetition is finished or stopped and whose
     parameters did not change: each is done, with no job (its plan, made where it is shown, says the same)."""
 
     store: SummaryStore | None = None  # what its plans are made from
-    found: tuple[ExperimentSummary, ...] = ()  # what its index says of each of its experiments
+    found: tuple[Entry, ...] = ()  # what its index says of each of its experiments
 
     def iteration_times(self) -> Iterator[float]:
         """Each repetition's mean iteration time, where one was measured, in order (as their plans have them)."""
-        for experiment in self.found:
-            for rep, found in sorted(experiment.repetitions.items()):
+        for entry in self.found:
+            for rep, found in sorted(ExperimentSummary.of(entry).repetitions.items()):
                 status = found.status or {}
                 mean = status.get("mean_iteration_time")
                 if rep >= self.repetitions:
@@ -124,15 +124,15 @@ def compact_runs(document: ExpandedDocument, first_index: int, store: SummarySto
     see `is_done`) and, between them, each other experiment's plan by `plan`; each with whether it was fresh.
     Where the parameters cannot be told from the axes (`params_texts`), each experiment it holds is planned."""
     repetitions, iterations = document.document["repetitions"], document.document["iterations"]
-    held = store.summary.experiments
+    held = store.summary.entries
     texts = params_texts(document) if held else None
-    expected = texts() if texts is not None else itertools.repeat(None)
+    expected = texts[0]() if texts is not None else itertools.repeat("")
     kind, start = None, 0  # the run being gathered: FreshRun, DoneRun or None (planned one by one)
-    done: list[ExperimentSummary] = []
-    for position, name, text in zip(range(len(document)), document.names() if held else (), expected):
+    done: list[Entry] = []
+    for position, name, joined in zip(range(len(document)), document.names() if held else (), expected):
         found = held.get(name)
         now = FreshRun if found is None else DoneRun if (
-            text is not None and text == found.params and is_done(found.repetitions, repetitions, iterations)) else None
+            texts is not None and texts[1](joined) == found[1] and is_done(found[2], repetitions, iterations)) else None
         if now is not kind and kind is not None and position > start:
             yield _run(kind, document, start, position, first_index, store, done), kind is FreshRun
         if now is not kind:
@@ -148,36 +148,36 @@ def compact_runs(document: ExpandedDocument, first_index: int, store: SummarySto
 
 
 def _run(kind: type, document: ExpandedDocument, start: int, stop: int, first_index: int, store: SummaryStore,
-         done: list[ExperimentSummary]) -> FreshRun | DoneRun:
+         done: list[Entry]) -> FreshRun | DoneRun:
     first = first_index + start * document.document["repetitions"]
     if kind is FreshRun:
         return FreshRun(document, start, stop, first)
     return DoneRun(document, start, stop, first, store, tuple(done))
 
 
-def is_done(found: dict[int, Any], repetitions: int, iterations: int) -> bool:
-    """Whether each of `repetitions` summarised repetitions is finished or stopped (as `read_repetition` decides
-    without asking for locks, which planning does not)."""
-    for rep in range(repetitions):
-        summary = found.get(rep)
-        if summary is None:
-            return False
-        status = summary.status or {}
-        if status.get("state") == Record.STOPPED.value or summary.rows >= iterations:
+def is_done(reps: list[list[Any]], repetitions: int, iterations: int) -> bool:
+    """Whether each of `repetitions` repetitions (as an index holds them: [rep, status, rows, ...]) is finished
+    or stopped, as `read_repetition` decides without asking for locks (which planning does not)."""
+    done = 0
+    for rep, status, rows, *_ in reps:
+        if rep >= repetitions:
             continue
-        if not status_says_finished(status, iterations, None):
+        status = status or {}
+        if not (rows >= iterations or status.get("state") == Record.STOPPED.value
+                or status_says_finished(status, iterations, None)):
             return False
-    return True
+        done += 1
+    return done == repetitions
 
 
 _SENTINEL = re.compile(r'"\\u0000(\d+)\\u0000"')  # where a varied value goes in a document's params text
 
 
-def params_texts(document: ExpandedDocument) -> Callable[[], Iterator[str]] | None:
-    """A function giving each experiment's parameters as the text `compact_index.canonical(to_plain(params))`,
-    in order, made from a template of the document's parameters and each axis' values encoded once (1-2 us an
-    experiment instead of making it); None where that is not sure to be the same text (points of their own,
-    one varied key inside another's value)."""
+def params_texts(document: ExpandedDocument) -> tuple[Callable[[], Iterator[str]], Callable[[str], str]] | None:
+    """Each experiment's parameters as the text `compact_index.canonical(to_plain(params))`, from a template of
+    the document's parameters and each axis' values encoded once (~1 us an experiment instead of making it): a
+    function giving each experiment's values joined (in order, cheap), and one making its text of them; None
+    where that is not sure to be the same text (points of their own, one varied key inside another's value)."""
     if document.custom_points or not document.varies or not len(document):
         return None
     first = document[0]
@@ -201,12 +201,6 @@ def params_texts(document: ExpandedDocument) -> Callable[[], Iterator[str]] | No
     def encode(path: KeyPath, value: Any) -> str:
         return canonical(to_plain(value))  # no raw NUL: json escapes it
 
-    def each() -> Iterator[str]:
-        for joined in document.joined_points(encode, "\0"):
-            values = joined.split("\0")
-            parts = [texts[0]]
-            for number, text in zip(order, texts[1:]):
-                parts += (values[number], text)
-            yield "".join(parts)
-
-    return each
+    form = "".join(text.replace("{", "{{").replace("}", "}}") + (f"{{{number}}}" if number is not None else "")
+                   for text, number in itertools.zip_longest(texts, order))
+    return lambda: document.joined_points(encode, "\0"), lambda joined: form.format(*joined.split("\0"))

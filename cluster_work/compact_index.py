@@ -69,36 +69,45 @@ class ExperimentSummary(NamedTuple):
     params: str
     repetitions: dict[int, RepetitionSummary]
 
+    @classmethod
+    def of(cls, entry: Entry) -> ExperimentSummary:  # type: ignore[override]
+        at, params, reps = entry
+        return cls(at, params, {rep: RepetitionSummary(*fields) for rep, *fields in reps})
+
     def stored_params(self) -> dict[str, Any]:
         return json.loads(self.params)
 
 
-class Summary:
-    """What a compact store's segments say, experiment by experiment (`experiments`, by name), and which bytes
-    of which segments that is (`segments`), with the experiments' latest drops (-d)."""
+Entry = list  # an experiment as the index holds it: [at, params, [[rep, status, rows, seconds, timed], ...]]
 
-    def __init__(self, segments: dict[str, int], dropped: dict[str, float],
-                 experiments: dict[str, ExperimentSummary]):
-        self.segments, self.dropped, self.experiments = segments, dropped, experiments
+
+class Summary:
+    """What a compact store's segments say, experiment by experiment (`entries`, by name, as the index holds
+    them: a 10^6-point sweep's are parsed in one call, and made into ExperimentSummaries only where asked), and
+    which bytes of which segments that is (`segments`), with the experiments' latest drops (-d)."""
+
+    def __init__(self, segments: dict[str, int], dropped: dict[str, float], entries: dict[str, Entry]):
+        self.segments, self.dropped, self.entries = segments, dropped, entries
+
+    def experiment(self, name: str) -> ExperimentSummary | None:
+        entry = self.entries.get(name)
+        return ExperimentSummary.of(entry) if entry is not None else None
 
     @classmethod
     def of(cls, known: Catalog) -> Summary:
         """The summary of everything `known` has read."""
         at_of = {name: at for at, name in known.names_at.items()}
-        experiments = {}
+        entries = {}
         for name, reps in known.experiments().items():
             saved = {rep: known.repetition(name, rep) for rep in reps}
             params: Any = next((s.params for s in saved.values() if s.params is not None), {})
-            experiments[name] = ExperimentSummary(at_of.get(name, ""), canonical(params),
-                                                  {rep: RepetitionSummary.of(s) for rep, s in saved.items()})
-        return cls(dict(known.offsets), dict(known.dropped), experiments)
+            entries[name] = [at_of.get(name, ""), canonical(params),
+                             [[rep, *RepetitionSummary.of(s)] for rep, s in saved.items()]]
+        return cls(dict(known.offsets), dict(known.dropped), entries)
 
     def encode(self) -> bytes:
-        experiments = [[name, e.at, e.params, [[rep, r.status, r.rows, r.seconds, r.timed]
-                                               for rep, r in e.repetitions.items()]]
-                       for name, e in self.experiments.items()]
         return json.dumps({"v": VERSION, "segments": self.segments, "dropped": self.dropped,
-                           "experiments": experiments}, separators=(",", ":"), allow_nan=True).encode()
+                           "experiments": self.entries}, separators=(",", ":"), allow_nan=True).encode()
 
     @classmethod
     def decode(cls, data: bytes) -> Summary | None:
@@ -107,14 +116,14 @@ class Summary:
             value = json.loads(data)
             if not isinstance(value, dict) or value.get("v") != VERSION:
                 return None
-            experiments = {str(name): ExperimentSummary(str(at), str(params), {
-                int(rep): RepetitionSummary(status, int(rows), float(seconds), int(timed))
-                for rep, status, rows, seconds, timed in reps}) for name, at, params, reps in value["experiments"]}
+            entries = value["experiments"]
+            if not isinstance(entries, dict) or not all(isinstance(e, list) and len(e) == 3 for e in entries.values()):
+                return None
             segments = {str(name): int(size) for name, size in value["segments"].items()}
             dropped = {str(name): float(time) for name, time in value["dropped"].items()}
         except (ValueError, TypeError, KeyError, AttributeError):
             return None
-        return cls(segments, dropped, experiments)
+        return cls(segments, dropped, entries)
 
 
 def canonical(params: Any) -> str:
@@ -182,11 +191,11 @@ def _extended(root: str, index: Summary, sizes: dict[str, int]) -> Summary | Non
     new = Catalog(root)
     new.offsets, new.dropped = dict(index.segments), dict(index.dropped)
     new.refresh(force=True)
-    if any(name in index.experiments for name in new.by_name) or any(
-            index.dropped.get(name) != time and name in index.experiments for name, time in new.dropped.items()):
+    if any(name in index.entries for name in new.by_name) or any(
+            index.dropped.get(name) != time and name in index.entries for name, time in new.dropped.items()):
         return None
     added = Summary.of(new)
-    return Summary(added.segments, added.dropped, {**index.experiments, **added.experiments})
+    return Summary(added.segments, added.dropped, {**index.entries, **added.entries})
 
 
 _summaries: dict[str, tuple[dict[str, int], Summary]] = {}  # this process's, by store, with the sizes read
@@ -230,7 +239,7 @@ class SummaryStore:
         self.locked = check_locks and any_held(root)
 
     def experiment(self, name: str, path: str) -> SummaryExperiment:
-        return SummaryExperiment(self, name, path, self.summary.experiments.get(name))
+        return SummaryExperiment(self, name, path, self.summary.experiment(name))
 
 
 class SummaryExperiment:

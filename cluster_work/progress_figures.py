@@ -249,7 +249,7 @@ def _compact_parts(document: ExpandedDocument, attempts: AttemptIndex) -> Iterat
     """The figures of a compact store's document from its index: a PendingRun for each run of experiments it
     holds nothing of, each other experiment's own (without making it: its name from the axes)."""
     store = SummaryStore(compact_root(document.base_folder))
-    held = store.summary.experiments
+    held = store.summary.entries
     repetitions, iterations = document.document["repetitions"], document.document["iterations"]
     start = 0
     for position, name in enumerate(document.names() if held else ()):
@@ -259,7 +259,7 @@ def _compact_parts(document: ExpandedDocument, attempts: AttemptIndex) -> Iterat
         if position > start:
             yield PendingRun.of(document, start, position)
         start = position + 1
-        experiment = store.experiment(name, experiment_folder(document.base_folder, found.at))
+        experiment = store.experiment(name, experiment_folder(document.base_folder, found[0]))
         yield _progress(name, repetitions, iterations, experiment, attempts)
     if start < len(document):
         yield PendingRun.of(document, start, len(document))
