@@ -153,9 +153,13 @@ def own_peak_mb() -> float:
         return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
 
 
-def probed(kind: str, config: str, env: dict[str, str]) -> list[float]:
-    output = subprocess.run([sys.executable, __file__, "--probe", kind, config], env=env, capture_output=True,
-                            text=True, check=True).stdout
+def probed(kind: str, config: str, env: dict[str, str], limit: float | None = None) -> list[float]:
+    """(seconds, CPU seconds, peak MB) of `probe` in a process of its own; nan where it ran past `limit` seconds."""
+    try:
+        output = subprocess.run([sys.executable, __file__, "--probe", kind, config], env=env, capture_output=True,
+                                text=True, check=True, timeout=limit).stdout
+    except subprocess.TimeoutExpired:
+        return [math.nan] * 3
     return [float(figure) for figure in output.split()]
 
 
@@ -211,7 +215,7 @@ def compact_resume(root: str, size: int, versions: list[tuple[str, dict[str, str
                 compact_index.refresh(store)  # as the run that wrote the segments did at its end
             elif index:
                 continue  # the baseline has no index
-            seconds, cpu, peak = probed("plan", path, env)
+            seconds, cpu, peak = probed("plan", path, env, limit)
             print(f"    {version:<9} {label:<10} {seconds:6.2f} s ({cpu:.2f} s CPU, {cpu / finished * 1e6:.0f} us a "
                   f"finished experiment: {cpu / finished * 5e5:.1f} s for a half-done 10^6)   peak {peak:5.0f} MB")
     for flags in ("-p", "-p --json", "--list"):
@@ -221,7 +225,8 @@ def compact_resume(root: str, size: int, versions: list[tuple[str, dict[str, str
             print(f"    {flags:<14} {version:<9} all {total:6.2f} s   peak {peak:5.0f} MB")
 
 
-def huge_sweeps(root: str, size: int, resume: int, jobs: int, baseline: str | None, limit: float) -> None:
+def huge_sweeps(root: str, size: int, resume: int, compact: int, jobs: int, baseline: str | None,
+                limit: float) -> None:
     """Issue 25's figures, each for this copy of cluster_work and for `baseline` (if given), side by side; a
     command line is stopped after `limit` seconds (nan: what it had not done by then)."""
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -255,7 +260,7 @@ def huge_sweeps(root: str, size: int, resume: int, jobs: int, baseline: str | No
         seconds, cpu, peak = probed("plan", half_config, env)
         print(f"    {version:<9} {seconds:6.2f} s ({cpu:.2f} s CPU, {cpu / finished * 1e6:.0f} us a finished "
               f"experiment: {cpu / finished * 5e5:.0f} s for a half-done 10^6)   peak {peak:5.0f} MB")
-    compact_resume(root, resume, versions, config, limit)
+    compact_resume(root, compact, versions, config, limit)
     streamed = config("streamed", {"grid": {"a": list(range(jobs // 1000)), "b": list(range(1000))}})
     print(f"  rank 0 over a sweep of {jobs} jobs (an instant task: rank 0's share alone)")
     for version, env in versions:
@@ -271,6 +276,8 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=100)
     parser.add_argument("--huge", type=int, default=1000, help="the huge grid is this x this (0: not measured)")
     parser.add_argument("--resume", type=int, default=200, help="the half-done grid is this x 100")
+    parser.add_argument("--compact-resume", type=int, default=10_000,
+                        help="the half-done grid in a compact store is this x 100 (10^4: 10^6 points, measured)")
     parser.add_argument("--jobs", type=int, default=10**6, help="jobs of the sweep rank 0's memory is taken over")
     parser.add_argument("--baseline", help="another copy of cluster_work (its repository folder) to compare with")
     parser.add_argument("--limit", type=float, default=300, help="seconds after which a command line is stopped")
@@ -283,7 +290,7 @@ def main() -> None:
     try:
         print(f"planning_scale: {os.cpu_count()} cores")
         if args.huge:  # first, while this process is small: a child's peak counts its parent's size at fork
-            huge_sweeps(root, args.huge, args.resume, args.jobs, args.baseline, args.limit)
+            huge_sweeps(root, args.huge, args.resume, args.compact_resume, args.jobs, args.baseline, args.limit)
         jobs = args.grid * args.repetitions
         document = {"name": "plan", "repetitions": args.repetitions, "iterations": 10,
                     "path": os.path.join(root, "plan"), "params": {"model": {"width": 8}, "lr": 0.1},

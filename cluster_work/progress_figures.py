@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .attempts import AttemptIndex, read_index
-from .bulk_runs import folder_runs, present_folders
+from .bulk_runs import far_in, folder_runs, present_folders
 from .compact_index import SummaryStore
 from .compact_store import is_compact, store_of
 from .expansion import ExpandedDocument, ExpandedExperiment, Expansion, expand_path
@@ -131,7 +131,10 @@ class PendingRun:
 
     def parts(self) -> Iterator[ExperimentProgress]:
         """Each experiment's figures."""
-        names = itertools.islice(self.document.names(), self.start, self.stop)
+        if far_in(self.start, self.stop):  # each name made: not every name before it
+            names: Iterable[str] = (self.document[position].name for position in range(self.start, self.stop))
+        else:
+            names = itertools.islice(self.document.names(), self.start, self.stop)
         return (dataclasses.replace(self.figures, name=name) for name in names)
 
 

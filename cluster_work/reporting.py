@@ -13,6 +13,7 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.table import Table
 
+from .bulk_runs import far_in
 from .config import KeyPath, dotted
 from .display import counted, format_duration, format_seconds
 from .expansion import ExpandedExperiment
@@ -161,8 +162,9 @@ def _fresh_job_lines(plan: Plan, run: FreshRun) -> Iterator[str]:
     """--list --json's lines of a run of new experiments, as `_job_record` gives them, made from the names
     and values of the document's axes (each encoded once) instead of from each experiment: 2 us a job, not 25."""
     document = run.document
-    if document.custom_points or len({dotted(path) for path in document[run.start].varied}) < len(
-            document[run.start].varied):  # points of their own, or two values of one name: each its record
+    if document.custom_points or far_in(run.start, run.stop) or len(
+            {dotted(path) for path in document[run.start].varied}) < len(document[run.start].varied):
+        # points of their own, a short run far in, or two values of one name: each its record
         yield from (json.dumps(_job_record(item, job), default=repr) + "\n"
                     for item in plan.fresh_plans(run) for job in item.jobs)
         return
