@@ -16,7 +16,8 @@
     <path>/<base>/                            a document's folder (`.cluster_work_points.json`: a custom
                                               strategy's frozen points; `.cluster_work_campaign.jsonl`: a
                                               steered campaign's journal; `.cluster_work_compact/`: the
-                                              segments of a compact store, `store: compact`)
+                                              segments of a compact store, `store: compact`, and its
+                                              index.json, a cache of them)
     <path>/<base>/<params>/                   an expanded experiment (the document's folder itself when
                                               nothing varies), as the original ClusterWork lays it out
         config.yml                            its effective config (first line: cluster_work's marker)
