@@ -3,6 +3,7 @@ of 10^5 points and more (HPC sites cap inodes per user; every create is a metada
 
     <path>/<base>/.cluster_work_compact/locks                    never written: a byte-range lock per repetition
     <path>/<base>/.cluster_work_compact/seg-<host>-<pid>-<token>.jsonl   one per writing process, append-only
+    <path>/<base>/.cluster_work_compact/index.json               a cache of what they say (compact_index)
 
 A segment holds events, one JSON line each, of the repetitions its process wrote:
     {"c": [name, rep], "t": time, "params": {...}, "base": base name, "at": params part}   a claim: the lock taken

@@ -14,6 +14,7 @@ from cluster_work.expansion import Expansion, expand_all
 from cluster_work.planning import make_plan
 from cluster_work.runner import ExperimentTask
 from cluster_work.selection import Policy, Selection
+from cluster_work.stopping import stop_signals_handled
 from cluster_work.sweep import run_segments
 from cluster_work.vocabulary import RunSettings
 
@@ -40,8 +41,8 @@ def expand(root: Path, store: str = "folders") -> Expansion:
 def run_some(root: Path, jobs: tuple[int, ...], store: str = "folders") -> None:
     """Run the jobs `jobs` (a -j slice) of the sweep, as a run with -j does (failures included)."""
     plan = make_plan(expand(root, store), Selection(jobs=jobs), Policy(), "test")
-    with SequentialExecutor(ExperimentTask(Deterministic, RunSettings(sync=False))) as executor:
-        run_segments(plan.jobs, executor)
+    with stop_signals_handled(), SequentialExecutor(ExperimentTask(Deterministic, RunSettings(sync=False))) as executor:
+        run_segments(plan.jobs, executor)  # (a fresh stop flag: a test before may have left one set)
 
 
 def text(write, *args, **options) -> str:
