@@ -179,9 +179,10 @@ def write_half_done(path: str, size: int) -> int:
     return size * 50
 
 
-def write_half_done_compact(path: str, size: int) -> tuple[dict, str]:
+def write_half_done_compact(path: str, size: int, contiguous: bool) -> tuple[dict, str]:
     """The same half-done grid in a compact store, its segment written as a run leaves it (a claim and a row per
-    finished experiment); its document and the store's folder."""
+    finished experiment: every other one, or the first half where `contiguous`); its document and the store's
+    folder."""
     document = {"name": "half", "repetitions": 1, "iterations": 1, "path": path, "store": "compact",
                 "grid": {"a": list(range(size)), "b": list(range(100))}}
     [expanded] = expand_all([document]).documents
@@ -190,7 +191,9 @@ def write_half_done_compact(path: str, size: int) -> tuple[dict, str]:
     open(os.path.join(root, LOCKS_FILE), "w").close()
     claimed = time.time()
     with open(os.path.join(root, segment_name("benchmark", os.getpid(), "00000000")), "wb") as segment:
-        for number, experiment in enumerate(itertools.islice(expanded, 0, None, 2)):
+        finished = itertools.islice(expanded, 0, len(expanded) // 2) if contiguous else itertools.islice(
+            expanded, 0, None, 2)
+        for number, experiment in enumerate(finished):
             segment.write(encode_row({"c": [experiment.name, 0], "t": claimed + number * 1e-6, "base": "half",
                                       "params": to_plain(experiment.params), "at": experiment.params_part}))
             segment.write(encode_row({"w": [experiment.name, 0], "row": {
@@ -198,12 +201,16 @@ def write_half_done_compact(path: str, size: int) -> tuple[dict, str]:
     return document, root
 
 
-def compact_resume(root: str, size: int, versions: list[tuple[str, dict[str, str]]], config, limit: float) -> None:
+def compact_resume(root: str, size: int, contiguous: bool, versions: list[tuple[str, dict[str, str]]], config,
+                   limit: float) -> None:
     """Planning a resume of a half-done compact store: with the index its last run wrote, and without one (after
     a kill -9: the first look reads every segment and writes it); -p and -p --json from the command line."""
-    from cluster_work import compact_index  # (not in a baseline's copy: its probes import this file)
+    document, store = write_half_done_compact(os.path.join(root, "half-compact"), size, contiguous)
 
-    document, store = write_half_done_compact(os.path.join(root, "half-compact"), size)
+    def refresh() -> None:  # as the run that wrote the segments does at its end, in a process of its own (a child's
+        script = "import sys; from cluster_work import compact_index; compact_index.refresh(sys.argv[1])"  # peak
+        subprocess.run([sys.executable, "-c", script, store], env=versions[0][1], check=True)  # counts ours)
+
     path = config("half-compact", document)
     finished = size * 50
     print("  the same in a compact store (`store: compact`): plan, first job")
@@ -212,12 +219,13 @@ def compact_resume(root: str, size: int, versions: list[tuple[str, dict[str, str
             if os.path.exists(os.path.join(store, "index.json")):
                 os.unlink(os.path.join(store, "index.json"))
             if index and version == "this":
-                compact_index.refresh(store)  # as the run that wrote the segments did at its end
+                refresh()
             elif index:
                 continue  # the baseline has no index
             seconds, cpu, peak = probed("plan", path, env, limit)
             print(f"    {version:<9} {label:<10} {seconds:6.2f} s ({cpu:.2f} s CPU, {cpu / finished * 1e6:.0f} us a "
                   f"finished experiment: {cpu / finished * 5e5:.1f} s for a half-done 10^6)   peak {peak:5.0f} MB")
+    refresh()  # the index its last run wrote (the baseline's runs ignore it)
     for flags in ("-p", "-p --json", "--list"):
         for version, env in versions:
             first, total, peak = command_figures([sys.executable, "noop.py", path, *flags.split()], env, root,
@@ -225,7 +233,7 @@ def compact_resume(root: str, size: int, versions: list[tuple[str, dict[str, str
             print(f"    {flags:<14} {version:<9} all {total:6.2f} s   peak {peak:5.0f} MB")
 
 
-def huge_sweeps(root: str, size: int, resume: int, compact: int, jobs: int, baseline: str | None,
+def huge_sweeps(root: str, size: int, resume: int, compact: int, contiguous: bool, jobs: int, baseline: str | None,
                 limit: float) -> None:
     """Issue 25's figures, each for this copy of cluster_work and for `baseline` (if given), side by side; a
     command line is stopped after `limit` seconds (nan: what it had not done by then)."""
@@ -260,7 +268,7 @@ def huge_sweeps(root: str, size: int, resume: int, compact: int, jobs: int, base
         seconds, cpu, peak = probed("plan", half_config, env)
         print(f"    {version:<9} {seconds:6.2f} s ({cpu:.2f} s CPU, {cpu / finished * 1e6:.0f} us a finished "
               f"experiment: {cpu / finished * 5e5:.0f} s for a half-done 10^6)   peak {peak:5.0f} MB")
-    compact_resume(root, compact, versions, config, limit)
+    compact_resume(root, compact, contiguous, versions, config, limit)
     streamed = config("streamed", {"grid": {"a": list(range(jobs // 1000)), "b": list(range(1000))}})
     print(f"  rank 0 over a sweep of {jobs} jobs (an instant task: rank 0's share alone)")
     for version, env in versions:
@@ -278,6 +286,8 @@ def main() -> None:
     parser.add_argument("--resume", type=int, default=200, help="the half-done grid is this x 100")
     parser.add_argument("--compact-resume", type=int, default=10_000,
                         help="the half-done grid in a compact store is this x 100 (10^4: 10^6 points, measured)")
+    parser.add_argument("--contiguous", action="store_true",
+                        help="the compact store's finished half is the grid's first half, not every other point")
     parser.add_argument("--jobs", type=int, default=10**6, help="jobs of the sweep rank 0's memory is taken over")
     parser.add_argument("--baseline", help="another copy of cluster_work (its repository folder) to compare with")
     parser.add_argument("--limit", type=float, default=300, help="seconds after which a command line is stopped")
@@ -290,7 +300,8 @@ def main() -> None:
     try:
         print(f"planning_scale: {os.cpu_count()} cores")
         if args.huge:  # first, while this process is small: a child's peak counts its parent's size at fork
-            huge_sweeps(root, args.huge, args.resume, args.compact_resume, args.jobs, args.baseline, args.limit)
+            huge_sweeps(root, args.huge, args.resume, args.compact_resume, args.contiguous, args.jobs, args.baseline,
+                        args.limit)
         jobs = args.grid * args.repetitions
         document = {"name": "plan", "repetitions": args.repetitions, "iterations": 10,
                     "path": os.path.join(root, "plan"), "params": {"model": {"width": 8}, "lr": 0.1},

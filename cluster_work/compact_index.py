@@ -254,15 +254,18 @@ class SummaryExperiment:
 
     def repetition(self, rep: int) -> SummaryRepetition:
         found = self.found.repetitions.get(rep) if self.found is not None else None
-        return SummaryRepetition(self.store, self.name, rep, RepetitionPaths.of(self.path, rep).log_file,
-                                 found or RepetitionSummary(None, 0))
+        return SummaryRepetition(self.store, self.name, self.path, rep, found or RepetitionSummary(None, 0))
 
 
 class SummaryRepetition:
     """A repetition as its summary says (`read_repetition` takes its count and mean of the rows)."""
 
-    def __init__(self, store: SummaryStore, name: str, rep: int, log_file: str, found: RepetitionSummary):
-        self.store, self.name, self.rep, self.log_file, self.summary = store, name, rep, log_file, found
+    def __init__(self, store: SummaryStore, name: str, path: str, rep: int, found: RepetitionSummary):
+        self.store, self.name, self.path, self.rep, self.summary = store, name, path, rep, found
+
+    @property
+    def log_file(self) -> str:
+        return RepetitionPaths.of(self.path, self.rep).log_file
 
     def read_status(self) -> dict[str, Any]:
         return dict(self.summary.status) if self.summary.status is not None else {}
