@@ -194,6 +194,8 @@ def test_kill_9_while_the_index_is_written_leaves_a_whole_index_or_none(tmp_path
     forget_summaries()
     assert everything(tmp_path) == before
     assert Summary.decode(open(os.path.join(root, INDEX_FILE), "rb").read()) is not None
+    assert write_index(root, summary(root))  # and what the killed writers left is gone
+    assert not [name for name in os.listdir(root) if name.endswith(".tmp")]
 
 
 def test_the_index_is_only_a_cache_written_whole(tmp_path):
