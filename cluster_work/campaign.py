@@ -12,21 +12,21 @@ import collections
 import dataclasses
 import itertools
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Protocol
+from typing import Protocol
 
 from .backends.base import Executor
 from .stopping import request_stop, stop_requested
-from .vocabulary import OutcomeKind, Segment
+from .vocabulary import Outcome, OutcomeKind, Segment, WorkItem
 
 
 class Driver(Protocol):
     """What decides a campaign (see the module docstring)."""
 
-    def start(self) -> Iterable[Any]:
+    def start(self) -> Iterable[WorkItem]:
         """The first items (may be lazy: a sweep of 10^6 segments is made as workers free up)."""
         ...
 
-    def on_outcome(self, outcome: Any) -> Iterable[Any]:
+    def on_outcome(self, outcome: Outcome) -> Iterable[WorkItem]:
         """Take one outcome; return the items it makes ready to run."""
         ...
 
@@ -39,13 +39,13 @@ class PlainSweep:
     """A fixed list of segments, run once each: the driver of a sweep without steering. `ended` sees
     each of its outcomes (the summary counts these, not a campaign's)."""
 
-    def __init__(self, segments: Iterable[Any], ended: Callable[[Any], None] = lambda outcome: None):
+    def __init__(self, segments: Iterable[WorkItem], ended: Callable[[Outcome], None] = lambda outcome: None):
         self._segments, self._ended = segments, ended
 
-    def start(self) -> Iterable[Any]:
+    def start(self) -> Iterable[WorkItem]:
         return self._segments
 
-    def on_outcome(self, outcome: Any) -> Iterable[Any]:
+    def on_outcome(self, outcome: Outcome) -> Iterable[WorkItem]:
         self._ended(outcome)
         return ()
 
@@ -56,7 +56,7 @@ class PlainSweep:
 def drive(driver: Driver, executor: Executor) -> None:
     """Run `driver`'s campaign on `executor` until nothing is ready and nothing is in flight, or the run
     stops (then the items in flight end as interrupted). A store failure (full disk...) stops it at once."""
-    ready: collections.deque[Iterator[Any]] = collections.deque([iter(driver.start())])
+    ready: collections.deque[Iterator[WorkItem]] = collections.deque([iter(driver.start())])
     while True:
         while ready and not stop_requested() and executor.has_capacity():
             item = next(ready[0], None)
@@ -72,7 +72,7 @@ def drive(driver: Driver, executor: Executor) -> None:
             ready.append(iter(items))
         for index in driver.cancellations():
             executor.cancel(index)
-        if getattr(outcome, "kind", None) == OutcomeKind.STORE_FAILURE and not stop_requested():
+        if outcome.kind == OutcomeKind.STORE_FAILURE and not stop_requested():
             request_stop()
             executor.forward_stop()
 
@@ -91,7 +91,7 @@ came), so that each driver sees its own. Segments
         self._own: dict[tuple[int, int], int] = {}  # (driver number, its own index) -> index in flight
         self._next = 0
 
-    def _renumbered(self, number: int, items: Iterable[Any]) -> Iterator[Any]:
+    def _renumbered(self, number: int, items: Iterable[WorkItem]) -> Iterator[WorkItem]:
         driver = self.drivers[number]
         for item in items:
             index = self._next
@@ -100,10 +100,10 @@ came), so that each driver sees its own. Segments
             self._own[number, item.index] = index
             yield dataclasses.replace(item, index=index, **(self._stamp if isinstance(item, Segment) else {}))
 
-    def start(self) -> Iterable[Any]:
+    def start(self) -> Iterable[WorkItem]:
         return itertools.chain.from_iterable(self._renumbered(n, d.start()) for n, d in enumerate(self.drivers))
 
-    def on_outcome(self, outcome: Any) -> Iterable[Any]:
+    def on_outcome(self, outcome: Outcome) -> Iterable[WorkItem]:
         driver, own = self._owner.pop(outcome.index)
         number = self.drivers.index(driver)
         del self._own[number, own]

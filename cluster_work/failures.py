@@ -22,7 +22,7 @@ from typing import Any
 from .campaign import Driver
 from .display import counted
 from .errors import config_error
-from .vocabulary import OutcomeKind
+from .vocabulary import Outcome, OutcomeKind, WorkItem
 
 log = logging.getLogger("cluster_work")
 
@@ -62,10 +62,10 @@ class Failures:
         self.reason: str | None = None
         self._shown: dict[str, str] = {}  # a traceback (addresses masked) -> the label of the first to show it
 
-    def show(self, outcome: Any) -> None:
+    def show(self, outcome: Outcome) -> None:
         """Before the outcome's own log line: a failure's traceback, printed if it is new, else the outcome
         marked as having the same as an earlier one (`same_traceback_as`, which its log line names)."""
-        trace = getattr(outcome, "traceback", None) if getattr(outcome, "kind", None) in FAILED_KINDS else None
+        trace = outcome.traceback if outcome.kind in FAILED_KINDS else None
         if trace:
             first = self._shown.setdefault(_ADDRESS.sub("0x", trace), outcome.label)
             if first == outcome.label:
@@ -73,9 +73,9 @@ class Failures:
             else:
                 outcome.same_traceback_as = first
 
-    def count(self, outcome: Any) -> None:
+    def count(self, outcome: Outcome) -> None:
         """After the outcome's own log line: count a failure, and stop the run at the limit."""
-        if getattr(outcome, "kind", None) not in FAILED_KINDS:
+        if outcome.kind not in FAILED_KINDS:
             return
         self.count_failed += 1
         if self.limit is not None and self.count_failed == self.limit:
@@ -91,10 +91,10 @@ class CountingFailures:
     def __init__(self, driver: Driver, failures: Failures):
         self.driver, self.failures = driver, failures
 
-    def start(self) -> Iterable[Any]:
+    def start(self) -> Iterable[WorkItem]:
         return self.driver.start()
 
-    def on_outcome(self, outcome: Any) -> Iterable[Any]:
+    def on_outcome(self, outcome: Outcome) -> Iterable[WorkItem]:
         self.failures.show(outcome)
         items = self.driver.on_outcome(outcome)
         self.failures.count(outcome)

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import enum
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 if TYPE_CHECKING:  # only for type hints: the vocabulary imports nothing of the package at run time
     from .expansion import ExpandedExperiment
+    from .experiment import ClusterWork
+    from .task_context import TaskContext
 
 
 class OutcomeKind(enum.Enum):
@@ -124,6 +127,50 @@ class Segment:
         """The number of saved iterations this segment runs up to."""
         iterations = self.experiment.iterations
         return iterations if self.until is None else min(self.until, iterations)
+
+
+class CampaignItem(Protocol):
+    """A work item of a campaign kind that runs itself (a weighted ensemble's block of walkers): what the
+    executors and `runner.ExperimentTask` ask of an item that is not a `Segment`. Frozen dataclasses: the
+    campaign loop renumbers them with `dataclasses.replace` (`index` is unique among the items in flight)."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+    @property
+    def index(self) -> int: ...
+
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def experiment(self) -> ExpandedExperiment: ...
+
+    def run(self, experiment_class: type[ClusterWork], settings: RunSettings, context: TaskContext) -> Outcome:
+        """Run the item in this process with the backend's `context`; never raises for the experiment's errors."""
+        ...
+
+    def lost(self, stopping: bool, cause: str) -> Outcome:
+        """Its outcome when the worker process running it died for `cause` (interrupted if `stopping`)."""
+        ...
+
+
+# What an executor runs and a driver hands out: a repetition's segment, or a campaign kind's own item.
+WorkItem = Segment | CampaignItem
+
+
+@dataclass(frozen=True)
+class Step:
+    """What a campaign's driver decides on one outcome (`campaign.Driver.on_outcome`), as one value.
+
+    `run`: the items it makes ready (may be lazy: made as the executor takes them, so that an item a later
+    decision withdraws is never made). `cancel`: its items in flight to cancel now (by its own index): a
+    running one stops after its current iteration. `store_failed`: the driver's own files (a campaign's
+    journal, an ensemble's commit) could not be written: the run stops at once, as on a plain segment's
+    store failure (the outcome itself is never rewritten to say so)."""
+
+    run: Iterable[WorkItem] = ()
+    cancel: tuple[int, ...] = ()
+    store_failed: bool = False
 
 
 QUARANTINE_RUNS = 2  # runs a repetition may end (dying at the same iteration) before it is quarantined

@@ -1,9 +1,10 @@
 """The executor interface: submit work, receive outcomes as work ends, cancel one running item.
 
-An executor knows nothing of experiments or policies. It is built with one *task* (a picklable
-callable `task(item, context) -> outcome`, in practice `runner.execute` bound to the experiment class)
-and runs items with it: a `Segment`, or any other picklable object with an integer `index` unique among
-the items in flight (a weighted ensemble's block of walkers, say). Its lifecycle is its own business:
+An executor knows nothing of experiments or policies. It is built with one *task* (`task_context.Task`:
+a picklable callable `task(item, context) -> outcome` that also says what an item whose worker died
+ended as; in practice `runner.ExperimentTask`) and runs items with it: `vocabulary.WorkItem`s, a
+`Segment` or a campaign kind's own item (a weighted ensemble's block of walkers), each with an integer
+`index` unique among the items in flight. Its lifecycle is its own business:
 `with executor:` starts what it needs (worker processes, MPI workers serving) and releases everything
 on the way out, whatever happened in between.
 
@@ -18,21 +19,23 @@ Invariants every backend keeps (tests/test_backends.py checks them against each 
 from __future__ import annotations
 
 import abc
+import collections
 import socket
 from collections.abc import Callable
 from typing import Any, NoReturn
 
 from ..liveness import Silence
-from ..task_context import TaskContext
+from ..task_context import RunItem, Task, TaskContext
+from ..vocabulary import Outcome, WorkItem
 
-Task = Callable[[Any, TaskContext], Any]
+__all__ = ["Executor", "RunItem", "Task", "TaskContext"]
 
 
 class Executor(abc.ABC):
     """Runs items with its task on its workers; see the module docstring for the contract."""
 
     workers: int = 1
-    _task: Task  # what every backend runs its items with (set by each backend's constructor)
+    _task: RunItem  # what every backend runs its items with (set by each backend's constructor)
 
     def __enter__(self) -> Executor:
         return self
@@ -41,11 +44,11 @@ class Executor(abc.ABC):
         self.shutdown()
 
     @abc.abstractmethod
-    def submit(self, item: Any) -> None:
+    def submit(self, item: WorkItem) -> None:
         """Queue `item` (it starts when a worker is free)."""
 
     @abc.abstractmethod
-    def next_outcome(self) -> Any:
+    def next_outcome(self) -> Outcome:
         """Wait for the next item to end and return its outcome; an error if nothing is in flight."""
 
     @abc.abstractmethod
@@ -56,7 +59,7 @@ class Executor(abc.ABC):
     def cancel(self, index: int) -> None:
         """Cancel item `index`: not started if queued; stopped after its current iteration if running."""
 
-    def _cancel_queued(self, queue: Any, ready: Any, index: int) -> bool:
+    def _cancel_queued(self, queue: collections.deque[WorkItem], ready: collections.deque[Outcome], index: int) -> bool:
         """If item `index` still waits in `queue` (not handed to a worker), take it out and put its outcome
         in `ready` at once: the task, told it is cancelled, answers without touching any file."""
         for item in queue:
@@ -66,7 +69,7 @@ class Executor(abc.ABC):
                 return True
         return False
 
-    def _cancelled_outcome(self, item: Any) -> Any:
+    def _cancelled_outcome(self, item: WorkItem) -> Outcome:
         """The outcome of `item` cancelled before it started: the task, told so, answers without touching a file."""
         return self._task(item, TaskContext(cancelled=lambda: True))
 

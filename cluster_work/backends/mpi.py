@@ -43,7 +43,8 @@ from ..exit_codes import EXIT_ORPHANED, EXIT_USAGE
 from ..liveness import STALL_FLOOR, Liveness, Silence
 from ..logs import console_guard
 from ..orphans import exit_when_orphaned
-from .base import Executor, Task, TaskContext
+from ..vocabulary import Outcome, WorkItem
+from .base import Executor, RunItem, Task, TaskContext
 from .mpi_dispatch import Dispatcher
 from .mpi_ft import (
     LAUNCH_HINT,
@@ -122,6 +123,8 @@ class MPIExecutor(Executor):
     """Rank 0's side: hands items to idle group leaders one at a time (dynamic load balancing), or, when
     it leads the one group (`-g 1`) or there are no workers, runs them itself. See the module docstring
     for the lifecycle; nothing collective happens before `__enter__`."""
+
+    _task: Task  # its `lost` answers for an item whose rank died
 
     def __init__(self, task: Task, groups: int | None = None, group_size: int | None = None, finalize: bool = True):
         self._MPI = _mpi()
@@ -248,14 +251,14 @@ class MPIExecutor(Executor):
     def _runs_here(self) -> bool:
         return self._here
 
-    def _lead_task(self) -> Task:
+    def _lead_task(self) -> RunItem:
         """The task as rank 0 runs it: alone with COMM_SELF, or under `-g 1` as the leader of every rank,
         with COMM_WORLD, after handing each the item to follow. Under ULFM the ranks agree after each item
         whether one died (as `mpi_worker.serve` does); if one did, the item fails and nothing more runs."""
         members = self._layout.contacts() if self._layout.rank0_leads else []
         group_ulfm = self._ulfm and bool(members)
 
-        def lead(item: Any, context: TaskContext) -> Any:
+        def lead(item: WorkItem, context: TaskContext) -> Outcome:
             if self._world_broken:  # the one group lost a rank: nothing can run any more
                 return self._task(item, TaskContext(stop_requested=lambda: True))
             payload = pickle_item(item)
@@ -291,7 +294,7 @@ class MPIExecutor(Executor):
             return f"{len(groups)} MPI groups of {len(groups[0])} ranks ({size} ranks in all)"
         return f"{self.workers} MPI workers ({size} ranks)"
 
-    def submit(self, item: Any) -> None:
+    def submit(self, item: WorkItem) -> None:
         if self._runs_here():
             self._local.submit(item)
         else:
@@ -309,7 +312,7 @@ class MPIExecutor(Executor):
         else:
             self._dispatcher.cancel(index, self._cancel_queued)
 
-    def next_outcome(self) -> Any:
+    def next_outcome(self) -> Outcome:
         return self._local.next_outcome() if self._runs_here() else self._dispatcher.next_outcome()
 
     def watch_stalls(self, limit: float | None, on_change: Callable[[list[Silence]], None] | None = None) -> None:

@@ -32,6 +32,7 @@ from typing import Any
 from .. import stopping
 from ..deaths import describe_death
 from ..errors import ClusterWorkError
+from ..vocabulary import Outcome, WorkItem
 from .base import Executor, Task
 from .process_worker import CANCEL_RING, DONE, STOP_SIGNALS, TOKEN_BYTES, Claims, serve, unpickled_exception
 
@@ -61,13 +62,15 @@ class _Worker:
 
     def __init__(self, process: Any, connection: Any, slot: int):
         self.process, self.connection, self.slot = process, connection, slot
-        self.items: collections.deque[tuple[int, Any]] = collections.deque()
+        self.items: collections.deque[tuple[int, WorkItem]] = collections.deque()
         self.eof = False
 
 
 class LocalProcessExecutor(Executor):
     """Runs items in up to `workers` local processes, started as work comes, at most two items per worker
     handed out at a time (see the module docstring)."""
+
+    _task: Task  # its `lost` answers for an item whose worker died
 
     def __init__(self, task: Task, workers: int, mp_context: str | None = None):
         if workers < 1:
@@ -81,17 +84,17 @@ class LocalProcessExecutor(Executor):
         self._shared: tuple[Any, Any, Any, Any] | None = None  # stop, iterations, cancel ring, its count
         self._claims: Claims | None = None  # per worker slot: the item it began, the item withdrawn from it
         self._pickled_task: bytes | None = None
-        self._queue: collections.deque[Any] = collections.deque()
-        self._ready: collections.deque[Any] = collections.deque()
+        self._queue: collections.deque[WorkItem] = collections.deque()
+        self._ready: collections.deque[Outcome] = collections.deque()
         self._running: list[_Worker] = []
         self._tokens = itertools.count()
-        self._big: tuple[Any, bytes] | None = None  # the queue's first item, pickled, when too big to prefetch
+        self._big: tuple[WorkItem, bytes] | None = None  # the queue's first item, pickled, when too big to prefetch
         self._deaths_at_start = 0
 
     def describe(self) -> str:
         return f"{self.workers} local worker processes ({self._context_name or 'default'} start)"
 
-    def submit(self, item: Any) -> None:
+    def submit(self, item: WorkItem) -> None:
         self._queue.append(item)
         self._fill()
 
@@ -112,7 +115,7 @@ class LocalProcessExecutor(Executor):
                 count.value += 1
                 return
 
-    def next_outcome(self) -> Any:
+    def next_outcome(self) -> Outcome:
         while not self._ready:
             if not any(worker.items for worker in self._running):
                 raise RuntimeError("next_outcome() with nothing in flight")
@@ -151,7 +154,7 @@ class LocalProcessExecutor(Executor):
         """Whether `worker` began the first item it holds."""
         return bool(worker.items) and self._claims is not None and self._claims.began[worker.slot] == worker.items[0][0]
 
-    def _withdraw(self, worker: _Worker) -> Any:
+    def _withdraw(self, worker: _Worker) -> WorkItem | None:
         """Take back the last item sent to `worker`, unless it began it; the item, or None."""
         assert self._claims is not None
         if worker.eof or not self._claims.withdraw(worker.slot, worker.items[-1][0]):
@@ -169,7 +172,7 @@ class LocalProcessExecutor(Executor):
         began, served = self._has_begun(worker), self._claims.began[worker.slot] != -1
         items = collections.deque(item for _, item in worker.items)
         if began:
-            self._ready.append(self._task.lost(items.popleft(), stopping.stop_requested(), cause))  # type: ignore[attr-defined]
+            self._ready.append(self._task.lost(items.popleft(), stopping.stop_requested(), cause))
         self._queue.extendleft(reversed(items))  # not begun: innocent, first in line again
         if began:
             return
@@ -206,7 +209,7 @@ class LocalProcessExecutor(Executor):
                     self._send(idle, item, self._pickled(item))
                     break
 
-    def _pickled(self, item: Any) -> bytes:
+    def _pickled(self, item: WorkItem) -> bytes:
         """`item` pickled; kept while it is too big to prefetch, so that waiting costs no pickling."""
         import cloudpickle
 
@@ -216,7 +219,7 @@ class LocalProcessExecutor(Executor):
         self._big = (item, data) if len(data) > PREFETCH_BYTES else None
         return data
 
-    def _send(self, worker: _Worker, item: Any, data: bytes) -> None:
+    def _send(self, worker: _Worker, item: WorkItem, data: bytes) -> None:
         """Send `item`, pickled as `data`, to `worker`, behind a token of its own."""
         token = next(self._tokens)
         worker.items.append((token, item))

@@ -7,16 +7,17 @@ from typing import Any
 
 from .. import stopping
 from ..progress import Counter
-from .base import Executor, Task, TaskContext
+from ..vocabulary import Outcome, WorkItem
+from .base import Executor, RunItem, TaskContext
 
 
 class SequentialExecutor(Executor):
     """Runs each submitted item in this process when `next_outcome` is called, in submission order."""
 
-    def __init__(self, task: Task, comm: Any = None):
+    def __init__(self, task: RunItem, comm: Any = None):
         self._task = task
         self._comm = comm  # what the experiment sees as self._COMM (COMM_SELF on a lone MPI rank 0)
-        self._queue: collections.deque[Any] = collections.deque()
+        self._queue: collections.deque[WorkItem] = collections.deque()
         self._cancelled: set[int] = set()
         self._counter = Counter()
         self._running = False
@@ -24,7 +25,7 @@ class SequentialExecutor(Executor):
     def describe(self) -> str:
         return "this process"
 
-    def submit(self, item: Any) -> None:
+    def submit(self, item: WorkItem) -> None:
         self._queue.append(item)
 
     def in_flight(self) -> int:
@@ -37,7 +38,7 @@ class SequentialExecutor(Executor):
         if any(item.index == index for item in self._queue):
             self._cancelled.add(index)
 
-    def next_outcome(self) -> Any:
+    def next_outcome(self) -> Outcome:
         item = self._queue.popleft()
         self._running = True
         try:
@@ -46,7 +47,7 @@ class SequentialExecutor(Executor):
             self._running = False
             self._cancelled.discard(item.index)
 
-    def run(self, item: Any, comm: Any = None) -> Any:
+    def run(self, item: WorkItem, comm: Any = None) -> Outcome:
         """Run one item here at once (the MPI backend's rank 0 runs its own items through this)."""
         context = TaskContext(comm=comm if comm is not None else self._comm, stop_requested=stopping.stop_requested,
                               cancelled=lambda: item.index in self._cancelled,

@@ -25,7 +25,7 @@ from ..errors import ConfigError, StoreError, config_error
 from ..exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_STORE, EXIT_USAGE
 from ..planning import changed_params
 from ..store import ExperimentStore, to_plain
-from ..vocabulary import ExperimentState, OutcomeKind, RunSettings
+from ..vocabulary import ExperimentState, Outcome, OutcomeKind, RunSettings
 from .analysis import ensemble_progress
 from .driver import WeightedEnsemble
 from .spec import EnsembleSpec, check_ensemble_block
@@ -100,9 +100,11 @@ class EnsembleCampaign:
             self.ensemble.close()
         return blocks
 
-    def on_outcome(self, outcome: BlockOutcome) -> list[WalkerBlock]:
+    def on_outcome(self, outcome: Outcome) -> list[WalkerBlock]:
         failed_before = self.ensemble.error is not None
         try:
+            if not isinstance(outcome, BlockOutcome):
+                raise ValueError(f"{outcome.label}: not a block's outcome")
             blocks = self.ensemble.on_outcome(outcome)
         except StoreError as exc:
             self.ensemble.close()
