@@ -1,6 +1,7 @@
 """The campaign loop on rank 0: keep the executor just busy with what a driver hands out, and give the
-driver every outcome. The driver alone decides (what runs next, what is cancelled); this loop only moves
-items and outcomes, so a plain sweep, a steered campaign and a weighted ensemble share it.
+driver every outcome. The driver alone decides (what runs next, what is cancelled, whether its own store
+failed: one `vocabulary.Step` per outcome); this loop only moves items and outcomes, so a plain sweep, a
+steered campaign and a weighted ensemble share it. Outcomes are never rewritten on the way.
 
 A driver's decisions must depend only on outcomes, never on the order they arrive in (the executor's
 order is whatever finished first): it decides at points it defines itself (an iteration's last block
@@ -16,7 +17,7 @@ from typing import Protocol
 
 from .backends.base import Executor
 from .stopping import request_stop, stop_requested
-from .vocabulary import Outcome, OutcomeKind, Segment, WorkItem
+from .vocabulary import Outcome, OutcomeKind, Segment, Step, WorkItem
 
 
 class Driver(Protocol):
@@ -26,13 +27,13 @@ class Driver(Protocol):
         """The first items (may be lazy: a sweep of 10^6 segments is made as workers free up)."""
         ...
 
-    def on_outcome(self, outcome: Outcome) -> Iterable[WorkItem]:
-        """Take one outcome; return the items it makes ready to run."""
+    def on_outcome(self, outcome: Outcome) -> Step:
+        """Take one outcome (never change it); return what it leads to: the items it makes ready to run, the
+        driver's items to cancel now, whether the driver's own store failed."""
         ...
 
-    def cancellations(self) -> list[int]:
-        """Items (by index) to cancel now: a running one stops after its current iteration."""
-        ...
+
+NOTHING = Step()  # an outcome that leads to nothing
 
 
 class PlainSweep:
@@ -45,17 +46,15 @@ class PlainSweep:
     def start(self) -> Iterable[WorkItem]:
         return self._segments
 
-    def on_outcome(self, outcome: Outcome) -> Iterable[WorkItem]:
+    def on_outcome(self, outcome: Outcome) -> Step:
         self._ended(outcome)
-        return ()
-
-    def cancellations(self) -> list[int]:
-        return []
+        return NOTHING
 
 
 def drive(driver: Driver, executor: Executor) -> None:
     """Run `driver`'s campaign on `executor` until nothing is ready and nothing is in flight, or the run
-    stops (then the items in flight end as interrupted). A store failure (full disk...) stops it at once."""
+    stops (then the items in flight end as interrupted). A store failure (full disk...) stops it at once: a
+    segment's, or a driver's own (`Step.store_failed`)."""
     ready: collections.deque[Iterator[WorkItem]] = collections.deque([iter(driver.start())])
     while True:
         while ready and not stop_requested() and executor.has_capacity():
@@ -67,12 +66,12 @@ def drive(driver: Driver, executor: Executor) -> None:
         if not executor.in_flight():
             return
         outcome = executor.next_outcome()
-        items = driver.on_outcome(outcome)
-        if not isinstance(items, (list, tuple)) or items:  # no empty one per outcome queued behind a huge sweep
-            ready.append(iter(items))
-        for index in driver.cancellations():
+        step = driver.on_outcome(outcome)
+        if not isinstance(step.run, (list, tuple)) or step.run:  # no empty one per outcome queued behind a huge sweep
+            ready.append(iter(step.run))
+        for index in step.cancel:
             executor.cancel(index)
-        if outcome.kind == OutcomeKind.STORE_FAILURE and not stop_requested():
+        if (outcome.kind == OutcomeKind.STORE_FAILURE or step.store_failed) and not stop_requested():
             request_stop()
             executor.forward_stop()
 
@@ -103,14 +102,13 @@ came), so that each driver sees its own. Segments
     def start(self) -> Iterable[WorkItem]:
         return itertools.chain.from_iterable(self._renumbered(n, d.start()) for n, d in enumerate(self.drivers))
 
-    def on_outcome(self, outcome: Outcome) -> Iterable[WorkItem]:
+    def on_outcome(self, outcome: Outcome) -> Step:
+        """The step of the driver the outcome is for (a driver decides only on its own outcomes), in the
+        run's indices: its items renumbered, its cancels of items still in flight."""
         driver, own = self._owner.pop(outcome.index)
         number = self.drivers.index(driver)
         del self._own[number, own]
-        items = driver.on_outcome(dataclasses.replace(outcome, index=own))
-        renumbered = self._renumbered(number, items)
-        return list(renumbered) if isinstance(items, (list, tuple)) else renumbered
-
-    def cancellations(self) -> list[int]:
-        return [self._own[n, own] for n, driver in enumerate(self.drivers) for own in driver.cancellations()
-                if (n, own) in self._own]
+        step = driver.on_outcome(dataclasses.replace(outcome, index=own))
+        renumbered = self._renumbered(number, step.run)
+        cancel = tuple(self._own[number, index] for index in step.cancel if (number, index) in self._own)
+        return Step(list(renumbered) if isinstance(step.run, (list, tuple)) else renumbered, cancel, step.store_failed)

@@ -22,7 +22,7 @@ from typing import Any
 from .campaign import Driver
 from .display import counted
 from .errors import config_error
-from .vocabulary import Outcome, OutcomeKind, WorkItem
+from .vocabulary import Outcome, OutcomeKind, Step, WorkItem
 
 log = logging.getLogger("cluster_work")
 
@@ -94,11 +94,8 @@ class CountingFailures:
     def start(self) -> Iterable[WorkItem]:
         return self.driver.start()
 
-    def on_outcome(self, outcome: Outcome) -> Iterable[WorkItem]:
+    def on_outcome(self, outcome: Outcome) -> Step:
         self.failures.show(outcome)
-        items = self.driver.on_outcome(outcome)
+        step = self.driver.on_outcome(outcome)
         self.failures.count(outcome)
-        return items
-
-    def cancellations(self) -> list[int]:
-        return self.driver.cancellations()
+        return step

@@ -17,6 +17,7 @@ went wrong shows in `exit_status` and `summary_line`:
     the policy raised (PolicyError)             exit 1, its traceback in the log; the campaign stops (its
                                                 segments in flight are cancelled), rows and decisions stay
     the store failed (journal, status)          exit 3; the run stops at once, as for a plain segment
+                                                (`Step.store_failed`)
     the journal does not match the config       exit 2; -d starts the campaign over
     a repetition failed (the experiment raised) exit 1 (2 for a bad parameter); the campaign goes on without it
     stopped (a signal, a store failure)         exit 130; a rerun resumes it exactly where it was
@@ -42,7 +43,7 @@ from ..exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_STORE, EXI
 from ..expansion import ExpandedDocument
 from ..store import ExperimentStore
 from ..sweep import describe
-from ..vocabulary import ConfigWrite, ExperimentState, Outcome, OutcomeKind, Record, RunSettings, Segment
+from ..vocabulary import ConfigWrite, ExperimentState, Outcome, OutcomeKind, Record, RunSettings, Segment, Step
 from .actions import Action, PolicyError, Run, SteeringError, Stop
 from .core import Steering
 from .journal import CampaignBusy, Journal, journal_path
@@ -142,27 +143,28 @@ class SteeredCampaign:
             self._fail(exc)
         return ()
 
-    def on_outcome(self, outcome: Outcome) -> Iterable[Segment]:
+    def on_outcome(self, outcome: Outcome) -> Step:
         job = outcome.index
         key = self._forget(job)
         if key is None:
-            return ()
+            return self._step()
         self._observe(outcome, key)
         try:
             reason = self._stopping.pop(job, None)
             if reason is not None:  # stopped while it ran: its outcome tells the campaign nothing
                 self._mark_stopped(key[0], key[1], reason)
-                return ()
+                return self._step()
             if self.steering is None or self._error:
-                return ()
-            return self._apply(self.steering.on_outcome(outcome, job=job))
+                return self._step()
+            return self._step(self._apply(self.steering.on_outcome(outcome, job=job)))
         except Exception as exc:  # as in start
-            self._fail(exc, outcome)
-            return ()
+            self._fail(exc)
+            return self._step(store_failed=isinstance(exc, StoreError))  # a store failure stops the run at once
 
-    def cancellations(self) -> list[int]:
-        cancel, self._cancel = self._cancel, []
-        return cancel
+    def _step(self, run: Iterable[Segment] = (), store_failed: bool = False) -> Step:
+        """The step of an outcome: `run`, and the cancels decided while taking it (a Stop's, a failure's)."""
+        cancel, self._cancel = tuple(self._cancel), []
+        return Step(run, cancel, store_failed)
 
     # --- the CampaignDriver protocol -------------------------------------------------------------------
 
@@ -343,7 +345,7 @@ class SteeredCampaign:
         if kind is OutcomeKind.STORE_FAILURE:
             self._statuses.add(EXIT_STORE)
 
-    def _fail(self, exc: Exception, outcome: Outcome | None = None) -> None:
+    def _fail(self, exc: Exception) -> None:
         """Stop the campaign on `exc` (see the module docstring); its segments in flight are cancelled."""
         where, trace = f"steered campaign {self.document.base}", ""
         if isinstance(exc, PolicyError):
@@ -351,8 +353,6 @@ class SteeredCampaign:
             status, message = EXIT_FAILED, f"stopped: {exc} (traceback in the log); fix the policy and rerun to resume"
         elif isinstance(exc, StoreError):  # the journal's file, a status: the disk's failure
             status, message = EXIT_STORE, f"store failure: {exc}"
-            if outcome is not None:
-                outcome.kind = OutcomeKind.STORE_FAILURE  # campaign.drive stops the run, as for a plain segment
         elif isinstance(exc, (SteeringError, ConfigError)):
             status, message = EXIT_USAGE, f"stopped: {exc} (-d starts the campaign over)"
         else:  # cluster_work's own mistake
