@@ -306,7 +306,7 @@ def _execute(experiment_class: type[ClusterWork], plan: Plan, args: argparse.Nam
     jobs = plan.jobs
     campaigns = campaign_drivers(plan, settings, executor.workers)
     log.info("%s to run (%s)%s on %s", counted(len(jobs), "job"), counted(plan.totals.experiments_to_run, "experiment"),
-             f" and {counted(len(campaigns), 'campaign')}" if campaigns else "", executor.describe())
+             f" and {counted(len(campaigns), 'campaign')}" if campaigns else "", executor.figures.describe())
     handle_stop_signals(hard_second=True, on_first=lambda: _on_stop(executor))
     plain_total = plan.iterations_left()
 
@@ -314,9 +314,10 @@ def _execute(experiment_class: type[ClusterWork], plan: Plan, args: argparse.Nam
         return plain_total + sum(c.iterations_planned() for c in campaigns)
 
     def done() -> int:
-        return executor.iterations_done() + sum(c.iterations_apart() for c in campaigns)
+        return executor.figures.iterations_done() + sum(c.iterations_apart() for c in campaigns)
 
-    display = make_display(total, executor.workers, done, executor.busy, args.report_every, executor.stalled)
+    display = make_display(total, executor.workers, done, executor.figures.busy, args.report_every,
+                           executor.figures.stalled)
     # with a live bar, a line per finished job would only scroll it away: failures still show
     finished_level = logging.DEBUG if isinstance(display, LiveBarDisplay) else logging.INFO
 
@@ -328,7 +329,7 @@ def _execute(experiment_class: type[ClusterWork], plan: Plan, args: argparse.Nam
     command = [*program(), *arguments]  # as run, for the record; the hint to resume is another line
     resume = resume_command(args, executor.world_size())
     paths = plan.totals.sweep_paths
-    run_id = run_started(paths, command, executor.describe(), executor.hosts(), executor.world_size())
+    run_id = run_started(paths, command, executor.figures.describe(), executor.figures.hosts(), executor.world_size())
     attempts_journal.hold(paths, run_id)  # the run is alive while this process is (see attempts)
     executor.watch_stalls(None, lambda silences: run_stalled(paths, run_id, silences))
     try:

@@ -15,6 +15,9 @@ Invariants every backend keeps (tests/test_backends.py checks them against each 
 - `cancel(index)`: a running item stops after its current iteration, and its outcome says how far it
   got; cancelling an item that already ended does nothing;
 - outcomes come in the order items end, which a caller must never let decide anything (see campaign).
+
+What an executor shows of itself (its iterations done, busy and stalled workers for the live display; its
+description and hosts for the run's record) is apart from that interface, in its `figures`.
 """
 from __future__ import annotations
 
@@ -22,13 +25,30 @@ import abc
 import collections
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from ..liveness import Silence
 from ..task_context import RunItem, Task, TaskContext
 from ..vocabulary import Outcome, WorkItem
 
-__all__ = ["Executor", "RunItem", "Task", "TaskContext"]
+__all__ = ["Executor", "Figures", "RunItem", "Task", "TaskContext"]
+
+
+def _this_host() -> list[str]:
+    return [socket.gethostname()]
+
+
+@dataclass(frozen=True)
+class Figures:
+    """What an executor shows of itself, read by the live display (from its own thread: any thread may ask)
+    and by the run's provenance record; nothing here changes what the executor does."""
+
+    iterations_done: Callable[[], int]  # iterations saved so far by the executor's items
+    busy: Callable[[], int]  # workers running an item right now
+    describe: Callable[[], str]  # its workers, in words ("2 local worker processes ...")
+    stalled: Callable[[], list[Silence]] = list  # workers stalled as last seen (see `Executor.watch_stalls`)
+    hosts: Callable[[], list[str]] = _this_host  # the host of every process that runs items
 
 
 class Executor(abc.ABC):
@@ -36,6 +56,7 @@ class Executor(abc.ABC):
 
     workers: int = 1
     _task: RunItem  # what every backend runs its items with (set by each backend's constructor)
+    figures: Figures  # what it shows of itself (set by each backend's constructor)
 
     def __enter__(self) -> Executor:
         return self
@@ -89,11 +110,8 @@ class Executor(abc.ABC):
     def watch_stalls(self, limit: float | None, on_change: Callable[[list[Silence]], None] | None = None) -> None:
         """Workers silent for long (see `liveness`): with `limit` (seconds), the run ends once one is silent
         longer (next_outcome raises `liveness.Stalled`); `on_change` hears the list of stalled workers
-        whenever it changes. Only MPI workers can fall silent unseen: the others do nothing here."""
-
-    def stalled(self) -> list[Silence]:
-        """The workers stalled as last seen (any thread may ask)."""
-        return []
+        whenever it changes (`figures.stalled` says it too). Only MPI workers can fall silent unseen: the
+        others do nothing here."""
 
     def abandon(self, status: int) -> NoReturn:
         """End the whole run now with exit `status`, not waiting for workers that stopped answering."""
@@ -108,21 +126,6 @@ class Executor(abc.ABC):
         """A line worth adding when the run is told to stop (what might have caused it), or None."""
         return None
 
-    def describe(self) -> str:
-        return f"{self.workers} worker(s)"
-
-    def hosts(self) -> list[str]:
-        """The host of every process that runs items (for the run's provenance record)."""
-        return [socket.gethostname()]
-
     def world_size(self) -> int | None:
         """The number of MPI ranks, or None without MPI."""
         return None
-
-    @abc.abstractmethod
-    def iterations_done(self) -> int:
-        """Iterations saved so far by this executor's items (read by the live display)."""
-
-    @abc.abstractmethod
-    def busy(self) -> int:
-        """Workers running an item right now."""

@@ -44,7 +44,7 @@ from ..liveness import STALL_FLOOR, Liveness, Silence
 from ..logs import console_guard
 from ..orphans import exit_when_orphaned
 from ..vocabulary import Outcome, WorkItem
-from .base import Executor, RunItem, Task, TaskContext
+from .base import Executor, Figures, RunItem, Task, TaskContext
 from .mpi_dispatch import Dispatcher
 from .mpi_ft import (
     LAUNCH_HINT,
@@ -143,6 +143,8 @@ class MPIExecutor(Executor):
         self._world_broken = False  # under -g 1: the one group lost a rank
         self._rank_died = False  # under ULFM: the survivors agreed at the end that a rank died
         self._exit_status = 1  # rank 0's, as the command line tells it (`ending`)
+        self.figures = Figures(iterations_done=self._iterations_done, busy=self._busy, describe=self._describe,
+                               stalled=lambda: self._dispatcher.stalled(), hosts=self._all_hosts)
 
     # --- lifecycle ------------------------------------------------------------------------------------
 
@@ -284,7 +286,7 @@ class MPIExecutor(Executor):
 
     # --- the executor interface on rank 0 -------------------------------------------------------------
 
-    def describe(self) -> str:
+    def _describe(self) -> str:
         size, groups = self._world.Get_size(), self._layout.groups
         if not groups or size == 1:
             return "MPI rank 0 alone"
@@ -318,9 +320,6 @@ class MPIExecutor(Executor):
     def watch_stalls(self, limit: float | None, on_change: Callable[[list[Silence]], None] | None = None) -> None:
         self._dispatcher.watch_stalls(limit, on_change)
 
-    def stalled(self) -> list[Silence]:
-        return self._dispatcher.stalled()
-
     def abandon(self, status: int) -> NoReturn:
         """End the run now, launcher included (it may wait forever for an unreachable host): SIGKILL the
         launcher above rank 0, or, under a launcher that is not one (srun), abort through MPI."""
@@ -337,17 +336,17 @@ class MPIExecutor(Executor):
 
     # --- the rest of the interface --------------------------------------------------------------------
 
-    def hosts(self) -> list[str]:
-        return list(self._hosts) or super().hosts()
+    def _all_hosts(self) -> list[str]:
+        return list(self._hosts) or [socket.gethostname()]
 
     def world_size(self) -> int:
         return int(self._world.Get_size())
 
-    def iterations_done(self) -> int:
-        return self._dispatcher.iterations + self._local.iterations_done()
+    def _iterations_done(self) -> int:
+        return self._dispatcher.iterations + self._local.figures.iterations_done()
 
-    def busy(self) -> int:
-        return self._dispatcher.roster.busy() + self._local.busy()
+    def _busy(self) -> int:
+        return self._dispatcher.roster.busy() + self._local.figures.busy()
 
     def forward_stop(self) -> None:
         """Tell the group leaders; rank 0's own group follows its decision (the runner's broadcast)."""

@@ -33,7 +33,7 @@ from .. import stopping
 from ..deaths import describe_death
 from ..errors import ClusterWorkError
 from ..vocabulary import Outcome, WorkItem
-from .base import Executor, Task
+from .base import Executor, Figures, Task
 from .process_worker import CANCEL_RING, DONE, STOP_SIGNALS, TOKEN_BYTES, Claims, serve, unpickled_exception
 
 log = logging.getLogger("cluster_work")
@@ -90,8 +90,9 @@ class LocalProcessExecutor(Executor):
         self._tokens = itertools.count()
         self._big: tuple[WorkItem, bytes] | None = None  # the queue's first item, pickled, when too big to prefetch
         self._deaths_at_start = 0
+        self.figures = Figures(iterations_done=self._iterations_done, busy=self._busy, describe=self._describe)
 
-    def describe(self) -> str:
+    def _describe(self) -> str:
         return f"{self.workers} local worker processes ({self._context_name or 'default'} start)"
 
     def submit(self, item: WorkItem) -> None:
@@ -253,10 +254,10 @@ class LocalProcessExecutor(Executor):
         self._running.append(worker)
         return worker
 
-    def iterations_done(self) -> int:
+    def _iterations_done(self) -> int:
         return int(self._shared[1].value) if self._shared is not None else 0
 
-    def busy(self) -> int:
+    def _busy(self) -> int:
         return sum(1 for worker in self._running if self._has_begun(worker))
 
     def forward_stop(self) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 from .. import stopping
 from ..progress import Counter
 from ..vocabulary import Outcome, WorkItem
-from .base import Executor, RunItem, TaskContext
+from .base import Executor, Figures, RunItem, TaskContext
 
 
 class SequentialExecutor(Executor):
@@ -21,9 +21,8 @@ class SequentialExecutor(Executor):
         self._cancelled: set[int] = set()
         self._counter = Counter()
         self._running = False
-
-    def describe(self) -> str:
-        return "this process"
+        self.figures = Figures(iterations_done=lambda: self._counter.value, busy=lambda: int(self._running),
+                               describe=lambda: "this process")
 
     def submit(self, item: WorkItem) -> None:
         self._queue.append(item)
@@ -53,9 +52,3 @@ class SequentialExecutor(Executor):
                               cancelled=lambda: item.index in self._cancelled,
                               iteration_done=lambda: self._counter.add(1))
         return self._task(item, context)
-
-    def iterations_done(self) -> int:
-        return self._counter.value
-
-    def busy(self) -> int:
-        return int(self._running)
