@@ -188,8 +188,10 @@ class _SegmentRun:
         self.values: list[dict[str, Any]] = []
         self.began = False  # recorded in the attempts journal: the experiment's code is about to run
 
-    def outcome(self, kind: OutcomeKind, done: int, ran: int, error: str | None = None) -> Outcome:
-        return Outcome(self.segment.index, self.segment.label, kind, done, ran, error=error, values=self.values)
+    def outcome(self, kind: OutcomeKind, done: int, ran: int, error: str | None = None,
+                left_status: dict[str, Any] | None = None) -> Outcome:
+        return Outcome(self.segment.index, self.segment.label, kind, done, ran, error=error, values=self.values,
+                       left_status=left_status)
 
     def write_status(self, state: Record, **fields: Any) -> None:
         if self.writer is not None:
@@ -248,8 +250,10 @@ class _SegmentRun:
             for n in range(completed, self.target):
                 stop = interruption(self.context)
                 if stop is not None:
-                    self.write_status(Record.INTERRUPTED, iterations_done=n, iterations=self.iterations,
-                                      **timing.fields())
+                    fields = {"iterations_done": n, "iterations": self.iterations, **timing.fields()}
+                    if stop is OutcomeKind.CANCELLED:  # its canceller writes the status (Outcome.left_status)
+                        return self.outcome(stop, n, ran, left_status=fields if self.writer is not None else None)
+                    self.write_status(Record.INTERRUPTED, **fields)
                     return self.outcome(stop, n, ran)
                 instance._it = n
                 _seed(instance, n)

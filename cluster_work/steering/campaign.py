@@ -8,6 +8,9 @@ What the driver does with the core's actions:
             changed parameters: its first segment replaces it)
     Stop    status "stopped", with its reason, on each repetition it stopped (rows stay; a plain rerun never
             runs it again); one whose segment is in flight is cancelled and marked when that segment ends
+            (from the cancel on, the driver alone writes the repetition's status: the runner leaves a
+            cancelled segment's to it, `Outcome.left_status`; one cancelled by the campaign's failure is
+            marked "interrupted" with those fields)
     Add     nothing more: the new experiment's segments write its config
     Finish  nothing: the campaign is over once its segments in flight have ended
 
@@ -38,6 +41,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from ..compact_store import experiment_store
 from ..errors import ConfigError, StoreError, config_error
 from ..exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_STORE, EXIT_USAGE
 from ..expansion import ExpandedDocument
@@ -154,6 +158,8 @@ class SteeredCampaign:
             if reason is not None:  # stopped while it ran: its outcome tells the campaign nothing
                 self._mark_stopped(key[0], key[1], reason)
                 return self._step()
+            if outcome.left_status is not None:  # cancelled by the campaign's failure after it began
+                self._mark_interrupted(key[0], key[1], outcome.left_status)
             if self.steering is None or self._error:
                 return self._step()
             return self._step(self._apply(self.steering.on_outcome(outcome, job=job)))
@@ -326,6 +332,15 @@ class SteeredCampaign:
         store.create_folder()
         store.write_status(Record.STOPPED, sync=self.settings.sync, reason=reason, iterations_done=done,
                            iterations=experiment.iterations)
+
+    def _mark_interrupted(self, name: str, rep: int, fields: dict[str, Any]) -> None:
+        """Record repetition `rep` of `name` as interrupted where its cancelled segment left it (a rerun resumes it)."""
+        assert self.steering is not None
+        point = self.steering.index_of(name)
+        assert point is not None
+        experiment = self.steering.experiments[point]
+        store = experiment_store(experiment.path, experiment.config).repetition(rep)
+        store.write_status(Record.INTERRUPTED, sync=self.settings.sync, **fields)
 
     def _observe(self, outcome: Outcome, key: tuple[str, int]) -> None:
         kind = outcome.kind
