@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
 from .backends.base import Executor
-from .stopping import request_stop, stop_requested
 from .vocabulary import Outcome, OutcomeKind, Segment, Step, WorkItem
 
 
@@ -57,7 +56,7 @@ def drive(driver: Driver, executor: Executor) -> None:
     segment's, or a driver's own (`Step.store_failed`)."""
     ready: collections.deque[Iterator[WorkItem]] = collections.deque([iter(driver.start())])
     while True:
-        while ready and not stop_requested() and executor.has_capacity():
+        while ready and not executor.stop.requested() and executor.has_capacity():
             item = next(ready[0], None)
             if item is None:
                 ready.popleft()
@@ -71,9 +70,8 @@ def drive(driver: Driver, executor: Executor) -> None:
             ready.append(iter(step.run))
         for index in step.cancel:
             executor.cancel(index)
-        if (outcome.kind == OutcomeKind.STORE_FAILURE or step.store_failed) and not stop_requested():
-            request_stop()
-            executor.forward_stop()
+        if (outcome.kind == OutcomeKind.STORE_FAILURE or step.store_failed) and not executor.stop.requested():
+            executor.request_stop()
 
 
 class Composite:

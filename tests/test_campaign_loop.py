@@ -1,11 +1,9 @@
 """The campaign loop: `Composite` runs several drivers side by side, each seeing its own indices, and
 `drive` carries out each driver's `Step` (what to run, what to cancel, whether its own store failed)."""
-import pytest
-
-from cluster_work import stopping
 from cluster_work.backends import SequentialExecutor
 from cluster_work.campaign import Composite, PlainSweep, drive
 from cluster_work.expansion import ExpandedExperiment
+from cluster_work.stopping import Stop, stop_requested
 from cluster_work.vocabulary import Outcome, OutcomeKind, Segment, Step
 
 EXPERIMENT = ExpandedExperiment("a", "a", {"iterations": 1})
@@ -50,19 +48,11 @@ def finish(item, context):
     return Outcome(item.index, item.label, kind)
 
 
-@pytest.fixture
-def stop_flag():
-    """The process's stop flag, clear before and after (drive sets it on a store failure)."""
-    stopping._stop.clear()
-    yield
-    stopping._stop.clear()
-
-
-def test_a_drivers_own_store_failure_stops_the_run_at_once(stop_flag):
-    ended = []
+def test_a_drivers_own_store_failure_stops_the_run_at_once():
+    ended, stop, process_stopped = [], Stop(), stop_requested()  # the run's own flag: the process's stays as it was
     plain = PlainSweep([Segment(n, EXPERIMENT, rep=n) for n in range(5)], ended.append)
     failing = Recorder(failing=True)
-    with SequentialExecutor(finish) as executor:
+    with SequentialExecutor(finish, stop=stop) as executor:
         drive(Composite([failing, plain]), executor)
-    assert stopping.stop_requested()
+    assert stop.requested() and stop_requested() == process_stopped
     assert len(failing.seen) == 1 and ended == []  # nothing more was started: the other segments wait for a rerun

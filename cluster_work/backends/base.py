@@ -16,6 +16,10 @@ Invariants every backend keeps (tests/test_backends.py checks them against each 
   got; cancelling an item that already ended does nothing;
 - outcomes come in the order items end, which a caller must never let decide anything (see campaign).
 
+The stop flag an executor obeys is its collaborator (`stop`, given to its constructor; by default this
+process's, which its signal handlers set): its items see it through their context, and `request_stop`
+sets it and tells the workers.
+
 What an executor shows of itself (its iterations done, busy and stalled workers for the live display; its
 description and hosts for the run's record) is apart from that interface, in its `figures`.
 """
@@ -29,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from ..liveness import Silence
+from ..stopping import PROCESS_STOP, StopFlag
 from ..task_context import RunItem, Task, TaskContext
 from ..vocabulary import Outcome, WorkItem
 
@@ -41,7 +46,11 @@ def _this_host() -> list[str]:
 
 @dataclass(frozen=True)
 class Figures:
-    """What an executor shows of itself, read by the live display (from its own thread: any thread may ask)
+    """The stop flag an executor obeys is its collaborator (`stop`, given to its constructor; by default this
+process's, which its signal handlers set): its items see it through their context, and `request_stop`
+sets it and tells the workers.
+
+What an executor shows of itself, read by the live display (from its own thread: any thread may ask)
     and by the run's provenance record; nothing here changes what the executor does."""
 
     iterations_done: Callable[[], int]  # iterations saved so far by the executor's items
@@ -57,6 +66,7 @@ class Executor(abc.ABC):
     workers: int = 1
     _task: RunItem  # what every backend runs its items with (set by each backend's constructor)
     figures: Figures  # what it shows of itself (set by each backend's constructor)
+    stop: StopFlag = PROCESS_STOP  # the run's stop flag (given to each backend's constructor)
 
     def __enter__(self) -> Executor:
         return self
@@ -100,6 +110,11 @@ class Executor(abc.ABC):
 
     def forward_stop(self) -> None:
         """Pass a stop request on to workers that did not get the signal themselves."""
+
+    def request_stop(self) -> None:
+        """Stop the run (a store failure, the failure limit): set its flag and tell the workers."""
+        self.stop.request()
+        self.forward_stop()
 
     def shutdown(self) -> None:
         """Release the workers."""

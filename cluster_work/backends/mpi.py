@@ -36,13 +36,13 @@ import time
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-from .. import stopping
-from ..durability import committer
+from ..durability import GroupCommit, committer
 from ..errors import ClusterWorkError
 from ..exit_codes import EXIT_ORPHANED, EXIT_USAGE
 from ..liveness import STALL_FLOOR, Liveness, Silence
 from ..logs import console_guard
 from ..orphans import exit_when_orphaned
+from ..stopping import PROCESS_STOP, StopFlag
 from ..vocabulary import Outcome, WorkItem
 from .base import Executor, Figures, RunItem, Task, TaskContext
 from .mpi_dispatch import Dispatcher
@@ -126,10 +126,13 @@ class MPIExecutor(Executor):
 
     _task: Task  # its `lost` answers for an item whose rank died
 
-    def __init__(self, task: Task, groups: int | None = None, group_size: int | None = None, finalize: bool = True):
+    def __init__(self, task: Task, groups: int | None = None, group_size: int | None = None, finalize: bool = True,
+                 stop: StopFlag = PROCESS_STOP, commits: GroupCommit = committer):
         self._MPI = _mpi()
+        self._commits = commits  # this process's group commit (what the store notes its writes in): made durable
+        # before the process leaves the run
         self._finalize = finalize  # False: MPI stays usable after the block (a benchmark's next phase)
-        self._task = task
+        self._task, self.stop = task, stop
         self._world = self._MPI.COMM_WORLD
         self._requested = (groups, group_size)
         self._ulfm = ulfm_enabled()
@@ -138,7 +141,7 @@ class MPIExecutor(Executor):
         self._hosts: list[str] = []
         self._sends = Sends()
         # rank 0's, made in __enter__ (this one, with no leaders, only answers a question asked too early)
-        self._dispatcher = Dispatcher(self._MPI, task, Layout(()), Roster([]), self._sends, self._ulfm)
+        self._dispatcher = Dispatcher(self._MPI, task, Layout(()), Roster([]), self._sends, self._ulfm, stop)
         self._console = contextlib.ExitStack()
         self._world_broken = False  # under -g 1: the one group lost a rank
         self._rank_died = False  # under ULFM: the survivors agreed at the end that a rank died
@@ -173,11 +176,11 @@ class MPIExecutor(Executor):
         self._hosts = hosts
         leaders = [group[0] for group in self._layout.groups if group[0] != 0]
         roster = Roster(leaders, hosts, Liveness(_stall_floor()))
-        self._dispatcher = Dispatcher(self._MPI, self._task, self._layout, roster, self._sends, self._ulfm)
+        self._dispatcher = Dispatcher(self._MPI, self._task, self._layout, roster, self._sends, self._ulfm, self.stop)
         self.workers = max(1, len(self._layout.groups))
         self._here = self._layout.rank0_leads or not leaders  # rank 0 runs the items itself
         own_comm = self._world if self._layout.rank0_leads else self._MPI.COMM_SELF
-        self._local = SequentialExecutor(self._lead_task(), own_comm)
+        self._local = SequentialExecutor(self._lead_task(), own_comm, self.stop)
         self._console.enter_context(console_guard())  # the launcher's console may go away mid-run
         self._warn_about_layout(size)
         return self
@@ -199,9 +202,9 @@ class MPIExecutor(Executor):
             lost = [0]
         if lost is not None and 0 in lost:  # under ULFM: the job goes on, but the run is over
             log.error("MPI rank %d: rank 0, which schedules the run, is gone; exiting", rank)
-            committer.commit()
+            self._commits.commit()
             _leave(EXIT_ORPHANED)
-        committer.commit()
+        self._commits.commit()
         self._last_barrier(lost is not None)
         self.worker_status = 0
         self._finalize_mpi(0)
@@ -222,7 +225,7 @@ class MPIExecutor(Executor):
             self.shutdown()
         finally:
             self._console.close()
-            committer.commit()
+            self._commits.commit()
             self._finalize_mpi(self._exit_status)
 
     def ending(self, status: int) -> None:
@@ -279,7 +282,7 @@ class MPIExecutor(Executor):
             outcome = self._dispatcher.group_lost(item, outcome, lost, 0)
             log.error("the one group of every MPI rank (-g 1) lost a rank: the run stops; run the same command to "
                       "run the rest with the ranks it is given")
-            stopping.request_stop()
+            self.stop.request()
             return outcome
 
         return lead

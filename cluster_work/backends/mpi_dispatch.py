@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .. import stopping
 from ..liveness import Silence, Stalled
+from ..stopping import PROCESS_STOP, StopFlag
 from ..vocabulary import Outcome, OutcomeKind, WorkItem
 from .base import Task, TaskContext
 from .mpi_ft import failed_ranks, known_failures
@@ -45,8 +45,10 @@ CHECK_EVERY = 1.0  # s: how often rank 0 looks for stalled workers while it wait
 class Dispatcher:
     """Rank 0's items in flight on the group leaders of `roster` (see the module docstring)."""
 
-    def __init__(self, MPI: Any, task: Task, layout: Layout, roster: Roster, sends: Sends, ulfm: bool):
+    def __init__(self, MPI: Any, task: Task, layout: Layout, roster: Roster, sends: Sends, ulfm: bool,
+                 stop: StopFlag = PROCESS_STOP):
         self._MPI, self._task, self._layout, self.roster, self._sends = MPI, task, layout, roster, sends
+        self._stop = stop
         self._world, self._ulfm = MPI.COMM_WORLD, ulfm
         self._queue: collections.deque[WorkItem] = collections.deque()
         self._ready: collections.deque[Outcome] = collections.deque()
@@ -146,7 +148,7 @@ class Dispatcher:
                   ", ".join(map(str, self._layout.group_of(leader) or ())))
         if outcome is not None and outcome.kind != OutcomeKind.FAILED:
             return outcome
-        return self._task.lost(item, stopping.stop_requested(),
+        return self._task.lost(item, self._stop.requested(),
                                cause=f"{names} died{self._in_group(leader)}")
 
     def _in_group(self, rank: int) -> str:
@@ -173,7 +175,7 @@ class Dispatcher:
             log.error("%s%s%s", cause, what,
                       f"; {len(prefetched)} job(s) it held go back to the queue" if prefetched else "")
             if running is not None:
-                self._ready.append(self._task.lost(running, stopping.stop_requested(),
+                self._ready.append(self._task.lost(running, self._stop.requested(),
                                                    cause=cause))
         self.dispatch()
 
@@ -186,7 +188,7 @@ class Dispatcher:
         if self._queue and not self.roster.serving:
             log.error("no MPI worker left to run the %d job(s) queued: the run stops; run the same command "
                       "to run them", len(self._queue))
-            stopping.request_stop()
+            self._stop.request()
             while self._queue:
                 self._ready.append(self._task(self._queue.popleft(), TaskContext(stop_requested=lambda: True)))
             return

@@ -29,9 +29,9 @@ import signal
 from collections.abc import Iterator
 from typing import Any
 
-from .. import stopping
 from ..deaths import describe_death
 from ..errors import ClusterWorkError
+from ..stopping import PROCESS_STOP, StopFlag
 from ..vocabulary import Outcome, WorkItem
 from .base import Executor, Figures, Task
 from .process_worker import CANCEL_RING, DONE, STOP_SIGNALS, TOKEN_BYTES, Claims, serve, unpickled_exception
@@ -72,11 +72,11 @@ class LocalProcessExecutor(Executor):
 
     _task: Task  # its `lost` answers for an item whose worker died
 
-    def __init__(self, task: Task, workers: int, mp_context: str | None = None):
+    def __init__(self, task: Task, workers: int, mp_context: str | None = None, stop: StopFlag = PROCESS_STOP):
         if workers < 1:
             raise ValueError("workers must be at least 1")
         self.workers = workers
-        self._task = task
+        self._task, self.stop = task, stop
         self._context_name = mp_context
         self._context = multiprocessing.get_context(mp_context)
         # made with the first worker, not here: they start multiprocessing's resource tracker, and until
@@ -173,7 +173,7 @@ class LocalProcessExecutor(Executor):
         began, served = self._has_begun(worker), self._claims.began[worker.slot] != -1
         items = collections.deque(item for _, item in worker.items)
         if began:
-            self._ready.append(self._task.lost(items.popleft(), stopping.stop_requested(), cause))
+            self._ready.append(self._task.lost(items.popleft(), self.stop.requested(), cause))
         self._queue.extendleft(reversed(items))  # not begun: innocent, first in line again
         if began:
             return

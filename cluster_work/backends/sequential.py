@@ -5,8 +5,8 @@ from __future__ import annotations
 import collections
 from typing import Any
 
-from .. import stopping
 from ..progress import Counter
+from ..stopping import PROCESS_STOP, StopFlag
 from ..vocabulary import Outcome, WorkItem
 from .base import Executor, Figures, RunItem, TaskContext
 
@@ -14,8 +14,8 @@ from .base import Executor, Figures, RunItem, TaskContext
 class SequentialExecutor(Executor):
     """Runs each submitted item in this process when `next_outcome` is called, in submission order."""
 
-    def __init__(self, task: RunItem, comm: Any = None):
-        self._task = task
+    def __init__(self, task: RunItem, comm: Any = None, stop: StopFlag = PROCESS_STOP):
+        self._task, self.stop = task, stop
         self._comm = comm  # what the experiment sees as self._COMM (COMM_SELF on a lone MPI rank 0)
         self._queue: collections.deque[WorkItem] = collections.deque()
         self._cancelled: set[int] = set()
@@ -48,7 +48,7 @@ class SequentialExecutor(Executor):
 
     def run(self, item: WorkItem, comm: Any = None) -> Outcome:
         """Run one item here at once (the MPI backend's rank 0 runs its own items through this)."""
-        context = TaskContext(comm=comm if comm is not None else self._comm, stop_requested=stopping.stop_requested,
+        context = TaskContext(comm=comm if comm is not None else self._comm, stop_requested=self.stop.requested,
                               cancelled=lambda: item.index in self._cancelled,
                               iteration_done=lambda: self._counter.add(1))
         return self._task(item, context)
