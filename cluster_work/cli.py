@@ -70,7 +70,7 @@ class _PlotterNames:
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    from . import __version__
+    from .version import __version__
 
     parser = argparse.ArgumentParser(prog=prog or program_name(),
                                      description="Run a parameter sweep of a ClusterWork experiment.")

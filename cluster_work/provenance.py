@@ -19,14 +19,13 @@ from typing import Any
 
 from .liveness import Silence
 from .paths import SweepPaths
+from .version import __version__
 
 PACKAGES = ("cluster_work", "numpy", "pandas", "mpi4py", "cloudpickle", "pyyaml")
 
 
 def _version(package: str) -> str | None:
     if package == "cluster_work":
-        from . import __version__
-
         return __version__
     try:
         return importlib.metadata.version(package)
