@@ -14,6 +14,7 @@ status says that repetitions failed (1).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -62,16 +63,17 @@ class Failures:
         self.reason: str | None = None
         self._shown: dict[str, str] = {}  # a traceback (addresses masked) -> the label of the first to show it
 
-    def show(self, outcome: Outcome) -> None:
-        """Before the outcome's own log line: a failure's traceback, printed if it is new, else the outcome
-        marked as having the same as an earlier one (`same_traceback_as`, which its log line names)."""
+    def show(self, outcome: Outcome) -> str | None:
+        """Before the outcome's own log line: a failure's traceback, printed if it is new; else the label of
+        the earlier failure with the same one (what its log line names: `Outcome.same_traceback_as`)."""
         trace = outcome.traceback if outcome.kind in FAILED_KINDS else None
-        if trace:
-            first = self._shown.setdefault(_ADDRESS.sub("0x", trace), outcome.label)
-            if first == outcome.label:
-                log.error("%s failed:\n%s", outcome.label, trace.rstrip())
-            else:
-                outcome.same_traceback_as = first
+        if not trace:
+            return None
+        first = self._shown.setdefault(_ADDRESS.sub("0x", trace), outcome.label)
+        if first == outcome.label:
+            log.error("%s failed:\n%s", outcome.label, trace.rstrip())
+            return None
+        return first
 
     def count(self, outcome: Outcome) -> None:
         """After the outcome's own log line: count a failure, and stop the run at the limit."""
@@ -86,7 +88,8 @@ class Failures:
 
 
 class CountingFailures:
-    """A driver that passes everything to `driver`, and each outcome to `failures` before and after."""
+    """A driver that passes everything to `driver`, and each outcome to `failures` before and after: the
+    driver gets a copy marked with the failure whose traceback it repeats (the outcome itself stays as it came)."""
 
     def __init__(self, driver: Driver, failures: Failures):
         self.driver, self.failures = driver, failures
@@ -95,7 +98,9 @@ class CountingFailures:
         return self.driver.start()
 
     def on_outcome(self, outcome: Outcome) -> Step:
-        self.failures.show(outcome)
+        same = self.failures.show(outcome)
+        if same is not None:
+            outcome = dataclasses.replace(outcome, same_traceback_as=same)
         step = self.driver.on_outcome(outcome)
         self.failures.count(outcome)
         return step
