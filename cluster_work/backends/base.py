@@ -68,7 +68,9 @@ class Executor(abc.ABC):
     figures: Figures  # what it shows of itself (set by each backend's constructor)
     stop: StopFlag = PROCESS_STOP  # the run's stop flag (given to each backend's constructor)
 
-    def __enter__(self) -> Executor:
+    def __enter__(self) -> Executor | None:
+        """Start what it needs; the executor to submit to, or None in a process that served as one of its
+        workers until it was released (an MPI worker rank: see `backends.mpi`)."""
         return self
 
     def __exit__(self, *exc: Any) -> None:

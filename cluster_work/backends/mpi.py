@@ -151,7 +151,7 @@ class MPIExecutor(Executor):
 
     # --- lifecycle ------------------------------------------------------------------------------------
 
-    def __enter__(self) -> MPIExecutor | None:  # type: ignore[override]
+    def __enter__(self) -> MPIExecutor | None:
         world = self._world
         rank, size = world.Get_rank(), world.Get_size()
         try:
