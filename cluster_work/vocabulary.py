@@ -1,5 +1,7 @@
-"""The shared vocabulary of the engine: segments, their outcomes, run settings, and the enums of
-outcome kinds and repetition states. Dependency-free: every other module may import it, it imports none.
+"""The shared vocabulary of the engine: segments and the other work items (`WorkItem`), their outcomes,
+a driver's decision on one (`Step`), run settings, and the enums of outcome kinds and repetition states.
+Dependency-free: every other module may import it, it imports none (its type hints name a few, for
+type checkers only).
 
 A *segment* is the unit of work: repetition R of experiment E, continued from its saved rows and state,
 up to iteration K (`until`). A plain sweep runs one segment per repetition with K = `iterations`; a
