@@ -208,9 +208,9 @@ class Outcome:
     `traceback`: a failure's, for rank 0 to show (`failures.Failures`); `same_traceback_as`: the label of
     an earlier failure whose traceback was identical, and shown instead.
     `left_status`: a segment cancelled after it began leaves its repetition's status to the driver that
-    cancelled it (the one writer of that status from the cancel on: `steering.campaign` writes it "stopped"
-    or "interrupted"); these are the fields of the "interrupted" one (where it got, its mean iteration
-    time). None: nothing to write (not cancelled, or cancelled before it began).
+    cancelled it, the one writer of that status from the cancel on (it writes "stopped", or "interrupted"
+    with these fields: where the segment got, its mean iteration time). None: nothing to write (not
+    cancelled, or cancelled before it began).
     """
 
     index: int

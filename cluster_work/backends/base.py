@@ -46,11 +46,7 @@ def _this_host() -> list[str]:
 
 @dataclass(frozen=True)
 class Figures:
-    """The stop flag an executor obeys is its collaborator (`stop`, given to its constructor; by default this
-process's, which its signal handlers set): its items see it through their context, and `request_stop`
-sets it and tells the workers.
-
-What an executor shows of itself, read by the live display (from its own thread: any thread may ask)
+    """What an executor shows of itself, read by the live display (from its own thread: any thread may ask)
     and by the run's provenance record; nothing here changes what the executor does."""
 
     iterations_done: Callable[[], int]  # iterations saved so far by the executor's items
