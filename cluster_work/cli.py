@@ -355,7 +355,7 @@ def _execute(experiment_class: type[ClusterWork], plan: Plan, args: argparse.Nam
     return summary.exit_status()
 
 
-def _slurm(args: argparse.Namespace, experiments: list, plan: Plan) -> int:
+def _slurm(args: argparse.Namespace, experiments: Documents, plan: Plan) -> int:
     """--slurm: write (and print, or submit) a batch script that runs this sweep."""
     for flag, given in (("-d/--delete", args.delete), ("-r/--repetition", args.repetition is not None),
                         ("-i/--iteration", args.iteration is not None), ("-j/--job", args.job and args.array)):
@@ -372,7 +372,7 @@ def _slurm(args: argparse.Namespace, experiments: list, plan: Plan) -> int:
                  "template": args.template, "requeue": args.requeue, "extra": args.sbatch, "launcher": args.launcher,
                  **{name: getattr(args, name) for name in ("mem", "gpus", "gpus_per_node", "gpus_per_task", "gres",
                                                            "constraint", "qos")}}
-    settings = slurm.settings_from(experiments[0].get("slurm"), overrides, args.config)
+    settings = slurm.settings_from(experiments[0].get("slurm"), overrides, experiments.source)
     sweep_path = os.path.abspath(plan.totals.sweep_paths[0])
     pending = sorted(job.index for job in plan.jobs)
     if args.array and not pending:

@@ -77,10 +77,11 @@ def check_document_keys(document: Mapping[str, Any], source: ConfigSource, numbe
     return kept
 
 
-def validate_experiment(experiment: Mapping[str, Any], source: ConfigSource, number: int,
+def validate_experiment(experiment: Mapping[str, Any], source: ConfigSource | str, number: int,
                         warn: Warn = log.warning) -> Any:
     """Check one merged experiment document; raise a ConfigError on the first problem. Returns the typed
     spec of its campaign block (None for a plain document)."""
+    source = ConfigSource.of(source)
     label = experiment.get("name") if isinstance(experiment.get("name"), str) else f"document {number}"
     for key in REQUIRED_KEYS:
         if key not in experiment:

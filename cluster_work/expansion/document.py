@@ -25,11 +25,12 @@ class ExpandedDocument(Sequence[ExpandedExperiment]):
     A 10^6-point grid costs its axes, not 10^6 configs: an experiment is made when it is looked at.
     Names are checked for clashes without listing them where that is provable from the axes alone (each
     axis' values give distinct name parts without '_', so the joined names are distinct too); only a
-    document where it is not lists its names once, to give clashing ones their longer form."""
+    document where it is not lists its names once, to give clashing ones their longer form. `source`: the
+    config it was read from, which a later check of the document (a campaign's) names in its messages."""
 
     def __init__(self, experiment: Mapping[str, Any], default_params: Mapping[str, Any] | None,
                  source: ConfigSource, warn: Warn, custom_points: DesignedPoints | None = None):
-        self.document, self.base = experiment, experiment["name"]
+        self.document, self.base, self.source = experiment, experiment["name"], source
         self.root = expand_path(experiment["path"])
         self.base_folder = SweepPaths(self.root).document_folder(self.base)
         self._base_params = deep_merge(default_params or {}, experiment.get("params") or {})
