@@ -165,7 +165,6 @@ def parse_documents(text: str, source: ConfigSource | str, keep_unknown_tags: bo
     return documents
 
 
-
 def read_text(source: str) -> str:
     """The config file as text: UTF-8 (a BOM allowed), at most MAX_CONFIG_BYTES."""
     try:
