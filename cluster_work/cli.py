@@ -8,14 +8,14 @@ import os
 import shlex
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from . import slurm
+from . import design, slurm
 from .arguments import ASSIGNMENT_OPTIONS, build_parser, parse_arguments, value_options
 from .attempts import journal as attempts_journal
 from .backends import Executor, make_executor
 from .compact_store import suggest_compact
-from .config import Warn, load_config
+from .config import Documents, Warn, load_config
 from .display import LiveBarDisplay, counted, make_display
 from .durability import committer
 from .errors import ClusterWorkError, StoreError
@@ -63,15 +63,16 @@ def _overrides_hint(plan: Plan, args: argparse.Namespace) -> str:
 
 
 def load_sweep(experiment_class: type[ClusterWork], args: argparse.Namespace, warn: Warn = log.warning,
-               ) -> tuple[list[dict[str, Any]], Sequence[ExpandedExperiment]]:
-    """The config's experiment documents (the overrides applied) and their expansion, checked."""
+               ) -> tuple[Documents, Sequence[ExpandedExperiment]]:
+    """The config's experiment documents (the overrides applied; they carry its source) and their expansion
+    (a custom strategy's points as frozen on disk, see `design`), checked."""
     adjust = Overrides(parse_overrides(args.overrides, args.config), args.config, args.experiments,
                        experiment_class._default_params).apply
     experiments = load_config(args.config, warn, adjust=adjust)
-    expanded = expand_all(experiments, experiment_class._default_params, args.config, warn)
+    expanded = expand_all(experiments, experiment_class._default_params, warn=warn, custom_points=design.points)
     experiment_class.check_config(expanded, args.config)
     for campaign in kinds_in(experiments):  # each kind's module only where a config has one
-        campaign.check_experiment_class(experiment_class, experiments, args.config)
+        campaign.check_experiment_class(experiment_class, experiments, experiments.source)
     return experiments, expanded
 
 
@@ -114,7 +115,7 @@ def _run(experiment_class: type[ClusterWork], args: argparse.Namespace, argument
             missing = ", ".join(sorted(experiment_class.__abstractmethods__))
             raise ClusterWorkError(f"{experiment_class.__name__} does not implement {missing}")
         experiments, expanded = load_sweep(experiment_class, args)
-        max_failures = failure_limit(args.max_failures, experiments, args.config)
+        max_failures = failure_limit(args.max_failures, experiments, experiments.source)
         if args.progress or args.full_progress:
             selected = select_experiments(expanded, args.experiments, args.config)
             runs = [run for path in sweep_paths(selected) for run in read_runs(path)]
@@ -213,7 +214,7 @@ def _execute(experiment_class: type[ClusterWork], plan: Plan, args: argparse.Nam
     return summary.exit_status()
 
 
-def _slurm(args: argparse.Namespace, experiments: list, plan: Plan) -> int:
+def _slurm(args: argparse.Namespace, experiments: Documents, plan: Plan) -> int:
     """--slurm: write (and print, or submit) a batch script that runs this sweep."""
     for flag, given in (("-d/--delete", args.delete), ("-r/--repetition", args.repetition is not None),
                         ("-i/--iteration", args.iteration is not None), ("-j/--job", args.job and args.array)):
@@ -230,7 +231,7 @@ def _slurm(args: argparse.Namespace, experiments: list, plan: Plan) -> int:
                  "template": args.template, "requeue": args.requeue, "extra": args.sbatch, "launcher": args.launcher,
                  **{name: getattr(args, name) for name in ("mem", "gpus", "gpus_per_node", "gpus_per_task", "gres",
                                                            "constraint", "qos")}}
-    settings = slurm.settings_from(experiments[0].get("slurm"), overrides, args.config)
+    settings = slurm.settings_from(experiments[0].get("slurm"), overrides, experiments.source)
     sweep_path = os.path.abspath(plan.totals.sweep_paths[0])
     pending = sorted(job.index for job in plan.jobs)
     if args.array and not pending:

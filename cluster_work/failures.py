@@ -23,7 +23,7 @@ from typing import Any
 from .campaign import Driver
 from .display import counted
 from .errors import config_error
-from .vocabulary import Outcome, OutcomeKind, Step, WorkItem
+from .vocabulary import ConfigSource, Outcome, OutcomeKind, Step, WorkItem
 
 log = logging.getLogger("cluster_work")
 
@@ -32,7 +32,8 @@ CONFIG_KEY = "max_failures"
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]+")  # `<object at 0x7f...>` differs between processes, not the failure
 
 
-def failure_limit(given: int | None, documents: Sequence[Mapping[str, Any]], source: str) -> int | None:
+def failure_limit(given: int | None, documents: Sequence[Mapping[str, Any]],
+                  source: ConfigSource | str) -> int | None:
     """The sweep's limit: `given` (--max-failures), else the config's `max_failures:`, which is the sweep's,
     so every document that gives one must give the same (put it in the DEFAULT document); None: no limit.
     A ConfigError (one line, exit status 2) for anything but a positive integer."""

@@ -227,7 +227,12 @@ def _parts(experiments: Sequence[ExpandedExperiment]) -> Iterator[tuple[str, Par
                     for experiment in experiments)
         return
     for document in experiments.documents:
-        for start, stop, exists in folder_runs(document, present_folders(document) or set()):
+        present = present_folders(document)
+        if present is None:  # a compact store has no folder per experiment: each is asked
+            yield from ((document.base, read_progress(experiment, attempts(experiment.sweep_path)))
+                        for experiment in document)
+            continue
+        for start, stop, exists in folder_runs(document, present):
             if not exists:
                 yield document.base, PendingRun.of(document, start, stop)
             for position in range(start, stop) if exists else ():

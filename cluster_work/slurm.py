@@ -33,6 +33,7 @@ from typing import Any
 from .errors import ClusterWorkError, ConfigError
 from .launch import mpiexec
 from .paths import SweepPaths
+from .vocabulary import ConfigSource
 
 DEFAULT_SIGNAL_SECONDS = 120
 
@@ -85,7 +86,8 @@ _PATTERNS = {
 }
 
 
-def settings_from(config_block: Mapping[str, Any] | None, overrides: Mapping[str, Any], source: str) -> SlurmSettings:
+def settings_from(config_block: Mapping[str, Any] | None, overrides: Mapping[str, Any],
+                  source: ConfigSource | str) -> SlurmSettings:
     """Merge the config's `slurm:` block and the command line's options into validated settings."""
     known = {f.name for f in fields(SlurmSettings)}
     merged: dict[str, Any] = {}

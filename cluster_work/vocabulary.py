@@ -1,7 +1,7 @@
-"""The shared vocabulary of the engine: segments and the other work items (`WorkItem`), their outcomes,
-a driver's decision on one (`Step`), run settings, and the enums of outcome kinds and repetition states.
-Dependency-free: every other module may import it, it imports none (its type hints name a few, for
-type checkers only).
+"""The shared vocabulary of the engine: the config's source, segments and the other work items
+(`WorkItem`), their outcomes, a driver's decision on one (`Step`), run settings, and the enums of outcome
+kinds and repetition states. Dependency-free: every other module may import it, it imports none (its
+type hints name a few, for type checkers only).
 
 A *segment* is the unit of work: repetition R of experiment E, continued from its saved rows and state,
 up to iteration K (`until`). A plain sweep runs one segment per repetition with K = `iterations`; a
@@ -22,6 +22,26 @@ if TYPE_CHECKING:  # only for type hints: the vocabulary imports nothing of the 
     from .expansion import ExpandedExperiment
     from .experiment import ClusterWork
     from .task_context import TaskContext
+
+
+@dataclass(frozen=True)
+class ConfigSource:
+    """The config file a run was given, made once where it is read (`config.load_config`) and carried by
+    the loaded config (`config.Documents.source`) to everything that checks it, so that every error
+    message names the file as the user named it: `str(source)` is that name ('config.yml: experiment
+    'fit': 'grid.lr': ...'). `text`: the file's contents as they were read and validated ('' where a
+    config was given as documents, not as text)."""
+
+    path: str
+    text: str = field(default="", repr=False, compare=False)
+
+    def __str__(self) -> str:
+        return self.path
+
+    @classmethod
+    def of(cls, source: ConfigSource | str) -> ConfigSource:
+        """`source` as a ConfigSource (a bare name, as the Python API's callers give, as one without text)."""
+        return source if isinstance(source, ConfigSource) else cls(source)
 
 
 class OutcomeKind(enum.Enum):

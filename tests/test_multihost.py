@@ -208,14 +208,14 @@ def test_a_native_crash_on_the_second_host_under_ulfm_fails_only_its_repetition(
     failed = {rep: state for rep, state in repetition_states(out).items() if state["state"] == "failed"}
     assert len(failed) == 1 and len(_finished(out)) == REPETITIONS - 1, failed
     [(folder, state)] = failed.items()
-    assert re.fullmatch(rf"MPI rank [23] on {second.name} died in iteration 2", state["error"]), state
+    assert re.fullmatch(rf"MPI rank [23] on {second.name} died in iteration 2; its log shows SIGSEGV "
+                        r"\(segmentation fault\)", state["error"]), state
     assert "Fatal Python error: Segmentation fault" in (out / folder / "rep.log").read_text()  # faulthandler's
     lost = re.findall(r"MPI ranks lost during the run: (.*)", result.stderr)
     assert len(lost) == 1 and re.fullmatch(rf"[23] \({second.name}\)", lost[0]), result.stderr
     pd.testing.assert_frame_equal(_without(sequential, culprit), _without(comparable(out), culprit))
 
 
-@pytest.mark.xfail(strict=True, reason="needs branch mpi-ulfm to name the signal of a lost rank (issue 21, point 1)")
 def test_a_native_crash_under_ulfm_is_recorded_with_its_signal(crash_under_ulfm):
     """The signal that killed the rank is in the repetition's failure, as on the other backends (ULFM says
     only that a rank died; the dying rank's faulthandler wrote which signal into the repetition's log)."""

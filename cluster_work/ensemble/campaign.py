@@ -25,7 +25,7 @@ from ..errors import ConfigError, StoreError, config_error
 from ..exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_STORE, EXIT_USAGE
 from ..planning import changed_params
 from ..store import ExperimentStore, to_plain
-from ..vocabulary import ExperimentState, Outcome, OutcomeKind, RunSettings, Step
+from ..vocabulary import ConfigSource, ExperimentState, Outcome, OutcomeKind, RunSettings, Step
 from .analysis import ensemble_progress
 from .driver import WeightedEnsemble
 from .spec import EnsembleSpec, check_ensemble_block
@@ -41,7 +41,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("cluster_work")
 
 
-def check_experiment_class(experiment_class: type, documents: Sequence[Mapping[str, Any]], source: str) -> None:
+def check_experiment_class(experiment_class: type, documents: Sequence[Mapping[str, Any]],
+                           source: ConfigSource) -> None:
     """Refuse (ConfigError: one line, exit 2, before anything is written) a class that cannot run the
     walkers of an `ensemble:` document: it lacks get_state or set_state."""
     problem = state_hooks_missing(experiment_class)

@@ -110,8 +110,7 @@ class SteeredCampaign:
         document = campaign.experiments
         assert isinstance(document, ExpandedDocument)
         self.document, self.plans, self.settings = document, campaign.plans, settings
-        self.spec = campaign.spec or check_steer_block(document.document["steer"], settings.config_file or "the config",
-                                                       document.base)
+        self.spec = campaign.spec or check_steer_block(document.document["steer"], document.source, document.base)
         self.steering: Steering | None = None
         self._journal: Journal | None = None
         self._statuses: set[int] = set()
