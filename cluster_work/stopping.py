@@ -52,7 +52,7 @@ class _ProcessStop:
 PROCESS_STOP: StopFlag = _ProcessStop()
 
 
-class Stop:
+class RunStop:
     """A stop flag of its own, apart from this process's signals (an embedding's run, a test)."""
 
     def __init__(self) -> None:

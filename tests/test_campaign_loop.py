@@ -3,7 +3,7 @@
 from cluster_work.backends import SequentialExecutor
 from cluster_work.campaign import Composite, PlainSweep, drive
 from cluster_work.expansion import ExpandedExperiment
-from cluster_work.stopping import Stop, stop_requested
+from cluster_work.stopping import RunStop, stop_requested
 from cluster_work.vocabulary import Outcome, OutcomeKind, Segment, Step
 
 EXPERIMENT = ExpandedExperiment("a", "a", {"iterations": 1})
@@ -49,7 +49,7 @@ def finish(item, context):
 
 
 def test_a_drivers_own_store_failure_stops_the_run_at_once():
-    ended, stop, process_stopped = [], Stop(), stop_requested()  # the run's own flag: the process's stays as it was
+    ended, stop, process_stopped = [], RunStop(), stop_requested()  # the run's own flag: the process's stays as it was
     plain = PlainSweep([Segment(n, EXPERIMENT, rep=n) for n in range(5)], ended.append)
     failing = Recorder(failing=True)
     with SequentialExecutor(finish, stop=stop) as executor:
