@@ -75,6 +75,11 @@ def request_stop() -> None:
     _stop.set()
 
 
+def clear_stop_request() -> None:
+    """Take back this process's stop request (`PROCESS_STOP`): a new run in the same process starts afresh."""
+    _stop.clear()
+
+
 def on_stop_signal(listener: Callable[[int], None]) -> None:
     """Call `listener(signum)` whenever a stop signal reaches this process (once handle_stop_signals runs)."""
     if listener not in _listeners:
@@ -122,7 +127,7 @@ def stop_signals_handled() -> Iterator[None]:
         yield
         return
     previous = {signum: signal.getsignal(signum) for signum in (*STOP_SIGNALS, signal.SIGUSR1)}
-    _stop.clear()
+    clear_stop_request()
     for signum in STOP_SIGNALS:
         signal.signal(signum, _exit_at_once)
     try:
