@@ -123,3 +123,9 @@ class Executor(abc.ABC):
     @abc.abstractmethod
     def busy(self) -> int:
         """Workers running an item right now."""
+
+    @abc.abstractmethod
+    def busy_seconds(self) -> float:
+        """Worker-seconds spent busy so far (a `busy.BusyClock`'s): a worker counts from the hand-out of its
+        first item to the outcome of its last. The live display shows its average over a while, which a
+        snapshot of `busy` misses when items take microseconds."""

@@ -346,6 +346,9 @@ class MPIExecutor(Executor):
     def busy(self) -> int:
         return self._dispatcher.roster.busy() + self._local.busy()
 
+    def busy_seconds(self) -> float:
+        return self._dispatcher.roster.busy_clock.seconds() + self._local.busy_seconds()
+
     def forward_stop(self) -> None:
         """Tell the group leaders; rank 0's own group follows its decision (the runner's broadcast)."""
         if self._stop_sent or not self._entered:

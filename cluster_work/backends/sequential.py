@@ -6,6 +6,7 @@ import collections
 from typing import Any
 
 from .. import stopping
+from ..busy import BusyClock
 from ..progress import Counter
 from .base import Executor, Task, TaskContext
 
@@ -20,6 +21,7 @@ class SequentialExecutor(Executor):
         self._cancelled: set[int] = set()
         self._counter = Counter()
         self._running = False
+        self._busy = BusyClock()
 
     def describe(self) -> str:
         return "this process"
@@ -40,10 +42,12 @@ class SequentialExecutor(Executor):
     def next_outcome(self) -> Any:
         item = self._queue.popleft()
         self._running = True
+        self._busy.change(+1)
         try:
             return self.run(item)
         finally:
             self._running = False
+            self._busy.change(-1)
             self._cancelled.discard(item.index)
 
     def run(self, item: Any, comm: Any = None) -> Any:
@@ -58,3 +62,6 @@ class SequentialExecutor(Executor):
 
     def busy(self) -> int:
         return int(self._running)
+
+    def busy_seconds(self) -> float:
+        return self._busy.seconds()
