@@ -6,14 +6,19 @@ sweep for done. The truth is in `runs.jsonl`: rank 0 records every run's start a
 end (`provenance`). A run that started but has no end died as a whole.
 
 To tell this launch's runs from the others of the same folder (older runs killed long ago, a run of
-another job still on), the launching script exports a token in `CLUSTER_WORK_LAUNCH` (and has mpiexec
-pass it on, `-x CLUSTER_WORK_LAUNCH`); rank 0 records it in its 'started' record, and this check reads
-it from the same variable (or `--launch`). The generated Slurm scripts do all three.
+another job still on), the launching script exports a token in `CLUSTER_WORK_LAUNCH`; rank 0 inherits it
+and records it in its run's 'started' record, and this check reads it from the same variable (or
+`--launch`). The generated Slurm scripts do both: their rank 0 is started by `mpiexec` on the batch
+host, or by `srun`, and inherits the script's environment either way (where a launcher starts rank 0
+elsewhere without it, Open MPI's `-x CLUSTER_WORK_LAUNCH` passes it on).
 
-Exit status: 0 when every run of the launch recorded its end with status 0, or none started (nothing was
-left to run); EXIT_RUN_DIED when one started and recorded no end; otherwise the status a run recorded.
-Invariant: a clean run (it recorded its end, status 0) is never judged dead; only records carrying the
-token are read, so any number of runs before, after or beside it in the folder change nothing.
+Exit status: 0 when every run of the launch recorded its end with status 0, or no run carries the token
+(none started: say, rank 0 stopped at a config error, whose status the launcher reports itself);
+EXIT_RUN_DIED when one started and recorded no end; otherwise the status a run recorded; EXIT_USAGE
+without a token. Invariant: a clean run (it recorded its end, status 0) is never judged dead, and only
+records carrying the token are read, so any number of runs before, after or beside it in the folder
+change nothing. A rank 0 that did not get the token records none: then nothing is judged (exit 0, as
+without this check), never a false alarm. A sweep folder that does not exist is a usage error (exit 2).
 """
 from __future__ import annotations
 
@@ -56,6 +61,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.launch:
         print(f"error: no launch token: set {LAUNCH_VARIABLE} for the launch and this check, or give --launch",
+              file=sys.stderr)
+        return EXIT_USAGE
+    if not os.path.isdir(args.sweep_path):  # a slip in a script, not a launch that recorded nothing
+        print(f"error: {args.sweep_path}: no such folder (give the sweep's folder, the config's `path:`)",
               file=sys.stderr)
         return EXIT_USAGE
     status, lines = launch_status(read_runs(args.sweep_path, last=None), args.launch)

@@ -15,8 +15,9 @@ from conftest import MPI_ENV, descendants, mpiexec, script_env
 from polls import saved_rows, wait_for
 from slurm_helpers import CONFIG, EXPERIMENT
 
-from cluster_work.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_RUN_DIED
+from cluster_work.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_RUN_DIED, EXIT_USAGE
 from cluster_work.launch_check import launch_status
+from cluster_work.provenance import LAUNCH_VARIABLE
 from cluster_work.slurm import SlurmSettings, build_script
 
 
@@ -87,3 +88,16 @@ def test_the_mpi_batch_script_fails_when_its_run_died_although_the_launcher_said
         again = subprocess.run(["bash", str(script)], cwd="/", env=env, capture_output=True, text=True, timeout=180)
         assert again.returncode == EXIT_OK, again.stdout + again.stderr
     assert saved_rows(tmp_path / "out") == 24
+
+
+@pytest.mark.processes
+@pytest.mark.parametrize("arguments, environment, message", [
+    pytest.param(["{folder}/nowhere"], {LAUNCH_VARIABLE: "L"}, "nowhere: no such folder", id="no-such-folder"),
+    pytest.param(["{folder}"], {}, f"no launch token: set {LAUNCH_VARIABLE}", id="no-token"),
+])
+def test_a_check_without_a_token_or_a_folder_is_a_usage_error(tmp_path, arguments, environment, message):
+    env = {name: value for name, value in script_env().items() if name != LAUNCH_VARIABLE}
+    result = subprocess.run([sys.executable, "-m", "cluster_work.launch_check",
+                             *(a.format(folder=tmp_path) for a in arguments)],
+                            env={**env, **environment}, capture_output=True, text=True, timeout=60)
+    assert result.returncode == EXIT_USAGE and message in result.stderr and len(result.stderr.splitlines()) == 1
