@@ -175,7 +175,7 @@ def _execute(experiment_class: type[ClusterWork], plan: Plan, args: argparse.Nam
     def done() -> int:
         return executor.figures.iterations_done() + sum(c.iterations_apart() for c in campaigns)
 
-    display = make_display(total, executor.workers, done, executor.figures.busy, args.report_every,
+    display = make_display(total, executor.workers, done, executor.figures.busy_seconds, args.report_every,
                            executor.figures.stalled)
     # with a live bar, a line per finished job would only scroll it away: failures still show
     finished_level = logging.DEBUG if isinstance(display, LiveBarDisplay) else logging.INFO

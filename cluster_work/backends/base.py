@@ -50,7 +50,8 @@ class Figures:
     and by the run's provenance record; nothing here changes what the executor does."""
 
     iterations_done: Callable[[], int]  # iterations saved so far by the executor's items
-    busy: Callable[[], int]  # workers running an item right now
+    busy_seconds: Callable[[], float]  # worker-seconds busy so far (a `busy.BusyClock`'s): a worker counts from
+    # the hand-out of its first item to the outcome of its last; the live display averages it over a while
     describe: Callable[[], str]  # its workers, in words ("2 local worker processes ...")
     stalled: Callable[[], list[Silence]] = list  # workers stalled as last seen (see `Executor.watch_stalls`)
     hosts: Callable[[], list[str]] = _this_host  # the host of every process that runs items

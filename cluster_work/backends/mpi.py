@@ -146,8 +146,9 @@ class MPIExecutor(Executor):
         self._world_broken = False  # under -g 1: the one group lost a rank
         self._rank_died = False  # under ULFM: the survivors agreed at the end that a rank died
         self._exit_status = 1  # rank 0's, as the command line tells it (`ending`)
-        self.figures = Figures(iterations_done=self._iterations_done, busy=self._busy, describe=self._describe,
-                               stalled=lambda: self._dispatcher.stalled(), hosts=self._all_hosts)
+        self.figures = Figures(iterations_done=self._iterations_done, busy_seconds=self._busy_seconds,
+                               describe=self._describe, stalled=lambda: self._dispatcher.stalled(),
+                               hosts=self._all_hosts)
 
     # --- lifecycle ------------------------------------------------------------------------------------
 
@@ -348,8 +349,8 @@ class MPIExecutor(Executor):
     def _iterations_done(self) -> int:
         return self._dispatcher.iterations + self._local.figures.iterations_done()
 
-    def _busy(self) -> int:
-        return self._dispatcher.roster.busy() + self._local.figures.busy()
+    def _busy_seconds(self) -> float:
+        return self._dispatcher.roster.busy_clock.seconds() + self._local.figures.busy_seconds()
 
     def forward_stop(self) -> None:
         """Tell the group leaders; rank 0's own group follows its decision (the runner's broadcast)."""

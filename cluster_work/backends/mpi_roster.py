@@ -12,6 +12,7 @@ import collections
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from ..busy import BusyClock
 from ..liveness import Liveness, Silence
 from ..vocabulary import WorkItem
 
@@ -33,6 +34,7 @@ class Roster:
     serving: list[int] = field(init=False)  # the leaders rank 0 may send items to: alive, not retired
     dead: dict[int, str] = field(default_factory=dict)  # world rank -> what it was doing when it died
     retired: set[int] = field(default_factory=set)
+    busy_clock: BusyClock = field(default_factory=BusyClock)  # leaders holding an item, over time
 
     def __post_init__(self) -> None:
         self.held = {leader: collections.deque() for leader in self.leaders}
@@ -53,6 +55,7 @@ class Roster:
         self._holding += 1
         if len(items) == 1:
             self.liveness.started(leader, item_kind(item))
+            self.busy_clock.change(+1)
 
     def holding(self) -> int:
         return self._holding
@@ -78,6 +81,7 @@ class Roster:
             self.liveness.started(leader, item_kind(items[0]))
         else:
             self.liveness.idle(leader)
+            self.busy_clock.change(-1)
         return item
 
     def died(self, rank: int) -> tuple[WorkItem | None, list[WorkItem]]:
@@ -102,6 +106,8 @@ class Roster:
             self.serving.remove(rank)
         items = list(self.held.get(rank, ()))
         self._holding -= len(items)
+        if items:
+            self.busy_clock.change(-1)
         if rank in self.held:
             self.held[rank].clear()
         return items

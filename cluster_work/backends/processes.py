@@ -29,6 +29,7 @@ import signal
 from collections.abc import Iterator
 from typing import Any
 
+from ..busy import BusyClock
 from ..deaths import describe_death
 from ..errors import ClusterWorkError
 from ..stopping import PROCESS_STOP, StopFlag
@@ -90,7 +91,9 @@ class LocalProcessExecutor(Executor):
         self._tokens = itertools.count()
         self._big: tuple[WorkItem, bytes] | None = None  # the queue's first item, pickled, when too big to prefetch
         self._deaths_at_start = 0
-        self.figures = Figures(iterations_done=self._iterations_done, busy=self._busy, describe=self._describe)
+        self._busy = BusyClock()  # workers holding an item, over time
+        self.figures = Figures(iterations_done=self._iterations_done, busy_seconds=self._busy.seconds,
+                               describe=self._describe)
 
     def _describe(self) -> str:
         return f"{self.workers} local worker processes ({self._context_name or 'default'} start)"
@@ -144,6 +147,8 @@ class LocalProcessExecutor(Executor):
                 worker.eof = True  # it closed its end by dying; the sentinel fires once it is dead
                 break
             worker.items.popleft()
+            if not worker.items:
+                self._busy.change(-1)
             self._deaths_at_start = 0
             if message[:1] != DONE:
                 raise unpickled_exception(message[1:])
@@ -160,7 +165,10 @@ class LocalProcessExecutor(Executor):
         assert self._claims is not None
         if worker.eof or not self._claims.withdraw(worker.slot, worker.items[-1][0]):
             return None
-        return worker.items.pop()[1]
+        item = worker.items.pop()[1]
+        if not worker.items:
+            self._busy.change(-1)
+        return item
 
     def _bury(self, worker: _Worker) -> None:
         process = worker.process
@@ -172,6 +180,8 @@ class LocalProcessExecutor(Executor):
         assert self._claims is not None
         began, served = self._has_begun(worker), self._claims.began[worker.slot] != -1
         items = collections.deque(item for _, item in worker.items)
+        if items:
+            self._busy.change(-1)
         if began:
             self._ready.append(self._task.lost(items.popleft(), self.stop.requested(), cause))
         self._queue.extendleft(reversed(items))  # not begun: innocent, first in line again
@@ -224,6 +234,8 @@ class LocalProcessExecutor(Executor):
         """Send `item`, pickled as `data`, to `worker`, behind a token of its own."""
         token = next(self._tokens)
         worker.items.append((token, item))
+        if len(worker.items) == 1:
+            self._busy.change(+1)
         self._big = None
         try:
             worker.connection.send_bytes(token.to_bytes(TOKEN_BYTES, "little") + data)
@@ -256,9 +268,6 @@ class LocalProcessExecutor(Executor):
 
     def _iterations_done(self) -> int:
         return int(self._shared[1].value) if self._shared is not None else 0
-
-    def _busy(self) -> int:
-        return sum(1 for worker in self._running if self._has_begun(worker))
 
     def forward_stop(self) -> None:
         if self._shared is not None:  # before the first worker, the workers check this process's flag

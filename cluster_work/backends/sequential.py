@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 from typing import Any
 
+from ..busy import BusyClock
 from ..progress import Counter
 from ..stopping import PROCESS_STOP, StopFlag
 from ..vocabulary import Outcome, WorkItem
@@ -21,7 +22,8 @@ class SequentialExecutor(Executor):
         self._cancelled: set[int] = set()
         self._counter = Counter()
         self._running = False
-        self.figures = Figures(iterations_done=lambda: self._counter.value, busy=lambda: int(self._running),
+        self._busy = BusyClock()
+        self.figures = Figures(iterations_done=lambda: self._counter.value, busy_seconds=self._busy.seconds,
                                describe=lambda: "this process")
 
     def submit(self, item: WorkItem) -> None:
@@ -40,10 +42,12 @@ class SequentialExecutor(Executor):
     def next_outcome(self) -> Outcome:
         item = self._queue.popleft()
         self._running = True
+        self._busy.change(+1)
         try:
             return self.run(item)
         finally:
             self._running = False
+            self._busy.change(-1)
             self._cancelled.discard(item.index)
 
     def run(self, item: WorkItem, comm: Any = None) -> Outcome:
