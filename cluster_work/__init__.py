@@ -5,8 +5,8 @@ from .errors import ClusterWorkError, IncompleteConfigurationError, InvalidParam
 from .experiment import ClusterWork
 from .results import load_results, summary
 from .runner import restore_experiment
+from .version import __version__
 
-__version__ = "0.1.0"
 __all__ = ["ClusterWork", "ClusterWorkError", "IncompleteConfigurationError", "InvalidParameterArgument",
            "StoreError", "Policy", "Sweep", "ensemble_flux", "load_results", "restore_experiment", "stop_reasons",
            "summary", "__version__"]

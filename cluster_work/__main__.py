@@ -4,7 +4,7 @@
 Every option of an experiment script applies (`-n`, `-c` under mpiexec, `--slurm`, `-p`...); see
 `cluster_work.command` for what a command experiment is. A batch script (`--slurm`) runs this file by its
 path, as it runs an experiment script: then its folder must not shadow modules (it holds `logs.py`,
-`config.py`...), so it leaves `sys.path` first.
+`config/`...), so it leaves `sys.path` first.
 """
 import os
 import sys

@@ -376,3 +376,27 @@ def compact(sweep_path: str, forget: frozenset[str] = frozenset()) -> None:
         log.debug("attempts journals not compacted: %s", exc)
     finally:
         os.close(lock)
+
+
+def lost_attempt_signal(sweep_path: str, key: Key) -> str | None:
+    """The fatal signal (faulthandler's words in the log, e.g. "SIGSEGV") of the last attempt of `key` that a
+    dead process left open, if its part of the log names one: how a rank that ULFM only reports as gone
+    died. None without such an attempt, or without evidence. Reads only journal tails and one log part."""
+    folder = SweepPaths(sweep_path).attempts_folder
+    try:
+        names = os.listdir(folder)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    found = []
+    for name in names:
+        run = attempts_run(name)
+        path = os.path.join(folder, name)
+        if run is None or is_locked(path):  # a live process's journal: not the dead one
+            continue
+        attempt = last_open_attempt(path, run)
+        if attempt is not None and attempt[0] == key and attempt[1].log_offset >= 0 and attempt[1].log:
+            found.append(attempt[1])
+    if not found:
+        return None
+    last = max(found, key=lambda attempt: attempt.began)
+    return crash_signal(_log_part(os.path.join(sweep_path, last.log), last.log_offset, None))

@@ -1,6 +1,7 @@
 """The campaign loop on rank 0: keep the executor just busy with what a driver hands out, and give the
-driver every outcome. The driver alone decides (what runs next, what is cancelled); this loop only moves
-items and outcomes, so a plain sweep, a steered campaign and a weighted ensemble share it.
+driver every outcome. The driver alone decides (what runs next, what is cancelled, whether its own store
+failed: one `vocabulary.Step` per outcome); this loop only moves items and outcomes, so a plain sweep, a
+steered campaign and a weighted ensemble share it. Outcomes are never rewritten on the way.
 
 A driver's decisions must depend only on outcomes, never on the order they arrive in (the executor's
 order is whatever finished first): it decides at points it defines itself (an iteration's last block
@@ -12,53 +13,50 @@ import collections
 import dataclasses
 import itertools
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Protocol
+from typing import Protocol
 
 from .backends.base import Executor
-from .stopping import request_stop, stop_requested
-from .vocabulary import OutcomeKind, Segment
+from .vocabulary import Outcome, OutcomeKind, Segment, Step, WorkItem
 
 
 class Driver(Protocol):
     """What decides a campaign (see the module docstring)."""
 
-    def start(self) -> Iterable[Any]:
+    def start(self) -> Iterable[WorkItem]:
         """The first items (may be lazy: a sweep of 10^6 segments is made as workers free up)."""
         ...
 
-    def on_outcome(self, outcome: Any) -> Iterable[Any]:
-        """Take one outcome; return the items it makes ready to run."""
+    def on_outcome(self, outcome: Outcome) -> Step:
+        """Take one outcome (never change it); return what it leads to: the items it makes ready to run, the
+        driver's items to cancel now, whether the driver's own store failed."""
         ...
 
-    def cancellations(self) -> list[int]:
-        """Items (by index) to cancel now: a running one stops after its current iteration."""
-        ...
+
+NOTHING = Step()  # an outcome that leads to nothing
 
 
 class PlainSweep:
     """A fixed list of segments, run once each: the driver of a sweep without steering. `ended` sees
     each of its outcomes (the summary counts these, not a campaign's)."""
 
-    def __init__(self, segments: Iterable[Any], ended: Callable[[Any], None] = lambda outcome: None):
+    def __init__(self, segments: Iterable[WorkItem], ended: Callable[[Outcome], None] = lambda outcome: None):
         self._segments, self._ended = segments, ended
 
-    def start(self) -> Iterable[Any]:
+    def start(self) -> Iterable[WorkItem]:
         return self._segments
 
-    def on_outcome(self, outcome: Any) -> Iterable[Any]:
+    def on_outcome(self, outcome: Outcome) -> Step:
         self._ended(outcome)
-        return ()
-
-    def cancellations(self) -> list[int]:
-        return []
+        return NOTHING
 
 
 def drive(driver: Driver, executor: Executor) -> None:
     """Run `driver`'s campaign on `executor` until nothing is ready and nothing is in flight, or the run
-    stops (then the items in flight end as interrupted). A store failure (full disk...) stops it at once."""
-    ready: collections.deque[Iterator[Any]] = collections.deque([iter(driver.start())])
+    stops (then the items in flight end as interrupted). A store failure (full disk...) stops it at once: a
+    segment's, or a driver's own (`Step.store_failed`)."""
+    ready: collections.deque[Iterator[WorkItem]] = collections.deque([iter(driver.start())])
     while True:
-        while ready and not stop_requested() and executor.has_capacity():
+        while ready and not executor.stop.requested() and executor.has_capacity():
             item = next(ready[0], None)
             if item is None:
                 ready.popleft()
@@ -67,14 +65,13 @@ def drive(driver: Driver, executor: Executor) -> None:
         if not executor.in_flight():
             return
         outcome = executor.next_outcome()
-        items = driver.on_outcome(outcome)
-        if not isinstance(items, (list, tuple)) or items:  # no empty one per outcome queued behind a huge sweep
-            ready.append(iter(items))
-        for index in driver.cancellations():
+        step = driver.on_outcome(outcome)
+        if not isinstance(step.run, (list, tuple)) or step.run:  # no empty one per outcome queued behind a huge sweep
+            ready.append(iter(step.run))
+        for index in step.cancel:
             executor.cancel(index)
-        if getattr(outcome, "kind", None) == OutcomeKind.STORE_FAILURE and not stop_requested():
-            request_stop()
-            executor.forward_stop()
+        if (outcome.kind == OutcomeKind.STORE_FAILURE or step.store_failed) and not executor.stop.requested():
+            executor.request_stop()
 
 
 class Composite:
@@ -91,7 +88,7 @@ came), so that each driver sees its own. Segments
         self._own: dict[tuple[int, int], int] = {}  # (driver number, its own index) -> index in flight
         self._next = 0
 
-    def _renumbered(self, number: int, items: Iterable[Any]) -> Iterator[Any]:
+    def _renumbered(self, number: int, items: Iterable[WorkItem]) -> Iterator[WorkItem]:
         driver = self.drivers[number]
         for item in items:
             index = self._next
@@ -100,17 +97,16 @@ came), so that each driver sees its own. Segments
             self._own[number, item.index] = index
             yield dataclasses.replace(item, index=index, **(self._stamp if isinstance(item, Segment) else {}))
 
-    def start(self) -> Iterable[Any]:
+    def start(self) -> Iterable[WorkItem]:
         return itertools.chain.from_iterable(self._renumbered(n, d.start()) for n, d in enumerate(self.drivers))
 
-    def on_outcome(self, outcome: Any) -> Iterable[Any]:
+    def on_outcome(self, outcome: Outcome) -> Step:
+        """The step of the driver the outcome is for (a driver decides only on its own outcomes), in the
+        run's indices: its items renumbered, its cancels of items still in flight."""
         driver, own = self._owner.pop(outcome.index)
         number = self.drivers.index(driver)
         del self._own[number, own]
-        items = driver.on_outcome(dataclasses.replace(outcome, index=own))
-        renumbered = self._renumbered(number, items)
-        return list(renumbered) if isinstance(items, (list, tuple)) else renumbered
-
-    def cancellations(self) -> list[int]:
-        return [self._own[n, own] for n, driver in enumerate(self.drivers) for own in driver.cancellations()
-                if (n, own) in self._own]
+        step = driver.on_outcome(dataclasses.replace(outcome, index=own))
+        renumbered = self._renumbered(number, step.run)
+        cancel = tuple(self._own[number, index] for index in step.cancel if (number, index) in self._own)
+        return Step(list(renumbered) if isinstance(step.run, (list, tuple)) else renumbered, cancel, step.store_failed)

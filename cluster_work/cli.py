@@ -8,13 +8,14 @@ import os
 import shlex
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from . import compact_index, slurm
+from . import compact_index, design, slurm
+from .arguments import ASSIGNMENT_OPTIONS, build_parser, parse_arguments, value_options
 from .attempts import journal as attempts_journal
 from .backends import Executor, make_executor
 from .compact_store import suggest_compact
-from .config import Warn, load_config
+from .config import Documents, Warn, load_config
 from .display import LiveBarDisplay, counted, make_display
 from .durability import committer
 from .errors import ClusterWorkError, StoreError
@@ -23,7 +24,7 @@ from .expansion import ExpandedExperiment, expand_all, sweep_paths
 from .export.beside import exporters_beside
 from .failures import failure_limit
 from .kinds import kinds_in
-from .launch import DEFAULT_REPORT_EVERY, program, program_name, resume_command, run_arguments
+from .launch import program, resume_command, run_arguments
 from .liveness import Stalled
 from .logs import configure_console
 from .original_api import configs_and_results, implements_plot_results
@@ -47,149 +48,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("cluster_work")
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
-
-
-class _PlotterNames:
-    """The registered plotters, as --help shows them: looked up only when help is printed (plotwork brings
-    pandas, which starting a run does not need)."""
-
-    def __str__(self) -> str:
-        try:
-            from plotwork.plotters import PLOTTERS
-        except ImportError:
-            return "(pip install 'cluster_work[plot]' to see them)"
-        return ", ".join(sorted(PLOTTERS))
-
-
-def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    from . import __version__
-
-    parser = argparse.ArgumentParser(prog=prog or program_name(),
-                                     description="Run a parameter sweep of a ClusterWork experiment.")
-    parser.add_argument("config", help="the experiments' YAML file")
-    parser.add_argument("--version", action="version", version=f"cluster_work {__version__}")
-    parser.add_argument("overrides", nargs="*", default=[], metavar="KEY.PATH=VALUE",
-                        help="change the config, as Hydra: params.lr=0.1 grid.lr=[0.1,0.01] +params.new=1 ~grid "
-                             "(values are YAML; with -e, only in those experiments)")
-    run = parser.add_argument_group("how to run")
-    run.add_argument("-c", "--cluster", "-m", "--mpi", dest="cluster", action="store_true",
-                     help="run over MPI (start under mpiexec); rank 0 schedules, the others work")
-    run.add_argument("-n", "--workers", type=int, default=1, metavar="N",
-                     help="run repetitions in N local worker processes, no MPI (default: 1, in this process)")
-    run.add_argument("-g", "--mpi_groups", type=int, default=None, metavar="G",
-                     help="with -c: split the workers into G groups that each run a repetition together "
-                          "(self._COMM is the group's communicator); -g 1: all ranks, rank 0 included")
-    run.add_argument("--group_size", type=int, default=None, metavar="S",
-                     help="with -c: groups of S ranks instead of a number of groups (not with -g)")
-    run.add_argument("--max-failures", type=_positive, default=None, metavar="N",
-                     help="stop the sweep cleanly once N repetitions failed (default: max_failures: in the config, "
-                          "else never); the repetitions in flight end after their iteration, all is resumable")
-    run.add_argument("--stall-timeout", dest="stall_timeout", type=float, default=None, metavar="S",
-                     help="with -c: end the run (its launcher too; exit status 5 in the run's record) once an MPI "
-                          "worker has said nothing for S seconds and for 10 of its iterations, so that a "
-                          "scheduler can requeue it (default: the config's stall_timeout; without: a worker "
-                          "silent for 60 s is only reported)")
-    run.add_argument("--no_gui", action="store_true", help="tell the experiment not to open windows")
-    run.add_argument("--no-sync", dest="sync", action="store_false",
-                     help="no group commits: leave syncing results to the operating system (faster on slow "
-                          "network file systems; a power loss may cost more of the last rows)")
-    pick = parser.add_argument_group("what to run")
-    pick.add_argument("-e", "--experiments", nargs="+", default=[], metavar="NAME",
-                      help="only these experiments (base or expanded names)")
-    pick.add_argument("-j", "--job", nargs="+", type=int, default=[], metavar="IDX",
-                      help="only job IDX, or jobs START to STOP-1 with -j START STOP [STEP] (as --list numbers "
-                           "the (experiment, repetition) jobs)")
-    pick.add_argument("-r", "--repetition", type=int, metavar="REP",
-                      help="restart only this repetition (from scratch, or from -i)")
-    pick.add_argument("-i", "--iteration", type=int, metavar="IT",
-                      help="with -r: restart from this iteration, keeping the rows before it")
-    old = parser.add_argument_group("earlier results")
-    old.add_argument("-d", "--delete", action="store_true", help="delete the selected experiments' results first")
-    old.add_argument("-o", "--overwrite", action="store_true",
-                     help="delete and rerun experiments whose parameters changed")
-    old.add_argument("-I", "--ignore_config", action="store_true",
-                     help="continue experiments whose parameters changed")
-    old.add_argument("--restart_full_repetitions", action="store_true",
-                     help="start unfinished repetitions over instead of restoring their saved state")
-    old.add_argument("--retry-failed", dest="retry_failed", action="store_true",
-                     help="also run quarantined repetitions again: those that two runs in a row died while "
-                          "running (a native crash, a lost MPI rank), which reruns leave out (-P names them); "
-                          "plain failed repetitions are retried by every rerun anyway")
-    show = parser.add_argument_group("look, do not run")
-    show.add_argument("--list", action="store_true", help="show the expanded experiments and job indices")
-    show.add_argument("-p", "--progress", action="store_true", help="show the progress of each experiment")
-    show.add_argument("-P", "--full_progress", action="store_true", help="show the progress of each repetition")
-    show.add_argument("--json", action="store_true",
-                      help="with -p/-P: print the figures as JSON; with --list: one JSON line per job a run executes")
-    show.add_argument("--plot", nargs="*", metavar="COLUMN",
-                      help="write PNG plots of these result columns to <path>/plots/ (needs matplotlib); "
-                           "without columns, call the class's plot_results hook (as the original)")
-    show.add_argument("--filter", default="", metavar="TEXT",
-                      help="with --plot: only the experiments whose name contains TEXT")
-    plotter = show.add_argument("--plotter", default="mean_2std",
-                                help="with --plot: one of %(plotter_names)s (default: %(default)s)")
-    plotter.plotter_names = _PlotterNames()  # type: ignore[attr-defined]  # argparse fills %(name)s from the action
-    show.add_argument("--plot-option", dest="plot_options", nargs="+", action="extend", default=[],
-                      metavar="NAME=VALUE", help="with --plot: the plotter's options, e.g. n=5 (best_n), "
-                                                 "param=learning_rate (param_sweep), skip=10 (ensemble_*)")
-    show.add_argument("--mode", choices=["min", "max"], default=None,
-                      help="with --plot: which end of COLUMN is best, for a plotter that ranks (best_n); "
-                           "default: the mode of a steer block that steers by COLUMN")
-    slurm = parser.add_argument_group("Slurm (defaults from a 'slurm:' block in the config)")
-    slurm.add_argument("--slurm", action="store_true",
-                       help="write a batch script that runs the sweep over MPI in one allocation")
-    slurm.add_argument("--array", action="store_true",
-                       help="with --slurm: a job array instead, one task per unfinished job, without MPI")
-    slurm.add_argument("--submit", action="store_true", help="with --slurm: submit the script with sbatch")
-    slurm.add_argument("--dry-run", action="store_true", help="with --slurm: print the script, write nothing")
-    slurm.add_argument("--requeue", action="store_true",
-                       help="stop cleanly before the time limit or on preemption, and requeue the job")
-    for option, kind in (("--nodes", int), ("--ntasks-per-node", int), ("--ntasks", int), ("--cpus-per-task", int),
-                         ("--time", str), ("--partition", str), ("--account", str), ("--mem-per-cpu", str),
-                         ("--mem", str), ("--gpus", str), ("--gpus-per-node", str), ("--gpus-per-task", str),
-                         ("--gres", str), ("--constraint", str), ("--qos", str), ("--job-name", str),
-                         ("--template", str)):
-        slurm.add_argument(option, type=kind, default=None)
-    slurm.add_argument("--launcher", choices=["mpiexec", "srun"], default=None,
-                       help="how the MPI script starts its ranks: the bundled mpiexec (default) or srun --mpi=pmix")
-    slurm.add_argument("--sbatch", nargs="+", default=[], metavar="OPTION",
-                       help="more #SBATCH options, e.g. --sbatch=--exclusive")
-    output = parser.add_argument_group("output")
-    output.add_argument("-l", "--log_level", default=None, type=str.upper,
-                        choices=["DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL"],
-                        help="the experiment's log level (default: the class's _LOG_LEVEL)")
-    output.add_argument("-L", "--cw_log_level", default=None, type=str.upper,
-                        choices=["DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL"],
-                        help="cluster_work's own log level (default: the class's _CW_LOG_LEVEL)")
-    output.add_argument("-v", "--verbose", action="store_true", help="cluster_work's own messages at DEBUG")
-    output.add_argument("--report_every", type=float, default=DEFAULT_REPORT_EVERY, metavar="SECONDS",
-                        help="when the output is no terminal: a progress line this often (default 60, 0: never)")
-    return parser
-
-
-def parse_arguments(arguments: Sequence[str]) -> argparse.Namespace:
-    """The options, with the overrides (`KEY.PATH=VALUE` anywhere after the config) in `overrides`."""
-    parser = build_parser()
-    rest, overrides = split_arguments(arguments, _value_options(parser), ASSIGNMENT_OPTIONS)
-    args = parser.parse_args(rest)
-    args.overrides = [*overrides, *args.overrides]  # what argparse left there is no override: parse() says so
-    return args
-
-
-def _value_options(parser: argparse.ArgumentParser) -> set[str]:
-    """The options that take exactly one value (`--filter TEXT`): the word after them is never an override."""
-    return {flag for action in parser._actions if action.nargs is None for flag in action.option_strings}
-
-
-ASSIGNMENT_OPTIONS = ("--plot-option",)  # their values are NAME=VALUE words of their own, never overrides
 
 
 def _overrides_hint(plan: Plan, args: argparse.Namespace) -> str:
@@ -198,22 +56,23 @@ def _overrides_hint(plan: Plan, args: argparse.Namespace) -> str:
     commands = [run["command"] for path in plan.totals.sweep_paths for run in read_runs(path) if run.get("command")]
     if not commands:
         return ""
-    _, last = split_arguments(commands[-1][1:], _value_options(build_parser()), ASSIGNMENT_OPTIONS)
+    _, last = split_arguments(commands[-1][1:], value_options(build_parser()), ASSIGNMENT_OPTIONS)
     if last == args.overrides:
         return ""
     return f"; the last run changed the config on the command line: {' '.join(last) or '(no overrides)'}"
 
 
 def load_sweep(experiment_class: type[ClusterWork], args: argparse.Namespace, warn: Warn = log.warning,
-               ) -> tuple[list[dict[str, Any]], Sequence[ExpandedExperiment]]:
-    """The config's experiment documents (the overrides applied) and their expansion, checked."""
+               ) -> tuple[Documents, Sequence[ExpandedExperiment]]:
+    """The config's experiment documents (the overrides applied; they carry its source) and their expansion
+    (a custom strategy's points as frozen on disk, see `design`), checked."""
     adjust = Overrides(parse_overrides(args.overrides, args.config), args.config, args.experiments,
                        experiment_class._default_params).apply
     experiments = load_config(args.config, warn, adjust=adjust)
-    expanded = expand_all(experiments, experiment_class._default_params, args.config, warn)
+    expanded = expand_all(experiments, experiment_class._default_params, warn=warn, custom_points=design.points)
     experiment_class.check_config(expanded, args.config)
     for campaign in kinds_in(experiments):  # each kind's module only where a config has one
-        campaign.check_experiment_class(experiment_class, experiments, args.config)
+        campaign.check_experiment_class(experiment_class, experiments, experiments.source)
     return experiments, expanded
 
 
@@ -256,7 +115,7 @@ def _run(experiment_class: type[ClusterWork], args: argparse.Namespace, argument
             missing = ", ".join(sorted(experiment_class.__abstractmethods__))
             raise ClusterWorkError(f"{experiment_class.__name__} does not implement {missing}")
         experiments, expanded = load_sweep(experiment_class, args)
-        max_failures = failure_limit(args.max_failures, experiments, args.config)
+        max_failures = failure_limit(args.max_failures, experiments, experiments.source)
         if args.progress or args.full_progress:
             selected = select_experiments(expanded, args.experiments, args.config)
             runs = [run for path in sweep_paths(selected) for run in read_runs(path)]
@@ -306,7 +165,7 @@ def _execute(experiment_class: type[ClusterWork], plan: Plan, args: argparse.Nam
     jobs = plan.jobs
     campaigns = campaign_drivers(plan, settings, executor.workers)
     log.info("%s to run (%s)%s on %s", counted(len(jobs), "job"), counted(plan.totals.experiments_to_run, "experiment"),
-             f" and {counted(len(campaigns), 'campaign')}" if campaigns else "", executor.describe())
+             f" and {counted(len(campaigns), 'campaign')}" if campaigns else "", executor.figures.describe())
     handle_stop_signals(hard_second=True, on_first=lambda: _on_stop(executor))
     plain_total = plan.iterations_left()
 
@@ -314,9 +173,10 @@ def _execute(experiment_class: type[ClusterWork], plan: Plan, args: argparse.Nam
         return plain_total + sum(c.iterations_planned() for c in campaigns)
 
     def done() -> int:
-        return executor.iterations_done() + sum(c.iterations_apart() for c in campaigns)
+        return executor.figures.iterations_done() + sum(c.iterations_apart() for c in campaigns)
 
-    display = make_display(total, executor.workers, done, executor.busy, args.report_every, executor.stalled)
+    display = make_display(total, executor.workers, done, executor.figures.busy_seconds, args.report_every,
+                           executor.figures.stalled)
     # with a live bar, a line per finished job would only scroll it away: failures still show
     finished_level = logging.DEBUG if isinstance(display, LiveBarDisplay) else logging.INFO
 
@@ -328,7 +188,7 @@ def _execute(experiment_class: type[ClusterWork], plan: Plan, args: argparse.Nam
     command = [*program(), *arguments]  # as run, for the record; the hint to resume is another line
     resume = resume_command(args, executor.world_size())
     paths = plan.totals.sweep_paths
-    run_id = run_started(paths, command, executor.describe(), executor.hosts(), executor.world_size())
+    run_id = run_started(paths, command, executor.figures.describe(), executor.figures.hosts(), executor.world_size())
     attempts_journal.hold(paths, run_id)  # the run is alive while this process is (see attempts)
     executor.watch_stalls(None, lambda silences: run_stalled(paths, run_id, silences))
     try:
@@ -356,7 +216,7 @@ def _execute(experiment_class: type[ClusterWork], plan: Plan, args: argparse.Nam
     return summary.exit_status()
 
 
-def _slurm(args: argparse.Namespace, experiments: list, plan: Plan) -> int:
+def _slurm(args: argparse.Namespace, experiments: Documents, plan: Plan) -> int:
     """--slurm: write (and print, or submit) a batch script that runs this sweep."""
     for flag, given in (("-d/--delete", args.delete), ("-r/--repetition", args.repetition is not None),
                         ("-i/--iteration", args.iteration is not None), ("-j/--job", args.job and args.array)):
@@ -373,7 +233,7 @@ def _slurm(args: argparse.Namespace, experiments: list, plan: Plan) -> int:
                  "template": args.template, "requeue": args.requeue, "extra": args.sbatch, "launcher": args.launcher,
                  **{name: getattr(args, name) for name in ("mem", "gpus", "gpus_per_node", "gpus_per_task", "gres",
                                                            "constraint", "qos")}}
-    settings = slurm.settings_from(experiments[0].get("slurm"), overrides, args.config)
+    settings = slurm.settings_from(experiments[0].get("slurm"), overrides, experiments.source)
     sweep_path = os.path.abspath(plan.totals.sweep_paths[0])
     pending = sorted(job.index for job in plan.jobs)
     if args.array and not pending:

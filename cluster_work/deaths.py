@@ -15,6 +15,7 @@ import contextlib
 import os
 import signal
 
+from .attempts import lost_attempt_signal
 from .compact_store import experiment_store, is_compact
 from .errors import StoreError
 from .store import RepetitionBusy
@@ -50,10 +51,13 @@ def describe_death(exitcode: int | None) -> str:
 def record_lost_segment(segment: Segment, cause: str, sync: bool) -> Outcome:
     """The outcome of `segment`, whose process died under it for `cause` ("worker process 123 killed by
     SIGSEGV (segmentation fault)"): FAILED, with the iteration it was in (the rows it had saved) added to
-    the cause. Recorded in the repetition's status (state failed, the error, the rows saved) only if its
-    lock is free and, in the default layout, its folder exists (a worker that died before creating it left
-    nothing to mark; a compact store has no folder per repetition)."""
+    the cause, and for a cause that names no signal ("MPI rank 3 on node17 died": ULFM tells no more) the
+    one faulthandler wrote into the repetition's log during the dead process's attempt. Recorded in the
+    repetition's status (state failed, the error, the rows saved) only if its lock is free and, in the
+    default layout, its folder exists (a worker that died before creating it left nothing to mark; a
+    compact store has no folder per repetition)."""
     experiment = segment.experiment
+    evidence = "" if "killed by" in cause else _logged_signal(experiment.sweep_path, experiment.name, segment.rep)
     store = experiment_store(experiment.path, experiment.config).repetition(segment.rep)
     outcome = Outcome(segment.index, segment.label, OutcomeKind.FAILED, error=cause)
     if not is_compact(experiment.config) and not os.path.isdir(store.path):
@@ -69,7 +73,7 @@ def record_lost_segment(segment: Segment, cause: str, sync: bool) -> Outcome:
     try:
         saved = len(writer.read())
         outcome.iterations_done = saved
-        outcome.error = f"{cause} {_where(saved, segment.target)}"
+        outcome.error = f"{cause} {_where(saved, segment.target)}{evidence}"
         previous = store.read_status()
         store.write_status(Record.FAILED, sync=sync, iterations_done=saved, iterations=segment.experiment.iterations,
                            error=outcome.error, **{key: previous[key] for key in KEPT_STATUS_FIELDS if key in previous})
@@ -88,3 +92,13 @@ def _where(saved: int, target: int) -> str:
     """The iteration a segment died in: the first one whose row is not saved (its reset or restore
     included), or after the last one it was to run (in finalize, say)."""
     return f"in iteration {saved}" if saved < target else f"after its last iteration ({saved} saved)"
+
+
+def _logged_signal(sweep_path: str, name: str, rep: int) -> str:
+    """"; its log shows SIGSEGV (segmentation fault)" where a dead process's attempt at the repetition
+    left faulthandler's stack of a fatal signal in its log, else ''."""
+    fatal = lost_attempt_signal(sweep_path, (name, rep))
+    if fatal is None:
+        return ""
+    hint = _SIGNAL_HINTS.get(signal.Signals[fatal])
+    return f"; its log shows {fatal}" + (f" ({hint})" if hint else "")

@@ -21,12 +21,14 @@ from typing import Any
 from .config import KeyPath, dotted, flatten_paths
 from .errors import config_error
 from .expansion import expand_path
-from .store import read_frozen_points, to_plain
+from .rows import to_plain
+from .store import read_frozen_points
+from .vocabulary import ConfigSource
 
 Point = dict[KeyPath, Any]
 
 
-def points(experiment: Mapping[str, Any], source: str) -> tuple[list[Point], bool]:
+def points(experiment: Mapping[str, Any], source: ConfigSource) -> tuple[list[Point], bool]:
     """The custom points of a validated experiment document, and whether they were frozen already."""
     frozen = read_frozen_points(os.path.join(expand_path(experiment["path"]), experiment["name"]), experiment["custom"])
     if frozen is not None:
@@ -34,7 +36,7 @@ def points(experiment: Mapping[str, Any], source: str) -> tuple[list[Point], boo
     return call(experiment, source), False
 
 
-def call(experiment: Mapping[str, Any], source: str) -> list[Point]:
+def call(experiment: Mapping[str, Any], source: ConfigSource) -> list[Point]:
     """Call the document's design function and check what it returns (one line naming the key if wrong)."""
     custom, name = experiment["custom"], experiment["name"]
 

@@ -17,6 +17,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from .busy import BusyShare, describe_busy
 from .liveness import Silence
 from .vocabulary import Outcome, OutcomeKind
 
@@ -63,15 +64,25 @@ def counted(count: int, noun: str, plural: str | None = None) -> str:
 
 
 class RunDisplay:
-    """Follows a run: iterations done (polled from `iterations`), busy workers, failures, stalled workers
-    (polled from `stalled`: then the time left says "stalled" instead of growing)."""
+    """Follows a run: iterations done (polled from `iterations`), busy workers (the average count over the
+    last `BUSY_WINDOW` seconds, from `busy_seconds`, the executor's busy worker-seconds so far: see
+    `busy`), failures, stalled workers (polled from `stalled`: then the time left says "stalled" instead
+    of growing)."""
+
+    BUSY_WINDOW = 3.0  # s
 
     def __init__(self, total_iterations: Callable[[], int], workers: int, iterations: Callable[[], int],
-                 busy: Callable[[], int], stalled: Callable[[], list[Silence]] = list):
+                 busy_seconds: Callable[[], float], stalled: Callable[[], list[Silence]] = list):
         self._total, self.workers = total_iterations, workers
-        self._iterations, self._busy, self._stalled = iterations, busy, stalled
+        self._iterations, self._busy_seconds, self._stalled = iterations, busy_seconds, stalled
+        self._busy_share = BusyShare(self.BUSY_WINDOW)
+        self._busy_share.average(busy_seconds())  # the first reading: averages start here
         self.failed = 0
         self.started = time.perf_counter()
+
+    def busy(self) -> str:
+        """The workers busy on average since the reading `BUSY_WINDOW` seconds ago (`1.4`)."""
+        return describe_busy(self._busy_share.average(self._busy_seconds()))
 
     def job_ended(self, outcome: Outcome) -> None:
         if outcome.kind in (OutcomeKind.FAILED, OutcomeKind.BAD_PARAMETER, OutcomeKind.STORE_FAILURE):
@@ -101,7 +112,7 @@ class RunDisplay:
         share = 100 * done / total if total else 100.0
         return (f"progress: {done:,}/{total:,} iterations ({share:.0f}%), {format_rate(rate)}, "
                 f"elapsed {format_seconds(elapsed)}, left {self.left(done, rate)}, "
-                f"{self._busy()}/{self.workers} workers busy, {self.failed} failed"
+                f"{self.busy()}/{self.workers} workers busy, {self.failed} failed"
                 + "".join(f"; {silence.describe()}" for silence in self._stalled()))
 
     def __enter__(self) -> RunDisplay:
@@ -117,6 +128,7 @@ class LogLinesDisplay(RunDisplay):
     def __init__(self, *args: object, every: float = 60.0):
         super().__init__(*args)  # type: ignore[arg-type]
         self._every = every
+        self._busy_share.window = every  # each line: the average since the line before
         self._done = threading.Event()
 
     def __enter__(self) -> LogLinesDisplay:
@@ -151,7 +163,7 @@ class LiveBarDisplay(RunDisplay):
         done, elapsed, rate = self.measure()
         failed = f"[red]{self.failed} failed[/red]" if self.failed else "0 failed"
         stalled = "".join(f" [red]{silence.describe()}[/red]" for silence in self._stalled())
-        workers = f"{self._busy()}/{self.workers} busy{stalled}"
+        workers = f"{self.busy()}/{self.workers} busy{stalled}"
         self._progress.update(self._task, total=self.total, completed=done, rate=format_rate(rate) if elapsed else "",
                               left=self.left(done, rate), workers=workers, failed=failed)
 
@@ -166,8 +178,8 @@ class LiveBarDisplay(RunDisplay):
 
 
 def make_display(total_iterations: Callable[[], int], workers: int, iterations: Callable[[], int],
-                 busy: Callable[[], int], report_every: float,
+                 busy_seconds: Callable[[], float], report_every: float,
                  stalled: Callable[[], list[Silence]] = list) -> RunDisplay:
     if sys.stderr.isatty():
-        return LiveBarDisplay(total_iterations, workers, iterations, busy, stalled)
-    return LogLinesDisplay(total_iterations, workers, iterations, busy, stalled, every=report_every)
+        return LiveBarDisplay(total_iterations, workers, iterations, busy_seconds, stalled)
+    return LogLinesDisplay(total_iterations, workers, iterations, busy_seconds, stalled, every=report_every)

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .errors import config_error
+from .vocabulary import ConfigSource
 
 KEYS = {"mlflow": ("tracking_uri", "experiment_name", "interval"), "tensorboard": ("logdir", "interval"),
         "wandb": ("project", "dir", "interval")}
@@ -24,7 +25,7 @@ TEMPLATES = ("experiment_name", "project")
 DEFAULT_INTERVAL = 1.0
 
 
-def check_export_block(block: Any, source: str, name: str) -> dict[str, dict[str, Any]]:
+def check_export_block(block: Any, source: ConfigSource, name: str) -> dict[str, dict[str, Any]]:
     """The block as {tracker: options}; a ConfigError on the first problem."""
     if not isinstance(block, Mapping) or not block:
         raise config_error(source, f"must be a mapping of trackers ({', '.join(KEYS)}) to their options",
@@ -38,7 +39,7 @@ def check_export_block(block: Any, source: str, name: str) -> dict[str, dict[str
     return checked
 
 
-def check_options(kind: str, options: Any, source: str, name: str) -> dict[str, Any]:
+def check_options(kind: str, options: Any, source: ConfigSource | str, name: str) -> dict[str, Any]:
     where = f"export.{kind}"
     if not isinstance(options, Mapping):
         raise config_error(source, f"must be a mapping of {', '.join(KEYS[kind])}, got {options!r}",

@@ -14,6 +14,7 @@ status says that repetitions failed (1).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -22,7 +23,7 @@ from typing import Any
 from .campaign import Driver
 from .display import counted
 from .errors import config_error
-from .vocabulary import OutcomeKind
+from .vocabulary import ConfigSource, Outcome, OutcomeKind, Step, WorkItem
 
 log = logging.getLogger("cluster_work")
 
@@ -31,7 +32,8 @@ CONFIG_KEY = "max_failures"
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]+")  # `<object at 0x7f...>` differs between processes, not the failure
 
 
-def failure_limit(given: int | None, documents: Sequence[Mapping[str, Any]], source: str) -> int | None:
+def failure_limit(given: int | None, documents: Sequence[Mapping[str, Any]],
+                  source: ConfigSource | str) -> int | None:
     """The sweep's limit: `given` (--max-failures), else the config's `max_failures:`, which is the sweep's,
     so every document that gives one must give the same (put it in the DEFAULT document); None: no limit.
     A ConfigError (one line, exit status 2) for anything but a positive integer."""
@@ -62,20 +64,21 @@ class Failures:
         self.reason: str | None = None
         self._shown: dict[str, str] = {}  # a traceback (addresses masked) -> the label of the first to show it
 
-    def show(self, outcome: Any) -> None:
-        """Before the outcome's own log line: a failure's traceback, printed if it is new, else the outcome
-        marked as having the same as an earlier one (`same_traceback_as`, which its log line names)."""
-        trace = getattr(outcome, "traceback", None) if getattr(outcome, "kind", None) in FAILED_KINDS else None
-        if trace:
-            first = self._shown.setdefault(_ADDRESS.sub("0x", trace), outcome.label)
-            if first == outcome.label:
-                log.error("%s failed:\n%s", outcome.label, trace.rstrip())
-            else:
-                outcome.same_traceback_as = first
+    def show(self, outcome: Outcome) -> str | None:
+        """Before the outcome's own log line: a failure's traceback, printed if it is new; else the label of
+        the earlier failure with the same one (what its log line names: `Outcome.same_traceback_as`)."""
+        trace = outcome.traceback if outcome.kind in FAILED_KINDS else None
+        if not trace:
+            return None
+        first = self._shown.setdefault(_ADDRESS.sub("0x", trace), outcome.label)
+        if first == outcome.label:
+            log.error("%s failed:\n%s", outcome.label, trace.rstrip())
+            return None
+        return first
 
-    def count(self, outcome: Any) -> None:
+    def count(self, outcome: Outcome) -> None:
         """After the outcome's own log line: count a failure, and stop the run at the limit."""
-        if getattr(outcome, "kind", None) not in FAILED_KINDS:
+        if outcome.kind not in FAILED_KINDS:
             return
         self.count_failed += 1
         if self.limit is not None and self.count_failed == self.limit:
@@ -86,19 +89,19 @@ class Failures:
 
 
 class CountingFailures:
-    """A driver that passes everything to `driver`, and each outcome to `failures` before and after."""
+    """A driver that passes everything to `driver`, and each outcome to `failures` before and after: the
+    driver gets a copy marked with the failure whose traceback it repeats (the outcome itself stays as it came)."""
 
     def __init__(self, driver: Driver, failures: Failures):
         self.driver, self.failures = driver, failures
 
-    def start(self) -> Iterable[Any]:
+    def start(self) -> Iterable[WorkItem]:
         return self.driver.start()
 
-    def on_outcome(self, outcome: Any) -> Iterable[Any]:
-        self.failures.show(outcome)
-        items = self.driver.on_outcome(outcome)
+    def on_outcome(self, outcome: Outcome) -> Step:
+        same = self.failures.show(outcome)
+        if same is not None:
+            outcome = dataclasses.replace(outcome, same_traceback_as=same)
+        step = self.driver.on_outcome(outcome)
         self.failures.count(outcome)
-        return items
-
-    def cancellations(self) -> list[int]:
-        return self.driver.cancellations()
+        return step

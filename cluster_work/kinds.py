@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.table import Table
 
+    from .vocabulary import ConfigSource
+
 # a document with one of these keys is run by that kind's drivers; the order is the one of checks and reports
 KIND_MODULES: dict[str, str] = {"ensemble": "cluster_work.ensemble.kind", "steer": "cluster_work.steering.kind"}
 CAMPAIGN_KEYS = tuple(KIND_MODULES)
@@ -53,12 +55,12 @@ class CampaignKind:
         """Complete the merged `experiment` (of the user's `document`) with what the kind implies, before
         it is validated."""
 
-    def check_document(self, experiment: Mapping[str, Any], source: str) -> Any:
+    def check_document(self, experiment: Mapping[str, Any], source: ConfigSource) -> Any:
         """Validate the document's block (ConfigError: one line naming the file and key); its typed spec."""
         raise NotImplementedError
 
     def check_experiment_class(self, experiment_class: type, documents: Sequence[Mapping[str, Any]],
-                               source: str) -> None:
+                               source: ConfigSource) -> None:
         """Refuse (ConfigError) a class that cannot run the kind's `documents` (those with its key)."""
 
     def check_selection(self, campaign: Any, selection: Any, source: str) -> None:

@@ -6,7 +6,9 @@ for much longer than an iteration of what it runs takes (`FACTOR` times the typi
 than a floor (`floor`, 60 s unless the run sets a stall limit), has *stalled*: its host is unreachable,
 its process stopped, or its iteration hangs. Slow but steady workers never count: the typical iteration
 time of each kind of item (an experiment) is learnt from what the workers report, and an iteration that
-takes an hour lets its worker stay silent for ten.
+takes an hour lets its worker stay silent for ten. Each worker is held to its own iterations of that kind
+once it has timed any (a slow host's workers are not held to a fast host's figure); a worker that has
+not yet is held to the figure of all workers.
 
 No MPI here: the executor receives the messages and says who spoke (`mpi_roster`), this module only
 keeps the times (`time.monotonic`, or the `now` a test passes) and decides. Only busy workers are
@@ -68,15 +70,17 @@ class Liveness:
     a message from w, reporting `iterations` more iterations done. `idle(w)`: w holds nothing more
     (silence is then normal). `stalled()`: the busy workers silent past their limit. Iteration times are
     measured as time between words divided by iterations reported, so they include a reset and the
-    messages' delay: an overestimate, which only makes a false alarm rarer. A few dictionary updates per
-    message: rank 0 does this for every job (about 1 us; see benchmarks/scheduling.py).
+    messages' delay: an overestimate, which only makes a false alarm rarer. They are kept per kind and per
+    (worker, kind): at most workers x kinds pairs. A few dictionary updates per message: rank 0 does this
+    for every job (about 1 us; see benchmarks/scheduling.py).
     """
 
     def __init__(self, floor: float = STALL_FLOOR, factor: float = FACTOR):
         self.floor, self.factor = floor, factor
         self._kind: dict[int, str] = {}  # busy worker -> the kind of item it runs
         self._since: dict[int, float] = {}  # busy worker -> its last word, or its item's start
-        self._timed: dict[str, list[float]] = {}  # kind -> [seconds, iterations] observed
+        self._timed: dict[str, list[float]] = {}  # kind -> [seconds, iterations] observed, all workers
+        self._own: dict[tuple[int, str], list[float]] = {}  # (worker, kind) -> the same, its own
 
     def started(self, worker: int, kind: str, now: float | None = None) -> None:
         self._kind[worker] = kind
@@ -88,27 +92,29 @@ class Liveness:
             return
         moment = time.monotonic() if now is None else now
         if iterations > 0:
-            timed = self._timed.get(self._kind[worker])
-            if timed is None:
-                timed = self._timed[self._kind[worker]] = [0.0, 0]
-            timed[0] += max(0.0, moment - since)
-            timed[1] += iterations
+            kind, took = self._kind[worker], max(0.0, moment - since)
+            for timed in (self._timed.setdefault(kind, [0.0, 0]), self._own.setdefault((worker, kind), [0.0, 0])):
+                timed[0] += took
+                timed[1] += iterations
         self._since[worker] = moment
 
     def idle(self, worker: int) -> None:
         self._since.pop(worker, None)
         self._kind.pop(worker, None)
 
-    def typical(self, kind: str) -> float | None:
-        """Seconds per iteration of items of `kind`, as measured so far (None: none measured)."""
-        seconds, count = self._timed.get(kind, (0.0, 0))
+    def typical(self, kind: str, worker: int | None = None) -> float | None:
+        """Seconds per iteration of items of `kind`, as measured so far by `worker` if it has measured any,
+        else by all workers (None: none measured)."""
+        seconds, count = self._own.get((worker, kind), (0.0, 0)) if worker is not None else (0.0, 0)
+        if not count:
+            seconds, count = self._timed.get(kind, (0.0, 0))
         return seconds / count if count else None
 
     def limit(self, worker: int) -> float | None:
         """How long busy `worker` may stay silent (None: it is not busy)."""
         if worker not in self._since:
             return None
-        typical = self.typical(self._kind[worker])
+        typical = self.typical(self._kind[worker], worker)
         return max(self.floor, self.factor * typical) if typical is not None else self.floor
 
     def stalled(self, hosts: dict[int, str] | None = None, now: float | None = None) -> list[Silence]:
@@ -118,7 +124,8 @@ class Liveness:
             silent = moment - since
             limit = self.limit(worker)
             if limit is not None and silent > limit:
-                found.append(Silence(worker, (hosts or {}).get(worker, "?"), silent, self.typical(self._kind[worker])))
+                found.append(Silence(worker, (hosts or {}).get(worker, "?"), silent,
+                                     self.typical(self._kind[worker], worker)))
         return found
 
 

@@ -19,13 +19,14 @@ from .expansion import ExpandedExperiment, expand_all
 from .original_format import read_yaml_file
 from .results import experiment_frame, repetition_frame, repetition_rows, stored_config
 from .store import ORIGINAL_CONFIG_FILE, ExperimentStore
+from .vocabulary import ConfigSource
 
 if TYPE_CHECKING:  # the frames come from results.py, which imports pandas where it makes one
     import pandas as pd
 
 log = logging.getLogger("cluster_work")
 
-ConfigSource = str | os.PathLike[str] | IO[str]
+ConfigFile = str | os.PathLike[str] | IO[str]  # a path, or an open stream as the original took
 ConfigsAndResults = Iterator[tuple[dict[str, Any], "pd.DataFrame | None"]]
 
 ExperimentProgress = namedtuple("ExperimentProgress", ["name", "num_iterations", "num_repetitions", "exp_progress",
@@ -33,20 +34,20 @@ ExperimentProgress = namedtuple("ExperimentProgress", ["name", "num_iterations",
 Progress = tuple[float, list[ExperimentProgress]]  # the total and each experiment's
 
 
-def read_experiments(config_file: ConfigSource, default_params: dict[str, Any] | None = None,
+def read_experiments(config_file: ConfigFile, default_params: dict[str, Any] | None = None,
                      experiment_selectors: Sequence[str] | None = None) -> Sequence[ExpandedExperiment]:
     """The expanded experiments of a config (an open stream, as the original took, or a path), keeping those
     named in `experiment_selectors` (base or expanded names; an unknown one is a ConfigError)."""
     if isinstance(config_file, (str, os.PathLike)):
-        source = os.fspath(config_file)
-        documents = load_config(source, warn=lambda message: None)
+        documents = load_config(config_file, warn=lambda message: None)
     else:
-        source = str(getattr(config_file, "name", "config"))
-        documents = merge_and_validate(parse_documents(config_file.read(), source), source, lambda message: None)
-    from .selection import select_experiments  # expansion imports much: import late
+        source = ConfigSource(str(getattr(config_file, "name", "config")), config_file.read())
+        documents = merge_and_validate(parse_documents(source.text, source), source, lambda message: None)
+    from .design import points as design_points  # expansion imports much: import late
+    from .selection import select_experiments
 
-    expanded = expand_all(documents, default_params, source, warn=lambda message: None)
-    return select_experiments(expanded, list(experiment_selectors or []), source)
+    expanded = expand_all(documents, default_params, warn=lambda message: None, custom_points=design_points)
+    return select_experiments(expanded, list(experiment_selectors or []), str(documents.source))
 
 
 def configs_and_results(configs: Sequence[dict[str, Any]], name_filter: str = "") -> ConfigsAndResults:
@@ -93,7 +94,7 @@ class OriginalApi:
     ExperimentProgress = ExperimentProgress
 
     @classmethod
-    def load_experiments(cls, config_file: ConfigSource,
+    def load_experiments(cls, config_file: ConfigFile,
                          experiment_selectors: Sequence[str] | None = None) -> list[dict[str, Any]]:
         """The expanded config of every experiment in `config_file` (an open stream or a path), with the
         class's `_default_params` merged in; only the named ones if `experiment_selectors` is given."""
@@ -125,7 +126,7 @@ class OriginalApi:
         return experiment_frame(config["path"], config["repetitions"], config.get("log_path"))
 
     @classmethod
-    def get_progress(cls, config_file: ConfigSource, experiment_selectors: Sequence[str] | None = None) -> Progress:
+    def get_progress(cls, config_file: ConfigFile, experiment_selectors: Sequence[str] | None = None) -> Progress:
         """(total progress, [ExperimentProgress per experiment]) as the original's `-p` computed it."""
         return progress_of(read_experiments(config_file, cls._default_params, experiment_selectors))
 

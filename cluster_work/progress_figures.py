@@ -236,7 +236,7 @@ def _parts(experiments: Sequence[ExpandedExperiment]) -> Iterator[tuple[str, Par
                     for experiment in experiments)
         return
     for document in experiments.documents:
-        if is_compact(document.document):
+        if is_compact(document.document):  # no folder per experiment: its index says which it holds
             yield from ((document.base, part) for part in _compact_parts(document, attempts(expand_path(
                 document.document["path"]))))
             continue

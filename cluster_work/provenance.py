@@ -19,14 +19,15 @@ from typing import Any
 
 from .liveness import Silence
 from .paths import SweepPaths
+from .version import __version__
 
+# a token naming one launch (one mpiexec of a batch script), recorded in its runs' 'started' records: see launch_check
+LAUNCH_VARIABLE = "CLUSTER_WORK_LAUNCH"
 PACKAGES = ("cluster_work", "numpy", "pandas", "mpi4py", "cloudpickle", "pyyaml")
 
 
 def _version(package: str) -> str | None:
     if package == "cluster_work":
-        from . import __version__
-
         return __version__
     try:
         return importlib.metadata.version(package)
@@ -55,7 +56,7 @@ def run_started(sweep_paths: Iterable[str], argv: Sequence[str], backend: str, h
               "hosts": sorted(set(hosts)), "mpi_size": mpi_size, "backend": backend,
               "python": platform.python_version(), "platform": platform.platform(),
               "packages": {name: _version(name) for name in PACKAGES}, "git": git_state(script),
-              "slurm_job": os.environ.get("SLURM_JOB_ID")}
+              "slurm_job": os.environ.get("SLURM_JOB_ID"), "launch": os.environ.get(LAUNCH_VARIABLE)}
     _append(sweep_paths, record)
     return run_id
 
@@ -97,8 +98,8 @@ def _append(sweep_paths: Iterable[str], record: dict[str, Any]) -> None:
             pass  # provenance must never stop a sweep (a full disk is reported by the store)
 
 
-def read_runs(sweep_path: str, last: int = 5) -> list[dict[str, Any]]:
-    """The last `last` runs, each 'started' record merged with its 'ended' record (if it ended)."""
+def read_runs(sweep_path: str, last: int | None = 5) -> list[dict[str, Any]]:
+    """The last `last` runs (None: all), each 'started' record merged with its 'ended' record (if it ended)."""
     runs: dict[str, dict[str, Any]] = {}
     try:
         with open(SweepPaths(sweep_path).runs_file, encoding="utf-8") as handle:
@@ -117,7 +118,7 @@ def read_runs(sweep_path: str, last: int = 5) -> list[dict[str, Any]]:
                     run.update(record)
     except FileNotFoundError:
         return []
-    return list(runs.values())[-last:]
+    return list(runs.values())[-last:] if last else list(runs.values())
 
 
 def ended_runs(sweep_path: str) -> set[str]:

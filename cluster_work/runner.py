@@ -31,7 +31,7 @@ from .store import (
     repetition_folder_name,
 )
 from .task_context import TaskContext
-from .vocabulary import ConfigWrite, Outcome, OutcomeKind, Record, RunSettings, Segment
+from .vocabulary import ConfigWrite, Outcome, OutcomeKind, Record, RunSettings, Segment, WorkItem
 
 if TYPE_CHECKING:
     from .experiment import ClusterWork  # annotations only: the base class is above the runner
@@ -59,19 +59,19 @@ def flatten_result(result: Mapping[str, Any], parent: str = "", sep: str = "_") 
 
 @dataclass(frozen=True)
 class ExperimentTask:
-    """The task every backend runs for a sweep of `experiment_class`: a segment of a repetition, or another
-    kind of item that knows how to run itself (`item.run(experiment_class, settings, context)` and
-    `item.lost(stopping, cause)`, e.g. a weighted ensemble's block of walkers)."""
+    """The task every backend runs for a sweep of `experiment_class` (a `task_context.Task`): a segment of a
+    repetition, or a campaign kind's item that knows how to run itself (`vocabulary.CampaignItem`, e.g. a
+    weighted ensemble's block of walkers)."""
 
     experiment_class: type[ClusterWork]
     settings: RunSettings
 
-    def __call__(self, item: Any, context: TaskContext) -> Any:
+    def __call__(self, item: WorkItem, context: TaskContext) -> Outcome:
         if isinstance(item, Segment):
             return run_segment(self.experiment_class, item, self.settings, context)
         return item.run(self.experiment_class, self.settings, context)
 
-    def lost(self, item: Any, stopping: bool, cause: str) -> Any:
+    def lost(self, item: WorkItem, stopping: bool, cause: str) -> Outcome:
         """The outcome of an item whose worker process died under it, for `cause` (`deaths.describe_death`'s
         words, after who died: "worker process 123 killed by SIGSEGV (segmentation fault)"): interrupted if
         the run is stopping (Ctrl-C reaches workers too), else failed and recorded as failed in its
@@ -188,8 +188,10 @@ class _SegmentRun:
         self.values: list[dict[str, Any]] = []
         self.began = False  # recorded in the attempts journal: the experiment's code is about to run
 
-    def outcome(self, kind: OutcomeKind, done: int, ran: int, error: str | None = None) -> Outcome:
-        return Outcome(self.segment.index, self.segment.label, kind, done, ran, error=error, values=self.values)
+    def outcome(self, kind: OutcomeKind, done: int, ran: int, error: str | None = None,
+                left_status: dict[str, Any] | None = None) -> Outcome:
+        return Outcome(self.segment.index, self.segment.label, kind, done, ran, error=error, values=self.values,
+                       left_status=left_status)
 
     def write_status(self, state: Record, **fields: Any) -> None:
         if self.writer is not None:
@@ -248,8 +250,10 @@ class _SegmentRun:
             for n in range(completed, self.target):
                 stop = interruption(self.context)
                 if stop is not None:
-                    self.write_status(Record.INTERRUPTED, iterations_done=n, iterations=self.iterations,
-                                      **timing.fields())
+                    fields = {"iterations_done": n, "iterations": self.iterations, **timing.fields()}
+                    if stop is OutcomeKind.CANCELLED:  # its canceller writes the status (Outcome.left_status)
+                        return self.outcome(stop, n, ran, left_status=fields if self.writer is not None else None)
+                    self.write_status(Record.INTERRUPTED, **fields)
                     return self.outcome(stop, n, ran)
                 instance._it = n
                 _seed(instance, n)

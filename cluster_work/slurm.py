@@ -33,6 +33,8 @@ from typing import Any
 from .errors import ClusterWorkError, ConfigError
 from .launch import mpiexec
 from .paths import SweepPaths
+from .provenance import LAUNCH_VARIABLE
+from .vocabulary import ConfigSource
 
 DEFAULT_SIGNAL_SECONDS = 120
 
@@ -85,7 +87,8 @@ _PATTERNS = {
 }
 
 
-def settings_from(config_block: Mapping[str, Any] | None, overrides: Mapping[str, Any], source: str) -> SlurmSettings:
+def settings_from(config_block: Mapping[str, Any] | None, overrides: Mapping[str, Any],
+                  source: ConfigSource | str) -> SlurmSettings:
     """Merge the config's `slurm:` block and the command line's options into validated settings."""
     known = {f.name for f in fields(SlurmSettings)}
     merged: dict[str, Any] = {}
@@ -149,7 +152,16 @@ run=$!
 {{trap}}
 wait "$run"
 status=$?
-exit $status
+{{check}}exit $status
+"""
+
+# Open MPI's launcher can exit 0 although the run died (a host lost, rank 0 killed by MPI_ERRORS_ARE_FATAL):
+# the runs of this launch, marked by a token that rank 0 inherits, must have recorded their end (launch_check)
+_LAUNCH = f'export {LAUNCH_VARIABLE}="$SLURM_JOB_ID.${{SLURM_RESTART_COUNT:-0}}.$$"'
+_CHECK = """\
+if [ "$status" -eq 0 ]; then  # the launcher's 0 is believed only if the run recorded its end
+    {{python}} -m cluster_work.launch_check {{sweep_path}} || status=$?
+fi
 """
 
 _TRAP_REQUEUE = """\
@@ -175,17 +187,18 @@ def script_fields(kind: str, settings: SlurmSettings, python: str, script: str, 
         run = f"{python} -m mpi4py {shlex.quote(script)} {run_arguments} -c --report_every 300"
         if settings.launcher == "srun":  # one Slurm task per rank; srun takes no --cpus-per-task from sbatch
             cpus = f" --cpus-per-task={settings.cpus_per_task}" if settings.cpus_per_task else ""
-            command, prepare = f"srun --mpi={settings.srun_mpi}{cpus} {run}", ""
+            command, prepare = f"srun --mpi={settings.srun_mpi}{cpus} {run}", _LAUNCH
         else:
             hostfile = SweepPaths(sweep_path).hostfile
             command = f'{mpiexec} -hostfile "$hostfile" {run}'
-            prepare = _MPI_BODY.replace("{{hostfile}}", hostfile).replace("{{python}}", python)
+            prepare = _LAUNCH + "\n" + _MPI_BODY.replace("{{hostfile}}", hostfile).replace("{{python}}", python)
+        check = _CHECK.replace("{{python}}", python).replace("{{sweep_path}}", shlex.quote(sweep_path))
         output = SweepPaths(sweep_path).slurm_output(array=False)
         requeue_id = "$SLURM_JOB_ID"
         description = "the whole sweep over MPI in one allocation"
     elif kind == "array":
         command = f"{python} {shlex.quote(script)} {run_arguments} -j $SLURM_ARRAY_TASK_ID --report_every 300"
-        prepare = ""
+        prepare = check = ""  # each task's exit status is its Python's own: nothing to check
         output = SweepPaths(sweep_path).slurm_output(array=True)
         requeue_id = "${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"
         description = "one (experiment, repetition) job per array task"
@@ -194,7 +207,7 @@ def script_fields(kind: str, settings: SlurmSettings, python: str, script: str, 
     trap = _TRAP_REQUEUE.replace("{{requeue_id}}", requeue_id) if settings.requeue else _TRAP_STOP
     return {"sbatch": "\n".join(sbatch_lines(settings, output, array_size if kind == "array" else None)),
             "description": description, "cwd": shlex.quote(cwd), "setup": "\n".join(settings.setup),
-            "prepare": prepare, "command": command, "trap": trap, "python": python,
+            "prepare": prepare, "command": command, "trap": trap, "check": check, "python": python,
             "script": script, "arguments": run_arguments, "job_name": settings.job_name, "sweep_path": sweep_path}
 
 

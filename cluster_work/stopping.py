@@ -5,6 +5,10 @@ process at once with one line and exit status 130 (`stop_signals_handled`): no t
 the signal landed, no silent death by SIGTERM. From the first write on, `handle_stop_signals` takes over:
 the first signal sets a flag that the runner checks between iterations; a second one in the process
 that installed `handle_stop_signals(hard_second=True)` stops at once.
+
+The flag is a collaborator (`StopFlag`): an executor is given the one it obeys (`Executor.stop`; by default
+`PROCESS_STOP`, the one this process's signal handlers set, since signals reach a process, not a run), and
+hands it on to what it runs (`TaskContext.stop_requested`), the campaign loop and the summary.
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from typing import Protocol
 
 from .exit_codes import EXIT_INTERRUPTED
 
@@ -25,12 +30,54 @@ _stop = threading.Event()  # this process's: set by its signal handlers (workers
 _listeners: list[Callable[[int], None]] = []
 
 
+class StopFlag(Protocol):
+    """A run's stop request: once requested, the items in flight stop after their current iteration,
+    nothing more starts, and everything is resumable. Any thread may ask or request."""
+
+    def requested(self) -> bool: ...
+
+    def request(self) -> None: ...
+
+
+class _ProcessStop:
+    """This process's stop flag: the one its signal handlers (and a console that went away) set."""
+
+    def requested(self) -> bool:
+        return _stop.is_set()
+
+    def request(self) -> None:
+        _stop.set()
+
+
+PROCESS_STOP: StopFlag = _ProcessStop()
+
+
+class RunStop:
+    """A stop flag of its own, apart from this process's signals (an embedding's run, a test)."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def requested(self) -> bool:
+        return self._event.is_set()
+
+    def request(self) -> None:
+        self._event.set()
+
+
 def stop_requested() -> bool:
+    """Whether this process was told to stop (`PROCESS_STOP`)."""
     return _stop.is_set()
 
 
 def request_stop() -> None:
+    """Tell this process to stop (`PROCESS_STOP`)."""
     _stop.set()
+
+
+def clear_stop_request() -> None:
+    """Take back this process's stop request (`PROCESS_STOP`): a new run in the same process starts afresh."""
+    _stop.clear()
 
 
 def on_stop_signal(listener: Callable[[int], None]) -> None:
@@ -80,7 +127,7 @@ def stop_signals_handled() -> Iterator[None]:
         yield
         return
     previous = {signum: signal.getsignal(signum) for signum in (*STOP_SIGNALS, signal.SIGUSR1)}
-    _stop.clear()
+    clear_stop_request()
     for signum in STOP_SIGNALS:
         signal.signal(signum, _exit_at_once)
     try:

@@ -13,7 +13,7 @@ from .campaign import Composite, Driver, PlainSweep, drive
 from .exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_STORE, EXIT_USAGE
 from .failures import FAILED_KINDS, CountingFailures, Failures
 from .kinds import kind
-from .stopping import request_stop, stop_requested
+from .stopping import PROCESS_STOP, StopFlag
 from .vocabulary import Outcome, OutcomeKind, RunSettings, Segment, Suspicion, describe_kind
 
 if TYPE_CHECKING:
@@ -64,6 +64,7 @@ class Summary:
     finished_seconds: float = 0.0  # of the finished ones
     longest_finished: float = 0.0
     kept: list[Outcome] = field(default_factory=list)  # failures and store failures, in the order they came
+    stop: StopFlag = PROCESS_STOP  # the run's (its executor's): a stop requested makes it interrupted
 
     def add(self, outcome: Outcome) -> None:
         """Count one plain segment's outcome."""
@@ -96,7 +97,7 @@ class Summary:
             return EXIT_USAGE
         if counts[OutcomeKind.FAILED] or self.quarantined or EXIT_FAILED in statuses:
             return EXIT_FAILED
-        if stop_requested() or counts[OutcomeKind.INTERRUPTED] or self.not_started or EXIT_INTERRUPTED in statuses:
+        if self.stop.requested() or counts[OutcomeKind.INTERRUPTED] or self.not_started or EXIT_INTERRUPTED in statuses:
             return EXIT_INTERRUPTED
         return EXIT_OK
 
@@ -118,18 +119,14 @@ def run_segments(segments: SizedSegments, executor: Executor,
     so does the `max_failures`-th failed repetition (`failures.Failures`, which also shows each distinct
     traceback once). `on_outcome` sees the outcome of each plain segment; `run_id` stamps every segment
     (see attempts)."""
-    summary = Summary(jobs=len(segments), campaigns=list(campaigns))
+    summary = Summary(jobs=len(segments), campaigns=list(campaigns), stop=executor.stop)
     started = time.perf_counter()
 
     def ended(outcome: Outcome) -> None:
         summary.add(outcome)
         on_outcome(outcome)
 
-    def stop() -> None:
-        request_stop()
-        executor.forward_stop()
-
-    failures = Failures(max_failures, stop)
+    failures = Failures(max_failures, executor.request_stop)
     try:
         drive(CountingFailures(Composite([PlainSweep(segments, ended), *campaigns], run_id), failures), executor)
     finally:

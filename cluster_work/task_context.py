@@ -1,12 +1,14 @@
-"""What a task gets from the backend that runs it (`TaskContext`): the seam between the backends, which
-make it, and the runner, which uses it, so that the runner imports no backend."""
+"""What a task gets from the backend that runs it (`TaskContext`), and what a backend asks of its task
+(`Task`): the seam between the backends, which make the context and run the task, and the runner, which
+is the task, so that the runner imports no backend."""
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from .attempts import AttemptJournal, journal
+from .vocabulary import Outcome, WorkItem
 
 
 @dataclass(frozen=True)
@@ -29,3 +31,19 @@ class TaskContext:
     cancelled: Callable[[], bool] = lambda: False
     iteration_done: Callable[[], None] = lambda: None
     attempts: AttemptJournal = journal
+
+
+RunItem = Callable[[WorkItem, TaskContext], Outcome]  # what runs an item in this process (a Task, or a wrapper of one)
+
+
+class Task(Protocol):
+    """What every backend runs its items with (in practice `runner.ExperimentTask`); picklable, since the
+    process backend sends it to its workers."""
+
+    def __call__(self, item: WorkItem, context: TaskContext) -> Outcome:
+        """Run `item` with `context`; never raises for the experiment's errors."""
+        ...
+
+    def lost(self, item: WorkItem, stopping: bool, cause: str) -> Outcome:
+        """The outcome of `item` whose worker process died under it for `cause` (call it once it is dead)."""
+        ...

@@ -1,5 +1,7 @@
-"""The shared vocabulary of the engine: segments, their outcomes, run settings, and the enums of
-outcome kinds and repetition states. Dependency-free: every other module may import it, it imports none.
+"""The shared vocabulary of the engine: the config's source, segments and the other work items
+(`WorkItem`), their outcomes, a driver's decision on one (`Step`), run settings, and the enums of outcome
+kinds and repetition states. Dependency-free: every other module may import it, it imports none (its
+type hints name a few, for type checkers only).
 
 A *segment* is the unit of work: repetition R of experiment E, continued from its saved rows and state,
 up to iteration K (`until`). A plain sweep runs one segment per repetition with K = `iterations`; a
@@ -12,11 +14,34 @@ from __future__ import annotations
 
 import enum
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 if TYPE_CHECKING:  # only for type hints: the vocabulary imports nothing of the package at run time
     from .expansion import ExpandedExperiment
+    from .experiment import ClusterWork
+    from .task_context import TaskContext
+
+
+@dataclass(frozen=True)
+class ConfigSource:
+    """The config file a run was given, made once where it is read (`config.load_config`) and carried by
+    the loaded config (`config.Documents.source`) to everything that checks it, so that every error
+    message names the file as the user named it: `str(source)` is that name ('config.yml: experiment
+    'fit': 'grid.lr': ...'). `text`: the file's contents as they were read and validated ('' where a
+    config was given as documents, not as text)."""
+
+    path: str
+    text: str = field(default="", repr=False, compare=False)
+
+    def __str__(self) -> str:
+        return self.path
+
+    @classmethod
+    def of(cls, source: ConfigSource | str) -> ConfigSource:
+        """`source` as a ConfigSource (a bare name, as the Python API's callers give, as one without text)."""
+        return source if isinstance(source, ConfigSource) else cls(source)
 
 
 class OutcomeKind(enum.Enum):
@@ -126,6 +151,50 @@ class Segment:
         return iterations if self.until is None else min(self.until, iterations)
 
 
+class CampaignItem(Protocol):
+    """A work item of a campaign kind that runs itself (a weighted ensemble's block of walkers): what the
+    executors and `runner.ExperimentTask` ask of an item that is not a `Segment`. Frozen dataclasses: the
+    campaign loop renumbers them with `dataclasses.replace` (`index` is unique among the items in flight)."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+    @property
+    def index(self) -> int: ...
+
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def experiment(self) -> ExpandedExperiment: ...
+
+    def run(self, experiment_class: type[ClusterWork], settings: RunSettings, context: TaskContext) -> Outcome:
+        """Run the item in this process with the backend's `context`; never raises for the experiment's errors."""
+        ...
+
+    def lost(self, stopping: bool, cause: str) -> Outcome:
+        """Its outcome when the worker process running it died for `cause` (interrupted if `stopping`)."""
+        ...
+
+
+# What an executor runs and a driver hands out: a repetition's segment, or a campaign kind's own item.
+WorkItem = Segment | CampaignItem
+
+
+@dataclass(frozen=True)
+class Step:
+    """What a campaign's driver decides on one outcome (`campaign.Driver.on_outcome`), as one value.
+
+    `run`: the items it makes ready (may be lazy: made as the executor takes them, so that an item a later
+    decision withdraws is never made). `cancel`: its items in flight to cancel now (by its own index): a
+    running one stops after its current iteration. `store_failed`: the driver's own files (a campaign's
+    journal, an ensemble's commit) could not be written: the run stops at once, as on a plain segment's
+    store failure (the outcome itself is never rewritten to say so)."""
+
+    run: Iterable[WorkItem] = ()
+    cancel: tuple[int, ...] = ()
+    store_failed: bool = False
+
+
 QUARANTINE_RUNS = 2  # runs a repetition may end (dying at the same iteration) before it is quarantined
 
 
@@ -158,6 +227,10 @@ class Outcome:
     `columns` of that row, as `{"iteration": n, column: value, ...}`.
     `traceback`: a failure's, for rank 0 to show (`failures.Failures`); `same_traceback_as`: the label of
     an earlier failure whose traceback was identical, and shown instead.
+    `left_status`: a segment cancelled after it began leaves its repetition's status to the driver that
+    cancelled it, the one writer of that status from the cancel on (it writes "stopped", or "interrupted"
+    with these fields: where the segment got, its mean iteration time). None: nothing to write (not
+    cancelled, or cancelled before it began).
     """
 
     index: int
@@ -172,6 +245,7 @@ class Outcome:
     values: list[dict[str, Any]] = field(default_factory=list)
     traceback: str | None = None
     same_traceback_as: str | None = None
+    left_status: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

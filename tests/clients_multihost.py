@@ -41,9 +41,7 @@ class OnOneHost(Deterministic):
 class PoisonPill(Deterministic):
     """The first repetition to reach iteration 2 on the host $CW_TEST_HOST becomes the poison pill: it writes
     `<experiment> rep <rep>` into the file $CW_TEST_CRASH_MARK (created exclusively: one culprit per sweep)
-    and dies of a segmentation fault there, and in every later run, on any host, in that iteration: in a
-    later run after $CW_TEST_CRASH_DELAY seconds (if set), so that the other repetitions get well past
-    where the first crash caught them.
+    and dies of a segmentation fault there, and in every later run, on any host, in that iteration.
 
     With $CW_TEST_GATE set, the first repetition to reach iteration 2 on another host becomes an innocent in
     a long iteration (named in `<mark>.innocent`): in every run its iteration 2 lasts until the file
@@ -52,9 +50,9 @@ class PoisonPill(Deterministic):
     def iterate(self, config, rep, n):
         mark = os.environ.get("CW_TEST_CRASH_MARK")
         if mark and n == 2:
-            me, gate, chosen = f"{self._name} rep {rep}", os.environ.get("CW_TEST_GATE"), False
+            me, gate = f"{self._name} rep {rep}", os.environ.get("CW_TEST_GATE")
             if _on_the_test_host():
-                chosen = _claim(mark, me)
+                _claim(mark, me)
             elif gate and _read(mark) != me:
                 _claim(f"{mark}.innocent", me)
             if gate and _read(f"{mark}.innocent") == me:
@@ -63,8 +61,6 @@ class PoisonPill(Deterministic):
             if _read(mark) == me:
                 if gate:
                     _wait_for(lambda: _alive(_read(f"{mark}.waiting")), "the innocent in its long iteration")
-                if not chosen:
-                    time.sleep(float(os.environ.get("CW_TEST_CRASH_DELAY", 0)))
                 ctypes.string_at(0)  # a native crash: SIGSEGV, as a bug in a C extension gives
         return super().iterate(config, rep, n)
 

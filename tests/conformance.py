@@ -117,5 +117,19 @@ def check_stop(executor, folder: Path) -> None:
     assert all(len(rows(exp, rep)) < 5 for rep in range(3))
 
 
+def check_busy_time(executor, folder: Path) -> None:
+    """The busy worker-seconds (what the live display averages) cover every iteration run, fit within the
+    workers' time, and stand still once nothing is held, whatever a snapshot of `busy` said."""
+    exp = experiment(folder / "b", repetitions=4)
+    before, started = executor.figures.busy_seconds(), time.monotonic()
+    for rep in range(4):
+        executor.submit(Segment(rep, exp, rep))
+    collect(executor, 4)
+    busy, elapsed = executor.figures.busy_seconds() - before, time.monotonic() - started
+    ran = sum(row["iteration_time"] for rep in range(4) for row in rows(exp, rep))
+    assert 0 < ran <= busy <= executor.workers * elapsed, (ran, busy, elapsed)
+    assert executor.in_flight() == 0 and executor.figures.busy_seconds() - before == busy  # idle: it stands still
+
+
 CHECKS = [check_one_outcome_per_item_and_segments_up_to_a_target, check_cancel_of_a_queued_item,
-          check_cancel_of_a_running_item, check_stop]
+          check_cancel_of_a_running_item, check_stop, check_busy_time]

@@ -57,6 +57,16 @@ def _declared_tier(request, monkeypatch):
     yield
 
 
+@pytest.fixture(autouse=True)
+def _fresh_stop_flag():
+    """Every test ends with this process's stop flag clear: some request a stop on purpose (a stop's
+    conformance case, a console that went away), and an executor obeys the process's flag by default."""
+    from cluster_work import stopping
+
+    yield
+    stopping.clear_stop_request()
+
+
 @pytest.fixture
 def cli(monkeypatch):
     """`tests/experiments.py EXPERIMENT ARGS` run in this process, as `run_cli` runs it in a new one (same

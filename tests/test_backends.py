@@ -13,7 +13,7 @@ from conftest import mpiexec, run_mpiexec
 
 from cluster_work.backends import LocalProcessExecutor, SequentialExecutor
 from cluster_work.runner import ExperimentTask
-from cluster_work.stopping import stop_signals_handled
+from cluster_work.stopping import RunStop, stop_requested, stop_signals_handled
 from cluster_work.vocabulary import OutcomeKind, Segment
 
 
@@ -51,6 +51,24 @@ def test_backend_conformance(make, check, layout, tmp_path):
     (tmp_path / layout).mkdir()
     with make() as executor:
         check(executor, tmp_path / layout)
+
+
+@pytest.mark.parametrize("make", [
+    pytest.param(lambda stop: SequentialExecutor(ExperimentTask(Counting, SETTINGS), stop=stop), id="sequential"),
+    pytest.param(lambda stop: LocalProcessExecutor(ExperimentTask(Counting, SETTINGS), 2, "forkserver", stop=stop),
+                 id="processes", marks=pytest.mark.processes),
+])
+def test_an_executor_obeys_the_stop_flag_it_is_given_and_leaves_the_processes_alone(make, tmp_path):
+    gate, stop = tmp_path / "gate", RunStop()
+    exp = experiment(tmp_path / "s", iterations=5, gate=str(gate), gate_after=1)
+    with make(stop) as executor:
+        for index in range(3):  # running (held at the gate after a row) or still queued: all stop
+            executor.submit(Segment(index, exp, index))
+        executor.request_stop()
+        gate.touch()
+        outcomes = collect(executor, 3)
+    assert {o.kind for o in outcomes.values()} == {OutcomeKind.INTERRUPTED}
+    assert stop.requested() and not stop_requested()  # this process's flag (fresh: see the fixture) is untouched
 
 
 @pytest.mark.processes

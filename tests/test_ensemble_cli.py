@@ -136,9 +136,10 @@ class FailingWalk(BarrierWalk):
 
 
 def test_the_driver_never_raises_and_its_exit_status_and_summary_say_what_went_wrong(tmp_path, monkeypatch):
-    """In this process, outcomes fed by hand: a failing walker (1), a failed commit (3, and the outcome is
-    marked a store failure so that the run stops), another run holding it (0), blocks never sent (130),
-    a changed `ensemble:` block (2), and at last a finished ensemble (0)."""
+    """In this process, outcomes fed by hand: a failing walker (1), a failed commit (3, and the step of its
+    outcome says the store failed, so that the run stops; the outcome itself is left as it came), another
+    run holding it (0), blocks never sent (130), a changed `ensemble:` block (2), and at last a finished
+    ensemble (0)."""
     settings = RunSettings(sync=False, config_file="c.yml")
 
     def campaign(iterations=5, **replace):
@@ -149,13 +150,14 @@ def test_the_driver_never_raises_and_its_exit_status_and_summary_say_what_went_w
         return EnsembleCampaign(expand_all(documents, BarrierWalk._default_params)[1], None, settings, workers=2)
 
     def run(driver, experiment_class=BarrierWalk):
-        outcomes, blocks = [], driver.start()
+        outcomes, steps, blocks = [], [], driver.start()
         while blocks:
             done = [block.run(experiment_class, settings, TaskContext()) for block in blocks]
             outcomes += done
-            blocks = [following for outcome in done for following in driver.on_outcome(outcome)]
+            steps += [driver.on_outcome(outcome) for outcome in done]
+            blocks = [following for step in steps[-len(done):] for following in step.run]
         driver.close()
-        return driver.exit_status(), driver.summary_line(), outcomes
+        return driver.exit_status(), driver.summary_line(), list(zip(outcomes, steps))
 
     status, line, _ = run(campaign(), FailingWalk)
     assert status == 1 and line == ("ensemble chain: failed (2 of 5 iterations committed): walker 1 of iteration 2: "
@@ -172,7 +174,8 @@ def test_the_driver_never_raises_and_its_exit_status_and_summary_say_what_went_w
     status, line, outcomes = run(campaign())
     assert status == 3 and line.endswith("(3 of 5 iterations committed): store failure: cannot write "
                                          "iterations.cwe: No space left on device")
-    assert outcomes[-1].kind is OutcomeKind.STORE_FAILURE and outcomes[-1].iteration == 3
+    last, step = outcomes[-1]
+    assert step.store_failed and last.iteration == 3 and last.kind is OutcomeKind.FINISHED
     monkeypatch.undo()
     with EnsembleStore(str(tmp_path / "chain")) as holder:
         holder.open()

@@ -6,7 +6,7 @@ import statistics
 import pytest
 from conftest import run_cli, run_mpi
 
-from cluster_work import load_results
+from cluster_work import design, load_results
 from cluster_work.config import merge_and_validate, parse_documents
 from cluster_work.errors import ConfigError
 from cluster_work.expansion import expand_all
@@ -32,7 +32,7 @@ random:
 
 def expand(text):
     return list(expand_all(merge_and_validate(parse_documents(text, "c.yml"), "c.yml", lambda m: None), None, "c.yml",
-                           lambda m: None))
+                           lambda m: None, custom_points=design.points))
 
 
 def test_draws_are_golden_values_of_a_hash_not_of_a_library_stream():

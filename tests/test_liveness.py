@@ -50,6 +50,23 @@ def test_slow_iterations_raise_the_limit_and_idle_workers_are_never_stalled():
     assert silence.typical is None and "none of its iterations timed yet" in silence.describe()
 
 
+def test_each_worker_is_held_to_its_own_iterations_and_a_new_one_to_everyones():
+    """A fast host's workers do not set the expectation for a slow host's: each worker's own iterations
+    of the experiment count once it has timed any; a worker that has not is held to all workers' figure."""
+    watch = Liveness(floor=60.0, factor=10.0)
+    watch.started(1, "exp", now=0.0)
+    watch.heard(1, iterations=20, now=1.0)  # the fast host: 0.05 s per iteration
+    watch.idle(1)  # its item done
+    watch.started(2, "exp", now=0.0)
+    watch.heard(2, iterations=1, now=30.0)  # the slow host: 30 s per iteration
+    assert watch.stalled(now=230.0) == []  # 200 s silent: less than 10 of its own iterations
+    assert watch.typical("exp", 2) == pytest.approx(30.0) and watch.limit(2) == pytest.approx(300.0)
+    silence, = watch.stalled({2: "slow17"}, now=400.0)
+    assert silence.describe() == "rank 2 on slow17: no word for 6m10s; its iterations take 30s"
+    watch.started(3, "exp", now=0.0)  # nothing of its own yet: everyone's 31 s over 21 iterations
+    assert watch.typical("exp", 3) == watch.typical("exp") == pytest.approx(31.0 / 21)
+
+
 @pytest.mark.parametrize("seconds, text", [(0.05, "0.05 s"), (45.2, "45s"), (252, "4m12s"), (3780, "1h03m")],
                          ids=["sub-second", "seconds", "minutes", "hours"])
 def test_short_duration(seconds, text):

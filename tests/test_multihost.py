@@ -5,15 +5,19 @@ the reason, without root or without iproute2/util-linux; .ci/run runs them as ro
 Each mpiexec across the hosts costs seconds: every test launches as few as it needs."""
 import json
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import SCRIPT, comparable, run_cli, run_mpi
+from conftest import SCRIPT, comparable, run_cli, run_mpi, script_env
 from netns_hosts import TwoHosts, repetition_states, unavailable_reason, wait_until
 
 from cluster_work import load_results
+from cluster_work.exit_codes import EXIT_RUN_DIED
+from cluster_work.provenance import LAUNCH_VARIABLE
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(unavailable_reason() is not None,
                                                    reason=unavailable_reason() or "")]
@@ -76,6 +80,12 @@ def _wait_until_gone(hosts: TwoHosts) -> None:
     wait_until(lambda: not any(map(hosts.processes, hosts.hosts)), 60, "the dead job's processes end")
 
 
+def _launch_check(out: Path, launch: str) -> subprocess.CompletedProcess:
+    """`python -m cluster_work.launch_check` on sweep folder `out` for the launch named `launch`."""
+    return subprocess.run([sys.executable, "-m", "cluster_work.launch_check", str(out), "--launch", launch],
+                          env=script_env(), capture_output=True, text=True, timeout=60)
+
+
 def _without(frame: pd.DataFrame, culprit: str) -> pd.DataFrame:
     experiment, _, rep = culprit.split()
     keep = (frame.experiment != experiment) | (frame.rep != int(rep))
@@ -110,10 +120,12 @@ def test_a_hostfile_sweep_runs_on_both_hosts_as_a_sequential_run(hosts, tmp_path
 def test_a_host_killed_mid_run_aborts_the_job_and_a_resume_loses_and_redoes_nothing(hosts, tmp_path, sequential):
     """Every process of the second host dies at once while its two workers hold a repetition each (one
     iteration done, the next waiting on a gate): the job ends (MPI semantics), with every process of the
-    first host; a resume finishes every repetition, without computing any iteration twice."""
+    first host; a resume finishes every repetition, without computing any iteration twice. Whatever the
+    launcher's status (Open MPI's was 0 here), `launch_check` says the killed launch died, and the resume's
+    launch did not."""
     (tmp_path / "config.yml").write_text(CONFIG)
     out = tmp_path / "out"
-    gate = {"CW_TEST_GATE": str(tmp_path / "gate"), "CW_TEST_HOST": hosts.second.name}
+    gate = {"CW_TEST_GATE": str(tmp_path / "gate"), "CW_TEST_HOST": hosts.second.name, LAUNCH_VARIABLE: "killed"}
     command = hosts.mpi_command(RANKS, CLIENTS, "OnOneHost", "config.yml", export=tuple(gate))
     launch = hosts.start(command, cwd=tmp_path, env=gate)
 
@@ -133,13 +145,17 @@ def test_a_host_killed_mid_run_aborts_the_job_and_a_resume_loses_and_redoes_noth
     load_results(out)  # every file readable
     before = _calls(out)
     assert all(before[rep] == ITERATIONS for rep in finished)
-    result = hosts.run(hosts.mpi_command(RANKS, CLIENTS, "OnOneHost", "config.yml"), cwd=tmp_path)
+    assert _launch_check(out, "killed").returncode == EXIT_RUN_DIED
+    resume = {LAUNCH_VARIABLE: "resumed"}
+    result = hosts.run(hosts.mpi_command(RANKS, CLIENTS, "OnOneHost", "config.yml", export=tuple(resume)),
+                       cwd=tmp_path, env=resume)
     assert result.returncode == 0, result.stdout + result.stderr
     states = repetition_states(out).values()
     assert len(states) == REPETITIONS and {state["state"] for state in states} == {"finished"}
     after = _calls(out)  # nothing computed twice, the finished repetitions untouched
     assert len(after) == REPETITIONS and set(after.values()) == {ITERATIONS}, (before, after)
     pd.testing.assert_frame_equal(sequential, comparable(out))
+    assert _launch_check(out, "resumed").returncode == 0 and _launch_check(out, "killed").returncode == EXIT_RUN_DIED
 
 
 def test_a_host_cut_off_for_good_ends_the_run_at_the_stall_limit_and_a_resume_loses_nothing(hosts, tmp_path,
@@ -208,14 +224,14 @@ def test_a_native_crash_on_the_second_host_under_ulfm_fails_only_its_repetition(
     failed = {rep: state for rep, state in repetition_states(out).items() if state["state"] == "failed"}
     assert len(failed) == 1 and len(_finished(out)) == REPETITIONS - 1, failed
     [(folder, state)] = failed.items()
-    assert re.fullmatch(rf"MPI rank [23] on {second.name} died in iteration 2", state["error"]), state
+    assert re.fullmatch(rf"MPI rank [23] on {second.name} died in iteration 2; its log shows SIGSEGV "
+                        r"\(segmentation fault\)", state["error"]), state
     assert "Fatal Python error: Segmentation fault" in (out / folder / "rep.log").read_text()  # faulthandler's
     lost = re.findall(r"MPI ranks lost during the run: (.*)", result.stderr)
     assert len(lost) == 1 and re.fullmatch(rf"[23] \({second.name}\)", lost[0]), result.stderr
     pd.testing.assert_frame_equal(_without(sequential, culprit), _without(comparable(out), culprit))
 
 
-@pytest.mark.xfail(strict=True, reason="needs branch mpi-ulfm to name the signal of a lost rank (issue 21, point 1)")
 def test_a_native_crash_under_ulfm_is_recorded_with_its_signal(crash_under_ulfm):
     """The signal that killed the rank is in the repetition's failure, as on the other backends (ULFM says
     only that a rank died; the dying rank's faulthandler wrote which signal into the repetition's log)."""
@@ -227,11 +243,11 @@ def test_a_native_crash_under_ulfm_is_recorded_with_its_signal(crash_under_ulfm)
 def test_a_native_crash_without_ulfm_ends_the_job_and_requeues_converge(hosts, tmp_path, sequential):
     """Without ULFM a rank of the second host that dies of SIGSEGV ends the whole job, and so does its
     repetition on every resume, until it is quarantined: at most two runs die, the next one finishes every
-    other repetition and records the culprit as failed, suspected; `-P` names it. (On resumes the pill
-    crashes after 2 s, so that the others get past where the first crash caught them: the next test
-    covers an innocent caught at the same iteration twice.)"""
+    other repetition and records the culprit as failed, suspected; `-P` names it. The pill crashes as soon
+    as it reaches its iteration on every resume: innocents caught in the same iteration in both dead runs
+    are cleared by the pill's faulthandler stack (the next test holds one there on purpose)."""
     (tmp_path / "config.yml").write_text(CONFIG)
-    out, env = tmp_path / "out", {**_crash_env(hosts, tmp_path), "CW_TEST_CRASH_DELAY": "2"}
+    out, env = tmp_path / "out", _crash_env(hosts, tmp_path)
     command = hosts.mpi_command(RANKS, CLIENTS, "PoisonPill", "config.yml", export=tuple(env))
     died = 0
     for _ in range(3):

@@ -6,7 +6,15 @@ import os
 import pytest
 from quarantine_helpers import begin, end, ended, journal
 
-from cluster_work.attempts import AttemptJournal, compact, last_open_attempt, parse, parse_attempt, read_index
+from cluster_work.attempts import (
+    AttemptJournal,
+    compact,
+    last_open_attempt,
+    lost_attempt_signal,
+    parse,
+    parse_attempt,
+    read_index,
+)
 from cluster_work.quarantine import Attempt, assess, crash_signal, mark_innocents, trailing
 from cluster_work.repetition_state import decide
 from cluster_work.vocabulary import RepetitionState, Suspicion
@@ -85,6 +93,35 @@ def test_index_finds_the_crash_of_each_attempt_in_its_part_of_the_log(tmp_path, 
     index = read_index(str(tmp_path))
     suspicions = {name: assess(index.of(name, rep), 2) for name, rep in index.suspects}
     assert {name for name, suspicion in suspicions.items() if suspicion and suspicion.quarantined} == quarantined
+
+
+@pytest.mark.parametrize("before, during, signal", [
+    ("", STACK, "SIGSEGV"),
+    (STACK, "output\n", None),  # a stack from an earlier attempt is not this one's
+    ("", "", None),  # killed without a stack (SIGKILL, a host lost)
+], ids=["stack-during-the-attempt", "stack-from-before", "no-stack"])
+def test_the_signal_of_a_lost_attempt_is_read_from_its_part_of_the_log(tmp_path, before, during, signal):
+    """How an MPI rank that ULFM reports only as gone died: the dead process's open attempt names the log
+    and its size when the attempt began; faulthandler's stack after that offset names the signal."""
+    log = tmp_path / "walk" / "p" / "rep.log"
+    log.parent.mkdir(parents=True)
+    log.write_text(before)
+    offset = log.stat().st_size
+    with open(log, "a") as handle:
+        handle.write(during)
+    journal(tmp_path, A, 1, begin("p", 0, 2, 1, "walk/p/rep.log", offset))
+    journal(tmp_path, A, 2, begin("i", 0, 2, 1.5, "walk/p/rep.log", 0))  # another repetition's attempt
+    assert lost_attempt_signal(str(tmp_path), ("p", 0)) == signal
+
+
+def test_a_live_process_attempt_is_not_taken_for_a_lost_one(tmp_path):
+    log = tmp_path / "p.log"
+    log.write_text(STACK)
+    path = journal(tmp_path, A, 1, begin("p", 0, 2, 1, "p.log", 0))
+    with open(path) as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # as its living writer holds it
+        assert lost_attempt_signal(str(tmp_path), ("p", 0)) is None
+    assert lost_attempt_signal(str(tmp_path), ("p", 0)) == "SIGSEGV"
 
 
 def test_compaction_keeps_where_each_attempt_began_in_its_log(tmp_path):

@@ -84,6 +84,19 @@ def test_a_cancelled_or_stopped_segment_that_has_not_started_touches_nothing(tmp
     assert not Path(exp.path).exists()
 
 
+def test_a_cancel_after_the_segment_began_leaves_the_status_to_its_canceller(tmp_path):
+    """The driver that cancelled it writes the repetition's status (steering: "stopped" or "interrupted"), so
+    the runner writes none and says in the outcome what an "interrupted" one would hold."""
+    exp = experiment(tmp_path)
+    saved = [0]
+    context = TaskContext(cancelled=lambda: saved[0] >= 2, iteration_done=lambda: saved.__setitem__(0, saved[0] + 1))
+    cancelled = run_segment(Counting, Segment(0, exp, 0), SETTINGS, context)
+    assert (cancelled.kind, cancelled.iterations_done) == (OutcomeKind.CANCELLED, 2) and totals(exp) == [0, 1]
+    assert status(exp) == {}
+    assert cancelled.left_status is not None and cancelled.left_status["iterations_done"] == 2
+    assert cancelled.left_status["iterations"] == 5 and cancelled.left_status["mean_iteration_time"] >= 0
+
+
 def test_values_carry_only_the_columns_asked_for(tmp_path):
     exp = experiment(tmp_path)
     outcome = run_segment(Counting, Segment(0, exp, 0, until=2, columns=("total", "missing")), SETTINGS)

@@ -14,8 +14,9 @@ from collections import Counter
 import pytest
 
 from cluster_work.config import merge_and_validate
-from cluster_work.errors import ConfigError
+from cluster_work.errors import ConfigError, StoreError
 from cluster_work.expansion import expand_all
+from cluster_work.planning import CampaignPlan
 from cluster_work.steering import (
     Add,
     Finish,
@@ -31,8 +32,9 @@ from cluster_work.steering import (
     read_added,
 )
 from cluster_work.steering.builtin import hyperband_brackets
+from cluster_work.steering.campaign import SteeredCampaign
 from cluster_work.steering.ladder import median_of_others
-from cluster_work.vocabulary import Outcome, OutcomeKind
+from cluster_work.vocabulary import Outcome, OutcomeKind, RunSettings
 
 SOURCE = "config.yml"
 
@@ -646,3 +648,32 @@ def test_the_steering_benchmark_runs():
                              "--rounds", "1"], env=script_env(), capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "no-op policy" in result.stdout and "results/s" in result.stdout and "successive halving" in result.stdout
+
+
+def test_a_campaign_whose_journal_cannot_be_written_says_so_in_its_step_and_leaves_the_outcome(tmp_path,
+                                                                                              monkeypatch):
+    """The driver's store failure reaches the campaign loop as `Step.store_failed` (which stops the run at
+    once), never by rewriting the outcome."""
+    document = make_document(tmp_path, grid={"c": [0, 1]}, iterations=2)
+    driver = SteeredCampaign(CampaignPlan("steer", document, spec=steer(document, policy="successive_halving",
+                                                                        min_iterations=1)),
+                             RunSettings(sync=False))
+    first, second = list(driver.start())
+
+    def full_disk(journal):
+        raise StoreError("cannot write the campaign journal: No space left on device")
+
+    def reached(segment, loss):
+        return Outcome(segment.index, segment.label, OutcomeKind.REACHED, iterations_done=1, iterations_run=1,
+                       values=[{"iteration": 0, "loss": loss}])
+
+    waiting = driver.on_outcome(reached(first, 1.0))  # the rung waits for the other
+    assert list(waiting.run) == [] and (waiting.cancel, waiting.store_failed) == ((), False)
+    monkeypatch.setattr(Journal, "commit", full_disk)
+    came = reached(second, 2.0)
+    step = driver.on_outcome(came)  # the rung is complete: its decisions cannot be made durable
+    assert step.store_failed and list(step.run) == [] and step.cancel == ()
+    assert came.kind is OutcomeKind.REACHED  # the outcome is left as it came
+    monkeypatch.undo()
+    driver.close()
+    assert driver.exit_status() == 3 and "store failure: cannot write the campaign journal" in driver.summary_line()

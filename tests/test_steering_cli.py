@@ -237,6 +237,31 @@ def test_a_policy_stops_running_and_queued_repetitions_and_a_rerun_never_runs_th
     assert rows_on_disk(tmp_path) == rows
 
 
+@pytest.mark.processes
+def test_a_repetition_cancelled_by_the_policys_failure_is_marked_interrupted_by_the_campaign_alone(tmp_path):
+    """c1 waits in its iteration 1 while c0 runs to its end, whose result makes the policy raise: the campaign
+    cancels c1, which stops after that iteration; its status ("interrupted", 2 iterations) is written once,
+    by the run's own process (the campaign's), not by the worker that ran it."""
+    write_config(tmp_path, [0, 1], 40, {"policy": "test_steering_cli:Raises", "metric": "loss"},
+                 params={"gate_at": 1, "gate_c": 1, "after_c": 0})
+    gate = tmp_path / "gate"
+    process = subprocess.Popen([sys.executable, SCRIPT, "Steered", "config.yml", "-n", "2"], cwd=tmp_path,
+                               env={**script_env(), "CW_TEST_GATE": str(gate)}, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in process.stderr:  # the policy raised (c1's cancel is sent as that line is logged); the
+        lines.append(line)  # run cannot end before the gate opens, so this loop ends with that line
+        if "raised in on_results" in line:
+            break
+    gate.touch()
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 1, "".join(lines) + stderr
+    assert rows_on_disk(tmp_path) == {"c0": 40, "c1": 2}
+    status = json.loads((tmp_path / "results" / "search" / "c1" / "log" / "rep_00" / "status.json").read_text())
+    assert (status["state"], status["iterations_done"], status["iterations"]) == ("interrupted", 2, 40)
+    assert status["pid"] == process.pid and status["mean_iteration_time"] >= 0
+
+
 def test_a_policy_that_raises_stops_the_campaign_with_exit_1_and_keeps_the_rows(cli, tmp_path):
     write_config(tmp_path, [0, 1, 2], 2, {"policy": "test_steering_cli:Raises", "metric": "loss"})
     result = cli("Steered", "config.yml", cwd=tmp_path, check_rc=1)

@@ -36,14 +36,15 @@ import time
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-from .. import stopping
-from ..durability import committer
+from ..durability import GroupCommit, committer
 from ..errors import ClusterWorkError
 from ..exit_codes import EXIT_ORPHANED, EXIT_USAGE
 from ..liveness import STALL_FLOOR, Liveness, Silence
 from ..logs import console_guard
 from ..orphans import exit_when_orphaned
-from .base import Executor, Task, TaskContext
+from ..stopping import PROCESS_STOP, StopFlag
+from ..vocabulary import Outcome, WorkItem
+from .base import Executor, Figures, RunItem, Task, TaskContext
 from .mpi_dispatch import Dispatcher
 from .mpi_ft import (
     LAUNCH_HINT,
@@ -123,10 +124,15 @@ class MPIExecutor(Executor):
     it leads the one group (`-g 1`) or there are no workers, runs them itself. See the module docstring
     for the lifecycle; nothing collective happens before `__enter__`."""
 
-    def __init__(self, task: Task, groups: int | None = None, group_size: int | None = None, finalize: bool = True):
+    _task: Task  # its `lost` answers for an item whose rank died
+
+    def __init__(self, task: Task, groups: int | None = None, group_size: int | None = None, finalize: bool = True,
+                 stop: StopFlag = PROCESS_STOP, commits: GroupCommit = committer):
         self._MPI = _mpi()
+        self._commits = commits  # this process's group commit (what the store notes its writes in): made durable
+        # before the process leaves the run
         self._finalize = finalize  # False: MPI stays usable after the block (a benchmark's next phase)
-        self._task = task
+        self._task, self.stop = task, stop
         self._world = self._MPI.COMM_WORLD
         self._requested = (groups, group_size)
         self._ulfm = ulfm_enabled()
@@ -135,15 +141,18 @@ class MPIExecutor(Executor):
         self._hosts: list[str] = []
         self._sends = Sends()
         # rank 0's, made in __enter__ (this one, with no leaders, only answers a question asked too early)
-        self._dispatcher = Dispatcher(self._MPI, task, Layout(()), Roster([]), self._sends, self._ulfm)
+        self._dispatcher = Dispatcher(self._MPI, task, Layout(()), Roster([]), self._sends, self._ulfm, stop)
         self._console = contextlib.ExitStack()
         self._world_broken = False  # under -g 1: the one group lost a rank
         self._rank_died = False  # under ULFM: the survivors agreed at the end that a rank died
         self._exit_status = 1  # rank 0's, as the command line tells it (`ending`)
+        self.figures = Figures(iterations_done=self._iterations_done, busy_seconds=self._busy_seconds,
+                               describe=self._describe, stalled=lambda: self._dispatcher.stalled(),
+                               hosts=self._all_hosts)
 
     # --- lifecycle ------------------------------------------------------------------------------------
 
-    def __enter__(self) -> MPIExecutor | None:  # type: ignore[override]
+    def __enter__(self) -> MPIExecutor | None:
         world = self._world
         rank, size = world.Get_rank(), world.Get_size()
         try:
@@ -168,11 +177,11 @@ class MPIExecutor(Executor):
         self._hosts = hosts
         leaders = [group[0] for group in self._layout.groups if group[0] != 0]
         roster = Roster(leaders, hosts, Liveness(_stall_floor()))
-        self._dispatcher = Dispatcher(self._MPI, self._task, self._layout, roster, self._sends, self._ulfm)
+        self._dispatcher = Dispatcher(self._MPI, self._task, self._layout, roster, self._sends, self._ulfm, self.stop)
         self.workers = max(1, len(self._layout.groups))
         self._here = self._layout.rank0_leads or not leaders  # rank 0 runs the items itself
         own_comm = self._world if self._layout.rank0_leads else self._MPI.COMM_SELF
-        self._local = SequentialExecutor(self._lead_task(), own_comm)
+        self._local = SequentialExecutor(self._lead_task(), own_comm, self.stop)
         self._console.enter_context(console_guard())  # the launcher's console may go away mid-run
         self._warn_about_layout(size)
         return self
@@ -194,9 +203,9 @@ class MPIExecutor(Executor):
             lost = [0]
         if lost is not None and 0 in lost:  # under ULFM: the job goes on, but the run is over
             log.error("MPI rank %d: rank 0, which schedules the run, is gone; exiting", rank)
-            committer.commit()
+            self._commits.commit()
             _leave(EXIT_ORPHANED)
-        committer.commit()
+        self._commits.commit()
         self._last_barrier(lost is not None)
         self.worker_status = 0
         self._finalize_mpi(0)
@@ -217,7 +226,7 @@ class MPIExecutor(Executor):
             self.shutdown()
         finally:
             self._console.close()
-            committer.commit()
+            self._commits.commit()
             self._finalize_mpi(self._exit_status)
 
     def ending(self, status: int) -> None:
@@ -248,14 +257,14 @@ class MPIExecutor(Executor):
     def _runs_here(self) -> bool:
         return self._here
 
-    def _lead_task(self) -> Task:
+    def _lead_task(self) -> RunItem:
         """The task as rank 0 runs it: alone with COMM_SELF, or under `-g 1` as the leader of every rank,
         with COMM_WORLD, after handing each the item to follow. Under ULFM the ranks agree after each item
         whether one died (as `mpi_worker.serve` does); if one did, the item fails and nothing more runs."""
         members = self._layout.contacts() if self._layout.rank0_leads else []
         group_ulfm = self._ulfm and bool(members)
 
-        def lead(item: Any, context: TaskContext) -> Any:
+        def lead(item: WorkItem, context: TaskContext) -> Outcome:
             if self._world_broken:  # the one group lost a rank: nothing can run any more
                 return self._task(item, TaskContext(stop_requested=lambda: True))
             payload = pickle_item(item)
@@ -274,14 +283,14 @@ class MPIExecutor(Executor):
             outcome = self._dispatcher.group_lost(item, outcome, lost, 0)
             log.error("the one group of every MPI rank (-g 1) lost a rank: the run stops; run the same command to "
                       "run the rest with the ranks it is given")
-            stopping.request_stop()
+            self.stop.request()
             return outcome
 
         return lead
 
     # --- the executor interface on rank 0 -------------------------------------------------------------
 
-    def describe(self) -> str:
+    def _describe(self) -> str:
         size, groups = self._world.Get_size(), self._layout.groups
         if not groups or size == 1:
             return "MPI rank 0 alone"
@@ -291,7 +300,7 @@ class MPIExecutor(Executor):
             return f"{len(groups)} MPI groups of {len(groups[0])} ranks ({size} ranks in all)"
         return f"{self.workers} MPI workers ({size} ranks)"
 
-    def submit(self, item: Any) -> None:
+    def submit(self, item: WorkItem) -> None:
         if self._runs_here():
             self._local.submit(item)
         else:
@@ -309,14 +318,11 @@ class MPIExecutor(Executor):
         else:
             self._dispatcher.cancel(index, self._cancel_queued)
 
-    def next_outcome(self) -> Any:
+    def next_outcome(self) -> Outcome:
         return self._local.next_outcome() if self._runs_here() else self._dispatcher.next_outcome()
 
     def watch_stalls(self, limit: float | None, on_change: Callable[[list[Silence]], None] | None = None) -> None:
         self._dispatcher.watch_stalls(limit, on_change)
-
-    def stalled(self) -> list[Silence]:
-        return self._dispatcher.stalled()
 
     def abandon(self, status: int) -> NoReturn:
         """End the run now, launcher included (it may wait forever for an unreachable host): SIGKILL the
@@ -334,17 +340,17 @@ class MPIExecutor(Executor):
 
     # --- the rest of the interface --------------------------------------------------------------------
 
-    def hosts(self) -> list[str]:
-        return list(self._hosts) or super().hosts()
+    def _all_hosts(self) -> list[str]:
+        return list(self._hosts) or [socket.gethostname()]
 
     def world_size(self) -> int:
         return int(self._world.Get_size())
 
-    def iterations_done(self) -> int:
-        return self._dispatcher.iterations + self._local.iterations_done()
+    def _iterations_done(self) -> int:
+        return self._dispatcher.iterations + self._local.figures.iterations_done()
 
-    def busy(self) -> int:
-        return self._dispatcher.roster.busy() + self._local.busy()
+    def _busy_seconds(self) -> float:
+        return self._dispatcher.roster.busy_clock.seconds() + self._local.figures.busy_seconds()
 
     def forward_stop(self) -> None:
         """Tell the group leaders; rank 0's own group follows its decision (the runner's broadcast)."""

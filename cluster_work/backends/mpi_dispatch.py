@@ -17,9 +17,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .. import stopping
 from ..liveness import Silence, Stalled
-from ..vocabulary import OutcomeKind
+from ..stopping import PROCESS_STOP, StopFlag
+from ..vocabulary import Outcome, OutcomeKind, WorkItem
 from .base import Task, TaskContext
 from .mpi_ft import failed_ranks, known_failures
 from .mpi_layout import Layout
@@ -45,11 +45,13 @@ CHECK_EVERY = 1.0  # s: how often rank 0 looks for stalled workers while it wait
 class Dispatcher:
     """Rank 0's items in flight on the group leaders of `roster` (see the module docstring)."""
 
-    def __init__(self, MPI: Any, task: Task, layout: Layout, roster: Roster, sends: Sends, ulfm: bool):
+    def __init__(self, MPI: Any, task: Task, layout: Layout, roster: Roster, sends: Sends, ulfm: bool,
+                 stop: StopFlag = PROCESS_STOP):
         self._MPI, self._task, self._layout, self.roster, self._sends = MPI, task, layout, roster, sends
+        self._stop = stop
         self._world, self._ulfm = MPI.COMM_WORLD, ulfm
-        self._queue: collections.deque[Any] = collections.deque()
-        self._ready: collections.deque[Any] = collections.deque()
+        self._queue: collections.deque[WorkItem] = collections.deque()
+        self._ready: collections.deque[Outcome] = collections.deque()
         self._reported: dict[int, int] = {}  # iterations a busy leader has reported for its current item
         self.iterations = 0
         self._status = MPI.Status()
@@ -60,21 +62,22 @@ class Dispatcher:
         self._stalled: list[Silence] = []
         self._checked = time.monotonic()
 
-    def submit(self, item: Any) -> None:
+    def submit(self, item: WorkItem) -> None:
         self._queue.append(item)
         self.dispatch()
 
     def in_flight(self) -> int:
         return len(self._queue) + self.roster.holding() + len(self._ready)
 
-    def cancel(self, index: int, cancel_queued: Callable[[Any, Any, int], bool]) -> None:
+    def cancel(self, index: int,
+               cancel_queued: Callable[[collections.deque[WorkItem], collections.deque[Outcome], int], bool]) -> None:
         if cancel_queued(self._queue, self._ready, index):
             return
         leader = self.roster.holder_of(index)  # running, or waiting at its leader: it stops there
         if leader is not None:
             self._sends.send(self._world, index, leader, TAG_CANCEL)
 
-    def next_outcome(self) -> Any:
+    def next_outcome(self) -> Outcome:
         while not self._ready:
             if not self.roster.holding():
                 raise RuntimeError("next_outcome() with nothing in flight")
@@ -124,7 +127,8 @@ class Dispatcher:
             self.iterations += payload
             self.roster.heard(source, payload)
             return
-        ran = getattr(payload.outcome if isinstance(payload, GroupBroken) else payload, "iterations_run", 0) or 0
+        ended = payload.outcome if isinstance(payload, GroupBroken) else payload
+        ran = ended.iterations_run if ended is not None else 0
         new = max(0, ran - self._reported.pop(source, 0))  # a lost item's rows on disk still count
         self.iterations += new
         item = self.roster.ended(source, new)
@@ -134,7 +138,7 @@ class Dispatcher:
         self._ready.append(payload)
         self.dispatch()
 
-    def group_lost(self, item: Any, outcome: Any, lost: list[int], leader: int) -> Any:
+    def group_lost(self, item: WorkItem, outcome: Outcome | None, lost: list[int], leader: int) -> Outcome:
         """The outcome of `item`, which the group led by `leader` ran when it lost ranks `lost`: a failure
         (recorded as one) unless it ended well all the same. The lost ranks are written off."""
         for rank in lost:
@@ -142,9 +146,9 @@ class Dispatcher:
         names = ", ".join(self.roster.where(rank) for rank in lost) or "a rank"
         log.error("%s died; the group of MPI ranks %s runs nothing more", names,
                   ", ".join(map(str, self._layout.group_of(leader) or ())))
-        if outcome is not None and getattr(outcome, "kind", None) != OutcomeKind.FAILED:
+        if outcome is not None and outcome.kind != OutcomeKind.FAILED:
             return outcome
-        return self._task.lost(item, stopping.stop_requested(),  # type: ignore[attr-defined]
+        return self._task.lost(item, self._stop.requested(),
                                cause=f"{names} died{self._in_group(leader)}")
 
     def _in_group(self, rank: int) -> str:
@@ -167,11 +171,11 @@ class Dispatcher:
             self._queue.extendleft(reversed(prefetched))
             self._reported.pop(rank, None)
             cause = f"{self.roster.where(rank)} died{self._in_group(rank)}"
-            what = f"; {running.label} fails" if running is not None and hasattr(running, "label") else ""
+            what = f"; {running.label} fails" if running is not None else ""
             log.error("%s%s%s", cause, what,
                       f"; {len(prefetched)} job(s) it held go back to the queue" if prefetched else "")
             if running is not None:
-                self._ready.append(self._task.lost(running, stopping.stop_requested(),  # type: ignore[attr-defined]
+                self._ready.append(self._task.lost(running, self._stop.requested(),
                                                    cause=cause))
         self.dispatch()
 
@@ -184,7 +188,7 @@ class Dispatcher:
         if self._queue and not self.roster.serving:
             log.error("no MPI worker left to run the %d job(s) queued: the run stops; run the same command "
                       "to run them", len(self._queue))
-            stopping.request_stop()
+            self._stop.request()
             while self._queue:
                 self._ready.append(self._task(self._queue.popleft(), TaskContext(stop_requested=lambda: True)))
             return

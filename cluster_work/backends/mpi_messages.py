@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import stopping
+from ..vocabulary import Outcome, WorkItem
 
 TAG_JOB, TAG_OUTCOME, TAG_STOP, TAG_PROGRESS, TAG_CANCEL = 11, 12, 13, 14, 15
 PROGRESS_EVERY = 0.5  # s: a worker tells rank 0 its iteration count at most this often
@@ -93,7 +94,7 @@ def quiet_barrier(comm: Any) -> None:
     poll_until(request.Test)
 
 
-def pickle_item(item: Any) -> bytes:
+def pickle_item(item: WorkItem) -> bytes:
     """Plain pickle (fast; every rank runs the same script, so classes in __main__ resolve), and
     cloudpickle for what it cannot carry, such as lambdas in params."""
     try:
@@ -109,7 +110,7 @@ class GroupBroken:
     """What a group's leader sends rank 0 instead of an outcome once its group lost a member: the item's
     `outcome` (None: its run broke off) and the world ranks `lost`. The leader then retires."""
 
-    outcome: Any
+    outcome: Outcome | None
     lost: list[int]
 
 

@@ -11,14 +11,15 @@ from __future__ import annotations
 import collections
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
+from ..busy import BusyClock
 from ..liveness import Liveness, Silence
+from ..vocabulary import WorkItem
 
 
-def item_kind(item: Any) -> str:
+def item_kind(item: WorkItem) -> str:
     """What an item's iteration times are learnt per: its experiment (an expanded one), else its class."""
-    experiment = getattr(item, "experiment", None)
+    experiment = getattr(item, "experiment", None)  # tests' items may have none
     return str(getattr(experiment, "name", None) or type(item).__name__)
 
 
@@ -29,10 +30,11 @@ class Roster:
     leaders: list[int]
     hosts: list[str] = field(default_factory=list)
     liveness: Liveness = field(default_factory=Liveness)
-    held: dict[int, collections.deque[Any]] = field(init=False)
+    held: dict[int, collections.deque[WorkItem]] = field(init=False)
     serving: list[int] = field(init=False)  # the leaders rank 0 may send items to: alive, not retired
     dead: dict[int, str] = field(default_factory=dict)  # world rank -> what it was doing when it died
     retired: set[int] = field(default_factory=set)
+    busy_clock: BusyClock = field(default_factory=BusyClock)  # leaders holding an item, over time
 
     def __post_init__(self) -> None:
         self.held = {leader: collections.deque() for leader in self.leaders}
@@ -47,12 +49,13 @@ class Roster:
 
     # --- handing out ----------------------------------------------------------------------------------
 
-    def assign(self, leader: int, item: Any) -> None:
+    def assign(self, leader: int, item: WorkItem) -> None:
         items = self.held[leader]
         items.append(item)
         self._holding += 1
         if len(items) == 1:
             self.liveness.started(leader, item_kind(item))
+            self.busy_clock.change(+1)
 
     def holding(self) -> int:
         return self._holding
@@ -68,7 +71,7 @@ class Roster:
     def heard(self, leader: int, iterations: int = 0) -> None:
         self.liveness.heard(leader, iterations)
 
-    def ended(self, leader: int, iterations: int) -> Any:
+    def ended(self, leader: int, iterations: int) -> WorkItem:
         """Leader's running item ended (its outcome came): return it; its next item, if any, runs now."""
         self.liveness.heard(leader, iterations)
         items = self.held[leader]
@@ -78,9 +81,10 @@ class Roster:
             self.liveness.started(leader, item_kind(items[0]))
         else:
             self.liveness.idle(leader)
+            self.busy_clock.change(-1)
         return item
 
-    def died(self, rank: int) -> tuple[Any | None, list[Any]]:
+    def died(self, rank: int) -> tuple[WorkItem | None, list[WorkItem]]:
         """World rank `rank` died: (the item it was running, or None; the items it held beyond it, to run
         elsewhere). A rank that led no group, or that rank 0 has already written off, held nothing."""
         if rank in self.dead:
@@ -89,19 +93,21 @@ class Roster:
         self.dead[rank] = "running an item" if items else "idle"
         return (items[0] if items else None), items[1:]
 
-    def retire(self, leader: int) -> list[Any]:
+    def retire(self, leader: int) -> list[WorkItem]:
         """The group of `leader` broke (it lost a member): it gets nothing more. Return what it still held
         beyond the item whose outcome just came, to run elsewhere."""
         self.retired.add(leader)
         return self._drop(leader)
 
-    def _drop(self, rank: int) -> list[Any]:
+    def _drop(self, rank: int) -> list[WorkItem]:
         """Take `rank` off the serving leaders; return what it held."""
         self.liveness.idle(rank)
         if rank in self.serving:
             self.serving.remove(rank)
         items = list(self.held.get(rank, ()))
         self._holding -= len(items)
+        if items:
+            self.busy_clock.change(-1)
         if rank in self.held:
             self.held[rank].clear()
         return items

@@ -29,10 +29,12 @@ import signal
 from collections.abc import Iterator
 from typing import Any
 
-from .. import stopping
+from ..busy import BusyClock
 from ..deaths import describe_death
 from ..errors import ClusterWorkError
-from .base import Executor, Task
+from ..stopping import PROCESS_STOP, StopFlag
+from ..vocabulary import Outcome, WorkItem
+from .base import Executor, Figures, Task
 from .process_worker import CANCEL_RING, DONE, STOP_SIGNALS, TOKEN_BYTES, Claims, serve, unpickled_exception
 
 log = logging.getLogger("cluster_work")
@@ -61,7 +63,7 @@ class _Worker:
 
     def __init__(self, process: Any, connection: Any, slot: int):
         self.process, self.connection, self.slot = process, connection, slot
-        self.items: collections.deque[tuple[int, Any]] = collections.deque()
+        self.items: collections.deque[tuple[int, WorkItem]] = collections.deque()
         self.eof = False
 
 
@@ -69,11 +71,13 @@ class LocalProcessExecutor(Executor):
     """Runs items in up to `workers` local processes, started as work comes, at most two items per worker
     handed out at a time (see the module docstring)."""
 
-    def __init__(self, task: Task, workers: int, mp_context: str | None = None):
+    _task: Task  # its `lost` answers for an item whose worker died
+
+    def __init__(self, task: Task, workers: int, mp_context: str | None = None, stop: StopFlag = PROCESS_STOP):
         if workers < 1:
             raise ValueError("workers must be at least 1")
         self.workers = workers
-        self._task = task
+        self._task, self.stop = task, stop
         self._context_name = mp_context
         self._context = multiprocessing.get_context(mp_context)
         # made with the first worker, not here: they start multiprocessing's resource tracker, and until
@@ -81,17 +85,20 @@ class LocalProcessExecutor(Executor):
         self._shared: tuple[Any, Any, Any, Any] | None = None  # stop, iterations, cancel ring, its count
         self._claims: Claims | None = None  # per worker slot: the item it began, the item withdrawn from it
         self._pickled_task: bytes | None = None
-        self._queue: collections.deque[Any] = collections.deque()
-        self._ready: collections.deque[Any] = collections.deque()
+        self._queue: collections.deque[WorkItem] = collections.deque()
+        self._ready: collections.deque[Outcome] = collections.deque()
         self._running: list[_Worker] = []
         self._tokens = itertools.count()
-        self._big: tuple[Any, bytes] | None = None  # the queue's first item, pickled, when too big to prefetch
+        self._big: tuple[WorkItem, bytes] | None = None  # the queue's first item, pickled, when too big to prefetch
         self._deaths_at_start = 0
+        self._busy = BusyClock()  # workers holding an item, over time
+        self.figures = Figures(iterations_done=self._iterations_done, busy_seconds=self._busy.seconds,
+                               describe=self._describe)
 
-    def describe(self) -> str:
+    def _describe(self) -> str:
         return f"{self.workers} local worker processes ({self._context_name or 'default'} start)"
 
-    def submit(self, item: Any) -> None:
+    def submit(self, item: WorkItem) -> None:
         self._queue.append(item)
         self._fill()
 
@@ -112,7 +119,7 @@ class LocalProcessExecutor(Executor):
                 count.value += 1
                 return
 
-    def next_outcome(self) -> Any:
+    def next_outcome(self) -> Outcome:
         while not self._ready:
             if not any(worker.items for worker in self._running):
                 raise RuntimeError("next_outcome() with nothing in flight")
@@ -140,6 +147,8 @@ class LocalProcessExecutor(Executor):
                 worker.eof = True  # it closed its end by dying; the sentinel fires once it is dead
                 break
             worker.items.popleft()
+            if not worker.items:
+                self._busy.change(-1)
             self._deaths_at_start = 0
             if message[:1] != DONE:
                 raise unpickled_exception(message[1:])
@@ -151,12 +160,15 @@ class LocalProcessExecutor(Executor):
         """Whether `worker` began the first item it holds."""
         return bool(worker.items) and self._claims is not None and self._claims.began[worker.slot] == worker.items[0][0]
 
-    def _withdraw(self, worker: _Worker) -> Any:
+    def _withdraw(self, worker: _Worker) -> WorkItem | None:
         """Take back the last item sent to `worker`, unless it began it; the item, or None."""
         assert self._claims is not None
         if worker.eof or not self._claims.withdraw(worker.slot, worker.items[-1][0]):
             return None
-        return worker.items.pop()[1]
+        item = worker.items.pop()[1]
+        if not worker.items:
+            self._busy.change(-1)
+        return item
 
     def _bury(self, worker: _Worker) -> None:
         process = worker.process
@@ -168,8 +180,10 @@ class LocalProcessExecutor(Executor):
         assert self._claims is not None
         began, served = self._has_begun(worker), self._claims.began[worker.slot] != -1
         items = collections.deque(item for _, item in worker.items)
+        if items:
+            self._busy.change(-1)
         if began:
-            self._ready.append(self._task.lost(items.popleft(), stopping.stop_requested(), cause))  # type: ignore[attr-defined]
+            self._ready.append(self._task.lost(items.popleft(), self.stop.requested(), cause))
         self._queue.extendleft(reversed(items))  # not begun: innocent, first in line again
         if began:
             return
@@ -206,7 +220,7 @@ class LocalProcessExecutor(Executor):
                     self._send(idle, item, self._pickled(item))
                     break
 
-    def _pickled(self, item: Any) -> bytes:
+    def _pickled(self, item: WorkItem) -> bytes:
         """`item` pickled; kept while it is too big to prefetch, so that waiting costs no pickling."""
         import cloudpickle
 
@@ -216,10 +230,12 @@ class LocalProcessExecutor(Executor):
         self._big = (item, data) if len(data) > PREFETCH_BYTES else None
         return data
 
-    def _send(self, worker: _Worker, item: Any, data: bytes) -> None:
+    def _send(self, worker: _Worker, item: WorkItem, data: bytes) -> None:
         """Send `item`, pickled as `data`, to `worker`, behind a token of its own."""
         token = next(self._tokens)
         worker.items.append((token, item))
+        if len(worker.items) == 1:
+            self._busy.change(+1)
         self._big = None
         try:
             worker.connection.send_bytes(token.to_bytes(TOKEN_BYTES, "little") + data)
@@ -250,11 +266,8 @@ class LocalProcessExecutor(Executor):
         self._running.append(worker)
         return worker
 
-    def iterations_done(self) -> int:
+    def _iterations_done(self) -> int:
         return int(self._shared[1].value) if self._shared is not None else 0
-
-    def busy(self) -> int:
-        return sum(1 for worker in self._running if self._has_begun(worker))
 
     def forward_stop(self) -> None:
         if self._shared is not None:  # before the first worker, the workers check this process's flag

@@ -5,8 +5,8 @@ A driver never raises out of `start` or `on_outcome`, so the run goes on with it
 what went wrong is kept and shows in `exit_status` and `summary_line`:
 
     held by another run (EnsembleBusy)    skipped, exit 0 (as a plain repetition another run holds)
-    its store failed (StoreError)         exit 3; the block outcome whose commit failed is marked a store
-                                          failure, so that the run stops at once, as for a plain segment
+    its store failed (StoreError)         exit 3; the step of the block outcome whose commit failed says so
+                                          (`Step.store_failed`): the run stops at once, as for a plain segment
     an iteration failed (a walker raised) exit 1 (2 for InvalidParameterArgument); a rerun retries it
     its `ensemble:` block changed         exit 2: resuming would mix two ensembles; -d starts it over
     stopped (a signal, a store failure    exit 130; a rerun continues from the last committed iteration
@@ -25,7 +25,7 @@ from ..errors import ConfigError, StoreError, config_error
 from ..exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_STORE, EXIT_USAGE
 from ..planning import changed_params
 from ..store import ExperimentStore, to_plain
-from ..vocabulary import ExperimentState, OutcomeKind, RunSettings
+from ..vocabulary import ConfigSource, ExperimentState, Outcome, OutcomeKind, RunSettings, Step
 from .analysis import ensemble_progress
 from .driver import WeightedEnsemble
 from .spec import EnsembleSpec, check_ensemble_block
@@ -41,7 +41,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("cluster_work")
 
 
-def check_experiment_class(experiment_class: type, documents: Sequence[Mapping[str, Any]], source: str) -> None:
+def check_experiment_class(experiment_class: type, documents: Sequence[Mapping[str, Any]],
+                           source: ConfigSource) -> None:
     """Refuse (ConfigError: one line, exit 2, before anything is written) a class that cannot run the
     walkers of an `ensemble:` document: it lacks get_state or set_state."""
     problem = state_hooks_missing(experiment_class)
@@ -100,27 +101,25 @@ class EnsembleCampaign:
             self.ensemble.close()
         return blocks
 
-    def on_outcome(self, outcome: BlockOutcome) -> list[WalkerBlock]:
+    def on_outcome(self, outcome: Outcome) -> Step:
         failed_before = self.ensemble.error is not None
         try:
+            if not isinstance(outcome, BlockOutcome):
+                raise ValueError(f"{outcome.label}: not a block's outcome")
             blocks = self.ensemble.on_outcome(outcome)
         except StoreError as exc:
             self.ensemble.close()
             self._fail(EXIT_STORE, f"store failure: {exc}")
-            outcome.kind = OutcomeKind.STORE_FAILURE  # campaign.drive stops the run, as for a plain segment
-            return []
+            return Step(store_failed=True)  # campaign.drive stops the run, as for a plain segment
         except ValueError as exc:  # an outcome this ensemble did not hand out: the engine's mistake, not the user's
             self.ensemble.close()
             self._fail(EXIT_FAILED, str(exc))
-            return []
+            return Step()
         if self.ensemble.error is not None and not failed_before:
             bad_parameter = outcome.kind is OutcomeKind.BAD_PARAMETER
             self._fail(EXIT_USAGE if bad_parameter else EXIT_FAILED, self.ensemble.error)
             log.error("%s: iteration %d failed: %s", self.experiment.name, self.ensemble.iteration, self.ensemble.error)
-        return blocks
-
-    def cancellations(self) -> list[int]:
-        return []
+        return Step(blocks)
 
     # --- the CampaignDriver protocol -------------------------------------------------------------------
 

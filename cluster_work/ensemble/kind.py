@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from ..expansion import ExpandedExperiment
     from ..planning import CampaignPlan
     from ..sweep import CampaignDriver
-    from ..vocabulary import RunSettings
+    from ..vocabulary import ConfigSource, RunSettings
     from .spec import EnsembleSpec
 
 
@@ -31,13 +31,13 @@ class EnsembleKind(CampaignKind):
         if "repetitions" not in document:
             experiment["repetitions"] = 1  # its only legal value (walkers are its repetitions), whatever DEFAULT says
 
-    def check_document(self, experiment: Mapping[str, Any], source: str) -> EnsembleSpec:
+    def check_document(self, experiment: Mapping[str, Any], source: ConfigSource) -> EnsembleSpec:
         from .spec import check_ensemble_document
 
         return check_ensemble_document(experiment, source)
 
     def check_experiment_class(self, experiment_class: type, documents: Sequence[Mapping[str, Any]],
-                               source: str) -> None:
+                               source: ConfigSource) -> None:
         from .campaign import check_experiment_class
 
         check_experiment_class(experiment_class, documents, source)

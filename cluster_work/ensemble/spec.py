@@ -26,6 +26,7 @@ from typing import Any
 
 from ..errors import config_error
 from ..seeding import seed_for
+from ..vocabulary import ConfigSource
 
 KEYS = frozenset({"walkers", "coordinate", "bins", "walkers_per_bin", "recycle", "seed", "resampler"})
 HUBER_KIM = "huber_kim"
@@ -57,7 +58,7 @@ class EnsembleSpec:
         return coordinate >= threshold if side == "at_least" else coordinate <= threshold
 
 
-def check_ensemble_document(experiment: Mapping[str, Any], source: str) -> EnsembleSpec:
+def check_ensemble_document(experiment: Mapping[str, Any], source: ConfigSource) -> EnsembleSpec:
     """Validate an experiment document that has an `ensemble:` block (its other keys are valid already).
 
     `repetitions` must be 1: an ensemble's walkers take the place of repetitions (`rep` in `reset` and
@@ -73,7 +74,7 @@ def check_ensemble_document(experiment: Mapping[str, Any], source: str) -> Ensem
     return check_ensemble_block(experiment["ensemble"], source, name)
 
 
-def check_ensemble_block(block: Any, source: str, name: str) -> EnsembleSpec:
+def check_ensemble_block(block: Any, source: ConfigSource | str, name: str) -> EnsembleSpec:
     """Validate the `ensemble:` block of experiment `name` (of the config file `source`)."""
 
     def error(key: str, message: str) -> Exception:

@@ -8,6 +8,9 @@ What the driver does with the core's actions:
             changed parameters: its first segment replaces it)
     Stop    status "stopped", with its reason, on each repetition it stopped (rows stay; a plain rerun never
             runs it again); one whose segment is in flight is cancelled and marked when that segment ends
+            (from the cancel on, the driver alone writes the repetition's status: the runner leaves a
+            cancelled segment's to it, `Outcome.left_status`; one cancelled by the campaign's failure is
+            marked "interrupted" with those fields)
     Add     nothing more: the new experiment's segments write its config
     Finish  nothing: the campaign is over once its segments in flight have ended
 
@@ -17,6 +20,7 @@ went wrong shows in `exit_status` and `summary_line`:
     the policy raised (PolicyError)             exit 1, its traceback in the log; the campaign stops (its
                                                 segments in flight are cancelled), rows and decisions stay
     the store failed (journal, status)          exit 3; the run stops at once, as for a plain segment
+                                                (`Step.store_failed`)
     the journal does not match the config       exit 2; -d starts the campaign over
     a repetition failed (the experiment raised) exit 1 (2 for a bad parameter); the campaign goes on without it
     stopped (a signal, a store failure)         exit 130; a rerun resumes it exactly where it was
@@ -37,12 +41,13 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from ..compact_store import experiment_store
 from ..errors import ConfigError, StoreError, config_error
 from ..exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_STORE, EXIT_USAGE
 from ..expansion import ExpandedDocument
 from ..store import ExperimentStore
 from ..sweep import describe
-from ..vocabulary import ConfigWrite, ExperimentState, Outcome, OutcomeKind, Record, RunSettings, Segment
+from ..vocabulary import ConfigWrite, ExperimentState, Outcome, OutcomeKind, Record, RunSettings, Segment, Step
 from .actions import Action, PolicyError, Run, SteeringError, Stop
 from .core import Steering
 from .journal import CampaignBusy, Journal, journal_path
@@ -105,8 +110,7 @@ class SteeredCampaign:
         document = campaign.experiments
         assert isinstance(document, ExpandedDocument)
         self.document, self.plans, self.settings = document, campaign.plans, settings
-        self.spec = campaign.spec or check_steer_block(document.document["steer"], settings.config_file or "the config",
-                                                       document.base)
+        self.spec = campaign.spec or check_steer_block(document.document["steer"], document.source, document.base)
         self.steering: Steering | None = None
         self._journal: Journal | None = None
         self._statuses: set[int] = set()
@@ -142,27 +146,30 @@ class SteeredCampaign:
             self._fail(exc)
         return ()
 
-    def on_outcome(self, outcome: Outcome) -> Iterable[Segment]:
+    def on_outcome(self, outcome: Outcome) -> Step:
         job = outcome.index
         key = self._forget(job)
         if key is None:
-            return ()
+            return self._step()
         self._observe(outcome, key)
         try:
             reason = self._stopping.pop(job, None)
             if reason is not None:  # stopped while it ran: its outcome tells the campaign nothing
                 self._mark_stopped(key[0], key[1], reason)
-                return ()
+                return self._step()
+            if outcome.left_status is not None:  # cancelled by the campaign's failure after it began
+                self._mark_interrupted(key[0], key[1], outcome.left_status)
             if self.steering is None or self._error:
-                return ()
-            return self._apply(self.steering.on_outcome(outcome, job=job))
+                return self._step()
+            return self._step(self._apply(self.steering.on_outcome(outcome, job=job)))
         except Exception as exc:  # as in start
-            self._fail(exc, outcome)
-            return ()
+            self._fail(exc)
+            return self._step(store_failed=isinstance(exc, StoreError))  # a store failure stops the run at once
 
-    def cancellations(self) -> list[int]:
-        cancel, self._cancel = self._cancel, []
-        return cancel
+    def _step(self, run: Iterable[Segment] = (), store_failed: bool = False) -> Step:
+        """The step of an outcome: `run`, and the cancels decided while taking it (a Stop's, a failure's)."""
+        cancel, self._cancel = tuple(self._cancel), []
+        return Step(run, cancel, store_failed)
 
     # --- the CampaignDriver protocol -------------------------------------------------------------------
 
@@ -325,6 +332,15 @@ class SteeredCampaign:
         store.write_status(Record.STOPPED, sync=self.settings.sync, reason=reason, iterations_done=done,
                            iterations=experiment.iterations)
 
+    def _mark_interrupted(self, name: str, rep: int, fields: dict[str, Any]) -> None:
+        """Record repetition `rep` of `name` as interrupted where its cancelled segment left it (a rerun resumes it)."""
+        assert self.steering is not None
+        point = self.steering.index_of(name)
+        assert point is not None
+        experiment = self.steering.experiments[point]
+        store = experiment_store(experiment.path, experiment.config).repetition(rep)
+        store.write_status(Record.INTERRUPTED, sync=self.settings.sync, **fields)
+
     def _observe(self, outcome: Outcome, key: tuple[str, int]) -> None:
         kind = outcome.kind
         self._ran += outcome.iterations_run
@@ -343,7 +359,7 @@ class SteeredCampaign:
         if kind is OutcomeKind.STORE_FAILURE:
             self._statuses.add(EXIT_STORE)
 
-    def _fail(self, exc: Exception, outcome: Outcome | None = None) -> None:
+    def _fail(self, exc: Exception) -> None:
         """Stop the campaign on `exc` (see the module docstring); its segments in flight are cancelled."""
         where, trace = f"steered campaign {self.document.base}", ""
         if isinstance(exc, PolicyError):
@@ -351,8 +367,6 @@ class SteeredCampaign:
             status, message = EXIT_FAILED, f"stopped: {exc} (traceback in the log); fix the policy and rerun to resume"
         elif isinstance(exc, StoreError):  # the journal's file, a status: the disk's failure
             status, message = EXIT_STORE, f"store failure: {exc}"
-            if outcome is not None:
-                outcome.kind = OutcomeKind.STORE_FAILURE  # campaign.drive stops the run, as for a plain segment
         elif isinstance(exc, (SteeringError, ConfigError)):
             status, message = EXIT_USAGE, f"stopped: {exc} (-d starts the campaign over)"
         else:  # cluster_work's own mistake

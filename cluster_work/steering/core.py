@@ -21,10 +21,11 @@ Invariants:
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -337,7 +338,7 @@ class Steering:
             state.closed = "failed"
         self._strategy.on_ended(ended)
 
-    def _guarded(self, body: Any, mark: tuple[int, int]) -> None:
+    def _guarded(self, body: Callable[[], object], mark: tuple[int, int]) -> None:
         """Run a step; if it raises (a policy's exception), drop its decisions, which nothing acted on, so
         that a resume with the policy fixed decides afresh from what the campaign was told."""
         try:
@@ -347,7 +348,7 @@ class Steering:
             self._journal.rollback(mark)
             raise
 
-    def _step(self, body: Any) -> None:
+    def _step(self, body: Callable[[], object]) -> None:
         self._actions = []
         body()
         if not self.finished and not self._jobs:
@@ -394,7 +395,7 @@ class Steering:
             if record["k"] != "end":
                 raise self._mismatch(f"no longer decides {encode(record)}")
             self._cursor += 1
-            self._step(lambda record=record: self._process(record))  # type: ignore[misc]
+            self._step(functools.partial(self._process, record))
         self._script, self._actions = None, []
 
     def _mismatch(self, message: str) -> SteeringError:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from ..planning import CampaignPlan, Selection
     from ..progress_figures import ExperimentProgress
     from ..sweep import CampaignDriver
-    from ..vocabulary import RunSettings
+    from ..vocabulary import ConfigSource, RunSettings
     from .spec import SteerSpec
 
 
@@ -29,7 +29,7 @@ class SteeredKind(CampaignKind):
     progress_json_key = "campaigns"
     stops_repetitions = True
 
-    def check_document(self, experiment: Mapping[str, Any], source: str) -> SteerSpec:
+    def check_document(self, experiment: Mapping[str, Any], source: ConfigSource) -> SteerSpec:
         from .spec import check_steered_document  # a user's policy class is loaded here: a typo is a config error
 
         return check_steered_document(experiment, source)

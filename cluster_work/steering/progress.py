@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 def campaign_progress(document: ExpandedDocument, restores: bool = True) -> dict[str, Any]:
     """The figures of `document`'s campaign from its journal (`error`: why they cannot be had)."""
-    spec = document.campaign_spec or check_steer_block(document.document["steer"], "the config", document.base)
+    spec = document.campaign_spec or check_steer_block(document.document["steer"], document.source, document.base)
     path = journal_path(document.base_folder)
     figures: dict[str, Any] = {"campaign": document.base, "policy": spec.policy, "started": os.path.isfile(path)}
     try:

@@ -32,6 +32,7 @@ from typing import Any
 from .. import sampling
 from ..config import dotted
 from ..errors import config_error
+from ..vocabulary import ConfigSource
 
 BUILT_IN = ("successive_halving", "hyperband", "median_stopping", "threshold", "optuna")
 MODES = ("min", "max")
@@ -96,7 +97,7 @@ def default_seed(name: str) -> int:
     return int.from_bytes(hashlib.blake2b(f"steer\x00{name}".encode(), digest_size=4).digest(), "little")
 
 
-def check_steer_block(block: Any, source: str, name: str) -> SteerSpec:
+def check_steer_block(block: Any, source: ConfigSource | str, name: str) -> SteerSpec:
     """Validate experiment `name`'s `steer:` block; raise a one-line ConfigError on the first problem."""
 
     def error(key: str, message: str) -> Exception:
@@ -136,7 +137,7 @@ def check_steer_block(block: Any, source: str, name: str) -> SteerSpec:
     return SteerSpec(**values)
 
 
-def check_steered_document(experiment: Mapping[str, Any], source: str) -> SteerSpec:
+def check_steered_document(experiment: Mapping[str, Any], source: ConfigSource) -> SteerSpec:
     """Validate an experiment document's `steer:` block, and what it says of the document: optuna runs only
     the points it asks for (set on the document's params), so a grid, list, random or custom block of
     points that would never run is refused rather than silently ignored."""
