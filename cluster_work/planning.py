@@ -6,9 +6,8 @@ after the whole plan was validated. Each experiment's config is written by its f
 from __future__ import annotations
 
 import itertools
-import json
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,49 +19,23 @@ from .campaign_plans import CampaignPlan as CampaignPlan
 from .campaign_plans import _split_campaigns as _split_campaigns
 from .compact_index import SummaryExperiment, SummaryStore
 from .compact_store import CompactExperimentStore, is_compact, store_of
-from .config import dotted, flatten_paths
 from .errors import ConfigError
 from .expansion import ExpandedDocument, ExpandedExperiment, Expansion, expand_path
+from .experiment_plan import CHANGED, plan_experiment
+from .experiment_plan import ExperimentPlan as ExperimentPlan
+from .experiment_plan import changed_params as changed_params
+from .experiment_plan import expected_seconds as expected_seconds
 from .kinds import kind
 from .paths import compact_root
 from .plan_warnings import refuse_changed_only as refuse_changed_only
 from .plan_warnings import warn_changed as warn_changed
 from .plan_warnings import warn_quarantined as warn_quarantined
 from .preflight import check_experiment, check_writable
-from .repetition_state import read_repetition
 from .selection import Policy, Selection, select_experiments
-from .store import ExperimentStore, to_plain, write_frozen_points
-from .vocabulary import ConfigWrite, ExperimentState, RepetitionState, Segment, Suspicion
+from .store import ExperimentStore, write_frozen_points
+from .vocabulary import Segment, Suspicion
 
 log = logging.getLogger("cluster_work")
-
-NEW, PARTIAL, DONE, CHANGED = (ExperimentState.NEW, ExperimentState.PARTIAL, ExperimentState.DONE,
-                               ExperimentState.CHANGED)
-DONE_STATES = (RepetitionState.FINISHED, RepetitionState.STOPPED)  # never run again by a plain rerun
-QUARANTINED = RepetitionState.QUARANTINED  # run again only with --retry-failed (or -r)
-
-
-@dataclass
-class ExperimentPlan:
-    experiment: ExpandedExperiment
-    state: ExperimentState
-    first_job_index: int
-    changed_keys: list[str] = field(default_factory=list)
-    repetition_states: dict[int, RepetitionState] = field(default_factory=dict)
-    iteration_times: dict[int, float] = field(default_factory=dict)  # per rep, from an earlier run
-    iterations_saved: dict[int, int] = field(default_factory=dict)
-    jobs: list[Segment] = field(default_factory=list)
-    rewrite: bool = False  # delete the folder (-d, -o) before writing the config
-    suspicions: dict[int, Suspicion] = field(default_factory=dict)  # per rep: runs died while it ran (quarantine)
-
-    @property
-    def skipped(self) -> bool:
-        return self.state == CHANGED and not self.jobs
-
-    def iterations_left(self, job: Segment) -> int:
-        """Iterations `job` still has to run: from -i, else from its repetition's status."""
-        saved = job.restart_from if job.restart_from is not None else self.iterations_saved.get(job.rep, 0)
-        return max(self.experiment.iterations - saved, 0)
 
 
 @dataclass
@@ -122,7 +95,7 @@ class Plan:
         known = run.store if isinstance(run, DoneRun) else None
         for position in range(start, stop):
             experiment = run.document[position]
-            yield _plan_experiment(experiment, run.first_index + (position - run.start) * run.repetitions,
+            yield plan_experiment(experiment, run.first_index + (position - run.start) * run.repetitions,
                                    self._selection, self._policy, self._picked, known is None,
                                    store=known.experiment(experiment.name, experiment.path) if known else None)
 
@@ -143,7 +116,7 @@ class Plan:
             return found.experiment(experiment.name, experiment.path)
 
         def plan(experiment: ExpandedExperiment, index: int) -> ExperimentPlan:
-            return _plan_experiment(experiment, index, self._selection, self._policy, None, False, attempts,
+            return plan_experiment(experiment, index, self._selection, self._policy, None, False, attempts,
                                     store(experiment))
 
         whole = isinstance(group, ExpandedDocument) and self._selection.repetition is None and self._picked is None
@@ -162,7 +135,7 @@ class Plan:
         for experiment in group:
             fresh = present is not None and experiment.params_part not in present
             attempts = self.attempts(document_path or experiment.sweep_path) if not fresh else AttemptIndex()
-            yield _plan_experiment(experiment, first_index, self._selection, self._policy, self._picked, fresh,
+            yield plan_experiment(experiment, first_index, self._selection, self._policy, self._picked, fresh,
                                    attempts, None if fresh else store(experiment)), fresh
             first_index += experiment.repetitions
 
@@ -255,7 +228,7 @@ class Plan:
                     totals.sweep_paths.append(item.experiment.sweep_path)
         for campaign in self.campaigns:
             kind(campaign.kind).check_selection(campaign, self._selection, self._source)
-            campaign.plans = [_plan_experiment(e, 0, self._selection, self._policy, None, False)
+            campaign.plans = [plan_experiment(e, 0, self._selection, self._policy, None, False)
                               for e in campaign.experiments]
             for experiment, item in zip(campaign.experiments, campaign.plans):
                 check_writable(experiment.path, experiment.base_name, self._source, checked)  # even with no jobs
@@ -296,21 +269,6 @@ def _groups(chosen: Sequence[ExpandedExperiment]) -> list[tuple[Sequence[Expande
     return groups
 
 
-def changed_params(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
-    """The parameter names whose values differ between two params dicts, compared as stored: NaN equals
-    NaN and a set equals itself whatever its order, so an unchanged config never counts as changed."""
-    stored, current = to_plain(stored), to_plain(current)
-    if json.dumps(stored, sort_keys=True, default=repr) == json.dumps(current, sort_keys=True, default=repr):
-        return []  # the common case, in one comparison (equal texts: equal at every path)
-    old, new = flatten_paths(stored), flatten_paths(current)
-    return sorted(dotted(path) for path in old.keys() | new.keys()
-                  if _canonical(old.get(path, ...)) != _canonical(new.get(path, ...)))
-
-
-def _canonical(value: Any) -> str:
-    return "<missing>" if value is ... else json.dumps(value, sort_keys=True, default=repr)
-
-
 def make_plan(expanded: Sequence[ExpandedExperiment], selection: Selection, policy: Policy,
               source: str) -> Plan:
     """Build and validate the plan without writing anything.
@@ -335,88 +293,6 @@ def make_plan(expanded: Sequence[ExpandedExperiment], selection: Selection, poli
     if selection.repetition is not None and not plan.totals.jobs and plan.totals.skipped < plan.totals.experiments:
         raise ConfigError(f"-r/--repetition: no selected experiment has repetition {selection.repetition}")
     return plan
-
-
-def _plan_experiment(experiment: ExpandedExperiment, first_index: int, selection: Selection,
-                     policy: Policy, picked: range | None, fresh: bool,
-                     attempts: AttemptIndex | None = None,
-                     store: ExperimentStore | CompactExperimentStore | SummaryExperiment | None = None,
-                     ) -> ExperimentPlan:
-    """One experiment's state and jobs; `fresh`: its document's folder does not exist, so neither do its files.
-    `attempts`: its sweep folder's attempts journals (a quarantined repetition runs only with --retry-failed,
-    or when -r names it). `store`: where it is read from (a compact store's index), else its own store."""
-    store = store if store is not None else store_of(experiment)
-    stored = None if fresh else store.read_config(own=True)
-    original_done: set[int] = set()
-    if not fresh and store.has_original_results():  # the original ClusterWork ran it: its finished repetitions count
-        from .original_format import finished_repetitions, read_experiment_config
-
-        original_done = finished_repetitions(experiment.path, experiment.iterations)
-        if stored is None:
-            stored = read_experiment_config(experiment.path)
-    changed = changed_params(stored.get("params") or {}, experiment.params) if stored else []
-    rewrite = policy.delete or (bool(changed) and policy.overwrite)
-    states: dict[int, RepetitionState] = {}
-    times: dict[int, float] = {}
-    saved: dict[int, int] = {}
-    suspicions: dict[int, Suspicion] = {}
-    if stored is not None and not rewrite:  # a new experiment has no files to look at
-        for rep in range(experiment.repetitions):
-            view = read_repetition(store.repetition(rep), experiment.iterations, check_lock=False,
-                                   finished_by_original=rep in original_done,
-                                   attempts=attempts.of(experiment.name, rep) if attempts is not None else ())
-            states[rep], saved[rep] = view.state, view.iterations_saved
-            if view.suspicion is not None:
-                suspicions[rep] = view.suspicion
-            if view.mean_iteration_time is not None:
-                times[rep] = view.mean_iteration_time
-    if stored is None or rewrite:
-        state = NEW
-    elif changed:
-        state = CHANGED
-    elif all(s in DONE_STATES for s in states.values()):
-        state = DONE
-    else:
-        state = PARTIAL
-    plan = ExperimentPlan(experiment, state, first_index, changed, states, times, saved, rewrite=rewrite,
-                          suspicions=suspicions)
-    if state == CHANGED and not policy.ignore_config:
-        return plan
-    # a new experiment's config is written by whichever job starts first; -I continues with the new
-    # parameters and stores them, once: its first job replaces the old config
-    config = {NEW: ConfigWrite.IF_MISSING, CHANGED: ConfigWrite.REPLACE}.get(state, ConfigWrite.KEEP)
-    for rep in range(experiment.repetitions):
-        index = first_index + rep
-        if picked is not None and index not in picked:
-            continue
-        if selection.repetition is not None:
-            if rep != selection.repetition:
-                continue
-            plan.jobs.append(Segment(index, experiment, rep, restart_from=selection.iteration or 0, config=config))
-        elif states.get(rep) not in DONE_STATES and (states.get(rep) != QUARANTINED or policy.retry_failed):
-            plan.jobs.append(Segment(index, experiment, rep, config=config))
-        if config == ConfigWrite.REPLACE and plan.jobs:
-            config = ConfigWrite.KEEP
-    return plan
-
-
-def expected_seconds(plans: Sequence[ExperimentPlan], known: list[float] | None = None) -> dict[int, float]:
-    """Expected remaining seconds per job index: the repetition's own mean iteration time, else its
-    experiment's, else the sweep's, times the iterations it has left. Empty when nothing was measured.
-    `known`: every measured mean iteration time of the sweep, where `plans` are not all its experiments
-    (DoneRuns' are not planned one by one), else those of `plans`."""
-    if known is None:
-        known = [t for plan in plans for t in plan.iteration_times.values()]
-    if not known:
-        return {}
-    sweep_mean = sum(known) / len(known)
-    expected = {}
-    for plan in plans:
-        times = plan.iteration_times
-        experiment_mean = sum(times.values()) / len(times) if times else sweep_mean
-        for job in plan.jobs:
-            expected[job.index] = times.get(job.rep, experiment_mean) * plan.iterations_left(job)
-    return expected
 
 
 def apply_plan(plan: Plan, warn: Any = log.warning) -> None:
