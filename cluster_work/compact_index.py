@@ -267,6 +267,8 @@ class SummaryStore:
 
 
 class SummaryExperiment:
+    """An experiment as its summary says (nothing where `found` is None: no claim or status of it is left)."""
+
     def __init__(self, store: SummaryStore, name: str, path: str, found: ExperimentSummary | None):
         self.store, self.name, self.path, self.found = store, name, path, found
 
