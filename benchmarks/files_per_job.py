@@ -71,8 +71,7 @@ def sweep_round(jobs: int, folder: str, layout: str, settings: RunSettings) -> t
         wall, cpu = time.perf_counter(), time.process_time()  # the jobs only: planning is planning_scale.py's
         summary = run_segments(jobs, executor)
         seconds, used = time.perf_counter() - wall, time.process_time() - cpu
-    finished = sum(outcome.kind == OutcomeKind.FINISHED for outcome in summary.outcomes)
-    assert finished == len(jobs), [o for o in summary.outcomes if o.kind != OutcomeKind.FINISHED][:3]
+    assert summary.counts[OutcomeKind.FINISHED] == len(jobs), (summary.counts, summary.kept[:3])
     return seconds / len(jobs), used / len(jobs), entries(folder)
 
 
