@@ -301,7 +301,7 @@ class MPIExecutor(Executor):
         return self._local.in_flight() if self._runs_here() else self._dispatcher.in_flight()
 
     def has_capacity(self) -> bool:
-        return self._local.has_capacity() if self._runs_here() else super().has_capacity()
+        return self._local.has_capacity() if self._runs_here() else self._dispatcher.has_capacity()
 
     def cancel(self, index: int) -> None:
         if self._runs_here():
@@ -352,7 +352,7 @@ class MPIExecutor(Executor):
             return
         self._stop_sent = True
         for leader in self._dispatcher.roster.serving:
-            self._sends.send(self._world, None, leader, TAG_STOP)
+            self._sends.send(self._world, None, leader, TAG_STOP, now=True)
 
     def terminate(self) -> None:
         log.warning("stopping at once: aborting every MPI rank")

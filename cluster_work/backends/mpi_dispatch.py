@@ -1,13 +1,14 @@
-"""Rank 0's side of the MPI backend: hand items to the group leaders, take what they send back, notice
-which of them died (under ULFM) or went silent.
+"""Rank 0's side of the MPI backend: hand items to the group leaders, take what they send back, notice which of
+them died (under ULFM) or went silent.
 
-Rank 0 keeps a queue of items, gives each idle leader one (and one more to prefetch), and receives back
-small messages: progress counts and outcomes (`mpi_messages`). Under ULFM (`mpi_ft`) a rank's death is
-noticed while rank 0 waits: the dead rank's last messages are taken first (a matched probe still
-receives them), then the item it was running fails, recorded as lost (`ExperimentTask.lost`), and what
-it held beyond that goes back to the queue (`mpi_roster`). A group that lost a member says so through its
-leader (`GroupBroken`), which retires. Every second of waiting, the workers' silences are checked
-(`liveness`): a stall is logged and recorded, and past the run's limit ends it (`liveness.Stalled`).
+Rank 0 keeps a queue of items, gives each idle leader one, tops up busy leaders in batches (see
+`Dispatcher.dispatch`), and receives back small messages: progress counts and outcomes (`mpi_messages`).
+Under ULFM (`mpi_ft`) a rank's death is noticed while rank 0 waits: the dead rank's last messages are taken
+first (a matched probe still receives them), then the item it was running fails, recorded as lost
+(`ExperimentTask.lost`), and what it held beyond that goes back to the queue (`mpi_roster`). A group that
+lost a member says so through its leader (`GroupBroken`), which retires. Every second of waiting, the
+workers' silences are checked (`liveness`): a stall is logged and recorded, and past the run's limit ends it
+(`liveness.Stalled`).
 """
 from __future__ import annotations
 
@@ -38,7 +39,9 @@ from .mpi_roster import Roster
 
 log = logging.getLogger("cluster_work")
 
-PREFETCH = 1  # items a busy leader holds beyond the one it runs (see Dispatcher.dispatch)
+HOLD_SECONDS = 0.01  # s of work a busy leader holds, its running item included (see Dispatcher.depth)
+MAX_DEPTH = 32  # items a leader holds at most
+TYPICAL_WEIGHT = 0.2  # the weight of the latest outcome in the typical item's seconds (a moving average)
 CHECK_EVERY = 1.0  # s: how often rank 0 looks for stalled workers while it waits
 
 
@@ -59,10 +62,27 @@ class Dispatcher:
         self._on_stall: Callable[[list[Silence]], None] = lambda silences: None
         self._stalled: list[Silence] = []
         self._checked = time.monotonic()
+        self._typical: float | None = None  # s, a moving average of the items' own seconds (their outcomes')
 
     def submit(self, item: Any) -> None:
         self._queue.append(item)
-        self.dispatch()
+        self.dispatch(idle_only=True)  # a busy leader's next batch is sent when its holding runs low
+
+    def depth(self) -> int:
+        """How many items a busy leader holds (the running one first): 2 (one prefetched, so that it starts
+        its next item the moment it sends the outcome of this one, instead of a round trip to rank 0 later:
+        a few ms each time on a loaded node, 8% of 20 ms items), or, for items shorter than HOLD_SECONDS / 2,
+        about HOLD_SECONDS of them (at most MAX_DEPTH): a leader never waits for rank 0, which sends each
+        batch in one message. A sweep's tail is then uneven by at most about HOLD_SECONDS."""
+        if self._typical is None:
+            return 2
+        return max(2, min(MAX_DEPTH, int(HOLD_SECONDS / max(self._typical, 1e-6))))
+
+    def has_capacity(self) -> bool:
+        """Whether to queue more: each serving leader's depth, and half as much again for its next batch (with
+        no leader left, one: `dispatch` ends it unrun and stops the run)."""
+        depth = self.depth()
+        return self.in_flight() < max(1, len(self.roster.serving)) * (depth + depth // 2)
 
     def in_flight(self) -> int:
         return len(self._queue) + self.roster.holding() + len(self._ready)
@@ -72,9 +92,11 @@ class Dispatcher:
             return
         leader = self.roster.holder_of(index)  # running, or waiting at its leader: it stops there
         if leader is not None:
-            self._sends.send(self._world, index, leader, TAG_CANCEL)
+            self._sends.send(self._world, index, leader, TAG_CANCEL, now=True)
 
     def next_outcome(self) -> Any:
+        if not self._ready:
+            self.dispatch()
         while not self._ready:
             if not self.roster.holding():
                 raise RuntimeError("next_outcome() with nothing in flight")
@@ -124,7 +146,12 @@ class Dispatcher:
             self.iterations += payload
             self.roster.heard(source, payload)
             return
-        ran = getattr(payload.outcome if isinstance(payload, GroupBroken) else payload, "iterations_run", 0) or 0
+        outcome = payload.outcome if isinstance(payload, GroupBroken) else payload
+        ran = getattr(outcome, "iterations_run", 0) or 0
+        seconds = getattr(outcome, "seconds", None)
+        if isinstance(seconds, float):
+            self._typical = seconds if self._typical is None else \
+                (1 - TYPICAL_WEIGHT) * self._typical + TYPICAL_WEIGHT * seconds
         new = max(0, ran - self._reported.pop(source, 0))  # a lost item's rows on disk still count
         self.iterations += new
         item = self.roster.ended(source, new)
@@ -175,12 +202,12 @@ class Dispatcher:
                                                    cause=cause))
         self.dispatch()
 
-    def dispatch(self) -> None:
-        """Hand queued items out: first one to each idle leader, then one more to each leader that runs
-        one, so that it starts its next item the moment it sends the outcome of this one, instead of a
-        round trip to rank 0 later (a few ms each time on a loaded node: 8% of 20 ms jobs). Only while items
-        are queued here: at a sweep's end nobody holds more than it runs. With no leader left (all died or
-        retired), the queued items end unrun, and the run stops."""
+    def dispatch(self, idle_only: bool = False) -> None:
+        """Hand queued items out, each leader's in one message: to every idle leader, and (unless `idle_only`)
+        to every busy one that holds no more than half its `depth`, up to that depth; leaders that hold the
+        fewest first, so that a short queue is shared. Only what is queued here: at a sweep's end each
+        leader runs what it holds. With no leader left (all died or retired), the queued items end unrun,
+        and the run stops."""
         if self._queue and not self.roster.serving:
             log.error("no MPI worker left to run the %d job(s) queued: the run stops; run the same command "
                       "to run them", len(self._queue))
@@ -188,14 +215,24 @@ class Dispatcher:
             while self._queue:
                 self._ready.append(self._task(self._queue.popleft(), TaskContext(stop_requested=lambda: True)))
             return
-        held = self.roster.held
-        for depth in range(1 + PREFETCH):
-            for leader in self.roster.serving:
+        if not self._queue:
+            return
+        held, depth = self.roster.held, self.depth()
+        low = 0 if idle_only else depth // 2
+        needy = sorted((leader for leader in self.roster.serving if len(held[leader]) <= low),
+                       key=lambda leader: len(held[leader]))
+        batches: dict[int, list[Any]] = {leader: [] for leader in needy}
+        while self._queue and needy:
+            for leader in list(needy):
                 if not self._queue:
-                    return
-                if len(held[leader]) == depth:
-                    item = self._queue.popleft()
-                    self._sends.send(self._world, pickle_item(item), leader, TAG_JOB)
+                    break
+                batches[leader].append(self._queue.popleft())
+                if len(held[leader]) + len(batches[leader]) >= depth:
+                    needy.remove(leader)
+        for leader, items in batches.items():
+            if items:
+                self._sends.send(self._world, [pickle_item(item) for item in items], leader, TAG_JOB)
+                for item in items:
                     self.roster.assign(leader, item)
 
     # --- stalls ---------------------------------------------------------------------------------------

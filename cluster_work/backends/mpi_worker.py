@@ -1,9 +1,11 @@
 """A worker rank's side of the MPI backend: serve items from rank 0 until it releases the rank.
 
-A group's leader gets each item from rank 0 and passes it on to its group; a member gets it from its
-group's rank 0 (world rank 0 itself under `-g 1`). Under ULFM (see `mpi_ft`) the group agrees after each
-item whether it lost a member: if it did, the leader tells rank 0 (`GroupBroken`) instead of sending the
-bare outcome, and every survivor of the group retires, since the group cannot run a collective again.
+A group's leader gets its items from rank 0 (several at once when they are short: see `mpi_dispatch`), keeps
+them in its `Inbox` with rank 0's other messages, and passes each on to its group as it starts it; a member
+gets it from its group's rank 0 (world rank 0 itself under `-g 1`). Under ULFM (see `mpi_ft`) the group
+agrees after each item whether it lost a member: if it did, the leader tells rank 0 (`GroupBroken`) instead
+of sending the bare outcome, and every survivor of the group retires, since the group cannot run a
+collective again.
 """
 from __future__ import annotations
 
@@ -17,12 +19,10 @@ from .mpi_ft import agree_on_failures
 from .mpi_messages import (
     TAG_JOB,
     TAG_OUTCOME,
-    TAG_STOP,
-    CancelMessages,
     GroupBroken,
+    Inbox,
     ProgressMessages,
     Sends,
-    StopMessage,
     peer_failed,
     wait_for_message,
 )
@@ -30,13 +30,12 @@ from .mpi_messages import (
 log = logging.getLogger("cluster_work")
 
 
-def _worker_context(index: int, group_comm: Any, leader: bool, stop: StopMessage | None,
-                    cancels: CancelMessages | None, progress: Any) -> TaskContext:
-    """What an item learns on a worker rank: stops and cancels from rank 0 (the leader reads them; the
-    runner broadcasts the leader's answer to its group)."""
-    return TaskContext(comm=group_comm, write=leader,
-                       stop_requested=lambda: stopping.stop_requested() or (stop is not None and stop.is_set()),
-                       cancelled=lambda: cancels is not None and cancels.has(index), iteration_done=progress)
+def _worker_context(index: int, group_comm: Any, inbox: Inbox | None, progress: Any) -> TaskContext:
+    """What an item learns on a worker rank: stops and cancels from rank 0 (the leader reads them in its
+    inbox; the runner broadcasts the leader's answer to its group)."""
+    return TaskContext(comm=group_comm, write=inbox is not None,
+                       stop_requested=lambda: stopping.stop_requested() or (inbox is not None and inbox.stopped()),
+                       cancelled=lambda: inbox is not None and inbox.cancelled(index), iteration_done=progress)
 
 
 def serve(MPI: Any, task: Task, world: Any, group_comm: Any, leader: bool, ulfm: bool) -> list[int] | None:
@@ -49,13 +48,11 @@ def serve(MPI: Any, task: Task, world: Any, group_comm: Any, leader: bool, ulfm:
     the dead elsewhere. A failure talking to world rank 0 is not caught here: rank 0 is gone."""
     stopping.handle_stop_signals(hard_second=False)  # SIGTERM from mpiexec or Slurm: finish the iteration
     sends = Sends()
-    stop = StopMessage(world) if leader else None
-    cancels = CancelMessages(world) if leader else None
+    inbox = Inbox(MPI, world) if leader else None
     group_ulfm = ulfm and group_comm.Get_size() > 1
     while True:
-        if leader:
-            wait_for_message(world, 0, TAG_JOB)
-            payload = world.recv(source=0, tag=TAG_JOB)
+        if inbox is not None:
+            payload = inbox.next_item()
         item, outcome, broken = None, None, False
         try:
             if leader:
@@ -68,7 +65,7 @@ def serve(MPI: Any, task: Task, world: Any, group_comm: Any, leader: bool, ulfm:
                 item = pickle.loads(payload)
                 # counted per item: rank 0 subtracts what it heard of this item from its outcome's count
                 progress = ProgressMessages(world, sends) if leader else (lambda: None)
-                outcome = task(item, _worker_context(item.index, group_comm, leader, stop, cancels, progress))
+                outcome = task(item, _worker_context(item.index, group_comm, inbox, progress))
         except Exception as exc:
             if not (group_ulfm and peer_failed(exc)):
                 raise
@@ -80,20 +77,10 @@ def serve(MPI: Any, task: Task, world: Any, group_comm: Any, leader: bool, ulfm:
         if lost or broken:
             log.warning("MPI rank %d: its group lost rank(s) %s; it runs nothing more", world.Get_rank(),
                         ", ".join(map(str, lost)) or "?")
-            if leader and payload is not None:
-                _await_release(world)
+            if inbox is not None and payload is not None:
+                inbox.await_release()  # a retired leader: the items it holds are run elsewhere
             break
         if payload is None:
             break
-    sends.complete()
-    if leader and world.Iprobe(source=0, tag=TAG_STOP):
-        world.recv(source=0, tag=TAG_STOP)
+    sends.complete()  # rank 0 sent nothing after the release: the inbox holds no stop or cancel unread
     return lost if lost or broken else None
-
-
-def _await_release(world: Any) -> None:
-    """A retired leader: wait for rank 0's None (items it had already sent on are run elsewhere)."""
-    while True:
-        wait_for_message(world, 0, TAG_JOB)
-        if world.recv(source=0, tag=TAG_JOB) is None:
-            return
