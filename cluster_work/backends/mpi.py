@@ -343,6 +343,10 @@ class MPIExecutor(Executor):
     def iterations_done(self) -> int:
         return self._dispatcher.iterations + self._local.iterations_done()
 
+    def job_messages(self) -> int:
+        """Messages of items sent to leaders so far (for tests and benchmarks: short items go in batches)."""
+        return self._dispatcher.job_messages
+
     def busy(self) -> int:
         return self._dispatcher.roster.busy() + self._local.busy()
 
