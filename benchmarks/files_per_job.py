@@ -6,7 +6,8 @@ N points (N experiments, cold folders: a fresh sweep folder every round), agains
 `--folder` picks the file system (this VM: /work is ext4, /dev/shm tmpfs). Each round runs, in turn:
 `MPICommExecutor.map` of N empty tasks; the grid in the default layout (a folder per point and repetition);
 the grid in the compact store (`store: compact`). Printed: the medians of wall time per job and its ratio to
-futures', rank 0's CPU per job, and the files and folders each layout left in the sweep folder.
+futures', rank 0's CPU per job, a job's own time on its worker (from its start to its outcome: store, runner,
+experiment), and the files and folders each layout left in the sweep folder.
 """
 from __future__ import annotations
 
@@ -42,20 +43,20 @@ def empty_task(_):
     return 0.0
 
 
-def futures_round(jobs: int) -> tuple[float, float, int] | None:
+def futures_round(jobs: int) -> tuple[float, float, int, float] | None:
     with MPICommExecutor(MPI.COMM_WORLD, root=0) as executor:
         if executor is None:
             return None
         wall, cpu = time.perf_counter(), time.process_time()
         list(executor.map(empty_task, range(jobs)))
-        return (time.perf_counter() - wall) / jobs, (time.process_time() - cpu) / jobs, 0
+        return (time.perf_counter() - wall) / jobs, (time.process_time() - cpu) / jobs, 0, 0.0
 
 
 def entries(folder: str) -> int:
     return sum(len(folders) + len(files) for _, folders, files in os.walk(folder))
 
 
-def sweep_round(jobs: int, folder: str, layout: str, settings: RunSettings) -> tuple[float, float, int] | None:
+def sweep_round(jobs: int, folder: str, layout: str, settings: RunSettings) -> tuple[float, float, int, float] | None:
     """The grid of `jobs` points, one repetition of one iteration each, in a sweep folder of its own."""
     side = int(jobs ** 0.5)
     document = {"name": "grid", "repetitions": 1, "iterations": 1, "path": folder,
@@ -72,7 +73,7 @@ def sweep_round(jobs: int, folder: str, layout: str, settings: RunSettings) -> t
         summary = run_segments(jobs, executor)
         seconds, used = time.perf_counter() - wall, time.process_time() - cpu
     assert summary.counts[OutcomeKind.FINISHED] == len(jobs), (summary.counts, summary.kept[:3])
-    return seconds / len(jobs), used / len(jobs), entries(folder)
+    return seconds / len(jobs), used / len(jobs), entries(folder), summary.job_seconds / len(jobs)
 
 
 def main() -> None:
@@ -102,11 +103,12 @@ def main() -> None:
     print(f"files_per_job: {args.jobs} one-iteration experiments, {comm.size - 1} workers, {args.rounds} rounds "
           f"(medians), in {args.folder}")
     for label, rounds in results.items():
-        wall, cpu = (statistics.median(r[i] for r in rounds) for i in (0, 1))
+        wall, cpu, worker = (statistics.median(r[i] for r in rounds) for i in (0, 1, 3))
         made = rounds[-1][2]
         files = f"{made:7d} files+folders ({made / args.jobs:.2f} per job)" if label != "mpi4py.futures" else ""
+        on_worker = f"on its worker {worker * 1e3:6.3f} ms" if label != "mpi4py.futures" else " " * 23
         print(f"  {label:16} {wall * 1e3:7.3f} ms/job ({wall / base:5.2f}x futures)  rank-0 CPU "
-              f"{cpu * 1e3:6.3f} ms/job  {files}")
+              f"{cpu * 1e3:6.3f} ms/job  {on_worker}  {files}")
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from .durability import committer
+from .durability import committer, sync_now
 from .errors import StoreError
 from .paths import (  # noqa: F401 (re-exported: the names of the store's files)
     CONFIG_FILE,
@@ -342,6 +342,31 @@ class ExperimentStore:
                 left += [os.path.join(folder, n) for n in sorted(os.listdir(folder))
                          if os.path.join(folder, n) != log_folder]
         return left
+
+
+def write_configs(configs: Iterable[tuple[str, Mapping[str, Any]]], sync: bool = True) -> None:
+    """Store the config of each experiment folder of `configs` that has none yet, and make them durable
+    together (one sync for all instead of one each: a grid of one-repetition points writes a config per
+    job). `write_config`'s promise holds: each is durable before any row of its experiment is saved, since
+    this returns first. Best effort: what cannot be written, or made durable (then it is removed again), is
+    left to the experiment's first job, which reports why."""
+    written = []
+    for path, config in configs:
+        store = ExperimentStore(path)
+        if store.exists():
+            continue
+        try:
+            store.write_config(config, sync=False)
+        except StoreError:
+            break
+        written.append(store.config_file)
+    if written and sync:
+        try:
+            sync_now(written)
+        except OSError:
+            for path in written:
+                with contextlib.suppress(OSError):
+                    os.remove(path)
 
 
 def repetition_numbers_in(names: Iterable[str]) -> list[int]:

@@ -24,7 +24,8 @@ MAX_POLL_SLEEP = 0.01  # s: an idle rank wakes at most 100 times a second
 MAX_OUTCOME_POLL_SLEEP = 0.002  # s: rank 0 notices a finished item within 2 ms (a few % CPU at most)
 MIN_POLL_SLEEP = 1e-5
 PURGE_AT = 16  # sends kept before the completed ones are let go (see Sends)
-CHECK_GAP = 0.001  # s: a leader looks for rank 0's stop and cancels at most this often (see Inbox)
+CHECK_GAP = 0.001  # s: a leader looks for rank 0's stop and cancels at most this often (see Inbox)...
+START_GAP = 0.02  # s: ... and this often before an item's first iteration (see `mpi_worker._worker_context`)
 POLL_FRACTION = 0.05  # sleep this share of the time waited so far
 
 
@@ -159,6 +160,16 @@ class ProgressMessages:
 class Inbox:
     """What rank 0 sends a group leader, all read with one probe: its items (a list of pickled items per
     message: rank 0 sends short items in batches), the release (None), a stop, cancels (item indices).
+    Items are kept as received (to pass on to the group) and unpickled; `take_new` hands the ones received
+    since it was last asked (what the leader prepares together: see `ExperimentTask.prepare`).
+
+    The leader takes its next item from here (waiting only when it holds none), and asks between
+    iterations whether the run is stopping or an item was cancelled. Those questions look at MPI only if
+    the last look is `gap` old: on an oversubscribed node every probe that finds nothing gives the core
+    away (Open MPI yields when idle), which under load costs about a millisecond, more than a short item.
+    A stop or a cancel is therefore seen within `gap` of its arrival.
+    Items are kept as received (to pass on to the group) and unpickled; `take_new` hands the ones received
+    since it was last asked (what the leader prepares together: see `ExperimentTask.prepare`).
 
     The leader takes its next item from here (waiting only when it holds none), and asks between
     iterations whether the run is stopping or an item was cancelled. Those questions look at MPI at most
@@ -168,42 +179,48 @@ class Inbox:
 
     def __init__(self, MPI: Any, comm: Any):
         self._comm, self._any_tag, self._status = comm, MPI.ANY_TAG, MPI.Status()
-        self._items: collections.deque[bytes] = collections.deque()
+        self._items: collections.deque[tuple[bytes, Any]] = collections.deque()
+        self._new: list[Any] = []
         self._released = self._stop = False
         self._cancelled: set[int] = set()
         self._looked = -CHECK_GAP
 
-    def next_item(self) -> bytes | None:
-        """The next item's payload, waiting for one if none is held; None once rank 0 released the leader.
-        A dead rank 0 (under ULFM) raises here: the run is over for this rank."""
+    def next_item(self) -> tuple[bytes, Any] | None:
+        """The next item (pickled, and unpickled), waiting for one if none is held; None once rank 0 released
+        the leader. A dead rank 0 (under ULFM) raises here: the run is over for this rank."""
         while not self._items:
             if self._released:
                 return None
             poll_until(self._arrived)
         return self._items.popleft()
 
+    def take_new(self) -> list[Any]:
+        """The items received since the last call (unpickled)."""
+        new, self._new = self._new, []
+        return new
+
     def await_release(self) -> None:
         """Drop every item until the release (a retired leader's: rank 0 runs them elsewhere)."""
         while self.next_item() is not None:
             pass
 
-    def stopped(self) -> bool:
+    def stopped(self, gap: float = CHECK_GAP) -> bool:
         if not self._stop:
-            self._look()
+            self._look(gap)
         return self._stop
 
-    def cancelled(self, index: int) -> bool:
-        self._look()
+    def cancelled(self, index: int, gap: float = CHECK_GAP) -> bool:
+        self._look(gap)
         return index in self._cancelled
 
     def _arrived(self) -> bool:
         self._read()
         return bool(self._items) or self._released
 
-    def _look(self) -> None:
-        """Read what arrived, unless that was done less than CHECK_GAP ago. Once rank 0 is dead (under ULFM)
+    def _look(self, gap: float) -> None:
+        """Read what arrived, unless that was done less than `gap` ago. Once rank 0 is dead (under ULFM)
         the run is stopping: the item stops after its iteration, resumable, instead of failing on the error."""
-        if time.monotonic() - self._looked < CHECK_GAP:
+        if time.monotonic() - self._looked < gap:
             return
         try:
             self._read()
@@ -231,7 +248,9 @@ class Inbox:
                 if payload is None:
                     self._released = True
                 else:
-                    self._items.extend(payload)
+                    items = [pickle.loads(one) for one in payload]
+                    self._items.extend(zip(payload, items))
+                    self._new.extend(items)
             elif tag == TAG_STOP:
                 self._stop = True
             elif tag == TAG_CANCEL:

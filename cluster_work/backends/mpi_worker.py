@@ -17,6 +17,8 @@ from .. import stopping
 from .base import Task, TaskContext
 from .mpi_ft import agree_on_failures
 from .mpi_messages import (
+    CHECK_GAP,
+    START_GAP,
     TAG_JOB,
     TAG_OUTCOME,
     GroupBroken,
@@ -32,10 +34,26 @@ log = logging.getLogger("cluster_work")
 
 def _worker_context(index: int, group_comm: Any, inbox: Inbox | None, progress: Any) -> TaskContext:
     """What an item learns on a worker rank: stops and cancels from rank 0 (the leader reads them in its
-    inbox; the runner broadcasts the leader's answer to its group)."""
-    return TaskContext(comm=group_comm, write=inbox is not None,
-                       stop_requested=lambda: stopping.stop_requested() or (inbox is not None and inbox.stopped()),
-                       cancelled=lambda: inbox is not None and inbox.cancelled(index), iteration_done=progress)
+    inbox; the runner broadcasts the leader's answer to its group). Before the item's first iteration the
+    leader looks at MPI only every START_GAP (a run of short items asks twice per item, each time just
+    after the last: a stop rank 0 sent then lets at most START_GAP of them start), after it every CHECK_GAP
+    (a cancel sent while an iteration runs is seen after it)."""
+    if inbox is None:
+        return TaskContext(comm=group_comm, write=False, stop_requested=stopping.stop_requested,
+                           iteration_done=progress)
+    ran = 0
+
+    def done() -> None:
+        nonlocal ran
+        ran += 1
+        progress()
+
+    def gap() -> float:
+        return CHECK_GAP if ran else START_GAP
+
+    return TaskContext(comm=group_comm, write=True,
+                       stop_requested=lambda: stopping.stop_requested() or inbox.stopped(gap()),
+                       cancelled=lambda: inbox.cancelled(index, gap()), iteration_done=done)
 
 
 def serve(MPI: Any, task: Task, world: Any, group_comm: Any, leader: bool, ulfm: bool) -> list[int] | None:
@@ -50,10 +68,15 @@ def serve(MPI: Any, task: Task, world: Any, group_comm: Any, leader: bool, ulfm:
     sends = Sends()
     inbox = Inbox(MPI, world) if leader else None
     group_ulfm = ulfm and group_comm.Get_size() > 1
+    prepare = getattr(task, "prepare", None)  # what the task does for a batch before its items run
     while True:
-        if inbox is not None:
-            payload = inbox.next_item()
         item, outcome, broken = None, None, False
+        if inbox is not None:
+            received = inbox.next_item()
+            payload, item = received if received is not None else (None, None)
+            new = inbox.take_new()
+            if new and prepare is not None and not inbox.stopped():
+                prepare(new)
         try:
             if leader:
                 for member in range(1, group_comm.Get_size()):
@@ -61,8 +84,8 @@ def serve(MPI: Any, task: Task, world: Any, group_comm: Any, leader: bool, ulfm:
             else:
                 wait_for_message(group_comm, 0, TAG_JOB)
                 payload = group_comm.recv(source=0, tag=TAG_JOB)
-            if payload is not None:
-                item = pickle.loads(payload)
+                item = pickle.loads(payload) if payload is not None else None
+            if item is not None:
                 # counted per item: rank 0 subtracts what it heard of this item from its outcome's count
                 progress = ProgressMessages(world, sends) if leader else (lambda: None)
                 outcome = task(item, _worker_context(item.index, group_comm, inbox, progress))
