@@ -348,24 +348,26 @@ def write_configs(configs: Iterable[tuple[str, Mapping[str, Any]]], sync: bool =
     """Store the config of each experiment folder of `configs` that has none yet, and make them durable
     together (one sync for all instead of one each: a grid of one-repetition points writes a config per
     job). `write_config`'s promise holds: each is durable before any row of its experiment is saved, since
-    this returns first. Best effort: what cannot be written, or made durable (then it is removed again), is
-    left to the experiment's first job, which reports why."""
-    written = []
+    this returns first. Best effort: what cannot be written, or made durable (then the copy written here is
+    removed again), is left to the experiment's first job, which reports why."""
+    written: dict[str, int] = {}  # config file -> the inode written here
     for path, config in configs:
         store = ExperimentStore(path)
         if store.exists():
             continue
         try:
             store.write_config(config, sync=False)
-        except StoreError:
+            written[store.config_file] = os.stat(store.config_file).st_ino
+        except (StoreError, OSError):
             break
-        written.append(store.config_file)
-    if written and sync:
-        try:
-            sync_now(written)
-        except OSError:
-            for path in written:
-                with contextlib.suppress(OSError):
+    if not written or not sync:
+        return
+    try:
+        sync_now(written)
+    except OSError:
+        for path, inode in written.items():
+            with contextlib.suppress(OSError):
+                if os.stat(path).st_ino == inode:  # not another process's copy, written since
                     os.remove(path)
 
 

@@ -37,22 +37,24 @@ class Draws(ClusterWork):  # draws from the generator seeded for (experiment, re
 folder, repetitions, sleep = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 if len(sys.argv) > 4:  # seconds of work a leader holds: what makes an item short or long
     mpi_dispatch.HOLD_SECONDS = float(sys.argv[4])
-document = {"name": "batch", "repetitions": repetitions, "iterations": 2, "path": folder, "params": {"sleep": sleep}}
+points = repetitions // 3  # a grid of fresh experiments: each batch's configs written together (ExperimentTask.prepare)
+document = {"name": "batch", "repetitions": 3, "iterations": 2, "path": folder, "params": {"sleep": sleep},
+            "grid": {"point": list(range(points))}}
 with MPIExecutor(ExperimentTask(Draws, RunSettings(log_level="WARNING")), finalize=False) as executor:
     if executor is not None:
-        plan = make_plan(expand_all([document], {"sleep": 0.0}), Selection(), Policy(), "test")
+        plan = make_plan(expand_all([document], {"sleep": 0.0, "point": 0}), Selection(), Policy(), "test")
         apply_plan(plan)
         summary = run_segments(plan.jobs, executor)
         print(json.dumps({"finished": summary.counts[OutcomeKind.FINISHED], "messages": executor.job_messages()}))
 """
 
 
-def run_sweep(tmp_path: Path, name: str, repetitions: int, sleep: float, ranks: int, *hold: str) -> dict:
-    """The sweep run by the script under mpiexec with `ranks` ranks (1: without mpiexec, in one process);
-    `hold`: HOLD_SECONDS there, if given."""
+def run_sweep(tmp_path: Path, name: str, jobs: int, sleep: float, ranks: int, *hold: str) -> dict:
+    """A sweep of `jobs` repetitions (3 per grid point) run by the script under mpiexec with `ranks` ranks (1:
+    without mpiexec, in one process); `hold`: HOLD_SECONDS there, if given."""
     script = tmp_path / "batches.py"
     script.write_text(SCRIPT)
-    args = [str(script), str(tmp_path / name), str(repetitions), str(sleep), *hold]
+    args = [str(script), str(tmp_path / name), str(jobs), str(sleep), *hold]
     if ranks == 1:
         result = subprocess.run([sys.executable, *args], env=script_env(), capture_output=True, text=True, timeout=300)
     else:

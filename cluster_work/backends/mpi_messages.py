@@ -167,15 +167,7 @@ class Inbox:
     iterations whether the run is stopping or an item was cancelled. Those questions look at MPI only if
     the last look is `gap` old: on an oversubscribed node every probe that finds nothing gives the core
     away (Open MPI yields when idle), which under load costs about a millisecond, more than a short item.
-    A stop or a cancel is therefore seen within `gap` of its arrival.
-    Items are kept as received (to pass on to the group) and unpickled; `take_new` hands the ones received
-    since it was last asked (what the leader prepares together: see `ExperimentTask.prepare`).
-
-    The leader takes its next item from here (waiting only when it holds none), and asks between
-    iterations whether the run is stopping or an item was cancelled. Those questions look at MPI at most
-    once per CHECK_GAP: on an oversubscribed node every probe that finds nothing gives the core away
-    (Open MPI yields when idle), which under load costs about a millisecond, more than a short item. A stop
-    or a cancel is therefore seen within CHECK_GAP of its arrival: at the same check, or the next one."""
+    A stop or a cancel is therefore seen within `gap` of its arrival."""
 
     def __init__(self, MPI: Any, comm: Any):
         self._comm, self._any_tag, self._status = comm, MPI.ANY_TAG, MPI.Status()
@@ -183,7 +175,7 @@ class Inbox:
         self._new: list[Any] = []
         self._released = self._stop = False
         self._cancelled: set[int] = set()
-        self._looked = -CHECK_GAP
+        self._looked = float("-inf")
 
     def next_item(self) -> tuple[bytes, Any] | None:
         """The next item (pickled, and unpickled), waiting for one if none is held; None once rank 0 released

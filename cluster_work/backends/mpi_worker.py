@@ -75,7 +75,7 @@ def serve(MPI: Any, task: Task, world: Any, group_comm: Any, leader: bool, ulfm:
             received = inbox.next_item()
             payload, item = received if received is not None else (None, None)
             new = inbox.take_new()
-            if new and prepare is not None and not inbox.stopped():
+            if new and prepare is not None and not inbox.stopped(START_GAP):
                 prepare(new)
         try:
             if leader:
