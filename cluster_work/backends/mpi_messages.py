@@ -24,8 +24,8 @@ MAX_POLL_SLEEP = 0.01  # s: an idle rank wakes at most 100 times a second
 MAX_OUTCOME_POLL_SLEEP = 0.002  # s: rank 0 notices a finished item within 2 ms (a few % CPU at most)
 MIN_POLL_SLEEP = 1e-5
 PURGE_AT = 16  # sends kept before the completed ones are let go (see Sends)
-CHECK_GAP = 0.001  # s: a leader looks for rank 0's stop and cancels at most this often (see Inbox)...
-START_GAP = 0.02  # s: ... and this often before an item's first iteration (see `mpi_worker._worker_context`)
+START_GAP = 0.02  # s: a leader looks for rank 0's stop and cancels at most this often before an item's first
+#                   iteration (see Inbox, `mpi_worker._worker_context`)
 POLL_FRACTION = 0.05  # sleep this share of the time waited so far
 
 
@@ -164,10 +164,10 @@ class Inbox:
     since it was last asked (what the leader prepares together: see `ExperimentTask.prepare`).
 
     The leader takes its next item from here (waiting only when it holds none), and asks between
-    iterations whether the run is stopping or an item was cancelled. Those questions look at MPI only if
-    the last look is `gap` old: on an oversubscribed node every probe that finds nothing gives the core
-    away (Open MPI yields when idle), which under load costs about a millisecond, more than a short item.
-    A stop or a cancel is therefore seen within `gap` of its arrival."""
+    iterations whether the run is stopping or an item was cancelled. A question with a `gap` looks at MPI
+    only if the last look is `gap` old: on an oversubscribed node every probe that finds nothing gives the
+    core away (Open MPI yields when idle), which under load costs about a millisecond, more than a short
+    item. A stop or a cancel is then seen within `gap` of its arrival."""
 
     def __init__(self, MPI: Any, comm: Any):
         self._comm, self._any_tag, self._status = comm, MPI.ANY_TAG, MPI.Status()
@@ -196,12 +196,12 @@ class Inbox:
         while self.next_item() is not None:
             pass
 
-    def stopped(self, gap: float = CHECK_GAP) -> bool:
+    def stopped(self, gap: float = 0.0) -> bool:
         if not self._stop:
             self._look(gap)
         return self._stop
 
-    def cancelled(self, index: int, gap: float = CHECK_GAP) -> bool:
+    def cancelled(self, index: int, gap: float = 0.0) -> bool:
         self._look(gap)
         return index in self._cancelled
 

@@ -17,7 +17,6 @@ from .. import stopping
 from .base import Task, TaskContext
 from .mpi_ft import agree_on_failures
 from .mpi_messages import (
-    CHECK_GAP,
     START_GAP,
     TAG_JOB,
     TAG_OUTCOME,
@@ -36,8 +35,8 @@ def _worker_context(index: int, group_comm: Any, inbox: Inbox | None, progress: 
     """What an item learns on a worker rank: stops and cancels from rank 0 (the leader reads them in its
     inbox; the runner broadcasts the leader's answer to its group). Before the item's first iteration the
     leader looks at MPI only every START_GAP (a run of short items asks twice per item, each time just
-    after the last: a stop rank 0 sent then lets at most START_GAP of them start), after it every CHECK_GAP
-    (a cancel sent while an iteration runs is seen after it)."""
+    after the last: a stop rank 0 sent then lets at most START_GAP of them start), after it at every
+    question (a stop or cancel sent while an iteration runs is seen after it)."""
     if inbox is None:
         return TaskContext(comm=group_comm, write=False, stop_requested=stopping.stop_requested,
                            iteration_done=progress)
@@ -49,7 +48,7 @@ def _worker_context(index: int, group_comm: Any, inbox: Inbox | None, progress: 
         progress()
 
     def gap() -> float:
-        return CHECK_GAP if ran else START_GAP
+        return 0.0 if ran else START_GAP
 
     return TaskContext(comm=group_comm, write=True,
                        stop_requested=lambda: stopping.stop_requested() or inbox.stopped(gap()),
