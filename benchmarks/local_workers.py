@@ -67,8 +67,8 @@ def drive(executor: LocalProcessExecutor, segments: list[Segment], warm_up: list
     run_segments(warm_up, executor)
     wall, cpu = time.perf_counter(), time.process_time()
     summary = run_segments(segments, executor)
-    assert len(summary.outcomes) == len(segments)
-    worker = sum(outcome.seconds for outcome in summary.outcomes)
+    assert summary.ended == len(segments)
+    worker = summary.job_seconds
     return tuple(value / len(segments) for value in (time.perf_counter() - wall, time.process_time() - cpu, worker))
 
 
