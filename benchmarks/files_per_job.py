@@ -6,7 +6,9 @@ N points (N experiments, cold folders: a fresh sweep folder every round), agains
 `--folder` picks the file system (this VM: /work is ext4, /dev/shm tmpfs). Each round runs, in turn:
 `MPICommExecutor.map` of N empty tasks; the grid in the default layout (a folder per point and repetition);
 the grid in the compact store (`store: compact`). Printed: the medians of wall time per job and its ratio to
-futures', rank 0's CPU per job, a job's own time on its worker (from its start to its outcome: store, runner,
+futures', the CPU time of all ranks per job (rank 0's while the jobs ran, the workers' over the round) and its
+ratio to futures' (what the frameworks cost, less swayed than the wall by other work on the machine), rank 0's
+CPU per job, a job's own time on its worker (from its start to its outcome: store, runner,
 experiment), and the files and folders each layout left in the sweep folder.
 """
 from __future__ import annotations
@@ -87,28 +89,40 @@ def main() -> None:
     layouts = args.layouts.split(",")
     settings = RunSettings(log_level="WARNING")
     results: dict[str, list] = {"mpi4py.futures": [], **{layout: [] for layout in layouts}}
+
+    def measured(label: str, phase, *phase_args) -> None:
+        """Run `phase` on every rank; rank 0 keeps its figures and the CPU time its workers spent in it."""
+        started = time.process_time()
+        figures = phase(*phase_args)
+        spent = comm.reduce(time.process_time() - started if comm.rank else 0.0, op=MPI.SUM, root=0)
+        if comm.rank == 0:
+            results[label].append((*figures, spent / args.jobs))
+
     for _ in range(args.rounds):
         comm.Barrier()
-        results["mpi4py.futures"].append(futures_round(args.jobs))
+        measured("mpi4py.futures", futures_round, args.jobs)
         for layout in layouts:
             comm.Barrier()
             folder = comm.bcast(tempfile.mkdtemp(prefix="cw-files-", dir=args.folder) if comm.rank == 0 else None)
-            results[layout].append(sweep_round(args.jobs, os.path.join(folder, "out"), layout, settings))
+            measured(layout, sweep_round, args.jobs, os.path.join(folder, "out"), layout, settings)
             comm.Barrier()
             if comm.rank == 0:
                 shutil.rmtree(folder)
     if comm.rank != 0:
         return
     base = statistics.median(r[0] for r in results["mpi4py.futures"])
+    base_cpu = statistics.median(r[1] + r[4] for r in results["mpi4py.futures"])
     print(f"files_per_job: {args.jobs} one-iteration experiments, {comm.size - 1} workers, {args.rounds} rounds "
           f"(medians), in {args.folder}")
     for label, rounds in results.items():
-        wall, cpu, worker = (statistics.median(r[i] for r in rounds) for i in (0, 1, 3))
+        wall, cpu, worker, workers_cpu = (statistics.median(r[i] for r in rounds) for i in (0, 1, 3, 4))
+        all_cpu = statistics.median(r[1] + r[4] for r in rounds)
         made = rounds[-1][2]
         files = f"{made:7d} files+folders ({made / args.jobs:.2f} per job)" if label != "mpi4py.futures" else ""
         on_worker = f"on its worker {worker * 1e3:6.3f} ms" if label != "mpi4py.futures" else " " * 23
-        print(f"  {label:16} {wall * 1e3:7.3f} ms/job ({wall / base:5.2f}x futures)  rank-0 CPU "
-              f"{cpu * 1e3:6.3f} ms/job  {on_worker}  {files}")
+        print(f"  {label:16} {wall * 1e3:7.3f} ms/job ({wall / base:5.2f}x futures)  CPU of all ranks "
+              f"{all_cpu * 1e3:6.3f} ms/job ({all_cpu / base_cpu:5.2f}x), rank 0's {cpu * 1e3:6.3f}  {on_worker}  "
+              f"{files}")
 
 
 if __name__ == "__main__":

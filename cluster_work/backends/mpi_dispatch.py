@@ -39,7 +39,7 @@ from .mpi_roster import Roster
 
 log = logging.getLogger("cluster_work")
 
-HOLD_SECONDS = 0.05  # s of work a busy leader holds, its running item included (see batch_depth)
+HOLD_SECONDS = 0.02  # s of work a busy leader holds, its running item included (see batch_depth)
 MAX_DEPTH = 32  # items a leader holds at most
 TYPICAL_WEIGHT = 0.2  # the weight of the latest outcome in the typical item's seconds (a moving average)
 CHECK_EVERY = 1.0  # s: how often rank 0 looks for stalled workers while it waits
