@@ -39,8 +39,8 @@ from .mpi_roster import Roster
 
 log = logging.getLogger("cluster_work")
 
-HOLD_SECONDS = 0.02  # s of work a busy leader holds, its running item included (see batch_depth)
-MAX_DEPTH = 32  # items a leader holds at most
+HOLD_SECONDS = 0.04  # s of work a busy leader holds, its running item included (see batch_depth)
+MAX_DEPTH = 64  # items a leader holds at most
 TYPICAL_WEIGHT = 0.2  # the weight of the latest outcome in the typical item's seconds (a moving average)
 CHECK_EVERY = 1.0  # s: how often rank 0 looks for stalled workers while it waits
 
@@ -49,8 +49,10 @@ def batch_depth(typical: float | None) -> int:
     """How many items a busy leader holds (the running one first), for items of `typical` seconds (None:
     not known yet): 2, one prefetched, so that it starts its next item the moment it sends the outcome of
     this one instead of a round trip to rank 0 later (a few ms each time on a loaded node, 8% of 20 ms
-    items); for items shorter than HOLD_SECONDS / 2, about HOLD_SECONDS of them, at most MAX_DEPTH, sent in
-    one message: a leader never waits for rank 0. A sweep's tail is then uneven by about HOLD_SECONDS."""
+    items); for items shorter than HOLD_SECONDS / 2, about HOLD_SECONDS of them, at most MAX_DEPTH: a leader
+    is topped up once a quarter of that has run, in one message, so rank 0 (descheduled for tens of ms on a
+    loaded node) has three quarters of HOLD_SECONDS to answer before the leader waits. A sweep's tail is
+    then uneven by up to about HOLD_SECONDS."""
     if typical is None:
         return 2
     return max(2, min(MAX_DEPTH, int(HOLD_SECONDS / max(typical, 1e-6))))
@@ -84,8 +86,8 @@ class Dispatcher:
         return batch_depth(self._typical)
 
     def has_capacity(self) -> bool:
-        """Whether to queue more: each serving leader's depth, and half as much again for its next batch (with
-        no leader left, one: `dispatch` ends it unrun and stops the run)."""
+        """Whether to queue more: each serving leader's depth, and half as much again for its next batches
+        (with no leader left, one: `dispatch` ends it unrun and stops the run)."""
         depth = self.depth()
         return self.in_flight() < max(1, len(self.roster.serving)) * (depth + depth // 2)
 
@@ -209,9 +211,9 @@ class Dispatcher:
 
     def dispatch(self, idle_only: bool = False) -> None:
         """Hand queued items out, each leader's in one message: to every idle leader, and (unless `idle_only`)
-        to every busy one that holds no more than half its `depth`, up to that depth; leaders that hold the
-        fewest first, so that a short queue is shared. Only what is queued here: at a sweep's end each
-        leader runs what it holds. With no leader left (all died or retired), the queued items end unrun,
+        to every busy one that has run a quarter of its `depth` (of 2: one), up to that depth; leaders that
+        hold the fewest first, so that a short queue is shared. Only what is queued here: at a sweep's end
+        each leader runs what it holds. With no leader left (all died or retired), the queued items end unrun,
         and the run stops."""
         if self._queue and not self.roster.serving:
             log.error("no MPI worker left to run the %d job(s) queued: the run stops; run the same command "
@@ -223,7 +225,7 @@ class Dispatcher:
         if not self._queue:
             return
         held, depth = self.roster.held, self.depth()
-        low = 0 if idle_only else depth // 2
+        low = 0 if idle_only else depth - max(1, depth // 4)
         needy = sorted((leader for leader in self.roster.serving if len(held[leader]) <= low),
                        key=lambda leader: len(held[leader]))
         batches: dict[int, list[Any]] = {leader: [] for leader in needy}
