@@ -76,8 +76,9 @@ def test_short_items_reach_the_leaders_in_batches_and_give_the_results_of_a_run_
 
 @pytest.mark.processes
 def test_long_items_are_sent_one_at_a_time(tmp_path):
-    # 2 iterations of 20 ms each, longer than HOLD_SECONDS: a leader holds its running item and one more
-    figures = run_sweep(tmp_path, "mpi", 12, 0.02, 3)
+    # 2 iterations of 30 ms each, longer than HOLD_SECONDS: a leader holds its running item and one more
+    assert 2 * 0.03 > HOLD_SECONDS
+    figures = run_sweep(tmp_path, "mpi", 12, 0.03, 3)
     assert figures == {"finished": 12, "messages": 12}
 
 
