@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import comparable, mpiexec, run_mpiexec, script_env
 
-from cluster_work.backends.mpi_dispatch import HOLD_SECONDS, MAX_DEPTH, batch_depth
+from cluster_work.backends.mpi_dispatch import HOLD_SECONDS, MAX_DEPTH, SHORT_SECONDS, batch_depth
 
 SCRIPT = """
 import json, random, sys, time
@@ -65,7 +65,7 @@ def run_sweep(tmp_path: Path, name: str, jobs: int, sleep: float, ranks: int, *h
 
 @pytest.mark.processes
 def test_short_items_reach_the_leaders_in_batches_and_give_the_results_of_a_run_without_mpi(tmp_path):
-    # items of about 1 ms; 10 s of them held: every leader holds MAX_DEPTH of them, however loaded the machine
+    # items of about 1 ms (under SHORT_SECONDS); 10 s of them held: every leader holds MAX_DEPTH of them
     figures = run_sweep(tmp_path, "mpi", 300, 0.0, 3, "10")
     assert figures["finished"] == 300
     assert figures["messages"] <= 300 // 4  # one message per item without batches; about 20 with them
@@ -76,8 +76,8 @@ def test_short_items_reach_the_leaders_in_batches_and_give_the_results_of_a_run_
 
 @pytest.mark.processes
 def test_long_items_are_sent_one_at_a_time(tmp_path):
-    # 2 iterations of 30 ms each, longer than HOLD_SECONDS: a leader holds its running item and one more
-    assert 2 * 0.03 > HOLD_SECONDS
+    # 2 iterations of 30 ms each, not short: a leader holds its running item and one more
+    assert 2 * 0.03 > SHORT_SECONDS
     figures = run_sweep(tmp_path, "mpi", 12, 0.03, 3)
     assert figures == {"finished": 12, "messages": 12}
 
@@ -85,10 +85,10 @@ def test_long_items_are_sent_one_at_a_time(tmp_path):
 @pytest.mark.parametrize(("typical", "depth"), [
     (None, 2),  # nothing known yet: one prefetched
     (HOLD_SECONDS, 2),
-    (HOLD_SECONDS / 2, 2),
-    (HOLD_SECONDS / 10, 10),
+    (SHORT_SECONDS, 2),  # not short: one prefetched keeps a heterogeneous sweep's tail even
+    (SHORT_SECONDS / 2, int(HOLD_SECONDS / (SHORT_SECONDS / 2))),  # about HOLD_SECONDS of them
     (HOLD_SECONDS / 1000, MAX_DEPTH),
     (0.0, MAX_DEPTH),
-], ids=["unknown", "long", "half-the-hold", "a-tenth", "tiny", "zero"])
+], ids=["unknown", "long", "not-short", "short", "tiny", "zero"])
 def test_batch_depth(typical, depth):
     assert batch_depth(typical) == depth

@@ -41,6 +41,7 @@ log = logging.getLogger("cluster_work")
 
 HOLD_SECONDS = 0.04  # s of work a busy leader holds, its running item included (see batch_depth)
 MAX_DEPTH = 64  # items a leader holds at most
+SHORT_SECONDS = 0.005  # s: items shorter than this go in batches
 TYPICAL_WEIGHT = 0.2  # the weight of the latest outcome in the typical item's seconds (a moving average)
 CHECK_EVERY = 1.0  # s: how often rank 0 looks for stalled workers while it waits
 
@@ -49,11 +50,12 @@ def batch_depth(typical: float | None) -> int:
     """How many items a busy leader holds (the running one first), for items of `typical` seconds (None:
     not known yet): 2, one prefetched, so that it starts its next item the moment it sends the outcome of
     this one instead of a round trip to rank 0 later (a few ms each time on a loaded node, 8% of 20 ms
-    items); for items shorter than HOLD_SECONDS / 2, about HOLD_SECONDS of them, at most MAX_DEPTH: a leader
+    items); for items shorter than SHORT_SECONDS, about HOLD_SECONDS of them, at most MAX_DEPTH: a leader
     is topped up once a quarter of that has run, in one message, so rank 0 (descheduled for tens of ms on a
     loaded node) has three quarters of HOLD_SECONDS to answer before the leader waits. A sweep's tail is
-    then uneven by up to about HOLD_SECONDS."""
-    if typical is None:
+    then uneven by up to about HOLD_SECONDS; longer items keep the tail of a heterogeneous sweep even (a
+    leader that holds a long item while another idles costs more than a round trip saves)."""
+    if typical is None or typical >= SHORT_SECONDS:
         return 2
     return max(2, min(MAX_DEPTH, int(HOLD_SECONDS / max(typical, 1e-6))))
 
