@@ -74,12 +74,16 @@ class ExperimentTask:
 
     def prepare(self, items: list[Any]) -> None:
         """Before `items` run here, one after the other (an MPI leader's batch): store the configs their first
-        segments would each write and sync (fresh experiments of the default layout), with one sync for all."""
-        configs = {item.experiment.path: item.experiment.config for item in items
-                   if isinstance(item, Segment) and item.config == ConfigWrite.IF_MISSING
-                   and item.experiment.store != "compact"}
-        if configs:
-            write_configs(configs.items(), self.settings.sync)
+        segments would each write and sync (fresh experiments of the default layout), with one sync for all.
+        Best effort: whatever goes wrong here is left to the segments themselves, which report it."""
+        try:
+            configs = {item.experiment.path: item.experiment.config for item in items
+                       if isinstance(item, Segment) and item.config == ConfigWrite.IF_MISSING
+                       and item.experiment.store != "compact"}
+            if configs:
+                write_configs(configs.items(), self.settings.sync)
+        except Exception:
+            log.debug("preparing a batch's configs failed; its segments write their own", exc_info=True)
 
     def lost(self, item: Any, stopping: bool, cause: str) -> Any:
         """The outcome of an item whose worker process died under it, for `cause` (`deaths.describe_death`'s
