@@ -6,7 +6,10 @@ N points (N experiments, cold folders: a fresh sweep folder every round), agains
 `--folder` picks the file system (this VM: /work is ext4, /dev/shm tmpfs). Each round runs, in turn:
 `MPICommExecutor.map` of N empty tasks; the grid in the default layout (a folder per point and repetition);
 the grid in the compact store (`store: compact`). Printed: the medians of wall time per job and its ratio to
-futures', rank 0's CPU per job, and the files and folders each layout left in the sweep folder.
+futures', the CPU time of all ranks per job (rank 0's while the jobs ran, the workers' over the round) and its
+ratio to futures' (what the frameworks cost, less swayed than the wall by other work on the machine), rank 0's
+CPU per job, a job's own time on its worker (from its start to its outcome: store, runner,
+experiment), and the files and folders each layout left in the sweep folder.
 """
 from __future__ import annotations
 
@@ -42,20 +45,20 @@ def empty_task(_):
     return 0.0
 
 
-def futures_round(jobs: int) -> tuple[float, float, int] | None:
+def futures_round(jobs: int) -> tuple[float, float, int, float] | None:
     with MPICommExecutor(MPI.COMM_WORLD, root=0) as executor:
         if executor is None:
             return None
         wall, cpu = time.perf_counter(), time.process_time()
         list(executor.map(empty_task, range(jobs)))
-        return (time.perf_counter() - wall) / jobs, (time.process_time() - cpu) / jobs, 0
+        return (time.perf_counter() - wall) / jobs, (time.process_time() - cpu) / jobs, 0, 0.0
 
 
 def entries(folder: str) -> int:
     return sum(len(folders) + len(files) for _, folders, files in os.walk(folder))
 
 
-def sweep_round(jobs: int, folder: str, layout: str, settings: RunSettings) -> tuple[float, float, int] | None:
+def sweep_round(jobs: int, folder: str, layout: str, settings: RunSettings) -> tuple[float, float, int, float] | None:
     """The grid of `jobs` points, one repetition of one iteration each, in a sweep folder of its own."""
     side = int(jobs ** 0.5)
     document = {"name": "grid", "repetitions": 1, "iterations": 1, "path": folder,
@@ -71,8 +74,8 @@ def sweep_round(jobs: int, folder: str, layout: str, settings: RunSettings) -> t
         wall, cpu = time.perf_counter(), time.process_time()  # the jobs only: planning is planning_scale.py's
         summary = run_segments(jobs, executor)
         seconds, used = time.perf_counter() - wall, time.process_time() - cpu
-    assert summary.counts[OutcomeKind.FINISHED] == len(jobs), summary.kept[:3]
-    return seconds / len(jobs), used / len(jobs), entries(folder)
+    assert summary.counts[OutcomeKind.FINISHED] == len(jobs), (summary.counts, summary.kept[:3])
+    return seconds / len(jobs), used / len(jobs), entries(folder), summary.job_seconds / len(jobs)
 
 
 def main() -> None:
@@ -86,27 +89,40 @@ def main() -> None:
     layouts = args.layouts.split(",")
     settings = RunSettings(log_level="WARNING")
     results: dict[str, list] = {"mpi4py.futures": [], **{layout: [] for layout in layouts}}
+
+    def measured(label: str, phase, *phase_args) -> None:
+        """Run `phase` on every rank; rank 0 keeps its figures and the CPU time its workers spent in it."""
+        started = time.process_time()
+        figures = phase(*phase_args)
+        spent = comm.reduce(time.process_time() - started if comm.rank else 0.0, op=MPI.SUM, root=0)
+        if comm.rank == 0:
+            results[label].append((*figures, spent / args.jobs))
+
     for _ in range(args.rounds):
         comm.Barrier()
-        results["mpi4py.futures"].append(futures_round(args.jobs))
+        measured("mpi4py.futures", futures_round, args.jobs)
         for layout in layouts:
             comm.Barrier()
             folder = comm.bcast(tempfile.mkdtemp(prefix="cw-files-", dir=args.folder) if comm.rank == 0 else None)
-            results[layout].append(sweep_round(args.jobs, os.path.join(folder, "out"), layout, settings))
+            measured(layout, sweep_round, args.jobs, os.path.join(folder, "out"), layout, settings)
             comm.Barrier()
             if comm.rank == 0:
                 shutil.rmtree(folder)
     if comm.rank != 0:
         return
     base = statistics.median(r[0] for r in results["mpi4py.futures"])
+    base_cpu = statistics.median(r[1] + r[4] for r in results["mpi4py.futures"])
     print(f"files_per_job: {args.jobs} one-iteration experiments, {comm.size - 1} workers, {args.rounds} rounds "
           f"(medians), in {args.folder}")
     for label, rounds in results.items():
-        wall, cpu = (statistics.median(r[i] for r in rounds) for i in (0, 1))
+        wall, cpu, worker, workers_cpu = (statistics.median(r[i] for r in rounds) for i in (0, 1, 3, 4))
+        all_cpu = statistics.median(r[1] + r[4] for r in rounds)
         made = rounds[-1][2]
         files = f"{made:7d} files+folders ({made / args.jobs:.2f} per job)" if label != "mpi4py.futures" else ""
-        print(f"  {label:16} {wall * 1e3:7.3f} ms/job ({wall / base:5.2f}x futures)  rank-0 CPU "
-              f"{cpu * 1e3:6.3f} ms/job  {files}")
+        on_worker = f"on its worker {worker * 1e3:6.3f} ms" if label != "mpi4py.futures" else " " * 23
+        print(f"  {label:16} {wall * 1e3:7.3f} ms/job ({wall / base:5.2f}x futures)  CPU of all ranks "
+              f"{all_cpu * 1e3:6.3f} ms/job ({all_cpu / base_cpu:5.2f}x), rank 0's {cpu * 1e3:6.3f}  {on_worker}  "
+              f"{files}")
 
 
 if __name__ == "__main__":

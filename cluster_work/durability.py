@@ -6,7 +6,8 @@ What each kind of file gets (the README's "What survives a power loss" says the 
   cache keeps it); a power loss loses at most the rows since the last commit, and a torn last line,
   which readers drop;
 - config.yml is not left to commits: it is synced when written (once per experiment, by its first
-  job), since rows without their config cannot be loaded;
+  job; an MPI leader writes the missing ones of a batch of jobs together, with one `sync_now`), since
+  rows without their config cannot be loaded;
 - status files are hints (the rows decide a repetition's state, see repetition_state): they are
   renamed into place at once and synced by the next commit; one lost or torn by a power loss is ignored.
 
@@ -24,7 +25,7 @@ import ctypes.util
 import os
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 INTERVAL = 1.0  # s between commits: after a power loss, at most about this much of the rows is lost
 
@@ -105,6 +106,12 @@ def _after_fork(reference: weakref.ref[GroupCommit]) -> None:
     committer = reference()
     if committer is not None:
         committer._after_fork()
+
+
+def sync_now(paths: Iterable[str]) -> None:
+    """Make `paths` durable now, together (one syncfs for the lot): what `ExperimentStore.write_config`'s
+    sync does for one config, for a batch of them (see `store.write_configs`)."""
+    _sync(set(paths))
 
 
 def _sync(paths: set[str]) -> None:

@@ -29,6 +29,7 @@ from .store import (
     RepetitionBusy,
     ResultsPrefix,
     repetition_folder_name,
+    write_configs,
 )
 from .task_context import TaskContext
 from .vocabulary import ConfigWrite, Outcome, OutcomeKind, Record, RunSettings, Segment, WorkItem
@@ -70,6 +71,19 @@ class ExperimentTask:
         if isinstance(item, Segment):
             return run_segment(self.experiment_class, item, self.settings, context)
         return item.run(self.experiment_class, self.settings, context)
+
+    def prepare(self, items: list[WorkItem]) -> None:
+        """Before `items` run here, one after the other (an MPI leader's batch): store the configs their first
+        segments would each write and sync (fresh experiments of the default layout), with one sync for all.
+        Best effort: whatever goes wrong here is left to the segments themselves, which report it."""
+        try:
+            configs = {item.experiment.path: item.experiment.config for item in items
+                       if isinstance(item, Segment) and item.config == ConfigWrite.IF_MISSING
+                       and item.experiment.store != "compact"}
+            if configs:
+                write_configs(configs.items(), self.settings.sync)
+        except Exception:
+            log.debug("preparing a batch's configs failed; its segments write their own", exc_info=True)
 
     def lost(self, item: WorkItem, stopping: bool, cause: str) -> Outcome:
         """The outcome of an item whose worker process died under it, for `cause` (`deaths.describe_death`'s

@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from .durability import committer
+from .durability import committer, sync_now
 from .errors import StoreError
 from .paths import (  # noqa: F401 (re-exported: the names of the store's files)
     CONFIG_FILE,
@@ -52,6 +52,7 @@ from .vocabulary import Record
 # The first line of every config.yml cluster_work writes: what tells its folders from a user's.
 MARKER = "# written by cluster_work: the effective config of this experiment."
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's, where installed: 7x faster
+_YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # the same text as safe_dump's, 4x faster (a config a job)
 
 
 class _StoreIO:
@@ -285,7 +286,7 @@ class ExperimentStore:
         whose config a power loss could take away (one sync per experiment, not per repetition)."""
         with _StoreIO("create", self.path):
             os.makedirs(self.path, exist_ok=True)
-        text = yaml.safe_dump(to_plain(config), sort_keys=False, default_flow_style=False)
+        text = yaml.dump(to_plain(config), Dumper=_YAML_DUMPER, sort_keys=False, default_flow_style=False)
         atomic_write(self.config_file, f"{MARKER}\n{text}".encode(), sync=sync)
 
     def repetition(self, rep: int) -> RepetitionStore:
@@ -341,6 +342,33 @@ class ExperimentStore:
                 left += [os.path.join(folder, n) for n in sorted(os.listdir(folder))
                          if os.path.join(folder, n) != log_folder]
         return left
+
+
+def write_configs(configs: Iterable[tuple[str, Mapping[str, Any]]], sync: bool = True) -> None:
+    """Store the config of each experiment folder of `configs` that has none yet, and make them durable
+    together (one sync for all instead of one each: a grid of one-repetition points writes a config per
+    job). `write_config`'s promise holds: each is durable before any row of its experiment is saved, since
+    this returns first. Best effort: what cannot be written, or made durable (then the copy written here is
+    removed again), is left to the experiment's first job, which reports why."""
+    written: dict[str, int] = {}  # config file -> the inode written here
+    for path, config in configs:
+        store = ExperimentStore(path)
+        if store.exists():
+            continue
+        try:
+            store.write_config(config, sync=False)
+            written[store.config_file] = os.stat(store.config_file).st_ino
+        except (StoreError, OSError):
+            break
+    if not written or not sync:
+        return
+    try:
+        sync_now(written)
+    except OSError:
+        for path, inode in written.items():
+            with contextlib.suppress(OSError):
+                if os.stat(path).st_ino == inode:  # not another process's copy, written since
+                    os.remove(path)
 
 
 def repetition_numbers_in(names: Iterable[str]) -> list[int]:

@@ -310,7 +310,7 @@ class MPIExecutor(Executor):
         return self._local.in_flight() if self._runs_here() else self._dispatcher.in_flight()
 
     def has_capacity(self) -> bool:
-        return self._local.has_capacity() if self._runs_here() else super().has_capacity()
+        return self._local.has_capacity() if self._runs_here() else self._dispatcher.has_capacity()
 
     def cancel(self, index: int) -> None:
         if self._runs_here():
@@ -352,13 +352,17 @@ class MPIExecutor(Executor):
     def _busy_seconds(self) -> float:
         return self._dispatcher.roster.busy_clock.seconds() + self._local.figures.busy_seconds()
 
+    def job_messages(self) -> int:
+        """Messages of items sent to leaders so far (for tests and benchmarks: short items go in batches)."""
+        return self._dispatcher.job_messages
+
     def forward_stop(self) -> None:
         """Tell the group leaders; rank 0's own group follows its decision (the runner's broadcast)."""
         if self._stop_sent or not self._entered:
             return
         self._stop_sent = True
         for leader in self._dispatcher.roster.serving:
-            self._sends.send(self._world, None, leader, TAG_STOP)
+            self._sends.send(self._world, None, leader, TAG_STOP, now=True)
 
     def terminate(self) -> None:
         log.warning("stopping at once: aborting every MPI rank")

@@ -1,13 +1,14 @@
-"""Rank 0's side of the MPI backend: hand items to the group leaders, take what they send back, notice
-which of them died (under ULFM) or went silent.
+"""Rank 0's side of the MPI backend: hand items to the group leaders, take what they send back, notice which of
+them died (under ULFM) or went silent.
 
-Rank 0 keeps a queue of items, gives each idle leader one (and one more to prefetch), and receives back
-small messages: progress counts and outcomes (`mpi_messages`). Under ULFM (`mpi_ft`) a rank's death is
-noticed while rank 0 waits: the dead rank's last messages are taken first (a matched probe still
-receives them), then the item it was running fails, recorded as lost (`ExperimentTask.lost`), and what
-it held beyond that goes back to the queue (`mpi_roster`). A group that lost a member says so through its
-leader (`GroupBroken`), which retires. Every second of waiting, the workers' silences are checked
-(`liveness`): a stall is logged and recorded, and past the run's limit ends it (`liveness.Stalled`).
+Rank 0 keeps a queue of items, gives each idle leader one, tops up busy leaders in batches (see
+`Dispatcher.dispatch`), and receives back small messages: progress counts and outcomes (`mpi_messages`).
+Under ULFM (`mpi_ft`) a rank's death is noticed while rank 0 waits: the dead rank's last messages are taken
+first (a matched probe still receives them), then the item it was running fails, recorded as lost
+(`ExperimentTask.lost`), and what it held beyond that goes back to the queue (`mpi_roster`). A group that
+lost a member says so through its leader (`GroupBroken`), which retires. Every second of waiting, the
+workers' silences are checked (`liveness`): a stall is logged and recorded, and past the run's limit ends it
+(`liveness.Stalled`).
 """
 from __future__ import annotations
 
@@ -38,8 +39,25 @@ from .mpi_roster import Roster
 
 log = logging.getLogger("cluster_work")
 
-PREFETCH = 1  # items a busy leader holds beyond the one it runs (see Dispatcher.dispatch)
+HOLD_SECONDS = 0.04  # s of work a busy leader holds, its running item included (see batch_depth)
+MAX_DEPTH = 64  # items a leader holds at most
+SHORT_SECONDS = 0.005  # s: items shorter than this go in batches
+TYPICAL_WEIGHT = 0.2  # the weight of the latest outcome in the typical item's seconds (a moving average)
 CHECK_EVERY = 1.0  # s: how often rank 0 looks for stalled workers while it waits
+
+
+def batch_depth(typical: float | None) -> int:
+    """How many items a busy leader holds (the running one first), for items of `typical` seconds (None:
+    not known yet): 2, one prefetched, so that it starts its next item the moment it sends the outcome of
+    this one instead of a round trip to rank 0 later (a few ms each time on a loaded node, 8% of 20 ms
+    items); for items shorter than SHORT_SECONDS, about HOLD_SECONDS of them, at most MAX_DEPTH: a leader
+    is topped up once a quarter of that has run, in one message, so rank 0 (descheduled for tens of ms on a
+    loaded node) has three quarters of HOLD_SECONDS to answer before the leader waits. A sweep's tail is
+    then uneven by up to about HOLD_SECONDS; longer items keep the tail of a heterogeneous sweep even (a
+    leader that holds a long item while another idles costs more than a round trip saves)."""
+    if typical is None or typical >= SHORT_SECONDS:
+        return 2
+    return max(2, min(MAX_DEPTH, int(HOLD_SECONDS / max(typical, 1e-6))))
 
 
 class Dispatcher:
@@ -61,10 +79,21 @@ class Dispatcher:
         self._on_stall: Callable[[list[Silence]], None] = lambda silences: None
         self._stalled: list[Silence] = []
         self._checked = time.monotonic()
+        self._typical: float | None = None  # s, a moving average of the items' own seconds (their outcomes')
+        self.job_messages = 0  # messages of items sent (for tests and benchmarks: batches make them fewer)
 
     def submit(self, item: WorkItem) -> None:
         self._queue.append(item)
-        self.dispatch()
+        self.dispatch(idle_only=True)  # a busy leader's next batch is sent when its holding runs low
+
+    def depth(self) -> int:
+        return batch_depth(self._typical)
+
+    def has_capacity(self) -> bool:
+        """Whether to queue more: each serving leader's depth, and half as much again for its next batches
+        (with no leader left, one: `dispatch` ends it unrun and stops the run)."""
+        depth = self.depth()
+        return self.in_flight() < max(1, len(self.roster.serving)) * (depth + depth // 2)
 
     def in_flight(self) -> int:
         return len(self._queue) + self.roster.holding() + len(self._ready)
@@ -75,9 +104,11 @@ class Dispatcher:
             return
         leader = self.roster.holder_of(index)  # running, or waiting at its leader: it stops there
         if leader is not None:
-            self._sends.send(self._world, index, leader, TAG_CANCEL)
+            self._sends.send(self._world, index, leader, TAG_CANCEL, now=True)
 
     def next_outcome(self) -> Outcome:
+        if not self._ready:
+            self.dispatch()
         while not self._ready:
             if not self.roster.holding():
                 raise RuntimeError("next_outcome() with nothing in flight")
@@ -129,6 +160,9 @@ class Dispatcher:
             return
         ended = payload.outcome if isinstance(payload, GroupBroken) else payload
         ran = ended.iterations_run if ended is not None else 0
+        if ended is not None:
+            self._typical = ended.seconds if self._typical is None else \
+                (1 - TYPICAL_WEIGHT) * self._typical + TYPICAL_WEIGHT * ended.seconds
         new = max(0, ran - self._reported.pop(source, 0))  # a lost item's rows on disk still count
         self.iterations += new
         item = self.roster.ended(source, new)
@@ -179,12 +213,12 @@ class Dispatcher:
                                                    cause=cause))
         self.dispatch()
 
-    def dispatch(self) -> None:
-        """Hand queued items out: first one to each idle leader, then one more to each leader that runs
-        one, so that it starts its next item the moment it sends the outcome of this one, instead of a
-        round trip to rank 0 later (a few ms each time on a loaded node: 8% of 20 ms jobs). Only while items
-        are queued here: at a sweep's end nobody holds more than it runs. With no leader left (all died or
-        retired), the queued items end unrun, and the run stops."""
+    def dispatch(self, idle_only: bool = False) -> None:
+        """Hand queued items out, each leader's in one message: to every idle leader, and (unless `idle_only`)
+        to every busy one that has run a quarter of its `depth` (of 2: one), up to that depth; leaders that
+        hold the fewest first, so that a short queue is shared. Only what is queued here: at a sweep's end
+        each leader runs what it holds. With no leader left (all died or retired), the queued items end unrun,
+        and the run stops."""
         if self._queue and not self.roster.serving:
             log.error("no MPI worker left to run the %d job(s) queued: the run stops; run the same command "
                       "to run them", len(self._queue))
@@ -192,14 +226,25 @@ class Dispatcher:
             while self._queue:
                 self._ready.append(self._task(self._queue.popleft(), TaskContext(stop_requested=lambda: True)))
             return
-        held = self.roster.held
-        for depth in range(1 + PREFETCH):
-            for leader in self.roster.serving:
+        if not self._queue:
+            return
+        held, depth = self.roster.held, self.depth()
+        low = 0 if idle_only else depth - max(1, depth // 4)
+        needy = sorted((leader for leader in self.roster.serving if len(held[leader]) <= low),
+                       key=lambda leader: len(held[leader]))
+        batches: dict[int, list[Any]] = {leader: [] for leader in needy}
+        while self._queue and needy:
+            for leader in list(needy):
                 if not self._queue:
-                    return
-                if len(held[leader]) == depth:
-                    item = self._queue.popleft()
-                    self._sends.send(self._world, pickle_item(item), leader, TAG_JOB)
+                    break
+                batches[leader].append(self._queue.popleft())
+                if len(held[leader]) + len(batches[leader]) >= depth:
+                    needy.remove(leader)
+        for leader, items in batches.items():
+            if items:
+                self._sends.send(self._world, [pickle_item(item) for item in items], leader, TAG_JOB)
+                self.job_messages += 1
+                for item in items:
                     self.roster.assign(leader, item)
 
     # --- stalls ---------------------------------------------------------------------------------------

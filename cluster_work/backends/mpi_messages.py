@@ -9,6 +9,7 @@ until the receiver next enters MPI, which for a sleeping receiver is up to a pol
 """
 from __future__ import annotations
 
+import collections
 import pickle
 import sys
 import time
@@ -23,6 +24,9 @@ PROGRESS_EVERY = 0.5  # s: a worker tells rank 0 its iteration count at most thi
 MAX_POLL_SLEEP = 0.01  # s: an idle rank wakes at most 100 times a second
 MAX_OUTCOME_POLL_SLEEP = 0.002  # s: rank 0 notices a finished item within 2 ms (a few % CPU at most)
 MIN_POLL_SLEEP = 1e-5
+PURGE_AT = 16  # sends kept before the completed ones are let go (see Sends)
+START_GAP = 0.02  # s: a leader looks for rank 0's stop and cancels at most this often before an item's first
+#                   iteration (see Inbox, `mpi_worker._worker_context`)
 POLL_FRACTION = 0.05  # sleep this share of the time waited so far
 
 
@@ -59,18 +63,42 @@ def wait_for_message(comm: Any, source: int, tag: int, status: Any = None,
 
 class Sends:
     """Non-blocking sends kept alive until complete (MPI progresses them while we poll). A send to a rank
-    that died is dropped: nobody is there to receive it (under ULFM; without it the job has ended)."""
+    that died is dropped: nobody is there to receive it (under ULFM; without it the job has ended).
+    Completed ones are let go in bulk, with one MPI call for PURGE_AT of them (each call into MPI can give
+    the core away on an oversubscribed node: see Inbox)."""
 
     def __init__(self) -> None:
         self._requests: list[Any] = []
 
-    def send(self, comm: Any, message: Any, dest: int, tag: int) -> None:
-        self._requests = [r for r in self._requests if not _done(r)]
+    def send(self, comm: Any, message: Any, dest: int, tag: int, now: bool = False) -> None:
+        """Send `message`; `now`: return only once it has left (a small message: copied to the receiver's
+        side), so that a receiver that looks after an event this process causes next sees it (a stop or a
+        cancel: MPI may otherwise hold a send back until this process next calls into it)."""
+        if len(self._requests) >= PURGE_AT:
+            self._purge()
         try:
-            self._requests.append(comm.isend(message, dest=dest, tag=tag))
+            request = comm.isend(message, dest=dest, tag=tag)
         except Exception as exc:
             if not peer_failed(exc):
                 raise
+            return
+        if now:
+            poll_until(lambda: _done(request))
+        else:
+            self._requests.append(request)
+
+    def _purge(self) -> None:
+        requests = self._requests
+        try:
+            done = type(requests[0]).Testsome(requests)
+        except Exception as exc:
+            if not peer_failed(exc):
+                raise
+            self._requests = [r for r in requests if not _done(r)]
+            return
+        if done:
+            finished = set(done)
+            self._requests = [r for i, r in enumerate(requests) if i not in finished]
 
     def complete(self) -> None:
         for request in self._requests:
@@ -130,37 +158,94 @@ class ProgressMessages:
             self._count, self._last = 0, now
 
 
-class StopMessage:
-    """A worker's stop flag: set once rank 0 has sent TAG_STOP (checked between iterations)."""
+class Inbox:
+    """What rank 0 sends a group leader, all read with one probe: its items (a list of pickled items per
+    message: rank 0 sends short items in batches), the release (None), a stop, cancels (item indices).
+    Items are kept as received (to pass on to the group) and unpickled; `take_new` hands the ones received
+    since it was last asked (what the leader prepares together: see `ExperimentTask.prepare`).
 
-    def __init__(self, comm: Any):
-        self._comm, self._set = comm, False
+    The leader takes its next item from here (waiting only when it holds none), and asks between
+    iterations whether the run is stopping or an item was cancelled. A question with a `gap` looks at MPI
+    only if the last look is `gap` old: on an oversubscribed node every probe that finds nothing gives the
+    core away (Open MPI yields when idle), which under load costs about a millisecond, more than a short
+    item. A stop or a cancel is then seen within `gap` of its arrival."""
 
-    def is_set(self) -> bool:
-        if not self._set:
-            self._set = _probe_rank0(self._comm, TAG_STOP)
-        return self._set
+    def __init__(self, MPI: Any, comm: Any):
+        self._comm, self._any_tag, self._status = comm, MPI.ANY_TAG, MPI.Status()
+        self._items: collections.deque[tuple[bytes, Any]] = collections.deque()
+        self._new: list[Any] = []
+        self._released = self._stop = False
+        self._cancelled: set[int] = set()
+        self._looked = float("-inf")
 
+    def next_item(self) -> tuple[bytes, Any] | None:
+        """The next item (pickled, and unpickled), waiting for one if none is held; None once rank 0 released
+        the leader. A dead rank 0 (under ULFM) raises here: the run is over for this rank."""
+        while not self._items:
+            if self._released:
+                return None
+            poll_until(self._arrived)
+        return self._items.popleft()
 
-class CancelMessages:
-    """A leader's view of the cancels rank 0 sent (read between iterations; indices are unique per run)."""
+    def take_new(self) -> list[Any]:
+        """The items received since the last call (unpickled)."""
+        new, self._new = self._new, []
+        return new
 
-    def __init__(self, comm: Any):
-        self._comm, self._cancelled = comm, set[int]()
+    def await_release(self) -> None:
+        """Drop every item until the release (a retired leader's: rank 0 runs them elsewhere)."""
+        while self.next_item() is not None:
+            pass
 
-    def has(self, index: int) -> bool:
-        while _probe_rank0(self._comm, TAG_CANCEL):
-            self._cancelled.add(self._comm.recv(source=0, tag=TAG_CANCEL))
+    def stopped(self, gap: float = 0.0) -> bool:
+        if not self._stop:
+            self._look(gap)
+        return self._stop
+
+    def cancelled(self, index: int, gap: float = 0.0) -> bool:
+        self._look(gap)
         return index in self._cancelled
 
+    def _arrived(self) -> bool:
+        self._read()
+        return bool(self._items) or self._released
 
-def _probe_rank0(comm: Any, tag: int) -> bool:
-    """Whether rank 0 sent a message with `tag`; once rank 0 is dead (under ULFM), the run is stopping:
-    the item stops after its iteration, resumable, instead of failing on the error."""
-    try:
-        return bool(comm.Iprobe(source=0, tag=tag))
-    except Exception as exc:
-        if not peer_failed(exc):
-            raise
-        stopping.request_stop()
-        return tag == TAG_STOP
+    def _look(self, gap: float) -> None:
+        """Read what arrived, unless that was done less than `gap` ago. Once rank 0 is dead (under ULFM)
+        the run is stopping: the item stops after its iteration, resumable, instead of failing on the error."""
+        if time.monotonic() - self._looked < gap:
+            return
+        try:
+            self._read()
+        except Exception as exc:
+            if not peer_failed(exc):
+                raise
+            stopping.request_stop()
+            self._stop = True
+
+    def _read(self) -> None:
+        """Receive every message rank 0 has sent, in the order it sent them. A probe that finds nothing is
+        tried once more: it may just have taken an arrived message in (Open MPI's shared memory hands a
+        probe what came before its progress, not during it), and a stop or cancel that rank 0 sent before
+        something the leader waited for (a file, say) must be seen at the leader's next look."""
+        retried = False
+        while True:
+            message = self._comm.improbe(source=0, tag=self._any_tag, status=self._status)
+            if message is None:
+                if retried:
+                    break
+                retried = True
+                continue
+            tag, payload = self._status.Get_tag(), message.recv()
+            if tag == TAG_JOB:
+                if payload is None:
+                    self._released = True
+                else:
+                    items = [pickle.loads(one) for one in payload]
+                    self._items.extend(zip(payload, items))
+                    self._new.extend(items)
+            elif tag == TAG_STOP:
+                self._stop = True
+            elif tag == TAG_CANCEL:
+                self._cancelled.add(payload)
+        self._looked = time.monotonic()

@@ -1,9 +1,11 @@
 """A worker rank's side of the MPI backend: serve items from rank 0 until it releases the rank.
 
-A group's leader gets each item from rank 0 and passes it on to its group; a member gets it from its
-group's rank 0 (world rank 0 itself under `-g 1`). Under ULFM (see `mpi_ft`) the group agrees after each
-item whether it lost a member: if it did, the leader tells rank 0 (`GroupBroken`) instead of sending the
-bare outcome, and every survivor of the group retires, since the group cannot run a collective again.
+A group's leader gets its items from rank 0 (several at once when they are short: see `mpi_dispatch`), keeps
+them in its `Inbox` with rank 0's other messages, and passes each on to its group as it starts it; a member
+gets it from its group's rank 0 (world rank 0 itself under `-g 1`). Under ULFM (see `mpi_ft`) the group
+agrees after each item whether it lost a member: if it did, the leader tells rank 0 (`GroupBroken`) instead
+of sending the bare outcome, and every survivor of the group retires, since the group cannot run a
+collective again.
 """
 from __future__ import annotations
 
@@ -15,14 +17,13 @@ from .. import stopping
 from .base import Task, TaskContext
 from .mpi_ft import agree_on_failures
 from .mpi_messages import (
+    START_GAP,
     TAG_JOB,
     TAG_OUTCOME,
-    TAG_STOP,
-    CancelMessages,
     GroupBroken,
+    Inbox,
     ProgressMessages,
     Sends,
-    StopMessage,
     peer_failed,
     wait_for_message,
 )
@@ -30,13 +31,28 @@ from .mpi_messages import (
 log = logging.getLogger("cluster_work")
 
 
-def _worker_context(index: int, group_comm: Any, leader: bool, stop: StopMessage | None,
-                    cancels: CancelMessages | None, progress: Any) -> TaskContext:
-    """What an item learns on a worker rank: stops and cancels from rank 0 (the leader reads them; the
-    runner broadcasts the leader's answer to its group)."""
-    return TaskContext(comm=group_comm, write=leader,
-                       stop_requested=lambda: stopping.stop_requested() or (stop is not None and stop.is_set()),
-                       cancelled=lambda: cancels is not None and cancels.has(index), iteration_done=progress)
+def _worker_context(index: int, group_comm: Any, inbox: Inbox | None, progress: Any) -> TaskContext:
+    """What an item learns on a worker rank: stops and cancels from rank 0 (the leader reads them in its
+    inbox; the runner broadcasts the leader's answer to its group). Before the item's first iteration the
+    leader looks at MPI only every START_GAP (a run of short items asks twice per item, each time just
+    after the last: a stop rank 0 sent then lets at most START_GAP of them start), after it at every
+    question (a stop or cancel sent while an iteration runs is seen after it)."""
+    if inbox is None:
+        return TaskContext(comm=group_comm, write=False, stop_requested=stopping.stop_requested,
+                           iteration_done=progress)
+    ran = 0
+
+    def done() -> None:
+        nonlocal ran
+        ran += 1
+        progress()
+
+    def gap() -> float:
+        return 0.0 if ran else START_GAP
+
+    return TaskContext(comm=group_comm, write=True,
+                       stop_requested=lambda: stopping.stop_requested() or inbox.stopped(gap()),
+                       cancelled=lambda: inbox.cancelled(index, gap()), iteration_done=done)
 
 
 def serve(MPI: Any, task: Task, world: Any, group_comm: Any, leader: bool, ulfm: bool) -> list[int] | None:
@@ -49,14 +65,17 @@ def serve(MPI: Any, task: Task, world: Any, group_comm: Any, leader: bool, ulfm:
     the dead elsewhere. A failure talking to world rank 0 is not caught here: rank 0 is gone."""
     stopping.handle_stop_signals(hard_second=False)  # SIGTERM from mpiexec or Slurm: finish the iteration
     sends = Sends()
-    stop = StopMessage(world) if leader else None
-    cancels = CancelMessages(world) if leader else None
+    inbox = Inbox(MPI, world) if leader else None
     group_ulfm = ulfm and group_comm.Get_size() > 1
+    prepare = getattr(task, "prepare", None)  # what the task does for a batch before its items run
     while True:
-        if leader:
-            wait_for_message(world, 0, TAG_JOB)
-            payload = world.recv(source=0, tag=TAG_JOB)
         item, outcome, broken = None, None, False
+        if inbox is not None:
+            received = inbox.next_item()
+            payload, item = received if received is not None else (None, None)
+            new = inbox.take_new()
+            if new and prepare is not None and not inbox.stopped(START_GAP):
+                prepare(new)
         try:
             if leader:
                 for member in range(1, group_comm.Get_size()):
@@ -64,11 +83,11 @@ def serve(MPI: Any, task: Task, world: Any, group_comm: Any, leader: bool, ulfm:
             else:
                 wait_for_message(group_comm, 0, TAG_JOB)
                 payload = group_comm.recv(source=0, tag=TAG_JOB)
-            if payload is not None:
-                item = pickle.loads(payload)
+                item = pickle.loads(payload) if payload is not None else None
+            if item is not None:
                 # counted per item: rank 0 subtracts what it heard of this item from its outcome's count
                 progress = ProgressMessages(world, sends) if leader else (lambda: None)
-                outcome = task(item, _worker_context(item.index, group_comm, leader, stop, cancels, progress))
+                outcome = task(item, _worker_context(item.index, group_comm, inbox, progress))
         except Exception as exc:
             if not (group_ulfm and peer_failed(exc)):
                 raise
@@ -80,20 +99,10 @@ def serve(MPI: Any, task: Task, world: Any, group_comm: Any, leader: bool, ulfm:
         if lost or broken:
             log.warning("MPI rank %d: its group lost rank(s) %s; it runs nothing more", world.Get_rank(),
                         ", ".join(map(str, lost)) or "?")
-            if leader and payload is not None:
-                _await_release(world)
+            if inbox is not None and payload is not None:
+                inbox.await_release()  # a retired leader: the items it holds are run elsewhere
             break
         if payload is None:
             break
-    sends.complete()
-    if leader and world.Iprobe(source=0, tag=TAG_STOP):
-        world.recv(source=0, tag=TAG_STOP)
+    sends.complete()  # rank 0 sent nothing after the release: the inbox holds no stop or cancel unread
     return lost if lost or broken else None
-
-
-def _await_release(world: Any) -> None:
-    """A retired leader: wait for rank 0's None (items it had already sent on are run elsewhere)."""
-    while True:
-        wait_for_message(world, 0, TAG_JOB)
-        if world.recv(source=0, tag=TAG_JOB) is None:
-            return
