@@ -48,10 +48,10 @@ from typing import Any
 
 from . import stopping
 from .errors import StoreError
+from .files import atomic_write, is_locked
 from .paths import SweepPaths, attempts_run
 from .provenance import ended_runs
 from .quarantine import Attempt, Key, crash_signal, mark_innocents, trailing
-from .store import atomic_write, is_locked
 
 log = logging.getLogger("cluster_work")
 

@@ -23,6 +23,7 @@ from .exit_codes import EXIT_INTERRUPTED, EXIT_STALLED, EXIT_STORE, EXIT_USAGE
 from .expansion import ExpandedExperiment, expand_all, sweep_paths
 from .export.beside import exporters_beside
 from .failures import failure_limit
+from .files import atomic_write
 from .kinds import kinds_in
 from .launch import program, resume_command, run_arguments
 from .liveness import Stalled
@@ -38,7 +39,6 @@ from .results import load_results
 from .runner import ExperimentTask
 from .selection import Policy, Selection, select_experiments
 from .stopping import handle_stop_signals, stop_signals_handled
-from .store import atomic_write
 from .sweep import campaign_drivers, describe, run_segments
 from .vocabulary import Outcome, OutcomeKind, RunSettings
 

@@ -40,9 +40,10 @@ from typing import TYPE_CHECKING, Any
 from .compact_catalog import Catalog, SavedRepetition, catalog, loaded
 from .durability import committer
 from .errors import StoreError
+from .files import StoreIO
 from .paths import LOCKS_FILE, RepetitionPaths, compact_root, segment_name
 from .rows import ResultsPrefix, encode_row, to_plain
-from .store import ExperimentStore, RepetitionBusy, RepetitionStore, ResultsWriter, _StoreIO
+from .store import ExperimentStore, RepetitionBusy, RepetitionStore, ResultsWriter
 from .vocabulary import Record
 
 if TYPE_CHECKING:
@@ -77,7 +78,7 @@ class _Process:
         if self.locks >= 0:
             return True
         path = os.path.join(self.root, LOCKS_FILE)
-        with _StoreIO("open", path):
+        with StoreIO("open", path):
             if create:
                 os.makedirs(self.root, exist_ok=True)
                 self.locks = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -134,11 +135,11 @@ class _Process:
         if self.segment_fd < 0:
             name = segment_name(socket.gethostname(), os.getpid(), secrets.token_hex(4))
             self.segment = os.path.join(self.root, name)
-            with _StoreIO("create", self.segment):
+            with StoreIO("create", self.segment):
                 os.makedirs(self.root, exist_ok=True)
                 self.segment_fd = os.open(self.segment, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         data = encode_row(event)
-        with _StoreIO("write", self.segment):
+        with StoreIO("write", self.segment):
             written = os.write(self.segment_fd, data)
             if written != len(data):  # a full disk: cut the torn line off
                 os.ftruncate(self.segment_fd, os.fstat(self.segment_fd).st_size - written)

@@ -1,4 +1,5 @@
-"""The on-disk format of a sweep. Every path and every write of cluster_work lives here.
+"""The on-disk format of a sweep in the default layout (the compact store's is `compact_store`'s); whole-file
+writes and locks are `files`' primitives, the names `paths`'.
 
     <path>/<base name>/<params part>/config.yml     effective config (its first line marks the folder as ours)
     <path>/<base name>/<params part>/log/rep_00/results.jsonl  one JSON object per iteration, appended
@@ -22,8 +23,6 @@ import errno
 import fcntl
 import json
 import os
-import re
-import secrets
 import shutil
 import socket
 import time
@@ -34,6 +33,13 @@ import yaml
 
 from .durability import committer, sync_now
 from .errors import StoreError
+from .files import (  # noqa: F401 (atomic_write, is_locked, remove_own_temporaries re-exported)
+    StoreIO,
+    atomic_write,
+    is_locked,
+    read_json,
+    remove_own_temporaries,
+)
 from .paths import (  # noqa: F401 (re-exported: the names of the store's files)
     CONFIG_FILE,
     FROZEN_POINTS_FILE,
@@ -53,61 +59,6 @@ from .vocabulary import Record
 MARKER = "# written by cluster_work: the effective config of this experiment."
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's, where installed: 7x faster
 _YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # the same text as safe_dump's, 4x faster (a config a job)
-
-
-class _StoreIO:
-    """Turns OSErrors of the store into StoreErrors that name the path and the cause."""
-
-    def __init__(self, action: str, path: str):
-        self.action, self.path = action, path
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
-        if isinstance(exc, OSError) and not (self.action == "read" and isinstance(exc, FileNotFoundError)):
-            cause = exc.strerror or str(exc)
-            raise StoreError(f"cannot {self.action} {self.path}: {cause}") from exc
-
-
-def atomic_write(path: str, data: bytes, sync: bool = True) -> None:
-    """Replace `path` with `data` so that readers see the old or the new file, never a part.
-
-    The rename alone makes this safe against a killed process; `sync` also survives a power loss.
-    """
-    folder = os.path.dirname(path) or "."
-    with _StoreIO("write", path):
-        # a temporary name of its own (8 random hex digits, created exclusively): two processes may write
-        # the same file at once (array tasks of one experiment writing its config), and each must rename
-        # its own complete copy; cheaper than tempfile.mkstemp, which matters once per job
-        while True:
-            temporary = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(4)}.tmp")
-            try:
-                fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-                break
-            except FileExistsError:
-                continue
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                if sync:
-                    handle.flush()
-                    os.fsync(handle.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.remove(temporary)
-            raise
-
-
-def _read_json(path: str) -> dict[str, Any] | None:
-    try:
-        with open(path, "rb") as handle:
-            return json.loads(handle.read())
-    except FileNotFoundError:
-        return None
-    except ValueError:
-        return None
 
 
 class RepetitionBusy(Exception):
@@ -136,7 +87,7 @@ class RepetitionStore:
         return data[:data.rfind(b"\n") + 1]
 
     def read_status(self) -> dict[str, Any]:
-        return _read_json(self.status_file) or {}
+        return read_json(self.status_file) or {}
 
     def results_size(self) -> int | None:
         """The results file's size (None: there is none), which a finished status's `results_bytes` is checked on."""
@@ -164,7 +115,7 @@ class RepetitionStore:
 
     def create_folder(self) -> bool:
         """Create the repetition's folder (and `log/`) if missing; whether it was created just now."""
-        with _StoreIO("create", self.path):
+        with StoreIO("create", self.path):
             try:
                 os.mkdir(self.path)
                 return True
@@ -194,7 +145,7 @@ class ResultsWriter:
 
     def __init__(self, path: str):
         self.path = path
-        with _StoreIO("open", path):
+        with StoreIO("open", path):
             self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -206,24 +157,24 @@ class ResultsWriter:
 
     def read(self) -> ResultsPrefix:
         """The rows on disk, read under the lock (the truth a resumed run continues from)."""
-        with _StoreIO("read", self.path):
+        with StoreIO("read", self.path):
             size = os.fstat(self._fd).st_size
             return parse_results(os.pread(self._fd, size, 0) if size else b"")
 
     def keep(self, prefix: ResultsPrefix, count: int) -> None:
         """Truncate the file to its first `count` rows (discarding stale or torn rows)."""
         end = prefix.end_of_row(count)
-        with _StoreIO("truncate", self.path):
+        with StoreIO("truncate", self.path):
             if os.fstat(self._fd).st_size != end:
                 os.ftruncate(self._fd, end)
 
     def size(self) -> int:
-        with _StoreIO("read", self.path):
+        with StoreIO("read", self.path):
             return os.fstat(self._fd).st_size
 
     def append(self, row: Mapping[str, Any]) -> None:
         data = encode_row(row)
-        with _StoreIO("write", self.path):
+        with StoreIO("write", self.path):
             written = os.write(self._fd, data)
             if written != len(data):  # a short write means a full disk: cut the torn row off
                 os.ftruncate(self._fd, os.fstat(self._fd).st_size - written)
@@ -284,7 +235,7 @@ class ExperimentStore:
     def write_config(self, config: Mapping[str, Any], sync: bool = True) -> None:
         """Store the effective config, durably at once (`sync`): rows are never saved for an experiment
         whose config a power loss could take away (one sync per experiment, not per repetition)."""
-        with _StoreIO("create", self.path):
+        with StoreIO("create", self.path):
             os.makedirs(self.path, exist_ok=True)
         text = yaml.dump(to_plain(config), Dumper=_YAML_DUMPER, sort_keys=False, default_flow_style=False)
         atomic_write(self.config_file, f"{MARKER}\n{text}".encode(), sync=sync)
@@ -322,7 +273,7 @@ class ExperimentStore:
         if not self.is_ours():
             return sorted(os.listdir(self.path))
         log_folder = os.path.join(self.path, LOG_FOLDER)
-        with _StoreIO("delete", self.path):
+        with StoreIO("delete", self.path):
             for rep in self.repetition_numbers():
                 store = self.repetition(rep)
                 if not os.path.islink(store.path) and os.path.isdir(store.path) and (
@@ -376,37 +327,6 @@ def repetition_numbers_in(names: Iterable[str]) -> list[int]:
     return sorted(int(name[4:]) for name in names if name.startswith("rep_") and name[4:].isdigit())
 
 
-# exactly the names atomic_write's mkstemp gives: ".status.json." + 8 of [a-z0-9_] + ".tmp"
-_OWN_TEMPORARY = re.compile(rf"^\.({re.escape(CONFIG_FILE)}|{re.escape(STATUS_FILE)})\.[a-z0-9_]{{8}}\.tmp\Z")
-
-
-def is_locked(path: str) -> bool:
-    """Whether a live process holds an exclusive `flock` on `path` (the kernel drops it when its holder dies)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        return False
-    except OSError:
-        return True
-    finally:
-        os.close(fd)
-
-
-def remove_own_temporaries(folder: str) -> None:
-    """Remove what a kill during `atomic_write` left in `folder`: only cluster_work's own temporary names."""
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return
-    for name in names:
-        if _OWN_TEMPORARY.match(name):
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(os.path.join(folder, name))
-
-
 def _holds_experiment(path: str) -> bool:
     return os.path.isfile(os.path.join(path, CONFIG_FILE)) or os.path.isfile(os.path.join(path, ORIGINAL_CONFIG_FILE))
 
@@ -431,7 +351,7 @@ def _subfolders(path: str) -> list[str]:
 
 def read_frozen_points(base_folder: str, custom: Mapping[str, Any]) -> list[dict[tuple[str, ...], Any]] | None:
     """The points a custom strategy gave when its sweep first ran, if they were made by this `custom` block."""
-    frozen = _read_json(os.path.join(base_folder, FROZEN_POINTS_FILE))
+    frozen = read_json(os.path.join(base_folder, FROZEN_POINTS_FILE))
     if not frozen or frozen.get("custom") != to_plain(custom):
         return None
     return [{tuple(path): value for path, value in point} for point in frozen["points"]]
@@ -439,7 +359,7 @@ def read_frozen_points(base_folder: str, custom: Mapping[str, Any]) -> list[dict
 
 def write_frozen_points(base_folder: str, custom: Mapping[str, Any], points: list[dict[tuple[str, ...], Any]]) -> None:
     """Freeze a custom strategy's points (atomically), so that no later run calls the function again."""
-    with _StoreIO("create", base_folder):
+    with StoreIO("create", base_folder):
         os.makedirs(base_folder, exist_ok=True)
     record = {"custom": to_plain(custom), "points": [[[list(path), value] for path, value in point.items()]
                                                       for point in points]}

@@ -36,7 +36,8 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from ..errors import StoreError
-from ..store import is_locked, to_plain
+from ..files import is_locked
+from ..store import to_plain
 
 FOLDER = "ensemble"
 FILE = "iterations.cwe"

@@ -26,7 +26,7 @@ import os
 import uuid
 from typing import Any
 
-from ..store import atomic_write
+from ..files import atomic_write
 
 HEADER = "cluster_work export journal"
 

@@ -1,0 +1,105 @@
+"""Whole-file primitives every store uses: writes that readers see whole or not at all, locks whose holder's
+death frees them, and the cleanup of what a kill during a write left behind.
+
+Invariant: `atomic_write` never leaves a partial file under the final name (a temporary of its own, renamed
+over it); only names of `_OWN_TEMPORARY`'s shape are ever removed here, so a user's file is never touched.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import secrets
+from typing import Any
+
+from .errors import StoreError
+from .paths import CONFIG_FILE, STATUS_FILE
+
+
+class StoreIO:
+    """Turns OSErrors of the store into StoreErrors that name the path and the cause."""
+
+    def __init__(self, action: str, path: str):
+        self.action, self.path = action, path
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
+        if isinstance(exc, OSError) and not (self.action == "read" and isinstance(exc, FileNotFoundError)):
+            cause = exc.strerror or str(exc)
+            raise StoreError(f"cannot {self.action} {self.path}: {cause}") from exc
+
+
+def atomic_write(path: str, data: bytes, sync: bool = True) -> None:
+    """Replace `path` with `data` so that readers see the old or the new file, never a part.
+
+    The rename alone makes this safe against a killed process; `sync` also survives a power loss.
+    """
+    folder = os.path.dirname(path) or "."
+    with StoreIO("write", path):
+        # a temporary name of its own (8 random hex digits, created exclusively): two processes may write
+        # the same file at once (array tasks of one experiment writing its config), and each must rename
+        # its own complete copy; cheaper than tempfile.mkstemp, which matters once per job
+        while True:
+            temporary = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(4)}.tmp")
+            try:
+                fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                break
+            except FileExistsError:
+                continue
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                if sync:
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.remove(temporary)
+            raise
+
+
+def read_json(path: str) -> dict[str, Any] | None:
+    """The JSON object in `path`; None where it is missing or not JSON (a hint file, never the truth)."""
+    try:
+        with open(path, "rb") as handle:
+            return json.loads(handle.read())
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        return None
+
+
+# exactly the names atomic_write's mkstemp gives: ".status.json." + 8 of [a-z0-9_] + ".tmp"
+_OWN_TEMPORARY = re.compile(rf"^\.({re.escape(CONFIG_FILE)}|{re.escape(STATUS_FILE)})\.[a-z0-9_]{{8}}\.tmp\Z")
+
+
+def is_locked(path: str) -> bool:
+    """Whether a live process holds an exclusive `flock` on `path` (the kernel drops it when its holder dies)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def remove_own_temporaries(folder: str) -> None:
+    """Remove what a kill during `atomic_write` left in `folder`: only cluster_work's own temporary names."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        if _OWN_TEMPORARY.match(name):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(folder, name))
