@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 if TYPE_CHECKING:  # only for type hints: the vocabulary imports nothing of the package at run time
     from .expansion import ExpandedExperiment
-    from .experiment import ClusterWork
     from .task_context import TaskContext
 
 
@@ -167,8 +166,9 @@ class CampaignItem(Protocol):
     @property
     def experiment(self) -> ExpandedExperiment: ...
 
-    def run(self, experiment_class: type[ClusterWork], settings: RunSettings, context: TaskContext) -> Outcome:
-        """Run the item in this process with the backend's `context`; never raises for the experiment's errors."""
+    def run(self, experiment_class: type[Any], settings: RunSettings, context: TaskContext) -> Outcome:
+        """Run the item in this process with the backend's `context`; never raises for the experiment's errors.
+        (`experiment_class`: the user's ClusterWork subclass; named loosely here, at the bottom of the package.)"""
         ...
 
     def lost(self, stopping: bool, cause: str) -> Outcome:
