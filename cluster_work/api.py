@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import numbers
 import os
 import pickle
 import signal
@@ -60,6 +61,14 @@ class Sweep:
                  options: Sequence[str] = (), log_file: str | os.PathLike[str] | None = None):
         if not (isinstance(experiment_class, type) and issubclass(experiment_class, ClusterWork)):
             raise TypeError(f"Sweep needs a ClusterWork subclass, got {experiment_class!r}")
+        for label, words in (("experiments", experiments), ("jobs", jobs), ("overrides", overrides),
+                             ("options", options)):
+            if isinstance(words, (str, bytes)):  # a string is a sequence of its characters: never meant here
+                raise TypeError(f"Sweep's {label} must be a list, got the string {words!r}; write [{words!r}]")
+        if isinstance(workers, bool) or not isinstance(workers, numbers.Integral):
+            raise TypeError(f"Sweep's workers must be a positive integer, got {workers!r}")
+        if workers < 1:
+            raise ValueError(f"Sweep's workers must be a positive integer, got {workers!r}")
         self.experiment_class = experiment_class
         self.config = os.fspath(config)
         self.cwd = os.getcwd()

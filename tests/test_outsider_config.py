@@ -40,3 +40,26 @@ def test_store_from_default_or_override_is_checked(cli, write_config, tmp_path, 
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("options", "error", "message"), [
+    ({"experiments": "walk"}, TypeError, "experiments must be a list, got the string 'walk'"),
+    ({"overrides": "iterations=2"}, TypeError, "overrides must be a list, got the string 'iterations=2'"),
+    ({"options": "--retry-failed"}, TypeError, "options must be a list"),
+    ({"jobs": "12"}, TypeError, "jobs must be a list"),
+    ({"workers": 0}, ValueError, "workers must be a positive integer, got 0"),
+    ({"workers": "2"}, TypeError, "workers must be a positive integer, got '2'"),
+    ({"workers": 2.5}, TypeError, "workers must be a positive integer, got 2.5"),
+], ids=["experiments-str", "overrides-str", "options-str", "jobs-str", "workers-0", "workers-str", "workers-float"])
+def test_sweep_refuses_bad_arguments_at_once(tmp_path, options, error, message):
+    """A string where a list belongs was split into its characters (`overrides="iterations=2"` ran as the
+    overrides 'i', 't', ...; `experiments="walk"` as -e w a l k); a bad `workers` surfaced only when run.
+    README: bad arguments give one clear error."""
+    import numpy as np
+
+    from cluster_work import Sweep
+    from experiments import Deterministic
+
+    with pytest.raises(error, match=message):
+        Sweep(Deterministic, tmp_path / "config.yml", **options)
+    assert Sweep(Deterministic, tmp_path / "config.yml", workers=np.int64(2)).argv[-2:] == ["-n", "2"]
