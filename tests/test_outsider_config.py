@@ -63,3 +63,18 @@ def test_sweep_refuses_bad_arguments_at_once(tmp_path, options, error, message):
     with pytest.raises(error, match=message):
         Sweep(Deterministic, tmp_path / "config.yml", **options)
     assert Sweep(Deterministic, tmp_path / "config.yml", workers=np.int64(2)).argv[-2:] == ["-n", "2"]
+
+
+def test_refused_rerun_does_not_claim_overrides_the_last_run_did_not_have(cli, write_config, tmp_path):
+    """A sweep run without overrides, rerun with one that changes its parameters, is refused (README:
+    *Overrides*); the message said "the last run changed the config on the command line: (no overrides)",
+    a claim and its denial in one line."""
+    write_config(PLAIN)
+    cli("Deterministic", "config.yml", cwd=tmp_path, check_rc=0)
+    refused = cli("Deterministic", "config.yml", "params.step=2.5", cwd=tmp_path, check_rc=2)
+    assert "nothing to run: the parameters of 1 experiment(s) changed" in refused.stderr
+    assert "the last run changed the config" not in refused.stderr
+    assert "the last run changed nothing on the command line (this one: params.step=2.5)" in refused.stderr
+    cli("Deterministic", "config.yml", "params.step=2.5", "-o", cwd=tmp_path, check_rc=0)
+    back = cli("Deterministic", "config.yml", cwd=tmp_path, check_rc=2)  # the README's own example
+    assert "the last run changed the config on the command line: params.step=2.5" in back.stderr
