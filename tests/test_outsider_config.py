@@ -78,3 +78,24 @@ def test_refused_rerun_does_not_claim_overrides_the_last_run_did_not_have(cli, w
     cli("Deterministic", "config.yml", "params.step=2.5", "-o", cwd=tmp_path, check_rc=0)
     back = cli("Deterministic", "config.yml", cwd=tmp_path, check_rc=2)  # the README's own example
     assert "the last run changed the config on the command line: params.step=2.5" in back.stderr
+
+
+COMPACT = PLAIN + "store: compact\n"
+
+
+def test_export_of_a_compact_sweep_is_refused_not_silently_empty(cli, write_config, tmp_path, capsys, monkeypatch):
+    """`python -m cluster_work export tensorboard config.yml` of a finished `store: compact` sweep printed
+    "0 rows exported" and exited 0 (the exporter looks for folders and files the compact store never makes);
+    an `export:` block in a compact document started an exporter beside every run that exported nothing."""
+    from cluster_work.export.cli import main as export
+
+    write_config(COMPACT)
+    cli("Deterministic", "config.yml", cwd=tmp_path, check_rc=0)
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert export(["tensorboard", "config.yml"]) == 2
+    assert "'store': the compact store cannot be exported to a tracker yet" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "tensorboard").exists()
+    write_config(COMPACT + "export: {tensorboard: {}}\n")
+    refused = cli("Deterministic", "config.yml", cwd=tmp_path, check_rc=2)
+    assert "'store': the compact store cannot be exported to a tracker yet" in refused.stderr
