@@ -99,3 +99,31 @@ def test_export_of_a_compact_sweep_is_refused_not_silently_empty(cli, write_conf
     write_config(COMPACT + "export: {tensorboard: {}}\n")
     refused = cli("Deterministic", "config.yml", cwd=tmp_path, check_rc=2)
     assert "'store': the compact store cannot be exported to a tracker yet" in refused.stderr
+
+
+@pytest.mark.parametrize(("words", "message"), [
+    (["--json"], "--json goes with -p, -P or --list"),
+    (["--dry-run"], "--dry-run goes with --slurm"),
+    (["--submit"], "--submit goes with --slurm"),
+    (["--array"], "--array goes with --slurm"),
+    (["--mode", "min"], "--mode goes with --plot"),
+    (["--plotter", "best_n"], "--plotter goes with --plot"),
+    (["--plot-option", "n=3"], "--plot-option goes with --plot"),
+    (["--filter", "walk"], "--filter goes with --plot"),
+], ids=["json", "dry-run", "submit", "array", "mode", "plotter", "plot-option", "filter"])
+def test_an_option_without_the_one_it_qualifies_runs_nothing(cli, write_config, tmp_path, words, message):
+    """`--dry-run` without `--slurm` (or `--json` without `-p`) ran the whole sweep: a user asking to look
+    got a run. Now a usage error: exit 2, nothing written."""
+    write_config(PLAIN)
+    result = cli("Deterministic", "config.yml", *words, cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("words", [["-p", "--json"], ["-P", "--json"], ["--list", "--json"],
+                                   ["--slurm", "--dry-run"], ["--slurm", "--array", "--dry-run"]],
+                         ids=["p-json", "P-json", "list-json", "slurm-dry-run", "array-dry-run"])
+def test_the_options_with_their_companions_still_work(cli, write_config, tmp_path, words):
+    write_config(PLAIN)
+    cli("Deterministic", "config.yml", *words, cwd=tmp_path, check_rc=0)
