@@ -296,7 +296,11 @@ class CompactExperimentStore:
         process.append({"d": self.name, "t": time.time()})
         committer.wrote(process.segment)
         catalog(self.root, force=True)
-        return sorted(os.listdir(self.path)) if os.path.isdir(self.path) else []
+        if not os.path.isdir(self.path):
+            return []
+        # a document without grid or list has its one point in its own folder, beside the store: not the user's
+        store = os.path.basename(self.root) if os.path.samefile(os.path.dirname(self.root), self.path) else None
+        return sorted(name for name in os.listdir(self.path) if name != store)
 
 
 def suggest_compact(expanded: Any, say: Any) -> None:

@@ -127,3 +127,16 @@ def test_an_option_without_the_one_it_qualifies_runs_nothing(cli, write_config, 
 def test_the_options_with_their_companions_still_work(cli, write_config, tmp_path, words):
     write_config(PLAIN)
     cli("Deterministic", "config.yml", *words, cwd=tmp_path, check_rc=0)
+
+
+def test_delete_on_a_compact_store_does_not_call_the_store_the_users(cli, write_config, tmp_path):
+    """`-d` of a compact document without grid or list (its one point's folder holds the store) warned
+    "-d/-o kept what cluster_work did not write: .cluster_work_compact": the store is cluster_work's own.
+    README: no file is deleted, and what your experiment wrote stays, named in a warning."""
+    write_config(COMPACT)
+    cli("NoRestore", "config.yml", cwd=tmp_path, check_rc=0)
+    (tmp_path / "out" / "walk" / "mine.txt").write_text("the user's")
+    again = cli("NoRestore", "config.yml", "-d", cwd=tmp_path, check_rc=0)
+    [warning] = [line for line in again.stderr.splitlines() if "kept what cluster_work did not write" in line]
+    assert warning.endswith("did not write: mine.txt"), warning
+    assert (tmp_path / "out" / "walk" / "mine.txt").read_text() == "the user's"
