@@ -136,13 +136,15 @@ class _Process:
             known.apply_line(name, data[:-1])
 
 
-_processes: dict[str, _Process] = {}
+_processes: dict[str, _Process] = {}  # by the store's absolute path: a relative one names another store once the
+# working folder changed (two sweeps run or read in one process), whose segment would then get this one's rows
 
 
 def _process(root: str) -> _Process:
-    process = _processes.get(root)
+    key = os.path.abspath(root)
+    process = _processes.get(key)
     if process is None:
-        process = _processes[root] = _Process(root)
+        process = _processes[key] = _Process(key)
     return process
 
 
