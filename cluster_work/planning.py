@@ -19,7 +19,7 @@ from .config import dotted, flatten_paths
 from .errors import ConfigError
 from .expansion import ExpandedDocument, ExpandedExperiment, Expansion, expand_path
 from .kinds import campaign_key, kind
-from .preflight import check_experiment, check_writable
+from .preflight import check_document_layout, check_experiment, check_writable
 from .repetition_state import read_repetition
 from .selection import Policy, Selection, select_experiments
 from .store import to_plain, write_frozen_points
@@ -197,6 +197,8 @@ class Plan:
         for group, first_index in self._groups:
             if isinstance(group, ExpandedDocument):
                 check_writable(group.base_folder, group.base, self._source, checked)
+                check_document_layout(group.document.get("store", "folders"), group.base_folder, group.base,
+                                      self._source)
                 totals.sweep_paths.append(expand_path(group.document["path"]))
             for item, fresh in self._plan_group(group, first_index):
                 if counted is not None:

@@ -45,3 +45,32 @@ def check_experiment(item: ExperimentPlan, source: str, checked: set[str]) -> No
         raise ConfigError(f"{source}: experiment '{experiment.base_name}': 'path': {store.config_file} exists "
                           "and was not written by cluster_work; it is never overwritten: move it away")
     check_writable(experiment.path, experiment.base_name, source, checked)
+    _check_one_layout(item, source)
+
+
+def _check_one_layout(item: ExperimentPlan, source: str) -> None:
+    """An experiment's results are in the layout its document asks for, or in none: neither layout reads the
+    other's, so a run after `store:` changed would run every repetition again beside the saved ones and
+    `load_results` would give each row twice (the compact store's suggestion invites the change)."""
+    experiment = item.experiment
+    if experiment.store == "compact":
+        folders = ExperimentStore(experiment.path)
+        if folders.exists() and folders.is_ours():
+            raise ConfigError(f"{source}: experiment '{experiment.base_name}': 'store': {experiment.name} has results "
+                              f"in the default layout ({folders.config_file}), which the compact store does not "
+                              "continue: remove `store: compact` to resume them, or move the folder away")
+    else:
+        check_document_layout("folders", experiment.config["_experiment_path"], experiment.base_name, source)
+
+
+def check_document_layout(store: str, base_folder: str, base_name: str, source: str) -> None:
+    """A document of the default layout whose folder holds a compact store with results (see
+    `_check_one_layout`); one stat where it holds none."""
+    from .compact_catalog import catalog
+    from .paths import compact_root
+
+    root = compact_root(base_folder)
+    if store != "compact" and os.path.isdir(root) and catalog(root).experiments():
+        raise ConfigError(f"{source}: experiment '{base_name}': 'store': its results are in the compact store "
+                          f"({root}), which the default layout does not continue: put `store: compact` back to "
+                          "resume them, or move that folder away")

@@ -140,3 +140,48 @@ def test_delete_on_a_compact_store_does_not_call_the_store_the_users(cli, write_
     [warning] = [line for line in again.stderr.splitlines() if "kept what cluster_work did not write" in line]
     assert "mine.txt" in warning and ".cluster_work_compact" not in warning, warning
     assert (tmp_path / "out" / "walk" / "mine.txt").read_text() == "the user's"
+
+
+GRID = PLAIN + "grid: {step: [1.0, 2.0]}\n"
+
+
+@pytest.mark.parametrize(("first", "then", "message"), [
+    (GRID + "store: compact\n", GRID, "its results are in the compact store"),
+    (GRID, GRID + "store: compact\n", "has results in the default layout"),
+    (COMPACT, PLAIN, "its results are in the compact store"),
+    (PLAIN, COMPACT, "has results in the default layout"),
+], ids=["compact-then-folders", "folders-then-compact", "compact-then-folders-no-grid",
+        "folders-then-compact-no-grid"])
+def test_changing_store_of_a_sweep_with_results_is_refused(cli, write_config, tmp_path, first, then, message):
+    """Neither layout reads the other's results: adding `store: compact` to a sweep with results (as a run
+    suggests for a large one) or removing it ran every repetition again beside the saved ones, and
+    `load_results` then gave every row twice. Now refused (exit 2, nothing written); the results stay whole."""
+    from conftest import comparable
+
+    write_config(first)
+    cli("Deterministic", "config.yml", cwd=tmp_path, check_rc=0)
+    before = comparable(tmp_path / "out")
+    write_config(then)
+    refused = cli("Deterministic", "config.yml", cwd=tmp_path, check_rc=2)
+    assert f"'store': " in refused.stderr and message in refused.stderr, refused.stderr
+    import pandas as pd
+    pd.testing.assert_frame_equal(before, comparable(tmp_path / "out"))
+    write_config(first)
+    assert "0 jobs to run" in cli("Deterministic", "config.yml", cwd=tmp_path, check_rc=0).stderr
+
+
+def test_two_compact_sweeps_at_one_relative_path_are_read_apart(cli, write_config, tmp_path, monkeypatch):
+    """A notebook (or any one Python process) that reads the compact sweep `out/` of one project, then the
+    one at the same relative path of another, got the first one's rows, or both mixed: the process's catalog
+    of a compact store was kept by its path as given, relative to a working folder that changed."""
+    from cluster_work import load_results
+
+    rows = {}
+    for project, step in (("a", "1.0"), ("b", "100.0")):
+        (tmp_path / project).mkdir()
+        write_config(COMPACT, name=f"{project}/config.yml")
+        cli("Deterministic", "config.yml", f"params.step={step}", cwd=tmp_path / project, check_rc=0)
+        monkeypatch.chdir(tmp_path / project)
+        rows[project] = load_results("config.yml")
+    assert set(rows["a"]["params.step"]) == {1.0} and set(rows["b"]["params.step"]) == {100.0}
+    assert len(rows["a"]) == len(rows["b"]) == 2 * 3
