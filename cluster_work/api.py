@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import numbers
+import operator
 import os
 import pickle
 import signal
@@ -65,8 +65,12 @@ class Sweep:
                              ("options", options)):
             if isinstance(words, (str, bytes)):  # a string is a sequence of its characters: never meant here
                 raise TypeError(f"Sweep's {label} must be a list, got the string {words!r}; write [{words!r}]")
-        if isinstance(workers, bool) or not isinstance(workers, numbers.Integral):
-            raise TypeError(f"Sweep's workers must be a positive integer, got {workers!r}")
+        try:
+            if isinstance(workers, bool):
+                raise TypeError
+            workers = operator.index(workers)  # an int, or numpy's
+        except TypeError:
+            raise TypeError(f"Sweep's workers must be a positive integer, got {workers!r}") from None
         if workers < 1:
             raise ValueError(f"Sweep's workers must be a positive integer, got {workers!r}")
         self.experiment_class = experiment_class

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-
 STEERED_UNDER_COMPACT_DEFAULT = """\
 name: DEFAULT
 store: compact
@@ -56,9 +55,9 @@ def test_sweep_refuses_bad_arguments_at_once(tmp_path, options, error, message):
     overrides 'i', 't', ...; `experiments="walk"` as -e w a l k); a bad `workers` surfaced only when run.
     README: bad arguments give one clear error."""
     import numpy as np
+    from experiments import Deterministic
 
     from cluster_work import Sweep
-    from experiments import Deterministic
 
     with pytest.raises(error, match=message):
         Sweep(Deterministic, tmp_path / "config.yml", **options)
@@ -163,7 +162,7 @@ def test_changing_store_of_a_sweep_with_results_is_refused(cli, write_config, tm
     before = comparable(tmp_path / "out")
     write_config(then)
     refused = cli("Deterministic", "config.yml", cwd=tmp_path, check_rc=2)
-    assert f"'store': " in refused.stderr and message in refused.stderr, refused.stderr
+    assert "'store': " in refused.stderr and message in refused.stderr, refused.stderr
     import pandas as pd
     pd.testing.assert_frame_equal(before, comparable(tmp_path / "out"))
     write_config(first)
