@@ -184,3 +184,15 @@ def test_two_compact_sweeps_at_one_relative_path_are_read_apart(cli, write_confi
         rows[project] = load_results("config.yml")
     assert set(rows["a"]["params.step"]) == {1.0} and set(rows["b"]["params.step"]) == {100.0}
     assert len(rows["a"]) == len(rows["b"]) == 2 * 3
+
+
+@pytest.mark.parametrize("words", [["--stall-timeout", "300"], ["--stall-timeout", "2.5"]], ids=["int", "float"])
+def test_the_batch_script_keeps_the_stall_timeout(cli, write_config, tmp_path, words):
+    """README: `--stall-timeout S` ends a silent MPI run "so that a scheduler can requeue the job"; yet
+    `--slurm --stall-timeout 300` wrote a batch script whose run had no stall timeout (the options a repeat
+    of the run takes left it out, so the line that resumes a run lost it too)."""
+    write_config(PLAIN)
+    script = cli("Deterministic", "config.yml", "--slurm", "--dry-run", *words, cwd=tmp_path, check_rc=0).stdout
+    [run] = [line for line in script.splitlines() if "mpi4py" in line]
+    assert f"--stall-timeout {words[1]} -c" in run, run
+    assert not (tmp_path / "out").exists()
