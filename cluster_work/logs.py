@@ -227,4 +227,3 @@ def _fault_stacks_to_stderr() -> Iterator[None]:
     finally:
         if not was_enabled:
             faulthandler.disable()
-

@@ -175,11 +175,13 @@ def _check_store(experiment: Mapping[str, Any], source: ConfigSource, name: str)
     if "store" in experiment and experiment["store"] not in STORES:
         raise config_error(source, f"must be one of {', '.join(STORES)}, got {experiment['store']!r}",
                            experiment=name, key="store")
-    campaign = next((key for key in ("steer", "ensemble", "export") if key in experiment), None)
-    if experiment.get("store") == "compact" and campaign == "export":  # the exporter reads folders and files
+    if experiment.get("store") != "compact":
+        return
+    if "export" in experiment:  # the exporter finds repetitions by their folders and files
         raise config_error(source, "the compact store cannot be exported to a tracker yet; remove the 'export' "
                                    "block or the key", experiment=name, key="store")
-    if experiment.get("store") == "compact" and campaign:
+    campaign = next((key for key in ("steer", "ensemble") if key in experiment), None)
+    if campaign:
         raise config_error(source, f"the compact store does not hold a '{campaign}' campaign yet; remove the key "
                                    "(its default layout is a folder per point)", experiment=name, key="store")
 
