@@ -196,3 +196,17 @@ def test_the_batch_script_keeps_the_stall_timeout(cli, write_config, tmp_path, w
     [run] = [line for line in script.splitlines() if "mpi4py" in line]
     assert f"--stall-timeout {words[1]} -c" in run, run
     assert not (tmp_path / "out").exists()
+
+
+def test_the_summary_counts_add_up_after_a_store_failure(cli, write_config, tmp_path):
+    """A run whose results cannot be written stops with exit status 3; its summary said "3 jobs: 0 finished,
+    0 failed, 2 not finished (interrupted)": the job that met the failure was in no count."""
+    import re
+
+    write_config(COMPACT.replace("repetitions: 2", "repetitions: 3"))
+    (tmp_path / "out" / "walk" / ".cluster_work_compact" / "locks").mkdir(parents=True)  # no file can be opened
+    result = cli("Deterministic", "config.yml", cwd=tmp_path, check_rc=3)
+    [summary] = [line for line in result.stderr.splitlines() if line.startswith("Summary")]
+    jobs, parts = re.fullmatch(r"Summary: (\d+) jobs? in [\d.]+s: (.*)", summary).groups()
+    assert sum(int(part.split()[0]) for part in parts.split(", ")) == int(jobs) == 3, summary
+    assert "1 not finished (results could not be written)" in summary
