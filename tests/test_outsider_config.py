@@ -210,3 +210,16 @@ def test_the_summary_counts_add_up_after_a_store_failure(cli, write_config, tmp_
     jobs, parts = re.fullmatch(r"Summary: (\d+) jobs? in [\d.]+s: (.*)", summary).groups()
     assert sum(int(part.split()[0]) for part in parts.split(", ")) == int(jobs) == 3, summary
     assert "1 not finished (results could not be written)" in summary
+
+
+def test_export_with_an_expanded_name_says_it_takes_base_names(cli, write_config, tmp_path, capsys, monkeypatch):
+    """`export -e walk__s1.0` (an expanded name, as `-e` of a run takes) said "no experiment to export named
+    walk__s1.0", of an experiment that exists."""
+    from cluster_work.export.cli import main as export
+
+    write_config(GRID)
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert export(["tensorboard", "config.yml", "-e", "walk__s1.0"]) == 2
+    error = capsys.readouterr().err
+    assert "-e: no document named 'walk__s1.0'; export selects documents by their base names: walk" in error
