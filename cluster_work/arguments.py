@@ -36,7 +36,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     from .version import __version__
 
     parser = argparse.ArgumentParser(prog=prog or program_name(),
-                                     description="Run a parameter sweep of a ClusterWork experiment.")
+                                     description="Run a parameter sweep of a ClusterWork experiment.",
+                                     epilog="exit status: 0 all done; 1 a repetition failed; 2 a usage or config "
+                                            "error (nothing written); 3 the results could not be written; 5 an MPI "
+                                            "worker stalled past --stall-timeout; 130 interrupted (the same "
+                                            "command resumes)")
     parser.add_argument("config", help="the experiments' YAML file")
     parser.add_argument("--version", action="version", version=f"cluster_work {__version__}")
     parser.add_argument("overrides", nargs="*", default=[], metavar="KEY.PATH=VALUE",

@@ -223,3 +223,11 @@ def test_export_with_an_expanded_name_says_it_takes_base_names(cli, write_config
     assert export(["tensorboard", "config.yml", "-e", "walk__s1.0"]) == 2
     error = capsys.readouterr().err
     assert "-e: no document named 'walk__s1.0'; export selects documents by their base names: walk" in error
+
+
+def test_help_names_the_exit_statuses(cli, tmp_path):
+    """The README lists the exit statuses; `--help`, where a user looks first, did not."""
+    result = cli("Deterministic", "--help", cwd=tmp_path, check_rc=0)
+    text = " ".join(result.stdout.split())
+    assert "exit status: 0 all done; 1 a repetition failed; 2 a usage or config error" in text
+    assert "3 the results could not be written" in text and "130 interrupted" in text
