@@ -47,6 +47,18 @@ POLL_SECONDS = 0.1  # how often wait() looks at the sweep's process and output
 PARENT_CHECK_SECONDS = 1.0  # how often the sweep's process looks whether its starter is alive
 
 
+def _job_words(jobs: Sequence[int] | range | int) -> list[str]:
+    """`-j`'s words: one job, a `range` as its START STOP STEP (its members, as words, would be read as a
+    slice: range(0, 9, 3) as -j 0 3 6, job 0 alone), or the words as given (IDX, or START STOP [STEP])."""
+    if isinstance(jobs, range):
+        if not jobs:  # no -j at all would run every job
+            raise ValueError(f"Sweep's jobs: {jobs!r} holds no job")
+        return [str(jobs.start), str(jobs.stop), str(jobs.step)]
+    if isinstance(jobs, int):
+        return [str(int(jobs))]
+    return [str(job) for job in jobs]
+
+
 class Sweep:
     """A sweep of `experiment_class` over `config`, with the options of the command line:
 
@@ -56,7 +68,7 @@ class Sweep:
     folder at construction, for the run and for `progress()` and `results()` alike."""
 
     def __init__(self, experiment_class: type[ClusterWork], config: str | os.PathLike[str], *, workers: int = 1,
-                 experiments: Sequence[str] = (), jobs: Sequence[int] = (), delete: bool = False,
+                 experiments: Sequence[str] = (), jobs: Sequence[int] | range | int = (), delete: bool = False,
                  overwrite: bool = False, ignore_config: bool = False, overrides: Sequence[str] = (),
                  options: Sequence[str] = (), log_file: str | os.PathLike[str] | None = None):
         if not (isinstance(experiment_class, type) and issubclass(experiment_class, ClusterWork)):
@@ -77,7 +89,7 @@ class Sweep:
         self.config = os.fspath(config)
         self.cwd = os.getcwd()
         self.argv = [self.config, *overrides]
-        for flag, values in (("-e", experiments), ("-j", [str(job) for job in jobs])):
+        for flag, values in (("-e", experiments), ("-j", _job_words(jobs))):
             if values:
                 self.argv += [flag, *values]
         if workers != 1:

@@ -231,3 +231,19 @@ def test_help_names_the_exit_statuses(cli, tmp_path):
     text = " ".join(result.stdout.split())
     assert "exit status: 0 all done; 1 a repetition failed; 2 a usage or config error" in text
     assert "3 the results could not be written" in text and "130 interrupted" in text
+
+
+@pytest.mark.parametrize(("jobs", "argv"), [
+    (range(0, 9, 3), ["-j", "0", "9", "3"]), (range(4, 6), ["-j", "4", "6", "1"]), (5, ["-j", "5"]),
+    ([2], ["-j", "2"]), ([0, 4], ["-j", "0", "4"]), ((), []),
+], ids=["range-step", "range", "int", "one", "start-stop", "none"])
+def test_sweep_jobs_as_a_range_run_the_range(tmp_path, jobs, argv):
+    """`Sweep(..., jobs=range(0, 9, 3))` became `-j 0 3 6`, which -j reads as START 0, STOP 3, STEP 6: job 0
+    alone ran. A range is now given to -j as its START STOP STEP; an empty one is refused (no -j runs all)."""
+    from experiments import Deterministic
+
+    from cluster_work import Sweep
+
+    assert Sweep(Deterministic, tmp_path / "config.yml", jobs=jobs).argv[1:] == argv
+    with pytest.raises(ValueError, match="holds no job"):
+        Sweep(Deterministic, tmp_path / "config.yml", jobs=range(3, 3))
