@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import operator
 import os
 import pickle
 import signal
@@ -46,6 +47,18 @@ POLL_SECONDS = 0.1  # how often wait() looks at the sweep's process and output
 PARENT_CHECK_SECONDS = 1.0  # how often the sweep's process looks whether its starter is alive
 
 
+def _job_words(jobs: Sequence[int] | range | int) -> list[str]:
+    """`-j`'s words: one job, a `range` as its START STOP STEP (its members, as words, would be read as a
+    slice: range(0, 9, 3) as -j 0 3 6, job 0 alone), or the words as given (IDX, or START STOP [STEP])."""
+    if isinstance(jobs, range):
+        if not jobs:  # no -j at all would run every job
+            raise ValueError(f"Sweep's jobs: {jobs!r} holds no job")
+        return [str(jobs.start), str(jobs.stop), str(jobs.step)]
+    if isinstance(jobs, int):
+        return [str(int(jobs))]
+    return [str(job) for job in jobs]
+
+
 class Sweep:
     """A sweep of `experiment_class` over `config`, with the options of the command line:
 
@@ -55,16 +68,28 @@ class Sweep:
     folder at construction, for the run and for `progress()` and `results()` alike."""
 
     def __init__(self, experiment_class: type[ClusterWork], config: str | os.PathLike[str], *, workers: int = 1,
-                 experiments: Sequence[str] = (), jobs: Sequence[int] = (), delete: bool = False,
+                 experiments: Sequence[str] = (), jobs: Sequence[int] | range | int = (), delete: bool = False,
                  overwrite: bool = False, ignore_config: bool = False, overrides: Sequence[str] = (),
                  options: Sequence[str] = (), log_file: str | os.PathLike[str] | None = None):
         if not (isinstance(experiment_class, type) and issubclass(experiment_class, ClusterWork)):
             raise TypeError(f"Sweep needs a ClusterWork subclass, got {experiment_class!r}")
+        for label, words in (("experiments", experiments), ("jobs", jobs), ("overrides", overrides),
+                             ("options", options)):
+            if isinstance(words, (str, bytes)):  # a string is a sequence of its characters: never meant here
+                raise TypeError(f"Sweep's {label} must be a list, got the string {words!r}; write [{words!r}]")
+        try:
+            if isinstance(workers, bool):
+                raise TypeError
+            workers = operator.index(workers)  # an int, or numpy's
+        except TypeError:
+            raise TypeError(f"Sweep's workers must be a positive integer, got {workers!r}") from None
+        if workers < 1:
+            raise ValueError(f"Sweep's workers must be a positive integer, got {workers!r}")
         self.experiment_class = experiment_class
         self.config = os.fspath(config)
         self.cwd = os.getcwd()
         self.argv = [self.config, *overrides]
-        for flag, values in (("-e", experiments), ("-j", [str(job) for job in jobs])):
+        for flag, values in (("-e", experiments), ("-j", _job_words(jobs))):
             if values:
                 self.argv += [flag, *values]
         if workers != 1:

@@ -36,7 +36,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     from .version import __version__
 
     parser = argparse.ArgumentParser(prog=prog or program_name(),
-                                     description="Run a parameter sweep of a ClusterWork experiment.")
+                                     description="Run a parameter sweep of a ClusterWork experiment.",
+                                     epilog="exit status: 0 all done; 1 a repetition failed; 2 a usage or config "
+                                            "error (nothing written); 3 the results could not be written; 5 an MPI "
+                                            "worker stalled past --stall-timeout; 130 interrupted (the same "
+                                            "command resumes)")
     parser.add_argument("config", help="the experiments' YAML file")
     parser.add_argument("--version", action="version", version=f"cluster_work {__version__}")
     parser.add_argument("overrides", nargs="*", default=[], metavar="KEY.PATH=VALUE",
@@ -144,7 +148,26 @@ def parse_arguments(arguments: Sequence[str]) -> argparse.Namespace:
     rest, overrides = split_arguments(arguments, value_options(parser), ASSIGNMENT_OPTIONS)
     args = parser.parse_args(rest)
     args.overrides = [*overrides, *args.overrides]  # what argparse left there is no override: parse() says so
+    alone = _companion_missing(args)
+    if alone:
+        parser.error(alone)
     return args
+
+
+def _companion_missing(args: argparse.Namespace) -> str | None:
+    """An option that only qualifies another one, given without it: without its companion the command would
+    silently run the sweep (`--dry-run` alone ran it), so it is a usage error."""
+    companions = (("--json", args.json, "-p, -P or --list", args.progress or args.full_progress or args.list),
+                  ("--array", args.array, "--slurm", args.slurm), ("--submit", args.submit, "--slurm", args.slurm),
+                  ("--dry-run", args.dry_run, "--slurm", args.slurm),
+                  ("--filter", bool(args.filter), "--plot", args.plot is not None),
+                  ("--plotter", args.plotter != "mean_2std", "--plot", args.plot is not None),
+                  ("--plot-option", bool(args.plot_options), "--plot", args.plot is not None),
+                  ("--mode", args.mode is not None, "--plot", args.plot is not None))
+    for flag, given, needs, present in companions:
+        if given and not present:
+            return f"{flag} goes with {needs}; without it this command would run the sweep"
+    return None
 
 
 def value_options(parser: argparse.ArgumentParser) -> set[str]:

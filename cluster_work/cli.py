@@ -59,7 +59,9 @@ def _overrides_hint(plan: Plan, args: argparse.Namespace) -> str:
     _, last = split_arguments(commands[-1][1:], value_options(build_parser()), ASSIGNMENT_OPTIONS)
     if last == args.overrides:
         return ""
-    return f"; the last run changed the config on the command line: {' '.join(last) or '(no overrides)'}"
+    if not last:
+        return f"; the last run changed nothing on the command line (this one: {' '.join(args.overrides)})"
+    return f"; the last run changed the config on the command line: {' '.join(last)}"
 
 
 def load_sweep(experiment_class: type[ClusterWork], args: argparse.Namespace, warn: Warn = log.warning,

@@ -187,19 +187,21 @@ class Catalog:
         return {name: reps for name, reps in found.items() if reps}
 
 
-_catalogs: dict[str, Catalog] = {}  # this process's, by store
+_catalogs: dict[str, Catalog] = {}  # this process's, by store: by its absolute path (a relative one names
+# another store once the working folder changed, as between two sweeps read from one notebook)
 os.register_at_fork(after_in_child=_catalogs.clear)
 
 
 def loaded(root: str) -> Catalog | None:
     """This process's catalog of `root`, if it has read one (its own writes are taken into it)."""
-    return _catalogs.get(root)
+    return _catalogs.get(os.path.abspath(root))
 
 
 def catalog(root: str, force: bool = False) -> Catalog:
-    found = _catalogs.get(root)
+    key = os.path.abspath(root)
+    found = _catalogs.get(key)
     if found is None:
-        found = _catalogs[root] = Catalog(root)
+        found = _catalogs[key] = Catalog(key)
     return found.refresh(force)
 
 

@@ -152,13 +152,15 @@ class _Process:
             known.apply_line(name, data[:-1])
 
 
-_processes: dict[str, _Process] = {}
+_processes: dict[str, _Process] = {}  # by the store's absolute path: a relative one names another store once the
+# working folder changed (two sweeps run or read in one process), whose segment would then get this one's rows
 
 
 def _process(root: str) -> _Process:
-    process = _processes.get(root)
+    key = os.path.abspath(root)
+    process = _processes.get(key)
     if process is None:
-        process = _processes[root] = _Process(root)
+        process = _processes[key] = _Process(key)
     return process
 
 
@@ -322,7 +324,11 @@ class CompactExperimentStore:
         process.append({"d": self.name, "t": time.time()})
         committer.wrote(process.segment)
         catalog(self.root, force=True)
-        return sorted(os.listdir(self.path)) if os.path.isdir(self.path) else []
+        if not os.path.isdir(self.path):
+            return []
+        # a document without grid or list has its one point in its own folder, beside the store: not the user's
+        store = os.path.basename(self.root) if os.path.samefile(os.path.dirname(self.root), self.path) else None
+        return sorted(name for name in os.listdir(self.path) if name != store)
 
 
 def suggest_compact(expanded: Any, say: Any) -> None:

@@ -31,9 +31,10 @@ def run_arguments(args: argparse.Namespace, jobs: bool = True) -> list[str]:
         if values:
             arguments += [flag, *map(str, values)]
     for flag, value in (("-g", args.mpi_groups), ("--group_size", args.group_size), ("-l", args.log_level),
-                        ("-L", args.cw_log_level), ("--max-failures", args.max_failures)):
+                        ("-L", args.cw_log_level), ("--max-failures", args.max_failures),
+                        ("--stall-timeout", getattr(args, "stall_timeout", None))):
         if value is not None:
-            arguments += [flag, str(value)]
+            arguments += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
     for flag, given in (("-v", args.verbose and not args.list), ("-I", args.ignore_config),
                         ("--no_gui", args.no_gui), ("--no-sync", not args.sync),
                         ("--restart_full_repetitions", args.restart_full_repetitions)):

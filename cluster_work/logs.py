@@ -187,14 +187,16 @@ def fault_stacks_to(path: str) -> Iterator[None]:
     faulthandler writes to a file descriptor from its signal handler, so one stays open on `path` the whole
     time: created if missing, and removed again if it was and nothing was written (most repetitions log
     nothing). After: faulthandler as it was (on, to stderr, if it was on: Python cannot say where to).
-    If `path` cannot be opened, the code inside runs without it."""
+    If `path` cannot be opened (a compact store's repetition has no folder until something is written into
+    it), the stack goes to the process's stderr (the console, or mpiexec's), rather than nowhere."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
         created = True
     except FileExistsError:
         fd, created = os.open(path, os.O_WRONLY | os.O_APPEND), False
     except OSError:
-        yield
+        with _fault_stacks_to_stderr():
+            yield
         return
     was_enabled = faulthandler.is_enabled()
     faulthandler.enable(fd, all_threads=True)
@@ -209,3 +211,19 @@ def fault_stacks_to(path: str) -> Iterator[None]:
             if created and os.fstat(fd).st_size == 0:
                 os.remove(path)
         os.close(fd)
+
+
+@contextlib.contextmanager
+def _fault_stacks_to_stderr() -> Iterator[None]:
+    """While inside: faulthandler on, to the process's own stderr; after: as it was."""
+    was_enabled = faulthandler.is_enabled()
+    try:
+        faulthandler.enable(sys.__stderr__, all_threads=True)  # type: ignore[arg-type]
+    except (AttributeError, ValueError, OSError, RuntimeError):  # no usable stderr (None, closed)
+        yield
+        return
+    try:
+        yield
+    finally:
+        if not was_enabled:
+            faulthandler.disable()

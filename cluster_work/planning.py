@@ -30,7 +30,7 @@ from .paths import compact_root
 from .plan_warnings import refuse_changed_only as refuse_changed_only
 from .plan_warnings import warn_changed as warn_changed
 from .plan_warnings import warn_quarantined as warn_quarantined
-from .preflight import check_experiment, check_writable
+from .preflight import check_document_layout, check_experiment, check_writable
 from .selection import Policy, Selection, select_experiments
 from .store import ExperimentStore, write_frozen_points
 from .vocabulary import Segment, Suspicion
@@ -197,6 +197,8 @@ class Plan:
         for group, first_index in self._groups:
             if isinstance(group, ExpandedDocument):
                 check_writable(group.base_folder, group.base, self._source, checked)
+                check_document_layout(group.document.get("store", "folders"), group.base_folder, group.base,
+                                      self._source)
                 totals.sweep_paths.append(expand_path(group.document["path"]))
             for item, fresh in self._plan_group(group, first_index):
                 if counted is not None:

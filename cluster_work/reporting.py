@@ -296,11 +296,13 @@ def print_summary(summary: Summary, plan: Plan, sweep_paths: Iterable[str], resu
     skipped_changed = plan.totals.skipped
     finished, already = counts[OutcomeKind.FINISHED], counts[OutcomeKind.ALREADY_FINISHED]
     busy, interrupted = counts[OutcomeKind.BUSY], counts[OutcomeKind.INTERRUPTED] + summary.not_started
+    unwritten = counts[OutcomeKind.STORE_FAILURE]  # so that the parts add up to the jobs
     parts = [f"{finished} finished", f"{already} already finished" if already else "",
              f"{len(summary.failures())} failed",
              f"{len(summary.quarantined)} quarantined (not run)" if summary.quarantined else "",
              f"{busy} held by another run" if busy else "",
              f"{interrupted} not finished (interrupted)" if interrupted else "",
+             f"{unwritten} not finished (results could not be written)" if unwritten else "",
              f"{counted(skipped_changed, 'experiment')} skipped: config changed" if skipped_changed else ""]
     if summary.jobs or not summary.campaigns:
         console.print(f"[bold]Summary[/bold]: {counted(summary.jobs, 'job')} in {summary.seconds:.1f}s: "

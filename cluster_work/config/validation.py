@@ -57,13 +57,6 @@ def check_document_keys(document: Mapping[str, Any], source: ConfigSource, numbe
         raise config_error(source, f"must be a list of key names, got {keeps!r}",
                            experiment=label, key="keep_keys")
     kept = [*inherited, *keeps]
-    if "store" in document and document["store"] not in STORES:
-        raise config_error(source, f"must be one of {', '.join(STORES)}, got {document['store']!r}",
-                           experiment=label, key="store")
-    campaign = next((key for key in ("steer", "ensemble") if key in document), None)
-    if document.get("store") == "compact" and campaign:
-        raise config_error(source, f"the compact store does not hold a '{campaign}' campaign yet; remove the key "
-                                   "(its default layout is a folder per point)", experiment=label, key="store")
     unknown = [key for key in document if key not in KNOWN_KEYS]
     for key in unknown:
         meant = lookalike(key, KNOWN_KEYS | ALIASES) if isinstance(key, str) and key not in kept else None
@@ -106,6 +99,7 @@ def validate_experiment(experiment: Mapping[str, Any], source: ConfigSource | st
             problem = path_problem(experiment[key])
             if problem:
                 raise config_error(source, problem, experiment=name, key=key)
+    _check_store(experiment, source, name)
     stall = experiment.get("stall_timeout")
     if stall is not None and (isinstance(stall, bool) or not isinstance(stall, (int, float)) or not stall > 0):
         raise config_error(source, f"must be a positive number of seconds, got {stall!r}", experiment=name,
@@ -173,6 +167,23 @@ def _check_block(experiment: Mapping[str, Any], block: str, known: frozenset[str
         raise config_error(source, f"must be an integer from 1 to {MAX_SAMPLES:,}, got {samples!r}",
                            experiment=name, key=f"{block}.samples")
     return value
+
+
+def _check_store(experiment: Mapping[str, Any], source: ConfigSource, name: str) -> None:
+    """`store:` of the merged experiment, so that a DEFAULT document's or an override's value is checked as a
+    document's own is (a DEFAULT `store: compact` under a `steer:` document would mix both layouts)."""
+    if "store" in experiment and experiment["store"] not in STORES:
+        raise config_error(source, f"must be one of {', '.join(STORES)}, got {experiment['store']!r}",
+                           experiment=name, key="store")
+    if experiment.get("store") != "compact":
+        return
+    if "export" in experiment:  # the exporter finds repetitions by their folders and files
+        raise config_error(source, "the compact store cannot be exported to a tracker yet; remove the 'export' "
+                                   "block or the key", experiment=name, key="store")
+    campaign = next((key for key in ("steer", "ensemble") if key in experiment), None)
+    if campaign:
+        raise config_error(source, f"the compact store does not hold a '{campaign}' campaign yet; remove the key "
+                                   "(its default layout is a folder per point)", experiment=name, key="store")
 
 
 def _validate_random(experiment: Mapping[str, Any], source: ConfigSource, name: str) -> None:

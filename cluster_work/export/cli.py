@@ -154,11 +154,19 @@ def _groups(args: argparse.Namespace) -> tuple[list[tuple[dict[str, Any], dict[s
             else None
         if (args.beside_run and block is None) or (wanted and document["name"] not in wanted):
             continue
+        if document.get("store") == "compact":  # the exporter finds repetitions by their folders and files
+            raise ClusterWorkError(f"{args.config}: experiment '{document['name']}': 'store': the compact store "
+                                   "cannot be exported to a tracker yet; export a sweep of the default layout")
         where = "the command line" if given else args.config
         options = check_options(args.tracker, {**(block or {}), **given}, where, document["name"])
         key = json.dumps({k: v for k, v in options.items() if k != "interval"}, sort_keys=True)
         sweep = os.path.abspath(resolve_folder(args.config, document["path"]))
         groups.setdefault(key, (options, {}))[1].setdefault(sweep, set()).add(document["name"])
+    unknown = wanted - {document["name"] for document in documents}
+    if unknown:  # an expanded name (base__params), say: the exporter takes whole documents
+        raise ClusterWorkError(f"{args.config}: -e: no document named {', '.join(map(repr, sorted(unknown)))}; "
+                               "export selects documents by their base names: "
+                               f"{', '.join(document['name'] for document in documents)}")
     if not groups:
         raise ClusterWorkError(f"{args.config}: no experiment to export"
                                + (f" named {', '.join(sorted(wanted))}" if wanted else ""))
