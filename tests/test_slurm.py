@@ -5,7 +5,7 @@ import sys
 
 import pytest
 from conftest import MPI_ENV, comparable, script_env
-from slurm_helpers import CONFIG, run_script
+from slurm_helpers import CONFIG, finish, run_script, start_script
 
 from cluster_work import load_results
 from cluster_work.errors import ConfigError
@@ -78,6 +78,9 @@ def test_dry_run_prints_and_writes_nothing(sweep):
 def test_generated_mpi_script_runs_with_the_variables_slurm_sets(sweep, tmp_path_factory):
     import pandas as pd
     run_script("config.yml", "--slurm", cwd=sweep)
+    clean = tmp_path_factory.mktemp("clean")
+    (clean / "config.yml").write_text(CONFIG)
+    reference = start_script("config.yml", cwd=clean)  # the sequential run to compare with, meanwhile
     script = sweep / "out" / "cluster_work_mpi.sbatch"
     env = {**MPI_ENV, "SLURM_JOB_ID": "4242", "SLURM_JOB_NODELIST": "localhost", "SLURM_TASKS_PER_NODE": "4",
            "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]])}
@@ -86,9 +89,7 @@ def test_generated_mpi_script_runs_with_the_variables_slurm_sets(sweep, tmp_path
     assert result.returncode == 0, result.stdout + result.stderr
     assert (sweep / "out" / "hostfile.4242").read_text() == "localhost slots=4\n"
     assert "3 MPI workers (4 ranks)" in result.stderr
-    clean = tmp_path_factory.mktemp("clean")
-    (clean / "config.yml").write_text(CONFIG)
-    run_script("config.yml", cwd=clean)
+    finish(reference)
     pd.testing.assert_frame_equal(comparable(clean / "out"), comparable(sweep / "out"))
 
 
@@ -98,10 +99,11 @@ def test_generated_array_script_runs_one_job_per_task(sweep):
     run_script("config.yml", "--slurm", "--array", cwd=sweep)
     script = sweep / "out" / "cluster_work_array.sbatch"
     assert "#SBATCH --array=0,2-5" in script.read_text()
-    for task in (0, 2, 3, 4, 5):
-        env = {"SLURM_ARRAY_JOB_ID": "7", "SLURM_ARRAY_TASK_ID": str(task)}
-        run = subprocess.run(["bash", str(script)], env={**script_env(), **env}, capture_output=True, text=True,
-                             timeout=120)
-        assert run.returncode == 0, run.stderr
+    tasks = [subprocess.Popen(["bash", str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**script_env(), "SLURM_ARRAY_JOB_ID": "7", "SLURM_ARRAY_TASK_ID": str(task)})
+             for task in (0, 2, 3, 4, 5)]  # all at once, as Slurm starts an array's tasks
+    for run in tasks:
+        _, stderr = run.communicate(timeout=120)
+        assert run.returncode == 0, stderr
     assert len(load_results(sweep / "out")) == 24
     assert "nothing left to run" in run_script("config.yml", "--slurm", "--array", cwd=sweep).stdout
