@@ -55,7 +55,7 @@ def test_rows_go_live_and_exactly_once_after_the_run_is_killed(server, tmp_path,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     # live: while the run still runs, the server shows rows of it
     wait_for(lambda: any(columns.get("value") for columns in mlflow_metrics(server.uri, "live").values()),
-             "a first row in MLflow", timeout=180)
+             "a first row in MLflow", seconds=180)
     assert run.poll() is None, "the run ended before its first row reached MLflow"
     os.killpg(run.pid, signal.SIGKILL)  # the run and its workers; the exporter lives in a session of its own
     run.wait()
@@ -108,7 +108,7 @@ def test_a_tracker_that_is_down_costs_the_sweep_nothing_and_is_caught_up(server,
              "the exporter to find the tracker down")
     try:
         down.start()
-        wait_for(lambda: _all_exported(down.uri, "down", tmp_path / "out"), "the export to catch up", timeout=300)
+        wait_for(lambda: _all_exported(down.uri, "down", tmp_path / "out"), "the export to catch up", seconds=300)
         wait_for(lambda: not os.path.exists(f"/proc/{exporter}") or "Z" in _state(exporter), "the exporter's exit")
     finally:
         down.stop()

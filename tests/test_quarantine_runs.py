@@ -5,7 +5,9 @@ import json
 import subprocess
 
 import pytest
-from quarantine_helpers import kill_all, rows, start_run, wait_for
+from kills import kill_session
+from polls import wait_for
+from quarantine_helpers import rows, start_run
 
 pytestmark = [pytest.mark.processes, pytest.mark.slow]
 
@@ -27,7 +29,7 @@ def cli(cwd, *args, mpi_ranks=0, env=None, timeout=180):
     try:
         out, err = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        kill_all(process)
+        kill_session(process)
         raise
     return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
@@ -92,9 +94,10 @@ def test_innocents_handed_out_when_the_run_is_killed_are_not_suspected(tmp_path,
     out = tmp_path / "out"
     running = ["walk__x0", "walk__x1"]
     try:
-        wait_for(lambda: all(rows(out, name) == 1 for name in running), "two repetitions to hold at iteration 1")
+        wait_for(lambda: all(rows(out, name) == 1 for name in running), "two repetitions to hold at iteration 1",
+                 seconds=90)
     finally:
-        kill_all(process)
+        kill_session(process)
     from cluster_work.attempts import parse
 
     began = set()

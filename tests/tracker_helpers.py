@@ -3,6 +3,7 @@ on 127.0.0.1 (SQLite backend) and MLflow's client, TensorBoard's event file load
 and W&B's offline run files (its LevelDB-style log of `wandb_internal_pb2.Record`s)."""
 from __future__ import annotations
 
+import functools
 import glob
 import json
 import math
@@ -13,9 +14,10 @@ import struct
 import subprocess
 import sys
 import threading
-import time
 from collections import defaultdict
 from pathlib import Path
+
+import polls
 
 from cluster_work.store import ExperimentStore, find_experiment_folders
 
@@ -28,16 +30,8 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def wait_for(condition, what: str, timeout: float = 180.0, every: float = 0.2):
-    """Poll `condition()` until it returns something true; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(every)
+# polls.wait_for as the tracker tests poll: each look asks a server (or reads its files) several times
+wait_for = functools.partial(polls.wait_for, seconds=180.0, every=0.2)
 
 
 class MlflowServer:
@@ -71,7 +65,7 @@ class MlflowServer:
         """Until it answers, and has answered each kind of request the exporter makes once (a fresh server
         takes many seconds for its first requests, loading their code)."""
         wait_for(lambda: self.up() or (self.process.poll() is not None and _raise(self)), "the MLflow server",
-                 timeout=240)
+                 seconds=240)
         from mlflow import MlflowClient
         from mlflow.entities import Metric
 
