@@ -321,8 +321,8 @@ def list_grid(folder: Path, sizes: tuple[int, ...]) -> tuple[subprocess.Complete
 @pytest.mark.processes
 @pytest.mark.slow
 def test_listing_a_huge_grid_is_a_quick_summary_in_the_memory_of_a_small_one(tmp_path):
-    """10^5 points (a tenth of a second to list 10^4 of them, so 10^6 cost 20 s) listed in no more memory than
-    100 points: nothing kept per point, so any size lists in bounded memory (and under the 2 GB limit)."""
+    """10^5 points (about 2 s to list; 10^6 take 20 s) listed in no more memory than 100 points: nothing is
+    kept per point, so a sweep of any size lists in bounded memory (and under the 2 GB limit)."""
     result, peak = list_grid(tmp_path / "huge", (10, 100, 100))
     assert result.returncode == 0, result.stderr[-2000:]
     assert len(result.stdout.splitlines()) < 100 and "100000" in result.stdout, result.stdout[-3000:]
