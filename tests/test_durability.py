@@ -159,7 +159,9 @@ def test_a_stop_signal_finishes_the_iterations_in_flight_and_the_same_command_re
 def test_second_ctrl_c_stops_at_once_and_keeps_saved_rows(tmp_path, workers):
     (tmp_path / "config.yml").write_text(CONFIG.replace("sleep: 0.02", "sleep: 30.0"))
     process = start(tmp_path, "-n", workers)
-    wait_until_running(tmp_path / "out")
+    # an iteration of 30 s in flight (count_calls: its first byte is written as it begins): without it the
+    # first Ctrl-C may land before any iteration began, and the run ends before the second one comes
+    wait_for(lambda: any(path.stat().st_size for path in (tmp_path / "out").rglob("calls")), "an iteration to begin")
     os.killpg(process.pid, signal.SIGINT)
     wait_for(lambda: stops_noted(tmp_path / "out") >= 1, "the first Ctrl-C to be handled")  # else the two may merge
     began = time.monotonic()
