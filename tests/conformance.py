@@ -4,11 +4,11 @@ tests/test_backends.py in-process against every backend, and by the ranks of a r
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
 from backend_clients import Counting
+from polls import wait_for
 
 from cluster_work.compact_catalog import catalog
 from cluster_work.compact_store import is_compact
@@ -47,14 +47,6 @@ def collect(executor, count: int) -> dict[int, object]:
         outcomes[outcome.index] = outcome
     assert executor.in_flight() == 0
     return outcomes
-
-
-def wait_for(condition, what: str, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
 
 
 def check_one_outcome_per_item_and_segments_up_to_a_target(executor, folder: Path) -> None:

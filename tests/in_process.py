@@ -17,6 +17,7 @@ import logging
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import experiments
 
@@ -27,11 +28,14 @@ from cluster_work.logs import QUIET_LIBRARIES
 SCRIPT = str(Path(experiments.__file__).resolve())
 
 
-def run_main(experiment: str, args: list[str], cwd: Path, monkeypatch) -> subprocess.CompletedProcess:
-    """Run `experiments.py experiment *args` in `cwd`, in this process; the exit status, stdout and stderr."""
+def run_main(experiment: str, args: list[str], cwd: Path, monkeypatch,
+             module: ModuleType = experiments) -> subprocess.CompletedProcess:
+    """Run `experiments.py experiment *args` (or the script `module`'s) in `cwd`, in this process; the exit
+    status, stdout and stderr."""
+    script = str(Path(module.__file__ or SCRIPT).resolve())
     monkeypatch.chdir(cwd)
-    monkeypatch.setattr(sys, "argv", [SCRIPT, *args])  # as experiments.py leaves it, having taken the name
-    monkeypatch.setattr(sys, "orig_argv", [sys.executable, SCRIPT, experiment, *args])
+    monkeypatch.setattr(sys, "argv", [script, *args])  # as the script leaves it, having taken the name
+    monkeypatch.setattr(sys, "orig_argv", [sys.executable, script, experiment, *args])
     loggers = [logging.getLogger(), logging.getLogger("cluster_work"), *map(logging.getLogger, QUIET_LIBRARIES)]
     levels = [logger.level for logger in loggers]
     handlers = list(logging.getLogger().handlers)
@@ -39,7 +43,7 @@ def run_main(experiment: str, args: list[str], cwd: Path, monkeypatch) -> subpro
     try:
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
             try:
-                status = main(getattr(experiments, experiment), args)
+                status = main(getattr(module, experiment), args)
             except SystemExit as exit:  # argparse: --help, --version and its usage errors
                 status = exit.code if isinstance(exit.code, int) else (0 if exit.code is None else 1)
                 if isinstance(exit.code, str):
@@ -50,5 +54,5 @@ def run_main(experiment: str, args: list[str], cwd: Path, monkeypatch) -> subpro
             logger.setLevel(level)
         for run_id in {run_id for _, run_id in journal._files}:  # left open only by a run that raised
             journal.release(run_id)
-    return subprocess.CompletedProcess([sys.executable, SCRIPT, experiment, *args], status, stdout.getvalue(),
+    return subprocess.CompletedProcess([sys.executable, script, experiment, *args], status, stdout.getvalue(),
                                        stderr.getvalue())

@@ -8,18 +8,16 @@ from pathlib import Path
 from conftest import ROOT
 
 
-def run_cells(folder: Path, cells: list[str], timeout: float = 180) -> list[str]:
-    """Execute `cells` in a fresh python3 kernel whose working folder is `folder` (cluster_work and tests/
-    importable); return each cell's printed text. A cell that raises fails the call (CellExecutionError)."""
-    import nbformat
+def execute(notebook, folder: Path, timeout: float = 180):
+    """Execute `notebook` (nbformat's) in a fresh python3 kernel whose working folder is `folder`, with
+    cluster_work and tests/ importable; return it, executed. A cell that raises fails the call
+    (CellExecutionError)."""
     from nbclient import NotebookClient
 
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell) for cell in cells])
-    path = os.pathsep.join([str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])
     client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(folder)}})
     previous = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = path  # the kernel inherits it
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests"), previous or ""])  # the kernel's
     try:
         client.execute()
     finally:
@@ -27,20 +25,19 @@ def run_cells(folder: Path, cells: list[str], timeout: float = 180) -> list[str]
             os.environ.pop("PYTHONPATH", None)
         else:
             os.environ["PYTHONPATH"] = previous
-    return ["".join(output.get("text", "") + output.get("data", {}).get("text/plain", "") for output in cell.outputs)
-            for cell in notebook.cells]
+    return notebook
 
 
 def run_notebook(folder: Path, cells: list[str]):
-    """Execute `cells` in a fresh python3 kernel whose working folder is `folder`; the executed notebook."""
+    """Execute `cells` as a new notebook (see `execute`); the executed notebook."""
     import nbformat
-    from nbclient import NotebookClient
 
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell) for cell in cells])
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])
-    client = NotebookClient(notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(folder)}})
-    client.execute()
-    return notebook
+    return execute(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell) for cell in cells]), folder)
+
+
+def run_cells(folder: Path, cells: list[str]) -> list[str]:
+    """Execute `cells` as a new notebook (see `execute`); each cell's printed text."""
+    return [text_of(cell) for cell in run_notebook(folder, cells).cells]
 
 
 def text_of(cell) -> str:

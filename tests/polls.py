@@ -6,17 +6,22 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from cluster_work.paths import SweepPaths
 
+T = TypeVar("T")
 
-def wait_for(condition: Callable[[], object], what: str, seconds: float = 60, every: float = 0.02) -> None:
-    """Return once `condition()` is true; fail naming `what` after `seconds`."""
+
+def wait_for(condition: Callable[[], T], what: str, seconds: float = 60, every: float = 0.02) -> T:
+    """Look every `every` seconds until `condition()` returns something true, and return that; fail naming
+    `what` after `seconds`."""
     deadline = time.monotonic() + seconds
-    while not condition():
+    while not (value := condition()):
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {seconds} s waiting for {what}")
+            raise AssertionError(f"timed out after {seconds:g} s waiting for {what}")
         time.sleep(every)
+    return value
 
 
 def saved_rows(out: Path) -> int:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 from crash_clients import Crashing
@@ -38,14 +37,6 @@ def calls(expanded, rep: int) -> int:
     """How often `iterate` was called for repetition `rep`."""
     path = rep_folder(expanded, rep) / "calls"
     return len(path.read_bytes()) if path.exists() else 0
-
-
-def wait_for(condition, what: str, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
 
 
 def collect(executor, count: int) -> dict[int, object]:

@@ -1,15 +1,12 @@
-"""What the quarantine tests share: journals written by hand, a run started, watched and killed as a whole."""
+"""What the quarantine tests share: journals written by hand, and a run started (kills.kill_session ends it)."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from conftest import MPI_ENV, descendants, mpi_command, script_env
+from conftest import MPI_ENV, mpi_command, script_env
 
 CLIENTS = str(Path(__file__).resolve().parent / "quarantine_clients.py")
 
@@ -46,35 +43,6 @@ def start_run(cwd: Path, *args: str, mpi_ranks: int = 0, env: dict | None = None
                else [sys.executable, CLIENTS, "Crashing", "config.yml", *args])
     return subprocess.Popen(command, cwd=cwd, env={**script_env(), **MPI_ENV, **(env or {})},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-
-
-def kill_all(process: subprocess.Popen) -> None:
-    """kill -9 of the run and every process below it at once (a node failure), and wait until all are gone."""
-    pids = [process.pid, *descendants(process.pid)]
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    process.communicate(timeout=30)
-    deadline = time.monotonic() + 30
-    while any(os.path.exists(f"/proc/{pid}") and _alive(pid) for pid in pids):
-        assert time.monotonic() < deadline, "processes outlived kill -9"
-        time.sleep(0.01)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
-def wait_for(condition, what: str, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def rows(sweep: Path, name: str, rep: int = 0) -> int:

@@ -23,7 +23,7 @@ SlurmctldHost={host}
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/none
-AuthInfo=cred_expire=10
+AuthInfo=cred_expire=5
 CredType=cred/none
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
@@ -34,6 +34,7 @@ JobAcctGatherType=jobacct_gather/none
 MpiDefault=none
 ReturnToService=2
 SchedulerType=sched/backfill
+SchedulerParameters=bf_interval=1,sched_interval=1
 StateSaveLocation={root}/state
 SlurmdSpoolDir={root}/spool
 SlurmctldPidFile={root}/slurmctld.pid
@@ -87,7 +88,7 @@ class SlurmCluster:
             state = subprocess.run(["sinfo", "-h", "-o", "%T"], env=self.env, capture_output=True, text=True)
             if state.stdout.strip() in ("idle", "mixed"):
                 return
-            time.sleep(0.5)
+            time.sleep(0.2)
         raise RuntimeError(f"slurm did not come up: {state.stdout} {state.stderr}\n"
                            + (self.root / "slurmctld.log").read_text()[-2000:])
 
@@ -106,7 +107,7 @@ class SlurmCluster:
             queue = subprocess.run(["squeue", "-h", "-j", job], env=self.env, capture_output=True, text=True)
             if not queue.stdout.strip():
                 return
-            time.sleep(0.5)
+            time.sleep(0.2)
         raise TimeoutError(f"job {job} still queued: {queue.stdout}")
 
     def pmix_unavailable(self) -> str | None:

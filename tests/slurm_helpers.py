@@ -19,8 +19,23 @@ grid: {step: [1.0, 2.0]}
 """
 
 
-def cli(*args, cwd, env=None, check_rc=0):
-    result = subprocess.run([sys.executable, EXPERIMENT, *args], cwd=cwd, capture_output=True, text=True,
-                            env={**script_env(), **(env or {})}, timeout=120)
-    assert result.returncode == check_rc, result.stdout + result.stderr
-    return result
+def run_script(*args, cwd, env=None, check_rc=0) -> subprocess.CompletedProcess:
+    """`python tests/deterministic_exp.py ARGS` in `cwd`, as a user runs it; its exit status must be `check_rc`."""
+    return finish(start_script(*args, cwd=cwd, env=env), check_rc)
+
+
+def start_script(*args, cwd, env=None) -> subprocess.Popen:
+    """The experiment's command line started, not waited for (a reference run beside a Slurm job): `finish` it."""
+    return subprocess.Popen([sys.executable, EXPERIMENT, *args], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**script_env(), **(env or {})})
+
+
+def finish(process: subprocess.Popen, check_rc=0) -> subprocess.CompletedProcess:
+    try:
+        stdout, stderr = process.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise
+    assert process.returncode == check_rc, stdout + stderr
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)

@@ -151,10 +151,10 @@ def test_a_repetition_another_process_holds_is_busy_and_running_until_it_dies(tm
 @pytest.mark.slow
 def test_kill_9_at_random_instants_loses_nothing_and_a_resume_equals_a_clean_run(tmp_path):
     clean = sweep(tmp_path / "clean", iterations=16, sleep=0.05)
-    run_cli("Deterministic", "config.yml", "-n", "2", cwd=clean, check_rc=0)
-    expected = rows_by_repetition(clean / "out")
+    uninterrupted = subprocess.Popen([sys.executable, SCRIPT, "Deterministic", "config.yml", "-n", "2"], cwd=clean,
+                                     env=script_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # meanwhile
     crashed = sweep(tmp_path / "crashed", iterations=16, sleep=0.05)
-    instants, kills = random.Random(25), 0
+    instants, kills, after_kills = random.Random(25), 0, []
     for _ in range(3):
         store = crashed / "out" / "walk" / COMPACT_FOLDER
         saved = len(load_results(crashed / "out")) if store.exists() else 0
@@ -169,10 +169,15 @@ def test_kill_9_at_random_instants_loses_nothing_and_a_resume_equals_a_clean_run
             break
         kill_9(process, descendants(process.pid))
         kills += 1
-        for key, rows in rows_by_repetition(crashed / "out").items():  # nothing wrong was ever saved
-            assert rows == expected[key][:len(rows)], key
+        after_kills.append(rows_by_repetition(crashed / "out"))
         assert "running" not in states(crashed).values()  # the kernel dropped the locks with their holders
     assert kills == 3
+    _, stderr = uninterrupted.communicate(timeout=120)
+    assert uninterrupted.returncode == 0, stderr
+    expected = rows_by_repetition(clean / "out")
+    for saved in after_kills:
+        for key, rows in saved.items():  # nothing wrong was ever saved
+            assert rows == expected[key][:len(rows)], key
     run_cli("Deterministic", "config.yml", "-n", "2", cwd=crashed, check_rc=0)
     pd.testing.assert_frame_equal(comparable(clean / "out"), comparable(crashed / "out"))
     rows = 2 * 3 * 16

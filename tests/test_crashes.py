@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, run_cli
 from crash_clients import Crashing, RaisesOSError
-from pool_helpers import SETTINGS, experiment, rep_folder, run_all, saved_rows, status, wait_for
+from kills import dead
+from polls import wait_for
+from pool_helpers import SETTINGS, experiment, rep_folder, run_all, saved_rows, status
 
 from cluster_work.backends import LocalProcessExecutor
 from cluster_work.deaths import describe_death
@@ -76,8 +78,7 @@ def test_a_worker_killed_while_idle_costs_nothing(tmp_path):
         first = run_all(executor, [Segment(0, exp, 0, config=ConfigWrite.IF_MISSING)])
         pid = int((rep_folder(exp, 0) / "pid").read_text())
         os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: not os.path.exists(f"/proc/{pid}") or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2],
-                 "the idle worker's death")
+        wait_for(lambda: dead(pid), "the idle worker's death")  # (reaped at any instant: no race with /proc)
         outcomes = run_all(executor, [Segment(rep, exp, rep) for rep in range(1, 6)])  # one is sent to the dead one
     assert first[0].kind == OutcomeKind.FINISHED
     assert {o.kind for o in outcomes.values()} == {OutcomeKind.FINISHED} and len(outcomes) == 5

@@ -88,13 +88,12 @@ def test_kill_9_at_random_instants_loses_nothing_and_redoes_little(tmp_path_fact
     long = CONFIG.replace("iterations: 12", "iterations: 24").replace("sleep: 0.02", "sleep: 0.05")
     clean = tmp_path_factory.mktemp("clean")
     (clean / "config.yml").write_text(long)
-    run_cli("Deterministic", "config.yml", "-n", workers, cwd=clean, check_rc=0)
-    expected = saved_repetitions(clean / "out")
+    uninterrupted = start(clean, "-n", workers)  # meanwhile: the run the killed ones must add up to
 
     crashed = tmp_path_factory.mktemp("crashed")
     (crashed / "config.yml").write_text(long)
     instants = random.Random(1234 + int(workers))
-    kills = 0
+    kills, after_kills = 0, []
     for _ in range(5):
         # each kill lands at a random instant after the run saved a row, so that it always costs progress
         # (3.6 s of work with 2 workers) but never finishes the sweep before the kills are done
@@ -109,10 +108,15 @@ def test_kill_9_at_random_instants_loses_nothing_and_redoes_little(tmp_path_fact
         kill_session(process)
         kills += 1
         assert_every_file_readable(crashed / "out")
-        for folder, rows in saved_repetitions(crashed / "out").items():  # nothing wrong was ever saved
-            assert rows == expected[folder][:len(rows)], folder
+        after_kills.append(saved_repetitions(crashed / "out"))
         assert locked(crashed / "out") == []  # the kernel dropped every lock with its dead holder
     assert kills == 5
+    _, stderr = uninterrupted.communicate(timeout=120)
+    assert uninterrupted.returncode == 0, stderr.decode()
+    expected = saved_repetitions(clean / "out")
+    for saved in after_kills:
+        for folder, rows in saved.items():  # nothing wrong was ever saved
+            assert rows == expected[folder][:len(rows)], folder
     assert running(crashed) == []  # no stale "running": -P reads the locks (see the test of -P below)
     run_cli("Deterministic", "config.yml", "-n", workers, cwd=crashed, check_rc=0)
 
@@ -155,7 +159,9 @@ def test_a_stop_signal_finishes_the_iterations_in_flight_and_the_same_command_re
 def test_second_ctrl_c_stops_at_once_and_keeps_saved_rows(tmp_path, workers):
     (tmp_path / "config.yml").write_text(CONFIG.replace("sleep: 0.02", "sleep: 30.0"))
     process = start(tmp_path, "-n", workers)
-    wait_until_running(tmp_path / "out")
+    # an iteration of 30 s in flight (count_calls: its first byte is written as it begins): without it the
+    # first Ctrl-C may land before any iteration began, and the run ends before the second one comes
+    wait_for(lambda: any(path.stat().st_size for path in (tmp_path / "out").rglob("calls")), "an iteration to begin")
     os.killpg(process.pid, signal.SIGINT)
     wait_for(lambda: stops_noted(tmp_path / "out") >= 1, "the first Ctrl-C to be handled")  # else the two may merge
     began = time.monotonic()

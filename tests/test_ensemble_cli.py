@@ -6,14 +6,14 @@ The experiment is tests/experiments.py's BarrierWalk; the core (resampling, driv
 a chain with a known answer) is tested in test_ensemble_we.py."""
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 
 import pytest
-from conftest import SCRIPT, descendants, run_cli, run_mpi, script_env
+from conftest import SCRIPT, run_cli, run_mpi, script_env
 from experiments import BarrierWalk
+from kills import kill_session
 
 from cluster_work import ensemble_flux, load_results
 from cluster_work.backends.base import TaskContext
@@ -213,11 +213,8 @@ def test_a_kill_9_during_an_iteration_then_a_rerun_gives_the_uninterrupted_ensem
     chain = str(tmp_path / "killed" / "chain")
     try:
         _wait_for(lambda: getattr(last_record(chain), "iteration", -1) == 5, process)
-        for pid in [process.pid, *descendants(process.pid)]:
-            os.kill(pid, signal.SIGKILL)
     finally:
-        process.kill()
-        process.wait(timeout=30)
+        kill_session(process)  # the run and its workers, gone before the rerun looks at their files
     assert last_record(chain).iteration == 5
     result = run_cli("BarrierWalk", config, cwd=tmp_path, check_rc=0)
     assert "ensemble chain: 25 iterations (19 this run)" in result.stderr

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 from conftest import SCRIPT, run_cli, script_env
-from tracker_helpers import MlflowServer, free_port, mlflow_metrics, mlflow_runs, results, same_values, wait_for
+from tracker_helpers import Forwarder, MlflowServer, mlflow_metrics, mlflow_runs, results, same_values, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -48,19 +48,20 @@ def _all_exported(uri: str, name: str, sweep):
 
 
 def test_rows_go_live_and_exactly_once_after_the_run_is_killed(server, tmp_path, write_config):
-    cfg = _config(write_config, server.uri, "live", iterations=40, sleep=0.25)
-    run = subprocess.Popen([sys.executable, SCRIPT, "Deterministic", cfg, "-n", "2"], cwd=tmp_path,
-                           env=script_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                           start_new_session=True)
+    cfg = _config(write_config, server.uri, "live", iterations=40)
+    # Gated: each repetition the two workers start saves its first row, then waits at a gate that never opens
+    run = subprocess.Popen([sys.executable, SCRIPT, "Gated", cfg, "-n", "2"], cwd=tmp_path,
+                           env={**script_env(), "CW_TEST_GATE": str(tmp_path / "never")},
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     # live: while the run still runs, the server shows rows of it
     wait_for(lambda: any(columns.get("value") for columns in mlflow_metrics(server.uri, "live").values()),
-             "a first row in MLflow", timeout=180)
+             "a first row in MLflow", seconds=180)
     assert run.poll() is None, "the run ended before its first row reached MLflow"
     os.killpg(run.pid, signal.SIGKILL)  # the run and its workers; the exporter lives in a session of its own
     run.wait()
     saved = results(tmp_path / "out")
     assert any(len(columns["value"]) < 40 for columns in saved.values())  # killed in the middle
-    rerun = run_cli("Deterministic", cfg, "-n", "2", cwd=tmp_path, timeout=300)
+    rerun = run_cli("Gated", cfg, "-n", "2", cwd=tmp_path, timeout=300)  # no gate: Deterministic's walk
     assert rerun.returncode == 0, rerun.stderr
     held = wait_for(lambda: _all_exported(server.uri, "live", tmp_path / "out"), "every row in MLflow, once")
     assert len(held) == 4 and all(len(columns["value"]) == 40 for columns in held.values())
@@ -94,22 +95,24 @@ def test_a_restarted_repetition_replaces_its_steps(server, tmp_path, write_confi
                       for run in mlflow_runs(server.uri, "restart") if run.data.tags["cluster_work.key"] != key}
 
 
-def test_a_tracker_that_is_down_costs_the_sweep_nothing_and_is_caught_up(tmp_path, write_config):
-    down = MlflowServer(tmp_path / "late", port=free_port())  # not started: nothing listens there yet
+def test_a_tracker_that_is_down_costs_the_sweep_nothing_and_is_caught_up(server, tmp_path, write_config):
+    down = Forwarder(server.port)  # not started: nothing listens there yet; then the server, through it
     cfg = _config(write_config, down.uri, "down", iterations=15, sleep=0.01)
     run = run_cli("Deterministic", cfg, cwd=tmp_path, timeout=300)
     assert run.returncode == 0, run.stderr
     assert all(len(columns["value"]) == 15 for columns in results(tmp_path / "out").values())
     exporter = int(re.search(r"mlflow exporter makes its last pass in the background \(pid (\d+)", run.stderr)[1])
     os.kill(exporter, 0)  # the run did not wait for it: it still retries
+    log = tmp_path / "out" / ".cluster_work_export" / "mlflow.log"
+    wait_for(lambda: log.exists() and "the tracker cannot be reached" in log.read_text(),
+             "the exporter to find the tracker down")
     try:
-        down.start().wait()
-        wait_for(lambda: _all_exported(down.uri, "down", tmp_path / "out"), "the export to catch up", timeout=300)
+        down.start()
+        wait_for(lambda: _all_exported(down.uri, "down", tmp_path / "out"), "the export to catch up", seconds=300)
         wait_for(lambda: not os.path.exists(f"/proc/{exporter}") or "Z" in _state(exporter), "the exporter's exit")
     finally:
         down.stop()
-    log = (tmp_path / "out" / ".cluster_work_export" / "mlflow.log").read_text()
-    assert "the tracker cannot be reached" in log and "the tracker answers again" in log
+    assert "the tracker answers again" in log.read_text()
 
 
 def _state(pid: int) -> str:

@@ -13,6 +13,7 @@ import resource
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -295,16 +296,40 @@ def test_delete_with_one_repetition_is_refused_or_deletes_only_that_repetition(t
 
 # --- huge sweeps -----------------------------------------------------------------------------------------
 
+def list_grid(folder: Path, sizes: tuple[int, ...]) -> tuple[subprocess.CompletedProcess, int]:
+    """`--list` of a sweep whose grid has axes of these sizes, in `folder`, as `run_limited` runs it: the
+    result, and the peak resident memory of the listing process in kB (its own, from wait4)."""
+    folder.mkdir()
+    grid = {f"p{axis}": list(range(size)) for axis, size in enumerate(sizes)}
+    (folder / "config.yml").write_text(yaml.safe_dump({"name": "huge", "repetitions": 1, "iterations": 1,
+                                                       "path": "out", "grid": grid}, default_flow_style=True))
+    with open(folder / "stdout", "w+") as out, open(folder / "stderr", "w+") as err:
+        process = subprocess.Popen([sys.executable, SCRIPT, "Deterministic", "config.yml", "--list"], cwd=folder,
+                                   env={**script_env(), "OPENBLAS_NUM_THREADS": "1"}, stdout=out, stderr=err,
+                                   preexec_fn=limited_memory)
+        timer = threading.Timer(60, process.kill)  # a listing that is not quick fails
+        timer.start()
+        try:
+            _, status, usage = os.wait4(process.pid, 0)
+        finally:
+            timer.cancel()
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0), err.seek(0)
+        return subprocess.CompletedProcess(process.args, process.returncode, out.read(), err.read()), usage.ru_maxrss
+
+
 @pytest.mark.processes
 @pytest.mark.slow
-def test_listing_a_million_point_grid_is_a_quick_summary_in_bounded_memory(tmp_path):
-    grid = {"a": list(range(10)), "b": list(range(10)), "c": list(range(100)), "d": list(range(100))}
-    (tmp_path / "config.yml").write_text(yaml.safe_dump({"name": "huge", "repetitions": 1, "iterations": 1,
-                                                         "path": "out", "grid": grid}, default_flow_style=True))
-    result = run_limited(tmp_path, "config.yml", "--list", timeout=60)
+def test_listing_a_huge_grid_is_a_quick_summary_in_the_memory_of_a_small_one(tmp_path):
+    """10^5 points (about 2 s to list; 10^6 take 20 s) listed in no more memory than 100 points: nothing is
+    kept per point, so a sweep of any size lists in bounded memory (and under the 2 GB limit)."""
+    result, peak = list_grid(tmp_path / "huge", (10, 100, 100))
     assert result.returncode == 0, result.stderr[-2000:]
-    assert len(result.stdout.splitlines()) < 100 and "1000000" in result.stdout, result.stdout[-3000:]
-    assert not (tmp_path / "out").exists()
+    assert len(result.stdout.splitlines()) < 100 and "100000" in result.stdout, result.stdout[-3000:]
+    assert not (tmp_path / "huge" / "out").exists()
+    small, small_peak = list_grid(tmp_path / "small", (10, 10))
+    assert small.returncode == 0 and "100 experiments" in small.stdout, small.stdout + small.stderr
+    assert peak - small_peak < 16 << 10, (peak, small_peak)  # kB: 10^5 points kept would take 100 MB and more
 
 
 def test_list_summarises_beyond_a_screenful_and_json_lists_every_job(tmp_path, cli):

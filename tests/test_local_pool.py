@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 from crash_clients import BigOutcome, Crashing
-from pool_helpers import SETTINGS, calls, collect, experiment, rep_folder, wait_for
+from polls import wait_for
+from pool_helpers import SETTINGS, calls, collect, experiment, rep_folder
 
 from cluster_work.backends import LocalProcessExecutor
 from cluster_work.runner import ExperimentTask

@@ -353,7 +353,7 @@ def _alive(pid):
 def test_sigusr1_to_mpiexec_stops_the_sweep_cleanly(tmp_path):
     """What a Slurm batch script does before the time limit: USR1 to mpiexec, which forwards it to the
     ranks; the iterations in flight finish, the run exits 130 with every file whole, and resumes."""
-    params = "path: out\nparams: {sleep: 0.5, count_calls: true}"
+    params = "path: out\nparams: {sleep: 0.2, count_calls: true}"
     (tmp_path / "config.yml").write_text(CONFIG.replace("path: out", params))
     process = subprocess.Popen(mpi_command(4, "Deterministic", "config.yml"), cwd=tmp_path,
                                env={**script_env(), **MPI_ENV}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -2,11 +2,11 @@
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 import yaml
-from conftest import ROOT, script_env
+from conftest import script_env
+from slurm_helpers import EXPERIMENT, run_script
 
 from cluster_work import load_results
 from cluster_work.config import merge_and_validate, parse_documents
@@ -132,7 +132,6 @@ def test_is_override(word, expected):
 
 # --- the command line ---------------------------------------------------------------------------------
 
-EXPERIMENT = str(ROOT / "tests" / "deterministic_exp.py")
 CLI_CONFIG = """\
 name: DEFAULT
 repetitions: 2
@@ -146,13 +145,6 @@ name: walk
 """
 
 
-def cli(*args, cwd, check_rc=0, env=None):
-    result = subprocess.run([sys.executable, EXPERIMENT, *args], cwd=cwd, capture_output=True, text=True,
-                            env={**script_env(), **(env or {})}, timeout=120)
-    assert result.returncode == check_rc, result.stdout + result.stderr
-    return result
-
-
 def files_below(folder):
     return sorted(os.path.relpath(os.path.join(root, name), folder) for root, _, names in os.walk(folder)
                   for name in names)
@@ -161,20 +153,22 @@ def files_below(folder):
 @pytest.mark.processes
 def test_the_effective_config_is_stored_listed_and_a_rerun_without_it_is_a_change(tmp_path):
     (tmp_path / "config.yml").write_text(CLI_CONFIG)
-    listed = cli("config.yml", "-e", "fit", "grid.fail_at=[-3]", "params.step=2.5", "--list", "--json", cwd=tmp_path)
+    listed = run_script("config.yml", "-e", "fit", "grid.fail_at=[-3]", "params.step=2.5", "--list", "--json",
+                        cwd=tmp_path)
     assert [json.loads(line)["experiment"] for line in listed.stdout.splitlines()] == ["fit__fa-3", "fit__fa-3"]
-    cli("config.yml", "-e", "fit", "grid.fail_at=[-3]", "params.step=2.5", "iterations=2", cwd=tmp_path)
+    run_script("config.yml", "-e", "fit", "grid.fail_at=[-3]", "params.step=2.5", "iterations=2", cwd=tmp_path)
     stored = yaml.safe_load((tmp_path / "out" / "fit" / "fa-3" / "config.yml").read_text())
     assert stored["params"]["step"] == 2.5 and stored["params"]["fail_at"] == -3 and stored["iterations"] == 2
     frame = load_results(tmp_path / "out")
     assert set(frame["params.step"]) == {2.5} and len(frame) == 4 and not (tmp_path / "out" / "walk").exists()
     before = files_below(tmp_path / "out")
-    refused = cli("config.yml", "-e", "fit", "grid.fail_at=[-3]", "iterations=2", cwd=tmp_path, check_rc=2)
+    refused = run_script("config.yml", "-e", "fit", "grid.fail_at=[-3]", "iterations=2", cwd=tmp_path, check_rc=2)
     assert refused.stderr.count("\n") == 1 and "(fit__fa-3: step)" in refused.stderr
     assert "the last run changed the config on the command line: grid.fail_at=[-3] params.step=2.5 iterations=2" \
         in refused.stderr
     assert files_below(tmp_path / "out") == before
-    resumed = cli("config.yml", "-e", "fit", "grid.fail_at=[-3]", "params.step=2.5", "iterations=3", cwd=tmp_path)
+    resumed = run_script("config.yml", "-e", "fit", "grid.fail_at=[-3]", "params.step=2.5", "iterations=3",
+                         cwd=tmp_path)
     assert "2 finished" in resumed.stderr and len(load_results(tmp_path / "out")) == 6
     last = json.loads((tmp_path / "out" / "runs.jsonl").read_text().splitlines()[-1 - 1])  # started, ended
     assert last["command"][2:] == ["config.yml", "-e", "fit", "grid.fail_at=[-3]", "params.step=2.5", "iterations=3"]
@@ -183,7 +177,7 @@ def test_the_effective_config_is_stored_listed_and_a_rerun_without_it_is_a_chang
 @pytest.mark.processes
 def test_an_unknown_key_is_exit_2_and_nothing_written(tmp_path):
     (tmp_path / "config.yml").write_text(CLI_CONFIG)
-    result = cli("config.yml", "params.stpe=2", cwd=tmp_path, check_rc=2)
+    result = run_script("config.yml", "params.stpe=2", cwd=tmp_path, check_rc=2)
     assert result.stderr == ("error: config.yml: experiment 'fit': 'params.stpe': override params.stpe=2: no such key; "
                              "did you mean 'params.step'? (to add a key: +params.stpe=...)\n")
     assert os.listdir(tmp_path) == ["config.yml"]
@@ -193,9 +187,9 @@ def test_an_unknown_key_is_exit_2_and_nothing_written(tmp_path):
 def test_the_batch_script_and_the_launch_line_carry_the_overrides(tmp_path):
     (tmp_path / "config.yml").write_text(CLI_CONFIG)
     overrides = ["-e", "walk", "params.step=4", "+params.note=a b", "iterations=2"]
-    launch = cli("config.yml", *overrides, "--list", "-v", cwd=tmp_path).stdout
+    launch = run_script("config.yml", *overrides, "--list", "-v", cwd=tmp_path).stdout
     assert f"{EXPERIMENT} config.yml params.step=4 '+params.note=a b' iterations=2 -e walk" in launch
-    cli("config.yml", *overrides, "--slurm", "--array", cwd=tmp_path)
+    run_script("config.yml", *overrides, "--slurm", "--array", cwd=tmp_path)
     script = tmp_path / "out" / "cluster_work_array.sbatch"
     assert "config.yml params.step=4 '+params.note=a b' iterations=2 -e walk -j $SLURM_ARRAY_TASK_ID" \
         in script.read_text()

@@ -1,12 +1,11 @@
 """PlotWork in a real notebook (nbclient + ipykernel) and from plain Python."""
 import json
-import os
 import statistics
 from pathlib import Path
 
 import pytest
 from conftest import ROOT, requires, run_cli
-from notebook_helpers import pngs_of, run_notebook, text_of
+from notebook_helpers import execute, pngs_of, run_notebook, text_of
 
 from cluster_work import load_results, summary
 
@@ -177,7 +176,6 @@ def test_example_notebook_analyses_the_example_sweep(tmp_path):
 
     import nbformat
     from conftest import script_env
-    from nbclient import NotebookClient
     shutil.copytree(ROOT / "examples", tmp_path / "examples", ignore=shutil.ignore_patterns("results"))
     subprocess.run([sys.executable, "examples/grid_fit.py", "examples/grid_fit.yml", "-n", "2"], cwd=tmp_path,
                    env=script_env(), check=True, capture_output=True, timeout=300)
@@ -185,9 +183,7 @@ def test_example_notebook_analyses_the_example_sweep(tmp_path):
     code = [cell for cell in notebook.cells if cell.cell_type == "code"]
     probe = nbformat.v4.new_code_cell("print(*sorted(line.get_label() for line in _.axes[0].lines), sep='; ')")
     notebook.cells.insert(notebook.cells.index(code[4]) + 1, probe)  # what the figure code[4] returned shows
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
-    NotebookClient(notebook, timeout=120, kernel_name="python3",
-                   resources={"metadata": {"path": str(tmp_path / "examples")}}).execute()
+    execute(notebook, tmp_path / "examples")
     assert "loaded 1440 rows of 12 experiments" in text_of(code[0])
     assert_shows(text_of(code[2]), expected_summary(tmp_path / "examples" / "results" / "grid_fit", "loss_test", "min"))
     assert len(pngs_of(code[3])) == 1  # param_sweep: one figure

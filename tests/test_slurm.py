@@ -5,7 +5,7 @@ import sys
 
 import pytest
 from conftest import MPI_ENV, comparable, script_env
-from slurm_helpers import CONFIG, cli
+from slurm_helpers import CONFIG, finish, run_script, start_script
 
 from cluster_work import load_results
 from cluster_work.errors import ConfigError
@@ -66,18 +66,21 @@ def test_user_template_replaces_the_built_in_one(tmp_path):
 
 @pytest.mark.processes
 def test_dry_run_prints_and_writes_nothing(sweep):
-    result = cli("config.yml", "--slurm", "--dry-run", "--nodes", "2", cwd=sweep)
+    result = run_script("config.yml", "--slurm", "--dry-run", "--nodes", "2", cwd=sweep)
     assert "#SBATCH --job-name=sweep" in result.stdout and "#SBATCH --time=00:30:00" in result.stdout
     assert "echo set up" in result.stdout and "#SBATCH --nodes=2" in result.stdout
     assert not (sweep / "out").exists()
-    result = cli("config.yml", "--slurm", "-d", cwd=sweep, check_rc=2)
+    result = run_script("config.yml", "--slurm", "-d", cwd=sweep, check_rc=2)
     assert "does not take -d/--delete" in result.stderr
 
 
 @pytest.mark.processes
 def test_generated_mpi_script_runs_with_the_variables_slurm_sets(sweep, tmp_path_factory):
     import pandas as pd
-    cli("config.yml", "--slurm", cwd=sweep)
+    run_script("config.yml", "--slurm", cwd=sweep)
+    clean = tmp_path_factory.mktemp("clean")
+    (clean / "config.yml").write_text(CONFIG)
+    reference = start_script("config.yml", cwd=clean)  # the sequential run to compare with, meanwhile
     script = sweep / "out" / "cluster_work_mpi.sbatch"
     env = {**MPI_ENV, "SLURM_JOB_ID": "4242", "SLURM_JOB_NODELIST": "localhost", "SLURM_TASKS_PER_NODE": "4",
            "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]])}
@@ -86,22 +89,21 @@ def test_generated_mpi_script_runs_with_the_variables_slurm_sets(sweep, tmp_path
     assert result.returncode == 0, result.stdout + result.stderr
     assert (sweep / "out" / "hostfile.4242").read_text() == "localhost slots=4\n"
     assert "3 MPI workers (4 ranks)" in result.stderr
-    clean = tmp_path_factory.mktemp("clean")
-    (clean / "config.yml").write_text(CONFIG)
-    cli("config.yml", cwd=clean)
+    finish(reference)
     pd.testing.assert_frame_equal(comparable(clean / "out"), comparable(sweep / "out"))
 
 
 @pytest.mark.processes
 def test_generated_array_script_runs_one_job_per_task(sweep):
-    cli("config.yml", "-j", "1", cwd=sweep)  # one job done before: the array covers the other five
-    cli("config.yml", "--slurm", "--array", cwd=sweep)
+    run_script("config.yml", "-j", "1", cwd=sweep)  # one job done before: the array covers the other five
+    run_script("config.yml", "--slurm", "--array", cwd=sweep)
     script = sweep / "out" / "cluster_work_array.sbatch"
     assert "#SBATCH --array=0,2-5" in script.read_text()
-    for task in (0, 2, 3, 4, 5):
-        env = {"SLURM_ARRAY_JOB_ID": "7", "SLURM_ARRAY_TASK_ID": str(task)}
-        run = subprocess.run(["bash", str(script)], env={**script_env(), **env}, capture_output=True, text=True,
-                             timeout=120)
-        assert run.returncode == 0, run.stderr
+    tasks = [subprocess.Popen(["bash", str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**script_env(), "SLURM_ARRAY_JOB_ID": "7", "SLURM_ARRAY_TASK_ID": str(task)})
+             for task in (0, 2, 3, 4, 5)]  # all at once, as Slurm starts an array's tasks
+    for run in tasks:
+        _, stderr = run.communicate(timeout=120)
+        assert run.returncode == 0, stderr
     assert len(load_results(sweep / "out")) == 24
-    assert "nothing left to run" in cli("config.yml", "--slurm", "--array", cwd=sweep).stdout
+    assert "nothing left to run" in run_script("config.yml", "--slurm", "--array", cwd=sweep).stdout

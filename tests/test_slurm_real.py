@@ -8,7 +8,7 @@ import time
 import pytest
 from conftest import MPI_ENV, ROOT, comparable, script_env
 from slurm_cluster import SlurmCluster, unavailable_reason
-from slurm_helpers import CONFIG, cli
+from slurm_helpers import CONFIG, finish, run_script, start_script
 
 from cluster_work import load_results
 
@@ -28,12 +28,13 @@ def slurm(tmp_path_factory):
 def clean(tmp_path_factory):
     folder = tmp_path_factory.mktemp("clean")
     (folder / "config.yml").write_text(CONFIG)
-    cli("config.yml", cwd=folder)
+    run_script("config.yml", cwd=folder)
     return comparable(folder / "out")
 
 
 def submit(slurm, folder, *args):
-    result = cli("config.yml", "--slurm", "--submit", *args, cwd=folder, env={**MPI_ENV, "SLURM_CONF": str(slurm.conf)})
+    result = run_script("config.yml", "--slurm", "--submit", *args, cwd=folder,
+                        env={**MPI_ENV, "SLURM_CONF": str(slurm.conf)})
     return result.stdout.split("submitted job ")[1].strip()
 
 
@@ -63,6 +64,7 @@ def test_warning_before_the_time_limit_stops_requeues_and_resumes(slurm, tmp_pat
     config = CONFIG.replace("path: out", "path: out\nparams: {sleep: 0.3, count_calls: true}")
     (tmp_path / "config.yml").write_text(config)
     job = submit(slurm, tmp_path, "--ntasks", "3", "--requeue")
+    reference, uninterrupted = start_reference(config, tmp_path_factory)  # meanwhile
     deadline = time.time() + 60
     while len(load_results(tmp_path / "out")) < 4 and time.time() < deadline:
         time.sleep(0.2)
@@ -74,10 +76,16 @@ def test_warning_before_the_time_limit_stops_requeues_and_resumes(slurm, tmp_pat
     assert "Restarts=1" in slurm.job_state(job) and "ExitCode=0:0" in slurm.job_state(job)
     calls = sum(p.stat().st_size for p in (tmp_path / "out").rglob("calls"))
     assert calls == 24  # stopped after whole iterations: nothing redone
-    reference = tmp_path_factory.mktemp("reference")
-    (reference / "config.yml").write_text(config)
-    cli("config.yml", cwd=reference)
-    pd.testing.assert_frame_equal(comparable(reference / "out"), comparable(tmp_path / "out"))
+    finish(reference)
+    pd.testing.assert_frame_equal(comparable(uninterrupted / "out"), comparable(tmp_path / "out"))
+
+
+def start_reference(config, tmp_path_factory):
+    """The sweep of `config` run sequentially in a folder of its own, started now (to overlap the Slurm job it
+    is compared with): the process, to `finish`, and the folder whose `out` then holds the results."""
+    folder = tmp_path_factory.mktemp("reference")
+    (folder / "config.yml").write_text(config)
+    return start_script("config.yml", cwd=folder), folder
 
 
 PROBE = str(ROOT / "tests" / "env_probe_exp.py")  # rows that say which Slurm task and GPUs their process had
@@ -135,6 +143,7 @@ def test_srun_launcher_stops_on_the_warning_requeues_and_resumes(slurm, pmix, tm
     config = CONFIG.replace("path: out", "path: out\nparams: {sleep: 0.3, count_calls: true}")
     (tmp_path / "config.yml").write_text(config)
     job = submit(slurm, tmp_path, "--ntasks", "3", "--requeue", "--launcher", "srun")
+    reference, uninterrupted = start_reference(config, tmp_path_factory)  # meanwhile
     deadline = time.time() + 60
     while len(load_results(tmp_path / "out")) < 4 and time.time() < deadline:
         time.sleep(0.2)
@@ -144,7 +153,5 @@ def test_srun_launcher_stops_on_the_warning_requeues_and_resumes(slurm, pmix, tm
     assert "Slurm asked to stop" in log and "task 0: Exited with exit code 130" in log  # srun passed the stop on
     assert "Restarts=1" in slurm.job_state(job) and "ExitCode=0:0" in slurm.job_state(job)
     assert sum(p.stat().st_size for p in (tmp_path / "out").rglob("calls")) == 24  # nothing redone
-    reference = tmp_path_factory.mktemp("reference")
-    (reference / "config.yml").write_text(config)
-    cli("config.yml", cwd=reference)
-    pd.testing.assert_frame_equal(comparable(reference / "out"), comparable(tmp_path / "out"))
+    finish(reference)
+    pd.testing.assert_frame_equal(comparable(uninterrupted / "out"), comparable(tmp_path / "out"))

@@ -3,6 +3,7 @@ on 127.0.0.1 (SQLite backend) and MLflow's client, TensorBoard's event file load
 and W&B's offline run files (its LevelDB-style log of `wandb_internal_pb2.Record`s)."""
 from __future__ import annotations
 
+import functools
 import glob
 import json
 import math
@@ -12,9 +13,11 @@ import socket
 import struct
 import subprocess
 import sys
-import time
+import threading
 from collections import defaultdict
 from pathlib import Path
+
+import polls
 
 from cluster_work.store import ExperimentStore, find_experiment_folders
 
@@ -27,16 +30,8 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def wait_for(condition, what: str, timeout: float = 180.0, every: float = 0.2):
-    """Poll `condition()` until it returns something true; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(every)
+# polls.wait_for as the tracker tests poll: each look asks a server (or reads its files) several times
+wait_for = functools.partial(polls.wait_for, seconds=180.0, every=0.2)
 
 
 class MlflowServer:
@@ -70,7 +65,7 @@ class MlflowServer:
         """Until it answers, and has answered each kind of request the exporter makes once (a fresh server
         takes many seconds for its first requests, loading their code)."""
         wait_for(lambda: self.up() or (self.process.poll() is not None and _raise(self)), "the MLflow server",
-                 timeout=240)
+                 seconds=240)
         from mlflow import MlflowClient
         from mlflow.entities import Metric
 
@@ -87,6 +82,50 @@ class MlflowServer:
         if self.process is not None and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+
+
+class Forwarder:
+    """A port on 127.0.0.1 that nothing listens on (a tracker that is down) until `start()`; from then on it
+    passes every connection through to a server's port, byte for byte (the tracker is back up)."""
+
+    def __init__(self, target_port: int):
+        self.port, self.target_port = free_port(), target_port
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self._listener: socket.socket | None = None
+
+    def start(self) -> Forwarder:
+        self._listener = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, args=(self._listener,), daemon=True).start()
+        return self
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:  # stopped
+                return
+            threading.Thread(target=self._connect, args=(client,), daemon=True).start()
+
+    def _connect(self, client: socket.socket) -> None:
+        with client, socket.create_connection(("127.0.0.1", self.target_port)) as upstream:
+            back = threading.Thread(target=_pump, args=(upstream, client), daemon=True)
+            back.start()
+            _pump(client, upstream)
+            back.join()
+
+    def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+
+
+def _pump(source: socket.socket, sink: socket.socket) -> None:
+    """Copy what `source` sends to `sink` until it closes its side, then close that side of `sink`."""
+    try:
+        while data := source.recv(1 << 16):
+            sink.sendall(data)
+        sink.shutdown(socket.SHUT_WR)
+    except OSError:  # the other side went away
+        pass
 
 
 def _raise(server: MlflowServer):
