@@ -4,6 +4,7 @@ tests/test_backends.py in-process against every backend, and by the ranks of a r
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
