@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import logging
 import os
@@ -193,15 +194,18 @@ def _execute(experiment_class: type[ClusterWork], plan: Plan, args: argparse.Nam
     run_id = run_started(paths, command, executor.figures.describe(), executor.figures.hosts(), executor.world_size())
     attempts_journal.hold(paths, run_id)  # the run is alive while this process is (see attempts)
     executor.watch_stalls(None, lambda silences: run_stalled(paths, run_id, silences))
-    try:
-        with display:
-            summary = run_segments(jobs, executor, on_outcome, campaigns, max_failures, run_id)
-    except KeyboardInterrupt:  # the second Ctrl-C
+    def stopped_at_once() -> int:  # the second Ctrl-C: what is saved stays, as after a kill
         run_ended(paths, run_id, EXIT_INTERRUPTED, {})
         attempts_journal.release(run_id)
         executor.terminate()
         print(f"stopped at once; saved rows are kept. To resume: {resume}", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+    try:
+        with display:
+            summary = run_segments(jobs, executor, on_outcome, campaigns, max_failures, run_id)
+    except KeyboardInterrupt:
+        return stopped_at_once()
     except Stalled as exc:  # recorded and durable first: the launcher dies with the run
         print(f"error: {exc}", file=sys.stderr)
         run_ended(paths, run_id, EXIT_STALLED, {})
@@ -209,12 +213,16 @@ def _execute(experiment_class: type[ClusterWork], plan: Plan, args: argparse.Nam
         committer.commit()
         executor.abandon(EXIT_STALLED)
     summary.quarantined = [] if args.retry_failed else plan.totals.quarantined
-    committer.commit()  # this process's writes durable before the run is recorded as ended
-    for root in plan.compact_roots():  # so that the next run plans from the index alone
-        compact_index.refresh(root)
+    try:  # a second Ctrl-C may still come while the run's end is made durable and recorded
+        committer.commit()  # this process's writes durable before the run is recorded as ended
+        for root in plan.compact_roots():  # so that the next run plans from the index alone
+            compact_index.refresh(root)
+    except KeyboardInterrupt:
+        return stopped_at_once()
     run_ended(paths, run_id, summary.exit_status(), {kind.value: count for kind, count in summary.counts.items()})
     attempts_journal.release(run_id)
-    print_summary(summary, plan, paths, resume)
+    with contextlib.suppress(KeyboardInterrupt):  # the run is recorded: only the summary's lines are lost
+        print_summary(summary, plan, paths, resume)
     return summary.exit_status()
 
 

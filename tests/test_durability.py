@@ -224,3 +224,23 @@ def test_two_concurrent_runs_of_one_sweep_write_each_repetition_once(tmp_path_fa
     assert calls == 2 * 3 * 12  # no iteration ran twice
     rerun = run_cli("Gated", "config.yml", cwd=shared, check_rc=0)
     assert "0 jobs" in rerun.stderr
+
+
+def test_a_second_ctrl_c_while_the_run_s_end_is_made_durable_stops_with_130(tmp_path, cli, monkeypatch):
+    """Every job ended, then a second Ctrl-C lands in the final commit (the handler raises KeyboardInterrupt
+    wherever the main thread is): the run stops at once with exit 130 and its end recorded, not a traceback."""
+    from cluster_work import cli as command_line
+
+    (tmp_path / "config.yml").write_text("name: w\nrepetitions: 2\niterations: 2\npath: out\nparams: {sleep: 0}\n")
+    calls = []
+
+    def interrupted_commit():
+        calls.append(1)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(command_line.committer, "commit", interrupted_commit)
+    result = cli("Deterministic", "config.yml", cwd=tmp_path, check_rc=130)
+    assert calls and "stopped at once" in result.stderr and "Traceback" not in result.stderr, result.stderr
+    [ended] = [json.loads(line) for line in (tmp_path / "out" / "runs.jsonl").read_text().splitlines()
+               if json.loads(line).get("event") == "ended"]
+    assert ended["exit_status"] == 130, ended
