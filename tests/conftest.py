@@ -1,4 +1,5 @@
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -41,8 +42,20 @@ def _refuse_processes(monkeypatch, nodeid: str) -> None:
 def pytest_configure(config):
     """Libraries' own one-time probes that start a process, done once here, before the guard below: finding
     libc for syncfs (`ldconfig -p`, at cluster_work's import) and the processor's name (`uname -p`, cached by
-    the platform module; a run's provenance record asks for it)."""
+    the platform module; a run's provenance record asks for it).
+
+    Under pytest-xdist each worker gets temporary folders of its own (`TMPDIR`, and PMIx's for its system
+    rendezvous), inherited by every process it starts: two workers' `mpiexec`s never share Open MPI's session
+    folders or PMIx's sockets (a short path: a Unix socket's path has at most 107 bytes)."""
     import platform
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        private = Path(f"/tmp/cw-{worker}-{os.getpid()}")
+        private.mkdir(exist_ok=True)
+        for name in ("TMPDIR", "PMIX_SYSTEM_TMPDIR", "PMIX_SERVER_TMPDIR"):
+            os.environ[name] = str(private)
+        config.add_cleanup(lambda: shutil.rmtree(private, ignore_errors=True))
 
     import cluster_work.durability  # noqa: F401
 
