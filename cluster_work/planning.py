@@ -290,6 +290,12 @@ def make_plan(expanded: Sequence[ExpandedExperiment], selection: Selection, poli
     chosen = select_experiments(expanded, selection.experiments, source)
     total = (sum(len(d) * d.document["repetitions"] for d in chosen.documents) if isinstance(chosen, Expansion)
              else sum(e.repetitions for e in chosen))
+    if selection.iteration is not None:
+        iterations = max((d.document["iterations"] for d in chosen.documents) if isinstance(chosen, Expansion)
+                         else (e.iterations for e in chosen), default=0)
+        if selection.iteration >= iterations:
+            raise ConfigError(f"-i/--iteration: {selection.iteration} is past the last iteration of the selected "
+                              f"experiments (they run iterations 0 to {iterations - 1})")
     plan = Plan(chosen, selection, policy, selection.job_indices(total), source)
     plan.count()
     if selection.repetition is not None and not plan.totals.jobs and plan.totals.skipped < plan.totals.experiments:
