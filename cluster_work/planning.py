@@ -293,7 +293,7 @@ def make_plan(expanded: Sequence[ExpandedExperiment], selection: Selection, poli
     if selection.iteration is not None:
         iterations = max((d.document["iterations"] for d in chosen.documents) if isinstance(chosen, Expansion)
                          else (e.iterations for e in chosen), default=0)
-        if selection.iteration >= iterations:
+        if selection.iteration > iterations:  # (-i N restarts after iteration N - 1: N = iterations restores the end)
             raise ConfigError(f"-i/--iteration: {selection.iteration} is past the last iteration of the selected "
                               f"experiments (they run iterations 0 to {iterations - 1})")
     plan = Plan(chosen, selection, policy, selection.job_indices(total), source)
