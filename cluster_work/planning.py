@@ -295,7 +295,7 @@ def make_plan(expanded: Sequence[ExpandedExperiment], selection: Selection, poli
                          else (e.iterations for e in chosen), default=0)
         if selection.iteration > iterations:  # (-i N restarts after iteration N - 1: N = iterations restores the end)
             raise ConfigError(f"-i/--iteration: {selection.iteration} is past the last iteration of the selected "
-                              f"experiments (they run iterations 0 to {iterations - 1})")
+                              f"experiments (they run {iterations}: -i takes 0 to {iterations})")
     plan = Plan(chosen, selection, policy, selection.job_indices(total), source)
     plan.count()
     if selection.repetition is not None and not plan.totals.jobs and plan.totals.skipped < plan.totals.experiments:

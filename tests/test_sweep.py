@@ -166,7 +166,7 @@ def test_restart_one_repetition_from_an_iteration_touches_nothing_else(cli, swee
 def test_restarting_past_the_last_iteration_is_refused_before_anything_is_written(cli, sweep):
     """-i beyond the experiments' iterations would run nothing (and say nothing): one line, exit 2."""
     result = cli("Deterministic", "config.yml", "-r", "1", "-i", "7", cwd=sweep, check_rc=2)
-    assert "-i/--iteration: 7 is past the last iteration" in result.stderr and "0 to 3" in result.stderr
+    assert "-i/--iteration: 7 is past the last iteration" in result.stderr and "-i takes 0 to 4" in result.stderr
     assert not (sweep / "out").exists()
 
 
