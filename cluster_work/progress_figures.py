@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .attempts import AttemptIndex, read_index
 from .bulk_runs import far_in, folder_runs, present_folders
-from .compact_index import SummaryStore
-from .compact_store import is_compact, store_of
+from .compact_index import RepetitionSummary, SummaryStore
+from .compact_store import is_compact, is_held, store_of
 from .expansion import ExpandedDocument, ExpandedExperiment, Expansion, expand_path
 from .kinds import CampaignKind, kinds_in
 from .paths import compact_root, experiment_folder
-from .repetition_state import read_repetition
-from .vocabulary import RepetitionState
+from .repetition_state import read_repetition, status_says_finished
+from .vocabulary import Record, RepetitionState
 
 
 @dataclass
@@ -97,7 +98,7 @@ def _figures(name: str, iterations: int, reps: list[RepetitionProgress]) -> Expe
     seconds, count = sum(t * n for t, n in timed), sum(n for _, n in timed)
     mean = seconds / count if count else None
     measured, unmeasured = 0.0, 0
-    for r in reps:
+    for r in reps:  # (a finished repetition adds 0 * its finite mean: 0.0, as `finished_times` counts on)
         stopped = r.state == RepetitionState.STOPPED.value  # a stopped repetition has no work left
         left = 0 if stopped else iterations - r.iterations_done
         each = r.mean_iteration_time or mean
@@ -138,30 +139,110 @@ class PendingRun:
         return (dataclasses.replace(self.figures, name=name) for name in names)
 
 
-Part = ExperimentProgress | PendingRun  # a group's figures: one experiment's, or a run of pending ones'
+@dataclass(frozen=True, eq=False)
+class FinishedRun:
+    """Experiments `start` to `stop - 1` of a compact store's document whose every repetition its index says is
+    finished (as `read_repetition` decides): their figures are `figures` (named after the first) but for their
+    names and measured iteration times, each one's `seconds` and `timed` as `_figures` sums them, so a group
+    sums them without making them; each one is read from the index (`parts`) only where shown one by one."""
+
+    document: ExpandedDocument
+    start: int
+    stop: int
+    store: SummaryStore
+    attempts: AttemptIndex
+    names: tuple[str, ...]
+    folders: tuple[str, ...]  # each one's folder below the document's, as the index holds it
+    seconds: tuple[Any, ...]
+    timed: tuple[int, ...]
+    figures: ExperimentProgress
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def parts(self) -> Iterator[ExperimentProgress]:
+        """Each experiment's figures, read as an experiment of the index that is not in a run is."""
+        document = self.document.document
+        return (_progress(name, document["repetitions"], document["iterations"], self.store.experiment(
+            name, experiment_folder(self.document.base_folder, at)), self.attempts)
+                for name, at in zip(self.names, self.folders))
+
+
+def finished_times(store: SummaryStore, name: str, reps: list[list[Any]], repetitions: int,
+                   iterations: int) -> tuple[Any, int] | None:
+    """(seconds, timed) of the experiment `name` whose repetitions the index holds as `reps`, as `_progress`
+    sums them, where each of its `repetitions` repetitions is FINISHED as `read_repetition` decides (no live
+    process holds it, not stopped; its status says finished, or all its rows are there) with a finite mean
+    iteration time or none; None otherwise (it is read as itself)."""
+    held = {rep: fields for rep, *fields in reps}
+    means = []
+    for rep in range(repetitions):
+        fields = held.get(rep)
+        if fields is None or (store.locked and is_held(store.root, name, rep)):
+            return None
+        found = RepetitionSummary(*fields)
+        status = found.status or {}
+        if status.get("state") == Record.STOPPED.value:
+            return None
+        mean = status.get("mean_iteration_time")
+        if not isinstance(mean, (int, float)):
+            if status_says_finished(status, iterations, None):
+                mean = None  # the status answered: the rows' mean is not asked
+            elif found.rows >= iterations:
+                mean = found.rows_mean
+            else:
+                return None
+        elif not status_says_finished(status, iterations, None) and found.rows < iterations:
+            return None
+        if mean is not None:
+            means.append(mean)
+    seconds = sum(mean * iterations for mean in means)
+    return (seconds, iterations * len(means)) if math.isfinite(seconds) else None
+
+
+Part = ExperimentProgress | PendingRun | FinishedRun  # one experiment's figures, or a run of alike ones'
+Bulk = (PendingRun, FinishedRun)
 
 
 def each_experiment(parts: Iterable[Part]) -> Iterator[ExperimentProgress]:
     """The figures of every experiment of `parts`, in order."""
     for part in parts:
-        yield from part.parts() if isinstance(part, PendingRun) else (part,)
+        yield from part.parts() if isinstance(part, Bulk) else (part,)
 
 
 def experiments_in(parts: Iterable[Part]) -> int:
-    return sum(len(part) if isinstance(part, PendingRun) else 1 for part in parts)
+    return sum(len(part) if isinstance(part, Bulk) else 1 for part in parts)
 
 
 def first_name(parts: Sequence[Part]) -> str:
-    return (parts[0].figures if isinstance(parts[0], PendingRun) else parts[0]).name
+    return _figures_of(parts[0]).name
 
 
-def _weighted(parts: Iterable[Part]) -> list[tuple[ExperimentProgress, int]]:
-    return [(part.figures, len(part)) if isinstance(part, PendingRun) else (part, 1) for part in parts]
+def _figures_of(part: Part) -> ExperimentProgress:
+    """An experiment's figures, or a run's shared ones."""
+    return part.figures if isinstance(part, Bulk) else part
 
 
-def _sum(weighted: list[tuple[ExperimentProgress, int]], figure: Callable[[ExperimentProgress], Any]) -> Any:
+def _seconds(figures: ExperimentProgress) -> Any:
+    return figures.iteration_seconds
+
+
+def _timed(figures: ExperimentProgress) -> int:
+    return figures.iterations_timed
+
+
+def _column(part: Part, figure: Callable[[ExperimentProgress], Any]) -> Iterable[Any]:
+    """`figure` of each experiment of `part`, in order."""
+    if isinstance(part, FinishedRun) and figure in (_seconds, _timed):
+        return part.seconds if figure is _seconds else part.timed
+    if isinstance(part, Bulk):
+        return itertools.repeat(figure(part.figures), len(part))
+    return (figure(part),)
+
+
+def _sum(parts: Sequence[Part], figure: Callable[[ExperimentProgress], Any]) -> Any:
     """sum() of `figure` of each experiment, in order (a run's as often as it has experiments)."""
-    return sum(itertools.chain.from_iterable(itertools.repeat(figure(p), n) for p, n in weighted))
+    return sum(itertools.chain.from_iterable(_column(part, figure) for part in parts))
 
 
 def estimated(part: Part, mean: float | None) -> Part:
@@ -169,6 +250,8 @@ def estimated(part: Part, mean: float | None) -> Part:
     taken at `mean` seconds each; its work left stays unknown (None) without a `mean`."""
     if isinstance(part, PendingRun):
         return dataclasses.replace(part, figures=_estimated(part.figures, mean))
+    if isinstance(part, FinishedRun):
+        return part  # nothing left
     return _estimated(part, mean)
 
 
@@ -180,16 +263,15 @@ def _estimated(part: ExperimentProgress, mean: float | None) -> ExperimentProgre
 
 def combine(name: str, parts: Sequence[Part]) -> ExperimentProgress:
     """The figures of several experiments together (a base experiment, the whole sweep)."""
-    weighted = _weighted(parts)
-    known = [(p, n) for p, n in weighted if p.work_left is not None]
-    everything = sum(n for _, n in known) == sum(n for _, n in weighted)
+    known = [part for part in parts if _figures_of(part).work_left is not None]
+    everything = experiments_in(known) == experiments_in(parts)
     return ExperimentProgress(
-        name, _sum(weighted, lambda p: p.repetitions), _sum(weighted, lambda p: p.iterations),
-        _sum(weighted, lambda p: p.iterations_done),
-        {s: _sum(weighted, lambda p: p.states.get(s, 0)) for s in STATES},  # noqa: B023 (used at once)
-        _sum(weighted, lambda p: p.iteration_seconds), _sum(weighted, lambda p: p.iterations_timed),
-        _sum(known, lambda p: p.work_left) if everything else None, [], _sum(weighted, lambda p: p.work_measured),
-        _sum(weighted, lambda p: p.iterations_unmeasured))
+        name, _sum(parts, lambda p: p.repetitions), _sum(parts, lambda p: p.iterations),
+        _sum(parts, lambda p: p.iterations_done),
+        {s: _sum(parts, lambda p: p.states.get(s, 0)) for s in STATES},  # noqa: B023 (used at once)
+        _sum(parts, _seconds), _sum(parts, _timed),
+        _sum(known, lambda p: p.work_left) if everything else None, [], _sum(parts, lambda p: p.work_measured),
+        _sum(parts, lambda p: p.iterations_unmeasured))
 
 
 Report = tuple[dict[str, list[Part]], dict[str, ExperimentProgress], ExperimentProgress]
@@ -250,22 +332,48 @@ def _parts(experiments: Sequence[ExpandedExperiment]) -> Iterator[tuple[str, Par
 
 def _compact_parts(document: ExpandedDocument, attempts: AttemptIndex) -> Iterator[Part]:
     """The figures of a compact store's document from its index: a PendingRun for each run of experiments it
-    holds nothing of, each other experiment's own (without making it: its name from the axes)."""
+    holds nothing of, a FinishedRun for each run of finished ones (see `finished_times`), each other
+    experiment's own (without making it: its name from the axes)."""
     store = SummaryStore(compact_root(document.base_folder))
     held = store.summary.entries
     repetitions, iterations = document.document["repetitions"], document.document["iterations"]
-    start = 0
+    start = 0  # where the run of experiments without records being gathered starts
+    done: list[tuple[str, str, Any, int]] = []  # the finished run before it: (name, at, seconds, timed) of each
+
+    def finished() -> Iterator[FinishedRun]:
+        if done:
+            yield _finished_run(document, start - len(done), store, attempts, done)
+            done.clear()
+
     for position, name in enumerate(document.names() if held else ()):
         found = held.get(name)
         if found is None:
             continue
+        times = finished_times(store, name, found[2], repetitions, iterations)
         if position > start:
+            yield from finished()
             yield PendingRun.of(document, start, position)
+        elif times is None:
+            yield from finished()
         start = position + 1
+        if times is not None:
+            done.append((name, found[0], *times))
+            continue
         experiment = store.experiment(name, experiment_folder(document.base_folder, found[0]))
         yield _progress(name, repetitions, iterations, experiment, attempts)
+    yield from finished()
     if start < len(document):
         yield PendingRun.of(document, start, len(document))
+
+
+def _finished_run(document: ExpandedDocument, start: int, store: SummaryStore, attempts: AttemptIndex,
+                  done: list[tuple[str, str, Any, int]]) -> FinishedRun:
+    names, folders, seconds, timed = zip(*done)
+    finished = RepetitionState.FINISHED.value
+    iterations = document.document["iterations"]
+    reps = [RepetitionProgress(rep, finished, iterations, None) for rep in range(document.document["repetitions"])]
+    return FinishedRun(document, start, start + len(done), store, attempts, names, folders, seconds, timed,
+                       _figures(names[0], iterations, reps))
 
 
 def campaign_units(experiments: Sequence[ExpandedExperiment]) -> tuple[Sequence[ExpandedExperiment], list[KindUnits]]:

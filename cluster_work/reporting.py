@@ -23,6 +23,7 @@ from .planning import DoneRun, ExperimentPlan, FreshRun, Plan
 from .progress_figures import (
     STATES,
     ExperimentProgress,
+    FinishedRun,
     Part,
     PendingRun,
     campaign_units,
@@ -276,8 +277,11 @@ def write_progress_json(experiments: Sequence[ExpandedExperiment], full: bool, s
 
 
 def _json_items(part: Part, full: bool) -> Iterator[dict[str, Any] | Rendered]:
-    """The --json items of `part`: an experiment's figures, or those of each experiment of a PendingRun, from
-    the text of its (shared) figures with each one's name put in."""
+    """The --json items of `part`: an experiment's figures, those of each experiment of a FinishedRun, or those
+    of each experiment of a PendingRun, from the text of its (shared) figures with each one's name put in."""
+    if isinstance(part, FinishedRun):
+        yield from (each.as_dict(full) for each in part.parts())
+        return
     if not isinstance(part, PendingRun):
         yield part.as_dict(full)
         return
