@@ -231,18 +231,29 @@ def _timed(figures: ExperimentProgress) -> int:
     return figures.iterations_timed
 
 
-def _column(part: Part, figure: Callable[[ExperimentProgress], Any]) -> Iterable[Any]:
-    """`figure` of each experiment of `part`, in order."""
-    if isinstance(part, FinishedRun) and figure in (_seconds, _timed):
-        return part.seconds if figure is _seconds else part.timed
-    if isinstance(part, Bulk):
-        return itertools.repeat(figure(part.figures), len(part))
-    return (figure(part),)
+Weighted = list[tuple[ExperimentProgress, int, Any]]  # each part's figures, experiments, and the part if a run
 
 
-def _sum(parts: Sequence[Part], figure: Callable[[ExperimentProgress], Any]) -> Any:
-    """sum() of `figure` of each experiment, in order (a run's as often as it has experiments)."""
-    return sum(itertools.chain.from_iterable(_column(part, figure) for part in parts))
+def _weighted(parts: Iterable[Part]) -> Weighted:
+    return [(part.figures, len(part), part) if isinstance(part, Bulk) else (part, 1, None) for part in parts]
+
+
+def _sum(weighted: Weighted, figure: Callable[[ExperimentProgress], Any]) -> Any:
+    """sum() of `figure` of each experiment, in order (a run's as often as it has experiments; a FinishedRun's
+    seconds and timed iterations each one's own); where every one is an int, as the sum of each run's value
+    times its length (the same int, without adding each experiment's)."""
+    if figure is _seconds or figure is _timed:
+        cells: list[tuple[Any, int]] = []
+        for figures, n, part in weighted:
+            if isinstance(part, FinishedRun):
+                cells.extend(zip(part.seconds if figure is _seconds else part.timed, itertools.repeat(1)))
+            else:
+                cells.append((figure(figures), n))
+    else:
+        cells = [(figure(figures), n) for figures, n, _ in weighted]
+    if all(type(value) is int for value, _ in cells):
+        return sum(value * n for value, n in cells)
+    return sum(itertools.chain.from_iterable(itertools.repeat(value, n) for value, n in cells))
 
 
 def estimated(part: Part, mean: float | None) -> Part:
@@ -263,15 +274,16 @@ def _estimated(part: ExperimentProgress, mean: float | None) -> ExperimentProgre
 
 def combine(name: str, parts: Sequence[Part]) -> ExperimentProgress:
     """The figures of several experiments together (a base experiment, the whole sweep)."""
-    known = [part for part in parts if _figures_of(part).work_left is not None]
-    everything = experiments_in(known) == experiments_in(parts)
+    weighted = _weighted(parts)
+    known = [(figures, n, part) for figures, n, part in weighted if figures.work_left is not None]
+    everything = sum(n for _, n, _ in known) == sum(n for _, n, _ in weighted)
     return ExperimentProgress(
-        name, _sum(parts, lambda p: p.repetitions), _sum(parts, lambda p: p.iterations),
-        _sum(parts, lambda p: p.iterations_done),
-        {s: _sum(parts, lambda p: p.states.get(s, 0)) for s in STATES},  # noqa: B023 (used at once)
-        _sum(parts, _seconds), _sum(parts, _timed),
-        _sum(known, lambda p: p.work_left) if everything else None, [], _sum(parts, lambda p: p.work_measured),
-        _sum(parts, lambda p: p.iterations_unmeasured))
+        name, _sum(weighted, lambda p: p.repetitions), _sum(weighted, lambda p: p.iterations),
+        _sum(weighted, lambda p: p.iterations_done),
+        {s: _sum(weighted, lambda p: p.states.get(s, 0)) for s in STATES},  # noqa: B023 (used at once)
+        _sum(weighted, _seconds), _sum(weighted, _timed),
+        _sum(known, lambda p: p.work_left) if everything else None, [], _sum(weighted, lambda p: p.work_measured),
+        _sum(weighted, lambda p: p.iterations_unmeasured))
 
 
 Report = tuple[dict[str, list[Part]], dict[str, ExperimentProgress], ExperimentProgress]
