@@ -345,47 +345,49 @@ def _parts(experiments: Sequence[ExpandedExperiment]) -> Iterator[tuple[str, Par
 def _compact_parts(document: ExpandedDocument, attempts: AttemptIndex) -> Iterator[Part]:
     """The figures of a compact store's document from its index: a PendingRun for each run of experiments it
     holds nothing of, a FinishedRun for each run of finished ones (see `finished_times`), each other
-    experiment's own (without making it: its name from the axes)."""
+    experiment's own (without making it: its name from the axes). The runs' shared figures are made once
+    and named after each run's first experiment."""
     store = SummaryStore(compact_root(document.base_folder))
     held = store.summary.entries
     repetitions, iterations = document.document["repetitions"], document.document["iterations"]
-    start = 0  # where the run of experiments without records being gathered starts
+    if not held or not len(document):
+        yield from (PendingRun.of(document, 0, len(document)),) if len(document) else ()
+        return
+    pending = PendingRun.of(document, 0, 0).figures
+    finished_reps = [RepetitionProgress(rep, RepetitionState.FINISHED.value, iterations, None)
+                     for rep in range(repetitions)]
+    finished = _figures(pending.name, iterations, finished_reps)
+    start, first = 0, pending.name  # the run of experiments without records being gathered, its first's name
     done: list[tuple[str, str, Any, int]] = []  # the finished run before it: (name, at, seconds, timed) of each
 
-    def finished() -> Iterator[FinishedRun]:
+    def finished_run() -> Iterator[FinishedRun]:
         if done:
-            yield _finished_run(document, start - len(done), store, attempts, done)
+            names, folders, seconds, timed = zip(*done)
+            yield FinishedRun(document, start - len(done), start, store, attempts, names, folders, seconds, timed,
+                              dataclasses.replace(finished, name=names[0]))
             done.clear()
 
-    for position, name in enumerate(document.names() if held else ()):
+    for position, name in enumerate(document.names()):
+        if position == start:
+            first = name
         found = held.get(name)
         if found is None:
             continue
         times = finished_times(store, name, found[2], repetitions, iterations)
         if position > start:
-            yield from finished()
-            yield PendingRun.of(document, start, position)
+            yield from finished_run()
+            yield PendingRun(document, start, position, dataclasses.replace(pending, name=first))
         elif times is None:
-            yield from finished()
+            yield from finished_run()
         start = position + 1
         if times is not None:
             done.append((name, found[0], *times))
             continue
         experiment = store.experiment(name, experiment_folder(document.base_folder, found[0]))
         yield _progress(name, repetitions, iterations, experiment, attempts)
-    yield from finished()
+    yield from finished_run()
     if start < len(document):
-        yield PendingRun.of(document, start, len(document))
-
-
-def _finished_run(document: ExpandedDocument, start: int, store: SummaryStore, attempts: AttemptIndex,
-                  done: list[tuple[str, str, Any, int]]) -> FinishedRun:
-    names, folders, seconds, timed = zip(*done)
-    finished = RepetitionState.FINISHED.value
-    iterations = document.document["iterations"]
-    reps = [RepetitionProgress(rep, finished, iterations, None) for rep in range(document.document["repetitions"])]
-    return FinishedRun(document, start, start + len(done), store, attempts, names, folders, seconds, timed,
-                       _figures(names[0], iterations, reps))
+        yield PendingRun(document, start, len(document), dataclasses.replace(pending, name=first))
 
 
 def campaign_units(experiments: Sequence[ExpandedExperiment]) -> tuple[Sequence[ExpandedExperiment], list[KindUnits]]:
