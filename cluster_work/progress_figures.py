@@ -272,6 +272,13 @@ def _estimated(part: ExperimentProgress, mean: float | None) -> ExperimentProgre
     return dataclasses.replace(part, work_left=part.work_measured + part.iterations_unmeasured * mean)
 
 
+def _mean(parts: Sequence[Part]) -> float | None:
+    """`combine(..., parts).mean_iteration_time`, from the two sums it is made of."""
+    weighted = _weighted(parts)
+    timed = _sum(weighted, _timed)
+    return _sum(weighted, _seconds) / timed if timed else None
+
+
 def combine(name: str, parts: Sequence[Part]) -> ExperimentProgress:
     """The figures of several experiments together (a base experiment, the whole sweep)."""
     weighted = _weighted(parts)
@@ -303,10 +310,10 @@ def progress_report(experiments: Sequence[ExpandedExperiment], campaigns: Sequen
     groups: dict[str, list[Part]] = {}
     for base, part in _parts(experiments):
         groups.setdefault(base, []).append(part)
-    sweep_mean = combine("total", [p for parts in groups.values() for p in parts]).mean_iteration_time
+    sweep_mean = _mean([p for parts in groups.values() for p in parts])
     bases = {}
     for base, parts in groups.items():
-        mean = combine(base, parts).mean_iteration_time or sweep_mean
+        mean = _mean(parts) or sweep_mean
         parts = groups[base] = [estimated(part, mean) for part in parts]
         alone = experiments_in(parts) == 1 and first_name(parts) == base
         bases[base] = next(each_experiment(parts)) if alone else combine(base, parts)
