@@ -3,8 +3,11 @@
 A sweep of 10^6 experiments is summed without 10^6 objects: each document's folder is listed once, and
 its experiments whose folders do not exist form `PendingRun`s (all alike: every repetition pending, nothing
 measured), whose figures count in bulk; they are made one by one only where they are shown one by one (-P,
---json). Every figure of a group is `sum()` over its experiments' figures in order, repeated ones included,
-so it is exactly the figure of summing each experiment (the same value and type, whatever `sum` does).
+--json). In a compact store, runs of experiments whose every repetition its index says is finished form
+`FinishedRun`s, whose figures differ only in name and measured iteration time (summed from the index's
+per-repetition sums, without an object per experiment). Every figure of a group is `sum()` over its
+experiments' figures in order, repeated ones included, so it is exactly the figure of summing each experiment
+(the same value and type, whatever `sum` does; a column of ints is summed as value times run length).
 """
 from __future__ import annotations
 
