@@ -133,13 +133,15 @@ class PendingRun:
     def __len__(self) -> int:
         return self.stop - self.start
 
+    def names(self) -> Iterable[str]:
+        """Each experiment's name."""
+        if far_in(self.start, self.stop):  # each name made: not every name before it
+            return (self.document[position].name for position in range(self.start, self.stop))
+        return itertools.islice(self.document.names(), self.start, self.stop)
+
     def parts(self) -> Iterator[ExperimentProgress]:
         """Each experiment's figures."""
-        if far_in(self.start, self.stop):  # each name made: not every name before it
-            names: Iterable[str] = (self.document[position].name for position in range(self.start, self.stop))
-        else:
-            names = itertools.islice(self.document.names(), self.start, self.stop)
-        return (dataclasses.replace(self.figures, name=name) for name in names)
+        return (dataclasses.replace(self.figures, name=name) for name in self.names())
 
 
 @dataclass(frozen=True, eq=False)

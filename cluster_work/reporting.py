@@ -287,8 +287,7 @@ def _json_items(part: Part, full: bool) -> Iterator[dict[str, Any] | Rendered]:
         return
     marker = json.dumps("\x00")  # a name no experiment has
     head, tail = indented({**part.figures.as_dict(full), "name": "\x00"}, 2).split(marker)
-    yield from (Rendered(f"{head}{encode_basestring_ascii(name)}{tail}") for name in itertools.islice(
-        part.document.names(), part.start, part.stop))
+    yield from (Rendered(f"{head}{encode_basestring_ascii(name)}{tail}") for name in part.names())
 
 
 def print_summary(summary: Summary, plan: Plan, sweep_paths: Iterable[str], resume: str,
