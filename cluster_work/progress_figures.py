@@ -3,26 +3,30 @@
 A sweep of 10^6 experiments is summed without 10^6 objects: each document's folder is listed once, and
 its experiments whose folders do not exist form `PendingRun`s (all alike: every repetition pending, nothing
 measured), whose figures count in bulk; they are made one by one only where they are shown one by one (-P,
---json). Every figure of a group is `sum()` over its experiments' figures in order, repeated ones included,
-so it is exactly the figure of summing each experiment (the same value and type, whatever `sum` does).
+--json). In a compact store, runs of experiments whose every repetition its index says is finished form
+`FinishedRun`s, whose figures differ only in name and measured iteration time (summed from the index's
+per-repetition sums, without an object per experiment). Every figure of a group is `sum()` over its
+experiments' figures in order, repeated ones included, so it is exactly the figure of summing each experiment
+(the same value and type, whatever `sum` does; a column of ints is summed as value times run length).
 """
 from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .attempts import AttemptIndex, read_index
 from .bulk_runs import far_in, folder_runs, present_folders
-from .compact_index import SummaryStore
-from .compact_store import is_compact, store_of
+from .compact_index import RepetitionSummary, SummaryStore
+from .compact_store import is_compact, is_held, store_of
 from .expansion import ExpandedDocument, ExpandedExperiment, Expansion, expand_path
 from .kinds import CampaignKind, kinds_in
 from .paths import compact_root, experiment_folder
-from .repetition_state import read_repetition
-from .vocabulary import RepetitionState
+from .repetition_state import read_repetition, status_says_finished
+from .vocabulary import Record, RepetitionState
 
 
 @dataclass
@@ -97,7 +101,7 @@ def _figures(name: str, iterations: int, reps: list[RepetitionProgress]) -> Expe
     seconds, count = sum(t * n for t, n in timed), sum(n for _, n in timed)
     mean = seconds / count if count else None
     measured, unmeasured = 0.0, 0
-    for r in reps:
+    for r in reps:  # (a finished repetition adds 0 * its finite mean: 0.0, as `finished_times` counts on)
         stopped = r.state == RepetitionState.STOPPED.value  # a stopped repetition has no work left
         left = 0 if stopped else iterations - r.iterations_done
         each = r.mean_iteration_time or mean
@@ -129,39 +133,132 @@ class PendingRun:
     def __len__(self) -> int:
         return self.stop - self.start
 
+    def names(self) -> Iterable[str]:
+        """Each experiment's name."""
+        if far_in(self.start, self.stop):  # each name made: not every name before it
+            return (self.document[position].name for position in range(self.start, self.stop))
+        return itertools.islice(self.document.names(), self.start, self.stop)
+
     def parts(self) -> Iterator[ExperimentProgress]:
         """Each experiment's figures."""
-        if far_in(self.start, self.stop):  # each name made: not every name before it
-            names: Iterable[str] = (self.document[position].name for position in range(self.start, self.stop))
-        else:
-            names = itertools.islice(self.document.names(), self.start, self.stop)
-        return (dataclasses.replace(self.figures, name=name) for name in names)
+        return (dataclasses.replace(self.figures, name=name) for name in self.names())
 
 
-Part = ExperimentProgress | PendingRun  # a group's figures: one experiment's, or a run of pending ones'
+@dataclass(frozen=True, eq=False)
+class FinishedRun:
+    """Experiments `start` to `stop - 1` of a compact store's document whose every repetition its index says is
+    finished (as `read_repetition` decides): their figures are `figures` (named after the first) but for their
+    names and measured iteration times, each one's `seconds` and `timed` as `_figures` sums them, so a group
+    sums them without making them; each one is read from the index (`parts`) only where shown one by one."""
+
+    document: ExpandedDocument
+    start: int
+    stop: int
+    store: SummaryStore
+    attempts: AttemptIndex
+    names: tuple[str, ...]
+    folders: tuple[str, ...]  # each one's folder below the document's, as the index holds it
+    seconds: tuple[Any, ...]
+    timed: tuple[int, ...]
+    figures: ExperimentProgress
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def parts(self) -> Iterator[ExperimentProgress]:
+        """Each experiment's figures, read as an experiment of the index that is not in a run is."""
+        document = self.document.document
+        return (_progress(name, document["repetitions"], document["iterations"], self.store.experiment(
+            name, experiment_folder(self.document.base_folder, at)), self.attempts)
+                for name, at in zip(self.names, self.folders))
+
+
+def finished_times(store: SummaryStore, name: str, reps: list[list[Any]], repetitions: int,
+                   iterations: int) -> tuple[Any, int] | None:
+    """(seconds, timed) of the experiment `name` whose repetitions the index holds as `reps`, as `_progress`
+    sums them, where each of its `repetitions` repetitions is FINISHED as `read_repetition` decides (no live
+    process holds it, not stopped; its status says finished, or all its rows are there) with a finite mean
+    iteration time or none; None otherwise (it is read as itself)."""
+    held = {rep: fields for rep, *fields in reps}
+    means = []
+    for rep in range(repetitions):
+        fields = held.get(rep)
+        if fields is None or (store.locked and is_held(store.root, name, rep)):
+            return None
+        found = RepetitionSummary(*fields)
+        status = found.status or {}
+        if status.get("state") == Record.STOPPED.value:
+            return None
+        mean = status.get("mean_iteration_time")
+        if not isinstance(mean, (int, float)):
+            if status_says_finished(status, iterations, None):
+                mean = None  # the status answered: the rows' mean is not asked
+            elif found.rows >= iterations:
+                mean = found.rows_mean
+            else:
+                return None
+        elif not status_says_finished(status, iterations, None) and found.rows < iterations:
+            return None
+        if mean is not None:
+            means.append(mean)
+    seconds = sum(mean * iterations for mean in means)
+    return (seconds, iterations * len(means)) if math.isfinite(seconds) else None
+
+
+Part = ExperimentProgress | PendingRun | FinishedRun  # one experiment's figures, or a run of alike ones'
+Bulk = (PendingRun, FinishedRun)
 
 
 def each_experiment(parts: Iterable[Part]) -> Iterator[ExperimentProgress]:
     """The figures of every experiment of `parts`, in order."""
     for part in parts:
-        yield from part.parts() if isinstance(part, PendingRun) else (part,)
+        yield from part.parts() if isinstance(part, Bulk) else (part,)
 
 
 def experiments_in(parts: Iterable[Part]) -> int:
-    return sum(len(part) if isinstance(part, PendingRun) else 1 for part in parts)
+    return sum(len(part) if isinstance(part, Bulk) else 1 for part in parts)
 
 
 def first_name(parts: Sequence[Part]) -> str:
-    return (parts[0].figures if isinstance(parts[0], PendingRun) else parts[0]).name
+    return _figures_of(parts[0]).name
 
 
-def _weighted(parts: Iterable[Part]) -> list[tuple[ExperimentProgress, int]]:
-    return [(part.figures, len(part)) if isinstance(part, PendingRun) else (part, 1) for part in parts]
+def _figures_of(part: Part) -> ExperimentProgress:
+    """An experiment's figures, or a run's shared ones."""
+    return part.figures if isinstance(part, Bulk) else part
 
 
-def _sum(weighted: list[tuple[ExperimentProgress, int]], figure: Callable[[ExperimentProgress], Any]) -> Any:
-    """sum() of `figure` of each experiment, in order (a run's as often as it has experiments)."""
-    return sum(itertools.chain.from_iterable(itertools.repeat(figure(p), n) for p, n in weighted))
+def _seconds(figures: ExperimentProgress) -> Any:
+    return figures.iteration_seconds
+
+
+def _timed(figures: ExperimentProgress) -> int:
+    return figures.iterations_timed
+
+
+Weighted = list[tuple[ExperimentProgress, int, Any]]  # each part's figures, experiments, and the part if a run
+
+
+def _weighted(parts: Iterable[Part]) -> Weighted:
+    return [(part.figures, len(part), part) if isinstance(part, Bulk) else (part, 1, None) for part in parts]
+
+
+def _sum(weighted: Weighted, figure: Callable[[ExperimentProgress], Any]) -> Any:
+    """sum() of `figure` of each experiment, in order (a run's as often as it has experiments; a FinishedRun's
+    seconds and timed iterations each one's own); where every one is an int, as the sum of each run's value
+    times its length (the same int, without adding each experiment's)."""
+    if figure is _seconds or figure is _timed:
+        cells: list[tuple[Any, int]] = []
+        for figures, n, part in weighted:
+            if isinstance(part, FinishedRun):
+                cells.extend(zip(part.seconds if figure is _seconds else part.timed, itertools.repeat(1)))
+            else:
+                cells.append((figure(figures), n))
+    else:
+        cells = [(figure(figures), n) for figures, n, _ in weighted]
+    if all(type(value) is int for value, _ in cells):
+        return sum(value * n for value, n in cells)
+    return sum(itertools.chain.from_iterable(itertools.repeat(value, n) for value, n in cells))
 
 
 def estimated(part: Part, mean: float | None) -> Part:
@@ -169,6 +266,8 @@ def estimated(part: Part, mean: float | None) -> Part:
     taken at `mean` seconds each; its work left stays unknown (None) without a `mean`."""
     if isinstance(part, PendingRun):
         return dataclasses.replace(part, figures=_estimated(part.figures, mean))
+    if isinstance(part, FinishedRun):
+        return part  # nothing left
     return _estimated(part, mean)
 
 
@@ -178,16 +277,23 @@ def _estimated(part: ExperimentProgress, mean: float | None) -> ExperimentProgre
     return dataclasses.replace(part, work_left=part.work_measured + part.iterations_unmeasured * mean)
 
 
+def _mean(parts: Sequence[Part]) -> float | None:
+    """`combine(..., parts).mean_iteration_time`, from the two sums it is made of."""
+    weighted = _weighted(parts)
+    timed = _sum(weighted, _timed)
+    return _sum(weighted, _seconds) / timed if timed else None
+
+
 def combine(name: str, parts: Sequence[Part]) -> ExperimentProgress:
     """The figures of several experiments together (a base experiment, the whole sweep)."""
     weighted = _weighted(parts)
-    known = [(p, n) for p, n in weighted if p.work_left is not None]
-    everything = sum(n for _, n in known) == sum(n for _, n in weighted)
+    known = [(figures, n, part) for figures, n, part in weighted if figures.work_left is not None]
+    everything = sum(n for _, n, _ in known) == sum(n for _, n, _ in weighted)
     return ExperimentProgress(
         name, _sum(weighted, lambda p: p.repetitions), _sum(weighted, lambda p: p.iterations),
         _sum(weighted, lambda p: p.iterations_done),
         {s: _sum(weighted, lambda p: p.states.get(s, 0)) for s in STATES},  # noqa: B023 (used at once)
-        _sum(weighted, lambda p: p.iteration_seconds), _sum(weighted, lambda p: p.iterations_timed),
+        _sum(weighted, _seconds), _sum(weighted, _timed),
         _sum(known, lambda p: p.work_left) if everything else None, [], _sum(weighted, lambda p: p.work_measured),
         _sum(weighted, lambda p: p.iterations_unmeasured))
 
@@ -209,10 +315,10 @@ def progress_report(experiments: Sequence[ExpandedExperiment], campaigns: Sequen
     groups: dict[str, list[Part]] = {}
     for base, part in _parts(experiments):
         groups.setdefault(base, []).append(part)
-    sweep_mean = combine("total", [p for parts in groups.values() for p in parts]).mean_iteration_time
+    sweep_mean = _mean([p for parts in groups.values() for p in parts])
     bases = {}
     for base, parts in groups.items():
-        mean = combine(base, parts).mean_iteration_time or sweep_mean
+        mean = _mean(parts) or sweep_mean
         parts = groups[base] = [estimated(part, mean) for part in parts]
         alone = experiments_in(parts) == 1 and first_name(parts) == base
         bases[base] = next(each_experiment(parts)) if alone else combine(base, parts)
@@ -250,22 +356,50 @@ def _parts(experiments: Sequence[ExpandedExperiment]) -> Iterator[tuple[str, Par
 
 def _compact_parts(document: ExpandedDocument, attempts: AttemptIndex) -> Iterator[Part]:
     """The figures of a compact store's document from its index: a PendingRun for each run of experiments it
-    holds nothing of, each other experiment's own (without making it: its name from the axes)."""
+    holds nothing of, a FinishedRun for each run of finished ones (see `finished_times`), each other
+    experiment's own (without making it: its name from the axes). The runs' shared figures are made once
+    and named after each run's first experiment."""
     store = SummaryStore(compact_root(document.base_folder))
     held = store.summary.entries
     repetitions, iterations = document.document["repetitions"], document.document["iterations"]
-    start = 0
-    for position, name in enumerate(document.names() if held else ()):
+    if not held or not len(document):
+        yield from (PendingRun.of(document, 0, len(document)),) if len(document) else ()
+        return
+    pending = PendingRun.of(document, 0, 0).figures
+    finished_reps = [RepetitionProgress(rep, RepetitionState.FINISHED.value, iterations, None)
+                     for rep in range(repetitions)]
+    finished = _figures(pending.name, iterations, finished_reps)
+    start, first = 0, pending.name  # the run of experiments without records being gathered, its first's name
+    done: list[tuple[str, str, Any, int]] = []  # the finished run before it: (name, at, seconds, timed) of each
+
+    def finished_run() -> Iterator[FinishedRun]:
+        if done:
+            names, folders, seconds, timed = zip(*done)
+            yield FinishedRun(document, start - len(done), start, store, attempts, names, folders, seconds, timed,
+                              dataclasses.replace(finished, name=names[0]))
+            done.clear()
+
+    for position, name in enumerate(document.names()):
+        if position == start:
+            first = name
         found = held.get(name)
         if found is None:
             continue
+        times = finished_times(store, name, found[2], repetitions, iterations)
         if position > start:
-            yield PendingRun.of(document, start, position)
+            yield from finished_run()
+            yield PendingRun(document, start, position, dataclasses.replace(pending, name=first))
+        elif times is None:
+            yield from finished_run()
         start = position + 1
+        if times is not None:
+            done.append((name, found[0], *times))
+            continue
         experiment = store.experiment(name, experiment_folder(document.base_folder, found[0]))
         yield _progress(name, repetitions, iterations, experiment, attempts)
+    yield from finished_run()
     if start < len(document):
-        yield PendingRun.of(document, start, len(document))
+        yield PendingRun(document, start, len(document), dataclasses.replace(pending, name=first))
 
 
 def campaign_units(experiments: Sequence[ExpandedExperiment]) -> tuple[Sequence[ExpandedExperiment], list[KindUnits]]:

@@ -23,6 +23,7 @@ from .planning import DoneRun, ExperimentPlan, FreshRun, Plan
 from .progress_figures import (
     STATES,
     ExperimentProgress,
+    FinishedRun,
     Part,
     PendingRun,
     campaign_units,
@@ -276,15 +277,17 @@ def write_progress_json(experiments: Sequence[ExpandedExperiment], full: bool, s
 
 
 def _json_items(part: Part, full: bool) -> Iterator[dict[str, Any] | Rendered]:
-    """The --json items of `part`: an experiment's figures, or those of each experiment of a PendingRun, from
-    the text of its (shared) figures with each one's name put in."""
+    """The --json items of `part`: an experiment's figures, those of each experiment of a FinishedRun, or those
+    of each experiment of a PendingRun, from the text of its (shared) figures with each one's name put in."""
+    if isinstance(part, FinishedRun):
+        yield from (each.as_dict(full) for each in part.parts())
+        return
     if not isinstance(part, PendingRun):
         yield part.as_dict(full)
         return
     marker = json.dumps("\x00")  # a name no experiment has
     head, tail = indented({**part.figures.as_dict(full), "name": "\x00"}, 2).split(marker)
-    yield from (Rendered(f"{head}{encode_basestring_ascii(name)}{tail}") for name in itertools.islice(
-        part.document.names(), part.start, part.stop))
+    yield from (Rendered(f"{head}{encode_basestring_ascii(name)}{tail}") for name in part.names())
 
 
 def print_summary(summary: Summary, plan: Plan, sweep_paths: Iterable[str], resume: str,

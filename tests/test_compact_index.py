@@ -16,13 +16,19 @@ from experiments import Deterministic
 from huge_sweep_helpers import documents, expand, run_some, text
 
 from cluster_work import compact_index
+from cluster_work.backends import SequentialExecutor
 from cluster_work.bulk_runs import DoneRun, FreshRun
 from cluster_work.compact_index import Summary, read_index, summary, write_index
 from cluster_work.expansion import expand_all
 from cluster_work.paths import COMPACT_FOLDER, INDEX_FILE
 from cluster_work.planning import make_plan
+from cluster_work.progress_figures import FinishedRun, progress_report
 from cluster_work.reporting import print_plan, print_progress, write_progress_json
+from cluster_work.runner import ExperimentTask
 from cluster_work.selection import Policy, Selection
+from cluster_work.stopping import stop_signals_handled
+from cluster_work.sweep import run_segments
+from cluster_work.vocabulary import RunSettings
 
 TIMES = ("mean_iteration_time", "work_left_seconds")  # measured: another run of the same jobs measures others
 
@@ -206,3 +212,30 @@ def test_the_index_is_only_a_cache_written_whole(tmp_path):
     assert write_index(root, found)
     assert read_index(root).encode() == found.encode()
     assert [name for name in os.listdir(root) if name.endswith(".tmp")] == []  # no temporary file left
+
+
+def long_done_documents(root, store):
+    """68 experiments of 2 repetitions; fail_at 1 makes repetition 1 of one in the middle fail (the others run
+    past their 3 iterations), so runs of finished experiments are on both sides of it."""
+    return [{"name": "long", "repetitions": 2, "iterations": 3, "path": str(root / "out"), "params": {"fail_rep": 1},
+             "grid": {"fail_at": [*range(3, 40), 1, *range(40, 70)]}, **({"store": store} if store else {})}]
+
+
+def long_done(root, store=None):
+    return expand_all(long_done_documents(root, store), Deterministic._default_params, warn=lambda message: None)
+
+
+def test_a_long_run_of_finished_experiments_is_summed_in_bulk_as_each_experiment(tmp_path):
+    for store in ("folders", "compact"):
+        plan = plan_of(long_done(tmp_path / store, store if store == "compact" else None), Selection(jobs=(0, 120)))
+        with stop_signals_handled(), SequentialExecutor(ExperimentTask(Deterministic, RunSettings(sync=False))) as ex:
+            run_segments(plan.jobs, ex)  # 60 of 68 experiments, one with a failed repetition
+    compact, folders = tmp_path / "compact", tmp_path / "folders"
+    groups, _, total = progress_report(long_done(compact, "compact"))
+    assert [len(part) for part in groups["long"] if isinstance(part, FinishedRun)] == [37, 22]
+    assert total.states["finished"] == 119 and total.states["failed"] == 1
+    for full in (False, True):  # bit for bit what each experiment read from the index or its segments says
+        for write in (write_progress_json, print_progress):
+            assert text(write, long_done(compact, "compact"), full) == text(write, list(long_done(compact, "compact")),
+                                                                            full)
+        assert figures(long_done(compact, "compact"), full) == figures(long_done(folders), full)
