@@ -68,7 +68,9 @@ def test_short_items_reach_the_leaders_in_batches_and_give_the_results_of_a_run_
     # items of about 1 ms (under SHORT_SECONDS); 10 s of them held: every leader holds MAX_DEPTH of them
     figures = run_sweep(tmp_path, "mpi", 300, 0.0, 3, "10")
     assert figures["finished"] == 300
-    assert figures["messages"] <= 300 // 4  # one message per item without batches; about 20 with them
+    # one message per item without batches; about 20 with them on an idle machine, 82 seen on a loaded one
+    # (an item that takes over SHORT_SECONDS there goes alone): half is far from both
+    assert figures["messages"] <= 300 // 2
     alone = run_sweep(tmp_path, "alone", 300, 0.0, 1)
     assert alone == {"finished": 300, "messages": 0}
     assert comparable(tmp_path / "mpi").equals(comparable(tmp_path / "alone"))
