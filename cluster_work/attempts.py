@@ -184,15 +184,9 @@ def read_index(sweep_path: str) -> AttemptIndex:
     """Read the journals of `sweep_path` (only what can matter: the tail of each dead run's journals, and
     whole files only when some repetition is suspected). Writes nothing."""
     paths = SweepPaths(sweep_path)
-    try:
-        names = os.listdir(paths.attempts_folder)
-    except (FileNotFoundError, NotADirectoryError):
-        return AttemptIndex()
     runs: dict[str, list[str]] = {}
-    for name in sorted(names):
-        run = attempts_run(name)
-        if run is not None:
-            runs.setdefault(run, []).append(os.path.join(paths.attempts_folder, name))
+    for run, path in journal_files(sweep_path):
+        runs.setdefault(run, []).append(path)
     ended = ended_runs(sweep_path) if runs else set()
     alive = {run for run, files in runs.items() if run not in ended and any(is_locked(path) for path in files)}
     unclosed: dict[Key, list[Attempt]] = {}
@@ -211,6 +205,20 @@ def read_index(sweep_path: str) -> AttemptIndex:
     closed = _closing_attempts(finished, unclosed)
     suspects = {key: kept for key, attempts in unclosed.items() if (kept := trailing(attempts, closed.get(key, ())))}
     return AttemptIndex(mark_innocents(suspects, crashed_runs(sweep_path, suspects)), finished)
+
+
+def journal_files(sweep_path: str) -> Iterator[tuple[str, str]]:
+    """(run, path) of every attempts journal of `sweep_path`, in the order of their names (none without its
+    attempts folder)."""
+    folder = SweepPaths(sweep_path).attempts_folder
+    try:
+        names = sorted(os.listdir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for name in names:
+        run = attempts_run(name)
+        if run is not None:
+            yield run, os.path.join(folder, name)
 
 
 def crashed_runs(sweep_path: str, suspects: dict[Key, tuple[Attempt, ...]]) -> dict[str, set[Key]]:
@@ -382,16 +390,9 @@ def lost_attempt_signal(sweep_path: str, key: Key) -> str | None:
     """The fatal signal (faulthandler's words in the log, e.g. "SIGSEGV") of the last attempt of `key` that a
     dead process left open, if its part of the log names one: how a rank that ULFM only reports as gone
     died. None without such an attempt, or without evidence. Reads only journal tails and one log part."""
-    folder = SweepPaths(sweep_path).attempts_folder
-    try:
-        names = os.listdir(folder)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
     found = []
-    for name in names:
-        run = attempts_run(name)
-        path = os.path.join(folder, name)
-        if run is None or is_locked(path):  # a live process's journal: not the dead one
+    for run, path in journal_files(sweep_path):
+        if is_locked(path):  # a live process's journal: not the dead one
             continue
         attempt = last_open_attempt(path, run)
         if attempt is not None and attempt[0] == key and attempt[1].log_offset >= 0 and attempt[1].log:
