@@ -10,7 +10,8 @@ A segment holds events, one JSON line each, of the repetitions its process wrote
       (`at`: the experiment's folder below the document's, '' for the document's own, as the default layout's)
     {"k": [name, rep], "n": count}                      keep the repetition's first `count` rows (a resume, -r/-i)
     {"w": [name, rep], "row": {...}}                    a row (iteration `row["iteration"]`)
-    {"s": [name, rep], "t": time, "status": {...}}      a status (as status.json's), the latest `t` wins
+    {"s": [name, rep], "t": time, "status": {...}}      a status (as status.json's), the latest `t` wins; that of
+      a repetition without a claim (a steered campaign stopped it before it ran) has a claim's params, base, at
     {"d": name, "t": time}                              -d: everything of experiment `name` before `t` is gone
 A repetition's rows are its claims' events in the order of their claims' times, each claim's rows following
 the rows it kept; a row that does not continue them is ignored, as a stray row of a results file is.
@@ -199,6 +200,11 @@ class CompactRepetition:
     def _state(self, force: bool = False) -> SavedRepetition:
         return catalog(self.root, force).repetition(self.name, self.rep)
 
+    def refresh(self) -> None:
+        """Take in every process's writes so far (reads are otherwise up to REFRESH_SECONDS old): for a
+        writer that must follow another process's rows and status (a campaign marking a repetition stopped)."""
+        self._state(force=True)
+
     def read_results(self) -> ResultsPrefix:
         return ResultsPrefix(self._state().rows())
 
@@ -225,7 +231,10 @@ class CompactRepetition:
                   **fields}
         process, known = _process(self.root), self._state()
         latest = known.status[0] if known.status is not None else 0.0
-        process.append({"s": [self.name, self.rep], "t": _after(latest), "status": to_plain(status)})
+        event = {"s": [self.name, self.rep], "t": _after(latest), "status": to_plain(status)}
+        if not known.claims:  # never run (a campaign stopped it first): what a claim would say of it, here
+            event.update(params=to_plain(self.params), base=self.base, at=self.at)
+        process.append(event)
         if sync:
             committer.wrote(process.segment)
 
