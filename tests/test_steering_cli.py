@@ -320,8 +320,9 @@ def test_the_steered_plotter_colours_each_curve_by_where_it_stopped(sequential):
 
 
 @pytest.mark.processes
-def test_list_names_the_campaign_and_an_array_job_is_refused(tmp_path):
-    write_config(tmp_path, [0, 1, 2], 9, HALVING)
+@pytest.mark.parametrize("store", STORES)
+def test_list_names_the_campaign_and_an_array_job_is_refused(tmp_path, store):
+    write_config(tmp_path, [0, 1, 2], 9, HALVING, store=store)
     listing = run_cli("Steered", "config.yml", "--list", cwd=tmp_path, check_rc=0).stdout
     assert listing.startswith("search: a steered campaign of 3 configured experiment(s)"), listing
     as_json = run_cli("Steered", "config.yml", "--list", "--json", cwd=tmp_path, check_rc=0).stdout
@@ -335,11 +336,12 @@ OPTUNA = {"policy": "optuna", "metric": "loss", "sampler": "tpe", "seed": 7, "tr
 
 
 @pytest.mark.processes
-def test_optuna_suggests_the_same_points_sequentially_and_with_two_workers(tmp_path):
+@pytest.mark.parametrize("store", STORES)
+def test_optuna_suggests_the_same_points_sequentially_and_with_two_workers(tmp_path, store):
     pytest.importorskip("optuna", reason="optuna steering needs the optuna extra (pip install -e '.[optuna]')")
     runs = {}
     for name, args in (("sequential", ()), ("parallel", ("-n", "2"))):
-        folder = write_config(tmp_path / name, None, 2, OPTUNA, params={"c": 0})
+        folder = write_config(tmp_path / name, None, 2, OPTUNA, params={"c": 0}, store=store)
         result = run_cli("Steered", "config.yml", *args, cwd=folder, check_rc=0)
         runs[name] = (decisions(folder), sorted(rows_on_disk(folder)), result.stderr)
     (decided, points, stderr), (decided_n2, points_n2, _) = runs["sequential"], runs["parallel"]
@@ -356,3 +358,27 @@ def test_optuna_refuses_a_grid_whose_points_would_never_run(cli, tmp_path):
     assert refused.stderr.startswith("error: config.yml: experiment 'search': 'grid': policy optuna runs only the "
                                      "points it asks for"), refused.stderr
     assert sorted(os.listdir(folder)) == ["config.yml"]
+
+
+STEERED_UNDER_COMPACT_DEFAULT = """\
+name: DEFAULT
+store: compact
+path: results
+---
+name: search
+repetitions: 2
+iterations: 4
+grid: {c: [0, 1, 2]}
+steer: {policy: successive_halving, metric: loss, mode: min, min_iterations: 1}
+"""
+
+
+def test_a_default_documents_store_compact_holds_the_campaign_below_it(cli, tmp_path):
+    """`store: compact` from the DEFAULT document (merged under every experiment) puts the campaign's
+    repetitions, statuses included, in the compact store: every repetition of a point stopped at the first rung."""
+    (tmp_path / "config.yml").write_text(STEERED_UNDER_COMPACT_DEFAULT)
+    result = cli("Steered", "config.yml", cwd=tmp_path, check_rc=0)
+    assert "repetitions 2 finished, 4 stopped; stopped after 1 iterations: 2;" in result.stderr, result.stderr
+    assert rows_on_disk(tmp_path) == {"c0": 2, "c1": 2, "c2": 8}
+    assert set(stop_reasons(tmp_path / "results")) == {(f"search__c{c}", rep) for c in (0, 1) for rep in (0, 1)}
+    assert_compact(tmp_path)
