@@ -172,8 +172,8 @@ def _check_block(experiment: Mapping[str, Any], block: str, known: frozenset[str
 def _check_store(experiment: Mapping[str, Any], source: ConfigSource, name: str) -> None:
     """`store:` of the merged experiment, so that a DEFAULT document's or an override's value is checked as a
     document's own is. A steered campaign runs on either store (its journal is one file in the document's
-    folder); a weighted ensemble is refused: its experiment's walkers and iterations are already framed into
-    one file (ensemble.store), whose frames and `flock` a shared segment could not hold."""
+    folder); a weighted ensemble is refused, and needs none: every walker's segment of every iteration is
+    already in its experiment's one file (ensemble.store: a frame per iteration, pickled states included)."""
     if "store" in experiment and experiment["store"] not in STORES:
         raise config_error(source, f"must be one of {', '.join(STORES)}, got {experiment['store']!r}",
                            experiment=name, key="store")
