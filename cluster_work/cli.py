@@ -36,7 +36,7 @@ from .paths import SweepPaths
 from .planning import Plan, apply_plan, make_plan, refuse_changed_only, warn_changed, warn_quarantined
 from .provenance import describe_runs, read_runs, run_ended, run_stalled, run_started, stall_lines
 from .reporting import print_plan, print_progress, print_summary, write_progress_json
-from .results import load_results
+from .results import load_configured_results
 from .runner import ExperimentTask
 from .selection import Policy, Selection, select_experiments
 from .stopping import handle_stop_signals, stop_signals_handled
@@ -303,7 +303,7 @@ def _plot(experiment_class: type[ClusterWork], expanded: Sequence[ExpandedExperi
     drawn = []  # every figure first, so that a plot refused writes no file
     for sweep_path in sweep_paths(selected):
         bases = {e.name: e.base_name for e in selected if e.sweep_path == sweep_path}
-        frame = load_results(sweep_path, experiments=list(bases))
+        frame = load_configured_results(sweep_path, list(bases))
         missing = [c for c in args.plot if c not in frame]
         if missing:
             raise ClusterWorkError(f"--plot: no result column {', '.join(missing)} in {sweep_path}; "

@@ -13,11 +13,10 @@ from typing import Any
 
 import pandas as pd
 
-import cluster_work
 from cluster_work import ClusterWork
 from cluster_work.expansion import ExpandedExperiment
 from cluster_work.original_api import OriginalApi, read_experiments
-from cluster_work.results import resolve_folder
+from cluster_work.results import load_configured_results, resolve_folder
 
 ORIGINAL_DIALECT, DIALECT = "plot_work", "plotwork"  # which module's `%load_ext` loaded the magics
 
@@ -64,8 +63,7 @@ class Session:
             config_path, e.config["_config_path"])), e.varied, e.original_name) for e in expanded]
         self.config_path = config_path
         self.selectors = list(selectors or dict.fromkeys(e.base_name for e in expanded))
-        self.results = cluster_work.load_results(config_path, experiments=[e.name for e in expanded],
-                                                 params=param_filters or None)
+        self.results = load_configured_results(config_path, [e.name for e in expanded], param_filters or None)
 
     def need_results(self) -> pd.DataFrame:
         if self.results is None:
