@@ -127,7 +127,7 @@ def _load(path: str | os.PathLike[str], wanted: list[str] | None, params: Mappin
             if kept_names is not None and not kept_names & names:
                 continue
             flat_params = flatten_mapping(config.get("params") or {})
-            if params and any(flat_params.get(k, ...) != v for k, v in params.items()):
+            if not flat_params_match(flat_params, params):
                 continue
             param_columns = {f"params.{k}": v for k, v in flat_params.items()}
             folders.append((store.path, {"experiment": name, **param_columns}))
@@ -152,7 +152,7 @@ def _load(path: str | os.PathLike[str], wanted: list[str] | None, params: Mappin
                 if kept_names is not None and not kept_names & {name, config["experiment_name"]}:
                     continue
                 flat_params = flatten_mapping(config.get("params") or {})
-                if params and any(flat_params.get(k, ...) != v for k, v in params.items()):
+                if not flat_params_match(flat_params, params):
                     continue
                 param_columns = {f"params.{k}": v for k, v in flat_params.items()}
                 for rep, saved_rows in rows_of.items():
@@ -175,6 +175,12 @@ def _load(path: str | os.PathLike[str], wanted: list[str] | None, params: Mappin
     meta = meta.iloc[np.repeat(np.arange(len(kept)), [c for c in counts if c])].reset_index(drop=True)
     meta.insert(2, "iteration", results.pop("iteration").astype("int64"))
     return with_ensembles(pd.concat([meta, results], axis=1), folders), saved if found else None
+
+
+def flat_params_match(flat_params: Mapping[str, Any], wanted: Mapping[str, Any] | None) -> bool:
+    """Whether parameters (flattened: {"model.width": 8}) have every value of `wanted` (None or {}: all do):
+    load_results' `params` rule, also PlotWork's `-f name=value`."""
+    return not wanted or all(flat_params.get(key, ...) == value for key, value in wanted.items())
 
 
 def _warn_unknown_names(path: str | os.PathLike[str], unknown: list[str], saved: set[str]) -> None:
