@@ -27,7 +27,6 @@ from .failures import failure_limit
 from .files import atomic_write
 from .kinds import kinds_in
 from .launch import program, resume_command, run_arguments
-from .liveness import Stalled
 from .logs import configure_console
 from .original_api import configs_and_results, implements_plot_results
 from .overrides import Overrides, split_arguments
@@ -206,9 +205,9 @@ def _execute(experiment_class: type[ClusterWork], plan: Plan, args: argparse.Nam
             summary = run_segments(jobs, executor, on_outcome, campaigns, max_failures, run_id)
     except KeyboardInterrupt:
         return stopped_at_once()
-    except Stalled as exc:  # recorded and durable first: the launcher dies with the run
-        print(f"error: {exc}", file=sys.stderr)
-        run_ended(paths, run_id, EXIT_STALLED, {})
+    if summary.stalled is not None:  # recorded and durable first: the launcher dies with the run
+        print(f"error: {summary.stalled}", file=sys.stderr)
+        run_ended(paths, run_id, EXIT_STALLED, summary.job_figures())
         attempts_journal.release(run_id)
         committer.commit()
         executor.abandon(EXIT_STALLED)
@@ -219,7 +218,7 @@ def _execute(experiment_class: type[ClusterWork], plan: Plan, args: argparse.Nam
             compact_index.refresh(root)
     except KeyboardInterrupt:
         return stopped_at_once()
-    run_ended(paths, run_id, summary.exit_status(), {kind.value: count for kind, count in summary.counts.items()})
+    run_ended(paths, run_id, summary.exit_status(), summary.job_figures())
     attempts_journal.release(run_id)
     with contextlib.suppress(KeyboardInterrupt):  # the run is recorded: only the summary's lines are lost
         print_summary(summary, plan, paths, resume)
