@@ -20,7 +20,8 @@ from .ladder import Ladder
 from .points import badness, metric_value, reduce
 
 if TYPE_CHECKING:  # the core makes strategies (strategies.make_strategy): they name its types, never import it
-    from .core import Ended, Steering
+    from .core import Steering
+    from .jobs import Ended
     from .spec import SteerSpec
 
 

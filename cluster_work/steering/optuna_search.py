@@ -32,7 +32,8 @@ from ..sampling import Distribution, leaves
 from .points import Params, metric_value, reduce
 
 if TYPE_CHECKING:  # the core makes strategies (strategies.make_strategy): they name its types, never import it
-    from .core import Ended, Steering
+    from .core import Steering
+    from .jobs import Ended
     from .spec import SteerSpec
 
 
