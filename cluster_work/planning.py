@@ -5,7 +5,6 @@ after the whole plan was validated. Each experiment's config is written by its f
 """
 from __future__ import annotations
 
-import functools
 import itertools
 import logging
 from collections.abc import Iterable, Iterator, Sequence
@@ -73,7 +72,7 @@ class Plan:
         self._groups, self.campaigns = _split_campaigns(_groups(chosen))
         self.totals = PlanTotals()
         self._counted: list[Chunk] | None = None  # what `count` read, where it is small enough
-        self._attempts = functools.cache(read_index)  # per sweep folder, read once
+        self._attempts: dict[str, AttemptIndex] = {}  # per sweep folder, read once
 
     @property
     def experiments(self) -> Iterator[ExperimentPlan]:
@@ -142,7 +141,10 @@ class Plan:
 
     def attempts(self, sweep_path: str) -> AttemptIndex:
         """What the attempts journals of `sweep_path` say (read once per plan)."""
-        return self._attempts(sweep_path)
+        index = self._attempts.get(sweep_path)
+        if index is None:
+            index = self._attempts[sweep_path] = read_index(sweep_path)
+        return index
 
     def compact_roots(self) -> list[str]:
         """The folders of the compact stores the plan's experiments are in (whole documents only: experiments
