@@ -89,8 +89,8 @@ def load_results(path: str | os.PathLike[str], experiments: Iterable[str] | None
     """
     wanted = list(experiments) if experiments is not None else None
     frame, saved = _load(path, wanted, params)
-    if wanted is not None and saved is not None:
-        _warn_unknown_names(path, [name for name in dict.fromkeys(wanted) if name not in saved], saved)
+    if wanted is not None and (saved is not None or os.path.isfile(path)):  # (an empty folder: said already)
+        _warn_unknown_names(path, [name for name in dict.fromkeys(wanted) if name not in (saved or ())], saved or set())
     return frame
 
 

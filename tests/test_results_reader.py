@@ -325,6 +325,15 @@ def test_a_name_the_config_does_not_define_is_a_warning_naming_it(half_run, path
     assert len(frame) == rows
 
 
+def test_a_typo_is_named_also_where_the_config_has_not_run_yet(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.yml").write_text(GRID_CONFIG)
+    with pytest.warns(UserWarning) as caught:
+        assert load_results("c.yml", experiments=["base__p1", "nope"]).empty
+    assert [str(w.message) for w in caught] == ["c.yml: no results yet in out (has its sweep run?)",
+                                                "c.yml: defines no experiment 'nope' (it defines: base, later)"]
+
+
 @pytest.mark.parametrize("names", [
     pytest.param(["base__p1"], id="expanded-name-not-run"),
     pytest.param(["later"], id="base-name-not-run"),
