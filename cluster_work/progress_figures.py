@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .attempts import AttemptIndex, read_index
-from .bulk_runs import far_in, folder_runs, present_folders
+from .bulk_runs import BLOCK, folder_runs, present_folders
 from .compact_index import RepetitionSummary, SummaryStore
 from .compact_store import is_compact, is_held, store_of
 from .expansion import ExpandedDocument, ExpandedExperiment, Expansion, expand_path
@@ -135,9 +135,7 @@ class PendingRun:
 
     def names(self) -> Iterable[str]:
         """Each experiment's name."""
-        if far_in(self.start, self.stop):  # each name made: not every name before it
-            return (self.document[position].name for position in range(self.start, self.stop))
-        return itertools.islice(self.document.names(), self.start, self.stop)
+        return itertools.islice(self.document.names(self.start), len(self))
 
     def parts(self) -> Iterator[ExperimentProgress]:
         """Each experiment's figures."""
@@ -145,32 +143,46 @@ class PendingRun:
 
 
 @dataclass(frozen=True, eq=False)
-class FinishedRun:
-    """Experiments `start` to `stop - 1` of a compact store's document whose every repetition its index says is
-    finished (as `read_repetition` decides): their figures are `figures` (named after the first) but for their
-    names and measured iteration times, each one's `seconds` and `timed` as `_figures` sums them, so a group
-    sums them without making them; each one is read from the index (`parts`) only where shown one by one."""
+class PendingOrFinishedRun:
+    """Experiments `start` to `stop - 1` of a compact store's document, each pending (its index holds nothing of
+    it) or finished (every repetition, as `finished_times` decides), in any order: `finished` has a byte per
+    experiment, 1 where it is finished (a half-done sweep whose finished points alternate with pending ones is
+    summed in runs of up to BLOCK experiments, not in runs of one). A pending one's figures are `pending`, a
+    finished one's `figures`, each but for its name and, a finished one's, its measured iteration time (its
+    `seconds` and `timed` as `_figures` sums them), so a group sums them without making them; each one is made
+    (a finished one read from the index, `parts`) only where shown one by one."""
 
     document: ExpandedDocument
     start: int
     stop: int
     store: SummaryStore
     attempts: AttemptIndex
-    names: tuple[str, ...]
-    folders: tuple[str, ...]  # each one's folder below the document's, as the index holds it
+    finished: bytes
+    names: tuple[str, ...]  # of its finished experiments, in order
+    folders: tuple[str, ...]  # each finished one's folder below the document's, as the index holds it
     seconds: tuple[Any, ...]
     timed: tuple[int, ...]
+    pending: ExperimentProgress
     figures: ExperimentProgress
 
     def __len__(self) -> int:
         return self.stop - self.start
 
-    def parts(self) -> Iterator[ExperimentProgress]:
-        """Each experiment's figures, read as an experiment of the index that is not in a run is."""
+    def each(self) -> Iterator[tuple[str, bool]]:
+        """Each experiment's name and whether it is finished, in order."""
+        return zip(self.document.names(self.start), map(bool, self.finished))
+
+    def finished_parts(self) -> Iterator[ExperimentProgress]:
+        """Each finished experiment's figures, read as an experiment of the index that is not in a run is."""
         document = self.document.document
         return (_progress(name, document["repetitions"], document["iterations"], self.store.experiment(
             name, experiment_folder(self.document.base_folder, at)), self.attempts)
                 for name, at in zip(self.names, self.folders))
+
+    def parts(self) -> Iterator[ExperimentProgress]:
+        """Each experiment's figures."""
+        finished = self.finished_parts()
+        return (next(finished) if done else dataclasses.replace(self.pending, name=name) for name, done in self.each())
 
 
 def finished_times(store: SummaryStore, name: str, reps: list[list[Any]], repetitions: int,
@@ -205,8 +217,8 @@ def finished_times(store: SummaryStore, name: str, reps: list[list[Any]], repeti
     return (seconds, iterations * len(means)) if math.isfinite(seconds) else None
 
 
-Part = ExperimentProgress | PendingRun | FinishedRun  # one experiment's figures, or a run of alike ones'
-Bulk = (PendingRun, FinishedRun)
+Part = ExperimentProgress | PendingRun | PendingOrFinishedRun  # one experiment's figures, or a run of them
+Bulk = (PendingRun, PendingOrFinishedRun)
 
 
 def each_experiment(parts: Iterable[Part]) -> Iterator[ExperimentProgress]:
@@ -220,12 +232,8 @@ def experiments_in(parts: Iterable[Part]) -> int:
 
 
 def first_name(parts: Sequence[Part]) -> str:
-    return _figures_of(parts[0]).name
-
-
-def _figures_of(part: Part) -> ExperimentProgress:
-    """An experiment's figures, or a run's shared ones."""
-    return part.figures if isinstance(part, Bulk) else part
+    part = parts[0]
+    return part.name if isinstance(part, ExperimentProgress) else next(iter(part.document.names(part.start)))
 
 
 def _seconds(figures: ExperimentProgress) -> Any:
@@ -236,29 +244,44 @@ def _timed(figures: ExperimentProgress) -> int:
     return figures.iterations_timed
 
 
-Weighted = list[tuple[ExperimentProgress, int, Any]]  # each part's figures, experiments, and the part if a run
+Figure = Callable[[ExperimentProgress], Any]
+Cells = list[tuple[Any, int]]  # values of a figure, each with how many experiments in a row have it
 
 
-def _weighted(parts: Iterable[Part]) -> Weighted:
-    return [(part.figures, len(part), part) if isinstance(part, Bulk) else (part, 1, None) for part in parts]
+def _cells(part: Part, figure: Figure) -> tuple[Cells, Callable[[], Iterator[Any]] | None]:
+    """`figure` of each experiment of `part`: as cells, and where their order is not the experiments' (the
+    pending and finished experiments of a PendingOrFinishedRun), a function giving each one's in order."""
+    if isinstance(part, PendingRun):
+        return [(figure(part.figures), len(part))], None
+    if not isinstance(part, PendingOrFinishedRun):
+        return [(figure(part), 1)], None
+    finished, pending = len(part.names), figure(part.pending)
+    own = part.seconds if figure is _seconds else part.timed if figure is _timed else None  # each finished one's
+    shared = figure(part.figures)
+    cells = [(pending, len(part) - finished)] if len(part) > finished else []
+    cells += list(zip(own, itertools.repeat(1))) if own is not None else [(shared, finished)] if finished else []
+
+    def each() -> Iterator[Any]:
+        values = (itertools.repeat(pending), iter(own) if own is not None else itertools.repeat(shared))
+        return map(next, map(values.__getitem__, part.finished))  # (in C: no Python call per experiment)
+    return cells, each
 
 
-def _sum(weighted: Weighted, figure: Callable[[ExperimentProgress], Any]) -> Any:
-    """sum() of `figure` of each experiment, in order (a run's as often as it has experiments; a FinishedRun's
-    seconds and timed iterations each one's own); where every one is an int, as the sum of each run's value
-    times its length (the same int, without adding each experiment's)."""
-    if figure is _seconds or figure is _timed:
-        cells: list[tuple[Any, int]] = []
-        for figures, n, part in weighted:
-            if isinstance(part, FinishedRun):
-                cells.extend(zip(part.seconds if figure is _seconds else part.timed, itertools.repeat(1)))
-            else:
-                cells.append((figure(figures), n))
-    else:
-        cells = [(figure(figures), n) for figures, n, _ in weighted]
-    if all(type(value) is int for value, _ in cells):
-        return sum(value * n for value, n in cells)
-    return sum(itertools.chain.from_iterable(itertools.repeat(value, n) for value, n in cells))
+def _sum(parts: Iterable[Part], figure: Figure) -> Any:
+    """sum() of `figure` of each experiment, in order (a run's shared figures as often as it has experiments
+    with them; a finished one's seconds and timed iterations its own); where every one is an int, as the sum of
+    each cell's value times its length (the same int, without adding each experiment's)."""
+    columns = [_cells(part, figure) for part in parts]
+    if all(type(value) is int for cells, _ in columns for value, _ in cells):
+        return sum(value * n for cells, _ in columns for value, n in cells)
+    return sum(itertools.chain.from_iterable(
+        each() if each is not None else itertools.chain.from_iterable(itertools.repeat(value, n) for value, n in cells)
+        for cells, each in columns))
+
+
+def _known(parts: Iterable[Part], figure: Figure) -> bool:
+    """Whether no experiment's `figure` is None."""
+    return all(value is not None for part in parts for value, _ in _cells(part, figure)[0])
 
 
 def estimated(part: Part, mean: float | None) -> Part:
@@ -266,8 +289,8 @@ def estimated(part: Part, mean: float | None) -> Part:
     taken at `mean` seconds each; its work left stays unknown (None) without a `mean`."""
     if isinstance(part, PendingRun):
         return dataclasses.replace(part, figures=_estimated(part.figures, mean))
-    if isinstance(part, FinishedRun):
-        return part  # nothing left
+    if isinstance(part, PendingOrFinishedRun):
+        return dataclasses.replace(part, pending=_estimated(part.pending, mean))  # (a finished one has none left)
     return _estimated(part, mean)
 
 
@@ -279,23 +302,21 @@ def _estimated(part: ExperimentProgress, mean: float | None) -> ExperimentProgre
 
 def _mean(parts: Sequence[Part]) -> float | None:
     """`combine(..., parts).mean_iteration_time`, from the two sums it is made of."""
-    weighted = _weighted(parts)
-    timed = _sum(weighted, _timed)
-    return _sum(weighted, _seconds) / timed if timed else None
+    timed = _sum(parts, _timed)
+    return _sum(parts, _seconds) / timed if timed else None
 
 
 def combine(name: str, parts: Sequence[Part]) -> ExperimentProgress:
     """The figures of several experiments together (a base experiment, the whole sweep)."""
-    weighted = _weighted(parts)
-    known = [(figures, n, part) for figures, n, part in weighted if figures.work_left is not None]
-    everything = sum(n for _, n, _ in known) == sum(n for _, n, _ in weighted)
+    def work_left(p: ExperimentProgress) -> float | None:
+        return p.work_left
+
     return ExperimentProgress(
-        name, _sum(weighted, lambda p: p.repetitions), _sum(weighted, lambda p: p.iterations),
-        _sum(weighted, lambda p: p.iterations_done),
-        {s: _sum(weighted, lambda p: p.states.get(s, 0)) for s in STATES},  # noqa: B023 (used at once)
-        _sum(weighted, _seconds), _sum(weighted, _timed),
-        _sum(known, lambda p: p.work_left) if everything else None, [], _sum(weighted, lambda p: p.work_measured),
-        _sum(weighted, lambda p: p.iterations_unmeasured))
+        name, _sum(parts, lambda p: p.repetitions), _sum(parts, lambda p: p.iterations),
+        _sum(parts, lambda p: p.iterations_done),
+        {s: _sum(parts, lambda p: p.states.get(s, 0)) for s in STATES},  # noqa: B023 (used at once)
+        _sum(parts, _seconds), _sum(parts, _timed), _sum(parts, work_left) if _known(parts, work_left) else None,
+        [], _sum(parts, lambda p: p.work_measured), _sum(parts, lambda p: p.iterations_unmeasured))
 
 
 Report = tuple[dict[str, list[Part]], dict[str, ExperimentProgress], ExperimentProgress]
@@ -355,10 +376,11 @@ def _parts(experiments: Sequence[ExpandedExperiment]) -> Iterator[tuple[str, Par
 
 
 def _compact_parts(document: ExpandedDocument, attempts: AttemptIndex) -> Iterator[Part]:
-    """The figures of a compact store's document from its index: a PendingRun for each run of experiments it
-    holds nothing of, a FinishedRun for each run of finished ones (see `finished_times`), each other
-    experiment's own (without making it: its name from the axes). The runs' shared figures are made once
-    and named after each run's first experiment."""
+    """The figures of a compact store's document from its index: a PendingRun where it holds nothing of it,
+    else PendingOrFinishedRuns of experiments it holds nothing of and finished ones (see `finished_times`), and
+    each other experiment's own (without making it: its name from the axes). Looked at BLOCK experiments at a
+    time: their names found in the index at once, only the held ones one by one; the runs' shared figures are
+    made once."""
     store = SummaryStore(compact_root(document.base_folder))
     held = store.summary.entries
     repetitions, iterations = document.document["repetitions"], document.document["iterations"]
@@ -369,37 +391,33 @@ def _compact_parts(document: ExpandedDocument, attempts: AttemptIndex) -> Iterat
     finished_reps = [RepetitionProgress(rep, RepetitionState.FINISHED.value, iterations, None)
                      for rep in range(repetitions)]
     finished = _figures(pending.name, iterations, finished_reps)
-    start, first = 0, pending.name  # the run of experiments without records being gathered, its first's name
-    done: list[tuple[str, str, Any, int]] = []  # the finished run before it: (name, at, seconds, timed) of each
+    names = document.names()
 
-    def finished_run() -> Iterator[FinishedRun]:
-        if done:
-            names, folders, seconds, timed = zip(*done)
-            yield FinishedRun(document, start - len(done), start, store, attempts, names, folders, seconds, timed,
-                              dataclasses.replace(finished, name=names[0]))
-            done.clear()
+    def run(start: int, stop: int, marks: bytearray, done: list[tuple[str, str, Any, int]]) -> PendingOrFinishedRun:
+        each: Iterable[tuple[Any, ...]] = zip(*done) if done else ((), (), (), ())
+        found, folders, seconds, timed = each
+        return PendingOrFinishedRun(document, start, stop, store, attempts, bytes(marks), tuple(found), tuple(folders),
+                                    tuple(seconds), tuple(timed), pending, finished)
 
-    for position, name in enumerate(document.names()):
-        if position == start:
-            first = name
-        found = held.get(name)
-        if found is None:
-            continue
-        times = finished_times(store, name, found[2], repetitions, iterations)
-        if position > start:
-            yield from finished_run()
-            yield PendingRun(document, start, position, dataclasses.replace(pending, name=first))
-        elif times is None:
-            yield from finished_run()
-        start = position + 1
-        if times is not None:
-            done.append((name, found[0], *times))
-            continue
-        experiment = store.experiment(name, experiment_folder(document.base_folder, found[0]))
-        yield _progress(name, repetitions, iterations, experiment, attempts)
-    yield from finished_run()
-    if start < len(document):
-        yield PendingRun(document, start, len(document), dataclasses.replace(pending, name=first))
+    for block in range(0, len(document), BLOCK):
+        block_names = list(itertools.islice(names, BLOCK))
+        found: list[Any] = list(map(held.get, block_names))
+        marks, start = bytearray(len(found)), 0  # the run gathered: from block + start on
+        done: list[tuple[str, str, Any, int]] = []  # (name, at, seconds, timed) of each finished one of it
+        for offset in itertools.compress(range(len(found)), found):
+            name, entry = block_names[offset], found[offset]
+            times = finished_times(store, name, entry[2], repetitions, iterations)
+            if times is not None:
+                marks[offset] = 1
+                done.append((name, entry[0], *times))
+                continue
+            if offset > start:
+                yield run(block + start, block + offset, marks[start:offset], done)
+            experiment = store.experiment(name, experiment_folder(document.base_folder, entry[0]))
+            yield _progress(name, repetitions, iterations, experiment, attempts)
+            start, done = offset + 1, []
+        if start < len(found):
+            yield run(block + start, block + len(found), marks[start:], done)
 
 
 def campaign_units(experiments: Sequence[ExpandedExperiment]) -> tuple[Sequence[ExpandedExperiment], list[KindUnits]]:
