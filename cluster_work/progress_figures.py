@@ -16,11 +16,11 @@ import itertools
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from .attempts import AttemptIndex, read_index
 from .bulk_runs import BLOCK, folder_runs, present_folders
-from .compact_index import RepetitionSummary, SummaryStore
+from .compact_index import Entry, SummaryStore
 from .compact_store import is_compact, is_held, store_of
 from .expansion import ExpandedDocument, ExpandedExperiment, Expansion, expand_path
 from .kinds import CampaignKind, kinds_in
@@ -190,32 +190,44 @@ def finished_times(store: SummaryStore, name: str, reps: list[list[Any]], repeti
     """(seconds, timed) of the experiment `name` whose repetitions the index holds as `reps`, as `_progress`
     sums them, where each of its `repetitions` repetitions is FINISHED as `read_repetition` decides (no live
     process holds it, not stopped; its status says finished, or all its rows are there) with a finite mean
-    iteration time or none; None otherwise (it is read as itself)."""
-    held = {rep: fields for rep, *fields in reps}
-    means = []
-    for rep in range(repetitions):
-        fields = held.get(rep)
-        if fields is None or (store.locked and is_held(store.root, name, rep)):
+    iteration time or none; None otherwise (it is read as itself). (Asked of each finished experiment of a
+    half-done sweep: 10^6 times, so written for speed.)"""
+    means: list[tuple[int, Any]] = []  # (rep, its mean), of those with one
+    count = 0
+    for rep, status, rows, seconds, timed in reps:
+        if not 0 <= rep < repetitions:
+            continue
+        count += 1
+        if store.locked and is_held(store.root, name, rep):
             return None
-        found = RepetitionSummary(*fields)
-        status = found.status or {}
-        if status.get("state") == Record.STOPPED.value:
+        if not status:  # (no status: its rows say it all)
+            if rows < iterations:
+                return None
+            if timed:
+                means.append((rep, seconds / timed))  # (`RepetitionSummary.rows_mean`)
+            continue
+        if status.get("state") == _STOPPED:
             return None
         mean = status.get("mean_iteration_time")
+        says = status_says_finished(status, iterations, None)
         if not isinstance(mean, (int, float)):
-            if status_says_finished(status, iterations, None):
-                mean = None  # the status answered: the rows' mean is not asked
-            elif found.rows >= iterations:
-                mean = found.rows_mean
-            else:
+            if says:
+                continue  # the status answered: the rows' mean is not asked
+            if rows < iterations:
                 return None
-        elif not status_says_finished(status, iterations, None) and found.rows < iterations:
+            mean = seconds / timed if timed else None
+        elif not says and rows < iterations:
             return None
         if mean is not None:
-            means.append(mean)
-    seconds = sum(mean * iterations for mean in means)
+            means.append((rep, mean))
+    if count != repetitions:
+        return None
+    means.sort()  # (as `_progress` takes them: by repetition; no two have the same)
+    seconds = sum([mean * iterations for _, mean in means])
     return (seconds, iterations * len(means)) if math.isfinite(seconds) else None
 
+
+_STOPPED = Record.STOPPED.value
 
 Part = ExperimentProgress | PendingRun | PendingOrFinishedRun  # one experiment's figures, or a run of them
 Bulk = (PendingRun, PendingOrFinishedRun)
@@ -245,43 +257,59 @@ def _timed(figures: ExperimentProgress) -> int:
 
 
 Figure = Callable[[ExperimentProgress], Any]
-Cells = list[tuple[Any, int]]  # values of a figure, each with how many experiments in a row have it
 
 
-def _cells(part: Part, figure: Figure) -> tuple[Cells, Callable[[], Iterator[Any]] | None]:
-    """`figure` of each experiment of `part`: as cells, and where their order is not the experiments' (the
-    pending and finished experiments of a PendingOrFinishedRun), a function giving each one's in order."""
+class Column(NamedTuple):
+    """A figure of each experiment of a part: `cells` (values, each with how many experiments have it), `own`
+    (each finished one's of a PendingOrFinishedRun, where they differ) and, where the cells' order is not the
+    experiments' (the pending and finished experiments of a PendingOrFinishedRun), `each` giving it in order."""
+
+    cells: list[tuple[Any, int]]
+    own: tuple[Any, ...] = ()
+    each: Callable[[], Iterator[Any]] | None = None
+
+    def ints(self) -> bool:
+        return all(type(value) is int for value, _ in self.cells) and set(map(type, self.own)) <= {int}
+
+    def int_sum(self) -> int:
+        return sum(value * n for value, n in self.cells) + sum(self.own)
+
+    def values(self) -> Iterator[Any]:
+        if self.each is not None:
+            return self.each()
+        return itertools.chain.from_iterable(itertools.repeat(value, n) for value, n in self.cells)
+
+
+def _column(part: Part, figure: Figure) -> Column:
     if isinstance(part, PendingRun):
-        return [(figure(part.figures), len(part))], None
+        return Column([(figure(part.figures), len(part))])
     if not isinstance(part, PendingOrFinishedRun):
-        return [(figure(part), 1)], None
+        return Column([(figure(part), 1)])
     finished, pending = len(part.names), figure(part.pending)
     own = part.seconds if figure is _seconds else part.timed if figure is _timed else None  # each finished one's
     shared = figure(part.figures)
     cells = [(pending, len(part) - finished)] if len(part) > finished else []
-    cells += list(zip(own, itertools.repeat(1))) if own is not None else [(shared, finished)] if finished else []
+    cells += [] if own is not None or not finished else [(shared, finished)]
 
     def each() -> Iterator[Any]:
         values = (itertools.repeat(pending), iter(own) if own is not None else itertools.repeat(shared))
         return map(next, map(values.__getitem__, part.finished))  # (in C: no Python call per experiment)
-    return cells, each
+    return Column(cells, own or (), each)
 
 
 def _sum(parts: Iterable[Part], figure: Figure) -> Any:
     """sum() of `figure` of each experiment, in order (a run's shared figures as often as it has experiments
     with them; a finished one's seconds and timed iterations its own); where every one is an int, as the sum of
     each cell's value times its length (the same int, without adding each experiment's)."""
-    columns = [_cells(part, figure) for part in parts]
-    if all(type(value) is int for cells, _ in columns for value, _ in cells):
-        return sum(value * n for cells, _ in columns for value, n in cells)
-    return sum(itertools.chain.from_iterable(
-        each() if each is not None else itertools.chain.from_iterable(itertools.repeat(value, n) for value, n in cells)
-        for cells, each in columns))
+    columns = [_column(part, figure) for part in parts]
+    if all(column.ints() for column in columns):
+        return sum(column.int_sum() for column in columns)
+    return sum(itertools.chain.from_iterable(column.values() for column in columns))
 
 
 def _known(parts: Iterable[Part], figure: Figure) -> bool:
     """Whether no experiment's `figure` is None."""
-    return all(value is not None for part in parts for value, _ in _cells(part, figure)[0])
+    return all(value is not None for part in parts for value, _ in _column(part, figure).cells)
 
 
 def estimated(part: Part, mean: float | None) -> Part:
@@ -399,17 +427,28 @@ def _compact_parts(document: ExpandedDocument, attempts: AttemptIndex) -> Iterat
         return PendingOrFinishedRun(document, start, stop, store, attempts, bytes(marks), tuple(found), tuple(folders),
                                     tuple(seconds), tuple(timed), pending, finished)
 
+    def times(name: str, entry: Entry) -> tuple[Any, int] | None:
+        return finished_times(store, name, entry[2], repetitions, iterations)
+
     for block in range(0, len(document), BLOCK):
         block_names = list(itertools.islice(names, BLOCK))
         found: list[Any] = list(map(held.get, block_names))
+        entries = list(itertools.compress(found, found))
+        each = list(map(times, itertools.compress(block_names, found), entries))
+        if None not in each:  # all it holds finished (the usual case): made at once
+            seconds, timed = zip(*each) if each else ((), ())
+            yield PendingOrFinishedRun(document, block, block + len(found), store, attempts, bytes(map(bool, found)),
+                                       tuple(itertools.compress(block_names, found)), tuple(e[0] for e in entries),
+                                       seconds, timed, pending, finished)
+            continue
         marks, start = bytearray(len(found)), 0  # the run gathered: from block + start on
         done: list[tuple[str, str, Any, int]] = []  # (name, at, seconds, timed) of each finished one of it
         for offset in itertools.compress(range(len(found)), found):
             name, entry = block_names[offset], found[offset]
-            times = finished_times(store, name, entry[2], repetitions, iterations)
-            if times is not None:
+            found_times = finished_times(store, name, entry[2], repetitions, iterations)
+            if found_times is not None:
                 marks[offset] = 1
-                done.append((name, entry[0], *times))
+                done.append((name, entry[0], *found_times))
                 continue
             if offset > start:
                 yield run(block + start, block + offset, marks[start:offset], done)
