@@ -115,8 +115,9 @@ def print_plan(plan: Plan, stream: TextIO | None = None, as_json: bool = False) 
             experiments += len(chunk)
             jobs += len(chunk) * chunk.repetitions
             per_state = counts.setdefault(base, collections.Counter())
-            for state, count in ((ExperimentState.NEW, new), (ExperimentState.DONE, len(chunk) - new)):
-                if count:  # (in the order its experiments come: the table's columns are the states as first seen)
+            states = ((ExperimentState.NEW, new), (ExperimentState.DONE, len(chunk) - new))
+            for state, count in states[::-1] if chunk.is_done(chunk.start) else states:
+                if count:  # (in the order they come first: the table's columns are the states as first seen)
                     per_state[EXPERIMENT_STATE_TEXT[state]] += count
             to_run[base] += new * chunk.repetitions
             first += plan.fresh_plans(chunk, stop=min(chunk.stop, chunk.start + SCREENFUL - len(first)))
