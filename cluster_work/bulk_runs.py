@@ -10,10 +10,12 @@ experiment by experiment, by the function the caller gives (`planning`).
 from __future__ import annotations
 
 import itertools
+import operator
 import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from .compact_index import Entry, ExperimentSummary, SummaryStore, canonical
@@ -84,7 +86,7 @@ class NewOrDoneRun(Run):
     @property
     def new_ones(self) -> bytes:
         """A byte per experiment, 1 where it is new."""
-        return self.done.translate(_FLIP)
+        return flipped(self.done)
 
     def iteration_times(self) -> Iterator[float]:
         """Each repetition's mean iteration time, where one was measured, in order (as their plans have them)."""
@@ -99,6 +101,11 @@ class NewOrDoneRun(Run):
                 elif found.rows_mean is not None and status.get("state") != Record.STOPPED.value and \
                         not status_says_finished(status, self.document.document["iterations"], None):
                     yield found.rows_mean
+
+
+def flipped(mask: bytes) -> bytes:
+    """`mask` (bytes of 0 and 1) with its 0s and 1s swapped."""
+    return mask.translate(_FLIP)
 
 
 _FLIP = bytes.maketrans(b"\0\1", b"\1\0")
@@ -168,7 +175,15 @@ def compact_runs(document: ExpandedDocument, first_index: int, store: SummarySto
     for block in range(0, len(document), BLOCK):
         found: list[Any] = list(map(held.get, itertools.islice(names, BLOCK)))
         expected = list(itertools.islice(joined, len(found))) if joined is not None else None
-        done, entries, start = bytearray(len(found)), list[Entry](), 0  # the run gathered: from block + start on
+        if texts is not None and expected is not None:  # all it holds done, unchanged (the usual case): at once
+            entries = list(itertools.compress(found, found))
+            if all(map(operator.eq, map(texts[1], itertools.compress(expected, found)), map(itemgetter(1), entries))) \
+                    and all(map(is_done, map(itemgetter(2), entries), itertools.repeat(repetitions),
+                                itertools.repeat(iterations))):
+                yield NewOrDoneRun(document, block, block + len(found), first_index + block * repetitions, store,
+                                   bytes(map(bool, found)), tuple(entries)), False
+                continue
+        done, entries, start = bytearray(len(found)), [], 0  # the run gathered: from block + start on
         for offset in itertools.compress(range(len(found)), found):
             entry = found[offset]
             if texts is not None and expected is not None and texts[1](expected[offset]) == entry[1] and is_done(

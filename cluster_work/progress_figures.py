@@ -16,11 +16,13 @@ import itertools
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, NamedTuple
 
+from . import bulk_runs
 from .attempts import AttemptIndex, read_index
-from .bulk_runs import BLOCK, folder_runs, present_folders
-from .compact_index import Entry, SummaryStore
+from .bulk_runs import folder_runs, present_folders
+from .compact_index import SummaryStore
 from .compact_store import is_compact, is_held, store_of
 from .expansion import ExpandedDocument, ExpandedExperiment, Expansion, expand_path
 from .kinds import CampaignKind, kinds_in
@@ -427,19 +429,18 @@ def _compact_parts(document: ExpandedDocument, attempts: AttemptIndex) -> Iterat
         return PendingOrFinishedRun(document, start, stop, store, attempts, bytes(marks), tuple(found), tuple(folders),
                                     tuple(seconds), tuple(timed), pending, finished)
 
-    def times(name: str, entry: Entry) -> tuple[Any, int] | None:
-        return finished_times(store, name, entry[2], repetitions, iterations)
-
-    for block in range(0, len(document), BLOCK):
-        block_names = list(itertools.islice(names, BLOCK))
+    for block in range(0, len(document), bulk_runs.BLOCK):
+        block_names = list(itertools.islice(names, bulk_runs.BLOCK))
         found: list[Any] = list(map(held.get, block_names))
         entries = list(itertools.compress(found, found))
-        each = list(map(times, itertools.compress(block_names, found), entries))
+        finished_names = tuple(itertools.compress(block_names, found))
+        each = list(map(finished_times, itertools.repeat(store), finished_names, map(itemgetter(2), entries),
+                        itertools.repeat(repetitions), itertools.repeat(iterations)))
         if None not in each:  # all it holds finished (the usual case): made at once
             seconds, timed = zip(*each) if each else ((), ())
             yield PendingOrFinishedRun(document, block, block + len(found), store, attempts, bytes(map(bool, found)),
-                                       tuple(itertools.compress(block_names, found)), tuple(e[0] for e in entries),
-                                       seconds, timed, pending, finished)
+                                       finished_names, tuple(map(itemgetter(0), entries)), seconds, timed, pending,
+                                       finished)
             continue
         marks, start = bytearray(len(found)), 0  # the run gathered: from block + start on
         done: list[tuple[str, str, Any, int]] = []  # (name, at, seconds, timed) of each finished one of it

@@ -5,15 +5,16 @@ import collections
 import io
 import itertools
 import json
-import math
+import operator
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from json.encoder import encode_basestring_ascii  # (json.dumps of a str, without its overhead)
 from typing import Any, TextIO
 
 from rich.console import Console
 from rich.table import Table
 
+from .bulk_runs import flipped
 from .config import KeyPath, dotted
 from .display import counted, format_duration, format_seconds
 from .expansion import ExpandedExperiment
@@ -115,8 +116,8 @@ def print_plan(plan: Plan, stream: TextIO | None = None, as_json: bool = False) 
             experiments += len(chunk)
             jobs += len(chunk) * chunk.repetitions
             per_state = counts.setdefault(base, collections.Counter())
-            states = ((ExperimentState.NEW, new), (ExperimentState.DONE, len(chunk) - new))
-            for state, count in states[::-1] if chunk.is_done(chunk.start) else states:
+            kinds = ((ExperimentState.NEW, new), (ExperimentState.DONE, len(chunk) - new))
+            for state, count in kinds[::-1] if chunk.is_done(chunk.start) else kinds:
                 if count:  # (in the order they come first: the table's columns are the states as first seen)
                     per_state[EXPERIMENT_STATE_TEXT[state]] += count
             to_run[base] += new * chunk.repetitions
@@ -170,13 +171,10 @@ def _fresh_job_lines(plan: Plan, run: FreshRun | NewOrDoneRun) -> Iterator[str]:
                     for item in plan.fresh_plans(run, new=True) for job in item.jobs)
         return
 
-    def encode(path: KeyPath, value: Any) -> str:
-        return f"{json.dumps(dotted(path))}: {json.dumps(to_plain(value), default=repr)}"
-
     base, repetitions = encode_basestring_ascii(document.base), run.repetitions
     firsts = range(run.first_index, run.first_index + len(run) * repetitions, repetitions)  # each one's first job
     each: Iterator[tuple[int, str, str]] = zip(firsts, document.names(run.start),
-                                               document.joined_points(encode, ", ", run.start))
+                                               document.joined_points(_encode_param, ", ", run.start))
     if isinstance(run, NewOrDoneRun):
         each = itertools.compress(each, run.new_ones)
     for first, name, params in itertools.islice(each, run.new):
@@ -184,6 +182,11 @@ def _fresh_job_lines(plan: Plan, run: FreshRun | NewOrDoneRun) -> Iterator[str]:
         for rep in range(repetitions):
             yield (f'{{"job": {first + rep}, "experiment": {experiment}, "base": {base}, "rep": {rep}, '
                    f'"state": "pending", "restart_from": null, "params": {{{params}}}}}\n')
+
+
+def _encode_param(path: KeyPath, value: Any) -> str:
+    """A parameter as `_job_record`'s params have it."""
+    return f"{json.dumps(dotted(path))}: {json.dumps(to_plain(value), default=repr)}"
 
 
 def _campaign_record(campaign: Any) -> dict[str, Any]:
@@ -284,36 +287,36 @@ def _json_items(part: Part, full: bool) -> Iterator[dict[str, Any] | Rendered]:
     its shared figures with each one's name (and a finished one's mean iteration time) put in; with `full`, a
     finished one's as read from the index (its repetitions' own times)."""
     if isinstance(part, PendingRun):
-        yield from map(_rendered(part.figures, full), part.names())
-        return
+        return _renamed(part.figures, full, part.names())
     if not isinstance(part, PendingOrFinishedRun):
-        yield part.as_dict(full)
-        return
-    pending, finished = _rendered(part.pending, full), _rendered(part.figures, False, with_mean=True)
-    read = part.finished_parts() if full else None
-    times = zip(part.seconds, part.timed)
-    for name, done in part.each():
-        if not done:
-            yield pending(name)
-        elif read is not None:
-            yield next(read).as_dict(full)
-        else:
-            seconds, timed = next(times)
-            yield finished(name, seconds / timed if timed else None)
+        return iter((part.as_dict(full),))
+    names = itertools.islice(part.document.names(part.start), len(part))
+    pending = _renamed(part.pending, full, itertools.compress(names, flipped(part.finished)))
+    finished: Iterator[dict[str, Any] | Rendered] = (
+        (figures.as_dict(full) for figures in part.finished_parts()) if full else
+        _renamed(part.figures, full, part.names, map(repr, map(operator.truediv, part.seconds, part.timed))
+                 if all(part.timed) else map(_mean_text, part.seconds, part.timed)))
+    return map(next, map((pending, finished).__getitem__, part.finished))  # each in the experiments' order
 
 
-def _rendered(figures: ExperimentProgress, full: bool, with_mean: bool = False) -> Callable[..., Rendered]:
-    """A function making the --json item of `figures` with another name (and `with_mean`: another mean iteration
-    time), from their text made once."""
+def _renamed(figures: ExperimentProgress, full: bool, names: Iterable[str],
+             means: Iterable[str] | None = None) -> Iterator[Rendered]:
+    """The --json items of `figures` named each of `names` (and, with `means`, with each of those texts of
+    its mean iteration time), from their text made once, without a Python call per item."""
     name, mean = "\x00", "\x01"  # what no experiment's name is
-    text = indented({**figures.as_dict(full), "name": name, **({"mean_iteration_time": mean} if with_mean else {})}, 2)
+    row = {**figures.as_dict(full), "name": name, **({"mean_iteration_time": mean} if means is not None else {})}
+    text = indented(row, 2)
     head, tail = text.split(json.dumps(name))
-    middle, tail = tail.split(json.dumps(mean)) if with_mean else (tail, "")
+    items = map(head.__add__, map(encode_basestring_ascii, names))
+    if means is not None:
+        middle, tail = tail.split(json.dumps(mean))
+        items = map(str.__add__, map(str.__add__, items, itertools.repeat(middle)), means)
+    return map(Rendered, map(str.__add__, items, itertools.repeat(tail)))
 
-    def item(name: str, mean: float | None = None) -> Rendered:
-        value = "null" if mean is None else repr(mean) if math.isfinite(mean) else json.dumps(mean)
-        return Rendered(f"{head}{encode_basestring_ascii(name)}{middle}{value if with_mean else ''}{tail}")
-    return item
+
+def _mean_text(seconds: Any, timed: int) -> str:
+    """The text of a mean iteration time as `json.dumps` gives it."""
+    return json.dumps(seconds / timed if timed else None)
 
 
 def print_summary(summary: Summary, plan: Plan, sweep_paths: Iterable[str], resume: str,

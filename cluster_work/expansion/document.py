@@ -54,6 +54,8 @@ class ExpandedDocument(Sequence[ExpandedExperiment]):
         self._grid_tokens = [[original_token(path, value) for value in values] for path, values in self._grid]
         self._list_tokens = [[original_token(path, value) for path, value in point] for point in self._list_points]
         self._longer: dict[int, str] = {} if self._provably_distinct() else self._longer_forms(source)
+        self._name_axes_made: tuple[list[list[str]] | None] | None = None
+        self._encoded_axes: dict[tuple[Callable[[KeyPath, Any], str], str], list[list[str]]] = {}
         self._warn_renamed(warn)
 
     def __len__(self) -> int:
@@ -109,17 +111,26 @@ class ExpandedDocument(Sequence[ExpandedExperiment]):
         escape or cut), the axes' name parts joined by itertools (0.2 us an experiment instead of 5)."""
         if not self.varies:
             return iter([""][start:])
-        axes = list(self._grid_tokens)
-        if self._list_points[0]:
-            axes.append(["_".join(point) for point in self._list_tokens])
-        if self.sampler or self.custom_points:
-            axes.append([f"sample{sample}" for sample in range(self._samples)])
-        longest = sum(max(map(len, axis)) for axis in axes) + len(axes) - 1
-        if not self._longer and longest <= MAX_FOLDER_NAME and all(
-                escape(token) == token not in (".", "..") for axis in axes for token in axis):
+        axes = self._name_axes()
+        if axes is not None:
             return map("_".join, product_from(axes, start))
         return (self._longer.get(index) or folder_safe(self._original_part(index))
                 for index in range(start, self._size))
+
+    def _name_axes(self) -> list[list[str]] | None:
+        """The name part of each axis' values, where every name is the original's as it is (else None); made once
+        (a document named run by run, from any experiment on, asks again for each run)."""
+        if self._name_axes_made is None:
+            axes = list(self._grid_tokens)
+            if self._list_points[0]:
+                axes.append(["_".join(point) for point in self._list_tokens])
+            if self.sampler or self.custom_points:
+                axes.append([f"sample{sample}" for sample in range(self._samples)])
+            longest = sum(max(map(len, axis)) for axis in axes) + len(axes) - 1
+            fast = not self._longer and longest <= MAX_FOLDER_NAME and all(
+                escape(token) == token not in (".", "..") for axis in axes for token in axis)
+            self._name_axes_made = (axes if fast else None,)
+        return self._name_axes_made[0]
 
     def names(self, start: int = 0) -> Iterator[str]:
         """Each experiment's name, in order from experiment `start` on, without making the experiments (see
@@ -135,9 +146,13 @@ class ExpandedDocument(Sequence[ExpandedExperiment]):
         if self.sampler or self.custom_points:
             return (separator.join(encode(path, value) for path, value in self._point(index).items())
                     for index in range(start, self._size))
-        axes = [[encode(path, value) for value in values] for path, values in self._grid]
-        if self._list_points[0]:
-            axes.append([separator.join(encode(path, value) for path, value in point) for point in self._list_points])
+        axes = self._encoded_axes.get((encode, separator))
+        if axes is None:  # (made once for each `encode`: a document joined run by run asks again for each run)
+            axes = [[encode(path, value) for value in values] for path, values in self._grid]
+            if self._list_points[0]:
+                axes.append([separator.join(encode(path, value) for path, value in point)
+                             for point in self._list_points])
+            self._encoded_axes = {(encode, separator): axes}  # (the last one only: memory stays its axes')
         return map(separator.join, product_from(axes, start))
 
     def config_of(self, experiment: ExpandedExperiment, folder: str | None = None) -> dict[str, Any]:
