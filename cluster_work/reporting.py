@@ -18,7 +18,7 @@ from .bulk_runs import flipped
 from .config import KeyPath, dotted
 from .display import counted, format_duration, format_seconds
 from .expansion import ExpandedExperiment
-from .indented_json import Rendered, indented, write_indented
+from .indented_json import BATCH, ITEMS, Rendered, indented, write_indented
 from .kinds import kind
 from .planning import Bulk, ExperimentPlan, FreshRun, NewOrDoneRun, Plan
 from .progress_figures import (
@@ -274,7 +274,8 @@ def write_progress_json(experiments: Sequence[ExpandedExperiment], full: bool, s
     """`progress_json`'s text, written as it is made: each experiment's figures once the totals are known."""
     experiments, campaigns = campaign_units(experiments)
     groups, bases, total = progress_report(experiments, campaigns)
-    experiment_items = (item for parts in groups.values() for part in parts for item in _json_items(part, full))
+    experiment_items = itertools.chain.from_iterable(_json_items(part, full) for parts in groups.values()
+                                                     for part in parts)
     write_indented(stream, {"total": total.as_dict(False), "base_experiments": [row.as_dict(False) for row in
                                                                                 bases.values()],
                             "experiments": experiment_items, "runs": list(runs),
@@ -284,34 +285,37 @@ def write_progress_json(experiments: Sequence[ExpandedExperiment], full: bool, s
 
 def _json_items(part: Part, full: bool) -> Iterator[dict[str, Any] | Rendered]:
     """The --json items of `part`: an experiment's figures, or those of each experiment of a run, from the text of
-    its shared figures with each one's name (and a finished one's mean iteration time) put in; with `full`, a
-    finished one's as read from the index (its repetitions' own times)."""
+    its shared figures with each one's name (and a finished one's mean iteration time) put in, BATCH items to a
+    Rendered; with `full`, a finished one's as read from the index (its repetitions' own times)."""
     if isinstance(part, PendingRun):
-        return _renamed(part.figures, full, part.names())
+        return _batches(_renamed(part.figures, full, part.names()))
     if not isinstance(part, PendingOrFinishedRun):
         return iter((part.as_dict(full),))
     names = itertools.islice(part.document.names(part.start), len(part))
     pending = _renamed(part.pending, full, itertools.compress(names, flipped(part.finished)))
-    finished: Iterator[dict[str, Any] | Rendered] = (
-        (figures.as_dict(full) for figures in part.finished_parts()) if full else
-        _renamed(part.figures, full, part.names, map(repr, map(operator.truediv, part.seconds, part.timed))
-                 if all(part.timed) else map(_mean_text, part.seconds, part.timed)))
-    return map(next, map((pending, finished).__getitem__, part.finished))  # each in the experiments' order
+    finished = (indented(figures.as_dict(full), 2) for figures in part.finished_parts()) if full else _renamed(
+        part.figures, full, part.names, map(repr, map(operator.truediv, part.seconds, part.timed))
+        if all(part.timed) else map(_mean_text, part.seconds, part.timed))
+    return _batches(map(next, map((pending, finished).__getitem__, part.finished)))  # in the experiments' order
+
+
+def _batches(texts: Iterator[str]) -> Iterator[Rendered]:
+    """The texts of list items, BATCH to a Rendered (a Rendered made per item costs as much as its text)."""
+    return map(Rendered, map(ITEMS.join, iter(lambda: list(itertools.islice(texts, BATCH)), [])))
 
 
 def _renamed(figures: ExperimentProgress, full: bool, names: Iterable[str],
-             means: Iterable[str] | None = None) -> Iterator[Rendered]:
-    """The --json items of `figures` named each of `names` (and, with `means`, with each of those texts of
+             means: Iterable[str] | None = None) -> Iterator[str]:
+    """The --json texts of `figures` named each of `names` (and, with `means`, with each of those texts of
     its mean iteration time), from their text made once, without a Python call per item."""
     name, mean = "\x00", "\x01"  # what no experiment's name is
     row = {**figures.as_dict(full), "name": name, **({"mean_iteration_time": mean} if means is not None else {})}
-    text = indented(row, 2)
-    head, tail = text.split(json.dumps(name))
+    head, tail = indented(row, 2).split(json.dumps(name))
     items = map(head.__add__, map(encode_basestring_ascii, names))
     if means is not None:
         middle, tail = tail.split(json.dumps(mean))
         items = map(str.__add__, map(str.__add__, items, itertools.repeat(middle)), means)
-    return map(Rendered, map(str.__add__, items, itertools.repeat(tail)))
+    return map(str.__add__, items, itertools.repeat(tail))
 
 
 def _mean_text(seconds: Any, timed: int) -> str:
