@@ -18,7 +18,7 @@ from .bulk_runs import flipped
 from .config import KeyPath, dotted
 from .display import counted, format_duration, format_seconds
 from .expansion import ExpandedExperiment
-from .indented_json import BATCH, ITEMS, Rendered, indented, write_indented
+from .indented_json import ITEMS, Rendered, indented, write_indented
 from .kinds import kind
 from .planning import Bulk, ExperimentPlan, FreshRun, NewOrDoneRun, Plan
 from .progress_figures import (
@@ -285,7 +285,7 @@ def write_progress_json(experiments: Sequence[ExpandedExperiment], full: bool, s
 
 def _json_items(part: Part, full: bool) -> Iterator[dict[str, Any] | Rendered]:
     """The --json items of `part`: an experiment's figures, or those of each experiment of a run, from the text of
-    its shared figures with each one's name (and a finished one's mean iteration time) put in, BATCH items to a
+    its shared figures with each one's name (and a finished one's mean iteration time) put in, JOINED items to a
     Rendered; with `full`, a finished one's as read from the index (its repetitions' own times)."""
     if isinstance(part, PendingRun):
         return _batches(_renamed(part.figures, full, part.names()))
@@ -299,9 +299,12 @@ def _json_items(part: Part, full: bool) -> Iterator[dict[str, Any] | Rendered]:
     return _batches(map(next, map((pending, finished).__getitem__, part.finished)))  # in the experiments' order
 
 
+JOINED = 32  # items' texts joined to one Rendered: a write of BATCH of them holds ~10 MB
+
+
 def _batches(texts: Iterator[str]) -> Iterator[Rendered]:
-    """The texts of list items, BATCH to a Rendered (a Rendered made per item costs as much as its text)."""
-    return map(Rendered, map(ITEMS.join, iter(lambda: list(itertools.islice(texts, BATCH)), [])))
+    """The texts of list items, JOINED to a Rendered (a Rendered made per item costs as much as its text)."""
+    return map(Rendered, map(ITEMS.join, iter(lambda: list(itertools.islice(texts, JOINED)), [])))
 
 
 def _renamed(figures: ExperimentProgress, full: bool, names: Iterable[str],
