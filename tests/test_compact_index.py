@@ -1,7 +1,7 @@
 """A compact store's index (compact_index.py): planning, --list and -p/-P of a compact store read it instead of
 every segment, in bulk (done and new experiments as NewOrDoneRuns, finished and pending ones as
-PendingOrFinishedRuns), and say exactly what reading each experiment says; the index is a cache: deleted, damaged, stale or killed while it
-is written, it changes nothing."""
+PendingOrFinishedRuns), and say exactly what reading each experiment says; the index is a cache: deleted,
+damaged, stale or killed while it is written, it changes nothing."""
 from __future__ import annotations
 
 import json
