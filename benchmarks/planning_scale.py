@@ -210,9 +210,12 @@ def compact_resume(root: str, size: int, contiguous: bool, versions: list[tuple[
     a kill -9: the first look reads every segment and writes it); -p and -p --json from the command line."""
     document, store = write_half_done_compact(os.path.join(root, "half-compact"), size, contiguous)
 
-    def refresh() -> None:  # as the run that wrote the segments does at its end, in a process of its own (a child's
-        script = "import sys; from cluster_work import compact_index; compact_index.refresh(sys.argv[1])"  # peak
-        subprocess.run([sys.executable, "-c", script, store], env=versions[0][1], check=True)  # counts ours)
+    def refresh(env: dict[str, str]) -> None:  # as the run that wrote the segments does at its end, in a process
+        script = "import sys; from cluster_work import compact_index; compact_index.refresh(sys.argv[1])"  # of its
+        subprocess.run([sys.executable, "-c", script, store], env=env, check=True)  # own (a child's peak counts ours)
+
+    def has_index(env: dict[str, str]) -> bool:
+        return os.path.exists(os.path.join(env["PYTHONPATH"], "cluster_work", "compact_index.py"))
 
     path = config("half-compact", document)
     finished = size * 50
@@ -221,14 +224,14 @@ def compact_resume(root: str, size: int, contiguous: bool, versions: list[tuple[
         for label, index in (("no index", False), ("its index", True)):
             if os.path.exists(os.path.join(store, "index.json")):
                 os.unlink(os.path.join(store, "index.json"))
-            if index and version == "this":
-                refresh()
+            if index and has_index(env):
+                refresh(env)
             elif index:
-                continue  # the baseline has no index
+                continue  # a baseline from before the index
             seconds, cpu, peak = probed("plan", path, env, limit)
             print(f"    {version:<9} {label:<10} {seconds:6.2f} s ({cpu:.2f} s CPU, {cpu / finished * 1e6:.0f} us a "
                   f"finished experiment: {cpu / finished * 5e5:.1f} s for a half-done 10^6)   peak {peak:5.0f} MB")
-    refresh()  # the index its last run wrote (the baseline's runs ignore it)
+    refresh(versions[0][1])  # the index its last run wrote (a baseline from before the index ignores it)
     for flags in ("-p", "-p --json", "--list"):
         for version, env in versions:
             first, total, peak, cpu = command_figures([sys.executable, "noop.py", path, *flags.split()], env, root,
