@@ -27,11 +27,10 @@ from .progress_figures import (
     Part,
     PendingOrFinishedRun,
     PendingRun,
-    campaign_units,
     each_experiment,
     experiments_in,
-    progress_report,
 )
+from .progress_sums import campaign_units, progress_report
 from .store import to_plain
 from .sweep import Summary
 from .vocabulary import ExperimentState, OutcomeKind, RepetitionState, Segment

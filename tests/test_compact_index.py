@@ -22,7 +22,8 @@ from cluster_work.compact_index import Summary, read_index, summary, write_index
 from cluster_work.expansion import expand_all
 from cluster_work.paths import COMPACT_FOLDER, INDEX_FILE
 from cluster_work.planning import make_plan
-from cluster_work.progress_figures import PendingOrFinishedRun, progress_report
+from cluster_work.progress_figures import PendingOrFinishedRun
+from cluster_work.progress_sums import progress_report
 from cluster_work.reporting import print_plan, print_progress, write_progress_json
 from cluster_work.runner import ExperimentTask
 from cluster_work.selection import Policy, Selection

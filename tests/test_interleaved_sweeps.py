@@ -13,7 +13,8 @@ from huge_sweep_helpers import expand, run_some, text
 from cluster_work import bulk_runs, compact_index
 from cluster_work.bulk_runs import NewOrDoneRun
 from cluster_work.planning import make_plan
-from cluster_work.progress_figures import PendingOrFinishedRun, progress_report
+from cluster_work.progress_figures import PendingOrFinishedRun
+from cluster_work.progress_sums import progress_report
 from cluster_work.reporting import print_plan, print_progress, write_progress_json
 from cluster_work.selection import Policy, Selection
 
