@@ -49,7 +49,7 @@ class Run:
         """Its new experiments (every repetition a job): all of a FreshRun's."""
         return len(self)
 
-    def is_done(self, position: int) -> bool:
+    def done_at(self, position: int) -> bool:
         """Whether the experiment at `position` of the document (one of the run's) is done (no job)."""
         return False
 
@@ -80,7 +80,7 @@ class NewOrDoneRun(Run):
     def new(self) -> int:
         return len(self) - len(self.found)
 
-    def is_done(self, position: int) -> bool:
+    def done_at(self, position: int) -> bool:
         return bool(self.done[position - self.start])
 
     @property

@@ -95,7 +95,7 @@ class Plan:
         only its new ones, those with jobs)."""
         start, stop = run.start if start is None else start, run.stop if stop is None else stop
         for position in range(start, stop):
-            done = run.is_done(position)
+            done = run.done_at(position)
             if done and new:
                 continue
             experiment = run.document[position]

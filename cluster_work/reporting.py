@@ -116,7 +116,7 @@ def print_plan(plan: Plan, stream: TextIO | None = None, as_json: bool = False) 
             jobs += len(chunk) * chunk.repetitions
             per_state = counts.setdefault(base, collections.Counter())
             kinds = ((ExperimentState.NEW, new), (ExperimentState.DONE, len(chunk) - new))
-            for state, count in kinds[::-1] if chunk.is_done(chunk.start) else kinds:
+            for state, count in kinds[::-1] if chunk.done_at(chunk.start) else kinds:
                 if count:  # (in the order they come first: the table's columns are the states as first seen)
                     per_state[EXPERIMENT_STATE_TEXT[state]] += count
             to_run[base] += new * chunk.repetitions
