@@ -10,7 +10,7 @@ import math
 import pytest
 from huge_sweep_helpers import expand, run_some, text
 
-from cluster_work import bulk_runs, compact_index
+from cluster_work import bulk_runs, compact_index, planning
 from cluster_work.bulk_runs import NewOrDoneRun
 from cluster_work.planning import make_plan
 from cluster_work.progress_figures import PendingOrFinishedRun
@@ -36,10 +36,14 @@ def sweep(root, store, more):
     compact_index._summaries.clear()  # as a new process starts: nothing read yet
 
 
+@pytest.mark.parametrize("jobs", ["sorted", "streamed"])  # (more than SORT_LIMIT jobs stream in config order)
 @pytest.mark.parametrize("block", [4096, 5], ids=["blocks of 4096", "blocks of 5"])
 @pytest.mark.parametrize("more", MORE, ids=list(MORE))
-def test_an_interleaved_compact_sweep_plans_and_lists_in_runs_as_each_experiment(tmp_path, monkeypatch, block, more):
+def test_an_interleaved_compact_sweep_plans_and_lists_in_runs_as_each_experiment(tmp_path, monkeypatch, block, more,
+                                                                                   jobs):
     monkeypatch.setattr(bulk_runs, "BLOCK", block)
+    if jobs == "streamed":
+        monkeypatch.setattr(planning, "SORT_LIMIT", 10)
     for store in ("folders", "compact"):
         sweep(tmp_path / store, store, more)
     compact, folders = tmp_path / "compact", tmp_path / "folders"
