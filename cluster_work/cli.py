@@ -81,6 +81,7 @@ def load_sweep(experiment_class: type[ClusterWork], args: argparse.Namespace, wa
 def main(experiment_class: type[ClusterWork], argv: Sequence[str] | None = None) -> int:
     """Run the command line `argv` (default: sys.argv[1:]) for `experiment_class`; return the exit status."""
     with stop_signals_handled():  # first of all: a stop signal at any moment is one line and exit status 130
+        compact_index.allow_freezing()  # this process ends with its command: a 10^6-point index may leave the GC
         return _main(experiment_class, argv)
 
 
