@@ -1,0 +1,59 @@
+"""The stored config of a compact store's experiments: what the default layout's `config.yml` per point holds,
+kept once per document (`<root>/document.json`, compact_store) instead of once per point.
+
+An expanded experiment's config is its document's (less `grid`/`list`) with its own `name`, `params`, `path` and
+`log_path` (see `ExpandedDocument.config_of`): the file holds the shared part, written by the first job of each
+process that writes the store (and again where it changed, as `-I` rewrites a config.yml), whole or not at all
+(`atomic_write`); each claim holds the point's parameters. So an experiment's config is the file's with the
+claim's parameters and the point's own name and folders: what `restore_experiment`, the original's API and the
+exporters read from a config.yml (its `iterations`, its `experiment_name`...). A store written before this file
+existed gives the parameters alone (`read_config`'s answer then).
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from .files import atomic_write, read_json
+from .paths import DOCUMENT_CONFIG_FILE, log_folder
+from .rows import to_plain
+
+POINT_KEYS = ("name", "params", "path", "log_path")  # a point's own: not in the file
+LOG_ROOT = "_log_root"  # in the file: the document's own `log_path`, where it has one (a point's is `<it>/<name>`)
+
+_written: dict[str, bytes] = {}  # by store: what this process wrote last (a job per point need not write it again)
+os.register_at_fork(after_in_child=_written.clear)
+
+
+def shared_part(config: Mapping[str, Any]) -> dict[str, Any]:
+    """What an expanded experiment's `config` shares with its document's other points."""
+    shared = {key: None if key in POINT_KEYS else value for key, value in config.items()}  # None: kept in order
+    log_path = config.get("log_path")
+    if isinstance(log_path, str) and log_path != log_folder(config["path"]):
+        shared[LOG_ROOT] = os.path.dirname(log_path)
+    return shared
+
+
+def write_document_config(root: str, config: Mapping[str, Any], sync: bool = True) -> None:
+    """Store the shared part of `config` in the store at `root`, unless this process wrote that already."""
+    data = json.dumps(to_plain(shared_part(config))).encode()
+    if _written.get(os.path.abspath(root)) == data:
+        return
+    os.makedirs(root, exist_ok=True)
+    atomic_write(os.path.join(root, DOCUMENT_CONFIG_FILE), data, sync=sync)
+    _written[os.path.abspath(root)] = data
+
+
+def point_config(root: str, name: str, params: Any, path: str) -> dict[str, Any]:
+    """The config of experiment `name` (folder `path`, parameters `params`) of the store at `root`, as its
+    config.yml would hold it; only its name and parameters where the store holds no document config."""
+    shared = read_json(os.path.join(root, DOCUMENT_CONFIG_FILE))
+    if shared is None:
+        return {"name": name, "params": params}
+    log_root = shared.pop(LOG_ROOT, None)
+    own = {"name": name, "params": params, "path": path,
+           "log_path": os.path.join(log_root, name) if isinstance(log_root, str) else log_folder(path)}
+    config = {key: own[key] if key in POINT_KEYS else value for key, value in shared.items()}
+    return {**config, **{key: value for key, value in own.items() if key not in config}}
