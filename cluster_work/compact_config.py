@@ -46,10 +46,17 @@ def write_document_config(root: str, config: Mapping[str, Any], sync: bool = Tru
     _written[os.path.abspath(root)] = data
 
 
-def point_config(root: str, name: str, params: Any, path: str) -> dict[str, Any]:
-    """The config of experiment `name` (folder `path`, parameters `params`) of the store at `root`, as its
-    config.yml would hold it; only its name and parameters where the store holds no document config."""
-    shared = read_json(os.path.join(root, DOCUMENT_CONFIG_FILE))
+def read_shared(root: str) -> dict[str, Any] | None:
+    """The document config of the store at `root` (None: it has none)."""
+    return read_json(os.path.join(root, DOCUMENT_CONFIG_FILE))
+
+
+def point_config(root: str, name: str, params: Any, path: str, shared: dict[str, Any] | None = None,
+                 ) -> dict[str, Any]:
+    """The config of experiment `name` (folder `path`, parameters `params`) of the store at `root` (whose
+    document config is `shared`, read here where not given), as its config.yml would hold it; only its name
+    and parameters where the store holds no document config."""
+    shared = dict(shared) if shared is not None else read_shared(root)
     if shared is None:
         return {"name": name, "params": params}
     log_root = shared.pop(LOG_ROOT, None)

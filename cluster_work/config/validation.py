@@ -177,9 +177,6 @@ def _check_store(experiment: Mapping[str, Any], source: ConfigSource, name: str)
                            experiment=name, key="store")
     if experiment.get("store") != "compact":
         return
-    if "export" in experiment:  # the exporter finds repetitions by their folders and files
-        raise config_error(source, "the compact store cannot be exported to a tracker yet; remove the 'export' "
-                                   "block or the key", experiment=name, key="store")
     campaign = next((key for key in ("steer", "ensemble") if key in experiment), None)
     if campaign:
         raise config_error(source, f"the compact store does not hold a '{campaign}' campaign yet; remove the key "
