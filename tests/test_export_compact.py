@@ -11,8 +11,17 @@ from pathlib import Path
 
 import pytest
 from conftest import run_cli, script_env
-from tracker_helpers import (journal_lines, mlflow_metrics, mlflow_runs, same_values, saved_values, tensorboard_events,
-                             wait_for, wandb_runs, without_times)
+from tracker_helpers import (
+    journal_lines,
+    mlflow_metrics,
+    mlflow_runs,
+    same_values,
+    saved_values,
+    tensorboard_events,
+    wait_for,
+    wandb_runs,
+    without_times,
+)
 
 from cluster_work.compact_store import experiment_store
 from cluster_work.expansion import expand_all
@@ -101,7 +110,7 @@ def sweeps(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["tensorboard", "mlflow", "wandb"])
 def test_a_compact_sweep_exports_what_the_same_sweep_in_folders_exports(sweeps, kind):
-    for layout, folder in sweeps.items():
+    for folder in sweeps.values():
         assert "24 rows exported" in _export(kind, folder).stdout  # 3 points x (5 + 3) rows
         _exactly_the_rows(_held(kind, folder), saved_values(folder / "out"))  # each row once, timings too
     held = {layout: _held(kind, folder) for layout, folder in sweeps.items()}

@@ -88,9 +88,8 @@ def test_export_of_a_compact_sweep_exports_its_rows_not_nothing(cli, write_confi
     then was refused; now it exports every row (the comparison with the default layout: test_export_compact)."""
     from tracker_helpers import tensorboard_events
 
-    from cluster_work.export.cli import main as export
-
     from cluster_work.config import load_config
+    from cluster_work.export.cli import main as export
 
     assert load_config(write_config(COMPACT + "export: {tensorboard: {}}\n"))  # the block is accepted there
     write_config(COMPACT)
