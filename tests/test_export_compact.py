@@ -2,7 +2,8 @@
 TensorBoard event files, W&B offline runs and an MLflow SQLite store as the same sweep in the default layout
 gives, exported once (a second pass and a continued sweep export only what is new, a restarted repetition
 replaces its run), followed live beside a run by the `export:` block, and its watch looking only at the
-repetitions whose events are new."""
+repetitions whose events are new; in either layout, a repetition exported while running is exported again
+when its lock is released."""
 from __future__ import annotations
 
 import subprocess
@@ -185,3 +186,29 @@ def test_the_watch_of_a_compact_store_looks_only_at_repetitions_with_new_events(
     gone = list(watch.poll(now=3.0))
     assert sorted(r.key for r, _ in gone) == [f"g/a3/rep_0{rep}" for rep in range(3)] and {s for _, s in gone} == {None}
     assert list(watch.poll(now=4.0)) == []
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_a_repetition_exported_while_running_is_exported_again_when_its_lock_is_released(tmp_path, layout):
+    """Its last row saved, a repetition is RUNNING until its writer lets go of it, which writes nothing: the
+    tracker must not keep it RUNNING (in either layout)."""
+    from cluster_work.export.engine import Exporter
+    from cluster_work.export.spec import make_tracker
+
+    [experiment] = expand_all([{"name": "e", "repetitions": 1, "iterations": 3, "path": str(tmp_path),
+                                "store": layout}])
+    store = experiment_store(experiment.path, experiment.config)
+    store.write_config(experiment.config, sync=False)
+    writer = store.repetition(0).open_writer()
+    for n in range(3):
+        writer.append({"iteration": n, "value": float(n)})
+    exporter = Exporter(make_tracker("tensorboard", {}), [(str(tmp_path), None)])
+    exporter.open()
+    try:
+        assert exporter.poll() == 3
+        assert exporter.journals[str(tmp_path)].get("e/rep_00")["state"] == "running"
+        writer.close(sync=False)
+        exporter.poll()
+        assert exporter.journals[str(tmp_path)].get("e/rep_00")["state"] == "finished"
+    finally:
+        exporter.close()
