@@ -233,11 +233,14 @@ class Watch:
                     continue
                 candidates = self._candidates.setdefault(base, set())
                 if self._changed(base):
-                    if os.path.isdir(compact_root(base)):  # a compact store's: its points have no folders of their own
-                        self._compact[base] = _CompactDocument(base, sweep)
-                        self._candidates.pop(base)
-                        continue
                     candidates.update({base, *(f for f in _subfolders(base) if os.path.basename(f) != LOG_FOLDER)})
+                    if os.path.isdir(compact_root(base)):
+                        # a compact store's document: its points have no folders (one made for what an experiment
+                        # writes holds no experiment); the experiment folders there now (of the default layout,
+                        # before the document became compact) are followed, and the base is not looked at again
+                        self._compact[base] = _CompactDocument(base, sweep)
+                        del self._candidates[base]
+                        candidates = {f for f in candidates if ExperimentStore(f).exists()}
                 for folder in sorted(candidates):
                     if folder in self._experiments:
                         candidates.discard(folder)
