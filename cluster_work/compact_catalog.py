@@ -74,8 +74,9 @@ class Catalog:
         self.names_at: dict[str, str] = {}  # an experiment's folder below the document's -> its name
         self.by_name: dict[str, set[int]] = {}  # an experiment's name -> its repetitions with events
         self.read_at = -1.0
-        self.touched: set[tuple[str, int]] | None = None  # where a follower (the exporter) set it: the
-        # repetitions whose events were read since it last emptied it (a drop touches all of its experiment's)
+        # each follower's (an exporter's watch) set of the repetitions whose events were read since it last
+        # emptied it (a drop touches all of its experiment's)
+        self.followers: list[set[tuple[str, int]]] = []
 
     def refresh(self, force: bool = False) -> Catalog:
         now = time.monotonic()
@@ -130,8 +131,8 @@ class Catalog:
         claim = self.current.get((segment, key))
         if claim is not None:
             claim.events.append(("w", row))
-            if self.touched is not None:
-                self.touched.add(key)
+            for touched in self.followers:
+                touched.add(key)
 
     def apply_line(self, segment: str, line: bytes) -> None:
         """Take one line of `segment` into account (in the segment's order); a damaged one (a power loss's
@@ -148,13 +149,13 @@ class Catalog:
     def _apply(self, segment: str, event: dict[str, Any]) -> None:
         if "d" in event:
             self.dropped[event["d"]] = max(self.dropped.get(event["d"], 0.0), event["t"])
-            if self.touched is not None:
-                self.touched.update((event["d"], rep) for rep in self.by_name.get(event["d"], ()))
+            for touched in self.followers:
+                touched.update((event["d"], rep) for rep in self.by_name.get(event["d"], ()))
             return
         kind = "c" if "c" in event else "s" if "s" in event else "k" if "k" in event else "w"
         key = (str(event[kind][0]), int(event[kind][1]))
-        if self.touched is not None:
-            self.touched.add(key)
+        for touched in self.followers:
+            touched.add(key)
         repetition = self.repetitions.get(key)
         if repetition is None:
             repetition = self.repetitions[key] = SavedRepetition()

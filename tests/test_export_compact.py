@@ -173,7 +173,8 @@ def test_the_watch_of_a_compact_store_looks_only_at_repetitions_with_new_events(
         for rep in range(3):
             _append(experiment, rep, range(2))
             experiment_store(experiment.path, experiment.config).write_config(experiment.config, sync=False)
-    watch = Watch([(str(tmp_path), None)])
+    watch, other = Watch([(str(tmp_path), None)]), Watch([(str(tmp_path), None)])  # (two exporters in a process)
+    assert len(list(other.poll(now=0.0))) == 60
     first = {repetition.key: (repetition, sig) for repetition, sig in watch.poll(now=0.0)}
     assert len(first) == 60 and all(sig is not None for _, sig in first.values())
     assert first["g/a7/rep_02"][0].iterations == 4 and first["g/a7/rep_02"][0].params == {"a": 7}
@@ -182,8 +183,10 @@ def test_the_watch_of_a_compact_store_looks_only_at_repetitions_with_new_events(
     _append(experiments[7], 2, range(2, 3))
     [(changed, sig)] = watch.poll(now=2.0)
     assert changed.key == "g/a7/rep_02" and sig != first["g/a7/rep_02"][1]
+    assert [(r.key, s) for r, s in other.poll(now=2.0)] == [(changed.key, sig)]  # each sees it
     experiment_store(experiments[3].path, experiments[3].config).delete()  # -d: its repetitions go, once
     gone = list(watch.poll(now=3.0))
+    assert len(list(other.poll(now=3.0))) == 3
     assert sorted(r.key for r, _ in gone) == [f"g/a3/rep_0{rep}" for rep in range(3)] and {s for _, s in gone} == {None}
     assert list(watch.poll(now=4.0)) == []
 

@@ -263,7 +263,7 @@ class Watch:
 
 class _CompactDocument:
     """The repetitions of one compact store (a document's, in `folder`): its catalog, read incrementally each
-    poll (a stat per segment and the bytes they gained), says which repetitions had new events (`touched`),
+    poll (a stat per segment and the bytes they gained), says which repetitions had new events (`followers`),
     so that a poll looks at those only, whatever the sweep's size. A repetition's signature is what its
     events are (claims, events of them, its status's time): the same in every process that reads them."""
 
@@ -271,15 +271,17 @@ class _CompactDocument:
         self.folder, self.sweep, self.root = folder, sweep, compact_root(folder)
         self._reps: dict[str, set[int]] = {}  # by experiment: its repetitions seen (to tell one -d forgot)
         self._shared: tuple[int | None, dict[str, Any] | None] = (None, None)  # document.json's mtime, content
-        self._first = True
+        self._touched: set[tuple[str, int]] | None = None  # this watch's, in the catalog's followers
 
     def poll(self) -> Iterator[tuple[Repetition, Signature | None]]:
         known = catalog(self.root, force=True)
-        if self._first or known.touched is None:  # the first look: every repetition
-            known.touched, self._first = set(), False
+        if self._touched is None:  # the first look: every repetition
+            self._touched = set()
+            known.followers.append(self._touched)
             touched = {(name, rep) for name, reps in known.by_name.items() for rep in reps}
         else:
-            touched, known.touched = known.touched, set()
+            touched = set(self._touched)
+            self._touched.clear()
         if not touched:
             return
         mtime = _mtime(os.path.join(self.root, DOCUMENT_CONFIG_FILE))
