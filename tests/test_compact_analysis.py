@@ -169,3 +169,17 @@ def test_a_notebook_in_the_originals_dialect_shows_the_same_on_compact(sweeps):
     assert ast.literal_eval(texts[14]) == ["reward__g1.0", "reward", 3, 4, {"gain": 1.0}]
     flat = ours[(ours.experiment == "flat") & (ours.rep == 1) & (ours.iteration == 3)].rwrd_0.item()
     assert float(texts[15]) == flat
+
+
+@pytest.mark.processes
+def test_restore_experiment_finds_the_states_under_a_documents_own_log_path(tmp_path, monkeypatch):
+    config = CONFIG.replace("path: results\n", "path: results\nlog_path: states\n")
+    answers = {}
+    for layout in LAYOUTS:
+        folder = _sweep(tmp_path / layout, layout, config=config)
+        monkeypatch.chdir(folder)
+        assert (folder / "states" / "reward__g1.0" / "rep_01" / "state_2.pkl").is_file()  # where the run put them
+        answers[layout] = (stored_config("results/reward/g1.0")["log_path"],
+                           restore_experiment(Rewards, "results/reward/g1.0", 1, 2).total)
+    assert answers["compact"] == answers["folders"]
+    assert answers["compact"][0] == "states/reward__g1.0"
