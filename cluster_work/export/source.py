@@ -10,6 +10,9 @@ Finding changes without statting 10^5 files every second (`Watch`):
 - Every other experiment (its `log/` folder and its repetitions) is checked in a round robin of at most
   `budget` stats per poll: a sweep of N repetitions is looked at whole every 2N / budget polls (every poll
   up to budget / 2 repetitions), and the file system never sees more than about budget + hot stats a poll.
+- A compact store's repetitions (`store: compact`: no folder or file of their own) are its catalog's: each poll
+  looks up its segments' sizes, reads the bytes they gained and looks at the repetitions those name only
+  (`_CompactDocument`). Their keys, rows (the same JSON lines) and so their cursors are the default layout's.
 """
 from __future__ import annotations
 
