@@ -280,14 +280,15 @@ TIMES = ("iteration_time", "repetition_time")  # measured, so different in any t
 def saved_values(sweep: Path) -> dict[str, dict[str, list[tuple[int, float]]]]:
     """`results` of any store (the default layout's folders or a compact store's segments), read through
     `load_results`: {key: {numeric column: [(iteration, value)]}}."""
-    from cluster_work import load_results
+    from cluster_work import ClusterWork, load_results
     from cluster_work.results import stored_config
 
     frame = load_results(sweep)
     found: dict[str, dict[str, list[tuple[int, float]]]] = {}
-    folders = {os.path.relpath(folder, sweep).replace(os.sep, "/"): folder for folder in _folders(sweep)}
+    folders = {stored_config(folder)["name"]: os.path.relpath(folder, sweep).replace(os.sep, "/")
+               for folder in ClusterWork.get_experiments(str(sweep))}  # by the experiment's name
     for (name, rep), rows in frame.groupby(["experiment", "rep"], sort=False):
-        [relative] = [r for r, folder in folders.items() if (stored_config(folder) or {}).get("name") == name]
+        relative = folders[name]
         columns: dict[str, list[tuple[int, float]]] = {}
         for column in rows.columns.drop(["experiment", "rep", "iteration"]):
             if column.startswith("params.") or rows[column].dtype.kind not in "if":
@@ -297,12 +298,6 @@ def saved_values(sweep: Path) -> dict[str, dict[str, list[tuple[int, float]]]]:
                 columns[column] = values
         found[f"{relative}/rep_{int(rep):02d}"] = columns
     return found
-
-
-def _folders(sweep: Path) -> list[str]:
-    from cluster_work import ClusterWork
-
-    return ClusterWork.get_experiments(str(sweep))
 
 
 def without_times(held: dict[str, dict[str, list[tuple[int, float]]]]) -> dict[str, dict[str, list]]:
