@@ -20,10 +20,10 @@ import statistics
 import tempfile
 import time
 
+from bench_experiments import NoOp
 from mpi4py import MPI
 from mpi4py.futures import MPICommExecutor
 
-from cluster_work import ClusterWork
 from cluster_work.backends.mpi import MPIExecutor
 from cluster_work.expansion import expand_all
 from cluster_work.planning import apply_plan, make_plan
@@ -31,14 +31,6 @@ from cluster_work.runner import ExperimentTask
 from cluster_work.selection import Policy, Selection
 from cluster_work.sweep import run_segments
 from cluster_work.vocabulary import OutcomeKind, RunSettings
-
-
-class NoOp(ClusterWork):
-    def reset(self, config, rep):
-        pass
-
-    def iterate(self, config, rep, n):
-        return {"x": n}
 
 
 def empty_task(_):

@@ -169,6 +169,9 @@ class Catalog:
         elif kind == "s":
             if repetition.status is None or event["t"] >= repetition.status[0]:
                 repetition.status = (event["t"], event["status"])
+            if "at" in event and repetition.params is None:  # a status without a claim says what one would
+                repetition.params, repetition.base = event.get("params"), event.get("base")
+                self.names_at.setdefault(event["at"], key[0])
         elif (segment, key) in self.current:
             value = event["n"] if kind == "k" else encode_row(event["row"])[:-1]
             self.current[segment, key].events.append((kind, value))

@@ -2,12 +2,14 @@
 kept once per document (`<root>/document.json`, compact_store) instead of once per point.
 
 An expanded experiment's config is its document's (less `grid`/`list`) with its own `name`, `params`, `path` and
-`log_path` (see `ExpandedDocument.config_of`): the file holds the shared part, written by the first job of each
-process that writes the store (and again where it changed, as `-I` rewrites a config.yml), whole or not at all
-(`atomic_write`); each claim holds the point's parameters. So an experiment's config is the file's with the
-claim's parameters and the point's own name and folders: what `restore_experiment`, the original's API and the
-exporters read from a config.yml (its `iterations`, its `experiment_name`...). A store written before this file
-existed gives the parameters alone (`read_config`'s answer then).
+`log_path` (see `ExpandedDocument.config_of`): the file holds the shared part, written by the store's first job,
+whole or not at all (`atomic_write`), removed by `-d` (the next job writes the config then current); each claim
+holds the point's parameters. So an experiment's config is the file's with the claim's parameters and the
+point's own name and folders: what `restore_experiment`, the original's API and the exporters read from a
+config.yml (its `iterations`, its `experiment_name`...). A store written before this file existed gives the
+parameters alone (`read_config`'s answer then). Not kept per point, as a config.yml per point keeps them: the
+repetitions and iterations a steered campaign gives a point it adds, and a document's `iterations` changed
+between two runs without `-d`: such points read the first job's.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from .rows import to_plain
 POINT_KEYS = ("name", "params", "path", "log_path")  # a point's own: not in the file
 LOG_ROOT = "_log_root"  # in the file: the document's own `log_path`, where it has one (a point's is `<it>/<name>`)
 
-_written: dict[str, bytes] = {}  # by store: what this process wrote last (a job per point need not write it again)
+_written: set[str] = set()  # the stores whose document config this process wrote or found
 os.register_at_fork(after_in_child=_written.clear)
 
 
@@ -37,13 +39,26 @@ def shared_part(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def write_document_config(root: str, config: Mapping[str, Any], sync: bool = True) -> None:
-    """Store the shared part of `config` in the store at `root`, unless this process wrote that already."""
-    data = json.dumps(to_plain(shared_part(config))).encode()
-    if _written.get(os.path.abspath(root)) == data:
+    """Store the shared part of `config` in the store at `root`, unless it holds one: the first job's (one of
+    the document's own points: a steered campaign's points run before any it adds, whose repetitions and
+    iterations may be their own). A config per process is looked at once (a job per point need not)."""
+    key = os.path.abspath(root)
+    if key in _written:
         return
-    os.makedirs(root, exist_ok=True)
-    atomic_write(os.path.join(root, DOCUMENT_CONFIG_FILE), data, sync=sync)
-    _written[os.path.abspath(root)] = data
+    path = os.path.join(root, DOCUMENT_CONFIG_FILE)
+    if not os.path.exists(path):
+        os.makedirs(root, exist_ok=True)
+        atomic_write(path, json.dumps(to_plain(shared_part(config))).encode(), sync=sync)
+    _written.add(key)
+
+
+def forget_document_config(root: str) -> None:
+    """Remove the document config of the store at `root` (`-d`), so that the next job writes the current one."""
+    _written.discard(os.path.abspath(root))
+    try:
+        os.remove(os.path.join(root, DOCUMENT_CONFIG_FILE))
+    except FileNotFoundError:
+        pass
 
 
 def read_shared(root: str) -> dict[str, Any] | None:

@@ -10,7 +10,8 @@ A segment holds events, one JSON line each, of the repetitions its process wrote
       (`at`: the experiment's folder below the document's, '' for the document's own, as the default layout's)
     {"k": [name, rep], "n": count}                      keep the repetition's first `count` rows (a resume, -r/-i)
     {"w": [name, rep], "row": {...}}                    a row (iteration `row["iteration"]`)
-    {"s": [name, rep], "t": time, "status": {...}}      a status (as status.json's), the latest `t` wins
+    {"s": [name, rep], "t": time, "status": {...}}      a status (as status.json's), the latest `t` wins; that of
+      a repetition without a claim (a steered campaign stopped it before it ran) has a claim's params, base, at
     {"d": name, "t": time}                              -d: everything of experiment `name` before `t` is gone
 A repetition's rows are its claims' events in the order of their claims' times, each claim's rows following
 the rows it kept; a row that does not continue them is ignored, as a stray row of a results file is.
@@ -21,9 +22,10 @@ segment, and a new process starts a new one); segments are synced by the group c
 locked with a POSIX byte-range lock on byte hash(name, rep) of `locks` (one file for all repetitions, dropped
 by the kernel when its holder dies): two runs never write one repetition, and a held lock is RUNNING.
 POSIX locks belong to the process and are all dropped when it closes any descriptor of the file, so each
-process opens `locks` once and asks through that descriptor only (`_Process`). -d appends a drop event:
-nothing is deleted, and nothing a user wrote is touched. The experiment's own files (`_log_path_rep`,
-rep.log) go where the default layout puts them, in folders made only when something is written there.
+process opens `locks` once and asks through that descriptor only (`_Process`). -d appends a drop event and
+removes the document's config (compact_config): nothing else is deleted, and nothing a user wrote is touched.
+The experiment's own files (`_log_path_rep`, rep.log) go where the default layout puts them, in folders made
+only when something is written there.
 """
 from __future__ import annotations
 
@@ -38,7 +40,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .compact_catalog import Catalog, SavedRepetition, catalog, loaded
-from .compact_config import point_config, write_document_config
+from .compact_config import forget_document_config, point_config, write_document_config
 from .durability import committer
 from .errors import StoreError
 from .files import StoreIO
@@ -200,6 +202,11 @@ class CompactRepetition:
     def _state(self, force: bool = False) -> SavedRepetition:
         return catalog(self.root, force).repetition(self.name, self.rep)
 
+    def refresh(self) -> None:
+        """Take in every process's writes so far (reads are otherwise up to REFRESH_SECONDS old): for a
+        writer that must follow another process's rows and status (a campaign marking a repetition stopped)."""
+        self._state(force=True)
+
     def read_results(self) -> ResultsPrefix:
         return ResultsPrefix(self._state().rows())
 
@@ -226,7 +233,10 @@ class CompactRepetition:
                   **fields}
         process, known = _process(self.root), self._state()
         latest = known.status[0] if known.status is not None else 0.0
-        process.append({"s": [self.name, self.rep], "t": _after(latest), "status": to_plain(status)})
+        event = {"s": [self.name, self.rep], "t": _after(latest), "status": to_plain(status)}
+        if not known.claims:  # never run (a campaign stopped it first): what a claim would say of it, here
+            event.update(params=to_plain(self.params), base=self.base, at=self.at)
+        process.append(event)
         if sync:
             committer.wrote(process.segment)
 
@@ -322,12 +332,14 @@ class CompactExperimentStore:
         return None
 
     def delete(self) -> list[str]:
-        """Forget the experiment's rows and statuses (a drop event); its own files are the default layout's."""
+        """Forget the experiment's rows and statuses (a drop event) and the document's config (the next job writes
+        the current one); its own files are the default layout's."""
         if not self.exists():
             return []
         process = _process(self.root)
         process.append({"d": self.name, "t": time.time()})
         committer.wrote(process.segment)
+        forget_document_config(self.root)
         catalog(self.root, force=True)
         if not os.path.isdir(self.path):
             return []

@@ -12,6 +12,7 @@ experiments' figures in order, repeated ones included, so it is exactly the figu
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -330,12 +331,7 @@ def progress_report(experiments: Sequence[ExpandedExperiment], campaigns: Sequen
 def _parts(experiments: Sequence[ExpandedExperiment]) -> Iterator[tuple[str, Part]]:
     """(base name, figures) of each experiment, those of a document without a folder as PendingRuns; each
     sweep folder's attempts journals read once."""
-    indexes: dict[str, AttemptIndex] = {}
-
-    def attempts(sweep_path: str) -> AttemptIndex:
-        if sweep_path not in indexes:
-            indexes[sweep_path] = read_index(sweep_path)
-        return indexes[sweep_path]
+    attempts = functools.cache(read_index)
 
     if not isinstance(experiments, Expansion):
         yield from ((experiment.base_name, read_progress(experiment, attempts(experiment.sweep_path)))

@@ -209,8 +209,8 @@ def test_a_sweep_of_10_4_points_creates_files_per_worker_and_run_not_per_point(t
 @pytest.mark.processes
 @pytest.mark.parametrize("extra, message", [
     pytest.param("store: compac\n", "'store': must be one of folders, compact, got 'compac'", id="a-typo"),
-    pytest.param("store: compact\nsteer: {metric: x}\n", "'store': the compact store does not hold a 'steer'",
-                 id="a-campaign"),
+    pytest.param("store: compact\nensemble: {walkers: 4, coordinate: x, bins: [1.0]}\n",
+                 "'store': the compact store does not hold a weighted ensemble, nor need to", id="an-ensemble"),
 ])
 def test_a_bad_store_is_one_line_and_writes_nothing(tmp_path, extra, message):
     (tmp_path / "config.yml").write_text("name: g\nrepetitions: 1\niterations: 1\npath: out\n" + extra)

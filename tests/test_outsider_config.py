@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-STEERED_UNDER_COMPACT_DEFAULT = """\
+ENSEMBLE_UNDER_COMPACT_DEFAULT = """\
 name: DEFAULT
 store: compact
 path: out
 ---
-name: s
+name: e
 repetitions: 1
 iterations: 4
-grid: {c: [0, 1, 2]}
-steer: {policy: successive_halving, metric: loss, mode: min, min_iterations: 1}
+ensemble: {walkers: 4, coordinate: pcoord, bins: [0.5, 1.5], seed: 3}
 """
 
 PLAIN = """\
@@ -26,15 +25,15 @@ path: out
 
 
 @pytest.mark.parametrize(("config", "overrides", "message"), [
-    (STEERED_UNDER_COMPACT_DEFAULT, [], "the compact store does not hold a 'steer' campaign"),
+    (ENSEMBLE_UNDER_COMPACT_DEFAULT, [], "'store': the compact store does not hold a weighted ensemble"),
     (PLAIN, ["++store=bogus"], "'store': must be one of folders, compact, got 'bogus'"),
     (PLAIN, ["+store=Compact"], "'store': must be one of folders, compact, got 'Compact'"),
-], ids=["default-compact-under-steer", "override-unknown-store", "override-wrong-case"])
+], ids=["default-compact-under-ensemble", "override-unknown-store", "override-wrong-case"])
 def test_store_from_default_or_override_is_checked(cli, write_config, tmp_path, config, overrides, message):
-    """README: a steered campaign on the compact store is refused (one line, exit 2, nothing written), and an
+    """README: a weighted ensemble on the compact store is refused (one line, exit 2, nothing written), and an
     override's value is checked as the config's own; the DEFAULT document is merged under every experiment."""
     write_config(config)
-    result = cli("Steered" if "steer" in config else "Deterministic", "config.yml", *overrides, cwd=tmp_path)
+    result = cli("BarrierWalk" if "ensemble" in config else "Deterministic", "config.yml", *overrides, cwd=tmp_path)
     assert result.returncode == 2, result.stdout + result.stderr
     assert message in result.stderr
     assert "Traceback" not in result.stderr
