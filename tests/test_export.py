@@ -274,16 +274,18 @@ def test_the_export_benchmark_runs():
 
 
 @pytest.mark.slow
-def test_a_repetition_a_campaign_stopped_carries_its_reason(tmp_path, write_config):
+@pytest.mark.parametrize("store", ["folders", "compact"])
+def test_a_repetition_a_campaign_stopped_carries_its_reason(tmp_path, write_config, store):
     from tracker_helpers import mlflow_runs
 
-    cfg = write_config("""
+    cfg = write_config(f"""
         name: search
         repetitions: 1
         iterations: 6
         path: out
-        grid: {step: [0.1, 5.0]}
-        steer: {policy: threshold, metric: value, mode: min, bound: 1.0, min_iterations: 2}
+        store: {store}
+        grid: {{step: [0.1, 5.0]}}
+        steer: {{policy: threshold, metric: value, mode: min, bound: 1.0, min_iterations: 2}}
         """)
     run_cli("Deterministic", str(cfg), cwd=tmp_path, check_rc=0)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
