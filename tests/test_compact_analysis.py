@@ -183,3 +183,13 @@ def test_restore_experiment_finds_the_states_under_a_documents_own_log_path(tmp_
                            restore_experiment(Rewards, "results/reward/g1.0", 1, 2).total)
     assert answers["compact"] == answers["folders"]
     assert answers["compact"][0] == "states/reward__g1.0"
+
+
+@pytest.mark.processes
+def test_after_delete_the_stored_config_is_the_config_then_current(tmp_path, monkeypatch):
+    folder = _sweep(tmp_path / "compact", "compact")
+    (folder / "config.yml").write_text(CONFIG.format(store="store: compact").replace("iterations: 4", "iterations: 5"))
+    _run("Rewards", folder, "-d")  # the sweep again from scratch, with 5 iterations
+    monkeypatch.chdir(folder)
+    assert [stored_config(path)["iterations"] for path in ClusterWork.get_experiments("results")] == [5, 5, 5]
+    assert len(load_results("results")) == 3 * 3 * 5
