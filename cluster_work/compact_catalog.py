@@ -74,6 +74,9 @@ class Catalog:
         self.names_at: dict[str, str] = {}  # an experiment's folder below the document's -> its name
         self.by_name: dict[str, set[int]] = {}  # an experiment's name -> its repetitions with events
         self.read_at = -1.0
+        # each follower's (an exporter's watch) set of the repetitions whose events were read since it last
+        # emptied it (a drop touches all of its experiment's)
+        self.followers: list[set[tuple[str, int]]] = []
 
     def refresh(self, force: bool = False) -> Catalog:
         now = time.monotonic()
@@ -124,9 +127,12 @@ class Catalog:
 
     def _apply_row(self, segment: str, key: Any, row: bytes) -> None:
         name, rep = key
-        claim = self.current.get((segment, (str(name), int(rep))))
+        key = (str(name), int(rep))
+        claim = self.current.get((segment, key))
         if claim is not None:
             claim.events.append(("w", row))
+            for touched in self.followers:
+                touched.add(key)
 
     def apply_line(self, segment: str, line: bytes) -> None:
         """Take one line of `segment` into account (in the segment's order); a damaged one (a power loss's
@@ -143,9 +149,13 @@ class Catalog:
     def _apply(self, segment: str, event: dict[str, Any]) -> None:
         if "d" in event:
             self.dropped[event["d"]] = max(self.dropped.get(event["d"], 0.0), event["t"])
+            for touched in self.followers:
+                touched.update((event["d"], rep) for rep in self.by_name.get(event["d"], ()))
             return
         kind = "c" if "c" in event else "s" if "s" in event else "k" if "k" in event else "w"
         key = (str(event[kind][0]), int(event[kind][1]))
+        for touched in self.followers:
+            touched.add(key)
         repetition = self.repetitions.get(key)
         if repetition is None:
             repetition = self.repetitions[key] = SavedRepetition()

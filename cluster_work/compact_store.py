@@ -22,9 +22,10 @@ segment, and a new process starts a new one); segments are synced by the group c
 locked with a POSIX byte-range lock on byte hash(name, rep) of `locks` (one file for all repetitions, dropped
 by the kernel when its holder dies): two runs never write one repetition, and a held lock is RUNNING.
 POSIX locks belong to the process and are all dropped when it closes any descriptor of the file, so each
-process opens `locks` once and asks through that descriptor only (`_Process`). -d appends a drop event:
-nothing is deleted, and nothing a user wrote is touched. The experiment's own files (`_log_path_rep`,
-rep.log) go where the default layout puts them, in folders made only when something is written there.
+process opens `locks` once and asks through that descriptor only (`_Process`). -d appends a drop event and
+removes the document's config (compact_config): nothing else is deleted, and nothing a user wrote is touched.
+The experiment's own files (`_log_path_rep`, rep.log) go where the default layout puts them, in folders made
+only when something is written there.
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .compact_catalog import Catalog, SavedRepetition, catalog, loaded
+from .compact_config import forget_document_config, point_config, write_document_config
 from .durability import committer
 from .errors import StoreError
 from .files import StoreIO
@@ -305,16 +307,20 @@ class CompactExperimentStore:
         return False
 
     def read_config(self, own: bool = False) -> dict[str, Any] | None:
-        """What the store knows of the experiment's config: its parameters (as its last claim gave them).
-        Everything in a compact store is cluster_work's, so `own` changes nothing."""
+        """The experiment's config as its config.yml would hold it: the store's document config with its
+        parameters (as its claims gave them; see compact_config). Everything in a compact store is
+        cluster_work's, so `own` changes nothing."""
         reps = self._catalog().repetition_numbers(self.name)
         if not reps:
             return None
         params = [self._catalog().repetition(self.name, rep).params for rep in reps]
-        return {"name": self.name, "params": next((p for p in params if p is not None), {})}
+        return point_config(self.root, self.name, next((p for p in params if p is not None), {}), self.path)
 
     def write_config(self, config: Mapping[str, Any], sync: bool = True) -> None:
-        """Nothing: each claim carries the experiment's parameters."""
+        """The part of `config` its document's points share, once per process (each claim carries the
+        experiment's parameters)."""
+        with StoreIO("write", self.root):
+            write_document_config(self.root, config, sync)
 
     def repetition(self, rep: int) -> CompactRepetition:
         return CompactRepetition(self.root, self.name, self.path, rep, self.params, self.base)
@@ -326,12 +332,14 @@ class CompactExperimentStore:
         return None
 
     def delete(self) -> list[str]:
-        """Forget the experiment's rows and statuses (a drop event); its own files are the default layout's."""
+        """Forget the experiment's rows and statuses (a drop event) and the document's config (the next job writes
+        the current one); its own files are the default layout's."""
         if not self.exists():
             return []
         process = _process(self.root)
         process.append({"d": self.name, "t": time.time()})
         committer.wrote(process.segment)
+        forget_document_config(self.root)
         catalog(self.root, force=True)
         if not os.path.isdir(self.path):
             return []
@@ -358,6 +366,18 @@ def find_compact(experiment_path: str) -> CompactExperimentStore | None:
             if name is not None:
                 return CompactExperimentStore(compact_root(document), name, experiment_path)
     return None
+
+
+def compact_experiments(document_folder: str) -> list[CompactExperimentStore]:
+    """The experiments a compact store in `document_folder` holds rows or statuses of, each with its folder as
+    the default layout would have it (the document's own, or `<document>/<params part>`), in order of name."""
+    root = compact_root(document_folder)
+    if not os.path.isdir(root):
+        return []
+    known = catalog(root, force=True)
+    at_of = {name: at for at, name in known.names_at.items()}
+    return [CompactExperimentStore(root, name, os.path.join(document_folder, at_of[name]) if at_of.get(name)
+                                   else document_folder) for name in known.experiments()]
 
 
 AnyRepetition = RepetitionStore | CompactRepetition  # a repetition of either layout, as the runner uses it

@@ -47,6 +47,7 @@ COMPACT_FOLDER = ".cluster_work_compact"  # a compact store's segments, in the d
 LOCKS_FILE = "locks"  # in COMPACT_FOLDER: a byte-range lock per repetition
 SEGMENT_PREFIX = "seg-"  # in COMPACT_FOLDER: seg-<host>-<pid>-<token>.jsonl, one per writing process
 INDEX_FILE = "index.json"  # in COMPACT_FOLDER: a cache of what the segments say per repetition (compact_index)
+DOCUMENT_CONFIG_FILE = "document.json"  # in COMPACT_FOLDER: the config its points share (compact_config)
 INDEX_TEMPORARY_PREFIX = ".index-"  # in COMPACT_FOLDER: an index being written, renamed to INDEX_FILE when whole
 EXPORT_FOLDER = ".cluster_work_export"
 TENSORBOARD_FOLDER = "tensorboard"

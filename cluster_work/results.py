@@ -245,12 +245,15 @@ def _parsed_rows(chunks: list[bytes | list[dict[str, Any]]]) -> tuple[pd.DataFra
 
 
 def stored_config(experiment_path: str) -> dict[str, Any] | None:
-    """The config stored in an experiment folder: cluster_work's config.yml, else the original's experiment.yml
-    (beside which a config.yml without cluster_work's marker is the user's)."""
+    """The config stored in an experiment folder: cluster_work's config.yml (or a compact store's config of the
+    experiment whose folder this would be, see compact_config), else the original's experiment.yml (beside
+    which a config.yml without cluster_work's marker is the user's)."""
     store = ExperimentStore(experiment_path)
     ours = store.read_config(own=True)  # (one read of the file, where it is ours)
     if ours is None and not store.has_original_results():
         ours = store.read_config()
+        compact = find_compact(experiment_path) if ours is None else None
+        ours = compact.read_config() if compact is not None else ours
     return ours or original_format.read_experiment_config(experiment_path)
 
 

@@ -190,7 +190,8 @@ class _SegmentRun:
         segment, writer, comm = self.segment, self.writer, self.context.comm
         if writer is not None and segment.config != ConfigWrite.KEEP:
             stored = experiment_store(segment.experiment.path, self.config)
-            if segment.config == ConfigWrite.REPLACE or not stored.exists():
+            # a compact store's claim is made by now, so it exists: its config is written once per process
+            if segment.config == ConfigWrite.REPLACE or segment.experiment.store == "compact" or not stored.exists():
                 stored.write_config(self.config, sync=self.settings.sync)
         prefix = writer.read() if writer is not None else None
         saved = len(prefix) if prefix is not None else 0

@@ -19,7 +19,7 @@ from cluster_work import load_results
 from cluster_work.compact_catalog import catalog
 from cluster_work.compact_store import experiment_store
 from cluster_work.expansion import expand_all
-from cluster_work.paths import ATTEMPTS_FOLDER, COMPACT_FOLDER, INDEX_FILE
+from cluster_work.paths import ATTEMPTS_FOLDER, COMPACT_FOLDER, DOCUMENT_CONFIG_FILE, INDEX_FILE
 from cluster_work.repetition_state import read_repetition
 from cluster_work.store import RepetitionBusy
 from cluster_work.vocabulary import RepetitionState
@@ -200,8 +200,9 @@ def test_a_sweep_of_10_4_points_creates_files_per_worker_and_run_not_per_point(t
     # quarantine's journals: the folder, its summary of ended runs, at most one per process of a live run
     attempts = [name for name in made if name.split(os.sep)[0] == ATTEMPTS_FOLDER]
     assert len(attempts) <= 2 + 3 * 2, attempts
-    assert sorted(set(made) - set(segments) - set(attempts)) == [  # and the index, rewritten by each run
-        "g", f"g/{COMPACT_FOLDER}", f"g/{COMPACT_FOLDER}/{INDEX_FILE}", f"g/{COMPACT_FOLDER}/locks", "runs.jsonl"]
+    assert sorted(set(made) - set(segments) - set(attempts)) == [  # and the index, rewritten by each run, and the
+        "g", f"g/{COMPACT_FOLDER}", f"g/{COMPACT_FOLDER}/{DOCUMENT_CONFIG_FILE}",  # config its points share
+        f"g/{COMPACT_FOLDER}/{INDEX_FILE}", f"g/{COMPACT_FOLDER}/locks", "runs.jsonl"]
     assert len(load_results(tmp_path / "out")) == points
 
 

@@ -81,22 +81,25 @@ def test_refused_rerun_does_not_claim_overrides_the_last_run_did_not_have(cli, w
 COMPACT = PLAIN + "store: compact\n"
 
 
-def test_export_of_a_compact_sweep_is_refused_not_silently_empty(cli, write_config, tmp_path, capsys, monkeypatch):
+def test_export_of_a_compact_sweep_exports_its_rows_not_nothing(cli, write_config, tmp_path, capsys, monkeypatch):
     """`python -m cluster_work export tensorboard config.yml` of a finished `store: compact` sweep printed
-    "0 rows exported" and exited 0 (the exporter looks for folders and files the compact store never makes);
-    an `export:` block in a compact document started an exporter beside every run that exported nothing."""
+    "0 rows exported" and exited 0 (the exporter looked for folders and files the compact store never makes),
+    then was refused; now it exports every row (the comparison with the default layout: test_export_compact)."""
+    from tracker_helpers import tensorboard_events
+
+    from cluster_work.config import load_config
     from cluster_work.export.cli import main as export
 
+    assert load_config(write_config(COMPACT + "export: {tensorboard: {}}\n"))  # the block is accepted there
     write_config(COMPACT)
     cli("Deterministic", "config.yml", cwd=tmp_path, check_rc=0)
     monkeypatch.chdir(tmp_path)
     capsys.readouterr()
-    assert export(["tensorboard", "config.yml"]) == 2
-    assert "'store': the compact store cannot be exported to a tracker yet" in capsys.readouterr().err
-    assert not (tmp_path / "out" / "tensorboard").exists()
-    write_config(COMPACT + "export: {tensorboard: {}}\n")
-    refused = cli("Deterministic", "config.yml", cwd=tmp_path, check_rc=2)
-    assert "'store': the compact store cannot be exported to a tracker yet" in refused.stderr
+    assert export(["tensorboard", "config.yml"]) == 0
+    assert "tensorboard: 6 rows exported" in capsys.readouterr().out
+    held = tensorboard_events(tmp_path / "out" / "tensorboard")
+    assert {key: [step for step, _ in tags["value"]] for key, tags in held.items()} == {
+        "walk/rep_00": [0, 1, 2], "walk/rep_01": [0, 1, 2]}
 
 
 @pytest.mark.parametrize(("words", "message"), [

@@ -179,9 +179,6 @@ def _check_store(experiment: Mapping[str, Any], source: ConfigSource, name: str)
                            experiment=name, key="store")
     if experiment.get("store") != "compact":
         return
-    if "export" in experiment:  # the exporter finds repetitions by their folders and files
-        raise config_error(source, "the compact store cannot be exported to a tracker yet; remove the 'export' "
-                                   "block or the key", experiment=name, key="store")
     if "ensemble" in experiment:
         raise config_error(source, "the compact store does not hold a weighted ensemble, nor need to: its walkers' "
                                    "segments of every iteration are already in one file per experiment "
