@@ -390,6 +390,13 @@ def lost_attempt_signal(sweep_path: str, key: Key) -> str | None:
     """The fatal signal (faulthandler's words in the log, e.g. "SIGSEGV") of the last attempt of `key` that a
     dead process left open, if its part of the log names one: how a rank that ULFM only reports as gone
     died. None without such an attempt, or without evidence. Reads only journal tails and one log part."""
+    crash = lost_attempt_crash(sweep_path, key)
+    return crash[0] if crash is not None else None
+
+
+def lost_attempt_crash(sweep_path: str, key: Key) -> tuple[str, str] | None:
+    """(the fatal signal, the log that names it) of `lost_attempt_signal`'s attempt, None without one: the log
+    is the repetition's rep.log, or in a compact store its dead process's fault log."""
     found = []
     for run, path in journal_files(sweep_path):
         if is_locked(path):  # a live process's journal: not the dead one
@@ -400,4 +407,6 @@ def lost_attempt_signal(sweep_path: str, key: Key) -> str | None:
     if not found:
         return None
     last = max(found, key=lambda attempt: attempt.began)
-    return crash_signal(_log_part(os.path.join(sweep_path, last.log), last.log_offset, None))
+    log_path = os.path.join(sweep_path, last.log)
+    fatal = crash_signal(_log_part(log_path, last.log_offset, None))
+    return (fatal, os.path.normpath(log_path)) if fatal is not None else None

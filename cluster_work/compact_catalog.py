@@ -11,7 +11,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -140,7 +140,18 @@ class Catalog:
         except (ValueError, TypeError, KeyError, IndexError):
             pass
 
-    def _apply(self, segment: str, event: dict[str, Any]) -> None:
+    def apply_written(self, segment: str, event: Mapping[str, Any], line: bytes) -> None:
+        """Take in an event this process just appended to `segment` as `line` (its JSON, newline included), as
+        reading it back would, without parsing it again: a row is kept as its bytes, cut from `line`."""
+        if "w" in event:
+            self._apply_row(segment, event["w"], line[line.find(_ROW) + len(_ROW):-2])
+        else:
+            try:
+                self._apply(segment, event)
+            except (TypeError, KeyError, IndexError, ValueError):
+                pass
+
+    def _apply(self, segment: str, event: Mapping[str, Any]) -> None:
         if "d" in event:
             self.dropped[event["d"]] = max(self.dropped.get(event["d"], 0.0), event["t"])
             return
@@ -194,10 +205,13 @@ os.register_at_fork(after_in_child=_catalogs.clear)
 
 def loaded(root: str) -> Catalog | None:
     """This process's catalog of `root`, if it has read one (its own writes are taken into it)."""
-    return _catalogs.get(os.path.abspath(root))
+    return _catalogs.get(root) or _catalogs.get(os.path.abspath(root))  # a key is absolute: the first is a shortcut
 
 
 def catalog(root: str, force: bool = False) -> Catalog:
+    found = _catalogs.get(root)  # a key is an absolute path: `root` found as it is needs no abspath
+    if found is not None:
+        return found.refresh(force)
     key = os.path.abspath(root)
     found = _catalogs.get(key)
     if found is None:

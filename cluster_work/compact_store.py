@@ -41,7 +41,7 @@ from .compact_catalog import Catalog, SavedRepetition, catalog, loaded
 from .durability import committer
 from .errors import StoreError
 from .files import StoreIO
-from .paths import LOCKS_FILE, RepetitionPaths, compact_root, segment_name
+from .paths import LOCKS_FILE, RepetitionPaths, compact_root, fault_log_name, segment_name
 from .rows import ResultsPrefix, encode_row, to_plain
 from .store import ExperimentStore, RepetitionBusy, RepetitionStore, ResultsWriter
 from .vocabulary import Record
@@ -70,8 +70,10 @@ class _Process:
         self.locks = -1  # opened by the first lock, or by the first question where the file exists
         self.held: set[int] = set()
         self.segment_fd = -1
+        self.token = secrets.token_hex(4)  # names its segment and its fault log
         self.segment = ""
         self.size = 0
+        self.fault_log = os.path.join(root, fault_log_name(socket.gethostname(), os.getpid(), self.token))
 
     def _open_locks(self, create: bool) -> bool:
         """Open `locks` once (see the module's docstring); False where it does not exist and `create` is not asked."""
@@ -133,7 +135,7 @@ class _Process:
     def append(self, event: Mapping[str, Any]) -> None:
         """Append one event as one line to this process's segment."""
         if self.segment_fd < 0:
-            name = segment_name(socket.gethostname(), os.getpid(), secrets.token_hex(4))
+            name = segment_name(socket.gethostname(), os.getpid(), self.token)
             self.segment = os.path.join(self.root, name)
             with StoreIO("create", self.segment):
                 os.makedirs(self.root, exist_ok=True)
@@ -149,7 +151,7 @@ class _Process:
         name = os.path.basename(self.segment)
         if known is not None and known.offsets.get(name, 0) == before:  # this process sees what it wrote at once
             known.offsets[name] = self.size                             # (others' writes within REFRESH_SECONDS)
-            known.apply_line(name, data[:-1])
+            known.apply_written(name, event, data)
 
 
 _processes: dict[str, _Process] = {}  # by the store's absolute path: a relative one names another store once the
@@ -157,6 +159,9 @@ _processes: dict[str, _Process] = {}  # by the store's absolute path: a relative
 
 
 def _process(root: str) -> _Process:
+    process = _processes.get(root)  # a key is an absolute path: `root` found as it is needs no abspath
+    if process is not None:
+        return process
     key = os.path.abspath(root)
     process = _processes.get(key)
     if process is None:
@@ -195,6 +200,12 @@ class CompactRepetition:
         paths = RepetitionPaths.of(experiment_path, rep)  # the experiment's own files only, made when written
         self.path, self.log_file = paths.folder, paths.log_file
         self.byte = _lock_byte(name, rep)
+
+    @property
+    def fault_log(self) -> str:
+        """Where a native crash of this process leaves its Python stack while it runs the repetition: its fault
+        log in the store (one per process, opened once: not a rep.log per repetition; see logs.held_fault_log)."""
+        return _process(self.root).fault_log
 
     def _state(self, force: bool = False) -> SavedRepetition:
         return catalog(self.root, force).repetition(self.name, self.rep)

@@ -154,7 +154,10 @@ def run_segment(experiment_class: type[ClusterWork], segment: Segment, settings:
 
 
 def _maybe_log(store: AnyRepetition, settings: RunSettings, write: bool) -> Any:
-    return repetition_log(store.log_file, settings.log_level) if write else contextlib.nullcontext()
+    if not write:
+        return contextlib.nullcontext()
+    fault_log = store.fault_log
+    return repetition_log(store.log_file, settings.log_level, None if fault_log == store.log_file else fault_log)
 
 
 def _bind(instance: ClusterWork, experiment: ExpandedExperiment, rep: int, settings: RunSettings,
@@ -218,7 +221,7 @@ class _SegmentRun:
 
     def run(self) -> Outcome:
         segment, writer, comm = self.segment, self.writer, self.context.comm
-        if writer is not None and segment.config != ConfigWrite.KEEP:
+        if writer is not None and segment.config != ConfigWrite.KEEP and segment.experiment.store != "compact":
             stored = experiment_store(segment.experiment.path, self.config)
             if segment.config == ConfigWrite.REPLACE or not stored.exists():
                 stored.write_config(self.config, sync=self.settings.sync)
@@ -235,7 +238,7 @@ class _SegmentRun:
             if self.store.read_status().get("state") not in (None, Record.FINISHED.value):
                 self.write_status(Record.FINISHED, iterations_done=saved, iterations=self.iterations)
             return self.outcome(OutcomeKind.ALREADY_FINISHED, saved, 0)
-        self.context.attempts.begin(segment, saved, self.store.log_file)
+        self.context.attempts.begin(segment, saved, self.store.fault_log)
         self.began = True
         instance = self.experiment_class()
         _bind(instance, segment.experiment, segment.rep, self.settings, comm)
