@@ -73,6 +73,7 @@ class Catalog:
         self.dropped: dict[str, float] = {}
         self.names_at: dict[str, str] = {}  # an experiment's folder below the document's -> its name
         self.by_name: dict[str, set[int]] = {}  # an experiment's name -> its repetitions with events
+        self.own: set[str] = set()  # this process's segments: taken in as written (`apply_written`), never looked at
         self.read_at = -1.0
 
     def refresh(self, force: bool = False) -> Catalog:
@@ -85,6 +86,8 @@ class Catalog:
         except FileNotFoundError:
             return self
         for name, entry in segments:
+            if name in self.own:
+                continue
             try:
                 grown = entry.stat().st_size > self.offsets.get(name, 0)
             except FileNotFoundError:
@@ -142,7 +145,9 @@ class Catalog:
 
     def apply_written(self, segment: str, event: Mapping[str, Any], line: bytes) -> None:
         """Take in an event this process just appended to `segment` as `line` (its JSON, newline included), as
-        reading it back would, without parsing it again: a row is kept as its bytes, cut from `line`."""
+        reading it back would, without parsing it again: a row is kept as its bytes, cut from `line`. Call it
+        for every event this process appends, once all before it were taken in: a refresh then skips the segment."""
+        self.own.add(segment)
         if "w" in event:
             self._apply_row(segment, event["w"], line[line.find(_ROW) + len(_ROW):-2])
         else:

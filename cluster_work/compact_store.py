@@ -195,8 +195,8 @@ class CompactRepetition:
     def __init__(self, root: str, name: str, experiment_path: str, rep: int, params: Any = None, base: str = ""):
         self.root, self.name, self.rep, self.params, self.base = root, name, rep, params, base
         document = os.path.dirname(root)
-        self.at = "" if os.path.normpath(experiment_path) == os.path.normpath(document) else os.path.basename(
-            os.path.normpath(experiment_path))
+        self.at = "" if experiment_path == document or os.path.normpath(experiment_path) == os.path.normpath(
+            document) else os.path.basename(os.path.normpath(experiment_path))
         paths = RepetitionPaths.of(experiment_path, rep)  # the experiment's own files only, made when written
         self.path, self.log_file = paths.folder, paths.log_file
         self.byte = _lock_byte(name, rep)
