@@ -37,7 +37,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .compact_catalog import Catalog, SavedRepetition, catalog, loaded
+from .compact_catalog import Catalog, SavedRepetition, catalog, claimed, loaded
 from .durability import committer
 from .errors import StoreError
 from .files import StoreIO
@@ -200,6 +200,7 @@ class CompactRepetition:
         paths = RepetitionPaths.of(experiment_path, rep)  # the experiment's own files only, made when written
         self.path, self.log_file = paths.folder, paths.log_file
         self.byte = _lock_byte(name, rep)
+        self.held = False  # by this process's writer
 
     @property
     def fault_log(self) -> str:
@@ -207,8 +208,10 @@ class CompactRepetition:
         log in the store (one per process, opened once: not a rep.log per repetition; see logs.held_fault_log)."""
         return _process(self.root).fault_log
 
-    def _state(self, force: bool = False) -> SavedRepetition:
-        return catalog(self.root, force).repetition(self.name, self.rep)
+    def _state(self) -> SavedRepetition:
+        if self.held:  # under its lock no other process adds to it, and this one's events are taken in as written
+            return catalog(self.root, refresh=False).repetition(self.name, self.rep)
+        return catalog(self.root).repetition(self.name, self.rep)
 
     def read_results(self) -> ResultsPrefix:
         return ResultsPrefix(self._state().rows())
@@ -244,7 +247,7 @@ class CompactRepetition:
         process = _process(self.root)
         process.lock(self.byte)
         try:
-            known = self._state(force=True)  # under the lock: no other process adds to it now
+            known = claimed(self.root, self.name, self.rep)  # under the lock: no other process adds to it now
             rows = known.rows()
             latest = max((claim.time for claim in known.claims), default=0.0)
             process.append({"c": [self.name, self.rep], "t": _after(latest), "params": to_plain(self.params),
@@ -252,6 +255,7 @@ class CompactRepetition:
         except BaseException:
             process.unlock(self.byte)
             raise
+        self.held = True
         return CompactWriter(process, self, rows)
 
 
@@ -283,6 +287,7 @@ class CompactWriter:
         if not self._open:
             return
         self._open = False
+        self.repetition.held = False
         self.process.unlock(self.repetition.byte)
         if sync:
             committer.wrote(self.process.segment)
