@@ -193,6 +193,7 @@ def repetition_log(path: str, experiment_level: str | int, fault_log: str | None
             sys.stdout, sys.stderr = stdout, stderr
             root.removeHandler(handler)
             log_file.close()
+            handler.stream = None  # type: ignore[assignment]  # (logging's shutdown flushes every handler)
             _spare_handlers.append(handler)
 
 
