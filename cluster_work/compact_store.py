@@ -39,12 +39,12 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .compact_catalog import Catalog, SavedRepetition, catalog, loaded
+from .compact_catalog import Catalog, SavedRepetition, catalog, claimed, loaded
 from .compact_config import forget_document_config, point_config, write_document_config
 from .durability import committer
 from .errors import StoreError
 from .files import StoreIO
-from .paths import LOCKS_FILE, RepetitionPaths, compact_root, segment_name
+from .paths import LOCKS_FILE, RepetitionPaths, compact_root, fault_log_name, segment_name
 from .rows import ResultsPrefix, encode_row, to_plain
 from .store import ExperimentStore, RepetitionBusy, RepetitionStore, ResultsWriter
 from .vocabulary import Record
@@ -73,8 +73,10 @@ class _Process:
         self.locks = -1  # opened by the first lock, or by the first question where the file exists
         self.held: set[int] = set()
         self.segment_fd = -1
+        self.token = secrets.token_hex(4)  # names its segment and its fault log
         self.segment = ""
         self.size = 0
+        self.fault_log = os.path.join(root, fault_log_name(socket.gethostname(), os.getpid(), self.token))
 
     def _open_locks(self, create: bool) -> bool:
         """Open `locks` once (see the module's docstring); False where it does not exist and `create` is not asked."""
@@ -136,7 +138,7 @@ class _Process:
     def append(self, event: Mapping[str, Any]) -> None:
         """Append one event as one line to this process's segment."""
         if self.segment_fd < 0:
-            name = segment_name(socket.gethostname(), os.getpid(), secrets.token_hex(4))
+            name = segment_name(socket.gethostname(), os.getpid(), self.token)
             self.segment = os.path.join(self.root, name)
             with StoreIO("create", self.segment):
                 os.makedirs(self.root, exist_ok=True)
@@ -152,7 +154,7 @@ class _Process:
         name = os.path.basename(self.segment)
         if known is not None and known.offsets.get(name, 0) == before:  # this process sees what it wrote at once
             known.offsets[name] = self.size                             # (others' writes within REFRESH_SECONDS)
-            known.apply_line(name, data[:-1])
+            known.apply_written(name, event, data)
 
 
 _processes: dict[str, _Process] = {}  # by the store's absolute path: a relative one names another store once the
@@ -160,6 +162,9 @@ _processes: dict[str, _Process] = {}  # by the store's absolute path: a relative
 
 
 def _process(root: str) -> _Process:
+    process = _processes.get(root)  # a key is an absolute path: `root` found as it is needs no abspath
+    if process is not None:
+        return process
     key = os.path.abspath(root)
     process = _processes.get(key)
     if process is None:
@@ -193,19 +198,28 @@ class CompactRepetition:
     def __init__(self, root: str, name: str, experiment_path: str, rep: int, params: Any = None, base: str = ""):
         self.root, self.name, self.rep, self.params, self.base = root, name, rep, params, base
         document = os.path.dirname(root)
-        self.at = "" if os.path.normpath(experiment_path) == os.path.normpath(document) else os.path.basename(
-            os.path.normpath(experiment_path))
+        self.at = "" if experiment_path == document or os.path.normpath(experiment_path) == os.path.normpath(
+            document) else os.path.basename(os.path.normpath(experiment_path))
         paths = RepetitionPaths.of(experiment_path, rep)  # the experiment's own files only, made when written
         self.path, self.log_file = paths.folder, paths.log_file
         self.byte = _lock_byte(name, rep)
+        self.held = False  # by this process's writer
 
-    def _state(self, force: bool = False) -> SavedRepetition:
-        return catalog(self.root, force).repetition(self.name, self.rep)
+    @property
+    def fault_log(self) -> str:
+        """Where a native crash of this process leaves its Python stack while it runs the repetition: its fault
+        log in the store (one per process, opened once: not a rep.log per repetition; see logs.held_fault_log)."""
+        return _process(self.root).fault_log
+
+    def _state(self) -> SavedRepetition:
+        if self.held:  # under its lock no other process adds to it, and this one's events are taken in as written
+            return catalog(self.root, refresh=False).repetition(self.name, self.rep)
+        return catalog(self.root).repetition(self.name, self.rep)
 
     def refresh(self) -> None:
         """Take in every process's writes so far (reads are otherwise up to REFRESH_SECONDS old): for a
         writer that must follow another process's rows and status (a campaign marking a repetition stopped)."""
-        self._state(force=True)
+        catalog(self.root, force=True)
 
     def read_results(self) -> ResultsPrefix:
         return ResultsPrefix(self._state().rows())
@@ -244,7 +258,7 @@ class CompactRepetition:
         process = _process(self.root)
         process.lock(self.byte)
         try:
-            known = self._state(force=True)  # under the lock: no other process adds to it now
+            known = claimed(self.root, self.name, self.rep)  # under the lock: no other process adds to it now
             rows = known.rows()
             latest = max((claim.time for claim in known.claims), default=0.0)
             process.append({"c": [self.name, self.rep], "t": _after(latest), "params": to_plain(self.params),
@@ -252,6 +266,7 @@ class CompactRepetition:
         except BaseException:
             process.unlock(self.byte)
             raise
+        self.held = True
         return CompactWriter(process, self, rows)
 
 
@@ -283,6 +298,7 @@ class CompactWriter:
         if not self._open:
             return
         self._open = False
+        self.repetition.held = False
         self.process.unlock(self.repetition.byte)
         if sync:
             committer.wrote(self.process.segment)

@@ -152,7 +152,10 @@ def run_segment(experiment_class: type[ClusterWork], segment: Segment, settings:
 
 
 def _maybe_log(store: AnyRepetition, settings: RunSettings, write: bool) -> Any:
-    return repetition_log(store.log_file, settings.log_level) if write else contextlib.nullcontext()
+    if not write:
+        return contextlib.nullcontext()
+    fault_log = store.fault_log
+    return repetition_log(store.log_file, settings.log_level, None if fault_log == store.log_file else fault_log)
 
 
 class _SegmentRun:
@@ -190,7 +193,7 @@ class _SegmentRun:
         segment, writer, comm = self.segment, self.writer, self.context.comm
         if writer is not None and segment.config != ConfigWrite.KEEP:
             stored = experiment_store(segment.experiment.path, self.config)
-            # a compact store's claim is made by now, so it exists: its config is written once per process
+            # a compact store's document config: looked at once per process (compact_config), no check per job
             if segment.config == ConfigWrite.REPLACE or segment.experiment.store == "compact" or not stored.exists():
                 stored.write_config(self.config, sync=self.settings.sync)
         prefix = writer.read() if writer is not None else None
@@ -206,7 +209,7 @@ class _SegmentRun:
             if self.store.read_status().get("state") not in (None, Record.FINISHED.value):
                 self.write_status(Record.FINISHED, iterations_done=saved, iterations=self.iterations)
             return self.outcome(OutcomeKind.ALREADY_FINISHED, saved, 0)
-        self.context.attempts.begin(segment, saved, self.store.log_file)
+        self.context.attempts.begin(segment, saved, self.store.fault_log)
         self.began = True
         instance = self.experiment_class()
         bind_instance(instance, segment.experiment, segment.rep, self.settings, comm)

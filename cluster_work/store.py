@@ -73,6 +73,7 @@ class RepetitionStore:
         paths = RepetitionPaths.of(experiment_path, rep)
         self.path, self.results_file = paths.folder, paths.results_file
         self.status_file, self.log_file = paths.status_file, paths.log_file
+        self.fault_log = self.log_file  # where a native crash leaves its Python stack (logs.fault_stacks_to)
 
     def read_results(self) -> ResultsPrefix:
         return parse_results(self.read_complete_lines())
