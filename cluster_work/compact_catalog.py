@@ -81,6 +81,8 @@ class Catalog:
         self.dropped: dict[str, float] = {}
         self.names_at: dict[str, str] = {}  # an experiment's folder below the document's -> its name
         self.by_name: dict[str, set[int]] = {}  # an experiment's name -> its repetitions with events
+        self.last_claim: dict[str, tuple[str, int]] = {}  # a segment -> the repetition of its last claim
+        self.at_moved = False  # whether a folder was named for another experiment than before (see compact_tails)
         self.own: set[str] = set()  # this process's segments: taken in as written (`apply_written`), never looked at
         self.scanned: dict[str, int] = {}  # how far `claimed` looked into a segment, beyond `offsets`
         self.mentioned: set[bytes] = set()  # the keys of the lines between `offsets` and `scanned`
@@ -222,16 +224,18 @@ class Catalog:
             self.by_name.setdefault(key[0], set()).add(key[1])
         if kind == "c":
             claim = self.current[segment, key] = _Claim(event["t"])
+            self.last_claim[segment] = key
             repetition.claims.append(claim)
             repetition.params = event.get("params", repetition.params)
             repetition.base = event.get("base", repetition.base)
+            self.at_moved = self.at_moved or self.names_at.get(event.get("at", ""), key[0]) != key[0]
             self.names_at[event.get("at", "")] = key[0]
         elif kind == "s":
             if repetition.status is None or event["t"] >= repetition.status[0]:
                 repetition.status = (event["t"], event["status"])
             if "at" in event and repetition.params is None:  # a status without a claim says what one would
                 repetition.params, repetition.base = event.get("params"), event.get("base")
-                self.names_at.setdefault(event["at"], key[0])
+                self.at_moved = self.at_moved or self.names_at.setdefault(event["at"], key[0]) != key[0]
         elif (segment, key) in self.current:
             value = event["n"] if kind == "k" else encode_row(event["row"])[:-1]
             self.current[segment, key].events.append((kind, value))

@@ -25,16 +25,18 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import os
 import secrets
 import socket
 from typing import Any, NamedTuple
 
 from .compact_catalog import Catalog, SavedRepetition, catalog
+from .compact_tails import extend, has_mean, timed_sum
 from .compact_store import any_held, is_held
 from .paths import INDEX_FILE, INDEX_TEMPORARY_PREFIX, SEGMENT_PREFIX, RepetitionPaths, index_temporary_name
 
-VERSION = 1
+VERSION = 2
 
 
 class RepetitionSummary(NamedTuple):
@@ -55,11 +57,10 @@ class RepetitionSummary(NamedTuple):
     def of(cls, saved: SavedRepetition) -> RepetitionSummary:  # type: ignore[override]
         status = dict(saved.status[1]) if saved.status is not None else None
         lines = saved.row_lines()
-        if isinstance((status or {}).get("mean_iteration_time"), (int, float)):
+        if has_mean(status):
             return cls(status, len(lines))  # what the status says is what is asked: the rows' times never are
-        rows = [json.loads(line) for line in lines]
-        times = [r["iteration_time"] for r in rows if isinstance(r.get("iteration_time"), (int, float))]
-        return cls(status, len(lines), float(sum(times)), len(times))
+        seconds, timed = timed_sum(0.0, (json.loads(line) for line in lines))
+        return cls(status, len(lines), float(seconds), timed)
 
 
 class ExperimentSummary(NamedTuple):
@@ -85,10 +86,15 @@ Entry = list  # an experiment as the index holds it: [at, params, [[rep, status,
 class Summary:
     """What a compact store's segments say, experiment by experiment (`entries`, by name, as the index holds
     them: a 10^6-point sweep's are parsed in one call, and made into ExperimentSummaries only where asked), and
-    which bytes of which segments that is (`segments`), with the experiments' latest drops (-d)."""
+    which bytes of which segments that is (`segments`), with the experiments' latest drops (-d); what extending it
+    by the segments' tails takes (compact_tails): the latest time of a claim or status read (`latest`), and per
+    segment its last claim where that is its repetition's latest (`open`: segment -> ((name, rep), its time))."""
 
-    def __init__(self, segments: dict[str, int], dropped: dict[str, float], entries: dict[str, Entry]):
+    def __init__(self, segments: dict[str, int], dropped: dict[str, float], entries: dict[str, Entry],
+                 latest: float = 0.0, open_claims: dict[str, tuple[tuple[str, int], float]] | None = None,
+                 plain_at: bool = False):
         self.segments, self.dropped, self.entries = segments, dropped, entries
+        self.latest, self.open, self.plain_at = latest, open_claims or {}, plain_at
 
     def experiment(self, name: str) -> ExperimentSummary | None:
         entry = self.entries.get(name)
@@ -104,10 +110,33 @@ class Summary:
             params: Any = next((s.params for s in saved.values() if s.params is not None), {})
             entries[name] = [at_of.get(name, ""), canonical(params),
                              [[rep, *RepetitionSummary.of(s)] for rep, s in saved.items()]]
-        return cls(dict(known.offsets), dict(known.dropped), entries)
+        latest = 0.0
+        for repetition in known.repetitions.values():
+            for claim in repetition.claims:
+                latest = max(latest, claim.time)
+            if repetition.status is not None:
+                latest = max(latest, repetition.status[0])
+        open_claims = {}
+        for segment, key in known.last_claim.items():
+            claim = known.current[segment, key]
+            if claim.time > known.dropped.get(key[0], -math.inf) and all(
+                    other is claim or other.time < claim.time for other in known.repetitions[key].claims):
+                open_claims[segment] = (key, claim.time)
+        plain_at = not known.at_moved and len(set(known.names_at.values())) == len(known.names_at) and all(
+            name in entries for name in known.names_at.values())  # (a dropped experiment's folder is not held)
+        return cls(dict(known.offsets), dict(known.dropped), entries, latest, open_claims, plain_at)
+
+    def extended(self, root: str) -> Summary | None:
+        """This summary with what the segments gained since (compact_tails); None where the tails alone cannot
+        tell it."""
+        found = extend(root, self.segments, self.dropped, self.latest, self.open, self.plain_at, self.entries,
+                       canonical)
+        return Summary(found[0], found[1], found[4], found[2], found[3], self.plain_at) if found is not None else None
 
     def encode(self) -> bytes:
-        return json.dumps({"v": VERSION, "segments": self.segments, "dropped": self.dropped,
+        return json.dumps({"v": VERSION, "segments": self.segments, "dropped": self.dropped, "latest": self.latest,
+                           "open": {segment: [*key, time] for segment, (key, time) in self.open.items()},
+                           "plain_at": self.plain_at,
                            "experiments": self.entries}, separators=(",", ":"), allow_nan=True).encode()
 
     @classmethod
@@ -122,9 +151,12 @@ class Summary:
                 return None
             segments = {str(name): int(size) for name, size in value["segments"].items()}
             dropped = {str(name): float(time) for name, time in value["dropped"].items()}
+            latest, plain_at = float(value["latest"]), value["plain_at"] is True
+            open_claims = {str(segment): ((str(name), int(rep)), float(time))
+                           for segment, (name, rep, time) in value["open"].items()}
         except (ValueError, TypeError, KeyError, AttributeError):
             return None
-        return cls(segments, dropped, entries)
+        return cls(segments, dropped, entries, latest, open_claims, plain_at)
 
 
 def canonical(params: Any) -> str:
@@ -219,30 +251,12 @@ def write_index(root: str, summary: Summary) -> bool:
     return True
 
 
-def _has_line(root: str, segment: str, offset: int) -> bool:
-    """Whether `segment` holds a whole line after `offset`."""
-    try:
-        with open(os.path.join(root, segment), "rb") as handle:
-            handle.seek(offset)
-            return b"\n" in handle.read()
-    except OSError:
-        return True
-
-
 def _extended(root: str, index: Summary, sizes: dict[str, int]) -> Summary | None:
     """`index` with what the segments gained since (see the module's docstring), or None where that cannot be
     told from those bytes alone."""
-    for name, covered in index.segments.items():
-        if sizes.get(name, -1) < covered or (sizes[name] > covered and _has_line(root, name, covered)):
-            return None  # gone, cut, or grown by a writer that was alive then (not just a torn last line)
-    new = Catalog(root)
-    new.offsets, new.dropped = dict(index.segments), dict(index.dropped)
-    new.refresh(force=True)
-    if any(name in index.entries for name in new.by_name) or any(
-            index.dropped.get(name) != time and name in index.entries for name, time in new.dropped.items()):
-        return None
-    added = Summary.of(new)
-    return Summary(added.segments, added.dropped, {**index.entries, **added.entries})
+    if any(sizes.get(name, -1) < covered for name, covered in index.segments.items()):
+        return None  # a segment gone or cut: not what the index was taken from
+    return index.extended(root)
 
 
 _summaries: dict[str, tuple[dict[str, int], Summary]] = {}  # this process's, by store, with the sizes read
@@ -259,7 +273,8 @@ def summary(root: str, write: bool = True) -> Summary:
     cached = _summaries.get(root)
     if cached is not None and cached[0] == sizes:
         return cached[1]
-    index = read_index(root)
+    # what this process read last is extended as the index would be (a run's rank 0 refreshing it now and then)
+    index = cached[1] if cached is not None else read_index(root)
     found = _extended(root, index, sizes) if index is not None else None
     if found is None:
         found = Summary.of(catalog(root, force=True))

@@ -15,7 +15,7 @@ import pytest
 from experiments import Deterministic
 from huge_sweep_helpers import documents, expand, run_some, text
 
-from cluster_work import compact_index
+from cluster_work import compact_catalog, compact_index
 from cluster_work.backends import SequentialExecutor
 from cluster_work.bulk_runs import FreshRun, NewOrDoneRun
 from cluster_work.compact_index import Summary, read_index, summary, write_index
@@ -44,6 +44,7 @@ def roots(tmp_path):
 
 def forget_summaries():
     compact_index._summaries.clear()  # as a new process starts: nothing read yet
+    compact_catalog._catalogs.clear()
 
 
 def figures(experiments, full):
