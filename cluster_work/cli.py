@@ -183,10 +183,13 @@ def _execute(experiment_class: type[ClusterWork], plan: Plan, args: argparse.Nam
     # with a live bar, a line per finished job would only scroll it away: failures still show
     finished_level = logging.DEBUG if isinstance(display, LiveBarDisplay) else logging.INFO
 
+    keep_indexes = compact_index.IndexKeeper(plan.compact_roots())  # so that a kill -9 costs the next look the tails
+
     def on_outcome(outcome: Outcome) -> None:
         display.job_ended(outcome)
         failed = outcome.kind in (OutcomeKind.FAILED, OutcomeKind.BAD_PARAMETER, OutcomeKind.STORE_FAILURE)
         log.log(logging.ERROR if failed else finished_level, describe(outcome))
+        keep_indexes()
 
     command = [*program(), *arguments]  # as run, for the record; the hint to resume is another line
     resume = resume_command(args, executor.world_size())

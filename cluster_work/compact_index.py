@@ -29,6 +29,7 @@ import math
 import os
 import secrets
 import socket
+import time
 from typing import Any, NamedTuple
 
 from .compact_catalog import Catalog, SavedRepetition, catalog
@@ -289,6 +290,27 @@ def refresh(root: str) -> None:
     """Bring the index of `root` up to date (at the end of a run, so that the next one plans from it)."""
     if os.path.isdir(root):
         summary(root)
+
+
+KEEP_SECONDS = 60.0  # how often a run's launcher rewrites its compact stores' indexes while it runs
+
+
+class IndexKeeper:
+    """A run's launcher's: rewrites the indexes of the run's compact stores (`roots`) at most every `every`
+    seconds, called between outcomes (never by a worker per job), so that after a kill -9 of a long run the next
+    look reads the index and the segments' tails only. Each rewrite extends what this process read last by the
+    tails (compact_tails) and writes the whole index."""
+
+    def __init__(self, roots: list[str], every: float = KEEP_SECONDS):
+        self.roots, self.every = roots, every
+        self.due = time.monotonic() + every
+
+    def __call__(self) -> None:
+        if not self.roots or time.monotonic() < self.due:
+            return
+        for root in self.roots:
+            refresh(root)
+        self.due = time.monotonic() + self.every
 
 
 class SummaryStore:

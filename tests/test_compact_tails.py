@@ -3,15 +3,31 @@ every segment says, over many random event sequences; where it cannot tell, it s
 every segment). The common cases (a run that went on, or was killed, after the index was written) are extended."""
 from __future__ import annotations
 
+import multiprocessing
+import os
 import random
+import signal
+import time
 
 import pytest
 from compact_events_helpers import Writers
+from experiments import Deterministic
+from huge_sweep_helpers import text
 
 from cluster_work import compact_catalog, compact_index
+from cluster_work.backends import SequentialExecutor
 from cluster_work.compact_catalog import Catalog
-from cluster_work.compact_index import Summary, read_index, summary, write_index
+from cluster_work.compact_index import IndexKeeper, Summary, read_index, summary, write_index
+from cluster_work.expansion import expand_all
+from cluster_work.paths import COMPACT_FOLDER, INDEX_FILE
+from cluster_work.planning import make_plan
+from cluster_work.reporting import write_progress_json
 from cluster_work.rows import encode_row
+from cluster_work.runner import ExperimentTask
+from cluster_work.selection import Policy, Selection
+from cluster_work.stopping import stop_signals_handled
+from cluster_work.sweep import run_segments
+from cluster_work.vocabulary import RunSettings
 
 
 def rebuilt(root: str) -> Summary:
@@ -101,3 +117,55 @@ def test_what_the_tails_cannot_tell_is_read_from_every_segment(tmp_path, event):
     compact_catalog._catalogs.clear()
     assert fields(summary(root)) == fields(rebuilt(root))
     assert compact_catalog.loaded(root) is not None  # read whole
+
+
+def slow_sweep(tmp_path):
+    document = {"name": "slow", "repetitions": 2, "iterations": 3, "path": str(tmp_path / "out"), "store": "compact",
+                "params": {"sleep": 0.02}, "grid": {"step": [0.5 * k for k in range(1, 31)]}}
+    return expand_all([document], Deterministic._default_params, warn=lambda message: None)
+
+
+def run_keeping_the_index(tmp_path):
+    """A run (in a child: killed -9 below) whose launcher rewrites the index every 0.2 s."""
+    plan = make_plan(slow_sweep(tmp_path), Selection(), Policy(), "test")
+    keeper = IndexKeeper(plan.compact_roots(), every=0.2)
+    with stop_signals_handled(), SequentialExecutor(ExperimentTask(Deterministic, RunSettings(sync=False))) as executor:
+        run_segments(plan.jobs, executor, lambda outcome: keeper())
+
+
+def looks(tmp_path):
+    """What planning a resume and -p --json say."""
+    plan = make_plan(slow_sweep(tmp_path), Selection(), Policy(), "test")
+    return [vars(job) for job in plan.jobs], text(write_progress_json, slow_sweep(tmp_path), True)
+
+
+@pytest.mark.processes
+def test_after_a_kill_9_of_a_run_that_kept_its_index_the_next_look_reads_the_tails(tmp_path):
+    """The run's index was rewritten while it ran; it is killed -9 with rows and a claim past the index: the next
+    look takes the index and the tails (not every segment) and plans and reports as a read of every segment."""
+    child = multiprocessing.get_context("fork").Process(target=run_keeping_the_index, args=(tmp_path,))
+    child.start()
+    deadline = time.monotonic() + 120
+    while True:  # an index of a few outcomes, and rows past it (the keeper writes it every 0.2 s)
+        assert time.monotonic() < deadline and child.is_alive(), "the run ended before it was caught mid-way"
+        roots = list((tmp_path / "out").glob(f"*/{COMPACT_FOLDER}"))
+        index = read_index(str(roots[0])) if roots else None
+        if index is not None and len(index.entries) >= 3 and any(
+                os.path.getsize(roots[0] / name) > size + 100 for name, size in index.segments.items()):
+            break
+        time.sleep(0.01)
+    os.kill(child.pid, signal.SIGKILL)
+    child.join()
+    root = str(roots[0])
+    covered = read_index(root).segments
+    assert any(os.path.getsize(os.path.join(root, name)) > size for name, size in covered.items())
+    compact_index._summaries.clear()
+    compact_catalog._catalogs.clear()
+    tails = looks(tmp_path)
+    assert compact_catalog.loaded(root) is None  # the index and the tails only
+    assert fields(read_index(root)) == fields(rebuilt(root))
+    os.unlink(os.path.join(root, INDEX_FILE))
+    compact_index._summaries.clear()
+    compact_catalog._catalogs.clear()
+    assert looks(tmp_path) == tails
+    assert compact_catalog.loaded(root) is not None  # (that one read every segment)
