@@ -17,7 +17,9 @@
   `--baseline FOLDER` runs each of these command lines with that other copy of cluster_work too (e.g.
   `git worktree add /tmp/main main`), side by side in the same run; `--compact-only`: the half-done compact
   sweep alone (its finished half every other point, the worst case for runs of alike experiments, unless
-  `--contiguous`), with each command line's CPU seconds (on a loaded machine they say more than its wall time).
+  `--contiguous`), with each command line's CPU seconds (on a loaded machine they say more than its wall time);
+  its first `-p` after the index is stale by a small tail (a run killed after its index was written; alone:
+  `--stale-only`).
 Targets (issue 8): planning < 5 s and < 500 MB, -p < 2 s; (issue 15) load_results < 1 s; (issue 25) for
 10^6 points --list's first line < 2 s and all < 15 s, -p and -p --json < 5 s, a half-done resume < 5 s,
 rank 0 < 1 GB.
@@ -204,8 +206,40 @@ def write_half_done_compact(path: str, size: int, contiguous: bool) -> tuple[dic
     return document, root
 
 
+TAIL = 1000  # experiments a run went on with after the index was written (a claim and a row each)
+
+
+def stale_index(store: str, path: str, root: str, document: dict, versions: list[tuple[str, dict[str, str]]],
+                refresh, limit: float) -> None:
+    """The first -p after the index is stale by a small tail: the index written while a run went on (as its
+    launcher rewrites it now and then), then TAIL more unfinished experiments claimed and run by that run's
+    process (its segment grew), then a kill -9. Each version from the same bytes (its own index of them)."""
+    [segment] = [name for name in os.listdir(store) if name.startswith("seg-")]
+    segment = os.path.join(store, segment)
+    covered = os.path.getsize(segment)
+    [expanded] = expand_all([document]).documents
+    later = time.time() + 10
+    tail = b"".join(encode_row(event) for number, experiment in enumerate(itertools.islice(
+        expanded, len(expanded) - 2 * TAIL + 1, None, 2))
+                    for event in ({"c": [experiment.name, 0], "t": later + number * 1e-6, "base": "half",
+                                   "params": to_plain(experiment.params), "at": experiment.params_part},
+                                  {"w": [experiment.name, 0], "row": {"iteration": 0, "x": 0, "iteration_time": 0.001,
+                                                                      "repetition_time": 0.001}}))
+    print(f"  its index stale by a tail of {TAIL} experiments ({len(tail)} bytes) the run wrote after it: the first -p")
+    for version, env in versions:
+        os.truncate(segment, covered)  # (the benchmark's own segment: back to what the index covers)
+        if os.path.exists(os.path.join(store, "index.json")):
+            os.unlink(os.path.join(store, "index.json"))
+        refresh(env)
+        with open(segment, "ab") as handle:
+            handle.write(tail)
+        for label in ("stale index", "then current"):  # (the first -p wrote the index of every byte)
+            first, total, peak, cpu = command_figures([sys.executable, "noop.py", path, "-p"], env, root, False, limit)
+            print(f"    -p {label:<13} {version:<9} all {total:6.2f} s ({cpu:6.2f} s CPU)   peak {peak:5.0f} MB")
+
+
 def compact_resume(root: str, size: int, contiguous: bool, versions: list[tuple[str, dict[str, str]]], config,
-                   limit: float) -> None:
+                   limit: float, stale_only: bool = False) -> None:
     """Planning a resume of a half-done compact store: with the index its last run wrote, and without one (after
     a kill -9: the first look reads every segment and writes it); -p and -p --json from the command line."""
     document, store = write_half_done_compact(os.path.join(root, "half-compact"), size, contiguous)
@@ -219,6 +253,9 @@ def compact_resume(root: str, size: int, contiguous: bool, versions: list[tuple[
 
     path = config("half-compact", document)
     finished = size * 50
+    if stale_only:
+        stale_index(store, path, root, document, versions, refresh, limit)
+        return
     print("  the same in a compact store (`store: compact`): plan, first job")
     for version, env in versions:
         for label, index in (("no index", False), ("its index", True)):
@@ -231,6 +268,7 @@ def compact_resume(root: str, size: int, contiguous: bool, versions: list[tuple[
             seconds, cpu, peak = probed("plan", path, env, limit)
             print(f"    {version:<9} {label:<10} {seconds:6.2f} s ({cpu:.2f} s CPU, {cpu / finished * 1e6:.0f} us a "
                   f"finished experiment: {cpu / finished * 5e5:.1f} s for a half-done 10^6)   peak {peak:5.0f} MB")
+    stale_index(store, path, root, document, versions, refresh, limit)
     refresh(versions[0][1])  # the index its last run wrote (a baseline from before the index ignores it)
     for flags in ("-p", "-p --json", "--list"):
         for version, env in versions:
@@ -240,7 +278,7 @@ def compact_resume(root: str, size: int, contiguous: bool, versions: list[tuple[
 
 
 def huge_sweeps(root: str, size: int, resume: int, compact: int, contiguous: bool, jobs: int, baseline: str | None,
-                limit: float, compact_only: bool = False) -> None:
+                limit: float, compact_only: bool = False, stale_only: bool = False) -> None:
     """Issue 25's figures, each for this copy of cluster_work and for `baseline` (if given), side by side; a
     command line is stopped after `limit` seconds (nan: what it had not done by then); `compact_only`: the
     half-done compact sweep's alone."""
@@ -257,8 +295,8 @@ def huge_sweeps(root: str, size: int, resume: int, compact: int, contiguous: boo
                        **document}, handle)  # (JSON is YAML)
         return path
 
-    if compact_only:
-        compact_resume(root, compact, contiguous, versions, config, limit)
+    if compact_only or stale_only:
+        compact_resume(root, compact, contiguous, versions, config, limit, stale_only)
         return
     grid = config("huge", {"grid": {"a": list(range(size)), "b": list(range(size))}})
     print(f"  a {size} x {size} grid ({size * size} points), from the command line; seconds to the first line, "
@@ -299,6 +337,8 @@ def main() -> None:
     parser.add_argument("--contiguous", action="store_true",
                         help="the compact store's finished half is the grid's first half, not every other point")
     parser.add_argument("--compact-only", action="store_true", help="measure the half-done compact sweep alone")
+    parser.add_argument("--stale-only", action="store_true",
+                        help="the first -p of the half-done compact sweep after its index is stale by a small tail, alone")
     parser.add_argument("--jobs", type=int, default=10**6, help="jobs of the sweep rank 0's memory is taken over")
     parser.add_argument("--baseline", help="another copy of cluster_work (its repository folder) to compare with")
     parser.add_argument("--limit", type=float, default=300, help="seconds after which a command line is stopped")
@@ -312,8 +352,8 @@ def main() -> None:
         print(f"planning_scale: {os.cpu_count()} cores")
         if args.huge:  # first, while this process is small: a child's peak counts its parent's size at fork
             huge_sweeps(root, args.huge, args.resume, args.compact_resume, args.contiguous, args.jobs, args.baseline,
-                        args.limit, args.compact_only)
-        if args.compact_only:
+                        args.limit, args.compact_only, args.stale_only)
+        if args.compact_only or args.stale_only:
             return
         jobs = args.grid * args.repetitions
         document = {"name": "plan", "repetitions": args.repetitions, "iterations": 10,
