@@ -338,7 +338,7 @@ def main() -> None:
                         help="the compact store's finished half is the grid's first half, not every other point")
     parser.add_argument("--compact-only", action="store_true", help="measure the half-done compact sweep alone")
     parser.add_argument("--stale-only", action="store_true",
-                        help="the first -p of the half-done compact sweep after its index is stale by a small tail, alone")
+                        help="the first -p of the half-done compact sweep, its index stale by a small tail, alone")
     parser.add_argument("--jobs", type=int, default=10**6, help="jobs of the sweep rank 0's memory is taken over")
     parser.add_argument("--baseline", help="another copy of cluster_work (its repository folder) to compare with")
     parser.add_argument("--limit", type=float, default=300, help="seconds after which a command line is stopped")

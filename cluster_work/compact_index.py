@@ -1,25 +1,30 @@
 """A compact store's index: what planning and -p/-P ask of its segments, per experiment and repetition, without
 reading them (a half-done 10^6-point sweep's segments are ~100 MB of JSON; its index a tenth, parsed at once).
 
-    <root>/index.json   {"v": 1, "segments": {segment: bytes it covers}, "dropped": {name: time},
-                         "experiments": [[name, at, params, [[rep, status or null, rows, seconds, timed], ...]], ...]}
+    <root>/index.json   {"v": 2, "segments": {segment: bytes it covers}, "dropped": {name: time},
+                         "latest": time, "open": {segment: [name, rep, time]}, "plain_at": bool,
+                         "experiments": {name: [at, params, [[rep, status or null, rows, seconds, timed], ...]]}}
 
 `params`: the experiment's parameters as the store gives them (`CompactExperimentStore.read_config`), as the
 text `json.dumps(..., sort_keys=True)` (what a change is checked against); per repetition its latest status,
 how many rows it has (0, 1, 2... as `SavedRepetition.row_lines`) and, where its status has no mean iteration
-time, the sum and count of its rows' `iteration_time`s (summed as `sum()` does).
+time, the sum and count of its rows' `iteration_time`s (added one by one, in the rows' order: `timed_sum`).
+What extending it by the segments' tails takes (compact_tails): `latest`, the latest time of a claim or status
+it covers; `open`, per segment, its last claim where that is its repetition's latest (the segment's later rows
+go on from it); `plain_at`, whether each experiment was only ever given one folder and each folder one experiment.
 
 The index is a cache, only ever derived from the segments, so deleting it loses nothing:
 - written whole to a temporary file, then renamed over the old one (a kill -9 leaves the old index or the
   new one, and at most a temporary file, never read); after a power loss it may be empty or damaged: a
-  reader that cannot parse it ignores it;
-- taken only where each segment it names still has at least the bytes it covers (segments are append-only);
-  a segment it covers in part that grew since (its writer was alive then), or bytes of new segments that
-  touch an experiment it holds, make the reader read every segment instead (`Catalog`) and write a new index;
-- new segments that touch only experiments it does not hold (a resume's new points) are read and added.
-Written by whoever read segments the index did not cover (planning, -p, --list), and at the end of a run
-(`refresh`), so that the next resume reads the index alone; a store that cannot be written (another user's)
-is read all the same.
+  reader that cannot parse it ignores it (as one of another version);
+- taken only where each segment it names still has at least the bytes it covers (segments are append-only),
+  and extended by what the segments gained since (the tails of those it covers, and new segments): their events
+  applied to it as `Catalog` applies them after the bytes it covers (compact_tails says which tails those are;
+  for any other the reader reads every segment instead and writes a new index);
+- written by whoever read segments the index did not cover (planning, -p, --list), by a run's launcher at most
+  every KEEP_SECONDS between outcomes (`IndexKeeper`: a kill -9 then costs the next look the tails only) and at
+  its end (`refresh`); a store that cannot be written (another user's) is read all the same. A process extends
+  what it read last (`_summaries`) rather than reading the index again.
 """
 from __future__ import annotations
 
@@ -33,8 +38,8 @@ import time
 from typing import Any, NamedTuple
 
 from .compact_catalog import Catalog, SavedRepetition, catalog
-from .compact_tails import extend, has_mean, timed_sum
 from .compact_store import any_held, is_held
+from .compact_tails import extend, has_mean, timed_sum
 from .paths import INDEX_FILE, INDEX_TEMPORARY_PREFIX, SEGMENT_PREFIX, RepetitionPaths, index_temporary_name
 
 VERSION = 2

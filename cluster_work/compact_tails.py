@@ -14,7 +14,9 @@ segment gives); for anything else it answers None and the reader reads every seg
 - a drop of an experiment the index or the tails hold, and any event of an experiment dropped before (a drop
   filters claims by time, and a repetition's parameters after one may be a dropped claim's: read them all);
 - parameters (of a claim, or of a status without a claim) other than those the index holds for the experiment,
-  a claim's `at` other than the index's, or a new experiment's `at` that another one has;
+  a claim's `at` other than the index's, a new experiment's `at` that another one has, and any `at` where an
+  experiment was ever given two folders or a folder two experiments (`plain_at`: which one a read of every
+  segment keeps depends on the segments' order);
 - a status without a mean iteration time after one with (the rows' times were not kept).
 """
 from __future__ import annotations
@@ -60,7 +62,7 @@ class TailCatalog(Catalog):
 
     def _check(self, segment: str, key: Any) -> None:
         key = (str(key[0]), int(key[1]))
-        if segment in self.covered and (segment, key) not in self.current:
+        if self.covered.get(segment, 0) > 0 and (segment, key) not in self.current:
             self.unknown = True
 
     def _apply_row(self, segment: str, key: Any, row: bytes) -> None:
