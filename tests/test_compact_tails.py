@@ -42,7 +42,7 @@ def fields(found: Summary) -> tuple:
     return again.segments, again.dropped, again.latest, again.open, again.entries
 
 
-CASES = 400
+CASES = 1500
 
 
 @pytest.mark.parametrize("phases", [2, 4], ids=["one extension", "extensions of extensions"])
