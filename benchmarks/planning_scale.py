@@ -218,14 +218,14 @@ def stale_index(store: str, path: str, root: str, document: dict, versions: list
     segment = os.path.join(store, segment)
     covered = os.path.getsize(segment)
     [expanded] = expand_all([document]).documents
-    later = time.time() + 10
+    later, count = time.time() + 10, min(TAIL, len(expanded) // 4)  # (unfinished, contiguous or not)
     tail = b"".join(encode_row(event) for number, experiment in enumerate(itertools.islice(
-        expanded, len(expanded) - 2 * TAIL + 1, None, 2))
+        expanded, len(expanded) - 2 * count + 1, None, 2))
                     for event in ({"c": [experiment.name, 0], "t": later + number * 1e-6, "base": "half",
                                    "params": to_plain(experiment.params), "at": experiment.params_part},
                                   {"w": [experiment.name, 0], "row": {"iteration": 0, "x": 0, "iteration_time": 0.001,
                                                                       "repetition_time": 0.001}}))
-    print(f"  its index stale by a tail of {TAIL} experiments ({len(tail)} bytes) the run wrote after it: the first -p")
+    print(f"  its index stale by a tail of {count} experiments ({len(tail)} bytes) written after it: the first -p")
     for version, env in versions:
         os.truncate(segment, covered)  # (the benchmark's own segment: back to what the index covers)
         if os.path.exists(os.path.join(store, "index.json")):
