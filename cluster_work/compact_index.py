@@ -94,7 +94,8 @@ class Summary:
     them: a 10^6-point sweep's are parsed in one call, and made into ExperimentSummaries only where asked), and
     which bytes of which segments that is (`segments`), with the experiments' latest drops (-d); what extending it
     by the segments' tails takes (compact_tails): the latest time of a claim or status read (`latest`), and per
-    segment its last claim where that is its repetition's latest (`open`: segment -> ((name, rep), its time))."""
+    segment its last claim where that is its repetition's latest (`open`: segment -> ((name, rep), its time)), and
+    whether each experiment was only ever given one folder and each folder one experiment (`plain_at`)."""
 
     def __init__(self, segments: dict[str, int], dropped: dict[str, float], entries: dict[str, Entry],
                  latest: float = 0.0, open_claims: dict[str, tuple[tuple[str, int], float]] | None = None,
@@ -270,9 +271,9 @@ os.register_at_fork(after_in_child=_summaries.clear)
 
 
 def summary(root: str, write: bool = True) -> Summary:
-    """What the segments of the compact store in `root` say now, from its index where that is current (plus new
-    segments about other experiments), else from every segment; the index is rewritten where it did not hold
-    everything (`write`: where the store can be written to)."""
+    """What the segments of the compact store in `root` say now: its index (or what this process read last)
+    extended by the segments' tails where they tell it (compact_tails), else every segment; the index is rewritten
+    where it did not hold everything (`write`: where the store can be written to)."""
     sizes = _sizes(root)
     if sizes is None:
         return Summary({}, {}, {})
