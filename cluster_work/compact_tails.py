@@ -111,12 +111,12 @@ def extend(root: str, segments: dict[str, int], dropped: dict[str, float], lates
     if tails.unknown or (tails.names_at and not plain_at) or tails.at_moved:
         return None
     try:
-        return _merged(tails, segments, dropped, latest, open_claims, entries, canonical)
+        return _merged(tails, dropped, latest, open_claims, entries, canonical)
     except NotExtendable:
         return None
 
 
-def _merged(tails: TailCatalog, segments: dict[str, int], dropped: dict[str, float], latest: float,
+def _merged(tails: TailCatalog, dropped: dict[str, float], latest: float,
             open_claims: Mapping[str, tuple[tuple[str, int], float]], entries: dict[str, list],
             canonical: Callable[[Any], str]) -> tuple[dict[str, int], dict[str, float], float,
                                                       dict[str, tuple[tuple[str, int], float]], dict[str, list]]:

@@ -149,8 +149,8 @@ def run_in_a_new_process(tmp_path, jobs):
 @pytest.mark.parametrize("later", [pytest.param("a new process", marks=pytest.mark.processes),
                                    "this process again"])
 def test_an_index_older_than_the_segments_is_brought_up_to_date(tmp_path, later):
-    """New segments about other experiments are added to the index; a segment it covers that grew (its writer
-    was alive then) makes the reader read every segment. Either way: what reading each experiment says."""
+    """New segments about other experiments are added to the index, and a segment it covers that grew (its writer
+    was alive then) adds its tail (compact_tails). Either way: what reading each experiment says."""
     run_some(tmp_path, (0, 60, 2), "compact")
     forget_summaries()
     plan_of(expand(tmp_path, "compact"))  # writes the index
