@@ -13,7 +13,7 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from .compact_index import Entry, ExperimentSummary, SummaryStore, canonical
 from .compact_store import is_compact
@@ -22,6 +22,12 @@ from .expansion import ExpandedDocument, ExpandedExperiment
 from .repetition_state import status_says_finished
 from .rows import to_plain
 from .vocabulary import Record
+
+
+class Known(Protocol):
+    """An index a DoneRun's plans are made from: each experiment's store, by its name and folder."""
+
+    def experiment(self, name: str, path: str) -> Any: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,10 +57,11 @@ class FreshRun(Run):
 
 @dataclass(frozen=True, slots=True)
 class DoneRun(Run):
-    """Experiments of a compact store's document whose every repetition is finished or stopped and whose
-    parameters did not change: each is done, with no job (its plan, made where it is shown, says the same)."""
+    """Experiments of a document whose every repetition is finished or stopped and whose parameters did not
+    change, as an index says (a compact store's, or the default layout's `folder_index`): each is done, with no
+    job (its plan, made where it is shown, says the same)."""
 
-    store: SummaryStore | None = None  # what its plans are made from
+    store: Known | None = None  # what its plans are made from
     found: tuple[Entry, ...] = ()  # what its index says of each of its experiments
 
     def iteration_times(self) -> Iterator[float]:
@@ -131,14 +138,32 @@ def compact_runs(document: ExpandedDocument, first_index: int, store: SummarySto
     Where the parameters cannot be told from the axes (`params_texts`), each experiment it holds is planned."""
     repetitions, iterations = document.document["repetitions"], document.document["iterations"]
     held = store.summary.entries
-    texts = params_texts(document) if held else None
+    if not held:
+        if len(document):
+            yield FreshRun(document, 0, len(document), first_index), True
+        return
+    texts = params_texts(document)
     expected = texts[0]() if texts is not None else itertools.repeat("")
+
+    def kinds() -> Iterator[tuple[type | None, Entry | None]]:
+        for name, joined in zip(document.names(), expected):
+            found = held.get(name)
+            yield (FreshRun, None) if found is None else (DoneRun, found) if (
+                texts is not None and texts[1](joined) == found[1] and is_done(found[2], repetitions, iterations)
+            ) else (None, None)
+
+    yield from gathered_runs(document, first_index, kinds(), store, plan)
+
+
+def gathered_runs(document: ExpandedDocument, first_index: int, kinds: Iterator[tuple[type | None, Entry | None]],
+                  store: Known, plan: Plan) -> Iterator[tuple[Any, bool]]:
+    """The document's experiments, each of which `kinds` says is FreshRun, DoneRun (with its index entry) or
+    None (planned one by one by `plan`), as runs of consecutive FreshRuns and DoneRuns (whose plans are made
+    from `store`) and single plans; each with whether it was fresh."""
+    repetitions = document.document["repetitions"]
     kind, start = None, 0  # the run being gathered: FreshRun, DoneRun or None (planned one by one)
     done: list[Entry] = []
-    for position, name, joined in zip(range(len(document)), document.names() if held else (), expected):
-        found = held.get(name)
-        now = FreshRun if found is None else DoneRun if (
-            texts is not None and texts[1](joined) == found[1] and is_done(found[2], repetitions, iterations)) else None
+    for position, (now, found) in enumerate(kinds):
         if now is not kind and kind is not None and position > start:
             yield _run(kind, document, start, position, first_index, store, done), kind is FreshRun
         if now is not kind:
@@ -147,13 +172,11 @@ def compact_runs(document: ExpandedDocument, first_index: int, store: SummarySto
             done.append(found)
         if now is None:
             yield plan(document[position], first_index + position * repetitions), False
-    if not held:
-        kind, start = FreshRun, 0
     if kind is not None and start < len(document):
         yield _run(kind, document, start, len(document), first_index, store, done), kind is FreshRun
 
 
-def _run(kind: type, document: ExpandedDocument, start: int, stop: int, first_index: int, store: SummaryStore,
+def _run(kind: type, document: ExpandedDocument, start: int, stop: int, first_index: int, store: Known,
          done: list[Entry]) -> FreshRun | DoneRun:
     first = first_index + start * document.document["repetitions"]
     if kind is FreshRun:
