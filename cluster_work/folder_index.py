@@ -20,7 +20,7 @@ A cache, only ever derived from the files, so deleting it loses nothing, and tru
   changed again within the clock tick it was read in keeps its mtime, and maybe its size);
 - written whole to a temporary file beside it, then renamed over it: a kill -9 leaves the old one or the new
   one (and a temporary file, removed by the next writer on that host); one that cannot be parsed (torn by a
-  power loss, garbage, another version) is ignored and rewritten;
+  power loss, garbage, another version) is ignored and rewritten; where no entry is settled, none is left;
 - only entries of config.yml files with cluster_work's marker exist, so it is written only into document
   folders holding experiments of ours, and only by a run (`apply_plan`, and `refresh` at its end), never by
   -p or --list; a folder that cannot be written (another user's) is read all the same.
@@ -242,7 +242,12 @@ class FolderIndex:
                 handle.write(encode(settled))
                 handle.flush()
                 os.fsync(handle.fileno())
-            os.replace(temporary, folder_index_file(self.folder))
+            if settled:
+                os.replace(temporary, folder_index_file(self.folder))
+            else:  # no index rather than an empty one (a sweep's first run: every file just written)
+                os.unlink(temporary)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(folder_index_file(self.folder))
         except OSError:
             with contextlib.suppress(OSError):
                 os.unlink(temporary)
