@@ -157,7 +157,7 @@ def compact_runs(document: ExpandedDocument, first_index: int, store: SummarySto
 
 def gathered_runs(document: ExpandedDocument, first_index: int, kinds: Iterator[tuple[type | None, Entry | None]],
                   store: Known, plan: Plan) -> Iterator[tuple[Any, bool]]:
-    """The document's experiments, each of which `kinds` says is FreshRun, DoneRun (with its index entry) or
+    """The document's experiments, each of which `kinds` says is FreshRun, a DoneRun (with its index entry) or
     None (planned one by one by `plan`), as runs of consecutive FreshRuns and DoneRuns (whose plans are made
     from `store`) and single plans; each with whether it was fresh."""
     repetitions = document.document["repetitions"]
@@ -168,7 +168,7 @@ def gathered_runs(document: ExpandedDocument, first_index: int, kinds: Iterator[
             yield _run(kind, document, start, position, first_index, store, done), kind is FreshRun
         if now is not kind:
             kind, start, done = now, position, []
-        if found is not None and now is DoneRun:
+        if found is not None and now is not FreshRun:
             done.append(found)
         if now is None:
             yield plan(document[position], first_index + position * repetitions), False
@@ -181,7 +181,7 @@ def _run(kind: type, document: ExpandedDocument, start: int, stop: int, first_in
     first = first_index + start * document.document["repetitions"]
     if kind is FreshRun:
         return FreshRun(document, start, stop, first)
-    return DoneRun(document, start, stop, first, store, tuple(done))
+    return kind(document, start, stop, first, store, tuple(done))
 
 
 def is_done(reps: list[list[Any]], repetitions: int, iterations: int) -> bool:

@@ -3,13 +3,16 @@ stored parameters, its repetitions' statuses and rows), with what each file it w
 a resume checks a few stats per started experiment instead of parsing its config.yml (YAML, ~100 us) and
 reading its statuses and rows (the compact store's counterpart is `compact_index`).
 
-    <base>/.cluster_work_index.json   {"v": 1, "experiments": {part: [stats, params, reps]}}
+    <base>/.cluster_work_index.json   {"v":1,"digest":"<blake2b of what follows>","experiments":{part: [files,
+                                                                                                params, done, reps]}}
 
-`part`: the experiment's folder in the document's; `params`: its stored parameters as the text
-`compact_index.canonical(to_plain(params))` (what a change is told by, as `changed_params` compares); `reps`:
-per repetition 0 .. R - 1, [rep, status or null, rows, seconds, timed] as a compact store's index has them
-(the status cut to the fields a decision reads); `stats`: size, mtime_ns and inode of its config.yml, then of
-each repetition's results.jsonl and status.json (-1, 0, 0 for a file that did not exist).
+`part`: the experiment's folder in the document's; `files`: "size:mtime_ns:inode" of its config.yml, then of
+each repetition's results.jsonl and status.json, joined by "|" ("-": it did not exist); `params`: its stored
+parameters as the text `compact_index.canonical(to_plain(params))` (what a change is told by, as
+`changed_params` compares); `done`: up to how many iterations every repetition counts as done (-1: none, or
+plan it one by one), so that a done experiment is told without parsing `reps`, the JSON text of
+[[rep, status or null, rows, seconds, timed], ...] as a compact store's index has them (the status cut to the
+fields a decision reads; rows -1: not read, its status deciding, as `read_repetition` does).
 
 A cache, only ever derived from the files, so deleting it loses nothing, and trusted only where it matches:
 - an entry is used only where each file it names has the size, mtime_ns and inode it had (a missing one is
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import itertools
 import json
 import os
@@ -39,7 +43,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from .bulk_runs import DoneRun, FreshRun, Plan, gathered_runs, is_done, params_texts, present_folders
+from .bulk_runs import DoneRun, FreshRun, Plan, gathered_runs, params_texts, present_folders
 from .compact_index import ExperimentSummary, RepetitionSummary, SummaryExperiment, SummaryRepetition, canonical
 from .errors import StoreError
 from .expansion import ExpandedDocument, ExpandedExperiment
@@ -60,58 +64,71 @@ from .vocabulary import Record
 VERSION = 1
 RACY_NS = 2_000_000_000  # a file this much younger than the pass that read it is not trusted later
 STATUS_FIELDS = ("state", "iterations_done", "results_bytes", "mean_iteration_time")  # what `read_repetition` asks
-MISSING = [-1, 0, 0]
-UNREAD = -1  # an entry's count of rows that were not read, the status deciding (see `usable`)
+UNREAD = -1  # a repetition's rows that were not read, its status deciding
+ALWAYS = 2**62  # done however many iterations (stopped)
+STOPPED, FINISHED = Record.STOPPED.value, Record.FINISHED.value
 
-Entry = list  # [stats, params, reps] (see the module's docstring)
+Entry = list  # [files, params, done, reps] (see the module's docstring)
 
 
-def _stat(path: str) -> list[int]:
+def _stat(path: str) -> tuple[str, int]:
+    """What an entry says of `path` now ("-": missing), and its mtime (0: missing)."""
     try:
         found = os.stat(path)
     except (FileNotFoundError, NotADirectoryError):
-        return MISSING
-    return [found.st_size, found.st_mtime_ns, found.st_ino]
+        return "-", 0
+    return f"{found.st_size}:{found.st_mtime_ns}:{found.st_ino}", found.st_mtime_ns
 
 
-def _same(path: str, size: int, mtime: int, inode: int) -> bool:
+def _same(path: str, recorded: str) -> bool:
     """Whether `path` is as recorded (a missing one: still missing, asked without an exception's cost)."""
-    if size < 0:
+    if recorded == "-":
         return not os.access(path, os.F_OK)
     try:
         found = os.stat(path)
     except OSError:
         return False
-    return found.st_mtime_ns == mtime and found.st_size == size and found.st_ino == inode
+    return f"{found.st_size}:{found.st_mtime_ns}:{found.st_ino}" == recorded
 
 
 @functools.cache
-def _relative(rep: int) -> tuple[str, str]:
-    """A repetition's results and status files, relative to its experiment's folder."""
-    paths = RepetitionPaths.of("", rep)
-    return paths.results_file, paths.status_file
+def _relative(repetitions: int) -> tuple[str, ...]:
+    """The files an entry names, relative to its experiment's folder (see the module's docstring)."""
+    files = [CONFIG_FILE]
+    for rep in range(repetitions):
+        paths = RepetitionPaths.of("", rep)
+        files += [paths.results_file, paths.status_file]
+    return tuple(files)
 
 
-def _decides(status: dict[str, Any], iterations: int, size: int) -> bool:
-    """Whether a repetition's status decides its state without its rows (as in `read_repetition`)."""
-    return status.get("state") == Record.STOPPED.value or status_says_finished(status, iterations,
-                                                                               size if size >= 0 else None)
+def _size(recorded: str) -> int | None:
+    return None if recorded == "-" else int(recorded.partition(":")[0])
 
 
-def _newest(stats: list[int]) -> int:
-    return max(stats[1::3])
+def _done_through(status: dict[str, Any], rows: int, size: int | None) -> int:
+    """Up to how many iterations a repetition with this status and `rows` (UNREAD: not read) counts as done, as
+    `read_repetition` decides; -1 where a finished status fails its size check (planned one by one: see
+    `DoneRun.iteration_times`, which does not check it)."""
+    if status.get("state") == STOPPED:
+        return ALWAYS
+    if status.get("state") != FINISHED:
+        return rows
+    recorded, done = status.get("results_bytes"), status.get("iterations_done", 0)
+    if isinstance(recorded, int) and (size is None or size < recorded):
+        return -1
+    return max(rows, done) if isinstance(done, int) else rows
 
 
-def read_entry(folder: str, repetitions: int, iterations: int) -> Entry | None:
+def read_entry(folder: str, repetitions: int, iterations: int) -> tuple[Entry, int] | None:
     """The entry of the experiment in `folder` with `repetitions` repetitions of `iterations`, from its files
-    (each stat'ed before it is read; the rows of a repetition whose status decides are not: UNREAD); None where
-    planning must read them itself: no config of ours, the original ClusterWork's files, or anything it cannot
-    read (planning then says why, as before)."""
+    (each stat'ed before it is read; the rows of a repetition whose status decides are not), and its newest
+    file's mtime; None where planning must read them itself: no config of ours, the original ClusterWork's
+    files, or anything it cannot read (planning then says why, as before)."""
     store = ExperimentStore(folder)
-    stats = list(_stat(store.config_file))
-    if stats[0] < 0:
+    config_stat, newest = _stat(store.config_file)
+    if config_stat == "-":
         return None
-    reps = []
+    files, reps, done = [config_stat], [], ALWAYS
     try:
         config = store.read_config(own=True)
         if config is None or store.has_original_results():
@@ -119,22 +136,41 @@ def read_entry(folder: str, repetitions: int, iterations: int) -> Entry | None:
         params = canonical(to_plain(config.get("params") or {}))
         for rep in range(repetitions):
             repetition = store.repetition(rep)
-            results, status_stat = _stat(repetition.results_file), _stat(repetition.status_file)
-            status = repetition.read_status() if status_stat[0] >= 0 else {}
+            (results, results_time), (status_stat, status_time) = (_stat(repetition.results_file),
+                                                                    _stat(repetition.status_file))
+            status = repetition.read_status() if status_stat != "-" else {}
             if not isinstance(status, dict):
                 return None
-            kept = {key: status[key] for key in STATUS_FIELDS if key in status} if status else None
-            if _decides(status, iterations, results[0]):
-                reps.append([rep, kept, UNREAD, 0.0, 0])  # its rows are not read (as `read_repetition` does)
-                stats += results + status_stat
-                continue
-            rows = repetition.read_results().rows if results[0] >= 0 else []
-            times = [row["iteration_time"] for row in rows if isinstance(row.get("iteration_time"), (int, float))]
-            reps.append([rep, kept, len(rows), float(sum(times)), len(times)])
-            stats += results + status_stat
+            size = _size(results)
+            if status.get("state") == STOPPED or status_says_finished(status, iterations, size):
+                count, seconds, timed = UNREAD, 0.0, 0  # as `read_repetition`: the status decides
+            else:
+                rows = repetition.read_results().rows if results != "-" else []
+                times = [row["iteration_time"] for row in rows
+                         if isinstance(row.get("iteration_time"), (int, float))]
+                count, seconds, timed = len(rows), float(sum(times)), len(times)
+            reps.append([rep, {key: status[key] for key in STATUS_FIELDS if key in status} if status else None,
+                         count, seconds, timed])
+            files += [results, status_stat]
+            newest = max(newest, results_time, status_time)
+            done = min(done, _done_through(status, count, size))
     except (OSError, StoreError, ValueError, TypeError, AttributeError):
         return None
-    return [stats, params, reps]
+    return ["|".join(files), params, done, json.dumps(reps, separators=(",", ":"))], newest
+
+
+def _unpacked(entry: Entry) -> tuple[list[str], list[Any]] | None:
+    """An entry's files and repetitions; None where it is not an entry of ours (a damaged file, yet parsed)."""
+    try:
+        files, reps = entry[0].split("|"), json.loads(entry[3])
+    except (AttributeError, TypeError, ValueError, IndexError):
+        return None
+    if not (isinstance(reps, list) and len(files) == 1 + 2 * len(reps) and all(
+            type(found) is list and len(found) == 5 and found[0] == rep and type(found[2]) is int
+            and (found[1] is None or type(found[1]) is dict) and type(found[4]) is int
+            and isinstance(found[3], (int, float)) for rep, found in enumerate(reps))):
+        return None
+    return files, reps
 
 
 class FolderIndex:
@@ -146,7 +182,8 @@ class FolderIndex:
         self.repetitions, self.iterations = document.document["repetitions"], document.document["iterations"]
         self.started = time.time_ns()  # the pass's start (this host's clock), for the racy rule
         self.loaded = set(entries)  # parts whose entries came from the file: settled when it was written
-        self.read_now: set[str] = set()  # parts whose entries were read from their files by this plan
+        self.read_now: dict[str, int] = {}  # parts read from their files by this plan: their newest mtime
+        self._files = _relative(self.repetitions)
 
     @classmethod
     def load(cls, document: ExpandedDocument, present: set[str]) -> FolderIndex:
@@ -160,65 +197,55 @@ class FolderIndex:
         return cls(document, entries or {}, present)
 
     def valid(self, part: str) -> Entry | None:
-        """The entry of experiment folder `part`, where it matches the files now (a stat per file it names) and
-        holds what planning asks with the document's repetitions and iterations now."""
+        """The entry of experiment folder `part`, where it matches the files now: a stat per file it names
+        (its repetitions: as many as the document's now)."""
         entry = self.entries.get(part)
-        if type(entry) is not list or len(entry) != 3 or type(entry[2]) is not list or \
-                len(entry[2]) != self.repetitions or type(entry[1]) is not str:
+        if entry is None:
             return None
-        stats, reps = entry[0], entry[2]
+        recorded = entry[0].split("|")
+        if len(recorded) != len(self._files):
+            return None
         folder = experiment_folder(self.folder, part) + os.sep
-        try:
-            if not _same(folder + CONFIG_FILE, stats[0], stats[1], stats[2]):
+        for name, found in zip(self._files, recorded):
+            if not _same(folder + name, found):
                 return None
-            for rep in range(self.repetitions):
-                results, status, k = *_relative(rep), 3 + 6 * rep
-                if not (_same(folder + results, stats[k], stats[k + 1], stats[k + 2])
-                        and _same(folder + status, stats[k + 3], stats[k + 4], stats[k + 5])):
-                    return None
-        except (TypeError, IndexError):  # not an entry of ours (the file was damaged, yet parsed)
-            return None
-        for rep, (found, size) in enumerate(zip(reps, stats[3::6])):
-            if not (type(found) is list and len(found) == 5 and found[0] == rep and type(found[2]) is int
-                    and (found[1] is None or type(found[1]) is dict) and type(found[4]) is int):
-                return None
-            if found[2] == UNREAD and not _decides(found[1] or {}, self.iterations, size):
-                return None  # its rows were not read, but are asked now (more iterations)
         return entry
 
     def read(self, part: str) -> Entry | None:
         """The entry of `part` read from its files now (kept for `write`); None: see `read_entry`."""
-        entry = read_entry(experiment_folder(self.folder, part), self.repetitions, self.iterations)
-        if entry is None:
+        found = read_entry(experiment_folder(self.folder, part), self.repetitions, self.iterations)
+        if found is None:
             self.entries.pop(part, None)
-            self.read_now.discard(part)
+            self.read_now.pop(part, None)
             return None
-        self.entries[part] = entry
-        self.read_now.add(part)
-        return entry
+        self.entries[part], self.read_now[part] = found
+        return found[0]
 
     def store(self, experiment: ExpandedExperiment) -> ExperimentStore | IndexedExperiment:
         """Where planning reads `experiment` (one of this document's, its folder on disk) from: its entry, valid
         or read now, where its parameters are unchanged; else its folder (a change's keys from its YAML)."""
         part = experiment.params_part
-        entry = self.valid(part) or self.read(part)
-        if entry is None or entry[1] != canonical(to_plain(experiment.params)):
+        entry = self.valid(part)
+        unpacked = _unpacked(entry) if entry is not None else None
+        if unpacked is None or not self._answers(*unpacked):
+            entry = self.read(part)
+            unpacked = _unpacked(entry) if entry is not None else None
+        if entry is None or unpacked is None or entry[1] != canonical(to_plain(experiment.params)):
             return ExperimentStore(experiment.path)
-        return IndexedExperiment(experiment.name, experiment.path, entry, experiment.params)
+        return IndexedExperiment(experiment.name, experiment.path, unpacked, entry[1], experiment.params)
+
+    def _answers(self, files: list[str], reps: list[Any]) -> bool:
+        """Whether an entry holds what `read_repetition` asks with the document's iterations now: rows that
+        were not read (their status decided) are asked where it no longer decides (more iterations)."""
+        return all(rows != UNREAD or (status or {}).get("state") == STOPPED or status_says_finished(
+            status or {}, self.iterations, _size(files[1 + 2 * rep])) for rep, status, rows, *_ in reps)
 
     def experiment(self, name: str, path: str) -> ExperimentStore | IndexedExperiment:
         """Where a DoneRun's experiment is read from where its plan is made (its entry, if still valid)."""
         entry = self.valid(os.path.relpath(path, self.folder))
-        return IndexedExperiment(name, path, entry) if entry is not None else ExperimentStore(path)
-
-    def is_done(self, entry: Entry) -> bool:
-        """Whether each repetition is finished or stopped as `read_repetition` decides from the entry (one whose
-        finished status fails its size check is planned one by one, from what the entry says)."""
-        for (_, status, *_), size in zip(entry[2], entry[0][3::6]):
-            recorded = (status or {}).get("results_bytes")
-            if isinstance(recorded, int) and size < recorded:
-                return False
-        return is_done(entry[2], self.repetitions, self.iterations)
+        unpacked = _unpacked(entry) if entry is not None else None
+        return IndexedExperiment(name, path, unpacked, entry[1]) if entry is not None and unpacked is not None \
+            else ExperimentStore(path)
 
     def write(self) -> bool:
         """Replace the file by the entries of the folders that exist (those of experiments this document does not
@@ -236,7 +263,7 @@ class FolderIndex:
                 skew = time.time_ns() - os.fstat(handle.fileno()).st_mtime_ns
                 limit = self.started - max(skew, 0) - RACY_NS
                 settled = {part: entry for part, entry in kept.items()
-                           if part not in self.read_now or _newest(entry[0]) < limit}
+                           if self.read_now.get(part, 0) < limit}
                 handle.seek(0)
                 handle.truncate()
                 handle.write(encode(settled))
@@ -260,10 +287,11 @@ class IndexedExperiment(SummaryExperiment):
     experiment's parameters now, where they are known to have the entry's text (given back as the stored ones,
     the very object: `changed_params` then needs no comparison)."""
 
-    def __init__(self, name: str, path: str, entry: Entry, params: Any = None):
+    def __init__(self, name: str, path: str, unpacked: tuple[list[str], list[Any]], stored: str, params: Any = None):
+        files, reps = unpacked
         self.name, self.path, self.params = name, path, params
-        self.found = ExperimentSummary.of(["", entry[1], entry[2]])
-        self.sizes = entry[0][3::6]  # each repetition's results size, which a finished status is checked on
+        self.found = ExperimentSummary.of(["", stored, reps])
+        self.sizes = [_size(recorded) for recorded in files[1::2]]  # which a finished status is checked on
 
     def read_config(self, own: bool = False) -> dict[str, Any] | None:
         if self.params is None:
@@ -276,28 +304,46 @@ class IndexedExperiment(SummaryExperiment):
 
 
 class IndexedRepetition(SummaryRepetition):
-    def __init__(self, name: str, path: str, rep: int, found: RepetitionSummary, size: int):
+    def __init__(self, name: str, path: str, rep: int, found: RepetitionSummary, size: int | None):
         self.name, self.path, self.rep, self.summary, self.size = name, path, rep, found, size
 
     def is_running(self) -> bool:
         return is_locked(RepetitionPaths.of(self.path, self.rep).results_file)
 
     def results_size(self) -> int | None:
-        return self.size if self.size >= 0 else None
+        return self.size
+
+
+class FolderDoneRun(DoneRun):
+    """A DoneRun of a folder index: its experiments' repetitions parsed only where they are asked."""
+
+    def iteration_times(self) -> Iterator[float]:
+        parsed = tuple([at, params, json.loads(reps)] for at, params, reps in self.found)
+        return DoneRun(self.document, self.start, self.stop, self.first_index, self.store, parsed).iteration_times()
 
 
 def encode(entries: dict[str, Entry]) -> bytes:
-    return json.dumps({"v": VERSION, "experiments": entries}, separators=(",", ":"), allow_nan=True).encode()
+    """The file's bytes: the entries' JSON after a header with its digest (so that a damaged file, even one that
+    still parses, is told from one this wrote)."""
+    body = json.dumps(entries, separators=(",", ":"), allow_nan=True).encode()
+    return _HEADER % (VERSION, hashlib.blake2b(body, digest_size=16).hexdigest().encode()) + body + b"}"
+
+
+_HEADER = b'{"v":%d,"digest":"%s","experiments":'
+_HEADER_SIZE = len(_HEADER % (VERSION, b"0" * 32))
 
 
 def decode(data: bytes) -> dict[str, Entry] | None:
-    """The entries a file holds (each checked where it is used: `FolderIndex.valid`); None where it is not an
-    index of this version (torn, garbage, empty)."""
+    """The entries a file holds; None where it is not an index of this version as `encode` wrote it (torn,
+    garbage, empty, damaged)."""
+    body = data[_HEADER_SIZE:-1]
+    if data[:_HEADER_SIZE] != _HEADER % (VERSION, hashlib.blake2b(body, digest_size=16).hexdigest().encode()) or \
+            data[-1:] != b"}":
+        return None
     try:
-        value = json.loads(data)
+        entries = json.loads(body)
     except ValueError:
         return None
-    entries = value.get("experiments") if isinstance(value, dict) and value.get("v") == VERSION else None
     return entries if isinstance(entries, dict) else None
 
 
@@ -326,7 +372,7 @@ def indexed_runs(document: ExpandedDocument, first_index: int, present: set[str]
     """A document of the default layout as FreshRuns (experiments without a folder, see `present_folders`),
     DoneRuns (an entry valid now says it is done and its parameters unchanged) and, between them, each other
     experiment's plan by `plan` (which reads through `index.store`); each with whether it was fresh."""
-    texts = params_texts(document)
+    texts, iterations = params_texts(document), document.document["iterations"]
     expected = texts[0]() if texts is not None else itertools.repeat("")
 
     def kinds() -> Iterator[tuple[type | None, Entry | None]]:
@@ -335,8 +381,8 @@ def indexed_runs(document: ExpandedDocument, first_index: int, present: set[str]
                 yield FreshRun, None
                 continue
             entry = index.valid(part) if texts is not None else None
-            yield (DoneRun, [part, entry[1], entry[2]]) if entry is not None and texts is not None and (
-                texts[1](joined) == entry[1] and index.is_done(entry)) else (None, None)
+            yield (FolderDoneRun, [part, entry[1], entry[3]]) if entry is not None and texts is not None and (
+                entry[2] >= iterations and texts[1](joined) == entry[1]) else (None, None)
 
     return gathered_runs(document, first_index, kinds(), index, plan)
 

@@ -291,8 +291,9 @@ DAMAGES = {
     "zeros": lambda path: open(path, "wb").write(bytes(4096)),
     "another version": lambda path: open(path, "w").write('{"v": 99, "experiments": {}}'),
     "garbage entries": lambda path: path.write_text(json.dumps({"v": 1, "experiments": {
-        part: [[1, "x"], 3, {"a": None}] if n % 3 == 0 else [[], "{}", [[0, 1, 2]]] if n % 3 == 1 else "junk"
-        for n, part in enumerate(json.loads(path.read_bytes())["experiments"])}})),
+        part: [[1, "x"], 3, {"a": None}] if n % 4 == 0 else [entry[0], "{}", 99, "[[0, 1, 2]]"] if n % 4 == 1
+        else [entry[0], entry[1], 99, '[[0, "x", 1, 0, 0], [1, null, 2, 0.0, 0]]'] if n % 4 == 2 else "junk"
+        for n, (part, entry) in enumerate(json.loads(path.read_bytes())["experiments"].items())}})),
 }
 
 
@@ -403,13 +404,11 @@ def test_the_index_names_only_the_files_of_repetitions(tmp_path):
     """Each entry's stats are those of config.yml and each repetition's results and status files (the paths
     are paths.py's), as they are on disk."""
     half_done(tmp_path)
-    for part, (stats, _, reps) in entries(tmp_path).items():
+    for part, (stats, _, _, reps) in entries(tmp_path).items():
         folder = out(tmp_path) / "walk" / part
         files = [folder / "config.yml"]
-        for rep in range(len(reps)):
+        for rep in range(len(json.loads(reps))):
             paths = RepetitionPaths.of(str(folder), rep)
             files += [paths.results_file, paths.status_file]
-        for number, path in enumerate(files):
-            found = os.stat(path) if os.path.exists(path) else None
-            assert stats[3 * number:3 * number + 3] == ([found.st_size, found.st_mtime_ns, found.st_ino]
-                                                        if found else [-1, 0, 0])
+        found = [os.stat(path) if os.path.exists(path) else None for path in files]
+        assert stats == "|".join(f"{at.st_size}:{at.st_mtime_ns}:{at.st_ino}" if at else "-" for at in found)
