@@ -183,7 +183,7 @@ class FolderIndex:
         self.started = time.time_ns()  # the pass's start (this host's clock), for the racy rule
         self.loaded = set(entries)  # parts whose entries came from the file: settled when it was written
         self.read_now: dict[str, int] = {}  # parts read from their files by this plan: their newest mtime
-        self._files = _relative(self.repetitions)
+        self._files, self._prefix = _relative(self.repetitions), os.path.join(self.folder, "")
 
     @classmethod
     def load(cls, document: ExpandedDocument, present: set[str]) -> FolderIndex:
@@ -205,7 +205,7 @@ class FolderIndex:
         recorded = entry[0].split("|")
         if len(recorded) != len(self._files):
             return None
-        folder = experiment_folder(self.folder, part) + os.sep
+        folder = self._prefix + part + os.sep  # experiment_folder's, without a join per experiment
         for name, found in zip(self._files, recorded):
             if not _same(folder + name, found):
                 return None
