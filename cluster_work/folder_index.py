@@ -335,14 +335,13 @@ _HEADER_SIZE = len(_HEADER % (VERSION, b"0" * 32))
 
 def decode(data: bytes) -> dict[str, Entry] | None:
     """The entries a file holds; None where it is not an index of this version as `encode` wrote it (torn,
-    garbage, empty, damaged)."""
-    body = data[_HEADER_SIZE:-1]
-    if data[:_HEADER_SIZE] != _HEADER % (VERSION, hashlib.blake2b(body, digest_size=16).hexdigest().encode()) or \
-            data[-1:] != b"}":
+    garbage, empty, damaged). (The file is JSON as a whole: parsed once, its body hashed in place.)"""
+    digest = hashlib.blake2b(memoryview(data)[_HEADER_SIZE:-1], digest_size=16).hexdigest().encode()
+    if data[:_HEADER_SIZE] != _HEADER % (VERSION, digest) or data[-1:] != b"}":
         return None
     try:
-        entries = json.loads(body)
-    except ValueError:
+        entries = json.loads(data)["experiments"]
+    except (ValueError, KeyError, TypeError):
         return None
     return entries if isinstance(entries, dict) else None
 
