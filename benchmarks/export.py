@@ -14,19 +14,27 @@ import shutil
 import tempfile
 import time
 
+from cluster_work.compact_store import CompactExperimentStore
 from cluster_work.export.engine import Exporter
 from cluster_work.export.source import Watch
 from cluster_work.export.spec import make_tracker
+from cluster_work.paths import compact_root
 from cluster_work.store import ExperimentStore
 from cluster_work.vocabulary import Record
 
 
-def write_sweep(root: str, repetitions: int, iterations: int, per_experiment: int = 4) -> None:
+def write_sweep(root: str, repetitions: int, iterations: int, per_experiment: int = 4, layout: str = "folders",
+                ) -> None:
     for rep_index in range(0, repetitions, per_experiment):
         experiment = rep_index // per_experiment
-        store = ExperimentStore(os.path.join(root, "bench", f"p{experiment}"))
-        store.write_config({"name": f"bench__p{experiment}", "experiment_name": "bench", "iterations": iterations,
-                            "params": {"lr": 0.1 * experiment, "model": {"width": 8}}}, sync=False)
+        name, folder = f"bench__p{experiment}", os.path.join(root, "bench", f"p{experiment}")
+        config = {"name": name, "experiment_name": "bench", "iterations": iterations,
+                  "params": {"lr": 0.1 * experiment, "model": {"width": 8}}, "path": folder}
+        store: ExperimentStore | CompactExperimentStore = ExperimentStore(folder)
+        if layout == "compact":
+            store = CompactExperimentStore(compact_root(os.path.join(root, "bench")), name, folder,
+                                           config["params"], "bench")
+        store.write_config(config, sync=False)
         for rep in range(min(per_experiment, repetitions - rep_index)):
             writer = store.repetition(rep).open_writer()
             for n in range(iterations):
@@ -37,9 +45,9 @@ def write_sweep(root: str, repetitions: int, iterations: int, per_experiment: in
                                                iterations=iterations)
 
 
-def measure(kind: str, options: dict, sweep: str, rows: int, repetitions: int) -> str:
+def measure(kind: str, options: dict, sweep: str, rows: int, repetitions: int, layout: str) -> str:
     warm = os.path.join(os.path.dirname(sweep), "warm-up")  # the tracker's imports and services, untimed
-    write_sweep(warm, 1, 1)
+    write_sweep(warm, 1, 1, layout=layout)
     warming = Exporter(make_tracker(kind, options), [(warm, None)])
     warming.open()
     warming.catch_up(time.monotonic() + 600)
@@ -65,23 +73,26 @@ def main() -> None:
     parser.add_argument("--trackers", nargs="+", default=["mlflow", "tensorboard", "wandb"])
     parser.add_argument("--tracking-uri", help="an MLflow server to measure against (default: a local SQLite file)")
     parser.add_argument("--watch", type=int, default=100_000, help="repetitions for the watch's poll (0: skip)")
+    parser.add_argument("--store", choices=["folders", "compact"], default="folders",
+                        help="the sweep's layout: a folder per point (the default) or the compact store")
     args = parser.parse_args()
     rows = args.repetitions * args.iterations
-    print(f"{args.repetitions} repetitions x {args.iterations} rows (5 numeric columns) = {rows:,} rows")
+    print(f"{args.repetitions} repetitions x {args.iterations} rows (5 numeric columns) = {rows:,} rows, "
+          f"store: {args.store}")
     for kind in args.trackers:
         folder = tempfile.mkdtemp(prefix=f"cw-export-{kind}-")
         try:
             sweep = os.path.join(folder, "sweep")
-            write_sweep(sweep, args.repetitions, args.iterations)
+            write_sweep(sweep, args.repetitions, args.iterations, layout=args.store)
             options = {"tracking_uri": args.tracking_uri or f"sqlite:///{folder}/mlflow.db"} if kind == "mlflow" else {}
-            print(measure(kind, options, sweep, rows, args.repetitions)
+            print(measure(kind, options, sweep, rows, args.repetitions, args.store)
                   + (f"   ({options['tracking_uri'].split(':')[0]})" if kind == "mlflow" else ""), flush=True)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
     if args.watch:
         folder = tempfile.mkdtemp(prefix="cw-export-watch-")
         try:
-            write_sweep(folder, args.watch, 1, per_experiment=10)
+            write_sweep(folder, args.watch, 1, per_experiment=10, layout=args.store)
             watch = Watch([(folder, None)])
             started = time.perf_counter()
             found = sum(1 for _ in watch.poll(now=0.0))
@@ -89,9 +100,13 @@ def main() -> None:
             polls, started = 10, time.perf_counter()
             looked = sum(sum(1 for _ in watch.poll(now=float(i))) for i in range(1, polls + 1))
             steady = (time.perf_counter() - started) / polls
-            print(f"watch over {found:,} repetitions: first look {first:.2f} s; then {steady * 1e3:.1f} ms a poll "
-                  f"looking at {looked // polls:,} of them (the budget), all of them every "
-                  f"{found / max(1, looked // polls):.0f} polls")
+            if args.store == "compact":  # it looks at the repetitions with new events only: none here
+                print(f"watch over {found:,} repetitions: first look {first:.2f} s; then {steady * 1e3:.2f} ms a "
+                      f"poll looking at {looked // polls:,} of them (those with new events)")
+            else:
+                print(f"watch over {found:,} repetitions: first look {first:.2f} s; then {steady * 1e3:.1f} ms a "
+                      f"poll looking at {looked // polls:,} of them (the budget), all of them every "
+                      f"{found / max(1, looked // polls):.0f} polls")
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 

@@ -23,7 +23,8 @@ import statistics
 import tempfile
 import time
 
-from cluster_work import ClusterWork
+from bench_experiments import NoOp
+
 from cluster_work.backends import LocalProcessExecutor
 from cluster_work.backends.base import TaskContext
 from cluster_work.expansion import expand_all
@@ -34,14 +35,6 @@ from cluster_work.sweep import run_segments
 from cluster_work.vocabulary import Outcome, OutcomeKind, RunSettings, Segment
 
 START = "forkserver"
-
-
-class NoOp(ClusterWork):
-    def reset(self, config, rep):
-        pass
-
-    def iterate(self, config, rep, n):
-        return {"x": n}
 
 
 def empty_task(_):

@@ -15,7 +15,9 @@
   wrote and without one (the first look after a kill -9), and its `-p`, `-p --json`, `--list`; rank 0's peak
   memory over a streamed sweep of `--jobs` jobs (the engine with an instant task: only rank 0's share).
   `--baseline FOLDER` runs each of these command lines with that other copy of cluster_work too (e.g.
-  `git worktree add /tmp/main main`), side by side in the same run.
+  `git worktree add /tmp/main main`), side by side in the same run; `--compact-only`: the half-done compact
+  sweep alone (its finished half every other point, the worst case for runs of alike experiments, unless
+  `--contiguous`), with each command line's CPU seconds (on a loaded machine they say more than its wall time).
 Targets (issue 8): planning < 5 s and < 500 MB, -p < 2 s; (issue 15) load_results < 1 s; (issue 25) for
 10^6 points --list's first line < 2 s and all < 15 s, -p and -p --json < 5 s, a half-done resume < 5 s,
 rank 0 < 1 GB.
@@ -109,9 +111,9 @@ if __name__ == "__main__":
 
 
 def command_figures(argv: list[str], env: dict[str, str], cwd: str, first_only: bool,
-                    limit: float) -> tuple[float, float, float]:
-    """(seconds to the first line of stdout, seconds to its end, peak MB) of `argv`, its output read and
-    dropped as a pipe to a reader does; `first_only`: killed after its first line; killed after `limit`
+                    limit: float) -> tuple[float, float, float, float]:
+    """(seconds to the first line of stdout, seconds to its end, peak MB, CPU seconds) of `argv`, its output read
+    and dropped as a pipe to a reader does; `first_only`: killed after its first line; killed after `limit`
     seconds (then what it had not done yet is nan)."""
     started = time.perf_counter()
     process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
@@ -128,7 +130,8 @@ def command_figures(argv: list[str], env: dict[str, str], cwd: str, first_only: 
     process.returncode = os.waitstatus_to_exitcode(status)
     process.stdout.close()
     total = time.perf_counter() - started if process.returncode == 0 else math.nan
-    return first, total, usage.ru_maxrss / 1024
+    cpu = usage.ru_utime + usage.ru_stime if process.returncode == 0 else math.nan
+    return first, total, usage.ru_maxrss / 1024, cpu
 
 
 def probe(kind: str, config: str) -> None:
@@ -240,9 +243,12 @@ def compact_resume(root: str, size: int, contiguous: bool, versions: list[tuple[
     a kill -9: the first look reads every segment and writes it); -p and -p --json from the command line."""
     document, store = write_half_done_compact(os.path.join(root, "half-compact"), size, contiguous)
 
-    def refresh() -> None:  # as the run that wrote the segments does at its end, in a process of its own (a child's
-        script = "import sys; from cluster_work import compact_index; compact_index.refresh(sys.argv[1])"  # peak
-        subprocess.run([sys.executable, "-c", script, store], env=versions[0][1], check=True)  # counts ours)
+    def refresh(env: dict[str, str]) -> None:  # as the run that wrote the segments does at its end, in a process
+        script = "import sys; from cluster_work import compact_index; compact_index.refresh(sys.argv[1])"  # of its
+        subprocess.run([sys.executable, "-c", script, store], env=env, check=True)  # own (a child's peak counts ours)
+
+    def has_index(env: dict[str, str]) -> bool:
+        return os.path.exists(os.path.join(env["PYTHONPATH"], "cluster_work", "compact_index.py"))
 
     path = config("half-compact", document)
     finished = size * 50
@@ -251,19 +257,19 @@ def compact_resume(root: str, size: int, contiguous: bool, versions: list[tuple[
         for label, index in (("no index", False), ("its index", True)):
             if os.path.exists(os.path.join(store, "index.json")):
                 os.unlink(os.path.join(store, "index.json"))
-            if index and version == "this":
-                refresh()
+            if index and has_index(env):
+                refresh(env)
             elif index:
-                continue  # the baseline has no index
+                continue  # a baseline from before the index
             seconds, cpu, peak = probed("plan", path, env, limit)
             print(f"    {version:<9} {label:<10} {seconds:6.2f} s ({cpu:.2f} s CPU, {cpu / finished * 1e6:.0f} us a "
                   f"finished experiment: {cpu / finished * 5e5:.1f} s for a half-done 10^6)   peak {peak:5.0f} MB")
-    refresh()  # the index its last run wrote (the baseline's runs ignore it)
+    refresh(versions[0][1])  # the index its last run wrote (a baseline from before the index ignores it)
     for flags in ("-p", "-p --json", "--list"):
         for version, env in versions:
-            first, total, peak = command_figures([sys.executable, "noop.py", path, *flags.split()], env, root,
-                                                 False, limit)
-            print(f"    {flags:<14} {version:<9} all {total:6.2f} s   peak {peak:5.0f} MB")
+            first, total, peak, cpu = command_figures([sys.executable, "noop.py", path, *flags.split()], env, root,
+                                                      False, limit)
+            print(f"    {flags:<14} {version:<9} all {total:6.2f} s ({cpu:6.2f} s CPU)   peak {peak:5.0f} MB")
 
 
 def folders_resume(root: str, resume: int, versions: list[tuple[str, dict[str, str]]], config) -> None:
@@ -290,9 +296,10 @@ def folders_resume(root: str, resume: int, versions: list[tuple[str, dict[str, s
 
 
 def huge_sweeps(root: str, size: int, resume: int, compact: int, contiguous: bool, jobs: int, baseline: str | None,
-                limit: float) -> None:
+                limit: float, compact_only: bool = False) -> None:
     """Issue 25's figures, each for this copy of cluster_work and for `baseline` (if given), side by side; a
-    command line is stopped after `limit` seconds (nan: what it had not done by then)."""
+    command line is stopped after `limit` seconds (nan: what it had not done by then); `compact_only`: the
+    half-done compact sweep's alone."""
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     versions = [("this", {**os.environ, "PYTHONPATH": here})]
     versions += [("baseline", {**os.environ, "PYTHONPATH": os.path.abspath(baseline)})] if baseline else []
@@ -306,14 +313,17 @@ def huge_sweeps(root: str, size: int, resume: int, compact: int, contiguous: boo
                        **document}, handle)  # (JSON is YAML)
         return path
 
+    if compact_only:
+        compact_resume(root, compact, contiguous, versions, config, limit)
+        return
     grid = config("huge", {"grid": {"a": list(range(size)), "b": list(range(size))}})
     print(f"  a {size} x {size} grid ({size * size} points), from the command line; seconds to the first line, "
           "to the end, peak memory:")
     for flags, first_only in (("--list", False), ("--list --json", False), ("-p", False), ("-p --json", False),
                               ("-P", True)):
         for version, env in versions:
-            first, total, peak = command_figures([sys.executable, "noop.py", grid, *flags.split()], env, root,
-                                                 first_only, limit)
+            first, total, peak, _ = command_figures([sys.executable, "noop.py", grid, *flags.split()], env, root,
+                                                    first_only, limit)
             end = "(its first line only)" if first_only else f"all {total:6.2f} s"
             print(f"    {flags:<14} {version:<9} first line {first:6.2f} s   {end:<21} peak {peak:5.0f} MB")
     folders_resume(root, resume, versions, config)
@@ -339,6 +349,7 @@ def main() -> None:
                         help="the half-done grid in a compact store is this x 100 (10^4: 10^6 points, measured)")
     parser.add_argument("--contiguous", action="store_true",
                         help="the compact store's finished half is the grid's first half, not every other point")
+    parser.add_argument("--compact-only", action="store_true", help="measure the half-done compact sweep alone")
     parser.add_argument("--jobs", type=int, default=10**6, help="jobs of the sweep rank 0's memory is taken over")
     parser.add_argument("--baseline", help="another copy of cluster_work (its repository folder) to compare with")
     parser.add_argument("--limit", type=float, default=300, help="seconds after which a command line is stopped")
@@ -366,7 +377,9 @@ def main() -> None:
             return
         if args.huge:  # first, while this process is small: a child's peak counts its parent's size at fork
             huge_sweeps(root, args.huge, args.resume, args.compact_resume, args.contiguous, args.jobs, args.baseline,
-                        args.limit)
+                        args.limit, args.compact_only)
+        if args.compact_only:
+            return
         jobs = args.grid * args.repetitions
         document = {"name": "plan", "repetitions": args.repetitions, "iterations": 10,
                     "path": os.path.join(root, "plan"), "params": {"model": {"width": 8}, "lr": 0.1},

@@ -18,10 +18,10 @@ import statistics
 import tempfile
 import time
 
+from bench_experiments import NoOp
 from mpi4py import MPI
 from mpi4py.futures import MPICommExecutor
 
-from cluster_work import ClusterWork
 from cluster_work.backends.base import TaskContext
 from cluster_work.backends.mpi import MPIExecutor
 from cluster_work.expansion import expand_all
@@ -30,15 +30,6 @@ from cluster_work.runner import ExperimentTask
 from cluster_work.selection import Policy, Selection
 from cluster_work.sweep import Summary, run_segments
 from cluster_work.vocabulary import Outcome, OutcomeKind, RunSettings, Segment
-
-
-class NoOp(ClusterWork):
-    def reset(self, config, rep):
-        pass
-
-    def iterate(self, config, rep, n):
-        return {"x": n}
-
 
 Times = tuple[float, float, float]  # wall per job, rank-0 CPU per job, worker time per job
 

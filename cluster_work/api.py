@@ -236,11 +236,11 @@ class Sweep:
         import pandas as pd
 
         from .expansion import sweep_paths
-        from .results import INDEX_COLUMNS, load_results
+        from .results import INDEX_COLUMNS, load_configured_results
 
         with _working_folder(self.cwd):
             names, selected = self._selected()
-            frames = [load_results(folder, experiments=names) for folder in sweep_paths(selected)
+            frames = [load_configured_results(folder, names) for folder in sweep_paths(selected)
                       if os.path.isdir(folder)]
         if not frames:
             warnings.warn(f"{self.config}: no results yet (has the sweep run?)", stacklevel=2)

@@ -36,6 +36,7 @@ import contextlib
 import errno
 import fcntl
 import json
+import json.encoder
 import logging
 import os
 import signal
@@ -59,6 +60,7 @@ BEGIN, END, STOP = "begin", "end", "stop"
 TAIL_BYTES = 4096  # of a dead journal: enough for its last line (names and paths are short)
 LOG_TAIL_BYTES = 16384  # of an attempt's part of its log: where faulthandler's stack of a crash ends it
 _DECODER = json.JSONDecoder()
+_json_text = json.encoder.encode_basestring_ascii  # json.dumps's text of a str (its C function, called directly)
 
 
 class AttemptJournal:
@@ -67,7 +69,7 @@ class AttemptJournal:
 
     def __init__(self) -> None:
         self._files: dict[tuple[str, str], int] = {}
-        self._folders: dict[str, str] = {}  # an experiment's `_config_path` -> its sweep folder
+        self._folders: dict[str, tuple[str, str]] = {}  # an experiment's `_config_path` -> its sweep folder, prefix
         self._host = socket.gethostname()
         self._listening = False
         reference = weakref.ref(self)
@@ -85,22 +87,24 @@ class AttemptJournal:
         """`segment` (of a stamped run) starts the experiment's code, with `saved` rows on disk and its
         repetition's log at `log_file` (where a native crash leaves its stack)."""
         if segment.run_id:
-            name = json.dumps(segment.experiment.name)
+            folder, prefix = self._sweep_folder(segment.experiment)
             where = ""
             if log_file:
                 try:
                     size = os.stat(log_file).st_size
                 except OSError:  # not written yet (most repetitions log nothing)
                     size = 0
-                folder = os.path.join(self._sweep_folder(segment.experiment), "")
-                relative = log_file[len(folder):] if log_file.startswith(folder) else os.path.relpath(log_file, folder)
-                where = f" {size} {json.dumps(relative)}"
-            self._write(segment, f"{BEGIN} {time.time():.3f} {segment.rep} {saved} {name}{where}\n")
+                relative = log_file[len(prefix):] if log_file.startswith(prefix) else os.path.relpath(log_file, prefix)
+                where = f" {size} {_json_text(relative)}"
+            name = _json_text(segment.experiment.name)
+            self._write(folder, segment.run_id, f"{BEGIN} {time.time():.3f} {segment.rep} {saved} {name}{where}\n")
 
     def end(self, segment: Any) -> None:
         """The segment that began ended, whatever its outcome."""
         if segment.run_id:
-            self._write(segment, f"{END} {time.time():.3f} {segment.rep} {json.dumps(segment.experiment.name)}\n")
+            folder = self._sweep_folder(segment.experiment)[0]
+            self._write(folder, segment.run_id,
+                        f"{END} {time.time():.3f} {segment.rep} {_json_text(segment.experiment.name)}\n")
 
     def stopped(self, signum: int) -> None:
         """A stop signal reached this process (called from its handler): whatever it runs was not what ended
@@ -120,18 +124,20 @@ class AttemptJournal:
             with contextlib.suppress(OSError):
                 os.close(self._files.pop(key))
 
-    def _write(self, segment: Any, line: str) -> None:
+    def _write(self, folder: str, run_id: str, line: str) -> None:
         try:
-            os.write(self._fd(self._sweep_folder(segment.experiment), segment.run_id), line.encode())
+            os.write(self._fd(folder, run_id), line.encode())
         except OSError as exc:  # the journal must never stop a sweep (a full disk is reported by the store)
             log.debug("cannot write the attempts journal: %s", exc)
 
-    def _sweep_folder(self, experiment: Any) -> str:
+    def _sweep_folder(self, experiment: Any) -> tuple[str, str]:
+        """The sweep folder of `experiment`, and it as the prefix of the paths inside it (a separator at its end)."""
         config_path = experiment.config["_config_path"]
-        folder = self._folders.get(config_path)
-        if folder is None:
-            folder = self._folders[config_path] = experiment.sweep_path
-        return folder
+        found = self._folders.get(config_path)
+        if found is None:
+            folder = experiment.sweep_path
+            found = self._folders[config_path] = (folder, os.path.join(folder, ""))
+        return found
 
     def _fd(self, folder: str, run_id: str) -> int:
         fd = self._files.get((folder, run_id))
@@ -390,6 +396,13 @@ def lost_attempt_signal(sweep_path: str, key: Key) -> str | None:
     """The fatal signal (faulthandler's words in the log, e.g. "SIGSEGV") of the last attempt of `key` that a
     dead process left open, if its part of the log names one: how a rank that ULFM only reports as gone
     died. None without such an attempt, or without evidence. Reads only journal tails and one log part."""
+    crash = lost_attempt_crash(sweep_path, key)
+    return crash[0] if crash is not None else None
+
+
+def lost_attempt_crash(sweep_path: str, key: Key) -> tuple[str, str] | None:
+    """(the fatal signal, the log that names it) of `lost_attempt_signal`'s attempt, None without one: the log
+    is the repetition's rep.log, or in a compact store its dead process's fault log."""
     found = []
     for run, path in journal_files(sweep_path):
         if is_locked(path):  # a live process's journal: not the dead one
@@ -400,4 +413,6 @@ def lost_attempt_signal(sweep_path: str, key: Key) -> str | None:
     if not found:
         return None
     last = max(found, key=lambda attempt: attempt.began)
-    return crash_signal(_log_part(os.path.join(sweep_path, last.log), last.log_offset, None))
+    log_path = os.path.join(sweep_path, last.log)
+    fatal = crash_signal(_log_part(log_path, last.log_offset, None))
+    return (fatal, os.path.normpath(log_path)) if fatal is not None else None

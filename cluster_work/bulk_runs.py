@@ -1,6 +1,8 @@
 """Runs of a document's experiments that are all alike, planned, counted and listed without making them one by
 one (a 10^6-point grid costs its axes, not 10^6 plans): `FreshRun`s (nothing on disk: every repetition a job)
-and, in a compact store, `DoneRun`s (every repetition finished or stopped, the parameters unchanged: no job).
+and, where an index says what is on disk (a compact store's, or the default layout's `folder_index`),
+`NewOrDoneRun`s (each experiment new, or with every repetition finished or stopped and the parameters
+unchanged: no job).
 
 Which experiments are on disk is asked once per document: the default layout lists the document's folder
 (`present_folders`), a compact store reads its index (`compact_index.summary`). Everything else is planned
@@ -8,11 +10,14 @@ experiment by experiment, by the function the caller gives (`planning`).
 """
 from __future__ import annotations
 
+import functools
 import itertools
+import operator
 import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, Protocol
 
 from .compact_index import Entry, ExperimentSummary, SummaryStore, canonical
@@ -25,7 +30,8 @@ from .vocabulary import Record
 
 
 class Known(Protocol):
-    """An index a DoneRun's plans are made from: each experiment's store, by its name and folder."""
+    """An index a NewOrDoneRun's done experiments' plans are made from: each one's store, by its name and folder
+    (a compact store's `SummaryStore`, the default layout's `folder_index.FolderIndex`)."""
 
     def experiment(self, name: str, path: str) -> Any: ...
 
@@ -47,6 +53,15 @@ class Run:
         """Of each of its experiments (a document's are all the same)."""
         return self.document.document["repetitions"]
 
+    @property
+    def new(self) -> int:
+        """Its new experiments (every repetition a job): all of a FreshRun's."""
+        return len(self)
+
+    def done_at(self, position: int) -> bool:
+        """Whether the experiment at `position` of the document (one of the run's) is done (no job)."""
+        return False
+
 
 @dataclass(frozen=True, slots=True)
 class FreshRun(Run):
@@ -55,14 +70,33 @@ class FreshRun(Run):
     at the disk for them (`Plan.chunks`). Only without -r and -j."""
 
 
-@dataclass(frozen=True, slots=True)
-class DoneRun(Run):
-    """Experiments of a document whose every repetition is finished or stopped and whose parameters did not
-    change, as an index says (a compact store's, or the default layout's `folder_index`): each is done, with no
-    job (its plan, made where it is shown, says the same)."""
+BLOCK = 4096  # experiments of a document looked at together (through an index): a NewOrDoneRun covers at most these
 
-    store: Known | None = None  # what its plans are made from
-    found: tuple[Entry, ...] = ()  # what its index says of each of its experiments
+
+@dataclass(frozen=True, slots=True)
+class NewOrDoneRun(Run):
+    """Experiments of a document each new (its index holds nothing of it: every repetition a job, as in a
+    FreshRun) or done (every repetition finished or stopped, the parameters unchanged: no job, its plan, made
+    where it is shown, says the same), in any order, as an index says (a compact store's, or the default
+    layout's `folder_index`): a half-done sweep whose finished points alternate with new ones is counted in runs
+    of up to BLOCK experiments, not in runs of one. `done`: a byte per experiment, 1 where it is done; `found`:
+    what the index holds of each done one, in order."""
+
+    store: Known  # what its done experiments' plans are made from
+    done: bytes
+    found: tuple[Entry, ...]
+
+    @property
+    def new(self) -> int:
+        return len(self) - len(self.found)
+
+    def done_at(self, position: int) -> bool:
+        return bool(self.done[position - self.start])
+
+    @property
+    def new_ones(self) -> bytes:
+        """A byte per experiment, 1 where it is new."""
+        return flipped(self.done)
 
     def iteration_times(self) -> Iterator[float]:
         """Each repetition's mean iteration time, where one was measured, in order (as their plans have them)."""
@@ -79,10 +113,12 @@ class DoneRun(Run):
                     yield found.rows_mean
 
 
-def far_in(start: int, stop: int) -> bool:
-    """Whether experiments `start` to `stop - 1` of a document are better made one by one (5 us each) than
-    named by skipping the `start` names before them (0.2 us each): a short run far into a long document."""
-    return start > 32 * (stop - start)
+def flipped(mask: bytes) -> bytes:
+    """`mask` (bytes of 0 and 1) with its 0s and 1s swapped."""
+    return mask.translate(_FLIP)
+
+
+_FLIP = bytes.maketrans(b"\0\1", b"\1\0")
 
 
 def present_folders(group: Any) -> set[str] | None:
@@ -133,55 +169,69 @@ def fresh_runs(document: ExpandedDocument, first_index: int, present: set[str], 
 
 def compact_runs(document: ExpandedDocument, first_index: int, store: SummaryStore, plan: Plan,
                  ) -> Iterator[tuple[Any, bool]]:
-    """A compact store's document as FreshRuns (experiments it holds nothing of), DoneRuns (done, unchanged:
-    see `is_done`) and, between them, each other experiment's plan by `plan`; each with whether it was fresh.
-    Where the parameters cannot be told from the axes (`params_texts`), each experiment it holds is planned."""
+    """A compact store's document as a FreshRun where its index holds nothing of it, else as NewOrDoneRuns
+    (experiments it holds nothing of, and done ones unchanged: see `is_done`) and, between them, each other
+    experiment's plan by `plan`; each with whether it was fresh. Looked at BLOCK experiments at a time: their
+    names found in the index at once, only the held ones one by one. Where the parameters cannot be told from
+    the axes (`params_texts`), each experiment it holds is planned."""
     repetitions, iterations = document.document["repetitions"], document.document["iterations"]
     held = store.summary.entries
     if not held:
-        if len(document):
-            yield FreshRun(document, 0, len(document), first_index), True
+        yield from ((FreshRun(document, 0, len(document), first_index), True),) if len(document) else ()
         return
     texts = params_texts(document)
-    expected = texts[0]() if texts is not None else itertools.repeat("")
-
-    def kinds() -> Iterator[tuple[type | None, Entry | None]]:
-        for name, joined in zip(document.names(), expected):
-            found = held.get(name)
-            yield (FreshRun, None) if found is None else (DoneRun, found) if (
-                texts is not None and texts[1](joined) == found[1] and is_done(found[2], repetitions, iterations)
-            ) else (None, None)
-
-    yield from gathered_runs(document, first_index, kinds(), store, plan)
-
-
-def gathered_runs(document: ExpandedDocument, first_index: int, kinds: Iterator[tuple[type | None, Entry | None]],
-                  store: Known, plan: Plan) -> Iterator[tuple[Any, bool]]:
-    """The document's experiments, each of which `kinds` says is FreshRun, a DoneRun (with its index entry) or
-    None (planned one by one by `plan`), as runs of consecutive FreshRuns and DoneRuns (whose plans are made
-    from `store`) and single plans; each with whether it was fresh."""
-    repetitions = document.document["repetitions"]
-    kind, start = None, 0  # the run being gathered: FreshRun, DoneRun or None (planned one by one)
-    done: list[Entry] = []
-    for position, (now, found) in enumerate(kinds):
-        if now is not kind and kind is not None and position > start:
-            yield _run(kind, document, start, position, first_index, store, done), kind is FreshRun
-        if now is not kind:
-            kind, start, done = now, position, []
-        if found is not None and now is not FreshRun:
-            done.append(found)
-        if now is None:
-            yield plan(document[position], first_index + position * repetitions), False
-    if kind is not None and start < len(document):
-        yield _run(kind, document, start, len(document), first_index, store, done), kind is FreshRun
+    names = document.names()
+    joined = texts[0]() if texts is not None else None
+    for block in range(0, len(document), BLOCK):
+        found: list[Any] = list(map(held.get, itertools.islice(names, BLOCK)))
+        expected = list(itertools.islice(joined, len(found))) if joined is not None else None
+        if texts is not None and expected is not None:  # all it holds done, unchanged (the usual case): at once
+            entries = list(itertools.compress(found, found))
+            if all(map(operator.eq, map(texts[1], itertools.compress(expected, found)), map(itemgetter(1), entries))) \
+                    and all(map(is_done, map(itemgetter(2), entries), itertools.repeat(repetitions),
+                                itertools.repeat(iterations))):
+                yield NewOrDoneRun(document, block, block + len(found), first_index + block * repetitions, store,
+                                   bytes(map(bool, found)), tuple(entries)), False
+                continue
+        yield from block_runs(document, first_index, block, found, functools.partial(
+            _compact_done, texts, expected, repetitions, iterations), store, plan)
 
 
-def _run(kind: type, document: ExpandedDocument, start: int, stop: int, first_index: int, store: Known,
-         done: list[Entry]) -> FreshRun | DoneRun:
+def _compact_done(texts: Any, expected: list[str] | None, repetitions: int, iterations: int, offset: int,
+                  entry: Entry) -> Entry | None:
+    """`entry`, what a compact store's index holds of a block's experiment at `offset`, where it is done."""
+    return entry if texts is not None and expected is not None and texts[1](expected[offset]) == entry[1] and \
+        is_done(entry[2], repetitions, iterations) else None
+
+
+def block_runs(document: ExpandedDocument, first_index: int, block: int, found: list[Any],
+               done_entry: Callable[[int, Any], Entry | None], store: Known, plan: Plan,
+               kind: type[NewOrDoneRun] = NewOrDoneRun) -> Iterator[tuple[Any, bool]]:
+    """Experiments `block` to `block + len(found) - 1` of the document as NewOrDoneRuns (of `kind`, their done
+    experiments' plans made from `store`) and, between them, each other experiment's plan by `plan`; each with
+    whether it was fresh. `found`: falsy for a new experiment (nothing of it on disk), else what `done_entry`
+    (its offset in the block, its `found`) makes the run's entry of, or None where it is not done: planned."""
+    done, entries, start = bytearray(len(found)), [], 0  # the run gathered: from block + start on
+    for offset in itertools.compress(range(len(found)), found):
+        entry = done_entry(offset, found[offset])
+        if entry is not None:
+            done[offset] = 1
+            entries.append(entry)
+            continue
+        if offset > start:
+            yield _run(kind, document, block + start, block + offset, first_index, store, done[start:offset],
+                       entries)
+        yield plan(document[block + offset], first_index + (block + offset) * document.document["repetitions"]), \
+            False
+        start, entries = offset + 1, []
+    if start < len(found):
+        yield _run(kind, document, block + start, block + len(found), first_index, store, done[start:], entries)
+
+
+def _run(kind: type[NewOrDoneRun], document: ExpandedDocument, start: int, stop: int, first_index: int,
+         store: Known, done: bytearray, found: list[Entry]) -> tuple[NewOrDoneRun, bool]:
     first = first_index + start * document.document["repetitions"]
-    if kind is FreshRun:
-        return FreshRun(document, start, stop, first)
-    return kind(document, start, stop, first, store, tuple(done))
+    return kind(document, start, stop, first, store, bytes(done), tuple(found)), False
 
 
 def is_done(reps: list[list[Any]], repetitions: int, iterations: int) -> bool:

@@ -27,7 +27,6 @@ from .failures import failure_limit
 from .files import atomic_write
 from .kinds import kinds_in
 from .launch import program, resume_command, run_arguments
-from .liveness import Stalled
 from .logs import configure_console
 from .original_api import configs_and_results, implements_plot_results
 from .overrides import Overrides, split_arguments
@@ -36,7 +35,7 @@ from .paths import SweepPaths
 from .planning import Plan, apply_plan, make_plan, refuse_changed_only, warn_changed, warn_quarantined
 from .provenance import describe_runs, read_runs, run_ended, run_stalled, run_started, stall_lines
 from .reporting import print_plan, print_progress, print_summary, write_progress_json
-from .results import load_results
+from .results import load_configured_results
 from .runner import ExperimentTask
 from .selection import Policy, Selection, select_experiments
 from .stopping import handle_stop_signals, stop_signals_handled
@@ -82,6 +81,7 @@ def load_sweep(experiment_class: type[ClusterWork], args: argparse.Namespace, wa
 def main(experiment_class: type[ClusterWork], argv: Sequence[str] | None = None) -> int:
     """Run the command line `argv` (default: sys.argv[1:]) for `experiment_class`; return the exit status."""
     with stop_signals_handled():  # first of all: a stop signal at any moment is one line and exit status 130
+        compact_index.allow_freezing()  # this process ends with its command: a 10^6-point index may leave the GC
         return _main(experiment_class, argv)
 
 
@@ -206,9 +206,9 @@ def _execute(experiment_class: type[ClusterWork], plan: Plan, args: argparse.Nam
             summary = run_segments(jobs, executor, on_outcome, campaigns, max_failures, run_id)
     except KeyboardInterrupt:
         return stopped_at_once()
-    except Stalled as exc:  # recorded and durable first: the launcher dies with the run
-        print(f"error: {exc}", file=sys.stderr)
-        run_ended(paths, run_id, EXIT_STALLED, {})
+    if summary.stalled is not None:  # recorded and durable first: the launcher dies with the run
+        print(f"error: {summary.stalled}", file=sys.stderr)
+        run_ended(paths, run_id, EXIT_STALLED, summary.job_figures())
         attempts_journal.release(run_id)
         committer.commit()
         executor.abandon(EXIT_STALLED)
@@ -221,7 +221,7 @@ def _execute(experiment_class: type[ClusterWork], plan: Plan, args: argparse.Nam
             folder_index.refresh(document)
     except KeyboardInterrupt:
         return stopped_at_once()
-    run_ended(paths, run_id, summary.exit_status(), {kind.value: count for kind, count in summary.counts.items()})
+    run_ended(paths, run_id, summary.exit_status(), summary.job_figures())
     attempts_journal.release(run_id)
     with contextlib.suppress(KeyboardInterrupt):  # the run is recorded: only the summary's lines are lost
         print_summary(summary, plan, paths, resume)
@@ -305,7 +305,7 @@ def _plot(experiment_class: type[ClusterWork], expanded: Sequence[ExpandedExperi
     drawn = []  # every figure first, so that a plot refused writes no file
     for sweep_path in sweep_paths(selected):
         bases = {e.name: e.base_name for e in selected if e.sweep_path == sweep_path}
-        frame = load_results(sweep_path, experiments=list(bases))
+        frame = load_configured_results(sweep_path, list(bases))
         missing = [c for c in args.plot if c not in frame]
         if missing:
             raise ClusterWorkError(f"--plot: no result column {', '.join(missing)} in {sweep_path}; "

@@ -3,7 +3,13 @@
 Read incrementally: each refresh reads only the bytes a segment gained since the last (`offsets`), parses
 them in one call of the C parser, and keeps each row as its JSON bytes (a third of a parsed row's memory),
 parsed when asked for. A process's own writes are taken in as they are made (compact_store._Process.append);
-other processes' within REFRESH_SECONDS, or at once where a refresh is forced (under a repetition's lock).
+other processes' within REFRESH_SECONDS, or at once where a refresh is forced.
+
+A claim (under the repetition's lock) needs only its repetition's events: `claimed` reads what the other
+segments gained and only looks for the lines that name that repetition (a regular expression over the bytes, in
+C), keeping the keys it saw; the bytes are parsed (from `offsets` again) only where they name it, hold a line of
+another kind (a drop, damage), or by the next refresh. A worker of W then costs a claim the same whatever W is,
+instead of parsing every event of every other worker.
 """
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +27,8 @@ from .rows import encode_row
 REFRESH_SECONDS = 0.5  # a reader's view of the segments is at most this old, except where exactness matters
 _ITERATION = re.compile(rb'\{"iteration":(-?\d+)[,}]')  # how every row the runner writes begins
 _ROW = b',"row":'
+# a line of a claim, row, status or keep, and its repetition's key as encode_row writes it: ["name",rep]
+_KEYED_LINE = re.compile(rb'^\{"[cwsk]":(\["(?:[^"\\\n]|\\.)*",-?\d+\])[,}]', re.MULTILINE)
 
 
 def _iteration_of(row: bytes) -> int | None:
@@ -73,18 +81,30 @@ class Catalog:
         self.dropped: dict[str, float] = {}
         self.names_at: dict[str, str] = {}  # an experiment's folder below the document's -> its name
         self.by_name: dict[str, set[int]] = {}  # an experiment's name -> its repetitions with events
+        self.own: set[str] = set()  # this process's segments: taken in as written (`apply_written`), never looked at
+        self.scanned: dict[str, int] = {}  # how far `claimed` looked into a segment, beyond `offsets`
+        self.mentioned: set[bytes] = set()  # the keys of the lines between `offsets` and `scanned`
         self.read_at = -1.0
+        # each follower's (an exporter's watch) set of the repetitions whose events were read since it last
+        # emptied it (a drop touches all of its experiment's)
+        self.followers: list[set[tuple[str, int]]] = []
 
     def refresh(self, force: bool = False) -> Catalog:
+        """Take in what the segments gained (at most every REFRESH_SECONDS unless `force`d; at once where `claimed`
+        left bytes unparsed)."""
         now = time.monotonic()
-        if not force and now - self.read_at < REFRESH_SECONDS:
+        if not force and not self.scanned and now - self.read_at < REFRESH_SECONDS:
             return self
         self.read_at = now
+        self.scanned.clear()  # what `claimed` looked at is read below (from `offsets`), with the rest
+        self.mentioned.clear()
         try:
             segments = sorted((e.name, e) for e in os.scandir(self.root) if e.name.startswith(SEGMENT_PREFIX))
         except FileNotFoundError:
             return self
         for name, entry in segments:
+            if name in self.own:
+                continue
             try:
                 grown = entry.stat().st_size > self.offsets.get(name, 0)
             except FileNotFoundError:
@@ -92,6 +112,36 @@ class Catalog:
             if grown:
                 self._read(name)
         return self
+
+    def claimed(self, name: str, rep: int) -> SavedRepetition:
+        """Repetition (name, rep) as all segments say it now (what a forced refresh would give), for its claim
+        under its lock: the other segments' new lines are parsed only where one names it or is not a keyed line
+        (see the module's docstring)."""
+        key = json.dumps([name, rep], separators=(",", ":")).encode()  # as encode_row writes it
+        try:
+            segments = [entry for entry in os.scandir(self.root)
+                        if entry.name.startswith(SEGMENT_PREFIX) and entry.name not in self.own]
+        except FileNotFoundError:
+            return self.repetition(name, rep)
+        settle = False
+        for entry in segments:
+            start = self.scanned.get(entry.name, self.offsets.get(entry.name, 0))
+            try:
+                if entry.stat().st_size <= start:
+                    continue
+                with open(entry.path, "rb") as handle:
+                    handle.seek(start)
+                    data = handle.read()
+            except FileNotFoundError:
+                continue
+            end = data.rfind(b"\n") + 1  # a torn last line: left for later, as _read leaves it
+            keys = _KEYED_LINE.findall(data, 0, end)
+            settle = settle or len(keys) != data.count(b"\n", 0, end)
+            self.mentioned.update(keys)
+            self.scanned[entry.name] = start + end
+        if settle or key in self.mentioned:
+            self.refresh(force=True)
+        return self.repetition(name, rep)
 
     def _read(self, name: str) -> None:
         offset = self.offsets.get(name, 0)
@@ -124,9 +174,12 @@ class Catalog:
 
     def _apply_row(self, segment: str, key: Any, row: bytes) -> None:
         name, rep = key
-        claim = self.current.get((segment, (str(name), int(rep))))
+        key = (str(name), int(rep))
+        claim = self.current.get((segment, key))
         if claim is not None:
             claim.events.append(("w", row))
+            for touched in self.followers:
+                touched.add(key)
 
     def apply_line(self, segment: str, line: bytes) -> None:
         """Take one line of `segment` into account (in the segment's order); a damaged one (a power loss's
@@ -140,12 +193,29 @@ class Catalog:
         except (ValueError, TypeError, KeyError, IndexError):
             pass
 
-    def _apply(self, segment: str, event: dict[str, Any]) -> None:
+    def apply_written(self, segment: str, event: Mapping[str, Any], line: bytes) -> None:
+        """Take in an event this process just appended to `segment` as `line` (its JSON, newline included), as
+        reading it back would, without parsing it again: a row is kept as its bytes, cut from `line`. Call it
+        for every event this process appends, once all before it were taken in: a refresh then skips the segment."""
+        self.own.add(segment)
+        if "w" in event:
+            self._apply_row(segment, event["w"], line[line.find(_ROW) + len(_ROW):-2])
+        else:
+            try:
+                self._apply(segment, event)
+            except (TypeError, KeyError, IndexError, ValueError):
+                pass
+
+    def _apply(self, segment: str, event: Mapping[str, Any]) -> None:
         if "d" in event:
             self.dropped[event["d"]] = max(self.dropped.get(event["d"], 0.0), event["t"])
+            for touched in self.followers:
+                touched.update((event["d"], rep) for rep in self.by_name.get(event["d"], ()))
             return
         kind = "c" if "c" in event else "s" if "s" in event else "k" if "k" in event else "w"
         key = (str(event[kind][0]), int(event[kind][1]))
+        for touched in self.followers:
+            touched.add(key)
         repetition = self.repetitions.get(key)
         if repetition is None:
             repetition = self.repetitions[key] = SavedRepetition()
@@ -159,6 +229,9 @@ class Catalog:
         elif kind == "s":
             if repetition.status is None or event["t"] >= repetition.status[0]:
                 repetition.status = (event["t"], event["status"])
+            if "at" in event and repetition.params is None:  # a status without a claim says what one would
+                repetition.params, repetition.base = event.get("params"), event.get("base")
+                self.names_at.setdefault(event["at"], key[0])
         elif (segment, key) in self.current:
             value = event["n"] if kind == "k" else encode_row(event["row"])[:-1]
             self.current[segment, key].events.append((kind, value))
@@ -194,15 +267,23 @@ os.register_at_fork(after_in_child=_catalogs.clear)
 
 def loaded(root: str) -> Catalog | None:
     """This process's catalog of `root`, if it has read one (its own writes are taken into it)."""
-    return _catalogs.get(os.path.abspath(root))
+    return _catalogs.get(root) or _catalogs.get(os.path.abspath(root))  # a key is absolute: the first is a shortcut
 
 
-def catalog(root: str, force: bool = False) -> Catalog:
-    key = os.path.abspath(root)
-    found = _catalogs.get(key)
+def claimed(root: str, name: str, rep: int) -> SavedRepetition:
+    """Repetition (name, rep) of the store in `root` as all segments say it now, for its claim (`Catalog.claimed`)."""
+    return catalog(root, refresh=False).claimed(name, rep)
+
+
+def catalog(root: str, force: bool = False, refresh: bool = True) -> Catalog:
+    """This process's catalog of the store in `root`, `refresh`ed (`force`d: at once)."""
+    found = _catalogs.get(root)  # a key is an absolute path: `root` found as it is needs no abspath
     if found is None:
-        found = _catalogs[key] = Catalog(key)
-    return found.refresh(force)
+        key = os.path.abspath(root)
+        found = _catalogs.get(key)
+        if found is None:
+            found = _catalogs[key] = Catalog(key)
+    return found.refresh(force) if refresh else found
 
 
 def find_catalogs(sweep_folder: str) -> Iterator[tuple[str, Catalog]]:

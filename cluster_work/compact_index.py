@@ -23,6 +23,7 @@ is read all the same.
 """
 from __future__ import annotations
 
+import gc
 import json
 import os
 import secrets
@@ -146,12 +147,34 @@ def _sizes(root: str) -> dict[str, int] | None:
     return sizes
 
 
+FROZEN_FROM = 100_000  # experiments of an index past which its objects are left out of the cyclic collector's passes
+_freezing = False  # set by the command line only (`allow_freezing`): a library user's process keeps its collector as is
+
+
+def allow_freezing() -> None:
+    """Let this process freeze a large index's objects out of the cyclic collector (`gc.freeze`, for the process's
+    life). Only a command-line process opts in: it ends with its command, while in a long-lived one (a notebook)
+    the freeze would also keep any object then alive from ever being collected as part of a cycle."""
+    global _freezing
+    _freezing = True
+
+
 def read_index(root: str) -> Summary | None:
     try:
         with open(os.path.join(root, INDEX_FILE), "rb") as handle:
-            return Summary.decode(handle.read())
+            data = handle.read()
     except OSError:
         return None
+    enabled = gc.isenabled()
+    gc.disable()  # its ~10^6 lists hold no cycles: collecting while they are made costs ~40% of their parse
+    try:
+        found = Summary.decode(data)
+    finally:
+        if enabled:
+            gc.enable()
+    if _freezing and found is not None and len(found.entries) > FROZEN_FROM:
+        gc.freeze()  # kept for the process's life (`summary`): the collector's passes over it cost as much again
+    return found
 
 
 def _remove_dead_temporaries(root: str) -> None:

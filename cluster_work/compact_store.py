@@ -10,7 +10,8 @@ A segment holds events, one JSON line each, of the repetitions its process wrote
       (`at`: the experiment's folder below the document's, '' for the document's own, as the default layout's)
     {"k": [name, rep], "n": count}                      keep the repetition's first `count` rows (a resume, -r/-i)
     {"w": [name, rep], "row": {...}}                    a row (iteration `row["iteration"]`)
-    {"s": [name, rep], "t": time, "status": {...}}      a status (as status.json's), the latest `t` wins
+    {"s": [name, rep], "t": time, "status": {...}}      a status (as status.json's), the latest `t` wins; that of
+      a repetition without a claim (a steered campaign stopped it before it ran) has a claim's params, base, at
     {"d": name, "t": time}                              -d: everything of experiment `name` before `t` is gone
 A repetition's rows are its claims' events in the order of their claims' times, each claim's rows following
 the rows it kept; a row that does not continue them is ignored, as a stray row of a results file is.
@@ -21,9 +22,10 @@ segment, and a new process starts a new one); segments are synced by the group c
 locked with a POSIX byte-range lock on byte hash(name, rep) of `locks` (one file for all repetitions, dropped
 by the kernel when its holder dies): two runs never write one repetition, and a held lock is RUNNING.
 POSIX locks belong to the process and are all dropped when it closes any descriptor of the file, so each
-process opens `locks` once and asks through that descriptor only (`_Process`). -d appends a drop event:
-nothing is deleted, and nothing a user wrote is touched. The experiment's own files (`_log_path_rep`,
-rep.log) go where the default layout puts them, in folders made only when something is written there.
+process opens `locks` once and asks through that descriptor only (`_Process`). -d appends a drop event and
+removes the document's config (compact_config): nothing else is deleted, and nothing a user wrote is touched.
+The experiment's own files (`_log_path_rep`, rep.log) go where the default layout puts them, in folders made
+only when something is written there.
 """
 from __future__ import annotations
 
@@ -37,11 +39,12 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .compact_catalog import Catalog, SavedRepetition, catalog, loaded
+from .compact_catalog import Catalog, SavedRepetition, catalog, claimed, loaded
+from .compact_config import forget_document_config, point_config, write_document_config
 from .durability import committer
 from .errors import StoreError
 from .files import StoreIO
-from .paths import LOCKS_FILE, RepetitionPaths, compact_root, segment_name
+from .paths import LOCKS_FILE, RepetitionPaths, compact_root, fault_log_name, segment_name
 from .rows import ResultsPrefix, encode_row, to_plain
 from .store import ExperimentStore, RepetitionBusy, RepetitionStore, ResultsWriter
 from .vocabulary import Record
@@ -70,8 +73,10 @@ class _Process:
         self.locks = -1  # opened by the first lock, or by the first question where the file exists
         self.held: set[int] = set()
         self.segment_fd = -1
+        self.token = secrets.token_hex(4)  # names its segment and its fault log
         self.segment = ""
         self.size = 0
+        self.fault_log = os.path.join(root, fault_log_name(socket.gethostname(), os.getpid(), self.token))
 
     def _open_locks(self, create: bool) -> bool:
         """Open `locks` once (see the module's docstring); False where it does not exist and `create` is not asked."""
@@ -133,7 +138,7 @@ class _Process:
     def append(self, event: Mapping[str, Any]) -> None:
         """Append one event as one line to this process's segment."""
         if self.segment_fd < 0:
-            name = segment_name(socket.gethostname(), os.getpid(), secrets.token_hex(4))
+            name = segment_name(socket.gethostname(), os.getpid(), self.token)
             self.segment = os.path.join(self.root, name)
             with StoreIO("create", self.segment):
                 os.makedirs(self.root, exist_ok=True)
@@ -149,7 +154,7 @@ class _Process:
         name = os.path.basename(self.segment)
         if known is not None and known.offsets.get(name, 0) == before:  # this process sees what it wrote at once
             known.offsets[name] = self.size                             # (others' writes within REFRESH_SECONDS)
-            known.apply_line(name, data[:-1])
+            known.apply_written(name, event, data)
 
 
 _processes: dict[str, _Process] = {}  # by the store's absolute path: a relative one names another store once the
@@ -157,6 +162,9 @@ _processes: dict[str, _Process] = {}  # by the store's absolute path: a relative
 
 
 def _process(root: str) -> _Process:
+    process = _processes.get(root)  # a key is an absolute path: `root` found as it is needs no abspath
+    if process is not None:
+        return process
     key = os.path.abspath(root)
     process = _processes.get(key)
     if process is None:
@@ -190,14 +198,28 @@ class CompactRepetition:
     def __init__(self, root: str, name: str, experiment_path: str, rep: int, params: Any = None, base: str = ""):
         self.root, self.name, self.rep, self.params, self.base = root, name, rep, params, base
         document = os.path.dirname(root)
-        self.at = "" if os.path.normpath(experiment_path) == os.path.normpath(document) else os.path.basename(
-            os.path.normpath(experiment_path))
+        self.at = "" if experiment_path == document or os.path.normpath(experiment_path) == os.path.normpath(
+            document) else os.path.basename(os.path.normpath(experiment_path))
         paths = RepetitionPaths.of(experiment_path, rep)  # the experiment's own files only, made when written
         self.path, self.log_file = paths.folder, paths.log_file
         self.byte = _lock_byte(name, rep)
+        self.held = False  # by this process's writer
 
-    def _state(self, force: bool = False) -> SavedRepetition:
-        return catalog(self.root, force).repetition(self.name, self.rep)
+    @property
+    def fault_log(self) -> str:
+        """Where a native crash of this process leaves its Python stack while it runs the repetition: its fault
+        log in the store (one per process, opened once: not a rep.log per repetition; see logs.held_fault_log)."""
+        return _process(self.root).fault_log
+
+    def _state(self) -> SavedRepetition:
+        if self.held:  # under its lock no other process adds to it, and this one's events are taken in as written
+            return catalog(self.root, refresh=False).repetition(self.name, self.rep)
+        return catalog(self.root).repetition(self.name, self.rep)
+
+    def refresh(self) -> None:
+        """Take in every process's writes so far (reads are otherwise up to REFRESH_SECONDS old): for a
+        writer that must follow another process's rows and status (a campaign marking a repetition stopped)."""
+        catalog(self.root, force=True)
 
     def read_results(self) -> ResultsPrefix:
         return ResultsPrefix(self._state().rows())
@@ -225,7 +247,10 @@ class CompactRepetition:
                   **fields}
         process, known = _process(self.root), self._state()
         latest = known.status[0] if known.status is not None else 0.0
-        process.append({"s": [self.name, self.rep], "t": _after(latest), "status": to_plain(status)})
+        event = {"s": [self.name, self.rep], "t": _after(latest), "status": to_plain(status)}
+        if not known.claims:  # never run (a campaign stopped it first): what a claim would say of it, here
+            event.update(params=to_plain(self.params), base=self.base, at=self.at)
+        process.append(event)
         if sync:
             committer.wrote(process.segment)
 
@@ -233,7 +258,7 @@ class CompactRepetition:
         process = _process(self.root)
         process.lock(self.byte)
         try:
-            known = self._state(force=True)  # under the lock: no other process adds to it now
+            known = claimed(self.root, self.name, self.rep)  # under the lock: no other process adds to it now
             rows = known.rows()
             latest = max((claim.time for claim in known.claims), default=0.0)
             process.append({"c": [self.name, self.rep], "t": _after(latest), "params": to_plain(self.params),
@@ -241,6 +266,7 @@ class CompactRepetition:
         except BaseException:
             process.unlock(self.byte)
             raise
+        self.held = True
         return CompactWriter(process, self, rows)
 
 
@@ -272,6 +298,7 @@ class CompactWriter:
         if not self._open:
             return
         self._open = False
+        self.repetition.held = False
         self.process.unlock(self.repetition.byte)
         if sync:
             committer.wrote(self.process.segment)
@@ -296,16 +323,20 @@ class CompactExperimentStore:
         return False
 
     def read_config(self, own: bool = False) -> dict[str, Any] | None:
-        """What the store knows of the experiment's config: its parameters (as its last claim gave them).
-        Everything in a compact store is cluster_work's, so `own` changes nothing."""
+        """The experiment's config as its config.yml would hold it: the store's document config with its
+        parameters (as its claims gave them; see compact_config). Everything in a compact store is
+        cluster_work's, so `own` changes nothing."""
         reps = self._catalog().repetition_numbers(self.name)
         if not reps:
             return None
         params = [self._catalog().repetition(self.name, rep).params for rep in reps]
-        return {"name": self.name, "params": next((p for p in params if p is not None), {})}
+        return point_config(self.root, self.name, next((p for p in params if p is not None), {}), self.path)
 
     def write_config(self, config: Mapping[str, Any], sync: bool = True) -> None:
-        """Nothing: each claim carries the experiment's parameters."""
+        """The part of `config` its document's points share, once per process (each claim carries the
+        experiment's parameters)."""
+        with StoreIO("write", self.root):
+            write_document_config(self.root, config, sync)
 
     def repetition(self, rep: int) -> CompactRepetition:
         return CompactRepetition(self.root, self.name, self.path, rep, self.params, self.base)
@@ -317,12 +348,14 @@ class CompactExperimentStore:
         return None
 
     def delete(self) -> list[str]:
-        """Forget the experiment's rows and statuses (a drop event); its own files are the default layout's."""
+        """Forget the experiment's rows and statuses (a drop event) and the document's config (the next job writes
+        the current one); its own files are the default layout's."""
         if not self.exists():
             return []
         process = _process(self.root)
         process.append({"d": self.name, "t": time.time()})
         committer.wrote(process.segment)
+        forget_document_config(self.root)
         catalog(self.root, force=True)
         if not os.path.isdir(self.path):
             return []
@@ -349,6 +382,18 @@ def find_compact(experiment_path: str) -> CompactExperimentStore | None:
             if name is not None:
                 return CompactExperimentStore(compact_root(document), name, experiment_path)
     return None
+
+
+def compact_experiments(document_folder: str) -> list[CompactExperimentStore]:
+    """The experiments a compact store in `document_folder` holds rows or statuses of, each with its folder as
+    the default layout would have it (the document's own, or `<document>/<params part>`), in order of name."""
+    root = compact_root(document_folder)
+    if not os.path.isdir(root):
+        return []
+    known = catalog(root, force=True)
+    at_of = {name: at for at, name in known.names_at.items()}
+    return [CompactExperimentStore(root, name, os.path.join(document_folder, at_of[name]) if at_of.get(name)
+                                   else document_folder) for name in known.experiments()]
 
 
 AnyRepetition = RepetitionStore | CompactRepetition  # a repetition of either layout, as the runner uses it

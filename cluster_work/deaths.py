@@ -15,7 +15,7 @@ import contextlib
 import os
 import signal
 
-from .attempts import lost_attempt_signal
+from .attempts import lost_attempt_crash
 from .compact_store import experiment_store, is_compact
 from .errors import StoreError
 from .store import RepetitionBusy
@@ -57,10 +57,15 @@ def record_lost_segment(segment: Segment, cause: str, sync: bool) -> Outcome:
     default layout, its folder exists (a worker that died before creating it left nothing to mark; a
     compact store has no folder per repetition)."""
     experiment = segment.experiment
-    evidence = "" if "killed by" in cause else _logged_signal(experiment.sweep_path, experiment.name, segment.rep)
+    compact = is_compact(experiment.config)
+    # the dead attempt's fault log: read for the signal where the cause names none, and for where the stack is
+    # in a compact store (its process's fault log, not the repetition's rep.log)
+    crash = lost_attempt_crash(experiment.sweep_path, (experiment.name, segment.rep)) \
+        if compact or "killed by" not in cause else None
+    evidence = "" if crash is None or "killed by" in cause else _evidence(crash[0])
     store = experiment_store(experiment.path, experiment.config).repetition(segment.rep)
     outcome = Outcome(segment.index, segment.label, OutcomeKind.FAILED, error=cause)
-    if not is_compact(experiment.config) and not os.path.isdir(store.path):
+    if not compact and not os.path.isdir(store.path):
         return outcome
     try:
         writer = store.open_writer()
@@ -83,7 +88,9 @@ def record_lost_segment(segment: Segment, cause: str, sync: bool) -> Outcome:
     finally:
         writer.close(sync=False)  # a no-op after the close above
     with contextlib.suppress(OSError):  # its log, with the Python stack faulthandler wrote there, if any
-        if os.path.getsize(store.log_file):
+        if compact and crash is not None:
+            outcome.log_file = crash[1]
+        elif os.path.getsize(store.log_file):
             outcome.log_file = store.log_file
     return outcome
 
@@ -94,11 +101,8 @@ def _where(saved: int, target: int) -> str:
     return f"in iteration {saved}" if saved < target else f"after its last iteration ({saved} saved)"
 
 
-def _logged_signal(sweep_path: str, name: str, rep: int) -> str:
-    """"; its log shows SIGSEGV (segmentation fault)" where a dead process's attempt at the repetition
-    left faulthandler's stack of a fatal signal in its log, else ''."""
-    fatal = lost_attempt_signal(sweep_path, (name, rep))
-    if fatal is None:
-        return ""
+def _evidence(fatal: str) -> str:
+    """"; its log shows SIGSEGV (segmentation fault)": what a dead process's attempt at the repetition left in
+    its log (faulthandler's stack of fatal signal `fatal`)."""
     hint = _SIGNAL_HINTS.get(signal.Signals[fatal])
     return f"; its log shows {fatal}" + (f" ({hint})" if hint else "")

@@ -12,7 +12,7 @@
     EXIT_CANNOT_RUN 127    a command experiment's program could not be started (as a shell says)
     EXIT_INTERRUPTED 130   stopped by a signal (or before its end): the same command resumes it
 
-A run's status ranks them as `sweep.Summary.exit_status` does: store, usage, failed, interrupted."""
+A run's status ranks them as `sweep.Summary.exit_status` does: stalled, store, usage, failed, interrupted."""
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STORE, EXIT_ORPHANED, EXIT_STALLED, EXIT_RUN_DIED = 0, 1, 2, 3, 4, 5, 6
 EXIT_CANNOT_RUN = 127
 EXIT_INTERRUPTED = 130

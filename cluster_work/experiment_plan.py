@@ -131,7 +131,7 @@ def expected_seconds(plans: Sequence[ExperimentPlan], known: list[float] | None 
     """Expected remaining seconds per job index: the repetition's own mean iteration time, else its
     experiment's, else the sweep's, times the iterations it has left. Empty when nothing was measured.
     `known`: every measured mean iteration time of the sweep, where `plans` are not all its experiments
-    (DoneRuns' are not planned one by one), else those of `plans`."""
+    (a NewOrDoneRun's done ones are not planned one by one), else those of `plans`."""
     if known is None:
         known = [t for plan in plans for t in plan.iteration_times.values()]
     if not known:

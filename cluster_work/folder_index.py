@@ -43,7 +43,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from .bulk_runs import DoneRun, FreshRun, Plan, gathered_runs, params_texts, present_folders
+from . import bulk_runs
+from .bulk_runs import NewOrDoneRun, Plan, block_runs, fresh_runs, params_texts, present_folders
 from .compact_index import ExperimentSummary, RepetitionSummary, SummaryExperiment, SummaryRepetition, canonical
 from .errors import StoreError
 from .expansion import ExpandedDocument, ExpandedExperiment
@@ -108,7 +109,7 @@ def _size(recorded: str) -> int | None:
 def _done_through(status: dict[str, Any], rows: int, size: int | None) -> int:
     """Up to how many iterations a repetition with this status and `rows` (UNREAD: not read) counts as done, as
     `read_repetition` decides; -1 where a finished status fails its size check (planned one by one: see
-    `DoneRun.iteration_times`, which does not check it)."""
+    `NewOrDoneRun.iteration_times`, which does not check it)."""
     if status.get("state") == STOPPED:
         return ALWAYS
     if status.get("state") != FINISHED:
@@ -241,7 +242,7 @@ class FolderIndex:
             status or {}, self.iterations, _size(files[1 + 2 * rep])) for rep, status, rows, *_ in reps)
 
     def experiment(self, name: str, path: str) -> ExperimentStore | IndexedExperiment:
-        """Where a DoneRun's experiment is read from where its plan is made (its entry, if still valid)."""
+        """Where a NewOrDoneRun's done experiment is read from where its plan is made (its entry, if still valid)."""
         entry = self.valid(os.path.relpath(path, self.folder))
         unpacked = _unpacked(entry) if entry is not None else None
         return IndexedExperiment(name, path, unpacked, entry[1]) if entry is not None and unpacked is not None \
@@ -314,12 +315,13 @@ class IndexedRepetition(SummaryRepetition):
         return self.size
 
 
-class FolderDoneRun(DoneRun):
-    """A DoneRun of a folder index: its experiments' repetitions parsed only where they are asked."""
+class FolderRun(NewOrDoneRun):
+    """A NewOrDoneRun of a folder index: its done experiments' repetitions parsed only where they are asked."""
 
     def iteration_times(self) -> Iterator[float]:
         parsed = tuple([at, params, json.loads(reps)] for at, params, reps in self.found)
-        return DoneRun(self.document, self.start, self.stop, self.first_index, self.store, parsed).iteration_times()
+        return NewOrDoneRun(self.document, self.start, self.stop, self.first_index, self.store, self.done,
+                            parsed).iteration_times()
 
 
 def encode(entries: dict[str, Entry]) -> bytes:
@@ -368,22 +370,33 @@ def _remove_dead_temporaries(folder: str) -> None:
 
 def indexed_runs(document: ExpandedDocument, first_index: int, present: set[str], index: FolderIndex, plan: Plan,
                  ) -> Iterator[tuple[Any, bool]]:
-    """A document of the default layout as FreshRuns (experiments without a folder, see `present_folders`),
-    DoneRuns (an entry valid now says it is done and its parameters unchanged) and, between them, each other
-    experiment's plan by `plan` (which reads through `index.store`); each with whether it was fresh."""
+    """A document of the default layout as FolderRuns, BLOCK experiments at a time (new: no folder, see
+    `present_folders`; done: an entry valid now says so and that its parameters are unchanged) and, between
+    them, each other experiment's plan by `plan` (which reads through `index.store`); each with whether it was
+    fresh. Where its file held no entry (none yet, or a `kill -9` ended the last run), as `fresh_runs`: FreshRuns
+    of the new ones, the others planned one by one."""
+    if not index.loaded:
+        yield from fresh_runs(document, first_index, present, plan)
+        return
     texts, iterations = params_texts(document), document.document["iterations"]
-    expected = texts[0]() if texts is not None else itertools.repeat("")
+    parts, joined = document.folder_parts(), texts[0]() if texts is not None else None
+    for block in range(0, len(document), bulk_runs.BLOCK):
+        block_parts = list(itertools.islice(parts, bulk_runs.BLOCK))
+        expected = list(itertools.islice(joined, len(block_parts))) if joined is not None else None
+        yield from block_runs(document, first_index, block, list(map(present.__contains__, block_parts)),
+                              functools.partial(_done_entry, index, texts, block_parts, expected, iterations),
+                              index, plan, FolderRun)
 
-    def kinds() -> Iterator[tuple[type | None, Entry | None]]:
-        for part, joined in zip(document.folder_parts(), expected):
-            if part not in present:
-                yield FreshRun, None
-                continue
-            entry = index.valid(part) if texts is not None else None
-            yield (FolderDoneRun, [part, entry[1], entry[3]]) if entry is not None and texts is not None and (
-                entry[2] >= iterations and texts[1](joined) == entry[1]) else (None, None)
 
-    return gathered_runs(document, first_index, kinds(), index, plan)
+def _done_entry(index: FolderIndex, texts: Any, parts: list[str], expected: list[str] | None, iterations: int,
+                offset: int, _: bool) -> list[Any] | None:
+    """A FolderRun's entry of the experiment at `offset` of a block whose folders are `parts`, where its entry
+    valid now says it is done and its parameters are unchanged: [part, params, reps text]."""
+    if texts is None or expected is None:
+        return None
+    entry = index.valid(parts[offset])
+    return [parts[offset], entry[1], entry[3]] if entry is not None and entry[2] >= iterations and \
+        texts[1](expected[offset]) == entry[1] else None
 
 
 def refresh(document: ExpandedDocument) -> bool:

@@ -8,16 +8,19 @@ no raw newline, so every newline of that text starts one of its lines).
 """
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator, Mapping
 from typing import Any, TextIO
 
 SCALARS = (str, int, float, bool, type(None))
 BATCH = 1000  # list items written at once
+ITEMS = ",\n  "  # between two items of a list in the document
 
 
 class Rendered(str):
-    """An item of a list that is its text already, as `indented(item, 2)` gives it."""
+    """An item of a list that is its text already, as `indented(item, 2)` gives it, or several items' texts
+    joined by ITEMS, as the list joins them."""
 
 
 def indented(value: Any, depth: int) -> str:
@@ -42,12 +45,10 @@ def write_indented(stream: TextIO, document: Mapping[str, Any]) -> None:
         if not isinstance(value, Iterator):
             stream.write(indented(value, 1))
             continue
-        opening, pieces = "[\n  ", []
-        for item in value:
-            pieces.append(opening + (item if isinstance(item, Rendered) else indented(item, 2)))
-            opening = ",\n  "
-            if len(pieces) == BATCH:  # one write per BATCH items: a write costs more than an item's text
-                stream.write("".join(pieces))
-                pieces.clear()
-        stream.write("".join(pieces) + ("[]" if opening == "[\n  " else "\n ]"))
+        opening = "[\n  "
+        for batch in iter(lambda: list(itertools.islice(value, BATCH)), []):  # noqa: B023 (used at once)
+            stream.write(opening + ITEMS.join([item if isinstance(item, Rendered) else indented(item, 2)
+                                               for item in batch]))  # one write per BATCH items
+            opening = ITEMS
+        stream.write("[]" if opening == "[\n  " else "\n ]")
     stream.write("\n}")

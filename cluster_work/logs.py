@@ -2,6 +2,7 @@
 console that may go away (a dead terminal or MPI launcher stops the run instead of failing the experiment)."""
 from __future__ import annotations
 
+import atexit
 import contextlib
 import faulthandler
 import logging
@@ -158,17 +159,32 @@ class _LazyFile:
             pass
 
 
+class _RepetitionHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The handler that copies log records into a repetition's log; kept for the next repetition when this one
+    ends (`_spare_handlers`), since making a handler and its formatter costs more than a no-op iteration."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter(FORMAT))
+
+
+_spare_handlers: list[_RepetitionHandler] = []  # this process's, not in use (one per repetition logging at once)
+_fault_logs: dict[str, int] = {}  # this process's fault logs (`held_fault_log`), by path: open for its life
+os.register_at_fork(after_in_child=_fault_logs.clear)  # the parent's: its child makes its own
+
+
 @contextlib.contextmanager
-def repetition_log(path: str, experiment_level: str | int) -> Iterator[None]:
+def repetition_log(path: str, experiment_level: str | int, fault_log: str | None = None) -> Iterator[None]:
     """Copy log records and prints of the code inside into `path` (appended, line-buffered); a fatal signal
-    inside leaves the Python stack there (`fault_stacks_to`)."""
+    inside leaves the Python stack in `path` (`fault_stacks_to`), or in `fault_log` where given (this
+    process's file for it, see `held_fault_log`: no file opened per repetition)."""
     log_file = _LazyFile(path)
-    handler = logging.StreamHandler(log_file)  # type: ignore[arg-type]
-    handler.setFormatter(logging.Formatter(FORMAT))
+    handler = _spare_handlers.pop() if _spare_handlers else _RepetitionHandler()
+    handler.stream = log_file  # type: ignore[assignment]
     handler.setLevel(_level(experiment_level))
     root = logging.getLogger()
     stdout, stderr = sys.stdout, sys.stderr
-    with fault_stacks_to(path):
+    with fault_stacks_to(path) if fault_log is None else _fault_stacks_to_held(fault_log):
         root.addHandler(handler)
         sys.stdout, sys.stderr = _Tee(_guarded(stdout), log_file), _Tee(_guarded(stderr), log_file)  # type: ignore[assignment]
         try:
@@ -177,27 +193,53 @@ def repetition_log(path: str, experiment_level: str | int) -> Iterator[None]:
             sys.stdout, sys.stderr = stdout, stderr
             root.removeHandler(handler)
             log_file.close()
+            handler.stream = None  # type: ignore[assignment]  # (logging's shutdown flushes every handler)
+            _spare_handlers.append(handler)
+
+
+def held_fault_log(path: str) -> int:
+    """A descriptor on `path`, this process's fault log: created and opened by its first call, kept open for the
+    process's life (faulthandler writes to a descriptor from its signal handler), and removed when the process
+    exits if nothing was written into it. A fatal signal ends the process, so the file holds at most one stack:
+    that of the process's last repetition, which the attempts journal's last begin names."""
+    fd = _fault_logs.get(path)
+    if fd is None:
+        fd = _fault_logs[path] = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        if len(_fault_logs) == 1:  # a local worker process leaves by os._exit after multiprocessing's finalizers,
+            import multiprocessing.util  # not by atexit's: both, the second finds nothing left to do
+
+            multiprocessing.util.Finalize(None, _remove_empty_fault_logs, exitpriority=0)
+    return fd
+
+
+@atexit.register
+def _remove_empty_fault_logs() -> None:
+    for path, fd in list(_fault_logs.items()):
+        with contextlib.suppress(OSError):
+            if os.fstat(fd).st_size == 0:
+                os.remove(path)
+            os.close(fd)
+    _fault_logs.clear()
 
 
 @contextlib.contextmanager
-def fault_stacks_to(path: str) -> Iterator[None]:
-    """While inside: a SIGSEGV, SIGBUS, SIGABRT, SIGFPE or SIGILL (native code crashing) appends the Python
-    stack of every thread to `path` (`faulthandler`) before the process dies of it as it would have.
-
-    faulthandler writes to a file descriptor from its signal handler, so one stays open on `path` the whole
-    time: created if missing, and removed again if it was and nothing was written (most repetitions log
-    nothing). After: faulthandler as it was (on, to stderr, if it was on: Python cannot say where to).
-    If `path` cannot be opened (a compact store's repetition has no folder until something is written into
-    it), the stack goes to the process's stderr (the console, or mpiexec's), rather than nowhere."""
+def _fault_stacks_to_held(path: str) -> Iterator[None]:
+    """`fault_stacks_to` into this process's fault log at `path` (`held_fault_log`); to stderr where it cannot
+    be opened."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
-        created = True
-    except FileExistsError:
-        fd, created = os.open(path, os.O_WRONLY | os.O_APPEND), False
+        fd = held_fault_log(path)
     except OSError:
         with _fault_stacks_to_stderr():
             yield
         return
+    with _fault_stacks_to_fd(fd):
+        yield
+
+
+@contextlib.contextmanager
+def _fault_stacks_to_fd(fd: int) -> Iterator[None]:
+    """While inside: faulthandler on, to `fd`; after: as it was (on, to stderr, if it was on: Python cannot
+    say where to)."""
     was_enabled = faulthandler.is_enabled()
     faulthandler.enable(fd, all_threads=True)
     try:
@@ -207,6 +249,30 @@ def fault_stacks_to(path: str) -> Iterator[None]:
         if was_enabled and sys.__stderr__ is not None:
             with contextlib.suppress(Exception):
                 faulthandler.enable(sys.__stderr__, all_threads=True)
+
+
+@contextlib.contextmanager
+def fault_stacks_to(path: str) -> Iterator[None]:
+    """While inside: a SIGSEGV, SIGBUS, SIGABRT, SIGFPE or SIGILL (native code crashing) appends the Python
+    stack of every thread to `path` (`faulthandler`) before the process dies of it as it would have.
+
+    faulthandler writes to a file descriptor from its signal handler, so one stays open on `path` the whole
+    time: created if missing, and removed again if it was and nothing was written (most repetitions log
+    nothing). If `path` cannot be opened (its folder is missing), the stack goes to the process's stderr
+    (the console, or mpiexec's), rather than nowhere."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
+        created = True
+    except FileExistsError:
+        fd, created = os.open(path, os.O_WRONLY | os.O_APPEND), False
+    except OSError:
+        with _fault_stacks_to_stderr():
+            yield
+        return
+    try:
+        with _fault_stacks_to_fd(fd):
+            yield
+    finally:
         with contextlib.suppress(OSError):
             if created and os.fstat(fd).st_size == 0:
                 os.remove(path)

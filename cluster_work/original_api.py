@@ -13,10 +13,12 @@ from collections import namedtuple
 from collections.abc import Callable, Iterator, Sequence
 from typing import IO, TYPE_CHECKING, Any, ClassVar
 
+from .compact_store import compact_experiments
 from .config import load_config, merge_and_validate, parse_documents
 from .errors import StoreError
 from .expansion import ExpandedExperiment, expand_all
 from .original_format import read_yaml_file
+from .paths import COMPACT_FOLDER
 from .results import experiment_frame, repetition_frame, repetition_rows, stored_config
 from .store import ORIGINAL_CONFIG_FILE, ExperimentStore
 from .vocabulary import ConfigSource
@@ -74,8 +76,14 @@ def progress_of(experiments: Sequence[ExpandedExperiment]) -> Progress:
 
 def _experiment_folders(path: str) -> list[str]:
     """Every experiment folder below `path` (cluster_work's or the original's), in walking order."""
-    return [folder for folder, _, _ in os.walk(path)
-            if ExperimentStore(folder).is_ours() or ExperimentStore(folder).has_original_results()]
+    found = []
+    for folder, subfolders, _ in os.walk(path):
+        if ExperimentStore(folder).is_ours() or ExperimentStore(folder).has_original_results():
+            found.append(folder)
+        if COMPACT_FOLDER in subfolders:  # a compact store's experiments, whose folders may not exist
+            subfolders.remove(COMPACT_FOLDER)
+            found += [store.path for store in compact_experiments(folder) if store.path not in found]
+    return found
 
 
 def implements_plot_results(cls: type) -> bool:

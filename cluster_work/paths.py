@@ -16,9 +16,10 @@
     <path>/<base>/                            a document's folder (`.cluster_work_points.json`: a custom
                                               strategy's frozen points; `.cluster_work_campaign.jsonl`: a
                                               steered campaign's journal; `.cluster_work_compact/`: the
-                                              segments of a compact store, `store: compact`, and its
-                                              index.json, a cache of them; `.cluster_work_index.json`: the
-                                              default layout's cache of its experiment folders, folder_index)
+                                              segments of a compact store, `store: compact`, its
+                                              index.json, a cache of them, and its writers' fault logs;
+                                              `.cluster_work_index.json`: the default layout's cache of its
+                                              experiment folders, folder_index)
     <path>/<base>/<params>/                   an expanded experiment (the document's folder itself when
                                               nothing varies), as the original ClusterWork lays it out
         config.yml                            its effective config (first line: cluster_work's marker)
@@ -47,7 +48,9 @@ PLOTS_FOLDER = "plots"
 COMPACT_FOLDER = ".cluster_work_compact"  # a compact store's segments, in the document's folder (compact_store)
 LOCKS_FILE = "locks"  # in COMPACT_FOLDER: a byte-range lock per repetition
 SEGMENT_PREFIX = "seg-"  # in COMPACT_FOLDER: seg-<host>-<pid>-<token>.jsonl, one per writing process
+FAULT_LOG_PREFIX = "fault-"  # in COMPACT_FOLDER: fault-<host>-<pid>-<token>.log, a writing process's native crash
 INDEX_FILE = "index.json"  # in COMPACT_FOLDER: a cache of what the segments say per repetition (compact_index)
+DOCUMENT_CONFIG_FILE = "document.json"  # in COMPACT_FOLDER: the config its points share (compact_config)
 INDEX_TEMPORARY_PREFIX = ".index-"  # in COMPACT_FOLDER: an index being written, renamed to INDEX_FILE when whole
 FOLDER_INDEX_FILE = ".cluster_work_index.json"  # in a document's folder: what planning read of its experiments
 FOLDER_INDEX_TEMPORARY_PREFIX = ".cluster_work_index-"  # the same being written, renamed when whole
@@ -94,6 +97,12 @@ def folder_index_temporary(document_folder: str, host: str, pid: int, token: str
 
 def segment_name(host: str, pid: int, token: str) -> str:
     return f"{SEGMENT_PREFIX}{host}-{pid}-{token}.jsonl"
+
+
+def fault_log_name(host: str, pid: int, token: str) -> str:
+    """The Python stack of a native crash of the process that writes segment_name(host, pid, token), if it has
+    one (faulthandler's); an empty one is removed when its process exits."""
+    return f"{FAULT_LOG_PREFIX}{host}-{pid}-{token}.log"
 
 
 def log_folder(experiment_path: str) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .attempts import AttemptIndex, compact, read_index
-from .bulk_runs import DoneRun, FreshRun, compact_runs, fresh_runs
+from .bulk_runs import FreshRun, NewOrDoneRun, compact_runs, fresh_runs
 from .bulk_runs import folder_runs as folder_runs  # planning's names, as they were before the split
 from .bulk_runs import present_folders as present_folders
 from .campaign_plans import CampaignPlan as CampaignPlan
@@ -56,7 +56,8 @@ class PlanTotals:
 
 SORT_LIMIT = 100_000  # up to this many jobs are ordered longest first; a larger sweep streams in config order
 
-Chunk = ExperimentPlan | FreshRun | DoneRun  # what planning yields: one experiment's plan, or a run of alike ones
+Chunk = ExperimentPlan | FreshRun | NewOrDoneRun  # what planning yields: one experiment's plan, or a run in bulk
+Bulk = (FreshRun, NewOrDoneRun)
 
 
 class Plan:
@@ -81,33 +82,38 @@ class Plan:
     def experiments(self) -> Iterator[ExperimentPlan]:
         """Each chosen experiment's plan, in config order (as counted, or read from the files now)."""
         for chunk in self.chunks():
-            yield from self.fresh_plans(chunk) if isinstance(chunk, (FreshRun, DoneRun)) else (chunk,)
+            yield from self.fresh_plans(chunk) if isinstance(chunk, Bulk) else (chunk,)
 
     def chunks(self) -> Iterator[Chunk]:
-        """The experiments' plans in config order, runs of fresh or done experiments as FreshRuns, DoneRuns."""
+        """The experiments' plans in config order, runs of new (or done) experiments as FreshRuns, NewOrDoneRuns."""
         if self._counted is not None:
             yield from self._counted
             return
         for group, first_index in self._groups:
             yield from (chunk for chunk, _ in self._plan_group(group, first_index))
 
-    def fresh_plans(self, run: FreshRun | DoneRun, start: int | None = None, stop: int | None = None,
-                    ) -> Iterator[ExperimentPlan]:
-        """The plans of `run`'s experiments (those from `start` to `stop - 1` of its document, else all)."""
+    def fresh_plans(self, run: FreshRun | NewOrDoneRun, start: int | None = None, stop: int | None = None,
+                    new: bool = False) -> Iterator[ExperimentPlan]:
+        """The plans of `run`'s experiments (those from `start` to `stop - 1` of its document, else all; `new`:
+        only its new ones, those with jobs)."""
         start, stop = run.start if start is None else start, run.stop if stop is None else stop
-        known = run.store if isinstance(run, DoneRun) else None
         for position in range(start, stop):
+            done = run.done_at(position)
+            if done and new:
+                continue
             experiment = run.document[position]
+            store = run.store.experiment(experiment.name, experiment.path) if isinstance(run, NewOrDoneRun) and \
+                done else None
             yield plan_experiment(experiment, run.first_index + (position - run.start) * run.repetitions,
-                                   self._selection, self._policy, self._picked, known is None,
-                                   store=known.experiment(experiment.name, experiment.path) if known else None)
+                                   self._selection, self._policy, self._picked, not done, store=store)
 
     def _plan_group(self, group: Sequence[ExpandedExperiment], first_index: int) -> Iterator[tuple[Chunk, bool]]:
         """Each experiment's plan, or a run of fresh ones, and whether it was fresh (its folder does not
         exist: no disk was read). A document's folder is listed once (`present_folders`), and where neither
         -r nor -j picks among its jobs, the folders missing from that list are FreshRuns. A compact store is
-        read through its index (`SummaryStore`), once per pass; its done experiments are DoneRuns. So are those
-        of a whole document of the default layout whose folder index says so (`folder_index`, except with -d)."""
+        read through its index (`SummaryStore`), once per pass; its new and done experiments are NewOrDoneRuns. So
+        are those of a whole document of the default layout whose folder index says so (`folder_index`, except
+        with -d)."""
         present = present_folders(group)
         document_path = expand_path(group.document["path"]) if isinstance(group, ExpandedDocument) else None
         summaries: dict[str, SummaryStore] = {}
@@ -196,16 +202,15 @@ class Plan:
         """The jobs to run. Up to SORT_LIMIT of them longest expected first (where an earlier run measured
         iteration times), so that a long job does not start last and stretch the makespan."""
         if self.totals.jobs > SORT_LIMIT:
-            streamed = (plan for chunk in self.chunks() if not isinstance(chunk, DoneRun)  # no jobs
-                        for plan in (self.fresh_plans(chunk) if isinstance(chunk, FreshRun) else (chunk,)))
+            streamed = (plan for chunk in self.chunks()  # (a done experiment has no jobs)
+                        for plan in (self.fresh_plans(chunk, new=True) if isinstance(chunk, Bulk) else (chunk,)))
             return Jobs(self.totals.jobs, (job for item in streamed for job in item.jobs))
         plans: list[ExperimentPlan] = []
         known: list[float] = []  # every measured mean iteration time, in config order
         for chunk in self.chunks():
-            if isinstance(chunk, DoneRun):
-                known.extend(chunk.iteration_times())
-                continue
-            for plan in self.fresh_plans(chunk) if isinstance(chunk, FreshRun) else (chunk,):
+            if isinstance(chunk, NewOrDoneRun):
+                known.extend(chunk.iteration_times())  # (a new experiment has none)
+            for plan in self.fresh_plans(chunk, new=True) if isinstance(chunk, Bulk) else (chunk,):
                 plans.append(plan)
                 known.extend(plan.iteration_times.values())
         expected = expected_seconds(plans, known)
@@ -227,13 +232,10 @@ class Plan:
                     counted.append(item)
                     if len(counted) > SORT_LIMIT:
                         counted = None
-                if isinstance(item, DoneRun):
+                if isinstance(item, Bulk):
+                    new, jobs = item.new, item.new * item.repetitions
                     totals.experiments += len(item)
-                    continue
-                if isinstance(item, FreshRun):
-                    experiments, jobs = len(item), len(item) * item.repetitions
-                    totals.experiments += experiments
-                    totals.experiments_to_run += experiments if jobs else 0
+                    totals.experiments_to_run += new if jobs else 0
                     totals.jobs += jobs
                     totals.iterations_left += jobs * item.document.document["iterations"]
                     continue

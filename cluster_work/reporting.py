@@ -5,6 +5,7 @@ import collections
 import io
 import itertools
 import json
+import operator
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from json.encoder import encode_basestring_ascii  # (json.dumps of a str, without its overhead)
@@ -13,24 +14,23 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.table import Table
 
-from .bulk_runs import far_in
+from .bulk_runs import flipped
 from .config import KeyPath, dotted
 from .display import counted, format_duration, format_seconds
 from .expansion import ExpandedExperiment
-from .indented_json import Rendered, indented, write_indented
+from .indented_json import ITEMS, Rendered, indented, write_indented
 from .kinds import kind
-from .planning import DoneRun, ExperimentPlan, FreshRun, Plan
+from .planning import Bulk, ExperimentPlan, FreshRun, NewOrDoneRun, Plan
 from .progress_figures import (
     STATES,
     ExperimentProgress,
-    FinishedRun,
     Part,
+    PendingOrFinishedRun,
     PendingRun,
-    campaign_units,
     each_experiment,
     experiments_in,
-    progress_report,
 )
+from .progress_sums import campaign_units, progress_report
 from .store import to_plain
 from .sweep import Summary
 from .vocabulary import ExperimentState, OutcomeKind, RepetitionState, Segment
@@ -88,9 +88,7 @@ def print_plan(plan: Plan, stream: TextIO | None = None, as_json: bool = False) 
     stream = stream or sys.stdout
     if as_json:
         for chunk in plan.chunks():
-            if isinstance(chunk, DoneRun):  # no job
-                continue
-            if isinstance(chunk, FreshRun):
+            if isinstance(chunk, Bulk):  # (a done experiment has no job)
                 lines = _fresh_job_lines(plan, chunk)
                 while batch := "".join(itertools.islice(lines, 1000)):  # a write costs more than a line
                     stream.write(batch)
@@ -112,13 +110,16 @@ def print_plan(plan: Plan, stream: TextIO | None = None, as_json: bool = False) 
     to_run: collections.Counter[str] = collections.Counter()  # base experiment -> jobs to run
     experiments = jobs = 0
     for chunk in plan.chunks():
-        if isinstance(chunk, (FreshRun, DoneRun)):  # new or done experiments: counted, and only those shown made
-            count, base, fresh = len(chunk), chunk.document.base, isinstance(chunk, FreshRun)
-            experiments += count
-            jobs += count * chunk.repetitions
-            state = ExperimentState.NEW if fresh else ExperimentState.DONE
-            counts.setdefault(base, collections.Counter())[EXPERIMENT_STATE_TEXT[state]] += count
-            to_run[base] += count * chunk.repetitions if fresh else 0
+        if isinstance(chunk, Bulk):  # new or done experiments: counted, and only those shown made
+            base, new = chunk.document.base, chunk.new
+            experiments += len(chunk)
+            jobs += len(chunk) * chunk.repetitions
+            per_state = counts.setdefault(base, collections.Counter())
+            kinds = ((ExperimentState.NEW, new), (ExperimentState.DONE, len(chunk) - new))
+            for state, count in kinds[::-1] if chunk.done_at(chunk.start) else kinds:
+                if count:  # (in the order they come first: the table's columns are the states as first seen)
+                    per_state[EXPERIMENT_STATE_TEXT[state]] += count
+            to_run[base] += new * chunk.repetitions
             first += plan.fresh_plans(chunk, stop=min(chunk.stop, chunk.start + SCREENFUL - len(first)))
             last.extend(plan.fresh_plans(chunk, start=max(chunk.start, chunk.stop - SHOWN_AT_EACH_END)))
             continue
@@ -159,28 +160,32 @@ def _job_record(item: ExperimentPlan, job: Segment) -> dict[str, Any]:
             "params": {dotted(k): to_plain(v) for k, v in experiment.varied.items()}}
 
 
-def _fresh_job_lines(plan: Plan, run: FreshRun) -> Iterator[str]:
-    """--list --json's lines of a run of new experiments, as `_job_record` gives them, made from the names
+def _fresh_job_lines(plan: Plan, run: FreshRun | NewOrDoneRun) -> Iterator[str]:
+    """--list --json's lines of a run's new experiments, as `_job_record` gives them, made from the names
     and values of the document's axes (each encoded once) instead of from each experiment: 2 us a job, not 25."""
     document = run.document
-    if document.custom_points or far_in(run.start, run.stop) or len(
-            {dotted(path) for path in document[run.start].varied}) < len(document[run.start].varied):
-        # points of their own, a short run far in, or two values of one name: each its record
+    if document.custom_points or len({dotted(path) for path in document[run.start].varied}) < len(
+            document[run.start].varied):  # points of their own, or two values of one name: each its record
         yield from (json.dumps(_job_record(item, job), default=repr) + "\n"
-                    for item in plan.fresh_plans(run) for job in item.jobs)
+                    for item in plan.fresh_plans(run, new=True) for job in item.jobs)
         return
 
-    def encode(path: KeyPath, value: Any) -> str:
-        return f"{json.dumps(dotted(path))}: {json.dumps(to_plain(value), default=repr)}"
-
-    base, index = encode_basestring_ascii(document.base), run.first_index
-    for name, params in itertools.islice(zip(document.names(), document.joined_points(encode, ", ")), run.start,
-                                         run.stop):
+    base, repetitions = encode_basestring_ascii(document.base), run.repetitions
+    firsts = range(run.first_index, run.first_index + len(run) * repetitions, repetitions)  # each one's first job
+    each: Iterator[tuple[int, str, str]] = zip(firsts, document.names(run.start),
+                                               document.joined_points(_encode_param, ", ", run.start))
+    if isinstance(run, NewOrDoneRun):
+        each = itertools.compress(each, run.new_ones)
+    for first, name, params in itertools.islice(each, run.new):
         experiment = encode_basestring_ascii(name)
-        for rep in range(run.repetitions):
-            yield (f'{{"job": {index}, "experiment": {experiment}, "base": {base}, "rep": {rep}, "state": "pending", '
-                   f'"restart_from": null, "params": {{{params}}}}}\n')
-            index += 1
+        for rep in range(repetitions):
+            yield (f'{{"job": {first + rep}, "experiment": {experiment}, "base": {base}, "rep": {rep}, '
+                   f'"state": "pending", "restart_from": null, "params": {{{params}}}}}\n')
+
+
+def _encode_param(path: KeyPath, value: Any) -> str:
+    """A parameter as `_job_record`'s params have it."""
+    return f"{json.dumps(dotted(path))}: {json.dumps(to_plain(value), default=repr)}"
 
 
 def _campaign_record(campaign: Any) -> dict[str, Any]:
@@ -268,7 +273,8 @@ def write_progress_json(experiments: Sequence[ExpandedExperiment], full: bool, s
     """`progress_json`'s text, written as it is made: each experiment's figures once the totals are known."""
     experiments, campaigns = campaign_units(experiments)
     groups, bases, total = progress_report(experiments, campaigns)
-    experiment_items = (item for parts in groups.values() for part in parts for item in _json_items(part, full))
+    experiment_items = itertools.chain.from_iterable(_json_items(part, full) for parts in groups.values()
+                                                     for part in parts)
     write_indented(stream, {"total": total.as_dict(False), "base_experiments": [row.as_dict(False) for row in
                                                                                 bases.values()],
                             "experiments": experiment_items, "runs": list(runs),
@@ -277,17 +283,46 @@ def write_progress_json(experiments: Sequence[ExpandedExperiment], full: bool, s
 
 
 def _json_items(part: Part, full: bool) -> Iterator[dict[str, Any] | Rendered]:
-    """The --json items of `part`: an experiment's figures, those of each experiment of a FinishedRun, or those
-    of each experiment of a PendingRun, from the text of its (shared) figures with each one's name put in."""
-    if isinstance(part, FinishedRun):
-        yield from (each.as_dict(full) for each in part.parts())
-        return
-    if not isinstance(part, PendingRun):
-        yield part.as_dict(full)
-        return
-    marker = json.dumps("\x00")  # a name no experiment has
-    head, tail = indented({**part.figures.as_dict(full), "name": "\x00"}, 2).split(marker)
-    yield from (Rendered(f"{head}{encode_basestring_ascii(name)}{tail}") for name in part.names())
+    """The --json items of `part`: an experiment's figures, or those of each experiment of a run, from the text of
+    its shared figures with each one's name (and a finished one's mean iteration time) put in, JOINED items to a
+    Rendered; with `full`, a finished one's as read from the index (its repetitions' own times)."""
+    if isinstance(part, PendingRun):
+        return _batches(_renamed(part.figures, full, part.names()))
+    if not isinstance(part, PendingOrFinishedRun):
+        return iter((part.as_dict(full),))
+    names = itertools.islice(part.document.names(part.start), len(part))
+    pending = _renamed(part.pending, full, itertools.compress(names, flipped(part.finished)))
+    finished = (indented(figures.as_dict(full), 2) for figures in part.finished_parts()) if full else _renamed(
+        part.figures, full, part.names, map(repr, map(operator.truediv, part.seconds, part.timed))
+        if all(part.timed) else map(_mean_text, part.seconds, part.timed))
+    return _batches(map(next, map((pending, finished).__getitem__, part.finished)))  # in the experiments' order
+
+
+JOINED = 32  # items' texts joined to one Rendered: a write of BATCH of them holds ~10 MB
+
+
+def _batches(texts: Iterator[str]) -> Iterator[Rendered]:
+    """The texts of list items, JOINED to a Rendered (a Rendered made per item costs as much as its text)."""
+    return map(Rendered, map(ITEMS.join, iter(lambda: list(itertools.islice(texts, JOINED)), [])))
+
+
+def _renamed(figures: ExperimentProgress, full: bool, names: Iterable[str],
+             means: Iterable[str] | None = None) -> Iterator[str]:
+    """The --json texts of `figures` named each of `names` (and, with `means`, with each of those texts of
+    its mean iteration time), from their text made once, without a Python call per item."""
+    name, mean = "\x00", "\x01"  # what no experiment's name is
+    row = {**figures.as_dict(full), "name": name, **({"mean_iteration_time": mean} if means is not None else {})}
+    head, tail = indented(row, 2).split(json.dumps(name))
+    items = map(head.__add__, map(encode_basestring_ascii, names))
+    if means is not None:
+        middle, tail = tail.split(json.dumps(mean))
+        items = map(str.__add__, map(str.__add__, items, itertools.repeat(middle)), means)
+    return map(str.__add__, items, itertools.repeat(tail))
+
+
+def _mean_text(seconds: Any, timed: int) -> str:
+    """The text of a mean iteration time as `json.dumps` gives it."""
+    return json.dumps(seconds / timed if timed else None)
 
 
 def print_summary(summary: Summary, plan: Plan, sweep_paths: Iterable[str], resume: str,

@@ -17,7 +17,7 @@ from .arrow_rows import start_reader as _fast_reader
 from .compact_catalog import find_catalogs
 from .compact_store import CompactExperimentStore, find_compact
 from .config import flatten_mapping, load_config
-from .errors import ResultsNotFoundError
+from .errors import ClusterWorkError, ResultsNotFoundError
 from .kinds import campaign_key, kind
 from .paths import CONFIG_FILE
 from .store import ExperimentStore, find_experiment_folders, parse_results, repetition_numbers_in
@@ -56,7 +56,7 @@ def _warn_nothing_found(path: str | os.PathLike[str], folders: list[str]) -> Non
         message = f"{os.fspath(path)}: no experiment folders in it (no sweep has saved results there yet)"
     else:
         message = f"{os.fspath(path)}: no results yet in {', '.join(folders)} (has its sweep run?)"
-    warnings.warn(message, stacklevel=3)
+    warnings.warn(message, stacklevel=4)  # (from _load, from load_results: at its caller)
 
 
 def _find_above(start: str, relative: str) -> str | None:
@@ -81,29 +81,53 @@ def load_results(path: str | os.PathLike[str], experiments: Iterable[str] | None
     `params` keeps those whose parameters equal the given values, e.g. `{"model.width": 8}`.
     Files being appended to are read safely: each repetition shows a consistent prefix of its rows.
     A path that is neither a config file nor a folder raises ResultsNotFoundError (a FileNotFoundError);
-    a config or folder with no experiment folders yet gives an empty frame and a warning.
+    a config or folder with no experiment folders yet gives an empty frame and a warning. So does a name in
+    `experiments` that the config does not define (or, for a folder, that saved nothing there): a typo must
+    not read as an experiment without results. One the config defines but that has not run yet is no typo:
+    no warning for it (as the original ClusterWork, which ignored unknown names, nothing is raised).
     A weighted ensemble has one row per (iteration, walker), see `ensemble.analysis.with_ensembles`.
     """
+    wanted = list(experiments) if experiments is not None else None
+    frame, saved = _load(path, wanted, params)
+    if wanted is not None and (saved is not None or os.path.isfile(path)):  # (an empty folder: said already)
+        _warn_unknown_names(path, [name for name in dict.fromkeys(wanted) if name not in (saved or ())], saved or set())
+    return frame
+
+
+def load_configured_results(path: str | os.PathLike[str], experiments: Iterable[str],
+                            params: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """`load_results` for names that a config defines (their callers expanded it: PlotWork, `Sweep.results`,
+    --plot): one that has not run yet is no typo, so no warning for it, even where `path` is a folder."""
+    return _load(path, list(experiments), params)[0]
+
+
+def _load(path: str | os.PathLike[str], wanted: list[str] | None, params: Mapping[str, Any] | None,
+          ) -> tuple[pd.DataFrame, set[str] | None]:
+    """load_results' frame, and the names (expanded and base) of every experiment that has a folder or rows
+    below `path`, kept or not (None where none has: the warning that nothing was found is given)."""
     import pandas as pd
 
     from .ensemble.analysis import with_ensembles
 
-    wanted = set(experiments) if experiments is not None else None
+    kept_names = set(wanted) if wanted is not None else None
     chunks: list[bytes | list[dict[str, Any]]] = []  # per repetition: our lines, or the original's rows
     blocks: list[dict[str, Any]] = []  # one per repetition: experiment, rep and params columns
     folders: list[tuple[str, dict[str, Any]]] = []  # each kept folder, for a weighted ensemble's rows
     sweep_folders = _sweep_folders(path)
     fast = _fast_reader()  # where pyarrow is installed, parses what was read while more is read
+    saved: set[str] = set()
     found = False
     for folder in sweep_folders:
         for store in find_experiment_folders(folder):
             found = True
             config = stored_config(store.path) or {}
             name = config.get("name", os.path.basename(store.path))
-            if wanted is not None and not wanted & {name, config.get("experiment_name", name)}:
+            names = {name, config.get("experiment_name", name)}
+            saved |= names
+            if kept_names is not None and not kept_names & names:
                 continue
             flat_params = flatten_mapping(config.get("params") or {})
-            if params and any(flat_params.get(k, ...) != v for k, v in params.items()):
+            if not flat_params_match(flat_params, params):
                 continue
             param_columns = {f"params.{k}": v for k, v in flat_params.items()}
             folders.append((store.path, {"experiment": name, **param_columns}))
@@ -124,32 +148,76 @@ def load_results(path: str | os.PathLike[str], experiments: Iterable[str] | None
                 rows_of = {rep: compact.repetition(name, rep) for rep in reps}
                 config = {"name": name, "params": next((r.params for r in rows_of.values() if r.params), {}),
                           "experiment_name": next((r.base for r in rows_of.values() if r.base), name)}
-                if wanted is not None and not wanted & {name, config["experiment_name"]}:
+                saved |= {name, config["experiment_name"]}
+                if kept_names is not None and not kept_names & {name, config["experiment_name"]}:
                     continue
                 flat_params = flatten_mapping(config.get("params") or {})
-                if params and any(flat_params.get(k, ...) != v for k, v in params.items()):
+                if not flat_params_match(flat_params, params):
                     continue
                 param_columns = {f"params.{k}": v for k, v in flat_params.items()}
-                for rep, saved in rows_of.items():
-                    lines = saved.row_lines()
+                for rep, saved_rows in rows_of.items():
+                    lines = saved_rows.row_lines()
                     if lines:
                         chunk = b"\n".join(lines) + b"\n"  # as a results file holds them: the fast reader reads it
                         chunks.append(chunk)
                         fast.add(chunk)
-                        status = saved.status[1] if saved.status else {}
+                        status = saved_rows.status[1] if saved_rows.status else {}
                         blocks.append({"experiment": name, "rep": rep, **param_columns, **_stop_reason(status)})
     if not found:
         _warn_nothing_found(path, sweep_folders)
     results, counts = fast.rows() or _parsed_rows(chunks)
     kept = [block for block, count in zip(blocks, counts) if count]
     if not kept:
-        return with_ensembles(pd.DataFrame(columns=INDEX_COLUMNS), folders)
+        return with_ensembles(pd.DataFrame(columns=INDEX_COLUMNS), folders), saved if found else None
     import numpy as np
 
     meta = pd.DataFrame.from_records(kept)
     meta = meta.iloc[np.repeat(np.arange(len(kept)), [c for c in counts if c])].reset_index(drop=True)
     meta.insert(2, "iteration", results.pop("iteration").astype("int64"))
-    return with_ensembles(pd.concat([meta, results], axis=1), folders)
+    return with_ensembles(pd.concat([meta, results], axis=1), folders), saved if found else None
+
+
+def flat_params_match(flat_params: Mapping[str, Any], wanted: Mapping[str, Any] | None) -> bool:
+    """Whether parameters (flattened: {"model.width": 8}) have every value of `wanted` (None or {}: all do):
+    load_results' `params` rule, also PlotWork's `-f name=value`."""
+    return not wanted or all(flat_params.get(key, ...) == value for key, value in wanted.items())
+
+
+def _warn_unknown_names(path: str | os.PathLike[str], unknown: list[str], saved: set[str]) -> None:
+    """Warn of the names in `unknown` (none saved anything below `path`) that are typos: for a config, those
+    it does not define; for a folder, all of them (which names a config defines, a folder does not say)."""
+    if not unknown:
+        return
+    if os.path.isfile(path):
+        bases, defined = _defined_names(path, unknown)
+        unknown = [name for name in unknown if name not in defined]
+        if unknown:
+            warnings.warn(f"{os.fspath(path)}: defines no experiment {', '.join(map(repr, unknown))} "
+                          f"(it defines: {', '.join(bases)})", stacklevel=3)
+    else:
+        warnings.warn(f"{os.fspath(path)}: no experiment {', '.join(map(repr, unknown))} saved anything here "
+                      f"(those that did: {', '.join(sorted(saved))})", stacklevel=3)
+
+
+def _defined_names(config_path: str | os.PathLike[str], names: list[str]) -> tuple[list[str], set[str]]:
+    """The base names of a config's documents, and which of `names` the config defines (base, expanded or the
+    original's names). The config is expanded only where some name is no base name."""
+    from .design import points
+    from .expansion import NAME_SEPARATOR, expand_all
+
+    documents = load_config(config_path, warn=lambda m: None, keep_unknown_tags=True)
+    bases = list(dict.fromkeys(document["name"] for document in documents))
+    if set(names) <= set(bases):
+        return bases, set(names)
+    wanted = set(names) - set(bases)
+    defined = set(names) & set(bases)
+    try:
+        expanded = expand_all(documents, warn=lambda m: None, custom_points=points)
+    except ClusterWorkError:  # (a design that cannot be made here): a name under a base's prefix may be one
+        return bases, defined | {n for n in wanted if n.split(NAME_SEPARATOR, 1)[0] in bases}
+    for experiment in expanded:
+        defined |= wanted & {experiment.name, experiment.original_name}
+    return bases, defined
 
 
 def _stop_reason(status: Mapping[str, Any]) -> dict[str, str]:
@@ -177,12 +245,15 @@ def _parsed_rows(chunks: list[bytes | list[dict[str, Any]]]) -> tuple[pd.DataFra
 
 
 def stored_config(experiment_path: str) -> dict[str, Any] | None:
-    """The config stored in an experiment folder: cluster_work's config.yml, else the original's experiment.yml
-    (beside which a config.yml without cluster_work's marker is the user's)."""
+    """The config stored in an experiment folder: cluster_work's config.yml (or a compact store's config of the
+    experiment whose folder this would be, see compact_config), else the original's experiment.yml (beside
+    which a config.yml without cluster_work's marker is the user's)."""
     store = ExperimentStore(experiment_path)
     ours = store.read_config(own=True)  # (one read of the file, where it is ours)
     if ours is None and not store.has_original_results():
         ours = store.read_config()
+        compact = find_compact(experiment_path) if ours is None else None
+        ours = compact.read_config() if compact is not None else ours
     return ours or original_format.read_experiment_config(experiment_path)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import json.encoder
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -39,9 +40,22 @@ def _json_default(value: Any) -> Any:
     return plain
 
 
+_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)  # json's C encoder (CPython's, where built)
+
+
 def encode_row(row: Mapping[str, Any]) -> bytes:
-    """One results row as one line of JSON (NaN and infinities kept, as Python's json allows)."""
-    return (json.dumps(row, default=_json_default, separators=(",", ":")) + "\n").encode()
+    """One results row as one line of JSON (NaN and infinities kept, as Python's json allows).
+
+    By json's C encoder directly where there is one: the same text as `json.dumps(row, default=_json_default,
+    separators=(",", ":"))`, which makes the same encoder after building a JSONEncoder (a row or an event a
+    job, the difference is a third of the cost)."""
+    if _c_make_encoder is None:
+        return (json.dumps(row, default=_json_default, separators=(",", ":")) + "\n").encode()
+    # markers (a fresh dict: circular references raise), default, strings, indent, separators, sort_keys,
+    # skipkeys, allow_nan: what json.dumps passes
+    encode = _c_make_encoder({}, _json_default, json.encoder.encode_basestring_ascii, None, ":", ",", False, False,
+                             True)
+    return ("".join(encode(row, 0)) + "\n").encode()
 
 
 @dataclass(frozen=True)

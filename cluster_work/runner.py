@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
-import os
 import time
 import traceback
 from collections.abc import Mapping
@@ -22,13 +21,12 @@ from typing import TYPE_CHECKING, Any
 from .compact_store import AnyRepetition, AnyWriter, experiment_store
 from .deaths import record_lost_segment
 from .errors import InvalidParameterArgument, StoreError
-from .expansion import ExpandedExperiment
 from .logs import FILE_ONLY, repetition_log
-from .seeding import seed_for, seed_global_generators
+from .restoring import bind_instance, resume, seed_instance
+from .restoring import restore_experiment as restore_experiment  # its old place (cluster_work, original_api)
 from .store import (
     RepetitionBusy,
     ResultsPrefix,
-    repetition_folder_name,
     write_configs,
 )
 from .task_context import TaskContext
@@ -154,35 +152,10 @@ def run_segment(experiment_class: type[ClusterWork], segment: Segment, settings:
 
 
 def _maybe_log(store: AnyRepetition, settings: RunSettings, write: bool) -> Any:
-    return repetition_log(store.log_file, settings.log_level) if write else contextlib.nullcontext()
-
-
-def _bind(instance: ClusterWork, experiment: ExpandedExperiment, rep: int, settings: RunSettings,
-          comm: Any) -> None:
-    """Set the fields the original ClusterWork set before `reset`, with its values (folders end in a
-    separator, as the original's did, since clients append file names to them)."""
-    config = experiment.config
-    instance._name = experiment.name
-    instance._params = config["params"]
-    instance._path = config["path"]
-    instance._log_path = config["log_path"]
-    instance._log_path_rep = os.path.join(config["log_path"], repetition_folder_name(rep), "")
-    instance._rep = rep
-    instance._repetitions = config["repetitions"]
-    instance._iterations = config["iterations"]
-    instance._plotting = config.get("plotting", True)
-    instance._no_gui = settings.no_gui or instance._NO_GUI or not config.get("gui", True)
-    instance._COMM = comm
-    instance._config_file = settings.config_file  # `_log_path_rep`'s folder is made when the experiment reads it
-
-
-def _seed(instance: ClusterWork, iteration: int | None) -> None:
-    """The seed of (experiment, rep, iteration); in an MPI group each rank its own, as in the original (which
-    added 10^5 x rank), rank 0's being the seed a run without MPI has."""
-    comm = instance._COMM
-    rank = comm.Get_rank() if comm is not None and comm.Get_size() > 1 else 0
-    instance._seed = seed_for(instance._name or "", instance._rep or 0, iteration, rank)
-    seed_global_generators(instance._seed)
+    if not write:
+        return contextlib.nullcontext()
+    fault_log = store.fault_log
+    return repetition_log(store.log_file, settings.log_level, None if fault_log == store.log_file else fault_log)
 
 
 class _SegmentRun:
@@ -220,7 +193,8 @@ class _SegmentRun:
         segment, writer, comm = self.segment, self.writer, self.context.comm
         if writer is not None and segment.config != ConfigWrite.KEEP:
             stored = experiment_store(segment.experiment.path, self.config)
-            if segment.config == ConfigWrite.REPLACE or not stored.exists():
+            # a compact store's document config: looked at once per process (compact_config), no check per job
+            if segment.config == ConfigWrite.REPLACE or segment.experiment.store == "compact" or not stored.exists():
                 stored.write_config(self.config, sync=self.settings.sync)
         prefix = writer.read() if writer is not None else None
         saved = len(prefix) if prefix is not None else 0
@@ -235,10 +209,10 @@ class _SegmentRun:
             if self.store.read_status().get("state") not in (None, Record.FINISHED.value):
                 self.write_status(Record.FINISHED, iterations_done=saved, iterations=self.iterations)
             return self.outcome(OutcomeKind.ALREADY_FINISHED, saved, 0)
-        self.context.attempts.begin(segment, saved, self.store.log_file)
+        self.context.attempts.begin(segment, saved, self.store.fault_log)
         self.began = True
         instance = self.experiment_class()
-        _bind(instance, segment.experiment, segment.rep, self.settings, comm)
+        bind_instance(instance, segment.experiment, segment.rep, self.settings, comm)
         try:
             return self.iterate(instance, prefix, saved)
         finally:
@@ -252,7 +226,7 @@ class _SegmentRun:
         stage, completed, ran = "reset", saved, 0
         timing = _Timing([])
         try:
-            completed = _resume(instance, config, segment.rep, saved, self.context.comm,
+            completed = resume(instance, config, segment.rep, saved, self.context.comm,
                                 self.settings.restart_full_repetitions)
             kept = prefix.rows[:completed] if prefix is not None else []
             if writer is not None and prefix is not None:
@@ -270,7 +244,7 @@ class _SegmentRun:
                     self.write_status(Record.INTERRUPTED, **fields)
                     return self.outcome(stop, n, ran)
                 instance._it = n
-                _seed(instance, n)
+                seed_instance(instance, n)
                 stage = "iterate"
                 began = time.perf_counter()
                 result = instance.iterate(config, segment.rep, n)
@@ -359,58 +333,3 @@ def _leader_decides(comm: Any, value: Any) -> Any:
     if comm is None or comm.Get_size() == 1:
         return value
     return comm.bcast(value, root=0)
-
-
-def _all_agree(comm: Any, flag: bool) -> bool:
-    if comm is None or comm.Get_size() == 1:
-        return flag
-    return all(comm.allgather(flag))
-
-
-def _resume(instance: ClusterWork, config: dict[str, Any], rep: int, done: int, comm: Any = None,
-            restart_full: bool = False) -> int:
-    """Reset, then restore the latest restorable saved iteration; return the first iteration to run."""
-    cls = type(instance)
-    restorable = done > 0 and cls._restore_supported and not (cls._RESTART_FULL_REPETITIONS or restart_full)
-    for n in range(done - 1, -1, -1) if restorable else ():
-        instance._it = n
-        _seed(instance, None)
-        instance.reset(config, rep)
-        try:
-            restored = instance.restore_state(config, rep, n) is not False
-        except Exception:
-            restored = False
-            log.warning("%s rep %d: restore_state(%d) raised; trying an earlier iteration",
-                        instance._name, rep, n, exc_info=True)
-        if _all_agree(comm, restored):
-            log.info("%s rep %d: restored the state after iteration %d", instance._name, rep, n)
-            return n + 1
-    instance._it = None
-    _seed(instance, None)
-    instance.reset(config, rep)
-    return 0
-
-
-def restore_experiment(experiment_class: type[ClusterWork], experiment_path: str, rep: int,
-                       iteration: int, config: Mapping[str, Any] | None = None) -> ClusterWork:
-    """An instance of `experiment_class` at the state saved after `iteration` of repetition `rep`, for
-    analysis (PlotWork's %restore_experiment_state, `init_from_config`): its stored config (cluster_work's or
-    the original's; or `config`), `reset`, then `restore_state`."""
-    from .results import repetition_rows, stored_config  # analysis only: workers need not import pandas
-
-    config = dict(config) if config is not None else stored_config(experiment_path)
-    if config is None:
-        raise StoreError(f"{experiment_path}: no experiment here (no config.yml or experiment.yml)")
-    saved = [row["iteration"] for row in repetition_rows(experiment_path, rep, config.get("log_path"))]
-    if iteration not in saved:
-        have = f"saved iterations {saved[0]} to {saved[-1]}" if saved else "no saved iterations"
-        raise StoreError(f"{config['name']} rep {rep} has {have}, not {iteration}")
-    experiment = ExpandedExperiment(config["name"], config.get("experiment_name", config["name"]), config, {})
-    instance = experiment_class()
-    _bind(instance, experiment, rep, RunSettings(no_gui=True), None)
-    instance._it = iteration
-    _seed(instance, None)
-    instance.reset(config, rep)
-    if instance.restore_state(config, rep, iteration) is False:
-        raise StoreError(f"{config['name']} rep {rep}: restore_state could not restore iteration {iteration}")
-    return instance

@@ -17,7 +17,8 @@ node or `mem_per_cpu`), `constraint` and `qos` become #SBATCH lines, checked bef
 
 With `requeue`, Slurm's warning signal before the time limit (`--signal=B:USR1@120`) or a preemption's
 SIGTERM makes the run stop cleanly after the iterations in flight, and the job requeues itself; the
-requeued job resumes the sweep. A user template (`template:`) with `{{placeholders}}` may replace the
+requeued job resumes the sweep. So does an MPI run that died although its launcher exited 0 (a host lost:
+`launch_check`'s EXIT_RUN_DIED). A user template (`template:`) with `{{placeholders}}` may replace the
 built-in one (placeholders: the keys of `script_fields`).
 """
 from __future__ import annotations
@@ -31,6 +32,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .errors import ClusterWorkError, ConfigError
+from .exit_codes import EXIT_RUN_DIED
 from .launch import mpiexec
 from .paths import SweepPaths
 from .provenance import LAUNCH_VARIABLE
@@ -164,6 +166,17 @@ if [ "$status" -eq 0 ]; then  # the launcher's 0 is believed only if the run rec
 fi
 """
 
+# With requeue, a run that died (EXIT_RUN_DIED: a host lost) resumes in the job started again, as after a
+# time limit. No count bounds it, as none bounds those: a repetition that ends run after run is quarantined
+# after two (see quarantine), so a requeue does not start the same death again and again.
+_REQUEUE_DIED = f"""\
+if [ "$status" -eq {EXIT_RUN_DIED} ]; then
+    echo "cluster_work: the run died although its launcher said it succeeded; requeueing to resume it"
+    trap '' USR1 TERM  # the requeue's own SIGTERM to this script must not start stop_and_requeue
+    scontrol requeue "{{{{requeue_id}}}}" && exit 0
+fi
+"""
+
 _TRAP_REQUEUE = """\
 stop_and_requeue() {
     echo "cluster_work: Slurm asked to stop; finishing the iterations in flight, then requeueing"
@@ -204,7 +217,11 @@ def script_fields(kind: str, settings: SlurmSettings, python: str, script: str, 
         description = "one (experiment, repetition) job per array task"
     else:
         raise ValueError(f"kind must be 'mpi' or 'array', got {kind!r}")
-    trap = _TRAP_REQUEUE.replace("{{requeue_id}}", requeue_id) if settings.requeue else _TRAP_STOP
+    if settings.requeue:
+        trap = _TRAP_REQUEUE.replace("{{requeue_id}}", requeue_id)
+        check += _REQUEUE_DIED.replace("{{requeue_id}}", requeue_id) if check else ""
+    else:
+        trap = _TRAP_STOP
     return {"sbatch": "\n".join(sbatch_lines(settings, output, array_size if kind == "array" else None)),
             "description": description, "cwd": shlex.quote(cwd), "setup": "\n".join(settings.setup),
             "prepare": prepare, "command": command, "trap": trap, "check": check, "python": python,

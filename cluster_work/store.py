@@ -73,6 +73,7 @@ class RepetitionStore:
         paths = RepetitionPaths.of(experiment_path, rep)
         self.path, self.results_file = paths.folder, paths.results_file
         self.status_file, self.log_file = paths.status_file, paths.log_file
+        self.fault_log = self.log_file  # where a native crash leaves its Python stack (logs.fault_stacks_to)
 
     def read_results(self) -> ResultsPrefix:
         return parse_results(self.read_complete_lines())
@@ -261,8 +262,8 @@ class ExperimentStore:
 
     def delete(self) -> list[str]:
         """Remove what cluster_work wrote here: config.yml and every `log/rep_NN` folder holding its results
-        or status (with what the experiment wrote into it), a weighted ensemble's file, then `log/` and the
-        folder if that empties them.
+        or status (with what the experiment wrote into it), then `log/` and the folder if that empties them
+        (a campaign kind's own files, such as a weighted ensemble's, its `forget` deleted before).
         A folder without cluster_work's marker is left alone, and so is anything else in it, symbolic links
         included; returns what was left (for a warning)."""
         refusal = self.deletion_refusal()
@@ -279,9 +280,6 @@ class ExperimentStore:
                 if not os.path.islink(store.path) and os.path.isdir(store.path) and (
                         os.path.lexists(store.results_file) or os.path.lexists(store.status_file)):
                     shutil.rmtree(store.path)
-            from .ensemble.store import delete_ensemble  # here: the ensemble package imports this module
-
-            delete_ensemble(self.path)  # a weighted ensemble's file, if the experiment is one
             remove_own_temporaries(self.path)
             os.remove(self.config_file)
             for folder in (log_folder, self.path):

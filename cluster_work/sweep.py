@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Protocol
 
 from .backends.base import Executor
 from .campaign import Composite, Driver, PlainSweep, drive
-from .exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_STORE, EXIT_USAGE
+from .exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_STALLED, EXIT_STORE, EXIT_USAGE
 from .failures import FAILED_KINDS, CountingFailures, Failures
 from .kinds import kind
+from .liveness import Stalled
 from .stopping import PROCESS_STOP, StopFlag
 from .vocabulary import Outcome, OutcomeKind, RunSettings, Segment, Suspicion, describe_kind
 
@@ -65,6 +66,7 @@ class Summary:
     longest_finished: float = 0.0
     kept: list[Outcome] = field(default_factory=list)  # failures and store failures, in the order they came
     stop: StopFlag = PROCESS_STOP  # the run's (its executor's): a stop requested makes it interrupted
+    stalled: Stalled | None = None  # workers silent past the stall limit ended the run (the figures: so far)
 
     def add(self, outcome: Outcome) -> None:
         """Count one plain segment's outcome."""
@@ -76,6 +78,10 @@ class Summary:
             self.longest_finished = max(self.longest_finished, outcome.seconds)
         if outcome.kind in FAILED_KINDS or outcome.kind == OutcomeKind.STORE_FAILURE:
             self.kept.append(outcome)
+
+    def job_figures(self) -> dict[str, int]:
+        """The outcomes counted, by kind: the `jobs` of the run's `ended` record (see provenance)."""
+        return {outcome_kind.value: count for outcome_kind, count in self.counts.items()}
 
     @property
     def not_started(self) -> int:
@@ -89,6 +95,8 @@ class Summary:
         return [o for o in self.kept if o.kind == OutcomeKind.STORE_FAILURE]
 
     def exit_status(self) -> int:
+        if self.stalled is not None:
+            return EXIT_STALLED
         counts = self.counts
         statuses = {campaign.exit_status() for campaign in self.campaigns}
         if counts[OutcomeKind.STORE_FAILURE] or EXIT_STORE in statuses:
@@ -118,7 +126,8 @@ def run_segments(segments: SizedSegments, executor: Executor,
     once), and beside them the `campaigns`; a store failure (full disk...) stops dispatching at once, and
     so does the `max_failures`-th failed repetition (`failures.Failures`, which also shows each distinct
     traceback once). `on_outcome` sees the outcome of each plain segment; `run_id` stamps every segment
-    (see attempts)."""
+    (see attempts). Workers silent past the stall limit end it at once: the summary of what ended until
+    then, its `stalled` set (the caller then abandons the run)."""
     summary = Summary(jobs=len(segments), campaigns=list(campaigns), stop=executor.stop)
     started = time.perf_counter()
 
@@ -129,6 +138,8 @@ def run_segments(segments: SizedSegments, executor: Executor,
     failures = Failures(max_failures, executor.request_stop)
     try:
         drive(CountingFailures(Composite([PlainSweep(segments, ended), *campaigns], run_id), failures), executor)
+    except Stalled as exc:
+        summary.stalled = exc
     finally:
         for campaign in campaigns:
             campaign.close()

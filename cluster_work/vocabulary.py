@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 if TYPE_CHECKING:  # only for type hints: the vocabulary imports nothing of the package at run time
@@ -246,6 +246,17 @@ class Outcome:
     traceback: str | None = None
     same_traceback_as: str | None = None
     left_status: dict[str, Any] | None = None
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        """Pickled as its fields in order (one per job crosses MPI): half the bytes of a dataclass's default
+        pickle, and unpickled (by rank 0) in less than half the time. A subclass's (a campaign kind's, with
+        fields of its own) pickles as any object does."""
+        if type(self) is not Outcome:
+            return super().__reduce_ex__(protocol)
+        return Outcome, tuple(getattr(self, name) for name in _OUTCOME_FIELDS)
+
+
+_OUTCOME_FIELDS = tuple(item.name for item in fields(Outcome))
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,9 @@ from typing import Any
 
 from cluster_work import load_results, summary
 
+# the ensembles' and campaigns' plotters register themselves into PLOTTERS: here, where any import of a plotwork
+# module passes first, so the table is whole wherever it is read (and plotters needs not import them back)
+from . import campaign_plotters  # noqa: F401
 from .api import best_iterations, plot_each_experiment, plot_results, save_figures
 from .original_plots import (
     DownloadFile,

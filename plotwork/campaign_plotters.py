@@ -1,5 +1,5 @@
 """The plotters of campaigns: weighted ensembles (`ensemble_flux`, `ensemble_bins`) and steered searches
-(`steered`). Registered when `plotwork.plotters` is imported."""
+(`steered`). Registered when the `plotwork` package is imported (its `__init__` imports this module)."""
 from __future__ import annotations
 
 from typing import Any

@@ -172,6 +172,3 @@ def param_sweep(frame: pd.DataFrame, column: str, ax: Any, param: str | None = N
     ax.set_xlabel(names[x] + (f" (with {', '.join(names[c] for c in together)})" if together else ""))
     ax.set_ylabel(f"{column} (final)")
     place_legend(ax, scale=looks.scale)
-
-
-from . import campaign_plotters  # noqa: E402, F401  (registers the ensembles' and campaigns' plotters)

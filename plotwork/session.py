@@ -13,11 +13,11 @@ from typing import Any
 
 import pandas as pd
 
-import cluster_work
 from cluster_work import ClusterWork
+from cluster_work.config import flatten_mapping
 from cluster_work.expansion import ExpandedExperiment
 from cluster_work.original_api import OriginalApi, read_experiments
-from cluster_work.results import resolve_folder
+from cluster_work.results import flat_params_match, load_configured_results, resolve_folder
 
 ORIGINAL_DIALECT, DIALECT = "plot_work", "plotwork"  # which module's `%load_ext` loaded the magics
 
@@ -57,15 +57,16 @@ class Session:
     def load(self, config_path: str, selectors: Sequence[str] | None, name_filters: Sequence[str],
              param_filters: Mapping[str, Any]) -> None:
         """Expand the config (only `selectors`, base or expanded names), keep the experiments whose name
-        contains every one of `name_filters`, and load their results (those matching `param_filters`)."""
+        contains every one of `name_filters` and whose params match `param_filters`, and load their results:
+        `experiments` and `results` describe the same experiments."""
         expanded = read_experiments(config_path, self.experiment_class._default_params, selectors)
-        expanded = [e for e in expanded if all(text in e.name for text in name_filters)]
+        expanded = [e for e in expanded if all(text in e.name for text in name_filters)
+                    and flat_params_match(flatten_mapping(e.config.get("params") or {}), param_filters)]
         self.experiments = [ExpandedExperiment(e.name, e.base_name, _moved(e.config, resolve_folder(
             config_path, e.config["_config_path"])), e.varied, e.original_name) for e in expanded]
         self.config_path = config_path
         self.selectors = list(selectors or dict.fromkeys(e.base_name for e in expanded))
-        self.results = cluster_work.load_results(config_path, experiments=[e.name for e in expanded],
-                                                 params=param_filters or None)
+        self.results = load_configured_results(config_path, [e.name for e in expanded])
 
     def need_results(self) -> pd.DataFrame:
         if self.results is None:

@@ -47,6 +47,22 @@ class Rewards(ClusterWork):
                              f"{','.join(results.columns)} {','.join(results.index.names)}\n")
 
 
+class RaggedLists(ClusterWork):
+    """List-valued results of every shape a results file holds: lists that grow (columns v_0, v_1, v_2 appear
+    late), nested and empty lists, numpy arrays, dicts inside lists, None then a list, an int beyond 64 bits,
+    and a repetition with a column of its own."""
+
+    def reset(self, config, rep):
+        pass
+
+    def iterate(self, config, rep, n):
+        row = {"v": list(range(n % 3 + 1)), "m": [[n, rep], [1.5, 2]], "e": [], "a": np.arange(2) * 0.5 * n,
+               "d": [{"x": n}], "s": ["a", "b"] if n else None, "big": 2 ** 70 if n == 2 else n}
+        if rep == 1:
+            row["late"] = [True, n > 1]
+        return row
+
+
 class Walker(ClusterWork):
     _restore_supported = True
     _default_params = {"step": 1.0, "die": False}

@@ -1,7 +1,7 @@
 """A compact store's index (compact_index.py): planning, --list and -p/-P of a compact store read it instead of
-every segment, in bulk (done experiments as DoneRuns, those it holds nothing of as FreshRuns/PendingRuns), and
-say exactly what reading each experiment says; the index is a cache: deleted, damaged, stale or killed while it
-is written, it changes nothing."""
+every segment, in bulk (done and new experiments as NewOrDoneRuns, finished and pending ones as
+PendingOrFinishedRuns), and say exactly what reading each experiment says; the index is a cache: deleted,
+damaged, stale or killed while it is written, it changes nothing."""
 from __future__ import annotations
 
 import json
@@ -17,12 +17,13 @@ from huge_sweep_helpers import documents, expand, run_some, text
 
 from cluster_work import compact_index
 from cluster_work.backends import SequentialExecutor
-from cluster_work.bulk_runs import DoneRun, FreshRun
+from cluster_work.bulk_runs import FreshRun, NewOrDoneRun
 from cluster_work.compact_index import Summary, read_index, summary, write_index
 from cluster_work.expansion import expand_all
 from cluster_work.paths import COMPACT_FOLDER, INDEX_FILE
 from cluster_work.planning import make_plan
-from cluster_work.progress_figures import FinishedRun, progress_report
+from cluster_work.progress_figures import PendingOrFinishedRun
+from cluster_work.progress_sums import progress_report
 from cluster_work.reporting import print_plan, print_progress, write_progress_json
 from cluster_work.runner import ExperimentTask
 from cluster_work.selection import Policy, Selection
@@ -75,8 +76,8 @@ def test_a_half_done_compact_sweep_plans_lists_and_sums_as_in_folders_and_as_eac
     compact, folders = tmp_path / "compact", tmp_path / "folders"
     whole, each = plan_of(expand(compact, "compact")), plan_of(list(expand(compact, "compact")))
     in_folders = plan_of(expand(folders))
-    assert any(isinstance(chunk, DoneRun) for chunk in whole.chunks())
-    assert any(isinstance(chunk, FreshRun) for chunk in whole.chunks()) == bool(ran)
+    assert any(isinstance(chunk, NewOrDoneRun) and chunk.found for chunk in whole.chunks())
+    assert any(isinstance(chunk, (FreshRun, NewOrDoneRun)) and chunk.new for chunk in whole.chunks()) == bool(ran)
     assert vars(whole.totals) == vars(each.totals)
     assert {**vars(whole.totals), "sweep_paths": []} == {**vars(in_folders.totals), "sweep_paths": []}
     assert [vars(job) for job in whole.jobs] == [vars(job) for job in each.jobs]  # the same order, too
@@ -100,7 +101,8 @@ def test_a_changed_parameter_is_seen_through_the_index(tmp_path):
         changed[0]["params"]["fail_rep"] = 0  # an edit of the config after the run
         plans[store] = plan_of(expand_all(changed, Deterministic._default_params, warn=lambda message: None))
     assert plans["compact"].totals.changed == plans["folders"].totals.changed == 14
-    assert not any(isinstance(chunk, DoneRun) and chunk.document.base == "walk" for chunk in plans["compact"].chunks())
+    assert not any(isinstance(chunk, NewOrDoneRun) and chunk.found and chunk.document.base == "walk"
+                   for chunk in plans["compact"].chunks())
     assert text(print_plan, plans["compact"]) == text(print_plan, plans["folders"])
     assert "config changed (fail_rep)" in text(print_plan, plans["compact"])
 
@@ -232,7 +234,8 @@ def test_a_long_run_of_finished_experiments_is_summed_in_bulk_as_each_experiment
             run_segments(plan.jobs, ex)  # 60 of 68 experiments, one with a failed repetition
     compact, folders = tmp_path / "compact", tmp_path / "folders"
     groups, _, total = progress_report(long_done(compact, "compact"))
-    assert [len(part) for part in groups["long"] if isinstance(part, FinishedRun)] == [37, 22]
+    runs = [(len(part), len(part.names)) for part in groups["long"] if isinstance(part, PendingOrFinishedRun)]
+    assert runs == [(37, 37), (30, 22)]  # (experiments, finished ones): the 8 pending ones in the second
     assert total.states["finished"] == 119 and total.states["failed"] == 1
     for full in (False, True):  # bit for bit what each experiment read from the index or its segments says
         for write in (write_progress_json, print_progress):

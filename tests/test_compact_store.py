@@ -19,7 +19,7 @@ from cluster_work import load_results
 from cluster_work.compact_catalog import catalog
 from cluster_work.compact_store import experiment_store
 from cluster_work.expansion import expand_all
-from cluster_work.paths import ATTEMPTS_FOLDER, COMPACT_FOLDER, INDEX_FILE
+from cluster_work.paths import ATTEMPTS_FOLDER, COMPACT_FOLDER, DOCUMENT_CONFIG_FILE, INDEX_FILE
 from cluster_work.repetition_state import read_repetition
 from cluster_work.store import RepetitionBusy
 from cluster_work.vocabulary import RepetitionState
@@ -200,16 +200,17 @@ def test_a_sweep_of_10_4_points_creates_files_per_worker_and_run_not_per_point(t
     # quarantine's journals: the folder, its summary of ended runs, at most one per process of a live run
     attempts = [name for name in made if name.split(os.sep)[0] == ATTEMPTS_FOLDER]
     assert len(attempts) <= 2 + 3 * 2, attempts
-    assert sorted(set(made) - set(segments) - set(attempts)) == [  # and the index, rewritten by each run
-        "g", f"g/{COMPACT_FOLDER}", f"g/{COMPACT_FOLDER}/{INDEX_FILE}", f"g/{COMPACT_FOLDER}/locks", "runs.jsonl"]
+    assert sorted(set(made) - set(segments) - set(attempts)) == [  # and the index, rewritten by each run, and the
+        "g", f"g/{COMPACT_FOLDER}", f"g/{COMPACT_FOLDER}/{DOCUMENT_CONFIG_FILE}",  # config its points share
+        f"g/{COMPACT_FOLDER}/{INDEX_FILE}", f"g/{COMPACT_FOLDER}/locks", "runs.jsonl"]
     assert len(load_results(tmp_path / "out")) == points
 
 
 @pytest.mark.processes
 @pytest.mark.parametrize("extra, message", [
     pytest.param("store: compac\n", "'store': must be one of folders, compact, got 'compac'", id="a-typo"),
-    pytest.param("store: compact\nsteer: {metric: x}\n", "'store': the compact store does not hold a 'steer'",
-                 id="a-campaign"),
+    pytest.param("store: compact\nensemble: {walkers: 4, coordinate: x, bins: [1.0]}\n",
+                 "'store': the compact store does not hold a weighted ensemble, nor need to", id="an-ensemble"),
 ])
 def test_a_bad_store_is_one_line_and_writes_nothing(tmp_path, extra, message):
     (tmp_path / "config.yml").write_text("name: g\nrepetitions: 1\niterations: 1\npath: out\n" + extra)

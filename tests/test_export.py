@@ -9,7 +9,7 @@ import sys
 
 import pytest
 from conftest import ROOT, run_cli, script_env
-from tracker_helpers import journal_lines, results, same_values, tensorboard_events, wait_for, wandb_runs
+from tracker_helpers import journal_lines, same_values, saved_values, tensorboard_events, wait_for, wandb_runs
 
 from cluster_work.config import load_config
 from cluster_work.errors import ConfigError
@@ -150,20 +150,24 @@ def _confirmed(tmp_path, kind: str) -> dict[str, int]:
     return confirmed
 
 
-KILLS = [pytest.param("tensorboard", 15000, id="tensorboard"), pytest.param("wandb", 3000, id="wandb"),
-         pytest.param("mlflow", 1500, id="mlflow-file-store")]
+KILLS = [pytest.param("tensorboard", 15000, "folders", id="tensorboard"),
+         pytest.param("wandb", 3000, "folders", id="wandb"),
+         pytest.param("mlflow", 1500, "folders", id="mlflow-file-store"),
+         pytest.param("tensorboard", 15000, "compact", id="tensorboard-compact-store"),
+         pytest.param("mlflow", 1500, "compact", id="mlflow-file-store-compact-store")]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind, iterations", KILLS)
-def test_an_exporter_killed_mid_export_and_rerun_exports_every_row_once(kind, iterations, tmp_path, write_config,
-                                                                         monkeypatch):
+@pytest.mark.parametrize("kind, iterations, store", KILLS)
+def test_an_exporter_killed_mid_export_and_rerun_exports_every_row_once(kind, iterations, store, tmp_path,
+                                                                         write_config, monkeypatch):
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow's file store: it keeps a metric sent twice twice
     cfg = write_config(f"""
         name: walk
         repetitions: 1
         iterations: {iterations}
         path: out
+        store: {store}
         grid: {{step: [1.0, 2.0, 3.0, 4.0]}}
         """)
     run_cli("Deterministic", str(cfg), cwd=tmp_path, check_rc=0, timeout=600)
@@ -203,7 +207,7 @@ def test_an_exporter_killed_mid_export_and_rerun_exports_every_row_once(kind, it
     rerun = subprocess.run(_export(kind, cfg, *options), cwd=tmp_path, env=environment, capture_output=True,
                            text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    held, saved = _held(kind, tmp_path), results(tmp_path / "out")
+    held, saved = _held(kind, tmp_path), saved_values(tmp_path / "out")  # read from either store
     assert set(held) == set(saved)
     for key, columns in saved.items():
         for column, values in columns.items():
@@ -270,16 +274,18 @@ def test_the_export_benchmark_runs():
 
 
 @pytest.mark.slow
-def test_a_repetition_a_campaign_stopped_carries_its_reason(tmp_path, write_config):
+@pytest.mark.parametrize("store", ["folders", "compact"])
+def test_a_repetition_a_campaign_stopped_carries_its_reason(tmp_path, write_config, store):
     from tracker_helpers import mlflow_runs
 
-    cfg = write_config("""
+    cfg = write_config(f"""
         name: search
         repetitions: 1
         iterations: 6
         path: out
-        grid: {step: [0.1, 5.0]}
-        steer: {policy: threshold, metric: value, mode: min, bound: 1.0, min_iterations: 2}
+        store: {store}
+        grid: {{step: [0.1, 5.0]}}
+        steer: {{policy: threshold, metric: value, mode: min, bound: 1.0, min_iterations: 2}}
         """)
     run_cli("Deterministic", str(cfg), cwd=tmp_path, check_rc=0)
     uri = f"sqlite:///{tmp_path}/mlflow.db"

@@ -1,9 +1,9 @@
 """The default layout's folder index (folder_index.py): a resume of a whole document plans its done experiments
-from the index in bulk (DoneRuns) after a stat per file, and decides exactly what reading each experiment's
-files decides (the reference: the same experiments planned one by one, as a list, which never reads an index),
-whatever changed since it was written: configs edited, repetitions crashed, cut, appended to, stopped or
-removed, files changed within a clock tick of being read (the racy rule), the index deleted, torn or garbage,
--d, -r/-i, another sweep in the same folder, a kill -9 while it is written."""
+from the index in bulk (NewOrDoneRuns, BLOCK experiments at a time) after a stat per file, and decides exactly
+what reading each experiment's files decides (the reference: the same experiments planned one by one, as a list,
+which never reads an index), whatever changed since it was written: configs edited, repetitions crashed, cut,
+appended to, stopped or removed, files changed within a clock tick of being read (the racy rule), the index
+deleted, torn or garbage, -d, -r/-i, another sweep in the same folder, a kill -9 while it is written."""
 from __future__ import annotations
 
 import json
@@ -20,7 +20,8 @@ import yaml
 from experiments import Deterministic
 from huge_sweep_helpers import documents, run_some
 
-from cluster_work.bulk_runs import DoneRun
+from cluster_work import bulk_runs
+from cluster_work.bulk_runs import NewOrDoneRun
 from cluster_work.expansion import expand_all
 from cluster_work.folder_index import decode
 from cluster_work.paths import FOLDER_INDEX_FILE, RepetitionPaths
@@ -105,7 +106,8 @@ def half_done(tmp_path):
 
 
 def done_runs(plan):
-    return [chunk for chunk in plan.chunks() if isinstance(chunk, DoneRun)]
+    """The runs of `plan` holding done experiments (planned in bulk, from the index)."""
+    return [chunk for chunk in plan.chunks() if isinstance(chunk, NewOrDoneRun) and chunk.found]
 
 
 def repetition(tmp_path, name, rep):
@@ -117,12 +119,15 @@ def rows(store):
     return len(store.read_results().rows)
 
 
-def test_a_half_done_resume_plans_its_done_experiments_from_the_index(tmp_path):
+@pytest.mark.parametrize("block", [4096, 5, 1], ids=["blocks of 4096", "blocks of 5", "blocks of 1"])
+def test_a_half_done_resume_plans_its_done_experiments_from_the_index(tmp_path, monkeypatch, block):
+    monkeypatch.setattr(bulk_runs, "BLOCK", block)
     half_done(tmp_path)
     assert [path.parent.name for path in index_files(tmp_path)] == ["listed", "searched", "walk"]
     assert len(entries(tmp_path)) == len([p for p in (out(tmp_path) / "walk").iterdir() if p.is_dir()])
     whole = compare(tmp_path)
-    assert sum(len(run) for run in done_runs(whole)) >= 20  # in bulk, without reading their files
+    assert sum(len(run.found) for run in done_runs(whole)) >= 20  # in bulk, without reading their files
+    assert any(run.found and run.new for run in done_runs(whole)) == (block > 1)  # new and done ones in a run
 
 
 def cut_a_finished_repetition(tmp_path):  # a crashed `-r 0 -i 1`: its rows cut, a torn row after them

@@ -48,8 +48,12 @@ def test_names_folders_and_values_from_the_axes_are_each_experiments(tmp_path, k
     def encode(path, value):
         return f"{dotted(path)}={value!r}"
 
-    assert list(document.joined_points(encode, "; ")) == ["; ".join(encode(p, v) for p, v in e.varied.items())
-                                                          for e in experiments]
+    joined = ["; ".join(encode(p, v) for p, v in e.varied.items()) for e in experiments]
+    assert list(document.joined_points(encode, "; ")) == joined
+    for start in range(len(experiments) + 2):  # from any experiment on (a run far in), without those before it
+        assert list(document.folder_parts(start)) == [e.params_part for e in experiments][start:]
+        assert list(document.names(start)) == [e.name for e in experiments][start:]
+        assert list(document.joined_points(encode, "; ", start)) == joined[start:]
 
 
 SELECTIONS = {"everything": Selection(), "-e walk": Selection(experiments=("walk",)),

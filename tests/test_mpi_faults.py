@@ -95,6 +95,22 @@ def test_a_rank_that_dies_under_ulfm_fails_exactly_its_repetition(tmp_path, how)
 
 
 @pytest.mark.slow
+def test_a_rank_that_dies_natively_under_ulfm_on_a_compact_store_is_named_with_its_signal(tmp_path):
+    """ULFM tells rank 0 only that a rank died; the signal comes from the dead rank's fault log in the compact
+    store (faulthandler's stack, named by its attempts journal), which the failure names too."""
+    ulfm_or_skip()
+    (tmp_path / "config.yml").write_text(CONFIG.format(reps=4, params=json.dumps({"fault": "2:segv"}))
+                                         + "store: compact\n")
+    result = run_mpiexec(ulfm_command(3), cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    failed = failed_lines(result.stderr)
+    assert len(failed) == 1 and re.match(r"failed d rep 2: MPI rank \d on \S+ died in iteration 1; its log shows "
+                                         r"SIGSEGV \(segmentation fault\)", failed[0]), result.stderr
+    named = re.search(r"traceback in (\S+fault-\S+\.log)", result.stderr)
+    assert named and "Fatal Python error: Segmentation fault" in (tmp_path / named.group(1)).read_text()
+
+
+@pytest.mark.slow
 def test_the_items_a_dead_rank_held_move_to_a_survivor(tmp_path):
     """Two workers: rank A dies in rep 0 while holding rep 2 (prefetched); rank B, idle by then, runs rep 2.
     Prints the time from the death to rep 2's start on B."""
@@ -232,6 +248,9 @@ def test_a_silent_rank_past_the_stall_timeout_ends_the_run_and_its_launcher(tmp_
     before = {rep: calls(tmp_path, rep) for rep in range(6)}
     done = [rep for rep, state in states(tmp_path).items() if state == "finished"]
     assert done and 2 not in done
+    # the ended record counts the jobs that ended before the stall, as any run's end does (one may have
+    # finished on disk a moment before rank 0 heard of it)
+    assert 0 < ended[-1]["jobs"].get("finished", 0) <= len(done), ended[-1]
     monkeypatch.setenv("CW_NO_FAULT", "1")
     result = run_mpiexec(mpi_command(4, "Dying", "config.yml", script=CLIENTS), cwd=tmp_path)
     assert result.returncode == 0, result.stderr

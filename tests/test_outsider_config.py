@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-STEERED_UNDER_COMPACT_DEFAULT = """\
+ENSEMBLE_UNDER_COMPACT_DEFAULT = """\
 name: DEFAULT
 store: compact
 path: out
 ---
-name: s
+name: e
 repetitions: 1
 iterations: 4
-grid: {c: [0, 1, 2]}
-steer: {policy: successive_halving, metric: loss, mode: min, min_iterations: 1}
+ensemble: {walkers: 4, coordinate: pcoord, bins: [0.5, 1.5], seed: 3}
 """
 
 PLAIN = """\
@@ -26,15 +25,15 @@ path: out
 
 
 @pytest.mark.parametrize(("config", "overrides", "message"), [
-    (STEERED_UNDER_COMPACT_DEFAULT, [], "the compact store does not hold a 'steer' campaign"),
+    (ENSEMBLE_UNDER_COMPACT_DEFAULT, [], "'store': the compact store does not hold a weighted ensemble"),
     (PLAIN, ["++store=bogus"], "'store': must be one of folders, compact, got 'bogus'"),
     (PLAIN, ["+store=Compact"], "'store': must be one of folders, compact, got 'Compact'"),
-], ids=["default-compact-under-steer", "override-unknown-store", "override-wrong-case"])
+], ids=["default-compact-under-ensemble", "override-unknown-store", "override-wrong-case"])
 def test_store_from_default_or_override_is_checked(cli, write_config, tmp_path, config, overrides, message):
-    """README: a steered campaign on the compact store is refused (one line, exit 2, nothing written), and an
+    """README: a weighted ensemble on the compact store is refused (one line, exit 2, nothing written), and an
     override's value is checked as the config's own; the DEFAULT document is merged under every experiment."""
     write_config(config)
-    result = cli("Steered" if "steer" in config else "Deterministic", "config.yml", *overrides, cwd=tmp_path)
+    result = cli("BarrierWalk" if "ensemble" in config else "Deterministic", "config.yml", *overrides, cwd=tmp_path)
     assert result.returncode == 2, result.stdout + result.stderr
     assert message in result.stderr
     assert "Traceback" not in result.stderr
@@ -82,22 +81,25 @@ def test_refused_rerun_does_not_claim_overrides_the_last_run_did_not_have(cli, w
 COMPACT = PLAIN + "store: compact\n"
 
 
-def test_export_of_a_compact_sweep_is_refused_not_silently_empty(cli, write_config, tmp_path, capsys, monkeypatch):
+def test_export_of_a_compact_sweep_exports_its_rows_not_nothing(cli, write_config, tmp_path, capsys, monkeypatch):
     """`python -m cluster_work export tensorboard config.yml` of a finished `store: compact` sweep printed
-    "0 rows exported" and exited 0 (the exporter looks for folders and files the compact store never makes);
-    an `export:` block in a compact document started an exporter beside every run that exported nothing."""
+    "0 rows exported" and exited 0 (the exporter looked for folders and files the compact store never makes),
+    then was refused; now it exports every row (the comparison with the default layout: test_export_compact)."""
+    from tracker_helpers import tensorboard_events
+
+    from cluster_work.config import load_config
     from cluster_work.export.cli import main as export
 
+    assert load_config(write_config(COMPACT + "export: {tensorboard: {}}\n"))  # the block is accepted there
     write_config(COMPACT)
     cli("Deterministic", "config.yml", cwd=tmp_path, check_rc=0)
     monkeypatch.chdir(tmp_path)
     capsys.readouterr()
-    assert export(["tensorboard", "config.yml"]) == 2
-    assert "'store': the compact store cannot be exported to a tracker yet" in capsys.readouterr().err
-    assert not (tmp_path / "out" / "tensorboard").exists()
-    write_config(COMPACT + "export: {tensorboard: {}}\n")
-    refused = cli("Deterministic", "config.yml", cwd=tmp_path, check_rc=2)
-    assert "'store': the compact store cannot be exported to a tracker yet" in refused.stderr
+    assert export(["tensorboard", "config.yml"]) == 0
+    assert "tensorboard: 6 rows exported" in capsys.readouterr().out
+    held = tensorboard_events(tmp_path / "out" / "tensorboard")
+    assert {key: [step for step, _ in tags["value"]] for key, tags in held.items()} == {
+        "walk/rep_00": [0, 1, 2], "walk/rep_01": [0, 1, 2]}
 
 
 @pytest.mark.parametrize(("words", "message"), [

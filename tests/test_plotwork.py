@@ -87,6 +87,8 @@ def test_magics_in_a_real_notebook(sweep):
     ])
     cells = notebook.cells
     assert text_of(cells[3]).strip() == "15 ['walk__s2.0']"  # -f filters by params
+    # ...the configs too: both counts describe the same experiments
+    assert text_of(cells[2]).strip() == "loaded 15 rows of 1 experiments into `results`; 1 configs into `experiments`"
     assert text_of(cells[5]).startswith("value:")
     assert_shows(text_of(cells[5]), expected_summary(sweep / "out", "value"))
     for index in (6, 7):

@@ -291,6 +291,73 @@ def test_a_sweep_with_results_loads_without_a_warning(tmp_path, monkeypatch):
         assert load_results("c.yml").empty and load_results("out").empty
 
 
+# --- a name in `experiments` the config does not define is a typo: a warning; one not run yet is not ------
+
+GRID_CONFIG = ("name: base\nrepetitions: 1\niterations: 1\npath: out\ngrid: {p: [0, 1]}\n---\n"
+               "name: later\nrepetitions: 1\niterations: 1\npath: out\n")
+
+
+@pytest.fixture
+def half_run(tmp_path, monkeypatch):
+    """GRID_CONFIG in c.yml, of whose experiments only base__p0 saved rows (base__p1 and later: not run yet)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.yml").write_text(GRID_CONFIG)
+    store = ExperimentStore(str(tmp_path / "out" / "base" / "p0"))
+    store.write_config({"name": "base__p0", "experiment_name": "base", "params": {"p": 0}})
+    store.repetition(0).create_folder()
+    Path(store.repetition(0).results_file).write_bytes(counted(2, **ROW))
+    return tmp_path
+
+
+@pytest.mark.parametrize("path, names, warning, rows", [
+    pytest.param("c.yml", ["nope"], "c.yml: defines no experiment 'nope' (it defines: base, later)", 0,
+                 id="config-typo"),
+    pytest.param("c.yml", ["base", "base__p7", "nope"],
+                 "c.yml: defines no experiment 'base__p7', 'nope' (it defines: base, later)", 2,
+                 id="config-typos-beside-a-name-it-defines"),
+    pytest.param("out", ["nope"], "out: no experiment 'nope' saved anything here (those that did: base, base__p0)", 0,
+                 id="folder-typo"),
+])
+def test_a_name_the_config_does_not_define_is_a_warning_naming_it(half_run, path, names, warning, rows):
+    with pytest.warns(UserWarning, match=re.escape(warning)) as caught:
+        frame = load_results(path, experiments=names)
+    assert len(caught) == 1 and caught[0].filename == __file__  # one warning, at the caller's line
+    assert len(frame) == rows
+
+
+def test_a_typo_is_named_also_where_the_config_has_not_run_yet(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.yml").write_text(GRID_CONFIG)
+    with pytest.warns(UserWarning) as caught:
+        assert load_results("c.yml", experiments=["base__p1", "nope"]).empty
+    assert [str(w.message) for w in caught] == ["c.yml: no results yet in out (has its sweep run?)",
+                                                "c.yml: defines no experiment 'nope' (it defines: base, later)"]
+
+
+@pytest.mark.parametrize("names", [
+    pytest.param(["base__p1"], id="expanded-name-not-run"),
+    pytest.param(["later"], id="base-name-not-run"),
+    pytest.param(["base__p0", "base__p1", "later"], id="run-and-not-run"),
+])
+def test_a_name_the_config_defines_but_that_has_not_run_yet_gives_no_warning(half_run, names):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        frame = load_results("c.yml", experiments=names)
+        configured = results.load_configured_results("out", names)  # PlotWork's, --plot's and Sweep's reader
+    assert len(frame) == len(configured) == (2 if "base__p0" in names else 0)
+
+
+def test_sweep_results_gives_no_warning_for_the_experiments_of_its_config_not_run_yet(half_run):
+    from experiments import Deterministic
+
+    from cluster_work import Sweep
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        frame = Sweep(Deterministic, "c.yml").results()  # reads the folder `out`, where `later` saved nothing
+    assert list(frame.experiment.unique()) == ["base__p0"]
+
+
 def test_stop_reason_is_a_column_where_a_campaign_stopped_a_repetition_in_both_readers(tmp_path, monkeypatch):
     from cluster_work.vocabulary import Record
 

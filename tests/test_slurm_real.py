@@ -1,16 +1,22 @@
 """The generated batch scripts under a real single-node Slurm: array, MPI (through the bundled mpiexec and
 through srun --mpi=pmix), GPUs per task, and a requeue before the time limit. Skipped (with the reason)
 where Slurm is not installed or the tests do not run as root; .ci/run installs it."""
+import os
+import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
-from conftest import MPI_ENV, ROOT, comparable, script_env
+from conftest import MPI_ENV, ROOT, comparable, mpiexec, script_env
+from polls import saved_rows, wait_for
 from slurm_cluster import SlurmCluster, unavailable_reason
-from slurm_helpers import CONFIG, finish, run_script, start_script
+from slurm_helpers import CONFIG, EXPERIMENT, finish, run_script, start_script
 
 from cluster_work import load_results
+from cluster_work.provenance import LAUNCH_VARIABLE
+from cluster_work.slurm import SlurmSettings, build_script
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(unavailable_reason() is not None,
                                                    reason=unavailable_reason() or "")]
@@ -78,6 +84,47 @@ def test_warning_before_the_time_limit_stops_requeues_and_resumes(slurm, tmp_pat
     assert calls == 24  # stopped after whole iterations: nothing redone
     finish(reference)
     pd.testing.assert_frame_equal(comparable(uninterrupted / "out"), comparable(tmp_path / "out"))
+
+
+def rank_zero_of(job: str) -> int | None:
+    """The pid of MPI rank 0 of the first launch of Slurm job `job` (its launch token in the environment), or
+    None while there is none: slurmd starts the job, so the ranks are no descendants of the test."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            environment = set(Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"))
+        except OSError:
+            continue
+        if b"OMPI_COMM_WORLD_RANK=0" in environment and any(
+                entry.startswith(f"{LAUNCH_VARIABLE}={job}.0.".encode()) for entry in environment):
+            return int(pid)
+    return None
+
+
+@pytest.mark.processes
+def test_a_run_that_died_although_its_launcher_said_0_requeues_and_resumes(slurm, tmp_path):
+    """With --requeue, rank 0 killed mid-run under a launcher that still exits 0 (as Open MPI's does when a
+    host is lost): the batch script's check finds the run dead (exit 6), requeues the job, and the job's
+    second start resumes the sweep to its end: the job ends with exit 0, every row saved."""
+    (tmp_path / "config.yml").write_text(CONFIG.replace("path: out", "path: out\nparams: {sleep: 0.2}"))
+    says_zero = tmp_path / "mpiexec"
+    says_zero.write_text(f'#!/bin/bash\n"{mpiexec()}" "$@"\nexit 0\n')
+    says_zero.chmod(0o755)
+    (tmp_path / "out").mkdir()
+    script = tmp_path / "job.sbatch"
+    script.write_text(build_script("mpi", SlurmSettings(job_name="died", ntasks=3, requeue=True), sys.executable,
+                                   EXPERIMENT, ["config.yml"], str(tmp_path / "out"), str(tmp_path),
+                                   mpiexec=str(says_zero)))
+    submitted = subprocess.run(["sbatch", "--parsable", str(script)], cwd=tmp_path, capture_output=True, text=True,
+                               env={**script_env(), **MPI_ENV, "SLURM_CONF": str(slurm.conf)}, timeout=60)
+    assert submitted.returncode == 0, submitted.stderr
+    job = submitted.stdout.strip().split(";")[0]
+    wait_for(lambda: saved_rows(tmp_path / "out") >= 2, "rows saved by the job's first start", 120)
+    os.kill(wait_for(lambda: rank_zero_of(job), "rank 0 of the first launch"), signal.SIGKILL)
+    slurm.wait(job, timeout=300)
+    log = (tmp_path / "out" / f"slurm-{job}.out").read_text()
+    assert "recorded no end: it died as a whole" in log and "requeueing to resume it" in log, log
+    assert "Restarts=1" in slurm.job_state(job) and "ExitCode=0:0" in slurm.job_state(job), log
+    assert saved_rows(tmp_path / "out") == 24
 
 
 def start_reference(config, tmp_path_factory):

@@ -16,6 +16,7 @@ from collections import Counter
 
 import pytest
 from conftest import SCRIPT, comparable, run_cli, run_mpi, script_env
+from steering_helpers import STORES, assert_compact, calls, decisions, journal_file, rows_on_disk, status, write_config
 
 from cluster_work import Policy, load_results, stop_reasons
 from cluster_work.steering import Journal
@@ -56,37 +57,6 @@ class StopTheOthers(Policy):
 
 # -- helpers ----------------------------------------------------------------------------------------------------
 
-def write_config(folder, grid, iterations, steer, params=None):
-    folder.mkdir(parents=True, exist_ok=True)
-    document = {"name": "search", "repetitions": 1, "iterations": iterations, "path": "results",
-                "params": params or {}, "steer": steer, **({"grid": {"c": grid}} if grid is not None else {})}
-    (folder / "config.yml").write_text(json.dumps(document))  # JSON is YAML
-    return folder
-
-
-def rows_on_disk(folder):
-    """Saved rows per experiment folder (`c0`, `c5_add0`, ...)."""
-    base = folder / "results" / "search"
-    return {entry.name: sum(1 for _ in open(entry / "log" / "rep_00" / "results.jsonl"))
-            for entry in base.iterdir() if (entry / "log" / "rep_00" / "results.jsonl").exists()}
-
-
-def calls(folder):
-    base = folder / "results" / "search"
-    return sum(os.path.getsize(p) for p in base.glob("*/log/rep_00/calls"))
-
-
-def journal_file(folder):
-    return folder / "results" / "search" / ".cluster_work_campaign.jsonl"
-
-
-def decisions(folder):
-    """The journal's decisions without job numbers (their order follows the order outcomes came in)."""
-    records = Journal(str(journal_file(folder))).read()
-    return Counter(json.dumps({k: v for k, v in r.items() if k != "job"}, sort_keys=True)
-                   for r in records if r["k"] in ("run", "stop", "add", "finish"))
-
-
 def expected_rows(c):
     """Where point c ends: its rank (37 c + 11) mod 81 against the survivors of each rung."""
     rank = (37 * c + 11) % 81
@@ -100,18 +70,36 @@ def assert_halving_on_81(folder):
 
 
 @pytest.fixture(scope="module")
-def sequential(tmp_path_factory):
-    """The 81-point campaign run once, in this process's way (no -n): the reference of the other runs."""
-    folder = write_config(tmp_path_factory.mktemp("sequential"), GRID, 81, HALVING, params={"gate_at": 3})
-    result = run_cli("Steered", "config.yml", cwd=folder, check_rc=0)
-    return folder, result
+def references(tmp_path_factory):
+    """The 81-point campaign run once per store, in this process's way (no -n): the reference of the other runs."""
+    made = {}
+
+    def reference(store):
+        if store not in made:
+            folder = write_config(tmp_path_factory.mktemp(f"sequential-{store}"), GRID, 81, HALVING,
+                                  params={"gate_at": 3}, store=store)
+            made[store] = folder, run_cli("Steered", "config.yml", cwd=folder, check_rc=0)
+        return made[store]
+    return reference
+
+
+@pytest.fixture(params=STORES)
+def sequential(request, references):
+    """(folder, result, store) of the reference run in each store."""
+    return (*references(request.param), request.param)
+
+
+def assert_same_campaign(folder, reference):
+    """The same decisions and the same results (load_results, of either store) as the reference run's."""
+    assert decisions(folder) == decisions(reference)
+    assert comparable(folder / "results").equals(comparable(reference / "results"))
 
 
 # -- tests ------------------------------------------------------------------------------------------------------
 
 @pytest.mark.processes
 def test_successive_halving_on_81_points_costs_297_iterations_sequentially_and_with_two_workers(sequential, tmp_path):
-    folder, result = sequential
+    folder, result, store = sequential
     assert_halving_on_81(folder)
     assert calls(folder) == 297  # no iteration computed twice: every continued repetition restored its state
     assert ("steered search (successive halving): done; 81 experiments; repetitions 1 finished, 80 stopped; "
@@ -121,8 +109,7 @@ def test_successive_halving_on_81_points_costs_297_iterations_sequentially_and_w
     assert len(reasons) == 80 and ("search__c61", 0) not in reasons
     assert reasons[("search__c1", 0)] == ("successive halving: loss 49 after 1 iteration ranks 49 of 81; the best 27 "
                                           "go on")
-    status = json.loads((folder / "results" / "search" / "c1" / "log" / "rep_00" / "status.json").read_text())
-    assert (status["state"], status["iterations_done"]) == ("stopped", 1)
+    assert (status(folder, "c1")["state"], status(folder, "c1")["iterations_done"]) == ("stopped", 1)
     frame = load_results(folder / "config.yml")  # why each was stopped, in a column of its rows
     last = frame.groupby(["experiment", "rep"]).last()
     assert last.stop_reason.dropna().to_dict() == reasons and last.stop_reason.isna().sum() == 1
@@ -139,29 +126,42 @@ def test_successive_halving_on_81_points_costs_297_iterations_sequentially_and_w
     assert campaign["stopped_per_rung"] == {"1": 54, "3": 18, "9": 6, "27": 2}
     assert (campaign["stopped"], campaign["finished"], campaign["planned_iterations"], campaign["done"]) == (
         80, 1, 0, True)
+    assert (figures["total"]["finished"], figures["total"]["stopped"]) == (1, 80)  # as the store's statuses say
 
-    parallel = write_config(tmp_path, GRID, 81, HALVING, params={"gate_at": 3})
+    parallel = write_config(tmp_path, GRID, 81, HALVING, params={"gate_at": 3}, store=store)
     run_cli("Steered", "config.yml", "-n", "2", cwd=parallel, check_rc=0)
-    assert decisions(parallel) == decisions(folder)
-    assert comparable(parallel / "results").equals(comparable(folder / "results"))
+    assert_same_campaign(parallel, folder)
+
+
+@pytest.mark.processes
+def test_on_the_compact_store_a_campaign_decides_and_saves_what_it_does_in_folders(references):
+    """Stops and promotions (successive halving's rungs) on the compact store: the decisions, rows, stop
+    reasons and statuses of the default layout, and no file of cluster_work's per point."""
+    (compact, _), (folders, _) = references("compact"), references("folders")
+    assert_same_campaign(compact, folders)
+    assert stop_reasons(compact / "config.yml") == stop_reasons(folders / "config.yml")
+    for point in ("c0", "c1", "c61"):  # stopped after 1 and 3 iterations; finished (promoted to the end)
+        kept = ("state", "reason", "iterations_done", "iterations")
+        assert {k: status(compact, point).get(k) for k in kept} == {k: status(folders, point).get(k) for k in kept}
+    assert_compact(compact)
 
 
 @pytest.mark.processes
 @pytest.mark.slow
-def test_under_mpi_the_decisions_and_results_are_the_same(sequential, tmp_path):
-    folder, _ = sequential
-    under_mpi = write_config(tmp_path, GRID, 81, HALVING, params={"gate_at": 3})
+@pytest.mark.parametrize("store", STORES)
+def test_under_mpi_the_decisions_and_results_are_the_same(references, tmp_path, store):
+    under_mpi = write_config(tmp_path, GRID, 81, HALVING, params={"gate_at": 3}, store=store)
     run_mpi(3, "Steered", "config.yml", cwd=under_mpi, check_rc=0)
     assert_halving_on_81(under_mpi)
-    assert decisions(under_mpi) == decisions(folder)
-    assert comparable(under_mpi / "results").equals(comparable(folder / "results"))
+    assert_same_campaign(under_mpi, references(store)[0])
+    assert_same_campaign(under_mpi, references("folders")[0])
 
 
 @pytest.mark.processes
 @pytest.mark.slow
-def test_a_kill_9_in_the_middle_then_a_rerun_makes_the_same_decisions(sequential, tmp_path):
-    folder, _ = sequential
-    killed = write_config(tmp_path, GRID, 81, HALVING, params={"gate_at": 3})
+@pytest.mark.parametrize("store", STORES)
+def test_a_kill_9_in_the_middle_then_a_rerun_makes_the_same_decisions(references, tmp_path, store):
+    killed = write_config(tmp_path, GRID, 81, HALVING, params={"gate_at": 3}, store=store)
     gate = tmp_path / "gate"
     process = subprocess.Popen([sys.executable, SCRIPT, "Steered", "config.yml", "-n", "2"], cwd=killed,
                                env={**script_env(), "CW_TEST_GATE": str(gate)}, stdout=subprocess.DEVNULL,
@@ -178,14 +178,16 @@ def test_a_kill_9_in_the_middle_then_a_rerun_makes_the_same_decisions(sequential
     result = run_cli("Steered", "config.yml", "-n", "2", cwd=killed, check_rc=0)
     assert "repetitions 1 finished, 80 stopped" in result.stderr
     assert_halving_on_81(killed)
-    assert decisions(killed) == decisions(folder)
-    assert comparable(killed / "results").equals(comparable(folder / "results"))
+    assert_same_campaign(killed, references(store)[0])
+    assert_same_campaign(killed, references("folders")[0])
+    assert stop_reasons(killed / "config.yml") == stop_reasons(references("folders")[0] / "config.yml")
     assert 297 <= calls(killed) <= 297 + 2  # at most the iterations the kill cut short, one per worker
 
 
 @pytest.mark.processes
-def test_a_users_policy_adds_points_and_minus_d_starts_the_campaign_over(tmp_path):
-    write_config(tmp_path, [0, 1], 3, {"policy": "test_steering_cli:AddPoints", "metric": "loss"})
+@pytest.mark.parametrize("store", STORES)
+def test_a_users_policy_adds_points_and_minus_d_starts_the_campaign_over(tmp_path, store):
+    write_config(tmp_path, [0, 1], 3, {"policy": "test_steering_cli:AddPoints", "metric": "loss"}, store=store)
     result = run_cli("Steered", "config.yml", "-n", "2", cwd=tmp_path, check_rc=0)
     assert rows_on_disk(tmp_path) == {"c0": 3, "c1": 3, "c5_add0": 3, "c7_add1": 2, "c104_add2": 3, "c105_add3": 3}
     assert "6 experiments (4 added); repetitions 6 finished" in result.stderr
@@ -194,25 +196,34 @@ def test_a_users_policy_adds_points_and_minus_d_starts_the_campaign_over(tmp_pat
     assert frame.groupby("experiment")["params.c"].first().to_dict() == {
         "search__c0": 0, "search__c1": 1, "search__c5_add0": 5, "search__c7_add1": 7, "search__c104_add2": 104,
         "search__c105_add3": 105}
+    mine = tmp_path / "results" / "search" / "c104_add2" / "mine.txt"  # not cluster_work's: -d keeps it
+    mine.write_text("mine")
 
-    write_config(tmp_path, [0, 1, 2], 3, {"policy": "test_steering_cli:AddPoints", "metric": "loss"})
+    write_config(tmp_path, [0, 1, 2], 3, {"policy": "test_steering_cli:AddPoints", "metric": "loss"}, store=store)
     refused = run_cli("Steered", "config.yml", cwd=tmp_path, check_rc=2)
     assert "does not match: the experiment's grid, params, repetitions or iterations changed" in refused.stderr
     assert rows_on_disk(tmp_path)["c104_add2"] == 3  # nothing of the old campaign was touched
 
+    before = calls(tmp_path)
     run_cli("Steered", "config.yml", "-d", cwd=tmp_path, check_rc=0)  # the journal goes, and the points it added
     assert rows_on_disk(tmp_path) == {"c0": 3, "c1": 3, "c2": 3, "c5_add0": 3, "c7_add1": 2, "c105_add2": 3,
                                       "c106_add3": 3}
-    assert calls(tmp_path) == sum(rows_on_disk(tmp_path).values())  # all run anew
+    # all run anew (in folders, -d deleted the old points' repetition folders with their calls; the compact
+    # store keeps an experiment's own files, as it never deletes a file)
+    assert calls(tmp_path) - (before if store == "compact" else 0) == sum(rows_on_disk(tmp_path).values())
+    assert mine.read_text() == "mine"
+    if store == "compact":
+        assert_compact(tmp_path)
 
 
 @pytest.mark.processes
-def test_a_policy_stops_running_and_queued_repetitions_and_a_rerun_never_runs_them(tmp_path):
+@pytest.mark.parametrize("store", STORES)
+def test_a_policy_stops_running_and_queued_repetitions_and_a_rerun_never_runs_them(tmp_path, store):
     """c1 waits in its iteration 1 (1 row saved) until c0 (which starts once c1 waits) finished and the policy
     stopped the others: then it is cancelled after that iteration (2 rows); c3 before it starts, c2 wherever
     the cancel finds it (the worker c0 had may have taken it: its rows depend on timing, its status does not)."""
     write_config(tmp_path, [0, 1, 2, 3], 40, {"policy": "test_steering_cli:StopTheOthers", "metric": "loss"},
-                 params={"gate_at": 1, "gate_c": 1, "after_c": 0})
+                 params={"gate_at": 1, "gate_c": 1, "after_c": 0}, store=store)
     gate = tmp_path / "gate"
     process = subprocess.Popen([sys.executable, SCRIPT, "Steered", "config.yml", "-n", "2"], cwd=tmp_path,
                                env={**script_env(), "CW_TEST_GATE": str(gate)}, stdout=subprocess.DEVNULL,
@@ -229,21 +240,25 @@ def test_a_policy_stops_running_and_queued_repetitions_and_a_rerun_never_runs_th
     assert stop_reasons(tmp_path / "results") == {(f"search__c{c}", 0): "enough" for c in (1, 2, 3)}
     rows = rows_on_disk(tmp_path)
     assert (rows["c0"], rows["c1"]) == (40, 2) and rows.get("c2", 0) <= 40 and "c3" not in rows, rows
-    status = json.loads((tmp_path / "results" / "search" / "c1" / "log" / "rep_00" / "status.json").read_text())
-    assert (status["state"], status["iterations_done"]) == ("stopped", 2)
+    assert (status(tmp_path, "c1")["state"], status(tmp_path, "c1")["iterations_done"]) == ("stopped", 2)
+    assert (status(tmp_path, "c3")["state"], status(tmp_path, "c3")["iterations_done"]) == ("stopped", 0)
     progress = json.loads(run_cli("Steered", "config.yml", "-p", "--json", cwd=tmp_path, check_rc=0).stdout)
     assert (progress["total"]["finished"], progress["total"]["stopped"]) == (1, 3)
-    run_cli("Steered", "config.yml", cwd=tmp_path, check_rc=0)
+    rerun = run_cli("Steered", "config.yml", cwd=tmp_path, check_rc=0)  # c3 never ran: still the campaign's point
+    assert "repetitions 1 finished, 3 stopped" in rerun.stderr and "skipped" not in rerun.stderr, rerun.stderr
     assert rows_on_disk(tmp_path) == rows
+    if store == "compact":
+        assert_compact(tmp_path)
 
 
 @pytest.mark.processes
-def test_a_repetition_cancelled_by_the_policys_failure_is_marked_interrupted_by_the_campaign_alone(tmp_path):
+@pytest.mark.parametrize("store", STORES)
+def test_a_repetition_cancelled_by_the_policys_failure_is_marked_interrupted_by_the_campaign_alone(tmp_path, store):
     """c1 waits in its iteration 1 while c0 runs to its end, whose result makes the policy raise: the campaign
     cancels c1, which stops after that iteration; its status ("interrupted", 2 iterations) is written once,
     by the run's own process (the campaign's), not by the worker that ran it."""
     write_config(tmp_path, [0, 1], 40, {"policy": "test_steering_cli:Raises", "metric": "loss"},
-                 params={"gate_at": 1, "gate_c": 1, "after_c": 0})
+                 params={"gate_at": 1, "gate_c": 1, "after_c": 0}, store=store)
     gate = tmp_path / "gate"
     process = subprocess.Popen([sys.executable, SCRIPT, "Steered", "config.yml", "-n", "2"], cwd=tmp_path,
                                env={**script_env(), "CW_TEST_GATE": str(gate)}, stdout=subprocess.DEVNULL,
@@ -257,9 +272,9 @@ def test_a_repetition_cancelled_by_the_policys_failure_is_marked_interrupted_by_
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 1, "".join(lines) + stderr
     assert rows_on_disk(tmp_path) == {"c0": 40, "c1": 2}
-    status = json.loads((tmp_path / "results" / "search" / "c1" / "log" / "rep_00" / "status.json").read_text())
-    assert (status["state"], status["iterations_done"], status["iterations"]) == ("interrupted", 2, 40)
-    assert status["pid"] == process.pid and status["mean_iteration_time"] >= 0
+    interrupted = status(tmp_path, "c1")
+    assert (interrupted["state"], interrupted["iterations_done"], interrupted["iterations"]) == ("interrupted", 2, 40)
+    assert interrupted["pid"] == process.pid and interrupted["mean_iteration_time"] >= 0
 
 
 def test_a_policy_that_raises_stops_the_campaign_with_exit_1_and_keeps_the_rows(cli, tmp_path):
@@ -293,7 +308,7 @@ def test_the_steered_plotter_colours_each_curve_by_where_it_stopped(sequential):
 
     from plotwork.plotters import get_plotter
 
-    folder, _ = sequential
+    folder, _, _ = sequential
     ax = Figure().subplots()
     get_plotter("steered")(load_results(folder / "results"), "loss", ax)
     assert len(ax.lines) == 81
@@ -305,8 +320,9 @@ def test_the_steered_plotter_colours_each_curve_by_where_it_stopped(sequential):
 
 
 @pytest.mark.processes
-def test_list_names_the_campaign_and_an_array_job_is_refused(tmp_path):
-    write_config(tmp_path, [0, 1, 2], 9, HALVING)
+@pytest.mark.parametrize("store", STORES)
+def test_list_names_the_campaign_and_an_array_job_is_refused(tmp_path, store):
+    write_config(tmp_path, [0, 1, 2], 9, HALVING, store=store)
     listing = run_cli("Steered", "config.yml", "--list", cwd=tmp_path, check_rc=0).stdout
     assert listing.startswith("search: a steered campaign of 3 configured experiment(s)"), listing
     as_json = run_cli("Steered", "config.yml", "--list", "--json", cwd=tmp_path, check_rc=0).stdout
@@ -320,11 +336,12 @@ OPTUNA = {"policy": "optuna", "metric": "loss", "sampler": "tpe", "seed": 7, "tr
 
 
 @pytest.mark.processes
-def test_optuna_suggests_the_same_points_sequentially_and_with_two_workers(tmp_path):
+@pytest.mark.parametrize("store", STORES)
+def test_optuna_suggests_the_same_points_sequentially_and_with_two_workers(tmp_path, store):
     pytest.importorskip("optuna", reason="optuna steering needs the optuna extra (pip install -e '.[optuna]')")
     runs = {}
     for name, args in (("sequential", ()), ("parallel", ("-n", "2"))):
-        folder = write_config(tmp_path / name, None, 2, OPTUNA, params={"c": 0})
+        folder = write_config(tmp_path / name, None, 2, OPTUNA, params={"c": 0}, store=store)
         result = run_cli("Steered", "config.yml", *args, cwd=folder, check_rc=0)
         runs[name] = (decisions(folder), sorted(rows_on_disk(folder)), result.stderr)
     (decided, points, stderr), (decided_n2, points_n2, _) = runs["sequential"], runs["parallel"]
@@ -341,3 +358,27 @@ def test_optuna_refuses_a_grid_whose_points_would_never_run(cli, tmp_path):
     assert refused.stderr.startswith("error: config.yml: experiment 'search': 'grid': policy optuna runs only the "
                                      "points it asks for"), refused.stderr
     assert sorted(os.listdir(folder)) == ["config.yml"]
+
+
+STEERED_UNDER_COMPACT_DEFAULT = """\
+name: DEFAULT
+store: compact
+path: results
+---
+name: search
+repetitions: 2
+iterations: 4
+grid: {c: [0, 1, 2]}
+steer: {policy: successive_halving, metric: loss, mode: min, min_iterations: 1}
+"""
+
+
+def test_a_default_documents_store_compact_holds_the_campaign_below_it(cli, tmp_path):
+    """`store: compact` from the DEFAULT document (merged under every experiment) puts the campaign's
+    repetitions, statuses included, in the compact store: every repetition of a point stopped at the first rung."""
+    (tmp_path / "config.yml").write_text(STEERED_UNDER_COMPACT_DEFAULT)
+    result = cli("Steered", "config.yml", cwd=tmp_path, check_rc=0)
+    assert "repetitions 2 finished, 4 stopped; stopped after 1 iterations: 2;" in result.stderr, result.stderr
+    assert rows_on_disk(tmp_path) == {"c0": 2, "c1": 2, "c2": 8}
+    assert set(stop_reasons(tmp_path / "results")) == {(f"search__c{c}", rep) for c in (0, 1) for rep in (0, 1)}
+    assert_compact(tmp_path)

@@ -272,3 +272,34 @@ def journal_lines(sweep: Path, kind: str) -> list[dict]:
             except ValueError:
                 pass
     return lines
+
+
+TIMES = ("iteration_time", "repetition_time")  # measured, so different in any two runs of one sweep
+
+
+def saved_values(sweep: Path) -> dict[str, dict[str, list[tuple[int, float]]]]:
+    """`results` of any store (the default layout's folders or a compact store's segments), read through
+    `load_results`: {key: {numeric column: [(iteration, value)]}}."""
+    from cluster_work import ClusterWork, load_results
+    from cluster_work.results import stored_config
+
+    frame = load_results(sweep)
+    found: dict[str, dict[str, list[tuple[int, float]]]] = {}
+    folders = {stored_config(folder)["name"]: os.path.relpath(folder, sweep).replace(os.sep, "/")
+               for folder in ClusterWork.get_experiments(str(sweep))}  # by the experiment's name
+    for (name, rep), rows in frame.groupby(["experiment", "rep"], sort=False):
+        relative = folders[name]
+        columns: dict[str, list[tuple[int, float]]] = {}
+        for column in rows.columns.drop(["experiment", "rep", "iteration"]):
+            if column.startswith("params.") or rows[column].dtype.kind not in "if":
+                continue
+            values = [(int(i), float(v)) for i, v in zip(rows.iteration, rows[column]) if v == v]
+            if values:
+                columns[column] = values
+        found[f"{relative}/rep_{int(rep):02d}"] = columns
+    return found
+
+
+def without_times(held: dict[str, dict[str, list[tuple[int, float]]]]) -> dict[str, dict[str, list]]:
+    return {key: {column: values for column, values in columns.items() if column not in TIMES}
+            for key, columns in held.items()}

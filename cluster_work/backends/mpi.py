@@ -23,7 +23,8 @@ see `mpi_ft`): then only the item it ran fails, rank 0 goes on with the survivor
 who holds what), and a group that lost a member retires. Rank 0 also watches for workers that go silent
 (`liveness`): they show in the display and the log, and, past `--stall-timeout`, end the run.
 
-Nobody spins a core while waiting: see `mpi_messages`. The worker ranks' side is in `mpi_worker`.
+Nobody spins a core while waiting: see `mpi_messages`. The worker ranks' side is in `mpi_worker`; getting MPI,
+the group communicators and leaving (finalized or not) in `mpi_runtime`.
 """
 from __future__ import annotations
 
@@ -50,11 +51,10 @@ from .mpi_ft import (
     LAUNCH_HINT,
     agree_on_failures,
     quiet_agreement,
-    revoking_errhandler,
     ulfm_enabled,
 )
 from .mpi_launcher import kill_launchers
-from .mpi_layout import SELF, SPLIT, WORLD, Layout, mpi_layout
+from .mpi_layout import SPLIT, Layout, mpi_layout
 from .mpi_messages import (
     TAG_JOB,
     TAG_STOP,
@@ -65,6 +65,7 @@ from .mpi_messages import (
     wait_for_message,
 )
 from .mpi_roster import Roster
+from .mpi_runtime import finalize_mpi, flush_console, group_communicator, leave, mpi_module
 from .mpi_worker import serve
 from .sequential import SequentialExecutor
 
@@ -72,51 +73,6 @@ log = logging.getLogger("cluster_work")
 
 LAST_WORDS = 1.0  # s: what an abandoning rank 0 waits for its launcher to pass its last lines on
 STALL_FLOOR_VARIABLE = "CLUSTER_WORK_STALL_FLOOR"  # s: lowers the 60 s floor (for tests: a stall in seconds)
-
-
-def _mpi() -> Any:
-    try:
-        from mpi4py import MPI
-    except ImportError:
-        raise ClusterWorkError("-c/--cluster needs mpi4py and an MPI runtime: "
-                               "pip install 'cluster_work[mpi]' (or mpi4py with your system's MPI)") from None
-    return MPI
-
-
-def finalize_mpi() -> None:
-    """Finalize MPI once every rank is done, so that a non-zero exit status is a plain exit:
-    `python -m mpi4py` turns a non-zero SystemExit of an unfinalized MPI into MPI_Abort. Without the
-    launcher (killed with -9) MPI cannot finalize: the process exits at once, as an orphaned rank does."""
-    MPI = sys.modules.get("mpi4py.MPI")  # not imported: nothing to finalize
-    if MPI is not None and MPI.Is_initialized() and not MPI.Is_finalized():
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(OSError):  # the console may be gone with the launcher
-                stream.flush()
-        try:
-            MPI.Finalize()
-        except MPI.Exception as exc:
-            log.error("MPI cannot finalize (%s): the MPI launcher is gone; exiting", exc)
-            logging.shutdown()
-            os._exit(EXIT_ORPHANED)
-
-
-def _group_communicator(MPI: Any, layout: Layout, rank: int, ulfm: bool) -> Any:
-    """This rank's `self._COMM` (COMM_NULL outside a group); collective under SPLIT: every rank calls it.
-    Under ULFM a group's communicator revokes itself on a failure (see `mpi_ft`)."""
-    if layout.comm == SELF:
-        return MPI.COMM_SELF
-    if layout.comm == WORLD:
-        comm = MPI.COMM_WORLD
-    else:
-        group = layout.group_of(rank)
-        color = layout.groups.index(group) if group is not None else MPI.UNDEFINED
-        comm = MPI.COMM_WORLD.Split(color, rank)
-        if group is None:
-            return comm
-        comm.Set_name(f"comm_group_{color}")  # the original's name
-    if ulfm and comm.Get_size() > 1:
-        comm.Set_errhandler(revoking_errhandler(MPI))
-    return comm
 
 
 class MPIExecutor(Executor):
@@ -128,7 +84,7 @@ class MPIExecutor(Executor):
 
     def __init__(self, task: Task, groups: int | None = None, group_size: int | None = None, finalize: bool = True,
                  stop: StopFlag = PROCESS_STOP, commits: GroupCommit = committer):
-        self._MPI = _mpi()
+        self._MPI = mpi_module()
         self._commits = commits  # this process's group commit (what the store notes its writes in): made durable
         # before the process leaves the run
         self._finalize = finalize  # False: MPI stays usable after the block (a benchmark's next phase)
@@ -168,7 +124,7 @@ class MPIExecutor(Executor):
             exit_when_orphaned(rank)
         if self._ulfm:  # a dead rank raises instead of aborting the job (before the split: groups inherit it)
             world.Set_errhandler(self._MPI.ERRORS_RETURN)
-        group_comm = _group_communicator(self._MPI, self._layout, rank, self._ulfm)
+        group_comm = group_communicator(self._MPI, self._layout, rank, self._ulfm)
         hosts = world.gather(socket.gethostname(), root=0)
         self._entered = True
         if rank != 0:
@@ -204,7 +160,7 @@ class MPIExecutor(Executor):
         if lost is not None and 0 in lost:  # under ULFM: the job goes on, but the run is over
             log.error("MPI rank %d: rank 0, which schedules the run, is gone; exiting", rank)
             self._commits.commit()
-            _leave(EXIT_ORPHANED)
+            leave(EXIT_ORPHANED)
         self._commits.commit()
         self._last_barrier(lost is not None)
         self.worker_status = 0
@@ -243,7 +199,7 @@ class MPIExecutor(Executor):
             finalize_mpi()
             return
         log.debug("leaving without MPI_Finalize, since a rank died")
-        _leave(status)
+        leave(status)
 
     def _warn_about_layout(self, size: int) -> None:
         idle, blocks = self._layout.idle, self._layout.groups
@@ -327,11 +283,11 @@ class MPIExecutor(Executor):
     def abandon(self, status: int) -> NoReturn:
         """End the run now, launcher included (it may wait forever for an unreachable host): SIGKILL the
         launcher above rank 0, or, under a launcher that is not one (srun), abort through MPI."""
-        _flush()
+        flush_console()
         time.sleep(LAST_WORDS)  # the launcher forwards what rank 0 printed last
         if not kill_launchers():
             self._world.Abort(status)
-        _leave(status)
+        leave(status)
 
     def stop_hint(self) -> str | None:
         if self._ulfm or self._world.Get_size() == 1 or "open mpi" not in self._MPI.Get_library_version().lower():
@@ -385,19 +341,6 @@ class MPIExecutor(Executor):
         if lost:
             log.warning("%s", lost)
         self._last_barrier(bool(self._dispatcher.roster.dead) or self._world_broken)
-
-
-def _flush() -> None:
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError):  # the console may be gone with the launcher
-            stream.flush()
-    logging.shutdown()
-
-
-def _leave(status: int) -> NoReturn:
-    """End this process now with `status`, without MPI_Finalize (what it has written is committed)."""
-    _flush()
-    os._exit(status)
 
 
 def _stall_floor() -> float:

@@ -171,19 +171,19 @@ def _check_block(experiment: Mapping[str, Any], block: str, known: frozenset[str
 
 def _check_store(experiment: Mapping[str, Any], source: ConfigSource, name: str) -> None:
     """`store:` of the merged experiment, so that a DEFAULT document's or an override's value is checked as a
-    document's own is (a DEFAULT `store: compact` under a `steer:` document would mix both layouts)."""
+    document's own is. A steered campaign runs on either store (its journal is one file in the document's
+    folder); a weighted ensemble is refused, and needs none: every walker's segment of every iteration is
+    already in its experiment's one file (ensemble.store: a frame per iteration, pickled states included)."""
     if "store" in experiment and experiment["store"] not in STORES:
         raise config_error(source, f"must be one of {', '.join(STORES)}, got {experiment['store']!r}",
                            experiment=name, key="store")
     if experiment.get("store") != "compact":
         return
-    if "export" in experiment:  # the exporter finds repetitions by their folders and files
-        raise config_error(source, "the compact store cannot be exported to a tracker yet; remove the 'export' "
-                                   "block or the key", experiment=name, key="store")
-    campaign = next((key for key in ("steer", "ensemble") if key in experiment), None)
-    if campaign:
-        raise config_error(source, f"the compact store does not hold a '{campaign}' campaign yet; remove the key "
-                                   "(its default layout is a folder per point)", experiment=name, key="store")
+    if "ensemble" in experiment:
+        raise config_error(source, "the compact store does not hold a weighted ensemble, nor need to: its walkers' "
+                                   "segments of every iteration are already in one file per experiment "
+                                   "(ensemble/iterations.cwe, one write per iteration, no file per walker); remove "
+                                   "the key", experiment=name, key="store")
 
 
 def _validate_random(experiment: Mapping[str, Any], source: ConfigSource, name: str) -> None:

@@ -6,7 +6,7 @@ Light to import (the registry imports it wherever a config has an `ensemble:` bl
 what it uses, imported where it is used."""
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..expansion import Expansion
@@ -41,6 +41,16 @@ class EnsembleKind(CampaignKind):
         from .campaign import check_experiment_class
 
         check_experiment_class(experiment_class, documents, source)
+
+    def forget(self, campaign: CampaignPlan, warn: Callable[[str], Any]) -> None:
+        """-d/-o: the ensemble files of the experiments about to be deleted (theirs only: a file that
+        cluster_work did not write stays, and so its folder), so that the store's delete finds their folders
+        as plain ones."""
+        from .store import delete_ensemble
+
+        for item in campaign.plans:
+            if item.rewrite and not item.skipped:
+                delete_ensemble(item.experiment.path)
 
     def drivers(self, campaign: CampaignPlan, settings: RunSettings, workers: int) -> list[CampaignDriver]:
         from .campaign import drivers

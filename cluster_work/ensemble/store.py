@@ -37,7 +37,7 @@ from typing import Any, BinaryIO
 
 from ..errors import StoreError
 from ..files import is_locked
-from ..store import to_plain
+from ..rows import to_plain
 
 FOLDER = "ensemble"
 FILE = "iterations.cwe"

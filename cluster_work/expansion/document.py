@@ -54,6 +54,8 @@ class ExpandedDocument(Sequence[ExpandedExperiment]):
         self._grid_tokens = [[original_token(path, value) for value in values] for path, values in self._grid]
         self._list_tokens = [[original_token(path, value) for path, value in point] for point in self._list_points]
         self._longer: dict[int, str] = {} if self._provably_distinct() else self._longer_forms(source)
+        self._name_axes_made: tuple[list[list[str]] | None] | None = None
+        self._encoded_axes: dict[tuple[Callable[[KeyPath, Any], str], str], list[list[str]]] = {}
         self._warn_renamed(warn)
 
     def __len__(self) -> int:
@@ -103,39 +105,55 @@ class ExpandedDocument(Sequence[ExpandedExperiment]):
         original_name = f"{self.base}{NAME_SEPARATOR}{original}" if part != original else ""
         return ExpandedExperiment(name, self.base, None, self._point(index), original_name, self)
 
-    def folder_parts(self) -> Iterator[str]:
-        """Each experiment's `params_part` (its folder in the document's), in order, without making the
-        experiments: where every name is the original's as it is (no clash, nothing to escape or cut), the
-        axes' name parts joined by itertools (0.2 us an experiment instead of 5)."""
+    def folder_parts(self, start: int = 0) -> Iterator[str]:
+        """Each experiment's `params_part` (its folder in the document's), in order from experiment `start` on,
+        without making the experiments: where every name is the original's as it is (no clash, nothing to
+        escape or cut), the axes' name parts joined by itertools (0.2 us an experiment instead of 5)."""
         if not self.varies:
-            return iter([""])
-        axes = list(self._grid_tokens)
-        if self._list_points[0]:
-            axes.append(["_".join(point) for point in self._list_tokens])
-        if self.sampler or self.custom_points:
-            axes.append([f"sample{sample}" for sample in range(self._samples)])
-        longest = sum(max(map(len, axis)) for axis in axes) + len(axes) - 1
-        if not self._longer and longest <= MAX_FOLDER_NAME and all(
-                escape(token) == token not in (".", "..") for axis in axes for token in axis):
-            return map("_".join, itertools.product(*axes))
-        return (self._longer.get(index) or folder_safe(self._original_part(index)) for index in range(self._size))
+            return iter([""][start:])
+        axes = self._name_axes()
+        if axes is not None:
+            return map("_".join, product_from(axes, start))
+        return (self._longer.get(index) or folder_safe(self._original_part(index))
+                for index in range(start, self._size))
 
-    def names(self) -> Iterator[str]:
-        """Each experiment's name, in order, without making the experiments (see `folder_parts`)."""
+    def _name_axes(self) -> list[list[str]] | None:
+        """The name part of each axis' values, where every name is the original's as it is (else None); made once
+        (a document named run by run, from any experiment on, asks again for each run)."""
+        if self._name_axes_made is None:
+            axes = list(self._grid_tokens)
+            if self._list_points[0]:
+                axes.append(["_".join(point) for point in self._list_tokens])
+            if self.sampler or self.custom_points:
+                axes.append([f"sample{sample}" for sample in range(self._samples)])
+            longest = sum(max(map(len, axis)) for axis in axes) + len(axes) - 1
+            fast = not self._longer and longest <= MAX_FOLDER_NAME and all(
+                escape(token) == token not in (".", "..") for axis in axes for token in axis)
+            self._name_axes_made = (axes if fast else None,)
+        return self._name_axes_made[0]
+
+    def names(self, start: int = 0) -> Iterator[str]:
+        """Each experiment's name, in order from experiment `start` on, without making the experiments (see
+        `folder_parts`)."""
         if not self.varies:
-            return iter([self.base])
-        return (f"{self.base}{NAME_SEPARATOR}{part}" for part in self.folder_parts())
+            return iter([self.base][start:])
+        return map(f"{self.base}{NAME_SEPARATOR}".__add__, self.folder_parts(start))
 
-    def joined_points(self, encode: Callable[[KeyPath, Any], str], separator: str) -> Iterator[str]:
-        """For each experiment, in order, `separator.join(encode(path, value) for each of its varied values)`,
-        from each axis' values encoded once (a random or custom document's from each point)."""
+    def joined_points(self, encode: Callable[[KeyPath, Any], str], separator: str, start: int = 0) -> Iterator[str]:
+        """For each experiment, in order from experiment `start` on, `separator.join(encode(path, value) for each
+        of its varied values)`, from each axis' values encoded once (a random or custom document's from each
+        point)."""
         if self.sampler or self.custom_points:
             return (separator.join(encode(path, value) for path, value in self._point(index).items())
-                    for index in range(self._size))
-        axes = [[encode(path, value) for value in values] for path, values in self._grid]
-        if self._list_points[0]:
-            axes.append([separator.join(encode(path, value) for path, value in point) for point in self._list_points])
-        return map(separator.join, itertools.product(*axes))
+                    for index in range(start, self._size))
+        axes = self._encoded_axes.get((encode, separator))
+        if axes is None:  # (made once for each `encode`: a document joined run by run asks again for each run)
+            axes = [[encode(path, value) for value in values] for path, values in self._grid]
+            if self._list_points[0]:
+                axes.append([separator.join(encode(path, value) for path, value in point)
+                             for point in self._list_points])
+            self._encoded_axes = {(encode, separator): axes}  # (the last one only: memory stays its axes')
+        return map(separator.join, product_from(axes, start))
 
     def config_of(self, experiment: ExpandedExperiment, folder: str | None = None) -> dict[str, Any]:
         """The experiment's config (see ExpandedExperiment), from this document and its parameter values;
@@ -203,3 +221,22 @@ class ExpandedDocument(Sequence[ExpandedExperiment]):
             warn(f"experiment '{self.base}': some expanded names differ from the original ClusterWork's, which "
                  f"would clash or cannot name a folder: {'; '.join(examples)}")
 
+
+def product_from(axes: Sequence[Sequence[Any]], start: int) -> Iterator[tuple[Any, ...]]:
+    """`itertools.product(*axes)` from its item `start` on, without making the items before it (a run of
+    experiments far into a document names them at once): for each axis from the fastest, the items that keep
+    the slower axes' values of item `start` and take this one's next values, chained."""
+    if start <= 0 or not all(axes):
+        return itertools.product(*axes) if start <= 0 else iter(())
+    digits, rest = [], start
+    for axis in reversed(axes):
+        rest, digit = divmod(rest, len(axis))
+        digits.append(digit)
+    if rest:  # past the end
+        return iter(())
+    digits.reverse()
+    last = len(axes) - 1
+    return itertools.chain.from_iterable(
+        itertools.product(*([axis[digit]] for axis, digit in zip(axes[:k], digits)),
+                          axes[k][digits[k] + (k != last):], *axes[k + 1:])
+        for k in range(last, -1, -1))

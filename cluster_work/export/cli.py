@@ -154,9 +154,6 @@ def _groups(args: argparse.Namespace) -> tuple[list[tuple[dict[str, Any], dict[s
             else None
         if (args.beside_run and block is None) or (wanted and document["name"] not in wanted):
             continue
-        if document.get("store") == "compact":  # the exporter finds repetitions by their folders and files
-            raise ClusterWorkError(f"{args.config}: experiment '{document['name']}': 'store': the compact store "
-                                   "cannot be exported to a tracker yet; export a sweep of the default layout")
         where = "the command line" if given else args.config
         options = check_options(args.tracker, {**(block or {}), **given}, where, document["name"])
         key = json.dumps({k: v for k, v in options.items() if k != "interval"}, sort_keys=True)

@@ -15,6 +15,9 @@ results file's prefix that holds them, and the tracker's own fields (its run). O
    back, W&B removes the unfinished offline run) or to skip what it already holds (MLflow looks at the
    run's metric history): every row ends up in the tracker exactly once.
 
+A repetition exported while RUNNING (its lock held) is asked each poll whether it still runs: the release of
+its lock (its end, or its process's death) changes no file, so the watch alone would leave it RUNNING.
+
 A tracker that is down (`Tracker.unavailable`) pauses the whole export with back-off (1 s, doubling up to
 half a minute); any other error pauses that repetition alone, with a warning. Neither reaches the sweep: the
 exporter runs in its own process and only reads the results files.
@@ -30,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 from ..paths import SweepPaths
+from ..vocabulary import RepetitionState
 from .journal import Journal
 from .source import Repetition, Snapshot, Watch, read_snapshot
 
@@ -94,6 +98,9 @@ class Exporter:
         self.journals: dict[str, Journal] = {}
         self.totals = Totals()
         self._waiting: dict[str, tuple[Repetition, Any]] = {}  # changed, not yet exported
+        # exported while a live process held them: the lock's release (its end, or its death) changes no file
+        # and no event, so each poll asks whether they still run (a lock probe each: about one per worker)
+        self._running: dict[str, Repetition] = {}
         self._seen: dict[str, Any] = {}
         self._last: dict[str, float] = {}
         self._retry: dict[str, tuple[float, float]] = {}  # key -> (when, delay)
@@ -133,6 +140,12 @@ class Exporter:
                 if sig != known:
                     self.watch.touch(repetition, now)
             self._seen[repetition.key] = sig
+            if entry.get("state") == RepetitionState.RUNNING.value:  # as a restarted exporter found it
+                self._running.setdefault(repetition.key, repetition)
+        for key, repetition in list(self._running.items()):
+            if key not in self._waiting and not repetition.store.is_running():
+                self._waiting[key] = (repetition, self._seen.get(key))
+                del self._running[key]
         before = self.totals.rows
         for key, (repetition, sig) in list(self._waiting.items()):
             if time.monotonic() < self._down_until:
@@ -185,6 +198,10 @@ class Exporter:
             entry.update(self.tracker.drop(repetition, entry.pop("dropping"), sweep_id))
             journal.put(key, entry)
         snapshot = read_snapshot(repetition)
+        if snapshot.state is RepetitionState.RUNNING:
+            self._running[key] = repetition
+        else:
+            self._running.pop(key, None)
         params = digest(json.dumps(repetition.params, sort_keys=True, default=str).encode())
         same = entry["bytes"] <= snapshot.end and digest(snapshot.data[:entry["bytes"]]) == entry["fp"] \
             and entry.get("params", params) == params

@@ -10,6 +10,9 @@ Finding changes without statting 10^5 files every second (`Watch`):
 - Every other experiment (its `log/` folder and its repetitions) is checked in a round robin of at most
   `budget` stats per poll: a sweep of N repetitions is looked at whole every 2N / budget polls (every poll
   up to budget / 2 repetitions), and the file system never sees more than about budget + hot stats a poll.
+- A compact store's repetitions (`store: compact`: no folder or file of their own) are its catalog's: each poll
+  looks up its segments' sizes, reads the bytes they gained and looks at the repetitions those name only
+  (`_CompactDocument`). Their keys, rows (the same JSON lines) and so their cursors are the default layout's.
 """
 from __future__ import annotations
 
@@ -20,9 +23,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..compact_catalog import catalog
+from ..compact_config import DOCUMENT_CONFIG_FILE, point_config, read_shared
+from ..compact_store import CompactExperimentStore, CompactRepetition
 from ..config import flatten_mapping
-from ..paths import EXPORT_FOLDER, LOG_FOLDER, RepetitionPaths, export_key, log_folder
+from ..paths import EXPORT_FOLDER, LOG_FOLDER, RepetitionPaths, compact_root, export_key, log_folder
 from ..repetition_state import decide
+from ..rows import parse_results
 from ..store import ExperimentStore, RepetitionStore
 from ..vocabulary import RepetitionState
 
@@ -41,9 +48,12 @@ class Repetition:
     rep: int
     params: dict[str, Any] = field(default_factory=dict)  # flattened: {"model.width": 8}
     iterations: int = 0
+    root: str = ""  # its compact store's folder ('': the default layout's folder per point)
 
     @property
-    def store(self) -> RepetitionStore:
+    def store(self) -> RepetitionStore | CompactRepetition:
+        if self.root:
+            return CompactExperimentStore(self.root, self.experiment, self.folder).repetition(self.rep)
         return ExperimentStore(self.folder).repetition(self.rep)
 
 
@@ -78,7 +88,7 @@ def signature(files: tuple[str, str]) -> Signature | None:
 def read_snapshot(repetition: Repetition) -> Snapshot:
     """The repetition's rows and state now (the state as `repetition_state` decides it)."""
     store = repetition.store
-    prefix = store.read_results()
+    prefix = parse_results(store.read_complete_lines())  # the same bytes in either layout: the same cursor
     rows, data = prefix.rows, prefix.data
     end = len(data) if data.count(b"\n") == len(rows) else prefix.end_of_row(len(rows))
     status = store.read_status()
@@ -135,6 +145,7 @@ class Watch:
         self._order: list[str] = []  # experiment folders, in round-robin order
         self._next = 0
         self._hot: dict[str, float] = {}  # experiment folder -> when one of its repetitions last changed
+        self._compact: dict[str, _CompactDocument] = {}  # base folder -> its compact store
 
     def touch(self, repetition: Repetition, now: float) -> None:
         """`repetition` changed: look at its experiment in every poll for the next `hot_seconds`."""
@@ -163,6 +174,8 @@ class Watch:
             experiment = self._experiments.get(folder)
             if experiment is not None:
                 yield from self._check(experiment)
+        for compact in self._compact.values():
+            yield from compact.poll()
 
     def _check(self, experiment: _Experiment) -> Iterator[tuple[Repetition, Signature | None]]:
         logs = log_folder(experiment.folder)
@@ -219,9 +232,18 @@ class Watch:
                                       and os.path.basename(folder) != EXPORT_FOLDER
                                       and os.path.abspath(folder) not in self.skip]
             for base in self._bases.get(sweep, []):
+                if base in self._compact:
+                    continue
                 candidates = self._candidates.setdefault(base, set())
                 if self._changed(base):
                     candidates.update({base, *(f for f in _subfolders(base) if os.path.basename(f) != LOG_FOLDER)})
+                    if os.path.isdir(compact_root(base)):
+                        # a compact store's document: its points have no folders (one made for what an experiment
+                        # writes holds no experiment); the experiment folders there now (of the default layout,
+                        # before the document became compact) are followed, and the base is not looked at again
+                        self._compact[base] = _CompactDocument(base, sweep)
+                        del self._candidates[base]
+                        candidates = {f for f in candidates if ExperimentStore(f).exists()}
                 for folder in sorted(candidates):
                     if folder in self._experiments:
                         candidates.discard(folder)
@@ -240,6 +262,58 @@ class Watch:
         changed = mtime != self._mtimes.get(folder, -1) or (mtime is not None and time.time_ns() - mtime < 2e9)
         self._mtimes[folder] = mtime
         return changed
+
+
+class _CompactDocument:
+    """The repetitions of one compact store (a document's, in `folder`): its catalog, read incrementally each
+    poll (a stat per segment and the bytes they gained), says which repetitions had new events (`followers`),
+    so that a poll looks at those only, whatever the sweep's size. A repetition's signature is what its
+    events are (claims, events of them, its status's time): the same in every process that reads them."""
+
+    def __init__(self, folder: str, sweep: str):
+        self.folder, self.sweep, self.root = folder, sweep, compact_root(folder)
+        self._reps: dict[str, set[int]] = {}  # by experiment: its repetitions seen (to tell one -d forgot)
+        self._shared: tuple[int | None, dict[str, Any] | None] = (None, None)  # document.json's mtime, content
+        self._touched: set[tuple[str, int]] | None = None  # this watch's, in the catalog's followers
+
+    def poll(self) -> Iterator[tuple[Repetition, Signature | None]]:
+        known = catalog(self.root, force=True)
+        if self._touched is None:  # the first look: every repetition
+            self._touched = set()
+            known.followers.append(self._touched)
+            touched = {(name, rep) for name, reps in known.by_name.items() for rep in reps}
+        else:
+            touched = set(self._touched)
+            self._touched.clear()
+        if not touched:
+            return
+        mtime = _mtime(os.path.join(self.root, DOCUMENT_CONFIG_FILE))
+        if mtime != self._shared[0] or mtime is None:
+            self._shared = (mtime, read_shared(self.root))
+        at_of = {name: at for at, name in known.names_at.items()}
+        names: dict[str, tuple[set[int], tuple[str, str, dict[str, Any], int]]] = {}
+        for name, rep in sorted(touched):
+            if name not in names:
+                reps = set(known.repetition_numbers(name))
+                given = (known.repetition(name, r).params for r in sorted(reps))  # as read_config takes them
+                params: Any = next((p for p in given if p is not None), {})
+                folder = os.path.join(self.folder, at_of[name]) if at_of.get(name) else self.folder
+                config = point_config(self.root, name, params, folder, self._shared[1])
+                iterations = config.get("iterations")
+                names[name] = (reps, (folder, str(config.get("experiment_name", os.path.basename(self.folder))),
+                                      flatten_mapping(params or {}), iterations if isinstance(iterations, int) else 0))
+            reps, (folder, base, params, iterations) = names[name]
+            repetition = Repetition(export_key(folder, self.sweep, rep), self.sweep, folder, name, base, rep, params,
+                                    iterations, self.root)
+            seen = self._reps.setdefault(name, set())
+            if rep in reps:
+                seen.add(rep)
+                saved = known.repetition(name, rep)
+                yield repetition, ("compact", len(saved.claims), sum(len(claim.events) for claim in saved.claims),
+                                   saved.status[0] if saved.status is not None else None)
+            elif rep in seen:  # forgotten (-d): once more, with None
+                seen.discard(rep)
+                yield repetition, None
 
 
 def _mtime(path: str) -> int | None:

@@ -14,12 +14,15 @@ repetitions; decisions are per experiment, and stop all of its repetitions that 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .core import Ended, Steering
 from .ladder import Ladder
 from .points import badness, metric_value, reduce
-from .spec import SteerSpec
+
+if TYPE_CHECKING:  # the core makes strategies (strategies.make_strategy): they name its types, never import it
+    from .core import Steering
+    from .jobs import Ended
+    from .spec import SteerSpec
 
 
 def geometric(first: int, factor: int, end: int) -> list[int]:

@@ -41,11 +41,10 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from ..compact_store import experiment_store
+from ..compact_store import CompactRepetition, store_of
 from ..errors import ConfigError, StoreError, config_error
 from ..exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_STORE, EXIT_USAGE
 from ..expansion import ExpandedDocument
-from ..store import ExperimentStore
 from ..sweep import describe
 from ..vocabulary import ConfigWrite, ExperimentState, Outcome, OutcomeKind, Record, RunSettings, Segment, Step
 from .actions import Action, PolicyError, Run, SteeringError, Stop
@@ -98,7 +97,7 @@ def forget_campaign(campaign: CampaignPlan, warn: Callable[[str], Any]) -> None:
     except OSError as exc:
         raise StoreError(f"cannot delete the campaign journal {path}: {exc.strerror}") from None
     for experiment in added:
-        left = ExperimentStore(experiment.path).delete()
+        left = store_of(experiment).delete()
         if left:
             warn(f"{experiment.name}: -d/-o kept what cluster_work did not write: {', '.join(left[:5])}")
 
@@ -317,18 +316,21 @@ class SteeredCampaign:
         point = self.steering.index_of(name)
         assert point is not None
         experiment = self.steering.experiments[point]
-        experiment_store = ExperimentStore(experiment.path)
-        store = experiment_store.repetition(rep)
+        experiments = store_of(experiment)  # the layout its document asks for (`store:`)
+        store = experiments.repetition(rep)
+        if isinstance(store, CompactRepetition):  # a worker's rows and status, at once (not a view up to
+            store.refresh()                       # REFRESH_SECONDS old): what the status says must follow them
         status = store.read_status()
         if status.get("state") == Record.STOPPED.value and status.get("reason") == reason:
             return
-        if name not in self._has_config and not experiment_store.exists():  # stopped before it ever ran
-            experiment_store.write_config(experiment.config, sync=self.settings.sync)
+        if name not in self._has_config and not experiments.exists():  # stopped before it ever ran
+            experiments.write_config(experiment.config, sync=self.settings.sync)
         self._has_config.add(name)
         done = self._saved.get((name, rep))
         if done is None:
             done = len(store.read_results())
-        store.create_folder()
+        if not isinstance(store, CompactRepetition):
+            store.create_folder()
         store.write_status(Record.STOPPED, sync=self.settings.sync, reason=reason, iterations_done=done,
                            iterations=experiment.iterations)
 
@@ -338,7 +340,7 @@ class SteeredCampaign:
         point = self.steering.index_of(name)
         assert point is not None
         experiment = self.steering.experiments[point]
-        store = experiment_store(experiment.path, experiment.config).repetition(rep)
+        store = store_of(experiment).repetition(rep)
         store.write_status(Record.INTERRUPTED, sync=self.settings.sync, **fields)
 
     def _observe(self, outcome: Outcome, key: tuple[str, int]) -> None:

@@ -26,12 +26,12 @@ import hashlib
 import json
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from ..expansion import ExpandedDocument, ExpandedExperiment
 from ..vocabulary import Outcome, OutcomeKind
 from .actions import DECISION_KINDS, Action, Add, Finish, Run, SteeringError, Stop
+from .jobs import Ended, Job, RepetitionState
 from .journal import Journal, encode
 from .points import Experiments, Params, added_name, badness, expand_added, metric_value, reduce
 from .spec import SteerSpec
@@ -40,49 +40,6 @@ _ENDS = frozenset({OutcomeKind.FINISHED, OutcomeKind.ALREADY_FINISHED, OutcomeKi
                    OutcomeKind.BAD_PARAMETER})
 _DOCUMENT_KEYS = ("repetitions", "iterations", "params", "grid", "list", "random", "custom")
 VERSION = 1
-
-
-@dataclass
-class Job:
-    """A run the campaign asked for: repetition `rep` of point `point`, from `start` saved iterations to `until`
-    (`experiment`: the point's, built once for the Run and kept while the job is outstanding)."""
-
-    number: int
-    point: int
-    rep: int
-    start: int
-    until: int
-    experiment: ExpandedExperiment
-
-
-@dataclass(frozen=True)
-class Ended:
-    """A job that ended, as a strategy sees it: `rows` are its saved rows from `job.start` (iteration and
-    the campaign's columns), as the journal holds them."""
-
-    job: Job
-    kind: OutcomeKind
-    rows: tuple[dict[str, Any], ...]
-    error: str | None
-
-    @property
-    def reached(self) -> bool:
-        return self.kind.ran_to_its_end
-
-    def row(self, iteration: int) -> dict[str, Any] | None:
-        for row in reversed(self.rows):
-            if row.get("iteration") == iteration:
-                return row
-        return None
-
-
-class _Rep:
-    __slots__ = ("saved", "job", "closed")
-
-    def __init__(self) -> None:
-        self.saved = 0
-        self.job: Job | None = None
-        self.closed = ""  # '' | 'stopped' | 'failed' | 'finished'
 
 
 class Steering:
@@ -102,7 +59,7 @@ class Steering:
                          if self._document is not None else None)
         self._jobs: dict[int, Job] = {}
         self._next_job = 0
-        self._reps: dict[tuple[int, int], _Rep] = {}
+        self._reps: dict[tuple[int, int], RepetitionState] = {}
         self._adds: list[Add] = []
         self._stops: list[Stop] = []
         self._final: dict[int, dict[int, float]] = {}
@@ -220,10 +177,10 @@ class Steering:
             return int(self._uniform[1])
         return self.experiments[point].iterations
 
-    def rep(self, point: int, rep: int) -> _Rep:
+    def rep(self, point: int, rep: int) -> RepetitionState:
         state = self._reps.get((point, rep))
         if state is None:
-            state = self._reps[(point, rep)] = _Rep()
+            state = self._reps[(point, rep)] = RepetitionState()
         return state
 
     def alive_reps(self, point: int) -> list[int]:

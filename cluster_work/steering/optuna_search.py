@@ -25,13 +25,16 @@ random or custom block is refused by `spec.check_steered_document`).
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import dotted
 from ..sampling import Distribution, leaves
-from .core import Ended, Steering
 from .points import Params, metric_value, reduce
-from .spec import SteerSpec
+
+if TYPE_CHECKING:  # the core makes strategies (strategies.make_strategy): they name its types, never import it
+    from .core import Steering
+    from .jobs import Ended
+    from .spec import SteerSpec
 
 
 def distributions(spec: SteerSpec) -> dict[str, Any]:

@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     import numpy as np
 
     from ..expansion import ExpandedExperiment
-    from .core import Ended, Steering
+    from .core import Steering
+    from .jobs import Ended
     from .spec import SteerSpec
 
 

@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..compact_catalog import find_catalogs
 from ..display import format_seconds
 from ..store import find_experiment_folders
 from ..vocabulary import Record
@@ -88,4 +89,10 @@ def stop_reasons(path: str | os.PathLike[str]) -> dict[tuple[str, int], str]:
                 status = store.repetition(rep).read_status()
                 if status.get("state") == Record.STOPPED.value:
                     reasons[(name, rep)] = str(status.get("reason", ""))
+        for _, compact in find_catalogs(folder):  # compact stores (`store: compact`): statuses in their segments
+            for name, reps in compact.experiments().items():
+                for rep in reps:
+                    saved = compact.repetition(name, rep).status
+                    if saved is not None and saved[1].get("state") == Record.STOPPED.value:
+                        reasons[(name, rep)] = str(saved[1].get("reason", ""))
     return reasons

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from .core import Ended, Steering
+    from .core import Steering
+    from .jobs import Ended
     from .spec import SteerSpec
 
 
