@@ -34,6 +34,7 @@ import math
 import os
 import resource
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -41,15 +42,17 @@ import threading
 import time
 from unittest import mock
 
+import yaml
+
 from cluster_work import arrow_rows, load_results, results
 from cluster_work.durability import committer
 from cluster_work.expansion import expand_all
-from cluster_work.paths import LOCKS_FILE, compact_root, segment_name
+from cluster_work.paths import CONFIG_FILE, LOCKS_FILE, compact_root, segment_name
 from cluster_work.planning import make_plan
 from cluster_work.reporting import print_progress
 from cluster_work.rows import to_plain
 from cluster_work.selection import Policy, Selection
-from cluster_work.store import ExperimentStore, encode_row
+from cluster_work.store import _YAML_DUMPER, MARKER, ExperimentStore, encode_row
 from cluster_work.vocabulary import Record
 
 
@@ -143,6 +146,13 @@ def probe(kind: str, config: str) -> None:
     from cluster_work.vocabulary import Outcome, OutcomeKind
 
     started, cpu = time.perf_counter(), time.process_time()
+    if kind == "index":  # what a run does at its end: write each document's folder index
+        from cluster_work import folder_index
+
+        for document in expand_all(load_config(config)).documents:
+            folder_index.refresh(document)
+        print(time.perf_counter() - started, time.process_time() - cpu, own_peak_mb())
+        return
     plan = make_plan(expand_all(load_config(config)), Selection(), Policy(), config)
     if kind == "plan":
         next(iter(plan.jobs))
@@ -169,18 +179,41 @@ def probed(kind: str, config: str, env: dict[str, str], limit: float | None = No
 
 
 def write_half_done(path: str, size: int) -> int:
-    """A `size` x 100 grid whose every other experiment finished (written as a run leaves it); its config."""
+    """A `size` x 100 grid whose every other experiment finished (written as a run leaves it: its config.yml,
+    results.jsonl and a finished status.json, the same bytes but the status's host, pid and time); the number
+    finished. The configs' text comes from a template of one config (checked against three), not one YAML
+    dump per experiment, so that 5 x 10^5 of them are written in minutes."""
     document = {"name": "half", "repetitions": 1, "iterations": 1, "path": path,
                 "grid": {"a": list(range(size)), "b": list(range(100))}}
-    for experiment in itertools.islice(expand_all([document]), 0, None, 2):
-        store = ExperimentStore(experiment.path)
-        store.write_config(experiment.config, sync=False)
-        repetition = store.repetition(0)
-        repetition.create_folder()
-        with open(repetition.results_file, "wb") as handle:
-            handle.write(encode_row({"iteration": 0, "x": 0, "iteration_time": 0.001, "repetition_time": 0.001}))
-        repetition.write_status(Record.FINISHED, sync=False, iterations_done=1, iterations=1, mean_iteration_time=0.001)
-    committer.commit()
+    [expanded] = expand_all([document]).documents
+    marks = {"a": 1234567, "b": 7654321}  # in a sample's values, folder, name and log folder: made fields
+
+    def text_of(experiment) -> str:
+        return f"{MARKER}\n" + yaml.dump(to_plain(experiment.config), Dumper=_YAML_DUMPER, sort_keys=False,
+                                           default_flow_style=False)
+
+    def values(experiment) -> dict:
+        return {str(key[-1]): value for key, value in experiment.varied.items()}
+
+    [marked] = expand_all([{**document, "grid": {key: [value] for key, value in marks.items()}}])
+    template = text_of(marked).replace("{", "{{").replace("}", "}}")
+    for key, value in marks.items():
+        template = template.replace(str(value), f"{{{key}}}")
+    assert all(text_of(expanded[k]) == template.format(**values(expanded[k]))
+               for k in (0, len(expanded) // 2, len(expanded) - 1))
+    row = encode_row({"iteration": 0, "x": 0, "iteration_time": 0.001, "repetition_time": 0.001})
+    host, pid = socket.gethostname(), os.getpid()
+    for experiment in itertools.islice(expanded, 0, None, 2):
+        folder = experiment.path
+        repetition = ExperimentStore(folder).repetition(0)
+        os.makedirs(repetition.path)
+        with open(os.path.join(folder, CONFIG_FILE), "xb") as handle:
+            handle.write(template.format(**values(experiment)).encode())
+        with open(repetition.results_file, "xb") as handle:
+            handle.write(row)
+        with open(repetition.status_file, "xb") as handle:
+            handle.write(json.dumps({"state": Record.FINISHED.value, "host": host, "pid": pid, "updated": time.time(),
+                                     "iterations_done": 1, "iterations": 1, "mean_iteration_time": 0.001}).encode())
     return size * 50
 
 
@@ -277,6 +310,29 @@ def compact_resume(root: str, size: int, contiguous: bool, versions: list[tuple[
             print(f"    {flags:<14} {version:<9} all {total:6.2f} s ({cpu:6.2f} s CPU)   peak {peak:5.0f} MB")
 
 
+def folders_resume(root: str, resume: int, versions: list[tuple[str, dict[str, str]]], config) -> None:
+    """Planning a resume of a half-done sweep in the default layout (a folder per point): each version without
+    an index (the baseline's; this one's after a kill -9: it reads every started experiment's files), then this
+    one with the index its last run wrote at its end (`folder_index.refresh`, 2 s after the files were written:
+    the racy rule leaves out what changed within 2 s)."""
+    from cluster_work.paths import FOLDER_INDEX_FILE  # (here: a baseline's probes import this file too)
+
+    half = os.path.join(root, "half")
+    finished = write_half_done(half, resume)
+    half_config = config("half", {"path": half, "grid": {"a": list(range(resume)), "b": list(range(100))}})
+    print(f"  resume a {resume} x 100 grid, {finished} experiments finished (every other one): plan, first job")
+    here = versions[0][1]
+    for version, env, label in [*((version, env, "no index") for version, env in versions[::-1]),
+                                ("this", here, "its index")]:
+        if label == "its index":
+            time.sleep(2.1)
+            probed("index", half_config, here)
+            assert os.path.exists(os.path.join(half, "half", FOLDER_INDEX_FILE))
+        seconds, cpu, peak = probed("plan", half_config, env)
+        print(f"    {version:<9} {label:<10} {seconds:6.2f} s ({cpu:.2f} s CPU, {cpu / finished * 1e6:.1f} us a "
+              f"finished experiment: {cpu / finished * 5e5:.1f} s for a half-done 10^6)   peak {peak:5.0f} MB")
+
+
 def huge_sweeps(root: str, size: int, resume: int, compact: int, contiguous: bool, jobs: int, baseline: str | None,
                 limit: float, compact_only: bool = False, stale_only: bool = False) -> None:
     """Issue 25's figures, each for this copy of cluster_work and for `baseline` (if given), side by side; a
@@ -308,14 +364,7 @@ def huge_sweeps(root: str, size: int, resume: int, compact: int, contiguous: boo
                                                     first_only, limit)
             end = "(its first line only)" if first_only else f"all {total:6.2f} s"
             print(f"    {flags:<14} {version:<9} first line {first:6.2f} s   {end:<21} peak {peak:5.0f} MB")
-    half = os.path.join(root, "half")
-    finished = write_half_done(half, resume)
-    half_config = config("half", {"path": half, "grid": {"a": list(range(resume)), "b": list(range(100))}})
-    print(f"  resume a {resume} x 100 grid, {finished} experiments finished (every other one): plan, first job")
-    for version, env in versions:
-        seconds, cpu, peak = probed("plan", half_config, env)
-        print(f"    {version:<9} {seconds:6.2f} s ({cpu:.2f} s CPU, {cpu / finished * 1e6:.0f} us a finished "
-              f"experiment: {cpu / finished * 5e5:.0f} s for a half-done 10^6)   peak {peak:5.0f} MB")
+    folders_resume(root, resume, versions, config)
     compact_resume(root, compact, contiguous, versions, config, limit)
     streamed = config("streamed", {"grid": {"a": list(range(jobs // 1000)), "b": list(range(1000))}})
     print(f"  rank 0 over a sweep of {jobs} jobs (an instant task: rank 0's share alone)")
@@ -332,6 +381,8 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=100)
     parser.add_argument("--huge", type=int, default=1000, help="the huge grid is this x this (0: not measured)")
     parser.add_argument("--resume", type=int, default=200, help="the half-done grid is this x 100")
+    parser.add_argument("--resume-only", action="store_true",
+                        help="measure only the resume of the half-done grid in the default layout")
     parser.add_argument("--compact-resume", type=int, default=10_000,
                         help="the half-done grid in a compact store is this x 100 (10^4: 10^6 points, measured)")
     parser.add_argument("--contiguous", action="store_true",
@@ -350,6 +401,20 @@ def main() -> None:
     root = tempfile.mkdtemp(prefix="cw-scale-")
     try:
         print(f"planning_scale: {os.cpu_count()} cores")
+        if args.resume_only:
+            here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+            versions = [("this", {**os.environ, "PYTHONPATH": here})]
+            versions += [("baseline", {**os.environ, "PYTHONPATH": os.path.abspath(args.baseline)})] if args.baseline \
+                else []
+
+            def config(name: str, document: dict) -> str:
+                path = os.path.join(root, f"{name}.yml")
+                with open(path, "w") as handle:
+                    json.dump({"repetitions": 1, "iterations": 1, "name": name, **document}, handle)
+                return path
+
+            folders_resume(root, args.resume, versions, config)
+            return
         if args.huge:  # first, while this process is small: a child's peak counts its parent's size at fork
             huge_sweeps(root, args.huge, args.resume, args.compact_resume, args.contiguous, args.jobs, args.baseline,
                         args.limit, args.compact_only, args.stale_only)

@@ -1,7 +1,8 @@
 """Runs of a document's experiments that are all alike, planned, counted and listed without making them one by
 one (a 10^6-point grid costs its axes, not 10^6 plans): `FreshRun`s (nothing on disk: every repetition a job)
-and, in a compact store, `NewOrDoneRun`s (each experiment new, or with every repetition finished or stopped and
-the parameters unchanged: no job).
+and, where an index says what is on disk (a compact store's, or the default layout's `folder_index`),
+`NewOrDoneRun`s (each experiment new, or with every repetition finished or stopped and the parameters
+unchanged: no job).
 
 Which experiments are on disk is asked once per document: the default layout lists the document's folder
 (`present_folders`), a compact store reads its index (`compact_index.summary`). Everything else is planned
@@ -9,6 +10,7 @@ experiment by experiment, by the function the caller gives (`planning`).
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import operator
 import os
@@ -16,7 +18,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Any
+from typing import Any, Protocol
 
 from .compact_index import Entry, ExperimentSummary, SummaryStore, canonical
 from .compact_store import is_compact
@@ -25,6 +27,13 @@ from .expansion import ExpandedDocument, ExpandedExperiment
 from .repetition_state import status_says_finished
 from .rows import to_plain
 from .vocabulary import Record
+
+
+class Known(Protocol):
+    """An index a NewOrDoneRun's done experiments' plans are made from: each one's store, by its name and folder
+    (a compact store's `SummaryStore`, the default layout's `folder_index.FolderIndex`)."""
+
+    def experiment(self, name: str, path: str) -> Any: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,18 +70,19 @@ class FreshRun(Run):
     at the disk for them (`Plan.chunks`). Only without -r and -j."""
 
 
-BLOCK = 4096  # experiments of a compact store's document looked at together: a NewOrDoneRun covers at most these
+BLOCK = 4096  # experiments of a document looked at together (through an index): a NewOrDoneRun covers at most these
 
 
 @dataclass(frozen=True, slots=True)
 class NewOrDoneRun(Run):
-    """Experiments of a compact store's document each new (its index holds nothing of it: every repetition a
-    job, as in a FreshRun) or done (every repetition finished or stopped, the parameters unchanged: no job,
-    its plan, made where it is shown, says the same), in any order: a half-done sweep whose finished points
-    alternate with new ones is counted in runs of up to BLOCK experiments, not in runs of one. `done`: a byte
-    per experiment, 1 where it is done; `found`: what the index holds of each done one, in order."""
+    """Experiments of a document each new (its index holds nothing of it: every repetition a job, as in a
+    FreshRun) or done (every repetition finished or stopped, the parameters unchanged: no job, its plan, made
+    where it is shown, says the same), in any order, as an index says (a compact store's, or the default
+    layout's `folder_index`): a half-done sweep whose finished points alternate with new ones is counted in runs
+    of up to BLOCK experiments, not in runs of one. `done`: a byte per experiment, 1 where it is done; `found`:
+    what the index holds of each done one, in order."""
 
-    store: SummaryStore  # what its done experiments' plans are made from
+    store: Known  # what its done experiments' plans are made from
     done: bytes
     found: tuple[Entry, ...]
 
@@ -183,26 +193,45 @@ def compact_runs(document: ExpandedDocument, first_index: int, store: SummarySto
                 yield NewOrDoneRun(document, block, block + len(found), first_index + block * repetitions, store,
                                    bytes(map(bool, found)), tuple(entries)), False
                 continue
-        done, entries, start = bytearray(len(found)), [], 0  # the run gathered: from block + start on
-        for offset in itertools.compress(range(len(found)), found):
-            entry = found[offset]
-            if texts is not None and expected is not None and texts[1](expected[offset]) == entry[1] and is_done(
-                    entry[2], repetitions, iterations):
-                done[offset] = 1
-                entries.append(entry)
-                continue
-            if offset > start:
-                yield _run(document, block + start, block + offset, first_index, store, done[start:offset], entries)
-            yield plan(document[block + offset], first_index + (block + offset) * repetitions), False
-            start, entries = offset + 1, []
-        if start < len(found):
-            yield _run(document, block + start, block + len(found), first_index, store, done[start:], entries)
+        yield from block_runs(document, first_index, block, found, functools.partial(
+            _compact_done, texts, expected, repetitions, iterations), store, plan)
 
 
-def _run(document: ExpandedDocument, start: int, stop: int, first_index: int, store: SummaryStore,
-         done: bytearray, found: list[Entry]) -> tuple[NewOrDoneRun, bool]:
+def _compact_done(texts: Any, expected: list[str] | None, repetitions: int, iterations: int, offset: int,
+                  entry: Entry) -> Entry | None:
+    """`entry`, what a compact store's index holds of a block's experiment at `offset`, where it is done."""
+    return entry if texts is not None and expected is not None and texts[1](expected[offset]) == entry[1] and \
+        is_done(entry[2], repetitions, iterations) else None
+
+
+def block_runs(document: ExpandedDocument, first_index: int, block: int, found: list[Any],
+               done_entry: Callable[[int, Any], Entry | None], store: Known, plan: Plan,
+               kind: type[NewOrDoneRun] = NewOrDoneRun) -> Iterator[tuple[Any, bool]]:
+    """Experiments `block` to `block + len(found) - 1` of the document as NewOrDoneRuns (of `kind`, their done
+    experiments' plans made from `store`) and, between them, each other experiment's plan by `plan`; each with
+    whether it was fresh. `found`: falsy for a new experiment (nothing of it on disk), else what `done_entry`
+    (its offset in the block, its `found`) makes the run's entry of, or None where it is not done: planned."""
+    done, entries, start = bytearray(len(found)), [], 0  # the run gathered: from block + start on
+    for offset in itertools.compress(range(len(found)), found):
+        entry = done_entry(offset, found[offset])
+        if entry is not None:
+            done[offset] = 1
+            entries.append(entry)
+            continue
+        if offset > start:
+            yield _run(kind, document, block + start, block + offset, first_index, store, done[start:offset],
+                       entries)
+        yield plan(document[block + offset], first_index + (block + offset) * document.document["repetitions"]), \
+            False
+        start, entries = offset + 1, []
+    if start < len(found):
+        yield _run(kind, document, block + start, block + len(found), first_index, store, done[start:], entries)
+
+
+def _run(kind: type[NewOrDoneRun], document: ExpandedDocument, start: int, stop: int, first_index: int,
+         store: Known, done: bytearray, found: list[Entry]) -> tuple[NewOrDoneRun, bool]:
     first = first_index + start * document.document["repetitions"]
-    return NewOrDoneRun(document, start, stop, first, store, bytes(done), tuple(found)), False
+    return kind(document, start, stop, first, store, bytes(done), tuple(found)), False
 
 
 def is_done(reps: list[list[Any]], repetitions: int, iterations: int) -> bool:

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from . import compact_index, design, slurm
+from . import compact_index, design, folder_index, slurm
 from .arguments import ASSIGNMENT_OPTIONS, build_parser, parse_arguments, value_options
 from .attempts import journal as attempts_journal
 from .backends import Executor, make_executor
@@ -220,6 +220,8 @@ def _execute(experiment_class: type[ClusterWork], plan: Plan, args: argparse.Nam
         committer.commit()  # this process's writes durable before the run is recorded as ended
         for root in plan.compact_roots():  # so that the next run plans from the index alone
             compact_index.refresh(root)
+        for document in plan.indexed_documents():  # the same for the default layout's folders
+            folder_index.refresh(document)
     except KeyboardInterrupt:
         return stopped_at_once()
     run_ended(paths, run_id, summary.exit_status(), summary.job_figures())

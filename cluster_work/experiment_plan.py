@@ -50,6 +50,8 @@ class ExperimentPlan:
 def changed_params(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     """The parameter names whose values differ between two params dicts, compared as stored: NaN equals
     NaN and a set equals itself whatever its order, so an unchanged config never counts as changed."""
+    if stored is current:
+        return []  # an index found them the same (folder_index.IndexedExperiment)
     stored, current = to_plain(stored), to_plain(current)
     if json.dumps(stored, sort_keys=True, default=repr) == json.dumps(current, sort_keys=True, default=repr):
         return []  # the common case, in one comparison (equal texts: equal at every path)

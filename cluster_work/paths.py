@@ -17,7 +17,9 @@
                                               strategy's frozen points; `.cluster_work_campaign.jsonl`: a
                                               steered campaign's journal; `.cluster_work_compact/`: the
                                               segments of a compact store, `store: compact`, its
-                                              index.json, a cache of them, and its writers' fault logs)
+                                              index.json, a cache of them, and its writers' fault logs;
+                                              `.cluster_work_index.json`: the default layout's cache of its
+                                              experiment folders, folder_index)
     <path>/<base>/<params>/                   an expanded experiment (the document's folder itself when
                                               nothing varies), as the original ClusterWork lays it out
         config.yml                            its effective config (first line: cluster_work's marker)
@@ -50,6 +52,8 @@ FAULT_LOG_PREFIX = "fault-"  # in COMPACT_FOLDER: fault-<host>-<pid>-<token>.log
 INDEX_FILE = "index.json"  # in COMPACT_FOLDER: a cache of what the segments say per repetition (compact_index)
 DOCUMENT_CONFIG_FILE = "document.json"  # in COMPACT_FOLDER: the config its points share (compact_config)
 INDEX_TEMPORARY_PREFIX = ".index-"  # in COMPACT_FOLDER: an index being written, renamed to INDEX_FILE when whole
+FOLDER_INDEX_FILE = ".cluster_work_index.json"  # in a document's folder: what planning read of its experiments
+FOLDER_INDEX_TEMPORARY_PREFIX = ".cluster_work_index-"  # the same being written, renamed when whole
 EXPORT_FOLDER = ".cluster_work_export"
 TENSORBOARD_FOLDER = "tensorboard"
 
@@ -80,6 +84,15 @@ def compact_root(document_folder: str) -> str:
 
 def index_temporary_name(host: str, pid: int, token: str) -> str:
     return f"{INDEX_TEMPORARY_PREFIX}{host}-{pid}-{token}.tmp"
+
+
+def folder_index_file(document_folder: str) -> str:
+    """The default layout's cache of a document's experiment folders (folder_index)."""
+    return os.path.join(document_folder, FOLDER_INDEX_FILE)
+
+
+def folder_index_temporary(document_folder: str, host: str, pid: int, token: str) -> str:
+    return os.path.join(document_folder, f"{FOLDER_INDEX_TEMPORARY_PREFIX}{host}-{pid}-{token}.tmp")
 
 
 def segment_name(host: str, pid: int, token: str) -> str:

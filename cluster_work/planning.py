@@ -25,6 +25,7 @@ from .experiment_plan import CHANGED, plan_experiment
 from .experiment_plan import ExperimentPlan as ExperimentPlan
 from .experiment_plan import changed_params as changed_params
 from .experiment_plan import expected_seconds as expected_seconds
+from .folder_index import FolderIndex, indexed_runs
 from .kinds import kind
 from .paths import compact_root
 from .plan_warnings import refuse_changed_only as refuse_changed_only
@@ -74,6 +75,8 @@ class Plan:
         self.totals = PlanTotals()
         self._counted: list[Chunk] | None = None  # what `count` read, where it is small enough
         self._attempts: dict[str, AttemptIndex] = {}  # per sweep folder, read once
+        self._indexes: dict[str, FolderIndex] = {}  # per document folder of the default layout, loaded once
+        self._indexed: dict[str, ExpandedDocument] = {}  # the documents of the default layout planned whole
 
     @property
     def experiments(self) -> Iterator[ExperimentPlan]:
@@ -108,14 +111,23 @@ class Plan:
         """Each experiment's plan, or a run of fresh ones, and whether it was fresh (its folder does not
         exist: no disk was read). A document's folder is listed once (`present_folders`), and where neither
         -r nor -j picks among its jobs, the folders missing from that list are FreshRuns. A compact store is
-        read through its index (`SummaryStore`), once per pass; its new and done experiments are NewOrDoneRuns."""
+        read through its index (`SummaryStore`), once per pass; its new and done experiments are NewOrDoneRuns. So
+        are those of a whole document of the default layout whose folder index says so (`folder_index`, except
+        with -d)."""
         present = present_folders(group)
         document_path = expand_path(group.document["path"]) if isinstance(group, ExpandedDocument) else None
         summaries: dict[str, SummaryStore] = {}
+        whole = isinstance(group, ExpandedDocument) and self._selection.repetition is None and self._picked is None
+        folders = None  # the document's folder index, where it is planned whole
+        if whole and present is not None and isinstance(group, ExpandedDocument) and group.varies:
+            self._indexed[group.base_folder] = group
+            if present and not self._policy.delete:
+                folders = self._indexes.get(group.base_folder) or self._indexes.setdefault(
+                    group.base_folder, FolderIndex.load(group, present))
 
         def store(experiment: ExpandedExperiment) -> ExperimentStore | CompactExperimentStore | SummaryExperiment:
             if experiment.store != "compact":
-                return store_of(experiment)
+                return folders.store(experiment) if folders is not None else store_of(experiment)
             root = compact_root(experiment.config["_experiment_path"])
             found = summaries.get(root) or summaries.setdefault(root, SummaryStore(root, check_locks=False))
             return found.experiment(experiment.name, experiment.path)
@@ -124,7 +136,6 @@ class Plan:
             return plan_experiment(experiment, index, self._selection, self._policy, None, False, attempts,
                                     store(experiment))
 
-        whole = isinstance(group, ExpandedDocument) and self._selection.repetition is None and self._picked is None
         if whole and isinstance(group, ExpandedDocument) and is_compact(group.document) and not self._policy.delete:
             assert document_path is not None
             attempts = self.attempts(document_path)
@@ -135,7 +146,8 @@ class Plan:
         if whole and present is not None:
             assert isinstance(group, ExpandedDocument) and document_path is not None
             attempts = self.attempts(document_path)
-            yield from fresh_runs(group, first_index, present, plan)
+            yield from (indexed_runs(group, first_index, present, folders, plan) if folders is not None
+                        else fresh_runs(group, first_index, present, plan))
             return
         for experiment in group:
             fresh = present is not None and experiment.params_part not in present
@@ -156,6 +168,17 @@ class Plan:
         chosen one by one are few), for their indexes (`compact_index.refresh`)."""
         return [compact_root(group.base_folder) for group, _ in self._groups
                 if isinstance(group, ExpandedDocument) and is_compact(group.document)]
+
+    def write_indexes(self) -> None:
+        """Write what this plan read of the default layout's experiment folders into their documents' indexes
+        (`folder_index`; a run only: planning itself writes nothing)."""
+        for index in self._indexes.values():
+            index.write()
+
+    def indexed_documents(self) -> list[ExpandedDocument]:
+        """The documents of the default layout planned whole (neither -r nor -j: a run of part of a document
+        leaves its index to the next whole one), for `folder_index.refresh` at the end of a run."""
+        return list(self._indexed.values())
 
     def iterations_left(self) -> int:
         """Iterations the planned jobs still have to run (from each repetition's status)."""
@@ -325,5 +348,6 @@ def apply_plan(plan: Plan, warn: Any = log.warning) -> None:
         compact(sweep_path, forget=frozenset(deleted.get(sweep_path, ())))
     if plan.totals.rewrites:
         plan.forget()
+    plan.write_indexes()
 
 

@@ -32,6 +32,7 @@ def test_planning_scale_benchmark_runs():
     assert "--list --json  baseline" in result.stdout and "rank 0 over a sweep of 2000 jobs" in result.stdout
     assert "the same in a compact store" in result.stdout
     assert "its index stale by a tail" in result.stdout
+    assert "this      its index" in result.stdout  # the default layout's resume through its folder index
 
 
 def test_load_balance_benchmark_runs():

@@ -1,0 +1,419 @@
+"""The default layout's folder index (folder_index.py): a resume of a whole document plans its done experiments
+from the index in bulk (NewOrDoneRuns, BLOCK experiments at a time) after a stat per file, and decides exactly
+what reading each experiment's files decides (the reference: the same experiments planned one by one, as a list,
+which never reads an index), whatever changed since it was written: configs edited, repetitions crashed, cut,
+appended to, stopped or removed, files changed within a clock tick of being read (the racy rule), the index
+deleted, torn or garbage, -d, -r/-i, another sweep in the same folder, a kill -9 while it is written."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+from experiments import Deterministic
+from huge_sweep_helpers import documents, run_some
+
+from cluster_work import bulk_runs
+from cluster_work.bulk_runs import NewOrDoneRun
+from cluster_work.expansion import expand_all
+from cluster_work.folder_index import decode
+from cluster_work.paths import FOLDER_INDEX_FILE, RepetitionPaths
+from cluster_work.planning import apply_plan, make_plan
+from cluster_work.rows import encode_row
+from cluster_work.selection import Policy, Selection
+from cluster_work.store import ExperimentStore, RepetitionStore
+from cluster_work.vocabulary import Record
+
+
+def expand(tmp_path, change=None):
+    """The sweep of huge_sweep_helpers (a grid of 2 repetitions, some failing, a list, a random search, one
+    experiment without variation); `change(documents)` edits its documents first (the user's config)."""
+    found = documents(tmp_path)
+    if change:
+        change(found)
+    return expand_all(found, Deterministic._default_params, warn=lambda message: None)
+
+
+def plan_of(experiments, selection=Selection(), policy=Policy()):
+    return make_plan(experiments, selection, policy, "test")
+
+
+def jobs_of(jobs):
+    return [(job.index, job.experiment.name, job.rep, job.restart_from, job.until, job.config) for job in jobs]
+
+
+def decisions(plan):
+    """Everything planning decided: the totals, each experiment's plan (states, saved iterations, measured
+    times, changed keys, jobs), and the jobs as a run takes them (longest expected first)."""
+    plans = [(item.experiment.name, item.state, item.changed_keys, item.repetition_states, item.iteration_times,
+              item.iterations_saved, item.rewrite, item.suspicions, jobs_of(item.jobs)) for item in plan.experiments]
+    return vars(plan.totals), plans, jobs_of(plan.jobs)
+
+
+def compare(tmp_path, change=None, selection=Selection(), policy=Policy()):
+    """Plan the sweep whole (through the index) and one experiment at a time (from the files alone), assert they
+    decide the same; the whole plan."""
+    whole = plan_of(expand(tmp_path, change), selection, policy)
+    each = plan_of(list(expand(tmp_path, change)), selection, policy)
+    assert decisions(whole) == decisions(each)
+    return whole
+
+
+def out(tmp_path):
+    return tmp_path / "out"
+
+
+def index_files(tmp_path):
+    return sorted(out(tmp_path).glob(f"*/{FOLDER_INDEX_FILE}"))
+
+
+def entries(tmp_path, base="walk"):
+    with open(out(tmp_path) / base / FOLDER_INDEX_FILE, "rb") as handle:
+        return decode(handle.read())
+
+
+def age(tmp_path, seconds=60):
+    """Make every file and folder of the sweep older (as a sweep whose last run ended a while ago)."""
+    past = time.time_ns() - seconds * 10**9
+    for folder, names, files in os.walk(out(tmp_path)):
+        for name in [*names, *files]:
+            os.utime(os.path.join(folder, name), ns=(past, past), follow_symlinks=False)
+
+
+def write_index(tmp_path, change=None):
+    """What a run does before its jobs: plan the sweep and apply the plan (which writes the indexes)."""
+    plan = plan_of(expand(tmp_path, change))
+    apply_plan(plan)
+    return plan
+
+
+def half_done(tmp_path):
+    """A half-done sweep (the first 60 jobs, then every fifth: finished, failed, partial and missing
+    repetitions), a finished repetition with a status (it once failed), its index written after a while."""
+    run_some(tmp_path, (0, 60))
+    run_some(tmp_path, (60, 160, 5))
+    finished = repetition(tmp_path, "walk__s0.5_fa-1", 0)
+    finished.write_status(Record.FINISHED, iterations_done=3, iterations=3, results_bytes=finished.results_size())
+    age(tmp_path)
+    write_index(tmp_path)
+
+
+def done_runs(plan):
+    """The runs of `plan` holding done experiments (planned in bulk, from the index)."""
+    return [chunk for chunk in plan.chunks() if isinstance(chunk, NewOrDoneRun) and chunk.found]
+
+
+def repetition(tmp_path, name, rep):
+    base, _, part = name.partition("__")
+    return RepetitionStore(str(out(tmp_path) / base / part), rep)
+
+
+def rows(store):
+    return len(store.read_results().rows)
+
+
+@pytest.mark.parametrize("block", [4096, 5, 1], ids=["blocks of 4096", "blocks of 5", "blocks of 1"])
+def test_a_half_done_resume_plans_its_done_experiments_from_the_index(tmp_path, monkeypatch, block):
+    monkeypatch.setattr(bulk_runs, "BLOCK", block)
+    half_done(tmp_path)
+    assert [path.parent.name for path in index_files(tmp_path)] == ["listed", "searched", "walk"]
+    assert len(entries(tmp_path)) == len([p for p in (out(tmp_path) / "walk").iterdir() if p.is_dir()])
+    whole = compare(tmp_path)
+    assert sum(len(run.found) for run in done_runs(whole)) >= 20  # in bulk, without reading their files
+    assert any(run.found and run.new for run in done_runs(whole)) == (block > 1)  # new and done ones in a run
+
+
+def cut_a_finished_repetition(tmp_path):  # a crashed `-r 0 -i 1`: its rows cut, a torn row after them
+    store = repetition(tmp_path, "walk__s1.0_fa-1", 0)
+    data = open(store.results_file, "rb").read()
+    with open(store.results_file, "r+b") as handle:
+        handle.truncate(data.index(b"\n") + 1)
+        handle.seek(0, os.SEEK_END)
+        handle.write(b'{"iteration": 1, "val')
+
+
+def append_to_a_partial_repetition(tmp_path):  # another run, alive, saves its rows up to the last
+    store = repetition(tmp_path, "walk__s3.0_fa1", 1)
+    assert rows(store) == 1
+    with open(store.results_file, "ab") as handle:
+        handle.write(encode_row({"iteration": 1, "value": 1.0}) + encode_row({"iteration": 2, "value": 2.0}))
+
+
+def stop_a_repetition(tmp_path):  # a campaign stopped it: a status alone, its rows as they were
+    repetition(tmp_path, "walk__s4.0_fa1", 0).write_status(Record.STOPPED, iterations_done=1)
+
+
+def remove_a_status(tmp_path):  # a failed repetition's status removed by hand
+    [status] = list((out(tmp_path) / "walk").glob("*/log/rep_01/status.json"))[:1]
+    os.remove(status)
+
+
+def remove_a_finished_repetition(tmp_path):  # `rm -r log/rep_00` to run it again
+    shutil.rmtree(repetition(tmp_path, "walk__s0.5_fa-1", 1).path)
+
+
+def remove_an_experiment(tmp_path):
+    shutil.rmtree(out(tmp_path) / "walk" / "s1.5_fa-1")
+
+
+def edit_a_stored_config(tmp_path):  # in place, the same size: only its mtime tells
+    path = out(tmp_path) / "walk" / "s1.0_fa-1" / "config.yml"
+    text = path.read_bytes()
+    assert b"  step: 1.0\n" in text
+    with open(path, "r+b") as handle:
+        handle.write(text.replace(b"  step: 1.0\n", b"  step: 1.5\n"))
+
+
+def replace_a_stored_config(tmp_path):  # as -I does: a new file renamed over it
+    store = ExperimentStore(str(out(tmp_path) / "walk" / "s2.0_fa-1"))
+    config = store.read_config()
+    config["params"]["sleep"] = 0.5
+    store.write_config(config)
+
+
+def stop_and_run_more(tmp_path):  # a later run finished more of the sweep
+    run_some(tmp_path, (100, 130))
+
+
+MUTATIONS = {
+    "nothing": lambda tmp_path: None,
+    "a finished repetition cut by a crash": cut_a_finished_repetition,
+    "a row appended by a live run": append_to_a_partial_repetition,
+    "a repetition stopped": stop_a_repetition,
+    "a status removed": remove_a_status,
+    "a repetition's folder removed": remove_a_finished_repetition,
+    "an experiment's folder removed": remove_an_experiment,
+    "a stored config edited in place": edit_a_stored_config,
+    "a stored config replaced": replace_a_stored_config,
+    "another run since": stop_and_run_more,
+}
+
+
+@pytest.mark.parametrize("mutate", MUTATIONS.values(), ids=list(MUTATIONS))
+def test_whatever_changed_since_the_index_was_written_it_decides_as_the_files_say(tmp_path, mutate):
+    half_done(tmp_path)
+    mutate(tmp_path)
+    whole = compare(tmp_path)
+    assert done_runs(whole)  # the rest still from the index
+    apply_plan(whole)  # and the index written again says the same
+    age(tmp_path)
+    assert decisions(plan_of(expand(tmp_path))) == decisions(plan_of(list(expand(tmp_path))))
+
+
+def more_iterations(found):
+    for document in found:
+        document["iterations"] += 2
+
+
+def more_repetitions(found):
+    for document in found:
+        document["repetitions"] += 1
+
+
+def other_params(found):
+    found[0]["params"]["sleep"] = 0.0001
+
+
+CHANGES = {"more iterations": more_iterations, "more repetitions": more_repetitions, "other params": other_params}
+
+
+@pytest.mark.parametrize("change", CHANGES.values(), ids=list(CHANGES))
+def test_a_config_edited_by_the_user_is_planned_as_the_files_say(tmp_path, change):
+    """The index holds what the files say, not what planning made of them: more iterations make finished
+    repetitions partial (those whose status decided, and whose rows were not read, are read now)."""
+    half_done(tmp_path)
+    compare(tmp_path, change)
+    assert done_runs(plan_of(expand(tmp_path)))  # (the index is still used where nothing changed)
+
+
+SELECTIONS = {"-r 1": (Selection(repetition=1), Policy()),
+              "-r 0 -i 1": (Selection(repetition=0, iteration=1), Policy()),
+              "-d": (Selection(), Policy(delete=True)), "--retry-failed": (Selection(), Policy(retry_failed=True)),
+              "-o": (Selection(), Policy(overwrite=True)), "-j 3-40": (Selection(jobs=(3, 40)), Policy())}
+
+
+@pytest.mark.parametrize("selection, policy", SELECTIONS.values(), ids=list(SELECTIONS))
+def test_selections_and_policies_decide_as_without_the_index(tmp_path, selection, policy):
+    half_done(tmp_path)
+    change = other_params if policy.overwrite else None
+    if not policy.delete:
+        compare(tmp_path, change, selection, policy)
+        return
+    with_index = decisions(plan_of(expand(tmp_path), selection, policy))  # (-d counts no rewrite of experiments
+    for path in index_files(tmp_path):  # without a folder, which a plan one by one does: compared whole)
+        os.remove(path)
+    assert with_index == decisions(plan_of(expand(tmp_path), selection, policy))
+
+
+def test_a_repetition_run_again_with_r_and_i_is_read_again(tmp_path):
+    half_done(tmp_path)
+    plan = plan_of(expand(tmp_path), Selection(["walk__s0.5_fa-1"], repetition=0, iteration=1))
+    from cluster_work.backends import SequentialExecutor
+    from cluster_work.runner import ExperimentTask
+    from cluster_work.stopping import stop_signals_handled
+    from cluster_work.sweep import run_segments
+    from cluster_work.vocabulary import RunSettings
+
+    with stop_signals_handled(), SequentialExecutor(ExperimentTask(Deterministic, RunSettings(sync=False))) as executor:
+        run_segments(plan.jobs, executor)
+    compare(tmp_path)
+
+
+def test_a_file_changed_within_a_clock_tick_of_being_read_is_never_trusted(tmp_path):
+    """Git's racy rule: a file changed again within the tick it was read in keeps its mtime (and here its size
+    and inode): an entry is written only where its files were over 2 s old when they were read."""
+    run_some(tmp_path, (0, 40))  # just now: every file younger than 2 s
+    write_index(tmp_path)
+    store = repetition(tmp_path, "walk__s0.5_fa-1", 0)
+    before = os.stat(store.results_file)
+    data = open(store.results_file, "rb").read()
+    last = data.rindex(b"{")
+    with open(store.results_file, "r+b") as handle:  # its last row unreadable, the same size
+        handle.seek(last)
+        handle.write(b"x" * (len(data) - last - 1))
+    os.utime(store.results_file, ns=(before.st_atime_ns, before.st_mtime_ns))  # as within the same tick
+    after = os.stat(store.results_file)
+    assert (after.st_size, after.st_mtime_ns, after.st_ino) == (before.st_size, before.st_mtime_ns, before.st_ino)
+    assert rows(store) == 2
+    compare(tmp_path)
+    assert index_files(tmp_path) == []  # nothing was settled
+    age(tmp_path)
+    write_index(tmp_path)
+    assert len(entries(tmp_path)) > 0  # settled now
+    compare(tmp_path)
+
+
+DAMAGES = {
+    "deleted": lambda path: os.remove(path),
+    "torn": lambda path: open(path, "r+b").truncate(os.path.getsize(path) // 2),
+    "zeros": lambda path: open(path, "wb").write(bytes(4096)),
+    "another version": lambda path: open(path, "w").write('{"v": 99, "experiments": {}}'),
+    "garbage entries": lambda path: path.write_text(json.dumps({"v": 1, "experiments": {
+        part: [[1, "x"], 3, {"a": None}] if n % 4 == 0 else [entry[0], "{}", 99, "[[0, 1, 2]]"] if n % 4 == 1
+        else [entry[0], entry[1], 99, '[[0, "x", 1, 0, 0], [1, null, 2, 0.0, 0]]'] if n % 4 == 2 else "junk"
+        for n, (part, entry) in enumerate(json.loads(path.read_bytes())["experiments"].items())}})),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGES.values(), ids=list(DAMAGES))
+def test_a_deleted_or_damaged_index_is_ignored_and_written_again(tmp_path, damage):
+    half_done(tmp_path)
+    before = decisions(plan_of(expand(tmp_path)))
+    for path in index_files(tmp_path):
+        damage(path)
+    plan = plan_of(expand(tmp_path))
+    assert decisions(plan) == before
+    assert not done_runs(plan)  # nothing in it was trusted
+    apply_plan(plan)
+    assert all(decode(path.read_bytes()) for path in index_files(tmp_path))
+    assert done_runs(plan_of(expand(tmp_path))) and decisions(plan_of(expand(tmp_path))) == before
+
+
+def test_planning_alone_writes_no_index_and_none_is_written_into_a_folder_of_no_experiment_of_ours(tmp_path):
+    half_done(tmp_path)
+    for path in index_files(tmp_path):
+        os.remove(path)
+    plan_of(expand(tmp_path))  # -p, --list, a refused run: planning only
+    assert index_files(tmp_path) == []
+    users = tmp_path / "users"  # a document folder holding only a user's folder with a config.yml
+    (users / "out" / "walk" / "notes").mkdir(parents=True)
+    (users / "out" / "walk" / "notes" / "config.yml").write_text("params: {}\n")
+    age(users)
+    apply_plan(plan_of(expand(users)))
+    assert sorted(os.listdir(users / "out" / "walk")) == ["notes"]
+
+
+def test_another_sweep_in_the_same_folder_keeps_its_entries(tmp_path):
+    half_done(tmp_path)
+    mine = entries(tmp_path)
+
+    def other_grid(found):  # the same name and path, other points: some folders are the other's
+        found[0]["grid"] = {"step": [0.5, 7.5], "fail_at": [-1, 3]}
+
+    run_some_other = plan_of(expand(tmp_path, other_grid))
+    assert decisions(run_some_other) == decisions(plan_of(list(expand(tmp_path, other_grid))))
+    apply_plan(run_some_other)
+    assert set(mine) <= set(entries(tmp_path))
+    assert done_runs(compare(tmp_path))
+
+
+def test_a_run_writes_the_index_at_its_end_and_the_next_resume_plans_from_it(tmp_path, cli):
+    config = tmp_path / "config.yml"
+    config.write_text(yaml.safe_dump_all(documents(tmp_path)))
+    cli("Deterministic", str(config), "-j", "0", "80", cwd=tmp_path)
+    age(tmp_path)
+    cli("Deterministic", str(config), "-j", "80", "100", cwd=tmp_path)  # a -j run: planned one by one, no index
+    assert index_files(tmp_path) == []
+    cli("Deterministic", str(config), cwd=tmp_path)  # reads the files, writes the index; and at its end again
+    assert entries(tmp_path)
+    listed = cli("Deterministic", str(config), "--list", cwd=tmp_path, check_rc=0).stdout
+    for path in index_files(tmp_path):
+        os.remove(path)
+    assert cli("Deterministic", str(config), "--list", cwd=tmp_path, check_rc=0).stdout == listed
+
+
+WRITER = """
+import sys
+from cluster_work.expansion import expand_all
+from cluster_work.folder_index import FolderIndex
+from cluster_work.bulk_runs import present_folders
+sys.path.insert(0, sys.argv[2])
+from experiments import Deterministic
+from huge_sweep_helpers import documents
+from pathlib import Path
+[document] = expand_all(documents(Path(sys.argv[1]))[:1], Deterministic._default_params).documents
+index = FolderIndex.load(document, present_folders(document))
+for part in index.present:
+    index.read(part)
+index.started += 10**11  # everything settled
+print("ready", flush=True)
+while True:
+    index.loaded = set()
+    assert index.write()
+"""
+
+
+@pytest.mark.processes
+def test_kill_9_while_the_index_is_written_leaves_the_old_or_the_new_one(tmp_path):
+    from conftest import script_env
+
+    half_done(tmp_path)
+    before = decisions(plan_of(expand(tmp_path)))
+    old = entries(tmp_path)
+    instants = random.Random(25)
+    tests = os.path.dirname(os.path.abspath(__file__))
+    for _ in range(5):
+        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), tests], stdout=subprocess.PIPE,
+                                  env=script_env())
+        assert writer.stdout.readline() == b"ready\n"
+        time.sleep(instants.uniform(0.0, 0.2))
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+        writer.stdout.close()
+        found = entries(tmp_path)  # whole: the old one or a new one, never a part of one
+        assert found == old or set(found) >= set(old)
+    assert decisions(plan_of(expand(tmp_path))) == before
+    remove_an_experiment(tmp_path)  # a change, so that the next run writes the index
+    apply_plan(plan_of(expand(tmp_path)))
+    assert not [name for name in os.listdir(out(tmp_path) / "walk") if name.endswith(".tmp")]
+
+
+def test_the_index_names_only_the_files_of_repetitions(tmp_path):
+    """Each entry's stats are those of config.yml and each repetition's results and status files (the paths
+    are paths.py's), as they are on disk."""
+    half_done(tmp_path)
+    for part, (stats, _, _, reps) in entries(tmp_path).items():
+        folder = out(tmp_path) / "walk" / part
+        files = [folder / "config.yml"]
+        for rep in range(len(json.loads(reps))):
+            paths = RepetitionPaths.of(str(folder), rep)
+            files += [paths.results_file, paths.status_file]
+        found = [os.stat(path) if os.path.exists(path) else None for path in files]
+        assert stats == "|".join(f"{at.st_size}:{at.st_mtime_ns}:{at.st_ino}" if at else "-" for at in found)
