@@ -40,6 +40,7 @@ from typing import Any, NamedTuple
 from .compact_catalog import Catalog, SavedRepetition, catalog
 from .compact_store import any_held, is_held
 from .compact_tails import extend, has_mean, timed_sum
+from .files import remove_dead_writers_temporaries
 from .paths import INDEX_FILE, INDEX_TEMPORARY_PREFIX, SEGMENT_PREFIX, RepetitionPaths, index_temporary_name
 
 VERSION = 2
@@ -216,32 +217,11 @@ def read_index(root: str) -> Summary | None:
     return found
 
 
-def _remove_dead_temporaries(root: str) -> None:
-    """Remove the temporary files of index writers of this host that died (kill -9) while they wrote."""
-    host = socket.gethostname()
-    try:
-        names = [name for name in os.listdir(root) if name.startswith(INDEX_TEMPORARY_PREFIX)]
-    except OSError:
-        return
-    for name in names:
-        writer_host, _, rest = name[len(INDEX_TEMPORARY_PREFIX):].rpartition("-")[0].rpartition("-")
-        if writer_host != host or not rest.isdigit():
-            continue
-        try:
-            os.kill(int(rest), 0)
-        except ProcessLookupError:
-            try:
-                os.unlink(os.path.join(root, name))
-            except OSError:
-                pass
-        except OSError:
-            pass
-
 
 def write_index(root: str, summary: Summary) -> bool:
     """Replace the index by `summary`, whole or not at all; False where the store cannot be written. Temporary
     files that writers on this host left when they were killed are removed first."""
-    _remove_dead_temporaries(root)
+    remove_dead_writers_temporaries(root, INDEX_TEMPORARY_PREFIX)
     temporary = os.path.join(root, index_temporary_name(socket.gethostname(), os.getpid(), secrets.token_hex(4)))
     try:
         with open(temporary, "xb") as handle:

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import secrets
+import socket
 from typing import Any
 
 from .errors import StoreError
@@ -103,3 +104,25 @@ def remove_own_temporaries(folder: str) -> None:
         if _OWN_TEMPORARY.match(name):
             with contextlib.suppress(FileNotFoundError):
                 os.remove(os.path.join(folder, name))
+
+
+def remove_dead_writers_temporaries(folder: str, prefix: str) -> None:
+    """Remove the files `<prefix><host>-<pid>-<token>...` in `folder` whose writer on this host died (kill -9)
+    while it wrote them: a cache written whole and renamed (the compact index, the folder index) names its
+    temporary by its writer, so that one still alive (or on another host) is never touched."""
+    host = socket.gethostname()
+    try:
+        names = [name for name in os.listdir(folder) if name.startswith(prefix)]
+    except OSError:
+        return
+    for name in names:
+        writer_host, _, pid = name[len(prefix):].rpartition("-")[0].rpartition("-")
+        if writer_host != host or not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(folder, name))
+        except OSError:
+            pass

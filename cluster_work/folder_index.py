@@ -48,7 +48,7 @@ from .bulk_runs import NewOrDoneRun, Plan, block_runs, fresh_runs, params_texts,
 from .compact_index import ExperimentSummary, RepetitionSummary, SummaryExperiment, SummaryRepetition, canonical
 from .errors import StoreError
 from .expansion import ExpandedDocument, ExpandedExperiment
-from .files import is_locked
+from .files import is_locked, remove_dead_writers_temporaries
 from .paths import (
     CONFIG_FILE,
     FOLDER_INDEX_TEMPORARY_PREFIX,
@@ -255,7 +255,7 @@ class FolderIndex:
         kept = {part: entry for part, entry in self.entries.items() if part in self.present}
         if not kept or (set(kept) == self.loaded and not self.read_now):
             return True
-        _remove_dead_temporaries(self.folder)
+        remove_dead_writers_temporaries(self.folder, FOLDER_INDEX_TEMPORARY_PREFIX)
         temporary = folder_index_temporary(self.folder, socket.gethostname(), os.getpid(), secrets.token_hex(4))
         try:
             with open(temporary, "xb") as handle:
@@ -347,25 +347,6 @@ def decode(data: bytes) -> dict[str, Entry] | None:
         return None
     return entries if isinstance(entries, dict) else None
 
-
-def _remove_dead_temporaries(folder: str) -> None:
-    """Remove the temporary files of writers on this host that died (kill -9) while they wrote."""
-    host = socket.gethostname()
-    try:
-        names = [name for name in os.listdir(folder) if name.startswith(FOLDER_INDEX_TEMPORARY_PREFIX)]
-    except OSError:
-        return
-    for name in names:
-        writer_host, _, pid = name[len(FOLDER_INDEX_TEMPORARY_PREFIX):].rpartition("-")[0].rpartition("-")
-        if writer_host != host or not pid.isdigit():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            with contextlib.suppress(OSError):
-                os.unlink(os.path.join(folder, name))
-        except OSError:
-            pass
 
 
 def indexed_runs(document: ExpandedDocument, first_index: int, present: set[str], index: FolderIndex, plan: Plan,
