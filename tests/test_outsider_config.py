@@ -249,3 +249,20 @@ def test_sweep_jobs_as_a_range_run_the_range(tmp_path, jobs, argv):
     assert Sweep(Deterministic, tmp_path / "config.yml", jobs=jobs).argv[1:] == argv
     with pytest.raises(ValueError, match="holds no job"):
         Sweep(Deterministic, tmp_path / "config.yml", jobs=range(3, 3))
+
+
+def test_delete_names_what_it_kept_in_a_few_lines_not_one_per_point(cli, write_config, tmp_path):
+    """`-d` of a grid whose every point's folder holds a file of the user's warned once per point (81 lines
+    for 81 points); now the first few by name and the rest in one line. Nothing of the user's is deleted."""
+    write_config(PLAIN + "grid: {step: [1, 2, 3, 4, 5, 6, 7, 8]}\n")
+    cli("Deterministic", "config.yml", cwd=tmp_path, check_rc=0)
+    folders = sorted(path for path in (tmp_path / "out" / "walk").iterdir() if path.is_dir())
+    assert len(folders) == 8
+    for folder in folders:
+        (folder / "mine.txt").write_text("the user's")
+    again = cli("Deterministic", "config.yml", "-d", cwd=tmp_path, check_rc=0)
+    warnings = [line for line in again.stderr.splitlines() if "kept what cluster_work did not write" in line]
+    assert len(warnings) == 6, warnings
+    assert all("mine.txt" in line for line in warnings)
+    assert "in 3 more experiments' folders" in warnings[-1]
+    assert all((folder / "mine.txt").read_text() == "the user's" for folder in folders)
