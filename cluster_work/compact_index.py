@@ -217,7 +217,6 @@ def read_index(root: str) -> Summary | None:
     return found
 
 
-
 def write_index(root: str, summary: Summary) -> bool:
     """Replace the index by `summary`, whole or not at all; False where the store cannot be written. Temporary
     files that writers on this host left when they were killed are removed first."""
