@@ -65,6 +65,19 @@ def test_an_innocent_in_every_run_is_not_suspected_at_all():
 STACK = 'Fatal Python error: Segmentation fault\n\nCurrent thread 0x1 (most recent call first):\n  File "x.py"\n'
 
 
+def _log_in_parts(tmp_path, first: str, *parts: str) -> list[int]:
+    """`walk/p/rep.log` written as `first`, then each of `parts` appended: the log's size before each part."""
+    log = tmp_path / "walk" / "p" / "rep.log"
+    log.parent.mkdir(parents=True)
+    log.write_text(first)
+    sizes = []
+    for part in parts:
+        sizes.append(log.stat().st_size)
+        with open(log, "a") as handle:
+            handle.write(part)
+    return sizes
+
+
 @pytest.mark.parametrize("before, in_a, in_b, quarantined", [
     ("", STACK, STACK, {"p"}),
     ("", "", "", {"p", "i"}),  # SIGKILLed twice (OOM): no stack, the rule suspects every open attempt
@@ -77,15 +90,7 @@ STACK = 'Fatal Python error: Segmentation fault\n\nCurrent thread 0x1 (most rece
 def test_index_finds_the_crash_of_each_attempt_in_its_part_of_the_log(tmp_path, before, in_a, in_b, quarantined):
     """Journals of two dead runs, each with p and i open at iteration 2; p's log holds what p wrote before,
     during A and during B: its begins name the log's size then."""
-    log = tmp_path / "walk" / "p" / "rep.log"
-    log.parent.mkdir(parents=True)
-    log.write_text(before)
-    size_a = log.stat().st_size
-    with open(log, "a") as handle:
-        handle.write(in_a)
-    size_b = log.stat().st_size
-    with open(log, "a") as handle:
-        handle.write(in_b)
+    size_a, size_b = _log_in_parts(tmp_path, before, in_a, in_b)
     journal(tmp_path, A, 1, begin("p", 0, 2, 1, "walk/p/rep.log", size_a))
     journal(tmp_path, A, 2, begin("i", 0, 2, 1.5))
     journal(tmp_path, B, 1, begin("p", 0, 2, 10, "walk/p/rep.log", size_b))
@@ -103,12 +108,7 @@ def test_index_finds_the_crash_of_each_attempt_in_its_part_of_the_log(tmp_path, 
 def test_the_signal_of_a_lost_attempt_is_read_from_its_part_of_the_log(tmp_path, before, during, signal):
     """How an MPI rank that ULFM reports only as gone died: the dead process's open attempt names the log
     and its size when the attempt began; faulthandler's stack after that offset names the signal."""
-    log = tmp_path / "walk" / "p" / "rep.log"
-    log.parent.mkdir(parents=True)
-    log.write_text(before)
-    offset = log.stat().st_size
-    with open(log, "a") as handle:
-        handle.write(during)
+    [offset] = _log_in_parts(tmp_path, before, during)
     journal(tmp_path, A, 1, begin("p", 0, 2, 1, "walk/p/rep.log", offset))
     journal(tmp_path, A, 2, begin("i", 0, 2, 1.5, "walk/p/rep.log", 0))  # another repetition's attempt
     assert lost_attempt_signal(str(tmp_path), ("p", 0)) == signal
