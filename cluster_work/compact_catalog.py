@@ -31,7 +31,9 @@ _ROW = b',"row":'
 _KEYED_LINE = re.compile(rb'^\{"[cwsk]":(\["(?:[^"\\\n]|\\.)*",-?\d+\])[,}]', re.MULTILINE)
 
 
-def _iteration_of(row: bytes) -> int | None:
+def iteration_of(row: bytes) -> int | None:
+    """The `iteration` of a row kept as its JSON bytes (None: it has none), without parsing the row where it
+    begins as the runner writes every row."""
     found = _ITERATION.match(row)
     if found:
         return int(found.group(1))
@@ -43,14 +45,16 @@ def _iteration_of(row: bytes) -> int | None:
 
 
 @dataclass
-class _Claim:
+class Claim:
+    """One claim of a repetition by one segment's writer, at `time`, and the events that segment wrote for that
+    repetition after it, in order (compact_tails folds them into the index's summary the way `row_lines` does)."""
     time: float
     events: list[tuple[str, Any]] = field(default_factory=list)  # ("k", count) or ("w", the row's JSON bytes)
 
 
 @dataclass
 class SavedRepetition:
-    claims: list[_Claim] = field(default_factory=list)
+    claims: list[Claim] = field(default_factory=list)
     status: tuple[float, dict[str, Any]] | None = None
     params: Any = None
     base: str | None = None
@@ -62,7 +66,7 @@ class SavedRepetition:
             for kind, value in claim.events:
                 if kind == "k":
                     del rows[value:]
-                elif _iteration_of(value) == len(rows):
+                elif iteration_of(value) == len(rows):
                     rows.append(value)
         return rows
 
@@ -76,7 +80,7 @@ class Catalog:
     def __init__(self, root: str):
         self.root = root
         self.offsets: dict[str, int] = {}
-        self.current: dict[tuple[str, tuple[str, int]], _Claim] = {}  # (segment, repetition) -> its last claim
+        self.current: dict[tuple[str, tuple[str, int]], Claim] = {}  # (segment, repetition) -> its last claim
         self.repetitions: dict[tuple[str, int], SavedRepetition] = {}
         self.dropped: dict[str, float] = {}
         self.names_at: dict[str, str] = {}  # an experiment's folder below the document's -> its name
@@ -223,7 +227,7 @@ class Catalog:
             repetition = self.repetitions[key] = SavedRepetition()
             self.by_name.setdefault(key[0], set()).add(key[1])
         if kind == "c":
-            claim = self.current[segment, key] = _Claim(event["t"])
+            claim = self.current[segment, key] = Claim(event["t"])
             self.last_claim[segment] = key
             repetition.claims.append(claim)
             repetition.params = event.get("params", repetition.params)

@@ -25,7 +25,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from .compact_catalog import Catalog, SavedRepetition, _Claim, _iteration_of
+from .compact_catalog import Catalog, Claim, SavedRepetition, iteration_of
 
 
 class NotExtendable(Exception):
@@ -56,7 +56,7 @@ class TailCatalog(Catalog):
                  open_claims: Mapping[str, tuple[tuple[str, int], float]]):
         super().__init__(root)
         self.offsets, self.dropped, self.covered = dict(covered), dict(dropped), covered
-        self.seeded = {(segment, key): _Claim(time) for segment, (key, time) in open_claims.items()}
+        self.seeded = {(segment, key): Claim(time) for segment, (key, time) in open_claims.items()}
         self.current.update(self.seeded)
         self.unknown = False
 
@@ -78,7 +78,7 @@ class TailCatalog(Catalog):
 Old = tuple[Any, int, float, int]  # a repetition as the index holds it: status, rows, seconds, timed
 
 
-def fold(old: Old | None, claims: list[_Claim], status: tuple[float, dict[str, Any]] | None) -> list[Any]:
+def fold(old: Old | None, claims: list[Claim], status: tuple[float, dict[str, Any]] | None) -> list[Any]:
     """Repetition fields [status, rows, seconds, timed] after `old` (None: no events before) continued by the
     events of `claims` (in their order) and the latest `status` (None: the old one stays)."""
     old_status, rows, seconds, timed = old if old is not None else (None, 0, 0.0, 0)
@@ -88,7 +88,7 @@ def fold(old: Old | None, claims: list[_Claim], status: tuple[float, dict[str, A
             if kind == "k":
                 if value < rows:
                     raise NotExtendable
-            elif _iteration_of(value) == rows:
+            elif iteration_of(value) == rows:
                 rows += 1
                 seconds, count = timed_sum(seconds, [json.loads(value)])
                 timed += count
