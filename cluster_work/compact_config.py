@@ -3,7 +3,8 @@ kept once per document (`<root>/document.json`, compact_store) instead of once p
 
 An expanded experiment's config is its document's (less `grid`/`list`) with its own `name`, `params`, `path` and
 `log_path` (see `ExpandedDocument.config_of`): the file holds the shared part, written by the store's first job,
-whole or not at all (`atomic_write`), removed by `-d` (the next job writes the config then current); each claim
+whole or not at all (`atomic_write`; a writer killed meanwhile leaves a temporary named by it, removed by the next
+write of the file or of the store's index), removed by `-d` (the next job writes the config then current); each claim
 holds the point's parameters. So an experiment's config is the file's with the claim's parameters and the
 point's own name and folders: what `restore_experiment`, the original's API and the exporters read from a
 config.yml (its `iterations`, its `experiment_name`...). A store written before this file existed gives the
@@ -19,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .files import atomic_write, read_json
-from .paths import DOCUMENT_CONFIG_FILE, log_folder
+from .paths import DOCUMENT_CONFIG_FILE, DOCUMENT_CONFIG_TEMPORARY_PREFIX, log_folder
 from .rows import to_plain
 
 POINT_KEYS = ("name", "params", "path", "log_path")  # a point's own: not in the file
@@ -48,7 +49,8 @@ def write_document_config(root: str, config: Mapping[str, Any], sync: bool = Tru
     path = os.path.join(root, DOCUMENT_CONFIG_FILE)
     if not os.path.exists(path):
         os.makedirs(root, exist_ok=True)
-        atomic_write(path, json.dumps(to_plain(shared_part(config))).encode(), sync=sync)
+        atomic_write(path, json.dumps(to_plain(shared_part(config))).encode(), sync=sync,
+                     writer_prefix=DOCUMENT_CONFIG_TEMPORARY_PREFIX)  # what a killed writer left, removed
     _written.add(key)
 
 

@@ -41,7 +41,14 @@ from .compact_catalog import Catalog, SavedRepetition, catalog
 from .compact_store import any_held, is_held
 from .compact_tails import extend, has_mean, timed_sum
 from .files import remove_dead_writers_temporaries
-from .paths import INDEX_FILE, INDEX_TEMPORARY_PREFIX, SEGMENT_PREFIX, RepetitionPaths, index_temporary_name
+from .paths import (
+    DOCUMENT_CONFIG_TEMPORARY_PREFIX,
+    INDEX_FILE,
+    INDEX_TEMPORARY_PREFIX,
+    SEGMENT_PREFIX,
+    RepetitionPaths,
+    index_temporary_name,
+)
 
 VERSION = 2
 
@@ -219,8 +226,10 @@ def read_index(root: str) -> Summary | None:
 
 def write_index(root: str, summary: Summary) -> bool:
     """Replace the index by `summary`, whole or not at all; False where the store cannot be written. Temporary
-    files that writers on this host left when they were killed are removed first."""
-    remove_dead_writers_temporaries(root, INDEX_TEMPORARY_PREFIX)
+    files that writers on this host left when they were killed are removed first: the index's, and the document
+    config's (compact_config writes that file once, so a writer killed after another wrote it leaves one that no
+    later write of it would remove)."""
+    remove_dead_writers_temporaries(root, (INDEX_TEMPORARY_PREFIX, DOCUMENT_CONFIG_TEMPORARY_PREFIX))
     temporary = os.path.join(root, index_temporary_name(socket.gethostname(), os.getpid(), secrets.token_hex(4)))
     try:
         with open(temporary, "xb") as handle:

@@ -34,18 +34,25 @@ class StoreIO:
             raise StoreError(f"cannot {self.action} {self.path}: {cause}") from exc
 
 
-def atomic_write(path: str, data: bytes, sync: bool = True) -> None:
+def atomic_write(path: str, data: bytes, sync: bool = True, writer_prefix: str | None = None) -> None:
     """Replace `path` with `data` so that readers see the old or the new file, never a part.
 
-    The rename alone makes this safe against a killed process; `sync` also survives a power loss.
+    The rename alone makes this safe against a killed process; `sync` also survives a power loss. `writer_prefix`:
+    the temporary is named by its writer (`<prefix><host>-<pid>-<token>.tmp`) and those that dead writers left
+    are removed first (`remove_dead_writers_temporaries`), for a file no other cleanup looks after.
     """
     folder = os.path.dirname(path) or "."
+    if writer_prefix is not None:
+        remove_dead_writers_temporaries(folder, writer_prefix)
+        named = f"{writer_prefix}{socket.gethostname()}-{os.getpid()}-"
+    else:
+        named = f".{os.path.basename(path)}."
     with StoreIO("write", path):
         # a temporary name of its own (8 random hex digits, created exclusively): two processes may write
         # the same file at once (array tasks of one experiment writing its config), and each must rename
         # its own complete copy; cheaper than tempfile.mkstemp, which matters once per job
         while True:
-            temporary = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(4)}.tmp")
+            temporary = os.path.join(folder, f"{named}{secrets.token_hex(4)}.tmp")
             try:
                 fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
                 break
@@ -106,17 +113,20 @@ def remove_own_temporaries(folder: str) -> None:
                 os.remove(os.path.join(folder, name))
 
 
-def remove_dead_writers_temporaries(folder: str, prefix: str) -> None:
-    """Remove the files `<prefix><host>-<pid>-<token>...` in `folder` whose writer on this host died (kill -9)
-    while it wrote them: a cache written whole and renamed (the compact index, the folder index) names its
-    temporary by its writer, so that one still alive (or on another host) is never touched."""
+def remove_dead_writers_temporaries(folder: str, prefix: str | tuple[str, ...]) -> None:
+    """Remove the files `<prefix><host>-<pid>-<token>...` in `folder` (of any of the prefixes) whose writer on this
+    host died (kill -9) while it wrote them: a file written whole and renamed (the compact index, the folder index,
+    a compact store's document config) names its temporary by its writer, so that one still alive (or on another
+    host) is never touched."""
+    prefixes = (prefix,) if isinstance(prefix, str) else prefix
     host = socket.gethostname()
     try:
-        names = [name for name in os.listdir(folder) if name.startswith(prefix)]
+        names = [name for name in os.listdir(folder) if name.startswith(prefixes)]
     except OSError:
         return
     for name in names:
-        writer_host, _, pid = name[len(prefix):].rpartition("-")[0].rpartition("-")
+        start = max(len(own) for own in prefixes if name.startswith(own))
+        writer_host, _, pid = name[start:].rpartition("-")[0].rpartition("-")
         if writer_host != host or not pid.isdigit():
             continue
         try:
