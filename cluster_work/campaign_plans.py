@@ -1,16 +1,21 @@
 """The campaigns of a plan: documents (or chosen experiments) with a campaign key, which a campaign kind runs as
-it decides instead of a job per repetition (see `kinds`)."""
+it decides instead of a job per repetition (see `kinds`), and their experiments' plans (`campaign_plans`)."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .bulk_runs import FreshRun, NewOrDoneRun, compact_runs
+from .compact_index import SummaryStore
+from .compact_store import is_compact
 from .expansion import ExpandedDocument, ExpandedExperiment
+from .experiment_plan import ExperimentPlan, plan_experiment
 from .kinds import campaign_key
+from .paths import compact_root
 
 if TYPE_CHECKING:
-    from .planning import ExperimentPlan
+    from .selection import Policy, Selection
 
 
 @dataclass
@@ -55,3 +60,32 @@ def _split_campaigns(groups: list[tuple[Sequence[ExpandedExperiment], int]],
         plain.append((rest, first_index))
         campaigns.extend(CampaignPlan(key, experiments) for (key, _), experiments in by_base.items())
     return plain, campaigns
+
+
+def campaign_plans(campaign: CampaignPlan, selection: Selection, policy: Policy,
+                   ) -> Iterator[tuple[ExperimentPlan, bool]]:
+    """Each of the campaign's experiments' plans, in order, as `plan_experiment` makes it alone (jobs numbered from
+    0: a campaign numbers its own; no attempts journal: a campaign runs what it decides), and whether it was
+    planned alone (its folder to be checked: `check_experiment`). A whole document of a compact store is planned
+    as a plain one is (`compact_runs`, through its index): its new experiments without a look at the disk, its
+    done ones from the index, each other one alone; so a campaign of 10^5 points costs its index, not 10^5
+    reads of the store."""
+    group = campaign.experiments
+    if not (isinstance(group, ExpandedDocument) and is_compact(group.document) and not policy.delete
+            and selection.repetition is None and not selection.jobs):
+        yield from ((plan_experiment(experiment, 0, selection, policy, None, False), True) for experiment in group)
+        return
+    known = SummaryStore(compact_root(group.base_folder), check_locks=False)
+
+    def alone(experiment: ExpandedExperiment, first_index: int) -> ExperimentPlan:
+        return plan_experiment(experiment, 0, selection, policy, None, False,
+                               store=known.experiment(experiment.name, experiment.path))
+
+    for chunk, _ in compact_runs(group, 0, known, alone):
+        if not isinstance(chunk, (FreshRun, NewOrDoneRun)):
+            yield chunk, True
+            continue
+        for position in range(chunk.start, chunk.stop):
+            experiment, done = group[position], chunk.done_at(position)
+            store = known.experiment(experiment.name, experiment.path) if done else None
+            yield plan_experiment(experiment, 0, selection, policy, None, not done, store=store), False

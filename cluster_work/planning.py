@@ -17,6 +17,7 @@ from .bulk_runs import folder_runs as folder_runs  # planning's names, as they w
 from .bulk_runs import present_folders as present_folders
 from .campaign_plans import CampaignPlan as CampaignPlan
 from .campaign_plans import _split_campaigns as _split_campaigns
+from .campaign_plans import campaign_plans
 from .compact_index import SummaryExperiment, SummaryStore
 from .compact_store import CompactExperimentStore, is_compact, store_of
 from .errors import ConfigError
@@ -164,9 +165,10 @@ class Plan:
         return index
 
     def compact_roots(self) -> list[str]:
-        """The folders of the compact stores the plan's experiments are in (whole documents only: experiments
-        chosen one by one are few), for their indexes (`compact_index.refresh`)."""
-        return [compact_root(group.base_folder) for group, _ in self._groups
+        """The folders of the compact stores the plan's experiments are in (whole documents only, campaigns' too:
+        experiments chosen one by one are few), for their indexes (`compact_index.refresh`)."""
+        documents = [group for group, _ in self._groups] + [campaign.experiments for campaign in self.campaigns]
+        return [compact_root(group.base_folder) for group in documents
                 if isinstance(group, ExpandedDocument) and is_compact(group.document)]
 
     def write_indexes(self) -> None:
@@ -254,13 +256,23 @@ class Plan:
                     totals.sweep_paths.append(item.experiment.sweep_path)
         for campaign in self.campaigns:
             kind(campaign.kind).check_selection(campaign, self._selection, self._source)
-            campaign.plans = [plan_experiment(e, 0, self._selection, self._policy, None, False)
-                              for e in campaign.experiments]
-            for experiment, item in zip(campaign.experiments, campaign.plans):
+            campaign.plans = []
+            document = campaign.experiments if isinstance(campaign.experiments, ExpandedDocument) else None
+            if document is not None:  # (what a plain document's experiments planned in bulk are checked by)
+                check_writable(document.base_folder, document.base, self._source, checked)
+                check_document_layout(document.document.get("store", "folders"), document.base_folder,
+                                      document.base, self._source)
+                totals.sweep_paths.append(expand_path(document.document["path"]))
+            for item, alone in campaign_plans(campaign, self._selection, self._policy):
+                campaign.plans.append(item)
+                totals.rewrites += item.rewrite
+                if not alone:
+                    continue
+                experiment = item.experiment
                 check_writable(experiment.path, experiment.base_name, self._source, checked)  # even with no jobs
                 check_experiment(item, self._source, checked)
-                totals.rewrites += item.rewrite
-                totals.sweep_paths.append(experiment.sweep_path)
+                if document is None:
+                    totals.sweep_paths.append(experiment.sweep_path)
         totals.sweep_paths = list(dict.fromkeys(totals.sweep_paths))
         self.totals, self._counted = totals, counted
 
