@@ -111,22 +111,29 @@ def _estimated(part: ExperimentProgress, mean: float | None) -> ExperimentProgre
     return dataclasses.replace(part, work_left=part.work_measured + part.iterations_unmeasured * mean)
 
 
-def _mean(parts: Sequence[Part]) -> float | None:
-    """`combine(..., parts).mean_iteration_time`, from the two sums it is made of."""
-    timed = _sum(parts, _timed)
-    return _sum(parts, _seconds) / timed if timed else None
+def _timed_sums(parts: Sequence[Part]) -> tuple[Any, int]:
+    """The sums of the experiments' measured iteration seconds and of their timed iterations."""
+    return _sum(parts, _seconds), _sum(parts, _timed)
 
 
-def combine(name: str, parts: Sequence[Part]) -> ExperimentProgress:
-    """The figures of several experiments together (a base experiment, the whole sweep)."""
+def _mean(sums: tuple[Any, int]) -> float | None:
+    """`combine(..., parts).mean_iteration_time`, from the two sums it is made of (`_timed_sums(parts)`)."""
+    seconds, timed = sums
+    return seconds / timed if timed else None
+
+
+def combine(name: str, parts: Sequence[Part], sums: tuple[Any, int] | None = None) -> ExperimentProgress:
+    """The figures of several experiments together (a base experiment, the whole sweep); `sums`: their
+    `_timed_sums`, where known (each is a pass over every experiment of a 10^6-point sweep)."""
     def work_left(p: ExperimentProgress) -> float | None:
         return p.work_left
 
+    seconds, timed = sums if sums is not None else _timed_sums(parts)
     return ExperimentProgress(
         name, _sum(parts, lambda p: p.repetitions), _sum(parts, lambda p: p.iterations),
         _sum(parts, lambda p: p.iterations_done),
         {s: _sum(parts, lambda p: p.states.get(s, 0)) for s in STATES},  # noqa: B023 (used at once)
-        _sum(parts, _seconds), _sum(parts, _timed), _sum(parts, work_left) if _known(parts, work_left) else None,
+        seconds, timed, _sum(parts, work_left) if _known(parts, work_left) else None,
         [], _sum(parts, lambda p: p.work_measured), _sum(parts, lambda p: p.iterations_unmeasured))
 
 
@@ -147,13 +154,15 @@ def progress_report(experiments: Sequence[ExpandedExperiment], campaigns: Sequen
     groups: dict[str, list[Part]] = {}
     for base, part in _parts(experiments):
         groups.setdefault(base, []).append(part)
-    sweep_mean = _mean([p for parts in groups.values() for p in parts])
+    sums = {base: _timed_sums(parts) for base, parts in groups.items()}  # (the same after `estimated`)
+    sweep_mean = _mean(next(iter(sums.values())) if len(sums) == 1 else
+                       _timed_sums([p for parts in groups.values() for p in parts]))
     bases = {}
     for base, parts in groups.items():
-        mean = _mean(parts) or sweep_mean
+        mean = _mean(sums[base]) or sweep_mean
         parts = groups[base] = [estimated(part, mean) for part in parts]
         alone = experiments_in(parts) == 1 and first_name(parts) == base
-        bases[base] = next(each_experiment(parts)) if alone else combine(base, parts)
+        bases[base] = next(each_experiment(parts)) if alone else combine(base, parts, sums[base])
     for campaign, units in campaigns:
         bases.update(campaign.planned(units, bases, sweep_mean))
     return groups, bases, combine("total", list(bases.values()))

@@ -312,12 +312,10 @@ def _renamed(figures: ExperimentProgress, full: bool, names: Iterable[str],
     its mean iteration time), from their text made once, without a Python call per item."""
     name, mean = "\x00", "\x01"  # what no experiment's name is
     row = {**figures.as_dict(full), "name": name, **({"mean_iteration_time": mean} if means is not None else {})}
-    head, tail = indented(row, 2).split(json.dumps(name))
-    items = map(head.__add__, map(encode_basestring_ascii, names))
-    if means is not None:
-        middle, tail = tail.split(json.dumps(mean))
-        items = map(str.__add__, map(str.__add__, items, itertools.repeat(middle)), means)
-    return map(str.__add__, items, itertools.repeat(tail))
+    form = indented(row, 2).replace("%", "%%").replace(json.dumps(name), "%s")  # each item made by one format
+    if means is None:
+        return map(form.__mod__, map(encode_basestring_ascii, names))
+    return map(form.replace(json.dumps(mean), "%s").__mod__, zip(map(encode_basestring_ascii, names), means))
 
 
 def _mean_text(seconds: Any, timed: int) -> str:
