@@ -28,14 +28,14 @@ Invariants that keep reading cheap and robust:
 - `compact` (at a run's start) folds the journals of finished runs into `summary.jsonl` (the unclosed
   attempts that still matter) and removes them, so journals never pile up over requeues.
 
-What the records mean for a repetition is decided in `quarantine` (pure logic).
+What the records mean for a repetition is decided in `quarantine` (pure logic); they are read in `attempts_index`
+(whose names this module gives too, as before the two were apart).
 """
 from __future__ import annotations
 
 import contextlib
 import errno
 import fcntl
-import json
 import json.encoder
 import logging
 import os
@@ -43,23 +43,27 @@ import signal
 import socket
 import time
 import weakref
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from typing import Any
 
 from . import stopping
-from .errors import StoreError
-from .files import atomic_write, is_locked
-from .paths import SweepPaths, attempts_run
-from .provenance import ended_runs
-from .quarantine import Attempt, Key, crash_signal, mark_innocents, trailing
+from .attempts_index import BEGIN, END, STOP
+from .attempts_index import TAIL_BYTES as TAIL_BYTES  # the reading side's names, imported from here before the split
+from .attempts_index import AttemptIndex as AttemptIndex
+from .attempts_index import compact as compact
+from .attempts_index import complete_lines as complete_lines
+from .attempts_index import crashed_runs as crashed_runs
+from .attempts_index import journal_files as journal_files
+from .attempts_index import last_open_attempt as last_open_attempt
+from .attempts_index import lost_attempt_crash as lost_attempt_crash
+from .attempts_index import lost_attempt_signal as lost_attempt_signal
+from .attempts_index import parse as parse
+from .attempts_index import parse_attempt as parse_attempt
+from .attempts_index import read_index as read_index
+from .paths import SweepPaths
 
 log = logging.getLogger("cluster_work")
 
-BEGIN, END, STOP = "begin", "end", "stop"
-TAIL_BYTES = 4096  # of a dead journal: enough for its last line (names and paths are short)
-LOG_TAIL_BYTES = 16384  # of an attempt's part of its log: where faulthandler's stack of a crash ends it
-_DECODER = json.JSONDecoder()
 _json_text = json.encoder.encode_basestring_ascii  # json.dumps's text of a str (its C function, called directly)
 
 
@@ -170,249 +174,3 @@ def _forget_in_child(reference: weakref.ref[AttemptJournal]) -> None:
 
 
 journal = AttemptJournal()  # this process's (like durability.committer); the runner gets it through TaskContext
-
-
-# --- reading ---------------------------------------------------------------------------------------------
-
-@dataclass
-class AttemptIndex:
-    """What a sweep folder's journals say: each suspected repetition's trailing unclosed attempts (see
-    quarantine.trailing); and the journal files of finished runs it read (for `compact`)."""
-
-    suspects: dict[Key, tuple[Attempt, ...]] = field(default_factory=dict)
-    finished_files: list[str] = field(default_factory=list)
-
-    def of(self, name: str, rep: int) -> tuple[Attempt, ...]:
-        return self.suspects.get((name, rep), ())
-
-
-def read_index(sweep_path: str) -> AttemptIndex:
-    """Read the journals of `sweep_path` (only what can matter: the tail of each dead run's journals, and
-    whole files only when some repetition is suspected). Writes nothing."""
-    paths = SweepPaths(sweep_path)
-    runs: dict[str, list[str]] = {}
-    for run, path in journal_files(sweep_path):
-        runs.setdefault(run, []).append(path)
-    ended = ended_runs(sweep_path) if runs else set()
-    alive = {run for run, files in runs.items() if run not in ended and any(is_locked(path) for path in files)}
-    unclosed: dict[Key, list[Attempt]] = {}
-    for key, attempt in _summary(paths.attempts_summary):
-        unclosed.setdefault(key, []).append(attempt)
-    for run, files in runs.items():
-        if run in alive or run in ended:
-            continue
-        for path in files:
-            found = last_open_attempt(path, run)
-            if found is not None:
-                unclosed.setdefault(found[0], []).append(found[1])
-    finished = [path for run, files in runs.items() if run not in alive for path in files]
-    if not unclosed:
-        return AttemptIndex({}, finished)
-    closed = _closing_attempts(finished, unclosed)
-    suspects = {key: kept for key, attempts in unclosed.items() if (kept := trailing(attempts, closed.get(key, ())))}
-    return AttemptIndex(mark_innocents(suspects, crashed_runs(sweep_path, suspects)), finished)
-
-
-def journal_files(sweep_path: str) -> Iterator[tuple[str, str]]:
-    """(run, path) of every attempts journal of `sweep_path`, in the order of their names (none without its
-    attempts folder)."""
-    folder = SweepPaths(sweep_path).attempts_folder
-    try:
-        names = sorted(os.listdir(folder))
-    except (FileNotFoundError, NotADirectoryError):
-        return
-    for name in names:
-        run = attempts_run(name)
-        if run is not None:
-            yield run, os.path.join(folder, name)
-
-
-def crashed_runs(sweep_path: str, suspects: dict[Key, tuple[Attempt, ...]]) -> dict[str, set[Key]]:
-    """For each dead run: the repetitions whose log names a fatal signal written during their attempt in
-    it (a faulthandler stack after the bytes the log held when that attempt began, and before those it
-    held when the repetition's next attempt began)."""
-    crashed: dict[str, set[Key]] = {}
-    for key, attempts in suspects.items():
-        for attempt in attempts:
-            if attempt.log_offset < 0 or not attempt.log:
-                continue  # an older journal's: no evidence
-            later = [a.log_offset for a in attempts if a.log == attempt.log and a.log_offset > attempt.log_offset]
-            text = _log_part(os.path.join(sweep_path, attempt.log), attempt.log_offset, min(later, default=None))
-            if crash_signal(text):
-                crashed.setdefault(attempt.run, set()).add(key)
-    return crashed
-
-
-def _log_part(path: str, start: int, stop: int | None) -> str:
-    """The end (LOG_TAIL_BYTES at most) of bytes start..stop (the end of the file if None) of a log."""
-    try:
-        with open(path, "rb") as handle:
-            stop = handle.seek(0, os.SEEK_END) if stop is None else stop
-            handle.seek(max(start, stop - LOG_TAIL_BYTES))
-            return handle.read(max(0, stop - handle.tell())).decode("utf-8", "replace")
-    except OSError:
-        return ""
-
-
-def parse(line: str) -> tuple[str, float, Key | None, int]:
-    """(kind, time, key, rows saved) of one complete journal line; ValueError for anything else."""
-    kind, when, rest = line.rstrip("\n").split(" ", 2)
-    if kind == STOP:
-        return kind, float(when), None, 0
-    if kind == BEGIN:
-        key, saved, _, _ = _begin_fields(rest)
-        return kind, float(when), key, saved
-    if kind == END:
-        rep, name = rest.split(" ", 1)
-        return kind, float(when), (json.loads(name), int(rep)), 0
-    raise ValueError(kind)
-
-
-def parse_attempt(line: str, run: str) -> tuple[Key, Attempt]:
-    """The repetition and attempt of one complete begin line of run `run`; ValueError for anything else."""
-    kind, when, rest = line.rstrip("\n").split(" ", 2)
-    if kind != BEGIN:
-        raise ValueError(kind)
-    key, saved, log_offset, log_file = _begin_fields(rest)
-    return key, Attempt(run, float(when), saved, log_file, log_offset)
-
-
-def _begin_fields(rest: str) -> tuple[Key, int, int, str]:
-    """(key, rows saved, log size, log) after a begin's time; the last two (-1, '') in older lines."""
-    rep, saved, text = rest.split(" ", 2)
-    name, at = _DECODER.raw_decode(text)
-    log_offset, log_file = -1, ""
-    if at < len(text):  # ' <log size> <log>', and nothing after it (a torn line joined to the next is not)
-        offset_text, log_text = text[at + 1:].split(" ", 1)
-        log_file, end = _DECODER.raw_decode(log_text)
-        if text[at] != " " or end != len(log_text) or not isinstance(log_file, str):
-            raise ValueError(text)
-        log_offset = int(offset_text)
-    if not isinstance(name, str):
-        raise ValueError(text)
-    return (name, int(rep)), int(saved), log_offset, log_file
-
-
-def complete_lines(data: bytes) -> list[str]:
-    """The whole lines of `data` (a torn last line, without its newline, left out)."""
-    return data[:data.rfind(b"\n") + 1].decode("utf-8", "replace").splitlines()
-
-
-def last_open_attempt(path: str, run: str) -> tuple[Key, Attempt] | None:
-    """The attempt a dead journal left open: its last complete line, if that is a begin."""
-    try:
-        with open(path, "rb") as handle:
-            size = handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, size - TAIL_BYTES))
-            lines = complete_lines(handle.read())
-    except OSError:
-        return None
-    for line in reversed(lines[1:] if size > TAIL_BYTES else lines):
-        try:
-            if line.startswith(f"{BEGIN} "):
-                return parse_attempt(line, run)
-            parse(line)  # an end or a stop: the last begin was closed
-            return None
-        except ValueError:
-            continue  # a line torn by a power loss, then appended to
-    return None
-
-
-def _closing_attempts(files: Iterable[str], unclosed: dict[Key, list[Attempt]]) -> dict[Key, list[tuple[str, float]]]:
-    """For the suspected repetitions: each of their closed attempts' run and begin time (every begin in a
-    finished run's journal that is not one of the unclosed ones)."""
-    open_ones = {(key, attempt.run, attempt.began) for key, attempts in unclosed.items() for attempt in attempts}
-    wanted = {json.dumps(name) for name, _ in unclosed}
-    closed: dict[Key, list[tuple[str, float]]] = {}
-    for path in files:
-        run = attempts_run(os.path.basename(path)) or ""
-        for line in _lines(path):
-            parts = line.split(" ", 4)
-            if parts[0] != BEGIN or len(parts) < 5 or not any(map(parts[4].startswith, wanted)):
-                continue
-            try:
-                kind, began, key, _ = parse(line)
-            except ValueError:
-                continue
-            if key is not None and key in unclosed and (key, run, began) not in open_ones:
-                closed.setdefault(key, []).append((run, began))
-    return closed
-
-
-def _lines(path: str) -> Iterator[str]:
-    try:
-        with open(path, "rb") as handle:
-            yield from complete_lines(handle.read())
-    except OSError:
-        return
-
-
-def _summary(path: str) -> Iterator[tuple[Key, Attempt]]:
-    """The unclosed attempts a compaction kept (one JSON object a line)."""
-    for line in _lines(path):
-        try:
-            record = json.loads(line)
-            yield (record["name"], int(record["rep"])), Attempt(
-                str(record["run"]), float(record["began"]), int(record["saved"]), str(record.get("log", "")),
-                int(record.get("log_offset", -1)))
-        except (ValueError, KeyError, TypeError):
-            continue
-
-
-def compact(sweep_path: str, forget: frozenset[str] = frozenset()) -> None:
-    """Fold the journals of finished runs into the summary and remove them, leaving out the experiments
-    named in `forget` (-d/-o deleted them: their attempts no longer say anything). At a run's start; one
-    compaction at a time, skipped while another runs, reading under its lock. Safe to repeat after a kill:
-    the summary is replaced atomically before any journal goes, and an attempt read twice is kept once."""
-    paths = SweepPaths(sweep_path)
-    if not os.path.isdir(paths.attempts_folder):
-        return
-    try:
-        lock = os.open(paths.attempts_lock, os.O_WRONLY | os.O_CREAT, 0o644)
-    except OSError:
-        return
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        index = read_index(sweep_path)
-        forgotten = [key for key in index.suspects if key[0] in forget]
-        if not index.finished_files and not forgotten:
-            return
-        kept = {(key, attempt) for key, attempts in index.suspects.items() if key[0] not in forget
-                for attempt in attempts}
-        text = "".join(json.dumps({"name": key[0], "rep": key[1], "run": a.run, "began": a.began, "saved": a.saved,
-                                   "log": a.log, "log_offset": a.log_offset})
-                       + "\n" for key, a in sorted(kept, key=lambda item: (item[1].began, item[0])))
-        atomic_write(paths.attempts_summary, text.encode())
-        for path in index.finished_files:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(path)
-    except (OSError, StoreError) as exc:  # busy (another run compacts), a full disk: the journals stay
-        log.debug("attempts journals not compacted: %s", exc)
-    finally:
-        os.close(lock)
-
-
-def lost_attempt_signal(sweep_path: str, key: Key) -> str | None:
-    """The fatal signal (faulthandler's words in the log, e.g. "SIGSEGV") of the last attempt of `key` that a
-    dead process left open, if its part of the log names one: how a rank that ULFM only reports as gone
-    died. None without such an attempt, or without evidence. Reads only journal tails and one log part."""
-    crash = lost_attempt_crash(sweep_path, key)
-    return crash[0] if crash is not None else None
-
-
-def lost_attempt_crash(sweep_path: str, key: Key) -> tuple[str, str] | None:
-    """(the fatal signal, the log that names it) of `lost_attempt_signal`'s attempt, None without one: the log
-    is the repetition's rep.log, or in a compact store its dead process's fault log."""
-    found = []
-    for run, path in journal_files(sweep_path):
-        if is_locked(path):  # a live process's journal: not the dead one
-            continue
-        attempt = last_open_attempt(path, run)
-        if attempt is not None and attempt[0] == key and attempt[1].log_offset >= 0 and attempt[1].log:
-            found.append(attempt[1])
-    if not found:
-        return None
-    last = max(found, key=lambda attempt: attempt.began)
-    log_path = os.path.join(sweep_path, last.log)
-    fatal = crash_signal(_log_part(log_path, last.log_offset, None))
-    return (fatal, os.path.normpath(log_path)) if fatal is not None else None

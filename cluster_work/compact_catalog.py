@@ -2,7 +2,7 @@
 
 Read incrementally: each refresh reads only the bytes a segment gained since the last (`offsets`), parses
 them in one call of the C parser, and keeps each row as its JSON bytes (a third of a parsed row's memory),
-parsed when asked for. A process's own writes are taken in as they are made (compact_store._Process.append);
+parsed when asked for. A process's own writes are taken in as they are made (compact_process.StoreProcess.append);
 other processes' within REFRESH_SECONDS, or at once where a refresh is forced.
 
 A claim (under the repetition's lock) needs only its repetition's events: `claimed` reads what the other

@@ -38,7 +38,7 @@ import time
 from typing import Any, NamedTuple
 
 from .compact_catalog import Catalog, SavedRepetition, catalog
-from .compact_store import any_held, is_held
+from .compact_process import any_held, is_held
 from .compact_tails import extend, has_mean, timed_sum
 from .files import remove_dead_writers_temporaries
 from .paths import (

@@ -22,31 +22,29 @@ segment, and a new process starts a new one); segments are synced by the group c
 locked with a POSIX byte-range lock on byte hash(name, rep) of `locks` (one file for all repetitions, dropped
 by the kernel when its holder dies): two runs never write one repetition, and a held lock is RUNNING.
 POSIX locks belong to the process and are all dropped when it closes any descriptor of the file, so each
-process opens `locks` once and asks through that descriptor only (`_Process`). -d appends a drop event and
+process opens `locks` once and asks through that descriptor only (compact_process). -d appends a drop event and
 removes the document's config (compact_config): nothing else is deleted, and nothing a user wrote is touched.
 The experiment's own files (`_log_path_rep`, rep.log) go where the default layout puts them, in folders made
 only when something is written there.
 """
 from __future__ import annotations
 
-import errno
-import fcntl
-import hashlib
 import os
-import secrets
 import socket
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .compact_catalog import Catalog, SavedRepetition, catalog, claimed, loaded
+from .compact_catalog import Catalog, SavedRepetition, catalog, claimed
 from .compact_config import forget_document_config, point_config, write_document_config
+from .compact_process import StoreProcess, lock_byte, process_of
+from .compact_process import any_held as any_held  # (compact_store's names before compact_process was apart)
+from .compact_process import is_held as is_held
 from .durability import committer
-from .errors import StoreError
 from .files import StoreIO
-from .paths import LOCKS_FILE, RepetitionPaths, compact_root, fault_log_name, segment_name
-from .rows import ResultsPrefix, encode_row, to_plain
-from .store import ExperimentStore, RepetitionBusy, RepetitionStore, ResultsWriter
+from .paths import RepetitionPaths, compact_root
+from .rows import ResultsPrefix, to_plain
+from .store import ExperimentStore, RepetitionStore, ResultsWriter
 from .vocabulary import Record
 
 if TYPE_CHECKING:
@@ -59,137 +57,10 @@ def is_compact(config: Mapping[str, Any]) -> bool:
     return config.get("store") == "compact"
 
 
-def _lock_byte(name: str, rep: int) -> int:
-    """Where repetition (name, rep) is locked in `locks`: 62 bits of a hash (a collision costs a BUSY)."""
-    return int.from_bytes(hashlib.blake2b(f"{name}\0{rep}".encode(), digest_size=8).digest(), "big") >> 2
-
-
-class _Process:
-    """This process's side of one compact store: its `locks` descriptor, the repetitions it holds, its segment
-    (created by its first event). A child of a fork starts without any (POSIX locks are not inherited)."""
-
-    def __init__(self, root: str):
-        self.root = root
-        self.locks = -1  # opened by the first lock, or by the first question where the file exists
-        self.held: set[int] = set()
-        self.segment_fd = -1
-        self.token = secrets.token_hex(4)  # names its segment and its fault log
-        self.segment = ""
-        self.size = 0
-        self.fault_log = os.path.join(root, fault_log_name(socket.gethostname(), os.getpid(), self.token))
-
-    def _open_locks(self, create: bool) -> bool:
-        """Open `locks` once (see the module's docstring); False where it does not exist and `create` is not asked."""
-        if self.locks >= 0:
-            return True
-        path = os.path.join(self.root, LOCKS_FILE)
-        with StoreIO("open", path):
-            if create:
-                os.makedirs(self.root, exist_ok=True)
-                self.locks = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-                return True
-            try:
-                self.locks = os.open(path, os.O_RDWR)
-            except FileNotFoundError:
-                return False
-        return True
-
-    def lock(self, byte: int) -> None:
-        self._open_locks(create=True)
-        try:
-            fcntl.lockf(self.locks, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, byte)
-        except OSError as exc:
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise RepetitionBusy(self.root) from None
-            raise StoreError(f"cannot lock {self.root}/{LOCKS_FILE}: {exc.strerror}") from exc
-        self.held.add(byte)
-
-    def unlock(self, byte: int) -> None:
-        if byte in self.held:
-            fcntl.lockf(self.locks, fcntl.LOCK_UN, 1, byte)
-            self.held.discard(byte)
-
-    def is_locked(self, byte: int) -> bool:
-        if byte in self.held:
-            return True
-        if not self._open_locks(create=False):  # no run has locked anything here yet
-            return False
-        try:  # a shared lock of our own, given back at once: it fails only where another process holds it
-            fcntl.lockf(self.locks, fcntl.LOCK_SH | fcntl.LOCK_NB, 1, byte)
-        except OSError:
-            return True
-        fcntl.lockf(self.locks, fcntl.LOCK_UN, 1, byte)
-        return False
-
-    def any_locked(self) -> bool:
-        """Whether any process holds a repetition of this store (one question for all of them: a shared lock
-        of the whole file, given back at once; asked only where this process holds none, which it would drop)."""
-        if self.held:
-            return True
-        if not self._open_locks(create=False):
-            return False
-        try:
-            fcntl.lockf(self.locks, fcntl.LOCK_SH | fcntl.LOCK_NB, 0, 0)
-        except OSError:
-            return True
-        fcntl.lockf(self.locks, fcntl.LOCK_UN, 0, 0)
-        return False
-
-    def append(self, event: Mapping[str, Any]) -> None:
-        """Append one event as one line to this process's segment."""
-        if self.segment_fd < 0:
-            name = segment_name(socket.gethostname(), os.getpid(), self.token)
-            self.segment = os.path.join(self.root, name)
-            with StoreIO("create", self.segment):
-                os.makedirs(self.root, exist_ok=True)
-                self.segment_fd = os.open(self.segment, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
-        data = encode_row(event)
-        with StoreIO("write", self.segment):
-            written = os.write(self.segment_fd, data)
-            if written != len(data):  # a full disk: cut the torn line off
-                os.ftruncate(self.segment_fd, os.fstat(self.segment_fd).st_size - written)
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        before, self.size = self.size, self.size + written
-        known = loaded(self.root)
-        name = os.path.basename(self.segment)
-        if known is not None and known.offsets.get(name, 0) == before:  # this process sees what it wrote at once
-            known.offsets[name] = self.size                             # (others' writes within REFRESH_SECONDS)
-            known.apply_written(name, event, data)
-
-
-_processes: dict[str, _Process] = {}  # by the store's absolute path: a relative one names another store once the
-# working folder changed (two sweeps run or read in one process), whose segment would then get this one's rows
-
-
-def _process(root: str) -> _Process:
-    process = _processes.get(root)  # a key is an absolute path: `root` found as it is needs no abspath
-    if process is not None:
-        return process
-    key = os.path.abspath(root)
-    process = _processes.get(key)
-    if process is None:
-        process = _processes[key] = _Process(key)
-    return process
-
-
 def _after(latest: float) -> float:
     """The time of a new claim or status: now, or just after the latest one known where a clock (another
     host's) is behind, so that the order of a repetition's claims is the order they were made in."""
     return max(time.time(), latest + 1e-6)
-
-
-# the parent's descriptors stay open in a child, unused (closing one there would drop none of the parent's locks)
-os.register_at_fork(after_in_child=_processes.clear)
-
-
-def is_held(root: str, name: str, rep: int) -> bool:
-    """Whether a live process holds repetition (name, rep) of the store in `root` (it is RUNNING)."""
-    return _process(root).is_locked(_lock_byte(name, rep))
-
-
-def any_held(root: str) -> bool:
-    """Whether a live process holds any repetition of the store in `root` (else none is RUNNING)."""
-    return _process(root).any_locked()
 
 
 class CompactRepetition:
@@ -202,14 +73,14 @@ class CompactRepetition:
             document) else os.path.basename(os.path.normpath(experiment_path))
         paths = RepetitionPaths.of(experiment_path, rep)  # the experiment's own files only, made when written
         self.path, self.log_file = paths.folder, paths.log_file
-        self.byte = _lock_byte(name, rep)
+        self.byte = lock_byte(name, rep)
         self.held = False  # by this process's writer
 
     @property
     def fault_log(self) -> str:
         """Where a native crash of this process leaves its Python stack while it runs the repetition: its fault
         log in the store (one per process, opened once: not a rep.log per repetition; see logs.held_fault_log)."""
-        return _process(self.root).fault_log
+        return process_of(self.root).fault_log
 
     def _state(self) -> SavedRepetition:
         if self.held:  # under its lock no other process adds to it, and this one's events are taken in as written
@@ -240,12 +111,12 @@ class CompactRepetition:
         return None  # a status's rows are in the same append-only segment, before it
 
     def is_running(self) -> bool:
-        return _process(self.root).is_locked(self.byte)
+        return process_of(self.root).is_locked(self.byte)
 
     def write_status(self, state: Record, sync: bool = True, **fields: Any) -> None:
         status = {"state": state.value, "host": socket.gethostname(), "pid": os.getpid(), "updated": time.time(),
                   **fields}
-        process, known = _process(self.root), self._state()
+        process, known = process_of(self.root), self._state()
         latest = known.status[0] if known.status is not None else 0.0
         event = {"s": [self.name, self.rep], "t": _after(latest), "status": to_plain(status)}
         if not known.claims:  # never run (a campaign stopped it first): what a claim would say of it, here
@@ -255,7 +126,7 @@ class CompactRepetition:
             committer.wrote(process.segment)
 
     def open_writer(self) -> CompactWriter:
-        process = _process(self.root)
+        process = process_of(self.root)
         process.lock(self.byte)
         try:
             known = claimed(self.root, self.name, self.rep)  # under the lock: no other process adds to it now
@@ -273,7 +144,7 @@ class CompactRepetition:
 class CompactWriter:
     """ResultsWriter's methods on a locked repetition of a compact store."""
 
-    def __init__(self, process: _Process, repetition: CompactRepetition, rows: list[dict[str, Any]]):
+    def __init__(self, process: StoreProcess, repetition: CompactRepetition, rows: list[dict[str, Any]]):
         self.process, self.repetition, self.rows = process, repetition, rows
         self.key = [repetition.name, repetition.rep]
         self.path = process.segment
@@ -352,7 +223,7 @@ class CompactExperimentStore:
         the current one); its own files are the default layout's."""
         if not self.exists():
             return []
-        process = _process(self.root)
+        process = process_of(self.root)
         process.append({"d": self.name, "t": time.time()})
         committer.wrote(process.segment)
         forget_document_config(self.root)

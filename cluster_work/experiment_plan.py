@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .attempts import AttemptIndex
+from .attempts_index import AttemptIndex
 from .compact_index import SummaryExperiment
 from .compact_store import CompactExperimentStore, store_of
 from .config import dotted, flatten_paths

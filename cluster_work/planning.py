@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .attempts import AttemptIndex, compact, read_index
+from .attempts_index import AttemptIndex, compact, read_index
 from .bulk_runs import FreshRun, NewOrDoneRun, compact_runs, fresh_runs
 from .bulk_runs import folder_runs as folder_runs  # planning's names, as they were before the split
 from .bulk_runs import present_folders as present_folders

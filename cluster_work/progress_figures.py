@@ -22,9 +22,10 @@ from operator import itemgetter
 from typing import Any
 
 from . import bulk_runs
-from .attempts import AttemptIndex
+from .attempts_index import AttemptIndex
 from .compact_index import SummaryStore
-from .compact_store import is_held, store_of
+from .compact_process import is_held
+from .compact_store import store_of
 from .expansion import ExpandedDocument, ExpandedExperiment
 from .paths import compact_root, experiment_folder
 from .repetition_state import read_repetition, status_says_finished

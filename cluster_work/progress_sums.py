@@ -12,7 +12,7 @@ import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
-from .attempts import read_index
+from .attempts_index import read_index
 from .bulk_runs import folder_runs, present_folders
 from .compact_store import is_compact
 from .expansion import ExpandedExperiment, Expansion, expand_path
