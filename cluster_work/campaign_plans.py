@@ -85,7 +85,7 @@ def campaign_plans(campaign: CampaignPlan, selection: Selection, policy: Policy,
         if not isinstance(chunk, (FreshRun, NewOrDoneRun)):
             yield chunk, True
             continue
-        for position in range(chunk.start, chunk.stop):
-            experiment, done = group[position], chunk.done_at(position)
-            store = known.experiment(experiment.name, experiment.path) if done else None
-            yield plan_experiment(experiment, 0, selection, policy, None, not done, store=store), False
+        for position in range(chunk.start, chunk.stop):  # (a new one's store is not read: given, it is not made)
+            experiment = group[position]
+            yield plan_experiment(experiment, 0, selection, policy, None, not chunk.done_at(position),
+                                  store=known.experiment(experiment.name, experiment.path)), False

@@ -72,24 +72,22 @@ def plan_experiment(experiment: ExpandedExperiment, first_index: int, selection:
     """One experiment's state and jobs; `fresh`: its document's folder does not exist, so neither do its files.
     `attempts`: its sweep folder's attempts journals (a quarantined repetition runs only with --retry-failed,
     or when -r names it). `store`: where it is read from (a compact store's index), else its own store."""
-    stored: dict[str, Any] | None = None
+    store = store if store is not None else store_of(experiment)
+    stored = None if fresh else store.read_config(own=True)
     original_done: set[int] = set()
-    if not fresh:  # (a fresh one's store is not looked at: making a compact one makes the experiment's config)
-        store = store if store is not None else store_of(experiment)
-        stored = store.read_config(own=True)
-        if store.has_original_results():  # the original ClusterWork ran it: its finished repetitions count
-            from .original_format import finished_repetitions, read_experiment_config
+    if not fresh and store.has_original_results():  # the original ClusterWork ran it: its finished repetitions count
+        from .original_format import finished_repetitions, read_experiment_config
 
-            original_done = finished_repetitions(experiment.path, experiment.iterations)
-            if stored is None:
-                stored = read_experiment_config(experiment.path)
+        original_done = finished_repetitions(experiment.path, experiment.iterations)
+        if stored is None:
+            stored = read_experiment_config(experiment.path)
     changed = changed_params(stored.get("params") or {}, experiment.params) if stored else []
     rewrite = policy.delete or (bool(changed) and policy.overwrite)
     states: dict[int, RepetitionState] = {}
     times: dict[int, float] = {}
     saved: dict[int, int] = {}
     suspicions: dict[int, Suspicion] = {}
-    if stored is not None and store is not None and not rewrite:  # a new experiment has no files to look at
+    if stored is not None and not rewrite:  # a new experiment has no files to look at
         for rep in range(experiment.repetitions):
             view = read_repetition(store.repetition(rep), experiment.iterations, check_lock=False,
                                    finished_by_original=rep in original_done,
