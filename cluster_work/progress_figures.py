@@ -240,7 +240,8 @@ def usual_times(store: SummaryStore, held_reps: list[list[list[Any]]], repetitio
     status (its rows say it all) and timed; None where any is not (each is then asked of `finished_times`).
     Made by C loops over the whole list, not a Python call per experiment (they are 5 x 10^5 in a half-done
     10^6-point sweep)."""
-    if repetitions != 1 or store.locked or not held_reps or any(map(_ONE.__ne__, map(len, held_reps))):
+    if repetitions != 1 or store.locked or not held_reps or any(map(operator.ne, map(len, held_reps),
+                                                                        itertools.repeat(1))):
         return None
     reps, statuses, rows, seconds, timed = zip(*map(itemgetter(0), held_reps))
     if any(reps) or any(statuses) or min(rows) < iterations or not all(timed):
@@ -249,8 +250,6 @@ def usual_times(store: SummaryStore, held_reps: list[list[list[Any]]], repetitio
                                                               itertools.repeat(iterations))))  # (as its sum from 0)
     return (totals, (iterations,) * len(totals)) if all(map(math.isfinite, totals)) else None
 
-
-_ONE = 1
 
 Part = ExperimentProgress | PendingRun | PendingOrFinishedRun  # one experiment's figures, or a run of them
 Bulk = (PendingRun, PendingOrFinishedRun)
