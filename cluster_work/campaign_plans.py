@@ -35,7 +35,7 @@ class CampaignPlan:
         return self.experiments[0].base_name if len(self.experiments) else ""
 
 
-def _split_campaigns(groups: list[tuple[Sequence[ExpandedExperiment], int]],
+def split_campaigns(groups: list[tuple[Sequence[ExpandedExperiment], int]],
                      ) -> tuple[list[tuple[Sequence[ExpandedExperiment], int]], list[CampaignPlan]]:
     """The plain groups, and the campaigns: whole documents with a campaign key, and, from a list of
     chosen experiments, theirs gathered by base name."""

@@ -16,8 +16,7 @@ from .bulk_runs import FreshRun, NewOrDoneRun, compact_runs, fresh_runs
 from .bulk_runs import folder_runs as folder_runs  # planning's names, as they were before the split
 from .bulk_runs import present_folders as present_folders
 from .campaign_plans import CampaignPlan as CampaignPlan
-from .campaign_plans import _split_campaigns as _split_campaigns
-from .campaign_plans import campaign_plans
+from .campaign_plans import campaign_plans, split_campaigns
 from .compact_index import SummaryExperiment, SummaryStore
 from .compact_store import CompactExperimentStore, is_compact, store_of
 from .errors import ConfigError
@@ -72,7 +71,7 @@ class Plan:
     def __init__(self, chosen: Sequence[ExpandedExperiment], selection: Selection, policy: Policy,
                  picked: range | None, source: str):
         self._selection, self._policy, self._picked, self._source = selection, policy, picked, source
-        self._groups, self.campaigns = _split_campaigns(_groups(chosen))
+        self._groups, self.campaigns = split_campaigns(_groups(chosen))
         self.totals = PlanTotals()
         self._counted: list[Chunk] | None = None  # what `count` read, where it is small enough
         self._attempts: dict[str, AttemptIndex] = {}  # per sweep folder, read once

@@ -6,12 +6,12 @@ import sys
 import pytest
 from conftest import ROOT
 
+from cluster_work.campaign_plans import split_campaigns
 from cluster_work.config import KNOWN_KEYS, merge_and_validate, parse_documents
 from cluster_work.ensemble.spec import EnsembleSpec
 from cluster_work.errors import ConfigError
 from cluster_work.expansion import expand_all
 from cluster_work.kinds import CAMPAIGN_KEYS, CampaignKind, campaign_key, kind
-from cluster_work.planning import _split_campaigns
 from cluster_work.steering.spec import SteerSpec
 
 BASE = "name: DEFAULT\nrepetitions: 1\niterations: 3\npath: out\n---\nname: a\ngrid: {c: [1, 2]}\n"
@@ -38,7 +38,7 @@ def test_a_campaign_block_is_parsed_once_and_handed_on_to_the_campaign(key):
     assert isinstance(loaded.specs["a"], SPECS[key])
     [document] = expand_all(loaded, None, "c.yml", lambda message: None).documents
     assert document.campaign_spec is loaded.specs["a"]
-    _, [campaign] = _split_campaigns([(document, 0)])
+    _, [campaign] = split_campaigns([(document, 0)])
     assert (campaign.kind, campaign.spec) == (key, loaded.specs["a"])
 
 
