@@ -86,6 +86,6 @@ def campaign_plans(campaign: CampaignPlan, selection: Selection, policy: Policy,
             yield chunk, True
             continue
         for position in range(chunk.start, chunk.stop):  # (a new one's store is not read: given, it is not made)
-            experiment = group[position]
-            yield plan_experiment(experiment, 0, selection, policy, None, not chunk.done_at(position),
-                                  store=known.experiment(experiment.name, experiment.path)), False
+            experiment, done = group[position], chunk.done_at(position)
+            yield plan_experiment(experiment, 0, selection, policy, None, not done,
+                                  store=known.experiment(experiment.name, experiment.path), unchanged=done), False

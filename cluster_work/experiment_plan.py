@@ -68,10 +68,12 @@ def plan_experiment(experiment: ExpandedExperiment, first_index: int, selection:
                      policy: Policy, picked: range | None, fresh: bool,
                      attempts: AttemptIndex | None = None,
                      store: ExperimentStore | CompactExperimentStore | SummaryExperiment | None = None,
-                     ) -> ExperimentPlan:
+                     unchanged: bool = False) -> ExperimentPlan:
     """One experiment's state and jobs; `fresh`: its document's folder does not exist, so neither do its files.
     `attempts`: its sweep folder's attempts journals (a quarantined repetition runs only with --retry-failed,
-    or when -r names it). `store`: where it is read from (a compact store's index), else its own store."""
+    or when -r names it). `store`: where it is read from (a compact store's index), else its own store.
+    `unchanged`: its stored parameters are known to be its own (an index's text of them is theirs: see
+    `bulk_runs.NewOrDoneRun`), so they are not compared (which would make the experiment's config)."""
     store = store if store is not None else store_of(experiment)
     stored = None if fresh else store.read_config(own=True)
     original_done: set[int] = set()
@@ -81,7 +83,7 @@ def plan_experiment(experiment: ExpandedExperiment, first_index: int, selection:
         original_done = finished_repetitions(experiment.path, experiment.iterations)
         if stored is None:
             stored = read_experiment_config(experiment.path)
-    changed = changed_params(stored.get("params") or {}, experiment.params) if stored else []
+    changed = changed_params(stored.get("params") or {}, experiment.params) if stored and not unchanged else []
     rewrite = policy.delete or (bool(changed) and policy.overwrite)
     states: dict[int, RepetitionState] = {}
     times: dict[int, float] = {}
