@@ -3,6 +3,7 @@ the old file or the new one, whole, and a temporary named by its writer that the
 the store's index, removes; never the temporary of a writer still alive, nor one of another host, nor a user's."""
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -22,10 +23,10 @@ from cluster_work.planning import make_plan
 from cluster_work.selection import Policy, Selection
 
 WRITER = """
+import json
 import sys
 from cluster_work import compact_config
-root = sys.argv[1]
-shared = compact_config.read_shared(root)
+root, shared = sys.argv[1], json.loads(sys.argv[2])  # (not read here: a writer killed before may have left none)
 print("ready", flush=True)
 while True:  # what a first job of each new process does, again and again
     compact_config.forget_document_config(root)
@@ -59,7 +60,8 @@ def test_a_writer_killed_while_it_writes_the_document_config_leaves_nothing_afte
     instants, deadline = random.Random(25), time.monotonic() + 120
     while not temporaries(root):  # kill at random instants until one kill fell inside a write
         assert time.monotonic() < deadline, "no kill fell inside a write of the document config"
-        writer = subprocess.Popen([sys.executable, "-c", WRITER, root], stdout=subprocess.PIPE, env=script_env())
+        writer = subprocess.Popen([sys.executable, "-c", WRITER, root, json.dumps(shared)], stdout=subprocess.PIPE,
+                                  env=script_env())
         assert writer.stdout.readline() == b"ready\n"
         time.sleep(instants.uniform(0.0, 0.05))
         writer.send_signal(signal.SIGKILL)
