@@ -79,6 +79,10 @@ class Plan:
         self._indexed: dict[str, ExpandedDocument] = {}  # the documents of the default layout planned whole
 
     @property
+    def policy(self) -> Policy:
+        return self._policy
+
+    @property
     def experiments(self) -> Iterator[ExperimentPlan]:
         """Each chosen experiment's plan, in config order (as counted, or read from the files now)."""
         for chunk in self.chunks():
@@ -350,9 +354,9 @@ def apply_plan(plan: Plan, warn: Any = log.warning) -> None:
     plan.freeze_designs()
     deleted: dict[str, set[str]] = {}  # sweep folder -> names of the experiments deleted there
     kept: list[tuple[str, list[str]]] = []  # experiment, what -d/-o left in its folder (not cluster_work's)
-    for campaign in plan.campaigns if plan.totals.rewrites else ():
-        if any(item.rewrite for item in campaign.plans):
-            kind(campaign.kind).forget(campaign, warn)  # what it keeps beside its experiments first
+    for campaign in plan.campaigns:  # what it keeps beside its experiments first (with -d even where none is stored)
+        if plan.policy.delete or any(item.rewrite for item in campaign.plans):
+            kind(campaign.kind).forget(campaign, warn)
     campaigns = (item for campaign in plan.campaigns for item in campaign.plans)
     for item in itertools.chain(plan.experiments, campaigns) if plan.totals.rewrites else ():
         if not item.rewrite or item.skipped:
