@@ -30,6 +30,7 @@ from .kinds import kind
 from .paths import compact_root
 from .plan_warnings import refuse_changed_only as refuse_changed_only
 from .plan_warnings import warn_changed as warn_changed
+from .plan_warnings import warn_kept
 from .plan_warnings import warn_quarantined as warn_quarantined
 from .preflight import check_document_layout, check_experiment, check_writable
 from .selection import Policy, Selection, select_experiments
@@ -331,23 +332,6 @@ def make_plan(expanded: Sequence[ExpandedExperiment], selection: Selection, poli
     return plan
 
 
-KEPT_SHOWN = 5  # experiments whose kept files -d/-o names one by one; the rest in one line
-
-
-def _warn_kept(kept: list[tuple[str, list[str]]], warn: Any) -> None:
-    """Name what -d/-o kept in each experiment's folder (files cluster_work did not write), for the first
-    KEPT_SHOWN experiments, then the rest in one line: a grid whose every point wrote into its `_log_path_rep`
-    gets a few lines, not one per point."""
-    for name, left in kept[:KEPT_SHOWN]:
-        shown = ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
-        warn(f"{name}: -d/-o kept what cluster_work did not write: {shown}")
-    rest = kept[KEPT_SHOWN:]
-    if rest:
-        names = sorted({entry for _, left in rest for entry in left})
-        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
-        warn(f"-d/-o kept what cluster_work did not write in {len(rest)} more experiments' folders too ({shown})")
-
-
 def apply_plan(plan: Plan, warn: Any = log.warning) -> None:
     """Delete what -d/-o asked to delete and freeze custom points (configs are written by each experiment's
     first job); fold the attempts journals of finished runs, forgetting those of deleted experiments."""
@@ -365,7 +349,7 @@ def apply_plan(plan: Plan, warn: Any = log.warning) -> None:
         deleted.setdefault(item.experiment.sweep_path, set()).add(item.experiment.name)
         if left:
             kept.append((item.experiment.name, left))
-    _warn_kept(kept, warn)
+    warn_kept(kept, warn)
     for sweep_path in plan.totals.sweep_paths:
         compact(sweep_path, forget=frozenset(deleted.get(sweep_path, ())))
     if plan.totals.rewrites:
