@@ -33,7 +33,8 @@ INTERVAL = 1.0  # s between commits: after a power loss, at most about this much
 def _load_syncfs() -> Callable[[int], int] | None:
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        return libc.syncfs  # type: ignore[no-any-return]
+        syncfs: Callable[[int], int] = libc.syncfs  # (ctypes' default: an int argument and result)
+        return syncfs
     except (OSError, AttributeError):
         return None
 

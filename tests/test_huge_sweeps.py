@@ -57,6 +57,17 @@ def test_names_folders_and_values_from_the_axes_are_each_experiments(tmp_path, k
         assert list(document.joined_points(encode, "; ", start)) == joined[start:]
 
 
+@pytest.mark.parametrize("part", [slice(None), slice(5, 80, 7), slice(-3, None), slice(None, None, -9), slice(90, 99)],
+                         ids=["all", "5:80:7", "-3:", "::-9", "past the end"])
+def test_a_document_and_a_sweep_are_sliced_as_the_list_of_their_experiments(tmp_path, part):
+    """Sequences of experiments made on demand: a slice is made one by one, as the list of them is sliced."""
+    sweep = expand(tmp_path)
+    names = [experiment.name for experiment in sweep]
+    assert [experiment.name for experiment in sweep[part]] == names[part]
+    document = sweep.documents[0]
+    assert [experiment.name for experiment in document[part]] == names[:len(document)][part]
+
+
 SELECTIONS = {"everything": (Selection(), Policy()), "-e walk": (Selection(experiments=("walk",)), Policy()),
               "-j 5 150 7": (Selection(jobs=(5, 150, 7)), Policy()), "-r 1": (Selection(repetition=1), Policy()),
               "-d": (Selection(), Policy(delete=True))}
