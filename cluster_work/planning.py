@@ -81,6 +81,8 @@ class Plan:
 
     @property
     def policy(self) -> Policy:
+        """What the run was asked (-d, -o, -I, --retry-failed): `apply_plan` forgets a campaign's own files on -d
+        even where none of its experiments has anything stored."""
         return self._policy
 
     @property
