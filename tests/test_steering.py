@@ -8,6 +8,7 @@ any point resumes from its journal to the same decisions.
 import json
 import math
 import os
+import pathlib
 import random
 import statistics
 from collections import Counter
@@ -693,8 +694,7 @@ def test_minus_d_names_what_it_kept_of_the_points_a_campaign_added_in_a_few_line
     assert len(added) == 9
     for experiment in added:
         os.makedirs(experiment.path)
-        with open(os.path.join(experiment.path, "mine.txt"), "w") as handle:
-            handle.write("the user's")
+        pathlib.Path(experiment.path, "mine.txt").write_text("the user's")
     [config] = merge_and_validate([{"name": "search", "repetitions": 1, "iterations": 4, "grid": {"c": [0, 1, 2]},
                                     "path": str(tmp_path / "results"), "steer": block}], SOURCE,
                                   warn=lambda message: None)
@@ -705,4 +705,4 @@ def test_minus_d_names_what_it_kept_of_the_points_a_campaign_added_in_a_few_line
     assert kept == [f"{e.name}: -d/-o kept what cluster_work did not write: mine.txt" for e in added[:5]] + [
         "-d/-o kept what cluster_work did not write in 4 more experiments' folders too (mine.txt)"]
     assert not os.path.exists(journal_path(document.base_folder))
-    assert all(open(os.path.join(e.path, "mine.txt")).read() == "the user's" for e in added)
+    assert all(pathlib.Path(e.path, "mine.txt").read_text() == "the user's" for e in added)
