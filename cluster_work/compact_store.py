@@ -40,7 +40,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .compact_catalog import Catalog, SavedRepetition, catalog, claimed, loaded
-from .compact_config import forget_document_config, point_config, write_document_config
+from .compact_config import forget_document_config, point_config, refresh_document_config, write_document_config
 from .durability import committer
 from .errors import StoreError
 from .files import StoreIO
@@ -337,6 +337,12 @@ class CompactExperimentStore:
         experiment's parameters)."""
         with StoreIO("write", self.root):
             write_document_config(self.root, config, sync)
+
+    def refresh_config(self, config: Mapping[str, Any], sync: bool = True) -> bool:
+        """Bring the document config's counts to `config`'s (see compact_config.refresh_document_config: a run's
+        launcher does it for the documents it continues, before their jobs)."""
+        with StoreIO("write", self.root):
+            return refresh_document_config(self.root, config, sync)
 
     def repetition(self, rep: int) -> CompactRepetition:
         return CompactRepetition(self.root, self.name, self.path, rep, self.params, self.base)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +17,7 @@ from .bulk_runs import folder_runs as folder_runs  # planning's names, as they w
 from .bulk_runs import present_folders as present_folders
 from .campaign_plans import CampaignPlan as CampaignPlan
 from .campaign_plans import _split_campaigns as _split_campaigns
+from .compact_config import refresh_document_config
 from .compact_index import SummaryExperiment, SummaryStore
 from .compact_store import CompactExperimentStore, is_compact, store_of
 from .errors import ConfigError
@@ -25,6 +26,7 @@ from .experiment_plan import CHANGED, plan_experiment
 from .experiment_plan import ExperimentPlan as ExperimentPlan
 from .experiment_plan import changed_params as changed_params
 from .experiment_plan import expected_seconds as expected_seconds
+from .files import StoreIO
 from .folder_index import FolderIndex, indexed_runs
 from .kinds import kind
 from .paths import compact_root
@@ -78,6 +80,7 @@ class Plan:
         self._attempts: dict[str, AttemptIndex] = {}  # per sweep folder, read once
         self._indexes: dict[str, FolderIndex] = {}  # per document folder of the default layout, loaded once
         self._indexed: dict[str, ExpandedDocument] = {}  # the documents of the default layout planned whole
+        self.continued_stores: dict[str, Mapping[str, Any]] = {}  # compact store -> a config of a point with jobs
 
     @property
     def policy(self) -> Policy:
@@ -241,6 +244,9 @@ class Plan:
                         counted = None
                 if isinstance(item, Bulk):
                     new, jobs = item.new, item.new * item.repetitions
+                    if jobs and is_compact(item.document.document):
+                        document = item.document
+                        self.continued_stores.setdefault(compact_root(document.base_folder), document.document)
                     totals.experiments += len(item)
                     totals.experiments_to_run += new if jobs else 0
                     totals.jobs += jobs
@@ -248,6 +254,9 @@ class Plan:
                     continue
                 if not fresh:
                     check_experiment(item, self._source, checked)
+                if item.jobs and item.experiment.store == "compact":
+                    self.continued_stores.setdefault(compact_root(item.experiment.config["_experiment_path"]),
+                                                     item.experiment.config)
                 totals.experiments += 1
                 totals.experiments_to_run += bool(item.jobs)
                 totals.jobs += len(item.jobs)
@@ -334,9 +343,11 @@ def make_plan(expanded: Sequence[ExpandedExperiment], selection: Selection, poli
     return plan
 
 
-def apply_plan(plan: Plan, warn: Any = log.warning) -> None:
+def apply_plan(plan: Plan, warn: Any = log.warning, sync: bool = True) -> None:
     """Delete what -d/-o asked to delete and freeze custom points (configs are written by each experiment's
-    first job); fold the attempts journals of finished runs, forgetting those of deleted experiments."""
+    first job, their counts brought up to date by the jobs that continue them, see config_refresh; a compact
+    store's, which its points share, here: by the launcher alone, before any job); fold the attempts journals
+    of finished runs, forgetting those of deleted experiments."""
     plan.freeze_designs()
     deleted: dict[str, set[str]] = {}  # sweep folder -> names of the experiments deleted there
     kept: list[tuple[str, list[str]]] = []  # experiment, what -d/-o left in its folder (not cluster_work's)
@@ -352,6 +363,9 @@ def apply_plan(plan: Plan, warn: Any = log.warning) -> None:
         if left:
             kept.append((item.experiment.name, left))
     warn_kept(kept, warn)
+    for root, config in plan.continued_stores.items():  # after -d removed a document config: its next job writes it
+        with StoreIO("write", root):
+            refresh_document_config(root, config, sync)
     for sweep_path in plan.totals.sweep_paths:
         compact(sweep_path, forget=frozenset(deleted.get(sweep_path, ())))
     if plan.totals.rewrites:

@@ -31,6 +31,7 @@ from typing import Any
 
 import yaml
 
+from .config_refresh import refreshed, stale_keys
 from .durability import committer, sync_now
 from .errors import StoreError
 from .files import (  # noqa: F401 (atomic_write, is_locked, remove_own_temporaries re-exported)
@@ -240,6 +241,17 @@ class ExperimentStore:
             os.makedirs(self.path, exist_ok=True)
         text = yaml.dump(to_plain(config), Dumper=_YAML_DUMPER, sort_keys=False, default_flow_style=False)
         atomic_write(self.config_file, f"{MARKER}\n{text}".encode(), sync=sync)
+
+    def refresh_config(self, config: Mapping[str, Any], sync: bool = True) -> bool:
+        """Bring the stored config's result-neutral keys (`config_refresh.REFRESHED`: the counts...) to `config`'s,
+        keeping every other key as stored; whether it was rewritten. Written as `write_config` writes (whole or
+        not at all, durably at once), and only where they differ: a config that is current is read, not written.
+        A config.yml that is not cluster_work's, or none (the original's experiment.yml), is left alone."""
+        stored = self.read_config(own=True)
+        if stored is None or not stale_keys(stored, config):
+            return False
+        self.write_config(refreshed(stored, config), sync=sync)
+        return True
 
     def repetition(self, rep: int) -> RepetitionStore:
         return RepetitionStore(self.path, rep)

@@ -1,0 +1,59 @@
+"""Which keys of a stored config follow the current config when a run continues its experiment (pure logic; the
+writes are `ExperimentStore.refresh_config`'s and `compact_config.refresh_document_config`'s).
+
+An experiment is identified by its parameters: a change of `params` is a change (skipped, `-o`, `-I`; see
+`experiment_plan.changed_params`), and everything else its stored config holds is kept as its first job wrote
+it. That left the stored config stale where a document's counts grew between runs: a rerun with `iterations`
+raised from 10 to 20 continued every repetition to 20 rows, but `config.yml` (a compact store's
+`document.json`) still said 10, and every reader of the stored config (the exporters' finished state, the
+original API's `get_experiment_config` and `load_experiment_results`, `restore_experiment`, `stored_config`)
+took the old counts.
+
+REFRESHED holds the keys that never change what a repetition computes, so that rows saved under their old
+values and rows saved under their new ones belong together: the counts (`iterations`, `repetitions`: a
+repetition's iteration n is the same whatever the total) and cluster_work's own run settings, which no
+experiment reads to compute its results (`max_failures`, `stall_timeout`, `slurm`, `export`, `keep_keys`).
+A run that continues an experiment (it has a job for it: its parameters are unchanged, or `-I`) stores their
+current values, before any row of its jobs; every other key keeps the value its first job stored (`command`,
+`files`, `gui`, `plotting`, `log_path`...: today's behaviour, where a change may mix rows that do not belong
+together). An experiment that no job of the run continues (done, skipped) keeps its stored config whole: a
+lowered count leaves its saved rows and its config as they are.
+
+The original ClusterWork compared the whole stored `experiment.yml` with the current config and skipped an
+experiment on any difference (unless `-I` or `-o`), rewriting it (in place) for every experiment it ran;
+this one continues on a change of counts, and stores them.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from .rows import to_plain
+
+REFRESHED = ("iterations", "repetitions", "max_failures", "stall_timeout", "slurm", "export", "keep_keys")
+
+
+def knows_counts(stored: Mapping[str, Any]) -> bool:
+    """Whether `stored` is a whole stored config (every config cluster_work writes has `iterations`), not the
+    name and parameters alone that an index keeps of it (`folder_index`, `compact_index`)."""
+    return "iterations" in stored
+
+
+def stale_keys(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """The keys of REFRESHED whose stored values differ from `current`'s (compared as stored: plain values)."""
+    return [key for key in REFRESHED if _plain(stored, key) != _plain(current, key)]
+
+
+def _plain(config: Mapping[str, Any], key: str) -> str | None:
+    """`config[key]` as text that is equal where the values are (NaN included; None: no such key)."""
+    return json.dumps(to_plain(config[key]), sort_keys=True) if key in config else None
+
+
+def refreshed(stored: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, Any]:
+    """`stored` with the REFRESHED keys' values of `current` (in `stored`'s order; one `current` has and
+    `stored` had not goes last, one `current` no longer has is dropped); every other key as stored."""
+    updated = {key: current[key] if key in REFRESHED else value for key, value in stored.items()
+               if key not in REFRESHED or key in current}
+    updated.update((key, current[key]) for key in REFRESHED if key in current and key not in stored)
+    return updated
