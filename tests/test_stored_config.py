@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
+import subprocess
+import sys
+import time
 
+import numpy as np
 import pytest
 import yaml
+from conftest import SCRIPT, run_cli, run_mpi, script_env
+from kills import assert_every_file_readable, kill_and_wait, kill_session
+from polls import wait_for
 from stored_config_helpers import (
     config_files,
     counts_readers_see,
@@ -18,6 +27,7 @@ from stored_config_helpers import (
 from cluster_work import load_results
 from cluster_work.config_refresh import REFRESHED, refreshed, stale_keys
 from cluster_work.paths import CONFIG_FILE
+from cluster_work.store import ExperimentStore, remove_own_temporaries
 
 STORES = pytest.mark.parametrize("store", ["folders", "compact"])
 GROWTHS = pytest.mark.parametrize("before, after", [((2, 3), (2, 5)), ((2, 3), (3, 3)), ((2, 3), (3, 5))],
@@ -110,3 +120,93 @@ def test_stale_keys_and_refreshed():
                                           "gui": True, "log_path": "old", "slurm": {"time": "1:00:00"}}
     assert list(refreshed(stored, current))[:3] == ["name", "repetitions", "iterations"]  # the stored order
     assert set(REFRESHED) >= {"iterations", "repetitions"}
+
+
+@pytest.mark.processes
+@STORES
+@pytest.mark.parametrize("launch", ["workers", "mpi"])
+def test_grown_counts_with_workers_and_under_mpi(store, launch, tmp_path, monkeypatch):
+    """-n 2 (the parent plans, each worker's job writes or brings up to date its experiment's config; a compact
+    store's document config the parent alone) and MPI (rank 0 plans, the workers' jobs write): the same."""
+    config = tmp_path / "config.yml"
+
+    def run() -> None:
+        if launch == "mpi":
+            run_mpi(3, "Deterministic", str(config), cwd=tmp_path, check_rc=0)
+        else:
+            run_cli("Deterministic", str(config), "-n", "2", cwd=tmp_path, check_rc=0)
+
+    config.write_text(sweep_config(store, 2, 3))
+    run()
+    config.write_text(sweep_config(store, 3, 5))
+    run()
+    assert stored_counts_on_disk(tmp_path / "out", store) == [(3, 5), (3, 5)]
+    monkeypatch.chdir(tmp_path)  # where the stored configs' paths start
+    for reader, counts in counts_readers_see(tmp_path / "out").items():
+        assert counts == [(3, 5), (3, 5)], reader
+
+
+@pytest.mark.processes
+def test_a_run_killed_while_it_rewrites_configs_leaves_each_whole_and_the_rerun_finishes_them(tmp_path, cli):
+    """kill -9 of a -n 2 resume while its jobs bring their configs' counts up to date: each config.yml is whole
+    (the old counts or the new ones, never a part: written to a temporary file and renamed over it), nothing
+    else is left but the temporaries of our own a kill leaves, and the rerun finishes with every count current."""
+    config = tmp_path / "config.yml"
+    grid = "grid: {step: [" + ", ".join(str(1.0 + k) for k in range(24)) + "]}\nparams: {sleep: 0.03}\n"
+    config.write_text(sweep_config("folders", 1, 1).replace("grid: {step: [1.0, 2.0]}\n", grid))
+    cli("Deterministic", str(config), cwd=tmp_path, check_rc=0)
+    config.write_text(config.read_text().replace("iterations: 1", "iterations: 3"))
+    folders = sorted((tmp_path / "out" / "fit").glob("s*"))
+
+    def counts() -> list[int]:
+        return [yaml.safe_load((folder / CONFIG_FILE).read_text())["iterations"] for folder in folders]
+
+    process = subprocess.Popen([sys.executable, SCRIPT, "Deterministic", str(config), "-n", "2"], cwd=tmp_path,
+                               env=script_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: counts().count(3) >= 4, "4 configs brought up to date")
+    kill_session(process)
+    assert_every_file_readable(tmp_path / "out")
+    left = counts()
+    assert set(left) == {1, 3}, left  # killed midway: some brought up to date, some not
+    assert all(ExperimentStore(str(folder)).is_ours() for folder in folders)
+    # beside them at most what the kill cut short: a temporary of our own per worker (left, as by a kill during
+    # any config write before: only -d removes those, since a live writer's cannot be told from a dead one's)
+    temporaries = [name for folder in folders for name in os.listdir(folder) if name not in (CONFIG_FILE, "log")]
+    assert len(temporaries) <= 2 and all(re.fullmatch(r"\.config\.yml\.[0-9a-f]{8}\.tmp", name)
+                                         for name in temporaries), temporaries
+    for folder in folders:  # a config brought up to date is durable before its first row of iteration 2
+        rows = (folder / "log" / "rep_00" / "results.jsonl").read_bytes().count(b"\n")
+        assert rows <= 1 or yaml.safe_load((folder / CONFIG_FILE).read_text())["iterations"] == 3, folder
+    cli("Deterministic", str(config), cwd=tmp_path, check_rc=0)
+    assert counts() == [3] * len(folders)
+    assert [name for folder in folders for name in os.listdir(folder) if name not in (CONFIG_FILE, "log")] == \
+        temporaries
+
+
+@pytest.mark.processes
+def test_a_rewrite_killed_at_any_instant_leaves_the_old_config_or_the_new_one(tmp_path):
+    """A process bringing one config's counts up to date over and over (3 and 4 iterations in turn), killed
+    at 30 random instants: the config is always whole and ours, with one count or the other; what is left
+    beside it are our own temporaries only, which the next writer of its repetition removes."""
+    folder = tmp_path / "exp"
+    store = ExperimentStore(str(folder))
+    store.write_config({"name": "exp", "repetitions": 1, "iterations": 3, "path": str(folder),
+                        "params": {"x": list(range(2000))}})  # a config of some size: a write takes a while
+    loop = ("import sys; from cluster_work.store import ExperimentStore\n"
+            "store = ExperimentStore(sys.argv[1]); config = store.read_config(); n = 0\n"
+            "while True:\n"
+            "    n += 1; store.refresh_config({**config, 'iterations': 3 + n % 2})\n"
+            "    if n == 1: print('rewriting', flush=True)\n")
+    random = np.random.default_rng(7)
+    for _ in range(30):
+        process = subprocess.Popen([sys.executable, "-c", loop, str(folder)], env=script_env(),
+                                   stdout=subprocess.PIPE, text=True)
+        assert process.stdout is not None and process.stdout.readline() == "rewriting\n"
+        time.sleep(float(random.uniform(0, 0.02)))  # (whatever the instant: the test holds at any)
+        kill_and_wait(process, [process.pid])
+        stored = store.read_config(own=True)
+        assert stored is not None and stored["iterations"] in (3, 4) and len(stored["params"]["x"]) == 2000
+        assert all(name == CONFIG_FILE or name.startswith(f".{CONFIG_FILE}.") and name.endswith(".tmp")
+                   for name in os.listdir(folder))
+    remove_own_temporaries(str(folder))
+    assert os.listdir(folder) == [CONFIG_FILE]
