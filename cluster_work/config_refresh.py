@@ -35,12 +35,6 @@ from .rows import to_plain
 REFRESHED = ("iterations", "repetitions", "max_failures", "stall_timeout", "slurm", "export", "keep_keys")
 
 
-def knows_counts(stored: Mapping[str, Any]) -> bool:
-    """Whether `stored` is a whole stored config (every config cluster_work writes has `iterations`), not the
-    name and parameters alone that an index keeps of it (`folder_index`, `compact_index`)."""
-    return "iterations" in stored
-
-
 def stale_keys(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     """The keys of REFRESHED whose stored values differ from `current`'s (compared as stored: plain values)."""
     return [key for key in REFRESHED if not _same(stored, current, key)]

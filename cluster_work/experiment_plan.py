@@ -13,7 +13,6 @@ from .attempts import AttemptIndex
 from .compact_index import SummaryExperiment
 from .compact_store import CompactExperimentStore, store_of
 from .config import dotted, flatten_paths
-from .config_refresh import knows_counts, stale_keys
 from .expansion import ExpandedExperiment
 from .repetition_state import read_repetition
 from .selection import Policy, Selection
@@ -123,13 +122,12 @@ def plan_experiment(experiment: ExpandedExperiment, first_index: int, selection:
     if state == CHANGED and not policy.ignore_config:
         return plan
     # a new experiment's config is written by whichever job starts first; -I continues with the new
-    # parameters and stores them, once: its first job replaces the old config; a continued one's counts are
-    # brought up to date by each of its jobs, before its rows (see config_refresh; a compact store's document
-    # config by the launcher: `Plan.continued_stores`)
+    # parameters and stores them, once: its first job replaces the old config; each job of a continued one
+    # brings its counts up to date before its rows (see config_refresh: a look at the file, ~0.1 ms, decided
+    # there, since an index knows the parameters alone and must plan as the files do; a compact store's
+    # document config, which its points share, the launcher's: `Plan.continued_stores`)
     config = {NEW: ConfigWrite.IF_MISSING, CHANGED: ConfigWrite.REPLACE}.get(state, ConfigWrite.KEEP)
-    continued = state == PARTIAL or selection.repetition is not None  # (a done one has no jobs)
-    if config == ConfigWrite.KEEP and continued and stored is not None and experiment.store != "compact" and (
-            not knows_counts(stored) or stale_keys(stored, experiment.config)):
+    if config == ConfigWrite.KEEP and experiment.store != "compact":
         config = ConfigWrite.REFRESH
     for rep in range(experiment.repetitions):
         index = first_index + rep
