@@ -19,6 +19,15 @@ current values, before any row of its jobs; every other key keeps the value its 
 together). An experiment that no job of the run continues (done, skipped) keeps its stored config whole: a
 lowered count leaves its saved rows and its config as they are.
 
+Who writes, when: in the default layout every job of a continued experiment (`ConfigWrite.REFRESH`), holding its
+repetition's lock, before its first row: it reads config.yml (~0.1 ms) and rewrites it only where these keys
+differ, with `write_config` (a temporary file renamed over the old one, synced: a kill -9 at any instant leaves
+the old config or the new one, whole). Jobs of one experiment in several processes (-n, MPI: only a group's
+leader writes) write the same bytes, derived from the same stored config and document. Not the launcher: a
+sweep whose 10^6 counts grew would rewrite 10^6 configs before its first job. A compact store's document config
+(one for all its points) is the launcher's alone (rank 0 under MPI), before any job (`planning.apply_plan`).
+The folder index records config.yml's stat, so a rewritten one is read again by the next plan.
+
 The original ClusterWork compared the whole stored `experiment.yml` with the current config and skipped an
 experiment on any difference (unless `-I` or `-o`), rewriting it (in place) for every experiment it ran;
 this one continues on a change of counts, and stores them.
