@@ -332,6 +332,24 @@ def write_configs(configs: Iterable[tuple[str, Mapping[str, Any]]], sync: bool =
                     os.remove(path)
 
 
+def refresh_configs(configs: Iterable[tuple[str, Mapping[str, Any]]], sync: bool = True) -> None:
+    """`ExperimentStore.refresh_config` for each experiment folder of `configs`, made durable together (one sync
+    for all, as `write_configs` does for new ones): an MPI leader's batch of jobs of continued experiments whose
+    counts changed. Their jobs then find them current and write nothing. Best effort: a config that cannot be
+    read or written is left to its job, which reports why; a failing sync raises (a disk that cannot make these
+    durable cannot make the jobs' rows durable either)."""
+    rewritten = []
+    for path, config in configs:
+        store = ExperimentStore(path)
+        try:
+            if store.refresh_config(config, sync=False):
+                rewritten.append(store.config_file)
+        except (StoreError, OSError):
+            break
+    if rewritten and sync:
+        sync_now(rewritten)
+
+
 def repetition_numbers_in(names: Iterable[str]) -> list[int]:
     """The repetitions whose folders (`rep_NN`) are among `names` (of an experiment's log folder), in order."""
     return sorted(int(name[4:]) for name in names if name.startswith("rep_") and name[4:].isdigit())
