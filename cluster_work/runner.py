@@ -195,9 +195,9 @@ class _SegmentRun:
         segment, writer, comm = self.segment, self.writer, self.context.comm
         if writer is not None and segment.config != ConfigWrite.KEEP:
             stored = experiment_store(segment.experiment.path, self.config)
-            # a compact store's document config: looked at once per process (compact_config), no check per job
             if segment.config == ConfigWrite.REFRESH:  # its counts before its rows (config_refresh)
                 stored.refresh_config(self.config, sync=self.settings.sync)
+            # a compact store's document config: looked at once per process (compact_config), no check per job
             elif segment.config == ConfigWrite.REPLACE or segment.experiment.store == "compact" or not stored.exists():
                 stored.write_config(self.config, sync=self.settings.sync)
         prefix = writer.read() if writer is not None else None
