@@ -50,7 +50,7 @@ def test_grown_counts_are_stored_and_every_reader_sees_them(store, before, after
     assert frame.groupby("experiment").size().tolist() == [after[0] * after[1]] * 2
     shown = json.loads(cli("Deterministic", str(config), "-p", "--json", cwd=tmp_path, check_rc=0).stdout)
     assert [e["iterations_total"] for e in shown["experiments"]] == [after[0] * after[1]] * 2
-    # a resume that finds the counts current rewrites nothing (nor does planning read each config: the index)
+    # a resume that finds the counts current rewrites nothing
     written = config_files(sweep, store)
     cli("Deterministic", str(config), cwd=tmp_path, check_rc=0)
     assert config_files(sweep, store) == written
