@@ -339,8 +339,7 @@ class CompactExperimentStore:
             write_document_config(self.root, config, sync)
 
     def refresh_config(self, config: Mapping[str, Any], sync: bool = True) -> bool:
-        """Bring the document config's counts to `config`'s (see compact_config.refresh_document_config: a run's
-        launcher does it for the documents it continues, before their jobs)."""
+        """The document config's counts brought to `config`'s (a run's launcher does it: compact_config)."""
         with StoreIO("write", self.root):
             return refresh_document_config(self.root, config, sync)
 
