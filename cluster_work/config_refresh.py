@@ -9,24 +9,25 @@ raised from 10 to 20 continued every repetition to 20 rows, but `config.yml` (a 
 original API's `get_experiment_config` and `load_experiment_results`, `restore_experiment`, `stored_config`)
 took the old counts.
 
-REFRESHED holds the keys that never change what a repetition computes, so that rows saved under their old
-values and rows saved under their new ones belong together: the counts (`iterations`, `repetitions`: a
-repetition's iteration n is the same whatever the total) and cluster_work's own run settings, which no
-experiment reads to compute its results (`max_failures`, `stall_timeout`, `slurm`, `export`, `keep_keys`).
-A run that continues an experiment (it has a job for it: its parameters are unchanged, or `-I`) stores their
-current values, before any row of its jobs; every other key keeps the value its first job stored (`command`,
-`files`, `gui`, `plotting`, `log_path`...: today's behaviour, where a change may mix rows that do not belong
-together). An experiment that no job of the run continues (done, skipped) keeps its stored config whole: a
-lowered count leaves its saved rows and its config as they are.
+REFRESHED holds the keys that never change what a repetition computes, so that rows saved under their old values and
+rows saved under their new ones belong together: the counts (`iterations`, `repetitions`: a repetition's iteration n
+is the same whatever the total) and cluster_work's own run settings, which no experiment reads to compute its
+results (`max_failures`, `stall_timeout`, `slurm`, `export`, `keep_keys`). A run that continues an experiment (it
+has a job for it, its parameters unchanged; `-I` stores the whole current config, as before) stores their current
+values, before any row of its jobs; every other key keeps the value its first job stored (`command`, `files`, `gui`,
+`plotting`, `log_path`...: today's behaviour, where a change may mix rows that do not belong together). An
+experiment that no job of the run continues (done, skipped) keeps its stored config whole: a lowered count leaves
+its saved rows and its config as they are.
 
 Who writes, when: in the default layout every job of a continued experiment (`ConfigWrite.REFRESH`), holding its
-repetition's lock, before its first row: it reads config.yml (~0.1 ms) and rewrites it only where these keys
-differ, with `write_config` (a temporary file renamed over the old one, synced: a kill -9 at any instant leaves
-the old config or the new one, whole). Jobs of one experiment in several processes (-n, MPI: only a group's
-leader writes) write the same bytes, derived from the same stored config and document. Not the launcher: a
-sweep whose 10^6 counts grew would rewrite 10^6 configs before its first job. A compact store's document config
-(one for all its points) is the launcher's alone (rank 0 under MPI), before any job (`planning.apply_plan`).
-The folder index records config.yml's stat, so a rewritten one is read again by the next plan.
+repetition's lock, before its first row: it reads config.yml (~0.1 ms) and rewrites it only where these keys differ,
+with `write_config` (a temporary file renamed over the old one, synced: a kill -9 at any instant leaves the old
+config or the new one, whole). Jobs of one experiment in several processes (-n, MPI: only a group's leader writes;
+an MPI leader's batch first brings its stale ones up to date with one sync for all, `store.refresh_configs`) write
+the same bytes, derived from the same stored config and document. Not the launcher: a sweep whose 10^6 counts grew
+would rewrite 10^6 configs before its first job. A compact store's document config (one for all its points) is the
+launcher's alone (rank 0 under MPI), before any job (`planning.apply_plan`). The folder index records config.yml's
+stat, so a rewritten one is read again by the next plan.
 
 The original ClusterWork compared the whole stored `experiment.yml` with the current config and skipped an
 experiment on any difference (unless `-I` or `-o`), rewriting it (in place) for every experiment it ran;
