@@ -124,7 +124,7 @@ def test_stale_keys_and_refreshed():
 
 @pytest.mark.processes
 @STORES
-@pytest.mark.parametrize("launch", ["workers", "mpi"])
+@pytest.mark.parametrize("launch", ["workers", pytest.param("mpi", marks=pytest.mark.slow)])
 def test_grown_counts_with_workers_and_under_mpi(store, launch, tmp_path, monkeypatch):
     """-n 2 (the parent plans, each worker's job writes or brings up to date its experiment's config; a compact
     store's document config the parent alone) and MPI (rank 0 plans, the workers' jobs write): the same."""
@@ -186,8 +186,8 @@ def test_a_run_killed_while_it_rewrites_configs_leaves_each_whole_and_the_rerun_
 @pytest.mark.processes
 def test_a_rewrite_killed_at_any_instant_leaves_the_old_config_or_the_new_one(tmp_path):
     """A process bringing one config's counts up to date over and over (3 and 4 iterations in turn), killed
-    at 30 random instants: the config is always whole and ours, with one count or the other; what is left
-    beside it are our own temporaries only, which the next writer of its repetition removes."""
+    at 15 random instants: the config is always whole and ours, with one count or the other; beside it at most
+    temporaries of our own, of the names that -d (`remove_own_temporaries`) removes."""
     folder = tmp_path / "exp"
     store = ExperimentStore(str(folder))
     store.write_config({"name": "exp", "repetitions": 1, "iterations": 3, "path": str(folder),
@@ -198,7 +198,7 @@ def test_a_rewrite_killed_at_any_instant_leaves_the_old_config_or_the_new_one(tm
             "    n += 1; store.refresh_config({**config, 'iterations': 3 + n % 2})\n"
             "    if n == 1: print('rewriting', flush=True)\n")
     random = np.random.default_rng(7)
-    for _ in range(30):
+    for _ in range(15):
         process = subprocess.Popen([sys.executable, "-c", loop, str(folder)], env=script_env(),
                                    stdout=subprocess.PIPE, text=True)
         assert process.stdout is not None and process.stdout.readline() == "rewriting\n"
