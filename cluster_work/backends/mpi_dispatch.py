@@ -2,7 +2,8 @@
 them died (under ULFM) or went silent.
 
 Rank 0 keeps a queue of items, gives each idle leader one, tops up busy leaders in batches (see
-`Dispatcher.dispatch`), and receives back small messages: progress counts and outcomes (`mpi_messages`).
+`Dispatcher.dispatch`), and receives back small messages: progress counts and outcomes, those of short items
+several to a message (`mpi_reports`).
 Under ULFM (`mpi_ft`) a rank's death is noticed while rank 0 waits: the dead rank's last messages are taken
 first (a matched probe still receives them), then the item it was running fails, recorded as lost
 (`ExperimentTask.lost`), and what it held beyond that goes back to the queue (`mpi_roster`). A group that
@@ -158,6 +159,12 @@ class Dispatcher:
             self.iterations += payload
             self.roster.heard(source, payload)
             return
+        for one in payload if isinstance(payload, list) else (payload,):  # a leader's outcomes, in order
+            self._ended(source, one)
+        self.dispatch()
+
+    def _ended(self, source: int, payload: Outcome | GroupBroken) -> None:
+        """The running item of leader `source` ended as `payload` says."""
         ended = payload.outcome if isinstance(payload, GroupBroken) else payload
         ran = ended.iterations_run if ended is not None else 0
         if ended is not None:
@@ -170,7 +177,6 @@ class Dispatcher:
             self._queue.extendleft(reversed(self.roster.retire(source)))
             payload = self.group_lost(item, payload.outcome, payload.lost, source)
         self._ready.append(payload)
-        self.dispatch()
 
     def group_lost(self, item: WorkItem, outcome: Outcome | None, lost: list[int], leader: int) -> Outcome:
         """The outcome of `item`, which the group led by `leader` ran when it lost ranks `lost`: a failure

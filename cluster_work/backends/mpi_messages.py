@@ -1,5 +1,5 @@
 """Messages between MPI ranks without spinning a core: polls that sleep, sends that never block, and the
-small messages a worker reads between iterations (rank 0's stop and cancels) or sends (its progress).
+small messages a worker reads between iterations (rank 0's stop and cancels; what it sends is in `mpi_reports`).
 
 Nobody waits in a blocking call, which Open MPI implements by spinning a core. Waits poll with `Iprobe`
 and sleep for a twentieth of the time waited so far (at most `MAX_POLL_SLEEP`): a short item's reply is
@@ -20,7 +20,6 @@ from .. import stopping
 from ..vocabulary import Outcome, WorkItem
 
 TAG_JOB, TAG_OUTCOME, TAG_STOP, TAG_PROGRESS, TAG_CANCEL = 11, 12, 13, 14, 15
-PROGRESS_EVERY = 0.5  # s: a worker tells rank 0 its iteration count at most this often
 MAX_POLL_SLEEP = 0.01  # s: an idle rank wakes at most 100 times a second
 MAX_OUTCOME_POLL_SLEEP = 0.002  # s: rank 0 notices a finished item within 2 ms (a few % CPU at most)
 MIN_POLL_SLEEP = 1e-5
@@ -142,22 +141,6 @@ class GroupBroken:
     lost: list[int]
 
 
-class ProgressMessages:
-    """A worker's iteration sink: adds up iterations and sends the count to rank 0 now and then (rank 0
-    also hears from it that the worker is alive: see `liveness`)."""
-
-    def __init__(self, comm: Any, sends: Sends):
-        self._comm, self._sends = comm, sends
-        self._count, self._last = 0, time.monotonic()
-
-    def __call__(self) -> None:
-        self._count += 1
-        now = time.monotonic()
-        if now - self._last >= PROGRESS_EVERY:
-            self._sends.send(self._comm, self._count, 0, TAG_PROGRESS)
-            self._count, self._last = 0, now
-
-
 class Inbox:
     """What rank 0 sends a group leader, all read with one probe: its items (a list of pickled items per
     message: rank 0 sends short items in batches), the release (None), a stop, cancels (item indices).
@@ -186,6 +169,10 @@ class Inbox:
                 return None
             poll_until(self._arrived)
         return self._items.popleft()
+
+    def held(self) -> int:
+        """The items received and not yet taken (what the leader runs next)."""
+        return len(self._items)
 
     def take_new(self) -> list[Any]:
         """The items received since the last call (unpickled)."""
