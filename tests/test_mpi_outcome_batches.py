@@ -13,7 +13,7 @@ from conftest import mpi_command, mpiexec, run_mpiexec
 from cluster_work import load_results
 
 CLIENTS = str(Path(__file__).resolve().parent / "mpi_fault_clients.py")
-REPS, DYING = 40, 25  # short one-iteration jobs; rep DYING kills the rank that runs it
+REPS, DYING = 200, 150  # short one-iteration jobs; rep DYING kills the rank that runs it
 CONFIG = f"""\
 name: d
 repetitions: {REPS}
