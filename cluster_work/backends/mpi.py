@@ -312,6 +312,10 @@ class MPIExecutor(Executor):
         """Messages of items sent to leaders so far (for tests and benchmarks: short items go in batches)."""
         return self._dispatcher.job_messages
 
+    def outcome_messages(self) -> int:
+        """Messages of outcomes received from leaders so far (for tests and benchmarks: see `mpi_reports`)."""
+        return self._dispatcher.outcome_messages
+
     def forward_stop(self) -> None:
         """Tell the group leaders; rank 0's own group follows its decision (the runner's broadcast)."""
         if self._stop_sent or not self._entered:

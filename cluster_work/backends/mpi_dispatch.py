@@ -82,6 +82,7 @@ class Dispatcher:
         self._checked = time.monotonic()
         self._typical: float | None = None  # s, a moving average of the items' own seconds (their outcomes')
         self.job_messages = 0  # messages of items sent (for tests and benchmarks: batches make them fewer)
+        self.outcome_messages = 0  # messages of outcomes received (likewise: see mpi_reports)
 
     def submit(self, item: WorkItem) -> None:
         self._queue.append(item)
@@ -159,6 +160,7 @@ class Dispatcher:
             self.iterations += payload
             self.roster.heard(source, payload)
             return
+        self.outcome_messages += 1
         for one in payload if isinstance(payload, list) else (payload,):  # a leader's outcomes, in order
             self._ended(source, one)
         self.dispatch()
