@@ -81,6 +81,7 @@ class Dispatcher:
         self._stalled: list[Silence] = []
         self._checked = time.monotonic()
         self._typical: float | None = None  # s, a moving average of the items' own seconds (their outcomes')
+        self._depth = batch_depth(None)  # batch_depth(self._typical), kept (asked several times per item)
         self.job_messages = 0  # messages of items sent (for tests and benchmarks: batches make them fewer)
         self.outcome_messages = 0  # messages of outcomes received (likewise: see mpi_reports)
 
@@ -89,7 +90,7 @@ class Dispatcher:
         self.dispatch(idle_only=True)  # a busy leader's next batch is sent when its holding runs low
 
     def depth(self) -> int:
-        return batch_depth(self._typical)
+        return self._depth
 
     def has_capacity(self) -> bool:
         """Whether to queue more: each serving leader's depth, and half as much again for its next batches
@@ -172,6 +173,7 @@ class Dispatcher:
         if ended is not None:
             self._typical = ended.seconds if self._typical is None else \
                 (1 - TYPICAL_WEIGHT) * self._typical + TYPICAL_WEIGHT * ended.seconds
+            self._depth = batch_depth(self._typical)
         new = max(0, ran - self._reported.pop(source, 0))  # a lost item's rows on disk still count
         self.iterations += new
         item = self.roster.ended(source, new)
