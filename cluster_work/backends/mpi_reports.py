@@ -7,8 +7,11 @@ them in one message once a quarter of what it held has ended: the moment rank 0 
 `mpi_dispatch.Dispatcher.dispatch`), so the top-up leaves as early as before. It sends at once when it holds
 nothing more (rank 0 learns that it is idle and hands it work without delay: a heterogeneous sweep's makespan
 stays level with one outcome per message), when the oldest kept outcome is OUTCOME_WINDOW old (checked at its
-items' iteration boundaries too), and before anything else it sends (a progress count must never arrive
-before the outcome of the item before it: rank 0 counts progress against the item it believes runs).
+items' iteration boundaries too), before an item of another document starts, and before anything else it
+sends (a progress count must never arrive before the outcome of the item before it: rank 0 counts progress
+against the item it believes runs). So an outcome waits at most OUTCOME_WINDOW, or, where one item of a
+document is far longer than the short ones before it (rank 0 sends batches only of items it expects short:
+`mpi_dispatch.batch_depth`), until that item's first iteration ends.
 
 A kept outcome dies with its leader. Without ULFM that loses nothing: a rank's death ends every rank of the
 run, rank 0 included, and a rerun plans from the files, where the finished items' rows are (with their
@@ -29,6 +32,13 @@ OUTCOME_WINDOW = 0.01  # s: the longest a leader keeps an outcome back (a quarte
 SHARE = 4  # a leader sends its kept outcomes once they are this share (1/SHARE) of what it held
 
 
+def document_of(item: Any) -> str:
+    """The document (the config's experiment, before expansion) an item belongs to, else its class: the items of a
+    grid are one document's, with iterations alike enough to keep their outcomes back together."""
+    experiment = getattr(item, "experiment", None)
+    return str(getattr(experiment, "base_name", None) or type(item).__name__)
+
+
 class Reports:
     """A leader's messages to rank 0 (world rank 0 on `comm`): outcomes, kept back while `batching` as the
     module docstring says, and iteration counts at most every PROGRESS_EVERY (rank 0 also hears from them
@@ -40,8 +50,16 @@ class Reports:
         self._kept: list[Outcome] = []
         self._since = 0.0  # when the oldest kept outcome was kept
         self._count, self._last = 0, time.monotonic()
+        self._kind: str | None = None  # the document of the items whose outcomes are kept
 
-    def item_started(self) -> None:
+    def item_started(self, item: Any) -> None:
+        """`item` starts: its iterations count from 0. Outcomes kept from items of another document go first,
+        so that rank 0 knows what runs (it holds a silent worker to the iteration times of that: see
+        `liveness`), whatever this one's iterations take."""
+        kind = document_of(item)
+        if kind != self._kind:
+            self.flush()
+            self._kind = kind
         self._count, self._last = 0, time.monotonic()
 
     def iteration_done(self) -> None:

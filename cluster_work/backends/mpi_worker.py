@@ -91,7 +91,7 @@ def serve(MPI: Any, task: Task, world: Any, group_comm: Any, leader: bool, ulfm:
                 item = pickle.loads(payload) if payload is not None else None
             if item is not None:
                 if reports is not None:
-                    reports.item_started()
+                    reports.item_started(item)
                 outcome = task(item, _worker_context(item.index, group_comm, inbox,
                                                      reports.iteration_done if reports is not None else _nothing))
         except Exception as exc:
