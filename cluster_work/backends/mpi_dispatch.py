@@ -252,7 +252,7 @@ class Dispatcher:
                     needy.remove(leader)
         for leader, items in batches.items():
             if items:
-                self._sends.send(self._world, [pickle_item(item) for item in items], leader, TAG_JOB)
+                self._sends.send(self._world, pickle_item(items), leader, TAG_JOB)
                 self.job_messages += 1
                 for item in items:
                     self.roster.assign(leader, item)

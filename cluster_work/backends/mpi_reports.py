@@ -50,16 +50,16 @@ class Reports:
         self._kept: list[Outcome] = []
         self._since = 0.0  # when the oldest kept outcome was kept
         self._count, self._last = 0, time.monotonic()
-        self._kind: str | None = None  # the document of the items whose outcomes are kept
+        self._document: str | None = None  # that of the items whose outcomes are kept
 
     def item_started(self, item: Any) -> None:
         """`item` starts: its iterations count from 0. Outcomes kept from items of another document go first,
         so that rank 0 knows what runs (it holds a silent worker to the iteration times of that: see
         `liveness`), whatever this one's iterations take."""
-        kind = document_of(item)
-        if kind != self._kind:
+        document = document_of(item)
+        if document != self._document:
             self.flush()
-            self._kind = kind
+            self._document = document
         self._count, self._last = 0, time.monotonic()
 
     def iteration_done(self) -> None:

@@ -23,6 +23,7 @@ from .mpi_messages import (
     Inbox,
     Sends,
     peer_failed,
+    pickle_item,
     wait_for_message,
 )
 from .mpi_reports import Reports
@@ -71,19 +72,20 @@ def serve(MPI: Any, task: Task, world: Any, group_comm: Any, leader: bool, ulfm:
     inbox = Inbox(MPI, world) if leader else None
     reports = Reports(world, sends, batching=not ulfm) if leader else None  # see mpi_reports: kept outcomes die
     # with their leader, which under ULFM rank 0 outlives
-    group_ulfm = ulfm and group_comm.Get_size() > 1
+    members = group_comm.Get_size() - 1  # the other ranks of its group (a leader passes each item on to them)
+    group_ulfm = ulfm and members > 0
     prepare = getattr(task, "prepare", None)  # what the task does for a batch before its items run
     while True:
         item, outcome, broken = None, None, False
         if inbox is not None:
-            received = inbox.next_item()
-            payload, item = received if received is not None else (None, None)
+            item = inbox.next_item()
             new = inbox.take_new()
             if new and prepare is not None and not inbox.stopped(START_GAP):
                 prepare(new)
         try:
             if leader:
-                for member in range(1, group_comm.Get_size()):
+                payload = pickle_item(item) if item is not None and members else None
+                for member in range(1, members + 1):
                     sends.send(group_comm, payload, member, TAG_JOB)
             else:
                 wait_for_message(group_comm, 0, TAG_JOB)
@@ -107,10 +109,10 @@ def serve(MPI: Any, task: Task, world: Any, group_comm: Any, leader: bool, ulfm:
         if lost or broken:
             log.warning("MPI rank %d: its group lost rank(s) %s; it runs nothing more", world.Get_rank(),
                         ", ".join(map(str, lost)) or "?")
-            if inbox is not None and payload is not None:
+            if inbox is not None and item is not None:
                 inbox.await_release()  # a retired leader: the items it holds are run elsewhere
             break
-        if payload is None:
+        if item is None:
             break
     if reports is not None:
         reports.flush()  # nothing kept: it sent what it kept when it ran out of items
