@@ -7,7 +7,8 @@ every other rank serves items until rank 0 releases it and returns None (`worker
 ended); leaving the block releases the workers, commits what was written and finalizes MPI.
 
 Rank 0 keeps a set of idle group leaders, sends each an item (a few hundred bytes), and receives back a
-small outcome (`mpi_dispatch`); results never pass through rank 0. By default each worker runs an item
+small outcome (`mpi_dispatch`; short items go and come back several to a message: `mpi_reports`); results
+never pass through rank 0. By default each worker runs an item
 alone, with COMM_SELF as `self._COMM` (the original's value). With groups (`-g G` groups, or `--group_size S` ranks
 each; see `mpi_layout`) the group's first rank (its leader) talks to rank 0 and forwards the item to the
 others, and all of them run it with the group's communicator as `self._COMM`; only the leader writes.
