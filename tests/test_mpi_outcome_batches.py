@@ -96,5 +96,9 @@ def test_without_ulfm_a_worker_killed_in_a_batch_ends_the_run_and_a_rerun_runs_o
     # the rerun runs exactly the jobs without their row, and counts the rest as done before, not again
     assert f"{REPS - len(saved)} finished" in summary(rerun.stderr), rerun.stderr
     ran = calls(tmp_path)
-    assert ran == {rep: 2 if rep == DYING else 1 for rep in range(REPS)}, ran  # the death cost its job only
+    assert sorted(ran) == list(range(REPS)) and set(ran.values()) <= {1, 2}, ran
+    # the death cost the jobs in flight only: the dead rank's, and at most the one the other worker ran when
+    # the launcher ended it (it finishes its iteration on the launcher's SIGTERM: in practice none)
+    twice = {rep for rep, count in ran.items() if count == 2}
+    assert DYING in twice and len(twice - {DYING}) <= 1 and not twice & finished_by_dead, ran
     assert rows_per_rep(tmp_path) == {rep: 1 for rep in range(REPS)}
