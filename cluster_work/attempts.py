@@ -33,6 +33,7 @@ What the records mean for a repetition is decided in `quarantine` (pure logic).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import json
@@ -210,7 +211,13 @@ def read_index(sweep_path: str) -> AttemptIndex:
         return AttemptIndex({}, finished)
     closed = _closing_attempts(finished, unclosed)
     suspects = {key: kept for key, attempts in unclosed.items() if (kept := trailing(attempts, closed.get(key, ())))}
-    return AttemptIndex(mark_innocents(suspects, crashed_runs(sweep_path, suspects)), finished)
+    suspects = with_crash_signals(sweep_path, suspects)
+    crashed: dict[str, set[Key]] = {}
+    for key, attempts in suspects.items():
+        for attempt in attempts:
+            if attempt.signal is not None:
+                crashed.setdefault(attempt.run, set()).add(key)
+    return AttemptIndex(mark_innocents(suspects, crashed), finished)
 
 
 def journal_files(sweep_path: str) -> Iterator[tuple[str, str]]:
@@ -227,20 +234,22 @@ def journal_files(sweep_path: str) -> Iterator[tuple[str, str]]:
             yield run, os.path.join(folder, name)
 
 
-def crashed_runs(sweep_path: str, suspects: dict[Key, tuple[Attempt, ...]]) -> dict[str, set[Key]]:
-    """For each dead run: the repetitions whose log names a fatal signal written during their attempt in
-    it (a faulthandler stack after the bytes the log held when that attempt began, and before those it
-    held when the repetition's next attempt began)."""
-    crashed: dict[str, set[Key]] = {}
+def with_crash_signals(sweep_path: str, suspects: dict[Key, tuple[Attempt, ...]]) -> dict[Key, tuple[Attempt, ...]]:
+    """`suspects` with each attempt's `signal`: the fatal signal its log names as written during it (a faulthandler
+    stack after the bytes the log held when that attempt began, and before those it held when the repetition's
+    next attempt that names the same log began): the evidence that explains its run's death."""
+    found: dict[Key, tuple[Attempt, ...]] = {}
     for key, attempts in suspects.items():
+        marked = []
         for attempt in attempts:
-            if attempt.log_offset < 0 or not attempt.log:
-                continue  # an older journal's: no evidence
-            later = [a.log_offset for a in attempts if a.log == attempt.log and a.log_offset > attempt.log_offset]
-            text = _log_part(os.path.join(sweep_path, attempt.log), attempt.log_offset, min(later, default=None))
-            if crash_signal(text):
-                crashed.setdefault(attempt.run, set()).add(key)
-    return crashed
+            signal_name = None
+            if attempt.log_offset >= 0 and attempt.log:  # else an older journal's: no evidence
+                later = [a.log_offset for a in attempts if a.log == attempt.log and a.log_offset > attempt.log_offset]
+                signal_name = crash_signal(_log_part(os.path.join(sweep_path, attempt.log), attempt.log_offset,
+                                                     min(later, default=None)))
+            marked.append(dataclasses.replace(attempt, signal=signal_name) if signal_name else attempt)
+        found[key] = tuple(marked)
+    return found
 
 
 def _log_part(path: str, start: int, stop: int | None) -> str:

@@ -204,7 +204,13 @@ def held_fault_log(path: str) -> int:
     that of the process's last repetition, which the attempts journal's last begin names."""
     fd = _fault_logs.get(path)
     if fd is None:
-        fd = _fault_logs[path] = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+        try:
+            fd = os.open(path, flags, 0o644)
+        except FileNotFoundError:  # its folder (a run's attempts folder, a compact store's) not made yet
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = os.open(path, flags, 0o644)
+        _fault_logs[path] = fd
         if len(_fault_logs) == 1:  # a local worker process leaves by os._exit after multiprocessing's finalizers,
             import multiprocessing.util  # not by atexit's: both, the second finds nothing left to do
 

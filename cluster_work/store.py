@@ -2,16 +2,22 @@
 writes and locks are `files`' primitives, the names `paths`'.
 
     <path>/<base name>/<params part>/config.yml     effective config (its first line marks the folder as ours)
-    <path>/<base name>/<params part>/log/rep_00/results.jsonl  one JSON object per iteration, appended
-    <path>/<base name>/<params part>/log/rep_00/status.json    how the repetition ended, when not finished
-    <path>/<base name>/<params part>/log/rep_00/rep.log        what the repetition logged and printed
+    <path>/<base name>/<params part>/log/rep_00.jsonl          one JSON object per iteration, appended, and
+                                                               the repetition's status records (rows.encode_status)
+    <path>/<base name>/<params part>/log/rep_00/rep.log        what the repetition logged and printed (made when
+                                                               it logs; the folder too, or when the experiment
+                                                               reads `_log_path_rep`)
+    <path>/.cluster_work_attempts/fault-<host>-<pid>-<token>.log   a process's native crash stack, if any
 
 (an experiment without grid or list lives in `<path>/<base name>/`), the original ClusterWork's layout.
-Durability: a row is appended with one `write` of a whole line, so a `kill -9` leaves at worst a torn
-last line, which readers ignore and the next writer cuts off. A repetition that runs to its end has no
-status.json (its rows say it is finished): one that ended otherwise (failed, interrupted, stopped, a
-segment reached) gets one, which is kept current from then on. Whole files (config, status) are
-written to a temporary file and renamed over the old one, so they are always complete. What reaches
+A new repetition creates one file (`log/` is the experiment's, made by its first). A repetition an earlier
+version began keeps its `log/rep_00/results.jsonl` and `status.json` (written whole to a temporary file,
+then renamed over the old one), read and continued in that layout (`RepetitionStore.in_folder`).
+Durability: a row, and a status record, is appended with one `write` of a whole line, so a `kill -9` leaves at
+worst a torn last line, which readers ignore and the next writer cuts off. A repetition that runs to its end
+has no status (its rows say it is finished): one that ended otherwise (failed, interrupted, stopped, a
+segment reached) gets one, the last record winning, kept current from then on (cutting rows back keeps it).
+The config is written whole to a temporary file and renamed, so it is always complete. What reaches
 the disk when is `durability`'s group commit (once a second, and at the end of a run).
 The results file is locked (`flock`) by its writer, so two runs never write one repetition.
 Deleting (`-d`) removes only what cluster_work wrote, and never follows a symbolic link.
@@ -21,8 +27,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import json
 import os
+import secrets
 import shutil
 import socket
 import time
@@ -46,13 +54,23 @@ from .paths import (  # noqa: F401 (re-exported: the names of the store's files)
     LOG_FILE,
     LOG_FOLDER,
     ORIGINAL_CONFIG_FILE,
+    REPETITION_FILE_SUFFIX,
     RESULTS_FILE,
     STATUS_FILE,
     RepetitionPaths,
+    SweepPaths,
     iteration_folder_name,
     repetition_folder_name,
 )
-from .rows import ResultsPrefix, encode_row, parse_results, to_plain  # noqa: F401 (re-exported)
+from .rows import (  # noqa: F401 (re-exported)
+    ResultsPrefix,
+    encode_row,
+    encode_status,
+    last_status,
+    parse_results,
+    to_plain,
+    without_statuses,
+)
 from .vocabulary import Record
 
 # The first line of every config.yml cluster_work writes: what tells its folders from a user's.
@@ -66,29 +84,69 @@ class RepetitionBusy(Exception):
 
 
 class RepetitionStore:
-    """The files of one repetition: results rows, status, log and the user's own files."""
+    """The files of one repetition: results rows, status, log and the user's own files.
 
-    def __init__(self, experiment_path: str, rep: int):
+    The one place that decides a repetition's layout (`in_folder`): its rows and status records in one file,
+    `log/rep_NN.jsonl`, or (a repetition an earlier version began: `log/rep_NN/results.jsonl` or `status.json`
+    exists) in those two files, which it keeps for as long as they exist. New code never creates the folder
+    layout's files, nor `rep_NN.jsonl` beside them, so a repetition's layout never changes under its readers.
+    `sweep_path`: the folder of the per-process fault log (`fault_log`), where the repetition is run."""
+
+    def __init__(self, experiment_path: str, rep: int, sweep_path: str | None = None):
         self.rep = rep
-        paths = RepetitionPaths.of(experiment_path, rep)
-        self.path, self.results_file = paths.folder, paths.results_file
-        self.status_file, self.log_file = paths.status_file, paths.log_file
-        self.fault_log = self.log_file  # where a native crash leaves its Python stack (logs.fault_stacks_to)
+        self.paths = paths = RepetitionPaths.of(experiment_path, rep)
+        self.path, self.log_file = paths.folder, paths.log_file
+        self.sweep_path = sweep_path
+        self._writer: ResultsWriter | None = None  # this process's, while it holds the repetition (open_writer)
+
+    @functools.cached_property
+    def in_folder(self) -> bool:
+        """Whether the repetition keeps the folder layout (its results.jsonl or status.json exists); one stat where
+        its `rep_NN.jsonl` exists, two for a new repetition."""
+        paths = self.paths
+        if os.path.lexists(paths.file) or not os.path.lexists(paths.folder):
+            return False
+        return os.path.lexists(paths.folder_results_file) or os.path.lexists(paths.folder_status_file)
+
+    @property
+    def results_file(self) -> str:
+        """The file of its rows (and, in the one-file layout, its status records): the one its writer locks."""
+        return self.paths.folder_results_file if self.in_folder else self.paths.file
+
+    @property
+    def status_file(self) -> str | None:
+        """The folder layout's status.json; None where the status is folded into the results file."""
+        return self.paths.folder_status_file if self.in_folder else None
+
+    @property
+    def fault_log(self) -> str:
+        """Where a native crash of this process leaves its Python stack while it runs the repetition: the process's
+        fault log beside its attempts journals (logs.held_fault_log: opened once per process, not a file per
+        repetition), or without a sweep folder the repetition's rep.log."""
+        if self.sweep_path is None:
+            return self.log_file
+        return SweepPaths(self.sweep_path).fault_log(socket.gethostname(), os.getpid(), _process_token())
 
     def read_results(self) -> ResultsPrefix:
-        return parse_results(self.read_complete_lines())
+        return parse_results(self._read())
 
-    def read_complete_lines(self) -> bytes:
-        """The results file up to its last newline (a torn last row left out), unparsed."""
+    def _read(self) -> bytes:
         try:
             with open(self.results_file, "rb") as handle:
-                data = handle.read()
+                return handle.read()
         except FileNotFoundError:
             return b""
-        return data[:data.rfind(b"\n") + 1]
+
+    def read_complete_lines(self) -> bytes:
+        """The rows of the results file up to its last newline (a torn last row and status records left out),
+        unparsed."""
+        data = self._read()
+        return without_statuses(data[:data.rfind(b"\n") + 1])
 
     def read_status(self) -> dict[str, Any]:
-        return read_json(self.status_file) or {}
+        if self.status_file is not None:
+            return read_json(self.status_file) or {}
+        return last_status(self._read())[0] or {}
 
     def results_size(self) -> int | None:
         """The results file's size (None: there is none), which a finished status's `results_bytes` is checked on."""
@@ -98,32 +156,53 @@ class RepetitionStore:
             return None
 
     def has_status(self) -> bool:
-        """Whether a status file exists (only a repetition that once ended unfinished has one)."""
-        return os.path.lexists(self.status_file)
+        """Whether it has a status (only a repetition that once ended unfinished has one)."""
+        if self.status_file is not None:
+            return os.path.lexists(self.status_file)
+        if self._writer is not None and self._writer.open:
+            return self._writer.has_status
+        return bool(self.read_status())
+
+    def has_files(self) -> bool:
+        """Whether a writer ever opened it (its results file, or a status, exists)."""
+        status = self.status_file
+        return os.path.lexists(self.results_file) or (status is not None and os.path.lexists(status))
 
     def is_running(self) -> bool:
         """Whether a live process holds this repetition's lock (it dies with its holder)."""
         return is_locked(self.results_file)
 
     def write_status(self, state: Record, sync: bool = True, **fields: Any) -> None:
-        """Replace the status (a hint: the rows decide the state); synced by the next group commit."""
+        """Replace the status (a hint: the rows decide the state); synced by the next group commit. In the one-file
+        layout a status record appended to the results file (through this process's writer where it holds the
+        repetition, else by one append of its own: a campaign marking a repetition no one runs)."""
         status = {"state": state.value, "host": socket.gethostname(), "pid": os.getpid(),
                   "updated": time.time(), **fields}
-        # one line of plain fields, by json's C encoder (an indent would take its slow Python one)
-        atomic_write(self.status_file, json.dumps(status, default=to_plain).encode(), sync=False)
+        if self.status_file is None:
+            if self._writer is not None and self._writer.open:
+                self._writer.append_status(encode_status(status))
+            else:
+                self.create_folder()
+                _append_line(self.results_file, encode_status(status))
+            target = self.results_file
+        else:  # one line of plain fields, by json's C encoder (an indent would take its slow Python one)
+            atomic_write(self.status_file, json.dumps(status, default=to_plain).encode(), sync=False)
+            target = self.status_file
         if sync:
-            committer.wrote(self.status_file)
+            committer.wrote(target)
 
     def create_folder(self) -> bool:
-        """Create the repetition's folder (and `log/`) if missing; whether it was created just now."""
-        with StoreIO("create", self.path):
+        """Create the folder its results file goes in if missing (the experiment's `log/`, or the folder layout's
+        `log/rep_NN/`); whether it was created just now."""
+        folder = os.path.dirname(self.results_file)
+        with StoreIO("create", folder):
             try:
-                os.mkdir(self.path)
+                os.mkdir(folder)
                 return True
             except FileNotFoundError:  # no log/ yet: the experiment's first repetition
-                os.makedirs(os.path.dirname(self.path), exist_ok=True)
+                os.makedirs(os.path.dirname(folder), exist_ok=True)
                 try:
-                    os.mkdir(self.path)
+                    os.mkdir(folder)
                     return True
                 except FileExistsError:
                     return False
@@ -131,21 +210,60 @@ class RepetitionStore:
                 return False
 
     def open_writer(self) -> ResultsWriter:
-        """Lock the repetition for this process; raise RepetitionBusy if another holds it. Under the lock,
-        remove the temporary files a kill left behind (none in a folder created just now): only the lock
-        holder writes status.json, so no live writer's temporary file can be among them."""
-        new = self.create_folder()
-        writer = ResultsWriter(self.results_file)
-        if not new:
+        """Lock the repetition for this process; raise RepetitionBusy if another holds it. Folder layout: under the
+        lock, remove the temporary files a kill left behind: only the lock holder writes status.json, so no live
+        writer's temporary file can be among them."""
+        if self.in_folder:
+            writer = ResultsWriter(self.results_file)
             remove_own_temporaries(self.path)
+        else:
+            try:
+                writer = ResultsWriter(self.results_file)
+            except StoreError as exc:
+                if not isinstance(exc.__cause__, FileNotFoundError):
+                    raise
+                self.create_folder()  # no log/ yet: the experiment's first repetition
+                writer = ResultsWriter(self.results_file)
+        self._writer = writer
         return writer
 
 
+def _append_line(path: str, line: bytes) -> None:
+    """Append `line` to `path` with one write, after a newline where the file ends in a torn line (so that the
+    record is a line of its own)."""
+    with StoreIO("write", path):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                line = b"\n" + line
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+
+
+_token = secrets.token_hex(4)  # names this process's fault log (a fork's child gets its own, below)
+
+
+def _new_token() -> None:
+    global _token
+    _token = secrets.token_hex(4)
+
+
+os.register_at_fork(after_in_child=_new_token)
+
+
+def _process_token() -> str:
+    return _token
+
+
 class ResultsWriter:
-    """Appends rows to a locked results file; `keep` cuts it back to a prefix of whole rows."""
+    """Appends rows (and, in the one-file layout, status records) to a locked results file; `keep` cuts it back to
+    a prefix of whole rows."""
 
     def __init__(self, path: str):
         self.path = path
+        self.has_status = False  # whether the file holds a status record (read, or appended since)
         with StoreIO("open", path):
             self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
         try:
@@ -156,25 +274,46 @@ class ResultsWriter:
                 raise RepetitionBusy(path) from None
             raise StoreError(f"cannot lock {path}: {exc.strerror}") from exc
 
+    @property
+    def open(self) -> bool:
+        return self._fd >= 0
+
     def read(self) -> ResultsPrefix:
         """The rows on disk, read under the lock (the truth a resumed run continues from)."""
         with StoreIO("read", self.path):
             size = os.fstat(self._fd).st_size
-            return parse_results(os.pread(self._fd, size, 0) if size else b"")
+            prefix = parse_results(os.pread(self._fd, size, 0) if size else b"")
+        self.has_status = prefix.status is not None
+        return prefix
 
     def keep(self, prefix: ResultsPrefix, count: int) -> None:
-        """Truncate the file to its first `count` rows (discarding stale or torn rows)."""
+        """Truncate the file to its first `count` rows (discarding stale or torn rows); a status record that was
+        cut off with them is appended again (it stays the repetition's status, as a status.json would)."""
         end = prefix.end_of_row(count)
         with StoreIO("truncate", self.path):
             if os.fstat(self._fd).st_size != end:
                 os.ftruncate(self._fd, end)
+                if prefix.status_end > end:
+                    self._write(prefix.status_line)
 
     def size(self) -> int:
         with StoreIO("read", self.path):
             return os.fstat(self._fd).st_size
 
     def append(self, row: Mapping[str, Any]) -> None:
-        data = encode_row(row)
+        self._write(encode_row(row))
+
+    def append_status(self, line: bytes) -> None:
+        """Append a status record (`rows.encode_status`), after cutting off a torn last line."""
+        with StoreIO("write", self.path):
+            size = os.fstat(self._fd).st_size
+            if size and os.pread(self._fd, 1, size - 1) != b"\n":
+                data = os.pread(self._fd, size, 0)
+                os.ftruncate(self._fd, data.rfind(b"\n") + 1)
+        self._write(line)
+        self.has_status = True
+
+    def _write(self, data: bytes) -> None:
         with StoreIO("write", self.path):
             written = os.write(self._fd, data)
             if written != len(data):  # a short write means a full disk: cut the torn row off
@@ -192,10 +331,11 @@ class ResultsWriter:
 
 
 class ExperimentStore:
-    """The folder of one expanded experiment: its stored config and its repetitions."""
+    """The folder of one expanded experiment: its stored config and its repetitions (`sweep_path`: see
+    RepetitionStore)."""
 
-    def __init__(self, path: str):
-        self.path = path
+    def __init__(self, path: str, sweep_path: str | None = None):
+        self.path, self.sweep_path = path, sweep_path
         self.config_file = os.path.join(path, CONFIG_FILE)
 
     def exists(self) -> bool:
@@ -242,10 +382,10 @@ class ExperimentStore:
         atomic_write(self.config_file, f"{MARKER}\n{text}".encode(), sync=sync)
 
     def repetition(self, rep: int) -> RepetitionStore:
-        return RepetitionStore(self.path, rep)
+        return RepetitionStore(self.path, rep, self.sweep_path)
 
     def repetition_numbers(self) -> list[int]:
-        """Repetitions that have a folder on disk, in order."""
+        """Repetitions that have a file (`rep_NN.jsonl`) or a folder on disk, in order."""
         try:
             return repetition_numbers_in(os.listdir(os.path.join(self.path, LOG_FOLDER)))
         except (FileNotFoundError, NotADirectoryError):
@@ -261,11 +401,11 @@ class ExperimentStore:
         return None
 
     def delete(self) -> list[str]:
-        """Remove what cluster_work wrote here: config.yml and every `log/rep_NN` folder holding its results
-        or status (with what the experiment wrote into it), then `log/` and the folder if that empties them
-        (a campaign kind's own files, such as a weighted ensemble's, its `forget` deleted before).
-        A folder without cluster_work's marker is left alone, and so is anything else in it, symbolic links
-        included; returns what was left (for a warning)."""
+        """Remove what cluster_work wrote here: config.yml, every repetition's `log/rep_NN.jsonl` and every
+        `log/rep_NN` folder holding its results or status or beside such a file (with what the experiment wrote into
+        it), then `log/` and the folder if that empties them (a campaign kind's own files, such as a weighted
+        ensemble's, its `forget` deleted before). A folder without cluster_work's marker is left alone, and so is
+        anything else in it, symbolic links included; returns what was left (for a warning)."""
         refusal = self.deletion_refusal()
         if refusal:
             raise StoreError(f"refusing to delete: {refusal}")
@@ -276,10 +416,13 @@ class ExperimentStore:
         log_folder = os.path.join(self.path, LOG_FOLDER)
         with StoreIO("delete", self.path):
             for rep in self.repetition_numbers():
-                store = self.repetition(rep)
-                if not os.path.islink(store.path) and os.path.isdir(store.path) and (
-                        os.path.lexists(store.results_file) or os.path.lexists(store.status_file)):
-                    shutil.rmtree(store.path)
+                paths = RepetitionPaths.of(self.path, rep)
+                ours = os.path.isfile(paths.file) and not os.path.islink(paths.file)
+                if ours:
+                    os.remove(paths.file)
+                if not os.path.islink(paths.folder) and os.path.isdir(paths.folder) and (ours or any(
+                        map(os.path.lexists, (paths.folder_results_file, paths.folder_status_file)))):
+                    shutil.rmtree(paths.folder)
             remove_own_temporaries(self.path)
             os.remove(self.config_file)
             for folder in (log_folder, self.path):
@@ -321,8 +464,15 @@ def write_configs(configs: Iterable[tuple[str, Mapping[str, Any]]], sync: bool =
 
 
 def repetition_numbers_in(names: Iterable[str]) -> list[int]:
-    """The repetitions whose folders (`rep_NN`) are among `names` (of an experiment's log folder), in order."""
-    return sorted(int(name[4:]) for name in names if name.startswith("rep_") and name[4:].isdigit())
+    """The repetitions whose files (`rep_NN.jsonl`) or folders (`rep_NN`) are among `names` (of an experiment's log
+    folder), in order."""
+    found = set()
+    for name in names:
+        if name.startswith("rep_"):
+            number = name[4:-len(REPETITION_FILE_SUFFIX)] if name.endswith(REPETITION_FILE_SUFFIX) else name[4:]
+            if number.isdigit():
+                found.add(int(number))
+    return sorted(found)
 
 
 def _holds_experiment(path: str) -> bool:

@@ -73,8 +73,9 @@ class Snapshot:
         return self.state in (RepetitionState.FINISHED, RepetitionState.FAILED, RepetitionState.STOPPED)
 
 
-def signature(files: tuple[str, str]) -> Signature | None:
-    """The stat signature of a repetition's results and status `files` (None: neither exists)."""
+def signature(files: tuple[str, ...]) -> Signature | None:
+    """The stat signature of a repetition's `files` (`RepetitionPaths.files`: its rows and status in either layout;
+    None: none exists)."""
     parts: list[tuple[int, int, int] | None] = []
     for path in files:
         try:
@@ -82,7 +83,7 @@ def signature(files: tuple[str, str]) -> Signature | None:
             parts.append((stat.st_size, stat.st_mtime_ns, stat.st_ino))
         except OSError:
             parts.append(None)
-    return None if parts == [None, None] else tuple(parts)
+    return None if not any(parts) else tuple(parts)
 
 
 def read_snapshot(repetition: Repetition) -> Snapshot:
@@ -124,7 +125,7 @@ class _Experiment:
     reps: list[int] = field(default_factory=list)
     config_mtime: int | None = None
     info: tuple[str, str, dict[str, Any], int] | None = None  # name, base, params, iterations
-    known: dict[int, tuple[Repetition, tuple[str, str]]] = field(default_factory=dict)  # for `info`, by rep
+    known: dict[int, tuple[Repetition, tuple[str, ...]]] = field(default_factory=dict)  # for `info`, by rep
 
 
 class Watch:
@@ -169,7 +170,7 @@ class Watch:
             count += 1
             if folder not in chosen:
                 chosen[folder] = None
-                stats += len(self._experiments[folder].reps) * 2 + 1
+                stats += len(self._experiments[folder].reps) * 3 + 1
         for folder in chosen:
             experiment = self._experiments.get(folder)
             if experiment is not None:
@@ -200,7 +201,7 @@ class Watch:
                 known = experiment.known[rep] = (
                     Repetition(export_key(experiment.folder, experiment.sweep, rep), experiment.sweep,
                                experiment.folder, name, base, rep, params, iterations),
-                    (paths.results_file, paths.status_file))
+                    paths.files)
             yield known[0], None if rep in gone else signature(known[1])
 
     def _info(self, experiment: _Experiment) -> tuple[str, str, dict[str, Any], int] | None:
