@@ -105,11 +105,11 @@ def _relative(repetitions: int) -> tuple[str, ...]:
 FILES_PER_REPETITION = len(RepetitionPaths.of("", 0).files)
 
 
-def _results(files: list[str], rep: int) -> str:
-    """What an entry's `files` say of repetition `rep`'s results file: its rep_NN.jsonl where that exists, else
-    the folder layout's results.jsonl (RepetitionStore.in_folder's rule)."""
-    first = 1 + FILES_PER_REPETITION * rep
-    return files[first] if files[first] != "-" else files[first + 1]
+def _results(files: list[str], rep: int, first: int = 1) -> str:
+    """What `files` (an entry's, whose repetitions' start at `first`) say of repetition `rep`'s results file: its
+    rep_NN.jsonl where that exists, else the folder layout's results.jsonl (RepetitionStore.in_folder's rule)."""
+    at = first + FILES_PER_REPETITION * rep
+    return files[at] if files[at] != "-" else files[at + 1]
 
 
 def _size(recorded: str) -> int | None:
@@ -149,7 +149,7 @@ def read_entry(folder: str, repetitions: int, iterations: int) -> tuple[Entry, i
             repetition = store.repetition(rep)
             stats = [_stat(path) for path in repetition.paths.files]
             recorded = [found for found, _ in stats]
-            results = _results(recorded, 0)
+            results = _results(recorded, 0, first=0)
             prefix = None
             if repetition.in_folder:
                 status = repetition.read_status() if recorded[2] != "-" else {}
