@@ -90,3 +90,11 @@ def write_folder_layout(experiment: Any, rep: int, rows: Iterable[Mapping[str, A
 
 def _folder(experiment: Any) -> str:
     return experiment.path if hasattr(experiment, "path") else os.fspath(experiment)
+
+
+def to_folder_layout(experiment: Any, rep: int) -> Path:
+    """Turn repetition `rep` into what an earlier version would have left: its rows and status moved from
+    `rep_NN.jsonl` into `rep_NN/results.jsonl` and `status.json`; its folder."""
+    found_rows, found_status = rows(experiment, rep), status(experiment, rep)
+    repetition_file(experiment, rep).unlink()
+    return write_folder_layout(experiment, rep, found_rows, found_status)
