@@ -98,3 +98,9 @@ def to_folder_layout(experiment: Any, rep: int) -> Path:
     found_rows, found_status = rows(experiment, rep), status(experiment, rep)
     repetition_file(experiment, rep).unlink()
     return write_folder_layout(experiment, rep, found_rows, found_status)
+
+
+def repetition_key(path: Path, root: Any) -> str:
+    """`walk/s1.0/log/rep_02`: the repetition whose file (either layout) is `path`, relative to `root`."""
+    folder = path.parent if path.name == "results.jsonl" else path.with_suffix("")
+    return str(folder.relative_to(root))
