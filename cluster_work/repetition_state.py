@@ -1,7 +1,7 @@
 """The one place that decides a repetition's state from its files (planning, -p/-P, --list all ask here).
 
-The rows on disk are the truth; `status.json` (written only for a repetition that once ended unfinished)
-is a hint that saves reading them:
+The rows on disk are the truth; the status (a status record in the repetition's file, or an earlier version's
+`status.json`; written only for a repetition that once ended unfinished) is a hint that saves reading them:
 - a live process holding the results file's lock: RUNNING (whatever the files say, e.g. while
   `-r 1 -i 0` reruns a finished repetition);
 - a status saying a campaign stopped it: STOPPED (its rows stay; it is never run again);
