@@ -5,7 +5,8 @@ Finding changes without statting 10^5 files every second (`Watch`):
 - New experiment folders show in their base folder's mtime, new repetition folders in the experiment's
   `log/` mtime: one stat of each sweep and base folder per poll finds new experiments at once.
 - A repetition's signature is three stats (size, mtime, inode of each file its rows and status can be in:
-  `RepetitionPaths.files`, its one file or an earlier version's results.jsonl and status.json). Repetitions that changed in the last `hot_seconds` are "hot": checked every poll, so a row of
+  `RepetitionPaths.files`, its one file or an earlier version's results.jsonl and status.json). Repetitions
+  that changed in the last `hot_seconds` are "hot": checked every poll, so a row of
   a running repetition reaches the tracker within about one poll interval.
 - Every other experiment (its `log/` folder and its repetitions) is checked in a round robin of at most
   `budget` stats per poll: a sweep of N repetitions is looked at whole every 2N / budget polls (every poll
