@@ -42,6 +42,7 @@ import logging
 import os
 import signal
 import socket
+import stat
 import time
 import weakref
 from collections.abc import Iterable, Iterator
@@ -51,7 +52,7 @@ from typing import Any
 from . import stopping
 from .errors import StoreError
 from .files import atomic_write, is_locked
-from .paths import SweepPaths, attempts_run
+from .paths import FAULT_LOG_PREFIX, SweepPaths, attempts_run
 from .provenance import ended_runs
 from .quarantine import Attempt, Key, crash_signal, mark_innocents, trailing
 
@@ -59,6 +60,7 @@ log = logging.getLogger("cluster_work")
 
 BEGIN, END, STOP = "begin", "end", "stop"
 TAIL_BYTES = 4096  # of a dead journal: enough for its last line (names and paths are short)
+FAULT_LOG_GRACE = 10.0  # s: an empty fault log younger than this may be a live process's, not yet locked
 LOG_TAIL_BYTES = 16384  # of an attempt's part of its log: where faulthandler's stack of a crash ends it
 _DECODER = json.JSONDecoder()
 _json_text = json.encoder.encode_basestring_ascii  # json.dumps's text of a str (its C function, called directly)
@@ -382,6 +384,7 @@ def compact(sweep_path: str, forget: frozenset[str] = frozenset()) -> None:
         return
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        remove_dead_empty_fault_logs(paths.attempts_folder)
         index = read_index(sweep_path)
         forgotten = [key for key in index.suspects if key[0] in forget]
         if not index.finished_files and not forgotten:
@@ -399,6 +402,23 @@ def compact(sweep_path: str, forget: frozenset[str] = frozenset()) -> None:
         log.debug("attempts journals not compacted: %s", exc)
     finally:
         os.close(lock)
+
+
+def remove_dead_empty_fault_logs(folder: str) -> None:
+    """Remove the empty fault logs (`paths.fault_log_name`) in `folder` whose processes are dead (their lock is
+    free, and it is older than a process's start: one made just now may not be locked yet): those of processes
+    killed, or ended with their MPI job, without a crash. One with a stack stays."""
+    try:
+        names = [name for name in os.listdir(folder) if name.startswith(FAULT_LOG_PREFIX) and name.endswith(".log")]
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(folder, name)
+        with contextlib.suppress(OSError):
+            found = os.lstat(path)
+            if (stat.S_ISREG(found.st_mode) and found.st_size == 0 and time.time() - found.st_mtime > FAULT_LOG_GRACE
+                    and not is_locked(path)):
+                os.remove(path)
 
 
 def lost_attempt_signal(sweep_path: str, key: Key) -> str | None:

@@ -3,6 +3,7 @@ layout an earlier version wrote (`log/rep_NN/results.jsonl` and `status.json`), 
 it: status records, torn lines, cutting back, resuming an old sweep, a mixed one, kill -9, -d, a native crash."""
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -28,7 +29,7 @@ from repetition_files import (
 from store_helpers import kill_9
 
 from cluster_work import load_results
-from cluster_work.attempts import lost_attempt_signal
+from cluster_work.attempts import compact, lost_attempt_signal
 from cluster_work.expansion import expand_all
 from cluster_work.repetition_state import read_repetition
 from cluster_work.runner import run_segment
@@ -216,3 +217,26 @@ def test_a_native_crash_is_named_with_its_stack_from_the_process_fault_log(tmp_p
         assert result.returncode == -signal.SIGSEGV, result.stderr
         assert lost_attempt_signal(str(tmp_path / "out"), ("c", 1)) == "SIGSEGV"
         assert lost_attempt_signal(str(tmp_path / "out"), ("c", 0)) is None  # closed: it finished
+
+
+def test_a_runs_start_removes_only_the_empty_fault_logs_of_dead_processes(tmp_path):
+    """A process killed, or ended with its MPI job without Python's exit, leaves its fault log empty: the next run's
+    start (attempts.compact) removes it; a stack, a live process's log (locked) and a fresh one stay."""
+    folder = tmp_path / ".cluster_work_attempts"
+    folder.mkdir()
+    dead, stack, live, fresh = (folder / f"fault-h-{pid}-t.log" for pid in (1, 2, 3, 4))
+    for path in (dead, live, fresh):
+        path.write_text("")
+    stack.write_text("Fatal Python error: Segmentation fault\n")
+    for path in (dead, stack, live):
+        os.utime(path, (1, 1))
+    mine = (folder / "fault-notes.txt")
+    mine.write_text("")
+    held = os.open(live, os.O_RDONLY)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        compact(str(tmp_path))
+    finally:
+        os.close(held)
+    assert sorted(path.name for path in folder.iterdir()) == sorted(
+        [stack.name, live.name, fresh.name, mine.name, ".lock"])
