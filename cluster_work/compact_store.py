@@ -43,6 +43,7 @@ from .compact_catalog import Catalog, SavedRepetition, catalog, claimed, loaded
 from .compact_config import forget_document_config, point_config, refresh_document_config, write_document_config
 from .durability import committer
 from .errors import StoreError
+from .expansion.experiment import expand_path
 from .files import StoreIO
 from .paths import LOCKS_FILE, RepetitionPaths, compact_root, fault_log_name, segment_name
 from .rows import ResultsPrefix, encode_row, to_plain
@@ -413,7 +414,8 @@ def store_of(experiment: ExpandedExperiment) -> ExperimentStore | CompactExperim
 def experiment_store(path: str, config: Mapping[str, Any] | None = None) -> ExperimentStore | CompactExperimentStore:
     """The store of the experiment in folder `path` with this `config`: the compact one where its document
     asks for it (`store: compact`), else the default layout's ExperimentStore."""
-    if config is None or not is_compact(config):
-        return ExperimentStore(path)
+    if config is None or not is_compact(config):  # (its config's sweep folder: where its run's fault log goes)
+        return ExperimentStore(path, expand_path(config["_config_path"]) if config and "_config_path" in config
+                               else None)
     return CompactExperimentStore(compact_root(config["_experiment_path"]), config["name"], path,
                                   config.get("params"), config.get("experiment_name", config["name"]))
