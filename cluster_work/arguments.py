@@ -103,7 +103,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                       help="with --plot: only the experiments whose name contains TEXT")
     plotter = show.add_argument("--plotter", default="mean_2std",
                                 help="with --plot: one of %(plotter_names)s (default: %(default)s)")
-    plotter.plotter_names = _PlotterNames()  # type: ignore[attr-defined]  # argparse fills %(name)s from the action
+    vars(plotter)["plotter_names"] = _PlotterNames()  # argparse fills %(name)s from the action's attributes
     show.add_argument("--plot-option", dest="plot_options", nargs="+", action="extend", default=[],
                       metavar="NAME=VALUE", help="with --plot: the plotter's options, e.g. n=5 (best_n), "
                                                  "param=learning_rate (param_sweep), skip=10 (ensemble_*)")

@@ -52,7 +52,6 @@ from .attempts_index import TAIL_BYTES as TAIL_BYTES  # the reading side's names
 from .attempts_index import AttemptIndex as AttemptIndex
 from .attempts_index import compact as compact
 from .attempts_index import complete_lines as complete_lines
-from .attempts_index import crashed_runs as crashed_runs
 from .attempts_index import journal_files as journal_files
 from .attempts_index import last_open_attempt as last_open_attempt
 from .attempts_index import lost_attempt_crash as lost_attempt_crash
@@ -60,6 +59,8 @@ from .attempts_index import lost_attempt_signal as lost_attempt_signal
 from .attempts_index import parse as parse
 from .attempts_index import parse_attempt as parse_attempt
 from .attempts_index import read_index as read_index
+from .attempts_index import remove_dead_empty_fault_logs as remove_dead_empty_fault_logs
+from .attempts_index import with_crash_signals as with_crash_signals
 from .paths import SweepPaths
 
 log = logging.getLogger("cluster_work")

@@ -9,16 +9,19 @@ where some repetition is suspected; a torn last line is ignored.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import logging
 import os
+import stat
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from .errors import StoreError
 from .files import atomic_write, is_locked
-from .paths import SweepPaths, attempts_run
+from .paths import FAULT_LOG_PREFIX, SweepPaths, attempts_run
 from .provenance import ended_runs
 from .quarantine import Attempt, Key, crash_signal, mark_innocents, trailing
 
@@ -26,6 +29,7 @@ log = logging.getLogger("cluster_work")
 
 BEGIN, END, STOP = "begin", "end", "stop"  # the kinds of the journals' lines (`attempts` writes them)
 TAIL_BYTES = 4096  # of a dead journal: enough for its last line (names and paths are short)
+FAULT_LOG_GRACE = 10.0  # s: an empty fault log younger than this may be a live process's, not yet locked
 LOG_TAIL_BYTES = 16384  # of an attempt's part of its log: where faulthandler's stack of a crash ends it
 _DECODER = json.JSONDecoder()
 
@@ -66,7 +70,13 @@ def read_index(sweep_path: str) -> AttemptIndex:
         return AttemptIndex({}, finished)
     closed = _closing_attempts(finished, unclosed)
     suspects = {key: kept for key, attempts in unclosed.items() if (kept := trailing(attempts, closed.get(key, ())))}
-    return AttemptIndex(mark_innocents(suspects, crashed_runs(sweep_path, suspects)), finished)
+    suspects = with_crash_signals(sweep_path, suspects)
+    crashed: dict[str, set[Key]] = {}
+    for key, attempts in suspects.items():
+        for attempt in attempts:
+            if attempt.signal is not None:
+                crashed.setdefault(attempt.run, set()).add(key)
+    return AttemptIndex(mark_innocents(suspects, crashed), finished)
 
 
 def journal_files(sweep_path: str) -> Iterator[tuple[str, str]]:
@@ -83,20 +93,22 @@ def journal_files(sweep_path: str) -> Iterator[tuple[str, str]]:
             yield run, os.path.join(folder, name)
 
 
-def crashed_runs(sweep_path: str, suspects: dict[Key, tuple[Attempt, ...]]) -> dict[str, set[Key]]:
-    """For each dead run: the repetitions whose log names a fatal signal written during their attempt in
-    it (a faulthandler stack after the bytes the log held when that attempt began, and before those it
-    held when the repetition's next attempt began)."""
-    crashed: dict[str, set[Key]] = {}
+def with_crash_signals(sweep_path: str, suspects: dict[Key, tuple[Attempt, ...]]) -> dict[Key, tuple[Attempt, ...]]:
+    """`suspects` with each attempt's `signal`: the fatal signal its log names as written during it (a faulthandler
+    stack after the bytes the log held when that attempt began, and before those it held when the repetition's
+    next attempt that names the same log began): the evidence that explains its run's death."""
+    found: dict[Key, tuple[Attempt, ...]] = {}
     for key, attempts in suspects.items():
+        marked = []
         for attempt in attempts:
-            if attempt.log_offset < 0 or not attempt.log:
-                continue  # an older journal's: no evidence
-            later = [a.log_offset for a in attempts if a.log == attempt.log and a.log_offset > attempt.log_offset]
-            text = _log_part(os.path.join(sweep_path, attempt.log), attempt.log_offset, min(later, default=None))
-            if crash_signal(text):
-                crashed.setdefault(attempt.run, set()).add(key)
-    return crashed
+            signal_name = None
+            if attempt.log_offset >= 0 and attempt.log:  # else an older journal's: no evidence
+                later = [a.log_offset for a in attempts if a.log == attempt.log and a.log_offset > attempt.log_offset]
+                signal_name = crash_signal(_log_part(os.path.join(sweep_path, attempt.log), attempt.log_offset,
+                                                     min(later, default=None)))
+            marked.append(dataclasses.replace(attempt, signal=signal_name) if signal_name else attempt)
+        found[key] = tuple(marked)
+    return found
 
 
 def _log_part(path: str, start: int, stop: int | None) -> str:
@@ -229,6 +241,7 @@ def compact(sweep_path: str, forget: frozenset[str] = frozenset()) -> None:
         return
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        remove_dead_empty_fault_logs(paths.attempts_folder)
         index = read_index(sweep_path)
         forgotten = [key for key in index.suspects if key[0] in forget]
         if not index.finished_files and not forgotten:
@@ -246,6 +259,23 @@ def compact(sweep_path: str, forget: frozenset[str] = frozenset()) -> None:
         log.debug("attempts journals not compacted: %s", exc)
     finally:
         os.close(lock)
+
+
+def remove_dead_empty_fault_logs(folder: str) -> None:
+    """Remove the empty fault logs (`paths.fault_log_name`) in `folder` whose processes are dead (their lock is
+    free, and it is older than a process's start: one made just now may not be locked yet): those of processes
+    killed, or ended with their MPI job, without a crash. One with a stack stays."""
+    try:
+        names = [name for name in os.listdir(folder) if name.startswith(FAULT_LOG_PREFIX) and name.endswith(".log")]
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(folder, name)
+        with contextlib.suppress(OSError):
+            found = os.lstat(path)
+            if (stat.S_ISREG(found.st_mode) and found.st_size == 0 and time.time() - found.st_mtime > FAULT_LOG_GRACE
+                    and not is_locked(path)):
+                os.remove(path)
 
 
 def lost_attempt_signal(sweep_path: str, key: Key) -> str | None:

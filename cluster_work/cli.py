@@ -152,7 +152,7 @@ def _run(experiment_class: type[ClusterWork], args: argparse.Namespace, argument
         suggest_compact(expanded, log.info)
         # from the first write on a stop is graceful: what was written stays consistent, the rerun resumes
         handle_stop_signals(hard_second=False, on_first=lambda: _on_stop(executor))
-        apply_plan(plan)
+        apply_plan(plan, sync=settings.sync)
     except ClusterWorkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_STORE if isinstance(exc, StoreError) else EXIT_USAGE

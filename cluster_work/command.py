@@ -244,9 +244,10 @@ class CommandWork(ClusterWork):
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
-        if self._output is not None:
+        output = self._output
+        if output is not None:
             deadline = time.monotonic() + 1.0  # what is left in the pipes; a leftover writer must not block us
-            for stream, line in iter(lambda: self._output.next_line(deadline), None):  # type: ignore[union-attr]
+            for stream, line in iter(lambda: output.next_line(deadline), None):
                 if stream == "stderr" or not line.lstrip().startswith("{"):
                     self._take(stream, line)
         self._close()

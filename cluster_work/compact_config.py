@@ -9,8 +9,9 @@ holds the point's parameters. So an experiment's config is the file's with the c
 point's own name and folders: what `restore_experiment`, the original's API and the exporters read from a
 config.yml (its `iterations`, its `experiment_name`...). A store written before this file existed gives the
 parameters alone (`read_config`'s answer then). Not kept per point, as a config.yml per point keeps them: the
-repetitions and iterations a steered campaign gives a point it adds, and a document's `iterations` changed
-between two runs without `-d`: such points read the first job's.
+repetitions and iterations a steered campaign gives a point it adds (such points read the first job's). A
+document's counts changed between two runs without `-d` are stored by the run that continues it, before its
+first job (`refresh_document_config`, see config_refresh).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from .config_refresh import refreshed, stale_keys
 from .files import atomic_write, read_json
 from .paths import DOCUMENT_CONFIG_FILE, DOCUMENT_CONFIG_TEMPORARY_PREFIX, log_folder
 from .rows import to_plain
@@ -52,6 +54,20 @@ def write_document_config(root: str, config: Mapping[str, Any], sync: bool = Tru
         atomic_write(path, json.dumps(to_plain(shared_part(config))).encode(), sync=sync,
                      writer_prefix=DOCUMENT_CONFIG_TEMPORARY_PREFIX)  # what a killed writer left, removed
     _written.add(key)
+
+
+def refresh_document_config(root: str, config: Mapping[str, Any], sync: bool = True) -> bool:
+    """Bring the result-neutral keys (`config_refresh.REFRESHED`: the counts...) of the store's document config to
+    `config`'s (a config of one of the document's own points: they share these), keeping every other key as
+    stored; whether it was rewritten (whole or not at all, durably). Called by a run's launcher alone, before its
+    first job (`planning.apply_plan`), where the run continues the document; a store without one is left to its
+    first job."""
+    stored = read_shared(root)
+    if stored is None or not stale_keys(stored, config):
+        return False
+    atomic_write(os.path.join(root, DOCUMENT_CONFIG_FILE), json.dumps(to_plain(refreshed(stored, config))).encode(),
+                 sync=sync)
+    return True
 
 
 def forget_document_config(root: str) -> None:

@@ -36,11 +36,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .compact_catalog import Catalog, SavedRepetition, catalog, claimed
-from .compact_config import forget_document_config, point_config, write_document_config
+from .compact_config import forget_document_config, point_config, refresh_document_config, write_document_config
 from .compact_process import StoreProcess, lock_byte, process_of
 from .compact_process import any_held as any_held  # (compact_store's names before compact_process was apart)
 from .compact_process import is_held as is_held
 from .durability import committer
+from .expansion.experiment import expand_path
 from .files import StoreIO
 from .paths import RepetitionPaths, compact_root
 from .rows import ResultsPrefix, to_plain
@@ -209,6 +210,11 @@ class CompactExperimentStore:
         with StoreIO("write", self.root):
             write_document_config(self.root, config, sync)
 
+    def refresh_config(self, config: Mapping[str, Any], sync: bool = True) -> bool:
+        """The document config's counts brought to `config`'s (a run's launcher does it: compact_config)."""
+        with StoreIO("write", self.root):
+            return refresh_document_config(self.root, config, sync)
+
     def repetition(self, rep: int) -> CompactRepetition:
         return CompactRepetition(self.root, self.name, self.path, rep, self.params, self.base)
 
@@ -279,7 +285,8 @@ def store_of(experiment: ExpandedExperiment) -> ExperimentStore | CompactExperim
 def experiment_store(path: str, config: Mapping[str, Any] | None = None) -> ExperimentStore | CompactExperimentStore:
     """The store of the experiment in folder `path` with this `config`: the compact one where its document
     asks for it (`store: compact`), else the default layout's ExperimentStore."""
-    if config is None or not is_compact(config):
-        return ExperimentStore(path)
+    if config is None or not is_compact(config):  # (its config's sweep folder: where its run's fault log goes)
+        return ExperimentStore(path, expand_path(config["_config_path"]) if config and "_config_path" in config
+                               else None)
     return CompactExperimentStore(compact_root(config["_experiment_path"]), config["name"], path,
                                   config.get("params"), config.get("experiment_name", config["name"]))

@@ -16,9 +16,9 @@ import os
 import signal
 
 from .attempts import lost_attempt_crash
-from .compact_store import experiment_store, is_compact
+from .compact_store import experiment_store
 from .errors import StoreError
-from .store import RepetitionBusy
+from .store import RepetitionBusy, RepetitionStore
 from .vocabulary import Outcome, OutcomeKind, Record, Segment
 
 # What a person should think of when a worker dies by these signals (the others: strsignal's words).
@@ -52,20 +52,17 @@ def record_lost_segment(segment: Segment, cause: str, sync: bool) -> Outcome:
     """The outcome of `segment`, whose process died under it for `cause` ("worker process 123 killed by
     SIGSEGV (segmentation fault)"): FAILED, with the iteration it was in (the rows it had saved) added to
     the cause, and for a cause that names no signal ("MPI rank 3 on node17 died": ULFM tells no more) the
-    one faulthandler wrote into the repetition's log during the dead process's attempt. Recorded in the
-    repetition's status (state failed, the error, the rows saved) only if its lock is free and, in the
-    default layout, its folder exists (a worker that died before creating it left nothing to mark; a
-    compact store has no folder per repetition)."""
+    one faulthandler wrote into the dead process's fault log during its attempt (the file the attempts journal
+    named: the process's, in either layout). Recorded in the repetition's status (state failed, the error, the
+    rows saved) only if its lock is free and, in the default layout, its results file exists (a worker that died
+    before creating it left nothing to mark; a compact store has no file per repetition)."""
     experiment = segment.experiment
-    compact = is_compact(experiment.config)
     # the dead attempt's fault log: read for the signal where the cause names none, and for where the stack is
-    # in a compact store (its process's fault log, not the repetition's rep.log)
-    crash = lost_attempt_crash(experiment.sweep_path, (experiment.name, segment.rep)) \
-        if compact or "killed by" not in cause else None
+    crash = lost_attempt_crash(experiment.sweep_path, (experiment.name, segment.rep))
     evidence = "" if crash is None or "killed by" in cause else _evidence(crash[0])
     store = experiment_store(experiment.path, experiment.config).repetition(segment.rep)
     outcome = Outcome(segment.index, segment.label, OutcomeKind.FAILED, error=cause)
-    if not compact and not os.path.isdir(store.path):
+    if isinstance(store, RepetitionStore) and not store.has_files():
         return outcome
     try:
         writer = store.open_writer()
@@ -87,8 +84,8 @@ def record_lost_segment(segment: Segment, cause: str, sync: bool) -> Outcome:
         outcome.error = f"{outcome.error}; not recorded: {exc}"
     finally:
         writer.close(sync=False)  # a no-op after the close above
-    with contextlib.suppress(OSError):  # its log, with the Python stack faulthandler wrote there, if any
-        if compact and crash is not None:
+    with contextlib.suppress(OSError):  # the log with the Python stack faulthandler wrote, else the repetition's
+        if crash is not None:
             outcome.log_file = crash[1]
         elif os.path.getsize(store.log_file):
             outcome.log_file = store.log_file

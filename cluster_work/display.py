@@ -125,8 +125,10 @@ class RunDisplay:
 class LogLinesDisplay(RunDisplay):
     """For batch jobs writing to files: a plain progress line every `every` seconds."""
 
-    def __init__(self, *args: object, every: float = 60.0):
-        super().__init__(*args)  # type: ignore[arg-type]
+    def __init__(self, total_iterations: Callable[[], int], workers: int, iterations: Callable[[], int],
+                 busy_seconds: Callable[[], float], stalled: Callable[[], list[Silence]] = list, *,
+                 every: float = 60.0):
+        super().__init__(total_iterations, workers, iterations, busy_seconds, stalled)
         self._every = every
         self._busy_share.window = every  # each line: the average since the line before
         self._done = threading.Event()

@@ -8,8 +8,9 @@ What each kind of file gets (the README's "What survives a power loss" says the 
 - config.yml is not left to commits: it is synced when written (once per experiment, by its first
   job; an MPI leader writes the missing ones of a batch of jobs together, with one `sync_now`), since
   rows without their config cannot be loaded;
-- status files are hints (the rows decide a repetition's state, see repetition_state): they are
-  renamed into place at once and synced by the next commit; one lost or torn by a power loss is ignored.
+- statuses are hints (the rows decide a repetition's state, see repetition_state): a status record is
+  appended to the repetition's file as a row is (an earlier version's status.json is renamed into place at
+  once), and synced by the next commit; one lost or torn by a power loss is ignored.
 
 A commit syncs the file system of every file written (`syncfs`, one call however many files; per file
 `fsync` where `syncfs` is missing). A daemon thread
@@ -33,7 +34,8 @@ INTERVAL = 1.0  # s between commits: after a power loss, at most about this much
 def _load_syncfs() -> Callable[[int], int] | None:
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        return libc.syncfs  # type: ignore[no-any-return]
+        syncfs: Callable[[int], int] = libc.syncfs  # (ctypes' default: an int argument and result)
+        return syncfs
     except (OSError, AttributeError):
         return None
 

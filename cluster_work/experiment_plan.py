@@ -4,6 +4,7 @@ jobs, from the iteration times earlier runs measured (`expected_seconds`)."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +35,7 @@ class ExperimentPlan:
     iteration_times: dict[int, float] = field(default_factory=dict)  # per rep, from an earlier run
     iterations_saved: dict[int, int] = field(default_factory=dict)
     jobs: list[Segment] = field(default_factory=list)
-    rewrite: bool = False  # delete the folder (-d, -o) before writing the config
+    rewrite: bool = False  # -d, -o: delete what is stored of it first (only where something is: `_on_disk`)
     suspicions: dict[int, Suspicion] = field(default_factory=dict)  # per rep: runs died while it ran (quarantine)
 
     @property
@@ -64,6 +65,17 @@ def _canonical(value: Any) -> str:
     return "<missing>" if value is ... else json.dumps(value, sort_keys=True, default=repr)
 
 
+def _on_disk(experiment: ExpandedExperiment, fresh: bool, stored: Mapping[str, Any] | None) -> bool:
+    """Whether -d finds anything of the experiment to delete: its config (in a compact store: its rows), or, in the
+    default layout, its folder (whose files cluster_work did not write it names, keeping them). An experiment
+    without any is no rewrite, whether its document's listing said so (`fresh`, a FreshRun's) or a look at
+    its folder now: a plan of the whole document and one of each experiment count the same rewrites, and a -d
+    of a new sweep deletes nothing, one experiment at a time."""
+    if fresh:
+        return False
+    return stored is not None or (experiment.store != "compact" and os.path.lexists(experiment.path))
+
+
 def plan_experiment(experiment: ExpandedExperiment, first_index: int, selection: Selection,
                      policy: Policy, picked: range | None, fresh: bool,
                      attempts: AttemptIndex | None = None,
@@ -84,7 +96,7 @@ def plan_experiment(experiment: ExpandedExperiment, first_index: int, selection:
         if stored is None:
             stored = read_experiment_config(experiment.path)
     changed = changed_params(stored.get("params") or {}, experiment.params) if stored and not unchanged else []
-    rewrite = policy.delete or (bool(changed) and policy.overwrite)
+    rewrite = (policy.delete and _on_disk(experiment, fresh, stored)) or (bool(changed) and policy.overwrite)
     states: dict[int, RepetitionState] = {}
     times: dict[int, float] = {}
     saved: dict[int, int] = {}
@@ -112,8 +124,13 @@ def plan_experiment(experiment: ExpandedExperiment, first_index: int, selection:
     if state == CHANGED and not policy.ignore_config:
         return plan
     # a new experiment's config is written by whichever job starts first; -I continues with the new
-    # parameters and stores them, once: its first job replaces the old config
+    # parameters and stores them, once: its first job replaces the old config; each job of a continued one
+    # brings its counts up to date before its rows (see config_refresh: a look at the file, ~0.1 ms, decided
+    # there, since an index knows the parameters alone and must plan as the files do; a compact store's
+    # document config, which its points share, the launcher's: `Plan.continued_stores`)
     config = {NEW: ConfigWrite.IF_MISSING, CHANGED: ConfigWrite.REPLACE}.get(state, ConfigWrite.KEEP)
+    if config == ConfigWrite.KEEP and experiment.store != "compact":
+        config = ConfigWrite.REFRESH
     for rep in range(experiment.repetitions):
         index = first_index + rep
         if picked is not None and index not in picked:

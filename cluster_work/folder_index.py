@@ -7,7 +7,8 @@ reading its statuses and rows (the compact store's counterpart is `compact_index
                                                                                                 params, done, reps]}}
 
 `part`: the experiment's folder in the document's; `files`: "size:mtime_ns:inode" of its config.yml, then of
-each repetition's results.jsonl and status.json, joined by "|" ("-": it did not exist); `params`: its stored
+each repetition's files in either layout (`RepetitionPaths.files`: rep_NN.jsonl, then an earlier version's
+rep_NN/results.jsonl and status.json), joined by "|" ("-": it did not exist); `params`: its stored
 parameters as the text `compact_index.canonical(to_plain(params))` (what a change is told by, as
 `changed_params` compares); `done`: up to how many iterations every repetition counts as done (-1: none, or
 plan it one by one), so that a done experiment is told without parsing `reps`, the JSON text of
@@ -48,7 +49,7 @@ from .bulk_runs import NewOrDoneRun, Plan, block_runs, fresh_runs, params_texts,
 from .compact_index import ExperimentSummary, RepetitionSummary, SummaryExperiment, SummaryRepetition, canonical
 from .errors import StoreError
 from .expansion import ExpandedDocument, ExpandedExperiment
-from .files import is_locked, remove_dead_writers_temporaries
+from .files import remove_dead_writers_temporaries
 from .paths import (
     CONFIG_FILE,
     FOLDER_INDEX_TEMPORARY_PREFIX,
@@ -59,10 +60,10 @@ from .paths import (
 )
 from .repetition_state import status_says_finished
 from .rows import to_plain
-from .store import ExperimentStore
+from .store import ExperimentStore, RepetitionStore
 from .vocabulary import Record
 
-VERSION = 1
+VERSION = 2  # 2: three files a repetition (its one file, and the folder layout's two)
 RACY_NS = 2_000_000_000  # a file this much younger than the pass that read it is not trusted later
 STATUS_FIELDS = ("state", "iterations_done", "results_bytes", "mean_iteration_time")  # what `read_repetition` asks
 UNREAD = -1  # a repetition's rows that were not read, its status deciding
@@ -97,9 +98,18 @@ def _relative(repetitions: int) -> tuple[str, ...]:
     """The files an entry names, relative to its experiment's folder (see the module's docstring)."""
     files = [CONFIG_FILE]
     for rep in range(repetitions):
-        paths = RepetitionPaths.of("", rep)
-        files += [paths.results_file, paths.status_file]
+        files += RepetitionPaths.of("", rep).files
     return tuple(files)
+
+
+FILES_PER_REPETITION = len(RepetitionPaths.of("", 0).files)
+
+
+def _results(files: list[str], rep: int, first: int = 1) -> str:
+    """What `files` (an entry's, whose repetitions' start at `first`) say of repetition `rep`'s results file: its
+    rep_NN.jsonl where that exists, else the folder layout's results.jsonl (RepetitionStore.in_folder's rule)."""
+    at = first + FILES_PER_REPETITION * rep
+    return files[at] if files[at] != "-" else files[at + 1]
 
 
 def _size(recorded: str) -> int | None:
@@ -137,23 +147,29 @@ def read_entry(folder: str, repetitions: int, iterations: int) -> tuple[Entry, i
         params = canonical(to_plain(config.get("params") or {}))
         for rep in range(repetitions):
             repetition = store.repetition(rep)
-            (results, results_time), (status_stat, status_time) = (_stat(repetition.results_file),
-                                                                    _stat(repetition.status_file))
-            status = repetition.read_status() if status_stat != "-" else {}
+            stats = [_stat(path) for path in repetition.paths.files]
+            recorded = [found for found, _ in stats]
+            results = _results(recorded, 0, first=0)
+            prefix = None
+            if repetition.in_folder:
+                status = repetition.read_status() if recorded[2] != "-" else {}
+            else:  # its status records are among its rows: one read for both
+                prefix = repetition.read_results() if results != "-" else None
+                status = (prefix.status or {}) if prefix is not None else {}
             if not isinstance(status, dict):
                 return None
             size = _size(results)
             if status.get("state") == STOPPED or status_says_finished(status, iterations, size):
                 count, seconds, timed = UNREAD, 0.0, 0  # as `read_repetition`: the status decides
             else:
-                rows = repetition.read_results().rows if results != "-" else []
+                rows = (prefix or repetition.read_results()).rows if results != "-" else []
                 times = [row["iteration_time"] for row in rows
                          if isinstance(row.get("iteration_time"), (int, float))]
                 count, seconds, timed = len(rows), float(sum(times)), len(times)
             reps.append([rep, {key: status[key] for key in STATUS_FIELDS if key in status} if status else None,
                          count, seconds, timed])
-            files += [results, status_stat]
-            newest = max(newest, results_time, status_time)
+            files += recorded
+            newest = max(newest, *(mtime for _, mtime in stats))
             done = min(done, _done_through(status, count, size))
     except (OSError, StoreError, ValueError, TypeError, AttributeError):
         return None
@@ -166,7 +182,7 @@ def _unpacked(entry: Entry) -> tuple[list[str], list[Any]] | None:
         files, reps = entry[0].split("|"), json.loads(entry[3])
     except (AttributeError, TypeError, ValueError, IndexError):
         return None
-    if not (isinstance(reps, list) and len(files) == 1 + 2 * len(reps) and all(
+    if not (isinstance(reps, list) and len(files) == 1 + FILES_PER_REPETITION * len(reps) and all(
             type(found) is list and len(found) == 5 and found[0] == rep and type(found[2]) is int
             and (found[1] is None or type(found[1]) is dict) and type(found[4]) is int
             and isinstance(found[3], (int, float)) for rep, found in enumerate(reps))):
@@ -239,7 +255,7 @@ class FolderIndex:
         """Whether an entry holds what `read_repetition` asks with the document's iterations now: rows that
         were not read (their status decided) are asked where it no longer decides (more iterations)."""
         return all(rows != UNREAD or (status or {}).get("state") == STOPPED or status_says_finished(
-            status or {}, self.iterations, _size(files[1 + 2 * rep])) for rep, status, rows, *_ in reps)
+            status or {}, self.iterations, _size(_results(files, rep))) for rep, status, rows, *_ in reps)
 
     def experiment(self, name: str, path: str) -> ExperimentStore | IndexedExperiment:
         """Where a NewOrDoneRun's done experiment is read from where its plan is made (its entry, if still valid)."""
@@ -292,7 +308,7 @@ class IndexedExperiment(SummaryExperiment):
         files, reps = unpacked
         self.name, self.path, self.params = name, path, params
         self.found = ExperimentSummary.of(["", stored, reps])
-        self.sizes = [_size(recorded) for recorded in files[1::2]]  # which a finished status is checked on
+        self.sizes = [_size(_results(files, rep)) for rep in range(len(reps))]  # a finished status is checked on
 
     def read_config(self, own: bool = False) -> dict[str, Any] | None:
         if self.params is None:
@@ -309,7 +325,7 @@ class IndexedRepetition(SummaryRepetition):
         self.name, self.path, self.rep, self.summary, self.size = name, path, rep, found, size
 
     def is_running(self) -> bool:
-        return is_locked(RepetitionPaths.of(self.path, self.rep).results_file)
+        return RepetitionStore(self.path, self.rep).is_running()
 
     def results_size(self) -> int | None:
         return self.size

@@ -12,7 +12,8 @@ registry, at each step, the kinds a config has:
     sweep       `drivers`: what runs it
     reporting   `label` (--list --json), `progress_units`, `planned`, `progress_table`,
                 `progress_figures` (-p, -p --json); the summary lines are the drivers' own
-    results     `stops_repetitions`: whether its repetitions' statuses say why they stopped
+    results     `stops_repetitions`: whether its repetitions' statuses say why they stopped; `own_rows`:
+                the rows it keeps beside its repetitions' (load_results)
 
 A kind's module is imported only where a config has its key (numpy only where a sweep has an
 ensemble), by its name in `KIND_MODULES`, and it imports the core, never the other way round. Adding a
@@ -89,6 +90,11 @@ class CampaignKind:
     def progress_figures(self, units: Sequence[Any]) -> list[dict[str, Any]]:
         """-p --json: the figures of each unit."""
         return []
+
+    def own_rows(self, experiment_path: str) -> Any:
+        """load_results: the rows the kind keeps of its own in an experiment's folder, beside its repetitions'
+        (a pandas DataFrame whose first columns are `rep` and `iteration`), or None where it keeps none."""
+        return None
 
 
 def kind(key: str) -> CampaignKind:

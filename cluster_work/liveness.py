@@ -1,7 +1,7 @@
 """Which workers have gone silent: pure bookkeeping of when rank 0 last heard from each busy worker.
 
 A worker that runs an item talks to rank 0 now and then: a progress message after an iteration (at most
-every `mpi_messages.PROGRESS_EVERY` seconds) and the outcome at the end. A worker that has said nothing
+every `mpi_reports.PROGRESS_EVERY` seconds) and the outcome at the end. A worker that has said nothing
 for much longer than an iteration of what it runs takes (`FACTOR` times the typical one), and for longer
 than a floor (`floor`, 60 s unless the run sets a stall limit), has *stalled*: its host is unreachable,
 its process stopped, or its iteration hangs. Slow but steady workers never count: the typical iteration

@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import faulthandler
+import fcntl
 import logging
 import os
 import sys
@@ -199,12 +200,22 @@ def repetition_log(path: str, experiment_level: str | int, fault_log: str | None
 
 def held_fault_log(path: str) -> int:
     """A descriptor on `path`, this process's fault log: created and opened by its first call, kept open for the
-    process's life (faulthandler writes to a descriptor from its signal handler), and removed when the process
-    exits if nothing was written into it. A fatal signal ends the process, so the file holds at most one stack:
+    process's life (faulthandler writes to a descriptor from its signal handler) and locked (`flock`) as long,
+    and removed when the process exits if nothing was written into it (one killed, or ended by its MPI job
+    without Python's exit, leaves it empty and unlocked: see `attempts.compact`). A fatal signal ends the
+    process, so the file holds at most one stack:
     that of the process's last repetition, which the attempts journal's last begin names."""
     fd = _fault_logs.get(path)
     if fd is None:
-        fd = _fault_logs[path] = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+        try:
+            fd = os.open(path, flags, 0o644)
+        except FileNotFoundError:  # its folder (a run's attempts folder, a compact store's) not made yet
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = os.open(path, flags, 0o644)
+        with contextlib.suppress(OSError):  # held for its life: a reader tells a dead process's log by its free lock
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _fault_logs[path] = fd
         if len(_fault_logs) == 1:  # a local worker process leaves by os._exit after multiprocessing's finalizers,
             import multiprocessing.util  # not by atexit's: both, the second finds nothing left to do
 

@@ -24,7 +24,14 @@
                                               nothing varies), as the original ClusterWork lays it out
         config.yml                            its effective config (first line: cluster_work's marker)
         experiment.yml, results.csv           what the original ClusterWork wrote there, if it ran it
-        log/rep_00/results.jsonl, status.json, rep.log, it_0000/   one repetition's files
+        log/rep_00.jsonl                      one repetition's rows, with its status records folded in (store)
+        log/rep_00/                           made only when used: the experiment's own files (`_log_path_rep`,
+                                              it_0000/) and rep.log, what the repetition logged and printed
+        log/rep_00/results.jsonl, status.json a repetition an earlier version began: its rows and status, kept
+                                              in that layout for as long as it exists (RepetitionPaths)
+    <path>/.cluster_work_attempts/fault-<host>-<pid>-<token>.log   the default layout's per-process fault log:
+                                              the Python stack of a native crash (faulthandler), named by the
+                                              process's attempts (a compact store keeps its own, in the store)
 
 Modules build paths with these functions and constants only; the store decides what is written to them.
 """
@@ -38,8 +45,9 @@ ORIGINAL_CONFIG_FILE = "experiment.yml"  # what the original ClusterWork writes 
 FROZEN_POINTS_FILE = ".cluster_work_points.json"
 CAMPAIGN_JOURNAL_FILE = ".cluster_work_campaign.jsonl"
 LOG_FOLDER = "log"
-RESULTS_FILE = "results.jsonl"
-STATUS_FILE = "status.json"
+REPETITION_FILE_SUFFIX = ".jsonl"  # log/rep_NN.jsonl: a repetition's rows and status records (the default layout)
+RESULTS_FILE = "results.jsonl"  # log/rep_NN/results.jsonl: the rows of a repetition an earlier version began
+STATUS_FILE = "status.json"  # log/rep_NN/status.json: its status
 LOG_FILE = "rep.log"
 RUNS_FILE = "runs.jsonl"
 ATTEMPTS_FOLDER = ".cluster_work_attempts"
@@ -48,7 +56,8 @@ PLOTS_FOLDER = "plots"
 COMPACT_FOLDER = ".cluster_work_compact"  # a compact store's segments, in the document's folder (compact_store)
 LOCKS_FILE = "locks"  # in COMPACT_FOLDER: a byte-range lock per repetition
 SEGMENT_PREFIX = "seg-"  # in COMPACT_FOLDER: seg-<host>-<pid>-<token>.jsonl, one per writing process
-FAULT_LOG_PREFIX = "fault-"  # in COMPACT_FOLDER: fault-<host>-<pid>-<token>.log, a writing process's native crash
+FAULT_LOG_PREFIX = "fault-"  # fault-<host>-<pid>-<token>.log, a process's native crash: in COMPACT_FOLDER (a
+# compact store's writers) or ATTEMPTS_FOLDER (the default layout's)
 INDEX_FILE = "index.json"  # in COMPACT_FOLDER: a cache of what the segments say per repetition (compact_index)
 DOCUMENT_CONFIG_FILE = "document.json"  # in COMPACT_FOLDER: the config its points share (compact_config)
 INDEX_TEMPORARY_PREFIX = ".index-"  # in COMPACT_FOLDER: an index being written, renamed to INDEX_FILE when whole
@@ -61,6 +70,11 @@ TENSORBOARD_FOLDER = "tensorboard"
 
 def repetition_folder_name(rep: int) -> str:
     return f"rep_{rep:02d}"
+
+
+def repetition_file_name(rep: int) -> str:
+    """`rep_NN.jsonl`: a repetition's one file in its experiment's log folder (beside the original's `rep_N.csv`)."""
+    return f"rep_{rep:02d}{REPETITION_FILE_SUFFIX}"
 
 
 def iteration_folder_name(iteration: int) -> str:
@@ -101,8 +115,8 @@ def segment_name(host: str, pid: int, token: str) -> str:
 
 
 def fault_log_name(host: str, pid: int, token: str) -> str:
-    """The Python stack of a native crash of the process that writes segment_name(host, pid, token), if it has
-    one (faulthandler's); an empty one is removed when its process exits."""
+    """The Python stack of a native crash of a process (faulthandler's; a compact store's writer names its segment
+    with the same token), if it has one; an empty one is removed when its process exits (logs.held_fault_log)."""
     return f"{FAULT_LOG_PREFIX}{host}-{pid}-{token}.log"
 
 
@@ -112,21 +126,31 @@ def log_folder(experiment_path: str) -> str:
 
 @dataclass(frozen=True)
 class RepetitionPaths:
-    """The files of one repetition, inside `<experiment>/log/rep_NN/` (or the document's `log_path`)."""
+    """The files of one repetition: `<experiment>/log/rep_NN.jsonl` (`file`) and its folder `log/rep_NN/`, made
+    only when the experiment or its log uses it; a repetition an earlier version began keeps its rows and status
+    in that folder (`folder_results_file`, `folder_status_file`). Which of the two a repetition uses is the
+    store's decision (store.RepetitionStore), the only one that looks."""
 
     folder: str
+    file: str
 
     @classmethod
     def of(cls, experiment_path: str, rep: int) -> RepetitionPaths:
-        return cls(os.path.join(log_folder(experiment_path), repetition_folder_name(rep)))
+        logs = log_folder(experiment_path)
+        return cls(os.path.join(logs, repetition_folder_name(rep)), os.path.join(logs, repetition_file_name(rep)))
 
     @property
-    def results_file(self) -> str:
+    def folder_results_file(self) -> str:
         return os.path.join(self.folder, RESULTS_FILE)
 
     @property
-    def status_file(self) -> str:
+    def folder_status_file(self) -> str:
         return os.path.join(self.folder, STATUS_FILE)
+
+    @property
+    def files(self) -> tuple[str, str, str]:
+        """Every file that can hold the repetition's rows or status, in either layout (what a cache of them stats)."""
+        return self.file, self.folder_results_file, self.folder_status_file
 
     @property
     def log_file(self) -> str:
@@ -160,6 +184,10 @@ class SweepPaths:
     def attempts_file(self, run: str, host: str, pid: int) -> str:
         """The journal of process `pid` on `host` in run `run` (the run id comes first: see `attempts_run`)."""
         return os.path.join(self.attempts_folder, f"{run}.{host}.{pid}")
+
+    def fault_log(self, host: str, pid: int, token: str) -> str:
+        """The default layout's fault log of process `pid` on `host` (`fault_log_name`), beside its journals."""
+        return os.path.join(self.attempts_folder, fault_log_name(host, pid, token))
 
     @property
     def attempts_summary(self) -> str:

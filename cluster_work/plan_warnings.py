@@ -1,8 +1,9 @@
 """What a run says about its plan before it starts: experiments whose parameters changed (warned, or refused
-where nothing else would run) and quarantined repetitions."""
+where nothing else would run), quarantined repetitions, and what -d/-o kept of the user's."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
@@ -71,3 +72,21 @@ def warn_quarantined(plan: Plan, policy: Policy, warn: Any = log.warning, most: 
     else:
         warn(f"{len(quarantined)} repetition(s) quarantined, not run: {shown}{more}; "
              "run with --retry-failed to run them again")
+
+
+KEPT_SHOWN = 5  # experiments whose kept files -d/-o names one by one; the rest in one line
+
+
+def warn_kept(kept: Sequence[tuple[str, list[str]]], warn: Any = log.warning) -> None:
+    """Name what -d/-o kept in each experiment's folder (files cluster_work did not write), for the first
+    KEPT_SHOWN experiments, then the rest in one line: a grid whose every point wrote into its `_log_path_rep`
+    gets a few lines, not one per point. The one wording of it: `apply_plan`'s, and a steered campaign's of the
+    points it added (`steering.campaign.forget_campaign`)."""
+    for name, left in kept[:KEPT_SHOWN]:
+        shown = ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
+        warn(f"{name}: -d/-o kept what cluster_work did not write: {shown}")
+    rest = kept[KEPT_SHOWN:]
+    if rest:
+        names = sorted({entry for _, left in rest for entry in left})
+        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        warn(f"-d/-o kept what cluster_work did not write in {len(rest)} more experiments' folders too ({shown})")

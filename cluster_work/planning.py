@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +17,7 @@ from .bulk_runs import folder_runs as folder_runs  # planning's names, as they w
 from .bulk_runs import present_folders as present_folders
 from .campaign_plans import CampaignPlan as CampaignPlan
 from .campaign_plans import campaign_plans, split_campaigns
+from .compact_config import refresh_document_config
 from .compact_index import SummaryExperiment, SummaryStore
 from .compact_store import CompactExperimentStore, is_compact, store_of
 from .errors import ConfigError
@@ -25,11 +26,13 @@ from .experiment_plan import CHANGED, plan_experiment
 from .experiment_plan import ExperimentPlan as ExperimentPlan
 from .experiment_plan import changed_params as changed_params
 from .experiment_plan import expected_seconds as expected_seconds
+from .files import StoreIO
 from .folder_index import FolderIndex, indexed_runs
 from .kinds import kind
 from .paths import compact_root
 from .plan_warnings import refuse_changed_only as refuse_changed_only
 from .plan_warnings import warn_changed as warn_changed
+from .plan_warnings import warn_kept
 from .plan_warnings import warn_quarantined as warn_quarantined
 from .preflight import check_document_layout, check_experiment, check_writable
 from .selection import Policy, Selection, select_experiments
@@ -77,6 +80,13 @@ class Plan:
         self._attempts: dict[str, AttemptIndex] = {}  # per sweep folder, read once
         self._indexes: dict[str, FolderIndex] = {}  # per document folder of the default layout, loaded once
         self._indexed: dict[str, ExpandedDocument] = {}  # the documents of the default layout planned whole
+        self.continued_stores: dict[str, Mapping[str, Any]] = {}  # compact store -> a config of a point with jobs
+
+    @property
+    def policy(self) -> Policy:
+        """What the run was asked (-d, -o, -I, --retry-failed): `apply_plan` forgets a campaign's own files on -d
+        even where none of its experiments has anything stored."""
+        return self._policy
 
     @property
     def experiments(self) -> Iterator[ExperimentPlan]:
@@ -235,6 +245,9 @@ class Plan:
                         counted = None
                 if isinstance(item, Bulk):
                     new, jobs = item.new, item.new * item.repetitions
+                    if jobs and is_compact(item.document.document):
+                        document = item.document
+                        self.continued_stores.setdefault(compact_root(document.base_folder), document.document)
                     totals.experiments += len(item)
                     totals.experiments_to_run += new if jobs else 0
                     totals.jobs += jobs
@@ -242,6 +255,9 @@ class Plan:
                     continue
                 if not fresh:
                     check_experiment(item, self._source, checked)
+                if item.jobs and item.experiment.store == "compact":
+                    self.continued_stores.setdefault(compact_root(item.experiment.config["_experiment_path"]),
+                                                     item.experiment.config)
                 totals.experiments += 1
                 totals.experiments_to_run += bool(item.jobs)
                 totals.jobs += len(item.jobs)
@@ -256,12 +272,12 @@ class Plan:
         for campaign in self.campaigns:
             kind(campaign.kind).check_selection(campaign, self._selection, self._source)
             campaign.plans = []
-            document = campaign.experiments if isinstance(campaign.experiments, ExpandedDocument) else None
-            if document is not None:  # (what a plain document's experiments planned in bulk are checked by)
-                check_writable(document.base_folder, document.base, self._source, checked)
-                check_document_layout(document.document.get("store", "folders"), document.base_folder,
-                                      document.base, self._source)
-                totals.sweep_paths.append(expand_path(document.document["path"]))
+            whole = campaign.experiments if isinstance(campaign.experiments, ExpandedDocument) else None
+            if whole is not None:  # (what a plain document's experiments planned in bulk are checked by)
+                check_writable(whole.base_folder, whole.base, self._source, checked)
+                check_document_layout(whole.document.get("store", "folders"), whole.base_folder, whole.base,
+                                      self._source)
+                totals.sweep_paths.append(expand_path(whole.document["path"]))
             for item, alone in campaign_plans(campaign, self._selection, self._policy):
                 campaign.plans.append(item)
                 totals.rewrites += item.rewrite
@@ -270,7 +286,7 @@ class Plan:
                 experiment = item.experiment
                 check_writable(experiment.path, experiment.base_name, self._source, checked)  # even with no jobs
                 check_experiment(item, self._source, checked)
-                if document is None:
+                if whole is None:
                     totals.sweep_paths.append(experiment.sweep_path)
         totals.sweep_paths = list(dict.fromkeys(totals.sweep_paths))
         self.totals, self._counted = totals, counted
@@ -338,32 +354,17 @@ def make_plan(expanded: Sequence[ExpandedExperiment], selection: Selection, poli
     return plan
 
 
-KEPT_SHOWN = 5  # experiments whose kept files -d/-o names one by one; the rest in one line
-
-
-def _warn_kept(kept: list[tuple[str, list[str]]], warn: Any) -> None:
-    """Name what -d/-o kept in each experiment's folder (files cluster_work did not write), for the first
-    KEPT_SHOWN experiments, then the rest in one line: a grid whose every point wrote into its `_log_path_rep`
-    gets a few lines, not one per point."""
-    for name, left in kept[:KEPT_SHOWN]:
-        shown = ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
-        warn(f"{name}: -d/-o kept what cluster_work did not write: {shown}")
-    rest = kept[KEPT_SHOWN:]
-    if rest:
-        names = sorted({entry for _, left in rest for entry in left})
-        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
-        warn(f"-d/-o kept what cluster_work did not write in {len(rest)} more experiments' folders too ({shown})")
-
-
-def apply_plan(plan: Plan, warn: Any = log.warning) -> None:
+def apply_plan(plan: Plan, warn: Any = log.warning, sync: bool = True) -> None:
     """Delete what -d/-o asked to delete and freeze custom points (configs are written by each experiment's
-    first job); fold the attempts journals of finished runs, forgetting those of deleted experiments."""
+    first job, their counts brought up to date by the jobs that continue them, see config_refresh; a compact
+    store's, which its points share, here: by the launcher alone, before any job); fold the attempts journals
+    of finished runs, forgetting those of deleted experiments."""
     plan.freeze_designs()
     deleted: dict[str, set[str]] = {}  # sweep folder -> names of the experiments deleted there
     kept: list[tuple[str, list[str]]] = []  # experiment, what -d/-o left in its folder (not cluster_work's)
-    for campaign in plan.campaigns if plan.totals.rewrites else ():
-        if any(item.rewrite for item in campaign.plans):
-            kind(campaign.kind).forget(campaign, warn)  # what it keeps beside its experiments first
+    for campaign in plan.campaigns:  # what it keeps beside its experiments first (with -d even where none is stored)
+        if plan.policy.delete or any(item.rewrite for item in campaign.plans):
+            kind(campaign.kind).forget(campaign, warn)
     campaigns = (item for campaign in plan.campaigns for item in campaign.plans)
     for item in itertools.chain(plan.experiments, campaigns) if plan.totals.rewrites else ():
         if not item.rewrite or item.skipped:
@@ -372,7 +373,10 @@ def apply_plan(plan: Plan, warn: Any = log.warning) -> None:
         deleted.setdefault(item.experiment.sweep_path, set()).add(item.experiment.name)
         if left:
             kept.append((item.experiment.name, left))
-    _warn_kept(kept, warn)
+    warn_kept(kept, warn)
+    for root, config in plan.continued_stores.items():  # after -d removed a document config: its next job writes it
+        with StoreIO("write", root):
+            refresh_document_config(root, config, sync)
     for sweep_path in plan.totals.sweep_paths:
         compact(sweep_path, forget=frozenset(deleted.get(sweep_path, ())))
     if plan.totals.rewrites:

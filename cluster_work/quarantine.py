@@ -50,7 +50,8 @@ class Attempt:
     (seconds since the epoch), and the rows the repetition had saved then. Where its journal says (not
     part of its identity): its repetition's log (`log`, relative to the sweep folder) and that log's size
     when it began (`log_offset`, -1 if unknown), where a crash during it left its stack. `innocent`: its
-    run is explained by another repetition's crash (`mark_innocents`)."""
+    run is explained by another repetition's crash (`mark_innocents`). `signal`: the fatal signal its part of the
+    log names, where it was read (attempts.read_index)."""
 
     run: str
     began: float
@@ -58,6 +59,7 @@ class Attempt:
     log: str = field(default="", compare=False)
     log_offset: int = field(default=-1, compare=False)
     innocent: bool = False
+    signal: str | None = field(default=None, compare=False)
 
 
 def trailing(unclosed: Iterable[Attempt], closed: Iterable[tuple[str, float]]) -> tuple[Attempt, ...]:

@@ -1,7 +1,7 @@
 """The one place that decides a repetition's state from its files (planning, -p/-P, --list all ask here).
 
-The rows on disk are the truth; `status.json` (written only for a repetition that once ended unfinished)
-is a hint that saves reading them:
+The rows on disk are the truth; the status (a status record in the repetition's file, or an earlier version's
+`status.json`; written only for a repetition that once ended unfinished) is a hint that saves reading them:
 - a live process holding the results file's lock: RUNNING (whatever the files say, e.g. while
   `-r 1 -i 0` reruns a finished repetition);
 - a status saying a campaign stopped it: STOPPED (its rows stay; it is never run again);
@@ -97,10 +97,16 @@ def read_repetition(store: RepetitionStore | CompactRepetition | SummaryRepetiti
         rows = store.read_results().rows
         count, rows_mean = len(rows), None
     saved = min(count, iterations)
-    suspicion = assess(attempts, saved, crash_signal(_tail(store.log_file))) if attempts and not running else None
+    suspicion = assess(attempts, saved, _crash_signal(store, attempts)) if attempts and not running else None
     state = decide(status, iterations, count, running, suspicion is not None and suspicion.quarantined)
     return RepetitionView(state, saved, status, rows, suspicion if state != RepetitionState.FINISHED else None,
                           rows_mean)
+
+
+def _crash_signal(store: Any, attempts: Sequence[Attempt]) -> str | None:
+    """The fatal signal of the latest of `attempts` whose part of its log names one (the process's fault log, or an
+    earlier version's rep.log), else the one at the end of the repetition's rep.log (journals without logs)."""
+    return next((a.signal for a in reversed(attempts) if a.signal), None) or crash_signal(_tail(store.log_file))
 
 
 def _tail(path: str, size: int = 16384) -> str:

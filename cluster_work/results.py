@@ -85,7 +85,8 @@ def load_results(path: str | os.PathLike[str], experiments: Iterable[str] | None
     `experiments` that the config does not define (or, for a folder, that saved nothing there): a typo must
     not read as an experiment without results. One the config defines but that has not run yet is no typo:
     no warning for it (as the original ClusterWork, which ignored unknown names, nothing is raised).
-    A weighted ensemble has one row per (iteration, walker), see `ensemble.analysis.with_ensembles`.
+    A campaign kind may keep rows of its own beside the repetitions' (`kinds.CampaignKind.own_rows`): a weighted
+    ensemble has one row per (iteration, walker), after the repetitions' rows.
     """
     wanted = list(experiments) if experiments is not None else None
     frame, saved = _load(path, wanted, params)
@@ -107,12 +108,10 @@ def _load(path: str | os.PathLike[str], wanted: list[str] | None, params: Mappin
     below `path`, kept or not (None where none has: the warning that nothing was found is given)."""
     import pandas as pd
 
-    from .ensemble.analysis import with_ensembles
-
     kept_names = set(wanted) if wanted is not None else None
     chunks: list[bytes | list[dict[str, Any]]] = []  # per repetition: our lines, or the original's rows
     blocks: list[dict[str, Any]] = []  # one per repetition: experiment, rep and params columns
-    folders: list[tuple[str, dict[str, Any]]] = []  # each kept folder, for a weighted ensemble's rows
+    folders: list[tuple[str, dict[str, Any], str]] = []  # each kept folder of a campaign, for its kind's own rows
     sweep_folders = _sweep_folders(path)
     fast = _fast_reader()  # where pyarrow is installed, parses what was read while more is read
     saved: set[str] = set()
@@ -130,9 +129,10 @@ def _load(path: str | os.PathLike[str], wanted: list[str] | None, params: Mappin
             if not flat_params_match(flat_params, params):
                 continue
             param_columns = {f"params.{k}": v for k, v in flat_params.items()}
-            folders.append((store.path, {"experiment": name, **param_columns}))
             key = campaign_key(config)  # only a campaign stops repetitions: only its statuses are read
             steered = key is not None and kind(key).stops_repetitions
+            if key is not None:
+                folders.append((store.path, {"experiment": name, **param_columns}, key))
             for rep in repetition_numbers(store.path):
                 repetition = store.repetition(rep)
                 chunk: bytes | list[dict[str, Any]] = repetition.read_complete_lines()
@@ -168,13 +168,33 @@ def _load(path: str | os.PathLike[str], wanted: list[str] | None, params: Mappin
     results, counts = fast.rows() or _parsed_rows(chunks)
     kept = [block for block, count in zip(blocks, counts) if count]
     if not kept:
-        return with_ensembles(pd.DataFrame(columns=INDEX_COLUMNS), folders), saved if found else None
+        return _with_own_rows(pd.DataFrame(columns=INDEX_COLUMNS), folders), saved if found else None
     import numpy as np
 
     meta = pd.DataFrame.from_records(kept)
     meta = meta.iloc[np.repeat(np.arange(len(kept)), [c for c in counts if c])].reset_index(drop=True)
     meta.insert(2, "iteration", results.pop("iteration").astype("int64"))
-    return with_ensembles(pd.concat([meta, results], axis=1), folders), saved if found else None
+    return _with_own_rows(pd.concat([meta, results], axis=1), folders), saved if found else None
+
+
+def _with_own_rows(frame: pd.DataFrame, folders: Iterable[tuple[str, Mapping[str, Any], str]]) -> pd.DataFrame:
+    """`frame` (the repetitions' rows) and, after them, the rows each campaign's kind keeps of its own in a folder
+    (`CampaignKind.own_rows`: a weighted ensemble's walkers), named by `columns` (`experiment`, the `params.*`)
+    and with `rep` and `iteration` after `experiment`, as in every frame of load_results."""
+    import pandas as pd
+
+    parts = []
+    for path, columns, key in folders:
+        rows = kind(key).own_rows(path)
+        if rows is None or not len(rows):
+            continue
+        meta = pd.DataFrame({name: [value] * len(rows) for name, value in columns.items()})
+        meta.insert(1, "rep", rows.iloc[:, 0])  # (by place: a column of the rows may be named so too)
+        meta.insert(2, "iteration", rows.iloc[:, 1])
+        parts.append(pd.concat([meta, rows.iloc[:, 2:]], axis=1))
+    if not parts:
+        return frame
+    return pd.concat([frame, *parts] if len(frame) else parts, ignore_index=True)
 
 
 def flat_params_match(flat_params: Mapping[str, Any], wanted: Mapping[str, Any] | None) -> bool:

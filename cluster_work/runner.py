@@ -27,6 +27,7 @@ from .restoring import restore_experiment as restore_experiment  # its old place
 from .store import (
     RepetitionBusy,
     ResultsPrefix,
+    refresh_configs,
     write_configs,
 )
 from .task_context import TaskContext
@@ -72,14 +73,15 @@ class ExperimentTask:
 
     def prepare(self, items: list[WorkItem]) -> None:
         """Before `items` run here, one after the other (an MPI leader's batch): store the configs their first
-        segments would each write and sync (fresh experiments of the default layout), with one sync for all.
-        Best effort: whatever goes wrong here is left to the segments themselves, which report it."""
+        segments would each write and sync (fresh experiments of the default layout), and bring up to date those
+        whose counts changed (continued ones, see config_refresh), with one sync for each kind. Best effort:
+        whatever goes wrong here is left to the segments themselves, which report it."""
         try:
-            configs = {item.experiment.path: item.experiment.config for item in items
-                       if isinstance(item, Segment) and item.config == ConfigWrite.IF_MISSING
-                       and item.experiment.store != "compact"}
-            if configs:
-                write_configs(configs.items(), self.settings.sync)
+            for write, store_them in ((ConfigWrite.IF_MISSING, write_configs), (ConfigWrite.REFRESH, refresh_configs)):
+                configs = {item.experiment.path: item.experiment.config for item in items
+                           if isinstance(item, Segment) and item.config == write and item.experiment.store != "compact"}
+                if configs:
+                    store_them(configs.items(), self.settings.sync)
         except Exception:
             log.debug("preparing a batch's configs failed; its segments write their own", exc_info=True)
 
@@ -193,8 +195,10 @@ class _SegmentRun:
         segment, writer, comm = self.segment, self.writer, self.context.comm
         if writer is not None and segment.config != ConfigWrite.KEEP:
             stored = experiment_store(segment.experiment.path, self.config)
+            if segment.config == ConfigWrite.REFRESH:  # its counts before its rows (config_refresh)
+                stored.refresh_config(self.config, sync=self.settings.sync)
             # a compact store's document config: looked at once per process (compact_config), no check per job
-            if segment.config == ConfigWrite.REPLACE or segment.experiment.store == "compact" or not stored.exists():
+            elif segment.config == ConfigWrite.REPLACE or segment.experiment.store == "compact" or not stored.exists():
                 stored.write_config(self.config, sync=self.settings.sync)
         prefix = writer.read() if writer is not None else None
         saved = len(prefix) if prefix is not None else 0

@@ -54,7 +54,7 @@ def _python_random_region() -> Region | None:
     change the bytes, the same seed must give them back. None where that does not hold (another Python)."""
     if sys.implementation.name != "cpython":
         return None
-    generator = random._inst  # type: ignore[attr-defined]  # the instance behind random.random() and the rest
+    generator = random._inst  # the instance behind random.random() and the rest
     saved = generator.getstate()
     try:
         generator.seed(PROBE_SEED)

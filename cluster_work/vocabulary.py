@@ -99,6 +99,9 @@ class ConfigWrite(enum.Enum):
     KEEP = "keep"  # it is there and current
     IF_MISSING = "if_missing"  # a new experiment: whichever of its segments starts first writes it
     REPLACE = "replace"  # outdated (-I continues with new parameters): the experiment's first segment rewrites it
+    # there, with the current parameters, but maybe not the current counts (config_refresh.REFRESHED): every segment
+    # of the experiment brings those up to date (rewriting it only where they differ) before its first row
+    REFRESH = "refresh"
 
 
 _KIND_TEXT = {

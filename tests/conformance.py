@@ -3,11 +3,11 @@ item, cancels of queued and running items, stops, segments up to a target and on
 tests/test_backends.py in-process against every backend, and by the ranks of a real mpiexec."""
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import pytest
+import repetition_files
 from backend_clients import Counting
 from polls import wait_for
 
@@ -36,8 +36,7 @@ def rows(expanded, rep: int) -> list[dict]:
     if is_compact(expanded.config):
         return catalog(compact_root(expanded.config["_experiment_path"]), force=True).repetition(
             expanded.name, rep).rows()
-    path = Path(expanded.path) / "log" / f"rep_{rep:02d}" / "results.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return repetition_files.rows(expanded, rep)
 
 
 def collect(executor, count: int) -> dict[int, object]:

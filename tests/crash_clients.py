@@ -7,13 +7,13 @@ CW_NO_CRASH=1 in the environment to run the same config without crashing (a reru
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import signal
 import sys
 import time
 
 from cluster_work import ClusterWork
+from cluster_work.store import ExperimentStore
 
 
 def crash(how: str, child_pid_file: str = "") -> None:
@@ -87,8 +87,7 @@ class Crashing(ClusterWork):
         pass
 
     def restore_state(self, config, rep, n):
-        with open(os.path.join(self._log_path_rep, "results.jsonl")) as handle:
-            self.total = json.loads(handle.read().splitlines()[n])["total"]
+        self.total = ExperimentStore(self._path).repetition(rep).read_results().rows[n]["total"]
         return True
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import yaml
 from conftest import descendants
+from repetition_files import STATUS_KEY
 
 
 def kill_session(process):
@@ -51,7 +52,8 @@ def assert_every_file_readable(out):
             assert isinstance(yaml.safe_load(path.read_text()), dict), path
         elif path.name == "status.json":
             json.loads(path.read_text())
-        elif path.name == "results.jsonl":
+        elif path.name == "results.jsonl" or (path.name.startswith("rep_") and path.suffix == ".jsonl"):
             lines = path.read_bytes().split(b"\n")
-            for number, line in enumerate(lines[:-1]):  # every complete line is a row in order
-                assert json.loads(line)["iteration"] == number, path
+            rows = [json.loads(line) for line in lines[:-1]]  # every complete line a row in order, or a status
+            assert [row["iteration"] for row in rows if STATUS_KEY not in row] == list(range(len(rows) - sum(
+                STATUS_KEY in row for row in rows))), path

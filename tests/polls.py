@@ -8,6 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+import repetition_files
+
 from cluster_work.paths import SweepPaths
 
 T = TypeVar("T")
@@ -25,8 +27,8 @@ def wait_for(condition: Callable[[], T], what: str, seconds: float = 60, every: 
 
 
 def saved_rows(out: Path) -> int:
-    """Rows saved under sweep folder `out` (complete lines of every results file)."""
-    return sum(path.read_bytes().count(b"\n") for path in Path(out).rglob("results.jsonl"))
+    """Rows saved under sweep folder `out` (complete rows of every repetition's file)."""
+    return repetition_files.saved_rows(out)
 
 
 def stops_noted(out: Path) -> int:

@@ -1,10 +1,11 @@
 """What the tests of local worker processes share (tests/test_crashes.py, tests/test_local_pool.py)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+import repetition_files
 from crash_clients import Crashing
+from repetition_files import rep_folder
 
 from cluster_work.expansion import expand_all
 from cluster_work.vocabulary import RunSettings
@@ -19,18 +20,13 @@ def experiment(folder: Path, repetitions: int = 4, iterations: int = 3, **params
     return expanded
 
 
-def rep_folder(expanded, rep: int) -> Path:
-    return Path(expanded.path) / "log" / f"rep_{rep:02d}"
-
-
 def status(expanded, rep: int) -> dict:
-    path = rep_folder(expanded, rep) / "status.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+    return repetition_files.status(expanded, rep) or {}
 
 
-def saved_rows(folder: Path) -> int:
-    path = folder / "results.jsonl"
-    return len(path.read_text().splitlines()) if path.exists() else 0
+def saved_rows(experiment, rep: int) -> int:
+    """The rows repetition `rep` of `experiment` (expanded, or its folder) saved."""
+    return len(repetition_files.rows(experiment, rep))
 
 
 def calls(expanded, rep: int) -> int:

@@ -52,10 +52,9 @@ class Crashing(ClusterWork):
         self._saved = self.value
 
     def restore_state(self, config, rep, n):
-        import json
+        from cluster_work.store import ExperimentStore
 
-        with open(os.path.join(self._log_path_rep, "results.jsonl")) as handle:
-            self.value = json.loads(handle.read().splitlines()[n])["value"]
+        self.value = ExperimentStore(self._path).repetition(rep).read_results().rows[n]["value"]
         return True
 
 

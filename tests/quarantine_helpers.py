@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import repetition_files
 from conftest import MPI_ENV, mpi_command, script_env
 
 CLIENTS = str(Path(__file__).resolve().parent / "quarantine_clients.py")
@@ -46,8 +47,4 @@ def start_run(cwd: Path, *args: str, mpi_ranks: int = 0, env: dict | None = None
 
 
 def rows(sweep: Path, name: str, rep: int = 0) -> int:
-    path = sweep / "walk" / name.split("__", 1)[1] / "log" / f"rep_{rep:02d}" / "results.jsonl"
-    try:
-        return path.read_bytes().count(b"\n")
-    except FileNotFoundError:
-        return 0
+    return len(repetition_files.rows(sweep / "walk" / name.split("__", 1)[1], rep))

@@ -66,6 +66,6 @@ def assert_compact(folder: Path) -> None:
     experiment's own files, `_log_path_rep`'s, and the rep.log of a repetition that logged)."""
     base = folder / "results" / "search"
     assert (base / COMPACT_FOLDER).is_dir()
-    written = [p.relative_to(base) for name in ("config.yml", "results.jsonl", "status.json")
+    written = [p.relative_to(base) for name in ("config.yml", "results.jsonl", "status.json", "rep_*.jsonl")
                for p in base.rglob(name)]
     assert written == [], written

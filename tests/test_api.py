@@ -11,6 +11,7 @@ import time
 import pytest
 from conftest import ROOT, requires, script_env
 from notebook_helpers import run_cells
+from repetition_files import results_files
 
 from cluster_work import Sweep, load_results
 
@@ -202,5 +203,5 @@ def test_stop_before_start_up_finished_is_one_line_and_status_130(tmp_path):
     sweep.stop()  # at once: the interpreter of the sweep's process is still starting
     assert sweep.wait(timeout=60) == 130
     assert sweep.output() == "stopped by SIGINT before any job started\n"
-    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("results.jsonl"))
+    assert not (tmp_path / "out").exists() or not results_files(tmp_path / "out")
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # this process's own stays

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 from conftest import ROOT, SCRIPT, run_cli, script_env
+from repetition_files import results_files
 
 import cluster_work
 from cluster_work.cli import build_parser
@@ -80,4 +81,4 @@ def test_list_v_prints_the_launch_line_without_its_own_v_and_it_runs_as_printed(
     assert "-v" not in words and "--list" not in words and words[-2:] == ["-n", "2"], line
     result = subprocess.run(words, cwd=tmp_path, env=script_env(), capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert len(list((tmp_path / "out").rglob("results.jsonl"))) == 2
+    assert len(results_files(tmp_path / "out")) == 2

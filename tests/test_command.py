@@ -1,5 +1,4 @@
 """Executables as experiments (`python -m cluster_work config.yml`): a real solver program, real kills."""
-import json
 import os
 import signal
 import subprocess
@@ -10,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import repetition_files
 from conftest import MPI_ENV, mpiexec, run_mpiexec, script_env
 
 from cluster_work import load_results
@@ -40,8 +40,11 @@ def wait_for(condition, what):
             sys.exit(9)
         time.sleep(0.01)
 
-def saved_rows():
-    return open("results.jsonl").read().count("\n") if os.path.exists("results.jsonl") else 0
+def saved_rows():  # its repetition's rows, in `log/rep_NN.jsonl` beside its folder `log/rep_NN/`
+    path = os.path.join("..", os.path.basename(os.getcwd()) + ".jsonl")
+    if not os.path.exists(path):
+        return 0
+    return sum(1 for line in open(path) if line.endswith("\n") and not line.startswith('{"cluster_work.status":'))
 
 for i in range(max(0, start - int(args.get("--reprint", 0))), steps):
     if "--check-saved" in args and i > start:  # the row before must be on disk before this iteration starts
@@ -94,7 +97,12 @@ def run(*args, cwd: Path, check_rc=None, env=None, timeout=120) -> subprocess.Co
 
 
 def rows(rep_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (rep_dir / "results.jsonl").read_text().splitlines()]
+    """The rows of the repetition whose folder (the command's working folder) is `rep_dir`."""
+    return repetition_files.rows(rep_dir.parent.parent, int(rep_dir.name[4:]))
+
+
+def status(rep_dir: Path) -> dict | None:
+    return repetition_files.status(rep_dir.parent.parent, int(rep_dir.name[4:]))
 
 
 def pids(rep_dir: Path) -> list[int]:
@@ -116,8 +124,7 @@ def is_gone(pid: int) -> bool:
 
 
 def saved(rep_dir: Path) -> int:
-    path = rep_dir / "results.jsonl"
-    return path.read_text().count("\n") if path.exists() else 0
+    return len(rows(rep_dir))
 
 
 # --- placeholders, pure ------------------------------------------------------------------------------------
@@ -253,7 +260,7 @@ def test_ctrl_c_stops_after_the_row_in_flight_and_leaves_no_command_running(tmp_
     assert process.returncode == 130, "".join(lines)
     wait_until(lambda: all(map(is_gone, pids(rep_dir))), "the command to be gone", timeout=30)
     assert [r["iteration"] for r in rows(rep_dir)] == [0, 1, 2, 3]
-    assert json.loads((rep_dir / "status.json").read_text())["state"] == "interrupted"
+    assert status(rep_dir)["state"] == "interrupted"
 
     (tmp_path / "config.yml").write_text((tmp_path / "config.yml").read_text().replace("--hang-at 4", ""))
     run(cwd=tmp_path, check_rc=0)
@@ -307,8 +314,8 @@ def test_a_failing_command_fails_its_repetition_with_the_end_of_its_stderr_in_th
     for mode in ("fail", "short", "killed"):
         rep_dir = tmp_path / "out" / "heat" / f"m{mode}" / "log" / "rep_00"
         assert [r["iteration"] for r in rows(rep_dir)] == [0, 1]
-        status = json.loads((rep_dir / "status.json").read_text())
-        assert status["state"] == "failed" and "command: python3 " in status["traceback"]
+        failed = status(rep_dir)
+        assert failed["state"] == "failed" and "command: python3 " in failed["traceback"]
 
 
 @pytest.mark.processes

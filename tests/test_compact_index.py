@@ -94,6 +94,20 @@ def test_a_half_done_compact_sweep_plans_lists_and_sums_as_in_folders_and_as_eac
         assert figures(expand(compact, "compact"), full) == figures(expand(folders), full)
 
 
+def test_d_rewrites_the_experiments_a_compact_store_holds_as_in_folders_and_as_each_experiment(tmp_path):
+    """-d counts (and deletes) the experiments with something stored, in either layout, planned whole or one by one:
+    a new one has nothing to delete."""
+    for store in ("folders", "compact"):
+        run_some(tmp_path / store, (0, 150, 5), store)
+    compact, folders = tmp_path / "compact", tmp_path / "folders"
+    plans = [make_plan(experiments, Selection(), Policy(delete=True), "test") for experiments in (
+        expand(compact, "compact"), list(expand(compact, "compact")), expand(folders), list(expand(folders)))]
+    counted = {**vars(plans[0].totals), "sweep_paths": []}
+    assert all({**vars(plan.totals), "sweep_paths": []} == counted for plan in plans)
+    assert 0 < counted["rewrites"] == sum(os.path.isdir(e.path) for e in expand(folders)) < len(expand(folders))
+    assert [item.rewrite for item in plans[0].experiments] == [os.path.isdir(e.path) for e in expand(folders)]
+
+
 def test_a_changed_parameter_is_seen_through_the_index(tmp_path):
     plans = {}
     for store in ("folders", "compact"):

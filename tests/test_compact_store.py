@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from conftest import SCRIPT, comparable, descendants, run_cli, script_env
+from repetition_files import results_files
 from store_helpers import kill_9
 
 from cluster_work import load_results
@@ -73,7 +74,7 @@ def test_a_sweep_runs_resumes_and_loads_as_in_folders(tmp_path):
     assert "3 jobs to run" in rerun.stderr, rerun.stderr  # the finished half is not run again
     pd.testing.assert_frame_equal(comparable(folders / "out"), comparable(compact / "out"))
     assert set(states(compact).values()) == {"finished"}
-    assert not list((compact / "out").rglob("results.jsonl")) and not list((compact / "out").rglob("config.yml"))
+    assert not results_files(compact / "out") and not list((compact / "out").rglob("config.yml"))
     assert "0 jobs to run" in run_cli("Deterministic", "config.yml", cwd=compact, check_rc=0).stderr
 
 

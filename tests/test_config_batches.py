@@ -61,3 +61,23 @@ def test_configs_there_kept_or_replaced_and_compact_stores_are_left_to_the_jobs(
     assert os.stat(ExperimentStore(there.path).config_file).st_ino == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["there"]  # nothing else written
     assert not ExperimentStore(replaced.path).exists()
+
+
+def test_a_batch_of_continued_experiments_whose_counts_grew_gets_them_with_one_sync(tmp_path, syncs):
+    """Counts raised since the configs were stored (config_refresh): the batch rewrites the configs that are
+    stale, with one sync for all, and leaves a current one alone; the jobs then write none of their own."""
+    experiments = grid(tmp_path, 4)
+    for experiment in experiments[:3]:
+        ExperimentStore(experiment.path).write_config({**experiment.config, "iterations": 0, "repetitions": 2})
+    ExperimentStore(experiments[3].path).write_config(experiments[3].config)
+    configs = [ExperimentStore(e.path) for e in experiments]
+    current = os.stat(configs[3].config_file).st_ino
+    segments = [Segment(i, e, 0, config=ConfigWrite.REFRESH) for i, e in enumerate(experiments)]
+    ExperimentTask(Counting, SETTINGS).prepare(segments)
+    assert syncs == [{c.config_file for c in configs[:3]}]
+    assert [(c.read_config()["repetitions"], c.read_config()["iterations"]) for c in configs] == [(1, 1)] * 4
+    assert os.stat(configs[3].config_file).st_ino == current
+    inodes = [os.stat(c.config_file).st_ino for c in configs]
+    for segment in segments:
+        assert run_segment(Counting, segment, SETTINGS).kind == OutcomeKind.FINISHED
+    assert [os.stat(c.config_file).st_ino for c in configs] == inodes

@@ -3,8 +3,8 @@ reporting fails exactly the repetition it was running, named with the signal and
 Python stack (where faulthandler can) in the repetition's log; every other repetition finishes."""
 from __future__ import annotations
 
-import json
 import os
+import re
 import signal
 from pathlib import Path
 
@@ -48,8 +48,8 @@ CRASHES = [
 def test_a_native_crash_fails_only_its_repetition(tmp_path, how, words, stack):
     exp = experiment(tmp_path, crash=f"0:{how}", crash_at=1, sleep=0.02)
     # two workers, four items: each worker runs one and holds one, so rep 2 waits on the worker that dies
-    segments = [Segment(rep, exp, rep, config=ConfigWrite.IF_MISSING if rep == 0 else ConfigWrite.KEEP)
-                for rep in range(4)]
+    segments = [Segment(rep, exp, rep, config=ConfigWrite.IF_MISSING if rep == 0 else ConfigWrite.KEEP,
+                        run_id="r1") for rep in range(4)]  # a run's: its attempts name each worker's fault log
     with LocalProcessExecutor(ExperimentTask(Crashing, SETTINGS), 2, "forkserver") as executor:
         outcomes = run_all(executor, segments)
     failed = outcomes.pop(0)
@@ -59,15 +59,19 @@ def test_a_native_crash_fails_only_its_repetition(tmp_path, how, words, stack):
     assert failed.error.startswith("worker process ") and failed.iterations_done == 1
     recorded = status(exp, 0)
     assert recorded["state"] == "failed" and recorded["error"] == failed.error and recorded["iterations_done"] == 1
-    assert saved_rows(rep_folder(exp, 0)) == 1
-    log = rep_folder(exp, 0) / "rep.log"
+    assert saved_rows(exp, 0) == 1
+    # the stack in the dead worker's fault log beside its attempts journal (one file a process, not one a
+    # repetition); the surviving workers' were empty, and removed as they exited
+    logs = list((tmp_path / ".cluster_work_attempts").glob("fault-*.log"))
     if stack:
+        [log] = logs
         text = log.read_text()
         assert "Fatal Python error" in text and "crash_clients.py" in text and " in iterate" in text, text
         assert failed.log_file == str(log)
     else:
-        assert failed.log_file is None  # nothing written there (a killed process leaves faulthandler's file empty)
-    for rep in (1, 2, 3):
+        # (a process killed by SIGKILL or exit() leaves its fault log empty: nothing to name)
+        assert failed.log_file is None and not any(log.stat().st_size for log in logs)
+    for rep in range(4):
         assert not (rep_folder(exp, rep) / "rep.log").exists()
 
 
@@ -181,15 +185,17 @@ def test_two_crashes_in_a_sweep_fail_two_repetitions_and_a_rerun_retries_only_th
     first = run_cli("Crashing", "config.yml", "-n", "2", cwd=tmp_path, script=CRASH_SCRIPT)
     output = first.stdout + first.stderr
     assert first.returncode == 1, output  # failures: the exit status the CLI gives any failed repetition
-    reps = tmp_path / "out" / "grid" / "log"
+    experiment_folder = tmp_path / "out" / "grid"
+    reps = experiment_folder / "log"
     for rep, words in ((1, "killed by SIGKILL"), (3, "killed by SIGSEGV (segmentation fault)")):
-        recorded = json.loads((reps / f"rep_{rep:02d}" / "status.json").read_text())
+        recorded = status(experiment_folder, rep)
         assert recorded["state"] == "failed" and recorded["iterations_done"] == 2, recorded
         assert words in recorded["error"] and recorded["error"].endswith("in iteration 2"), recorded
         assert f"grid rep {rep}: failed: worker process" in output and words in output
     assert output.count(": failed: ") == 2, output
-    assert "Fatal Python error: Segmentation fault" in (reps / "rep_03" / "rep.log").read_text()
-    assert {rep: saved_rows(reps / f"rep_{rep:02d}") for rep in range(6)} == {0: 4, 1: 2, 2: 4, 3: 2, 4: 4, 5: 4}
+    named = re.search(r"grid rep 3: .*; traceback in (\S+)", output)  # the dead worker's fault log
+    assert named and "Fatal Python error: Segmentation fault" in (tmp_path / named.group(1)).read_text(), output
+    assert {rep: saved_rows(experiment_folder, rep) for rep in range(6)} == {0: 4, 1: 2, 2: 4, 3: 2, 4: 4, 5: 4}
 
     progress = run_cli("Crashing", "config.yml", "-P", cwd=tmp_path, script=CRASH_SCRIPT, check_rc=0).stdout
     failed_lines = [line for line in progress.splitlines() if "failed" in line and "worker process" in line]
@@ -200,4 +206,4 @@ def test_two_crashes_in_a_sweep_fail_two_repetitions_and_a_rerun_retries_only_th
     run_cli("Crashing", "config.yml", "-n", "2", cwd=tmp_path, script=CRASH_SCRIPT, check_rc=0)
     again = {rep: (reps / f"rep_{rep:02d}" / "calls").read_bytes() for rep in range(6)}
     assert {rep for rep in range(6) if again[rep] != calls[rep]} == {1, 3}  # only the failed ones ran again
-    assert all(saved_rows(reps / f"rep_{rep:02d}") == 4 for rep in range(6))
+    assert all(saved_rows(experiment_folder, rep) == 4 for rep in range(6))

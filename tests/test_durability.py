@@ -7,12 +7,12 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from conftest import SCRIPT, comparable, run_cli, script_env
 from kills import assert_every_file_readable, kill_session
 from polls import saved_rows, stops_noted, wait_for
+from repetition_files import is_status, repetition_key, results_files, statuses
 
 pytestmark = pytest.mark.processes  # every test here starts real processes
 
@@ -40,12 +40,12 @@ def locked(out):
     """The repetition folders (relative to `out`) whose results file a live process holds locked, found by
     trying a shared lock from this process: what the kernel says, whatever cluster_work reports."""
     held = []
-    for path in sorted(Path(out).rglob("results.jsonl")):
+    for path in results_files(out):
         with open(path, "rb") as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:
-                held.append(str(path.parent.relative_to(out)))
+                held.append(repetition_key(path, out))
     return held
 
 
@@ -70,14 +70,14 @@ def repetition_of(folder):
 def saved_repetitions(out):
     """Each repetition's complete rows (a torn last line left out) read with plain json, without the timing
     columns, keyed by its folder relative to `out`."""
-    return {str(path.parent.relative_to(out)): [{k: v for k, v in json.loads(line).items() if k not in TIMING}
-                                                for line in path.read_bytes().split(b"\n")[:-1]]
-            for path in Path(out).rglob("results.jsonl")}
+    return {repetition_key(path, out): [{k: v for k, v in json.loads(line).items() if k not in TIMING}
+                                        for line in path.read_text().split("\n")[:-1] if not is_status(line)]
+            for path in results_files(out)}
 
 
 def wait_until_running(folder, count=1, timeout=60):
     """Until `count` repetitions have opened their results file (the run has really started)."""
-    wait_for(lambda: len(list(Path(folder).rglob("results.jsonl"))) >= count,
+    wait_for(lambda: len(results_files(folder)) >= count,
              f"{count} repetition(s) to open their results", timeout)
 
 
@@ -143,7 +143,7 @@ def test_a_stop_signal_finishes_the_iterations_in_flight_and_the_same_command_re
     assert process.returncode == 130, stderr
     assert "to resume or retry:" in stderr and "Traceback" not in stderr
     assert_every_file_readable(tmp_path / "out")
-    states = [json.loads(p.read_text())["state"] for p in (tmp_path / "out").rglob("status.json")]
+    states = [found["state"] for found in statuses(tmp_path / "out")]
     assert set(states) <= {"interrupted", "finished"} and states.count("finished") < 6, states
     deadline = time.time() + 30  # the run has exited; its workers must follow it, dropping their locks
     while locked(tmp_path / "out") and time.time() < deadline:

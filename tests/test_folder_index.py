@@ -19,6 +19,7 @@ import pytest
 import yaml
 from experiments import Deterministic
 from huge_sweep_helpers import documents, run_some
+from repetition_files import is_status
 
 from cluster_work import bulk_runs
 from cluster_work.bulk_runs import NewOrDoneRun
@@ -150,13 +151,16 @@ def stop_a_repetition(tmp_path):  # a campaign stopped it: a status alone, its r
     repetition(tmp_path, "walk__s4.0_fa1", 0).write_status(Record.STOPPED, iterations_done=1)
 
 
-def remove_a_status(tmp_path):  # a failed repetition's status removed by hand
-    [status] = list((out(tmp_path) / "walk").glob("*/log/rep_01/status.json"))[:1]
-    os.remove(status)
+def remove_a_status(tmp_path):  # a failed repetition's status records removed by hand
+    path = next(path for path in sorted((out(tmp_path) / "walk").glob("*/log/rep_01.jsonl"))
+                if any(map(is_status, path.read_text().splitlines())))
+    path.write_text("".join(line for line in path.read_text().splitlines(keepends=True) if not is_status(line)))
 
 
-def remove_a_finished_repetition(tmp_path):  # `rm -r log/rep_00` to run it again
-    shutil.rmtree(repetition(tmp_path, "walk__s0.5_fa-1", 1).path)
+def remove_a_finished_repetition(tmp_path):  # `rm -r log/rep_01*` to run it again
+    store = repetition(tmp_path, "walk__s0.5_fa-1", 1)
+    shutil.rmtree(store.path)
+    os.remove(store.results_file)
 
 
 def remove_an_experiment(tmp_path):
@@ -243,13 +247,9 @@ SELECTIONS = {"-r 1": (Selection(repetition=1), Policy()),
 def test_selections_and_policies_decide_as_without_the_index(tmp_path, selection, policy):
     half_done(tmp_path)
     change = other_params if policy.overwrite else None
-    if not policy.delete:
-        compare(tmp_path, change, selection, policy)
-        return
-    with_index = decisions(plan_of(expand(tmp_path), selection, policy))  # (-d counts no rewrite of experiments
-    for path in index_files(tmp_path):  # without a folder, which a plan one by one does: compared whole)
-        os.remove(path)
-    assert with_index == decisions(plan_of(expand(tmp_path), selection, policy))
+    plan = compare(tmp_path, change, selection, policy)  # (-d: the same rewrites, those of experiments on disk)
+    if policy.delete:
+        assert 0 < plan.totals.rewrites == sum(os.path.isdir(e.path) for e in expand(tmp_path)) < len(expand(tmp_path))
 
 
 def test_a_repetition_run_again_with_r_and_i_is_read_again(tmp_path):
@@ -413,7 +413,6 @@ def test_the_index_names_only_the_files_of_repetitions(tmp_path):
         folder = out(tmp_path) / "walk" / part
         files = [folder / "config.yml"]
         for rep in range(len(json.loads(reps))):
-            paths = RepetitionPaths.of(str(folder), rep)
-            files += [paths.results_file, paths.status_file]
+            files += RepetitionPaths.of(str(folder), rep).files
         found = [os.stat(path) if os.path.exists(path) else None for path in files]
         assert stats == "|".join(f"{at.st_size}:{at.st_mtime_ns}:{at.st_ino}" if at else "-" for at in found)

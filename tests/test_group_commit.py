@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from backend_clients import Counting
+from repetition_files import is_status
 
 from cluster_work import durability
 from cluster_work.expansion import expand_all
@@ -55,10 +56,13 @@ def test_a_finished_status_is_trusted_only_while_the_rows_it_counted_are_there(t
 
 def test_a_lost_or_torn_status_costs_nothing(tmp_path):
     store = finished_repetition(tmp_path)
-    Path(store.status_file).write_bytes(b'{"state": "fin')  # torn
+    data = Path(store.results_file).read_bytes()
+    Path(store.results_file).write_bytes(data[:-12])  # the finished status's record torn
     assert read_repetition(store, 4).state == RepetitionState.FINISHED  # from the rows
-    os.remove(store.status_file)
-    assert read_repetition(store, 4).state == RepetitionState.FINISHED
+    assert store.read_status()["state"] == "reached"  # the last complete record
+    Path(store.results_file).write_bytes(b"".join(line for line in data.splitlines(keepends=True)
+                                                  if not is_status(line.decode())))  # every record lost
+    assert not store.has_status() and read_repetition(store, 4).state == RepetitionState.FINISHED
     assert read_repetition(store, 5).state == RepetitionState.PARTIAL
 
 

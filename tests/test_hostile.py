@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import SCRIPT, descendants, run_cli, script_env
+from repetition_files import repetition_file, results_files, saved_rows, to_folder_layout
 
 BASE = "name: DEFAULT\nrepetitions: 2\niterations: 2\npath: out\n---\n"
 ONE = "name: DEFAULT\nrepetitions: 1\niterations: 1\npath: out\n---\n"
@@ -283,15 +284,14 @@ def test_delete_never_deletes_through_a_symbolic_link(tmp_path, cli):
 def test_delete_with_one_repetition_is_refused_or_deletes_only_that_repetition(tmp_path, cli):
     (tmp_path / "config.yml").write_text("name: walk\nrepetitions: 3\niterations: 2\npath: out\n")
     assert cli("config.yml")[0] == 0
-    results = {rep: (tmp_path / "out" / "walk" / "log" / f"rep_0{rep}" / "results.jsonl").read_bytes()
-               for rep in range(3)}
+    results = {rep: repetition_file(tmp_path / "out" / "walk", rep).read_bytes() for rep in range(3)}
     status, _, stderr = cli("config.yml", "-d", "-r", "0")
     if status == 2:
         assert_one_error_line(stderr, "-d", source=None)
     else:
         assert status == 0, stderr
     for rep in (1, 2) if status == 0 else (0, 1, 2):
-        assert (tmp_path / "out" / "walk" / "log" / f"rep_0{rep}" / "results.jsonl").read_bytes() == results[rep]
+        assert repetition_file(tmp_path / "out" / "walk", rep).read_bytes() == results[rep]
 
 
 # --- huge sweeps -----------------------------------------------------------------------------------------
@@ -379,7 +379,7 @@ def wait_for(condition, timeout: float) -> bool:
 
 
 def rows_on_disk(out: Path) -> int:
-    return sum(path.read_bytes().count(b"\n") for path in out.rglob("results.jsonl"))
+    return saved_rows(out)
 
 
 @pytest.mark.processes
@@ -391,8 +391,8 @@ def test_kill_9_of_the_main_process_ends_the_workers_and_the_forkserver(tmp_path
     out = tmp_path / "out"
     helpers: list[int] = []
     try:
-        both_running = wait_for(lambda: len(list(out.rglob("results.jsonl"))) == 2
-                                and all(p.stat().st_size for p in out.rglob("results.jsonl")), 60)
+        both_running = wait_for(lambda: len(results_files(out)) == 2
+                                and all(p.stat().st_size for p in results_files(out)), 60)
         helpers = descendants(process.pid)  # the forkserver, its two workers, multiprocessing's resource tracker
         assert both_running and len(helpers) >= 3, helpers
         process.kill()
@@ -481,7 +481,7 @@ def test_the_cli_gives_back_the_callers_signal_handlers(tmp_path, cli):
 def test_leftover_temporary_files_of_a_killed_write_are_removed_by_the_next_run(tmp_path, cli):
     (tmp_path / "config.yml").write_text("name: walk\nrepetitions: 2\niterations: 2\npath: out\n")
     assert cli("config.yml")[0] == 0
-    reps = [tmp_path / "out" / "walk" / "log" / f"rep_0{rep}" for rep in range(2)]
+    reps = [to_folder_layout(tmp_path / "out" / "walk", rep) for rep in range(2)]  # an earlier version's: status.json
     leftovers = [reps[0] / ".status.json.k2j4h5g6.tmp", reps[1] / ".status.json.a_9zz0q1.tmp"]
     users = [reps[0] / "notes.tmp", reps[0] / ".status.json.tmp", reps[0] / ".status.json.mine.tmp",
              reps[1] / ".status.json.ABCDEFGH.tmp", tmp_path / "out" / "walk" / "notes.tmp"]

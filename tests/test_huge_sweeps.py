@@ -6,6 +6,7 @@ path): the output is the same, byte for byte."""
 import io
 import json
 import math
+import os
 import tracemalloc
 
 import pytest
@@ -56,8 +57,20 @@ def test_names_folders_and_values_from_the_axes_are_each_experiments(tmp_path, k
         assert list(document.joined_points(encode, "; ", start)) == joined[start:]
 
 
-SELECTIONS = {"everything": Selection(), "-e walk": Selection(experiments=("walk",)),
-              "-j 5 150 7": Selection(jobs=(5, 150, 7)), "-r 1": Selection(repetition=1)}
+@pytest.mark.parametrize("part", [slice(None), slice(5, 80, 7), slice(-3, None), slice(None, None, -9), slice(90, 99)],
+                         ids=["all", "5:80:7", "-3:", "::-9", "past the end"])
+def test_a_document_and_a_sweep_are_sliced_as_the_list_of_their_experiments(tmp_path, part):
+    """Sequences of experiments made on demand: a slice is made one by one, as the list of them is sliced."""
+    sweep = expand(tmp_path)
+    names = [experiment.name for experiment in sweep]
+    assert [experiment.name for experiment in sweep[part]] == names[part]
+    document = sweep.documents[0]
+    assert [experiment.name for experiment in document[part]] == names[:len(document)][part]
+
+
+SELECTIONS = {"everything": (Selection(), Policy()), "-e walk": (Selection(experiments=("walk",)), Policy()),
+              "-j 5 150 7": (Selection(jobs=(5, 150, 7)), Policy()), "-r 1": (Selection(repetition=1), Policy()),
+              "-d": (Selection(), Policy(delete=True))}
 
 
 @pytest.mark.parametrize("ran", [(), (0, 150, 5), (0, 140)], ids=["nothing ran", "some ran", "most ran"])
@@ -65,11 +78,13 @@ SELECTIONS = {"everything": Selection(), "-e walk": Selection(experiments=("walk
 def test_list_and_jobs_are_those_of_planning_each_experiment(tmp_path, ran, selection):
     if ran:
         run_some(tmp_path, ran)
-    whole = make_plan(expand(tmp_path), SELECTIONS[selection], Policy(), "test")
-    each = make_plan(list(expand(tmp_path)), SELECTIONS[selection], Policy(), "test")
-    assert any(isinstance(chunk, FreshRun) for chunk in whole.chunks()) == (selection in ("everything", "-e walk"))
+    whole = make_plan(expand(tmp_path), *SELECTIONS[selection], "test")
+    each = make_plan(list(expand(tmp_path)), *SELECTIONS[selection], "test")
+    assert any(isinstance(chunk, FreshRun) for chunk in whole.chunks()) == (selection in ("everything", "-e walk",
+                                                                                         "-d"))
     assert not any(isinstance(chunk, FreshRun) for chunk in each.chunks())
-    assert vars(whole.totals) == vars(each.totals)
+    assert vars(whole.totals) == vars(each.totals)  # (-d: the rewrites too, only of experiments with a folder)
+    assert whole.totals.rewrites == (sum(os.path.isdir(e.path) for e in expand(tmp_path)) if selection == "-d" else 0)
     assert [vars(job) for job in whole.jobs] == [vars(job) for job in each.jobs]
     assert text(print_plan, whole, as_json=True) == text(print_plan, each, as_json=True)
     random_line = "searched: 6 random samples, seed"  # a document's line: a list of experiments has none

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from crash_clients import BigOutcome, Crashing
 from polls import wait_for
-from pool_helpers import SETTINGS, calls, collect, experiment, rep_folder
+from pool_helpers import SETTINGS, calls, collect, experiment, rep_folder, saved_rows
 
 from cluster_work.backends import LocalProcessExecutor
 from cluster_work.runner import ExperimentTask
@@ -86,7 +86,7 @@ def test_no_item_runs_twice_whatever_is_cancelled_when(tmp_path):
         outcomes.update(collect(executor, executor.in_flight()))
     assert sorted(outcomes) == list(range(60))
     for rep, outcome in outcomes.items():
-        rows = len((rep_folder(exp, rep) / "results.jsonl").read_text().splitlines()) if calls(exp, rep) else 0
+        rows = saved_rows(exp, rep)
         assert calls(exp, rep) == rows == outcome.iterations_done, (rep, outcome)
         assert outcome.kind in (OutcomeKind.FINISHED, OutcomeKind.CANCELLED), outcome
     assert any(o.kind == OutcomeKind.CANCELLED for o in outcomes.values())

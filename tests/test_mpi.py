@@ -12,6 +12,7 @@ import pytest
 from conftest import MPI_ENV, comparable, descendants, mpi_command, run_cli, run_mpi, run_mpiexec, script_env
 from kills import assert_every_file_readable, kill_session
 from polls import saved_rows, wait_for
+from repetition_files import results_files, row_lines
 from store_helpers import recorded_states
 
 from cluster_work import load_results
@@ -218,7 +219,7 @@ def test_waiting_ranks_do_not_spin(tmp_path):
                                stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.time() + 60
-        while not any((tmp_path / "out").rglob("results.jsonl")) and time.time() < deadline:
+        while not results_files(tmp_path / "out") and time.time() < deadline:
             time.sleep(0.05)
         ranks = _python_ranks(process.pid)
         runnable = dict.fromkeys(ranks, 0)
@@ -323,7 +324,7 @@ def test_ranks_busy_in_python_exit_soon_after_mpiexec_is_killed(tmp_path):
                                env={**script_env(), **MPI_ENV}, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 60
-    while len(list((tmp_path / "out").rglob("results.jsonl"))) < 4 and time.time() < deadline:
+    while len(results_files(tmp_path / "out")) < 4 and time.time() < deadline:
         time.sleep(0.05)
     ranks = _python_ranks(process.pid)
     assert len(ranks) == 5
@@ -411,5 +412,5 @@ def test_kill_9_of_mpiexec_while_experiments_print_fails_no_repetition(tmp_path)
 
 def _each_saved(out, repetitions, rows):
     """Whether `repetitions` repetitions have saved `rows` rows each (the run is well under way)."""
-    counts = [len(p.read_bytes().splitlines()) for p in Path(out).rglob("results.jsonl")]
+    counts = [row_lines(p) for p in results_files(out)]
     return len(counts) >= repetitions and min(counts) >= rows

@@ -45,7 +45,9 @@ with MPIExecutor(ExperimentTask(Draws, RunSettings(log_level="WARNING")), finali
         plan = make_plan(expand_all([document], {"sleep": 0.0, "point": 0}), Selection(), Policy(), "test")
         apply_plan(plan)
         summary = run_segments(plan.jobs, executor)
-        print(json.dumps({"finished": summary.counts[OutcomeKind.FINISHED], "messages": executor.job_messages()}))
+        print(json.dumps({"finished": summary.counts[OutcomeKind.FINISHED], "messages": executor.job_messages(),
+                          "outcome_messages": executor.outcome_messages(),
+                          "iterations": executor.figures.iterations_done()}))
 """
 
 
@@ -71,8 +73,11 @@ def test_short_items_reach_the_leaders_in_batches_and_give_the_results_of_a_run_
     # one message per item without batches; about 20 with them on an idle machine, 82 seen on a loaded one
     # (an item that takes over SHORT_SECONDS there goes alone): half is far from both
     assert figures["messages"] <= 300 // 2
+    # their outcomes come back several to a message too (mpi_reports): about a quarter of what a leader holds
+    assert figures["outcome_messages"] <= 300 // 2
+    assert figures["iterations"] == 300 * 2  # what the live display counts: every iteration once
     alone = run_sweep(tmp_path, "alone", 300, 0.0, 1)
-    assert alone == {"finished": 300, "messages": 0}
+    assert alone == {"finished": 300, "messages": 0, "outcome_messages": 0, "iterations": 600}
     assert comparable(tmp_path / "mpi").equals(comparable(tmp_path / "alone"))
 
 
@@ -81,7 +86,8 @@ def test_long_items_are_sent_one_at_a_time(tmp_path):
     # 2 iterations of 30 ms each, not short: a leader holds its running item and one more
     assert 2 * 0.03 > SHORT_SECONDS
     figures = run_sweep(tmp_path, "mpi", 12, 0.03, 3)
-    assert figures == {"finished": 12, "messages": 12}
+    assert figures == {"finished": 12, "messages": 12, "outcome_messages": 12,  # each outcome as its item ends
+                       "iterations": 24}
 
 
 @pytest.mark.parametrize(("typical", "depth"), [

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import repetition_files
 from conftest import MPI_ENV, descendants, mpi_command, run_cli, run_mpiexec, script_env
 from polls import wait_for
 from store_helpers import recorded_states
@@ -88,19 +89,21 @@ def test_a_rank_that_dies_under_ulfm_fails_exactly_its_repetition(tmp_path, how)
     finished = [rep for rep, state in states(tmp_path).items() if state == "finished"]
     assert sorted(finished) == [0, 1, 3, 4, 5]
     assert all(calls(tmp_path, rep) == 4 for rep in finished)  # none ran twice, none was failed in passing
-    status = json.loads((rep_folder(tmp_path, 2) / "status.json").read_text())
+    status = repetition_files.status(tmp_path / "out" / "d", 2)
     assert status["state"] == "failed" and status["error"].startswith(f"MPI rank {rank} on {host} died"), status
     frame = load_results(tmp_path / "out")
     assert len(frame[frame.rep != 2]) == 20
 
 
 @pytest.mark.slow
-def test_a_rank_that_dies_natively_under_ulfm_on_a_compact_store_is_named_with_its_signal(tmp_path):
-    """ULFM tells rank 0 only that a rank died; the signal comes from the dead rank's fault log in the compact
-    store (faulthandler's stack, named by its attempts journal), which the failure names too."""
+@pytest.mark.parametrize("store", ["compact", "folders"])
+def test_a_rank_that_dies_natively_under_ulfm_is_named_with_its_signal(tmp_path, store):
+    """ULFM tells rank 0 only that a rank died; the signal comes from the dead rank's fault log (faulthandler's
+    stack, named by its attempts journal: in the compact store, or beside the journals for the default layout),
+    which the failure names too."""
     ulfm_or_skip()
     (tmp_path / "config.yml").write_text(CONFIG.format(reps=4, params=json.dumps({"fault": "2:segv"}))
-                                         + "store: compact\n")
+                                         + f"store: {store}\n")
     result = run_mpiexec(ulfm_command(3), cwd=tmp_path)
     assert result.returncode == 1, result.stderr
     failed = failed_lines(result.stderr)

@@ -15,6 +15,7 @@ import pytest
 from clients_plotwork import Rewards, Walker
 from conftest import ROOT, requires, run_cli, script_env
 from notebook_helpers import pngs_of, run_notebook, text_of
+from repetition_files import repetition_key, results_files
 
 from cluster_work import ClusterWork, load_results, original_format
 
@@ -276,7 +277,7 @@ def test_a_cluster_work_run_over_an_original_sweep_runs_only_what_the_original_l
     sweep = copy_original(tmp_path / "original")
     theirs = {path: path.read_bytes() for path in sweep.rglob("*") if path.is_file()}
     run_client("Walker", "config.yml", cwd=sweep)
-    ran = sorted(str(p.parent.relative_to(sweep)) for p in sweep.rglob("results.jsonl"))
+    ran = sorted(repetition_key(path, sweep) for path in results_files(sweep))
     assert ran == ["out/single/log/rep_01", "out/walk/s2.0/log/rep_01"]  # the repetitions the original left
     assert all(path.read_bytes() == data for path, data in theirs.items() if path.suffix != ".pkl")
     frame = load_results(sweep / "config.yml")
@@ -284,4 +285,4 @@ def test_a_cluster_work_run_over_an_original_sweep_runs_only_what_the_original_l
     kept = frame[(frame.experiment == "walk__s1.0")].pos.tolist()
     assert kept == original_csv(sweep / "out/walk/s1.0/results.csv").pos.tolist()
     run_client("Walker", "config.yml", cwd=sweep)
-    assert sorted(str(p.parent.relative_to(sweep)) for p in sweep.rglob("results.jsonl")) == ran
+    assert sorted(repetition_key(path, sweep) for path in results_files(sweep)) == ran

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, requires, run_cli
 from notebook_helpers import execute, pngs_of, run_notebook, text_of
+from repetition_files import is_status, repetition_file
 
 from cluster_work import load_results, summary
 
@@ -31,11 +32,11 @@ def sweep(tmp_path_factory):
 
 def saved_repetitions(out: Path) -> dict[str, list[list[dict]]]:
     """Per expanded experiment (`<base>__<params part>`, named after its folder) the rows of each repetition,
-    read from the results.jsonl files with plain json: the figures are computed here without cluster_work."""
+    read from the repetitions' files with plain json: the figures are computed here without cluster_work."""
     found: dict[str, list[list[dict]]] = {}
-    for path in sorted(out.glob("*/*/log/rep_*/results.jsonl")):
-        rows = [json.loads(line) for line in path.read_bytes().splitlines()]
-        found.setdefault(f"{path.parts[-5]}__{path.parts[-4]}", []).append(rows)
+    for path in sorted(out.glob("*/*/log/rep_*.jsonl")):
+        rows = [json.loads(line) for line in path.read_text().splitlines() if not is_status(line)]
+        found.setdefault(f"{path.parts[-4]}__{path.parts[-3]}", []).append(rows)
     return found
 
 
@@ -160,7 +161,7 @@ def test_a_sweep_being_written_loads_as_a_consistent_prefix(sweep, tmp_path):
     import pandas as pd
     copy = tmp_path / "out"
     shutil.copytree(sweep / "out", copy)
-    results = copy / "walk" / "s1.0" / "log" / "rep_00" / "results.jsonl"
+    results = repetition_file(copy / "walk" / "s1.0", 0)
     with open(results, "ab") as handle:
         handle.write(b'{"iteration":5,"value":')  # a writer in the middle of a row
     frame = load_results(copy)

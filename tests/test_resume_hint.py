@@ -12,11 +12,11 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from conftest import SCRIPT, run_cli, run_mpi, run_mpiexec, script_env
 from polls import stops_noted, wait_for
+from repetition_files import is_status, repetition_key, results_files
 
 from cluster_work.cli import build_parser
 from cluster_work.launch import program, resume_command
@@ -32,8 +32,9 @@ PREFIX = ["python", "slow.py"]
 
 
 def saved(out):
-    """Every results file's text, by its path."""
-    return {str(path.relative_to(out)): path.read_text() for path in sorted(Path(out).rglob("results.jsonl"))}
+    """Every repetition's rows, by its path."""
+    return {repetition_key(path, out): "".join(line for line in path.read_text().splitlines(keepends=True)
+                                               if not is_status(line)) for path in results_files(out)}
 
 
 def assert_kept(before, out):

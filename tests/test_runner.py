@@ -2,11 +2,11 @@
 two ranks (threads over a fake communicator) that must take every branch together."""
 from __future__ import annotations
 
-import json
 import threading
 from pathlib import Path
 
 from backend_clients import Counting
+from repetition_files import repetition_file, rows
 from thread_comm import ThreadComm
 
 from cluster_work.backends.base import TaskContext
@@ -25,8 +25,7 @@ def experiment(folder: Path, iterations: int = 5, **params):
 
 
 def totals(expanded, rep: int = 0) -> list[int]:
-    path = Path(ExperimentStore(expanded.path).repetition(rep).results_file)
-    return [json.loads(line)["total"] for line in path.read_text().splitlines()]
+    return [row["total"] for row in rows(expanded, rep)]
 
 
 def status(expanded, rep: int = 0) -> dict:
@@ -48,7 +47,8 @@ def test_a_stop_keeps_the_rows_and_a_rerun_continues_from_the_saved_state(tmp_pa
     resumed = run_segment(Counting, Segment(1, exp, 1), SETTINGS)
     assert resumed.kind == OutcomeKind.FINISHED and resumed.iterations_run == 3
     assert totals(exp, 1) == [1, 3, 6, 10, 15]  # restored from iteration 1's state, not reset
-    assert status(exp, 1)["results_bytes"] == Path(ExperimentStore(exp.path).repetition(1).results_file).stat().st_size
+    data = repetition_file(exp, 1).read_bytes()  # the rows' bytes, before the finished status's record
+    assert status(exp, 1)["results_bytes"] == data.rindex(b'\n{"cluster_work.status":') + 1
 
 
 def test_restart_from_an_iteration_drops_the_later_rows(tmp_path):

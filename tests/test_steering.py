@@ -7,6 +7,8 @@ any point resumes from its journal to the same decisions.
 """
 import json
 import math
+import os
+import pathlib
 import random
 import statistics
 from collections import Counter
@@ -16,7 +18,9 @@ import pytest
 from cluster_work.config import merge_and_validate
 from cluster_work.errors import ConfigError, StoreError
 from cluster_work.expansion import expand_all
-from cluster_work.planning import CampaignPlan
+from cluster_work.planning import CampaignPlan, apply_plan, make_plan
+from cluster_work.selection import Policy as RunPolicy
+from cluster_work.selection import Selection
 from cluster_work.steering import (
     Add,
     Finish,
@@ -677,3 +681,28 @@ def test_a_campaign_whose_journal_cannot_be_written_says_so_in_its_step_and_leav
     monkeypatch.undo()
     driver.close()
     assert driver.exit_status() == 3 and "store failure: cannot write the campaign journal" in driver.summary_line()
+
+
+def test_minus_d_names_what_it_kept_of_the_points_a_campaign_added_in_a_few_lines_as_of_a_plan(tmp_path):
+    """-d of a campaign whose 9 added points each hold a file of the user's warned once per point; now as a plan's
+    experiments: the first few by name, the rest in one line (`plan_warnings.warn_kept`). The files stay."""
+    block = {"policy": "test_steering:Explorer", "metric": "loss", "seed": 3, "options": {"budget": 8}}
+    spec = check_steer_block(block, SOURCE, "search")
+    document = make_document(tmp_path, grid={"c": [0, 1, 2]}, iterations=4)
+    engine = Engine(document, spec, policy_loss).run()
+    added = list(engine.steering.experiments)[3:]
+    assert len(added) == 9
+    for experiment in added:
+        os.makedirs(experiment.path)
+        pathlib.Path(experiment.path, "mine.txt").write_text("the user's")
+    [config] = merge_and_validate([{"name": "search", "repetitions": 1, "iterations": 4, "grid": {"c": [0, 1, 2]},
+                                    "path": str(tmp_path / "results"), "steer": block}], SOURCE,
+                                  warn=lambda message: None)
+    warnings: list[str] = []
+    apply_plan(make_plan(expand_all([config], source=SOURCE, warn=lambda message: None), Selection(),
+                         RunPolicy(delete=True), SOURCE), warn=warnings.append)
+    kept = [line for line in warnings if "kept what cluster_work did not write" in line]
+    assert kept == [f"{e.name}: -d/-o kept what cluster_work did not write: mine.txt" for e in added[:5]] + [
+        "-d/-o kept what cluster_work did not write in 4 more experiments' folders too (mine.txt)"]
+    assert not os.path.exists(journal_path(document.base_folder))
+    assert all(pathlib.Path(e.path, "mine.txt").read_text() == "the user's" for e in added)

@@ -4,6 +4,7 @@ import os
 
 import pytest
 from conftest import run_cli
+from repetition_files import rep_folder, repetition_file, rows, status
 
 from cluster_work import load_results
 
@@ -52,13 +53,14 @@ def test_sweep_writes_tidy_results(cli, sweep):
 
 def test_files_per_repetition_are_few_and_readable(cli, sweep):
     cli("NoRestore", "config.yml", cwd=sweep, check_rc=0)
-    rep_folder = sweep / "out" / "walk" / "s1.0" / "log" / "rep_00"
+    experiment = sweep / "out" / "walk" / "s1.0"
     # rep.log once something is logged; save_state is called without restore support too, as the original did
-    ours = [name for name in sorted(os.listdir(rep_folder)) if not name.startswith("state_")]
-    # no status.json: a repetition that runs to its end has its rows only (they say it is finished)
-    assert ours == ["results.jsonl"] and (rep_folder / "state_3.pkl").exists()
-    lines = (rep_folder / "results.jsonl").read_text().splitlines()
-    assert [json.loads(line)["iteration"] for line in lines] == [0, 1, 2, 3]
+    ours = [name for name in sorted(os.listdir(rep_folder(experiment, 0))) if not name.startswith("state_")]
+    # no status: a repetition that runs to its end has its rows only (they say it is finished)
+    assert ours == [] and (rep_folder(experiment, 0) / "state_3.pkl").exists()
+    assert sorted(os.listdir(experiment / "log")) == ["rep_00", "rep_00.jsonl", "rep_01", "rep_01.jsonl", "rep_02",
+                                                       "rep_02.jsonl"]
+    assert [row["iteration"] for row in rows(experiment, 0)] == [0, 1, 2, 3] and status(experiment, 0) is None
     assert (sweep / "out" / "walk" / "s1.0" / "config.yml").read_text().startswith("# written by cluster_work")
 
 
@@ -98,10 +100,9 @@ def test_a_failing_repetition_is_isolated_and_reported(cli, sweep, write_config)
     per_rep = frame.groupby(["experiment", "rep"]).size()
     assert per_rep.xs(1, level="rep").tolist() == [2, 2]  # its saved iterations stay
     assert per_rep.xs(0, level="rep").tolist() == [4, 4]
-    rep_folder = sweep / "out" / "walk" / "s1.0" / "log" / "rep_01"
-    status = json.loads((rep_folder / "status.json").read_text())
-    assert status["state"] == "failed" and "boom at 2" in status["traceback"]
-    assert "Traceback" in (rep_folder / "rep.log").read_text()
+    failed = status(sweep / "out" / "walk" / "s1.0", 1)
+    assert failed["state"] == "failed" and "boom at 2" in failed["traceback"]
+    assert "Traceback" in (rep_folder(sweep / "out" / "walk" / "s1.0", 1) / "rep.log").read_text()
     retry = cli("Deterministic", "config.yml", cwd=sweep, check_rc=1)
     assert "0 finished" in retry.stderr and "2 failed" in retry.stderr  # finished ones are not rerun
 
@@ -143,11 +144,11 @@ def test_raising_repetitions_and_grid_runs_only_new_jobs(cli, sweep, write_confi
 def test_restore_falls_back_to_an_earlier_state_and_drops_later_rows(cli, sweep, tmp_path_factory):
     cli("Deterministic", "config.yml", cwd=sweep, check_rc=0)
     before = values(sweep / "out")
-    rep_folder = sweep / "out" / "walk" / "s1.0" / "log" / "rep_02"
+    folder = rep_folder(sweep / "out" / "walk" / "s1.0", 2)
     for n in (2, 3):
-        os.remove(rep_folder / f"state_{n}.pkl")
+        os.remove(folder / f"state_{n}.pkl")
     cli("Deterministic", "config.yml", "-r", "2", "-i", "4", "-e", "walk__s1.0", cwd=sweep, check_rc=0)
-    log_text = (rep_folder / "rep.log").read_text()
+    log_text = (folder / "rep.log").read_text()
     assert "restored the state after iteration 1" in log_text
     assert_same_results(before, values(sweep / "out"))
 
@@ -155,7 +156,7 @@ def test_restore_falls_back_to_an_earlier_state_and_drops_later_rows(cli, sweep,
 def test_restart_one_repetition_from_an_iteration_touches_nothing_else(cli, sweep):
     cli("Deterministic", "config.yml", cwd=sweep, check_rc=0)
     before = values(sweep / "out")
-    other = sweep / "out" / "walk" / "s2.0" / "log" / "rep_00" / "results.jsonl"
+    other = repetition_file(sweep / "out" / "walk" / "s2.0", 0)
     mtime = other.stat().st_mtime_ns
     result = cli("Deterministic", "config.yml", "-r", "1", "-i", "2", cwd=sweep, check_rc=0)
     assert "2 finished" in result.stderr and "(2 iterations" in result.stderr
@@ -227,14 +228,13 @@ def test_config_error_writes_nothing(cli, tmp_path, write_config):
 
 def test_torn_last_row_is_ignored_by_readers_and_cut_by_the_writer(cli, sweep):
     cli("Deterministic", "config.yml", "-e", "walk__s1.0", cwd=sweep, check_rc=0)
-    results = sweep / "out" / "walk" / "s1.0" / "log" / "rep_00" / "results.jsonl"
+    experiment = sweep / "out" / "walk" / "s1.0"
+    results = repetition_file(experiment, 0)
     lines = results.read_bytes().splitlines(keepends=True)
     results.write_bytes(b"".join(lines[:2]) + lines[2][:15])  # as if killed while writing row 2
-    status = results.parent / "status.json"
-    status.write_text(json.dumps({"state": "running"}))
     assert len(load_results(sweep / "out")) == 3 * 4 - 2
     cli("Deterministic", "config.yml", "-e", "walk__s1.0", cwd=sweep, check_rc=0)
-    assert [json.loads(l)["iteration"] for l in results.read_text().splitlines()] == [0, 1, 2, 3]
+    assert [json.loads(line)["iteration"] for line in results.read_text().splitlines()] == [0, 1, 2, 3]
 
 
 def test_progress_and_list_read_only_what_is_on_disk(cli, sweep):
@@ -249,10 +249,10 @@ def test_progress_and_list_read_only_what_is_on_disk(cli, sweep):
 def test_old_style_client_runs_unchanged(cli, tmp_path, write_config):
     write_config("name: old\nrepetitions: 2\niterations: 3\npath: out\nparams: {name: y}\n")
     cli("OldStyleClient", "config.yml", "--no_gui", cwd=tmp_path, check_rc=0)
-    rep_folder = tmp_path / "out" / "old" / "log" / "rep_01"
-    seen = json.loads((rep_folder / "it_0002" / "seen.json").read_text())
+    folder = rep_folder(tmp_path / "out" / "old", 1)
+    seen = json.loads((folder / "it_0002" / "seen.json").read_text())
     assert seen["it"] == 2 and isinstance(seen["seed"], int)
-    assert (rep_folder / "state_2.pkl").exists()
+    assert (folder / "state_2.pkl").exists()
     assert len(load_results(tmp_path / "out")) == 6
 
 
@@ -278,7 +278,7 @@ def test_delete_never_touches_anything_outside_the_experiment_folders(cli, tmp_p
     (tmp_path / "precious.txt").write_text("keep")
     write_config(f"name: guard\nrepetitions: 1\niterations: 1\npath: '{path}'\n")
     cli("Deterministic", "config.yml", cwd=tmp_path, check_rc=0)
-    assert (tmp_path / "guard" / "log" / "rep_00" / "results.jsonl").exists()
+    assert repetition_file(tmp_path / "guard", 0).exists()
     cli("Deterministic", "config.yml", "-d", cwd=tmp_path, check_rc=0)
     assert (tmp_path / "precious.txt").read_text() == "keep" and (tmp_path / "config.yml").exists()
 

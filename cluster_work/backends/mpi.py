@@ -7,7 +7,8 @@ every other rank serves items until rank 0 releases it and returns None (`worker
 ended); leaving the block releases the workers, commits what was written and finalizes MPI.
 
 Rank 0 keeps a set of idle group leaders, sends each an item (a few hundred bytes), and receives back a
-small outcome (`mpi_dispatch`); results never pass through rank 0. By default each worker runs an item
+small outcome (`mpi_dispatch`; short items go and come back several to a message: `mpi_reports`); results
+never pass through rank 0. By default each worker runs an item
 alone, with COMM_SELF as `self._COMM` (the original's value). With groups (`-g G` groups, or `--group_size S` ranks
 each; see `mpi_layout`) the group's first rank (its leader) talks to rank 0 and forwards the item to the
 others, and all of them run it with the group's communicator as `self._COMM`; only the leader writes.
@@ -311,6 +312,10 @@ class MPIExecutor(Executor):
     def job_messages(self) -> int:
         """Messages of items sent to leaders so far (for tests and benchmarks: short items go in batches)."""
         return self._dispatcher.job_messages
+
+    def outcome_messages(self) -> int:
+        """Messages of outcomes received from leaders so far (for tests and benchmarks: see `mpi_reports`)."""
+        return self._dispatcher.outcome_messages
 
     def forward_stop(self) -> None:
         """Tell the group leaders; rank 0's own group follows its decision (the runner's broadcast)."""

@@ -2,7 +2,8 @@
 them died (under ULFM) or went silent.
 
 Rank 0 keeps a queue of items, gives each idle leader one, tops up busy leaders in batches (see
-`Dispatcher.dispatch`), and receives back small messages: progress counts and outcomes (`mpi_messages`).
+`Dispatcher.dispatch`), and receives back small messages: progress counts and outcomes, those of short items
+several to a message (`mpi_reports`).
 Under ULFM (`mpi_ft`) a rank's death is noticed while rank 0 waits: the dead rank's last messages are taken
 first (a matched probe still receives them), then the item it was running fails, recorded as lost
 (`ExperimentTask.lost`), and what it held beyond that goes back to the queue (`mpi_roster`). A group that
@@ -80,14 +81,16 @@ class Dispatcher:
         self._stalled: list[Silence] = []
         self._checked = time.monotonic()
         self._typical: float | None = None  # s, a moving average of the items' own seconds (their outcomes')
+        self._depth = batch_depth(None)  # batch_depth(self._typical), kept (asked several times per item)
         self.job_messages = 0  # messages of items sent (for tests and benchmarks: batches make them fewer)
+        self.outcome_messages = 0  # messages of outcomes received (likewise: see mpi_reports)
 
     def submit(self, item: WorkItem) -> None:
         self._queue.append(item)
         self.dispatch(idle_only=True)  # a busy leader's next batch is sent when its holding runs low
 
     def depth(self) -> int:
-        return batch_depth(self._typical)
+        return self._depth
 
     def has_capacity(self) -> bool:
         """Whether to queue more: each serving leader's depth, and half as much again for its next batches
@@ -158,11 +161,19 @@ class Dispatcher:
             self.iterations += payload
             self.roster.heard(source, payload)
             return
+        self.outcome_messages += 1
+        for one in payload if isinstance(payload, list) else (payload,):  # a leader's outcomes, in order
+            self._ended(source, one)
+        self.dispatch()
+
+    def _ended(self, source: int, payload: Outcome | GroupBroken) -> None:
+        """The running item of leader `source` ended as `payload` says."""
         ended = payload.outcome if isinstance(payload, GroupBroken) else payload
         ran = ended.iterations_run if ended is not None else 0
         if ended is not None:
             self._typical = ended.seconds if self._typical is None else \
                 (1 - TYPICAL_WEIGHT) * self._typical + TYPICAL_WEIGHT * ended.seconds
+            self._depth = batch_depth(self._typical)
         new = max(0, ran - self._reported.pop(source, 0))  # a lost item's rows on disk still count
         self.iterations += new
         item = self.roster.ended(source, new)
@@ -170,7 +181,6 @@ class Dispatcher:
             self._queue.extendleft(reversed(self.roster.retire(source)))
             payload = self.group_lost(item, payload.outcome, payload.lost, source)
         self._ready.append(payload)
-        self.dispatch()
 
     def group_lost(self, item: WorkItem, outcome: Outcome | None, lost: list[int], leader: int) -> Outcome:
         """The outcome of `item`, which the group led by `leader` ran when it lost ranks `lost`: a failure
@@ -242,7 +252,7 @@ class Dispatcher:
                     needy.remove(leader)
         for leader, items in batches.items():
             if items:
-                self._sends.send(self._world, [pickle_item(item) for item in items], leader, TAG_JOB)
+                self._sends.send(self._world, pickle_item(items), leader, TAG_JOB)
                 self.job_messages += 1
                 for item in items:
                     self.roster.assign(leader, item)

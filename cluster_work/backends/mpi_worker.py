@@ -19,14 +19,14 @@ from .mpi_ft import agree_on_failures
 from .mpi_messages import (
     START_GAP,
     TAG_JOB,
-    TAG_OUTCOME,
     GroupBroken,
     Inbox,
-    ProgressMessages,
     Sends,
     peer_failed,
+    pickle_item,
     wait_for_message,
 )
+from .mpi_reports import Reports
 
 log = logging.getLogger("cluster_work")
 
@@ -55,6 +55,10 @@ def _worker_context(index: int, group_comm: Any, inbox: Inbox | None, progress: 
                        cancelled=lambda: inbox.cancelled(index, gap()), iteration_done=done)
 
 
+def _nothing() -> None:
+    pass
+
+
 def serve(MPI: Any, task: Task, world: Any, group_comm: Any, leader: bool, ulfm: bool) -> list[int] | None:
     """A worker's items until the None that ends them (then return None), or until its group breaks under
     ULFM (then return the world ranks it lost, as far as known).
@@ -66,43 +70,51 @@ def serve(MPI: Any, task: Task, world: Any, group_comm: Any, leader: bool, ulfm:
     stopping.handle_stop_signals(hard_second=False)  # SIGTERM from mpiexec or Slurm: finish the iteration
     sends = Sends()
     inbox = Inbox(MPI, world) if leader else None
-    group_ulfm = ulfm and group_comm.Get_size() > 1
+    reports = Reports(world, sends, batching=not ulfm) if leader else None  # see mpi_reports: kept outcomes die
+    # with their leader, which under ULFM rank 0 outlives
+    members = group_comm.Get_size() - 1  # the other ranks of its group (a leader passes each item on to them)
+    group_ulfm = ulfm and members > 0
     prepare = getattr(task, "prepare", None)  # what the task does for a batch before its items run
     while True:
         item, outcome, broken = None, None, False
         if inbox is not None:
-            received = inbox.next_item()
-            payload, item = received if received is not None else (None, None)
+            item = inbox.next_item()
             new = inbox.take_new()
             if new and prepare is not None and not inbox.stopped(START_GAP):
                 prepare(new)
         try:
             if leader:
-                for member in range(1, group_comm.Get_size()):
+                payload = pickle_item(item) if item is not None and members else None
+                for member in range(1, members + 1):
                     sends.send(group_comm, payload, member, TAG_JOB)
             else:
                 wait_for_message(group_comm, 0, TAG_JOB)
                 payload = group_comm.recv(source=0, tag=TAG_JOB)
                 item = pickle.loads(payload) if payload is not None else None
             if item is not None:
-                # counted per item: rank 0 subtracts what it heard of this item from its outcome's count
-                progress = ProgressMessages(world, sends) if leader else (lambda: None)
-                outcome = task(item, _worker_context(item.index, group_comm, inbox, progress))
+                if reports is not None:
+                    reports.item_started(item)
+                outcome = task(item, _worker_context(item.index, group_comm, inbox,
+                                                     reports.iteration_done if reports is not None else _nothing))
         except Exception as exc:
             if not (group_ulfm and peer_failed(exc)):
                 raise
             broken = True
         lost = agree_on_failures(MPI, group_comm, world) if group_ulfm else []
-        if leader and item is not None:
-            sends.send(world, GroupBroken(None if broken else outcome, lost) if lost or broken else outcome, 0,
-                       TAG_OUTCOME)
+        if reports is not None and inbox is not None and item is not None:
+            if lost or broken:
+                reports.broken(GroupBroken(None if broken else outcome, lost))
+            elif outcome is not None:
+                reports.ended(outcome, inbox.held())
         if lost or broken:
             log.warning("MPI rank %d: its group lost rank(s) %s; it runs nothing more", world.Get_rank(),
                         ", ".join(map(str, lost)) or "?")
-            if inbox is not None and payload is not None:
+            if inbox is not None and item is not None:
                 inbox.await_release()  # a retired leader: the items it holds are run elsewhere
             break
-        if payload is None:
+        if item is None:
             break
+    if reports is not None:
+        reports.flush()  # nothing kept: it sent what it kept when it ran out of items
     sends.complete()  # rank 0 sent nothing after the release: the inbox holds no stop or cancel unread
     return lost if lost or broken else None

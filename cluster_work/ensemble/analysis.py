@@ -6,7 +6,6 @@ pandas is imported inside the functions: workers import cluster_work, never pand
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .store import ensemble_file, last_record, read_records
@@ -46,26 +45,14 @@ def load_ensemble(experiment_path: str) -> pd.DataFrame:
                          "recycled": "bool", "bin": "int64"})
 
 
-def with_ensembles(frame: pd.DataFrame, folders: Iterable[tuple[str, Mapping[str, Any]]]) -> pd.DataFrame:
-    """`frame` (load_results' rows of plain repetitions) and, after them, the rows of each folder that holds
-    an ensemble: `columns` first (`experiment`, the `params.*`), `rep` 0 (an ensemble is its experiment's one
-    repetition), then `load_ensemble`'s columns, `iteration` third as in every frame of load_results."""
-    import pandas as pd
-
-    parts = []
-    for path, columns in folders:
-        if not os.path.isfile(ensemble_file(path)):
-            continue
-        rows = load_ensemble(path)
-        if not len(rows):
-            continue
-        meta = pd.DataFrame({name: [value] * len(rows) for name, value in columns.items()})
-        meta.insert(1, "rep", 0)
-        meta.insert(2, "iteration", rows.pop("iteration"))
-        parts.append(pd.concat([meta, rows], axis=1))
-    if not parts:
-        return frame
-    return pd.concat([frame, *parts] if len(frame) else parts, ignore_index=True)
+def ensemble_rows(experiment_path: str) -> pd.DataFrame | None:
+    """What load_results shows of an experiment folder's ensemble (`EnsembleKind.own_rows`): `load_ensemble`'s
+    rows, with `rep` 0 (an ensemble is its experiment's one repetition); None where it holds no ensemble."""
+    if not os.path.isfile(ensemble_file(experiment_path)):
+        return None
+    rows = load_ensemble(experiment_path)  # (its `iteration` first)
+    rows.insert(0, "rep", 0, allow_duplicates=True)  # (a column of the rows may be named so too)
+    return rows
 
 
 def ensemble_flux(frame: pd.DataFrame) -> pd.Series:

@@ -183,7 +183,7 @@ class WeightedEnsemble:
 def _coordinate(row: dict[str, Any], column: str, walker: int) -> float:
     value = row.get(column)
     try:
-        coordinate = float(value)  # type: ignore[arg-type]
+        coordinate = math.nan if value is None else float(value)
     except (TypeError, ValueError):
         coordinate = math.nan
     if isinstance(value, bool) or not math.isfinite(coordinate):

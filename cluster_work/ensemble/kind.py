@@ -13,6 +13,7 @@ from ..expansion import Expansion
 from ..kinds import CampaignKind
 
 if TYPE_CHECKING:
+    import pandas as pd
     from rich.table import Table
 
     from ..expansion import ExpandedExperiment
@@ -72,6 +73,12 @@ class EnsembleKind(CampaignKind):
         from .progress import ensembles_progress
 
         return ensembles_progress(units)
+
+    def own_rows(self, experiment_path: str) -> pd.DataFrame | None:
+        """Every (iteration, walker) of the folder's ensemble (`analysis.ensemble_rows`)."""
+        from .analysis import ensemble_rows
+
+        return ensemble_rows(experiment_path)
 
 
 KIND = EnsembleKind()

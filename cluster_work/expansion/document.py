@@ -6,7 +6,7 @@ import itertools
 import math
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, overload
 
 from .. import sampling
 from ..config import KeyPath, Warn, deep_merge, flatten_paths, set_path
@@ -61,7 +61,15 @@ class ExpandedDocument(Sequence[ExpandedExperiment]):
     def __len__(self) -> int:
         return self._size
 
-    def __getitem__(self, index: int) -> ExpandedExperiment:  # type: ignore[override]
+    @overload
+    def __getitem__(self, index: int) -> ExpandedExperiment: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[ExpandedExperiment]: ...
+
+    def __getitem__(self, index: int | slice) -> ExpandedExperiment | list[ExpandedExperiment]:
+        if isinstance(index, slice):  # (a Sequence's: made one by one)
+            return [self[position] for position in range(*index.indices(len(self)))]
         if not -self._size <= index < self._size:
             raise IndexError(index)
         return self._make(index % self._size)

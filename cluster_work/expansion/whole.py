@@ -11,7 +11,7 @@ import itertools
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, overload
 
 from .. import sampling
 from ..config import Warn, dotted, flatten_paths
@@ -40,7 +40,15 @@ class Expansion(Sequence[ExpandedExperiment]):
     def __len__(self) -> int:
         return self._ends[-1] if self._ends else 0
 
-    def __getitem__(self, index: int) -> ExpandedExperiment:  # type: ignore[override]
+    @overload
+    def __getitem__(self, index: int) -> ExpandedExperiment: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[ExpandedExperiment]: ...
+
+    def __getitem__(self, index: int | slice) -> ExpandedExperiment | list[ExpandedExperiment]:
+        if isinstance(index, slice):  # (a Sequence's: made one by one)
+            return [self[position] for position in range(*index.indices(len(self)))]
         if not -len(self) <= index < len(self):
             raise IndexError(index)
         index %= len(self)

@@ -48,7 +48,8 @@ def exporters_beside(config_file: str, documents: Sequence[Mapping[str, Any]], s
                             "cluster_work export %s %s", kind, process.returncode, log_file, kind, config_file)
                 continue
             with contextlib.suppress(OSError):
-                process.stdin.close()  # type: ignore[union-attr]
+                if process.stdin is not None:  # (started with a pipe: always)
+                    process.stdin.close()
             log.info("the %s exporter makes its last pass in the background (pid %d, log: %s)", kind,
                      process.pid, log_file)
 

@@ -4,8 +4,9 @@ rows and state, read with the store's own readers (the store owns the format).
 Finding changes without statting 10^5 files every second (`Watch`):
 - New experiment folders show in their base folder's mtime, new repetition folders in the experiment's
   `log/` mtime: one stat of each sweep and base folder per poll finds new experiments at once.
-- A repetition's signature is two stats (its results file: size, mtime, inode; its status file: mtime,
-  inode). Repetitions that changed in the last `hot_seconds` are "hot": checked every poll, so a row of
+- A repetition's signature is three stats (size, mtime, inode of each file its rows and status can be in:
+  `RepetitionPaths.files`, its one file or an earlier version's results.jsonl and status.json). Repetitions
+  that changed in the last `hot_seconds` are "hot": checked every poll, so a row of
   a running repetition reaches the tracker within about one poll interval.
 - Every other experiment (its `log/` folder and its repetitions) is checked in a round robin of at most
   `budget` stats per poll: a sweep of N repetitions is looked at whole every 2N / budget polls (every poll
@@ -73,8 +74,9 @@ class Snapshot:
         return self.state in (RepetitionState.FINISHED, RepetitionState.FAILED, RepetitionState.STOPPED)
 
 
-def signature(files: tuple[str, str]) -> Signature | None:
-    """The stat signature of a repetition's results and status `files` (None: neither exists)."""
+def signature(files: tuple[str, ...]) -> Signature | None:
+    """The stat signature of a repetition's `files` (`RepetitionPaths.files`: its rows and status in either layout;
+    None: none exists)."""
     parts: list[tuple[int, int, int] | None] = []
     for path in files:
         try:
@@ -82,7 +84,7 @@ def signature(files: tuple[str, str]) -> Signature | None:
             parts.append((stat.st_size, stat.st_mtime_ns, stat.st_ino))
         except OSError:
             parts.append(None)
-    return None if parts == [None, None] else tuple(parts)
+    return None if not any(parts) else tuple(parts)
 
 
 def read_snapshot(repetition: Repetition) -> Snapshot:
@@ -124,7 +126,7 @@ class _Experiment:
     reps: list[int] = field(default_factory=list)
     config_mtime: int | None = None
     info: tuple[str, str, dict[str, Any], int] | None = None  # name, base, params, iterations
-    known: dict[int, tuple[Repetition, tuple[str, str]]] = field(default_factory=dict)  # for `info`, by rep
+    known: dict[int, tuple[Repetition, tuple[str, ...]]] = field(default_factory=dict)  # for `info`, by rep
 
 
 class Watch:
@@ -169,7 +171,7 @@ class Watch:
             count += 1
             if folder not in chosen:
                 chosen[folder] = None
-                stats += len(self._experiments[folder].reps) * 2 + 1
+                stats += len(self._experiments[folder].reps) * 3 + 1
         for folder in chosen:
             experiment = self._experiments.get(folder)
             if experiment is not None:
@@ -200,7 +202,7 @@ class Watch:
                 known = experiment.known[rep] = (
                     Repetition(export_key(experiment.folder, experiment.sweep, rep), experiment.sweep,
                                experiment.folder, name, base, rep, params, iterations),
-                    (paths.results_file, paths.status_file))
+                    paths.files)
             yield known[0], None if rep in gone else signature(known[1])
 
     def _info(self, experiment: _Experiment) -> tuple[str, str, dict[str, Any], int] | None:

@@ -45,6 +45,7 @@ from ..compact_store import CompactRepetition, store_of
 from ..errors import ConfigError, StoreError, config_error
 from ..exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_STORE, EXIT_USAGE
 from ..expansion import ExpandedDocument
+from ..plan_warnings import warn_kept
 from ..sweep import describe
 from ..vocabulary import ConfigWrite, ExperimentState, Outcome, OutcomeKind, Record, RunSettings, Segment, Step
 from .actions import Action, PolicyError, Run, SteeringError, Stop
@@ -96,10 +97,12 @@ def forget_campaign(campaign: CampaignPlan, warn: Callable[[str], Any]) -> None:
         os.remove(path)
     except OSError as exc:
         raise StoreError(f"cannot delete the campaign journal {path}: {exc.strerror}") from None
+    kept: list[tuple[str, list[str]]] = []  # (experiment, what -d/-o left in its folder), warned as a plan's
     for experiment in added:
         left = store_of(experiment).delete()
         if left:
-            warn(f"{experiment.name}: -d/-o kept what cluster_work did not write: {', '.join(left[:5])}")
+            kept.append((experiment.name, left))
+    warn_kept(kept, warn)
 
 
 class SteeredCampaign:
