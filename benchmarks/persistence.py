@@ -67,9 +67,9 @@ def main() -> None:
                 folder = tempfile.mkdtemp(prefix="cw-persist-")
                 times.append(measure(size, folder))
                 if name == "cluster_work" and size == args.sizes[-1]:
-                    rep = os.path.join(folder, f"noop{size}", "log", "rep_00")
-                    files = sorted(os.listdir(rep))
-                    row_bytes = os.path.getsize(os.path.join(rep, "results.jsonl")) / size
+                    log = os.path.join(folder, f"noop{size}", "log")
+                    files = sorted(os.listdir(log))
+                    row_bytes = os.path.getsize(os.path.join(log, "rep_00.jsonl")) / size
                 shutil.rmtree(folder)
             per_iteration[name, size] = statistics.median(times) / size
     print(f"persistence: one repetition, median of {args.rounds} rounds, {os.cpu_count()} cores")

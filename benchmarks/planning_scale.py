@@ -34,7 +34,6 @@ import math
 import os
 import resource
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -53,7 +52,6 @@ from cluster_work.reporting import print_progress
 from cluster_work.rows import to_plain
 from cluster_work.selection import Policy, Selection
 from cluster_work.store import _YAML_DUMPER, MARKER, ExperimentStore, encode_row
-from cluster_work.vocabulary import Record
 
 
 def peak_mb() -> float:
@@ -91,8 +89,6 @@ def make_finished_sweep(folder: str, experiments: int, repetitions: int, iterati
                 handle.write(b"".join(encode_row({"iteration": n, "loss": 1 / (n + 1), "name": "x",
                                                   "iteration_time": 0.01, "repetition_time": 0.01 * n})
                                       for n in range(iterations)))
-            repetition.write_status(Record.FINISHED, iterations_done=iterations, iterations=iterations,
-                                    mean_iteration_time=0.01)
     return expanded
 
 
@@ -180,7 +176,7 @@ def probed(kind: str, config: str, env: dict[str, str], limit: float | None = No
 
 def write_half_done(path: str, size: int) -> int:
     """A `size` x 100 grid whose every other experiment finished (written as a run leaves it: its config.yml,
-    results.jsonl and a finished status.json, the same bytes but the status's host, pid and time); the number
+    log/rep_00.jsonl with its row: a repetition that ran to its end has no status record); the number
     finished. The configs' text comes from a template of one config (checked against three), not one YAML
     dump per experiment, so that 5 x 10^5 of them are written in minutes."""
     document = {"name": "half", "repetitions": 1, "iterations": 1, "path": path,
@@ -202,18 +198,14 @@ def write_half_done(path: str, size: int) -> int:
     assert all(text_of(expanded[k]) == template.format(**values(expanded[k]))
                for k in (0, len(expanded) // 2, len(expanded) - 1))
     row = encode_row({"iteration": 0, "x": 0, "iteration_time": 0.001, "repetition_time": 0.001})
-    host, pid = socket.gethostname(), os.getpid()
     for experiment in itertools.islice(expanded, 0, None, 2):
         folder = experiment.path
         repetition = ExperimentStore(folder).repetition(0)
-        os.makedirs(repetition.path)
+        repetition.create_folder()
         with open(os.path.join(folder, CONFIG_FILE), "xb") as handle:
             handle.write(template.format(**values(experiment)).encode())
         with open(repetition.results_file, "xb") as handle:
             handle.write(row)
-        with open(repetition.status_file, "xb") as handle:
-            handle.write(json.dumps({"state": Record.FINISHED.value, "host": host, "pid": pid, "updated": time.time(),
-                                     "iterations_done": 1, "iterations": 1, "mean_iteration_time": 0.001}).encode())
     return size * 50
 
 
