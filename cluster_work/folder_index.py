@@ -63,9 +63,10 @@ from .rows import to_plain
 from .store import ExperimentStore, RepetitionStore
 from .vocabulary import Record
 
-VERSION = 2  # 2: three files a repetition (its one file, and the folder layout's two)
+VERSION = 3  # 2: three files a repetition (its one file, and the folder layout's two); 3: "" for those not stat'ed
 RACY_NS = 2_000_000_000  # a file this much younger than the pass that read it is not trusted later
 STATUS_FIELDS = ("state", "iterations_done", "results_bytes", "mean_iteration_time")  # what `read_repetition` asks
+NOT_STATED = ""  # a folder layout's file beside an existing rep_NN.jsonl: never read, never stat'ed
 UNREAD = -1  # a repetition's rows that were not read, its status deciding
 ALWAYS = 2**62  # done however many iterations (stopped)
 STOPPED, FINISHED = Record.STOPPED.value, Record.FINISHED.value
@@ -83,9 +84,10 @@ def _stat(path: str) -> tuple[str, int]:
 
 
 def _same(path: str, recorded: str) -> bool:
-    """Whether `path` is as recorded (a missing one: still missing, asked without an exception's cost)."""
+    """Whether `path` is as recorded (a missing one: still missing, as `RepetitionStore.in_folder` asks, a
+    dangling link counting as there; asked without an exception's cost)."""
     if recorded == "-":
-        return not os.access(path, os.F_OK)
+        return not os.access(path, os.F_OK, follow_symlinks=False)
     try:
         found = os.stat(path)
     except OSError:
@@ -103,6 +105,20 @@ def _relative(repetitions: int) -> tuple[str, ...]:
 
 
 FILES_PER_REPETITION = len(RepetitionPaths.of("", 0).files)
+
+
+def _repetition_stats(repetition: RepetitionStore) -> list[tuple[str, int]] | None:
+    """What an entry records of a repetition's files (`RepetitionPaths.files`), with their mtimes: where its
+    rep_NN.jsonl exists, that file's stat alone (`RepetitionStore.in_folder` then reads neither of the folder
+    layout's files, so they decide nothing: NOT_STATED), else "-" and the folder layout's two; None where
+    rep_NN.jsonl is there but has no stat (a dangling link: `in_folder` asks `lexists`, so it decides)."""
+    one, results, status = repetition.paths.files
+    found = _stat(one)
+    if found[0] != "-":
+        return [found, (NOT_STATED, 0), (NOT_STATED, 0)]
+    if os.path.lexists(one):
+        return None
+    return [found, _stat(results), _stat(status)]
 
 
 def _results(files: list[str], rep: int, first: int = 1) -> str:
@@ -147,7 +163,9 @@ def read_entry(folder: str, repetitions: int, iterations: int) -> tuple[Entry, i
         params = canonical(to_plain(config.get("params") or {}))
         for rep in range(repetitions):
             repetition = store.repetition(rep)
-            stats = [_stat(path) for path in repetition.paths.files]
+            stats = _repetition_stats(repetition)
+            if stats is None:
+                return None
             recorded = [found for found, _ in stats]
             results = _results(recorded, 0, first=0)
             prefix = None
@@ -219,12 +237,18 @@ class FolderIndex:
         entry = self.entries.get(part)
         if entry is None:
             return None
-        recorded = entry[0].split("|")
-        if len(recorded) != len(self._files):
+        recorded, names = entry[0].split("|"), self._files
+        if len(recorded) != len(names):
             return None
         folder = self._prefix + part + os.sep  # experiment_folder's, without a join per experiment
-        for name, found in zip(self._files, recorded):
-            if not _same(folder + name, found):
+        if not _same(folder + CONFIG_FILE, recorded[0]):
+            return None
+        for at in range(1, len(names), FILES_PER_REPETITION):  # a repetition's files (see `_repetition_stats`)
+            if recorded[at] != "-":  # its rep_NN.jsonl: the folder layout's files decide nothing
+                if not _same(folder + names[at], recorded[at]):
+                    return None
+            elif not (_same(folder + names[at], "-") and _same(folder + names[at + 1], recorded[at + 1])
+                      and _same(folder + names[at + 2], recorded[at + 2])):
                 return None
         return entry
 

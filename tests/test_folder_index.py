@@ -19,7 +19,7 @@ import pytest
 import yaml
 from experiments import Deterministic
 from huge_sweep_helpers import documents, run_some
-from repetition_files import is_status
+from repetition_files import is_status, to_folder_layout
 
 from cluster_work import bulk_runs
 from cluster_work.bulk_runs import NewOrDoneRun
@@ -102,8 +102,12 @@ def half_done(tmp_path):
     run_some(tmp_path, (60, 160, 5))
     finished = repetition(tmp_path, "walk__s0.5_fa-1", 0)
     finished.write_status(Record.FINISHED, iterations_done=3, iterations=3, results_bytes=finished.results_size())
+    to_folder_layout(out(tmp_path) / "walk" / OLD_LAYOUT, 1)  # one an earlier version ran, beside a new one
     age(tmp_path)
     write_index(tmp_path)
+
+
+OLD_LAYOUT = "s1.5_fa9"  # an experiment whose rep_01 keeps the folder layout (results.jsonl, status.json)
 
 
 def done_runs(plan):
@@ -186,6 +190,19 @@ def stop_and_run_more(tmp_path):  # a later run finished more of the sweep
     run_some(tmp_path, (100, 130))
 
 
+def link_a_missing_repetition_file(tmp_path):  # a dangling link named rep_01.jsonl beside the folder layout's files
+    os.symlink("nowhere", out(tmp_path) / "walk" / OLD_LAYOUT / "log" / "rep_01.jsonl")  # (it decides: empty)
+
+
+def cut_a_folder_layout_repetition(tmp_path):  # an earlier version's results.jsonl, cut by a crash
+    path = out(tmp_path) / "walk" / OLD_LAYOUT / "log" / "rep_01" / "results.jsonl"
+    path.write_text(path.read_text().splitlines(keepends=True)[0])
+
+
+def stop_a_folder_layout_repetition(tmp_path):  # its status.json written
+    RepetitionStore(str(out(tmp_path) / "walk" / OLD_LAYOUT), 1).write_status(Record.STOPPED, iterations_done=1)
+
+
 MUTATIONS = {
     "nothing": lambda tmp_path: None,
     "a finished repetition cut by a crash": cut_a_finished_repetition,
@@ -197,6 +214,9 @@ MUTATIONS = {
     "a stored config edited in place": edit_a_stored_config,
     "a stored config replaced": replace_a_stored_config,
     "another run since": stop_and_run_more,
+    "a dangling rep_NN.jsonl beside a folder layout": link_a_missing_repetition_file,
+    "a folder layout's repetition cut": cut_a_folder_layout_repetition,
+    "a folder layout's repetition stopped": stop_a_folder_layout_repetition,
 }
 
 
