@@ -3,12 +3,15 @@ stored parameters, its repetitions' statuses and rows), with what each file it w
 a resume checks a few stats per started experiment instead of parsing its config.yml (YAML, ~100 us) and
 reading its statuses and rows (the compact store's counterpart is `compact_index`).
 
-    <base>/.cluster_work_index.json   {"v":1,"digest":"<blake2b of what follows>","experiments":{part: [files,
+    <base>/.cluster_work_index.json   {"v":3,"digest":"<blake2b of what follows>","experiments":{part: [files,
                                                                                                 params, done, reps]}}
 
 `part`: the experiment's folder in the document's; `files`: "size:mtime_ns:inode" of its config.yml, then of
 each repetition's files in either layout (`RepetitionPaths.files`: rep_NN.jsonl, then an earlier version's
-rep_NN/results.jsonl and status.json), joined by "|" ("-": it did not exist); `params`: its stored
+rep_NN/results.jsonl and status.json), joined by "|" ("-": it did not exist; "": not stat'ed, the folder
+layout's two beside an existing rep_NN.jsonl, which `RepetitionStore.in_folder` then never reads: a finished
+experiment is checked by a stat of its config.yml and one of each repetition's rep_NN.jsonl, the floor, since
+either can be changed in place, which no other inode records); `params`: its stored
 parameters as the text `compact_index.canonical(to_plain(params))` (what a change is told by, as
 `changed_params` compares); `done`: up to how many iterations every repetition counts as done (-1: none, or
 plan it one by one), so that a done experiment is told without parsing `reps`, the JSON text of
@@ -17,7 +20,7 @@ fields a decision reads; rows -1: not read, its status deciding, as `read_repeti
 
 A cache, only ever derived from the files, so deleting it loses nothing, and trusted only where it matches:
 - an entry is used only where each file it names has the size, mtime_ns and inode it had (a missing one is
-  still missing), it has exactly the experiment's repetitions now, and its parameters are the experiment's
+  still missing, not even a dangling link having its name), it has exactly the experiment's repetitions now, and its parameters are the experiment's
   now; else the experiment's files are read as before (and its entry replaced);
 - a file is stat'ed before it is read, and an entry is written only where its newest file was over 2 s
   (`RACY_NS`) older than the pass that read it, on the file system's clock (git's racy-index rule: a file
@@ -241,14 +244,8 @@ class FolderIndex:
         if len(recorded) != len(names):
             return None
         folder = self._prefix + part + os.sep  # experiment_folder's, without a join per experiment
-        if not _same(folder + CONFIG_FILE, recorded[0]):
-            return None
-        for at in range(1, len(names), FILES_PER_REPETITION):  # a repetition's files (see `_repetition_stats`)
-            if recorded[at] != "-":  # its rep_NN.jsonl: the folder layout's files decide nothing
-                if not _same(folder + names[at], recorded[at]):
-                    return None
-            elif not (_same(folder + names[at], "-") and _same(folder + names[at + 1], recorded[at + 1])
-                      and _same(folder + names[at + 2], recorded[at + 2])):
+        for name, found in zip(names, recorded):  # NOT_STATED: only ever beside a rep_NN.jsonl stat'ed here
+            if found and not _same(folder + name, found):
                 return None
         return entry
 
