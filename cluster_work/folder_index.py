@@ -20,8 +20,9 @@ fields a decision reads; rows -1: not read, its status deciding, as `read_repeti
 
 A cache, only ever derived from the files, so deleting it loses nothing, and trusted only where it matches:
 - an entry is used only where each file it names has the size, mtime_ns and inode it had (a missing one is
-  still missing, not even a dangling link having its name), it has exactly the experiment's repetitions now, and its parameters are the experiment's
-  now; else the experiment's files are read as before (and its entry replaced);
+  still missing: not even a dangling link has its name), it has exactly the experiment's repetitions now, and
+  its parameters are the experiment's now; else the experiment's files are read as before (and its entry
+  replaced);
 - a file is stat'ed before it is read, and an entry is written only where its newest file was over 2 s
   (`RACY_NS`) older than the pass that read it, on the file system's clock (git's racy-index rule: a file
   changed again within the clock tick it was read in keeps its mtime, and maybe its size);
