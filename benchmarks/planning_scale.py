@@ -27,6 +27,7 @@ rank 0 < 1 GB.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import itertools
 import json
@@ -304,25 +305,29 @@ def compact_resume(root: str, size: int, contiguous: bool, versions: list[tuple[
 
 def folders_resume(root: str, resume: int, versions: list[tuple[str, dict[str, str]]], config) -> None:
     """Planning a resume of a half-done sweep in the default layout (a folder per point): each version without
-    an index (the baseline's; this one's after a kill -9: it reads every started experiment's files), then this
-    one with the index its last run wrote at its end (`folder_index.refresh`, 2 s after the files were written:
-    the racy rule leaves out what changed within 2 s)."""
+    an index (after a kill -9: it reads every started experiment's files), then with the index its own last run
+    wrote at its end (`folder_index.refresh`, 2 s after the files were written: the racy rule leaves out what
+    changed within 2 s; each version writes its own, since their formats may differ)."""
     from cluster_work.paths import FOLDER_INDEX_FILE  # (here: a baseline's probes import this file too)
 
     half = os.path.join(root, "half")
+    index = os.path.join(half, "half", FOLDER_INDEX_FILE)
     finished = write_half_done(half, resume)
     half_config = config("half", {"path": half, "grid": {"a": list(range(resume)), "b": list(range(100))}})
     print(f"  resume a {resume} x 100 grid, {finished} experiments finished (every other one): plan, first job")
-    here = versions[0][1]
-    for version, env, label in [*((version, env, "no index") for version, env in versions[::-1]),
-                                ("this", here, "its index")]:
-        if label == "its index":
-            time.sleep(2.1)
-            probed("index", half_config, here)
-            assert os.path.exists(os.path.join(half, "half", FOLDER_INDEX_FILE))
-        seconds, cpu, peak = probed("plan", half_config, env)
-        print(f"    {version:<9} {label:<10} {seconds:6.2f} s ({cpu:.2f} s CPU, {cpu / finished * 1e6:.1f} us a "
-              f"finished experiment: {cpu / finished * 5e5:.1f} s for a half-done 10^6)   peak {peak:5.0f} MB")
+    time.sleep(2.1)
+    for version, env in versions:
+        for label in ("no index", "its index"):
+            if label == "no index":
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(index)
+            else:
+                probed("index", half_config, env)
+                assert os.path.exists(index)
+            seconds, cpu, peak = probed("plan", half_config, env)
+            print(f"    {version:<9} {label:<10} {seconds:6.2f} s ({cpu:.2f} s CPU, {cpu / finished * 1e6:.1f} us a "
+                  f"finished experiment: {cpu / finished * 5e5:.1f} s for a half-done 10^6)   peak {peak:5.0f} MB",
+                  flush=True)
 
 
 def huge_sweeps(root: str, size: int, resume: int, compact: int, contiguous: bool, jobs: int, baseline: str | None,

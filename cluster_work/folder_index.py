@@ -3,12 +3,15 @@ stored parameters, its repetitions' statuses and rows), with what each file it w
 a resume checks a few stats per started experiment instead of parsing its config.yml (YAML, ~100 us) and
 reading its statuses and rows (the compact store's counterpart is `compact_index`).
 
-    <base>/.cluster_work_index.json   {"v":1,"digest":"<blake2b of what follows>","experiments":{part: [files,
+    <base>/.cluster_work_index.json   {"v":3,"digest":"<blake2b of what follows>","experiments":{part: [files,
                                                                                                 params, done, reps]}}
 
 `part`: the experiment's folder in the document's; `files`: "size:mtime_ns:inode" of its config.yml, then of
 each repetition's files in either layout (`RepetitionPaths.files`: rep_NN.jsonl, then an earlier version's
-rep_NN/results.jsonl and status.json), joined by "|" ("-": it did not exist); `params`: its stored
+rep_NN/results.jsonl and status.json), joined by "|" ("-": it did not exist; "": not stat'ed, the folder
+layout's two beside an existing rep_NN.jsonl, which `RepetitionStore.in_folder` then never reads: a finished
+experiment is checked by a stat of its config.yml and one of each repetition's rep_NN.jsonl, the floor, since
+either can be changed in place, which no other inode records); `params`: its stored
 parameters as the text `compact_index.canonical(to_plain(params))` (what a change is told by, as
 `changed_params` compares); `done`: up to how many iterations every repetition counts as done (-1: none, or
 plan it one by one), so that a done experiment is told without parsing `reps`, the JSON text of
@@ -17,8 +20,9 @@ fields a decision reads; rows -1: not read, its status deciding, as `read_repeti
 
 A cache, only ever derived from the files, so deleting it loses nothing, and trusted only where it matches:
 - an entry is used only where each file it names has the size, mtime_ns and inode it had (a missing one is
-  still missing), it has exactly the experiment's repetitions now, and its parameters are the experiment's
-  now; else the experiment's files are read as before (and its entry replaced);
+  still missing: not even a dangling link has its name), it has exactly the experiment's repetitions now, and
+  its parameters are the experiment's now; else the experiment's files are read as before (and its entry
+  replaced);
 - a file is stat'ed before it is read, and an entry is written only where its newest file was over 2 s
   (`RACY_NS`) older than the pass that read it, on the file system's clock (git's racy-index rule: a file
   changed again within the clock tick it was read in keeps its mtime, and maybe its size);
@@ -63,9 +67,10 @@ from .rows import to_plain
 from .store import ExperimentStore, RepetitionStore
 from .vocabulary import Record
 
-VERSION = 2  # 2: three files a repetition (its one file, and the folder layout's two)
+VERSION = 3  # 2: three files a repetition (its one file, and the folder layout's two); 3: "" for those not stat'ed
 RACY_NS = 2_000_000_000  # a file this much younger than the pass that read it is not trusted later
 STATUS_FIELDS = ("state", "iterations_done", "results_bytes", "mean_iteration_time")  # what `read_repetition` asks
+NOT_STATED = ""  # a folder layout's file beside an existing rep_NN.jsonl: never read, never stat'ed
 UNREAD = -1  # a repetition's rows that were not read, its status deciding
 ALWAYS = 2**62  # done however many iterations (stopped)
 STOPPED, FINISHED = Record.STOPPED.value, Record.FINISHED.value
@@ -83,9 +88,10 @@ def _stat(path: str) -> tuple[str, int]:
 
 
 def _same(path: str, recorded: str) -> bool:
-    """Whether `path` is as recorded (a missing one: still missing, asked without an exception's cost)."""
+    """Whether `path` is as recorded (a missing one: still missing, as `RepetitionStore.in_folder` asks, a
+    dangling link counting as there; asked without an exception's cost)."""
     if recorded == "-":
-        return not os.access(path, os.F_OK)
+        return not os.access(path, os.F_OK, follow_symlinks=False)
     try:
         found = os.stat(path)
     except OSError:
@@ -103,6 +109,20 @@ def _relative(repetitions: int) -> tuple[str, ...]:
 
 
 FILES_PER_REPETITION = len(RepetitionPaths.of("", 0).files)
+
+
+def _repetition_stats(repetition: RepetitionStore) -> list[tuple[str, int]] | None:
+    """What an entry records of a repetition's files (`RepetitionPaths.files`), with their mtimes: where its
+    rep_NN.jsonl exists, that file's stat alone (`RepetitionStore.in_folder` then reads neither of the folder
+    layout's files, so they decide nothing: NOT_STATED), else "-" and the folder layout's two; None where
+    rep_NN.jsonl is there but has no stat (a dangling link: `in_folder` asks `lexists`, so it decides)."""
+    one, results, status = repetition.paths.files
+    found = _stat(one)
+    if found[0] != "-":
+        return [found, (NOT_STATED, 0), (NOT_STATED, 0)]
+    if os.path.lexists(one):
+        return None
+    return [found, _stat(results), _stat(status)]
 
 
 def _results(files: list[str], rep: int, first: int = 1) -> str:
@@ -147,7 +167,9 @@ def read_entry(folder: str, repetitions: int, iterations: int) -> tuple[Entry, i
         params = canonical(to_plain(config.get("params") or {}))
         for rep in range(repetitions):
             repetition = store.repetition(rep)
-            stats = [_stat(path) for path in repetition.paths.files]
+            stats = _repetition_stats(repetition)
+            if stats is None:
+                return None
             recorded = [found for found, _ in stats]
             results = _results(recorded, 0, first=0)
             prefix = None
@@ -219,12 +241,12 @@ class FolderIndex:
         entry = self.entries.get(part)
         if entry is None:
             return None
-        recorded = entry[0].split("|")
-        if len(recorded) != len(self._files):
+        recorded, names = entry[0].split("|"), self._files
+        if len(recorded) != len(names):
             return None
         folder = self._prefix + part + os.sep  # experiment_folder's, without a join per experiment
-        for name, found in zip(self._files, recorded):
-            if not _same(folder + name, found):
+        for name, found in zip(names, recorded):  # NOT_STATED: only ever beside a rep_NN.jsonl stat'ed here
+            if found and not _same(folder + name, found):
                 return None
         return entry
 
@@ -332,10 +354,12 @@ class IndexedRepetition(SummaryRepetition):
 
 
 class FolderRun(NewOrDoneRun):
-    """A NewOrDoneRun of a folder index: its done experiments' repetitions parsed only where they are asked."""
+    """A NewOrDoneRun of a folder index: its done experiments' repetitions parsed only where they are asked (all of
+    a run's in one call: a json.loads per experiment cost more in its Python wrapper than in parsing)."""
 
     def iteration_times(self) -> Iterator[float]:
-        parsed = tuple([at, params, json.loads(reps)] for at, params, reps in self.found)
+        reps = json.loads("[" + ",".join([found[2] for found in self.found]) + "]")
+        parsed = tuple([at, params, found] for (at, params, _), found in zip(self.found, reps))
         return NewOrDoneRun(self.document, self.start, self.stop, self.first_index, self.store, self.done,
                             parsed).iteration_times()
 

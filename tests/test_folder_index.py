@@ -19,7 +19,7 @@ import pytest
 import yaml
 from experiments import Deterministic
 from huge_sweep_helpers import documents, run_some
-from repetition_files import is_status
+from repetition_files import is_status, to_folder_layout
 
 from cluster_work import bulk_runs
 from cluster_work.bulk_runs import NewOrDoneRun
@@ -102,8 +102,12 @@ def half_done(tmp_path):
     run_some(tmp_path, (60, 160, 5))
     finished = repetition(tmp_path, "walk__s0.5_fa-1", 0)
     finished.write_status(Record.FINISHED, iterations_done=3, iterations=3, results_bytes=finished.results_size())
+    to_folder_layout(out(tmp_path) / "walk" / OLD_LAYOUT, 1)  # one an earlier version ran, beside a new one
     age(tmp_path)
     write_index(tmp_path)
+
+
+OLD_LAYOUT = "s1.5_fa9"  # an experiment whose rep_01 keeps the folder layout (results.jsonl, status.json)
 
 
 def done_runs(plan):
@@ -186,6 +190,19 @@ def stop_and_run_more(tmp_path):  # a later run finished more of the sweep
     run_some(tmp_path, (100, 130))
 
 
+def link_a_missing_repetition_file(tmp_path):  # a dangling link named rep_01.jsonl beside the folder layout's files
+    os.symlink("nowhere", out(tmp_path) / "walk" / OLD_LAYOUT / "log" / "rep_01.jsonl")  # (it decides: empty)
+
+
+def cut_a_folder_layout_repetition(tmp_path):  # an earlier version's results.jsonl, cut by a crash
+    path = out(tmp_path) / "walk" / OLD_LAYOUT / "log" / "rep_01" / "results.jsonl"
+    path.write_text(path.read_text().splitlines(keepends=True)[0])
+
+
+def stop_a_folder_layout_repetition(tmp_path):  # its status.json written
+    RepetitionStore(str(out(tmp_path) / "walk" / OLD_LAYOUT), 1).write_status(Record.STOPPED, iterations_done=1)
+
+
 MUTATIONS = {
     "nothing": lambda tmp_path: None,
     "a finished repetition cut by a crash": cut_a_finished_repetition,
@@ -197,6 +214,9 @@ MUTATIONS = {
     "a stored config edited in place": edit_a_stored_config,
     "a stored config replaced": replace_a_stored_config,
     "another run since": stop_and_run_more,
+    "a dangling rep_NN.jsonl beside a folder layout": link_a_missing_repetition_file,
+    "a folder layout's repetition cut": cut_a_folder_layout_repetition,
+    "a folder layout's repetition stopped": stop_a_folder_layout_repetition,
 }
 
 
@@ -405,14 +425,56 @@ def test_kill_9_while_the_index_is_written_leaves_the_old_or_the_new_one(tmp_pat
     assert not [name for name in os.listdir(out(tmp_path) / "walk") if name.endswith(".tmp")]
 
 
+def expected_stats(folder):
+    """What an entry records of the experiment in `folder`: its config.yml's stat, then each repetition's
+    rep_NN.jsonl's alone where that exists (the folder layout's files beside it decide nothing: ""), else "-" and
+    the stats of the folder layout's results.jsonl and status.json ("-": missing)."""
+    def stat(path):
+        at = os.stat(path) if os.path.exists(path) else None
+        return f"{at.st_size}:{at.st_mtime_ns}:{at.st_ino}" if at else "-"
+
+    found = [stat(folder / "config.yml")]
+    for rep in range(2):
+        one, results, status = RepetitionPaths.of(str(folder), rep).files
+        found += [stat(one), "", ""] if os.path.exists(one) else ["-", stat(results), stat(status)]
+    return "|".join(found)
+
+
 def test_the_index_names_only_the_files_of_repetitions(tmp_path):
-    """Each entry's stats are those of config.yml and each repetition's results and status files (the paths
-    are paths.py's), as they are on disk."""
+    """Each entry's stats are those of config.yml and of each repetition's files that decide (the paths are
+    paths.py's), as they are on disk."""
     half_done(tmp_path)
-    for part, (stats, _, _, reps) in entries(tmp_path).items():
+    found = entries(tmp_path)
+    assert found[OLD_LAYOUT][0].split("|")[4] == "-"  # (its rep_01 keeps the folder layout)
+    for part, (stats, _, _, reps) in found.items():
+        assert len(json.loads(reps)) == 2
+        assert stats == expected_stats(out(tmp_path) / "walk" / part)
+
+
+def test_a_done_experiment_is_checked_by_a_stat_of_its_config_and_of_each_repetition_file(tmp_path, monkeypatch):
+    """Planned from the index, a done experiment costs a stat of its config.yml and of each repetition's
+    rep_NN.jsonl, and the folder layout's two files only where that is missing; files of the folder layout
+    written beside a rep_NN.jsonl (a user's, in the repetition's folder) change nothing, not even the entry."""
+    half_done(tmp_path)
+    beside = out(tmp_path) / "walk" / "s1.0_fa-1" / "log" / "rep_00"
+    (beside / "results.jsonl").write_text("")
+    (beside / "status.json").write_text(json.dumps({"state": Record.STOPPED.value}))
+    looked = []
+    for name in ("stat", "access"):
+        def look(path, *args, _real=getattr(os, name), **options):
+            looked.append(str(path))
+            return _real(path, *args, **options)
+        monkeypatch.setattr(os, name, look)
+    whole = plan_of(expand(tmp_path))
+    monkeypatch.undo()
+    assert decisions(whole) == decisions(plan_of(list(expand(tmp_path))))
+    done = [found[0] for run in done_runs(whole) for found in run.found
+            if run.document.base_folder == str(out(tmp_path) / "walk")]
+    assert {OLD_LAYOUT, "s1.0_fa-1"} <= set(done)
+    for part in done:
         folder = out(tmp_path) / "walk" / part
-        files = [folder / "config.yml"]
-        for rep in range(len(json.loads(reps))):
-            files += RepetitionPaths.of(str(folder), rep).files
-        found = [os.stat(path) if os.path.exists(path) else None for path in files]
-        assert stats == "|".join(f"{at.st_size}:{at.st_mtime_ns}:{at.st_ino}" if at else "-" for at in found)
+        expected = {folder / "config.yml"}
+        for rep in range(2):
+            one, results, status = RepetitionPaths.of(str(folder), rep).files
+            expected |= {one} if os.path.exists(one) else {one, results, status}
+        assert {path for path in looked if path.startswith(f"{folder}{os.sep}")} == set(map(str, expected))
