@@ -68,7 +68,7 @@ class RepetitionSummary(NamedTuple):
         return self.seconds / self.timed if self.timed else None
 
     @classmethod
-    def of(cls, saved: SavedRepetition) -> RepetitionSummary:  # type: ignore[override]
+    def of(cls, saved: SavedRepetition) -> RepetitionSummary:
         status = dict(saved.status[1]) if saved.status is not None else None
         lines = saved.row_lines()
         if has_mean(status):
@@ -86,7 +86,7 @@ class ExperimentSummary(NamedTuple):
     repetitions: dict[int, RepetitionSummary]
 
     @classmethod
-    def of(cls, entry: Entry) -> ExperimentSummary:  # type: ignore[override]
+    def of(cls, entry: Entry) -> ExperimentSummary:
         at, params, reps = entry
         return cls(at, params, {rep: RepetitionSummary(*fields) for rep, *fields in reps})
 

@@ -160,7 +160,7 @@ def _merged(tails: TailCatalog, dropped: dict[str, float], latest: float,
                 params.append((rep, saved.params))
             claims = ([seeded[name, rep]] if (name, rep) in seeded else []) + sorted(saved.claims, key=lambda c: c.time)
             if rep in old or saved.claims or saved.status is not None:
-                summaries[rep] = fold(old.get(rep), claims, saved.status)  # type: ignore[arg-type]
+                summaries[rep] = fold(old.get(rep), claims, saved.status)
         if entry is not None:
             if any(canonical(value) != entry[1] for _, value in params):
                 raise NotExtendable

@@ -40,7 +40,7 @@ def configure_console(experiment_level: str | int, tool_level: str | int) -> Non
         logging.getLogger(name).setLevel(max(logging.WARNING, _level(experiment_level)))
 
 
-class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _CurrentStderrHandler(logging.StreamHandler):
     """Writes to whatever `sys.stderr` is at the time, so that a live progress bar, which swaps it for
     a proxy, keeps log lines above the bar."""
 
@@ -160,7 +160,7 @@ class _LazyFile:
             pass
 
 
-class _RepetitionHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _RepetitionHandler(logging.StreamHandler):
     """The handler that copies log records into a repetition's log; kept for the next repetition when this one
     ends (`_spare_handlers`), since making a handler and its formatter costs more than a no-op iteration."""
 
@@ -181,20 +181,20 @@ def repetition_log(path: str, experiment_level: str | int, fault_log: str | None
     process's file for it, see `held_fault_log`: no file opened per repetition)."""
     log_file = _LazyFile(path)
     handler = _spare_handlers.pop() if _spare_handlers else _RepetitionHandler()
-    handler.stream = log_file  # type: ignore[assignment]
+    handler.stream = log_file
     handler.setLevel(_level(experiment_level))
     root = logging.getLogger()
     stdout, stderr = sys.stdout, sys.stderr
     with fault_stacks_to(path) if fault_log is None else _fault_stacks_to_held(fault_log):
         root.addHandler(handler)
-        sys.stdout, sys.stderr = _Tee(_guarded(stdout), log_file), _Tee(_guarded(stderr), log_file)  # type: ignore[assignment]
+        sys.stdout, sys.stderr = _Tee(_guarded(stdout), log_file), _Tee(_guarded(stderr), log_file)
         try:
             yield
         finally:
             sys.stdout, sys.stderr = stdout, stderr
             root.removeHandler(handler)
             log_file.close()
-            handler.stream = None  # type: ignore[assignment]  # (logging's shutdown flushes every handler)
+            handler.stream = None  # (logging's shutdown flushes every handler)
             _spare_handlers.append(handler)
 
 

@@ -163,7 +163,7 @@ def _rows(complete: bytes) -> list[dict[str, Any]]:
     try:
         rows = json.loads(b"[" + complete[:-1].replace(b"\n", b",") + b"]")
         if _is_in_order(rows):
-            return rows  # type: ignore[no-any-return]
+            return rows
     except ValueError:
         pass
     rows = []
