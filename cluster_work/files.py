@@ -16,7 +16,7 @@ import socket
 from typing import Any
 
 from .errors import StoreError
-from .paths import CONFIG_FILE, STATUS_FILE
+from .paths import CONFIG_FILE, CONFIG_TEMPORARY_PREFIX, STATUS_FILE
 
 
 class StoreIO:
@@ -34,16 +34,19 @@ class StoreIO:
             raise StoreError(f"cannot {self.action} {self.path}: {cause}") from exc
 
 
-def atomic_write(path: str, data: bytes, sync: bool = True, writer_prefix: str | None = None) -> None:
+def atomic_write(path: str, data: bytes, sync: bool = True, writer_prefix: str | None = None,
+                 remove_dead: bool = True) -> None:
     """Replace `path` with `data` so that readers see the old or the new file, never a part.
 
     The rename alone makes this safe against a killed process; `sync` also survives a power loss. `writer_prefix`:
     the temporary is named by its writer (`<prefix><host>-<pid>-<token>.tmp`) and those that dead writers left
-    are removed first (`remove_dead_writers_temporaries`), for a file no other cleanup looks after.
+    are removed first (`remove_dead_writers_temporaries`; not where the caller knows there are none, `remove_dead`
+    false: a folder it just created), for a file no other cleanup looks after.
     """
     folder = os.path.dirname(path) or "."
     if writer_prefix is not None:
-        remove_dead_writers_temporaries(folder, writer_prefix)
+        if remove_dead:
+            remove_dead_writers_temporaries(folder, writer_prefix)
         named = f"{writer_prefix}{socket.gethostname()}-{os.getpid()}-"
     else:
         named = f".{os.path.basename(path)}."
@@ -82,8 +85,11 @@ def read_json(path: str) -> dict[str, Any] | None:
         return None
 
 
-# exactly the names atomic_write's mkstemp gives: ".status.json." + 8 of [a-z0-9_] + ".tmp"
-_OWN_TEMPORARY = re.compile(rf"^\.({re.escape(CONFIG_FILE)}|{re.escape(STATUS_FILE)})\.[a-z0-9_]{{8}}\.tmp\Z")
+# exactly the names atomic_write gives: ".status.json." + 8 of [a-z0-9_] + ".tmp" (and so config.yml's before its
+# temporaries were named by their writer), and config.yml's named by its writer: CONFIG_TEMPORARY_PREFIX + host +
+# "-" + pid + "-" + 8 hex digits + ".tmp"
+_OWN_TEMPORARY = re.compile(rf"^(\.({re.escape(CONFIG_FILE)}|{re.escape(STATUS_FILE)})\.[a-z0-9_]{{8}}"
+                            rf"|{re.escape(CONFIG_TEMPORARY_PREFIX)}[A-Za-z0-9._-]+-[0-9]+-[0-9a-f]{{8}})\.tmp\Z")
 
 
 def is_locked(path: str) -> bool:
@@ -102,7 +108,8 @@ def is_locked(path: str) -> bool:
 
 
 def remove_own_temporaries(folder: str) -> None:
-    """Remove what a kill during `atomic_write` left in `folder`: only cluster_work's own temporary names."""
+    """Remove what a kill during `atomic_write` left in `folder`: only cluster_work's own temporary names, whatever
+    their writer (a repetition's folder, under its lock: no live writer's can be there; `-d`'s experiment folder)."""
     try:
         names = os.listdir(folder)
     except OSError:

@@ -62,6 +62,7 @@ INDEX_FILE = "index.json"  # in COMPACT_FOLDER: a cache of what the segments say
 DOCUMENT_CONFIG_FILE = "document.json"  # in COMPACT_FOLDER: the config its points share (compact_config)
 INDEX_TEMPORARY_PREFIX = ".index-"  # in COMPACT_FOLDER: an index being written, renamed to INDEX_FILE when whole
 DOCUMENT_CONFIG_TEMPORARY_PREFIX = ".document-"  # in COMPACT_FOLDER: DOCUMENT_CONFIG_FILE being written, the same
+CONFIG_TEMPORARY_PREFIX = f".{CONFIG_FILE}-"  # in an experiment's folder: CONFIG_FILE being written, renamed when whole
 FOLDER_INDEX_FILE = ".cluster_work_index.json"  # in a document's folder: what planning read of its experiments
 FOLDER_INDEX_TEMPORARY_PREFIX = ".cluster_work_index-"  # the same being written, renamed when whole
 EXPORT_FOLDER = ".cluster_work_export"

@@ -45,6 +45,7 @@ from .files import (  # noqa: F401 (atomic_write, is_locked, remove_own_temporar
 )
 from .paths import (  # noqa: F401 (re-exported: the names of the store's files)
     CONFIG_FILE,
+    CONFIG_TEMPORARY_PREFIX,
     FROZEN_POINTS_FILE,
     LOG_FILE,
     LOG_FOLDER,
@@ -114,11 +115,21 @@ class ExperimentStore:
 
     def write_config(self, config: Mapping[str, Any], sync: bool = True) -> None:
         """Store the effective config, durably at once (`sync`): rows are never saved for an experiment
-        whose config a power loss could take away (one sync per experiment, not per repetition)."""
+        whose config a power loss could take away (one sync per experiment, not per repetition). Its temporary is
+        named by its writer (`CONFIG_TEMPORARY_PREFIX`): what a writer killed here left, this folder's next write of
+        it removes once that writer is dead (a folder created here has none: not listed, the per-job cost)."""
         with StoreIO("create", self.path):
-            os.makedirs(self.path, exist_ok=True)
+            created = False
+            try:
+                os.mkdir(self.path)
+                created = True
+            except FileExistsError:
+                pass
+            except FileNotFoundError:  # its parents too (then listed: rare)
+                os.makedirs(self.path, exist_ok=True)
         text = yaml.dump(to_plain(config), Dumper=_YAML_DUMPER, sort_keys=False, default_flow_style=False)
-        atomic_write(self.config_file, f"{MARKER}\n{text}".encode(), sync=sync)
+        atomic_write(self.config_file, f"{MARKER}\n{text}".encode(), sync=sync, writer_prefix=CONFIG_TEMPORARY_PREFIX,
+                     remove_dead=not created)
 
     def refresh_config(self, config: Mapping[str, Any], sync: bool = True) -> bool:
         """Bring the stored config's result-neutral keys (`config_refresh.REFRESHED`: the counts...) to `config`'s,

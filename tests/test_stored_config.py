@@ -27,7 +27,7 @@ from stored_config_helpers import (
 
 from cluster_work import load_results
 from cluster_work.config_refresh import REFRESHED, refreshed, stale_keys
-from cluster_work.paths import CONFIG_FILE
+from cluster_work.paths import CONFIG_FILE, CONFIG_TEMPORARY_PREFIX
 from cluster_work.store import ExperimentStore, remove_own_temporaries
 
 STORES = pytest.mark.parametrize("store", ["folders", "compact"])
@@ -207,7 +207,7 @@ def test_a_rewrite_killed_at_any_instant_leaves_the_old_config_or_the_new_one(tm
         kill_and_wait(process, [process.pid])
         stored = store.read_config(own=True)
         assert stored is not None and stored["iterations"] in (3, 4) and len(stored["params"]["x"]) == 2000
-        assert all(name == CONFIG_FILE or name.startswith(f".{CONFIG_FILE}.") and name.endswith(".tmp")
+        assert all(name == CONFIG_FILE or name.startswith(CONFIG_TEMPORARY_PREFIX) and name.endswith(".tmp")
                    for name in os.listdir(folder))
     remove_own_temporaries(str(folder))
     assert os.listdir(folder) == [CONFIG_FILE]
