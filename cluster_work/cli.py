@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from . import compact_index, design, folder_index, slurm
 from .arguments import ASSIGNMENT_OPTIONS, build_parser, parse_arguments, value_options
 from .attempts import journal as attempts_journal
+from .attempts import remove_dead_empty_fault_logs
 from .backends import Executor, make_executor
 from .compact_store import suggest_compact
 from .config import Documents, Warn, load_config
@@ -153,6 +154,8 @@ def _run(experiment_class: type[ClusterWork], args: argparse.Namespace, argument
         # from the first write on a stop is graceful: what was written stays consistent, the rerun resumes
         handle_stop_signals(hard_second=False, on_first=lambda: _on_stop(executor))
         apply_plan(plan, sync=settings.sync)
+        for root in plan.compact_roots():  # what processes killed in earlier runs left, as apply_plan's
+            remove_dead_empty_fault_logs(root)  # attempts.compact does in the default layout's attempts folder
     except ClusterWorkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_STORE if isinstance(exc, StoreError) else EXIT_USAGE

@@ -202,9 +202,10 @@ def held_fault_log(path: str) -> int:
     """A descriptor on `path`, this process's fault log: created and opened by its first call, kept open for the
     process's life (faulthandler writes to a descriptor from its signal handler) and locked (`flock`) as long,
     and removed when the process exits if nothing was written into it (one killed, or ended by its MPI job
-    without Python's exit, leaves it empty and unlocked: see `attempts.compact`). A fatal signal ends the
-    process, so the file holds at most one stack:
-    that of the process's last repetition, which the attempts journal's last begin names."""
+    without Python's exit, leaves it empty and unlocked: a later run's start removes it, `remove_dead_empty_fault_logs`
+    in the attempts folder (`attempts.compact`) and in each compact store's (the cli)). A fatal signal ends the
+    process, so the file holds at most one stack: that of the process's last repetition, which the attempts
+    journal's last begin names."""
     fd = _fault_logs.get(path)
     if fd is None:
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
