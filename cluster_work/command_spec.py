@@ -34,7 +34,15 @@ from .store import LOG_FILE, RESULTS_FILE, STATUS_FILE
 
 PLACEHOLDER = re.compile(r"\{\{([A-Za-z_][^{}\s]*)\}\}|\{([A-Za-z_][^{}\s]*)\}")
 FIXED_NAMES = ("rep", "seed", "iterations", "start", "rep_dir", "experiment", "config_dir")
-RESERVED_FILES = frozenset({RESULTS_FILE, STATUS_FILE, LOG_FILE})
+# the names cluster_work gives files in a repetition's folder (`log/rep_NN/`), which a `files` copy may not take, and
+# why: a new repetition's rows and status are in `log/rep_NN.jsonl`, but one of an earlier version's sweep keeps its
+# results.jsonl and status.json in the folder, and resumes there; a copy of either name in a new repetition's folder
+# would have it taken for such a one (`RepetitionStore.in_folder`), and `-d` deletes a folder that holds either
+RESERVED_FILES = {
+    LOG_FILE: "the repetition's log",
+    RESULTS_FILE: "the rows of a repetition of an earlier version's layout",
+    STATUS_FILE: "the status of a repetition of an earlier version's layout",
+}
 MAX_NAMES_SHOWN = 12
 
 
@@ -184,7 +192,8 @@ def _files(files: Any) -> Iterator[tuple[str, str]]:
         if os.path.isabs(normal) or normal == os.curdir or normal.split(os.sep)[0] == os.pardir:
             raise SpecError(key, f"the copy {target!r} must be a path inside the repetition's folder")
         if normal in RESERVED_FILES:
-            raise SpecError(key, f"the copy {target!r} would replace cluster_work's own {normal}")
+            raise SpecError(key, f"the copy {target!r} takes the name of cluster_work's own file in the repetition's "
+                                 f"folder ({RESERVED_FILES[normal]}): name it otherwise")
         if normal in targets:
             raise SpecError(key, f"two templates are copied to {target!r}")
         targets.add(normal)

@@ -1,5 +1,6 @@
 """Executables as experiments (`python -m cluster_work config.yml`): a real solver program, real kills."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -151,8 +152,12 @@ def test_a_command_is_split_before_filling_so_a_value_stays_one_word(tmp_path):
     ({}, "command", "is missing"),
     ({"command": "a 'b"}, "command", "cannot be split"),
     ({"command": "a", "files": {"t": "../x"}}, "files.t", "inside the repetition's folder"),
-    ({"command": "a", "files": {"t": "results.jsonl"}}, "files.t", "cluster_work's own"),
-])
+    *(({"command": "a", "files": {"t": name}}, "files.t", re.escape(f"'{name}' takes the name of cluster_work's own "
+                                                                      f"file in the repetition's folder ({why})"))
+      for name, why in [("rep.log", "the repetition's log"),
+                        ("results.jsonl", "the rows of a repetition of an earlier version's layout"),
+                        ("./status.json", "the status of a repetition of an earlier version's layout")]),
+], ids=["no-command", "unsplittable", "outside", "rep.log", "results.jsonl", "status.json"])
 def test_a_malformed_command_or_files_names_its_key(config, key, message):
     with pytest.raises(SpecError, match=message) as caught:
         CommandSpec.of(config, "/")
