@@ -6,6 +6,7 @@ import json
 import math
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -170,16 +171,18 @@ def test_a_run_killed_while_it_rewrites_configs_leaves_each_whole_and_the_rerun_
     left = counts()
     assert set(left) == {1, 3}, left  # killed midway: some brought up to date, some not
     assert all(ExperimentStore(str(folder)).is_ours() for folder in folders)
-    # beside them at most what the kill cut short: a temporary of our own per worker (left, as by a kill during
-    # any config write before: only -d removes those, since a live writer's cannot be told from a dead one's)
+    # beside them at most what the kill cut short: a temporary of our own per worker, named by it, which the
+    # rerun's rewrite of that (stale) config removes, its writer dead
     temporaries = [name for folder in folders for name in os.listdir(folder) if name not in (CONFIG_FILE, "log")]
-    assert len(temporaries) <= 2 and all(re.fullmatch(r"\.config\.yml\.[0-9a-f]{8}\.tmp", name)
-                                         for name in temporaries), temporaries
+    assert len(temporaries) <= 2 and all(
+        re.fullmatch(rf"{re.escape(CONFIG_TEMPORARY_PREFIX)}{re.escape(socket.gethostname())}-[0-9]+-[0-9a-f]{{8}}\.tmp",
+                     name) for name in temporaries), temporaries
     for folder in folders:  # a config brought up to date is durable before its first row of iteration 2
         stored = yaml.safe_load((folder / CONFIG_FILE).read_text())
         assert len(repetition_files.rows(folder, 0)) <= 1 or stored["iterations"] == 3, folder
     cli("Deterministic", str(config), cwd=tmp_path, check_rc=0)
     assert counts() == [3] * len(folders)
+    assert [name for folder in folders for name in os.listdir(folder) if name not in (CONFIG_FILE, "log")] == []
     assert [name for folder in folders for name in os.listdir(folder) if name not in (CONFIG_FILE, "log")] == \
         temporaries
 
