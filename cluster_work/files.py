@@ -120,6 +120,9 @@ def remove_own_temporaries(folder: str) -> None:
                 os.remove(os.path.join(folder, name))
 
 
+_WRITER = re.compile(r"(?P<host>.+)-(?P<pid>[0-9]+)-[0-9a-f]{8}\.tmp\Z")  # after the prefix: host-pid-token.tmp
+
+
 def remove_dead_writers_temporaries(folder: str, prefix: str | tuple[str, ...]) -> None:
     """Remove the files `<prefix><host>-<pid>-<token>...` in `folder` (of any of the prefixes) whose writer on this
     host died (kill -9) while it wrote them: a file written whole and renamed (the compact index, the folder index,
@@ -133,11 +136,11 @@ def remove_dead_writers_temporaries(folder: str, prefix: str | tuple[str, ...]) 
         return
     for name in names:
         start = max(len(own) for own in prefixes if name.startswith(own))
-        writer_host, _, pid = name[start:].rpartition("-")[0].rpartition("-")
-        if writer_host != host or not pid.isdigit():
+        writer = _WRITER.match(name, start)  # exactly the names atomic_write and the indexes give (a user's stays)
+        if writer is None or writer["host"] != host:
             continue
         try:
-            os.kill(int(pid), 0)
+            os.kill(int(writer["pid"]), 0)
         except ProcessLookupError:
             with contextlib.suppress(OSError):
                 os.unlink(os.path.join(folder, name))

@@ -38,7 +38,7 @@ def config(folder) -> dict:
 
 
 def temporaries(folder) -> list[str]:
-    return sorted(name for name in os.listdir(folder) if name.endswith(".tmp"))
+    return sorted(name for name in os.listdir(folder) if ".tmp" in name)
 
 
 def dead_pid() -> int:
@@ -92,7 +92,9 @@ def test_only_dead_writers_temporaries_of_this_host_are_removed(tmp_path, config
     kept = [f"{CONFIG_TEMPORARY_PREFIX}{host}-{os.getpid()}-0a1b2c3d.tmp",  # a writer alive
             f"{CONFIG_TEMPORARY_PREFIX}elsewhere-{dead_pid()}-0a1b2c3d.tmp",  # another host's
             f".{CONFIG_FILE}.0a1b2c3d.tmp",  # the earlier shape: alive or dead, no one can tell
-            f"{CONFIG_TEMPORARY_PREFIX}notes.tmp", f".{CONFIG_FILE}.mine.tmp", "notes.tmp"]  # a user's
+            f"{CONFIG_TEMPORARY_PREFIX}notes.tmp", f"{CONFIG_TEMPORARY_PREFIX}{host}-{dead_pid()}-notes.tmp",
+            f"{CONFIG_TEMPORARY_PREFIX}{host}-{dead_pid()}-0a1b2c3d.tmp.bak", f".{CONFIG_FILE}.mine.tmp",
+            "notes.tmp"]  # a user's
     plant(folder, [dead, *kept])
     store.write_config(config(folder))
     assert temporaries(folder) == sorted(kept)
