@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from .attempts_index import AttemptIndex, compact, read_index
@@ -22,7 +24,7 @@ from .compact_index import SummaryExperiment, SummaryStore
 from .compact_store import CompactExperimentStore, is_compact, store_of
 from .errors import ConfigError
 from .expansion import ExpandedDocument, ExpandedExperiment, Expansion, expand_path
-from .experiment_plan import CHANGED, plan_experiment
+from .experiment_plan import CHANGED, plan_experiment, sweep_mean
 from .experiment_plan import ExperimentPlan as ExperimentPlan
 from .experiment_plan import changed_params as changed_params
 from .experiment_plan import expected_seconds as expected_seconds
@@ -211,22 +213,52 @@ class Plan:
     @property
     def jobs(self) -> Jobs:
         """The jobs to run. Up to SORT_LIMIT of them longest expected first (where an earlier run measured
-        iteration times), so that a long job does not start last and stretch the makespan."""
+        iteration times), so that a long job does not start last and stretch the makespan. A run's new
+        experiments are planned only as their jobs are taken (`_ordered`): each of their jobs is expected to
+        take the sweep's mean iteration time times its document's iterations, so they sort as one."""
         if self.totals.jobs > SORT_LIMIT:
             streamed = (plan for chunk in self.chunks()  # (a done experiment has no jobs)
                         for plan in (self.fresh_plans(chunk, new=True) if isinstance(chunk, Bulk) else (chunk,)))
             return Jobs(self.totals.jobs, (job for item in streamed for job in item.jobs))
-        plans: list[ExperimentPlan] = []
+        order: list[ExperimentPlan | FreshRun | NewOrDoneRun] = []  # config order: plans, runs with new experiments
         known: list[float] = []  # every measured mean iteration time, in config order
         for chunk in self.chunks():
             if isinstance(chunk, NewOrDoneRun):
                 known.extend(chunk.iteration_times())  # (a new experiment has none)
-            for plan in self.fresh_plans(chunk, new=True) if isinstance(chunk, Bulk) else (chunk,):
-                plans.append(plan)
-                known.extend(plan.iteration_times.values())
-        expected = expected_seconds(plans, known)
-        jobs = sorted((job for plan in plans for job in plan.jobs), key=lambda job: -expected.get(job.index, 0.0))
-        return Jobs(len(jobs), jobs)
+            if not isinstance(chunk, Bulk):
+                known.extend(chunk.iteration_times.values())
+            if not isinstance(chunk, Bulk) or chunk.new:
+                order.append(chunk)
+        plans = [item for item in order if isinstance(item, ExperimentPlan)]
+        return self._ordered(order, expected_seconds(plans, known), sweep_mean(known))
+
+    def _ordered(self, order: Sequence[ExperimentPlan | FreshRun | NewOrDoneRun], expected: Mapping[int, float],
+                 mean: float | None) -> Jobs:
+        """The jobs of `order` (in config order) sorted longest expected first, stably, as if each run's new
+        experiments had been planned one by one: their jobs all expect `mean` times their document's iterations
+        (`expected_seconds` of a plan without iteration times) and are consecutive in config order, so the run
+        sorts as one entry and its experiments are planned when its jobs are taken. Where any expectation is
+        NaN (which makes the sort depend on its comparisons), each run's jobs are sorted one by one."""
+        def seconds(run: FreshRun | NewOrDoneRun) -> float:
+            return mean * max(run.document.document["iterations"], 0) if mean is not None else 0.0
+
+        entries: list[tuple[float, Segment | FreshRun | NewOrDoneRun]] = []
+        for item in order:
+            if isinstance(item, Bulk):
+                entries.append((-seconds(item), item))
+            else:
+                entries.extend((-expected.get(job.index, 0.0), job) for job in item.jobs)
+        if any(math.isnan(key) for key, _ in entries):
+            entries = [(key, job) for key, entry in entries for job in self._new_jobs(entry)]
+        entries.sort(key=itemgetter(0))
+        count = sum(entry.new * entry.repetitions if isinstance(entry, Bulk) else 1 for _, entry in entries)
+        return Jobs(count, _Taken(entries, self._new_jobs))
+
+    def _new_jobs(self, entry: Segment | FreshRun | NewOrDoneRun) -> Iterator[Segment]:
+        """A job alone, or the jobs of a run's new experiments (planned now), in config order."""
+        if not isinstance(entry, Bulk):
+            return iter((entry,))
+        return (job for plan in self.fresh_plans(entry, new=True) for job in plan.jobs)
 
     def count(self) -> None:
         """Validate every experiment and fill `totals` (raises ConfigError on what a run would refuse)."""
@@ -294,6 +326,16 @@ class Plan:
     def forget(self) -> None:
         """Plan from the files again from now on (after deletions)."""
         self._counted = None
+
+
+class _Taken:
+    """Sorted entries (key, a job or a run of new experiments) as jobs: a run's planned each time it is taken."""
+
+    def __init__(self, entries: list[tuple[float, Any]], jobs_of: Callable[[Any], Iterator[Segment]]):
+        self._entries, self._jobs_of = entries, jobs_of
+
+    def __iter__(self) -> Iterator[Segment]:
+        return (job for _, entry in self._entries for job in self._jobs_of(entry))
 
 
 class Jobs:
