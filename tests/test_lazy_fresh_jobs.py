@@ -1,0 +1,95 @@
+"""The jobs of a resume of a whole document (`Plan.jobs`, up to SORT_LIMIT of them, longest expected first): the
+new experiments of its bulk runs (FreshRuns, NewOrDoneRuns) are planned only as their jobs are taken, each run
+sorted as one entry, and the jobs come in exactly the order of the same experiments planned one by one (as a
+list, the reference): with nothing measured, with measured iteration times on either side of the new jobs'
+expectation, and with a NaN measured (where each run's jobs are sorted one by one)."""
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+from huge_sweep_helpers import expand, run_some
+
+from cluster_work import planning
+from cluster_work.planning import apply_plan, make_plan
+from cluster_work.rows import encode_row
+from cluster_work.selection import Policy, Selection
+from cluster_work.store import ExperimentStore
+
+
+def plan_of(experiments):
+    return make_plan(experiments, Selection(), Policy(), "test")
+
+
+def jobs_of(jobs):
+    return [(job.index, job.experiment.name, job.rep, job.restart_from, job.until, job.config) for job in jobs]
+
+
+def age(root, seconds=60):
+    """Every file and folder of the sweep older (a sweep whose last run ended a while ago: its index trusted)."""
+    past = time.time_ns() - seconds * 10**9
+    for folder, names, files in os.walk(root / "out"):
+        for name in [*names, *files]:
+            os.utime(os.path.join(folder, name), ns=(past, past), follow_symlinks=False)
+
+
+def nothing(root):
+    """A sweep nothing of which ran (its documents FreshRuns)."""
+
+
+def interleaved(root):
+    """Every fourth job run, then every fourth from the second (done, failed, partial and new experiments
+    alternating), its folder index written a while later (its done experiments in NewOrDoneRuns)."""
+    run_some(root, (0, 200, 4))
+    run_some(root, (1, 200, 4))
+    age(root)
+    apply_plan(plan_of(expand(root)))
+
+
+def with_nan(root):
+    """As `interleaved`, and a new experiment given one row whose iteration time is NaN (a partial repetition:
+    the sweep's mean, every new job's expectation, is NaN)."""
+    interleaved(root)
+    experiment = next(e for e in expand(root) if not os.path.lexists(e.path))
+    store = ExperimentStore(experiment.path)
+    store.write_config(experiment.config)
+    repetition = store.repetition(0)
+    repetition.create_folder()
+    with open(repetition.results_file, "xb") as handle:
+        handle.write(encode_row({"iteration": 0, "x": 0.0, "iteration_time": float("nan"),
+                                 "repetition_time": float("nan")}))
+    age(root)
+
+
+@pytest.mark.parametrize("sweep", [nothing, interleaved, with_nan], ids=lambda sweep: sweep.__name__)
+def test_the_jobs_come_in_the_order_of_the_experiments_planned_one_by_one(tmp_path, sweep):
+    sweep(tmp_path)
+    whole, each = plan_of(expand(tmp_path)), plan_of(list(expand(tmp_path)))
+    assert vars(whole.totals) == vars(each.totals)
+    jobs = whole.jobs
+    assert jobs_of(jobs) == jobs_of(each.jobs)
+    assert len(jobs) == len(each.jobs) == whole.totals.jobs
+    assert jobs_of(jobs) == jobs_of(jobs)  # taken again: the same jobs (a run's planned again)
+
+
+def test_the_first_job_of_a_resume_plans_at_most_one_new_experiment(tmp_path, monkeypatch):
+    interleaved(tmp_path)
+    reference = jobs_of(plan_of(list(expand(tmp_path))).jobs)
+    plan = plan_of(expand(tmp_path))
+    fresh: list[str] = []
+    real = planning.plan_experiment
+
+    def counted(experiment, *args, **options):
+        if args[4]:  # (first index, selection, policy, picked, fresh)
+            fresh.append(experiment.name)
+        return real(experiment, *args, **options)
+
+    monkeypatch.setattr(planning, "plan_experiment", counted)
+    jobs = plan.jobs
+    first = next(iter(jobs))
+    assert len(fresh) <= 1
+    assert jobs_of([first]) == reference[:1]
+    fresh.clear()
+    assert jobs_of(jobs) == reference
+    assert len(set(fresh)) == len(fresh) > 1  # the new ones' plans made as their jobs were taken, once each
