@@ -38,19 +38,20 @@ def nothing(root):
     """A sweep nothing of which ran (its documents FreshRuns)."""
 
 
-def interleaved(root):
+def interleaved(root, more=lambda root: None):
     """Every fourth job run, then every fourth from the second (done, failed, partial and new experiments
-    alternating), its folder index written a while later (its done experiments in NewOrDoneRuns)."""
+    alternating), `more(root)` done, its folder index written a while later (its done experiments in
+    NewOrDoneRuns)."""
     run_some(root, (0, 200, 4))
     run_some(root, (1, 200, 4))
+    more(root)
     age(root)
     apply_plan(plan_of(expand(root)))
 
 
-def with_nan(root):
-    """As `interleaved`, and a new experiment given one row whose iteration time is NaN (a partial repetition:
-    the sweep's mean, every new job's expectation, is NaN)."""
-    interleaved(root)
+def nan_row(root):
+    """A new experiment given one row whose iteration time is NaN (a partial repetition: the sweep's mean, every
+    new job's expectation, is NaN)."""
     experiment = next(e for e in expand(root) if not os.path.lexists(e.path))
     store = ExperimentStore(experiment.path)
     store.write_config(experiment.config)
@@ -59,7 +60,11 @@ def with_nan(root):
     with open(repetition.results_file, "xb") as handle:
         handle.write(encode_row({"iteration": 0, "x": 0.0, "iteration_time": float("nan"),
                                  "repetition_time": float("nan")}))
-    age(root)
+
+
+def with_nan(root):
+    """As `interleaved`, with a NaN measured (`nan_row`)."""
+    interleaved(root, nan_row)
 
 
 @pytest.mark.parametrize("sweep", [nothing, interleaved, with_nan], ids=lambda sweep: sweep.__name__)
