@@ -215,20 +215,24 @@ class Plan:
         """The jobs to run. Up to SORT_LIMIT of them longest expected first (where an earlier run measured
         iteration times), so that a long job does not start last and stretch the makespan. A run's new
         experiments are planned only as their jobs are taken (`_ordered`): each of their jobs is expected to
-        take the sweep's mean iteration time times its document's iterations, so they sort as one."""
+        take the sweep's mean iteration time times its document's iterations, so they sort as one; where only
+        such runs of one number of iterations have jobs, they are all expected the same (even a NaN sorts so:
+        every comparison false, the order stays): config order, without reading what was measured."""
         if self.totals.jobs > SORT_LIMIT:
             streamed = (plan for chunk in self.chunks()  # (a done experiment has no jobs)
                         for plan in (self.fresh_plans(chunk, new=True) if isinstance(chunk, Bulk) else (chunk,)))
             return Jobs(self.totals.jobs, (job for item in streamed for job in item.jobs))
-        order: list[ExperimentPlan | FreshRun | NewOrDoneRun] = []  # config order: plans, runs with new experiments
+        chunks = list(self.chunks())
+        order = [chunk for chunk in chunks if (chunk.new if isinstance(chunk, Bulk) else chunk.jobs)]  # with jobs
+        if all(isinstance(item, Bulk) for item in order) and \
+                len({item.document.document["iterations"] for item in order if isinstance(item, Bulk)}) <= 1:
+            return self._ordered(order, {}, None)  # all expected the same, whatever was measured: config order
         known: list[float] = []  # every measured mean iteration time, in config order
-        for chunk in self.chunks():
+        for chunk in chunks:
             if isinstance(chunk, NewOrDoneRun):
                 known.extend(chunk.iteration_times())  # (a new experiment has none)
-            if not isinstance(chunk, Bulk):
+            elif not isinstance(chunk, Bulk):
                 known.extend(chunk.iteration_times.values())
-            if not isinstance(chunk, Bulk) or chunk.new:
-                order.append(chunk)
         plans = [item for item in order if isinstance(item, ExperimentPlan)]
         return self._ordered(order, expected_seconds(plans, known), sweep_mean(known))
 

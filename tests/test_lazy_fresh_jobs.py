@@ -9,13 +9,20 @@ import os
 import time
 
 import pytest
+from experiments import Deterministic
 from huge_sweep_helpers import expand, run_some
 
 from cluster_work import planning
+from cluster_work.backends import SequentialExecutor
+from cluster_work.expansion import expand_all
 from cluster_work.planning import apply_plan, make_plan
 from cluster_work.rows import encode_row
+from cluster_work.runner import ExperimentTask
 from cluster_work.selection import Policy, Selection
+from cluster_work.stopping import stop_signals_handled
 from cluster_work.store import ExperimentStore
+from cluster_work.sweep import run_segments
+from cluster_work.vocabulary import RunSettings
 
 
 def plan_of(experiments):
@@ -67,10 +74,30 @@ def with_nan(root):
     interleaved(root, nan_row)
 
 
-@pytest.mark.parametrize("sweep", [nothing, interleaved, with_nan], ids=lambda sweep: sweep.__name__)
-def test_the_jobs_come_in_the_order_of_the_experiments_planned_one_by_one(tmp_path, sweep):
+def one_grid(root):
+    """One document, a 6 x 7 grid of 2 repetitions of 3 iterations (none fails: fail_at is past them)."""
+    return expand_all([{"name": "grid", "repetitions": 2, "iterations": 3, "path": str(root / "out"),
+                        "grid": {"step": [0.5 * k for k in range(1, 7)], "fail_at": list(range(10, 17))}}],
+                      Deterministic._default_params, warn=lambda message: None)
+
+
+def every_other_done(root):
+    """`one_grid` with every other experiment finished (its jobs 0-1, 4-5, ...), its index written a while later:
+    only NewOrDoneRuns have jobs, each expected the sweep's mean times its iterations (config order)."""
+    plan = make_plan(one_grid(root), Selection(jobs=(0, 84, 4)), Policy(), "test")
+    with stop_signals_handled(), SequentialExecutor(ExperimentTask(Deterministic, RunSettings(sync=False))) as run:
+        run_segments(plan.jobs, run)
+        run_segments(make_plan(one_grid(root), Selection(jobs=(1, 84, 4)), Policy(), "test").jobs, run)
+    age(root)
+    apply_plan(plan_of(one_grid(root)))
+
+
+@pytest.mark.parametrize("sweep, expanded", [(nothing, expand), (interleaved, expand), (with_nan, expand),
+                                             (every_other_done, one_grid)],
+                         ids=["nothing", "interleaved", "with_nan", "every_other_done"])
+def test_the_jobs_come_in_the_order_of_the_experiments_planned_one_by_one(tmp_path, sweep, expanded):
     sweep(tmp_path)
-    whole, each = plan_of(expand(tmp_path)), plan_of(list(expand(tmp_path)))
+    whole, each = plan_of(expanded(tmp_path)), plan_of(list(expanded(tmp_path)))
     assert vars(whole.totals) == vars(each.totals)
     jobs = whole.jobs
     assert jobs_of(jobs) == jobs_of(each.jobs)
