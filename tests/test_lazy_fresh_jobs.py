@@ -2,7 +2,8 @@
 new experiments of its bulk runs (FreshRuns, NewOrDoneRuns) are planned only as their jobs are taken, each run
 sorted as one entry, and the jobs come in exactly the order of the same experiments planned one by one (as a
 list, the reference): with nothing measured, with measured iteration times on either side of the new jobs'
-expectation, and with a NaN measured (where each run's jobs are sorted one by one)."""
+expectation, with a NaN measured (where each run's jobs are sorted one by one), and with only runs holding jobs
+(of one document: config order without the measured times; of two with different iterations)."""
 from __future__ import annotations
 
 import os
@@ -76,25 +77,41 @@ def with_nan(root):
 
 def one_grid(root):
     """One document, a 6 x 7 grid of 2 repetitions of 3 iterations (none fails: fail_at is past them)."""
-    return expand_all([{"name": "grid", "repetitions": 2, "iterations": 3, "path": str(root / "out"),
-                        "grid": {"step": [0.5 * k for k in range(1, 7)], "fail_at": list(range(10, 17))}}],
-                      Deterministic._default_params, warn=lambda message: None)
+    return expand_all([grid("grid", 3, root)], Deterministic._default_params, warn=lambda message: None)
 
 
-def every_other_done(root):
-    """`one_grid` with every other experiment finished (its jobs 0-1, 4-5, ...), its index written a while later:
-    only NewOrDoneRuns have jobs, each expected the sweep's mean times its iterations (config order)."""
-    plan = make_plan(one_grid(root), Selection(jobs=(0, 84, 4)), Policy(), "test")
-    with stop_signals_handled(), SequentialExecutor(ExperimentTask(Deterministic, RunSettings(sync=False))) as run:
-        run_segments(plan.jobs, run)
-        run_segments(make_plan(one_grid(root), Selection(jobs=(1, 84, 4)), Policy(), "test").jobs, run)
-    age(root)
-    apply_plan(plan_of(one_grid(root)))
+def two_grids(root):
+    """Another grid of 2 iterations, then `one_grid`: their new jobs expected the sweep's mean times 2 and 3 (the
+    second document's first)."""
+    return expand_all([grid("short", 2, root), grid("grid", 3, root)], Deterministic._default_params,
+                      warn=lambda message: None)
+
+
+def grid(name, iterations, root):
+    return {"name": name, "repetitions": 2, "iterations": iterations, "path": str(root / "out"),
+            "grid": {"step": [0.5 * k for k in range(1, 7)], "fail_at": list(range(10, 17))}}
+
+
+def every_other_done(expanded):
+    """A sweep of `expanded` (`one_grid`, `two_grids`) with every other experiment finished (its jobs 0-1, 4-5,
+    ...), its index written a while later: only NewOrDoneRuns have jobs."""
+    def done(root):
+        jobs = len(expanded(root)) * 2
+        with stop_signals_handled(), SequentialExecutor(ExperimentTask(Deterministic, RunSettings(sync=False))) as \
+                executor:
+            for first in (0, 1):
+                plan = make_plan(expanded(root), Selection(jobs=(first, jobs, 4)), Policy(), "test")
+                run_segments(plan.jobs, executor)
+        age(root)
+        apply_plan(plan_of(expanded(root)))
+    return done
 
 
 @pytest.mark.parametrize("sweep, expanded", [(nothing, expand), (interleaved, expand), (with_nan, expand),
-                                             (every_other_done, one_grid)],
-                         ids=["nothing", "interleaved", "with_nan", "every_other_done"])
+                                             (every_other_done(one_grid), one_grid),
+                                             (every_other_done(two_grids), two_grids)],
+                         ids=["nothing", "interleaved", "with_nan", "one grid every other done",
+                              "two grids every other done"])
 def test_the_jobs_come_in_the_order_of_the_experiments_planned_one_by_one(tmp_path, sweep, expanded):
     sweep(tmp_path)
     whole, each = plan_of(expanded(tmp_path)), plan_of(list(expanded(tmp_path)))
