@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import itertools
 import logging
-import math
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from operator import itemgetter
 from typing import Any
 
 from .attempts_index import AttemptIndex, compact, read_index
@@ -30,6 +28,7 @@ from .experiment_plan import changed_params as changed_params
 from .experiment_plan import expected_seconds as expected_seconds
 from .files import StoreIO
 from .folder_index import FolderIndex, indexed_runs
+from .job_order import all_alike, ordered
 from .kinds import kind
 from .paths import compact_root
 from .plan_warnings import refuse_changed_only as refuse_changed_only
@@ -214,19 +213,17 @@ class Plan:
     def jobs(self) -> Jobs:
         """The jobs to run. Up to SORT_LIMIT of them longest expected first (where an earlier run measured
         iteration times), so that a long job does not start last and stretch the makespan. A run's new
-        experiments are planned only as their jobs are taken (`_ordered`): each of their jobs is expected to
-        take the sweep's mean iteration time times its document's iterations, so they sort as one; where only
-        such runs of one number of iterations have jobs, they are all expected the same (even a NaN sorts so:
-        every comparison false, the order stays): config order, without reading what was measured."""
+        experiments are planned only as their jobs are taken (`job_order`): all of a run's jobs are expected the
+        same, so it sorts as one; where only runs of one number of iterations have jobs, config order, without
+        reading what was measured."""
         if self.totals.jobs > SORT_LIMIT:
             streamed = (plan for chunk in self.chunks()  # (a done experiment has no jobs)
                         for plan in (self.fresh_plans(chunk, new=True) if isinstance(chunk, Bulk) else (chunk,)))
             return Jobs(self.totals.jobs, (job for item in streamed for job in item.jobs))
         chunks = list(self.chunks())
         order = [chunk for chunk in chunks if (chunk.new if isinstance(chunk, Bulk) else chunk.jobs)]  # with jobs
-        if all(isinstance(item, Bulk) for item in order) and \
-                len({item.document.document["iterations"] for item in order if isinstance(item, Bulk)}) <= 1:
-            return self._ordered(order, {}, None)  # all expected the same, whatever was measured: config order
+        if all_alike(order):
+            return Jobs(*ordered(order, {}, None, self._new_jobs))  # whatever was measured: config order
         known: list[float] = []  # every measured mean iteration time, in config order
         for chunk in chunks:
             if isinstance(chunk, NewOrDoneRun):
@@ -234,29 +231,7 @@ class Plan:
             elif not isinstance(chunk, Bulk):
                 known.extend(chunk.iteration_times.values())
         plans = [item for item in order if isinstance(item, ExperimentPlan)]
-        return self._ordered(order, expected_seconds(plans, known), sweep_mean(known))
-
-    def _ordered(self, order: Sequence[ExperimentPlan | FreshRun | NewOrDoneRun], expected: Mapping[int, float],
-                 mean: float | None) -> Jobs:
-        """The jobs of `order` (in config order) sorted longest expected first, stably, as if each run's new
-        experiments had been planned one by one: their jobs all expect `mean` times their document's iterations
-        (`expected_seconds` of a plan without iteration times) and are consecutive in config order, so the run
-        sorts as one entry and its experiments are planned when its jobs are taken. Where any expectation is
-        NaN (which makes the sort depend on its comparisons), each run's jobs are sorted one by one."""
-        def seconds(run: FreshRun | NewOrDoneRun) -> float:
-            return mean * max(run.document.document["iterations"], 0) if mean is not None else 0.0
-
-        entries: list[tuple[float, Segment | FreshRun | NewOrDoneRun]] = []
-        for item in order:
-            if isinstance(item, Bulk):
-                entries.append((-seconds(item), item))
-            else:
-                entries.extend((-expected.get(job.index, 0.0), job) for job in item.jobs)
-        if any(math.isnan(key) for key, _ in entries):
-            entries = [(key, job) for key, entry in entries for job in self._new_jobs(entry)]
-        entries.sort(key=itemgetter(0))
-        count = sum(entry.new * entry.repetitions if isinstance(entry, Bulk) else 1 for _, entry in entries)
-        return Jobs(count, _Taken(entries, self._new_jobs))
+        return Jobs(*ordered(order, expected_seconds(plans, known), sweep_mean(known), self._new_jobs))
 
     def _new_jobs(self, entry: Segment | FreshRun | NewOrDoneRun) -> Iterator[Segment]:
         """A job alone, or the jobs of a run's new experiments (planned now), in config order."""
@@ -330,16 +305,6 @@ class Plan:
     def forget(self) -> None:
         """Plan from the files again from now on (after deletions)."""
         self._counted = None
-
-
-class _Taken:
-    """Sorted entries (key, a job or a run of new experiments) as jobs: a run's planned each time it is taken."""
-
-    def __init__(self, entries: list[tuple[float, Any]], jobs_of: Callable[[Any], Iterator[Segment]]):
-        self._entries, self._jobs_of = entries, jobs_of
-
-    def __iter__(self) -> Iterator[Segment]:
-        return (job for _, entry in self._entries for job in self._jobs_of(entry))
 
 
 class Jobs:
