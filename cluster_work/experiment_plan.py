@@ -86,10 +86,11 @@ def plan_experiment(experiment: ExpandedExperiment, first_index: int, selection:
     or when -r names it). `store`: where it is read from (a compact store's index), else its own store.
     `unchanged`: its stored parameters are known to be its own (an index's text of them is theirs: see
     `bulk_runs.NewOrDoneRun`), so they are not compared (which would make the experiment's config)."""
-    store = store if store is not None else store_of(experiment)
-    stored = None if fresh else store.read_config(own=True)
+    # (a fresh experiment's store is never looked at: making it would cost a third of its plan)
+    store = None if fresh else store if store is not None else store_of(experiment)
+    stored = store.read_config(own=True) if store is not None else None
     original_done: set[int] = set()
-    if not fresh and store.has_original_results():  # the original ClusterWork ran it: its finished repetitions count
+    if store is not None and store.has_original_results():  # the original ClusterWork ran it: its finished reps count
         from .original_format import finished_repetitions, read_experiment_config
 
         original_done = finished_repetitions(experiment.path, experiment.iterations)
@@ -101,7 +102,7 @@ def plan_experiment(experiment: ExpandedExperiment, first_index: int, selection:
     times: dict[int, float] = {}
     saved: dict[int, int] = {}
     suspicions: dict[int, Suspicion] = {}
-    if stored is not None and not rewrite:  # a new experiment has no files to look at
+    if store is not None and stored is not None and not rewrite:  # a new experiment has no files to look at
         for rep in range(experiment.repetitions):
             view = read_repetition(store.repetition(rep), experiment.iterations, check_lock=False,
                                    finished_by_original=rep in original_done,
@@ -153,13 +154,19 @@ def expected_seconds(plans: Sequence[ExperimentPlan], known: list[float] | None 
     (a NewOrDoneRun's done ones are not planned one by one), else those of `plans`."""
     if known is None:
         known = [t for plan in plans for t in plan.iteration_times.values()]
-    if not known:
+    mean = sweep_mean(known)
+    if mean is None:
         return {}
-    sweep_mean = sum(known) / len(known)
     expected = {}
     for plan in plans:
         times = plan.iteration_times
-        experiment_mean = sum(times.values()) / len(times) if times else sweep_mean
+        experiment_mean = sum(times.values()) / len(times) if times else mean
         for job in plan.jobs:
             expected[job.index] = times.get(job.rep, experiment_mean) * plan.iterations_left(job)
     return expected
+
+
+def sweep_mean(known: Sequence[float]) -> float | None:
+    """The mean of every measured mean iteration time of a sweep (`expected_seconds`' fallback for a job whose
+    experiment measured none: a new one's); None where none was measured."""
+    return sum(known) / len(known) if known else None

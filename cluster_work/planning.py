@@ -22,12 +22,13 @@ from .compact_index import SummaryExperiment, SummaryStore
 from .compact_store import CompactExperimentStore, is_compact, store_of
 from .errors import ConfigError
 from .expansion import ExpandedDocument, ExpandedExperiment, Expansion, expand_path
-from .experiment_plan import CHANGED, plan_experiment
+from .experiment_plan import CHANGED, plan_experiment, sweep_mean
 from .experiment_plan import ExperimentPlan as ExperimentPlan
 from .experiment_plan import changed_params as changed_params
 from .experiment_plan import expected_seconds as expected_seconds
 from .files import StoreIO
 from .folder_index import FolderIndex, indexed_runs
+from .job_order import all_alike, ordered
 from .kinds import kind
 from .paths import compact_root
 from .plan_warnings import refuse_changed_only as refuse_changed_only
@@ -211,22 +212,32 @@ class Plan:
     @property
     def jobs(self) -> Jobs:
         """The jobs to run. Up to SORT_LIMIT of them longest expected first (where an earlier run measured
-        iteration times), so that a long job does not start last and stretch the makespan."""
+        iteration times), so that a long job does not start last and stretch the makespan. A run's new
+        experiments are planned only as their jobs are taken (`job_order`): all of a run's jobs are expected the
+        same, so it sorts as one; where only runs of one number of iterations have jobs, config order, without
+        reading what was measured."""
         if self.totals.jobs > SORT_LIMIT:
             streamed = (plan for chunk in self.chunks()  # (a done experiment has no jobs)
                         for plan in (self.fresh_plans(chunk, new=True) if isinstance(chunk, Bulk) else (chunk,)))
             return Jobs(self.totals.jobs, (job for item in streamed for job in item.jobs))
-        plans: list[ExperimentPlan] = []
+        chunks = list(self.chunks())
+        order = [chunk for chunk in chunks if (chunk.new if isinstance(chunk, Bulk) else chunk.jobs)]  # with jobs
+        if all_alike(order):
+            return Jobs(*ordered(order, {}, None, self._new_jobs))  # whatever was measured: config order
         known: list[float] = []  # every measured mean iteration time, in config order
-        for chunk in self.chunks():
+        for chunk in chunks:
             if isinstance(chunk, NewOrDoneRun):
                 known.extend(chunk.iteration_times())  # (a new experiment has none)
-            for plan in self.fresh_plans(chunk, new=True) if isinstance(chunk, Bulk) else (chunk,):
-                plans.append(plan)
-                known.extend(plan.iteration_times.values())
-        expected = expected_seconds(plans, known)
-        jobs = sorted((job for plan in plans for job in plan.jobs), key=lambda job: -expected.get(job.index, 0.0))
-        return Jobs(len(jobs), jobs)
+            elif not isinstance(chunk, Bulk):
+                known.extend(chunk.iteration_times.values())
+        plans = [item for item in order if isinstance(item, ExperimentPlan)]
+        return Jobs(*ordered(order, expected_seconds(plans, known), sweep_mean(known), self._new_jobs))
+
+    def _new_jobs(self, entry: Segment | FreshRun | NewOrDoneRun) -> Iterator[Segment]:
+        """A job alone, or the jobs of a run's new experiments (planned now), in config order."""
+        if not isinstance(entry, Bulk):
+            return iter((entry,))
+        return (job for plan in self.fresh_plans(entry, new=True) for job in plan.jobs)
 
     def count(self) -> None:
         """Validate every experiment and fill `totals` (raises ConfigError on what a run would refuse)."""
