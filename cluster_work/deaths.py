@@ -14,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
+from typing import Any
 
 from .attempts import lost_attempt_crash
 from .compact_store import experiment_store
@@ -31,6 +33,9 @@ _SIGNAL_HINTS = {
     signal.SIGILL: "illegal instruction: native code built for another CPU?",
 }
 KEPT_STATUS_FIELDS = ("mean_iteration_time",)  # what the new status keeps of the old (longest-first scheduling)
+# How long the lock of a dead process's repetition may outlive the news of its death: ULFM can learn of a rank's
+# death from its closed socket before its exit closed its other files, the results file's lock among them.
+LOCK_RELEASE_WAIT = 2.0  # s
 
 
 def describe_death(exitcode: int | None) -> str:
@@ -65,7 +70,7 @@ def record_lost_segment(segment: Segment, cause: str, sync: bool) -> Outcome:
     if isinstance(store, RepetitionStore) and not store.has_files():
         return outcome
     try:
-        writer = store.open_writer()
+        writer = _open_released(store)
     except RepetitionBusy:
         outcome.error = f"{cause}; not recorded: a live process still holds the repetition (a child it forked?)"
         return outcome
@@ -90,6 +95,20 @@ def record_lost_segment(segment: Segment, cause: str, sync: bool) -> Outcome:
         elif os.path.getsize(store.log_file):
             outcome.log_file = store.log_file
     return outcome
+
+
+def _open_released(store: Any) -> Any:
+    """`store.open_writer()`, tried again for up to LOCK_RELEASE_WAIT while the lock is held: its holder is dead,
+    and the kernel drops the lock once the dead process's files are closed; a holder still there after that is
+    a live one (a child the experiment forked), and RepetitionBusy is raised."""
+    deadline = time.monotonic() + LOCK_RELEASE_WAIT
+    while True:
+        try:
+            return store.open_writer()
+        except RepetitionBusy:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _where(saved: int, target: int) -> str:
