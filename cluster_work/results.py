@@ -148,7 +148,8 @@ def _load(path: str | os.PathLike[str], wanted: list[str] | None, params: Mappin
             found = True
             for experiment in compact_bulk.read_simple(root) or _catalogued(root):
                 name, base = experiment.name, experiment.base or experiment.name
-                saved |= {name, base}
+                saved.add(name)
+                saved.add(base)
                 if kept_names is not None and not kept_names & {name, base}:
                     continue
                 flat_params = flatten_mapping(experiment.params or {})
@@ -160,7 +161,7 @@ def _load(path: str | os.PathLike[str], wanted: list[str] | None, params: Mappin
                         chunks.append(held.rows)
                         fast.add(held.rows)
                         blocks.append({"experiment": name, "rep": held.rep, **param_columns,
-                                       **_stop_reason(held.status)})
+                                       **(_stop_reason(held.status) if held.status else {})})
     if not found:
         _warn_nothing_found(path, sweep_folders)
     results, counts = fast.rows() or _parsed_rows(chunks)
