@@ -1,19 +1,20 @@
-"""A compact store's rows read in bulk for `load_results`, where its segments hold nothing but first claims and rows.
+"""A compact store's rows read in bulk for `load_results`: a million one-row repetitions in seconds, not minutes.
 
 `compact_catalog.Catalog` is the definition: it takes every event of every segment in, one Python call a line, so
-that claims made again (a resume, a requeue), cut-backs (`-r/-i`), statuses and drops say which rows count. A sweep
-that ran once to its end holds none of those: each repetition was claimed once, by one writer, whose rows
-0, 1, 2... follow its claim in its segment, together. There the rows of a repetition are one run of lines that
-differ from a results file's lines only by the same prefix and one closing brace, so a store of 10^6 one-row
-repetitions is read with a few regular expressions and byte replacements in C per repetition instead of some
-twenty Python calls per line (the catalog: ~35 s of CPU for 10^6 repetitions).
-
-`read_simple` says None wherever a store is not that simple, and `load_results` then reads it through the catalog:
-a line of any other kind (a status, a cut-back, a drop, a damaged or foreign line), a repetition claimed twice, a
-row whose repetition its own segment did not claim before it, a repetition's rows not together in one run, or rows
-that are not exactly 0, 1, 2... as the runner writes them. What it gives is what the catalog gives for the same
-bytes: each repetition's rows as `SavedRepetition.row_lines` joins them, its claim's params and base, experiments
-in order of name and repetitions in order of number (tests/test_compact_bulk compares the two).
+that claims made again (a resume, a requeue), cut-backs (`-r/-i`), statuses and drops say which rows count: ~35 s
+of CPU for a store of 10^6 one-row repetitions. Most repetitions of a store need none of that: claimed once, by
+one writer, whose rows 0, 1, 2... follow its claim in its segment, together. Their rows are one run of lines that
+differ from a results file's lines only by the same prefix and one closing brace, so they are found with one
+regular expression over each segment (a claim line, or a run of one repetition's row lines, per match) and cut to
+a results file's lines by two byte replacements, in C. Every other repetition (claimed twice, a status, a
+cut-back, rows not exactly 0, 1, 2... as the runner writes them, rows its segment did not claim before them) is
+replayed: its lines alone, in each segment's order, through a catalog of its own, which is exact because what a
+catalog says of a repetition depends only on that repetition's lines and on drops. A store with a drop (`-d`), or
+with a line that is an event keyed otherwise than encode_row keys it, is left to the catalog whole (`read_bulk`
+says None). What it gives is what the catalog gives for the same bytes: each repetition's rows as
+`SavedRepetition.row_lines` joins them, its status, the params and base of the first of an experiment's
+repetitions that has any, experiments in order of name and repetitions in order of number
+(tests/test_compact_bulk compares the two).
 """
 from __future__ import annotations
 
@@ -26,12 +27,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from .compact_catalog import Catalog
 from .paths import SEGMENT_PREFIX
 
 _KEY = rb'\["(?:[^"\\\n]|\\.)*",-?\d+\]'  # a repetition's key as encode_row writes it: ["name",rep]
-# a claim's line, or a run of row lines of one repetition (the same key: the backreference); nothing else
+# each match: a claim's line (and its key); a run of one repetition's row lines (the same key: the backreference);
+# a status's or a cut-back's line; any other line
 _EVENT = re.compile(rb'(\{"c":(' + _KEY + rb'),[^\n]*\}\n)'
-                    rb'|\{"w":(' + _KEY + rb'),"row":[^\n]*\}\n(?:\{"w":\3,"row":[^\n]*\}\n)*')
+                    rb'|\{"w":(' + _KEY + rb'),"row":[^\n]*\}\n(?:\{"w":\3,"row":[^\n]*\}\n)*'
+                    rb'|\{"[sk]":(' + _KEY + rb')[,}][^\n]*\n'
+                    rb'|[^\n]*\n')
 _ITERATION = re.compile(rb'^\{"iteration":(\d+)[,}]', re.MULTILINE)  # how every row the runner writes begins
 _NUMBERS: list[bytes] = []  # b"0", b"1", ...: the iterations a run's rows must have, grown as needed
 
@@ -64,68 +69,117 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def read_simple(root: str) -> list[BulkExperiment] | None:
-    """The experiments of the compact store in `root` in order of name, read in bulk; None where its segments hold
-    anything but first claims and their rows (see the module's docstring): the catalog must read it."""
-    claims: dict[bytes, tuple[int, int]] = {}  # a key -> (its segment, its place among the claim lines)
-    claim_lines: list[bytes] = []
-    runs: dict[bytes, bytes] = {}  # a key -> its run of row lines
-    for segment, data in enumerate(_segments(root)):
-        position = 0
+def read_bulk(root: str) -> list[BulkExperiment] | None:
+    """The experiments of the compact store in `root` in order of name, read in bulk (see the module's docstring);
+    None where a line is a drop or an event not keyed as encode_row keys it: the catalog must read the store."""
+    names, datas = _segments(root)
+    claims: dict[bytes, tuple[int, int, int]] = {}  # a key -> (segment, place among claim_lines, position) of its
+    claim_lines: list[bytes] = []  # first claim, and that claim's line
+    runs: dict[bytes, tuple[int, int, bytes]] = {}  # a key -> (segment, position, lines) of its run of rows
+    later: list[tuple[bytes, int, int, bytes]] = []  # (key, segment, position, lines) of every other keyed line
+    for segment, data in enumerate(datas):
         for found in _EVENT.finditer(data):
-            if found.start() != position:  # a line of another kind (or damaged) before this one
-                return None
-            position = found.end()
-            claimed = found.group(2)
-            if claimed is not None:
-                if claimed in claims:
-                    return None
-                claims[claimed] = (segment, len(claim_lines))
+            claimed, rows_of, other = found.group(2, 3, 4)
+            if claimed is not None and claimed not in claims:
+                claims[claimed] = (segment, len(claim_lines), found.start())
                 claim_lines.append(found.group(1))
-            else:
-                key = found.group(3)
-                if claims.get(key, (-1,))[0] != segment or key in runs:
-                    return None
-                runs[key] = found.group(0)
-        if position != len(data):
-            return None
+            elif rows_of is not None and rows_of not in runs and claims.get(rows_of, (-1,))[0] == segment:
+                runs[rows_of] = (segment, found.start(), found.group(0))
+            elif claimed or rows_of or other:
+                later.append((claimed or rows_of or other, segment, found.start(), found.group(0)))
+            elif _an_event(found.group(0)):
+                return None
     try:
         events = json.loads(b"[" + b",".join(claim_lines) + b"]")
-        keys = [(str(event["c"][0]), int(event["c"][1])) for event in events]
-    except (ValueError, TypeError, KeyError, IndexError):
+    except ValueError:
         return None
-    by_name: dict[str, list[tuple[int, Any, bytes]]] = {}
-    for (key, (_, place)), (name, rep) in zip(claims.items(), keys):
-        rows = _rows(key, runs[key]) if key in runs else b""
-        if rows is None:
-            return None
-        by_name.setdefault(name, []).append((rep, place, rows))
+    replayed = {entry[0] for entry in later}
+    rows_by_key = {}
+    for key, (_, _, run) in runs.items():
+        if key not in replayed:
+            rows = _rows(key, run)
+            if rows is None:
+                replayed.add(key)
+            else:
+                rows_by_key[key] = rows
+    by_name: dict[str, list[tuple[int, Any, Any, bytes, dict[str, Any]]]] = {}
+    try:
+        for (key, _), event in zip(claims.items(), events):
+            if key not in replayed:
+                by_name.setdefault(str(event["c"][0]), []).append(
+                    (int(event["c"][1]), event.get("params"), event.get("base"), rows_by_key.get(key, b""), {}))
+    except (TypeError, KeyError, IndexError, ValueError, AttributeError):
+        return None
+    if replayed and not _replay(root, names, replayed, claims, claim_lines, runs, later, by_name):
+        return None
     experiments = []
     for name in sorted(by_name):
-        repetitions = sorted(by_name[name])
-        params = next((events[place].get("params") for _, place, _ in repetitions
-                       if events[place].get("params")), None)
-        base = next((events[place].get("base") for _, place, _ in repetitions if events[place].get("base")), None)
-        experiments.append(BulkExperiment(name, params, base,
-                                          [BulkRepetition(rep, rows) for rep, _, rows in repetitions]))
+        repetitions = sorted(by_name[name], key=lambda held: held[0])
+        params = next((params for _, params, _, _, _ in repetitions if params), None)
+        base = next((base for _, _, base, _, _ in repetitions if base), None)
+        experiments.append(BulkExperiment(name, params, base, [BulkRepetition(rep, rows, status)
+                                                               for rep, _, _, rows, status in repetitions]))
     return experiments
 
 
-def _segments(root: str) -> list[bytes]:
-    """Each segment's complete lines, in order of name (a torn last line is left out, as the catalog leaves it)."""
+def _replay(root: str, names: list[str], replayed: set[bytes], claims: dict[bytes, tuple[int, int, int]],
+            claim_lines: list[bytes], runs: dict[bytes, tuple[int, int, bytes]],
+            later: list[tuple[bytes, int, int, bytes]],
+            by_name: dict[str, list[tuple[int, Any, Any, bytes, dict[str, Any]]]]) -> bool:
+    """Add to `by_name` the repetitions of the `replayed` keys as a catalog reads them: every line of theirs, in
+    each segment's order, into a catalog of their own (what it says of a repetition depends on that repetition's
+    lines alone, and on drops, which no store read in bulk holds). False where one of them has another's name and
+    number (a key written otherwise than encode_row writes it)."""
+    lines = [entry[1:] for entry in later]
+    for key in replayed:
+        if key in claims:
+            segment, place, position = claims[key]
+            lines.append((segment, position, claim_lines[place]))
+        if key in runs:
+            lines.append(runs[key])
+    lines.sort(key=lambda entry: entry[:2])
+    catalog = Catalog(root)
+    for segment, _, data in lines:
+        for line in data.split(b"\n")[:-1]:
+            catalog.apply_line(names[segment], line)
+    for name, reps in catalog.experiments().items():
+        held = by_name.setdefault(name, [])
+        known = {rep for rep, *_ in held}
+        for rep in reps:
+            if rep in known:
+                return False
+            saved = catalog.repetition(name, rep)
+            held.append((rep, saved.params, saved.base, b"".join(line + b"\n" for line in saved.row_lines()),
+                         dict(saved.status[1]) if saved.status else {}))
+    return True
+
+
+def _an_event(line: bytes) -> bool:
+    """Whether a line the bulk reader did not take is an event the catalog would (a drop, a key written otherwise):
+    one it skips (damaged, a power loss's zeros) is skipped here too."""
     try:
-        names = sorted(entry.name for entry in os.scandir(root) if entry.name.startswith(SEGMENT_PREFIX))
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
+
+
+def _segments(root: str) -> tuple[list[str], list[bytes]]:
+    """The segments' names and their complete lines, in order of name (a torn last line is left out, as the catalog
+    leaves it)."""
+    try:
+        found = sorted(entry.name for entry in os.scandir(root) if entry.name.startswith(SEGMENT_PREFIX))
     except FileNotFoundError:
-        return []
-    segments = []
-    for name in names:
+        return [], []
+    names, datas = [], []
+    for name in found:
         try:
             with open(os.path.join(root, name), "rb") as handle:
                 data = handle.read()
         except FileNotFoundError:
             continue
-        segments.append(data[:data.rfind(b"\n") + 1])
-    return segments
+        names.append(name)
+        datas.append(data[:data.rfind(b"\n") + 1])
+    return names, datas
 
 
 def _rows(key: bytes, run: bytes) -> bytes | None:

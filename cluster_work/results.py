@@ -146,7 +146,7 @@ def _load(path: str | os.PathLike[str], wanted: list[str] | None, params: Mappin
                                    **(_stop_reason(repetition.read_status()) if steered else {})})
         for root in find_compact_roots(folder):  # compact stores (`store: compact`): rows from their segments
             found = True
-            for experiment in compact_bulk.read_simple(root) or _catalogued(root):
+            for experiment in compact_bulk.read_bulk(root) or _catalogued(root):
                 name, base = experiment.name, experiment.base or experiment.name
                 saved.add(name)
                 saved.add(base)
@@ -178,7 +178,7 @@ def _load(path: str | os.PathLike[str], wanted: list[str] | None, params: Mappin
 
 def _catalogued(root: str) -> list[compact_bulk.BulkExperiment]:
     """The experiments of the compact store in `root` as its catalog reads them (the definition; what
-    `compact_bulk.read_simple` gives, where that can read the store), with each repetition's status."""
+    `compact_bulk.read_bulk` gives, where that can read the store), with each repetition's status."""
     compact = catalog(root, force=True)
     experiments = []
     for name, reps in compact.experiments().items():

@@ -1,8 +1,9 @@
-"""A compact store read in bulk (`compact_bulk.read_simple`) gives load_results the frame the catalog gives.
+"""A compact store read in bulk (`compact_bulk.read_bulk`) gives load_results the frame the catalog gives.
 
 The catalog (`compact_catalog`) is the definition. Each case compares load_results' frame with the bulk reader
-and with the catalog alone (the bulk reader made to give up), and says whether the bulk reader must read the
-store (a sweep that ran once to its end) or give it up (anything else), so that neither path goes untested.
+and with the catalog alone (the bulk reader made to give up), and says whether the bulk reader reads the store
+(then each repetition either in bulk or replayed) or leaves it to the catalog (a drop, a line keyed otherwise),
+so that no path goes untested; `_replayed` counts the repetitions replayed.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def _frames(target: Path, monkeypatch) -> tuple:
     """load_results of `target` as it is, and through the catalog alone."""
     bulk = load_results(target)
     with monkeypatch.context() as patch:
-        patch.setattr(compact_bulk, "read_simple", lambda root: None)
+        patch.setattr(compact_bulk, "read_bulk", lambda root: None)
         _catalogs.clear()
         catalogued = load_results(target)
     return bulk, catalogued
@@ -42,7 +43,7 @@ def _same(target: Path, monkeypatch, bulk_reads: set[str]) -> None:
     assert bulk.dtypes.tolist() == catalogued.dtypes.tolist()
     assert bulk.equals(catalogued)
     folder = target if target.is_dir() else target.parent / "out"
-    read = {Path(root).parent.name for root in _roots(folder) if compact_bulk.read_simple(root) is not None}
+    read = {Path(root).parent.name for root in _roots(folder) if compact_bulk.read_bulk(root) is not None}
     assert read == bulk_reads
 
 
@@ -81,7 +82,7 @@ def test_a_continued_sweep_its_repetitions_claimed_again_is_left_to_the_catalog(
     cli("Deterministic", "cfg.yml", cwd=tmp_path, check_rc=0)
     (tmp_path / "cfg.yml").write_text(CONFIG.format(iterations=5))  # more iterations: each walk is claimed again
     cli("Deterministic", "cfg.yml", cwd=tmp_path, check_rc=0)
-    _same(tmp_path / "cfg.yml", monkeypatch, bulk_reads={"single"})  # (its one iteration: not continued)
+    _same(tmp_path / "cfg.yml", monkeypatch, bulk_reads={"walk", "single"})
     assert set(load_results(tmp_path / "cfg.yml").groupby(["experiment", "rep"]).size()) == {5, 1}
 
 
@@ -89,7 +90,7 @@ def test_a_failed_repetition_and_its_status_is_left_to_the_catalog(tmp_path, cli
     failing = "fail_at: [-1, 0]\n  fail_rep: [0, 1]"  # the second experiment's repetition 1
     (tmp_path / "cfg.yml").write_text(CONFIG.format(iterations=3).replace("fail_at: [-1, -1]", failing))
     cli("Deterministic", "cfg.yml", cwd=tmp_path)
-    _same(tmp_path / "cfg.yml", monkeypatch, bulk_reads={"walk"})
+    _same(tmp_path / "cfg.yml", monkeypatch, bulk_reads={"walk", "single"})
 
 
 def _store(tmp_path: Path, segments: list[list[dict | bytes]]) -> Path:
@@ -119,39 +120,51 @@ SIMPLE = [[_claim("b", 0), _row("b", 0, 0), _row("b", 0, 1), _claim("a", 1), _ro
 OTHER = [_claim("z", 0), _row("z", 0, 0)]  # a repetition beside each case's: a frame never empty
 
 CASES = {
-    "two writers' segments": (SIMPLE, True),
-    "a torn last line": ([SIMPLE[0] + [b'{"w":["b",0],"row":{"iteration":2,"va'], SIMPLE[1]], True),
-    "one-row repetitions": ([[_claim(f"p{k}", 0), _row(f"p{k}", 0, 0)] for k in range(5)], True),
-    "rows before their claim": ([[_row("a", 0, 0), _claim("a", 0), _row("a", 0, 1)]], False),
-    "rows of a repetition another segment claimed": ([[_claim("a", 0)], [_row("a", 0, 0)]], False),
+    "two writers' segments": (SIMPLE, 0),
+    "a torn last line": ([SIMPLE[0] + [b'{"w":["b",0],"row":{"iteration":2,"va'], SIMPLE[1]], 0),
+    "one-row repetitions": ([[_claim(f"p{k}", 0), _row(f"p{k}", 0, 0)] for k in range(5)], 0),
+    "rows before their claim": ([[_row("a", 0, 0), _claim("a", 0), _row("a", 0, 1)]], 1),
+    "rows of a repetition another segment claimed": ([[_claim("a", 0)], [_row("a", 0, 0)]], 1),
     "a repetition claimed twice": ([[_claim("a", 0), _row("a", 0, 0)], [_claim("a", 0, t=2.0), _row("a", 0, 0)]],
-                                   False),
+                                   1),
     "a repetition's rows in two runs": ([[_claim("a", 0), _claim("b", 0), _row("a", 0, 0), _row("b", 0, 0),
-                                          _row("a", 0, 1)]], False),
-    "an iteration skipped": ([[_claim("a", 0), _row("a", 0, 0), _row("a", 0, 2)], SIMPLE[0]], False),
-    "rows from 1": ([[_claim("a", 0), _row("a", 0, 1), _row("a", 0, 2)], SIMPLE[0]], False),
+                                          _row("a", 0, 1)]], 1),
+    "an iteration skipped": ([[_claim("a", 0), _row("a", 0, 0), _row("a", 0, 2)], SIMPLE[0]], 1),
+    "rows from 1": ([[_claim("a", 0), _row("a", 0, 1), _row("a", 0, 2)], SIMPLE[0]], 1),
     "a cut-back": ([[_claim("a", 0), _row("a", 0, 0), _row("a", 0, 1), {"k": ["a", 0], "n": 1},
-                     _row("a", 0, 1, again=True)]], False),
-    "a status": ([SIMPLE[0] + [{"s": ["b", 0], "t": 5.0, "status": {"state": "stopped", "reason": "r"}}]], False),
-    "a drop": ([SIMPLE[0] + [{"d": "b", "t": 5.0}, _claim("b", 0, t=6.0), _row("b", 0, 0)]], False),
-    "a damaged line (a power loss's zeros)": ([SIMPLE[0][:3] + [b"\0" * 40 + b"\n"] + SIMPLE[0][3:]], False),
+                     _row("a", 0, 1, again=True)]], 1),
+    "a status": ([SIMPLE[0] + [{"s": ["b", 0], "t": 5.0, "status": {"state": "stopped", "reason": "r"}}]], 1),
+    "a drop": ([SIMPLE[0] + [{"d": "b", "t": 5.0}, _claim("b", 0, t=6.0), _row("b", 0, 0)]], None),
+    "an event keyed otherwise": ([SIMPLE[0] + [b'{"s": ["b", 0], "t": 5.0, "status": {"state": "failed"}}\n']], None),
+    "a key written with an escape": ([SIMPLE[0] + [b'{"s":["\\u0062",0],"t":5.0,"status":{"state":"failed"}}\n']],
+                                     None),
+    "a status of a repetition never claimed": ([SIMPLE[0] + [{"s": ["new", 0], "t": 5.0, "at": "new", "base": "doc",
+                                                             "params": {"x": 9}, "status": {"state": "stopped",
+                                                                                            "reason": "why"}}]], 1),
+    "a damaged line (a power loss's zeros)": ([SIMPLE[0][:3] + [b"\0" * 40 + b"\n"] + SIMPLE[0][3:]], 0),
     "a row line torn and written over": ([[_claim("a", 0), _row("a", 0, 0),
                                            b'{"w":["a",0],"row":{"itera{"w":["a",0],"row":{"iteration":1}}\n',
-                                           _row("a", 0, 2)]], False),
+                                           _row("a", 0, 2)]], 1),
 }
 
 
 @pytest.mark.parametrize("case", CASES, ids=list(CASES))
-def test_written_segments_are_read_in_bulk_or_left_to_the_catalog(case, tmp_path, monkeypatch):
-    segments, bulk_reads = CASES[case]
+def test_written_segments_are_read_in_bulk_replayed_or_left_to_the_catalog(case, tmp_path, monkeypatch):
+    segments, replayed = CASES[case]  # repetitions replayed through a catalog of their own; None: the store left
     folder = _store(tmp_path, [*segments, OTHER])
-    _same(folder, monkeypatch, {"doc"} if bulk_reads else set())
+    _same(folder, monkeypatch, set() if replayed is None else {"doc"})
+    counted: list[int] = []
+    replay = compact_bulk._replay
+    monkeypatch.setattr(compact_bulk, "_replay", lambda root, names, keys, *rest: counted.append(len(keys)) or replay(
+        root, names, keys, *rest))
+    if compact_bulk.read_bulk(_roots(folder)[0]) is not None:
+        assert sum(counted) == replayed
 
 
 def test_the_bulk_reader_gives_each_repetitions_rows_as_its_results_file_holds_them(tmp_path):
     folder = _store(tmp_path, SIMPLE)
     [root] = _roots(folder)
-    experiments = compact_bulk.read_simple(root)
+    experiments = compact_bulk.read_bulk(root)
     assert experiments is not None
     read = {e.name: (e.params, e.base, [(r.rep, r.rows) for r in e.repetitions]) for e in experiments}
     assert list(read) == sorted(read)
