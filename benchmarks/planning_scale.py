@@ -143,6 +143,14 @@ def probe(kind: str, config: str) -> None:
     from cluster_work.vocabulary import Outcome, OutcomeKind
 
     started, cpu = time.perf_counter(), time.process_time()
+    if kind == "load":  # load_results of the sweep (pandas and pyarrow imported first: once in a process)
+        import pandas  # noqa: F401
+        import pyarrow  # noqa: F401
+
+        started, cpu = time.perf_counter(), time.process_time()
+        rows = len(load_results(config))
+        print(time.perf_counter() - started, time.process_time() - cpu, own_peak_mb(), rows)
+        return
     if kind == "index":  # what a run does at its end: write each document's folder index
         from cluster_work import folder_index
 
@@ -166,12 +174,13 @@ def own_peak_mb() -> float:
 
 
 def probed(kind: str, config: str, env: dict[str, str], limit: float | None = None) -> list[float]:
-    """(seconds, CPU seconds, peak MB) of `probe` in a process of its own; nan where it ran past `limit` seconds."""
+    """(seconds, CPU seconds, peak MB[, rows]) of `probe` in a process of its own; nan where it ran past `limit`
+    seconds."""
     try:
         output = subprocess.run([sys.executable, __file__, "--probe", kind, config], env=env, capture_output=True,
                                 text=True, check=True, timeout=limit).stdout
     except subprocess.TimeoutExpired:
-        return [math.nan] * 3
+        return [math.nan] * (4 if kind == "load" else 3)
     return [float(figure) for figure in output.split()]
 
 
@@ -301,6 +310,10 @@ def compact_resume(root: str, size: int, contiguous: bool, versions: list[tuple[
             first, total, peak, cpu = command_figures([sys.executable, "noop.py", path, *flags.split()], env, root,
                                                       False, limit)
             print(f"    {flags:<14} {version:<9} all {total:6.2f} s ({cpu:6.2f} s CPU)   peak {peak:5.0f} MB")
+    for version, env in versions:
+        seconds, cpu, peak, rows = probed("load", path, env, limit)
+        print(f"    load_results   {version:<9} {seconds:6.2f} s ({cpu:6.2f} s CPU) for {rows:.0f} one-row repetitions"
+              f"   peak {peak:5.0f} MB")
 
 
 def folders_resume(root: str, resume: int, versions: list[tuple[str, dict[str, str]]], config) -> None:

@@ -294,14 +294,20 @@ def catalog(root: str, force: bool = False, refresh: bool = True) -> Catalog:
     return found.refresh(force) if refresh else found
 
 
-def find_catalogs(sweep_folder: str) -> Iterator[tuple[str, Catalog]]:
-    """The compact stores of a sweep folder: (document folder, its catalog), in order of name."""
+def find_compact_roots(sweep_folder: str) -> Iterator[str]:
+    """The compact stores of a sweep folder (their folders, `compact_root`s), in order of their documents' names."""
     try:
         bases = sorted(entry.path for entry in os.scandir(sweep_folder) if entry.is_dir())
     except (FileNotFoundError, NotADirectoryError):
         return
     for base in bases:
         if os.path.isdir(compact_root(base)):
-            yield base, catalog(compact_root(base), force=True)
+            yield compact_root(base)
+
+
+def find_catalogs(sweep_folder: str) -> Iterator[tuple[str, Catalog]]:
+    """The compact stores of a sweep folder: (document folder, its catalog), in order of name."""
+    for root in find_compact_roots(sweep_folder):
+        yield os.path.dirname(root), catalog(root, force=True)
 
 

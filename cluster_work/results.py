@@ -12,9 +12,9 @@ import warnings
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from . import original_format
+from . import compact_bulk, original_format
 from .arrow_rows import start_reader as _fast_reader
-from .compact_catalog import find_catalogs
+from .compact_catalog import catalog, find_compact_roots
 from .compact_store import CompactExperimentStore, find_compact
 from .config import flatten_mapping, load_config
 from .errors import ClusterWorkError, ResultsNotFoundError
@@ -89,7 +89,8 @@ def load_results(path: str | os.PathLike[str], experiments: Iterable[str] | None
     ensemble has one row per (iteration, walker), after the repetitions' rows.
     """
     wanted = list(experiments) if experiments is not None else None
-    frame, saved = _load(path, wanted, params)
+    with compact_bulk.collector_paused():  # a frame of 10^6 rows is made of as many objects, in no cycle
+        frame, saved = _load(path, wanted, params)
     if wanted is not None and (saved is not None or os.path.isfile(path)):  # (an empty folder: said already)
         _warn_unknown_names(path, [name for name in dict.fromkeys(wanted) if name not in (saved or ())], saved or set())
     return frame
@@ -99,7 +100,8 @@ def load_configured_results(path: str | os.PathLike[str], experiments: Iterable[
                             params: Mapping[str, Any] | None = None) -> pd.DataFrame:
     """`load_results` for names that a config defines (their callers expanded it: PlotWork, `Sweep.results`,
     --plot): one that has not run yet is no typo, so no warning for it, even where `path` is a folder."""
-    return _load(path, list(experiments), params)[0]
+    with compact_bulk.collector_paused():
+        return _load(path, list(experiments), params)[0]
 
 
 def _load(path: str | os.PathLike[str], wanted: list[str] | None, params: Mapping[str, Any] | None,
@@ -142,27 +144,24 @@ def _load(path: str | os.PathLike[str], wanted: list[str] | None, params: Mappin
                     fast.add(chunk)
                     blocks.append({"experiment": name, "rep": rep, **param_columns,
                                    **(_stop_reason(repetition.read_status()) if steered else {})})
-        for _, compact in find_catalogs(folder):  # compact stores (`store: compact`): rows from their segments
+        for root in find_compact_roots(folder):  # compact stores (`store: compact`): rows from their segments
             found = True
-            for name, reps in compact.experiments().items():
-                rows_of = {rep: compact.repetition(name, rep) for rep in reps}
-                config = {"name": name, "params": next((r.params for r in rows_of.values() if r.params), {}),
-                          "experiment_name": next((r.base for r in rows_of.values() if r.base), name)}
-                saved |= {name, config["experiment_name"]}
-                if kept_names is not None and not kept_names & {name, config["experiment_name"]}:
+            for experiment in compact_bulk.read_bulk(root) or _catalogued(root):
+                name, base = experiment.name, experiment.base or experiment.name
+                saved.add(name)
+                saved.add(base)
+                if kept_names is not None and not kept_names & {name, base}:
                     continue
-                flat_params = flatten_mapping(config.get("params") or {})
+                flat_params = flatten_mapping(experiment.params or {})
                 if not flat_params_match(flat_params, params):
                     continue
                 param_columns = {f"params.{k}": v for k, v in flat_params.items()}
-                for rep, saved_rows in rows_of.items():
-                    lines = saved_rows.row_lines()
-                    if lines:
-                        chunk = b"\n".join(lines) + b"\n"  # as a results file holds them: the fast reader reads it
-                        chunks.append(chunk)
-                        fast.add(chunk)
-                        status = saved_rows.status[1] if saved_rows.status else {}
-                        blocks.append({"experiment": name, "rep": rep, **param_columns, **_stop_reason(status)})
+                for held in experiment.repetitions:
+                    if held.rows:  # as a results file holds them: the fast reader reads it
+                        chunks.append(held.rows)
+                        fast.add(held.rows)
+                        blocks.append({"experiment": name, "rep": held.rep, **param_columns,
+                                       **(_stop_reason(held.status) if held.status else {})})
     if not found:
         _warn_nothing_found(path, sweep_folders)
     results, counts = fast.rows() or _parsed_rows(chunks)
@@ -175,6 +174,21 @@ def _load(path: str | os.PathLike[str], wanted: list[str] | None, params: Mappin
     meta = meta.iloc[np.repeat(np.arange(len(kept)), [c for c in counts if c])].reset_index(drop=True)
     meta.insert(2, "iteration", results.pop("iteration").astype("int64"))
     return _with_own_rows(pd.concat([meta, results], axis=1), folders), saved if found else None
+
+
+def _catalogued(root: str) -> list[compact_bulk.BulkExperiment]:
+    """The experiments of the compact store in `root` as its catalog reads them (the definition; what
+    `compact_bulk.read_bulk` gives, where that can read the store), with each repetition's status."""
+    compact = catalog(root, force=True)
+    experiments = []
+    for name, reps in compact.experiments().items():
+        saved = [(rep, compact.repetition(name, rep)) for rep in reps]
+        experiments.append(compact_bulk.BulkExperiment(
+            name, next((r.params for _, r in saved if r.params), None),
+            next((r.base for _, r in saved if r.base), None),
+            [compact_bulk.BulkRepetition(rep, b"".join(line + b"\n" for line in r.row_lines()),
+                                         r.status[1] if r.status else {}) for rep, r in saved]))
+    return experiments
 
 
 def _with_own_rows(frame: pd.DataFrame, folders: Iterable[tuple[str, Mapping[str, Any], str]]) -> pd.DataFrame:

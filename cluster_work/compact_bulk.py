@@ -1,0 +1,199 @@
+"""A compact store's rows read in bulk for `load_results`: a million one-row repetitions in seconds, not minutes.
+
+`compact_catalog.Catalog` is the definition: it takes every event of every segment in, one Python call a line, so
+that claims made again (a resume, a requeue), cut-backs (`-r/-i`), statuses and drops say which rows count: ~35 s
+of CPU for a store of 10^6 one-row repetitions. Most repetitions of a store need none of that: claimed once, by
+one writer, whose rows 0, 1, 2... follow its claim in its segment, together. Their rows are one run of lines that
+differ from a results file's lines only by the same prefix and one closing brace, so they are found with one
+regular expression over each segment (a claim line, or a run of one repetition's row lines, per match) and cut to
+a results file's lines by two byte replacements, in C. Every other repetition (claimed twice, a status, a
+cut-back, rows not exactly 0, 1, 2... as the runner writes them, rows its segment did not claim before them) is
+replayed: its lines alone, in each segment's order, through a catalog of its own, which is exact because what a
+catalog says of a repetition depends only on that repetition's lines and on drops. A store with a drop (`-d`), or
+with a line that is an event keyed otherwise than encode_row keys it, is left to the catalog whole (`read_bulk`
+says None). What it gives is what the catalog gives for the same bytes: each repetition's rows as
+`SavedRepetition.row_lines` joins them, its status, the params and base of the first of an experiment's
+repetitions that has any, experiments in order of name and repetitions in order of number
+(tests/test_compact_bulk compares the two).
+"""
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .compact_catalog import Catalog
+from .paths import SEGMENT_PREFIX
+
+_KEY = rb'\["(?:[^"\\\n]|\\.)*",-?\d+\]'  # a repetition's key as encode_row writes it: ["name",rep]
+# each match: a claim's line (and its key); a run of one repetition's row lines (the same key: the backreference);
+# a status's or a cut-back's line; any other line
+_EVENT = re.compile(rb'(\{"c":(' + _KEY + rb'),[^\n]*\}\n)'
+                    rb'|\{"w":(' + _KEY + rb'),"row":[^\n]*\}\n(?:\{"w":\3,"row":[^\n]*\}\n)*'
+                    rb'|\{"[sk]":(' + _KEY + rb')[,}][^\n]*\n'
+                    rb'|[^\n]*\n')
+_ITERATION = re.compile(rb'^\{"iteration":(\d+)[,}]', re.MULTILINE)  # how every row the runner writes begins
+_NUMBERS: list[bytes] = []  # b"0", b"1", ...: the iterations a run's rows must have, grown as needed
+
+
+@dataclass
+class BulkRepetition:
+    rep: int
+    rows: bytes  # its rows 0, 1, 2..., each a line (what a results file would hold); b"" where it has none
+    status: dict[str, Any] = field(default_factory=dict)  # its latest status (none in a store read in bulk)
+
+
+@dataclass
+class BulkExperiment:
+    name: str
+    params: Any  # the first of its repetitions' claims (in order of number) that has any, as the catalog's
+    base: str | None
+    repetitions: list[BulkRepetition] = field(default_factory=list)  # in order of number
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while a bulk read makes its ~10^6 objects, none of them in a cycle: its
+    passes over them, which the allocations trigger, cost 30 - 40% of such a read. As it was afterwards."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def read_bulk(root: str) -> list[BulkExperiment] | None:
+    """The experiments of the compact store in `root` in order of name, read in bulk (see the module's docstring);
+    None where a line is a drop or an event not keyed as encode_row keys it: the catalog must read the store."""
+    names, datas = _segments(root)
+    claims: dict[bytes, tuple[int, int, int]] = {}  # a key -> (segment, place among claim_lines, position) of its
+    claim_lines: list[bytes] = []  # first claim, and that claim's line
+    runs: dict[bytes, tuple[int, int, bytes]] = {}  # a key -> (segment, position, lines) of its run of rows
+    later: list[tuple[bytes, int, int, bytes]] = []  # (key, segment, position, lines) of every other keyed line
+    for segment, data in enumerate(datas):
+        for found in _EVENT.finditer(data):
+            claimed, rows_of, other = found.group(2, 3, 4)
+            if claimed is not None and claimed not in claims:
+                claims[claimed] = (segment, len(claim_lines), found.start())
+                claim_lines.append(found.group(1))
+            elif rows_of is not None and rows_of not in runs and claims.get(rows_of, (-1,))[0] == segment:
+                runs[rows_of] = (segment, found.start(), found.group(0))
+            elif claimed or rows_of or other:
+                later.append((claimed or rows_of or other, segment, found.start(), found.group(0)))
+            elif _an_event(found.group(0)):
+                return None
+    try:
+        events = json.loads(b"[" + b",".join(claim_lines) + b"]")
+    except ValueError:
+        return None
+    replayed = {entry[0] for entry in later}
+    rows_by_key = {}
+    for key, (_, _, run) in runs.items():
+        if key not in replayed:
+            rows = _rows(key, run)
+            if rows is None:
+                replayed.add(key)
+            else:
+                rows_by_key[key] = rows
+    by_name: dict[str, list[tuple[int, Any, Any, bytes, dict[str, Any]]]] = {}
+    try:
+        for (key, _), event in zip(claims.items(), events):
+            if key not in replayed:
+                by_name.setdefault(str(event["c"][0]), []).append(
+                    (int(event["c"][1]), event.get("params"), event.get("base"), rows_by_key.get(key, b""), {}))
+    except (TypeError, KeyError, IndexError, ValueError, AttributeError):
+        return None
+    if replayed and not _replay(root, names, replayed, claims, claim_lines, runs, later, by_name):
+        return None
+    experiments = []
+    for name in sorted(by_name):
+        repetitions = sorted(by_name[name], key=lambda held: held[0])
+        params = next((params for _, params, _, _, _ in repetitions if params), None)
+        base = next((base for _, _, base, _, _ in repetitions if base), None)
+        experiments.append(BulkExperiment(name, params, base, [BulkRepetition(rep, rows, status)
+                                                               for rep, _, _, rows, status in repetitions]))
+    return experiments
+
+
+def _replay(root: str, names: list[str], replayed: set[bytes], claims: dict[bytes, tuple[int, int, int]],
+            claim_lines: list[bytes], runs: dict[bytes, tuple[int, int, bytes]],
+            later: list[tuple[bytes, int, int, bytes]],
+            by_name: dict[str, list[tuple[int, Any, Any, bytes, dict[str, Any]]]]) -> bool:
+    """Add to `by_name` the repetitions of the `replayed` keys as a catalog reads them: every line of theirs, in
+    each segment's order, into a catalog of their own (what it says of a repetition depends on that repetition's
+    lines alone, and on drops, which no store read in bulk holds). False where one of them has another's name and
+    number (a key written otherwise than encode_row writes it)."""
+    lines = [entry[1:] for entry in later]
+    for key in replayed:
+        if key in claims:
+            segment, place, position = claims[key]
+            lines.append((segment, position, claim_lines[place]))
+        if key in runs:
+            lines.append(runs[key])
+    lines.sort(key=lambda entry: entry[:2])
+    catalog = Catalog(root)
+    for segment, _, data in lines:
+        for line in data.split(b"\n")[:-1]:
+            catalog.apply_line(names[segment], line)
+    for name, reps in catalog.experiments().items():
+        held = by_name.setdefault(name, [])
+        known = {rep for rep, *_ in held}
+        for rep in reps:
+            if rep in known:
+                return False
+            saved = catalog.repetition(name, rep)
+            held.append((rep, saved.params, saved.base, b"".join(line + b"\n" for line in saved.row_lines()),
+                         dict(saved.status[1]) if saved.status else {}))
+    return True
+
+
+def _an_event(line: bytes) -> bool:
+    """Whether a line the bulk reader did not take is an event the catalog would (a drop, a key written otherwise):
+    one it skips (damaged, a power loss's zeros) is skipped here too."""
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
+
+
+def _segments(root: str) -> tuple[list[str], list[bytes]]:
+    """The segments' names and their complete lines, in order of name (a torn last line is left out, as the catalog
+    leaves it)."""
+    try:
+        found = sorted(entry.name for entry in os.scandir(root) if entry.name.startswith(SEGMENT_PREFIX))
+    except FileNotFoundError:
+        return [], []
+    names, datas = [], []
+    for name in found:
+        try:
+            with open(os.path.join(root, name), "rb") as handle:
+                data = handle.read()
+        except FileNotFoundError:
+            continue
+        names.append(name)
+        datas.append(data[:data.rfind(b"\n") + 1])
+    return names, datas
+
+
+def _rows(key: bytes, run: bytes) -> bytes | None:
+    """The rows of a run of `key`'s row lines as a results file holds them (each line's prefix up to the row, and
+    the closing brace after it, cut away: the catalog's row bytes, joined); None unless they are rows 0, 1, 2...
+    as the runner writes them. A JSON line holds no raw newline, so each line has exactly one "}\\n", its end."""
+    count = run.count(b"\n")
+    if count == 1:  # (a one-iteration repetition: the common case of a huge sweep, cut without the replaces)
+        rows = run[len(key) + 12:-2] + b"\n"  # after '{"w":' key ',"row":', before '}\n'
+        return rows if rows.startswith((b'{"iteration":0,', b'{"iteration":0}')) else None
+    prefix = b'\n{"w":' + key + b',"row":'
+    rows = (b"\n" + run).replace(prefix, b"\n")[1:].replace(b"}\n", b"\n")
+    while len(_NUMBERS) < count:
+        _NUMBERS.append(str(len(_NUMBERS)).encode())
+    if _ITERATION.findall(rows) != _NUMBERS[:count]:
+        return None
+    return rows
