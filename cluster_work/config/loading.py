@@ -194,7 +194,7 @@ def construct_unknown_tag(loader: SafeConstructor, tag: str, node: Any) -> Unkno
     return UnknownTag(tag, loader.construct_scalar(node))
 
 
-def loader_class(keep_unknown_tags: bool = False, python: bool = False) -> type[_ConfigLoader]:
+def loader_class(keep_unknown_tags: bool = False, *, python: bool = False) -> type[_ConfigLoader]:
     """The config's loader class (libyaml's parser where PyYAML has it, unless `python`), constructing the
     tags the experiment's code declares; `keep_unknown_tags`: other local `!tags` become UnknownTag."""
     base = _LOADERS[-1] if python else _LOADERS[0]
@@ -214,7 +214,11 @@ def loader_class(keep_unknown_tags: bool = False, python: bool = False) -> type[
 _C_REFUSALS = (yaml.scanner.ScannerError, yaml.parser.ParserError, yaml.reader.ReaderError, UnicodeEncodeError)
 
 
-def read_yaml(text: str, loader_for: Callable[[bool], type[_ConfigLoader]] = loader_class,
+def _plain_loader(python: bool) -> type[_ConfigLoader]:
+    return loader_class(python=python)
+
+
+def read_yaml(text: str, loader_for: Callable[[bool], type[_ConfigLoader]] = _plain_loader,
               first_only: bool = False, single: bool = False) -> list[Any]:
     """The documents of `text` (`first_only`: the first alone, the rest not parsed; `single`: the one document
     there must be, as yaml.load), each constructed by `loader_for(python)`'s loader.
@@ -252,7 +256,7 @@ def parse_documents(text: str, source: ConfigSource | str, keep_unknown_tags: bo
     A local `!tag` that no loaded code declares is an error, unless `keep_unknown_tags` (for reading a
     config only to find its folders): then it becomes an `UnknownTag`. Python tags are refused always."""
     try:
-        documents = read_yaml(text, lambda python: loader_class(keep_unknown_tags, python))
+        documents = read_yaml(text, lambda python: loader_class(keep_unknown_tags, python=python))
     except _Refused as exc:
         raise config_error(source, f"document {exc.document} {exc.problem}") from None
     except yaml.YAMLError as exc:
