@@ -61,7 +61,8 @@ def test_configs_are_read_by_libyaml():
                  "'tag:yaml.org,2002:python/object/apply:os.system'", id="python-tag"),
     pytest.param("x: 1\n---\n" + HEAD + "params: {deep: " + "[" * 200 + "]" * 200 + "}\n",
                  f"document 2 nests deeper than {MAX_DEPTH} levels (line 7)", id="too-deep"),
-    pytest.param(HEAD + "params:\n  deep:\n" + "".join(" " * (4 + i) + "-\n" for i in range(0, 300, 2)) + "x\n",
+    pytest.param(HEAD + "params:\n  deep:\n" + "".join(" " * (4 + i) + "-\n" for i in range(0, 300, 2))
+                 + " " * 304 + "x\n",
                  f"document 1 nests deeper than {MAX_DEPTH} levels (line 105)", id="too-deep-in-block-style"),
     pytest.param(HEAD + "params:\n  deep: " + "[" * (MAX_DEPTH - 2) + "1" + "]" * (MAX_DEPTH - 2) + "\n",
                  f"document 1 nests deeper than {MAX_DEPTH} levels (line 6)", id="a-value-one-level-too-deep"),
