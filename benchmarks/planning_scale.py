@@ -6,8 +6,9 @@
 - `-p` (the progress table) over 10^4 finished repetitions (100 experiments x 100);
 - `load_results` of those 10^4 repetitions x 100 iterations (10^6 rows), with pyarrow's reader where it is
   installed, then with the plain reader alone (as without pyarrow); pandas and pyarrow imported before.
-- (issue 25) what a user asks of a huge sweep, from the command line as a user runs it, of a `--huge` x
-  `--huge` grid (10^6 points, 1 repetition, 1 iteration, a no-op experiment): `--list` and `--list --json`
+- (issue 25) parsing a config whose grid holds 10^4 values (its YAML alone, CPU); what a user asks of a huge
+  sweep, from the command line as a user runs it, of a `--huge` x `--huge` grid (10^6 points, 1 repetition,
+  1 iteration, a no-op experiment): `--list` and `--list --json`
   (seconds to the first line and to the end, to a pipe read and dropped), `-p`, `-p --json`, `-P` (to its
   first line: its 2 x 10^6 rows take minutes), each process's peak memory; planning a resume of a `--resume`
   x 100 grid whose every other experiment finished (first job, peak memory; the seconds per finished
@@ -136,9 +137,11 @@ def command_figures(argv: list[str], env: dict[str, str], cwd: str, first_only: 
 def probe(kind: str, config: str) -> None:
     """In a process of its own (this copy of cluster_work or a baseline's): `plan`: plan `config` and take its
     first job; `memory`: run all of `config`'s jobs through the engine with a task that answers at once
-    (rank 0's share alone: plan, dispatch, outcomes, summary); prints seconds, CPU seconds, peak MB."""
+    (rank 0's share alone: plan, dispatch, outcomes, summary); `parse`: parse `config`'s text (its YAML alone)
+    PARSES times; `load`: load_results of `config`; prints seconds, CPU seconds (`parse`: the fastest parse's), peak MB
+    (`load`: and its rows)."""
     from cluster_work.backends import SequentialExecutor
-    from cluster_work.config import load_config
+    from cluster_work.config import load_config, parse_documents
     from cluster_work.sweep import run_segments
     from cluster_work.vocabulary import Outcome, OutcomeKind
 
@@ -150,6 +153,16 @@ def probe(kind: str, config: str) -> None:
         started, cpu = time.perf_counter(), time.process_time()
         rows = len(load_results(config))
         print(time.perf_counter() - started, time.process_time() - cpu, own_peak_mb(), rows)
+        return
+    if kind == "parse":
+        with open(config) as handle:
+            text = handle.read()
+        fastest = math.inf
+        for _ in range(PARSES):
+            before = time.process_time()
+            parse_documents(text, config)
+            fastest = min(fastest, time.process_time() - before)
+        print(time.perf_counter() - started, fastest, own_peak_mb())
         return
     if kind == "index":  # what a run does at its end: write each document's folder index
         from cluster_work import folder_index
@@ -171,6 +184,9 @@ def own_peak_mb() -> float:
     """This process's peak memory since it started its program (ru_maxrss also counts its parent's at fork)."""
     with open("/proc/self/status") as status:
         return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
+
+
+PARSES = 7  # times the `parse` probe parses its config
 
 
 def probed(kind: str, config: str, env: dict[str, str], limit: float | None = None) -> list[float]:
@@ -364,6 +380,13 @@ def huge_sweeps(root: str, size: int, resume: int, compact: int, contiguous: boo
     if compact_only or stale_only:
         compact_resume(root, compact, contiguous, versions, config, limit, stale_only)
         return
+    parse = os.path.join(root, "parse.yml")  # YAML as a user writes it, flow lists of the grid's values
+    with open(parse, "w") as handle:
+        handle.write(f"name: parse\nrepetitions: 1\niterations: 1\npath: {root}\n"
+                     f"grid:\n  a: {list(range(10_000))}\n  b: {list(range(100))}\n")
+    print(f"  parse a config whose grid holds 10,100 values, in one process (CPU, the fastest of {PARSES}):")
+    for version, env in versions:
+        print(f"    {version:<9} {probed('parse', parse, env)[1] * 1000:6.1f} ms")
     grid = config("huge", {"grid": {"a": list(range(size)), "b": list(range(size))}})
     print(f"  a {size} x {size} grid ({size * size} points), from the command line; seconds to the first line, "
           "to the end, peak memory:")

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from .config import construct_unknown_tag, loader_class  # the config's own tag handling, shared
+from .config import construct_unknown_tag, loader_class, read_yaml  # the config's own tag handling, shared
 from .errors import StoreError
 from .store import LOG_FOLDER, ORIGINAL_CONFIG_FILE
 
@@ -35,11 +35,11 @@ def _tuple(loader: Any, node: Any) -> tuple[Any, ...]:
     return tuple(loader.construct_sequence(node, deep=True))
 
 
-def _stored_config_loader() -> type[yaml.SafeLoader]:
+def _stored_config_loader(python: bool) -> type[Any]:
     """The config's loader (the tags the experiment's code declares construct as they do in the config, so
     stored and current params compare equal), that also takes what the original's `yaml.dump` wrote: tuples
     as tuples, other Python-tagged values (numpy arrays, objects) as UnknownTag, never running code."""
-    loader: type[yaml.SafeLoader] = type("_StoredConfigLoader", (loader_class(keep_unknown_tags=True),), {})
+    loader: type[Any] = type("_StoredConfigLoader", (loader_class(keep_unknown_tags=True, python=python),), {})
     loader.add_constructor("tag:yaml.org,2002:python/tuple", _tuple)
     loader.add_multi_constructor("tag:yaml.org,2002:python/", construct_unknown_tag)
     return loader
@@ -49,7 +49,8 @@ def read_yaml_file(path: str) -> Any:
     """The first document of a YAML file the original wrote (see _stored_config_loader); None if it is missing."""
     try:
         with open(path, encoding="utf-8") as handle:
-            return next(yaml.load_all(handle, Loader=_stored_config_loader()), None)
+            text = handle.read()
+        return next(iter(read_yaml(text, _stored_config_loader, first_only=True)), None)
     except FileNotFoundError:
         return None
     except (OSError, ValueError, yaml.YAMLError) as exc:

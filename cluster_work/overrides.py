@@ -33,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from .config import ALIASES, KNOWN_KEYS, deep_merge, dotted, flatten_paths, loader_class
+from .config import ALIASES, KNOWN_KEYS, deep_merge, dotted, flatten_paths, read_yaml
 from .errors import ConfigError, config_error
 from .lookalike import lookalike
 
@@ -107,7 +107,8 @@ def _value(text: str, override: str, source: str) -> Any:
     if text == "":
         return ""  # Hydra's `key=`: the empty string (`key=null` is None)
     try:
-        return yaml.load(text, Loader=loader_class())  # noqa: S506 (a safe loader: config.loader_class)
+        [value] = read_yaml(text, single=True)  # the config's own (safe) loader
+        return value
     except yaml.YAMLError as exc:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{source}: override {override!r}: the value is no YAML value: {problem}") from None

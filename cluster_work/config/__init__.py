@@ -40,6 +40,7 @@ from .loading import (
     loader_class,
     parse_documents,
     read_text,
+    read_yaml,
 )
 from .validation import (
     ALIASES,
@@ -65,5 +66,5 @@ __all__ = [
     "REQUIRED_KEYS", "STORES", "Adjust", "Documents", "KeyPath", "UnknownTag", "Warn", "check_document_keys",
     "construct_unknown_tag", "deep_merge", "dotted", "flatten_mapping", "flatten_paths", "is_default_document",
     "load_config", "loader_class", "merge_and_validate", "parse_documents", "path_problem", "read_text",
-    "set_path", "validate_experiment",
+    "read_yaml", "set_path", "validate_experiment",
 ]
