@@ -15,12 +15,12 @@ import itertools
 import operator
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from operator import itemgetter
 from typing import Any, Protocol
 
-from .compact_index import Entry, ExperimentSummary, SummaryStore, canonical
+from .compact_columns import Columns, Entry
+from .compact_index import ExperimentSummary, SummaryStore, canonical
 from .compact_store import is_compact
 from .config import KeyPath
 from .expansion import ExpandedDocument, ExpandedExperiment
@@ -84,7 +84,7 @@ class NewOrDoneRun(Run):
 
     store: Known  # what its done experiments' plans are made from
     done: bytes
-    found: tuple[Entry, ...]
+    found: Sequence[Entry]
 
     @property
     def new(self) -> int:
@@ -175,7 +175,8 @@ def compact_runs(document: ExpandedDocument, first_index: int, store: SummarySto
     names found in the index at once, only the held ones one by one. Where the parameters cannot be told from
     the axes (`params_texts`), each experiment it holds is planned."""
     repetitions, iterations = document.document["repetitions"], document.document["iterations"]
-    held = store.summary.entries
+    columns = store.summary.columns
+    held = columns.position
     if not held:
         yield from ((FreshRun(document, 0, len(document), first_index), True),) if len(document) else ()
         return
@@ -183,18 +184,30 @@ def compact_runs(document: ExpandedDocument, first_index: int, store: SummarySto
     names = document.names()
     joined = texts[0]() if texts is not None else None
     for block in range(0, len(document), BLOCK):
-        found: list[Any] = list(map(held.get, itertools.islice(names, BLOCK)))
+        found: list[int | None] = list(map(held.get, itertools.islice(names, BLOCK)))  # its position, if held
+        mask = bytes(map(operator.is_not, found, itertools.repeat(None)))
         expected = list(itertools.islice(joined, len(found))) if joined is not None else None
         if texts is not None and expected is not None:  # all it holds done, unchanged (the usual case): at once
-            entries = list(itertools.compress(found, found))
-            if all(map(operator.eq, map(texts[1], itertools.compress(expected, found)), map(itemgetter(1), entries))) \
-                    and all(map(is_done, map(itemgetter(2), entries), itertools.repeat(repetitions),
-                                itertools.repeat(iterations))):
+            positions: list[int] = list(itertools.compress(found, mask))  # type: ignore[arg-type]
+            if all(map(operator.eq, map(texts[1], itertools.compress(expected, mask)),
+                       map(columns.params.__getitem__, positions))) and \
+                    all_done(columns, positions, repetitions, iterations):
                 yield NewOrDoneRun(document, block, block + len(found), first_index + block * repetitions, store,
-                                   bytes(map(bool, found)), tuple(entries)), False
+                                   mask, columns.entries_at(positions)), False
                 continue
-        yield from block_runs(document, first_index, block, found, functools.partial(
+        yield from block_runs(document, first_index, block, [None if position is None else columns.entry(position)
+                                                             for position in found], functools.partial(
             _compact_done, texts, expected, repetitions, iterations), store, plan)
+
+
+def all_done(columns: Columns, positions: list[int], repetitions: int, iterations: int) -> bool:
+    """Whether each experiment at `positions` of an index is done (`is_done`); by a C loop over its rows where
+    its experiments are all usual (`Columns.usual`: one repetition, no status: done where its rows are all
+    there)."""
+    if columns.usual and repetitions == 1:
+        return not positions or min(map(columns.rows.__getitem__, positions)) >= iterations
+    return all(map(is_done, map(columns.repetitions, positions), itertools.repeat(repetitions),
+                   itertools.repeat(iterations)))
 
 
 def _compact_done(texts: Any, expected: list[str] | None, repetitions: int, iterations: int, offset: int,
