@@ -15,7 +15,7 @@ import itertools
 import operator
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -189,7 +189,7 @@ def compact_runs(document: ExpandedDocument, first_index: int, store: SummarySto
         expected = list(itertools.islice(joined, len(found))) if joined is not None else None
         if texts is not None and expected is not None:  # all it holds done, unchanged (the usual case): at once
             positions: list[int] = list(itertools.compress(found, mask))  # type: ignore[arg-type]
-            if all(map(operator.eq, map(texts[1], itertools.compress(expected, mask)),
+            if all(map(operator.eq, texts[2](itertools.compress(expected, mask)),
                        map(columns.params.__getitem__, positions))) and \
                     all_done(columns, positions, repetitions, iterations):
                 yield NewOrDoneRun(document, block, block + len(found), first_index + block * repetitions, store,
@@ -265,10 +265,12 @@ def is_done(reps: list[list[Any]], repetitions: int, iterations: int) -> bool:
 _SENTINEL = re.compile(r'"\\u0000(\d+)\\u0000"')  # where a varied value goes in a document's params text
 
 
-def params_texts(document: ExpandedDocument) -> tuple[Callable[[], Iterator[str]], Callable[[str], str]] | None:
+def params_texts(document: ExpandedDocument) -> tuple[Callable[[], Iterator[str]], Callable[[str], str],
+                                                      Callable[[Iterable[str]], Iterator[str]]] | None:
     """Each experiment's parameters as the text `compact_index.canonical(to_plain(params))`, from a template of
     the document's parameters and each axis' values encoded once (~1 us an experiment instead of making it): a
-    function giving each experiment's values joined (in order, cheap), and one making its text of them; None
+    function giving each experiment's values joined (in order, cheap), one making its text of them, and one
+    making the texts of many (by C loops: no Python call per experiment); None
     where that is not sure to be the same text (points of their own, one varied key inside another's value)."""
     if document.custom_points or not document.varies or not len(document):
         return None
@@ -295,4 +297,5 @@ def params_texts(document: ExpandedDocument) -> tuple[Callable[[], Iterator[str]
 
     form = "".join(text.replace("{", "{{").replace("}", "}}") + (f"{{{number}}}" if number is not None else "")
                    for text, number in itertools.zip_longest(texts, order))
-    return lambda: document.joined_points(encode, "\0"), lambda joined: form.format(*joined.split("\0"))
+    return (lambda: document.joined_points(encode, "\0"), lambda joined: form.format(*joined.split("\0")),
+            lambda joined: itertools.starmap(form.format, map(str.split, joined, itertools.repeat("\0"))))

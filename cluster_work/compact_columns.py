@@ -9,13 +9,20 @@ or small numbers is what json's C parser makes fastest), and what -p and plannin
 (their rows, their times) is a `map` over a column by position, in C. An experiment's own lists (`Entry`, as
 version 2 held it) are made only where one is asked for (`entry`, `entries`).
 
+`seconds` (floats) is written as the base64 text of their IEEE 754 doubles, little-endian (`packed`): read ten
+times faster than their decimal texts, and the same bits (NaN and infinities included).
+
 Invariants (checked by `decode`; a value that breaks one is not an index): the experiment columns have one item
 per experiment, the repetition columns `sum(counts)` items, the names are strings, each once.
 """
 from __future__ import annotations
 
+import array
+import base64
+import binascii
 import itertools
 import operator
+import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -28,7 +35,7 @@ class Columns:
     """The index's experiments, in the order they were summed, as columns (see the module's docstring)."""
 
     def __init__(self, names: list[str], at: list[str], params: list[str], counts: list[int], rep: list[int],
-                 status: list[Any], rows: list[int], seconds: list[Any], timed: list[int]):
+                 status: list[Any], rows: list[int], seconds: Sequence[float], timed: list[int]):
         self.names, self.at, self.params, self.counts = names, at, params, counts
         self.rep, self.status, self.rows, self.seconds, self.timed = rep, status, rows, seconds, timed
         self.position = dict(zip(names, range(len(names))))  # a name -> its experiment's position
@@ -51,7 +58,8 @@ class Columns:
         where they break an invariant."""
         experiments = [value[field] for field in EXPERIMENT_FIELDS]
         repetitions = [value[field] for field in REPETITION_FIELDS]
-        if not all(isinstance(column, list) for column in (*experiments, *repetitions)):
+        repetitions[3] = unpacked(repetitions[3])
+        if not all(isinstance(column, (list, array.array)) for column in (*experiments, *repetitions)):
             return None
         size, total = len(experiments[0]), sum(experiments[3])
         if not isinstance(total, int) or min(experiments[3], default=0) < 0 or \
@@ -62,10 +70,10 @@ class Columns:
         found = cls(*experiments, *repetitions)
         return found if len(found.position) == size else None
 
-    def fields(self) -> dict[str, list[Any]]:
+    def fields(self) -> dict[str, Any]:
         """The columns by their fields' names (what the index's text holds of them)."""
         return {"names": self.names, "at": self.at, "params": self.params, "counts": self.counts, "rep": self.rep,
-                "status": self.status, "rows": self.rows, "seconds": self.seconds, "timed": self.timed}
+                "status": self.status, "rows": self.rows, "seconds": packed(self.seconds), "timed": self.timed}
 
     def __len__(self) -> int:
         return len(self.names)
@@ -106,6 +114,25 @@ class Columns:
 
     def entries_at(self, positions: list[int]) -> HeldEntries:
         return HeldEntries(self, positions)
+
+
+def packed(numbers: Sequence[float]) -> str:
+    """The base64 text of `numbers` as little-endian IEEE 754 doubles."""
+    doubles = array.array("d", numbers)
+    if sys.byteorder == "big":
+        doubles.byteswap()
+    return base64.b64encode(doubles.tobytes()).decode("ascii")
+
+
+def unpacked(text: Any) -> array.array | None:
+    """The doubles `packed` wrote as `text`; None where it is not such a text."""
+    try:
+        doubles = array.array("d", base64.b64decode(text, validate=True))
+    except (TypeError, ValueError, binascii.Error):
+        return None
+    if sys.byteorder == "big":
+        doubles.byteswap()
+    return doubles
 
 
 class HeldEntries(Sequence[Entry]):
