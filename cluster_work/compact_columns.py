@@ -23,7 +23,7 @@ import binascii
 import itertools
 import operator
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 Entry = list  # an experiment as the index's version 2 held it: [at, params, [[rep, status, rows, seconds, timed], ...]]
@@ -115,6 +115,36 @@ class Columns:
     def entries_at(self, positions: list[int]) -> HeldEntries:
         return HeldEntries(self, positions)
 
+    def view(self) -> EntryView:
+        return EntryView(self)
+
+    def folders(self) -> dict[str, str]:
+        """Each experiment's folder (`at`) -> its name."""
+        return dict(zip(self.at, self.names))
+
+    def updated(self, changed: dict[str, Entry]) -> Columns:
+        """These columns with the experiments of `changed` (name -> Entry) instead of their own, after the others
+        (an index extended by its segments' tails: the others are sliced, not made into entries)."""
+        if not changed:
+            return self
+        gone = sorted(self.position[name] for name in changed if name in self.position)
+        kept = list(zip([0, *(position + 1 for position in gone)], [*gone, len(self.names)]))  # (start, stop)
+        bounds = [*self.starts, len(self.rep)]
+        kept_reps = [(bounds[start], bounds[stop]) for start, stop in kept]
+        more = Columns.of(changed)
+        own_experiments: tuple[Sequence[Any], ...] = (self.names, self.at, self.params, self.counts)
+        new_experiments: tuple[Sequence[Any], ...] = (more.names, more.at, more.params, more.counts)
+        experiments = [_kept(column, kept) + list(added) for column, added in zip(own_experiments, new_experiments)]
+        own_reps = (self.rep, self.status, self.rows, self.seconds, self.timed)
+        new_reps = (more.rep, more.status, more.rows, more.seconds, more.timed)
+        repetitions = [_kept(column, kept_reps) + list(added) for column, added in zip(own_reps, new_reps)]
+        return Columns(*experiments, *repetitions)
+
+
+def _kept(column: Sequence[Any], ranges: list[tuple[int, int]]) -> list[Any]:
+    """The items of `column` in each of `ranges` (start, stop), in order."""
+    return list(itertools.chain.from_iterable(column[start:stop] for start, stop in ranges))
+
 
 def packed(numbers: Sequence[float]) -> str:
     """The base64 text of `numbers` as little-endian IEEE 754 doubles."""
@@ -133,6 +163,25 @@ def unpacked(text: Any) -> array.array | None:
     if sys.byteorder == "big":
         doubles.byteswap()
     return doubles
+
+
+class EntryView(Mapping[str, Entry]):
+    """The columns' experiments as a mapping name -> Entry, each made where it is asked for."""
+
+    def __init__(self, columns: Columns):
+        self.columns = columns
+
+    def __getitem__(self, name: str) -> Entry:
+        return self.columns.entry(self.columns.position[name])
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.columns.position
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.columns.names)
+
+    def __len__(self) -> int:
+        return len(self.columns.names)
 
 
 class HeldEntries(Sequence[Entry]):

@@ -66,6 +66,20 @@ def test_columns_hold_every_experiment_as_its_entry(tmp_path):
             assert again.experiment(name) == found.experiment(name)
 
 
+def test_columns_updated_hold_what_the_entries_merged_hold(tmp_path):
+    run_some(tmp_path, (0, 140), "compact")
+    forget_summaries()
+    found = max((summary(root, write=False) for root in roots(tmp_path)), key=lambda s: len(s.entries))
+    names = list(found.entries)
+    changed = {names[0]: ["moved", "{}", [[0, None, 1, 0.5, 1], [3, {"state": "failed"}, 0, 0.0, 0]]],
+               names[-1]: ["elsewhere", "{}", []], "new": ["new", "{\"a\": 1}", [[1, None, 2, 2.5, 2]]]}
+    columns = Columns.decode(json.loads(found.encode()))  # (as an index read holds them: times unpacked)
+    for change in ({}, changed, {"new": changed["new"]}, {names[1]: changed[names[0]]}):
+        updated = columns.updated(change)
+        assert updated.entries() == {**found.entries, **change}
+        assert {name: updated.entry(updated.position[name]) for name in updated.names} == {**found.entries, **change}
+
+
 def cut_column(value: dict) -> None:
     value["rows"].pop()
 
