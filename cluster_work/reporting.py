@@ -300,7 +300,7 @@ def _json_items(part: Part, full: bool) -> Iterator[dict[str, Any] | Rendered]:
     return _batches(map(next, map((pending, finished).__getitem__, part.finished)))  # in the experiments' order
 
 
-JOINED = 32  # items' texts joined to one Rendered: a write of BATCH of them holds ~10 MB
+JOINED = 32  # items' texts joined to one Rendered: a write of BATCH of them holds ~1 MB
 
 
 def _batches(texts: Iterator[str]) -> Iterator[Rendered]:
@@ -334,19 +334,20 @@ def _spliced(names: Iterator[str], forms: tuple[tuple[str, str, str], ...], kind
     pieces (not a format of each item's whole text: a 10^6-point sweep has 10^6 items)."""
     head = forms[0][0]
     assert all(form[0] == head for form in forms)
-    separator = ITEMS + head  # after each item: the next one's beginning (cut after a Rendered's last)
-    befores, afters = tuple(form[1] for form in forms), tuple(form[2] + separator for form in forms)
+    befores, ends = tuple(form[1] for form in forms), tuple(form[2] for form in forms)
+    afters = tuple(end + ITEMS + head for end in ends)  # an item's end and the next one's beginning
     mean_of = (itertools.repeat(""), means)
     while True:
         chunk = bytes(itertools.islice(kinds, JOINED))
         if not chunk:
             return
-        pieces = [""] * (4 * len(chunk))
-        pieces[0::4] = map(encode_basestring_ascii, itertools.islice(names, len(chunk)))
-        pieces[1::4] = map(befores.__getitem__, chunk)
-        pieces[2::4] = map(next, map(mean_of.__getitem__, chunk))
-        pieces[3::4] = map(afters.__getitem__, chunk)
-        yield Rendered(head + "".join(pieces)[:-len(separator)])
+        pieces = [head] * (4 * len(chunk) + 1)
+        pieces[1::4] = map(encode_basestring_ascii, itertools.islice(names, len(chunk)))
+        pieces[2::4] = map(befores.__getitem__, chunk)
+        pieces[3::4] = map(next, map(mean_of.__getitem__, chunk))
+        pieces[4::4] = map(afters.__getitem__, chunk)
+        pieces[-1] = ends[chunk[-1]]  # (the last one's end alone)
+        yield Rendered("".join(pieces))
 
 
 def _mean_text(seconds: Any, timed: int) -> str:
