@@ -105,7 +105,6 @@ class ExperimentSummary(NamedTuple):
         return json.loads(self.params)
 
 
-
 class Summary:
     """What a compact store's segments say, experiment by experiment, and which bytes of which segments that is
     (`segments`), with the experiments' latest drops (-d); what extending it by the segments' tails takes
@@ -175,11 +174,9 @@ class Summary:
     def extended(self, root: str) -> Summary | None:
         """This summary with what the segments gained since (compact_tails); None where the tails alone cannot
         tell it."""
-        if self._entries is not None:
-            entries: Mapping[str, Entry] = self._entries
-            folders = lambda: {entry[0]: name for name, entry in entries.items()}  # noqa: E731
-        else:  # an index read: its experiments stay columns (5 x 10^5 of them are not made into entries)
-            entries, folders = self.columns.view(), self.columns.folders
+        # an index read: its experiments stay columns (5 x 10^5 of them are not made into entries)
+        entries: Mapping[str, Entry] = self._entries if self._entries is not None else self.columns.view()
+        folders = self.columns.folders if self._entries is None else lambda: {e[0]: n for n, e in entries.items()}
         found = extend(root, self.segments, self.dropped, self.latest, self.open, self.plain_at, entries, folders,
                        canonical)
         if found is None:
