@@ -18,7 +18,7 @@ from .bulk_runs import flipped
 from .config import KeyPath, dotted
 from .display import counted, format_duration, format_seconds
 from .expansion import ExpandedExperiment
-from .indented_json import ITEMS, Rendered, indented, write_indented
+from .indented_json import ITEMS, JOINED, Rendered, indented, spliced, write_indented
 from .kinds import kind
 from .planning import Bulk, ExperimentPlan, FreshRun, NewOrDoneRun, Plan
 from .progress_figures import (
@@ -287,20 +287,17 @@ def _json_items(part: Part, full: bool) -> Iterator[dict[str, Any] | Rendered]:
     its shared figures with each one's name (and a finished one's mean iteration time) put in, JOINED items to a
     Rendered; with `full`, a finished one's as read from the index (its repetitions' own times)."""
     if isinstance(part, PendingRun):
-        return _spliced(iter(part.names()), (_form(part.figures, full),), itertools.repeat(0, len(part)), iter(()))
+        return spliced(iter(part.names()), (_form(part.figures, full),), itertools.repeat(0, len(part)), iter(()))
     if not isinstance(part, PendingOrFinishedRun):
         return iter((part.as_dict(full),))
     names = itertools.islice(part.document.names(part.start), len(part))
     if not full:
         means = map(repr, map(operator.truediv, part.seconds, part.timed)) if all(part.timed) else map(
             _mean_text, part.seconds, part.timed)
-        return _spliced(names, (_form(part.pending, full), _form(part.figures, full, True)), iter(part.finished), means)
+        return spliced(names, (_form(part.pending, full), _form(part.figures, full, True)), iter(part.finished), means)
     pending = _renamed(part.pending, full, itertools.compress(names, flipped(part.finished)))
     finished = (indented(figures.as_dict(full), 2) for figures in part.finished_parts())
     return _batches(map(next, map((pending, finished).__getitem__, part.finished)))  # in the experiments' order
-
-
-JOINED = 32  # items' texts joined to one Rendered: a write of BATCH of them holds ~1 MB
 
 
 def _batches(texts: Iterator[str]) -> Iterator[Rendered]:
@@ -325,29 +322,6 @@ def _form(figures: ExperimentProgress, full: bool, mean: bool = False) -> tuple[
     head, rest = indented(row, 2).split(json.dumps(_NAME))
     before, _, after = rest.partition(json.dumps(_MEAN)) if mean else (rest, "", "")
     return head, before, after
-
-
-def _spliced(names: Iterator[str], forms: tuple[tuple[str, str, str], ...], kinds: Iterator[int],
-             means: Iterator[str]) -> Iterator[Rendered]:
-    """The --json items of experiments named `names`, each of its kind's form (`forms[kind]`, from `_form`) and
-    the kind 1 ones each with the next of `means` put in, JOINED items to a Rendered made by one join of its
-    pieces (not a format of each item's whole text: a 10^6-point sweep has 10^6 items)."""
-    head = forms[0][0]
-    assert all(form[0] == head for form in forms)
-    befores, ends = tuple(form[1] for form in forms), tuple(form[2] for form in forms)
-    afters = tuple(end + ITEMS + head for end in ends)  # an item's end and the next one's beginning
-    mean_of = (itertools.repeat(""), means)
-    while True:
-        chunk = bytes(itertools.islice(kinds, JOINED))
-        if not chunk:
-            return
-        pieces = [head] * (4 * len(chunk) + 1)
-        pieces[1::4] = map(encode_basestring_ascii, itertools.islice(names, len(chunk)))
-        pieces[2::4] = map(befores.__getitem__, chunk)
-        pieces[3::4] = map(next, map(mean_of.__getitem__, chunk))
-        pieces[4::4] = map(afters.__getitem__, chunk)
-        pieces[-1] = ends[chunk[-1]]  # (the last one's end alone)
-        yield Rendered("".join(pieces))
 
 
 def _mean_text(seconds: Any, timed: int) -> str:
