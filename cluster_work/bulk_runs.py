@@ -15,12 +15,12 @@ import itertools
 import operator
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from operator import itemgetter
 from typing import Any, Protocol
 
-from .compact_index import Entry, ExperimentSummary, SummaryStore, canonical
+from .compact_columns import Columns, Entry
+from .compact_index import ExperimentSummary, SummaryStore, canonical
 from .compact_store import is_compact
 from .config import KeyPath
 from .expansion import ExpandedDocument, ExpandedExperiment
@@ -84,7 +84,7 @@ class NewOrDoneRun(Run):
 
     store: Known  # what its done experiments' plans are made from
     done: bytes
-    found: tuple[Entry, ...]
+    found: Sequence[Entry]
 
     @property
     def new(self) -> int:
@@ -175,7 +175,8 @@ def compact_runs(document: ExpandedDocument, first_index: int, store: SummarySto
     names found in the index at once, only the held ones one by one. Where the parameters cannot be told from
     the axes (`params_texts`), each experiment it holds is planned."""
     repetitions, iterations = document.document["repetitions"], document.document["iterations"]
-    held = store.summary.entries
+    columns = store.summary.columns
+    held = columns.position
     if not held:
         yield from ((FreshRun(document, 0, len(document), first_index), True),) if len(document) else ()
         return
@@ -183,18 +184,30 @@ def compact_runs(document: ExpandedDocument, first_index: int, store: SummarySto
     names = document.names()
     joined = texts[0]() if texts is not None else None
     for block in range(0, len(document), BLOCK):
-        found: list[Any] = list(map(held.get, itertools.islice(names, BLOCK)))
+        found: list[int | None] = list(map(held.get, itertools.islice(names, BLOCK)))  # its position, if held
+        mask = bytes(map(operator.is_not, found, itertools.repeat(None)))
         expected = list(itertools.islice(joined, len(found))) if joined is not None else None
         if texts is not None and expected is not None:  # all it holds done, unchanged (the usual case): at once
-            entries = list(itertools.compress(found, found))
-            if all(map(operator.eq, map(texts[1], itertools.compress(expected, found)), map(itemgetter(1), entries))) \
-                    and all(map(is_done, map(itemgetter(2), entries), itertools.repeat(repetitions),
-                                itertools.repeat(iterations))):
+            positions: list[int] = list(itertools.compress(found, mask))  # type: ignore[arg-type]
+            if all(map(operator.eq, texts[2](itertools.compress(expected, mask)),
+                       map(columns.params.__getitem__, positions))) and \
+                    all_done(columns, positions, repetitions, iterations):
                 yield NewOrDoneRun(document, block, block + len(found), first_index + block * repetitions, store,
-                                   bytes(map(bool, found)), tuple(entries)), False
+                                   mask, columns.entries_at(positions)), False
                 continue
-        yield from block_runs(document, first_index, block, found, functools.partial(
+        yield from block_runs(document, first_index, block, [None if position is None else columns.entry(position)
+                                                             for position in found], functools.partial(
             _compact_done, texts, expected, repetitions, iterations), store, plan)
+
+
+def all_done(columns: Columns, positions: list[int], repetitions: int, iterations: int) -> bool:
+    """Whether each experiment at `positions` of an index is done (`is_done`); by a C loop over its rows where
+    its experiments are all usual (`Columns.usual`: one repetition, no status: done where its rows are all
+    there)."""
+    if columns.usual and repetitions == 1:
+        return not positions or min(map(columns.rows.__getitem__, positions)) >= iterations
+    return all(map(is_done, map(columns.repetitions, positions), itertools.repeat(repetitions),
+                   itertools.repeat(iterations)))
 
 
 def _compact_done(texts: Any, expected: list[str] | None, repetitions: int, iterations: int, offset: int,
@@ -252,10 +265,12 @@ def is_done(reps: list[list[Any]], repetitions: int, iterations: int) -> bool:
 _SENTINEL = re.compile(r'"\\u0000(\d+)\\u0000"')  # where a varied value goes in a document's params text
 
 
-def params_texts(document: ExpandedDocument) -> tuple[Callable[[], Iterator[str]], Callable[[str], str]] | None:
+def params_texts(document: ExpandedDocument) -> tuple[Callable[[], Iterator[str]], Callable[[str], str],
+                                                      Callable[[Iterable[str]], Iterator[str]]] | None:
     """Each experiment's parameters as the text `compact_index.canonical(to_plain(params))`, from a template of
     the document's parameters and each axis' values encoded once (~1 us an experiment instead of making it): a
-    function giving each experiment's values joined (in order, cheap), and one making its text of them; None
+    function giving each experiment's values joined (in order, cheap), one making its text of them, and one
+    making the texts of many (by C loops: no Python call per experiment); None
     where that is not sure to be the same text (points of their own, one varied key inside another's value)."""
     if document.custom_points or not document.varies or not len(document):
         return None
@@ -282,4 +297,5 @@ def params_texts(document: ExpandedDocument) -> tuple[Callable[[], Iterator[str]
 
     form = "".join(text.replace("{", "{{").replace("}", "}}") + (f"{{{number}}}" if number is not None else "")
                    for text, number in itertools.zip_longest(texts, order))
-    return lambda: document.joined_points(encode, "\0"), lambda joined: form.format(*joined.split("\0"))
+    return (lambda: document.joined_points(encode, "\0"), lambda joined: form.format(*joined.split("\0")),
+            lambda joined: itertools.starmap(form.format, map(str.split, joined, itertools.repeat("\0"))))

@@ -1,9 +1,17 @@
 """A compact store's index: what planning and -p/-P ask of its segments, per experiment and repetition, without
 reading them (a half-done 10^6-point sweep's segments are ~100 MB of JSON; its index a tenth, parsed at once).
 
-    <root>/index.json   {"v": 2, "segments": {segment: bytes it covers}, "dropped": {name: time},
+    <root>/index.json   {"v": 3, "segments": {segment: bytes it covers}, "dropped": {name: time},
                          "latest": time, "open": {segment: [name, rep, time]}, "plain_at": bool,
-                         "experiments": {name: [at, params, [[rep, status or null, rows, seconds, timed], ...]]}}
+                         "names": [name, ...], "at": [...], "params": [...], "counts": [repetitions, ...],
+                         "rep": [...], "status": [status or null, ...], "rows": [...], "seconds": [...],
+                         "timed": [...]}
+
+Per experiment (`names`, `at`, `params`, `counts`) and per repetition, experiment after experiment (`rep` to
+`timed`), as parallel columns (compact_columns: what the reader loads without a Python list per experiment).
+An index of version 2 (`"experiments": {name: [at, params, [[rep, status, rows, seconds, timed], ...]]}`: the
+same fields, a list per experiment and repetition) is read as well, and rewritten as version 3 by its first
+reader that can write the store.
 
 `params`: the experiment's parameters as the store gives them (`CompactExperimentStore.read_config`), as the
 text `json.dumps(..., sort_keys=True)` (what a change is checked against); per repetition its latest status,
@@ -35,10 +43,12 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from .compact_bulk import collector_paused
 from .compact_catalog import Catalog, SavedRepetition, catalog
+from .compact_columns import Columns, Entry
 from .compact_process import any_held, is_held
 from .compact_tails import extend, has_mean, timed_sum
 from .files import remove_dead_writers_temporaries
@@ -51,7 +61,8 @@ from .paths import (
     index_temporary_name,
 )
 
-VERSION = 2
+VERSION = 3
+OLDER = 2  # the version of the index it replaces, still read (a list per experiment and repetition)
 
 
 class RepetitionSummary(NamedTuple):
@@ -95,26 +106,45 @@ class ExperimentSummary(NamedTuple):
         return json.loads(self.params)
 
 
-Entry = list  # an experiment as the index holds it: [at, params, [[rep, status, rows, seconds, timed], ...]]
-
-
 class Summary:
-    """What a compact store's segments say, experiment by experiment (`entries`, by name, as the index holds
-    them: a 10^6-point sweep's are parsed in one call, and made into ExperimentSummaries only where asked), and
-    which bytes of which segments that is (`segments`), with the experiments' latest drops (-d); what extending it
-    by the segments' tails takes (compact_tails): the latest time of a claim or status read (`latest`), and per
-    segment its last claim where that is its repetition's latest (`open`: segment -> ((name, rep), its time)), and
-    whether each experiment was only ever given one folder and each folder one experiment (`plain_at`)."""
+    """What a compact store's segments say, experiment by experiment, and which bytes of which segments that is
+    (`segments`), with the experiments' latest drops (-d); what extending it by the segments' tails takes
+    (compact_tails): the latest time of a claim or status read (`latest`), and per segment its last claim where
+    that is its repetition's latest (`open`: segment -> ((name, rep), its time)), and whether each experiment was
+    only ever given one folder and each folder one experiment (`plain_at`). The experiments are held as columns
+    (`columns`: what an index holds, what -p and planning read in bulk) or as an Entry per name (`entries`: what a
+    read of the segments and an extension by their tails make), each made of the other where it is asked for.
+    `older`: read from an index of the version before (rewritten where the store can be written)."""
 
-    def __init__(self, segments: dict[str, int], dropped: dict[str, float], entries: dict[str, Entry],
+    def __init__(self, segments: dict[str, int], dropped: dict[str, float], entries: dict[str, Entry] | None = None,
                  latest: float = 0.0, open_claims: dict[str, tuple[tuple[str, int], float]] | None = None,
-                 plain_at: bool = False):
-        self.segments, self.dropped, self.entries = segments, dropped, entries
-        self.latest, self.open, self.plain_at = latest, open_claims or {}, plain_at
+                 plain_at: bool = False, columns: Columns | None = None, older: bool = False):
+        self.segments, self.dropped = segments, dropped
+        self._entries, self._columns = entries if entries is not None or columns is not None else {}, columns
+        self.latest, self.open, self.plain_at, self.older = latest, open_claims or {}, plain_at, older
+
+    @property
+    def entries(self) -> dict[str, Entry]:
+        """Each experiment's Entry, by name (made of the columns at the first ask)."""
+        if self._entries is None:
+            assert self._columns is not None
+            self._entries = self._columns.entries()
+        return self._entries
+
+    @property
+    def columns(self) -> Columns:
+        """The experiments as columns (made of the entries at the first ask)."""
+        if self._columns is None:
+            assert self._entries is not None
+            self._columns = Columns.of(self._entries)
+        return self._columns
 
     def experiment(self, name: str) -> ExperimentSummary | None:
-        entry = self.entries.get(name)
-        return ExperimentSummary.of(entry) if entry is not None else None
+        if self._entries is not None:
+            entry = self._entries.get(name)
+            return ExperimentSummary.of(entry) if entry is not None else None
+        position = self.columns.position.get(name)
+        return ExperimentSummary.of(self.columns.entry(position)) if position is not None else None
 
     @classmethod
     def of(cls, known: Catalog) -> Summary:
@@ -145,26 +175,40 @@ class Summary:
     def extended(self, root: str) -> Summary | None:
         """This summary with what the segments gained since (compact_tails); None where the tails alone cannot
         tell it."""
-        found = extend(root, self.segments, self.dropped, self.latest, self.open, self.plain_at, self.entries,
+        # an index read: its experiments stay columns (5 x 10^5 of them are not made into entries)
+        entries: Mapping[str, Entry] = self._entries if self._entries is not None else self.columns.view()
+        folders = self.columns.folders if self._entries is None else lambda: {e[0]: n for n, e in entries.items()}
+        found = extend(root, self.segments, self.dropped, self.latest, self.open, self.plain_at, entries, folders,
                        canonical)
-        return Summary(found[0], found[1], found[4], found[2], found[3], self.plain_at) if found is not None else None
+        if found is None:
+            return None
+        segments, dropped, latest, open_claims, changed = found
+        if self._entries is not None:
+            return Summary(segments, dropped, {**self._entries, **changed}, latest, open_claims, self.plain_at)
+        return Summary(segments, dropped, None, latest, open_claims, self.plain_at, self.columns.updated(changed))
 
     def encode(self) -> bytes:
         return json.dumps({"v": VERSION, "segments": self.segments, "dropped": self.dropped, "latest": self.latest,
                            "open": {segment: [*key, time] for segment, (key, time) in self.open.items()},
-                           "plain_at": self.plain_at,
-                           "experiments": self.entries}, separators=(",", ":"), allow_nan=True).encode()
+                           "plain_at": self.plain_at, **self.columns.fields()},
+                          separators=(",", ":"), allow_nan=True).encode()
 
     @classmethod
     def decode(cls, data: bytes) -> Summary | None:
-        """The summary an index holds; None where it is not one (damaged, empty, of another version)."""
+        """The summary an index holds (of this version or the one before); None where it is not one (damaged,
+        empty, of another version)."""
         try:
             value = json.loads(data)
-            if not isinstance(value, dict) or value.get("v") != VERSION:
+            if not isinstance(value, dict) or value.get("v") not in (VERSION, OLDER):
                 return None
-            entries = value["experiments"]
-            if not isinstance(entries, dict) or not all(isinstance(e, list) and len(e) == 3 for e in entries.values()):
-                return None
+            if value["v"] == OLDER:
+                entries = value["experiments"]
+                if not isinstance(entries, dict) or not all(isinstance(e, list) and len(e) == 3
+                                                            for e in entries.values()):
+                    return None
+                columns: Columns | None = Columns.of(entries)
+            else:
+                columns = Columns.decode(value)
             segments = {str(name): int(size) for name, size in value["segments"].items()}
             dropped = {str(name): float(time) for name, time in value["dropped"].items()}
             latest, plain_at = float(value["latest"]), value["plain_at"] is True
@@ -172,7 +216,9 @@ class Summary:
                            for segment, (name, rep, time) in value["open"].items()}
         except (ValueError, TypeError, KeyError, AttributeError):
             return None
-        return cls(segments, dropped, entries, latest, open_claims, plain_at)
+        if columns is None:
+            return None
+        return cls(segments, dropped, None, latest, open_claims, plain_at, columns, value["v"] == OLDER)
 
 
 def canonical(params: Any) -> str:
@@ -213,9 +259,9 @@ def read_index(root: str) -> Summary | None:
             data = handle.read()
     except OSError:
         return None
-    with collector_paused():  # its ~10^6 lists hold no cycles
+    with collector_paused():  # its lists hold no cycles
         found = Summary.decode(data)
-    if _freezing and found is not None and len(found.entries) > FROZEN_FROM:
+    if _freezing and found is not None and len(found.columns) > FROZEN_FROM:
         gc.freeze()  # kept for the process's life (`summary`): the collector's passes over it cost as much again
     return found
 
@@ -247,6 +293,8 @@ def _extended(root: str, index: Summary, sizes: dict[str, int]) -> Summary | Non
     told from those bytes alone."""
     if any(sizes.get(name, -1) < covered for name, covered in index.segments.items()):
         return None  # a segment gone or cut: not what the index was taken from
+    if sizes == index.segments:
+        return index  # no tails: nothing to read (its experiments are not made into entries)
     return index.extended(root)
 
 
@@ -269,8 +317,8 @@ def summary(root: str, write: bool = True) -> Summary:
     found = _extended(root, index, sizes) if index is not None else None
     if found is None:
         found = Summary.of(catalog(root, force=True))
-    if write and found.segments and (index is None or (found.segments, found.dropped) != (index.segments,
-                                                                                          index.dropped)):
+    if write and found.segments and (index is None or index.older or (found.segments, found.dropped) != (
+            index.segments, index.dropped)):
         write_index(root, found)
     _summaries[root] = (sizes, found)
     return found

@@ -100,26 +100,29 @@ def fold(old: Old | None, claims: list[Claim], status: tuple[float, dict[str, An
     return [final, rows, float(seconds), timed]
 
 
+Extended = tuple[dict[str, int], dict[str, float], float, dict[str, tuple[tuple[str, int], float]], dict[str, list]]
+
+
 def extend(root: str, segments: dict[str, int], dropped: dict[str, float], latest: float,
-           open_claims: Mapping[str, tuple[tuple[str, int], float]], plain_at: bool, entries: dict[str, list],
-           canonical: Callable[[Any], str]) -> tuple[dict[str, int], dict[str, float], float,
-                                                      dict[str, tuple[tuple[str, int], float]], dict[str, list]] | None:
-    """The index's (segments, dropped, latest, open claims, entries) continued by the segments' tails; None where
-    they cannot be told from the tails alone (see the module's docstring). `entries` is not changed."""
+           open_claims: Mapping[str, tuple[tuple[str, int], float]], plain_at: bool, entries: Mapping[str, list],
+           folders: Callable[[], Mapping[str, str]], canonical: Callable[[Any], str]) -> Extended | None:
+    """The index's (segments, dropped, latest, open claims) continued by the segments' tails, and the entries
+    they changed or added (the others stay as `entries` holds them); None where they cannot be told from the
+    tails alone (see the module's docstring). `folders`: each experiment's folder (`at`) -> its name, of all
+    `entries` (asked only where the tails name a folder). `entries` is not changed."""
     tails = TailCatalog(root, segments, dropped, open_claims)
     tails.refresh(force=True)
     if tails.unknown or (tails.names_at and not plain_at) or tails.at_moved:
         return None
     try:
-        return _merged(tails, dropped, latest, open_claims, entries, canonical)
+        return _merged(tails, dropped, latest, open_claims, entries, folders, canonical)
     except NotExtendable:
         return None
 
 
 def _merged(tails: TailCatalog, dropped: dict[str, float], latest: float,
-            open_claims: Mapping[str, tuple[tuple[str, int], float]], entries: dict[str, list],
-            canonical: Callable[[Any], str]) -> tuple[dict[str, int], dict[str, float], float,
-                                                      dict[str, tuple[tuple[str, int], float]], dict[str, list]]:
+            open_claims: Mapping[str, tuple[tuple[str, int], float]], entries: Mapping[str, list],
+            folders: Callable[[], Mapping[str, str]], canonical: Callable[[Any], str]) -> Extended:
     seeded = {key: claim for (_, key), claim in tails.seeded.items() if claim.events}
     touched: dict[str, set[int]] = {}
     for name, rep in [*tails.repetitions, *seeded]:
@@ -133,7 +136,7 @@ def _merged(tails: TailCatalog, dropped: dict[str, float], latest: float,
             raise NotExtendable
     ats = {name: at for at, name in tails.names_at.items()}
     if ats:  # an `at` read names its experiment: it must be no other's
-        taken = {entry[0]: name for name, entry in entries.items()}
+        taken = folders()
         if any(taken.get(at, name) != name for name, at in ats.items()):
             raise NotExtendable
     if len(set(tails.names_at.values())) != len(tails.names_at):
@@ -177,4 +180,4 @@ def _merged(tails: TailCatalog, dropped: dict[str, float], latest: float,
         new_open.pop(segment, None)
         if all(other is claim or other.time < claim.time for other in tails.repetitions[key].claims):
             new_open[segment] = (key, claim.time)
-    return dict(tails.offsets), dict(tails.dropped), new_latest, new_open, {**entries, **added}
+    return dict(tails.offsets), dict(tails.dropped), new_latest, new_open, added

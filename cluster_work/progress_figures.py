@@ -18,11 +18,11 @@ import math
 import operator
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from operator import itemgetter
 from typing import Any
 
 from . import bulk_runs
 from .attempts_index import AttemptIndex
+from .compact_columns import Columns
 from .compact_index import SummaryStore
 from .compact_process import is_held
 from .compact_store import store_of
@@ -233,21 +233,18 @@ def finished_times(store: SummaryStore, name: str, reps: list[list[Any]], repeti
 _STOPPED = Record.STOPPED.value
 
 
-def usual_times(store: SummaryStore, held_reps: list[list[list[Any]]], repetitions: int,
+def usual_times(store: SummaryStore, columns: Columns, positions: list[int], repetitions: int,
                 iterations: int) -> tuple[tuple[Any, ...], tuple[int, ...]] | None:
-    """Each experiment's (seconds, timed) as `finished_times` gives them, of experiments whose repetitions the index
-    holds as `held_reps`, where each is the usual one of a huge sweep: its one repetition finished without a
-    status (its rows say it all) and timed; None where any is not (each is then asked of `finished_times`).
-    Made by C loops over the whole list, not a Python call per experiment (they are 5 x 10^5 in a half-done
-    10^6-point sweep)."""
-    if repetitions != 1 or store.locked or not held_reps or any(map(operator.ne, map(len, held_reps),
-                                                                        itertools.repeat(1))):
+    """Each experiment's (seconds, timed) as `finished_times` gives them, of the experiments at `positions` of an
+    index whose experiments are all usual (`Columns.usual`: one repetition, number 0, with no status and timed
+    rows) where each has all its rows; None where any is not (each is then asked of `finished_times`). Made by C
+    loops over the columns, not a Python call per experiment (they are 5 x 10^5 in a half-done 10^6-point sweep)."""
+    if repetitions != 1 or store.locked or not positions or not columns.usual or \
+            min(map(columns.rows.__getitem__, positions)) < iterations:
         return None
-    reps, statuses, rows, seconds, timed = zip(*map(itemgetter(0), held_reps))
-    if any(reps) or any(statuses) or min(rows) < iterations or not all(timed):
-        return None
-    totals = tuple(map(operator.add, itertools.repeat(0), map(operator.mul, map(operator.truediv, seconds, timed),
-                                                              itertools.repeat(iterations))))  # (as its sum from 0)
+    means = map(operator.truediv, map(columns.seconds.__getitem__, positions), map(columns.timed.__getitem__,
+                                                                                   positions))
+    totals = tuple(map(operator.add, itertools.repeat(0), map(operator.mul, means, itertools.repeat(iterations))))
     return (totals, (iterations,) * len(totals)) if all(map(math.isfinite, totals)) else None
 
 
@@ -277,7 +274,8 @@ def compact_parts(document: ExpandedDocument, attempts: AttemptIndex) -> Iterato
     time: their names found in the index at once, only the held ones one by one; the runs' shared figures are
     made once."""
     store = SummaryStore(compact_root(document.base_folder))
-    held = store.summary.entries
+    columns = store.summary.columns
+    held = columns.position
     repetitions, iterations = document.document["repetitions"], document.document["iterations"]
     if not held or not len(document):
         yield from (PendingRun.of(document, 0, len(document)),) if len(document) else ()
@@ -296,31 +294,31 @@ def compact_parts(document: ExpandedDocument, attempts: AttemptIndex) -> Iterato
 
     for block in range(0, len(document), bulk_runs.BLOCK):
         block_names = list(itertools.islice(names, bulk_runs.BLOCK))
-        found: list[Any] = list(map(held.get, block_names))
-        entries = list(itertools.compress(found, found))
-        finished_names = tuple(itertools.compress(block_names, found))
-        held_reps = list(map(itemgetter(2), entries))
-        usual = usual_times(store, held_reps, repetitions, iterations)
-        each = list(map(finished_times, itertools.repeat(store), finished_names, held_reps,
+        found: list[int | None] = list(map(held.get, block_names))  # each one's position in the index, if held
+        mask = bytes(map(operator.is_not, found, itertools.repeat(None)))
+        positions: list[int] = list(itertools.compress(found, mask))  # type: ignore[arg-type]
+        finished_names = tuple(itertools.compress(block_names, mask))
+        usual = usual_times(store, columns, positions, repetitions, iterations)
+        each = list(map(finished_times, itertools.repeat(store), finished_names, map(columns.repetitions, positions),
                         itertools.repeat(repetitions), itertools.repeat(iterations))) if usual is None else []
         if usual is not None or None not in each:  # all it holds finished (the usual case): made at once
             seconds, timed = usual if usual is not None else zip(*each) if each else ((), ())
-            yield PendingOrFinishedRun(document, block, block + len(found), store, attempts, bytes(map(bool, found)),
-                                       finished_names, tuple(map(itemgetter(0), entries)), seconds, timed, pending,
-                                       finished)
+            yield PendingOrFinishedRun(document, block, block + len(found), store, attempts, mask, finished_names,
+                                       tuple(map(columns.at.__getitem__, positions)), seconds, timed, pending, finished)
             continue
         marks, start = bytearray(len(found)), 0  # the run gathered: from block + start on
         done: list[tuple[str, str, Any, int]] = []  # (name, at, seconds, timed) of each finished one of it
-        for offset in itertools.compress(range(len(found)), found):
-            name, entry = block_names[offset], found[offset]
-            found_times = finished_times(store, name, entry[2], repetitions, iterations)
+        for offset in itertools.compress(range(len(found)), mask):
+            name, position = block_names[offset], found[offset]
+            assert position is not None
+            found_times = finished_times(store, name, columns.repetitions(position), repetitions, iterations)
             if found_times is not None:
                 marks[offset] = 1
-                done.append((name, entry[0], *found_times))
+                done.append((name, columns.at[position], *found_times))
                 continue
             if offset > start:
                 yield run(block + start, block + offset, marks[start:offset], done)
-            experiment = store.experiment(name, experiment_folder(document.base_folder, entry[0]))
+            experiment = store.experiment(name, experiment_folder(document.base_folder, columns.at[position]))
             yield _progress(name, repetitions, iterations, experiment, attempts)
             start, done = offset + 1, []
         if start < len(found):

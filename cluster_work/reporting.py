@@ -18,7 +18,7 @@ from .bulk_runs import flipped
 from .config import KeyPath, dotted
 from .display import counted, format_duration, format_seconds
 from .expansion import ExpandedExperiment
-from .indented_json import ITEMS, Rendered, indented, write_indented
+from .indented_json import ITEMS, JOINED, Rendered, indented, spliced, write_indented
 from .kinds import kind
 from .planning import Bulk, ExperimentPlan, FreshRun, NewOrDoneRun, Plan
 from .progress_figures import (
@@ -287,18 +287,17 @@ def _json_items(part: Part, full: bool) -> Iterator[dict[str, Any] | Rendered]:
     its shared figures with each one's name (and a finished one's mean iteration time) put in, JOINED items to a
     Rendered; with `full`, a finished one's as read from the index (its repetitions' own times)."""
     if isinstance(part, PendingRun):
-        return _batches(_renamed(part.figures, full, part.names()))
+        return spliced(iter(part.names()), (_form(part.figures, full),), itertools.repeat(0, len(part)), iter(()))
     if not isinstance(part, PendingOrFinishedRun):
         return iter((part.as_dict(full),))
     names = itertools.islice(part.document.names(part.start), len(part))
+    if not full:
+        means = map(repr, map(operator.truediv, part.seconds, part.timed)) if all(part.timed) else map(
+            _mean_text, part.seconds, part.timed)
+        return spliced(names, (_form(part.pending, full), _form(part.figures, full, True)), iter(part.finished), means)
     pending = _renamed(part.pending, full, itertools.compress(names, flipped(part.finished)))
-    finished = (indented(figures.as_dict(full), 2) for figures in part.finished_parts()) if full else _renamed(
-        part.figures, full, part.names, map(repr, map(operator.truediv, part.seconds, part.timed))
-        if all(part.timed) else map(_mean_text, part.seconds, part.timed))
+    finished = (indented(figures.as_dict(full), 2) for figures in part.finished_parts())
     return _batches(map(next, map((pending, finished).__getitem__, part.finished)))  # in the experiments' order
-
-
-JOINED = 32  # items' texts joined to one Rendered: a write of BATCH of them holds ~10 MB
 
 
 def _batches(texts: Iterator[str]) -> Iterator[Rendered]:
@@ -306,16 +305,23 @@ def _batches(texts: Iterator[str]) -> Iterator[Rendered]:
     return map(Rendered, map(ITEMS.join, iter(lambda: list(itertools.islice(texts, JOINED)), [])))
 
 
-def _renamed(figures: ExperimentProgress, full: bool, names: Iterable[str],
-             means: Iterable[str] | None = None) -> Iterator[str]:
-    """The --json texts of `figures` named each of `names` (and, with `means`, with each of those texts of
-    its mean iteration time), from their text made once, without a Python call per item."""
-    name, mean = "\x00", "\x01"  # what no experiment's name is
-    row = {**figures.as_dict(full), "name": name, **({"mean_iteration_time": mean} if means is not None else {})}
-    form = indented(row, 2).replace("%", "%%").replace(json.dumps(name), "%s")  # each item made by one format
-    if means is None:
-        return map(form.__mod__, map(encode_basestring_ascii, names))
-    return map(form.replace(json.dumps(mean), "%s").__mod__, zip(map(encode_basestring_ascii, names), means))
+def _renamed(figures: ExperimentProgress, full: bool, names: Iterable[str]) -> Iterator[str]:
+    """The --json texts of `figures` named each of `names`, from their text made once, without a Python call per
+    item."""
+    form = indented({**figures.as_dict(full), "name": _NAME}, 2).replace("%", "%%").replace(json.dumps(_NAME), "%s")
+    return map(form.__mod__, map(encode_basestring_ascii, names))
+
+
+_NAME, _MEAN = "\x00", "\x01"  # what no experiment's name or mean's text is
+
+
+def _form(figures: ExperimentProgress, full: bool, mean: bool = False) -> tuple[str, str, str]:
+    """The --json text of `figures` in three pieces: before its name, after it (up to its mean iteration time,
+    where `mean`: put in), after that. Its name is its first key: the first piece is every item's."""
+    row = {**figures.as_dict(full), "name": _NAME, **({"mean_iteration_time": _MEAN} if mean else {})}
+    head, rest = indented(row, 2).split(json.dumps(_NAME))
+    before, _, after = rest.partition(json.dumps(_MEAN)) if mean else (rest, "", "")
+    return head, before, after
 
 
 def _mean_text(seconds: Any, timed: int) -> str:

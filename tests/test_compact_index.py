@@ -12,15 +12,15 @@ import signal
 import time
 
 import pytest
+from compact_index_helpers import everything, forget_summaries, plan_of, roots
 from experiments import Deterministic
 from huge_sweep_helpers import documents, expand, run_some, text
 
-from cluster_work import compact_catalog, compact_index
 from cluster_work.backends import SequentialExecutor
 from cluster_work.bulk_runs import FreshRun, NewOrDoneRun
 from cluster_work.compact_index import Summary, read_index, summary, write_index
 from cluster_work.expansion import expand_all
-from cluster_work.paths import COMPACT_FOLDER, INDEX_FILE
+from cluster_work.paths import INDEX_FILE
 from cluster_work.planning import make_plan
 from cluster_work.progress_figures import PendingOrFinishedRun
 from cluster_work.progress_sums import progress_report
@@ -34,19 +34,6 @@ from cluster_work.vocabulary import RunSettings
 TIMES = ("mean_iteration_time", "work_left_seconds")  # measured: another run of the same jobs measures others
 
 
-def plan_of(experiments, selection=Selection()):
-    return make_plan(experiments, selection, Policy(), "test")
-
-
-def roots(tmp_path):
-    return sorted(str(path) for path in (tmp_path / "out").glob(f"*/{COMPACT_FOLDER}"))
-
-
-def forget_summaries():
-    compact_index._summaries.clear()  # as a new process starts: nothing read yet
-    compact_catalog._catalogs.clear()
-
-
 def figures(experiments, full):
     """-p/-P --json without the measured times."""
     data = json.loads(text(write_progress_json, experiments, full))
@@ -57,14 +44,6 @@ def figures(experiments, full):
 
 def jobs_of(plan):
     return sorted((job.index, job.experiment.name, job.rep, job.restart_from) for job in plan.jobs)
-
-
-def everything(tmp_path):
-    """What planning, --list and -p say of the sweep, whole (by documents: the bulk paths)."""
-    whole = plan_of(expand(tmp_path, "compact"))
-    return (vars(whole.totals), [vars(job) for job in whole.jobs], text(print_plan, whole),
-            text(print_plan, whole, as_json=True), text(print_progress, expand(tmp_path, "compact"), True),
-            text(write_progress_json, expand(tmp_path, "compact"), True))
 
 
 RAN = {"some ran": (0, 150, 5), "most ran": (0, 140), "all ran": ()}
