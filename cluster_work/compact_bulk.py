@@ -37,7 +37,8 @@ _EVENT = re.compile(rb'(\{"c":(' + _KEY + rb'),[^\n]*\}\n)'
                     rb'|\{"w":(' + _KEY + rb'),"row":[^\n]*\}\n(?:\{"w":\3,"row":[^\n]*\}\n)*'
                     rb'|\{"[sk]":(' + _KEY + rb')[,}][^\n]*\n'
                     rb'|[^\n]*\n')
-_ITERATION = re.compile(rb'^\{"iteration":(\d+)[,}]', re.MULTILINE)  # how every row the runner writes begins
+# how every row the runner writes begins, after a newline: a literal prefix, searched 2x faster than a line's start
+_ITERATION = re.compile(rb'\n\{"iteration":(\d+)[,}]')
 _NUMBERS: list[bytes] = []  # b"0", b"1", ...: the iterations a run's rows must have, grown as needed
 
 
@@ -191,9 +192,9 @@ def _rows(key: bytes, run: bytes) -> bytes | None:
         rows = run[len(key) + 12:-2] + b"\n"  # after '{"w":' key ',"row":', before '}\n'
         return rows if rows.startswith((b'{"iteration":0,', b'{"iteration":0}')) else None
     prefix = b'\n{"w":' + key + b',"row":'
-    rows = (b"\n" + run).replace(prefix, b"\n")[1:].replace(b"}\n", b"\n")
+    rows = (b"\n" + run).replace(prefix, b"\n").replace(b"}\n", b"\n")  # (after a newline: the first row too)
     while len(_NUMBERS) < count:
         _NUMBERS.append(str(len(_NUMBERS)).encode())
     if _ITERATION.findall(rows) != _NUMBERS[:count]:
         return None
-    return rows
+    return rows[1:]
