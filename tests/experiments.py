@@ -63,6 +63,14 @@ class NoRestore(Deterministic):
     _restore_supported = False
 
 
+class Unsaved(Deterministic):
+    """Deterministic's rows without its state file per iteration: a long sweep that only has to exist (e.g. for
+    an exporter to read) is written in a fraction of the time (60 000 iterations: 3 s, not 15 s)."""
+
+    def save_state(self, config, rep, n):
+        pass
+
+
 class Buggy(Deterministic):
     """A bug in `iterate`: every repetition raises the same error at iteration `fail_at` (default 1), after
     `sleep` seconds per iteration."""
