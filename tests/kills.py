@@ -1,4 +1,5 @@
 """Killing a run as a node failure would, and checking what it left: every file cluster_work wrote readable."""
+import itertools
 import json
 import os
 import select
@@ -95,3 +96,19 @@ def kill_a_writer(prepare: Callable[[], Callable[[], object]], instant: float) -
     _, status = os.waitpid(pid, 0)
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, f"the writer ended by itself: {status}"
     return pid
+
+
+def config_rewriter(folder) -> Callable[[], Callable[[], object]]:
+    """For kill_a_writer: a run's leader bringing the counts of `folder`'s config.yml up to date (3 and 4
+    iterations in turn), again and again; ready once it rewrote it once."""
+    def prepare() -> Callable[[], object]:
+        from cluster_work.store import ExperimentStore
+
+        store = ExperimentStore(str(folder))
+        config, counts = store.read_config(), itertools.count(1)
+
+        def rewrite() -> None:
+            store.refresh_config({**config, "iterations": 3 + next(counts) % 2})
+        rewrite()
+        return rewrite
+    return prepare

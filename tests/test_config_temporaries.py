@@ -5,29 +5,18 @@ one of the earlier unnamed shape (`.config.yml.<8>.tmp`: a live writer's cannot 
 only `-d` removes, as it removes ours."""
 from __future__ import annotations
 
-import itertools
 import os
 import random
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 
 import pytest
-from kills import kill_a_writer
+from kills import config_rewriter, kill_a_writer
 
 from cluster_work.paths import CONFIG_FILE, CONFIG_TEMPORARY_PREFIX
 from cluster_work.store import ExperimentStore
-
-
-def rewriter(folder) -> Callable[[], Callable[[], object]]:
-    """A run's leader bringing the counts of `folder`'s config up to date, again and again (for kill_a_writer)."""
-    def prepare() -> Callable[[], object]:
-        store = ExperimentStore(str(folder))
-        config, counts = store.read_config(), itertools.count(1)
-        return lambda: store.refresh_config({**config, "iterations": 3 + next(counts) % 2})
-    return prepare
 
 
 def config(folder) -> dict:
@@ -53,7 +42,7 @@ def test_a_writer_killed_while_it_writes_the_config_leaves_nothing_after_the_nex
     instants, deadline = random.Random(25), time.monotonic() + 120
     while not temporaries(folder):  # kill at random instants until one kill fell inside a write
         assert time.monotonic() < deadline, "no kill fell inside a write of the config"
-        writer = kill_a_writer(rewriter(folder), instants.uniform(0.0, 0.05))
+        writer = kill_a_writer(config_rewriter(folder), instants.uniform(0.0, 0.05))
         stored = store.read_config(own=True)
         assert stored is not None and stored["iterations"] in (3, 4) and len(stored["params"]["x"]) == 2000
     assert all(name.startswith(f"{CONFIG_TEMPORARY_PREFIX}{socket.gethostname()}-{writer}-")
