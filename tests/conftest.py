@@ -123,13 +123,32 @@ def script_env() -> dict:
 
 
 def run_cli(experiment: str, *args: str, cwd: Path, timeout: float = 120, check_rc: int | None = None,
-            script: str = SCRIPT, **popen) -> subprocess.CompletedProcess:
-    """Run `tests/experiments.py EXPERIMENT ARGS` (or another `script`) as a user would, in `cwd`."""
-    result = subprocess.run([sys.executable, script, experiment, *args], cwd=cwd, env=script_env(),
+            script: str = SCRIPT, env: dict[str, str] | None = None, **popen) -> subprocess.CompletedProcess:
+    """Run `tests/experiments.py EXPERIMENT ARGS` (or another `script`) as a user would, in `cwd` (`env`: more
+    environment variables, e.g. experiments.NO_SLEEP)."""
+    result = subprocess.run([sys.executable, script, experiment, *args], cwd=cwd, env={**script_env(), **(env or {})},
                             capture_output=True, text=True, timeout=timeout, **popen)
     if check_rc is not None:
         assert result.returncode == check_rc, result.stdout + result.stderr
     return result
+
+
+@pytest.fixture(scope="session")
+def mlflow_sqlite(tmp_path_factory):
+    """`(folder) -> tracking URI` of an empty MLflow SQLite store `folder/mlflow.db`, a copy of one made once a
+    session: MLflow makes a new database by running its schema migrations (2 - 8 s), which a test of what an
+    export writes into it (or of a server over it) need not pay each time (test_export_compact's continued sweep
+    still exports into a store its exporter creates)."""
+    template = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+
+    def empty_store(folder: Path) -> str:
+        if not template.exists():
+            from mlflow import MlflowClient
+
+            MlflowClient(f"sqlite:///{template}").search_experiments()  # (creates it)
+        shutil.copyfile(template, folder / "mlflow.db")
+        return f"sqlite:///{folder}/mlflow.db"
+    return empty_store
 
 
 @pytest.fixture

@@ -103,9 +103,12 @@ def _exactly_the_rows(held, saved) -> None:
 
 
 @pytest.fixture(scope="module")
-def sweeps(tmp_path_factory):
+def sweeps(tmp_path_factory, mlflow_sqlite):
     root = tmp_path_factory.mktemp("layouts")
-    return {layout: _sweep(root / layout, layout) for layout in LAYOUTS}
+    folders = {layout: _sweep(root / layout, layout) for layout in LAYOUTS}
+    for folder in folders.values():
+        mlflow_sqlite(folder)  # the store _export(mlflow) exports into, empty
+    return folders
 
 
 @pytest.mark.slow

@@ -17,8 +17,10 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    started = MlflowServer(tmp_path_factory.mktemp("mlflow")).start().wait()
+def server(tmp_path_factory, mlflow_sqlite):
+    folder = tmp_path_factory.mktemp("mlflow")
+    mlflow_sqlite(folder)  # its store, empty (the server serves what is there)
+    started = MlflowServer(folder).start().wait()
     yield started
     started.stop()
 

@@ -6,6 +6,7 @@ running Deterministic on the same config, whose parameters are the same and whic
 
 import pytest
 from conftest import run_cli, run_mpi
+from experiments import NO_SLEEP
 from store_helpers import recorded_states
 
 from cluster_work.errors import ConfigError
@@ -141,7 +142,7 @@ def test_with_local_workers_the_repetitions_in_flight_end_after_their_iteration(
     assert 1 <= list(found.values()).count("failed") <= 2, found  # the first, and perhaps the other one in flight
     assert set(found.values()) <= {"failed", "interrupted"} and len(found) <= 3, found
     assert "stopped: 1 repetition failed" in result.stderr
-    run_cli("Deterministic", "config.yml", "-n", "2", cwd=tmp_path, check_rc=0)
+    run_cli("Deterministic", "config.yml", "-n", "2", cwd=tmp_path, check_rc=0, env={NO_SLEEP: "1"})  # the rest
     assert list(states(tmp_path / "out").values()) == ["finished"] * 9
 
 

@@ -228,16 +228,16 @@ def kill_leftovers(folder, process):
 
 @pytest.mark.slow
 def test_a_silent_rank_past_the_stall_timeout_ends_the_run_and_its_launcher(tmp_path, monkeypatch):
-    """Rep 2's rank stops itself (SIGSTOP: alive, silent, as behind a cut link). With --stall-timeout 5 the
-    run ends within the limit and a few seconds, launcher included, with one line naming the rank; a resumed
-    run finishes the rest without running a finished repetition again."""
+    """Rep 2's rank stops itself (SIGSTOP: alive, silent, as behind a cut link). With --stall-timeout 3 (60
+    times the iterations' 0.05 s) the run ends within the limit and a few seconds, launcher included, with one
+    line naming the rank; a resumed run finishes the rest without running a finished repetition again."""
     write_config(tmp_path, fault="2:stop", sleep=0.05)
-    process = start_run(tmp_path, "--stall-timeout", "5")
+    process = start_run(tmp_path, "--stall-timeout", "3")
     try:
         wait_for(lambda: list(rep_folder(tmp_path, 2).glob("fault.*")), "rep 2 stopping its rank", 60)
         stopped = time.monotonic()
-        process.wait(timeout=5 + 30)  # the limit, and a generous few seconds on a loaded machine
-        print(f"\nstall limit 5 s: the run ended {time.monotonic() - stopped:.1f} s after the rank stopped")
+        process.wait(timeout=3 + 30)  # the limit, and a generous few seconds on a loaded machine
+        print(f"\nstall limit 3 s: the run ended {time.monotonic() - stopped:.1f} s after the rank stopped")
     finally:
         kill_leftovers(tmp_path, process)
     stderr = (tmp_path / "err.txt").read_text()
