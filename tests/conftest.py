@@ -1,3 +1,4 @@
+import fcntl
 import os
 import shutil
 import subprocess
@@ -136,16 +137,23 @@ def run_cli(experiment: str, *args: str, cwd: Path, timeout: float = 120, check_
 @pytest.fixture(scope="session")
 def mlflow_sqlite(tmp_path_factory):
     """`(folder) -> tracking URI` of an empty MLflow SQLite store `folder/mlflow.db`, a copy of one made once a
-    session: MLflow makes a new database by running its schema migrations (2 - 8 s), which a test of what an
-    export writes into it (or of a server over it) need not pay each time (test_export_compact's continued sweep
-    still exports into a store its exporter creates)."""
-    template = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    run of the suite (shared by pytest-xdist's workers): MLflow makes a new database by running its schema
+    migrations (2 - 8 s), which a test of what an export writes into it (or of a server over it) need not pay
+    each time (test_export_compact's continued sweep still exports into a store its exporter creates)."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # (each worker's base is a folder in the run's)
+    template = shared / "mlflow-template.db"
 
     def empty_store(folder: Path) -> str:
-        if not template.exists():
-            from mlflow import MlflowClient
+        with open(shared / "mlflow-template.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # one worker makes it, the others wait for it
+            if not template.exists():
+                from mlflow import MlflowClient
 
-            MlflowClient(f"sqlite:///{template}").search_experiments()  # (creates it)
+                making = shared / f"mlflow-template-{os.getpid()}.db"
+                MlflowClient(f"sqlite:///{making}").search_experiments()  # (creates it)
+                os.replace(making, template)
         shutil.copyfile(template, folder / "mlflow.db")
         return f"sqlite:///{folder}/mlflow.db"
     return empty_store
