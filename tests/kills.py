@@ -98,17 +98,15 @@ def kill_a_writer(prepare: Callable[[], Callable[[], object]], instant: float) -
     return pid
 
 
-def config_rewriter(folder) -> Callable[[], Callable[[], object]]:
-    """For kill_a_writer: a run's leader bringing the counts of `folder`'s config.yml up to date (3 and 4
-    iterations in turn), again and again; ready once it rewrote it once."""
-    def prepare() -> Callable[[], object]:
-        from cluster_work.store import ExperimentStore
+def config_rewriter(folder) -> Callable[[], object]:
+    """For kill_a_writer (called in the writer): a run's leader bringing the counts of `folder`'s config.yml up
+    to date (3 and 4 iterations in turn), again and again; ready once it rewrote it once."""
+    from cluster_work.store import ExperimentStore
 
-        store = ExperimentStore(str(folder))
-        config, counts = store.read_config(), itertools.count(1)
+    store = ExperimentStore(str(folder))
+    config, counts = store.read_config(), itertools.count(1)
 
-        def rewrite() -> None:
-            store.refresh_config({**config, "iterations": 3 + next(counts) % 2})
-        rewrite()
-        return rewrite
-    return prepare
+    def rewrite() -> None:
+        store.refresh_config({**config, "iterations": 3 + next(counts) % 2})
+    rewrite()
+    return rewrite

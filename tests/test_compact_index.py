@@ -182,7 +182,7 @@ def test_an_index_older_than_the_segments_is_brought_up_to_date(tmp_path, later)
 
 
 def index_writer(root: str) -> Callable[[], object]:
-    """`root`'s index written again and again (for kill_a_writer)."""
+    """For kill_a_writer (called in the writer): `root`'s index written again and again."""
     found = summary(root, write=False)
     return lambda: write_index(root, found)
 

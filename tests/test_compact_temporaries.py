@@ -23,15 +23,13 @@ from cluster_work.planning import make_plan
 from cluster_work.selection import Policy, Selection
 
 
-def writer(root: str, shared: dict) -> Callable[[], Callable[[], object]]:
-    """What a first job of each new process does, again and again (for kill_a_writer); `shared` from the test,
-    not read there: a writer killed before may have left none."""
-    def prepare() -> Callable[[], object]:
-        def write() -> None:
-            compact_config.forget_document_config(root)
-            compact_config.write_document_config(root, shared, sync=True)
-        return write
-    return prepare
+def document_config_writer(root: str, shared: dict) -> Callable[[], object]:
+    """For kill_a_writer: what a first job of each new process does, again and again (`shared` from the test,
+    not read in the writer: a writer killed before may have left none)."""
+    def write() -> None:
+        compact_config.forget_document_config(root)
+        compact_config.write_document_config(root, shared, sync=True)
+    return write
 
 
 def as_a_new_process():
@@ -58,7 +56,7 @@ def test_a_writer_killed_while_it_writes_the_document_config_leaves_nothing_afte
     instants, deadline = random.Random(25), time.monotonic() + 120
     while not temporaries(root):  # kill at random instants until one kill fell inside a write
         assert time.monotonic() < deadline, "no kill fell inside a write of the document config"
-        kill_a_writer(writer(root, shared), instants.uniform(0.0, 0.05))
+        kill_a_writer(lambda: document_config_writer(root, shared), instants.uniform(0.0, 0.05))
         assert read_shared(root) in (None, shared)  # the file whole, or none (between a -d and a write)
     as_a_new_process()
     run_some(tmp_path, (40, 80), "compact")  # writes the config where the kill left none

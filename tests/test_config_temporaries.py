@@ -42,7 +42,7 @@ def test_a_writer_killed_while_it_writes_the_config_leaves_nothing_after_the_nex
     instants, deadline = random.Random(25), time.monotonic() + 120
     while not temporaries(folder):  # kill at random instants until one kill fell inside a write
         assert time.monotonic() < deadline, "no kill fell inside a write of the config"
-        writer = kill_a_writer(config_rewriter(folder), instants.uniform(0.0, 0.05))
+        writer = kill_a_writer(lambda: config_rewriter(folder), instants.uniform(0.0, 0.05))
         stored = store.read_config(own=True)
         assert stored is not None and stored["iterations"] in (3, 4) and len(stored["params"]["x"]) == 2000
     assert all(name.startswith(f"{CONFIG_TEMPORARY_PREFIX}{socket.gethostname()}-{writer}-")

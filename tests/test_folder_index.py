@@ -379,7 +379,8 @@ def test_a_run_writes_the_index_at_its_end_and_the_next_resume_plans_from_it(tmp
 
 
 def index_writer(tmp_path) -> Callable[[], object]:
-    """The index of the sweep's first document, every entry settled, written again and again (for kill_a_writer)."""
+    """For kill_a_writer (called in the writer): the index of the sweep's first document, every entry settled,
+    written again and again."""
     [document] = expand_all(documents(tmp_path)[:1], Deterministic._default_params).documents
     index = FolderIndex.load(document, present_folders(document))
     for part in index.present:

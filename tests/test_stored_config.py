@@ -197,7 +197,7 @@ def test_a_rewrite_killed_at_any_instant_leaves_the_old_config_or_the_new_one(tm
                         "params": {"x": list(range(2000))}})  # a config of some size: a write takes a while
     random = np.random.default_rng(7)
     for _ in range(15):
-        kill_a_writer(config_rewriter(folder), float(random.uniform(0, 0.02)))  # (the test holds at any instant)
+        kill_a_writer(lambda: config_rewriter(folder), float(random.uniform(0, 0.02)))  # (it holds at any instant)
         stored = store.read_config(own=True)
         assert stored is not None and stored["iterations"] in (3, 4) and len(stored["params"]["x"]) == 2000
         assert all(name == CONFIG_FILE or name.startswith(CONFIG_TEMPORARY_PREFIX) and name.endswith(".tmp")
