@@ -138,8 +138,8 @@ def run_cli(experiment: str, *args: str, cwd: Path, timeout: float = 120, check_
 def mlflow_sqlite(tmp_path_factory):
     """`(folder) -> tracking URI` of an empty MLflow SQLite store `folder/mlflow.db`, a copy of one made once a
     run of the suite (shared by pytest-xdist's workers): MLflow makes a new database by running its schema
-    migrations (2 - 8 s), which a test of what an export writes into it (or of a server over it) need not pay
-    each time (test_export's README commands still export into a store their exporter creates)."""
+    migrations (1 - 8 s, by the load), which a test of what an export writes into it (or of a server over it)
+    need not pay each time (test_export's README commands still export into a store their exporter creates)."""
     shared = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         shared = shared.parent  # (each worker's base is a folder in the run's)
