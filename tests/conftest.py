@@ -1,3 +1,4 @@
+import fcntl
 import os
 import shutil
 import subprocess
@@ -123,13 +124,39 @@ def script_env() -> dict:
 
 
 def run_cli(experiment: str, *args: str, cwd: Path, timeout: float = 120, check_rc: int | None = None,
-            script: str = SCRIPT, **popen) -> subprocess.CompletedProcess:
-    """Run `tests/experiments.py EXPERIMENT ARGS` (or another `script`) as a user would, in `cwd`."""
-    result = subprocess.run([sys.executable, script, experiment, *args], cwd=cwd, env=script_env(),
+            script: str = SCRIPT, env: dict[str, str] | None = None, **popen) -> subprocess.CompletedProcess:
+    """Run `tests/experiments.py EXPERIMENT ARGS` (or another `script`) as a user would, in `cwd` (`env`: more
+    environment variables, e.g. experiments.NO_SLEEP)."""
+    result = subprocess.run([sys.executable, script, experiment, *args], cwd=cwd, env={**script_env(), **(env or {})},
                             capture_output=True, text=True, timeout=timeout, **popen)
     if check_rc is not None:
         assert result.returncode == check_rc, result.stdout + result.stderr
     return result
+
+
+@pytest.fixture(scope="session")
+def mlflow_sqlite(tmp_path_factory):
+    """`(folder) -> tracking URI` of an empty MLflow SQLite store `folder/mlflow.db`, a copy of one made once a
+    run of the suite (shared by pytest-xdist's workers): MLflow makes a new database by running its schema
+    migrations (1 - 8 s, by the load), which a test of what an export writes into it (or of a server over it)
+    need not pay each time (test_export's README commands still export into a store their exporter creates)."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # (each worker's base is a folder in the run's)
+    template = shared / "mlflow-template.db"
+
+    def empty_store(folder: Path) -> str:
+        with open(shared / "mlflow-template.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # one worker makes it, the others wait for it
+            if not template.exists():
+                from mlflow import MlflowClient
+
+                making = shared / f"mlflow-template-{os.getpid()}.db"
+                MlflowClient(f"sqlite:///{making}").search_experiments()  # (creates it)
+                os.replace(making, template)
+        shutil.copyfile(template, folder / "mlflow.db")
+        return f"sqlite:///{folder}/mlflow.db"
+    return empty_store
 
 
 @pytest.fixture

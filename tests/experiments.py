@@ -11,6 +11,10 @@ import numpy as np
 
 from cluster_work import ClusterWork, InvalidParameterArgument
 
+# set (to anything): Deterministic skips its `sleep`, in a run whose pace matters to no test (the reference run
+# of a test that kills another, the resume after the kills): its rows are the same, written sooner
+NO_SLEEP = "CW_TEST_NO_SLEEP"
+
 
 class Deterministic(ClusterWork):
     """A random walk driven only by its seeds, with restore support: results depend on nothing else."""
@@ -27,7 +31,7 @@ class Deterministic(ClusterWork):
         if self._params["count_calls"]:  # one byte per call, to count redone iterations
             with open(os.path.join(self._log_path_rep, "calls"), "ab") as handle:
                 handle.write(b".")
-        if self._params["sleep"]:
+        if self._params["sleep"] and NO_SLEEP not in os.environ:
             time.sleep(self._params["sleep"])
         if n == self._params["fail_at"] and rep in (self._params["fail_rep"], -1):
             raise RuntimeError(f"boom at {n}")
@@ -61,6 +65,14 @@ class Payload(Deterministic):
 
 class NoRestore(Deterministic):
     _restore_supported = False
+
+
+class Unsaved(Deterministic):
+    """Deterministic's rows without its state file per iteration: a long sweep that only has to exist (e.g. for
+    an exporter to read) is written in a fraction of the time (60 000 iterations: 3 s, not 15 s)."""
+
+    def save_state(self, config, rep, n):
+        pass
 
 
 class Buggy(Deterministic):

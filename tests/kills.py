@@ -1,8 +1,12 @@
 """Killing a run as a node failure would, and checking what it left: every file cluster_work wrote readable."""
+import itertools
 import json
 import os
+import select
 import signal
 import time
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -57,3 +61,52 @@ def assert_every_file_readable(out):
             rows = [json.loads(line) for line in lines[:-1]]  # every complete line a row in order, or a status
             assert [row["iteration"] for row in rows if STATUS_KEY not in row] == list(range(len(rows) - sum(
                 STATUS_KEY in row for row in rows))), path
+
+
+def kill_a_writer(prepare: Callable[[], Callable[[], object]], instant: float) -> int:
+    """A writer in a process of its own, killed -9 `instant` seconds after it is ready: forked from this one,
+    `prepare()` there returns its write, which it then does again and again until the kill. The fork has every
+    module imported already: it is ready in milliseconds, not after an interpreter's ~0.5 s of imports, so that
+    a test can afford the many kills it takes to land some inside a write. Its pid, once it is dead (reaped)."""
+    ready, signal_ready = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the writer: never back into the test
+        try:
+            os.close(ready)
+            write = prepare()
+            os.write(signal_ready, b"ready")
+            while True:
+                write()
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(70)
+    os.close(signal_ready)
+    try:
+        readable, _, _ = select.select([ready], [], [], 60)
+        answer = os.read(ready, 5) if readable else b""
+    finally:
+        os.close(ready)
+    if answer != b"ready":
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise AssertionError("the writer was not ready within 60 s (its traceback, if it raised, is above)")
+    time.sleep(instant)
+    os.kill(pid, signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, f"the writer ended by itself: {status}"
+    return pid
+
+
+def config_rewriter(folder) -> Callable[[], object]:
+    """For kill_a_writer (called in the writer): a run's leader bringing the counts of `folder`'s config.yml up
+    to date (3 and 4 iterations in turn), again and again; ready once it rewrote it once."""
+    from cluster_work.store import ExperimentStore
+
+    store = ExperimentStore(str(folder))
+    config, counts = store.read_config(), itertools.count(1)
+
+    def rewrite() -> None:
+        store.refresh_config({**config, "iterations": 3 + next(counts) % 2})
+    rewrite()
+    return rewrite

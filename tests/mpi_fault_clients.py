@@ -16,6 +16,8 @@ import signal
 import sys
 import time
 
+from experiments import NO_SLEEP
+
 from cluster_work import ClusterWork
 
 
@@ -50,7 +52,7 @@ class Dying(ClusterWork):
         comm = self._COMM
         with open(os.path.join(self._log_path_rep, "calls"), "ab") as handle:
             handle.write(b".")
-        if self._params["sleep"]:
+        if self._params["sleep"] and NO_SLEEP not in os.environ:  # (as Deterministic: see experiments.NO_SLEEP)
             time.sleep(self._params["sleep"])
         how = None if os.environ.get("CW_NO_FAULT") else faults(self._params["fault"]).get(rep)
         rank, size = (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)

@@ -8,6 +8,8 @@ import signal
 import sys
 import time
 
+from experiments import NO_SLEEP
+
 from cluster_work import ClusterWork
 
 
@@ -44,7 +46,8 @@ class Crashing(ClusterWork):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the gate {gate} was never opened")
             time.sleep(0.01)
-        time.sleep(params["sleep"])
+        if NO_SLEEP not in os.environ:  # (as Deterministic: see experiments.NO_SLEEP)
+            time.sleep(params["sleep"])
         self.value += n + 1
         return {"value": self.value}
 

@@ -8,13 +8,13 @@ import json
 import multiprocessing
 import os
 import random
-import signal
-import time
+from collections.abc import Callable
 
 import pytest
 from compact_index_helpers import everything, forget_summaries, plan_of, roots
 from experiments import Deterministic
 from huge_sweep_helpers import documents, expand, run_some, text
+from kills import kill_a_writer
 
 from cluster_work.backends import SequentialExecutor
 from cluster_work.bulk_runs import FreshRun, NewOrDoneRun
@@ -160,24 +160,14 @@ def test_an_index_older_than_the_segments_is_brought_up_to_date(tmp_path, later)
     assert any(new[root] != old.get(root) for root in new)  # it covers what was added
 
 
-WRITER = """
-import sys
-from cluster_work.compact_index import summary, write_index
-root = sys.argv[1]
-found = summary(root, write=False)
-print("ready", flush=True)
-while True:
-    write_index(root, found)
-"""
+def index_writer(root: str) -> Callable[[], object]:
+    """For kill_a_writer (called in the writer): `root`'s index written again and again."""
+    found = summary(root, write=False)
+    return lambda: write_index(root, found)
 
 
 @pytest.mark.processes
 def test_kill_9_while_the_index_is_written_leaves_a_whole_index_or_none(tmp_path):
-    import subprocess
-    import sys
-
-    from conftest import script_env
-
     run_some(tmp_path, (0, 10**6), "compact")
     forget_summaries()
     before = everything(tmp_path)
@@ -185,12 +175,7 @@ def test_kill_9_while_the_index_is_written_leaves_a_whole_index_or_none(tmp_path
     expected = summary(root, write=False).encode()
     instants = random.Random(25)
     for _ in range(5):
-        writer = subprocess.Popen([sys.executable, "-c", WRITER, root], stdout=subprocess.PIPE, env=script_env())
-        assert writer.stdout.readline() == b"ready\n"
-        time.sleep(instants.uniform(0.0, 0.2))
-        writer.send_signal(signal.SIGKILL)
-        writer.wait()
-        writer.stdout.close()
+        kill_a_writer(lambda: index_writer(root), instants.uniform(0.0, 0.2))
         found = read_index(root)  # the old index or the new one, whole: never a part of one
         assert found is None or found.encode() == expected
     forget_summaries()

@@ -3,17 +3,17 @@ the old file or the new one, whole, and a temporary named by its writer that the
 the store's index, removes; never the temporary of a writer still alive, nor one of another host, nor a user's."""
 from __future__ import annotations
 
-import json
 import os
 import random
-import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 import pytest
 from huge_sweep_helpers import expand, run_some
+from kills import kill_a_writer
 
 from cluster_work import compact_catalog, compact_config, compact_index
 from cluster_work.compact_config import read_shared, write_document_config
@@ -22,16 +22,14 @@ from cluster_work.paths import COMPACT_FOLDER, DOCUMENT_CONFIG_FILE, DOCUMENT_CO
 from cluster_work.planning import make_plan
 from cluster_work.selection import Policy, Selection
 
-WRITER = """
-import json
-import sys
-from cluster_work import compact_config
-root, shared = sys.argv[1], json.loads(sys.argv[2])  # (not read here: a writer killed before may have left none)
-print("ready", flush=True)
-while True:  # what a first job of each new process does, again and again
-    compact_config.forget_document_config(root)
-    compact_config.write_document_config(root, shared, sync=True)
-"""
+
+def document_config_writer(root: str, shared: dict) -> Callable[[], object]:
+    """For kill_a_writer: what a first job of each new process does, again and again (`shared` from the test,
+    not read in the writer: a writer killed before may have left none)."""
+    def write() -> None:
+        compact_config.forget_document_config(root)
+        compact_config.write_document_config(root, shared, sync=True)
+    return write
 
 
 def as_a_new_process():
@@ -51,8 +49,6 @@ def temporaries(root: str) -> list[str]:
 
 @pytest.mark.processes
 def test_a_writer_killed_while_it_writes_the_document_config_leaves_nothing_after_the_next_run(tmp_path):
-    from conftest import script_env
-
     run_some(tmp_path, (0, 40), "compact")
     root = walk_root(tmp_path)
     shared = read_shared(root)
@@ -60,13 +56,7 @@ def test_a_writer_killed_while_it_writes_the_document_config_leaves_nothing_afte
     instants, deadline = random.Random(25), time.monotonic() + 120
     while not temporaries(root):  # kill at random instants until one kill fell inside a write
         assert time.monotonic() < deadline, "no kill fell inside a write of the document config"
-        writer = subprocess.Popen([sys.executable, "-c", WRITER, root, json.dumps(shared)], stdout=subprocess.PIPE,
-                                  env=script_env())
-        assert writer.stdout.readline() == b"ready\n"
-        time.sleep(instants.uniform(0.0, 0.05))
-        writer.send_signal(signal.SIGKILL)
-        writer.wait()
-        writer.stdout.close()
+        kill_a_writer(lambda: document_config_writer(root, shared), instants.uniform(0.0, 0.05))
         assert read_shared(root) in (None, shared)  # the file whole, or none (between a -d and a write)
     as_a_new_process()
     run_some(tmp_path, (40, 80), "compact")  # writes the config where the kill left none

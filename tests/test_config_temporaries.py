@@ -7,29 +7,16 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import socket
 import subprocess
 import sys
 import time
 
 import pytest
-from conftest import script_env
+from kills import config_rewriter, kill_a_writer
 
 from cluster_work.paths import CONFIG_FILE, CONFIG_TEMPORARY_PREFIX
 from cluster_work.store import ExperimentStore
-
-REWRITER = """
-import sys
-from cluster_work.store import ExperimentStore
-store = ExperimentStore(sys.argv[1])
-config = store.read_config()
-print("ready", flush=True)
-n = 0
-while True:  # a run's leader bringing the counts up to date, again and again
-    n += 1
-    store.refresh_config({**config, "iterations": 3 + n % 2})
-"""
 
 
 def config(folder) -> dict:
@@ -55,16 +42,10 @@ def test_a_writer_killed_while_it_writes_the_config_leaves_nothing_after_the_nex
     instants, deadline = random.Random(25), time.monotonic() + 120
     while not temporaries(folder):  # kill at random instants until one kill fell inside a write
         assert time.monotonic() < deadline, "no kill fell inside a write of the config"
-        writer = subprocess.Popen([sys.executable, "-c", REWRITER, str(folder)], stdout=subprocess.PIPE,
-                                  env=script_env())
-        assert writer.stdout is not None and writer.stdout.readline() == b"ready\n"
-        time.sleep(instants.uniform(0.0, 0.05))
-        writer.send_signal(signal.SIGKILL)
-        writer.wait()
-        writer.stdout.close()
+        writer = kill_a_writer(lambda: config_rewriter(folder), instants.uniform(0.0, 0.05))
         stored = store.read_config(own=True)
         assert stored is not None and stored["iterations"] in (3, 4) and len(stored["params"]["x"]) == 2000
-    assert all(name.startswith(f"{CONFIG_TEMPORARY_PREFIX}{socket.gethostname()}-{writer.pid}-")
+    assert all(name.startswith(f"{CONFIG_TEMPORARY_PREFIX}{socket.gethostname()}-{writer}-")
                for name in temporaries(folder))
     assert store.refresh_config({**config(folder), "iterations": 5})  # the next run's leader: counts changed
     assert temporaries(folder) == []

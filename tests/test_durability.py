@@ -10,6 +10,7 @@ import time
 
 import pytest
 from conftest import SCRIPT, comparable, run_cli, script_env
+from experiments import NO_SLEEP
 from kills import assert_every_file_readable, kill_session
 from polls import saved_rows, stops_noted, wait_for
 from repetition_files import is_status, repetition_key, results_files, statuses
@@ -88,7 +89,7 @@ def test_kill_9_at_random_instants_loses_nothing_and_redoes_little(tmp_path_fact
     long = CONFIG.replace("iterations: 12", "iterations: 24").replace("sleep: 0.02", "sleep: 0.05")
     clean = tmp_path_factory.mktemp("clean")
     (clean / "config.yml").write_text(long)
-    uninterrupted = start(clean, "-n", workers)  # meanwhile: the run the killed ones must add up to
+    uninterrupted = start(clean, "-n", workers, env={NO_SLEEP: "1"})  # meanwhile: what the killed ones add up to
 
     crashed = tmp_path_factory.mktemp("crashed")
     (crashed / "config.yml").write_text(long)
@@ -120,7 +121,9 @@ def test_kill_9_at_random_instants_loses_nothing_and_redoes_little(tmp_path_fact
     assert running(crashed) == []  # no stale "running": -P reads the locks (see the test of -P below)
     # two kills in a row may both land in one repetition's same iteration, which no SIGKILL explains: then the
     # quarantine holds it back, as it would a poison pill (README: an innocent costs a --retry-failed)
-    run_cli("Deterministic", "config.yml", "-n", workers, "--retry-failed", cwd=crashed, check_rc=0)
+    rest = start(crashed, "-n", workers, "--retry-failed", env={NO_SLEEP: "1"})  # (its pace matters no more)
+    _, stderr = rest.communicate(timeout=120)
+    assert rest.returncode == 0, stderr.decode()
 
     pd.testing.assert_frame_equal(comparable(clean / "out"), comparable(crashed / "out"))
     calls = sum(p.stat().st_size for p in (crashed / "out").rglob("calls"))
@@ -151,7 +154,7 @@ def test_a_stop_signal_finishes_the_iterations_in_flight_and_the_same_command_re
     while locked(tmp_path / "out") and time.time() < deadline:
         time.sleep(0.02)
     assert locked(tmp_path / "out") == [] and running(tmp_path) == []
-    run_cli("Deterministic", "config.yml", cwd=tmp_path, check_rc=0)
+    run_cli("Deterministic", "config.yml", cwd=tmp_path, check_rc=0, env={NO_SLEEP: "1"})  # (its pace: no matter)
     calls = sum(p.stat().st_size for p in (tmp_path / "out").rglob("calls"))
     assert calls == 2 * 3 * 12  # a clean stop redoes nothing
 

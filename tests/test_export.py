@@ -117,7 +117,7 @@ def test_a_second_exporter_into_the_same_destination_is_refused(tmp_path, write_
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: journal_lines(tmp_path / "out", "tensorboard"), "the first exporter's journal")
-        second = subprocess.run(_export("tensorboard", cfg, "--wait", "3"), cwd=tmp_path, env=script_env(),
+        second = subprocess.run(_export("tensorboard", cfg, "--wait", "1"), cwd=tmp_path, env=script_env(),
                                 capture_output=True, text=True, timeout=120)
         assert second.returncode == 1 and "another exporter follows this sweep" in second.stderr
     finally:
@@ -170,7 +170,7 @@ def test_an_exporter_killed_mid_export_and_rerun_exports_every_row_once(kind, it
         store: {store}
         grid: {{step: [1.0, 2.0, 3.0, 4.0]}}
         """)
-    run_cli("Deterministic", str(cfg), cwd=tmp_path, check_rc=0, timeout=600)
+    run_cli("Unsaved", str(cfg), cwd=tmp_path, check_rc=0, timeout=600)  # (the rows alone matter here)
     options = ["--tracking-uri", f"file://{tmp_path}/mlruns"] if kind == "mlflow" else []
     environment = {**script_env(), "MLFLOW_ALLOW_FILE_STORE": "true"}
     landed = False
@@ -275,7 +275,7 @@ def test_the_export_benchmark_runs():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("store", ["folders", "compact"])
-def test_a_repetition_a_campaign_stopped_carries_its_reason(tmp_path, write_config, store):
+def test_a_repetition_a_campaign_stopped_carries_its_reason(tmp_path, write_config, store, mlflow_sqlite):
     from tracker_helpers import mlflow_runs
 
     cfg = write_config(f"""
@@ -288,7 +288,7 @@ def test_a_repetition_a_campaign_stopped_carries_its_reason(tmp_path, write_conf
         steer: {{policy: threshold, metric: value, mode: min, bound: 1.0, min_iterations: 2}}
         """)
     run_cli("Deterministic", str(cfg), cwd=tmp_path, check_rc=0)
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = mlflow_sqlite(tmp_path)
     for kind, options in (("mlflow", ["--tracking-uri", uri]), ("tensorboard", [])):
         exported = subprocess.run(_export(kind, cfg, *options), cwd=tmp_path, env=script_env(), capture_output=True,
                                   text=True, timeout=300)

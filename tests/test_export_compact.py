@@ -103,9 +103,12 @@ def _exactly_the_rows(held, saved) -> None:
 
 
 @pytest.fixture(scope="module")
-def sweeps(tmp_path_factory):
+def sweeps(tmp_path_factory, mlflow_sqlite):
     root = tmp_path_factory.mktemp("layouts")
-    return {layout: _sweep(root / layout, layout) for layout in LAYOUTS}
+    folders = {layout: _sweep(root / layout, layout) for layout in LAYOUTS}
+    for folder in folders.values():
+        mlflow_sqlite(folder)  # the store _export(mlflow) exports into, empty
+    return folders
 
 
 @pytest.mark.slow
@@ -125,9 +128,11 @@ def test_a_compact_sweep_exports_what_the_same_sweep_in_folders_exports(sweeps, 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["tensorboard", "mlflow"])
-def test_a_continued_compact_sweep_exports_only_what_is_new_and_a_restarted_repetition_replaces_its_run(tmp_path,
-                                                                                                          kind):
+def test_a_continued_compact_sweep_exports_only_what_is_new_and_a_restarted_repetition_replaces_its_run(
+        tmp_path, kind, mlflow_sqlite):
     folder = _sweep(tmp_path, "compact", "-e", "walk")
+    if kind == "mlflow":
+        mlflow_sqlite(folder)  # the store _export(mlflow) exports into, empty
     assert "16 rows exported" in _export(kind, folder).stdout  # walk's 2 points
     _sweep(tmp_path, "compact")  # then the rest (single); walk's failed repetitions fail again at 3: no new rows
     assert "8 rows exported, 0 runs replaced" in _export(kind, folder).stdout

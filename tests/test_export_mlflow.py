@@ -17,8 +17,10 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    started = MlflowServer(tmp_path_factory.mktemp("mlflow")).start().wait()
+def server(tmp_path_factory, mlflow_sqlite):
+    folder = tmp_path_factory.mktemp("mlflow")
+    mlflow_sqlite(folder)  # its store, empty (the server serves what is there)
+    started = MlflowServer(folder).start().wait()
     yield started
     started.stop()
 
@@ -134,10 +136,10 @@ def test_the_mlflow_ui_shows_the_sweeps_runs_and_a_metric_chart(server, tmp_path
     page = f"{server.uri}/#/experiments/{experiment}/runs?compareRunsMode=CHART"
     browser = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                "--window-size=1400,1000", "--virtual-time-budget=60000"]
-    shot = tmp_path / "mlflow-ui.png"
-    subprocess.run([*browser, f"--screenshot={shot}", page], capture_output=True, timeout=300)
+    shot = tmp_path / "mlflow-ui.png"  # one load of the page: its screenshot, and its DOM on stdout
+    dom = subprocess.run([*browser, f"--screenshot={shot}", "--dump-dom", page], capture_output=True, text=True,
+                         timeout=300).stdout
     assert shot.stat().st_size > 10_000
-    dom = subprocess.run([*browser, "--dump-dom", page], capture_output=True, text=True, timeout=300).stdout
     for name in (f"ui__s{s} rep {r}" for s in ("1.0", "2.0") for r in (0, 1)):
         assert name in dom, name
     assert 'title="value"' in dom  # the chart of the `value` metric

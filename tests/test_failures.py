@@ -6,6 +6,7 @@ running Deterministic on the same config, whose parameters are the same and whic
 
 import pytest
 from conftest import run_cli, run_mpi
+from experiments import NO_SLEEP
 from store_helpers import recorded_states
 
 from cluster_work.errors import ConfigError
@@ -141,19 +142,20 @@ def test_with_local_workers_the_repetitions_in_flight_end_after_their_iteration(
     assert 1 <= list(found.values()).count("failed") <= 2, found  # the first, and perhaps the other one in flight
     assert set(found.values()) <= {"failed", "interrupted"} and len(found) <= 3, found
     assert "stopped: 1 repetition failed" in result.stderr
-    run_cli("Deterministic", "config.yml", "-n", "2", cwd=tmp_path, check_rc=0)
+    run_cli("Deterministic", "config.yml", "-n", "2", cwd=tmp_path, check_rc=0, env={NO_SLEEP: "1"})  # the rest
     assert list(states(tmp_path / "out").values()) == ["finished"] * 9
 
 
 @pytest.mark.processes
 @pytest.mark.slow
-def test_under_mpi_the_traceback_shows_once_and_the_limit_stops_the_sweep(tmp_path):
+def test_under_mpi_the_traceback_shows_once_and_the_limit_stops_the_sweep(tmp_path, monkeypatch):
     (tmp_path / "config.yml").write_text(CONFIG.format(sleep=0.1, extra=""))
     result = run_mpi(3, "Buggy", "config.yml", "--max-failures", "3", cwd=tmp_path, check_rc=1)
     output = result.stdout + result.stderr
     assert output.count(TRACEBACK) == 1, output
     assert "stopped: 3 repetitions failed" in output and "not finished (interrupted)" in output, output
     assert 3 <= list(states(tmp_path / "out").values()).count("failed") < 9
+    monkeypatch.setenv(NO_SLEEP, "1")  # the rerun's pace matters to no one
     run_mpi(3, "Deterministic", "config.yml", cwd=tmp_path, check_rc=0)
     assert list(states(tmp_path / "out").values()) == ["finished"] * 9
 

@@ -10,21 +10,20 @@ import json
 import os
 import random
 import shutil
-import signal
-import subprocess
-import sys
 import time
+from collections.abc import Callable
 
 import pytest
 import yaml
 from experiments import Deterministic
 from huge_sweep_helpers import documents, run_some
+from kills import kill_a_writer
 from repetition_files import is_status, to_folder_layout
 
 from cluster_work import bulk_runs
-from cluster_work.bulk_runs import NewOrDoneRun
+from cluster_work.bulk_runs import NewOrDoneRun, present_folders
 from cluster_work.expansion import expand_all
-from cluster_work.folder_index import decode
+from cluster_work.folder_index import FolderIndex, decode
 from cluster_work.paths import FOLDER_INDEX_FILE, RepetitionPaths
 from cluster_work.planning import apply_plan, make_plan
 from cluster_work.rows import encode_row
@@ -379,44 +378,29 @@ def test_a_run_writes_the_index_at_its_end_and_the_next_resume_plans_from_it(tmp
     assert cli("Deterministic", str(config), "--list", cwd=tmp_path, check_rc=0).stdout == listed
 
 
-WRITER = """
-import sys
-from cluster_work.expansion import expand_all
-from cluster_work.folder_index import FolderIndex
-from cluster_work.bulk_runs import present_folders
-sys.path.insert(0, sys.argv[2])
-from experiments import Deterministic
-from huge_sweep_helpers import documents
-from pathlib import Path
-[document] = expand_all(documents(Path(sys.argv[1]))[:1], Deterministic._default_params).documents
-index = FolderIndex.load(document, present_folders(document))
-for part in index.present:
-    index.read(part)
-index.started += 10**11  # everything settled
-print("ready", flush=True)
-while True:
-    index.loaded = set()
-    assert index.write()
-"""
+def index_writer(tmp_path) -> Callable[[], object]:
+    """For kill_a_writer (called in the writer): the index of the sweep's first document, every entry settled,
+    written again and again."""
+    [document] = expand_all(documents(tmp_path)[:1], Deterministic._default_params).documents
+    index = FolderIndex.load(document, present_folders(document))
+    for part in index.present:
+        index.read(part)
+    index.started += 10**11  # everything settled
+
+    def write() -> None:
+        index.loaded = set()
+        assert index.write()
+    return write
 
 
 @pytest.mark.processes
 def test_kill_9_while_the_index_is_written_leaves_the_old_or_the_new_one(tmp_path):
-    from conftest import script_env
-
     half_done(tmp_path)
     before = decisions(plan_of(expand(tmp_path)))
     old = entries(tmp_path)
     instants = random.Random(25)
-    tests = os.path.dirname(os.path.abspath(__file__))
     for _ in range(5):
-        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), tests], stdout=subprocess.PIPE,
-                                  env=script_env())
-        assert writer.stdout.readline() == b"ready\n"
-        time.sleep(instants.uniform(0.0, 0.2))
-        writer.send_signal(signal.SIGKILL)
-        writer.wait()
-        writer.stdout.close()
+        kill_a_writer(lambda: index_writer(tmp_path), instants.uniform(0.0, 0.2))
         found = entries(tmp_path)  # whole: the old one or a new one, never a part of one
         assert found == old or set(found) >= set(old)
     assert decisions(plan_of(expand(tmp_path))) == before

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import MPI_ENV, comparable, descendants, mpi_command, run_cli, run_mpi, run_mpiexec, script_env
+from experiments import NO_SLEEP
 from kills import assert_every_file_readable, kill_session
 from polls import saved_rows, wait_for
 from repetition_files import results_files, row_lines
@@ -190,7 +191,7 @@ def test_one_rank_without_mpiexec_runs_in_process(tmp_path, sequential):
 
 @pytest.mark.processes
 @pytest.mark.slow
-def test_kill_9_of_the_whole_mpi_job_then_resume(tmp_path, sequential):
+def test_kill_9_of_the_whole_mpi_job_then_resume(tmp_path, sequential, monkeypatch):
     import pandas as pd
     (tmp_path / "config.yml").write_text(CONFIG.replace("path: out", "path: out\nparams: {sleep: 0.1}"))
     process = subprocess.Popen(mpi_command(4, "Deterministic", "config.yml"), cwd=tmp_path,
@@ -201,6 +202,7 @@ def test_kill_9_of_the_whole_mpi_job_then_resume(tmp_path, sequential):
     assert_every_file_readable(tmp_path / "out")
     partial = load_results(tmp_path / "out")
     assert 0 < len(partial) < 30
+    monkeypatch.setenv(NO_SLEEP, "1")  # the resume's pace matters to no one
     run_mpi(4, "Deterministic", "config.yml", cwd=tmp_path, check_rc=0)
     resumed = comparable(tmp_path / "out").drop(columns=["params.sleep"])
     pd.testing.assert_frame_equal(sequential.drop(columns=["params.sleep"]), resumed)
@@ -227,8 +229,9 @@ def test_waiting_ranks_do_not_spin(tmp_path):
             for pid in ranks:
                 runnable[pid] += _state(pid) == "R"
             time.sleep(0.01)
+        assert process.poll() is None, "the job ended while its ranks were sampled"
     finally:
-        process.wait(timeout=60)
+        kill_session(process)  # (its end is not what is checked here: no need to wait for it)
     assert len(runnable) == 4
     # a spinning rank is runnable at every sample however loaded the cores are (waiting for a core counts);
     # a rank that waits in the kernel is almost never (a rank polling every millisecond: ~1 in 8)
@@ -351,7 +354,7 @@ def _alive(pid):
 
 @pytest.mark.processes
 @pytest.mark.slow
-def test_sigusr1_to_mpiexec_stops_the_sweep_cleanly(tmp_path):
+def test_sigusr1_to_mpiexec_stops_the_sweep_cleanly(tmp_path, monkeypatch):
     """What a Slurm batch script does before the time limit: USR1 to mpiexec, which forwards it to the
     ranks; the iterations in flight finish, the run exits 130 with every file whole, and resumes."""
     params = "path: out\nparams: {sleep: 0.2, count_calls: true}"
@@ -365,6 +368,7 @@ def test_sigusr1_to_mpiexec_stops_the_sweep_cleanly(tmp_path):
     assert process.returncode == 130, stderr.decode()
     assert "to resume or retry" in stderr.decode()
     assert_every_file_readable(tmp_path / "out")
+    monkeypatch.setenv(NO_SLEEP, "1")  # the resume's pace matters to no one
     run_mpi(4, "Deterministic", "config.yml", cwd=tmp_path, check_rc=0)
     assert sum(p.stat().st_size for p in (tmp_path / "out").rglob("calls")) == 30  # nothing redone
 

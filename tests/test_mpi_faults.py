@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import repetition_files
 from conftest import MPI_ENV, descendants, mpi_command, run_cli, run_mpiexec, script_env
+from experiments import NO_SLEEP
 from polls import wait_for
 from store_helpers import recorded_states
 
@@ -190,7 +191,7 @@ def world_rank_of(pid):
 
 
 @pytest.mark.slow
-def test_under_ulfm_the_death_of_rank_0_ends_the_workers_non_zero_and_resumable(tmp_path):
+def test_under_ulfm_the_death_of_rank_0_ends_the_workers_non_zero_and_resumable(tmp_path, monkeypatch):
     """ULFM keeps the job going when rank 0 dies, but the run is over: a worker stops its item after the
     iteration (interrupted, never failed) and exits with status 4, which ends the job; a rerun finishes."""
     ulfm_or_skip()
@@ -208,6 +209,7 @@ def test_under_ulfm_the_death_of_rank_0_ends_the_workers_non_zero_and_resumable(
     assert "rank 0, which schedules the run, is gone" in stderr, stderr  # the first to exit ends the job
     assert "failed" not in set(states(tmp_path).values())
     finished = {rep: calls(tmp_path, rep) for rep, state in states(tmp_path).items() if state == "finished"}
+    monkeypatch.setenv(NO_SLEEP, "1")  # the rerun's pace matters to no one
     result = run_mpiexec(ulfm_command(3), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert set(states(tmp_path).values()) == {"finished"} and len(states(tmp_path)) == 4
@@ -228,16 +230,16 @@ def kill_leftovers(folder, process):
 
 @pytest.mark.slow
 def test_a_silent_rank_past_the_stall_timeout_ends_the_run_and_its_launcher(tmp_path, monkeypatch):
-    """Rep 2's rank stops itself (SIGSTOP: alive, silent, as behind a cut link). With --stall-timeout 5 the
-    run ends within the limit and a few seconds, launcher included, with one line naming the rank; a resumed
-    run finishes the rest without running a finished repetition again."""
+    """Rep 2's rank stops itself (SIGSTOP: alive, silent, as behind a cut link). With --stall-timeout 3 (60
+    times the iterations' 0.05 s) the run ends within the limit and a few seconds, launcher included, with one
+    line naming the rank; a resumed run finishes the rest without running a finished repetition again."""
     write_config(tmp_path, fault="2:stop", sleep=0.05)
-    process = start_run(tmp_path, "--stall-timeout", "5")
+    process = start_run(tmp_path, "--stall-timeout", "3")
     try:
         wait_for(lambda: list(rep_folder(tmp_path, 2).glob("fault.*")), "rep 2 stopping its rank", 60)
         stopped = time.monotonic()
-        process.wait(timeout=5 + 30)  # the limit, and a generous few seconds on a loaded machine
-        print(f"\nstall limit 5 s: the run ended {time.monotonic() - stopped:.1f} s after the rank stopped")
+        process.wait(timeout=3 + 30)  # the limit, and a generous few seconds on a loaded machine
+        print(f"\nstall limit 3 s: the run ended {time.monotonic() - stopped:.1f} s after the rank stopped")
     finally:
         kill_leftovers(tmp_path, process)
     stderr = (tmp_path / "err.txt").read_text()
@@ -255,6 +257,7 @@ def test_a_silent_rank_past_the_stall_timeout_ends_the_run_and_its_launcher(tmp_
     # finished on disk a moment before rank 0 heard of it)
     assert 0 < ended[-1]["jobs"].get("finished", 0) <= len(done), ended[-1]
     monkeypatch.setenv("CW_NO_FAULT", "1")
+    monkeypatch.setenv(NO_SLEEP, "1")  # the rerun's pace matters to no one
     result = run_mpiexec(mpi_command(4, "Dying", "config.yml", script=CLIENTS), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert all(calls(tmp_path, rep) == before[rep] for rep in done)  # finished on disk: never run again

@@ -166,7 +166,9 @@ def test_a_host_cut_off_for_good_ends_the_run_at_the_stall_limit_and_a_resume_lo
     rest, without computing again what was saved."""
     (tmp_path / "config.yml").write_text(CONFIG)
     out = tmp_path / "out"
-    slow = {"CW_TEST_HOST": hosts.second.name, "CW_TEST_SLOW": "1"}  # its iterations take 1 s there
+    # its iterations take 0.4 s there: under way when the link goes, and short enough that the stall limit is
+    # STALL itself, not 10 of them (see liveness)
+    slow = {"CW_TEST_HOST": hosts.second.name, "CW_TEST_SLOW": "0.4"}
     command = hosts.mpi_command(RANKS, CLIENTS, "OnOneHost", "config.yml", "--stall-timeout", str(STALL),
                                 export=tuple(slow))
     launch = hosts.start(command, cwd=tmp_path, env=slow)

@@ -6,6 +6,7 @@ import subprocess
 
 import pytest
 import quarantine_clients
+from experiments import NO_SLEEP
 from in_process import run_main
 from kills import kill_session
 from polls import wait_for
@@ -64,7 +65,8 @@ def test_a_poison_pill_costs_two_runs_then_the_rest_finishes(tmp_path, mpi_ranks
     for run in (1, 2):
         died = run_crashing(tmp_path, *options, mpi_ranks=mpi_ranks, env=CRASH)
         assert died.returncode in KILLED_BY_SIGSEGV, (run, died.returncode, died.stderr[-3000:])
-    third = run_crashing(tmp_path, *options, mpi_ranks=mpi_ranks, env=CRASH)
+    quick = {**CRASH, NO_SLEEP: "1"}  # (from here on, the runs' pace matters to no one)
+    third = run_crashing(tmp_path, *options, mpi_ranks=mpi_ranks, env=quick)
     assert third.returncode == 1, third.stderr[-3000:]  # failed: the quarantined one
     assert "1 repetition(s) quarantined, not run: walk__x3 rep 0: suspected of ending 2 runs" in third.stderr
     assert "quarantined walk__x3 rep 0" in third.stderr and "--retry-failed" in third.stderr
@@ -78,9 +80,10 @@ def test_a_poison_pill_costs_two_runs_then_the_rest_finishes(tmp_path, mpi_ranks
     assert states["walk__x3"]["error"] == expected
     full = progress(tmp_path)
     assert "quarantined" in full.stdout and "suspected of ending 2 runs" in full.stdout
-    again = run_crashing(tmp_path, *options, mpi_ranks=mpi_ranks, env=CRASH)  # a plain rerun leaves it out
+    again = run_crashing(tmp_path, *options, mpi_ranks=mpi_ranks, env=quick)  # a plain rerun leaves it out
     assert again.returncode == 1 and "0 jobs to run" in again.stderr, again.stderr[-3000:]
-    retried = run_crashing(tmp_path, "--retry-failed", *options, mpi_ranks=mpi_ranks)  # fixed (no crash): run it
+    retried = run_crashing(tmp_path, "--retry-failed", *options, mpi_ranks=mpi_ranks,
+                           env={NO_SLEEP: "1"})  # fixed (no crash): run it
     assert retried.returncode == 0, retried.stderr[-3000:]
     assert "running 1 quarantined repetition(s) again (--retry-failed)" in retried.stderr
     assert {rep["state"] for rep in repetitions(tmp_path).values()} == {"finished"}

@@ -15,6 +15,7 @@ import time
 
 import pytest
 from conftest import SCRIPT, run_cli, run_mpi, run_mpiexec, script_env
+from experiments import NO_SLEEP
 from polls import stops_noted, wait_for
 from repetition_files import is_status, repetition_key, results_files
 
@@ -139,7 +140,7 @@ def test_ctrl_c_of_a_delete_run_then_the_printed_line_resumes_it(tmp_path, write
     line = hint(stderr)
     assert shlex.split(line)[:2] == ["python", SCRIPT], line  # the interpreter as typed: it runs as printed
     before = saved(tmp_path / "out")
-    again = follow(line, tmp_path, env)
+    again = follow(line, tmp_path, {**env, NO_SLEEP: "1"})  # (the resume's pace matters to no one)
     assert again.returncode == 0, again.stdout + again.stderr
     assert_kept(before, tmp_path / "out")
     assert all(text.count("\n") == 30 for text in saved(tmp_path / "out").values())
@@ -163,7 +164,7 @@ def test_the_line_after_a_second_ctrl_c_resumes_too(tmp_path, write_config):
     line = hint(stderr, "To resume: ")
     assert "--delete" not in shlex.split(line) and "-d" not in shlex.split(line), line
     before = saved(tmp_path / "out")
-    again = follow(line, tmp_path)
+    again = follow(line, tmp_path, {**script_env(), NO_SLEEP: "1"})  # (the resume's pace matters to no one)
     assert again.returncode == 0, again.stdout + again.stderr
     assert_kept(before, tmp_path / "out")
 

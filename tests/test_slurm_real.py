@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import MPI_ENV, ROOT, comparable, mpiexec, script_env
+from experiments import NO_SLEEP
 from polls import saved_rows, wait_for
 from slurm_cluster import SlurmCluster, unavailable_reason
 from slurm_helpers import CONFIG, EXPERIMENT, finish, run_script, start_script
@@ -132,7 +133,7 @@ def start_reference(config, tmp_path_factory):
     is compared with): the process, to `finish`, and the folder whose `out` then holds the results."""
     folder = tmp_path_factory.mktemp("reference")
     (folder / "config.yml").write_text(config)
-    return start_script("config.yml", cwd=folder), folder
+    return start_script("config.yml", cwd=folder, env={NO_SLEEP: "1"}), folder  # (its pace matters to no one)
 
 
 PROBE = str(ROOT / "tests" / "env_probe_exp.py")  # rows that say which Slurm task and GPUs their process had

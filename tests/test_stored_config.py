@@ -9,14 +9,13 @@ import re
 import socket
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 import repetition_files
 import yaml
 from conftest import SCRIPT, run_cli, run_mpi, script_env
-from kills import assert_every_file_readable, kill_and_wait, kill_session
+from kills import assert_every_file_readable, config_rewriter, kill_a_writer, kill_session
 from polls import wait_for
 from stored_config_helpers import (
     config_files,
@@ -196,18 +195,9 @@ def test_a_rewrite_killed_at_any_instant_leaves_the_old_config_or_the_new_one(tm
     store = ExperimentStore(str(folder))
     store.write_config({"name": "exp", "repetitions": 1, "iterations": 3, "path": str(folder),
                         "params": {"x": list(range(2000))}})  # a config of some size: a write takes a while
-    loop = ("import sys; from cluster_work.store import ExperimentStore\n"
-            "store = ExperimentStore(sys.argv[1]); config = store.read_config(); n = 0\n"
-            "while True:\n"
-            "    n += 1; store.refresh_config({**config, 'iterations': 3 + n % 2})\n"
-            "    if n == 1: print('rewriting', flush=True)\n")
     random = np.random.default_rng(7)
     for _ in range(15):
-        process = subprocess.Popen([sys.executable, "-c", loop, str(folder)], env=script_env(),
-                                   stdout=subprocess.PIPE, text=True)
-        assert process.stdout is not None and process.stdout.readline() == "rewriting\n"
-        time.sleep(float(random.uniform(0, 0.02)))  # (whatever the instant: the test holds at any)
-        kill_and_wait(process, [process.pid])
+        kill_a_writer(lambda: config_rewriter(folder), float(random.uniform(0, 0.02)))  # (it holds at any instant)
         stored = store.read_config(own=True)
         assert stored is not None and stored["iterations"] in (3, 4) and len(stored["params"]["x"]) == 2000
         assert all(name == CONFIG_FILE or name.startswith(CONFIG_TEMPORARY_PREFIX) and name.endswith(".tmp")

@@ -245,6 +245,9 @@ def wandb_runs(folder: Path) -> dict[str, dict]:
                         run.setdefault("summary", {})[name] = json.loads(item.value_json)
             elif kind == "exit":
                 run["exit"] = record.exit.exit_code
+        if "id" not in run:  # a writer killed before it wrote its run's record: it sent nothing
+            assert not run and not history, path
+            continue
         merged = runs.setdefault(run["id"], {**run, "history": defaultdict(list), "exits": [], "segments": 0})
         merged.update({k: v for k, v in run.items() if k not in ("history", "exit")})
         merged["segments"] += 1
