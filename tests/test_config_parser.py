@@ -190,7 +190,7 @@ def hostile(kind: str, depth: int) -> str:
 
 
 @pytest.mark.processes
-@pytest.mark.parametrize("depth", [500, 10**3, 10**5, 10**6])  # 500: under libyaml's own limit (1,000)
+@pytest.mark.parametrize("depth", [500, 10**6])  # 500: under libyaml's own limit (1,000); 10^6: far past it
 @pytest.mark.parametrize("kind", ["flow-lists", "unclosed-flow-lists", "flow-mappings", "block-lists-on-one-line",
                                   "block-lists-and-flow-mappings", "block-mappings"])
 def test_a_config_nested_a_million_levels_deep_is_one_line_as_a_user_runs_it(tmp_path, kind, depth):
