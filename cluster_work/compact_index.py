@@ -51,7 +51,7 @@ from .compact_catalog import Catalog, SavedRepetition, catalog
 from .compact_columns import Columns, Entry
 from .compact_process import any_held, is_held
 from .compact_tails import extend, has_mean, timed_sum
-from .files import remove_dead_writers_temporaries
+from .files import hold_temporary, remove_dead_writers_temporaries
 from .paths import (
     DOCUMENT_CONFIG_TEMPORARY_PREFIX,
     INDEX_FILE,
@@ -275,10 +275,11 @@ def write_index(root: str, summary: Summary) -> bool:
     temporary = os.path.join(root, index_temporary_name(socket.gethostname(), os.getpid(), secrets.token_hex(4)))
     try:
         with open(temporary, "xb") as handle:
+            hold_temporary(handle.fileno())
             handle.write(summary.encode())
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(temporary, os.path.join(root, INDEX_FILE))
+            os.replace(temporary, os.path.join(root, INDEX_FILE))  # renamed while held
     except OSError:
         try:
             os.unlink(temporary)

@@ -13,6 +13,7 @@ import os
 import re
 import secrets
 import socket
+import time
 from typing import Any
 
 from .errors import StoreError
@@ -63,11 +64,13 @@ def atomic_write(path: str, data: bytes, sync: bool = True, writer_prefix: str |
                 continue
         try:
             with os.fdopen(fd, "wb") as handle:
+                if writer_prefix is not None:
+                    hold_temporary(fd)
                 handle.write(data)
+                handle.flush()  # (before the rename: a reader of `path` sees every byte)
                 if sync:
-                    handle.flush()
                     os.fsync(handle.fileno())
-            os.replace(temporary, path)
+                os.replace(temporary, path)  # renamed while held (see hold_temporary)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.remove(temporary)
@@ -121,13 +124,44 @@ def remove_own_temporaries(folder: str) -> None:
 
 
 _WRITER = re.compile(r"(?P<host>.+)-(?P<pid>[0-9]+)-[0-9a-f]{8}\.tmp\Z")  # after the prefix: host-pid-token.tmp
+ABANDONED_AFTER = 5.0  # s: a live writer holds its temporary microseconds after creating it, so one older than
+# this that no one holds was left by a writer that died, whatever process now has its pid
+
+
+def hold_temporary(fd: int) -> None:
+    """A writer-named temporary's writer holds it (an exclusive `flock`) from its creation until it is renamed, so
+    that `remove_dead_writers_temporaries` can tell a dead writer's from a live one's where the pid in its name
+    now belongs to another process (pids are reused: 32,768 of them on a busy node). Best effort: where the file
+    system has no locks, the pid alone decides, as before."""
+    with contextlib.suppress(OSError):
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def _abandoned(path: str) -> bool:
+    """Whether the temporary in `path`, whose pid names a live process, was left by a dead writer: older than
+    ABANDONED_AFTER and held by no one (`hold_temporary`). False where that cannot be told (no locks here)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        if time.time() - os.fstat(fd).st_mtime < ABANDONED_AFTER:
+            return False
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:  # held: its writer lives (or the file system has no locks)
+        return False
+    finally:
+        os.close(fd)
 
 
 def remove_dead_writers_temporaries(folder: str, prefix: str | tuple[str, ...]) -> None:
     """Remove the files `<prefix><host>-<pid>-<token>...` in `folder` (of any of the prefixes) whose writer on this
-    host died (kill -9) while it wrote them: a file written whole and renamed (the compact index, the folder index,
-    a compact store's document config) names its temporary by its writer, so that one still alive (or on another
-    host) is never touched."""
+    host died (kill -9) while it wrote them: a file written whole and renamed (config.yml, the compact index, the
+    folder index, a compact store's document config) names its temporary by its writer, so that one still alive
+    (or on another host) is never touched. Its writer is dead where no process has its pid, where that process
+    exited (a zombie), or where one lives (the pid reused) but the temporary is old and no one holds it
+    (`hold_temporary`)."""
     prefixes = (prefix,) if isinstance(prefix, str) else prefix
     host = socket.gethostname()
     try:
@@ -139,10 +173,29 @@ def remove_dead_writers_temporaries(folder: str, prefix: str | tuple[str, ...]) 
         writer = _WRITER.match(name, start)  # exactly the names atomic_write and the indexes give (a user's stays)
         if writer is None or writer["host"] != host:
             continue
-        try:
-            os.kill(int(writer["pid"]), 0)
-        except ProcessLookupError:
+        path = os.path.join(folder, name)
+        if not _writer_alive(int(writer["pid"]), path):
             with contextlib.suppress(OSError):
-                os.unlink(os.path.join(folder, name))
-        except OSError:
-            pass
+                os.unlink(path)
+
+
+def _writer_alive(pid: int, path: str) -> bool:
+    """Whether the writer of the temporary `path`, named by `pid` on this host, may still be writing it."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # (EPERM: another user's live process)
+        pass
+    return not _exited(pid) and not _abandoned(path)
+
+
+def _exited(pid: int) -> bool:
+    """Whether `pid` is a process that exited and awaits its parent (a zombie, on Linux's /proc; False where that
+    cannot be read): it has closed its files and writes nothing more. A run killed whole leaves its workers so
+    until whichever process inherits them reaps them, which a container's first process may do late."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X")
+    except (OSError, IndexError):
+        return False

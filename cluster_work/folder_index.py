@@ -53,7 +53,7 @@ from .bulk_runs import NewOrDoneRun, Plan, block_runs, fresh_runs, params_texts,
 from .compact_index import ExperimentSummary, RepetitionSummary, SummaryExperiment, SummaryRepetition, canonical
 from .errors import StoreError
 from .expansion import ExpandedDocument, ExpandedExperiment
-from .files import remove_dead_writers_temporaries
+from .files import hold_temporary, remove_dead_writers_temporaries
 from .paths import (
     CONFIG_FILE,
     FOLDER_INDEX_TEMPORARY_PREFIX,
@@ -297,6 +297,7 @@ class FolderIndex:
         temporary = folder_index_temporary(self.folder, socket.gethostname(), os.getpid(), secrets.token_hex(4))
         try:
             with open(temporary, "xb") as handle:
+                hold_temporary(handle.fileno())
                 handle.write(b"{}")  # first: the file system's clock now, to settle entries by
                 handle.flush()
                 skew = time.time_ns() - os.fstat(handle.fileno()).st_mtime_ns
@@ -308,12 +309,12 @@ class FolderIndex:
                 handle.write(encode(settled))
                 handle.flush()
                 os.fsync(handle.fileno())
-            if settled:
-                os.replace(temporary, folder_index_file(self.folder))
-            else:  # no index rather than an empty one (a sweep's first run: every file just written)
-                os.unlink(temporary)
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(folder_index_file(self.folder))
+                if settled:
+                    os.replace(temporary, folder_index_file(self.folder))  # renamed while held
+                else:  # no index rather than an empty one (a sweep's first run: every file just written)
+                    os.unlink(temporary)
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(folder_index_file(self.folder))
         except OSError:
             with contextlib.suppress(OSError):
                 os.unlink(temporary)

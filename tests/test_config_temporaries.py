@@ -15,6 +15,7 @@ import time
 import pytest
 from kills import config_rewriter, kill_a_writer
 
+from cluster_work.files import ABANDONED_AFTER, hold_temporary
 from cluster_work.paths import CONFIG_FILE, CONFIG_TEMPORARY_PREFIX
 from cluster_work.store import ExperimentStore
 
@@ -98,3 +99,44 @@ def test_delete_removes_every_temporary_of_ours_and_no_users_file(tmp_path):
     left = store.delete()
     assert sorted(left) == sorted(os.path.join(folder, name) for name in users)
     assert temporaries(folder) == sorted(users)
+
+
+def test_a_dead_writers_temporary_whose_pid_another_process_now_has_is_removed_and_a_held_one_kept(tmp_path):
+    """Pids are reused (32,768 on Linux): a temporary named by a pid that now belongs to a live process (here:
+    this test's) is its dead writer's where it is older than ABANDONED_AFTER and no one holds it; a live writer
+    holds its temporary (`hold_temporary`) until it renames it, and one written just now is never judged."""
+    folder = tmp_path / "exp"
+    store = ExperimentStore(str(folder))
+    folder.mkdir()
+    host, old = socket.gethostname(), time.time() - 2 * ABANDONED_AFTER
+    reused, held, young = (f"{CONFIG_TEMPORARY_PREFIX}{host}-{os.getpid()}-{token}.tmp"
+                           for token in ("0000000a", "0000000b", "0000000c"))
+    plant(folder, [reused, held, young])
+    os.utime(folder / reused, (old, old))
+    os.utime(folder / held, (old, old))
+    with open(folder / held, "rb") as holder:
+        hold_temporary(holder.fileno())  # its writer, alive, between writing it and renaming it
+        store.write_config(config(folder))
+        assert temporaries(folder) == sorted([held, young])
+    assert store.read_config(own=True) == config(folder)
+
+
+@pytest.mark.processes
+def test_a_writer_that_exited_and_awaits_its_parent_is_dead(tmp_path):
+    """A run killed whole leaves its workers zombies until the process that inherits them reaps them (a
+    container's first process may do so late): their pids still answer a signal, but they write nothing more."""
+    folder = tmp_path / "exp"
+    store = ExperimentStore(str(folder))
+    folder.mkdir()
+    exited = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        deadline = time.monotonic() + 60
+        while open(f"/proc/{exited.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":  # exited, not reaped
+            assert time.monotonic() < deadline, "the child did not exit"
+            time.sleep(0.01)
+        zombie = f"{CONFIG_TEMPORARY_PREFIX}{socket.gethostname()}-{exited.pid}-0000000d.tmp"
+        plant(folder, [zombie])
+        store.write_config(config(folder))
+        assert temporaries(folder) == []
+    finally:
+        exited.wait()
