@@ -6,20 +6,20 @@ import itertools
 import math
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, overload
+from typing import Any
 
 from .. import sampling
 from ..config import KeyPath, Warn, deep_merge, flatten_paths, set_path
 from ..errors import config_error
 from ..paths import SweepPaths, experiment_folder, log_folder
 from ..vocabulary import ConfigSource
-from .experiment import ExpandedExperiment, expand_path
+from .experiment import ExpandedExperiment, ExperimentSequence, expand_path
 from .names import MAX_FOLDER_NAME, NAME_SEPARATOR, digest, escape, folder_safe, original_token, typed_text
 
 DesignedPoints = tuple[list[dict[KeyPath, Any]], bool]  # a custom strategy's points, and whether they were frozen
 
 
-class ExpandedDocument(Sequence[ExpandedExperiment]):
+class ExpandedDocument(ExperimentSequence):
     """The experiments of one document, in the order grid (last key fastest) x list, built on demand.
 
     A 10^6-point grid costs its axes, not 10^6 configs: an experiment is made when it is looked at.
@@ -61,18 +61,8 @@ class ExpandedDocument(Sequence[ExpandedExperiment]):
     def __len__(self) -> int:
         return self._size
 
-    @overload
-    def __getitem__(self, index: int) -> ExpandedExperiment: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[ExpandedExperiment]: ...
-
-    def __getitem__(self, index: int | slice) -> ExpandedExperiment | list[ExpandedExperiment]:
-        if isinstance(index, slice):  # (a Sequence's: made one by one)
-            return [self[position] for position in range(*index.indices(len(self)))]
-        if not -self._size <= index < self._size:
-            raise IndexError(index)
-        return self._make(index % self._size)
+    def _at(self, position: int) -> ExpandedExperiment:
+        return self._make(position)
 
     def __iter__(self) -> Iterator[ExpandedExperiment]:
         return map(self._make, range(self._size))

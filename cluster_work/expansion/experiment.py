@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, overload
 
 from ..config import KeyPath
 from .names import NAME_SEPARATOR
@@ -83,6 +84,28 @@ class ExpandedExperiment:
         """The document's `store:` (`folders`, the default, or `compact`), without building the config."""
         return (self._document.document if self._config is None and self._document else self.config).get(
             "store", "folders")
+
+
+class ExperimentSequence(Sequence[ExpandedExperiment]):
+    """A sequence of experiments made when asked for (a document's, a whole config's): indexing, negative
+    indices and slices as a list's; a subclass gives its length and `_at(position)`, 0 <= position < len."""
+
+    def _at(self, position: int) -> ExpandedExperiment:
+        raise NotImplementedError
+
+    @overload
+    def __getitem__(self, index: int) -> ExpandedExperiment: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[ExpandedExperiment]: ...
+
+    def __getitem__(self, index: int | slice) -> ExpandedExperiment | list[ExpandedExperiment]:
+        if isinstance(index, slice):  # (a Sequence's: made one by one)
+            return [self[position] for position in range(*index.indices(len(self)))]
+        size = len(self)
+        if not -size <= index < size:
+            raise IndexError(index)
+        return self._at(index % size)
 
 
 def expand_path(path: str) -> str:

@@ -11,14 +11,14 @@ import itertools
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, overload
+from typing import Any
 
 from .. import sampling
 from ..config import Warn, dotted, flatten_paths
 from ..errors import config_error
 from ..vocabulary import ConfigSource
 from .document import DesignedPoints, ExpandedDocument
-from .experiment import ExpandedExperiment, expand_path
+from .experiment import ExpandedExperiment, ExperimentSequence, expand_path
 
 log = logging.getLogger("cluster_work")
 
@@ -30,7 +30,7 @@ def sweep_paths(experiments: Iterable[ExpandedExperiment]) -> list[str]:
     return list(dict.fromkeys(experiment.sweep_path for experiment in experiments))
 
 
-class Expansion(Sequence[ExpandedExperiment]):
+class Expansion(ExperimentSequence):
     """Every expanded experiment of a config, document after document, each built on demand."""
 
     def __init__(self, documents: Sequence[ExpandedDocument]):
@@ -40,20 +40,9 @@ class Expansion(Sequence[ExpandedExperiment]):
     def __len__(self) -> int:
         return self._ends[-1] if self._ends else 0
 
-    @overload
-    def __getitem__(self, index: int) -> ExpandedExperiment: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[ExpandedExperiment]: ...
-
-    def __getitem__(self, index: int | slice) -> ExpandedExperiment | list[ExpandedExperiment]:
-        if isinstance(index, slice):  # (a Sequence's: made one by one)
-            return [self[position] for position in range(*index.indices(len(self)))]
-        if not -len(self) <= index < len(self):
-            raise IndexError(index)
-        index %= len(self)
-        number = bisect.bisect_right(self._ends, index)
-        return self.documents[number][index - (self._ends[number - 1] if number else 0)]
+    def _at(self, position: int) -> ExpandedExperiment:
+        number = bisect.bisect_right(self._ends, position)
+        return self.documents[number][position - (self._ends[number - 1] if number else 0)]
 
     def __iter__(self) -> Iterator[ExpandedExperiment]:
         return itertools.chain.from_iterable(self.documents)
