@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .compact_catalog import Catalog
+from .compact_catalog import Catalog, catalog
 from .paths import SEGMENT_PREFIX
 
 _KEY = rb'\["(?:[^"\\\n]|\\.)*",-?\d+\]'  # a repetition's key as encode_row writes it: ["name",rep]
@@ -42,6 +42,9 @@ _EVENT = re.compile(rb'(\{"c":(' + _KEY + rb'),[^\n]*\}\n)'
 # how every row the runner writes begins, after a newline: a literal prefix, searched 2x faster than a line's start
 _ITERATION = re.compile(rb'\n\{"iteration":(\d+)[,}]')
 _NUMBERS: list[bytes] = []  # b"0", b"1", ...: the iterations a run's rows must have, grown as needed
+
+
+Held = tuple[int, Any, Any, bytes, dict[str, Any]]  # a repetition on its way: number, params, base, rows, status
 
 
 @dataclass(slots=True)
@@ -105,7 +108,7 @@ def read_bulk(root: str) -> list[BulkExperiment] | None:
                 replayed.add(key)
             else:
                 rows_by_key[key] = rows
-    by_name: dict[str, list[tuple[int, Any, Any, bytes, dict[str, Any]]]] = {}
+    by_name: dict[str, list[Held]] = {}
     try:
         for (key, _), event in zip(claims.items(), events):
             if key not in replayed:
@@ -115,6 +118,20 @@ def read_bulk(root: str) -> list[BulkExperiment] | None:
         return None
     if replayed and not _replay(root, names, replayed, claims, claim_lines, runs, later, by_name):
         return None
+    return _experiments(by_name)
+
+
+def read_catalogued(root: str) -> list[BulkExperiment]:
+    """The experiments of the compact store in `root` as this process's catalog of it reads them (the definition,
+    for a store `read_bulk` leaves to it), in the same form."""
+    by_name: dict[str, list[Held]] = {}
+    _add_catalogued(catalog(root, force=True), by_name)
+    return _experiments(by_name)
+
+
+def _experiments(by_name: dict[str, list[Held]]) -> list[BulkExperiment]:
+    """Each experiment of `by_name` (its repetitions: number, params, base, rows, status) in order of name, its
+    repetitions in order of number, its params and base those of the first that has any (as the catalog's)."""
     experiments = []
     for name in sorted(by_name):
         repetitions = by_name[name]
@@ -136,7 +153,7 @@ _number = operator.itemgetter(0)  # a held repetition's number
 def _replay(root: str, names: list[str], replayed: set[bytes], claims: dict[bytes, tuple[int, int, int]],
             claim_lines: list[bytes], runs: dict[bytes, tuple[int, int, bytes]],
             later: list[tuple[bytes, int, int, bytes]],
-            by_name: dict[str, list[tuple[int, Any, Any, bytes, dict[str, Any]]]]) -> bool:
+            by_name: dict[str, list[Held]]) -> bool:
     """Add to `by_name` the repetitions of the `replayed` keys as a catalog reads them: every line of theirs, in
     each segment's order, into a catalog of their own (what it says of a repetition depends on that repetition's
     lines alone, and on drops, which no store read in bulk holds). False where one of them has another's name and
@@ -149,17 +166,23 @@ def _replay(root: str, names: list[str], replayed: set[bytes], claims: dict[byte
         if key in runs:
             lines.append(runs[key])
     lines.sort(key=lambda entry: entry[:2])
-    catalog = Catalog(root)
+    replay = Catalog(root)
     for segment, _, data in lines:
         for line in data.split(b"\n")[:-1]:
-            catalog.apply_line(names[segment], line)
-    for name, reps in catalog.experiments().items():
+            replay.apply_line(names[segment], line)
+    return _add_catalogued(replay, by_name)
+
+
+def _add_catalogued(read: Catalog, by_name: dict[str, list[Held]]) -> bool:
+    """Add to `by_name` each repetition as the catalog `read` says it; False where one is there already (a key
+    written otherwise than encode_row writes it, read in bulk under another)."""
+    for name, reps in read.experiments().items():
         held = by_name.setdefault(name, [])
         known = {rep for rep, *_ in held}
         for rep in reps:
             if rep in known:
                 return False
-            saved = catalog.repetition(name, rep)
+            saved = read.repetition(name, rep)
             held.append((rep, saved.params, saved.base, b"".join(line + b"\n" for line in saved.row_lines()),
                          dict(saved.status[1]) if saved.status else {}))
     return True

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import compact_bulk, original_format
 from .arrow_rows import start_reader as _fast_reader
-from .compact_catalog import catalog, find_compact_roots
+from .compact_catalog import find_compact_roots
 from .compact_store import CompactExperimentStore, find_compact
 from .config import flatten_mapping, load_config
 from .errors import ClusterWorkError, ResultsNotFoundError
@@ -146,7 +146,8 @@ def _load(path: str | os.PathLike[str], wanted: list[str] | None, params: Mappin
                                    **(_stop_reason(repetition.read_status()) if steered else {})})
         for root in find_compact_roots(folder):  # compact stores (`store: compact`): rows from their segments
             found = True
-            for experiment in compact_bulk.read_bulk(root) or _catalogued(root):
+            experiments = compact_bulk.read_bulk(root)
+            for experiment in compact_bulk.read_catalogued(root) if experiments is None else experiments:
                 name, base = experiment.name, experiment.base or experiment.name
                 saved.add(name)
                 saved.add(base)
@@ -174,21 +175,6 @@ def _load(path: str | os.PathLike[str], wanted: list[str] | None, params: Mappin
     meta = meta.iloc[np.repeat(np.arange(len(kept)), [c for c in counts if c])].reset_index(drop=True)
     meta.insert(2, "iteration", results.pop("iteration").astype("int64"))
     return _with_own_rows(pd.concat([meta, results], axis=1), folders), saved if found else None
-
-
-def _catalogued(root: str) -> list[compact_bulk.BulkExperiment]:
-    """The experiments of the compact store in `root` as its catalog reads them (the definition; what
-    `compact_bulk.read_bulk` gives, where that can read the store), with each repetition's status."""
-    compact = catalog(root, force=True)
-    experiments = []
-    for name, reps in compact.experiments().items():
-        saved = [(rep, compact.repetition(name, rep)) for rep in reps]
-        experiments.append(compact_bulk.BulkExperiment(
-            name, next((r.params for _, r in saved if r.params), None),
-            next((r.base for _, r in saved if r.base), None),
-            [compact_bulk.BulkRepetition(rep, b"".join(line + b"\n" for line in r.row_lines()),
-                                         r.status[1] if r.status else {}) for rep, r in saved]))
-    return experiments
 
 
 def _with_own_rows(frame: pd.DataFrame, folders: Iterable[tuple[str, Mapping[str, Any], str]]) -> pd.DataFrame:
