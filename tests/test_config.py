@@ -271,3 +271,16 @@ def test_the_readmes_keep_keys_example_loads():
     assert experiment.config["paths"] == ["a.csv", "b.csv"] and not warnings
     with pytest.raises(ConfigError, match="did you mean 'path'"):
         expand(block.replace("keep_keys", "# keep_keys") + "repetitions: 1\niterations: 1\npath: out\n---\nname: a\n")
+
+
+@pytest.mark.parametrize("mapping", [
+    {}, {"a": 1}, {"a": {"b": 1, "c": {}}, "c.d": 2, 3: {"x": [1]}, "g": None, "h": {"i": {"j": (1, 2)}}},
+    {"e": __import__("collections").OrderedDict(f=1, g={"h": True})},
+], ids=["empty", "flat", "nested-dotted-empty-int-keys", "a-mapping-not-a-dict"])
+def test_flatten_mapping_names_what_flatten_paths_finds(mapping):
+    """flatten_mapping flattens on its own (it runs per experiment in load_results): the same names, values and
+    order as flatten_paths' key paths made dotted."""
+    from cluster_work.config import dotted, flatten_mapping, flatten_paths
+
+    expected = {dotted(path): value for path, value in flatten_paths(mapping).items()}
+    assert list(flatten_mapping(mapping).items()) == list(expected.items())
