@@ -42,8 +42,8 @@ def _refuse_processes(monkeypatch, nodeid: str) -> None:
 
 def pytest_configure(config):
     """Libraries' own one-time probes that start a process, done once here, before the guard below: finding
-    libc for syncfs (`ldconfig -p`, at cluster_work's import) and the processor's name (`uname -p`, cached by
-    the platform module; a run's provenance record asks for it).
+    libc for syncfs (`ldconfig -p`, at cluster_work's import), the processor's name (`uname -p`, cached by
+    the platform module; a run's provenance record asks for it) and matplotlib's font cache (`fc-list`).
 
     Under pytest-xdist each worker gets temporary folders of its own (`TMPDIR`, and PMIx's for its system
     rendezvous), inherited by every process it starts: two workers' `mpiexec`s never share Open MPI's session
@@ -61,6 +61,17 @@ def pytest_configure(config):
     import cluster_work.durability  # noqa: F401
 
     platform.platform()
+    _build_font_cache()
+
+
+def _build_font_cache() -> None:
+    """matplotlib's font cache, built where none is yet (a fresh machine): building it asks `fc-list`, a process
+    that the fast tier's guard would blame on the first test that draws. Workers racing to build it each write
+    it whole (matplotlib writes it to a temporary file and renames it)."""
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is not None:
+        import matplotlib.font_manager  # noqa: F401  (its import loads the cache, or builds and saves it)
 
 
 @pytest.fixture(autouse=True)
