@@ -235,10 +235,10 @@ def write_half_done(path: str, size: int) -> int:
     return size * 50
 
 
-def write_half_done_compact(path: str, size: int, contiguous: bool) -> tuple[dict, str]:
+def write_half_done_compact(path: str, size: int, contiguous: bool, whole: bool = False) -> tuple[dict, str]:
     """The same half-done grid in a compact store, its segment written as a run leaves it (a claim and a row per
-    finished experiment: every other one, or the first half where `contiguous`); its document and the store's
-    folder."""
+    finished experiment: every other one, or the first half where `contiguous`, or all of them where `whole`);
+    its document and the store's folder."""
     document = {"name": "half", "repetitions": 1, "iterations": 1, "path": path, "store": "compact",
                 "grid": {"a": list(range(size)), "b": list(range(100))}}
     [expanded] = expand_all([document]).documents
@@ -247,8 +247,8 @@ def write_half_done_compact(path: str, size: int, contiguous: bool) -> tuple[dic
     open(os.path.join(root, LOCKS_FILE), "w").close()
     claimed = time.time()
     with open(os.path.join(root, segment_name("benchmark", os.getpid(), "00000000")), "wb") as segment:
-        finished = itertools.islice(expanded, 0, len(expanded) // 2) if contiguous else itertools.islice(
-            expanded, 0, None, 2)
+        finished = itertools.islice(expanded, 0, len(expanded) // (1 if whole else 2)) if contiguous or whole \
+            else itertools.islice(expanded, 0, None, 2)
         for number, experiment in enumerate(finished):
             segment.write(encode_row({"c": [experiment.name, 0], "t": claimed + number * 1e-6, "base": "half",
                                       "params": to_plain(experiment.params), "at": experiment.params_part}))
@@ -332,6 +332,17 @@ def compact_resume(root: str, size: int, contiguous: bool, versions: list[tuple[
               f"   peak {peak:5.0f} MB")
 
 
+def finished_load(root: str, size: int, versions: list[tuple[str, dict[str, str]]], config, limit: float) -> None:
+    """load_results of a finished compact sweep of `size` x 100 one-iteration points (10^4: the 10^6-point random
+    search of issue 25, as a surrogate's training set is read back), each version in a process of its own."""
+    document, _ = write_half_done_compact(os.path.join(root, "finished-compact"), size, False, whole=True)
+    path = config("finished-compact", document)
+    print(f"  load_results of a finished compact sweep: {size * 100} one-row repetitions")
+    for version, env in versions:
+        seconds, cpu, peak, rows = probed("load", path, env, limit)
+        print(f"    {version:<9} {seconds:6.2f} s ({cpu:6.2f} s CPU) for {rows:.0f} rows   peak {peak:5.0f} MB")
+
+
 def folders_resume(root: str, resume: int, versions: list[tuple[str, dict[str, str]]], config) -> None:
     """Planning a resume of a half-done sweep in the default layout (a folder per point): each version without
     an index (after a kill -9: it reads every started experiment's files), then with the index its own last run
@@ -406,6 +417,7 @@ def huge_sweeps(root: str, size: int, resume: int, compact: int, contiguous: boo
             print(f"    {flags:<14} {version:<9} first line {first:6.2f} s   {end:<21} peak {peak:5.0f} MB")
     folders_resume(root, resume, versions, config)
     compact_resume(root, compact, contiguous, versions, config, limit)
+    finished_load(root, compact, versions, config, limit)
     streamed = config("streamed", {"grid": {"a": list(range(jobs // 1000)), "b": list(range(1000))}})
     print(f"  rank 0 over a sweep of {jobs} jobs (an instant task: rank 0's share alone)")
     for version, env in versions:
@@ -428,6 +440,8 @@ def main() -> None:
     parser.add_argument("--contiguous", action="store_true",
                         help="the compact store's finished half is the grid's first half, not every other point")
     parser.add_argument("--compact-only", action="store_true", help="measure the half-done compact sweep alone")
+    parser.add_argument("--load-only", type=int, metavar="SIZE",
+                        help="measure only load_results of a finished compact sweep of SIZE x 100 one-row points")
     parser.add_argument("--stale-only", action="store_true",
                         help="the first -p of the half-done compact sweep, its index stale by a small tail, alone")
     parser.add_argument("--jobs", type=int, default=10**6, help="jobs of the sweep rank 0's memory is taken over")
@@ -441,7 +455,7 @@ def main() -> None:
     root = tempfile.mkdtemp(prefix="cw-scale-")
     try:
         print(f"planning_scale: {os.cpu_count()} cores")
-        if args.resume_only:
+        if args.resume_only or args.load_only:
             here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
             versions = [("this", {**os.environ, "PYTHONPATH": here})]
             versions += [("baseline", {**os.environ, "PYTHONPATH": os.path.abspath(args.baseline)})] if args.baseline \
@@ -453,7 +467,10 @@ def main() -> None:
                     json.dump({"repetitions": 1, "iterations": 1, "name": name, **document}, handle)
                 return path
 
-            folders_resume(root, args.resume, versions, config)
+            if args.load_only:
+                finished_load(root, args.load_only, versions, config, args.limit)
+            else:
+                folders_resume(root, args.resume, versions, config)
             return
         if args.huge:  # first, while this process is small: a child's peak counts its parent's size at fork
             huge_sweeps(root, args.huge, args.resume, args.compact_resume, args.contiguous, args.jobs, args.baseline,

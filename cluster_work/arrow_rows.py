@@ -30,10 +30,17 @@ def start_reader() -> Reader:
         import pyarrow.json  # noqa: F401  (here, not first in a thread)
     except ImportError:
         return Reader(None)
+    return Reader(parse_pool())
+
+
+def parse_pool() -> ThreadPoolExecutor:
+    """A pool of a thread per core this process may use (a job's share) for pyarrow's parses; pyarrow imported."""
     from concurrent.futures import ThreadPoolExecutor
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()  # a job's share
-    return Reader(ThreadPoolExecutor(cores or 1))
+    import pyarrow.json  # noqa: F401  (here, not first in a thread)
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return ThreadPoolExecutor(cores or 1)
 
 
 class Reader:
@@ -70,7 +77,7 @@ class Reader:
         self._pending, self._pending_size = [], 0
         while start < len(data):
             end = data.index(b"\n", min(start + PIECE_SIZE, len(data)) - 1) + 1
-            self._pieces.append((self._size + start, self._pool.submit(_read_piece, data[start:end])))
+            self._pieces.append((self._size + start, self._pool.submit(read_piece, data[start:end])))
             start = end
         self._size += len(data)
 
@@ -97,8 +104,8 @@ class Reader:
             return pd.DataFrame(), [0] * len(self._chunks)
         ends = np.concatenate([offset + piece[1] for offset, piece in parsed])  # every newline
         counts = np.diff(np.searchsorted(ends, np.cumsum(lengths)), prepend=0)  # lines (rows) per file
-        table = _concatenated([piece[0] for _, piece in parsed])
-        if table is None or not _is_plain(table) or "iteration" not in table.column_names:
+        table = concatenated([piece[0] for _, piece in parsed])
+        if table is None or not is_plain(table) or "iteration" not in table.column_names:
             return None
         iterations = table.column("iteration")
         if not (pyarrow.types.is_int64(iterations.type) or pyarrow.types.is_float64(iterations.type)):
@@ -117,9 +124,9 @@ class Reader:
         return again._rows()
 
 
-def _read_piece(data: bytes) -> tuple[Any, Any] | None:
+def read_piece(data: bytes) -> tuple[Any, Any] | None:
     """A piece of whole lines as a pyarrow table with one row per line, and the positions of its newlines;
-    None unless each line is one object that Python's json reads alike (see `_plain_floats` for numbers).
+    None unless each line is one object that Python's json reads alike (see `plain_floats` for numbers).
 
     A line that starts with "{" and ends with "}" cannot go on on the next one (after a "}" that closes a
     nested value, "{" is no valid JSON), so as many rows as lines means one object per line (pyarrow skips
@@ -150,12 +157,12 @@ def _read_piece(data: bytes) -> tuple[Any, Any] | None:
                                            parse_options=strings).select(table.column_names)
     except pyarrow.ArrowException:  # invalid JSON, a column whose type changes, nested types it cannot build
         return None
-    if table.num_rows != len(ends) or not _plain_floats(table, data):
+    if table.num_rows != len(ends) or not plain_floats(table, data):
         return None
     return table, ends
 
 
-def _plain_floats(table: Any, data: bytes) -> bool:
+def plain_floats(table: Any, data: bytes | bytearray) -> bool:
     """Whether the float columns hold nothing that pyarrow read otherwise than Python: integers beyond int64
     (floats there, exact in Python), the integer -0 among floats (-0.0 there, 0 in Python), and non-finite
     numbers only pyarrow takes (-NaN, Inf, -Inf; both take NaN, Infinity, -Infinity)."""
@@ -177,7 +184,7 @@ def _plain_floats(table: Any, data: bytes) -> bool:
     return not (negative_zero and re.search(rb"-0(?![.0-9eE])", data))
 
 
-def _concatenated(pieces: list[Any]) -> Any:
+def concatenated(pieces: list[Any]) -> Any:
     """The pieces one after the other, a column's type the one type it has in every piece that holds values in
     it (a piece's column of nulls only takes it), ints made floats where other pieces hold floats (as pyarrow
     does within a block, and pandas too); None where a column has other types in other pieces."""
@@ -200,7 +207,7 @@ def _concatenated(pieces: list[Any]) -> Any:
     return pyarrow.concat_tables(pieces, promote_options="default")
 
 
-def _is_plain(table: Any) -> bool:
+def is_plain(table: Any) -> bool:
     """Whether pandas converts every column as it converts the Python values of the same rows: int64 (float64
     where rows lack it), float64 and str do; booleans only without gaps (pandas keeps a missing value (NaN)
     apart from a null (None), pyarrow has one null); nested values and columns of nulls only do not."""

@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from . import compact_bulk, original_format
+from . import compact_bulk, compact_frame, original_format
 from .arrow_rows import start_reader as _fast_reader
 from .compact_catalog import find_compact_roots
 from .compact_store import CompactExperimentStore, find_compact
@@ -113,6 +113,7 @@ def _load(path: str | os.PathLike[str], wanted: list[str] | None, params: Mappin
     kept_names = set(wanted) if wanted is not None else None
     chunks: list[bytes | list[dict[str, Any]]] = []  # per repetition: our lines, or the original's rows
     blocks: list[dict[str, Any]] = []  # one per repetition: experiment, rep and params columns
+    pieces: list[tuple[pd.DataFrame, list[str]]] = []  # the frame so far, in order: (rows, their meta columns)
     folders: list[tuple[str, dict[str, Any], str]] = []  # each kept folder of a campaign, for its kind's own rows
     sweep_folders = _sweep_folders(path)
     fast = _fast_reader()  # where pyarrow is installed, parses what was read while more is read
@@ -146,6 +147,14 @@ def _load(path: str | os.PathLike[str], wanted: list[str] | None, params: Mappin
                                    **(_stop_reason(repetition.read_status()) if steered else {})})
         for root in find_compact_roots(folder):  # compact stores (`store: compact`): rows from their segments
             found = True
+            columnar = compact_frame.read_frame(root, kept_names, params)  # a large store's, in columns
+            if columnar is not None:
+                saved |= columnar.names
+                if columnar.frame is not None:
+                    pieces += _piece(chunks, blocks, fast)  # (the rows before it, in their place)
+                    chunks, blocks, fast = [], [], _fast_reader()
+                    pieces.append((columnar.frame, columnar.meta))
+                continue
             experiments = compact_bulk.read_bulk(root)
             for experiment in compact_bulk.read_catalogued(root) if experiments is None else experiments:
                 name, base = experiment.name, experiment.base or experiment.name
@@ -165,16 +174,40 @@ def _load(path: str | os.PathLike[str], wanted: list[str] | None, params: Mappin
                                        **(_stop_reason(held.status) if held.status else {})})
     if not found:
         _warn_nothing_found(path, sweep_folders)
+    pieces += _piece(chunks, blocks, fast)
+    if not pieces:
+        return _with_own_rows(pd.DataFrame(columns=INDEX_COLUMNS), folders), saved if found else None
+    return _with_own_rows(_joined(pieces), folders), saved if found else None
+
+
+def _piece(chunks: list[bytes | list[dict[str, Any]]], blocks: list[dict[str, Any]],
+           fast: Any) -> list[tuple[pd.DataFrame, list[str]]]:
+    """The frame of the repetitions' rows in `chunks` (each with its `blocks`' columns), read by `fast` where it
+    can, and its meta columns (experiment, rep, iteration, params.*, stop_reason); none where no row was saved."""
+    import numpy as np
+    import pandas as pd
+
     results, counts = fast.rows() or _parsed_rows(chunks)
     kept = [block for block, count in zip(blocks, counts) if count]
     if not kept:
-        return _with_own_rows(pd.DataFrame(columns=INDEX_COLUMNS), folders), saved if found else None
-    import numpy as np
-
+        return []
     meta = pd.DataFrame.from_records(kept)
     meta = meta.iloc[np.repeat(np.arange(len(kept)), [c for c in counts if c])].reset_index(drop=True)
     meta.insert(2, "iteration", results.pop("iteration").astype("int64"))
-    return _with_own_rows(pd.concat([meta, results], axis=1), folders), saved if found else None
+    return [(pd.concat([meta, results], axis=1), list(meta.columns))]
+
+
+def _joined(pieces: list[tuple[pd.DataFrame, list[str]]]) -> pd.DataFrame:
+    """The pieces' rows one after the other, as one piece of them all would give them: the meta columns in order
+    of first appearance, then the result columns in order of first appearance (pandas types a column made of
+    several pieces' as it types their values together)."""
+    import pandas as pd
+
+    if len(pieces) == 1:
+        return pieces[0][0]
+    meta = list(dict.fromkeys(name for _, names in pieces for name in names))
+    results = list(dict.fromkeys(name for frame, names in pieces for name in frame.columns if name not in names))
+    return pd.concat([frame for frame, _ in pieces], ignore_index=True)[meta + results]
 
 
 def _with_own_rows(frame: pd.DataFrame, folders: Iterable[tuple[str, Mapping[str, Any], str]]) -> pd.DataFrame:

@@ -33,6 +33,7 @@ def test_planning_scale_benchmark_runs():
     assert "the same in a compact store" in result.stdout
     assert "its index stale by a tail" in result.stdout
     assert "this      its index" in result.stdout  # the default layout's resume through its folder index
+    assert "load_results of a finished compact sweep: 200 one-row repetitions" in result.stdout
 
 
 def test_load_balance_benchmark_runs():

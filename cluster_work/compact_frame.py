@@ -1,0 +1,446 @@
+"""A large compact store's rows read into load_results' frame in columns, by pyarrow: 10^6 one-row repetitions in
+about 2 s, where the bulk reader (`compact_bulk`), one Python object per repetition, takes ~20 s.
+
+Every line of a store's segments is an event keyed as encode_row keys it, `{"c":["name",rep],...}` (a claim,
+its params), `{"w":["name",rep],"row":{...}}` (a row) and so on. A key's list mixes a string and a number, which
+pyarrow's JSON reader cannot type, so each key's bracket, comma, digits and closing bracket are overwritten with
+blanks, in place, after its number was read off in numpy: `{"c": "name"   ,...}`, the same event but for the
+number, and valid JSON. Then pyarrow parses the segments (pieces on a pool of threads) into columns, numpy
+checks that every repetition is one `compact_bulk` would read off its claim and its run of rows (claimed once,
+its rows 0, 1, 2... after its claim in its claim's segment, no status and no cut-back, the same params in every
+claim of its experiment), and the frame is made of the columns, sorted by name and number (a stable sort: each
+repetition's rows stay in their order).
+
+What it gives is what load_results gives for the same store read by `compact_bulk` and `arrow_rows` (the
+definition: tests/test_compact_frame compares the two), or None wherever that could differ; the caller then
+reads the store the other way. None for: a store of fewer than MIN_LINES lines (the other way is as fast), no
+pyarrow, a line not keyed as encode_row keys it (a drop, a power loss's zeros), a name with an escape, any
+repetition that is not read off its claim and rows as above, a column pyarrow types otherwise than pandas types
+Python's values (see arrow_rows), a parameter missing in some experiments or of a type pandas and pyarrow make
+differently, and a result column whose place among the columns the nulls leave open.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
+from typing import TYPE_CHECKING, Any
+
+from . import arrow_rows
+from .config import flatten_mapping
+from .paths import SEGMENT_PREFIX
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+MIN_LINES = 20_000  # a store with fewer lines is read by compact_bulk (as fast there); tests set it to 0
+PIECE_SIZE = 16 << 20  # bytes of whole lines pyarrow parses as one block on one thread (2x faster than 4 MB here)
+SCAN_SIZE = 4 << 20  # bytes numpy compares at once: the comparison's array stays small (no page faults of 200 MB)
+_MAX_DIGITS = 9  # a repetition's number has at most this many digits (it then fits the key's lower 32 bits)
+_KINDS = b"cwsk"  # the keyed events: claim, row, status, cut-back (a drop, `{"d":name}`, is not keyed)
+META_NAMES = ("experiment", "rep", "iteration", "stop_reason")
+
+
+@dataclass
+class StoreFrame:
+    """A compact store's share of load_results: its rows' frame (None: no row kept), which of its columns are
+    the meta columns (experiment, rep, iteration, params.*), and the names and bases of all its experiments."""
+    frame: pd.DataFrame | None
+    meta: list[str]
+    names: set[str]
+
+
+def read_frame(root: str, kept_names: set[str] | None = None,
+               params: Mapping[str, Any] | None = None) -> StoreFrame | None:
+    """The rows of the compact store in `root` as load_results gives them (only experiments whose name or base is
+    in `kept_names`, and whose params have `params`' values), read in columns; None where this reader cannot be
+    sure of that (see the module's docstring): read the store with compact_bulk."""
+    if params and not all(type(value) in (int, float, str, bool) for value in params.values()):
+        return None  # (a list's or a mapping's equality is not a column's)
+    try:
+        import numpy as np
+        import pyarrow  # noqa: F401
+        import pyarrow.json  # noqa: F401
+    except ImportError:
+        return None
+    buffer, segment_ends = _segments(root)
+    text = np.frombuffer(buffer, np.uint8)
+    keys = _read_keys(text, segment_ends)
+    if keys is None or len(keys.starts) < max(MIN_LINES, 1):
+        return None
+    table = _parsed(buffer, text, keys)
+    if table is None:
+        return None
+    return _frame(table, keys, buffer, kept_names, params)
+
+
+def _segments(root: str) -> tuple[bytearray, list[int]]:
+    """The complete lines of the store's segments, in order of name, one after the other in one buffer (a torn last
+    line is left out, as the catalog leaves it), and where each segment's lines end in it."""
+    try:
+        names = sorted(entry.name for entry in os.scandir(root) if entry.name.startswith(SEGMENT_PREFIX))
+    except FileNotFoundError:
+        return bytearray(), []
+    sizes = []
+    for name in names:
+        with contextlib.suppress(FileNotFoundError):
+            sizes.append((name, os.path.getsize(os.path.join(root, name))))
+    buffer = bytearray(sum(size for _, size in sizes))
+    view, used, ends = memoryview(buffer), 0, []
+    for name, size in sizes:
+        try:
+            with open(os.path.join(root, name), "rb", buffering=0) as handle:
+                read = handle.readinto(view[used:used + size])  # (not more than its size then: it may have grown)
+        except FileNotFoundError:
+            continue
+        used = max(used, buffer.rfind(b"\n", used, used + (read or 0)) + 1)  # its complete lines
+        ends.append(used)
+    view.release()
+    del buffer[used:]
+    return buffer, ends
+
+
+@dataclass
+class _Keys:
+    """Each line's start, its event's kind (a byte of _KINDS), its repetition's number, its segment, and the length
+    of its name as written (between its quotes, which start 7 bytes into the line)."""
+    starts: np.ndarray
+    kinds: np.ndarray
+    reps: np.ndarray
+    segments: np.ndarray
+    name_sizes: np.ndarray
+
+
+def _positions(text: np.ndarray, byte: int) -> np.ndarray:
+    import numpy as np
+
+    found = [np.flatnonzero(text[at:at + SCAN_SIZE] == byte) + at for at in range(0, len(text), SCAN_SIZE)]
+    return np.concatenate(found) if found else np.zeros(0, np.int64)
+
+
+def _read_keys(text: np.ndarray, segment_ends: list[int]) -> _Keys | None:
+    """Read each line's key (see _Keys) and blank its list's punctuation and number out, in place (see the module's
+    docstring); None unless every line starts `{"X":["` (X one of _KINDS) and its list is a quoted name without
+    escapes, a comma and a number of at most _MAX_DIGITS digits without a sign or a leading zero, then `]`."""
+    import numpy as np
+
+    ends = _positions(text, ord("\n"))
+    starts = np.concatenate([[0], ends[:-1] + 1]).astype(np.int64)
+    if not len(ends) or (ends - starts < 12).any():
+        return None
+    head = [text[starts + offset] for offset in range(7)]
+    if not ((head[0] == ord("{")) & (head[1] == ord('"')) & np.isin(head[2], list(_KINDS)) & (head[3] == ord('"'))
+            & (head[4] == ord(":")) & (head[5] == ord("[")) & (head[6] == ord('"'))).all():
+        return None
+    brackets = _positions(text, ord("]"))
+    found = np.searchsorted(brackets, starts + 7)
+    if (found >= len(brackets)).any():
+        return None
+    close = brackets[found]  # the first "]" after the name's opening quote: the list's end, unless the name holds one
+    if (close >= ends).any():
+        return None
+    digits = np.zeros(len(close), np.int64)
+    reps = np.zeros(len(close), np.int64)
+    scale = np.ones(len(close), np.int64)
+    going = np.ones(len(close), bool)
+    for back in range(1, _MAX_DIGITS + 2):
+        byte = text[np.maximum(close - back, 0)]
+        going &= (byte >= ord("0")) & (byte <= ord("9"))
+        if not going.any():
+            break
+        reps += np.where(going, (byte.astype(np.int64) - ord("0")) * scale, 0)
+        scale *= 10
+        digits += going
+    comma, quote = close - digits - 1, close - digits - 2
+    name_sizes = quote - (starts + 7)
+    if not ((digits >= 1) & (digits <= _MAX_DIGITS) & ((digits == 1) | (text[close - digits] != ord("0")))
+            & (text[comma] == ord(",")) & (text[quote] == ord('"')) & (name_sizes >= 0)
+            & np.isin(text[close + 1], [ord(","), ord("}")])).all():
+        return None
+    if np.isin(text[quote - 1], [ord("\\")]).any():
+        return None  # (a name ending in an escape: the exact name check below would reject it too)
+    text[starts + 5] = ord(" ")
+    text[comma] = ord(" ")
+    text[close] = ord(" ")
+    for back in range(1, int(digits.max()) + 1):
+        text[(close - back)[digits >= back]] = ord(" ")
+    segments = np.searchsorted(np.asarray(segment_ends, np.int64), starts, side="right")
+    return _Keys(starts, head[2], reps, segments, name_sizes)
+
+
+def _parsed(buffer: bytearray, text: np.ndarray, keys: _Keys) -> Any:
+    """The blanked lines parsed by pyarrow into one flat table, a row per line: `name` (the key's name), `base`,
+    `params.<path>` (every parameter, flattened as flatten_mapping flattens) and `row.<column>` (the row's
+    columns, one level); None where a piece is not what Python's json reads alike (arrow_rows._read_piece) or a
+    column's type differs between pieces (arrow_rows._concatenated)."""
+    import numpy as np
+
+    cuts = [0]  # pieces of whole lines, each the lines that start within PIECE_SIZE bytes of its first
+    while cuts[-1] < len(text):
+        after = int(np.searchsorted(keys.starts, cuts[-1] + PIECE_SIZE))
+        cuts.append(int(keys.starts[after]) if after < len(keys.starts) else len(text))
+    view = memoryview(buffer)
+    pool = arrow_rows.parse_pool()
+    try:
+        pieces = list(pool.map(lambda bounds: _flat_piece(bytes(view[bounds[0]:bounds[1]])), zip(cuts, cuts[1:])))
+    finally:
+        pool.shutdown()
+        view.release()
+    if any(piece is None for piece in pieces):
+        return None
+    return arrow_rows.concatenated(pieces)
+
+
+def _flat_piece(data: bytes) -> Any:
+    import pyarrow
+    import pyarrow.compute
+
+    read = arrow_rows.read_piece(data)
+    if read is None:
+        return None
+    table = read[0]
+    present = [table.column(kind) for kind in "cwsk" if kind in table.column_names]
+    columns: dict[str, Any] = {"name": pyarrow.compute.coalesce(*present) if len(present) > 1 else present[0]}
+    if "base" in table.column_names:
+        columns["base"] = table.column("base")
+    for field, prefix, deep in (("params", "params.", True), ("row", "row.", False)):
+        if field in table.column_names:
+            _flatten_into(columns, prefix, table.column(field), deep)
+    return pyarrow.table(columns)
+
+
+def _flatten_into(columns: dict[str, Any], prefix: str, column: Any, deep: bool) -> None:
+    """A struct column's fields as columns named `prefix` + field (nested structs, where `deep`, as flatten_mapping
+    flattens nested mappings); a column that is no struct, as it is (not plain: load_results' reader gives up)."""
+    import pyarrow
+
+    if not pyarrow.types.is_struct(column.type):
+        columns[prefix.rstrip(".")] = column
+        return
+    for index in range(column.type.num_fields):
+        field = column.type.field(index)
+        child = pyarrow.chunked_array([chunk.field(index) for chunk in column.chunks], field.type)
+        if deep and pyarrow.types.is_struct(field.type) and field.type.num_fields:
+            _flatten_into(columns, f"{prefix}{field.name}.", child, deep)
+        else:
+            columns[prefix + field.name] = child
+
+
+def _frame(table: Any, keys: _Keys, buffer: bytearray, kept_names: set[str] | None,
+           params: Mapping[str, Any] | None) -> StoreFrame | None:
+    import numpy as np
+    import pyarrow
+    import pyarrow.compute as compute
+
+    names = table.column("name").combine_chunks()
+    if names.null_count or not pyarrow.types.is_string(names.type):
+        return None
+    if not _names_as_written(names, keys, buffer):
+        return None
+    encoded = compute.dictionary_encode(names)
+    dictionary = encoded.dictionary
+    rank = np.empty(len(dictionary), np.int64)
+    rank[compute.sort_indices(dictionary).to_numpy()] = np.arange(len(dictionary))  # names in order: as sorted()
+    experiment = rank[encoded.indices.to_numpy()]
+    key = (experiment << 32) | keys.reps
+    lines = np.arange(len(key))
+    claims = np.flatnonzero(keys.kinds == ord("c"))
+    rows = np.flatnonzero(keys.kinds == ord("w"))
+    if len(claims) + len(rows) != len(key) or not len(claims):
+        return None  # a status or a cut-back: the catalog says which rows count
+    claims = claims[np.argsort(key[claims], kind="stable")]
+    claimed = key[claims]
+    if (claimed[1:] == claimed[:-1]).any():
+        return None  # a repetition claimed again (a resume, a requeue)
+    # each row's claim: there, in its segment, before it (else the catalog does not take the row in)
+    of_row = np.minimum(np.searchsorted(claimed, key[rows]), len(claimed) - 1)
+    if not ((claimed[of_row] == key[rows]) & (keys.segments[claims[of_row]] == keys.segments[rows])
+            & (claims[of_row] < rows)).all():
+        return None
+    by_key = np.argsort(key[rows], kind="stable")  # by name, number, then place: as load_results gives them
+    rows, of_row = rows[by_key], of_row[by_key]
+    first = np.concatenate([[True], key[rows][1:] != key[rows][:-1]]) if len(rows) else np.zeros(0, bool)
+    starts = np.flatnonzero(first)
+    place = lines[: len(rows)] - np.repeat(starts, np.diff(np.append(starts, len(rows))))
+    columns = table.column_names
+    iteration = table.column("row.iteration") if "row.iteration" in columns else None
+    if iteration is None or not pyarrow.types.is_int64(iteration.type):
+        return None  # (a float iteration: the row reader's rule; none: no row, or not a row the runner wrote)
+    iterations = iteration.take(pyarrow.array(rows))
+    if iterations.null_count or not (iterations.to_numpy() == place).all():
+        return None  # rows not 0, 1, 2... as the runner writes them
+    # experiments: each one's first claim in order of number gives its params and base (all must agree)
+    experiment_of_claim = claimed >> 32
+    group_first = np.flatnonzero(np.concatenate([[True], experiment_of_claim[1:] != experiment_of_claim[:-1]]))
+    first_claim = np.repeat(group_first, np.diff(np.append(group_first, len(claims))))
+    param_names = [name for name in columns if name.startswith("params.")]
+    claim_table = table.select(param_names + (["base"] if "base" in columns else [])).take(pyarrow.array(claims))
+    for name in claim_table.column_names:
+        column = claim_table.column(name)
+        if column.null_count or not _same_as_first(column, first_claim):
+            return None  # a parameter missing in some claims, or a claim of other params than its experiment's first
+    ordered = _param_order(buffer, keys, claims[group_first[0]], param_names)
+    if ordered is None:
+        return None
+    param_names = ordered
+    claim_params = claim_table.select(param_names)
+    if not arrow_rows.is_plain(claim_params) or not arrow_rows.plain_floats(claim_params, buffer) \
+            or _ambiguous_floats(claim_params, buffer):
+        return None
+    names_of_claims = names.take(pyarrow.array(claims))
+    bases = claim_table.column("base") if "base" in claim_table.column_names else None
+    all_names = set(dictionary.to_pylist())  # (each name has a claim: a row's name has, a claim's has)
+    if bases is not None:
+        all_names |= set(compute.unique(bases).to_pylist())
+    if "" in all_names:
+        return None  # (load_results takes an empty base for none: its name stands for it)
+    keep = _kept_claims(names_of_claims, bases, claim_params, kept_names, params)
+    if keep is None:
+        return None
+    if not len(rows) or not keep[of_row].any():
+        return StoreFrame(None, [], all_names)
+    row_names = [name for name in columns if name.startswith("row.") and name != "row.iteration"]
+    result_names = [name[len("row."):] for name in row_names]
+    if any(name in META_NAMES or name.startswith("params.") for name in result_names):
+        return None  # a result column named as a meta column: the frame would hold the name twice
+    filtered = not keep[of_row].all()
+    rows, of_row = rows[keep[of_row]], of_row[keep[of_row]]
+    meta = claim_params.take(pyarrow.array(first_claim[of_row]))
+    results = table.select(row_names).take(pyarrow.array(rows))
+    if not arrow_rows.is_plain(results) or not arrow_rows.plain_floats(results, buffer):
+        return None
+    if filtered and (any(column.null_count == len(column) for column in results.columns)
+                     or _ambiguous_floats(meta, buffer) or _ambiguous_floats(results, buffer)):
+        return None  # the kept rows alone might make a column an int one, or none (pyarrow typed all rows)
+    order = _result_order(buffer, keys, rows, results, result_names)
+    if order is None:
+        return None
+    frame = pyarrow.table({"experiment": names.take(pyarrow.array(rows)), "rep": pyarrow.array(keys.reps[rows]),
+                           "iteration": iteration.take(pyarrow.array(rows)),
+                           **{name: meta.column(name) for name in param_names},
+                           **{result_names[index]: results.column(index) for index in order}})
+    return StoreFrame(frame.to_pandas(), ["experiment", "rep", "iteration", *param_names], all_names)
+
+
+def _names_as_written(names: Any, keys: _Keys, buffer: bytearray) -> bool:
+    """Whether each line's name, as pyarrow read it, is the text between its quotes: its bytes, or (a name not in
+    ASCII, or with a quote) exactly as encode_row escapes it. So the text is one JSON string, and pyarrow read the
+    name the catalog reads."""
+    import numpy as np
+    import pyarrow.compute as compute
+
+    escaped = np.flatnonzero(compute.binary_length(names).to_numpy(zero_copy_only=False) != keys.name_sizes)
+    for line in escaped.tolist():
+        start = int(keys.starts[line]) + 6  # its opening quote
+        written = buffer[start:start + int(keys.name_sizes[line]) + 2]
+        if written != encode_basestring_ascii(names[line].as_py()).encode():
+            return False
+    return True
+
+
+def _same_as_first(column: Any, first: np.ndarray) -> bool:
+    """Whether every value of `column` equals the value at `first` of its place (its experiment's first claim);
+    NaN equals NaN here (the same text in both claims)."""
+    import numpy as np
+    import pyarrow
+    import pyarrow.compute as compute
+
+    firsts = column.take(pyarrow.array(first))
+    if pyarrow.types.is_floating(column.type):
+        values, others = column.to_numpy(), firsts.to_numpy()
+        return bool(((values == others) | (np.isnan(values) & np.isnan(others))).all())
+    try:
+        return bool(compute.all(compute.equal(column, firsts)).as_py())
+    except pyarrow.ArrowNotImplementedError:
+        return False  # (a nested value: not plain, given up on anyway)
+
+
+def _ambiguous_floats(claim_params: Any, buffer: bytearray) -> bool:
+    """Whether a float parameter holds only whole numbers while the segments write it as an integer somewhere:
+    where an experiment's claims wrote `1` and `1.0`, pandas types its first claim's `1` as an int, pyarrow the
+    column as floats."""
+    import numpy as np
+    import pyarrow
+
+    for name in claim_params.column_names:
+        column = claim_params.column(name)
+        if not pyarrow.types.is_floating(column.type):
+            continue
+        values = column.to_numpy()
+        finite = values[np.isfinite(values)]
+        leaf = json.dumps(name.split(".")[-1]).encode()
+        if (finite == np.floor(finite)).all() and re.search(re.escape(leaf) + rb":-?[0-9]+[,}]", buffer):
+            return True
+    return False
+
+
+def _line(buffer: bytearray, keys: _Keys, index: int) -> Any:
+    """Line `index` as Python's json reads it (blanked, it is the same event but for its key's number)."""
+    end = buffer.index(b"\n", int(keys.starts[index]))
+    return json.loads(bytes(buffer[int(keys.starts[index]):end]))
+
+
+def _param_order(buffer: bytearray, keys: _Keys, claim: int, names: list[str]) -> list[str] | None:
+    """The params columns in the order load_results makes them: the first experiment's params, flattened (every
+    experiment has the same ones, checked before); None where those are not the columns."""
+    ordered = [f"params.{name}" for name in flatten_mapping(_line(buffer, keys, claim).get("params") or {})]
+    return ordered if sorted(ordered) == sorted(names) else None
+
+
+def _result_order(buffer: bytearray, keys: _Keys, rows: np.ndarray, results: Any, names: list[str]) -> list[int] | None:
+    """The result columns' places in `names` in the order load_results makes them: the order of first appearance
+    in its rows. Where every row has every column, the first row's order; where some lack one, each column's first
+    row with it says, as long as a null cannot be a value written (then a missing column and a null read alike)."""
+    import numpy as np
+
+    if not names:
+        return []
+    firsts = []
+    for index in range(len(names)):
+        column = results.column(index)
+        if not column.null_count:
+            firsts.append(0)
+        elif b"null" in buffer:
+            return None
+        else:
+            firsts.append(int(np.argmax(column.is_valid().to_numpy(zero_copy_only=False))))
+    order: dict[str, tuple[int, int]] = {}
+    for row in sorted(set(firsts)):
+        written = list(_line(buffer, keys, int(rows[row]))["row"])
+        for index, first in enumerate(firsts):
+            if first == row:
+                if names[index] not in written:
+                    return None
+                order[names[index]] = (row, written.index(names[index]))
+    return sorted(range(len(names)), key=lambda index: order[names[index]])
+
+
+def _kept_claims(names: Any, bases: Any, claim_params: Any, kept_names: set[str] | None,
+                 params: Mapping[str, Any] | None) -> np.ndarray | None:
+    """Which claims (sorted) belong to an experiment load_results keeps: its name or base in `kept_names`, its
+    params equal to `params`' values (flat_params_match); None where a comparison is not a column's."""
+    import numpy as np
+    import pyarrow
+    import pyarrow.compute as compute
+
+    keep = np.ones(len(names), bool)
+    if kept_names is not None:
+        wanted = pyarrow.array(sorted(kept_names), pyarrow.string())
+        named = compute.is_in(names, value_set=wanted)
+        if bases is not None:
+            named = compute.or_(named, compute.is_in(bases, value_set=wanted))
+        keep &= named.to_numpy(zero_copy_only=False)
+    for name, value in (params or {}).items():
+        column = f"params.{name}"
+        if column not in claim_params.column_names:
+            return np.zeros(len(names), bool)
+        values = claim_params.column(column).to_pandas()
+        if values.dtype == object and not isinstance(value, str):
+            return None
+        keep &= (values == value).to_numpy()
+    return keep

@@ -1,0 +1,193 @@
+"""A large compact store read in columns (`compact_frame.read_frame`) gives load_results the frame the other way
+gives (`compact_bulk` and `arrow_rows`: the definition), or leaves the store to it.
+
+Each case compares load_results' frame read in columns with the one read the other way (`read_frame` made to give
+up), exact to the columns' order and dtypes, and says whether the store is read in columns, so that neither path
+goes untested. MIN_LINES is 0 here: every store, however small, is a candidate.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import requires
+
+from cluster_work import compact_frame, load_results
+from cluster_work.compact_catalog import _catalogs
+from cluster_work.paths import LOCKS_FILE, compact_root, segment_name
+from cluster_work.store import encode_row
+
+pytestmark = requires("pandas", "pyarrow")
+
+
+@pytest.fixture(autouse=True)
+def any_size(monkeypatch):
+    monkeypatch.setattr(compact_frame, "MIN_LINES", 0)
+
+
+def _reference(target: Path, monkeypatch, **selection):
+    with monkeypatch.context() as patch:
+        patch.setattr(compact_frame, "read_frame", lambda *args: None)
+        _catalogs.clear()
+        return load_results(target, **selection)
+
+
+def _same(target: Path, monkeypatch, in_columns: bool | list[bool], **selection) -> None:
+    """load_results of `target` (with `selection`: experiments, params) the same both ways; its stores read in
+    columns exactly where `in_columns` says (one for all, or one for each)."""
+    read: list[bool] = []
+    reader = compact_frame.read_frame
+
+    def spied(*args):
+        found = reader(*args)
+        read.append(found is not None)
+        return found
+
+    with monkeypatch.context() as patch:
+        patch.setattr(compact_frame, "read_frame", spied)
+        columns = load_results(target, **selection)
+    reference = _reference(target, monkeypatch, **selection)
+    assert len(reference) or not selection
+    assert list(columns.columns) == list(reference.columns)
+    assert columns.dtypes.tolist() == reference.dtypes.tolist()
+    assert columns.equals(reference), (columns, reference)
+    assert read and read == (in_columns if isinstance(in_columns, list) else [in_columns] * len(read))
+
+
+def _store(tmp_path: Path, segments: list[list[dict | bytes]], document: str = "doc") -> Path:
+    """A compact store of `document` written line by line: events (as the writers encode them) or raw bytes."""
+    root = Path(compact_root(str(tmp_path / "out" / document)))
+    root.mkdir(parents=True)
+    (root / LOCKS_FILE).touch()
+    for number, lines in enumerate(segments):
+        data = b"".join(line if isinstance(line, bytes) else encode_row(line) for line in lines)
+        (root / segment_name("host", 100 + number, "0000000" + str(number))).write_bytes(data)
+    return tmp_path / "out"
+
+
+def _claim(name: str, rep: int, t: float = 1.0, params: dict | None = None, base: str = "doc") -> dict:
+    return {"c": [name, rep], "t": t, "params": {"x": len(name), "model": {"width": 8}, "tag": name[:1]}
+            if params is None else params, "base": base, "at": name}
+
+
+def _row(name: str, rep: int, iteration: int, /, **values) -> dict:
+    return {"w": [name, rep], "row": {"iteration": iteration, "value": float(iteration) + rep, **values}}
+
+
+def _ran(name: str, rep: int, iterations: int, /, **values) -> list[dict]:
+    return [_claim(name, rep), *(_row(name, rep, n, **values) for n in range(iterations))]
+
+
+# two writers: experiments out of name order, several repetitions each, their rows after their claims
+SIMPLE = [[*_ran("b", 0, 2), *_ran("aa", 1, 1), *_ran("b", 1, 3)],
+          [*_ran("aa", 0, 2), *_ran("ünï", 2, 1), _claim("empty", 0), *_ran("c", 0, 1)]]
+
+CASES = {
+    "two writers' segments": (SIMPLE, True),
+    "one-row repetitions": ([[line for k in range(50) for line in _ran(f"p{k}", 0, 1)]], True),
+    "a torn last line": ([SIMPLE[0] + [b'{"w":["b",1],"row":{"iteration":3,"va'], SIMPLE[1]], True),
+    "no parameters": ([[_claim(name, 0, params={}), _row(name, 0, 0)] for name in "ab"], True),
+    "a column some rows lack": ([[*_ran("a", 0, 2), _claim("b", 0), _row("b", 0, 0, late=1.5), *_ran("c", 0, 1)]],
+                                True),
+    "columns in another order in the first experiment's rows": ([[
+        _claim("b", 0), {"w": ["b", 0], "row": {"iteration": 0, "value": 1.0, "late": 1}},
+        _claim("a", 0), {"w": ["a", 0], "row": {"iteration": 0, "late": 2, "value": 0.5}}]], True),
+    "columns some rows lack, first in another order": ([[*_ran("b", 0, 1, m=1), *_ran("c", 0, 1),
+                                                         *_ran("a", 0, 2, n=2.5)]], True),
+    "ints and floats in a result column": ([[*_ran("a", 0, 1, v=1), *_ran("b", 0, 1, v=2.5)]], True),
+    "rows interleaved by two writers": ([[_claim("a", 0), _row("a", 0, 0)], [_claim("b", 0), _row("b", 0, 0)],
+                                         [_row("a", 0, 1)]], False),
+    "a repetition claimed twice": ([[*_ran("a", 0, 1)], [_claim("a", 0, t=2.0), _row("a", 0, 0)]], False),
+    "rows before their claim": ([[_row("a", 0, 0), *_ran("a", 0, 1)]], False),
+    "an iteration skipped": ([[_claim("a", 0), _row("a", 0, 0), _row("a", 0, 2)], *SIMPLE], False),
+    "a cut-back": ([[*_ran("a", 0, 2), {"k": ["a", 0], "n": 1}, _row("a", 0, 1, again=True)]], False),
+    "a status": ([SIMPLE[0] + [{"s": ["b", 0], "t": 5.0, "status": {"state": "stopped", "reason": "r"}}]], False),
+    "a drop": ([SIMPLE[0] + [{"d": "b", "t": 5.0}, *_ran("b", 0, 1)]], False),
+    "a damaged line (a power loss's zeros)": ([SIMPLE[0][:3] + [b"\0" * 40 + b"\n"] + SIMPLE[0][3:]], False),
+    "names escaped as the writer escapes them": ([[*_ran('q"uote', 0, 1), *_ran("back\\slash", 0, 1)]], True),
+    "a name escaped otherwise": ([[b'{"c":["\\u0062",0],"t":1.0,"params":{"x":1},"base":"doc","at":"b"}\n',
+                                   b'{"w":["\\u0062",0],"row":{"iteration":0}}\n']], False),
+    "a name ending in a backslash": ([[*_ran("end\\", 0, 1)]], False),
+    "a name with a bracket": ([[*_ran("a]0", 0, 1), *_ran("b", 0, 1)]], False),
+    "params that differ between an experiment's claims": ([[*_ran("a", 0, 1), _claim("a", 1, params={"x": 9}),
+                                                            _row("a", 1, 0)]], False),
+    "an int and a float of one parameter": ([[_claim("a", 0, params={"x": 1}), _row("a", 0, 0),
+                                              _claim("a", 1, params={"x": 1.0}), _row("a", 1, 0)]], False),
+    "a parameter some experiments lack": ([[*_ran("a", 0, 1), _claim("b", 0, params={"y": 1}), _row("b", 0, 0)]],
+                                          False),
+    "a list parameter": ([[_claim("a", 0, params={"w": [1, 2]}), _row("a", 0, 0)]], False),
+    "a nested result": ([[*_ran("a", 0, 1, info={"k": 1})]], False),
+    "a date result": ([[*_ran("a", 0, 1, when="2026-12-07T10:00:00")]], False),
+    "a result named as a meta column": ([[*_ran("a", 0, 1, rep=5)]], False),
+    "a null beside a missing column": ([[*_ran("a", 0, 1, v=None), *_ran("b", 0, 1), *_ran("c", 0, 1, v=2.0)]],
+                                       False),
+    "a boolean some rows lack": ([[*_ran("a", 0, 1, ok=True), *_ran("b", 0, 1)]], False),
+}
+
+
+@pytest.mark.parametrize("case", CASES, ids=list(CASES))
+def test_written_segments_are_read_in_columns_or_left_to_the_bulk_reader(case, tmp_path, monkeypatch):
+    segments, in_columns = CASES[case]
+    _same(_store(tmp_path, segments), monkeypatch, in_columns)
+
+
+def test_pieces_parsed_apart_make_one_frame(tmp_path, monkeypatch):
+    """Pieces of a few lines each (parsed on several threads): a column typed int in one and float in another is
+    float, a column only a later piece holds comes in its place."""
+    monkeypatch.setattr(compact_frame, "PIECE_SIZE", 200)
+    lines = [line for k in range(40) for line in _ran(f"e{k:02}", 0, 2, v=k if k < 20 else k + 0.5)]
+    lines += _ran("late", 0, 1, extra="x")
+    _same(_store(tmp_path, [lines]), monkeypatch, True)
+
+
+@pytest.mark.parametrize("selection", [{"experiments": ["b"]}, {"experiments": ["doc"]}, {"params": {"x": 1}},
+                                       {"params": {"model.width": 8, "tag": "b"}}, {"params": {"x": 1.0}},
+                                       {"experiments": ["c", "aa"], "params": {"x": 2}}])
+def test_a_selection_keeps_what_the_other_way_keeps(selection, tmp_path, monkeypatch):
+    _same(_store(tmp_path, SIMPLE), monkeypatch, True, **selection)
+
+
+def test_a_selection_whose_rows_alone_would_type_a_column_otherwise_is_left_to_the_bulk_reader(tmp_path,
+                                                                                              monkeypatch):
+    """pyarrow typed `v` over every row (floats); the rows of `a` alone hold ints: pandas would make them ints."""
+    folder = _store(tmp_path, [[*_ran("a", 0, 1, v=1), *_ran("b", 0, 1, v=2.5)]])
+    _same(folder, monkeypatch, False, experiments=["a"])
+
+
+def test_stores_read_both_ways_in_one_sweep_keep_their_order_and_columns(tmp_path, monkeypatch):
+    """Two compact stores, one read in columns, one not (a status), and the frame made of both as one."""
+    _store(tmp_path, SIMPLE, "one")
+    _store(tmp_path, [[*_ran("z", 0, 1, other=3), {"s": ["z", 0], "t": 5.0, "status": {"state": "failed"}}]], "two")
+    _same(tmp_path / "out", monkeypatch, [True, False])
+    frame = load_results(tmp_path / "out")
+    assert list(frame.columns) == ["experiment", "rep", "iteration", "params.x", "params.model.width",
+                                   "params.tag", "value", "other"]
+    assert frame["experiment"].tolist()[-1] == "z" and frame["other"].iloc[:-1].isna().all()
+
+
+def test_a_real_sweep_in_a_compact_store_is_read_in_columns(tmp_path, cli, monkeypatch):
+    config = tmp_path / "cfg.yml"
+    config.write_text("name: halving\nrepetitions: 2\niterations: 3\npath: out\nstore: compact\n"
+                      "params: {offset: 0.5}\ngrid: {c: [3, 1, 2]}\n")
+    cli("Steered", str(config), cwd=tmp_path, check_rc=0)
+    _same(config, monkeypatch, True)
+    frame = load_results(config)
+    assert len(frame) == 3 * 2 * 3 and frame["experiment"].is_monotonic_increasing
+    assert frame.groupby(["experiment", "rep"])["iteration"].apply(list).tolist() == [[0, 1, 2]] * 6
+    config.write_text(config.read_text().replace("iterations: 3", "iterations: 4"))  # each claimed again
+    cli("Steered", str(config), cwd=tmp_path, check_rc=0)
+    _same(config, monkeypatch, False)
+
+
+def test_the_store_read_in_columns_holds_every_row_in_order(tmp_path, monkeypatch):
+    """Not only the same as the other way: the rows themselves, named and numbered (a check of both)."""
+    folder = _store(tmp_path, SIMPLE)
+    read = compact_frame.read_frame(compact_root(str(folder / "doc")))
+    assert read is not None and read.frame is not None
+    frame = read.frame
+    assert list(zip(frame["experiment"], frame["rep"], frame["iteration"])) == [
+        ("aa", 0, 0), ("aa", 0, 1), ("aa", 1, 0), ("b", 0, 0), ("b", 0, 1), ("b", 1, 0), ("b", 1, 1), ("b", 1, 2),
+        ("c", 0, 0), ("ünï", 2, 0)]
+    assert frame["value"].tolist() == [0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 2.0, 3.0, 0.0, 2.0]
+    assert frame["params.x"].tolist() == [2, 2, 2, 1, 1, 1, 1, 1, 1, 3]
+    assert read.names == {"aa", "b", "c", "ünï", "empty", "doc"}
