@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from . import arrow_rows
 from .config import flatten_mapping
 from .paths import SEGMENT_PREFIX
+from .vocabulary import Record
 
 if TYPE_CHECKING:
     import numpy as np
@@ -206,8 +207,9 @@ def _flat_piece(data: bytes) -> Any:
     table = read[0]
     present = [table.column(kind) for kind in "cwsk" if kind in table.column_names]
     columns: dict[str, Any] = {"name": pyarrow.compute.coalesce(*present) if len(present) > 1 else present[0]}
-    if "base" in table.column_names:
-        columns["base"] = table.column("base")
+    for field in ("base", "t", "n", "at"):  # (a claim's or status's base and time, a cut-back's count)
+        if field in table.column_names:
+            columns[field] = table.column(field)
     for field, prefix, deep in (("params", "params.", True), ("row", "row.", False)):
         if field in table.column_names:
             _flatten_into(columns, prefix, table.column(field), deep)
@@ -231,100 +233,222 @@ def _flatten_into(columns: dict[str, Any], prefix: str, column: Any, deep: bool)
             columns[prefix + field.name] = child
 
 
+C, W, S, K = (ord(kind) for kind in "cwsk")
+
+
+@dataclass
+class _Experiments:
+    """The store's experiments, in order of name (an experiment's number is its place): each one's name, the line
+    whose params and base are its own (-1: none), whether it has a claim or a status (the catalog knows it), and
+    each repetition's stop reason (stopped by a campaign) by its key."""
+    names: Any
+    params_line: np.ndarray
+    known: np.ndarray
+    stop_reasons: dict[int, str]
+
+
 def _frame(table: Any, keys: _Keys, buffer: bytearray, kept_names: set[str] | None,
            params: Mapping[str, Any] | None) -> StoreFrame | None:
+    """The frame of the parsed lines (see `_parsed`): rows, in order, of what `_rows` says counts."""
     import numpy as np
     import pyarrow
     import pyarrow.compute as compute
 
     names = table.column("name").combine_chunks()
-    if names.null_count or not pyarrow.types.is_string(names.type):
-        return None
-    if not _names_as_written(names, keys, buffer):
+    if names.null_count or not pyarrow.types.is_string(names.type) or not _names_as_written(names, keys, buffer):
         return None
     encoded = compute.dictionary_encode(names)
-    dictionary = encoded.dictionary
-    rank = np.empty(len(dictionary), np.int64)
-    rank[compute.sort_indices(dictionary).to_numpy()] = np.arange(len(dictionary))  # names in order: as sorted()
-    experiment = rank[encoded.indices.to_numpy()]
-    key = (experiment << 32) | keys.reps
-    lines = np.arange(len(key))
-    claims = np.flatnonzero(keys.kinds == ord("c"))
-    rows = np.flatnonzero(keys.kinds == ord("w"))
-    if len(claims) + len(rows) != len(key) or not len(claims):
-        return None  # a status or a cut-back: the catalog says which rows count
-    claims = claims[np.argsort(key[claims], kind="stable")]
-    claimed = key[claims]
-    if (claimed[1:] == claimed[:-1]).any():
-        return None  # a repetition claimed again (a resume, a requeue)
-    # each row's claim: there, in its segment, before it (else the catalog does not take the row in)
-    of_row = np.minimum(np.searchsorted(claimed, key[rows]), len(claimed) - 1)
-    if not ((claimed[of_row] == key[rows]) & (keys.segments[claims[of_row]] == keys.segments[rows])
-            & (claims[of_row] < rows)).all():
-        return None
-    by_key = np.argsort(key[rows], kind="stable")  # by name, number, then place: as load_results gives them
-    rows, of_row = rows[by_key], of_row[by_key]
-    first = np.concatenate([[True], key[rows][1:] != key[rows][:-1]]) if len(rows) else np.zeros(0, bool)
-    starts = np.flatnonzero(first)
-    place = lines[: len(rows)] - np.repeat(starts, np.diff(np.append(starts, len(rows))))
+    in_order = compute.sort_indices(encoded.dictionary)  # names in order: as sorted() orders them (UTF-8's bytes)
+    rank = np.empty(len(in_order), np.int64)
+    rank[in_order.to_numpy()] = np.arange(len(in_order))
+    experiment = rank[encoded.indices.to_numpy()]  # each line's experiment's number
     columns = table.column_names
-    iteration = table.column("row.iteration") if "row.iteration" in columns else None
-    if iteration is None or not pyarrow.types.is_int64(iteration.type):
+    if "row.iteration" not in columns or not pyarrow.types.is_int64(table.column("row.iteration").type):
         return None  # (a float iteration: the row reader's rule; none: no row, or not a row the runner wrote)
-    iterations = iteration.take(pyarrow.array(rows))
-    if iterations.null_count or not (iterations.to_numpy() == place).all():
-        return None  # rows not 0, 1, 2... as the runner writes them
-    # experiments: each one's first claim in order of number gives its params and base (all must agree)
-    experiment_of_claim = claimed >> 32
-    group_first = np.flatnonzero(np.concatenate([[True], experiment_of_claim[1:] != experiment_of_claim[:-1]]))
-    first_claim = np.repeat(group_first, np.diff(np.append(group_first, len(claims))))
     param_names = [name for name in columns if name.startswith("params.")]
-    claim_table = table.select(param_names + (["base"] if "base" in columns else [])).take(pyarrow.array(claims))
-    for name in claim_table.column_names:
-        column = claim_table.column(name)
-        if column.null_count or not _same_as_first(column, first_claim):
-            return None  # a parameter missing in some claims, or a claim of other params than its experiment's first
-    ordered = _param_order(buffer, keys, claims[group_first[0]], param_names)
-    if ordered is None:
+    counted = _rows(table, keys, experiment, param_names, buffer)
+    if counted is None:
         return None
-    param_names = ordered
-    claim_params = claim_table.select(param_names)
-    if not arrow_rows.is_plain(claim_params) or not arrow_rows.plain_floats(claim_params, buffer) \
-            or _ambiguous_floats(claim_params, buffer):
+    rows, experiments = counted
+    experiments.names = encoded.dictionary.take(in_order)
+    heads = experiments.params_line
+    if "base" in columns and table.column("base").take(pyarrow.array(heads[heads >= 0])).null_count:
         return None
-    names_of_claims = names.take(pyarrow.array(claims))
-    bases = claim_table.column("base") if "base" in claim_table.column_names else None
-    all_names = set(dictionary.to_pylist())  # (each name has a claim: a row's name has, a claim's has)
+    bases = table.column("base").take(pyarrow.array(np.maximum(heads, 0))) if "base" in columns else None
+    all_names = set(experiments.names.filter(pyarrow.array(experiments.known)).to_pylist())
     if bases is not None:
-        all_names |= set(compute.unique(bases).to_pylist())
+        all_names |= set(bases.filter(pyarrow.array(experiments.known & (heads >= 0))).to_pylist())
     if "" in all_names:
         return None  # (load_results takes an empty base for none: its name stands for it)
-    keep = _kept_claims(names_of_claims, bases, claim_params, kept_names, params)
+    head_params = table.select(param_names).take(pyarrow.array(np.maximum(heads, 0)))
+    if any(column.filter(pyarrow.array(heads >= 0)).null_count for column in head_params.columns):
+        return None  # an experiment's params (a status's, of a repetition never claimed) lack one of another's
+    keep = _kept_experiments(experiments.names, bases, head_params, heads >= 0, kept_names, params)
     if keep is None:
         return None
-    if not len(rows) or not keep[of_row].any():
+    of_row = experiment[rows]
+    every_row = len(rows) == int(np.count_nonzero(keys.kinds == W))
+    rows = rows[keep[of_row]]
+    if not len(rows):
         return StoreFrame(None, [], all_names)
+    of_row = experiment[rows]
+    if param_names and (heads[of_row] < 0).any():
+        return None  # rows of an experiment without params beside others' params
+    ordered = _param_order(buffer, keys, int(heads[of_row[0]]), param_names) if param_names else []
+    if ordered is None:
+        return None
+    meta = head_params.select(ordered).take(pyarrow.array(of_row))
     row_names = [name for name in columns if name.startswith("row.") and name != "row.iteration"]
     result_names = [name[len("row."):] for name in row_names]
     if any(name in META_NAMES or name.startswith("params.") for name in result_names):
         return None  # a result column named as a meta column: the frame would hold the name twice
-    filtered = not keep[of_row].all()
-    rows, of_row = rows[keep[of_row]], of_row[keep[of_row]]
-    meta = claim_params.take(pyarrow.array(first_claim[of_row]))
     results = table.select(row_names).take(pyarrow.array(rows))
+    if not (every_row and keep.all()):  # a column only rows left out hold: none (where no value written is null)
+        unheld = [index for index, column in enumerate(results.columns) if column.null_count == len(column)]
+        if unheld and b"null" in buffer:
+            return None
+        row_names = [name for index, name in enumerate(row_names) if index not in unheld]
+        result_names = [name[len("row."):] for name in row_names]
+        results = results.select(row_names)
+    if not arrow_rows.is_plain(meta) or not arrow_rows.plain_floats(meta, buffer) or _ambiguous_floats(meta, buffer):
+        return None  # (params: the first claim's, typed with every claim's)
     if not arrow_rows.is_plain(results) or not arrow_rows.plain_floats(results, buffer):
         return None
-    if filtered and (any(column.null_count == len(column) for column in results.columns)
-                     or _ambiguous_floats(meta, buffer) or _ambiguous_floats(results, buffer)):
-        return None  # the kept rows alone might make a column an int one, or none (pyarrow typed all rows)
+    if not (every_row and keep.all()) and _ambiguous_floats(results, buffer):
+        return None  # the rows kept alone might make a column an int one (pyarrow typed every row)
     order = _result_order(buffer, keys, rows, results, result_names)
     if order is None:
         return None
     frame = pyarrow.table({"experiment": names.take(pyarrow.array(rows)), "rep": pyarrow.array(keys.reps[rows]),
-                           "iteration": iteration.take(pyarrow.array(rows)),
-                           **{name: meta.column(name) for name in param_names},
-                           **{result_names[index]: results.column(index) for index in order}})
-    return StoreFrame(frame.to_pandas(), ["experiment", "rep", "iteration", *param_names], all_names)
+                           "iteration": table.column("row.iteration").take(pyarrow.array(rows)),
+                           **{name: meta.column(name) for name in ordered},
+                           **{result_names[index]: results.column(index) for index in order}}).to_pandas()
+    meta_names = ["experiment", "rep", "iteration", *ordered]
+    reasons = experiments.stop_reasons
+    key = (of_row << 32) | keys.reps[rows]
+    if reasons and any(value in reasons for value in np.unique(key).tolist()):  # a campaign stopped a kept one
+        frame.insert(len(meta_names), "stop_reason", [reasons.get(value, np.nan) for value in key.tolist()])
+        meta_names.append("stop_reason")
+    return StoreFrame(frame, meta_names, all_names)
+
+
+def _rows(table: Any, keys: _Keys, experiment: np.ndarray, param_names: list[str],
+          buffer: bytearray) -> tuple[np.ndarray, _Experiments] | None:
+    """The lines whose rows count, in load_results' order (by experiment, repetition, iteration), and the
+    experiments; None where every claim does not hold every parameter.
+
+    An experiment is read off its claims and rows where each of its repetitions is claimed once, its rows 0, 1,
+    2... follow its claim in its claim's segment, it has no status and no cut-back, and all its claims hold the
+    same params (numpy, over all such experiments at once); any other is replayed, line by line, as the catalog
+    takes its lines in (`_replayed`)."""
+    import numpy as np
+    import pyarrow
+
+    kinds, segments = keys.kinds, keys.segments
+    count = int(experiment.max()) + 1
+    key = (experiment << 32) | keys.reps
+    replayed = np.zeros(count, bool)
+    replayed[experiment[(kinds == S) | (kinds == K)]] = True
+    claims = np.flatnonzero(kinds == C)
+    claims = claims[np.argsort(key[claims], kind="stable")]
+    claimed = key[claims]
+    replayed[experiment[claims[1:][claimed[1:] == claimed[:-1]]]] = True  # claimed again (a resume, a requeue)
+    rows = np.flatnonzero(kinds == W)
+    if len(claims):  # each row's claim: there, in its segment, before it (else the catalog does not take it in)
+        of_row = np.minimum(np.searchsorted(claimed, key[rows]), len(claims) - 1)
+        taken = (claimed[of_row] == key[rows]) & (segments[claims[of_row]] == segments[rows]) & (claims[of_row] < rows)
+        replayed[experiment[rows[~taken]]] = True
+    else:
+        replayed[experiment[rows]] = True
+    rows = rows[np.argsort(key[rows], kind="stable")]  # by name, number, then place
+    starts = np.flatnonzero(np.concatenate([[True], key[rows][1:] != key[rows][:-1]])) if len(rows) else rows
+    place = np.arange(len(rows)) - np.repeat(starts, np.diff(np.append(starts, len(rows))))
+    iterations = table.column("row.iteration").fill_null(-1).to_numpy()
+    replayed[experiment[rows[iterations[rows] != place]]] = True  # rows not 0, 1, 2... as the runner writes them
+    claim_params = table.select(param_names + (["base"] if "base" in table.column_names else [])).take(
+        pyarrow.array(claims))
+    if any(column.null_count for column in claim_params.columns):
+        return None  # a claim without a parameter another has, or without a base (then its last ones stand)
+    firsts = np.flatnonzero(np.concatenate([[True], experiment[claims][1:] != experiment[claims][:-1]]))
+    first_claim = np.repeat(firsts, np.diff(np.append(firsts, len(claims))))
+    for column in claim_params.columns:
+        replayed[experiment[claims[~_same_as_first(column, first_claim)]]] = True
+    heads = np.full(count, -1, np.int64)
+    heads[experiment[claims[firsts]]] = claims[firsts]
+    known = np.zeros(count, bool)
+    known[experiment[(kinds == C) | (kinds == S)]] = True
+    simple = rows[~replayed[experiment[rows]]]
+    lines, order = [simple], [place[~replayed[experiment[rows]]]]
+    stop_reasons: dict[int, str] = {}
+    if replayed.any():
+        again = _replayed(table, keys, experiment, np.flatnonzero(replayed[experiment]), iterations, buffer)
+        if again is None:
+            return None
+        heads[replayed] = -1
+        for (number, rep), (rep_rows, params_line, reason) in sorted(again.items()):
+            lines.append(np.asarray(rep_rows, np.int64))
+            order.append(np.arange(len(rep_rows)))
+            if heads[number] < 0 and params_line >= 0:
+                heads[number] = params_line
+            if reason is not None:
+                stop_reasons[(number << 32) | rep] = reason
+    counted, places = np.concatenate(lines), np.concatenate(order)
+    counted = counted[np.lexsort((places, key[counted]))]
+    return counted, _Experiments(None, heads, known, stop_reasons)
+
+
+def _replayed(table: Any, keys: _Keys, experiment: np.ndarray, lines: np.ndarray, iterations: np.ndarray,
+              buffer: bytearray) -> dict[tuple[int, int], tuple[list[int], int, str | None]] | None:
+    """Each repetition of the replayed experiments (their `lines`, in the segments' order) as the catalog takes
+    their lines in (compact_catalog.Catalog._apply): the lines of its rows, 0, 1, 2... as its claims in order of
+    time and their cut-backs leave them; the line whose params and base are its own (its last claim's, else its
+    first status's that says what a claim would; -1: none); its stop reason. Only repetitions with a claim or a
+    status; None where a claim or status lacks its time."""
+    import numpy as np
+
+    times = table.column("t").to_numpy(zero_copy_only=False) if "t" in table.column_names else None
+    counts = table.column("n").fill_null(-1).to_numpy() if "n" in table.column_names else None
+    has_at = table.column("at").is_valid().to_numpy(zero_copy_only=False) if "at" in table.column_names else None
+    claims: dict[tuple[int, int], list[tuple[float, list[tuple[int, int]]]]] = {}
+    current: dict[tuple[int, tuple[int, int]], list[tuple[int, int]]] = {}  # (segment, repetition) -> its events
+    statuses: dict[tuple[int, int], tuple[float, int]] = {}
+    heads: dict[tuple[int, int], int] = {}
+    for line in lines.tolist():
+        kind, segment = int(keys.kinds[line]), int(keys.segments[line])
+        rep = (int(experiment[line]), int(keys.reps[line]))
+        if kind in (C, S):
+            if times is None or np.isnan(times[line]):
+                return None
+            if kind == C:
+                events: list[tuple[int, int]] = []
+                current[segment, rep] = events
+                claims.setdefault(rep, []).append((float(times[line]), events))
+                heads[rep] = line
+            else:
+                if rep not in statuses or times[line] >= statuses[rep][0]:
+                    statuses[rep] = (float(times[line]), line)
+                if has_at is not None and has_at[line] and rep not in heads:
+                    heads[rep] = line
+        elif (segment, rep) in current:
+            if kind == K and (counts is None or counts[line] < 0):
+                return None
+            current[segment, rep].append((kind, int(counts[line]) if kind == K else line))  # type: ignore[index]
+    read = {}
+    for rep in set(claims) | set(statuses):
+        rows: list[int] = []
+        for _, events in sorted(claims.get(rep, []), key=lambda claim: claim[0]):
+            for kind, value in events:
+                if kind == K:
+                    del rows[value:]
+                elif iterations[value] == len(rows):
+                    rows.append(value)
+        reason = None
+        if rep in statuses:
+            status = _line(buffer, keys, statuses[rep][1]).get("status")
+            if isinstance(status, dict) and status.get("state") == Record.STOPPED.value:
+                reason = str(status.get("reason", ""))
+        read[rep] = (rows, heads.get(rep, -1), reason)
+    return read
 
 
 def _names_as_written(names: Any, keys: _Keys, buffer: bytearray) -> bool:
@@ -343,9 +467,9 @@ def _names_as_written(names: Any, keys: _Keys, buffer: bytearray) -> bool:
     return True
 
 
-def _same_as_first(column: Any, first: np.ndarray) -> bool:
-    """Whether every value of `column` equals the value at `first` of its place (its experiment's first claim);
-    NaN equals NaN here (the same text in both claims)."""
+def _same_as_first(column: Any, first: np.ndarray) -> np.ndarray:
+    """Whether each value of `column` equals the value at `first` of its place (its experiment's first claim), as
+    numpy booleans; NaN equals NaN here (the same text in both claims)."""
     import numpy as np
     import pyarrow
     import pyarrow.compute as compute
@@ -353,11 +477,11 @@ def _same_as_first(column: Any, first: np.ndarray) -> bool:
     firsts = column.take(pyarrow.array(first))
     if pyarrow.types.is_floating(column.type):
         values, others = column.to_numpy(), firsts.to_numpy()
-        return bool(((values == others) | (np.isnan(values) & np.isnan(others))).all())
+        return (values == others) | (np.isnan(values) & np.isnan(others))
     try:
-        return bool(compute.all(compute.equal(column, firsts)).as_py())
+        return compute.equal(column, firsts).fill_null(False).to_numpy(zero_copy_only=False)
     except pyarrow.ArrowNotImplementedError:
-        return False  # (a nested value: not plain, given up on anyway)
+        return np.zeros(len(column), bool)  # (a nested value: not plain, given up on anyway)
 
 
 def _ambiguous_floats(claim_params: Any, buffer: bytearray) -> bool:
@@ -420,10 +544,10 @@ def _result_order(buffer: bytearray, keys: _Keys, rows: np.ndarray, results: Any
     return sorted(range(len(names)), key=lambda index: order[names[index]])
 
 
-def _kept_claims(names: Any, bases: Any, claim_params: Any, kept_names: set[str] | None,
-                 params: Mapping[str, Any] | None) -> np.ndarray | None:
-    """Which claims (sorted) belong to an experiment load_results keeps: its name or base in `kept_names`, its
-    params equal to `params`' values (flat_params_match); None where a comparison is not a column's."""
+def _kept_experiments(names: Any, bases: Any, params_of: Any, has_params: np.ndarray, kept_names: set[str] | None,
+                      params: Mapping[str, Any] | None) -> np.ndarray | None:
+    """Which experiments load_results keeps: its name or base in `kept_names`, its params (its head line's, where
+    it `has_params`) equal to `params`' values (flat_params_match); None where a comparison is not a column's."""
     import numpy as np
     import pyarrow
     import pyarrow.compute as compute
@@ -431,16 +555,16 @@ def _kept_claims(names: Any, bases: Any, claim_params: Any, kept_names: set[str]
     keep = np.ones(len(names), bool)
     if kept_names is not None:
         wanted = pyarrow.array(sorted(kept_names), pyarrow.string())
-        named = compute.is_in(names, value_set=wanted)
+        named = compute.is_in(names, value_set=wanted).to_numpy(zero_copy_only=False)
         if bases is not None:
-            named = compute.or_(named, compute.is_in(bases, value_set=wanted))
-        keep &= named.to_numpy(zero_copy_only=False)
+            named |= compute.is_in(bases, value_set=wanted).to_numpy(zero_copy_only=False) & has_params
+        keep &= named
     for name, value in (params or {}).items():
         column = f"params.{name}"
-        if column not in claim_params.column_names:
+        if column not in params_of.column_names:
             return np.zeros(len(names), bool)
-        values = claim_params.column(column).to_pandas()
+        values = params_of.column(column).to_pandas()
         if values.dtype == object and not isinstance(value, str):
             return None
-        keep &= (values == value).to_numpy()
+        keep &= (values == value).to_numpy() & has_params
     return keep

@@ -96,12 +96,20 @@ CASES = {
                                                          *_ran("a", 0, 2, n=2.5)]], True),
     "ints and floats in a result column": ([[*_ran("a", 0, 1, v=1), *_ran("b", 0, 1, v=2.5)]], True),
     "rows interleaved by two writers": ([[_claim("a", 0), _row("a", 0, 0)], [_claim("b", 0), _row("b", 0, 0)],
-                                         [_row("a", 0, 1)]], False),
-    "a repetition claimed twice": ([[*_ran("a", 0, 1)], [_claim("a", 0, t=2.0), _row("a", 0, 0)]], False),
-    "rows before their claim": ([[_row("a", 0, 0), *_ran("a", 0, 1)]], False),
-    "an iteration skipped": ([[_claim("a", 0), _row("a", 0, 0), _row("a", 0, 2)], *SIMPLE], False),
-    "a cut-back": ([[*_ran("a", 0, 2), {"k": ["a", 0], "n": 1}, _row("a", 0, 1, again=True)]], False),
-    "a status": ([SIMPLE[0] + [{"s": ["b", 0], "t": 5.0, "status": {"state": "stopped", "reason": "r"}}]], False),
+                                         [_row("a", 0, 1)]], True),
+    "a repetition claimed twice": ([[*_ran("a", 0, 1)], [_claim("a", 0, t=2.0), _row("a", 0, 0)]], True),
+    "a repetition claimed again, later in time but in an earlier segment": (
+        [[_claim("a", 0, t=3.0), _row("a", 0, 0, again=1)], [*_ran("a", 0, 2), *_ran("b", 0, 1)]], True),
+    "rows before their claim": ([[_row("a", 0, 0), *_ran("a", 0, 1)]], True),
+    "an iteration skipped": ([[_claim("a", 0), _row("a", 0, 0), _row("a", 0, 2)], *SIMPLE], True),
+    "a cut-back": ([[*_ran("a", 0, 2), {"k": ["a", 0], "n": 1}, _row("a", 0, 1, again=2)], *SIMPLE], True),
+    "a campaign's stop": ([SIMPLE[0] + [{"s": ["b", 0], "t": 5.0, "status": {"state": "stopped", "reason": "r"}}]],
+                          True),
+    "a failure's status": ([SIMPLE[0] + [{"s": ["b", 1], "t": 5.0, "status": {"state": "failed"}}]], True),
+    "a status of a repetition never claimed": ([SIMPLE[0] + [{"s": ["new", 0], "t": 5.0, "at": "new", "base": "doc",
+                                                             "params": _claim("new", 0)["params"],
+                                                             "status": {"state": "stopped", "reason": "why"}}]],
+                                               True),
     "a drop": ([SIMPLE[0] + [{"d": "b", "t": 5.0}, *_ran("b", 0, 1)]], False),
     "a damaged line (a power loss's zeros)": ([SIMPLE[0][:3] + [b"\0" * 40 + b"\n"] + SIMPLE[0][3:]], False),
     "names escaped as the writer escapes them": ([[*_ran('q"uote', 0, 1), *_ran("back\\slash", 0, 1)]], True),
@@ -109,8 +117,18 @@ CASES = {
                                    b'{"w":["\\u0062",0],"row":{"iteration":0}}\n']], False),
     "a name ending in a backslash": ([[*_ran("end\\", 0, 1)]], False),
     "a name with a bracket": ([[*_ran("a]0", 0, 1), *_ran("b", 0, 1)]], False),
-    "params that differ between an experiment's claims": ([[*_ran("a", 0, 1), _claim("a", 1, params={"x": 9}),
-                                                            _row("a", 1, 0)]], False),
+    "a repetition never claimed gives its experiment's params": ([[
+        {"s": ["a", 0], "t": 5.0, "at": "a", "base": "doc", "params": {**_claim("a", 0)["params"], "x": 7},
+         "status": {"state": "stopped", "reason": "early"}}, *_ran("a", 1, 2)]], True),
+    "statuses out of order in time": ([[*_ran("a", 0, 1), *_ran("b", 0, 1),
+                                        {"s": ["a", 0], "t": 4.0, "status": {"state": "stopped", "reason": "early"}},
+                                        {"s": ["a", 0], "t": 5.0, "status": {"state": "stopped", "reason": "late"}},
+                                        {"s": ["a", 0], "t": 3.0, "status": {"state": "stopped", "reason": "old"}}]],
+                                      True),
+    "a null in the only row of a column others held": ([[*_ran("a", 0, 1, v=1.5), {"k": ["a", 0], "n": 0},
+                                                         _row("a", 0, 0, v=None), *_ran("b", 0, 1)]], False),
+    "params that differ between an experiment's claims": ([[*_ran("a", 0, 1), _claim("a", 1, params={
+        "x": 9, "model": {"width": 8}, "tag": "a"}), _row("a", 1, 0)]], True),
     "an int and a float of one parameter": ([[_claim("a", 0, params={"x": 1}), _row("a", 0, 0),
                                               _claim("a", 1, params={"x": 1.0}), _row("a", 1, 0)]], False),
     "a parameter some experiments lack": ([[*_ran("a", 0, 1), _claim("b", 0, params={"y": 1}), _row("b", 0, 0)]],
@@ -155,9 +173,9 @@ def test_a_selection_whose_rows_alone_would_type_a_column_otherwise_is_left_to_t
 
 
 def test_stores_read_both_ways_in_one_sweep_keep_their_order_and_columns(tmp_path, monkeypatch):
-    """Two compact stores, one read in columns, one not (a status), and the frame made of both as one."""
+    """Two compact stores, one read in columns, one not (a drop), and the frame made of both as one."""
     _store(tmp_path, SIMPLE, "one")
-    _store(tmp_path, [[*_ran("z", 0, 1, other=3), {"s": ["z", 0], "t": 5.0, "status": {"state": "failed"}}]], "two")
+    _store(tmp_path, [[*_ran("z", 0, 1, other=3), {"d": "y", "t": 5.0}]], "two")
     _same(tmp_path / "out", monkeypatch, [True, False])
     frame = load_results(tmp_path / "out")
     assert list(frame.columns) == ["experiment", "rep", "iteration", "params.x", "params.model.width",
@@ -165,7 +183,7 @@ def test_stores_read_both_ways_in_one_sweep_keep_their_order_and_columns(tmp_pat
     assert frame["experiment"].tolist()[-1] == "z" and frame["other"].iloc[:-1].isna().all()
 
 
-def test_a_real_sweep_in_a_compact_store_is_read_in_columns(tmp_path, cli, monkeypatch):
+def test_a_real_sweep_in_a_compact_store_and_its_continuation_are_read_in_columns(tmp_path, cli, monkeypatch):
     config = tmp_path / "cfg.yml"
     config.write_text("name: halving\nrepetitions: 2\niterations: 3\npath: out\nstore: compact\n"
                       "params: {offset: 0.5}\ngrid: {c: [3, 1, 2]}\n")
@@ -176,7 +194,8 @@ def test_a_real_sweep_in_a_compact_store_is_read_in_columns(tmp_path, cli, monke
     assert frame.groupby(["experiment", "rep"])["iteration"].apply(list).tolist() == [[0, 1, 2]] * 6
     config.write_text(config.read_text().replace("iterations: 3", "iterations: 4"))  # each claimed again
     cli("Steered", str(config), cwd=tmp_path, check_rc=0)
-    _same(config, monkeypatch, False)
+    _same(config, monkeypatch, True)  # (each repetition replayed)
+    assert len(load_results(config)) == 3 * 2 * 4
 
 
 def test_the_store_read_in_columns_holds_every_row_in_order(tmp_path, monkeypatch):
