@@ -260,17 +260,21 @@ def test_a_repetition_cancelled_by_the_policys_failure_is_marked_interrupted_by_
     write_config(tmp_path, [0, 1], 40, {"policy": "test_steering_cli:Raises", "metric": "loss"},
                  params={"gate_at": 1, "gate_c": 1, "after_c": 0}, store=store)
     gate = tmp_path / "gate"
-    process = subprocess.Popen([sys.executable, SCRIPT, "Steered", "config.yml", "-n", "2"], cwd=tmp_path,
+    process = subprocess.Popen([sys.executable, SCRIPT, "Steered", "config.yml", "-n", "2", "-v"], cwd=tmp_path,
                                env={**script_env(), "CW_TEST_GATE": str(gate)}, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
+    # The gate opens only once c1's cancel reached its worker (-v logs that): the policy's error is logged
+    # while the campaign decides, before the loop sends the cancels, so opening the gate on that line would
+    # let c1 run on. The run cannot end before the gate opens, so this loop ends with that line.
     lines = []
-    for line in process.stderr:  # the policy raised (c1's cancel is sent as that line is logged); the
-        lines.append(line)  # run cannot end before the gate opens, so this loop ends with that line
-        if "raised in on_results" in line:
+    for line in process.stderr:
+        lines.append(line)
+        if "search__c1 rep 0: cancelled; worker process" in line:
             break
     gate.touch()
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 1, "".join(lines) + stderr
+    assert any("raised in on_results" in line for line in lines), "".join(lines)  # the policy's failure cancelled it
     assert rows_on_disk(tmp_path) == {"c0": 40, "c1": 2}
     interrupted = status(tmp_path, "c1")
     assert (interrupted["state"], interrupted["iterations_done"], interrupted["iterations"]) == ("interrupted", 2, 40)

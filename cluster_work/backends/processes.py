@@ -109,7 +109,8 @@ class LocalProcessExecutor(Executor):
         if self._cancel_queued(self._queue, self._ready, index):
             return
         for worker in self._running:
-            if any(item.index == index for _, item in worker.items):
+            held = next((item for _, item in worker.items if item.index == index), None)
+            if held is not None:
                 if worker.items[-1][1].index == index and (item := self._withdraw(worker)) is not None:
                     self._ready.append(self._cancelled_outcome(item))  # it had not begun it: answered here
                     return
@@ -117,6 +118,8 @@ class LocalProcessExecutor(Executor):
                 ring, count = self._shared[2], self._shared[3]
                 ring[count.value % CANCEL_RING] = index  # the entry first, then the count a worker watches
                 count.value += 1
+                log.debug("%s: cancelled; worker process %s stops it after its current iteration", held.label,
+                          worker.process.pid)
                 return
 
     def next_outcome(self) -> Outcome:
