@@ -42,18 +42,25 @@ if TYPE_CHECKING:
 MIN_LINES = 20_000  # a store with fewer lines is read by compact_bulk (as fast there); tests set it to 0
 PIECE_SIZE = 16 << 20  # bytes of whole lines pyarrow parses as one block on one thread (2x faster than 4 MB here)
 SCAN_SIZE = 4 << 20  # bytes numpy compares at once: the comparison's array stays small (no page faults of 200 MB)
-_MAX_DIGITS = 9  # a repetition's number has at most this many digits (it then fits the key's lower 32 bits)
+_MAX_DIGITS = 7  # a repetition's number has at most this many digits (read off the 8 bytes before its "]")
 _KINDS = b"cwsk"  # the keyed events: claim, row, status, cut-back (a drop, `{"d":name}`, is not keyed)
+_HEAD = int.from_bytes(b'{"\0":["\0', "little")  # how a keyed line begins, its kind's byte and 8th byte aside
+_HEAD_MASK = int.from_bytes(b"\xff\xff\0\xff\xff\xff\xff\0", "little")
 META_NAMES = ("experiment", "rep", "iteration", "stop_reason")
 
 
 @dataclass
 class StoreFrame:
     """A compact store's share of load_results: its rows' frame (None: no row kept), which of its columns are
-    the meta columns (experiment, rep, iteration, params.*), and the names and bases of all its experiments."""
+    the meta columns (experiment, rep, iteration, params.*, stop_reason), and the names and bases of all its
+    experiments (pyarrow arrays: made a set only where asked, `names`)."""
     frame: pd.DataFrame | None
     meta: list[str]
-    names: set[str]
+    experiment_names: Any
+    bases: Any
+
+    def names(self) -> set[str]:
+        return set(self.experiment_names.to_pylist()) | set(self.bases.to_pylist() if self.bases is not None else ())
 
 
 def read_frame(root: str, kept_names: set[str] | None = None,
@@ -134,9 +141,12 @@ def _read_keys(text: np.ndarray, segment_ends: list[int]) -> _Keys | None:
     starts = np.concatenate([[0], ends[:-1] + 1]).astype(np.int64)
     if not len(ends) or (ends - starts < 12).any():
         return None
-    head = [text[starts + offset] for offset in range(7)]
-    if not ((head[0] == ord("{")) & (head[1] == ord('"')) & np.isin(head[2], list(_KINDS)) & (head[3] == ord('"'))
-            & (head[4] == ord(":")) & (head[5] == ord("[")) & (head[6] == ord('"'))).all():
+    # the 8 bytes from each place as one little-endian integer (an unaligned view, no copy): one gather per line
+    # reads its head, another the digits before its list's end
+    words = np.ndarray(shape=(len(text) - 7,), dtype="<u8", buffer=text, strides=(1,))
+    heads = words[starts]
+    kinds = ((heads >> np.uint64(16)) & np.uint64(0xFF)).astype(np.uint8)
+    if not (((heads & _HEAD_MASK) == _HEAD) & np.isin(kinds, list(_KINDS))).all():
         return None
     brackets = _positions(text, ord("]"))
     found = np.searchsorted(brackets, starts + 7)
@@ -145,16 +155,17 @@ def _read_keys(text: np.ndarray, segment_ends: list[int]) -> _Keys | None:
     close = brackets[found]  # the first "]" after the name's opening quote: the list's end, unless the name holds one
     if (close >= ends).any():
         return None
+    before = words[close - 8]  # (a line's "]" is at least 10 bytes into it)
     digits = np.zeros(len(close), np.int64)
     reps = np.zeros(len(close), np.int64)
     scale = np.ones(len(close), np.int64)
     going = np.ones(len(close), bool)
     for back in range(1, _MAX_DIGITS + 2):
-        byte = text[np.maximum(close - back, 0)]
+        byte = ((before >> np.uint64(64 - 8 * back)) & np.uint64(0xFF)).astype(np.int64)
         going &= (byte >= ord("0")) & (byte <= ord("9"))
         if not going.any():
             break
-        reps += np.where(going, (byte.astype(np.int64) - ord("0")) * scale, 0)
+        reps += np.where(going, (byte - ord("0")) * scale, 0)
         scale *= 10
         digits += going
     comma, quote = close - digits - 1, close - digits - 2
@@ -171,7 +182,7 @@ def _read_keys(text: np.ndarray, segment_ends: list[int]) -> _Keys | None:
     for back in range(1, int(digits.max()) + 1):
         text[(close - back)[digits >= back]] = ord(" ")
     segments = np.searchsorted(np.asarray(segment_ends, np.int64), starts, side="right")
-    return _Keys(starts, head[2], reps, segments, name_sizes)
+    return _Keys(starts, kinds, reps, segments, name_sizes)
 
 
 def _parsed(buffer: bytearray, text: np.ndarray, keys: _Keys) -> Any:
@@ -275,10 +286,9 @@ def _frame(table: Any, keys: _Keys, buffer: bytearray, kept_names: set[str] | No
     if "base" in columns and table.column("base").take(pyarrow.array(heads[heads >= 0])).null_count:
         return None
     bases = table.column("base").take(pyarrow.array(np.maximum(heads, 0))) if "base" in columns else None
-    all_names = set(experiments.names.filter(pyarrow.array(experiments.known)).to_pylist())
-    if bases is not None:
-        all_names |= set(bases.filter(pyarrow.array(experiments.known & (heads >= 0))).to_pylist())
-    if "" in all_names:
+    known = (experiments.names.filter(pyarrow.array(experiments.known)),
+             bases.filter(pyarrow.array(experiments.known & (heads >= 0))) if bases is not None else None)
+    if known[1] is not None and compute.any(compute.equal(known[1], "")).as_py():
         return None  # (load_results takes an empty base for none: its name stands for it)
     head_params = table.select(param_names).take(pyarrow.array(np.maximum(heads, 0)))
     if any(column.filter(pyarrow.array(heads >= 0)).null_count for column in head_params.columns):
@@ -290,7 +300,7 @@ def _frame(table: Any, keys: _Keys, buffer: bytearray, kept_names: set[str] | No
     every_row = len(rows) == int(np.count_nonzero(keys.kinds == W))
     rows = rows[keep[of_row]]
     if not len(rows):
-        return StoreFrame(None, [], all_names)
+        return StoreFrame(None, [], *known)
     of_row = experiment[rows]
     if param_names and (heads[of_row] < 0).any():
         return None  # rows of an experiment without params beside others' params
@@ -329,7 +339,7 @@ def _frame(table: Any, keys: _Keys, buffer: bytearray, kept_names: set[str] | No
     if reasons and any(value in reasons for value in np.unique(key).tolist()):  # a campaign stopped a kept one
         frame.insert(len(meta_names), "stop_reason", [reasons.get(value, np.nan) for value in key.tolist()])
         meta_names.append("stop_reason")
-    return StoreFrame(frame, meta_names, all_names)
+    return StoreFrame(frame, meta_names, *known)
 
 
 def _rows(table: Any, keys: _Keys, experiment: np.ndarray, param_names: list[str],
@@ -392,8 +402,10 @@ def _rows(table: Any, keys: _Keys, experiment: np.ndarray, param_names: list[str
                 heads[number] = params_line
             if reason is not None:
                 stop_reasons[(number << 32) | rep] = reason
-    counted, places = np.concatenate(lines), np.concatenate(order)
-    counted = counted[np.lexsort((places, key[counted]))]
+    counted = lines[0]  # (in order already, where no experiment was replayed)
+    if len(lines) > 1:
+        counted, places = np.concatenate(lines), np.concatenate(order)
+        counted = counted[np.lexsort((places, key[counted]))]
     return counted, _Experiments(None, heads, known, stop_reasons)
 
 

@@ -149,7 +149,7 @@ def _load(path: str | os.PathLike[str], wanted: list[str] | None, params: Mappin
             found = True
             columnar = compact_frame.read_frame(root, kept_names, params)  # a large store's, in columns
             if columnar is not None:
-                saved |= columnar.names
+                saved |= columnar.names() if wanted is not None else set()  # (only a selection asks for them)
                 if columnar.frame is not None:
                     pieces += _piece(chunks, blocks, fast)  # (the rows before it, in their place)
                     chunks, blocks, fast = [], [], _fast_reader()

@@ -209,4 +209,15 @@ def test_the_store_read_in_columns_holds_every_row_in_order(tmp_path, monkeypatc
         ("c", 0, 0), ("ünï", 2, 0)]
     assert frame["value"].tolist() == [0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 2.0, 3.0, 0.0, 2.0]
     assert frame["params.x"].tolist() == [2, 2, 2, 1, 1, 1, 1, 1, 1, 3]
-    assert read.names == {"aa", "b", "c", "ünï", "empty", "doc"}
+    assert read.names() == {"aa", "b", "c", "ünï", "empty", "doc"}
+
+
+def test_a_name_no_experiment_has_is_warned_of_with_the_names_read_in_columns(tmp_path, monkeypatch):
+    folder = _store(tmp_path, SIMPLE)
+    with pytest.warns(UserWarning) as read:
+        frame = load_results(folder, experiments=["b", "nope"])
+    with pytest.warns(UserWarning) as reference:
+        _reference(folder, monkeypatch, experiments=["b", "nope"])
+    assert set(frame["experiment"]) == {"b"}
+    assert [str(w.message) for w in read] == [str(w.message) for w in reference]
+    assert "(those that did: aa, b, c, doc, empty, ünï)" in str(read[0].message)
