@@ -1,23 +1,25 @@
 """A large compact store's rows read into load_results' frame in columns, by pyarrow: 10^6 one-row repetitions in
-about 2 s, where the bulk reader (`compact_bulk`), one Python object per repetition, takes ~20 s.
+~3 s on 2 cores, where the bulk reader (`compact_bulk`), Python objects per repetition, takes ~20 s.
 
 Every line of a store's segments is an event keyed as encode_row keys it, `{"c":["name",rep],...}` (a claim,
 its params), `{"w":["name",rep],"row":{...}}` (a row) and so on. A key's list mixes a string and a number, which
 pyarrow's JSON reader cannot type, so each key's bracket, comma, digits and closing bracket are overwritten with
 blanks, in place, after its number was read off in numpy: `{"c": "name"   ,...}`, the same event but for the
-number, and valid JSON. Then pyarrow parses the segments (pieces on a pool of threads) into columns, numpy
-checks that every repetition is one `compact_bulk` would read off its claim and its run of rows (claimed once,
-its rows 0, 1, 2... after its claim in its claim's segment, no status and no cut-back, the same params in every
-claim of its experiment), and the frame is made of the columns, sorted by name and number (a stable sort: each
-repetition's rows stay in their order).
+number, and valid JSON. pyarrow then parses the segments (pieces on a pool of threads) into one table, a row per
+line. An experiment whose every repetition was claimed once, wrote its rows 0, 1, 2... after its claim in its
+claim's segment and has no status and no cut-back, its claims all of the same params (most of a sweep), is read
+off its claims and rows in numpy, all such experiments at once; any other is replayed, its lines in the
+segments' order, as the catalog takes them in (`_replayed`), and its rows are the lines that replay keeps. The
+frame is made of the table's columns in load_results' order (name, number, iteration).
 
 What it gives is what load_results gives for the same store read by `compact_bulk` and `arrow_rows` (the
-definition: tests/test_compact_frame compares the two), or None wherever that could differ; the caller then
-reads the store the other way. None for: a store of fewer than MIN_LINES lines (the other way is as fast), no
-pyarrow, a line not keyed as encode_row keys it (a drop, a power loss's zeros), a name with an escape, any
-repetition that is not read off its claim and rows as above, a column pyarrow types otherwise than pandas types
-Python's values (see arrow_rows), a parameter missing in some experiments or of a type pandas and pyarrow make
-differently, and a result column whose place among the columns the nulls leave open.
+definition: tests/test_compact_frame compares the two), or None wherever that could differ, and the caller reads
+the store that way. None for: a store of fewer than MIN_LINES lines (that way is as fast), no pyarrow, a line not
+keyed as encode_row keys it (a drop, a power loss's zeros), a name escaped otherwise than encode_row escapes it,
+a repetition numbered with more than _MAX_DIGITS digits, a claim without a parameter another has, a column
+pyarrow types otherwise than pandas types Python's values (see arrow_rows; where rows were left out, pyarrow
+typed them too: a float column of whole numbers that the store also writes as integers), and a result column
+whose place among the columns a null written leaves open.
 """
 from __future__ import annotations
 
@@ -44,6 +46,7 @@ PIECE_SIZE = 16 << 20  # bytes of whole lines pyarrow parses as one block on one
 SCAN_SIZE = 4 << 20  # bytes numpy compares at once: the comparison's array stays small (no page faults of 200 MB)
 _MAX_DIGITS = 7  # a repetition's number has at most this many digits (read off the 8 bytes before its "]")
 _KINDS = b"cwsk"  # the keyed events: claim, row, status, cut-back (a drop, `{"d":name}`, is not keyed)
+C, W, S, K = _KINDS
 _HEAD = int.from_bytes(b'{"\0":["\0', "little")  # how a keyed line begins, its kind's byte and 8th byte aside
 _HEAD_MASK = int.from_bytes(b"\xff\xff\0\xff\xff\xff\xff\0", "little")
 META_NAMES = ("experiment", "rep", "iteration", "stop_reason")
@@ -209,6 +212,7 @@ def _parsed(buffer: bytearray, text: np.ndarray, keys: _Keys) -> Any:
 
 
 def _flat_piece(data: bytes) -> Any:
+    """A piece's lines as `_parsed`'s columns (None: see arrow_rows.read_piece)."""
     import pyarrow
     import pyarrow.compute
 
@@ -235,16 +239,14 @@ def _flatten_into(columns: dict[str, Any], prefix: str, column: Any, deep: bool)
     if not pyarrow.types.is_struct(column.type):
         columns[prefix.rstrip(".")] = column
         return
+    fields = [chunk.flatten() for chunk in column.chunks]  # (flatten: a field is null where its struct is)
     for index in range(column.type.num_fields):
         field = column.type.field(index)
-        child = pyarrow.chunked_array([chunk.field(index) for chunk in column.chunks], field.type)
+        child = pyarrow.chunked_array([chunk[index] for chunk in fields], field.type)
         if deep and pyarrow.types.is_struct(field.type) and field.type.num_fields:
             _flatten_into(columns, f"{prefix}{field.name}.", child, deep)
         else:
             columns[prefix + field.name] = child
-
-
-C, W, S, K = (ord(kind) for kind in "cwsk")
 
 
 @dataclass
