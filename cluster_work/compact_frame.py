@@ -74,20 +74,17 @@ def read_frame(root: str, kept_names: set[str] | None = None,
     if params and not all(type(value) in (int, float, str, bool) for value in params.values()):
         return None  # (a list's or a mapping's equality is not a column's)
     try:
-        import numpy as np
         import pyarrow  # noqa: F401
         import pyarrow.json  # noqa: F401
     except ImportError:
         return None
     buffer, segment_ends = _segments(root)
-    text = np.frombuffer(buffer, np.uint8)
-    keys = _read_keys(text, segment_ends)
-    if keys is None or len(keys.starts) < max(MIN_LINES, 1):
+    if buffer.count(b"\n") < max(MIN_LINES, 1):
         return None
-    table = _parsed(buffer, text, keys)
-    if table is None:
+    read = _parsed(buffer, segment_ends)
+    if read is None:
         return None
-    return _frame(table, keys, buffer, kept_names, params)
+    return _frame(*read, buffer, kept_names, params)
 
 
 def _segments(root: str) -> tuple[bytearray, list[int]]:
@@ -134,10 +131,11 @@ def _positions(text: np.ndarray, byte: int) -> np.ndarray:
     return np.concatenate(found) if found else np.zeros(0, np.int64)
 
 
-def _read_keys(text: np.ndarray, segment_ends: list[int]) -> _Keys | None:
-    """Read each line's key (see _Keys) and blank its list's punctuation and number out, in place (see the module's
-    docstring); None unless every line starts `{"X":["` (X one of _KINDS) and its list is a quoted name without
-    escapes, a comma and a number of at most _MAX_DIGITS digits without a sign or a leading zero, then `]`."""
+def _read_keys(text: np.ndarray) -> tuple[np.ndarray, ...] | None:
+    """Read the key of each line of `text` (whole lines) and blank its list's punctuation and number out, in place
+    (see the module's docstring): the lines' starts, kinds, numbers and names' sizes (see _Keys); None unless every
+    line starts `{"X":["` (X one of _KINDS) and its list is a quoted name, a comma and a number of at most
+    _MAX_DIGITS digits without a sign or a leading zero, then `]`."""
     import numpy as np
 
     ends = _positions(text, ord("\n"))
@@ -184,31 +182,47 @@ def _read_keys(text: np.ndarray, segment_ends: list[int]) -> _Keys | None:
     text[close] = ord(" ")
     for back in range(1, int(digits.max()) + 1):
         text[(close - back)[digits >= back]] = ord(" ")
-    segments = np.searchsorted(np.asarray(segment_ends, np.int64), starts, side="right")
-    return _Keys(starts, kinds, reps, segments, name_sizes)
+    return starts, kinds, reps, name_sizes
 
 
-def _parsed(buffer: bytearray, text: np.ndarray, keys: _Keys) -> Any:
-    """The blanked lines parsed by pyarrow into one flat table, a row per line: `name` (the key's name), `base`,
-    `params.<path>` (every parameter, flattened as flatten_mapping flattens) and `row.<column>` (the row's
-    columns, one level); None where a piece is not what Python's json reads alike (arrow_rows._read_piece) or a
-    column's type differs between pieces (arrow_rows._concatenated)."""
+def _parsed(buffer: bytearray, segment_ends: list[int]) -> tuple[Any, _Keys] | None:
+    """The lines of `buffer`, their keys read and blanked (`_read_keys`), parsed by pyarrow into one flat table, a
+    row per line: `name` (the key's name), `base`, `t`, `n`, `at`, `params.<path>` (every parameter, flattened as
+    flatten_mapping flattens) and `row.<column>` (the row's columns, one level); and the lines' keys. Both in
+    pieces of whole lines on a pool of threads (numpy and pyarrow let go of the interpreter's lock). None where a
+    key is not as encode_row writes it, a piece is not what Python's json reads alike (arrow_rows.read_piece) or a
+    column's type differs between pieces (arrow_rows.concatenated)."""
     import numpy as np
 
-    cuts = [0]  # pieces of whole lines, each the lines that start within PIECE_SIZE bytes of its first
-    while cuts[-1] < len(text):
-        after = int(np.searchsorted(keys.starts, cuts[-1] + PIECE_SIZE))
-        cuts.append(int(keys.starts[after]) if after < len(keys.starts) else len(text))
+    cuts = [0]  # pieces of whole lines: each ends with the first line that reaches PIECE_SIZE bytes into it
+    while cuts[-1] < len(buffer):
+        end = buffer.find(b"\n", cuts[-1] + PIECE_SIZE - 1)
+        cuts.append(len(buffer) if end < 0 else end + 1)
+    text = np.frombuffer(buffer, np.uint8)
     view = memoryview(buffer)
+
+    def piece(start: int, end: int) -> tuple[tuple[np.ndarray, ...], Any] | None:
+        keys = _read_keys(text[start:end])
+        if keys is None:
+            return None
+        table = _flat_piece(bytes(view[start:end]))
+        return None if table is None else (keys, table)
+
     pool = arrow_rows.parse_pool()
     try:
-        pieces = list(pool.map(lambda bounds: _flat_piece(bytes(view[bounds[0]:bounds[1]])), zip(cuts, cuts[1:])))
+        pieces = list(pool.map(piece, cuts[:-1], cuts[1:]))
     finally:
         pool.shutdown()
         view.release()
-    if any(piece is None for piece in pieces):
+    if any(read is None for read in pieces):
         return None
-    return arrow_rows.concatenated(pieces)
+    starts, kinds, reps, name_sizes = (np.concatenate(parts) for parts in zip(*(
+        (read[0][0] + start, *read[0][1:]) for read, start in zip(pieces, cuts))))  # type: ignore[index]
+    table = arrow_rows.concatenated([read[1] for read in pieces])  # type: ignore[index]
+    if table is None:
+        return None
+    segments = np.searchsorted(np.asarray(segment_ends, np.int64), starts, side="right")
+    return table, _Keys(starts, kinds, reps, segments, name_sizes)
 
 
 def _flat_piece(data: bytes) -> Any:
