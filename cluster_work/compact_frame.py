@@ -14,12 +14,12 @@ frame is made of the table's columns in load_results' order (name, number, itera
 
 What it gives is what load_results gives for the same store read by `compact_bulk` and `arrow_rows` (the
 definition: tests/test_compact_frame compares the two), or None wherever that could differ, and the caller reads
-the store that way. None for: a store of fewer than MIN_LINES lines (that way is as fast), no pyarrow, a line not
-keyed as encode_row keys it (a drop, a power loss's zeros), a name escaped otherwise than encode_row escapes it,
-a repetition numbered with more than _MAX_DIGITS digits, a claim without a parameter another has, a column
-pyarrow types otherwise than pandas types Python's values (see arrow_rows; where rows were left out, pyarrow
-typed them too: a float column of whole numbers that the store also writes as integers), and a result column
-whose place among the columns a null written leaves open.
+the store that way. None for: a store of fewer than MIN_BYTES bytes, or of more than ROWS_PER_CLAIM rows a claim
+(that way is as fast), no pyarrow, a line not keyed as encode_row keys it (a drop, a power loss's zeros), a name
+escaped otherwise than encode_row escapes it, a repetition numbered with more than _MAX_DIGITS digits, a claim
+without a parameter another has, a column pyarrow types otherwise than pandas types Python's values (see
+arrow_rows; where rows were left out, pyarrow typed them too: a float column of whole numbers that the store also
+writes as integers), and a result column whose place among the columns a null written leaves open.
 """
 from __future__ import annotations
 
@@ -41,7 +41,10 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-MIN_LINES = 20_000  # a store with fewer lines is read by compact_bulk (as fast there); tests set it to 0
+MIN_BYTES = 4 << 20  # a smaller store (~2 x 10^4 lines) is read by compact_bulk, as fast there; tests set it to 0
+ROWS_PER_CLAIM = 50  # a store with more lines per claim (long repetitions, few) is read as fast by compact_bulk:
+# its cost is per repetition, and both parse rows with pyarrow (10^4 repetitions x 100 rows: 1.4 s either way)
+SAMPLE = 1 << 20  # bytes of a store's largest segment that say how long its repetitions are
 PIECE_SIZE = 16 << 20  # bytes of whole lines pyarrow parses as one block on one thread (2x faster than 4 MB here)
 SCAN_SIZE = 4 << 20  # bytes numpy compares at once: the comparison's array stays small (no page faults of 200 MB)
 _MAX_DIGITS = 7  # a repetition's number has at most this many digits (read off the 8 bytes before its "]")
@@ -78,8 +81,11 @@ def read_frame(root: str, kept_names: set[str] | None = None,
         import pyarrow.json  # noqa: F401
     except ImportError:
         return None
-    buffer, segment_ends = _segments(root)
-    if buffer.count(b"\n") < max(MIN_LINES, 1):
+    files = _segment_files(root)
+    if sum(size for _, size in files) < MIN_BYTES or not files or not _short_repetitions(files):
+        return None
+    buffer, segment_ends = _segments(files)
+    if not buffer:
         return None
     read = _parsed(buffer, segment_ends)
     if read is None:
@@ -87,22 +93,39 @@ def read_frame(root: str, kept_names: set[str] | None = None,
     return _frame(*read, buffer, kept_names, params)
 
 
-def _segments(root: str) -> tuple[bytearray, list[int]]:
-    """The complete lines of the store's segments, in order of name, one after the other in one buffer (a torn last
-    line is left out, as the catalog leaves it), and where each segment's lines end in it."""
+def _segment_files(root: str) -> list[tuple[str, int]]:
+    """The store's segments, in order of name, and their sizes."""
     try:
         names = sorted(entry.name for entry in os.scandir(root) if entry.name.startswith(SEGMENT_PREFIX))
     except FileNotFoundError:
-        return bytearray(), []
-    sizes = []
+        return []
+    files = []
     for name in names:
         with contextlib.suppress(FileNotFoundError):
-            sizes.append((name, os.path.getsize(os.path.join(root, name))))
-    buffer = bytearray(sum(size for _, size in sizes))
+            files.append((os.path.join(root, name), os.path.getsize(os.path.join(root, name))))
+    return files
+
+
+def _short_repetitions(files: list[tuple[str, int]]) -> bool:
+    """Whether the store's repetitions write at most ROWS_PER_CLAIM rows a claim, judged by the first SAMPLE bytes
+    of its largest segment (a judgement of speed only: either way reads the store right)."""
+    path, _ = max(files, key=lambda file: file[1])
+    try:
+        with open(path, "rb") as handle:
+            sample = handle.read(SAMPLE)
+    except FileNotFoundError:
+        return False
+    return sample.count(b'{"c":[') * ROWS_PER_CLAIM >= sample.count(b"\n")
+
+
+def _segments(files: list[tuple[str, int]]) -> tuple[bytearray, list[int]]:
+    """The complete lines of the segments `files`, one after the other in one buffer (a torn last line is left out,
+    as the catalog leaves it), and where each segment's lines end in it."""
+    buffer = bytearray(sum(size for _, size in files))
     view, used, ends = memoryview(buffer), 0, []
-    for name, size in sizes:
+    for path, size in files:
         try:
-            with open(os.path.join(root, name), "rb", buffering=0) as handle:
+            with open(path, "rb", buffering=0) as handle:
                 read = handle.readinto(view[used:used + size])  # (not more than its size then: it may have grown)
         except FileNotFoundError:
             continue

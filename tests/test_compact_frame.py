@@ -3,7 +3,7 @@ gives (`compact_bulk` and `arrow_rows`: the definition), or leaves the store to 
 
 Each case compares load_results' frame read in columns with the one read the other way (`read_frame` made to give
 up), exact to the columns' order and dtypes, and says whether the store is read in columns, so that neither path
-goes untested. MIN_LINES is 0 here: every store, however small, is a candidate.
+goes untested. MIN_BYTES is 0 here: every store, however small, is a candidate.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ pytestmark = requires("pandas", "pyarrow")
 
 @pytest.fixture(autouse=True)
 def any_size(monkeypatch):
-    monkeypatch.setattr(compact_frame, "MIN_LINES", 0)
+    monkeypatch.setattr(compact_frame, "MIN_BYTES", 0)
 
 
 def _reference(target: Path, monkeypatch, **selection):
@@ -221,3 +221,11 @@ def test_a_name_no_experiment_has_is_warned_of_with_the_names_read_in_columns(tm
     assert set(frame["experiment"]) == {"b"}
     assert [str(w.message) for w in read] == [str(w.message) for w in reference]
     assert "(those that did: aa, b, c, doc, empty, ünï)" in str(read[0].message)
+
+
+def test_a_store_of_few_long_repetitions_is_left_to_the_bulk_reader(tmp_path, monkeypatch):
+    """Its cost there is per repetition: as fast as in columns (ROWS_PER_CLAIM)."""
+    long = [*_ran("a", 0, compact_frame.ROWS_PER_CLAIM + 1), *_ran("b", 0, compact_frame.ROWS_PER_CLAIM + 1)]
+    _same(_store(tmp_path, [long]), monkeypatch, False)
+    monkeypatch.setattr(compact_frame, "ROWS_PER_CLAIM", 60)
+    _same(_store(tmp_path / "again", [long]), monkeypatch, True)
