@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -52,6 +53,9 @@ _KINDS = b"cwsk"  # the keyed events: claim, row, status, cut-back (a drop, `{"d
 C, W, S, K = _KINDS
 _HEAD = int.from_bytes(b'{"\0":["\0', "little")  # how a keyed line begins, its kind's byte and 8th byte aside
 _HEAD_MASK = int.from_bytes(b"\xff\xff\0\xff\xff\xff\xff\0", "little")
+_DROP = int.from_bytes(b'{"d":"\0\0', "little")  # how a drop (-d) begins: keyed by its experiment's name alone
+_DROP_MASK = int.from_bytes(b"\xff" * 6 + b"\0\0", "little")
+D = ord("d")
 META_NAMES = ("experiment", "rep", "iteration", "stop_reason")
 
 
@@ -138,8 +142,8 @@ def _segments(files: list[tuple[str, int]]) -> tuple[bytearray, list[int]]:
 
 @dataclass
 class _Keys:
-    """Each line's start, its event's kind (a byte of _KINDS), its repetition's number, its segment, and the length
-    of its name as written (between its quotes, which start 7 bytes into the line)."""
+    """Each line's start, its event's kind (a byte of _KINDS, or D: a drop), its repetition's number, its segment,
+    and the length of its name as written (between its quotes, which start 7 bytes into the line; -1: a drop's)."""
     starts: np.ndarray
     kinds: np.ndarray
     reps: np.ndarray
@@ -170,8 +174,31 @@ def _read_keys(text: np.ndarray) -> tuple[np.ndarray, ...] | None:
     words = np.ndarray(shape=(len(text) - 7,), dtype="<u8", buffer=text, strides=(1,))
     heads = words[starts]
     kinds = ((heads >> np.uint64(16)) & np.uint64(0xFF)).astype(np.uint8)
-    if not (((heads & _HEAD_MASK) == _HEAD) & np.isin(kinds, list(_KINDS))).all():
+    keyed = ((heads & _HEAD_MASK) == _HEAD) & np.isin(kinds, list(_KINDS))
+    drops = (heads & _DROP_MASK) == _DROP
+    if not (keyed | drops).all():
         return None
+    if not drops.any():  # (most stores: every line keyed, no subset made)
+        lists = _read_lists(text, words, starts, ends)
+        if lists is None:
+            return None
+        reps, name_sizes = lists
+        return starts, kinds, reps, name_sizes
+    lines = np.flatnonzero(keyed)
+    lists = _read_lists(text, words, starts[lines], ends[lines])
+    if lists is None:
+        return None
+    reps, name_sizes = np.zeros(len(starts), np.int64), np.full(len(starts), -1, np.int64)
+    reps[lines], name_sizes[lines] = lists
+    return starts, kinds, reps, name_sizes
+
+
+def _read_lists(text: np.ndarray, words: np.ndarray, starts: np.ndarray,
+                ends: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The numbers and names' sizes of the keyed lines that start at `starts` (see `_read_keys`), their lists
+    blanked out in place; None where one is not as encode_row writes it."""
+    import numpy as np
+
     brackets = _positions(text, ord("]"))
     found = np.searchsorted(brackets, starts + 7)
     if (found >= len(brackets)).any():
@@ -205,7 +232,7 @@ def _read_keys(text: np.ndarray) -> tuple[np.ndarray, ...] | None:
     text[close] = ord(" ")
     for back in range(1, int(digits.max()) + 1):
         text[(close - back)[digits >= back]] = ord(" ")
-    return starts, kinds, reps, name_sizes
+    return reps, name_sizes
 
 
 def _parsed(buffer: bytearray, segment_ends: list[int]) -> tuple[Any, _Keys] | None:
@@ -257,7 +284,7 @@ def _flat_piece(data: bytes) -> Any:
     if read is None:
         return None
     table = read[0]
-    present = [table.column(kind) for kind in "cwsk" if kind in table.column_names]
+    present = [table.column(kind) for kind in "cwskd" if kind in table.column_names]
     columns: dict[str, Any] = {"name": pyarrow.compute.coalesce(*present) if len(present) > 1 else present[0]}
     for field in ("base", "t", "n", "at"):  # (a claim's or status's base and time, a cut-back's count)
         if field in table.column_names:
@@ -397,7 +424,7 @@ def _rows(table: Any, keys: _Keys, experiment: np.ndarray, param_names: list[str
     count = int(experiment.max()) + 1
     key = (experiment << 32) | keys.reps
     replayed = np.zeros(count, bool)
-    replayed[experiment[(kinds == S) | (kinds == K)]] = True
+    replayed[experiment[(kinds == S) | (kinds == K) | (kinds == D)]] = True
     claims = np.flatnonzero(kinds == C)
     claims = claims[np.argsort(key[claims], kind="stable")]
     claimed = key[claims]
@@ -434,7 +461,9 @@ def _rows(table: Any, keys: _Keys, experiment: np.ndarray, param_names: list[str
         if again is None:
             return None
         heads[replayed] = -1
+        known[replayed] = False  # (known again where a repetition is left after the drops)
         for (number, rep), (rep_rows, params_line, reason) in sorted(again.items()):
+            known[number] = True
             lines.append(np.asarray(rep_rows, np.int64))
             order.append(np.arange(len(rep_rows)))
             if heads[number] < 0 and params_line >= 0:
@@ -454,12 +483,14 @@ def _replayed(table: Any, keys: _Keys, experiment: np.ndarray, lines: np.ndarray
     their lines in (compact_catalog.Catalog._apply): the lines of its rows, 0, 1, 2... as its claims in order of
     time and their cut-backs leave them; the line whose params and base are its own (its last claim's, else its
     first status's that says what a claim would; -1: none); its stop reason. Only repetitions with a claim or a
-    status; None where a claim or status lacks its time."""
+    status after their experiment's last drop (Catalog.repetition); None where a claim, status or drop lacks its
+    time."""
     import numpy as np
 
     times = table.column("t").to_numpy(zero_copy_only=False) if "t" in table.column_names else None
     counts = table.column("n").fill_null(-1).to_numpy() if "n" in table.column_names else None
     has_at = table.column("at").is_valid().to_numpy(zero_copy_only=False) if "at" in table.column_names else None
+    dropped: dict[int, float] = {}  # an experiment -> the time of its latest drop: what came before it is gone
     claims: dict[tuple[int, int], list[tuple[float, list[tuple[int, int]]]]] = {}
     current: dict[tuple[int, tuple[int, int]], list[tuple[int, int]]] = {}  # (segment, repetition) -> its events
     statuses: dict[tuple[int, int], tuple[float, int]] = {}
@@ -467,10 +498,12 @@ def _replayed(table: Any, keys: _Keys, experiment: np.ndarray, lines: np.ndarray
     for line in lines.tolist():
         kind, segment = int(keys.kinds[line]), int(keys.segments[line])
         rep = (int(experiment[line]), int(keys.reps[line]))
-        if kind in (C, S):
+        if kind in (C, S, D):
             if times is None or np.isnan(times[line]):
                 return None
-            if kind == C:
+            if kind == D:
+                dropped[rep[0]] = max(dropped.get(rep[0], float(times[line])), float(times[line]))
+            elif kind == C:
                 events: list[tuple[int, int]] = []
                 current[segment, rep] = events
                 claims.setdefault(rep, []).append((float(times[line]), events))
@@ -486,8 +519,14 @@ def _replayed(table: Any, keys: _Keys, experiment: np.ndarray, lines: np.ndarray
             current[segment, rep].append((kind, int(counts[line]) if kind == K else line))  # type: ignore[index]
     read = {}
     for rep in set(claims) | set(statuses):
+        after = dropped.get(rep[0], -math.inf)  # (Catalog.repetition: its claims and status after the drop)
+        kept = [claim for claim in claims.get(rep, []) if claim[0] > after]
+        if rep in statuses and statuses[rep][0] <= after:
+            del statuses[rep]
+        if not kept and rep not in statuses:
+            continue  # dropped: the catalog no longer knows it
         rows: list[int] = []
-        for _, events in sorted(claims.get(rep, []), key=lambda claim: claim[0]):
+        for _, events in sorted(kept, key=lambda claim: claim[0]):
             for kind, value in events:
                 if kind == K:
                     del rows[value:]
@@ -509,7 +548,8 @@ def _names_as_written(names: Any, keys: _Keys, buffer: bytearray) -> bool:
     import numpy as np
     import pyarrow.compute as compute
 
-    escaped = np.flatnonzero(compute.binary_length(names).to_numpy(zero_copy_only=False) != keys.name_sizes)
+    escaped = np.flatnonzero((compute.binary_length(names).to_numpy(zero_copy_only=False) != keys.name_sizes)
+                             & (keys.name_sizes >= 0))  # (a drop's name is a plain JSON string: pyarrow reads it)
     for line in escaped.tolist():
         start = int(keys.starts[line]) + 6  # its opening quote
         written = buffer[start:start + int(keys.name_sizes[line]) + 2]

@@ -110,7 +110,18 @@ CASES = {
                                                              "params": _claim("new", 0)["params"],
                                                              "status": {"state": "stopped", "reason": "why"}}]],
                                                True),
-    "a drop": ([SIMPLE[0] + [{"d": "b", "t": 5.0}, *_ran("b", 0, 1)]], False),
+    "a drop (-d) of an experiment": ([SIMPLE[0] + [{"d": "b", "t": 5.0}, *_ran("b", 0, 1)], SIMPLE[1]], True),
+    "a drop and a run after it": ([SIMPLE[0] + [{"d": "b", "t": 5.0}, _claim("b", 1, t=6.0), _row("b", 1, 0, new=1)],
+                                   [_row("b", 1, 1)], SIMPLE[1]], True),
+    "a drop of a status, and a status after it": ([[*_ran("a", 0, 1), *_ran("b", 0, 1),
+                                                   {"s": ["a", 0], "t": 4.0, "status": {"state": "stopped"}},
+                                                   {"d": "a", "t": 5.0}, _claim("a", 0, t=6.0), _row("a", 0, 0),
+                                                   {"s": ["b", 0], "t": 4.0, "status": {"state": "stopped"}},
+                                                   {"d": "b", "t": 3.0}]], True),
+    "two drops, the later in time first": ([[*_ran("a", 0, 1), {"d": "b", "t": 5.0}, _claim("b", 0, t=4.0),
+                                             _row("b", 0, 0), {"d": "b", "t": 3.0}, _claim("b", 1, t=6.0),
+                                             _row("b", 1, 0)]], True),
+    "a drop without its time": ([SIMPLE[0] + [b'{"d":"b"}\n'], SIMPLE[1]], False),
     "a damaged line (a power loss's zeros)": ([SIMPLE[0][:3] + [b"\0" * 40 + b"\n"] + SIMPLE[0][3:]], False),
     "names escaped as the writer escapes them": ([[*_ran('q"uote', 0, 1), *_ran("back\\slash", 0, 1)]], True),
     "a name escaped otherwise": ([[b'{"c":["\\u0062",0],"t":1.0,"params":{"x":1},"base":"doc","at":"b"}\n',
@@ -165,6 +176,13 @@ def test_a_selection_keeps_what_the_other_way_keeps(selection, tmp_path, monkeyp
     _same(_store(tmp_path, SIMPLE), monkeypatch, True, **selection)
 
 
+def test_a_store_after_a_drop_names_only_what_is_left(tmp_path, monkeypatch):
+    folder = _store(tmp_path, [SIMPLE[0] + [{"d": "b", "t": 5.0}], SIMPLE[1]])
+    _same(folder, monkeypatch, True, experiments=["aa", "b"])
+    with pytest.warns(UserWarning, match=r"no experiment 'b' saved anything here \(those that did: aa, c, doc, empty"):
+        load_results(folder, experiments=["aa", "b"])
+
+
 def test_a_selection_whose_rows_alone_would_type_a_column_otherwise_is_left_to_the_bulk_reader(tmp_path,
                                                                                               monkeypatch):
     """pyarrow typed `v` over every row (floats); the rows of `a` alone hold ints: pandas would make them ints."""
@@ -173,9 +191,9 @@ def test_a_selection_whose_rows_alone_would_type_a_column_otherwise_is_left_to_t
 
 
 def test_stores_read_both_ways_in_one_sweep_keep_their_order_and_columns(tmp_path, monkeypatch):
-    """Two compact stores, one read in columns, one not (a drop), and the frame made of both as one."""
+    """Two compact stores, one read in columns, one not (a damaged line), and the frame made of both as one."""
     _store(tmp_path, SIMPLE, "one")
-    _store(tmp_path, [[*_ran("z", 0, 1, other=3), {"d": "y", "t": 5.0}]], "two")
+    _store(tmp_path, [[*_ran("z", 0, 1, other=3), b"\0" * 20 + b"\n"]], "two")
     _same(tmp_path / "out", monkeypatch, [True, False])
     frame = load_results(tmp_path / "out")
     assert list(frame.columns) == ["experiment", "rep", "iteration", "params.x", "params.model.width",
