@@ -289,6 +289,8 @@ def _flat_piece(data: bytes) -> Any:
     for field in ("base", "t", "n", "at"):  # (a claim's or status's base and time, a cut-back's count)
         if field in table.column_names:
             columns[field] = table.column(field)
+    if "params" in table.column_names:  # (a claim without params keeps its repetition's before: told apart)
+        columns["has_params"] = table.column("params").is_valid()
     for field, prefix, deep in (("params", "params.", True), ("row", "row.", False)):
         if field in table.column_names:
             _flatten_into(columns, prefix, table.column(field), deep)
@@ -381,7 +383,7 @@ def _frame(table: Any, keys: _Keys, buffer: bytearray, kept_names: set[str] | No
     results = table.select(row_names).take(pyarrow.array(rows))
     if not (every_row and keep.all()):  # a column only rows left out hold: none (where no value written is null)
         unheld = [index for index, column in enumerate(results.columns) if column.null_count == len(column)]
-        if unheld and b"null" in buffer:
+        if unheld and _null_in_rows(buffer, keys):
             return None
         row_names = [name for index, name in enumerate(row_names) if index not in unheld]
         result_names = [name[len("row."):] for name in row_names]
@@ -441,10 +443,17 @@ def _rows(table: Any, keys: _Keys, experiment: np.ndarray, param_names: list[str
     place = np.arange(len(rows)) - np.repeat(starts, np.diff(np.append(starts, len(rows))))
     iterations = table.column("row.iteration").fill_null(-1).to_numpy()
     replayed[experiment[rows[iterations[rows] != place]]] = True  # rows not 0, 1, 2... as the runner writes them
+    if b'"params":null' in buffer:
+        return None  # (params written as null: none, where params not written keep those before)
+    given = table.column("has_params").to_numpy(zero_copy_only=False) if "has_params" in table.column_names \
+        else np.zeros(len(key), bool)
+    replayed[experiment[claims[~given[claims]]]] = True  # a claim without params: its repetition's before stand
     claim_params = table.select(param_names + (["base"] if "base" in table.column_names else [])).take(
         pyarrow.array(claims))
-    if any(column.null_count for column in claim_params.columns):
-        return None  # a claim without a parameter another has, or without a base (then its last ones stand)
+    if any(column.filter(pyarrow.array(given[claims])).null_count for column in claim_params.columns):
+        return None  # a claim without a parameter another has, or without a base
+    if "base" in table.column_names and not _one_base_each(table.column("base"), experiment, replayed):
+        return None
     firsts = np.flatnonzero(np.concatenate([[True], experiment[claims][1:] != experiment[claims][:-1]]))
     first_claim = np.repeat(firsts, np.diff(np.append(firsts, len(claims))))
     for column in claim_params.columns:
@@ -457,7 +466,8 @@ def _rows(table: Any, keys: _Keys, experiment: np.ndarray, param_names: list[str
     lines, order = [simple], [place[~replayed[experiment[rows]]]]
     stop_reasons: dict[int, str] = {}
     if replayed.any():
-        again = _replayed(table, keys, experiment, np.flatnonzero(replayed[experiment]), iterations, buffer)
+        again = _replayed(table, keys, experiment, np.flatnonzero(replayed[experiment]), iterations, given,
+                          buffer)
         if again is None:
             return None
         heads[replayed] = -1
@@ -478,7 +488,7 @@ def _rows(table: Any, keys: _Keys, experiment: np.ndarray, param_names: list[str
 
 
 def _replayed(table: Any, keys: _Keys, experiment: np.ndarray, lines: np.ndarray, iterations: np.ndarray,
-              buffer: bytearray) -> dict[tuple[int, int], tuple[list[int], int, str | None]] | None:
+              given: np.ndarray, buffer: bytearray) -> dict[tuple[int, int], tuple[list[int], int, str | None]] | None:
     """Each repetition of the replayed experiments (their `lines`, in the segments' order) as the catalog takes
     their lines in (compact_catalog.Catalog._apply): the lines of its rows, 0, 1, 2... as its claims in order of
     time and their cut-backs leave them; the line whose params and base are its own (its last claim's, else its
@@ -507,11 +517,14 @@ def _replayed(table: Any, keys: _Keys, experiment: np.ndarray, lines: np.ndarray
                 events: list[tuple[int, int]] = []
                 current[segment, rep] = events
                 claims.setdefault(rep, []).append((float(times[line]), events))
-                heads[rep] = line
+                if given[line]:
+                    heads[rep] = line
             else:
                 if rep not in statuses or times[line] >= statuses[rep][0]:
                     statuses[rep] = (float(times[line]), line)
                 if has_at is not None and has_at[line] and rep not in heads:
+                    if not given[line]:
+                        return None  # (its params None: a later status might say them, with another base)
                     heads[rep] = line
         elif (segment, rep) in current:
             if kind == K and (counts is None or counts[line] < 0):
@@ -556,6 +569,21 @@ def _names_as_written(names: Any, keys: _Keys, buffer: bytearray) -> bool:
         if written != encode_basestring_ascii(names[line].as_py()).encode():
             return False
     return True
+
+
+def _one_base_each(bases: Any, experiment: np.ndarray, replayed: np.ndarray) -> bool:
+    """Whether each replayed experiment's lines that say a base say the same one: then which of its claims or
+    statuses gives its base (the catalog's first repetition with one) does not matter."""
+    import numpy as np
+    import pyarrow
+
+    lines = np.flatnonzero(bases.is_valid().to_numpy(zero_copy_only=False) & replayed[experiment])
+    if not len(lines):
+        return True
+    lines = lines[np.argsort(experiment[lines], kind="stable")]
+    firsts = np.flatnonzero(np.concatenate([[True], experiment[lines][1:] != experiment[lines][:-1]]))
+    first = np.repeat(firsts, np.diff(np.append(firsts, len(lines))))
+    return bool(_same_as_first(bases.take(pyarrow.array(lines)), first).all())
 
 
 def _same_as_first(column: Any, first: np.ndarray) -> np.ndarray:
@@ -607,10 +635,19 @@ def _param_order(buffer: bytearray, keys: _Keys, claim: int, names: list[str]) -
     return ordered if sorted(ordered) == sorted(names) else None
 
 
+def _null_in_rows(buffer: bytearray, keys: _Keys) -> bool:
+    """Whether a row line holds the text `null` (a null written, or in a string): where none does, a result column's
+    null is a row without it."""
+    import numpy as np
+
+    found = np.fromiter((match.start() for match in re.finditer(b"null", buffer)), np.int64)
+    return bool((keys.kinds[np.searchsorted(keys.starts, found, side="right") - 1] == W).any())
+
+
 def _result_order(buffer: bytearray, keys: _Keys, rows: np.ndarray, results: Any, names: list[str]) -> list[int] | None:
     """The result columns' places in `names` in the order load_results makes them: the order of first appearance
     in its rows. Where every row has every column, the first row's order; where some lack one, each column's first
-    row with it says, as long as a null cannot be a value written (then a missing column and a null read alike)."""
+    row with it says, as long as no row holds a null written (then a missing column and a null read alike)."""
     import numpy as np
 
     if not names:
@@ -620,7 +657,7 @@ def _result_order(buffer: bytearray, keys: _Keys, rows: np.ndarray, results: Any
         column = results.column(index)
         if not column.null_count:
             firsts.append(0)
-        elif b"null" in buffer:
+        elif _null_in_rows(buffer, keys):
             return None
         else:
             firsts.append(int(np.argmax(column.is_valid().to_numpy(zero_copy_only=False))))

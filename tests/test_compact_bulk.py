@@ -93,9 +93,9 @@ def test_a_failed_repetition_and_its_status_is_left_to_the_catalog(tmp_path, cli
     _same(tmp_path / "cfg.yml", monkeypatch, bulk_reads={"walk", "single"})
 
 
-def _store(tmp_path: Path, segments: list[list[dict | bytes]]) -> Path:
-    """A compact store of document `doc` written line by line: events (as the writers encode them) or raw bytes."""
-    root = Path(compact_root(str(tmp_path / "out" / "doc")))
+def _store(tmp_path: Path, segments: list[list[dict | bytes]], document: str = "doc") -> Path:
+    """A compact store of `document` written line by line: events (as the writers encode them) or raw bytes."""
+    root = Path(compact_root(str(tmp_path / "out" / document)))
     root.mkdir(parents=True)
     (root / LOCKS_FILE).touch()
     for number, lines in enumerate(segments):
