@@ -443,13 +443,14 @@ def _rows(table: Any, keys: _Keys, experiment: np.ndarray, param_names: list[str
     place = np.arange(len(rows)) - np.repeat(starts, np.diff(np.append(starts, len(rows))))
     iterations = table.column("row.iteration").fill_null(-1).to_numpy()
     replayed[experiment[rows[iterations[rows] != place]]] = True  # rows not 0, 1, 2... as the runner writes them
-    if b'"params":null' in buffer:
-        return None  # (params written as null: none, where params not written keep those before)
     given = table.column("has_params").to_numpy(zero_copy_only=False) if "has_params" in table.column_names \
         else np.zeros(len(key), bool)
+    for line in np.flatnonzero(~given & ((kinds == C) | (kinds == S))).tolist():  # (few: the writers write params)
+        if buffer.find(b'"params":null', int(keys.starts[line]), buffer.find(b"\n", int(keys.starts[line]))) >= 0:
+            return None  # params written as null: none, where params not written keep those before
     replayed[experiment[claims[~given[claims]]]] = True  # a claim without params: its repetition's before stand
-    claim_params = table.select(param_names + (["base"] if "base" in table.column_names else [])).take(
-        pyarrow.array(claims))
+    base = ["base"] if "base" in table.column_names and not _one_value(table.column("base")) else []
+    claim_params = table.select(param_names + base).take(pyarrow.array(claims))  # (a base all share: no check)
     if any(column.filter(pyarrow.array(given[claims])).null_count for column in claim_params.columns):
         return None  # a claim without a parameter another has, or without a base
     if "base" in table.column_names and not _one_base_each(table.column("base"), experiment, replayed):
@@ -569,6 +570,14 @@ def _names_as_written(names: Any, keys: _Keys, buffer: bytearray) -> bool:
         if written != encode_basestring_ascii(names[line].as_py()).encode():
             return False
     return True
+
+
+def _one_value(column: Any) -> bool:
+    """Whether a column's values (its nulls aside) are all one (a store's base, the document's name, usually)."""
+    import pyarrow.compute as compute
+
+    extremes = compute.min_max(column)
+    return extremes["min"].as_py() == extremes["max"].as_py()
 
 
 def _one_base_each(bases: Any, experiment: np.ndarray, replayed: np.ndarray) -> bool:

@@ -139,6 +139,8 @@ CASES = {
         _claim("a", 1, params={"x": 0.5}), _row("a", 1, 0), _claim("b", 0, params={"x": 1.5}), _row("b", 0, 0),
         {"c": ["b", 0], "t": 2.0, "base": "doc", "at": "b"}, _row("b", 0, 0, again=1),
         {"c": ["c", 0], "t": 1.0, "base": "doc", "at": "c"}]], True),
+    "a claim of params null": ([[*_ran("a", 0, 1), {"c": ["a", 1], "t": 1.0, "params": None, "base": "doc", "at": "a"},
+                                 _row("a", 1, 0)]], False),
     "params that differ between an experiment's claims": ([[*_ran("a", 0, 1), _claim("a", 1, params={
         "x": 9, "model": {"width": 8}, "tag": "a"}), _row("a", 1, 0)]], True),
     "an int and a float of one parameter": ([[_claim("a", 0, params={"x": 1}), _row("a", 0, 0),
