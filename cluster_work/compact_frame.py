@@ -317,10 +317,9 @@ def _flatten_into(columns: dict[str, Any], prefix: str, column: Any, deep: bool)
 
 @dataclass
 class _Experiments:
-    """The store's experiments, in order of name (an experiment's number is its place): each one's name, the line
-    whose params and base are its own (-1: none), whether it has a claim or a status (the catalog knows it), and
-    each repetition's stop reason (stopped by a campaign) by its key."""
-    names: Any
+    """The store's experiments, in order of name (an experiment's number is its place): each one's line whose
+    params and base are its own (-1: none), whether it has a claim or a status (the catalog knows it), and each
+    repetition's stop reason (stopped by a campaign) by its key."""
     params_line: np.ndarray
     known: np.ndarray
     stop_reasons: dict[int, str]
@@ -349,19 +348,19 @@ def _frame(table: Any, keys: _Keys, buffer: bytearray, kept_names: set[str] | No
     if counted is None:
         return None
     rows, experiments = counted
-    experiments.names = encoded.dictionary.take(in_order)
+    experiment_names = encoded.dictionary.take(in_order)
     heads = experiments.params_line
     if "base" in columns and table.column("base").take(pyarrow.array(heads[heads >= 0])).null_count:
         return None
     bases = table.column("base").take(pyarrow.array(np.maximum(heads, 0))) if "base" in columns else None
-    known = (experiments.names.filter(pyarrow.array(experiments.known)),
+    known = (experiment_names.filter(pyarrow.array(experiments.known)),
              bases.filter(pyarrow.array(experiments.known & (heads >= 0))) if bases is not None else None)
     if known[1] is not None and compute.any(compute.equal(known[1], "")).as_py():
         return None  # (load_results takes an empty base for none: its name stands for it)
     head_params = table.select(param_names).take(pyarrow.array(np.maximum(heads, 0)))
     if any(column.filter(pyarrow.array(heads >= 0)).null_count for column in head_params.columns):
         return None  # an experiment's params (a status's, of a repetition never claimed) lack one of another's
-    keep = _kept_experiments(experiments.names, bases, head_params, heads >= 0, kept_names, params)
+    keep = _kept_experiments(experiment_names, bases, head_params, heads >= 0, kept_names, params)
     if keep is None:
         return None
     of_row = experiment[rows]
@@ -376,31 +375,16 @@ def _frame(table: Any, keys: _Keys, buffer: bytearray, kept_names: set[str] | No
     if ordered is None:
         return None
     meta = head_params.select(ordered).take(pyarrow.array(of_row))
-    row_names = [name for name in columns if name.startswith("row.") and name != "row.iteration"]
-    result_names = [name[len("row."):] for name in row_names]
-    if any(name in META_NAMES or name.startswith("params.") for name in result_names):
-        return None  # a result column named as a meta column: the frame would hold the name twice
-    results = table.select(row_names).take(pyarrow.array(rows))
-    if not (every_row and keep.all()):  # a column only rows left out hold: none (where no value written is null)
-        unheld = [index for index, column in enumerate(results.columns) if column.null_count == len(column)]
-        if unheld and _null_in_rows(buffer, keys):
-            return None
-        row_names = [name for index, name in enumerate(row_names) if index not in unheld]
-        result_names = [name[len("row."):] for name in row_names]
-        results = results.select(row_names)
     if not arrow_rows.is_plain(meta) or not arrow_rows.plain_floats(meta, buffer) or _ambiguous_floats(meta, buffer):
         return None  # (params: the first claim's, typed with every claim's)
-    if not arrow_rows.is_plain(results) or not arrow_rows.plain_floats(results, buffer):
+    read = _results(table, keys, buffer, rows, every_row and bool(keep.all()))
+    if read is None:
         return None
-    if not (every_row and keep.all()) and _ambiguous_floats(results, buffer):
-        return None  # the rows kept alone might make a column an int one (pyarrow typed every row)
-    order = _result_order(buffer, keys, rows, results, result_names)
-    if order is None:
-        return None
+    results, result_names = read
     frame = pyarrow.table({"experiment": names.take(pyarrow.array(rows)), "rep": pyarrow.array(keys.reps[rows]),
                            "iteration": table.column("row.iteration").take(pyarrow.array(rows)),
                            **{name: meta.column(name) for name in ordered},
-                           **{result_names[index]: results.column(index) for index in order}}).to_pandas()
+                           **dict(zip(result_names, results.columns))}).to_pandas()
     meta_names = ["experiment", "rep", "iteration", *ordered]
     reasons = experiments.stop_reasons
     key = (of_row << 32) | keys.reps[rows]
@@ -410,10 +394,37 @@ def _frame(table: Any, keys: _Keys, buffer: bytearray, kept_names: set[str] | No
     return StoreFrame(frame, meta_names, *known)
 
 
+def _results(table: Any, keys: _Keys, buffer: bytearray, rows: np.ndarray,
+             every_row: bool) -> tuple[Any, list[str]] | None:
+    """The result columns of the lines `rows` (all rows of the store, where `every_row`) and their names, in the
+    order load_results makes them; None where pandas would make them otherwise (see the module's docstring)."""
+    import pyarrow
+
+    row_names = [name for name in table.column_names if name.startswith("row.") and name != "row.iteration"]
+    if any(name[len("row."):] in META_NAMES or name.startswith("row.params.") for name in row_names):
+        return None  # a result column named as a meta column: the frame would hold the name twice
+    results = table.select(row_names).take(pyarrow.array(rows))
+    if not every_row:  # a column only rows left out hold: none (where no row holds a null written)
+        unheld = [index for index, column in enumerate(results.columns) if column.null_count == len(column)]
+        if unheld and _null_in_rows(buffer, keys):
+            return None
+        results = results.select([name for index, name in enumerate(row_names) if index not in unheld])
+    if not arrow_rows.is_plain(results) or not arrow_rows.plain_floats(results, buffer):
+        return None
+    if not every_row and _ambiguous_floats(results, buffer):
+        return None  # the rows kept alone might make a column an int one (pyarrow typed every row)
+    names = [name[len("row."):] for name in results.column_names]
+    order = _result_order(buffer, keys, rows, results, names)
+    if order is None:
+        return None
+    return results.select([results.column_names[index] for index in order]), [names[index] for index in order]
+
+
 def _rows(table: Any, keys: _Keys, experiment: np.ndarray, param_names: list[str],
           buffer: bytearray) -> tuple[np.ndarray, _Experiments] | None:
     """The lines whose rows count, in load_results' order (by experiment, repetition, iteration), and the
-    experiments; None where every claim does not hold every parameter.
+    experiments; None where that cannot be said alike (a claim short of a parameter another has, params written as
+    null, an experiment whose lines say two bases, a replay that cannot be made: see `_replayed`).
 
     An experiment is read off its claims and rows where each of its repetitions is claimed once, its rows 0, 1,
     2... follow its claim in its claim's segment, it has no status and no cut-back, and all its claims hold the
@@ -485,7 +496,7 @@ def _rows(table: Any, keys: _Keys, experiment: np.ndarray, param_names: list[str
     if len(lines) > 1:
         counted, places = np.concatenate(lines), np.concatenate(order)
         counted = counted[np.lexsort((places, key[counted]))]
-    return counted, _Experiments(None, heads, known, stop_reasons)
+    return counted, _Experiments(heads, known, stop_reasons)
 
 
 def _replayed(table: Any, keys: _Keys, experiment: np.ndarray, lines: np.ndarray, iterations: np.ndarray,
@@ -612,15 +623,16 @@ def _same_as_first(column: Any, first: np.ndarray) -> np.ndarray:
         return np.zeros(len(column), bool)  # (a nested value: not plain, given up on anyway)
 
 
-def _ambiguous_floats(claim_params: Any, buffer: bytearray) -> bool:
-    """Whether a float parameter holds only whole numbers while the segments write it as an integer somewhere:
-    where an experiment's claims wrote `1` and `1.0`, pandas types its first claim's `1` as an int, pyarrow the
-    column as floats."""
+def _ambiguous_floats(columns: Any, buffer: bytearray) -> bool:
+    """Whether a float column holds only whole numbers while the segments write its key with an integer somewhere.
+    pyarrow typed the column over every line; pandas types the values the frame holds, and where those are ints
+    only (an experiment's first claim's `1` beside a later claim's `1.0`, the rows kept beside rows left out), it
+    makes an int column."""
     import numpy as np
     import pyarrow
 
-    for name in claim_params.column_names:
-        column = claim_params.column(name)
+    for name in columns.column_names:
+        column = columns.column(name)
         if not pyarrow.types.is_floating(column.type):
             continue
         values = column.to_numpy()
@@ -661,15 +673,10 @@ def _result_order(buffer: bytearray, keys: _Keys, rows: np.ndarray, results: Any
 
     if not names:
         return []
-    firsts = []
-    for index in range(len(names)):
-        column = results.column(index)
-        if not column.null_count:
-            firsts.append(0)
-        elif _null_in_rows(buffer, keys):
-            return None
-        else:
-            firsts.append(int(np.argmax(column.is_valid().to_numpy(zero_copy_only=False))))
+    if any(column.null_count for column in results.columns) and _null_in_rows(buffer, keys):
+        return None
+    firsts = [int(np.argmax(column.is_valid().to_numpy(zero_copy_only=False))) if column.null_count else 0
+              for column in results.columns]
     order: dict[str, tuple[int, int]] = {}
     for row in sorted(set(firsts)):
         written = list(_line(buffer, keys, int(rows[row]))["row"])
