@@ -152,6 +152,7 @@ class _Keys:
 
 
 def _positions(text: np.ndarray, byte: int) -> np.ndarray:
+    """Where `byte` is in `text`, compared SCAN_SIZE bytes at a time."""
     import numpy as np
 
     found = [np.flatnonzero(text[at:at + SCAN_SIZE] == byte) + at for at in range(0, len(text), SCAN_SIZE)]
@@ -161,8 +162,9 @@ def _positions(text: np.ndarray, byte: int) -> np.ndarray:
 def _read_keys(text: np.ndarray) -> tuple[np.ndarray, ...] | None:
     """Read the key of each line of `text` (whole lines) and blank its list's punctuation and number out, in place
     (see the module's docstring): the lines' starts, kinds, numbers and names' sizes (see _Keys); None unless every
-    line starts `{"X":["` (X one of _KINDS) and its list is a quoted name, a comma and a number of at most
-    _MAX_DIGITS digits without a sign or a leading zero, then `]`."""
+    line is a drop (`{"d":"`, its name a JSON string pyarrow reads) or starts `{"X":["` (X one of _KINDS) and its
+    list is a quoted name, a comma and a number of at most _MAX_DIGITS digits without a sign or a leading zero,
+    then `]`."""
     import numpy as np
 
     ends = _positions(text, ord("\n"))
