@@ -213,6 +213,11 @@ class Catalog:
                 pass
 
     def _apply(self, segment: str, event: Mapping[str, Any]) -> None:
+        """Take in one event (see the module's docstring); a TypeError, KeyError, IndexError or ValueError means an
+        event no writer of ours writes, which the callers skip: a time or a count that is no number is one (it would
+        fail later, where claims are sorted by time and rows cut back)."""
+        if not _is_number(event.get("t", 0)) or not _is_number(event.get("n", 0)) or isinstance(event.get("n"), float):
+            raise TypeError("a time or a count that is no number")
         if "d" in event:
             self.dropped[event["d"]] = max(self.dropped.get(event["d"], 0.0), event["t"])
             for touched in self.followers:
@@ -266,6 +271,10 @@ class Catalog:
         """The experiments with a claim or a status, and their repetitions, in order of name and number."""
         found = {name: self.repetition_numbers(name) for name in sorted(self.by_name)}
         return {name: reps for name, reps in found.items() if reps}
+
+
+def _is_number(value: Any) -> bool:
+    return type(value) in (int, float)  # (not a bool: json writes true, no writer of ours a time or count so)
 
 
 _catalogs: dict[str, Catalog] = {}  # this process's, by store: by its absolute path (a relative one names

@@ -94,7 +94,10 @@ def read_frame(root: str, kept_names: set[str] | None = None,
     read = _parsed(buffer, segment_ends)
     if read is None:
         return None
-    return _frame(*read, buffer, kept_names, params)
+    try:
+        return _frame(*read, buffer, kept_names, params)
+    except pyarrow.ArrowNotImplementedError:
+        return None  # a column of a type no kernel compares or sorts (a store's lines as no writer of ours writes)
 
 
 def _segment_files(root: str) -> list[tuple[str, int]]:
@@ -352,8 +355,9 @@ def _frame(table: Any, keys: _Keys, buffer: bytearray, kept_names: set[str] | No
     rows, experiments = counted
     experiment_names = encoded.dictionary.take(in_order)
     heads = experiments.params_line
-    if "base" in columns and table.column("base").take(pyarrow.array(heads[heads >= 0])).null_count:
-        return None
+    if "base" in columns and (not pyarrow.types.is_string(table.column("base").type)
+                              or table.column("base").take(pyarrow.array(heads[heads >= 0])).null_count):
+        return None  # (a base that is no string, or an experiment's without one)
     bases = table.column("base").take(pyarrow.array(np.maximum(heads, 0))) if "base" in columns else None
     known = (experiment_names.filter(pyarrow.array(experiments.known)),
              bases.filter(pyarrow.array(experiments.known & (heads >= 0))) if bases is not None else None)
@@ -510,8 +514,15 @@ def _replayed(table: Any, keys: _Keys, experiment: np.ndarray, lines: np.ndarray
     status after their experiment's last drop (Catalog.repetition); None where a claim, status or drop lacks its
     time."""
     import numpy as np
+    import pyarrow
 
-    times = table.column("t").to_numpy(zero_copy_only=False) if "t" in table.column_names else None
+    types = pyarrow.types
+    if ("t" in table.column_names and not (types.is_floating(table.column("t").type)
+                                           or types.is_integer(table.column("t").type))) \
+            or ("n" in table.column_names and not types.is_integer(table.column("n").type)):
+        return None  # (a time or a count that is no number: the catalog skips such a line, we cannot say which)
+    times = table.column("t").cast(pyarrow.float64()).to_numpy(zero_copy_only=False) if "t" in table.column_names \
+        else None
     counts = table.column("n").fill_null(-1).to_numpy() if "n" in table.column_names else None
     has_at = table.column("at").is_valid().to_numpy(zero_copy_only=False) if "at" in table.column_names else None
     dropped: dict[int, float] = {}  # an experiment -> the time of its latest drop: what came before it is gone

@@ -141,6 +141,10 @@ CASES = {
         {"c": ["c", 0], "t": 1.0, "base": "doc", "at": "c"}]], True),
     "a claim of params null": ([[*_ran("a", 0, 1), {"c": ["a", 1], "t": 1.0, "params": None, "base": "doc", "at": "a"},
                                  _row("a", 1, 0)]], False),
+    "a base that is no string": ([[_claim("a", 0, base=7), _row("a", 0, 0), _claim("b", 0, base=8), _row("b", 0, 0)]],
+                                 False),
+    "a claim's time that is no number": ([[*_ran("a", 0, 1), _claim("a", 0, t="later"), _row("a", 0, 0)]], False),
+    "a cut-back's count that is no number": ([[*_ran("a", 0, 2), {"k": ["a", 0], "n": "1"}]], False),
     "params that differ between an experiment's claims": ([[*_ran("a", 0, 1), _claim("a", 1, params={
         "x": 9, "model": {"width": 8}, "tag": "a"}), _row("a", 1, 0)]], True),
     "an int and a float of one parameter": ([[_claim("a", 0, params={"x": 1}), _row("a", 0, 0),
