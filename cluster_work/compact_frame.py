@@ -711,7 +711,7 @@ def _kept_experiments(names: Any, bases: Any, params_of: Any, has_params: np.nda
 
     keep = np.ones(len(names), bool)
     if kept_names is not None:
-        wanted = pyarrow.array(sorted(kept_names), pyarrow.string())
+        wanted = pyarrow.array(list(kept_names), pyarrow.string())
         named = compute.is_in(names, value_set=wanted).to_numpy(zero_copy_only=False)
         if bases is not None:
             named |= compute.is_in(bases, value_set=wanted).to_numpy(zero_copy_only=False) & has_params

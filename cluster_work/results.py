@@ -101,13 +101,14 @@ def load_configured_results(path: str | os.PathLike[str], experiments: Iterable[
     """`load_results` for names that a config defines (their callers expanded it: PlotWork, `Sweep.results`,
     --plot): one that has not run yet is no typo, so no warning for it, even where `path` is a folder."""
     with compact_bulk.collector_paused():
-        return _load(path, list(experiments), params)[0]
+        return _load(path, list(experiments), params, want_names=False)[0]
 
 
 def _load(path: str | os.PathLike[str], wanted: list[str] | None, params: Mapping[str, Any] | None,
-          ) -> tuple[pd.DataFrame, set[str] | None]:
+          want_names: bool = True) -> tuple[pd.DataFrame, set[str] | None]:
     """load_results' frame, and the names (expanded and base) of every experiment that has a folder or rows
-    below `path`, kept or not (None where none has: the warning that nothing was found is given)."""
+    below `path`, kept or not (None where none has: the warning that nothing was found is given); a large compact
+    store's names only where a selection asks and the caller `want_names` (its 10^6 names as a set: 0.3 s)."""
     import pandas as pd
 
     kept_names = set(wanted) if wanted is not None else None
@@ -149,7 +150,7 @@ def _load(path: str | os.PathLike[str], wanted: list[str] | None, params: Mappin
             found = True
             columnar = compact_frame.read_frame(root, kept_names, params)  # a large store's, in columns
             if columnar is not None:
-                saved |= columnar.names() if wanted is not None else set()  # (only a selection asks for them)
+                saved |= columnar.names() if want_names and wanted is not None else set()
                 if columnar.frame is not None:
                     pieces += _piece(chunks, blocks, fast)  # (the rows before it, in their place)
                     chunks, blocks, fast = [], [], _fast_reader()
