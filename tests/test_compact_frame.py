@@ -8,12 +8,14 @@ goes untested. MIN_BYTES is 0 here: every store, however small, is a candidate.
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import test_compact_bulk
 from compact_events_helpers import Writers
-from conftest import requires
+from conftest import SCRIPT, requires, script_env
 
 from cluster_work import compact_frame, load_results
 from cluster_work.compact_catalog import _catalogs
@@ -278,3 +280,35 @@ def test_random_stores_of_several_writers_and_runs_are_read_alike(tmp_path, monk
             assert frame.dtypes.tolist() == reference.dtypes.tolist(), f"case {case}"
             assert frame.equals(reference), f"case {case}"
     assert read > RANDOM_CASES * 0.6, read
+
+
+@pytest.mark.processes
+def test_a_store_read_in_columns_while_a_run_writes_it_shows_each_repetition_a_prefix(tmp_path, monkeypatch):
+    """load_results in columns, again and again, while `-n 2` writes the store (lines torn mid-write, claims not
+    yet followed by rows): it never raises and each repetition shows rows 0, 1, 2... only. Point 30 waits at its
+    iteration 2 until the test has read the store at least once then; once the run ended, the frame is the other
+    way's, whole."""
+    config = tmp_path / "cfg.yml"
+    config.write_text("name: live\nrepetitions: 2\niterations: 5\npath: out\nstore: compact\n"
+                      "params: {gate_at: 2, gate_c: 30}\ngrid: {c: [" + ", ".join(map(str, range(60))) + "]}\n")
+    gate = tmp_path / "gate"
+    process = subprocess.Popen([sys.executable, SCRIPT, "Steered", str(config), "-n", "2"], cwd=tmp_path,
+                               env={**script_env(), "CW_TEST_GATE": str(gate)}, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    in_columns: list[bool] = []
+    reader = compact_frame.read_frame
+    monkeypatch.setattr(compact_frame, "read_frame", lambda *args: in_columns.append(
+        (found := reader(*args)) is not None) or found)
+    while process.poll() is None:
+        waiting = gate.with_suffix(".waiting").exists()  # (before the read: this read is one made while it waits)
+        if (tmp_path / "out" / "live").is_dir():
+            frame = load_results(tmp_path / "out")
+            assert (frame.groupby(["experiment", "rep"])["iteration"].agg(list)
+                    .map(lambda found: found == list(range(len(found)))).all())
+            if waiting and not gate.exists():
+                assert in_columns[-1] and len(frame[frame["experiment"] == "live__c30"]) >= 2
+                gate.touch()
+    assert process.returncode == 0 and gate.exists()
+    monkeypatch.setattr(compact_frame, "read_frame", reader)
+    _same(config, monkeypatch, True)
+    assert len(load_results(config)) == 60 * 2 * 5
