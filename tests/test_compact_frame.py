@@ -36,19 +36,23 @@ def _reference(target: Path, monkeypatch, **selection):
         return load_results(target, **selection)
 
 
-def _same(target: Path, monkeypatch, in_columns: bool | list[bool], **selection) -> None:
-    """load_results of `target` (with `selection`: experiments, params) the same both ways; its stores read in
-    columns exactly where `in_columns` says (one for all, or one for each)."""
-    read: list[bool] = []
+def _spy(read: list[bool]):
+    """compact_frame.read_frame, noting in `read` whether each call read its store in columns."""
     reader = compact_frame.read_frame
 
     def spied(*args):
         found = reader(*args)
         read.append(found is not None)
         return found
+    return spied
 
+
+def _same(target: Path, monkeypatch, in_columns: bool | list[bool], **selection) -> None:
+    """load_results of `target` (with `selection`: experiments, params) the same both ways; its stores read in
+    columns exactly where `in_columns` says (one for all, or one for each)."""
+    read: list[bool] = []
     with monkeypatch.context() as patch:
-        patch.setattr(compact_frame, "read_frame", spied)
+        patch.setattr(compact_frame, "read_frame", _spy(read))
         columns = load_results(target, **selection)
     reference = _reference(target, monkeypatch, **selection)
     assert len(reference) or not selection
@@ -297,8 +301,7 @@ def test_a_store_read_in_columns_while_a_run_writes_it_shows_each_repetition_a_p
                                stderr=subprocess.DEVNULL)
     in_columns: list[bool] = []
     reader = compact_frame.read_frame
-    monkeypatch.setattr(compact_frame, "read_frame", lambda *args: in_columns.append(
-        (found := reader(*args)) is not None) or found)
+    monkeypatch.setattr(compact_frame, "read_frame", _spy(in_columns))
     while process.poll() is None:
         waiting = gate.with_suffix(".waiting").exists()  # (before the read: this read is one made while it waits)
         if (tmp_path / "out" / "live").is_dir():
