@@ -40,8 +40,6 @@ import gc
 import json
 import math
 import os
-import secrets
-import socket
 import time
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -51,14 +49,14 @@ from .compact_catalog import Catalog, SavedRepetition, catalog
 from .compact_columns import Columns, Entry
 from .compact_process import any_held, is_held
 from .compact_tails import extend, has_mean, timed_sum
-from .files import hold_temporary, remove_dead_writers_temporaries
+from .errors import StoreError
+from .files import atomic_write, remove_dead_writers_temporaries
 from .paths import (
     DOCUMENT_CONFIG_TEMPORARY_PREFIX,
     INDEX_FILE,
     INDEX_TEMPORARY_PREFIX,
     SEGMENT_PREFIX,
     RepetitionPaths,
-    index_temporary_name,
 )
 
 VERSION = 3
@@ -272,19 +270,10 @@ def write_index(root: str, summary: Summary) -> bool:
     config's (compact_config writes that file once, so a writer killed after another wrote it leaves one that no
     later write of it would remove)."""
     remove_dead_writers_temporaries(root, (INDEX_TEMPORARY_PREFIX, DOCUMENT_CONFIG_TEMPORARY_PREFIX))
-    temporary = os.path.join(root, index_temporary_name(socket.gethostname(), os.getpid(), secrets.token_hex(4)))
     try:
-        with open(temporary, "xb") as handle:
-            hold_temporary(handle.fileno())
-            handle.write(summary.encode())
-            handle.flush()
-            os.fsync(handle.fileno())
-            os.replace(temporary, os.path.join(root, INDEX_FILE))  # renamed while held
-    except OSError:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
+        atomic_write(os.path.join(root, INDEX_FILE), summary.encode(), writer_prefix=INDEX_TEMPORARY_PREFIX,
+                     remove_dead=False)
+    except StoreError:
         return False
     return True
 

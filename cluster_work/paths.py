@@ -98,10 +98,6 @@ def compact_root(document_folder: str) -> str:
     return os.path.join(document_folder, COMPACT_FOLDER)
 
 
-def index_temporary_name(host: str, pid: int, token: str) -> str:
-    return f"{INDEX_TEMPORARY_PREFIX}{host}-{pid}-{token}.tmp"
-
-
 def folder_index_file(document_folder: str) -> str:
     """The default layout's cache of a document's experiment folders (folder_index)."""
     return os.path.join(document_folder, FOLDER_INDEX_FILE)
