@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import re
 from collections.abc import Mapping
@@ -34,8 +33,10 @@ from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import TYPE_CHECKING, Any
 
 from . import arrow_rows
+from .compact_catalog import Catalog
 from .config import flatten_mapping
 from .paths import SEGMENT_PREFIX
+from .rows import encode_row
 from .vocabulary import Record
 
 if TYPE_CHECKING:
@@ -484,8 +485,7 @@ def _rows(table: Any, keys: _Keys, experiment: np.ndarray, param_names: list[str
     lines, order = [simple], [place[~replayed[experiment[rows]]]]
     stop_reasons: dict[int, str] = {}
     if replayed.any():
-        again = _replayed(table, keys, experiment, np.flatnonzero(replayed[experiment]), iterations, given,
-                          buffer)
+        again = _replayed(table, keys, experiment, np.flatnonzero(replayed[experiment]), given, buffer)
         if again is None:
             return None
         heads[replayed] = -1
@@ -505,77 +505,60 @@ def _rows(table: Any, keys: _Keys, experiment: np.ndarray, param_names: list[str
     return counted, _Experiments(heads, known, stop_reasons)
 
 
-def _replayed(table: Any, keys: _Keys, experiment: np.ndarray, lines: np.ndarray, iterations: np.ndarray,
-              given: np.ndarray, buffer: bytearray) -> dict[tuple[int, int], tuple[list[int], int, str | None]] | None:
-    """Each repetition of the replayed experiments (their `lines`, in the segments' order) as the catalog takes
-    their lines in (compact_catalog.Catalog._apply): the lines of its rows, 0, 1, 2... as its claims in order of
-    time and their cut-backs leave them; the line whose params and base are its own (its last claim's, else its
-    first status's that says what a claim would; -1: none); its stop reason. Only repetitions with a claim or a
-    status after their experiment's last drop (Catalog.repetition); None where a claim, status or drop lacks its
-    time."""
+def _replayed(table: Any, keys: _Keys, experiment: np.ndarray, lines: np.ndarray, given: np.ndarray,
+              buffer: bytearray) -> dict[tuple[int, int], tuple[list[int], int, str | None]] | None:
+    """Each repetition of the replayed experiments (their `lines`, in the segments' order) as a catalog of their own
+    takes them in (compact_catalog is the definition: claims in order of time, cut-backs, drops, statuses): each
+    line is given to it as its event, with the line's number in place of a row, of params (where they hold any)
+    and of a status, so that what the catalog says of a repetition names lines: the lines of its rows; the line
+    whose params are its own (-1: none); its stop reason. Only the repetitions the catalog knows (a claim or a
+    status after their experiment's last drop); None where a time or a count is no number."""
     import numpy as np
     import pyarrow
 
-    types = pyarrow.types
-    if ("t" in table.column_names and not (types.is_floating(table.column("t").type)
-                                           or types.is_integer(table.column("t").type))) \
-            or ("n" in table.column_names and not types.is_integer(table.column("n").type)):
+    columns, types = table.column_names, pyarrow.types
+    if "t" in columns and not (types.is_floating(table.column("t").type) or types.is_integer(table.column("t").type)) \
+            or ("n" in columns and not types.is_integer(table.column("n").type)):
         return None  # (a time or a count that is no number: the catalog skips such a line, we cannot say which)
-    times = table.column("t").cast(pyarrow.float64()).to_numpy(zero_copy_only=False) if "t" in table.column_names \
-        else None
-    counts = table.column("n").fill_null(-1).to_numpy() if "n" in table.column_names else None
-    has_at = table.column("at").is_valid().to_numpy(zero_copy_only=False) if "at" in table.column_names else None
-    dropped: dict[int, float] = {}  # an experiment -> the time of its latest drop: what came before it is gone
-    claims: dict[tuple[int, int], list[tuple[float, list[tuple[int, int]]]]] = {}
-    current: dict[tuple[int, tuple[int, int]], list[tuple[int, int]]] = {}  # (segment, repetition) -> its events
-    statuses: dict[tuple[int, int], tuple[float, int]] = {}
-    heads: dict[tuple[int, int], int] = {}
-    for line in lines.tolist():
-        kind, segment = int(keys.kinds[line]), int(keys.segments[line])
-        rep = (int(experiment[line]), int(keys.reps[line]))
-        if kind in (C, S, D):
-            if times is None or np.isnan(times[line]):
-                return None
-            if kind == D:
-                dropped[rep[0]] = max(dropped.get(rep[0], float(times[line])), float(times[line]))
-            elif kind == C:
-                events: list[tuple[int, int]] = []
-                current[segment, rep] = events
-                claims.setdefault(rep, []).append((float(times[line]), events))
-                if given[line]:
-                    heads[rep] = line
-            else:
-                if rep not in statuses or times[line] >= statuses[rep][0]:
-                    statuses[rep] = (float(times[line]), line)
-                if has_at is not None and has_at[line] and rep not in heads:
-                    if not given[line]:
-                        return None  # (its params None: a later status might say them, with another base)
-                    heads[rep] = line
-        elif (segment, rep) in current:
-            if kind == K and (counts is None or counts[line] < 0):
-                return None
-            current[segment, rep].append((kind, int(counts[line]) if kind == K else line))  # type: ignore[index]
+    taken = pyarrow.array(lines)
+
+    def values(name: str) -> list[Any]:  # the column's values at `lines` (None: null, or no such column)
+        return table.column(name).take(taken).to_pylist() if name in columns else [None] * len(lines)
+
+    holding = np.zeros(len(lines), bool)  # params that hold a parameter (not `{}`: none, for the catalog)
+    for name in columns:
+        if name.startswith("params."):
+            holding |= table.column(name).take(taken).is_valid().to_numpy(zero_copy_only=False)
+    has_at = [value is not None for value in values("at")]
+    replay = Catalog("")
+    for line, time, count, iteration, at, holds in zip(lines.tolist(), values("t"), values("n"),
+                                                       values("row.iteration"), has_at, holding.tolist()):
+        kind, key = keys.kinds[line], [str(experiment[line]), int(keys.reps[line])]
+        event: dict[str, Any] = {}
+        if kind == D:
+            event["d"] = key[0]
+        elif kind == W:
+            event = {"w": key, "row": {"iteration": iteration, "line": line}}
+        elif kind == K:
+            event = {"k": key} if count is None else {"k": key, "n": count}
+        else:
+            event = {"c": key} if kind == C else {"s": key, "status": {"line": line}}
+            if given[line]:
+                event["params"] = line + 1 if holds else {}
+            if at:
+                event["at"] = ""
+        if kind != W and kind != K and time is not None:
+            event["t"] = time
+        replay.apply_written(str(keys.segments[line]), event, encode_row(event) if kind == W else b"")
     read = {}
-    for rep in set(claims) | set(statuses):
-        after = dropped.get(rep[0], -math.inf)  # (Catalog.repetition: its claims and status after the drop)
-        kept = [claim for claim in claims.get(rep, []) if claim[0] > after]
-        if rep in statuses and statuses[rep][0] <= after:
-            del statuses[rep]
-        if not kept and rep not in statuses:
-            continue  # dropped: the catalog no longer knows it
-        rows: list[int] = []
-        for _, events in sorted(kept, key=lambda claim: claim[0]):
-            for kind, value in events:
-                if kind == K:
-                    del rows[value:]
-                elif iterations[value] == len(rows):
-                    rows.append(value)
-        reason = None
-        if rep in statuses:
-            status = _line(buffer, keys, statuses[rep][1]).get("status")
-            if isinstance(status, dict) and status.get("state") == Record.STOPPED.value:
-                reason = str(status.get("reason", ""))
-        read[rep] = (rows, heads.get(rep, -1), reason)
+    for name, reps in replay.experiments().items():
+        for rep in reps:
+            saved = replay.repetition(name, rep)
+            status = _line(buffer, keys, saved.status[1]["line"]).get("status") if saved.status else None
+            stopped = isinstance(status, dict) and status.get("state") == Record.STOPPED.value
+            read[int(name), rep] = ([json.loads(row)["line"] for row in saved.row_lines()],
+                                    saved.params - 1 if isinstance(saved.params, int) else -1,
+                                    str(status.get("reason", "")) if stopped else None)  # type: ignore[union-attr]
     return read
 
 

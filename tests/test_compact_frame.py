@@ -151,6 +151,10 @@ CASES = {
                                  False),
     "a claim's time that is no number": ([[*_ran("a", 0, 1), _claim("a", 0, t="later"), _row("a", 0, 0)]], False),
     "a cut-back's count that is no number": ([[*_ran("a", 0, 2), {"k": ["a", 0], "n": "1"}]], False),
+    "a status of empty params beside params (the catalog takes none from it)": ([[
+        {"s": ["a", 0], "t": 5.0, "at": "a", "base": "doc", "params": {}, "status": {"state": "stopped"}},
+        _claim("a", 1, params={"x": 1.5}), _row("a", 1, 0), _claim("b", 0, params={"x": 2.5}), _row("b", 0, 0)]],
+        True),
     "params that differ between an experiment's claims": ([[*_ran("a", 0, 1), _claim("a", 1, params={
         "x": 9, "model": {"width": 8}, "tag": "a"}), _row("a", 1, 0)]], True),
     "an int and a float of one parameter": ([[_claim("a", 0, params={"x": 1}), _row("a", 0, 0),
