@@ -205,7 +205,7 @@ def all_done(columns: Columns, positions: list[int], repetitions: int, iteration
     its experiments are all usual (`Columns.usual`: one repetition, no status: done where its rows are all
     there)."""
     if columns.usual and repetitions == 1:
-        return not positions or min(map(columns.rows.__getitem__, positions)) >= iterations
+        return columns.usual_done(positions, iterations)
     return all(map(is_done, map(columns.repetitions, positions), itertools.repeat(repetitions),
                    itertools.repeat(iterations)))
 

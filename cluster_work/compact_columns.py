@@ -95,6 +95,11 @@ class Columns:
                 self.status.count(None) == len(self.status) and 0 not in self.timed
         return self._usual
 
+    def usual_done(self, positions: list[int], iterations: int) -> bool:
+        """Whether the experiments at `positions` of usual columns (`usual`) each have their `iterations` rows: one
+        C loop over the rows column."""
+        return not positions or min(map(self.rows.__getitem__, positions)) >= iterations
+
     def repetitions(self, position: int) -> list[list[Any]]:
         """The repetitions of the experiment at `position`, each [rep, status, rows, seconds, timed]."""
         start = self.starts[position]

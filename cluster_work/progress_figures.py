@@ -240,7 +240,7 @@ def usual_times(store: SummaryStore, columns: Columns, positions: list[int], rep
     rows) where each has all its rows; None where any is not (each is then asked of `finished_times`). Made by C
     loops over the columns, not a Python call per experiment (they are 5 x 10^5 in a half-done 10^6-point sweep)."""
     if repetitions != 1 or store.locked or not positions or not columns.usual or \
-            min(map(columns.rows.__getitem__, positions)) < iterations:
+            not columns.usual_done(positions, iterations):
         return None
     means = map(operator.truediv, map(columns.seconds.__getitem__, positions), map(columns.timed.__getitem__,
                                                                                    positions))
