@@ -28,8 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .compact_catalog import Catalog, catalog
-from .paths import SEGMENT_PREFIX
+from .compact_catalog import Catalog, catalog, segment_sizes
 
 _KEY = rb'\["(?:[^"\\\n]|\\.)*",-?\d+\]'  # a repetition's key as encode_row writes it: ["name",rep]
 # each match, as the groups findall gives (b"" where a group took no part): a claim's line and its key; a run of one
@@ -200,12 +199,8 @@ def _an_event(line: bytes) -> bool:
 def _segments(root: str) -> tuple[list[str], list[bytes]]:
     """The segments' names and their complete lines, in order of name (a torn last line is left out, as the catalog
     leaves it)."""
-    try:
-        found = sorted(entry.name for entry in os.scandir(root) if entry.name.startswith(SEGMENT_PREFIX))
-    except FileNotFoundError:
-        return [], []
     names, datas = [], []
-    for name in found:
+    for name in sorted(segment_sizes(root) or {}):
         try:
             with open(os.path.join(root, name), "rb") as handle:
                 data = handle.read()

@@ -303,6 +303,21 @@ def catalog(root: str, force: bool = False, refresh: bool = True) -> Catalog:
     return found.refresh(force) if refresh else found
 
 
+def segment_sizes(root: str) -> dict[str, int] | None:
+    """Each segment's size now, by name (None: no store here)."""
+    try:
+        entries = [entry for entry in os.scandir(root) if entry.name.startswith(SEGMENT_PREFIX)]
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    sizes = {}
+    for entry in entries:
+        try:
+            sizes[entry.name] = entry.stat().st_size
+        except FileNotFoundError:
+            continue
+    return sizes
+
+
 def find_compact_roots(sweep_folder: str) -> Iterator[str]:
     """The compact stores of a sweep folder (their folders, `compact_root`s), in order of their documents' names."""
     try:

@@ -23,7 +23,6 @@ writes as integers), and a result column whose place among the columns a null wr
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -33,9 +32,8 @@ from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import TYPE_CHECKING, Any
 
 from . import arrow_rows
-from .compact_catalog import Catalog
+from .compact_catalog import Catalog, segment_sizes
 from .config import flatten_mapping
-from .paths import SEGMENT_PREFIX
 from .rows import encode_row
 from .vocabulary import Record
 
@@ -102,16 +100,8 @@ def read_frame(root: str, kept_names: set[str] | None = None,
 
 
 def _segment_files(root: str) -> list[tuple[str, int]]:
-    """The store's segments, in order of name, and their sizes."""
-    try:
-        names = sorted(entry.name for entry in os.scandir(root) if entry.name.startswith(SEGMENT_PREFIX))
-    except FileNotFoundError:
-        return []
-    files = []
-    for name in names:
-        with contextlib.suppress(FileNotFoundError):
-            files.append((os.path.join(root, name), os.path.getsize(os.path.join(root, name))))
-    return files
+    """The store's segments (their paths), in order of name, and their sizes."""
+    return [(os.path.join(root, name), size) for name, size in sorted((segment_sizes(root) or {}).items())]
 
 
 def _short_repetitions(files: list[tuple[str, int]]) -> bool:

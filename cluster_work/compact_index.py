@@ -45,7 +45,7 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from .compact_bulk import collector_paused
-from .compact_catalog import Catalog, SavedRepetition, catalog
+from .compact_catalog import Catalog, SavedRepetition, catalog, segment_sizes
 from .compact_columns import Columns, Entry
 from .compact_process import any_held, is_held
 from .compact_tails import extend, has_mean, timed_sum
@@ -55,7 +55,6 @@ from .paths import (
     DOCUMENT_CONFIG_TEMPORARY_PREFIX,
     INDEX_FILE,
     INDEX_TEMPORARY_PREFIX,
-    SEGMENT_PREFIX,
     RepetitionPaths,
 )
 
@@ -224,21 +223,6 @@ def canonical(params: Any) -> str:
     return json.dumps(params, sort_keys=True, default=repr)
 
 
-def _sizes(root: str) -> dict[str, int] | None:
-    """Each segment's size now (None: no store here)."""
-    try:
-        entries = [entry for entry in os.scandir(root) if entry.name.startswith(SEGMENT_PREFIX)]
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    sizes = {}
-    for entry in entries:
-        try:
-            sizes[entry.name] = entry.stat().st_size
-        except FileNotFoundError:
-            continue
-    return sizes
-
-
 FROZEN_FROM = 100_000  # experiments of an index past which its objects are left out of the cyclic collector's passes
 _freezing = False  # set by the command line only (`allow_freezing`): a library user's process keeps its collector as is
 
@@ -296,7 +280,7 @@ def summary(root: str, write: bool = True) -> Summary:
     """What the segments of the compact store in `root` say now: its index (or what this process read last)
     extended by the segments' tails where they tell it (compact_tails), else every segment; the index is rewritten
     where it did not hold everything (`write`: where the store can be written to)."""
-    sizes = _sizes(root)
+    sizes = segment_sizes(root)
     if sizes is None:
         return Summary({}, {}, {})
     cached = _summaries.get(root)
