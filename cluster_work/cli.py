@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from . import compact_index, design, folder_index, slurm
+from . import collector, compact_index, design, folder_index, slurm
 from .arguments import ASSIGNMENT_OPTIONS, build_parser, parse_arguments, value_options
 from .attempts import journal as attempts_journal
 from .attempts import remove_dead_empty_fault_logs
@@ -82,7 +82,7 @@ def load_sweep(experiment_class: type[ClusterWork], args: argparse.Namespace, wa
 def main(experiment_class: type[ClusterWork], argv: Sequence[str] | None = None) -> int:
     """Run the command line `argv` (default: sys.argv[1:]) for `experiment_class`; return the exit status."""
     with stop_signals_handled():  # first of all: a stop signal at any moment is one line and exit status 130
-        compact_index.allow_freezing()  # this process ends with its command: a 10^6-point index may leave the GC
+        collector.allow_freezing()  # this process ends with its command: a 10^6-point index may leave the GC
         return _main(experiment_class, argv)
 
 

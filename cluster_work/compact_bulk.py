@@ -18,13 +18,10 @@ repetitions that has any, experiments in order of name and repetitions in order 
 """
 from __future__ import annotations
 
-import contextlib
-import gc
 import json
 import operator
 import os
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,19 +56,6 @@ class BulkExperiment:
     params: Any  # the first of its repetitions' claims (in order of number) that has any, as the catalog's
     base: str | None
     repetitions: list[BulkRepetition] = field(default_factory=list)  # in order of number
-
-
-@contextlib.contextmanager
-def collector_paused() -> Iterator[None]:
-    """The cyclic garbage collector off while a bulk read makes its ~10^6 objects, none of them in a cycle: its
-    passes over them, which the allocations trigger, cost 30 - 40% of such a read. As it was afterwards."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def read_bulk(root: str) -> list[BulkExperiment] | None:

@@ -36,7 +36,6 @@ The index is a cache, only ever derived from the segments, so deleting it loses 
 """
 from __future__ import annotations
 
-import gc
 import json
 import math
 import os
@@ -44,7 +43,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from .compact_bulk import collector_paused
+from . import collector
 from .compact_catalog import Catalog, SavedRepetition, catalog, segment_sizes
 from .compact_columns import Columns, Entry
 from .compact_process import any_held, is_held
@@ -223,28 +222,16 @@ def canonical(params: Any) -> str:
     return json.dumps(params, sort_keys=True, default=repr)
 
 
-FROZEN_FROM = 100_000  # experiments of an index past which its objects are left out of the cyclic collector's passes
-_freezing = False  # set by the command line only (`allow_freezing`): a library user's process keeps its collector as is
-
-
-def allow_freezing() -> None:
-    """Let this process freeze a large index's objects out of the cyclic collector (`gc.freeze`, for the process's
-    life). Only a command-line process opts in: it ends with its command, while in a long-lived one (a notebook)
-    the freeze would also keep any object then alive from ever being collected as part of a cycle."""
-    global _freezing
-    _freezing = True
-
-
 def read_index(root: str) -> Summary | None:
     try:
         with open(os.path.join(root, INDEX_FILE), "rb") as handle:
             data = handle.read()
     except OSError:
         return None
-    with collector_paused():  # its lists hold no cycles
+    with collector.paused():  # its lists hold no cycles
         found = Summary.decode(data)
-    if _freezing and found is not None and len(found.columns) > FROZEN_FROM:
-        gc.freeze()  # kept for the process's life (`summary`): the collector's passes over it cost as much again
+    if found is not None:
+        collector.freeze_large(len(found.columns))  # kept for the process's life (`summary`)
     return found
 
 

@@ -41,6 +41,7 @@ import functools
 import hashlib
 import itertools
 import json
+import operator
 import os
 import secrets
 import socket
@@ -48,7 +49,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from . import bulk_runs
+from . import bulk_runs, collector
 from .bulk_runs import NewOrDoneRun, Plan, block_runs, fresh_runs, params_texts, present_folders
 from .compact_index import ExperimentSummary, RepetitionSummary, SummaryExperiment, SummaryRepetition, canonical
 from .errors import StoreError
@@ -78,25 +79,43 @@ STOPPED, FINISHED = Record.STOPPED.value, Record.FINISHED.value
 Entry = list  # [files, params, done, reps] (see the module's docstring)
 
 
+def _text(found: os.stat_result) -> str:
+    """What an entry records of a file that exists."""
+    return f"{found.st_size}:{found.st_mtime_ns}:{found.st_ino}"
+
+
 def _stat(path: str) -> tuple[str, int]:
     """What an entry says of `path` now ("-": missing), and its mtime (0: missing)."""
     try:
         found = os.stat(path)
     except (FileNotFoundError, NotADirectoryError):
         return "-", 0
-    return f"{found.st_size}:{found.st_mtime_ns}:{found.st_ino}", found.st_mtime_ns
+    return _text(found), found.st_mtime_ns
 
 
-def _same(path: str, recorded: str) -> bool:
-    """Whether `path` is as recorded (a missing one: still missing, as `RepetitionStore.in_folder` asks, a
-    dangling link counting as there; asked without an exception's cost)."""
-    if recorded == "-":
-        return not os.access(path, os.F_OK, follow_symlinks=False)
-    try:
-        found = os.stat(path)
-    except OSError:
-        return False
-    return f"{found.st_size}:{found.st_mtime_ns}:{found.st_ino}" == recorded
+def _unchanged(folders: list[str], records: list[str], names: tuple[str, ...], folder: int | None) -> bool:
+    """Whether the files `names` in each of `folders` (relative to the open folder `folder`, if given) are as
+    `records` (each an entry's files, in order) say: a missing one still missing, as `RepetitionStore.in_folder`
+    asks (a dangling link counting as there; asked without an exception's cost), NOT_STATED ones not asked. One
+    loop for a block of experiments: at 10^6 points, 10^6 stats, ~0.3 us of Python each beside the stat's ~2.7."""
+    for part, record in zip(folders, records):
+        recorded = record.split("|")
+        if len(recorded) != len(names):
+            return False
+        for name, found in zip(names, recorded):
+            if not found:  # NOT_STATED
+                continue
+            path = f"{part}{os.sep}{name}"
+            if found == "-":
+                if os.access(path, os.F_OK, dir_fd=folder, follow_symlinks=False):
+                    return False
+                continue
+            try:
+                if _text(os.stat(path, dir_fd=folder)) != found:
+                    return False
+            except OSError:
+                return False
+    return True
 
 
 @functools.cache
@@ -230,10 +249,13 @@ class FolderIndex:
         none, or it cannot be read."""
         try:
             with open(folder_index_file(document.base_folder), "rb") as handle:
-                entries = decode(handle.read())
+                data = handle.read()
         except OSError:
-            entries = None
-        return cls(document, entries or {}, present)
+            data = b""
+        with collector.paused():  # its lists hold no cycles
+            entries = decode(data) or {}
+        collector.freeze_large(len(entries))  # kept for the plan's life: the collector's passes cost ~1.3 s at 10^6
+        return cls(document, entries, present)
 
     def valid(self, part: str) -> Entry | None:
         """The entry of experiment folder `part`, where it matches the files now: a stat per file it names
@@ -241,14 +263,21 @@ class FolderIndex:
         entry = self.entries.get(part)
         if entry is None:
             return None
-        recorded, names = entry[0].split("|"), self._files
-        if len(recorded) != len(names):
-            return None
-        folder = self._prefix + part + os.sep  # experiment_folder's, without a join per experiment
-        for name, found in zip(names, recorded):  # NOT_STATED: only ever beside a rep_NN.jsonl stat'ed here
-            if found and not _same(folder + name, found):
-                return None
-        return entry
+        # (experiment_folder's, without a join per experiment; NOT_STATED: only ever beside a rep_NN.jsonl stat'ed)
+        return entry if _unchanged([self._prefix + part], [entry[0]], self._files, None) else None
+
+    def all_valid(self, parts: list[str], entries: list[Entry]) -> bool:
+        """Whether the entry of each experiment folder of `parts` (`entries`, in order) matches the files now, as
+        `valid` asks, in one loop (a block of done experiments); each file's path relative to the document's
+        folder, opened once, so that the path to it is not walked again per file (~0.3 us of a stat's ~3)."""
+        try:
+            folder = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            return False
+        try:
+            return _unchanged(parts, [entry[0] for entry in entries], self._files, folder)
+        finally:
+            os.close(folder)
 
     def read(self, part: str) -> Entry | None:
         """The entry of `part` read from its files now (kept for `write`); None: see `read_entry`."""
@@ -405,9 +434,30 @@ def indexed_runs(document: ExpandedDocument, first_index: int, present: set[str]
     for block in range(0, len(document), bulk_runs.BLOCK):
         block_parts = list(itertools.islice(parts, bulk_runs.BLOCK))
         expected = list(itertools.islice(joined, len(block_parts))) if joined is not None else None
-        yield from block_runs(document, first_index, block, list(map(present.__contains__, block_parts)),
+        there = list(map(present.__contains__, block_parts))
+        found = _all_done(index, texts, block_parts, there, expected, iterations) if expected is not None else None
+        if found is not None:  # every experiment there done, unchanged (the usual case): checked in one loop
+            first = first_index + block * document.document["repetitions"]
+            yield FolderRun(document, block, block + len(block_parts), first, index, bytes(there), tuple(found)), False
+            continue
+        yield from block_runs(document, first_index, block, there,
                               functools.partial(_done_entry, index, texts, block_parts, expected, iterations),
                               index, plan, FolderRun)
+
+
+def _all_done(index: FolderIndex, texts: Any, parts: list[str], there: list[bool], expected: list[str],
+              iterations: int) -> list[list[Any]] | None:
+    """What a FolderRun holds of a block's done experiments (`_done_entry`'s, in order), where every experiment
+    whose folder is there (`there`) has an entry valid now that says it is done and that its parameters are
+    unchanged; None where one has not (the block is then planned experiment by experiment). The files are
+    stat'ed last, so a block is stat'ed twice only where a file changed since its entry was written."""
+    held = list(itertools.compress(parts, there))
+    entries = [entry for entry in map(index.entries.get, held) if entry is not None]
+    if len(entries) < len(held) or not all(entry[2] >= iterations for entry in entries) or \
+            not all(map(operator.eq, texts[2](itertools.compress(expected, there)),
+                        [entry[1] for entry in entries])) or not index.all_valid(held, entries):
+        return None
+    return [[part, entry[1], entry[3]] for part, entry in zip(held, entries)]
 
 
 def _done_entry(index: FolderIndex, texts: Any, parts: list[str], expected: list[str] | None, iterations: int,

@@ -219,8 +219,11 @@ MUTATIONS = {
 }
 
 
+@pytest.mark.parametrize("block", [4096, 1], ids=["blocks of 4096", "blocks of 1"])  # (1: blocks all done)
 @pytest.mark.parametrize("mutate", MUTATIONS.values(), ids=list(MUTATIONS))
-def test_whatever_changed_since_the_index_was_written_it_decides_as_the_files_say(tmp_path, mutate):
+def test_whatever_changed_since_the_index_was_written_it_decides_as_the_files_say(tmp_path, monkeypatch, mutate,
+                                                                                   block):
+    monkeypatch.setattr(bulk_runs, "BLOCK", block)
     half_done(tmp_path)
     mutate(tmp_path)
     whole = compare(tmp_path)
@@ -435,22 +438,28 @@ def test_the_index_names_only_the_files_of_repetitions(tmp_path):
         assert stats == expected_stats(out(tmp_path) / "walk" / part)
 
 
-def test_a_done_experiment_is_checked_by_a_stat_of_its_config_and_of_each_repetition_file(tmp_path, monkeypatch):
+@pytest.mark.parametrize("block", [4096, 1], ids=["blocks of 4096", "blocks of 1"])  # (1: blocks all done)
+def test_a_done_experiment_is_checked_by_a_stat_of_its_config_and_of_each_repetition_file(tmp_path, monkeypatch,
+                                                                                          block):
     """Planned from the index, a done experiment costs a stat of its config.yml and of each repetition's
     rep_NN.jsonl, and the folder layout's two files only where that is missing; files of the folder layout
-    written beside a rep_NN.jsonl (a user's, in the repetition's folder) change nothing, not even the entry."""
+    written beside a rep_NN.jsonl (a user's, in the repetition's folder) change nothing, not even the entry.
+    Experiment by experiment, and a block whose experiments are all done checked at once."""
     half_done(tmp_path)
+    monkeypatch.setattr(bulk_runs, "BLOCK", block)
     beside = out(tmp_path) / "walk" / "s1.0_fa-1" / "log" / "rep_00"
     (beside / "results.jsonl").write_text("")
     (beside / "status.json").write_text(json.dumps({"state": Record.STOPPED.value}))
     looked = []
-    for name in ("stat", "access"):
-        def look(path, *args, _real=getattr(os, name), **options):
-            looked.append(str(path))
-            return _real(path, *args, **options)
-        monkeypatch.setattr(os, name, look)
-    whole = plan_of(expand(tmp_path))
-    monkeypatch.undo()
+    with monkeypatch.context() as looking:
+        for name in ("stat", "access"):
+            def look(path, *args, _real=getattr(os, name), **options):
+                folder = options.get("dir_fd")  # (a path relative to an open folder: that folder's path joined)
+                looked.append(str(path) if folder is None else
+                              os.path.join(os.readlink(f"/proc/self/fd/{folder}"), path))
+                return _real(path, *args, **options)
+            looking.setattr(os, name, look)
+        whole = plan_of(expand(tmp_path))
     assert decisions(whole) == decisions(plan_of(list(expand(tmp_path))))
     done = [found[0] for run in done_runs(whole) for found in run.found
             if run.document.base_folder == str(out(tmp_path) / "walk")]
