@@ -54,7 +54,7 @@ from .bulk_runs import NewOrDoneRun, Plan, block_runs, fresh_runs, params_texts,
 from .compact_index import ExperimentSummary, RepetitionSummary, SummaryExperiment, SummaryRepetition, canonical
 from .errors import StoreError
 from .expansion import ExpandedDocument, ExpandedExperiment
-from .files import hold_temporary, remove_dead_writers_temporaries
+from .files import hold_temporary, is_locked, remove_dead_writers_temporaries
 from .paths import (
     CONFIG_FILE,
     FOLDER_INDEX_TEMPORARY_PREFIX,
@@ -278,6 +278,31 @@ class FolderIndex:
             return _unchanged(parts, [entry[0] for entry in entries], self._files, folder)
         finally:
             os.close(folder)
+
+    def finished_repetitions(self, parts: list[str], iterations: int) -> list[list[Any] | None]:
+        """For each experiment folder of `parts`, its repetitions as its entry holds them ([[rep, status, rows,
+        seconds, timed], ...]) where the entry is valid now and says each is done through `iterations` (finished
+        or stopped: `progress_figures.finished_times` tells which); None for the others (read from their files).
+        Stat'ed in one loop (`all_valid`), each one again only where that finds a change; parsed by one
+        json.loads."""
+        entries = list(map(self.entries.get, parts))
+        done = [at for at, entry in enumerate(entries) if entry is not None and entry[2] >= iterations]
+        if not self.all_valid([parts[at] for at in done], [entries[at] for at in done]):  # type: ignore[misc]
+            done = [at for at in done if self.valid(parts[at]) is not None]
+        found: list[list[Any] | None] = [None] * len(parts)
+        reps = json.loads("[" + ",".join([entries[at][3] for at in done]) + "]")  # type: ignore[index]
+        for at, each in zip(done, reps):
+            found[at] = each
+        return found
+
+    def is_running(self, part: str, rep: int) -> bool:
+        """Whether a live process holds repetition `rep` of experiment folder `part`, whose entry is valid: a lock on
+        the file its entry says holds its rows (`RepetitionStore.results_file`'s, without asking the layout
+        again: its rep_NN.jsonl where that exists, else the folder layout's results.jsonl, which exists only
+        where that layout is kept)."""
+        at = 1 + FILES_PER_REPETITION * rep
+        one = self.entries[part][0].split("|")[at] != "-"
+        return is_locked(f"{self._prefix}{part}{os.sep}{self._files[at if one else at + 1]}")
 
     def read(self, part: str) -> Entry | None:
         """The entry of `part` read from its files now (kept for `write`); None: see `read_entry`."""

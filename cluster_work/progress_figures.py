@@ -13,20 +13,23 @@ per-repetition sums, without an object per experiment).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 import operator
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import bulk_runs
 from .attempts_index import AttemptIndex
+from .bulk_runs import Known
 from .compact_columns import Columns
 from .compact_index import SummaryStore
 from .compact_process import is_held
 from .compact_store import store_of
 from .expansion import ExpandedDocument, ExpandedExperiment
+from .folder_index import FolderIndex
 from .paths import compact_root, experiment_folder
 from .repetition_state import read_repetition, status_says_finished
 from .vocabulary import Record, RepetitionState
@@ -147,8 +150,9 @@ class PendingRun:
 
 @dataclass(frozen=True, eq=False)
 class PendingOrFinishedRun:
-    """Experiments `start` to `stop - 1` of a compact store's document, each pending (its index holds nothing of
-    it) or finished (every repetition, as `finished_times` decides), in any order: `finished` has a byte per
+    """Experiments `start` to `stop - 1` of a document read from an index (a compact store's, or the default
+    layout's folder index), each pending (nothing of it on disk) or finished (every repetition, as
+    `finished_times` decides), in any order: `finished` has a byte per
     experiment, 1 where it is finished (a half-done sweep whose finished points alternate with pending ones is
     summed in runs of up to BLOCK experiments, not in runs of one). A pending one's figures are `pending`, a
     finished one's `figures`, each but for its name and, a finished one's, its measured iteration time (its
@@ -158,7 +162,7 @@ class PendingOrFinishedRun:
     document: ExpandedDocument
     start: int
     stop: int
-    store: SummaryStore
+    store: Known  # what a finished one's figures are read from where shown one by one
     attempts: AttemptIndex
     finished: bytes
     names: tuple[str, ...]  # of its finished experiments, in order
@@ -188,20 +192,20 @@ class PendingOrFinishedRun:
         return (next(finished) if done else dataclasses.replace(self.pending, name=name) for name, done in self.each())
 
 
-def finished_times(store: SummaryStore, name: str, reps: list[list[Any]], repetitions: int,
+def finished_times(running: Callable[[str, int], bool] | None, key: str, reps: list[list[Any]], repetitions: int,
                    iterations: int) -> tuple[Any, int] | None:
-    """(seconds, timed) of the experiment `name` whose repetitions the index holds as `reps`, as `_progress`
-    sums them, where each of its `repetitions` repetitions is FINISHED as `read_repetition` decides (no live
-    process holds it, not stopped; its status says finished, or all its rows are there) with a finite mean
-    iteration time or none; None otherwise (it is read as itself). (Asked of each finished experiment of a
-    half-done sweep: 10^6 times, so written for speed.)"""
+    """(seconds, timed) of the experiment whose repetitions an index holds as `reps`, as `_progress` sums them,
+    where each of its `repetitions` repetitions is FINISHED as `read_repetition` decides (no live process holds
+    it: `running(key, rep)`, None where none can; not stopped; its status says finished, or all its rows are
+    there) with a finite mean iteration time or none; None otherwise (it is read as itself). (Asked of each
+    finished experiment of a half-done sweep: 10^6 times, so written for speed.)"""
     means: list[tuple[int, Any]] = []  # (rep, its mean), of those with one
     count = 0
     for rep, status, rows, seconds, timed in reps:
         if not 0 <= rep < repetitions:
             continue
         count += 1
-        if store.locked and is_held(store.root, name, rep):
+        if running is not None and running(key, rep):
             return None
         if not status:  # (no status: its rows say it all)
             if rows < iterations:
@@ -280,17 +284,13 @@ def compact_parts(document: ExpandedDocument, attempts: AttemptIndex) -> Iterato
     if not held or not len(document):
         yield from (PendingRun.of(document, 0, len(document)),) if len(document) else ()
         return
-    pending = PendingRun.of(document, 0, 0).figures
-    finished_reps = [RepetitionProgress(rep, RepetitionState.FINISHED.value, iterations, None)
-                     for rep in range(repetitions)]
-    finished = _figures(pending.name, iterations, finished_reps)
+    shared = _shared_figures(document)
+    running = functools.partial(is_held, store.root) if store.locked else None
     names = document.names()
 
-    def run(start: int, stop: int, marks: bytearray, done: list[tuple[str, str, Any, int]]) -> PendingOrFinishedRun:
-        each: Iterable[tuple[Any, ...]] = zip(*done) if done else ((), (), (), ())
-        found, folders, seconds, timed = each
-        return PendingOrFinishedRun(document, start, stop, store, attempts, bytes(marks), tuple(found), tuple(folders),
-                                    tuple(seconds), tuple(timed), pending, finished)
+    def read(position: int, name: str, folder: str) -> ExperimentProgress:
+        return _progress(name, repetitions, iterations, store.experiment(
+            name, experiment_folder(document.base_folder, folder)), attempts)
 
     for block in range(0, len(document), bulk_runs.BLOCK):
         block_names = list(itertools.islice(names, bulk_runs.BLOCK))
@@ -298,28 +298,83 @@ def compact_parts(document: ExpandedDocument, attempts: AttemptIndex) -> Iterato
         mask = bytes(map(operator.is_not, found, itertools.repeat(None)))
         positions: list[int] = list(itertools.compress(found, mask))  # type: ignore[arg-type]
         finished_names = tuple(itertools.compress(block_names, mask))
+        folders = tuple(map(columns.at.__getitem__, positions))
         usual = usual_times(store, columns, positions, repetitions, iterations)
-        each = list(map(finished_times, itertools.repeat(store), finished_names, map(columns.repetitions, positions),
-                        itertools.repeat(repetitions), itertools.repeat(iterations))) if usual is None else []
-        if usual is not None or None not in each:  # all it holds finished (the usual case): made at once
-            seconds, timed = usual if usual is not None else zip(*each) if each else ((), ())
+        if usual is not None:  # all it holds finished (the usual case): made at once
             yield PendingOrFinishedRun(document, block, block + len(found), store, attempts, mask, finished_names,
-                                       tuple(map(columns.at.__getitem__, positions)), seconds, timed, pending, finished)
+                                       folders, *usual, *shared)
             continue
-        marks, start = bytearray(len(found)), 0  # the run gathered: from block + start on
-        done: list[tuple[str, str, Any, int]] = []  # (name, at, seconds, timed) of each finished one of it
-        for offset in itertools.compress(range(len(found)), mask):
-            name, position = block_names[offset], found[offset]
-            assert position is not None
-            found_times = finished_times(store, name, columns.repetitions(position), repetitions, iterations)
-            if found_times is not None:
-                marks[offset] = 1
-                done.append((name, columns.at[position], *found_times))
-                continue
-            if offset > start:
-                yield run(block + start, block + offset, marks[start:offset], done)
-            experiment = store.experiment(name, experiment_folder(document.base_folder, columns.at[position]))
-            yield _progress(name, repetitions, iterations, experiment, attempts)
-            start, done = offset + 1, []
-        if start < len(found):
-            yield run(block + start, block + len(found), marks[start:], done)
+        times = list(map(finished_times, itertools.repeat(running), finished_names, map(columns.repetitions, positions),
+                         itertools.repeat(repetitions), itertools.repeat(iterations)))
+        yield from _block_parts(document, block, mask, finished_names, folders, times, store, attempts, shared, read)
+
+
+def folder_parts(document: ExpandedDocument, present: set[str], index: FolderIndex,
+                 attempts: AttemptIndex) -> Iterator[Part]:
+    """The figures of a document of the default layout from its folder index (read, never written), as
+    `compact_parts`: PendingOrFinishedRuns of experiments without a folder (pending) and finished ones (their
+    entries valid now, `FolderIndex.all_valid`: a stat per file; each repetition finished as `finished_times`
+    decides, asked whether a live run holds it: an open and a flock each, as `read_repetition` asks), and each
+    other experiment read from its files. -p of a half-done 10^6-point sweep: ~3 syscalls a finished experiment
+    instead of reading its config and its files."""
+    repetitions, iterations = document.document["repetitions"], document.document["iterations"]
+    shared = _shared_figures(document)
+    names, parts = document.names(), document.folder_parts()
+
+    def read(position: int, name: str, folder: str) -> ExperimentProgress:
+        return read_progress(document[position], attempts)
+
+    for block in range(0, len(document), bulk_runs.BLOCK):
+        block_names = list(itertools.islice(names, bulk_runs.BLOCK))
+        block_parts = list(itertools.islice(parts, len(block_names)))
+        mask = bytes(map(present.__contains__, block_parts))
+        held = list(itertools.compress(block_parts, mask))
+        times = [None if reps is None else finished_times(index.is_running, part, reps, repetitions, iterations)
+                 for part, reps in zip(held, index.finished_repetitions(held, iterations))]
+        yield from _block_parts(document, block, mask, tuple(itertools.compress(block_names, mask)), tuple(held),
+                                times, index, attempts, shared, read)
+
+
+def _shared_figures(document: ExpandedDocument) -> tuple[ExperimentProgress, ExperimentProgress]:
+    """The figures every pending, and every finished, experiment of `document` has but for its name and, a
+    finished one's, its measured iteration time."""
+    repetitions, iterations = document.document["repetitions"], document.document["iterations"]
+    pending = PendingRun.of(document, 0, 0).figures
+    finished_reps = [RepetitionProgress(rep, RepetitionState.FINISHED.value, iterations, None)
+                     for rep in range(repetitions)]
+    return pending, _figures(pending.name, iterations, finished_reps)
+
+
+def _block_parts(document: ExpandedDocument, block: int, mask: bytes, names: tuple[str, ...],
+                 folders: tuple[str, ...], times: list[tuple[Any, int] | None], store: Known, attempts: AttemptIndex,
+                 shared: tuple[ExperimentProgress, ExperimentProgress],
+                 read: Callable[[int, str, str], ExperimentProgress]) -> Iterator[Part]:
+    """The figures of experiments `block` to `block + len(mask) - 1` of `document`: those with a byte 1 in `mask`
+    are on disk (`names`, `folders` and `times`, their (seconds, timed) where finished, else None, in order),
+    the others pending. PendingOrFinishedRuns of pending and finished ones, and between them each other one's
+    own figures, `read(its position in the document, its name, its folder)`."""
+    def run(start: int, stop: int, marks: bytes, done: list[tuple[str, str, Any, int]]) -> PendingOrFinishedRun:
+        each: Iterable[tuple[Any, ...]] = zip(*done) if done else ((), (), (), ())
+        found, at, seconds, timed = each
+        return PendingOrFinishedRun(document, start, stop, store, attempts, marks, tuple(found), tuple(at),
+                                    tuple(seconds), tuple(timed), *shared)
+
+    if None not in times:  # all it holds finished (the usual case): made at once
+        seconds, timed = zip(*times) if times else ((), ())
+        yield PendingOrFinishedRun(document, block, block + len(mask), store, attempts, mask, names, folders,
+                                   tuple(seconds), tuple(timed), *shared)
+        return
+    marks, start = bytearray(len(mask)), 0  # the run gathered: from block + start on
+    done: list[tuple[str, str, Any, int]] = []  # (name, folder, seconds, timed) of each finished one of it
+    for held, offset in enumerate(itertools.compress(range(len(mask)), mask)):
+        found_times = times[held]
+        if found_times is not None:
+            marks[offset] = 1
+            done.append((names[held], folders[held], *found_times))
+            continue
+        if offset > start:
+            yield run(block + start, block + offset, bytes(marks[start:offset]), done)
+        yield read(block + offset, names[held], folders[held])
+        start, done = offset + 1, []
+    if start < len(mask):
+        yield run(block + start, block + len(mask), bytes(marks[start:]), done)

@@ -12,10 +12,12 @@ import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
+from . import collector
 from .attempts_index import read_index
 from .bulk_runs import folder_runs, present_folders
 from .compact_store import is_compact
 from .expansion import ExpandedExperiment, Expansion, expand_path
+from .folder_index import FolderIndex
 from .kinds import CampaignKind, kinds_in
 from .progress_figures import (
     STATES,
@@ -27,6 +29,7 @@ from .progress_figures import (
     each_experiment,
     experiments_in,
     first_name,
+    folder_parts,
     read_progress,
 )
 
@@ -152,8 +155,9 @@ def progress_report(experiments: Sequence[ExpandedExperiment], campaigns: Sequen
     anything was measured it is unknown (None), never zero. A campaign's kind may replace its row by what
     it plans (`CampaignKind.planned`: a steered campaign's journal, not every iteration of its grid)."""
     groups: dict[str, list[Part]] = {}
-    for base, part in _parts(experiments):
-        groups.setdefault(base, []).append(part)
+    with collector.paused():  # a half-done 10^6-point sweep's runs and repetitions, in no cycle: ~10% of -p
+        for base, part in _parts(experiments):
+            groups.setdefault(base, []).append(part)
     sums = {base: _timed_sums(parts) for base, parts in groups.items()}  # (the same after `estimated`)
     sweep_mean = _mean(next(iter(sums.values())) if len(sums) == 1 else
                        _timed_sums([p for parts in groups.values() for p in parts]))
@@ -182,7 +186,13 @@ def _parts(experiments: Sequence[ExpandedExperiment]) -> Iterator[tuple[str, Par
             yield from ((document.base, part) for part in compact_parts(document, attempts(expand_path(
                 document.document["path"]))))
             continue
-        for start, stop, exists in folder_runs(document, present_folders(document) or set()):
+        present = present_folders(document) or set()
+        index = FolderIndex.load(document, present) if document.varies and present else None
+        if index is not None and index.loaded:  # (its last run's: read, never written here)
+            yield from ((document.base, part) for part in folder_parts(document, present, index, attempts(
+                expand_path(document.document["path"]))))
+            continue
+        for start, stop, exists in folder_runs(document, present):
             if not exists:
                 yield document.base, PendingRun.of(document, start, stop)
             for position in range(start, stop) if exists else ():

@@ -6,6 +6,7 @@ appended to, stopped or removed, files changed within a clock tick of being read
 deleted, torn or garbage, -d, -r/-i, another sweep in the same folder, a kill -9 while it is written."""
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import random
@@ -16,7 +17,7 @@ from collections.abc import Callable
 import pytest
 import yaml
 from experiments import Deterministic
-from huge_sweep_helpers import documents, run_some
+from huge_sweep_helpers import documents, run_some, text
 from kills import kill_a_writer
 from repetition_files import is_status, to_folder_layout
 
@@ -26,6 +27,9 @@ from cluster_work.expansion import expand_all
 from cluster_work.folder_index import FolderIndex, decode
 from cluster_work.paths import FOLDER_INDEX_FILE, RepetitionPaths
 from cluster_work.planning import apply_plan, make_plan
+from cluster_work.progress_figures import PendingOrFinishedRun, each_experiment
+from cluster_work.progress_sums import progress_report
+from cluster_work.reporting import print_progress, write_progress_json
 from cluster_work.rows import encode_row
 from cluster_work.selection import Policy, Selection
 from cluster_work.store import ExperimentStore, RepetitionStore
@@ -202,6 +206,12 @@ def stop_a_folder_layout_repetition(tmp_path):  # its status.json written
     RepetitionStore(str(out(tmp_path) / "walk" / OLD_LAYOUT), 1).write_status(Record.STOPPED, iterations_done=1)
 
 
+def cut_a_folder_layout_repetition_after_its_finished_status(tmp_path):  # its status.json counts bytes it lost
+    store = RepetitionStore(str(out(tmp_path) / "walk" / OLD_LAYOUT), 1)
+    store.write_status(Record.FINISHED, iterations_done=3, iterations=3, results_bytes=store.results_size())
+    cut_a_folder_layout_repetition(tmp_path)
+
+
 MUTATIONS = {
     "nothing": lambda tmp_path: None,
     "a finished repetition cut by a crash": cut_a_finished_repetition,
@@ -216,6 +226,7 @@ MUTATIONS = {
     "a dangling rep_NN.jsonl beside a folder layout": link_a_missing_repetition_file,
     "a folder layout's repetition cut": cut_a_folder_layout_repetition,
     "a folder layout's repetition stopped": stop_a_folder_layout_repetition,
+    "a folder layout's finished repetition cut": cut_a_folder_layout_repetition_after_its_finished_status,
 }
 
 
@@ -231,6 +242,42 @@ def test_whatever_changed_since_the_index_was_written_it_decides_as_the_files_sa
     apply_plan(whole)  # and the index written again says the same
     age(tmp_path)
     assert decisions(plan_of(expand(tmp_path))) == decisions(plan_of(list(expand(tmp_path))))
+
+
+@pytest.mark.parametrize("block", [4096, 5], ids=["blocks of 4096", "blocks of 5"])
+@pytest.mark.parametrize("mutate", MUTATIONS.values(), ids=list(MUTATIONS))
+def test_progress_from_the_index_says_what_each_experiments_files_say(tmp_path, monkeypatch, mutate, block):
+    """-p, -P and their --json of a whole document sum its finished experiments from the index (runs of pending
+    and finished ones), bit for bit what reading each experiment's files says, whatever changed since."""
+    monkeypatch.setattr(bulk_runs, "BLOCK", block)
+    half_done(tmp_path)
+    mutate(tmp_path)
+    for index in ("written before", "written since"):  # (since: its entries say what changed)
+        if index == "written since":
+            age(tmp_path)
+            write_index(tmp_path)
+        before = entries(tmp_path)
+        groups, _, _ = progress_report(expand(tmp_path))
+        assert any(isinstance(part, PendingOrFinishedRun) and part.names for part in groups["walk"])
+        for full in (False, True):
+            for write in (print_progress, write_progress_json):
+                assert text(write, expand(tmp_path), full) == text(write, list(expand(tmp_path)), full)
+        assert entries(tmp_path) == before  # (read, never written)
+
+
+def test_progress_from_the_index_asks_whether_a_live_run_holds_a_finished_repetition(tmp_path):
+    """A finished repetition that a live run holds (as one run again with -o or -r holds it before it changes
+    its file) is running, from the index as from its files."""
+    half_done(tmp_path)
+    groups, _, _ = progress_report(list(expand(tmp_path)))
+    name = next(part.name for part in groups["walk"] if part.states["finished"] == part.repetitions)
+    with open(repetition(tmp_path, name, 1).results_file, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # (another open file's flock conflicts with it, even in this process)
+        groups, _, _ = progress_report(expand(tmp_path))
+        [figures] = [part for part in each_experiment(groups["walk"]) if part.name == name]
+        assert [rep.state for rep in figures.reps] == ["finished", "running"]
+        for full in (False, True):
+            assert text(print_progress, expand(tmp_path), full) == text(print_progress, list(expand(tmp_path)), full)
 
 
 def more_iterations(found):
