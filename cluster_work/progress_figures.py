@@ -4,8 +4,9 @@ experiments' (summed per base experiment and sweep by progress_sums).
 A sweep of 10^6 experiments is summed without 10^6 objects: each document's folder is listed once, and
 its experiments whose folders do not exist form `PendingRun`s (all alike: every repetition pending, nothing
 measured), whose figures count in bulk; they are made one by one only where they are shown one by one (-P,
---json). A compact store's document is read from its index BLOCK experiments at a time: its experiments that
-it holds nothing of (pending) and those whose every repetition it says is finished form
+--json). A compact store's document is read from its index BLOCK experiments at a time, and so is a document of
+the default layout whose folder index (`folder_index`, written by its last run) holds entries: its experiments
+that it holds nothing of (pending) and those whose every repetition it says is finished form
 `PendingOrFinishedRun`s, in any order (a half-done sweep's finished points may alternate with pending ones),
 whose figures differ only in name and, a finished one's, measured iteration time (summed from the index's
 per-repetition sums, without an object per experiment).

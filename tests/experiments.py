@@ -204,8 +204,9 @@ class Steered(ClusterWork):
     """The steered campaigns' experiment: its `loss` after n + 1 iterations is (37 c + 11) mod 81 + 1 / (n + 1)
     (+ `offset`), so successive halving ranks points in an order unlike the grid's. Restores from a state
     file per iteration; every iterate call adds a byte to `<rep>/calls` (iterations computed). With
-    $CW_TEST_GATE set, iteration `gate_at` (of point `gate_c`, or of every point) first creates
-    `<gate>.waiting`, then waits until the gate exists; and point `after_c` starts only once that is so."""
+    $CW_TEST_GATE set, iteration `gate_at` (of point `gate_c`, or of each point of that list, or of every point)
+    first creates `<gate>.waiting`, then waits until the gate exists; and point `after_c` starts only once that
+    is so."""
 
     _restore_supported = True
     _default_params = {"c": 0, "offset": 0.0, "gate_at": -1, "gate_c": -1, "after_c": -1}
@@ -217,7 +218,8 @@ class Steered(ClusterWork):
         gate, c = os.environ.get("CW_TEST_GATE"), self._params["c"]
         if gate and n == 0 and c == self._params["after_c"]:
             self._wait_for(f"{gate}.waiting")
-        if gate and n == self._params["gate_at"] and self._params["gate_c"] in (-1, c):
+        gated = self._params["gate_c"]
+        if gate and n == self._params["gate_at"] and (gated in (-1, c) or isinstance(gated, list) and c in gated):
             open(f"{gate}.waiting", "a").close()
             self._wait_for(gate)
         with open(os.path.join(self._log_path_rep, "calls"), "ab") as handle:
