@@ -375,6 +375,18 @@ def folders_resume(root: str, resume: int, versions: list[tuple[str, dict[str, s
             print(f"    {version:<9} {label:<10} {seconds:6.2f} s ({cpu:.2f} s CPU, {cpu / finished * 1e6:.1f} us a "
                   f"finished experiment: {cpu / finished * 5e5:.1f} s for a half-done 10^6)   peak {peak:5.0f} MB",
                   flush=True)
+    with open(os.path.join(root, "noop.py"), "w") as handle:
+        handle.write(NOOP)
+    print("  -p of it from the command line, each version with the index it wrote (-p reads it, never writes it):")
+    for flags in ("-p", "-p --json"):
+        for version, env in versions:
+            probed("index", half_config, env)
+            _, total, peak, cpu = command_figures([sys.executable, "noop.py", half_config, *flags.split()], env, root,
+                                                  False, PROGRESS_LIMIT)
+            print(f"    {flags:<10} {version:<9} {total:6.2f} s ({cpu:.2f} s CPU)   peak {peak:5.0f} MB", flush=True)
+
+
+PROGRESS_LIMIT = 600.0  # seconds after which a -p of the half-done default-layout sweep is stopped (nan)
 
 
 def huge_sweeps(root: str, size: int, resume: int, compact: int, contiguous: bool, jobs: int, baseline: str | None,
