@@ -285,13 +285,12 @@ class FolderIndex:
         or stopped: `progress_figures.finished_times` tells which); None for the others (read from their files).
         Stat'ed in one loop (`all_valid`), each one again only where that finds a change; parsed by one
         json.loads."""
-        entries = list(map(self.entries.get, parts))
-        done = [at for at, entry in enumerate(entries) if entry is not None and entry[2] >= iterations]
-        if not self.all_valid([parts[at] for at in done], [entries[at] for at in done]):  # type: ignore[misc]
-            done = [at for at in done if self.valid(parts[at]) is not None]
+        done = {at: entry for at, entry in enumerate(map(self.entries.get, parts))
+                if entry is not None and entry[2] >= iterations}
+        if not self.all_valid([parts[at] for at in done], list(done.values())):
+            done = {at: entry for at, entry in done.items() if self.valid(parts[at]) is not None}
         found: list[list[Any] | None] = [None] * len(parts)
-        reps = json.loads("[" + ",".join([entries[at][3] for at in done]) + "]")  # type: ignore[index]
-        for at, each in zip(done, reps):
+        for at, each in zip(done, json.loads("[" + ",".join([entry[3] for entry in done.values()]) + "]")):
             found[at] = each
         return found
 
