@@ -140,7 +140,9 @@ def test_with_local_workers_the_repetitions_in_flight_end_after_their_iteration(
     result = run_cli("Buggy", "config.yml", "-n", "2", cwd=tmp_path, check_rc=1)
     found = states(tmp_path / "out")
     assert 1 <= list(found.values()).count("failed") <= 2, found  # the first, and perhaps the other one in flight
-    assert set(found.values()) <= {"failed", "interrupted"} and len(found) <= 3, found
+    # and at most one more per worker: a worker holds its next item and begins it as soon as it sent an outcome,
+    # so on a loaded machine each may have begun one before the stop reached it (seen in CI: 2 failed, 2 interrupted)
+    assert set(found.values()) <= {"failed", "interrupted"} and len(found) <= 4, found
     assert "stopped: 1 repetition failed" in result.stderr
     run_cli("Deterministic", "config.yml", "-n", "2", cwd=tmp_path, check_rc=0, env={NO_SLEEP: "1"})  # the rest
     assert list(states(tmp_path / "out").values()) == ["finished"] * 9
