@@ -144,11 +144,16 @@ def _repetition_stats(repetition: RepetitionStore) -> list[tuple[str, int]] | No
     return [found, _stat(results), _stat(status)]
 
 
-def _results(files: list[str], rep: int, first: int = 1) -> str:
-    """What `files` (an entry's, whose repetitions' start at `first`) say of repetition `rep`'s results file: its
+def _results_at(files: list[str], rep: int, first: int = 1) -> int:
+    """Where among `files` (an entry's, whose repetitions' start at `first`) repetition `rep`'s results file is: its
     rep_NN.jsonl where that exists, else the folder layout's results.jsonl (RepetitionStore.in_folder's rule)."""
     at = first + FILES_PER_REPETITION * rep
-    return files[at] if files[at] != "-" else files[at + 1]
+    return at if files[at] != "-" else at + 1
+
+
+def _results(files: list[str], rep: int, first: int = 1) -> str:
+    """What `files` (an entry's) say of repetition `rep`'s results file (`_results_at`)."""
+    return files[_results_at(files, rep, first)]
 
 
 def _size(recorded: str) -> int | None:
@@ -296,12 +301,10 @@ class FolderIndex:
 
     def is_running(self, part: str, rep: int) -> bool:
         """Whether a live process holds repetition `rep` of experiment folder `part`, whose entry is valid: a lock on
-        the file its entry says holds its rows (`RepetitionStore.results_file`'s, without asking the layout
-        again: its rep_NN.jsonl where that exists, else the folder layout's results.jsonl, which exists only
-        where that layout is kept)."""
-        at = 1 + FILES_PER_REPETITION * rep
-        one = self.entries[part][0].split("|")[at] != "-"
-        return is_locked(f"{self._prefix}{part}{os.sep}{self._files[at if one else at + 1]}")
+        the file its entry says holds its rows (`_results_at`: `RepetitionStore.results_file`'s, without asking
+        the layout again; the folder layout's results.jsonl exists only where that layout is kept)."""
+        name = self._files[_results_at(self.entries[part][0].split("|"), rep)]  # (its files in their names' order)
+        return is_locked(f"{self._prefix}{part}{os.sep}{name}")
 
     def read(self, part: str) -> Entry | None:
         """The entry of `part` read from its files now (kept for `write`); None: see `read_entry`."""
