@@ -337,10 +337,15 @@ def finished_load(root: str, size: int, versions: list[tuple[str, dict[str, str]
     search of issue 25, as a surrogate's training set is read back), each version in a process of its own."""
     document, _ = write_half_done_compact(os.path.join(root, "finished-compact"), size, False, whole=True)
     path = config("finished-compact", document)
-    print(f"  load_results of a finished compact sweep: {size * 100} one-row repetitions")
-    for version, env in versions:
-        seconds, cpu, peak, rows = probed("load", path, env, limit)
-        print(f"    {version:<9} {seconds:6.2f} s ({cpu:6.2f} s CPU) for {rows:.0f} rows   peak {peak:5.0f} MB")
+    print(f"  load_results of a finished compact sweep: {size * 100} one-row repetitions (3 rounds, versions in turn)")
+    for _ in range(3):
+        times = []
+        for version, env in versions:
+            seconds, cpu, peak, rows = probed("load", path, env, limit)
+            times.append(seconds)
+            print(f"    {version:<9} {seconds:6.2f} s ({cpu:6.2f} s CPU) for {rows:.0f} rows   peak {peak:5.0f} MB")
+        if len(times) > 1:
+            print(f"    this / {versions[-1][0]}: {times[0] / times[-1]:.2f}x")
 
 
 def folders_resume(root: str, resume: int, versions: list[tuple[str, dict[str, str]]], config) -> None:

@@ -1,12 +1,12 @@
 """A large compact store's rows read into load_results' frame in columns, by pyarrow: 10^6 one-row repetitions in
-3 - 4 s on 2 cores, where the bulk reader (`compact_bulk`), Python objects per repetition, takes 12 - 14 s.
+2.0 - 2.4 s on 2 cores, where the bulk reader (`compact_bulk`), Python objects per repetition, takes 12 - 14 s.
 
 Every line of a store's segments is an event keyed as encode_row keys it, `{"c":["name",rep],...}` (a claim,
 its params), `{"w":["name",rep],"row":{...}}` (a row) and so on. A key's list mixes a string and a number, which
 pyarrow's JSON reader cannot type, so each key's bracket, comma, digits and closing bracket are overwritten with
 blanks, in place, after its number was read off in numpy: `{"c": "name"   ,...}`, the same event but for the
-number, and valid JSON. pyarrow then parses the segments (pieces on a pool of threads) into one table, a row per
-line. An experiment whose every repetition was claimed once, wrote its rows 0, 1, 2... after its claim in its
+number, and valid JSON. pyarrow then parses the segments (pieces on a pool of threads, each as soon as its lines
+are read) into one table, a row per line. An experiment whose every repetition was claimed once, wrote its rows 0, 1, 2... after its claim in its
 claim's segment and has no status and no cut-back, its claims all of the same params (most of a sweep), is read
 off its claims and rows in numpy, all such experiments at once; any other is replayed, its lines in the
 segments' order, as the catalog takes them in (`_replayed`), and its rows are the lines that replay keeps. The
@@ -26,9 +26,10 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
+from mmap import mmap
 from typing import TYPE_CHECKING, Any
 
 from . import arrow_rows
@@ -46,6 +47,7 @@ ROWS_PER_CLAIM = 50  # a store with more lines per claim (long repetitions, few)
 # its cost is per repetition, and both parse rows with pyarrow (10^4 repetitions x 100 rows: 1.4 s either way)
 SAMPLE = 1 << 20  # bytes of a store's largest segment that say how long its repetitions are
 PIECE_SIZE = 16 << 20  # bytes of whole lines pyarrow parses as one block on one thread (2x faster than 4 MB here)
+READ_SIZE = 4 << 20  # bytes read at once: pieces go to the threads as soon as their lines are read
 SCAN_SIZE = 4 << 20  # bytes numpy compares at once: the comparison's array stays small (no page faults of 200 MB)
 _MAX_DIGITS = 7  # a repetition's number has at most this many digits (read off the 8 bytes before its "]")
 _KINDS = b"cwsk"  # the keyed events: claim, row, status, cut-back (a drop, `{"d":name}`, is not keyed)
@@ -87,14 +89,11 @@ def read_frame(root: str, kept_names: set[str] | None = None,
     files = _segment_files(root)
     if sum(size for _, size in files) < MIN_BYTES or not files or not _short_repetitions(files):
         return None
-    buffer, segment_ends = _segments(files)
-    if not buffer:
-        return None
-    read = _parsed(buffer, segment_ends)
+    read = _parsed(files)
     if read is None:
         return None
     try:
-        return _frame(*read, buffer, kept_names, params)
+        return _frame(*read, kept_names, params)
     except pyarrow.ArrowNotImplementedError:
         return None  # a column of a type no kernel compares or sorts (a store's lines as no writer of ours writes)
 
@@ -116,22 +115,27 @@ def _short_repetitions(files: list[tuple[str, int]]) -> bool:
     return sample.count(b'{"c":[') * ROWS_PER_CLAIM >= sample.count(b"\n")
 
 
-def _segments(files: list[tuple[str, int]]) -> tuple[bytearray, list[int]]:
-    """The complete lines of the segments `files`, one after the other in one buffer (a torn last line is left out,
-    as the catalog leaves it), and where each segment's lines end in it."""
-    buffer = bytearray(sum(size for _, size in files))
-    view, used, ends = memoryview(buffer), 0, []
+def _read_lines(files: list[tuple[str, int]], buffer: mmap, segment_ends: list[int]) -> Iterator[int]:
+    """Read the segments `files` one after the other into `buffer`, READ_SIZE bytes at a time; after each read, say
+    where the complete lines read so far end (what is before that is final). A segment's torn last line is left out,
+    as the catalog leaves it (the next segment is read over it); where each segment's lines end is appended to
+    `segment_ends`. A segment is read up to the size it had when listed (it may have grown since)."""
+    complete = 0  # the end of the complete lines read so far
     for path, size in files:
+        start = end = complete  # (where this segment's bytes begin, and end so far)
         try:
-            with open(path, "rb", buffering=0) as handle:
-                read = handle.readinto(view[used:used + size])  # (not more than its size then: it may have grown)
+            with open(path, "rb", buffering=0) as handle, memoryview(buffer) as view:
+                while end - start < size:
+                    got = handle.readinto(view[end:start + min(size, end - start + READ_SIZE)])
+                    if not got:
+                        break
+                    end += got
+                    complete = max(complete, buffer.rfind(b"\n", end - got, end) + 1)  # (its new bytes only)
+                    yield complete
         except FileNotFoundError:
-            continue
-        used = max(used, buffer.rfind(b"\n", used, used + (read or 0)) + 1)  # its complete lines
-        ends.append(used)
-    view.release()
-    del buffer[used:]
-    return buffer, ends
+            pass
+        segment_ends.append(complete)
+    yield complete
 
 
 @dataclass
@@ -195,6 +199,8 @@ def _read_lists(text: np.ndarray, words: np.ndarray, starts: np.ndarray,
     blanked out in place; None where one is not as encode_row writes it."""
     import numpy as np
 
+    if not len(starts):  # (a piece of drops only)
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
     brackets = _positions(text, ord("]"))
     found = np.searchsorted(brackets, starts + 7)
     if (found >= len(brackets)).any():
@@ -231,44 +237,54 @@ def _read_lists(text: np.ndarray, words: np.ndarray, starts: np.ndarray,
     return reps, name_sizes
 
 
-def _parsed(buffer: bytearray, segment_ends: list[int]) -> tuple[Any, _Keys] | None:
-    """The lines of `buffer`, their keys read and blanked (`_read_keys`), parsed by pyarrow into one flat table, a
-    row per line: `name` (the key's name), `base`, `t`, `n`, `at`, `params.<path>` (every parameter, flattened as
-    flatten_mapping flattens) and `row.<column>` (the row's columns, one level); and the lines' keys. Both in
-    pieces of whole lines on a pool of threads (numpy and pyarrow let go of the interpreter's lock). None where a
-    key is not as encode_row writes it, a piece is not what Python's json reads alike (arrow_rows.read_piece) or a
-    column's type differs between pieces (arrow_rows.concatenated)."""
+def _parsed(files: list[tuple[str, int]]) -> tuple[Any, _Keys, mmap] | None:
+    """The complete lines of the segments `files`, their keys read and blanked (`_read_keys`), parsed by pyarrow into
+    one flat table, a row per line: `name` (the key's name), `base`, `t`, `n`, `at`, `params.<path>` (every
+    parameter, flattened as flatten_mapping flattens) and `row.<column>` (the row's columns, one level); the lines'
+    keys; and the buffer they were read into, one segment's after the other's (zeros after the last). Parsed in
+    pieces of whole lines on a pool of threads (numpy and pyarrow let go of the interpreter's lock) while more are
+    read. None where a key is not as encode_row writes it, a piece is not what Python's json reads alike
+    (arrow_rows.read_piece) or a column's type differs between pieces (arrow_rows.concatenated)."""
     import numpy as np
 
+    total = sum(size for _, size in files)
+    if not total:
+        return None
+    buffer = mmap(-1, total)  # (its pages are zeroed as they are first read into, not all before the first piece)
+    segment_ends: list[int] = []
     cuts = [0]  # pieces of whole lines: each ends with the first line that reaches PIECE_SIZE bytes into it
-    while cuts[-1] < len(buffer):
-        end = buffer.find(b"\n", cuts[-1] + PIECE_SIZE - 1)
-        cuts.append(len(buffer) if end < 0 else end + 1)
-    text = np.frombuffer(buffer, np.uint8)
-    view = memoryview(buffer)
-
-    def piece(start: int, end: int) -> tuple[tuple[np.ndarray, ...], Any] | None:
-        keys = _read_keys(text[start:end])
-        if keys is None:
-            return None
-        table = _flat_piece(bytes(view[start:end]))
-        return None if table is None else (keys, table)
-
     pool = arrow_rows.parse_pool()
     try:
-        pieces = list(pool.map(piece, cuts[:-1], cuts[1:]))
+        pieces = []
+        for complete in _read_lines(files, buffer, segment_ends):
+            while complete - cuts[-1] >= PIECE_SIZE or (complete > cuts[-1] and len(segment_ends) == len(files)):
+                end = buffer.find(b"\n", min(cuts[-1] + PIECE_SIZE, complete) - 1, complete) + 1 or complete
+                pieces.append(pool.submit(_keyed_piece, buffer, cuts[-1], end))
+                cuts.append(end)
+        read = [piece.result() for piece in pieces]
     finally:
         pool.shutdown()
-        view.release()
-    if any(read is None for read in pieces):
+    buffer[cuts[-1]:] = bytes(total - cuts[-1])  # (a torn last line, what a segment gone since it was listed left)
+    if not read or any(piece is None for piece in read):
         return None
     starts, kinds, reps, name_sizes = (np.concatenate(parts) for parts in zip(*(
-        (read[0][0] + start, *read[0][1:]) for read, start in zip(pieces, cuts))))  # type: ignore[index]
-    table = arrow_rows.concatenated([read[1] for read in pieces])  # type: ignore[index]
+        (piece[0][0] + start, *piece[0][1:]) for piece, start in zip(read, cuts))))  # type: ignore[index]
+    table = arrow_rows.concatenated([piece[1] for piece in read])  # type: ignore[index]
     if table is None:
         return None
     segments = np.searchsorted(np.asarray(segment_ends, np.int64), starts, side="right")
-    return table, _Keys(starts, kinds, reps, segments, name_sizes)
+    return table, _Keys(starts, kinds, reps, segments, name_sizes), buffer
+
+
+def _keyed_piece(buffer: mmap, start: int, end: int) -> tuple[tuple[np.ndarray, ...], Any] | None:
+    """The keys (`_read_keys`, blanking them) and the table (`_flat_piece`) of the whole lines buffer[start:end]."""
+    import numpy as np
+
+    keys = _read_keys(np.frombuffer(buffer, np.uint8, end - start, start))
+    if keys is None:
+        return None
+    table = _flat_piece(buffer[start:end])
+    return None if table is None else (keys, table)
 
 
 def _flat_piece(data: bytes) -> Any:
@@ -321,7 +337,7 @@ class _Experiments:
     stop_reasons: dict[int, str]
 
 
-def _frame(table: Any, keys: _Keys, buffer: bytearray, kept_names: set[str] | None,
+def _frame(table: Any, keys: _Keys, buffer: mmap, kept_names: set[str] | None,
            params: Mapping[str, Any] | None) -> StoreFrame | None:
     """The frame of the parsed lines (see `_parsed`): rows, in order, of what `_rows` says counts."""
     import numpy as np
@@ -391,7 +407,7 @@ def _frame(table: Any, keys: _Keys, buffer: bytearray, kept_names: set[str] | No
     return StoreFrame(frame, meta_names, *known)
 
 
-def _results(table: Any, keys: _Keys, buffer: bytearray, rows: np.ndarray,
+def _results(table: Any, keys: _Keys, buffer: mmap, rows: np.ndarray,
              every_row: bool) -> tuple[Any, list[str]] | None:
     """The result columns of the lines `rows` (all rows of the store, where `every_row`) and their names, in the
     order load_results makes them; None where pandas would make them otherwise (see the module's docstring)."""
@@ -418,7 +434,7 @@ def _results(table: Any, keys: _Keys, buffer: bytearray, rows: np.ndarray,
 
 
 def _rows(table: Any, keys: _Keys, experiment: np.ndarray, param_names: list[str],
-          buffer: bytearray) -> tuple[np.ndarray, _Experiments] | None:
+          buffer: mmap) -> tuple[np.ndarray, _Experiments] | None:
     """The lines whose rows count, in load_results' order (by experiment, repetition, iteration), and the
     experiments; None where that cannot be said alike (a claim short of a parameter another has, params written as
     null, an experiment whose lines say two bases, a replay that cannot be made: see `_replayed`).
@@ -451,8 +467,8 @@ def _rows(table: Any, keys: _Keys, experiment: np.ndarray, param_names: list[str
     place = np.arange(len(rows)) - np.repeat(starts, np.diff(np.append(starts, len(rows))))
     iterations = table.column("row.iteration").fill_null(-1).to_numpy()
     replayed[experiment[rows[iterations[rows] != place]]] = True  # rows not 0, 1, 2... as the runner writes them
-    given = table.column("has_params").to_numpy(zero_copy_only=False) if "has_params" in table.column_names \
-        else np.zeros(len(key), bool)
+    given = table.column("has_params").fill_null(False).to_numpy(zero_copy_only=False) \
+        if "has_params" in table.column_names else np.zeros(len(key), bool)  # (null: a piece without params)
     for line in np.flatnonzero(~given & ((kinds == C) | (kinds == S))).tolist():  # (few: the writers write params)
         if buffer.find(b'"params":null', int(keys.starts[line]), buffer.find(b"\n", int(keys.starts[line]))) >= 0:
             return None  # params written as null: none, where params not written keep those before
@@ -496,7 +512,7 @@ def _rows(table: Any, keys: _Keys, experiment: np.ndarray, param_names: list[str
 
 
 def _replayed(table: Any, keys: _Keys, experiment: np.ndarray, lines: np.ndarray, given: np.ndarray,
-              buffer: bytearray) -> dict[tuple[int, int], tuple[list[int], int, str | None]] | None:
+              buffer: mmap) -> dict[tuple[int, int], tuple[list[int], int, str | None]] | None:
     """Each repetition of the replayed experiments (their `lines`, in the segments' order) as a catalog of their own
     takes them in (compact_catalog is the definition: claims in order of time, cut-backs, drops, statuses): each
     line is given to it as its event, with the line's number in place of a row, of params (where they hold any)
@@ -552,7 +568,7 @@ def _replayed(table: Any, keys: _Keys, experiment: np.ndarray, lines: np.ndarray
     return read
 
 
-def _names_as_written(names: Any, keys: _Keys, buffer: bytearray) -> bool:
+def _names_as_written(names: Any, keys: _Keys, buffer: mmap) -> bool:
     """Whether each line's name, as pyarrow read it, is the text between its quotes: its bytes, or (a name not in
     ASCII, or with a quote) exactly as encode_row escapes it. So the text is one JSON string, and pyarrow read the
     name the catalog reads."""
@@ -609,7 +625,7 @@ def _same_as_first(column: Any, first: np.ndarray) -> np.ndarray:
         return np.zeros(len(column), bool)  # (a nested value: not plain, given up on anyway)
 
 
-def _ambiguous_floats(columns: Any, buffer: bytearray) -> bool:
+def _ambiguous_floats(columns: Any, buffer: mmap) -> bool:
     """Whether a float column holds only whole numbers while the segments write its key with an integer somewhere.
     pyarrow typed the column over every line; pandas types the values the frame holds, and where those are ints
     only (an experiment's first claim's `1` beside a later claim's `1.0`, the rows kept beside rows left out), it
@@ -629,20 +645,20 @@ def _ambiguous_floats(columns: Any, buffer: bytearray) -> bool:
     return False
 
 
-def _line(buffer: bytearray, keys: _Keys, index: int) -> Any:
+def _line(buffer: mmap, keys: _Keys, index: int) -> Any:
     """Line `index` as Python's json reads it (blanked, it is the same event but for its key's number)."""
-    end = buffer.index(b"\n", int(keys.starts[index]))
+    end = buffer.find(b"\n", int(keys.starts[index]))  # (a line's end: there, in the buffer's complete lines)
     return json.loads(bytes(buffer[int(keys.starts[index]):end]))
 
 
-def _param_order(buffer: bytearray, keys: _Keys, claim: int, names: list[str]) -> list[str] | None:
+def _param_order(buffer: mmap, keys: _Keys, claim: int, names: list[str]) -> list[str] | None:
     """The params columns in the order load_results makes them: the first experiment's params, flattened (every
     experiment has the same ones, checked before); None where those are not the columns."""
     ordered = [f"params.{name}" for name in flatten_mapping(_line(buffer, keys, claim).get("params") or {})]
     return ordered if sorted(ordered) == sorted(names) else None
 
 
-def _null_in_rows(buffer: bytearray, keys: _Keys) -> bool:
+def _null_in_rows(buffer: mmap, keys: _Keys) -> bool:
     """Whether a row line holds the text `null` (a null written, or in a string): where none does, a result column's
     null is a row without it."""
     import numpy as np
@@ -651,7 +667,7 @@ def _null_in_rows(buffer: bytearray, keys: _Keys) -> bool:
     return bool((keys.kinds[np.searchsorted(keys.starts, found, side="right") - 1] == W).any())
 
 
-def _result_order(buffer: bytearray, keys: _Keys, rows: np.ndarray, results: Any, names: list[str]) -> list[int] | None:
+def _result_order(buffer: mmap, keys: _Keys, rows: np.ndarray, results: Any, names: list[str]) -> list[int] | None:
     """The result columns' places in `names` in the order load_results makes them: the order of first appearance
     in its rows. Where every row has every column, the first row's order; where some lack one, each column's first
     row with it says, as long as no row holds a null written (then a missing column and a null read alike)."""

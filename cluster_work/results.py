@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from . import collector, compact_bulk, compact_frame, original_format
+from . import arrow_rows, collector, compact_bulk, compact_frame, original_format
 from .arrow_rows import start_reader as _fast_reader
 from .compact_catalog import find_compact_roots
 from .compact_store import CompactExperimentStore, find_compact
@@ -89,7 +89,7 @@ def load_results(path: str | os.PathLike[str], experiments: Iterable[str] | None
     ensemble has one row per (iteration, walker), after the repetitions' rows.
     """
     wanted = list(experiments) if experiments is not None else None
-    with collector.paused():  # a frame of 10^6 rows is made of as many objects, in no cycle
+    with collector.paused(), arrow_rows.malloc_pool():  # a frame of 10^6 rows: as many objects, in no cycle
         frame, saved = _load(path, wanted, params)
     if wanted is not None and (saved is not None or os.path.isfile(path)):  # (an empty folder: said already)
         _warn_unknown_names(path, [name for name in dict.fromkeys(wanted) if name not in (saved or ())], saved or set())
@@ -100,7 +100,7 @@ def load_configured_results(path: str | os.PathLike[str], experiments: Iterable[
                             params: Mapping[str, Any] | None = None) -> pd.DataFrame:
     """`load_results` for names that a config defines (their callers expanded it: PlotWork, `Sweep.results`,
     --plot): one that has not run yet is no typo, so no warning for it, even where `path` is a folder."""
-    with collector.paused():
+    with collector.paused(), arrow_rows.malloc_pool():
         return _load(path, list(experiments), params, want_names=False)[0]
 
 

@@ -7,6 +7,8 @@ goes untested. MIN_BYTES is 0 here: every store, however small, is a candidate.
 """
 from __future__ import annotations
 
+import json
+import os
 import random
 import subprocess
 import sys
@@ -184,6 +186,34 @@ def test_pieces_parsed_apart_make_one_frame(tmp_path, monkeypatch):
     lines = [line for k in range(40) for line in _ran(f"e{k:02}", 0, 2, v=k if k < 20 else k + 0.5)]
     lines += _ran("late", 0, 1, extra="x")
     _same(_store(tmp_path, [lines]), monkeypatch, True)
+
+
+@pytest.mark.parametrize("case", CASES, ids=list(CASES))
+def test_segments_read_a_few_bytes_at_a_time_make_the_same_frame(case, tmp_path, monkeypatch):
+    """Reads of 5 bytes and pieces of ~64 (parsed while the segments are still being read): a piece ends only where
+    the lines read so far are complete, a torn last line is read over by the next segment."""
+    monkeypatch.setattr(compact_frame, "READ_SIZE", 5)
+    monkeypatch.setattr(compact_frame, "PIECE_SIZE", 64)
+    segments, in_columns = CASES[case]
+    _same(_store(tmp_path, segments), monkeypatch, in_columns)
+
+
+def test_a_segment_gone_or_grown_since_it_was_listed_is_read_as_listed(tmp_path, monkeypatch):
+    """A segment that grew between the listing and its read is read up to the size it had (the lines after that,
+    here a whole repetition, are not in the frame; the next segment's lines all are), one removed is left out."""
+    target = _store(tmp_path, SIMPLE)
+    root = compact_root(str(target / "doc"))
+    listed = compact_frame._segment_files(root)
+    first = listed[0][0]
+    with open(first, "ab") as segment:
+        segment.write(json.dumps({"c": ["late", 0], "params": {}}).encode() + b"\n"
+                      + json.dumps({"w": ["late", 0], "row": {"iteration": 0}}).encode() + b"\n")
+    monkeypatch.setattr(compact_frame, "_segment_files", lambda root: listed)
+    frame = compact_frame.read_frame(root).frame
+    assert set(frame["experiment"]) == {"aa", "b", "c", "ünï"} and len(frame) == 10
+    os.remove(first)
+    frame = compact_frame.read_frame(root).frame
+    assert set(frame["experiment"]) == {"aa", "c", "ünï"}  # (the first writer's b and aa 1 gone with its segment)
 
 
 @pytest.mark.parametrize("selection", [{"experiments": ["b"]}, {"experiments": ["doc"]}, {"params": {"x": 1}},
