@@ -6,11 +6,11 @@ its params), `{"w":["name",rep],"row":{...}}` (a row) and so on. A key's list mi
 pyarrow's JSON reader cannot type, so each key's bracket, comma, digits and closing bracket are overwritten with
 blanks, in place, after its number was read off in numpy: `{"c": "name"   ,...}`, the same event but for the
 number, and valid JSON. pyarrow then parses the segments (pieces on a pool of threads, each as soon as its lines
-are read) into one table, a row per line. An experiment whose every repetition was claimed once, wrote its rows 0, 1, 2... after its claim in its
-claim's segment and has no status and no cut-back, its claims all of the same params (most of a sweep), is read
-off its claims and rows in numpy, all such experiments at once; any other is replayed, its lines in the
-segments' order, as the catalog takes them in (`_replayed`), and its rows are the lines that replay keeps. The
-frame is made of the table's columns in load_results' order (name, number, iteration).
+are read) into one table, a row per line. An experiment whose every repetition was claimed once, wrote its rows
+0, 1, 2... after its claim in its claim's segment and has no status and no cut-back, its claims all of the same
+params (most of a sweep), is read off its claims and rows in numpy, all such experiments at once; any other is
+replayed, its lines in the segments' order, as the catalog takes them in (`_replayed`), and its rows are the lines
+that replay keeps. The frame is made of the table's columns in load_results' order (name, number, iteration).
 
 What it gives is what load_results gives for the same store read by `compact_bulk` and `arrow_rows` (the
 definition: tests/test_compact_frame compares the two), or None wherever that could differ, and the caller reads
