@@ -332,13 +332,15 @@ def compact_resume(root: str, size: int, contiguous: bool, versions: list[tuple[
               f"   peak {peak:5.0f} MB")
 
 
-def finished_load(root: str, size: int, versions: list[tuple[str, dict[str, str]]], config, limit: float) -> None:
+def finished_load(root: str, size: int, versions: list[tuple[str, dict[str, str]]], config, limit: float,
+                  rounds: int) -> None:
     """load_results of a finished compact sweep of `size` x 100 one-iteration points (10^4: the 10^6-point random
     search of issue 25, as a surrogate's training set is read back), each version in a process of its own."""
     document, _ = write_half_done_compact(os.path.join(root, "finished-compact"), size, False, whole=True)
     path = config("finished-compact", document)
-    print(f"  load_results of a finished compact sweep: {size * 100} one-row repetitions (3 rounds, versions in turn)")
-    for _ in range(3):
+    print(f"  load_results of a finished compact sweep: {size * 100} one-row repetitions ({rounds} rounds, versions"
+          " in turn)")
+    for _ in range(rounds):
         times = []
         for version, env in versions:
             seconds, cpu, peak, rows = probed("load", path, env, limit)
@@ -395,7 +397,7 @@ PROGRESS_LIMIT = 600.0  # seconds after which a -p of the half-done default-layo
 
 
 def huge_sweeps(root: str, size: int, resume: int, compact: int, contiguous: bool, jobs: int, baseline: str | None,
-                limit: float, compact_only: bool = False, stale_only: bool = False) -> None:
+                limit: float, rounds: int, compact_only: bool = False, stale_only: bool = False) -> None:
     """Issue 25's figures, each for this copy of cluster_work and for `baseline` (if given), side by side; a
     command line is stopped after `limit` seconds (nan: what it had not done by then); `compact_only`: the
     half-done compact sweep's alone."""
@@ -434,7 +436,7 @@ def huge_sweeps(root: str, size: int, resume: int, compact: int, contiguous: boo
             print(f"    {flags:<14} {version:<9} first line {first:6.2f} s   {end:<21} peak {peak:5.0f} MB")
     folders_resume(root, resume, versions, config)
     compact_resume(root, compact, contiguous, versions, config, limit)
-    finished_load(root, compact, versions, config, limit)
+    finished_load(root, compact, versions, config, limit, rounds)
     streamed = config("streamed", {"grid": {"a": list(range(jobs // 1000)), "b": list(range(1000))}})
     print(f"  rank 0 over a sweep of {jobs} jobs (an instant task: rank 0's share alone)")
     for version, env in versions:
@@ -463,6 +465,7 @@ def main() -> None:
                         help="the first -p of the half-done compact sweep, its index stale by a small tail, alone")
     parser.add_argument("--jobs", type=int, default=10**6, help="jobs of the sweep rank 0's memory is taken over")
     parser.add_argument("--baseline", help="another copy of cluster_work (its repository folder) to compare with")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of --load-only's and the huge sweeps' load")
     parser.add_argument("--limit", type=float, default=300, help="seconds after which a command line is stopped")
     parser.add_argument("--probe", nargs=2, metavar=("KIND", "CONFIG"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -485,13 +488,13 @@ def main() -> None:
                 return path
 
             if args.load_only:
-                finished_load(root, args.load_only, versions, config, args.limit)
+                finished_load(root, args.load_only, versions, config, args.limit, args.rounds)
             else:
                 folders_resume(root, args.resume, versions, config)
             return
         if args.huge:  # first, while this process is small: a child's peak counts its parent's size at fork
             huge_sweeps(root, args.huge, args.resume, args.compact_resume, args.contiguous, args.jobs, args.baseline,
-                        args.limit, args.compact_only, args.stale_only)
+                        args.limit, args.rounds, args.compact_only, args.stale_only)
         if args.compact_only or args.stale_only:
             return
         jobs = args.grid * args.repetitions

@@ -25,7 +25,8 @@ def test_scheduling_benchmark_runs():
 def test_planning_scale_benchmark_runs():
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "planning_scale.py"), "--grid", "5",
                              "--repetitions", "3", "--experiments", "2", "--iterations", "4", "--huge", "4",
-                             "--resume", "2", "--compact-resume", "2", "--jobs", "2000", "--baseline", str(ROOT)],
+                             "--resume", "2", "--compact-resume", "2", "--jobs", "2000", "--rounds", "1",
+                             "--baseline", str(ROOT)],
                             env=script_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "load_results of 6 repetitions x 4 iterations" in result.stdout
