@@ -378,3 +378,24 @@ def test_stop_reason_is_a_column_where_a_campaign_stopped_a_repetition_in_both_r
     reasons = fast.groupby(["experiment", "rep"]).stop_reason.first()
     assert reasons.dropna().to_dict() == {("base__e0", 0): "halving: loss 1 ranks 2 of 2", ("base__e1", 0): "enough"}
     assert reasons.isna().sum() == 1 and (fast[fast.rep == 1].stop_reason.isna()).all()
+
+
+def test_load_results_parses_with_mallocs_pool_and_gives_the_pool_back(tmp_path, monkeypatch):
+    """pyarrow allocates from malloc (its system pool) while load_results reads (arrow_rows.malloc_pool: mimalloc's
+    huge pages cost a fresh process ~1 s at 10^6 lines); the process's pool is its default again afterwards, and a
+    pool the user chose (ARROW_DEFAULT_MEMORY_POOL) is left alone."""
+    import pyarrow
+
+    root = write_sweep(tmp_path, [counted(3, loss=0.5)], [counted(2, loss=1.5)])
+    read_piece, pools = arrow_rows.read_piece, []
+    monkeypatch.setattr(arrow_rows, "read_piece", lambda data: pools.append(
+        pyarrow.default_memory_pool().backend_name) or read_piece(data))
+    before = pyarrow.default_memory_pool()
+    monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL", raising=False)
+    assert len(load_results(root)) == 5
+    assert pools and set(pools) == {"system"}
+    assert pyarrow.default_memory_pool().backend_name == before.backend_name
+    monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", before.backend_name)
+    pools.clear()
+    assert len(load_results(root)) == 5
+    assert set(pools) == {before.backend_name}
