@@ -177,8 +177,7 @@ def read_piece(data: bytes) -> tuple[Any, Any] | None:
             return None
     options = pyarrow.json.ReadOptions(block_size=len(data) + 1, use_threads=False)
     try:
-        table = pyarrow.json.read_json(pyarrow.BufferReader(data), read_options=options,
-                                       memory_pool=pyarrow.default_memory_pool())
+        table = pyarrow.json.read_json(pyarrow.BufferReader(data), read_options=options)
         dates = [field.name for field in table.schema if pyarrow.types.is_timestamp(field.type)]
         if dates:
             strings = pyarrow.json.ParseOptions(explicit_schema=pyarrow.schema([(n, pyarrow.string()) for n in dates]))
