@@ -32,10 +32,11 @@ def malloc_pool() -> Iterator[None]:
     """pyarrow allocates from the C library's malloc within (its system pool), unless the user chose a pool
     (ARROW_DEFAULT_MEMORY_POOL); the pool it found is its default again afterwards.
 
-    Why: reading 10^6 lines allocates ~1 GB that a fresh process must fault in, and pyarrow's default pool
-    (mimalloc) backs its arenas with huge pages, each zeroed whole when first touched: 2 - 3 s of system time
-    (perf: clear_page) against ~1 s from malloc. load_results of 10^6 one-row repetitions of a compact store,
-    in a fresh process on 2 cores: 3.5 - 4.1 s with mimalloc, 2.5 - 2.8 s with malloc (jemalloc alike)."""
+    Why: reading 10^6 lines allocates ~1 GB that a fresh process must fault in, and with pyarrow's default pool
+    (mimalloc) that costs 2 - 3 s of system time, nearly all of it the kernel zeroing pages (perf: clear_page;
+    fewer faults than malloc's, each zeroing more: huge pages, it seems), against ~1 s from malloc. load_results
+    of 10^6 one-row repetitions of a compact store, in a fresh process on 2 cores: 3.5 - 4.1 s with mimalloc,
+    2.5 - 2.8 s with malloc (jemalloc alike)."""
     try:
         import pyarrow
     except ImportError:

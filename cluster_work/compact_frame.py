@@ -257,7 +257,8 @@ def _parsed(files: list[tuple[str, int]]) -> tuple[Any, _Keys, mmap] | None:
     try:
         pieces = []
         for complete in _read_lines(files, buffer, segment_ends):
-            while complete - cuts[-1] >= PIECE_SIZE or (complete > cuts[-1] and len(segment_ends) == len(files)):
+            all_read = len(segment_ends) == len(files)  # (then the lines left make the last pieces, however short)
+            while complete - cuts[-1] >= PIECE_SIZE or (all_read and complete > cuts[-1]):
                 end = buffer.find(b"\n", min(cuts[-1] + PIECE_SIZE, complete) - 1, complete) + 1 or complete
                 pieces.append(pool.submit(_keyed_piece, buffer, cuts[-1], end))
                 cuts.append(end)
@@ -648,7 +649,7 @@ def _ambiguous_floats(columns: Any, buffer: mmap) -> bool:
 def _line(buffer: mmap, keys: _Keys, index: int) -> Any:
     """Line `index` as Python's json reads it (blanked, it is the same event but for its key's number)."""
     end = buffer.find(b"\n", int(keys.starts[index]))  # (a line's end: there, in the buffer's complete lines)
-    return json.loads(bytes(buffer[int(keys.starts[index]):end]))
+    return json.loads(buffer[int(keys.starts[index]):end])
 
 
 def _param_order(buffer: mmap, keys: _Keys, claim: int, names: list[str]) -> list[str] | None:
