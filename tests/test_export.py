@@ -1,6 +1,7 @@
 """The exporter (`python -m cluster_work export`): the config's `export:` block, the watch that finds changes
 without statting everything, the cursor journal, and exactly-once export into real TensorBoard event
 files, W&B offline runs and an MLflow file store after the exporter is killed with -9 mid-export."""
+import fcntl
 import re
 import shutil
 import signal
@@ -124,6 +125,34 @@ def test_a_second_exporter_into_the_same_destination_is_refused(tmp_path, write_
         first.send_signal(signal.SIGTERM)
         out, err = first.communicate(timeout=120)
     assert first.returncode == 0 and "tensorboard: 3 rows exported" in out, err
+
+
+@pytest.mark.processes
+def test_the_exporter_beside_a_run_makes_its_last_pass_after_waiting_for_the_journal(tmp_path, write_config):
+    """Another exporter holds the journal throughout a run (here the test, as the last pass of a run killed just
+    before would): the run's own exporter waits, sees the run end while it waits, and once the journal is free it
+    still exports the run's rows, each once. (It used to end with its run, owing them: the holder may have
+    looked before those rows were written; seen as a CI flake of the MLflow kill -9 test.)"""
+    cfg = write_config("name: w\nrepetitions: 2\niterations: 3\npath: out\ngrid: {step: [1.0, 2.0]}\n"
+                       "export: {tensorboard: {interval: 0.1}}\n")
+    run_cli("Deterministic", str(cfg), "-e", "w__s1.0", cwd=tmp_path, check_rc=0)  # a first run: the journal
+
+    def all_exported() -> bool:
+        held, saved = tensorboard_events(tmp_path / "out" / "tensorboard"), saved_values(tmp_path / "out")
+        return set(held) == set(saved) and all(same_values(held[key][column], values)
+                                               for key, columns in saved.items() for column, values in columns.items())
+
+    wait_for(all_exported, "the first run's rows exported")
+    log = tmp_path / "out" / ".cluster_work_export" / "tensorboard.log"
+    (lock,) = (tmp_path / "out" / ".cluster_work_export").glob("tensorboard-*.jsonl.lock")
+    with open(lock, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # (blocks while the first run's exporter still ends)
+        run_cli("Deterministic", str(cfg), cwd=tmp_path, check_rc=0)  # w__s2.0 runs; its exporter waits
+        wait_for(lambda: "its last pass waits for the exporter that holds the journal" in log.read_text(),
+                 "the exporter to see its run end while it waits")
+        assert not all_exported()
+    wait_for(all_exported, "the second run's rows exported, each once")
+    assert len(saved_values(tmp_path / "out")) == 4
 
 
 def _export(kind: str, cfg, *options: str) -> list[str]:

@@ -100,15 +100,19 @@ def _set_at_end_of_input(stop: threading.Event) -> None:
 
 
 def _export(exporters: list[Exporter], args: argparse.Namespace, interval: float, stop: threading.Event) -> int:
+    """Wait for the journals (another exporter into the same destination may hold one), follow the sweep where
+    asked (until `stop`), then make the last pass. An exporter beside a run waits for the journals as long as
+    its run lives, and, once the run ended, up to its patience more: the holder (the last pass of a run killed
+    before, say) may have looked before this run's last rows, so this one's last pass is still owed."""
     waiting, patience = list(exporters), _wait(args)
-    deadline, said = time.monotonic() + patience, False
+    deadline, said, ended = time.monotonic() + patience, False, False
     while waiting:  # another exporter into the same destination (a run's last pass, say): wait for it
         for exporter in list(waiting):
             try:
                 exporter.open()
                 waiting.remove(exporter)
             except JournalBusy as exc:
-                if not args.beside_run and time.monotonic() > deadline:
+                if (not args.beside_run or ended) and time.monotonic() > deadline:
                     print(f"error: another exporter follows this sweep into this {args.tracker} destination "
                           f"(it holds {exc}.lock) and did not end within {patience:g} s; stop it first",
                           file=sys.stderr)
@@ -116,8 +120,16 @@ def _export(exporters: list[Exporter], args: argparse.Namespace, interval: float
                 if not said:
                     log.info("%s: waiting for the exporter that holds %s.lock to end", args.tracker, exc)
                     said = True
-        if waiting and stop.wait(min(interval, 1.0)):
-            return 0
+        if not waiting:
+            break
+        if ended:
+            time.sleep(min(interval, 1.0))
+        elif stop.wait(min(interval, 1.0)):
+            if not args.beside_run:
+                return 0  # stopped (a signal) before it began
+            ended, deadline = True, time.monotonic() + patience
+            log.info("%s: the run ended; its last pass waits for the exporter that holds the journal",
+                     args.tracker)
     if args.follow or args.beside_run:
         while not stop.is_set():
             began = time.monotonic()
