@@ -13,6 +13,7 @@ hands it on to what it runs (`TaskContext.stop_requested`), the campaign loop an
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import signal
 import sys
@@ -25,6 +26,9 @@ from .exit_codes import EXIT_INTERRUPTED
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 _stop = threading.Event()  # this process's: set by its signal handlers (workers get the parent's stop apart)
+# the stop signals this process's handlers took since the last clear, counted first thing in the handler (next()
+# is one C call: no handler runs inside it), so that one arriving while another's handler runs is a second one
+_signals_taken = itertools.count()
 # called with the signal's number by the handlers of `handle_stop_signals`, at once, whatever the process is
 # doing (the attempts journal notes there that this process was told to stop: see attempts)
 _listeners: list[Callable[[int], None]] = []
@@ -77,6 +81,8 @@ def request_stop() -> None:
 
 def clear_stop_request() -> None:
     """Take back this process's stop request (`PROCESS_STOP`): a new run in the same process starts afresh."""
+    global _signals_taken
+    _signals_taken = itertools.count()
     _stop.clear()
 
 
@@ -90,13 +96,15 @@ def handle_stop_signals(hard_second: bool, on_first: Callable[[], None] | None =
     """Install handlers for SIGINT, SIGTERM and SIGUSR1 (Slurm's warning before a time limit, which
     mpiexec forwards to every rank); only possible in the main thread."""
     def handler(signum: int, frame: object) -> None:
+        # first or second is decided, and the flag set, before anything else: a signal that comes while this
+        # handler runs (its listeners write) runs the handler again inside it, and must be the second one
+        second = next(_signals_taken) > 0 or _stop.is_set()
+        request_stop()
         for listener in list(_listeners):
             listener(signum)
-        if _stop.is_set() and hard_second:
+        if second and hard_second:
             raise KeyboardInterrupt
-        first = not _stop.is_set()
-        request_stop()
-        if first and on_first is not None:
+        if not second and on_first is not None:
             on_first()
 
     for signum in (*STOP_SIGNALS, signal.SIGUSR1):

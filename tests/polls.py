@@ -31,11 +31,15 @@ def saved_rows(out: Path) -> int:
     return repetition_files.saved_rows(out)
 
 
-def stops_noted(out: Path) -> int:
-    """How many stop signals the run's processes noted in the attempts journal of sweep folder `out`: the
-    handler writes the line at once, so a test knows the signal was handled before it sends the next."""
+def stops_noted(out: Path, pid: int | None = None) -> int:
+    """How many stop signals the run's processes (only process `pid`, where given) noted in the attempts journal
+    of sweep folder `out`: the handler writes the line at once, so a test knows the signal was handled before it
+    sends the next. Ask for the run's main process where the next signal must be its second: a worker's note
+    (workers get a Ctrl-C too) says nothing of whether the main process took the first yet, and a second signal
+    that comes before that merges with the first."""
     folder = Path(SweepPaths(str(out)).attempts_folder)
     if not folder.is_dir():
         return 0
-    return sum(line.startswith("stop ") for path in folder.iterdir() if path.is_file()
+    return sum(line.startswith("stop ") for path in folder.iterdir()
+               if path.is_file() and (pid is None or path.name.endswith(f".{pid}"))
                for line in path.read_text(errors="replace").splitlines())

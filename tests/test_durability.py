@@ -168,7 +168,7 @@ def test_second_ctrl_c_stops_at_once_and_keeps_saved_rows(tmp_path, workers):
     # first Ctrl-C may land before any iteration began, and the run ends before the second one comes
     wait_for(lambda: any(path.stat().st_size for path in (tmp_path / "out").rglob("calls")), "an iteration to begin")
     os.killpg(process.pid, signal.SIGINT)
-    wait_for(lambda: stops_noted(tmp_path / "out") >= 1, "the first Ctrl-C to be handled")  # else the two may merge
+    wait_for(lambda: stops_noted(tmp_path / "out", process.pid) >= 1, "the first Ctrl-C to be handled")  # (or merged)
     began = time.monotonic()
     os.killpg(process.pid, signal.SIGINT)
     _, stderr = process.communicate(timeout=60)

@@ -157,7 +157,7 @@ def test_the_line_after_a_second_ctrl_c_resumes_too(tmp_path, write_config):
     while not any(saved(tmp_path / "out").values()) and time.time() < deadline:
         time.sleep(0.02)
     os.killpg(process.pid, signal.SIGINT)
-    wait_for(lambda: stops_noted(tmp_path / "out") >= 1, "the first Ctrl-C to be handled")  # else the two may merge
+    wait_for(lambda: stops_noted(tmp_path / "out", process.pid) >= 1, "the first Ctrl-C to be handled")  # (or merged)
     os.killpg(process.pid, signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
