@@ -299,12 +299,18 @@ def test_a_store_of_few_long_repetitions_is_left_to_the_bulk_reader(tmp_path, mo
 RANDOM_CASES = 300
 
 
-def test_random_stores_of_several_writers_and_runs_are_read_alike(tmp_path, monkeypatch):
+@pytest.mark.parametrize("sizes", [None, (7, 100)], ids=["whole", "7-byte-reads-100-byte-pieces"])
+def test_random_stores_of_several_writers_and_runs_are_read_alike(sizes, tmp_path, monkeypatch):
     """Seeded random event sequences (compact_events_helpers: claims again, cut-backs, statuses, drops, rows out of
     order, torn and damaged lines): the frame in columns is the other way's, or the store is left to it. A fair
-    share is read in columns: leaving it is not what makes it pass."""
+    share is read in columns: leaving it is not what makes it pass. Also read a few bytes at a time in pieces of a
+    few lines (pieces cut while the segments are read, torn tails among them), every third case."""
+    cases = range(RANDOM_CASES) if sizes is None else range(0, RANDOM_CASES, 3)
+    if sizes is not None:
+        monkeypatch.setattr(compact_frame, "READ_SIZE", sizes[0])
+        monkeypatch.setattr(compact_frame, "PIECE_SIZE", sizes[1])
     read = 0
-    for case in range(RANDOM_CASES):
+    for case in cases:
         writers = Writers(compact_root(str(tmp_path / str(case) / "out" / "doc")), random.Random(case))
         for _ in range(1 + case % 5):
             writers.phase()
@@ -317,7 +323,7 @@ def test_random_stores_of_several_writers_and_runs_are_read_alike(tmp_path, monk
             assert list(frame.columns) == list(reference.columns), f"case {case}"
             assert frame.dtypes.tolist() == reference.dtypes.tolist(), f"case {case}"
             assert frame.equals(reference), f"case {case}"
-    assert read > RANDOM_CASES * 0.6, read
+    assert read > len(cases) * 0.6, read
 
 
 @pytest.mark.processes
