@@ -191,7 +191,7 @@ def read_piece(data: bytes) -> tuple[Any, Any] | None:
     return table, ends
 
 
-def plain_floats(table: Any, data: bytes | bytearray | mmap) -> bool:
+def plain_floats(table: Any, data: bytes | mmap) -> bool:
     """Whether the float columns hold nothing that pyarrow read otherwise than Python: integers beyond int64
     (floats there, exact in Python), the integer -0 among floats (-0.0 there, 0 in Python), and non-finite
     numbers only pyarrow takes (-NaN, Inf, -Inf; both take NaN, Infinity, -Infinity)."""

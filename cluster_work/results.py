@@ -89,8 +89,7 @@ def load_results(path: str | os.PathLike[str], experiments: Iterable[str] | None
     ensemble has one row per (iteration, walker), after the repetitions' rows.
     """
     wanted = list(experiments) if experiments is not None else None
-    with collector.paused(), arrow_rows.malloc_pool():  # a frame of 10^6 rows: as many objects, in no cycle
-        frame, saved = _load(path, wanted, params)
+    frame, saved = _load(path, wanted, params)
     if wanted is not None and (saved is not None or os.path.isfile(path)):  # (an empty folder: said already)
         _warn_unknown_names(path, [name for name in dict.fromkeys(wanted) if name not in (saved or ())], saved or set())
     return frame
@@ -100,10 +99,11 @@ def load_configured_results(path: str | os.PathLike[str], experiments: Iterable[
                             params: Mapping[str, Any] | None = None) -> pd.DataFrame:
     """`load_results` for names that a config defines (their callers expanded it: PlotWork, `Sweep.results`,
     --plot): one that has not run yet is no typo, so no warning for it, even where `path` is a folder."""
-    with collector.paused(), arrow_rows.malloc_pool():
-        return _load(path, list(experiments), params, want_names=False)[0]
+    return _load(path, list(experiments), params, want_names=False)[0]
 
 
+@collector.paused()  # a frame of 10^6 rows is made of as many objects, in no cycle
+@arrow_rows.malloc_pool()  # (see there: a fresh process's ~1 GB faulted in at a third of mimalloc's cost)
 def _load(path: str | os.PathLike[str], wanted: list[str] | None, params: Mapping[str, Any] | None,
           want_names: bool = True) -> tuple[pd.DataFrame, set[str] | None]:
     """load_results' frame, and the names (expanded and base) of every experiment that has a folder or rows
