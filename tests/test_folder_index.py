@@ -23,6 +23,7 @@ from repetition_files import is_status, to_folder_layout
 
 from cluster_work import bulk_runs
 from cluster_work.bulk_runs import NewOrDoneRun, present_folders
+from cluster_work.durability import committer
 from cluster_work.expansion import expand_all
 from cluster_work.folder_index import FolderIndex, decode
 from cluster_work.paths import FOLDER_INDEX_FILE, RepetitionPaths
@@ -108,6 +109,7 @@ def half_done(tmp_path):
     to_folder_layout(out(tmp_path) / "walk" / OLD_LAYOUT, 1)  # one an earlier version ran, beside a new one
     age(tmp_path)
     write_index(tmp_path)
+    committer.commit()  # nothing left for the group commit's thread, which stats the folders it syncs meanwhile
 
 
 OLD_LAYOUT = "s1.5_fa9"  # an experiment whose rep_01 keeps the folder layout (results.jsonl, status.json)
