@@ -37,10 +37,14 @@ _DECODER = json.JSONDecoder()
 @dataclass
 class AttemptIndex:
     """What a sweep folder's journals say: each suspected repetition's trailing unclosed attempts (see
-    quarantine.trailing); and the journal files of finished runs it read (for `compact`)."""
+    quarantine.trailing); the journal files of finished runs it read (for `compact`); and whether a live process
+    holds a journal (`held`). Where none does, no live process holds a repetition of the sweep: a run's main
+    process holds its journal (`AttemptJournal.hold`) before its first job and until its last one ended, and a
+    worker that outlives it (a stalled host's) holds its own from its first `begin` on."""
 
     suspects: dict[Key, tuple[Attempt, ...]] = field(default_factory=dict)
     finished_files: list[str] = field(default_factory=list)
+    held: bool = True  # whether a live process holds one of the journals (True where not read: unknown)
 
     def of(self, name: str, rep: int) -> tuple[Attempt, ...]:
         return self.suspects.get((name, rep), ())
@@ -55,6 +59,7 @@ def read_index(sweep_path: str) -> AttemptIndex:
         runs.setdefault(run, []).append(path)
     ended = ended_runs(sweep_path) if runs else set()
     alive = {run for run, files in runs.items() if run not in ended and any(is_locked(path) for path in files)}
+    held = bool(alive) or any(is_locked(path) for run in ended & runs.keys() for path in runs[run])
     unclosed: dict[Key, list[Attempt]] = {}
     for key, attempt in _summary(paths.attempts_summary):
         unclosed.setdefault(key, []).append(attempt)
@@ -67,7 +72,7 @@ def read_index(sweep_path: str) -> AttemptIndex:
                 unclosed.setdefault(found[0], []).append(found[1])
     finished = [path for run, files in runs.items() if run not in alive for path in files]
     if not unclosed:
-        return AttemptIndex({}, finished)
+        return AttemptIndex({}, finished, held)
     closed = _closing_attempts(finished, unclosed)
     suspects = {key: kept for key, attempts in unclosed.items() if (kept := trailing(attempts, closed.get(key, ())))}
     suspects = with_crash_signals(sweep_path, suspects)
@@ -76,7 +81,7 @@ def read_index(sweep_path: str) -> AttemptIndex:
         for attempt in attempts:
             if attempt.signal is not None:
                 crashed.setdefault(attempt.run, set()).add(key)
-    return AttemptIndex(mark_innocents(suspects, crashed), finished)
+    return AttemptIndex(mark_innocents(suspects, crashed), finished, held)
 
 
 def journal_files(sweep_path: str) -> Iterator[tuple[str, str]]:

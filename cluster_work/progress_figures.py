@@ -90,9 +90,12 @@ def read_progress(experiment: ExpandedExperiment, attempts: AttemptIndex | None 
 
 def _progress(name: str, repetitions: int, iterations: int, store: Any,
               attempts: AttemptIndex | None) -> ExperimentProgress:
+    """Each repetition's figures, read from `store`; whether a live run holds it is asked only where a live process
+    holds an attempts journal of the sweep (`AttemptIndex.held`; else none can)."""
     reps = []
+    check_lock = attempts is None or attempts.held
     for rep in range(repetitions):
-        view = read_repetition(store.repetition(rep), iterations,
+        view = read_repetition(store.repetition(rep), iterations, check_lock=check_lock,
                                attempts=attempts.of(name, rep) if attempts is not None else ())
         suspicion = view.suspicion
         error = view.status.get("error") if view.state == RepetitionState.FAILED else None
@@ -315,12 +318,14 @@ def folder_parts(document: ExpandedDocument, present: set[str], index: FolderInd
     """The figures of a document of the default layout from its folder index (read, never written), as
     `compact_parts`: PendingOrFinishedRuns of experiments without a folder (pending) and finished ones (their
     entries valid now, `FolderIndex.all_valid`: a stat per file; each repetition finished as `finished_times`
-    decides, asked whether a live run holds it: an open and a flock each, as `read_repetition` asks), and each
-    other experiment read from its files. -p of a half-done 10^6-point sweep: ~3 syscalls a finished experiment
-    instead of reading its config and its files."""
+    decides, asked whether a live run holds it, as `read_repetition` asks: an open and a flock each, only where
+    a live process holds an attempts journal of the sweep, `AttemptIndex.held`), and each other experiment read
+    from its files. -p of a half-done 10^6-point sweep: ~2 syscalls a finished experiment instead of reading its
+    config and its files."""
     repetitions, iterations = document.document["repetitions"], document.document["iterations"]
     shared = _shared_figures(document)
     names, parts = document.names(), document.folder_parts()
+    running = index.is_running if attempts.held else None
 
     def read(position: int, name: str, folder: str) -> ExperimentProgress:
         return read_progress(document[position], attempts)
@@ -330,7 +335,7 @@ def folder_parts(document: ExpandedDocument, present: set[str], index: FolderInd
         block_parts = list(itertools.islice(parts, len(block_names)))
         mask = bytes(map(present.__contains__, block_parts))
         held = list(itertools.compress(block_parts, mask))
-        times = [None if reps is None else finished_times(index.is_running, part, reps, repetitions, iterations)
+        times = [None if reps is None else finished_times(running, part, reps, repetitions, iterations)
                  for part, reps in zip(held, index.finished_repetitions(held, iterations))]
         yield from _block_parts(document, block, mask, tuple(itertools.compress(block_names, mask)), tuple(held),
                                 times, index, attempts, shared, read)

@@ -22,6 +22,7 @@ from kills import kill_a_writer
 from repetition_files import is_status, to_folder_layout
 
 from cluster_work import bulk_runs
+from cluster_work.attempts import AttemptJournal
 from cluster_work.bulk_runs import NewOrDoneRun, present_folders
 from cluster_work.durability import committer
 from cluster_work.expansion import expand_all
@@ -269,10 +270,12 @@ def test_progress_from_the_index_says_what_each_experiments_files_say(tmp_path, 
 
 def test_progress_from_the_index_asks_whether_a_live_run_holds_a_finished_repetition(tmp_path):
     """A finished repetition that a live run holds (as one run again with -o or -r holds it before it changes
-    its file) is running, from the index as from its files."""
+    its file) is running, from the index as from its files: the run's main process holds its attempts journal."""
     half_done(tmp_path)
     groups, _, _ = progress_report(list(expand(tmp_path)))
     name = next(part.name for part in groups["walk"] if part.states["finished"] == part.repetitions)
+    journal = AttemptJournal()
+    journal.hold({experiment.sweep_path for experiment in expand(tmp_path)}, "live")
     with open(repetition(tmp_path, name, 1).results_file, "rb") as held:
         fcntl.flock(held, fcntl.LOCK_EX)  # (another open file's flock conflicts with it, even in this process)
         groups, _, _ = progress_report(expand(tmp_path))
@@ -280,6 +283,31 @@ def test_progress_from_the_index_asks_whether_a_live_run_holds_a_finished_repeti
         assert [rep.state for rep in figures.reps] == ["finished", "running"]
         for full in (False, True):
             assert text(print_progress, expand(tmp_path), full) == text(print_progress, list(expand(tmp_path)), full)
+    journal.release("live")
+
+
+def test_progress_asks_no_repetition_lock_where_no_live_process_holds_an_attempts_journal(tmp_path, monkeypatch):
+    """Without a live run (no attempts journal held) no process holds a repetition: -p, from the index or from the
+    files, asks no repetition's lock (a half-done 10^6-point sweep: 5 x 10^5 opens and flocks fewer), and says
+    the same as where it asks them."""
+    half_done(tmp_path)
+    dead = AttemptJournal()  # a run that ended: its journal is there, no one holds it
+    dead.hold({experiment.sweep_path for experiment in expand(tmp_path)}, "ended")
+    dead.release("ended")
+    asked = {full: (text(print_progress, expand(tmp_path), full), text(print_progress, list(expand(tmp_path)), full))
+             for full in (False, True)}
+    paths: list[str] = []  # each file whose lock was asked, whoever asked
+    flock = fcntl.flock
+
+    def counted(fd, operation):
+        paths.append(os.readlink(f"/proc/self/fd/{fd}"))
+        return flock(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", counted)
+    for full in (False, True):
+        assert (text(print_progress, expand(tmp_path), full), text(print_progress, list(expand(tmp_path)), full)) \
+            == asked[full]
+    assert paths and all(".cluster_work_attempts" in path for path in paths), paths  # the journal's, no other
 
 
 def more_iterations(found):
