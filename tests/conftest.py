@@ -52,11 +52,10 @@ def pytest_configure(config):
     The checkout's Python files are compiled to bytecode first (`_compile_checkout`)."""
     import platform
 
-    if not os.environ.get("PYTEST_XDIST_WORKER"):
-        _compile_checkout()
-
     worker = os.environ.get("PYTEST_XDIST_WORKER")
-    if worker:
+    if not worker:  # (the controller, before its workers start; or the only process, without xdist)
+        _compile_checkout()
+    else:
         private = Path(f"/tmp/cw-{worker}-{os.getpid()}")
         private.mkdir(exist_ok=True)
         for name in ("TMPDIR", "PMIX_SYSTEM_TMPDIR", "PMIX_SERVER_TMPDIR"):
