@@ -93,16 +93,19 @@ def _stat(path: str) -> tuple[str, int]:
     return _text(found), found.st_mtime_ns
 
 
-def _unchanged(folders: list[str], records: list[str], names: tuple[str, ...], folder: int | None) -> bool:
+def _unchanged(folders: list[str], records: list[str], names: tuple[str, ...], folder: int | None,
+               first: int = 0) -> bool:
     """Whether the files `names` in each of `folders` (relative to the open folder `folder`, if given) are as
     `records` (each an entry's files, in order) say: a missing one still missing, as `RepetitionStore.in_folder`
-    asks (a dangling link counting as there; asked without an exception's cost), NOT_STATED ones not asked. One
-    loop for a block of experiments: at 10^6 points, 10^6 stats, ~0.3 us of Python each beside the stat's ~2.7."""
+    asks (a dangling link counting as there; asked without an exception's cost), NOT_STATED ones not asked, nor
+    the `first` ones. One loop for a block of experiments: at 10^6 points, 10^6 stats, ~0.3 us of Python each
+    beside the stat's ~2.7."""
+    asked = names[first:]
     for part, record in zip(folders, records):
         recorded = record.split("|")
         if len(recorded) != len(names):
             return False
-        for name, found in zip(names, recorded):
+        for name, found in zip(asked, recorded[first:]):
             if not found:  # NOT_STATED
                 continue
             path = f"{part}{os.sep}{name}"
@@ -262,16 +265,16 @@ class FolderIndex:
         collector.freeze_large(len(entries))  # kept for the plan's life: the collector's passes cost ~1.3 s at 10^6
         return cls(document, entries, present)
 
-    def valid(self, part: str) -> Entry | None:
+    def valid(self, part: str, first: int = 0) -> Entry | None:
         """The entry of experiment folder `part`, where it matches the files now: a stat per file it names
-        (its repetitions: as many as the document's now)."""
+        (its repetitions: as many as the document's now), but for the `first` ones (1: not its config.yml)."""
         entry = self.entries.get(part)
         if entry is None:
             return None
         # (experiment_folder's, without a join per experiment; NOT_STATED: only ever beside a rep_NN.jsonl stat'ed)
-        return entry if _unchanged([self._prefix + part], [entry[0]], self._files, None) else None
+        return entry if _unchanged([self._prefix + part], [entry[0]], self._files, None, first) else None
 
-    def all_valid(self, parts: list[str], entries: list[Entry]) -> bool:
+    def all_valid(self, parts: list[str], entries: list[Entry], first: int = 0) -> bool:
         """Whether the entry of each experiment folder of `parts` (`entries`, in order) matches the files now, as
         `valid` asks, in one loop (a block of done experiments); each file's path relative to the document's
         folder, opened once, so that the path to it is not walked again per file (~0.3 us of a stat's ~3)."""
@@ -280,7 +283,7 @@ class FolderIndex:
         except OSError:
             return False
         try:
-            return _unchanged(parts, [entry[0] for entry in entries], self._files, folder)
+            return _unchanged(parts, [entry[0] for entry in entries], self._files, folder, first)
         finally:
             os.close(folder)
 
@@ -292,8 +295,9 @@ class FolderIndex:
         json.loads."""
         done = {at: entry for at, entry in enumerate(map(self.entries.get, parts))
                 if entry is not None and entry[2] >= iterations}
-        if not self.all_valid([parts[at] for at in done], list(done.values())):
-            done = {at: entry for at, entry in done.items() if self.valid(parts[at]) is not None}
+        # (its repetitions' files alone: progress reads no config.yml, an experiment's figures are its repetitions')
+        if not self.all_valid([parts[at] for at in done], list(done.values()), first=1):
+            done = {at: entry for at, entry in done.items() if self.valid(parts[at], first=1) is not None}
         found: list[list[Any] | None] = [None] * len(parts)
         for at, each in zip(done, json.loads("[" + ",".join([entry[3] for entry in done.values()]) + "]")):
             found[at] = each

@@ -317,11 +317,11 @@ def folder_parts(document: ExpandedDocument, present: set[str], index: FolderInd
                  attempts: AttemptIndex) -> Iterator[Part]:
     """The figures of a document of the default layout from its folder index (read, never written), as
     `compact_parts`: PendingOrFinishedRuns of experiments without a folder (pending) and finished ones (their
-    entries valid now, `FolderIndex.all_valid`: a stat per file; each repetition finished as `finished_times`
-    decides, asked whether a live run holds it, as `read_repetition` asks: an open and a flock each, only where
-    a live process holds an attempts journal of the sweep, `AttemptIndex.held`), and each other experiment read
-    from its files. -p of a half-done 10^6-point sweep: ~2 syscalls a finished experiment instead of reading its
-    config and its files."""
+    entries valid now, `FolderIndex.finished_repetitions`: a stat per repetition file, none of config.yml; each
+    repetition finished as `finished_times` decides, asked whether a live run holds it, as `read_repetition`
+    asks: an open and a flock each, only where a live process holds an attempts journal of the sweep,
+    `AttemptIndex.held`), and each other experiment read from its files. -p of a half-done 10^6-point sweep
+    without a live run: a stat a finished one-repetition experiment instead of reading its files."""
     repetitions, iterations = document.document["repetitions"], document.document["iterations"]
     shared = _shared_figures(document)
     names, parts = document.names(), document.folder_parts()

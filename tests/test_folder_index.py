@@ -310,6 +310,34 @@ def test_progress_asks_no_repetition_lock_where_no_live_process_holds_an_attempt
     assert paths and all(".cluster_work_attempts" in path for path in paths), paths  # the journal's, no other
 
 
+def test_progress_from_the_index_stats_a_finished_experiments_repetition_files_not_its_config(tmp_path, monkeypatch):
+    """-p from the index costs a finished experiment a stat of each repetition's file that decides, none of its
+    config.yml (progress reads no config: an experiment's figures are its repetitions'), and says what its files
+    say even where its config.yml was edited since (the MUTATIONS' edits, above)."""
+    half_done(tmp_path)
+    edit_a_stored_config(tmp_path)
+    looked = []
+    with monkeypatch.context() as looking:
+        for name in ("stat", "access"):
+            def look(path, *args, _real=getattr(os, name), **options):
+                folder = options.get("dir_fd")  # (a path relative to an open folder: that folder's path joined)
+                looked.append(str(path) if folder is None else
+                              os.path.join(os.readlink(f"/proc/self/fd/{folder}"), path))
+                return _real(path, *args, **options)
+            looking.setattr(os, name, look)
+        groups, _, _ = progress_report(expand(tmp_path))
+    finished = [name for run in groups["walk"] if isinstance(run, PendingOrFinishedRun) for name in run.names]
+    assert "walk__s1.0_fa-1" in finished  # (its config edited: still from the index)
+    for name in finished:
+        folder = out(tmp_path) / "walk" / name.split("__", 1)[1]
+        assert str(folder / "config.yml") not in looked
+        for rep in range(2):
+            one, results, status = RepetitionPaths.of(str(folder), rep).files
+            assert ({str(one)} if os.path.exists(one) else {str(one), str(results), str(status)}) <= set(looked)
+    for full in (False, True):
+        assert text(print_progress, expand(tmp_path), full) == text(print_progress, list(expand(tmp_path)), full)
+
+
 def more_iterations(found):
     for document in found:
         document["iterations"] += 2
