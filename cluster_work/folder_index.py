@@ -293,13 +293,19 @@ class FolderIndex:
         or stopped: `progress_figures.finished_times` tells which); None for the others (read from their files).
         Stat'ed in one loop (`all_valid`), each one again only where that finds a change; parsed by one
         json.loads."""
-        done = {at: entry for at, entry in enumerate(map(self.entries.get, parts))
-                if entry is not None and entry[2] >= iterations}
+        held: list[Any] = list(map(self.entries.get, parts))  # (Entry, or None: no entry)
+        if None not in held and min(map(operator.itemgetter(2), held), default=iterations) >= iterations:
+            done = dict(enumerate(held))  # (each one done: a block of a half-done sweep's finished ones, usually)
+        else:
+            done = {at: entry for at, entry in enumerate(held) if entry is not None and entry[2] >= iterations}
         # (its repetitions' files alone: progress reads no config.yml, an experiment's figures are its repetitions')
         if not self.all_valid([parts[at] for at in done], list(done.values()), first=1):
             done = {at: entry for at, entry in done.items() if self.valid(parts[at], first=1) is not None}
+        reps = json.loads("[" + ",".join(map(operator.itemgetter(3), done.values())) + "]")
+        if len(done) == len(parts):
+            return reps
         found: list[list[Any] | None] = [None] * len(parts)
-        for at, each in zip(done, json.loads("[" + ",".join([entry[3] for entry in done.values()]) + "]")):
+        for at, each in zip(done, reps):
             found[at] = each
         return found
 

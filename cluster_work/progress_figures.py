@@ -20,7 +20,7 @@ import math
 import operator
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from . import bulk_runs
 from .attempts_index import AttemptIndex
@@ -250,8 +250,38 @@ def usual_times(store: SummaryStore, columns: Columns, positions: list[int], rep
     if repetitions != 1 or store.locked or not positions or not columns.usual or \
             not columns.usual_done(positions, iterations):
         return None
-    means = map(operator.truediv, map(columns.seconds.__getitem__, positions), map(columns.timed.__getitem__,
-                                                                                   positions))
+    return _usual_totals(map(columns.seconds.__getitem__, positions), map(columns.timed.__getitem__, positions),
+                         iterations)
+
+
+def usual_folder_times(found: list[list[Any] | None], repetitions: int,
+                       iterations: int) -> tuple[tuple[Any, ...], tuple[int, ...]] | None:
+    """Each experiment's (seconds, timed) as `finished_times` gives them where no live run can hold a repetition,
+    of experiments whose repetitions a folder index holds as `found` (`FolderIndex.finished_repetitions`), where
+    each is usual (one repetition, number 0, without a status, all its rows there and timed); None where any is
+    not (each is then asked of `finished_times`). C loops, as `usual_times`: the index of a half-done 10^6-point
+    sweep holds 5 x 10^5 such experiments."""
+    if repetitions != 1 or not found or None in found:
+        return None
+    held = cast(list[list[Any]], found)  # (none is None)
+    if set(map(len, held)) != {1}:
+        return None
+    reps = list(map(operator.itemgetter(0), held))  # (each [rep, status, rows, seconds, timed])
+    try:
+        if set(map(operator.itemgetter(0), reps)) != {0} or any(map(operator.itemgetter(1), reps)) or \
+                min(map(operator.itemgetter(2), reps)) < iterations or min(map(operator.itemgetter(4), reps)) <= 0:
+            return None
+    except TypeError:  # (an index's value of another type: each read by `finished_times`, which says no)
+        return None
+    return _usual_totals(map(operator.itemgetter(3), reps), map(operator.itemgetter(4), reps), iterations)
+
+
+def _usual_totals(seconds: Iterable[Any], timed: Iterable[int],
+                  iterations: int) -> tuple[tuple[Any, ...], tuple[int, ...]] | None:
+    """(seconds, timed) of usual experiments (see `usual_times`) whose one repetition's rows took `seconds`, of
+    which `timed` were timed, as `finished_times` sums them (0 + mean x iterations: the same float); None where one
+    is not finite."""
+    means = map(operator.truediv, seconds, timed)
     totals = tuple(map(operator.add, itertools.repeat(0), map(operator.mul, means, itertools.repeat(iterations))))
     return (totals, (iterations,) * len(totals)) if all(map(math.isfinite, totals)) else None
 
@@ -324,21 +354,27 @@ def folder_parts(document: ExpandedDocument, present: set[str], index: FolderInd
     without a live run: a stat a finished one-repetition experiment instead of reading its files."""
     repetitions, iterations = document.document["repetitions"], document.document["iterations"]
     shared = _shared_figures(document)
-    names, parts = document.names(), document.folder_parts()
+    parts = document.folder_parts()
     running = index.is_running if attempts.held else None
 
     def read(position: int, name: str, folder: str) -> ExperimentProgress:
         return read_progress(document[position], attempts)
 
     for block in range(0, len(document), bulk_runs.BLOCK):
-        block_names = list(itertools.islice(names, bulk_runs.BLOCK))
-        block_parts = list(itertools.islice(parts, len(block_names)))
+        block_parts = list(itertools.islice(parts, bulk_runs.BLOCK))
         mask = bytes(map(present.__contains__, block_parts))
         held = list(itertools.compress(block_parts, mask))
+        found = index.finished_repetitions(held, iterations)
+        finished_names = tuple(document.names_of(held))  # (of those on disk only: no pending one's name is made)
+        usual = usual_folder_times(found, repetitions, iterations) if running is None else None
+        if usual is not None:  # all it holds finished (the usual case): made at once
+            yield PendingOrFinishedRun(document, block, block + len(mask), index, attempts, mask, finished_names,
+                                       tuple(held), *usual, *shared)
+            continue
         times = [None if reps is None else finished_times(running, part, reps, repetitions, iterations)
-                 for part, reps in zip(held, index.finished_repetitions(held, iterations))]
-        yield from _block_parts(document, block, mask, tuple(itertools.compress(block_names, mask)), tuple(held),
-                                times, index, attempts, shared, read)
+                 for part, reps in zip(held, found)]
+        yield from _block_parts(document, block, mask, finished_names, tuple(held), times, index, attempts, shared,
+                                read)
 
 
 def _shared_figures(document: ExpandedDocument) -> tuple[ExperimentProgress, ExperimentProgress]:

@@ -247,24 +247,31 @@ def test_whatever_changed_since_the_index_was_written_it_decides_as_the_files_sa
     assert decisions(plan_of(expand(tmp_path))) == decisions(plan_of(list(expand(tmp_path))))
 
 
+def one_repetition(found):  # the walk asks its first repetition only: its index's experiments are usual ones
+    found[0]["repetitions"] = 1
+
+
+@pytest.mark.parametrize("change", [None, one_repetition], ids=["two repetitions", "one repetition"])
 @pytest.mark.parametrize("mutate", MUTATIONS.values(), ids=list(MUTATIONS))
-def test_progress_from_the_index_says_what_each_experiments_files_say(tmp_path, monkeypatch, mutate):
+def test_progress_from_the_index_says_what_each_experiments_files_say(tmp_path, monkeypatch, mutate, change):
     """-p and -p/-P --json of a whole document sum its finished experiments from the index (runs of pending and
     finished ones), bit for bit what reading each experiment's files says, whatever changed since (-P's table,
     made of what -P --json holds, is compared below). Blocks of 5: some all pending or finished, made at once,
-    others cut where an experiment is read by itself."""
+    others cut where an experiment is read by itself. With one repetition (its index written since), a block of
+    usual experiments (no status, all rows timed) is summed at once (`usual_folder_times`), the others not."""
     monkeypatch.setattr(bulk_runs, "BLOCK", 5)
     half_done(tmp_path)
     mutate(tmp_path)
     for index in ("written before", "written since"):  # (since: its entries say what changed)
         if index == "written since":
             age(tmp_path)
-            write_index(tmp_path)
+            write_index(tmp_path, change)
         before = entries(tmp_path)
-        groups, _, _ = progress_report(expand(tmp_path))
-        assert any(isinstance(part, PendingOrFinishedRun) and part.names for part in groups["walk"])
+        groups, _, _ = progress_report(expand(tmp_path, change))
+        assert any(isinstance(part, PendingOrFinishedRun) and part.names for part in groups["walk"]) \
+            or (change and index == "written before")  # (an index of two repetitions: none taken from it)
         for write, full in ((print_progress, False), (write_progress_json, False), (write_progress_json, True)):
-            assert text(write, expand(tmp_path), full) == text(write, list(expand(tmp_path)), full)
+            assert text(write, expand(tmp_path, change), full) == text(write, list(expand(tmp_path, change)), full)
         assert entries(tmp_path) == before  # (read, never written)
 
 
@@ -576,3 +583,36 @@ def test_a_done_experiment_is_checked_by_a_stat_of_its_config_and_of_each_repeti
             one, results, status = RepetitionPaths.of(str(folder), rep).files
             expected |= {one} if os.path.exists(one) else {one, results, status}
         assert {path for path in looked if path.startswith(f"{folder}{os.sep}")} == set(map(str, expected))
+
+
+def usual_rep(rows=3, seconds=0.75, timed=3, status=None, rep=0):
+    return [rep, status, rows, seconds, timed]
+
+
+UNUSUAL = {  # one experiment's repetitions that `finished_times` does not sum as a usual one's
+    "a finished status without a mean": [usual_rep(status={"state": Record.FINISHED.value, "iterations_done": 3})],
+    "a finished status with its mean": [usual_rep(status={"state": Record.FINISHED.value, "iterations_done": 3,
+                                                          "mean_iteration_time": 9.0})],
+    "a stopped status": [usual_rep(rows=1, status={"state": Record.STOPPED.value, "iterations_done": 1})],
+    "rows missing": [usual_rep(rows=2)],
+    "no row timed": [usual_rep(seconds=0.0, timed=0)],
+    "another repetition's number": [usual_rep(rep=1)],
+    "two repetitions": [usual_rep(), usual_rep(rep=1)],
+    "an infinite time": [usual_rep(seconds=float("inf"))],
+}
+
+
+@pytest.mark.parametrize("unusual", UNUSUAL.values(), ids=list(UNUSUAL))
+def test_usual_experiments_of_a_folder_index_are_summed_as_each_would_be(unusual):
+    """`usual_folder_times` (a block of -p's finished experiments summed at once, where no live run can hold one)
+    gives what `finished_times` gives each, and nothing for a block holding an experiment it does not sum alike."""
+    from cluster_work.progress_figures import finished_times, usual_folder_times
+
+    usual = [[usual_rep(seconds=0.1 * at + 0.3, timed=1 + at % 3)] for at in range(7)]
+    each = [finished_times(None, f"e{at}", reps, 1, 3) for at, reps in enumerate(usual)]
+    assert usual_folder_times(usual, 1, 3) == tuple(zip(*each))
+    assert usual_folder_times(usual, 2, 3) is None  # (a document of two repetitions: none of these is done)
+    assert usual_folder_times(usual, 1, 4) is None
+    assert usual_folder_times([*usual, None], 1, 3) is None  # (one read from its files)
+    for at in (0, 3, 7):
+        assert usual_folder_times([*usual[:at], unusual, *usual[at:]], 1, 3) is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from .. import sampling
@@ -135,7 +135,13 @@ class ExpandedDocument(ExperimentSequence):
         `folder_parts`)."""
         if not self.varies:
             return iter([self.base][start:])
-        return map(f"{self.base}{NAME_SEPARATOR}".__add__, self.folder_parts(start))
+        return self.names_of(self.folder_parts(start))
+
+    def names_of(self, parts: Iterable[str]) -> Iterator[str]:
+        """The names of the experiments whose `folder_parts` are `parts` (of those on disk, say: no other's made)."""
+        if not self.varies:
+            return (self.base for _ in parts)
+        return map(f"{self.base}{NAME_SEPARATOR}".__add__, parts)
 
     def joined_points(self, encode: Callable[[KeyPath, Any], str], separator: str, start: int = 0) -> Iterator[str]:
         """For each experiment, in order from experiment `start` on, `separator.join(encode(path, value) for each
