@@ -293,11 +293,11 @@ class FolderIndex:
         or stopped: `progress_figures.finished_times` tells which); None for the others (read from their files).
         Stat'ed in one loop (`all_valid`), each one again only where that finds a change; parsed by one
         json.loads."""
-        held: list[Any] = list(map(self.entries.get, parts))  # (Entry, or None: no entry)
-        if None not in held and min(map(operator.itemgetter(2), held), default=iterations) >= iterations:
-            done = dict(enumerate(held))  # (each one done: a block of a half-done sweep's finished ones, usually)
+        entries: list[Any] = list(map(self.entries.get, parts))  # (an Entry, or None: no entry)
+        if None not in entries and min(map(operator.itemgetter(2), entries), default=iterations) >= iterations:
+            done = dict(enumerate(entries))  # (each one done: a block of a half-done sweep's finished ones, usually)
         else:
-            done = {at: entry for at, entry in enumerate(held) if entry is not None and entry[2] >= iterations}
+            done = {at: entry for at, entry in enumerate(entries) if entry is not None and entry[2] >= iterations}
         # (its repetitions' files alone: progress reads no config.yml, an experiment's figures are its repetitions')
         if not self.all_valid([parts[at] for at in done], list(done.values()), first=1):
             done = {at: entry for at, entry in done.items() if self.valid(parts[at], first=1) is not None}

@@ -317,21 +317,25 @@ def test_progress_asks_no_repetition_lock_where_no_live_process_holds_an_attempt
     assert paths and all(".cluster_work_attempts" in path for path in paths), paths  # the journal's, no other
 
 
+def record_lookups(looking, looked: list[str]) -> None:
+    """Append to `looked` each path `os.stat` or `os.access` is asked of while `looking` (a monkeypatch) lasts."""
+    for name in ("stat", "access"):
+        def look(path, *args, _real=getattr(os, name), **options):
+            folder = options.get("dir_fd")  # (a path relative to an open folder: that folder's path joined)
+            looked.append(str(path) if folder is None else os.path.join(os.readlink(f"/proc/self/fd/{folder}"), path))
+            return _real(path, *args, **options)
+        looking.setattr(os, name, look)
+
+
 def test_progress_from_the_index_stats_a_finished_experiments_repetition_files_not_its_config(tmp_path, monkeypatch):
     """-p from the index costs a finished experiment a stat of each repetition's file that decides, none of its
     config.yml (progress reads no config: an experiment's figures are its repetitions'), and says what its files
     say even where its config.yml was edited since (the MUTATIONS' edits, above)."""
     half_done(tmp_path)
     edit_a_stored_config(tmp_path)
-    looked = []
+    looked: list[str] = []
     with monkeypatch.context() as looking:
-        for name in ("stat", "access"):
-            def look(path, *args, _real=getattr(os, name), **options):
-                folder = options.get("dir_fd")  # (a path relative to an open folder: that folder's path joined)
-                looked.append(str(path) if folder is None else
-                              os.path.join(os.readlink(f"/proc/self/fd/{folder}"), path))
-                return _real(path, *args, **options)
-            looking.setattr(os, name, look)
+        record_lookups(looking, looked)
         groups, _, _ = progress_report(expand(tmp_path))
     finished = [name for run in groups["walk"] if isinstance(run, PendingOrFinishedRun) for name in run.names]
     assert "walk__s1.0_fa-1" in finished  # (its config edited: still from the index)
@@ -562,15 +566,9 @@ def test_a_done_experiment_is_checked_by_a_stat_of_its_config_and_of_each_repeti
     beside = out(tmp_path) / "walk" / "s1.0_fa-1" / "log" / "rep_00"
     (beside / "results.jsonl").write_text("")
     (beside / "status.json").write_text(json.dumps({"state": Record.STOPPED.value}))
-    looked = []
+    looked: list[str] = []
     with monkeypatch.context() as looking:
-        for name in ("stat", "access"):
-            def look(path, *args, _real=getattr(os, name), **options):
-                folder = options.get("dir_fd")  # (a path relative to an open folder: that folder's path joined)
-                looked.append(str(path) if folder is None else
-                              os.path.join(os.readlink(f"/proc/self/fd/{folder}"), path))
-                return _real(path, *args, **options)
-            looking.setattr(os, name, look)
+        record_lookups(looking, looked)
         whole = plan_of(expand(tmp_path))
     assert decisions(whole) == decisions(plan_of(list(expand(tmp_path))))
     done = [found[0] for run in done_runs(whole) for found in run.found
