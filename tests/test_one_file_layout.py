@@ -13,7 +13,7 @@ import sys
 
 import pytest
 from backend_clients import Counting
-from conftest import ROOT, SCRIPT, run_cli, script_env
+from conftest import ROOT, SCRIPT, descendants, run_cli, script_env
 from kills import assert_every_file_readable
 from polls import wait_for
 from repetition_files import (
@@ -174,7 +174,7 @@ def test_kill_9_mid_run_then_resume_keeps_every_row_and_drops_a_torn_status(tmp_
     try:
         wait_for(lambda: all(rows(tmp_path / "out" / "walk", rep) for rep in range(2)), "rows of both")
     finally:
-        kill_9(process)
+        kill_9(process, descendants(process.pid))  # its workers too: one left would write rows after the kill
     experiment = tmp_path / "out" / "walk"
     before = {rep: rows(experiment, rep) for rep in range(2)}
     assert all(before.values())
