@@ -267,11 +267,8 @@ def usual_folder_times(found: list[list[Any] | None], repetitions: int,
     if set(map(len, held)) != {1}:
         return None
     reps = list(map(operator.itemgetter(0), held))  # (each [rep, status, rows, seconds, timed])
-    try:
-        if set(map(operator.itemgetter(0), reps)) != {0} or any(map(operator.itemgetter(1), reps)) or \
-                min(map(operator.itemgetter(2), reps)) < iterations or min(map(operator.itemgetter(4), reps)) <= 0:
-            return None
-    except TypeError:  # (an index's value of another type: each read by `finished_times`, which says no)
+    if set(map(operator.itemgetter(0), reps)) != {0} or any(map(operator.itemgetter(1), reps)) or \
+            min(map(operator.itemgetter(2), reps)) < iterations or min(map(operator.itemgetter(4), reps)) <= 0:
         return None
     return _usual_totals(map(operator.itemgetter(3), reps), map(operator.itemgetter(4), reps), iterations)
 
