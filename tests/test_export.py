@@ -329,3 +329,34 @@ def test_a_repetition_a_campaign_stopped_carries_its_reason(tmp_path, write_conf
     assert (finished.info.status, finished.data.tags["cluster_work.state"]) == ("FINISHED", "finished")
     held = tensorboard_events(tmp_path / "out" / "tensorboard")
     assert [step for step, _ in held["search/s5.0/rep_00"]["value"]] == [0, 1]
+
+
+def test_a_run_whose_metric_file_a_kill_left_empty_is_found_and_its_metrics_logged(tmp_path, monkeypatch):
+    """A kill -9 inside MLflow's file store's log_batch can leave a metric file created but empty; the store's
+    search (and get_run) then raise for every run of the experiment. The exporter still finds the run it created
+    but did not record (by its tags alone) and logs the missing metrics into it (the append repairs the file).
+    (Seen as a CI flake of the kill -9 test above: every later export retried forever.)"""
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    from cluster_work.export.mlflow_tracker import MlflowTracker
+    from cluster_work.export.source import Repetition
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    tracker = MlflowTracker(f"file://{tmp_path}/mlruns")
+    mine = Repetition("walk/s1.0/rep_00", str(tmp_path / "out"), str(tmp_path / "out" / "walk" / "s1.0"), "walk__s1.0",
+                      "walk", 0)
+    other = Repetition("walk/s2.0/rep_00", mine.sweep, mine.folder, "walk__s2.0", "walk", 0)
+    for repetition in (other, mine):
+        created = tracker.client.create_run(tracker._experiment_id(repetition), tags=tracker._tags(repetition, "S", 0))
+        tracker.client.log_batch(created.info.run_id, metrics=[Metric("loss", 1.0, 0, 0)])
+    (other_metric,) = (tmp_path / "mlruns").glob(f"*/{tracker._find(other, 'S', 0).info.run_id}/metrics/loss")
+    other_metric.write_text("")  # (a kill between the file's creation and its line)
+    with pytest.raises(ValueError, match="No data found"):
+        MlflowClient(f"file://{tmp_path}/mlruns").search_runs([tracker._experiment_id(mine)])
+    assert tracker._find(mine, "S", 0).info.run_id == created.info.run_id
+    assert tracker._find(mine, "S", 1) is None
+    run_id = tracker._find(other, "S", 0).info.run_id
+    tracker.client.log_batch(run_id, metrics=[Metric("loss", 2.0, 0, 1)])
+    assert [m.value for m in tracker.client.get_metric_history(run_id, "loss")] == [2.0]
+    assert tracker.client.search_runs([tracker._experiment_id(mine)])  # (the store reads again)

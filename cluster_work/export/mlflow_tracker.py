@@ -97,12 +97,31 @@ class MlflowTracker:
                 "cluster_work.rep": str(repetition.rep), "cluster_work.sweep": repetition.sweep}
 
     def _find(self, repetition: Repetition, sweep_id: str, gen: int) -> Any:
-        """The run a killed exporter created for this generation (before it could record it), if any."""
-        runs = self.client.search_runs(
-            [self._experiment_id(repetition)], max_results=1,
-            filter_string=f"tags.`cluster_work.sweep_id` = '{sweep_id}' and tags.`cluster_work.key_id` = "
-                          f"'{digest(repetition.key.encode())[:16]}' and tags.`cluster_work.generation` = '{gen}'")
+        """The run a killed exporter created for this generation (before it could record it), if any: its `info`."""
+        experiment_id = self._experiment_id(repetition)
+        tags = {"cluster_work.sweep_id": sweep_id, "cluster_work.key_id": digest(repetition.key.encode())[:16],
+                "cluster_work.generation": str(gen)}
+        try:
+            runs = self.client.search_runs([experiment_id], max_results=1, filter_string=" and ".join(
+                f"tags.`{key}` = '{value}'" for key, value in tags.items()))
+        except ValueError:  # MLflow's file store, whose search reads every run's metrics: one a kill left empty
+            return self._find_by_tags_in_file_store(experiment_id, tags)
         return runs[0] if runs else None
+
+    def _find_by_tags_in_file_store(self, experiment_id: str, tags: dict[str, str]) -> Any:
+        """`_find` in MLflow's file store by each run's tags alone: a metric file that a kill -9 left empty (created,
+        its line not written yet) makes the store's search raise ("Metric ... is malformed. No data found."), for
+        every run of the experiment, and its get_run too; the next `log_batch` into that run appends the line."""
+        from types import SimpleNamespace
+
+        from mlflow.entities import ViewType
+
+        store = self.client._tracking_client.store  # (the file store's own listing: no public one skips metrics)
+        for info in store._list_run_infos(experiment_id, ViewType.ACTIVE_ONLY):
+            held = {tag.key: tag.value for tag in store._get_all_tags(info)}
+            if all(held.get(key) == value for key, value in tags.items()):
+                return SimpleNamespace(info=info)
+        return None
 
     def recover(self, repetition: Repetition, entry: dict[str, Any], sweep_id: str) -> None:
         """Nothing to undo: `append` skips the metrics the run already holds."""
