@@ -36,6 +36,7 @@ import math
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -138,7 +139,8 @@ def probe(kind: str, config: str) -> None:
     """In a process of its own (this copy of cluster_work or a baseline's): `plan`: plan `config` and take its
     first job; `memory`: run all of `config`'s jobs through the engine with a task that answers at once
     (rank 0's share alone: plan, dispatch, outcomes, summary); `parse`: parse `config`'s text (its YAML alone)
-    PARSES times; `load`: load_results of `config`; prints seconds, CPU seconds (`parse`: the fastest parse's), peak MB
+    PARSES times; `load`: load_results of `config`; `index`, `seal`: what a run does at its end (its folder indexes;
+    its compact stores sealed for load_results); prints seconds, CPU seconds (`parse`: the fastest parse's), peak MB
     (`load`: and its rows)."""
     from cluster_work.backends import SequentialExecutor
     from cluster_work.config import load_config, parse_documents
@@ -163,6 +165,13 @@ def probe(kind: str, config: str) -> None:
             parse_documents(text, config)
             fastest = min(fastest, time.process_time() - before)
         print(time.perf_counter() - started, fastest, own_peak_mb())
+        return
+    if kind == "seal":  # what a run's launcher does at its end for load_results: seal its compact stores
+        from cluster_work import compact_frame
+
+        for document in expand_all(load_config(config)).documents:
+            compact_frame.seal(compact_root(document.base_folder))
+        print(time.perf_counter() - started, time.process_time() - cpu, own_peak_mb())
         return
     if kind == "index":  # what a run does at its end: write each document's folder index
         from cluster_work import folder_index
@@ -335,19 +344,33 @@ def compact_resume(root: str, size: int, contiguous: bool, versions: list[tuple[
 def finished_load(root: str, size: int, versions: list[tuple[str, dict[str, str]]], config, limit: float,
                   rounds: int) -> None:
     """load_results of a finished compact sweep of `size` x 100 one-iteration points (10^4: the 10^6-point random
-    search of issue 25, as a surrogate's training set is read back), each version in a process of its own."""
+    search of issue 25, as a surrogate's training set is read back), each version in a process of its own: its
+    segment as written (as a killed run leaves it), then sealed as a run's end leaves it (compact_sealed; the seal
+    timed, in a process of its own; this version alone: a baseline without seals reads the segment again)."""
     document, _ = write_half_done_compact(os.path.join(root, "finished-compact"), size, False, whole=True)
     path = config("finished-compact", document)
     print(f"  load_results of a finished compact sweep: {size * 100} one-row repetitions ({rounds} rounds, versions"
           " in turn)")
-    for _ in range(rounds):
-        times = []
-        for version, env in versions:
-            seconds, cpu, peak, rows = probed("load", path, env, limit)
-            times.append(seconds)
-            print(f"    {version:<9} {seconds:6.2f} s ({cpu:6.2f} s CPU) for {rows:.0f} rows   peak {peak:5.0f} MB")
-        if len(times) > 1:
-            print(f"    this / {versions[-1][0]}: {times[0] / times[-1]:.2f}x")
+    written: dict[str, list[float]] = {}
+    for sealed in (False, True):
+        if sealed:
+            seconds, cpu, peak = probed("seal", path, versions[0][1], limit)
+            print(f"    sealed, as a run's end seals it: {seconds:.2f} s ({cpu:.2f} s CPU), peak {peak:.0f} MB")
+        for _ in range(rounds):
+            times = []
+            for version, env in versions[:1] if sealed else versions:
+                seconds, cpu, peak, rows = probed("load", path, env, limit)
+                times.append(seconds)
+                if not sealed:
+                    written.setdefault(version, []).append(seconds)
+                print(f"    {version:<9} {'sealed' if sealed else 'as written':<10} {seconds:6.2f} s ({cpu:6.2f} s CPU)"
+                      f" for {rows:.0f} rows   peak {peak:5.0f} MB")
+            if len(times) > 1:
+                print(f"    this / {versions[-1][0]}: {times[0] / times[-1]:.2f}x")
+            if sealed:
+                print("    sealed / as written (its median): "
+                      + ", ".join(f"{times[0] / statistics.median(figures):.2f}x ({version})"
+                                  for version, figures in written.items()))
 
 
 def folders_resume(root: str, resume: int, versions: list[tuple[str, dict[str, str]]], config) -> None:

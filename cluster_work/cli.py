@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from . import collector, compact_index, design, folder_index, slurm
+from . import collector, compact_frame, compact_index, design, folder_index, slurm
 from .arguments import ASSIGNMENT_OPTIONS, build_parser, parse_arguments, value_options
 from .attempts import journal as attempts_journal
 from .attempts import remove_dead_empty_fault_logs
@@ -229,6 +229,9 @@ def _execute(experiment_class: type[ClusterWork], plan: Plan, args: argparse.Nam
         return stopped_at_once()
     run_ended(paths, run_id, summary.exit_status(), summary.job_figures())
     attempts_journal.release(run_id)
+    with contextlib.suppress(KeyboardInterrupt):  # (a cache: a Ctrl-C leaves it to the next run's end)
+        for root in plan.compact_roots():  # so that load_results reads a large store's columns, not its JSON
+            compact_frame.seal(root)
     with contextlib.suppress(KeyboardInterrupt):  # the run is recorded: only the summary's lines are lost
         print_summary(summary, plan, paths, resume)
     return summary.exit_status()

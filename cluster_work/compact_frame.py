@@ -1,5 +1,6 @@
 """A large compact store's rows read into load_results' frame in columns, by pyarrow: 10^6 one-row repetitions in
-2.0 - 3.0 s on 2 cores, where the bulk reader (`compact_bulk`), Python objects per repetition, takes 12 - 14 s.
+2.0 - 3.0 s on 2 cores, where the bulk reader (`compact_bulk`), Python objects per repetition, takes 12 - 14 s;
+1.1 - 1.6 s where a run's end sealed its segments (`seal`: each one's parse kept beside it, compact_sealed).
 
 Every line of a store's segments is an event keyed as encode_row keys it, `{"c":["name",rep],...}` (a claim,
 its params), `{"w":["name",rep],"row":{...}}` (a row) and so on. A key's list mixes a string and a number, which
@@ -27,13 +28,15 @@ import json
 import os
 import re
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from mmap import mmap
 from typing import TYPE_CHECKING, Any
 
-from . import arrow_rows
+from . import arrow_rows, compact_sealed
 from .compact_catalog import Catalog, segment_sizes
+from .compact_process import any_held
 from .config import flatten_mapping
 from .rows import encode_row
 from .vocabulary import Record
@@ -45,6 +48,7 @@ if TYPE_CHECKING:
 MIN_BYTES = 4 << 20  # a smaller store (~2 x 10^4 lines) is read by compact_bulk, as fast there; tests set it to 0
 ROWS_PER_CLAIM = 50  # a store with more lines per claim (long repetitions, few) is read as fast by compact_bulk:
 # its cost is per repetition, and both parse rows with pyarrow (10^4 repetitions x 100 rows: 1.4 s either way)
+SEAL_MIN_BYTES = 1 << 20  # a smaller segment is not sealed (compact_sealed): parsed as fast (~5000 lines)
 SAMPLE = 1 << 20  # bytes of a store's largest segment that say how long its repetitions are
 PIECE_SIZE = 16 << 20  # bytes of whole lines pyarrow parses as one block on one thread (2x faster than 4 MB here)
 READ_SIZE = 4 << 20  # bytes read at once: pieces go to the threads as soon as their lines are read
@@ -96,6 +100,39 @@ def read_frame(root: str, kept_names: set[str] | None = None,
         return _frame(*read, kept_names, params)
     except pyarrow.ArrowNotImplementedError:
         return None  # a column of a type no kernel compares or sorts (a store's lines as no writer of ours writes)
+
+
+def seal(root: str) -> int:
+    """Seal (compact_sealed) each segment of the store in `root` of at least SEAL_MIN_BYTES that ends with a whole
+    line and has no sealed segment to take, where read_frame reads the store in columns and no live process holds
+    a repetition of it (no run writes it now); how many were sealed. One segment at a time: a run's launcher, at its
+    end, needs memory for the largest one's parse (~3.5x its bytes) and ~2 s of CPU per 100 MB (10^6 one-row
+    repetitions in one 211 MB segment: 2.1 - 2.7 s on 2 cores, 720 MB at most)."""
+    files = _segment_files(root)
+    if sum(size for _, size in files) < MIN_BYTES or not files or not _short_repetitions(files) or any_held(root):
+        return 0  # (before pyarrow is imported: most stores are small)
+    try:
+        import pyarrow.json  # noqa: F401
+    except ImportError:
+        return 0
+    count = 0
+    with arrow_rows.malloc_pool():
+        for path, size in files:
+            if size < SEAL_MIN_BYTES or compact_sealed.is_sealed(path, size):
+                continue
+            try:
+                with open(path, "rb", buffering=0) as handle:
+                    stat = os.fstat(handle.fileno())
+                    whole = stat.st_size == size and os.pread(handle.fileno(), 1, size - 1) == b"\n"
+            except OSError:  # (gone since it was listed, or not ours to read)
+                continue
+            read = _parsed([(path, size)]) if whole else None  # (a torn last line: a writer killed, or writing)
+            if read is not None:
+                table, keys = read[:2]
+                del read  # (its buffer of the segment's bytes, freed before the sealed one is made)
+                count += compact_sealed.write(path, size, stat.st_mtime_ns, (keys.starts, keys.kinds, keys.reps,
+                                                                            keys.name_sizes), table)
+    return count
 
 
 def _segment_files(root: str) -> list[tuple[str, int]]:
@@ -243,7 +280,9 @@ def _parsed(files: list[tuple[str, int]]) -> tuple[Any, _Keys, mmap] | None:
     parameter, flattened as flatten_mapping flattens) and `row.<column>` (the row's columns, one level); the lines'
     keys; and the buffer they were read into, one segment's after the other's (zeros after the last). Parsed in
     pieces of whole lines on a pool of threads (numpy and pyarrow let go of the interpreter's lock) while more are
-    read. None where a key is not as encode_row writes it, a piece is not what Python's json reads alike
+    read; a sealed segment's lines (compact_sealed) are taken as sealed, not parsed (nor blanked: blanks where a key
+    was are all that parsing changes in the buffer, and what reads it after the table finds the same either way).
+    None where a key is not as encode_row writes it, a piece is not what Python's json reads alike
     (arrow_rows.read_piece) or a column's type differs between pieces (arrow_rows.concatenated)."""
     import numpy as np
 
@@ -252,14 +291,28 @@ def _parsed(files: list[tuple[str, int]]) -> tuple[Any, _Keys, mmap] | None:
         return None
     buffer = mmap(-1, total)  # (its pages are zeroed as they are first read into, not all before the first piece)
     segment_ends: list[int] = []
+    sealed = [compact_sealed.read(path, size) for path, size in files]
     cuts = [0]  # pieces of whole lines: each ends with the first line that reaches PIECE_SIZE bytes into it
     pool = arrow_rows.parse_pool()
     try:
-        pieces = []
+        pieces: list[Future[Any]] = []
+        taken = 0  # the segments read whole and taken in (a sealed one's lines as sealed)
         for complete in _read_lines(files, buffer, segment_ends):
-            all_read = len(segment_ends) == len(files)  # (then the lines left make the last pieces, however short)
-            while complete - cuts[-1] >= PIECE_SIZE or (all_read and complete > cuts[-1]):
-                end = buffer.find(b"\n", min(cuts[-1] + PIECE_SIZE, complete) - 1, complete) + 1 or complete
+            for index in range(taken, len(segment_ends)):
+                start = segment_ends[index - 1] if index else 0
+                if sealed[index] is not None:  # (its lines before it cut into pieces: see below)
+                    if cuts[-1] != start or segment_ends[index] - start != files[index][1]:
+                        return None  # (gone or shorter since it was listed)
+                    pieces.append(Future())
+                    pieces[-1].set_result(sealed[index])
+                    cuts.append(segment_ends[index])
+            taken = reading = len(segment_ends)  # the segment being read (all read: len(files))
+            end_of_piece = complete if reading == len(files) or sealed[reading] is None else \
+                (segment_ends[-1] if segment_ends else 0)  # (the lines before a sealed segment)
+            while end_of_piece - cuts[-1] >= PIECE_SIZE or (end_of_piece < complete or reading == len(files)) \
+                    and end_of_piece > cuts[-1]:  # (those, or the last lines: however short)
+                end = buffer.find(b"\n", min(cuts[-1] + PIECE_SIZE, end_of_piece) - 1, end_of_piece) + 1 \
+                    or end_of_piece
                 pieces.append(pool.submit(_keyed_piece, buffer, cuts[-1], end))
                 cuts.append(end)
         read = [piece.result() for piece in pieces]

@@ -35,7 +35,7 @@ class StoreIO:
             raise StoreError(f"cannot {self.action} {self.path}: {cause}") from exc
 
 
-def atomic_write(path: str, data: bytes, sync: bool = True, writer_prefix: str | None = None,
+def atomic_write(path: str, data: bytes | memoryview, sync: bool = True, writer_prefix: str | None = None,
                  remove_dead: bool = True) -> None:
     """Replace `path` with `data` so that readers see the old or the new file, never a part.
 

@@ -62,6 +62,8 @@ INDEX_FILE = "index.json"  # in COMPACT_FOLDER: a cache of what the segments say
 DOCUMENT_CONFIG_FILE = "document.json"  # in COMPACT_FOLDER: the config its points share (compact_config)
 INDEX_TEMPORARY_PREFIX = ".index-"  # in COMPACT_FOLDER: an index being written, renamed to INDEX_FILE when whole
 DOCUMENT_CONFIG_TEMPORARY_PREFIX = ".document-"  # in COMPACT_FOLDER: DOCUMENT_CONFIG_FILE being written, the same
+SEALED_PREFIX = "cols-"  # in COMPACT_FOLDER: cols-<host>-<pid>-<token>.arrow, a segment in columns (compact_sealed)
+SEALED_TEMPORARY_PREFIX = ".cols-"  # in COMPACT_FOLDER: a sealed segment being written, renamed when whole
 CONFIG_TEMPORARY_PREFIX = f".{CONFIG_FILE}-"  # in an experiment's folder: CONFIG_FILE being written, renamed when whole
 FOLDER_INDEX_FILE = ".cluster_work_index.json"  # in a document's folder: what planning read of its experiments
 FOLDER_INDEX_TEMPORARY_PREFIX = ".cluster_work_index-"  # the same being written, renamed when whole
@@ -109,6 +111,12 @@ def folder_index_temporary(document_folder: str, host: str, pid: int, token: str
 
 def segment_name(host: str, pid: int, token: str) -> str:
     return f"{SEGMENT_PREFIX}{host}-{pid}-{token}.jsonl"
+
+
+def sealed_path(segment_path: str) -> str:
+    """Where a segment's lines are kept in columns (compact_sealed): beside it, named as it is."""
+    folder, name = os.path.split(segment_path)
+    return os.path.join(folder, SEALED_PREFIX + name[len(SEGMENT_PREFIX):].removesuffix(".jsonl") + ".arrow")
 
 
 def fault_log_name(host: str, pid: int, token: str) -> str:
