@@ -8,8 +8,9 @@ A sealed segment is a cache, only ever derived from its segment, so deleting it 
 - written whole to a temporary file, synced, then renamed (`atomic_write`): a kill -9 leaves the whole file or
   none (and a temporary named by its writer, removed by the next write); one that a power loss damaged is either
   no Arrow file (ignored) or one whose columns do not say what they should (`read` checks them: ignored);
-- taken only where its segment has the size and the modification time it had when sealed, by the version of this
-  format and of pyarrow that wrote it (segments are append-only: one that grew since is parsed again);
+- taken only where its segment has the size and the modification time it had when sealed, by the versions of this
+  format, of cluster_work and of pyarrow that wrote it (segments are append-only: one that grew since is parsed
+  again; a parse of another version may make other columns);
 - written by a run's launcher at its end (`compact_frame.seal`), for each segment of a large store that ends with a
   whole line, where no live process holds a repetition of the store (no run writes it now: where several runs share
   it, the last to end seals).
@@ -23,8 +24,9 @@ from typing import Any
 from .errors import StoreError
 from .files import atomic_write
 from .paths import SEALED_TEMPORARY_PREFIX, sealed_path
+from .version import __version__
 
-VERSION = 1
+VERSION = 1  # of what compact_frame makes of a segment: one more where that changes
 KEY_COLUMNS = ("key.start", "key.kind", "key.rep", "key.name_size")  # (no parsed column starts with "key.")
 _KEY_TYPES = ("int64", "uint8", "int64", "int64")
 _METADATA = b"cluster_work"
@@ -34,8 +36,9 @@ def _stamp(segment: str, size: int, mtime_ns: int) -> bytes:
     """What a sealed segment says of what it was made from (compared whole: any difference, and it is not taken)."""
     import pyarrow
 
-    return json.dumps({"v": VERSION, "pyarrow": pyarrow.__version__, "segment": os.path.basename(segment),
-                       "size": size, "mtime_ns": mtime_ns}, sort_keys=True).encode()
+    stamp = {"v": VERSION, "cluster_work": __version__, "pyarrow": pyarrow.__version__,
+             "segment": os.path.basename(segment), "size": size, "mtime_ns": mtime_ns}
+    return json.dumps(stamp, sort_keys=True).encode()
 
 
 def _expected(segment: str, size: int) -> bytes | None:

@@ -118,6 +118,21 @@ def test_a_damaged_or_foreign_sealed_segment_is_not_taken(damage, tmp_path, monk
     assert set(taken) == {_segments(root)[1]}
 
 
+@pytest.mark.parametrize("stamped", ["__version__", "VERSION"])
+def test_a_segment_sealed_by_another_version_is_not_taken_and_sealed_again(stamped, tmp_path, monkeypatch):
+    """Another cluster_work's, or another format's (its parse may make other columns)."""
+    target = _store(tmp_path, SIMPLE)
+    root, = _roots(target)
+    with monkeypatch.context() as patch:
+        patch.setattr(compact_sealed, stamped, "older" if stamped == "__version__" else compact_sealed.VERSION - 1)
+        assert compact_frame.seal(root) == 2 and _sealed(root) == _segments(root)
+    assert _sealed(root) == []
+    taken = _taken(monkeypatch)
+    _same(target, monkeypatch, True)
+    assert taken == []
+    assert compact_frame.seal(root) == 2 and _sealed(root) == _segments(root)
+
+
 def test_a_sealed_segment_of_keys_that_cannot_be_is_not_taken(tmp_path, monkeypatch):
     """Its stamp right, its keys not what a parse gives (lines' starts that do not rise): not taken."""
     target = _store(tmp_path, SIMPLE)
