@@ -300,12 +300,16 @@ def _parsed(files: list[tuple[str, int]]) -> tuple[Any, _Keys, mmap] | None:
         for complete in _read_lines(files, buffer, segment_ends):
             for index in range(taken, len(segment_ends)):
                 start = segment_ends[index - 1] if index else 0
-                if sealed[index] is not None:  # (its lines before it cut into pieces: see below)
+                found = sealed[index]
+                if found is not None:  # (its lines before it cut into pieces: see below)
                     if cuts[-1] != start or segment_ends[index] - start != files[index][1]:
                         return None  # (gone or shorter since it was listed)
-                    pieces.append(Future())
-                    pieces[-1].set_result(sealed[index])
-                    cuts.append(segment_ends[index])
+                    if _lines_start_at(buffer, start, segment_ends[index], found[0][0]):
+                        pieces.append(Future())
+                        pieces[-1].set_result(found)
+                        cuts.append(segment_ends[index])
+                    else:  # (not this segment's parse: its lines are parsed as another's are, below)
+                        sealed[index] = None
             taken = reading = len(segment_ends)  # the segment being read (all read: len(files))
             end_of_piece = complete if reading == len(files) or sealed[reading] is None else \
                 (segment_ends[-1] if segment_ends else 0)  # (the lines before a sealed segment)
@@ -328,6 +332,16 @@ def _parsed(files: list[tuple[str, int]]) -> tuple[Any, _Keys, mmap] | None:
         return None
     segments = np.searchsorted(np.asarray(segment_ends, np.int64), starts, side="right")
     return table, _Keys(starts, kinds, reps, segments, name_sizes), buffer
+
+
+def _lines_start_at(buffer: mmap, start: int, end: int, starts: np.ndarray) -> bool:
+    """Whether each of `starts` (from `start`) is where a line of buffer[start:end] starts, and its last ends there:
+    a sealed segment's lines are those of its segment (its stamp says so; a damaged one is not taken)."""
+    import numpy as np
+
+    text = np.frombuffer(buffer, np.uint8, end - start, start)
+    return bool(text[-1] == ord("\n") and (text[starts] == ord("{")).all()
+                and (text[starts[1:] - 1] == ord("\n")).all())
 
 
 def _keyed_piece(buffer: mmap, start: int, end: int) -> tuple[tuple[np.ndarray, ...], Any] | None:

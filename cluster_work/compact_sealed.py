@@ -1,13 +1,14 @@
 """A compact store's sealed segments: a segment's lines as compact_frame parses them (their keys and the flat
 table pyarrow made of them) kept beside it in Arrow's file format, so that load_results of a large store reads
-columns where it would parse JSON (10^6 one-row repetitions on 2 cores: 1.0 - 1.5 s, against 2.0 - 3.0 s).
+columns where it would parse JSON (10^6 one-row repetitions on 2 cores: 1.1 - 1.6 s, against 2.2 - 3.0 s).
 
     <root>/cols-<host>-<pid>-<token>.arrow   beside   <root>/seg-<host>-<pid>-<token>.jsonl
 
 A sealed segment is a cache, only ever derived from its segment, so deleting it loses nothing:
 - written whole to a temporary file, synced, then renamed (`atomic_write`): a kill -9 leaves the whole file or
   none (and a temporary named by its writer, removed by the next write); one that a power loss damaged is either
-  no Arrow file (ignored) or one whose columns do not say what they should (`read` checks them: ignored);
+  no Arrow file (ignored) or one whose keys do not say what they should (`read` checks their types and that the
+  lines' starts rise, compact_frame that each is where a line of the segment starts: ignored);
 - taken only where its segment has the size and the modification time it had when sealed, by the versions of this
   format, of cluster_work and of pyarrow that wrote it (segments are append-only: one that grew since is parsed
   again; a parse of another version may make other columns);
@@ -68,7 +69,7 @@ def is_sealed(segment: str, size: int) -> bool:
 def read(segment: str, size: int) -> tuple[tuple[Any, ...], Any] | None:
     """The keys (starts, kinds, numbers, names' sizes: compact_frame._read_keys', starts from the segment's first
     byte) and the flat table of `segment`'s lines, as sealed; None where none is to be taken (see the module's
-    docstring) or it does not hold what it should (a row per line, the keys' types, starts that rise within the
+    docstring) or its keys cannot be a parse's (of other types, or starts that do not rise from 0 within the
     segment's bytes)."""
     import numpy as np
     import pyarrow

@@ -134,20 +134,24 @@ def test_a_segment_sealed_by_another_version_is_not_taken_and_sealed_again(stamp
 
 
 def test_a_sealed_segment_of_keys_that_cannot_be_is_not_taken(tmp_path, monkeypatch):
-    """Its stamp right, its keys not what a parse gives (lines' starts that do not rise): not taken."""
-    target = _store(tmp_path, SIMPLE)
+    """Its stamp right, its keys not what a parse gives: lines' starts that do not rise (not taken), or that rise
+    but not where its lines start (parsed instead: read_frame looks at lines by their starts, here a campaign's
+    stop, and would read another's or raise)."""
+    target = _store(tmp_path, CASES["a campaign's stop"][0])
     root, = _roots(target)
-    first = _segments(root)[0]
-    size = os.path.getsize(first)
-    table, keys, _ = compact_frame._parsed([(first, size)])
-    starts = keys.starts.copy()
-    starts[1:] = starts[1]
-    assert compact_sealed.write(first, size, os.stat(first).st_mtime_ns, (starts, keys.kinds, keys.reps,
-                                                                         keys.name_sizes), table)
-    assert compact_sealed.is_sealed(first, size) and compact_sealed.read(first, size) is None
-    assert compact_sealed.write(first, size, os.stat(first).st_mtime_ns, (keys.starts, keys.kinds, keys.reps,
-                                                                         keys.name_sizes), table)
-    assert compact_sealed.read(first, size) is not None  # (the same, with its keys as parsed: taken)
+    segment, = _segments(root)
+    size = os.path.getsize(segment)
+    table, keys, _ = compact_frame._parsed([(segment, size)])
+
+    def sealed(starts):
+        assert compact_sealed.write(segment, size, os.stat(segment).st_mtime_ns, (starts, keys.kinds, keys.reps,
+                                                                                 keys.name_sizes), table)
+        return compact_sealed.read(segment, size)
+    assert sealed(keys.starts) is not None  # (the same, with its keys as parsed: taken)
+    assert sealed(keys.starts[:1].tolist() + [keys.starts[1]] * (len(keys.starts) - 1)) is None
+    assert compact_sealed.is_sealed(segment, size)  # (its stamp alone right)
+    assert sealed([0, *(keys.starts[1:] + 1)]) is not None
+    _same(target, monkeypatch, True)
 
 
 def test_nothing_is_sealed_while_a_live_process_holds_a_repetition_of_the_store(tmp_path):
