@@ -53,6 +53,19 @@ def malloc_pool() -> Iterator[None]:
         pyarrow.set_memory_pool(found)
 
 
+def give_back_freed_memory() -> None:
+    """Hand the C library's freed memory back to the system (glibc's `malloc_trim`, as dask's workers do; elsewhere
+    nothing). A parse frees ~3x the bytes it read, which glibc keeps in its threads' arenas, so that a second parse
+    in the same process comes on top of the first's peak: sealing a 10^6-point store's two segments in one process,
+    747 MB at most without it, 618 MB with it between the two."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None).malloc_trim(0)  # (the process's own symbols: the C library it runs on)
+    except (OSError, AttributeError):  # (a C library without malloc_trim: musl, macOS)
+        pass
+
+
 def start_reader() -> Reader:
     """A Reader with a pool of threads, or one that gives None where pyarrow is missing."""
     try:

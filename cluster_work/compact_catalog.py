@@ -287,6 +287,11 @@ def loaded(root: str) -> Catalog | None:
     return _catalogs.get(root) or _catalogs.get(os.path.abspath(root))  # a key is absolute: the first is a shortcut
 
 
+def forget(root: str) -> None:
+    """Drop this process's catalog of `root` (the next `catalog` reads every segment again)."""
+    _catalogs.pop(os.path.abspath(root), None)
+
+
 def claimed(root: str, name: str, rep: int) -> SavedRepetition:
     """Repetition (name, rep) of the store in `root` as all segments say it now, for its claim (`Catalog.claimed`)."""
     return catalog(root, refresh=False).claimed(name, rep)

@@ -132,6 +132,8 @@ def seal(root: str) -> int:
                 del read  # (its buffer of the segment's bytes, freed before the sealed one is made)
                 count += compact_sealed.write(path, size, stat.st_mtime_ns, (keys.starts, keys.kinds, keys.reps,
                                                                             keys.name_sizes), table)
+                del table, keys
+                arrow_rows.give_back_freed_memory()  # (else the next segment's parse comes on top of this one's)
     return count
 
 

@@ -32,7 +32,8 @@ The index is a cache, only ever derived from the segments, so deleting it loses 
 - written by whoever read segments the index did not cover (planning, -p, --list), by a run's launcher at most
   every KEEP_SECONDS between outcomes (`IndexKeeper`: a kill -9 then costs the next look the tails only) and at
   its end (`refresh`); a store that cannot be written (another user's) is read all the same. A process extends
-  what it read last (`_summaries`) rather than reading the index again.
+  what it read last (`_summaries`) rather than reading the index again, but for a launcher's `refresh`, which
+  keeps nothing between two (its memory).
 """
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from . import collector
-from .compact_catalog import Catalog, SavedRepetition, catalog, segment_sizes
+from .compact_catalog import Catalog, SavedRepetition, catalog, forget, loaded, segment_sizes
 from .compact_columns import Columns, Entry
 from .compact_process import any_held, is_held
 from .compact_tails import extend, has_mean, timed_sum
@@ -286,9 +287,18 @@ def summary(root: str, write: bool = True) -> Summary:
 
 
 def refresh(root: str) -> None:
-    """Bring the index of `root` up to date (at the end of a run, so that the next one plans from it)."""
-    if os.path.isdir(root):
-        summary(root)
+    """Bring the index of `root` up to date (a run's launcher: now and then while it runs, and at its end, so that
+    the next one plans from it), keeping none of it: the summary read, and the catalog where one had to be read
+    (every segment) and none was loaded before, are dropped. So the launcher of a 10^6-point sweep holds no summary
+    of 10^6 experiments, as Python objects, between its refreshes (with -n 2: a peak of 1.5 GB, growing by each
+    refresh); the next one reads the index just written (its experiments stay columns) and the tails."""
+    if not os.path.isdir(root):
+        return
+    had_catalog = loaded(root) is not None  # (a sequential run's: its jobs read it, and go on reading it)
+    summary(root)
+    _summaries.pop(root, None)
+    if not had_catalog:
+        forget(root)
 
 
 KEEP_SECONDS = 60.0  # how often a run's launcher rewrites its compact stores' indexes while it runs
@@ -297,8 +307,8 @@ KEEP_SECONDS = 60.0  # how often a run's launcher rewrites its compact stores' i
 class IndexKeeper:
     """A run's launcher's: rewrites the indexes of the run's compact stores (`roots`) at most every `every`
     seconds, called between outcomes (never by a worker per job), so that after a kill -9 of a long run the next
-    look reads the index and the segments' tails only. Each rewrite extends what this process read last by the
-    tails (compact_tails) and writes the whole index."""
+    look reads the index and the segments' tails only. Each rewrite reads the index written last, extends it by the
+    tails (compact_tails) and writes the whole index (`refresh`: nothing kept between two)."""
 
     def __init__(self, roots: list[str], every: float = KEEP_SECONDS):
         self.roots, self.every = roots, every

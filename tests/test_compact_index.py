@@ -16,6 +16,7 @@ from experiments import Deterministic
 from huge_sweep_helpers import documents, expand, run_some, text
 from kills import kill_a_writer
 
+from cluster_work import compact_catalog, compact_index
 from cluster_work.backends import SequentialExecutor
 from cluster_work.bulk_runs import FreshRun, NewOrDoneRun
 from cluster_work.compact_index import Summary, read_index, summary, write_index
@@ -221,3 +222,26 @@ def test_a_long_run_of_finished_experiments_is_summed_in_bulk_as_each_experiment
             assert text(write, long_done(compact, "compact"), full) == text(write, list(long_done(compact, "compact")),
                                                                             full)
         assert figures(long_done(compact, "compact"), full) == figures(long_done(folders), full)
+
+
+@pytest.mark.parametrize("catalog_before", [False, True], ids=["a launcher's", "a sequential run's"])
+def test_a_refresh_writes_the_whole_index_and_keeps_none_of_what_it_read(catalog_before, tmp_path):
+    """A run's launcher refreshes the index now and then and at its end (compact_index.refresh): each time the
+    index is whole (what a read of every segment makes), and the process keeps no summary (the next refresh reads
+    the index written, its experiments columns) and no catalog but one it had before (a sequential run's own, which
+    its jobs go on reading)."""
+    run_some(tmp_path, (0, 60, 2), "compact")
+    for jobs in [(60, 100, 3), (100, 150)]:
+        forget_summaries()
+        root = roots(tmp_path)[0]
+        if catalog_before:
+            compact_catalog.catalog(root)
+        compact_index.refresh(root)
+        assert compact_index._summaries == {}
+        assert (compact_catalog.loaded(root) is not None) == catalog_before
+        assert read_index(root).encode() == Summary.of(compact_catalog.Catalog(root).refresh(force=True)).encode()
+        run_some(tmp_path, jobs, "compact")
+    forget_summaries()
+    compact_index.refresh(root)  # (from the index written and the tails the runs added)
+    assert compact_catalog.loaded(root) is None
+    assert read_index(root).encode() == Summary.of(compact_catalog.Catalog(root).refresh(force=True)).encode()
