@@ -20,7 +20,8 @@
   sweep alone (its finished half every other point, the worst case for runs of alike experiments, unless
   `--contiguous`), with each command line's CPU seconds (on a loaded machine they say more than its wall time);
   its first `-p` after the index is stale by a small tail (a run killed after its index was written; alone:
-  `--stale-only`).
+  `--stale-only`); `--launcher-run SIZE`: a real run of a SIZE x 100 compact sweep with -n 2, its launcher's peak
+  memory (VmHWM at its exit) and `load_results` of the store it left (sealed at its end).
 Targets (issue 8): planning < 5 s and < 500 MB, -p < 2 s; (issue 15) load_results < 1 s; (issue 25) for
 10^6 points --list's first line < 2 s and all < 15 s, -p and -p --json < 5 s, a half-done resume < 5 s,
 rank 0 < 1 GB.
@@ -109,6 +110,53 @@ class Noop(ClusterWork):
 if __name__ == "__main__":
     Noop.run()
 """
+
+
+LAUNCHER = """import atexit, os, runpy, sys
+
+launcher = os.getpid()
+
+
+def peak():  # the launcher's own peak memory (VmHWM) at its exit, its workers' apart: the last line of stderr
+    if os.getpid() == launcher:
+        with open("/proc/self/status") as status:
+            print("peak", next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024,
+                  file=sys.stderr)
+
+
+atexit.register(peak)
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def launcher_run(root: str, size: int, versions: list[tuple[str, dict[str, str]]], workers: int, limit: float,
+                 rounds: int) -> None:
+    """A real run from the command line (`noop.py config -n workers`) of a `size` x 100 one-iteration compact sweep,
+    each version in a folder of its own: its seconds, its launcher's peak memory (its index rewrites every 60 s and,
+    at its end, the last rewrite and the seal), then `load_results` of what it left (`rounds` times)."""
+    for name, text in (("noop.py", NOOP), ("launcher.py", LAUNCHER)):
+        with open(os.path.join(root, name), "w") as handle:
+            handle.write(text)
+    print(f"  a real run of a {size} x 100 compact sweep, -n {workers}: seconds, the launcher's peak memory, then"
+          " load_results")
+    for version, env in versions:
+        path = os.path.join(root, f"run-{version}.yml")
+        with open(path, "w") as handle:
+            json.dump({"name": "run", "repetitions": 1, "iterations": 1, "store": "compact",
+                       "path": os.path.join(root, f"run-{version}"),
+                       "grid": {"a": list(range(size)), "b": list(range(100))}}, handle)
+        started = time.perf_counter()
+        with open(os.path.join(root, f"run-{version}.log"), "w+") as log:
+            subprocess.run([sys.executable, "launcher.py", "noop.py", path, "-n", str(workers)], cwd=root, env=env,
+                           stdout=subprocess.DEVNULL, stderr=log, check=True, timeout=limit)
+            log.seek(0)
+            peak = float(log.read().split()[-1])
+        print(f"    {version:<9} run {time.perf_counter() - started:7.1f} s   launcher peak {peak:5.0f} MB")
+        for _ in range(rounds):
+            seconds, cpu, load_peak, rows = probed("load", path, env, limit)
+            print(f"    {version:<9} load_results {seconds:6.2f} s ({cpu:6.2f} s CPU) for {rows:.0f} rows   peak"
+                  f" {load_peak:5.0f} MB")
 
 
 def command_figures(argv: list[str], env: dict[str, str], cwd: str, first_only: bool,
@@ -484,6 +532,9 @@ def main() -> None:
     parser.add_argument("--compact-only", action="store_true", help="measure the half-done compact sweep alone")
     parser.add_argument("--load-only", type=int, metavar="SIZE",
                         help="measure only load_results of a finished compact sweep of SIZE x 100 one-row points")
+    parser.add_argument("--launcher-run", type=int, metavar="SIZE",
+                        help="measure only a real run of a SIZE x 100 compact sweep with -n 2 (10^4: 10^6 points, "
+                             "~6 minutes): the launcher's peak memory, then load_results of what it left")
     parser.add_argument("--stale-only", action="store_true",
                         help="the first -p of the half-done compact sweep, its index stale by a small tail, alone")
     parser.add_argument("--jobs", type=int, default=10**6, help="jobs of the sweep rank 0's memory is taken over")
@@ -498,7 +549,7 @@ def main() -> None:
     root = tempfile.mkdtemp(prefix="cw-scale-")
     try:
         print(f"planning_scale: {os.cpu_count()} cores")
-        if args.resume_only or args.load_only:
+        if args.resume_only or args.load_only or args.launcher_run:
             here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
             versions = [("this", {**os.environ, "PYTHONPATH": here})]
             versions += [("baseline", {**os.environ, "PYTHONPATH": os.path.abspath(args.baseline)})] if args.baseline \
@@ -510,7 +561,9 @@ def main() -> None:
                     json.dump({"repetitions": 1, "iterations": 1, "name": name, **document}, handle)
                 return path
 
-            if args.load_only:
+            if args.launcher_run:
+                launcher_run(root, args.launcher_run, versions, 2, args.limit * 4, args.rounds)
+            elif args.load_only:
                 finished_load(root, args.load_only, versions, config, args.limit, args.rounds)
             else:
                 folders_resume(root, args.resume, versions, config)
