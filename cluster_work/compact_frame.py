@@ -1,6 +1,6 @@
 """A large compact store's rows read into load_results' frame in columns, by pyarrow: 10^6 one-row repetitions in
 2.0 - 3.0 s on 2 cores, where the bulk reader (`compact_bulk`), Python objects per repetition, takes 12 - 14 s;
-1.1 - 1.6 s where a run's end sealed its segments (`seal`: each one's parse kept beside it, compact_sealed).
+1.0 - 1.7 s where a run's end sealed its segments (`seal`: each one's parse kept beside it, compact_sealed).
 
 Every line of a store's segments is an event keyed as encode_row keys it, `{"c":["name",rep],...}` (a claim,
 its params), `{"w":["name",rep],"row":{...}}` (a row) and so on. A key's list mixes a string and a number, which

@@ -1,6 +1,6 @@
 """A compact store's sealed segments: a segment's lines as compact_frame parses them (their keys and the flat
 table pyarrow made of them) kept beside it in Arrow's file format, so that load_results of a large store reads
-columns where it would parse JSON (10^6 one-row repetitions on 2 cores: 1.1 - 1.6 s, against 2.2 - 3.0 s).
+columns where it would parse JSON (10^6 one-row repetitions on 2 cores: 1.0 - 1.7 s, against 2.2 - 3.0 s).
 
     <root>/cols-<host>-<pid>-<token>.arrow   beside   <root>/seg-<host>-<pid>-<token>.jsonl
 
