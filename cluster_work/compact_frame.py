@@ -91,7 +91,7 @@ def read_frame(root: str, kept_names: set[str] | None = None,
     except ImportError:
         return None
     files = _segment_files(root)
-    if sum(size for _, size in files) < MIN_BYTES or not files or not _short_repetitions(files):
+    if not _read_in_columns(files):
         return None
     read = _parsed(files)
     if read is None:
@@ -109,7 +109,7 @@ def seal(root: str) -> int:
     end, needs memory for the largest one's parse (~3.5x its bytes) and ~2 s of CPU per 100 MB (10^6 one-row
     repetitions in one 211 MB segment: 2.1 - 2.7 s on 2 cores, 720 MB at most)."""
     files = _segment_files(root)
-    if sum(size for _, size in files) < MIN_BYTES or not files or not _short_repetitions(files) or any_held(root):
+    if not _read_in_columns(files) or any_held(root):
         return 0  # (before pyarrow is imported: most stores are small)
     try:
         import pyarrow.json  # noqa: F401
@@ -140,6 +140,12 @@ def seal(root: str) -> int:
 def _segment_files(root: str) -> list[tuple[str, int]]:
     """The store's segments (their paths), in order of name, and their sizes."""
     return [(os.path.join(root, name), size) for name, size in sorted((segment_sizes(root) or {}).items())]
+
+
+def _read_in_columns(files: list[tuple[str, int]]) -> bool:
+    """Whether a store of the segments `files` is one read_frame reads (else compact_bulk, as fast): MIN_BYTES or
+    more, of short repetitions."""
+    return sum(size for _, size in files) >= MIN_BYTES and bool(files) and _short_repetitions(files)
 
 
 def _short_repetitions(files: list[tuple[str, int]]) -> bool:
