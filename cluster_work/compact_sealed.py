@@ -51,27 +51,9 @@ def _expected(segment: str, size: int) -> bytes | None:
     return _stamp(segment, size, stat.st_mtime_ns) if stat.st_size == size else None
 
 
-def is_sealed(segment: str, size: int) -> bool:
-    """Whether `segment`, of `size` bytes, has a sealed segment to take (its stamp alone read: the file's footer)."""
-    import pyarrow
-    import pyarrow.ipc
-
-    expected = _expected(segment, size)
-    if expected is None:
-        return False
-    try:
-        with pyarrow.OSFile(sealed_path(segment)) as source:
-            return (pyarrow.ipc.open_file(source).schema.metadata or {}).get(_METADATA) == expected
-    except (OSError, pyarrow.ArrowException):
-        return False
-
-
-def read(segment: str, size: int) -> tuple[tuple[Any, ...], Any] | None:
-    """The keys (starts, kinds, numbers, names' sizes: compact_frame._read_keys', starts from the segment's first
-    byte) and the flat table of `segment`'s lines, as sealed; None where none is to be taken (see the module's
-    docstring) or its keys cannot be a parse's (of other types, or starts that do not rise from 0 within the
-    segment's bytes)."""
-    import numpy as np
+def _stamped(segment: str, size: int, whole: bool) -> Any:
+    """The sealed segment of `segment` where its stamp says it is to be taken now: its table (`whole`), or True (its
+    stamp alone read: the file's footer); None where there is none to take, or it is no Arrow file."""
     import pyarrow
     import pyarrow.ipc
 
@@ -83,8 +65,25 @@ def read(segment: str, size: int) -> tuple[tuple[Any, ...], Any] | None:
             reader = pyarrow.ipc.open_file(source)
             if (reader.schema.metadata or {}).get(_METADATA) != expected:
                 return None
-            table = reader.read_all()
+            return reader.read_all() if whole else True
     except (OSError, pyarrow.ArrowException):
+        return None
+
+
+def is_sealed(segment: str, size: int) -> bool:
+    """Whether `segment`, of `size` bytes, has a sealed segment to take (its stamp alone read)."""
+    return _stamped(segment, size, whole=False) is not None
+
+
+def read(segment: str, size: int) -> tuple[tuple[Any, ...], Any] | None:
+    """The keys (starts, kinds, numbers, names' sizes: compact_frame._read_keys', starts from the segment's first
+    byte) and the flat table of `segment`'s lines, as sealed; None where none is to be taken (see the module's
+    docstring) or its keys cannot be a parse's (of other types, or starts that do not rise from 0 within the
+    segment's bytes)."""
+    import numpy as np
+
+    table = _stamped(segment, size, whole=True)
+    if table is None:
         return None
     if not set(KEY_COLUMNS) <= set(table.column_names) or not table.num_rows:
         return None
